@@ -1,0 +1,1 @@
+//! Channels (PROTOCOL.md §6–§7): the sans-IO endpoint, channel establishment and reliability.

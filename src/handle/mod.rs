@@ -1,0 +1,1 @@
+//! Handles and hashcodes (PROTOCOL.md §8).

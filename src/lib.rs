@@ -1,0 +1,15 @@
+//! weft: a peer-to-peer packet engine.
+//!
+//! The modules follow the layers of PROTOCOL.md §1, bottom to top. Imports point down the stack
+//! and never up (STYLE.md): [`wire`] knows nothing above it; [`session`] and [`channel`] are
+//! sans-IO state machines fed `(now, from, bytes)`; [`engine`] owns sockets, threads and the
+//! clock and drives the sans-IO core; [`node`] assembles a runnable node from configuration.
+
+pub mod channel;
+pub mod consensus;
+pub mod engine;
+pub mod handle;
+pub mod node;
+pub mod overlay;
+pub mod session;
+pub mod wire;

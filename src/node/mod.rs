@@ -1,0 +1,1 @@
+//! A runnable node: configuration, the data directory, metrics.

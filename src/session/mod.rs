@@ -1,0 +1,1 @@
+//! Sessions and encryption (PROTOCOL.md §2, §5): identities, handshakes, per-channel keys.

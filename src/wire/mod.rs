@@ -1,0 +1,1 @@
+//! Packets and messages on the wire (PROTOCOL.md §3, §4).
