@@ -1,1 +1,7 @@
 //! Channels (PROTOCOL.md §6–§7): the sans-IO endpoint, channel establishment and reliability.
+
+mod endpoint;
+pub mod stats;
+
+pub use endpoint::{Endpoint, EndpointConfig, Event, Transmit};
+pub use stats::{StatEntry, StatKind, Stats};

@@ -1,0 +1,116 @@
+//! Plain counters that the sans-IO core keeps and the engine publishes (PROTOCOL.md §12: shards
+//! count in local integers and publish to `metrics` about once a second).
+
+/// Whether a statistic only grows or can go both ways.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StatKind {
+    /// A monotonic count, published as a Prometheus counter.
+    Counter,
+    /// A level, published as a Prometheus gauge.
+    Gauge,
+}
+
+/// One published statistic: a metric name, at most one label, and its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatEntry {
+    /// Full Prometheus metric name, e.g. `weft_packets_received_total`.
+    pub name: &'static str,
+    /// Optional `(key, value)` label; values are fixed strings, never peer ids or addresses.
+    pub label: Option<(&'static str, &'static str)>,
+    /// Counter or gauge.
+    pub kind: StatKind,
+    /// Current value.
+    pub value: u64,
+}
+
+/// A small table of labelled statistics. Entries are created on first use and then updated in
+/// place, so after warm-up counting allocates nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    entries: Vec<StatEntry>,
+}
+
+impl Stats {
+    /// An empty table with room for the usual set of reasons.
+    pub fn new() -> Stats {
+        Stats {
+            entries: Vec::with_capacity(64),
+        }
+    }
+
+    fn entry(
+        &mut self,
+        name: &'static str,
+        label: Option<(&'static str, &'static str)>,
+        kind: StatKind,
+    ) -> &mut StatEntry {
+        let position = self
+            .entries
+            .iter()
+            .position(|e| e.name == name && e.label == label);
+        let index = match position {
+            Some(index) => index,
+            None => {
+                self.entries.push(StatEntry {
+                    name,
+                    label,
+                    kind,
+                    value: 0,
+                });
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[index]
+    }
+
+    /// Adds `by` to a counter.
+    pub fn add(
+        &mut self,
+        name: &'static str,
+        label: Option<(&'static str, &'static str)>,
+        by: u64,
+    ) {
+        let entry = self.entry(name, label, StatKind::Counter);
+        entry.value = entry.value.saturating_add(by);
+    }
+
+    /// Sets a gauge.
+    pub fn set(
+        &mut self,
+        name: &'static str,
+        label: Option<(&'static str, &'static str)>,
+        value: u64,
+    ) {
+        self.entry(name, label, StatKind::Gauge).value = value;
+    }
+
+    /// The current value of a statistic, 0 if it was never touched.
+    pub fn get(&self, name: &str, label: Option<(&str, &str)>) -> u64 {
+        self.entries
+            .iter()
+            .find(|e| e.name == name && e.label == label)
+            .map_or(0, |e| e.value)
+    }
+
+    /// Every statistic touched so far.
+    pub fn iter(&self) -> impl Iterator<Item = &StatEntry> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_accumulate_per_label() {
+        let mut stats = Stats::new();
+        stats.add("weft_drops_total", Some(("reason", "a")), 2);
+        stats.add("weft_drops_total", Some(("reason", "b")), 1);
+        stats.add("weft_drops_total", Some(("reason", "a")), 3);
+        assert_eq!(stats.get("weft_drops_total", Some(("reason", "a"))), 5);
+        assert_eq!(stats.get("weft_drops_total", Some(("reason", "b"))), 1);
+        assert_eq!(stats.get("weft_drops_total", None), 0);
+        assert_eq!(stats.iter().count(), 2);
+    }
+}
