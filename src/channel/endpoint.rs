@@ -88,6 +88,11 @@ impl Endpoint {
             .add("weft_received_bytes_total", None, datagram.len() as u64);
     }
 
+    /// Queues a PING to `to`; its PONG arrives as [`Event::Pong`] with the same token. `peer` is
+    /// the target's peer id when known, else the packet names the all-zero recipient (§3).
+    pub fn ping(&mut self, _now: Instant, _to: SocketAddr, _peer: Option<PeerId>, _token: [u8; 8]) {
+    }
+
     /// Runs timers whose deadline has passed.
     pub fn handle_timeout(&mut self, _now: Instant) {}
 
