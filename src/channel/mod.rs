@@ -1,5 +1,6 @@
 //! Channels (PROTOCOL.md §6–§7): the sans-IO endpoint, channel establishment and reliability.
 
+pub mod cookie;
 mod endpoint;
 pub mod stats;
 
