@@ -3,7 +3,6 @@
 pub mod cookie;
 mod endpoint;
 pub mod stats;
-pub mod window;
 
 pub use endpoint::{Endpoint, EndpointConfig, Event, Transmit};
 pub use stats::{StatEntry, StatKind, Stats};

@@ -1,5 +1,5 @@
-//! A sliding window of seen numbers: duplicate suppression on message numbers (PROTOCOL.md §7)
-//! and, later, the replay window on packet sequence numbers (§5).
+//! A sliding window of seen numbers: the replay window on packet sequence numbers (PROTOCOL.md
+//! §5) and, one layer up, duplicate suppression on message numbers (§7).
 
 /// What the window says about a number.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
