@@ -242,3 +242,132 @@ impl SessionSlot {
         self.sending = KeyPhase::Zero;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn established(ed: u8, kind: HandshakeKind, role: Role, secret: u8) -> Established {
+        Established {
+            kind,
+            role,
+            peer_id: PeerId([ed; 16]),
+            peer_ed25519: [ed; 32],
+            initiator_to_responder: [secret; 32],
+            responder_to_initiator: [secret.wrapping_add(1); 32],
+        }
+    }
+
+    #[test]
+    fn only_the_same_key_and_a_kind_no_lower_may_replace() {
+        let now = Instant::now();
+        let old = Session::new(
+            &established(1, HandshakeKind::UnknownResponder, Role::Responder, 1),
+            now,
+            KeyPhase::Zero,
+        );
+        let same_kind = established(1, HandshakeKind::UnknownResponder, Role::Responder, 2);
+        let higher = established(1, HandshakeKind::PreSharedKey, Role::Responder, 2);
+        let lower = established(1, HandshakeKind::KnownResponder, Role::Responder, 2);
+        let other_key = established(2, HandshakeKind::PreSharedKey, Role::Responder, 2);
+        assert!(may_replace(&old, &same_kind));
+        assert!(may_replace(&old, &higher));
+        assert!(!may_replace(&old, &lower));
+        assert!(!may_replace(&old, &other_key));
+    }
+
+    #[test]
+    fn crossing_inits_the_lower_peer_id_wins_whichever_side_asks() {
+        let (low, high) = (PeerId([1; 16]), PeerId([2; 16]));
+        assert_eq!(crossing_winner(low, high), low);
+        assert_eq!(crossing_winner(high, low), low);
+    }
+
+    #[test]
+    fn a_responder_switches_phase_only_after_a_packet_authenticates_under_the_new_session() {
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        let first = established(1, HandshakeKind::KnownResponder, Role::Responder, 1);
+        assert_eq!(slot.install(&first, now), Ok(KeyPhase::Zero));
+        let rekey = established(1, HandshakeKind::KnownResponder, Role::Responder, 5);
+        assert_eq!(slot.install(&rekey, now), Ok(KeyPhase::One));
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::Zero);
+        // A packet under the old phase changes nothing.
+        slot.authenticated(KeyPhase::Zero);
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::Zero);
+        assert!(slot.by_phase(KeyPhase::One).is_some());
+        slot.authenticated(KeyPhase::One);
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::One);
+        assert!(slot.by_phase(KeyPhase::Zero).is_none());
+    }
+
+    #[test]
+    fn an_initiator_sends_under_the_new_session_at_once() {
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        slot.install(
+            &established(1, HandshakeKind::KnownResponder, Role::Initiator, 1),
+            now,
+        )
+        .unwrap();
+        slot.install(
+            &established(1, HandshakeKind::KnownResponder, Role::Initiator, 3),
+            now,
+        )
+        .unwrap();
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::One);
+        // The old session still opens packets in flight until the new one is confirmed.
+        assert!(slot.by_phase(KeyPhase::Zero).is_some());
+        slot.authenticated(KeyPhase::One);
+        assert!(slot.by_phase(KeyPhase::Zero).is_none());
+    }
+
+    #[test]
+    fn a_slot_refuses_another_key() {
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        slot.install(
+            &established(1, HandshakeKind::PreSharedKey, Role::Responder, 1),
+            now,
+        )
+        .unwrap();
+        let intruder = established(2, HandshakeKind::PreSharedKey, Role::Responder, 1);
+        assert_eq!(slot.install(&intruder, now), Err(ReplaceError::Refused));
+        let downgrade = established(1, HandshakeKind::KnownResponder, Role::Responder, 1);
+        assert_eq!(slot.install(&downgrade, now), Err(ReplaceError::Refused));
+        assert_eq!(slot.current().unwrap().peer_ed25519(), &[1; 32]);
+    }
+
+    #[test]
+    fn a_session_needs_rekey_by_age_or_packet_count() {
+        let now = Instant::now();
+        let policy = RekeyPolicy {
+            after_packets: 3,
+            after: Duration::from_secs(60),
+        };
+        let mut session = Session::new(
+            &established(1, HandshakeKind::KnownResponder, Role::Initiator, 1),
+            now,
+            KeyPhase::Zero,
+        );
+        assert!(!session.needs_rekey(now, &policy));
+        assert!(session.needs_rekey(now + Duration::from_secs(60), &policy));
+        let mut tag = [0u8; 16];
+        let channel = session.keys.channel(crate::wire::ChannelId::new(1, 1));
+        for _ in 0..3 {
+            channel.seal(&[0; 41], &mut [0u8; 4], &mut tag);
+        }
+        assert!(session.needs_rekey(now, &policy));
+        assert_eq!(
+            session.rekey_deadline(&policy),
+            now + Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn the_default_policy_is_fifteen_minutes_or_two_to_the_thirty_one_packets() {
+        let policy = RekeyPolicy::default();
+        assert_eq!(policy.after, Duration::from_secs(900));
+        assert_eq!(policy.after_packets, 2_147_483_648);
+    }
+}
