@@ -1033,4 +1033,37 @@ mod tests {
         assert!(a < b);
         assert_eq!(b.0[..8], ((1u64 << 62) + 21).to_be_bytes());
     }
+
+    #[test]
+    fn both_sides_of_a_handshake_open_each_others_packets_on_every_channel() {
+        use crate::session::keys::ChannelKeys;
+        let (a, b) = (node(1), node(2));
+        let (i, r) = ik(
+            HandshakeKind::KnownResponder,
+            &a,
+            &b,
+            &mut TimestampTable::new(),
+            at(9),
+            [0; 32],
+            None,
+        )
+        .unwrap();
+        let mut ours = ChannelKeys::new(*i.send_secret(), *i.receive_secret());
+        let mut theirs = ChannelKeys::new(*r.send_secret(), *r.receive_secret());
+        let header = [1u8; 41];
+        let send = |from: &mut ChannelKeys, to: &mut ChannelKeys, channel: ChannelId| {
+            let mut packet = [0x5au8; 40];
+            let mut tag = [0u8; 16];
+            let seq = from
+                .channel(channel)
+                .seal(&header, &mut packet[..24], &mut tag);
+            packet[24..].copy_from_slice(&tag);
+            let len = to.channel(channel).open(seq, &header, &mut packet).unwrap();
+            assert_eq!(&packet[..len], &[0x5au8; 24]);
+        };
+        for channel in [ChannelId::DEFAULT, ChannelId::new(7, 9)] {
+            send(&mut ours, &mut theirs, channel);
+            send(&mut theirs, &mut ours, channel);
+        }
+    }
 }

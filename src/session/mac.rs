@@ -272,6 +272,74 @@ impl Default for HandshakeRateLimiter {
     }
 }
 
+/// What a responder does with a HANDSHAKE_INIT, decided before any DH.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum InitDecision {
+    /// mac1 is wrong (or not zero for kind 2): drop silently and count.
+    Drop,
+    /// Answer with HANDSHAKE_COOKIE carrying this cookie; no DH, no state.
+    SendCookie([u8; MAC_LEN]),
+    /// Go on with the handshake.
+    Proceed,
+}
+
+/// The responder's cheap checks in the order PROTOCOL.md §5 puts them: mac1, then cookie and
+/// load. Nothing here performs a Diffie-Hellman or keeps per-initiator state.
+#[derive(Debug)]
+pub struct InitGate {
+    mac1: Mac1Key,
+    secret: RotatingSecret,
+    limiter: HandshakeRateLimiter,
+}
+
+impl InitGate {
+    /// A gate for the responder whose X25519 static key is `local_x25519`.
+    pub fn new(local_x25519: &[u8; 32], secret: RotatingSecret, policy: LoadPolicy) -> InitGate {
+        InitGate {
+            mac1: Mac1Key::new(local_x25519),
+            secret,
+            limiter: HandshakeRateLimiter::new(policy),
+        }
+    }
+
+    /// Decides on one INIT. `key_known` is true for kinds 1 and 3 (the initiator knew our static
+    /// key, so mac1 must verify) and false for kind 2 (mac1 must be all zero, and a cookie is
+    /// always required first). `covered` is packet[0 .. mac1 offset].
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: PeerId,
+        key_known: bool,
+        covered: &[u8],
+        mac1: &[u8; MAC_LEN],
+        cookie: Option<&[u8; MAC_LEN]>,
+    ) -> InitDecision {
+        // PROTOCOL.md §5: a responder drops an INIT whose mac1 is wrong before any other work.
+        let mac1_ok = if key_known {
+            self.mac1.verify(covered, mac1)
+        } else {
+            constant_time_eq(mac1, &[0; MAC_LEN])
+        };
+        if !mac1_ok {
+            return InitDecision::Drop;
+        }
+        self.secret.advance(now);
+        let cookie_valid =
+            cookie.is_some_and(|c| self.secret.check(from, sender, c) == CookieCheck::Valid);
+        match self.limiter.admit(now, cookie_valid, !key_known) {
+            Admission::Proceed => InitDecision::Proceed,
+            Admission::SendCookie => InitDecision::SendCookie(self.secret.cookie(from, sender)),
+        }
+    }
+
+    /// The mac1 an initiator computes for this responder (to test against).
+    pub fn mac1_key(&self) -> &Mac1Key {
+        &self.mac1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +432,79 @@ mod tests {
             limiter.admit(Instant::now(), true, false),
             Admission::Proceed
         );
+    }
+
+    #[test]
+    fn a_flood_of_inits_without_cookies_costs_no_dh() {
+        let start = Instant::now();
+        let responder = [9u8; 32];
+        let secret = RotatingSecret::new([1; 32], start, COOKIE_ROTATION);
+        let mut gate = InitGate::new(&responder, secret, LoadPolicy::Rate(10));
+        let initiator_key = Mac1Key::new(&responder);
+        let covered = [0x42u8; 100];
+        let good_mac = initiator_key.compute(&covered);
+        let before = crate::session::dh::count_on_this_thread();
+        let mut proceeded = 0;
+        let mut cookies = 0;
+        for i in 0..1000u32 {
+            let from = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 4000));
+            let sender = PeerId([i as u8; 16]);
+            // Wrong mac1: dropped whatever else it carries.
+            assert_eq!(
+                gate.check(start, from, sender, true, &covered, &[0; 16], None),
+                InitDecision::Drop
+            );
+            match gate.check(start, from, sender, true, &covered, &good_mac, None) {
+                InitDecision::Proceed => proceeded += 1,
+                InitDecision::SendCookie(cookie) => {
+                    cookies += 1;
+                    // The cookie it hands out lets that initiator through on its retry.
+                    assert_eq!(
+                        gate.check(
+                            start,
+                            from,
+                            sender,
+                            true,
+                            &covered,
+                            &good_mac,
+                            Some(&cookie)
+                        ),
+                        InitDecision::Proceed
+                    );
+                }
+                InitDecision::Drop => panic!("a good mac1 is never dropped"),
+            }
+        }
+        assert_eq!(crate::session::dh::count_on_this_thread(), before);
+        assert!(proceeded <= 10, "{proceeded} INITs passed above the rate");
+        assert!(cookies >= 990);
+    }
+
+    #[test]
+    fn kind_two_needs_a_zero_mac1_and_always_a_cookie_first() {
+        let start = Instant::now();
+        let secret = RotatingSecret::new([1; 32], start, COOKIE_ROTATION);
+        let mut gate = InitGate::new(&[9; 32], secret, LoadPolicy::Rate(1000));
+        let from = address();
+        let sender = PeerId([5; 16]);
+        assert_eq!(
+            gate.check(start, from, sender, false, b"x", &[1; 16], None),
+            InitDecision::Drop
+        );
+        let InitDecision::SendCookie(cookie) =
+            gate.check(start, from, sender, false, b"x", &[0; 16], None)
+        else {
+            panic!("kind 2 gets a cookie first");
+        };
+        assert_eq!(
+            gate.check(start, from, sender, false, b"x", &[0; 16], Some(&cookie)),
+            InitDecision::Proceed
+        );
+        // A cookie for another address does not help.
+        let other: SocketAddr = "198.51.100.5:5000".parse().unwrap();
+        assert!(matches!(
+            gate.check(start, other, sender, false, b"x", &[0; 16], Some(&cookie)),
+            InitDecision::SendCookie(_)
+        ));
     }
 }

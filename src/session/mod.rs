@@ -21,7 +21,8 @@ pub use handshake::{
 pub use identity::{Identity, peer_id_of};
 pub use keys::{ChannelCrypto, ChannelKeys, OpenError, PacketKey, ReplayWindow};
 pub use mac::{
-    Admission, CookieCheck, HandshakeRateLimiter, LoadPolicy, Mac1Key, RotatingSecret, init_echo,
+    Admission, CookieCheck, HandshakeRateLimiter, InitDecision, InitGate, LoadPolicy, Mac1Key,
+    RotatingSecret, init_echo,
 };
 pub use record::{PeerRecord, RecordError};
 pub use session::{
