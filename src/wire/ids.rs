@@ -22,10 +22,11 @@ impl PeerId {
             return None;
         }
         let mut id = [0u8; 16];
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let high = (pair[0] as char).to_digit(16)?;
-            let low = (pair[1] as char).to_digit(16)?;
-            id[i] = (high * 16 + low) as u8;
+        for (byte, pair) in id.iter_mut().zip(bytes.chunks_exact(2)) {
+            let [high, low] = *pair else { return None };
+            let high = char::from(high).to_digit(16)?;
+            let low = char::from(low).to_digit(16)?;
+            *byte = (high * 16 + low) as u8;
         }
         Some(PeerId(id))
     }
