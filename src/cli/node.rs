@@ -2,7 +2,7 @@
 
 use super::{EXIT_FAILURE, EXIT_USAGE, parse_socket_addr};
 use clap::Args;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -133,6 +133,8 @@ fn init_logging(log_level: Option<&str>) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes would garble log files and journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Some(e) = bad_env {
         tracing::warn!(error = %e, "RUST_LOG is not a valid filter; ignoring it");

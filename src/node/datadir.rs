@@ -428,4 +428,18 @@ mod tests {
         assert!(parse_key(&[b'0'; 81]).is_err());
         assert!(parse_key(" 0".repeat(32).as_bytes()).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_key_never_panics_and_accepts_only_64_hex_digits(content in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
+            if let Ok(key) = parse_key(&content) {
+                proptest::prop_assert_eq!(&encode_key(&key)[..64], &content[..64].to_ascii_lowercase()[..]);
+            }
+        }
+
+        #[test]
+        fn encoded_keys_parse_back(key in proptest::prelude::any::<[u8; 32]>()) {
+            proptest::prop_assert_eq!(parse_key(&encode_key(&key)), Ok(key));
+        }
+    }
 }

@@ -222,4 +222,12 @@ mod tests {
         metrics::with_local_recorder(&recorder, || publish(&stats));
         assert!(handle.render().contains("weft_packets_received_total 4"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_request_bytes_route_without_panicking(head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let routed = route(&head);
+            proptest::prop_assert!(routed == Route::NotFound || head.starts_with(b"GET /metrics"));
+        }
+    }
 }
