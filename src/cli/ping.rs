@@ -2,11 +2,20 @@
 
 use super::{EXIT_FAILURE, EXIT_USAGE};
 use clap::Args;
+use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use weft::engine::Pinger;
 use weft::wire::PeerId;
+
+/// Prints a line to stdout; a closed stdout (`weft ping … | head -1`) is no reason to panic,
+/// and the exit status still tells whether a PONG came.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// Flags of `weft ping`.
 #[derive(Debug, Args)]
@@ -15,7 +24,7 @@ pub(crate) struct PingArgs {
     #[arg(value_name = "ADDR")]
     target: String,
     /// Number of PINGs to send
-    #[arg(long, short = 'c', default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, short = 'c', value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     count: u32,
     /// Seconds to wait for each PONG
     #[arg(long, short = 'W', value_name = "SECONDS", default_value = "2", value_parser = parse_timeout)]
@@ -67,15 +76,15 @@ pub(crate) fn run(args: PingArgs) -> ExitCode {
         }
     };
     match args.peer {
-        Some(peer) => println!("PING {} ({target}) peer={peer}", args.target),
-        None => println!("PING {} ({target})", args.target),
+        Some(peer) => say!("PING {} ({target}) peer={peer}", args.target),
+        None => say!("PING {} ({target})", args.target),
     }
     let mut rtts = Vec::with_capacity(args.count as usize);
     for seq in 0..args.count {
         let started = Instant::now();
         match pinger.ping(args.timeout) {
             Ok(Some(reply)) => {
-                println!(
+                say!(
                     "PONG from {} peer={} seq={seq} time={:.3} ms",
                     reply.from,
                     reply.peer,
@@ -83,7 +92,7 @@ pub(crate) fn run(args: PingArgs) -> ExitCode {
                 );
                 rtts.push(reply.rtt);
             }
-            Ok(None) => println!(
+            Ok(None) => say!(
                 "no PONG from {target} seq={seq} within {:.3} s",
                 args.timeout.as_secs_f64()
             ),
@@ -95,7 +104,7 @@ pub(crate) fn run(args: PingArgs) -> ExitCode {
             eprintln!("weft ping: {e}");
         }
     }
-    println!("{}", summary(args.count, &rtts));
+    say!("{}", summary(args.count, &rtts));
     if rtts.is_empty() {
         ExitCode::from(EXIT_FAILURE)
     } else {
