@@ -272,6 +272,19 @@ fn log_event(event: &Event) {
         Event::Pong { peer, from, token } => {
             tracing::debug!(%peer, %from, token = ?token, "pong");
         }
+        Event::ChannelOpened {
+            peer,
+            id,
+            initiator,
+            ..
+        } => tracing::debug!(%peer, %id, initiator, "channel opened"),
+        Event::OpenFailed { reason, .. } => tracing::debug!(?reason, "channel open failed"),
+        Event::ChannelClosed {
+            reason, by_peer, ..
+        } => tracing::debug!(?reason, by_peer, "channel closed"),
+        // A node without an application has nobody to hand messages to; the echo service
+        // answers inside the endpoint.
+        Event::Message { .. } => {}
     }
 }
 

@@ -100,7 +100,9 @@ impl Pinger {
                 self.socket.send_to(datagram, transmit.destination)?;
             }
             while let Some(event) = self.endpoint.poll_event() {
-                let Event::Pong { peer, from, token } = event;
+                let Event::Pong { peer, from, token } = event else {
+                    continue;
+                };
                 if let Some((wanted, sent)) = waiting_for
                     && token == wanted
                 {

@@ -66,6 +66,7 @@ impl Node {
         let endpoint_config = EndpointConfig {
             allow_plaintext: config.allow_plaintext,
             echo: config.echo,
+            ..EndpointConfig::default()
         };
         let endpoint = Endpoint::new(endpoint_config, identity, seed, Instant::now());
         let mut driver =
