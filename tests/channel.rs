@@ -3,6 +3,8 @@
 //! packets.
 
 mod sim;
+#[path = "channel/sockets.rs"]
+mod sockets;
 
 use sim::{LinkConfig, Network, NodeId, addr, for_each_seed};
 use std::cell::RefCell;

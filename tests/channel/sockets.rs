@@ -1,4 +1,4 @@
-//! Channels over real loopback sockets: a test client opens channels to a `weft node --echo`
+//! Channels over real loopback sockets (included by tests/channel.rs): a test client opens channels to a `weft node --echo`
 //! process and gets its DATA back (PROTOCOL.md §6, echo service).
 
 use std::io::{BufRead, BufReader};
