@@ -2,6 +2,7 @@
 
 pub mod cookie;
 mod endpoint;
+pub mod reliability;
 pub mod stats;
 
 pub use endpoint::{Endpoint, EndpointConfig, Event, Transmit};
