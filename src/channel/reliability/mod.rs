@@ -25,6 +25,8 @@ pub mod ack;
 mod compat;
 pub mod congestion;
 pub mod frame;
+#[cfg(test)]
+mod harness;
 pub mod pmtu;
 mod ranges;
 mod recv;

@@ -222,8 +222,10 @@ impl SendSide {
             && message.end_offset - self.forgiven_bytes.min(message.end_offset) <= self.credit_bytes
     }
 
-    fn has_unsent(message: &OutMessage) -> bool {
-        !message.lost && (!message.unsent.is_empty() || message.empty_pending)
+    fn has_unsent(&self, message: &OutMessage) -> bool {
+        // A non-RESEND message judged lost still sends its remaining fragments: the verdict may
+        // be spurious (reordering), and sending them costs no more than it would have.
+        (!message.lost || !self.resend) && (!message.unsent.is_empty() || message.empty_pending)
     }
 
     /// Whether a message has data that credit lets out now.
@@ -234,7 +236,7 @@ impl SendSide {
                 if !self.credit_allows(number, message) {
                     return false;
                 }
-                if Self::has_unsent(message) {
+                if self.has_unsent(message) {
                     return true;
                 }
             }
@@ -261,7 +263,7 @@ impl SendSide {
             if !self.credit_allows(number, message) {
                 return None;
             }
-            if !Self::has_unsent(message) {
+            if !self.has_unsent(message) {
                 if number == self.send_hint {
                     self.send_hint += 1;
                 }
@@ -473,7 +475,7 @@ impl SendSide {
             return;
         };
         let finished = message.complete()
-            || (message.lost && message.chunks_in_flight == 0)
+            || (self.resend && message.lost && message.chunks_in_flight == 0)
             || (!self.resend
                 && message.unsent.is_empty()
                 && !message.empty_pending
@@ -493,6 +495,7 @@ impl SendSide {
 
     /// Marks a message lost for good: the receiver will never count it against its credit.
     fn give_up(&mut self, number: u64) {
+        let resend = self.resend;
         let Some(message) = self.slot_mut(number) else {
             return;
         };
@@ -500,8 +503,10 @@ impl SendSide {
             return;
         }
         message.lost = true;
-        message.unsent.clear();
-        message.empty_pending = false;
+        if resend {
+            message.unsent.clear();
+            message.empty_pending = false;
+        }
         let len = message.len;
         self.forgiven_messages += 1;
         self.forgiven_bytes += len;
