@@ -93,6 +93,7 @@ pub(super) struct Pair {
     order: u64,
     /// Message numbers (a → b) carried by packets the link dropped.
     pub(super) dropped_messages: BTreeSet<u64>,
+    pub(super) trace: bool,
 }
 
 const OVERHEAD: usize = 57;
@@ -123,6 +124,7 @@ impl Pair {
             queue: BinaryHeap::new(),
             order: 0,
             dropped_messages: BTreeSet::new(),
+            trace: false,
         }
     }
 
@@ -137,6 +139,22 @@ impl Pair {
             .black_hole_after
             .is_some_and(|after| self.elapsed() >= after);
         let lost = black || size > self.link.mtu || self.rng.chance(self.link.loss);
+        if self.trace {
+            let kinds: Vec<String> = frame::parse(&bytes[4..])
+                .flatten()
+                .map(|f| match f {
+                    frame::Frame::Ack(a) => format!("ACK{:?}", a.iter().count()),
+                    frame::Frame::DataFragment { offset, .. } => format!("F{offset}"),
+                    other => format!("{other:?}").chars().take(12).collect(),
+                })
+                .collect();
+            eprintln!(
+                "{:?} {from}->  len {} pn {} lost {lost} {kinds:?}",
+                self.elapsed(),
+                bytes.len(),
+                u32::from_be_bytes(bytes[..4].try_into().unwrap())
+            );
+        }
         if lost {
             if from == 0 {
                 for frame in frame::parse(&bytes[4..]).flatten() {
@@ -409,4 +427,185 @@ fn every_mode_keeps_its_promise() {
             }
         }
     }
+}
+
+/// Drives the pair until `done` says so (or `limit` of virtual time passes).
+fn drive_until(pair: &mut Pair, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
+    while pair.elapsed() < limit && !done(pair) {
+        if !pair.step() {
+            // Idle: only the application can move things on, so let its time pass.
+            pair.now += Duration::from_millis(10);
+        }
+    }
+}
+
+#[test]
+fn retransmission_happens_under_loss() {
+    let (outcome, pair) = run(caps(0b111), 0.10, 7, 40);
+    assert_eq!(outcome.delivered, (0..40).collect::<Vec<_>>());
+    let stats = pair.sides[0].channel.stats();
+    assert!(
+        stats.packets_lost > 0 && stats.retransmitted_bytes > 0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn congestion_window_shrinks_when_loss_starts() {
+    let config = ReliabilityConfig::default();
+    let mut pair = Pair::new(caps(0b111), &config, LinkConfig::lossy(0.0), 3);
+    // No reordering: a spurious loss verdict would shrink the window before loss starts.
+    pair.link.duplicate = 0.0;
+    pair.link.jitter = Duration::ZERO;
+    let chunk = vec![7u8; 1000];
+    let keep_sending = |pair: &mut Pair| {
+        while pair.sides[0].channel.send(pair.now, &chunk).is_ok() {}
+        while pair.sides[1].channel.poll_event().is_some() {}
+    };
+    drive_until(&mut pair, Duration::from_secs(2), |pair| {
+        keep_sending(pair);
+        false
+    });
+    let grown = pair.sides[0].path.congestion_window();
+    assert!(grown > 12_000, "slow start grew the window: {grown}");
+    assert_eq!(pair.sides[0].path.congestion_events(), 0);
+    pair.link.loss = 0.05;
+    drive_until(&mut pair, Duration::from_secs(4), |pair| {
+        keep_sending(pair);
+        false
+    });
+    let after = pair.sides[0].path.congestion_window();
+    assert!(pair.sides[0].path.congestion_events() > 0);
+    assert!(after < grown, "window {after} after loss, {grown} before");
+}
+
+#[test]
+fn flow_control_holds_the_sender_to_a_slow_reader() {
+    let config = ReliabilityConfig {
+        receive_window: (16, 16 << 10),
+        initial_window: (16, 16 << 10),
+        ..ReliabilityConfig::default()
+    };
+    let mut pair = Pair::new(caps(0b111), &config, LinkConfig::lossy(0.05), 11);
+    let mut sent = 0u64;
+    let mut received = Vec::new();
+    let mut next_read = pair.now;
+    drive_until(&mut pair, Duration::from_secs(120), |pair| {
+        while sent < 200 {
+            let data = message_bytes(11, sent, 900);
+            if pair.sides[0].channel.send(pair.now, &data).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        let receiver = &pair.sides[1].channel;
+        let (messages, bytes) = receiver.buffered();
+        let (adv_messages, adv_bytes) = receiver.advertised_window();
+        // PROTOCOL.md §7.4: never more buffered than advertised beyond what was consumed.
+        assert!(messages <= 16 && bytes <= 16 << 10, "{messages} {bytes}");
+        assert!(adv_messages >= messages && adv_bytes >= bytes);
+        // The application reads one message every 50 ms.
+        if pair.now >= next_read {
+            if let Some(Delivery::Message { number, data }) = pair.sides[1].channel.poll_event() {
+                assert_eq!(data, message_bytes(11, number, 900));
+                received.push(number);
+            }
+            next_read = pair.now + Duration::from_millis(50);
+        }
+        received.len() == 200
+    });
+    assert_eq!(received, (0..200).collect::<Vec<_>>());
+    assert_eq!(pair.sides[1].channel.stats().credit_drops, 0);
+    // 200 messages at one per 50 ms: the reader, not the link, set the pace.
+    assert!(pair.elapsed() >= Duration::from_millis(199 * 50));
+}
+
+#[test]
+fn a_two_mib_message_crosses_a_lossy_link_in_tcp_mode() {
+    let config = ReliabilityConfig::default();
+    let mut pair = Pair::new(caps(0b111), &config, LinkConfig::lossy(0.10), 5);
+    let big = message_bytes(5, 0, 2 << 20);
+    assert_eq!(pair.sides[0].channel.send(pair.now, &big), Ok(0));
+    assert!(matches!(
+        pair.sides[0]
+            .channel
+            .send(pair.now, &vec![0; (2 << 20) + 1]),
+        Err(SendError::TooLarge { .. })
+    ));
+    let mut got = None;
+    let mut progress = 0;
+    drive_until(&mut pair, Duration::from_secs(120), |pair| {
+        while let Some(event) = pair.sides[1].channel.poll_event() {
+            match event {
+                Delivery::Message { data, .. } => got = Some(data),
+                Delivery::Progress { .. } => progress += 1,
+                other => panic!(
+                    "{other:?} at {:?}: {:?} cwnd {} rtt {:?}",
+                    pair.elapsed(),
+                    pair.sides[0].channel.stats(),
+                    pair.sides[0].path.congestion_window(),
+                    pair.sides[0].path.rtt()
+                ),
+            }
+        }
+        got.is_some()
+    });
+    assert!(got == Some(big), "the message arrives intact");
+    assert!(progress > 0);
+    assert_eq!(
+        pair.sides[1].budget.peer_used(),
+        0,
+        "reassembly memory given back"
+    );
+}
+
+#[test]
+fn a_black_hole_fails_the_modes_that_close_on_loss() {
+    for bits in [0b100u8, 0b110, 0b101, 0b111] {
+        let config = ReliabilityConfig::default();
+        let mut link = LinkConfig::lossy(0.0);
+        link.black_hole_after = Some(Duration::from_secs(1));
+        let mut pair = Pair::new(caps(bits), &config, link, 9);
+        let mut failed = None;
+        drive_until(&mut pair, Duration::from_secs(60), |pair| {
+            let _ = pair.sides[0].channel.send(pair.now, &[1; 500]);
+            while pair.sides[1].channel.poll_event().is_some() {}
+            while let Some(event) = pair.sides[0].channel.poll_event() {
+                if let Delivery::Failed(reason) = event {
+                    failed = Some(reason);
+                }
+            }
+            failed.is_some()
+        });
+        assert_eq!(failed, Some(CloseReason::Loss), "mode {bits:03b}");
+        assert!(pair.sides[0].channel.send(pair.now, b"x") == Err(SendError::Closed));
+    }
+}
+
+#[test]
+fn queue_full_is_reported_never_dropped() {
+    let config = ReliabilityConfig {
+        send_queue_bytes: 10_000,
+        ..ReliabilityConfig::default()
+    };
+    let mut pair = Pair::new(caps(0b111), &config, LinkConfig::lossy(0.0), 1);
+    let mut accepted = 0;
+    while pair.sides[0].channel.send(pair.now, &[0; 1000]).is_ok() {
+        accepted += 1;
+    }
+    assert_eq!(accepted, 10);
+    assert_eq!(
+        pair.sides[0].channel.send(pair.now, &[0; 1000]),
+        Err(SendError::QueueFull)
+    );
+    while pair.step() {}
+    let mut delivered = 0;
+    while let Some(Delivery::Message { .. }) = pair.sides[1].channel.poll_event() {
+        delivered += 1;
+    }
+    assert_eq!(delivered, 10);
+    assert!(
+        pair.sides[0].channel.send(pair.now, &[0; 1000]).is_ok(),
+        "room again"
+    );
 }

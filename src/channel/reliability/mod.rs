@@ -543,7 +543,9 @@ impl ChannelReliability {
         self.window_due() || self.send.has_sendable() || self.send.probes_pending > 0
     }
 
-    /// Whether [`write_frames`](Self::write_frames) would write something now.
+    /// Whether [`write_frames`](Self::write_frames) has something to write: an ACK is due, or
+    /// there is work the congestion window allows. Pacing is left to `write_frames`, which then
+    /// writes 0 and arms a timer that [`poll_timeout`](Self::poll_timeout) reports.
     pub fn wants_to_send(&self, now: Instant, path: &PathState) -> bool {
         if self.failed.is_some() {
             return false;
@@ -553,9 +555,10 @@ impl ChannelReliability {
         }
         self.has_eliciting_work()
             && (self.send.probes_pending > 0
-                || path
-                    .send_allowed(now, usize::from(path.current_mtu()) as u64)
-                    .is_ok())
+                || !matches!(
+                    path.send_allowed(now, u64::from(path.current_mtu())),
+                    Err(None)
+                ))
     }
 
     /// Fills `buf` (a packet payload region of `buf.len()` bytes) with frames for the packet the

@@ -32,8 +32,15 @@ struct OutMessage {
     /// Chunks of it in packets neither acknowledged nor lost.
     chunks_in_flight: u32,
     first_sent: Option<Instant>,
-    /// Rounds of retransmission so far (a chunk lost at attempt n moves it to n + 1).
+    /// Bytes below this were sent before: sending them again is a retransmission.
+    sent_up_to: u64,
+    /// When part of it was last acknowledged: the retry budget's clock restarts then, so a big
+    /// message that keeps moving is never given up.
+    last_progress: Option<Instant>,
+    /// Loss verdicts since the message last made progress (one per loss-detection pass).
     tries: u32,
+    /// The loss-detection pass that last counted against it.
+    loss_pass: u64,
     /// Part of it was lost for good (non-RESEND) or its retry budget ran out.
     lost: bool,
 }
@@ -53,7 +60,6 @@ impl OutMessage {
 struct Chunk {
     number: u64,
     range: Range<u64>,
-    attempt: u32,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -119,6 +125,7 @@ pub(crate) struct SendSide {
     chunk_base: u64,
     largest_sent: Option<u64>,
     largest_acked: Option<u64>,
+    loss_passes: u64,
     loss_time: Option<Instant>,
     pto_count: u32,
     last_eliciting: Option<Instant>,
@@ -153,6 +160,7 @@ impl SendSide {
             chunk_base: 0,
             largest_sent: None,
             largest_acked: None,
+            loss_passes: 0,
             loss_time: None,
             pto_count: 0,
             last_eliciting: None,
@@ -188,7 +196,10 @@ impl SendSide {
             empty_pending: len == 0,
             chunks_in_flight: 0,
             first_sent: None,
+            sent_up_to: 0,
+            last_progress: None,
             tries: 0,
+            loss_pass: 0,
             lost: false,
         }));
         Ok(number)
@@ -333,12 +344,13 @@ impl SendSide {
                 break;
             };
             at += written;
-            let resent = message.first_sent.is_some() && (message.tries > 0 || message.len == 0);
+            let resent = pick.range.start < message.sent_up_to
+                || (message.len == 0 && message.first_sent.is_some());
+            message.sent_up_to = message.sent_up_to.max(pick.range.end);
             message.unsent.remove(pick.range.clone());
             message.empty_pending = false;
             message.chunks_in_flight += 1;
             message.first_sent.get_or_insert(now);
-            let attempt = message.tries;
             let mut freed = 0;
             if message.unsent.is_empty() && !resend {
                 // Without RESEND the bytes are never needed again: free them and the budget now.
@@ -351,7 +363,6 @@ impl SendSide {
             self.chunks.push_back(Chunk {
                 number: pick.number,
                 range: pick.range,
-                attempt,
             });
         }
         at
@@ -456,6 +467,8 @@ impl SendSide {
             };
             message.chunks_in_flight -= 1;
             message.acked.insert(chunk.range.clone());
+            message.last_progress = Some(now);
+            message.tries = 0;
             message.unsent.remove(chunk.range.clone());
             if message.len == 0 {
                 message.empty_pending = false;
@@ -521,6 +534,7 @@ impl SendSide {
 
     fn on_chunk_lost(&mut self, now: Instant, chunk: &Chunk) {
         let (resend, retry_tries, retry_time) = (self.resend, self.retry_tries, self.retry_time);
+        let pass = self.loss_passes;
         let Some(message) = self.slot_mut(chunk.number) else {
             return;
         };
@@ -534,13 +548,17 @@ impl SendSide {
             self.resolve_if_done(chunk.number);
             return;
         }
-        if chunk.attempt >= message.tries {
-            message.tries = chunk.attempt + 1;
+        // The retry budget counts tries without progress: an ack of any part resets it, and
+        // a burst of losses found in one pass counts once.
+        if message.loss_pass != pass {
+            message.loss_pass = pass;
+            message.tries += 1;
         }
-        let expired = message.tries > retry_tries
+        let expired = message.tries >= retry_tries
             || message
-                .first_sent
-                .is_some_and(|first| now.saturating_duration_since(first) >= retry_time);
+                .last_progress
+                .or(message.first_sent)
+                .is_some_and(|since| now.saturating_duration_since(since) >= retry_time);
         if expired {
             self.give_up(chunk.number);
             self.resolve_if_done(chunk.number);
@@ -564,6 +582,7 @@ impl SendSide {
             return;
         };
         self.loss_time = None;
+        self.loss_passes += 1;
         let loss_delay = path.rtt.loss_delay();
         let lost_before = now.checked_sub(loss_delay);
         let mut lost_bytes = 0;
