@@ -3,6 +3,7 @@
 pub mod cookie;
 mod endpoint;
 mod outgoing;
+pub mod reliability;
 mod state;
 pub mod stats;
 
