@@ -429,7 +429,6 @@ fn ping_with_a_bad_address_exits_2() {
 }
 
 #[test]
-#[ignore = "needs the endpoint's PING→PONG; un-ignore when it is merged from main"]
 fn ping_gets_pong_from_a_node_and_metrics_count_it() {
     let data = TempDir::new("ping");
     let node = start_node(&node_args(&data.0, &[]));
