@@ -85,9 +85,14 @@ impl CookieSecrets {
 
     /// When the current secret stops being current.
     pub fn next_rotation(&self) -> Instant {
-        let nanos = self.rotation.as_nanos().saturating_mul(u128::from(self.epoch) + 1);
+        let nanos = self
+            .rotation
+            .as_nanos()
+            .saturating_mul(u128::from(self.epoch) + 1);
         let offset = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        self.epoch_zero.checked_add(offset).unwrap_or(self.epoch_zero + self.rotation)
+        self.epoch_zero
+            .checked_add(offset)
+            .unwrap_or(self.epoch_zero + self.rotation)
     }
 
     fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; COOKIE_LEN] {
@@ -140,7 +145,9 @@ impl CookieSecrets {
         c1: u16,
         cookie: &[u8; 16],
     ) -> CookieCheck {
-        self.check(cookie, |key| Self::cookie1_under(key, initiator, responder, c1))
+        self.check(cookie, |key| {
+            Self::cookie1_under(key, initiator, responder, c1)
+        })
     }
 
     /// cookie2 for a CHANNEL_ACKNOWLEDGE this node sends as responder.
@@ -229,7 +236,11 @@ mod tests {
         let check = |s: &CookieSecrets| s.check_cookie2(I, R, channel, addr("10.0.0.1:9"), &cookie);
         assert_eq!(check(&secrets), CookieCheck::Valid);
         secrets.advance(start + rotation);
-        assert_eq!(check(&secrets), CookieCheck::Valid, "previous secret stays valid");
+        assert_eq!(
+            check(&secrets),
+            CookieCheck::Valid,
+            "previous secret stays valid"
+        );
         secrets.advance(start + rotation * 2);
         assert_eq!(check(&secrets), CookieCheck::Expired);
         secrets.advance(start + rotation * 3);
@@ -265,7 +276,13 @@ mod tests {
         let a = CookieSecrets::new([1; 32], now, Duration::from_secs(120));
         let b = CookieSecrets::new([2; 32], now, Duration::from_secs(120));
         assert_ne!(a.cookie1(I, R, 3), b.cookie1(I, R, 3));
-        assert_eq!(a.check_cookie1(I, R, 3, &a.cookie1(I, R, 3)), CookieCheck::Valid);
-        assert_eq!(a.check_cookie1(I, R, 4, &a.cookie1(I, R, 3)), CookieCheck::Mismatch);
+        assert_eq!(
+            a.check_cookie1(I, R, 3, &a.cookie1(I, R, 3)),
+            CookieCheck::Valid
+        );
+        assert_eq!(
+            a.check_cookie1(I, R, 4, &a.cookie1(I, R, 3)),
+            CookieCheck::Mismatch
+        );
     }
 }

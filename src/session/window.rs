@@ -115,7 +115,9 @@ mod tests {
         let mut model = BTreeSet::new();
         let mut x: u64 = 1;
         for _ in 0..20_000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let top: u64 = model.iter().next_back().map_or(0, |t| t + 1);
             let n = (top + 8).saturating_sub((x >> 33) % 90);
             let expected = if top > n && top - n > 64 {
