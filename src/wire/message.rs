@@ -635,7 +635,9 @@ fn decode_body(kind: MessageType, body: &[u8], base: usize) -> Result<Message<'_
             if body.len() < TAG_LEN {
                 return Err(r.err(ErrorKind::EncryptedTooShort));
             }
-            Message::StartEncryption { ciphertext: body }
+            Message::StartEncryption {
+                ciphertext: r.rest(),
+            }
         }
         MessageType::HandshakeInit => {
             let at = r.offset();
