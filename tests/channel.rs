@@ -2,6 +2,8 @@
 //! simulator across seeds (`WEFT_SEEDS=N` for more), plus the sans-IO rules that need exact
 //! packets.
 
+#[path = "channel/flood.rs"]
+mod flood;
 mod sim;
 #[path = "channel/sockets.rs"]
 mod sockets;
@@ -144,19 +146,21 @@ fn channels_open_on_both_sides_under_loss_reordering_and_duplication() {
 
 #[test]
 fn parallel_opens_leave_in_one_packet() {
-    let mut net = Network::new(7);
-    let a = net.add_endpoint(addr(1), EndpointConfig::default());
-    let b = net.add_endpoint(addr(2), EndpointConfig::default());
-    net.record_trace();
-    open_many(&mut net, a, b, 5);
-    net.drive_for(Duration::from_secs(1));
-    let from_a: Vec<_> = net.trace().iter().filter(|t| t.from == addr(1)).collect();
-    let from_b: Vec<_> = net.trace().iter().filter(|t| t.from == addr(2)).collect();
-    // One packet of five CHANNEL_NEWs, one of five ACKNOWLEDGEs, one of five FINALIZEs, then
-    // five confirmations, one per channel.
-    assert_eq!(from_a.len(), 2, "{from_a:?}");
-    assert_eq!(from_b.len(), 1 + 5, "{from_b:?}");
-    assert_eq!(net.node(b).channel_count(), 5);
+    for_each_seed(|seed| {
+        let mut net = Network::new(seed);
+        let a = net.add_endpoint(addr(1), EndpointConfig::default());
+        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        net.record_trace();
+        open_many(&mut net, a, b, 5);
+        net.drive_for(Duration::from_secs(1));
+        let from_a: Vec<_> = net.trace().iter().filter(|t| t.from == addr(1)).collect();
+        let from_b: Vec<_> = net.trace().iter().filter(|t| t.from == addr(2)).collect();
+        // One packet of five CHANNEL_NEWs, one of five ACKNOWLEDGEs, one of five FINALIZEs, then
+        // five confirmations, one per channel.
+        assert_eq!(from_a.len(), 2, "{from_a:?}");
+        assert_eq!(from_b.len(), 1 + 5, "{from_b:?}");
+        assert_eq!(net.node(b).channel_count(), 5);
+    });
 }
 
 #[test]
@@ -290,189 +294,197 @@ fn crossing_opens_get_distinct_ids() {
 
 #[test]
 fn a_half_open_handshake_gives_up_after_three_tries() {
-    let mut net = Network::new(3);
-    let a = net.add_endpoint(addr(1), EndpointConfig::default());
-    let b = net.add_endpoint(addr(2), EndpointConfig::default());
-    net.set_link(a, b, LinkConfig::black_hole());
-    net.record_trace();
-    let channel = open_many(&mut net, a, b, 1)[0];
-    let start = net.now();
-    net.drive_for(Duration::from_secs(10));
-    let tries = net.trace().iter().filter(|t| t.from == addr(1)).count();
-    assert_eq!(tries, 3, "CHANNEL_NEW is sent 3 times");
-    let failed: Vec<_> = events(&mut net, a)
-        .into_iter()
-        .filter(|e| matches!(e, Event::OpenFailed { channel: c, reason: CloseReason::Timeout } if *c == channel))
-        .collect();
-    assert_eq!(failed.len(), 1);
-    let sent_at: Vec<Duration> = net
-        .trace()
-        .iter()
-        .filter(|t| t.from == addr(1))
-        .map(|t| t.at)
-        .collect();
-    // Backoff: the gaps between tries grow.
-    assert!(
-        sent_at[2] - sent_at[1] > sent_at[1] - sent_at[0],
-        "{sent_at:?}"
-    );
-    assert_eq!(net.node(a).channel_count(), 0);
-    assert_eq!(
-        net.node(a).peer_count(),
-        0,
-        "a peer that never answered is forgotten"
-    );
-    let _ = start;
+    for_each_seed(|seed| {
+        let mut net = Network::new(seed);
+        let a = net.add_endpoint(addr(1), EndpointConfig::default());
+        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        net.set_link(a, b, LinkConfig::black_hole());
+        net.record_trace();
+        let channel = open_many(&mut net, a, b, 1)[0];
+        net.drive_for(Duration::from_secs(10));
+        let tries = net.trace().iter().filter(|t| t.from == addr(1)).count();
+        assert_eq!(tries, 3, "CHANNEL_NEW is sent 3 times");
+        let failed: Vec<_> = events(&mut net, a)
+            .into_iter()
+            .filter(|e| matches!(e, Event::OpenFailed { channel: c, reason: CloseReason::Timeout } if *c == channel))
+            .collect();
+        assert_eq!(failed.len(), 1);
+        let sent_at: Vec<Duration> = net
+            .trace()
+            .iter()
+            .filter(|t| t.from == addr(1))
+            .map(|t| t.at)
+            .collect();
+        // Backoff: the gaps between tries grow.
+        assert!(
+            sent_at[2] - sent_at[1] > sent_at[1] - sent_at[0],
+            "{sent_at:?}"
+        );
+        assert_eq!(net.node(a).channel_count(), 0);
+        assert_eq!(
+            net.node(a).peer_count(),
+            0,
+            "a peer that never answered is forgotten"
+        );
+    });
 }
 
 #[test]
 fn both_api_styles_and_a_conflicting_c1() {
-    let mut net = Network::new(5);
-    let a = net.add_endpoint(addr(1), EndpointConfig::default());
-    let b = net.add_endpoint(addr(2), EndpointConfig::default());
-    let now = net.now();
-    let pb = net.node(b).local_peer_id();
-    net.node_mut(a)
-        .open_channel(now, addr(2), Some(pb), Some(42), udp_mode())
-        .unwrap();
-    let conflict = net
-        .node_mut(a)
-        .open_channel(now, addr(2), Some(pb), Some(42), udp_mode());
-    assert_eq!(conflict, Err(OpenError::ChannelIdInUse(42)));
-    assert!(conflict.unwrap_err().to_string().contains("already in use"));
-    assert_eq!(
+    for_each_seed(|seed| {
+        let mut net = Network::new(seed);
+        let a = net.add_endpoint(addr(1), EndpointConfig::default());
+        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let now = net.now();
+        let pb = net.node(b).local_peer_id();
         net.node_mut(a)
-            .open_channel(now, addr(2), Some(pb), Some(0), udp_mode()),
-        Err(OpenError::ZeroChannelId)
-    );
-    // The engine picks free ids itself, as many as asked.
-    for _ in 0..20 {
-        net.node_mut(a)
-            .open_channel(now, addr(2), Some(pb), None, udp_mode())
+            .open_channel(now, addr(2), Some(pb), Some(42), udp_mode())
             .unwrap();
-    }
-    net.drive_for(Duration::from_secs(2));
-    assert_eq!(net.node(b).channel_count(), 21);
-    // A mode this node does not run yet is refused locally with a clear error.
-    let tcp = Capabilities::from_bits(7).unwrap();
-    assert_eq!(
-        net.node_mut(a)
-            .open_channel(now, addr(2), Some(pb), None, tcp),
-        Err(OpenError::Unsupported(tcp))
-    );
+        let conflict = net
+            .node_mut(a)
+            .open_channel(now, addr(2), Some(pb), Some(42), udp_mode());
+        assert_eq!(conflict, Err(OpenError::ChannelIdInUse(42)));
+        assert!(conflict.unwrap_err().to_string().contains("already in use"));
+        assert_eq!(
+            net.node_mut(a)
+                .open_channel(now, addr(2), Some(pb), Some(0), udp_mode()),
+            Err(OpenError::ZeroChannelId)
+        );
+        // The engine picks free ids itself, as many as asked.
+        for _ in 0..20 {
+            net.node_mut(a)
+                .open_channel(now, addr(2), Some(pb), None, udp_mode())
+                .unwrap();
+        }
+        net.drive_for(Duration::from_secs(2));
+        assert_eq!(net.node(b).channel_count(), 21);
+        // A mode this node does not run yet is refused locally with a clear error.
+        let tcp = Capabilities::from_bits(7).unwrap();
+        assert_eq!(
+            net.node_mut(a)
+                .open_channel(now, addr(2), Some(pb), None, tcp),
+            Err(OpenError::Unsupported(tcp))
+        );
+    });
 }
 
 #[test]
 fn close_tells_the_peer_and_a_replayed_finalize_cannot_reopen() {
-    let mut net = Network::new(11);
-    let a = net.add_endpoint(addr(1), EndpointConfig::default());
-    let b = net.add_endpoint(addr(2), EndpointConfig::default());
-    // Keep every datagram a sends, to replay one later.
-    let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
-    let sink = captured.clone();
-    net.on_deliver(move |from, _, bytes| {
-        if *from == addr(1) {
-            sink.borrow_mut().push(bytes.clone());
-        }
-        true
-    });
-    let channel = open_many(&mut net, a, b, 1)[0];
-    net.drive_for(Duration::from_secs(1));
-    assert_eq!(net.node(b).channel_count(), 1);
-    let now = net.now();
-    net.node_mut(a)
-        .close_channel(now, channel, CloseReason::Normal);
-    net.drive_for(Duration::from_secs(1));
-    let closed: Vec<_> = events(&mut net, b)
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::ChannelClosed {
-                reason, by_peer, ..
-            } => Some((reason, by_peer)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(closed, vec![(CloseReason::Normal, true)]);
-    assert_eq!(net.node(b).channel_count(), 0);
+    for_each_seed(|seed| {
+        let mut net = Network::new(seed);
+        let a = net.add_endpoint(addr(1), EndpointConfig::default());
+        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        // Keep every datagram a sends, to replay one later.
+        let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+        let sink = captured.clone();
+        net.on_deliver(move |from, _, bytes| {
+            if *from == addr(1) {
+                sink.borrow_mut().push(bytes.clone());
+            }
+            true
+        });
+        let channel = open_many(&mut net, a, b, 1)[0];
+        net.drive_for(Duration::from_secs(1));
+        assert_eq!(net.node(b).channel_count(), 1);
+        let now = net.now();
+        net.node_mut(a)
+            .close_channel(now, channel, CloseReason::Normal);
+        net.drive_for(Duration::from_secs(1));
+        let closed: Vec<_> = events(&mut net, b)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::ChannelClosed {
+                    reason, by_peer, ..
+                } => Some((reason, by_peer)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed, vec![(CloseReason::Normal, true)]);
+        assert_eq!(net.node(b).channel_count(), 0);
 
-    let finalize = captured
-        .borrow()
-        .iter()
-        .find(|bytes| {
-            Packet::parse(bytes)
-                .map(|p| {
-                    p.messages()
-                        .any(|m| matches!(m, Message::ChannelFinalize { .. }))
-                })
-                .unwrap_or(false)
-        })
-        .cloned()
-        .expect("a FINALIZE was sent");
-    net.inject(addr(1), b, &finalize);
-    assert_eq!(
-        net.node(b).channel_count(),
-        0,
-        "the replay reopened a closed channel"
-    );
-    assert_eq!(
-        net.node(b).stats().get(
-            "weft_packets_dropped_total",
-            Some(("reason", "reused_channel_id"))
-        ),
-        1
-    );
+        let finalize = captured
+            .borrow()
+            .iter()
+            .find(|bytes| {
+                Packet::parse(bytes)
+                    .map(|p| {
+                        p.messages()
+                            .any(|m| matches!(m, Message::ChannelFinalize { .. }))
+                    })
+                    .unwrap_or(false)
+            })
+            .cloned()
+            .expect("a FINALIZE was sent");
+        net.inject(addr(1), b, &finalize);
+        assert_eq!(
+            net.node(b).channel_count(),
+            0,
+            "the replay reopened a closed channel"
+        );
+        assert_eq!(
+            net.node(b).stats().get(
+                "weft_packets_dropped_total",
+                Some(("reason", "reused_channel_id"))
+            ),
+            1
+        );
+    });
 }
 
 #[test]
 fn a_silent_peer_loses_its_channels_after_the_reset_timeout() {
-    let mut net = Network::new(13);
-    let a = net.add_endpoint(addr(1), EndpointConfig::default());
-    let b = net.add_endpoint(addr(2), EndpointConfig::default());
-    open_many(&mut net, a, b, 2);
-    net.drive_for(Duration::from_secs(1));
-    assert_eq!(net.node(b).channel_count(), 2);
-    net.drive_for(Duration::from_secs(58));
-    assert_eq!(net.node(b).channel_count(), 2, "still within 60 s");
-    net.drive_for(Duration::from_secs(2));
-    assert_eq!(net.node(b).channel_count(), 0);
-    let idle = events(&mut net, b)
-        .into_iter()
-        .filter(|e| {
-            matches!(
-                e,
-                Event::ChannelClosed {
-                    reason: CloseReason::Idle,
-                    by_peer: false,
-                    ..
-                }
-            )
-        })
-        .count();
-    assert_eq!(idle, 2);
-    // Kind 0 forgets the peer once no cookie2 for it can still be valid.
-    net.drive_for(Duration::from_secs(300));
-    assert_eq!(net.node(b).peer_count(), 0);
+    for_each_seed(|seed| {
+        let mut net = Network::new(seed);
+        let a = net.add_endpoint(addr(1), EndpointConfig::default());
+        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        open_many(&mut net, a, b, 2);
+        net.drive_for(Duration::from_secs(1));
+        assert_eq!(net.node(b).channel_count(), 2);
+        net.drive_for(Duration::from_secs(58));
+        assert_eq!(net.node(b).channel_count(), 2, "still within 60 s");
+        net.drive_for(Duration::from_secs(2));
+        assert_eq!(net.node(b).channel_count(), 0);
+        let idle = events(&mut net, b)
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::ChannelClosed {
+                        reason: CloseReason::Idle,
+                        by_peer: false,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(idle, 2);
+        // Kind 0 forgets the peer once no cookie2 for it can still be valid.
+        net.drive_for(Duration::from_secs(300));
+        assert_eq!(net.node(b).peer_count(), 0);
+    });
 }
 
 #[test]
 fn a_kind_zero_peer_cannot_move_to_a_new_address() {
-    let mut net = Network::new(17);
-    let a = net.add_endpoint(addr(1), EndpointConfig::default());
-    let b = net.add_endpoint(addr(2), echo_config());
-    let channel = open_many(&mut net, a, b, 1)[0];
-    net.drive_for(Duration::from_secs(1));
-    // NAT rebinding: without an authenticated session the node cannot validate the new path.
-    net.rewrite_source(a, addr(9));
-    let now = net.now();
-    net.node_mut(a).send(now, channel, b"hello").unwrap();
-    net.drive_for(Duration::from_secs(1));
-    assert_eq!(
-        net.node(b).stats().get(
-            "weft_packets_dropped_total",
-            Some(("reason", "address_mismatch"))
-        ),
-        1
-    );
+    for_each_seed(|seed| {
+        let mut net = Network::new(seed);
+        let a = net.add_endpoint(addr(1), EndpointConfig::default());
+        let b = net.add_endpoint(addr(2), echo_config());
+        let channel = open_many(&mut net, a, b, 1)[0];
+        net.drive_for(Duration::from_secs(1));
+        // NAT rebinding: without an authenticated session the node cannot validate the new path.
+        net.rewrite_source(a, addr(9));
+        let now = net.now();
+        net.node_mut(a).send(now, channel, b"hello").unwrap();
+        net.drive_for(Duration::from_secs(1));
+        assert_eq!(
+            net.node(b).stats().get(
+                "weft_packets_dropped_total",
+                Some(("reason", "address_mismatch"))
+            ),
+            1
+        );
+    });
 }
 
 // ------------------------------------------------------------------ exact packets, no simulator

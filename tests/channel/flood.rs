@@ -2,8 +2,8 @@
 //! CHANNEL_COOKIE floods leave the node's live heap exactly where it was, every answer stays
 //! within 3× its request, and a FINALIZE with a bad cookie allocates nothing.
 //!
-//! This file is its own test binary because it installs a counting global allocator; the
-//! counters are per thread, so the test harness's other threads cannot disturb a measurement.
+//! It installs the test binary's global allocator, a counting one; the counters are per thread,
+//! so the harness's other test threads cannot disturb a measurement.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
