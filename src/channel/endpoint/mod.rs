@@ -64,7 +64,7 @@ pub struct EndpointConfig {
 impl Default for EndpointConfig {
     fn default() -> Self {
         EndpointConfig {
-            allow_plaintext: true,
+            allow_plaintext: false,
             echo: false,
             cookie_rotation: Duration::from_secs(120),
             open_timeout: Duration::from_secs(3),
