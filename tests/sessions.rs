@@ -4,10 +4,11 @@
 
 mod sim;
 
-use sim::{Network, NodeId, addr};
+use sim::{LinkConfig, Network, NodeId, addr, for_each_seed};
+use std::collections::BTreeSet;
 use std::time::Duration;
 use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
-use weft::session::{Identity, PeerRecord};
+use weft::session::{Identity, PeerRecord, RekeyPolicy};
 use weft::wire::Capabilities;
 
 /// The reliability mode of the long transfers. TCP mode arrives with the reliability issue:
@@ -201,4 +202,115 @@ fn a_psk_mismatch_is_dropped_counted_and_opens_nothing() {
     );
     assert!(ea.iter().any(|e| matches!(e, Event::OpenFailed { .. })));
     assert!(!net.node(a).has_session_with(net.node(b).local_peer_id()));
+}
+
+fn reordering() -> LinkConfig {
+    LinkConfig {
+        delay: Duration::from_millis(10),
+        jitter: Duration::from_millis(4),
+        duplicate: 0.05,
+        reorder: 0.2,
+        ..LinkConfig::default()
+    }
+}
+
+/// Every drop reason that would mean a genuine packet was refused ("replay" is not one: the
+/// link duplicates packets, and the replay window must drop the copies).
+const REFUSALS: [&str; 4] = [
+    "authentication",
+    "unknown_key_phase",
+    "no_session",
+    "plaintext_after_session",
+];
+
+#[test]
+fn rekeys_every_thousand_packets_during_a_long_echo_transfer_lose_nothing() {
+    for_each_seed(|seed| {
+        let mut net = Network::new(seed);
+        let rekey = RekeyPolicy {
+            after_packets: 1000,
+            ..RekeyPolicy::default()
+        };
+        let a = add(
+            &mut net,
+            1,
+            EndpointConfig {
+                rekey,
+                ..EndpointConfig::default()
+            },
+        );
+        let b = add(
+            &mut net,
+            2,
+            EndpointConfig {
+                rekey,
+                ..echo_config()
+            },
+        );
+        net.set_default_link(reordering());
+        let record = record_of(&net, b);
+        net.node_mut(a).add_peer_record(record).unwrap();
+        let channel = open(&mut net, a, b, false);
+        let total = 3600u32;
+        for batch in 0..total / 40 {
+            let now = net.now();
+            for i in 0..40 {
+                let n = batch * 40 + i;
+                net.node_mut(a)
+                    .send(now, channel, &n.to_be_bytes())
+                    .expect("send");
+            }
+            net.drive_for(Duration::from_millis(5));
+        }
+        net.drive_for(Duration::from_secs(1));
+        let received = messages(&events(&mut net, a));
+        let distinct: BTreeSet<Vec<u8>> = received.iter().cloned().collect();
+        // UDP mode on a lossless link: every echo arrives, none twice (the network duplicated
+        // about 5 % of the packets; the replay window and message numbers drop them).
+        assert_eq!(received.len(), total as usize, "seed {seed}");
+        assert_eq!(distinct.len(), total as usize, "seed {seed}");
+        for node in [a, b] {
+            for reason in REFUSALS {
+                assert_eq!(dropped(&net, node, reason), 0, "seed {seed}: {reason}");
+            }
+        }
+        let rekeys: u64 = [a, b]
+            .iter()
+            .map(|&n| net.node(n).stats().get("weft_rekeys_total", None))
+            .max()
+            .unwrap();
+        assert!(rekeys >= 3, "seed {seed}: {rekeys} rekeys");
+    });
+}
+
+#[test]
+fn crossing_inits_end_in_one_session_won_by_the_lower_peer_id() {
+    let mut net = Network::new(11);
+    let a = add(&mut net, 1, EndpointConfig::default());
+    let b = add(&mut net, 2, EndpointConfig::default());
+    let (ra, rb) = (record_of(&net, a), record_of(&net, b));
+    net.node_mut(a).add_peer_record(rb).unwrap();
+    net.node_mut(b).add_peer_record(ra).unwrap();
+    let (pa, pb) = (net.node(a).local_peer_id(), net.node(b).local_peer_id());
+    let now = net.now();
+    // Both open at the same instant: their INITs cross on the wire.
+    net.node_mut(a)
+        .open_channel(now, addr(2), Some(pb), None, transfer_mode())
+        .unwrap();
+    net.node_mut(b)
+        .open_channel(now, addr(1), Some(pa), None, transfer_mode())
+        .unwrap();
+    net.drive_for(Duration::from_secs(2));
+    let (ea, eb) = (events(&mut net, a), events(&mut net, b));
+    let low_is_a = pa < pb;
+    // The lower id's INIT goes on: it is the initiator on both sides.
+    assert_eq!(session_kinds(&ea), vec![(1, low_is_a)], "{ea:?}");
+    assert_eq!(session_kinds(&eb), vec![(1, !low_is_a)], "{eb:?}");
+    let loser = if low_is_a { b } else { a };
+    let winner = if low_is_a { a } else { b };
+    assert_eq!(dropped(&net, winner, "crossing_init_lost"), 1);
+    assert_eq!(dropped(&net, loser, "crossing_init_lost"), 0);
+    // Both opens went through under the one session.
+    assert_eq!(opened(&ea), 2, "{ea:?}");
+    assert_eq!(opened(&eb), 2, "{eb:?}");
 }

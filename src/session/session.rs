@@ -174,6 +174,10 @@ pub struct SessionSlot {
     /// When the session of each phase stopped being the one we send under (it still opens
     /// packets in flight for a grace period, see [`SessionSlot::switch_to`]).
     retired_at: [Option<Instant>; 2],
+    /// A retired session that a new handshake displaced from its phase before its grace period
+    /// ended (a crossing INIT that arrived late): it still opens packets in flight under that
+    /// phase, tried only when the phase's newer session refuses one.
+    displaced: Option<(Session, Instant)>,
     sending: KeyPhase,
 }
 
@@ -218,7 +222,10 @@ impl SessionSlot {
         // PROTOCOL.md §5: the new session takes the other phase; a still-pending newer session
         // there is superseded by this one.
         let phase = sending.flipped();
-        self.sessions[phase.index()] = Some(Session::new(established, now, phase));
+        let previous = self.sessions[phase.index()].replace(Session::new(established, now, phase));
+        if let (Some(previous), Some(retired_at)) = (previous, self.retired_at[phase.index()]) {
+            self.displaced = Some((previous, retired_at));
+        }
         self.retired_at[phase.index()] = None;
         self.stamp(phase);
         if established.role == Role::Initiator {
@@ -262,8 +269,23 @@ impl SessionSlot {
         }
     }
 
+    /// The displaced retired session of `phase`, if any (see the field's doc).
+    pub fn displaced(&mut self, phase: KeyPhase) -> Option<&mut Session> {
+        self.displaced
+            .as_mut()
+            .filter(|(session, _)| session.phase == phase)
+            .map(|(session, _)| session)
+    }
+
     /// Drops a session retired more than `grace` ago.
     pub fn expire_retired(&mut self, now: Instant, grace: Duration) {
+        if self
+            .displaced
+            .as_ref()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > grace)
+        {
+            self.displaced = None;
+        }
         for index in 0..2 {
             let expired =
                 self.retired_at[index].is_some_and(|at| now.saturating_duration_since(at) > grace);
@@ -302,6 +324,7 @@ impl SessionSlot {
     pub fn clear(&mut self) {
         self.sessions = [None, None];
         self.retired_at = [None, None];
+        self.displaced = None;
         self.sending = KeyPhase::Zero;
     }
 }

@@ -1238,15 +1238,29 @@ impl Endpoint {
         let mut buf = std::mem::take(&mut self.receive_buf);
         buf.clear();
         buf.extend_from_slice(packet.payload());
-        let result = session.keys.open(
-            header.channel,
-            u64::from(sequence),
-            packet.header_bytes(),
-            &mut buf,
-        );
+        let (channel, sequence) = (header.channel, u64::from(sequence));
+        let mut result = session
+            .keys
+            .open(channel, sequence, packet.header_bytes(), &mut buf);
+        let mut primary = true;
+        if result == Err(CryptoError::Authentication) {
+            // A session displaced by a late crossing INIT may still own packets in flight.
+            if let Some(displaced) = entry.slot.displaced(phase) {
+                primary = false;
+                buf.clear();
+                buf.extend_from_slice(packet.payload());
+                result = displaced
+                    .keys
+                    .open(channel, sequence, packet.header_bytes(), &mut buf);
+            }
+        }
         match result {
             Ok(len) => {
-                entry.slot.switch_to(phase, now);
+                if primary {
+                    // PROTOCOL.md §5: a packet authenticated under the newer session moves our
+                    // sending to it (a displaced session never does).
+                    entry.slot.switch_to(phase, now);
+                }
                 match parse_payload(&header, &buf[..len]) {
                     Ok(messages) => self.dispatch_secure(now, from, &header, messages),
                     Err(error) => self.drop_packet(error.kind.reason()),
