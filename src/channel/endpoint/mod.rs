@@ -434,6 +434,19 @@ impl Endpoint {
         self.unix_time = Duration::new(seconds, nanos.min(999_999_999));
     }
 
+    /// Starts a new handshake with `peer` now, replacing its session without interrupting its
+    /// channels (PROTOCOL.md §5); the endpoint also does this by itself at the rekey threshold.
+    pub fn rekey(&mut self, now: Instant, peer: PeerId) -> Result<(), OpenError> {
+        self.last_now = now;
+        let to = self
+            .session_index
+            .get(&peer)
+            .and_then(|&h| self.sessions.get(h))
+            .map(|entry| entry.address)
+            .ok_or(OpenError::PlaintextRefused)?;
+        self.ensure_handshake(now, to, Some(peer))
+    }
+
     /// True if `peer` has an encrypted session this node sends under.
     pub fn has_session_with(&self, peer: PeerId) -> bool {
         self.has_session(peer)
