@@ -4,12 +4,18 @@
 
 mod sim;
 
+use rand::SeedableRng;
 use sim::{LinkConfig, Network, NodeId, addr, for_each_seed};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::time::Duration;
 use std::time::Instant;
 use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
-use weft::session::{Identity, LoadPolicy, Mac1Key, PeerRecord, RekeyPolicy, dh};
+use weft::session::{
+    HandshakeIdentity, Identity, Initiator, LoadPolicy, Mac1Key, PacketKey, PeerRecord,
+    RekeyPolicy, Tai64N, dh,
+};
 use weft::wire::{Capabilities, ChannelId, Flags, Header, Message, Packet, PacketWriter, PeerId};
 
 /// The reliability mode of the long transfers. TCP mode arrives with the reliability issue:
@@ -489,4 +495,270 @@ fn under_a_cookie_always_policy_initiators_retry_with_the_cookie_and_succeed() {
             1
         );
     }
+}
+
+// ------------------------------------------------------------------ negative cases
+
+type Captured = Rc<RefCell<Vec<Vec<u8>>>>;
+
+/// Two nodes with an IK session and one open channel from `a`; every datagram `a` sends to `b`
+/// is captured (and refused while `hold` is set).
+struct Pair {
+    net: Network<Endpoint>,
+    a: NodeId,
+    b: NodeId,
+    channel: ChannelHandle,
+    captured: Captured,
+    hold: Rc<RefCell<bool>>,
+}
+
+fn pair(b_config: EndpointConfig) -> Pair {
+    let mut net = Network::new(31);
+    let a = add(&mut net, 1, EndpointConfig::default());
+    let b = add(&mut net, 2, b_config);
+    let record = record_of(&net, b);
+    net.node_mut(a).add_peer_record(record).unwrap();
+    let captured: Captured = Rc::default();
+    let hold = Rc::new(RefCell::new(false));
+    let (sink, held) = (captured.clone(), hold.clone());
+    net.on_deliver(move |from, to, bytes| {
+        if *from == addr(1) && *to == addr(2) {
+            sink.borrow_mut().push(bytes.clone());
+            return !*held.borrow();
+        }
+        true
+    });
+    let channel = open(&mut net, a, b, false);
+    let _ = events(&mut net, a);
+    let _ = events(&mut net, b);
+    Pair {
+        net,
+        a,
+        b,
+        channel,
+        captured,
+        hold,
+    }
+}
+
+fn total_drops(net: &Network<Endpoint>, node: NodeId) -> u64 {
+    net.node(node)
+        .stats()
+        .iter()
+        .filter(|e| e.name == "weft_packets_dropped_total")
+        .map(|e| e.value)
+        .sum()
+}
+
+impl Pair {
+    /// Sends `data` from `a` and returns the sealed packet that carried it, undelivered.
+    fn sealed(&mut self, data: &[u8]) -> Vec<u8> {
+        *self.hold.borrow_mut() = true;
+        let now = self.net.now();
+        self.net
+            .node_mut(self.a)
+            .send(now, self.channel, data)
+            .unwrap();
+        self.net.drive_for(Duration::from_millis(100));
+        *self.hold.borrow_mut() = false;
+        self.captured.borrow().last().unwrap().clone()
+    }
+
+    fn deliver(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.net.inject(addr(1), self.b, bytes);
+        messages(&events(&mut self.net, self.b))
+    }
+}
+
+#[test]
+fn a_flipped_bit_anywhere_in_a_sealed_packet_is_dropped_and_changes_nothing() {
+    let mut pair = pair(EndpointConfig::default());
+    let packet = pair.sealed(b"genuine");
+    assert!(Packet::parse(&packet).unwrap().header.is_encrypted());
+    let (channels, sessions) = (
+        pair.net.node(pair.b).channel_count(),
+        pair.net.node(pair.b).session_count(),
+    );
+    for byte in 0..packet.len() {
+        for bit in [0, 3, 7] {
+            let mut forged = packet.clone();
+            forged[byte] ^= 1 << bit;
+            let before = total_drops(&pair.net, pair.b);
+            let delivered = pair.deliver(&forged);
+            assert!(delivered.is_empty(), "byte {byte} bit {bit}: {delivered:?}");
+            assert_eq!(
+                total_drops(&pair.net, pair.b),
+                before + 1,
+                "byte {byte} bit {bit}"
+            );
+        }
+    }
+    // Flips in the ciphertext or tag fail the tag; flips in the header fail wherever they land.
+    assert!(dropped(&pair.net, pair.b, "authentication") >= 3 * 20);
+    assert_eq!(pair.net.node(pair.b).channel_count(), channels);
+    assert_eq!(pair.net.node(pair.b).session_count(), sessions);
+    // No forgery moved the replay window: the genuine packet still passes, once.
+    assert_eq!(pair.deliver(&packet), vec![b"genuine".to_vec()]);
+    assert!(pair.deliver(&packet).is_empty());
+    assert_eq!(dropped(&pair.net, pair.b, "replay"), 1);
+}
+
+#[test]
+fn a_packet_under_a_wrong_key_is_dropped() {
+    let mut pair = pair(EndpointConfig::default());
+    let genuine = pair.sealed(b"genuine");
+    let parsed = Packet::parse(&genuine).unwrap();
+    let mut header = parsed.header;
+    header.sequence = header.sequence.map(|s| s + 10);
+    let mut forged = vec![0u8; 200];
+    let mut writer = PacketWriter::new(&mut forged, &header).unwrap();
+    writer
+        .push(&Message::Data {
+            message_number: 77,
+            payload: b"forged",
+        })
+        .unwrap();
+    let len = writer.try_finish().unwrap();
+    forged.truncate(len);
+    let header_len = header.len();
+    let key = PacketKey::new(&[3; 32]);
+    let (head, rest) = forged.split_at_mut(header_len);
+    let (payload, tag) = rest.split_at_mut(len - header_len - 16);
+    let mut sealed_tag = [0u8; 16];
+    key.seal_in_place(
+        u64::from(header.sequence.unwrap()),
+        head,
+        payload,
+        &mut sealed_tag,
+    );
+    tag.copy_from_slice(&sealed_tag);
+    assert!(pair.deliver(&forged).is_empty());
+    assert_eq!(dropped(&pair.net, pair.b, "authentication"), 1);
+    assert_eq!(pair.deliver(&genuine), vec![b"genuine".to_vec()]);
+}
+
+#[test]
+fn a_packet_under_an_old_session_is_dropped_after_two_rekeys() {
+    let mut pair = pair(EndpointConfig::default());
+    for i in 0..40u8 {
+        let now = pair.net.now();
+        pair.net
+            .node_mut(pair.a)
+            .send(now, pair.channel, &[i])
+            .unwrap();
+    }
+    pair.net.drive_for(Duration::from_millis(100));
+    let old = pair.sealed(b"under the first session");
+    let pb = pair.net.node(pair.b).local_peer_id();
+    for _ in 0..2 {
+        let now = pair.net.now();
+        pair.net.node_mut(pair.a).rekey(now, pb).unwrap();
+        pair.net.drive_for(Duration::from_millis(200));
+        let now = pair.net.now();
+        pair.net
+            .node_mut(pair.a)
+            .send(now, pair.channel, b"x")
+            .unwrap();
+        pair.net.drive_for(Duration::from_millis(200));
+    }
+    assert_eq!(
+        pair.net.node(pair.b).stats().get("weft_rekeys_total", None),
+        2
+    );
+    // Past the grace period of retired sessions.
+    pair.net.drive_for(Duration::from_secs(6));
+    let _ = events(&mut pair.net, pair.b);
+    assert!(pair.deliver(&old).is_empty());
+    assert_eq!(dropped(&pair.net, pair.b, "authentication"), 1);
+}
+
+#[test]
+fn a_handshake_from_a_peer_that_lies_about_its_peer_id_is_dropped() {
+    let mut pair = pair(EndpointConfig::default());
+    let liar = identity(5);
+    let record = record_of(&pair.net, pair.b);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let init = Initiator::known_responder(
+        &HandshakeIdentity::new(&liar),
+        &record,
+        Tai64N::from_unix(Duration::from_secs(2_000_000_000)),
+        &mut rng,
+    )
+    .unwrap();
+    // The packet claims to come from `a`, whose id the liar's key does not hash to.
+    let claimed = pair.net.node(pair.a).local_peer_id();
+    let packet = init_packet(
+        1,
+        claimed,
+        record.peer_id(),
+        init.init(),
+        Some(&Mac1Key::new(&record.x25519)),
+    );
+    let completed = |net: &Network<Endpoint>, b| {
+        net.node(b)
+            .stats()
+            .get("weft_handshakes_completed_total", Some(("kind", "ik")))
+    };
+    let before = completed(&pair.net, pair.b);
+    pair.net.inject(addr(5), pair.b, &packet);
+    assert_eq!(dropped(&pair.net, pair.b, "peer_id_mismatch"), 1);
+    assert_eq!(completed(&pair.net, pair.b), before);
+    // The genuine session is untouched.
+    let genuine = pair.sealed(b"still fine");
+    assert_eq!(pair.deliver(&genuine), vec![b"still fine".to_vec()]);
+}
+
+#[test]
+fn a_replayed_init_is_refused() {
+    let mut pair = pair(EndpointConfig::default());
+    let init = pair
+        .captured
+        .borrow()
+        .iter()
+        .find(|p| {
+            Packet::parse(p)
+                .ok()
+                .and_then(|p| p.messages().next())
+                .is_some_and(|m| matches!(m, Message::HandshakeInit { .. }))
+        })
+        .cloned()
+        .unwrap();
+    pair.net.inject(addr(1), pair.b, &init);
+    assert_eq!(dropped(&pair.net, pair.b, "handshake_replay"), 1);
+    assert!(session_kinds(&events(&mut pair.net, pair.b)).is_empty());
+}
+
+#[test]
+fn once_encrypted_a_peer_cannot_be_downgraded_to_plaintext() {
+    let mut pair = pair(EndpointConfig {
+        allow_plaintext: true,
+        ..EndpointConfig::default()
+    });
+    let header = Header {
+        flags: Flags::default(),
+        sender: pair.net.node(pair.a).local_peer_id(),
+        recipient: pair.net.node(pair.b).local_peer_id(),
+        channel: ChannelId::DEFAULT,
+        sequence: None,
+    };
+    for message in [
+        Message::Ping { token: &[1; 8] },
+        Message::ChannelNew {
+            c1: 9,
+            cookie1: &[2; 16],
+        },
+    ] {
+        let mut buf = vec![0u8; 200];
+        let mut writer = PacketWriter::new(&mut buf, &header).unwrap();
+        writer.push(&message).unwrap();
+        let len = writer.try_finish().unwrap();
+        pair.net.inject(addr(1), pair.b, &buf[..len]);
+    }
+    assert_eq!(dropped(&pair.net, pair.b, "plaintext_after_session"), 2);
+    assert!(
+        pair.net
+            .node_mut(pair.b)
+            .poll_transmit(&mut [0u8; 1500])
+            .is_none()
+    );
 }
