@@ -24,9 +24,19 @@ fn udp_mode() -> Capabilities {
     Capabilities::from_bits(0).unwrap()
 }
 
+/// Kind 0: these scenarios test channel establishment without sessions (PROTOCOL.md §5 allows
+/// plaintext only when configured).
+fn plaintext() -> EndpointConfig {
+    EndpointConfig {
+        allow_plaintext: true,
+        ..EndpointConfig::default()
+    }
+}
+
 fn echo_config() -> EndpointConfig {
     EndpointConfig {
         echo: true,
+        allow_plaintext: true,
         ..EndpointConfig::default()
     }
 }
@@ -70,8 +80,8 @@ fn channels_open_on_both_sides_under_loss_reordering_and_duplication() {
     let (mut opened_total, mut tried_total) = (0, 0);
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
-        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
+        let b = net.add_endpoint(addr(2), plaintext());
         net.set_default_link(lossy(0.1));
         let handles = open_many(&mut net, a, b, 8);
         net.drive_for(Duration::from_secs(4));
@@ -148,8 +158,8 @@ fn channels_open_on_both_sides_under_loss_reordering_and_duplication() {
 fn parallel_opens_leave_in_one_packet() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
-        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
+        let b = net.add_endpoint(addr(2), plaintext());
         net.record_trace();
         open_many(&mut net, a, b, 5);
         net.drive_for(Duration::from_secs(1));
@@ -167,7 +177,7 @@ fn parallel_opens_leave_in_one_packet() {
 fn echo_sends_data_back_under_its_own_message_numbers() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let client = net.add_endpoint(addr(1), EndpointConfig::default());
+        let client = net.add_endpoint(addr(1), plaintext());
         let server = net.add_endpoint(addr(2), echo_config());
         net.set_default_link(lossy(0.0));
         let channel = open_many(&mut net, client, server, 1)[0];
@@ -211,8 +221,8 @@ fn echo_sends_data_back_under_its_own_message_numbers() {
 fn the_unreliable_mode_delivers_each_message_at_most_once_under_loss() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
-        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
+        let b = net.add_endpoint(addr(2), plaintext());
         let channel = open_many(&mut net, a, b, 1)[0];
         net.drive_for(Duration::from_secs(1));
         let _ = events(&mut net, b);
@@ -260,8 +270,8 @@ fn the_unreliable_mode_delivers_each_message_at_most_once_under_loss() {
 fn crossing_opens_get_distinct_ids() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
-        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
+        let b = net.add_endpoint(addr(2), plaintext());
         let now = net.now();
         let (pa, pb) = (net.node(a).local_peer_id(), net.node(b).local_peer_id());
         // Both pick the same c1 at the same moment.
@@ -296,8 +306,8 @@ fn crossing_opens_get_distinct_ids() {
 fn a_half_open_handshake_gives_up_after_three_tries() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
-        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
+        let b = net.add_endpoint(addr(2), plaintext());
         net.set_link(a, b, LinkConfig::black_hole());
         net.record_trace();
         let channel = open_many(&mut net, a, b, 1)[0];
@@ -333,8 +343,8 @@ fn a_half_open_handshake_gives_up_after_three_tries() {
 fn both_api_styles_and_a_conflicting_c1() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
-        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
+        let b = net.add_endpoint(addr(2), plaintext());
         let now = net.now();
         let pb = net.node(b).local_peer_id();
         net.node_mut(a)
@@ -372,8 +382,8 @@ fn both_api_styles_and_a_conflicting_c1() {
 fn close_tells_the_peer_and_a_replayed_finalize_cannot_reopen() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
-        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
+        let b = net.add_endpoint(addr(2), plaintext());
         // Keep every datagram a sends, to replay one later.
         let captured: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
         let sink = captured.clone();
@@ -435,8 +445,8 @@ fn close_tells_the_peer_and_a_replayed_finalize_cannot_reopen() {
 fn a_silent_peer_loses_its_channels_after_the_reset_timeout() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
-        let b = net.add_endpoint(addr(2), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
+        let b = net.add_endpoint(addr(2), plaintext());
         open_many(&mut net, a, b, 2);
         net.drive_for(Duration::from_secs(1));
         assert_eq!(net.node(b).channel_count(), 2);
@@ -468,7 +478,7 @@ fn a_silent_peer_loses_its_channels_after_the_reset_timeout() {
 fn a_kind_zero_peer_cannot_move_to_a_new_address() {
     for_each_seed(|seed| {
         let mut net = Network::new(seed);
-        let a = net.add_endpoint(addr(1), EndpointConfig::default());
+        let a = net.add_endpoint(addr(1), plaintext());
         let b = net.add_endpoint(addr(2), echo_config());
         let channel = open_many(&mut net, a, b, 1)[0];
         net.drive_for(Duration::from_secs(1));
@@ -527,7 +537,7 @@ fn answers(node: &mut Endpoint) -> Vec<Vec<u8>> {
 
 #[test]
 fn an_unsupported_mode_is_answered_with_close_unsupported_and_allocates_nothing() {
-    let (mut node, now) = lone_node(EndpointConfig::default());
+    let (mut node, now) = lone_node(plaintext());
     let me = PeerId([0x10; 16]);
     let from: SocketAddr = "10.9.9.9:1000".parse().unwrap();
     let local = node.local_peer_id();
@@ -572,7 +582,7 @@ fn an_unsupported_mode_is_answered_with_close_unsupported_and_allocates_nothing(
 
 #[test]
 fn every_answer_to_an_unvalidated_address_is_at_most_three_times_its_request() {
-    let (mut node, now) = lone_node(EndpointConfig::default());
+    let (mut node, now) = lone_node(plaintext());
     let local = node.local_peer_id();
     let from: SocketAddr = "10.9.9.9:1000".parse().unwrap();
     // The densest request: as many CHANNEL_NEWs as fit in one packet.
@@ -605,7 +615,7 @@ fn every_answer_to_an_unvalidated_address_is_at_most_three_times_its_request() {
 
 #[test]
 fn every_rejection_rule_is_counted_under_its_own_reason() {
-    let (mut node, now) = lone_node(EndpointConfig::default());
+    let (mut node, now) = lone_node(plaintext());
     let local = node.local_peer_id();
     let other = PeerId([0x22; 16]);
     let from: SocketAddr = "10.9.9.9:1000".parse().unwrap();

@@ -10,7 +10,8 @@ pub(crate) const MAX_DATAGRAM: usize = 1452;
 
 struct Datagram {
     to: SocketAddr,
-    header: Header,
+    /// The header of a packet still being built; None for one built whole (sealed packets).
+    header: Option<Header>,
     len: usize,
     bytes: Box<[u8]>,
 }
@@ -60,7 +61,7 @@ impl Outgoing {
         self.open_limit = size_limit.min(MAX_DATAGRAM);
         self.open = Some(Datagram {
             to,
-            header: *header,
+            header: Some(*header),
             len,
             bytes,
         });
@@ -72,7 +73,7 @@ impl Outgoing {
     pub(crate) fn open_matches(&self, to: SocketAddr, header: &Header) -> bool {
         self.open
             .as_ref()
-            .is_some_and(|d| d.to == to && d.header == *header)
+            .is_some_and(|d| d.to == to && d.header.as_ref() == Some(header))
     }
 
     /// Bytes still free in the packet being built.
@@ -97,6 +98,39 @@ impl Outgoing {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// Queues a datagram that `build` writes whole into a pooled buffer (it returns the length,
+    /// or None to abandon it). Sealed packets are built this way: nothing may join them later.
+    /// Returns false when the queue is full or `build` gave up.
+    pub(crate) fn with_buffer(
+        &mut self,
+        to: SocketAddr,
+        build: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        self.finish();
+        if self.is_full() {
+            return false;
+        }
+        let mut bytes = self
+            .pool
+            .pop()
+            .unwrap_or_else(|| vec![0u8; MAX_DATAGRAM].into_boxed_slice());
+        match build(&mut bytes) {
+            Some(len) if len <= bytes.len() => {
+                self.queue.push_back(Datagram {
+                    to,
+                    header: None,
+                    len,
+                    bytes,
+                });
+                true
+            }
+            _ => {
+                self.pool.push(bytes);
+                false
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! peer's address (PROTOCOL.md §3, §6).
 
 use crate::handle::Handle;
+use crate::session::SessionSlot;
 use crate::session::window::SlidingWindow;
 use crate::wire::{Capabilities, ChannelId, PeerId};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -84,4 +85,15 @@ impl Channel {
     pub(crate) fn confirmed(&self) -> bool {
         matches!(self.phase, Phase::Open { cookie2: None })
     }
+}
+
+/// A peer's encrypted sessions (PROTOCOL.md §5). Kept apart from [`Peer`]: a session outlives
+/// the peer's channels (it stays cached for its lifetime, §7.7).
+pub(crate) struct PeerSession {
+    pub(crate) peer: PeerId,
+    /// Where the peer's handshake came from; answers go there.
+    pub(crate) address: SocketAddr,
+    pub(crate) slot: SessionSlot,
+    /// When a RESET last made us start a handshake (PROTOCOL.md §4: at most one per 5 s).
+    pub(crate) last_reset_handshake: Option<Instant>,
 }

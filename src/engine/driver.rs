@@ -282,6 +282,16 @@ fn log_event(event: &Event) {
         Event::ChannelClosed {
             reason, by_peer, ..
         } => tracing::debug!(?reason, by_peer, "channel closed"),
+        Event::SessionEstablished {
+            peer,
+            from,
+            kind,
+            initiator,
+            ..
+        } => tracing::info!(%peer, %from, kind, initiator, "session established"),
+        Event::SessionFailed {
+            address, reason, ..
+        } => tracing::info!(%address, reason, "session failed"),
         // A node without an application has nobody to hand messages to; the echo service
         // answers inside the endpoint.
         Event::Message { .. } => {}

@@ -76,7 +76,9 @@ impl Pinger {
         let mut token = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut token);
         let sent = Instant::now();
-        self.endpoint.ping(sent, self.target, self.peer, token);
+        self.endpoint
+            .ping(sent, self.target, self.peer, token)
+            .map_err(|error| io::Error::other(error.to_string()))?;
         self.drive_until(sent + timeout, Some((token, sent)))
     }
 

@@ -211,6 +211,9 @@ pub struct Established {
     pub peer_id: PeerId,
     /// The peer's Ed25519 key.
     pub peer_ed25519: [u8; 32],
+    /// The peer's X25519 static key, as the handshake authenticated it (a later IK rekey
+    /// addresses it without needing the peer's record).
+    pub peer_x25519: [u8; 32],
     /// The Split's first key: protects what the initiator sends.
     pub initiator_to_responder: [u8; 32],
     /// The Split's second key: protects what the responder sends.
@@ -315,11 +318,16 @@ fn split(
 ) -> Established {
     // PROTOCOL.md §5: the Split's two raw keys are the direction secrets, initiator→responder first.
     let (initiator_to_responder, responder_to_initiator) = state.dangerously_get_raw_split();
+    let mut peer_x25519 = [0u8; 32];
+    if let Some(remote) = state.get_remote_static().and_then(|r| r.get(..32)) {
+        peer_x25519.copy_from_slice(remote);
+    }
     Established {
         kind,
         role,
         peer_id,
         peer_ed25519,
+        peer_x25519,
         initiator_to_responder,
         responder_to_initiator,
     }
@@ -384,6 +392,28 @@ impl Initiator {
         )
     }
 
+    /// Kind 1 or 3 towards a peer whose X25519 key an earlier handshake proved (a rekey of a
+    /// session whose peer record this node never held, e.g. on the responder's side). `psk` is
+    /// required for kind 3 and ignored for kind 1.
+    pub fn proven_static<R: RngCore + CryptoRng>(
+        kind: HandshakeKind,
+        local: &HandshakeIdentity,
+        peer: (PeerId, [u8; 32], [u8; 32]),
+        psk: Option<&[u8; PSK_LEN]>,
+        now: Tai64N,
+        rng: &mut R,
+    ) -> Result<Initiator, HandshakeError> {
+        if !kind.is_ik() || (kind == HandshakeKind::PreSharedKey && psk.is_none()) {
+            return Err(HandshakeError::UnknownPsk);
+        }
+        let psk = if kind == HandshakeKind::PreSharedKey {
+            psk
+        } else {
+            None
+        };
+        Self::start_ik_to(kind, local, peer, psk, now, rng)
+    }
+
     fn start_ik<R: RngCore + CryptoRng>(
         kind: HandshakeKind,
         local: &HandshakeIdentity,
@@ -395,9 +425,21 @@ impl Initiator {
         // PROTOCOL.md §5: for kinds 1 and 3 the responder's x25519 key is the one in its signed
         // record, so the record must verify before its key is trusted.
         record.verify().map_err(|_| HandshakeError::BadRecord)?;
+        let peer = (record.peer_id(), record.ed25519, record.x25519);
+        Self::start_ik_to(kind, local, peer, psk, now, rng)
+    }
+
+    fn start_ik_to<R: RngCore + CryptoRng>(
+        kind: HandshakeKind,
+        local: &HandshakeIdentity,
+        (peer_id, peer_ed25519, peer_x25519): (PeerId, [u8; 32], [u8; 32]),
+        psk: Option<&[u8; PSK_LEN]>,
+        now: Tai64N,
+        rng: &mut R,
+    ) -> Result<Initiator, HandshakeError> {
         let mut builder = noise::builder(kind.params(), rng)
             .local_private_key(&local.x25519_secret)
-            .remote_public_key(&record.x25519);
+            .remote_public_key(&peer_x25519);
         if let Some(psk) = psk {
             builder = builder.psk(PSK_LOCATION as u8, psk);
         }
@@ -413,7 +455,7 @@ impl Initiator {
             state: Some(state),
             init,
             init_len,
-            responder: Some((record.peer_id(), record.ed25519)),
+            responder: Some((peer_id, peer_ed25519)),
             binding: local.binding,
         })
     }

@@ -234,6 +234,25 @@ impl ChannelKeys {
         self.channels.get_mut(&channel)
     }
 
+    /// Opens a received packet of `channel`. A channel seen for the first time gets its keys
+    /// derived on the stack and kept only once the tag verified, so forged packets on made-up
+    /// channel ids allocate nothing (PROTOCOL.md §3).
+    pub fn open(
+        &mut self,
+        channel: ChannelId,
+        sequence: u64,
+        header: &[u8],
+        ciphertext_and_tag: &mut [u8],
+    ) -> Result<usize, OpenError> {
+        if let Some(crypto) = self.channels.get_mut(&channel) {
+            return crypto.open(sequence, header, ciphertext_and_tag);
+        }
+        let mut crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
+        let len = crypto.open(sequence, header, ciphertext_and_tag)?;
+        self.channels.insert(channel, crypto);
+        Ok(len)
+    }
+
     /// Forgets a closed channel (its id is never reused within the session, §6).
     pub fn remove(&mut self, channel: ChannelId) {
         self.channels.remove(&channel);

@@ -65,6 +65,7 @@ pub struct Session {
     role: Role,
     peer_id: PeerId,
     peer_ed25519: [u8; 32],
+    peer_x25519: [u8; 32],
     created_at: Instant,
     phase: KeyPhase,
     /// Per-channel keys, sequence numbers and replay windows of this session.
@@ -79,6 +80,7 @@ impl Session {
             role: established.role,
             peer_id: established.peer_id,
             peer_ed25519: established.peer_ed25519,
+            peer_x25519: established.peer_x25519,
             created_at: now,
             phase,
             keys: ChannelKeys::new(*established.send_secret(), *established.receive_secret()),
@@ -103,6 +105,11 @@ impl Session {
     /// The peer's proven Ed25519 key.
     pub fn peer_ed25519(&self) -> &[u8; 32] {
         &self.peer_ed25519
+    }
+
+    /// The peer's X25519 static key, as the handshake authenticated it.
+    pub fn peer_x25519(&self) -> &[u8; 32] {
+        &self.peer_x25519
     }
 
     /// When the handshake completed.
@@ -164,6 +171,13 @@ pub struct SessionSlot {
     /// Install order of each phase's session, to tell the newer from the older.
     generations: [u64; 2],
     next_generation: u64,
+    /// When the session of each phase stopped being the one we send under (it still opens
+    /// packets in flight for a grace period, see [`SessionSlot::switch_to`]).
+    retired_at: [Option<Instant>; 2],
+    /// A retired session that a new handshake displaced from its phase before its grace period
+    /// ended (a crossing INIT that arrived late): it still opens packets in flight under that
+    /// phase, tried only when the phase's newer session refuses one.
+    displaced: Option<(Session, Instant)>,
     sending: KeyPhase,
 }
 
@@ -208,12 +222,17 @@ impl SessionSlot {
         // PROTOCOL.md §5: the new session takes the other phase; a still-pending newer session
         // there is superseded by this one.
         let phase = sending.flipped();
-        self.sessions[phase.index()] = Some(Session::new(established, now, phase));
+        let previous = self.sessions[phase.index()].replace(Session::new(established, now, phase));
+        if let (Some(previous), Some(retired_at)) = (previous, self.retired_at[phase.index()]) {
+            self.displaced = Some((previous, retired_at));
+        }
+        self.retired_at[phase.index()] = None;
         self.stamp(phase);
         if established.role == Role::Initiator {
             // The response proved the responder holds the new session: send under it now, keep
             // the old one to open packets still in flight.
             self.sending = phase;
+            self.retired_at[sending.index()] = Some(now);
         }
         Ok(phase)
     }
@@ -236,9 +255,76 @@ impl SessionSlot {
         }
     }
 
+    /// Like [`authenticated`](Self::authenticated), but the older session is only retired: it
+    /// keeps opening packets that were in flight when the switch happened (reordering across a
+    /// rekey) until [`expire_retired`](Self::expire_retired) drops it or the next handshake takes
+    /// its phase. Nothing is ever sent under a retired session.
+    pub fn switch_to(&mut self, phase: KeyPhase, now: Instant) {
+        let other = phase.flipped();
+        let both = self.sessions[phase.index()].is_some() && self.sessions[other.index()].is_some();
+        let newer = both && self.generations[phase.index()] > self.generations[other.index()];
+        if newer && self.sending != phase {
+            self.sending = phase;
+            self.retired_at[other.index()] = Some(now);
+        }
+    }
+
+    /// The displaced retired session of `phase`, if any (see the field's doc).
+    pub fn displaced(&mut self, phase: KeyPhase) -> Option<&mut Session> {
+        self.displaced
+            .as_mut()
+            .filter(|(session, _)| session.phase == phase)
+            .map(|(session, _)| session)
+    }
+
+    /// Drops a session retired more than `grace` ago.
+    pub fn expire_retired(&mut self, now: Instant, grace: Duration) {
+        if self
+            .displaced
+            .as_ref()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > grace)
+        {
+            self.displaced = None;
+        }
+        for index in 0..2 {
+            let expired =
+                self.retired_at[index].is_some_and(|at| now.saturating_duration_since(at) > grace);
+            if expired {
+                self.sessions[index] = None;
+                self.retired_at[index] = None;
+            }
+        }
+    }
+
+    /// The session of `phase` if it may open packets (current, newer, or retired within the
+    /// grace period the caller enforces with [`expire_retired`](Self::expire_retired)).
+    pub fn phase_session(&mut self, phase: KeyPhase) -> Option<&mut Session> {
+        self.sessions[phase.index()].as_mut()
+    }
+
+    /// True if no newer session waits to take over sending (a responder's new session before
+    /// the peer's first packet under it): only then may a rekey start.
+    pub fn newest_is_current(&self) -> bool {
+        let other = self.sending.flipped();
+        self.sessions[other.index()].is_none()
+            || self.generations[other.index()] < self.generations[self.sending.index()]
+    }
+
+    /// The phase we send under.
+    pub fn sending_phase(&self) -> KeyPhase {
+        self.sending
+    }
+
+    /// The session we send under, read-only.
+    pub fn current_ref(&self) -> Option<&Session> {
+        self.sessions[self.sending.index()].as_ref()
+    }
+
     /// Drops both sessions.
     pub fn clear(&mut self) {
         self.sessions = [None, None];
+        self.retired_at = [None, None];
+        self.displaced = None;
         self.sending = KeyPhase::Zero;
     }
 }
@@ -253,6 +339,7 @@ mod tests {
             role,
             peer_id: PeerId([ed; 16]),
             peer_ed25519: [ed; 32],
+            peer_x25519: [ed; 32],
             initiator_to_responder: [secret; 32],
             responder_to_initiator: [secret.wrapping_add(1); 32],
         }

@@ -635,6 +635,8 @@ fn decode_body(kind: MessageType, body: &[u8], base: usize) -> Result<Message<'_
             if body.len() < TAG_LEN {
                 return Err(r.err(ErrorKind::EncryptedTooShort));
             }
+            // The ciphertext is the whole body: consume it, or the trailing-bytes check below
+            // refuses every START_ENCRYPTION.
             Message::StartEncryption {
                 ciphertext: r.rest(),
             }

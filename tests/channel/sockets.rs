@@ -115,7 +115,7 @@ fn a_client_opens_channels_to_an_echo_node_over_loopback() {
     let node = start_node(&["--echo"]);
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
     let identity = Identity::generate(&mut rand::rngs::OsRng);
-    let mut client = Endpoint::new(EndpointConfig::default(), identity, [1; 32], Instant::now());
+    let mut client = Endpoint::new(plaintext(), identity, [1; 32], Instant::now());
     let udp_mode = Capabilities::from_bits(0).unwrap();
 
     // One channel by the node's peer id with our own c1, one by bare address.
@@ -176,7 +176,7 @@ fn a_node_answers_a_ping_from_a_bare_address() {
     let node = start_node(&[]);
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
     let identity = Identity::generate(&mut rand::rngs::OsRng);
-    let mut client = Endpoint::new(EndpointConfig::default(), identity, [2; 32], Instant::now());
+    let mut client = Endpoint::new(plaintext(), identity, [2; 32], Instant::now());
     client.ping(Instant::now(), node.udp, None, [9; 8]);
     let mut pong = None;
     drive_until(&mut client, &socket, Duration::from_secs(5), |event| {
@@ -186,4 +186,13 @@ fn a_node_answers_a_ping_from_a_bare_address() {
         pong.is_some()
     });
     assert_eq!(pong, Some((node.peer, [9; 8])));
+}
+
+/// Kind 0: channel establishment over real sockets without a session (the node allows
+/// plaintext by default until encrypted sessions are its default).
+fn plaintext() -> EndpointConfig {
+    EndpointConfig {
+        allow_plaintext: true,
+        ..EndpointConfig::default()
+    }
 }

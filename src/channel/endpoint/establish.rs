@@ -366,9 +366,7 @@ impl Endpoint {
         c1: Option<u16>,
         capabilities: Capabilities,
     ) -> Result<ChannelHandle, OpenError> {
-        if !self.config.allow_plaintext {
-            return Err(OpenError::PlaintextRefused);
-        }
+        self.last_now = now;
         if !supported(capabilities) {
             return Err(OpenError::Unsupported(capabilities));
         }
@@ -376,6 +374,11 @@ impl Endpoint {
             return Err(OpenError::ZeroChannelId);
         }
         let peer_id = peer.filter(|p| !p.is_zero());
+        if self.wants_session(peer_id) {
+            // PROTOCOL.md §5: no session yet, so the right handshake starts and the open waits
+            // behind it (CHANNEL_NEW travels only encrypted under kinds 1–3).
+            self.ensure_handshake(now, to, peer_id)?;
+        }
         let existing = match peer_id {
             Some(id) => self.peer_index.get(&id).copied(),
             None => self.unnamed.get(&to).copied(),

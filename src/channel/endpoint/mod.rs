@@ -7,17 +7,23 @@
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
 mod establish;
+mod handshake;
 
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
-use crate::channel::state::{Channel, MessageWindow, Peer, Phase};
+use crate::channel::state::{Channel, MessageWindow, Peer, PeerSession, Phase};
 use crate::channel::stats::Stats;
-use crate::handle::{Handle, Hashcode, Slab};
-use crate::session::Identity;
+use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
 use crate::session::window::Seen;
-use crate::wire::{
-    Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Packet, PeerId,
+use crate::session::{
+    HandshakeIdentity, Identity, InitDecision, InitGate, LoadPolicy, PeerRecord, RekeyPolicy,
+    RotatingSecret, TimestampTable,
 };
+use crate::wire::{
+    Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Messages, Packet,
+    PeerId,
+};
+use handshake::Pending;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -31,6 +37,11 @@ const STATELESS: &str = "weft_handshake_stateless_answers_total";
 const COOKIE_FAILURES: &str = "weft_cookie_failures_total";
 const OPENED: &str = "weft_channels_opened_total";
 const CLOSED: &str = "weft_channels_closed_total";
+const HANDSHAKES: &str = "weft_handshakes_completed_total";
+const HANDSHAKE_FAILURES: &str = "weft_handshake_failures_total";
+const COOKIES_SENT: &str = "weft_handshake_cookies_sent_total";
+const REKEYS: &str = "weft_rekeys_total";
+const DH_OPERATIONS: &str = "weft_dh_operations_total";
 
 /// Settings of an endpoint.
 #[derive(Clone, Debug)]
@@ -59,12 +70,33 @@ pub struct EndpointConfig {
     pub max_queued_datagrams: usize,
     /// Most bytes of early data buffered per channel while its id is incomplete.
     pub max_early_bytes: usize,
+    /// Pre-shared keys by peer: a peer listed here is reached with handshake kind 3 (§5).
+    pub psks: HashMap<PeerId, [u8; 32]>,
+    /// When an INIT without a valid cookie is answered with HANDSHAKE_COOKIE (§5: above a
+    /// rate of handshakes per second, or always). Kind-2 INITs always need a cookie.
+    pub handshake_load: LoadPolicy,
+    /// When a session is replaced by a new handshake (§5: 2^31 packets or 15 minutes).
+    pub rekey: RekeyPolicy,
+    /// How long an idle peer's session stays cached (§5: 15 minutes).
+    pub session_lifetime: Duration,
+    /// How long a replaced session still opens packets that were in flight at the switch.
+    pub retired_session_grace: Duration,
+    /// Most XX responder states held between RESPONSE and FINAL (§5: capped per shard).
+    pub max_pending_xx: usize,
+    /// Most XX responder states per /24 (IPv4) or /48 (IPv6).
+    pub max_pending_xx_per_prefix: usize,
+    /// Most sessions held at once.
+    pub max_sessions: usize,
+    /// Most handshakes this node initiates at once.
+    pub max_pending_handshakes: usize,
+    /// Most PINGs queued behind one handshake.
+    pub max_queued_pings: usize,
 }
 
 impl Default for EndpointConfig {
     fn default() -> Self {
         EndpointConfig {
-            allow_plaintext: true,
+            allow_plaintext: false,
             echo: false,
             cookie_rotation: Duration::from_secs(120),
             open_timeout: Duration::from_secs(3),
@@ -76,6 +108,16 @@ impl Default for EndpointConfig {
             max_channels_per_peer: 1024,
             max_queued_datagrams: 4096,
             max_early_bytes: 256 * 1024,
+            psks: HashMap::new(),
+            handshake_load: LoadPolicy::default(),
+            rekey: RekeyPolicy::default(),
+            session_lifetime: Duration::from_secs(15 * 60),
+            retired_session_grace: Duration::from_secs(5),
+            max_pending_xx: 4096,
+            max_pending_xx_per_prefix: 64,
+            max_sessions: 100_000,
+            max_pending_handshakes: 4096,
+            max_queued_pings: 16,
         }
     }
 }
@@ -98,6 +140,27 @@ pub struct ChannelHandle(pub Hashcode);
 /// Something the application should know about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A handshake completed: the peer's packets are encrypted from now on (PROTOCOL.md §5).
+    SessionEstablished {
+        /// The peer, proven by the handshake.
+        peer: PeerId,
+        /// Where its handshake came from.
+        from: SocketAddr,
+        /// The handshake kind (1 IK, 2 XX, 3 IKpsk2).
+        kind: u8,
+        /// True on the side that sent the INIT.
+        initiator: bool,
+    },
+    /// A handshake we started gave up; opens waiting for it fail by their own timeout, and
+    /// PINGs queued behind it are not sent.
+    SessionFailed {
+        /// The peer, when it was known.
+        peer: Option<PeerId>,
+        /// Where the handshake went.
+        address: SocketAddr,
+        /// Why, as a metric label (`timeout`, `peer_id_mismatch`, …).
+        reason: &'static str,
+    },
     /// A PONG answered one of our PINGs.
     Pong {
         /// The peer that answered.
@@ -226,6 +289,8 @@ impl std::error::Error for SendError {}
 enum TimerKey {
     Channel(Hashcode),
     Peer(Hashcode),
+    Handshake(Hashcode),
+    Session(Hashcode),
 }
 
 /// The capability sets this node implements (more arrive with the reliability layer).
@@ -251,6 +316,28 @@ pub struct Endpoint {
     stats: Stats,
     /// Bytes this datagram's unauthenticated answers may still use (3× rule, PROTOCOL.md §5).
     answer_budget: usize,
+    hs_identity: HandshakeIdentity,
+    /// Peer records the application handed us: kind 1 towards these peers.
+    records: HashMap<PeerId, PeerRecord>,
+    gate: InitGate,
+    timestamps: TimestampTable,
+    index_cipher: IndexCipher,
+    pending: Slab<Pending>,
+    pending_by_peer: HashMap<PeerId, Handle>,
+    pending_by_addr: HashMap<SocketAddr, Handle>,
+    pending_xx: usize,
+    pending_per_prefix: HashMap<[u8; 8], usize>,
+    sessions: Slab<PeerSession>,
+    session_index: HashMap<PeerId, Handle>,
+    /// Wall-clock time since the Unix epoch, set by the driver (IK INITs carry it as TAI64N).
+    unix_time: Duration,
+    last_tai: Duration,
+    /// The latest `now` any entry point was given (for rekey checks deep in the send path).
+    last_now: Instant,
+    /// The peer whose authenticated packet is being handled: stateless answers to it go
+    /// encrypted.
+    secure_peer: Option<PeerId>,
+    receive_buf: Vec<u8>,
 }
 
 impl Endpoint {
@@ -258,12 +345,21 @@ impl Endpoint {
     pub fn new(config: EndpointConfig, identity: Identity, seed: [u8; 32], now: Instant) -> Self {
         let cookie_seed = blake3::derive_key("weft v1 endpoint cookie seed", &seed);
         let rng_seed = blake3::derive_key("weft v1 endpoint rng seed", &seed);
+        let handshake_seed = blake3::derive_key("weft v1 endpoint handshake cookie seed", &seed);
+        let index_seed = blake3::derive_key("weft v1 endpoint session index key", &seed);
+        let slab = |limit: usize| limit.clamp(1, crate::handle::MAX_LIMIT);
+        let gate = InitGate::new(
+            identity.x25519_public().as_bytes(),
+            RotatingSecret::new(handshake_seed, now, config.cookie_rotation),
+            config.handshake_load,
+        );
         let peers = Slab::new(config.max_peers.max(1)).unwrap_or_else(|_| {
             Slab::new(1 << 20).expect("a slab of 2^20 entries is always allowed")
         });
         let channels = Slab::new(config.max_channels.max(1)).unwrap_or_else(|_| {
             Slab::new(1 << 20).expect("a slab of 2^20 entries is always allowed")
         });
+        let hs_identity = HandshakeIdentity::new(&identity);
         Endpoint {
             cookies: CookieSecrets::new(cookie_seed, now, config.cookie_rotation),
             outgoing: Outgoing::new(config.max_queued_datagrams.max(1)),
@@ -278,6 +374,25 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::new(),
             answer_budget: 0,
+            hs_identity,
+            records: HashMap::new(),
+            gate,
+            timestamps: TimestampTable::new(),
+            index_cipher: IndexCipher::new(&index_seed),
+            pending: Slab::new(slab(config.max_pending_handshakes + config.max_pending_xx))
+                .expect("the limit is clamped to what a slab allows"),
+            pending_by_peer: HashMap::new(),
+            pending_by_addr: HashMap::new(),
+            pending_xx: 0,
+            pending_per_prefix: HashMap::new(),
+            sessions: Slab::new(slab(config.max_sessions))
+                .expect("the limit is clamped to what a slab allows"),
+            session_index: HashMap::new(),
+            unix_time: Duration::ZERO,
+            last_tai: Duration::ZERO,
+            last_now: now,
+            secure_peer: None,
+            receive_buf: Vec::with_capacity(crate::channel::outgoing::MAX_DATAGRAM),
             config,
         }
     }
@@ -300,6 +415,51 @@ impl Endpoint {
     /// Counters for the metrics exporter.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Hands the endpoint a peer's signed record: handshakes towards that peer use kind 1 (or 3
+    /// with a configured PSK). A record that does not verify is refused.
+    pub fn add_peer_record(
+        &mut self,
+        record: PeerRecord,
+    ) -> Result<(), crate::session::RecordError> {
+        record.verify()?;
+        self.records.insert(record.peer_id(), record);
+        Ok(())
+    }
+
+    /// Tells the endpoint the wall-clock time (since the Unix epoch). A driver calls it each
+    /// loop turn: IK INITs carry it as TAI64N (PROTOCOL.md §5); the endpoint reads no clock.
+    pub fn set_unix_time(&mut self, seconds: u64, nanos: u32) {
+        self.unix_time = Duration::new(seconds, nanos.min(999_999_999));
+    }
+
+    /// Starts a new handshake with `peer` now, replacing its session without interrupting its
+    /// channels (PROTOCOL.md §5); the endpoint also does this by itself at the rekey threshold.
+    pub fn rekey(&mut self, now: Instant, peer: PeerId) -> Result<(), OpenError> {
+        self.last_now = now;
+        let to = self
+            .session_index
+            .get(&peer)
+            .and_then(|&h| self.sessions.get(h))
+            .map(|entry| entry.address)
+            .ok_or(OpenError::PlaintextRefused)?;
+        self.ensure_handshake(now, to, Some(peer))
+    }
+
+    /// True if `peer` has an encrypted session this node sends under.
+    pub fn has_session_with(&self, peer: PeerId) -> bool {
+        self.has_session(peer)
+    }
+
+    /// Sessions held (peers with at least one).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Handshakes in progress (ours waiting for an answer, and XX responders waiting for FINAL).
+    pub fn pending_handshake_count(&self) -> usize {
+        self.pending.len()
     }
 
     /// Peers with state.
@@ -330,12 +490,17 @@ impl Endpoint {
         self.stats.set("weft_peers", None, self.peers.len() as u64);
         self.stats
             .set("weft_channels", None, self.channels.len() as u64);
+        self.stats
+            .set("weft_sessions", None, self.sessions.len() as u64);
+        self.stats
+            .set("weft_pending_handshakes", None, self.pending.len() as u64);
     }
 
     // ---------------------------------------------------------------- input
 
     /// Feeds one received datagram.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.last_now = now;
         self.stats.add("weft_packets_received_total", None, 1);
         self.stats
             .add("weft_received_bytes_total", None, datagram.len() as u64);
@@ -356,24 +521,37 @@ impl Endpoint {
             return self.drop_packet("wrong_recipient");
         }
         if header.flags.contains(Flags::ENCRYPTED) {
-            // Sessions arrive with their own issue; until then no encrypted packet can match one.
-            return self.drop_packet("no_session");
-        }
-        if !self.config.allow_plaintext {
+            self.handle_encrypted(now, from, &packet, datagram.len());
+        } else if packet
+            .messages()
+            .next()
+            .is_some_and(|m| m.kind().is_handshake() || matches!(m, Message::Reset { .. }))
+        {
+            self.handle_handshake(now, from, datagram, &packet);
+        } else if self.has_session(header.sender) {
+            // PROTOCOL.md §3: once a peer is encrypted, its plaintext is dropped (no downgrade).
+            self.drop_packet("plaintext_after_session");
+        } else if !self.config.allow_plaintext {
             // PROTOCOL.md §3: a node that refuses plaintext drops kind-0 packets silently.
-            return self.drop_packet("plaintext_refused");
-        }
-        if header.channel.is_default() {
-            self.handle_default(now, from, &packet);
+            self.drop_packet("plaintext_refused");
+        } else if header.channel.is_default() {
+            self.handle_default(now, from, &header, packet.messages(), false);
         } else {
-            self.handle_channel_packet(now, from, &packet);
+            self.handle_channel_packet(now, from, &header, packet.messages(), false);
         }
         self.outgoing.finish();
         self.publish_gauges();
     }
 
-    fn handle_default(&mut self, now: Instant, from: SocketAddr, packet: &Packet<'_>) {
-        let sender = packet.header.sender;
+    fn handle_default(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        messages: Messages<'_>,
+        secure: bool,
+    ) {
+        let sender = header.sender;
         let known = self.peer_index.get(&sender).copied();
         if let Some(peer) = known {
             if let Some(state) = self.peers.get_mut(peer) {
@@ -382,7 +560,7 @@ impl Endpoint {
                 }
             }
         }
-        for message in packet.messages() {
+        for message in messages {
             match message {
                 Message::Ping { token } => {
                     self.answer_ping(from, sender, ChannelId::DEFAULT, *token)
@@ -417,8 +595,14 @@ impl Endpoint {
                 | Message::HandshakeCookie { .. }
                 | Message::HandshakeFinal { .. }
                 | Message::StartEncryption { .. } => {
-                    // Handshake kinds 1–3 arrive with the sessions layer.
-                    self.drop_packet("handshake_unsupported");
+                    // Handshake messages travel in plaintext and first in their packet; inside
+                    // a ciphertext, or behind channel messages, they are out of place.
+                    let reason = if secure {
+                        "handshake_in_ciphertext"
+                    } else {
+                        "handshake_misplaced"
+                    };
+                    self.drop_packet(reason);
                     return;
                 }
                 // The wire layer already rejected everything else on the default channel.
@@ -427,9 +611,17 @@ impl Endpoint {
         }
     }
 
-    fn handle_channel_packet(&mut self, now: Instant, from: SocketAddr, packet: &Packet<'_>) {
-        let header = packet.header;
-        let mut messages = packet.messages().peekable();
+    fn handle_channel_packet(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        messages: Messages<'_>,
+        secure: bool,
+    ) {
+        let header = *header;
+        let _ = secure;
+        let mut messages = messages.peekable();
         let existing = self
             .peer_index
             .get(&header.sender)
@@ -528,6 +720,10 @@ impl Endpoint {
         channel: ChannelId,
         message: &Message<'_>,
     ) -> bool {
+        if self.secure_peer == Some(recipient) && self.has_session(recipient) {
+            // An answer to an authenticated packet goes sealed, and its address is validated.
+            return self.send_secure(to, recipient, channel, None, &[*message]);
+        }
         let needed = message.encoded_len();
         let header = Header {
             flags: Flags::default(),
@@ -567,6 +763,18 @@ impl Endpoint {
         recipient: PeerId,
         message: &Message<'_>,
     ) {
+        if !recipient.is_zero() && self.has_session(recipient) {
+            // PROTOCOL.md §5: under kinds 1–3, channel establishment travels only encrypted.
+            self.send_secure(to, recipient, ChannelId::DEFAULT, None, &[*message]);
+            return;
+        }
+        if self.awaiting_session(to, recipient) || !self.config.allow_plaintext {
+            // Waits for the handshake: establishment sends the opens (`flush_opens`), and the
+            // channel's own retry timer covers the rest.
+            self.stats
+                .add("weft_messages_awaiting_session_total", None, 1);
+            return;
+        }
         let header = Header {
             flags: Flags::default(),
             sender: self.local_id,
@@ -670,12 +878,43 @@ impl Endpoint {
     /// initiator is unconfirmed (PROTOCOL.md §6 step 4). Returns false when it could not be
     /// queued.
     fn send_on_channel(&mut self, channel: Handle, messages: &[Message<'_>]) -> bool {
+        let secure = self
+            .channels
+            .get(channel)
+            .and_then(|state| self.peers.get(state.peer))
+            .is_some_and(|peer| self.has_session(peer.id));
         let Some(state) = self.channels.get_mut(channel) else {
             return false;
         };
         let Some(peer) = self.peers.get(state.peer) else {
             return false;
         };
+        if secure {
+            let (to, recipient, id) = (peer.address, peer.id, state.id);
+            let head = match state.phase {
+                Phase::Open {
+                    cookie2: Some(cookie2),
+                } if state.initiator => Some((cookie2, state.capabilities)),
+                _ => None,
+            };
+            return match head {
+                Some((cookie2, capabilities)) => self.send_secure(
+                    to,
+                    recipient,
+                    id,
+                    Some(&Message::ChannelCookie {
+                        cookie2: &cookie2,
+                        capabilities,
+                    }),
+                    messages,
+                ),
+                None => self.send_secure(to, recipient, id, None, messages),
+            };
+        }
+        if !self.config.allow_plaintext {
+            self.drop_packet("no_session");
+            return false;
+        }
         let header = Header {
             flags: Flags::SEQUENCED,
             sender: self.local_id,
@@ -781,12 +1020,37 @@ impl Endpoint {
 
     /// Queues a PING to `to`; its PONG arrives as [`Event::Pong`] with the same token. `peer` is
     /// the target's peer id when known, else the packet names the all-zero recipient (§3).
-    pub fn ping(&mut self, _now: Instant, to: SocketAddr, peer: Option<PeerId>, token: [u8; 8]) {
+    /// Without a session (and unless plaintext is allowed) it starts the right handshake and
+    /// waits behind it; a full queue is an error, never a silent drop.
+    pub fn ping(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        peer: Option<PeerId>,
+        token: [u8; 8],
+    ) -> Result<(), OpenError> {
+        self.last_now = now;
+        let peer = peer.filter(|p| !p.is_zero());
+        if let Some(id) = peer.filter(|&id| self.has_session(id)) {
+            self.send_secure(
+                to,
+                id,
+                ChannelId::DEFAULT,
+                None,
+                &[Message::Ping { token: &token }],
+            );
+            return Ok(());
+        }
+        if self.wants_session(peer) {
+            self.ensure_handshake(now, to, peer)?;
+            return self.queue_ping(to, peer, token);
+        }
         self.queue_default(
             to,
             peer.unwrap_or(PeerId::ZERO),
             &Message::Ping { token: &token },
         );
+        Ok(())
     }
 
     /// Sends one application message; returns its message number. A message too large or a
@@ -920,6 +1184,7 @@ impl Endpoint {
 
     /// Runs timers whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         self.cookies.advance(now);
         while let Some(&Reverse((at, key))) = self.timers.peek() {
             if at > now {
@@ -929,6 +1194,8 @@ impl Endpoint {
             match key {
                 TimerKey::Channel(code) => self.channel_timer(now, code),
                 TimerKey::Peer(code) => self.peer_timer(now, code),
+                TimerKey::Handshake(code) => self.handshake_timer(now, code),
+                TimerKey::Session(code) => self.session_timer(now, code),
             }
         }
         self.outgoing.finish();
