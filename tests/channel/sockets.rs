@@ -177,7 +177,9 @@ fn a_node_answers_a_ping_from_a_bare_address() {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
     let identity = Identity::generate(&mut rand::rngs::OsRng);
     let mut client = Endpoint::new(plaintext(), identity, [2; 32], Instant::now());
-    client.ping(Instant::now(), node.udp, None, [9; 8]);
+    client
+        .ping(Instant::now(), node.udp, None, [9; 8])
+        .expect("a ping queues");
     let mut pong = None;
     drive_until(&mut client, &socket, Duration::from_secs(5), |event| {
         if let Event::Pong { peer, token, .. } = event {
