@@ -284,7 +284,7 @@ fn log_event(event: &Event) {
         } => tracing::debug!(?reason, by_peer, "channel closed"),
         // A node without an application has nobody to hand messages to; the echo service
         // answers inside the endpoint.
-        Event::Message { .. } => {}
+        Event::Message { .. } | Event::Skipped { .. } | Event::Progress { .. } => {}
     }
 }
 

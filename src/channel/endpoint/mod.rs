@@ -6,15 +6,18 @@
 //! [`Endpoint::poll_event`] until it returns `None`. No socket, clock or thread lives here
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
+mod data;
 mod establish;
+
+pub(crate) use data::ChannelData;
 
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
-use crate::channel::state::{Channel, MessageWindow, Peer, Phase};
+use crate::channel::reliability::{ReassemblyBudget, ReliabilityConfig};
+use crate::channel::state::{Channel, Peer, Phase};
 use crate::channel::stats::Stats;
 use crate::handle::{Handle, Hashcode, Slab};
 use crate::session::Identity;
-use crate::session::window::Seen;
 use crate::wire::{
     Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Packet, PeerId,
 };
@@ -59,6 +62,18 @@ pub struct EndpointConfig {
     pub max_queued_datagrams: usize,
     /// Most bytes of early data buffered per channel while its id is incomplete.
     pub max_early_bytes: usize,
+    /// The reliability layer's settings: retry budget, hold timeout, largest message, send
+    /// queue, windows (PROTOCOL.md §7).
+    pub reliability: ReliabilityConfig,
+    /// Whether new channels send a keep-alive PING when idle (PROTOCOL.md §7.7); per channel
+    /// with [`Endpoint::set_keep_alive`].
+    pub keep_alive: bool,
+    /// How long a channel with keep-alive stays silent before it sends a PING (§7.7: 15 s).
+    pub keep_alive_interval: Duration,
+    /// Reassembly memory for big messages over all peers (PROTOCOL.md §7.5).
+    pub reassembly_node_bytes: usize,
+    /// Reassembly memory for big messages per peer.
+    pub reassembly_peer_bytes: usize,
 }
 
 impl Default for EndpointConfig {
@@ -76,6 +91,11 @@ impl Default for EndpointConfig {
             max_channels_per_peer: 1024,
             max_queued_datagrams: 4096,
             max_early_bytes: 256 * 1024,
+            reliability: ReliabilityConfig::default(),
+            keep_alive: false,
+            keep_alive_interval: Duration::from_secs(15),
+            reassembly_node_bytes: 64 << 20,
+            reassembly_peer_bytes: 8 << 20,
         }
     }
 }
@@ -136,6 +156,27 @@ pub enum Event {
         reason: CloseReason,
         /// True when the peer closed it.
         by_peer: bool,
+    },
+    /// An ordered channel gave up waiting for messages `first..=last` (PROTOCOL.md §7: the
+    /// hold timeout of Streaming 1 and 2); they will never be delivered.
+    Skipped {
+        /// The channel.
+        channel: ChannelHandle,
+        /// First message number skipped.
+        first: u64,
+        /// Last message number skipped.
+        last: u64,
+    },
+    /// Part of a big message arrived (PROTOCOL.md §7.5).
+    Progress {
+        /// The channel.
+        channel: ChannelHandle,
+        /// The message's number.
+        message_number: u64,
+        /// Bytes received so far.
+        received: u64,
+        /// The message's total length.
+        total: u64,
     },
     /// An application message arrived.
     Message {
@@ -226,11 +267,13 @@ impl std::error::Error for SendError {}
 enum TimerKey {
     Channel(Hashcode),
     Peer(Hashcode),
+    Data(Hashcode),
 }
 
-/// The capability sets this node implements (more arrive with the reliability layer).
+/// The capability sets this node implements: all eight of PROTOCOL.md §7 (the wire layer
+/// refuses a byte with other bits set).
 fn supported(capabilities: Capabilities) -> bool {
-    capabilities.bits() == 0
+    capabilities.bits() & !0x7 == 0
 }
 
 /// One node's protocol state.
@@ -251,6 +294,12 @@ pub struct Endpoint {
     stats: Stats,
     /// Bytes this datagram's unauthenticated answers may still use (3× rule, PROTOCOL.md §5).
     answer_budget: usize,
+    /// Reassembly memory of the whole node (PROTOCOL.md §7.5).
+    budget: ReassemblyBudget,
+    /// Peers that may have packets to build.
+    dirty: Vec<Handle>,
+    /// The latest time the endpoint was shown.
+    last_now: Instant,
 }
 
 impl Endpoint {
@@ -278,6 +327,9 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::new(),
             answer_budget: 0,
+            budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
+            dirty: Vec::new(),
+            last_now: now,
             config,
         }
     }
@@ -340,6 +392,7 @@ impl Endpoint {
         self.stats
             .add("weft_received_bytes_total", None, datagram.len() as u64);
         self.cookies.advance(now);
+        self.last_now = self.last_now.max(now);
         // PROTOCOL.md §5: an unvalidated address gets at most 3× what it sent.
         self.answer_budget = datagram.len().saturating_mul(3);
         let packet = match Packet::parse(datagram) {
@@ -368,6 +421,10 @@ impl Endpoint {
         } else {
             self.handle_channel_packet(now, from, &packet);
         }
+        if let Some(&peer) = self.peer_index.get(&header.sender) {
+            self.mark_dirty(peer);
+        }
+        self.flush(now);
         self.outgoing.finish();
         self.publish_gauges();
     }
@@ -475,10 +532,6 @@ impl Endpoint {
                 }
             }
         };
-        let Some(code) = self.channels.hashcode(channel) else {
-            return;
-        };
-        let handle = ChannelHandle(code);
         // Any packet from the responder on the channel confirms it to the initiator.
         if let Some(state) = self.channels.get_mut(channel) {
             if state.initiator && !state.confirmed() {
@@ -488,13 +541,13 @@ impl Endpoint {
         }
         for message in messages {
             match message {
-                Message::Data {
-                    message_number,
-                    payload,
-                } => self.on_data(channel, handle, message_number, payload),
+                // docs/RELIABILITY.md: PING token 0 is the reliability layer's probe (PTO); the
+                // ACK it elicits is the answer.
+                Message::Ping { token } if *token == [0; 8] => {}
                 Message::Ping { token } => {
                     self.answer_ping(from, header.sender, header.channel, *token)
                 }
+                Message::Pong { token } if *token == data::KEEP_ALIVE_TOKEN => {}
                 Message::Pong { token } => self.events.push_back(Event::Pong {
                     peer: header.sender,
                     from,
@@ -510,13 +563,13 @@ impl Endpoint {
                 Message::ChannelClose { .. } => self.drop_packet("close_for_other_channel"),
                 // A duplicate CHANNEL_COOKIE: the responder's confirmation was lost, resend it.
                 Message::ChannelCookie { .. } => self.confirm_channel(channel),
-                Message::DataFragment { .. } => self.drop_packet("fragment_unsupported"),
-                // Acknowledgements and credit drive the reliable modes (their own issue); the
-                // unreliable mode has nothing to do with them.
-                Message::Ack(_) | Message::Window { .. } | Message::PmtuProbe { .. } => {}
                 _ => {}
             }
         }
+        let Some(sequence) = header.sequence else {
+            return;
+        };
+        self.on_channel_packet(now, channel, sequence, packet);
     }
 
     /// Room in the packet being built, or a new packet to `to`; counts against the 3× budget
@@ -609,35 +662,6 @@ impl Endpoint {
         peer.channels.get(&channel.0).copied()
     }
 
-    fn on_data(
-        &mut self,
-        channel: Handle,
-        handle: ChannelHandle,
-        message_number: u64,
-        payload: &[u8],
-    ) {
-        let Some(state) = self.channels.get_mut(channel) else {
-            return;
-        };
-        // PROTOCOL.md §7: duplicate suppression works on message numbers.
-        match state.received.insert(message_number) {
-            Seen::Fresh => {}
-            Seen::Duplicate => return self.drop_packet("duplicate_message"),
-            Seen::TooOld => return self.drop_packet("stale_message"),
-        }
-        self.stats.add("weft_messages_received_total", None, 1);
-        if self.config.echo {
-            // PROTOCOL.md §6: the echo service answers under the node's own message number.
-            let _ = self.send_data(channel, payload);
-            return;
-        }
-        self.events.push_back(Event::Message {
-            channel: handle,
-            message_number,
-            data: payload.to_vec(),
-        });
-    }
-
     fn on_peer_close(
         &mut self,
         from: SocketAddr,
@@ -670,6 +694,11 @@ impl Endpoint {
     /// initiator is unconfirmed (PROTOCOL.md §6 step 4). Returns false when it could not be
     /// queued.
     fn send_on_channel(&mut self, channel: Handle, messages: &[Message<'_>]) -> bool {
+        // PROTOCOL.md §3: one packet-number space per channel and direction, shared with the
+        // data path, so a number is never reused.
+        let Some(sequence) = self.take_sequence(self.last_now, channel) else {
+            return false;
+        };
         let Some(state) = self.channels.get_mut(channel) else {
             return false;
         };
@@ -681,10 +710,9 @@ impl Endpoint {
             sender: self.local_id,
             recipient: peer.id,
             channel: state.id,
-            sequence: Some(state.next_sequence),
+            sequence: Some(sequence),
         };
         let to = peer.address;
-        state.next_sequence = state.next_sequence.wrapping_add(1);
         let head = match state.phase {
             Phase::Open {
                 cookie2: Some(cookie2),
@@ -711,43 +739,8 @@ impl Endpoint {
         true
     }
 
-    /// Largest DATA payload a single packet of this channel carries.
-    fn max_payload(&self, channel: Handle) -> usize {
-        let head = match self.channels.get(channel).map(|c| (&c.phase, c.initiator)) {
-            Some((Phase::Open { cookie2: Some(_) }, true)) => 18,
-            _ => 0,
-        };
-        // header + type + length varint (2) + message number varint (up to 10)
-        DEFAULT_MTU - crate::wire::SEQUENCED_HEADER_LEN - head - 1 - 2 - 10
-    }
-
     fn send_data(&mut self, channel: Handle, payload: &[u8]) -> Result<u64, SendError> {
-        let max = self.max_payload(channel);
-        if payload.len() > max {
-            return Err(SendError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
-        if self.outgoing.is_full() {
-            self.drop_packet("transmit_queue_full");
-            return Err(SendError::QueueFull);
-        }
-        let Some(state) = self.channels.get_mut(channel) else {
-            return Err(SendError::UnknownChannel);
-        };
-        let message_number = state.next_message;
-        state.next_message += 1;
-        let data = Message::Data {
-            message_number,
-            payload,
-        };
-        if self.send_on_channel(channel, &[data]) {
-            self.stats.add("weft_messages_sent_total", None, 1);
-            Ok(message_number)
-        } else {
-            Err(SendError::QueueFull)
-        }
+        self.send_message(self.last_now, channel, payload)
     }
 
     fn flush_early(&mut self, channel: Handle) {
@@ -766,6 +759,9 @@ impl Endpoint {
     /// Writes the next datagram to send into `buf` (at least 1452 bytes).
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.dirty.is_empty() {
+            self.flush(self.last_now);
+        }
         let (destination, len) = self.outgoing.pop(buf)?;
         self.stats.add("weft_packets_sent_total", None, 1);
         self.stats.add("weft_sent_bytes_total", None, len as u64);
@@ -793,7 +789,7 @@ impl Endpoint {
     /// full queue is an error, never a silent drop.
     pub fn send(
         &mut self,
-        _now: Instant,
+        now: Instant,
         channel: ChannelHandle,
         data: &[u8],
     ) -> Result<u64, SendError> {
@@ -801,28 +797,12 @@ impl Endpoint {
             .channels
             .resolve(channel.0)
             .map_err(|_| SendError::UnknownChannel)?;
-        let max = self.max_payload(handle) - 18;
-        let budget = self.config.max_early_bytes;
-        let state = self
-            .channels
-            .get_mut(handle)
-            .ok_or(SendError::UnknownChannel)?;
-        if let Phase::Opening { .. } = state.phase {
-            if data.len() > max {
-                return Err(SendError::TooLarge {
-                    len: data.len(),
-                    max,
-                });
-            }
-            if state.early_bytes + data.len() > budget || state.early.len() >= 64 {
-                return Err(SendError::QueueFull);
-            }
-            state.early_bytes += data.len();
-            state.early.push_back(data.to_vec());
-            // Its message number is the next one; early data leaves in order once the id is known.
-            return Ok(state.next_message + state.early.len() as u64 - 1);
-        }
-        self.send_data(handle, data)
+        self.last_now = self.last_now.max(now);
+        // A channel still opening queues the message; it leaves once the id is complete.
+        let number = self.send_message(now, handle, data)?;
+        self.flush(now);
+        self.outgoing.finish();
+        Ok(number)
     }
 
     /// Closes a channel, telling the peer with CHANNEL_CLOSE.
@@ -858,6 +838,7 @@ impl Endpoint {
                 }
             }
         }
+        self.detach_data(channel);
         let Some(state) = self.channels.remove(channel) else {
             return;
         };
@@ -921,6 +902,7 @@ impl Endpoint {
     /// Runs timers whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.cookies.advance(now);
+        self.last_now = self.last_now.max(now);
         while let Some(&Reverse((at, key))) = self.timers.peek() {
             if at > now {
                 break;
@@ -929,8 +911,10 @@ impl Endpoint {
             match key {
                 TimerKey::Channel(code) => self.channel_timer(now, code),
                 TimerKey::Peer(code) => self.peer_timer(now, code),
+                TimerKey::Data(code) => self.data_timer(now, at, code),
             }
         }
+        self.flush(now);
         self.outgoing.finish();
         self.publish_gauges();
     }
