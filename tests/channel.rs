@@ -163,12 +163,26 @@ fn parallel_opens_leave_in_one_packet() {
         net.record_trace();
         open_many(&mut net, a, b, 5);
         net.drive_for(Duration::from_secs(1));
-        let from_a: Vec<_> = net.trace().iter().filter(|t| t.from == addr(1)).collect();
-        let from_b: Vec<_> = net.trace().iter().filter(|t| t.from == addr(2)).collect();
+        // The establishment is over by 45 ms (10 ms links); what follows is the channels' own
+        // ACK and WINDOW traffic (PROTOCOL.md §7.1, §7.4).
+        let handshake = |t: &&sim::TraceEvent| t.at < Duration::from_millis(45);
+        let from_a: Vec<_> = net
+            .trace()
+            .iter()
+            .filter(|t| t.from == addr(1))
+            .filter(handshake)
+            .collect();
+        let from_b: Vec<_> = net
+            .trace()
+            .iter()
+            .filter(|t| t.from == addr(2))
+            .filter(handshake)
+            .collect();
         // One packet of five CHANNEL_NEWs, one of five ACKNOWLEDGEs, one of five FINALIZEs, then
         // five confirmations, one per channel.
         assert_eq!(from_a.len(), 2, "{from_a:?}");
-        assert_eq!(from_b.len(), 1 + 5, "{from_b:?}");
+        // B: ACKNOWLEDGEs, then per channel the confirmation and its own credit (WINDOW).
+        assert_eq!(from_b.len(), 1 + 5 + 5, "{from_b:?}");
         assert_eq!(net.node(b).channel_count(), 5);
     });
 }
@@ -237,7 +251,7 @@ fn the_unreliable_mode_delivers_each_message_at_most_once_under_loss() {
                 .unwrap();
             net.drive_for(Duration::from_millis(2));
         }
-        net.drive_for(Duration::from_secs(1));
+        net.drive_for(Duration::from_secs(10));
         let mut seen = BTreeSet::new();
         for event in events(&mut net, b) {
             if let Event::Message {
@@ -257,9 +271,16 @@ fn the_unreliable_mode_delivers_each_message_at_most_once_under_loss() {
             }
         }
         let sent = net.link_stats(a, b);
+        // Congestion control bundles queued messages into few packets, so one lost packet
+        // takes several messages with it: only "some but not all" is certain.
+        let given_up = net
+            .node(a)
+            .channel_stats(channel)
+            .unwrap()
+            .messages_given_up;
         assert!(
-            seen.len() < 200 && seen.len() > 80,
-            "seed {seed}: {} of 200 arrived",
+            seen.len() < 200 && seen.len() > 20 && seen.len() as u64 + given_up >= 200,
+            "seed {seed}: {} of 200 arrived, {given_up} given up",
             seen.len()
         );
         assert!(sent.duplicated > 0);
@@ -368,13 +389,15 @@ fn both_api_styles_and_a_conflicting_c1() {
         }
         net.drive_for(Duration::from_secs(2));
         assert_eq!(net.node(b).channel_count(), 21);
-        // A mode this node does not run yet is refused locally with a clear error.
-        let tcp = Capabilities::from_bits(7).unwrap();
-        assert_eq!(
-            net.node_mut(a)
-                .open_channel(now, addr(2), Some(pb), None, tcp),
-            Err(OpenError::Unsupported(tcp))
-        );
+        // All eight modes of PROTOCOL.md §7 are accepted.
+        for bits in 0..8 {
+            let mode = Capabilities::from_bits(bits).unwrap();
+            assert!(
+                net.node_mut(a)
+                    .open_channel(now, addr(2), Some(pb), None, mode)
+                    .is_ok()
+            );
+        }
     });
 }
 
@@ -487,12 +510,12 @@ fn a_kind_zero_peer_cannot_move_to_a_new_address() {
         let now = net.now();
         net.node_mut(a).send(now, channel, b"hello").unwrap();
         net.drive_for(Duration::from_secs(1));
-        assert_eq!(
+        assert!(
             net.node(b).stats().get(
                 "weft_packets_dropped_total",
                 Some(("reason", "address_mismatch"))
-            ),
-            1
+            ) >= 1,
+            "the message from the new address was not refused"
         );
     });
 }
@@ -536,7 +559,7 @@ fn answers(node: &mut Endpoint) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn an_unsupported_mode_is_answered_with_close_unsupported_and_allocates_nothing() {
+fn a_tcp_mode_finalize_opens_the_channel_and_the_responder_confirms_it_on_the_channel() {
     let (mut node, now) = lone_node(plaintext());
     let me = PeerId([0x10; 16]);
     let from: SocketAddr = "10.9.9.9:1000".parse().unwrap();
@@ -570,14 +593,15 @@ fn an_unsupported_mode_is_answered_with_close_unsupported_and_allocates_nothing(
         }],
     );
     node.handle(now, from, &finalize);
-    let reply = answers(&mut node).pop().expect("CHANNEL_CLOSE");
+    let reply = answers(&mut node).pop().expect("confirmation");
     let reply = Packet::parse(&reply).unwrap();
+    assert_eq!(reply.header.channel, channel);
     assert!(matches!(
         reply.messages().next(),
-        Some(Message::ChannelClose { channel: c, reason: CloseReason::Unsupported }) if c == channel
+        Some(Message::Window { .. })
     ));
-    assert_eq!(node.channel_count(), 0);
-    assert_eq!(node.peer_count(), 0);
+    assert_eq!(node.channel_count(), 1);
+    assert_eq!(node.peer_count(), 1);
 }
 
 #[test]

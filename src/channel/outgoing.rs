@@ -83,6 +83,24 @@ impl Outgoing {
             .map_or(0, |d| self.open_limit.saturating_sub(d.len))
     }
 
+    /// The free bytes of the open packet, for a writer that fills them directly; commit what
+    /// it wrote with [`advance`](Self::advance).
+    pub(crate) fn writable(&mut self) -> &mut [u8] {
+        let limit = self.open_limit;
+        match self.open.as_mut() {
+            Some(open) if open.len < limit => &mut open.bytes[open.len..limit],
+            _ => &mut [],
+        }
+    }
+
+    /// Adds `n` bytes written through [`writable`](Self::writable) to the open packet.
+    pub(crate) fn advance(&mut self, n: usize) {
+        let limit = self.open_limit;
+        if let Some(open) = self.open.as_mut() {
+            open.len = (open.len + n).min(limit);
+        }
+    }
+
     /// Appends a message to the open packet; false if it does not fit (nothing is written).
     pub(crate) fn push(&mut self, message: &Message<'_>) -> bool {
         let limit = self.open_limit;

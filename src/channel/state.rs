@@ -1,16 +1,14 @@
 //! Per-peer and per-channel state, allocated only after a cookie or a handshake has validated the
 //! peer's address (PROTOCOL.md §3, §6).
 
+use crate::channel::endpoint::ChannelData;
+use crate::channel::reliability::{PathState, ReassemblyBudget};
 use crate::handle::Handle;
 use crate::session::SessionSlot;
-use crate::session::window::SlidingWindow;
 use crate::wire::{Capabilities, ChannelId, PeerId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
-
-/// Message numbers remembered for duplicate suppression: 2048 behind the newest.
-pub(crate) type MessageWindow = SlidingWindow<32>;
 
 /// A peer this node has channel state with.
 pub(crate) struct Peer {
@@ -27,6 +25,13 @@ pub(crate) struct Peer {
     /// Every channel id ever open with this peer in this session: PROTOCOL.md §6 forbids reuse,
     /// so a replayed FINALIZE cannot reopen a closed channel.
     pub(crate) used_ids: HashSet<u32>,
+    /// Congestion control, pacing, RTT and MTU shared by the peer's channels (§7.3); made with
+    /// the first channel that carries data.
+    pub(crate) path: Option<PathState>,
+    /// The peer's share of the node's reassembly memory (§7.5).
+    pub(crate) budget: Option<ReassemblyBudget>,
+    /// The peer's channels with data state, in the order they take turns.
+    pub(crate) order: Vec<Handle>,
 }
 
 impl Peer {
@@ -39,6 +44,9 @@ impl Peer {
             channels: HashMap::new(),
             opening: HashMap::new(),
             used_ids: HashSet::new(),
+            path: None,
+            budget: None,
+            order: Vec::new(),
         }
     }
 
@@ -73,7 +81,8 @@ pub(crate) struct Channel {
     pub(crate) give_up_at: Instant,
     pub(crate) next_sequence: u32,
     pub(crate) next_message: u64,
-    pub(crate) received: MessageWindow,
+    /// The reliability state (PROTOCOL.md §7), made on first use.
+    pub(crate) data: Option<Box<ChannelData>>,
     /// Application data sent before the id was complete; it leaves as early data.
     pub(crate) early: VecDeque<Vec<u8>>,
     pub(crate) early_bytes: usize,

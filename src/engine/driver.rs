@@ -294,7 +294,7 @@ fn log_event(event: &Event) {
         } => tracing::info!(%address, reason, "session failed"),
         // A node without an application has nobody to hand messages to; the echo service
         // answers inside the endpoint.
-        Event::Message { .. } => {}
+        Event::Message { .. } | Event::Skipped { .. } | Event::Progress { .. } => {}
     }
 }
 

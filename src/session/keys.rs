@@ -136,6 +136,8 @@ pub struct ChannelCrypto {
     send: PacketKey,
     receive: PacketKey,
     next_send: u64,
+    /// Packets sealed under this key, whatever their numbers.
+    sealed: u64,
     window: ReplayWindow,
 }
 
@@ -146,6 +148,7 @@ impl ChannelCrypto {
             send: PacketKey::for_channel(send_secret, channel),
             receive: PacketKey::for_channel(receive_secret, channel),
             next_send: 0,
+            sealed: 0,
             window: ReplayWindow::new(),
         }
     }
@@ -155,9 +158,10 @@ impl ChannelCrypto {
         self.next_send
     }
 
-    /// How many packets were sealed on this channel.
+    /// How many packets were sealed on this channel under this key (the rekey policy counts
+    /// these, PROTOCOL.md §5).
     pub fn packets_sent(&self) -> u64 {
-        self.next_send
+        self.sealed
     }
 
     /// Seals the next packet: takes a fresh sequence number (returned; the caller writes it into
@@ -168,7 +172,23 @@ impl ChannelCrypto {
         self.send.seal_in_place(sequence, header, payload, tag_out);
         // PROTOCOL.md §3: a sequence number is never reused under one key.
         self.next_send += 1;
+        self.sealed += 1;
         sequence
+    }
+
+    /// Seals a packet under an explicit sequence number: the channel's data path numbers its
+    /// packets itself (one number space for acknowledgements and nonces), and never reuses a
+    /// number, so every nonce under this key is fresh (PROTOCOL.md §3).
+    pub fn seal_at(
+        &mut self,
+        sequence: u64,
+        header: &[u8],
+        payload: &mut [u8],
+        tag_out: &mut [u8; TAG_LEN],
+    ) {
+        self.send.seal_in_place(sequence, header, payload, tag_out);
+        self.next_send = self.next_send.max(sequence + 1);
+        self.sealed += 1;
     }
 
     /// Opens a received packet: the replay window is checked before decrypting and moves only

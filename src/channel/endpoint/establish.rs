@@ -135,7 +135,7 @@ impl Endpoint {
             give_up_at: now,
             next_sequence: self.rng.r#gen(),
             next_message: 0,
-            received: MessageWindow::new(),
+            data: None,
             early: VecDeque::new(),
             early_bytes: 0,
         };
@@ -456,7 +456,7 @@ impl Endpoint {
             give_up_at: now + self.config.open_timeout,
             next_sequence: self.rng.r#gen(),
             next_message: 0,
-            received: MessageWindow::new(),
+            data: None,
             early: VecDeque::new(),
             early_bytes: 0,
         };

@@ -4,6 +4,7 @@
 //! `docs/SESSIONS.md`.
 
 use super::*;
+use crate::session::ChannelCrypto;
 use crate::session::mac::{MAC_LEN, Mac1Key, constant_time_eq as mac_eq, init_echo};
 use crate::session::{
     HandshakeError, HandshakeKind, Initiator, KeyPhase, OpenError as CryptoError, Response, Tai64N,
@@ -1006,7 +1007,7 @@ impl Endpoint {
 
     /// Starts a rekey once the session we send under reached its threshold (PROTOCOL.md §5),
     /// unless a newer session already waits or a handshake is under way.
-    fn maybe_rekey(&mut self, now: Instant, peer: PeerId) {
+    pub(super) fn maybe_rekey(&mut self, now: Instant, peer: PeerId) {
         if self.pending_by_peer.contains_key(&peer) {
             return;
         }
@@ -1042,6 +1043,17 @@ impl Endpoint {
         head: Option<&Message<'_>>,
         messages: &[Message<'_>],
     ) -> bool {
+        // PROTOCOL.md §3: a channel's packets share one number space with its data path, so
+        // acknowledgements and nonces never meet a number twice; the default channel counts
+        // on its own.
+        let numbered = if channel.is_default() {
+            None
+        } else {
+            let last_now = self.last_now;
+            self.channel_of(peer, channel)
+                .and_then(|handle| self.take_sequence(last_now, handle))
+        };
+        let local = self.local_id;
         let Some(&handle) = self.session_index.get(&peer) else {
             return false;
         };
@@ -1053,35 +1065,25 @@ impl Endpoint {
             return false;
         };
         let crypto = session.keys.channel(channel);
-        let local = self.local_id;
-        let sent = self.outgoing.with_buffer(to, |buf| {
-            let sequence = crypto.next_sequence();
-            let mut flags = Flags::ENCRYPTED | Flags::SEQUENCED;
-            if phase.flag() {
-                flags = flags | Flags::KEY_PHASE;
-            }
-            let header = Header {
-                flags,
-                sender: local,
-                recipient: peer,
-                channel,
-                sequence: Some(u32::try_from(sequence).ok()?),
-            };
-            let mut writer = PacketWriter::new(&mut buf[..DEFAULT_MTU], &header).ok()?;
-            for message in head.into_iter().chain(messages) {
-                writer.push(message).ok()?;
-            }
-            let len = writer.try_finish().ok()?;
-            let header_len = header.len();
-            let (head_bytes, rest) = buf.split_at_mut(header_len);
-            let (payload, tag) = rest
-                .get_mut(..len - header_len)?
-                .split_at_mut(len - header_len - TAG_LEN);
-            let mut sealed_tag = [0u8; TAG_LEN];
-            crypto.seal(head_bytes, payload, &mut sealed_tag);
-            tag.copy_from_slice(&sealed_tag);
-            Some(len)
-        });
+        let sequence = numbered.map_or_else(|| crypto.next_sequence(), u64::from);
+        let Ok(wire_sequence) = u32::try_from(sequence) else {
+            return false;
+        };
+        let header = secure_header(phase, local, peer, channel, wire_sequence);
+        let sent = seal_packet(
+            &mut self.outgoing,
+            crypto,
+            to,
+            &header,
+            DEFAULT_MTU,
+            |region| {
+                let mut written = 0;
+                for message in head.into_iter().chain(messages) {
+                    written += message.emit(region.get_mut(written..)?).ok()?;
+                }
+                Some(written)
+            },
+        );
         if !sent {
             self.drop_packet("transmit_queue_full");
             return false;
@@ -1309,4 +1311,58 @@ fn crypto_label(error: CryptoError) -> &'static str {
         CryptoError::Replay => "replay",
         CryptoError::Authentication => "authentication",
     }
+}
+
+/// The header of a packet sealed under a session (PROTOCOL.md §3, §5): ENCRYPTED|SEQUENCED, and
+/// KEY_PHASE naming which of the peer's two sessions keyed it.
+pub(super) fn secure_header(
+    phase: KeyPhase,
+    local: PeerId,
+    peer: PeerId,
+    channel: ChannelId,
+    sequence: u32,
+) -> Header {
+    let mut flags = Flags::ENCRYPTED | Flags::SEQUENCED;
+    if phase.flag() {
+        flags = flags | Flags::KEY_PHASE;
+    }
+    Header {
+        flags,
+        sender: local,
+        recipient: peer,
+        channel,
+        sequence: Some(sequence),
+    }
+}
+
+/// Builds one packet into a pooled buffer and seals it: `fill` writes the plaintext messages
+/// into the region between the header and the tag (returning how many bytes), then the payload
+/// is encrypted in place with the header as associated data and the nonce from the header's
+/// sequence number (PROTOCOL.md §5). `limit` caps the whole datagram. False when nothing was
+/// written or the queue is full.
+pub(super) fn seal_packet(
+    outgoing: &mut Outgoing,
+    crypto: &mut ChannelCrypto,
+    to: SocketAddr,
+    header: &Header,
+    limit: usize,
+    fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> bool {
+    let Some(sequence) = header.sequence else {
+        return false;
+    };
+    outgoing.with_buffer(to, |buf| {
+        let header_len = header.emit(buf).ok()?;
+        let end = limit.min(buf.len()).checked_sub(TAG_LEN)?;
+        let written = fill(buf.get_mut(header_len..end)?)?;
+        if written == 0 {
+            return None;
+        }
+        let (head_bytes, rest) = buf.split_at_mut(header_len);
+        let (payload, tag) = rest.get_mut(..written + TAG_LEN)?.split_at_mut(written);
+        let mut sealed_tag = [0u8; TAG_LEN];
+        crypto.seal_at(u64::from(sequence), head_bytes, payload, &mut sealed_tag);
+        tag.copy_from_slice(&sealed_tag);
+        Some(header_len + written + TAG_LEN)
+    })
 }

@@ -6,15 +6,18 @@
 //! [`Endpoint::poll_event`] until it returns `None`. No socket, clock or thread lives here
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
+mod data;
 mod establish;
 mod handshake;
 
+pub(crate) use data::ChannelData;
+
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
-use crate::channel::state::{Channel, MessageWindow, Peer, PeerSession, Phase};
+use crate::channel::reliability::{ReassemblyBudget, ReliabilityConfig};
+use crate::channel::state::{Channel, Peer, PeerSession, Phase};
 use crate::channel::stats::Stats;
 use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
-use crate::session::window::Seen;
 use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, LoadPolicy, PeerRecord, RekeyPolicy,
     RotatingSecret, TimestampTable,
@@ -91,6 +94,18 @@ pub struct EndpointConfig {
     pub max_pending_handshakes: usize,
     /// Most PINGs queued behind one handshake.
     pub max_queued_pings: usize,
+    /// The reliability layer's settings: retry budget, hold timeout, largest message, send
+    /// queue, windows (PROTOCOL.md §7).
+    pub reliability: ReliabilityConfig,
+    /// Whether new channels send a keep-alive PING when idle (PROTOCOL.md §7.7); per channel
+    /// with [`Endpoint::set_keep_alive`].
+    pub keep_alive: bool,
+    /// How long a channel with keep-alive stays silent before it sends a PING (§7.7: 15 s).
+    pub keep_alive_interval: Duration,
+    /// Reassembly memory for big messages over all peers (PROTOCOL.md §7.5).
+    pub reassembly_node_bytes: usize,
+    /// Reassembly memory for big messages per peer.
+    pub reassembly_peer_bytes: usize,
 }
 
 impl Default for EndpointConfig {
@@ -118,6 +133,11 @@ impl Default for EndpointConfig {
             max_sessions: 100_000,
             max_pending_handshakes: 4096,
             max_queued_pings: 16,
+            reliability: ReliabilityConfig::default(),
+            keep_alive: false,
+            keep_alive_interval: Duration::from_secs(15),
+            reassembly_node_bytes: 64 << 20,
+            reassembly_peer_bytes: 8 << 20,
         }
     }
 }
@@ -199,6 +219,27 @@ pub enum Event {
         reason: CloseReason,
         /// True when the peer closed it.
         by_peer: bool,
+    },
+    /// An ordered channel gave up waiting for messages `first..=last` (PROTOCOL.md §7: the
+    /// hold timeout of Streaming 1 and 2); they will never be delivered.
+    Skipped {
+        /// The channel.
+        channel: ChannelHandle,
+        /// First message number skipped.
+        first: u64,
+        /// Last message number skipped.
+        last: u64,
+    },
+    /// Part of a big message arrived (PROTOCOL.md §7.5).
+    Progress {
+        /// The channel.
+        channel: ChannelHandle,
+        /// The message's number.
+        message_number: u64,
+        /// Bytes received so far.
+        received: u64,
+        /// The message's total length.
+        total: u64,
     },
     /// An application message arrived.
     Message {
@@ -291,11 +332,13 @@ enum TimerKey {
     Peer(Hashcode),
     Handshake(Hashcode),
     Session(Hashcode),
+    Data(Hashcode),
 }
 
-/// The capability sets this node implements (more arrive with the reliability layer).
+/// The capability sets this node implements: all eight of PROTOCOL.md §7 (the wire layer
+/// refuses a byte with other bits set).
 fn supported(capabilities: Capabilities) -> bool {
-    capabilities.bits() == 0
+    capabilities.bits() & !0x7 == 0
 }
 
 /// One node's protocol state.
@@ -338,6 +381,10 @@ pub struct Endpoint {
     /// encrypted.
     secure_peer: Option<PeerId>,
     receive_buf: Vec<u8>,
+    /// Reassembly memory of the whole node (PROTOCOL.md §7.5).
+    budget: ReassemblyBudget,
+    /// Peers that may have packets to build.
+    dirty: Vec<Handle>,
 }
 
 impl Endpoint {
@@ -393,6 +440,8 @@ impl Endpoint {
             last_now: now,
             secure_peer: None,
             receive_buf: Vec::with_capacity(crate::channel::outgoing::MAX_DATAGRAM),
+            budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
+            dirty: Vec::new(),
             config,
         }
     }
@@ -505,6 +554,7 @@ impl Endpoint {
         self.stats
             .add("weft_received_bytes_total", None, datagram.len() as u64);
         self.cookies.advance(now);
+        self.last_now = self.last_now.max(now);
         // PROTOCOL.md §5: an unvalidated address gets at most 3× what it sent.
         self.answer_budget = datagram.len().saturating_mul(3);
         let packet = match Packet::parse(datagram) {
@@ -539,6 +589,10 @@ impl Endpoint {
         } else {
             self.handle_channel_packet(now, from, &header, packet.messages(), false);
         }
+        if let Some(&peer) = self.peer_index.get(&header.sender) {
+            self.mark_dirty(peer);
+        }
+        self.flush(now);
         self.outgoing.finish();
         self.publish_gauges();
     }
@@ -621,6 +675,8 @@ impl Endpoint {
     ) {
         let header = *header;
         let _ = secure;
+        // The data path reads the same messages again (DATA, ACK, WINDOW, fragments).
+        let all = messages.clone();
         let mut messages = messages.peekable();
         let existing = self
             .peer_index
@@ -667,10 +723,6 @@ impl Endpoint {
                 }
             }
         };
-        let Some(code) = self.channels.hashcode(channel) else {
-            return;
-        };
-        let handle = ChannelHandle(code);
         // Any packet from the responder on the channel confirms it to the initiator.
         if let Some(state) = self.channels.get_mut(channel) {
             if state.initiator && !state.confirmed() {
@@ -680,13 +732,13 @@ impl Endpoint {
         }
         for message in messages {
             match message {
-                Message::Data {
-                    message_number,
-                    payload,
-                } => self.on_data(channel, handle, message_number, payload),
+                // docs/RELIABILITY.md: PING token 0 is the reliability layer's probe (PTO); the
+                // ACK it elicits is the answer.
+                Message::Ping { token } if *token == [0; 8] => {}
                 Message::Ping { token } => {
                     self.answer_ping(from, header.sender, header.channel, *token)
                 }
+                Message::Pong { token } if *token == data::KEEP_ALIVE_TOKEN => {}
                 Message::Pong { token } => self.events.push_back(Event::Pong {
                     peer: header.sender,
                     from,
@@ -702,13 +754,14 @@ impl Endpoint {
                 Message::ChannelClose { .. } => self.drop_packet("close_for_other_channel"),
                 // A duplicate CHANNEL_COOKIE: the responder's confirmation was lost, resend it.
                 Message::ChannelCookie { .. } => self.confirm_channel(channel),
-                Message::DataFragment { .. } => self.drop_packet("fragment_unsupported"),
-                // Acknowledgements and credit drive the reliable modes (their own issue); the
-                // unreliable mode has nothing to do with them.
-                Message::Ack(_) | Message::Window { .. } | Message::PmtuProbe { .. } => {}
                 _ => {}
             }
         }
+        let Some(sequence) = header.sequence else {
+            return;
+        };
+        // A CHANNEL_COOKIE that opened the channel heads the packet; the data path skips it.
+        self.on_channel_packet(now, channel, sequence, all);
     }
 
     /// Room in the packet being built, or a new packet to `to`; counts against the 3× budget
@@ -817,35 +870,6 @@ impl Endpoint {
         peer.channels.get(&channel.0).copied()
     }
 
-    fn on_data(
-        &mut self,
-        channel: Handle,
-        handle: ChannelHandle,
-        message_number: u64,
-        payload: &[u8],
-    ) {
-        let Some(state) = self.channels.get_mut(channel) else {
-            return;
-        };
-        // PROTOCOL.md §7: duplicate suppression works on message numbers.
-        match state.received.insert(message_number) {
-            Seen::Fresh => {}
-            Seen::Duplicate => return self.drop_packet("duplicate_message"),
-            Seen::TooOld => return self.drop_packet("stale_message"),
-        }
-        self.stats.add("weft_messages_received_total", None, 1);
-        if self.config.echo {
-            // PROTOCOL.md §6: the echo service answers under the node's own message number.
-            let _ = self.send_data(channel, payload);
-            return;
-        }
-        self.events.push_back(Event::Message {
-            channel: handle,
-            message_number,
-            data: payload.to_vec(),
-        });
-    }
-
     fn on_peer_close(
         &mut self,
         from: SocketAddr,
@@ -915,15 +939,25 @@ impl Endpoint {
             self.drop_packet("no_session");
             return false;
         }
+        // PROTOCOL.md §3: one packet-number space per channel and direction, shared with the
+        // data path, so a number is never reused.
+        let Some(sequence) = self.take_sequence(self.last_now, channel) else {
+            return false;
+        };
+        let Some(state) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        let Some(peer) = self.peers.get(state.peer) else {
+            return false;
+        };
         let header = Header {
             flags: Flags::SEQUENCED,
             sender: self.local_id,
             recipient: peer.id,
             channel: state.id,
-            sequence: Some(state.next_sequence),
+            sequence: Some(sequence),
         };
         let to = peer.address;
-        state.next_sequence = state.next_sequence.wrapping_add(1);
         let head = match state.phase {
             Phase::Open {
                 cookie2: Some(cookie2),
@@ -950,43 +984,8 @@ impl Endpoint {
         true
     }
 
-    /// Largest DATA payload a single packet of this channel carries.
-    fn max_payload(&self, channel: Handle) -> usize {
-        let head = match self.channels.get(channel).map(|c| (&c.phase, c.initiator)) {
-            Some((Phase::Open { cookie2: Some(_) }, true)) => 18,
-            _ => 0,
-        };
-        // header + type + length varint (2) + message number varint (up to 10)
-        DEFAULT_MTU - crate::wire::SEQUENCED_HEADER_LEN - head - 1 - 2 - 10
-    }
-
     fn send_data(&mut self, channel: Handle, payload: &[u8]) -> Result<u64, SendError> {
-        let max = self.max_payload(channel);
-        if payload.len() > max {
-            return Err(SendError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
-        if self.outgoing.is_full() {
-            self.drop_packet("transmit_queue_full");
-            return Err(SendError::QueueFull);
-        }
-        let Some(state) = self.channels.get_mut(channel) else {
-            return Err(SendError::UnknownChannel);
-        };
-        let message_number = state.next_message;
-        state.next_message += 1;
-        let data = Message::Data {
-            message_number,
-            payload,
-        };
-        if self.send_on_channel(channel, &[data]) {
-            self.stats.add("weft_messages_sent_total", None, 1);
-            Ok(message_number)
-        } else {
-            Err(SendError::QueueFull)
-        }
+        self.send_message(self.last_now, channel, payload)
     }
 
     fn flush_early(&mut self, channel: Handle) {
@@ -1005,6 +1004,9 @@ impl Endpoint {
     /// Writes the next datagram to send into `buf` (at least 1452 bytes).
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.dirty.is_empty() {
+            self.flush(self.last_now);
+        }
         let (destination, len) = self.outgoing.pop(buf)?;
         self.stats.add("weft_packets_sent_total", None, 1);
         self.stats.add("weft_sent_bytes_total", None, len as u64);
@@ -1057,7 +1059,7 @@ impl Endpoint {
     /// full queue is an error, never a silent drop.
     pub fn send(
         &mut self,
-        _now: Instant,
+        now: Instant,
         channel: ChannelHandle,
         data: &[u8],
     ) -> Result<u64, SendError> {
@@ -1065,28 +1067,12 @@ impl Endpoint {
             .channels
             .resolve(channel.0)
             .map_err(|_| SendError::UnknownChannel)?;
-        let max = self.max_payload(handle) - 18;
-        let budget = self.config.max_early_bytes;
-        let state = self
-            .channels
-            .get_mut(handle)
-            .ok_or(SendError::UnknownChannel)?;
-        if let Phase::Opening { .. } = state.phase {
-            if data.len() > max {
-                return Err(SendError::TooLarge {
-                    len: data.len(),
-                    max,
-                });
-            }
-            if state.early_bytes + data.len() > budget || state.early.len() >= 64 {
-                return Err(SendError::QueueFull);
-            }
-            state.early_bytes += data.len();
-            state.early.push_back(data.to_vec());
-            // Its message number is the next one; early data leaves in order once the id is known.
-            return Ok(state.next_message + state.early.len() as u64 - 1);
-        }
-        self.send_data(handle, data)
+        self.last_now = self.last_now.max(now);
+        // A channel still opening queues the message; it leaves once the id is complete.
+        let number = self.send_message(now, handle, data)?;
+        self.flush(now);
+        self.outgoing.finish();
+        Ok(number)
     }
 
     /// Closes a channel, telling the peer with CHANNEL_CLOSE.
@@ -1122,6 +1108,7 @@ impl Endpoint {
                 }
             }
         }
+        self.detach_data(channel);
         let Some(state) = self.channels.remove(channel) else {
             return;
         };
@@ -1186,6 +1173,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
         self.cookies.advance(now);
+        self.last_now = self.last_now.max(now);
         while let Some(&Reverse((at, key))) = self.timers.peek() {
             if at > now {
                 break;
@@ -1196,8 +1184,10 @@ impl Endpoint {
                 TimerKey::Peer(code) => self.peer_timer(now, code),
                 TimerKey::Handshake(code) => self.handshake_timer(now, code),
                 TimerKey::Session(code) => self.session_timer(now, code),
+                TimerKey::Data(code) => self.data_timer(now, at, code),
             }
         }
+        self.flush(now);
         self.outgoing.finish();
         self.publish_gauges();
     }

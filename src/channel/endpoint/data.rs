@@ -1,0 +1,713 @@
+//! The per-channel data path of the endpoint (PROTOCOL.md §7): every open channel runs a
+//! [`ChannelReliability`] in its mode, a peer's channels share one [`PathState`] (congestion
+//! window, pacer, RTT, path MTU) and take turns packet by packet, so no channel blocks another.
+//!
+//! Packets are built eagerly, as far as the congestion window and the pacer allow, at the end
+//! of every `handle`, `handle_timeout` and `send`; the reliability timers (loss detection,
+//! PTO, ACK delay, hold timeout, reassembly, pacing) and the keep-alive share one endpoint timer
+//! per channel.
+
+use super::handshake;
+use super::{ChannelHandle, Endpoint, Event, SendError, TimerKey};
+use crate::channel::outgoing::MAX_DATAGRAM;
+use crate::channel::reliability::{
+    self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget,
+    decode_packet_number,
+};
+use crate::channel::state::Phase;
+use crate::handle::Handle;
+use crate::wire::{Capabilities, Flags, Header, Message, Messages, SEQUENCED_HEADER_LEN, TAG_LEN};
+use std::time::{Duration, Instant};
+
+/// Length of the CHANNEL_COOKIE that heads an unconfirmed initiator's packets (§6 step 4).
+const COOKIE_HEAD: usize = 18;
+
+/// The token of a keep-alive PING; its PONG is not reported to the application.
+pub(super) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
+
+/// RTT histogram bucket bounds in microseconds, published as `le` labels.
+const RTT_BUCKETS: [(u64, &str); 10] = [
+    (1_000, "1000"),
+    (5_000, "5000"),
+    (10_000, "10000"),
+    (25_000, "25000"),
+    (50_000, "50000"),
+    (100_000, "100000"),
+    (250_000, "250000"),
+    (500_000, "500000"),
+    (1_000_000, "1000000"),
+    (u64::MAX, "+Inf"),
+];
+
+/// The data-path state of one channel.
+#[derive(Debug)]
+pub(crate) struct ChannelData {
+    reliability: ChannelReliability,
+    /// The next packet number (u64; its low 32 bits are the wire sequence number, §3).
+    next_pn: u64,
+    /// The deadline of the channel's data timer in the endpoint's heap.
+    armed: Option<Instant>,
+    /// When the channel last sent a packet (keep-alive, §7.7).
+    last_sent: Instant,
+    /// The application does not take messages now: they stay buffered and the credit does not
+    /// grow, so the peer is held to what it was granted (§7.4).
+    paused: bool,
+    keep_alive: bool,
+    reported: ChannelStats,
+    last_rtt: Duration,
+}
+
+/// The `mode` label of a capability set (§7's table).
+fn mode_label(capabilities: Capabilities) -> &'static str {
+    match capabilities.bits() {
+        0 => "udp",
+        4 => "x",
+        2 => "streaming1",
+        6 => "y",
+        1 => "z",
+        5 => "sctp",
+        3 => "streaming2",
+        _ => "tcp",
+    }
+}
+
+impl Endpoint {
+    /// Creates the channel's data state on first use.
+    pub(super) fn ensure_data(&mut self, now: Instant, channel: Handle) -> bool {
+        let keep_alive = self.config.keep_alive;
+        let secure = self
+            .channels
+            .get(channel)
+            .and_then(|state| self.peers.get(state.peer))
+            .is_some_and(|peer| self.has_session(peer.id));
+        let Some(state) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        if state.data.is_some() {
+            return true;
+        }
+        let Some(peer) = self.peers.get_mut(state.peer) else {
+            return false;
+        };
+        let config = &self.config.reliability;
+        if peer.path.is_none() {
+            let mut path = PathState::new(config, now);
+            // A kind-0 packet has a sequenced header and no AEAD tag (§3); a sealed one adds
+            // the 16-byte tag (§5).
+            path.set_packet_overhead(if secure {
+                SEQUENCED_HEADER_LEN + TAG_LEN
+            } else {
+                SEQUENCED_HEADER_LEN
+            });
+            peer.path = Some(path);
+            peer.budget = Some(self.budget.for_peer(self.config.reassembly_peer_bytes));
+        }
+        peer.order.push(channel);
+        state.data = Some(Box::new(ChannelData {
+            reliability: ChannelReliability::new(state.capabilities, config, now),
+            // PROTOCOL.md §3: under a session a channel's numbers start at 0; plaintext channels
+            // start at a random value, which makes blind injection harder.
+            next_pn: if secure {
+                0
+            } else {
+                u64::from(state.next_sequence)
+            },
+            armed: None,
+            last_sent: now,
+            paused: false,
+            keep_alive,
+            reported: ChannelStats::default(),
+            last_rtt: Duration::ZERO,
+        }));
+        let label = mode_label(state.capabilities);
+        let count = self
+            .stats
+            .get("weft_channels_by_mode", Some(("mode", label)));
+        self.stats
+            .set("weft_channels_by_mode", Some(("mode", label)), count + 1);
+        true
+    }
+
+    /// The next packet number of a channel, as the wire carries it.
+    pub(super) fn take_sequence(&mut self, now: Instant, channel: Handle) -> Option<u32> {
+        self.ensure_data(now, channel);
+        let state = self.channels.get_mut(channel)?;
+        let data = state.data.as_mut()?;
+        let pn = data.next_pn;
+        data.next_pn += 1;
+        data.last_sent = now;
+        // PROTOCOL.md §3: the wire carries the low 32 bits; the receiver rebuilds the rest.
+        Some(pn as u32)
+    }
+
+    /// Gives the channel's in-flight bytes back to the path before the channel goes away.
+    pub(super) fn detach_data(&mut self, channel: Handle) {
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let Some(mut data) = state.data.take() else {
+            return;
+        };
+        let label = mode_label(state.capabilities);
+        if let Some(peer) = self.peers.get_mut(state.peer) {
+            if let Some(path) = peer.path.as_mut() {
+                data.reliability.abandon(path);
+            }
+            peer.order.retain(|&c| c != channel);
+        }
+        let count = self
+            .stats
+            .get("weft_channels_by_mode", Some(("mode", label)));
+        self.stats.set(
+            "weft_channels_by_mode",
+            Some(("mode", label)),
+            count.saturating_sub(1),
+        );
+    }
+
+    /// Queues an application message on a channel (open or still opening).
+    pub(super) fn send_message(
+        &mut self,
+        now: Instant,
+        channel: Handle,
+        payload: &[u8],
+    ) -> Result<u64, SendError> {
+        if !self.ensure_data(now, channel) {
+            return Err(SendError::UnknownChannel);
+        }
+        let state = self
+            .channels
+            .get_mut(channel)
+            .ok_or(SendError::UnknownChannel)?;
+        let data = state.data.as_mut().ok_or(SendError::UnknownChannel)?;
+        let number = data
+            .reliability
+            .send(now, payload)
+            .map_err(|error| match error {
+                reliability::SendError::TooLarge { len, max } => SendError::TooLarge { len, max },
+                reliability::SendError::QueueFull => SendError::QueueFull,
+                reliability::SendError::Closed => SendError::UnknownChannel,
+            })?;
+        state.next_message = number + 1;
+        self.stats.add("weft_messages_sent_total", None, 1);
+        let peer = state.peer;
+        self.mark_dirty(peer);
+        Ok(number)
+    }
+
+    /// Notes that a peer may have something to send.
+    pub(super) fn mark_dirty(&mut self, peer: Handle) {
+        if !self.dirty.contains(&peer) {
+            self.dirty.push(peer);
+        }
+    }
+
+    /// One received packet on an open channel: its number, then its data-path messages. The
+    /// caller handles the establishment messages (CHANNEL_COOKIE, CHANNEL_CLOSE) and PING.
+    pub(super) fn on_channel_packet(
+        &mut self,
+        now: Instant,
+        channel: Handle,
+        sequence: u32,
+        messages: Messages<'_>,
+    ) {
+        if !self.ensure_data(now, channel) {
+            return;
+        }
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let peer_handle = state.peer;
+        let Some(data) = state.data.as_mut() else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(peer_handle) else {
+            return;
+        };
+        let (Some(path), Some(budget)) = (peer.path.as_mut(), peer.budget.as_mut()) else {
+            return;
+        };
+        let rel = &mut data.reliability;
+        let pn = decode_packet_number(rel.largest_received(), sequence);
+        // PROTOCOL.md §7.1: everything but ACK and PADDING elicits an acknowledgement.
+        let eliciting = messages.clone().any(|m| !matches!(m, Message::Ack(_)));
+        rel.on_packet_received(now, pn, eliciting);
+        let mut acked = false;
+        for message in messages {
+            match message {
+                Message::Data {
+                    message_number,
+                    payload,
+                } => rel.on_data(now, message_number, payload),
+                Message::DataFragment {
+                    message_number,
+                    total_length,
+                    offset,
+                    bytes,
+                } => rel.on_fragment(now, message_number, total_length, offset, bytes, budget),
+                Message::Ack(ack) => {
+                    let delay = Duration::from_micros(ack.ack_delay_us);
+                    rel.on_ack(now, ack.iter(), delay, path);
+                    acked = true;
+                }
+                Message::Window {
+                    max_message,
+                    max_bytes,
+                } => rel.on_window(max_message, max_bytes),
+                _ => {}
+            }
+        }
+        let latest = path.rtt().latest();
+        if acked && path.rtt().has_sample() && latest != data.last_rtt {
+            data.last_rtt = latest;
+            self.observe_rtt(latest);
+        }
+        self.deliver(now, channel);
+        self.mark_dirty(peer_handle);
+    }
+
+    fn observe_rtt(&mut self, rtt: Duration) {
+        let us = rtt.as_micros().min(u128::from(u64::MAX)) as u64;
+        for (bound, label) in RTT_BUCKETS {
+            if us <= bound {
+                self.stats
+                    .add("weft_rtt_microseconds_bucket", Some(("le", label)), 1);
+            }
+        }
+        self.stats.add("weft_rtt_microseconds_sum", None, us);
+        self.stats.add("weft_rtt_microseconds_count", None, 1);
+    }
+
+    /// Hands what the channel delivered to the application, unless it is paused.
+    fn deliver(&mut self, now: Instant, channel: Handle) {
+        let Some(code) = self.channels.hashcode(channel) else {
+            return;
+        };
+        let handle = ChannelHandle(code);
+        loop {
+            let Some(state) = self.channels.get_mut(channel) else {
+                return;
+            };
+            let Some(data) = state.data.as_mut() else {
+                return;
+            };
+            if data.paused && !data.reliability.is_failed() {
+                return;
+            }
+            let Some(delivery) = data.reliability.poll_event() else {
+                return;
+            };
+            match delivery {
+                Delivery::Message { number, data } => {
+                    self.stats.add("weft_messages_received_total", None, 1);
+                    if self.config.echo {
+                        // PROTOCOL.md §6: the echo service answers under its own numbers.
+                        let _ = self.send_message(now, channel, &data);
+                    } else {
+                        self.events.push_back(Event::Message {
+                            channel: handle,
+                            message_number: number,
+                            data,
+                        });
+                    }
+                }
+                Delivery::Skipped { first, last } => self.events.push_back(Event::Skipped {
+                    channel: handle,
+                    first,
+                    last,
+                }),
+                Delivery::Progress {
+                    number,
+                    received,
+                    total,
+                } => self.events.push_back(Event::Progress {
+                    channel: handle,
+                    message_number: number,
+                    received,
+                    total,
+                }),
+                Delivery::Failed(reason) => {
+                    self.account(channel);
+                    self.close(channel, reason, false, true);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Adds a channel's new counters to the endpoint's statistics.
+    fn account(&mut self, channel: Handle) {
+        let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) else {
+            return;
+        };
+        let now = data.reliability.stats();
+        let before = std::mem::replace(&mut data.reported, now);
+        let deltas = [
+            (
+                "weft_retransmitted_bytes_total",
+                now.retransmitted_bytes - before.retransmitted_bytes,
+            ),
+            (
+                "weft_packets_lost_total",
+                now.packets_lost - before.packets_lost,
+            ),
+            (
+                "weft_messages_given_up_total",
+                now.messages_given_up - before.messages_given_up,
+            ),
+            ("weft_messages_skipped_total", now.skipped - before.skipped),
+            (
+                "weft_probe_timeouts_total",
+                now.probe_timeouts - before.probe_timeouts,
+            ),
+            (
+                "weft_reassembly_timeouts_total",
+                now.reassembly_timeouts - before.reassembly_timeouts,
+            ),
+        ];
+        for (name, delta) in deltas {
+            if delta > 0 {
+                self.stats.add(name, None, delta);
+            }
+        }
+    }
+
+    /// Builds every packet the dirty peers' channels may send now, taking turns.
+    pub(super) fn flush(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        // Delivery may queue more (the echo service): a few rounds settle it; a peer left
+        // over stays dirty for the next call.
+        for _ in 0..4 {
+            if self.dirty.is_empty() || self.outgoing.is_full() {
+                return;
+            }
+            for peer in std::mem::take(&mut self.dirty) {
+                self.flush_peer(now, peer);
+            }
+        }
+    }
+
+    fn flush_peer(&mut self, now: Instant, peer: Handle) {
+        let Some(state) = self.peers.get(peer) else {
+            return;
+        };
+        let channels = state.order.clone();
+        for &channel in &channels {
+            self.deliver(now, channel);
+        }
+        let old_window = self.peer_window(peer);
+        // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
+        // most one packet, so a bulk channel cannot hold back another.
+        'packets: while !self.outgoing.is_full() {
+            let Some(count) = self.peers.get(peer).map(|p| p.order.len()) else {
+                return;
+            };
+            for _ in 0..count {
+                let Some(state) = self.peers.get_mut(peer) else {
+                    return;
+                };
+                let Some(path) = state.path.as_mut() else {
+                    return;
+                };
+                let turn = path.next_turn(count);
+                let Some(&channel) = state.order.get(turn) else {
+                    break 'packets;
+                };
+                if self.write_packet(now, channel) {
+                    continue 'packets;
+                }
+            }
+            break;
+        }
+        if self.outgoing.is_full() {
+            self.mark_dirty(peer);
+        }
+        let new_window = self.peer_window(peer);
+        let total = self.stats.get("weft_congestion_window_bytes", None);
+        self.stats.set(
+            "weft_congestion_window_bytes",
+            None,
+            (total + new_window).saturating_sub(old_window),
+        );
+        let channels = self.peers.get(peer).map(|p| p.order.clone());
+        for channel in channels.unwrap_or_default() {
+            self.keep_alive(now, channel);
+            self.account(channel);
+            self.rearm(now, channel);
+        }
+    }
+
+    fn peer_window(&self, peer: Handle) -> u64 {
+        self.peers
+            .get(peer)
+            .and_then(|p| p.path.as_ref())
+            .map_or(0, PathState::congestion_window)
+    }
+
+    /// Writes one packet of `channel` if it has something to send; true if it did.
+    fn write_packet(&mut self, now: Instant, channel: Handle) -> bool {
+        let Some(state) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        let head = match state.phase {
+            Phase::Open {
+                cookie2: Some(cookie2),
+            } if state.initiator => Some((cookie2, state.capabilities)),
+            Phase::Open { .. } => None,
+            Phase::Opening { .. } => return false,
+        };
+        let Some(data) = state.data.as_mut() else {
+            return false;
+        };
+        let Some(peer) = self.peers.get_mut(state.peer) else {
+            return false;
+        };
+        let Some(path) = peer.path.as_mut() else {
+            return false;
+        };
+        if !data.reliability.wants_to_send(now, path) {
+            return false;
+        }
+        // Under a session the packet is sealed with the channel's key (PROTOCOL.md §5).
+        let session = self
+            .session_index
+            .get(&peer.id)
+            .and_then(|&handle| self.sessions.get_mut(handle));
+        if let Some(entry) = session {
+            let phase = entry.slot.sending_phase();
+            let Some(current) = entry.slot.current() else {
+                return false;
+            };
+            let crypto = current.keys.channel(state.id);
+            let Ok(wire_sequence) = u32::try_from(data.next_pn) else {
+                return false;
+            };
+            let header =
+                handshake::secure_header(phase, self.local_id, peer.id, state.id, wire_sequence);
+            let pn = data.next_pn;
+            let room = path.max_payload().saturating_sub(match head {
+                Some(_) => COOKIE_HEAD,
+                None => 0,
+            });
+            let reliability = &mut data.reliability;
+            let sent = handshake::seal_packet(
+                &mut self.outgoing,
+                crypto,
+                peer.address,
+                &header,
+                MAX_DATAGRAM,
+                |region| {
+                    let mut at = 0;
+                    if let Some((cookie2, capabilities)) = head {
+                        at += Message::ChannelCookie {
+                            cookie2: &cookie2,
+                            capabilities,
+                        }
+                        .emit(region)
+                        .ok()?;
+                    }
+                    let end = (at + room).min(region.len());
+                    let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
+                    (written > 0).then_some(at + written)
+                },
+            );
+            if !sent {
+                return false;
+            }
+            data.next_pn += 1;
+            data.last_sent = now;
+            let peer_id = peer.id;
+            self.maybe_rekey(now, peer_id);
+            return true;
+        }
+        let header = Header {
+            flags: Flags::SEQUENCED,
+            sender: self.local_id,
+            recipient: peer.id,
+            channel: state.id,
+            sequence: Some(data.next_pn as u32),
+        };
+        if !self.outgoing.start(peer.address, &header, MAX_DATAGRAM) {
+            return false;
+        }
+        let mut room = self.outgoing.remaining();
+        if let Some((cookie2, capabilities)) = head {
+            self.outgoing.push(&Message::ChannelCookie {
+                cookie2: &cookie2,
+                capabilities,
+            });
+            // An unconfirmed packet carries the cookie on top of an ordinary one: it must still
+            // fit the path MTU, and it is no probe.
+            room = path.max_payload().saturating_sub(COOKIE_HEAD);
+        }
+        let buf = self.outgoing.writable();
+        let room = room.min(buf.len());
+        let written = data
+            .reliability
+            .write_frames(now, data.next_pn, path, &mut buf[..room]);
+        if written == 0 {
+            self.outgoing.abandon();
+            return false;
+        }
+        self.outgoing.advance(written);
+        self.outgoing.finish();
+        data.next_pn += 1;
+        data.last_sent = now;
+        true
+    }
+
+    /// PROTOCOL.md §7.7: a channel that asked for it sends a PING after 15 s without sending,
+    /// which keeps NAT bindings and the peer's reset timer alive.
+    fn keep_alive(&mut self, now: Instant, channel: Handle) {
+        let interval = self.config.keep_alive_interval;
+        let due = self
+            .channels
+            .get(channel)
+            .filter(|c| c.confirmed() || !c.initiator)
+            .and_then(|c| c.data.as_ref())
+            .is_some_and(|d| d.keep_alive && now >= d.last_sent + interval);
+        if due {
+            let ping = Message::Ping {
+                token: &KEEP_ALIVE_TOKEN,
+            };
+            self.send_on_channel(channel, &[ping]);
+        }
+    }
+
+    /// Puts the channel's next deadline in the endpoint's timer heap.
+    fn rearm(&mut self, now: Instant, channel: Handle) {
+        let interval = self.config.keep_alive_interval;
+        let Some(code) = self.channels.hashcode(channel) else {
+            return;
+        };
+        let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) else {
+            return;
+        };
+        let keep_alive = data.keep_alive.then(|| data.last_sent + interval);
+        let Some(at) = [data.reliability.poll_timeout(), keep_alive]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return;
+        };
+        // A deadline in the past is due now; the heap keeps at most one live entry per
+        // channel and a later one only when it is earlier than the armed one.
+        let at = at.max(now);
+        if data.armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        data.armed = Some(at);
+        self.arm(at, TimerKey::Data(code));
+    }
+
+    /// The channel's data timer fired.
+    pub(super) fn data_timer(&mut self, now: Instant, at: Instant, code: crate::handle::Hashcode) {
+        let Ok(channel) = self.channels.resolve(code) else {
+            return;
+        };
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let peer = state.peer;
+        let Some(data) = state.data.as_mut() else {
+            return;
+        };
+        if data.armed == Some(at) {
+            data.armed = None;
+        }
+        if data
+            .reliability
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            if let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) {
+                data.reliability.handle_timeout(now, path);
+            }
+        }
+        self.mark_dirty(peer);
+    }
+
+    /// Stops (or resumes) handing a channel's messages to the application: a slow reader. While
+    /// paused, received messages stay buffered and the peer gets no new credit (§7.4).
+    pub fn set_receive_paused(&mut self, now: Instant, channel: ChannelHandle, paused: bool) {
+        let Ok(handle) = self.channels.resolve(channel.0) else {
+            return;
+        };
+        if !self.ensure_data(now, handle) {
+            return;
+        }
+        if let Some(state) = self.channels.get_mut(handle) {
+            if let Some(data) = state.data.as_mut() {
+                data.paused = paused;
+            }
+            let peer = state.peer;
+            self.mark_dirty(peer);
+        }
+        self.flush(now);
+    }
+
+    /// Turns the 15 s keep-alive PING (§7.7) on or off for one channel; new channels take
+    /// [`EndpointConfig::keep_alive`](super::EndpointConfig::keep_alive).
+    pub fn set_keep_alive(&mut self, now: Instant, channel: ChannelHandle, on: bool) {
+        let Ok(handle) = self.channels.resolve(channel.0) else {
+            return;
+        };
+        if !self.ensure_data(now, handle) {
+            return;
+        }
+        if let Some(state) = self.channels.get_mut(handle) {
+            if let Some(data) = state.data.as_mut() {
+                data.keep_alive = on;
+            }
+            let peer = state.peer;
+            self.mark_dirty(peer);
+        }
+        self.flush(now);
+    }
+
+    /// Messages and bytes a channel holds for the application (received, not yet taken).
+    pub fn receive_buffered(&self, channel: ChannelHandle) -> Option<(u64, u64)> {
+        let state = self.channels.get_by_code(channel.0).ok()?;
+        Some(state.data.as_ref()?.reliability.buffered())
+    }
+
+    /// The credit this side advertised to the peer on a channel (max message, max bytes).
+    pub fn advertised_window(&self, channel: ChannelHandle) -> Option<(u64, u64)> {
+        let state = self.channels.get_by_code(channel.0).ok()?;
+        Some(state.data.as_ref()?.reliability.advertised_window())
+    }
+
+    /// Bytes queued for sending on a channel.
+    pub fn send_queued(&self, channel: ChannelHandle) -> Option<usize> {
+        let state = self.channels.get_by_code(channel.0).ok()?;
+        Some(state.data.as_ref()?.reliability.queued_bytes())
+    }
+
+    /// The reliability counters of a channel.
+    pub fn channel_stats(&self, channel: ChannelHandle) -> Option<ChannelStats> {
+        let state = self.channels.get_by_code(channel.0).ok()?;
+        Some(state.data.as_ref()?.reliability.stats())
+    }
+
+    /// Congestion window, smoothed RTT and path MTU of the path to the peer of a channel.
+    pub fn path_info(&self, channel: ChannelHandle) -> Option<(u64, Duration, u16)> {
+        let state = self.channels.get_by_code(channel.0).ok()?;
+        let path = self.peers.get(state.peer)?.path.as_ref()?;
+        Some((
+            path.congestion_window(),
+            path.rtt().smoothed(),
+            path.current_mtu(),
+        ))
+    }
+
+    /// Reassembly memory in use: this node's total.
+    pub fn reassembly_used(&self) -> usize {
+        self.budget.node_used()
+    }
+}
+
+/// A fresh node-wide reassembly budget.
+pub(super) fn node_budget(node: usize, peer: usize) -> ReassemblyBudget {
+    ReassemblyBudget::new(node, peer)
+}
