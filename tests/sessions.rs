@@ -762,3 +762,91 @@ fn once_encrypted_a_peer_cannot_be_downgraded_to_plaintext() {
             .is_none()
     );
 }
+
+// ------------------------------------------------------------------ interop
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Drives `node` over a real loopback UDP socket until `child` exits (or 30 s pass).
+fn serve_until_exit(
+    node: &mut Endpoint,
+    socket: &std::net::UdpSocket,
+    child: &mut std::process::Child,
+) -> std::process::ExitStatus {
+    let start = Instant::now();
+    let mut buf = vec![0u8; 2048];
+    let mut out = vec![0u8; 2048];
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the client hangs"
+        );
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        node.set_unix_time(wall.as_secs(), wall.subsec_nanos());
+        if let Ok((len, from)) = socket.recv_from(&mut buf) {
+            node.handle(Instant::now(), from, &buf[..len]);
+        }
+        node.handle_timeout(Instant::now());
+        while let Some(transmit) = node.poll_transmit(&mut out) {
+            socket
+                .send_to(&out[..transmit.len], transmit.destination)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_independent_python_noise_client_completes_xx_and_ik_and_pings() {
+    let python_has_noise = std::process::Command::new("python3")
+        .args(["-c", "import noise"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_has_noise {
+        println!(
+            "SKIPPED interop: python3 cannot import noise \
+             (pip install noiseprotocol cryptography pynacl)"
+        );
+        return;
+    }
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let mut node = Endpoint::new(
+        EndpointConfig::default(),
+        identity(42),
+        [42; 32],
+        Instant::now(),
+    );
+    let peer_id = hex(&node.local_peer_id().0);
+    let x25519 = hex(node.identity().x25519_public().as_bytes());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/noise_client.py");
+    for mode in ["xx", "ik"] {
+        let mut child = std::process::Command::new("python3")
+            .args([script, "--port", &port.to_string(), "--mode", mode])
+            .args(["--peer-id", &peer_id, "--x25519", &x25519])
+            .spawn()
+            .unwrap();
+        let status = serve_until_exit(&mut node, &socket, &mut child);
+        assert!(status.success(), "{mode}: the client failed: {status}");
+    }
+    let kinds: Vec<u8> = std::iter::from_fn(|| node.poll_event())
+        .filter_map(|e| match e {
+            Event::SessionEstablished {
+                kind,
+                initiator: false,
+                ..
+            } => Some(kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, vec![2, 1]);
+}
