@@ -850,3 +850,35 @@ fn an_independent_python_noise_client_completes_xx_and_ik_and_pings() {
         .collect();
     assert_eq!(kinds, vec![2, 1]);
 }
+
+#[test]
+fn a_node_without_the_session_answers_reset_and_the_peer_rehandshakes_once_per_five_seconds() {
+    let mut pair = pair(EndpointConfig::default());
+    let sealed = pair.sealed(b"to a node that restarted");
+    // The same identity without its session state: a restarted node.
+    let now = pair.net.now();
+    let mut restarted = Endpoint::new(EndpointConfig::default(), identity(2), [77; 32], now);
+    restarted.handle(now, addr(1), &sealed);
+    assert_eq!(
+        restarted
+            .stats()
+            .get("weft_packets_dropped_total", Some(("reason", "no_session"))),
+        1
+    );
+    let mut buf = vec![0u8; 1500];
+    let transmit = restarted.poll_transmit(&mut buf).expect("a RESET");
+    // PROTOCOL.md §4: RESET is smaller than the packet it answers.
+    assert!(transmit.len < sealed.len());
+    let reset = buf[..transmit.len].to_vec();
+    let first = Packet::parse(&reset).unwrap().messages().next();
+    assert!(matches!(first, Some(Message::Reset { .. })), "{first:?}");
+    // The peer starts one new handshake, and ignores a second RESET within 5 s.
+    let a = pair.a;
+    pair.net.inject(addr(2), a, &reset);
+    assert_eq!(pair.net.node(a).pending_handshake_count(), 1);
+    pair.net.drive_for(Duration::from_secs(1));
+    pair.net.inject(addr(2), a, &reset);
+    assert_eq!(dropped(&pair.net, a, "reset_ignored"), 1);
+    assert_eq!(pair.net.node(a).pending_handshake_count(), 0);
+    assert_eq!(pair.net.node(a).stats().get("weft_rekeys_total", None), 1);
+}
