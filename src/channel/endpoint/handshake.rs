@@ -698,6 +698,10 @@ impl Endpoint {
         if state.to != from {
             return self.drop_packet("address_mismatch");
         }
+        if state.peer.is_some_and(|p| p != header.sender) {
+            // We asked for one peer and another answers: refused before any DH.
+            return self.handshake_failed("peer_id_mismatch");
+        }
         let kind = state.kind;
         let mut final_out = [0u8; MAX_HANDSHAKE_LEN];
         let before = dh::count_on_this_thread();
@@ -1052,8 +1056,10 @@ impl Endpoint {
         let Some(session) = entry.slot.current() else {
             return false;
         };
+        let created = session.created_at();
         let crypto = session.keys.channel(channel);
         let local = self.local_id;
+        let mut sealed_count = 0;
         let sent = self.outgoing.with_buffer(to, |buf| {
             let sequence = crypto.next_sequence();
             let mut flags = Flags::ENCRYPTED | Flags::SEQUENCED;
@@ -1080,14 +1086,21 @@ impl Endpoint {
             let mut sealed_tag = [0u8; TAG_LEN];
             crypto.seal(head_bytes, payload, &mut sealed_tag);
             tag.copy_from_slice(&sealed_tag);
+            sealed_count = crypto.packets_sent();
             Some(len)
         });
         if !sent {
             self.drop_packet("transmit_queue_full");
             return false;
         }
+        // Only the channel just used can have crossed the threshold: no scan per packet.
         let now = self.last_now;
-        self.maybe_rekey(now, peer);
+        let policy = self.config.rekey;
+        if sealed_count >= policy.after_packets
+            || now.saturating_duration_since(created) >= policy.after
+        {
+            self.maybe_rekey(now, peer);
+        }
         true
     }
 
