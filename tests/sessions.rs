@@ -882,3 +882,49 @@ fn a_node_without_the_session_answers_reset_and_the_peer_rehandshakes_once_per_f
     assert_eq!(pair.net.node(a).pending_handshake_count(), 0);
     assert_eq!(pair.net.node(a).stats().get("weft_rekeys_total", None), 1);
 }
+
+#[test]
+fn handshakes_complete_over_a_lossy_link_by_retrying() {
+    let (mut established, mut tried) = (0, 0);
+    for_each_seed(|seed| {
+        for by_address in [false, true] {
+            let mut net = Network::new(seed);
+            let a = add(&mut net, 1, EndpointConfig::default());
+            let b = add(&mut net, 2, echo_config());
+            net.set_default_link(LinkConfig {
+                loss: 0.25,
+                ..reordering()
+            });
+            if !by_address {
+                let record = record_of(&net, b);
+                net.node_mut(a).add_peer_record(record).unwrap();
+            }
+            let to = net.addr(b);
+            let peer = (!by_address).then(|| net.node(b).local_peer_id());
+            let now = net.now();
+            net.node_mut(a).ping(now, to, peer, [9; 8]).unwrap();
+            net.drive_for(Duration::from_secs(8));
+            let ea = events(&mut net, a);
+            let done = session_kinds(&ea).len();
+            let failed = ea
+                .iter()
+                .filter(|e| matches!(e, Event::SessionFailed { .. }))
+                .count();
+            // Either the session came up (once) or the handshake reported its failure.
+            assert_eq!(done + failed, 1, "seed {seed}: {ea:?}");
+            if done == 1 {
+                established += 1;
+                // The queued PING went out once the session existed; its PONG may be lost.
+                assert!(
+                    ea.iter()
+                        .filter(|e| matches!(e, Event::Pong { .. }))
+                        .count()
+                        <= 1
+                );
+            }
+            assert_eq!(net.node(a).pending_handshake_count(), 0, "seed {seed}");
+            tried += 1;
+        }
+    });
+    assert!(established * 10 >= tried * 8, "{established} of {tried}");
+}
