@@ -8,6 +8,7 @@
 
 mod establish;
 mod handshake;
+mod secure;
 
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
