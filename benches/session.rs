@@ -194,5 +194,68 @@ fn macs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, handshakes, packets, macs);
+/// Moves every queued datagram between two endpoints until both are quiet.
+fn pump(nodes: &mut [weft::channel::Endpoint; 2], addrs: [std::net::SocketAddr; 2], now: Instant) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let mut moved = false;
+        for from in 0..2 {
+            while let Some(transmit) = nodes[from].poll_transmit(&mut buf) {
+                let to = if transmit.destination == addrs[0] {
+                    0
+                } else {
+                    1
+                };
+                nodes[to].handle(now, addrs[from], &buf[..transmit.len]);
+                moved = true;
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// The endpoint's whole sealed path: send → seal → poll_transmit → handle → open → event.
+fn endpoint(c: &mut Criterion) {
+    use weft::channel::{Endpoint, EndpointConfig, Event};
+    use weft::wire::Capabilities;
+    let now = Instant::now();
+    let addrs = [
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    ];
+    let (a, b) = (node(1), node(2));
+    let mut nodes = [
+        Endpoint::new(EndpointConfig::default(), a.identity, [1; 32], now),
+        Endpoint::new(EndpointConfig::default(), b.identity, [2; 32], now),
+    ];
+    nodes[0].add_peer_record(b.record.clone()).unwrap();
+    let peer = b.record.peer_id();
+    let channel = nodes[0]
+        .open_channel(now, addrs[1], Some(peer), None, Capabilities::NONE)
+        .unwrap();
+    pump(&mut nodes, addrs, now);
+    while nodes[0].poll_event().is_some() {}
+    while nodes[1].poll_event().is_some() {}
+    let message = [0x5au8; 1000];
+    let mut buf = vec![0u8; 2048];
+    let mut group = c.benchmark_group("endpoint_sealed");
+    group.throughput(Throughput::Bytes(message.len() as u64));
+    group.bench_function("send_seal_open_deliver_1000", |bench| {
+        bench.iter(|| {
+            let [sender, receiver] = &mut nodes;
+            sender.send(now, channel, &message).unwrap();
+            let transmit = sender.poll_transmit(&mut buf).unwrap();
+            receiver.handle(now, addrs[0], &buf[..transmit.len]);
+            match receiver.poll_event() {
+                Some(Event::Message { data, .. }) => black_box(data),
+                other => panic!("{other:?}"),
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, handshakes, packets, macs, endpoint);
 criterion_main!(benches);

@@ -765,3 +765,169 @@ fn once_encrypted_a_peer_cannot_be_downgraded_to_plaintext() {
             .is_none()
     );
 }
+
+// ------------------------------------------------------------------ interop
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Drives `node` over a real loopback UDP socket until `child` exits (or 30 s pass).
+fn serve_until_exit(
+    node: &mut Endpoint,
+    socket: &std::net::UdpSocket,
+    child: &mut std::process::Child,
+) -> std::process::ExitStatus {
+    let start = Instant::now();
+    let mut buf = vec![0u8; 2048];
+    let mut out = vec![0u8; 2048];
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the client hangs"
+        );
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        node.set_unix_time(wall.as_secs(), wall.subsec_nanos());
+        if let Ok((len, from)) = socket.recv_from(&mut buf) {
+            node.handle(Instant::now(), from, &buf[..len]);
+        }
+        node.handle_timeout(Instant::now());
+        while let Some(transmit) = node.poll_transmit(&mut out) {
+            socket
+                .send_to(&out[..transmit.len], transmit.destination)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_independent_python_noise_client_completes_xx_and_ik_and_pings() {
+    let python_has_noise = std::process::Command::new("python3")
+        .args(["-c", "import noise"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_has_noise {
+        println!(
+            "SKIPPED interop: python3 cannot import noise \
+             (pip install noiseprotocol cryptography pynacl)"
+        );
+        return;
+    }
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let mut node = Endpoint::new(
+        EndpointConfig::default(),
+        identity(42),
+        [42; 32],
+        Instant::now(),
+    );
+    let peer_id = hex(&node.local_peer_id().0);
+    let x25519 = hex(node.identity().x25519_public().as_bytes());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/noise_client.py");
+    for mode in ["xx", "ik"] {
+        let mut child = std::process::Command::new("python3")
+            .args([script, "--port", &port.to_string(), "--mode", mode])
+            .args(["--peer-id", &peer_id, "--x25519", &x25519])
+            .spawn()
+            .unwrap();
+        let status = serve_until_exit(&mut node, &socket, &mut child);
+        assert!(status.success(), "{mode}: the client failed: {status}");
+    }
+    let kinds: Vec<u8> = std::iter::from_fn(|| node.poll_event())
+        .filter_map(|e| match e {
+            Event::SessionEstablished {
+                kind,
+                initiator: false,
+                ..
+            } => Some(kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, vec![2, 1]);
+}
+
+#[test]
+fn a_node_without_the_session_answers_reset_and_the_peer_rehandshakes_once_per_five_seconds() {
+    let mut pair = pair(EndpointConfig::default());
+    let sealed = pair.sealed(b"to a node that restarted");
+    // The same identity without its session state: a restarted node.
+    let now = pair.net.now();
+    let mut restarted = Endpoint::new(EndpointConfig::default(), identity(2), [77; 32], now);
+    restarted.handle(now, addr(1), &sealed);
+    assert_eq!(
+        restarted
+            .stats()
+            .get("weft_packets_dropped_total", Some(("reason", "no_session"))),
+        1
+    );
+    let mut buf = vec![0u8; 1500];
+    let transmit = restarted.poll_transmit(&mut buf).expect("a RESET");
+    // PROTOCOL.md §4: RESET is smaller than the packet it answers.
+    assert!(transmit.len < sealed.len());
+    let reset = buf[..transmit.len].to_vec();
+    let first = Packet::parse(&reset).unwrap().messages().next();
+    assert!(matches!(first, Some(Message::Reset { .. })), "{first:?}");
+    // The peer starts one new handshake, and ignores a second RESET within 5 s.
+    let a = pair.a;
+    pair.net.inject(addr(2), a, &reset);
+    assert_eq!(pair.net.node(a).pending_handshake_count(), 1);
+    pair.net.drive_for(Duration::from_secs(1));
+    pair.net.inject(addr(2), a, &reset);
+    assert_eq!(dropped(&pair.net, a, "reset_ignored"), 1);
+    assert_eq!(pair.net.node(a).pending_handshake_count(), 0);
+    assert_eq!(pair.net.node(a).stats().get("weft_rekeys_total", None), 1);
+}
+
+#[test]
+fn handshakes_complete_over_a_lossy_link_by_retrying() {
+    let (mut established, mut tried) = (0, 0);
+    for_each_seed(|seed| {
+        for by_address in [false, true] {
+            let mut net = Network::new(seed);
+            let a = add(&mut net, 1, EndpointConfig::default());
+            let b = add(&mut net, 2, echo_config());
+            net.set_default_link(LinkConfig {
+                loss: 0.25,
+                ..reordering()
+            });
+            if !by_address {
+                let record = record_of(&net, b);
+                net.node_mut(a).add_peer_record(record).unwrap();
+            }
+            let to = net.addr(b);
+            let peer = (!by_address).then(|| net.node(b).local_peer_id());
+            let now = net.now();
+            net.node_mut(a).ping(now, to, peer, [9; 8]).unwrap();
+            net.drive_for(Duration::from_secs(8));
+            let ea = events(&mut net, a);
+            let done = session_kinds(&ea).len();
+            let failed = ea
+                .iter()
+                .filter(|e| matches!(e, Event::SessionFailed { .. }))
+                .count();
+            // Either the session came up (once) or the handshake reported its failure.
+            assert_eq!(done + failed, 1, "seed {seed}: {ea:?}");
+            if done == 1 {
+                established += 1;
+                // The queued PING went out once the session existed; its PONG may be lost.
+                assert!(
+                    ea.iter()
+                        .filter(|e| matches!(e, Event::Pong { .. }))
+                        .count()
+                        <= 1
+                );
+            }
+            assert_eq!(net.node(a).pending_handshake_count(), 0, "seed {seed}");
+            tried += 1;
+        }
+    });
+    assert!(established * 10 >= tried * 8, "{established} of {tried}");
+}

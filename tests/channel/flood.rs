@@ -2,6 +2,8 @@
 //! CHANNEL_COOKIE floods leave the node's live heap exactly where it was, every answer stays
 //! within 3× its request, and a FINALIZE with a bad cookie allocates nothing.
 //!
+//! Session INITs (PROTOCOL.md §5) under load cost no Diffie-Hellman and no state either.
+//!
 //! It installs the test binary's global allocator, a counting one; the counters are per thread,
 //! so the harness's other test threads cannot disturb a measurement.
 
@@ -10,7 +12,7 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use weft::channel::{Endpoint, EndpointConfig, Event};
-use weft::session::Identity;
+use weft::session::{Identity, LoadPolicy, Mac1Key, dh};
 use weft::wire::{Capabilities, ChannelId, Flags, Header, Message, PacketWriter, PeerId};
 
 struct CountingAllocator;
@@ -338,4 +340,73 @@ fn finalize_with_a_bad_cookie_allocates_nothing() {
         )
     });
     assert!(opened);
+}
+
+/// A HANDSHAKE_INIT of `kind` with junk handshake bytes; mac1 is computed with `mac1` (kinds 1
+/// and 3) or all zero (kind 2); no cookie.
+fn session_init(
+    buf: &mut [u8],
+    kind: u8,
+    sender: PeerId,
+    recipient: PeerId,
+    handshake: &[u8],
+    mac1: Option<&Mac1Key>,
+) -> usize {
+    let mut writer = PacketWriter::new(buf, &default_header(sender, recipient)).unwrap();
+    writer
+        .push(&Message::HandshakeInit {
+            kind,
+            sender_index: 7,
+            handshake,
+            mac1: &[0; 16],
+            cookie: None,
+        })
+        .unwrap();
+    let len = writer.finish();
+    if let Some(key) = mac1 {
+        let at = len - 1 - 16;
+        let mac = key.compute(&buf[..at]);
+        buf[at..at + 16].copy_from_slice(&mac);
+    }
+    len
+}
+
+#[test]
+fn a_session_init_flood_under_load_leaves_the_heap_and_the_dh_count_unchanged() {
+    let now = Instant::now();
+    let identity = Identity::from_secret_bytes([5; 32], [6; 32]);
+    let config = EndpointConfig {
+        handshake_load: LoadPolicy::Always,
+        ..EndpointConfig::default()
+    };
+    let mut node = Endpoint::new(config, identity, [9; 32], now);
+    let local = node.local_peer_id();
+    let mac1 = Mac1Key::new(node.identity().x25519_public().as_bytes());
+    let mut rng = Rng(2);
+    let mut packet = [0u8; 1500];
+    let mut out = [0u8; 1500];
+    let junk = [0x42u8; 204];
+    let mut run = |node: &mut Endpoint, count: usize| {
+        for i in 0..count {
+            let (sender, from) = (rng.peer(), rng.address());
+            let len = match i % 3 {
+                0 => session_init(&mut packet, 1, sender, local, &junk, Some(&mac1)),
+                1 => session_init(&mut packet, 3, sender, local, &junk, Some(&mac1)),
+                _ => session_init(&mut packet, 2, sender, PeerId::ZERO, &junk[..32], None),
+            };
+            node.handle(now, from, &packet[..len]);
+            assert!(drain(node, len, &mut out) > 0, "every INIT gets a cookie");
+        }
+    };
+    run(&mut node, 1_000);
+    let (before, dh_before) = (live_bytes(), dh::count_on_this_thread());
+    run(&mut node, 30_000);
+    assert_eq!(live_bytes(), before, "a cookie answer keeps no state");
+    assert_eq!(dh::count_on_this_thread(), dh_before, "no Diffie-Hellman");
+    assert_eq!(node.pending_handshake_count(), 0);
+    assert_eq!(node.session_count(), 0);
+    assert_eq!(
+        node.stats().get("weft_handshake_cookies_sent_total", None),
+        31_000
+    );
 }

@@ -7,7 +7,7 @@
 //! PTO, ACK delay, hold timeout, reassembly, pacing) and the keep-alive share one endpoint timer
 //! per channel.
 
-use super::handshake;
+use super::secure;
 use super::{ChannelHandle, Endpoint, Event, SendError, TimerKey};
 use crate::channel::outgoing::MAX_DATAGRAM;
 use crate::channel::reliability::{
@@ -478,19 +478,20 @@ impl Endpoint {
             let Some(current) = entry.slot.current() else {
                 return false;
             };
+            let created = current.created_at();
             let crypto = current.keys.channel(state.id);
             let Ok(wire_sequence) = u32::try_from(data.next_pn) else {
                 return false;
             };
             let header =
-                handshake::secure_header(phase, self.local_id, peer.id, state.id, wire_sequence);
+                secure::secure_header(phase, self.local_id, peer.id, state.id, wire_sequence);
             let pn = data.next_pn;
             let room = path.max_payload().saturating_sub(match head {
                 Some(_) => COOKIE_HEAD,
                 None => 0,
             });
             let reliability = &mut data.reliability;
-            let sent = handshake::seal_packet(
+            let sent = secure::seal_packet(
                 &mut self.outgoing,
                 crypto,
                 peer.address,
@@ -514,10 +515,11 @@ impl Endpoint {
             if !sent {
                 return false;
             }
+            let sealed_count = crypto.packets_sent();
             data.next_pn += 1;
             data.last_sent = now;
             let peer_id = peer.id;
-            self.maybe_rekey(now, peer_id);
+            self.rekey_if_due(peer_id, sealed_count, created);
             return true;
         }
         let header = Header {

@@ -9,6 +9,7 @@
 mod data;
 mod establish;
 mod handshake;
+mod secure;
 
 pub(crate) use data::ChannelData;
 
@@ -47,7 +48,7 @@ const REKEYS: &str = "weft_rekeys_total";
 const DH_OPERATIONS: &str = "weft_dh_operations_total";
 
 /// Settings of an endpoint.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EndpointConfig {
     /// Accept kind-0 (plaintext) peers (PROTOCOL.md §5).
     pub allow_plaintext: bool,
@@ -106,6 +107,37 @@ pub struct EndpointConfig {
     pub reassembly_node_bytes: usize,
     /// Reassembly memory for big messages per peer.
     pub reassembly_peer_bytes: usize,
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Pre-shared keys are secrets: only their peers are shown.
+        let psk_peers: Vec<&PeerId> = self.psks.keys().collect();
+        f.debug_struct("EndpointConfig")
+            .field("allow_plaintext", &self.allow_plaintext)
+            .field("echo", &self.echo)
+            .field("cookie_rotation", &self.cookie_rotation)
+            .field("open_timeout", &self.open_timeout)
+            .field("open_tries", &self.open_tries)
+            .field("open_retry", &self.open_retry)
+            .field("connection_reset_timeout", &self.connection_reset_timeout)
+            .field("max_peers", &self.max_peers)
+            .field("max_channels", &self.max_channels)
+            .field("max_channels_per_peer", &self.max_channels_per_peer)
+            .field("max_queued_datagrams", &self.max_queued_datagrams)
+            .field("max_early_bytes", &self.max_early_bytes)
+            .field("psk_peers", &psk_peers)
+            .field("handshake_load", &self.handshake_load)
+            .field("rekey", &self.rekey)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("retired_session_grace", &self.retired_session_grace)
+            .field("max_pending_xx", &self.max_pending_xx)
+            .field("max_pending_xx_per_prefix", &self.max_pending_xx_per_prefix)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_pending_handshakes", &self.max_pending_handshakes)
+            .field("max_queued_pings", &self.max_queued_pings)
+            .finish()
+    }
 }
 
 impl Default for EndpointConfig {

@@ -1,0 +1,357 @@
+//! The sealed path (PROTOCOL.md §5): ENCRYPTED|SEQUENCED packets under per-channel keys, the
+//! START_ENCRYPTION packet that completes a handshake, opening with the replay window checked
+//! before and moved after the tag, and RESET for packets that match no session.
+
+use super::*;
+use crate::session::{ChannelCrypto, KeyPhase, OpenError as CryptoError};
+use crate::wire::{PacketWriter, TAG_LEN, parse_payload};
+
+/// What RESET's reason byte says: "I hold no session for this packet" (PROTOCOL.md §4).
+const RESET_NO_SESSION: u8 = 0;
+
+impl Endpoint {
+    /// Sends `messages` (headed by `head`) on `channel` to `peer`, sealed under the session we
+    /// send under (PROTOCOL.md §5): ENCRYPTED|SEQUENCED, the nonce from the sequence number.
+    pub(super) fn send_secure(
+        &mut self,
+        to: SocketAddr,
+        peer: PeerId,
+        channel: ChannelId,
+        head: Option<&Message<'_>>,
+        messages: &[Message<'_>],
+    ) -> bool {
+        // PROTOCOL.md §3: a channel's packets share one number space with its data path, so
+        // acknowledgements and nonces never meet a number twice; the default channel counts
+        // on its own.
+        let numbered = if channel.is_default() {
+            None
+        } else {
+            let last_now = self.last_now;
+            self.channel_of(peer, channel)
+                .and_then(|handle| self.take_sequence(last_now, handle))
+        };
+        let local = self.local_id;
+        let Some(&handle) = self.session_index.get(&peer) else {
+            return false;
+        };
+        let Some(entry) = self.sessions.get_mut(handle) else {
+            return false;
+        };
+        let phase = entry.slot.sending_phase();
+        let Some(session) = entry.slot.current() else {
+            return false;
+        };
+        let created = session.created_at();
+        let crypto = session.keys.channel(channel);
+        let sequence = numbered.map_or_else(|| crypto.next_sequence(), u64::from);
+        let Ok(wire_sequence) = u32::try_from(sequence) else {
+            return false;
+        };
+        let header = secure_header(phase, local, peer, channel, wire_sequence);
+        let sent = seal_packet(
+            &mut self.outgoing,
+            crypto,
+            to,
+            &header,
+            DEFAULT_MTU,
+            |region| {
+                let mut written = 0;
+                for message in head.into_iter().chain(messages) {
+                    written += message.emit(region.get_mut(written..)?).ok()?;
+                }
+                Some(written)
+            },
+        );
+        if !sent {
+            self.drop_packet("transmit_queue_full");
+            return false;
+        }
+        let sealed_count = crypto.packets_sent();
+        self.rekey_if_due(peer, sealed_count, created);
+        true
+    }
+
+    /// Only the channel just used can have crossed the threshold: no scan per packet.
+    pub(super) fn rekey_if_due(&mut self, peer: PeerId, sealed_count: u64, created: Instant) {
+        let now = self.last_now;
+        let policy = self.config.rekey;
+        if sealed_count >= policy.after_packets
+            || now.saturating_duration_since(created) >= policy.after
+        {
+            self.maybe_rekey(now, peer);
+        }
+    }
+
+    /// The packet that completes a handshake: `first` (RESPONSE or FINAL), START_ENCRYPTION, and
+    /// `riders` sealed under the new session's default-channel key with every byte before the
+    /// ciphertext as associated data (PROTOCOL.md §5).
+    pub(super) fn send_completing(
+        &mut self,
+        to: SocketAddr,
+        peer: PeerId,
+        phase: KeyPhase,
+        first: &Message<'_>,
+        riders: &[Message<'_>],
+    ) {
+        let Some(&handle) = self.session_index.get(&peer) else {
+            return;
+        };
+        let Some(session) = self
+            .sessions
+            .get_mut(handle)
+            .and_then(|e| e.slot.phase_session(phase))
+        else {
+            return;
+        };
+        let crypto = session.keys.channel(ChannelId::DEFAULT);
+        let local = self.local_id;
+        // A payload needs a message (§3); with nothing to carry, an empty PMTU_PROBE stands in.
+        let filler = [Message::PmtuProbe { len: 0 }];
+        let riders = if riders.is_empty() {
+            &filler[..]
+        } else {
+            riders
+        };
+        let sent = self.outgoing.with_buffer(to, |buf| {
+            let sequence = crypto.next_sequence();
+            let mut flags = Flags::SEQUENCED;
+            if phase.flag() {
+                flags = flags | Flags::KEY_PHASE;
+            }
+            let header = Header {
+                flags,
+                sender: local,
+                recipient: peer,
+                channel: ChannelId::DEFAULT,
+                sequence: Some(u32::try_from(sequence).ok()?),
+            };
+            let limit = DEFAULT_MTU;
+            let mut writer = PacketWriter::new(&mut buf[..limit], &header).ok()?;
+            writer.push(first).ok()?;
+            let (ad, rest) = writer.begin_encryption().ok()?;
+            let room = rest.len().checked_sub(TAG_LEN)?;
+            let mut plain = 0;
+            for rider in riders {
+                let n = rider.encoded_len();
+                if plain + n > room {
+                    break;
+                }
+                plain += rider.emit(&mut rest[plain..plain + n]).ok()?;
+            }
+            let (payload, tail) = rest.split_at_mut(plain);
+            let mut tag = [0u8; TAG_LEN];
+            crypto.seal(ad, payload, &mut tag);
+            tail.get_mut(..TAG_LEN)?.copy_from_slice(&tag);
+            Some(ad.len() + plain + TAG_LEN)
+        });
+        if !sent {
+            self.drop_packet("transmit_queue_full");
+        }
+    }
+
+    /// Opens the START_ENCRYPTION part of a completing packet and handles its messages.
+    pub(super) fn open_start_encryption(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        header: &Header,
+        phase: KeyPhase,
+        sealed: &[u8],
+    ) {
+        let Some(sequence) = header.sequence else {
+            return self.drop_packet("start_encryption_unsequenced");
+        };
+        // PROTOCOL.md §5: the associated data is every byte before the ciphertext.
+        let Some(ad) = datagram.get(..datagram.len() - sealed.len()) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut self.receive_buf);
+        buf.clear();
+        buf.extend_from_slice(sealed);
+        let opened = self
+            .session_index
+            .get(&header.sender)
+            .and_then(|&h| self.sessions.get_mut(h))
+            .and_then(|e| e.slot.phase_session(phase))
+            .map(|s| {
+                s.keys
+                    .open(ChannelId::DEFAULT, u64::from(sequence), ad, &mut buf)
+            });
+        match opened {
+            Some(Ok(len)) => {
+                let inner = Header {
+                    flags: header.flags | Flags::ENCRYPTED,
+                    ..*header
+                };
+                match parse_payload(&inner, &buf[..len]) {
+                    Ok(messages) => {
+                        self.dispatch_secure(now, from, &inner, messages);
+                    }
+                    Err(error) => self.drop_packet(error.kind.reason()),
+                }
+            }
+            Some(Err(error)) => self.drop_packet(crypto_label(error)),
+            None => self.drop_packet("no_session"),
+        }
+        self.receive_buf = buf;
+    }
+
+    /// An ENCRYPTED packet: the peer's session by sender, the session by KEY_PHASE, the replay
+    /// window, then the tag; only then is the payload parsed (PROTOCOL.md §5, §12 hot path).
+    pub(super) fn handle_encrypted(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        packet: &Packet<'_>,
+        datagram_len: usize,
+    ) {
+        let header = packet.header;
+        let Some(sequence) = header.sequence else {
+            return self.drop_packet("unsequenced");
+        };
+        let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
+        let grace = self.config.retired_session_grace;
+        let entry = self
+            .session_index
+            .get(&header.sender)
+            .copied()
+            .and_then(|h| self.sessions.get_mut(h));
+        let Some(entry) = entry else {
+            self.drop_packet("no_session");
+            return self.send_reset(from, header.sender, datagram_len);
+        };
+        entry.slot.expire_retired(now, grace);
+        let Some(session) = entry.slot.phase_session(phase) else {
+            self.drop_packet("unknown_key_phase");
+            return self.send_reset(from, header.sender, datagram_len);
+        };
+        let mut buf = std::mem::take(&mut self.receive_buf);
+        buf.clear();
+        buf.extend_from_slice(packet.payload());
+        let (channel, sequence) = (header.channel, u64::from(sequence));
+        let mut result = session
+            .keys
+            .open(channel, sequence, packet.header_bytes(), &mut buf);
+        let mut primary = true;
+        if result == Err(CryptoError::Authentication) {
+            // A session displaced by a late crossing INIT may still own packets in flight.
+            if let Some(displaced) = entry.slot.displaced(phase) {
+                primary = false;
+                buf.clear();
+                buf.extend_from_slice(packet.payload());
+                result = displaced
+                    .keys
+                    .open(channel, sequence, packet.header_bytes(), &mut buf);
+            }
+        }
+        match result {
+            Ok(len) => {
+                if primary {
+                    // PROTOCOL.md §5: a packet authenticated under the newer session moves our
+                    // sending to it (a displaced session never does).
+                    entry.slot.switch_to(phase, now);
+                }
+                match parse_payload(&header, &buf[..len]) {
+                    Ok(messages) => self.dispatch_secure(now, from, &header, messages),
+                    Err(error) => self.drop_packet(error.kind.reason()),
+                }
+            }
+            Err(error) => self.drop_packet(crypto_label(error)),
+        }
+        self.receive_buf = buf;
+    }
+
+    fn dispatch_secure(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        messages: Messages<'_>,
+    ) {
+        let previous = self.secure_peer.replace(header.sender);
+        if header.channel.is_default() {
+            self.handle_default(now, from, header, messages, true);
+        } else {
+            self.handle_channel_packet(now, from, header, messages, true);
+        }
+        self.outgoing.finish();
+        self.secure_peer = previous;
+    }
+
+    /// PROTOCOL.md §4: RESET answers an ENCRYPTED packet that matches no session, and only when
+    /// it is smaller than that packet.
+    fn send_reset(&mut self, to: SocketAddr, peer: PeerId, packet_len: usize) {
+        let reset = Message::Reset {
+            reason: RESET_NO_SESSION,
+        };
+        if crate::wire::HEADER_LEN + reset.encoded_len() >= packet_len {
+            return;
+        }
+        self.outgoing.finish();
+        if self.stateless_answer(to, peer, ChannelId::DEFAULT, &reset) {
+            self.stats.add(STATELESS, Some(("message", "reset")), 1);
+        }
+    }
+}
+
+fn crypto_label(error: CryptoError) -> &'static str {
+    match error {
+        CryptoError::Replay => "replay",
+        CryptoError::Authentication => "authentication",
+    }
+}
+
+/// The header of a packet sealed under a session (PROTOCOL.md §3, §5): ENCRYPTED|SEQUENCED, and
+/// KEY_PHASE naming which of the peer's two sessions keyed it.
+pub(super) fn secure_header(
+    phase: KeyPhase,
+    local: PeerId,
+    peer: PeerId,
+    channel: ChannelId,
+    sequence: u32,
+) -> Header {
+    let mut flags = Flags::ENCRYPTED | Flags::SEQUENCED;
+    if phase.flag() {
+        flags = flags | Flags::KEY_PHASE;
+    }
+    Header {
+        flags,
+        sender: local,
+        recipient: peer,
+        channel,
+        sequence: Some(sequence),
+    }
+}
+
+/// Builds one packet into a pooled buffer and seals it: `fill` writes the plaintext messages
+/// into the region between the header and the tag (returning how many bytes), then the payload
+/// is encrypted in place with the header as associated data and the nonce from the header's
+/// sequence number (PROTOCOL.md §5). `limit` caps the whole datagram. False when nothing was
+/// written or the queue is full.
+pub(super) fn seal_packet(
+    outgoing: &mut Outgoing,
+    crypto: &mut ChannelCrypto,
+    to: SocketAddr,
+    header: &Header,
+    limit: usize,
+    fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> bool {
+    let Some(sequence) = header.sequence else {
+        return false;
+    };
+    outgoing.with_buffer(to, |buf| {
+        let header_len = header.emit(buf).ok()?;
+        let end = limit.min(buf.len()).checked_sub(TAG_LEN)?;
+        let written = fill(buf.get_mut(header_len..end)?)?;
+        if written == 0 {
+            return None;
+        }
+        let (head_bytes, rest) = buf.split_at_mut(header_len);
+        let (payload, tag) = rest.get_mut(..written + TAG_LEN)?.split_at_mut(written);
+        let mut sealed_tag = [0u8; TAG_LEN];
+        crypto.seal_at(u64::from(sequence), head_bytes, payload, &mut sealed_tag);
+        tag.copy_from_slice(&sealed_tag);
+        Some(header_len + written + TAG_LEN)
+    })
+}
