@@ -2,6 +2,7 @@
 //! rotates every 120 s, the previous secret staying valid, so a responder keeps no state until a
 //! cookie comes back.
 
+use crate::session::mac::RotatingKeys;
 use crate::wire::{ChannelId, PeerId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,90 +10,30 @@ use std::time::{Duration, Instant};
 /// Length of every cookie on the wire.
 pub const COOKIE_LEN: usize = 16;
 
-/// What a cookie check concluded.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum CookieCheck {
-    /// Made under the current or the previous secret.
-    Valid,
-    /// Made under the secret before the previous one: it would have been valid once.
-    Expired,
-    /// Matches no recent secret: forged, or computed for another address or id.
-    Mismatch,
-}
+pub use crate::session::mac::{CookieCheck, constant_time_eq};
 
-impl CookieCheck {
-    /// The metric label for a failed check.
-    pub fn reason(self) -> &'static str {
-        match self {
-            CookieCheck::Valid => "valid",
-            CookieCheck::Expired => "expired",
-            CookieCheck::Mismatch => "mismatch",
-        }
-    }
-}
-
-/// This node's rotating cookie secrets. Secret `n` is derived from a seed and `n`, so rotation
-/// needs no randomness at run time and holds exactly three 32-byte keys.
-#[derive(Clone)]
+/// This node's rotating channel-cookie secrets (current and previous accepted, PROTOCOL.md §6).
+#[derive(Clone, Debug)]
 pub struct CookieSecrets {
-    seed: [u8; 32],
-    epoch_zero: Instant,
-    rotation: Duration,
-    epoch: u64,
-    keys: [[u8; 32]; 3],
+    keys: RotatingKeys,
 }
 
 impl CookieSecrets {
     /// Secrets that rotate every `rotation`, counted from `now`.
     pub fn new(seed: [u8; 32], now: Instant, rotation: Duration) -> CookieSecrets {
-        let rotation = rotation.max(Duration::from_millis(1));
-        let mut secrets = CookieSecrets {
-            seed,
-            epoch_zero: now,
-            rotation,
-            epoch: 0,
-            keys: [[0; 32]; 3],
-        };
-        secrets.rekey(0);
-        secrets
-    }
-
-    fn derive(&self, epoch: u64) -> [u8; 32] {
-        let mut hasher = blake3::Hasher::new_derive_key("weft v1 cookie secret");
-        hasher.update(&self.seed);
-        hasher.update(&epoch.to_be_bytes());
-        *hasher.finalize().as_bytes()
-    }
-
-    fn rekey(&mut self, epoch: u64) {
-        self.epoch = epoch;
-        // keys[0] current, keys[1] previous, keys[2] the one before (only to tell "expired").
-        self.keys = [
-            self.derive(epoch),
-            self.derive(epoch.wrapping_sub(1)),
-            self.derive(epoch.wrapping_sub(2)),
-        ];
+        CookieSecrets {
+            keys: RotatingKeys::new(seed, "weft v1 cookie secret", now, rotation),
+        }
     }
 
     /// Moves to the secret of `now`'s time bucket.
     pub fn advance(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.epoch_zero);
-        let epoch = (elapsed.as_nanos() / self.rotation.as_nanos()) as u64;
-        if epoch != self.epoch {
-            self.rekey(epoch);
-        }
+        self.keys.advance(now);
     }
 
     /// When the current secret stops being current.
     pub fn next_rotation(&self) -> Instant {
-        let nanos = self
-            .rotation
-            .as_nanos()
-            .saturating_mul(u128::from(self.epoch) + 1);
-        let offset = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        self.epoch_zero
-            .checked_add(offset)
-            .unwrap_or(self.epoch_zero + self.rotation)
+        self.keys.next_rotation()
     }
 
     fn mac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; COOKIE_LEN] {
@@ -134,7 +75,7 @@ impl CookieSecrets {
 
     /// cookie1 for a CHANNEL_NEW this node sends as initiator.
     pub fn cookie1(&self, initiator: PeerId, responder: PeerId, c1: u16) -> [u8; 16] {
-        Self::cookie1_under(&self.keys[0], initiator, responder, c1)
+        Self::cookie1_under(self.keys.current(), initiator, responder, c1)
     }
 
     /// Checks a cookie1 echoed in a CHANNEL_ACKNOWLEDGE.
@@ -158,7 +99,7 @@ impl CookieSecrets {
         channel: ChannelId,
         address: SocketAddr,
     ) -> [u8; 16] {
-        Self::cookie2_under(&self.keys[0], initiator, responder, channel, address)
+        Self::cookie2_under(self.keys.current(), initiator, responder, channel, address)
     }
 
     /// Checks a cookie2 carried by CHANNEL_FINALIZE or CHANNEL_COOKIE.
@@ -176,15 +117,7 @@ impl CookieSecrets {
     }
 
     fn check(&self, cookie: &[u8; 16], compute: impl Fn(&[u8; 32]) -> [u8; 16]) -> CookieCheck {
-        if constant_time_eq(&compute(&self.keys[0]), cookie)
-            | constant_time_eq(&compute(&self.keys[1]), cookie)
-        {
-            CookieCheck::Valid
-        } else if constant_time_eq(&compute(&self.keys[2]), cookie) {
-            CookieCheck::Expired
-        } else {
-            CookieCheck::Mismatch
-        }
+        self.keys.check(cookie, compute)
     }
 }
 
@@ -204,15 +137,6 @@ fn encode_address(address: SocketAddr, out: &mut [u8; 19]) -> usize {
             19
         }
     }
-}
-
-/// Compares without an early exit, so timing reveals nothing about where a forgery differs.
-pub fn constant_time_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let mut difference = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        difference |= x ^ y;
-    }
-    std::hint::black_box(difference) == 0
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! handshake cookie a loaded responder hands out instead of doing a DH, the echo that ties a
 //! HANDSHAKE_COOKIE to its INIT, and the load detector that decides when cookies are required.
 //!
-//! [`RotatingSecret`] repeats the idea of `crate::channel::cookie::CookieSecrets` on purpose:
-//! the session layer sits below channels and must not import them (STYLE.md, layering).
+//! [`RotatingKeys`] serves both stateless cookies: this layer's handshake cookie and, one layer
+//! up, the channel cookies of `crate::channel::cookie`.
 
 use crate::wire::PeerId;
 use std::net::{IpAddr, SocketAddr};
@@ -75,46 +75,69 @@ pub enum CookieCheck {
     Valid,
     /// Made under the secret before the previous one.
     Expired,
-    /// Matches no recent secret.
+    /// Matches no recent secret: forged, or computed for another address or id.
     Mismatch,
 }
 
-/// The responder's handshake-cookie secret, rotating every 120 s with the previous one still
-/// valid. Secret `n` is derived from a seed and `n`, so rotation needs no randomness at run time.
+impl CookieCheck {
+    /// The metric label for a check's outcome.
+    pub fn reason(self) -> &'static str {
+        match self {
+            CookieCheck::Valid => "valid",
+            CookieCheck::Expired => "expired",
+            CookieCheck::Mismatch => "mismatch",
+        }
+    }
+}
+
+/// Keys that rotate by time bucket (STYLE.md 8): key `n` is derived from a seed, a context and
+/// `n`, so rotation needs no randomness at run time and holds exactly three keys — the current,
+/// the previous (still accepted) and the one before (kept only to tell "expired" from
+/// "mismatch"). Both stateless cookies of weft stand on it: the handshake cookie (§5) and the
+/// channel cookies (§6).
 #[derive(Clone)]
-pub struct RotatingSecret {
+pub struct RotatingKeys {
     seed: [u8; 32],
+    context: &'static str,
     epoch_zero: Instant,
     rotation: Duration,
     epoch: u64,
-    /// Current, previous, and the one before (kept only to tell "expired" from "mismatch").
     keys: [[u8; 32]; 3],
 }
 
-impl std::fmt::Debug for RotatingSecret {
+impl std::fmt::Debug for RotatingKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RotatingSecret")
+        // Never print key material.
+        f.debug_struct("RotatingKeys")
+            .field("context", &self.context)
             .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
 }
 
-impl RotatingSecret {
-    /// Secrets drawn from `seed` (the caller's randomness), rotating every `rotation` from `now`.
-    pub fn new(seed: [u8; 32], now: Instant, rotation: Duration) -> RotatingSecret {
-        let mut secret = RotatingSecret {
+impl RotatingKeys {
+    /// Keys drawn from `seed` (the caller's randomness) under the BLAKE3 derivation `context`,
+    /// rotating every `rotation`, counted from `now`.
+    pub fn new(
+        seed: [u8; 32],
+        context: &'static str,
+        now: Instant,
+        rotation: Duration,
+    ) -> RotatingKeys {
+        let mut keys = RotatingKeys {
             seed,
+            context,
             epoch_zero: now,
             rotation: rotation.max(Duration::from_millis(1)),
             epoch: 0,
             keys: [[0; 32]; 3],
         };
-        secret.rekey(0);
-        secret
+        keys.rekey(0);
+        keys
     }
 
     fn derive(&self, epoch: u64) -> [u8; 32] {
-        let mut hasher = blake3::Hasher::new_derive_key(COOKIE_SECRET_CONTEXT);
+        let mut hasher = blake3::Hasher::new_derive_key(self.context);
         hasher.update(&self.seed);
         hasher.update(&epoch.to_be_bytes());
         *hasher.finalize().as_bytes()
@@ -129,7 +152,7 @@ impl RotatingSecret {
         ];
     }
 
-    /// Moves to the secret of `now`'s 120-s bucket.
+    /// Moves to the key of `now`'s time bucket.
     pub fn advance(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.epoch_zero);
         let epoch = (elapsed.as_nanos() / self.rotation.as_nanos()) as u64;
@@ -138,7 +161,7 @@ impl RotatingSecret {
         }
     }
 
-    /// When the current secret stops being current (for the driver's timer).
+    /// When the current key stops being current (for the driver's timer).
     pub fn next_rotation(&self) -> Instant {
         let nanos = self
             .rotation
@@ -148,6 +171,55 @@ impl RotatingSecret {
         self.epoch_zero
             .checked_add(offset)
             .unwrap_or(self.epoch_zero + self.rotation)
+    }
+
+    /// The current key, for making a cookie.
+    pub fn current(&self) -> &[u8; 32] {
+        &self.keys[0]
+    }
+
+    /// Checks a cookie that came back against what `compute` makes under each recent key, in
+    /// constant time per key.
+    pub fn check(
+        &self,
+        cookie: &[u8; MAC_LEN],
+        compute: impl Fn(&[u8; 32]) -> [u8; MAC_LEN],
+    ) -> CookieCheck {
+        let current = constant_time_eq(&compute(&self.keys[0]), cookie);
+        let previous = constant_time_eq(&compute(&self.keys[1]), cookie);
+        if current | previous {
+            CookieCheck::Valid
+        } else if constant_time_eq(&compute(&self.keys[2]), cookie) {
+            CookieCheck::Expired
+        } else {
+            CookieCheck::Mismatch
+        }
+    }
+}
+
+/// The responder's handshake-cookie secret, rotating every 120 s with the previous one still
+/// valid (PROTOCOL.md §5).
+#[derive(Clone, Debug)]
+pub struct RotatingSecret {
+    keys: RotatingKeys,
+}
+
+impl RotatingSecret {
+    /// Secrets drawn from `seed` (the caller's randomness), rotating every `rotation` from `now`.
+    pub fn new(seed: [u8; 32], now: Instant, rotation: Duration) -> RotatingSecret {
+        RotatingSecret {
+            keys: RotatingKeys::new(seed, COOKIE_SECRET_CONTEXT, now, rotation),
+        }
+    }
+
+    /// Moves to the secret of `now`'s 120-s bucket.
+    pub fn advance(&mut self, now: Instant) {
+        self.keys.advance(now);
+    }
+
+    /// When the current secret stops being current (for the driver's timer).
+    pub fn next_rotation(&self) -> Instant {
+        self.keys.next_rotation()
     }
 
     fn mac_under(key: &[u8; 32], address: SocketAddr, initiator: PeerId) -> [u8; MAC_LEN] {
@@ -164,7 +236,7 @@ impl RotatingSecret {
 
     /// The cookie for an initiator at `address` claiming `initiator`, under the current secret.
     pub fn cookie(&self, address: SocketAddr, initiator: PeerId) -> [u8; MAC_LEN] {
-        Self::mac_under(&self.keys[0], address, initiator)
+        Self::mac_under(self.keys.current(), address, initiator)
     }
 
     /// Checks a cookie that came back, in constant time per secret.
@@ -174,17 +246,8 @@ impl RotatingSecret {
         initiator: PeerId,
         cookie: &[u8; MAC_LEN],
     ) -> CookieCheck {
-        let current = constant_time_eq(&Self::mac_under(&self.keys[0], address, initiator), cookie);
-        let previous =
-            constant_time_eq(&Self::mac_under(&self.keys[1], address, initiator), cookie);
-        if current | previous {
-            return CookieCheck::Valid;
-        }
-        if constant_time_eq(&Self::mac_under(&self.keys[2], address, initiator), cookie) {
-            CookieCheck::Expired
-        } else {
-            CookieCheck::Mismatch
-        }
+        self.keys
+            .check(cookie, |key| Self::mac_under(key, address, initiator))
     }
 }
 
