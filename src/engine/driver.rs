@@ -6,11 +6,12 @@
 //! [`Endpoint::handle_timeout`] when due; send what [`Endpoint::poll_transmit`] yields; log
 //! events. Buffers are allocated once, in [`Driver::bind`].
 
+use super::ShutdownHandle;
 use crate::channel::{Endpoint, Event, Stats, Transmit};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::SigId;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -33,21 +34,6 @@ const SEND_BUFFER: usize = 65_535;
 /// How often the loop hands its statistics to the metrics layer (PROTOCOL.md §12: about once a
 /// second, never per packet).
 pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Asks a running [`Driver`] to stop from another thread; writing a byte to the driver's
-/// shutdown pipe wakes its poll.
-#[derive(Debug)]
-pub struct ShutdownHandle {
-    pipe: UnixStream,
-}
-
-impl ShutdownHandle {
-    /// Asks the driver to return from [`Driver::run`] at its next turn.
-    pub fn shutdown(&self) {
-        // A full pipe already holds a wake-up, so a failed write loses nothing.
-        let _ = (&self.pipe).write(&[1]);
-    }
-}
 
 /// The loop: one endpoint, one socket, one thread.
 pub struct Driver {
@@ -120,9 +106,7 @@ impl Driver {
 
     /// A handle that stops [`Driver::run`] from another thread.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
-        Ok(ShutdownHandle {
-            pipe: self.shutdown_tx.try_clone()?,
-        })
+        Ok(ShutdownHandle::from_pipe(self.shutdown_tx.try_clone()?))
     }
 
     /// Makes SIGINT and SIGTERM stop [`Driver::run`] cleanly: the signal handler writes to the

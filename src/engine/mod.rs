@@ -1,10 +1,16 @@
-//! The I/O engine (PROTOCOL.md §12): sockets, the clock and the loop that drives the sans-IO core.
+//! The I/O engine (PROTOCOL.md §12): sockets, the clock and the loops that drive the sans-IO core.
 //!
-//! For now a single-threaded mio loop ([`Driver`]) runs a node, and a small blocking loop
-//! ([`Pinger`]) runs `weft ping`; the sharded engine of §12 will replace the first.
+//! [`Engine`] runs a node as thread-per-core shards on one SO_REUSEPORT port with batched
+//! `recvmmsg`/`sendmmsg` I/O; [`Driver`] is the original single-threaded mio loop, and
+//! [`Pinger`] a small blocking loop for `weft ping`.
 
 mod driver;
 mod pinger;
+mod shard;
+mod sharded;
+mod sys;
 
-pub use driver::{Driver, PUBLISH_INTERVAL, ShutdownHandle};
+pub use driver::{Driver, PUBLISH_INTERVAL};
 pub use pinger::{Pinger, Reply};
+pub use shard::{ShardStats, owner_of};
+pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};

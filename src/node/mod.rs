@@ -12,13 +12,12 @@ pub use config::{ConfigError, ConfigProblem, NodeConfig};
 pub use datadir::{DataDir, DataDirError, IdentityOrigin};
 pub use metrics::{MetricsError, MetricsServer};
 
-use crate::channel::{Endpoint, EndpointConfig};
-use crate::engine::{Driver, ShutdownHandle};
+use crate::channel::EndpointConfig;
+use crate::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle, merged_endpoint_stats};
 use crate::wire::PeerId;
 use rand::RngCore;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +46,7 @@ pub enum StartError {
 
 /// A node whose sockets are bound and whose keys are loaded, ready to run.
 pub struct Node {
-    driver: Driver,
+    engine: Engine,
     metrics: MetricsServer,
     peer_id: PeerId,
     identity_origin: IdentityOrigin,
@@ -68,18 +67,22 @@ impl Node {
             echo: config.echo,
             ..EndpointConfig::default()
         };
-        let endpoint = Endpoint::new(endpoint_config, identity, seed, Instant::now());
-        let mut driver =
-            Driver::bind(config.listen, endpoint).map_err(|source| StartError::Bind {
+        let engine_config = EngineConfig {
+            shards: config.shards,
+            ..EngineConfig::new(config.listen, endpoint_config)
+        };
+        let mut engine =
+            Engine::start(&engine_config, &identity, seed).map_err(|source| StartError::Bind {
                 address: config.listen,
                 source,
             })?;
         let metrics = MetricsServer::start(config.metrics)?;
         // Armed before the caller announces readiness, so a signal sent on seeing the ready
         // line is always a clean stop.
-        driver.stop_on_signals().map_err(StartError::Signals)?;
+        engine.stop_on_signals().map_err(StartError::Signals)?;
+        metrics::publish_engine_info(engine.io_backend(), engine.shards());
         Ok(Node {
-            driver,
+            engine,
             metrics,
             peer_id,
             identity_origin,
@@ -88,7 +91,7 @@ impl Node {
 
     /// The bound UDP address.
     pub fn udp_addr(&self) -> SocketAddr {
-        self.driver.local_addr()
+        self.engine.local_addr()
     }
 
     /// The bound metrics address.
@@ -108,11 +111,30 @@ impl Node {
 
     /// A handle that stops [`Node::run`] from another thread.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
-        self.driver.shutdown_handle()
+        self.engine.shutdown_handle()
+    }
+
+    /// How many shards run and whether the steering program is attached.
+    pub fn shards(&self) -> (usize, bool) {
+        (self.engine.shards(), self.engine.steered())
+    }
+
+    /// The I/O backend the engine runs.
+    pub fn io_backend(&self) -> &'static str {
+        self.engine.io_backend()
     }
 
     /// Runs until SIGINT, SIGTERM or a [`ShutdownHandle`], publishing metrics about once a second.
-    pub fn run(mut self) -> io::Result<()> {
-        self.driver.run(metrics::publish)
+    pub fn run(self) -> io::Result<()> {
+        self.engine.run(publish_shards).map(drop)
+    }
+}
+
+/// Publishes the node-wide endpoint counters unlabelled and each shard's loop counters with a
+/// `shard` label (PROTOCOL.md §12).
+fn publish_shards(shards: &[ShardStats]) {
+    metrics::publish(&merged_endpoint_stats(shards));
+    for (index, shard) in shards.iter().enumerate() {
+        metrics::publish_labelled("shard", index, &shard.engine);
     }
 }
