@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch; the only place that knows about arguments and terminals
 //! (STYLE.md, layering).
 
+mod bench;
 mod node;
 mod ping;
 
@@ -27,6 +28,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Send PINGs to a node and report its PONGs.
     Ping(ping::PingArgs),
+    /// Load a node with simulated peers and compare it with a raw-UDP echo.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the arguments and runs the subcommand; bad flags exit with status 2.
@@ -34,6 +37,7 @@ pub(crate) fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Node(args) => node::run(args),
         Command::Ping(args) => ping::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

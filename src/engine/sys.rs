@@ -137,6 +137,18 @@ pub(super) fn gso_supported(socket: &UdpSocket) -> bool {
     set_int(socket.as_raw_fd(), libc::SOL_UDP, UDP_SEGMENT, 0).is_ok()
 }
 
+/// CPU time this process has used, user plus system (getrusage), for CPU-per-packet figures.
+pub(super) fn process_cpu_time() -> std::time::Duration {
+    // SAFETY: rusage is plain data for which all-zero is valid.
+    let mut usage: libc::rusage = unsafe { zeroed() };
+    // SAFETY: `usage` is a valid rusage the kernel fills.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    std::time::Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
 fn to_sockaddr(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain data for which all-zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
