@@ -15,7 +15,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 pub(super) const SOCKET: Token = Token(0);
@@ -85,6 +85,8 @@ pub(super) struct ShardParts {
     pub(super) recycle_tx: Arc<[Sender<Handover>]>,
     pub(super) recycle_rx: Receiver<Handover>,
     pub(super) snapshot: Arc<Mutex<ShardStats>>,
+    /// Every shard meets here on the way out, after its last hand-over and before draining.
+    pub(super) exit: Arc<Barrier>,
     pub(super) gso: bool,
 }
 
@@ -185,6 +187,13 @@ impl Shard {
                 break;
             }
         }
+        // A clean stop: once every shard has stopped reading and handed over what it read, each
+        // takes in what it was handed and sends the answers, so no hand-over is lost.
+        self.flush_handovers();
+        self.parts.exit.wait();
+        let now = Instant::now();
+        self.take_handovers(now);
+        self.transmit();
         self.snapshot();
         self.parts
             .snapshot

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -129,6 +129,7 @@ impl Engine {
         let handover_tx: Arc<[Sender<Handover>]> = handover_tx.into();
         let recycle_tx: Arc<[Sender<Handover>]> = recycle_tx.into();
         let stop = Arc::new(AtomicBool::new(false));
+        let exit = Arc::new(Barrier::new(shards));
         let cores = if config.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -165,8 +166,10 @@ impl Engine {
                 recycle_tx: Arc::clone(&recycle_tx),
                 recycle_rx,
                 snapshot,
+                exit: Arc::clone(&exit),
                 gso,
             };
+            let exit_on_error = Arc::clone(&exit);
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("weft-shard-{index}"))
@@ -180,6 +183,8 @@ impl Engine {
                         Ok(shard) => shard.run(),
                         Err(e) => {
                             tracing::error!(shard = index, error = %e, "shard cannot start");
+                            // The others meet at the exit barrier; this one must too.
+                            exit_on_error.wait();
                             ShardStats::default()
                         }
                     }
