@@ -15,7 +15,10 @@ use weft::engine::load::{
     LoadConfig, LoadError, LoadReport, Progress, RawEcho, resident_bytes, run_raw_load,
     run_weft_load,
 };
-use weft::engine::{Engine, EngineConfig, default_shards};
+use weft::engine::{Engine, EngineConfig, default_shards, run_echo_worker};
+
+/// Messages that may wait for the echo worker, as `weft node --echo` sizes it.
+const WORKER_QUEUE: usize = 4096;
 use weft::session::Identity;
 use weft::wire::{Capabilities, PeerId};
 
@@ -134,14 +137,14 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
                 shards,
                 ..EngineConfig::new(
                     "127.0.0.1:0".parse().map_err(|_| "bad address")?,
-                    EndpointConfig {
-                        echo: true,
-                        ..EndpointConfig::default()
-                    },
+                    EndpointConfig::default(),
                 )
             };
-            let engine = Engine::start(&config, &identity, rand::random())
-                .map_err(|e| format!("cannot start the node: {e}"))?;
+            // The echo service runs as a worker, as in `weft node --echo`.
+            let (engine, link) =
+                Engine::start_with_worker(&config, &identity, rand::random(), WORKER_QUEUE)
+                    .map_err(|e| format!("cannot start the node: {e}"))?;
+            std::thread::spawn(move || run_echo_worker(link));
             let address = engine.local_addr();
             let stop = engine
                 .shutdown_handle()

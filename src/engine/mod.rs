@@ -10,8 +10,10 @@ mod pinger;
 mod shard;
 mod sharded;
 mod sys;
+mod worker;
 
 pub use driver::{Driver, PUBLISH_INTERVAL};
 pub use pinger::{Pinger, Reply};
 pub use shard::{ShardStats, owner_of};
 pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};
+pub use worker::{Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};

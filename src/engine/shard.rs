@@ -7,10 +7,14 @@
 //! timers; send what the endpoint queued with `sendmmsg`; publish counters about once a second.
 
 use super::sys::{BATCH, RecvBatch, SendBatch};
+use super::worker::{Delivery, Reply};
+use crate::channel::ChannelHandle;
 use crate::channel::{Endpoint, Event, Stats};
+use crate::wire::CloseReason;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -31,6 +35,9 @@ const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bytes one hand-over batch may hold; a datagram that does not fit starts the next batch.
 const HANDOVER_BYTES: usize = 64 * 1024;
+
+/// Longest a stopping shard waits for the worker's last replies.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The shard that owns a datagram's sender: `u32::from_be_bytes(pid[..4]) % N`, the same answer
 /// the steering program gives (PROTOCOL.md §12). A datagram too short to name a sender stays
@@ -87,6 +94,10 @@ pub(super) struct ShardParts {
     pub(super) snapshot: Arc<Mutex<ShardStats>>,
     /// Every shard meets here on the way out, after its last hand-over and before draining.
     pub(super) exit: Arc<Barrier>,
+    /// The worker's input queue, when a worker runs.
+    pub(super) deliver: Option<Sender<Delivery>>,
+    /// This shard's queue of worker replies.
+    pub(super) replies: Option<Receiver<Reply>>,
     pub(super) gso: bool,
 }
 
@@ -100,6 +111,8 @@ pub(super) struct Shard {
     outbox: Vec<Option<Handover>>,
     stats: Stats,
     stopping: bool,
+    /// Open channels, closed with CHANNEL_CLOSE on shutdown.
+    channels: HashSet<ChannelHandle>,
 }
 
 impl Shard {
@@ -121,6 +134,7 @@ impl Shard {
             outbox: (0..shards).map(|_| None).collect(),
             stats: Stats::new(),
             stopping: false,
+            channels: HashSet::new(),
         })
     }
 
@@ -173,9 +187,8 @@ impl Shard {
                 // Only a full socket buffer leaves datagrams behind; the writable edge resumes.
                 writable = self.send.is_empty();
             }
-            while let Some(event) = self.parts.endpoint.poll_event() {
-                log_event(&event);
-            }
+            worked |= self.take_replies(now);
+            self.dispatch_events();
             if worked {
                 last_work = now;
             }
@@ -193,6 +206,28 @@ impl Shard {
         self.parts.exit.wait();
         let now = Instant::now();
         self.take_handovers(now);
+        self.dispatch_events();
+        // The worker's input closes when every shard has let go of it; then it drains its
+        // queue, answers, and drops its replier, which closes this shard's reply queue.
+        self.parts.deliver = None;
+        if let Some(replies) = self.parts.replies.take() {
+            let deadline = Instant::now() + SHUTDOWN_GRACE;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match replies.recv_timeout(left) {
+                    Ok(reply) => self.reply(Instant::now(), reply),
+                    Err(_) => break,
+                }
+            }
+        }
+        self.dispatch_events();
+        let now = Instant::now();
+        for channel in std::mem::take(&mut self.channels) {
+            self.parts
+                .endpoint
+                .close_channel(now, channel, CloseReason::Shutdown);
+        }
+        self.dispatch_events();
         self.transmit();
         self.snapshot();
         self.parts
@@ -369,6 +404,69 @@ impl Shard {
             if filled == 0 {
                 return sent;
             }
+        }
+    }
+
+    /// Sends the replies workers queued; true when there were any.
+    fn take_replies(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(reply) = self.parts.replies.as_ref().and_then(|r| r.try_recv().ok()) {
+            any = true;
+            self.reply(now, reply);
+        }
+        any
+    }
+
+    fn reply(&mut self, now: Instant, reply: Reply) {
+        if self
+            .parts
+            .endpoint
+            .send(now, reply.channel, &reply.data)
+            .is_err()
+        {
+            self.stats.add("weft_shard_reply_errors_total", None, 1);
+        }
+    }
+
+    /// Tracks channels and hands messages to the worker; a full queue refuses and counts
+    /// (PROTOCOL.md §12: a shard never blocks on a worker).
+    fn dispatch_events(&mut self) {
+        while let Some(event) = self.parts.endpoint.poll_event() {
+            log_event(&event);
+            match event {
+                Event::ChannelOpened { channel, .. } => {
+                    self.channels.insert(channel);
+                }
+                Event::ChannelClosed { channel, .. } => {
+                    self.channels.remove(&channel);
+                }
+                Event::Message {
+                    channel,
+                    message_number,
+                    data,
+                } => {
+                    let Some(deliver) = &self.parts.deliver else {
+                        continue;
+                    };
+                    let delivery = Delivery {
+                        shard: self.parts.index,
+                        channel,
+                        message_number,
+                        data,
+                    };
+                    if deliver.try_send(delivery).is_err() {
+                        self.stats.add("weft_shard_worker_drops_total", None, 1);
+                    } else {
+                        self.stats
+                            .add("weft_shard_worker_deliveries_total", None, 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(deliver) = &self.parts.deliver {
+            self.stats
+                .set("weft_shard_worker_queue_depth", None, deliver.len() as u64);
         }
     }
 

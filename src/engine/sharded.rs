@@ -3,6 +3,7 @@
 
 use super::shard::{Handover, Shard, ShardParts, ShardStats};
 use super::sys;
+use super::worker::{Replier, Reply, WorkerLink};
 use crate::channel::{Endpoint, EndpointConfig, StatKind, Stats};
 use crate::session::Identity;
 use crossbeam_channel::{Receiver, Sender};
@@ -89,6 +90,28 @@ impl Engine {
     /// Binds every shard's socket in shard order, attaches the steering program and starts the
     /// shard threads; each shard gets its own endpoint for `identity`, keyed from `seed`.
     pub fn start(config: &EngineConfig, identity: &Identity, seed: [u8; 32]) -> io::Result<Engine> {
+        Ok(Engine::start_inner(config, identity, seed, None)?.0)
+    }
+
+    /// Like [`Engine::start`], with a worker: application messages go to the returned queue
+    /// (bounded by `queue`, per direction and shard), replies come back through its replier.
+    pub fn start_with_worker(
+        config: &EngineConfig,
+        identity: &Identity,
+        seed: [u8; 32],
+        queue: usize,
+    ) -> io::Result<(Engine, WorkerLink)> {
+        let (engine, link) = Engine::start_inner(config, identity, seed, Some(queue.max(1)))?;
+        let link = link.ok_or_else(|| io::Error::other("no worker link"))?;
+        Ok((engine, link))
+    }
+
+    fn start_inner(
+        config: &EngineConfig,
+        identity: &Identity,
+        seed: [u8; 32],
+        worker_queue: Option<usize>,
+    ) -> io::Result<(Engine, Option<WorkerLink>)> {
         let shards = if config.shards == 0 {
             default_shards()
         } else {
@@ -128,6 +151,23 @@ impl Engine {
             .unzip();
         let handover_tx: Arc<[Sender<Handover>]> = handover_tx.into();
         let recycle_tx: Arc<[Sender<Handover>]> = recycle_tx.into();
+        let (deliver, deliveries) = match worker_queue {
+            Some(capacity) => {
+                let (tx, rx) = crossbeam_channel::bounded(capacity);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let (reply_tx, mut reply_rx): (Vec<Sender<Reply>>, Vec<Receiver<Reply>>) = (0..shards)
+            .map(|_| crossbeam_channel::bounded(worker_queue.unwrap_or(1)))
+            .unzip();
+        let link = deliveries.map(|deliveries| WorkerLink {
+            deliveries,
+            replier: Replier {
+                queues: reply_tx.into(),
+                wakers: Arc::clone(&wakers),
+            },
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let exit = Arc::new(Barrier::new(shards));
         let cores = if config.pin {
@@ -167,6 +207,8 @@ impl Engine {
                 recycle_rx,
                 snapshot,
                 exit: Arc::clone(&exit),
+                deliver: deliver.clone(),
+                replies: link.as_ref().map(|_| reply_rx.remove(0)),
                 gso,
             };
             let exit_on_error = Arc::clone(&exit);
@@ -193,7 +235,7 @@ impl Engine {
         }
         let (rx, tx) = UnixStream::pair()?;
         tx.set_nonblocking(true)?;
-        Ok(Engine {
+        let engine = Engine {
             local_addr,
             threads,
             snapshots,
@@ -205,7 +247,8 @@ impl Engine {
             steered,
             gso,
             gro,
-        })
+        };
+        Ok((engine, link))
     }
 
     /// The shared UDP address.

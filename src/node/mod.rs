@@ -13,7 +13,12 @@ pub use datadir::{DataDir, DataDirError, IdentityOrigin};
 pub use metrics::{MetricsError, MetricsServer};
 
 use crate::channel::EndpointConfig;
-use crate::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle, merged_endpoint_stats};
+use crate::engine::{
+    Engine, EngineConfig, ShardStats, ShutdownHandle, merged_endpoint_stats, run_echo_worker,
+};
+
+/// Messages that may wait for the echo worker, and replies for each shard.
+const WORKER_QUEUE: usize = 4096;
 use crate::wire::PeerId;
 use rand::RngCore;
 use std::io;
@@ -47,6 +52,7 @@ pub enum StartError {
 /// A node whose sockets are bound and whose keys are loaded, ready to run.
 pub struct Node {
     engine: Engine,
+    worker: Option<std::thread::JoinHandle<u64>>,
     metrics: MetricsServer,
     peer_id: PeerId,
     identity_origin: IdentityOrigin,
@@ -64,18 +70,33 @@ impl Node {
         rng.fill_bytes(&mut seed);
         let endpoint_config = EndpointConfig {
             allow_plaintext: config.allow_plaintext,
-            echo: config.echo,
+            // PROTOCOL.md §12: the echo service runs as a worker fed by the shards' queue.
+            echo: false,
             ..EndpointConfig::default()
         };
         let engine_config = EngineConfig {
             shards: config.shards,
             ..EngineConfig::new(config.listen, endpoint_config)
         };
-        let mut engine =
-            Engine::start(&engine_config, &identity, seed).map_err(|source| StartError::Bind {
-                address: config.listen,
-                source,
-            })?;
+        let bind_error = |source| StartError::Bind {
+            address: config.listen,
+            source,
+        };
+        let (mut engine, worker) = if config.echo {
+            let (engine, link) =
+                Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)
+                    .map_err(bind_error)?;
+            let worker = std::thread::Builder::new()
+                .name("weft-echo".into())
+                .spawn(move || run_echo_worker(link))
+                .map_err(bind_error)?;
+            (engine, Some(worker))
+        } else {
+            (
+                Engine::start(&engine_config, &identity, seed).map_err(bind_error)?,
+                None,
+            )
+        };
         let metrics = MetricsServer::start(config.metrics)?;
         // Armed before the caller announces readiness, so a signal sent on seeing the ready
         // line is always a clean stop.
@@ -83,6 +104,7 @@ impl Node {
         metrics::publish_engine_info(engine.io_backend(), engine.shards());
         Ok(Node {
             engine,
+            worker,
             metrics,
             peer_id,
             identity_origin,
@@ -126,7 +148,15 @@ impl Node {
 
     /// Runs until SIGINT, SIGTERM or a [`ShutdownHandle`], publishing metrics about once a second.
     pub fn run(self) -> io::Result<()> {
-        self.engine.run(publish_shards).map(drop)
+        let result = self.engine.run(publish_shards).map(drop);
+        // The shards have stopped, so the worker's queue is closed and it returns.
+        if let Some(worker) = self.worker
+            && let Ok(refused) = worker.join()
+            && refused > 0
+        {
+            tracing::warn!(refused, "echo replies refused by full queues");
+        }
+        result
     }
 }
 
