@@ -129,6 +129,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     let rss_before = resident_bytes();
     // The node under test: the caller's, or one started here with the echo service.
     let mut node = None;
+    let mut node_notes = String::new();
     let (target, target_peer) = match args.target {
         Some(target) => (target, args.target_peer),
         None => {
@@ -171,7 +172,9 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     let rss_at_open = watcher.join().unwrap_or(0);
     if let Some((stop, thread)) = node {
         stop.shutdown();
-        let _ = thread.join();
+        if let Ok(Ok(shards)) = thread.join() {
+            node_notes = drop_summary(&shards);
+        }
     }
     let weft = weft.map_err(|e| match e {
         LoadError::Open(reason) => format!(
@@ -198,12 +201,34 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     drop(echo);
 
     let table = render(args, shards, &weft, &baseline, bytes_per_peer);
-    let _ = write!(std::io::stdout(), "{table}");
+    let _ = write!(std::io::stdout(), "{table}{node_notes}");
     if let Some(path) = &args.json {
         let json = render_json(args, shards, &weft, &baseline, bytes_per_peer);
         std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The in-process node's drop and refusal counters, when any is non-zero.
+fn drop_summary(shards: &[weft::engine::ShardStats]) -> String {
+    let mut notes = String::new();
+    let merged = weft::engine::merged_endpoint_stats(shards);
+    let tables = std::iter::once(&merged).chain(shards.iter().map(|s| &s.engine));
+    for table in tables {
+        for entry in table.iter() {
+            let counted = entry.name.contains("drop")
+                || entry.name.contains("error")
+                || entry.name.contains("blocked")
+                || entry.name.contains("overflow");
+            if counted && entry.value > 0 {
+                let label = entry
+                    .label
+                    .map_or(String::new(), |(k, v)| format!("{{{k}={v}}}"));
+                notes += &format!("node: {}{label} = {}\n", entry.name, entry.value);
+            }
+        }
+    }
+    notes
 }
 
 fn gbits(report: &LoadReport, size: u16) -> f64 {
@@ -238,9 +263,9 @@ fn render(
     );
     out += &row("packets/s in", weft.pps(), baseline.pps());
     out += &row(
-        "Gbit/s in",
-        gbits(weft, args.size),
-        gbits(baseline, args.size),
+        "Mbit/s in (payload)",
+        gbits(weft, args.size) * 1000.0,
+        gbits(baseline, args.size) * 1000.0,
     );
     out += &row(
         "p50 latency µs",

@@ -196,6 +196,7 @@ fn weft_client(
     })?;
     socket.set_nonblocking(true)?;
     let fd = socket.as_raw_fd();
+    sys::grow_buffers(fd);
     let mut rng = rand::rngs::OsRng;
     let now = Instant::now();
     let mut peers = Vec::with_capacity(count);
@@ -363,8 +364,13 @@ fn weft_client(
             .received
             .fetch_add(report.received - reported.1, Ordering::Relaxed);
         reported.1 = report.received;
-        if idle && data_start.is_none() {
-            std::thread::sleep(Duration::from_micros(200));
+        if idle {
+            if data_start.is_none() {
+                std::thread::sleep(Duration::from_micros(200));
+            } else {
+                // On a machine with few cores a spinning client starves the node's threads.
+                std::thread::yield_now();
+            }
         }
     }
     Ok(report)
@@ -492,6 +498,7 @@ fn raw_client(config: &LoadConfig, count: usize, progress: &Progress) -> io::Res
     })?;
     socket.set_nonblocking(true)?;
     let fd = socket.as_raw_fd();
+    sys::grow_buffers(fd);
     let mut recv = RecvBatch::new();
     let mut send = SendBatch::new(false);
     let mut report = LoadReport::default();

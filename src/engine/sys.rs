@@ -59,6 +59,16 @@ fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int)
     .map(drop)
 }
 
+/// Socket buffer size asked for; the kernel caps it at net.core.rmem_max / wmem_max (see
+/// tuning/sysctl.conf). The 208 KiB default overflows under a burst of a few hundred datagrams.
+const SOCKET_BUFFER: libc::c_int = 4 << 20;
+
+/// Asks for [`SOCKET_BUFFER`] bytes of receive and send buffer; best effort.
+pub(super) fn grow_buffers(fd: RawFd) {
+    let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER);
+    let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, SOCKET_BUFFER);
+}
+
 /// A non-blocking UDP socket with SO_REUSEPORT and SO_RXQ_OVFL set, bound to `address`.
 pub(super) fn bind_reuseport(address: SocketAddr) -> io::Result<UdpSocket> {
     let domain = if address.is_ipv4() {
@@ -77,6 +87,7 @@ pub(super) fn bind_reuseport(address: SocketAddr) -> io::Result<UdpSocket> {
     // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    grow_buffers(fd);
     // Kernel receive-queue drops are reported per datagram; a kernel without it loses a metric.
     let _ = set_int(fd, libc::SOL_SOCKET, SO_RXQ_OVFL, 1);
     let (storage, len) = to_sockaddr(address);
