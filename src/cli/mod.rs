@@ -76,6 +76,28 @@ mod tests {
                 .to_string()
                 .contains("not a socket address like 0.0.0.0:7700")
         );
+        assert!(Cli::try_parse_from(["weft", "node", "--shards", "0"]).is_err());
+        assert!(Cli::try_parse_from(["weft", "node", "--shards", "3"]).is_ok());
+        let bench = Cli::try_parse_from([
+            "weft",
+            "bench",
+            "--mode",
+            "tcp",
+            "--peers",
+            "10",
+            "--size",
+            "100",
+            "--rate",
+            "5",
+            "--duration",
+            "1",
+            "--json",
+            "out.json",
+        ])
+        .unwrap();
+        assert!(matches!(bench.command, Command::Bench(_)));
+        assert!(Cli::try_parse_from(["weft", "bench", "--mode", "quic"]).is_err());
+        assert!(Cli::try_parse_from(["weft", "bench", "--size", "4"]).is_err());
         assert!(Cli::try_parse_from(["weft", "ping", "x:1", "--count", "0"]).is_err());
         assert!(Cli::try_parse_from(["weft", "ping", "x:1", "--timeout", "-1"]).is_err());
         assert!(Cli::try_parse_from(["weft", "ping", "x:1", "--peer", "zz"]).is_err());
