@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch; the only place that knows about arguments and terminals
 //! (STYLE.md, layering).
 
+mod bench;
 mod node;
 mod ping;
 
@@ -27,6 +28,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Send PINGs to a node and report its PONGs.
     Ping(ping::PingArgs),
+    /// Load a node with simulated peers and compare it with a raw-UDP echo.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the arguments and runs the subcommand; bad flags exit with status 2.
@@ -34,6 +37,7 @@ pub(crate) fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Node(args) => node::run(args),
         Command::Ping(args) => ping::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
@@ -72,6 +76,28 @@ mod tests {
                 .to_string()
                 .contains("not a socket address like 0.0.0.0:7700")
         );
+        assert!(Cli::try_parse_from(["weft", "node", "--shards", "0"]).is_err());
+        assert!(Cli::try_parse_from(["weft", "node", "--shards", "3"]).is_ok());
+        let bench = Cli::try_parse_from([
+            "weft",
+            "bench",
+            "--mode",
+            "tcp",
+            "--peers",
+            "10",
+            "--size",
+            "100",
+            "--rate",
+            "5",
+            "--duration",
+            "1",
+            "--json",
+            "out.json",
+        ])
+        .unwrap();
+        assert!(matches!(bench.command, Command::Bench(_)));
+        assert!(Cli::try_parse_from(["weft", "bench", "--mode", "quic"]).is_err());
+        assert!(Cli::try_parse_from(["weft", "bench", "--size", "4"]).is_err());
         assert!(Cli::try_parse_from(["weft", "ping", "x:1", "--count", "0"]).is_err());
         assert!(Cli::try_parse_from(["weft", "ping", "x:1", "--timeout", "-1"]).is_err());
         assert!(Cli::try_parse_from(["weft", "ping", "x:1", "--peer", "zz"]).is_err());

@@ -27,6 +27,9 @@ pub(crate) struct NodeArgs {
     /// Accept plaintext (kind 0) peers; on by default while kind 0 is the only session kind
     #[arg(long)]
     allow_plaintext: bool,
+    /// Engine shards, each a thread pinned to a core with its own socket [default: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    shards: Option<u16>,
     /// TOML config file; flags override its fields
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -47,6 +50,9 @@ impl NodeArgs {
         }
         if let Some(data) = &self.data {
             config.data = data.clone();
+        }
+        if let Some(shards) = self.shards {
+            config.shards = usize::from(shards);
         }
         config.echo |= self.echo;
         config.allow_plaintext |= self.allow_plaintext;
@@ -88,6 +94,9 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
         metrics = %node.metrics_addr(),
         echo = config.echo,
         allow_plaintext = config.allow_plaintext,
+        shards = node.shards().0,
+        steered = node.shards().1,
+        io = node.io_backend(),
         "node running"
     );
     // Scripts and tests wait for this one line, so it goes to stdout, alone, flushed.

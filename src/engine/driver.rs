@@ -6,11 +6,13 @@
 //! [`Endpoint::handle_timeout`] when due; send what [`Endpoint::poll_transmit`] yields; log
 //! events. Buffers are allocated once, in [`Driver::bind`].
 
-use crate::channel::{Endpoint, Event, Stats, Transmit};
+use super::ShutdownHandle;
+use super::log_event;
+use crate::channel::{Endpoint, Stats, Transmit};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::SigId;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -33,21 +35,6 @@ const SEND_BUFFER: usize = 65_535;
 /// How often the loop hands its statistics to the metrics layer (PROTOCOL.md §12: about once a
 /// second, never per packet).
 pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Asks a running [`Driver`] to stop from another thread; writing a byte to the driver's
-/// shutdown pipe wakes its poll.
-#[derive(Debug)]
-pub struct ShutdownHandle {
-    pipe: UnixStream,
-}
-
-impl ShutdownHandle {
-    /// Asks the driver to return from [`Driver::run`] at its next turn.
-    pub fn shutdown(&self) {
-        // A full pipe already holds a wake-up, so a failed write loses nothing.
-        let _ = (&self.pipe).write(&[1]);
-    }
-}
 
 /// The loop: one endpoint, one socket, one thread.
 pub struct Driver {
@@ -120,9 +107,7 @@ impl Driver {
 
     /// A handle that stops [`Driver::run`] from another thread.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
-        Ok(ShutdownHandle {
-            pipe: self.shutdown_tx.try_clone()?,
-        })
+        Ok(ShutdownHandle::from_pipe(self.shutdown_tx.try_clone()?))
     }
 
     /// Makes SIGINT and SIGTERM stop [`Driver::run`] cleanly: the signal handler writes to the
@@ -176,6 +161,7 @@ impl Driver {
                 return Ok(());
             }
             let now = Instant::now();
+            super::tell_wall_clock(&mut self.endpoint);
             if more_to_read {
                 more_to_read = self.receive(now);
             }
@@ -264,37 +250,6 @@ impl Drop for Driver {
         for id in self.signals.drain(..) {
             signal_hook::low_level::unregister(id);
         }
-    }
-}
-
-fn log_event(event: &Event) {
-    match event {
-        Event::Pong { peer, from, token } => {
-            tracing::debug!(%peer, %from, token = ?token, "pong");
-        }
-        Event::ChannelOpened {
-            peer,
-            id,
-            initiator,
-            ..
-        } => tracing::debug!(%peer, %id, initiator, "channel opened"),
-        Event::OpenFailed { reason, .. } => tracing::debug!(?reason, "channel open failed"),
-        Event::ChannelClosed {
-            reason, by_peer, ..
-        } => tracing::debug!(?reason, by_peer, "channel closed"),
-        Event::SessionEstablished {
-            peer,
-            from,
-            kind,
-            initiator,
-            ..
-        } => tracing::info!(%peer, %from, kind, initiator, "session established"),
-        Event::SessionFailed {
-            address, reason, ..
-        } => tracing::info!(%address, reason, "session failed"),
-        // A node without an application has nobody to hand messages to; the echo service
-        // answers inside the endpoint.
-        Event::Message { .. } | Event::Skipped { .. } | Event::Progress { .. } => {}
     }
 }
 

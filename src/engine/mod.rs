@@ -1,10 +1,60 @@
-//! The I/O engine (PROTOCOL.md §12): sockets, the clock and the loop that drives the sans-IO core.
+//! The I/O engine (PROTOCOL.md §12): sockets, the clock and the loops that drive the sans-IO core.
 //!
-//! For now a single-threaded mio loop ([`Driver`]) runs a node, and a small blocking loop
-//! ([`Pinger`]) runs `weft ping`; the sharded engine of §12 will replace the first.
+//! [`Engine`] runs a node as thread-per-core shards on one SO_REUSEPORT port with batched
+//! `recvmmsg`/`sendmmsg` I/O; [`Driver`] is the original single-threaded mio loop, and
+//! [`Pinger`] a small blocking loop for `weft ping`.
 
 mod driver;
+pub mod load;
 mod pinger;
+mod shard;
+mod sharded;
+mod sys;
+mod worker;
 
-pub use driver::{Driver, PUBLISH_INTERVAL, ShutdownHandle};
+pub use driver::{Driver, PUBLISH_INTERVAL};
 pub use pinger::{Pinger, Reply};
+pub use shard::{ShardStats, owner_of};
+pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};
+pub use worker::{Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};
+
+use crate::channel::{Endpoint, Event};
+
+/// Logs what a node without an application does not otherwise act on.
+pub(crate) fn log_event(event: &Event) {
+    match event {
+        Event::Pong { peer, from, token } => {
+            tracing::debug!(%peer, %from, token = ?token, "pong");
+        }
+        Event::ChannelOpened {
+            peer,
+            id,
+            initiator,
+            ..
+        } => tracing::debug!(%peer, %id, initiator, "channel opened"),
+        Event::OpenFailed { reason, .. } => tracing::debug!(?reason, "channel open failed"),
+        Event::ChannelClosed {
+            reason, by_peer, ..
+        } => tracing::debug!(?reason, by_peer, "channel closed"),
+        Event::SessionEstablished {
+            peer,
+            from,
+            kind,
+            initiator,
+            ..
+        } => tracing::info!(%peer, %from, kind, initiator, "session established"),
+        Event::SessionFailed {
+            address, reason, ..
+        } => tracing::info!(%address, reason, "session failed"),
+        // Messages go to workers (the echo service among them); a bare node logs nothing.
+        Event::Message { .. } | Event::Skipped { .. } | Event::Progress { .. } => {}
+    }
+}
+
+/// Tells the endpoint the wall-clock time: IK INITs carry it as TAI64N (PROTOCOL.md §5), and
+/// only the engine may read a clock (STYLE.md 1).
+pub(crate) fn tell_wall_clock(endpoint: &mut Endpoint) {
+    if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        endpoint.set_unix_time(since_epoch.as_secs(), since_epoch.subsec_nanos());
+    }
+}

@@ -60,6 +60,8 @@ pub struct NodeConfig {
     pub allow_plaintext: bool,
     /// A `tracing` filter; `None` means `RUST_LOG` or `info`.
     pub log_level: Option<String>,
+    /// Engine shards (PROTOCOL.md §12); 0 means one per core. Set by `--shards` only.
+    pub shards: usize,
 }
 
 impl Default for NodeConfig {
@@ -73,6 +75,7 @@ impl Default for NodeConfig {
             // refused plaintext could talk to nobody.
             allow_plaintext: true,
             log_level: None,
+            shards: 0,
         }
     }
 }
@@ -209,6 +212,7 @@ impl NodeConfig {
             echo: file.echo.unwrap_or(defaults.echo),
             allow_plaintext: file.allow_plaintext.unwrap_or(defaults.allow_plaintext),
             log_level: file.log_level,
+            shards: defaults.shards,
         })
     }
 }

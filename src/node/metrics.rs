@@ -98,6 +98,28 @@ pub fn publish(stats: &Stats) {
     }
 }
 
+/// Sets `weft_engine_info{io_backend="…", shards="N"}` to 1: which backend and how many shards
+/// this node runs.
+pub fn publish_engine_info(io_backend: &'static str, shards: usize) {
+    metrics::gauge!("weft_engine_info", "io_backend" => io_backend, "shards" => shards.to_string())
+        .set(1.0);
+}
+
+/// Like [`publish`], with one more label (`key = value`) on every metric, e.g. a shard's index.
+pub fn publish_labelled(key: &'static str, value: impl ToString, stats: &Stats) {
+    let value = value.to_string();
+    for entry in stats.iter() {
+        let mut labels = vec![metrics::Label::new(key, value.clone())];
+        if let Some((k, v)) = entry.label {
+            labels.push(metrics::Label::new(k, v));
+        }
+        match entry.kind {
+            StatKind::Counter => metrics::counter!(entry.name, labels).absolute(entry.value),
+            StatKind::Gauge => metrics::gauge!(entry.name, labels).set(entry.value as f64),
+        }
+    }
+}
+
 fn serve(listener: &TcpListener, handle: &PrometheusHandle) {
     for stream in listener.incoming() {
         match stream {

@@ -12,13 +12,17 @@ pub use config::{ConfigError, ConfigProblem, NodeConfig};
 pub use datadir::{DataDir, DataDirError, IdentityOrigin};
 pub use metrics::{MetricsError, MetricsServer};
 
-use crate::channel::{Endpoint, EndpointConfig};
-use crate::engine::{Driver, ShutdownHandle};
+use crate::channel::EndpointConfig;
+use crate::engine::{
+    Engine, EngineConfig, ShardStats, ShutdownHandle, merged_endpoint_stats, run_echo_worker,
+};
+
+/// Messages that may wait for the echo worker, and replies for each shard.
+const WORKER_QUEUE: usize = 4096;
 use crate::wire::PeerId;
 use rand::RngCore;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +51,8 @@ pub enum StartError {
 
 /// A node whose sockets are bound and whose keys are loaded, ready to run.
 pub struct Node {
-    driver: Driver,
+    engine: Engine,
+    worker: Option<std::thread::JoinHandle<u64>>,
     metrics: MetricsServer,
     peer_id: PeerId,
     identity_origin: IdentityOrigin,
@@ -65,21 +70,41 @@ impl Node {
         rng.fill_bytes(&mut seed);
         let endpoint_config = EndpointConfig {
             allow_plaintext: config.allow_plaintext,
-            echo: config.echo,
+            // PROTOCOL.md §12: the echo service runs as a worker fed by the shards' queue.
+            echo: false,
             ..EndpointConfig::default()
         };
-        let endpoint = Endpoint::new(endpoint_config, identity, seed, Instant::now());
-        let mut driver =
-            Driver::bind(config.listen, endpoint).map_err(|source| StartError::Bind {
-                address: config.listen,
-                source,
-            })?;
+        let engine_config = EngineConfig {
+            shards: config.shards,
+            ..EngineConfig::new(config.listen, endpoint_config)
+        };
+        let bind_error = |source| StartError::Bind {
+            address: config.listen,
+            source,
+        };
+        let (mut engine, worker) = if config.echo {
+            let (engine, link) =
+                Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)
+                    .map_err(bind_error)?;
+            let worker = std::thread::Builder::new()
+                .name("weft-echo".into())
+                .spawn(move || run_echo_worker(link))
+                .map_err(bind_error)?;
+            (engine, Some(worker))
+        } else {
+            (
+                Engine::start(&engine_config, &identity, seed).map_err(bind_error)?,
+                None,
+            )
+        };
         let metrics = MetricsServer::start(config.metrics)?;
         // Armed before the caller announces readiness, so a signal sent on seeing the ready
         // line is always a clean stop.
-        driver.stop_on_signals().map_err(StartError::Signals)?;
+        engine.stop_on_signals().map_err(StartError::Signals)?;
+        metrics::publish_engine_info(engine.io_backend(), engine.shards());
         Ok(Node {
-            driver,
+            engine,
+            worker,
             metrics,
             peer_id,
             identity_origin,
@@ -88,7 +113,7 @@ impl Node {
 
     /// The bound UDP address.
     pub fn udp_addr(&self) -> SocketAddr {
-        self.driver.local_addr()
+        self.engine.local_addr()
     }
 
     /// The bound metrics address.
@@ -108,11 +133,38 @@ impl Node {
 
     /// A handle that stops [`Node::run`] from another thread.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
-        self.driver.shutdown_handle()
+        self.engine.shutdown_handle()
+    }
+
+    /// How many shards run and whether the steering program is attached.
+    pub fn shards(&self) -> (usize, bool) {
+        (self.engine.shards(), self.engine.steered())
+    }
+
+    /// The I/O backend the engine runs.
+    pub fn io_backend(&self) -> &'static str {
+        self.engine.io_backend()
     }
 
     /// Runs until SIGINT, SIGTERM or a [`ShutdownHandle`], publishing metrics about once a second.
-    pub fn run(mut self) -> io::Result<()> {
-        self.driver.run(metrics::publish)
+    pub fn run(self) -> io::Result<()> {
+        let result = self.engine.run(publish_shards).map(drop);
+        // The shards have stopped, so the worker's queue is closed and it returns.
+        if let Some(worker) = self.worker
+            && let Ok(refused) = worker.join()
+            && refused > 0
+        {
+            tracing::warn!(refused, "echo replies refused by full queues");
+        }
+        result
+    }
+}
+
+/// Publishes the node-wide endpoint counters unlabelled and each shard's loop counters with a
+/// `shard` label (PROTOCOL.md §12).
+fn publish_shards(shards: &[ShardStats]) {
+    metrics::publish(&merged_endpoint_stats(shards));
+    for (index, shard) in shards.iter().enumerate() {
+        metrics::publish_labelled("shard", index, &shard.engine);
     }
 }

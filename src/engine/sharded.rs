@@ -1,0 +1,363 @@
+//! The thread-per-core engine (PROTOCOL.md §12): N shards on one UDP port, steered by a
+//! reuseport BPF program, supervised by the thread that calls [`Engine::run`].
+
+use super::shard::{Handover, Shard, ShardParts, ShardStats};
+use super::sys;
+use super::worker::{Replier, Reply, WorkerLink};
+use crate::channel::{Endpoint, EndpointConfig, StatKind, Stats};
+use crate::session::Identity;
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Poll, Waker};
+use signal_hook::SigId;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Hand-over batches that may wait between two shards; beyond this a shard drops and counts.
+const HANDOVER_QUEUE: usize = 64;
+
+/// How an engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The shared UDP address; port 0 picks one for all shards.
+    pub listen: SocketAddr,
+    /// Shards; 0 means one per core.
+    pub shards: usize,
+    /// Pin each shard's thread to a core.
+    pub pin: bool,
+    /// Attach the steering program; off only to exercise the hand-over path.
+    pub steer: bool,
+    /// Settings of every shard's endpoint.
+    pub endpoint: EndpointConfig,
+}
+
+impl EngineConfig {
+    /// One shard per core on `listen`, pinned and steered.
+    pub fn new(listen: SocketAddr, endpoint: EndpointConfig) -> EngineConfig {
+        EngineConfig {
+            listen,
+            shards: 0,
+            pin: true,
+            steer: true,
+            endpoint,
+        }
+    }
+}
+
+/// The number of cores this process may use, the default shard count.
+pub fn default_shards() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Stops a running [`Engine`] from another thread or a signal handler.
+#[derive(Debug)]
+pub struct ShutdownHandle {
+    pipe: UnixStream,
+}
+
+impl ShutdownHandle {
+    pub(super) fn from_pipe(pipe: UnixStream) -> ShutdownHandle {
+        ShutdownHandle { pipe }
+    }
+
+    /// Asks the engine (or driver) to stop; [`Engine::run`] returns once every shard has.
+    pub fn shutdown(&self) {
+        // A full pipe already holds a wake-up, so a failed write loses nothing.
+        let _ = (&self.pipe).write(&[1]);
+    }
+}
+
+/// The running shards.
+pub struct Engine {
+    local_addr: SocketAddr,
+    threads: Vec<JoinHandle<ShardStats>>,
+    snapshots: Vec<Arc<Mutex<ShardStats>>>,
+    stop: Arc<AtomicBool>,
+    wakers: Arc<[Waker]>,
+    shutdown_rx: UnixStream,
+    shutdown_tx: UnixStream,
+    signals: Vec<SigId>,
+    steered: bool,
+    gso: bool,
+    gro: bool,
+}
+
+impl Engine {
+    /// Binds every shard's socket in shard order, attaches the steering program and starts the
+    /// shard threads; each shard gets its own endpoint for `identity`, keyed from `seed`.
+    pub fn start(config: &EngineConfig, identity: &Identity, seed: [u8; 32]) -> io::Result<Engine> {
+        Ok(Engine::start_inner(config, identity, seed, None)?.0)
+    }
+
+    /// Like [`Engine::start`], with a worker: application messages go to the returned queue
+    /// (bounded by `queue`, per direction and shard), replies come back through its replier.
+    pub fn start_with_worker(
+        config: &EngineConfig,
+        identity: &Identity,
+        seed: [u8; 32],
+        queue: usize,
+    ) -> io::Result<(Engine, WorkerLink)> {
+        let (engine, link) = Engine::start_inner(config, identity, seed, Some(queue.max(1)))?;
+        let link = link.ok_or_else(|| io::Error::other("no worker link"))?;
+        Ok((engine, link))
+    }
+
+    fn start_inner(
+        config: &EngineConfig,
+        identity: &Identity,
+        seed: [u8; 32],
+        worker_queue: Option<usize>,
+    ) -> io::Result<(Engine, Option<WorkerLink>)> {
+        let shards = if config.shards == 0 {
+            default_shards()
+        } else {
+            config.shards
+        };
+        // PROTOCOL.md §12: the program's answer indexes sockets in the order they joined the
+        // group, so shard i binds i-th; with port 0 the first picks the port the rest share.
+        let mut sockets = Vec::with_capacity(shards);
+        let first = sys::bind_reuseport(config.listen)?;
+        let local_addr = first.local_addr()?;
+        sockets.push(first);
+        for _ in 1..shards {
+            sockets.push(sys::bind_reuseport(local_addr)?);
+        }
+        let steered = config.steer && shards > 1;
+        if steered {
+            sys::attach_steering(&sockets[0], shards as u32)?;
+        }
+        let gro = sockets.iter().all(sys::enable_gro);
+        let gso = sys::gso_supported(&sockets[0]);
+
+        let mut polls = Vec::with_capacity(shards);
+        let mut wakers = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let poll = Poll::new()?;
+            wakers.push(Waker::new(poll.registry(), super::shard::WAKER)?);
+            polls.push(poll);
+        }
+        let wakers: Arc<[Waker]> = wakers.into();
+        let (handover_tx, handover_rx): (Vec<Sender<Handover>>, Vec<Receiver<Handover>>) = (0
+            ..shards)
+            .map(|_| crossbeam_channel::bounded(HANDOVER_QUEUE))
+            .unzip();
+        let (recycle_tx, recycle_rx): (Vec<Sender<Handover>>, Vec<Receiver<Handover>>) = (0
+            ..shards)
+            .map(|_| crossbeam_channel::bounded(HANDOVER_QUEUE * shards))
+            .unzip();
+        let handover_tx: Arc<[Sender<Handover>]> = handover_tx.into();
+        let recycle_tx: Arc<[Sender<Handover>]> = recycle_tx.into();
+        let (deliver, deliveries) = match worker_queue {
+            Some(capacity) => {
+                let (tx, rx) = crossbeam_channel::bounded(capacity);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let (reply_tx, mut reply_rx): (Vec<Sender<Reply>>, Vec<Receiver<Reply>>) = (0..shards)
+            .map(|_| crossbeam_channel::bounded(worker_queue.unwrap_or(1)))
+            .unzip();
+        let link = deliveries.map(|deliveries| WorkerLink {
+            deliveries,
+            replier: Replier {
+                queues: reply_tx.into(),
+                wakers: Arc::clone(&wakers),
+            },
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let exit = Arc::new(Barrier::new(shards));
+        let cores = if config.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let now = Instant::now();
+        let mut threads = Vec::with_capacity(shards);
+        let mut snapshots = Vec::with_capacity(shards);
+        for (index, ((socket, poll), (handover_rx, recycle_rx))) in sockets
+            .into_iter()
+            .zip(polls)
+            .zip(handover_rx.into_iter().zip(recycle_rx))
+            .enumerate()
+        {
+            let shard_seed = blake3::keyed_hash(&seed, &(index as u64).to_le_bytes());
+            let endpoint = Endpoint::new(
+                config.endpoint.clone(),
+                identity.clone(),
+                *shard_seed.as_bytes(),
+                now,
+            );
+            let snapshot = Arc::new(Mutex::new(ShardStats::default()));
+            snapshots.push(Arc::clone(&snapshot));
+            let parts = ShardParts {
+                index,
+                shards,
+                socket,
+                endpoint,
+                poll,
+                stop: Arc::clone(&stop),
+                wakers: Arc::clone(&wakers),
+                handover_tx: Arc::clone(&handover_tx),
+                handover_rx,
+                recycle_tx: Arc::clone(&recycle_tx),
+                recycle_rx,
+                snapshot,
+                exit: Arc::clone(&exit),
+                deliver: deliver.clone(),
+                replies: link.as_ref().map(|_| reply_rx.remove(0)),
+                gso,
+            };
+            let exit_on_error = Arc::clone(&exit);
+            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            let thread = std::thread::Builder::new()
+                .name(format!("weft-shard-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core
+                        && !core_affinity::set_for_current(core)
+                    {
+                        tracing::warn!(shard = index, "cannot pin the shard to its core");
+                    }
+                    match Shard::new(parts) {
+                        Ok(shard) => shard.run(),
+                        Err(e) => {
+                            tracing::error!(shard = index, error = %e, "shard cannot start");
+                            // The others meet at the exit barrier; this one must too.
+                            exit_on_error.wait();
+                            ShardStats::default()
+                        }
+                    }
+                })?;
+            threads.push(thread);
+        }
+        let (rx, tx) = UnixStream::pair()?;
+        tx.set_nonblocking(true)?;
+        let engine = Engine {
+            local_addr,
+            threads,
+            snapshots,
+            stop,
+            wakers,
+            shutdown_rx: rx,
+            shutdown_tx: tx,
+            signals: Vec::new(),
+            steered,
+            gso,
+            gro,
+        };
+        Ok((engine, link))
+    }
+
+    /// The shared UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// How many shards run.
+    pub fn shards(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether the steering program is attached.
+    pub fn steered(&self) -> bool {
+        self.steered
+    }
+
+    /// The I/O backend in use, as the build-info metric names it.
+    pub fn io_backend(&self) -> &'static str {
+        "epoll"
+    }
+
+    /// Whether UDP GSO and GRO are in use (detected at start).
+    pub fn offloads(&self) -> (bool, bool) {
+        (self.gso, self.gro)
+    }
+
+    /// A handle that stops [`Engine::run`] from another thread.
+    pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
+        Ok(ShutdownHandle {
+            pipe: self.shutdown_tx.try_clone()?,
+        })
+    }
+
+    /// Makes SIGINT and SIGTERM stop [`Engine::run`]: the handler writes to the shutdown pipe.
+    pub fn stop_on_signals(&mut self) -> io::Result<()> {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let pipe = self.shutdown_tx.try_clone()?;
+            self.signals
+                .push(signal_hook::low_level::pipe::register(signal, pipe)?);
+        }
+        Ok(())
+    }
+
+    /// Supervises the shards until a shutdown is asked for, calling `publish` with every shard's
+    /// counters about once a second and once more at the end; returns the final counters.
+    pub fn run(mut self, mut publish: impl FnMut(&[ShardStats])) -> io::Result<Vec<ShardStats>> {
+        self.shutdown_rx
+            .set_read_timeout(Some(super::PUBLISH_INTERVAL))?;
+        let mut byte = [0u8; 64];
+        loop {
+            match self.shutdown_rx.read(&mut byte) {
+                Ok(n) if n > 0 => break,
+                Ok(_) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            let current: Vec<ShardStats> = self
+                .snapshots
+                .iter()
+                .map(|s| s.lock().map(|s| s.clone()).unwrap_or_default())
+                .collect();
+            publish(&current);
+        }
+        tracing::info!("shutting down");
+        let last = self.stop_and_join();
+        publish(&last);
+        Ok(last)
+    }
+
+    fn stop_and_join(&mut self) -> Vec<ShardStats> {
+        self.stop.store(true, Ordering::Release);
+        for waker in self.wakers.iter() {
+            let _ = waker.wake();
+        }
+        self.threads
+            .drain(..)
+            .map(|t| t.join().unwrap_or_default())
+            .collect()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for id in self.signals.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        self.stop_and_join();
+    }
+}
+
+/// Sums the shards' endpoint counters into one table, the node-wide view.
+pub fn merged_endpoint_stats(shards: &[ShardStats]) -> Stats {
+    let mut merged = Stats::new();
+    for shard in shards {
+        for entry in shard.endpoint.iter() {
+            match entry.kind {
+                StatKind::Counter => merged.add(entry.name, entry.label, entry.value),
+                StatKind::Gauge => {
+                    let sum = merged.get(entry.name, entry.label) + entry.value;
+                    merged.set(entry.name, entry.label, sum);
+                }
+            }
+        }
+    }
+    merged
+}

@@ -1,0 +1,340 @@
+//! The sharded engine on loopback: steering, hand-over and per-shard counters (PROTOCOL.md §12).
+
+use rand::{Rng, SeedableRng};
+use std::collections::HashSet;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+use weft::channel::EndpointConfig;
+use weft::engine::{Engine, EngineConfig, ShardStats, owner_of};
+use weft::session::Identity;
+use weft::wire::{ChannelId, Flags, Header, Message, Packet, PacketWriter, PeerId};
+
+/// Only a guard against hangs on a shared machine.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+const PEERS: usize = 1000;
+const CLIENT_SOCKETS: usize = 4;
+
+fn ping_packet(sender: PeerId, recipient: PeerId, token: [u8; 8], buf: &mut [u8]) -> usize {
+    let header = Header {
+        flags: Flags::default(),
+        sender,
+        recipient,
+        channel: ChannelId::DEFAULT,
+        sequence: None,
+    };
+    let mut writer = PacketWriter::new(buf, &header).unwrap();
+    writer.push(&Message::Ping { token: &token }).unwrap();
+    writer.finish()
+}
+
+/// Starts a 2-shard engine, has `PEERS` distinct peer ids PING it from a few sockets, waits for
+/// every PONG, stops it and returns each peer's owner and every shard's final counters.
+fn ping_from_many_peers(steer: bool) -> (Vec<usize>, Vec<ShardStats>) {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let node_id = identity.peer_id();
+    let config = EngineConfig {
+        shards: 2,
+        pin: false,
+        steer,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
+    };
+    let engine = Engine::start(&config, &identity, [9; 32]).unwrap();
+    assert_eq!(engine.shards(), 2);
+    assert_eq!(engine.steered(), steer);
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut peers = HashSet::new();
+    while peers.len() < PEERS {
+        let id: [u8; 16] = rng.r#gen();
+        if id != [0; 16] {
+            peers.insert(id);
+        }
+    }
+    let peers: Vec<PeerId> = peers.into_iter().map(PeerId).collect();
+    let sockets: Vec<UdpSocket> = (0..CLIENT_SOCKETS)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut answered = vec![false; PEERS];
+    let mut buf = [0u8; 1500];
+    let start = Instant::now();
+    // Send in rounds, re-sending to the unanswered, so a datagram lost in a full socket buffer
+    // only costs a round.
+    while answered.iter().any(|a| !a) {
+        assert!(start.elapsed() < DEADLINE, "not every peer got a PONG");
+        for (i, peer) in peers.iter().enumerate() {
+            if answered[i] {
+                continue;
+            }
+            let token = (i as u64).to_be_bytes();
+            let len = ping_packet(*peer, node_id, token, &mut buf);
+            sockets[i % CLIENT_SOCKETS]
+                .send_to(&buf[..len], address)
+                .unwrap();
+        }
+        for socket in &sockets {
+            while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                assert_eq!(from, address, "every answer comes from the shared port");
+                let packet = Packet::parse(&buf[..len]).expect("a valid PONG packet");
+                for message in packet.messages() {
+                    if let Message::Pong { token } = message {
+                        let i = u64::from_be_bytes(*token) as usize;
+                        assert_eq!(packet.header.recipient, peers[i]);
+                        answered[i] = true;
+                    }
+                }
+            }
+        }
+    }
+    stop.shutdown();
+    let stats = runner.join().unwrap();
+    let owners = peers
+        .iter()
+        .map(|p| {
+            let mut datagram = [0u8; 5];
+            datagram[1..].copy_from_slice(&p.0[..4]);
+            owner_of(&datagram, 2).unwrap()
+        })
+        .collect();
+    (owners, stats)
+}
+
+fn engine_stat(stats: &ShardStats, name: &str) -> u64 {
+    stats.engine.get(name, None)
+}
+
+#[test]
+fn steering_sends_each_peer_to_the_shard_that_owns_it() {
+    let (owners, stats) = ping_from_many_peers(true);
+    assert_eq!(stats.len(), 2);
+    let owned: Vec<usize> = (0..2)
+        .map(|s| owners.iter().filter(|&&o| o == s).count())
+        .collect();
+    assert!(owned[0] > 0 && owned[1] > 0, "{owned:?}");
+    for (shard, stats) in stats.iter().enumerate() {
+        // No packet needed a hand-over: the kernel ran the program, so every datagram landed on
+        // its owner, whose endpoint answered it.
+        assert_eq!(engine_stat(stats, "weft_shard_handovers_out_total"), 0);
+        assert_eq!(engine_stat(stats, "weft_shard_handovers_in_total"), 0);
+        let pings = stats.endpoint.get("weft_packets_received_total", None);
+        let pongs = stats.endpoint.get("weft_packets_sent_total", None);
+        // Re-sent rounds may add PINGs, but only from peers this shard owns; each got a PONG.
+        assert!(
+            pings >= owned[shard] as u64,
+            "shard {shard}: {pings} < {owned:?}"
+        );
+        assert_eq!(pongs, pings, "shard {shard} answers what it receives");
+        assert_eq!(
+            engine_stat(stats, "weft_shard_datagrams_received_total"),
+            pings
+        );
+    }
+    let total: u64 = stats
+        .iter()
+        .map(|s| s.endpoint.get("weft_packets_received_total", None))
+        .sum();
+    assert!(total >= PEERS as u64);
+}
+
+#[test]
+fn without_steering_misplaced_packets_are_handed_over() {
+    let (_, stats) = ping_from_many_peers(false);
+    let out: u64 = stats
+        .iter()
+        .map(|s| engine_stat(s, "weft_shard_handovers_out_total"))
+        .sum();
+    let handed_in: u64 = stats
+        .iter()
+        .map(|s| engine_stat(s, "weft_shard_handovers_in_total"))
+        .sum();
+    // Four client sockets hash to shards by address, while owners follow peer ids: about half
+    // the peers sit on the wrong shard.
+    assert!(out > 0, "no hand-over happened");
+    let drops: u64 = stats
+        .iter()
+        .map(|s| engine_stat(s, "weft_shard_handover_drops_total"))
+        .sum();
+    // PROTOCOL.md §12: a full hand-over queue refuses and counts (the client resends those
+    // PINGs); nothing handed over is lost without being counted.
+    assert_eq!(out, handed_in + drops, "a hand-over vanished uncounted");
+    assert!(drops * 4 < out, "{drops} of {out} hand-overs refused");
+}
+
+/// A client endpoint on its own socket, driven by hand until `done` says so.
+struct Client {
+    socket: UdpSocket,
+    endpoint: weft::channel::Endpoint,
+}
+
+impl Client {
+    fn new() -> Client {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let identity = Identity::from_secret_bytes([21; 32], [22; 32]);
+        let endpoint =
+            weft::channel::Endpoint::new(plaintext(), identity, [23; 32], Instant::now());
+        Client { socket, endpoint }
+    }
+
+    /// Drives the endpoint until `done` returns true for an event; panics at the deadline.
+    fn drive_until(&mut self, mut done: impl FnMut(&weft::channel::Event) -> bool) {
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        loop {
+            assert!(start.elapsed() < DEADLINE, "the awaited event never came");
+            while let Some(t) = self.endpoint.poll_transmit(&mut buf) {
+                self.socket.send_to(&buf[..t.len], t.destination).unwrap();
+            }
+            if let Ok((len, from)) = self.socket.recv_from(&mut buf) {
+                self.endpoint.handle(Instant::now(), from, &buf[..len]);
+            }
+            let now = Instant::now();
+            if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                self.endpoint.handle_timeout(now);
+            }
+            while let Some(event) = self.endpoint.poll_event() {
+                if done(&event) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_channels() {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let config = EngineConfig {
+        shards: 2,
+        pin: false,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
+    };
+    let (engine, link) = Engine::start_with_worker(&config, &identity, [9; 32], 16).unwrap();
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
+    // A test worker: answers each message reversed, and remembers what it saw.
+    let worker = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for delivery in link.deliveries.iter() {
+            let mut answer = delivery.data.clone();
+            answer.reverse();
+            link.replier
+                .send(delivery.shard, delivery.channel, answer)
+                .unwrap();
+            seen.push(delivery.data);
+        }
+        seen
+    });
+
+    let mut client = Client::new();
+    let channel = client
+        .endpoint
+        .open_channel(
+            Instant::now(),
+            address,
+            Some(identity.peer_id()),
+            None,
+            weft::wire::Capabilities::NONE,
+        )
+        .unwrap();
+    client.drive_until(|e| matches!(e, weft::channel::Event::ChannelOpened { .. }));
+    client
+        .endpoint
+        .send(Instant::now(), channel, b"abc")
+        .unwrap();
+    client
+        .drive_until(|e| matches!(e, weft::channel::Event::Message { data, .. } if data == b"cba"));
+
+    stop.shutdown();
+    // PROTOCOL.md §12: a clean stop closes open channels with CHANNEL_CLOSE.
+    client.drive_until(|e| {
+        matches!(
+            e,
+            weft::channel::Event::ChannelClosed {
+                reason: weft::wire::CloseReason::Shutdown,
+                by_peer: true,
+                ..
+            }
+        )
+    });
+    let stats = runner.join().unwrap();
+    assert_eq!(worker.join().unwrap(), vec![b"abc".to_vec()]);
+    let delivered: u64 = stats
+        .iter()
+        .map(|s| engine_stat(s, "weft_shard_worker_deliveries_total"))
+        .sum();
+    assert_eq!(delivered, 1);
+}
+
+#[test]
+fn a_full_worker_queue_refuses_and_counts() {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let config = EngineConfig {
+        shards: 1,
+        pin: false,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
+    };
+    // Capacity 1 and a worker that never reads: the first message waits, the rest are refused.
+    let (engine, link) = Engine::start_with_worker(&config, &identity, [9; 32], 1).unwrap();
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
+    let mut client = Client::new();
+    let channel = client
+        .endpoint
+        .open_channel(
+            Instant::now(),
+            address,
+            Some(identity.peer_id()),
+            None,
+            weft::wire::Capabilities::NONE,
+        )
+        .unwrap();
+    client.drive_until(|e| matches!(e, weft::channel::Event::ChannelOpened { .. }));
+    for i in 0..5u8 {
+        client.endpoint.send(Instant::now(), channel, &[i]).unwrap();
+    }
+    // Push the messages out, then stop; the shard must not wait for the idle worker.
+    let start = Instant::now();
+    loop {
+        let mut buf = [0u8; 2048];
+        while let Some(t) = client.endpoint.poll_transmit(&mut buf) {
+            client.socket.send_to(&buf[..t.len], t.destination).unwrap();
+        }
+        if link.deliveries.len() == 1 || start.elapsed() > DEADLINE {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Give the shard a moment to meet the other four messages.
+    std::thread::sleep(Duration::from_millis(200));
+    drop(link.replier);
+    stop.shutdown();
+    let stats = runner.join().unwrap();
+    assert_eq!(
+        engine_stat(&stats[0], "weft_shard_worker_deliveries_total"),
+        1
+    );
+    assert_eq!(engine_stat(&stats[0], "weft_shard_worker_drops_total"), 4);
+    assert_eq!(link.deliveries.len(), 1);
+}
+
+/// Kind 0: these tests craft plaintext PINGs by hand (PROTOCOL.md §5 allows plaintext only when
+/// configured).
+fn plaintext() -> EndpointConfig {
+    EndpointConfig {
+        allow_plaintext: true,
+        ..EndpointConfig::default()
+    }
+}
