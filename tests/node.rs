@@ -448,7 +448,11 @@ fn ping_gets_pong_from_a_node_and_metrics_count_it() {
         Some(0),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    let prefix = format!("PONG from {target} peer={} seq=0 time=", node.peer);
+    // Encrypted by default (PROTOCOL.md §5): a bare address and a peer id give XX.
+    let prefix = format!(
+        "PONG from {target} peer={} session=xx seq=0 time=",
+        node.peer
+    );
     assert!(stdout.lines().any(|l| l.starts_with(&prefix)), "{stdout}");
     assert!(stdout.contains("2 sent, 2 received, 0% loss"), "{stdout}");
 
@@ -459,4 +463,27 @@ fn ping_gets_pong_from_a_node_and_metrics_count_it() {
     scrape_until(node.metrics, |text| {
         metric_value(text, "weft_packets_received_total").is_some_and(|n| n >= 3)
     });
+}
+
+#[test]
+fn weft_id_prints_a_record_that_makes_ping_use_ik() {
+    let data = TempDir::new("id");
+    let node = start_node(&node_args(&data.0, &[]));
+    let data_dir = data.0.to_string_lossy().to_string();
+    let (status, stdout, stderr) = run(&["id", "--data", &data_dir]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains(&format!("peer={}", node.peer)), "{stdout}");
+    let record = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("record="))
+        .expect("a record= line")
+        .to_string();
+    let target = node.udp.to_string();
+    let (status, stdout, stderr) = run(&["ping", &target, "--count", "1", "--record", &record]);
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains(" session=ik "), "{stdout}");
+    // A record that does not parse is a usage error naming the flag.
+    let (status, _, stderr) = run(&["ping", &target, "--record", "abcd"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("--record"), "{stderr}");
 }

@@ -2,6 +2,7 @@
 //! (STYLE.md, layering).
 
 mod bench;
+mod id;
 mod node;
 mod ping;
 
@@ -30,6 +31,8 @@ enum Command {
     Ping(ping::PingArgs),
     /// Load a node with simulated peers and compare it with a raw-UDP echo.
     Bench(bench::BenchArgs),
+    /// Print this node's peer id and signed peer record.
+    Id(id::IdArgs),
 }
 
 /// Parses the arguments and runs the subcommand; bad flags exit with status 2.
@@ -38,6 +41,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::Ping(args) => ping::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Id(args) => id::run(args),
     }
 }
 

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use weft::engine::Pinger;
+use weft::session::PeerRecord;
 use weft::wire::PeerId;
 
 /// Prints a line to stdout; a closed stdout (`weft ping … | head -1`) is no reason to panic,
@@ -35,6 +36,19 @@ pub(crate) struct PingArgs {
     /// The node's peer id (32 hex digits), when known; otherwise the PING names no recipient
     #[arg(long, value_name = "HEX", value_parser = parse_peer)]
     peer: Option<PeerId>,
+    /// The node's signed peer record (hex, as `weft id` prints it): the session is then IK
+    /// instead of XX
+    #[arg(long, value_name = "HEX", value_parser = parse_record)]
+    record: Option<PeerRecord>,
+}
+
+fn parse_record(text: &str) -> Result<PeerRecord, String> {
+    let record = PeerRecord::from_hex(text)
+        .map_err(|error| format!("not a peer record ({error}); copy it from `weft id`"))?;
+    record
+        .verify()
+        .map_err(|error| format!("the record's signature does not verify ({error})"))?;
+    Ok(record)
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -75,7 +89,15 @@ pub(crate) fn run(args: PingArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match args.peer {
+    let mut peer = args.peer;
+    if let Some(record) = args.record {
+        peer = Some(record.peer_id());
+        if let Err(message) = pinger.use_record(record) {
+            eprintln!("weft ping: --record: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    match peer {
         Some(peer) => say!("PING {} ({target}) peer={peer}", args.target),
         None => say!("PING {} ({target})", args.target),
     }
@@ -85,9 +107,10 @@ pub(crate) fn run(args: PingArgs) -> ExitCode {
         match pinger.ping(args.timeout) {
             Ok(Some(reply)) => {
                 say!(
-                    "PONG from {} peer={} seq={seq} time={:.3} ms",
+                    "PONG from {} peer={} session={} seq={seq} time={:.3} ms",
                     reply.from,
                     reply.peer,
+                    reply.session,
                     millis(reply.rtt)
                 );
                 rtts.push(reply.rtt);

@@ -13,7 +13,7 @@ mod sys;
 mod worker;
 
 pub use driver::{Driver, PUBLISH_INTERVAL};
-pub use pinger::{Pinger, Reply};
+pub use pinger::{Pinger, Reply, session_kind_name};
 pub use shard::{ShardStats, owner_of};
 pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};
 pub use worker::{Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};

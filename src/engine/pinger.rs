@@ -23,6 +23,18 @@ pub struct Reply {
     pub from: SocketAddr,
     /// Time from handing the PING to the endpoint to receiving its PONG.
     pub rtt: Duration,
+    /// The session kind the PING travelled under: `ik`, `xx`, `ikpsk2`, or `none` for kind 0.
+    pub session: &'static str,
+}
+
+/// The name `weft ping` prints for a handshake kind (PROTOCOL.md §5).
+pub fn session_kind_name(kind: u8) -> &'static str {
+    match kind {
+        1 => "ik",
+        2 => "xx",
+        3 => "ikpsk2",
+        _ => "none",
+    }
 }
 
 /// Pings one address.
@@ -33,6 +45,8 @@ pub struct Pinger {
     peer: Option<PeerId>,
     recv_buf: Box<[u8]>,
     send_buf: Box<[u8]>,
+    /// The kind of the session established with the target, once there is one.
+    session: Option<u8>,
 }
 
 impl Pinger {
@@ -57,12 +71,24 @@ impl Pinger {
             peer,
             recv_buf: vec![0; BUFFER].into_boxed_slice(),
             send_buf: vec![0; BUFFER].into_boxed_slice(),
+            session: None,
         })
     }
 
     /// The local socket address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// Hands the target's signed peer record to the endpoint, so the session is IK (kind 1)
+    /// rather than XX (PROTOCOL.md §5); the PINGs then name the record's peer id.
+    pub fn use_record(&mut self, record: crate::session::PeerRecord) -> Result<(), String> {
+        let peer = record.peer_id();
+        self.endpoint
+            .add_peer_record(record)
+            .map_err(|error| error.to_string())?;
+        self.peer = Some(peer);
+        Ok(())
     }
 
     /// This pinger's throwaway peer id.
@@ -103,6 +129,9 @@ impl Pinger {
                 self.socket.send_to(datagram, transmit.destination)?;
             }
             while let Some(event) = self.endpoint.poll_event() {
+                if let Event::SessionEstablished { kind, .. } = event {
+                    self.session = Some(kind);
+                }
                 let Event::Pong { peer, from, token } = event else {
                     continue;
                 };
@@ -113,6 +142,7 @@ impl Pinger {
                         peer,
                         from,
                         rtt: now.saturating_duration_since(sent),
+                        session: self.session.map_or("none", session_kind_name),
                     }));
                 }
             }

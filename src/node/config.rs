@@ -71,9 +71,8 @@ impl Default for NodeConfig {
             metrics: parse_default(DEFAULT_METRICS),
             data: PathBuf::from(DEFAULT_DATA),
             echo: false,
-            // Kind 0 is the only session kind until encrypted sessions land, so a node that
-            // refused plaintext could talk to nobody.
-            allow_plaintext: true,
+            // PROTOCOL.md §5: kind 0 (no encryption) is refused unless the operator allows it.
+            allow_plaintext: false,
             log_level: None,
             shards: 0,
         }
@@ -351,7 +350,7 @@ mod tests {
         let config = NodeConfig::default();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.metrics.to_string(), DEFAULT_METRICS);
-        assert!(config.allow_plaintext);
+        assert!(!config.allow_plaintext);
         assert!(!config.echo);
     }
 

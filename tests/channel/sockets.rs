@@ -112,7 +112,7 @@ fn drive_until(
 
 #[test]
 fn a_client_opens_channels_to_an_echo_node_over_loopback() {
-    let node = start_node(&["--echo"]);
+    let node = start_node(&["--echo", "--allow-plaintext"]);
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
     let identity = Identity::generate(&mut rand::rngs::OsRng);
     let mut client = Endpoint::new(plaintext(), identity, [1; 32], Instant::now());
@@ -173,7 +173,7 @@ fn a_client_opens_channels_to_an_echo_node_over_loopback() {
 
 #[test]
 fn a_node_answers_a_ping_from_a_bare_address() {
-    let node = start_node(&[]);
+    let node = start_node(&["--allow-plaintext"]);
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
     let identity = Identity::generate(&mut rand::rngs::OsRng);
     let mut client = Endpoint::new(plaintext(), identity, [2; 32], Instant::now());
@@ -190,8 +190,8 @@ fn a_node_answers_a_ping_from_a_bare_address() {
     assert_eq!(pong, Some((node.peer, [9; 8])));
 }
 
-/// Kind 0: channel establishment over real sockets without a session (the node allows
-/// plaintext by default until encrypted sessions are its default).
+/// Kind 0: channel establishment over real sockets without a session (the node runs with
+/// `--allow-plaintext`).
 fn plaintext() -> EndpointConfig {
     EndpointConfig {
         allow_plaintext: true,
