@@ -14,6 +14,8 @@ const MAX_PROBES: u8 = 3;
 const BLACK_HOLE_LOSSES: u32 = 3;
 /// RFC 8899 §5.1.1 PMTU_RAISE_TIMER: how long a finished or reset search rests.
 const RAISE_INTERVAL: Duration = Duration::from_secs(600);
+/// A packet this close to the current size counts as full-size (§7.6).
+const FULL_SIZE_SLACK: u16 = 16;
 /// The search stops once the candidate range is this narrow.
 const SEARCH_PRECISION: u16 = 8;
 
@@ -56,7 +58,7 @@ impl PmtuProber {
     /// The size of a probe to send now, if one is due.
     pub fn probe_size(&self, now: Instant) -> Option<u16> {
         if self.probe_in_flight.is_some()
-            || self.high - self.low <= SEARCH_PRECISION
+            || self.high.saturating_sub(self.low) <= SEARCH_PRECISION
             || self.next_probe.is_some_and(|at| now < at)
         {
             return None;
@@ -74,6 +76,9 @@ impl PmtuProber {
         self.probe_in_flight = None;
         self.failures = 0;
         self.low = self.low.max(size);
+        // A probe sent before the size halved may still be acknowledged: the search range
+        // must stay non-empty.
+        self.high = self.high.max(self.low + 1);
         self.current = self.current.max(size);
     }
 
@@ -84,7 +89,7 @@ impl PmtuProber {
         if self.failures >= MAX_PROBES {
             self.failures = 0;
             self.high = self.high.min(size);
-            if self.high - self.low <= SEARCH_PRECISION {
+            if self.high.saturating_sub(self.low) <= SEARCH_PRECISION {
                 self.next_probe = Some(now + RAISE_INTERVAL);
             }
         }
@@ -99,24 +104,32 @@ impl PmtuProber {
     pub fn on_packet_acked(&mut self, size: u16) {
         if size <= BASE_MTU {
             self.small_acked = true;
-        } else {
+        } else if size + FULL_SIZE_SLACK >= self.current {
             self.full_size_losses = 0;
         }
     }
 
     /// An ordinary packet of `size` bytes was declared lost. Returns whether the MTU dropped.
     pub fn on_packet_lost(&mut self, now: Instant, size: u16) -> bool {
-        if size <= BASE_MTU || size < self.current {
+        // Full-size means within FULL_SIZE_SLACK of the current size: a packet ends a few bytes
+        // short of it when its last frame's header leaves no room for one more byte.
+        if size <= BASE_MTU || size + FULL_SIZE_SLACK < self.current {
             return false;
         }
+        // Each counted loss needs a small packet acknowledged since the last one: a burst of
+        // tail drops at a congested queue is found in one pass and counts once, and a large
+        // packet acknowledged in between starts the count again.
+        if !self.small_acked {
+            return false;
+        }
+        self.small_acked = false;
         self.full_size_losses += 1;
         // PROTOCOL.md §7.6: full-size packets keep vanishing while small ones pass — halve.
-        if self.full_size_losses >= BLACK_HOLE_LOSSES && self.small_acked {
+        if self.full_size_losses >= BLACK_HOLE_LOSSES {
             self.current = (self.current / 2).max(BASE_MTU);
             self.low = self.current;
             self.high = self.high.min(size);
             self.full_size_losses = 0;
-            self.small_acked = false;
             self.next_probe = Some(now + RAISE_INTERVAL);
             return true;
         }
@@ -172,9 +185,23 @@ mod tests {
         for _ in 0..5 {
             assert!(!prober.on_packet_lost(now, 1326));
         }
-        // Once small packets are seen to pass, the next full-size loss confirms a black hole.
+        // Nor does a burst of large losses found together after one small acknowledgement.
         prober.on_packet_acked(100);
-        assert!(prober.on_packet_lost(now, 1326));
+        for _ in 0..5 {
+            assert!(!prober.on_packet_lost(now, 1326));
+        }
+        // Nor losses that a large acknowledgement interrupts.
+        prober.on_packet_acked(100);
+        assert!(!prober.on_packet_lost(now, 1326));
+        prober.on_packet_acked(1326);
+        // Small packets passing while large ones keep vanishing confirm a black hole; a packet
+        // a byte or two short of the full size counts as full-size.
+        for size in [1326, 1325] {
+            prober.on_packet_acked(100);
+            assert!(!prober.on_packet_lost(now, size));
+        }
+        prober.on_packet_acked(100);
+        assert!(prober.on_packet_lost(now, 1324));
         assert_eq!(prober.current_mtu(), BASE_MTU);
         assert_eq!(
             prober.probe_size(now),

@@ -363,11 +363,20 @@ impl RecvSide {
     /// the hold timeout expires), and applies a zero hold timeout at once.
     fn check_gap(&mut self, now: Instant) {
         if !self.ordered {
+            let lowest = self.next;
             while self.seen.check(self.next) == Seen::Duplicate {
                 self.next += 1;
             }
             if self.seen.top() > self.next {
-                self.gap_since.get_or_insert(now);
+                if self.next == lowest {
+                    self.gap_since.get_or_insert(now);
+                } else {
+                    // The gap that was timed filled: the clock restarts for the next one, or
+                    // under steady reordering a chain of short gaps would add up to one that
+                    // outlived the hold timeout. A later gap may have opened earlier; it is
+                    // then detected up to one hold timeout late, never falsely.
+                    self.gap_since = Some(now);
+                }
             } else {
                 self.gap_since = None;
             }
