@@ -42,7 +42,7 @@ const RTT_BUCKETS: [(u64, &str); 10] = [
 /// The data-path state of one channel.
 #[derive(Debug)]
 pub(crate) struct ChannelData {
-    reliability: ChannelReliability,
+    pub(super) reliability: ChannelReliability,
     /// The next packet number (u64; its low 32 bits are the wire sequence number, §3).
     next_pn: u64,
     /// The deadline of the channel's data timer in the endpoint's heap.

@@ -189,9 +189,20 @@ impl Endpoint {
         if state.initiator {
             return;
         }
+        // The credit is what the receive side really granted (PROTOCOL.md §7.4), not a constant:
+        // a smaller configured window would otherwise let the sender overrun it.
+        let now = self.last_now;
+        self.ensure_data(now, channel);
+        let (max_message, max_bytes) = self
+            .channels
+            .get(channel)
+            .and_then(|state| state.data.as_ref())
+            .map_or((64, 256 * 1024), |data| {
+                data.reliability.advertised_window()
+            });
         let window = Message::Window {
-            max_message: 64,
-            max_bytes: 256 * 1024,
+            max_message,
+            max_bytes,
         };
         self.send_on_channel(channel, &[window]);
     }
