@@ -316,7 +316,7 @@ fn unknown_config_field_exits_2_naming_it() {
     assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
     let expected = format!("config {}: unknown field \"listne\"", config.display());
     assert!(stderr.contains(&expected), "{stderr}");
-    assert!(stderr.contains("listen, metrics, data, echo, allow_plaintext, log_level"));
+    assert!(stderr.contains("listen, metrics, data, echo, allow_plaintext, log_level, peers"));
 }
 
 #[test]

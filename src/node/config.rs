@@ -4,19 +4,21 @@
 //! Bad input from the operator is a clear message that names the field and the fix
 //! (PROTOCOL.md §9), never a panic or a `Debug` dump.
 
+use crate::session::PeerRecord;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The fields a config file may hold, in the order the documentation lists them.
-pub const FIELDS: [&str; 6] = [
+pub const FIELDS: [&str; 7] = [
     "listen",
     "metrics",
     "data",
     "echo",
     "allow_plaintext",
     "log_level",
+    "peers",
 ];
 
 /// Default UDP address a node listens on.
@@ -43,6 +45,9 @@ pub struct ConfigFile {
     pub allow_plaintext: Option<bool>,
     /// A `tracing` filter such as `info` or `weft=debug,warn`.
     pub log_level: Option<String>,
+    /// Signed peer records (hex, as `weft id` prints them) of known peers: sessions to them are
+    /// IK (PROTOCOL.md §5).
+    pub peers: Option<Vec<String>>,
 }
 
 /// A node's settings once the file, the flags and the defaults are merged.
@@ -62,6 +67,8 @@ pub struct NodeConfig {
     pub log_level: Option<String>,
     /// Engine shards (PROTOCOL.md §12); 0 means one per core. Set by `--shards` only.
     pub shards: usize,
+    /// Verified peer records of known peers (PROTOCOL.md §2).
+    pub peers: Vec<PeerRecord>,
 }
 
 impl Default for NodeConfig {
@@ -75,6 +82,7 @@ impl Default for NodeConfig {
             allow_plaintext: false,
             log_level: None,
             shards: 0,
+            peers: Vec::new(),
         }
     }
 }
@@ -123,6 +131,17 @@ pub enum ConfigProblem {
         field: String,
         /// A valid field it is probably a typo of.
         suggestion: Option<&'static str>,
+    },
+    /// A peer record in `peers` is not valid.
+    #[error(
+        "field \"peers\", entry {index}: {reason}; copy the record= line that `weft id` prints on \
+         that peer"
+    )]
+    BadRecord {
+        /// 0-based position in the list.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A field holds the wrong kind of value.
     #[error("field \"{field}\": expected {expected}, found {found}")]
@@ -204,6 +223,20 @@ impl NodeConfig {
         if let Some(filter) = &file.log_level {
             check_log_level(filter)?;
         }
+        let mut peers = Vec::new();
+        for (index, text) in file.peers.iter().flatten().enumerate() {
+            // A record that does not verify would let a config typo pin a wrong key (§5).
+            let record = PeerRecord::from_hex(text)
+                .map_err(|error| error.to_string())
+                .and_then(|record| {
+                    record
+                        .verify()
+                        .map(|()| record)
+                        .map_err(|error| format!("its signature does not verify ({error})"))
+                })
+                .map_err(|reason| ConfigProblem::BadRecord { index, reason })?;
+            peers.push(record);
+        }
         Ok(NodeConfig {
             listen,
             metrics,
@@ -212,6 +245,7 @@ impl NodeConfig {
             allow_plaintext: file.allow_plaintext.unwrap_or(defaults.allow_plaintext),
             log_level: file.log_level,
             shards: defaults.shards,
+            peers,
         })
     }
 }
@@ -244,6 +278,12 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
             "echo" | "allow_plaintext" => (value.is_bool(), "true or false"),
             "data" => (value.is_str(), "a quoted path like \"./weft-data\""),
             "log_level" => (value.is_str(), "a quoted filter like \"info\""),
+            "peers" => (
+                value
+                    .as_array()
+                    .is_some_and(|items| items.iter().all(toml::Value::is_str)),
+                "a list of quoted peer records as `weft id` prints them",
+            ),
             _ => (value.is_str(), "a quoted address like \"0.0.0.0:7700\""),
         };
         if !matches {
@@ -380,7 +420,7 @@ mod tests {
         assert!(message.contains("unknown field \"listne\""), "{message}");
         assert!(message.contains("did you mean \"listen\""), "{message}");
         assert!(
-            message.contains("listen, metrics, data, echo, allow_plaintext, log_level"),
+            message.contains("listen, metrics, data, echo, allow_plaintext, log_level, peers"),
             "{message}"
         );
         let message = problem("colour = 1");
@@ -454,5 +494,27 @@ mod tests {
         assert_eq!(edit_distance("listne", "listen"), 2);
         assert_eq!(edit_distance("echoo", "echo"), 1);
         assert_eq!(edit_distance("", "data"), 4);
+    }
+
+    #[test]
+    fn peers_hold_verified_records_and_a_bad_one_names_its_entry() {
+        let identity = crate::session::Identity::from_secret_bytes([5; 32], [6; 32]);
+        let record = PeerRecord::sign(&identity, &["10.0.0.1:7700".parse().unwrap()]);
+        let text = format!("peers = [\"{}\"]\n", record.to_hex());
+        let config = NodeConfig::parse(&text).unwrap();
+        assert_eq!(config.peers, vec![record.clone()]);
+
+        let mut tampered = record.to_hex();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == '0' { '1' } else { '0' });
+        let text = format!("peers = [\"{}\", \"{tampered}\"]\n", record.to_hex());
+        let message = NodeConfig::parse(&text).unwrap_err().to_string();
+        assert!(message.contains("\"peers\", entry 1"), "{message}");
+        assert!(message.contains("weft id"), "{message}");
+
+        let message = NodeConfig::parse("peers = \"abc\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("\"peers\""), "{message}");
     }
 }

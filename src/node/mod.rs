@@ -72,6 +72,7 @@ impl Node {
             allow_plaintext: config.allow_plaintext,
             // PROTOCOL.md §12: the echo service runs as a worker fed by the shards' queue.
             echo: false,
+            peer_records: config.peers.clone(),
             ..EndpointConfig::default()
         };
         let engine_config = EngineConfig {

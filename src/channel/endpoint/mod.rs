@@ -95,6 +95,9 @@ pub struct EndpointConfig {
     pub max_pending_handshakes: usize,
     /// Most PINGs queued behind one handshake.
     pub max_queued_pings: usize,
+    /// Signed records of known peers (from the config file or an address book): sessions to
+    /// them are IK (PROTOCOL.md §5). Records that do not verify are skipped.
+    pub peer_records: Vec<PeerRecord>,
     /// The reliability layer's settings: retry budget, hold timeout, largest message, send
     /// queue, windows (PROTOCOL.md §7).
     pub reliability: ReliabilityConfig,
@@ -136,6 +139,7 @@ impl fmt::Debug for EndpointConfig {
             .field("max_sessions", &self.max_sessions)
             .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("max_queued_pings", &self.max_queued_pings)
+            .field("peer_records", &self.peer_records.len())
             .finish()
     }
 }
@@ -165,6 +169,7 @@ impl Default for EndpointConfig {
             max_sessions: 100_000,
             max_pending_handshakes: 4096,
             max_queued_pings: 16,
+            peer_records: Vec::new(),
             reliability: ReliabilityConfig::default(),
             keep_alive: false,
             keep_alive_interval: Duration::from_secs(15),
@@ -439,7 +444,7 @@ impl Endpoint {
             Slab::new(1 << 20).expect("a slab of 2^20 entries is always allowed")
         });
         let hs_identity = HandshakeIdentity::new(&identity);
-        Endpoint {
+        let mut endpoint = Endpoint {
             cookies: CookieSecrets::new(cookie_seed, now, config.cookie_rotation),
             outgoing: Outgoing::new(config.max_queued_datagrams.max(1)),
             local_id: identity.peer_id(),
@@ -475,7 +480,12 @@ impl Endpoint {
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
             config,
+        };
+        for record in endpoint.config.peer_records.clone() {
+            // The config layer verified them already; a record that fails here is skipped.
+            let _ = endpoint.add_peer_record(record);
         }
+        endpoint
     }
 
     /// This node's peer id.
