@@ -1,2 +1,7 @@
-//! The `weft` command line.
-fn main() {}
+//! The `weft` command line: `weft node` runs a node, `weft ping` checks that one answers.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

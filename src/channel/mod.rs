@@ -2,7 +2,12 @@
 
 pub mod cookie;
 mod endpoint;
+mod outgoing;
+pub mod reliability;
+mod state;
 pub mod stats;
 
-pub use endpoint::{Endpoint, EndpointConfig, Event, Transmit};
+pub use endpoint::{
+    ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
+};
 pub use stats::{StatEntry, StatKind, Stats};

@@ -1,0 +1,198 @@
+//! Benchmarks of the session layer (PROTOCOL.md §5): handshakes per second, packet protection,
+//! the cheap-before-expensive MACs, and raw X25519 / AES-GCM for comparison.
+
+// criterion's macros generate undocumented public functions.
+#![allow(missing_docs)]
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use weft::session::handshake::MAX_HANDSHAKE_LEN;
+use weft::session::keys::TAG_LEN;
+use weft::session::{
+    ChannelCrypto, HandshakeIdentity, HandshakeKind, Identity, Initiator, Mac1Key, PacketKey,
+    PeerRecord, Response, RotatingSecret, Tai64N, TimestampTable, respond,
+};
+use weft::wire::{ChannelId, PeerId};
+
+struct Node {
+    identity: Identity,
+    local: HandshakeIdentity,
+    record: PeerRecord,
+}
+
+fn node(seed: u8) -> Node {
+    let identity = Identity::from_secret_bytes([seed; 32], [seed ^ 0x55; 32]);
+    let local = HandshakeIdentity::new(&identity);
+    let record = PeerRecord::sign(&identity, &["127.0.0.1:1".parse().unwrap()]);
+    Node {
+        identity,
+        local,
+        record,
+    }
+}
+
+fn handshakes(c: &mut Criterion) {
+    let (a, b) = (node(1), node(2));
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut second = 0u64;
+    let mut tick = move || {
+        second += 1;
+        Tai64N::from_unix(Duration::from_secs(second))
+    };
+    let mut group = c.benchmark_group("handshake");
+    group.throughput(Throughput::Elements(1));
+
+    group.bench_function("ik_initiator_init", |bench| {
+        bench.iter(|| {
+            Initiator::known_responder(&a.local, &b.record, tick(), &mut rng).unwrap();
+        })
+    });
+    group.bench_function("ik_responder", |bench| {
+        let mut table = TimestampTable::new();
+        let mut out = [0u8; MAX_HANDSHAKE_LEN];
+        let mut setup_rng = StdRng::seed_from_u64(2);
+        bench.iter_batched(
+            || Initiator::known_responder(&a.local, &b.record, tick(), &mut setup_rng).unwrap(),
+            |initiator| {
+                respond(
+                    &b.local,
+                    HandshakeKind::KnownResponder,
+                    a.identity.peer_id(),
+                    initiator.init(),
+                    &mut table,
+                    |_| None,
+                    &mut rng,
+                    &mut out,
+                )
+                .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("ik_full", |bench| {
+        let mut table = TimestampTable::new();
+        let mut out = [0u8; MAX_HANDSHAKE_LEN];
+        let mut fin = [0u8; MAX_HANDSHAKE_LEN];
+        bench.iter(|| {
+            let mut initiator =
+                Initiator::known_responder(&a.local, &b.record, tick(), &mut rng).unwrap();
+            let Response::Complete { len, .. } = respond(
+                &b.local,
+                HandshakeKind::KnownResponder,
+                a.identity.peer_id(),
+                initiator.init(),
+                &mut table,
+                |_| None,
+                &mut rng,
+                &mut out,
+            )
+            .unwrap() else {
+                unreachable!()
+            };
+            initiator
+                .read_response(b.identity.peer_id(), &out[..len], &mut fin)
+                .unwrap()
+        })
+    });
+    group.bench_function("xx_full", |bench| {
+        let mut table = TimestampTable::new();
+        let mut out = [0u8; MAX_HANDSHAKE_LEN];
+        let mut fin = [0u8; MAX_HANDSHAKE_LEN];
+        bench.iter(|| {
+            let mut initiator = Initiator::unknown_responder(&a.local, &mut rng).unwrap();
+            let Response::Pending { len, mut pending } = respond(
+                &b.local,
+                HandshakeKind::UnknownResponder,
+                a.identity.peer_id(),
+                initiator.init(),
+                &mut table,
+                |_| None,
+                &mut rng,
+                &mut out,
+            )
+            .unwrap() else {
+                unreachable!()
+            };
+            let done = initiator
+                .read_response(b.identity.peer_id(), &out[..len], &mut fin)
+                .unwrap();
+            pending
+                .read_final(a.identity.peer_id(), &fin[..done.final_len])
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn packets(c: &mut Criterion) {
+    let header = [0x13u8; 41];
+    let mut group = c.benchmark_group("packet_1200");
+    group.throughput(Throughput::Bytes(1200));
+    let mut sender = ChannelCrypto::new(&[1; 32], &[2; 32], ChannelId::new(1, 1));
+    let mut payload = [0u8; 1200];
+    let mut tag = [0u8; TAG_LEN];
+    group.bench_function("seal", |bench| {
+        bench.iter(|| sender.seal(black_box(&header), &mut payload, &mut tag))
+    });
+    // Open with the raw key: the replay window would refuse a repeated sequence number.
+    let key = PacketKey::for_channel(&[1; 32], ChannelId::new(1, 1));
+    let mut sealed = [0u8; 1200 + TAG_LEN];
+    let mut tag = [0u8; TAG_LEN];
+    key.seal_in_place(7, &header, &mut sealed[..1200], &mut tag);
+    sealed[1200..].copy_from_slice(&tag);
+    group.bench_function("open", |bench| {
+        bench.iter_batched_ref(
+            || sealed,
+            |packet| key.open_in_place(7, &header, packet).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("raw_ring_aes_256_gcm_seal", |bench| {
+        use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+        let raw = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[3; 32]).unwrap());
+        let mut payload = [0u8; 1200];
+        bench.iter(|| {
+            raw.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0; 12]),
+                Aad::from(&header),
+                &mut payload,
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn macs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mac");
+    group.throughput(Throughput::Elements(1));
+    let mac1 = Mac1Key::new(&[4; 32]);
+    let covered = [0x22u8; 140];
+    let good = mac1.compute(&covered);
+    group.bench_function("mac1_verify", |bench| {
+        bench.iter(|| mac1.verify(black_box(&covered), &good))
+    });
+    let secret = RotatingSecret::new([5; 32], Instant::now(), Duration::from_secs(120));
+    let address = "203.0.113.9:4000".parse().unwrap();
+    let peer = PeerId([6; 16]);
+    let cookie = secret.cookie(address, peer);
+    group.bench_function("cookie_make", |bench| {
+        bench.iter(|| secret.cookie(black_box(address), peer))
+    });
+    group.bench_function("cookie_check", |bench| {
+        bench.iter(|| secret.check(black_box(address), peer, &cookie))
+    });
+    group.bench_function("raw_x25519_dh", |bench| {
+        let secret = x25519_dalek::StaticSecret::from([7; 32]);
+        let public =
+            *x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([8; 32])).as_bytes();
+        bench.iter(|| weft::session::dh::x25519(&secret, black_box(&public)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, handshakes, packets, macs);
+criterion_main!(benches);

@@ -1,0 +1,471 @@
+//! Channel establishment (PROTOCOL.md §6): CHANNEL_NEW / ACKNOWLEDGE / FINALIZE and the
+//! CHANNEL_COOKIE with early data, with the responder stateless until cookie2 comes back.
+
+use super::*;
+
+impl Endpoint {
+    /// PROTOCOL.md §6 step 2: the responder keeps no state; it picks c2 and answers.
+    pub(super) fn answer_channel_new(
+        &mut self,
+        from: SocketAddr,
+        initiator: PeerId,
+        c1: u16,
+        cookie1: &[u8; 16],
+    ) {
+        let c2 = self.pick_c2(initiator, c1);
+        let id = ChannelId::new(c1, c2);
+        let cookie2 = self.cookies.cookie2(initiator, self.local_id, id, from);
+        let ack = Message::ChannelAcknowledge {
+            channel: id,
+            cookie1,
+            cookie2: &cookie2,
+        };
+        if self.stateless_answer(from, initiator, ChannelId::DEFAULT, &ack) {
+            self.stats
+                .add(STATELESS, Some(("message", "channel_acknowledge")), 1);
+        }
+    }
+
+    /// PROTOCOL.md §6: bit 15 of c2 is 1 exactly when the responder's peer id is the greater;
+    /// c2 ≠ 0; and c1 ‖ c2 was never open with this peer in this session.
+    pub(super) fn pick_c2(&mut self, initiator: PeerId, c1: u16) -> u16 {
+        let high = if self.local_id > initiator { 0x8000 } else { 0 };
+        let used = self
+            .peer_index
+            .get(&initiator)
+            .and_then(|&p| self.peers.get(p))
+            .map(|p| &p.used_ids);
+        for _ in 0..64 {
+            let c2 = high | (self.rng.r#gen::<u16>() & 0x7fff);
+            if c2 == 0 {
+                continue;
+            }
+            let id = ChannelId::new(c1, c2).0;
+            if used.is_none_or(|set| !set.contains(&id)) {
+                return c2;
+            }
+        }
+        // A peer that has used up this much of the id space gets a random pick; the FINALIZE
+        // check below still refuses a reused id.
+        high | 1
+    }
+
+    pub(super) fn c2_is_ours(&self, initiator: PeerId, c2: u16) -> bool {
+        let high = self.local_id > initiator;
+        c2 != 0 && ((c2 & 0x8000 != 0) == high)
+    }
+
+    /// PROTOCOL.md §6 steps 3 and 4: FINALIZE or CHANNEL_COOKIE. The responder recomputes
+    /// cookie2 and only now allocates. Returns the channel when one is (or already was) open.
+    pub(super) fn on_cookie2(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        initiator: PeerId,
+        id: ChannelId,
+        cookie2: &[u8; 16],
+        capabilities: Capabilities,
+    ) -> Option<Handle> {
+        if initiator.is_zero() || id.c1() == 0 || !self.c2_is_ours(initiator, id.c2()) {
+            self.stats
+                .add(COOKIE_FAILURES, Some(("reason", "mismatch")), 1);
+            self.drop_packet("bad_cookie");
+            return None;
+        }
+        let check = self
+            .cookies
+            .check_cookie2(initiator, self.local_id, id, from, cookie2);
+        if check != CookieCheck::Valid {
+            self.stats
+                .add(COOKIE_FAILURES, Some(("reason", check.reason())), 1);
+            self.drop_packet("bad_cookie");
+            return None;
+        }
+        let peer = self.peer_index.get(&initiator).copied();
+        if let Some(peer) = peer {
+            let state = self.peers.get(peer)?;
+            if state.address != from {
+                self.drop_packet("address_mismatch");
+                return None;
+            }
+            if let Some(&channel) = state.channels.get(&id.0) {
+                // A duplicate FINALIZE: the channel is open; confirm again, allocate nothing.
+                self.confirm_channel(channel);
+                return Some(channel);
+            }
+            if state.used_ids.contains(&id.0) {
+                self.stats
+                    .add(COOKIE_FAILURES, Some(("reason", "reused_id")), 1);
+                self.drop_packet("reused_channel_id");
+                return None;
+            }
+            if state.channels.len() >= self.config.max_channels_per_peer {
+                self.refuse(from, initiator, id, CloseReason::Refused);
+                return None;
+            }
+        }
+        if !supported(capabilities) {
+            // Answered statelessly: nothing is allocated for a mode we cannot run.
+            self.refuse(from, initiator, id, CloseReason::Unsupported);
+            return None;
+        }
+        let peer = match peer {
+            Some(peer) => peer,
+            None => {
+                let Ok((peer, code)) = self.peers.insert(Peer::new(initiator, from, now)) else {
+                    self.refuse(from, initiator, id, CloseReason::Refused);
+                    return None;
+                };
+                self.peer_index.insert(initiator, peer);
+                self.arm(
+                    now + self.config.connection_reset_timeout,
+                    TimerKey::Peer(code),
+                );
+                peer
+            }
+        };
+        let channel = Channel {
+            peer,
+            id,
+            capabilities,
+            initiator: false,
+            phase: Phase::Open { cookie2: None },
+            tries: 0,
+            retry_at: None,
+            give_up_at: now,
+            next_sequence: self.rng.r#gen(),
+            next_message: 0,
+            received: MessageWindow::new(),
+            early: VecDeque::new(),
+            early_bytes: 0,
+        };
+        let Ok((handle, code)) = self.channels.insert(channel) else {
+            self.refuse(from, initiator, id, CloseReason::Refused);
+            self.forget_peer_if_idle(peer);
+            return None;
+        };
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.channels.insert(id.0, handle);
+            state.used_ids.insert(id.0);
+            state.last_heard = now;
+            state.last_open = now;
+        }
+        self.stats.add(OPENED, Some(("role", "responder")), 1);
+        self.events.push_back(Event::ChannelOpened {
+            channel: ChannelHandle(code),
+            peer: initiator,
+            id,
+            capabilities,
+            initiator: false,
+        });
+        self.confirm_channel(handle);
+        Some(handle)
+    }
+
+    pub(super) fn refuse(
+        &mut self,
+        from: SocketAddr,
+        initiator: PeerId,
+        id: ChannelId,
+        reason: CloseReason,
+    ) {
+        self.outgoing.finish();
+        let close = Message::ChannelClose {
+            channel: id,
+            reason,
+        };
+        if self.stateless_answer(from, initiator, ChannelId::DEFAULT, &close) {
+            self.stats
+                .add(STATELESS, Some(("message", "channel_close")), 1);
+        }
+    }
+
+    /// The responder's first packet on a new channel: it carries the initial credit (§4
+    /// WINDOW: 64 messages, 256 KiB) and tells the initiator the channel exists.
+    pub(super) fn confirm_channel(&mut self, channel: Handle) {
+        let Some(state) = self.channels.get(channel) else {
+            return;
+        };
+        if state.initiator {
+            return;
+        }
+        let window = Message::Window {
+            max_message: 64,
+            max_bytes: 256 * 1024,
+        };
+        self.send_on_channel(channel, &[window]);
+    }
+
+    pub(super) fn on_acknowledge(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        responder: PeerId,
+        id: ChannelId,
+        cookie1: &[u8; 16],
+        cookie2: &[u8; 16],
+    ) {
+        let named = self.peer_index.get(&responder).copied();
+        let candidates = [named, self.unnamed.get(&from).copied()];
+        let mut found = None;
+        for peer in candidates.into_iter().flatten() {
+            if let Some(state) = self.peers.get(peer) {
+                if let Some(&channel) = state.opening.get(&id.c1()) {
+                    found = Some((peer, channel));
+                    break;
+                }
+            }
+        }
+        let Some((peer, channel)) = found else {
+            // A late duplicate after the channel opened, or a stray answer.
+            return self.drop_packet("unexpected_acknowledge");
+        };
+        let expected = match self.channels.get(channel).map(|c| &c.phase) {
+            Some(Phase::Opening { cookie1 }) => *cookie1,
+            _ => return self.drop_packet("unexpected_acknowledge"),
+        };
+        if !constant_time_eq(&expected, cookie1) {
+            self.stats
+                .add(COOKIE_FAILURES, Some(("reason", "mismatch")), 1);
+            return self.drop_packet("bad_cookie");
+        }
+        // The responder must pick c2 by the bit-15 rule, or ids of crossing opens could collide.
+        let responder_high = responder > self.local_id;
+        if id.c2() == 0 || ((id.c2() & 0x8000 != 0) != responder_high) {
+            return self.drop_packet("bad_channel_id");
+        }
+        let peer = self.name_peer(peer, responder, from);
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if state.channels.contains_key(&id.0) || state.used_ids.contains(&id.0) {
+            return self.drop_packet("reused_channel_id");
+        }
+        state.opening.remove(&id.c1());
+        state.channels.insert(id.0, channel);
+        state.used_ids.insert(id.0);
+        state.last_heard = now;
+        state.last_open = now;
+        let Some(code) = self.channels.hashcode(channel) else {
+            return;
+        };
+        let retry = self.config.open_retry;
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        state.peer = peer;
+        state.id = id;
+        state.phase = Phase::Open {
+            cookie2: Some(*cookie2),
+        };
+        state.tries = 1;
+        state.retry_at = Some(now + retry);
+        state.give_up_at = now + self.config.open_timeout;
+        let capabilities = state.capabilities;
+        let has_early = !state.early.is_empty();
+        self.arm(now + retry, TimerKey::Channel(code));
+        self.stats.add(OPENED, Some(("role", "initiator")), 1);
+        self.events.push_back(Event::ChannelOpened {
+            channel: ChannelHandle(code),
+            peer: responder,
+            id,
+            capabilities,
+            initiator: true,
+        });
+        if has_early {
+            self.flush_early(channel);
+        } else {
+            self.send_finalize(channel);
+        }
+    }
+
+    /// Binds a peer opened by bare address to the id its answer carries, merging it into an
+    /// existing entry for that id.
+    pub(super) fn name_peer(&mut self, peer: Handle, id: PeerId, from: SocketAddr) -> Handle {
+        let Some(state) = self.peers.get(peer) else {
+            return peer;
+        };
+        if state.id == id {
+            return peer;
+        }
+        if let Some(&existing) = self.peer_index.get(&id) {
+            // Move the unnamed peer's opens onto the entry that already carries the id.
+            let Some(unnamed) = self.peers.remove(peer) else {
+                return existing;
+            };
+            self.unnamed.remove(&unnamed.address);
+            if let Some(target) = self.peers.get_mut(existing) {
+                target
+                    .opening
+                    .extend(unnamed.opening.iter().map(|(&k, &v)| (k, v)));
+            }
+            for (_, &channel) in unnamed.opening.iter() {
+                if let Some(c) = self.channels.get_mut(channel) {
+                    c.peer = existing;
+                }
+            }
+            return existing;
+        }
+        self.unnamed.remove(&from);
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.id = id;
+        }
+        self.peer_index.insert(id, peer);
+        peer
+    }
+
+    pub(super) fn send_finalize(&mut self, channel: Handle) {
+        let Some(state) = self.channels.get(channel) else {
+            return;
+        };
+        let Phase::Open {
+            cookie2: Some(cookie2),
+        } = state.phase
+        else {
+            return;
+        };
+        let Some(peer) = self.peers.get(state.peer) else {
+            return;
+        };
+        let finalize = Message::ChannelFinalize {
+            channel: state.id,
+            cookie2: &cookie2,
+            capabilities: state.capabilities,
+        };
+        let (to, recipient) = (peer.address, peer.id);
+        self.queue_default(to, recipient, &finalize);
+    }
+
+    pub(super) fn send_channel_new(&mut self, channel: Handle) {
+        let Some(state) = self.channels.get(channel) else {
+            return;
+        };
+        let Phase::Opening { cookie1 } = state.phase else {
+            return;
+        };
+        let Some(peer) = self.peers.get(state.peer) else {
+            return;
+        };
+        let new = Message::ChannelNew {
+            c1: state.id.c1(),
+            cookie1: &cookie1,
+        };
+        let (to, recipient) = (peer.address, peer.id);
+        self.queue_default(to, recipient, &new);
+    }
+
+    /// Opens a channel to the node at `to` (PROTOCOL.md §6). `peer` is its id when known; `c1`
+    /// is this side's half of the channel id, or `None` to let the endpoint pick a free one.
+    /// The channel becomes usable at [`Event::ChannelOpened`]; data sent before then leaves as
+    /// early data.
+    pub fn open_channel(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        peer: Option<PeerId>,
+        c1: Option<u16>,
+        capabilities: Capabilities,
+    ) -> Result<ChannelHandle, OpenError> {
+        if !self.config.allow_plaintext {
+            return Err(OpenError::PlaintextRefused);
+        }
+        if !supported(capabilities) {
+            return Err(OpenError::Unsupported(capabilities));
+        }
+        if c1 == Some(0) {
+            return Err(OpenError::ZeroChannelId);
+        }
+        let peer_id = peer.filter(|p| !p.is_zero());
+        let existing = match peer_id {
+            Some(id) => self.peer_index.get(&id).copied(),
+            None => self.unnamed.get(&to).copied(),
+        };
+        let (peer, created) = match existing {
+            Some(peer) => (peer, false),
+            None => {
+                let (peer, code) = self
+                    .peers
+                    .insert(Peer::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
+                    .map_err(|_| OpenError::LimitReached("peers"))?;
+                match peer_id {
+                    Some(id) => self.peer_index.insert(id, peer),
+                    None => self.unnamed.insert(to, peer),
+                };
+                self.arm(
+                    now + self.config.connection_reset_timeout,
+                    TimerKey::Peer(code),
+                );
+                (peer, true)
+            }
+        };
+        let result = self.open_on_peer(now, peer, to, c1, capabilities);
+        if result.is_err() && created {
+            self.forget_peer_if_idle(peer);
+        }
+        result
+    }
+
+    pub(super) fn open_on_peer(
+        &mut self,
+        now: Instant,
+        peer: Handle,
+        to: SocketAddr,
+        c1: Option<u16>,
+        capabilities: Capabilities,
+    ) -> Result<ChannelHandle, OpenError> {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return Err(OpenError::LimitReached("peers"));
+        };
+        state.address = to;
+        // Our opens are matched to their ACKNOWLEDGE by c1 alone, so c1 must be unique among
+        // this side's live channels towards the peer.
+        let in_use = |state: &Peer, c1: u16| {
+            state.opening.contains_key(&c1)
+                || state.channels.keys().any(|&id| ChannelId(id).c1() == c1)
+        };
+        let c1 = match c1 {
+            Some(c1) if in_use(state, c1) => return Err(OpenError::ChannelIdInUse(c1)),
+            Some(c1) => c1,
+            None => {
+                let mut pick = None;
+                for _ in 0..256 {
+                    let candidate: u16 = self.rng.r#gen();
+                    if candidate != 0 && !in_use(state, candidate) {
+                        pick = Some(candidate);
+                        break;
+                    }
+                }
+                pick.ok_or(OpenError::LimitReached("channel ids towards this peer"))?
+            }
+        };
+        if state.channels.len() + state.opening.len() >= self.config.max_channels_per_peer {
+            return Err(OpenError::LimitReached("channels per peer"));
+        }
+        let cookie1 = self.cookies.cookie1(self.local_id, state.id, c1);
+        let channel = Channel {
+            peer,
+            id: ChannelId::new(c1, 0),
+            capabilities,
+            initiator: true,
+            phase: Phase::Opening { cookie1 },
+            tries: 1,
+            retry_at: Some(now + self.config.open_retry),
+            give_up_at: now + self.config.open_timeout,
+            next_sequence: self.rng.r#gen(),
+            next_message: 0,
+            received: MessageWindow::new(),
+            early: VecDeque::new(),
+            early_bytes: 0,
+        };
+        let (handle, code) = self
+            .channels
+            .insert(channel)
+            .map_err(|_| OpenError::LimitReached("channels"))?;
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.opening.insert(c1, handle);
+        }
+        self.arm(now + self.config.open_retry, TimerKey::Channel(code));
+        self.send_channel_new(handle);
+        Ok(ChannelHandle(code))
+    }
+}

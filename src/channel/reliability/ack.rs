@@ -1,0 +1,212 @@
+//! Receive-side packet tracking (PROTOCOL.md §7.1): which packet numbers arrived, when an ACK is
+//! due, and the ranges and delay it reports.
+
+use super::ranges::RangeSet;
+use super::rtt::MAX_ACK_DELAY;
+use std::time::{Duration, Instant};
+
+/// PROTOCOL.md §7.1: an ACK goes out at the latest after this many ack-eliciting packets.
+const ACK_ELICITING_THRESHOLD: u32 = 2;
+
+/// Recovers the full packet number from the 32-bit wire sequence number: the candidate closest
+/// to one past the largest number seen (RFC 9000 §A.3 with a 32-bit window). `largest_seen` is
+/// `None` before the first packet, which then starts the count at its own value.
+pub fn decode_packet_number(largest_seen: Option<u64>, wire: u32) -> u64 {
+    const WINDOW: u64 = 1 << 32;
+    const HALF: u64 = WINDOW / 2;
+    let Some(largest) = largest_seen else {
+        return u64::from(wire);
+    };
+    let expected = largest.saturating_add(1);
+    let candidate = (expected & !(WINDOW - 1)) | u64::from(wire);
+    if candidate.saturating_add(HALF) <= expected && candidate <= u64::MAX - WINDOW {
+        candidate + WINDOW
+    } else if candidate > expected.saturating_add(HALF) && candidate >= WINDOW {
+        candidate - WINDOW
+    } else {
+        candidate
+    }
+}
+
+/// Tracks received packet numbers and decides when to acknowledge them.
+#[derive(Clone, Debug)]
+pub struct AckTracker {
+    received: RangeSet,
+    max_ranges: usize,
+    largest: Option<u64>,
+    largest_at: Option<Instant>,
+    /// Ack-eliciting packets since the last ACK was sent.
+    pending_eliciting: u32,
+    /// Any packet since the last ACK was sent (a piggybacked ACK then has news).
+    pending_any: bool,
+    /// When the pending ACK must leave.
+    deadline: Option<Instant>,
+}
+
+impl AckTracker {
+    /// A tracker that reports at most `max_ranges` ranges (older ones are forgotten).
+    pub fn new(max_ranges: usize) -> Self {
+        AckTracker {
+            received: RangeSet::new(),
+            max_ranges: max_ranges.max(1),
+            largest: None,
+            largest_at: None,
+            pending_eliciting: 0,
+            pending_any: false,
+            deadline: None,
+        }
+    }
+
+    /// The largest packet number received.
+    pub fn largest(&self) -> Option<u64> {
+        self.largest
+    }
+
+    /// Records a received packet; returns `false` if it was already recorded (a duplicate).
+    pub fn on_packet(&mut self, now: Instant, pn: u64, ack_eliciting: bool) -> bool {
+        if self.received.contains(pn) {
+            return false;
+        }
+        // RFC 9000 §13.2.1: a packet out of order (a gap below it, or arriving late) is
+        // acknowledged at once, so the sender's loss detection learns of the gap quickly.
+        let out_of_order = self
+            .largest
+            .is_some_and(|largest| pn < largest || pn > largest + 1);
+        self.received.insert(pn..pn + 1);
+        while self.received.len() > self.max_ranges {
+            self.received.pop_first();
+        }
+        if self.largest.is_none_or(|largest| pn > largest) {
+            self.largest = Some(pn);
+            self.largest_at = Some(now);
+        }
+        self.pending_any = true;
+        if ack_eliciting {
+            self.pending_eliciting += 1;
+            let due = if out_of_order || self.pending_eliciting >= ACK_ELICITING_THRESHOLD {
+                now
+            } else {
+                // PROTOCOL.md §7.1: delayed up to 25 ms.
+                now + MAX_ACK_DELAY
+            };
+            self.deadline = Some(self.deadline.map_or(due, |d| d.min(due)));
+        }
+        true
+    }
+
+    /// Whether an ACK must be sent now.
+    pub fn ack_due(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| d <= now)
+    }
+
+    /// Whether an ACK would tell the peer something new (worth piggybacking on a packet that
+    /// leaves anyway).
+    pub fn has_news(&self) -> bool {
+        self.pending_any && self.largest.is_some()
+    }
+
+    /// When the pending ACK is due.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The received ranges, inclusive `(low, high)`, highest first.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + Clone + '_ {
+        self.received.iter_rev().map(|r| (r.start, r.end - 1))
+    }
+
+    /// How long the largest packet has waited for its acknowledgement.
+    pub fn ack_delay(&self, now: Instant) -> Duration {
+        self.largest_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
+    }
+
+    /// An ACK carrying the current ranges was written into a packet.
+    pub fn on_ack_sent(&mut self) {
+        self.pending_eliciting = 0;
+        self.pending_any = false;
+        self.deadline = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_across_the_32_bit_wrap() {
+        assert_eq!(decode_packet_number(None, 7), 7);
+        assert_eq!(decode_packet_number(Some(10), 11), 11);
+        assert_eq!(decode_packet_number(Some(10), 5), 5);
+        assert_eq!(decode_packet_number(Some(0xFFFF_FFFF), 0), 0x1_0000_0000);
+        assert_eq!(decode_packet_number(Some(0xFFFF_FFF0), 3), 0x1_0000_0003);
+        assert_eq!(
+            decode_packet_number(Some(0x1_0000_0002), 0xFFFF_FFFE),
+            0xFFFF_FFFE
+        );
+        // RFC 9000 §A.3's example, scaled to a 32-bit window.
+        assert_eq!(
+            decode_packet_number(Some(0x8FFF_0000), 0x0000_1000),
+            0x1_0000_1000
+        );
+        assert_eq!(decode_packet_number(Some(0x7FFF_0000), 0x0000_1000), 0x1000);
+        // Round trip of a sender's numbers over a long run.
+        let mut largest = None;
+        let start = 0xFFFF_FF00u64;
+        for pn in start..start + 1000 {
+            let decoded = decode_packet_number(largest, pn as u32);
+            assert_eq!(decoded, pn);
+            largest = Some(decoded);
+        }
+    }
+
+    #[test]
+    fn delays_one_packet_acks_two() {
+        let t0 = Instant::now();
+        let mut ack = AckTracker::new(32);
+        assert!(ack.on_packet(t0, 100, true));
+        assert!(!ack.ack_due(t0));
+        assert_eq!(ack.deadline(), Some(t0 + MAX_ACK_DELAY));
+        assert!(ack.ack_due(t0 + MAX_ACK_DELAY));
+        assert!(ack.on_packet(t0, 101, true));
+        assert!(ack.ack_due(t0));
+        ack.on_ack_sent();
+        assert!(!ack.ack_due(t0 + Duration::from_secs(1)));
+        assert!(!ack.has_news());
+        // An ACK-only packet is recorded but elicits nothing.
+        assert!(ack.on_packet(t0, 102, false));
+        assert_eq!(ack.deadline(), None);
+        assert!(ack.has_news());
+    }
+
+    #[test]
+    fn gaps_ack_immediately_and_ranges_descend() {
+        let t0 = Instant::now();
+        let mut ack = AckTracker::new(32);
+        ack.on_packet(t0, 1, true);
+        ack.on_packet(t0, 2, false);
+        ack.on_packet(t0, 5, true);
+        assert!(ack.ack_due(t0), "a gap acks at once");
+        assert!(!ack.on_packet(t0, 5, true), "duplicate");
+        ack.on_packet(t0, 9, false);
+        assert_eq!(
+            ack.ranges().collect::<Vec<_>>(),
+            vec![(9, 9), (5, 5), (1, 2)]
+        );
+        assert_eq!(
+            ack.ack_delay(t0 + Duration::from_millis(3)),
+            Duration::from_millis(3)
+        );
+    }
+
+    #[test]
+    fn range_count_is_bounded() {
+        let t0 = Instant::now();
+        let mut ack = AckTracker::new(4);
+        for pn in (0..40).step_by(2) {
+            ack.on_packet(t0, pn, false);
+        }
+        let ranges: Vec<_> = ack.ranges().collect();
+        assert_eq!(ranges, vec![(38, 38), (36, 36), (34, 34), (32, 32)]);
+    }
+}

@@ -1,0 +1,260 @@
+//! Congestion control shared by all channels of one peer path (PROTOCOL.md §7.3): a small
+//! controller trait (STYLE.md 13), NewReno after RFC 9002 §7, and a token-bucket pacer.
+
+use super::rtt::RttEstimator;
+use std::time::{Duration, Instant};
+
+/// A congestion controller: decides how many bytes may be in flight on a path.
+pub trait CongestionController: Send + std::fmt::Debug {
+    /// A packet of `bytes` was sent and counts as in flight.
+    fn on_sent(&mut self, now: Instant, bytes: u64);
+    /// A packet sent at `sent` was acknowledged.
+    fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, rtt: &RttEstimator);
+    /// Packets were declared lost; `sent` is when the newest of them was sent.
+    fn on_congestion_event(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        persistent_congestion: bool,
+        lost_bytes: u64,
+    );
+    /// The path's maximum packet size changed.
+    fn on_mtu_update(&mut self, mtu: u16);
+    /// Bytes that may be in flight now.
+    fn window(&self) -> u64;
+}
+
+/// RFC 9002 §7.2: the minimum window is two maximum-size packets.
+const MINIMUM_WINDOW_PACKETS: u64 = 2;
+/// RFC 9002 §7.3.2: the window halves on loss.
+const LOSS_REDUCTION_FACTOR: f64 = 0.5;
+
+/// NewReno (RFC 9002 §7.3): slow start, congestion avoidance, one reduction per recovery period,
+/// and a collapse to the minimum window on persistent congestion.
+#[derive(Clone, Debug)]
+pub struct NewReno {
+    mtu: u64,
+    window: u64,
+    ssthresh: u64,
+    recovery_start: Option<Instant>,
+    /// Acknowledged bytes not yet turned into window growth in congestion avoidance.
+    bytes_acked: u64,
+}
+
+impl NewReno {
+    /// A controller for packets of at most `mtu` bytes.
+    pub fn new(mtu: u16) -> Self {
+        let mtu = u64::from(mtu);
+        NewReno {
+            mtu,
+            window: Self::initial_window(mtu),
+            ssthresh: u64::MAX,
+            recovery_start: None,
+            bytes_acked: 0,
+        }
+    }
+
+    /// RFC 9002 §7.2: ten packets, at least 14720 bytes' worth but not more than ten.
+    fn initial_window(mtu: u64) -> u64 {
+        (10 * mtu).min((2 * mtu).max(14_720))
+    }
+
+    fn minimum_window(&self) -> u64 {
+        MINIMUM_WINDOW_PACKETS * self.mtu
+    }
+
+    fn in_recovery(&self, sent: Instant) -> bool {
+        self.recovery_start.is_some_and(|start| sent <= start)
+    }
+
+    /// The slow-start threshold (`u64::MAX` until the first loss).
+    pub fn ssthresh(&self) -> u64 {
+        self.ssthresh
+    }
+}
+
+impl CongestionController for NewReno {
+    fn on_sent(&mut self, _now: Instant, _bytes: u64) {}
+
+    fn on_ack(&mut self, _now: Instant, sent: Instant, bytes: u64, _rtt: &RttEstimator) {
+        // RFC 9002 §7.3.2: packets sent before recovery started do not grow the window.
+        if self.in_recovery(sent) {
+            return;
+        }
+        if self.window < self.ssthresh {
+            self.window += bytes;
+        } else {
+            // RFC 9002 §7.3.3: one maximum packet per window of acknowledged bytes.
+            self.bytes_acked += bytes;
+            if self.bytes_acked >= self.window {
+                self.bytes_acked -= self.window;
+                self.window += self.mtu;
+            }
+        }
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        persistent_congestion: bool,
+        _lost_bytes: u64,
+    ) {
+        if !self.in_recovery(sent) {
+            // RFC 9002 §7.3.2: entering recovery halves the window once per round trip.
+            self.recovery_start = Some(now);
+            self.window =
+                ((self.window as f64 * LOSS_REDUCTION_FACTOR) as u64).max(self.minimum_window());
+            self.ssthresh = self.window;
+            self.bytes_acked = 0;
+        }
+        if persistent_congestion {
+            // RFC 9002 §7.6.2: persistent congestion collapses the window.
+            self.window = self.minimum_window();
+        }
+    }
+
+    fn on_mtu_update(&mut self, mtu: u16) {
+        self.mtu = u64::from(mtu);
+        self.window = self.window.max(self.minimum_window());
+    }
+
+    fn window(&self) -> u64 {
+        self.window
+    }
+}
+
+/// Paces sends at 1.25 × window / smoothed RTT with a burst of about ten packets, so a full
+/// window never leaves in one burst (PROTOCOL.md §7.3).
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    tokens: u64,
+    last: Instant,
+}
+
+/// Packets a pacer lets out back to back.
+const BURST_PACKETS: u64 = 10;
+
+impl Pacer {
+    /// A full bucket for packets of `mtu` bytes.
+    pub fn new(now: Instant, mtu: u16) -> Self {
+        Pacer {
+            tokens: BURST_PACKETS * u64::from(mtu),
+            last: now,
+        }
+    }
+
+    /// Tokens earned in `elapsed` at 1.25 × window / srtt, in exact integer arithmetic.
+    fn earned(elapsed: Duration, window: u64, srtt: Duration) -> u64 {
+        let srtt = srtt.max(Duration::from_micros(100)).as_nanos();
+        (elapsed.as_nanos() * u128::from(window) * 5 / (4 * srtt)) as u64
+    }
+
+    fn capacity(window: u64, mtu: u16) -> u64 {
+        (BURST_PACKETS * u64::from(mtu)).min(window.max(u64::from(mtu)))
+    }
+
+    fn tokens_at(&self, now: Instant, window: u64, srtt: Duration, mtu: u16) -> u64 {
+        let added = Self::earned(now.saturating_duration_since(self.last), window, srtt);
+        (self.tokens + added).min(Self::capacity(window, mtu))
+    }
+
+    /// When a packet of `bytes` may leave: `None` if now, else the instant the bucket holds it.
+    pub fn delay(
+        &self,
+        now: Instant,
+        bytes: u64,
+        window: u64,
+        srtt: Duration,
+        mtu: u16,
+    ) -> Option<Instant> {
+        let tokens = self.tokens_at(now, window, srtt, mtu);
+        let needed = bytes.min(Self::capacity(window, mtu));
+        if tokens >= needed {
+            return None;
+        }
+        let missing = u128::from(needed - tokens);
+        let srtt = srtt.max(Duration::from_micros(100)).as_nanos();
+        // Rounded up, so that at the instant returned the bucket really holds the packet.
+        let wait_ns = (missing * 4 * srtt).div_ceil(5 * u128::from(window.max(1)));
+        Some(now + Duration::from_nanos(wait_ns as u64))
+    }
+
+    /// Takes `bytes` from the bucket for a packet sent now.
+    pub fn on_sent(&mut self, now: Instant, bytes: u64, window: u64, srtt: Duration, mtu: u16) {
+        let tokens = self.tokens_at(now, window, srtt, mtu);
+        self.tokens = tokens.saturating_sub(bytes);
+        self.last = self.last.max(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtt() -> RttEstimator {
+        let mut rtt = RttEstimator::default();
+        rtt.update(Duration::ZERO, Duration::from_millis(100));
+        rtt
+    }
+
+    #[test]
+    fn slow_start_then_halving_once_per_recovery() {
+        let t0 = Instant::now();
+        let mut cc = NewReno::new(1200);
+        assert_eq!(cc.window(), 12_000);
+        cc.on_ack(t0, t0, 1200, &rtt());
+        assert_eq!(cc.window(), 13_200);
+        let t1 = t0 + Duration::from_millis(10);
+        cc.on_congestion_event(t1, t0, false, 1200);
+        assert_eq!(cc.window(), 6_600);
+        assert_eq!(cc.ssthresh(), 6_600);
+        // A second loss of a packet sent before recovery began does not halve again.
+        cc.on_congestion_event(t1 + Duration::from_millis(1), t0, false, 1200);
+        assert_eq!(cc.window(), 6_600);
+        // Nor does an ack of such a packet grow it.
+        cc.on_ack(t1, t0, 1200, &rtt());
+        assert_eq!(cc.window(), 6_600);
+        // A packet sent after recovery: congestion avoidance, one MTU per window acked.
+        let t2 = t1 + Duration::from_millis(5);
+        for _ in 0..5 {
+            cc.on_ack(t2, t2, 1200, &rtt());
+        }
+        assert_eq!(cc.window(), 6_600);
+        cc.on_ack(t2, t2, 1200, &rtt());
+        assert_eq!(cc.window(), 7_800);
+    }
+
+    #[test]
+    fn persistent_congestion_collapses_window() {
+        let t0 = Instant::now();
+        let mut cc = NewReno::new(1200);
+        cc.on_congestion_event(t0 + Duration::from_secs(1), t0, true, 5000);
+        assert_eq!(cc.window(), 2400);
+        cc.on_congestion_event(
+            t0 + Duration::from_secs(2),
+            t0 + Duration::from_secs(2),
+            false,
+            1,
+        );
+        assert_eq!(cc.window(), 2400, "never below the minimum window");
+    }
+
+    #[test]
+    fn pacer_spreads_a_window_over_an_rtt() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(t0, 1200);
+        let srtt = Duration::from_millis(100);
+        let window = 120_000;
+        for _ in 0..10 {
+            assert_eq!(pacer.delay(t0, 1200, window, srtt, 1200), None);
+            pacer.on_sent(t0, 1200, window, srtt, 1200);
+        }
+        let at = pacer
+            .delay(t0, 1200, window, srtt, 1200)
+            .expect("bucket empty");
+        // 1.25 × 120000 B / 100 ms = 1.5 MB/s: 1200 B take 0.8 ms.
+        assert_eq!(at - t0, Duration::from_micros(800));
+        assert_eq!(pacer.delay(at, 1200, window, srtt, 1200), None);
+    }
+}

@@ -1,0 +1,781 @@
+//! The reliability layer (PROTOCOL.md §7): per-channel send and receive state for the eight
+//! capability modes, shared per-path congestion control, RTT estimation and path MTU discovery.
+//! Sans-IO: time is an argument, frames are written into the caller's buffer.
+//!
+//! # Driving it
+//! The endpoint keeps one [`PathState`] per peer and one [`ChannelReliability`] per channel.
+//! For each packet received on a channel it calls [`ChannelReliability::on_packet_received`],
+//! then the handler of each of its frames (`on_data`, `on_fragment`, `on_ack`, `on_window`);
+//! when [`ChannelReliability::poll_timeout`] has passed it calls `handle_timeout`; while
+//! `wants_to_send` it calls `write_frames` with the packet's number and sends what was written
+//! (a return of 0 means nothing now); and it drains `poll_event`.
+//!
+//! # Flow control where messages can vanish
+//! PROTOCOL.md §4 counts credit in message numbers and cumulative bytes. In modes that can lose
+//! a message for good (no RESEND; Z and Streaming 2 after the retry budget) the receiver never
+//! learns a lost message's length, so it could never count it as consumed and the credit would
+//! shrink for ever. Both sides therefore keep it in step: the receiver counts only messages it
+//! received (a skipped message that turns up late is counted then), and the sender leaves the
+//! messages it knows are lost out of its comparison (`m − lost < max_message`,
+//! `total(0..=m) − lost bytes ≤ max_bytes`). In TCP and SCTP nothing is ever lost and this is
+//! exactly §4's rule. A spurious loss verdict can let a sender overshoot; the receiver then
+//! drops what exceeds its advertised credit (only in modes that tolerate loss).
+
+pub mod ack;
+mod compat;
+pub mod congestion;
+pub mod frame;
+#[cfg(test)]
+mod harness;
+pub mod pmtu;
+mod ranges;
+mod recv;
+pub mod rtt;
+mod send;
+
+pub use ack::{AckTracker, decode_packet_number};
+pub use compat::{Capabilities, CloseReason};
+pub use congestion::{CongestionController, NewReno, Pacer};
+pub use pmtu::PmtuProber;
+pub use rtt::RttEstimator;
+
+use recv::RecvSide;
+use send::SendSide;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Settings of the reliability layer; the defaults are PROTOCOL.md's.
+#[derive(Clone, Debug)]
+pub struct ReliabilityConfig {
+    /// How long an ordered channel holds a gap; `None` = 1.5 × smoothed RTT (§7), zero =
+    /// "sequenced" (deliver only what is newer than the last delivered).
+    pub hold_timeout: Option<Duration>,
+    /// Largest message the application may send or the peer may announce (§7.5: 2 MiB).
+    pub max_message_size: usize,
+    /// Bytes the send queue holds before `send` answers [`SendError::QueueFull`].
+    pub send_queue_bytes: usize,
+    /// Retransmission rounds a message gets before it counts as lost.
+    pub retry_budget_tries: u32,
+    /// Time a message gets from its first transmission before it counts as lost; also how long
+    /// a close-on-loss channel waits for any acknowledgement before declaring the path dead.
+    pub retry_budget_time: Duration,
+    /// The credit both sides assume before any WINDOW (§4: 64 messages, 256 KiB).
+    pub initial_window: (u64, u64),
+    /// The credit this side grants beyond what the application consumed (sent in WINDOW).
+    pub receive_window: (u64, u64),
+    /// An incomplete message with no progress for this long is dropped and its memory freed.
+    pub reassembly_timeout: Duration,
+    /// Largest UDP payload path MTU discovery probes for (§7.6).
+    pub max_mtu: u16,
+    /// Most ranges one ACK reports.
+    pub max_ack_ranges: usize,
+    /// The RTT assumed before the first sample.
+    pub initial_rtt: Duration,
+}
+
+impl Default for ReliabilityConfig {
+    fn default() -> Self {
+        ReliabilityConfig {
+            hold_timeout: None,
+            max_message_size: 2 << 20,
+            send_queue_bytes: 4 << 20,
+            retry_budget_tries: 15,
+            retry_budget_time: Duration::from_secs(10),
+            initial_window: (64, 256 << 10),
+            receive_window: (64, 4 << 20),
+            reassembly_timeout: Duration::from_secs(10),
+            max_mtu: pmtu::DEFAULT_MAX_MTU,
+            max_ack_ranges: 32,
+            initial_rtt: rtt::INITIAL_RTT,
+        }
+    }
+}
+
+/// Why [`ChannelReliability::send`] refused a message. Never a silent drop.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The message is larger than `max_message_size`.
+    #[error("message of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The send queue is full; try again once the peer has acknowledged data.
+    #[error("send queue full")]
+    QueueFull,
+    /// The channel has failed or closed.
+    #[error("channel closed")]
+    Closed,
+}
+
+/// What the channel tells the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// A complete message.
+    Message {
+        /// Its message number.
+        number: u64,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
+    /// An ordered channel moved past messages that did not arrive in time (inclusive range).
+    Skipped {
+        /// First message number skipped.
+        first: u64,
+        /// Last message number skipped.
+        last: u64,
+    },
+    /// Part of a big message arrived (PROTOCOL.md §7.5).
+    Progress {
+        /// Its message number.
+        number: u64,
+        /// Bytes received so far.
+        received: u64,
+        /// Its total length.
+        total: u64,
+    },
+    /// The channel failed and must be closed with this reason.
+    Failed(CloseReason),
+}
+
+/// Counters of one channel, for the metrics layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Ack-eliciting packets written.
+    pub packets_sent: u64,
+    /// Packets declared lost.
+    pub packets_lost: u64,
+    /// Bytes of message data sent again.
+    pub retransmitted_bytes: u64,
+    /// Messages given up after loss or the retry budget.
+    pub messages_given_up: u64,
+    /// Probe timeouts that fired.
+    pub probe_timeouts: u64,
+    /// Duplicate or stale messages and fragments received.
+    pub duplicates: u64,
+    /// Messages dropped for exceeding the advertised credit.
+    pub credit_drops: u64,
+    /// Big messages refused for lack of reassembly memory.
+    pub budget_drops: u64,
+    /// Fragments or messages that broke a length rule.
+    pub malformed: u64,
+    /// Message numbers skipped by an ordered channel.
+    pub skipped: u64,
+    /// Incomplete messages dropped by the reassembly timeout.
+    pub reassembly_timeouts: u64,
+}
+
+#[derive(Debug)]
+struct BudgetCounter {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl BudgetCounter {
+    fn try_reserve(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+}
+
+/// Reassembly memory shared by all channels of one peer and all peers of one node
+/// (PROTOCOL.md §7.5). Cloning shares the counters; a channel keeps a clone to give back what
+/// it frees.
+#[derive(Clone, Debug)]
+pub struct ReassemblyBudget {
+    peer: Arc<BudgetCounter>,
+    node: Arc<BudgetCounter>,
+}
+
+impl ReassemblyBudget {
+    /// A node-wide budget of `node_limit` bytes, with one peer's share of `peer_limit`.
+    pub fn new(node_limit: usize, peer_limit: usize) -> Self {
+        ReassemblyBudget {
+            peer: Arc::new(BudgetCounter {
+                used: AtomicUsize::new(0),
+                limit: peer_limit,
+            }),
+            node: Arc::new(BudgetCounter {
+                used: AtomicUsize::new(0),
+                limit: node_limit,
+            }),
+        }
+    }
+
+    /// Another peer's budget of `peer_limit` bytes, drawing on the same node-wide budget.
+    pub fn for_peer(&self, peer_limit: usize) -> Self {
+        ReassemblyBudget {
+            peer: Arc::new(BudgetCounter {
+                used: AtomicUsize::new(0),
+                limit: peer_limit,
+            }),
+            node: Arc::clone(&self.node),
+        }
+    }
+
+    /// Reserves `n` bytes from both the peer's and the node's budget, or neither.
+    pub fn try_reserve(&self, n: usize) -> bool {
+        if !self.peer.try_reserve(n) {
+            return false;
+        }
+        if !self.node.try_reserve(n) {
+            self.peer.release(n);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back `n` bytes.
+    pub fn release(&self, n: usize) {
+        self.peer.release(n);
+        self.node.release(n);
+    }
+
+    /// Bytes this peer holds.
+    pub fn peer_used(&self) -> usize {
+        self.peer.used.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the node holds.
+    pub fn node_used(&self) -> usize {
+        self.node.used.load(Ordering::Relaxed)
+    }
+}
+
+/// What one peer path shares among its channels: RTT, congestion controller, pacer, path MTU
+/// and the round-robin cursor the endpoint uses to take turns between channels (§7.3).
+#[derive(Debug)]
+pub struct PathState {
+    pub(crate) rtt: RttEstimator,
+    controller: Box<dyn CongestionController>,
+    pacer: Pacer,
+    pmtu: PmtuProber,
+    bytes_in_flight: u64,
+    overhead: usize,
+    cursor: usize,
+    congestion_events: u64,
+}
+
+impl PathState {
+    /// A fresh path with NewReno.
+    pub fn new(config: &ReliabilityConfig, now: Instant) -> Self {
+        Self::with_controller(config, now, Box::new(NewReno::new(pmtu::BASE_MTU)))
+    }
+
+    /// A fresh path with the given congestion controller.
+    pub fn with_controller(
+        config: &ReliabilityConfig,
+        now: Instant,
+        controller: Box<dyn CongestionController>,
+    ) -> Self {
+        PathState {
+            rtt: RttEstimator::new(config.initial_rtt),
+            controller,
+            pacer: Pacer::new(now, pmtu::BASE_MTU),
+            pmtu: PmtuProber::new(config.max_mtu),
+            bytes_in_flight: 0,
+            // PROTOCOL.md §3: a sequenced header (41) and an AEAD tag (16).
+            overhead: 41 + 16,
+            cursor: 0,
+            congestion_events: 0,
+        }
+    }
+
+    /// Sets the bytes each packet spends outside its payload (header, tag).
+    pub fn set_packet_overhead(&mut self, overhead: usize) {
+        self.overhead = overhead;
+    }
+
+    /// The RTT estimator.
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// The congestion window in bytes.
+    pub fn congestion_window(&self) -> u64 {
+        self.controller.window()
+    }
+
+    /// Bytes sent and neither acknowledged nor lost.
+    pub fn bytes_in_flight(&self) -> u64 {
+        self.bytes_in_flight
+    }
+
+    /// Congestion events (loss episodes) so far.
+    pub fn congestion_events(&self) -> u64 {
+        self.congestion_events
+    }
+
+    /// The path's current MTU (UDP payload bytes).
+    pub fn current_mtu(&self) -> u16 {
+        self.pmtu.current_mtu()
+    }
+
+    /// The payload room of an ordinary packet.
+    pub fn max_payload(&self) -> usize {
+        usize::from(self.current_mtu()).saturating_sub(self.overhead)
+    }
+
+    /// Index of the channel (of `channels`) whose turn it is, advancing the cursor.
+    pub fn next_turn(&mut self, channels: usize) -> usize {
+        if channels == 0 {
+            return 0;
+        }
+        let turn = self.cursor % channels;
+        self.cursor = self.cursor.wrapping_add(1);
+        turn
+    }
+
+    /// Whether a packet of `bytes` fits the window and the pacer; else when pacing allows it
+    /// (`None`: wait for acknowledgements).
+    fn send_allowed(&self, now: Instant, bytes: u64) -> Result<(), Option<Instant>> {
+        if self.bytes_in_flight + bytes > self.controller.window() {
+            return Err(None);
+        }
+        match self.pacer.delay(
+            now,
+            bytes,
+            self.controller.window(),
+            self.rtt.smoothed(),
+            self.current_mtu(),
+        ) {
+            None => Ok(()),
+            Some(at) => Err(Some(at)),
+        }
+    }
+
+    fn on_packet_sent(&mut self, now: Instant, size: u64, probe: Option<u16>) {
+        self.bytes_in_flight += size;
+        self.controller.on_sent(now, size);
+        let (window, srtt, mtu) = (
+            self.controller.window(),
+            self.rtt.smoothed(),
+            self.current_mtu(),
+        );
+        self.pacer.on_sent(now, size, window, srtt, mtu);
+        if let Some(size) = probe {
+            self.pmtu.on_probe_sent(size);
+        }
+    }
+
+    pub(crate) fn on_packet_acked(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        size: u64,
+        probe: Option<u16>,
+    ) {
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(size);
+        self.controller.on_ack(now, sent, size, &self.rtt);
+        match probe {
+            Some(probe) => {
+                self.pmtu.on_probe_acked(probe);
+                self.controller.on_mtu_update(self.pmtu.current_mtu());
+            }
+            None => self
+                .pmtu
+                .on_packet_acked(size.min(u64::from(u16::MAX)) as u16),
+        }
+    }
+
+    pub(crate) fn on_packet_lost(&mut self, now: Instant, size: u64, probe: Option<u16>) {
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(size);
+        match probe {
+            // RFC 8899 §4.2: a lost probe says nothing about congestion.
+            Some(probe) => self.pmtu.on_probe_lost(now, probe),
+            None => {
+                if self
+                    .pmtu
+                    .on_packet_lost(now, size.min(u64::from(u16::MAX)) as u16)
+                {
+                    self.controller.on_mtu_update(self.pmtu.current_mtu());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_congestion_event(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        persistent: bool,
+        lost: u64,
+    ) {
+        self.congestion_events += 1;
+        self.controller
+            .on_congestion_event(now, sent, persistent, lost);
+    }
+
+    pub(crate) fn forget_in_flight(&mut self, size: u64, probe: Option<u16>) {
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(size);
+        if probe.is_some() {
+            self.pmtu.on_probe_abandoned();
+        }
+    }
+}
+
+/// Timers of one channel (STYLE.md 7): the next timeout is the earliest.
+#[derive(Copy, Clone, Debug)]
+enum Timer {
+    LossDetection = 0,
+    BlackHole = 1,
+    Pacing = 2,
+}
+
+const TIMER_COUNT: usize = 3;
+
+/// The reliability state of one channel, in one of the eight modes of PROTOCOL.md §7.
+#[derive(Debug)]
+pub struct ChannelReliability {
+    capabilities: Capabilities,
+    hold_timeout: Option<Duration>,
+    send: SendSide,
+    recv: RecvSide,
+    ack: AckTracker,
+    timers: [Option<Instant>; TIMER_COUNT],
+    window_resend: bool,
+    failed: Option<CloseReason>,
+}
+
+impl ChannelReliability {
+    /// A channel with the given capabilities.
+    pub fn new(capabilities: Capabilities, config: &ReliabilityConfig, _now: Instant) -> Self {
+        let resend = capabilities.contains(Capabilities::RESEND);
+        let ordered = capabilities.contains(Capabilities::ORDERED);
+        let close = capabilities.contains(Capabilities::CLOSE_ON_LOSS);
+        let mut recv = RecvSide::new(ordered, resend, close, config);
+        recv.hold = config.hold_timeout.unwrap_or(config.initial_rtt * 3 / 2);
+        ChannelReliability {
+            capabilities,
+            hold_timeout: config.hold_timeout,
+            send: SendSide::new(resend, close, config),
+            recv,
+            ack: AckTracker::new(config.max_ack_ranges),
+            timers: [None; TIMER_COUNT],
+            window_resend: false,
+            failed: None,
+        }
+    }
+
+    /// The channel's capabilities.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// Whether the channel has failed (a [`Delivery::Failed`] was queued).
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Queues a message; returns its message number.
+    pub fn send(&mut self, _now: Instant, data: &[u8]) -> Result<u64, SendError> {
+        if self.failed.is_some() {
+            return Err(SendError::Closed);
+        }
+        self.send.push(data)
+    }
+
+    /// Bytes in the send queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.send.queued_bytes()
+    }
+
+    /// Messages and bytes received and not yet taken with [`poll_event`](Self::poll_event).
+    pub fn buffered(&self) -> (u64, u64) {
+        self.recv.buffered()
+    }
+
+    /// The credit advertised to the peer so far (max message, max bytes).
+    pub fn advertised_window(&self) -> (u64, u64) {
+        self.recv.advertised()
+    }
+
+    fn refresh(&mut self, now: Instant, path: &mut PathState) {
+        if self.hold_timeout.is_none() {
+            // PROTOCOL.md §7: the hold timeout defaults to 1.5 × smoothed RTT.
+            self.recv.hold = path.rtt.smoothed() * 3 / 2;
+        }
+        if self.failed.is_none() {
+            if let Some(reason) = self.send.failure.or(self.recv.failure) {
+                self.fail(reason);
+            }
+        }
+        if self.failed.is_some() {
+            self.send.abandon(path);
+            self.timers = [None; TIMER_COUNT];
+            return;
+        }
+        if self.send.window_lost {
+            self.send.window_lost = false;
+            self.window_resend = true;
+        }
+        self.timers[Timer::LossDetection as usize] = self.send.loss_detection_deadline(path);
+        self.timers[Timer::BlackHole as usize] = self.send.black_hole_deadline();
+        if self.timers[Timer::Pacing as usize].is_some_and(|at| at <= now) {
+            self.timers[Timer::Pacing as usize] = None;
+        }
+    }
+
+    fn fail(&mut self, reason: CloseReason) {
+        self.failed = Some(reason);
+        self.recv.events.push_back(Delivery::Failed(reason));
+    }
+
+    fn window_due(&self) -> bool {
+        self.window_resend || self.recv.window_due()
+    }
+
+    fn has_eliciting_work(&self) -> bool {
+        self.window_due() || self.send.has_sendable() || self.send.probes_pending > 0
+    }
+
+    /// Whether [`write_frames`](Self::write_frames) has something to write: an ACK is due, or
+    /// there is work the congestion window allows. Pacing is left to `write_frames`, which then
+    /// writes 0 and arms a timer that [`poll_timeout`](Self::poll_timeout) reports.
+    pub fn wants_to_send(&self, now: Instant, path: &PathState) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        if self.ack.ack_due(now) {
+            return true;
+        }
+        self.has_eliciting_work()
+            && (self.send.probes_pending > 0
+                || !matches!(
+                    path.send_allowed(now, u64::from(path.current_mtu())),
+                    Err(None)
+                ))
+    }
+
+    /// Fills `buf` (a packet payload region of `buf.len()` bytes) with frames for the packet the
+    /// endpoint is about to send with packet number `pn`: ACK if due, WINDOW if due,
+    /// retransmissions, new data — within the congestion window and pacing of `path` and the
+    /// peer's credit. Returns bytes written (0 = nothing to send now). Packet numbers passed
+    /// must increase; one that got 0 may be passed again.
+    pub fn write_frames(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        path: &mut PathState,
+        buf: &mut [u8],
+    ) -> usize {
+        self.refresh(now, path);
+        if self.failed.is_some() {
+            return 0;
+        }
+        let room = buf.len().min(path.max_payload());
+        let probing = self.send.probes_pending > 0;
+        let full_packet = (room + path.overhead) as u64;
+        let allowed = if probing {
+            Ok(())
+        } else {
+            path.send_allowed(now, full_packet)
+        };
+        if let Err(Some(at)) = allowed {
+            self.timers[Timer::Pacing as usize] = Some(at);
+        }
+        let eliciting = allowed.is_ok() && self.has_eliciting_work();
+        let ack_due = self.ack.ack_due(now);
+        if !eliciting && !ack_due {
+            return 0;
+        }
+        let mut at = 0;
+        if ack_due || self.ack.has_news() {
+            let delay_us = self
+                .ack
+                .ack_delay(now)
+                .as_micros()
+                .min(u128::from(u64::MAX)) as u64;
+            if let Some(n) = frame::write_ack(&mut buf[at..room], self.ack.ranges(), delay_us) {
+                at += n;
+                self.ack.on_ack_sent();
+            }
+        }
+        if !eliciting {
+            return at;
+        }
+        let eliciting_start = at;
+        let chunk_start = self.send.chunk_end();
+        let mut window = false;
+        if self.window_due() {
+            let credit = self.recv.credit();
+            if let Some(n) = frame::write_window(&mut buf[at..room], credit.0, credit.1) {
+                at += n;
+                window = true;
+                self.window_resend = false;
+                self.recv.on_window_sent(credit);
+            }
+        }
+        let mut probe = None;
+        if let Some(size) = path.pmtu.probe_size(now) {
+            let probe_room = usize::from(size).saturating_sub(path.overhead);
+            if !probing
+                && self.send.has_sendable()
+                && probe_room > room
+                && probe_room <= buf.len()
+                && path.send_allowed(now, u64::from(size)).is_ok()
+            {
+                // PROTOCOL.md §7.6: a probe is a packet padded to the probed size with
+                // PMTU_PROBE; it carries no data, so its loss costs nothing but the probe.
+                if let Some(n) = frame::write_pmtu_probe(&mut buf[at..probe_room]) {
+                    at += n;
+                    probe = Some(size);
+                }
+            }
+        }
+        if probe.is_none() {
+            at += self
+                .send
+                .write_data(now, &mut buf[at..room], path.max_payload());
+            if at == eliciting_start && probing {
+                // RFC 9002 §6.2.4: a probe with nothing to resend still elicits an ACK.
+                if let Some(n) = frame::write_ping(&mut buf[at..room], [0; 8]) {
+                    at += n;
+                }
+            }
+        }
+        if at > eliciting_start {
+            let size = (at + path.overhead) as u64;
+            let chunks = chunk_start..self.send.chunk_end();
+            self.send
+                .on_packet_sent(now, pn, size, chunks, window, probe);
+            path.on_packet_sent(now, size, probe);
+            self.timers[Timer::LossDetection as usize] = self.send.loss_detection_deadline(path);
+            self.timers[Timer::BlackHole as usize] = self.send.black_hole_deadline();
+        }
+        at
+    }
+
+    /// Called for each received packet on the channel, before its frames.
+    pub fn on_packet_received(&mut self, now: Instant, pn: u64, ack_eliciting: bool) {
+        self.ack.on_packet(now, pn, ack_eliciting);
+    }
+
+    /// The largest packet number received, for [`decode_packet_number`].
+    pub fn largest_received(&self) -> Option<u64> {
+        self.ack.largest()
+    }
+
+    /// A DATA message.
+    pub fn on_data(&mut self, now: Instant, message_number: u64, payload: &[u8]) {
+        if self.failed.is_none() {
+            self.recv.on_data(now, message_number, payload);
+            if let Some(reason) = self.recv.failure {
+                self.fail(reason);
+            }
+        }
+    }
+
+    /// A DATA_FRAGMENT; `budget` is the peer's (and through it the node's) reassembly memory.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_fragment(
+        &mut self,
+        now: Instant,
+        message_number: u64,
+        total_len: u64,
+        offset: u64,
+        bytes: &[u8],
+        budget: &mut ReassemblyBudget,
+    ) {
+        if self.failed.is_none() {
+            self.recv
+                .on_fragment(now, message_number, total_len, offset, bytes, budget);
+            if let Some(reason) = self.recv.failure {
+                self.fail(reason);
+            }
+        }
+    }
+
+    /// An ACK: inclusive `(low, high)` packet-number ranges, highest first.
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        ranges: impl Iterator<Item = (u64, u64)>,
+        ack_delay: Duration,
+        path: &mut PathState,
+    ) {
+        if self.failed.is_none() {
+            self.send.on_ack(now, ranges, ack_delay, path);
+        }
+        self.refresh(now, path);
+    }
+
+    /// The peer's WINDOW.
+    pub fn on_window(&mut self, max_message: u64, max_bytes: u64) {
+        self.send.on_window(max_message, max_bytes);
+    }
+
+    /// The next thing for the application.
+    pub fn poll_event(&mut self) -> Option<Delivery> {
+        self.recv.poll_event()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let nested = [
+            self.ack.deadline(),
+            self.recv.hold_deadline(),
+            self.recv.reassembly_deadline(),
+        ];
+        self.timers
+            .iter()
+            .chain(nested.iter())
+            .flatten()
+            .min()
+            .copied()
+    }
+
+    /// Runs the timers that expired by `now`.
+    pub fn handle_timeout(&mut self, now: Instant, path: &mut PathState) {
+        self.refresh(now, path);
+        if self.failed.is_some() {
+            return;
+        }
+        if self.timers[..2].iter().flatten().any(|&at| at <= now) {
+            self.send.on_timeout(now, path);
+        }
+        self.recv.on_timeout(now);
+        self.refresh(now, path);
+    }
+
+    /// Returns this channel's bytes in flight to the path; call before dropping a channel.
+    pub fn abandon(&mut self, path: &mut PathState) {
+        self.send.abandon(path);
+    }
+
+    /// Counters for the metrics layer.
+    pub fn stats(&self) -> ChannelStats {
+        let s = self.send.stats;
+        let r = self.recv.stats;
+        ChannelStats {
+            packets_sent: s.packets_sent,
+            packets_lost: s.packets_lost,
+            retransmitted_bytes: s.retransmitted_bytes,
+            messages_given_up: s.messages_given_up,
+            probe_timeouts: s.pto_fired,
+            duplicates: r.duplicates,
+            credit_drops: r.credit_drops,
+            budget_drops: r.budget_drops,
+            malformed: r.malformed,
+            skipped: r.skipped,
+            reassembly_timeouts: r.reassembly_timeouts,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! A small set of half-open `u64` ranges, kept sorted and merged: packet numbers received, byte
+//! ranges of a message still to send, acknowledged or reassembled.
+
+use std::ops::Range;
+
+/// Sorted, disjoint, non-adjacent half-open ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RangeSet {
+    ranges: Vec<Range<u64>>,
+}
+
+impl RangeSet {
+    pub(crate) fn new() -> Self {
+        RangeSet { ranges: Vec::new() }
+    }
+
+    /// A set holding one range (empty if `range` is).
+    pub(crate) fn from_range(range: Range<u64>) -> Self {
+        let mut set = Self::new();
+        set.insert(range);
+        set
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// How many disjoint ranges the set holds.
+    pub(crate) fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.ranges.clear();
+    }
+
+    /// Adds `range`; returns how many of its numbers were new.
+    pub(crate) fn insert(&mut self, range: Range<u64>) -> u64 {
+        if range.is_empty() {
+            return 0;
+        }
+        // First range that ends at or after `range.start` (it may touch or overlap).
+        let first = self.ranges.partition_point(|r| r.end < range.start);
+        let mut start = range.start;
+        let mut end = range.end;
+        let mut last = first;
+        let mut covered = 0;
+        while last < self.ranges.len() && self.ranges[last].start <= end {
+            let r = &self.ranges[last];
+            covered += r
+                .end
+                .min(range.end)
+                .saturating_sub(r.start.max(range.start));
+            start = start.min(r.start);
+            end = end.max(r.end);
+            last += 1;
+        }
+        self.ranges.splice(first..last, std::iter::once(start..end));
+        (range.end - range.start) - covered
+    }
+
+    /// Removes `range`.
+    pub(crate) fn remove(&mut self, range: Range<u64>) {
+        if range.is_empty() {
+            return;
+        }
+        let first = self.ranges.partition_point(|r| r.end <= range.start);
+        let mut last = first;
+        while last < self.ranges.len() && self.ranges[last].start < range.end {
+            last += 1;
+        }
+        if first == last {
+            return;
+        }
+        let head = self.ranges[first].start..range.start;
+        let tail = range.end..self.ranges[last - 1].end;
+        let keep = [head, tail].into_iter().filter(|r| !r.is_empty());
+        self.ranges.splice(first..last, keep);
+    }
+
+    /// Whether every number of `range` is in the set.
+    pub(crate) fn contains_range(&self, range: &Range<u64>) -> bool {
+        if range.is_empty() {
+            return true;
+        }
+        let i = self.ranges.partition_point(|r| r.end <= range.start);
+        self.ranges
+            .get(i)
+            .is_some_and(|r| r.start <= range.start && r.end >= range.end)
+    }
+
+    /// Whether `n` is in the set.
+    pub(crate) fn contains(&self, n: u64) -> bool {
+        self.contains_range(&(n..n + 1))
+    }
+
+    /// The lowest range.
+    pub(crate) fn first(&self) -> Option<Range<u64>> {
+        self.ranges.first().cloned()
+    }
+
+    /// Drops the lowest range.
+    pub(crate) fn pop_first(&mut self) -> Option<Range<u64>> {
+        if self.ranges.is_empty() {
+            None
+        } else {
+            Some(self.ranges.remove(0))
+        }
+    }
+
+    /// Ranges from highest to lowest.
+    pub(crate) fn iter_rev(&self) -> impl Iterator<Item = Range<u64>> + Clone + '_ {
+        self.ranges.iter().rev().cloned()
+    }
+
+    /// Ranges from lowest to highest.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.ranges.iter().cloned()
+    }
+
+    /// How many numbers the set holds.
+    pub(crate) fn count(&self) -> u64 {
+        self.ranges.iter().map(|r| r.end - r.start).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn insert_merges_and_counts_new() {
+        let mut set = RangeSet::new();
+        assert_eq!(set.insert(10..20), 10);
+        assert_eq!(set.insert(30..40), 10);
+        assert_eq!(set.insert(15..35), 10);
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.first(), Some(10..40));
+        assert_eq!(set.insert(40..41), 1, "adjacent ranges merge");
+        assert_eq!(set.len(), 1);
+        set.remove(20..25);
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![10..20, 25..41]);
+        assert!(set.contains_range(&(25..41)));
+        assert!(!set.contains_range(&(19..26)));
+        assert!(!set.contains(22));
+    }
+
+    #[test]
+    fn matches_a_set_model() {
+        let mut set = RangeSet::new();
+        let mut model = BTreeSet::new();
+        let mut x: u64 = 7;
+        for _ in 0..3000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let start = (x >> 40) % 200;
+            let len = (x >> 20) % 12;
+            if (x >> 10) % 3 == 0 {
+                set.remove(start..start + len);
+                for n in start..start + len {
+                    model.remove(&n);
+                }
+            } else {
+                let new = (start..start + len).filter(|n| !model.contains(n)).count() as u64;
+                assert_eq!(set.insert(start..start + len), new);
+                model.extend(start..start + len);
+            }
+            assert_eq!(set.count(), model.len() as u64);
+            for n in start.saturating_sub(2)..start + len + 2 {
+                assert_eq!(set.contains(n), model.contains(&n));
+            }
+        }
+    }
+}

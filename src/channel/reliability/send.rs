@@ -1,0 +1,732 @@
+//! The send side of one channel (PROTOCOL.md §7.2, §7.4, §7.5): the message queue with its byte
+//! budget, fragmentation into DATA_FRAGMENT, flow-control credit, sent-packet records, loss
+//! detection and probe timeouts after RFC 9002 §6, and retransmission for RESEND channels.
+
+use super::compat::CloseReason;
+use super::frame;
+use super::ranges::RangeSet;
+use super::{PathState, ReliabilityConfig, SendError};
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+/// RFC 9002 §6.1.1: a packet is lost once this many later packets were acknowledged.
+const PACKET_THRESHOLD: u64 = 3;
+/// Fragments smaller than this are not worth their header; the packet ends instead.
+const MIN_FRAGMENT: usize = 32;
+/// RFC 9002 §6.2.4: packets sent when a probe timeout fires.
+const PTO_PROBES: u8 = 2;
+
+/// One queued message.
+#[derive(Debug)]
+struct OutMessage {
+    len: u64,
+    data: Vec<u8>,
+    /// Total length of messages 0..=this one (PROTOCOL.md §4 WINDOW).
+    end_offset: u64,
+    /// Byte ranges waiting for their (next) transmission.
+    unsent: RangeSet,
+    acked: RangeSet,
+    /// A zero-length message is one "range" of its own.
+    empty_pending: bool,
+    /// Chunks of it in packets neither acknowledged nor lost.
+    chunks_in_flight: u32,
+    first_sent: Option<Instant>,
+    /// Bytes below this were sent before: sending them again is a retransmission.
+    sent_up_to: u64,
+    /// When part of it was last acknowledged: the retry budget's clock restarts then, so a big
+    /// message that keeps moving is never given up.
+    last_progress: Option<Instant>,
+    /// Loss verdicts since the message last made progress (one per loss-detection pass).
+    tries: u32,
+    /// The loss-detection pass that last counted against it.
+    loss_pass: u64,
+    /// Part of it was lost for good (non-RESEND) or its retry budget ran out.
+    lost: bool,
+}
+
+impl OutMessage {
+    fn complete(&self) -> bool {
+        if self.len == 0 {
+            !self.empty_pending && self.chunks_in_flight == 0 && !self.lost
+        } else {
+            self.acked.count() == self.len
+        }
+    }
+}
+
+/// What one packet carried of one message.
+#[derive(Clone, Debug)]
+struct Chunk {
+    number: u64,
+    range: Range<u64>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum PacketState {
+    Outstanding,
+    Acked,
+    Lost,
+}
+
+/// A sent packet, kept until acknowledged or lost (RFC 9002 §A.1.1).
+#[derive(Clone, Debug)]
+struct SentPacket {
+    pn: u64,
+    time: Instant,
+    size: u64,
+    state: PacketState,
+    /// Absolute indexes into `SendSide::chunks`.
+    chunks: Range<u64>,
+    window: bool,
+    probe: Option<u16>,
+}
+
+/// Counters of the send side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SendStats {
+    pub(crate) packets_sent: u64,
+    pub(crate) packets_lost: u64,
+    pub(crate) retransmitted_bytes: u64,
+    pub(crate) messages_given_up: u64,
+    pub(crate) pto_fired: u64,
+}
+
+/// A chunk to write, chosen before the borrow of the message ends.
+struct Pick {
+    number: u64,
+    range: Range<u64>,
+    whole: bool,
+}
+
+/// The send side of one channel.
+#[derive(Debug)]
+pub(crate) struct SendSide {
+    resend: bool,
+    close_on_loss: bool,
+    max_message_size: usize,
+    queue_budget: usize,
+    queued_bytes: usize,
+    retry_tries: u32,
+    retry_time: Duration,
+    /// Slot i holds message `base + i`; `None` once resolved.
+    messages: VecDeque<Option<OutMessage>>,
+    base: u64,
+    cum_bytes: u64,
+    /// Lowest message number that may have unsent data.
+    send_hint: u64,
+    credit_messages: u64,
+    credit_bytes: u64,
+    /// Messages the receiver will never count against its credit (see `ChannelReliability`).
+    forgiven_messages: u64,
+    forgiven_bytes: u64,
+    sent: VecDeque<SentPacket>,
+    chunks: VecDeque<Chunk>,
+    chunk_base: u64,
+    largest_sent: Option<u64>,
+    largest_acked: Option<u64>,
+    loss_passes: u64,
+    loss_time: Option<Instant>,
+    pto_count: u32,
+    last_eliciting: Option<Instant>,
+    pub(crate) probes_pending: u8,
+    /// Since when ack-eliciting packets wait without any acknowledgement progress.
+    awaiting_since: Option<Instant>,
+    pub(crate) window_lost: bool,
+    pub(crate) failure: Option<CloseReason>,
+    pub(crate) stats: SendStats,
+}
+
+impl SendSide {
+    pub(crate) fn new(resend: bool, close_on_loss: bool, config: &ReliabilityConfig) -> Self {
+        SendSide {
+            resend,
+            close_on_loss,
+            max_message_size: config.max_message_size,
+            queue_budget: config.send_queue_bytes,
+            queued_bytes: 0,
+            retry_tries: config.retry_budget_tries,
+            retry_time: config.retry_budget_time,
+            messages: VecDeque::new(),
+            base: 0,
+            cum_bytes: 0,
+            send_hint: 0,
+            credit_messages: config.initial_window.0,
+            credit_bytes: config.initial_window.1,
+            forgiven_messages: 0,
+            forgiven_bytes: 0,
+            sent: VecDeque::new(),
+            chunks: VecDeque::new(),
+            chunk_base: 0,
+            largest_sent: None,
+            largest_acked: None,
+            loss_passes: 0,
+            loss_time: None,
+            pto_count: 0,
+            last_eliciting: None,
+            probes_pending: 0,
+            awaiting_since: None,
+            window_lost: false,
+            failure: None,
+            stats: SendStats::default(),
+        }
+    }
+
+    /// Queues a message; returns its number.
+    pub(crate) fn push(&mut self, data: &[u8]) -> Result<u64, SendError> {
+        if data.len() > self.max_message_size {
+            return Err(SendError::TooLarge {
+                len: data.len(),
+                max: self.max_message_size,
+            });
+        }
+        if self.queued_bytes + data.len() > self.queue_budget {
+            return Err(SendError::QueueFull);
+        }
+        let number = self.base + self.messages.len() as u64;
+        let len = data.len() as u64;
+        self.cum_bytes += len;
+        self.queued_bytes += data.len();
+        self.messages.push_back(Some(OutMessage {
+            len,
+            data: data.to_vec(),
+            end_offset: self.cum_bytes,
+            unsent: RangeSet::from_range(0..len),
+            acked: RangeSet::new(),
+            empty_pending: len == 0,
+            chunks_in_flight: 0,
+            first_sent: None,
+            sent_up_to: 0,
+            last_progress: None,
+            tries: 0,
+            loss_pass: 0,
+            lost: false,
+        }));
+        Ok(number)
+    }
+
+    /// Bytes queued and not yet resolved.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// The peer's WINDOW; credit only grows (a reordered old WINDOW changes nothing).
+    pub(crate) fn on_window(&mut self, max_message: u64, max_bytes: u64) {
+        self.credit_messages = self.credit_messages.max(max_message);
+        self.credit_bytes = self.credit_bytes.max(max_bytes);
+    }
+
+    fn slot(&self, number: u64) -> Option<&OutMessage> {
+        let index = usize::try_from(number.checked_sub(self.base)?).ok()?;
+        self.messages.get(index)?.as_ref()
+    }
+
+    fn slot_mut(&mut self, number: u64) -> Option<&mut OutMessage> {
+        let index = usize::try_from(number.checked_sub(self.base)?).ok()?;
+        self.messages.get_mut(index)?.as_mut()
+    }
+
+    /// PROTOCOL.md §4: message m may be sent iff m < max message and the total length of
+    /// messages 0..=m ≤ max bytes — less what the receiver will never see (module docs).
+    fn credit_allows(&self, number: u64, message: &OutMessage) -> bool {
+        number - self.forgiven_messages.min(number) < self.credit_messages
+            && message.end_offset - self.forgiven_bytes.min(message.end_offset) <= self.credit_bytes
+    }
+
+    fn has_unsent(&self, message: &OutMessage) -> bool {
+        // A non-RESEND message judged lost still sends its remaining fragments: the verdict may
+        // be spurious (reordering), and sending them costs no more than it would have.
+        (!message.lost || !self.resend) && (!message.unsent.is_empty() || message.empty_pending)
+    }
+
+    /// Whether a message has data that credit lets out now.
+    pub(crate) fn has_sendable(&self) -> bool {
+        let start = self.send_hint.max(self.base);
+        for number in start..self.base + self.messages.len() as u64 {
+            if let Some(message) = self.slot(number) {
+                if !self.credit_allows(number, message) {
+                    return false;
+                }
+                if self.has_unsent(message) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether sent data still waits for acknowledgement.
+    pub(crate) fn has_outstanding(&self) -> bool {
+        self.sent
+            .iter()
+            .any(|p| p.state == PacketState::Outstanding)
+    }
+
+    fn next_pick(&mut self, room: usize, empty_packet_room: usize) -> Option<Pick> {
+        let start = self.send_hint.max(self.base);
+        let end = self.base + self.messages.len() as u64;
+        let mut number = start;
+        while number < end {
+            let Some(message) = self.slot(number) else {
+                number += 1;
+                continue;
+            };
+            if !self.credit_allows(number, message) {
+                return None;
+            }
+            if !self.has_unsent(message) {
+                if number == self.send_hint {
+                    self.send_hint += 1;
+                }
+                number += 1;
+                continue;
+            }
+            let whole_fits_empty =
+                frame::data_len(number, message.len as usize) <= empty_packet_room;
+            let untouched = message.len == 0
+                || (message.acked.is_empty() && message.unsent.first() == Some(0..message.len));
+            if untouched && whole_fits_empty {
+                // A message that fits a packet goes whole as DATA, never split across packets.
+                if frame::data_len(number, message.len as usize) <= room {
+                    return Some(Pick {
+                        number,
+                        range: 0..message.len,
+                        whole: true,
+                    });
+                }
+                return None;
+            }
+            let range = message.unsent.first()?;
+            let header = frame::fragment_len(number, message.len, range.start, 0);
+            let avail = room.saturating_sub(header + 2);
+            if avail < MIN_FRAGMENT.min((range.end - range.start) as usize) || avail == 0 {
+                return None;
+            }
+            let take = (avail as u64).min(range.end - range.start);
+            return Some(Pick {
+                number,
+                range: range.start..range.start + take,
+                whole: false,
+            });
+        }
+        None
+    }
+
+    /// Writes DATA / DATA_FRAGMENT frames into `buf`, recording their chunks for the packet
+    /// about to be sent. `empty_packet_room` is the payload room of a packet with nothing else in
+    /// it. Returns bytes written.
+    pub(crate) fn write_data(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        empty_packet_room: usize,
+    ) -> usize {
+        let mut at = 0;
+        let resend = self.resend;
+        while let Some(pick) = self.next_pick(buf.len() - at, empty_packet_room) {
+            let index = (pick.number - self.base) as usize;
+            let Some(message) = self.messages[index].as_mut() else {
+                break;
+            };
+            let bytes = &message.data[pick.range.start as usize..pick.range.end as usize];
+            let written = if pick.whole {
+                frame::write_data(&mut buf[at..], pick.number, bytes)
+            } else {
+                frame::write_fragment(
+                    &mut buf[at..],
+                    pick.number,
+                    message.len,
+                    pick.range.start,
+                    bytes,
+                )
+            };
+            let Some(written) = written else {
+                break;
+            };
+            at += written;
+            let resent = pick.range.start < message.sent_up_to
+                || (message.len == 0 && message.first_sent.is_some());
+            message.sent_up_to = message.sent_up_to.max(pick.range.end);
+            message.unsent.remove(pick.range.clone());
+            message.empty_pending = false;
+            message.chunks_in_flight += 1;
+            message.first_sent.get_or_insert(now);
+            let mut freed = 0;
+            if message.unsent.is_empty() && !resend {
+                // Without RESEND the bytes are never needed again: free them and the budget now.
+                freed = std::mem::take(&mut message.data).len();
+            }
+            self.queued_bytes -= freed;
+            if resent {
+                self.stats.retransmitted_bytes += pick.range.end - pick.range.start;
+            }
+            self.chunks.push_back(Chunk {
+                number: pick.number,
+                range: pick.range,
+            });
+        }
+        at
+    }
+
+    /// Absolute index one past the last recorded chunk.
+    pub(crate) fn chunk_end(&self) -> u64 {
+        self.chunk_base + self.chunks.len() as u64
+    }
+
+    /// Records an ack-eliciting packet that was just written.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_packet_sent(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        size: u64,
+        chunks: Range<u64>,
+        window: bool,
+        probe: Option<u16>,
+    ) {
+        self.sent.push_back(SentPacket {
+            pn,
+            time: now,
+            size,
+            state: PacketState::Outstanding,
+            chunks,
+            window,
+            probe,
+        });
+        self.largest_sent = Some(pn);
+        self.last_eliciting = Some(now);
+        self.awaiting_since.get_or_insert(now);
+        self.stats.packets_sent += 1;
+        self.probes_pending = self.probes_pending.saturating_sub(1);
+    }
+
+    fn packet_index(&self, pn: u64) -> usize {
+        self.sent.partition_point(|p| p.pn < pn)
+    }
+
+    /// Processes an ACK's inclusive ranges (highest first).
+    pub(crate) fn on_ack(
+        &mut self,
+        now: Instant,
+        ranges: impl Iterator<Item = (u64, u64)>,
+        ack_delay: Duration,
+        path: &mut PathState,
+    ) {
+        let mut largest_newly_acked: Option<(u64, Instant)> = None;
+        let mut any_new = false;
+        let mut ranges = ranges.peekable();
+        let Some(&(_, largest)) = ranges.peek() else {
+            return;
+        };
+        if self.largest_sent.is_none_or(|sent| largest > sent) {
+            // Acknowledges packets this side never wrote (the endpoint's own, or a forgery):
+            // only the ranges that name recorded packets count, so there is nothing to do here.
+        }
+        for (low, high) in ranges {
+            if low > high {
+                continue;
+            }
+            let mut index = self.packet_index(low);
+            while index < self.sent.len() && self.sent[index].pn <= high {
+                if self.sent[index].state == PacketState::Outstanding {
+                    self.sent[index].state = PacketState::Acked;
+                    let packet = self.sent[index].clone();
+                    if largest_newly_acked.is_none_or(|(pn, _)| packet.pn > pn) {
+                        largest_newly_acked = Some((packet.pn, packet.time));
+                    }
+                    any_new = true;
+                    self.on_packet_acked(now, &packet, path);
+                }
+                index += 1;
+            }
+        }
+        if !any_new {
+            return;
+        }
+        let (largest_pn, sent_at) = largest_newly_acked.unwrap_or((0, now));
+        self.largest_acked = Some(self.largest_acked.map_or(largest_pn, |l| l.max(largest_pn)));
+        if self.largest_acked == Some(largest_pn) {
+            // RFC 9002 §5.1: a sample only when the largest acknowledged is newly acknowledged.
+            path.rtt
+                .update(ack_delay, now.saturating_duration_since(sent_at));
+        }
+        self.pto_count = 0;
+        self.awaiting_since = Some(now);
+        self.detect_lost(now, path);
+        self.pop_resolved();
+    }
+
+    fn on_packet_acked(&mut self, now: Instant, packet: &SentPacket, path: &mut PathState) {
+        path.on_packet_acked(now, packet.time, packet.size, packet.probe);
+        for index in packet.chunks.clone() {
+            let Some(chunk) = self.chunk(index).cloned() else {
+                continue;
+            };
+            let Some(message) = self.slot_mut(chunk.number) else {
+                continue;
+            };
+            message.chunks_in_flight -= 1;
+            message.acked.insert(chunk.range.clone());
+            message.last_progress = Some(now);
+            message.tries = 0;
+            message.unsent.remove(chunk.range.clone());
+            if message.len == 0 {
+                message.empty_pending = false;
+            }
+            self.resolve_if_done(chunk.number);
+        }
+    }
+
+    fn chunk(&self, index: u64) -> Option<&Chunk> {
+        let offset = usize::try_from(index.checked_sub(self.chunk_base)?).ok()?;
+        self.chunks.get(offset)
+    }
+
+    /// Frees a message that is complete or lost for good.
+    fn resolve_if_done(&mut self, number: u64) {
+        let Some(message) = self.slot(number) else {
+            return;
+        };
+        let finished = message.complete()
+            || (self.resend && message.lost && message.chunks_in_flight == 0)
+            || (!self.resend
+                && message.unsent.is_empty()
+                && !message.empty_pending
+                && message.chunks_in_flight == 0);
+        if !finished {
+            return;
+        }
+        let index = (number - self.base) as usize;
+        if let Some(message) = self.messages[index].take() {
+            self.queued_bytes -= message.data.len();
+        }
+        while let Some(None) = self.messages.front() {
+            self.messages.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Marks a message lost for good: the receiver will never count it against its credit.
+    fn give_up(&mut self, number: u64) {
+        let resend = self.resend;
+        let Some(message) = self.slot_mut(number) else {
+            return;
+        };
+        if message.lost {
+            return;
+        }
+        message.lost = true;
+        if resend {
+            message.unsent.clear();
+            message.empty_pending = false;
+        }
+        let len = message.len;
+        self.forgiven_messages += 1;
+        self.forgiven_bytes += len;
+        self.stats.messages_given_up += 1;
+        if self.resend && self.close_on_loss {
+            // PROTOCOL.md §7: SCTP and TCP close when a message cannot be delivered. X and Y
+            // judge loss at the receiver (a gap outliving the hold timeout): a sender's verdict
+            // can be spurious under reordering.
+            self.failure.get_or_insert(CloseReason::Loss);
+        }
+    }
+
+    fn on_chunk_lost(&mut self, now: Instant, chunk: &Chunk) {
+        let (resend, retry_tries, retry_time) = (self.resend, self.retry_tries, self.retry_time);
+        let pass = self.loss_passes;
+        let Some(message) = self.slot_mut(chunk.number) else {
+            return;
+        };
+        message.chunks_in_flight -= 1;
+        if message.lost || (message.len > 0 && message.acked.contains_range(&chunk.range)) {
+            self.resolve_if_done(chunk.number);
+            return;
+        }
+        if !resend {
+            self.give_up(chunk.number);
+            self.resolve_if_done(chunk.number);
+            return;
+        }
+        // The retry budget counts tries without progress: an ack of any part resets it, and
+        // a burst of losses found in one pass counts once.
+        if message.loss_pass != pass {
+            message.loss_pass = pass;
+            message.tries += 1;
+        }
+        let expired = message.tries >= retry_tries
+            || message
+                .last_progress
+                .or(message.first_sent)
+                .is_some_and(|since| now.saturating_duration_since(since) >= retry_time);
+        if expired {
+            self.give_up(chunk.number);
+            self.resolve_if_done(chunk.number);
+            return;
+        }
+        // PROTOCOL.md §7.2: only RESEND channels retransmit, always in a new packet.
+        if message.len == 0 {
+            message.empty_pending = true;
+        } else {
+            message.unsent.insert(chunk.range.clone());
+            for acked in message.acked.clone().iter() {
+                message.unsent.remove(acked);
+            }
+        }
+        self.send_hint = self.send_hint.min(chunk.number);
+    }
+
+    /// RFC 9002 §6.1: packet- and time-threshold loss detection.
+    pub(crate) fn detect_lost(&mut self, now: Instant, path: &mut PathState) {
+        let Some(largest_acked) = self.largest_acked else {
+            return;
+        };
+        self.loss_time = None;
+        self.loss_passes += 1;
+        let loss_delay = path.rtt.loss_delay();
+        let lost_before = now.checked_sub(loss_delay);
+        let mut lost_bytes = 0;
+        let mut newest_lost: Option<Instant> = None;
+        let mut lost_span: Option<(usize, usize)> = None;
+        let mut index = 0;
+        while index < self.sent.len() && self.sent[index].pn <= largest_acked {
+            let packet = &self.sent[index];
+            if packet.state == PacketState::Outstanding {
+                let by_time = lost_before.is_some_and(|t| packet.time <= t);
+                let by_count = largest_acked >= packet.pn + PACKET_THRESHOLD;
+                if by_time || by_count {
+                    self.sent[index].state = PacketState::Lost;
+                    let packet = self.sent[index].clone();
+                    self.stats.packets_lost += 1;
+                    path.on_packet_lost(now, packet.size, packet.probe);
+                    if packet.probe.is_none() {
+                        lost_bytes += packet.size;
+                        newest_lost = Some(newest_lost.map_or(packet.time, |t| t.max(packet.time)));
+                        lost_span = Some(lost_span.map_or((index, index), |(a, _)| (a, index)));
+                    }
+                    if packet.window {
+                        self.window_lost = true;
+                    }
+                    for chunk_index in packet.chunks.clone() {
+                        if let Some(chunk) = self.chunk(chunk_index).cloned() {
+                            self.on_chunk_lost(now, &chunk);
+                        }
+                    }
+                } else {
+                    let at = packet.time + loss_delay;
+                    self.loss_time = Some(self.loss_time.map_or(at, |t| t.min(at)));
+                }
+            }
+            index += 1;
+        }
+        if let Some(newest) = newest_lost {
+            let persistent = lost_span.is_some_and(|(first, last)| {
+                let span = self.sent[last]
+                    .time
+                    .saturating_duration_since(self.sent[first].time);
+                // RFC 9002 §7.6: a long run of losses with nothing acknowledged in between.
+                path.rtt.has_sample()
+                    && span > path.rtt.persistent_congestion_threshold()
+                    && self
+                        .sent
+                        .range(first..=last)
+                        .all(|p| p.state != PacketState::Acked)
+            });
+            path.on_congestion_event(now, newest, persistent, lost_bytes);
+        }
+        self.pop_resolved();
+    }
+
+    fn pop_resolved(&mut self) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|p| p.state != PacketState::Outstanding)
+        {
+            self.sent.pop_front();
+        }
+        let keep_from = self
+            .sent
+            .front()
+            .map_or(self.chunk_end(), |p| p.chunks.start);
+        while self.chunk_base < keep_from && !self.chunks.is_empty() {
+            self.chunks.pop_front();
+            self.chunk_base += 1;
+        }
+        if !self.has_outstanding() {
+            self.awaiting_since = None;
+        }
+    }
+
+    /// RFC 9002 §6.2.1: when the probe timeout fires.
+    fn pto_deadline(&self, path: &PathState) -> Option<Instant> {
+        if !self.has_outstanding() {
+            return None;
+        }
+        let backoff = 1u32 << self.pto_count.min(16);
+        Some(self.last_eliciting? + path.rtt.pto_base() * backoff)
+    }
+
+    /// The loss-detection timer: the loss time if set, else the probe timeout.
+    pub(crate) fn loss_detection_deadline(&self, path: &PathState) -> Option<Instant> {
+        self.loss_time.or_else(|| self.pto_deadline(path))
+    }
+
+    /// When waiting without acknowledgement counts as a dead path.
+    pub(crate) fn black_hole_deadline(&self) -> Option<Instant> {
+        if !self.close_on_loss {
+            return None;
+        }
+        Some(self.awaiting_since? + self.retry_time)
+    }
+
+    pub(crate) fn on_timeout(&mut self, now: Instant, path: &mut PathState) {
+        if self.black_hole_deadline().is_some_and(|at| at <= now) {
+            // PROTOCOL.md §7: a channel that closes on loss reports a path that swallows all.
+            self.failure.get_or_insert(CloseReason::Loss);
+            return;
+        }
+        if self.loss_time.is_some_and(|at| at <= now) {
+            self.detect_lost(now, path);
+            return;
+        }
+        if self.pto_deadline(path).is_some_and(|at| at <= now) {
+            self.pto_count += 1;
+            self.stats.pto_fired += 1;
+            self.probes_pending = PTO_PROBES;
+            if self.resend {
+                // RFC 9002 §6.2.4: probe with data in flight, without declaring it lost.
+                let oldest = self
+                    .sent
+                    .iter()
+                    .find(|p| p.state == PacketState::Outstanding)
+                    .map(|p| p.chunks.clone());
+                for index in oldest.into_iter().flatten() {
+                    if let Some(chunk) = self.chunk(index).cloned() {
+                        if let Some(message) = self.slot_mut(chunk.number) {
+                            if message.lost || message.len == 0 {
+                                continue;
+                            }
+                            message.unsent.insert(chunk.range.clone());
+                            for acked in message.acked.clone().iter() {
+                                message.unsent.remove(acked);
+                            }
+                            self.send_hint = self.send_hint.min(chunk.number);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets every packet in flight (the channel is going away), returning their bytes to
+    /// the path.
+    pub(crate) fn abandon(&mut self, path: &mut PathState) {
+        for packet in self.sent.drain(..) {
+            if packet.state == PacketState::Outstanding {
+                path.forget_in_flight(packet.size, packet.probe);
+            }
+        }
+        self.chunks.clear();
+    }
+}

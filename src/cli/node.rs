@@ -1,0 +1,142 @@
+//! `weft node`: merge the config file and the flags, start a node, announce it, run it.
+
+use super::{EXIT_FAILURE, EXIT_USAGE, parse_socket_addr};
+use clap::Args;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+use weft::node::{IdentityOrigin, Node, NodeConfig};
+
+/// Flags of `weft node`; each overrides the config file's field of the same name.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// UDP address to listen on [default: 0.0.0.0:7700]
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
+    listen: Option<SocketAddr>,
+    /// Address of the Prometheus endpoint (GET /metrics) [default: 127.0.0.1:9700]
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
+    metrics: Option<SocketAddr>,
+    /// Data directory holding the node's keys [default: ./weft-data]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Send every DATA message back on its channel
+    #[arg(long)]
+    echo: bool,
+    /// Accept plaintext (kind 0) peers; on by default while kind 0 is the only session kind
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// TOML config file; flags override its fields
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// The file's settings (or the defaults) with the flags given on top.
+    fn merge(&self) -> Result<NodeConfig, weft::node::ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => NodeConfig::load(path)?,
+            None => NodeConfig::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(metrics) = self.metrics {
+            config.metrics = metrics;
+        }
+        if let Some(data) = &self.data {
+            config.data = data.clone();
+        }
+        config.echo |= self.echo;
+        config.allow_plaintext |= self.allow_plaintext;
+        Ok(config)
+    }
+}
+
+/// Runs `weft node`: 0 after a clean stop, 2 for a bad config, 1 when the node cannot start.
+pub(crate) fn run(args: NodeArgs) -> ExitCode {
+    let config = match args.merge() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("weft node: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(config.log_level.as_deref());
+    let node = match Node::start(&config) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("weft node: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match node.identity_origin() {
+        IdentityOrigin::Created => tracing::info!(
+            peer = %node.peer_id(),
+            data = %config.data.display(),
+            "created a new identity; back up the data directory's key files"
+        ),
+        IdentityOrigin::Loaded => tracing::info!(
+            peer = %node.peer_id(),
+            data = %config.data.display(),
+            "loaded identity"
+        ),
+    }
+    tracing::info!(
+        udp = %node.udp_addr(),
+        metrics = %node.metrics_addr(),
+        echo = config.echo,
+        allow_plaintext = config.allow_plaintext,
+        "node running"
+    );
+    // Scripts and tests wait for this one line, so it goes to stdout, alone, flushed.
+    let mut stdout = std::io::stdout().lock();
+    let announced = writeln!(
+        stdout,
+        "ready udp={} metrics={} peer={}",
+        node.udp_addr(),
+        node.metrics_addr(),
+        node.peer_id()
+    )
+    .and_then(|()| stdout.flush());
+    drop(stdout);
+    if let Err(e) = announced {
+        // Nobody may be reading stdout (a closed pipe); the node still runs.
+        tracing::warn!(error = %e, "cannot print the ready line");
+    }
+    match node.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft node: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` wins over `log_level` so an operator can turn up one run's
+/// logging without editing the file.
+fn init_logging(log_level: Option<&str>) {
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+    let mut bad_env = None;
+    let filter = match from_env.as_deref().map(EnvFilter::try_new) {
+        Some(Ok(filter)) => filter,
+        other => {
+            if let Some(Err(e)) = other {
+                bad_env = Some(e);
+            }
+            // log_level was checked when the config was read.
+            EnvFilter::try_new(log_level.unwrap_or("info"))
+                .unwrap_or_else(|_| EnvFilter::new("info"))
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes would garble log files and journald.
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    if let Some(e) = bad_env {
+        tracing::warn!(error = %e, "RUST_LOG is not a valid filter; ignoring it");
+    }
+}

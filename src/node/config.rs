@@ -1,0 +1,455 @@
+//! A node's configuration: a TOML file whose every field is optional, merged under the command
+//! line's flags, with defaults for what neither gives.
+//!
+//! Bad input from the operator is a clear message that names the field and the fix
+//! (PROTOCOL.md §9), never a panic or a `Debug` dump.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The fields a config file may hold, in the order the documentation lists them.
+pub const FIELDS: [&str; 6] = [
+    "listen",
+    "metrics",
+    "data",
+    "echo",
+    "allow_plaintext",
+    "log_level",
+];
+
+/// Default UDP address a node listens on.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7700";
+/// Default address of the metrics endpoint; loopback, so metrics are private unless asked for
+/// (PROTOCOL.md §12).
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9700";
+/// Default data directory.
+pub const DEFAULT_DATA: &str = "./weft-data";
+
+/// A config file as written: every field optional, unknown fields refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// UDP address to listen on.
+    pub listen: Option<String>,
+    /// Address of the Prometheus metrics endpoint.
+    pub metrics: Option<String>,
+    /// Data directory.
+    pub data: Option<PathBuf>,
+    /// Echo DATA back on its channel.
+    pub echo: Option<bool>,
+    /// Accept kind-0 (plaintext) peers.
+    pub allow_plaintext: Option<bool>,
+    /// A `tracing` filter such as `info` or `weft=debug,warn`.
+    pub log_level: Option<String>,
+}
+
+/// A node's settings once the file, the flags and the defaults are merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint.
+    pub metrics: SocketAddr,
+    /// Data directory, created if missing.
+    pub data: PathBuf,
+    /// Echo DATA back on its channel (PROTOCOL.md §6, echo service).
+    pub echo: bool,
+    /// Accept kind-0 (plaintext) peers (PROTOCOL.md §5).
+    pub allow_plaintext: bool,
+    /// A `tracing` filter; `None` means `RUST_LOG` or `info`.
+    pub log_level: Option<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: parse_default(DEFAULT_LISTEN),
+            metrics: parse_default(DEFAULT_METRICS),
+            data: PathBuf::from(DEFAULT_DATA),
+            echo: false,
+            // Kind 0 is the only session kind until encrypted sessions land, so a node that
+            // refused plaintext could talk to nobody.
+            allow_plaintext: true,
+            log_level: None,
+        }
+    }
+}
+
+fn parse_default(text: &str) -> SocketAddr {
+    match text.parse() {
+        Ok(address) => address,
+        // The defaults are constants checked by a unit test.
+        Err(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+    }
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("config {}: {problem}", path.display())]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: ConfigProblem,
+}
+
+/// What is wrong with a config file; each message names the field and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    /// The file could not be read.
+    #[error("cannot read it: {0}; check the path given to --config")]
+    Read(#[source] std::io::Error),
+    /// The text is not TOML.
+    #[error(
+        "not valid TOML at line {line}, column {column}: {message} \
+         (strings such as addresses and paths need quotes: listen = \"0.0.0.0:7700\")"
+    )]
+    Syntax {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A field this version does not know.
+    #[error("unknown field \"{field}\"{} — valid fields: {}", Suggestion(*.suggestion), FIELDS.join(", "))]
+    UnknownField {
+        /// The field as written.
+        field: String,
+        /// A valid field it is probably a typo of.
+        suggestion: Option<&'static str>,
+    },
+    /// A field holds the wrong kind of value.
+    #[error("field \"{field}\": expected {expected}, found {found}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What it should hold.
+        expected: &'static str,
+        /// What it holds, shortened.
+        found: String,
+    },
+    /// An address field does not parse.
+    #[error("field \"{field}\": \"{value}\" is not a socket address like {example}")]
+    BadAddress {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// A valid example (the default).
+        example: &'static str,
+    },
+    /// `data` is empty.
+    #[error("field \"data\": the path is empty; give a directory such as \"{DEFAULT_DATA}\"")]
+    EmptyData,
+    /// `log_level` is not a `tracing` filter.
+    #[error(
+        "field \"log_level\": \"{value}\" is not a log filter like \"info\", \"debug\" or \
+         \"weft=debug,warn\" ({reason})"
+    )]
+    BadLogLevel {
+        /// Its value.
+        value: String,
+        /// The filter parser's message.
+        reason: String,
+    },
+}
+
+struct Suggestion(Option<&'static str>);
+
+impl fmt::Display for Suggestion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(field) => write!(f, " (did you mean \"{field}\"?)"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads and checks a config file; fields it leaves out take their defaults.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            problem: ConfigProblem::Read(e),
+        })?;
+        NodeConfig::parse(&text).map_err(|problem| ConfigError {
+            path: path.to_path_buf(),
+            problem,
+        })
+    }
+
+    /// Checks the text of a config file; fields it leaves out take their defaults.
+    pub fn parse(text: &str) -> Result<NodeConfig, ConfigProblem> {
+        let file = ConfigFile::parse(text)?;
+        let defaults = NodeConfig::default();
+        let listen = match &file.listen {
+            Some(value) => parse_address("listen", value, DEFAULT_LISTEN)?,
+            None => defaults.listen,
+        };
+        let metrics = match &file.metrics {
+            Some(value) => parse_address("metrics", value, DEFAULT_METRICS)?,
+            None => defaults.metrics,
+        };
+        let data = match file.data {
+            Some(path) if path.as_os_str().is_empty() => return Err(ConfigProblem::EmptyData),
+            Some(path) => path,
+            None => defaults.data,
+        };
+        if let Some(filter) = &file.log_level {
+            check_log_level(filter)?;
+        }
+        Ok(NodeConfig {
+            listen,
+            metrics,
+            data,
+            echo: file.echo.unwrap_or(defaults.echo),
+            allow_plaintext: file.allow_plaintext.unwrap_or(defaults.allow_plaintext),
+            log_level: file.log_level,
+        })
+    }
+}
+
+impl ConfigFile {
+    /// Parses the text of a config file without checking the values' contents.
+    pub fn parse(text: &str) -> Result<ConfigFile, ConfigProblem> {
+        match toml::from_str::<ConfigFile>(text) {
+            Ok(file) => Ok(file),
+            Err(error) => Err(diagnose(text, &error)),
+        }
+    }
+}
+
+/// Turns serde's refusal into a message naming the field: the derive says only "unknown field"
+/// or "invalid type", so look at the document again as a plain table.
+fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
+    let table = match toml::from_str::<toml::Table>(text) {
+        Ok(table) => table,
+        Err(syntax) => return syntax_problem(text, &syntax),
+    };
+    for (key, value) in &table {
+        let Some(&field) = FIELDS.iter().find(|f| **f == key.as_str()) else {
+            return ConfigProblem::UnknownField {
+                field: key.clone(),
+                suggestion: suggest(key),
+            };
+        };
+        let (matches, expected) = match field {
+            "echo" | "allow_plaintext" => (value.is_bool(), "true or false"),
+            "data" => (value.is_str(), "a quoted path like \"./weft-data\""),
+            "log_level" => (value.is_str(), "a quoted filter like \"info\""),
+            _ => (value.is_str(), "a quoted address like \"0.0.0.0:7700\""),
+        };
+        if !matches {
+            return ConfigProblem::WrongType {
+                field,
+                expected,
+                found: describe(value),
+            };
+        }
+    }
+    syntax_problem(text, error)
+}
+
+fn syntax_problem(text: &str, error: &toml::de::Error) -> ConfigProblem {
+    let offset = error.span().map_or(0, |span| span.start).min(text.len());
+    let before = text.get(..offset).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
+    ConfigProblem::Syntax {
+        line,
+        column,
+        message: error.message().trim().to_string(),
+    }
+}
+
+fn describe(value: &toml::Value) -> String {
+    let mut shown = value.to_string();
+    if shown.chars().count() > 40 {
+        shown = shown.chars().take(40).collect::<String>() + "…";
+    }
+    let kind = value.type_str();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{shown} ({article} {kind})")
+}
+
+/// The valid field closest to a typo, if it is within two edits.
+fn suggest(typo: &str) -> Option<&'static str> {
+    FIELDS
+        .iter()
+        .map(|field| (edit_distance(typo, field), *field))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, field)| field)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+fn parse_address(
+    field: &'static str,
+    value: &str,
+    example: &'static str,
+) -> Result<SocketAddr, ConfigProblem> {
+    value.parse().map_err(|_| ConfigProblem::BadAddress {
+        field,
+        value: value.to_string(),
+        example,
+    })
+}
+
+/// Checks that a `log_level` value is a filter `tracing-subscriber` accepts.
+pub fn check_log_level(filter: &str) -> Result<(), ConfigProblem> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(|_| ())
+        .map_err(|e| ConfigProblem::BadLogLevel {
+            value: filter.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(text: &str) -> String {
+        match NodeConfig::parse(text) {
+            Ok(config) => panic!("accepted {text:?} as {config:?}"),
+            Err(problem) => problem.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_constants() {
+        let config = NodeConfig::default();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.metrics.to_string(), DEFAULT_METRICS);
+        assert!(config.allow_plaintext);
+        assert!(!config.echo);
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        assert_eq!(NodeConfig::parse("").unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let config = NodeConfig::parse(
+            "listen = \"127.0.0.1:1\"\nmetrics = \"[::1]:2\"\ndata = \"/var/lib/weft\"\n\
+             echo = true\nallow_plaintext = false\nlog_level = \"weft=debug,warn\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(config.metrics, "[::1]:2".parse().unwrap());
+        assert_eq!(config.data, PathBuf::from("/var/lib/weft"));
+        assert!(config.echo);
+        assert!(!config.allow_plaintext);
+        assert_eq!(config.log_level.as_deref(), Some("weft=debug,warn"));
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_the_valid_ones_and_a_suggestion() {
+        let message = problem("listne = \"0.0.0.0:7700\"");
+        assert!(message.contains("unknown field \"listne\""), "{message}");
+        assert!(message.contains("did you mean \"listen\""), "{message}");
+        assert!(
+            message.contains("listen, metrics, data, echo, allow_plaintext, log_level"),
+            "{message}"
+        );
+        let message = problem("colour = 1");
+        assert!(!message.contains("did you mean"), "{message}");
+    }
+
+    #[test]
+    fn bad_address_names_the_field_and_an_example() {
+        assert_eq!(
+            problem("listen = \"abc\""),
+            "field \"listen\": \"abc\" is not a socket address like 0.0.0.0:7700"
+        );
+        assert!(problem("metrics = \"localhost\"").contains("field \"metrics\""));
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let message = problem("echo = \"yes\"");
+        assert!(
+            message.starts_with("field \"echo\": expected true or false"),
+            "{message}"
+        );
+        let message = problem("listen = 7700");
+        assert!(
+            message.starts_with("field \"listen\": expected a quoted address"),
+            "{message}"
+        );
+        assert!(message.contains("7700 (an integer)"), "{message}");
+        assert!(problem("[data]\nx = 1").starts_with("field \"data\""));
+    }
+
+    #[test]
+    fn syntax_error_gives_line_and_column() {
+        let message = problem("echo = true\nlisten = 0.0.0.0:7700\n");
+        assert!(
+            message.starts_with("not valid TOML at line 2, column"),
+            "{message}"
+        );
+        assert!(message.contains("need quotes"), "{message}");
+    }
+
+    #[test]
+    fn empty_data_and_bad_log_level_are_refused() {
+        assert!(problem("data = \"\"").starts_with("field \"data\""));
+        assert!(problem("log_level = \"weft=loud\"").starts_with("field \"log_level\""));
+    }
+
+    #[test]
+    fn error_names_the_file() {
+        let error = ConfigError {
+            path: PathBuf::from("/x.toml"),
+            problem: NodeConfig::parse("listne = 1").unwrap_err(),
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("config /x.toml: unknown field \"listne\"")
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let error = NodeConfig::load(Path::new("/nonexistent/weft.toml")).unwrap_err();
+        assert!(matches!(error.problem, ConfigProblem::Read(_)));
+        assert!(error.to_string().contains("--config"));
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("listen", "listen"), 0);
+        assert_eq!(edit_distance("listne", "listen"), 2);
+        assert_eq!(edit_distance("echoo", "echo"), 1);
+        assert_eq!(edit_distance("", "data"), 4);
+    }
+}

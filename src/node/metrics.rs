@@ -1,0 +1,233 @@
+//! The Prometheus endpoint (PROTOCOL.md §12): the `metrics` facade's recorder, rendered on
+//! `GET /metrics` by a small thread on a std `TcpListener`.
+//!
+//! The exporter's own HTTP listener would pull in tokio and hyper, so the node serves the text
+//! itself; binding the listener here also means port 0 works and the bound address is known.
+
+use crate::channel::{StatKind, Stats};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+/// Content type of the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// How long a scraper may take to send its request or read the answer; requests are served one
+/// at a time, so a stalled client must not hold the endpoint longer than this.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest request head read; a scrape request is a few hundred bytes.
+const MAX_REQUEST_HEAD: usize = 2048;
+
+/// Why the metrics endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The listener could not bind.
+    #[error(
+        "cannot serve metrics on {address} (--metrics / `metrics`): {source}; choose a free \
+         address, e.g. 127.0.0.1:0"
+    )]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The process already has a `metrics` recorder.
+    #[error("cannot install the metrics recorder: {0}")]
+    Recorder(String),
+}
+
+/// A running metrics endpoint.
+#[derive(Debug)]
+pub struct MetricsServer {
+    local_addr: SocketAddr,
+    handle: PrometheusHandle,
+}
+
+impl MetricsServer {
+    /// Binds `address`, installs the process-wide recorder and serves it from a thread that lives
+    /// as long as the process.
+    pub fn start(address: SocketAddr) -> Result<MetricsServer, MetricsError> {
+        let bind_error = |source| MetricsError::Bind { address, source };
+        let listener = TcpListener::bind(address).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let handle = PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| MetricsError::Recorder(e.to_string()))?;
+        publish_build_info();
+        let served = handle.clone();
+        std::thread::Builder::new()
+            .name("weft-metrics".into())
+            .spawn(move || serve(&listener, &served))
+            .map_err(bind_error)?;
+        Ok(MetricsServer { local_addr, handle })
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The current exposition text, as a scrape would see it.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+/// Sets `weft_build_info{version="…"}` to 1, the usual way to export a version.
+pub fn publish_build_info() {
+    metrics::gauge!("weft_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Copies every statistic to the `metrics` recorder. The engine calls this about once a second,
+/// never per packet (PROTOCOL.md §12).
+pub fn publish(stats: &Stats) {
+    for entry in stats.iter() {
+        match (entry.kind, entry.label) {
+            (StatKind::Counter, None) => metrics::counter!(entry.name).absolute(entry.value),
+            (StatKind::Counter, Some((key, value))) => {
+                metrics::counter!(entry.name, key => value).absolute(entry.value)
+            }
+            (StatKind::Gauge, None) => metrics::gauge!(entry.name).set(entry.value as f64),
+            (StatKind::Gauge, Some((key, value))) => {
+                metrics::gauge!(entry.name, key => value).set(entry.value as f64)
+            }
+        }
+    }
+}
+
+fn serve(listener: &TcpListener, handle: &PrometheusHandle) {
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                if let Err(e) = answer(stream, handle) {
+                    tracing::debug!(error = %e, "metrics request failed");
+                }
+            }
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "metrics endpoint cannot accept");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut head = [0u8; MAX_REQUEST_HEAD];
+    let mut len = 0;
+    while len < head.len() && !head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (status, content_type, body) = match route(&head[..len]) {
+        Route::Metrics => {
+            handle.run_upkeep();
+            ("200 OK", CONTENT_TYPE, handle.render())
+        }
+        Route::NotFound => (
+            "404 Not Found",
+            "text/plain",
+            "try GET /metrics\n".to_string(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())?;
+    stream.flush()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Metrics,
+    NotFound,
+}
+
+/// Chooses the answer from the request line; anything but `GET /metrics` is not found.
+fn route(head: &[u8]) -> Route {
+    let line = head
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(b"");
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Route::NotFound;
+    };
+    let path = target.split(|&b| b == b'?').next().unwrap_or(b"");
+    if method == b"GET" && path == b"/metrics" {
+        Route::Metrics
+    } else {
+        Route::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_get_metrics_is_routed() {
+        assert_eq!(
+            route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Metrics
+        );
+        assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"GET /metricsx HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b""), Route::NotFound);
+        assert_eq!(route(b"\xff\xfe"), Route::NotFound);
+    }
+
+    #[test]
+    fn publish_exports_counters_gauges_and_labels() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let mut stats = Stats::new();
+        stats.add("weft_packets_received_total", None, 3);
+        stats.add("weft_drops_total", Some(("reason", "parse")), 2);
+        stats.set("weft_peers", None, 7);
+        metrics::with_local_recorder(&recorder, || {
+            publish(&stats);
+            publish_build_info();
+        });
+        let text = handle.render();
+        assert!(text.contains("weft_packets_received_total 3"), "{text}");
+        assert!(
+            text.contains("weft_drops_total{reason=\"parse\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("weft_peers 7"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "weft_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+
+        // Publishing again sets absolute values; it does not add.
+        stats.add("weft_packets_received_total", None, 1);
+        metrics::with_local_recorder(&recorder, || publish(&stats));
+        assert!(handle.render().contains("weft_packets_received_total 4"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_request_bytes_route_without_panicking(head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let routed = route(&head);
+            proptest::prop_assert!(routed == Route::NotFound || head.starts_with(b"GET /metrics"));
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The one place where the node performs an X25519 Diffie-Hellman (PROTOCOL.md §5, seed 004:
+//! shared secrets are costly). Every DH, including the ones snow performs inside a handshake,
+//! runs through [`x25519`], which counts it, so a test can assert that a flood of INITs cost
+//! the node no DH at all.
+//!
+//! snow is handed a [`CountingX25519`] through the session layer's resolver, so the count is exact
+//! rather than inferred. For reference, the DHs each handshake message performs (Noise tokens;
+//! `e` and `s` alone cost none):
+//!
+//! | kind | message | tokens | DHs (writer and reader alike) |
+//! |---|---|---|---|
+//! | 1 IK, 3 IKpsk2 | 1 (INIT) | e, es, s, ss | 2 |
+//! | 1 IK, 3 IKpsk2 | 2 (RESPONSE) | e, ee, se (, psk) | 2 |
+//! | 2 XX | 1 (INIT) | e | 0 |
+//! | 2 XX | 2 (RESPONSE) | e, ee, s, es | 2 |
+//! | 2 XX | 3 (FINAL) | s, se | 1 |
+//!
+//! So a full IK or IKpsk2 handshake costs each side 4 DHs and an XX handshake 3.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+static TOTAL: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ON_THIS_THREAD: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many X25519 DHs this process has performed.
+pub fn count() -> u64 {
+    TOTAL.load(Ordering::Relaxed)
+}
+
+/// How many X25519 DHs the calling thread has performed: exact even while other threads (other
+/// tests, other shards) do handshakes of their own, because snow runs on the caller's thread.
+pub fn count_on_this_thread() -> u64 {
+    ON_THIS_THREAD.with(Cell::get)
+}
+
+/// Why a DH produced no usable secret.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the peer's X25519 key is of low order (the shared secret is all zero)")]
+pub struct LowOrderPoint;
+
+/// Performs and counts one X25519 DH. A low-order public key, which would make the secret
+/// independent of our key, is refused (the DH is still counted: its cost was paid).
+pub fn x25519(secret: &StaticSecret, public: &[u8; 32]) -> Result<[u8; 32], LowOrderPoint> {
+    TOTAL.fetch_add(1, Ordering::Relaxed);
+    ON_THIS_THREAD.with(|c| c.set(c.get() + 1));
+    let shared = secret.diffie_hellman(&PublicKey::from(*public));
+    if shared.was_contributory() {
+        Ok(*shared.as_bytes())
+    } else {
+        Err(LowOrderPoint)
+    }
+}
+
+/// snow's view of X25519, routed through [`x25519`].
+pub(crate) struct CountingX25519 {
+    secret: StaticSecret,
+    secret_bytes: [u8; 32],
+    public: [u8; 32],
+}
+
+impl Default for CountingX25519 {
+    fn default() -> Self {
+        let secret = StaticSecret::from([0u8; 32]);
+        let public = *PublicKey::from(&secret).as_bytes();
+        CountingX25519 {
+            secret,
+            secret_bytes: [0; 32],
+            public,
+        }
+    }
+}
+
+impl snow::types::Dh for CountingX25519 {
+    fn name(&self) -> &'static str {
+        "25519"
+    }
+
+    fn pub_len(&self) -> usize {
+        32
+    }
+
+    fn priv_len(&self) -> usize {
+        32
+    }
+
+    fn set(&mut self, privkey: &[u8]) {
+        let mut bytes = [0u8; 32];
+        // snow passes exactly priv_len() bytes; a shorter slice would leave zeros, never panic.
+        let n = privkey.len().min(32);
+        bytes[..n].copy_from_slice(&privkey[..n]);
+        self.secret = StaticSecret::from(bytes);
+        self.secret_bytes = self.secret.to_bytes();
+        self.public = *PublicKey::from(&self.secret).as_bytes();
+    }
+
+    fn generate(&mut self, rng: &mut dyn snow::types::Random) {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        self.set(&bytes);
+    }
+
+    fn pubkey(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn privkey(&self) -> &[u8] {
+        &self.secret_bytes
+    }
+
+    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        // snow hands over its whole key buffer (MAXDHLEN bytes); the key is its first 32.
+        let public: [u8; 32] = pubkey
+            .get(..32)
+            .and_then(|key| key.try_into().ok())
+            .ok_or(snow::Error::Dh)?;
+        let shared = x25519(&self.secret, &public).map_err(|_| snow::Error::Dh)?;
+        let out = out.get_mut(..32).ok_or(snow::Error::Dh)?;
+        out.copy_from_slice(&shared);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dh_is_counted_on_its_thread_and_globally() {
+        let a = StaticSecret::from([1u8; 32]);
+        let b = StaticSecret::from([2u8; 32]);
+        let before_thread = count_on_this_thread();
+        let before_total = count();
+        let ab = x25519(&a, PublicKey::from(&b).as_bytes()).unwrap();
+        let ba = x25519(&b, PublicKey::from(&a).as_bytes()).unwrap();
+        assert_eq!(ab, ba);
+        assert_eq!(count_on_this_thread() - before_thread, 2);
+        assert!(count() - before_total >= 2);
+    }
+
+    #[test]
+    fn a_low_order_point_is_refused() {
+        let a = StaticSecret::from([1u8; 32]);
+        assert_eq!(x25519(&a, &[0u8; 32]), Err(LowOrderPoint));
+    }
+}

@@ -1,0 +1,393 @@
+//! Per-channel keys and packet protection (PROTOCOL.md §5): each channel's key is derived from
+//! the session's direction secret, sealed with AES-256-GCM through ring, with the sequence number
+//! as nonce and the header as associated data. No allocation per packet.
+
+use super::window::{Seen, SlidingWindow};
+use crate::wire::ChannelId;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Length of the AEAD tag after the ciphertext.
+pub const TAG_LEN: usize = 16;
+/// BLAKE3 context of the channel-key derivation (PROTOCOL.md §5).
+const CHANNEL_KEY_CONTEXT: &str = "weft v1 channel key";
+
+/// The replay window of one channel, direction and session: 2048 sequence numbers (§5: at least
+/// 2048).
+pub type ReplayWindow = SlidingWindow<32>;
+
+/// Why a packet was not opened. Both are silent drops, counted by [`reason`](Self::reason).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The sequence number was seen before or is behind the window.
+    #[error("replayed or too old sequence number")]
+    Replay,
+    /// The tag did not verify (forged, corrupted, or sealed under another key).
+    #[error("packet does not authenticate")]
+    Authentication,
+}
+
+impl OpenError {
+    /// A snake_case metric label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            OpenError::Replay => "replay",
+            OpenError::Authentication => "authentication",
+        }
+    }
+}
+
+/// A channel's 32-byte key in one direction:
+/// `BLAKE3.derive_key("weft v1 channel key", direction_secret ‖ channel_id as 4 bytes BE)`.
+pub fn channel_key(direction_secret: &[u8; 32], channel: ChannelId) -> [u8; 32] {
+    // PROTOCOL.md §5: key material = direction secret ‖ channel id (big-endian, 4 bytes).
+    let mut material = [0u8; 36];
+    material[..32].copy_from_slice(direction_secret);
+    material[32..].copy_from_slice(&channel.0.to_be_bytes());
+    blake3::derive_key(CHANNEL_KEY_CONTEXT, &material)
+}
+
+/// One AES-256-GCM key. The nonce is 4 zero bytes ‖ the u64 sequence number (big-endian).
+pub struct PacketKey {
+    key: LessSafeKey,
+}
+
+impl fmt::Debug for PacketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketKey").finish_non_exhaustive()
+    }
+}
+
+fn nonce(sequence: u64) -> Nonce {
+    // PROTOCOL.md §5: nonce = 4 zero bytes ‖ sequence number; a sequence number is never reused
+    // under one key (§3), so a nonce never repeats.
+    let mut bytes = [0u8; 12];
+    bytes[4..].copy_from_slice(&sequence.to_be_bytes());
+    Nonce::assume_unique_for_key(bytes)
+}
+
+impl PacketKey {
+    /// The key with raw bytes `key`.
+    pub fn new(key: &[u8; 32]) -> PacketKey {
+        // ring accepts any 32-byte key for AES-256; the length is fixed by the type.
+        let unbound = UnboundKey::new(&AES_256_GCM, key)
+            .unwrap_or_else(|_| unreachable!("AES-256-GCM takes 32-byte keys"));
+        PacketKey {
+            key: LessSafeKey::new(unbound),
+        }
+    }
+
+    /// The key of `channel` under `direction_secret`.
+    pub fn for_channel(direction_secret: &[u8; 32], channel: ChannelId) -> PacketKey {
+        PacketKey::new(&channel_key(direction_secret, channel))
+    }
+
+    /// Encrypts `payload` in place with `header` as associated data and writes the tag.
+    pub fn seal_in_place(
+        &self,
+        sequence: u64,
+        header: &[u8],
+        payload: &mut [u8],
+        tag_out: &mut [u8; TAG_LEN],
+    ) {
+        // ring fails only for payloads beyond GCM's 64 GiB limit, far past any datagram; a
+        // failure leaves a zero tag, which no receiver accepts.
+        match self
+            .key
+            .seal_in_place_separate_tag(nonce(sequence), Aad::from(header), payload)
+        {
+            Ok(tag) => tag_out.copy_from_slice(tag.as_ref()),
+            Err(_) => *tag_out = [0; TAG_LEN],
+        }
+    }
+
+    /// Decrypts `ciphertext_and_tag` in place; returns the plaintext length (the tag's 16 bytes
+    /// at the end are then meaningless).
+    pub fn open_in_place(
+        &self,
+        sequence: u64,
+        header: &[u8],
+        ciphertext_and_tag: &mut [u8],
+    ) -> Result<usize, OpenError> {
+        let len = ciphertext_and_tag
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(OpenError::Authentication)?;
+        let (ciphertext, tag) = ciphertext_and_tag.split_at_mut(len);
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| OpenError::Authentication)?;
+        self.key
+            .open_in_place_separate_tag(
+                nonce(sequence),
+                Aad::from(header),
+                Tag::from(tag),
+                ciphertext,
+                0..,
+            )
+            .map(|plain| plain.len())
+            .map_err(|_| OpenError::Authentication)
+    }
+}
+
+/// One channel's protection within a session: both directions' keys, the next sequence number
+/// to send and the replay window of what was received.
+#[derive(Debug)]
+pub struct ChannelCrypto {
+    send: PacketKey,
+    receive: PacketKey,
+    next_send: u64,
+    window: ReplayWindow,
+}
+
+impl ChannelCrypto {
+    /// Keys for `channel` from a session's two direction secrets.
+    pub fn new(send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) -> Self {
+        ChannelCrypto {
+            send: PacketKey::for_channel(send_secret, channel),
+            receive: PacketKey::for_channel(receive_secret, channel),
+            next_send: 0,
+            window: ReplayWindow::new(),
+        }
+    }
+
+    /// The sequence number the next sealed packet will carry.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_send
+    }
+
+    /// How many packets were sealed on this channel.
+    pub fn packets_sent(&self) -> u64 {
+        self.next_send
+    }
+
+    /// Seals the next packet: takes a fresh sequence number (returned; the caller writes it into
+    /// the header before sealing, since the header is the associated data, so it must call
+    /// [`next_sequence`](Self::next_sequence) first and pass the same header here).
+    pub fn seal(&mut self, header: &[u8], payload: &mut [u8], tag_out: &mut [u8; TAG_LEN]) -> u64 {
+        let sequence = self.next_send;
+        self.send.seal_in_place(sequence, header, payload, tag_out);
+        // PROTOCOL.md §3: a sequence number is never reused under one key.
+        self.next_send += 1;
+        sequence
+    }
+
+    /// Opens a received packet: the replay window is checked before decrypting and moves only
+    /// after the tag verified (PROTOCOL.md §5), so a forged packet cannot push it forward.
+    pub fn open(
+        &mut self,
+        sequence: u64,
+        header: &[u8],
+        ciphertext_and_tag: &mut [u8],
+    ) -> Result<usize, OpenError> {
+        if self.window.check(sequence) != Seen::Fresh {
+            return Err(OpenError::Replay);
+        }
+        let len = self
+            .receive
+            .open_in_place(sequence, header, ciphertext_and_tag)?;
+        self.window.insert(sequence);
+        Ok(len)
+    }
+
+    /// What the replay window says about `sequence` (for a driver that drops early).
+    pub fn check_replay(&self, sequence: u64) -> Seen {
+        self.window.check(sequence)
+    }
+}
+
+/// The per-session cache of channel keys, keyed by channel id. Keys are derived when a channel
+/// is first used (set-up, not per packet) and dropped with the channel.
+pub struct ChannelKeys {
+    send_secret: [u8; 32],
+    receive_secret: [u8; 32],
+    channels: HashMap<ChannelId, ChannelCrypto>,
+}
+
+impl fmt::Debug for ChannelKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelKeys")
+            .field("channels", &self.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelKeys {
+    /// An empty cache for a session with these direction secrets.
+    pub fn new(send_secret: [u8; 32], receive_secret: [u8; 32]) -> ChannelKeys {
+        ChannelKeys {
+            send_secret,
+            receive_secret,
+            channels: HashMap::new(),
+        }
+    }
+
+    /// The channel's crypto state, derived on first use.
+    pub fn channel(&mut self, channel: ChannelId) -> &mut ChannelCrypto {
+        let (send, receive) = (&self.send_secret, &self.receive_secret);
+        self.channels
+            .entry(channel)
+            .or_insert_with(|| ChannelCrypto::new(send, receive, channel))
+    }
+
+    /// The channel's crypto state if it was derived already.
+    pub fn get(&mut self, channel: ChannelId) -> Option<&mut ChannelCrypto> {
+        self.channels.get_mut(&channel)
+    }
+
+    /// Forgets a closed channel (its id is never reused within the session, §6).
+    pub fn remove(&mut self, channel: ChannelId) {
+        self.channels.remove(&channel);
+    }
+
+    /// The most packets any channel has sealed under this session (for the rekey threshold).
+    pub fn max_packets_sent(&self) -> u64 {
+        self.channels
+            .values()
+            .map(ChannelCrypto::packets_sent)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Number of channels with derived keys.
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// True if no channel has keys yet.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: [u8; 41] = [0x13; 41];
+
+    fn pair(channel: ChannelId) -> (ChannelCrypto, ChannelCrypto) {
+        let a = [1u8; 32];
+        let b = [2u8; 32];
+        (
+            ChannelCrypto::new(&a, &b, channel),
+            ChannelCrypto::new(&b, &a, channel),
+        )
+    }
+
+    fn sealed(sender: &mut ChannelCrypto, payload: &[u8]) -> (u64, Vec<u8>) {
+        let mut buf = payload.to_vec();
+        let mut tag = [0u8; TAG_LEN];
+        let seq = sender.seal(&HEADER, &mut buf, &mut tag);
+        buf.extend_from_slice(&tag);
+        (seq, buf)
+    }
+
+    #[test]
+    fn seal_then_open_round_trips() {
+        let (mut a, mut b) = pair(ChannelId::new(1, 2));
+        let (seq, mut packet) = sealed(&mut a, b"hello weft");
+        assert_ne!(&packet[..10], b"hello weft");
+        let len = b.open(seq, &HEADER, &mut packet).unwrap();
+        assert_eq!(&packet[..len], b"hello weft");
+        assert_eq!(a.next_sequence(), 1);
+    }
+
+    #[test]
+    fn a_flipped_bit_in_header_or_ciphertext_or_tag_fails() {
+        let (mut a, _) = pair(ChannelId::new(1, 2));
+        let (seq, packet) = sealed(&mut a, &[7u8; 64]);
+        for byte in 0..HEADER.len() + packet.len() {
+            for bit in [0x01u8, 0x80] {
+                let (_, mut b) = pair(ChannelId::new(1, 2));
+                let mut header = HEADER;
+                let mut body = packet.clone();
+                if byte < HEADER.len() {
+                    header[byte] ^= bit;
+                } else {
+                    body[byte - HEADER.len()] ^= bit;
+                }
+                assert_eq!(
+                    b.open(seq, &header, &mut body),
+                    Err(OpenError::Authentication)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_channel_wrong_sequence_or_old_key_fails() {
+        let (mut a, _) = pair(ChannelId::new(1, 2));
+        let (seq, packet) = sealed(&mut a, b"payload");
+        let (_, mut other_channel) = pair(ChannelId::new(1, 3));
+        assert!(
+            other_channel
+                .open(seq, &HEADER, &mut packet.clone())
+                .is_err()
+        );
+        let (_, mut b) = pair(ChannelId::new(1, 2));
+        assert!(b.open(seq + 1, &HEADER, &mut packet.clone()).is_err());
+        // A key of an older session (other secrets) fails too.
+        let mut old = ChannelCrypto::new(&[2; 32], &[9; 32], ChannelId::new(1, 2));
+        assert!(old.open(seq, &HEADER, &mut packet.clone()).is_err());
+        assert!(b.open(seq, &HEADER, &mut packet.clone()).is_ok());
+    }
+
+    #[test]
+    fn a_replay_is_refused_and_a_forgery_does_not_move_the_window() {
+        let (mut a, mut b) = pair(ChannelId::new(1, 2));
+        let (seq, packet) = sealed(&mut a, b"first");
+        assert!(b.open(seq, &HEADER, &mut packet.clone()).is_ok());
+        assert_eq!(
+            b.open(seq, &HEADER, &mut packet.clone()),
+            Err(OpenError::Replay)
+        );
+        // A forged packet far ahead fails its tag and leaves the window where it was...
+        let mut forged = vec![0u8; 32];
+        assert_eq!(
+            b.open(1_000_000, &HEADER, &mut forged),
+            Err(OpenError::Authentication)
+        );
+        assert_eq!(b.check_replay(1_000_000), Seen::Fresh);
+        // ...so a genuine packet just after the first still opens.
+        let (seq2, packet2) = sealed(&mut a, b"second");
+        assert!(b.open(seq2, &HEADER, &mut packet2.clone()).is_ok());
+    }
+
+    #[test]
+    fn a_packet_shorter_than_a_tag_is_an_error() {
+        let (_, mut b) = pair(ChannelId::DEFAULT);
+        assert_eq!(
+            b.open(0, &HEADER, &mut [0u8; 15]),
+            Err(OpenError::Authentication)
+        );
+    }
+
+    #[test]
+    fn the_cache_derives_each_channel_once_and_counts_packets() {
+        let mut keys = ChannelKeys::new([1; 32], [2; 32]);
+        let mut tag = [0u8; TAG_LEN];
+        keys.channel(ChannelId::new(1, 1))
+            .seal(&HEADER, &mut [0u8; 8], &mut tag);
+        keys.channel(ChannelId::new(1, 1))
+            .seal(&HEADER, &mut [0u8; 8], &mut tag);
+        keys.channel(ChannelId::DEFAULT)
+            .seal(&HEADER, &mut [0u8; 8], &mut tag);
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.max_packets_sent(), 2);
+        keys.remove(ChannelId::new(1, 1));
+        assert!(keys.get(ChannelId::new(1, 1)).is_none());
+    }
+
+    #[test]
+    fn channel_keys_differ_by_channel_and_direction() {
+        let secret = [5u8; 32];
+        assert_ne!(
+            channel_key(&secret, ChannelId::DEFAULT),
+            channel_key(&secret, ChannelId::new(0, 1))
+        );
+        assert_ne!(
+            channel_key(&secret, ChannelId::DEFAULT),
+            channel_key(&[6u8; 32], ChannelId::DEFAULT)
+        );
+    }
+}

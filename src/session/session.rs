@@ -1,0 +1,373 @@
+//! Sessions and the per-peer slot that holds two of them (PROTOCOL.md §5: KEY_PHASE, rekey,
+//! crossing INITs, who may replace a session).
+
+use super::handshake::{Established, HandshakeKind, Role};
+use super::keys::ChannelKeys;
+use crate::wire::PeerId;
+use std::time::{Duration, Instant};
+
+/// When a session is replaced by a new handshake (PROTOCOL.md §5, session lifetime).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RekeyPolicy {
+    /// Replace before any channel has sent this many packets under the session (default 2^31).
+    pub after_packets: u64,
+    /// Replace after this long (default 15 minutes).
+    pub after: Duration,
+}
+
+impl Default for RekeyPolicy {
+    fn default() -> Self {
+        RekeyPolicy {
+            after_packets: 1 << 31,
+            after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Which of a peer's two sessions keyed a packet: the header's KEY_PHASE flag (§3).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum KeyPhase {
+    /// KEY_PHASE clear.
+    #[default]
+    Zero,
+    /// KEY_PHASE set.
+    One,
+}
+
+impl KeyPhase {
+    /// The phase a header flag names.
+    pub fn from_flag(set: bool) -> KeyPhase {
+        if set { KeyPhase::One } else { KeyPhase::Zero }
+    }
+
+    /// True if the header's KEY_PHASE flag is to be set.
+    pub fn flag(self) -> bool {
+        self == KeyPhase::One
+    }
+
+    /// The other phase: each replacing session flips it.
+    pub fn flipped(self) -> KeyPhase {
+        match self {
+            KeyPhase::Zero => KeyPhase::One,
+            KeyPhase::One => KeyPhase::Zero,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One established session with a peer.
+#[derive(Debug)]
+pub struct Session {
+    kind: HandshakeKind,
+    role: Role,
+    peer_id: PeerId,
+    peer_ed25519: [u8; 32],
+    created_at: Instant,
+    phase: KeyPhase,
+    /// Per-channel keys, sequence numbers and replay windows of this session.
+    pub keys: ChannelKeys,
+}
+
+impl Session {
+    /// A session from a completed handshake, created at `now`, under `phase`.
+    pub fn new(established: &Established, now: Instant, phase: KeyPhase) -> Session {
+        Session {
+            kind: established.kind,
+            role: established.role,
+            peer_id: established.peer_id,
+            peer_ed25519: established.peer_ed25519,
+            created_at: now,
+            phase,
+            keys: ChannelKeys::new(*established.send_secret(), *established.receive_secret()),
+        }
+    }
+
+    /// The handshake kind that made it.
+    pub fn kind(&self) -> HandshakeKind {
+        self.kind
+    }
+
+    /// Our side of its handshake.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The peer.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The peer's proven Ed25519 key.
+    pub fn peer_ed25519(&self) -> &[u8; 32] {
+        &self.peer_ed25519
+    }
+
+    /// When the handshake completed.
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
+    /// Its KEY_PHASE.
+    pub fn phase(&self) -> KeyPhase {
+        self.phase
+    }
+
+    /// The most packets any one channel has sent under it.
+    pub fn packets_sent(&self) -> u64 {
+        self.keys.max_packets_sent()
+    }
+
+    /// True once the session should be replaced (PROTOCOL.md §5: 15 min, or before any channel
+    /// reaches 2^31 packets).
+    pub fn needs_rekey(&self, now: Instant, policy: &RekeyPolicy) -> bool {
+        now.saturating_duration_since(self.created_at) >= policy.after
+            || self.packets_sent() >= policy.after_packets
+    }
+
+    /// When the session reaches its age limit (for the driver's timer).
+    pub fn rekey_deadline(&self, policy: &RekeyPolicy) -> Instant {
+        self.created_at
+            .checked_add(policy.after)
+            .unwrap_or(self.created_at)
+    }
+}
+
+/// PROTOCOL.md §5: only a handshake proving the same Ed25519 key, of a kind no lower (by wire
+/// code), may replace a peer's session.
+pub fn may_replace(old: &Session, new: &Established) -> bool {
+    old.peer_ed25519 == new.peer_ed25519 && new.kind >= old.kind
+}
+
+/// PROTOCOL.md §5: when two INITs cross, the one from the lower peer id wins. Returns the peer
+/// whose INIT goes on; the other side drops its own pending handshake and answers.
+pub fn crossing_winner(a: PeerId, b: PeerId) -> PeerId {
+    a.min(b)
+}
+
+/// Why a slot refused a new session.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplaceError {
+    /// Another Ed25519 key, or a lower kind, than the current session's.
+    #[error("a session may be replaced only by the same key and a kind no lower")]
+    Refused,
+}
+
+/// A peer's sessions: at most two, told apart by KEY_PHASE. The one we send under is
+/// `sending`; a newer one takes over sending once a packet authenticated under it (responder)
+/// or at once (initiator, who knows the responder holds it), and the older one is then dropped.
+#[derive(Debug, Default)]
+pub struct SessionSlot {
+    sessions: [Option<Session>; 2],
+    /// Install order of each phase's session, to tell the newer from the older.
+    generations: [u64; 2],
+    next_generation: u64,
+    sending: KeyPhase,
+}
+
+impl SessionSlot {
+    /// An empty slot.
+    pub fn new() -> SessionSlot {
+        SessionSlot::default()
+    }
+
+    /// The session we send under, if any.
+    pub fn current(&mut self) -> Option<&mut Session> {
+        self.sessions[self.sending.index()].as_mut()
+    }
+
+    /// The session packets with KEY_PHASE `phase` are opened with.
+    pub fn by_phase(&mut self, phase: KeyPhase) -> Option<&mut Session> {
+        self.sessions[phase.index()].as_mut()
+    }
+
+    /// True if no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.iter().all(Option::is_none)
+    }
+
+    /// Installs a completed handshake at `now`; returns its phase.
+    pub fn install(
+        &mut self,
+        established: &Established,
+        now: Instant,
+    ) -> Result<KeyPhase, ReplaceError> {
+        let sending = self.sending;
+        let Some(current) = self.sessions[sending.index()].as_ref() else {
+            self.sessions = [None, None];
+            self.sending = KeyPhase::Zero;
+            self.sessions[0] = Some(Session::new(established, now, KeyPhase::Zero));
+            self.stamp(KeyPhase::Zero);
+            return Ok(KeyPhase::Zero);
+        };
+        if !may_replace(current, established) {
+            return Err(ReplaceError::Refused);
+        }
+        // PROTOCOL.md §5: the new session takes the other phase; a still-pending newer session
+        // there is superseded by this one.
+        let phase = sending.flipped();
+        self.sessions[phase.index()] = Some(Session::new(established, now, phase));
+        self.stamp(phase);
+        if established.role == Role::Initiator {
+            // The response proved the responder holds the new session: send under it now, keep
+            // the old one to open packets still in flight.
+            self.sending = phase;
+        }
+        Ok(phase)
+    }
+
+    fn stamp(&mut self, phase: KeyPhase) {
+        self.next_generation += 1;
+        self.generations[phase.index()] = self.next_generation;
+    }
+
+    /// Tells the slot a packet authenticated under `phase`. PROTOCOL.md §5: the responder keeps
+    /// sending under the old session until a packet authenticates under the new one; then the
+    /// old one is dropped (by either side).
+    pub fn authenticated(&mut self, phase: KeyPhase) {
+        let other = phase.flipped();
+        let both = self.sessions[phase.index()].is_some() && self.sessions[other.index()].is_some();
+        let newer = both && self.generations[phase.index()] > self.generations[other.index()];
+        if newer {
+            self.sending = phase;
+            self.sessions[other.index()] = None;
+        }
+    }
+
+    /// Drops both sessions.
+    pub fn clear(&mut self) {
+        self.sessions = [None, None];
+        self.sending = KeyPhase::Zero;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn established(ed: u8, kind: HandshakeKind, role: Role, secret: u8) -> Established {
+        Established {
+            kind,
+            role,
+            peer_id: PeerId([ed; 16]),
+            peer_ed25519: [ed; 32],
+            initiator_to_responder: [secret; 32],
+            responder_to_initiator: [secret.wrapping_add(1); 32],
+        }
+    }
+
+    #[test]
+    fn only_the_same_key_and_a_kind_no_lower_may_replace() {
+        let now = Instant::now();
+        let old = Session::new(
+            &established(1, HandshakeKind::UnknownResponder, Role::Responder, 1),
+            now,
+            KeyPhase::Zero,
+        );
+        let same_kind = established(1, HandshakeKind::UnknownResponder, Role::Responder, 2);
+        let higher = established(1, HandshakeKind::PreSharedKey, Role::Responder, 2);
+        let lower = established(1, HandshakeKind::KnownResponder, Role::Responder, 2);
+        let other_key = established(2, HandshakeKind::PreSharedKey, Role::Responder, 2);
+        assert!(may_replace(&old, &same_kind));
+        assert!(may_replace(&old, &higher));
+        assert!(!may_replace(&old, &lower));
+        assert!(!may_replace(&old, &other_key));
+    }
+
+    #[test]
+    fn crossing_inits_the_lower_peer_id_wins_whichever_side_asks() {
+        let (low, high) = (PeerId([1; 16]), PeerId([2; 16]));
+        assert_eq!(crossing_winner(low, high), low);
+        assert_eq!(crossing_winner(high, low), low);
+    }
+
+    #[test]
+    fn a_responder_switches_phase_only_after_a_packet_authenticates_under_the_new_session() {
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        let first = established(1, HandshakeKind::KnownResponder, Role::Responder, 1);
+        assert_eq!(slot.install(&first, now), Ok(KeyPhase::Zero));
+        let rekey = established(1, HandshakeKind::KnownResponder, Role::Responder, 5);
+        assert_eq!(slot.install(&rekey, now), Ok(KeyPhase::One));
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::Zero);
+        // A packet under the old phase changes nothing.
+        slot.authenticated(KeyPhase::Zero);
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::Zero);
+        assert!(slot.by_phase(KeyPhase::One).is_some());
+        slot.authenticated(KeyPhase::One);
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::One);
+        assert!(slot.by_phase(KeyPhase::Zero).is_none());
+    }
+
+    #[test]
+    fn an_initiator_sends_under_the_new_session_at_once() {
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        slot.install(
+            &established(1, HandshakeKind::KnownResponder, Role::Initiator, 1),
+            now,
+        )
+        .unwrap();
+        slot.install(
+            &established(1, HandshakeKind::KnownResponder, Role::Initiator, 3),
+            now,
+        )
+        .unwrap();
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::One);
+        // The old session still opens packets in flight until the new one is confirmed.
+        assert!(slot.by_phase(KeyPhase::Zero).is_some());
+        slot.authenticated(KeyPhase::One);
+        assert!(slot.by_phase(KeyPhase::Zero).is_none());
+    }
+
+    #[test]
+    fn a_slot_refuses_another_key() {
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        slot.install(
+            &established(1, HandshakeKind::PreSharedKey, Role::Responder, 1),
+            now,
+        )
+        .unwrap();
+        let intruder = established(2, HandshakeKind::PreSharedKey, Role::Responder, 1);
+        assert_eq!(slot.install(&intruder, now), Err(ReplaceError::Refused));
+        let downgrade = established(1, HandshakeKind::KnownResponder, Role::Responder, 1);
+        assert_eq!(slot.install(&downgrade, now), Err(ReplaceError::Refused));
+        assert_eq!(slot.current().unwrap().peer_ed25519(), &[1; 32]);
+    }
+
+    #[test]
+    fn a_session_needs_rekey_by_age_or_packet_count() {
+        let now = Instant::now();
+        let policy = RekeyPolicy {
+            after_packets: 3,
+            after: Duration::from_secs(60),
+        };
+        let mut session = Session::new(
+            &established(1, HandshakeKind::KnownResponder, Role::Initiator, 1),
+            now,
+            KeyPhase::Zero,
+        );
+        assert!(!session.needs_rekey(now, &policy));
+        assert!(session.needs_rekey(now + Duration::from_secs(60), &policy));
+        let mut tag = [0u8; 16];
+        let channel = session.keys.channel(crate::wire::ChannelId::new(1, 1));
+        for _ in 0..3 {
+            channel.seal(&[0; 41], &mut [0u8; 4], &mut tag);
+        }
+        assert!(session.needs_rekey(now, &policy));
+        assert_eq!(
+            session.rekey_deadline(&policy),
+            now + Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn the_default_policy_is_fifteen_minutes_or_two_to_the_thirty_one_packets() {
+        let policy = RekeyPolicy::default();
+        assert_eq!(policy.after, Duration::from_secs(900));
+        assert_eq!(policy.after_packets, 2_147_483_648);
+    }
+}

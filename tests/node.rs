@@ -1,0 +1,462 @@
+//! `weft node` and `weft ping` as an operator runs them: real processes on loopback sockets.
+//!
+//! Every child is killed when its guard drops, and every wait has a deadline, so a hung node
+//! fails its test instead of hanging the suite.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_weft");
+
+/// Generous: the test machine is shared, and the deadline only guards against hangs.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A unique directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("weft-node-test-{}-{n}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process whose output is collected by threads; killed on drop.
+struct Proc {
+    child: Child,
+    stdout_lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weft");
+        let (tx, stdout_lines) = channel();
+        let stdout = child.stdout.take().unwrap();
+        let out_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let mut pipe = child.stderr.take().unwrap();
+        let err_reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Proc {
+            child,
+            stdout_lines,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn next_line(&self) -> String {
+        match self.stdout_lines.recv_timeout(DEADLINE) {
+            Ok(line) => line,
+            Err(e) => panic!("no line on stdout ({e}); stderr:\n{}", self.stderr()),
+        }
+    }
+
+    /// Waits for the exit; returns the status, the rest of stdout and all of stderr.
+    fn wait(mut self) -> (ExitStatus, String, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!("weft did not exit; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        let stdout: Vec<String> = self.stdout_lines.try_iter().collect();
+        (status, stdout.join("\n"), self.stderr())
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running node and what its ready line says.
+struct Node {
+    proc: Proc,
+    udp: SocketAddr,
+    metrics: SocketAddr,
+    peer: String,
+}
+
+fn node_args<'a>(data: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn start_node(args: &[&str]) -> Node {
+    let proc = Proc::spawn(args);
+    let line = proc.next_line();
+    let (udp, metrics, peer) = parse_ready(&line)
+        .unwrap_or_else(|| panic!("bad ready line {line:?}; stderr:\n{}", proc.stderr()));
+    Node {
+        proc,
+        udp,
+        metrics,
+        peer,
+    }
+}
+
+/// `ready udp=ADDR metrics=ADDR peer=HEX`, nothing else.
+fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr, String)> {
+    let mut words = line.split(' ');
+    if words.next()? != "ready" {
+        return None;
+    }
+    let udp = words.next()?.strip_prefix("udp=")?.parse().ok()?;
+    let metrics = words.next()?.strip_prefix("metrics=")?.parse().ok()?;
+    let peer = words.next()?.strip_prefix("peer=")?.to_string();
+    let is_hex = peer.len() == 32 && peer.bytes().all(|b| b.is_ascii_hexdigit());
+    (words.next().is_none() && is_hex).then_some((udp, metrics, peer))
+}
+
+/// Runs a command that should exit by itself.
+fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    Proc::spawn(args).wait()
+}
+
+/// One HTTP GET; returns the whole response.
+fn http_get(address: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect_timeout(&address, DEADLINE).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Scrapes until `wanted` holds for the body (metrics are published about once a second).
+fn scrape_until(address: SocketAddr, wanted: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let response = http_get(address, "/metrics");
+        if wanted(&response) {
+            return response;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "metrics never matched:\n{response}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn metric_value(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn ready_line_names_bound_addresses_and_peer_id() {
+    let data = TempDir::new("ready");
+    let node = start_node(&node_args(&data.0, &[]));
+    assert_eq!(node.udp.ip().to_string(), "127.0.0.1");
+    assert_ne!(node.udp.port(), 0, "must print the bound port, not 0");
+    assert_eq!(node.metrics.ip().to_string(), "127.0.0.1");
+    assert_ne!(node.metrics.port(), 0);
+    node.proc.signal("TERM");
+    let (status, rest, _) = node.proc.wait();
+    assert!(status.success());
+    assert_eq!(rest, "", "stdout must hold exactly one line");
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_node_with_status_0() {
+    for signal in ["TERM", "INT"] {
+        let data = TempDir::new("signal");
+        let node = start_node(&node_args(&data.0, &[]));
+        node.proc.signal(signal);
+        let (status, _, stderr) = node.proc.wait();
+        assert_eq!(status.code(), Some(0), "SIG{signal}; stderr:\n{stderr}");
+        assert!(stderr.contains("shutting down"), "{stderr}");
+    }
+}
+
+#[test]
+fn identity_survives_restart() {
+    let data = TempDir::new("restart");
+    let first = start_node(&node_args(&data.0, &[]));
+    let peer = first.peer.clone();
+    first.proc.signal("TERM");
+    assert!(first.proc.wait().0.success());
+    let second = start_node(&node_args(&data.0, &[]));
+    assert_eq!(second.peer, peer);
+
+    let other = TempDir::new("restart-other");
+    let third = start_node(&node_args(&other.0, &[]));
+    assert_ne!(
+        third.peer, peer,
+        "a new data directory means a new identity"
+    );
+}
+
+#[test]
+fn group_readable_key_file_is_refused_naming_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = TempDir::new("mode");
+    let node = start_node(&node_args(&data.0, &[]));
+    node.proc.signal("TERM");
+    assert!(node.proc.wait().0.success());
+    let key = data.join("ed25519.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (status, stdout, stderr) = run(&node_args(&data.0, &[]));
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(!stdout.contains("ready"), "{stdout}");
+    assert!(stderr.contains(&key.display().to_string()), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn garbage_key_file_is_refused_naming_the_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let data = TempDir::new("garbage");
+    for name in ["ed25519.key", "x25519.key"] {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(data.join(name))
+            .unwrap();
+        file.write_all(b"this is not a key\n").unwrap();
+    }
+    let (status, _, stderr) = run(&node_args(&data.0, &[]));
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(stderr.contains("ed25519.key"), "{stderr}");
+    assert!(stderr.contains("64 hex digits"), "{stderr}");
+    assert!(
+        stderr.contains("peer id"),
+        "must warn a new key changes the peer id: {stderr}"
+    );
+}
+
+#[test]
+fn unknown_config_field_exits_2_naming_it() {
+    let dir = TempDir::new("unknown-field");
+    let config = dir.join("weft.toml");
+    std::fs::write(&config, "listne = \"0.0.0.0:7700\"\n").unwrap();
+    let (status, _, stderr) = run(&["node", "--config", config.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
+    let expected = format!("config {}: unknown field \"listne\"", config.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("listen, metrics, data, echo, allow_plaintext, log_level"));
+}
+
+#[test]
+fn bad_config_address_exits_2_naming_the_field() {
+    let dir = TempDir::new("bad-address");
+    let config = dir.join("weft.toml");
+    std::fs::write(&config, "metrics = \"abc\"\n").unwrap();
+    let (status, _, stderr) = run(&["node", "--config", config.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("field \"metrics\": \"abc\" is not a socket address like"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_file_is_used_and_flags_override_it() {
+    let dir = TempDir::new("override");
+    let data = dir.join("data");
+    let busy = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = dir.join("weft.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{}\"\nmetrics = \"127.0.0.1:0\"\ndata = \"{}\"\necho = true\n",
+            busy.local_addr().unwrap(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    // The file's listen address is taken, so only the flag lets the node start.
+    let (status, _, stderr) = run(&["node", "--config", config]);
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(stderr.contains("--listen"), "{stderr}");
+
+    let node = start_node(&["node", "--config", config, "--listen", "127.0.0.1:0"]);
+    assert_ne!(node.udp, busy.local_addr().unwrap());
+    assert!(
+        data.join("ed25519.key").exists(),
+        "data comes from the file"
+    );
+}
+
+#[test]
+fn metrics_endpoint_serves_counters_and_build_info() {
+    let data = TempDir::new("metrics");
+    let node = start_node(&node_args(&data.0, &[]));
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.send_to(b"not a weft packet", node.udp).unwrap();
+    let response = scrape_until(node.metrics, |text| {
+        metric_value(text, "weft_packets_received_total").is_some_and(|n| n >= 1)
+    });
+    let head = response.split("\r\n\r\n").next().unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(
+        response.contains(&format!(
+            "weft_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{response}"
+    );
+    let not_found = http_get(node.metrics, "/");
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+}
+
+#[test]
+fn ping_to_a_closed_port_exits_1() {
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let target = closed.to_string();
+    let (status, stdout, stderr) = run(&[
+        "ping",
+        &target,
+        "--count",
+        "2",
+        "--timeout",
+        "0.2",
+        "--interval",
+        "0",
+    ]);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("PONG from")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no PONG from"), "{stdout}");
+    assert!(stdout.contains("2 sent, 0 received, 100% loss"), "{stdout}");
+}
+
+#[test]
+fn ping_with_a_bad_address_exits_2() {
+    let (status, _, stderr) = run(&["ping", "127.0.0.1"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:7700"),
+        "must show an example: {stderr}"
+    );
+}
+
+#[test]
+fn ping_gets_pong_from_a_node_and_metrics_count_it() {
+    let data = TempDir::new("ping");
+    let node = start_node(&node_args(&data.0, &[]));
+    let target = node.udp.to_string();
+    let (status, stdout, stderr) = run(&[
+        "ping",
+        &target,
+        "--count",
+        "2",
+        "--interval",
+        "0.1",
+        "--peer",
+        &node.peer,
+    ]);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let prefix = format!("PONG from {target} peer={} seq=0 time=", node.peer);
+    assert!(stdout.lines().any(|l| l.starts_with(&prefix)), "{stdout}");
+    assert!(stdout.contains("2 sent, 2 received, 0% loss"), "{stdout}");
+
+    // Without --peer the PING names no recipient and is still answered (PROTOCOL.md §3).
+    let (status, stdout, _) = run(&["ping", &target, "--count", "1"]);
+    assert_eq!(status.code(), Some(0), "{stdout}");
+
+    scrape_until(node.metrics, |text| {
+        metric_value(text, "weft_packets_received_total").is_some_and(|n| n >= 3)
+    });
+}
