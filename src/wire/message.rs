@@ -420,7 +420,8 @@ impl<'a> Message<'a> {
             Some(Framing::Var) => varint::encoded_len(body as u64),
             _ => 0,
         };
-        varint::encoded_len(kind.code()) + length_field + body
+        // A hand-built PMTU_PROBE may claim any length; saturating, it simply does not fit.
+        (varint::encoded_len(kind.code()) + length_field).saturating_add(body)
     }
 
     /// Writes this message at the start of `buf`; returns its length.
@@ -810,6 +811,17 @@ mod tests {
         }
         assert_eq!(CloseReason::from(6), CloseReason::Refused);
         assert_eq!(CloseReason::from(7), CloseReason::Unknown(7));
+    }
+
+    #[test]
+    fn absurd_probe_length_does_not_fit() {
+        let probe = Message::PmtuProbe { len: usize::MAX };
+        assert_eq!(probe.encoded_len(), usize::MAX);
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            probe.emit(&mut buf).unwrap_err().kind,
+            ErrorKind::BufferTooSmall
+        );
     }
 
     #[test]
