@@ -633,25 +633,23 @@ impl Endpoint {
     /// Stops (or resumes) handing a channel's messages to the application: a slow reader. While
     /// paused, received messages stay buffered and the peer gets no new credit (§7.4).
     pub fn set_receive_paused(&mut self, now: Instant, channel: ChannelHandle, paused: bool) {
-        let Ok(handle) = self.channels.resolve(channel.0) else {
-            return;
-        };
-        if !self.ensure_data(now, handle) {
-            return;
-        }
-        if let Some(state) = self.channels.get_mut(handle) {
-            if let Some(data) = state.data.as_mut() {
-                data.paused = paused;
-            }
-            let peer = state.peer;
-            self.mark_dirty(peer);
-        }
-        self.flush(now);
+        self.change_data(now, channel, |data| data.paused = paused);
     }
 
     /// Turns the 15 s keep-alive PING (§7.7) on or off for one channel; new channels take
     /// [`EndpointConfig::keep_alive`](super::EndpointConfig::keep_alive).
     pub fn set_keep_alive(&mut self, now: Instant, channel: ChannelHandle, on: bool) {
+        self.change_data(now, channel, |data| data.keep_alive = on);
+    }
+
+    /// Applies an application's setting to a live channel's data state, then lets the peer's
+    /// packets be rebuilt under it.
+    fn change_data(
+        &mut self,
+        now: Instant,
+        channel: ChannelHandle,
+        change: impl FnOnce(&mut ChannelData),
+    ) {
         let Ok(handle) = self.channels.resolve(channel.0) else {
             return;
         };
@@ -660,7 +658,7 @@ impl Endpoint {
         }
         if let Some(state) = self.channels.get_mut(handle) {
             if let Some(data) = state.data.as_mut() {
-                data.keep_alive = on;
+                change(data);
             }
             let peer = state.peer;
             self.mark_dirty(peer);
