@@ -2,6 +2,12 @@
 
 mod cli;
 
+use weft::node::heap::CountingAlloc;
+
+// Live-heap counters for `weft_heap_live_bytes` and `weft bench`'s node bytes per peer.
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc::new();
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

@@ -1,28 +1,35 @@
 //! `weft bench`: load a node with simulated peers over loopback, then run the raw-UDP baseline
-//! with the same shards, batches and sizes, and print weft's figures beside it.
+//! with the same shards, batches and packet sizes, and print weft's figures beside it; or, with
+//! `--flood`, flood the node with spoofed CHANNEL_NEW and watch its heap.
 
 use super::{EXIT_FAILURE, parse_socket_addr};
 use clap::{Args, ValueEnum};
-use std::io::Write;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use weft::channel::EndpointConfig;
 use weft::engine::load::{
-    LoadConfig, LoadError, LoadReport, Progress, RawEcho, resident_bytes, run_raw_load,
-    run_weft_load,
+    FloodConfig, FloodReport, LoadConfig, LoadError, LoadReport, Phase, Progress, RawEcho,
+    resident_bytes, run_flood, run_raw_load, run_weft_load,
 };
-use weft::engine::{Engine, EngineConfig, default_shards, run_echo_worker};
-
-/// Messages that may wait for the echo worker, as `weft node --echo` sizes it.
-const WORKER_QUEUE: usize = 4096;
+use weft::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle, default_shards};
+use weft::node::heap::{self, Account};
 use weft::session::Identity;
 use weft::wire::{Capabilities, PeerId};
 
-/// Channel modes (PROTOCOL.md §7); only `udp` is implemented until the reliability layer lands.
+/// Messages that may wait for the echo worker, as `weft node --echo` sizes it.
+const WORKER_QUEUE: usize = 4096;
+
+/// Time the node gets to settle before its heap is read (answers in flight, timers).
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Channel modes (PROTOCOL.md §7).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// Unreliable, unordered datagrams (capabilities 0).
@@ -44,12 +51,22 @@ impl Mode {
             Mode::Ordered => Capabilities::ORDERED,
         }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Udp => "udp",
+            Mode::Tcp => "tcp",
+            Mode::Reliable => "reliable",
+            Mode::Ordered => "ordered",
+        }
+    }
 }
 
 /// Flags of `weft bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Load an existing `weft node --echo` instead of starting one in-process
+    /// Load an existing `weft node --echo` instead of starting one in-process (node memory is
+    /// then not measured)
     #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
     target: Option<SocketAddr>,
     /// The target's peer id (32 hex digits), when --target is given
@@ -58,24 +75,33 @@ pub(crate) struct BenchArgs {
     /// Channel mode of the opened channels
     #[arg(long, value_enum, default_value_t = Mode::Udp)]
     mode: Mode,
-    /// Bytes of application data per message
-    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u16).range(8..=1100))]
+    /// Bytes of application data (payload) per message; the table prints the packet size on
+    /// the wire, which adds weft's header, framing and AEAD tag. The raw baseline sends
+    /// datagrams of that packet size
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = clap::value_parser!(u16).range(8..=1300))]
     size: u16,
     /// Messages per second over all peers; 0 means as fast as each peer's window allows
     #[arg(long, value_name = "PPS", default_value_t = 0)]
     rate: u64,
-    /// Simulated peers, each with its own peer id
+    /// Simulated peers, each with its own peer id, session and channel
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     peers: u32,
     /// Client sockets (and threads) the peers share
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=250))]
     clients: u16,
-    /// Seconds of data per run (weft, then the baseline)
+    /// Seconds of data per run (weft, then the baseline), or of flooding
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
     duration: u32,
     /// Shards of the in-process node and of the baseline echo [default: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     shards: Option<u16>,
+    /// Instead of the load: flood the node with spoofed CHANNEL_NEW (random sender ids, many
+    /// 127.x.y.z sources) for --duration and report its answers and heap growth
+    #[arg(long)]
+    flood: bool,
+    /// Source addresses per flood thread
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    flood_sources: u16,
     /// Write the figures as JSON to this file
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -85,37 +111,17 @@ fn parse_peer(text: &str) -> Result<PeerId, String> {
     PeerId::from_hex(text).ok_or_else(|| format!("\"{text}\" is not a peer id (32 hex digits)"))
 }
 
-/// Prints counters to stderr once a second while a run goes, and notes the resident memory
-/// once every channel is open.
-fn watch(label: &'static str, progress: Arc<Progress>, peers: u64) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut rss_at_open = 0;
-        let mut last_print = Instant::now();
-        while Arc::strong_count(&progress) > 1 {
-            std::thread::sleep(Duration::from_millis(50));
-            let opened = progress.opened.load(Ordering::Relaxed);
-            if rss_at_open == 0 && opened >= peers {
-                rss_at_open = resident_bytes();
-            }
-            if last_print.elapsed() >= Duration::from_secs(1) {
-                last_print = Instant::now();
-                eprint!(
-                    "\r{label}: {:>4.0} s  opened {opened}/{peers}  sent {}  answered {}   ",
-                    start.elapsed().as_secs_f64(),
-                    progress.sent.load(Ordering::Relaxed),
-                    progress.received.load(Ordering::Relaxed),
-                );
-            }
-        }
-        eprintln!();
-        rss_at_open
-    })
-}
-
 /// Runs `weft bench`: 0 after both runs, 1 when a run cannot start or the mode is refused.
 pub(crate) fn run(args: BenchArgs) -> ExitCode {
-    match bench(&args) {
+    // Everything this thread and the harness's threads allocate is the harness's; the node's
+    // heap is everything else (PROTOCOL.md §12 figures: node memory per peer).
+    heap::set_thread_account(Account::Harness);
+    let result = if args.flood {
+        flood(&args)
+    } else {
+        bench(&args)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("weft bench: {message}");
@@ -124,37 +130,109 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     }
 }
 
+/// The node under test when none is targeted: an engine with the echo service, in-process.
+struct LocalNode {
+    stop: ShutdownHandle,
+    thread: JoinHandle<std::io::Result<Vec<ShardStats>>>,
+    io_backend: &'static str,
+}
+
+impl LocalNode {
+    fn start(
+        shards: usize,
+        allow_plaintext: bool,
+    ) -> Result<(LocalNode, SocketAddr, PeerId), String> {
+        let identity = Identity::generate(&mut rand::rngs::OsRng);
+        let config = EngineConfig {
+            shards,
+            // The I/O backend (`--io`) is chosen here once EngineConfig carries it.
+            ..EngineConfig::new(
+                "127.0.0.1:0".parse().map_err(|_| "bad address")?,
+                EndpointConfig {
+                    allow_plaintext,
+                    ..EndpointConfig::default()
+                },
+            )
+        };
+        // The shards' endpoints are built on this thread: charge them to the node.
+        let (engine, link) = heap::with_account(Account::Node, || {
+            Engine::start_with_worker(&config, &identity, rand::random(), WORKER_QUEUE)
+        })
+        .map_err(|e| format!("cannot start the node: {e}"))?;
+        // The echo service runs as a worker, as in `weft node --echo`.
+        std::thread::spawn(move || {
+            heap::set_thread_account(Account::Node);
+            weft::engine::run_echo_worker(link)
+        });
+        let address = engine.local_addr();
+        let io_backend = engine.io_backend();
+        let stop = engine
+            .shutdown_handle()
+            .map_err(|e| format!("cannot start the node: {e}"))?;
+        let thread = std::thread::spawn(move || {
+            heap::set_thread_account(Account::Node);
+            engine.run(|_| {})
+        });
+        Ok((
+            LocalNode {
+                stop,
+                thread,
+                io_backend,
+            },
+            address,
+            identity.peer_id(),
+        ))
+    }
+
+    /// Stops the node; returns its drop and refusal counters, when any is non-zero.
+    fn stop(self) -> String {
+        self.stop.shutdown();
+        match self.thread.join() {
+            Ok(Ok(shards)) => drop_summary(&shards),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The node's live heap as the counting allocator sees it: everything but the harness's.
+fn node_heap() -> i64 {
+    heap::live_except(Account::Harness)
+}
+
+/// Memory figures read around the open phase.
+#[derive(Debug, Default, Clone, Copy)]
+struct Memory {
+    node_at_zero: i64,
+    node_at_open: i64,
+    harness_at_zero: i64,
+    harness_at_open: i64,
+    rss_at_zero: u64,
+    rss_at_open: u64,
+}
+
+impl Memory {
+    fn node_per_peer(&self, peers: u32) -> u64 {
+        (self.node_at_open - self.node_at_zero).max(0) as u64 / u64::from(peers.max(1))
+    }
+
+    fn harness_per_peer(&self, peers: u32) -> u64 {
+        (self.harness_at_open - self.harness_at_zero).max(0) as u64 / u64::from(peers.max(1))
+    }
+}
+
 fn bench(args: &BenchArgs) -> Result<(), String> {
     let shards = args.shards.map_or_else(default_shards, usize::from);
-    let rss_before = resident_bytes();
-    // The node under test: the caller's, or one started here with the echo service.
     let mut node = None;
-    let mut node_notes = String::new();
-    let (target, target_peer) = match args.target {
-        Some(target) => (target, args.target_peer),
+    let (target, target_peer, io_backend) = match args.target {
+        Some(target) => (target, args.target_peer, "unknown"),
         None => {
-            let identity = Identity::generate(&mut rand::rngs::OsRng);
-            let config = EngineConfig {
-                shards,
-                ..EngineConfig::new(
-                    "127.0.0.1:0".parse().map_err(|_| "bad address")?,
-                    EndpointConfig::default(),
-                )
-            };
-            // The echo service runs as a worker, as in `weft node --echo`.
-            let (engine, link) =
-                Engine::start_with_worker(&config, &identity, rand::random(), WORKER_QUEUE)
-                    .map_err(|e| format!("cannot start the node: {e}"))?;
-            std::thread::spawn(move || run_echo_worker(link));
-            let address = engine.local_addr();
-            let stop = engine
-                .shutdown_handle()
-                .map_err(|e| format!("cannot start the node: {e}"))?;
-            let thread = std::thread::spawn(move || engine.run(|_| {}));
-            node = Some((stop, thread));
-            (address, Some(identity.peer_id()))
+            let (local, address, peer) = LocalNode::start(shards, false)?;
+            let io = local.io_backend;
+            node = Some(local);
+            (address, Some(peer), io)
         }
     };
+    let counting = node.is_some() && heap::is_counting();
     let load = LoadConfig {
         target,
         target_peer,
@@ -165,52 +243,137 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         duration: Duration::from_secs(u64::from(args.duration)),
         capabilities: args.mode.capabilities(),
     };
+
+    std::thread::sleep(SETTLE);
+    let mut memory = Memory {
+        node_at_zero: node_heap(),
+        harness_at_zero: heap::live_bytes(Account::Harness),
+        rss_at_zero: resident_bytes(),
+        ..Memory::default()
+    };
     let progress = Arc::new(Progress::default());
-    let watcher = watch("weft", Arc::clone(&progress), load.peers as u64);
-    let weft = run_weft_load(&load, &progress);
+    let watcher = watch(
+        "weft",
+        Arc::clone(&progress),
+        load.peers as u64,
+        load.duration,
+    );
+    let settle = SETTLE + Duration::from_micros(5) * args.peers;
+    let weft = run_weft_load(&load, &progress, || {
+        std::thread::sleep(settle);
+        memory.node_at_open = node_heap();
+        memory.harness_at_open = heap::live_bytes(Account::Harness);
+        memory.rss_at_open = resident_bytes();
+    });
     drop(progress);
-    let rss_at_open = watcher.join().unwrap_or(0);
-    if let Some((stop, thread)) = node {
-        stop.shutdown();
-        if let Ok(Ok(shards)) = thread.join() {
-            node_notes = drop_summary(&shards);
-        }
-    }
+    let _ = watcher.join();
+    let node_notes = node.map(LocalNode::stop).unwrap_or_default();
     let weft = weft.map_err(|e| match e {
         LoadError::Open(reason) => format!(
-            "mode {:?} is refused by this build ({reason}); only --mode udp works until the \
-             reliability layer lands",
-            args.mode
+            "mode {} is refused by this build ({reason})",
+            args.mode.name()
         ),
         other => other.to_string(),
     })?;
-    let bytes_per_peer = rss_at_open.saturating_sub(rss_before) / u64::from(args.peers);
+    if !counting {
+        memory = Memory::default();
+    }
 
+    // The baseline sends datagrams as large as weft's packets were.
     let echo = RawEcho::start("127.0.0.1:0".parse().map_err(|_| "bad address")?, shards)
         .map_err(|e| format!("cannot start the baseline echo: {e}"))?;
     let baseline_load = LoadConfig {
         target: echo.local_addr(),
+        size: if weft.packet_bytes > 0 {
+            weft.packet_bytes
+        } else {
+            load.size
+        },
         ..load.clone()
     };
     let progress = Arc::new(Progress::default());
-    let watcher = watch("baseline", Arc::clone(&progress), 0);
+    let watcher = watch("baseline", Arc::clone(&progress), 0, load.duration);
     let baseline =
         run_raw_load(&baseline_load, &progress).map_err(|e| format!("baseline run failed: {e}"))?;
     drop(progress);
     let _ = watcher.join();
     drop(echo);
 
-    let table = render(args, shards, &weft, &baseline, bytes_per_peer);
-    let _ = write!(std::io::stdout(), "{table}{node_notes}");
+    let figures = Figures {
+        args,
+        shards,
+        io_backend,
+        weft: &weft,
+        baseline: &baseline,
+        memory,
+        counting,
+    };
+    let _ = write!(std::io::stdout(), "{}{node_notes}", figures.table());
     if let Some(path) = &args.json {
-        let json = render_json(args, shards, &weft, &baseline, bytes_per_peer);
-        std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, figures.json())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
 }
 
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+fn bar(prefix: &'static str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(1)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:>8} {msg:<24} [{elapsed_precise}] {wide_bar} {pos}/{len}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// Draws a run's progress until the run drops its end of `progress`.
+fn watch(
+    label: &'static str,
+    progress: Arc<Progress>,
+    peers: u64,
+    duration: Duration,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        heap::set_thread_account(Account::Harness);
+        let bar = bar(label);
+        let mut data_start = None;
+        let mut last = (Instant::now(), 0u64);
+        while Arc::strong_count(&progress) > 1 {
+            std::thread::sleep(Duration::from_millis(100));
+            let (sent, received) = (
+                progress.sent.load(Ordering::Relaxed),
+                progress.received.load(Ordering::Relaxed),
+            );
+            match progress.phase() {
+                Phase::Starting | Phase::Opening => {
+                    bar.set_message("handshakes + opens");
+                    bar.set_length(peers.max(1));
+                    bar.set_position(progress.opened.load(Ordering::Relaxed));
+                }
+                Phase::Idle => bar.set_message("idle: node heap"),
+                Phase::Data => {
+                    let started = *data_start.get_or_insert_with(Instant::now);
+                    let rate =
+                        (received - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
+                    last = (Instant::now(), received);
+                    bar.set_message(format!("{sent} sent, {rate:.0}/s"));
+                    bar.set_length(duration.as_secs());
+                    bar.set_position(started.elapsed().as_secs().min(duration.as_secs()));
+                }
+            }
+        }
+        bar.finish_and_clear();
+    })
+}
+
 /// The in-process node's drop and refusal counters, when any is non-zero.
-fn drop_summary(shards: &[weft::engine::ShardStats]) -> String {
+fn drop_summary(shards: &[ShardStats]) -> String {
     let mut notes = String::new();
     let merged = weft::engine::merged_endpoint_stats(shards);
     let tables = std::iter::once(&merged).chain(shards.iter().map(|s| &s.engine));
@@ -231,98 +394,277 @@ fn drop_summary(shards: &[weft::engine::ShardStats]) -> String {
     notes
 }
 
-fn gbits(report: &LoadReport, size: u16) -> f64 {
-    report.pps() * f64::from(size) * 8.0 / 1e9
+/// Everything a load run reports, for the table and the JSON.
+struct Figures<'a> {
+    args: &'a BenchArgs,
+    shards: usize,
+    io_backend: &'static str,
+    weft: &'a LoadReport,
+    baseline: &'a LoadReport,
+    memory: Memory,
+    counting: bool,
 }
 
+/// CPU time of the whole process (clients and node) per packet moved, out or back.
 fn cpu_ns_per_packet(report: &LoadReport) -> f64 {
-    // Each message crosses the loop twice (out and back), client and node in one process.
     report.cpu.as_nanos() as f64 / (report.sent + report.received).max(1) as f64
 }
 
-fn render(
-    args: &BenchArgs,
-    shards: usize,
-    weft: &LoadReport,
-    baseline: &LoadReport,
-    bytes_per_peer: u64,
-) -> String {
-    let ratio = weft.pps() / baseline.pps().max(1e-9);
-    let mut out = format!(
-        "weft bench: mode={:?} peers={} size={} rate={} duration={}s shards={shards} io=epoll\n",
-        args.mode, args.peers, args.size, args.rate, args.duration
-    );
-    out += &format!("{:<22}{:>14}{:>14}{:>10}\n", "", "weft", "raw UDP", "ratio");
-    let row = |name: &str, w: f64, b: f64| {
-        format!("{name:<22}{w:>14.1}{b:>14.1}{:>10.3}\n", w / b.max(1e-9))
-    };
-    out += &row(
-        "packets/s out",
-        weft.sent as f64 / weft.elapsed.as_secs_f64().max(1e-9),
-        baseline.sent as f64 / baseline.elapsed.as_secs_f64().max(1e-9),
-    );
-    out += &row("packets/s in", weft.pps(), baseline.pps());
-    out += &row(
-        "Mbit/s in (payload)",
-        gbits(weft, args.size) * 1000.0,
-        gbits(baseline, args.size) * 1000.0,
-    );
-    out += &row(
-        "p50 latency µs",
-        f64::from(weft.latency_us(0.5)),
-        f64::from(baseline.latency_us(0.5)),
-    );
-    out += &row(
-        "p99 latency µs",
-        f64::from(weft.latency_us(0.99)),
-        f64::from(baseline.latency_us(0.99)),
-    );
-    out += &row(
-        "p999 latency µs",
-        f64::from(weft.latency_us(0.999)),
-        f64::from(baseline.latency_us(0.999)),
-    );
-    out += &row(
-        "CPU ns/packet",
-        cpu_ns_per_packet(weft),
-        cpu_ns_per_packet(baseline),
-    );
-    out += &format!(
-        "handshakes/s {:.0} ({} channels in {:.3} s)   bytes/peer {bytes_per_peer}   weft/baseline pps {ratio:.3}\n",
-        weft.opened as f64 / weft.open_time.as_secs_f64().max(1e-9),
-        weft.opened,
-        weft.open_time.as_secs_f64()
-    );
-    out
+impl Figures<'_> {
+    fn ratio(&self) -> f64 {
+        self.weft.pps() / self.baseline.pps().max(1e-9)
+    }
+
+    fn table(&self) -> String {
+        let (w, b) = (self.weft, self.baseline);
+        let mut out = format!(
+            "weft bench: mode={} peers={} payload={} B (packet {} B, baseline datagram {} B) \
+             rate={} duration={}s shards={} clients={} io={}\n",
+            self.args.mode.name(),
+            self.args.peers,
+            self.args.size,
+            w.packet_bytes,
+            b.packet_bytes,
+            self.args.rate,
+            self.args.duration,
+            self.shards,
+            self.args.clients,
+            self.io_backend,
+        );
+        out += &format!("{:<20}{:>14}{:>14}{:>9}\n", "", "weft", "raw UDP", "ratio");
+        let row = |name: &str, w: f64, b: f64, digits: usize| {
+            format!(
+                "{name:<20}{w:>14.digits$}{b:>14.digits$}{:>9.3}\n",
+                w / b.max(1e-9)
+            )
+        };
+        out += &row("packets/s out", w.pps_out(), b.pps_out(), 0);
+        out += &row("packets/s in", w.pps(), b.pps(), 0);
+        out += &row("Gbit/s out", w.gbps_out(), b.gbps_out(), 3);
+        out += &row("Gbit/s in", w.gbps_in(), b.gbps_in(), 3);
+        for (name, q) in [("p50 µs", 0.5), ("p99 µs", 0.99), ("p999 µs", 0.999)] {
+            out += &row(name, w.latency_us(q) as f64, b.latency_us(q) as f64, 0);
+        }
+        out += &row(
+            "CPU ns/packet",
+            cpu_ns_per_packet(w),
+            cpu_ns_per_packet(b),
+            0,
+        );
+        out += &format!("{:<20}{:>14}{:>14}\n", "window stalls", w.stalls, b.stalls);
+        out += &format!(
+            "handshakes/s {:.0} ({} channels open, {} failed, in {:.3} s)\n",
+            w.handshakes_per_s(),
+            w.opened,
+            w.open_failed,
+            w.open_time.as_secs_f64(),
+        );
+        let m = &self.memory;
+        if self.counting {
+            out += &format!(
+                "node bytes/peer {} (live heap {} B at 0 peers, {} B with {} open and idle); \
+                 harness bytes/peer {}; process RSS {} -> {} MiB\n",
+                m.node_per_peer(self.args.peers),
+                m.node_at_zero,
+                m.node_at_open,
+                self.args.peers,
+                m.harness_per_peer(self.args.peers),
+                m.rss_at_zero >> 20,
+                m.rss_at_open >> 20,
+            );
+        } else {
+            out += "node bytes/peer n/a (a --target node, or no counting allocator)\n";
+        }
+        out += &format!("weft/baseline packets/s {:.3}\n", self.ratio());
+        out
+    }
+
+    fn json(&self) -> String {
+        let (w, b, m) = (self.weft, self.baseline, &self.memory);
+        let peers = self.args.peers;
+        let fields: Vec<(&str, String)> = vec![
+            ("mode", format!("\"{}\"", self.args.mode.name())),
+            ("peers", peers.to_string()),
+            ("size", self.args.size.to_string()),
+            ("packet_bytes", w.packet_bytes.to_string()),
+            ("rate", self.args.rate.to_string()),
+            ("duration_s", self.args.duration.to_string()),
+            ("shards", self.shards.to_string()),
+            ("clients", self.args.clients.to_string()),
+            ("io_backend", format!("\"{}\"", self.io_backend)),
+            ("weft_pps", format!("{:.1}", w.pps())),
+            ("weft_pps_out", format!("{:.1}", w.pps_out())),
+            ("baseline_pps", format!("{:.1}", b.pps())),
+            ("baseline_pps_out", format!("{:.1}", b.pps_out())),
+            ("ratio", format!("{:.4}", self.ratio())),
+            ("weft_gbps_in", format!("{:.4}", w.gbps_in())),
+            ("weft_gbps_out", format!("{:.4}", w.gbps_out())),
+            ("baseline_gbps_in", format!("{:.4}", b.gbps_in())),
+            ("baseline_gbps_out", format!("{:.4}", b.gbps_out())),
+            ("handshakes_per_s", format!("{:.1}", w.handshakes_per_s())),
+            ("channels_opened", w.opened.to_string()),
+            ("channels_failed", w.open_failed.to_string()),
+            ("p50_us", w.latency_us(0.5).to_string()),
+            ("p99_us", w.latency_us(0.99).to_string()),
+            ("p999_us", w.latency_us(0.999).to_string()),
+            ("baseline_p50_us", b.latency_us(0.5).to_string()),
+            ("baseline_p99_us", b.latency_us(0.99).to_string()),
+            ("baseline_p999_us", b.latency_us(0.999).to_string()),
+            ("cpu_ns_per_packet", format!("{:.1}", cpu_ns_per_packet(w))),
+            (
+                "baseline_cpu_ns_per_packet",
+                format!("{:.1}", cpu_ns_per_packet(b)),
+            ),
+            ("weft_stalls", w.stalls.to_string()),
+            ("baseline_stalls", b.stalls.to_string()),
+            ("bytes_per_peer", m.node_per_peer(peers).to_string()),
+            ("node_heap_at_zero", m.node_at_zero.to_string()),
+            ("node_heap_at_open", m.node_at_open.to_string()),
+            (
+                "harness_bytes_per_peer",
+                m.harness_per_peer(peers).to_string(),
+            ),
+        ];
+        render_json(&fields)
+    }
 }
 
-fn render_json(
+fn render_json(fields: &[(&str, String)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("  \"{k}\": {v}"))
+        .collect();
+    format!("{{\n{}\n}}\n", body.join(",\n"))
+}
+
+/// `weft bench --flood`: spoofed CHANNEL_NEW against the node, its heap before and after.
+fn flood(args: &BenchArgs) -> Result<(), String> {
+    let shards = args.shards.map_or_else(default_shards, usize::from);
+    let mut node = None;
+    let (target, target_peer, io_backend) = match args.target {
+        Some(target) => (target, args.target_peer, "unknown"),
+        None => {
+            // Kind-0 CHANNEL_NEW is answered only where plaintext is allowed (PROTOCOL.md §3);
+            // a node that refuses it drops the flood silently, which proves less.
+            let (local, address, peer) = LocalNode::start(shards, true)?;
+            let io = local.io_backend;
+            node = Some(local);
+            (address, Some(peer), io)
+        }
+    };
+    let counting = node.is_some() && heap::is_counting();
+    let config = FloodConfig {
+        target,
+        target_peer,
+        clients: usize::from(args.clients),
+        sources: usize::from(args.flood_sources),
+        duration: Duration::from_secs(u64::from(args.duration)),
+        count: None,
+    };
+    std::thread::sleep(SETTLE);
+    let before_warm_up = node_heap();
+    // A short warm-up first: what the node allocates once (counters, tables reaching their
+    // steady size) is not growth per packet.
+    let bar = bar("flood");
+    bar.set_message("warm-up");
+    run_flood(&FloodConfig {
+        duration: Duration::from_millis(500),
+        ..config.clone()
+    })
+    .map_err(|e| format!("flood failed: {e}"))?;
+    std::thread::sleep(SETTLE);
+    let before = node_heap();
+    bar.set_message("flooding");
+    let ticker = {
+        let bar = bar.clone();
+        let seconds = u64::from(args.duration);
+        bar.set_length(seconds);
+        std::thread::spawn(move || {
+            heap::set_thread_account(Account::Harness);
+            for s in 1..=seconds {
+                std::thread::sleep(Duration::from_secs(1));
+                bar.set_position(s);
+            }
+        })
+    };
+    let report = run_flood(&config).map_err(|e| format!("flood failed: {e}"))?;
+    let _ = ticker.join();
+    bar.finish_and_clear();
+    std::thread::sleep(SETTLE);
+    let after = node_heap();
+    let node_notes = node.map(LocalNode::stop).unwrap_or_default();
+    let text = flood_table(
+        args,
+        shards,
+        io_backend,
+        &report,
+        counting,
+        (before_warm_up, before, after),
+    );
+    let _ = write!(std::io::stdout(), "{text}{node_notes}");
+    if let Some(path) = &args.json {
+        let growth = if counting { after - before } else { 0 };
+        let fields: Vec<(&str, String)> = vec![
+            ("mode", "\"flood\"".to_string()),
+            ("shards", shards.to_string()),
+            ("clients", args.clients.to_string()),
+            ("io_backend", format!("\"{io_backend}\"")),
+            ("flood_sent", report.sent.to_string()),
+            ("flood_sent_per_s", format!("{:.1}", report.sent_per_s())),
+            (
+                "flood_answers_per_s",
+                format!("{:.1}", report.answers_per_s()),
+            ),
+            (
+                "flood_amplification",
+                format!("{:.3}", report.amplification()),
+            ),
+            ("node_heap_before", before.to_string()),
+            ("node_heap_after", after.to_string()),
+            ("node_heap_growth", growth.to_string()),
+            ("heap_counted", counting.to_string()),
+        ];
+        std::fs::write(path, render_json(&fields))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn flood_table(
     args: &BenchArgs,
     shards: usize,
-    weft: &LoadReport,
-    baseline: &LoadReport,
-    bytes_per_peer: u64,
+    io_backend: &str,
+    report: &FloodReport,
+    counting: bool,
+    (before_warm_up, before, after): (i64, i64, i64),
 ) -> String {
-    format!(
-        "{{\n  \"mode\": \"{:?}\",\n  \"peers\": {},\n  \"size\": {},\n  \"shards\": {shards},\n  \
-         \"io_backend\": \"epoll\",\n  \"weft_pps\": {:.1},\n  \"baseline_pps\": {:.1},\n  \
-         \"ratio\": {:.4},\n  \"weft_gbps\": {:.4},\n  \"handshakes_per_s\": {:.1},\n  \
-         \"p50_us\": {},\n  \"p99_us\": {},\n  \"p999_us\": {},\n  \"baseline_p99_us\": {},\n  \
-         \"cpu_ns_per_packet\": {:.1},\n  \"baseline_cpu_ns_per_packet\": {:.1},\n  \
-         \"bytes_per_peer\": {bytes_per_peer}\n}}\n",
-        args.mode,
-        args.peers,
-        args.size,
-        weft.pps(),
-        baseline.pps(),
-        weft.pps() / baseline.pps().max(1e-9),
-        gbits(weft, args.size),
-        weft.opened as f64 / weft.open_time.as_secs_f64().max(1e-9),
-        weft.latency_us(0.5),
-        weft.latency_us(0.99),
-        weft.latency_us(0.999),
-        baseline.latency_us(0.99),
-        cpu_ns_per_packet(weft),
-        cpu_ns_per_packet(baseline),
-    )
+    let mut out = format!(
+        "weft bench --flood: spoofed CHANNEL_NEW for {}s, {} threads x {} sources, shards={shards} io={io_backend}\n",
+        args.duration, args.clients, args.flood_sources
+    );
+    out += &format!(
+        "datagrams/s sent    {:>12.0}   ({} in all, {} B each on average)\n",
+        report.sent_per_s(),
+        report.sent,
+        report.bytes_sent / report.sent.max(1)
+    );
+    out += &format!(
+        "answers/s received  {:>12.0}   ({} in all)\n",
+        report.answers_per_s(),
+        report.answers
+    );
+    out += &format!(
+        "answer bytes / request bytes {:.3} (PROTOCOL.md §5: at most 3)\n",
+        report.amplification()
+    );
+    if counting {
+        out += &format!(
+            "node live heap: {before_warm_up} B before the warm-up, {before} B before the flood, \
+             {after} B after: growth {} B\n",
+            after - before
+        );
+    } else {
+        out += "node live heap: n/a (a --target node, or no counting allocator)\n";
+    }
+    out
 }

@@ -81,6 +81,14 @@ pub fn publish_build_info() {
     metrics::gauge!("weft_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
+/// Sets `weft_heap_live_bytes` to the process's live heap when it runs the counting allocator
+/// ([`super::heap`]); called before each scrape is rendered.
+pub fn publish_heap() {
+    if super::heap::is_counting() {
+        metrics::gauge!("weft_heap_live_bytes").set(super::heap::live_total() as f64);
+    }
+}
+
 /// Copies every statistic to the `metrics` recorder. The engine calls this about once a second,
 /// never per packet (PROTOCOL.md §12).
 pub fn publish(stats: &Stats) {
@@ -152,6 +160,7 @@ fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
     }
     let (status, content_type, body) = match route(&head[..len]) {
         Route::Metrics => {
+            publish_heap();
             handle.run_upkeep();
             ("200 OK", CONTENT_TYPE, handle.render())
         }

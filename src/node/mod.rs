@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod datadir;
+pub mod heap;
 pub mod metrics;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};
