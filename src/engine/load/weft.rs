@@ -56,6 +56,7 @@ fn client_endpoint_config() -> EndpointConfig {
         reassembly_node_bytes: 64 * 1024,
         reassembly_peer_bytes: 64 * 1024,
         // Held idle for a while at 100,000 peers: keep the node from resetting the channels.
+        keep_alive: true,
         keep_alive_interval: Duration::from_secs(10),
         ..EndpointConfig::default()
     }

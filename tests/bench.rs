@@ -1,0 +1,91 @@
+//! `weft bench` as a user runs it: a short run writes every figure to its JSON file.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+/// Reads the flat `"key": value` lines `weft bench --json` writes.
+fn parse(json: &str) -> HashMap<String, String> {
+    json.lines()
+        .filter_map(|line| {
+            let (key, value) = line.trim().trim_end_matches(',').split_once(": ")?;
+            Some((
+                key.trim_matches('"').to_string(),
+                value.trim_matches('"').to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn number(fields: &HashMap<String, String>, key: &str) -> f64 {
+    let value = fields
+        .get(key)
+        .unwrap_or_else(|| panic!("no \"{key}\" in {fields:?}"));
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("\"{key}\" is not a number: {value}"))
+}
+
+#[test]
+fn a_short_run_writes_every_figure_with_sane_values() {
+    let dir = std::env::temp_dir().join(format!("weft-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["bench", "--duration", "1", "--peers", "20", "--shards", "1"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The table names weft, the baseline and the ratio, and the packet size on the wire.
+    assert!(
+        stdout.contains("raw UDP") && stdout.contains("ratio"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("payload=64 B (packet "), "{stdout}");
+    let fields = parse(&std::fs::read_to_string(&json).unwrap());
+    assert!(number(&fields, "weft_pps") > 0.0, "{fields:?}");
+    assert!(number(&fields, "baseline_pps") > 0.0, "{fields:?}");
+    assert!(number(&fields, "ratio") > 0.0, "{fields:?}");
+    assert!(number(&fields, "handshakes_per_s") > 0.0, "{fields:?}");
+    assert!(number(&fields, "p99_us") >= 1.0, "{fields:?}");
+    assert!(number(&fields, "baseline_p99_us") >= 1.0, "{fields:?}");
+    assert!(number(&fields, "p99_us") <= number(&fields, "p999_us"));
+    // Every peer's session and channel costs the node some heap; 20 peers opened.
+    assert!(number(&fields, "bytes_per_peer") > 0.0, "{fields:?}");
+    assert_eq!(number(&fields, "channels_opened"), 20.0, "{fields:?}");
+    // A 64-byte payload is sealed in a header and an AEAD tag: the packet is larger.
+    assert!(number(&fields, "packet_bytes") > 64.0, "{fields:?}");
+    assert!(!fields["io_backend"].is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_short_flood_reports_answers_within_the_amplification_limit() {
+    let dir = std::env::temp_dir().join(format!("weft-flood-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("flood.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["bench", "--flood", "--duration", "1", "--shards", "1"])
+        .args(["--clients", "1", "--flood-sources", "4", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let fields = parse(&std::fs::read_to_string(&json).unwrap());
+    assert!(number(&fields, "flood_sent_per_s") > 0.0, "{fields:?}");
+    assert!(number(&fields, "flood_answers_per_s") > 0.0, "{fields:?}");
+    let amplification = number(&fields, "flood_amplification");
+    // PROTOCOL.md §5: an unvalidated address gets at most 3x the bytes it sent.
+    assert!(amplification > 0.0 && amplification <= 3.0, "{fields:?}");
+    assert_eq!(fields["heap_counted"], "true");
+}
