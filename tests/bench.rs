@@ -1,7 +1,12 @@
 //! `weft bench` as a user runs it: a short run writes every figure to its JSON file.
 
+use metrics_exporter_prometheus::PrometheusBuilder;
 use std::collections::HashMap;
 use std::process::Command;
+use weft::node::heap::{self, CountingAlloc};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc::new();
 
 /// Reads the flat `"key": value` lines `weft bench --json` writes.
 fn parse(json: &str) -> HashMap<String, String> {
@@ -88,4 +93,23 @@ fn a_short_flood_reports_answers_within_the_amplification_limit() {
     // PROTOCOL.md §5: an unvalidated address gets at most 3x the bytes it sent.
     assert!(amplification > 0.0 && amplification <= 3.0, "{fields:?}");
     assert_eq!(fields["heap_counted"], "true");
+}
+
+#[test]
+fn the_metrics_endpoint_exports_the_live_heap_under_the_counting_allocator() {
+    assert!(heap::is_counting());
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let held = vec![0u8; 1 << 20];
+    metrics::with_local_recorder(&recorder, weft::node::metrics::publish_heap);
+    let text = handle.render();
+    let value: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("weft_heap_live_bytes "))
+        .unwrap_or_else(|| panic!("no weft_heap_live_bytes in {text}"))
+        .parse()
+        .unwrap();
+    // At least the megabyte this test holds.
+    assert!(value >= (1 << 20) as f64, "{text}");
+    drop(held);
 }
