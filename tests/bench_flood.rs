@@ -49,7 +49,7 @@ fn a_spoofed_channel_new_flood_is_answered_without_node_heap_growth() {
         clients: 1,
         sources: 8,
         duration: Duration::from_secs(60),
-        count: Some(2_000),
+        count: Some(20_000),
     };
     let node = std::thread::spawn(move || {
         heap::set_thread_account(Account::Node);
@@ -70,8 +70,12 @@ fn a_spoofed_channel_new_flood_is_answered_without_node_heap_growth() {
     assert_eq!(report.sent, 20_000);
     assert!(report.answers > 0, "{report:?}");
     assert!(report.amplification() <= 3.0, "{report:?}");
+    // Any state per spoofed sender costs at least its 16-byte peer id: 320,000 B here. Under
+    // CPU contention a drop counter's first label or a queue reaching a new high-water mark may
+    // add a fixed ~2 KB once, so the bound is below one byte per packet, not zero; `weft bench
+    // --flood` reports the exact growth.
     assert!(
-        after <= before,
+        after - before < 20_000,
         "the node's heap grew by {} B over 20,000 spoofed CHANNEL_NEW",
         after - before
     );

@@ -211,10 +211,12 @@ struct Memory {
 }
 
 impl Memory {
-    fn node_per_peer(&self, peers: u32) -> u64 {
-        (self.node_at_open - self.node_at_zero).max(0) as u64 / u64::from(peers.max(1))
+    /// Node heap per peer whose channel opened (the others hold next to nothing).
+    fn node_per_peer(&self, opened: u64) -> u64 {
+        (self.node_at_open - self.node_at_zero).max(0) as u64 / opened.max(1)
     }
 
+    /// Harness heap per simulated peer, opened or not.
     fn harness_per_peer(&self, peers: u32) -> u64 {
         (self.harness_at_open - self.harness_at_zero).max(0) as u64 / u64::from(peers.max(1))
     }
@@ -452,6 +454,7 @@ impl Figures<'_> {
             0,
         );
         out += &format!("{:<20}{:>14}{:>14}\n", "window stalls", w.stalls, b.stalls);
+        out += &format!("{:<20}{:>14}{:>14}\n", "late answers", w.late, b.late);
         out += &format!(
             "handshakes/s {:.0} ({} channels open, {} failed, in {:.3} s)\n",
             w.handshakes_per_s(),
@@ -464,10 +467,10 @@ impl Figures<'_> {
             out += &format!(
                 "node bytes/peer {} (live heap {} B at 0 peers, {} B with {} open and idle); \
                  harness bytes/peer {}; process RSS {} -> {} MiB\n",
-                m.node_per_peer(self.args.peers),
+                m.node_per_peer(w.opened),
                 m.node_at_zero,
                 m.node_at_open,
-                self.args.peers,
+                w.opened,
                 m.harness_per_peer(self.args.peers),
                 m.rss_at_zero >> 20,
                 m.rss_at_open >> 20,
@@ -517,7 +520,8 @@ impl Figures<'_> {
             ),
             ("weft_stalls", w.stalls.to_string()),
             ("baseline_stalls", b.stalls.to_string()),
-            ("bytes_per_peer", m.node_per_peer(peers).to_string()),
+            ("weft_late_answers", w.late.to_string()),
+            ("bytes_per_peer", m.node_per_peer(w.opened).to_string()),
             ("node_heap_at_zero", m.node_at_zero.to_string()),
             ("node_heap_at_open", m.node_at_open.to_string()),
             (

@@ -31,9 +31,10 @@ use std::time::{Duration, Instant};
 /// Messages a peer may have unanswered before it waits.
 const WINDOW: u8 = 8;
 
-/// A peer with no answer for this long forgets what it had in flight (lost, on UDP). Only a
-/// loss triggers it, and a lost message leaves no latency sample, so it cannot show up in the
-/// latency figures; it only bounds how long a peer sits idle after one.
+/// A peer with no answer for this long forgets what it had in flight (lost, on UDP) and sends
+/// a fresh window. Answers to forgotten messages that still arrive are timed but do not open
+/// the window again: otherwise a node slower than this would face more than a window per peer,
+/// queue longer still, and the tail would feed on itself (the old ~200 ms p999).
 const STALL: Duration = Duration::from_millis(200);
 
 /// Largest round trip the histograms record, in microseconds; longer ones count as this.
@@ -130,6 +131,8 @@ pub struct LoadReport {
     pub bytes_in: u64,
     /// Times a peer gave up waiting for answers it had in flight (see the `STALL` rule).
     pub stalls: u64,
+    /// Answers to messages their peer had already given up on (timed all the same).
+    pub late: u64,
     /// Round-trip times in microseconds.
     pub latencies: Histogram<u64>,
     /// CPU time the process used during the data phase.
@@ -149,6 +152,7 @@ impl Default for LoadReport {
             bytes_out: 0,
             bytes_in: 0,
             stalls: 0,
+            late: 0,
             latencies: new_histogram(),
             cpu: Duration::ZERO,
         }
@@ -211,6 +215,7 @@ impl LoadReport {
         self.bytes_out += other.bytes_out;
         self.bytes_in += other.bytes_in;
         self.stalls += other.stalls;
+        self.late += other.late;
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latencies.add(&other.latencies);
     }
@@ -440,7 +445,7 @@ fn run_clients<F: Flows>(
 /// How long opening may take before the data phase starts anyway: handshakes cost CPU on
 /// both sides, so the limit grows with the peers.
 fn open_deadline(peers: usize) -> Duration {
-    Duration::from_secs(10).max(Duration::from_millis(2) * peers as u32)
+    Duration::from_secs(10).max(Duration::from_millis(4) * peers as u32)
 }
 
 /// How often every flow's timers are checked: scanning many thousands of endpoints each turn
@@ -509,6 +514,8 @@ fn client_loop<F: Flows>(
     let started = Instant::now();
     let mut in_flight = vec![0u8; count];
     let mut last_answer = vec![started; count];
+    // Per flow, the stamp at its last stall: answers stamped earlier were given up on.
+    let mut forgotten = vec![0u64; count];
     let per_client_rate = config.rate as f64 / config.clients.max(1) as f64;
     let mut allowance = 0.0f64;
     let mut last_tick = started;
@@ -533,6 +540,7 @@ fn client_loop<F: Flows>(
             if in_flight[flow] > 0 && now.duration_since(last_answer[flow]) > STALL {
                 in_flight[flow] = 0;
                 last_answer[flow] = now;
+                forgotten[flow] = stamp;
                 report.stalls += 1;
             }
             while in_flight[flow] < WINDOW {
@@ -565,8 +573,13 @@ fn client_loop<F: Flows>(
             let rtt_us = at_ns.saturating_sub(sent_at) / 1000;
             report.latencies.saturating_record(rtt_us.max(1));
             report.received += 1;
-            if let Some(f) = in_flight.get_mut(flow) {
-                *f = f.saturating_sub(1);
+            if flow >= count {
+                continue;
+            }
+            if sent_at < forgotten[flow] {
+                report.late += 1;
+            } else {
+                in_flight[flow] = in_flight[flow].saturating_sub(1);
                 last_answer[flow] = at;
             }
         }
