@@ -19,7 +19,7 @@ use weft::engine::load::{
     resident_bytes, run_flood, run_raw_load, run_weft_load,
 };
 use weft::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle, default_shards};
-use weft::node::heap::{self, Account};
+use weft::engine::heap::{self, Account};
 use weft::session::Identity;
 use weft::wire::{Capabilities, PeerId};
 

@@ -5,6 +5,7 @@
 //! [`Pinger`] a small blocking loop for `weft ping`.
 
 mod driver;
+pub mod heap;
 pub mod load;
 mod pinger;
 mod shard;

@@ -84,8 +84,8 @@ pub fn publish_build_info() {
 /// Sets `weft_heap_live_bytes` to the process's live heap when it runs the counting allocator
 /// ([`super::heap`]); called before each scrape is rendered.
 pub fn publish_heap() {
-    if super::heap::is_counting() {
-        metrics::gauge!("weft_heap_live_bytes").set(super::heap::live_total() as f64);
+    if crate::engine::heap::is_counting() {
+        metrics::gauge!("weft_heap_live_bytes").set(crate::engine::heap::live_total() as f64);
     }
 }
 

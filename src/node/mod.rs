@@ -6,7 +6,6 @@
 
 pub mod config;
 pub mod datadir;
-pub mod heap;
 pub mod metrics;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};

@@ -397,7 +397,7 @@ fn run_clients<F: Flows>(
             let make = Arc::clone(&make);
             let peers = config.peers / clients + usize::from(c < config.peers % clients);
             std::thread::spawn(move || {
-                crate::node::heap::set_thread_account(crate::node::heap::Account::Harness);
+                crate::engine::heap::set_thread_account(crate::engine::heap::Account::Harness);
                 let made = make(&config, peers, c).and_then(|flows| {
                     let socket = client_socket(config.target, c)?;
                     Ok((flows, socket))

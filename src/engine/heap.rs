@@ -12,8 +12,9 @@
 //! The counter is the bytes callers asked for (`Layout::size`); the header and the system
 //! allocator's own overhead are not in it.
 //!
-//! A binary opts in with
-//! `#[global_allocator] static ALLOC: weft::node::heap::CountingAlloc = CountingAlloc::new();`.
+//! It lives in the engine, beside `sys`, because it is the one other place that must speak to the
+//! system in `unsafe` terms. A binary opts in with
+//! `#[global_allocator] static ALLOC: weft::engine::heap::CountingAlloc = CountingAlloc::new();`.
 //! Without that the figures stay 0 and [`is_counting`] says so.
 
 // A `GlobalAlloc` is an unsafe trait: implementing it is this module's whole purpose.
