@@ -36,6 +36,16 @@ impl IoChoice {
             IoChoice::Epoll => "epoll",
         }
     }
+
+    /// Whether an engine with this choice sets up io_uring first: `Uring` always, `Epoll`
+    /// never, `Auto` when this project's measurement found io_uring faster (docs/ENGINE.md).
+    pub fn tries_uring(self) -> bool {
+        match self {
+            IoChoice::Uring => true,
+            IoChoice::Epoll => false,
+            IoChoice::Auto => AUTO_PREFERS_URING,
+        }
+    }
 }
 
 impl FromStr for IoChoice {
@@ -55,7 +65,7 @@ impl FromStr for IoChoice {
 
 /// Whether [`IoChoice::Auto`] tries io_uring before epoll. Measured with `weft bench` on
 /// loopback (docs/ENGINE.md, "Choosing a backend").
-pub(super) const AUTO_PREFERS_URING: bool = true;
+const AUTO_PREFERS_URING: bool = false;
 
 /// Why io_uring could not be set up: the kernel's errno and the step that failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! reuseport BPF program, supervised by the thread that calls [`Engine::run`].
 
 use super::epoll::EpollIo;
-use super::io::{AUTO_PREFERS_URING, Io, IoChoice, UringRefused};
+use super::io::{Io, IoChoice, UringRefused};
 use super::shard::{Handover, Shard, ShardParts, ShardStats};
 use super::sys;
 use super::uring::{UringIo, UringSetup};
@@ -155,7 +155,14 @@ impl Engine {
             polls.push(poll);
         }
         let wakers: Arc<[Waker]> = wakers.into();
-        let (ios, io_fallback) = make_backends(config, polls, sockets, gso)?;
+        let (ios, io_fallback) = make_backends(
+            config.io.tries_uring(),
+            config.io == IoChoice::Uring,
+            config.io_fault,
+            polls,
+            sockets,
+            gso,
+        )?;
         let io_backend = ios.first().map_or("epoll", Io::name);
         let (handover_tx, handover_rx): (Vec<Sender<Handover>>, Vec<Receiver<Handover>>) = (0
             ..shards)
@@ -364,27 +371,23 @@ impl Drop for Engine {
     }
 }
 
-/// Makes every shard's backend: io_uring for all shards or for none, as `config.io` asks. A
-/// refusal under [`IoChoice::Auto`] falls back to epoll and is returned with the backends; under
-/// [`IoChoice::Uring`] it is the error, naming the errno.
+/// Makes every shard's backend: io_uring for all shards or for none. With `try_uring`, a refusal
+/// falls back to epoll and is returned with the backends, unless `required` (`--io uring`): then
+/// it is the error, naming the errno. `fault` is [`EngineConfig::io_fault`].
 fn make_backends(
-    config: &EngineConfig,
+    try_uring: bool,
+    required: bool,
+    fault: Option<i32>,
     polls: Vec<Poll>,
     sockets: Vec<std::net::UdpSocket>,
     gso: bool,
 ) -> io::Result<(Vec<Io>, Option<UringRefused>)> {
-    let try_uring = match config.io {
-        IoChoice::Uring => true,
-        IoChoice::Epoll => false,
-        IoChoice::Auto => AUTO_PREFERS_URING,
-    };
     let mut fallback = None;
     if try_uring {
         // Every ring is made before any socket is handed over, so a refusal (which comes at
         // the first ring, or at the memlock limit of a later one) leaves all sockets to epoll.
-        let setups: Result<Vec<UringSetup>, UringRefused> = (0..sockets.len())
-            .map(|_| UringSetup::new(config.io_fault))
-            .collect();
+        let setups: Result<Vec<UringSetup>, UringRefused> =
+            (0..sockets.len()).map(|_| UringSetup::new(fault)).collect();
         match setups {
             Ok(setups) => {
                 return setups
@@ -396,7 +399,7 @@ fn make_backends(
                     .collect::<io::Result<Vec<Io>>>()
                     .map(|ios| (ios, None));
             }
-            Err(refused) if config.io == IoChoice::Uring => return Err(refused.into_io_error()),
+            Err(refused) if required => return Err(refused.into_io_error()),
             Err(refused) => {
                 tracing::warn!(
                     reason = refused.errno_name(),
@@ -430,4 +433,41 @@ pub fn merged_endpoint_stats(shards: &[ShardStats]) -> Stats {
         }
     }
     merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(shards: usize) -> (Vec<Poll>, Vec<std::net::UdpSocket>) {
+        let first = sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = first.local_addr().unwrap();
+        let mut sockets = vec![first];
+        for _ in 1..shards {
+            sockets.push(sys::bind_reuseport(address).unwrap());
+        }
+        ((0..shards).map(|_| Poll::new().unwrap()).collect(), sockets)
+    }
+
+    #[test]
+    fn a_refused_ring_falls_back_to_epoll_unless_required() {
+        // As a seccomp filter answers io_uring_setup.
+        let (polls, sockets) = parts(2);
+        let (ios, fallback) =
+            make_backends(true, false, Some(libc::EPERM), polls, sockets, false).unwrap();
+        assert!(ios.iter().all(|io| io.name() == "epoll"));
+        assert_eq!(fallback.map(|r| r.errno_name()), Some("EPERM"));
+
+        let (polls, sockets) = parts(1);
+        let Err(error) = make_backends(true, true, Some(libc::ENOMEM), polls, sockets, false)
+        else {
+            panic!("a required io_uring was refused and yet an engine started");
+        };
+        assert!(error.to_string().contains("ENOMEM"), "{error}");
+
+        let (polls, sockets) = parts(1);
+        let (ios, fallback) = make_backends(false, false, None, polls, sockets, false).unwrap();
+        assert_eq!(ios[0].name(), "epoll");
+        assert!(fallback.is_none(), "epoll asked for: nothing fell back");
+    }
 }
