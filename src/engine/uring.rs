@@ -634,8 +634,9 @@ impl UringIo {
                     Some(("op", "send")),
                     queued as u64,
                 );
-                self.sends[index].inflight = 0;
-                self.sends[index].batch.reset();
+                if self.sends[index].inflight == 0 {
+                    self.sends[index].batch.reset();
+                }
                 drained = true;
                 break;
             }
@@ -708,8 +709,13 @@ impl UringIo {
             slot.inflight = message;
             message
         };
-        for entry in entries.iter().take(messages).flatten() {
-            self.push(entry)?;
+        for (pushed, entry) in entries.iter().take(messages).flatten().enumerate() {
+            if let Err(e) = self.push(entry) {
+                // Only the entries already queued will complete; the slot stays busy until
+                // they have.
+                self.sends[index].inflight = pushed;
+                return Err(e);
+            }
         }
         Ok(())
     }
