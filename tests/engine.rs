@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use weft::channel::EndpointConfig;
-use weft::engine::{Engine, EngineConfig, ShardStats, owner_of};
+use weft::engine::{Engine, EngineConfig, IoChoice, ShardStats, WorkerLink, owner_of};
 use weft::session::Identity;
 use weft::wire::{ChannelId, Flags, Header, Message, Packet, PacketWriter, PeerId};
 
@@ -28,18 +28,62 @@ fn ping_packet(sender: PeerId, recipient: PeerId, token: [u8; 8], buf: &mut [u8]
     writer.finish()
 }
 
+/// The backend's name as [`Engine::io_backend`] reports it.
+fn backend_name(io: IoChoice) -> &'static str {
+    match io {
+        IoChoice::Uring => "uring",
+        _ => "epoll",
+    }
+}
+
+/// Whether a start error means this machine refuses io_uring (seccomp, `io_uring_disabled`, an
+/// old kernel): then a uring variant says so and skips. Any other error fails the test.
+fn uring_refused_here(io: IoChoice, error: &std::io::Error) -> bool {
+    let refused = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<weft::engine::UringRefused>());
+    match refused {
+        Some(r) if io == IoChoice::Uring && matches!(r.errno, libc::EPERM | libc::ENOSYS) => {
+            eprintln!("SKIPPED: io_uring is not available on this machine: {r}");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Starts an engine on `config` (with a worker of `queue` when given), checking that it runs the
+/// backend asked for; None when the uring variant must skip.
+fn start(config: &EngineConfig, queue: Option<usize>) -> Option<(Engine, Option<WorkerLink>)> {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let started = match queue {
+        Some(queue) => Engine::start_with_worker(config, &identity, [9; 32], queue)
+            .map(|(engine, link)| (engine, Some(link))),
+        None => Engine::start(config, &identity, [9; 32]).map(|engine| (engine, None)),
+    };
+    match started {
+        Ok((engine, link)) => {
+            assert_eq!(engine.io_backend(), backend_name(config.io));
+            assert!(engine.io_fallback().is_none());
+            Some((engine, link))
+        }
+        Err(e) if uring_refused_here(config.io, &e) => None,
+        Err(e) => panic!("engine start ({:?}): {e}", config.io),
+    }
+}
+
 /// Starts a 2-shard engine, has `PEERS` distinct peer ids PING it from a few sockets, waits for
 /// every PONG, stops it and returns each peer's owner and every shard's final counters.
-fn ping_from_many_peers(steer: bool) -> (Vec<usize>, Vec<ShardStats>) {
+fn ping_from_many_peers(steer: bool, io: IoChoice) -> Option<(Vec<usize>, Vec<ShardStats>)> {
     let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
     let node_id = identity.peer_id();
     let config = EngineConfig {
         shards: 2,
         pin: false,
         steer,
+        io,
         ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
     };
-    let engine = Engine::start(&config, &identity, [9; 32]).unwrap();
+    let (engine, _) = start(&config, None)?;
     assert_eq!(engine.shards(), 2);
     assert_eq!(engine.steered(), steer);
     let address = engine.local_addr();
@@ -104,16 +148,42 @@ fn ping_from_many_peers(steer: bool) -> (Vec<usize>, Vec<ShardStats>) {
             owner_of(&datagram, 2).unwrap()
         })
         .collect();
-    (owners, stats)
+    Some((owners, stats))
 }
 
 fn engine_stat(stats: &ShardStats, name: &str) -> u64 {
     stats.engine.get(name, None)
 }
 
+/// Every receive batch is counted once in the batch-size distribution.
+fn assert_batches_add_up(stats: &ShardStats) {
+    let batches = engine_stat(stats, "weft_shard_recv_batches_total");
+    let bucketed: u64 = ["1", "2-4", "5-8", "9-16", "17-32", "33-64", "65+"]
+        .iter()
+        .map(|size| {
+            stats
+                .engine
+                .get("weft_shard_recv_batch_size_total", Some(("size", size)))
+        })
+        .sum();
+    assert!(batches > 0);
+    assert_eq!(bucketed, batches);
+}
+
 #[test]
-fn steering_sends_each_peer_to_the_shard_that_owns_it() {
-    let (owners, stats) = ping_from_many_peers(true);
+fn steering_sends_each_peer_to_the_shard_that_owns_it_epoll() {
+    steering_sends_each_peer_to_the_shard_that_owns_it(IoChoice::Epoll);
+}
+
+#[test]
+fn steering_sends_each_peer_to_the_shard_that_owns_it_uring() {
+    steering_sends_each_peer_to_the_shard_that_owns_it(IoChoice::Uring);
+}
+
+fn steering_sends_each_peer_to_the_shard_that_owns_it(io: IoChoice) {
+    let Some((owners, stats)) = ping_from_many_peers(true, io) else {
+        return;
+    };
     assert_eq!(stats.len(), 2);
     let owned: Vec<usize> = (0..2)
         .map(|s| owners.iter().filter(|&&o| o == s).count())
@@ -136,6 +206,7 @@ fn steering_sends_each_peer_to_the_shard_that_owns_it() {
             engine_stat(stats, "weft_shard_datagrams_received_total"),
             pings
         );
+        assert_batches_add_up(stats);
     }
     let total: u64 = stats
         .iter()
@@ -145,8 +216,19 @@ fn steering_sends_each_peer_to_the_shard_that_owns_it() {
 }
 
 #[test]
-fn without_steering_misplaced_packets_are_handed_over() {
-    let (_, stats) = ping_from_many_peers(false);
+fn without_steering_misplaced_packets_are_handed_over_epoll() {
+    without_steering_misplaced_packets_are_handed_over(IoChoice::Epoll);
+}
+
+#[test]
+fn without_steering_misplaced_packets_are_handed_over_uring() {
+    without_steering_misplaced_packets_are_handed_over(IoChoice::Uring);
+}
+
+fn without_steering_misplaced_packets_are_handed_over(io: IoChoice) {
+    let Some((_, stats)) = ping_from_many_peers(false, io) else {
+        return;
+    };
     let out: u64 = stats
         .iter()
         .map(|s| engine_stat(s, "weft_shard_handovers_out_total"))
@@ -212,14 +294,30 @@ impl Client {
 }
 
 #[test]
-fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_channels() {
+fn worker_echo_and_shutdown_closes_channels_epoll() {
+    messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_channels(
+        IoChoice::Epoll,
+    );
+}
+
+#[test]
+fn worker_echo_and_shutdown_closes_channels_uring() {
+    messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_channels(
+        IoChoice::Uring,
+    );
+}
+
+fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_channels(io: IoChoice) {
     let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
     let config = EngineConfig {
         shards: 2,
         pin: false,
+        io,
         ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
     };
-    let (engine, link) = Engine::start_with_worker(&config, &identity, [9; 32], 16).unwrap();
+    let Some((engine, Some(link))) = start(&config, Some(16)) else {
+        return;
+    };
     let address = engine.local_addr();
     let stop = engine.shutdown_handle().unwrap();
     let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
@@ -278,15 +376,27 @@ fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_chann
 }
 
 #[test]
-fn a_full_worker_queue_refuses_and_counts() {
+fn a_full_worker_queue_refuses_and_counts_epoll() {
+    a_full_worker_queue_refuses_and_counts(IoChoice::Epoll);
+}
+
+#[test]
+fn a_full_worker_queue_refuses_and_counts_uring() {
+    a_full_worker_queue_refuses_and_counts(IoChoice::Uring);
+}
+
+fn a_full_worker_queue_refuses_and_counts(io: IoChoice) {
     let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
     let config = EngineConfig {
         shards: 1,
         pin: false,
+        io,
         ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
     };
     // Capacity 1 and a worker that never reads: the first message waits, the rest are refused.
-    let (engine, link) = Engine::start_with_worker(&config, &identity, [9; 32], 1).unwrap();
+    let Some((engine, Some(link))) = start(&config, Some(1)) else {
+        return;
+    };
     let address = engine.local_addr();
     let stop = engine.shutdown_handle().unwrap();
     let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
@@ -328,6 +438,91 @@ fn a_full_worker_queue_refuses_and_counts() {
     );
     assert_eq!(engine_stat(&stats[0], "weft_shard_worker_drops_total"), 4);
     assert_eq!(link.deliveries.len(), 1);
+}
+
+#[test]
+fn auto_falls_back_to_epoll_when_io_uring_is_refused() {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let config = EngineConfig {
+        shards: 2,
+        pin: false,
+        io: IoChoice::Auto,
+        // As a seccomp filter or kernel.io_uring_disabled would answer io_uring_setup.
+        io_fault: Some(libc::EPERM),
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
+    };
+    let engine = Engine::start(&config, &identity, [9; 32]).unwrap();
+    assert_eq!(engine.io_backend(), "epoll");
+    if IoChoice::Auto.tries_uring() {
+        let refused = engine.io_fallback().expect("the fallback is reported");
+        assert_eq!(refused.errno_name(), "EPERM");
+    } else {
+        // docs/ENGINE.md: auto runs epoll without trying io_uring, so nothing falls back.
+        assert!(engine.io_fallback().is_none());
+    }
+    // The fallback engine works: it answers a PING.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
+    let mut buf = [0u8; 1500];
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no PONG from the fallback engine"
+        );
+        let len = ping_packet(PeerId([3; 16]), identity.peer_id(), [1; 8], &mut buf);
+        socket.send_to(&buf[..len], address).unwrap();
+        if socket.recv_from(&mut buf).is_ok() {
+            break;
+        }
+    }
+    stop.shutdown();
+    runner.join().unwrap();
+}
+
+#[test]
+fn uring_refused_is_an_error_naming_the_errno() {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let config = EngineConfig {
+        shards: 1,
+        pin: false,
+        io: IoChoice::Uring,
+        io_fault: Some(libc::EPERM),
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
+    };
+    let Err(error) = Engine::start(&config, &identity, [9; 32]) else {
+        panic!("--io uring started although io_uring was refused");
+    };
+    let text = error.to_string();
+    assert!(text.contains("EPERM"), "{text}");
+    assert!(text.contains("--io epoll"), "{text}");
+    assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
+}
+
+#[test]
+fn auto_runs_the_measured_backend() {
+    let config = EngineConfig {
+        shards: 1,
+        pin: false,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
+    };
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let engine = Engine::start(&config, &identity, [9; 32]).unwrap();
+    match engine.io_fallback() {
+        // docs/ENGINE.md: auto runs the backend measured faster, io_uring where it is allowed.
+        None if IoChoice::Auto.tries_uring() => assert_eq!(engine.io_backend(), "uring"),
+        None => assert_eq!(engine.io_backend(), "epoll"),
+        Some(refused) => {
+            eprintln!("io_uring refused here ({refused}); auto runs epoll");
+            assert!(IoChoice::Auto.tries_uring());
+            assert_eq!(engine.io_backend(), "epoll");
+        }
+    }
 }
 
 /// Kind 0: these tests craft plaintext PINGs by hand (PROTOCOL.md §5 allows plaintext only when

@@ -174,7 +174,7 @@ fn start_node(args: &[&str]) -> Node {
     }
 }
 
-/// `ready udp=ADDR metrics=ADDR peer=HEX`, nothing else.
+/// `ready udp=ADDR metrics=ADDR peer=HEX io=uring|epoll`, nothing else.
 fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr, String)> {
     let mut words = line.split(' ');
     if words.next()? != "ready" {
@@ -184,7 +184,9 @@ fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr, String)> {
     let metrics = words.next()?.strip_prefix("metrics=")?.parse().ok()?;
     let peer = words.next()?.strip_prefix("peer=")?.to_string();
     let is_hex = peer.len() == 32 && peer.bytes().all(|b| b.is_ascii_hexdigit());
-    (words.next().is_none() && is_hex).then_some((udp, metrics, peer))
+    let io = words.next()?.strip_prefix("io=")?;
+    let is_backend = io == "uring" || io == "epoll";
+    (words.next().is_none() && is_hex && is_backend).then_some((udp, metrics, peer))
 }
 
 /// Runs a command that should exit by itself.

@@ -30,6 +30,9 @@ pub(crate) struct NodeArgs {
     /// Engine shards, each a thread pinned to a core with its own socket [default: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     shards: Option<u16>,
+    /// I/O backend: auto (io_uring where it is allowed, else epoll), uring or epoll [default: auto]
+    #[arg(long, value_name = "BACKEND", value_parser = ["auto", "uring", "epoll"])]
+    io: Option<String>,
     /// TOML config file; flags override its fields
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -53,6 +56,10 @@ impl NodeArgs {
         }
         if let Some(shards) = self.shards {
             config.shards = usize::from(shards);
+        }
+        if let Some(io) = &self.io {
+            // clap allowed only the three names, which all parse.
+            config.io = io.parse().unwrap_or_default();
         }
         config.echo |= self.echo;
         config.allow_plaintext |= self.allow_plaintext;
@@ -103,10 +110,11 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let announced = writeln!(
         stdout,
-        "ready udp={} metrics={} peer={}",
+        "ready udp={} metrics={} peer={} io={}",
         node.udp_addr(),
         node.metrics_addr(),
-        node.peer_id()
+        node.peer_id(),
+        node.io_backend()
     )
     .and_then(|()| stdout.flush());
     drop(stdout);

@@ -1,19 +1,23 @@
 //! The I/O engine (PROTOCOL.md §12): sockets, the clock and the loops that drive the sans-IO core.
 //!
-//! [`Engine`] runs a node as thread-per-core shards on one SO_REUSEPORT port with batched
-//! `recvmmsg`/`sendmmsg` I/O; [`Driver`] is the original single-threaded mio loop, and
+//! [`Engine`] runs a node as thread-per-core shards on one SO_REUSEPORT port, each on io_uring
+//! or on epoll with batched `recvmmsg`/`sendmmsg` ([`IoChoice`]); [`Driver`] is the original single-threaded mio loop, and
 //! [`Pinger`] a small blocking loop for `weft ping`.
 
 mod driver;
+mod epoll;
 pub mod heap;
+mod io;
 pub mod load;
 mod pinger;
 mod shard;
 mod sharded;
 mod sys;
+mod uring;
 mod worker;
 
 pub use driver::{Driver, PUBLISH_INTERVAL};
+pub use io::{IoChoice, UringRefused};
 pub use pinger::{Pinger, Reply, session_kind_name};
 pub use shard::{ShardStats, owner_of};
 pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};

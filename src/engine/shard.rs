@@ -1,24 +1,24 @@
 //! One shard: a pinned thread with its own socket, endpoint, buffers and timers (PROTOCOL.md §12:
 //! share nothing on the hot path).
 //!
-//! Each turn: poll (busy-polling briefly after work before sleeping); receive a batch with
-//! `recvmmsg`; hand each datagram to the local endpoint, or, when another shard owns its sender,
+//! Each turn: wait on the I/O backend (busy-polling briefly after work before sleeping); receive
+//! a batch; hand each datagram to the local endpoint, or, when another shard owns its sender,
 //! to that shard's hand-over queue; take in the batches other shards handed over; run due
-//! timers; send what the endpoint queued with `sendmmsg`; publish counters about once a second.
+//! timers; send what the endpoint queued; publish counters about once a second. The backend
+//! (epoll or io_uring, `io.rs`) is the only part that touches the socket.
 
+use super::io::Io;
 use super::log_event;
-use super::sys::{BATCH, RecvBatch, SendBatch};
+use super::sys::BATCH;
 use super::worker::{Delivery, Reply};
 use crate::channel::ChannelHandle;
 use crate::channel::{Endpoint, Event, Stats};
 use crate::wire::CloseReason;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Token, Waker};
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -83,9 +83,7 @@ pub struct ShardStats {
 pub(super) struct ShardParts {
     pub(super) index: usize,
     pub(super) shards: usize,
-    pub(super) socket: std::net::UdpSocket,
     pub(super) endpoint: Endpoint,
-    pub(super) poll: Poll,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) wakers: Arc<[Waker]>,
     pub(super) handover_tx: Arc<[Sender<Handover>]>,
@@ -99,15 +97,12 @@ pub(super) struct ShardParts {
     pub(super) deliver: Option<Sender<Delivery>>,
     /// This shard's queue of worker replies.
     pub(super) replies: Option<Receiver<Reply>>,
-    pub(super) gso: bool,
 }
 
 pub(super) struct Shard {
     parts: ShardParts,
-    socket: UdpSocket,
-    events: Events,
-    recv: RecvBatch,
-    send: SendBatch,
+    /// The socket and the way to wait on it.
+    io: Io,
     /// Hand-over batches being filled, one per destination shard.
     outbox: Vec<Option<Handover>>,
     stats: Stats,
@@ -117,21 +112,11 @@ pub(super) struct Shard {
 }
 
 impl Shard {
-    pub(super) fn new(parts: ShardParts) -> io::Result<Shard> {
-        let mut socket = UdpSocket::from_std(parts.socket.try_clone()?);
-        parts.poll.registry().register(
-            &mut socket,
-            SOCKET,
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+    pub(super) fn new(parts: ShardParts, io: Io) -> io::Result<Shard> {
         let shards = parts.shards;
-        let gso = parts.gso;
         Ok(Shard {
             parts,
-            socket,
-            events: Events::with_capacity(64),
-            recv: RecvBatch::new(),
-            send: SendBatch::new(gso),
+            io,
             outbox: (0..shards).map(|_| None).collect(),
             stats: Stats::new(),
             stopping: false,
@@ -143,8 +128,6 @@ impl Shard {
     pub(super) fn run(mut self) -> ShardStats {
         let mut next_snapshot = Instant::now();
         let mut last_work = Instant::now();
-        let mut more_to_read = true;
-        let mut writable = true;
         loop {
             let now = Instant::now();
             super::tell_wall_clock(&mut self.parts.endpoint);
@@ -152,10 +135,10 @@ impl Shard {
             if let Some(deadline) = self.parts.endpoint.poll_timeout() {
                 wait = wait.min(deadline.saturating_duration_since(now));
             }
-            if more_to_read || now.duration_since(last_work) < BUSY_POLL {
+            if self.io.busy() || now.duration_since(last_work) < BUSY_POLL {
                 wait = Duration::ZERO;
             }
-            match self.parts.poll.poll(&mut self.events, Some(wait)) {
+            match self.io.wait(wait) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -163,32 +146,16 @@ impl Shard {
                     break;
                 }
             }
-            for event in &self.events {
-                if event.token() == SOCKET {
-                    more_to_read |= event.is_readable();
-                    writable |= event.is_writable();
-                }
-            }
             if self.parts.stop.load(Ordering::Acquire) && !self.stopping {
                 self.stopping = true;
             }
             let now = Instant::now();
-            let mut worked = false;
-            if more_to_read {
-                let (read, more) = self.receive(now);
-                more_to_read = more;
-                worked |= read > 0;
-            }
+            let mut worked = self.receive(now) > 0;
             worked |= self.take_handovers(now);
             if self.parts.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.parts.endpoint.handle_timeout(now);
             }
-            if writable {
-                let sent = self.transmit();
-                worked |= sent > 0;
-                // Only a full socket buffer leaves datagrams behind; the writable edge resumes.
-                writable = self.send.is_empty();
-            }
+            worked |= self.transmit() > 0;
             worked |= self.take_replies(now);
             self.dispatch_events();
             if worked {
@@ -230,7 +197,7 @@ impl Shard {
                 .close_channel(now, channel, CloseReason::Shutdown);
         }
         self.dispatch_events();
-        self.transmit();
+        self.io.close(&mut self.parts.endpoint, &mut self.stats);
         self.snapshot();
         self.parts
             .snapshot
@@ -239,60 +206,21 @@ impl Shard {
             .unwrap_or_default()
     }
 
-    /// One `recvmmsg`; returns the datagrams read and whether the socket may hold more.
-    fn receive(&mut self, now: Instant) -> (usize, bool) {
-        let count = match self.recv.recv(self.socket.as_raw_fd()) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (0, false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return (0, true),
-            Err(e) => {
-                // An error queued by the kernel (an ICMP report) is consumed by reading it.
-                self.stats
-                    .add("weft_shard_socket_errors_total", Some(("op", "recv")), 1);
-                tracing::debug!(error = %e, "recvmmsg failed");
-                return (0, true);
+    /// Takes a batch from the backend; returns the datagrams read.
+    fn receive(&mut self, now: Instant) -> usize {
+        let Shard {
+            parts, io, outbox, ..
+        } = self;
+        let datagrams = io.receive(&mut self.stats, |stats, from, datagram| {
+            let owner = owner_of(datagram, parts.shards).unwrap_or(parts.index);
+            if owner == parts.index {
+                parts.endpoint.handle(now, from, datagram);
+            } else {
+                Self::hand_over(parts, outbox, stats, owner, from, datagram);
             }
-        };
-        self.stats.add("weft_shard_recv_batches_total", None, 1);
-        let mut datagrams = 0;
-        for i in 0..count {
-            let (received, bytes) = self.recv.message(i);
-            let Some(from) = received.from else { continue };
-            if received.truncated {
-                self.stats.add("weft_shard_truncated_total", None, 1);
-                continue;
-            }
-            // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
-            let segment = received.segment.unwrap_or(bytes.len()).max(1);
-            for datagram in bytes.chunks(segment) {
-                datagrams += 1;
-                let owner = owner_of(datagram, self.parts.shards).unwrap_or(self.parts.index);
-                if owner == self.parts.index {
-                    self.parts.endpoint.handle(now, from, datagram);
-                } else {
-                    Self::hand_over(
-                        &self.parts,
-                        &mut self.outbox,
-                        &mut self.stats,
-                        owner,
-                        from,
-                        datagram,
-                    );
-                }
-            }
-        }
-        self.stats.add(
-            "weft_shard_datagrams_received_total",
-            None,
-            datagrams as u64,
-        );
-        self.stats.set(
-            "weft_shard_rxq_overflows",
-            None,
-            u64::from(self.recv.rxq_overflows),
-        );
+        });
         self.flush_handovers();
-        (datagrams, count == BATCH)
+        datagrams
     }
 
     /// Queues a datagram whose sender another shard owns (PROTOCOL.md §12: handed over through
@@ -367,46 +295,9 @@ impl Shard {
         any
     }
 
-    /// Fills the send batch from the endpoint and flushes it; returns datagrams sent.
+    /// Hands what the endpoint queued to the backend; returns datagrams sent or submitted.
     fn transmit(&mut self) -> usize {
-        let mut sent = 0;
-        loop {
-            if !self.send.is_empty() {
-                let flushed = self.send.flush(self.socket.as_raw_fd());
-                sent += flushed.datagrams;
-                self.stats
-                    .add("weft_shard_send_batches_total", None, flushed.calls as u64);
-                self.stats.add(
-                    "weft_shard_datagrams_sent_total",
-                    None,
-                    flushed.datagrams as u64,
-                );
-                if flushed.errors > 0 {
-                    self.stats.add(
-                        "weft_shard_socket_errors_total",
-                        Some(("op", "send")),
-                        flushed.errors as u64,
-                    );
-                }
-                if flushed.blocked {
-                    self.stats.add("weft_shard_send_blocked_total", None, 1);
-                    return sent;
-                }
-            }
-            let mut filled = 0;
-            while let Some(slot) = self.send.slot() {
-                match self.parts.endpoint.poll_transmit(slot) {
-                    Some(transmit) => {
-                        self.send.push(transmit.destination, transmit.len);
-                        filled += 1;
-                    }
-                    None => break,
-                }
-            }
-            if filled == 0 {
-                return sent;
-            }
-        }
+        self.io.transmit(&mut self.parts.endpoint, &mut self.stats)
     }
 
     /// Sends the replies workers queued; true when there were any.

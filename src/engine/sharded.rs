@@ -1,8 +1,11 @@
 //! The thread-per-core engine (PROTOCOL.md §12): N shards on one UDP port, steered by a
 //! reuseport BPF program, supervised by the thread that calls [`Engine::run`].
 
+use super::epoll::EpollIo;
+use super::io::{Io, IoChoice, UringRefused};
 use super::shard::{Handover, Shard, ShardParts, ShardStats};
 use super::sys;
+use super::uring::{UringIo, UringSetup};
 use super::worker::{Replier, Reply, WorkerLink};
 use crate::channel::{Endpoint, EndpointConfig, StatKind, Stats};
 use crate::session::Identity;
@@ -33,6 +36,13 @@ pub struct EngineConfig {
     pub steer: bool,
     /// Settings of every shard's endpoint.
     pub endpoint: EndpointConfig,
+    /// The I/O backend asked for (PROTOCOL.md §12); [`Engine::io_backend`] says which runs.
+    pub io: IoChoice,
+    /// Fault injection for tests: io_uring setup fails with this errno, as it does under a
+    /// seccomp filter (EPERM), `kernel.io_uring_disabled` (EPERM), a low memlock limit
+    /// (ENOMEM) or an old kernel (ENOSYS). `None` outside tests.
+    #[doc(hidden)]
+    pub io_fault: Option<i32>,
 }
 
 impl EngineConfig {
@@ -44,6 +54,8 @@ impl EngineConfig {
             pin: true,
             steer: true,
             endpoint,
+            io: IoChoice::Auto,
+            io_fault: None,
         }
     }
 }
@@ -84,6 +96,8 @@ pub struct Engine {
     steered: bool,
     gso: bool,
     gro: bool,
+    io_backend: &'static str,
+    io_fallback: Option<UringRefused>,
 }
 
 impl Engine {
@@ -141,6 +155,15 @@ impl Engine {
             polls.push(poll);
         }
         let wakers: Arc<[Waker]> = wakers.into();
+        let (ios, io_fallback) = make_backends(
+            config.io.tries_uring(),
+            config.io == IoChoice::Uring,
+            config.io_fault,
+            polls,
+            sockets,
+            gso,
+        )?;
+        let io_backend = ios.first().map_or("epoll", Io::name);
         let (handover_tx, handover_rx): (Vec<Sender<Handover>>, Vec<Receiver<Handover>>) = (0
             ..shards)
             .map(|_| crossbeam_channel::bounded(HANDOVER_QUEUE))
@@ -178,9 +201,8 @@ impl Engine {
         let now = Instant::now();
         let mut threads = Vec::with_capacity(shards);
         let mut snapshots = Vec::with_capacity(shards);
-        for (index, ((socket, poll), (handover_rx, recycle_rx))) in sockets
+        for (index, (io, (handover_rx, recycle_rx))) in ios
             .into_iter()
-            .zip(polls)
             .zip(handover_rx.into_iter().zip(recycle_rx))
             .enumerate()
         {
@@ -196,9 +218,7 @@ impl Engine {
             let parts = ShardParts {
                 index,
                 shards,
-                socket,
                 endpoint,
-                poll,
                 stop: Arc::clone(&stop),
                 wakers: Arc::clone(&wakers),
                 handover_tx: Arc::clone(&handover_tx),
@@ -209,7 +229,6 @@ impl Engine {
                 exit: Arc::clone(&exit),
                 deliver: deliver.clone(),
                 replies: link.as_ref().map(|_| reply_rx.remove(0)),
-                gso,
             };
             let exit_on_error = Arc::clone(&exit);
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
@@ -221,7 +240,7 @@ impl Engine {
                     {
                         tracing::warn!(shard = index, "cannot pin the shard to its core");
                     }
-                    match Shard::new(parts) {
+                    match Shard::new(parts, io) {
                         Ok(shard) => shard.run(),
                         Err(e) => {
                             tracing::error!(shard = index, error = %e, "shard cannot start");
@@ -247,6 +266,8 @@ impl Engine {
             steered,
             gso,
             gro,
+            io_backend,
+            io_fallback,
         };
         Ok((engine, link))
     }
@@ -266,9 +287,14 @@ impl Engine {
         self.steered
     }
 
-    /// The I/O backend in use, as the build-info metric names it.
+    /// The I/O backend really in use, `"uring"` or `"epoll"`, as `weft_engine_info` names it.
     pub fn io_backend(&self) -> &'static str {
-        "epoll"
+        self.io_backend
+    }
+
+    /// Why [`IoChoice::Auto`] fell back to epoll, when it did (`weft_io_fallback_total`).
+    pub fn io_fallback(&self) -> Option<&UringRefused> {
+        self.io_fallback.as_ref()
     }
 
     /// Whether UDP GSO and GRO are in use (detected at start).
@@ -345,6 +371,53 @@ impl Drop for Engine {
     }
 }
 
+/// Makes every shard's backend: io_uring for all shards or for none. With `try_uring`, a refusal
+/// falls back to epoll and is returned with the backends, unless `required` (`--io uring`): then
+/// it is the error, naming the errno. `fault` is [`EngineConfig::io_fault`].
+fn make_backends(
+    try_uring: bool,
+    required: bool,
+    fault: Option<i32>,
+    polls: Vec<Poll>,
+    sockets: Vec<std::net::UdpSocket>,
+    gso: bool,
+) -> io::Result<(Vec<Io>, Option<UringRefused>)> {
+    let mut fallback = None;
+    if try_uring {
+        // Every ring is made before any socket is handed over, so a refusal (which comes at
+        // the first ring, or at the memlock limit of a later one) leaves all sockets to epoll.
+        let setups: Result<Vec<UringSetup>, UringRefused> =
+            (0..sockets.len()).map(|_| UringSetup::new(fault)).collect();
+        match setups {
+            Ok(setups) => {
+                return setups
+                    .into_iter()
+                    .zip(polls.into_iter().zip(sockets))
+                    .map(|(setup, (poll, socket))| {
+                        UringIo::new(setup, poll, socket, gso).map(|io| Io::Uring(Box::new(io)))
+                    })
+                    .collect::<io::Result<Vec<Io>>>()
+                    .map(|ios| (ios, None));
+            }
+            Err(refused) if required => return Err(refused.into_io_error()),
+            Err(refused) => {
+                tracing::warn!(
+                    reason = refused.errno_name(),
+                    error = %refused,
+                    "io_uring refused; falling back to epoll"
+                );
+                fallback = Some(refused);
+            }
+        }
+    }
+    let ios = polls
+        .into_iter()
+        .zip(sockets)
+        .map(|(poll, socket)| EpollIo::new(poll, socket, gso).map(|io| Io::Epoll(Box::new(io))))
+        .collect::<io::Result<Vec<Io>>>()?;
+    Ok((ios, fallback))
+}
+
 /// Sums the shards' endpoint counters into one table, the node-wide view.
 pub fn merged_endpoint_stats(shards: &[ShardStats]) -> Stats {
     let mut merged = Stats::new();
@@ -360,4 +433,41 @@ pub fn merged_endpoint_stats(shards: &[ShardStats]) -> Stats {
         }
     }
     merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(shards: usize) -> (Vec<Poll>, Vec<std::net::UdpSocket>) {
+        let first = sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = first.local_addr().unwrap();
+        let mut sockets = vec![first];
+        for _ in 1..shards {
+            sockets.push(sys::bind_reuseport(address).unwrap());
+        }
+        ((0..shards).map(|_| Poll::new().unwrap()).collect(), sockets)
+    }
+
+    #[test]
+    fn a_refused_ring_falls_back_to_epoll_unless_required() {
+        // As a seccomp filter answers io_uring_setup.
+        let (polls, sockets) = parts(2);
+        let (ios, fallback) =
+            make_backends(true, false, Some(libc::EPERM), polls, sockets, false).unwrap();
+        assert!(ios.iter().all(|io| io.name() == "epoll"));
+        assert_eq!(fallback.map(|r| r.errno_name()), Some("EPERM"));
+
+        let (polls, sockets) = parts(1);
+        let Err(error) = make_backends(true, true, Some(libc::ENOMEM), polls, sockets, false)
+        else {
+            panic!("a required io_uring was refused and yet an engine started");
+        };
+        assert!(error.to_string().contains("ENOMEM"), "{error}");
+
+        let (polls, sockets) = parts(1);
+        let (ios, fallback) = make_backends(false, false, None, polls, sockets, false).unwrap();
+        assert_eq!(ios[0].name(), "epoll");
+        assert!(fallback.is_none(), "epoll asked for: nothing fell back");
+    }
 }

@@ -21,7 +21,7 @@ const RECV_SLOT: usize = 65_535;
 pub(super) const SEND_SLOT: usize = 2048;
 
 /// Control bytes per message: room for SO_RXQ_OVFL's u32 and UDP_GRO's int, or UDP_SEGMENT's u16.
-const CONTROL: usize = 64;
+pub(super) const CONTROL: usize = 64;
 
 /// Most segments the kernel takes in one GSO send (UDP_MAX_SEGMENTS).
 const GSO_MAX_SEGMENTS: usize = 64;
@@ -32,9 +32,9 @@ const GSO_MAX_BYTES: usize = 65_000;
 // Linux values on every architecture this crate builds for (asm-generic/socket.h); libc does not
 // export the first for glibc targets.
 const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
-const SO_RXQ_OVFL: libc::c_int = 40;
-const UDP_SEGMENT: libc::c_int = 103;
-const UDP_GRO: libc::c_int = 104;
+pub(super) const SO_RXQ_OVFL: libc::c_int = 40;
+pub(super) const UDP_SEGMENT: libc::c_int = 103;
+pub(super) const UDP_GRO: libc::c_int = 104;
 
 fn check(result: libc::c_int) -> io::Result<libc::c_int> {
     if result < 0 {
@@ -160,7 +160,7 @@ pub(super) fn process_cpu_time() -> std::time::Duration {
     std::time::Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
-fn to_sockaddr(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(super) fn to_sockaddr(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain data for which all-zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let len = match address {
@@ -195,7 +195,7 @@ fn to_sockaddr(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t)
     (storage, len as libc::socklen_t)
 }
 
-fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(super) fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in; storage is aligned for it.
@@ -339,6 +339,17 @@ pub(super) struct SendBatch {
     gso: bool,
 }
 
+/// One message of a [`SendBatch`]: `count` datagrams of `segment` bytes (the last maybe
+/// shorter) to one destination, `len` bytes from `offset`; a GSO train when `count > 1`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) struct Train {
+    pub(super) destination: SocketAddr,
+    pub(super) offset: usize,
+    pub(super) len: usize,
+    pub(super) segment: usize,
+    pub(super) count: usize,
+}
+
 /// What one [`SendBatch::flush`] did.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Flushed {
@@ -350,6 +361,8 @@ pub(super) struct Flushed {
     pub(super) errors: usize,
     /// True when the socket buffer filled; the rest waits for writability.
     pub(super) blocked: bool,
+    /// Datagrams per successful `sendmmsg` call, counted by [`super::io::batch_bucket`].
+    pub(super) sizes: [u32; super::io::BATCH_BUCKETS.len()],
 }
 
 impl SendBatch {
@@ -405,6 +418,43 @@ impl SendBatch {
             }
         }
         end - start
+    }
+
+    /// Datagrams queued (sent or not) since the batch was last emptied.
+    pub(super) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// The message that starts at item `start`: a GSO train or a single datagram.
+    pub(super) fn train_at(&self, start: usize) -> Train {
+        let count = self.run_from(start);
+        let (destination, offset, segment) = self.items[start];
+        let (_, last_offset, last_len) = self.items[start + count - 1];
+        Train {
+            destination,
+            offset,
+            len: last_offset + last_len - offset,
+            segment,
+            count,
+        }
+    }
+
+    /// The bytes the trains point into; a backend that sends asynchronously keeps the batch
+    /// untouched until the kernel is done with them.
+    pub(super) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Forgets every queued datagram, sent or not.
+    pub(super) fn reset(&mut self) {
+        self.items.clear();
+        self.used = 0;
+        self.sent = 0;
+    }
+
+    /// Stops building GSO trains (the device refused one).
+    pub(super) fn disable_gso(&mut self) {
+        self.gso = false;
     }
 
     /// Sends what is queued with as few `sendmmsg` calls as the socket allows.
@@ -463,9 +513,14 @@ impl SendBatch {
                 unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), messages as libc::c_uint, 0) };
             flushed.calls += 1;
             if result >= 0 {
+                let mut datagrams = 0;
                 for &(_, n) in runs.iter().take(result as usize) {
                     self.sent += n;
-                    flushed.datagrams += n;
+                    datagrams += n;
+                }
+                flushed.datagrams += datagrams;
+                if datagrams > 0 {
+                    flushed.sizes[super::io::batch_bucket(datagrams)] += 1;
                 }
                 continue;
             }

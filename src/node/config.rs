@@ -4,6 +4,7 @@
 //! Bad input from the operator is a clear message that names the field and the fix
 //! (PROTOCOL.md §9), never a panic or a `Debug` dump.
 
+use crate::engine::IoChoice;
 use crate::session::PeerRecord;
 use serde::Deserialize;
 use std::fmt;
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The fields a config file may hold, in the order the documentation lists them.
-pub const FIELDS: [&str; 7] = [
+pub const FIELDS: [&str; 8] = [
     "listen",
     "metrics",
     "data",
@@ -19,6 +20,7 @@ pub const FIELDS: [&str; 7] = [
     "allow_plaintext",
     "log_level",
     "peers",
+    "io",
 ];
 
 /// Default UDP address a node listens on.
@@ -48,6 +50,8 @@ pub struct ConfigFile {
     /// Signed peer records (hex, as `weft id` prints them) of known peers: sessions to them are
     /// IK (PROTOCOL.md §5).
     pub peers: Option<Vec<String>>,
+    /// The I/O backend: `"auto"`, `"uring"` or `"epoll"` (PROTOCOL.md §12).
+    pub io: Option<String>,
 }
 
 /// A node's settings once the file, the flags and the defaults are merged.
@@ -69,6 +73,8 @@ pub struct NodeConfig {
     pub shards: usize,
     /// Verified peer records of known peers (PROTOCOL.md §2).
     pub peers: Vec<PeerRecord>,
+    /// The I/O backend (PROTOCOL.md §12).
+    pub io: IoChoice,
 }
 
 impl Default for NodeConfig {
@@ -83,6 +89,7 @@ impl Default for NodeConfig {
             log_level: None,
             shards: 0,
             peers: Vec::new(),
+            io: IoChoice::Auto,
         }
     }
 }
@@ -166,6 +173,14 @@ pub enum ConfigProblem {
     /// `data` is empty.
     #[error("field \"data\": the path is empty; give a directory such as \"{DEFAULT_DATA}\"")]
     EmptyData,
+    /// `io` names no backend.
+    #[error(
+        "field \"io\": \"{value}\" is not an I/O backend; use \"auto\", \"uring\" or \"epoll\""
+    )]
+    BadIo {
+        /// Its value.
+        value: String,
+    },
     /// `log_level` is not a `tracing` filter.
     #[error(
         "field \"log_level\": \"{value}\" is not a log filter like \"info\", \"debug\" or \
@@ -223,6 +238,12 @@ impl NodeConfig {
         if let Some(filter) = &file.log_level {
             check_log_level(filter)?;
         }
+        let io = match &file.io {
+            Some(value) => value.parse().map_err(|_| ConfigProblem::BadIo {
+                value: value.clone(),
+            })?,
+            None => defaults.io,
+        };
         let mut peers = Vec::new();
         for (index, text) in file.peers.iter().flatten().enumerate() {
             // A record that does not verify would let a config typo pin a wrong key (§5).
@@ -246,6 +267,7 @@ impl NodeConfig {
             log_level: file.log_level,
             shards: defaults.shards,
             peers,
+            io,
         })
     }
 }
@@ -278,6 +300,10 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
             "echo" | "allow_plaintext" => (value.is_bool(), "true or false"),
             "data" => (value.is_str(), "a quoted path like \"./weft-data\""),
             "log_level" => (value.is_str(), "a quoted filter like \"info\""),
+            "io" => (
+                value.is_str(),
+                "a quoted backend: \"auto\", \"uring\" or \"epoll\"",
+            ),
             "peers" => (
                 value
                     .as_array()
@@ -403,9 +429,11 @@ mod tests {
     fn every_field_is_read() {
         let config = NodeConfig::parse(
             "listen = \"127.0.0.1:1\"\nmetrics = \"[::1]:2\"\ndata = \"/var/lib/weft\"\n\
-             echo = true\nallow_plaintext = false\nlog_level = \"weft=debug,warn\"\n",
+             echo = true\nallow_plaintext = false\nlog_level = \"weft=debug,warn\"\n\
+             io = \"epoll\"\n",
         )
         .unwrap();
+        assert_eq!(config.io, IoChoice::Epoll);
         assert_eq!(config.listen, "127.0.0.1:1".parse().unwrap());
         assert_eq!(config.metrics, "[::1]:2".parse().unwrap());
         assert_eq!(config.data, PathBuf::from("/var/lib/weft"));
@@ -460,6 +488,21 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("need quotes"), "{message}");
+    }
+
+    #[test]
+    fn bad_io_names_the_field_and_the_choices() {
+        let message = problem("io = \"kqueue\"");
+        assert!(
+            message.contains("field \"io\"") && message.contains("\"epoll\""),
+            "{message}"
+        );
+        let message = problem("io = 1");
+        assert!(message.starts_with("field \"io\": expected"), "{message}");
+        assert_eq!(
+            NodeConfig::parse("io = \"uring\"").unwrap().io,
+            IoChoice::Uring
+        );
     }
 
     #[test]

@@ -113,6 +113,12 @@ pub fn publish_engine_info(io_backend: &'static str, shards: usize) {
         .set(1.0);
 }
 
+/// Sets `weft_io_fallback_total{reason="EPERM"}` to 1: `--io auto` wanted io_uring, the kernel
+/// refused it with that errno, and the node runs epoll.
+pub fn publish_io_fallback(reason: &'static str) {
+    metrics::counter!("weft_io_fallback_total", "reason" => reason).absolute(1);
+}
+
 /// Like [`publish`], with one more label (`key = value`) on every metric, e.g. a shard's index.
 pub fn publish_labelled(key: &'static str, value: impl ToString, stats: &Stats) {
     let value = value.to_string();

@@ -14,7 +14,8 @@ pub use metrics::{MetricsError, MetricsServer};
 
 use crate::channel::EndpointConfig;
 use crate::engine::{
-    Engine, EngineConfig, ShardStats, ShutdownHandle, merged_endpoint_stats, run_echo_worker,
+    Engine, EngineConfig, ShardStats, ShutdownHandle, UringRefused, merged_endpoint_stats,
+    run_echo_worker,
 };
 
 /// Messages that may wait for the echo worker, and replies for each shard.
@@ -41,6 +42,9 @@ pub enum StartError {
         /// Why.
         source: io::Error,
     },
+    /// `--io uring` was asked for and the kernel refused io_uring.
+    #[error("cannot start the io_uring backend (--io / `io`): {0}")]
+    Io(UringRefused),
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -77,11 +81,18 @@ impl Node {
         };
         let engine_config = EngineConfig {
             shards: config.shards,
+            io: config.io,
             ..EngineConfig::new(config.listen, endpoint_config)
         };
-        let bind_error = |source| StartError::Bind {
-            address: config.listen,
-            source,
+        let bind_error = |source: io::Error| match source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<UringRefused>())
+        {
+            Some(refused) => StartError::Io(refused.clone()),
+            None => StartError::Bind {
+                address: config.listen,
+                source,
+            },
         };
         let (mut engine, worker) = if config.echo {
             let (engine, link) =
@@ -103,6 +114,9 @@ impl Node {
         // line is always a clean stop.
         engine.stop_on_signals().map_err(StartError::Signals)?;
         metrics::publish_engine_info(engine.io_backend(), engine.shards());
+        if let Some(refused) = engine.io_fallback() {
+            metrics::publish_io_fallback(refused.errno_name());
+        }
         Ok(Node {
             engine,
             worker,

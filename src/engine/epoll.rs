@@ -1,0 +1,189 @@
+//! The epoll backend (PROTOCOL.md §12): a mio `Poll` for readiness, `recvmmsg`/`sendmmsg`
+//! batches from `sys.rs` for the data, GSO on send and GRO on receive.
+
+use super::io::{record_recv_batch, record_send_batches};
+use super::shard::{SOCKET, WAKER};
+use super::sys::{BATCH, RecvBatch, SendBatch};
+use crate::channel::{Endpoint, Stats};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+pub(super) struct EpollIo {
+    poll: Poll,
+    events: Events,
+    socket: UdpSocket,
+    recv: RecvBatch,
+    send: SendBatch,
+    /// The last `recvmmsg` filled its batch (or readiness said so): read again before sleeping.
+    more_to_read: bool,
+    /// The socket took everything last time, or a writable edge came since.
+    writable: bool,
+}
+
+impl EpollIo {
+    /// Registers `socket` on the shard's `poll` (which already holds the shard's waker).
+    pub(super) fn new(poll: Poll, socket: std::net::UdpSocket, gso: bool) -> io::Result<EpollIo> {
+        let mut socket = UdpSocket::from_std(socket);
+        poll.registry()
+            .register(&mut socket, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
+        Ok(EpollIo {
+            poll,
+            events: Events::with_capacity(64),
+            socket,
+            recv: RecvBatch::new(),
+            send: SendBatch::new(gso),
+            more_to_read: true,
+            writable: true,
+        })
+    }
+
+    pub(super) fn busy(&self) -> bool {
+        self.more_to_read
+    }
+
+    pub(super) fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.poll.poll(&mut self.events, Some(timeout))?;
+        for event in &self.events {
+            if event.token() == SOCKET {
+                self.more_to_read |= event.is_readable();
+                self.writable |= event.is_writable();
+            }
+            // WAKER needs nothing here: the loop looks at its queues every turn.
+            debug_assert!(event.token() == SOCKET || event.token() == WAKER);
+        }
+        Ok(())
+    }
+
+    /// One `recvmmsg`.
+    pub(super) fn receive(
+        &mut self,
+        stats: &mut Stats,
+        mut deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
+    ) -> usize {
+        if !self.more_to_read {
+            return 0;
+        }
+        let count = match self.recv.recv(self.socket.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.more_to_read = false;
+                return 0;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return 0,
+            Err(e) => {
+                // An error queued by the kernel (an ICMP report) is consumed by reading it.
+                stats.add("weft_shard_socket_errors_total", Some(("op", "recv")), 1);
+                tracing::debug!(error = %e, "recvmmsg failed");
+                return 0;
+            }
+        };
+        self.more_to_read = count == BATCH;
+        let mut datagrams = 0;
+        for i in 0..count {
+            let (received, bytes) = self.recv.message(i);
+            let Some(from) = received.from else { continue };
+            if received.truncated {
+                stats.add("weft_shard_truncated_total", None, 1);
+                continue;
+            }
+            // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
+            let segment = received.segment.unwrap_or(bytes.len()).max(1);
+            for datagram in bytes.chunks(segment) {
+                datagrams += 1;
+                deliver(stats, from, datagram);
+            }
+        }
+        record_recv_batch(stats, datagrams);
+        stats.add(
+            "weft_shard_datagrams_received_total",
+            None,
+            datagrams as u64,
+        );
+        stats.set(
+            "weft_shard_rxq_overflows",
+            None,
+            u64::from(self.recv.rxq_overflows),
+        );
+        datagrams
+    }
+
+    /// Fills the send batch from the endpoint and flushes it until the endpoint has nothing
+    /// more or the socket buffer is full; returns datagrams sent.
+    pub(super) fn transmit(&mut self, endpoint: &mut Endpoint, stats: &mut Stats) -> usize {
+        if !self.writable {
+            return 0;
+        }
+        let mut sent = 0;
+        loop {
+            if !self.send.is_empty() {
+                let flushed = self.send.flush(self.socket.as_raw_fd());
+                sent += flushed.datagrams;
+                record_send_batches(stats, &flushed.sizes);
+                stats.add(
+                    "weft_shard_datagrams_sent_total",
+                    None,
+                    flushed.datagrams as u64,
+                );
+                if flushed.errors > 0 {
+                    stats.add(
+                        "weft_shard_socket_errors_total",
+                        Some(("op", "send")),
+                        flushed.errors as u64,
+                    );
+                }
+                if flushed.blocked {
+                    stats.add("weft_shard_send_blocked_total", None, 1);
+                    // Only a full socket buffer leaves datagrams behind; the writable edge
+                    // resumes.
+                    self.writable = false;
+                    return sent;
+                }
+            }
+            let mut filled = 0;
+            while let Some(slot) = self.send.slot() {
+                match endpoint.poll_transmit(slot) {
+                    Some(transmit) => {
+                        self.send.push(transmit.destination, transmit.len);
+                        filled += 1;
+                    }
+                    None => break,
+                }
+            }
+            if filled == 0 {
+                return sent;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_five_datagrams_lands_in_the_5_to_8_bucket() {
+        let socket = super::super::sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = socket.local_addr().unwrap();
+        let mut io = EpollIo::new(Poll::new().unwrap(), socket, false).unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..5u8 {
+            peer.send_to(&[i; 40], address).unwrap();
+        }
+        let mut stats = Stats::new();
+        let mut got = Vec::new();
+        // Loopback queues a datagram before send_to returns, so one recvmmsg finds all five.
+        io.wait(Duration::from_secs(5)).unwrap();
+        let read = io.receive(&mut stats, |_, _, bytes| got.push(bytes[0]));
+        assert_eq!(read, 5);
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+        assert_eq!(stats.get("weft_shard_recv_batches_total", None), 1);
+        assert_eq!(
+            stats.get("weft_shard_recv_batch_size_total", Some(("size", "5-8"))),
+            1
+        );
+    }
+}

@@ -1,0 +1,941 @@
+//! The io_uring backend (PROTOCOL.md §12): one ring per shard, a multishot `RecvMsgMulti` over a
+//! provided-buffer ring, one `SendMsg` per GSO train, all submitted with one `io_uring_enter`
+//! per loop turn.
+//!
+//! Memory the kernel may touch — the buffer ring, the receive buffers, the receive `msghdr`,
+//! the send batches and their headers — is allocated once, when the backend is made, and never
+//! moves or shrinks while a request may use it: a send batch is reused only after the CQE of its
+//! last message, and [`UringIo::close`] waits for every request to finish before anything is
+//! freed (and leaks the memory rather than free it when the kernel does not answer in time).
+//!
+//! Wake-ups: the shard's `mio::Waker` is registered on a mio `Poll` as in the epoll backend; the
+//! ring watches that poll's epoll descriptor with a multishot `PollAdd`, so other shards and
+//! workers wake either backend the same way.
+#![allow(unsafe_code)]
+
+use super::io::{UringRefused, record_recv_batch, record_send_batches};
+use super::sys::{self, BATCH, CONTROL, SO_RXQ_OVFL, SendBatch, UDP_GRO, UDP_SEGMENT};
+use crate::channel::{Endpoint, Stats};
+use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue};
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::io;
+use std::mem::{MaybeUninit, size_of, zeroed};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Submission queue entries: a turn pushes at most `SEND_BATCHES * BATCH` sends and a few
+/// re-arms and cancels.
+const SQ_ENTRIES: u32 = 256;
+
+/// Completion queue entries: room for a burst of receives (one per buffer) and every send.
+const CQ_ENTRIES: u32 = 1024;
+
+/// Receive buffers in the provided-buffer ring (a power of two, as the ring requires).
+///
+/// Each holds a whole GRO train (UDP_GRO is on, and a train is up to 64 KiB), so one buffer
+/// per message whatever the coalescing. 256 × 68 KiB is 17 MiB of address space per shard, but
+/// it is allocated zeroed and the kernel writes only the pages a message covers, so a shard
+/// under small datagrams keeps about one page per buffer resident. Fewer buffers run dry
+/// (ENOBUFS, counted) under a burst before the loop recycles them.
+const BUFFERS: u16 = 256;
+
+/// The `io_uring_recvmsg_out` header, the name field and the control field precede the
+/// payload in every buffer (the layout of a multishot `RecvMsg`).
+const RECV_HEADROOM: usize = 16 + size_of::<libc::sockaddr_storage>() + CONTROL;
+
+/// One receive buffer: the headroom and a whole UDP payload, rounded to pages.
+const BUFFER_SIZE: usize = (RECV_HEADROOM + 65_535).next_multiple_of(4096);
+
+/// Buffer group id of the ring (one group per io_uring, so any constant).
+const GROUP: u16 = 0;
+
+/// Send batches that may be in flight at once (each `BATCH` datagrams, 64 KiB); the endpoint
+/// keeps what does not fit. A turn may receive a whole buffer ring's worth (256 messages), so the
+/// send side takes as many.
+const SEND_BATCHES: usize = 8;
+
+/// Completions copied out of the ring at a time.
+const COMPLETIONS_AT_ONCE: usize = 64;
+
+/// How long a closing shard waits for the kernel to finish with its buffers.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// CQE tags: the request kind in the high 32 bits, for sends the batch and message below.
+const TAG_RECV: u64 = 1 << 32;
+const TAG_WAKE: u64 = 2 << 32;
+const TAG_SEND: u64 = 3 << 32;
+const TAG_CANCEL: u64 = 4 << 32;
+const TAG_MASK: u64 = 0xffff_ffff << 32;
+
+/// The provided-buffer ring and the buffers it hands out.
+struct BufRing {
+    /// `BUFFERS` entries, page-aligned as the kernel requires; entry 0's `resv` is the tail.
+    ring: NonNull<BufRingEntry>,
+    /// `BUFFERS * BUFFER_SIZE` bytes.
+    memory: NonNull<u8>,
+    /// The tail as this side counts it, published with [`BufRing::publish`].
+    tail: u16,
+    /// Set when the kernel may still hold a buffer at drop: the memory is then leaked.
+    leak: bool,
+}
+
+// SAFETY: the ring and buffers are plain memory owned by this value alone; the pointers are
+// only dereferenced by the thread that owns the value (the backend moves once, into its shard).
+unsafe impl Send for BufRing {}
+
+impl BufRing {
+    fn ring_layout() -> Layout {
+        // A page holds the 256 entries of 16 bytes; page alignment is the kernel's rule.
+        Layout::from_size_align(usize::from(BUFFERS) * size_of::<BufRingEntry>(), 4096)
+            .expect("constant layout")
+    }
+
+    fn memory_layout() -> Layout {
+        Layout::from_size_align(usize::from(BUFFERS) * BUFFER_SIZE, 4096).expect("constant layout")
+    }
+
+    fn new() -> io::Result<BufRing> {
+        // SAFETY: both layouts have a non-zero size.
+        let ring = NonNull::new(unsafe { alloc_zeroed(Self::ring_layout()) }.cast());
+        // SAFETY: as above.
+        let memory = NonNull::new(unsafe { alloc_zeroed(Self::memory_layout()) });
+        match (ring, memory) {
+            (Some(ring), Some(memory)) => Ok(BufRing {
+                ring,
+                memory,
+                tail: 0,
+                leak: false,
+            }),
+            (ring, memory) => {
+                if let Some(ring) = ring {
+                    // SAFETY: allocated just above with this layout.
+                    unsafe { dealloc(ring.as_ptr().cast(), Self::ring_layout()) };
+                }
+                if let Some(memory) = memory {
+                    // SAFETY: as above.
+                    unsafe { dealloc(memory.as_ptr(), Self::memory_layout()) };
+                }
+                Err(io::Error::from_raw_os_error(libc::ENOMEM))
+            }
+        }
+    }
+
+    /// Queues buffer `bid` for the kernel again; visible to it after [`BufRing::publish`].
+    fn recycle(&mut self, bid: u16) {
+        let index = usize::from(self.tail & (BUFFERS - 1));
+        // SAFETY: `index < BUFFERS`, inside the ring allocation. The kernel reads only entries
+        // between its head and the published tail; this one is past the tail, so nothing else
+        // reads or writes it now. The setters write addr, len and bid, never `resv` (the tail
+        // that shares entry 0).
+        let entry = unsafe { &mut *self.ring.as_ptr().add(index) };
+        // SAFETY: `bid < BUFFERS`, so the buffer lies inside the memory allocation.
+        let addr = unsafe { self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE) };
+        entry.set_addr(addr as u64);
+        entry.set_len(BUFFER_SIZE as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the recycled buffers visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: `ring` points at entry 0 of an initialised ring, as `BufRingEntry::tail`
+        // requires; the tail is a naturally aligned u16 that the kernel reads and only this
+        // side writes, so an atomic view of it is sound.
+        let tail = unsafe { &*BufRingEntry::tail(self.ring.as_ptr()).cast::<AtomicU16>() };
+        // Release: the entries written by `recycle` are visible before the new tail.
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// The first `len` bytes of buffer `bid`, which the kernel has handed back in a CQE.
+    fn buffer(&self, bid: u16, len: usize) -> Option<&[u8]> {
+        if bid >= BUFFERS || len > BUFFER_SIZE {
+            return None;
+        }
+        // SAFETY: the range lies inside the memory allocation (checked above); the kernel gave
+        // this buffer back in a CQE and takes it again only once `recycle` and `publish` hand
+        // it over, after the returned slice is dropped (the borrow of `self` ends first).
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE),
+                len,
+            )
+        })
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        if self.leak {
+            // The kernel may still write into the buffers: never give them back.
+            return;
+        }
+        // SAFETY: allocated in `new` with these layouts; the ring was unregistered (or never
+        // registered) and no request holds a buffer (`leak` is false).
+        unsafe {
+            dealloc(self.ring.as_ptr().cast(), Self::ring_layout());
+            dealloc(self.memory.as_ptr(), Self::memory_layout());
+        }
+    }
+}
+
+/// One send batch and the message headers pointing into it, kept until the kernel is done.
+struct SendSlot {
+    batch: SendBatch,
+    headers: Box<[libc::msghdr; BATCH]>,
+    iovecs: Box<[libc::iovec; BATCH]>,
+    names: Box<[libc::sockaddr_storage; BATCH]>,
+    control: Box<[[u8; CONTROL]; BATCH]>,
+    /// Datagrams in each submitted message.
+    datagrams: [usize; BATCH],
+    /// Messages submitted whose CQE has not come.
+    inflight: usize,
+}
+
+// SAFETY: the raw pointers inside the headers point into this slot's own boxes and batch; the
+// slot moves with its backend, once, before any of them is used.
+unsafe impl Send for SendSlot {}
+
+impl SendSlot {
+    fn new(gso: bool) -> SendSlot {
+        // SAFETY: msghdr, iovec and sockaddr_storage are plain data for which all-zero is valid.
+        let (headers, iovecs, names) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        SendSlot {
+            batch: SendBatch::new(gso),
+            headers: Box::new(headers),
+            iovecs: Box::new(iovecs),
+            names: Box::new(names),
+            control: Box::new([[0; CONTROL]; BATCH]),
+            datagrams: [0; BATCH],
+            inflight: 0,
+        }
+    }
+}
+
+/// The multishot receive's `msghdr`; its pointers are null (only the lengths matter).
+struct RecvHeader(Box<libc::msghdr>);
+
+// SAFETY: the header's pointer fields are null and never set; it is plain data.
+unsafe impl Send for RecvHeader {}
+
+/// Why a request finished, from one CQE.
+enum Completion {
+    Recv {
+        result: i32,
+        flags: u32,
+    },
+    Wake {
+        more: bool,
+    },
+    Send {
+        slot: usize,
+        message: usize,
+        result: i32,
+    },
+    Other,
+}
+
+pub(super) struct UringIo {
+    ring: IoUring,
+    socket: std::net::UdpSocket,
+    /// Holds the shard's waker; the ring polls its descriptor.
+    poll: mio::Poll,
+    events: mio::Events,
+    bufs: BufRing,
+    /// Only `msg_namelen` and `msg_controllen` matter to a multishot `RecvMsg`; the kernel reads
+    /// it when the request is issued, so it stays boxed and untouched.
+    recv_msghdr: RecvHeader,
+    recv_armed: bool,
+    wake_armed: bool,
+    sends: Vec<SendSlot>,
+    /// The endpoint had more to send than the free slots held.
+    send_backlog: bool,
+    gso: bool,
+    /// The latest SO_RXQ_OVFL count seen.
+    rxq_overflows: u32,
+    /// The buffer ring is registered with the ring (unregistered before the memory goes).
+    registered: bool,
+}
+
+/// A shard's ring and registered buffers, made before the shard's socket is handed over so that
+/// a refusal leaves the socket to the epoll backend.
+pub(super) struct UringSetup {
+    ring: IoUring,
+    bufs: BufRing,
+}
+
+impl UringSetup {
+    /// Creates a ring and registers its buffer ring; `fault` makes it fail with that errno, as
+    /// seccomp would (the hook behind `EngineConfig::io_fault`).
+    pub(super) fn new(fault: Option<i32>) -> Result<UringSetup, UringRefused> {
+        let refused = |stage: &'static str| {
+            move |e: io::Error| UringRefused {
+                stage,
+                errno: e.raw_os_error().unwrap_or(libc::EINVAL),
+            }
+        };
+        if let Some(errno) = fault {
+            return Err(UringRefused {
+                stage: "io_uring_setup",
+                errno,
+            });
+        }
+        // COOP_TASKRUN: completions are not pushed with an interrupt while the shard runs; the
+        // kernel raises IORING_SQ_TASKRUN instead and the loop's next enter collects them all at
+        // once (5.19+; older kernels get a plain ring).
+        let ring = IoUring::builder()
+            .setup_cqsize(CQ_ENTRIES)
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(SQ_ENTRIES)
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(CQ_ENTRIES)
+                    .build(SQ_ENTRIES)
+            })
+            .map_err(refused("io_uring_setup"))?;
+        if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
+            // Waiting with a timeout needs EXT_ARG (5.11); NODROP keeps a CQ overflow lossless.
+            return Err(UringRefused {
+                stage: "io_uring_setup (features)",
+                errno: libc::EOPNOTSUPP,
+            });
+        }
+        let mut bufs = BufRing::new().map_err(refused("buffer allocation"))?;
+        // SAFETY: `bufs.ring` is a page-aligned allocation of BUFFERS entries. It lives until
+        // `bufs` drops, which comes after the ring (field order in UringSetup and UringIo),
+        // after `unregister_buf_ring`, or never (`leak`).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                bufs.ring.as_ptr() as u64,
+                BUFFERS,
+                GROUP,
+                0,
+            )
+        }
+        .map_err(refused("register_buf_ring"))?;
+        for bid in 0..BUFFERS {
+            bufs.recycle(bid);
+        }
+        bufs.publish();
+        Ok(UringSetup { ring, bufs })
+    }
+}
+
+impl UringIo {
+    /// Runs `socket` on a ring made by [`UringSetup::new`]; `poll` holds the shard's waker.
+    pub(super) fn new(
+        setup: UringSetup,
+        poll: mio::Poll,
+        socket: std::net::UdpSocket,
+        gso: bool,
+    ) -> io::Result<UringIo> {
+        // The ring, not a blocking call, waits for the socket: with O_NONBLOCK some kernels
+        // complete a request with EAGAIN instead of arming a poll for it.
+        socket.set_nonblocking(false)?;
+        // SAFETY: msghdr is plain data for which all-zero is valid.
+        let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
+        recv_msghdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // PROTOCOL.md §12: room for the SO_RXQ_OVFL and UDP_GRO control messages.
+        recv_msghdr.msg_controllen = CONTROL as _;
+        let recv_msghdr = RecvHeader(recv_msghdr);
+        let UringSetup { ring, bufs } = setup;
+        Ok(UringIo {
+            ring,
+            socket,
+            poll,
+            events: mio::Events::with_capacity(8),
+            bufs,
+            recv_msghdr,
+            recv_armed: false,
+            wake_armed: false,
+            sends: (0..SEND_BATCHES).map(|_| SendSlot::new(gso)).collect(),
+            send_backlog: false,
+            gso,
+            rxq_overflows: 0,
+            registered: true,
+        })
+    }
+
+    /// Pushes an SQE, submitting first when the queue is full.
+    fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry built in this file points only at memory that outlives its
+            // request (module docs): the receive msghdr, the buffer ring, a send slot whose
+            // `inflight` count keeps it untouched until the CQE.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            self.ring.submit()?;
+        }
+    }
+
+    /// Arms the multishot receive and the wake-up poll when they are not running.
+    fn arm(&mut self) -> io::Result<()> {
+        if !self.recv_armed {
+            let entry = opcode::RecvMsgMulti::new(
+                Fd(self.socket.as_raw_fd()),
+                &*self.recv_msghdr.0 as *const libc::msghdr,
+                GROUP,
+            )
+            .build()
+            .user_data(TAG_RECV);
+            self.push(&entry)?;
+            self.recv_armed = true;
+        }
+        if !self.wake_armed {
+            let entry = opcode::PollAdd::new(Fd(self.poll.as_raw_fd()), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(TAG_WAKE);
+            self.push(&entry)?;
+            self.wake_armed = true;
+        }
+        Ok(())
+    }
+
+    pub(super) fn busy(&mut self) -> bool {
+        self.send_backlog || self.ring.submission().taskrun() || !self.ring.completion().is_empty()
+    }
+
+    /// The one `io_uring_enter` of a turn: submits what transmit and re-arming pushed and, when
+    /// `timeout` is not zero and nothing is complete yet, sleeps for a completion.
+    pub(super) fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        self.arm()?;
+        let (pending, kernel_work) = {
+            let sq = self.ring.submission();
+            (!sq.is_empty(), sq.taskrun() || sq.cq_overflow())
+        };
+        let ready = !self.ring.completion().is_empty();
+        if timeout.is_zero() || ready {
+            // While busy-polling, enter only to submit or to collect completions the kernel
+            // holds back (COOP_TASKRUN): otherwise no syscall at all.
+            if pending || kernel_work {
+                self.ring.submit()?;
+            }
+            return Ok(());
+        }
+        let ts = Timespec::from(timeout);
+        let args = SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            // ETIME: the timeout passed; EBUSY: the CQ overflowed and is read next.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn classify(cqe: &cqueue::Entry) -> Completion {
+        let data = cqe.user_data();
+        match data & TAG_MASK {
+            TAG_RECV => Completion::Recv {
+                result: cqe.result(),
+                flags: cqe.flags(),
+            },
+            TAG_WAKE => Completion::Wake {
+                more: cqueue::more(cqe.flags()),
+            },
+            TAG_SEND => Completion::Send {
+                slot: ((data >> 16) & 0xffff) as usize,
+                message: (data & 0xffff) as usize,
+                result: cqe.result(),
+            },
+            _ => Completion::Other,
+        }
+    }
+
+    /// Reads every completion: hands received datagrams to `deliver`, frees send slots, drains
+    /// wake-ups; returns the datagrams delivered.
+    pub(super) fn receive(
+        &mut self,
+        stats: &mut Stats,
+        deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
+    ) -> usize {
+        let datagrams = self.complete(stats, deliver);
+        record_recv_batch(stats, datagrams);
+        stats.add(
+            "weft_shard_datagrams_received_total",
+            None,
+            datagrams as u64,
+        );
+        stats.set(
+            "weft_shard_rxq_overflows",
+            None,
+            u64::from(self.rxq_overflows),
+        );
+        datagrams
+    }
+
+    /// Reads every completion without counting receive batches (see [`UringIo::receive`]).
+    fn complete(
+        &mut self,
+        stats: &mut Stats,
+        mut deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
+    ) -> usize {
+        let mut datagrams = 0;
+        let mut recycled = false;
+        let mut woken = false;
+        let mut scratch = [const { MaybeUninit::<cqueue::Entry>::uninit() }; COMPLETIONS_AT_ONCE];
+        loop {
+            // Copied out in one go: one head update per chunk, not per completion.
+            let cqes = self.ring.completion().fill(&mut scratch);
+            if cqes.is_empty() {
+                break;
+            }
+            for cqe in cqes.iter() {
+                match Self::classify(cqe) {
+                    Completion::Recv { result, flags } => {
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            if result > 0 {
+                                datagrams +=
+                                    self.deliver_buffer(bid, result as usize, stats, &mut deliver);
+                            }
+                            self.bufs.recycle(bid);
+                            recycled = true;
+                        }
+                        if result == -libc::ENOBUFS {
+                            // Every buffer was in use: the datagrams wait in the socket queue and
+                            // the receive is armed again once buffers are back.
+                            stats.add("weft_shard_recv_nobufs_total", None, 1);
+                        } else if result < 0 && result != -libc::ECANCELED {
+                            stats.add("weft_shard_socket_errors_total", Some(("op", "recv")), 1);
+                            tracing::debug!(error = %io::Error::from_raw_os_error(-result), "io_uring recvmsg failed");
+                        }
+                        if !cqueue::more(flags) {
+                            self.recv_armed = false;
+                            stats.add("weft_shard_recv_rearms_total", None, 1);
+                        }
+                    }
+                    Completion::Wake { more } => {
+                        woken = true;
+                        if !more {
+                            self.wake_armed = false;
+                        }
+                    }
+                    Completion::Send {
+                        slot,
+                        message,
+                        result,
+                    } => self.send_done(slot, message, result, stats),
+                    Completion::Other => {}
+                }
+            }
+        }
+        if recycled {
+            self.bufs.publish();
+        }
+        if woken {
+            // Empty the epoll ready list, once per turn however many wake-ups came, so the next
+            // wake-up is a new edge; the waker's events need nothing else (the loop looks at its
+            // queues every turn).
+            let _ = self.poll.poll(&mut self.events, Some(Duration::ZERO));
+        }
+        datagrams
+    }
+
+    /// Parses one multishot `RecvMsg` buffer and delivers its datagrams.
+    fn deliver_buffer(
+        &mut self,
+        bid: u16,
+        len: usize,
+        stats: &mut Stats,
+        deliver: &mut impl FnMut(&mut Stats, SocketAddr, &[u8]),
+    ) -> usize {
+        let Some(buffer) = self.bufs.buffer(bid, len) else {
+            return 0;
+        };
+        let Ok(out) = io_uring::types::RecvMsgOut::parse(buffer, &self.recv_msghdr.0) else {
+            stats.add("weft_shard_socket_errors_total", Some(("op", "recv")), 1);
+            return 0;
+        };
+        let control = parse_control(out.control_data());
+        if let Some(overflows) = control.rxq_overflows {
+            self.rxq_overflows = overflows;
+        }
+        if out.is_payload_truncated() {
+            stats.add("weft_shard_truncated_total", None, 1);
+            return 0;
+        }
+        let Some(from) = address_from_name(out.name_data()) else {
+            return 0;
+        };
+        let bytes = out.payload_data();
+        let segment = control.segment.unwrap_or(bytes.len()).max(1);
+        let mut datagrams = 0;
+        // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
+        for datagram in bytes.chunks(segment) {
+            datagrams += 1;
+            deliver(stats, from, datagram);
+        }
+        datagrams
+    }
+
+    fn send_done(&mut self, slot: usize, message: usize, result: i32, stats: &mut Stats) {
+        let Some(send) = self.sends.get_mut(slot) else {
+            return;
+        };
+        let datagrams = send.datagrams.get(message).copied().unwrap_or(0);
+        if result >= 0 {
+            stats.add("weft_shard_datagrams_sent_total", None, datagrams as u64);
+        } else {
+            if result == -libc::EIO && self.gso {
+                // A device without segmentation offload refuses GSO with EIO (as in sys.rs).
+                tracing::info!("UDP GSO refused by the device; sending without it");
+                self.gso = false;
+                for other in &mut self.sends {
+                    other.batch.disable_gso();
+                }
+            }
+            stats.add(
+                "weft_shard_socket_errors_total",
+                Some(("op", "send")),
+                datagrams as u64,
+            );
+        }
+        let send = &mut self.sends[slot];
+        send.inflight = send.inflight.saturating_sub(1);
+        if send.inflight == 0 {
+            send.batch.reset();
+        }
+    }
+
+    /// Fills free send slots from the endpoint and pushes one `SendMsg` per train; the next
+    /// [`UringIo::wait`] submits them all at once. Returns the datagrams pushed.
+    pub(super) fn transmit(&mut self, endpoint: &mut Endpoint, stats: &mut Stats) -> usize {
+        let mut pushed = 0;
+        let mut sizes = [0u32; super::io::BATCH_BUCKETS.len()];
+        // Set when the endpoint ran out before the free slots did.
+        let mut drained = false;
+        for index in 0..self.sends.len() {
+            if self.sends[index].inflight > 0 {
+                continue;
+            }
+            let slot = &mut self.sends[index];
+            slot.batch.reset();
+            while let Some(buf) = slot.batch.slot() {
+                match endpoint.poll_transmit(buf) {
+                    Some(transmit) => slot.batch.push(transmit.destination, transmit.len),
+                    None => break,
+                }
+            }
+            let queued = slot.batch.len();
+            let full = slot.batch.slot().is_none();
+            if queued == 0 {
+                drained = true;
+                break;
+            }
+            if let Err(e) = self.submit_slot(index) {
+                tracing::warn!(error = %e, "io_uring send submission failed");
+                stats.add(
+                    "weft_shard_socket_errors_total",
+                    Some(("op", "send")),
+                    queued as u64,
+                );
+                if self.sends[index].inflight == 0 {
+                    self.sends[index].batch.reset();
+                }
+                drained = true;
+                break;
+            }
+            pushed += queued;
+            sizes[super::io::batch_bucket(queued)] += 1;
+            if !full {
+                drained = true;
+                break;
+            }
+        }
+        // No slot left free while the endpoint may hold more: it waits for a send CQE, and
+        // the loop must not sleep meanwhile.
+        self.send_backlog = !drained;
+        record_send_batches(stats, &sizes);
+        pushed
+    }
+
+    /// Builds the headers of slot `index` and pushes one `SendMsg` per train.
+    fn submit_slot(&mut self, index: usize) -> io::Result<()> {
+        let fd = self.socket.as_raw_fd();
+        let mut entries = [const { None }; BATCH];
+        let messages = {
+            let slot = &mut self.sends[index];
+            let items = slot.batch.len();
+            let mut at = 0;
+            let mut message = 0;
+            while at < items {
+                let train = slot.batch.train_at(at);
+                at += train.count;
+                let (name, name_len) = sys::to_sockaddr(train.destination);
+                slot.names[message] = name;
+                let base = slot.batch.bytes_mut()[train.offset..].as_mut_ptr();
+                slot.iovecs[message] = libc::iovec {
+                    iov_base: base.cast(),
+                    iov_len: train.len,
+                };
+                // SAFETY: msghdr is plain data for which all-zero is valid.
+                let mut header: libc::msghdr = unsafe { zeroed() };
+                header.msg_name = (&mut slot.names[message] as *mut libc::sockaddr_storage).cast();
+                header.msg_namelen = name_len;
+                header.msg_iov = &mut slot.iovecs[message];
+                header.msg_iovlen = 1;
+                if train.count > 1 {
+                    let control = &mut slot.control[message];
+                    header.msg_control = control.as_mut_ptr().cast();
+                    // SAFETY: CMSG_SPACE is a pure size computation.
+                    header.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+                    // SAFETY: the control buffer holds CMSG_SPACE(2) <= CONTROL bytes and the
+                    // header points at it, so FIRSTHDR is non-null and inside it.
+                    unsafe {
+                        let cmsg = libc::CMSG_FIRSTHDR(&header);
+                        (*cmsg).cmsg_level = libc::SOL_UDP;
+                        (*cmsg).cmsg_type = UDP_SEGMENT;
+                        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+                        std::ptr::write_unaligned(
+                            libc::CMSG_DATA(cmsg).cast::<u16>(),
+                            train.segment as u16,
+                        );
+                    }
+                }
+                slot.headers[message] = header;
+                slot.datagrams[message] = train.count;
+                entries[message] = Some(
+                    opcode::SendMsg::new(Fd(fd), &slot.headers[message] as *const libc::msghdr)
+                        .build()
+                        .user_data(TAG_SEND | ((index as u64) << 16) | message as u64),
+                );
+                message += 1;
+            }
+            slot.inflight = message;
+            message
+        };
+        for (pushed, entry) in entries.iter().take(messages).flatten().enumerate() {
+            if let Err(e) = self.push(entry) {
+                // Only the entries already queued will complete; the slot stays busy until
+                // they have.
+                self.sends[index].inflight = pushed;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is left, cancels the receive and the wake-up poll, and waits (bounded) until
+    /// the kernel has finished every request, so the buffers can be freed.
+    pub(super) fn close(&mut self, endpoint: &mut Endpoint, stats: &mut Stats) {
+        self.transmit(endpoint, stats);
+        let cancels = [TAG_RECV, TAG_WAKE]
+            .map(|tag| opcode::AsyncCancel::new(tag).build().user_data(TAG_CANCEL));
+        for (entry, armed) in cancels.iter().zip([self.recv_armed, self.wake_armed]) {
+            if armed && self.push(entry).is_err() {
+                break;
+            }
+        }
+        let deadline = Instant::now() + CLOSE_GRACE;
+        while !self.idle() && Instant::now() < deadline {
+            let ts = Timespec::from(Duration::from_millis(10));
+            let args = SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            // Datagrams still arriving during the stop are read and dropped, uncounted.
+            self.complete(stats, |_, _, _| {});
+        }
+        if self.idle() {
+            if self.registered && self.ring.submitter().unregister_buf_ring(GROUP).is_ok() {
+                self.registered = false;
+            }
+        } else {
+            tracing::warn!("io_uring requests still in flight at shutdown; leaking their buffers");
+        }
+    }
+
+    /// No request is in flight.
+    fn idle(&self) -> bool {
+        !self.recv_armed && !self.wake_armed && self.sends.iter().all(|s| s.inflight == 0)
+    }
+}
+
+impl Drop for UringIo {
+    fn drop(&mut self) {
+        if !self.idle() {
+            // `close` did not run or timed out: the kernel may still write to the receive
+            // buffers or read the send slots, so none of that memory may be freed.
+            self.bufs.leak = true;
+            for slot in std::mem::take(&mut self.sends) {
+                std::mem::forget(slot);
+            }
+            // SAFETY: msghdr is plain data for which all-zero is valid.
+            let empty = Box::new(unsafe { zeroed::<libc::msghdr>() });
+            std::mem::forget(std::mem::replace(&mut self.recv_msghdr.0, empty));
+            return;
+        }
+        if self.registered {
+            let _ = self.ring.submitter().unregister_buf_ring(GROUP);
+        }
+        // Nothing is in flight, so the buffers may go (fields drop after this body: the ring
+        // first, then the buffers).
+    }
+}
+
+/// What the control messages of one received message say.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+struct Control {
+    /// UDP_GRO: the message is a train of datagrams of this size.
+    segment: Option<usize>,
+    /// SO_RXQ_OVFL: the socket's kernel receive-queue drops so far.
+    rxq_overflows: Option<u32>,
+}
+
+/// Walks `cmsghdr`s in received control bytes without trusting them: a length that is too small
+/// or runs past the end stops the walk.
+fn parse_control(mut bytes: &[u8]) -> Control {
+    let header = size_of::<libc::cmsghdr>();
+    let align = size_of::<usize>();
+    let mut control = Control::default();
+    while bytes.len() >= header {
+        let mut len_bytes = [0u8; size_of::<usize>()];
+        len_bytes.copy_from_slice(&bytes[..size_of::<usize>()]);
+        let cmsg_len = usize::from_ne_bytes(len_bytes);
+        let level = i32::from_ne_bytes(bytes[align..align + 4].try_into().unwrap_or([0; 4]));
+        let kind = i32::from_ne_bytes(bytes[align + 4..align + 8].try_into().unwrap_or([0; 4]));
+        if cmsg_len < header || cmsg_len > bytes.len() {
+            break;
+        }
+        let data = &bytes[header..cmsg_len];
+        if level == libc::SOL_SOCKET && kind == SO_RXQ_OVFL && data.len() >= 4 {
+            control.rxq_overflows = Some(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
+        } else if level == libc::SOL_UDP && kind == UDP_GRO && data.len() >= 4 {
+            let size = i32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
+            control.segment = usize::try_from(size).ok().filter(|&s| s > 0);
+        }
+        let next = cmsg_len.next_multiple_of(align);
+        if next >= bytes.len() {
+            break;
+        }
+        bytes = &bytes[next..];
+    }
+    control
+}
+
+/// The sender from a received name field (a sockaddr_in or sockaddr_in6, zero-padded).
+fn address_from_name(name: &[u8]) -> Option<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data for which all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = name.len().min(size_of::<libc::sockaddr_storage>());
+    // SAFETY: at most size_of::<sockaddr_storage>() bytes are copied into it from a slice of
+    // at least that length; the two do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            name.as_ptr(),
+            (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+            len,
+        );
+    }
+    sys::from_sockaddr(&storage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
+        let header = size_of::<libc::cmsghdr>();
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(header + data.len()).to_ne_bytes());
+        bytes.extend_from_slice(&level.to_ne_bytes());
+        bytes.extend_from_slice(&kind.to_ne_bytes());
+        bytes.extend_from_slice(data);
+        while bytes.len() % size_of::<usize>() != 0 {
+            bytes.push(0);
+        }
+        bytes
+    }
+
+    #[test]
+    fn control_messages_give_segment_and_overflows() {
+        let mut bytes = cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes());
+        bytes.extend(cmsg(libc::SOL_UDP, UDP_GRO, &1200i32.to_ne_bytes()));
+        assert_eq!(
+            parse_control(&bytes),
+            Control {
+                segment: Some(1200),
+                rxq_overflows: Some(7)
+            }
+        );
+        assert_eq!(parse_control(&[]), Control::default());
+    }
+
+    #[test]
+    fn hostile_control_bytes_stop_the_walk() {
+        let good = cmsg(libc::SOL_UDP, UDP_GRO, &100i32.to_ne_bytes());
+        for cut in 0..good.len() {
+            // Truncated anywhere: no panic, and a cut header yields nothing.
+            let _ = parse_control(&good[..cut]);
+        }
+        let mut huge = good.clone();
+        huge[..size_of::<usize>()].copy_from_slice(&usize::MAX.to_ne_bytes());
+        assert_eq!(parse_control(&huge), Control::default());
+        let mut tiny = good;
+        tiny[..size_of::<usize>()].copy_from_slice(&1usize.to_ne_bytes());
+        assert_eq!(parse_control(&tiny), Control::default());
+    }
+
+    #[test]
+    fn names_decode_to_addresses() {
+        for text in ["127.0.0.1:7700", "[::1]:9"] {
+            let address: SocketAddr = text.parse().unwrap();
+            let (storage, len) = sys::to_sockaddr(address);
+            // SAFETY (test): reading the storage's first `len` bytes as raw bytes.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&storage as *const libc::sockaddr_storage).cast::<u8>(),
+                    len as usize,
+                )
+            };
+            assert_eq!(address_from_name(bytes), Some(address));
+        }
+        assert_eq!(address_from_name(&[]), None);
+    }
+
+    #[test]
+    fn a_ring_receives_datagrams_and_closes_idle() {
+        let socket = sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = socket.local_addr().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let setup = match UringSetup::new(None) {
+            Ok(setup) => setup,
+            Err(e) if matches!(e.errno, libc::EPERM | libc::ENOSYS) => {
+                eprintln!("skipped: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let mut io = UringIo::new(setup, poll, socket, false).unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut stats = Stats::new();
+        for i in 0..5u8 {
+            peer.send_to(&[i; 40], address).unwrap();
+        }
+        let mut got = Vec::new();
+        let start = Instant::now();
+        while got.len() < 5 && start.elapsed() < Duration::from_secs(10) {
+            io.wait(Duration::from_millis(50)).unwrap();
+            io.receive(&mut stats, |_, from, bytes| {
+                assert_eq!(from, peer.local_addr().unwrap());
+                got.push(bytes.to_vec());
+            });
+        }
+        assert_eq!(got, (0..5u8).map(|i| vec![i; 40]).collect::<Vec<_>>());
+        assert_eq!(stats.get("weft_shard_datagrams_received_total", None), 5);
+        io.close(
+            &mut Endpoint::new(
+                crate::channel::EndpointConfig::default(),
+                crate::session::Identity::from_secret_bytes([1; 32], [2; 32]),
+                [3; 32],
+                Instant::now(),
+            ),
+            &mut stats,
+        );
+        assert!(io.idle(), "close waits for every request");
+    }
+}
