@@ -4,6 +4,7 @@
 //! `recvmmsg`/`sendmmsg` I/O; [`Driver`] is the original single-threaded mio loop, and
 //! [`Pinger`] a small blocking loop for `weft ping`.
 
+pub mod bulk;
 mod driver;
 pub mod load;
 mod pinger;
