@@ -112,6 +112,9 @@ pub(crate) fn sink(args: SinkArgs) -> ExitCode {
     let _ = writeln!(out, "ready {} {}", sink.local_addr(), sink.peer_id());
     let _ = out.flush();
     let report = sink.wait(args.size, timeout);
+    for note in &report.notes {
+        eprintln!("sink: {note}");
+    }
     let _ = writeln!(
         out,
         "done bytes={} messages={} bad={} first_ns={} last_ns={} cpu_ns={} datagrams={} \
@@ -401,7 +404,7 @@ fn render(f: &Figures) -> String {
     let (cwnd, srtt, mtu) = f.sender.path;
     out += &format!(
         "delivered {} of {} bytes ({}), intact: {}; lost packets {} (resent {} bytes), probe \
-         timeouts {}; end cwnd {} B, srtt {} µs, mtu {}; handshake+open {:.2} ms; baseline \
+         timeouts {}; end cwnd {} B, srtt {} µs, mtu {}, largest datagram {} B; handshake+open {:.2} ms; baseline \
          delivered {:.1} % of {} datagrams sent\n",
         f.delivered(),
         f.size,
@@ -417,6 +420,7 @@ fn render(f: &Figures) -> String {
         cwnd,
         srtt.as_micros(),
         mtu,
+        f.sender.largest_datagram,
         f.sender.open_time.as_secs_f64() * 1e3,
         100.0 * f.raw_sink.u64("datagrams") as f64 / f.raw_sender.datagrams.max(1) as f64,
         f.raw_sender.datagrams,
@@ -428,10 +432,12 @@ fn render_json(f: &Figures) -> String {
     format!(
         "{{\n  \"bulk_gbps\": {:.4},\n  \"baseline_gbps\": {:.4},\n  \"ratio\": {:.4},\n  \
          \"bytes\": {},\n  \"requested_bytes\": {},\n  \"seconds\": {:.6},\n  \
-         \"retransmissions\": {},\n  \"retransmitted_bytes\": {},\n  \"intact\": {},\n  \
+         \"retransmissions\": {},\n  \"packets_lost\": {},\n  \"probe_timeouts\": {},\n  \
+         \"retransmitted_bytes\": {},\n  \"intact\": {},\n  \
          \"complete\": {},\n  \"packets_sent\": {},\n  \"packets_received\": {},\n  \
          \"sender_cpu_ns_per_packet\": {:.1},\n  \"receiver_cpu_ns_per_packet\": {:.1},\n  \
          \"baseline_packets_sent\": {},\n  \"baseline_packets_received\": {},\n  \
+         \"largest_datagram\": {},\n  \"path_mtu\": {},\n  \"srtt_us\": {},\n  \"session_kind\": \"{}\",\n  \
          \"message_bytes\": {MESSAGE_BYTES},\n  \"packet_bytes\": {PACKET_BYTES}\n}}\n",
         f.gbps(),
         f.baseline_gbps(),
@@ -439,7 +445,10 @@ fn render_json(f: &Figures) -> String {
         f.delivered(),
         f.size,
         f.seconds(),
+        // Data goes out again after a loss verdict or a probe timeout (PROTOCOL.md §7.2).
+        f.sender.packets_lost + f.sender.probe_timeouts,
         f.sender.packets_lost,
+        f.sender.probe_timeouts,
         f.sender.retransmitted_bytes,
         f.intact(),
         f.complete(),
@@ -449,6 +458,10 @@ fn render_json(f: &Figures) -> String {
         ns_per(f.sink.u64("cpu_ns"), f.sink.u64("datagrams")),
         f.raw_sender.datagrams,
         f.raw_sink.u64("datagrams"),
+        f.sender.largest_datagram,
+        f.sender.path.2,
+        f.sender.path.1.as_micros(),
+        kind_name(f.sender.session_kind),
     )
 }
 
