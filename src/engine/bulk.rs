@@ -673,12 +673,13 @@ mod tests {
     #[test]
     fn a_changed_byte_is_found_where_it_is() {
         let mut check = PatternCheck::new();
-        let mut v = stream(0, 100);
+        let mut v = stream(0, 104);
         v[77] ^= 1;
         assert!(!check.take(0, &v));
         assert_eq!(check.first_bad(), Some(72));
         // Once broken, the stream stays broken.
-        assert!(!check.take(1, &stream(100, 8)));
+        assert!(!check.take(1, &stream(104, 8)));
+        assert_eq!(check.first_bad(), Some(72));
         let mut tail = stream(0, 13);
         tail[12] ^= 0x80;
         let mut check = PatternCheck::new();
