@@ -105,6 +105,10 @@ pub(crate) struct BenchArgs {
     /// Write the figures as JSON to this file
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Move SIZE bytes (1G, 256M, 64K or bytes) over one encrypted TCP-mode channel between
+    /// two single-shard processes, and compare with a raw-UDP GSO blast (docs/BULK.md)
+    #[arg(long, value_name = "SIZE", value_parser = super::bulk::parse_size)]
+    bulk: Option<u64>,
 }
 
 fn parse_peer(text: &str) -> Result<PeerId, String> {
@@ -113,6 +117,9 @@ fn parse_peer(text: &str) -> Result<PeerId, String> {
 
 /// Runs `weft bench`: 0 after both runs, 1 when a run cannot start or the mode is refused.
 pub(crate) fn run(args: BenchArgs) -> ExitCode {
+    if let Some(size) = args.bulk {
+        return super::bulk::run(size, args.duration, args.json.as_deref());
+    }
     // Everything this thread and the harness's threads allocate is the harness's; the node's
     // heap is everything else (PROTOCOL.md §12 figures: node memory per peer).
     heap::set_thread_account(Account::Harness);

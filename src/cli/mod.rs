@@ -2,6 +2,7 @@
 //! (STYLE.md, layering).
 
 mod bench;
+mod bulk;
 mod id;
 mod node;
 mod ping;
@@ -33,6 +34,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print this node's peer id and signed peer record.
     Id(id::IdArgs),
+    /// The receiving process of `weft bench --bulk` (started by it).
+    #[command(hide = true)]
+    BulkSink(bulk::SinkArgs),
 }
 
 /// Parses the arguments and runs the subcommand; bad flags exit with status 2.
@@ -42,6 +46,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Ping(args) => ping::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Id(args) => id::run(args),
+        Command::BulkSink(args) => bulk::sink(args),
     }
 }
 

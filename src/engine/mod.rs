@@ -4,6 +4,7 @@
 //! or on epoll with batched `recvmmsg`/`sendmmsg` ([`IoChoice`]); [`Driver`] is the original single-threaded mio loop, and
 //! [`Pinger`] a small blocking loop for `weft ping`.
 
+pub mod bulk;
 mod driver;
 mod epoll;
 pub mod heap;
