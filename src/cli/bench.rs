@@ -95,6 +95,9 @@ pub(crate) struct BenchArgs {
     /// Shards of the in-process node and of the baseline echo [default: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     shards: Option<u16>,
+    /// I/O backend of the in-process node: auto, uring or epoll (as `weft node --io`)
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = ["auto", "uring", "epoll"])]
+    io: String,
     /// Instead of the load: flood the node with spoofed CHANNEL_NEW (random sender ids, many
     /// 127.x.y.z sources) for --duration and report its answers and heap growth
     #[arg(long)]
@@ -148,11 +151,12 @@ impl LocalNode {
     fn start(
         shards: usize,
         allow_plaintext: bool,
+        io: &str,
     ) -> Result<(LocalNode, SocketAddr, PeerId), String> {
         let identity = Identity::generate(&mut rand::rngs::OsRng);
         let config = EngineConfig {
             shards,
-            // The I/O backend (`--io`) is chosen here once EngineConfig carries it.
+            io: io.parse().map_err(|e: String| format!("--io: {e}"))?,
             ..EngineConfig::new(
                 "127.0.0.1:0".parse().map_err(|_| "bad address")?,
                 EndpointConfig {
@@ -235,7 +239,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     let (target, target_peer, io_backend) = match args.target {
         Some(target) => (target, args.target_peer, "unknown"),
         None => {
-            let (local, address, peer) = LocalNode::start(shards, false)?;
+            let (local, address, peer) = LocalNode::start(shards, false, &args.io)?;
             let io = local.io_backend;
             node = Some(local);
             (address, Some(peer), io)
@@ -557,7 +561,7 @@ fn flood(args: &BenchArgs) -> Result<(), String> {
         None => {
             // Kind-0 CHANNEL_NEW is answered only where plaintext is allowed (PROTOCOL.md §3);
             // a node that refuses it drops the flood silently, which proves less.
-            let (local, address, peer) = LocalNode::start(shards, true)?;
+            let (local, address, peer) = LocalNode::start(shards, true, &args.io)?;
             let io = local.io_backend;
             node = Some(local);
             (address, Some(peer), io)

@@ -30,7 +30,8 @@ pub(crate) struct NodeArgs {
     /// Engine shards, each a thread pinned to a core with its own socket [default: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     shards: Option<u16>,
-    /// I/O backend: auto (io_uring where it is allowed, else epoll), uring or epoll [default: auto]
+    /// I/O backend: auto (the one measured faster, docs/ENGINE.md; epoll whenever io_uring is
+    /// refused), uring (fails rather than fall back) or epoll [default: auto]
     #[arg(long, value_name = "BACKEND", value_parser = ["auto", "uring", "epoll"])]
     io: Option<String>,
     /// TOML config file; flags override its fields
