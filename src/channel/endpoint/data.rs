@@ -182,7 +182,7 @@ impl Endpoint {
         let data = state.data.as_mut().ok_or(SendError::UnknownChannel)?;
         let number = data
             .reliability
-            .send(now, payload)
+            .send(now, payload, &mut self.pool)
             .map_err(|error| match error {
                 reliability::SendError::TooLarge { len, max } => SendError::TooLarge { len, max },
                 reliability::SendError::QueueFull => SendError::QueueFull,
@@ -238,16 +238,25 @@ impl Endpoint {
                 Message::Data {
                     message_number,
                     payload,
-                } => rel.on_data(now, message_number, payload),
+                } => rel.on_data(now, message_number, payload, &mut self.pool),
                 Message::DataFragment {
                     message_number,
                     total_length,
                     offset,
                     bytes,
-                } => rel.on_fragment(now, message_number, total_length, offset, bytes, budget),
+                } => rel.on_fragment(
+                    now,
+                    message_number,
+                    total_length,
+                    offset,
+                    bytes,
+                    budget,
+                    &mut self.pool,
+                ),
                 Message::Ack(ack) => {
                     let delay = Duration::from_micros(ack.ack_delay_us);
                     rel.on_ack(now, ack.iter(), delay, path);
+                    rel.reclaim(&mut self.pool);
                     acked = true;
                 }
                 Message::Window {
@@ -303,6 +312,7 @@ impl Endpoint {
                     if self.config.echo {
                         // PROTOCOL.md §6: the echo service answers under its own numbers.
                         let _ = self.send_message(now, channel, &data);
+                        self.pool.give(data);
                     } else {
                         self.events.push_back(Event::Message {
                             channel: handle,
@@ -381,19 +391,24 @@ impl Endpoint {
             if self.dirty.is_empty() || self.outgoing.is_full() {
                 return;
             }
-            for peer in std::mem::take(&mut self.dirty) {
+            // Swapped with a kept list, so flushing allocates nothing once both have grown.
+            std::mem::swap(&mut self.dirty, &mut self.flushing);
+            for index in 0..self.flushing.len() {
+                let peer = self.flushing[index];
                 self.flush_peer(now, peer);
             }
+            self.flushing.clear();
         }
     }
 
     fn flush_peer(&mut self, now: Instant, peer: Handle) {
-        let Some(state) = self.peers.get(peer) else {
-            return;
-        };
-        let channels = state.order.clone();
-        for &channel in &channels {
+        // By index: delivery may close a channel, which leaves the peer's order shorter.
+        let mut index = 0;
+        while let Some(channel) = self.channel_at(peer, index) {
             self.deliver(now, channel);
+            if self.channel_at(peer, index) == Some(channel) {
+                index += 1;
+            }
         }
         let old_window = self.peer_window(peer);
         // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
@@ -429,12 +444,24 @@ impl Endpoint {
             None,
             (total + new_window).saturating_sub(old_window),
         );
-        let channels = self.peers.get(peer).map(|p| p.order.clone());
-        for channel in channels.unwrap_or_default() {
+        let mut index = 0;
+        while let Some(channel) = self.channel_at(peer, index) {
             self.keep_alive(now, channel);
             self.account(channel);
             self.rearm(now, channel);
+            // Unreliable modes resolve a message once it is sent, not when acknowledged.
+            if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+                data.reliability.reclaim(&mut self.pool);
+            }
+            if self.channel_at(peer, index) == Some(channel) {
+                index += 1;
+            }
         }
+    }
+
+    /// The peer's `index`-th channel in turn order.
+    fn channel_at(&self, peer: Handle, index: usize) -> Option<Handle> {
+        self.peers.get(peer)?.order.get(index).copied()
     }
 
     fn peer_window(&self, peer: Handle) -> u64 {
@@ -626,6 +653,7 @@ impl Endpoint {
             if let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) {
                 data.reliability.handle_timeout(now, path);
             }
+            data.reliability.reclaim(&mut self.pool);
         }
         self.mark_dirty(peer);
     }

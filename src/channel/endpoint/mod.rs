@@ -15,6 +15,7 @@ pub(crate) use data::ChannelData;
 
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
+use crate::channel::pool::BufferPool;
 use crate::channel::reliability::{ReassemblyBudget, ReliabilityConfig};
 use crate::channel::state::{Channel, Peer, PeerSession, Phase};
 use crate::channel::stats::Stats;
@@ -284,7 +285,9 @@ pub enum Event {
         channel: ChannelHandle,
         /// Its message number on that channel.
         message_number: u64,
-        /// Its bytes.
+        /// Its bytes, in a buffer from the endpoint's pool: give it back with
+        /// [`Endpoint::recycle`] to keep the hot path allocation-free; dropping it is allowed,
+        /// it just costs an allocation later.
         data: Vec<u8>,
     },
 }
@@ -422,6 +425,11 @@ pub struct Endpoint {
     budget: ReassemblyBudget,
     /// Peers that may have packets to build.
     dirty: Vec<Handle>,
+    /// The dirty list being worked through, kept to reuse its memory.
+    flushing: Vec<Handle>,
+    /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
+    /// message in steady state).
+    pool: BufferPool,
 }
 
 impl Endpoint {
@@ -479,6 +487,8 @@ impl Endpoint {
             receive_buf: Vec::with_capacity(crate::channel::outgoing::MAX_DATAGRAM),
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
+            flushing: Vec::new(),
+            pool: BufferPool::new(),
             config,
         };
         for record in endpoint.config.peer_records.clone() {
@@ -486,6 +496,13 @@ impl Endpoint {
             let _ = endpoint.add_peer_record(record);
         }
         endpoint
+    }
+
+    /// Gives a delivered message's buffer back ([`Event::Message`]'s `data`), so the next
+    /// delivery or send reuses it instead of allocating. Recycling keeps the hot path free of
+    /// allocation; dropping the buffer instead is allowed, it just costs an allocation later.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.pool.give(buffer);
     }
 
     /// This node's peer id.
