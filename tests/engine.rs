@@ -225,14 +225,22 @@ fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_chann
     let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
     // A test worker: answers each message reversed, and remembers what it saw.
     let worker = std::thread::spawn(move || {
+        let weft::engine::WorkerLink {
+            deliveries,
+            mut replier,
+        } = link;
         let mut seen = Vec::new();
-        for delivery in link.deliveries.iter() {
-            let mut answer = delivery.data.clone();
-            answer.reverse();
-            link.replier
-                .send(delivery.shard, delivery.channel, answer)
-                .unwrap();
-            seen.push(delivery.data);
+        for mut batch in deliveries.iter() {
+            for delivery in batch.drain(..) {
+                let mut answer = delivery.data.clone();
+                answer.reverse();
+                replier
+                    .queue(delivery.shard, delivery.channel, answer)
+                    .unwrap();
+                seen.push(delivery.data);
+            }
+            deliveries.recycle(batch);
+            assert_eq!(replier.flush(), 0, "no reply refused");
         }
         seen
     });

@@ -12,4 +12,4 @@ pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
 };
 pub use pool::BufferPool;
-pub use stats::{StatEntry, StatKind, Stats};
+pub use stats::{StatEntry, StatKind, StatSlot, Stats};

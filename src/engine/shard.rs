@@ -8,7 +8,7 @@
 
 use super::log_event;
 use super::sys::{BATCH, RecvBatch, SendBatch};
-use super::worker::{Delivery, Reply};
+use super::worker::{Reply, ShardWorker};
 use crate::channel::ChannelHandle;
 use crate::channel::{Endpoint, Event, Stats};
 use crate::wire::CloseReason;
@@ -95,10 +95,8 @@ pub(super) struct ShardParts {
     pub(super) snapshot: Arc<Mutex<ShardStats>>,
     /// Every shard meets here on the way out, after its last hand-over and before draining.
     pub(super) exit: Arc<Barrier>,
-    /// The worker's input queue, when a worker runs.
-    pub(super) deliver: Option<Sender<Delivery>>,
-    /// This shard's queue of worker replies.
-    pub(super) replies: Option<Receiver<Reply>>,
+    /// This shard's end of the worker's queues, when a worker runs.
+    pub(super) worker: Option<ShardWorker>,
     pub(super) gso: bool,
 }
 
@@ -155,7 +153,15 @@ impl Shard {
             if more_to_read || now.duration_since(last_work) < BUSY_POLL {
                 wait = Duration::ZERO;
             }
-            match self.parts.poll.poll(&mut self.events, Some(wait)) {
+            // Replies wake a shard only while it sleeps (PROTOCOL.md §12).
+            if !wait.is_zero() && self.parts.worker.as_ref().is_some_and(|w| !w.may_sleep()) {
+                wait = Duration::ZERO;
+            }
+            let polled = self.parts.poll.poll(&mut self.events, Some(wait));
+            if let Some(worker) = &self.parts.worker {
+                worker.awake();
+            }
+            match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -211,17 +217,7 @@ impl Shard {
         self.dispatch_events();
         // The worker's input closes when every shard has let go of it; then it drains its
         // queue, answers, and drops its replier, which closes this shard's reply queue.
-        self.parts.deliver = None;
-        if let Some(replies) = self.parts.replies.take() {
-            let deadline = Instant::now() + SHUTDOWN_GRACE;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match replies.recv_timeout(left) {
-                    Ok(reply) => self.reply(Instant::now(), reply),
-                    Err(_) => break,
-                }
-            }
-        }
+        self.drain_worker();
         self.dispatch_events();
         let now = Instant::now();
         for channel in std::mem::take(&mut self.channels) {
@@ -409,14 +405,30 @@ impl Shard {
         }
     }
 
-    /// Sends the replies workers queued; true when there were any.
+    /// Sends the replies workers queued, batch by batch; true when there were any.
     fn take_replies(&mut self, now: Instant) -> bool {
         let mut any = false;
-        while let Some(reply) = self.parts.replies.as_ref().and_then(|r| r.try_recv().ok()) {
+        while let Some(batch) = self
+            .parts
+            .worker
+            .as_ref()
+            .and_then(ShardWorker::try_replies)
+        {
             any = true;
-            self.reply(now, reply);
+            self.reply_batch(now, batch);
         }
         any
+    }
+
+    /// Sends one batch of replies and gives their buffers back: the data to the endpoint's
+    /// pool, the batch to the workers.
+    fn reply_batch(&mut self, now: Instant, mut batch: Vec<Reply>) {
+        for reply in batch.drain(..) {
+            self.reply(now, reply);
+        }
+        if let Some(worker) = &self.parts.worker {
+            worker.recycle_replies(batch);
+        }
     }
 
     fn reply(&mut self, now: Instant, reply: Reply) {
@@ -428,10 +440,45 @@ impl Shard {
         {
             self.stats.add("weft_shard_reply_errors_total", None, 1);
         }
+        self.parts.endpoint.recycle(reply.data);
     }
 
-    /// Tracks channels and hands messages to the worker; a full queue refuses and counts
-    /// (PROTOCOL.md §12: a shard never blocks on a worker).
+    /// On the way out: lets go of the worker's input and sends its last replies, waiting until
+    /// every replier is gone or the grace period ends.
+    fn drain_worker(&mut self) {
+        let Some(worker) = self.parts.worker.as_mut() else {
+            return;
+        };
+        worker.close_input();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(batch) = self
+                .parts
+                .worker
+                .as_ref()
+                .and_then(|w| w.replies_within(left))
+            else {
+                break;
+            };
+            self.reply_batch(Instant::now(), batch);
+        }
+        if self
+            .parts
+            .worker
+            .as_ref()
+            .is_some_and(|w| !w.replies_closed())
+        {
+            tracing::warn!(
+                shard = self.parts.index,
+                "the worker did not finish in time"
+            );
+        }
+        self.parts.worker = None;
+    }
+
+    /// Tracks channels and hands messages to the worker, all of one turn in one batch; a full
+    /// queue refuses and counts (PROTOCOL.md §12: a shard never blocks on a worker).
     fn dispatch_events(&mut self) {
         while let Some(event) = self.parts.endpoint.poll_event() {
             log_event(&event);
@@ -446,30 +493,32 @@ impl Shard {
                     channel,
                     message_number,
                     data,
-                } => {
-                    let Some(deliver) = &self.parts.deliver else {
-                        continue;
-                    };
-                    let delivery = Delivery {
-                        shard: self.parts.index,
-                        channel,
-                        message_number,
-                        data,
-                    };
-                    if deliver.try_send(delivery).is_err() {
-                        self.stats.add("weft_shard_worker_drops_total", None, 1);
-                    } else {
-                        self.stats
-                            .add("weft_shard_worker_deliveries_total", None, 1);
-                    }
-                }
+                } => match self.parts.worker.as_mut() {
+                    Some(worker) => worker.deliver(channel, message_number, data),
+                    None => self.parts.endpoint.recycle(data),
+                },
                 _ => {}
             }
         }
-        if let Some(deliver) = &self.parts.deliver {
+        let Some(worker) = self.parts.worker.as_mut() else {
+            return;
+        };
+        let endpoint = &mut self.parts.endpoint;
+        let mut refused = 0;
+        let delivered = worker.hand_over(|data| {
+            refused += 1;
+            endpoint.recycle(data);
+        });
+        let depth = worker.queue_depth() as u64;
+        if delivered > 0 {
             self.stats
-                .set("weft_shard_worker_queue_depth", None, deliver.len() as u64);
+                .add("weft_shard_worker_deliveries_total", None, delivered as u64);
         }
+        if refused > 0 {
+            self.stats
+                .add("weft_shard_worker_drops_total", None, refused);
+        }
+        self.stats.set("weft_shard_worker_queue_depth", None, depth);
     }
 
     fn snapshot(&mut self) {

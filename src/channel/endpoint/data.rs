@@ -26,7 +26,7 @@ const COOKIE_HEAD: usize = 18;
 pub(super) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
 
 /// RTT histogram bucket bounds in microseconds, published as `le` labels.
-const RTT_BUCKETS: [(u64, &str); 10] = [
+pub(super) const RTT_BUCKETS: [(u64, &str); 10] = [
     (1_000, "1000"),
     (5_000, "5000"),
     (10_000, "10000"),
@@ -189,7 +189,7 @@ impl Endpoint {
                 reliability::SendError::Closed => SendError::UnknownChannel,
             })?;
         state.next_message = number + 1;
-        self.stats.add("weft_messages_sent_total", None, 1);
+        self.stats.add_at(self.hot.messages_sent, 1);
         let peer = state.peer;
         self.mark_dirty(peer);
         Ok(number)
@@ -277,14 +277,13 @@ impl Endpoint {
 
     fn observe_rtt(&mut self, rtt: Duration) {
         let us = rtt.as_micros().min(u128::from(u64::MAX)) as u64;
-        for (bound, label) in RTT_BUCKETS {
+        for (&(bound, _), &slot) in RTT_BUCKETS.iter().zip(&self.hot.rtt_buckets) {
             if us <= bound {
-                self.stats
-                    .add("weft_rtt_microseconds_bucket", Some(("le", label)), 1);
+                self.stats.add_at(slot, 1);
             }
         }
-        self.stats.add("weft_rtt_microseconds_sum", None, us);
-        self.stats.add("weft_rtt_microseconds_count", None, 1);
+        self.stats.add_at(self.hot.rtt_sum, us);
+        self.stats.add_at(self.hot.rtt_count, 1);
     }
 
     /// Hands what the channel delivered to the application, unless it is paused.
@@ -308,7 +307,7 @@ impl Endpoint {
             };
             match delivery {
                 Delivery::Message { number, data } => {
-                    self.stats.add("weft_messages_received_total", None, 1);
+                    self.stats.add_at(self.hot.messages_received, 1);
                     if self.config.echo {
                         // PROTOCOL.md §6: the echo service answers under its own numbers.
                         let _ = self.send_message(now, channel, &data);
@@ -438,10 +437,9 @@ impl Endpoint {
             self.mark_dirty(peer);
         }
         let new_window = self.peer_window(peer);
-        let total = self.stats.get("weft_congestion_window_bytes", None);
-        self.stats.set(
-            "weft_congestion_window_bytes",
-            None,
+        let total = self.stats.get_at(self.hot.congestion_window);
+        self.stats.set_at(
+            self.hot.congestion_window,
             (total + new_window).saturating_sub(old_window),
         );
         let mut index = 0;
