@@ -32,9 +32,22 @@ pub struct StatSlot(usize);
 /// A small table of labelled statistics. Entries are created on first use and then updated in
 /// place, so after warm-up counting allocates nothing. Per-packet counters register once and
 /// count through their [`StatSlot`].
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Stats {
     entries: Vec<StatEntry>,
+}
+
+impl Clone for Stats {
+    fn clone(&self) -> Self {
+        Stats {
+            entries: self.entries.clone(),
+        }
+    }
+
+    /// Copies into the existing table: a shard's snapshot once a second allocates nothing.
+    fn clone_from(&mut self, source: &Self) {
+        self.entries.clone_from(&source.entries);
+    }
 }
 
 impl Stats {
