@@ -11,11 +11,11 @@ use super::sys::{BATCH, RecvBatch, SendBatch};
 use super::worker::{Reply, ShardWorker};
 use crate::channel::ChannelHandle;
 use crate::channel::{Endpoint, Event, Stats};
-use crate::wire::CloseReason;
+use crate::wire::{Capabilities, CloseReason};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -110,8 +110,12 @@ pub(super) struct Shard {
     outbox: Vec<Option<Handover>>,
     stats: Stats,
     stopping: bool,
-    /// Open channels, closed with CHANNEL_CLOSE on shutdown.
-    channels: HashSet<ChannelHandle>,
+    /// Open channels, closed with CHANNEL_CLOSE on shutdown, and whether each is reliable
+    /// (RESEND): their messages wait for a full worker queue instead of being dropped.
+    channels: HashMap<ChannelHandle, bool>,
+    /// Reliable channels are paused while the worker's queue is backed up (PROTOCOL.md §12:
+    /// their credit follows the queue's capacity).
+    worker_paused: bool,
 }
 
 impl Shard {
@@ -133,7 +137,8 @@ impl Shard {
             outbox: (0..shards).map(|_| None).collect(),
             stats: Stats::new(),
             stopping: false,
-            channels: HashSet::new(),
+            channels: HashMap::new(),
+            worker_paused: false,
         })
     }
 
@@ -196,7 +201,7 @@ impl Shard {
                 writable = self.send.is_empty();
             }
             worked |= self.take_replies(now);
-            self.dispatch_events();
+            self.dispatch_events(now);
             if worked {
                 last_work = now;
             }
@@ -214,18 +219,18 @@ impl Shard {
         self.parts.exit.wait();
         let now = Instant::now();
         self.take_handovers(now);
-        self.dispatch_events();
+        self.dispatch_events(Instant::now());
         // The worker's input closes when every shard has let go of it; then it drains its
         // queue, answers, and drops its replier, which closes this shard's reply queue.
         self.drain_worker();
-        self.dispatch_events();
+        self.dispatch_events(Instant::now());
         let now = Instant::now();
-        for channel in std::mem::take(&mut self.channels) {
+        for channel in std::mem::take(&mut self.channels).into_keys() {
             self.parts
                 .endpoint
                 .close_channel(now, channel, CloseReason::Shutdown);
         }
-        self.dispatch_events();
+        self.dispatch_events(Instant::now());
         self.transmit();
         self.snapshot();
         self.parts
@@ -449,6 +454,11 @@ impl Shard {
         let Some(worker) = self.parts.worker.as_mut() else {
             return;
         };
+        // Messages still held for a full queue will not reach the worker now.
+        let held = worker.held() as u64;
+        if held > 0 {
+            self.stats.add("weft_shard_worker_drops_total", None, held);
+        }
         worker.close_input();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         loop {
@@ -478,13 +488,22 @@ impl Shard {
     }
 
     /// Tracks channels and hands messages to the worker, all of one turn in one batch; a full
-    /// queue refuses and counts (PROTOCOL.md §12: a shard never blocks on a worker).
-    fn dispatch_events(&mut self) {
+    /// queue refuses and counts (PROTOCOL.md §12: a shard never blocks on a worker), except
+    /// that reliable channels' messages wait and those channels pause.
+    fn dispatch_events(&mut self, now: Instant) {
         while let Some(event) = self.parts.endpoint.poll_event() {
             log_event(&event);
             match event {
-                Event::ChannelOpened { channel, .. } => {
-                    self.channels.insert(channel);
+                Event::ChannelOpened {
+                    channel,
+                    capabilities,
+                    ..
+                } => {
+                    let reliable = capabilities.contains(Capabilities::RESEND);
+                    self.channels.insert(channel, reliable);
+                    if reliable && self.worker_paused {
+                        self.parts.endpoint.set_receive_paused(now, channel, true);
+                    }
                 }
                 Event::ChannelClosed { channel, .. } => {
                     self.channels.remove(&channel);
@@ -504,12 +523,17 @@ impl Shard {
             return;
         };
         let endpoint = &mut self.parts.endpoint;
+        let channels = &self.channels;
         let mut refused = 0;
-        let delivered = worker.hand_over(|data| {
-            refused += 1;
-            endpoint.recycle(data);
-        });
-        let depth = worker.queue_depth() as u64;
+        let delivered = worker.hand_over(
+            |delivery| channels.get(&delivery.channel) == Some(&true),
+            |data| {
+                refused += 1;
+                endpoint.recycle(data);
+            },
+        );
+        let depth = worker.queue_depth();
+        let (held, capacity) = (worker.held(), worker.capacity());
         if delivered > 0 {
             self.stats
                 .add("weft_shard_worker_deliveries_total", None, delivered as u64);
@@ -518,7 +542,26 @@ impl Shard {
             self.stats
                 .add("weft_shard_worker_drops_total", None, refused);
         }
-        self.stats.set("weft_shard_worker_queue_depth", None, depth);
+        self.stats
+            .set("weft_shard_worker_queue_depth", None, depth as u64);
+        self.stats.set("weft_shard_worker_held", None, held as u64);
+        // PROTOCOL.md §12: what arrives on reliable channels never meets a full queue. Their
+        // credit stops growing while the queue is three-quarters full or messages are held,
+        // and grows again once it has drained to a quarter (hysteresis: pausing touches every
+        // channel).
+        let pressed = held > 0 || depth >= capacity - capacity / 4;
+        let relieved = held == 0 && depth <= capacity / 4;
+        if pressed != self.worker_paused && (pressed || relieved) {
+            self.worker_paused = pressed;
+            if pressed {
+                self.stats.add("weft_shard_worker_pauses_total", None, 1);
+            }
+            for (&channel, _) in self.channels.iter().filter(|(_, reliable)| **reliable) {
+                self.parts
+                    .endpoint
+                    .set_receive_paused(now, channel, pressed);
+            }
+        }
     }
 
     fn snapshot(&mut self) {

@@ -20,6 +20,10 @@ use std::time::Duration;
 /// Messages a batch is created to hold; it grows past this only when a turn delivers more.
 const BATCH: usize = 64;
 
+/// Messages of reliable channels a shard holds back from a full worker queue, at most; their
+/// channels are paused meanwhile, so this bounds only what was already on its way.
+pub(super) const HOLD_LIMIT: usize = 4096;
+
 /// Emptied batches kept for reuse per queue; beyond this an emptied batch is freed.
 const SPARE_BATCHES: usize = 64;
 
@@ -348,8 +352,11 @@ pub(super) struct ShardWorker {
     /// None once the shard lets go of the worker's input (on the way out).
     deliver: Option<Sender<Vec<Delivery>>>,
     deliver_queue: Arc<BatchQueue<Delivery>>,
-    /// This turn's deliveries, handed over at the end of the turn.
+    /// This turn's deliveries, behind those held from earlier turns; handed over at the end
+    /// of the turn.
     outbox: Vec<Delivery>,
+    /// Where a refused batch is sorted, kept to reuse its memory.
+    refused: Vec<Delivery>,
     replies: Receiver<Vec<Reply>>,
     reply_queue: Arc<BatchQueue<Reply>>,
     sleeping: Arc<AtomicBool>,
@@ -378,6 +385,7 @@ pub(super) fn worker_queues(
             deliver: Some(deliver_tx.clone()),
             deliver_queue: Arc::clone(&deliver_queue),
             outbox: Vec::new(),
+            refused: Vec::new(),
             replies: reply_rx,
             reply_queue,
             sleeping,
@@ -411,27 +419,52 @@ impl ShardWorker {
         });
     }
 
-    /// Hands this turn's batch to the worker in one queue operation; returns how many were
-    /// delivered, and the refused messages' buffers through `refused` (PROTOCOL.md §12: a full
+    /// Hands this turn's batch, behind any messages held from earlier turns, to the worker in
+    /// one queue operation; returns how many went over. Of what the queue refused, messages
+    /// `hold` picks (those of reliable channels) wait for the next turn, up to [`HOLD_LIMIT`];
+    /// the others are dropped, their buffers passed to `refused` (PROTOCOL.md §12: a full
     /// queue refuses and the shard counts).
-    pub(super) fn hand_over(&mut self, mut refused: impl FnMut(Vec<u8>)) -> usize {
+    pub(super) fn hand_over(
+        &mut self,
+        mut hold: impl FnMut(&Delivery) -> bool,
+        mut refused: impl FnMut(Vec<u8>),
+    ) -> usize {
         let wanted = self.outbox.len();
         if wanted == 0 {
             return 0;
         }
-        let Some(sender) = &self.deliver else {
+        if let Some(sender) = &self.deliver {
+            // A refusal leaves the messages in the outbox; they are sorted out below.
+            let _ = self.deliver_queue.push(&mut self.outbox, sender);
+        } else {
+            // The worker's input is closed: nothing waits any more.
             for delivery in self.outbox.drain(..) {
                 refused(delivery.data);
             }
             return 0;
-        };
-        // A refusal leaves the messages in the outbox; they are counted below.
-        let _ = self.deliver_queue.push(&mut self.outbox, sender);
+        }
         let left = self.outbox.len();
-        for delivery in self.outbox.drain(..) {
-            refused(delivery.data);
+        if left > 0 {
+            std::mem::swap(&mut self.outbox, &mut self.refused);
+            for delivery in self.refused.drain(..) {
+                if self.outbox.len() < HOLD_LIMIT && hold(&delivery) {
+                    self.outbox.push(delivery);
+                } else {
+                    refused(delivery.data);
+                }
+            }
         }
         wanted - left
+    }
+
+    /// Messages held back from a full queue, waiting for the next turn.
+    pub(super) fn held(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The most messages the worker's input queue holds.
+    pub(super) fn capacity(&self) -> usize {
+        self.deliver_queue.capacity
     }
 
     /// Messages waiting in the worker's input queue.
@@ -470,11 +503,11 @@ impl ShardWorker {
     }
 
     /// Called before the shard blocks: from now on replies wake it. Returns false when a reply
-    /// batch already waits, so the shard must not block.
+    /// batch already waits or messages are held for the worker, so the shard must not block.
     pub(super) fn may_sleep(&self) -> bool {
         self.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.replies.is_empty() {
+        if self.replies.is_empty() && self.outbox.is_empty() {
             return true;
         }
         self.sleeping.store(false, Ordering::Relaxed);
@@ -539,7 +572,7 @@ mod tests {
             ends[1].deliver(channel(7), u64::from(i), vec![i]);
         }
         let mut refused = Vec::new();
-        assert_eq!(ends[1].hand_over(|data| refused.push(data)), 3);
+        assert_eq!(ends[1].hand_over(|_| false, |data| refused.push(data)), 3);
         assert_eq!(
             refused,
             vec![vec![3], vec![4]],
@@ -548,7 +581,7 @@ mod tests {
         assert_eq!(link.deliveries.len(), 3);
         // Full: the other shard's turn is refused whole.
         ends[0].deliver(channel(8), 0, vec![9]);
-        assert_eq!(ends[0].hand_over(|_| {}), 0);
+        assert_eq!(ends[0].hand_over(|_| false, |_| {}), 0);
         let batch = link.deliveries.try_recv().expect("one batch");
         assert!(
             link.deliveries.try_recv().is_none(),
@@ -559,7 +592,42 @@ mod tests {
         assert!(link.deliveries.is_empty());
         link.deliveries.recycle(batch);
         ends[0].deliver(channel(8), 0, vec![9]);
-        assert_eq!(ends[0].hand_over(|_| {}), 1, "room again once taken");
+        assert_eq!(
+            ends[0].hand_over(|_| false, |_| {}),
+            1,
+            "room again once taken"
+        );
+    }
+
+    #[test]
+    fn held_messages_go_first_on_the_next_turn() {
+        let (_poll, link, mut ends) = queues(1, 1);
+        for i in 0..3u8 {
+            ends[0].deliver(channel(1), u64::from(i), vec![i]);
+        }
+        let mut dropped = 0;
+        // Message 2 is not worth holding; 1 is.
+        assert_eq!(
+            ends[0].hand_over(|d| d.message_number < 2, |_| dropped += 1),
+            1
+        );
+        assert_eq!((ends[0].held(), dropped), (1, 1));
+        assert!(!ends[0].may_sleep(), "held messages keep the shard polling");
+        ends[0].awake();
+        ends[0].deliver(channel(1), 3, vec![3]);
+        assert_eq!(
+            ends[0].hand_over(|_| true, |_| dropped += 1),
+            0,
+            "still full"
+        );
+        assert_eq!(ends[0].held(), 2);
+        let first = link.deliveries.try_recv().unwrap();
+        assert_eq!(first[0].message_number, 0);
+        assert_eq!(ends[0].hand_over(|_| true, |_| dropped += 1), 1);
+        let next = link.deliveries.try_recv().unwrap();
+        assert_eq!(next[0].message_number, 1, "the held message goes first");
+        assert_eq!(ends[0].held(), 1);
+        assert_eq!(dropped, 1);
     }
 
     #[test]
@@ -617,7 +685,7 @@ mod tests {
     fn the_worker_input_closes_when_every_shard_lets_go() {
         let (_poll, link, mut ends) = queues(2, 4);
         ends[0].deliver(channel(1), 0, vec![1]);
-        ends[0].hand_over(|_| {});
+        ends[0].hand_over(|_| false, |_| {});
         ends[0].close_input();
         ends[1].close_input();
         assert_eq!(link.deliveries.recv().map(|b| b.len()), Some(1));
