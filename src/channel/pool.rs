@@ -3,6 +3,10 @@
 //! them back with [`Endpoint::recycle`](super::Endpoint::recycle), and the reliability send
 //! queue takes its copies from the same pool and returns them once they are resolved.
 
+/// Capacity a new buffer gets at least: any message that fits one datagram, so buffers of
+/// mixed sizes can stand in for each other without growing.
+const MIN_CAPACITY: usize = crate::channel::outgoing::MAX_DATAGRAM;
+
 /// Buffers kept at most; beyond this a returned buffer is freed.
 const POOL_BUFFERS: usize = 1024;
 
@@ -30,7 +34,7 @@ impl BufferPool {
                 buf.reserve(len);
                 buf
             }
-            None => Vec::with_capacity(len),
+            None => Vec::with_capacity(len.max(MIN_CAPACITY)),
         }
     }
 

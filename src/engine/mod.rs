@@ -16,7 +16,7 @@ pub use driver::{Driver, PUBLISH_INTERVAL};
 pub use pinger::{Pinger, Reply, session_kind_name};
 pub use shard::{ShardStats, owner_of};
 pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};
-pub use worker::{Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};
+pub use worker::{Deliveries, Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};
 
 use crate::channel::{Endpoint, Event};
 

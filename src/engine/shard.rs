@@ -219,7 +219,7 @@ impl Shard {
         self.parts.exit.wait();
         let now = Instant::now();
         self.take_handovers(now);
-        self.dispatch_events(Instant::now());
+        self.dispatch_events(now);
         // The worker's input closes when every shard has let go of it; then it drains its
         // queue, answers, and drops its replier, which closes this shard's reply queue.
         self.drain_worker();
