@@ -13,8 +13,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sim::{LinkConfig, Network, addr};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use weft::channel::reliability::Delivery;
 use weft::channel::reliability::{ChannelReliability, PathState, ReliabilityConfig};
-use weft::channel::{Endpoint, EndpointConfig, Event};
+use weft::channel::{BufferPool, Endpoint, EndpointConfig, Event};
 use weft::wire::Capabilities;
 
 /// The simulated bottleneck of the goodput runs.
@@ -116,8 +117,9 @@ fn send_path(c: &mut Criterion) {
     let mut buf = vec![0u8; 1400];
     let message = vec![0x5a; 1000];
     let mut pn = 0u64;
+    let mut pool = BufferPool::new();
     // The loop below must really send: one packet per message, each acknowledged.
-    channel.send(now, &message).unwrap();
+    channel.send(now, &message, &mut pool).unwrap();
     assert!(channel.write_frames(now, pn, &mut path, &mut buf) > 1000);
     channel.on_ack(now, [(pn, pn)].into_iter(), Duration::ZERO, &mut path);
     pn += 1;
@@ -126,9 +128,10 @@ fn send_path(c: &mut Criterion) {
     group.bench_function("send_path_per_packet", |bench| {
         bench.iter(|| {
             now += Duration::from_micros(100);
-            channel.send(now, &message).unwrap();
+            channel.send(now, &message, &mut pool).unwrap();
             let written = channel.write_frames(now, pn, &mut path, &mut buf);
             channel.on_ack(now, [(pn, pn)].into_iter(), Duration::ZERO, &mut path);
+            channel.reclaim(&mut pool);
             pn += 1;
             black_box(written)
         });
@@ -140,7 +143,7 @@ fn send_path(c: &mut Criterion) {
         bench.iter(|| {
             now += Duration::from_micros(100);
             receiver.on_packet_received(now, number, true);
-            receiver.on_data(now, number, &message);
+            receiver.on_data(now, number, &message, &mut pool);
             number += 1;
             let event = receiver.poll_event();
             // The receiver's own packets: ACKs every second packet, WINDOW as credit frees
@@ -151,7 +154,9 @@ fn send_path(c: &mut Criterion) {
                 receiver.on_ack(now, acked, Duration::ZERO, &mut receiver_path);
                 receiver_pn += 1;
             }
-            black_box(event)
+            if let Some(Delivery::Message { data, .. }) = event {
+                pool.give(black_box(data));
+            }
         });
     });
     group.finish();

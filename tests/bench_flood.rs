@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 use weft::channel::EndpointConfig;
+use weft::engine::heap::{self, Account, CountingAlloc};
 use weft::engine::load::{FloodConfig, run_flood};
 use weft::engine::{Engine, EngineConfig};
-use weft::engine::heap::{self, Account, CountingAlloc};
 use weft::session::Identity;
 
 #[global_allocator]

@@ -4,6 +4,8 @@
 
 #[path = "channel/flood.rs"]
 mod flood;
+#[path = "channel/hot_path.rs"]
+mod hot_path;
 mod sim;
 #[path = "channel/sockets.rs"]
 mod sockets;

@@ -323,14 +323,22 @@ fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_chann
     let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
     // A test worker: answers each message reversed, and remembers what it saw.
     let worker = std::thread::spawn(move || {
+        let weft::engine::WorkerLink {
+            deliveries,
+            mut replier,
+        } = link;
         let mut seen = Vec::new();
-        for delivery in link.deliveries.iter() {
-            let mut answer = delivery.data.clone();
-            answer.reverse();
-            link.replier
-                .send(delivery.shard, delivery.channel, answer)
-                .unwrap();
-            seen.push(delivery.data);
+        for mut batch in deliveries.iter() {
+            for delivery in batch.drain(..) {
+                let mut answer = delivery.data.clone();
+                answer.reverse();
+                replier
+                    .queue(delivery.shard, delivery.channel, answer)
+                    .unwrap();
+                seen.push(delivery.data);
+            }
+            deliveries.recycle(batch);
+            assert_eq!(replier.flush(), 0, "no reply refused");
         }
         seen
     });
@@ -523,6 +531,67 @@ fn auto_runs_the_measured_backend() {
             assert_eq!(engine.io_backend(), "epoll");
         }
     }
+}
+
+#[test]
+fn a_reliable_channel_waits_for_a_slow_worker_instead_of_losing_messages() {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let config = EngineConfig {
+        shards: 1,
+        pin: false,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), plaintext())
+    };
+    // A queue of 4 messages and a worker that dawdles over every batch: far more arrives than
+    // the queue holds (PROTOCOL.md §12: reliable channels' credit follows the queue).
+    let (engine, link) = Engine::start_with_worker(&config, &identity, [9; 32], 4).unwrap();
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&taken);
+    let worker = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for mut batch in link.deliveries.iter() {
+            std::thread::sleep(Duration::from_millis(2));
+            seen.extend(batch.drain(..).map(|d| d.data[0]));
+            counter.store(seen.len(), std::sync::atomic::Ordering::Release);
+            link.deliveries.recycle(batch);
+        }
+        seen
+    });
+    let mut client = Client::new();
+    let tcp = weft::wire::Capabilities::from_bits(7).unwrap();
+    let channel = client
+        .endpoint
+        .open_channel(Instant::now(), address, Some(identity.peer_id()), None, tcp)
+        .unwrap();
+    client.drive_until(|e| matches!(e, weft::channel::Event::ChannelOpened { .. }));
+    for i in 0..200u8 {
+        client.endpoint.send(Instant::now(), channel, &[i]).unwrap();
+    }
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while taken.load(std::sync::atomic::Ordering::Acquire) < 200 {
+        assert!(start.elapsed() < DEADLINE, "the messages never got through");
+        while let Some(t) = client.endpoint.poll_transmit(&mut buf) {
+            client.socket.send_to(&buf[..t.len], t.destination).unwrap();
+        }
+        if let Ok((len, from)) = client.socket.recv_from(&mut buf) {
+            client.endpoint.handle(Instant::now(), from, &buf[..len]);
+        }
+        let now = Instant::now();
+        if client.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            client.endpoint.handle_timeout(now);
+        }
+    }
+    stop.shutdown();
+    let stats = runner.join().unwrap();
+    assert_eq!(worker.join().unwrap(), (0..200u8).collect::<Vec<_>>());
+    assert_eq!(engine_stat(&stats[0], "weft_shard_worker_drops_total"), 0);
+    assert_eq!(
+        engine_stat(&stats[0], "weft_shard_worker_deliveries_total"),
+        200
+    );
 }
 
 /// Kind 0: these tests craft plaintext PINGs by hand (PROTOCOL.md §5 allows plaintext only when

@@ -3,6 +3,7 @@
 pub mod cookie;
 mod endpoint;
 mod outgoing;
+pub mod pool;
 pub mod reliability;
 mod state;
 pub mod stats;
@@ -10,4 +11,5 @@ pub mod stats;
 pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
 };
-pub use stats::{StatEntry, StatKind, Stats};
+pub use pool::BufferPool;
+pub use stats::{StatEntry, StatKind, StatSlot, Stats};

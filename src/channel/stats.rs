@@ -23,11 +23,31 @@ pub struct StatEntry {
     pub value: u64,
 }
 
+/// A statistic's place in one [`Stats`] table, from [`Stats::register`]: counting through it is
+/// an index, not a search by name (PROTOCOL.md §12: per-packet counters stay cheap). Use a slot
+/// only with the table that gave it (or a clone of it); one past a table's end is ignored.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct StatSlot(usize);
+
 /// A small table of labelled statistics. Entries are created on first use and then updated in
-/// place, so after warm-up counting allocates nothing.
-#[derive(Clone, Debug, Default)]
+/// place, so after warm-up counting allocates nothing. Per-packet counters register once and
+/// count through their [`StatSlot`].
+#[derive(Debug, Default)]
 pub struct Stats {
     entries: Vec<StatEntry>,
+}
+
+impl Clone for Stats {
+    fn clone(&self) -> Self {
+        Stats {
+            entries: self.entries.clone(),
+        }
+    }
+
+    /// Copies into the existing table: a shard's snapshot once a second allocates nothing.
+    fn clone_from(&mut self, source: &Self) {
+        self.entries.clone_from(&source.entries);
+    }
 }
 
 impl Stats {
@@ -44,10 +64,11 @@ impl Stats {
         label: Option<(&'static str, &'static str)>,
         kind: StatKind,
     ) -> &mut StatEntry {
+        // Names are `&'static str` constants: the same pointer settles most comparisons.
         let position = self
             .entries
             .iter()
-            .position(|e| e.name == name && e.label == label);
+            .position(|e| (std::ptr::eq(e.name, name) || e.name == name) && e.label == label);
         let index = match position {
             Some(index) => index,
             None => {
@@ -84,6 +105,44 @@ impl Stats {
         self.entry(name, label, StatKind::Gauge).value = value;
     }
 
+    /// The slot of a statistic, created (at 0) if it is new.
+    pub fn register(
+        &mut self,
+        name: &'static str,
+        label: Option<(&'static str, &'static str)>,
+        kind: StatKind,
+    ) -> StatSlot {
+        self.entry(name, label, kind);
+        let index = self
+            .entries
+            .iter()
+            .position(|e| e.name == name && e.label == label)
+            .unwrap_or(0);
+        StatSlot(index)
+    }
+
+    /// Adds `by` to the counter in `slot`.
+    #[inline]
+    pub fn add_at(&mut self, slot: StatSlot, by: u64) {
+        if let Some(entry) = self.entries.get_mut(slot.0) {
+            entry.value = entry.value.saturating_add(by);
+        }
+    }
+
+    /// Sets the gauge in `slot`.
+    #[inline]
+    pub fn set_at(&mut self, slot: StatSlot, value: u64) {
+        if let Some(entry) = self.entries.get_mut(slot.0) {
+            entry.value = value;
+        }
+    }
+
+    /// The value in `slot`; 0 for a slot of another table.
+    #[inline]
+    pub fn get_at(&self, slot: StatSlot) -> u64 {
+        self.entries.get(slot.0).map_or(0, |e| e.value)
+    }
+
     /// The current value of a statistic, 0 if it was never touched.
     pub fn get(&self, name: &str, label: Option<(&str, &str)>) -> u64 {
         self.entries
@@ -112,5 +171,33 @@ mod tests {
         assert_eq!(stats.get("weft_drops_total", Some(("reason", "b"))), 1);
         assert_eq!(stats.get("weft_drops_total", None), 0);
         assert_eq!(stats.iter().count(), 2);
+    }
+
+    #[test]
+    fn a_slot_counts_into_its_named_entry() {
+        let mut stats = Stats::new();
+        stats.add("weft_a_total", None, 1);
+        let slot = stats.register("weft_b_total", Some(("k", "v")), StatKind::Counter);
+        assert_eq!(
+            stats.register("weft_a_total", None, StatKind::Counter),
+            StatSlot(0)
+        );
+        stats.add_at(slot, 4);
+        stats.add("weft_b_total", Some(("k", "v")), 1);
+        assert_eq!(stats.get("weft_b_total", Some(("k", "v"))), 5);
+        assert_eq!(stats.get_at(slot), 5);
+        let gauge = stats.register("weft_g", None, StatKind::Gauge);
+        stats.set_at(gauge, 9);
+        assert_eq!(stats.get("weft_g", None), 9);
+        let kinds: Vec<_> = stats.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [StatKind::Counter, StatKind::Counter, StatKind::Gauge]
+        );
+        // A slot past a table's end is ignored.
+        let mut other = Stats::new();
+        other.add_at(slot, 1);
+        assert_eq!(other.get_at(slot), 0);
+        assert_eq!(other.iter().count(), 0);
     }
 }

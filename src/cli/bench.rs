@@ -14,12 +14,12 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use weft::channel::EndpointConfig;
+use weft::engine::heap::{self, Account};
 use weft::engine::load::{
     FloodConfig, FloodReport, LoadConfig, LoadError, LoadReport, Phase, Progress, RawEcho,
     resident_bytes, run_flood, run_raw_load, run_weft_load,
 };
 use weft::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle, default_shards};
-use weft::engine::heap::{self, Account};
 use weft::session::Identity;
 use weft::wire::{Capabilities, PeerId};
 

@@ -441,7 +441,7 @@ pub struct BulkSink {
     peer: PeerId,
     stop: ShutdownHandle,
     engine: JoinHandle<io::Result<Vec<ShardStats>>>,
-    deliveries: crossbeam_channel::Receiver<super::Delivery>,
+    deliveries: super::Deliveries,
 }
 
 impl BulkSink {
@@ -491,15 +491,18 @@ impl BulkSink {
         let mut cpu_start = Duration::ZERO;
         while check.bytes() < bytes {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(delivery) = self.deliveries.recv_timeout(left) else {
+            let Ok(mut batch) = self.deliveries.recv_timeout(left) else {
                 break;
             };
             if check.messages() == 0 {
                 report.first_unix_ns = unix_nanos();
                 cpu_start = process_cpu_time();
             }
-            check.take(delivery.message_number, &delivery.data);
+            for delivery in batch.drain(..) {
+                check.take(delivery.message_number, &delivery.data);
+            }
             report.last_unix_ns = unix_nanos();
+            self.deliveries.recycle(batch);
         }
         report.cpu = process_cpu_time().saturating_sub(cpu_start);
         report.complete = check.bytes() >= bytes;

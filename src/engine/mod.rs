@@ -22,7 +22,7 @@ pub use io::{IoChoice, UringRefused};
 pub use pinger::{Pinger, Reply, session_kind_name};
 pub use shard::{ShardStats, owner_of};
 pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};
-pub use worker::{Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};
+pub use worker::{Deliveries, Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};
 
 use crate::channel::{Endpoint, Event};
 

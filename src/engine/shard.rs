@@ -10,13 +10,13 @@
 use super::io::Io;
 use super::log_event;
 use super::sys::BATCH;
-use super::worker::{Delivery, Reply};
+use super::worker::{Reply, ShardWorker};
 use crate::channel::ChannelHandle;
 use crate::channel::{Endpoint, Event, Stats};
-use crate::wire::CloseReason;
+use crate::wire::{Capabilities, CloseReason};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::{Token, Waker};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,10 +93,8 @@ pub(super) struct ShardParts {
     pub(super) snapshot: Arc<Mutex<ShardStats>>,
     /// Every shard meets here on the way out, after its last hand-over and before draining.
     pub(super) exit: Arc<Barrier>,
-    /// The worker's input queue, when a worker runs.
-    pub(super) deliver: Option<Sender<Delivery>>,
-    /// This shard's queue of worker replies.
-    pub(super) replies: Option<Receiver<Reply>>,
+    /// This shard's end of the worker's queues, when a worker runs.
+    pub(super) worker: Option<ShardWorker>,
 }
 
 pub(super) struct Shard {
@@ -107,8 +105,12 @@ pub(super) struct Shard {
     outbox: Vec<Option<Handover>>,
     stats: Stats,
     stopping: bool,
-    /// Open channels, closed with CHANNEL_CLOSE on shutdown.
-    channels: HashSet<ChannelHandle>,
+    /// Open channels, closed with CHANNEL_CLOSE on shutdown, and whether each is reliable
+    /// (RESEND): their messages wait for a full worker queue instead of being dropped.
+    channels: HashMap<ChannelHandle, bool>,
+    /// Reliable channels are paused while the worker's queue is backed up (PROTOCOL.md §12:
+    /// their credit follows the queue's capacity).
+    worker_paused: bool,
 }
 
 impl Shard {
@@ -120,7 +122,8 @@ impl Shard {
             outbox: (0..shards).map(|_| None).collect(),
             stats: Stats::new(),
             stopping: false,
-            channels: HashSet::new(),
+            channels: HashMap::new(),
+            worker_paused: false,
         })
     }
 
@@ -138,7 +141,15 @@ impl Shard {
             if self.io.busy() || now.duration_since(last_work) < BUSY_POLL {
                 wait = Duration::ZERO;
             }
-            match self.io.wait(wait) {
+            // Replies wake a shard only while it sleeps (PROTOCOL.md §12).
+            if !wait.is_zero() && self.parts.worker.as_ref().is_some_and(|w| !w.may_sleep()) {
+                wait = Duration::ZERO;
+            }
+            let polled = self.io.wait(wait);
+            if let Some(worker) = &self.parts.worker {
+                worker.awake();
+            }
+            match polled {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -157,7 +168,7 @@ impl Shard {
             }
             worked |= self.transmit() > 0;
             worked |= self.take_replies(now);
-            self.dispatch_events();
+            self.dispatch_events(now);
             if worked {
                 last_work = now;
             }
@@ -175,28 +186,18 @@ impl Shard {
         self.parts.exit.wait();
         let now = Instant::now();
         self.take_handovers(now);
-        self.dispatch_events();
+        self.dispatch_events(now);
         // The worker's input closes when every shard has let go of it; then it drains its
         // queue, answers, and drops its replier, which closes this shard's reply queue.
-        self.parts.deliver = None;
-        if let Some(replies) = self.parts.replies.take() {
-            let deadline = Instant::now() + SHUTDOWN_GRACE;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match replies.recv_timeout(left) {
-                    Ok(reply) => self.reply(Instant::now(), reply),
-                    Err(_) => break,
-                }
-            }
-        }
-        self.dispatch_events();
+        self.drain_worker();
+        self.dispatch_events(Instant::now());
         let now = Instant::now();
-        for channel in std::mem::take(&mut self.channels) {
+        for channel in std::mem::take(&mut self.channels).into_keys() {
             self.parts
                 .endpoint
                 .close_channel(now, channel, CloseReason::Shutdown);
         }
-        self.dispatch_events();
+        self.dispatch_events(Instant::now());
         self.io.close(&mut self.parts.endpoint, &mut self.stats);
         self.snapshot();
         self.parts
@@ -300,14 +301,30 @@ impl Shard {
         self.io.transmit(&mut self.parts.endpoint, &mut self.stats)
     }
 
-    /// Sends the replies workers queued; true when there were any.
+    /// Sends the replies workers queued, batch by batch; true when there were any.
     fn take_replies(&mut self, now: Instant) -> bool {
         let mut any = false;
-        while let Some(reply) = self.parts.replies.as_ref().and_then(|r| r.try_recv().ok()) {
+        while let Some(batch) = self
+            .parts
+            .worker
+            .as_ref()
+            .and_then(ShardWorker::try_replies)
+        {
             any = true;
-            self.reply(now, reply);
+            self.reply_batch(now, batch);
         }
         any
+    }
+
+    /// Sends one batch of replies and gives their buffers back: the data to the endpoint's
+    /// pool, the batch to the workers.
+    fn reply_batch(&mut self, now: Instant, mut batch: Vec<Reply>) {
+        for reply in batch.drain(..) {
+            self.reply(now, reply);
+        }
+        if let Some(worker) = &self.parts.worker {
+            worker.recycle_replies(batch);
+        }
     }
 
     fn reply(&mut self, now: Instant, reply: Reply) {
@@ -319,16 +336,65 @@ impl Shard {
         {
             self.stats.add("weft_shard_reply_errors_total", None, 1);
         }
+        self.parts.endpoint.recycle(reply.data);
     }
 
-    /// Tracks channels and hands messages to the worker; a full queue refuses and counts
-    /// (PROTOCOL.md §12: a shard never blocks on a worker).
-    fn dispatch_events(&mut self) {
+    /// On the way out: lets go of the worker's input and sends its last replies, waiting until
+    /// every replier is gone or the grace period ends.
+    fn drain_worker(&mut self) {
+        let Some(worker) = self.parts.worker.as_mut() else {
+            return;
+        };
+        // Messages still held for a full queue will not reach the worker now.
+        let held = worker.held() as u64;
+        if held > 0 {
+            self.stats.add("weft_shard_worker_drops_total", None, held);
+        }
+        worker.close_input();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(batch) = self
+                .parts
+                .worker
+                .as_ref()
+                .and_then(|w| w.replies_within(left))
+            else {
+                break;
+            };
+            self.reply_batch(Instant::now(), batch);
+        }
+        if self
+            .parts
+            .worker
+            .as_ref()
+            .is_some_and(|w| !w.replies_closed())
+        {
+            tracing::warn!(
+                shard = self.parts.index,
+                "the worker did not finish in time"
+            );
+        }
+        self.parts.worker = None;
+    }
+
+    /// Tracks channels and hands messages to the worker, all of one turn in one batch; a full
+    /// queue refuses and counts (PROTOCOL.md §12: a shard never blocks on a worker), except
+    /// that reliable channels' messages wait and those channels pause.
+    fn dispatch_events(&mut self, now: Instant) {
         while let Some(event) = self.parts.endpoint.poll_event() {
             log_event(&event);
             match event {
-                Event::ChannelOpened { channel, .. } => {
-                    self.channels.insert(channel);
+                Event::ChannelOpened {
+                    channel,
+                    capabilities,
+                    ..
+                } => {
+                    let reliable = capabilities.contains(Capabilities::RESEND);
+                    self.channels.insert(channel, reliable);
+                    if reliable && self.worker_paused {
+                        self.parts.endpoint.set_receive_paused(now, channel, true);
+                    }
                 }
                 Event::ChannelClosed { channel, .. } => {
                     self.channels.remove(&channel);
@@ -337,29 +403,55 @@ impl Shard {
                     channel,
                     message_number,
                     data,
-                } => {
-                    let Some(deliver) = &self.parts.deliver else {
-                        continue;
-                    };
-                    let delivery = Delivery {
-                        shard: self.parts.index,
-                        channel,
-                        message_number,
-                        data,
-                    };
-                    if deliver.try_send(delivery).is_err() {
-                        self.stats.add("weft_shard_worker_drops_total", None, 1);
-                    } else {
-                        self.stats
-                            .add("weft_shard_worker_deliveries_total", None, 1);
-                    }
-                }
+                } => match self.parts.worker.as_mut() {
+                    Some(worker) => worker.deliver(channel, message_number, data),
+                    None => self.parts.endpoint.recycle(data),
+                },
                 _ => {}
             }
         }
-        if let Some(deliver) = &self.parts.deliver {
+        let Some(worker) = self.parts.worker.as_mut() else {
+            return;
+        };
+        let endpoint = &mut self.parts.endpoint;
+        let channels = &self.channels;
+        let mut refused = 0;
+        let delivered = worker.hand_over(
+            |delivery| channels.get(&delivery.channel) == Some(&true),
+            |data| {
+                refused += 1;
+                endpoint.recycle(data);
+            },
+        );
+        let depth = worker.queue_depth();
+        let (held, capacity) = (worker.held(), worker.capacity());
+        if delivered > 0 {
             self.stats
-                .set("weft_shard_worker_queue_depth", None, deliver.len() as u64);
+                .add("weft_shard_worker_deliveries_total", None, delivered as u64);
+        }
+        if refused > 0 {
+            self.stats
+                .add("weft_shard_worker_drops_total", None, refused);
+        }
+        self.stats
+            .set("weft_shard_worker_queue_depth", None, depth as u64);
+        self.stats.set("weft_shard_worker_held", None, held as u64);
+        // PROTOCOL.md §12: what arrives on reliable channels never meets a full queue. Their
+        // credit stops growing while the queue is three-quarters full or messages are held,
+        // and grows again once it has drained to a quarter (hysteresis: pausing touches every
+        // channel).
+        let pressed = held > 0 || depth >= capacity - capacity / 4;
+        let relieved = held == 0 && depth <= capacity / 4;
+        if pressed != self.worker_paused && (pressed || relieved) {
+            self.worker_paused = pressed;
+            if pressed {
+                self.stats.add("weft_shard_worker_pauses_total", None, 1);
+            }
+            for (&channel, _) in self.channels.iter().filter(|(_, reliable)| **reliable) {
+                self.parts
+                    .endpoint
+                    .set_receive_paused(now, channel, pressed);
+            }
         }
     }
 

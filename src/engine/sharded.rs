@@ -6,7 +6,7 @@ use super::io::{Io, IoChoice, UringRefused};
 use super::shard::{Handover, Shard, ShardParts, ShardStats};
 use super::sys;
 use super::uring::{UringIo, UringSetup};
-use super::worker::{Replier, Reply, WorkerLink};
+use super::worker::{WorkerLink, worker_queues};
 use crate::channel::{Endpoint, EndpointConfig, StatKind, Stats};
 use crate::session::Identity;
 use crossbeam_channel::{Receiver, Sender};
@@ -174,23 +174,13 @@ impl Engine {
             .unzip();
         let handover_tx: Arc<[Sender<Handover>]> = handover_tx.into();
         let recycle_tx: Arc<[Sender<Handover>]> = recycle_tx.into();
-        let (deliver, deliveries) = match worker_queue {
+        let (link, mut shard_workers) = match worker_queue {
             Some(capacity) => {
-                let (tx, rx) = crossbeam_channel::bounded(capacity);
-                (Some(tx), Some(rx))
+                let (link, ends) = worker_queues(shards, capacity, Arc::clone(&wakers));
+                (Some(link), ends.into_iter().map(Some).collect())
             }
-            None => (None, None),
+            None => (None, Vec::new()),
         };
-        let (reply_tx, mut reply_rx): (Vec<Sender<Reply>>, Vec<Receiver<Reply>>) = (0..shards)
-            .map(|_| crossbeam_channel::bounded(worker_queue.unwrap_or(1)))
-            .unzip();
-        let link = deliveries.map(|deliveries| WorkerLink {
-            deliveries,
-            replier: Replier {
-                queues: reply_tx.into(),
-                wakers: Arc::clone(&wakers),
-            },
-        });
         let stop = Arc::new(AtomicBool::new(false));
         let exit = Arc::new(Barrier::new(shards));
         let cores = if config.pin {
@@ -227,14 +217,15 @@ impl Engine {
                 recycle_rx,
                 snapshot,
                 exit: Arc::clone(&exit),
-                deliver: deliver.clone(),
-                replies: link.as_ref().map(|_| reply_rx.remove(0)),
+                worker: shard_workers.get_mut(index).and_then(Option::take),
             };
             let exit_on_error = Arc::clone(&exit);
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
             let thread = std::thread::Builder::new()
                 .name(format!("weft-shard-{index}"))
                 .spawn(move || {
+                    // Node memory is read apart from a load harness in the same process.
+                    super::heap::set_thread_account(super::heap::Account::Node);
                     if let Some(core) = core
                         && !core_affinity::set_for_current(core)
                     {

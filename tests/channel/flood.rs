@@ -55,7 +55,7 @@ fn live_bytes() -> i64 {
     LIVE_BYTES.with(Cell::get)
 }
 
-fn allocations() -> u64 {
+pub(crate) fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 

@@ -26,7 +26,7 @@ const COOKIE_HEAD: usize = 18;
 pub(super) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
 
 /// RTT histogram bucket bounds in microseconds, published as `le` labels.
-const RTT_BUCKETS: [(u64, &str); 10] = [
+pub(super) const RTT_BUCKETS: [(u64, &str); 10] = [
     (1_000, "1000"),
     (5_000, "5000"),
     (10_000, "10000"),
@@ -182,14 +182,14 @@ impl Endpoint {
         let data = state.data.as_mut().ok_or(SendError::UnknownChannel)?;
         let number = data
             .reliability
-            .send(now, payload)
+            .send(now, payload, &mut self.pool)
             .map_err(|error| match error {
                 reliability::SendError::TooLarge { len, max } => SendError::TooLarge { len, max },
                 reliability::SendError::QueueFull => SendError::QueueFull,
                 reliability::SendError::Closed => SendError::UnknownChannel,
             })?;
         state.next_message = number + 1;
-        self.stats.add("weft_messages_sent_total", None, 1);
+        self.stats.add_at(self.hot.messages_sent, 1);
         let peer = state.peer;
         self.mark_dirty(peer);
         Ok(number)
@@ -238,16 +238,25 @@ impl Endpoint {
                 Message::Data {
                     message_number,
                     payload,
-                } => rel.on_data(now, message_number, payload),
+                } => rel.on_data(now, message_number, payload, &mut self.pool),
                 Message::DataFragment {
                     message_number,
                     total_length,
                     offset,
                     bytes,
-                } => rel.on_fragment(now, message_number, total_length, offset, bytes, budget),
+                } => rel.on_fragment(
+                    now,
+                    message_number,
+                    total_length,
+                    offset,
+                    bytes,
+                    budget,
+                    &mut self.pool,
+                ),
                 Message::Ack(ack) => {
                     let delay = Duration::from_micros(ack.ack_delay_us);
                     rel.on_ack(now, ack.iter(), delay, path);
+                    rel.reclaim(&mut self.pool);
                     acked = true;
                 }
                 Message::Window {
@@ -268,14 +277,13 @@ impl Endpoint {
 
     fn observe_rtt(&mut self, rtt: Duration) {
         let us = rtt.as_micros().min(u128::from(u64::MAX)) as u64;
-        for (bound, label) in RTT_BUCKETS {
+        for (&(bound, _), &slot) in RTT_BUCKETS.iter().zip(&self.hot.rtt_buckets) {
             if us <= bound {
-                self.stats
-                    .add("weft_rtt_microseconds_bucket", Some(("le", label)), 1);
+                self.stats.add_at(slot, 1);
             }
         }
-        self.stats.add("weft_rtt_microseconds_sum", None, us);
-        self.stats.add("weft_rtt_microseconds_count", None, 1);
+        self.stats.add_at(self.hot.rtt_sum, us);
+        self.stats.add_at(self.hot.rtt_count, 1);
     }
 
     /// Hands what the channel delivered to the application, unless it is paused.
@@ -299,10 +307,11 @@ impl Endpoint {
             };
             match delivery {
                 Delivery::Message { number, data } => {
-                    self.stats.add("weft_messages_received_total", None, 1);
+                    self.stats.add_at(self.hot.messages_received, 1);
                     if self.config.echo {
                         // PROTOCOL.md §6: the echo service answers under its own numbers.
                         let _ = self.send_message(now, channel, &data);
+                        self.pool.give(data);
                     } else {
                         self.events.push_back(Event::Message {
                             channel: handle,
@@ -381,19 +390,24 @@ impl Endpoint {
             if self.dirty.is_empty() || self.outgoing.is_full() {
                 return;
             }
-            for peer in std::mem::take(&mut self.dirty) {
+            // Swapped with a kept list, so flushing allocates nothing once both have grown.
+            std::mem::swap(&mut self.dirty, &mut self.flushing);
+            for index in 0..self.flushing.len() {
+                let peer = self.flushing[index];
                 self.flush_peer(now, peer);
             }
+            self.flushing.clear();
         }
     }
 
     fn flush_peer(&mut self, now: Instant, peer: Handle) {
-        let Some(state) = self.peers.get(peer) else {
-            return;
-        };
-        let channels = state.order.clone();
-        for &channel in &channels {
+        // By index: delivery may close a channel, which leaves the peer's order shorter.
+        let mut index = 0;
+        while let Some(channel) = self.channel_at(peer, index) {
             self.deliver(now, channel);
+            if self.channel_at(peer, index) == Some(channel) {
+                index += 1;
+            }
         }
         let old_window = self.peer_window(peer);
         // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
@@ -423,18 +437,29 @@ impl Endpoint {
             self.mark_dirty(peer);
         }
         let new_window = self.peer_window(peer);
-        let total = self.stats.get("weft_congestion_window_bytes", None);
-        self.stats.set(
-            "weft_congestion_window_bytes",
-            None,
+        let total = self.stats.get_at(self.hot.congestion_window);
+        self.stats.set_at(
+            self.hot.congestion_window,
             (total + new_window).saturating_sub(old_window),
         );
-        let channels = self.peers.get(peer).map(|p| p.order.clone());
-        for channel in channels.unwrap_or_default() {
+        let mut index = 0;
+        while let Some(channel) = self.channel_at(peer, index) {
             self.keep_alive(now, channel);
             self.account(channel);
             self.rearm(now, channel);
+            // Unreliable modes resolve a message once it is sent, not when acknowledged.
+            if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+                data.reliability.reclaim(&mut self.pool);
+            }
+            if self.channel_at(peer, index) == Some(channel) {
+                index += 1;
+            }
         }
+    }
+
+    /// The peer's `index`-th channel in turn order.
+    fn channel_at(&self, peer: Handle, index: usize) -> Option<Handle> {
+        self.peers.get(peer)?.order.get(index).copied()
     }
 
     fn peer_window(&self, peer: Handle) -> u64 {
@@ -626,6 +651,7 @@ impl Endpoint {
             if let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) {
                 data.reliability.handle_timeout(now, path);
             }
+            data.reliability.reclaim(&mut self.pool);
         }
         self.mark_dirty(peer);
     }

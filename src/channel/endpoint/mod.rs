@@ -15,9 +15,10 @@ pub(crate) use data::ChannelData;
 
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
+use crate::channel::pool::BufferPool;
 use crate::channel::reliability::{ReassemblyBudget, ReliabilityConfig};
 use crate::channel::state::{Channel, Peer, PeerSession, Phase};
-use crate::channel::stats::Stats;
+use crate::channel::stats::{StatKind, StatSlot, Stats};
 use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
 use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, LoadPolicy, PeerRecord, RekeyPolicy,
@@ -284,7 +285,9 @@ pub enum Event {
         channel: ChannelHandle,
         /// Its message number on that channel.
         message_number: u64,
-        /// Its bytes.
+        /// Its bytes, in a buffer from the endpoint's pool: give it back with
+        /// [`Endpoint::recycle`] to keep the hot path allocation-free; dropping it is allowed,
+        /// it just costs an allocation later.
         data: Vec<u8>,
     },
 }
@@ -378,6 +381,54 @@ fn supported(capabilities: Capabilities) -> bool {
     capabilities.bits() & !0x7 == 0
 }
 
+/// The slots of the counters the endpoint touches per packet or per message (PROTOCOL.md §12:
+/// an index per count, no search by name).
+struct HotStats {
+    packets_received: StatSlot,
+    received_bytes: StatSlot,
+    packets_sent: StatSlot,
+    sent_bytes: StatSlot,
+    messages_sent: StatSlot,
+    messages_received: StatSlot,
+    peers: StatSlot,
+    channels: StatSlot,
+    sessions: StatSlot,
+    pending_handshakes: StatSlot,
+    congestion_window: StatSlot,
+    rtt_sum: StatSlot,
+    rtt_count: StatSlot,
+    rtt_buckets: [StatSlot; data::RTT_BUCKETS.len()],
+}
+
+impl HotStats {
+    fn register(stats: &mut Stats) -> HotStats {
+        let counter = |stats: &mut Stats, name| stats.register(name, None, StatKind::Counter);
+        let gauge = |stats: &mut Stats, name| stats.register(name, None, StatKind::Gauge);
+        HotStats {
+            packets_received: counter(stats, "weft_packets_received_total"),
+            received_bytes: counter(stats, "weft_received_bytes_total"),
+            packets_sent: counter(stats, "weft_packets_sent_total"),
+            sent_bytes: counter(stats, "weft_sent_bytes_total"),
+            messages_sent: counter(stats, "weft_messages_sent_total"),
+            messages_received: counter(stats, "weft_messages_received_total"),
+            peers: gauge(stats, "weft_peers"),
+            channels: gauge(stats, "weft_channels"),
+            sessions: gauge(stats, "weft_sessions"),
+            pending_handshakes: gauge(stats, "weft_pending_handshakes"),
+            congestion_window: gauge(stats, "weft_congestion_window_bytes"),
+            rtt_sum: counter(stats, "weft_rtt_microseconds_sum"),
+            rtt_count: counter(stats, "weft_rtt_microseconds_count"),
+            rtt_buckets: data::RTT_BUCKETS.map(|(_, label)| {
+                stats.register(
+                    "weft_rtt_microseconds_bucket",
+                    Some(("le", label)),
+                    StatKind::Counter,
+                )
+            }),
+        }
+    }
+}
+
 /// One node's protocol state.
 pub struct Endpoint {
     config: EndpointConfig,
@@ -394,6 +445,7 @@ pub struct Endpoint {
     outgoing: Outgoing,
     events: VecDeque<Event>,
     stats: Stats,
+    hot: HotStats,
     /// Bytes this datagram's unauthenticated answers may still use (3× rule, PROTOCOL.md §5).
     answer_budget: usize,
     hs_identity: HandshakeIdentity,
@@ -422,6 +474,11 @@ pub struct Endpoint {
     budget: ReassemblyBudget,
     /// Peers that may have packets to build.
     dirty: Vec<Handle>,
+    /// The dirty list being worked through, kept to reuse its memory.
+    flushing: Vec<Handle>,
+    /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
+    /// message in steady state).
+    pool: BufferPool,
 }
 
 impl Endpoint {
@@ -444,6 +501,8 @@ impl Endpoint {
             Slab::new(1 << 20).expect("a slab of 2^20 entries is always allowed")
         });
         let hs_identity = HandshakeIdentity::new(&identity);
+        let mut stats = Stats::new();
+        let hot = HotStats::register(&mut stats);
         let mut endpoint = Endpoint {
             cookies: CookieSecrets::new(cookie_seed, now, config.cookie_rotation),
             outgoing: Outgoing::new(config.max_queued_datagrams.max(1)),
@@ -456,7 +515,8 @@ impl Endpoint {
             channels,
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
-            stats: Stats::new(),
+            stats,
+            hot,
             answer_budget: 0,
             hs_identity,
             records: HashMap::new(),
@@ -479,6 +539,8 @@ impl Endpoint {
             receive_buf: Vec::with_capacity(crate::channel::outgoing::MAX_DATAGRAM),
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
+            flushing: Vec::new(),
+            pool: BufferPool::new(),
             config,
         };
         for record in endpoint.config.peer_records.clone() {
@@ -486,6 +548,13 @@ impl Endpoint {
             let _ = endpoint.add_peer_record(record);
         }
         endpoint
+    }
+
+    /// Gives a delivered message's buffer back ([`Event::Message`]'s `data`), so the next
+    /// delivery or send reuses it instead of allocating. Recycling keeps the hot path free of
+    /// allocation; dropping the buffer instead is allowed, it just costs an allocation later.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.pool.give(buffer);
     }
 
     /// This node's peer id.
@@ -578,13 +647,13 @@ impl Endpoint {
     }
 
     fn publish_gauges(&mut self) {
-        self.stats.set("weft_peers", None, self.peers.len() as u64);
+        self.stats.set_at(self.hot.peers, self.peers.len() as u64);
         self.stats
-            .set("weft_channels", None, self.channels.len() as u64);
+            .set_at(self.hot.channels, self.channels.len() as u64);
         self.stats
-            .set("weft_sessions", None, self.sessions.len() as u64);
+            .set_at(self.hot.sessions, self.sessions.len() as u64);
         self.stats
-            .set("weft_pending_handshakes", None, self.pending.len() as u64);
+            .set_at(self.hot.pending_handshakes, self.pending.len() as u64);
     }
 
     // ---------------------------------------------------------------- input
@@ -592,9 +661,9 @@ impl Endpoint {
     /// Feeds one received datagram.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.last_now = now;
-        self.stats.add("weft_packets_received_total", None, 1);
+        self.stats.add_at(self.hot.packets_received, 1);
         self.stats
-            .add("weft_received_bytes_total", None, datagram.len() as u64);
+            .add_at(self.hot.received_bytes, datagram.len() as u64);
         self.cookies.advance(now);
         self.last_now = self.last_now.max(now);
         // PROTOCOL.md §5: an unvalidated address gets at most 3× what it sent.
@@ -1050,8 +1119,8 @@ impl Endpoint {
             self.flush(self.last_now);
         }
         let (destination, len) = self.outgoing.pop(buf)?;
-        self.stats.add("weft_packets_sent_total", None, 1);
-        self.stats.add("weft_sent_bytes_total", None, len as u64);
+        self.stats.add_at(self.hot.packets_sent, 1);
+        self.stats.add_at(self.hot.sent_bytes, len as u64);
         Some(Transmit { destination, len })
     }
 

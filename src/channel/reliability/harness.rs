@@ -3,6 +3,7 @@
 //! No real time, no sleep; randomness from a splitmix generator. `WEFT_SEEDS=N` runs N seeds.
 
 use super::*;
+use crate::channel::pool::BufferPool;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
@@ -203,7 +204,9 @@ impl Pair {
                 frame::Frame::Data {
                     message_number,
                     payload,
-                } => side.channel.on_data(now, message_number, payload),
+                } => side
+                    .channel
+                    .on_data(now, message_number, payload, &mut BufferPool::new()),
                 frame::Frame::DataFragment {
                     message_number,
                     total_length,
@@ -216,6 +219,7 @@ impl Pair {
                     offset,
                     bytes,
                     &mut side.budget,
+                    &mut BufferPool::new(),
                 ),
                 frame::Frame::Ack(ack) => side.channel.on_ack(
                     now,
@@ -315,7 +319,10 @@ fn run(capabilities: Capabilities, loss: f64, seed: u64, count: u64) -> (Outcome
     loop {
         while outcome.sent < count && outcome.sender_failed.is_none() {
             let data = message_bytes(seed, outcome.sent, sizes[outcome.sent as usize]);
-            match pair.sides[0].channel.send(pair.now, &data) {
+            match pair.sides[0]
+                .channel
+                .send(pair.now, &data, &mut BufferPool::new())
+            {
                 Ok(number) => {
                     assert_eq!(number, outcome.sent);
                     outcome.sent += 1;
@@ -459,7 +466,11 @@ fn congestion_window_shrinks_when_loss_starts() {
     pair.link.jitter = Duration::ZERO;
     let chunk = vec![7u8; 1000];
     let keep_sending = |pair: &mut Pair| {
-        while pair.sides[0].channel.send(pair.now, &chunk).is_ok() {}
+        while pair.sides[0]
+            .channel
+            .send(pair.now, &chunk, &mut BufferPool::new())
+            .is_ok()
+        {}
         while pair.sides[1].channel.poll_event().is_some() {}
     };
     drive_until(&mut pair, Duration::from_secs(2), |pair| {
@@ -493,7 +504,11 @@ fn flow_control_holds_the_sender_to_a_slow_reader() {
     drive_until(&mut pair, Duration::from_secs(120), |pair| {
         while sent < 200 {
             let data = message_bytes(11, sent, 900);
-            if pair.sides[0].channel.send(pair.now, &data).is_err() {
+            if pair.sides[0]
+                .channel
+                .send(pair.now, &data, &mut BufferPool::new())
+                .is_err()
+            {
                 break;
             }
             sent += 1;
@@ -525,11 +540,16 @@ fn a_two_mib_message_crosses_a_lossy_link_in_tcp_mode() {
     let config = ReliabilityConfig::default();
     let mut pair = Pair::new(caps(0b111), &config, LinkConfig::lossy(0.10), 5);
     let big = message_bytes(5, 0, 2 << 20);
-    assert_eq!(pair.sides[0].channel.send(pair.now, &big), Ok(0));
+    assert_eq!(
+        pair.sides[0]
+            .channel
+            .send(pair.now, &big, &mut BufferPool::new()),
+        Ok(0)
+    );
     assert!(matches!(
         pair.sides[0]
             .channel
-            .send(pair.now, &vec![0; (2 << 20) + 1]),
+            .send(pair.now, &vec![0; (2 << 20) + 1], &mut BufferPool::new()),
         Err(SendError::TooLarge { .. })
     ));
     let mut got = None;
@@ -568,7 +588,9 @@ fn a_black_hole_fails_the_modes_that_close_on_loss() {
         let mut pair = Pair::new(caps(bits), &config, link, 9);
         let mut failed = None;
         drive_until(&mut pair, Duration::from_secs(60), |pair| {
-            let _ = pair.sides[0].channel.send(pair.now, &[1; 500]);
+            let _ = pair.sides[0]
+                .channel
+                .send(pair.now, &[1; 500], &mut BufferPool::new());
             while pair.sides[1].channel.poll_event().is_some() {}
             while let Some(event) = pair.sides[0].channel.poll_event() {
                 if let Delivery::Failed(reason) = event {
@@ -578,7 +600,12 @@ fn a_black_hole_fails_the_modes_that_close_on_loss() {
             failed.is_some()
         });
         assert_eq!(failed, Some(CloseReason::Loss), "mode {bits:03b}");
-        assert!(pair.sides[0].channel.send(pair.now, b"x") == Err(SendError::Closed));
+        assert!(
+            pair.sides[0]
+                .channel
+                .send(pair.now, b"x", &mut BufferPool::new())
+                == Err(SendError::Closed)
+        );
     }
 }
 
@@ -590,12 +617,18 @@ fn queue_full_is_reported_never_dropped() {
     };
     let mut pair = Pair::new(caps(0b111), &config, LinkConfig::lossy(0.0), 1);
     let mut accepted = 0;
-    while pair.sides[0].channel.send(pair.now, &[0; 1000]).is_ok() {
+    while pair.sides[0]
+        .channel
+        .send(pair.now, &[0; 1000], &mut BufferPool::new())
+        .is_ok()
+    {
         accepted += 1;
     }
     assert_eq!(accepted, 10);
     assert_eq!(
-        pair.sides[0].channel.send(pair.now, &[0; 1000]),
+        pair.sides[0]
+            .channel
+            .send(pair.now, &[0; 1000], &mut BufferPool::new()),
         Err(SendError::QueueFull)
     );
     while pair.step() {}
@@ -605,7 +638,10 @@ fn queue_full_is_reported_never_dropped() {
     }
     assert_eq!(delivered, 10);
     assert!(
-        pair.sides[0].channel.send(pair.now, &[0; 1000]).is_ok(),
+        pair.sides[0]
+            .channel
+            .send(pair.now, &[0; 1000], &mut BufferPool::new())
+            .is_ok(),
         "room again"
     );
 }

@@ -39,6 +39,7 @@ pub use congestion::{CongestionController, NewReno, Pacer};
 pub use pmtu::PmtuProber;
 pub use rtt::RttEstimator;
 
+use crate::channel::pool::BufferPool;
 use recv::RecvSide;
 use send::SendSide;
 use std::sync::Arc;
@@ -481,12 +482,22 @@ impl ChannelReliability {
         self.failed.is_some()
     }
 
-    /// Queues a message; returns its message number.
-    pub fn send(&mut self, _now: Instant, data: &[u8]) -> Result<u64, SendError> {
+    /// Queues a message, copied into a buffer from `pool`; returns its message number.
+    pub fn send(
+        &mut self,
+        _now: Instant,
+        data: &[u8],
+        pool: &mut BufferPool,
+    ) -> Result<u64, SendError> {
         if self.failed.is_some() {
             return Err(SendError::Closed);
         }
-        self.send.push(data)
+        self.send.push(data, pool)
+    }
+
+    /// Hands the buffers of acknowledged or dropped messages back to `pool`.
+    pub fn reclaim(&mut self, pool: &mut BufferPool) {
+        self.send.reclaim(pool);
     }
 
     /// Bytes in the send queue.
@@ -670,17 +681,24 @@ impl ChannelReliability {
         self.ack.largest()
     }
 
-    /// A DATA message.
-    pub fn on_data(&mut self, now: Instant, message_number: u64, payload: &[u8]) {
+    /// A DATA message; a delivered copy takes its buffer from `pool`.
+    pub fn on_data(
+        &mut self,
+        now: Instant,
+        message_number: u64,
+        payload: &[u8],
+        pool: &mut BufferPool,
+    ) {
         if self.failed.is_none() {
-            self.recv.on_data(now, message_number, payload);
+            self.recv.on_data(now, message_number, payload, pool);
             if let Some(reason) = self.recv.failure {
                 self.fail(reason);
             }
         }
     }
 
-    /// A DATA_FRAGMENT; `budget` is the peer's (and through it the node's) reassembly memory.
+    /// A DATA_FRAGMENT; `budget` is the peer's (and through it the node's) reassembly memory,
+    /// and a message whole in one fragment takes its buffer from `pool`.
     #[allow(clippy::too_many_arguments)]
     pub fn on_fragment(
         &mut self,
@@ -690,10 +708,11 @@ impl ChannelReliability {
         offset: u64,
         bytes: &[u8],
         budget: &mut ReassemblyBudget,
+        pool: &mut BufferPool,
     ) {
         if self.failed.is_none() {
             self.recv
-                .on_fragment(now, message_number, total_len, offset, bytes, budget);
+                .on_fragment(now, message_number, total_len, offset, bytes, budget, pool);
             if let Some(reason) = self.recv.failure {
                 self.fail(reason);
             }

@@ -5,6 +5,7 @@
 use super::compat::CloseReason;
 use super::ranges::RangeSet;
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
+use crate::channel::pool::BufferPool;
 use crate::session::window::{Seen, SlidingWindow};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -187,7 +188,13 @@ impl RecvSide {
     }
 
     /// A DATA message.
-    pub(crate) fn on_data(&mut self, now: Instant, number: u64, payload: &[u8]) {
+    pub(crate) fn on_data(
+        &mut self,
+        now: Instant,
+        number: u64,
+        payload: &[u8],
+        pool: &mut BufferPool,
+    ) {
         if self.failure.is_some() || self.partial.contains_key(&number) {
             return;
         }
@@ -198,7 +205,8 @@ impl RecvSide {
         if !self.wanted(number, payload.len() as u64) || !self.admit(payload.len() as u64) {
             return;
         }
-        self.complete(now, number, payload.to_vec());
+        let data = pool.copy(payload);
+        self.complete(now, number, data);
     }
 
     /// A DATA_FRAGMENT.
@@ -211,6 +219,7 @@ impl RecvSide {
         offset: u64,
         bytes: &[u8],
         budget: &mut ReassemblyBudget,
+        pool: &mut BufferPool,
     ) {
         if self.failure.is_some() {
             return;
@@ -251,7 +260,8 @@ impl RecvSide {
         }
         if bytes.len() as u64 == total_len {
             if self.admit(total_len) {
-                self.complete(now, number, bytes.to_vec());
+                let data = pool.copy(bytes);
+                self.complete(now, number, data);
             }
             return;
         }

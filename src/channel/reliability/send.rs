@@ -6,6 +6,7 @@ use super::compat::CloseReason;
 use super::frame;
 use super::ranges::RangeSet;
 use super::{PathState, ReliabilityConfig, SendError};
+use crate::channel::pool::BufferPool;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -16,6 +17,9 @@ const PACKET_THRESHOLD: u64 = 3;
 const MIN_FRAGMENT: usize = 32;
 /// RFC 9002 §6.2.4: packets sent when a probe timeout fires.
 const PTO_PROBES: u8 = 2;
+
+/// Range sets kept for reuse per channel: more than a usual window's worth of messages.
+const SPARE_RANGES: usize = 256;
 
 /// One queued message.
 #[derive(Debug)]
@@ -135,6 +139,11 @@ pub(crate) struct SendSide {
     pub(crate) window_lost: bool,
     pub(crate) failure: Option<CloseReason>,
     pub(crate) stats: SendStats,
+    /// Buffers of resolved messages, handed back to the endpoint's pool by `reclaim`.
+    freed: Vec<Vec<u8>>,
+    /// Range sets of resolved messages, reused by the next ones (PROTOCOL.md §12: no
+    /// allocation per message in steady state).
+    spare_ranges: Vec<(RangeSet, RangeSet)>,
 }
 
 impl SendSide {
@@ -169,11 +178,13 @@ impl SendSide {
             window_lost: false,
             failure: None,
             stats: SendStats::default(),
+            freed: Vec::new(),
+            spare_ranges: Vec::new(),
         }
     }
 
-    /// Queues a message; returns its number.
-    pub(crate) fn push(&mut self, data: &[u8]) -> Result<u64, SendError> {
+    /// Queues a message, copied into a buffer from `pool`; returns its number.
+    pub(crate) fn push(&mut self, data: &[u8], pool: &mut BufferPool) -> Result<u64, SendError> {
         if data.len() > self.max_message_size {
             return Err(SendError::TooLarge {
                 len: data.len(),
@@ -187,12 +198,14 @@ impl SendSide {
         let len = data.len() as u64;
         self.cum_bytes += len;
         self.queued_bytes += data.len();
+        let (mut unsent, acked) = self.spare_ranges.pop().unwrap_or_default();
+        unsent.insert(0..len);
         self.messages.push_back(Some(OutMessage {
             len,
-            data: data.to_vec(),
+            data: pool.copy(data),
             end_offset: self.cum_bytes,
-            unsent: RangeSet::from_range(0..len),
-            acked: RangeSet::new(),
+            unsent,
+            acked,
             empty_pending: len == 0,
             chunks_in_flight: 0,
             first_sent: None,
@@ -354,7 +367,9 @@ impl SendSide {
             let mut freed = 0;
             if message.unsent.is_empty() && !resend {
                 // Without RESEND the bytes are never needed again: free them and the budget now.
-                freed = std::mem::take(&mut message.data).len();
+                let data = std::mem::take(&mut message.data);
+                freed = data.len();
+                self.freed.push(data);
             }
             self.queued_bytes -= freed;
             if resent {
@@ -497,8 +512,14 @@ impl SendSide {
             return;
         }
         let index = (number - self.base) as usize;
-        if let Some(message) = self.messages[index].take() {
+        if let Some(mut message) = self.messages[index].take() {
             self.queued_bytes -= message.data.len();
+            self.freed.push(message.data);
+            message.unsent.clear();
+            message.acked.clear();
+            if self.spare_ranges.len() < SPARE_RANGES {
+                self.spare_ranges.push((message.unsent, message.acked));
+            }
         }
         while let Some(None) = self.messages.front() {
             self.messages.pop_front();
@@ -728,5 +749,12 @@ impl SendSide {
             }
         }
         self.chunks.clear();
+    }
+
+    /// Hands the buffers of resolved messages to `pool`.
+    pub(crate) fn reclaim(&mut self, pool: &mut BufferPool) {
+        for buf in self.freed.drain(..) {
+            pool.give(buf);
+        }
     }
 }

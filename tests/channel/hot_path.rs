@@ -1,0 +1,163 @@
+//! The data path allocates nothing per message in steady state (PROTOCOL.md §12): two endpoints
+//! with an encrypted session exchange messages both ways, in UDP and TCP modes, handing every
+//! delivered buffer back with `Endpoint::recycle`; the allocations counted while 10,000 and
+//! 20,000 messages cross are the same small constant.
+
+use super::flood::allocations;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
+use weft::session::Identity;
+use weft::wire::Capabilities;
+
+struct Pair {
+    a: Endpoint,
+    b: Endpoint,
+    a_addr: SocketAddr,
+    b_addr: SocketAddr,
+    now: Instant,
+    buf: Vec<u8>,
+    payload_len: usize,
+    a_channel: Option<ChannelHandle>,
+    b_channel: Option<ChannelHandle>,
+    delivered: [u64; 2],
+    /// Whether delivered buffers go back to the endpoint; off, each costs an allocation.
+    recycle: bool,
+}
+
+impl Pair {
+    fn new(mode: Capabilities) -> Pair {
+        let now = Instant::now();
+        let config = EndpointConfig::default();
+        let a = Endpoint::new(
+            config.clone(),
+            Identity::from_secret_bytes([1; 32], [2; 32]),
+            [3; 32],
+            now,
+        );
+        let b = Endpoint::new(
+            config,
+            Identity::from_secret_bytes([4; 32], [5; 32]),
+            [6; 32],
+            now,
+        );
+        let mut pair = Pair {
+            a,
+            b,
+            a_addr: SocketAddr::from(([10, 0, 0, 1], 1000)),
+            b_addr: SocketAddr::from(([10, 0, 0, 2], 2000)),
+            now,
+            buf: vec![0; 2048],
+            payload_len: 0,
+            a_channel: None,
+            b_channel: None,
+            delivered: [0; 2],
+            recycle: true,
+        };
+        let channel = pair
+            .a
+            .open_channel(now, pair.b_addr, None, None, mode)
+            .expect("open");
+        pair.a_channel = Some(channel);
+        for _ in 0..100 {
+            pair.step();
+            if pair.b_channel.is_some() {
+                break;
+            }
+        }
+        assert!(pair.b_channel.is_some(), "the channel opened on both sides");
+        pair
+    }
+
+    /// Moves every queued datagram both ways, runs due timers and takes the events.
+    fn step(&mut self) {
+        self.now += Duration::from_micros(200);
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.a.poll_transmit(&mut self.buf) {
+                self.b.handle(self.now, self.a_addr, &self.buf[..t.len]);
+                moved = true;
+            }
+            while let Some(t) = self.b.poll_transmit(&mut self.buf) {
+                self.a.handle(self.now, self.b_addr, &self.buf[..t.len]);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        for (side, endpoint) in [&mut self.a, &mut self.b].into_iter().enumerate() {
+            if endpoint.poll_timeout().is_some_and(|t| t <= self.now) {
+                endpoint.handle_timeout(self.now);
+            }
+            while let Some(event) = endpoint.poll_event() {
+                match event {
+                    Event::Message { data, .. } => {
+                        assert_eq!(data.len(), self.payload_len, "an intact message");
+                        self.delivered[side] += 1;
+                        if self.recycle {
+                            endpoint.recycle(data);
+                        }
+                    }
+                    Event::ChannelOpened { channel, .. } if side == 1 => {
+                        self.b_channel = Some(channel)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Sends `count` messages each way, a few per step; returns the allocations it took.
+    fn exchange(&mut self, count: u64, payload: &[u8]) -> u64 {
+        let (ac, bc) = (self.a_channel.unwrap(), self.b_channel.unwrap());
+        self.payload_len = payload.len();
+        let before = allocations();
+        let target = [self.delivered[0] + count, self.delivered[1] + count];
+        let mut sent = 0;
+        while self.delivered[0] < target[0] || self.delivered[1] < target[1] {
+            for _ in 0..4 {
+                if sent < count {
+                    self.a.send(self.now, ac, payload).expect("a sends");
+                    self.b.send(self.now, bc, payload).expect("b sends");
+                    sent += 1;
+                }
+            }
+            self.step();
+        }
+        allocations() - before
+    }
+}
+
+fn steady_state_allocations(mode: Capabilities, payload: usize) -> (u64, u64) {
+    let mut pair = Pair::new(mode);
+    let payload = vec![7u8; payload];
+    // Warm-up: pools, queues and tables reach their working size.
+    pair.exchange(2_000, &payload);
+    let small = pair.exchange(10_000, &payload);
+    let large = pair.exchange(20_000, &payload);
+    // The counter sees the data path: without recycling every delivery allocates.
+    pair.recycle = false;
+    let dropping = pair.exchange(1_000, &payload);
+    assert!(
+        dropping >= 1_000,
+        "{dropping} allocations for 1,000 unrecycled messages each way"
+    );
+    (small, large)
+}
+
+#[test]
+fn the_udp_mode_data_path_allocates_nothing_per_message() {
+    let (small, large) = steady_state_allocations(Capabilities::from_bits(0).unwrap(), 1000);
+    eprintln!("udp mode: {small} allocations for 10k messages each way, {large} for 20k");
+    assert_eq!(small, large, "allocations grow with the message count");
+    assert!(small <= 4, "{small} allocations in steady state");
+}
+
+#[test]
+fn the_tcp_mode_data_path_allocates_nothing_per_message() {
+    let (small, large) = steady_state_allocations(Capabilities::from_bits(7).unwrap(), 1000);
+    eprintln!("tcp mode: {small} allocations for 10k messages each way, {large} for 20k");
+    assert_eq!(small, large, "allocations grow with the message count");
+    assert!(small <= 4, "{small} allocations in steady state");
+}

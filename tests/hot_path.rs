@@ -1,0 +1,179 @@
+//! The engine's data path allocates nothing per message in steady state (PROTOCOL.md §12): a
+//! client echoes messages through a one-shard engine and its echo worker, over an encrypted
+//! channel, and the whole process (client, shard, worker and supervisor threads) counts its
+//! allocations per echoed message after warm-up.
+//!
+//! The counting allocator is global and counts every thread, so this binary holds one test.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
+use weft::engine::{Engine, EngineConfig, run_echo_worker};
+use weft::session::Identity;
+use weft::wire::Capabilities;
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the wrapper only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Messages in flight at once: the shard and the worker see batches, not single messages.
+const IN_FLIGHT: u64 = 32;
+
+struct Client {
+    socket: UdpSocket,
+    endpoint: Endpoint,
+    buf: Vec<u8>,
+    echoed: u64,
+    opened: bool,
+}
+
+impl Client {
+    fn new() -> Client {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let identity = Identity::from_secret_bytes([21; 32], [22; 32]);
+        let endpoint = Endpoint::new(
+            EndpointConfig::default(),
+            identity,
+            [23; 32],
+            Instant::now(),
+        );
+        Client {
+            socket,
+            endpoint,
+            buf: vec![0; 2048],
+            echoed: 0,
+            opened: false,
+        }
+    }
+
+    /// One round: send what is queued, take what arrived, run timers, take events.
+    fn turn(&mut self, payload_len: usize) {
+        while let Some(t) = self.endpoint.poll_transmit(&mut self.buf) {
+            self.socket
+                .send_to(&self.buf[..t.len], t.destination)
+                .unwrap();
+        }
+        while let Ok((len, from)) = self.socket.recv_from(&mut self.buf) {
+            self.endpoint.handle(Instant::now(), from, &self.buf[..len]);
+            // Non-blocking after the first datagram: take the burst, then send again.
+            self.socket.set_nonblocking(true).unwrap();
+        }
+        self.socket.set_nonblocking(false).unwrap();
+        let now = Instant::now();
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                Event::ChannelOpened { .. } => self.opened = true,
+                Event::Message { data, .. } => {
+                    assert_eq!(data.len(), payload_len, "an intact echo");
+                    self.echoed += 1;
+                    self.endpoint.recycle(data);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Echoes `count` messages with `IN_FLIGHT` outstanding; returns the allocations it took.
+    fn echo(&mut self, channel: ChannelHandle, count: u64, payload: &[u8]) -> u64 {
+        let before = allocations();
+        let target = self.echoed + count;
+        let mut sent = self.echoed;
+        let start = Instant::now();
+        while self.echoed < target {
+            assert!(start.elapsed() < DEADLINE, "echoes stopped coming");
+            while sent < target && sent < self.echoed + IN_FLIGHT {
+                if self
+                    .endpoint
+                    .send(Instant::now(), channel, payload)
+                    .is_err()
+                {
+                    break;
+                }
+                sent += 1;
+            }
+            self.turn(payload.len());
+        }
+        allocations() - before
+    }
+}
+
+#[test]
+fn an_echoed_message_costs_no_allocation_after_warm_up() {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let config = EngineConfig {
+        shards: 1,
+        pin: false,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+    };
+    let (engine, link) = Engine::start_with_worker(&config, &identity, [9; 32], 4096).unwrap();
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
+    let worker = std::thread::spawn(move || run_echo_worker(link));
+
+    let mut client = Client::new();
+    let tcp = Capabilities::from_bits(7).unwrap();
+    let channel = client
+        .endpoint
+        .open_channel(Instant::now(), address, None, None, tcp)
+        .unwrap();
+    let start = Instant::now();
+    while !client.opened {
+        assert!(start.elapsed() < DEADLINE, "the channel never opened");
+        client.turn(0);
+    }
+    let payload = vec![0x5a; 1000];
+    client.echo(channel, 5_000, &payload);
+    let first = client.echo(channel, 10_000, &payload);
+    let second = client.echo(channel, 20_000, &payload);
+    eprintln!(
+        "allocations: {first} for 10,000 echoes, {second} for 20,000 ({:.5} per echo)",
+        second as f64 / 20_000.0
+    );
+
+    stop.shutdown();
+    runner.join().unwrap();
+    assert_eq!(worker.join().unwrap(), 0, "no reply refused");
+    // Per echo the client, the shard and the worker allocate nothing; what is left is the
+    // supervisor's once-a-second snapshots, which do not grow with the message count.
+    assert!(
+        second < 20_000 / 100,
+        "{second} allocations for 20,000 echoed messages"
+    );
+}
