@@ -62,6 +62,15 @@ impl Mode {
     }
 }
 
+/// Where the in-process node answers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum EchoAt {
+    /// The echo service as a worker (PROTOCOL.md §12), as `weft node --echo` runs it.
+    Worker,
+    /// The endpoint's own echo, inside the shard.
+    Inline,
+}
+
 /// Flags of `weft bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -98,6 +107,11 @@ pub(crate) struct BenchArgs {
     /// I/O backend of the in-process node: auto, uring or epoll (as `weft node --io`)
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = ["auto", "uring", "epoll"])]
     io: String,
+    /// Where the in-process node echoes: in a worker thread fed by the shards' queues, as
+    /// `weft node --echo` does, or inline in the shard's endpoint (no thread hop; what the
+    /// engine alone costs)
+    #[arg(long, value_enum, default_value_t = EchoAt::Worker)]
+    echo: EchoAt,
     /// Instead of the load: flood the node with spoofed CHANNEL_NEW (random sender ids, many
     /// 127.x.y.z sources) for --duration and report its answers and heap growth
     #[arg(long)]
@@ -152,6 +166,7 @@ impl LocalNode {
         shards: usize,
         allow_plaintext: bool,
         io: &str,
+        echo: EchoAt,
     ) -> Result<(LocalNode, SocketAddr, PeerId), String> {
         let identity = Identity::generate(&mut rand::rngs::OsRng);
         let config = EngineConfig {
@@ -161,20 +176,27 @@ impl LocalNode {
                 "127.0.0.1:0".parse().map_err(|_| "bad address")?,
                 EndpointConfig {
                     allow_plaintext,
+                    echo: echo == EchoAt::Inline,
                     ..EndpointConfig::default()
                 },
             )
         };
         // The shards' endpoints are built on this thread: charge them to the node.
-        let (engine, link) = heap::with_account(Account::Node, || {
-            Engine::start_with_worker(&config, &identity, rand::random(), WORKER_QUEUE)
-        })
-        .map_err(|e| format!("cannot start the node: {e}"))?;
-        // The echo service runs as a worker, as in `weft node --echo`.
-        std::thread::spawn(move || {
-            heap::set_thread_account(Account::Node);
-            weft::engine::run_echo_worker(link)
-        });
+        let engine = match echo {
+            EchoAt::Inline => heap::with_account(Account::Node, || {
+                Engine::start(&config, &identity, rand::random())
+            })
+            .map_err(|e| format!("cannot start the node: {e}"))?,
+            EchoAt::Worker => {
+                let (engine, link) = heap::with_account(Account::Node, || {
+                    Engine::start_with_worker(&config, &identity, rand::random(), WORKER_QUEUE)
+                })
+                .map_err(|e| format!("cannot start the node: {e}"))?;
+                // The echo service runs as a worker, as in `weft node --echo`.
+                std::thread::spawn(move || weft::engine::run_echo_worker(link));
+                engine
+            }
+        };
         let address = engine.local_addr();
         let io_backend = engine.io_backend();
         let stop = engine
@@ -239,7 +261,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     let (target, target_peer, io_backend) = match args.target {
         Some(target) => (target, args.target_peer, "unknown"),
         None => {
-            let (local, address, peer) = LocalNode::start(shards, false, &args.io)?;
+            let (local, address, peer) = LocalNode::start(shards, false, &args.io, args.echo)?;
             let io = local.io_backend;
             node = Some(local);
             (address, Some(peer), io)
@@ -561,7 +583,7 @@ fn flood(args: &BenchArgs) -> Result<(), String> {
         None => {
             // Kind-0 CHANNEL_NEW is answered only where plaintext is allowed (PROTOCOL.md §3);
             // a node that refuses it drops the flood silently, which proves less.
-            let (local, address, peer) = LocalNode::start(shards, true, &args.io)?;
+            let (local, address, peer) = LocalNode::start(shards, true, &args.io, args.echo)?;
             let io = local.io_backend;
             node = Some(local);
             (address, Some(peer), io)
