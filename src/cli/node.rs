@@ -24,7 +24,7 @@ pub(crate) struct NodeArgs {
     /// Send every DATA message back on its channel
     #[arg(long)]
     echo: bool,
-    /// Accept plaintext (kind 0) peers; on by default while kind 0 is the only session kind
+    /// Also accept plaintext (kind 0) peers; off by default, so every peer talks over a session
     #[arg(long)]
     allow_plaintext: bool,
     /// Engine shards, each a thread pinned to a core with its own socket [default: one per core]
