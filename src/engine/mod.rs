@@ -1,11 +1,10 @@
 //! The I/O engine (PROTOCOL.md §12): sockets, the clock and the loops that drive the sans-IO core.
 //!
 //! [`Engine`] runs a node as thread-per-core shards on one SO_REUSEPORT port, each on io_uring
-//! or on epoll with batched `recvmmsg`/`sendmmsg` ([`IoChoice`]); [`Driver`] is the original single-threaded mio loop, and
-//! [`Pinger`] a small blocking loop for `weft ping`.
+//! or on epoll with batched `recvmmsg`/`sendmmsg` ([`IoChoice`]); [`Pinger`] is a small blocking
+//! loop for `weft ping`.
 
 pub mod bulk;
-mod driver;
 mod epoll;
 pub mod heap;
 mod io;
@@ -17,7 +16,6 @@ mod sys;
 mod uring;
 mod worker;
 
-pub use driver::{Driver, PUBLISH_INTERVAL};
 pub use io::{IoChoice, UringRefused};
 pub use pinger::{Pinger, Reply, session_kind_name};
 pub use shard::{ShardStats, owner_of};
@@ -25,6 +23,11 @@ pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_e
 pub use worker::{Deliveries, Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};
 
 use crate::channel::{Endpoint, Event};
+use std::time::Duration;
+
+/// How often the engine hands its statistics to the metrics layer (PROTOCOL.md §12: about once a
+/// second, never per packet).
+pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Logs what a node without an application does not otherwise act on.
 pub(crate) fn log_event(event: &Event) {

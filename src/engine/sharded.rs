@@ -72,11 +72,7 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
-    pub(super) fn from_pipe(pipe: UnixStream) -> ShutdownHandle {
-        ShutdownHandle { pipe }
-    }
-
-    /// Asks the engine (or driver) to stop; [`Engine::run`] returns once every shard has.
+    /// Asks the engine to stop; [`Engine::run`] returns once every shard has.
     pub fn shutdown(&self) {
         // A full pipe already holds a wake-up, so a failed write loses nothing.
         let _ = (&self.pipe).write(&[1]);
