@@ -379,11 +379,15 @@ fn metrics_endpoint_serves_counters_and_build_info() {
         head.contains("Content-Type: text/plain; version=0.0.4"),
         "{head}"
     );
-    assert!(
-        response.contains(&format!(
-            "weft_build_info{{version=\"{}\"}} 1",
+    // The build-info gauge names the backend the engine really runs (`--io auto` decides).
+    let build_info = |backend: &str| {
+        format!(
+            "weft_build_info{{version=\"{}\",io_backend=\"{backend}\"}} 1",
             env!("CARGO_PKG_VERSION")
-        )),
+        )
+    };
+    assert!(
+        response.contains(&build_info("epoll")) || response.contains(&build_info("uring")),
         "{response}"
     );
     let not_found = http_get(node.metrics, "/");

@@ -456,6 +456,13 @@ impl Shard {
     }
 
     fn snapshot(&mut self) {
+        // Sampled once a snapshot, like every gauge here: how far behind this shard is on what
+        // the others handed it.
+        self.stats.set(
+            "weft_shard_handover_queue_depth",
+            None,
+            self.parts.handover_rx.len() as u64,
+        );
         if let Ok(mut shared) = self.parts.snapshot.lock() {
             shared.endpoint.clone_from(self.parts.endpoint.stats());
             shared.engine.clone_from(&self.stats);

@@ -56,7 +56,6 @@ impl MetricsServer {
         let handle = PrometheusBuilder::new()
             .install_recorder()
             .map_err(|e| MetricsError::Recorder(e.to_string()))?;
-        publish_build_info();
         let served = handle.clone();
         std::thread::Builder::new()
             .name("weft-metrics".into())
@@ -76,9 +75,16 @@ impl MetricsServer {
     }
 }
 
-/// Sets `weft_build_info{version="…"}` to 1, the usual way to export a version.
-pub fn publish_build_info() {
-    metrics::gauge!("weft_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+/// Sets `weft_build_info{version="…", io_backend="…"}` to 1, the usual way to export a version,
+/// with the I/O backend the engine really runs (PROTOCOL.md §12): published once the engine has
+/// started, since `--io auto` decides only then.
+pub fn publish_build_info(io_backend: &'static str) {
+    metrics::gauge!(
+        "weft_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "io_backend" => io_backend
+    )
+    .set(1.0);
 }
 
 /// Sets `weft_heap_live_bytes` to the process's live heap when it runs the counting allocator
@@ -237,7 +243,7 @@ mod tests {
         stats.set("weft_peers", None, 7);
         metrics::with_local_recorder(&recorder, || {
             publish(&stats);
-            publish_build_info();
+            publish_build_info("epoll");
         });
         let text = handle.render();
         assert!(text.contains("weft_packets_received_total 3"), "{text}");
@@ -248,7 +254,7 @@ mod tests {
         assert!(text.contains("weft_peers 7"), "{text}");
         assert!(
             text.contains(&format!(
-                "weft_build_info{{version=\"{}\"}} 1",
+                "weft_build_info{{version=\"{}\",io_backend=\"epoll\"}} 1",
                 env!("CARGO_PKG_VERSION")
             )),
             "{text}"

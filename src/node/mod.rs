@@ -113,6 +113,7 @@ impl Node {
         // Armed before the caller announces readiness, so a signal sent on seeing the ready
         // line is always a clean stop.
         engine.stop_on_signals().map_err(StartError::Signals)?;
+        metrics::publish_build_info(engine.io_backend());
         metrics::publish_engine_info(engine.io_backend(), engine.shards());
         if let Some(refused) = engine.io_fallback() {
             metrics::publish_io_fallback(refused.errno_name());
