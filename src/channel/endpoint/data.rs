@@ -511,10 +511,13 @@ impl Endpoint {
             let header =
                 secure::secure_header(phase, self.local_id, peer.id, state.id, wire_sequence);
             let pn = data.next_pn;
-            let room = path.max_payload().saturating_sub(match head {
-                Some(_) => COOKIE_HEAD,
-                None => 0,
-            });
+            // An unconfirmed packet carries the cookie on top of an ordinary one and is no
+            // probe; any other gets the whole datagram, so that `write_frames` can pad a
+            // PMTU probe above the current size (PROTOCOL.md §7.6).
+            let room = match head {
+                Some(_) => path.max_payload().saturating_sub(COOKIE_HEAD),
+                None => usize::MAX,
+            };
             let reliability = &mut data.reliability;
             let sent = secure::seal_packet(
                 &mut self.outgoing,
@@ -532,7 +535,7 @@ impl Endpoint {
                         .emit(region)
                         .ok()?;
                     }
-                    let end = (at + room).min(region.len());
+                    let end = at.saturating_add(room).min(region.len());
                     let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
                     (written > 0).then_some(at + written)
                 },
