@@ -172,6 +172,40 @@ impl Endpoint {
         channel: Handle,
         payload: &[u8],
     ) -> Result<u64, SendError> {
+        self.send_message_with(now, channel, payload.len(), |buf| {
+            buf.copy_from_slice(payload)
+        })
+    }
+
+    /// Sends one application message of `len` bytes that `fill` writes straight into the
+    /// channel's send queue (it is called only when the message is accepted); returns its
+    /// message number. Saves [`Endpoint::send`]'s copy for a producer that generates its data;
+    /// the errors are `send`'s.
+    pub fn send_with(
+        &mut self,
+        now: Instant,
+        channel: ChannelHandle,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, SendError> {
+        let handle = self
+            .channels
+            .resolve(channel.0)
+            .map_err(|_| SendError::UnknownChannel)?;
+        self.last_now = self.last_now.max(now);
+        let number = self.send_message_with(now, handle, len, fill)?;
+        self.flush(now);
+        self.outgoing.finish();
+        Ok(number)
+    }
+
+    fn send_message_with(
+        &mut self,
+        now: Instant,
+        channel: Handle,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, SendError> {
         if !self.ensure_data(now, channel) {
             return Err(SendError::UnknownChannel);
         }
@@ -182,7 +216,7 @@ impl Endpoint {
         let data = state.data.as_mut().ok_or(SendError::UnknownChannel)?;
         let number = data
             .reliability
-            .send(now, payload, &mut self.pool)
+            .send_with(now, len, &mut self.pool, fill)
             .map_err(|error| match error {
                 reliability::SendError::TooLarge { len, max } => SendError::TooLarge { len, max },
                 reliability::SendError::QueueFull => SendError::QueueFull,

@@ -495,6 +495,21 @@ impl ChannelReliability {
         self.send.push(data, pool)
     }
 
+    /// Queues a message of `len` bytes that `fill` writes straight into its buffer from
+    /// `pool` (called only when the message is accepted); returns its message number.
+    pub fn send_with(
+        &mut self,
+        _now: Instant,
+        len: usize,
+        pool: &mut BufferPool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, SendError> {
+        if self.failed.is_some() {
+            return Err(SendError::Closed);
+        }
+        self.send.push_with(len, pool, fill)
+    }
+
     /// Hands the buffers of acknowledged or dropped messages back to `pool`.
     pub fn reclaim(&mut self, pool: &mut BufferPool) {
         self.send.reclaim(pool);
