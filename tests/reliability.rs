@@ -630,6 +630,99 @@ fn path_mtu_rises_by_probing_and_halves_when_the_path_shrinks() {
 }
 
 #[test]
+fn a_saturated_encrypted_sender_probes_up_to_1452_and_halves_when_the_path_shrinks() {
+    for_each_seed(|seed| {
+        // The defaults: an encrypted session, the bulk path's AEAD overhead included.
+        let Pair {
+            mut net,
+            a,
+            b,
+            ca,
+            cb,
+            ..
+        } = pair(seed, TCP, EndpointConfig::default());
+        let tag = format!("seed {seed}");
+        // A bottleneck of 8 Mbit/s with a small queue: the window, not the application, limits
+        // the sender for the whole run.
+        let path = LinkConfig {
+            bandwidth_bps: Some(8_000_000),
+            queue_bytes: Some(64 << 10),
+            mtu: 1452,
+            ..LinkConfig::default()
+        };
+        net.set_path(a, b, path);
+        let largest = Rc::new(RefCell::new(0usize));
+        let sink = Rc::clone(&largest);
+        net.on_deliver(move |_, to, bytes| {
+            if *to == addr(2) {
+                let mut largest = sink.borrow_mut();
+                *largest = (*largest).max(bytes.len());
+            }
+            true
+        });
+        // About 30 round trips of 20 ms (plus queueing), always with data waiting.
+        let mut got = Vec::new();
+        let mut reached = None;
+        for step in 0..120 {
+            top_up(&mut net, a, ca, 256 << 10);
+            net.drive_for(Duration::from_millis(5));
+            got.extend(seen(&events(&mut net, b), cb).got);
+            let (window, _, mtu) = net.node(a).path_info(ca).unwrap();
+            if mtu == 1452 {
+                reached = Some((step, window));
+                break;
+            }
+        }
+        let queued = net.node(a).send_queued(ca).unwrap();
+        let (step, window) = reached.unwrap_or_else(|| {
+            panic!(
+                "{tag}: path MTU {:?} after 600 ms, largest datagram {}",
+                net.node(a).path_info(ca),
+                largest.borrow()
+            )
+        });
+        assert!(queued > 0, "{tag}: the sender ran dry at step {step}");
+        assert!(window > 0, "{tag}");
+        assert_eq!(*largest.borrow(), 1452, "{tag}: largest datagram");
+        // A full-size datagram, not only the probe, now carries data.
+        let before = net.link_stats(a, b).sent;
+        for _ in 0..40 {
+            top_up(&mut net, a, ca, 256 << 10);
+            net.drive_for(Duration::from_millis(5));
+            got.extend(seen(&events(&mut net, b), cb).got);
+        }
+        assert!(net.link_stats(a, b).sent > before + 40, "{tag}");
+        assert_eq!(net.node(a).path_info(ca).unwrap().2, 1452, "{tag}");
+        // The path shrinks under the saturated sender: full-size packets vanish while the
+        // small ones (ACK-only packets the other way, tails of messages) pass.
+        net.set_path(a, b, LinkConfig { mtu: 1300, ..path });
+        let dropped = net.link_stats(a, b).dropped_mtu;
+        for _ in 0..600 {
+            top_up(&mut net, a, ca, 256 << 10);
+            net.drive_for(Duration::from_millis(5));
+            got.extend(seen(&events(&mut net, b), cb).got);
+            if net.node(a).path_info(ca).unwrap().2 == 1200 {
+                break;
+            }
+        }
+        assert!(net.link_stats(a, b).dropped_mtu > dropped, "{tag}");
+        assert_eq!(
+            net.node(a).path_info(ca).map(|p| p.2),
+            Some(1200),
+            "{tag}: path MTU after the drop; {:?}",
+            net.link_stats(a, b)
+        );
+        // Nothing was lost or reordered on the way, and the channel stays open.
+        for _ in 0..100 {
+            net.drive_for(Duration::from_millis(10));
+            got.extend(seen(&events(&mut net, b), cb).got);
+        }
+        assert!(!got.is_empty(), "{tag}");
+        assert_eq!(got, (0..got.len() as u64).collect::<Vec<_>>(), "{tag}");
+    });
+}
+
+#[test]
 fn a_black_hole_closes_x_y_sctp_and_tcp_channels_with_loss() {
     for mode in [X, Y, SCTP, TCP] {
         for_each_seed(|seed| {

@@ -244,9 +244,7 @@ pub fn run_bulk_sender(config: &BulkConfig, done: &AtomicBool) -> Result<BulkRep
     let mut send = SendBatch::new(gso);
     let mut report = BulkReport::default();
     let mut channel = None::<ChannelHandle>;
-    let mut message = vec![0u8; config.message.max(8) & !7];
-    // The message in `message` was filled for this offset and not yet accepted.
-    let mut filled = None::<u64>;
+    let message_len = config.message.max(8) & !7;
     let mut data_start = None::<(Instant, Duration)>;
     let mut more_to_read = true;
     let mut writable = true;
@@ -329,15 +327,13 @@ pub fn run_bulk_sender(config: &BulkConfig, done: &AtomicBool) -> Result<BulkRep
             while report.bytes_queued < config.bytes {
                 let queued = endpoint.send_queued(c).unwrap_or(0);
                 let left = config.bytes - report.bytes_queued;
-                let len = (message.len() as u64).min(left) as usize;
+                let len = (message_len as u64).min(left) as usize;
                 if queued + len > queue_limit {
                     break;
                 }
-                if filled != Some(report.bytes_queued) {
-                    fill_pattern(report.bytes_queued, &mut message[..len]);
-                    filled = Some(report.bytes_queued);
-                }
-                match endpoint.send(now, c, &message[..len]) {
+                // The pattern goes straight into the queued buffer: no staging copy.
+                let offset = report.bytes_queued;
+                match endpoint.send_with(now, c, len, |buf| fill_pattern(offset, buf)) {
                     Ok(_) => {
                         report.bytes_queued += len as u64;
                         worked = true;

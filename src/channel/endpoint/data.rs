@@ -172,6 +172,40 @@ impl Endpoint {
         channel: Handle,
         payload: &[u8],
     ) -> Result<u64, SendError> {
+        self.send_message_with(now, channel, payload.len(), |buf| {
+            buf.copy_from_slice(payload)
+        })
+    }
+
+    /// Sends one application message of `len` bytes that `fill` writes straight into the
+    /// channel's send queue (it is called only when the message is accepted); returns its
+    /// message number. Saves [`Endpoint::send`]'s copy for a producer that generates its data;
+    /// the errors are `send`'s.
+    pub fn send_with(
+        &mut self,
+        now: Instant,
+        channel: ChannelHandle,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, SendError> {
+        let handle = self
+            .channels
+            .resolve(channel.0)
+            .map_err(|_| SendError::UnknownChannel)?;
+        self.last_now = self.last_now.max(now);
+        let number = self.send_message_with(now, handle, len, fill)?;
+        self.flush(now);
+        self.outgoing.finish();
+        Ok(number)
+    }
+
+    fn send_message_with(
+        &mut self,
+        now: Instant,
+        channel: Handle,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, SendError> {
         if !self.ensure_data(now, channel) {
             return Err(SendError::UnknownChannel);
         }
@@ -182,7 +216,7 @@ impl Endpoint {
         let data = state.data.as_mut().ok_or(SendError::UnknownChannel)?;
         let number = data
             .reliability
-            .send(now, payload, &mut self.pool)
+            .send_with(now, len, &mut self.pool, fill)
             .map_err(|error| match error {
                 reliability::SendError::TooLarge { len, max } => SendError::TooLarge { len, max },
                 reliability::SendError::QueueFull => SendError::QueueFull,
@@ -511,10 +545,13 @@ impl Endpoint {
             let header =
                 secure::secure_header(phase, self.local_id, peer.id, state.id, wire_sequence);
             let pn = data.next_pn;
-            let room = path.max_payload().saturating_sub(match head {
-                Some(_) => COOKIE_HEAD,
-                None => 0,
-            });
+            // An unconfirmed packet carries the cookie on top of an ordinary one and is no
+            // probe; any other gets the whole datagram, so that `write_frames` can pad a
+            // PMTU probe above the current size (PROTOCOL.md §7.6).
+            let room = match head {
+                Some(_) => path.max_payload().saturating_sub(COOKIE_HEAD),
+                None => usize::MAX,
+            };
             let reliability = &mut data.reliability;
             let sent = secure::seal_packet(
                 &mut self.outgoing,
@@ -532,7 +569,7 @@ impl Endpoint {
                         .emit(region)
                         .ok()?;
                     }
-                    let end = (at + room).min(region.len());
+                    let end = at.saturating_add(room).min(region.len());
                     let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
                     (written > 0).then_some(at + written)
                 },

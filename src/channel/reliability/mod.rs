@@ -495,6 +495,21 @@ impl ChannelReliability {
         self.send.push(data, pool)
     }
 
+    /// Queues a message of `len` bytes that `fill` writes straight into its buffer from
+    /// `pool` (called only when the message is accepted); returns its message number.
+    pub fn send_with(
+        &mut self,
+        _now: Instant,
+        len: usize,
+        pool: &mut BufferPool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, SendError> {
+        if self.failed.is_some() {
+            return Err(SendError::Closed);
+        }
+        self.send.push_with(len, pool, fill)
+    }
+
     /// Hands the buffers of acknowledged or dropped messages back to `pool`.
     pub fn reclaim(&mut self, pool: &mut BufferPool) {
         self.send.reclaim(pool);
@@ -588,8 +603,16 @@ impl ChannelReliability {
         if self.failed.is_some() {
             return 0;
         }
-        let room = buf.len().min(path.max_payload());
         let probing = self.send.probes_pending > 0;
+        let mut empty_room = path.max_payload();
+        if probing {
+            // A PTO probe stays at the base size (PROTOCOL.md §3): when the path has shrunk
+            // under a sender whose every packet is full-size, it is what still gets through,
+            // and its acknowledgement is the small-packet evidence that lets the full-size
+            // losses it exposes count towards the black-hole halving of §7.6.
+            empty_room = empty_room.min(usize::from(pmtu::BASE_MTU).saturating_sub(path.overhead));
+        }
+        let room = buf.len().min(empty_room);
         let full_packet = (room + path.overhead) as u64;
         let allowed = if probing {
             Ok(())
@@ -634,11 +657,12 @@ impl ChannelReliability {
         let mut probe = None;
         if let Some(size) = path.pmtu.probe_size(now) {
             let probe_room = usize::from(size).saturating_sub(path.overhead);
-            if !probing
-                && self.send.has_sendable()
-                && probe_room > room
-                && probe_room <= buf.len()
-                && path.send_allowed(now, u64::from(size)).is_ok()
+            // RFC 8899 §4.1, PROTOCOL.md §7.6: probing is part of normal transmission. The
+            // probe takes the place of the ordinary packet that the window and the pacer let
+            // out now (`allowed` held for it): a saturated sender's window and pacer never
+            // have room for a packet larger than the current size, and the overshoot, a few
+            // hundred bytes once per round trip at most, is below one packet.
+            if !probing && self.send.has_sendable() && probe_room > room && probe_room <= buf.len()
             {
                 // PROTOCOL.md §7.6: a probe is a packet padded to the probed size with
                 // PMTU_PROBE; it carries no data, so its loss costs nothing but the probe.
@@ -649,9 +673,7 @@ impl ChannelReliability {
             }
         }
         if probe.is_none() {
-            at += self
-                .send
-                .write_data(now, &mut buf[at..room], path.max_payload());
+            at += self.send.write_data(now, &mut buf[at..room], empty_room);
             if at == eliciting_start && probing {
                 // RFC 9002 §6.2.4: a probe with nothing to resend still elicits an ACK.
                 if let Some(n) = frame::write_ping(&mut buf[at..room], [0; 8]) {

@@ -23,6 +23,8 @@ const SEARCH_PRECISION: u16 = 8;
 #[derive(Clone, Debug)]
 pub struct PmtuProber {
     current: u16,
+    /// The configured ceiling.
+    max: u16,
     /// Largest size known to pass.
     low: u16,
     /// Smallest size known (or assumed) to fail, plus one: the search runs in `low..high`.
@@ -40,6 +42,7 @@ impl PmtuProber {
         let max = max.max(BASE_MTU);
         PmtuProber {
             current: BASE_MTU,
+            max,
             low: BASE_MTU,
             high: max + 1,
             probe_in_flight: None,
@@ -62,6 +65,12 @@ impl PmtuProber {
             || self.next_probe.is_some_and(|at| now < at)
         {
             return None;
+        }
+        // The ceiling first, until MAX_PROBES of it are lost: the common path (Ethernet)
+        // carries it, which ends the search in one round trip and at the ceiling itself rather
+        // than SEARCH_PRECISION below it; a path that does not falls back to bisection.
+        if self.high > self.max {
+            return Some(self.max);
         }
         Some(self.low + (self.high - self.low) / 2)
     }

@@ -185,24 +185,38 @@ impl SendSide {
 
     /// Queues a message, copied into a buffer from `pool`; returns its number.
     pub(crate) fn push(&mut self, data: &[u8], pool: &mut BufferPool) -> Result<u64, SendError> {
-        if data.len() > self.max_message_size {
+        self.push_with(data.len(), pool, |buf| buf.copy_from_slice(data))
+    }
+
+    /// Queues a message of `size` bytes that `fill` writes into its queued buffer (called only
+    /// once the message is accepted), so a producer need not build it elsewhere first.
+    pub(crate) fn push_with(
+        &mut self,
+        size: usize,
+        pool: &mut BufferPool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, SendError> {
+        if size > self.max_message_size {
             return Err(SendError::TooLarge {
-                len: data.len(),
+                len: size,
                 max: self.max_message_size,
             });
         }
-        if self.queued_bytes + data.len() > self.queue_budget {
+        if self.queued_bytes + size > self.queue_budget {
             return Err(SendError::QueueFull);
         }
+        let mut data = pool.take(size);
+        data.resize(size, 0);
+        fill(&mut data);
         let number = self.base + self.messages.len() as u64;
-        let len = data.len() as u64;
+        let len = size as u64;
         self.cum_bytes += len;
-        self.queued_bytes += data.len();
+        self.queued_bytes += size;
         let (mut unsent, acked) = self.spare_ranges.pop().unwrap_or_default();
         unsent.insert(0..len);
         self.messages.push_back(Some(OutMessage {
             len,
-            data: pool.copy(data),
+            data,
             end_offset: self.cum_bytes,
             unsent,
             acked,

@@ -130,6 +130,9 @@ impl WeftFlows {
                         b.copy_from_slice(stamp);
                         answers.push((p, u64::from_be_bytes(b)));
                     }
+                    // The buffer came from the endpoint's pool: handing it back keeps the
+                    // harness side allocation-free, like a real application's receive loop.
+                    peer.endpoint.recycle(data);
                 }
                 _ => {}
             }
