@@ -131,26 +131,69 @@ impl PacketKey {
 
 /// One channel's protection within a session: both directions' keys, the next sequence number
 /// to send and the replay window of what was received.
-#[derive(Debug)]
+///
+/// The expanded AES keys (two ring key schedules, about 1 KiB) are kept only while the channel
+/// is in use: [`shed`](Self::shed) drops them for an idle channel and the next packet expands
+/// them again from the 32-byte keys, so a node holding many idle peers pays for the raw keys,
+/// the counters and the replay window only. The sequence number and the window are never shed,
+/// so no nonce is reused and no replay let through (PROTOCOL.md §3, §5).
 pub struct ChannelCrypto {
-    send: PacketKey,
-    receive: PacketKey,
+    send_key: [u8; 32],
+    receive_key: [u8; 32],
+    expanded: Option<Box<Expanded>>,
     next_send: u64,
     /// Packets sealed under this key, whatever their numbers.
     sealed: u64,
     window: ReplayWindow,
 }
 
+/// Both directions' key schedules, boxed so that an idle channel holds a null pointer only.
+struct Expanded {
+    send: PacketKey,
+    receive: PacketKey,
+}
+
+impl fmt::Debug for ChannelCrypto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelCrypto")
+            .field("expanded", &self.expanded.is_some())
+            .field("next_send", &self.next_send)
+            .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ChannelCrypto {
     /// Keys for `channel` from a session's two direction secrets.
     pub fn new(send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) -> Self {
         ChannelCrypto {
-            send: PacketKey::for_channel(send_secret, channel),
-            receive: PacketKey::for_channel(receive_secret, channel),
+            send_key: channel_key(send_secret, channel),
+            receive_key: channel_key(receive_secret, channel),
+            expanded: None,
             next_send: 0,
             sealed: 0,
             window: ReplayWindow::new(),
         }
+    }
+
+    fn keys(&mut self) -> &Expanded {
+        let (send, receive) = (&self.send_key, &self.receive_key);
+        self.expanded.get_or_insert_with(|| {
+            Box::new(Expanded {
+                send: PacketKey::new(send),
+                receive: PacketKey::new(receive),
+            })
+        })
+    }
+
+    /// Drops the expanded keys of an idle channel; the next packet expands them again.
+    pub fn shed(&mut self) {
+        self.expanded = None;
+    }
+
+    /// True while the expanded keys are held.
+    pub fn is_expanded(&self) -> bool {
+        self.expanded.is_some()
     }
 
     /// The sequence number the next sealed packet will carry.
@@ -169,7 +212,9 @@ impl ChannelCrypto {
     /// [`next_sequence`](Self::next_sequence) first and pass the same header here).
     pub fn seal(&mut self, header: &[u8], payload: &mut [u8], tag_out: &mut [u8; TAG_LEN]) -> u64 {
         let sequence = self.next_send;
-        self.send.seal_in_place(sequence, header, payload, tag_out);
+        self.keys()
+            .send
+            .seal_in_place(sequence, header, payload, tag_out);
         // PROTOCOL.md §3: a sequence number is never reused under one key.
         self.next_send += 1;
         self.sealed += 1;
@@ -186,7 +231,9 @@ impl ChannelCrypto {
         payload: &mut [u8],
         tag_out: &mut [u8; TAG_LEN],
     ) {
-        self.send.seal_in_place(sequence, header, payload, tag_out);
+        self.keys()
+            .send
+            .seal_in_place(sequence, header, payload, tag_out);
         self.next_send = self.next_send.max(sequence + 1);
         self.sealed += 1;
     }
@@ -203,6 +250,7 @@ impl ChannelCrypto {
             return Err(OpenError::Replay);
         }
         let len = self
+            .keys()
             .receive
             .open_in_place(sequence, header, ciphertext_and_tag)?;
         self.window.insert(sequence);
@@ -267,10 +315,26 @@ impl ChannelKeys {
         if let Some(crypto) = self.channels.get_mut(&channel) {
             return crypto.open(sequence, header, ciphertext_and_tag);
         }
+        // The key schedule lives on the stack until the tag verified; a new channel's window
+        // is empty, so any sequence number is fresh.
+        let receive = PacketKey::for_channel(&self.receive_secret, channel);
+        let len = receive.open_in_place(sequence, header, ciphertext_and_tag)?;
         let mut crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
-        let len = crypto.open(sequence, header, ciphertext_and_tag)?;
+        crypto.window.insert(sequence);
         self.channels.insert(channel, crypto);
         Ok(len)
+    }
+
+    /// Drops the expanded keys of every channel (an idle session): see [`ChannelCrypto::shed`].
+    pub fn shed(&mut self) {
+        self.channels.values_mut().for_each(ChannelCrypto::shed);
+    }
+
+    /// Drops the expanded keys of one channel that nothing uses for now.
+    pub fn shed_channel(&mut self, channel: ChannelId) {
+        if let Some(crypto) = self.channels.get_mut(&channel) {
+            crypto.shed();
+        }
     }
 
     /// Forgets a closed channel (its id is never reused within the session, §6).
@@ -390,6 +454,29 @@ mod tests {
         // ...so a genuine packet just after the first still opens.
         let (seq2, packet2) = sealed(&mut a, b"second");
         assert!(b.open(seq2, &HEADER, &mut packet2.clone()).is_ok());
+    }
+
+    #[test]
+    fn shed_keys_come_back_with_the_same_numbers_and_window() {
+        let (mut a, mut b) = pair(ChannelId::new(1, 2));
+        let (seq, packet) = sealed(&mut a, b"before");
+        assert!(b.open(seq, &HEADER, &mut packet.clone()).is_ok());
+        a.shed();
+        b.shed();
+        assert!(!a.is_expanded() && !b.is_expanded());
+        // The replay window survived the shedding...
+        assert_eq!(
+            b.open(seq, &HEADER, &mut packet.clone()),
+            Err(OpenError::Replay)
+        );
+        // ...and so did the sequence number: no nonce is reused.
+        let (seq2, packet2) = sealed(&mut a, b"after");
+        assert_eq!(seq2, seq + 1);
+        assert!(a.is_expanded());
+        let mut body = packet2.clone();
+        let len = b.open(seq2, &HEADER, &mut body).unwrap();
+        assert_eq!(&body[..len], b"after");
+        assert!(b.is_expanded());
     }
 
     #[test]

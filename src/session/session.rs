@@ -177,7 +177,9 @@ pub struct SessionSlot {
     /// A retired session that a new handshake displaced from its phase before its grace period
     /// ended (a crossing INIT that arrived late): it still opens packets in flight under that
     /// phase, tried only when the phase's newer session refuses one.
-    displaced: Option<(Session, Instant)>,
+    /// Boxed: it exists only for a moment around a crossing rekey, and inline it would double
+    /// the slot every idle peer holds.
+    displaced: Option<Box<(Session, Instant)>>,
     sending: KeyPhase,
 }
 
@@ -224,7 +226,7 @@ impl SessionSlot {
         let phase = sending.flipped();
         let previous = self.sessions[phase.index()].replace(Session::new(established, now, phase));
         if let (Some(previous), Some(retired_at)) = (previous, self.retired_at[phase.index()]) {
-            self.displaced = Some((previous, retired_at));
+            self.displaced = Some(Box::new((previous, retired_at)));
         }
         self.retired_at[phase.index()] = None;
         self.stamp(phase);
@@ -273,8 +275,8 @@ impl SessionSlot {
     pub fn displaced(&mut self, phase: KeyPhase) -> Option<&mut Session> {
         self.displaced
             .as_mut()
-            .filter(|(session, _)| session.phase == phase)
-            .map(|(session, _)| session)
+            .filter(|displaced| displaced.0.phase == phase)
+            .map(|displaced| &mut displaced.0)
     }
 
     /// Drops a session retired more than `grace` ago.
@@ -282,7 +284,7 @@ impl SessionSlot {
         if self
             .displaced
             .as_ref()
-            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > grace)
+            .is_some_and(|displaced| now.saturating_duration_since(displaced.1) > grace)
         {
             self.displaced = None;
         }
@@ -318,6 +320,17 @@ impl SessionSlot {
     /// The session we send under, read-only.
     pub fn current_ref(&self) -> Option<&Session> {
         self.sessions[self.sending.index()].as_ref()
+    }
+
+    /// Drops the expanded channel keys of every session held: the peer is idle, and its next
+    /// packet expands them again (see [`ChannelCrypto::shed`](crate::session::ChannelCrypto::shed)).
+    pub fn shed_keys(&mut self) {
+        for session in self.sessions.iter_mut().flatten() {
+            session.keys.shed();
+        }
+        if let Some(displaced) = self.displaced.as_mut() {
+            displaced.0.keys.shed();
+        }
     }
 
     /// Drops both sessions.
