@@ -5,7 +5,6 @@
 use super::window::{Seen, SlidingWindow};
 use crate::wire::ChannelId;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
-use std::collections::HashMap;
 use std::fmt;
 
 /// Length of the AEAD tag after the ciphertext.
@@ -265,10 +264,14 @@ impl ChannelCrypto {
 
 /// The per-session cache of channel keys, keyed by channel id. Keys are derived when a channel
 /// is first used (set-up, not per packet) and dropped with the channel.
+///
+/// A vector sorted by channel id, sized exactly: a session mostly holds one to a few channels,
+/// where a hash map would round up to four buckets of several hundred bytes each and a binary
+/// search costs no more than hashing.
 pub struct ChannelKeys {
     send_secret: [u8; 32],
     receive_secret: [u8; 32],
-    channels: HashMap<ChannelId, ChannelCrypto>,
+    channels: Vec<(ChannelId, ChannelCrypto)>,
 }
 
 impl fmt::Debug for ChannelKeys {
@@ -285,21 +288,38 @@ impl ChannelKeys {
         ChannelKeys {
             send_secret,
             receive_secret,
-            channels: HashMap::new(),
+            channels: Vec::new(),
         }
+    }
+
+    fn find(&self, channel: ChannelId) -> Result<usize, usize> {
+        self.channels
+            .binary_search_by_key(&channel.0, |(id, _)| id.0)
+    }
+
+    fn insert_at(&mut self, at: usize, channel: ChannelId, crypto: ChannelCrypto) -> usize {
+        // Set-up, not per packet: grow by one so no idle slot is held.
+        self.channels.reserve_exact(1);
+        self.channels.insert(at, (channel, crypto));
+        at
     }
 
     /// The channel's crypto state, derived on first use.
     pub fn channel(&mut self, channel: ChannelId) -> &mut ChannelCrypto {
-        let (send, receive) = (&self.send_secret, &self.receive_secret);
-        self.channels
-            .entry(channel)
-            .or_insert_with(|| ChannelCrypto::new(send, receive, channel))
+        let index = match self.find(channel) {
+            Ok(index) => index,
+            Err(at) => {
+                let crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
+                self.insert_at(at, channel, crypto)
+            }
+        };
+        &mut self.channels[index].1
     }
 
     /// The channel's crypto state if it was derived already.
     pub fn get(&mut self, channel: ChannelId) -> Option<&mut ChannelCrypto> {
-        self.channels.get_mut(&channel)
+        let index = self.find(channel).ok()?;
+        Some(&mut self.channels[index].1)
     }
 
     /// Opens a received packet of `channel`. A channel seen for the first time gets its keys
@@ -312,41 +332,51 @@ impl ChannelKeys {
         header: &[u8],
         ciphertext_and_tag: &mut [u8],
     ) -> Result<usize, OpenError> {
-        if let Some(crypto) = self.channels.get_mut(&channel) {
-            return crypto.open(sequence, header, ciphertext_and_tag);
-        }
+        let at = match self.find(channel) {
+            Ok(index) => {
+                return self.channels[index]
+                    .1
+                    .open(sequence, header, ciphertext_and_tag);
+            }
+            Err(at) => at,
+        };
         // The key schedule lives on the stack until the tag verified; a new channel's window
         // is empty, so any sequence number is fresh.
         let receive = PacketKey::for_channel(&self.receive_secret, channel);
         let len = receive.open_in_place(sequence, header, ciphertext_and_tag)?;
         let mut crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
         crypto.window.insert(sequence);
-        self.channels.insert(channel, crypto);
+        self.insert_at(at, channel, crypto);
         Ok(len)
     }
 
     /// Drops the expanded keys of every channel (an idle session): see [`ChannelCrypto::shed`].
     pub fn shed(&mut self) {
-        self.channels.values_mut().for_each(ChannelCrypto::shed);
+        for (_, crypto) in &mut self.channels {
+            crypto.shed();
+        }
     }
 
     /// Drops the expanded keys of one channel that nothing uses for now.
     pub fn shed_channel(&mut self, channel: ChannelId) {
-        if let Some(crypto) = self.channels.get_mut(&channel) {
+        if let Some(crypto) = self.get(channel) {
             crypto.shed();
         }
     }
 
     /// Forgets a closed channel (its id is never reused within the session, §6).
     pub fn remove(&mut self, channel: ChannelId) {
-        self.channels.remove(&channel);
+        if let Ok(index) = self.find(channel) {
+            self.channels.remove(index);
+            self.channels.shrink_to_fit();
+        }
     }
 
     /// The most packets any channel has sealed under this session (for the rekey threshold).
     pub fn max_packets_sent(&self) -> u64 {
         self.channels
-            .values()
-            .map(ChannelCrypto::packets_sent)
+            .iter()
+            .map(|(_, crypto)| crypto.packets_sent())
             .max()
             .unwrap_or(0)
     }
@@ -502,6 +532,26 @@ mod tests {
         assert_eq!(keys.max_packets_sent(), 2);
         keys.remove(ChannelId::new(1, 1));
         assert!(keys.get(ChannelId::new(1, 1)).is_none());
+    }
+
+    #[test]
+    fn the_cache_finds_channels_inserted_in_any_order() {
+        let mut keys = ChannelKeys::new([1; 32], [2; 32]);
+        let mut tag = [0u8; TAG_LEN];
+        for (n, sub) in [5u16, 1, 3, 2].into_iter().enumerate() {
+            for _ in 0..=n {
+                keys.channel(ChannelId::new(1, sub))
+                    .seal(&HEADER, &mut [0u8; 8], &mut tag);
+            }
+        }
+        for (n, sub) in [5u16, 1, 3, 2].into_iter().enumerate() {
+            let crypto = keys.get(ChannelId::new(1, sub)).expect("derived");
+            assert_eq!(crypto.next_sequence(), n as u64 + 1);
+        }
+        keys.remove(ChannelId::new(1, 3));
+        assert!(keys.get(ChannelId::new(1, 3)).is_none());
+        assert_eq!(keys.get(ChannelId::new(1, 2)).unwrap().next_sequence(), 4);
+        assert_eq!(keys.len(), 3);
     }
 
     #[test]
