@@ -11,7 +11,7 @@ use weft::session::Identity;
 use weft::wire::Capabilities;
 
 /// The bound on server bytes per idle peer: the figure measured, plus about 10 %.
-const MAX_BYTES_PER_PEER: i64 = 8_150;
+const MAX_BYTES_PER_PEER: i64 = 7_950;
 
 struct Bench {
     server: Endpoint,
