@@ -6,6 +6,8 @@
 mod flood;
 #[path = "channel/hot_path.rs"]
 mod hot_path;
+#[path = "channel/memory.rs"]
+mod memory;
 mod sim;
 #[path = "channel/sockets.rs"]
 mod sockets;

@@ -5,7 +5,6 @@
 use super::window::{Seen, SlidingWindow};
 use crate::wire::ChannelId;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
-use std::collections::HashMap;
 use std::fmt;
 
 /// Length of the AEAD tag after the ciphertext.
@@ -131,26 +130,69 @@ impl PacketKey {
 
 /// One channel's protection within a session: both directions' keys, the next sequence number
 /// to send and the replay window of what was received.
-#[derive(Debug)]
+///
+/// The expanded AES keys (two ring key schedules, about 1 KiB) are kept only while the channel
+/// is in use: [`shed`](Self::shed) drops them for an idle channel and the next packet expands
+/// them again from the 32-byte keys, so a node holding many idle peers pays for the raw keys,
+/// the counters and the replay window only. The sequence number and the window are never shed,
+/// so no nonce is reused and no replay let through (PROTOCOL.md §3, §5).
 pub struct ChannelCrypto {
-    send: PacketKey,
-    receive: PacketKey,
+    send_key: [u8; 32],
+    receive_key: [u8; 32],
+    expanded: Option<Box<Expanded>>,
     next_send: u64,
     /// Packets sealed under this key, whatever their numbers.
     sealed: u64,
     window: ReplayWindow,
 }
 
+/// Both directions' key schedules, boxed so that an idle channel holds a null pointer only.
+struct Expanded {
+    send: PacketKey,
+    receive: PacketKey,
+}
+
+impl fmt::Debug for ChannelCrypto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelCrypto")
+            .field("expanded", &self.expanded.is_some())
+            .field("next_send", &self.next_send)
+            .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ChannelCrypto {
     /// Keys for `channel` from a session's two direction secrets.
     pub fn new(send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) -> Self {
         ChannelCrypto {
-            send: PacketKey::for_channel(send_secret, channel),
-            receive: PacketKey::for_channel(receive_secret, channel),
+            send_key: channel_key(send_secret, channel),
+            receive_key: channel_key(receive_secret, channel),
+            expanded: None,
             next_send: 0,
             sealed: 0,
             window: ReplayWindow::new(),
         }
+    }
+
+    fn keys(&mut self) -> &Expanded {
+        let (send, receive) = (&self.send_key, &self.receive_key);
+        self.expanded.get_or_insert_with(|| {
+            Box::new(Expanded {
+                send: PacketKey::new(send),
+                receive: PacketKey::new(receive),
+            })
+        })
+    }
+
+    /// Drops the expanded keys of an idle channel; the next packet expands them again.
+    pub fn shed(&mut self) {
+        self.expanded = None;
+    }
+
+    /// True while the expanded keys are held.
+    pub fn is_expanded(&self) -> bool {
+        self.expanded.is_some()
     }
 
     /// The sequence number the next sealed packet will carry.
@@ -169,7 +211,9 @@ impl ChannelCrypto {
     /// [`next_sequence`](Self::next_sequence) first and pass the same header here).
     pub fn seal(&mut self, header: &[u8], payload: &mut [u8], tag_out: &mut [u8; TAG_LEN]) -> u64 {
         let sequence = self.next_send;
-        self.send.seal_in_place(sequence, header, payload, tag_out);
+        self.keys()
+            .send
+            .seal_in_place(sequence, header, payload, tag_out);
         // PROTOCOL.md §3: a sequence number is never reused under one key.
         self.next_send += 1;
         self.sealed += 1;
@@ -186,7 +230,9 @@ impl ChannelCrypto {
         payload: &mut [u8],
         tag_out: &mut [u8; TAG_LEN],
     ) {
-        self.send.seal_in_place(sequence, header, payload, tag_out);
+        self.keys()
+            .send
+            .seal_in_place(sequence, header, payload, tag_out);
         self.next_send = self.next_send.max(sequence + 1);
         self.sealed += 1;
     }
@@ -203,6 +249,7 @@ impl ChannelCrypto {
             return Err(OpenError::Replay);
         }
         let len = self
+            .keys()
             .receive
             .open_in_place(sequence, header, ciphertext_and_tag)?;
         self.window.insert(sequence);
@@ -217,10 +264,14 @@ impl ChannelCrypto {
 
 /// The per-session cache of channel keys, keyed by channel id. Keys are derived when a channel
 /// is first used (set-up, not per packet) and dropped with the channel.
+///
+/// A vector sorted by channel id, sized exactly: a session mostly holds one to a few channels,
+/// where a hash map would round up to four buckets of several hundred bytes each and a binary
+/// search costs no more than hashing.
 pub struct ChannelKeys {
     send_secret: [u8; 32],
     receive_secret: [u8; 32],
-    channels: HashMap<ChannelId, ChannelCrypto>,
+    channels: Vec<(ChannelId, ChannelCrypto)>,
 }
 
 impl fmt::Debug for ChannelKeys {
@@ -237,21 +288,38 @@ impl ChannelKeys {
         ChannelKeys {
             send_secret,
             receive_secret,
-            channels: HashMap::new(),
+            channels: Vec::new(),
         }
+    }
+
+    fn find(&self, channel: ChannelId) -> Result<usize, usize> {
+        self.channels
+            .binary_search_by_key(&channel.0, |(id, _)| id.0)
+    }
+
+    fn insert_at(&mut self, at: usize, channel: ChannelId, crypto: ChannelCrypto) -> usize {
+        // Set-up, not per packet: grow by one so no idle slot is held.
+        self.channels.reserve_exact(1);
+        self.channels.insert(at, (channel, crypto));
+        at
     }
 
     /// The channel's crypto state, derived on first use.
     pub fn channel(&mut self, channel: ChannelId) -> &mut ChannelCrypto {
-        let (send, receive) = (&self.send_secret, &self.receive_secret);
-        self.channels
-            .entry(channel)
-            .or_insert_with(|| ChannelCrypto::new(send, receive, channel))
+        let index = match self.find(channel) {
+            Ok(index) => index,
+            Err(at) => {
+                let crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
+                self.insert_at(at, channel, crypto)
+            }
+        };
+        &mut self.channels[index].1
     }
 
     /// The channel's crypto state if it was derived already.
     pub fn get(&mut self, channel: ChannelId) -> Option<&mut ChannelCrypto> {
-        self.channels.get_mut(&channel)
+        let index = self.find(channel).ok()?;
+        Some(&mut self.channels[index].1)
     }
 
     /// Opens a received packet of `channel`. A channel seen for the first time gets its keys
@@ -264,25 +332,51 @@ impl ChannelKeys {
         header: &[u8],
         ciphertext_and_tag: &mut [u8],
     ) -> Result<usize, OpenError> {
-        if let Some(crypto) = self.channels.get_mut(&channel) {
-            return crypto.open(sequence, header, ciphertext_and_tag);
-        }
+        let at = match self.find(channel) {
+            Ok(index) => {
+                return self.channels[index]
+                    .1
+                    .open(sequence, header, ciphertext_and_tag);
+            }
+            Err(at) => at,
+        };
+        // The key schedule lives on the stack until the tag verified; a new channel's window
+        // is empty, so any sequence number is fresh.
+        let receive = PacketKey::for_channel(&self.receive_secret, channel);
+        let len = receive.open_in_place(sequence, header, ciphertext_and_tag)?;
         let mut crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
-        let len = crypto.open(sequence, header, ciphertext_and_tag)?;
-        self.channels.insert(channel, crypto);
+        crypto.window.insert(sequence);
+        self.insert_at(at, channel, crypto);
         Ok(len)
+    }
+
+    /// Drops the expanded keys of every channel (an idle session): see [`ChannelCrypto::shed`].
+    pub fn shed(&mut self) {
+        for (_, crypto) in &mut self.channels {
+            crypto.shed();
+        }
+    }
+
+    /// Drops the expanded keys of one channel that nothing uses for now.
+    pub fn shed_channel(&mut self, channel: ChannelId) {
+        if let Some(crypto) = self.get(channel) {
+            crypto.shed();
+        }
     }
 
     /// Forgets a closed channel (its id is never reused within the session, §6).
     pub fn remove(&mut self, channel: ChannelId) {
-        self.channels.remove(&channel);
+        if let Ok(index) = self.find(channel) {
+            self.channels.remove(index);
+            self.channels.shrink_to_fit();
+        }
     }
 
     /// The most packets any channel has sealed under this session (for the rekey threshold).
     pub fn max_packets_sent(&self) -> u64 {
         self.channels
-            .values()
-            .map(ChannelCrypto::packets_sent)
+            .iter()
+            .map(|(_, crypto)| crypto.packets_sent())
             .max()
             .unwrap_or(0)
     }
@@ -393,6 +487,29 @@ mod tests {
     }
 
     #[test]
+    fn shed_keys_come_back_with_the_same_numbers_and_window() {
+        let (mut a, mut b) = pair(ChannelId::new(1, 2));
+        let (seq, packet) = sealed(&mut a, b"before");
+        assert!(b.open(seq, &HEADER, &mut packet.clone()).is_ok());
+        a.shed();
+        b.shed();
+        assert!(!a.is_expanded() && !b.is_expanded());
+        // The replay window survived the shedding...
+        assert_eq!(
+            b.open(seq, &HEADER, &mut packet.clone()),
+            Err(OpenError::Replay)
+        );
+        // ...and so did the sequence number: no nonce is reused.
+        let (seq2, packet2) = sealed(&mut a, b"after");
+        assert_eq!(seq2, seq + 1);
+        assert!(a.is_expanded());
+        let mut body = packet2.clone();
+        let len = b.open(seq2, &HEADER, &mut body).unwrap();
+        assert_eq!(&body[..len], b"after");
+        assert!(b.is_expanded());
+    }
+
+    #[test]
     fn a_packet_shorter_than_a_tag_is_an_error() {
         let (_, mut b) = pair(ChannelId::DEFAULT);
         assert_eq!(
@@ -415,6 +532,26 @@ mod tests {
         assert_eq!(keys.max_packets_sent(), 2);
         keys.remove(ChannelId::new(1, 1));
         assert!(keys.get(ChannelId::new(1, 1)).is_none());
+    }
+
+    #[test]
+    fn the_cache_finds_channels_inserted_in_any_order() {
+        let mut keys = ChannelKeys::new([1; 32], [2; 32]);
+        let mut tag = [0u8; TAG_LEN];
+        for (n, sub) in [5u16, 1, 3, 2].into_iter().enumerate() {
+            for _ in 0..=n {
+                keys.channel(ChannelId::new(1, sub))
+                    .seal(&HEADER, &mut [0u8; 8], &mut tag);
+            }
+        }
+        for (n, sub) in [5u16, 1, 3, 2].into_iter().enumerate() {
+            let crypto = keys.get(ChannelId::new(1, sub)).expect("derived");
+            assert_eq!(crypto.next_sequence(), n as u64 + 1);
+        }
+        keys.remove(ChannelId::new(1, 3));
+        assert!(keys.get(ChannelId::new(1, 3)).is_none());
+        assert_eq!(keys.get(ChannelId::new(1, 2)).unwrap().next_sequence(), 4);
+        assert_eq!(keys.len(), 3);
     }
 
     #[test]

@@ -167,7 +167,9 @@ pub enum ReplaceError {
 /// or at once (initiator, who knows the responder holds it), and the older one is then dropped.
 #[derive(Debug, Default)]
 pub struct SessionSlot {
-    sessions: [Option<Session>; 2],
+    /// Boxed: most peers hold one session most of the time, and an empty phase should cost a
+    /// null pointer, not a session's worth of inline room.
+    sessions: [Option<Box<Session>>; 2],
     /// Install order of each phase's session, to tell the newer from the older.
     generations: [u64; 2],
     next_generation: u64,
@@ -177,7 +179,7 @@ pub struct SessionSlot {
     /// A retired session that a new handshake displaced from its phase before its grace period
     /// ended (a crossing INIT that arrived late): it still opens packets in flight under that
     /// phase, tried only when the phase's newer session refuses one.
-    displaced: Option<(Session, Instant)>,
+    displaced: Option<(Box<Session>, Instant)>,
     sending: KeyPhase,
 }
 
@@ -189,12 +191,12 @@ impl SessionSlot {
 
     /// The session we send under, if any.
     pub fn current(&mut self) -> Option<&mut Session> {
-        self.sessions[self.sending.index()].as_mut()
+        self.sessions[self.sending.index()].as_deref_mut()
     }
 
     /// The session packets with KEY_PHASE `phase` are opened with.
     pub fn by_phase(&mut self, phase: KeyPhase) -> Option<&mut Session> {
-        self.sessions[phase.index()].as_mut()
+        self.sessions[phase.index()].as_deref_mut()
     }
 
     /// True if no session is held.
@@ -212,7 +214,7 @@ impl SessionSlot {
         let Some(current) = self.sessions[sending.index()].as_ref() else {
             self.sessions = [None, None];
             self.sending = KeyPhase::Zero;
-            self.sessions[0] = Some(Session::new(established, now, KeyPhase::Zero));
+            self.sessions[0] = Some(Box::new(Session::new(established, now, KeyPhase::Zero)));
             self.stamp(KeyPhase::Zero);
             return Ok(KeyPhase::Zero);
         };
@@ -222,7 +224,8 @@ impl SessionSlot {
         // PROTOCOL.md §5: the new session takes the other phase; a still-pending newer session
         // there is superseded by this one.
         let phase = sending.flipped();
-        let previous = self.sessions[phase.index()].replace(Session::new(established, now, phase));
+        let previous =
+            self.sessions[phase.index()].replace(Box::new(Session::new(established, now, phase)));
         if let (Some(previous), Some(retired_at)) = (previous, self.retired_at[phase.index()]) {
             self.displaced = Some((previous, retired_at));
         }
@@ -273,8 +276,8 @@ impl SessionSlot {
     pub fn displaced(&mut self, phase: KeyPhase) -> Option<&mut Session> {
         self.displaced
             .as_mut()
-            .filter(|(session, _)| session.phase == phase)
-            .map(|(session, _)| session)
+            .filter(|displaced| displaced.0.phase == phase)
+            .map(|displaced| &mut *displaced.0)
     }
 
     /// Drops a session retired more than `grace` ago.
@@ -282,7 +285,7 @@ impl SessionSlot {
         if self
             .displaced
             .as_ref()
-            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > grace)
+            .is_some_and(|displaced| now.saturating_duration_since(displaced.1) > grace)
         {
             self.displaced = None;
         }
@@ -299,7 +302,7 @@ impl SessionSlot {
     /// The session of `phase` if it may open packets (current, newer, or retired within the
     /// grace period the caller enforces with [`expire_retired`](Self::expire_retired)).
     pub fn phase_session(&mut self, phase: KeyPhase) -> Option<&mut Session> {
-        self.sessions[phase.index()].as_mut()
+        self.sessions[phase.index()].as_deref_mut()
     }
 
     /// True if no newer session waits to take over sending (a responder's new session before
@@ -317,7 +320,18 @@ impl SessionSlot {
 
     /// The session we send under, read-only.
     pub fn current_ref(&self) -> Option<&Session> {
-        self.sessions[self.sending.index()].as_ref()
+        self.sessions[self.sending.index()].as_deref()
+    }
+
+    /// Drops the expanded channel keys of every session held: the peer is idle, and its next
+    /// packet expands them again (see [`ChannelCrypto::shed`](crate::session::ChannelCrypto::shed)).
+    pub fn shed_keys(&mut self) {
+        for session in self.sessions.iter_mut().flatten() {
+            session.keys.shed();
+        }
+        if let Some(displaced) = self.displaced.as_mut() {
+            displaced.0.keys.shed();
+        }
     }
 
     /// Drops both sessions.

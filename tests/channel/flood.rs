@@ -51,7 +51,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-fn live_bytes() -> i64 {
+pub(crate) fn live_bytes() -> i64 {
     LIVE_BYTES.with(Cell::get)
 }
 

@@ -1342,6 +1342,16 @@ impl Endpoint {
         }
     }
 
+    fn shed_session_keys(&mut self, peer: PeerId) {
+        if let Some(entry) = self
+            .session_index
+            .get(&peer)
+            .and_then(|&handle| self.sessions.get_mut(handle))
+        {
+            entry.slot.shed_keys();
+        }
+    }
+
     fn peer_timer(&mut self, now: Instant, code: Hashcode) {
         let Ok(peer) = self.peers.resolve(code) else {
             return;
@@ -1352,7 +1362,17 @@ impl Endpoint {
         };
         let deadline = state.last_heard + timeout;
         if deadline > now {
-            self.arm(deadline, TimerKey::Peer(code));
+            // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive interval
+            // gives up its expanded channel keys, re-expanded by its next packet. This timer
+            // already exists per peer, so nothing scans the peers per packet.
+            let idle_at = state.last_heard + self.config.keep_alive_interval;
+            if idle_at <= now {
+                let id = state.id;
+                self.shed_session_keys(id);
+                self.arm(deadline, TimerKey::Peer(code));
+            } else {
+                self.arm(idle_at.min(deadline), TimerKey::Peer(code));
+            }
             return;
         }
         // PROTOCOL.md §7.7: a peer silent for the connection reset timeout loses its channels;

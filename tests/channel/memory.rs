@@ -1,0 +1,153 @@
+//! Node memory per idle peer (PROTOCOL.md §12): one server endpoint holds an encrypted session
+//! and one open UDP channel with each of many clients, and its live heap per peer (measured by
+//! the counting allocator around the server's calls only) stays under a fixed bound, so a
+//! regression in per-peer state fails here.
+
+use super::flood::live_bytes;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use weft::channel::{Endpoint, EndpointConfig, Event};
+use weft::session::Identity;
+use weft::wire::Capabilities;
+
+/// The bound on server bytes per idle peer: the figure measured, plus about 10 %.
+const MAX_BYTES_PER_PEER: i64 = 7_950;
+
+struct Bench {
+    server: Endpoint,
+    server_addr: SocketAddr,
+    clients: Vec<(Endpoint, SocketAddr)>,
+    now: Instant,
+    buf: Vec<u8>,
+    /// Net bytes the server allocated, counted only while it ran.
+    server_heap: i64,
+    opened: usize,
+}
+
+impl Bench {
+    fn server_call<R>(&mut self, f: impl FnOnce(&mut Endpoint) -> R) -> R {
+        let before = live_bytes();
+        let result = f(&mut self.server);
+        self.server_heap += live_bytes() - before;
+        result
+    }
+
+    /// Moves every queued datagram both ways, runs due timers and takes the events.
+    fn step(&mut self) {
+        self.now += Duration::from_millis(1);
+        let now = self.now;
+        loop {
+            let mut moved = false;
+            let server_addr = self.server_addr;
+            for i in 0..self.clients.len() {
+                let from = self.clients[i].1;
+                while let Some(t) = self.clients[i].0.poll_transmit(&mut self.buf) {
+                    let datagram = self.buf[..t.len].to_vec();
+                    self.server_call(|s| s.handle(now, from, &datagram));
+                    moved = true;
+                }
+            }
+            loop {
+                let mut buf = std::mem::take(&mut self.buf);
+                let sent = self.server_call(|s| s.poll_transmit(&mut buf));
+                self.buf = buf;
+                let Some(t) = sent else { break };
+                let Some(client) = self.clients.iter_mut().find(|c| c.1 == t.destination) else {
+                    continue;
+                };
+                client.0.handle(now, server_addr, &self.buf[..t.len]);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        for (client, _) in &mut self.clients {
+            if client.poll_timeout().is_some_and(|t| t <= now) {
+                client.handle_timeout(now);
+            }
+            while client.poll_event().is_some() {}
+        }
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server_call(|s| s.handle_timeout(now));
+        }
+        while let Some(event) = self.server_call(Endpoint::poll_event) {
+            if matches!(event, Event::ChannelOpened { .. }) {
+                self.opened += 1;
+            }
+        }
+    }
+}
+
+fn identity(n: u32) -> Identity {
+    let mut a = [7u8; 32];
+    let mut b = [9u8; 32];
+    a[..4].copy_from_slice(&n.to_be_bytes());
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    Identity::from_secret_bytes(a, b)
+}
+
+/// Server bytes per peer once `peers` clients each hold a session and one open UDP channel.
+fn server_bytes_per_peer(peers: u32) -> i64 {
+    let now = Instant::now();
+    let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
+    let before = live_bytes();
+    let server = Endpoint::new(EndpointConfig::default(), identity(u32::MAX), [3; 32], now);
+    let created = live_bytes() - before;
+    let mut bench = Bench {
+        server,
+        server_addr,
+        clients: Vec::new(),
+        now,
+        buf: vec![0; 2048],
+        server_heap: created,
+        opened: 0,
+    };
+    for n in 0..peers {
+        let addr = SocketAddr::from(([10, 1, (n >> 8) as u8, n as u8], 2000));
+        let mut seed = [5u8; 32];
+        seed[..4].copy_from_slice(&n.to_be_bytes());
+        let mut client = Endpoint::new(EndpointConfig::default(), identity(n), seed, now);
+        client
+            .open_channel(
+                now,
+                server_addr,
+                None,
+                None,
+                Capabilities::from_bits(0).unwrap(),
+            )
+            .expect("open");
+        bench.clients.push((client, addr));
+        // A few handshakes at a time, as peers arrive: the server's load policy (§5) would
+        // answer a burst of hundreds with cookies, which is not what this test measures.
+        if bench.clients.len() % 32 == 0 || n + 1 == peers {
+            for _ in 0..200 {
+                bench.step();
+                if bench.opened == bench.clients.len() {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(bench.opened, peers as usize, "every channel opened");
+    assert_eq!(bench.server.session_count(), peers as usize);
+    // Idle: let more than a keep-alive interval (§7.7: 15 s) pass with nothing sent.
+    for _ in 0..40 {
+        bench.now += Duration::from_millis(500);
+        bench.step();
+    }
+    assert_eq!(bench.server.channel_count(), peers as usize);
+    let baseline = bench.server_heap;
+    let _ = baseline;
+    (bench.server_heap - created) / i64::from(peers)
+}
+
+#[test]
+fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
+    let per_peer = server_bytes_per_peer(500);
+    println!("server bytes/peer {per_peer}");
+    assert!(
+        per_peer <= MAX_BYTES_PER_PEER,
+        "server holds {per_peer} bytes per idle peer (bound {MAX_BYTES_PER_PEER})"
+    );
+}
