@@ -123,7 +123,8 @@ pub struct LoadReport {
     pub open_failed: u64,
     /// Time from the first open to the last channel opened.
     pub open_time: Duration,
-    /// Largest datagram sent in the data phase, in bytes of UDP payload.
+    /// The most common datagram size sent in the data phase (the data packet), in bytes of UDP
+    /// payload.
     pub packet_bytes: usize,
     /// Bytes of UDP payload sent in the data phase.
     pub bytes_out: u64,
@@ -308,14 +309,19 @@ trait Flows {
     fn timers(&mut self, _now: Instant, _out: &mut Out, _answers: &mut Vec<(usize, u64)>) {}
 }
 
+/// Datagram sizes counted one by one; larger ones share the last bucket.
+const SIZE_BUCKETS: usize = 2048;
+
 /// A client's send batch on its socket.
 struct Out {
     batch: SendBatch,
     fd: RawFd,
-    /// Datagrams and bytes pushed, and the largest datagram.
+    /// Datagrams and bytes pushed.
     datagrams: u64,
     bytes: u64,
-    largest: usize,
+    /// Datagrams pushed by size: the most common size is the data packet's, which neither the
+    /// largest (a PMTU probe is padded to the ceiling) nor the mean (ACKs are small) gives.
+    by_size: Vec<u64>,
 }
 
 impl Out {
@@ -325,8 +331,18 @@ impl Out {
             fd,
             datagrams: 0,
             bytes: 0,
-            largest: 0,
+            by_size: vec![0; SIZE_BUCKETS],
         }
+    }
+
+    /// The size most datagrams had (0 before any).
+    fn most_common_size(&self) -> usize {
+        self.by_size
+            .iter()
+            .enumerate()
+            .max_by_key(|&(size, &count)| (count, size))
+            .filter(|&(_, &count)| count > 0)
+            .map_or(0, |(size, _)| size)
     }
 
     /// A slot for the next datagram, sending the batch first when it is full.
@@ -345,7 +361,7 @@ impl Out {
         self.batch.push(to, len);
         self.datagrams += 1;
         self.bytes += len as u64;
-        self.largest = self.largest.max(len);
+        self.by_size[len.min(SIZE_BUCKETS - 1)] += 1;
     }
 
     fn flush(&mut self) {
@@ -505,7 +521,8 @@ fn client_loop<F: Flows>(
     report.open_time = opened.duration_since(open_start);
     // Nothing of the open phase counts as data.
     report.bytes_in = 0;
-    (out.datagrams, out.bytes, out.largest) = (0, 0, 0);
+    (out.datagrams, out.bytes) = (0, 0);
+    out.by_size.fill(0);
 
     gate.wait();
     gate.wait();
@@ -596,7 +613,7 @@ fn client_loop<F: Flows>(
         }
     }
     report.bytes_out = out.bytes;
-    report.packet_bytes = out.largest;
+    report.packet_bytes = out.most_common_size();
     Ok(report)
 }
 
