@@ -247,6 +247,23 @@ impl Clone for Replier {
 }
 
 impl Replier {
+    /// Adds a reply to `shard`'s pending batch (taking a recycled one when it has none);
+    /// returns how many replies the batch now holds.
+    fn gather(
+        &mut self,
+        shard: usize,
+        channel: ChannelHandle,
+        data: Vec<u8>,
+    ) -> Result<usize, ReplyError> {
+        let lane = self.lanes.get(shard).ok_or(ReplyError::Stopped)?;
+        let batch = &mut self.pending[shard];
+        if batch.capacity() == 0 {
+            *batch = lane.queue.empty_batch();
+        }
+        batch.push(Reply { channel, data });
+        Ok(batch.len())
+    }
+
     /// Adds a reply to `shard`'s batch; a full batch is handed over at once. Never blocks.
     /// `Err(Full)` reports that an automatic hand-over was refused and those replies dropped.
     pub fn queue(
@@ -255,13 +272,7 @@ impl Replier {
         channel: ChannelHandle,
         data: Vec<u8>,
     ) -> Result<(), ReplyError> {
-        let lane = self.lanes.get(shard).ok_or(ReplyError::Stopped)?;
-        let batch = &mut self.pending[shard];
-        if batch.capacity() == 0 {
-            *batch = lane.queue.empty_batch();
-        }
-        batch.push(Reply { channel, data });
-        if batch.len() >= BATCH {
+        if self.gather(shard, channel, data)? >= BATCH {
             return match self.flush_shard(shard) {
                 0 => Ok(()),
                 _ => Err(ReplyError::Full),
@@ -287,12 +298,7 @@ impl Replier {
         channel: ChannelHandle,
         data: Vec<u8>,
     ) -> Result<(), ReplyError> {
-        let lane = self.lanes.get(shard).ok_or(ReplyError::Stopped)?;
-        let batch = &mut self.pending[shard];
-        if batch.capacity() == 0 {
-            *batch = lane.queue.empty_batch();
-        }
-        batch.push(Reply { channel, data });
+        self.gather(shard, channel, data)?;
         match self.hand_over(shard) {
             (_, None) => Ok(()),
             (_, Some(Refusal::Full)) => Err(ReplyError::Full),
