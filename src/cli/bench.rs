@@ -255,18 +255,28 @@ impl Memory {
     }
 }
 
+/// The node a run loads: `--target`'s (backend unknown), or one started here.
+type NodeUnderTest = (Option<LocalNode>, SocketAddr, Option<PeerId>, &'static str);
+
+fn node_under_test(
+    args: &BenchArgs,
+    shards: usize,
+    allow_plaintext: bool,
+) -> Result<NodeUnderTest, String> {
+    match args.target {
+        Some(target) => Ok((None, target, args.target_peer, "unknown")),
+        None => {
+            let (local, address, peer) =
+                LocalNode::start(shards, allow_plaintext, &args.io, args.echo)?;
+            let io = local.io_backend;
+            Ok((Some(local), address, Some(peer), io))
+        }
+    }
+}
+
 fn bench(args: &BenchArgs) -> Result<(), String> {
     let shards = args.shards.map_or_else(default_shards, usize::from);
-    let mut node = None;
-    let (target, target_peer, io_backend) = match args.target {
-        Some(target) => (target, args.target_peer, "unknown"),
-        None => {
-            let (local, address, peer) = LocalNode::start(shards, false, &args.io, args.echo)?;
-            let io = local.io_backend;
-            node = Some(local);
-            (address, Some(peer), io)
-        }
-    };
+    let (node, target, target_peer, io_backend) = node_under_test(args, shards, false)?;
     let counting = node.is_some() && heap::is_counting();
     let load = LoadConfig {
         target,
@@ -577,18 +587,9 @@ fn render_json(fields: &[(&str, String)]) -> String {
 /// `weft bench --flood`: spoofed CHANNEL_NEW against the node, its heap before and after.
 fn flood(args: &BenchArgs) -> Result<(), String> {
     let shards = args.shards.map_or_else(default_shards, usize::from);
-    let mut node = None;
-    let (target, target_peer, io_backend) = match args.target {
-        Some(target) => (target, args.target_peer, "unknown"),
-        None => {
-            // Kind-0 CHANNEL_NEW is answered only where plaintext is allowed (PROTOCOL.md §3);
-            // a node that refuses it drops the flood silently, which proves less.
-            let (local, address, peer) = LocalNode::start(shards, true, &args.io, args.echo)?;
-            let io = local.io_backend;
-            node = Some(local);
-            (address, Some(peer), io)
-        }
-    };
+    // Kind-0 CHANNEL_NEW is answered only where plaintext is allowed (PROTOCOL.md §3); a node
+    // that refuses it drops the flood silently, which proves less.
+    let (node, target, target_peer, io_backend) = node_under_test(args, shards, true)?;
     let counting = node.is_some() && heap::is_counting();
     let config = FloodConfig {
         target,

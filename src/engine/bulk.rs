@@ -206,14 +206,8 @@ pub struct BulkReport {
 /// Opens a TCP-mode channel to `config.target` and sends `config.bytes` of the stream on it
 /// until `done` is set (the caller's sink reported the last byte) or the timeout passes.
 pub fn run_bulk_sender(config: &BulkConfig, done: &AtomicBool) -> Result<BulkReport, LoadError> {
-    let socket = UdpSocket::bind(if config.target.is_ipv4() {
-        "127.0.0.1:0"
-    } else {
-        "[::1]:0"
-    })?;
-    socket.set_nonblocking(true)?;
+    let socket = sending_socket(config.target)?;
     let fd = socket.as_raw_fd();
-    sys::grow_buffers(fd);
     let gso = sys::gso_supported(&socket);
     let _ = sys::enable_gro(&socket);
     let mut poll = Poll::new()?;
@@ -605,17 +599,24 @@ impl RawSink {
     }
 }
 
-/// Sends `PACKET_BYTES`-byte datagrams to `target` in GSO trains for `duration`, as fast as
-/// the socket takes them: the raw-UDP baseline's sender.
-pub fn raw_blast(target: SocketAddr, duration: Duration) -> io::Result<RawReport> {
+/// A non-blocking loopback socket of `target`'s family with large kernel buffers: what both
+/// senders (weft's and the raw baseline's) send from.
+fn sending_socket(target: SocketAddr) -> io::Result<UdpSocket> {
     let socket = UdpSocket::bind(if target.is_ipv4() {
         "127.0.0.1:0"
     } else {
         "[::1]:0"
     })?;
     socket.set_nonblocking(true)?;
+    sys::grow_buffers(socket.as_raw_fd());
+    Ok(socket)
+}
+
+/// Sends `PACKET_BYTES`-byte datagrams to `target` in GSO trains for `duration`, as fast as
+/// the socket takes them: the raw-UDP baseline's sender.
+pub fn raw_blast(target: SocketAddr, duration: Duration) -> io::Result<RawReport> {
+    let socket = sending_socket(target)?;
     let fd = socket.as_raw_fd();
-    sys::grow_buffers(fd);
     let mut send = SendBatch::new(sys::gso_supported(&socket));
     let mut report = RawReport::default();
     let cpu_start = process_cpu_time();

@@ -1,7 +1,7 @@
 //! The epoll backend (PROTOCOL.md §12): a mio `Poll` for readiness, `recvmmsg`/`sendmmsg`
 //! batches from `sys.rs` for the data, GSO on send and GRO on receive.
 
-use super::io::{record_recv_batch, record_send_batches};
+use super::io::{record_receive, record_send_batches};
 use super::shard::{SOCKET, WAKER};
 use super::sys::{BATCH, RecvBatch, SendBatch};
 use crate::channel::{Endpoint, Stats};
@@ -97,17 +97,7 @@ impl EpollIo {
                 deliver(stats, from, datagram);
             }
         }
-        record_recv_batch(stats, datagrams);
-        stats.add(
-            "weft_shard_datagrams_received_total",
-            None,
-            datagrams as u64,
-        );
-        stats.set(
-            "weft_shard_rxq_overflows",
-            None,
-            u64::from(self.recv.rxq_overflows),
-        );
+        record_receive(stats, datagrams, self.recv.rxq_overflows);
         datagrams
     }
 

@@ -142,6 +142,18 @@ pub(super) fn record_recv_batch(stats: &mut Stats, datagrams: usize) {
     stats.add("weft_shard_recv_batch_size_total", Some(("size", label)), 1);
 }
 
+/// Counts one turn's receive on either backend: its batch, the datagrams it held and the
+/// kernel's running count of datagrams its receive queue dropped (SO_RXQ_OVFL).
+pub(super) fn record_receive(stats: &mut Stats, datagrams: usize, rxq_overflows: u32) {
+    record_recv_batch(stats, datagrams);
+    stats.add(
+        "weft_shard_datagrams_received_total",
+        None,
+        datagrams as u64,
+    );
+    stats.set("weft_shard_rxq_overflows", None, u64::from(rxq_overflows));
+}
+
 /// Counts `batches` send batches per bucket, as [`super::sys::Flushed::sizes`] holds them.
 pub(super) fn record_send_batches(stats: &mut Stats, sizes: &[u32; BATCH_BUCKETS.len()]) {
     for (bucket, &count) in sizes.iter().enumerate() {

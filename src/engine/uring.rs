@@ -13,7 +13,7 @@
 //! workers wake either backend the same way.
 #![allow(unsafe_code)]
 
-use super::io::{UringRefused, record_recv_batch, record_send_batches};
+use super::io::{UringRefused, record_receive, record_send_batches};
 use super::sys::{self, BATCH, CONTROL, SO_RXQ_OVFL, SendBatch, UDP_GRO, UDP_SEGMENT};
 use crate::channel::{Endpoint, Stats};
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
@@ -455,17 +455,7 @@ impl UringIo {
         deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
     ) -> usize {
         let datagrams = self.complete(stats, deliver);
-        record_recv_batch(stats, datagrams);
-        stats.add(
-            "weft_shard_datagrams_received_total",
-            None,
-            datagrams as u64,
-        );
-        stats.set(
-            "weft_shard_rxq_overflows",
-            None,
-            u64::from(self.rxq_overflows),
-        );
+        record_receive(stats, datagrams, self.rxq_overflows);
         datagrams
     }
 

@@ -496,13 +496,14 @@ fn client_loop<F: Flows>(
     let opened = loop {
         let now = Instant::now();
         let done = flows.open(now, &mut out)?;
-        out.flush();
-        let read = receive(flows, &mut recv, &mut out, &mut answers, &mut report);
-        if now >= next_timers {
-            flows.timers(now, &mut out, &mut answers);
-            next_timers = now + period;
-        }
-        out.flush();
+        let read = exchange(
+            flows,
+            &mut recv,
+            &mut out,
+            &mut answers,
+            &mut report,
+            (now, &mut next_timers, period),
+        );
         answers.clear();
         let (opened, _) = flows.opened();
         progress
@@ -577,13 +578,14 @@ fn client_loop<F: Flows>(
                 report.sent += 1;
             }
         }
-        out.flush();
-        let read = receive(flows, &mut recv, &mut out, &mut answers, &mut report);
-        if now >= next_timers {
-            flows.timers(now, &mut out, &mut answers);
-            next_timers = now + period;
-        }
-        out.flush();
+        let read = exchange(
+            flows,
+            &mut recv,
+            &mut out,
+            &mut answers,
+            &mut report,
+            (now, &mut next_timers, period),
+        );
         let at = Instant::now();
         let at_ns = at.duration_since(epoch).as_nanos() as u64;
         for (flow, sent_at) in answers.drain(..) {
@@ -618,6 +620,26 @@ fn client_loop<F: Flows>(
 }
 
 /// Reads every waiting datagram and hands each to `flows`; returns how many were read.
+/// One turn's I/O in either phase: sends what is queued, reads what arrived, runs the flows'
+/// timers when due and sends what those produced; returns the datagrams read.
+fn exchange<F: Flows>(
+    flows: &mut F,
+    recv: &mut RecvBatch,
+    out: &mut Out,
+    answers: &mut Vec<(usize, u64)>,
+    report: &mut LoadReport,
+    (now, next_timers, period): (Instant, &mut Instant, Duration),
+) -> usize {
+    out.flush();
+    let read = receive(flows, recv, out, answers, report);
+    if now >= *next_timers {
+        flows.timers(now, out, answers);
+        *next_timers = now + period;
+    }
+    out.flush();
+    read
+}
+
 fn receive<F: Flows>(
     flows: &mut F,
     recv: &mut RecvBatch,
