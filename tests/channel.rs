@@ -8,6 +8,8 @@ mod flood;
 mod hot_path;
 #[path = "channel/memory.rs"]
 mod memory;
+#[path = "channel/rekey_phases.rs"]
+mod rekey_phases;
 mod sim;
 #[path = "channel/sockets.rs"]
 mod sockets;

@@ -240,6 +240,49 @@ impl SessionSlot {
         Ok(phase)
     }
 
+    /// Installs a completed handshake under the phase the peer named for it: the side that
+    /// installs second adopts the first side's choice (the KEY_PHASE of the packet completing
+    /// the handshake), so both always file the new session under the same phase, however
+    /// their older sessions drifted (a rekey whose confirmation was lost, a second rekey before
+    /// the first was confirmed). The completing packet proves the peer holds the session, so
+    /// we send under it at once; whatever it displaces from `phase` still opens packets in
+    /// flight for the grace period.
+    pub fn install_as(
+        &mut self,
+        established: &Established,
+        now: Instant,
+        phase: KeyPhase,
+    ) -> Result<KeyPhase, ReplaceError> {
+        let sending = self.sending;
+        let Some(current) = self.sessions[sending.index()].as_ref() else {
+            self.clear();
+            self.sending = phase;
+            self.sessions[phase.index()] = Some(Box::new(Session::new(established, now, phase)));
+            self.stamp(phase);
+            return Ok(phase);
+        };
+        if !may_replace(current, established) {
+            return Err(ReplaceError::Refused);
+        }
+        let previous =
+            self.sessions[phase.index()].replace(Box::new(Session::new(established, now, phase)));
+        if let Some(previous) = previous {
+            // Retired, or the one we sent under until now: it may still own packets in flight.
+            let since = self.retired_at[phase.index()].unwrap_or(now);
+            self.displaced = Some((previous, since));
+        }
+        self.retired_at[phase.index()] = None;
+        self.stamp(phase);
+        self.sending = phase;
+        // The other phase (the session we sent under, or one the peer never confirmed) only
+        // opens packets in flight from now on.
+        let other = phase.flipped().index();
+        if self.sessions[other].is_some() && self.retired_at[other].is_none() {
+            self.retired_at[other] = Some(now);
+        }
+        Ok(phase)
+    }
+
     fn stamp(&mut self, phase: KeyPhase) {
         self.next_generation += 1;
         self.generations[phase.index()] = self.next_generation;

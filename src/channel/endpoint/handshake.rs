@@ -629,7 +629,8 @@ impl Endpoint {
                 self.stateless_answer(from, sender, ChannelId::DEFAULT, &answer);
             }
             Ok(Response::Complete { len, established }) => {
-                let Some((handle, phase)) = self.install_session(now, from, &established) else {
+                let Some((handle, phase)) = self.install_session(now, from, &established, None)
+                else {
                     return;
                 };
                 let index = self
@@ -730,7 +731,11 @@ impl Endpoint {
         };
         let established = done.established;
         let peer = established.peer_id;
-        let Some((_, phase)) = self.install_session(now, from, &established) else {
+        // IK: the responder installed first and named the phase in its completing packet; XX:
+        // we install first (our FINAL completes it) and choose.
+        let told = (kind != HandshakeKind::UnknownResponder)
+            .then(|| KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE)));
+        let Some((_, phase)) = self.install_session(now, from, &established, told) else {
             return;
         };
         if state.peer.is_none() {
@@ -738,6 +743,7 @@ impl Endpoint {
             if let Some(&unnamed) = self.unnamed.get(&from) {
                 self.name_peer(unnamed, peer, from);
             }
+            self.remember_bare(peer, from);
         }
         if kind == HandshakeKind::UnknownResponder {
             // PROTOCOL.md §5: START_ENCRYPTION follows HANDSHAKE_FINAL, and the first channel
@@ -810,7 +816,9 @@ impl Endpoint {
         };
         self.remove_pending(handle);
         let peer = established.peer_id;
-        let Some((_, phase)) = self.install_session(now, from, &established) else {
+        // The initiator installed first and named the phase in its FINAL's packet.
+        let told = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
+        let Some((_, phase)) = self.install_session(now, from, &established, Some(told)) else {
             return;
         };
         self.session_established(now, from, peer, HandshakeKind::UnknownResponder, false);
@@ -842,11 +850,14 @@ impl Endpoint {
     // ------------------------------------------------------------ sessions
 
     /// Installs a completed handshake in the peer's slot; returns its slab handle and phase.
+    /// `told` is the phase the peer chose, when the peer installed first (PROTOCOL.md §5: the
+    /// completing packet's KEY_PHASE); `None` when we install first and choose.
     fn install_session(
         &mut self,
         now: Instant,
         from: SocketAddr,
         established: &crate::session::Established,
+        told: Option<KeyPhase>,
     ) -> Option<(Handle, KeyPhase)> {
         let peer = established.peer_id;
         let handle = match self.session_index.get(&peer) {
@@ -857,6 +868,7 @@ impl Endpoint {
                     address: from,
                     slot: crate::session::SessionSlot::new(),
                     last_reset_handshake: None,
+                    bare: None,
                 };
                 let Ok((handle, code)) = self.sessions.insert(entry) else {
                     self.handshake_failed("session_limit");
@@ -869,7 +881,11 @@ impl Endpoint {
         };
         let entry = self.sessions.get_mut(handle)?;
         let replacing = entry.slot.current_ref().is_some();
-        match entry.slot.install(established, now) {
+        let installed = match told {
+            Some(phase) => entry.slot.install_as(established, now, phase),
+            None => entry.slot.install(established, now),
+        };
+        match installed {
             Ok(phase) => {
                 entry.address = from;
                 if replacing {
@@ -881,6 +897,58 @@ impl Endpoint {
                 // PROTOCOL.md §5: only the same Ed25519 key, of a kind no lower, replaces.
                 self.handshake_failed("replace_refused");
                 None
+            }
+        }
+    }
+
+    /// Files `peer` as the node our XX to the bare address `at` reached (see
+    /// [`PeerSession::bare`]); the peer's earlier bare address, if any, is forgotten, so the
+    /// map never holds more entries than there are sessions.
+    fn remember_bare(&mut self, peer: PeerId, at: SocketAddr) {
+        let Some(entry) = self
+            .session_index
+            .get(&peer)
+            .and_then(|&h| self.sessions.get_mut(h))
+        else {
+            return;
+        };
+        if let Some(old) = entry.bare.replace(at) {
+            if self.bare_peers.get(&old) == Some(&peer) {
+                self.bare_peers.remove(&old);
+            }
+        }
+        if let Some(previous) = self.bare_peers.insert(at, peer) {
+            if previous != peer {
+                if let Some(other) = self
+                    .session_index
+                    .get(&previous)
+                    .and_then(|&h| self.sessions.get_mut(h))
+                {
+                    other.bare = None;
+                }
+            }
+        }
+    }
+
+    /// The peer whose session our XX to the bare address `to` made, while that session lives.
+    pub(super) fn bare_peer(&self, to: SocketAddr) -> Option<PeerId> {
+        self.bare_peers
+            .get(&to)
+            .copied()
+            .filter(|&peer| self.has_session(peer))
+    }
+
+    /// Drops a peer's sessions and everything filed under them.
+    pub(super) fn forget_session(&mut self, handle: Handle) {
+        let Some(entry) = self.sessions.remove(handle) else {
+            return;
+        };
+        if self.session_index.get(&entry.peer) == Some(&handle) {
+            self.session_index.remove(&entry.peer);
+        }
+        if let Some(at) = entry.bare {
+            if self.bare_peers.get(&at) == Some(&entry.peer) {
+                self.bare_peers.remove(&at);
             }
         }
     }
@@ -995,8 +1063,7 @@ impl Endpoint {
             self.arm(now + self.config.rekey.after, TimerKey::Session(code));
         } else if now >= expires && !busy {
             // Cached for its lifetime only (§5); an idle peer's session is then forgotten.
-            self.sessions.remove(handle);
-            self.session_index.remove(&peer);
+            self.forget_session(handle);
         } else {
             let next = if busy { rekey_at } else { expires };
             self.arm(

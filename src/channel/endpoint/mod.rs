@@ -461,6 +461,8 @@ pub struct Endpoint {
     pending_per_prefix: HashMap<[u8; 8], usize>,
     sessions: Slab<PeerSession>,
     session_index: HashMap<PeerId, Handle>,
+    /// Peers our XX to a bare address found, by that address (see [`PeerSession::bare`]).
+    bare_peers: HashMap<SocketAddr, PeerId>,
     /// Wall-clock time since the Unix epoch, set by the driver (IK INITs carry it as TAI64N).
     unix_time: Duration,
     last_tai: Duration,
@@ -532,6 +534,7 @@ impl Endpoint {
             sessions: Slab::new(slab(config.max_sessions))
                 .expect("the limit is clamped to what a slab allows"),
             session_index: HashMap::new(),
+            bare_peers: HashMap::new(),
             unix_time: Duration::ZERO,
             last_tai: Duration::ZERO,
             last_now: now,
@@ -1143,7 +1146,9 @@ impl Endpoint {
         token: [u8; 8],
     ) -> Result<(), OpenError> {
         self.last_now = now;
-        let peer = peer.filter(|p| !p.is_zero());
+        // A bare address our own XX already reached is that session's peer: one handshake, not
+        // one per PING (each would replace the session, PROTOCOL.md §5).
+        let peer = peer.filter(|p| !p.is_zero()).or_else(|| self.bare_peer(to));
         if let Some(id) = peer.filter(|&id| self.has_session(id)) {
             self.send_secure(
                 to,
