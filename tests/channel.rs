@@ -2,6 +2,8 @@
 //! simulator across seeds (`WEFT_SEEDS=N` for more), plus the sans-IO rules that need exact
 //! packets.
 
+#[path = "channel/crossing.rs"]
+mod crossing;
 #[path = "channel/flood.rs"]
 mod flood;
 #[path = "channel/hot_path.rs"]

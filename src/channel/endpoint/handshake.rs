@@ -569,15 +569,15 @@ impl Endpoint {
             }
             InitDecision::Proceed => {}
         }
-        // PROTOCOL.md §5: crossing INITs, the one from the lower peer id wins.
-        let mut inherited = Vec::new();
-        if let Some(&ours) = self.pending_by_peer.get(&sender) {
-            if crate::session::crossing_winner(self.local_id, sender) == self.local_id {
-                return self.drop_packet("crossing_init_lost");
-            }
-            if let Some(Pending::Initiator(state)) = self.remove_pending(ours) {
-                inherited = state.pings;
-            }
+        // PROTOCOL.md §5: crossing INITs, the one from the lower peer id wins. Dropping the
+        // losing INIT changes nothing; cancelling our own pending handshake waits until the
+        // winning INIT is authenticated (an IK INIT below, once its static key and timestamp
+        // verified); an XX INIT never cancels ours, its sender being proven only by its FINAL:
+        // whichever handshake completes first resolves the crossing (`resolve_crossing`).
+        if self.pending_by_peer.contains_key(&sender)
+            && crate::session::crossing_winner(self.local_id, sender) == self.local_id
+        {
+            return self.drop_packet("crossing_init_lost");
         }
         if kind == HandshakeKind::UnknownResponder {
             // PROTOCOL.md §5: pending XX states are capped per endpoint and per /24.
@@ -633,6 +633,9 @@ impl Endpoint {
                 else {
                     return;
                 };
+                // Authenticated: a crossing handshake of ours to this peer gives way, and its
+                // queued PINGs ride in our RESPONSE.
+                let inherited = self.take_crossing(sender).unwrap_or_default();
                 let index = self
                     .sessions
                     .hashcode(handle)
@@ -824,6 +827,22 @@ impl Endpoint {
         self.session_established(now, from, peer, HandshakeKind::UnknownResponder, false);
         if let Some(sealed) = sealed {
             self.open_start_encryption(now, from, datagram, header, phase, sealed);
+        }
+        // The peer's XX completed first: ours to it, if any, is no longer needed; what waited
+        // for it leaves under the new session.
+        if let Some(pings) = self.take_crossing(peer) {
+            self.flush_opens(now, peer, 0, &pings);
+        }
+    }
+
+    /// Ends our own pending handshake to `peer` now that one of the peer's completed (PROTOCOL.md
+    /// §5, crossing INITs); returns the PINGs that were queued behind it, or `None` when none
+    /// of ours was pending.
+    fn take_crossing(&mut self, peer: PeerId) -> Option<Vec<[u8; 8]>> {
+        let ours = *self.pending_by_peer.get(&peer)?;
+        match self.remove_pending(ours)? {
+            Pending::Initiator(state) => Some(state.pings),
+            Pending::Responder(_) => Some(Vec::new()),
         }
     }
 
