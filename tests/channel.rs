@@ -12,6 +12,8 @@ mod hot_path;
 mod memory;
 #[path = "channel/rekey_phases.rs"]
 mod rekey_phases;
+#[path = "channel/session_table.rs"]
+mod session_table;
 mod sim;
 #[path = "channel/sockets.rs"]
 mod sockets;

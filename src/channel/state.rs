@@ -108,4 +108,7 @@ pub(crate) struct PeerSession {
     /// The bare address our own XX found this peer at, so later PINGs and opens to that address
     /// reuse the session instead of starting a handshake each (one entry per session).
     pub(crate) bare: Option<SocketAddr>,
+    /// When a packet last authenticated under one of its sessions (or it was installed): the
+    /// session table's recency (PROTOCOL.md §5, least recently used first out).
+    pub(crate) last_used: Instant,
 }

@@ -40,29 +40,13 @@ pub(super) struct ResponderState {
     from: SocketAddr,
     peer: PeerId,
     expires: Instant,
-    prefix: [u8; 8],
+    prefix: crate::session::Prefix,
 }
 
 /// A handshake in progress; its slab hashcode, permuted, is its session index on the wire.
 pub(super) enum Pending {
     Initiator(Box<InitiatorState>),
     Responder(Box<ResponderState>),
-}
-
-/// The /24 (IPv4) or /48 (IPv6) an address belongs to, for the pending-XX cap (PROTOCOL.md §5).
-fn prefix_of(address: SocketAddr) -> [u8; 8] {
-    let mut key = [0u8; 8];
-    match address.ip() {
-        std::net::IpAddr::V4(ip) => {
-            key[0] = 4;
-            key[1..4].copy_from_slice(&ip.octets()[..3]);
-        }
-        std::net::IpAddr::V6(ip) => {
-            key[0] = 6;
-            key[1..7].copy_from_slice(&ip.octets()[..6]);
-        }
-    }
-    key
 }
 
 fn varint_len(v: usize) -> usize {
@@ -121,6 +105,21 @@ impl Endpoint {
         self.drop_packet(reason);
         self.stats
             .add(HANDSHAKE_FAILURES, Some(("reason", reason)), 1);
+    }
+
+    /// A handshake refused by a limit of the node (not by a failed check): dropped, and counted
+    /// as a refusal by its reason.
+    fn refuse_handshake(&mut self, reason: &'static str) {
+        self.handshake_failed(reason);
+        self.stats
+            .add(HANDSHAKE_REFUSALS, Some(("reason", reason)), 1);
+    }
+
+    fn source_caps(&self) -> crate::session::SourceCaps {
+        crate::session::SourceCaps {
+            per_address: self.config.max_sessions_per_address,
+            per_prefix: self.config.max_sessions_per_prefix,
+        }
     }
 
     /// The next TAI64N for an IK INIT, strictly increasing even if the wall clock is not.
@@ -579,14 +578,25 @@ impl Endpoint {
         {
             return self.drop_packet("crossing_init_lost");
         }
+        // A new peer must fit its source's share of the session table; every handshake about to
+        // cost DH is charged to its source's rate, a valid cookie or not (issue 10: a cookie
+        // proves an address, it does not make its handshakes free).
+        if !self.session_index.contains_key(&sender) {
+            if let Err(refusal) = self.session_table.admits(from.ip(), self.source_caps()) {
+                return self.refuse_handshake(refusal.label());
+            }
+        }
+        if let Err(refusal) = self.source_rate.charge(from.ip(), now) {
+            return self.refuse_handshake(refusal.label());
+        }
         if kind == HandshakeKind::UnknownResponder {
-            // PROTOCOL.md §5: pending XX states are capped per endpoint and per /24.
-            let prefix = prefix_of(from);
+            // PROTOCOL.md §5: pending XX states are capped per endpoint and per /24 (/64).
+            let prefix = crate::session::prefix_of(from.ip());
             let per_prefix = self.pending_per_prefix.get(&prefix).copied().unwrap_or(0);
             if self.pending_xx >= self.config.max_pending_xx
                 || per_prefix >= self.config.max_pending_xx_per_prefix
             {
-                return self.handshake_failed("pending_limit");
+                return self.refuse_handshake("pending_limit");
             }
         }
         let mut out = [0u8; MAX_HANDSHAKE_LEN];
@@ -606,7 +616,7 @@ impl Endpoint {
         match result {
             Err(error) => self.handshake_failed(failure_label(&error, kind)),
             Ok(Response::Pending { len, pending }) => {
-                let prefix = prefix_of(from);
+                let prefix = crate::session::prefix_of(from.ip());
                 let state = ResponderState {
                     pending,
                     from,
@@ -615,7 +625,7 @@ impl Endpoint {
                     prefix,
                 };
                 let Ok((_, code)) = self.pending.insert(Pending::Responder(Box::new(state))) else {
-                    return self.handshake_failed("pending_limit");
+                    return self.refuse_handshake("pending_limit");
                 };
                 self.pending_xx += 1;
                 *self.pending_per_prefix.entry(prefix).or_insert(0) += 1;
@@ -882,23 +892,42 @@ impl Endpoint {
         let handle = match self.session_index.get(&peer) {
             Some(&handle) => handle,
             None => {
+                // Source caps hold back what others start; a session we asked for is ours.
+                let theirs = established.role == crate::session::Role::Responder;
+                if let (true, Err(refusal)) = (
+                    theirs,
+                    self.session_table.admits(from.ip(), self.source_caps()),
+                ) {
+                    self.refuse_handshake(refusal.label());
+                    return None;
+                }
+                if self.sessions.len() >= self.config.max_sessions.max(1) {
+                    // PROTOCOL.md §5: least recently used first out, from the heaviest prefix.
+                    self.evict_session();
+                }
                 let entry = PeerSession {
                     peer,
                     address: from,
                     slot: crate::session::SessionSlot::new(),
                     last_reset_handshake: None,
                     bare: None,
+                    last_used: now,
                 };
                 let Ok((handle, code)) = self.sessions.insert(entry) else {
-                    self.handshake_failed("session_limit");
+                    self.refuse_handshake("session_limit");
                     return None;
                 };
                 self.session_index.insert(peer, handle);
+                self.session_table.insert(handle, from.ip(), now);
                 self.arm(now + self.config.rekey.after, TimerKey::Session(code));
                 handle
             }
         };
+        if self.session_table.address(handle) != Some(from.ip()) {
+            self.session_table.insert(handle, from.ip(), now);
+        }
         let entry = self.sessions.get_mut(handle)?;
+        entry.last_used = now;
         let replacing = entry.slot.current_ref().is_some();
         let installed = match told {
             Some(phase) => entry.slot.install_as(established, now, phase),
@@ -957,8 +986,43 @@ impl Endpoint {
             .filter(|&peer| self.has_session(peer))
     }
 
+    /// Makes room in a full session table: the least recently used session of the heaviest
+    /// prefix goes, with the channels that ran under it (they must not carry on without a
+    /// session, least of all in plaintext).
+    fn evict_session(&mut self) {
+        let sessions = &self.sessions;
+        let Some(victim) = self
+            .session_table
+            .victim(|handle| sessions.get(handle).map(|entry| entry.last_used))
+        else {
+            return;
+        };
+        let Some(peer) = self.sessions.get(victim).map(|entry| entry.peer) else {
+            return;
+        };
+        if let Some(&state) = self.peer_index.get(&peer) {
+            let channels: Vec<Handle> = self
+                .peers
+                .get(state)
+                .map(|p| {
+                    p.channels
+                        .values()
+                        .chain(p.opening.values())
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for channel in channels {
+                self.close(channel, CloseReason::Refused, false, false);
+            }
+        }
+        self.forget_session(victim);
+        self.stats.add(SESSIONS_EVICTED, None, 1);
+    }
+
     /// Drops a peer's sessions and everything filed under them.
     pub(super) fn forget_session(&mut self, handle: Handle) {
+        self.session_table.remove(handle);
         let Some(entry) = self.sessions.remove(handle) else {
             return;
         };

@@ -247,6 +247,8 @@ impl Endpoint {
         }
         match result {
             Ok(len) => {
+                // The session table's recency (PROTOCOL.md §5: least recently used first out).
+                entry.last_used = now;
                 if primary {
                     // PROTOCOL.md §5: a packet authenticated under the newer session moves our
                     // sending to it (a displaced session never does).
