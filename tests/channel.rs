@@ -12,6 +12,8 @@ mod hot_path;
 mod memory;
 #[path = "channel/rekey_phases.rs"]
 mod rekey_phases;
+#[path = "channel/replay_table.rs"]
+mod replay_table;
 #[path = "channel/session_table.rs"]
 mod session_table;
 mod sim;

@@ -599,6 +599,14 @@ impl Endpoint {
                 return self.refuse_handshake("pending_limit");
             }
         }
+        if kind.is_ik() {
+            // A full replay table forgets only entries older than the window (see
+            // `TimestampTable`).
+            let cutoff = self
+                .unix_time
+                .saturating_sub(self.config.handshake_timestamp_window);
+            self.timestamps.prune(Tai64N::from_unix(cutoff));
+        }
         let mut out = [0u8; MAX_HANDSHAKE_LEN];
         let before = dh::count_on_this_thread();
         let psks = &self.config.psks;

@@ -114,6 +114,17 @@ pub struct EndpointConfig {
     /// a burst of 256: five busy NAT addresses' worth, and the same as the whole-node rate above
     /// which cookies are demanded (`handshake_load`), so one prefix cannot outspend it.
     pub handshake_rate_per_prefix: TokenRate,
+    /// Ed25519 keys whose last IK INIT timestamp is remembered (PROTOCOL.md §5 replay check).
+    /// 65,536 (about 6.5 MiB): new keys must complete more than 109 IK handshakes a second,
+    /// through the per-source rates, to fill it within `handshake_timestamp_window`; when it is
+    /// full of younger entries, IK INITs from keys it does not hold are refused (XX still works).
+    pub max_handshake_timestamps: usize,
+    /// How old a remembered IK timestamp must be before a full table may forget it; a key it
+    /// forgot is then held to a floor, so a recorded INIT stays refused (see
+    /// [`TimestampTable`]). 10 minutes: far beyond honest clock skew between synchronised
+    /// hosts, and the only peers ever refused for it lag our clock by more than that while the
+    /// table is under pressure.
+    pub handshake_timestamp_window: Duration,
     /// Most handshakes this node initiates at once.
     pub max_pending_handshakes: usize,
     /// Most PINGs queued behind one handshake.
@@ -167,6 +178,11 @@ impl fmt::Debug for EndpointConfig {
                 &self.handshake_rate_per_address,
             )
             .field("handshake_rate_per_prefix", &self.handshake_rate_per_prefix)
+            .field("max_handshake_timestamps", &self.max_handshake_timestamps)
+            .field(
+                "handshake_timestamp_window",
+                &self.handshake_timestamp_window,
+            )
             .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("max_queued_pings", &self.max_queued_pings)
             .field("peer_records", &self.peer_records.len())
@@ -207,6 +223,8 @@ impl Default for EndpointConfig {
                 per_second: 100,
                 burst: 256,
             },
+            max_handshake_timestamps: crate::session::handshake::DEFAULT_TIMESTAMP_LIMIT,
+            handshake_timestamp_window: Duration::from_secs(600),
             max_pending_handshakes: 4096,
             max_queued_pings: 16,
             peer_records: Vec::new(),
@@ -566,7 +584,7 @@ impl Endpoint {
             hs_identity,
             records: HashMap::new(),
             gate,
-            timestamps: TimestampTable::new(),
+            timestamps: TimestampTable::with_limits(config.max_handshake_timestamps),
             index_cipher: IndexCipher::new(&index_seed),
             pending: Slab::new(slab(config.max_pending_handshakes + config.max_pending_xx))
                 .expect("the limit is clamped to what a slab allows"),
@@ -667,6 +685,12 @@ impl Endpoint {
     /// Sessions held (peers with at least one).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Ed25519 keys whose last IK INIT timestamp is remembered (bounded by
+    /// `EndpointConfig::max_handshake_timestamps`).
+    pub fn replay_table_len(&self) -> usize {
+        self.timestamps.len()
     }
 
     /// Handshakes in progress (ours waiting for an answer, and XX responders waiting for FINAL).
