@@ -8,6 +8,8 @@ mod crossing;
 mod flood;
 #[path = "channel/hot_path.rs"]
 mod hot_path;
+#[path = "channel/key_limits.rs"]
+mod key_limits;
 #[path = "channel/memory.rs"]
 mod memory;
 #[path = "channel/rekey_phases.rs"]
