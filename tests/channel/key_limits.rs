@@ -124,7 +124,7 @@ fn with_every_rekey_lost_a_channel_stops_at_the_hard_limit_and_never_reuses_a_no
     let distinct: HashSet<_> = sealed.iter().collect();
     assert_eq!(distinct.len(), sealed.len(), "a nonce was reused");
     assert!(
-        received <= 50 && received >= 40,
+        (40..=50).contains(&received),
         "{received} messages received"
     );
     // Handshakes get through again: the session is replaced and the channel carries on.
