@@ -12,6 +12,8 @@ mod hot_path;
 mod key_limits;
 #[path = "channel/memory.rs"]
 mod memory;
+#[path = "channel/plaintext_peers.rs"]
+mod plaintext_peers;
 #[path = "channel/rekey_phases.rs"]
 mod rekey_phases;
 #[path = "channel/replay_table.rs"]

@@ -897,6 +897,7 @@ impl Endpoint {
         told: Option<KeyPhase>,
     ) -> Option<(Handle, KeyPhase)> {
         let peer = established.peer_id;
+        let first = !self.session_index.contains_key(&peer);
         let handle = match self.session_index.get(&peer) {
             Some(&handle) => handle,
             None => {
@@ -947,6 +948,7 @@ impl Endpoint {
                 if replacing {
                     self.stats.add(REKEYS, None, 1);
                 }
+                self.bind_channels_to_session(peer, from, first);
                 Some((handle, phase))
             }
             Err(_) => {
@@ -992,6 +994,31 @@ impl Endpoint {
             .get(&to)
             .copied()
             .filter(|&peer| self.has_session(peer))
+    }
+
+    /// A session now speaks for `peer` (issue 10: with `allow_plaintext`, a plaintext peer can
+    /// neither use nor disturb a peer id that has, or later gets, an authenticated session).
+    /// Channels that opened before the peer's first session were never authenticated — anyone
+    /// could have claimed the id in plaintext — so they are closed, not handed to it; and the
+    /// peer's channel state answers where the authenticated handshake came from, not wherever a
+    /// plaintext packet claiming the id did. Our own opens still waiting for the session stay.
+    fn bind_channels_to_session(&mut self, peer: PeerId, from: SocketAddr, first: bool) {
+        let Some(&state) = self.peer_index.get(&peer) else {
+            return;
+        };
+        if first {
+            let unauthenticated: Vec<Handle> = self
+                .peers
+                .get(state)
+                .map(|p| p.channels.values().copied().collect())
+                .unwrap_or_default();
+            for channel in unauthenticated {
+                self.close(channel, CloseReason::Refused, false, false);
+            }
+        }
+        if let Some(state) = self.peers.get_mut(state) {
+            state.address = from;
+        }
     }
 
     /// Makes room in a full session table: the least recently used session of the heaviest
