@@ -20,7 +20,7 @@ use weft::engine::load::{
     resident_bytes, run_flood, run_raw_load, run_weft_load,
 };
 use weft::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle, default_shards};
-use weft::session::Identity;
+use weft::session::{Identity, TokenRate};
 use weft::wire::{Capabilities, PeerId};
 
 /// Messages that may wait for the echo worker, as `weft node --echo` sizes it.
@@ -177,6 +177,12 @@ impl LocalNode {
                 EndpointConfig {
                     allow_plaintext,
                     echo: echo == EchoAt::Inline,
+                    // Every simulated peer comes from 127.0.0.1: the per-source shares that
+                    // protect a public node would throttle the load the bench means to apply.
+                    max_sessions_per_address: usize::MAX,
+                    max_sessions_per_prefix: usize::MAX,
+                    handshake_rate_per_address: TokenRate::UNLIMITED,
+                    handshake_rate_per_prefix: TokenRate::UNLIMITED,
                     ..EndpointConfig::default()
                 },
             )

@@ -29,6 +29,12 @@ pub struct TokenRate {
 }
 
 impl TokenRate {
+    /// No limit (a test bed or a bench that loads a node from one address on purpose).
+    pub const UNLIMITED: TokenRate = TokenRate {
+        per_second: u32::MAX,
+        burst: u32::MAX,
+    };
+
     /// Time per token.
     fn interval(self) -> Option<Duration> {
         (self.per_second > 0).then(|| Duration::from_secs(1) / self.per_second)
