@@ -191,3 +191,84 @@ fn a_valid_cookie_does_not_lift_the_handshake_rate_of_an_address() {
     let other = net.add_endpoint(at(203, 0, 113, 9, 1000), EndpointConfig::default());
     assert!(ping(&mut net, other, 99));
 }
+
+/// A HANDSHAKE_INIT of kind 2 (XX) claiming `sender`, with `cookie` when given.
+fn xx_init(sender: weft::wire::PeerId, cookie: Option<&[u8; 16]>) -> Vec<u8> {
+    use weft::wire::{ChannelId, Flags, Header, Message, PacketWriter};
+    let header = Header {
+        flags: Flags::default(),
+        sender,
+        recipient: PeerId::ZERO,
+        channel: ChannelId::DEFAULT,
+        sequence: None,
+    };
+    let mut buf = vec![0u8; 1200];
+    let mut writer = PacketWriter::new(&mut buf, &header).unwrap();
+    writer
+        .push(&Message::HandshakeInit {
+            kind: 2,
+            sender_index: 7,
+            handshake: &[5; 32],
+            mac1: &[0; 16],
+            cookie,
+        })
+        .unwrap();
+    let len = writer.try_finish().unwrap();
+    buf.truncate(len);
+    buf
+}
+
+#[test]
+fn a_full_pending_table_gives_way_from_its_heaviest_prefix_to_a_newcomer() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use weft::wire::{Message, Packet};
+    let mut net = Network::new(74);
+    let node = net.add_endpoint(
+        NODE,
+        EndpointConfig {
+            max_pending_xx: 4,
+            max_pending_xx_per_prefix: 4,
+            ..EndpointConfig::default()
+        },
+    );
+    // One prefix fills the pending table with XX states that will never see a FINAL: each
+    // INIT carries the cookie its (claimed) sender fetched at the attacker's own address.
+    let attacker = at(198, 51, 100, 7, 9);
+    let _sink_node = net.add_endpoint(attacker, EndpointConfig::default());
+    let answers: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+    let sink = answers.clone();
+    net.on_deliver(move |_, to, bytes| {
+        if *to == attacker {
+            sink.borrow_mut().push(bytes.clone());
+        }
+        true
+    });
+    for n in 1..=4u8 {
+        let claimed = PeerId([n; 16]);
+        net.inject(attacker, node, &xx_init(claimed, None));
+        net.drive_for(Duration::from_millis(50));
+        let cookie = answers
+            .borrow()
+            .iter()
+            .rev()
+            .find_map(
+                |bytes| match Packet::parse(bytes).ok()?.messages().next()? {
+                    Message::HandshakeCookie { cookie, .. } => Some(*cookie),
+                    _ => None,
+                },
+            )
+            .expect("a cookie");
+        net.inject(attacker, node, &xx_init(claimed, Some(&cookie)));
+    }
+    assert_eq!(net.node(node).pending_handshake_count(), 4);
+    // A newcomer from another prefix completes at once.
+    let newcomer = net.add_endpoint(at(203, 0, 113, 9, 1000), EndpointConfig::default());
+    assert!(ping(&mut net, newcomer, 1));
+    assert_eq!(
+        net.node(node)
+            .stats()
+            .get("weft_pending_handshakes_evicted_total", None),
+        1
+    );
+}

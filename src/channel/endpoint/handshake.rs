@@ -593,9 +593,10 @@ impl Endpoint {
             // PROTOCOL.md §5: pending XX states are capped per endpoint and per /24 (/64).
             let prefix = crate::session::prefix_of(from.ip());
             let per_prefix = self.pending_per_prefix.get(&prefix).copied().unwrap_or(0);
-            if self.pending_xx >= self.config.max_pending_xx
-                || per_prefix >= self.config.max_pending_xx_per_prefix
-            {
+            if per_prefix >= self.config.max_pending_xx_per_prefix {
+                return self.refuse_handshake("pending_prefix_limit");
+            }
+            if self.pending_xx >= self.config.max_pending_xx && !self.evict_pending_xx(per_prefix) {
                 return self.refuse_handshake("pending_limit");
             }
         }
@@ -994,6 +995,40 @@ impl Endpoint {
             .get(&to)
             .copied()
             .filter(|&peer| self.has_session(peer))
+    }
+
+    /// Makes room in a full table of pending XX responders for a newcomer whose prefix holds
+    /// `theirs` of them: the prefix holding the most gives up its state closest to expiring,
+    /// if it holds more than the newcomer's (a shared table is fair: a light prefix still gets
+    /// in, a heavy one pays for its own growth). False when no prefix is heavier. Runs only
+    /// when the table is full, over at most `max_pending_xx` entries, a bound the node chose.
+    fn evict_pending_xx(&mut self, theirs: usize) -> bool {
+        let Some((&heaviest, &count)) = self
+            .pending_per_prefix
+            .iter()
+            .max_by_key(|&(prefix, count)| (*count, std::cmp::Reverse(*prefix)))
+        else {
+            return false;
+        };
+        if count <= theirs.saturating_add(1) {
+            return false;
+        }
+        let victim = self
+            .pending
+            .iter()
+            .filter_map(|(handle, pending)| match pending {
+                Pending::Responder(state) if state.prefix == heaviest => {
+                    Some((state.expires, handle))
+                }
+                _ => None,
+            })
+            .min();
+        let Some((_, handle)) = victim else {
+            return false;
+        };
+        self.remove_pending(handle);
+        self.stats.add(PENDING_EVICTED, None, 1);
+        true
     }
 
     /// A session now speaks for `peer` (issue 10: with `allow_plaintext`, a plaintext peer can

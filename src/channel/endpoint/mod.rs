@@ -48,6 +48,7 @@ const COOKIES_SENT: &str = "weft_handshake_cookies_sent_total";
 const REKEYS: &str = "weft_rekeys_total";
 const DH_OPERATIONS: &str = "weft_dh_operations_total";
 const SESSIONS_EVICTED: &str = "weft_sessions_evicted_total";
+const PENDING_EVICTED: &str = "weft_pending_handshakes_evicted_total";
 const HANDSHAKE_REFUSALS: &str = "weft_handshake_refusals_total";
 
 /// Settings of an endpoint.
