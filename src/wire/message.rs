@@ -173,6 +173,8 @@ pub enum CloseReason {
     Shutdown,
     /// 6: the node refused the channel (policy, limits).
     Refused,
+    /// 7: the peer broke the protocol on the channel (data past any credit advertised).
+    Protocol,
     /// Any other code, kept for counting.
     Unknown(u8),
 }
@@ -187,6 +189,7 @@ impl From<u8> for CloseReason {
             4 => CloseReason::Idle,
             5 => CloseReason::Shutdown,
             6 => CloseReason::Refused,
+            7 => CloseReason::Protocol,
             other => CloseReason::Unknown(other),
         }
     }
@@ -202,6 +205,7 @@ impl From<CloseReason> for u8 {
             CloseReason::Idle => 4,
             CloseReason::Shutdown => 5,
             CloseReason::Refused => 6,
+            CloseReason::Protocol => 7,
             CloseReason::Unknown(code) => code,
         }
     }
@@ -810,7 +814,8 @@ mod tests {
             assert_eq!(u8::from(CloseReason::from(code)), code);
         }
         assert_eq!(CloseReason::from(6), CloseReason::Refused);
-        assert_eq!(CloseReason::from(7), CloseReason::Unknown(7));
+        assert_eq!(CloseReason::from(7), CloseReason::Protocol);
+        assert_eq!(CloseReason::from(8), CloseReason::Unknown(8));
     }
 
     #[test]

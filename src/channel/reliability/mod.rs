@@ -24,6 +24,7 @@
 pub mod ack;
 mod compat;
 pub mod congestion;
+mod fragments;
 pub mod frame;
 #[cfg(test)]
 mod harness;
@@ -42,8 +43,9 @@ pub use rtt::RttEstimator;
 use crate::channel::pool::BufferPool;
 use recv::RecvSide;
 use send::SendSide;
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Settings of the reliability layer; the defaults are PROTOCOL.md's.
@@ -67,6 +69,16 @@ pub struct ReliabilityConfig {
     pub receive_window: (u64, u64),
     /// An incomplete message with no progress for this long is dropped and its memory freed.
     pub reassembly_timeout: Duration,
+    /// An incomplete message this old is dropped, progress or not (PROTOCOL.md §7.5: a message
+    /// that does not complete in time), so a peer trickling a byte now and then cannot hold
+    /// reassembly memory for ever. 60 s: a 2 MiB message needs 17 s at 1 Mbit/s, and the rest
+    /// leaves room for retransmissions on a lossy path.
+    pub reassembly_max_age: Duration,
+    /// Most disjoint byte ranges one incomplete message may hold; a fragment that would open
+    /// one more is dropped and counted. 1024: a 2 MiB message is ~1,850 fragments of a
+    /// 1200-byte path, so even losing every other one leaves fewer holes; a hostile peer's
+    /// bookkeeping stays at 1024 × 64 bytes per message, charged to the reassembly budget.
+    pub max_reassembly_ranges: usize,
     /// Largest UDP payload path MTU discovery probes for (§7.6).
     pub max_mtu: u16,
     /// Most ranges one ACK reports.
@@ -86,6 +98,8 @@ impl Default for ReliabilityConfig {
             initial_window: (64, 256 << 10),
             receive_window: (64, 4 << 20),
             reassembly_timeout: Duration::from_secs(10),
+            reassembly_max_age: Duration::from_secs(60),
+            max_reassembly_ranges: 1024,
             max_mtu: pmtu::DEFAULT_MAX_MTU,
             max_ack_ranges: 32,
             initial_rtt: rtt::INITIAL_RTT,
@@ -167,62 +181,123 @@ pub struct ChannelStats {
     pub skipped: u64,
     /// Incomplete messages dropped by the reassembly timeout.
     pub reassembly_timeouts: u64,
+    /// Messages whose number no credit this side ever advertised could allow (lossy modes;
+    /// in SCTP and TCP mode the channel closes with a protocol error instead).
+    pub past_credit: u64,
+    /// Fragments dropped because their message already held the most byte ranges allowed.
+    pub range_drops: u64,
+    /// Incomplete messages evicted to give a lighter peer its share of reassembly memory.
+    pub reassembly_evictions: u64,
+    /// Protocol errors that closed the channel (SCTP and TCP mode: data past credit).
+    pub protocol_errors: u64,
 }
 
+/// One peer's reassembly memory: its limit, and what it holds (kept in step with the node's
+/// ledger, readable without its lock).
 #[derive(Debug)]
-struct BudgetCounter {
-    used: AtomicUsize,
+struct PeerShare {
+    /// Names the peer to the node's ledger (and the endpoint, when it must evict).
+    key: u64,
     limit: usize,
+    used: AtomicUsize,
 }
 
-impl BudgetCounter {
-    fn try_reserve(&self, n: usize) -> bool {
-        self.used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(n).filter(|&total| total <= self.limit)
-            })
-            .is_ok()
+/// What the node's ledger knows: bytes held in all, and by whom, ordered so that the heaviest
+/// peer is found in O(log peers).
+#[derive(Debug, Default)]
+struct Ledger {
+    used: usize,
+    /// `(bytes held, peer key)` of every peer holding any.
+    by_use: BTreeSet<(usize, u64)>,
+    /// A peer that must free bytes it holds, because a lighter peer was let past the full node
+    /// budget in its place.
+    debt: Option<(u64, usize)>,
+    /// The last key handed to a peer created without one.
+    next_key: u64,
+}
+
+impl Ledger {
+    fn held_by(&self, key: u64, used: usize) -> Option<(usize, u64)> {
+        (used > 0).then_some((used, key))
     }
 
-    fn release(&self, n: usize) {
-        let _ = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                Some(used.saturating_sub(n))
-            });
+    /// Moves `key` from holding `before` to holding `after` bytes.
+    fn update(&mut self, key: u64, before: usize, after: usize) {
+        if let Some(entry) = self.held_by(key, before) {
+            self.by_use.remove(&entry);
+        }
+        if let Some(entry) = self.held_by(key, after) {
+            self.by_use.insert(entry);
+        }
+    }
+}
+
+/// The node's reassembly memory and its ledger of who holds it.
+#[derive(Debug)]
+struct NodeShare {
+    limit: usize,
+    // The endpoint that owns the budget is driven by one thread; the lock is never contended,
+    // it only makes the budget `Send` with its owner.
+    ledger: Mutex<Ledger>,
+}
+
+impl NodeShare {
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // A panic while holding the lock leaves consistent numbers (every update is one step).
+        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// Reassembly memory shared by all channels of one peer and all peers of one node
 /// (PROTOCOL.md §7.5). Cloning shares the counters; a channel keeps a clone to give back what
 /// it frees.
+///
+/// Fair when full: identities cost an attacker nothing, so first come must not mean forever
+/// served. When the node budget is full, a peer that holds less than its fair share (the node
+/// budget divided among the peers holding any, itself included) is still let in, and the
+/// heaviest peer, which holds more than that share, owes the overshoot: the endpoint evicts it
+/// ([`take_eviction`](Self::take_eviction)) before it handles the next datagram. A peer at or
+/// above its share is refused.
 #[derive(Clone, Debug)]
 pub struct ReassemblyBudget {
-    peer: Arc<BudgetCounter>,
-    node: Arc<BudgetCounter>,
+    peer: Arc<PeerShare>,
+    node: Arc<NodeShare>,
 }
 
 impl ReassemblyBudget {
     /// A node-wide budget of `node_limit` bytes, with one peer's share of `peer_limit`.
     pub fn new(node_limit: usize, peer_limit: usize) -> Self {
         ReassemblyBudget {
-            peer: Arc::new(BudgetCounter {
-                used: AtomicUsize::new(0),
+            peer: Arc::new(PeerShare {
+                key: u64::MAX,
                 limit: peer_limit,
-            }),
-            node: Arc::new(BudgetCounter {
                 used: AtomicUsize::new(0),
+            }),
+            node: Arc::new(NodeShare {
                 limit: node_limit,
+                ledger: Mutex::new(Ledger::default()),
             }),
         }
     }
 
     /// Another peer's budget of `peer_limit` bytes, drawing on the same node-wide budget.
     pub fn for_peer(&self, peer_limit: usize) -> Self {
+        let key = {
+            let mut ledger = self.node.ledger();
+            ledger.next_key = ledger.next_key.wrapping_add(1);
+            // Above any key an endpoint gives (peer hashcodes are 32-bit).
+            ledger.next_key | 1 << 63
+        };
+        self.for_peer_keyed(peer_limit, key)
+    }
+
+    /// Another peer's budget, named `key` in [`take_eviction`](Self::take_eviction)'s answers.
+    pub fn for_peer_keyed(&self, peer_limit: usize, key: u64) -> Self {
         ReassemblyBudget {
-            peer: Arc::new(BudgetCounter {
-                used: AtomicUsize::new(0),
+            peer: Arc::new(PeerShare {
+                key,
                 limit: peer_limit,
+                used: AtomicUsize::new(0),
             }),
             node: Arc::clone(&self.node),
         }
@@ -230,20 +305,70 @@ impl ReassemblyBudget {
 
     /// Reserves `n` bytes from both the peer's and the node's budget, or neither.
     pub fn try_reserve(&self, n: usize) -> bool {
-        if !self.peer.try_reserve(n) {
+        let key = self.peer.key;
+        let mut ledger = self.node.ledger();
+        let before = self.peer.used.load(Ordering::Relaxed);
+        let Some(after) = before.checked_add(n).filter(|&a| a <= self.peer.limit) else {
             return false;
-        }
-        if !self.node.try_reserve(n) {
-            self.peer.release(n);
+        };
+        let Some(node_after) = ledger.used.checked_add(n) else {
             return false;
+        };
+        if node_after > self.node.limit {
+            // Full: a peer within its fair share displaces the heaviest one, if that one holds
+            // more than the share. One debt at a time; it is settled before the next datagram.
+            let holders = ledger.by_use.len().saturating_add(usize::from(before == 0));
+            let share = self.node.limit.checked_div(holders).unwrap_or(0);
+            let Some(&(heaviest, victim)) = ledger.by_use.last() else {
+                return false;
+            };
+            let owed = node_after.saturating_sub(self.node.limit);
+            let debt_ok = ledger
+                .debt
+                .is_none_or(|(k, d)| k == victim && d.saturating_add(owed) <= heaviest);
+            if victim == key || after > share || heaviest <= share || owed > heaviest || !debt_ok
+            {
+                return false;
+            }
+            let total = ledger.debt.map_or(0, |(_, d)| d).saturating_add(owed);
+            ledger.debt = Some((victim, total));
         }
+        ledger.used = node_after;
+        ledger.update(key, before, after);
+        self.peer.used.store(after, Ordering::Relaxed);
         true
     }
 
     /// Gives back `n` bytes.
     pub fn release(&self, n: usize) {
-        self.peer.release(n);
-        self.node.release(n);
+        let key = self.peer.key;
+        let mut ledger = self.node.ledger();
+        let before = self.peer.used.load(Ordering::Relaxed);
+        let n = n.min(before);
+        let after = before.saturating_sub(n);
+        ledger.used = ledger.used.saturating_sub(n);
+        ledger.update(key, before, after);
+        if let Some((victim, owed)) = ledger.debt {
+            if victim == key {
+                let owed = owed.saturating_sub(n);
+                ledger.debt = (owed > 0).then_some((victim, owed));
+            }
+        }
+        if ledger.used <= self.node.limit {
+            ledger.debt = None;
+        }
+        self.peer.used.store(after, Ordering::Relaxed);
+    }
+
+    /// The peer (by the key given to [`for_peer_keyed`](Self::for_peer_keyed)) that must free
+    /// reassembly memory now, and how many bytes; the debt stays until its releases pay it.
+    pub fn take_eviction(&self) -> Option<(u64, usize)> {
+        self.node.ledger().debt
+    }
+
+    /// Forgets a debt that cannot be collected (its peer holds nothing the endpoint can find).
+    pub fn forgive_eviction(&self) {
+        self.node.ledger().debt = None;
     }
 
     /// Bytes this peer holds.
@@ -253,7 +378,7 @@ impl ReassemblyBudget {
 
     /// Bytes the node holds.
     pub fn node_used(&self) -> usize {
-        self.node.used.load(Ordering::Relaxed)
+        self.node.ledger().used
     }
 }
 
@@ -696,6 +821,7 @@ impl ChannelReliability {
     /// Called for each received packet on the channel, before its frames.
     pub fn on_packet_received(&mut self, now: Instant, pn: u64, ack_eliciting: bool) {
         self.ack.on_packet(now, pn, ack_eliciting);
+        self.recv.on_packet(pn);
     }
 
     /// The largest packet number received, for [`decode_packet_number`].
@@ -739,6 +865,21 @@ impl ChannelReliability {
                 self.fail(reason);
             }
         }
+    }
+
+    /// Frees incomplete messages, largest first, until `want` bytes of reassembly memory are
+    /// back in the budget (the node's fair share rule chose this channel's peer); returns the
+    /// bytes freed. A channel whose fragments were acknowledged cannot recover them: in SCTP
+    /// and TCP mode it fails with `Refused`.
+    pub fn evict_reassembly(&mut self, want: usize) -> usize {
+        if self.failed.is_some() {
+            return 0;
+        }
+        let freed = self.recv.evict(want);
+        if let Some(reason) = self.recv.failure {
+            self.fail(reason);
+        }
+        freed
     }
 
     /// An ACK: inclusive `(low, high)` packet-number ranges, highest first.
@@ -817,6 +958,10 @@ impl ChannelReliability {
             malformed: r.malformed,
             skipped: r.skipped,
             reassembly_timeouts: r.reassembly_timeouts,
+            past_credit: r.past_credit,
+            range_drops: r.range_drops,
+            reassembly_evictions: r.evictions,
+            protocol_errors: r.protocol_errors,
         }
     }
 }

@@ -14,13 +14,6 @@ impl RangeSet {
         RangeSet { ranges: Vec::new() }
     }
 
-    /// A set holding one range (empty if `range` is).
-    pub(crate) fn from_range(range: Range<u64>) -> Self {
-        let mut set = Self::new();
-        set.insert(range);
-        set
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
