@@ -383,31 +383,38 @@ impl<'a> Message<'a> {
     /// The length of the body (after type and length fields).
     fn body_len(&self) -> usize {
         let v = varint::encoded_len;
+        // A hand-built message may claim any length: sums saturate, and then do not fit.
+        let sum = |parts: &[usize]| parts.iter().fold(0usize, |a, &b| a.saturating_add(b));
         match *self {
             Message::StartEncryption { ciphertext } => ciphertext.len(),
             Message::HandshakeInit {
                 handshake, cookie, ..
             } => {
                 let cookie_len = if cookie.is_some() { 16 } else { 0 };
-                1 + 4 + v(handshake.len() as u64) + handshake.len() + 16 + 1 + cookie_len
+                sum(&[
+                    1 + 4 + 16 + 1,
+                    v(handshake.len() as u64),
+                    handshake.len(),
+                    cookie_len,
+                ])
             }
             Message::HandshakeResponse { handshake, .. }
-            | Message::HandshakeFinal { handshake, .. } => 8 + handshake.len(),
+            | Message::HandshakeFinal { handshake, .. } => handshake.len().saturating_add(8),
             Message::Data {
                 message_number,
                 payload,
-            } => v(message_number) + payload.len(),
+            } => v(message_number).saturating_add(payload.len()),
             Message::DataFragment {
                 message_number,
                 total_length,
                 offset,
                 bytes,
-            } => v(message_number) + v(total_length) + v(offset) + bytes.len(),
+            } => sum(&[v(message_number), v(total_length), v(offset), bytes.len()]),
             Message::Ack(ack) => ack.body_len(),
             Message::Window {
                 max_message,
                 max_bytes,
-            } => v(max_message) + v(max_bytes),
+            } => v(max_message).saturating_add(v(max_bytes)),
             Message::PmtuProbe { len } => len,
             _ => match self.kind().framing() {
                 Some(Framing::Fixed(n)) => n,
@@ -425,7 +432,9 @@ impl<'a> Message<'a> {
             _ => 0,
         };
         // A hand-built PMTU_PROBE may claim any length; saturating, it simply does not fit.
-        (varint::encoded_len(kind.code()) + length_field).saturating_add(body)
+        varint::encoded_len(kind.code())
+            .saturating_add(length_field)
+            .saturating_add(body)
     }
 
     /// Writes this message at the start of `buf`; returns its length.
@@ -750,7 +759,10 @@ fn decode_body(kind: MessageType, body: &[u8], base: usize) -> Result<Message<'_
         MessageType::PmtuProbe => {
             // docs/WIRE.md: probe bytes must be zero, as padding (never uninitialised memory).
             if let Some(i) = body.iter().position(|&b| b != 0) {
-                return Err(WireError::new(ErrorKind::NonzeroProbe, base + i));
+                return Err(WireError::new(
+                    ErrorKind::NonzeroProbe,
+                    base.saturating_add(i),
+                ));
             }
             r.rest();
             Message::PmtuProbe { len: body.len() }

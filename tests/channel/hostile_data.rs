@@ -77,7 +77,14 @@ impl Attacker {
     }
 
     /// One byte of message `number` (of `total` bytes) at `offset`.
-    fn fragment(&mut self, node: &mut Endpoint, now: Instant, number: u64, total: u64, offset: u64) {
+    fn fragment(
+        &mut self,
+        node: &mut Endpoint,
+        now: Instant,
+        number: u64,
+        total: u64,
+        offset: u64,
+    ) {
         let fragment = Message::DataFragment {
             message_number: number,
             total_length: total,
@@ -90,10 +97,16 @@ impl Attacker {
     /// Whether `node` still answers this peer's PING on the default channel.
     fn pings(&self, node: &mut Endpoint, now: Instant) -> bool {
         let ping = Message::Ping { token: &[9; 8] };
-        node.handle(now, self.from, &write(plain(self.id, node.local_peer_id()), &[ping]));
+        node.handle(
+            now,
+            self.from,
+            &write(plain(self.id, node.local_peer_id()), &[ping]),
+        );
         answers(node).iter().any(|datagram| {
-            Packet::parse(datagram)
-                .is_ok_and(|p| p.messages().any(|m| matches!(m, Message::Pong { token } if *token == [9; 8])))
+            Packet::parse(datagram).is_ok_and(|p| {
+                p.messages()
+                    .any(|m| matches!(m, Message::Pong { token } if *token == [9; 8]))
+            })
         })
     }
 }
@@ -138,7 +151,15 @@ fn a_first_message_numbered_u64_max_is_dropped_and_counted_and_the_node_keeps_an
     };
     attacker.send(&mut node, now, &[data]);
     let delivered = std::iter::from_fn(|| node.poll_event())
-        .filter(|e| matches!(e, Event::Message { message_number: 3, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Message {
+                    message_number: 3,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(delivered, 1);
 }
@@ -229,7 +250,10 @@ fn a_descending_storm_of_one_byte_fragments_is_bounded_in_ranges_heap_and_work()
         charged >= TOTAL + ranges * 64 && charged <= TOTAL + ranges * 64 + 2048,
         "charged {charged}"
     );
-    assert!(heap <= charged as i64 + 64 * 1024, "heap grew by {heap}, charged {charged}");
+    assert!(
+        heap <= charged as i64 + 64 * 1024,
+        "heap grew by {heap}, charged {charged}"
+    );
     // Work: a refused fragment allocates nothing, so the storm's allocations follow the ranges
     // kept (and the packets answered), not the fragments sent.
     assert!(allocated < 4 * ranges + 2_000, "{allocated} allocations");
@@ -254,7 +278,11 @@ fn a_peer_trickling_fragments_does_not_lock_a_second_peer_out_of_reassembly() {
     for number in 0..6 {
         hog.fragment(&mut node, now, number, 200_000, 0);
     }
-    assert_eq!(dropped(&node, "reassembly_budget"), 1, "the hog's sixth is refused");
+    assert_eq!(
+        dropped(&node, "reassembly_budget"),
+        1,
+        "the hog's sixth is refused"
+    );
     let _ = opened(&mut node);
     // It trickles: a byte now and then keeps every message making progress.
     for step in 1..4u64 {
@@ -284,7 +312,10 @@ fn a_peer_trickling_fragments_does_not_lock_a_second_peer_out_of_reassembly() {
         node.stats().get("weft_reassembly_evictions_total", None) >= 1,
         "the hog was evicted to make room"
     );
-    assert!(node.reassembly_used() <= 1 << 20, "the node stays within its budget");
+    assert!(
+        node.reassembly_used() <= 1 << 20,
+        "the node stays within its budget"
+    );
 }
 
 #[test]

@@ -90,7 +90,10 @@ impl Endpoint {
             return true;
         }
         // Names the peer in the node's reassembly ledger, for eviction (`evict_reassembly`).
-        let budget_key = self.peers.hashcode(state.peer).map_or(u64::MAX, |c| u64::from(c.0));
+        let budget_key = self
+            .peers
+            .hashcode(state.peer)
+            .map_or(u64::MAX, |c| u64::from(c.0));
         let Some(peer) = self.peers.get_mut(state.peer) else {
             return false;
         };
@@ -459,8 +462,14 @@ impl Endpoint {
         // Bad input inside an accepted packet: the message or fragment is dropped, the packet's
         // other messages are not.
         let dropped = [
-            ("past_credit", now.past_credit.saturating_sub(before.past_credit)),
-            ("credit", now.credit_drops.saturating_sub(before.credit_drops)),
+            (
+                "past_credit",
+                now.past_credit.saturating_sub(before.past_credit),
+            ),
+            (
+                "credit",
+                now.credit_drops.saturating_sub(before.credit_drops),
+            ),
             (
                 "reassembly_budget",
                 now.budget_drops.saturating_sub(before.budget_drops),

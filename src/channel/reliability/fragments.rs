@@ -86,7 +86,10 @@ impl FragmentRanges {
             end = end.max(e);
         }
         self.ranges.insert(start, end);
-        let new = range.end.saturating_sub(range.start).saturating_sub(overlap);
+        let new = range
+            .end
+            .saturating_sub(range.start)
+            .saturating_sub(overlap);
         self.covered = self.covered.saturating_add(new);
         Ok(new)
     }
@@ -122,9 +125,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let start = (x >> 40) % 400;
             let len = (x >> 20) % 12;
-            let new = (start..start + len)
-                .filter(|n| !model.contains(n))
-                .count() as u64;
+            let new = (start..start + len).filter(|n| !model.contains(n)).count() as u64;
             match set.insert(start..start + len, 40) {
                 Ok(n) => {
                     assert_eq!(n, new);

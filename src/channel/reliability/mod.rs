@@ -20,6 +20,12 @@
 //! `total(0..=m) − lost bytes ≤ max_bytes`). In TCP and SCTP nothing is ever lost and this is
 //! exactly §4's rule. A spurious loss verdict can let a sender overshoot; the receiver then
 //! drops what exceeds its advertised credit (only in modes that tolerate loss).
+//!
+//! # Arithmetic
+//! Message numbers, offsets, lengths, credit, acknowledged ranges and packet numbers come from
+//! the peer: arithmetic in this module is checked, saturating or (where wrapping is meant, and
+//! commented) wrapping; clippy's `arithmetic_side_effects` is denied here.
+#![deny(clippy::arithmetic_side_effects)]
 
 pub mod ack;
 mod compat;
@@ -244,7 +250,9 @@ struct NodeShare {
 impl NodeShare {
     fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         // A panic while holding the lock leaves consistent numbers (every update is one step).
-        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -326,8 +334,7 @@ impl ReassemblyBudget {
             let debt_ok = ledger
                 .debt
                 .is_none_or(|(k, d)| k == victim && d.saturating_add(owed) <= heaviest);
-            if victim == key || after > share || heaviest <= share || owed > heaviest || !debt_ok
-            {
+            if victim == key || after > share || heaviest <= share || owed > heaviest || !debt_ok {
                 return false;
             }
             let total = ledger.debt.map_or(0, |(_, d)| d).saturating_add(owed);
@@ -461,7 +468,7 @@ impl PathState {
         if channels == 0 {
             return 0;
         }
-        let turn = self.cursor % channels;
+        let turn = self.cursor.checked_rem(channels).unwrap_or(0);
         self.cursor = self.cursor.wrapping_add(1);
         turn
     }
@@ -469,7 +476,7 @@ impl PathState {
     /// Whether a packet of `bytes` fits the window and the pacer; else when pacing allows it
     /// (`None`: wait for acknowledgements).
     fn send_allowed(&self, now: Instant, bytes: u64) -> Result<(), Option<Instant>> {
-        if self.bytes_in_flight + bytes > self.controller.window() {
+        if self.bytes_in_flight.saturating_add(bytes) > self.controller.window() {
             return Err(None);
         }
         match self.pacer.delay(
@@ -485,7 +492,7 @@ impl PathState {
     }
 
     fn on_packet_sent(&mut self, now: Instant, size: u64, probe: Option<u16>) {
-        self.bytes_in_flight += size;
+        self.bytes_in_flight = self.bytes_in_flight.saturating_add(size);
         self.controller.on_sent(now, size);
         let (window, srtt, mtu) = (
             self.controller.window(),
@@ -541,7 +548,7 @@ impl PathState {
         persistent: bool,
         lost: u64,
     ) {
-        self.congestion_events += 1;
+        self.congestion_events = self.congestion_events.saturating_add(1);
         self.controller
             .on_congestion_event(now, sent, persistent, lost);
     }
@@ -553,6 +560,10 @@ impl PathState {
         }
     }
 }
+
+/// Most ranges of one received ACK that are read: four times what this node writes
+/// (`ReliabilityConfig::max_ack_ranges`, 32), so an honest peer's ACK is read whole.
+const MAX_ACK_RANGES_READ: usize = 128;
 
 /// Timers of one channel (STYLE.md 7): the next timeout is the earliest.
 #[derive(Copy, Clone, Debug)]
@@ -584,7 +595,9 @@ impl ChannelReliability {
         let ordered = capabilities.contains(Capabilities::ORDERED);
         let close = capabilities.contains(Capabilities::CLOSE_ON_LOSS);
         let mut recv = RecvSide::new(ordered, resend, close, config);
-        recv.hold = config.hold_timeout.unwrap_or(config.initial_rtt * 3 / 2);
+        recv.hold = config
+            .hold_timeout
+            .unwrap_or(rtt::scale(config.initial_rtt, 3, 2));
         ChannelReliability {
             capabilities,
             hold_timeout: config.hold_timeout,
@@ -658,7 +671,7 @@ impl ChannelReliability {
     fn refresh(&mut self, now: Instant, path: &mut PathState) {
         if self.hold_timeout.is_none() {
             // PROTOCOL.md §7: the hold timeout defaults to 1.5 × smoothed RTT.
-            self.recv.hold = path.rtt.smoothed() * 3 / 2;
+            self.recv.hold = rtt::scale(path.rtt.smoothed(), 3, 2);
         }
         if self.failed.is_none() {
             if let Some(reason) = self.send.failure.or(self.recv.failure) {
@@ -738,7 +751,7 @@ impl ChannelReliability {
             empty_room = empty_room.min(usize::from(pmtu::BASE_MTU).saturating_sub(path.overhead));
         }
         let room = buf.len().min(empty_room);
-        let full_packet = (room + path.overhead) as u64;
+        let full_packet = room.saturating_add(path.overhead) as u64;
         let allowed = if probing {
             Ok(())
         } else {
@@ -760,7 +773,7 @@ impl ChannelReliability {
                 .as_micros()
                 .min(u128::from(u64::MAX)) as u64;
             if let Some(n) = frame::write_ack(&mut buf[at..room], self.ack.ranges(), delay_us) {
-                at += n;
+                at = at.saturating_add(n);
                 self.ack.on_ack_sent();
             }
         }
@@ -773,7 +786,7 @@ impl ChannelReliability {
         if self.window_due() {
             let credit = self.recv.credit();
             if let Some(n) = frame::write_window(&mut buf[at..room], credit.0, credit.1) {
-                at += n;
+                at = at.saturating_add(n);
                 window = true;
                 self.window_resend = false;
                 self.recv.on_window_sent(credit);
@@ -792,22 +805,22 @@ impl ChannelReliability {
                 // PROTOCOL.md §7.6: a probe is a packet padded to the probed size with
                 // PMTU_PROBE; it carries no data, so its loss costs nothing but the probe.
                 if let Some(n) = frame::write_pmtu_probe(&mut buf[at..probe_room]) {
-                    at += n;
+                    at = at.saturating_add(n);
                     probe = Some(size);
                 }
             }
         }
         if probe.is_none() {
-            at += self.send.write_data(now, &mut buf[at..room], empty_room);
+            at = at.saturating_add(self.send.write_data(now, &mut buf[at..room], empty_room));
             if at == eliciting_start && probing {
                 // RFC 9002 §6.2.4: a probe with nothing to resend still elicits an ACK.
                 if let Some(n) = frame::write_ping(&mut buf[at..room], [0; 8]) {
-                    at += n;
+                    at = at.saturating_add(n);
                 }
             }
         }
         if at > eliciting_start {
-            let size = (at + path.overhead) as u64;
+            let size = at.saturating_add(path.overhead) as u64;
             let chunks = chunk_start..self.send.chunk_end();
             self.send
                 .on_packet_sent(now, pn, size, chunks, window, probe);
@@ -891,6 +904,10 @@ impl ChannelReliability {
         path: &mut PathState,
     ) {
         if self.failed.is_none() {
+            // The peer chooses how many ranges an ACK lists (as many as its datagram holds);
+            // the node reads the newest few. Packets only the rest would acknowledge are
+            // declared lost and resent, which costs a retransmission, never correctness.
+            let ranges = ranges.take(MAX_ACK_RANGES_READ);
             self.send.on_ack(now, ranges, ack_delay, path);
         }
         self.refresh(now, path);

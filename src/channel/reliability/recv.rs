@@ -148,7 +148,8 @@ impl RecvSide {
     /// Messages and bytes received and not yet taken by the application.
     pub(crate) fn buffered(&self) -> (u64, u64) {
         (
-            self.accepted_messages.saturating_sub(self.consumed_messages),
+            self.accepted_messages
+                .saturating_sub(self.consumed_messages),
             self.accepted_bytes.saturating_sub(self.consumed_bytes),
         )
     }
@@ -231,9 +232,9 @@ impl RecvSide {
             self.protocol_error();
             return false;
         }
-        let packets = self
-            .lowest_pn
-            .map_or(0, |lowest| self.current_pn.saturating_sub(lowest).saturating_add(1));
+        let packets = self.lowest_pn.map_or(0, |lowest| {
+            self.current_pn.saturating_sub(lowest).saturating_add(1)
+        });
         let bound = credit.saturating_add(packets.saturating_mul(MAX_NEW_MESSAGES_PER_PACKET));
         if number >= bound {
             bump(&mut self.stats.past_credit);
@@ -645,7 +646,10 @@ impl RecvSide {
 
     /// The earliest reassembly deadline.
     pub(crate) fn reassembly_deadline(&self) -> Option<Instant> {
-        self.partial.values().filter_map(|p| self.deadline_of(p)).min()
+        self.partial
+            .values()
+            .filter_map(|p| self.deadline_of(p))
+            .min()
     }
 }
 
