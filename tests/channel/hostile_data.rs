@@ -239,6 +239,7 @@ fn a_descending_storm_of_one_byte_fragments_is_bounded_in_ranges_heap_and_work()
     let heap = live_bytes() - heap_before;
     let allocated = allocations() - allocations_before;
     let ranges = EndpointConfig::default().reliability.max_reassembly_ranges as u64;
+    println!("storm: heap {heap} bytes, {allocated} allocations");
     assert_eq!(
         dropped(&node, "fragment_ranges"),
         FRAGMENTS - ranges,
@@ -256,7 +257,7 @@ fn a_descending_storm_of_one_byte_fragments_is_bounded_in_ranges_heap_and_work()
     );
     // Work: a refused fragment allocates nothing, so the storm's allocations follow the ranges
     // kept (and the packets answered), not the fragments sent.
-    assert!(allocated < 4 * ranges + 2_000, "{allocated} allocations");
+    assert!(allocated < 2_000, "{allocated} allocations");
     assert!(attacker.pings(&mut node, now), "the node still answers");
 }
 
