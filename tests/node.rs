@@ -29,6 +29,9 @@ impl TempDir {
             std::env::temp_dir().join(format!("weft-node-test-{}-{n}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
+        // Private whatever the umask: the node refuses a data directory others may write.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
         TempDir(path)
     }
 
@@ -284,6 +287,54 @@ fn group_readable_key_file_is_refused_naming_the_file() {
     assert!(stderr.contains(&key.display().to_string()), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_group_or_world_writable_data_directory_is_refused_by_node_and_id() {
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [0o775, 0o777] {
+        let data = TempDir::new("writable");
+        std::fs::set_permissions(&data.0, std::fs::Permissions::from_mode(mode)).unwrap();
+        let dir = data.0.to_str().unwrap();
+        for args in [node_args(&data.0, &[]), vec!["id", "--data", dir]] {
+            let (status, stdout, stderr) = run(&args);
+            assert_eq!(status.code(), Some(1), "{args:?}: stderr:\n{stderr}");
+            assert!(
+                !stdout.contains("ready") && !stdout.contains("peer="),
+                "{stdout}"
+            );
+            assert!(stderr.contains(&format!("chmod go-w {dir}")), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+        assert!(
+            !data.join("ed25519.key").exists(),
+            "no key is written into a directory others may write"
+        );
+    }
+}
+
+#[test]
+fn a_key_file_reached_through_a_symlink_is_refused_by_node_and_id() {
+    let data = TempDir::new("symlink");
+    let elsewhere = TempDir::new("symlink-target");
+    let dir = data.0.to_str().unwrap();
+    let (status, _, stderr) = run(&["id", "--data", dir]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let key = data.join("x25519.key");
+    let moved = elsewhere.join("x25519.key");
+    std::fs::rename(&key, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &key).unwrap();
+    for args in [node_args(&data.0, &[]), vec!["id", "--data", dir]] {
+        let (status, stdout, stderr) = run(&args);
+        assert_eq!(status.code(), Some(1), "{args:?}: stderr:\n{stderr}");
+        assert!(
+            !stdout.contains("ready") && !stdout.contains("peer="),
+            "{stdout}"
+        );
+        assert!(stderr.contains(&key.display().to_string()), "{stderr}");
+        assert!(stderr.contains("symbolic link"), "{stderr}");
+        assert!(stderr.contains("replace the link"), "{stderr}");
+    }
 }
 
 #[test]
