@@ -126,7 +126,7 @@ pub(crate) struct BenchArgs {
     /// Instead of the load: for DURATION (90s, 30m, 1h), run honest echo peers at --rate (2000
     /// messages/s when 0) and hostile traffic at --hostile-rate together, printing the node's
     /// live heap, open files and CPU every --sample seconds
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with_all = ["flood", "bulk"])]
     soak: Option<Duration>,
     /// Seconds between two soak samples
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_sample)]
