@@ -6,6 +6,8 @@
 mod crossing;
 #[path = "channel/flood.rs"]
 mod flood;
+#[path = "channel/hostile_data.rs"]
+mod hostile_data;
 #[path = "channel/hot_path.rs"]
 mod hot_path;
 #[path = "channel/key_limits.rs"]

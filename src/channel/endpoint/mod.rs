@@ -1488,6 +1488,7 @@ fn close_label(reason: CloseReason) -> &'static str {
         CloseReason::Idle => "idle",
         CloseReason::Shutdown => "shutdown",
         CloseReason::Refused => "refused",
+        CloseReason::Protocol => "protocol",
         CloseReason::Unknown(_) => "unknown",
     }
 }
