@@ -521,6 +521,61 @@ mod tests {
     }
 
     #[test]
+    fn the_side_that_installs_second_adopts_the_phase_the_first_chose() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let mut slot = SessionSlot::new();
+        let first = established(1, HandshakeKind::UnknownResponder, Role::Responder, 1);
+        assert_eq!(slot.install(&first, now), Ok(KeyPhase::Zero));
+        // A rekey the peer filed under phase one, which we never switched to...
+        let second = established(1, HandshakeKind::UnknownResponder, Role::Responder, 3);
+        assert_eq!(slot.install(&second, now), Ok(KeyPhase::One));
+        assert_eq!(slot.sending_phase(), KeyPhase::Zero);
+        // ...then the next one, which the peer (having switched) files under phase zero: we
+        // take its word, send under it at once, and the session it displaced still opens
+        // packets in flight.
+        let third = established(1, HandshakeKind::UnknownResponder, Role::Responder, 5);
+        assert_eq!(
+            slot.install_as(&third, later, KeyPhase::Zero),
+            Ok(KeyPhase::Zero)
+        );
+        assert_eq!(slot.sending_phase(), KeyPhase::Zero);
+        assert!(slot.newest_is_current());
+        assert!(slot.displaced(KeyPhase::Zero).is_some());
+        // The other phase is retired: gone after the grace period.
+        slot.expire_retired(later + Duration::from_secs(10), Duration::from_secs(5));
+        assert!(slot.by_phase(KeyPhase::One).is_none());
+        assert!(slot.displaced(KeyPhase::Zero).is_none());
+        assert!(slot.current().is_some());
+        // A first session takes the phase it is told.
+        let mut fresh = SessionSlot::new();
+        assert_eq!(
+            fresh.install_as(&first, now, KeyPhase::One),
+            Ok(KeyPhase::One)
+        );
+        assert_eq!(fresh.current().unwrap().phase(), KeyPhase::One);
+    }
+
+    #[test]
+    fn an_exhausted_session_offers_nothing_to_send_under() {
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        slot.install(
+            &established(1, HandshakeKind::KnownResponder, Role::Initiator, 1),
+            now,
+        )
+        .unwrap();
+        slot.current().unwrap().exhaust();
+        assert!(slot.current().is_none());
+        assert!(slot.current_ref().is_some_and(Session::is_exhausted));
+        assert!(
+            slot.current_ref()
+                .unwrap()
+                .needs_rekey(now, &RekeyPolicy::default())
+        );
+    }
+
+    #[test]
     fn a_slot_refuses_another_key() {
         let now = Instant::now();
         let mut slot = SessionSlot::new();
