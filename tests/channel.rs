@@ -2,14 +2,26 @@
 //! simulator across seeds (`WEFT_SEEDS=N` for more), plus the sans-IO rules that need exact
 //! packets.
 
+#[path = "channel/crossing.rs"]
+mod crossing;
 #[path = "channel/flood.rs"]
 mod flood;
 #[path = "channel/hostile_data.rs"]
 mod hostile_data;
 #[path = "channel/hot_path.rs"]
 mod hot_path;
+#[path = "channel/key_limits.rs"]
+mod key_limits;
 #[path = "channel/memory.rs"]
 mod memory;
+#[path = "channel/plaintext_peers.rs"]
+mod plaintext_peers;
+#[path = "channel/rekey_phases.rs"]
+mod rekey_phases;
+#[path = "channel/replay_table.rs"]
+mod replay_table;
+#[path = "channel/session_table.rs"]
+mod session_table;
 mod sim;
 #[path = "channel/sockets.rs"]
 mod sockets;

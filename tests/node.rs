@@ -545,6 +545,32 @@ fn weft_id_prints_a_record_that_makes_ping_use_ik() {
     assert!(stderr.contains("--record"), "{stderr}");
 }
 
+/// The README's own example, at the count that lost every PONG after the third (issue 10,
+/// finding 9: each PING from a bare address started a new XX, and the node's replacement
+/// sessions drifted onto the wrong KEY_PHASE).
+#[test]
+fn readme_ping_example_gets_all_twenty_pongs_under_one_handshake() {
+    let data = TempDir::new("ping20");
+    let node = start_node(&node_args(&data.0, &[]));
+    let target = format!("127.0.0.1:{}", node.udp.port());
+    let (status, stdout, stderr) = run(&["ping", &target, "--count", "20"]);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("20 sent, 20 received, 0% loss"), "{stdout}");
+    let text = scrape_until(node.metrics, |text| {
+        metric_value(text, "weft_handshakes_completed_total{kind=\"xx\"}").is_some()
+    });
+    assert_eq!(
+        metric_value(&text, "weft_handshakes_completed_total{kind=\"xx\"}"),
+        Some(1),
+        "{text}"
+    );
+    assert_eq!(metric_value(&text, "weft_rekeys_total").unwrap_or(0), 0);
+}
+
 /// A client that sends a request head one byte a second and never finishes it.
 struct SlowLoris {
     stop: Arc<std::sync::atomic::AtomicBool>,

@@ -105,4 +105,10 @@ pub(crate) struct PeerSession {
     pub(crate) slot: SessionSlot,
     /// When a RESET last made us start a handshake (PROTOCOL.md §4: at most one per 5 s).
     pub(crate) last_reset_handshake: Option<Instant>,
+    /// The bare address our own XX found this peer at, so later PINGs and opens to that address
+    /// reuse the session instead of starting a handshake each (one entry per session).
+    pub(crate) bare: Option<SocketAddr>,
+    /// When a packet last authenticated under one of its sessions (or it was installed): the
+    /// session table's recency (PROTOCOL.md §5, least recently used first out).
+    pub(crate) last_used: Instant,
 }

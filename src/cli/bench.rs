@@ -24,7 +24,7 @@ use weft::engine::load::{
 mod soak;
 use soak::{parse_duration, parse_sample};
 use weft::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle, default_shards};
-use weft::session::Identity;
+use weft::session::{Identity, TokenRate};
 use weft::wire::{Capabilities, PeerId};
 
 /// Messages that may wait for the echo worker, as `weft node --echo` sizes it.
@@ -198,6 +198,12 @@ impl LocalNode {
                 EndpointConfig {
                     allow_plaintext,
                     echo: echo == EchoAt::Inline,
+                    // Every simulated peer comes from 127.0.0.1: the per-source shares that
+                    // protect a public node would throttle the load the bench means to apply.
+                    max_sessions_per_address: usize::MAX,
+                    max_sessions_per_prefix: usize::MAX,
+                    handshake_rate_per_address: TokenRate::UNLIMITED,
+                    handshake_rate_per_prefix: TokenRate::UNLIMITED,
                     ..EndpointConfig::default()
                 },
             )

@@ -105,21 +105,83 @@ impl Tai64N {
 }
 
 /// The last INIT timestamp accepted per Ed25519 key (PROTOCOL.md §5: a responder rejects a
-/// timestamp not greater than the last it accepted for that key).
-#[derive(Clone, Debug, Default)]
+/// timestamp not greater than the last it accepted for that key), in bounded memory.
+///
+/// Identities cost nothing, so the table cannot keep every key forever. What it may forget
+/// must not reopen a replay, and the rule that makes forgetting safe is a floor:
+///
+/// - an entry is forgotten only when the table is full, and only if its timestamp is older than
+///   the caller's cutoff (wall clock minus [`TimestampTable::with_limits`]' window), oldest
+///   first;
+/// - the greatest timestamp ever forgotten is kept as the floor, and a key the table does not
+///   hold is fresh only above the floor.
+///
+/// A recorded INIT of a forgotten key carries a timestamp no greater than that key's last
+/// accepted one, which is at most the floor: it stays refused. An honest peer is refused only
+/// while the table is under pressure and its clock lags ours by more than the window (the
+/// floor is always below the cutoff, so an attacker's clock cannot push it forward: entries
+/// stamped in the future are never old enough to forget). When the table is full of entries
+/// younger than the window, a key it does not hold is refused ([`is_fresh`](Self::is_fresh)
+/// says no) rather than accepted unrecorded: keys it holds, and every XX handshake, still go on.
+#[derive(Clone, Debug)]
 pub struct TimestampTable {
     last: HashMap<[u8; 32], Tai64N>,
+    /// The same entries by timestamp, to forget the oldest first.
+    by_age: std::collections::BTreeSet<(Tai64N, [u8; 32])>,
+    floor: Option<Tai64N>,
+    limit: usize,
 }
 
+impl Default for TimestampTable {
+    fn default() -> Self {
+        TimestampTable::with_limits(DEFAULT_TIMESTAMP_LIMIT)
+    }
+}
+
+/// Keys a [`TimestampTable`] holds by default: 65,536 entries of about 100 bytes (two maps),
+/// 6.5 MiB; an attacker must complete more than 109 IK handshakes a second with new keys,
+/// through every per-source limit, to fill it within a 10-minute window.
+pub const DEFAULT_TIMESTAMP_LIMIT: usize = 1 << 16;
+
 impl TimestampTable {
-    /// An empty table.
+    /// An empty table of at most `DEFAULT_TIMESTAMP_LIMIT` keys.
     pub fn new() -> TimestampTable {
         TimestampTable::default()
     }
 
-    /// True if `timestamp` is newer than the last one accepted for `ed25519`.
+    /// An empty table of at most `limit` keys (at least 1).
+    pub fn with_limits(limit: usize) -> TimestampTable {
+        TimestampTable {
+            last: HashMap::new(),
+            by_age: std::collections::BTreeSet::new(),
+            floor: None,
+            limit: limit.max(1),
+        }
+    }
+
+    /// True if `timestamp` is newer than the last one accepted for `ed25519` (for a key the
+    /// table does not hold: newer than the floor, and the table has room).
     pub fn is_fresh(&self, ed25519: &[u8; 32], timestamp: Tai64N) -> bool {
-        self.last.get(ed25519).is_none_or(|last| timestamp > *last)
+        match self.last.get(ed25519) {
+            Some(last) => timestamp > *last,
+            None => self.last.len() < self.limit && self.floor.is_none_or(|f| timestamp > f),
+        }
+    }
+
+    /// Makes room, if the table is full, by forgetting entries older than `cutoff`, oldest
+    /// first (at most what it takes to get below the limit: a bounded loop). See the type's doc.
+    pub fn prune(&mut self, cutoff: Tai64N) {
+        while self.last.len() >= self.limit {
+            let Some(&(oldest, key)) = self.by_age.first() else {
+                return;
+            };
+            if oldest >= cutoff {
+                return;
+            }
+            self.by_age.remove(&(oldest, key));
+            self.last.remove(&key);
+            self.floor = Some(self.floor.map_or(oldest, |f| f.max(oldest)));
+        }
     }
 
     /// Records `timestamp` for `ed25519` if it is fresh; returns whether it was.
@@ -127,7 +189,10 @@ impl TimestampTable {
         if !self.is_fresh(ed25519, timestamp) {
             return false;
         }
-        self.last.insert(*ed25519, timestamp);
+        if let Some(previous) = self.last.insert(*ed25519, timestamp) {
+            self.by_age.remove(&(previous, *ed25519));
+        }
+        self.by_age.insert((timestamp, *ed25519));
         true
     }
 

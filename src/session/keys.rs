@@ -215,26 +215,38 @@ impl ChannelCrypto {
             .send
             .seal_in_place(sequence, header, payload, tag_out);
         // PROTOCOL.md §3: a sequence number is never reused under one key.
-        self.next_send += 1;
-        self.sealed += 1;
+        self.next_send = self.next_send.saturating_add(1);
+        self.sealed = self.sealed.saturating_add(1);
         sequence
     }
 
+    /// True if a packet numbered `sequence` may be sealed: numbers under one key only go up,
+    /// so no nonce is ever used twice whatever the caller's numbering does (a number that wrapped
+    /// or went back is refused, not sealed).
+    pub fn may_seal_at(&self, sequence: u64) -> bool {
+        sequence >= self.next_send && sequence < u64::MAX
+    }
+
     /// Seals a packet under an explicit sequence number: the channel's data path numbers its
-    /// packets itself (one number space for acknowledgements and nonces), and never reuses a
-    /// number, so every nonce under this key is fresh (PROTOCOL.md §3).
+    /// packets itself (one number space for acknowledgements and nonces, PROTOCOL.md §3).
+    /// Returns false, sealing nothing, for a number [`may_seal_at`](Self::may_seal_at) refuses.
+    #[must_use]
     pub fn seal_at(
         &mut self,
         sequence: u64,
         header: &[u8],
         payload: &mut [u8],
         tag_out: &mut [u8; TAG_LEN],
-    ) {
+    ) -> bool {
+        if !self.may_seal_at(sequence) {
+            return false;
+        }
         self.keys()
             .send
             .seal_in_place(sequence, header, payload, tag_out);
-        self.next_send = self.next_send.max(sequence + 1);
-        self.sealed += 1;
+        self.next_send = sequence.saturating_add(1);
+        self.sealed = self.sealed.saturating_add(1);
+        true
     }
 
     /// Opens a received packet: the replay window is checked before decrypting and moves only

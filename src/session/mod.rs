@@ -8,10 +8,12 @@ mod identity;
 pub mod keys;
 pub mod mac;
 mod noise;
+pub mod rate;
 pub mod record;
 // The file is named after the spec's term; the parent module is the layer.
 #[allow(clippy::module_inception)]
 pub mod session;
+pub mod table;
 pub mod window;
 
 pub use handshake::{
@@ -24,7 +26,9 @@ pub use mac::{
     Admission, CookieCheck, HandshakeRateLimiter, InitDecision, InitGate, LoadPolicy, Mac1Key,
     RotatingSecret, init_echo,
 };
+pub use rate::{RateRefusal, SourceRateLimiter, TokenRate};
 pub use record::{PeerRecord, RecordError};
 pub use session::{
     KeyPhase, RekeyPolicy, ReplaceError, Session, SessionSlot, crossing_winner, may_replace,
 };
+pub use table::{Prefix, Refusal, SessionTable, SourceCaps, prefix_of};

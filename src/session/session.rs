@@ -6,13 +6,33 @@ use super::keys::ChannelKeys;
 use crate::wire::PeerId;
 use std::time::{Duration, Instant};
 
-/// When a session is replaced by a new handshake (PROTOCOL.md §5, session lifetime).
+/// When a session is replaced by a new handshake (PROTOCOL.md §5, session lifetime), and when
+/// it must stop being used even if no replacement came (WireGuard's REKEY_AFTER_MESSAGES and
+/// REJECT_AFTER_MESSAGES).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct RekeyPolicy {
-    /// Replace before any channel has sent this many packets under the session (default 2^31).
+    /// Replace before any channel has sent this many packets under the session, or once this
+    /// many packets were received under it (default 2^31).
     pub after_packets: u64,
     /// Replace after this long (default 15 minutes).
     pub after: Duration,
+    /// The hard limit: once a channel has sealed this many packets under the session, nothing
+    /// more is sealed under it, and once this many packets opened under it, nothing more is
+    /// opened; only a new session carries traffic again. Default 2^32 − 2^16: the wire's
+    /// sequence numbers are 32 bits, so a key that stops there never meets a number twice
+    /// (and the nonce is the number), with 2^31 − 2^16 packets between the rekey threshold and
+    /// the wall for a rekey to complete.
+    pub reject_after_packets: u64,
+}
+
+impl RekeyPolicy {
+    /// Packets opened under a session, all channels together, after which the receiving side
+    /// starts the rekey itself: half as many again as the sender's per-channel threshold, so the
+    /// sender (which knows first) normally leads and the two rarely cross, yet a peer that never
+    /// rekeys is still replaced well before the hard limit.
+    pub fn receive_rekey_threshold(&self) -> u64 {
+        self.after_packets.saturating_add(self.after_packets / 2)
+    }
 }
 
 impl Default for RekeyPolicy {
@@ -20,6 +40,7 @@ impl Default for RekeyPolicy {
         RekeyPolicy {
             after_packets: 1 << 31,
             after: Duration::from_secs(15 * 60),
+            reject_after_packets: (1 << 32) - (1 << 16),
         }
     }
 }
@@ -68,6 +89,11 @@ pub struct Session {
     peer_x25519: [u8; 32],
     created_at: Instant,
     phase: KeyPhase,
+    /// Packets opened under it, all channels together (for the rekey threshold and the hard
+    /// limit on receiving).
+    opened: u64,
+    /// Set once a channel reached the hard limit on sealing: nothing is sent under it again.
+    exhausted: bool,
     /// Per-channel keys, sequence numbers and replay windows of this session.
     pub keys: ChannelKeys,
 }
@@ -83,6 +109,8 @@ impl Session {
             peer_x25519: established.peer_x25519,
             created_at: now,
             phase,
+            opened: 0,
+            exhausted: false,
             keys: ChannelKeys::new(*established.send_secret(), *established.receive_secret()),
         }
     }
@@ -132,6 +160,30 @@ impl Session {
     pub fn needs_rekey(&self, now: Instant, policy: &RekeyPolicy) -> bool {
         now.saturating_duration_since(self.created_at) >= policy.after
             || self.packets_sent() >= policy.after_packets
+            || self.opened >= policy.receive_rekey_threshold()
+            || self.exhausted
+    }
+
+    /// Packets opened under the session so far.
+    pub fn packets_opened(&self) -> u64 {
+        self.opened
+    }
+
+    /// Counts one packet opened under the session; returns the new count.
+    pub fn note_opened(&mut self) -> u64 {
+        self.opened = self.opened.saturating_add(1);
+        self.opened
+    }
+
+    /// Stops all sending under the session (a channel reached the hard limit): the slot then
+    /// offers no session to send under until a new one is installed.
+    pub fn exhaust(&mut self) {
+        self.exhausted = true;
+    }
+
+    /// True once [`exhaust`](Self::exhaust) was called.
+    pub fn is_exhausted(&self) -> bool {
+        self.exhausted
     }
 
     /// When the session reaches its age limit (for the driver's timer).
@@ -189,9 +241,11 @@ impl SessionSlot {
         SessionSlot::default()
     }
 
-    /// The session we send under, if any.
+    /// The session we send under, if any and not exhausted (see [`Session::exhaust`]).
     pub fn current(&mut self) -> Option<&mut Session> {
-        self.sessions[self.sending.index()].as_deref_mut()
+        self.sessions[self.sending.index()]
+            .as_deref_mut()
+            .filter(|session| !session.exhausted)
     }
 
     /// The session packets with KEY_PHASE `phase` are opened with.
@@ -236,6 +290,49 @@ impl SessionSlot {
             // the old one to open packets still in flight.
             self.sending = phase;
             self.retired_at[sending.index()] = Some(now);
+        }
+        Ok(phase)
+    }
+
+    /// Installs a completed handshake under the phase the peer named for it: the side that
+    /// installs second adopts the first side's choice (the KEY_PHASE of the packet completing
+    /// the handshake), so both always file the new session under the same phase, however
+    /// their older sessions drifted (a rekey whose confirmation was lost, a second rekey before
+    /// the first was confirmed). The completing packet proves the peer holds the session, so
+    /// we send under it at once; whatever it displaces from `phase` still opens packets in
+    /// flight for the grace period.
+    pub fn install_as(
+        &mut self,
+        established: &Established,
+        now: Instant,
+        phase: KeyPhase,
+    ) -> Result<KeyPhase, ReplaceError> {
+        let sending = self.sending;
+        let Some(current) = self.sessions[sending.index()].as_ref() else {
+            self.clear();
+            self.sending = phase;
+            self.sessions[phase.index()] = Some(Box::new(Session::new(established, now, phase)));
+            self.stamp(phase);
+            return Ok(phase);
+        };
+        if !may_replace(current, established) {
+            return Err(ReplaceError::Refused);
+        }
+        let previous =
+            self.sessions[phase.index()].replace(Box::new(Session::new(established, now, phase)));
+        if let Some(previous) = previous {
+            // Retired, or the one we sent under until now: it may still own packets in flight.
+            let since = self.retired_at[phase.index()].unwrap_or(now);
+            self.displaced = Some((previous, since));
+        }
+        self.retired_at[phase.index()] = None;
+        self.stamp(phase);
+        self.sending = phase;
+        // The other phase (the session we sent under, or one the peer never confirmed) only
+        // opens packets in flight from now on.
+        let other = phase.flipped().index();
+        if self.sessions[other].is_some() && self.retired_at[other].is_none() {
+            self.retired_at[other] = Some(now);
         }
         Ok(phase)
     }
@@ -424,6 +521,61 @@ mod tests {
     }
 
     #[test]
+    fn the_side_that_installs_second_adopts_the_phase_the_first_chose() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let mut slot = SessionSlot::new();
+        let first = established(1, HandshakeKind::UnknownResponder, Role::Responder, 1);
+        assert_eq!(slot.install(&first, now), Ok(KeyPhase::Zero));
+        // A rekey the peer filed under phase one, which we never switched to...
+        let second = established(1, HandshakeKind::UnknownResponder, Role::Responder, 3);
+        assert_eq!(slot.install(&second, now), Ok(KeyPhase::One));
+        assert_eq!(slot.sending_phase(), KeyPhase::Zero);
+        // ...then the next one, which the peer (having switched) files under phase zero: we
+        // take its word, send under it at once, and the session it displaced still opens
+        // packets in flight.
+        let third = established(1, HandshakeKind::UnknownResponder, Role::Responder, 5);
+        assert_eq!(
+            slot.install_as(&third, later, KeyPhase::Zero),
+            Ok(KeyPhase::Zero)
+        );
+        assert_eq!(slot.sending_phase(), KeyPhase::Zero);
+        assert!(slot.newest_is_current());
+        assert!(slot.displaced(KeyPhase::Zero).is_some());
+        // The other phase is retired: gone after the grace period.
+        slot.expire_retired(later + Duration::from_secs(10), Duration::from_secs(5));
+        assert!(slot.by_phase(KeyPhase::One).is_none());
+        assert!(slot.displaced(KeyPhase::Zero).is_none());
+        assert!(slot.current().is_some());
+        // A first session takes the phase it is told.
+        let mut fresh = SessionSlot::new();
+        assert_eq!(
+            fresh.install_as(&first, now, KeyPhase::One),
+            Ok(KeyPhase::One)
+        );
+        assert_eq!(fresh.current().unwrap().phase(), KeyPhase::One);
+    }
+
+    #[test]
+    fn an_exhausted_session_offers_nothing_to_send_under() {
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        slot.install(
+            &established(1, HandshakeKind::KnownResponder, Role::Initiator, 1),
+            now,
+        )
+        .unwrap();
+        slot.current().unwrap().exhaust();
+        assert!(slot.current().is_none());
+        assert!(slot.current_ref().is_some_and(Session::is_exhausted));
+        assert!(
+            slot.current_ref()
+                .unwrap()
+                .needs_rekey(now, &RekeyPolicy::default())
+        );
+    }
+
+    #[test]
     fn a_slot_refuses_another_key() {
         let now = Instant::now();
         let mut slot = SessionSlot::new();
@@ -445,6 +597,7 @@ mod tests {
         let policy = RekeyPolicy {
             after_packets: 3,
             after: Duration::from_secs(60),
+            ..RekeyPolicy::default()
         };
         let mut session = Session::new(
             &established(1, HandshakeKind::KnownResponder, Role::Initiator, 1),

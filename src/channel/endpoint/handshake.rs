@@ -40,29 +40,13 @@ pub(super) struct ResponderState {
     from: SocketAddr,
     peer: PeerId,
     expires: Instant,
-    prefix: [u8; 8],
+    prefix: crate::session::Prefix,
 }
 
 /// A handshake in progress; its slab hashcode, permuted, is its session index on the wire.
 pub(super) enum Pending {
     Initiator(Box<InitiatorState>),
     Responder(Box<ResponderState>),
-}
-
-/// The /24 (IPv4) or /48 (IPv6) an address belongs to, for the pending-XX cap (PROTOCOL.md §5).
-fn prefix_of(address: SocketAddr) -> [u8; 8] {
-    let mut key = [0u8; 8];
-    match address.ip() {
-        std::net::IpAddr::V4(ip) => {
-            key[0] = 4;
-            key[1..4].copy_from_slice(&ip.octets()[..3]);
-        }
-        std::net::IpAddr::V6(ip) => {
-            key[0] = 6;
-            key[1..7].copy_from_slice(&ip.octets()[..6]);
-        }
-    }
-    key
 }
 
 fn varint_len(v: usize) -> usize {
@@ -121,6 +105,21 @@ impl Endpoint {
         self.drop_packet(reason);
         self.stats
             .add(HANDSHAKE_FAILURES, Some(("reason", reason)), 1);
+    }
+
+    /// A handshake refused by a limit of the node (not by a failed check): dropped, and counted
+    /// as a refusal by its reason.
+    fn refuse_handshake(&mut self, reason: &'static str) {
+        self.handshake_failed(reason);
+        self.stats
+            .add(HANDSHAKE_REFUSALS, Some(("reason", reason)), 1);
+    }
+
+    fn source_caps(&self) -> crate::session::SourceCaps {
+        crate::session::SourceCaps {
+            per_address: self.config.max_sessions_per_address,
+            per_prefix: self.config.max_sessions_per_prefix,
+        }
     }
 
     /// The next TAI64N for an IK INIT, strictly increasing even if the wall clock is not.
@@ -569,25 +568,45 @@ impl Endpoint {
             }
             InitDecision::Proceed => {}
         }
-        // PROTOCOL.md §5: crossing INITs, the one from the lower peer id wins.
-        let mut inherited = Vec::new();
-        if let Some(&ours) = self.pending_by_peer.get(&sender) {
-            if crate::session::crossing_winner(self.local_id, sender) == self.local_id {
-                return self.drop_packet("crossing_init_lost");
-            }
-            if let Some(Pending::Initiator(state)) = self.remove_pending(ours) {
-                inherited = state.pings;
+        // PROTOCOL.md §5: crossing INITs, the one from the lower peer id wins. Dropping the
+        // losing INIT changes nothing; cancelling our own pending handshake waits until the
+        // winning INIT is authenticated (an IK INIT below, once its static key and timestamp
+        // verified); an XX INIT never cancels ours, its sender being proven only by its FINAL:
+        // whichever handshake completes first resolves the crossing (`resolve_crossing`).
+        if self.pending_by_peer.contains_key(&sender)
+            && crate::session::crossing_winner(self.local_id, sender) == self.local_id
+        {
+            return self.drop_packet("crossing_init_lost");
+        }
+        // A new peer must fit its source's share of the session table; every handshake about to
+        // cost DH is charged to its source's rate, a valid cookie or not (issue 10: a cookie
+        // proves an address, it does not make its handshakes free).
+        if !self.session_index.contains_key(&sender) {
+            if let Err(refusal) = self.session_table.admits(from.ip(), self.source_caps()) {
+                return self.refuse_handshake(refusal.label());
             }
         }
+        if let Err(refusal) = self.source_rate.charge(from.ip(), now) {
+            return self.refuse_handshake(refusal.label());
+        }
         if kind == HandshakeKind::UnknownResponder {
-            // PROTOCOL.md §5: pending XX states are capped per endpoint and per /24.
-            let prefix = prefix_of(from);
+            // PROTOCOL.md §5: pending XX states are capped per endpoint and per /24 (/64).
+            let prefix = crate::session::prefix_of(from.ip());
             let per_prefix = self.pending_per_prefix.get(&prefix).copied().unwrap_or(0);
-            if self.pending_xx >= self.config.max_pending_xx
-                || per_prefix >= self.config.max_pending_xx_per_prefix
-            {
-                return self.handshake_failed("pending_limit");
+            if per_prefix >= self.config.max_pending_xx_per_prefix {
+                return self.refuse_handshake("pending_prefix_limit");
             }
+            if self.pending_xx >= self.config.max_pending_xx && !self.evict_pending_xx(per_prefix) {
+                return self.refuse_handshake("pending_limit");
+            }
+        }
+        if kind.is_ik() {
+            // A full replay table forgets only entries older than the window (see
+            // `TimestampTable`).
+            let cutoff = self
+                .unix_time
+                .saturating_sub(self.config.handshake_timestamp_window);
+            self.timestamps.prune(Tai64N::from_unix(cutoff));
         }
         let mut out = [0u8; MAX_HANDSHAKE_LEN];
         let before = dh::count_on_this_thread();
@@ -606,7 +625,7 @@ impl Endpoint {
         match result {
             Err(error) => self.handshake_failed(failure_label(&error, kind)),
             Ok(Response::Pending { len, pending }) => {
-                let prefix = prefix_of(from);
+                let prefix = crate::session::prefix_of(from.ip());
                 let state = ResponderState {
                     pending,
                     from,
@@ -615,7 +634,7 @@ impl Endpoint {
                     prefix,
                 };
                 let Ok((_, code)) = self.pending.insert(Pending::Responder(Box::new(state))) else {
-                    return self.handshake_failed("pending_limit");
+                    return self.refuse_handshake("pending_limit");
                 };
                 self.pending_xx += 1;
                 *self.pending_per_prefix.entry(prefix).or_insert(0) += 1;
@@ -629,9 +648,13 @@ impl Endpoint {
                 self.stateless_answer(from, sender, ChannelId::DEFAULT, &answer);
             }
             Ok(Response::Complete { len, established }) => {
-                let Some((handle, phase)) = self.install_session(now, from, &established) else {
+                let Some((handle, phase)) = self.install_session(now, from, &established, None)
+                else {
                     return;
                 };
+                // Authenticated: a crossing handshake of ours to this peer gives way, and its
+                // queued PINGs ride in our RESPONSE.
+                let inherited = self.take_crossing(sender).unwrap_or_default();
                 let index = self
                     .sessions
                     .hashcode(handle)
@@ -730,7 +753,11 @@ impl Endpoint {
         };
         let established = done.established;
         let peer = established.peer_id;
-        let Some((_, phase)) = self.install_session(now, from, &established) else {
+        // IK: the responder installed first and named the phase in its completing packet; XX:
+        // we install first (our FINAL completes it) and choose.
+        let told = (kind != HandshakeKind::UnknownResponder)
+            .then(|| KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE)));
+        let Some((_, phase)) = self.install_session(now, from, &established, told) else {
             return;
         };
         if state.peer.is_none() {
@@ -738,6 +765,7 @@ impl Endpoint {
             if let Some(&unnamed) = self.unnamed.get(&from) {
                 self.name_peer(unnamed, peer, from);
             }
+            self.remember_bare(peer, from);
         }
         if kind == HandshakeKind::UnknownResponder {
             // PROTOCOL.md §5: START_ENCRYPTION follows HANDSHAKE_FINAL, and the first channel
@@ -810,12 +838,30 @@ impl Endpoint {
         };
         self.remove_pending(handle);
         let peer = established.peer_id;
-        let Some((_, phase)) = self.install_session(now, from, &established) else {
+        // The initiator installed first and named the phase in its FINAL's packet.
+        let told = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
+        let Some((_, phase)) = self.install_session(now, from, &established, Some(told)) else {
             return;
         };
         self.session_established(now, from, peer, HandshakeKind::UnknownResponder, false);
         if let Some(sealed) = sealed {
             self.open_start_encryption(now, from, datagram, header, phase, sealed);
+        }
+        // The peer's XX completed first: ours to it, if any, is no longer needed; what waited
+        // for it leaves under the new session.
+        if let Some(pings) = self.take_crossing(peer) {
+            self.flush_opens(now, peer, 0, &pings);
+        }
+    }
+
+    /// Ends our own pending handshake to `peer` now that one of the peer's completed (PROTOCOL.md
+    /// §5, crossing INITs); returns the PINGs that were queued behind it, or `None` when none
+    /// of ours was pending.
+    fn take_crossing(&mut self, peer: PeerId) -> Option<Vec<[u8; 8]>> {
+        let ours = *self.pending_by_peer.get(&peer)?;
+        match self.remove_pending(ours)? {
+            Pending::Initiator(state) => Some(state.pings),
+            Pending::Responder(_) => Some(Vec::new()),
         }
     }
 
@@ -842,45 +888,220 @@ impl Endpoint {
     // ------------------------------------------------------------ sessions
 
     /// Installs a completed handshake in the peer's slot; returns its slab handle and phase.
+    /// `told` is the phase the peer chose, when the peer installed first (PROTOCOL.md §5: the
+    /// completing packet's KEY_PHASE); `None` when we install first and choose.
     fn install_session(
         &mut self,
         now: Instant,
         from: SocketAddr,
         established: &crate::session::Established,
+        told: Option<KeyPhase>,
     ) -> Option<(Handle, KeyPhase)> {
         let peer = established.peer_id;
+        let first = !self.session_index.contains_key(&peer);
         let handle = match self.session_index.get(&peer) {
             Some(&handle) => handle,
             None => {
+                // Source caps hold back what others start; a session we asked for is ours.
+                let theirs = established.role == crate::session::Role::Responder;
+                if let (true, Err(refusal)) = (
+                    theirs,
+                    self.session_table.admits(from.ip(), self.source_caps()),
+                ) {
+                    self.refuse_handshake(refusal.label());
+                    return None;
+                }
+                if self.sessions.len() >= self.config.max_sessions.max(1) {
+                    // PROTOCOL.md §5: least recently used first out, from the heaviest prefix.
+                    self.evict_session();
+                }
                 let entry = PeerSession {
                     peer,
                     address: from,
                     slot: crate::session::SessionSlot::new(),
                     last_reset_handshake: None,
+                    bare: None,
+                    last_used: now,
                 };
                 let Ok((handle, code)) = self.sessions.insert(entry) else {
-                    self.handshake_failed("session_limit");
+                    self.refuse_handshake("session_limit");
                     return None;
                 };
                 self.session_index.insert(peer, handle);
+                self.session_table.insert(handle, from.ip(), now);
                 self.arm(now + self.config.rekey.after, TimerKey::Session(code));
                 handle
             }
         };
+        if self.session_table.address(handle) != Some(from.ip()) {
+            self.session_table.insert(handle, from.ip(), now);
+        }
         let entry = self.sessions.get_mut(handle)?;
+        entry.last_used = now;
         let replacing = entry.slot.current_ref().is_some();
-        match entry.slot.install(established, now) {
+        let installed = match told {
+            Some(phase) => entry.slot.install_as(established, now, phase),
+            None => entry.slot.install(established, now),
+        };
+        match installed {
             Ok(phase) => {
                 entry.address = from;
                 if replacing {
                     self.stats.add(REKEYS, None, 1);
                 }
+                self.bind_channels_to_session(peer, from, first);
                 Some((handle, phase))
             }
             Err(_) => {
                 // PROTOCOL.md §5: only the same Ed25519 key, of a kind no lower, replaces.
                 self.handshake_failed("replace_refused");
                 None
+            }
+        }
+    }
+
+    /// Files `peer` as the node our XX to the bare address `at` reached (see
+    /// [`PeerSession::bare`]); the peer's earlier bare address, if any, is forgotten, so the
+    /// map never holds more entries than there are sessions.
+    fn remember_bare(&mut self, peer: PeerId, at: SocketAddr) {
+        let Some(entry) = self
+            .session_index
+            .get(&peer)
+            .and_then(|&h| self.sessions.get_mut(h))
+        else {
+            return;
+        };
+        if let Some(old) = entry.bare.replace(at) {
+            if self.bare_peers.get(&old) == Some(&peer) {
+                self.bare_peers.remove(&old);
+            }
+        }
+        if let Some(previous) = self.bare_peers.insert(at, peer) {
+            if previous != peer {
+                if let Some(other) = self
+                    .session_index
+                    .get(&previous)
+                    .and_then(|&h| self.sessions.get_mut(h))
+                {
+                    other.bare = None;
+                }
+            }
+        }
+    }
+
+    /// The peer whose session our XX to the bare address `to` made, while that session lives.
+    pub(super) fn bare_peer(&self, to: SocketAddr) -> Option<PeerId> {
+        self.bare_peers
+            .get(&to)
+            .copied()
+            .filter(|&peer| self.has_session(peer))
+    }
+
+    /// Makes room in a full table of pending XX responders for a newcomer whose prefix holds
+    /// `theirs` of them: the prefix holding the most gives up its state closest to expiring,
+    /// if it holds more than the newcomer's (a shared table is fair: a light prefix still gets
+    /// in, a heavy one pays for its own growth). False when no prefix is heavier. Runs only
+    /// when the table is full, over at most `max_pending_xx` entries, a bound the node chose.
+    fn evict_pending_xx(&mut self, theirs: usize) -> bool {
+        let Some((&heaviest, &count)) = self
+            .pending_per_prefix
+            .iter()
+            .max_by_key(|&(prefix, count)| (*count, std::cmp::Reverse(*prefix)))
+        else {
+            return false;
+        };
+        if count <= theirs.saturating_add(1) {
+            return false;
+        }
+        let victim = self
+            .pending
+            .iter()
+            .filter_map(|(handle, pending)| match pending {
+                Pending::Responder(state) if state.prefix == heaviest => {
+                    Some((state.expires, handle))
+                }
+                _ => None,
+            })
+            .min();
+        let Some((_, handle)) = victim else {
+            return false;
+        };
+        self.remove_pending(handle);
+        self.stats.add(PENDING_EVICTED, None, 1);
+        true
+    }
+
+    /// A session now speaks for `peer` (issue 10: with `allow_plaintext`, a plaintext peer can
+    /// neither use nor disturb a peer id that has, or later gets, an authenticated session).
+    /// Channels that opened before the peer's first session were never authenticated — anyone
+    /// could have claimed the id in plaintext — so they are closed, not handed to it; and the
+    /// peer's channel state answers where the authenticated handshake came from, not wherever a
+    /// plaintext packet claiming the id did. Our own opens still waiting for the session stay.
+    fn bind_channels_to_session(&mut self, peer: PeerId, from: SocketAddr, first: bool) {
+        let Some(&state) = self.peer_index.get(&peer) else {
+            return;
+        };
+        if first {
+            let unauthenticated: Vec<Handle> = self
+                .peers
+                .get(state)
+                .map(|p| p.channels.values().copied().collect())
+                .unwrap_or_default();
+            for channel in unauthenticated {
+                self.close(channel, CloseReason::Refused, false, false);
+            }
+        }
+        if let Some(state) = self.peers.get_mut(state) {
+            state.address = from;
+        }
+    }
+
+    /// Makes room in a full session table: the least recently used session of the heaviest
+    /// prefix goes, with the channels that ran under it (they must not carry on without a
+    /// session, least of all in plaintext).
+    fn evict_session(&mut self) {
+        let sessions = &self.sessions;
+        let Some(victim) = self
+            .session_table
+            .victim(|handle| sessions.get(handle).map(|entry| entry.last_used))
+        else {
+            return;
+        };
+        let Some(peer) = self.sessions.get(victim).map(|entry| entry.peer) else {
+            return;
+        };
+        if let Some(&state) = self.peer_index.get(&peer) {
+            let channels: Vec<Handle> = self
+                .peers
+                .get(state)
+                .map(|p| {
+                    p.channels
+                        .values()
+                        .chain(p.opening.values())
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for channel in channels {
+                self.close(channel, CloseReason::Refused, false, false);
+            }
+        }
+        self.forget_session(victim);
+        self.stats.add(SESSIONS_EVICTED, None, 1);
+    }
+
+    /// Drops a peer's sessions and everything filed under them.
+    pub(super) fn forget_session(&mut self, handle: Handle) {
+        self.session_table.remove(handle);
+        let Some(entry) = self.sessions.remove(handle) else {
+            return;
+        };
+        if self.session_index.get(&entry.peer) == Some(&handle) {
+            self.session_index.remove(&entry.peer);
+        }
+        if let Some(at) = entry.bare {
+            if self.bare_peers.get(&at) == Some(&entry.peer) {
+                self.bare_peers.remove(&at);
             }
         }
     }
@@ -995,8 +1216,7 @@ impl Endpoint {
             self.arm(now + self.config.rekey.after, TimerKey::Session(code));
         } else if now >= expires && !busy {
             // Cached for its lifetime only (§5); an idle peer's session is then forgotten.
-            self.sessions.remove(handle);
-            self.session_index.remove(&peer);
+            self.forget_session(handle);
         } else {
             let next = if busy { rekey_at } else { expires };
             self.arm(

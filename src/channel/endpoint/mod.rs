@@ -21,8 +21,8 @@ use crate::channel::state::{Channel, Peer, PeerSession, Phase};
 use crate::channel::stats::{StatKind, StatSlot, Stats};
 use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
 use crate::session::{
-    HandshakeIdentity, Identity, InitDecision, InitGate, LoadPolicy, PeerRecord, RekeyPolicy,
-    RotatingSecret, TimestampTable,
+    HandshakeIdentity, Identity, InitDecision, InitGate, LoadPolicy, PeerRecord, Prefix,
+    RekeyPolicy, RotatingSecret, SessionTable, SourceRateLimiter, TimestampTable, TokenRate,
 };
 use crate::wire::{
     Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Messages, Packet,
@@ -47,6 +47,9 @@ const HANDSHAKE_FAILURES: &str = "weft_handshake_failures_total";
 const COOKIES_SENT: &str = "weft_handshake_cookies_sent_total";
 const REKEYS: &str = "weft_rekeys_total";
 const DH_OPERATIONS: &str = "weft_dh_operations_total";
+const SESSIONS_EVICTED: &str = "weft_sessions_evicted_total";
+const PENDING_EVICTED: &str = "weft_pending_handshakes_evicted_total";
+const HANDSHAKE_REFUSALS: &str = "weft_handshake_refusals_total";
 
 /// Settings of an endpoint.
 #[derive(Clone)]
@@ -90,8 +93,39 @@ pub struct EndpointConfig {
     pub max_pending_xx: usize,
     /// Most XX responder states per /24 (IPv4) or /48 (IPv6).
     pub max_pending_xx_per_prefix: usize,
-    /// Most sessions held at once.
+    /// Most sessions held at once. At the bound a new session evicts the least recently used
+    /// session of the prefix holding the most (PROTOCOL.md §5: least recently used first out;
+    /// the heaviest prefix gives way so a newcomer from a light one still gets in).
     pub max_sessions: usize,
+    /// Most sessions from one IP address. 1024: a carrier-grade NAT puts hundreds of
+    /// subscribers behind one address, and each may run a node that talks to us; a single host
+    /// needs a handful. One address still cannot take more than 1% of the default table.
+    pub max_sessions_per_address: usize,
+    /// Most sessions from one /24 (IPv4) or /64 (IPv6). 4096: four carrier-grade NAT
+    /// addresses' worth, while one attacker's /24 holds at most 4% of the default table, so
+    /// filling it takes at least 25 prefixes (and the table then evicts from the heaviest).
+    pub max_sessions_per_prefix: usize,
+    /// Handshakes one address may start: every INIT about to cost Diffie-Hellman is charged,
+    /// valid cookie or not. 20/s with a burst of 64: rekeys every 15 minutes make 1000 peers
+    /// behind one NAT address about 1.1 handshakes/s, so this leaves them 18× headroom (and a
+    /// NAT that restarts gets everyone back within a minute), while one address can make the
+    /// shard spend at most 20 handshakes' DH per second.
+    pub handshake_rate_per_address: TokenRate,
+    /// Handshakes one /24 (IPv4) or /64 (IPv6) may start, like the per-address rate. 100/s with
+    /// a burst of 256: five busy NAT addresses' worth, and the same as the whole-node rate above
+    /// which cookies are demanded (`handshake_load`), so one prefix cannot outspend it.
+    pub handshake_rate_per_prefix: TokenRate,
+    /// Ed25519 keys whose last IK INIT timestamp is remembered (PROTOCOL.md §5 replay check).
+    /// 65,536 (about 6.5 MiB): new keys must complete more than 109 IK handshakes a second,
+    /// through the per-source rates, to fill it within `handshake_timestamp_window`; when it is
+    /// full of younger entries, IK INITs from keys it does not hold are refused (XX still works).
+    pub max_handshake_timestamps: usize,
+    /// How old a remembered IK timestamp must be before a full table may forget it; a key it
+    /// forgot is then held to a floor, so a recorded INIT stays refused (see
+    /// [`TimestampTable`]). 10 minutes: far beyond honest clock skew between synchronised
+    /// hosts, and the only peers ever refused for it lag our clock by more than that while the
+    /// table is under pressure.
+    pub handshake_timestamp_window: Duration,
     /// Most handshakes this node initiates at once.
     pub max_pending_handshakes: usize,
     /// Most PINGs queued behind one handshake.
@@ -138,6 +172,18 @@ impl fmt::Debug for EndpointConfig {
             .field("max_pending_xx", &self.max_pending_xx)
             .field("max_pending_xx_per_prefix", &self.max_pending_xx_per_prefix)
             .field("max_sessions", &self.max_sessions)
+            .field("max_sessions_per_address", &self.max_sessions_per_address)
+            .field("max_sessions_per_prefix", &self.max_sessions_per_prefix)
+            .field(
+                "handshake_rate_per_address",
+                &self.handshake_rate_per_address,
+            )
+            .field("handshake_rate_per_prefix", &self.handshake_rate_per_prefix)
+            .field("max_handshake_timestamps", &self.max_handshake_timestamps)
+            .field(
+                "handshake_timestamp_window",
+                &self.handshake_timestamp_window,
+            )
             .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("max_queued_pings", &self.max_queued_pings)
             .field("peer_records", &self.peer_records.len())
@@ -168,6 +214,18 @@ impl Default for EndpointConfig {
             max_pending_xx: 4096,
             max_pending_xx_per_prefix: 64,
             max_sessions: 100_000,
+            max_sessions_per_address: 1024,
+            max_sessions_per_prefix: 4096,
+            handshake_rate_per_address: TokenRate {
+                per_second: 20,
+                burst: 64,
+            },
+            handshake_rate_per_prefix: TokenRate {
+                per_second: 100,
+                burst: 256,
+            },
+            max_handshake_timestamps: crate::session::handshake::DEFAULT_TIMESTAMP_LIMIT,
+            handshake_timestamp_window: Duration::from_secs(600),
             max_pending_handshakes: 4096,
             max_queued_pings: 16,
             peer_records: Vec::new(),
@@ -458,9 +516,15 @@ pub struct Endpoint {
     pending_by_peer: HashMap<PeerId, Handle>,
     pending_by_addr: HashMap<SocketAddr, Handle>,
     pending_xx: usize,
-    pending_per_prefix: HashMap<[u8; 8], usize>,
+    pending_per_prefix: HashMap<Prefix, usize>,
     sessions: Slab<PeerSession>,
     session_index: HashMap<PeerId, Handle>,
+    /// Peers our XX to a bare address found, by that address (see [`PeerSession::bare`]).
+    bare_peers: HashMap<SocketAddr, PeerId>,
+    /// Sessions per address and prefix, and which one a full table evicts.
+    session_table: SessionTable<Handle>,
+    /// Handshakes per source address and prefix (charged whether or not a cookie came).
+    source_rate: SourceRateLimiter,
     /// Wall-clock time since the Unix epoch, set by the driver (IK INITs carry it as TAI64N).
     unix_time: Duration,
     last_tai: Duration,
@@ -521,7 +585,7 @@ impl Endpoint {
             hs_identity,
             records: HashMap::new(),
             gate,
-            timestamps: TimestampTable::new(),
+            timestamps: TimestampTable::with_limits(config.max_handshake_timestamps),
             index_cipher: IndexCipher::new(&index_seed),
             pending: Slab::new(slab(config.max_pending_handshakes + config.max_pending_xx))
                 .expect("the limit is clamped to what a slab allows"),
@@ -532,6 +596,13 @@ impl Endpoint {
             sessions: Slab::new(slab(config.max_sessions))
                 .expect("the limit is clamped to what a slab allows"),
             session_index: HashMap::new(),
+            bare_peers: HashMap::new(),
+            session_table: SessionTable::new(),
+            source_rate: SourceRateLimiter::new(
+                blake3::derive_key("weft v1 endpoint source rate key", &seed),
+                config.handshake_rate_per_address,
+                config.handshake_rate_per_prefix,
+            ),
             unix_time: Duration::ZERO,
             last_tai: Duration::ZERO,
             last_now: now,
@@ -615,6 +686,12 @@ impl Endpoint {
     /// Sessions held (peers with at least one).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Ed25519 keys whose last IK INIT timestamp is remembered (bounded by
+    /// `EndpointConfig::max_handshake_timestamps`).
+    pub fn replay_table_len(&self) -> usize {
+        self.timestamps.len()
     }
 
     /// Handshakes in progress (ours waiting for an answer, and XX responders waiting for FINAL).
@@ -1143,7 +1220,9 @@ impl Endpoint {
         token: [u8; 8],
     ) -> Result<(), OpenError> {
         self.last_now = now;
-        let peer = peer.filter(|p| !p.is_zero());
+        // A bare address our own XX already reached is that session's peer: one handshake, not
+        // one per PING (each would replace the session, PROTOCOL.md §5).
+        let peer = peer.filter(|p| !p.is_zero()).or_else(|| self.bare_peer(to));
         if let Some(id) = peer.filter(|&id| self.has_session(id)) {
             self.send_secure(
                 to,

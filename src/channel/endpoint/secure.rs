@@ -39,6 +39,12 @@ impl Endpoint {
         };
         let phase = entry.slot.sending_phase();
         let Some(session) = entry.slot.current() else {
+            if entry.slot.current_ref().is_some() {
+                // Exhausted (the hard limit): nothing leaves until a new session exists.
+                self.drop_packet("key_exhausted");
+                let now = self.last_now;
+                self.maybe_rekey(now, peer);
+            }
             return false;
         };
         let created = session.created_at();
@@ -71,10 +77,22 @@ impl Endpoint {
         true
     }
 
-    /// Only the channel just used can have crossed the threshold: no scan per packet.
+    /// Only the channel just used can have crossed the threshold: no scan per packet. A channel
+    /// at the hard limit exhausts the session: nothing more is sealed under it (a nonce is
+    /// never reused, whatever happened to the rekeys).
     pub(super) fn rekey_if_due(&mut self, peer: PeerId, sealed_count: u64, created: Instant) {
         let now = self.last_now;
         let policy = self.config.rekey;
+        if sealed_count >= policy.reject_after_packets {
+            if let Some(session) = self
+                .session_index
+                .get(&peer)
+                .and_then(|&h| self.sessions.get_mut(h))
+                .and_then(|entry| entry.slot.current())
+            {
+                session.exhaust();
+            }
+        }
         if sealed_count >= policy.after_packets
             || now.saturating_duration_since(created) >= policy.after
         {
@@ -226,6 +244,11 @@ impl Endpoint {
             self.drop_packet("unknown_key_phase");
             return self.send_reset(from, header.sender, datagram_len);
         };
+        let policy = self.config.rekey;
+        if session.packets_opened() >= policy.reject_after_packets {
+            // The hard limit on receiving: only a new session opens packets again.
+            return self.drop_packet("key_exhausted");
+        }
         let mut buf = std::mem::take(&mut self.receive_buf);
         buf.clear();
         buf.extend_from_slice(packet.payload());
@@ -234,6 +257,7 @@ impl Endpoint {
             .keys
             .open(channel, sequence, packet.header_bytes(), &mut buf);
         let mut primary = true;
+        let mut rekey_due = false;
         if result == Err(CryptoError::Authentication) {
             // A session displaced by a late crossing INIT may still own packets in flight.
             if let Some(displaced) = entry.slot.displaced(phase) {
@@ -248,6 +272,16 @@ impl Endpoint {
         match result {
             Ok(len) => {
                 if primary {
+                    if let Some(session) = entry.slot.phase_session(phase) {
+                        // Either side replaces a session that carried enough (§5).
+                        if session.note_opened() == policy.receive_rekey_threshold() {
+                            rekey_due = true;
+                        }
+                    }
+                }
+                // The session table's recency (PROTOCOL.md §5: least recently used first out).
+                entry.last_used = now;
+                if primary {
                     // PROTOCOL.md §5: a packet authenticated under the newer session moves our
                     // sending to it (a displaced session never does).
                     entry.slot.switch_to(phase, now);
@@ -260,6 +294,9 @@ impl Endpoint {
             Err(error) => self.drop_packet(crypto_label(error)),
         }
         self.receive_buf = buf;
+        if rekey_due {
+            self.maybe_rekey(now, header.sender);
+        }
     }
 
     fn dispatch_secure(
@@ -340,6 +377,10 @@ pub(super) fn seal_packet(
     let Some(sequence) = header.sequence else {
         return false;
     };
+    // Checked before `fill` runs, so a refused number costs no frames.
+    if !crypto.may_seal_at(u64::from(sequence)) {
+        return false;
+    }
     outgoing.with_buffer(to, |buf| {
         let header_len = header.emit(buf).ok()?;
         let end = limit.min(buf.len()).checked_sub(TAG_LEN)?;
@@ -350,7 +391,9 @@ pub(super) fn seal_packet(
         let (head_bytes, rest) = buf.split_at_mut(header_len);
         let (payload, tag) = rest.get_mut(..written + TAG_LEN)?.split_at_mut(written);
         let mut sealed_tag = [0u8; TAG_LEN];
-        crypto.seal_at(u64::from(sequence), head_bytes, payload, &mut sealed_tag);
+        if !crypto.seal_at(u64::from(sequence), head_bytes, payload, &mut sealed_tag) {
+            return None;
+        }
         tag.copy_from_slice(&sealed_tag);
         Some(header_len + written + TAG_LEN)
     })
