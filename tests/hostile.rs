@@ -161,6 +161,13 @@ impl Node {
         }
     }
 
+    /// The last lines the node logged (a panic message, for one).
+    fn stderr_tail(&self) -> String {
+        let text = self.stderr.lock().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(12)..].join("\n")
+    }
+
     /// The node's live heap, read from its metrics endpoint.
     fn heap(&self) -> i64 {
         let text = scrape(self.metrics, Duration::from_secs(10))
@@ -306,8 +313,15 @@ fn under_attack(
     node.assert_alive();
     assert!(
         log.lost.is_empty(),
-        "{name}: honest PINGs went unanswered: {:?} (the attack script: {outcome:?})",
-        log.lost
+        "{name}: honest PINGs went unanswered: {:?} (the attack script: {outcome:?}); the node's \
+         stderr ends:\n{}",
+        log.lost,
+        node.stderr_tail()
+    );
+    let stderr = node.stderr.lock().unwrap().clone();
+    assert!(
+        !stderr.contains("panicked"),
+        "{name}: a node thread panicked:\n{stderr}"
     );
     if let Err(e) = outcome {
         panic!("{name}: the attack script failed: {e}");
