@@ -242,7 +242,9 @@ impl HonestPeer {
         let (stop2, attacking2) = (Arc::clone(&stop), Arc::clone(&attacking));
         let thread = std::thread::spawn(move || {
             let mut log = PingLog::default();
-            while !stop2.load(Ordering::Relaxed) {
+            // After the stop, a few PINGs sent after the attack must still have been answered:
+            // a node still busy with the attack is waited for, each PING up to its timeout.
+            while !stop2.load(Ordering::Relaxed) || log.after.len() < 3 {
                 let during = attacking2.load(Ordering::Relaxed);
                 match peer.ping(PING_TIMEOUT) {
                     Ok(rtt) if during => log.during.push(rtt),
@@ -264,7 +266,8 @@ impl HonestPeer {
         }
     }
 
-    /// The attack is over: keeps pinging for [`AFTER`], then stops and returns the log.
+    /// The attack is over: keeps pinging for [`AFTER`] (and until three PINGs sent after the
+    /// attack were answered, or one was lost), then stops and returns the log.
     fn finish(self) -> PingLog {
         self.attacking.store(false, Ordering::Relaxed);
         std::thread::sleep(AFTER);
