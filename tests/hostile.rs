@@ -50,7 +50,7 @@ const HEAP_BUDGET: i64 = 10 << 20;
 
 /// Whatever an attack that must create no lasting state (made-up channel ids, closed channels)
 /// may leave behind: allocator noise from scrapes and the honest peer, not per-packet state.
-const NO_STATE_BUDGET: i64 = 256 << 10;
+const NO_STATE_BUDGET: i64 = 512 << 10;
 
 // ---------------------------------------------------------------------------------- the node
 
