@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
-use weft::engine::heap::{CountingAlloc, live_total};
+use weft::engine::heap::{Account, CountingAlloc, live_bytes, with_account};
 use weft::session::Identity;
 use weft::wire::{Capabilities, ChannelId, CloseReason, Message, PeerId, emit_ack};
 
@@ -79,8 +79,8 @@ const REASSEMBLY_NODE: usize = 256 << 10;
 const REASSEMBLY_PEER: usize = 128 << 10;
 /// Most channels per peer in the fuzzed endpoints.
 const MAX_CHANNELS: usize = 64;
-/// What the script may add to the live heap over the set-up baseline besides reassembly: the
-/// bookkeeping of at most `MAX_CHANNELS` channels a side, send queues and in-flight buffers.
+/// What the script may add to B's live heap (B is the endpoint under attack) over the set-up
+/// baseline besides reassembly: the bookkeeping of at most `MAX_CHANNELS` channels a side, send queues and in-flight buffers.
 const BOOKKEEPING: i64 = 768 << 10;
 const HEAP_BUDGET: i64 = REASSEMBLY_NODE as i64 + BOOKKEEPING;
 /// Most datagrams (or channels) one storm operation sends, so one input stays cheap.
@@ -123,7 +123,20 @@ struct Pair {
     steps: u64,
     allocations: u64,
     events: Vec<(usize, Event)>,
+    /// Whether delivered messages' bytes are kept (the liveness phase compares them).
+    keep_data: bool,
     buf: Vec<u8>,
+}
+
+/// Whose heap an endpoint's allocations count in: B is the endpoint under attack and its live
+/// heap is what the budget bounds; A's (a sender that keeps keys for every channel the fuzzer
+/// seals on) and the harness's own are kept apart.
+fn account(side: usize) -> Account {
+    if side == B {
+        Account::Node
+    } else {
+        Account::Harness
+    }
 }
 
 impl Pair {
@@ -158,6 +171,7 @@ impl Pair {
             steps: 0,
             allocations: 0,
             events: Vec::new(),
+            keep_data: false,
             buf: vec![0; 70_000],
         };
         let mode = Capabilities::RESEND.union(Capabilities::ORDERED);
@@ -166,8 +180,10 @@ impl Pair {
         pair
     }
 
-    fn end(&mut self, side: usize) -> &mut Endpoint {
-        &mut self.ends[side]
+    /// Runs `f` on endpoint `side`, its allocations charged to that side's account.
+    fn with<R>(&mut self, side: usize, f: impl FnOnce(&mut Endpoint) -> R) -> R {
+        let end = &mut self.ends[side];
+        with_account(account(side), || f(end))
     }
 
     /// Hands datagram `d` to its endpoint; returns how many datagrams that endpoint sent back.
@@ -178,7 +194,7 @@ impl Pair {
         self.steps += 1;
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         let now = self.now;
-        self.ends[d.to].handle(now, d.from, &d.bytes);
+        self.with(d.to, |end| end.handle(now, d.from, &d.bytes));
         self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
         let sent = self.collect(d.to);
         assert!(
@@ -194,7 +210,8 @@ impl Pair {
         let mut sent = 0;
         loop {
             let before = ALLOCATIONS.load(Ordering::Relaxed);
-            let transmit = self.ends[side].poll_transmit(&mut self.buf);
+            let (end, buf) = (&mut self.ends[side], &mut self.buf);
+            let transmit = with_account(account(side), || end.poll_transmit(buf));
             self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
             let Some(transmit) = transmit else { break };
             sent += 1;
@@ -209,7 +226,13 @@ impl Pair {
                 bytes: self.buf[..transmit.len].to_vec(),
             });
         }
-        while let Some(event) = self.ends[side].poll_event() {
+        while let Some(mut event) = self.with(side, Endpoint::poll_event) {
+            if let Event::Message { data, .. } = &mut event {
+                if !self.keep_data {
+                    // Dropped here, settled against the account that allocated it.
+                    *data = Vec::new();
+                }
+            }
             if self.events.len() < 4096 {
                 self.events.push((side, event));
             }
@@ -234,7 +257,7 @@ impl Pair {
             self.steps += 1;
             let before = ALLOCATIONS.load(Ordering::Relaxed);
             let now = self.now;
-            self.ends[side].handle_timeout(now);
+            self.with(side, |end| end.handle_timeout(now));
             self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
             self.collect(side);
         }
@@ -271,8 +294,10 @@ impl Pair {
         let other = 1 - side;
         let (to, peer) = (address(other), self.ids[other]);
         let now = self.now;
-        let handle = self.ends[side]
-            .open_channel(now, to, Some(peer), None, mode)
+        let handle = self
+            .with(side, |end| {
+                end.open_channel(now, to, Some(peer), None, mode)
+            })
             .ok()?;
         self.collect(side);
         let mut found: (Option<ChannelId>, Option<ChannelHandle>) = (None, None);
@@ -311,7 +336,7 @@ impl Pair {
     fn seal(&mut self, side: usize, channel: ChannelId, plaintext: &[u8]) -> Option<Datagram> {
         let other = 1 - side;
         let peer = self.ids[other];
-        let bytes = self.run_on(side, |end| end.fuzz_seal(peer, channel, plaintext))?;
+        let bytes = self.with(side, |end| end.fuzz_seal(peer, channel, plaintext))?;
         Some(Datagram {
             to: other,
             from: address(side),
@@ -319,16 +344,15 @@ impl Pair {
         })
     }
 
-    fn run_on<R>(&mut self, side: usize, f: impl FnOnce(&mut Endpoint) -> R) -> R {
-        f(self.end(side))
-    }
-
     /// PING from `side`, PONG back.
     fn pings(&mut self, side: usize) -> bool {
         let other = 1 - side;
         let token = [0x5a, side as u8, 1, 2, 3, 4, 5, 6];
         let (to, peer, now) = (address(other), self.ids[other], self.now);
-        if self.ends[side].ping(now, to, Some(peer), token).is_err() {
+        if self
+            .with(side, |end| end.ping(now, to, Some(peer), token))
+            .is_err()
+        {
             return false;
         }
         self.collect(side);
@@ -352,7 +376,7 @@ impl Pair {
             (handles.1, handles.0)
         };
         let now = self.now;
-        if self.ends[side].send(now, mine, body).is_err() {
+        if self.with(side, |end| end.send(now, mine, body)).is_err() {
             return false;
         }
         self.collect(side);
@@ -604,7 +628,8 @@ impl Pair {
                 if let Some((a, b, _)) = self.channel {
                     let handle = if side == A { a } else { b };
                     let now = self.now;
-                    let _ = self.ends[side].send(now, handle, &vec![7; n]);
+                    let data = vec![7; n];
+                    let _ = self.with(side, |end| end.send(now, handle, &data));
                     self.collect(side);
                 }
             }
@@ -683,7 +708,7 @@ impl Pair {
                         return;
                     };
                     let now = self.now;
-                    self.ends[A].close_channel(now, a, CloseReason::Normal);
+                    self.with(A, |end| end.close_channel(now, a, CloseReason::Normal));
                     self.collect(A);
                     self.drain(64);
                 }
@@ -698,7 +723,7 @@ fuzz_target!(|data: &[u8]| {
     let mut pair = Pair::new(allow_plaintext);
     pair.allocations = 0;
     pair.steps = 0;
-    let heap = live_total();
+    let heap = live_bytes(Account::Node);
     let mut ops = 0;
     let mut peak = 0;
     while !script.done() && ops < 256 {
@@ -710,11 +735,11 @@ fuzz_target!(|data: &[u8]| {
             pair.allocations,
             pair.steps
         );
-        let grown = live_total() - heap;
+        let grown = live_bytes(Account::Node) - heap;
         peak = peak.max(grown);
         assert!(
             grown <= HEAP_BUDGET,
-            "live heap grew by {grown} B over the set-up"
+            "B's live heap grew by {grown} B over the set-up"
         );
         if pair.events.len() >= 4096 {
             pair.events.clear();
@@ -723,6 +748,7 @@ fuzz_target!(|data: &[u8]| {
     // The quiet phase: what is in flight arrives, timers run, and then honest traffic flows.
     pair.settle(QUIET, |pair| pair.network.is_empty());
     pair.events.clear();
+    pair.keep_data = true;
     assert!(
         pair.pings(A),
         "A's PING to B went unanswered after the script"
@@ -741,7 +767,7 @@ fuzz_target!(|data: &[u8]| {
         pair.message_arrives(B, (a, b), b"and here"),
         "B's message to A was not delivered"
     );
-    let grown = live_total() - heap;
+    let grown = live_bytes(Account::Node) - heap;
     if std::env::var_os("WEFT_FUZZ_REPORT").is_some() {
         eprintln!(
             "ops {ops} steps {} allocations {} heap growth {grown} B (peak {peak} B)",
@@ -750,6 +776,6 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(
         grown <= HEAP_BUDGET,
-        "live heap grew by {grown} B over the set-up"
+        "B's live heap grew by {grown} B over the set-up"
     );
 });
