@@ -8,6 +8,8 @@
 
 mod data;
 mod establish;
+#[cfg(fuzzing)]
+mod fuzzing;
 mod handshake;
 mod secure;
 

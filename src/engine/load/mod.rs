@@ -9,6 +9,7 @@
 //! peers' channels in bounded waves, then holds them idle at a gate (where `weft bench` reads
 //! the node's heap) before the data phase.
 
+pub mod attacker;
 mod flood;
 mod hostile;
 mod raw;
