@@ -657,3 +657,60 @@ fn a_slow_loris_and_idle_connections_do_not_stop_a_concurrent_scrape() {
     );
     drop(idle);
 }
+
+#[test]
+fn a_bad_limit_in_the_config_exits_2_naming_the_field() {
+    let dir = TempDir::new("bad-limit");
+    let config = dir.join("weft.toml");
+    for (text, expected) in [
+        (
+            "[limits]\nmax_sessions_per_address = 0\n",
+            "field \"limits.max_sessions_per_address\": 0 is out of range",
+        ),
+        (
+            "[limits]\nmax_session = 10\n",
+            "unknown field \"limits.max_session\" (did you mean \"max_sessions\"?)",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let (status, _, stderr) = run(&["node", "--config", config.to_str().unwrap()]);
+        assert_eq!(status.code(), Some(2), "{text}: stderr:\n{stderr}");
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+    }
+}
+
+#[test]
+fn max_sessions_per_address_from_the_config_refuses_a_second_session() {
+    let dir = TempDir::new("limits");
+    let config = dir.join("weft.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\ndata = \"{}\"\n\
+             [limits]\nmax_sessions_per_address = 1\nmax_sessions_per_prefix = 1\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let node = start_node(&["node", "--config", config.to_str().unwrap()]);
+    let target = node.udp.to_string();
+    let ping = [
+        "ping",
+        &target,
+        "--count",
+        "1",
+        "--timeout",
+        "2",
+        "--peer",
+        &node.peer,
+    ];
+    // Each ping is a fresh identity from 127.0.0.1: the first holds the address's one session.
+    let (status, stdout, stderr) = run(&ping);
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    let (status, stdout, stderr) = run(&ping);
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    let text = scrape_until(node.metrics, |text| {
+        text.contains("weft_handshake_refusals_total{reason=\"address_limit\"}")
+    });
+    assert!(text.contains("address_limit"), "{text}");
+}

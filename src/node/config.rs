@@ -4,6 +4,7 @@
 //! Bad input from the operator is a clear message that names the field and the fix
 //! (PROTOCOL.md §9), never a panic or a `Debug` dump.
 
+use super::limits::{LIMIT_FIELDS, Limits, LimitsFile, SECONDS_FIELDS};
 use super::scrape::ScrapeLimits;
 use crate::engine::IoChoice;
 use crate::session::PeerRecord;
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The fields a config file may hold, in the order the documentation lists them.
-pub const FIELDS: [&str; 8] = [
+pub const FIELDS: [&str; 9] = [
     "listen",
     "metrics",
     "data",
@@ -22,6 +23,7 @@ pub const FIELDS: [&str; 8] = [
     "log_level",
     "peers",
     "io",
+    "limits",
 ];
 
 /// Default UDP address a node listens on.
@@ -33,7 +35,7 @@ pub const DEFAULT_METRICS: &str = "127.0.0.1:9700";
 pub const DEFAULT_DATA: &str = "./weft-data";
 
 /// A config file as written: every field optional, unknown fields refused.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// UDP address to listen on.
@@ -53,6 +55,8 @@ pub struct ConfigFile {
     pub peers: Option<Vec<String>>,
     /// The I/O backend: `"auto"`, `"uring"` or `"epoll"` (PROTOCOL.md §12).
     pub io: Option<String>,
+    /// The `[limits]` table: budgets against hostile peers and scrapers.
+    pub limits: Option<LimitsFile>,
 }
 
 /// A node's settings once the file, the flags and the defaults are merged.
@@ -77,9 +81,11 @@ pub struct NodeConfig {
     /// The I/O backend (PROTOCOL.md §12).
     pub io: IoChoice,
     /// Bounds on the metrics endpoint's scrapers (connections at once, whole-request deadline);
-    /// the defaults are explained on [`ScrapeLimits`]. Not a file field: nothing but a hostile
-    /// local client needs them changed.
+    /// the defaults are explained on [`ScrapeLimits`]; `[limits]` `metrics_*` in the file.
     pub metrics_limits: ScrapeLimits,
+    /// Budgets every shard's endpoint holds peers to (`[limits]` in the file); the defaults are
+    /// the endpoint's own.
+    pub limits: Limits,
 }
 
 impl Default for NodeConfig {
@@ -96,6 +102,7 @@ impl Default for NodeConfig {
             peers: Vec::new(),
             io: IoChoice::Auto,
             metrics_limits: ScrapeLimits::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -144,6 +151,36 @@ pub enum ConfigProblem {
         field: String,
         /// A valid field it is probably a typo of.
         suggestion: Option<&'static str>,
+    },
+    /// A field of `[limits]` this version does not know.
+    #[error(
+        "unknown field \"limits.{field}\"{} — valid fields of [limits]: {}",
+        Suggestion(*.suggestion),
+        LIMIT_FIELDS.join(", ")
+    )]
+    UnknownLimit {
+        /// The field as written.
+        field: String,
+        /// A valid field it is probably a typo of.
+        suggestion: Option<&'static str>,
+    },
+    /// A field of `[limits]` holds the wrong kind of value.
+    #[error("field \"limits.{field}\": expected {expected}, found {found}")]
+    LimitType {
+        /// The field.
+        field: &'static str,
+        /// What it should hold.
+        expected: &'static str,
+        /// What it holds, shortened.
+        found: String,
+    },
+    /// A field of `[limits]` holds a value out of range or at odds with another limit.
+    #[error("field \"limits.{field}\": {problem}")]
+    BadLimit {
+        /// The field.
+        field: &'static str,
+        /// What is wrong and the fix.
+        problem: String,
     },
     /// A peer record in `peers` is not valid.
     #[error(
@@ -250,6 +287,11 @@ impl NodeConfig {
             })?,
             None => defaults.io,
         };
+        let mut limits = defaults.limits;
+        let mut metrics_limits = defaults.metrics_limits;
+        if let Some(file) = &file.limits {
+            file.merge(&mut limits, &mut metrics_limits)?;
+        }
         let mut peers = Vec::new();
         for (index, text) in file.peers.iter().flatten().enumerate() {
             // A record that does not verify would let a config typo pin a wrong key (§5).
@@ -274,7 +316,8 @@ impl NodeConfig {
             shards: defaults.shards,
             peers,
             io,
-            metrics_limits: defaults.metrics_limits,
+            metrics_limits,
+            limits,
         })
     }
 }
@@ -303,6 +346,21 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
                 suggestion: suggest(key),
             };
         };
+        if field == "limits" {
+            match value.as_table() {
+                Some(limits) => match diagnose_limits(limits) {
+                    Some(problem) => return problem,
+                    None => continue,
+                },
+                None => {
+                    return ConfigProblem::WrongType {
+                        field,
+                        expected: "a table: a [limits] line, then name = value lines",
+                        found: describe(value),
+                    };
+                }
+            }
+        }
         let (matches, expected) = match field {
             "echo" | "allow_plaintext" => (value.is_bool(), "true or false"),
             "data" => (value.is_str(), "a quoted path like \"./weft-data\""),
@@ -328,6 +386,34 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
         }
     }
     syntax_problem(text, error)
+}
+
+/// The first field of `[limits]` that is unknown or of the wrong kind.
+fn diagnose_limits(limits: &toml::Table) -> Option<ConfigProblem> {
+    for (key, value) in limits {
+        let Some(&field) = LIMIT_FIELDS.iter().find(|f| **f == key.as_str()) else {
+            return Some(ConfigProblem::UnknownLimit {
+                field: key.clone(),
+                suggestion: closest(key, &LIMIT_FIELDS),
+            });
+        };
+        let (matches, expected) = if SECONDS_FIELDS.contains(&field) {
+            (
+                value.is_integer() || value.is_float(),
+                "seconds, like 10 or 2.5",
+            )
+        } else {
+            (value.is_integer(), "a whole number, like 1024")
+        };
+        if !matches {
+            return Some(ConfigProblem::LimitType {
+                field,
+                expected,
+                found: describe(value),
+            });
+        }
+    }
+    None
 }
 
 fn syntax_problem(text: &str, error: &toml::de::Error) -> ConfigProblem {
@@ -362,7 +448,12 @@ fn describe(value: &toml::Value) -> String {
 
 /// The valid field closest to a typo, if it is within two edits.
 fn suggest(typo: &str) -> Option<&'static str> {
-    FIELDS
+    closest(typo, &FIELDS)
+}
+
+/// The field of `fields` closest to a typo, if it is within two edits.
+fn closest(typo: &str, fields: &[&'static str]) -> Option<&'static str> {
+    fields
         .iter()
         .map(|field| (edit_distance(typo, field), *field))
         .filter(|(distance, _)| *distance <= 2)

@@ -6,11 +6,13 @@
 
 pub mod config;
 pub mod datadir;
+pub mod limits;
 pub mod metrics;
 pub mod scrape;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};
 pub use datadir::{DataDir, DataDirError, IdentityOrigin};
+pub use limits::{Limits, LimitsFile};
 pub use metrics::{MetricsError, MetricsServer};
 pub use scrape::ScrapeLimits;
 
@@ -74,13 +76,13 @@ impl Node {
         let peer_id = identity.peer_id();
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        let endpoint_config = EndpointConfig {
+        let endpoint_config = config.limits.apply(EndpointConfig {
             allow_plaintext: config.allow_plaintext,
             // PROTOCOL.md §12: the echo service runs as a worker fed by the shards' queue.
             echo: false,
             peer_records: config.peers.clone(),
             ..EndpointConfig::default()
-        };
+        });
         let engine_config = EngineConfig {
             shards: config.shards,
             io: config.io,
