@@ -231,8 +231,13 @@ impl Endpoint {
 
     /// Notes that a peer may have something to send.
     pub(super) fn mark_dirty(&mut self, peer: Handle) {
-        if !self.dirty.contains(&peer) {
-            self.dirty.push(peer);
+        // A flag on the peer, not a search of the list: the list is as long as the peers that
+        // sent lately, and a search would make every packet cost that much.
+        if let Some(state) = self.peers.get_mut(peer) {
+            if !state.dirty {
+                state.dirty = true;
+                self.dirty.push(peer);
+            }
         }
     }
 
@@ -428,6 +433,9 @@ impl Endpoint {
             std::mem::swap(&mut self.dirty, &mut self.flushing);
             for index in 0..self.flushing.len() {
                 let peer = self.flushing[index];
+                if let Some(state) = self.peers.get_mut(peer) {
+                    state.dirty = false;
+                }
                 self.flush_peer(now, peer);
             }
             self.flushing.clear();

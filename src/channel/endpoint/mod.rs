@@ -10,6 +10,7 @@ mod data;
 mod establish;
 mod handshake;
 mod secure;
+mod table;
 
 pub(crate) use data::ChannelData;
 
@@ -32,7 +33,7 @@ use handshake::Pending;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -75,6 +76,11 @@ pub struct EndpointConfig {
     pub max_queued_datagrams: usize,
     /// Most bytes of early data buffered per channel while its id is incomplete.
     pub max_early_bytes: usize,
+    /// Most channel ids a session may close before it must be replaced (under kind 0: that a
+    /// peer may open within two cookie rotations). PROTOCOL.md §6 never uses an id twice in a
+    /// session, so closed ids are remembered, about 10 bytes each: 1024 bounds that at ~10 KiB
+    /// per session and costs an application that churns channels one rekey per thousand.
+    pub max_closed_channels_per_session: usize,
     /// Pre-shared keys by peer: a peer listed here is reached with handshake kind 3 (§5).
     pub psks: HashMap<PeerId, [u8; 32]>,
     /// When an INIT without a valid cookie is answered with HANDSHAKE_COOKIE (§5: above a
@@ -130,6 +136,10 @@ impl fmt::Debug for EndpointConfig {
             .field("max_channels_per_peer", &self.max_channels_per_peer)
             .field("max_queued_datagrams", &self.max_queued_datagrams)
             .field("max_early_bytes", &self.max_early_bytes)
+            .field(
+                "max_closed_channels_per_session",
+                &self.max_closed_channels_per_session,
+            )
             .field("psk_peers", &psk_peers)
             .field("handshake_load", &self.handshake_load)
             .field("rekey", &self.rekey)
@@ -160,6 +170,7 @@ impl Default for EndpointConfig {
             max_channels_per_peer: 1024,
             max_queued_datagrams: 4096,
             max_early_bytes: 256 * 1024,
+            max_closed_channels_per_session: 1024,
             psks: HashMap::new(),
             handshake_load: LoadPolicy::default(),
             rekey: RekeyPolicy::default(),
@@ -448,6 +459,18 @@ pub struct Endpoint {
     hot: HotStats,
     /// Bytes this datagram's unauthenticated answers may still use (3× rule, PROTOCOL.md §5).
     answer_budget: usize,
+    /// Datagrams this datagram's stateless answers may still start: one answer datagram per
+    /// request datagram, however many requests it packs.
+    answers_left: usize,
+    /// Stateless answers to the authenticated packet being handled, encoded, sealed together
+    /// into one datagram when it is done.
+    secure_answers: Vec<u8>,
+    /// Where those answers go.
+    secure_answer_to: Option<(SocketAddr, PeerId)>,
+    /// Peers by how many channels they hold, to find the heaviest when the table is full.
+    loads: BTreeSet<(usize, Handle)>,
+    /// When the cookie rotations counted by `cookie_epoch` started.
+    epoch_origin: Instant,
     hs_identity: HandshakeIdentity,
     /// Peer records the application handed us: kind 1 towards these peers.
     records: HashMap<PeerId, PeerRecord>,
@@ -518,6 +541,11 @@ impl Endpoint {
             stats,
             hot,
             answer_budget: 0,
+            answers_left: 0,
+            secure_answers: Vec::with_capacity(DEFAULT_MTU),
+            secure_answer_to: None,
+            loads: BTreeSet::new(),
+            epoch_origin: now,
             hs_identity,
             records: HashMap::new(),
             gate,
@@ -668,6 +696,13 @@ impl Endpoint {
         self.last_now = self.last_now.max(now);
         // PROTOCOL.md §5: an unvalidated address gets at most 3× what it sent.
         self.answer_budget = datagram.len().saturating_mul(3);
+        self.answers_left = 1;
+        // Nothing this node sends is larger than its largest MTU (§7.6), so nothing larger
+        // is a packet of ours to parse: it would only pack more work into one datagram.
+        let largest = usize::from(self.config.reliability.max_mtu).max(DEFAULT_MTU);
+        if datagram.len() > largest {
+            return self.drop_packet("oversize");
+        }
         let packet = match Packet::parse(datagram) {
             Ok(packet) => packet,
             Err(error) => return self.drop_packet(error.kind.reason()),
@@ -700,6 +735,7 @@ impl Endpoint {
         } else {
             self.handle_channel_packet(now, from, &header, packet.messages(), false);
         }
+        self.send_secure_answers();
         if let Some(&peer) = self.peer_index.get(&header.sender) {
             self.mark_dirty(peer);
         }
@@ -785,7 +821,6 @@ impl Endpoint {
         secure: bool,
     ) {
         let header = *header;
-        let _ = secure;
         // The data path reads the same messages again (DATA, ACK, WINDOW, fragments).
         let all = messages.clone();
         let mut messages = messages.peekable();
@@ -834,6 +869,11 @@ impl Endpoint {
                 }
             }
         };
+        if secure {
+            // The session opened this packet without caching keys for the channel; now that
+            // the channel is known open, they are kept, and this packet cannot come again.
+            self.admit_keys(&header);
+        }
         // Any packet from the responder on the channel confirms it to the initiator.
         if let Some(state) = self.channels.get_mut(channel) {
             if state.initiator && !state.confirmed() {
@@ -885,8 +925,9 @@ impl Endpoint {
         message: &Message<'_>,
     ) -> bool {
         if self.secure_peer == Some(recipient) && self.has_session(recipient) {
-            // An answer to an authenticated packet goes sealed, and its address is validated.
-            return self.send_secure(to, recipient, channel, None, &[*message]);
+            // An answer to an authenticated packet goes sealed, and its address is validated;
+            // all answers to one packet share one sealed datagram.
+            return self.queue_secure_answer(to, recipient, message);
         }
         let needed = message.encoded_len();
         let header = Header {
@@ -897,6 +938,11 @@ impl Endpoint {
             sequence: None,
         };
         if !self.outgoing.open_matches(to, &header) || needed > self.outgoing.remaining() {
+            // Point 4 of the hostile-peer rules: one answer datagram per request datagram.
+            if self.answers_left == 0 {
+                self.drop_packet("answer_limit");
+                return false;
+            }
             if crate::wire::HEADER_LEN + needed > self.answer_budget {
                 self.drop_packet("amplification_limit");
                 return false;
@@ -905,6 +951,7 @@ impl Endpoint {
                 self.drop_packet("transmit_queue_full");
                 return false;
             }
+            self.answers_left -= 1;
             self.answer_budget -= crate::wire::HEADER_LEN;
         }
         if needed > self.answer_budget {
@@ -916,6 +963,81 @@ impl Endpoint {
             true
         } else {
             false
+        }
+    }
+
+    /// Adds an answer to the authenticated packet being handled to the one sealed datagram that
+    /// carries them all; an answer that does not fit is dropped and counted.
+    fn queue_secure_answer(
+        &mut self,
+        to: SocketAddr,
+        recipient: PeerId,
+        message: &Message<'_>,
+    ) -> bool {
+        let room = DEFAULT_MTU - crate::wire::SEQUENCED_HEADER_LEN - crate::wire::TAG_LEN;
+        let used = self.secure_answers.len();
+        let needed = message.encoded_len();
+        let other = self
+            .secure_answer_to
+            .is_some_and(|target| target != (to, recipient));
+        if other || used.saturating_add(needed) > room {
+            self.drop_packet("answer_limit");
+            return false;
+        }
+        self.secure_answers.resize(used + needed, 0);
+        match message.emit(&mut self.secure_answers[used..]) {
+            Ok(written) => {
+                self.secure_answers.truncate(used + written);
+                self.secure_answer_to = Some((to, recipient));
+                true
+            }
+            Err(_) => {
+                self.secure_answers.truncate(used);
+                false
+            }
+        }
+    }
+
+    /// Seals the answers gathered by [`queue_secure_answer`](Self::queue_secure_answer) into
+    /// one datagram on the default channel (PROTOCOL.md §5).
+    fn send_secure_answers(&mut self) {
+        let Some((to, peer)) = self.secure_answer_to.take() else {
+            return;
+        };
+        let answers = std::mem::take(&mut self.secure_answers);
+        let local = self.local_id;
+        let sealed = self
+            .session_index
+            .get(&peer)
+            .copied()
+            .and_then(|handle| self.sessions.get_mut(handle))
+            .and_then(|entry| {
+                let phase = entry.slot.sending_phase();
+                let session = entry.slot.current()?;
+                let created = session.created_at();
+                let crypto = session.keys.channel(ChannelId::DEFAULT);
+                let sequence = u32::try_from(crypto.next_sequence()).ok()?;
+                let header =
+                    secure::secure_header(phase, local, peer, ChannelId::DEFAULT, sequence);
+                let sent = secure::seal_packet(
+                    &mut self.outgoing,
+                    crypto,
+                    to,
+                    &header,
+                    DEFAULT_MTU,
+                    |region| {
+                        region.get_mut(..answers.len())?.copy_from_slice(&answers);
+                        Some(answers.len())
+                    },
+                );
+                Some((sent, crypto.packets_sent(), created))
+            });
+        self.secure_answers = answers;
+        self.secure_answers.clear();
+        match sealed {
+            Some((true, count, created)) => self.rekey_if_due(peer, count, created),
+            Some((false, _, _)) => self.drop_packet("transmit_queue_full"),
+            None => {}
         }
     }
 
@@ -969,7 +1091,6 @@ impl Endpoint {
             }
             return;
         }
-        self.outgoing.finish();
         let pong = Message::Pong { token: &token };
         if self.stateless_answer(from, sender, ChannelId::DEFAULT, &pong) {
             self.stats.add(STATELESS, Some(("message", "pong")), 1);
@@ -1224,12 +1345,18 @@ impl Endpoint {
             return;
         };
         let opened = matches!(state.phase, Phase::Open { .. });
+        let mut peer_id = None;
         if let Some(peer) = self.peers.get_mut(state.peer) {
             if opened {
                 peer.channels.remove(&state.id.0);
+                peer_id = Some(peer.id);
             } else {
                 peer.opening.remove(&state.id.c1());
             }
+        }
+        self.recount(state.peer);
+        if let Some(peer_id) = peer_id {
+            self.retire_keys(peer_id, state.id);
         }
         let label = close_label(reason);
         self.stats.add(CLOSED, Some(("reason", label)), 1);
@@ -1260,6 +1387,7 @@ impl Endpoint {
 
     fn forget_peer(&mut self, peer: Handle) {
         if let Some(state) = self.peers.remove(peer) {
+            self.unindex(peer, state.load);
             if self.peer_index.get(&state.id) == Some(&peer) {
                 self.peer_index.remove(&state.id);
             }
