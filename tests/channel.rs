@@ -4,6 +4,8 @@
 
 #[path = "channel/flood.rs"]
 mod flood;
+#[path = "channel/hostile.rs"]
+mod hostile;
 #[path = "channel/hot_path.rs"]
 mod hot_path;
 #[path = "channel/memory.rs"]

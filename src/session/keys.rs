@@ -325,7 +325,9 @@ impl ChannelKeys {
         if channel.is_default() {
             return self.default.as_mut();
         }
-        self.channels.get_mut(&channel.0).map(|crypto| &mut **crypto)
+        self.channels
+            .get_mut(&channel.0)
+            .map(|crypto| &mut **crypto)
     }
 
     /// Opens a received packet of `channel`. A channel without an entry has its keys derived on
@@ -629,7 +631,11 @@ mod tests {
             Err(OpenError::Replay)
         );
         let (seq2, packet2) = sealed_on(&mut sender, id, b"second");
-        assert!(receiver.open(id, seq2, &HEADER, &mut packet2.clone()).is_ok());
+        assert!(
+            receiver
+                .open(id, seq2, &HEADER, &mut packet2.clone())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -1374,12 +1374,12 @@ impl Endpoint {
     }
 
     /// A peer that never completed a channel holds nothing worth keeping. One that did keeps its
-    /// used ids until its timer forgets it (see `peer_timer`).
+    /// used ids until its timer forgets it (see `peer_timer`), and so does one with a session:
+    /// its next open finds it, instead of a new entry and a new timer per open.
     fn forget_peer_if_idle(&mut self, peer: Handle) {
-        let idle = self
-            .peers
-            .get(peer)
-            .is_some_and(|p| p.is_idle() && p.used_ids.is_empty());
+        let idle = self.peers.get(peer).is_some_and(|p| {
+            p.is_idle() && p.used_ids.is_empty() && !self.session_index.contains_key(&p.id)
+        });
         if idle {
             self.forget_peer(peer);
         }
