@@ -38,6 +38,14 @@ pub(crate) struct Peer {
     pub(crate) budget: Option<ReassemblyBudget>,
     /// The peer's channels with data state, in the order they take turns.
     pub(crate) order: Vec<Handle>,
+    /// Channels touched since the last flush (a packet, a send, a timer): only these are
+    /// visited, so a packet costs the same whatever number of channels its sender holds.
+    pub(crate) touched: Vec<Handle>,
+    /// Whether the next flush must offer every channel a turn: the path's window opened (an
+    /// ACK or a loss freed room), or the last flush stopped at a full transmit queue.
+    pub(crate) rescan: bool,
+    /// The congestion window's free room after the last flush, to notice it opening.
+    pub(crate) room: u64,
 }
 
 impl Peer {
@@ -55,6 +63,9 @@ impl Peer {
             path: None,
             budget: None,
             order: Vec::new(),
+            touched: Vec::new(),
+            rescan: false,
+            room: 0,
         }
     }
 
@@ -147,6 +158,8 @@ pub(crate) struct Channel {
     /// Application data sent before the id was complete; it leaves as early data.
     pub(crate) early: VecDeque<Vec<u8>>,
     pub(crate) early_bytes: usize,
+    /// Whether the channel waits in its peer's `touched` list.
+    pub(crate) touched: bool,
 }
 
 impl Channel {

@@ -176,6 +176,31 @@ fn sealed_pings_on_twenty_thousand_made_up_channel_ids_leave_the_heap_where_it_w
     assert_eq!(dropped(&server, "unknown_channel"), 20_000);
 }
 
+#[test]
+fn a_sealed_datagram_of_pings_gets_exactly_one_sealed_answer_datagram() {
+    let now = Instant::now();
+    let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
+    let from = SocketAddr::from(([10, 0, 0, 2], 2000));
+    let mut server = Endpoint::new(EndpointConfig::default(), identity(1), [1; 32], now);
+    let attacker = Attacker::connect(&mut server, server_addr, from, now);
+    let tokens: Vec<[u8; 8]> = (0..100u64).map(u64::to_be_bytes).collect();
+    let pings: Vec<Message<'_>> = tokens.iter().map(|token| Message::Ping { token }).collect();
+    server.handle(now, from, &attacker.sealed(ChannelId::DEFAULT, 0, &pings));
+    let answers = drain(&mut server);
+    assert_eq!(
+        answers.len(),
+        1,
+        "one request datagram, one answer datagram"
+    );
+    assert_eq!(
+        server.stats().get(
+            "weft_handshake_stateless_answers_total",
+            Some(("message", "pong"))
+        ),
+        100
+    );
+}
+
 /// Two endpoints wired back to back, the server's heap counted around its calls only.
 struct Pair {
     client: Endpoint,

@@ -103,6 +103,9 @@ impl Endpoint {
             peer.budget = Some(self.budget.for_peer(self.config.reassembly_peer_bytes));
         }
         peer.order.push(channel);
+        state.touched = true;
+        peer.touched.push(channel);
+        let peer_handle = state.peer;
         state.data = Some(Box::new(ChannelData {
             reliability: ChannelReliability::new(state.capabilities, config, now),
             // PROTOCOL.md §3: under a session a channel's numbers start at 0; plaintext channels
@@ -125,7 +128,41 @@ impl Endpoint {
             .get("weft_channels_by_mode", Some(("mode", label)));
         self.stats
             .set("weft_channels_by_mode", Some(("mode", label)), count + 1);
+        self.mark_dirty(peer_handle);
         true
+    }
+
+    /// A channel that still wants to send (held back by the pacer) keeps its place in the
+    /// next flush's turns, whichever channel's timer wakes the peer.
+    fn keep_waiting(&mut self, peer: Handle, channel: Handle, now: Instant) {
+        let Some(owner) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let (Some(path), Some(data)) = (owner.path.as_ref(), state.data.as_ref()) else {
+            return;
+        };
+        if state.peer == peer && !state.touched && data.reliability.wants_to_send(now, path) {
+            state.touched = true;
+            owner.touched.push(channel);
+        }
+    }
+
+    /// Notes that a channel changed (a packet, a send, a timer): the next flush visits it.
+    pub(super) fn touch(&mut self, channel: Handle) {
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let peer = state.peer;
+        if !state.touched && state.data.is_some() {
+            if let Some(owner) = self.peers.get_mut(peer) {
+                state.touched = true;
+                owner.touched.push(channel);
+            }
+        }
+        self.mark_dirty(peer);
     }
 
     /// The next packet number of a channel, as the wire carries it.
@@ -224,8 +261,7 @@ impl Endpoint {
             })?;
         state.next_message = number + 1;
         self.stats.add_at(self.hot.messages_sent, 1);
-        let peer = state.peer;
-        self.mark_dirty(peer);
+        self.touch(channel);
         Ok(number)
     }
 
@@ -443,30 +479,51 @@ impl Endpoint {
     }
 
     fn flush_peer(&mut self, now: Instant, peer: Handle) {
-        // By index: delivery may close a channel, which leaves the peer's order shorter.
-        let mut index = 0;
-        while let Some(channel) = self.channel_at(peer, index) {
-            self.deliver(now, channel);
-            if self.channel_at(peer, index) == Some(channel) {
-                index += 1;
+        // The channels to visit: those touched since the last flush, or all of them when the
+        // path's window opened (a channel that was held back by it may send now). A packet
+        // that touches one channel thus costs one channel's work, however many its sender
+        // holds. The list is a kept buffer: flushing allocates nothing once it has grown.
+        let mut visit = std::mem::take(&mut self.visiting);
+        visit.clear();
+        let Some(state) = self.peers.get_mut(peer) else {
+            self.visiting = visit;
+            return;
+        };
+        std::mem::swap(&mut state.touched, &mut visit);
+        let room = state.path.as_ref().map_or(0, |path| {
+            path.congestion_window()
+                .saturating_sub(path.bytes_in_flight())
+        });
+        let rescan = std::mem::take(&mut state.rescan) || room > state.room;
+        // A channel listed twice, closed, or whose slot another peer's channel took since, is
+        // visited once or not at all.
+        visit.retain(|&channel| match self.channels.get_mut(channel) {
+            Some(state) if state.peer == peer && state.touched => {
+                state.touched = false;
+                true
             }
+            _ => false,
+        });
+        if rescan {
+            if let Some(state) = self.peers.get(peer) {
+                visit.clear();
+                visit.extend_from_slice(&state.order);
+            }
+        }
+        for index in 0..visit.len() {
+            self.deliver(now, visit[index]);
         }
         let old_window = self.peer_window(peer);
         // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
         // most one packet, so a bulk channel cannot hold back another.
+        let count = visit.len();
         'packets: while !self.outgoing.is_full() {
-            let Some(count) = self.peers.get(peer).map(|p| p.order.len()) else {
-                return;
-            };
             for _ in 0..count {
-                let Some(state) = self.peers.get_mut(peer) else {
-                    return;
-                };
-                let Some(path) = state.path.as_mut() else {
-                    return;
+                let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) else {
+                    break 'packets;
                 };
                 let turn = path.next_turn(count);
-                let Some(&channel) = state.order.get(turn) else {
+                let Some(&channel) = visit.get(turn) else {
                     break 'packets;
                 };
                 if self.write_packet(now, channel) {
@@ -475,17 +532,18 @@ impl Endpoint {
             }
             break;
         }
-        if self.outgoing.is_full() {
+        let full = self.outgoing.is_full();
+        if full {
             self.mark_dirty(peer);
         }
         let new_window = self.peer_window(peer);
         let total = self.stats.get_at(self.hot.congestion_window);
         self.stats.set_at(
             self.hot.congestion_window,
-            (total + new_window).saturating_sub(old_window),
+            total.saturating_add(new_window).saturating_sub(old_window),
         );
-        let mut index = 0;
-        while let Some(channel) = self.channel_at(peer, index) {
+        for index in 0..visit.len() {
+            let channel = visit[index];
             self.keep_alive(now, channel);
             self.account(channel);
             self.rearm(now, channel);
@@ -493,15 +551,17 @@ impl Endpoint {
             if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
                 data.reliability.reclaim(&mut self.pool);
             }
-            if self.channel_at(peer, index) == Some(channel) {
-                index += 1;
-            }
+            self.keep_waiting(peer, channel, now);
         }
-    }
-
-    /// The peer's `index`-th channel in turn order.
-    fn channel_at(&self, peer: Handle, index: usize) -> Option<Handle> {
-        self.peers.get(peer)?.order.get(index).copied()
+        if let Some(state) = self.peers.get_mut(peer) {
+            // A flush cut short by a full queue offers every channel a turn next time.
+            state.rescan |= full;
+            state.room = state.path.as_ref().map_or(0, |path| {
+                path.congestion_window()
+                    .saturating_sub(path.bytes_in_flight())
+            });
+        }
+        self.visiting = visit;
     }
 
     fn peer_window(&self, peer: Handle) -> u64 {
@@ -698,7 +758,7 @@ impl Endpoint {
             }
             data.reliability.reclaim(&mut self.pool);
         }
-        self.mark_dirty(peer);
+        self.touch(channel);
     }
 
     /// Stops (or resumes) handing a channel's messages to the application: a slow reader. While
@@ -731,9 +791,8 @@ impl Endpoint {
             if let Some(data) = state.data.as_mut() {
                 change(data);
             }
-            let peer = state.peer;
-            self.mark_dirty(peer);
         }
+        self.touch(handle);
         self.flush(now);
     }
 

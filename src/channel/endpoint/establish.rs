@@ -145,6 +145,7 @@ impl Endpoint {
             data: None,
             early: VecDeque::new(),
             early_bytes: 0,
+            touched: false,
         };
         let Ok((handle, code)) = self.channels.insert(channel) else {
             self.refuse(from, initiator, id, CloseReason::Refused);
@@ -283,6 +284,8 @@ impl Endpoint {
         state.give_up_at = now + self.config.open_timeout;
         let capabilities = state.capabilities;
         let has_early = !state.early.is_empty();
+        // What the application queued while the id was incomplete may leave now.
+        self.touch(channel);
         self.arm(now + retry, TimerKey::Channel(code));
         self.stats.add(OPENED, Some(("role", "initiator")), 1);
         self.events.push_back(Event::ChannelOpened {
@@ -489,6 +492,7 @@ impl Endpoint {
             data: None,
             early: VecDeque::new(),
             early_bytes: 0,
+            touched: false,
         };
         let (handle, code) = self
             .channels

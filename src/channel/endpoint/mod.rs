@@ -499,6 +499,8 @@ pub struct Endpoint {
     dirty: Vec<Handle>,
     /// The dirty list being worked through, kept to reuse its memory.
     flushing: Vec<Handle>,
+    /// The channels one flush visits, kept to reuse its memory.
+    visiting: Vec<Handle>,
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
     /// message in steady state).
     pool: BufferPool,
@@ -568,6 +570,7 @@ impl Endpoint {
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
             flushing: Vec::new(),
+            visiting: Vec::new(),
             pool: BufferPool::new(),
             config,
         };
@@ -913,6 +916,7 @@ impl Endpoint {
         };
         // A CHANNEL_COOKIE that opened the channel heads the packet; the data path skips it.
         self.on_channel_packet(now, channel, sequence, all);
+        self.touch(channel);
     }
 
     /// Room in the packet being built, or a new packet to `to`; counts against the 3× budget
