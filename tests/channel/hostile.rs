@@ -213,15 +213,17 @@ struct Pair {
 }
 
 impl Pair {
-    fn new(config: EndpointConfig) -> Pair {
+    fn new(config: EndpointConfig, with_record: bool) -> Pair {
         let now = Instant::now();
         let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
         let client_addr = SocketAddr::from(([10, 0, 0, 2], 2000));
         let server = Endpoint::new(config.clone(), identity(1), [1; 32], now);
         let mut client = Endpoint::new(config, identity(2), [2; 32], now);
-        client
-            .add_peer_record(PeerRecord::sign(server.identity(), &[server_addr]))
-            .unwrap();
+        if with_record {
+            client
+                .add_peer_record(PeerRecord::sign(server.identity(), &[server_addr]))
+                .unwrap();
+        }
         Pair {
             client,
             server,
@@ -307,13 +309,9 @@ impl Pair {
     }
 }
 
-#[test]
-fn a_peer_that_opens_and_closes_channels_in_a_loop_holds_bounded_id_state() {
-    let config = EndpointConfig {
-        max_closed_channels_per_session: 32,
-        ..EndpointConfig::default()
-    };
-    let mut pair = Pair::new(config);
+/// Opens and closes channels from the client in a loop; returns the server's heap growth over
+/// a thousand cycles after a warm-up of two hundred.
+fn churn(pair: &mut Pair) -> i64 {
     let mut cycles = 0;
     let mut baseline = None;
     for attempt in 0..3_000 {
@@ -334,28 +332,49 @@ fn a_peer_that_opens_and_closes_channels_in_a_loop_holds_bounded_id_state() {
         assert!(attempt < 2_999, "only {cycles} open/close cycles completed");
     }
     assert_eq!(pair.server.channel_count(), 0);
-    let grown = pair.server_heap - baseline.expect("warmed up");
+    pair.server_heap - baseline.expect("warmed up")
+}
+
+fn refused_for_ids(endpoint: &Endpoint) -> u64 {
+    endpoint.stats().get(
+        "weft_channels_refused_total",
+        Some(("reason", "ids_exhausted")),
+    )
+}
+
+#[test]
+fn a_peer_that_opens_and_closes_channels_in_a_loop_holds_bounded_id_state() {
+    let config = EndpointConfig {
+        max_closed_channels_per_session: 32,
+        ..EndpointConfig::default()
+    };
+    let mut pair = Pair::new(config, true);
+    let grown = churn(&mut pair);
     // Main kept every closed channel's keys and id for the session's life: ~400 bytes each.
     assert!(
         grown < 16 * 1024,
         "a thousand open/close cycles grew the server's heap by {grown} bytes"
     );
     // The cap was reached again and again, and each time the session was replaced.
+    let rekeys = pair.client.stats().get("weft_rekeys_total", None)
+        + pair.server.stats().get("weft_rekeys_total", None);
+    assert!(rekeys >= 30, "{rekeys} rekeys");
+    assert!(refused_for_ids(&pair.client) + refused_for_ids(&pair.server) > 0);
+}
+
+#[test]
+fn a_plaintext_peer_that_opens_and_closes_channels_in_a_loop_holds_bounded_id_state() {
+    let config = EndpointConfig {
+        allow_plaintext: true,
+        max_closed_channels_per_session: 32,
+        cookie_rotation: Duration::from_millis(200),
+        ..EndpointConfig::default()
+    };
+    let mut pair = Pair::new(config, false);
+    let grown = churn(&mut pair);
     assert!(
-        pair.server
-            .stats()
-            .get("weft_rekeys_total", None)
-            .max(pair.client.stats().get("weft_rekeys_total", None))
-            > 0
-            || pair.server.stats().get(
-                "weft_channels_refused_total",
-                Some(("reason", "ids_exhausted"))
-            ) > 0
-            || pair.client.stats().get(
-                "weft_channels_refused_total",
-                Some(("reason", "ids_exhausted"))
-            ) > 0,
-        "the id cap never bit"
+        grown < 4 * 1024,
+        "a thousand open/close cycles grew the server's heap by {grown} bytes"
     );
 }
 
