@@ -429,24 +429,24 @@ impl Endpoint {
         let deltas = [
             (
                 "weft_retransmitted_bytes_total",
-                now.retransmitted_bytes - before.retransmitted_bytes,
+                now.retransmitted_bytes.saturating_sub(before.retransmitted_bytes),
             ),
             (
                 "weft_packets_lost_total",
-                now.packets_lost - before.packets_lost,
+                now.packets_lost.saturating_sub(before.packets_lost),
             ),
             (
                 "weft_messages_given_up_total",
-                now.messages_given_up - before.messages_given_up,
+                now.messages_given_up.saturating_sub(before.messages_given_up),
             ),
-            ("weft_messages_skipped_total", now.skipped - before.skipped),
+            ("weft_messages_skipped_total", now.skipped.saturating_sub(before.skipped)),
             (
                 "weft_probe_timeouts_total",
-                now.probe_timeouts - before.probe_timeouts,
+                now.probe_timeouts.saturating_sub(before.probe_timeouts),
             ),
             (
                 "weft_reassembly_timeouts_total",
-                now.reassembly_timeouts - before.reassembly_timeouts,
+                now.reassembly_timeouts.saturating_sub(before.reassembly_timeouts),
             ),
         ];
         for (name, delta) in deltas {
@@ -510,8 +510,8 @@ impl Endpoint {
                 visit.extend_from_slice(&state.order);
             }
         }
-        for index in 0..visit.len() {
-            self.deliver(now, visit[index]);
+        for &channel in &visit {
+            self.deliver(now, channel);
         }
         let old_window = self.peer_window(peer);
         // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
@@ -542,8 +542,7 @@ impl Endpoint {
             self.hot.congestion_window,
             total.saturating_add(new_window).saturating_sub(old_window),
         );
-        for index in 0..visit.len() {
-            let channel = visit[index];
+        for &channel in &visit {
             self.keep_alive(now, channel);
             self.account(channel);
             self.rearm(now, channel);

@@ -1232,7 +1232,7 @@ impl Endpoint {
             let Some(data) = state.early.pop_front() else {
                 return;
             };
-            state.early_bytes -= data.len();
+            state.early_bytes = state.early_bytes.saturating_sub(data.len());
             let _ = self.send_data(channel, &data);
         }
     }
@@ -1462,7 +1462,7 @@ impl Endpoint {
             return;
         }
         // Backoff: each retry waits twice as long as the one before.
-        let wait = retry * (1u32 << state.tries.min(16));
+        let wait = retry.saturating_mul(1u32 << state.tries.min(16));
         state.tries += 1;
         state.retry_at = Some(now + wait);
         let opening = matches!(state.phase, Phase::Opening { .. });
