@@ -55,6 +55,8 @@ pub(crate) struct ChannelData {
     keep_alive: bool,
     reported: ChannelStats,
     last_rtt: Duration,
+    /// Where the channel stands in its peer's `order`, so closing it costs no search.
+    order_at: usize,
 }
 
 /// The `mode` label of a capability set (§7's table).
@@ -102,6 +104,7 @@ impl Endpoint {
             peer.path = Some(path);
             peer.budget = Some(self.budget.for_peer(self.config.reassembly_peer_bytes));
         }
+        let order_at = peer.order.len();
         peer.order.push(channel);
         state.touched = true;
         peer.touched.push(channel);
@@ -121,6 +124,7 @@ impl Endpoint {
             keep_alive,
             reported: ChannelStats::default(),
             last_rtt: Duration::ZERO,
+            order_at,
         }));
         let label = mode_label(state.capabilities);
         let count = self
@@ -186,11 +190,25 @@ impl Endpoint {
             return;
         };
         let label = mode_label(state.capabilities);
+        let mut moved = None;
         if let Some(peer) = self.peers.get_mut(state.peer) {
             if let Some(path) = peer.path.as_mut() {
                 data.reliability.abandon(path);
             }
-            peer.order.retain(|&c| c != channel);
+            // The last channel takes the closed one's place: turns stay fair, and a close
+            // costs the same however many channels the peer holds.
+            let at = data.order_at;
+            if peer.order.get(at) == Some(&channel) {
+                peer.order.swap_remove(at);
+                moved = peer.order.get(at).map(|&other| (other, at));
+            } else {
+                peer.order.retain(|&c| c != channel);
+            }
+        }
+        if let Some((other, at)) = moved {
+            if let Some(data) = self.channels.get_mut(other).and_then(|c| c.data.as_mut()) {
+                data.order_at = at;
+            }
         }
         let count = self
             .stats
@@ -429,7 +447,8 @@ impl Endpoint {
         let deltas = [
             (
                 "weft_retransmitted_bytes_total",
-                now.retransmitted_bytes.saturating_sub(before.retransmitted_bytes),
+                now.retransmitted_bytes
+                    .saturating_sub(before.retransmitted_bytes),
             ),
             (
                 "weft_packets_lost_total",
@@ -437,16 +456,21 @@ impl Endpoint {
             ),
             (
                 "weft_messages_given_up_total",
-                now.messages_given_up.saturating_sub(before.messages_given_up),
+                now.messages_given_up
+                    .saturating_sub(before.messages_given_up),
             ),
-            ("weft_messages_skipped_total", now.skipped.saturating_sub(before.skipped)),
+            (
+                "weft_messages_skipped_total",
+                now.skipped.saturating_sub(before.skipped),
+            ),
             (
                 "weft_probe_timeouts_total",
                 now.probe_timeouts.saturating_sub(before.probe_timeouts),
             ),
             (
                 "weft_reassembly_timeouts_total",
-                now.reassembly_timeouts.saturating_sub(before.reassembly_timeouts),
+                now.reassembly_timeouts
+                    .saturating_sub(before.reassembly_timeouts),
             ),
         ];
         for (name, delta) in deltas {
