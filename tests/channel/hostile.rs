@@ -520,3 +520,27 @@ fn a_newcomer_gets_a_channel_when_a_heavy_peer_filled_the_table() {
         1
     );
 }
+
+/// The server bytes one open UDP-mode channel costs, measured: the figure plus about 10 %. The
+/// channel limits (`max_channels`, `max_channels_per_peer`) are counts; this is what makes them
+/// a memory budget (3 MB per peer and 620 MB per node at the defaults).
+const MAX_BYTES_PER_CHANNEL: i64 = 3_400;
+
+#[test]
+fn an_open_channel_costs_the_server_a_bounded_heap() {
+    let mut pair = Pair::new(EndpointConfig::default(), true);
+    pair.open().expect("the first channel opens");
+    let before = pair.server_heap;
+    for _ in 0..500 {
+        pair.open().expect("opens");
+    }
+    for _ in 0..100 {
+        pair.step();
+    }
+    assert_eq!(pair.server.channel_count(), 501);
+    let per_channel = (pair.server_heap - before) / 500;
+    assert!(
+        per_channel <= MAX_BYTES_PER_CHANNEL,
+        "an open channel costs the server {per_channel} bytes (bound {MAX_BYTES_PER_CHANNEL})"
+    );
+}
