@@ -496,6 +496,14 @@ fn a_newcomer_gets_a_channel_when_a_heavy_peer_filled_the_table() {
             .any(|e| matches!(e, Event::ChannelOpened { channel: c, .. } if *c == channel)),
         "the newcomer's open failed: {events:?}"
     );
+    // ...and it stays open: the server did not refuse its FINALIZE.
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ChannelClosed { channel: c, .. } if *c == channel)),
+        "the server refused the newcomer: {events:?}"
+    );
+    assert_eq!(net.node(newcomer).channel_count(), 1);
     let heavy_events: Vec<Event> =
         std::iter::from_fn(|| net.node_mut(heavy).poll_event()).collect();
     let evicted = heavy_events
@@ -543,4 +551,49 @@ fn an_open_channel_costs_the_server_a_bounded_heap() {
         per_channel <= MAX_BYTES_PER_CHANNEL,
         "an open channel costs the server {per_channel} bytes (bound {MAX_BYTES_PER_CHANNEL})"
     );
+}
+
+#[test]
+fn a_datagram_of_pings_on_an_open_channel_gets_one_pong_packet() {
+    let config = EndpointConfig {
+        allow_plaintext: true,
+        ..EndpointConfig::default()
+    };
+    let mut pair = Pair::new(config, false);
+    let channel = pair.open().expect("opens");
+    for _ in 0..100 {
+        pair.step();
+    }
+    let (id, _, _) = pair.client.channel_info(channel).unwrap();
+    let header = Header {
+        flags: Flags::SEQUENCED,
+        sender: pair.client.local_peer_id(),
+        recipient: pair.server.local_peer_id(),
+        channel: id,
+        sequence: Some(1_000),
+    };
+    let tokens: Vec<[u8; 8]> = (1..=50u64).map(u64::to_be_bytes).collect();
+    let mut packet = vec![0u8; 1200];
+    let mut end = header.emit(&mut packet).unwrap();
+    for token in &tokens {
+        end += Message::Ping { token }.emit(&mut packet[end..]).unwrap();
+    }
+    packet.truncate(end);
+    let now = pair.now;
+    pair.server.handle(now, pair.client_addr, &packet);
+    let answers = drain(&mut pair.server);
+    let pongs: Vec<usize> = answers
+        .iter()
+        .map(|datagram| {
+            Packet::parse(datagram)
+                .unwrap()
+                .messages()
+                .filter(|m| matches!(m, Message::Pong { .. }))
+                .count()
+        })
+        .filter(|&n| n > 0)
+        .collect();
+    // All fifty PONGs in one packet; beside it at most the data path's own ACK.
+    assert_eq!(pongs, vec![50]);
+    assert!(answers.len() <= 2, "{} answer datagrams", answers.len());
 }

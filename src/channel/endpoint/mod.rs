@@ -47,6 +47,8 @@ const HANDSHAKES: &str = "weft_handshakes_completed_total";
 const HANDSHAKE_FAILURES: &str = "weft_handshake_failures_total";
 const COOKIES_SENT: &str = "weft_handshake_cookies_sent_total";
 const REKEYS: &str = "weft_rekeys_total";
+/// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
+const MAX_CHANNEL_PONGS: usize = 64;
 const DH_OPERATIONS: &str = "weft_dh_operations_total";
 
 /// Settings of an endpoint.
@@ -886,14 +888,21 @@ impl Endpoint {
                 state.retry_at = None;
             }
         }
+        // One answer per request datagram: its PINGs share one PONG packet (as many as fit
+        // comfortably; the rest are dropped and counted), and CHANNEL_COOKIEs confirm once.
+        let mut pongs = [[0u8; 8]; MAX_CHANNEL_PONGS];
+        let mut pong_count = 0;
+        let mut confirm = false;
         for message in messages {
             match message {
                 // docs/RELIABILITY.md: PING token 0 is the reliability layer's probe (PTO); the
                 // ACK it elicits is the answer.
                 Message::Ping { token } if *token == [0; 8] => {}
-                Message::Ping { token } => {
-                    self.answer_ping(from, header.sender, header.channel, *token)
+                Message::Ping { token } if pong_count < MAX_CHANNEL_PONGS => {
+                    pongs[pong_count] = *token;
+                    pong_count += 1;
                 }
+                Message::Ping { .. } => self.drop_packet("answer_limit"),
                 Message::Pong { token } if *token == data::KEEP_ALIVE_TOKEN => {}
                 Message::Pong { token } => self.events.push_back(Event::Pong {
                     peer: header.sender,
@@ -909,9 +918,19 @@ impl Endpoint {
                 }
                 Message::ChannelClose { .. } => self.drop_packet("close_for_other_channel"),
                 // A duplicate CHANNEL_COOKIE: the responder's confirmation was lost, resend it.
-                Message::ChannelCookie { .. } => self.confirm_channel(channel),
+                Message::ChannelCookie { .. } => confirm = true,
                 _ => {}
             }
+        }
+        if confirm {
+            self.confirm_channel(channel);
+        }
+        if pong_count > 0 {
+            let pongs: [Message<'_>; MAX_CHANNEL_PONGS] =
+                std::array::from_fn(|index| Message::Pong {
+                    token: &pongs[index],
+                });
+            self.send_on_channel(channel, &pongs[..pong_count]);
         }
         let Some(sequence) = header.sequence else {
             return;
@@ -1089,16 +1108,9 @@ impl Endpoint {
         channel: ChannelId,
         token: [u8; 8],
     ) {
-        if !channel.is_default() {
-            // On an open channel the PONG rides the channel's own sequenced packets.
-            if let Some(handle) = self.channel_of(sender, channel) {
-                let pong = Message::Pong { token: &token };
-                self.send_on_channel(handle, &[pong]);
-            }
-            return;
-        }
+        // On an open channel PONGs ride the channel's own packets (`handle_channel_packet`).
         let pong = Message::Pong { token: &token };
-        if self.stateless_answer(from, sender, ChannelId::DEFAULT, &pong) {
+        if self.stateless_answer(from, sender, channel, &pong) {
             self.stats.add(STATELESS, Some(("message", "pong")), 1);
         }
     }
