@@ -113,3 +113,63 @@ fn the_metrics_endpoint_exports_the_live_heap_under_the_counting_allocator() {
     assert!(value >= (1 << 20) as f64, "{text}");
     drop(held);
 }
+
+/// The README's `weft bench --soak` example, as its words.
+fn readme_soak_example() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let line = readme
+        .lines()
+        .find_map(|l| l.strip_prefix("$ weft bench --soak"))
+        .expect("README.md shows a `$ weft bench --soak` example");
+    std::iter::once("bench".to_string())
+        .chain(std::iter::once("--soak".to_string()))
+        .chain(line.split_whitespace().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_short_soak_samples_heap_files_and_cpu_while_honest_echoes_keep_arriving() {
+    let dir = std::env::temp_dir().join(format!("weft-soak-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("soak.json");
+    let args = readme_soak_example();
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(&args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{args:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A header, the column names, then a row per sample: time, heap, files, CPU, three counts.
+    let mut lines = stdout.lines();
+    assert!(lines.next().unwrap().starts_with("weft bench --soak "));
+    assert!(lines.next().unwrap().contains("node heap B"), "{stdout}");
+    let rows = lines
+        .take_while(|l| !l.starts_with("honest:"))
+        .filter(|l| l.split_whitespace().count() == 8)
+        .count();
+    let fields = parse(&std::fs::read_to_string(&json).unwrap());
+    assert_eq!(fields["mode"], "soak");
+    let samples = number(&fields, "sample_count");
+    assert!(samples >= 1.0, "{fields:?}");
+    assert_eq!(rows as f64, samples, "{stdout}");
+    assert_eq!(fields["samples"].matches("\"t_s\"").count() as f64, samples);
+    assert!(
+        number(&fields, "honest_channels_opened") > 0.0,
+        "{fields:?}"
+    );
+    assert!(number(&fields, "honest_received") > 0.0, "{fields:?}");
+    assert!(number(&fields, "hostile_sent") > 0.0, "{fields:?}");
+    assert!(number(&fields, "hostile_init") > 0.0, "{fields:?}");
+    // In-process: the counting allocator, /proc/self/fd and the node's thread clocks.
+    assert_eq!(fields["heap_counted"], "true");
+    assert!(number(&fields, "heap_max") > 0.0, "{fields:?}");
+    assert!(number(&fields, "open_files_max") > 0.0, "{fields:?}");
+    assert!(number(&fields, "cpu_cores_mean") >= 0.0, "{fields:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

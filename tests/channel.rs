@@ -6,6 +6,8 @@
 mod flood;
 #[path = "channel/hostile.rs"]
 mod hostile;
+#[path = "channel/hostile_data.rs"]
+mod hostile_data;
 #[path = "channel/hot_path.rs"]
 mod hot_path;
 #[path = "channel/memory.rs"]

@@ -226,6 +226,10 @@ fn without_steering_misplaced_packets_are_handed_over_uring() {
 }
 
 fn without_steering_misplaced_packets_are_handed_over(io: IoChoice) {
+    // Every peer got its PONG (`ping_from_many_peers` waits for all), including the peers whose
+    // datagrams landed on the shard that does not own them: those answers exist only because
+    // hand-over works. What follows checks the counters add up, never how often a busy
+    // machine let a queue fill (that depends on scheduling, not on the engine).
     let Some((_, stats)) = ping_from_many_peers(false, io) else {
         return;
     };
@@ -240,6 +244,7 @@ fn without_steering_misplaced_packets_are_handed_over(io: IoChoice) {
     // Four client sockets hash to shards by address, while owners follow peer ids: about half
     // the peers sit on the wrong shard.
     assert!(out > 0, "no hand-over happened");
+    assert!(handed_in > 0, "no hand-over arrived");
     let drops: u64 = stats
         .iter()
         .map(|s| engine_stat(s, "weft_shard_handover_drops_total"))
@@ -247,7 +252,26 @@ fn without_steering_misplaced_packets_are_handed_over(io: IoChoice) {
     // PROTOCOL.md §12: a full hand-over queue refuses and counts (the client resends those
     // PINGs); nothing handed over is lost without being counted.
     assert_eq!(out, handed_in + drops, "a hand-over vanished uncounted");
-    assert!(drops * 4 < out, "{drops} of {out} hand-overs refused");
+    for (shard, stats) in stats.iter().enumerate() {
+        // Each shard's endpoint saw exactly what it read and kept, plus what it was handed.
+        let read = engine_stat(stats, "weft_shard_datagrams_received_total");
+        let kept = read - engine_stat(stats, "weft_shard_handovers_out_total");
+        let handled = stats.endpoint.get("weft_packets_received_total", None);
+        assert_eq!(
+            handled,
+            kept + engine_stat(stats, "weft_shard_handovers_in_total"),
+            "shard {shard}"
+        );
+        assert_eq!(
+            stats.endpoint.get("weft_packets_sent_total", None),
+            handled,
+            "shard {shard} answers every PING it handles"
+        );
+        // The kernel may put every client socket on one shard, so a shard may read nothing.
+        if read > 0 {
+            assert_batches_add_up(stats);
+        }
+    }
 }
 
 /// A client endpoint on its own socket, driven by hand until `done` says so.

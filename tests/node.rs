@@ -29,6 +29,9 @@ impl TempDir {
             std::env::temp_dir().join(format!("weft-node-test-{}-{n}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
+        // Private whatever the umask: the node refuses a data directory others may write.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
         TempDir(path)
     }
 
@@ -287,6 +290,54 @@ fn group_readable_key_file_is_refused_naming_the_file() {
 }
 
 #[test]
+fn a_group_or_world_writable_data_directory_is_refused_by_node_and_id() {
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [0o775, 0o777] {
+        let data = TempDir::new("writable");
+        std::fs::set_permissions(&data.0, std::fs::Permissions::from_mode(mode)).unwrap();
+        let dir = data.0.to_str().unwrap();
+        for args in [node_args(&data.0, &[]), vec!["id", "--data", dir]] {
+            let (status, stdout, stderr) = run(&args);
+            assert_eq!(status.code(), Some(1), "{args:?}: stderr:\n{stderr}");
+            assert!(
+                !stdout.contains("ready") && !stdout.contains("peer="),
+                "{stdout}"
+            );
+            assert!(stderr.contains(&format!("chmod go-w {dir}")), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+        assert!(
+            !data.join("ed25519.key").exists(),
+            "no key is written into a directory others may write"
+        );
+    }
+}
+
+#[test]
+fn a_key_file_reached_through_a_symlink_is_refused_by_node_and_id() {
+    let data = TempDir::new("symlink");
+    let elsewhere = TempDir::new("symlink-target");
+    let dir = data.0.to_str().unwrap();
+    let (status, _, stderr) = run(&["id", "--data", dir]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let key = data.join("x25519.key");
+    let moved = elsewhere.join("x25519.key");
+    std::fs::rename(&key, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &key).unwrap();
+    for args in [node_args(&data.0, &[]), vec!["id", "--data", dir]] {
+        let (status, stdout, stderr) = run(&args);
+        assert_eq!(status.code(), Some(1), "{args:?}: stderr:\n{stderr}");
+        assert!(
+            !stdout.contains("ready") && !stdout.contains("peer="),
+            "{stdout}"
+        );
+        assert!(stderr.contains(&key.display().to_string()), "{stderr}");
+        assert!(stderr.contains("symbolic link"), "{stderr}");
+        assert!(stderr.contains("replace the link"), "{stderr}");
+    }
+}
+
+#[test]
 fn garbage_key_file_is_refused_naming_the_file() {
     use std::os::unix::fs::OpenOptionsExt;
     let data = TempDir::new("garbage");
@@ -492,4 +543,91 @@ fn weft_id_prints_a_record_that_makes_ping_use_ik() {
     let (status, _, stderr) = run(&["ping", &target, "--record", "abcd"]);
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("--record"), "{stderr}");
+}
+
+/// A client that sends a request head one byte a second and never finishes it.
+struct SlowLoris {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    writer: Option<JoinHandle<()>>,
+    closed: Receiver<()>,
+}
+
+impl SlowLoris {
+    fn start(address: SocketAddr) -> SlowLoris {
+        let mut stream = TcpStream::connect_timeout(&address, DEADLINE).unwrap();
+        let mut reader = stream.try_clone().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let writer = std::thread::spawn(move || {
+            let head = b"GET /metrics HTTP/1.1\r\nX-Slow: ";
+            for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+                if stopped.load(Ordering::Relaxed) || stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let (tx, closed) = channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            // Ends when the server closes the connection (0 or a reset).
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = tx.send(());
+        });
+        SlowLoris {
+            stop,
+            writer: Some(writer),
+            closed,
+        }
+    }
+}
+
+impl Drop for SlowLoris {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+#[test]
+fn a_slow_loris_and_idle_connections_do_not_stop_a_concurrent_scrape() {
+    let data = TempDir::new("loris");
+    let node = start_node(&node_args(&data.0, &[]));
+    let loris = SlowLoris::start(node.metrics);
+    // Fewer than the endpoint's connection cap: none is evicted, each waits for its deadline.
+    let mut idle: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect_timeout(&node.metrics, DEADLINE).unwrap())
+        .collect();
+    let response = http_get(node.metrics, "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    // The whole-request deadline closes the trickling client however steadily it sends.
+    loris
+        .closed
+        .recv_timeout(DEADLINE)
+        .expect("the slow client was never closed");
+    // More silent connections than the cap: the oldest silent ones make room for a scrape.
+    idle.extend((0..48).map(|_| TcpStream::connect_timeout(&node.metrics, DEADLINE).unwrap()));
+    let text = scrape_until(node.metrics, |text| {
+        metric_value(
+            text,
+            "weft_metrics_connections_dropped_total{reason=\"deadline\"}",
+        )
+        .is_some_and(|n| n >= 1)
+    });
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        metric_value(
+            &text,
+            "weft_metrics_connections_dropped_total{reason=\"evicted\"}"
+        )
+        .is_some_and(|n| n >= 1),
+        "{text}"
+    );
+    drop(idle);
 }

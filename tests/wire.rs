@@ -1456,6 +1456,58 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         },
         header(CH, Some(77), Flags::ENCRYPTED),
     );
+    // Issue 10's hostile peers: what reached the receive side's arithmetic and reassembly.
+    add(
+        "finding-1-data-message-number-u64-max",
+        &|w| {
+            w.push(&Message::Data {
+                message_number: u64::MAX,
+                payload: b"past every credit",
+            })
+            .unwrap()
+        },
+        on_channel(),
+    );
+    add(
+        "finding-2-descending-one-byte-fragments",
+        &|w| {
+            // Every other byte, from the top down: each fragment a range of its own.
+            for i in (0..120u64).rev() {
+                w.push(&Message::DataFragment {
+                    message_number: 0,
+                    total_length: 200_000,
+                    offset: 2 * i,
+                    bytes: &[0x5a],
+                })
+                .unwrap();
+            }
+        },
+        on_channel(),
+    );
+    add(
+        "finding-10-trickled-fragment-of-a-big-message",
+        &|w| {
+            w.push(&Message::DataFragment {
+                message_number: 3,
+                total_length: 2 << 20,
+                offset: 1_000_000,
+                bytes: &[0x5a],
+            })
+            .unwrap()
+        },
+        on_channel(),
+    );
+    add(
+        "data-past-the-initial-credit",
+        &|w| {
+            w.push(&Message::Data {
+                message_number: 64,
+                payload: b"past credit",
+            })
+            .unwrap()
+        },
+        on_channel(),
+    );
     let picks = [
         "reserved flag",
         "zero recipient on a kind-1 INIT",

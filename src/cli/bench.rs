@@ -1,6 +1,7 @@
 //! `weft bench`: load a node with simulated peers over loopback, then run the raw-UDP baseline
 //! with the same shards, batches and packet sizes, and print weft's figures beside it; or, with
-//! `--flood`, flood the node with spoofed CHANNEL_NEW and watch its heap.
+//! `--flood`, flood the node with spoofed CHANNEL_NEW and watch its heap; or, with `--soak`,
+//! run honest and hostile load together for a long time and sample what the node holds.
 
 use super::{EXIT_FAILURE, parse_socket_addr};
 use clap::{Args, ValueEnum};
@@ -19,6 +20,9 @@ use weft::engine::load::{
     FloodConfig, FloodReport, LoadConfig, LoadError, LoadReport, Phase, Progress, RawEcho,
     resident_bytes, run_flood, run_raw_load, run_weft_load,
 };
+
+mod soak;
+use soak::{parse_duration, parse_sample};
 use weft::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle, default_shards};
 use weft::session::Identity;
 use weft::wire::{Capabilities, PeerId};
@@ -119,6 +123,21 @@ pub(crate) struct BenchArgs {
     /// Source addresses per flood thread
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     flood_sources: u16,
+    /// Instead of the load: for DURATION (90s, 30m, 1h), run honest echo peers at --rate (2000
+    /// messages/s when 0) and hostile traffic at --hostile-rate together, printing the node's
+    /// live heap, open files and CPU every --sample seconds
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with_all = ["flood", "bulk"])]
+    soak: Option<Duration>,
+    /// Seconds between two soak samples
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_sample)]
+    sample: f64,
+    /// Hostile datagrams per second in a soak: spoofed CHANNEL_NEW, random bytes and handshake
+    /// INITs without a cookie, in turn, from --flood-sources addresses
+    #[arg(long, value_name = "PPS", default_value_t = 10_000)]
+    hostile_rate: u64,
+    /// The --target node's process id, so a soak can sample its open files and CPU
+    #[arg(long, value_name = "PID")]
+    target_pid: Option<u32>,
     /// Write the figures as JSON to this file
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -140,7 +159,9 @@ pub(crate) fn run(args: BenchArgs) -> ExitCode {
     // Everything this thread and the harness's threads allocate is the harness's; the node's
     // heap is everything else (PROTOCOL.md §12 figures: node memory per peer).
     heap::set_thread_account(Account::Harness);
-    let result = if args.flood {
+    let result = if let Some(duration) = args.soak {
+        soak::run(&args, duration)
+    } else if args.flood {
         flood(&args)
     } else {
         bench(&args)
@@ -192,8 +213,12 @@ impl LocalNode {
                     Engine::start_with_worker(&config, &identity, rand::random(), WORKER_QUEUE)
                 })
                 .map_err(|e| format!("cannot start the node: {e}"))?;
-                // The echo service runs as a worker, as in `weft node --echo`.
-                std::thread::spawn(move || weft::engine::run_echo_worker(link));
+                // The echo service runs as a worker, as in `weft node --echo`; named like the
+                // node's, so a soak finds its CPU time.
+                std::thread::Builder::new()
+                    .name("weft-echo".into())
+                    .spawn(move || weft::engine::run_echo_worker(link))
+                    .map_err(|e| format!("cannot start the echo worker: {e}"))?;
                 engine
             }
         };

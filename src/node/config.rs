@@ -4,6 +4,7 @@
 //! Bad input from the operator is a clear message that names the field and the fix
 //! (PROTOCOL.md §9), never a panic or a `Debug` dump.
 
+use super::scrape::ScrapeLimits;
 use crate::engine::IoChoice;
 use crate::session::PeerRecord;
 use serde::Deserialize;
@@ -75,6 +76,10 @@ pub struct NodeConfig {
     pub peers: Vec<PeerRecord>,
     /// The I/O backend (PROTOCOL.md §12).
     pub io: IoChoice,
+    /// Bounds on the metrics endpoint's scrapers (connections at once, whole-request deadline);
+    /// the defaults are explained on [`ScrapeLimits`]. Not a file field: nothing but a hostile
+    /// local client needs them changed.
+    pub metrics_limits: ScrapeLimits,
 }
 
 impl Default for NodeConfig {
@@ -90,6 +95,7 @@ impl Default for NodeConfig {
             shards: 0,
             peers: Vec::new(),
             io: IoChoice::Auto,
+            metrics_limits: ScrapeLimits::default(),
         }
     }
 }
@@ -268,6 +274,7 @@ impl NodeConfig {
             shards: defaults.shards,
             peers,
             io,
+            metrics_limits: defaults.metrics_limits,
         })
     }
 }

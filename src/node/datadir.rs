@@ -3,6 +3,10 @@
 //! The directory is created with mode 0700. It holds the Ed25519 secret in [`ED25519_KEY_FILE`]
 //! and the X25519 secret in [`X25519_KEY_FILE`], each 64 hex digits and a newline, mode 0600,
 //! written once on first start (temp file, fsync, rename) so a crash never leaves half a key.
+//!
+//! An existing directory that group or others may write is refused: whoever can write it can
+//! replace the keys. So is a key file that is a symbolic link: the node reads its secrets only
+//! from files that live in the directory it was given.
 
 use crate::session::Identity;
 use rand::{CryptoRng, RngCore};
@@ -74,6 +78,32 @@ pub enum DataDirError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The directory can be written by group or others, who could replace the keys.
+    #[error(
+        "data directory {}: mode {mode:04o} lets group or others replace its key files; run \
+         `chmod go-w {}` (or `chmod 700 {}`)",
+        path.display(), path.display(), path.display()
+    )]
+    WritableDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file is a symbolic link.
+    #[error(
+        "key file {} is a symbolic link{}; keys are read only from regular files in the data \
+         directory: replace the link with the file it points to, or point --data at the \
+         directory that holds the keys",
+        path.display(),
+        target.as_ref().map_or(String::new(), |t| format!(" to {}", t.display()))
+    )]
+    SymlinkedKey {
+        /// The link.
+        path: PathBuf,
+        /// Where it points, when readable.
+        target: Option<PathBuf>,
+    },
     /// A key file does not hold a key.
     #[error(
         "key file {}: {reason}, expected 64 hex digits and a newline; restore it from a backup, \
@@ -105,7 +135,15 @@ impl DataDir {
     /// Opens the data directory, creating it (and missing parents) with mode 0700.
     pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if meta.is_dir() => {
+                let mode = meta.permissions().mode() & 0o7777;
+                if mode & 0o022 != 0 {
+                    return Err(DataDirError::WritableDirectory {
+                        path: path.to_path_buf(),
+                        mode,
+                    });
+                }
+            }
             Ok(_) => {
                 return Err(DataDirError::NotADirectory {
                     path: path.to_path_buf(),
@@ -181,9 +219,20 @@ fn read_key_file(path: &Path) -> Result<Option<[u8; 32]>, DataDirError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = match File::open(path) {
+    // O_NOFOLLOW: a link is refused by the open itself, so none can be swapped in after a check.
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    let mut file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(DataDirError::SymlinkedKey {
+                path: path.to_path_buf(),
+                target: std::fs::read_link(path).ok(),
+            });
+        }
         Err(e) => return Err(io_error(e)),
     };
     // Checked on the open descriptor, so the file cannot be swapped between check and read.
@@ -365,6 +414,57 @@ mod tests {
             message.contains(&format!("chmod 600 {}", key.display())),
             "{message}"
         );
+        std::fs::remove_dir_all(path).unwrap();
+    }
+
+    #[test]
+    fn group_or_world_writable_directory_is_refused_with_chmod_hint() {
+        for mode in [0o770, 0o702, 0o777, 0o1777] {
+            let path = temp_dir();
+            DataDir::open(&path).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let error = DataDir::open(&path).unwrap_err();
+            assert!(
+                matches!(error, DataDirError::WritableDirectory { mode: m, .. } if m == mode),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("chmod go-w {}", path.display())),
+                "{message}"
+            );
+            // Readable by the group is not writable: still accepted.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o750)).unwrap();
+            DataDir::open(&path).unwrap();
+            std::fs::remove_dir_all(path).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_key_file_that_is_a_symlink_is_refused_naming_it() {
+        let path = temp_dir();
+        let dir = DataDir::open(&path).unwrap();
+        dir.load_or_create_identity(&mut rand::rngs::OsRng).unwrap();
+        let key = path.join(ED25519_KEY_FILE);
+        let elsewhere = path.join("moved.key");
+        std::fs::rename(&key, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &key).unwrap();
+        let error = dir
+            .load_or_create_identity(&mut rand::rngs::OsRng)
+            .unwrap_err();
+        assert!(
+            matches!(&error, DataDirError::SymlinkedKey { target: Some(t), .. } if *t == elsewhere),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(message.contains(&key.display().to_string()), "{message}");
+        assert!(message.contains("replace the link"), "{message}");
+        // A dangling link is refused too, not taken for a missing key to create.
+        std::fs::remove_file(&elsewhere).unwrap();
+        assert!(matches!(
+            dir.load_or_create_identity(&mut rand::rngs::OsRng),
+            Err(DataDirError::SymlinkedKey { .. })
+        ));
         std::fs::remove_dir_all(path).unwrap();
     }
 

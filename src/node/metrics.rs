@@ -1,24 +1,18 @@
 //! The Prometheus endpoint (PROTOCOL.md §12): the `metrics` facade's recorder, rendered on
-//! `GET /metrics` by a small thread on a std `TcpListener`.
+//! `GET /metrics` by the small HTTP server in [`super::scrape`].
 //!
 //! The exporter's own HTTP listener would pull in tokio and hyper, so the node serves the text
 //! itself; binding the listener here also means port 0 works and the bound address is known.
 
+use super::scrape::{self, Answer, ScrapeLimits, ScrapeStats};
 use crate::channel::{StatKind, Stats};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 /// Content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
-
-/// How long a scraper may take to send its request or read the answer; requests are served one
-/// at a time, so a stalled client must not hold the endpoint longer than this.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Longest request head read; a scrape request is a few hundred bytes.
-const MAX_REQUEST_HEAD: usize = 2048;
 
 /// Why the metrics endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +38,21 @@ pub enum MetricsError {
 pub struct MetricsServer {
     local_addr: SocketAddr,
     handle: PrometheusHandle,
+    dropped: Arc<ScrapeStats>,
 }
 
 impl MetricsServer {
-    /// Binds `address`, installs the process-wide recorder and serves it from a thread that lives
-    /// as long as the process.
+    /// Binds `address`, installs the process-wide recorder and serves it under the default
+    /// [`ScrapeLimits`] from threads that live as long as the process.
     pub fn start(address: SocketAddr) -> Result<MetricsServer, MetricsError> {
+        MetricsServer::start_with(address, ScrapeLimits::default())
+    }
+
+    /// Like [`MetricsServer::start`], under `limits`.
+    pub fn start_with(
+        address: SocketAddr,
+        limits: ScrapeLimits,
+    ) -> Result<MetricsServer, MetricsError> {
         let bind_error = |source| MetricsError::Bind { address, source };
         let listener = TcpListener::bind(address).map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
@@ -57,11 +60,17 @@ impl MetricsServer {
             .install_recorder()
             .map_err(|e| MetricsError::Recorder(e.to_string()))?;
         let served = handle.clone();
-        std::thread::Builder::new()
-            .name("weft-metrics".into())
-            .spawn(move || serve(&listener, &served))
-            .map_err(bind_error)?;
-        Ok(MetricsServer { local_addr, handle })
+        let dropped = Arc::new(ScrapeStats::default());
+        let counted = Arc::clone(&dropped);
+        scrape::spawn(listener, limits, Arc::clone(&dropped), move |head| {
+            answer(head, &served, &counted)
+        })
+        .map_err(bind_error)?;
+        Ok(MetricsServer {
+            local_addr,
+            handle,
+            dropped,
+        })
     }
 
     /// The address the endpoint is bound to.
@@ -71,7 +80,17 @@ impl MetricsServer {
 
     /// The current exposition text, as a scrape would see it.
     pub fn render(&self) -> String {
+        publish_scrape_drops(&self.dropped);
         self.handle.render()
+    }
+}
+
+/// Sets `weft_metrics_connections_dropped_total{reason=...}`: scrape connections the endpoint
+/// closed unanswered (over its cap, evicted while silent, or past the request deadline).
+pub fn publish_scrape_drops(dropped: &ScrapeStats) {
+    for (reason, count) in dropped.by_reason() {
+        metrics::counter!("weft_metrics_connections_dropped_total", "reason" => reason)
+            .absolute(count);
     }
 }
 
@@ -140,39 +159,12 @@ pub fn publish_labelled(key: &'static str, value: impl ToString, stats: &Stats) 
     }
 }
 
-fn serve(listener: &TcpListener, handle: &PrometheusHandle) {
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                if let Err(e) = answer(stream, handle) {
-                    tracing::debug!(error = %e, "metrics request failed");
-                }
-            }
-            Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "metrics endpoint cannot accept");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut head = [0u8; MAX_REQUEST_HEAD];
-    let mut len = 0;
-    while len < head.len() && !head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut head[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let (status, content_type, body) = match route(&head[..len]) {
+/// The answer to one request head.
+fn answer(head: &[u8], handle: &PrometheusHandle, dropped: &ScrapeStats) -> Answer {
+    match route(head) {
         Route::Metrics => {
             publish_heap();
+            publish_scrape_drops(dropped);
             handle.run_upkeep();
             ("200 OK", CONTENT_TYPE, handle.render())
         }
@@ -181,14 +173,7 @@ fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> io::Result<()> {
             "text/plain",
             "try GET /metrics\n".to_string(),
         ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes())?;
-    stream.flush()
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -7,10 +7,12 @@
 pub mod config;
 pub mod datadir;
 pub mod metrics;
+pub mod scrape;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};
 pub use datadir::{DataDir, DataDirError, IdentityOrigin};
 pub use metrics::{MetricsError, MetricsServer};
+pub use scrape::ScrapeLimits;
 
 use crate::channel::EndpointConfig;
 use crate::engine::{
@@ -109,7 +111,7 @@ impl Node {
                 None,
             )
         };
-        let metrics = MetricsServer::start(config.metrics)?;
+        let metrics = MetricsServer::start_with(config.metrics, config.metrics_limits.clone())?;
         // Armed before the caller announces readiness, so a signal sent on seeing the ready
         // line is always a clean stop.
         engine.stop_on_signals().map_err(StartError::Signals)?;

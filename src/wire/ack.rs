@@ -75,7 +75,7 @@ impl Iterator for Pairs<'_> {
         let pair = r.varint().and_then(|gap| Ok((gap, r.varint()?)));
         match pair {
             Ok(pair) => {
-                self.left -= 1;
+                self.left = self.left.saturating_sub(1);
                 self.rest = r.rest();
                 Some(pair)
             }
@@ -149,11 +149,15 @@ impl<'a> Ack<'a> {
     }
 
     pub(super) fn body_len(&self) -> usize {
-        varint::encoded_len(self.largest)
-            + varint::encoded_len(self.ack_delay_us)
-            + varint::encoded_len(self.ranges.count as u64)
-            + varint::encoded_len(self.first_range)
-            + self.ranges.bytes.len()
+        [
+            self.largest,
+            self.ack_delay_us,
+            self.ranges.count as u64,
+            self.first_range,
+        ]
+        .into_iter()
+        .map(varint::encoded_len)
+        .fold(self.ranges.bytes.len(), usize::saturating_add)
     }
 
     pub(super) fn emit_body(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
@@ -168,10 +172,10 @@ impl<'a> Ack<'a> {
     pub(super) fn check(&self) -> Result<(), WireError> {
         let bad = WireError::new(ErrorKind::BadAck, 0);
         let mut low = self.largest.checked_sub(self.first_range).ok_or(bad)?;
-        let mut seen = 0;
+        let mut seen: usize = 0;
         for (gap, range_len) in self.ranges.pairs() {
             (low, _) = next_range(low, gap, range_len).ok_or(bad)?;
-            seen += 1;
+            seen = seen.saturating_add(1);
         }
         if seen != self.ranges.count {
             return Err(bad);
@@ -231,7 +235,7 @@ fn ack_parts(ranges: &[(u64, u64)]) -> Result<(u64, u64), WireError> {
             return Err(bad);
         }
     }
-    Ok((high, high - low))
+    Ok((high, high.saturating_sub(low)))
 }
 
 fn gap_pairs(ranges: &[(u64, u64)]) -> impl Iterator<Item = (u64, u64)> + '_ {
@@ -249,15 +253,25 @@ fn gap_pairs(ranges: &[(u64, u64)]) -> impl Iterator<Item = (u64, u64)> + '_ {
 /// not valid.
 pub fn ack_encoded_len(ranges: &[(u64, u64)], ack_delay_us: u64) -> Option<usize> {
     let body = ack_body_len(ranges, ack_delay_us).ok()?;
-    Some(varint::encoded_len(MessageType::Ack.code()) + varint::encoded_len(body as u64) + body)
+    Some(
+        varint::encoded_len(MessageType::Ack.code())
+            .saturating_add(varint::encoded_len(body as u64))
+            .saturating_add(body),
+    )
 }
 
 fn ack_body_len(ranges: &[(u64, u64)], ack_delay_us: u64) -> Result<usize, WireError> {
     let (largest, first_range) = ack_parts(ranges)?;
     let v = varint::encoded_len;
-    let pairs: usize = gap_pairs(ranges).map(|(g, r)| v(g) + v(r)).sum();
-    let count = ranges.len() - 1;
-    Ok(v(largest) + v(ack_delay_us) + v(count as u64) + v(first_range) + pairs)
+    let pairs = gap_pairs(ranges)
+        .map(|(g, r)| v(g).saturating_add(v(r)))
+        .fold(0, usize::saturating_add);
+    // `ack_parts` refused an empty list.
+    let count = ranges.len().saturating_sub(1);
+    Ok([largest, ack_delay_us, count as u64, first_range]
+        .into_iter()
+        .map(v)
+        .fold(pairs, usize::saturating_add))
 }
 
 /// Writes a complete ACK message (type, length, body) for inclusive `(low, high)` ranges,
@@ -276,7 +290,7 @@ pub fn emit_ack(
     w.varint(body as u64)?;
     w.varint(largest)?;
     w.varint(ack_delay_us)?;
-    w.varint((ranges.len() - 1) as u64)?;
+    w.varint(ranges.len().saturating_sub(1) as u64)?;
     w.varint(first_range)?;
     for (gap, range_len) in gap_pairs(ranges) {
         w.varint(gap)?;

@@ -54,7 +54,8 @@ impl<'a> Reader<'a> {
             .checked_add(n)
             .and_then(|end| self.buf.get(self.pos..end))
             .ok_or_else(|| self.err(self.short))?;
-        self.pos += n;
+        // `pos + n` was checked against the buffer above.
+        self.pos = self.pos.saturating_add(n);
         Ok(out)
     }
 
@@ -64,7 +65,7 @@ impl<'a> Reader<'a> {
             .get(self.pos..)
             .and_then(|rest| rest.first_chunk::<N>())
             .ok_or_else(|| self.err(self.short))?;
-        self.pos += N;
+        self.pos = self.pos.saturating_add(N);
         Ok(out)
     }
 
@@ -85,7 +86,7 @@ impl<'a> Reader<'a> {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         match varint::decode(rest) {
             Ok((v, n)) => {
-                self.pos += n;
+                self.pos = self.pos.saturating_add(n);
                 Ok(v)
             }
             Err(e) if e.kind == ErrorKind::Truncated => Err(self.err(self.short)),
@@ -131,7 +132,7 @@ impl<'b> Writer<'b> {
             .and_then(|end| self.buf.get_mut(self.pos..end))
             .ok_or(WireError::new(ErrorKind::BufferTooSmall, 0))?;
         dst.copy_from_slice(bytes);
-        self.pos += bytes.len();
+        self.pos = self.pos.saturating_add(bytes.len());
         Ok(())
     }
 
@@ -142,7 +143,7 @@ impl<'b> Writer<'b> {
             .and_then(|end| self.buf.get_mut(self.pos..end))
             .ok_or(WireError::new(ErrorKind::BufferTooSmall, 0))?;
         dst.fill(0);
-        self.pos += n;
+        self.pos = self.pos.saturating_add(n);
         Ok(())
     }
 
@@ -160,7 +161,8 @@ impl<'b> Writer<'b> {
 
     pub(super) fn varint(&mut self, v: u64) -> Result<(), WireError> {
         let rest = self.buf.get_mut(self.pos..).unwrap_or_default();
-        self.pos += varint::encode(v, rest)?;
+        let n = varint::encode(v, rest)?;
+        self.pos = self.pos.saturating_add(n);
         Ok(())
     }
 }

@@ -26,7 +26,8 @@ impl PeerId {
             let [high, low] = *pair else { return None };
             let high = char::from(high).to_digit(16)?;
             let low = char::from(low).to_digit(16)?;
-            *byte = (high * 16 + low) as u8;
+            // Two hex digits: at most 0xff.
+            *byte = u8::try_from(high.saturating_mul(16).saturating_add(low)).ok()?;
         }
         Some(PeerId(id))
     }

@@ -173,6 +173,8 @@ pub enum CloseReason {
     Shutdown,
     /// 6: the node refused the channel (policy, limits).
     Refused,
+    /// 7: the peer broke the protocol on the channel (data past any credit advertised).
+    Protocol,
     /// Any other code, kept for counting.
     Unknown(u8),
 }
@@ -187,6 +189,7 @@ impl From<u8> for CloseReason {
             4 => CloseReason::Idle,
             5 => CloseReason::Shutdown,
             6 => CloseReason::Refused,
+            7 => CloseReason::Protocol,
             other => CloseReason::Unknown(other),
         }
     }
@@ -202,6 +205,7 @@ impl From<CloseReason> for u8 {
             CloseReason::Idle => 4,
             CloseReason::Shutdown => 5,
             CloseReason::Refused => 6,
+            CloseReason::Protocol => 7,
             CloseReason::Unknown(code) => code,
         }
     }
@@ -379,31 +383,38 @@ impl<'a> Message<'a> {
     /// The length of the body (after type and length fields).
     fn body_len(&self) -> usize {
         let v = varint::encoded_len;
+        // A hand-built message may claim any length: sums saturate, and then do not fit.
+        let sum = |parts: &[usize]| parts.iter().fold(0usize, |a, &b| a.saturating_add(b));
         match *self {
             Message::StartEncryption { ciphertext } => ciphertext.len(),
             Message::HandshakeInit {
                 handshake, cookie, ..
             } => {
                 let cookie_len = if cookie.is_some() { 16 } else { 0 };
-                1 + 4 + v(handshake.len() as u64) + handshake.len() + 16 + 1 + cookie_len
+                sum(&[
+                    1 + 4 + 16 + 1,
+                    v(handshake.len() as u64),
+                    handshake.len(),
+                    cookie_len,
+                ])
             }
             Message::HandshakeResponse { handshake, .. }
-            | Message::HandshakeFinal { handshake, .. } => 8 + handshake.len(),
+            | Message::HandshakeFinal { handshake, .. } => handshake.len().saturating_add(8),
             Message::Data {
                 message_number,
                 payload,
-            } => v(message_number) + payload.len(),
+            } => v(message_number).saturating_add(payload.len()),
             Message::DataFragment {
                 message_number,
                 total_length,
                 offset,
                 bytes,
-            } => v(message_number) + v(total_length) + v(offset) + bytes.len(),
+            } => sum(&[v(message_number), v(total_length), v(offset), bytes.len()]),
             Message::Ack(ack) => ack.body_len(),
             Message::Window {
                 max_message,
                 max_bytes,
-            } => v(max_message) + v(max_bytes),
+            } => v(max_message).saturating_add(v(max_bytes)),
             Message::PmtuProbe { len } => len,
             _ => match self.kind().framing() {
                 Some(Framing::Fixed(n)) => n,
@@ -421,7 +432,9 @@ impl<'a> Message<'a> {
             _ => 0,
         };
         // A hand-built PMTU_PROBE may claim any length; saturating, it simply does not fit.
-        (varint::encoded_len(kind.code()) + length_field).saturating_add(body)
+        varint::encoded_len(kind.code())
+            .saturating_add(length_field)
+            .saturating_add(body)
     }
 
     /// Writes this message at the start of `buf`; returns its length.
@@ -746,7 +759,10 @@ fn decode_body(kind: MessageType, body: &[u8], base: usize) -> Result<Message<'_
         MessageType::PmtuProbe => {
             // docs/WIRE.md: probe bytes must be zero, as padding (never uninitialised memory).
             if let Some(i) = body.iter().position(|&b| b != 0) {
-                return Err(WireError::new(ErrorKind::NonzeroProbe, base + i));
+                return Err(WireError::new(
+                    ErrorKind::NonzeroProbe,
+                    base.saturating_add(i),
+                ));
             }
             r.rest();
             Message::PmtuProbe { len: body.len() }
@@ -810,7 +826,8 @@ mod tests {
             assert_eq!(u8::from(CloseReason::from(code)), code);
         }
         assert_eq!(CloseReason::from(6), CloseReason::Refused);
-        assert_eq!(CloseReason::from(7), CloseReason::Unknown(7));
+        assert_eq!(CloseReason::from(7), CloseReason::Protocol);
+        assert_eq!(CloseReason::from(8), CloseReason::Unknown(8));
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! and never allocates. [`PacketWriter`] builds packets in a caller's buffer under the same
 //! rules. Every rejection names an [`ErrorKind`] (a metric label) and the byte it starts at.
 //! Choices where PROTOCOL.md is silent are in `docs/WIRE.md`.
+//!
+//! Every number in a packet is chosen by its sender: arithmetic in this module is checked,
+//! saturating or (where wrapping is meant, and commented) wrapping; clippy's
+//! `arithmetic_side_effects` is denied here.
+#![deny(clippy::arithmetic_side_effects)]
 
 mod ack;
 mod cursor;

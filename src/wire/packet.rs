@@ -158,7 +158,7 @@ impl Sequence {
             return Err(WireError::new(ErrorKind::ZeroRecipient, field::RECIPIENT));
         }
         *self = Sequence {
-            count: self.count + 1,
+            count: self.count.saturating_add(1),
             previous: Some(kind),
             first_is_kind2_init,
             start_encryption: kind == MessageType::StartEncryption,
@@ -199,19 +199,24 @@ fn validate(header: &Header, payload: &[u8], base: usize) -> Result<(), WireErro
         return Err(WireError::new(ErrorKind::NoMessage, base));
     }
     let mut seq = Sequence::default();
-    let mut pos = 0;
+    let mut pos: usize = 0;
+    // Every message takes at least one byte, so the loop is bounded by the datagram's length,
+    // which the node bounds before parsing.
     while let Some(rest) = payload.get(pos..).filter(|rest| !rest.is_empty()) {
-        let at = base + pos;
+        let at = base.saturating_add(pos);
         if rest.first() == Some(&0) {
             // PROTOCOL.md §4: every byte from the padding type to the end is 0x00.
             if let Some(i) = rest.iter().position(|&b| b != 0) {
-                return Err(WireError::new(ErrorKind::NonzeroPadding, at + i));
+                return Err(WireError::new(
+                    ErrorKind::NonzeroPadding,
+                    at.saturating_add(i),
+                ));
             }
             break;
         }
         let (msg, len) = message::decode(rest, at)?;
         seq.admit(header, msg.kind(), is_kind2_init(&msg), at)?;
-        pos += len;
+        pos = pos.saturating_add(len.max(1));
     }
     seq.finish(header, base)
 }
@@ -264,7 +269,7 @@ impl<'b> PacketWriter<'b> {
         let seq = self.admit(msg.kind(), is_kind2_init(msg))?;
         let room = self.buf.get_mut(self.pos..self.cap).unwrap_or_default();
         let len = msg.emit(room).map_err(|e| e.shifted(self.pos))?;
-        self.pos += len;
+        self.pos = self.pos.saturating_add(len);
         self.seq = seq;
         Ok(())
     }
@@ -275,7 +280,7 @@ impl<'b> PacketWriter<'b> {
         let seq = self.admit(MessageType::Ack, false)?;
         let room = self.buf.get_mut(self.pos..self.cap).unwrap_or_default();
         let len = emit_ack(ranges, ack_delay_us, room).map_err(|e| e.shifted(self.pos))?;
-        self.pos += len;
+        self.pos = self.pos.saturating_add(len);
         self.seq = seq;
         Ok(())
     }
@@ -295,7 +300,7 @@ impl<'b> PacketWriter<'b> {
         *type_byte = MessageType::StartEncryption.code() as u8;
         let (ad, rest) = self
             .buf
-            .split_at_mut_checked(at + 1)
+            .split_at_mut_checked(at.saturating_add(1))
             .ok_or(WireError::new(ErrorKind::BufferTooSmall, at))?;
         Ok((ad, rest))
     }
@@ -346,7 +351,7 @@ impl<'b> PacketWriter<'b> {
         if !self.header.is_encrypted() {
             return self.pos;
         }
-        let end = self.pos + TAG_LEN;
+        let end = self.pos.saturating_add(TAG_LEN);
         if let Some(tag) = self.buf.get_mut(self.pos..end) {
             tag.fill(0);
         }

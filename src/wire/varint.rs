@@ -18,13 +18,14 @@ pub fn decode(buf: &[u8]) -> Result<(u64, usize), WireError> {
         if i == MAX_LEN - 1 && byte > 1 {
             return Err(WireError::new(ErrorKind::VarintOverflow, 0));
         }
-        value |= u64::from(byte & 0x7f) << (7 * i);
+        // `i < MAX_LEN`, so the shift is at most 63.
+        value |= u64::from(byte & 0x7f) << (7u32.saturating_mul(u32::try_from(i).unwrap_or(9)));
         if byte & 0x80 == 0 {
             // PROTOCOL.md §4: a non-minimal encoding is an error (a zero last group adds nothing).
             if byte == 0 && i > 0 {
                 return Err(WireError::new(ErrorKind::NonMinimalVarint, 0));
             }
-            return Ok((value, i + 1));
+            return Ok((value, i.saturating_add(1)));
         }
     }
     // Ten bytes always end the loop with a verdict, so only a short buffer gets here.
@@ -39,7 +40,7 @@ pub fn encode(v: u64, buf: &mut [u8]) -> Result<usize, WireError> {
     };
     let mut rest = v;
     for (i, byte) in out.iter_mut().enumerate() {
-        let more = if i + 1 < len { 0x80 } else { 0 };
+        let more = if i.saturating_add(1) < len { 0x80 } else { 0 };
         *byte = (rest & 0x7f) as u8 | more;
         rest >>= 7;
     }
@@ -48,7 +49,8 @@ pub fn encode(v: u64, buf: &mut [u8]) -> Result<usize, WireError> {
 
 /// The number of bytes [`encode`] writes for `v` (1 to 10).
 pub const fn encoded_len(v: u64) -> usize {
-    let bits = 64 - (v | 1).leading_zeros() as usize;
+    // `leading_zeros` of a non-zero u64 is at most 63.
+    let bits = 64usize.saturating_sub((v | 1).leading_zeros() as usize);
     bits.div_ceil(7)
 }
 

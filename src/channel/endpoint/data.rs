@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// Length of the CHANNEL_COOKIE that heads an unconfirmed initiator's packets (§6 step 4).
 const COOKIE_HEAD: usize = 18;
 
+/// Messages and fragments dropped from accepted packets, by `reason`.
+const MESSAGES_DROPPED: &str = "weft_messages_dropped_total";
+
 /// The token of a keep-alive PING; its PONG is not reported to the application.
 pub(super) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
 
@@ -88,6 +91,11 @@ impl Endpoint {
         if state.data.is_some() {
             return true;
         }
+        // Names the peer in the node's reassembly ledger, for eviction (`evict_reassembly`).
+        let budget_key = self
+            .peers
+            .hashcode(state.peer)
+            .map_or(u64::MAX, |c| u64::from(c.0));
         let Some(peer) = self.peers.get_mut(state.peer) else {
             return false;
         };
@@ -102,7 +110,10 @@ impl Endpoint {
                 SEQUENCED_HEADER_LEN
             });
             peer.path = Some(path);
-            peer.budget = Some(self.budget.for_peer(self.config.reassembly_peer_bytes));
+            peer.budget = Some(
+                self.budget
+                    .for_peer_keyed(self.config.reassembly_peer_bytes, budget_key),
+            );
         }
         let order_at = peer.order.len();
         peer.order.push(channel);
@@ -366,6 +377,46 @@ impl Endpoint {
         }
         self.deliver(now, channel);
         self.mark_dirty(peer_handle);
+        self.evict_reassembly();
+    }
+
+    /// Settles the node's reassembly debt, if this packet made one: a lighter peer was let
+    /// past the full node budget, and the heaviest peer's incomplete messages make room
+    /// (PROTOCOL.md §7.5; the fair share rule is `ReassemblyBudget`'s). Bounded by the
+    /// victim's channels and their incomplete messages.
+    fn evict_reassembly(&mut self) {
+        let Some((key, owed)) = self.budget.take_eviction() else {
+            return;
+        };
+        let victim = u32::try_from(key)
+            .ok()
+            .and_then(|code| self.peers.resolve(crate::handle::Hashcode(code)).ok());
+        let mut freed: usize = 0;
+        if let Some(victim) = victim {
+            let mut index: usize = 0;
+            while freed < owed {
+                let Some(channel) = self.channel_at(victim, index) else {
+                    break;
+                };
+                let mut evicted = 0;
+                if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+                    let want = owed.saturating_sub(freed);
+                    evicted = data.reliability.evict_reassembly(want);
+                    freed = freed.saturating_add(evicted);
+                }
+                if evicted > 0 {
+                    // Its counters, and the channel if that failed it, are settled when its
+                    // peer flushes.
+                    self.touch(channel);
+                }
+                index = index.saturating_add(1);
+            }
+        }
+        if freed < owed {
+            // Nothing more to take from it (it freed what it held since): the node is over
+            // its budget by at most what is left, until releases bring it back.
+            self.budget.forgive_eviction();
+        }
     }
 
     fn observe_rtt(&mut self, rtt: Duration) {
@@ -478,6 +529,40 @@ impl Endpoint {
                 self.stats.add(name, None, delta);
             }
         }
+        // Bad input inside an accepted packet: the message or fragment is dropped, the packet's
+        // other messages are not.
+        let dropped = [
+            (
+                "past_credit",
+                now.past_credit.saturating_sub(before.past_credit),
+            ),
+            (
+                "credit",
+                now.credit_drops.saturating_sub(before.credit_drops),
+            ),
+            (
+                "reassembly_budget",
+                now.budget_drops.saturating_sub(before.budget_drops),
+            ),
+            (
+                "fragment_ranges",
+                now.range_drops.saturating_sub(before.range_drops),
+            ),
+            ("malformed", now.malformed.saturating_sub(before.malformed)),
+        ];
+        for (reason, delta) in dropped {
+            if delta > 0 {
+                self.stats
+                    .add(MESSAGES_DROPPED, Some(("reason", reason)), delta);
+            }
+        }
+        let evicted = now
+            .reassembly_evictions
+            .saturating_sub(before.reassembly_evictions);
+        if evicted > 0 {
+            self.stats
+                .add("weft_reassembly_evictions_total", None, evicted);
+        }
     }
 
     /// Builds every packet the dirty peers' channels may send now, taking turns.
@@ -585,6 +670,11 @@ impl Endpoint {
             });
         }
         self.visiting = visit;
+    }
+
+    /// The peer's `index`-th channel in turn order.
+    fn channel_at(&self, peer: Handle, index: usize) -> Option<Handle> {
+        self.peers.get(peer)?.order.get(index).copied()
     }
 
     fn peer_window(&self, peer: Handle) -> u64 {

@@ -1555,6 +1555,7 @@ fn close_label(reason: CloseReason) -> &'static str {
         CloseReason::Idle => "idle",
         CloseReason::Shutdown => "shutdown",
         CloseReason::Refused => "refused",
+        CloseReason::Protocol => "protocol",
         CloseReason::Unknown(_) => "unknown",
     }
 }

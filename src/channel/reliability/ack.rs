@@ -19,10 +19,10 @@ pub fn decode_packet_number(largest_seen: Option<u64>, wire: u32) -> u64 {
     };
     let expected = largest.saturating_add(1);
     let candidate = (expected & !(WINDOW - 1)) | u64::from(wire);
-    if candidate.saturating_add(HALF) <= expected && candidate <= u64::MAX - WINDOW {
-        candidate + WINDOW
-    } else if candidate > expected.saturating_add(HALF) && candidate >= WINDOW {
-        candidate - WINDOW
+    if candidate.saturating_add(HALF) <= expected {
+        candidate.checked_add(WINDOW).unwrap_or(candidate)
+    } else if candidate > expected.saturating_add(HALF) {
+        candidate.checked_sub(WINDOW).unwrap_or(candidate)
     } else {
         candidate
     }
@@ -71,8 +71,10 @@ impl AckTracker {
         // acknowledged at once, so the sender's loss detection learns of the gap quickly.
         let out_of_order = self
             .largest
-            .is_some_and(|largest| pn < largest || pn > largest + 1);
-        self.received.insert(pn..pn + 1);
+            .is_some_and(|largest| pn < largest || pn > largest.saturating_add(1));
+        // The last number, u64::MAX, cannot be represented as a half-open range; no sender
+        // reaches it (2^64 packets), so it is simply not recorded.
+        self.received.insert(pn..pn.saturating_add(1));
         while self.received.len() > self.max_ranges {
             self.received.pop_first();
         }
@@ -82,12 +84,12 @@ impl AckTracker {
         }
         self.pending_any = true;
         if ack_eliciting {
-            self.pending_eliciting += 1;
+            self.pending_eliciting = self.pending_eliciting.saturating_add(1);
             let due = if out_of_order || self.pending_eliciting >= ACK_ELICITING_THRESHOLD {
                 now
             } else {
                 // PROTOCOL.md §7.1: delayed up to 25 ms.
-                now + MAX_ACK_DELAY
+                now.checked_add(MAX_ACK_DELAY).unwrap_or(now)
             };
             self.deadline = Some(self.deadline.map_or(due, |d| d.min(due)));
         }
@@ -112,7 +114,10 @@ impl AckTracker {
 
     /// The received ranges, inclusive `(low, high)`, highest first.
     pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + Clone + '_ {
-        self.received.iter_rev().map(|r| (r.start, r.end - 1))
+        // Ranges are never empty, so `end - 1` does not wrap.
+        self.received
+            .iter_rev()
+            .map(|r| (r.start, r.end.saturating_sub(1)))
     }
 
     /// How long the largest packet has waited for its acknowledgement.

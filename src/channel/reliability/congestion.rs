@@ -56,11 +56,12 @@ impl NewReno {
 
     /// RFC 9002 §7.2: ten packets, at least 14720 bytes' worth but not more than ten.
     fn initial_window(mtu: u64) -> u64 {
-        (10 * mtu).min((2 * mtu).max(14_720))
+        mtu.saturating_mul(10)
+            .min(mtu.saturating_mul(2).max(14_720))
     }
 
     fn minimum_window(&self) -> u64 {
-        MINIMUM_WINDOW_PACKETS * self.mtu
+        MINIMUM_WINDOW_PACKETS.saturating_mul(self.mtu)
     }
 
     fn in_recovery(&self, sent: Instant) -> bool {
@@ -82,13 +83,13 @@ impl CongestionController for NewReno {
             return;
         }
         if self.window < self.ssthresh {
-            self.window += bytes;
+            self.window = self.window.saturating_add(bytes);
         } else {
             // RFC 9002 §7.3.3: one maximum packet per window of acknowledged bytes.
-            self.bytes_acked += bytes;
+            self.bytes_acked = self.bytes_acked.saturating_add(bytes);
             if self.bytes_acked >= self.window {
-                self.bytes_acked -= self.window;
-                self.window += self.mtu;
+                self.bytes_acked = self.bytes_acked.saturating_sub(self.window);
+                self.window = self.window.saturating_add(self.mtu);
             }
         }
     }
@@ -139,7 +140,7 @@ impl Pacer {
     /// A full bucket for packets of `mtu` bytes.
     pub fn new(now: Instant, mtu: u16) -> Self {
         Pacer {
-            tokens: BURST_PACKETS * u64::from(mtu),
+            tokens: BURST_PACKETS.saturating_mul(u64::from(mtu)),
             last: now,
         }
     }
@@ -147,16 +148,26 @@ impl Pacer {
     /// Tokens earned in `elapsed` at 1.25 × window / srtt, in exact integer arithmetic.
     fn earned(elapsed: Duration, window: u64, srtt: Duration) -> u64 {
         let srtt = srtt.max(Duration::from_micros(100)).as_nanos();
-        (elapsed.as_nanos() * u128::from(window) * 5 / (4 * srtt)) as u64
+        let earned = elapsed
+            .as_nanos()
+            .saturating_mul(u128::from(window))
+            .saturating_mul(5)
+            .checked_div(srtt.saturating_mul(4))
+            .unwrap_or(0);
+        u64::try_from(earned).unwrap_or(u64::MAX)
     }
 
     fn capacity(window: u64, mtu: u16) -> u64 {
-        (BURST_PACKETS * u64::from(mtu)).min(window.max(u64::from(mtu)))
+        BURST_PACKETS
+            .saturating_mul(u64::from(mtu))
+            .min(window.max(u64::from(mtu)))
     }
 
     fn tokens_at(&self, now: Instant, window: u64, srtt: Duration, mtu: u16) -> u64 {
         let added = Self::earned(now.saturating_duration_since(self.last), window, srtt);
-        (self.tokens + added).min(Self::capacity(window, mtu))
+        self.tokens
+            .saturating_add(added)
+            .min(Self::capacity(window, mtu))
     }
 
     /// When a packet of `bytes` may leave: `None` if now, else the instant the bucket holds it.
@@ -173,11 +184,15 @@ impl Pacer {
         if tokens >= needed {
             return None;
         }
-        let missing = u128::from(needed - tokens);
+        let missing = u128::from(needed.saturating_sub(tokens));
         let srtt = srtt.max(Duration::from_micros(100)).as_nanos();
         // Rounded up, so that at the instant returned the bucket really holds the packet.
-        let wait_ns = (missing * 4 * srtt).div_ceil(5 * u128::from(window.max(1)));
-        Some(now + Duration::from_nanos(wait_ns as u64))
+        let wait_ns = missing
+            .saturating_mul(4)
+            .saturating_mul(srtt)
+            .div_ceil(u128::from(window.max(1)).saturating_mul(5));
+        let wait = Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX));
+        Some(now.checked_add(wait).unwrap_or(now))
     }
 
     /// Takes `bytes` from the bucket for a packet sent now.

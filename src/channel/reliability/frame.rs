@@ -33,14 +33,24 @@ impl std::error::Error for FrameError {}
 
 /// Bytes a varint of `v` takes.
 pub fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    // `leading_zeros` of a non-zero u64 is at most 63.
+    64usize
+        .saturating_sub((v | 1).leading_zeros() as usize)
+        .div_ceil(7)
+}
+
+/// The sum of frame part lengths, saturating (a length that large simply does not fit).
+fn sum(parts: &[usize]) -> usize {
+    parts
+        .iter()
+        .fold(0, |total, &part| total.saturating_add(part))
 }
 
 fn put_varint(buf: &mut [u8], mut v: u64) -> Option<usize> {
     let len = varint_len(v);
     let out = buf.get_mut(..len)?;
     for (i, byte) in out.iter_mut().enumerate() {
-        *byte = (v & 0x7f) as u8 | if i + 1 < len { 0x80 } else { 0 };
+        *byte = (v & 0x7f) as u8 | if i.saturating_add(1) < len { 0x80 } else { 0 };
         v >>= 7;
     }
     Some(len)
@@ -54,13 +64,14 @@ fn get_varint(buf: &[u8]) -> Option<(u64, usize)> {
         if i == 9 && bits > 1 {
             return None;
         }
-        v |= bits << (7 * i);
+        // `i < 10`, so the shift is at most 63.
+        v |= bits << 7u32.saturating_mul(u32::try_from(i).unwrap_or(9));
         if byte & 0x80 == 0 {
             // PROTOCOL.md §4: a non-minimal encoding is an error.
             if i > 0 && byte == 0 {
                 return None;
             }
-            return Some((v, i + 1));
+            return Some((v, i.saturating_add(1)));
         }
     }
     None
@@ -74,35 +85,40 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn varint(&mut self, v: u64) -> Option<()> {
-        self.at += put_varint(self.buf.get_mut(self.at..)?, v)?;
+        let n = put_varint(self.buf.get_mut(self.at..)?, v)?;
+        self.at = self.at.saturating_add(n);
         Some(())
     }
     fn bytes(&mut self, bytes: &[u8]) -> Option<()> {
-        self.buf
-            .get_mut(self.at..self.at + bytes.len())?
-            .copy_from_slice(bytes);
-        self.at += bytes.len();
+        let end = self.at.checked_add(bytes.len())?;
+        self.buf.get_mut(self.at..end)?.copy_from_slice(bytes);
+        self.at = end;
         Some(())
     }
 }
 
 /// Bytes a DATA frame takes.
 pub fn data_len(message_number: u64, payload_len: usize) -> usize {
-    let body = varint_len(message_number) + payload_len;
-    1 + varint_len(body as u64) + body
+    let body = varint_len(message_number).saturating_add(payload_len);
+    sum(&[1, varint_len(body as u64), body])
 }
 
 /// Bytes a DATA_FRAGMENT frame takes.
 pub fn fragment_len(message_number: u64, total: u64, offset: u64, len: usize) -> usize {
-    let body = varint_len(message_number) + varint_len(total) + varint_len(offset) + len;
-    1 + varint_len(body as u64) + body
+    let body = sum(&[
+        varint_len(message_number),
+        varint_len(total),
+        varint_len(offset),
+        len,
+    ]);
+    sum(&[1, varint_len(body as u64), body])
 }
 
 /// Writes DATA; `None` if `buf` is too small.
 pub fn write_data(buf: &mut [u8], message_number: u64, payload: &[u8]) -> Option<usize> {
     let mut w = Writer { buf, at: 0 };
     w.bytes(&[code::DATA])?;
-    w.varint((varint_len(message_number) + payload.len()) as u64)?;
+    w.varint(varint_len(message_number).saturating_add(payload.len()) as u64)?;
     w.varint(message_number)?;
     w.bytes(payload)?;
     Some(w.at)
@@ -116,7 +132,12 @@ pub fn write_fragment(
     offset: u64,
     bytes: &[u8],
 ) -> Option<usize> {
-    let body = varint_len(message_number) + varint_len(total) + varint_len(offset) + bytes.len();
+    let body = sum(&[
+        varint_len(message_number),
+        varint_len(total),
+        varint_len(offset),
+        bytes.len(),
+    ]);
     let mut w = Writer { buf, at: 0 };
     w.bytes(&[code::DATA_FRAGMENT])?;
     w.varint(body as u64)?;
@@ -131,7 +152,7 @@ pub fn write_fragment(
 pub fn write_window(buf: &mut [u8], max_message: u64, max_bytes: u64) -> Option<usize> {
     let mut w = Writer { buf, at: 0 };
     w.bytes(&[code::WINDOW])?;
-    w.varint((varint_len(max_message) + varint_len(max_bytes)) as u64)?;
+    w.varint(varint_len(max_message).saturating_add(varint_len(max_bytes)) as u64)?;
     w.varint(max_message)?;
     w.varint(max_bytes)?;
     Some(w.at)
@@ -150,8 +171,8 @@ pub fn write_pmtu_probe(buf: &mut [u8]) -> Option<usize> {
     let total = buf.len();
     // The body is whatever the type byte and the length varint leave.
     let body = (1..=3)
-        .map(|len_bytes| total.checked_sub(1 + len_bytes))
-        .find(|body| body.is_some_and(|b| 1 + varint_len(b as u64) + b == total))??;
+        .map(|len_bytes: usize| total.checked_sub(len_bytes.saturating_add(1)))
+        .find(|body| body.is_some_and(|b| sum(&[1, varint_len(b as u64), b]) == total))??;
     buf.fill(0);
     buf[0] = code::PMTU_PROBE;
     put_varint(&mut buf[1..], body as u64)?;
@@ -167,38 +188,46 @@ pub fn write_ack(
 ) -> Option<usize> {
     let mut iter = ranges.clone();
     let (first_low, largest) = iter.next()?;
-    let head =
-        varint_len(largest) + varint_len(ack_delay_us) + varint_len(first_low.abs_diff(largest));
+    let head = sum(&[
+        varint_len(largest),
+        varint_len(ack_delay_us),
+        varint_len(first_low.abs_diff(largest)),
+    ]);
     // Count how many further ranges fit, assuming the worst-case count and length varints.
-    let room = buf.len().checked_sub(1 + 2 + head + 2)?;
-    let mut body_extra = 0;
+    let room = buf.len().checked_sub(head.saturating_add(1 + 2 + 2))?;
+    let mut body_extra: usize = 0;
     let mut count: u64 = 0;
     let mut prev_low = first_low;
     for (low, high) in iter {
-        if high + 2 > prev_low || low > high {
+        // Descending, non-adjacent ranges only: `high + 2 <= prev_low`.
+        let Some(gap) = prev_low.checked_sub(high).and_then(|d| d.checked_sub(2)) else {
+            break;
+        };
+        if low > high {
             break;
         }
-        let pair = varint_len(prev_low - high - 2) + varint_len(high - low);
-        if body_extra + pair > room {
+        let pair = varint_len(gap).saturating_add(varint_len(high.abs_diff(low)));
+        if body_extra.saturating_add(pair) > room {
             break;
         }
-        body_extra += pair;
-        count += 1;
+        body_extra = body_extra.saturating_add(pair);
+        count = count.saturating_add(1);
         prev_low = low;
     }
-    let body = head + varint_len(count) + body_extra;
+    let body = sum(&[head, varint_len(count), body_extra]);
     let mut w = Writer { buf, at: 0 };
     w.bytes(&[code::ACK])?;
     w.varint(body as u64)?;
     w.varint(largest)?;
     w.varint(ack_delay_us)?;
     w.varint(count)?;
-    w.varint(largest - first_low)?;
+    w.varint(largest.abs_diff(first_low))?;
     let mut iter = ranges;
     let (mut prev_low, _) = iter.next()?;
-    for (low, high) in iter.take(count as usize) {
-        w.varint(prev_low - high - 2)?;
-        w.varint(high - low)?;
+    // The counting pass above checked these ranges' order.
+    for (low, high) in iter.take(usize::try_from(count).unwrap_or(usize::MAX)) {
+        w.varint(prev_low.saturating_sub(high).saturating_sub(2))?;
+        w.varint(high.saturating_sub(low))?;
         prev_low = low;
     }
     Some(w.at)
@@ -220,7 +249,8 @@ impl<'a> AckFrame<'a> {
     /// Inclusive `(low, high)` ranges, highest first.
     pub fn iter(&self) -> AckIter<'a> {
         AckIter {
-            next: Some((self.largest - self.first_range, self.largest)),
+            // `parse` checked `first_range <= largest`.
+            next: Some((self.largest.saturating_sub(self.first_range), self.largest)),
             remaining: self.count,
             rest: self.rest,
         }
@@ -229,9 +259,9 @@ impl<'a> AckFrame<'a> {
     fn parse(body: &'a [u8]) -> Option<Self> {
         let (largest, a) = get_varint(body)?;
         let (ack_delay_us, b) = get_varint(body.get(a..)?)?;
-        let (count, c) = get_varint(body.get(a + b..)?)?;
-        let (first_range, d) = get_varint(body.get(a + b + c..)?)?;
-        let rest = body.get(a + b + c + d..)?;
+        let (count, c) = get_varint(body.get(sum(&[a, b])..)?)?;
+        let (first_range, d) = get_varint(body.get(sum(&[a, b, c])..)?)?;
+        let rest = body.get(sum(&[a, b, c, d])..)?;
         let ack = AckFrame {
             largest,
             ack_delay_us,
@@ -243,17 +273,18 @@ impl<'a> AckFrame<'a> {
             count,
             rest,
         };
-        // Walk once to validate every gap and range, and that nothing trails.
+        // Walk once to validate every gap and range, and that nothing trails. Each step reads
+        // bytes of the body, so a count larger than the body holds ends the walk early.
         let mut iter = ack.iter();
-        let mut seen = 0;
+        let mut seen: u64 = 0;
         while seen <= count {
             match iter.step() {
-                Some(Some(_)) => seen += 1,
+                Some(Some(_)) => seen = seen.saturating_add(1),
                 Some(None) => break,
                 None => return None,
             }
         }
-        (seen == count + 1 && iter.rest.is_empty()).then_some(ack)
+        (count.checked_add(1) == Some(seen) && iter.rest.is_empty()).then_some(ack)
     }
 }
 
@@ -272,10 +303,10 @@ impl AckIter<'_> {
             return Some(None);
         };
         if self.remaining > 0 {
-            self.remaining -= 1;
+            self.remaining = self.remaining.saturating_sub(1);
             let (gap, a) = get_varint(self.rest)?;
             let (len, b) = get_varint(self.rest.get(a..)?)?;
-            self.rest = self.rest.get(a + b..)?;
+            self.rest = self.rest.get(sum(&[a, b])..)?;
             let high = current.0.checked_sub(gap)?.checked_sub(2)?;
             let low = high.checked_sub(len)?;
             self.next = Some((low, high));
@@ -366,7 +397,7 @@ impl<'a> Frames<'a> {
             return Some((Frame::Ping { token }, 9));
         }
         let (len, n) = get_varint(buf.get(1..)?)?;
-        let start = 1 + n;
+        let start = n.saturating_add(1);
         let body = buf.get(start..start.checked_add(usize::try_from(len).ok()?)?)?;
         let frame = match kind {
             code::DATA => {
@@ -379,8 +410,8 @@ impl<'a> Frames<'a> {
             code::DATA_FRAGMENT => {
                 let (message_number, a) = get_varint(body)?;
                 let (total_length, b) = get_varint(body.get(a..)?)?;
-                let (offset, c) = get_varint(body.get(a + b..)?)?;
-                let bytes = body.get(a + b + c..)?;
+                let (offset, c) = get_varint(body.get(sum(&[a, b])..)?)?;
+                let bytes = body.get(sum(&[a, b, c])..)?;
                 if offset.checked_add(bytes.len() as u64)? > total_length {
                     return None;
                 }
@@ -395,7 +426,7 @@ impl<'a> Frames<'a> {
             code::WINDOW => {
                 let (max_message, a) = get_varint(body)?;
                 let (max_bytes, b) = get_varint(body.get(a..)?)?;
-                if a + b != body.len() {
+                if sum(&[a, b]) != body.len() {
                     return None;
                 }
                 Frame::Window {
@@ -411,7 +442,7 @@ impl<'a> Frames<'a> {
             }
             _ => return None,
         };
-        Some((frame, start + body.len()))
+        Some((frame, start.saturating_add(body.len())))
     }
 }
 
@@ -433,7 +464,7 @@ impl<'a> Iterator for Frames<'a> {
         }
         match self.frame() {
             Some((frame, len)) => {
-                self.at += len;
+                self.at = self.at.saturating_add(len);
                 Some(Ok(frame))
             }
             None => {

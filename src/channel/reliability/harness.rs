@@ -1,6 +1,8 @@
 //! A deterministic two-channel network: two `ChannelReliability` + `PathState` pairs joined by
 //! an in-memory link with seeded loss, duplication, reordering and delay, on a virtual clock.
 //! No real time, no sleep; randomness from a splitmix generator. `WEFT_SEEDS=N` runs N seeds.
+// A test harness: the numbers here are the test's own, not a peer's.
+#![allow(clippy::arithmetic_side_effects)]
 
 use super::*;
 use crate::channel::pool::BufferPool;

@@ -20,10 +20,18 @@
 //! `total(0..=m) − lost bytes ≤ max_bytes`). In TCP and SCTP nothing is ever lost and this is
 //! exactly §4's rule. A spurious loss verdict can let a sender overshoot; the receiver then
 //! drops what exceeds its advertised credit (only in modes that tolerate loss).
+//!
+//! # Arithmetic
+//! Message numbers, offsets, lengths, credit, acknowledged ranges and packet numbers come from
+//! the peer: arithmetic in this module is checked, saturating or (where wrapping is meant, and
+//! commented) wrapping; clippy's `arithmetic_side_effects` is denied here.
+#![deny(clippy::arithmetic_side_effects)]
 
 pub mod ack;
+mod budget;
 mod compat;
 pub mod congestion;
+mod fragments;
 pub mod frame;
 #[cfg(test)]
 mod harness;
@@ -34,6 +42,7 @@ pub mod rtt;
 mod send;
 
 pub use ack::{AckTracker, decode_packet_number};
+pub use budget::ReassemblyBudget;
 pub use compat::{Capabilities, CloseReason};
 pub use congestion::{CongestionController, NewReno, Pacer};
 pub use pmtu::PmtuProber;
@@ -42,8 +51,6 @@ pub use rtt::RttEstimator;
 use crate::channel::pool::BufferPool;
 use recv::RecvSide;
 use send::SendSide;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Settings of the reliability layer; the defaults are PROTOCOL.md's.
@@ -67,6 +74,16 @@ pub struct ReliabilityConfig {
     pub receive_window: (u64, u64),
     /// An incomplete message with no progress for this long is dropped and its memory freed.
     pub reassembly_timeout: Duration,
+    /// An incomplete message this old is dropped, progress or not (PROTOCOL.md §7.5: a message
+    /// that does not complete in time), so a peer trickling a byte now and then cannot hold
+    /// reassembly memory for ever. 60 s: a 2 MiB message needs 17 s at 1 Mbit/s, and the rest
+    /// leaves room for retransmissions on a lossy path.
+    pub reassembly_max_age: Duration,
+    /// Most disjoint byte ranges one incomplete message may hold; a fragment that would open
+    /// one more is dropped and counted. 1024: a 2 MiB message is ~1,850 fragments of a
+    /// 1200-byte path, so even losing every other one leaves fewer holes; a hostile peer's
+    /// bookkeeping stays at 1024 × 64 bytes per message, charged to the reassembly budget.
+    pub max_reassembly_ranges: usize,
     /// Largest UDP payload path MTU discovery probes for (§7.6).
     pub max_mtu: u16,
     /// Most ranges one ACK reports.
@@ -86,6 +103,8 @@ impl Default for ReliabilityConfig {
             initial_window: (64, 256 << 10),
             receive_window: (64, 4 << 20),
             reassembly_timeout: Duration::from_secs(10),
+            reassembly_max_age: Duration::from_secs(60),
+            max_reassembly_ranges: 1024,
             max_mtu: pmtu::DEFAULT_MAX_MTU,
             max_ack_ranges: 32,
             initial_rtt: rtt::INITIAL_RTT,
@@ -167,94 +186,15 @@ pub struct ChannelStats {
     pub skipped: u64,
     /// Incomplete messages dropped by the reassembly timeout.
     pub reassembly_timeouts: u64,
-}
-
-#[derive(Debug)]
-struct BudgetCounter {
-    used: AtomicUsize,
-    limit: usize,
-}
-
-impl BudgetCounter {
-    fn try_reserve(&self, n: usize) -> bool {
-        self.used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(n).filter(|&total| total <= self.limit)
-            })
-            .is_ok()
-    }
-
-    fn release(&self, n: usize) {
-        let _ = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                Some(used.saturating_sub(n))
-            });
-    }
-}
-
-/// Reassembly memory shared by all channels of one peer and all peers of one node
-/// (PROTOCOL.md §7.5). Cloning shares the counters; a channel keeps a clone to give back what
-/// it frees.
-#[derive(Clone, Debug)]
-pub struct ReassemblyBudget {
-    peer: Arc<BudgetCounter>,
-    node: Arc<BudgetCounter>,
-}
-
-impl ReassemblyBudget {
-    /// A node-wide budget of `node_limit` bytes, with one peer's share of `peer_limit`.
-    pub fn new(node_limit: usize, peer_limit: usize) -> Self {
-        ReassemblyBudget {
-            peer: Arc::new(BudgetCounter {
-                used: AtomicUsize::new(0),
-                limit: peer_limit,
-            }),
-            node: Arc::new(BudgetCounter {
-                used: AtomicUsize::new(0),
-                limit: node_limit,
-            }),
-        }
-    }
-
-    /// Another peer's budget of `peer_limit` bytes, drawing on the same node-wide budget.
-    pub fn for_peer(&self, peer_limit: usize) -> Self {
-        ReassemblyBudget {
-            peer: Arc::new(BudgetCounter {
-                used: AtomicUsize::new(0),
-                limit: peer_limit,
-            }),
-            node: Arc::clone(&self.node),
-        }
-    }
-
-    /// Reserves `n` bytes from both the peer's and the node's budget, or neither.
-    pub fn try_reserve(&self, n: usize) -> bool {
-        if !self.peer.try_reserve(n) {
-            return false;
-        }
-        if !self.node.try_reserve(n) {
-            self.peer.release(n);
-            return false;
-        }
-        true
-    }
-
-    /// Gives back `n` bytes.
-    pub fn release(&self, n: usize) {
-        self.peer.release(n);
-        self.node.release(n);
-    }
-
-    /// Bytes this peer holds.
-    pub fn peer_used(&self) -> usize {
-        self.peer.used.load(Ordering::Relaxed)
-    }
-
-    /// Bytes the node holds.
-    pub fn node_used(&self) -> usize {
-        self.node.used.load(Ordering::Relaxed)
-    }
+    /// Messages whose number no credit this side ever advertised could allow (lossy modes;
+    /// in SCTP and TCP mode the channel closes with a protocol error instead).
+    pub past_credit: u64,
+    /// Fragments dropped because their message already held the most byte ranges allowed.
+    pub range_drops: u64,
+    /// Incomplete messages evicted to give a lighter peer its share of reassembly memory.
+    pub reassembly_evictions: u64,
+    /// Protocol errors that closed the channel (SCTP and TCP mode: data past credit).
+    pub protocol_errors: u64,
 }
 
 /// What one peer path shares among its channels: RTT, congestion controller, pacer, path MTU
@@ -336,7 +276,7 @@ impl PathState {
         if channels == 0 {
             return 0;
         }
-        let turn = self.cursor % channels;
+        let turn = self.cursor.checked_rem(channels).unwrap_or(0);
         self.cursor = self.cursor.wrapping_add(1);
         turn
     }
@@ -344,7 +284,7 @@ impl PathState {
     /// Whether a packet of `bytes` fits the window and the pacer; else when pacing allows it
     /// (`None`: wait for acknowledgements).
     fn send_allowed(&self, now: Instant, bytes: u64) -> Result<(), Option<Instant>> {
-        if self.bytes_in_flight + bytes > self.controller.window() {
+        if self.bytes_in_flight.saturating_add(bytes) > self.controller.window() {
             return Err(None);
         }
         match self.pacer.delay(
@@ -360,7 +300,7 @@ impl PathState {
     }
 
     fn on_packet_sent(&mut self, now: Instant, size: u64, probe: Option<u16>) {
-        self.bytes_in_flight += size;
+        self.bytes_in_flight = self.bytes_in_flight.saturating_add(size);
         self.controller.on_sent(now, size);
         let (window, srtt, mtu) = (
             self.controller.window(),
@@ -416,7 +356,7 @@ impl PathState {
         persistent: bool,
         lost: u64,
     ) {
-        self.congestion_events += 1;
+        self.congestion_events = self.congestion_events.saturating_add(1);
         self.controller
             .on_congestion_event(now, sent, persistent, lost);
     }
@@ -428,6 +368,10 @@ impl PathState {
         }
     }
 }
+
+/// Most ranges of one received ACK that are read: four times what this node writes
+/// (`ReliabilityConfig::max_ack_ranges`, 32), so an honest peer's ACK is read whole.
+const MAX_ACK_RANGES_READ: usize = 128;
 
 /// Timers of one channel (STYLE.md 7): the next timeout is the earliest.
 #[derive(Copy, Clone, Debug)]
@@ -459,7 +403,9 @@ impl ChannelReliability {
         let ordered = capabilities.contains(Capabilities::ORDERED);
         let close = capabilities.contains(Capabilities::CLOSE_ON_LOSS);
         let mut recv = RecvSide::new(ordered, resend, close, config);
-        recv.hold = config.hold_timeout.unwrap_or(config.initial_rtt * 3 / 2);
+        recv.hold = config
+            .hold_timeout
+            .unwrap_or(rtt::scale(config.initial_rtt, 3, 2));
         ChannelReliability {
             capabilities,
             hold_timeout: config.hold_timeout,
@@ -533,7 +479,7 @@ impl ChannelReliability {
     fn refresh(&mut self, now: Instant, path: &mut PathState) {
         if self.hold_timeout.is_none() {
             // PROTOCOL.md §7: the hold timeout defaults to 1.5 × smoothed RTT.
-            self.recv.hold = path.rtt.smoothed() * 3 / 2;
+            self.recv.hold = rtt::scale(path.rtt.smoothed(), 3, 2);
         }
         if self.failed.is_none() {
             if let Some(reason) = self.send.failure.or(self.recv.failure) {
@@ -613,7 +559,7 @@ impl ChannelReliability {
             empty_room = empty_room.min(usize::from(pmtu::BASE_MTU).saturating_sub(path.overhead));
         }
         let room = buf.len().min(empty_room);
-        let full_packet = (room + path.overhead) as u64;
+        let full_packet = room.saturating_add(path.overhead) as u64;
         let allowed = if probing {
             Ok(())
         } else {
@@ -635,7 +581,7 @@ impl ChannelReliability {
                 .as_micros()
                 .min(u128::from(u64::MAX)) as u64;
             if let Some(n) = frame::write_ack(&mut buf[at..room], self.ack.ranges(), delay_us) {
-                at += n;
+                at = at.saturating_add(n);
                 self.ack.on_ack_sent();
             }
         }
@@ -648,7 +594,7 @@ impl ChannelReliability {
         if self.window_due() {
             let credit = self.recv.credit();
             if let Some(n) = frame::write_window(&mut buf[at..room], credit.0, credit.1) {
-                at += n;
+                at = at.saturating_add(n);
                 window = true;
                 self.window_resend = false;
                 self.recv.on_window_sent(credit);
@@ -667,22 +613,22 @@ impl ChannelReliability {
                 // PROTOCOL.md §7.6: a probe is a packet padded to the probed size with
                 // PMTU_PROBE; it carries no data, so its loss costs nothing but the probe.
                 if let Some(n) = frame::write_pmtu_probe(&mut buf[at..probe_room]) {
-                    at += n;
+                    at = at.saturating_add(n);
                     probe = Some(size);
                 }
             }
         }
         if probe.is_none() {
-            at += self.send.write_data(now, &mut buf[at..room], empty_room);
+            at = at.saturating_add(self.send.write_data(now, &mut buf[at..room], empty_room));
             if at == eliciting_start && probing {
                 // RFC 9002 §6.2.4: a probe with nothing to resend still elicits an ACK.
                 if let Some(n) = frame::write_ping(&mut buf[at..room], [0; 8]) {
-                    at += n;
+                    at = at.saturating_add(n);
                 }
             }
         }
         if at > eliciting_start {
-            let size = (at + path.overhead) as u64;
+            let size = at.saturating_add(path.overhead) as u64;
             let chunks = chunk_start..self.send.chunk_end();
             self.send
                 .on_packet_sent(now, pn, size, chunks, window, probe);
@@ -696,6 +642,7 @@ impl ChannelReliability {
     /// Called for each received packet on the channel, before its frames.
     pub fn on_packet_received(&mut self, now: Instant, pn: u64, ack_eliciting: bool) {
         self.ack.on_packet(now, pn, ack_eliciting);
+        self.recv.on_packet(pn);
     }
 
     /// The largest packet number received, for [`decode_packet_number`].
@@ -741,6 +688,21 @@ impl ChannelReliability {
         }
     }
 
+    /// Frees incomplete messages, largest first, until `want` bytes of reassembly memory are
+    /// back in the budget (the node's fair share rule chose this channel's peer); returns the
+    /// bytes freed. A channel whose fragments were acknowledged cannot recover them: in SCTP
+    /// and TCP mode it fails with `Refused`.
+    pub fn evict_reassembly(&mut self, want: usize) -> usize {
+        if self.failed.is_some() {
+            return 0;
+        }
+        let freed = self.recv.evict(want);
+        if let Some(reason) = self.recv.failure {
+            self.fail(reason);
+        }
+        freed
+    }
+
     /// An ACK: inclusive `(low, high)` packet-number ranges, highest first.
     pub fn on_ack(
         &mut self,
@@ -750,6 +712,10 @@ impl ChannelReliability {
         path: &mut PathState,
     ) {
         if self.failed.is_none() {
+            // The peer chooses how many ranges an ACK lists (as many as its datagram holds);
+            // the node reads the newest few. Packets only the rest would acknowledge are
+            // declared lost and resent, which costs a retransmission, never correctness.
+            let ranges = ranges.take(MAX_ACK_RANGES_READ);
             self.send.on_ack(now, ranges, ack_delay, path);
         }
         self.refresh(now, path);
@@ -817,6 +783,10 @@ impl ChannelReliability {
             malformed: r.malformed,
             skipped: r.skipped,
             reassembly_timeouts: r.reassembly_timeouts,
+            past_credit: r.past_credit,
+            range_drops: r.range_drops,
+            reassembly_evictions: r.evictions,
+            protocol_errors: r.protocol_errors,
         }
     }
 }

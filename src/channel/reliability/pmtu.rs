@@ -44,7 +44,7 @@ impl PmtuProber {
             current: BASE_MTU,
             max,
             low: BASE_MTU,
-            high: max + 1,
+            high: max.saturating_add(1),
             probe_in_flight: None,
             failures: 0,
             next_probe: None,
@@ -72,7 +72,10 @@ impl PmtuProber {
         if self.high > self.max {
             return Some(self.max);
         }
-        Some(self.low + (self.high - self.low) / 2)
+        Some(
+            self.low
+                .saturating_add(self.high.saturating_sub(self.low) / 2),
+        )
     }
 
     /// A probe of `size` bytes left.
@@ -87,19 +90,19 @@ impl PmtuProber {
         self.low = self.low.max(size);
         // A probe sent before the size halved may still be acknowledged: the search range
         // must stay non-empty.
-        self.high = self.high.max(self.low + 1);
+        self.high = self.high.max(self.low.saturating_add(1));
         self.current = self.current.max(size);
     }
 
     /// A probe of `size` was declared lost.
     pub fn on_probe_lost(&mut self, now: Instant, size: u16) {
         self.probe_in_flight = None;
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         if self.failures >= MAX_PROBES {
             self.failures = 0;
             self.high = self.high.min(size);
             if self.high.saturating_sub(self.low) <= SEARCH_PRECISION {
-                self.next_probe = Some(now + RAISE_INTERVAL);
+                self.next_probe = now.checked_add(RAISE_INTERVAL);
             }
         }
     }
@@ -113,7 +116,7 @@ impl PmtuProber {
     pub fn on_packet_acked(&mut self, size: u16) {
         if size <= BASE_MTU {
             self.small_acked = true;
-        } else if size + FULL_SIZE_SLACK >= self.current {
+        } else if size.saturating_add(FULL_SIZE_SLACK) >= self.current {
             self.full_size_losses = 0;
         }
     }
@@ -122,7 +125,7 @@ impl PmtuProber {
     pub fn on_packet_lost(&mut self, now: Instant, size: u16) -> bool {
         // Full-size means within FULL_SIZE_SLACK of the current size: a packet ends a few bytes
         // short of it when its last frame's header leaves no room for one more byte.
-        if size <= BASE_MTU || size + FULL_SIZE_SLACK < self.current {
+        if size <= BASE_MTU || size.saturating_add(FULL_SIZE_SLACK) < self.current {
             return false;
         }
         // Each counted loss needs a small packet acknowledged since the last one: a burst of
@@ -132,14 +135,14 @@ impl PmtuProber {
             return false;
         }
         self.small_acked = false;
-        self.full_size_losses += 1;
+        self.full_size_losses = self.full_size_losses.saturating_add(1);
         // PROTOCOL.md §7.6: full-size packets keep vanishing while small ones pass — halve.
         if self.full_size_losses >= BLACK_HOLE_LOSSES {
             self.current = (self.current / 2).max(BASE_MTU);
             self.low = self.current;
             self.high = self.high.min(size);
             self.full_size_losses = 0;
-            self.next_probe = Some(now + RAISE_INTERVAL);
+            self.next_probe = now.checked_add(RAISE_INTERVAL);
             return true;
         }
         false

@@ -1,5 +1,7 @@
 //! A small set of half-open `u64` ranges, kept sorted and merged: packet numbers received, byte
-//! ranges of a message still to send, acknowledged or reassembled.
+//! ranges of a message still to send or acknowledged. A vector: inserting shifts what lies
+//! above, so it holds only sets the node keeps small (its own chunks, a bounded count of
+//! received packet ranges); reassembly of a peer's fragments uses `fragments.rs` instead.
 
 use std::ops::Range;
 
@@ -12,13 +14,6 @@ pub(crate) struct RangeSet {
 impl RangeSet {
     pub(crate) fn new() -> Self {
         RangeSet { ranges: Vec::new() }
-    }
-
-    /// A set holding one range (empty if `range` is).
-    pub(crate) fn from_range(range: Range<u64>) -> Self {
-        let mut set = Self::new();
-        set.insert(range);
-        set
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -44,19 +39,22 @@ impl RangeSet {
         let mut start = range.start;
         let mut end = range.end;
         let mut last = first;
-        let mut covered = 0;
-        while last < self.ranges.len() && self.ranges[last].start <= end {
-            let r = &self.ranges[last];
-            covered += r
-                .end
-                .min(range.end)
-                .saturating_sub(r.start.max(range.start));
+        let mut covered: u64 = 0;
+        while let Some(r) = self.ranges.get(last).filter(|r| r.start <= end) {
+            covered = covered.saturating_add(
+                r.end
+                    .min(range.end)
+                    .saturating_sub(r.start.max(range.start)),
+            );
             start = start.min(r.start);
             end = end.max(r.end);
-            last += 1;
+            last = last.saturating_add(1);
         }
         self.ranges.splice(first..last, std::iter::once(start..end));
-        (range.end - range.start) - covered
+        range
+            .end
+            .saturating_sub(range.start)
+            .saturating_sub(covered)
     }
 
     /// Removes `range`.
@@ -66,14 +64,20 @@ impl RangeSet {
         }
         let first = self.ranges.partition_point(|r| r.end <= range.start);
         let mut last = first;
-        while last < self.ranges.len() && self.ranges[last].start < range.end {
-            last += 1;
+        while self.ranges.get(last).is_some_and(|r| r.start < range.end) {
+            last = last.saturating_add(1);
         }
+        let (Some(low), Some(high)) = (
+            self.ranges.get(first),
+            last.checked_sub(1).and_then(|i| self.ranges.get(i)),
+        ) else {
+            return;
+        };
         if first == last {
             return;
         }
-        let head = self.ranges[first].start..range.start;
-        let tail = range.end..self.ranges[last - 1].end;
+        let head = low.start..range.start;
+        let tail = range.end..high.end;
         let keep = [head, tail].into_iter().filter(|r| !r.is_empty());
         self.ranges.splice(first..last, keep);
     }
@@ -91,7 +95,8 @@ impl RangeSet {
 
     /// Whether `n` is in the set.
     pub(crate) fn contains(&self, n: u64) -> bool {
-        self.contains_range(&(n..n + 1))
+        n.checked_add(1)
+            .is_some_and(|end| self.contains_range(&(n..end)))
     }
 
     /// The lowest range.
@@ -120,7 +125,9 @@ impl RangeSet {
 
     /// How many numbers the set holds.
     pub(crate) fn count(&self) -> u64 {
-        self.ranges.iter().map(|r| r.end - r.start).sum()
+        self.ranges.iter().fold(0u64, |sum, r| {
+            sum.saturating_add(r.end.saturating_sub(r.start))
+        })
     }
 }
 

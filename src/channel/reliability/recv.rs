@@ -3,7 +3,7 @@
 //! reassembly of DATA_FRAGMENTs under a shared memory budget, and WINDOW credit.
 
 use super::compat::CloseReason;
-use super::ranges::RangeSet;
+use super::fragments::{FragmentRanges, RANGE_COST};
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
 use crate::channel::pool::BufferPool;
 use crate::session::window::{Seen, SlidingWindow};
@@ -13,11 +13,34 @@ use std::time::{Duration, Instant};
 /// Message numbers remembered for duplicate suppression: 1024 behind the newest.
 type MessageWindow = SlidingWindow<16>;
 
+/// PROTOCOL.md §4: the credit both sides assume before any WINDOW. A peer may use it whatever
+/// this side configured as its own initial window.
+const PROTOCOL_INITIAL_CREDIT: (u64, u64) = (64, 256 << 10);
+
+/// Most new message numbers one packet can carry: a DATA message takes at least 3 bytes (type,
+/// length, number) and a UDP datagram at most 65,535.
+const MAX_NEW_MESSAGES_PER_PACKET: u64 = 65_535 / 3;
+
+/// Heap bytes an incomplete message costs besides its buffer and ranges: its entry in the map
+/// of partial messages (the `Partial` and its share of a B-tree node), rounded up.
+const PARTIAL_OVERHEAD: usize = 256;
+
+/// Ranges charged to the budget at a time (an incomplete message starts with this many paid).
+const RANGES_PER_CHARGE: usize = 16;
+
+/// Bytes one charge of ranges costs.
+const RANGE_CHARGE: usize = RANGE_COST * RANGES_PER_CHARGE;
+
 /// A message being reassembled from fragments.
 #[derive(Debug)]
 struct Partial {
     buf: Vec<u8>,
-    got: RangeSet,
+    got: FragmentRanges,
+    /// Ranges paid for in the budget.
+    ranges_paid: usize,
+    /// Bytes reserved in the budget for this message: buffer, ranges and overhead.
+    charged: usize,
+    started: Instant,
     last_progress: Instant,
 }
 
@@ -30,6 +53,15 @@ pub(crate) struct RecvStats {
     pub(crate) malformed: u64,
     pub(crate) skipped: u64,
     pub(crate) reassembly_timeouts: u64,
+    pub(crate) past_credit: u64,
+    pub(crate) range_drops: u64,
+    pub(crate) evictions: u64,
+    pub(crate) protocol_errors: u64,
+}
+
+/// Adds one to a counter.
+fn bump(counter: &mut u64) {
+    *counter = counter.saturating_add(1);
 }
 
 /// The receive side of one channel.
@@ -40,6 +72,8 @@ pub(crate) struct RecvSide {
     close_on_loss: bool,
     max_message_size: u64,
     reassembly_timeout: Duration,
+    reassembly_max_age: Duration,
+    max_ranges: usize,
     seen: MessageWindow,
     /// Ordered modes: the next number to deliver. Unordered modes: the lowest number not seen
     /// (tracked only for gap detection in mode X).
@@ -57,6 +91,10 @@ pub(crate) struct RecvSide {
     consumed_bytes: u64,
     advertised: (u64, u64),
     window: (u64, u64),
+    /// The lowest and the latest packet number received on the channel (the credit check of
+    /// the lossy modes, [`number_allowed`](Self::number_allowed)).
+    lowest_pn: Option<u64>,
+    current_pn: u64,
     pub(crate) hold: Duration,
     pub(crate) failure: Option<CloseReason>,
     pub(crate) stats: RecvStats,
@@ -82,8 +120,10 @@ impl RecvSide {
             ordered,
             resend,
             close_on_loss,
-            max_message_size: config.max_message_size as u64,
+            max_message_size: u64::try_from(config.max_message_size).unwrap_or(u64::MAX),
             reassembly_timeout: config.reassembly_timeout,
+            reassembly_max_age: config.reassembly_max_age,
+            max_ranges: config.max_reassembly_ranges.max(1),
             seen: MessageWindow::new(),
             next: 0,
             held: BTreeMap::new(),
@@ -97,6 +137,8 @@ impl RecvSide {
             consumed_bytes: 0,
             advertised: initial,
             window,
+            lowest_pn: None,
+            current_pn: 0,
             hold: Duration::ZERO,
             failure: None,
             stats: RecvStats::default(),
@@ -106,8 +148,9 @@ impl RecvSide {
     /// Messages and bytes received and not yet taken by the application.
     pub(crate) fn buffered(&self) -> (u64, u64) {
         (
-            self.accepted_messages - self.consumed_messages,
-            self.accepted_bytes - self.consumed_bytes,
+            self.accepted_messages
+                .saturating_sub(self.consumed_messages),
+            self.accepted_bytes.saturating_sub(self.consumed_bytes),
         )
     }
 
@@ -119,16 +162,16 @@ impl RecvSide {
     /// PROTOCOL.md §7.4: the credit the receiver can offer now, from what the application took.
     pub(crate) fn credit(&self) -> (u64, u64) {
         (
-            self.consumed_messages + self.window.0,
-            self.consumed_bytes + self.window.1,
+            self.consumed_messages.saturating_add(self.window.0),
+            self.consumed_bytes.saturating_add(self.window.1),
         )
     }
 
     /// Whether enough credit was freed to be worth a WINDOW (a quarter of the window).
     pub(crate) fn window_due(&self) -> bool {
         let (messages, bytes) = self.credit();
-        messages >= self.advertised.0 + (self.window.0 / 4).max(1)
-            || bytes >= self.advertised.1 + (self.window.1 / 4).max(1)
+        messages >= self.advertised.0.saturating_add((self.window.0 / 4).max(1))
+            || bytes >= self.advertised.1.saturating_add((self.window.1 / 4).max(1))
     }
 
     /// A WINDOW with [`credit`](Self::credit) was written.
@@ -139,31 +182,96 @@ impl RecvSide {
         );
     }
 
+    /// A packet numbered `pn` arrived on the channel; its messages follow.
+    pub(crate) fn on_packet(&mut self, pn: u64) {
+        self.lowest_pn = Some(self.lowest_pn.map_or(pn, |lowest| lowest.min(pn)));
+        self.current_pn = pn;
+    }
+
     /// Takes the next event, counting a delivered message as consumed.
     pub(crate) fn poll_event(&mut self) -> Option<Delivery> {
         let event = self.events.pop_front()?;
         if let Delivery::Message { data, .. } = &event {
-            self.consume(data.len() as u64);
+            self.consume(len_u64(data.len()));
         }
         Some(event)
     }
 
     fn consume(&mut self, len: u64) {
-        self.consumed_messages += 1;
-        self.consumed_bytes += len;
+        self.consumed_messages = self.consumed_messages.saturating_add(1);
+        self.consumed_bytes = self.consumed_bytes.saturating_add(len);
+    }
+
+    /// Whether the channel's mode can lose a message for good, so that a sender may run past
+    /// credit by what it knows lost (see the top of `reliability/mod.rs`). SCTP and TCP cannot.
+    fn reliable(&self) -> bool {
+        self.resend && self.close_on_loss
+    }
+
+    /// The peer broke the protocol: SCTP and TCP close the channel.
+    fn protocol_error(&mut self) {
+        bump(&mut self.stats.protocol_errors);
+        self.failure.get_or_insert(CloseReason::Protocol);
+    }
+
+    /// Whether some credit this side advertised could allow message `number`.
+    ///
+    /// In SCTP and TCP mode nothing is lost, so §4's rule is exact: `number < max_message` of
+    /// some WINDOW (or the initial credit), and anything else is a protocol error. In the lossy
+    /// modes the sender may run past that by the messages it knows lost, and it can know a loss
+    /// only from an ACK: packets numbered below the lowest this side ever received were all sent
+    /// before any ACK, within the credit; every later packet carries at most
+    /// [`MAX_NEW_MESSAGES_PER_PACKET`] new numbers (first transmissions go in number order). A
+    /// number past that bound is refused and counted.
+    fn number_allowed(&mut self, number: u64) -> bool {
+        let credit = self.advertised.0.max(PROTOCOL_INITIAL_CREDIT.0);
+        if number < credit {
+            return true;
+        }
+        if self.reliable() {
+            self.protocol_error();
+            return false;
+        }
+        let packets = self.lowest_pn.map_or(0, |lowest| {
+            self.current_pn.saturating_sub(lowest).saturating_add(1)
+        });
+        let bound = credit.saturating_add(packets.saturating_mul(MAX_NEW_MESSAGES_PER_PACKET));
+        if number >= bound {
+            bump(&mut self.stats.past_credit);
+            return false;
+        }
+        true
     }
 
     /// PROTOCOL.md §7.4: a receiver never buffers more than it advertised.
     fn admit(&mut self, len: u64) -> bool {
-        if self.accepted_messages + 1 > self.advertised.0
-            || self.accepted_bytes + len > self.advertised.1
-        {
-            self.stats.credit_drops += 1;
+        if !self.fits_credit(len) {
             return false;
         }
-        self.accepted_messages += 1;
-        self.accepted_bytes += len;
+        self.accepted_messages = self.accepted_messages.saturating_add(1);
+        self.accepted_bytes = self.accepted_bytes.saturating_add(len);
         true
+    }
+
+    /// Whether one more message of `len` bytes fits the advertised credit; counts it if not.
+    /// In SCTP and TCP mode a sender that keeps to §4 always fits (nothing it sent is ever
+    /// forgiven), so a message past the most credit ever allowed is a protocol error.
+    fn fits_credit(&mut self, len: u64) -> bool {
+        let messages = self.accepted_messages.saturating_add(1);
+        let bytes = self.accepted_bytes.saturating_add(len);
+        if messages <= self.advertised.0 && bytes <= self.advertised.1 {
+            return true;
+        }
+        let ever = (
+            self.advertised.0.max(PROTOCOL_INITIAL_CREDIT.0),
+            self.advertised.1.max(PROTOCOL_INITIAL_CREDIT.1),
+        );
+        if self.reliable() && (messages > ever.0 || bytes > ever.1) {
+            self.protocol_error();
+        } else {
+            bump(&mut self.stats.credit_drops);
+        }
+        false
     }
 
     /// Whether `number` can still be used. A late copy of a message already skipped is counted as
@@ -172,15 +280,15 @@ impl RecvSide {
     fn wanted(&mut self, number: u64, total_len: u64) -> bool {
         match self.seen.check(number) {
             Seen::Duplicate | Seen::TooOld => {
-                self.stats.duplicates += 1;
+                bump(&mut self.stats.duplicates);
                 false
             }
             Seen::Fresh if self.ordered && number < self.next => {
                 self.seen.insert(number);
-                self.accepted_messages += 1;
-                self.accepted_bytes += total_len;
+                self.accepted_messages = self.accepted_messages.saturating_add(1);
+                self.accepted_bytes = self.accepted_bytes.saturating_add(total_len);
                 self.consume(total_len);
-                self.stats.duplicates += 1;
+                bump(&mut self.stats.duplicates);
                 false
             }
             Seen::Fresh => true,
@@ -198,11 +306,12 @@ impl RecvSide {
         if self.failure.is_some() || self.partial.contains_key(&number) {
             return;
         }
-        if payload.len() as u64 > self.max_message_size {
-            self.stats.malformed += 1;
+        let len = len_u64(payload.len());
+        if len > self.max_message_size {
+            bump(&mut self.stats.malformed);
             return;
         }
-        if !self.wanted(number, payload.len() as u64) || !self.admit(payload.len() as u64) {
+        if !self.number_allowed(number) || !self.wanted(number, len) || !self.admit(len) {
             return;
         }
         let data = pool.copy(payload);
@@ -224,41 +333,25 @@ impl RecvSide {
         if self.failure.is_some() {
             return;
         }
-        let end = offset.checked_add(bytes.len() as u64);
-        if total_len > self.max_message_size || end.is_none_or(|end| end > total_len) {
-            self.stats.malformed += 1;
+        let end = offset.checked_add(len_u64(bytes.len()));
+        let (Some(end), Ok(total)) = (end, usize::try_from(total_len)) else {
+            bump(&mut self.stats.malformed);
+            return;
+        };
+        if total_len > self.max_message_size || end > total_len {
+            bump(&mut self.stats.malformed);
             return;
         }
-        let end = end.unwrap_or(total_len);
-        if let Some(partial) = self.partial.get_mut(&number) {
-            if partial.buf.len() as u64 != total_len {
-                self.stats.malformed += 1;
-                return;
-            }
-            if partial.got.insert(offset..end) == 0 {
-                self.stats.duplicates += 1;
-                return;
-            }
-            partial.buf[offset as usize..end as usize].copy_from_slice(bytes);
-            partial.last_progress = now;
-            let received = partial.got.count();
-            if received == total_len {
-                let partial = self
-                    .partial
-                    .remove(&number)
-                    .map(|p| p.buf)
-                    .unwrap_or_default();
-                self.release(total_len);
-                self.complete(now, number, partial);
-            } else {
-                self.progress(number, received, total_len);
-            }
+        // `offset <= end <= total_len`, which fits a usize (checked above).
+        let span = usize::try_from(offset).unwrap_or(total)..usize::try_from(end).unwrap_or(total);
+        if self.partial.contains_key(&number) {
+            self.on_more_fragment(now, number, total_len, offset..end, span, bytes, budget);
             return;
         }
-        if !self.wanted(number, total_len) {
+        if !self.number_allowed(number) || !self.wanted(number, total_len) {
             return;
         }
-        if bytes.len() as u64 == total_len {
+        if len_u64(bytes.len()) == total_len {
             if self.admit(total_len) {
                 let data = pool.copy(bytes);
                 self.complete(now, number, data);
@@ -266,36 +359,100 @@ impl RecvSide {
             return;
         }
         // PROTOCOL.md §7.5: allocate only once the channel's credit and the peer's and node's
-        // reassembly budgets all have room for the announced length.
-        let fits_credit = self.accepted_messages < self.advertised.0
-            && self.accepted_bytes + total_len <= self.advertised.1;
-        if !fits_credit {
-            self.stats.credit_drops += 1;
+        // reassembly budgets all have room for the announced length and its bookkeeping.
+        if !self.fits_credit(total_len) {
             return;
         }
-        if !budget.try_reserve(total_len as usize) {
-            self.stats.budget_drops += 1;
+        let charged = total.saturating_add(PARTIAL_OVERHEAD + RANGE_CHARGE);
+        if !budget.try_reserve(charged) {
+            bump(&mut self.stats.budget_drops);
             return;
         }
         self.budget.get_or_insert_with(|| budget.clone());
         self.admit(total_len);
-        let mut buf = vec![0; total_len as usize];
-        buf[offset as usize..end as usize].copy_from_slice(bytes);
+        let mut buf = vec![0; total];
+        let mut got = FragmentRanges::new();
+        if let (Some(slot), Ok(_)) = (buf.get_mut(span), got.insert(offset..end, self.max_ranges)) {
+            slot.copy_from_slice(bytes);
+        }
         self.partial.insert(
             number,
             Partial {
                 buf,
-                got: RangeSet::from_range(offset..end),
+                got,
+                ranges_paid: RANGES_PER_CHARGE,
+                charged,
+                started: now,
                 last_progress: now,
             },
         );
-        self.progress(number, bytes.len() as u64, total_len);
+        self.progress(number, len_u64(bytes.len()), total_len);
         self.check_gap(now);
     }
 
-    fn release(&mut self, len: u64) {
+    /// A fragment of a message already under reassembly. What it costs does not depend on how
+    /// many fragments the message holds: O(log n) to record its range, and the ranges are
+    /// bounded and paid for.
+    #[allow(clippy::too_many_arguments)]
+    fn on_more_fragment(
+        &mut self,
+        now: Instant,
+        number: u64,
+        total_len: u64,
+        range: std::ops::Range<u64>,
+        span: std::ops::Range<usize>,
+        bytes: &[u8],
+        budget: &mut ReassemblyBudget,
+    ) {
+        let max_ranges = self.max_ranges;
+        let Some(partial) = self.partial.get_mut(&number) else {
+            return;
+        };
+        if len_u64(partial.buf.len()) != total_len {
+            bump(&mut self.stats.malformed);
+            return;
+        }
+        if partial.got.adds_range(&range) && partial.got.len() >= partial.ranges_paid {
+            if partial.ranges_paid >= max_ranges {
+                bump(&mut self.stats.range_drops);
+                return;
+            }
+            if !budget.try_reserve(RANGE_CHARGE) {
+                bump(&mut self.stats.budget_drops);
+                return;
+            }
+            partial.ranges_paid = partial.ranges_paid.saturating_add(RANGES_PER_CHARGE);
+            partial.charged = partial.charged.saturating_add(RANGE_CHARGE);
+        }
+        match partial.got.insert(range, max_ranges) {
+            Err(_) => {
+                bump(&mut self.stats.range_drops);
+                return;
+            }
+            Ok(0) => {
+                bump(&mut self.stats.duplicates);
+                return;
+            }
+            Ok(_) => {}
+        }
+        if let Some(slot) = partial.buf.get_mut(span) {
+            slot.copy_from_slice(bytes);
+        }
+        partial.last_progress = now;
+        let received = partial.got.covered();
+        if received == total_len {
+            if let Some(partial) = self.partial.remove(&number) {
+                self.release(partial.charged);
+                self.complete(now, number, partial.buf);
+            }
+        } else {
+            self.progress(number, received, total_len);
+        }
+    }
+
+    fn release(&mut self, bytes: usize) {
         if let Some(budget) = &self.budget {
-            budget.release(len as usize);
+            budget.release(bytes);
         }
     }
 
@@ -328,7 +485,7 @@ impl RecvSide {
         }
         if number == self.next {
             self.events.push_back(Delivery::Message { number, data });
-            self.next += 1;
+            self.next = self.next.saturating_add(1);
             self.drain_held();
         } else {
             self.held.insert(number, (data, now));
@@ -336,6 +493,8 @@ impl RecvSide {
         self.check_gap(now);
     }
 
+    /// Delivers the held messages that now follow in order; each is delivered once, so the
+    /// loop is bounded by what `held` holds (itself bounded by the credit).
     fn drain_held(&mut self) {
         while let Some(entry) = self.held.first_entry() {
             if *entry.key() != self.next {
@@ -346,7 +505,7 @@ impl RecvSide {
                 number: self.next,
                 data,
             });
-            self.next += 1;
+            self.next = self.next.saturating_add(1);
         }
     }
 
@@ -361,9 +520,9 @@ impl RecvSide {
                 return None;
             }
             let (_, (_, arrived)) = self.held.first_key_value()?;
-            Some(*arrived + self.hold)
+            arrived.checked_add(self.hold)
         } else if self.close_on_loss && !self.resend {
-            Some(self.gap_since? + self.hold)
+            self.gap_since?.checked_add(self.hold)
         } else {
             None
         }
@@ -374,8 +533,12 @@ impl RecvSide {
     fn check_gap(&mut self, now: Instant) {
         if !self.ordered {
             let lowest = self.next;
-            while self.seen.check(self.next) == Seen::Duplicate {
-                self.next += 1;
+            // Past the window's span every number reads as fresh: the walk is bounded by it.
+            for _ in 0..MessageWindow::SPAN {
+                if self.next == u64::MAX || self.seen.check(self.next) != Seen::Duplicate {
+                    break;
+                }
+                self.next = self.next.saturating_add(1);
             }
             if self.seen.top() > self.next {
                 if self.next == lowest {
@@ -407,12 +570,17 @@ impl RecvSide {
                 break;
             };
             let first = self.next;
-            let last = first_held - 1;
+            // Held messages are above `next` (a lower number is a late copy, never held).
+            let Some(last) = first_held.checked_sub(1).filter(|&last| last >= first) else {
+                break;
+            };
             self.events.push_back(Delivery::Skipped { first, last });
-            self.stats.skipped += last - first + 1;
+            self.stats.skipped = self
+                .stats
+                .skipped
+                .saturating_add(last.abs_diff(first).saturating_add(1));
             self.next = first_held;
-            let stale: Vec<u64> = self.partial.range(..first_held).map(|(&n, _)| n).collect();
-            for number in stale {
+            while let Some((&number, _)) = self.partial.range(..first_held).next() {
                 self.drop_partial(number);
             }
             self.drain_held();
@@ -420,12 +588,12 @@ impl RecvSide {
         let expired: Vec<u64> = self
             .partial
             .iter()
-            .filter(|(_, p)| p.last_progress + self.reassembly_timeout <= now)
+            .filter(|(_, p)| self.deadline_of(p).is_some_and(|at| at <= now))
             .map(|(&n, _)| n)
             .collect();
         for number in expired {
-            self.stats.reassembly_timeouts += 1;
-            if self.resend && self.close_on_loss {
+            bump(&mut self.stats.reassembly_timeouts);
+            if self.reliable() {
                 // The sender believes the acknowledged fragments delivered; a reliable channel
                 // cannot recover from throwing them away, so it closes instead.
                 self.failure = Some(CloseReason::Timeout);
@@ -434,29 +602,68 @@ impl RecvSide {
         }
     }
 
+    /// When an incomplete message expires: no progress for the reassembly timeout, or older
+    /// than the most any message may take (PROTOCOL.md §7.5).
+    fn deadline_of(&self, partial: &Partial) -> Option<Instant> {
+        let idle = partial.last_progress.checked_add(self.reassembly_timeout);
+        let age = partial.started.checked_add(self.reassembly_max_age);
+        idle.into_iter().chain(age).min()
+    }
+
     /// Frees an incomplete message; its credit counts as consumed, and later fragments of it
     /// are duplicates.
     fn drop_partial(&mut self, number: u64) {
         if let Some(partial) = self.partial.remove(&number) {
-            let len = partial.buf.len() as u64;
-            self.release(len);
-            self.consume(len);
+            self.release(partial.charged);
+            self.consume(len_u64(partial.buf.len()));
             self.seen.insert(number);
         }
+    }
+
+    /// Frees incomplete messages, largest first, until `want` bytes are freed; returns the
+    /// bytes freed. Bounded by the messages held (at most the channel's credit).
+    pub(crate) fn evict(&mut self, want: usize) -> usize {
+        let mut freed: usize = 0;
+        while freed < want {
+            let Some(number) = self
+                .partial
+                .iter()
+                .max_by_key(|(_, p)| p.charged)
+                .map(|(&n, _)| n)
+            else {
+                break;
+            };
+            let charged = self.partial.get(&number).map_or(0, |p| p.charged);
+            bump(&mut self.stats.evictions);
+            if self.reliable() {
+                self.failure.get_or_insert(CloseReason::Refused);
+            }
+            self.drop_partial(number);
+            freed = freed.saturating_add(charged);
+        }
+        freed
     }
 
     /// The earliest reassembly deadline.
     pub(crate) fn reassembly_deadline(&self) -> Option<Instant> {
         self.partial
             .values()
-            .map(|p| p.last_progress + self.reassembly_timeout)
+            .filter_map(|p| self.deadline_of(p))
             .min()
     }
 }
 
+/// A length as the protocol's u64.
+fn len_u64(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
+}
+
 impl Drop for RecvSide {
     fn drop(&mut self) {
-        let total: u64 = self.partial.values().map(|p| p.buf.len() as u64).sum();
+        let total = self
+            .partial
+            .values()
+            .fold(0usize, |sum, p| sum.saturating_add(p.charged));
         self.release(total);
     }
 }

@@ -25,13 +25,20 @@ impl Default for RttEstimator {
     }
 }
 
+/// `d × num / den`, saturating (RTTs are measured, ack delays reported by the peer).
+pub(crate) fn scale(d: Duration, num: u32, den: u32) -> Duration {
+    d.saturating_mul(num)
+        .checked_div(den)
+        .unwrap_or(Duration::MAX)
+}
+
 impl RttEstimator {
     /// An estimator that assumes `initial` until the first sample.
     pub fn new(initial: Duration) -> Self {
         RttEstimator {
             latest: initial,
             smoothed: None,
-            var: initial / 2,
+            var: scale(initial, 1, 2),
             min: initial,
             max_ack_delay: MAX_ACK_DELAY,
         }
@@ -50,20 +57,24 @@ impl RttEstimator {
         let Some(smoothed) = self.smoothed else {
             // RFC 9002 §5.3: the first sample initialises both estimates.
             self.smoothed = Some(rtt);
-            self.var = rtt / 2;
+            self.var = scale(rtt, 1, 2);
             return;
         };
         // RFC 9002 §5.3: a peer's ack delay is trusted up to max_ack_delay, and never so far as to
         // take the sample below min_rtt.
         let ack_delay = ack_delay.min(self.max_ack_delay);
-        let adjusted = if rtt >= self.min + ack_delay {
-            rtt - ack_delay
+        let adjusted = if rtt >= self.min.saturating_add(ack_delay) {
+            rtt.saturating_sub(ack_delay)
         } else {
             rtt
         };
         let deviation = smoothed.abs_diff(adjusted);
-        self.var = (self.var * 3 + deviation) / 4;
-        self.smoothed = Some((smoothed * 7 + adjusted) / 8);
+        self.var = scale(self.var.saturating_mul(3).saturating_add(deviation), 1, 4);
+        self.smoothed = Some(scale(
+            smoothed.saturating_mul(7).saturating_add(adjusted),
+            1,
+            8,
+        ));
     }
 
     /// Whether at least one sample arrived.
@@ -98,17 +109,19 @@ impl RttEstimator {
 
     /// RFC 9002 §6.2.1: the probe timeout before backoff.
     pub fn pto_base(&self) -> Duration {
-        self.smoothed() + (self.var * 4).max(GRANULARITY) + self.max_ack_delay
+        self.smoothed()
+            .saturating_add(self.var.saturating_mul(4).max(GRANULARITY))
+            .saturating_add(self.max_ack_delay)
     }
 
     /// RFC 9002 §6.1.2: how long after a later packet was acknowledged an earlier one is lost.
     pub fn loss_delay(&self) -> Duration {
-        (self.latest.max(self.smoothed()) * 9 / 8).max(GRANULARITY)
+        scale(self.latest.max(self.smoothed()), 9, 8).max(GRANULARITY)
     }
 
     /// RFC 9002 §7.6.1: a span of losses longer than this means persistent congestion.
     pub fn persistent_congestion_threshold(&self) -> Duration {
-        self.pto_base() * 3
+        self.pto_base().saturating_mul(3)
     }
 }
 

@@ -202,16 +202,16 @@ impl SendSide {
                 max: self.max_message_size,
             });
         }
-        if self.queued_bytes + size > self.queue_budget {
+        if self.queued_bytes.saturating_add(size) > self.queue_budget {
             return Err(SendError::QueueFull);
         }
         let mut data = pool.take(size);
         data.resize(size, 0);
         fill(&mut data);
-        let number = self.base + self.messages.len() as u64;
+        let number = self.end();
         let len = size as u64;
-        self.cum_bytes += len;
-        self.queued_bytes += size;
+        self.cum_bytes = self.cum_bytes.saturating_add(len);
+        self.queued_bytes = self.queued_bytes.saturating_add(size);
         let (mut unsent, acked) = self.spare_ranges.pop().unwrap_or_default();
         unsent.insert(0..len);
         self.messages.push_back(Some(OutMessage {
@@ -256,8 +256,13 @@ impl SendSide {
     /// PROTOCOL.md §4: message m may be sent iff m < max message and the total length of
     /// messages 0..=m ≤ max bytes — less what the receiver will never see (module docs).
     fn credit_allows(&self, number: u64, message: &OutMessage) -> bool {
-        number - self.forgiven_messages.min(number) < self.credit_messages
-            && message.end_offset - self.forgiven_bytes.min(message.end_offset) <= self.credit_bytes
+        number.saturating_sub(self.forgiven_messages) < self.credit_messages
+            && message.end_offset.saturating_sub(self.forgiven_bytes) <= self.credit_bytes
+    }
+
+    /// One past the number of the newest message queued.
+    fn end(&self) -> u64 {
+        self.base.saturating_add(self.messages.len() as u64)
     }
 
     fn has_unsent(&self, message: &OutMessage) -> bool {
@@ -269,7 +274,7 @@ impl SendSide {
     /// Whether a message has data that credit lets out now.
     pub(crate) fn has_sendable(&self) -> bool {
         let start = self.send_hint.max(self.base);
-        for number in start..self.base + self.messages.len() as u64 {
+        for number in start..self.end() {
             if let Some(message) = self.slot(number) {
                 if !self.credit_allows(number, message) {
                     return false;
@@ -291,11 +296,11 @@ impl SendSide {
 
     fn next_pick(&mut self, room: usize, empty_packet_room: usize) -> Option<Pick> {
         let start = self.send_hint.max(self.base);
-        let end = self.base + self.messages.len() as u64;
+        let end = self.end();
         let mut number = start;
         while number < end {
             let Some(message) = self.slot(number) else {
-                number += 1;
+                number = number.saturating_add(1);
                 continue;
             };
             if !self.credit_allows(number, message) {
@@ -303,9 +308,9 @@ impl SendSide {
             }
             if !self.has_unsent(message) {
                 if number == self.send_hint {
-                    self.send_hint += 1;
+                    self.send_hint = self.send_hint.saturating_add(1);
                 }
-                number += 1;
+                number = number.saturating_add(1);
                 continue;
             }
             let whole_fits_empty =
@@ -325,14 +330,15 @@ impl SendSide {
             }
             let range = message.unsent.first()?;
             let header = frame::fragment_len(number, message.len, range.start, 0);
-            let avail = room.saturating_sub(header + 2);
-            if avail < MIN_FRAGMENT.min((range.end - range.start) as usize) || avail == 0 {
+            let avail = room.saturating_sub(header.saturating_add(2));
+            let left = range.end.saturating_sub(range.start);
+            if avail < MIN_FRAGMENT.min(usize::try_from(left).unwrap_or(usize::MAX)) || avail == 0 {
                 return None;
             }
-            let take = (avail as u64).min(range.end - range.start);
+            let take = (avail as u64).min(left);
             return Some(Pick {
                 number,
-                range: range.start..range.start + take,
+                range: range.start..range.start.saturating_add(take),
                 whole: false,
             });
         }
@@ -350,8 +356,10 @@ impl SendSide {
     ) -> usize {
         let mut at = 0;
         let resend = self.resend;
-        while let Some(pick) = self.next_pick(buf.len() - at, empty_packet_room) {
-            let index = (pick.number - self.base) as usize;
+        while let Some(pick) = self.next_pick(buf.len().saturating_sub(at), empty_packet_room) {
+            let Ok(index) = usize::try_from(pick.number.saturating_sub(self.base)) else {
+                break;
+            };
             let Some(message) = self.messages[index].as_mut() else {
                 break;
             };
@@ -370,13 +378,13 @@ impl SendSide {
             let Some(written) = written else {
                 break;
             };
-            at += written;
+            at = at.saturating_add(written);
             let resent = pick.range.start < message.sent_up_to
                 || (message.len == 0 && message.first_sent.is_some());
             message.sent_up_to = message.sent_up_to.max(pick.range.end);
             message.unsent.remove(pick.range.clone());
             message.empty_pending = false;
-            message.chunks_in_flight += 1;
+            message.chunks_in_flight = message.chunks_in_flight.saturating_add(1);
             message.first_sent.get_or_insert(now);
             let mut freed = 0;
             if message.unsent.is_empty() && !resend {
@@ -385,9 +393,12 @@ impl SendSide {
                 freed = data.len();
                 self.freed.push(data);
             }
-            self.queued_bytes -= freed;
+            self.queued_bytes = self.queued_bytes.saturating_sub(freed);
             if resent {
-                self.stats.retransmitted_bytes += pick.range.end - pick.range.start;
+                self.stats.retransmitted_bytes = self
+                    .stats
+                    .retransmitted_bytes
+                    .saturating_add(pick.range.end.saturating_sub(pick.range.start));
             }
             self.chunks.push_back(Chunk {
                 number: pick.number,
@@ -399,7 +410,7 @@ impl SendSide {
 
     /// Absolute index one past the last recorded chunk.
     pub(crate) fn chunk_end(&self) -> u64 {
-        self.chunk_base + self.chunks.len() as u64
+        self.chunk_base.saturating_add(self.chunks.len() as u64)
     }
 
     /// Records an ack-eliciting packet that was just written.
@@ -425,7 +436,7 @@ impl SendSide {
         self.largest_sent = Some(pn);
         self.last_eliciting = Some(now);
         self.awaiting_since.get_or_insert(now);
-        self.stats.packets_sent += 1;
+        self.stats.packets_sent = self.stats.packets_sent.saturating_add(1);
         self.probes_pending = self.probes_pending.saturating_sub(1);
     }
 
@@ -466,7 +477,7 @@ impl SendSide {
                     any_new = true;
                     self.on_packet_acked(now, &packet, path);
                 }
-                index += 1;
+                index = index.saturating_add(1);
             }
         }
         if !any_new {
@@ -494,7 +505,7 @@ impl SendSide {
             let Some(message) = self.slot_mut(chunk.number) else {
                 continue;
             };
-            message.chunks_in_flight -= 1;
+            message.chunks_in_flight = message.chunks_in_flight.saturating_sub(1);
             message.acked.insert(chunk.range.clone());
             message.last_progress = Some(now);
             message.tries = 0;
@@ -525,9 +536,11 @@ impl SendSide {
         if !finished {
             return;
         }
-        let index = (number - self.base) as usize;
-        if let Some(mut message) = self.messages[index].take() {
-            self.queued_bytes -= message.data.len();
+        let Ok(index) = usize::try_from(number.saturating_sub(self.base)) else {
+            return;
+        };
+        if let Some(mut message) = self.messages.get_mut(index).and_then(Option::take) {
+            self.queued_bytes = self.queued_bytes.saturating_sub(message.data.len());
             self.freed.push(message.data);
             message.unsent.clear();
             message.acked.clear();
@@ -537,7 +550,7 @@ impl SendSide {
         }
         while let Some(None) = self.messages.front() {
             self.messages.pop_front();
-            self.base += 1;
+            self.base = self.base.saturating_add(1);
         }
     }
 
@@ -556,9 +569,9 @@ impl SendSide {
             message.empty_pending = false;
         }
         let len = message.len;
-        self.forgiven_messages += 1;
-        self.forgiven_bytes += len;
-        self.stats.messages_given_up += 1;
+        self.forgiven_messages = self.forgiven_messages.saturating_add(1);
+        self.forgiven_bytes = self.forgiven_bytes.saturating_add(len);
+        self.stats.messages_given_up = self.stats.messages_given_up.saturating_add(1);
         if self.resend && self.close_on_loss {
             // PROTOCOL.md §7: SCTP and TCP close when a message cannot be delivered. X and Y
             // judge loss at the receiver (a gap outliving the hold timeout): a sender's verdict
@@ -573,7 +586,7 @@ impl SendSide {
         let Some(message) = self.slot_mut(chunk.number) else {
             return;
         };
-        message.chunks_in_flight -= 1;
+        message.chunks_in_flight = message.chunks_in_flight.saturating_sub(1);
         if message.lost || (message.len > 0 && message.acked.contains_range(&chunk.range)) {
             self.resolve_if_done(chunk.number);
             return;
@@ -587,7 +600,7 @@ impl SendSide {
         // a burst of losses found in one pass counts once.
         if message.loss_pass != pass {
             message.loss_pass = pass;
-            message.tries += 1;
+            message.tries = message.tries.saturating_add(1);
         }
         let expired = message.tries >= retry_tries
             || message
@@ -617,10 +630,10 @@ impl SendSide {
             return;
         };
         self.loss_time = None;
-        self.loss_passes += 1;
+        self.loss_passes = self.loss_passes.saturating_add(1);
         let loss_delay = path.rtt.loss_delay();
         let lost_before = now.checked_sub(loss_delay);
-        let mut lost_bytes = 0;
+        let mut lost_bytes: u64 = 0;
         let mut newest_lost: Option<Instant> = None;
         let mut lost_span: Option<(usize, usize)> = None;
         let mut index = 0;
@@ -628,14 +641,14 @@ impl SendSide {
             let packet = &self.sent[index];
             if packet.state == PacketState::Outstanding {
                 let by_time = lost_before.is_some_and(|t| packet.time <= t);
-                let by_count = largest_acked >= packet.pn + PACKET_THRESHOLD;
+                let by_count = largest_acked >= packet.pn.saturating_add(PACKET_THRESHOLD);
                 if by_time || by_count {
                     self.sent[index].state = PacketState::Lost;
                     let packet = self.sent[index].clone();
-                    self.stats.packets_lost += 1;
+                    self.stats.packets_lost = self.stats.packets_lost.saturating_add(1);
                     path.on_packet_lost(now, packet.size, packet.probe);
                     if packet.probe.is_none() {
-                        lost_bytes += packet.size;
+                        lost_bytes = lost_bytes.saturating_add(packet.size);
                         newest_lost = Some(newest_lost.map_or(packet.time, |t| t.max(packet.time)));
                         lost_span = Some(lost_span.map_or((index, index), |(a, _)| (a, index)));
                     }
@@ -648,11 +661,12 @@ impl SendSide {
                         }
                     }
                 } else {
-                    let at = packet.time + loss_delay;
-                    self.loss_time = Some(self.loss_time.map_or(at, |t| t.min(at)));
+                    if let Some(at) = packet.time.checked_add(loss_delay) {
+                        self.loss_time = Some(self.loss_time.map_or(at, |t| t.min(at)));
+                    }
                 }
             }
-            index += 1;
+            index = index.saturating_add(1);
         }
         if let Some(newest) = newest_lost {
             let persistent = lost_span.is_some_and(|(first, last)| {
@@ -686,7 +700,7 @@ impl SendSide {
             .map_or(self.chunk_end(), |p| p.chunks.start);
         while self.chunk_base < keep_from && !self.chunks.is_empty() {
             self.chunks.pop_front();
-            self.chunk_base += 1;
+            self.chunk_base = self.chunk_base.saturating_add(1);
         }
         if !self.has_outstanding() {
             self.awaiting_since = None;
@@ -699,7 +713,8 @@ impl SendSide {
             return None;
         }
         let backoff = 1u32 << self.pto_count.min(16);
-        Some(self.last_eliciting? + path.rtt.pto_base() * backoff)
+        self.last_eliciting?
+            .checked_add(path.rtt.pto_base().saturating_mul(backoff))
     }
 
     /// The loss-detection timer: the loss time if set, else the probe timeout.
@@ -712,7 +727,7 @@ impl SendSide {
         if !self.close_on_loss {
             return None;
         }
-        Some(self.awaiting_since? + self.retry_time)
+        self.awaiting_since?.checked_add(self.retry_time)
     }
 
     pub(crate) fn on_timeout(&mut self, now: Instant, path: &mut PathState) {
@@ -726,8 +741,8 @@ impl SendSide {
             return;
         }
         if self.pto_deadline(path).is_some_and(|at| at <= now) {
-            self.pto_count += 1;
-            self.stats.pto_fired += 1;
+            self.pto_count = self.pto_count.saturating_add(1);
+            self.stats.pto_fired = self.stats.pto_fired.saturating_add(1);
             self.probes_pending = PTO_PROBES;
             if self.resend {
                 // RFC 9002 §6.2.4: probe with data in flight, without declaring it lost.

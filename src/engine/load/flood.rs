@@ -98,10 +98,10 @@ pub fn run_flood(config: &FloodConfig) -> io::Result<FloodReport> {
 }
 
 /// splitmix64: fast, and good enough to make ids nobody can predict from the node's side.
-struct Random(u64);
+pub(super) struct Random(pub(super) u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -110,16 +110,22 @@ impl Random {
     }
 }
 
-fn sources(config: &FloodConfig, random: &mut Random) -> io::Result<Vec<UdpSocket>> {
-    let spread = matches!(config.target, SocketAddr::V4(a) if a.ip().is_loopback());
-    let wanted = if spread { config.sources.max(1) } else { 1 };
+/// `count` non-blocking sockets to send to `target` from, each on its own random 127.x.y.z
+/// address towards an IPv4 loopback target; otherwise one unspecified-address socket.
+pub(super) fn sources(
+    target: SocketAddr,
+    count: usize,
+    random: &mut Random,
+) -> io::Result<Vec<UdpSocket>> {
+    let spread = matches!(target, SocketAddr::V4(a) if a.ip().is_loopback());
+    let wanted = if spread { count.max(1) } else { 1 };
     let mut sockets = Vec::with_capacity(wanted);
     while sockets.len() < wanted {
         let local: SocketAddr = if spread {
             let r = random.next().to_be_bytes();
             // 127.0.0.0/8 is all loopback on Linux; skip x.y.z = 0 and broadcast-like 255s.
             (Ipv4Addr::new(127, r[0].max(1), r[1], r[2].clamp(1, 254)), 0).into()
-        } else if config.target.is_ipv4() {
+        } else if target.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
             "[::]:0".parse().map_err(io::Error::other)?
@@ -132,7 +138,7 @@ fn sources(config: &FloodConfig, random: &mut Random) -> io::Result<Vec<UdpSocke
 }
 
 /// Writes one spoofed CHANNEL_NEW into `buf`; returns its length.
-fn channel_new(buf: &mut [u8], recipient: PeerId, random: &mut Random) -> usize {
+pub(super) fn channel_new(buf: &mut [u8], recipient: PeerId, random: &mut Random) -> usize {
     let mut sender = [0u8; 16];
     sender[..8].copy_from_slice(&random.next().to_le_bytes());
     sender[8..].copy_from_slice(&(random.next() | 1).to_le_bytes());
@@ -164,7 +170,7 @@ fn channel_new(buf: &mut [u8], recipient: PeerId, random: &mut Random) -> usize 
 
 fn flood_client(config: &FloodConfig, count: Option<u64>) -> io::Result<FloodReport> {
     let mut random = Random(rand::random());
-    let sockets = sources(config, &mut random)?;
+    let sockets = sources(config.target, config.sources, &mut random)?;
     let recipient = config.target_peer.unwrap_or(PeerId::ZERO);
     let mut recv = RecvBatch::new();
     let mut outs: Vec<Out> = sockets.iter().map(|s| Out::new(s.as_raw_fd())).collect();

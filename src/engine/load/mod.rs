@@ -1,7 +1,7 @@
 //! The load harness behind `weft bench`: simulated peers that open channels to a node and send
 //! it data, the raw-UDP baseline (a `recvmmsg`/`sendmmsg` echo with the same shards, batch
-//! size and buffers) that weft's figures are compared with, and a flood of spoofed
-//! CHANNEL_NEW packets.
+//! size and buffers) that weft's figures are compared with, a flood of spoofed
+//! CHANNEL_NEW packets, and soak runs that mix honest peers with hostile traffic.
 //!
 //! Both loads run the same client loop ([`Flows`] says what differs): a few client threads, each
 //! with one socket shared by its simulated peers, a window of messages in flight per peer,
@@ -10,11 +10,15 @@
 //! the node's heap) before the data phase.
 
 mod flood;
+mod hostile;
 mod raw;
+mod soak;
 mod weft;
 
 pub use flood::{FloodConfig, FloodReport, run_flood};
+pub use hostile::{HostileConfig, HostileCounters, run_hostile};
 pub use raw::RawEcho;
+pub use soak::{Sample, SoakConfig, SoakReport, Watched, run_soak};
 
 use super::sys::{self, BATCH, RecvBatch, SendBatch};
 use crate::channel::OpenError;
