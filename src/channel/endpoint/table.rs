@@ -118,7 +118,7 @@ impl Endpoint {
         let Some(peer_id) = self.peers.get(peer).map(|state| state.id) else {
             return;
         };
-        if self.session_index.contains_key(&peer_id) {
+        if self.has_session(peer_id) {
             return;
         }
         let epoch = self.cookie_epoch();
