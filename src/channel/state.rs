@@ -28,6 +28,8 @@ pub(crate) struct Peer {
     pub(crate) used_ids: UsedIds,
     /// Whether the peer waits in the endpoint's list of peers with packets to build.
     pub(crate) dirty: bool,
+    /// Whether the peer waits in the endpoint's queue of idle peers.
+    pub(crate) idle_queued: bool,
     /// The channel count under which the endpoint's fairness index holds the peer (0: not
     /// indexed).
     pub(crate) load: usize,
@@ -59,6 +61,7 @@ impl Peer {
             opening: HashMap::new(),
             used_ids: UsedIds::default(),
             dirty: false,
+            idle_queued: false,
             load: 0,
             path: None,
             budget: None,

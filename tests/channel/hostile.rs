@@ -597,3 +597,61 @@ fn a_datagram_of_pings_on_an_open_channel_gets_one_pong_packet() {
     assert_eq!(pongs, vec![50]);
     assert!(answers.len() <= 2, "{} answer datagrams", answers.len());
 }
+
+#[test]
+fn idle_peers_filling_the_peer_table_do_not_lock_a_newcomer_out() {
+    let mut net = Network::new(2);
+    let plaintext = EndpointConfig {
+        allow_plaintext: true,
+        ..EndpointConfig::default()
+    };
+    let server = net.add_endpoint(
+        addr(1),
+        EndpointConfig {
+            max_peers: 4,
+            ..plaintext.clone()
+        },
+    );
+    let server_id = net.node(server).local_peer_id();
+    // Four peers open a channel and close it: each stays behind as an idle entry (its used
+    // ids must outlive its cookies).
+    for index in 2..6 {
+        let client = net.add_endpoint(addr(index), plaintext.clone());
+        let now = net.now();
+        let channel = net
+            .node_mut(client)
+            .open_channel(now, addr(1), Some(server_id), None, udp_mode())
+            .unwrap();
+        net.drive_for(Duration::from_millis(500));
+        let now = net.now();
+        net.node_mut(client)
+            .close_channel(now, channel, CloseReason::Normal);
+        net.drive_for(Duration::from_millis(500));
+    }
+    assert_eq!(net.node(server).peer_count(), 4);
+    assert_eq!(net.node(server).channel_count(), 0);
+    let newcomer = net.add_endpoint(addr(9), plaintext);
+    let now = net.now();
+    let channel = net
+        .node_mut(newcomer)
+        .open_channel(now, addr(1), Some(server_id), None, udp_mode())
+        .unwrap();
+    net.drive_for(Duration::from_secs(1));
+    let events: Vec<Event> = std::iter::from_fn(|| net.node_mut(newcomer).poll_event()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ChannelOpened { channel: c, .. } if *c == channel))
+            && !events
+                .iter()
+                .any(|e| matches!(e, Event::ChannelClosed { channel: c, .. } if *c == channel)),
+        "the newcomer was locked out: {events:?}"
+    );
+    assert_eq!(net.node(server).channel_count(), 1);
+    assert_eq!(
+        net.node(server)
+            .stats()
+            .get("weft_peers_evicted_total", None),
+        1
+    );
+}

@@ -118,8 +118,7 @@ impl Endpoint {
         let peer = match peer {
             Some(peer) => peer,
             None => {
-                let Ok((peer, code)) = self.peers.insert(Peer::new(initiator, from, now)) else {
-                    self.count_refused("peer_table_full");
+                let Some((peer, code)) = self.insert_peer(Peer::new(initiator, from, now)) else {
                     self.refuse(from, initiator, id, CloseReason::Refused);
                     return None;
                 };
@@ -412,9 +411,8 @@ impl Endpoint {
             Some(peer) => (peer, false),
             None => {
                 let (peer, code) = self
-                    .peers
-                    .insert(Peer::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
-                    .map_err(|_| OpenError::LimitReached("peers"))?;
+                    .insert_peer(Peer::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
+                    .ok_or(OpenError::LimitReached("peers"))?;
                 match peer_id {
                     Some(id) => self.peer_index.insert(id, peer),
                     None => self.unnamed.insert(to, peer),

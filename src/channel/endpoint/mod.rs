@@ -473,6 +473,8 @@ pub struct Endpoint {
     secure_answer_to: Option<(SocketAddr, PeerId)>,
     /// Peers by how many channels they hold, to find the heaviest when the table is full.
     loads: BTreeSet<(usize, Handle)>,
+    /// Peers kept without channels, oldest first: a full peer table gives up one of them.
+    idle_peers: VecDeque<Handle>,
     /// When the cookie rotations counted by `cookie_epoch` started.
     epoch_origin: Instant,
     hs_identity: HandshakeIdentity,
@@ -551,6 +553,7 @@ impl Endpoint {
             secure_answers: Vec::with_capacity(DEFAULT_MTU),
             secure_answer_to: None,
             loads: BTreeSet::new(),
+            idle_peers: VecDeque::new(),
             epoch_origin: now,
             hs_identity,
             records: HashMap::new(),
@@ -1400,6 +1403,8 @@ impl Endpoint {
         });
         if idle {
             self.forget_peer(peer);
+        } else {
+            self.queue_idle(peer);
         }
     }
 

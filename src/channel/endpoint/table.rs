@@ -168,6 +168,63 @@ impl Endpoint {
 
     // ------------------------------------------------------------ fair shares
 
+    /// Notes a peer kept without channels (its used ids, or a session's next open, keep it).
+    pub(super) fn queue_idle(&mut self, peer: Handle) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            if state.is_idle() && !state.idle_queued {
+                state.idle_queued = true;
+                self.idle_peers.push_back(peer);
+            }
+        }
+        // Entries of peers that went active or away are dropped lazily; once they outnumber
+        // the peers, one pass keeps each idle peer once, so the queue stays within the table.
+        let bound = self.peers.len().saturating_mul(2).saturating_add(64);
+        if self.idle_peers.len() > bound {
+            let listed = std::mem::take(&mut self.idle_peers);
+            for handle in listed {
+                let Some(state) = self.peers.get_mut(handle) else {
+                    continue;
+                };
+                if std::mem::take(&mut state.idle_queued) && state.is_idle() {
+                    self.idle_peers.push_back(handle);
+                }
+            }
+            for &handle in &self.idle_peers {
+                if let Some(state) = self.peers.get_mut(handle) {
+                    state.idle_queued = true;
+                }
+            }
+        }
+    }
+
+    /// A new peer entry; when the table is full, the longest-idle peer without channels gives
+    /// its entry up, so idle entries never lock a newcomer out. Its used ids go with it (under
+    /// a session they live in the session's keys, under kind 0 a replayed FINALIZE could then
+    /// reopen one of its closed channels until its cookie expires: a channel, not a breach).
+    pub(super) fn insert_peer(&mut self, peer: Peer) -> Option<(Handle, crate::handle::Hashcode)> {
+        if self.peers.is_full() {
+            // Each entry is looked at once: stale ones (the peer went active or away) are dropped.
+            while let Some(candidate) = self.idle_peers.pop_front() {
+                let Some(state) = self.peers.get_mut(candidate) else {
+                    continue;
+                };
+                let queued = std::mem::take(&mut state.idle_queued);
+                if queued && state.is_idle() {
+                    self.stats.add("weft_peers_evicted_total", None, 1);
+                    self.forget_peer(candidate);
+                    break;
+                }
+            }
+        }
+        match self.peers.insert(peer) {
+            Ok(inserted) => Some(inserted),
+            Err(_) => {
+                self.count_refused("peer_table_full");
+                None
+            }
+        }
+    }
+
     /// Files `peer` again in the fairness index after its channel count changed.
     pub(super) fn recount(&mut self, peer: Handle) {
         let Some(state) = self.peers.get_mut(peer) else {
