@@ -47,9 +47,9 @@ const HANDSHAKES: &str = "weft_handshakes_completed_total";
 const HANDSHAKE_FAILURES: &str = "weft_handshake_failures_total";
 const COOKIES_SENT: &str = "weft_handshake_cookies_sent_total";
 const REKEYS: &str = "weft_rekeys_total";
+const DH_OPERATIONS: &str = "weft_dh_operations_total";
 /// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
 const MAX_CHANNEL_PONGS: usize = 64;
-const DH_OPERATIONS: &str = "weft_dh_operations_total";
 
 /// Settings of an endpoint.
 #[derive(Clone)]
