@@ -48,8 +48,6 @@ const HANDSHAKE_FAILURES: &str = "weft_handshake_failures_total";
 const COOKIES_SENT: &str = "weft_handshake_cookies_sent_total";
 const REKEYS: &str = "weft_rekeys_total";
 const DH_OPERATIONS: &str = "weft_dh_operations_total";
-/// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
-const MAX_CHANNEL_PONGS: usize = 64;
 
 /// Settings of an endpoint.
 #[derive(Clone)]
@@ -395,6 +393,9 @@ enum TimerKey {
 fn supported(capabilities: Capabilities) -> bool {
     capabilities.bits() & !0x7 == 0
 }
+
+/// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
+const MAX_CHANNEL_PONGS: usize = 64;
 
 /// The slots of the counters the endpoint touches per packet or per message (PROTOCOL.md §12:
 /// an index per count, no search by name).
