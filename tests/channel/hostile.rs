@@ -117,14 +117,15 @@ impl Attacker {
         }
     }
 
-    /// A packet on `channel` with `messages`, sealed under the session (PROTOCOL.md §5).
-    fn sealed(&self, channel: ChannelId, sequence: u32, messages: &[Message<'_>]) -> Vec<u8> {
+    /// The first packet on `channel` (sequence number 0) with `messages`, sealed under the
+    /// session (PROTOCOL.md §5).
+    fn sealed(&self, channel: ChannelId, messages: &[Message<'_>]) -> Vec<u8> {
         let header = Header {
             flags: Flags::ENCRYPTED | Flags::SEQUENCED,
             sender: self.id,
             recipient: self.server,
             channel,
-            sequence: Some(sequence),
+            sequence: Some(0),
         };
         let mut packet = vec![0u8; 1500];
         let header_len = header.emit(&mut packet).unwrap();
@@ -135,12 +136,8 @@ impl Attacker {
         let mut crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
         let mut tag = [0u8; 16];
         let (head, payload) = packet.split_at_mut(header_len);
-        crypto.seal_at(
-            u64::from(sequence),
-            head,
-            &mut payload[..end - header_len],
-            &mut tag,
-        );
+        let sequence = crypto.seal(head, &mut payload[..end - header_len], &mut tag);
+        assert_eq!(sequence, 0);
         packet[end..end + 16].copy_from_slice(&tag);
         packet.truncate(end + 16);
         packet
@@ -155,13 +152,13 @@ fn sealed_pings_on_twenty_thousand_made_up_channel_ids_leave_the_heap_where_it_w
     let mut server = Endpoint::new(EndpointConfig::default(), identity(1), [1; 32], now);
     let attacker = Attacker::connect(&mut server, server_addr, from, now);
     // The session is in use: a sealed PING on the default channel is answered.
-    let ping = attacker.sealed(ChannelId::DEFAULT, 0, &[Message::Ping { token: &[1; 8] }]);
+    let ping = attacker.sealed(ChannelId::DEFAULT, &[Message::Ping { token: &[1; 8] }]);
     server.handle(now, from, &ping);
     assert_eq!(drain(&mut server).len(), 1, "the PONG");
     let before = live_bytes();
     for n in 0..20_000u32 {
         let id = ChannelId::new(1 + (n >> 8) as u16, 1 + (n & 0xff) as u16);
-        let packet = attacker.sealed(id, 0, &[Message::Ping { token: &[2; 8] }]);
+        let packet = attacker.sealed(id, &[Message::Ping { token: &[2; 8] }]);
         server.handle(now, from, &packet);
         while server.poll_event().is_some() {}
         assert!(drain(&mut server).is_empty(), "no channel, no answer");
@@ -185,7 +182,7 @@ fn a_sealed_datagram_of_pings_gets_exactly_one_sealed_answer_datagram() {
     let attacker = Attacker::connect(&mut server, server_addr, from, now);
     let tokens: Vec<[u8; 8]> = (0..100u64).map(u64::to_be_bytes).collect();
     let pings: Vec<Message<'_>> = tokens.iter().map(|token| Message::Ping { token }).collect();
-    server.handle(now, from, &attacker.sealed(ChannelId::DEFAULT, 0, &pings));
+    server.handle(now, from, &attacker.sealed(ChannelId::DEFAULT, &pings));
     let answers = drain(&mut server);
     assert_eq!(
         answers.len(),
