@@ -6,6 +6,8 @@
 mod crossing;
 #[path = "channel/flood.rs"]
 mod flood;
+#[path = "channel/hostile.rs"]
+mod hostile;
 #[path = "channel/hostile_data.rs"]
 mod hostile_data;
 #[path = "channel/hot_path.rs"]

@@ -22,9 +22,17 @@ pub(crate) struct Peer {
     pub(crate) channels: HashMap<u32, Handle>,
     /// Our own opens still waiting for CHANNEL_ACKNOWLEDGE, by c1.
     pub(crate) opening: HashMap<u16, Handle>,
-    /// Every channel id ever open with this peer in this session: PROTOCOL.md §6 forbids reuse,
-    /// so a replayed FINALIZE cannot reopen a closed channel.
-    pub(crate) used_ids: HashSet<u32>,
+    /// Channel ids a kind-0 peer opened lately: PROTOCOL.md §6 forbids reuse, so a replayed
+    /// FINALIZE cannot reopen a closed channel. Under a session the session's keys remember
+    /// closed ids instead (`ChannelKeys::is_retired`), for the session's whole life.
+    pub(crate) used_ids: UsedIds,
+    /// Whether the peer waits in the endpoint's list of peers with packets to build.
+    pub(crate) dirty: bool,
+    /// Whether the peer waits in the endpoint's queue of idle peers.
+    pub(crate) idle_queued: bool,
+    /// The channel count under which the endpoint's fairness index holds the peer (0: not
+    /// indexed).
+    pub(crate) load: usize,
     /// Congestion control, pacing, RTT and MTU shared by the peer's channels (§7.3); made with
     /// the first channel that carries data.
     pub(crate) path: Option<PathState>,
@@ -32,6 +40,14 @@ pub(crate) struct Peer {
     pub(crate) budget: Option<ReassemblyBudget>,
     /// The peer's channels with data state, in the order they take turns.
     pub(crate) order: Vec<Handle>,
+    /// Channels touched since the last flush (a packet, a send, a timer): only these are
+    /// visited, so a packet costs the same whatever number of channels its sender holds.
+    pub(crate) touched: Vec<Handle>,
+    /// Whether the next flush must offer every channel a turn: the path's window opened (an
+    /// ACK or a loss freed room), or the last flush stopped at a full transmit queue.
+    pub(crate) rescan: bool,
+    /// The congestion window's free room after the last flush, to notice it opening.
+    pub(crate) room: u64,
 }
 
 impl Peer {
@@ -43,15 +59,74 @@ impl Peer {
             last_open: now,
             channels: HashMap::new(),
             opening: HashMap::new(),
-            used_ids: HashSet::new(),
+            used_ids: UsedIds::default(),
+            dirty: false,
+            idle_queued: false,
+            load: 0,
             path: None,
             budget: None,
             order: Vec::new(),
+            touched: Vec::new(),
+            rescan: false,
+            room: 0,
         }
     }
 
     pub(crate) fn is_idle(&self) -> bool {
         self.channels.is_empty() && self.opening.is_empty()
+    }
+
+    /// Channels open or opening with this peer: what it holds of the node's channel table.
+    pub(crate) fn load(&self) -> usize {
+        self.channels.len().saturating_add(self.opening.len())
+    }
+}
+
+/// A kind-0 peer's used channel ids, kept by cookie rotation. A cookie2 is accepted for two
+/// rotations (PROTOCOL.md §6), so an id opened before the previous rotation can no longer be
+/// replayed open and is forgotten: memory follows the peer's recent opens, which the endpoint
+/// caps, not its history.
+#[derive(Default)]
+pub(crate) struct UsedIds {
+    current: HashSet<u32>,
+    previous: HashSet<u32>,
+    /// The cookie rotation `current` belongs to.
+    epoch: u64,
+}
+
+impl UsedIds {
+    fn roll(&mut self, epoch: u64) {
+        if epoch == self.epoch {
+            return;
+        }
+        if epoch == self.epoch.saturating_add(1) {
+            self.previous = std::mem::take(&mut self.current);
+        } else {
+            self.previous = HashSet::new();
+            self.current = HashSet::new();
+        }
+        self.epoch = epoch;
+    }
+
+    /// True if `id` was opened in this rotation or the one before.
+    pub(crate) fn contains(&mut self, epoch: u64, id: u32) -> bool {
+        self.roll(epoch);
+        self.current.contains(&id) || self.previous.contains(&id)
+    }
+
+    pub(crate) fn insert(&mut self, epoch: u64, id: u32) {
+        self.roll(epoch);
+        self.current.insert(id);
+    }
+
+    /// Ids remembered now.
+    pub(crate) fn len(&mut self, epoch: u64) -> usize {
+        self.roll(epoch);
+        self.current.len().saturating_add(self.previous.len())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.current.is_empty() && self.previous.is_empty()
     }
 }
 
@@ -86,6 +161,8 @@ pub(crate) struct Channel {
     /// Application data sent before the id was complete; it leaves as early data.
     pub(crate) early: VecDeque<Vec<u8>>,
     pub(crate) early_bytes: usize,
+    /// Whether the channel waits in its peer's `touched` list.
+    pub(crate) touched: bool,
 }
 
 impl Channel {

@@ -5,6 +5,7 @@
 use super::window::{Seen, SlidingWindow};
 use crate::wire::ChannelId;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// Length of the AEAD tag after the ciphertext.
@@ -277,19 +278,30 @@ impl ChannelCrypto {
 /// The per-session cache of channel keys, keyed by channel id. Keys are derived when a channel
 /// is first used (set-up, not per packet) and dropped with the channel.
 ///
-/// A vector sorted by channel id, sized exactly: a session mostly holds one to a few channels,
-/// where a hash map would round up to four buckets of several hundred bytes each and a binary
-/// search costs no more than hashing.
+/// Only channels the endpoint holds open get an entry (PROTOCOL.md §3: no state for what has
+/// not passed a cookie): a sealed packet on a channel without one is opened with a key schedule
+/// on the stack and kept only when the endpoint [`admit`](Self::admit)s the channel. The default
+/// channel, which every session uses, lives inline; the others sit in a hash map of boxed
+/// entries, so the cost of a packet does not grow with the channels its sender holds.
+///
+/// A closed channel's id is remembered as retired for the rest of the session: PROTOCOL.md §6
+/// never uses an id twice in a session, so its key and nonces never come back, and a replayed
+/// packet of the closed channel is refused without a key. The endpoint bounds how many ids a
+/// session may retire (a session that runs out is replaced, §6).
 pub struct ChannelKeys {
     send_secret: [u8; 32],
     receive_secret: [u8; 32],
-    channels: Vec<(ChannelId, ChannelCrypto)>,
+    default: Option<ChannelCrypto>,
+    // Channel ids are peer-chosen: a seeded hasher (STYLE.md 16).
+    channels: HashMap<u32, Box<ChannelCrypto>>,
+    retired: HashSet<u32>,
 }
 
 impl fmt::Debug for ChannelKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelKeys")
-            .field("channels", &self.channels.len())
+            .field("channels", &self.len())
+            .field("retired", &self.retired.len())
             .finish_non_exhaustive()
     }
 }
@@ -300,43 +312,40 @@ impl ChannelKeys {
         ChannelKeys {
             send_secret,
             receive_secret,
-            channels: Vec::new(),
+            default: None,
+            channels: HashMap::new(),
+            retired: HashSet::new(),
         }
     }
 
-    fn find(&self, channel: ChannelId) -> Result<usize, usize> {
-        self.channels
-            .binary_search_by_key(&channel.0, |(id, _)| id.0)
-    }
-
-    fn insert_at(&mut self, at: usize, channel: ChannelId, crypto: ChannelCrypto) -> usize {
-        // Set-up, not per packet: grow by one so no idle slot is held.
-        self.channels.reserve_exact(1);
-        self.channels.insert(at, (channel, crypto));
-        at
-    }
-
-    /// The channel's crypto state, derived on first use.
+    /// The channel's crypto state, derived on first use. The endpoint calls it only for the
+    /// default channel and channels it holds open, never for a retired id.
     pub fn channel(&mut self, channel: ChannelId) -> &mut ChannelCrypto {
-        let index = match self.find(channel) {
-            Ok(index) => index,
-            Err(at) => {
-                let crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
-                self.insert_at(at, channel, crypto)
-            }
-        };
-        &mut self.channels[index].1
+        let (send, receive) = (&self.send_secret, &self.receive_secret);
+        if channel.is_default() {
+            return self
+                .default
+                .get_or_insert_with(|| ChannelCrypto::new(send, receive, channel));
+        }
+        self.channels
+            .entry(channel.0)
+            .or_insert_with(|| Box::new(ChannelCrypto::new(send, receive, channel)))
     }
 
     /// The channel's crypto state if it was derived already.
     pub fn get(&mut self, channel: ChannelId) -> Option<&mut ChannelCrypto> {
-        let index = self.find(channel).ok()?;
-        Some(&mut self.channels[index].1)
+        if channel.is_default() {
+            return self.default.as_mut();
+        }
+        self.channels
+            .get_mut(&channel.0)
+            .map(|crypto| &mut **crypto)
     }
 
-    /// Opens a received packet of `channel`. A channel seen for the first time gets its keys
-    /// derived on the stack and kept only once the tag verified, so forged packets on made-up
-    /// channel ids allocate nothing (PROTOCOL.md §3).
+    /// Opens a received packet of `channel`. A channel without an entry has its keys derived on
+    /// the stack and cached only when the endpoint [`admit`](Self::admit)s it (the default
+    /// channel is always admitted), so packets on made-up channel ids allocate nothing
+    /// (PROTOCOL.md §3). A retired id is a replay: refused before any work.
     pub fn open(
         &mut self,
         channel: ChannelId,
@@ -344,27 +353,38 @@ impl ChannelKeys {
         header: &[u8],
         ciphertext_and_tag: &mut [u8],
     ) -> Result<usize, OpenError> {
-        let at = match self.find(channel) {
-            Ok(index) => {
-                return self.channels[index]
-                    .1
-                    .open(sequence, header, ciphertext_and_tag);
-            }
-            Err(at) => at,
-        };
+        if let Some(crypto) = self.get(channel) {
+            return crypto.open(sequence, header, ciphertext_and_tag);
+        }
+        if self.retired.contains(&channel.0) {
+            return Err(OpenError::Replay);
+        }
         // The key schedule lives on the stack until the tag verified; a new channel's window
         // is empty, so any sequence number is fresh.
         let receive = PacketKey::for_channel(&self.receive_secret, channel);
         let len = receive.open_in_place(sequence, header, ciphertext_and_tag)?;
-        let mut crypto = ChannelCrypto::new(&self.send_secret, &self.receive_secret, channel);
-        crypto.window.insert(sequence);
-        self.insert_at(at, channel, crypto);
+        if channel.is_default() {
+            self.admit(channel, sequence);
+        }
         Ok(len)
+    }
+
+    /// Keeps the keys of a channel the endpoint holds open, marking `sequence` (a packet of it
+    /// that [`open`](Self::open) let through without an entry) as received, so it cannot be
+    /// replayed. A retired id gets nothing.
+    pub fn admit(&mut self, channel: ChannelId, sequence: u64) {
+        if self.retired.contains(&channel.0) {
+            return;
+        }
+        self.channel(channel).window.insert(sequence);
     }
 
     /// Drops the expanded keys of every channel (an idle session): see [`ChannelCrypto::shed`].
     pub fn shed(&mut self) {
-        for (_, crypto) in &mut self.channels {
+        if let Some(crypto) = self.default.as_mut() {
+            crypto.shed();
+        }
+        for crypto in self.channels.values_mut() {
             crypto.shed();
         }
     }
@@ -376,31 +396,44 @@ impl ChannelKeys {
         }
     }
 
-    /// Forgets a closed channel (its id is never reused within the session, §6).
+    /// Forgets a closed channel's keys and retires its id for the rest of the session (§6: never
+    /// used twice). The default channel is never closed.
     pub fn remove(&mut self, channel: ChannelId) {
-        if let Ok(index) = self.find(channel) {
-            self.channels.remove(index);
-            self.channels.shrink_to_fit();
+        if channel.is_default() {
+            return;
         }
+        self.channels.remove(&channel.0);
+        self.retired.insert(channel.0);
+    }
+
+    /// True if `channel` was closed in this session: it may not open again (PROTOCOL.md §6).
+    pub fn is_retired(&self, channel: ChannelId) -> bool {
+        self.retired.contains(&channel.0)
+    }
+
+    /// How many ids this session has retired.
+    pub fn retired_count(&self) -> usize {
+        self.retired.len()
     }
 
     /// The most packets any channel has sealed under this session (for the rekey threshold).
     pub fn max_packets_sent(&self) -> u64 {
-        self.channels
+        self.default
             .iter()
-            .map(|(_, crypto)| crypto.packets_sent())
+            .chain(self.channels.values().map(|crypto| &**crypto))
+            .map(ChannelCrypto::packets_sent)
             .max()
             .unwrap_or(0)
     }
 
     /// Number of channels with derived keys.
     pub fn len(&self) -> usize {
-        self.channels.len()
+        usize::from(self.default.is_some()) + self.channels.len()
     }
 
     /// True if no channel has keys yet.
     pub fn is_empty(&self) -> bool {
-        self.channels.is_empty()
+        self.len() == 0
     }
 }
 
@@ -564,6 +597,80 @@ mod tests {
         assert!(keys.get(ChannelId::new(1, 3)).is_none());
         assert_eq!(keys.get(ChannelId::new(1, 2)).unwrap().next_sequence(), 4);
         assert_eq!(keys.len(), 3);
+    }
+
+    fn sealed_on(keys: &mut ChannelKeys, channel: ChannelId, payload: &[u8]) -> (u64, Vec<u8>) {
+        sealed(keys.channel(channel), payload)
+    }
+
+    #[test]
+    fn a_packet_on_an_unadmitted_channel_opens_without_an_entry() {
+        let mut sender = ChannelKeys::new([1; 32], [2; 32]);
+        let mut receiver = ChannelKeys::new([2; 32], [1; 32]);
+        for c2 in 1..=100u16 {
+            let (seq, mut packet) = sealed_on(&mut sender, ChannelId::new(7, c2), b"ping");
+            let len = receiver
+                .open(ChannelId::new(7, c2), seq, &HEADER, &mut packet)
+                .unwrap();
+            assert_eq!(&packet[..len], b"ping");
+        }
+        // Made-up channels leave nothing behind.
+        assert_eq!(receiver.len(), 0);
+        // The default channel is always open: its first packet keeps its keys and window.
+        let (seq, packet) = sealed_on(&mut sender, ChannelId::DEFAULT, b"default");
+        assert!(
+            receiver
+                .open(ChannelId::DEFAULT, seq, &HEADER, &mut packet.clone())
+                .is_ok()
+        );
+        assert_eq!(receiver.len(), 1);
+        assert_eq!(
+            receiver.open(ChannelId::DEFAULT, seq, &HEADER, &mut packet.clone()),
+            Err(OpenError::Replay)
+        );
+    }
+
+    #[test]
+    fn an_admitted_channel_refuses_the_packet_that_opened_it_again() {
+        let mut sender = ChannelKeys::new([1; 32], [2; 32]);
+        let mut receiver = ChannelKeys::new([2; 32], [1; 32]);
+        let id = ChannelId::new(3, 4);
+        let (seq, packet) = sealed_on(&mut sender, id, b"first");
+        assert!(receiver.open(id, seq, &HEADER, &mut packet.clone()).is_ok());
+        receiver.admit(id, seq);
+        assert_eq!(
+            receiver.open(id, seq, &HEADER, &mut packet.clone()),
+            Err(OpenError::Replay)
+        );
+        let (seq2, packet2) = sealed_on(&mut sender, id, b"second");
+        assert!(
+            receiver
+                .open(id, seq2, &HEADER, &mut packet2.clone())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_closed_channel_is_retired_for_the_session() {
+        let mut sender = ChannelKeys::new([1; 32], [2; 32]);
+        let mut receiver = ChannelKeys::new([2; 32], [1; 32]);
+        let id = ChannelId::new(3, 4);
+        let (seq, packet) = sealed_on(&mut sender, id, b"before close");
+        receiver.admit(id, 1_000);
+        receiver.remove(id);
+        assert!(receiver.get(id).is_none());
+        assert!(receiver.is_retired(id));
+        assert_eq!(receiver.retired_count(), 1);
+        // A packet of the closed channel is a replay, whatever its number, and is not kept.
+        assert_eq!(
+            receiver.open(id, seq, &HEADER, &mut packet.clone()),
+            Err(OpenError::Replay)
+        );
+        receiver.admit(id, seq);
+        assert!(receiver.get(id).is_none());
+        // The default channel is never retired.
+        receiver.remove(ChannelId::DEFAULT);
+        assert!(!receiver.is_retired(ChannelId::DEFAULT));
     }
 
     #[test]

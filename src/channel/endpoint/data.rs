@@ -58,6 +58,8 @@ pub(crate) struct ChannelData {
     keep_alive: bool,
     reported: ChannelStats,
     last_rtt: Duration,
+    /// Where the channel stands in its peer's `order`, so closing it costs no search.
+    order_at: usize,
 }
 
 /// The `mode` label of a capability set (§7's table).
@@ -113,7 +115,11 @@ impl Endpoint {
                     .for_peer_keyed(self.config.reassembly_peer_bytes, budget_key),
             );
         }
+        let order_at = peer.order.len();
         peer.order.push(channel);
+        state.touched = true;
+        peer.touched.push(channel);
+        let peer_handle = state.peer;
         state.data = Some(Box::new(ChannelData {
             reliability: ChannelReliability::new(state.capabilities, config, now),
             // PROTOCOL.md §3: under a session a channel's numbers start at 0; plaintext channels
@@ -129,6 +135,7 @@ impl Endpoint {
             keep_alive,
             reported: ChannelStats::default(),
             last_rtt: Duration::ZERO,
+            order_at,
         }));
         let label = mode_label(state.capabilities);
         let count = self
@@ -136,7 +143,41 @@ impl Endpoint {
             .get("weft_channels_by_mode", Some(("mode", label)));
         self.stats
             .set("weft_channels_by_mode", Some(("mode", label)), count + 1);
+        self.mark_dirty(peer_handle);
         true
+    }
+
+    /// A channel that still wants to send (held back by the pacer) keeps its place in the
+    /// next flush's turns, whichever channel's timer wakes the peer.
+    fn keep_waiting(&mut self, peer: Handle, channel: Handle, now: Instant) {
+        let Some(owner) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let (Some(path), Some(data)) = (owner.path.as_ref(), state.data.as_ref()) else {
+            return;
+        };
+        if state.peer == peer && !state.touched && data.reliability.wants_to_send(now, path) {
+            state.touched = true;
+            owner.touched.push(channel);
+        }
+    }
+
+    /// Notes that a channel changed (a packet, a send, a timer): the next flush visits it.
+    pub(super) fn touch(&mut self, channel: Handle) {
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let peer = state.peer;
+        if !state.touched && state.data.is_some() {
+            if let Some(owner) = self.peers.get_mut(peer) {
+                state.touched = true;
+                owner.touched.push(channel);
+            }
+        }
+        self.mark_dirty(peer);
     }
 
     /// The next packet number of a channel, as the wire carries it.
@@ -160,11 +201,25 @@ impl Endpoint {
             return;
         };
         let label = mode_label(state.capabilities);
+        let mut moved = None;
         if let Some(peer) = self.peers.get_mut(state.peer) {
             if let Some(path) = peer.path.as_mut() {
                 data.reliability.abandon(path);
             }
-            peer.order.retain(|&c| c != channel);
+            // The last channel takes the closed one's place: turns stay fair, and a close
+            // costs the same however many channels the peer holds.
+            let at = data.order_at;
+            if peer.order.get(at) == Some(&channel) {
+                peer.order.swap_remove(at);
+                moved = peer.order.get(at).map(|&other| (other, at));
+            } else {
+                peer.order.retain(|&c| c != channel);
+            }
+        }
+        if let Some((other, at)) = moved {
+            if let Some(data) = self.channels.get_mut(other).and_then(|c| c.data.as_mut()) {
+                data.order_at = at;
+            }
         }
         let count = self
             .stats
@@ -235,15 +290,19 @@ impl Endpoint {
             })?;
         state.next_message = number + 1;
         self.stats.add_at(self.hot.messages_sent, 1);
-        let peer = state.peer;
-        self.mark_dirty(peer);
+        self.touch(channel);
         Ok(number)
     }
 
     /// Notes that a peer may have something to send.
     pub(super) fn mark_dirty(&mut self, peer: Handle) {
-        if !self.dirty.contains(&peer) {
-            self.dirty.push(peer);
+        // A flag on the peer, not a search of the list: the list is as long as the peers that
+        // sent lately, and a search would make every packet cost that much.
+        if let Some(state) = self.peers.get_mut(peer) {
+            if !state.dirty {
+                state.dirty = true;
+                self.dirty.push(peer);
+            }
         }
     }
 
@@ -334,19 +393,24 @@ impl Endpoint {
             .and_then(|code| self.peers.resolve(crate::handle::Hashcode(code)).ok());
         let mut freed: usize = 0;
         if let Some(victim) = victim {
-            let mut index = 0;
+            let mut index: usize = 0;
             while freed < owed {
                 let Some(channel) = self.channel_at(victim, index) else {
                     break;
                 };
+                let mut evicted = 0;
                 if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
                     let want = owed.saturating_sub(freed);
-                    freed = freed.saturating_add(data.reliability.evict_reassembly(want));
+                    evicted = data.reliability.evict_reassembly(want);
+                    freed = freed.saturating_add(evicted);
+                }
+                if evicted > 0 {
+                    // Its counters, and the channel if that failed it, are settled when its
+                    // peer flushes.
+                    self.touch(channel);
                 }
                 index = index.saturating_add(1);
             }
-            // Its channels' counters and any channel that failed are settled when it flushes.
-            self.mark_dirty(victim);
         }
         if freed < owed {
             // Nothing more to take from it (it freed what it held since): the node is over
@@ -434,24 +498,30 @@ impl Endpoint {
         let deltas = [
             (
                 "weft_retransmitted_bytes_total",
-                now.retransmitted_bytes - before.retransmitted_bytes,
+                now.retransmitted_bytes
+                    .saturating_sub(before.retransmitted_bytes),
             ),
             (
                 "weft_packets_lost_total",
-                now.packets_lost - before.packets_lost,
+                now.packets_lost.saturating_sub(before.packets_lost),
             ),
             (
                 "weft_messages_given_up_total",
-                now.messages_given_up - before.messages_given_up,
+                now.messages_given_up
+                    .saturating_sub(before.messages_given_up),
             ),
-            ("weft_messages_skipped_total", now.skipped - before.skipped),
+            (
+                "weft_messages_skipped_total",
+                now.skipped.saturating_sub(before.skipped),
+            ),
             (
                 "weft_probe_timeouts_total",
-                now.probe_timeouts - before.probe_timeouts,
+                now.probe_timeouts.saturating_sub(before.probe_timeouts),
             ),
             (
                 "weft_reassembly_timeouts_total",
-                now.reassembly_timeouts - before.reassembly_timeouts,
+                now.reassembly_timeouts
+                    .saturating_sub(before.reassembly_timeouts),
             ),
         ];
         for (name, delta) in deltas {
@@ -508,6 +578,9 @@ impl Endpoint {
             std::mem::swap(&mut self.dirty, &mut self.flushing);
             for index in 0..self.flushing.len() {
                 let peer = self.flushing[index];
+                if let Some(state) = self.peers.get_mut(peer) {
+                    state.dirty = false;
+                }
                 self.flush_peer(now, peer);
             }
             self.flushing.clear();
@@ -515,30 +588,51 @@ impl Endpoint {
     }
 
     fn flush_peer(&mut self, now: Instant, peer: Handle) {
-        // By index: delivery may close a channel, which leaves the peer's order shorter.
-        let mut index = 0;
-        while let Some(channel) = self.channel_at(peer, index) {
-            self.deliver(now, channel);
-            if self.channel_at(peer, index) == Some(channel) {
-                index += 1;
+        // The channels to visit: those touched since the last flush, or all of them when the
+        // path's window opened (a channel that was held back by it may send now). A packet
+        // that touches one channel thus costs one channel's work, however many its sender
+        // holds. The list is a kept buffer: flushing allocates nothing once it has grown.
+        let mut visit = std::mem::take(&mut self.visiting);
+        visit.clear();
+        let Some(state) = self.peers.get_mut(peer) else {
+            self.visiting = visit;
+            return;
+        };
+        std::mem::swap(&mut state.touched, &mut visit);
+        let room = state.path.as_ref().map_or(0, |path| {
+            path.congestion_window()
+                .saturating_sub(path.bytes_in_flight())
+        });
+        let rescan = std::mem::take(&mut state.rescan) || room > state.room;
+        // A channel listed twice, closed, or whose slot another peer's channel took since, is
+        // visited once or not at all.
+        visit.retain(|&channel| match self.channels.get_mut(channel) {
+            Some(state) if state.peer == peer && state.touched => {
+                state.touched = false;
+                true
             }
+            _ => false,
+        });
+        if rescan {
+            if let Some(state) = self.peers.get(peer) {
+                visit.clear();
+                visit.extend_from_slice(&state.order);
+            }
+        }
+        for &channel in &visit {
+            self.deliver(now, channel);
         }
         let old_window = self.peer_window(peer);
         // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
         // most one packet, so a bulk channel cannot hold back another.
+        let count = visit.len();
         'packets: while !self.outgoing.is_full() {
-            let Some(count) = self.peers.get(peer).map(|p| p.order.len()) else {
-                return;
-            };
             for _ in 0..count {
-                let Some(state) = self.peers.get_mut(peer) else {
-                    return;
-                };
-                let Some(path) = state.path.as_mut() else {
-                    return;
+                let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) else {
+                    break 'packets;
                 };
                 let turn = path.next_turn(count);
-                let Some(&channel) = state.order.get(turn) else {
+                let Some(&channel) = visit.get(turn) else {
                     break 'packets;
                 };
                 if self.write_packet(now, channel) {
@@ -547,17 +641,17 @@ impl Endpoint {
             }
             break;
         }
-        if self.outgoing.is_full() {
+        let full = self.outgoing.is_full();
+        if full {
             self.mark_dirty(peer);
         }
         let new_window = self.peer_window(peer);
         let total = self.stats.get_at(self.hot.congestion_window);
         self.stats.set_at(
             self.hot.congestion_window,
-            (total + new_window).saturating_sub(old_window),
+            total.saturating_add(new_window).saturating_sub(old_window),
         );
-        let mut index = 0;
-        while let Some(channel) = self.channel_at(peer, index) {
+        for &channel in &visit {
             self.keep_alive(now, channel);
             self.account(channel);
             self.rearm(now, channel);
@@ -565,10 +659,17 @@ impl Endpoint {
             if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
                 data.reliability.reclaim(&mut self.pool);
             }
-            if self.channel_at(peer, index) == Some(channel) {
-                index += 1;
-            }
+            self.keep_waiting(peer, channel, now);
         }
+        if let Some(state) = self.peers.get_mut(peer) {
+            // A flush cut short by a full queue offers every channel a turn next time.
+            state.rescan |= full;
+            state.room = state.path.as_ref().map_or(0, |path| {
+                path.congestion_window()
+                    .saturating_sub(path.bytes_in_flight())
+            });
+        }
+        self.visiting = visit;
     }
 
     /// The peer's `index`-th channel in turn order.
@@ -770,7 +871,7 @@ impl Endpoint {
             }
             data.reliability.reclaim(&mut self.pool);
         }
-        self.mark_dirty(peer);
+        self.touch(channel);
     }
 
     /// Stops (or resumes) handing a channel's messages to the application: a slow reader. While
@@ -803,9 +904,8 @@ impl Endpoint {
             if let Some(data) = state.data.as_mut() {
                 change(data);
             }
-            let peer = state.peer;
-            self.mark_dirty(peer);
         }
+        self.touch(handle);
         self.flush(now);
     }
 

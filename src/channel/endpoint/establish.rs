@@ -30,18 +30,12 @@ impl Endpoint {
     /// c2 ≠ 0; and c1 ‖ c2 was never open with this peer in this session.
     pub(super) fn pick_c2(&mut self, initiator: PeerId, c1: u16) -> u16 {
         let high = if self.local_id > initiator { 0x8000 } else { 0 };
-        let used = self
-            .peer_index
-            .get(&initiator)
-            .and_then(|&p| self.peers.get(p))
-            .map(|p| &p.used_ids);
         for _ in 0..64 {
             let c2 = high | (self.rng.r#gen::<u16>() & 0x7fff);
             if c2 == 0 {
                 continue;
             }
-            let id = ChannelId::new(c1, c2).0;
-            if used.is_none_or(|set| !set.contains(&id)) {
+            if !self.id_used(initiator, ChannelId::new(c1, c2)) {
                 return c2;
             }
         }
@@ -93,26 +87,38 @@ impl Endpoint {
                 self.confirm_channel(channel);
                 return Some(channel);
             }
-            if state.used_ids.contains(&id.0) {
-                self.stats
-                    .add(COOKIE_FAILURES, Some(("reason", "reused_id")), 1);
-                self.drop_packet("reused_channel_id");
-                return None;
-            }
-            if state.channels.len() >= self.config.max_channels_per_peer {
+            if state.load() >= self.config.max_channels_per_peer {
+                self.count_refused("peer_limit");
                 self.refuse(from, initiator, id, CloseReason::Refused);
                 return None;
             }
+        }
+        // PROTOCOL.md §6: an id that was ever open in this session never opens again.
+        if self.id_used(initiator, id) {
+            self.stats
+                .add(COOKIE_FAILURES, Some(("reason", "reused_id")), 1);
+            self.drop_packet("reused_channel_id");
+            return None;
+        }
+        if self.ids_exhausted(initiator) {
+            self.replace_exhausted(now, initiator);
+            self.refuse(from, initiator, id, CloseReason::Refused);
+            return None;
         }
         if !supported(capabilities) {
             // Answered statelessly: nothing is allocated for a mode we cannot run.
             self.refuse(from, initiator, id, CloseReason::Unsupported);
             return None;
         }
+        // A full table makes room at the heaviest peer's expense, or refuses this one.
+        if !self.make_room(peer) {
+            self.refuse(from, initiator, id, CloseReason::Refused);
+            return None;
+        }
         let peer = match peer {
             Some(peer) => peer,
             None => {
-                let Ok((peer, code)) = self.peers.insert(Peer::new(initiator, from, now)) else {
+                let Some((peer, code)) = self.insert_peer(Peer::new(initiator, from, now)) else {
                     self.refuse(from, initiator, id, CloseReason::Refused);
                     return None;
                 };
@@ -138,6 +144,7 @@ impl Endpoint {
             data: None,
             early: VecDeque::new(),
             early_bytes: 0,
+            touched: false,
         };
         let Ok((handle, code)) = self.channels.insert(channel) else {
             self.refuse(from, initiator, id, CloseReason::Refused);
@@ -146,10 +153,11 @@ impl Endpoint {
         };
         if let Some(state) = self.peers.get_mut(peer) {
             state.channels.insert(id.0, handle);
-            state.used_ids.insert(id.0);
             state.last_heard = now;
             state.last_open = now;
         }
+        self.recount(peer);
+        self.note_used(peer, id);
         self.stats.add(OPENED, Some(("role", "responder")), 1);
         self.events.push_back(Event::ChannelOpened {
             channel: ChannelHandle(code),
@@ -169,7 +177,6 @@ impl Endpoint {
         id: ChannelId,
         reason: CloseReason,
     ) {
-        self.outgoing.finish();
         let close = Message::ChannelClose {
             channel: id,
             reason,
@@ -246,17 +253,19 @@ impl Endpoint {
             return self.drop_packet("bad_channel_id");
         }
         let peer = self.name_peer(peer, responder, from);
+        // PROTOCOL.md §6: a responder that hands out an id used before in this session (a
+        // replayed ACKNOWLEDGE, or a hostile peer) would make our keys and nonces repeat.
+        if self.id_used(responder, id) {
+            return self.drop_packet("reused_channel_id");
+        }
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
-        if state.channels.contains_key(&id.0) || state.used_ids.contains(&id.0) {
-            return self.drop_packet("reused_channel_id");
-        }
         state.opening.remove(&id.c1());
         state.channels.insert(id.0, channel);
-        state.used_ids.insert(id.0);
         state.last_heard = now;
         state.last_open = now;
+        self.note_used(peer, id);
         let Some(code) = self.channels.hashcode(channel) else {
             return;
         };
@@ -274,6 +283,8 @@ impl Endpoint {
         state.give_up_at = now + self.config.open_timeout;
         let capabilities = state.capabilities;
         let has_early = !state.early.is_empty();
+        // What the application queued while the id was incomplete may leave now.
+        self.touch(channel);
         self.arm(now + retry, TimerKey::Channel(code));
         self.stats.add(OPENED, Some(("role", "initiator")), 1);
         self.events.push_back(Event::ChannelOpened {
@@ -304,6 +315,7 @@ impl Endpoint {
             let Some(unnamed) = self.peers.remove(peer) else {
                 return existing;
             };
+            self.unindex(peer, unnamed.load);
             self.unnamed.remove(&unnamed.address);
             if let Some(target) = self.peers.get_mut(existing) {
                 target
@@ -315,6 +327,7 @@ impl Endpoint {
                     c.peer = existing;
                 }
             }
+            self.recount(existing);
             return existing;
         }
         self.unnamed.remove(&from);
@@ -398,9 +411,8 @@ impl Endpoint {
             Some(peer) => (peer, false),
             None => {
                 let (peer, code) = self
-                    .peers
-                    .insert(Peer::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
-                    .map_err(|_| OpenError::LimitReached("peers"))?;
+                    .insert_peer(Peer::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
+                    .ok_or(OpenError::LimitReached("peers"))?;
                 match peer_id {
                     Some(id) => self.peer_index.insert(id, peer),
                     None => self.unnamed.insert(to, peer),
@@ -452,10 +464,18 @@ impl Endpoint {
                 pick.ok_or(OpenError::LimitReached("channel ids towards this peer"))?
             }
         };
-        if state.channels.len() + state.opening.len() >= self.config.max_channels_per_peer {
+        if state.load() >= self.config.max_channels_per_peer {
             return Err(OpenError::LimitReached("channels per peer"));
         }
-        let cookie1 = self.cookies.cookie1(self.local_id, state.id, c1);
+        let peer_id = state.id;
+        if !peer_id.is_zero() && self.ids_exhausted(peer_id) {
+            self.replace_exhausted(now, peer_id);
+            return Err(OpenError::LimitReached("channel ids in this session"));
+        }
+        if !self.make_room(Some(peer)) {
+            return Err(OpenError::LimitReached("channels"));
+        }
+        let cookie1 = self.cookies.cookie1(self.local_id, peer_id, c1);
         let channel = Channel {
             peer,
             id: ChannelId::new(c1, 0),
@@ -470,6 +490,7 @@ impl Endpoint {
             data: None,
             early: VecDeque::new(),
             early_bytes: 0,
+            touched: false,
         };
         let (handle, code) = self
             .channels
@@ -478,6 +499,7 @@ impl Endpoint {
         if let Some(state) = self.peers.get_mut(peer) {
             state.opening.insert(c1, handle);
         }
+        self.recount(peer);
         self.arm(now + self.config.open_retry, TimerKey::Channel(code));
         self.send_channel_new(handle);
         Ok(ChannelHandle(code))

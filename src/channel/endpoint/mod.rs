@@ -12,6 +12,7 @@ mod establish;
 mod fuzzing;
 mod handshake;
 mod secure;
+mod table;
 
 pub(crate) use data::ChannelData;
 
@@ -34,7 +35,7 @@ use handshake::Pending;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -72,14 +73,21 @@ pub struct EndpointConfig {
     pub connection_reset_timeout: Duration,
     /// Most peers with state at once.
     pub max_peers: usize,
-    /// Most channels at once, over all peers.
+    /// Most channels at once, over all peers. An open channel costs the node about 3 KiB
+    /// (tests/channel/hostile.rs measures it), so the default bounds the table at ~620 MB;
+    /// when it is full, the peer holding the most gives one up to a newcomer.
     pub max_channels: usize,
-    /// Most channels one peer may hold.
+    /// Most channels one peer may hold: at ~3 KiB each, 3 MB per peer at the default.
     pub max_channels_per_peer: usize,
     /// Most datagrams waiting for the driver.
     pub max_queued_datagrams: usize,
     /// Most bytes of early data buffered per channel while its id is incomplete.
     pub max_early_bytes: usize,
+    /// Most channel ids a session may close before it must be replaced (under kind 0: that a
+    /// peer may open within two cookie rotations). PROTOCOL.md §6 never uses an id twice in a
+    /// session, so closed ids are remembered, about 10 bytes each: 1024 bounds that at ~10 KiB
+    /// per session and costs an application that churns channels one rekey per thousand.
+    pub max_closed_channels_per_session: usize,
     /// Pre-shared keys by peer: a peer listed here is reached with handshake kind 3 (§5).
     pub psks: HashMap<PeerId, [u8; 32]>,
     /// When an INIT without a valid cookie is answered with HANDSHAKE_COOKIE (§5: above a
@@ -166,6 +174,10 @@ impl fmt::Debug for EndpointConfig {
             .field("max_channels_per_peer", &self.max_channels_per_peer)
             .field("max_queued_datagrams", &self.max_queued_datagrams)
             .field("max_early_bytes", &self.max_early_bytes)
+            .field(
+                "max_closed_channels_per_session",
+                &self.max_closed_channels_per_session,
+            )
             .field("psk_peers", &psk_peers)
             .field("handshake_load", &self.handshake_load)
             .field("rekey", &self.rekey)
@@ -208,6 +220,7 @@ impl Default for EndpointConfig {
             max_channels_per_peer: 1024,
             max_queued_datagrams: 4096,
             max_early_bytes: 256 * 1024,
+            max_closed_channels_per_session: 1024,
             psks: HashMap::new(),
             handshake_load: LoadPolicy::default(),
             rekey: RekeyPolicy::default(),
@@ -441,6 +454,9 @@ fn supported(capabilities: Capabilities) -> bool {
     capabilities.bits() & !0x7 == 0
 }
 
+/// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
+const MAX_CHANNEL_PONGS: usize = 64;
+
 /// The slots of the counters the endpoint touches per packet or per message (PROTOCOL.md §12:
 /// an index per count, no search by name).
 struct HotStats {
@@ -508,6 +524,20 @@ pub struct Endpoint {
     hot: HotStats,
     /// Bytes this datagram's unauthenticated answers may still use (3× rule, PROTOCOL.md §5).
     answer_budget: usize,
+    /// Datagrams this datagram's stateless answers may still start: one answer datagram per
+    /// request datagram, however many requests it packs.
+    answers_left: usize,
+    /// Stateless answers to the authenticated packet being handled, encoded, sealed together
+    /// into one datagram when it is done.
+    secure_answers: Vec<u8>,
+    /// Where those answers go.
+    secure_answer_to: Option<(SocketAddr, PeerId)>,
+    /// Peers by how many channels they hold, to find the heaviest when the table is full.
+    loads: BTreeSet<(usize, Handle)>,
+    /// Peers kept without channels, oldest first: a full peer table gives up one of them.
+    idle_peers: VecDeque<Handle>,
+    /// When the cookie rotations counted by `cookie_epoch` started.
+    epoch_origin: Instant,
     hs_identity: HandshakeIdentity,
     /// Peer records the application handed us: kind 1 towards these peers.
     records: HashMap<PeerId, PeerRecord>,
@@ -542,6 +572,8 @@ pub struct Endpoint {
     dirty: Vec<Handle>,
     /// The dirty list being worked through, kept to reuse its memory.
     flushing: Vec<Handle>,
+    /// The channels one flush visits, kept to reuse its memory.
+    visiting: Vec<Handle>,
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
     /// message in steady state).
     pool: BufferPool,
@@ -584,6 +616,12 @@ impl Endpoint {
             stats,
             hot,
             answer_budget: 0,
+            answers_left: 0,
+            secure_answers: Vec::with_capacity(DEFAULT_MTU),
+            secure_answer_to: None,
+            loads: BTreeSet::new(),
+            idle_peers: VecDeque::new(),
+            epoch_origin: now,
             hs_identity,
             records: HashMap::new(),
             gate,
@@ -613,6 +651,7 @@ impl Endpoint {
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
             flushing: Vec::new(),
+            visiting: Vec::new(),
             pool: BufferPool::new(),
             config,
         };
@@ -747,6 +786,13 @@ impl Endpoint {
         self.last_now = self.last_now.max(now);
         // PROTOCOL.md §5: an unvalidated address gets at most 3× what it sent.
         self.answer_budget = datagram.len().saturating_mul(3);
+        self.answers_left = 1;
+        // Nothing this node sends is larger than its largest MTU (§7.6), so nothing larger
+        // is a packet of ours to parse: it would only pack more work into one datagram.
+        let largest = usize::from(self.config.reliability.max_mtu).max(DEFAULT_MTU);
+        if datagram.len() > largest {
+            return self.drop_packet("oversize");
+        }
         let packet = match Packet::parse(datagram) {
             Ok(packet) => packet,
             Err(error) => return self.drop_packet(error.kind.reason()),
@@ -779,6 +825,7 @@ impl Endpoint {
         } else {
             self.handle_channel_packet(now, from, &header, packet.messages(), false);
         }
+        self.send_secure_answers();
         if let Some(&peer) = self.peer_index.get(&header.sender) {
             self.mark_dirty(peer);
         }
@@ -864,7 +911,6 @@ impl Endpoint {
         secure: bool,
     ) {
         let header = *header;
-        let _ = secure;
         // The data path reads the same messages again (DATA, ACK, WINDOW, fragments).
         let all = messages.clone();
         let mut messages = messages.peekable();
@@ -913,6 +959,11 @@ impl Endpoint {
                 }
             }
         };
+        if secure {
+            // The session opened this packet without caching keys for the channel; now that
+            // the channel is known open, they are kept, and this packet cannot come again.
+            self.admit_keys(&header);
+        }
         // Any packet from the responder on the channel confirms it to the initiator.
         if let Some(state) = self.channels.get_mut(channel) {
             if state.initiator && !state.confirmed() {
@@ -920,14 +971,21 @@ impl Endpoint {
                 state.retry_at = None;
             }
         }
+        // One answer per request datagram: its PINGs share one PONG packet (as many as fit
+        // comfortably; the rest are dropped and counted), and CHANNEL_COOKIEs confirm once.
+        let mut pongs = [[0u8; 8]; MAX_CHANNEL_PONGS];
+        let mut pong_count = 0;
+        let mut confirm = false;
         for message in messages {
             match message {
                 // docs/RELIABILITY.md: PING token 0 is the reliability layer's probe (PTO); the
                 // ACK it elicits is the answer.
                 Message::Ping { token } if *token == [0; 8] => {}
-                Message::Ping { token } => {
-                    self.answer_ping(from, header.sender, header.channel, *token)
+                Message::Ping { token } if pong_count < MAX_CHANNEL_PONGS => {
+                    pongs[pong_count] = *token;
+                    pong_count += 1;
                 }
+                Message::Ping { .. } => self.drop_packet("answer_limit"),
                 Message::Pong { token } if *token == data::KEEP_ALIVE_TOKEN => {}
                 Message::Pong { token } => self.events.push_back(Event::Pong {
                     peer: header.sender,
@@ -943,15 +1001,26 @@ impl Endpoint {
                 }
                 Message::ChannelClose { .. } => self.drop_packet("close_for_other_channel"),
                 // A duplicate CHANNEL_COOKIE: the responder's confirmation was lost, resend it.
-                Message::ChannelCookie { .. } => self.confirm_channel(channel),
+                Message::ChannelCookie { .. } => confirm = true,
                 _ => {}
             }
+        }
+        if confirm {
+            self.confirm_channel(channel);
+        }
+        if pong_count > 0 {
+            let pongs: [Message<'_>; MAX_CHANNEL_PONGS] =
+                std::array::from_fn(|index| Message::Pong {
+                    token: &pongs[index],
+                });
+            self.send_on_channel(channel, &pongs[..pong_count]);
         }
         let Some(sequence) = header.sequence else {
             return;
         };
         // A CHANNEL_COOKIE that opened the channel heads the packet; the data path skips it.
         self.on_channel_packet(now, channel, sequence, all);
+        self.touch(channel);
     }
 
     /// Room in the packet being built, or a new packet to `to`; counts against the 3× budget
@@ -964,8 +1033,9 @@ impl Endpoint {
         message: &Message<'_>,
     ) -> bool {
         if self.secure_peer == Some(recipient) && self.has_session(recipient) {
-            // An answer to an authenticated packet goes sealed, and its address is validated.
-            return self.send_secure(to, recipient, channel, None, &[*message]);
+            // An answer to an authenticated packet goes sealed, and its address is validated;
+            // all answers to one packet share one sealed datagram.
+            return self.queue_secure_answer(to, recipient, message);
         }
         let needed = message.encoded_len();
         let header = Header {
@@ -976,6 +1046,11 @@ impl Endpoint {
             sequence: None,
         };
         if !self.outgoing.open_matches(to, &header) || needed > self.outgoing.remaining() {
+            // Point 4 of the hostile-peer rules: one answer datagram per request datagram.
+            if self.answers_left == 0 {
+                self.drop_packet("answer_limit");
+                return false;
+            }
             if crate::wire::HEADER_LEN + needed > self.answer_budget {
                 self.drop_packet("amplification_limit");
                 return false;
@@ -984,6 +1059,7 @@ impl Endpoint {
                 self.drop_packet("transmit_queue_full");
                 return false;
             }
+            self.answers_left -= 1;
             self.answer_budget -= crate::wire::HEADER_LEN;
         }
         if needed > self.answer_budget {
@@ -995,6 +1071,81 @@ impl Endpoint {
             true
         } else {
             false
+        }
+    }
+
+    /// Adds an answer to the authenticated packet being handled to the one sealed datagram that
+    /// carries them all; an answer that does not fit is dropped and counted.
+    fn queue_secure_answer(
+        &mut self,
+        to: SocketAddr,
+        recipient: PeerId,
+        message: &Message<'_>,
+    ) -> bool {
+        let room = DEFAULT_MTU - crate::wire::SEQUENCED_HEADER_LEN - crate::wire::TAG_LEN;
+        let used = self.secure_answers.len();
+        let needed = message.encoded_len();
+        let other = self
+            .secure_answer_to
+            .is_some_and(|target| target != (to, recipient));
+        if other || used.saturating_add(needed) > room {
+            self.drop_packet("answer_limit");
+            return false;
+        }
+        self.secure_answers.resize(used + needed, 0);
+        match message.emit(&mut self.secure_answers[used..]) {
+            Ok(written) => {
+                self.secure_answers.truncate(used + written);
+                self.secure_answer_to = Some((to, recipient));
+                true
+            }
+            Err(_) => {
+                self.secure_answers.truncate(used);
+                false
+            }
+        }
+    }
+
+    /// Seals the answers gathered by [`queue_secure_answer`](Self::queue_secure_answer) into
+    /// one datagram on the default channel (PROTOCOL.md §5).
+    fn send_secure_answers(&mut self) {
+        let Some((to, peer)) = self.secure_answer_to.take() else {
+            return;
+        };
+        let answers = std::mem::take(&mut self.secure_answers);
+        let local = self.local_id;
+        let sealed = self
+            .session_index
+            .get(&peer)
+            .copied()
+            .and_then(|handle| self.sessions.get_mut(handle))
+            .and_then(|entry| {
+                let phase = entry.slot.sending_phase();
+                let session = entry.slot.current()?;
+                let created = session.created_at();
+                let crypto = session.keys.channel(ChannelId::DEFAULT);
+                let sequence = u32::try_from(crypto.next_sequence()).ok()?;
+                let header =
+                    secure::secure_header(phase, local, peer, ChannelId::DEFAULT, sequence);
+                let sent = secure::seal_packet(
+                    &mut self.outgoing,
+                    crypto,
+                    to,
+                    &header,
+                    DEFAULT_MTU,
+                    |region| {
+                        region.get_mut(..answers.len())?.copy_from_slice(&answers);
+                        Some(answers.len())
+                    },
+                );
+                Some((sent, crypto.packets_sent(), created))
+            });
+        self.secure_answers = answers;
+        self.secure_answers.clear();
+        match sealed {
+            Some((true, count, created)) => self.rekey_if_due(peer, count, created),
+            Some((false, _, _)) => self.drop_packet("transmit_queue_full"),
+            None => {}
         }
     }
 
@@ -1040,17 +1191,9 @@ impl Endpoint {
         channel: ChannelId,
         token: [u8; 8],
     ) {
-        if !channel.is_default() {
-            // On an open channel the PONG rides the channel's own sequenced packets.
-            if let Some(handle) = self.channel_of(sender, channel) {
-                let pong = Message::Pong { token: &token };
-                self.send_on_channel(handle, &[pong]);
-            }
-            return;
-        }
-        self.outgoing.finish();
+        // On an open channel PONGs ride the channel's own packets (`handle_channel_packet`).
         let pong = Message::Pong { token: &token };
-        if self.stateless_answer(from, sender, ChannelId::DEFAULT, &pong) {
+        if self.stateless_answer(from, sender, channel, &pong) {
             self.stats.add(STATELESS, Some(("message", "pong")), 1);
         }
     }
@@ -1186,7 +1329,7 @@ impl Endpoint {
             let Some(data) = state.early.pop_front() else {
                 return;
             };
-            state.early_bytes -= data.len();
+            state.early_bytes = state.early_bytes.saturating_sub(data.len());
             let _ = self.send_data(channel, &data);
         }
     }
@@ -1305,12 +1448,18 @@ impl Endpoint {
             return;
         };
         let opened = matches!(state.phase, Phase::Open { .. });
+        let mut peer_id = None;
         if let Some(peer) = self.peers.get_mut(state.peer) {
             if opened {
                 peer.channels.remove(&state.id.0);
+                peer_id = Some(peer.id);
             } else {
                 peer.opening.remove(&state.id.c1());
             }
+        }
+        self.recount(state.peer);
+        if let Some(peer_id) = peer_id {
+            self.retire_keys(peer_id, state.id);
         }
         let label = close_label(reason);
         self.stats.add(CLOSED, Some(("reason", label)), 1);
@@ -1328,19 +1477,22 @@ impl Endpoint {
     }
 
     /// A peer that never completed a channel holds nothing worth keeping. One that did keeps its
-    /// used ids until its timer forgets it (see `peer_timer`).
+    /// used ids until its timer forgets it (see `peer_timer`), and so does one with a session:
+    /// its next open finds it, instead of a new entry and a new timer per open.
     fn forget_peer_if_idle(&mut self, peer: Handle) {
-        let idle = self
-            .peers
-            .get(peer)
-            .is_some_and(|p| p.is_idle() && p.used_ids.is_empty());
+        let idle = self.peers.get(peer).is_some_and(|p| {
+            p.is_idle() && p.used_ids.is_empty() && !self.session_index.contains_key(&p.id)
+        });
         if idle {
             self.forget_peer(peer);
+        } else {
+            self.queue_idle(peer);
         }
     }
 
     fn forget_peer(&mut self, peer: Handle) {
         if let Some(state) = self.peers.remove(peer) {
+            self.unindex(peer, state.load);
             if self.peer_index.get(&state.id) == Some(&peer) {
                 self.peer_index.remove(&state.id);
             }
@@ -1411,7 +1563,7 @@ impl Endpoint {
             return;
         }
         // Backoff: each retry waits twice as long as the one before.
-        let wait = retry * (1u32 << state.tries.min(16));
+        let wait = retry.saturating_mul(1u32 << state.tries.min(16));
         state.tries += 1;
         state.retry_at = Some(now + wait);
         let opening = matches!(state.phase, Phase::Opening { .. });
