@@ -11,6 +11,7 @@ pub mod reliability;
 mod state;
 pub mod stats;
 
+pub(crate) use endpoint::later;
 pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
 };

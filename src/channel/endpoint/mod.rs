@@ -456,7 +456,7 @@ fn supported(capabilities: Capabilities) -> bool {
 
 /// `at + wait` for a deadline. Where the sum does not fit the clock (a configured wait of years),
 /// the deadline is a century away instead, which never fires, where `Instant`'s `+` would panic.
-fn later(at: Instant, wait: Duration) -> Instant {
+pub(crate) fn later(at: Instant, wait: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(3_155_760_000);
     at.checked_add(wait)
         .or_else(|| at.checked_add(CENTURY))
