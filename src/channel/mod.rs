@@ -1,4 +1,7 @@
 //! Channels (PROTOCOL.md §6–§7): the sans-IO endpoint, channel establishment and reliability.
+//!
+//! Clippy's `arithmetic_side_effects` is denied here: peers choose many of the numbers.
+#![deny(clippy::arithmetic_side_effects)]
 
 pub mod cookie;
 mod endpoint;
@@ -8,6 +11,7 @@ pub mod reliability;
 mod state;
 pub mod stats;
 
+pub(crate) use endpoint::later;
 pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
 };

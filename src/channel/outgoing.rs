@@ -40,7 +40,10 @@ impl Outgoing {
 
     /// True when no more datagrams fit.
     pub(crate) fn is_full(&self) -> bool {
-        self.queue.len() + usize::from(self.open.is_some()) >= self.limit
+        self.queue
+            .len()
+            .saturating_add(usize::from(self.open.is_some()))
+            >= self.limit
     }
 
     /// Starts a packet to `to` with `header`, closing the packet in progress. Returns false (and
@@ -97,7 +100,7 @@ impl Outgoing {
     pub(crate) fn advance(&mut self, n: usize) {
         let limit = self.open_limit;
         if let Some(open) = self.open.as_mut() {
-            open.len = (open.len + n).min(limit);
+            open.len = open.len.saturating_add(n).min(limit);
         }
     }
 
@@ -112,7 +115,7 @@ impl Outgoing {
         }
         match message.emit(&mut open.bytes[open.len..limit]) {
             Ok(written) => {
-                open.len += written;
+                open.len = open.len.saturating_add(written);
                 true
             }
             Err(_) => false,

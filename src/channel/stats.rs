@@ -78,7 +78,7 @@ impl Stats {
                     kind,
                     value: 0,
                 });
-                self.entries.len() - 1
+                self.entries.len().saturating_sub(1)
             }
         };
         &mut self.entries[index]

@@ -82,7 +82,7 @@ impl EpollIo {
             }
         };
         self.more_to_read = count == BATCH;
-        let mut datagrams = 0;
+        let mut datagrams = 0usize;
         for i in 0..count {
             let (received, bytes) = self.recv.message(i);
             let Some(from) = received.from else { continue };
@@ -93,7 +93,7 @@ impl EpollIo {
             // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
             let segment = received.segment.unwrap_or(bytes.len()).max(1);
             for datagram in bytes.chunks(segment) {
-                datagrams += 1;
+                datagrams = datagrams.saturating_add(1);
                 deliver(stats, from, datagram);
             }
         }
@@ -107,11 +107,11 @@ impl EpollIo {
         if !self.writable {
             return 0;
         }
-        let mut sent = 0;
+        let mut sent = 0usize;
         loop {
             if !self.send.is_empty() {
                 let flushed = self.send.flush(self.socket.as_raw_fd());
-                sent += flushed.datagrams;
+                sent = sent.saturating_add(flushed.datagrams);
                 record_send_batches(stats, &flushed.sizes);
                 stats.add(
                     "weft_shard_datagrams_sent_total",
@@ -133,12 +133,12 @@ impl EpollIo {
                     return sent;
                 }
             }
-            let mut filled = 0;
+            let mut filled = 0usize;
             while let Some(slot) = self.send.slot() {
                 match endpoint.poll_transmit(slot) {
                     Some(transmit) => {
                         self.send.push(transmit.destination, transmit.len);
-                        filled += 1;
+                        filled = filled.saturating_add(1);
                     }
                     None => break,
                 }

@@ -128,7 +128,7 @@ pub(super) fn batch_bucket(datagrams: usize) -> usize {
     BATCH_BUCKETS
         .iter()
         .position(|&(upper, _)| datagrams <= upper)
-        .unwrap_or(BATCH_BUCKETS.len() - 1)
+        .unwrap_or(BATCH_BUCKETS.len().saturating_sub(1))
 }
 
 /// Counts one receive batch of `datagrams` (PROTOCOL.md §12: counted locally, published about

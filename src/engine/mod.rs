@@ -3,11 +3,20 @@
 //! [`Engine`] runs a node as thread-per-core shards on one SO_REUSEPORT port, each on io_uring
 //! or on epoll with batched `recvmmsg`/`sendmmsg` ([`IoChoice`]); [`Pinger`] is a small blocking
 //! loop for `weft ping`.
+//!
+//! Clippy's `arithmetic_side_effects` is denied here: peers choose many of the numbers.
+#![deny(clippy::arithmetic_side_effects)]
 
+// Benchmark tooling: its arithmetic is over the node's own counts, never a peer's numbers.
+#[allow(clippy::arithmetic_side_effects)]
 pub mod bulk;
 mod epoll;
+// The allocator: sizes come from the program's own allocations, never a peer's numbers.
+#[allow(clippy::arithmetic_side_effects)]
 pub mod heap;
 mod io;
+// Benchmark tooling: its arithmetic is over the node's own counts, never a peer's numbers.
+#[allow(clippy::arithmetic_side_effects)]
 pub mod load;
 mod pinger;
 mod shard;

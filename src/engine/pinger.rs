@@ -105,7 +105,7 @@ impl Pinger {
         self.endpoint
             .ping(sent, self.target, self.peer, token)
             .map_err(|error| io::Error::other(error.to_string()))?;
-        self.drive_until(sent + timeout, Some((token, sent)))
+        self.drive_until(crate::channel::later(sent, timeout), Some((token, sent)))
     }
 
     /// Keeps the endpoint running (answering, retransmitting) until `until`.
@@ -149,7 +149,7 @@ impl Pinger {
             if now >= until {
                 return Ok(None);
             }
-            let mut wait = until - now;
+            let mut wait = until.saturating_duration_since(now);
             if let Some(deadline) = self.endpoint.poll_timeout() {
                 wait = wait.min(deadline.saturating_duration_since(now));
             }

@@ -12,7 +12,7 @@ use super::log_event;
 use super::sys::BATCH;
 use super::worker::{Reply, ShardWorker};
 use crate::channel::ChannelHandle;
-use crate::channel::{Endpoint, Event, Stats};
+use crate::channel::{Endpoint, Event, Stats, later};
 use crate::wire::{Capabilities, CloseReason};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::{Token, Waker};
@@ -45,7 +45,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// where it landed; the endpoint drops it as unparseable.
 pub fn owner_of(datagram: &[u8], shards: usize) -> Option<usize> {
     let word: [u8; 4] = datagram.get(1..5)?.try_into().ok()?;
-    Some(u32::from_be_bytes(word) as usize % shards.max(1))
+    (u32::from_be_bytes(word) as usize).checked_rem(shards.max(1))
 }
 
 /// Datagrams one shard passes to another in one queue operation; the buffers go back to the
@@ -66,7 +66,7 @@ impl Handover {
     }
 
     fn fits(&self, len: usize) -> bool {
-        self.items.len() < BATCH && self.bytes.len() + len <= HANDOVER_BYTES
+        self.items.len() < BATCH && self.bytes.len().saturating_add(len) <= HANDOVER_BYTES
     }
 }
 
@@ -174,7 +174,7 @@ impl Shard {
             }
             if now >= next_snapshot || self.stopping {
                 self.snapshot();
-                next_snapshot = now + SNAPSHOT_INTERVAL;
+                next_snapshot = later(now, SNAPSHOT_INTERVAL);
             }
             if self.stopping {
                 break;
@@ -284,9 +284,11 @@ impl Shard {
                 batch.items.len() as u64,
             );
             for &(from, start, len) in &batch.items {
-                self.parts
-                    .endpoint
-                    .handle(now, from, &batch.bytes[start..start + len]);
+                self.parts.endpoint.handle(
+                    now,
+                    from,
+                    &batch.bytes[start..start.saturating_add(len)],
+                );
             }
             batch.bytes.clear();
             batch.items.clear();
@@ -351,7 +353,7 @@ impl Shard {
             self.stats.add("weft_shard_worker_drops_total", None, held);
         }
         worker.close_input();
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let deadline = later(Instant::now(), SHUTDOWN_GRACE);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(batch) = self
@@ -415,11 +417,11 @@ impl Shard {
         };
         let endpoint = &mut self.parts.endpoint;
         let channels = &self.channels;
-        let mut refused = 0;
+        let mut refused = 0u64;
         let delivered = worker.hand_over(
             |delivery| channels.get(&delivery.channel) == Some(&true),
             |data| {
-                refused += 1;
+                refused = refused.saturating_add(1);
                 endpoint.recycle(data);
             },
         );
@@ -440,7 +442,7 @@ impl Shard {
         // credit stops growing while the queue is three-quarters full or messages are held,
         // and grows again once it has drained to a quarter (hysteresis: pausing touches every
         // channel).
-        let pressed = held > 0 || depth >= capacity - capacity / 4;
+        let pressed = held > 0 || depth >= capacity.saturating_sub(capacity / 4);
         let relieved = held == 0 && depth <= capacity / 4;
         if pressed != self.worker_paused && (pressed || relieved) {
             self.worker_paused = pressed;

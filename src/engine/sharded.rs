@@ -166,7 +166,7 @@ impl Engine {
             .unzip();
         let (recycle_tx, recycle_rx): (Vec<Sender<Handover>>, Vec<Receiver<Handover>>) = (0
             ..shards)
-            .map(|_| crossbeam_channel::bounded(HANDOVER_QUEUE * shards))
+            .map(|_| crossbeam_channel::bounded(HANDOVER_QUEUE.saturating_mul(shards)))
             .unzip();
         let handover_tx: Arc<[Sender<Handover>]> = handover_tx.into();
         let recycle_tx: Arc<[Sender<Handover>]> = recycle_tx.into();
@@ -216,7 +216,7 @@ impl Engine {
                 worker: shard_workers.get_mut(index).and_then(Option::take),
             };
             let exit_on_error = Arc::clone(&exit);
-            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            let core = index.checked_rem(cores.len()).map(|i| cores[i]);
             let thread = std::thread::Builder::new()
                 .name(format!("weft-shard-{index}"))
                 .spawn(move || {
@@ -413,7 +413,9 @@ pub fn merged_endpoint_stats(shards: &[ShardStats]) -> Stats {
             match entry.kind {
                 StatKind::Counter => merged.add(entry.name, entry.label, entry.value),
                 StatKind::Gauge => {
-                    let sum = merged.get(entry.name, entry.label) + entry.value;
+                    let sum = merged
+                        .get(entry.name, entry.label)
+                        .saturating_add(entry.value);
                     merged.set(entry.name, entry.label, sum);
                 }
             }

@@ -156,8 +156,12 @@ pub(super) fn process_cpu_time() -> std::time::Duration {
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
         return std::time::Duration::ZERO;
     }
-    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    std::time::Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+    let micros = |t: libc::timeval| {
+        (t.tv_sec as u64)
+            .saturating_mul(1_000_000)
+            .saturating_add(t.tv_usec as u64)
+    };
+    std::time::Duration::from_micros(micros(usage.ru_utime).saturating_add(micros(usage.ru_stime)))
 }
 
 pub(super) fn to_sockaddr(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -267,7 +271,7 @@ impl RecvBatch {
     /// One `recvmmsg` call; returns how many messages arrived (WouldBlock when none).
     pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
-            iov_base: self.buf[i * RECV_SLOT..].as_mut_ptr().cast(),
+            iov_base: self.buf[i.saturating_mul(RECV_SLOT)..].as_mut_ptr().cast(),
             iov_len: RECV_SLOT,
         });
         // SAFETY: mmsghdr is plain data for which all-zero is valid.
@@ -322,8 +326,11 @@ impl RecvBatch {
     /// Message `i` of the last call and its bytes.
     pub(super) fn message(&self, i: usize) -> (Received, &[u8]) {
         let received = self.received[i];
-        let start = i * RECV_SLOT;
-        (received, &self.buf[start..start + received.len])
+        let start = i.saturating_mul(RECV_SLOT);
+        (
+            received,
+            &self.buf[start..start.saturating_add(received.len)],
+        )
     }
 }
 
@@ -379,17 +386,17 @@ impl SendBatch {
 
     /// The buffer for the next datagram, or None when the batch is full.
     pub(super) fn slot(&mut self) -> Option<&mut [u8]> {
-        if self.items.len() >= BATCH || self.buf.len() - self.used < SEND_SLOT {
+        if self.items.len() >= BATCH || self.buf.len().saturating_sub(self.used) < SEND_SLOT {
             return None;
         }
-        Some(&mut self.buf[self.used..self.used + SEND_SLOT])
+        Some(&mut self.buf[self.used..self.used.saturating_add(SEND_SLOT)])
     }
 
     /// Records the datagram just written into [`SendBatch::slot`].
     pub(super) fn push(&mut self, destination: SocketAddr, len: usize) {
         let len = len.min(SEND_SLOT);
         self.items.push((destination, self.used, len));
-        self.used += len;
+        self.used = self.used.saturating_add(len);
     }
 
     /// True when nothing waits to be sent.
@@ -404,20 +411,20 @@ impl SendBatch {
         if !self.gso {
             return 1;
         }
-        let mut end = start + 1;
+        let mut end = start.saturating_add(1);
         let mut bytes = size;
-        while end < self.items.len() && end - start < GSO_MAX_SEGMENTS {
+        while end < self.items.len() && end.saturating_sub(start) < GSO_MAX_SEGMENTS {
             let (d, _, len) = self.items[end];
-            if d != destination || len > size || bytes + len > GSO_MAX_BYTES {
+            if d != destination || len > size || bytes.saturating_add(len) > GSO_MAX_BYTES {
                 break;
             }
-            end += 1;
-            bytes += len;
+            end = end.saturating_add(1);
+            bytes = bytes.saturating_add(len);
             if len < size {
                 break;
             }
         }
-        end - start
+        end.saturating_sub(start)
     }
 
     /// Datagrams queued (sent or not) since the batch was last emptied.
@@ -429,11 +436,12 @@ impl SendBatch {
     pub(super) fn train_at(&self, start: usize) -> Train {
         let count = self.run_from(start);
         let (destination, offset, segment) = self.items[start];
-        let (_, last_offset, last_len) = self.items[start + count - 1];
+        // A run holds at least one item.
+        let (_, last_offset, last_len) = self.items[start.saturating_add(count).saturating_sub(1)];
         Train {
             destination,
             offset,
-            len: last_offset + last_len - offset,
+            len: last_offset.saturating_add(last_len).saturating_sub(offset),
             segment,
             count,
         }
@@ -463,13 +471,13 @@ impl SendBatch {
         while !self.is_empty() {
             // Group the remaining items into messages.
             let mut runs = [(0usize, 0usize); BATCH];
-            let mut messages = 0;
+            let mut messages = 0usize;
             let mut at = self.sent;
             while at < self.items.len() {
                 let n = self.run_from(at);
                 runs[messages] = (at, n);
-                messages += 1;
-                at += n;
+                messages = messages.saturating_add(1);
+                at = at.saturating_add(n);
             }
             let mut names = [to_sockaddr(SocketAddr::from(([0, 0, 0, 0], 0))); BATCH];
             let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
@@ -481,11 +489,12 @@ impl SendBatch {
             let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
             for (m, &(first, n)) in runs.iter().enumerate().take(messages) {
                 let (destination, offset, size) = self.items[first];
-                let (_, last_offset, last_len) = self.items[first + n - 1];
+                let (_, last_offset, last_len) =
+                    self.items[first.saturating_add(n).saturating_sub(1)];
                 names[m] = to_sockaddr(destination);
                 iovecs[m] = libc::iovec {
                     iov_base: self.buf[offset..].as_mut_ptr().cast(),
-                    iov_len: last_offset + last_len - offset,
+                    iov_len: last_offset.saturating_add(last_len).saturating_sub(offset),
                 };
                 let header = &mut headers[m].msg_hdr;
                 header.msg_name = (&mut names[m].0 as *mut libc::sockaddr_storage).cast();
@@ -511,16 +520,17 @@ impl SendBatch {
             // `buf` and (for trains) a control buffer, all alive until the call returns.
             let result =
                 unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), messages as libc::c_uint, 0) };
-            flushed.calls += 1;
+            flushed.calls = flushed.calls.saturating_add(1);
             if result >= 0 {
-                let mut datagrams = 0;
+                let mut datagrams = 0usize;
                 for &(_, n) in runs.iter().take(result as usize) {
-                    self.sent += n;
-                    datagrams += n;
+                    self.sent = self.sent.saturating_add(n);
+                    datagrams = datagrams.saturating_add(n);
                 }
-                flushed.datagrams += datagrams;
+                flushed.datagrams = flushed.datagrams.saturating_add(datagrams);
                 if datagrams > 0 {
-                    flushed.sizes[super::io::batch_bucket(datagrams)] += 1;
+                    let size = &mut flushed.sizes[super::io::batch_bucket(datagrams)];
+                    *size = size.saturating_add(1);
                 }
                 continue;
             }
@@ -542,8 +552,8 @@ impl SendBatch {
                     // again, so it is dropped and counted, and the rest go on.
                     let (first, n) = runs[0];
                     tracing::debug!(error = %error, to = %self.items[first].0, "sendmmsg failed");
-                    self.sent += n;
-                    flushed.errors += n;
+                    self.sent = self.sent.saturating_add(n);
+                    flushed.errors = flushed.errors.saturating_add(n);
                 }
             }
         }

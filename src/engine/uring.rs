@@ -90,8 +90,11 @@ unsafe impl Send for BufRing {}
 impl BufRing {
     fn ring_layout() -> Layout {
         // A page holds the 256 entries of 16 bytes; page alignment is the kernel's rule.
-        Layout::from_size_align(usize::from(BUFFERS) * size_of::<BufRingEntry>(), 4096)
-            .expect("constant layout")
+        Layout::from_size_align(
+            usize::from(BUFFERS).saturating_mul(size_of::<BufRingEntry>()),
+            4096,
+        )
+        .expect("constant layout")
     }
 
     fn memory_layout() -> Layout {
@@ -465,7 +468,7 @@ impl UringIo {
         stats: &mut Stats,
         mut deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
     ) -> usize {
-        let mut datagrams = 0;
+        let mut datagrams = 0usize;
         let mut recycled = false;
         let mut woken = false;
         let mut scratch = [const { MaybeUninit::<cqueue::Entry>::uninit() }; COMPLETIONS_AT_ONCE];
@@ -480,8 +483,9 @@ impl UringIo {
                     Completion::Recv { result, flags } => {
                         if let Some(bid) = cqueue::buffer_select(flags) {
                             if result > 0 {
-                                datagrams +=
+                                let delivered =
                                     self.deliver_buffer(bid, result as usize, stats, &mut deliver);
+                                datagrams = datagrams.saturating_add(delivered);
                             }
                             self.bufs.recycle(bid);
                             recycled = true;
@@ -492,7 +496,7 @@ impl UringIo {
                             stats.add("weft_shard_recv_nobufs_total", None, 1);
                         } else if result < 0 && result != -libc::ECANCELED {
                             stats.add("weft_shard_socket_errors_total", Some(("op", "recv")), 1);
-                            tracing::debug!(error = %io::Error::from_raw_os_error(-result), "io_uring recvmsg failed");
+                            tracing::debug!(error = %io::Error::from_raw_os_error(result.saturating_neg()), "io_uring recvmsg failed");
                         }
                         if !cqueue::more(flags) {
                             self.recv_armed = false;
@@ -554,10 +558,10 @@ impl UringIo {
         };
         let bytes = out.payload_data();
         let segment = control.segment.unwrap_or(bytes.len()).max(1);
-        let mut datagrams = 0;
+        let mut datagrams = 0usize;
         // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
         for datagram in bytes.chunks(segment) {
-            datagrams += 1;
+            datagrams = datagrams.saturating_add(1);
             deliver(stats, from, datagram);
         }
         datagrams
@@ -595,7 +599,7 @@ impl UringIo {
     /// Fills free send slots from the endpoint and pushes one `SendMsg` per train; the next
     /// [`UringIo::wait`] submits them all at once. Returns the datagrams pushed.
     pub(super) fn transmit(&mut self, endpoint: &mut Endpoint, stats: &mut Stats) -> usize {
-        let mut pushed = 0;
+        let mut pushed = 0usize;
         let mut sizes = [0u32; super::io::BATCH_BUCKETS.len()];
         // Set when the endpoint ran out before the free slots did.
         let mut drained = false;
@@ -630,8 +634,9 @@ impl UringIo {
                 drained = true;
                 break;
             }
-            pushed += queued;
-            sizes[super::io::batch_bucket(queued)] += 1;
+            pushed = pushed.saturating_add(queued);
+            let size = &mut sizes[super::io::batch_bucket(queued)];
+            *size = size.saturating_add(1);
             if !full {
                 drained = true;
                 break;
@@ -655,7 +660,7 @@ impl UringIo {
             let mut message = 0;
             while at < items {
                 let train = slot.batch.train_at(at);
-                at += train.count;
+                at = at.saturating_add(train.count);
                 let (name, name_len) = sys::to_sockaddr(train.destination);
                 slot.names[message] = name;
                 let base = slot.batch.bytes_mut()[train.offset..].as_mut_ptr();
@@ -694,7 +699,7 @@ impl UringIo {
                         .build()
                         .user_data(TAG_SEND | ((index as u64) << 16) | message as u64),
                 );
-                message += 1;
+                message = message.saturating_add(1);
             }
             slot.inflight = message;
             message
@@ -721,7 +726,7 @@ impl UringIo {
                 break;
             }
         }
-        let deadline = Instant::now() + CLOSE_GRACE;
+        let deadline = crate::channel::later(Instant::now(), CLOSE_GRACE);
         while !self.idle() && Instant::now() < deadline {
             let ts = Timespec::from(Duration::from_millis(10));
             let args = SubmitArgs::new().timespec(&ts);
@@ -785,8 +790,14 @@ fn parse_control(mut bytes: &[u8]) -> Control {
         let mut len_bytes = [0u8; size_of::<usize>()];
         len_bytes.copy_from_slice(&bytes[..size_of::<usize>()]);
         let cmsg_len = usize::from_ne_bytes(len_bytes);
-        let level = i32::from_ne_bytes(bytes[align..align + 4].try_into().unwrap_or([0; 4]));
-        let kind = i32::from_ne_bytes(bytes[align + 4..align + 8].try_into().unwrap_or([0; 4]));
+        let word = |at: usize| {
+            bytes
+                .get(at..)
+                .and_then(|b| b.first_chunk::<4>())
+                .map_or(0, |b| i32::from_ne_bytes(*b))
+        };
+        let level = word(align);
+        let kind = word(align.saturating_add(4));
         if cmsg_len < header || cmsg_len > bytes.len() {
             break;
         }
@@ -824,6 +835,7 @@ fn address_from_name(name: &[u8]) -> Option<SocketAddr> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -110,7 +110,8 @@ impl<T> BatchQueue<T> {
         let before = self.queued.fetch_add(wanted, Ordering::AcqRel);
         let room = self.capacity.saturating_sub(before).min(wanted);
         if room < wanted {
-            self.queued.fetch_sub(wanted - room, Ordering::AcqRel);
+            self.queued
+                .fetch_sub(wanted.saturating_sub(room), Ordering::AcqRel);
         }
         if room == 0 {
             return Err(Refusal::Full);
@@ -460,7 +461,7 @@ impl ShardWorker {
                 }
             }
         }
-        wanted - left
+        wanted.saturating_sub(left)
     }
 
     /// Messages held back from a full queue, waiting for the next turn.
@@ -535,20 +536,20 @@ pub fn run_echo_worker(link: WorkerLink) -> u64 {
         deliveries,
         mut replier,
     } = link;
-    let mut refused = 0;
+    let mut refused = 0u64;
     while let Some(mut batch) = deliveries.recv() {
         for delivery in batch.drain(..) {
             if replier
                 .queue(delivery.shard, delivery.channel, delivery.data)
                 .is_err()
             {
-                refused += 1;
+                refused = refused.saturating_add(1);
             }
         }
         deliveries.recycle(batch);
-        refused += replier.flush() as u64;
+        refused = refused.saturating_add(replier.flush() as u64);
     }
-    refused + replier.flush() as u64
+    refused.saturating_add(replier.flush() as u64)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// The fields `[limits]` may hold, in the order the documentation lists them.
-pub const LIMIT_FIELDS: [&str; 26] = [
+pub const LIMIT_FIELDS: [&str; 27] = [
     "max_sessions",
     "max_sessions_per_address",
     "max_sessions_per_prefix",
@@ -33,6 +33,7 @@ pub const LIMIT_FIELDS: [&str; 26] = [
     "max_peers",
     "max_channels",
     "max_channels_per_peer",
+    "max_closed_channels_per_session",
     "reassembly_node_bytes",
     "reassembly_peer_bytes",
     "reassembly_timeout",
@@ -80,6 +81,7 @@ pub struct LimitsFile {
     pub max_peers: Option<i64>,
     pub max_channels: Option<i64>,
     pub max_channels_per_peer: Option<i64>,
+    pub max_closed_channels_per_session: Option<i64>,
     pub reassembly_node_bytes: Option<i64>,
     pub reassembly_peer_bytes: Option<i64>,
     pub reassembly_timeout: Option<f64>,
@@ -110,6 +112,7 @@ pub struct Limits {
     pub max_peers: usize,
     pub max_channels: usize,
     pub max_channels_per_peer: usize,
+    pub max_closed_channels_per_session: usize,
     pub reassembly_node_bytes: usize,
     pub reassembly_peer_bytes: usize,
     pub reassembly_timeout: Duration,
@@ -142,6 +145,7 @@ impl Limits {
             max_peers: c.max_peers,
             max_channels: c.max_channels,
             max_channels_per_peer: c.max_channels_per_peer,
+            max_closed_channels_per_session: c.max_closed_channels_per_session,
             reassembly_node_bytes: c.reassembly_node_bytes,
             reassembly_peer_bytes: c.reassembly_peer_bytes,
             reassembly_timeout: c.reliability.reassembly_timeout,
@@ -168,6 +172,7 @@ impl Limits {
         c.max_peers = self.max_peers;
         c.max_channels = self.max_channels;
         c.max_channels_per_peer = self.max_channels_per_peer;
+        c.max_closed_channels_per_session = self.max_closed_channels_per_session;
         c.reassembly_node_bytes = self.reassembly_node_bytes;
         c.reassembly_peer_bytes = self.reassembly_peer_bytes;
         c.reliability.reassembly_timeout = self.reassembly_timeout;
@@ -287,6 +292,12 @@ impl LimitsFile {
             &mut l.max_channels_per_peer,
             self.max_channels_per_peer,
             "max_channels_per_peer",
+            MAX_TABLE,
+        )?;
+        count(
+            &mut l.max_closed_channels_per_session,
+            self.max_closed_channels_per_session,
+            "max_closed_channels_per_session",
             MAX_TABLE,
         )?;
         let bytes = u64::try_from(isize::MAX).unwrap_or(u64::MAX);
@@ -496,7 +507,8 @@ mod tests {
              max_pending_xx_per_prefix = 9\nmax_handshake_timestamps = 10\n\
              handshake_timestamp_window = 11\nrekey_after = 12.5\nrekey_after_packets = 13\n\
              rekey_reject_after_packets = 14\nmax_peers = 15\nmax_channels = 16\n\
-             max_channels_per_peer = 17\nreassembly_node_bytes = 18000\n\
+             max_channels_per_peer = 17\nmax_closed_channels_per_session = 3\n\
+             reassembly_node_bytes = 18000\n\
              reassembly_peer_bytes = 19000\nreassembly_timeout = 20\n\
              reassembly_max_age = 21\nmax_reassembly_ranges = 22\nmax_message_size = 2300\n\
              metrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
@@ -544,6 +556,7 @@ mod tests {
             (c.max_peers, c.max_channels, c.max_channels_per_peer),
             (15, 16, 17)
         );
+        assert_eq!(c.max_closed_channels_per_session, 3);
         assert_eq!(
             (c.reassembly_node_bytes, c.reassembly_peer_bytes),
             (18_000, 19_000)
@@ -590,6 +603,10 @@ mod tests {
         for (text, field) in [
             ("max_sessions = 0", "max_sessions"),
             ("max_channels_per_peer = -1", "max_channels_per_peer"),
+            (
+                "max_closed_channels_per_session = 0",
+                "max_closed_channels_per_session",
+            ),
             ("max_peers = 100000000", "max_peers"),
             (
                 "handshake_rate_per_address = 0",

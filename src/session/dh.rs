@@ -47,7 +47,7 @@ pub struct LowOrderPoint;
 /// independent of our key, is refused (the DH is still counted: its cost was paid).
 pub fn x25519(secret: &StaticSecret, public: &[u8; 32]) -> Result<[u8; 32], LowOrderPoint> {
     TOTAL.fetch_add(1, Ordering::Relaxed);
-    ON_THIS_THREAD.with(|c| c.set(c.get() + 1));
+    ON_THIS_THREAD.with(|c| c.set(c.get().saturating_add(1)));
     let shared = secret.diffie_hellman(&PublicKey::from(*public));
     if shared.was_contributory() {
         Ok(*shared.as_bytes())

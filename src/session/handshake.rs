@@ -96,7 +96,9 @@ impl Tai64N {
     /// The timestamp of `since_unix_epoch` (the caller reads the wall clock, not this layer).
     pub fn from_unix(since_unix_epoch: Duration) -> Tai64N {
         // TAI64 labels second s of the Unix era as 2^62 + 10 + s (the 10 s TAI-UTC offset of 1970).
-        let seconds = (1u64 << 62) + 10 + since_unix_epoch.as_secs();
+        let seconds = (1u64 << 62)
+            .saturating_add(10)
+            .saturating_add(since_unix_epoch.as_secs());
         let mut bytes = [0u8; TIMESTAMP_LEN];
         bytes[..8].copy_from_slice(&seconds.to_be_bytes());
         bytes[8..].copy_from_slice(&since_unix_epoch.subsec_nanos().to_be_bytes());

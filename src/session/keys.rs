@@ -428,7 +428,7 @@ impl ChannelKeys {
 
     /// Number of channels with derived keys.
     pub fn len(&self) -> usize {
-        usize::from(self.default.is_some()) + self.channels.len()
+        usize::from(self.default.is_some()).saturating_add(self.channels.len())
     }
 
     /// True if no channel has keys yet.

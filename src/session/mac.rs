@@ -155,7 +155,10 @@ impl RotatingKeys {
     /// Moves to the key of `now`'s time bucket.
     pub fn advance(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.epoch_zero);
-        let epoch = (elapsed.as_nanos() / self.rotation.as_nanos()) as u64;
+        let epoch = elapsed
+            .as_nanos()
+            .checked_div(self.rotation.as_nanos())
+            .unwrap_or(0) as u64;
         if epoch != self.epoch {
             self.rekey(epoch);
         }
@@ -170,7 +173,8 @@ impl RotatingKeys {
         let offset = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         self.epoch_zero
             .checked_add(offset)
-            .unwrap_or(self.epoch_zero + self.rotation)
+            .or_else(|| self.epoch_zero.checked_add(self.rotation))
+            .unwrap_or(self.epoch_zero)
     }
 
     /// The current key, for making a cookie.

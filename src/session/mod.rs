@@ -1,6 +1,9 @@
 //! Sessions and encryption (PROTOCOL.md §2, §5): identities, peer records, the handshake kinds,
 //! per-channel keys, mac1 and handshake cookies, the replay window, and per-peer session slots.
 //! Everything here is sans-IO: time, randomness and bytes come from the caller.
+//!
+//! Clippy's `arithmetic_side_effects` is denied here: peers choose many of the numbers.
+#![deny(clippy::arithmetic_side_effects)]
 
 pub mod dh;
 pub mod handshake;

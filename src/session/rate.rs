@@ -37,7 +37,7 @@ impl TokenRate {
 
     /// Time per token.
     fn interval(self) -> Option<Duration> {
-        (self.per_second > 0).then(|| Duration::from_secs(1) / self.per_second)
+        Duration::from_secs(1).checked_div(self.per_second)
     }
 }
 
@@ -109,7 +109,9 @@ impl SourceRateLimiter {
         let hash = hasher.finalize();
         let mut index = [0u8; 8];
         index.copy_from_slice(&hash.as_bytes()[..8]);
-        (u64::from_le_bytes(index) % SLOTS as u64) as usize
+        u64::from_le_bytes(index)
+            .checked_rem(SLOTS as u64)
+            .unwrap_or(0) as usize
     }
 
     /// Charges one handshake from `ip` at `now`: both its address's and its prefix's bucket

@@ -215,7 +215,7 @@ impl PeerRecord {
         for pair in text.chunks_exact(2) {
             let high = (pair[0] as char).to_digit(16).ok_or(RecordError::Hex)?;
             let low = (pair[1] as char).to_digit(16).ok_or(RecordError::Hex)?;
-            bytes.push((high * 16 + low) as u8);
+            bytes.push(high.saturating_mul(16).saturating_add(low) as u8);
         }
         PeerRecord::from_bytes(&bytes)
     }

@@ -338,7 +338,7 @@ impl SessionSlot {
     }
 
     fn stamp(&mut self, phase: KeyPhase) {
-        self.next_generation += 1;
+        self.next_generation = self.next_generation.saturating_add(1);
         self.generations[phase.index()] = self.next_generation;
     }
 

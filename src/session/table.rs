@@ -150,7 +150,8 @@ impl<H: Copy + Ord + Hash> SessionTable<H> {
     pub fn insert(&mut self, handle: H, ip: IpAddr, now: Instant) {
         self.remove(handle);
         let prefix = prefix_of(ip);
-        *self.per_address.entry(ip).or_insert(0) += 1;
+        let count = self.per_address.entry(ip).or_insert(0);
+        *count = count.saturating_add(1);
         self.file(handle, prefix, now);
         self.entries.insert(
             handle,

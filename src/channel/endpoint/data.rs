@@ -8,7 +8,7 @@
 //! per channel.
 
 use super::secure;
-use super::{ChannelHandle, Endpoint, Event, SendError, TimerKey};
+use super::{ChannelHandle, Endpoint, Event, SendError, TimerKey, later};
 use crate::channel::outgoing::MAX_DATAGRAM;
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget,
@@ -141,8 +141,11 @@ impl Endpoint {
         let count = self
             .stats
             .get("weft_channels_by_mode", Some(("mode", label)));
-        self.stats
-            .set("weft_channels_by_mode", Some(("mode", label)), count + 1);
+        self.stats.set(
+            "weft_channels_by_mode",
+            Some(("mode", label)),
+            count.saturating_add(1),
+        );
         self.mark_dirty(peer_handle);
         true
     }
@@ -186,7 +189,7 @@ impl Endpoint {
         let state = self.channels.get_mut(channel)?;
         let data = state.data.as_mut()?;
         let pn = data.next_pn;
-        data.next_pn += 1;
+        data.next_pn = data.next_pn.saturating_add(1);
         data.last_sent = now;
         // PROTOCOL.md §3: the wire carries the low 32 bits; the receiver rebuilds the rest.
         Some(pn as u32)
@@ -288,7 +291,7 @@ impl Endpoint {
                 reliability::SendError::QueueFull => SendError::QueueFull,
                 reliability::SendError::Closed => SendError::UnknownChannel,
             })?;
-        state.next_message = number + 1;
+        state.next_message = number.saturating_add(1);
         self.stats.add_at(self.hot.messages_sent, 1);
         self.touch(channel);
         Ok(number)
@@ -743,7 +746,7 @@ impl Endpoint {
                 |region| {
                     let mut at = 0;
                     if let Some((cookie2, capabilities)) = head {
-                        at += Message::ChannelCookie {
+                        at = Message::ChannelCookie {
                             cookie2: &cookie2,
                             capabilities,
                         }
@@ -752,14 +755,14 @@ impl Endpoint {
                     }
                     let end = at.saturating_add(room).min(region.len());
                     let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
-                    (written > 0).then_some(at + written)
+                    (written > 0).then_some(at.saturating_add(written))
                 },
             );
             if !sent {
                 return false;
             }
             let sealed_count = crypto.packets_sent();
-            data.next_pn += 1;
+            data.next_pn = data.next_pn.saturating_add(1);
             data.last_sent = now;
             let peer_id = peer.id;
             self.rekey_if_due(peer_id, sealed_count, created);
@@ -796,7 +799,7 @@ impl Endpoint {
         }
         self.outgoing.advance(written);
         self.outgoing.finish();
-        data.next_pn += 1;
+        data.next_pn = data.next_pn.saturating_add(1);
         data.last_sent = now;
         true
     }
@@ -810,7 +813,7 @@ impl Endpoint {
             .get(channel)
             .filter(|c| c.confirmed() || !c.initiator)
             .and_then(|c| c.data.as_ref())
-            .is_some_and(|d| d.keep_alive && now >= d.last_sent + interval);
+            .is_some_and(|d| d.keep_alive && now >= later(d.last_sent, interval));
         if due {
             let ping = Message::Ping {
                 token: &KEEP_ALIVE_TOKEN,
@@ -828,7 +831,7 @@ impl Endpoint {
         let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) else {
             return;
         };
-        let keep_alive = data.keep_alive.then(|| data.last_sent + interval);
+        let keep_alive = data.keep_alive.then(|| later(data.last_sent, interval));
         let Some(at) = [data.reliability.poll_timeout(), keep_alive]
             .into_iter()
             .flatten()

@@ -124,7 +124,7 @@ impl Endpoint {
                 };
                 self.peer_index.insert(initiator, peer);
                 self.arm(
-                    now + self.config.connection_reset_timeout,
+                    later(now, self.config.connection_reset_timeout),
                     TimerKey::Peer(code),
                 );
                 peer
@@ -279,13 +279,13 @@ impl Endpoint {
             cookie2: Some(*cookie2),
         };
         state.tries = 1;
-        state.retry_at = Some(now + retry);
-        state.give_up_at = now + self.config.open_timeout;
+        state.retry_at = Some(later(now, retry));
+        state.give_up_at = later(now, self.config.open_timeout);
         let capabilities = state.capabilities;
         let has_early = !state.early.is_empty();
         // What the application queued while the id was incomplete may leave now.
         self.touch(channel);
-        self.arm(now + retry, TimerKey::Channel(code));
+        self.arm(later(now, retry), TimerKey::Channel(code));
         self.stats.add(OPENED, Some(("role", "initiator")), 1);
         self.events.push_back(Event::ChannelOpened {
             channel: ChannelHandle(code),
@@ -418,7 +418,7 @@ impl Endpoint {
                     None => self.unnamed.insert(to, peer),
                 };
                 self.arm(
-                    now + self.config.connection_reset_timeout,
+                    later(now, self.config.connection_reset_timeout),
                     TimerKey::Peer(code),
                 );
                 (peer, true)
@@ -483,8 +483,8 @@ impl Endpoint {
             initiator: true,
             phase: Phase::Opening { cookie1 },
             tries: 1,
-            retry_at: Some(now + self.config.open_retry),
-            give_up_at: now + self.config.open_timeout,
+            retry_at: Some(later(now, self.config.open_retry)),
+            give_up_at: later(now, self.config.open_timeout),
             next_sequence: self.rng.r#gen(),
             next_message: 0,
             data: None,
@@ -500,7 +500,7 @@ impl Endpoint {
             state.opening.insert(c1, handle);
         }
         self.recount(peer);
-        self.arm(now + self.config.open_retry, TimerKey::Channel(code));
+        self.arm(later(now, self.config.open_retry), TimerKey::Channel(code));
         self.send_channel_new(handle);
         Ok(ChannelHandle(code))
     }

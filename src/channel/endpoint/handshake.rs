@@ -50,10 +50,10 @@ pub(super) enum Pending {
 }
 
 fn varint_len(v: usize) -> usize {
-    let mut len = 1;
+    let mut len = 1usize;
     let mut v = v >> 7;
     while v > 0 {
-        len += 1;
+        len = len.saturating_add(1);
         v >>= 7;
     }
     len
@@ -62,7 +62,17 @@ fn varint_len(v: usize) -> usize {
 /// Length of a HANDSHAKE_INIT body (PROTOCOL.md §4): kind, index, length + handshake, mac1,
 /// cookie length + cookie.
 fn init_body_len(handshake: usize, cookie: bool) -> usize {
-    1 + 4 + varint_len(handshake) + handshake + MAC_LEN + 1 + if cookie { MAC_LEN } else { 0 }
+    [
+        1,
+        4,
+        varint_len(handshake),
+        handshake,
+        MAC_LEN,
+        1,
+        if cookie { MAC_LEN } else { 0 },
+    ]
+    .into_iter()
+    .fold(0, usize::saturating_add)
 }
 
 fn kind_label(kind: HandshakeKind) -> &'static str {
@@ -124,7 +134,9 @@ impl Endpoint {
 
     /// The next TAI64N for an IK INIT, strictly increasing even if the wall clock is not.
     fn next_tai(&mut self) -> Tai64N {
-        let candidate = self.unix_time.max(self.last_tai + Duration::from_nanos(1));
+        let candidate = self
+            .unix_time
+            .max(self.last_tai.saturating_add(Duration::from_nanos(1)));
         self.last_tai = candidate;
         Tai64N::from_unix(candidate)
     }
@@ -228,7 +240,7 @@ impl Endpoint {
             peer,
             mac1: x25519.map(|x| Mac1Key::new(&x)),
             tries: 1,
-            give_up_at: now + self.config.open_timeout,
+            give_up_at: later(now, self.config.open_timeout),
             cookie: None,
             echo: [0; MAC_LEN],
             pings: Vec::new(),
@@ -241,7 +253,10 @@ impl Endpoint {
             Some(peer) => self.pending_by_peer.insert(peer, handle),
             None => self.pending_by_addr.insert(to, handle),
         };
-        self.arm(now + self.config.open_retry, TimerKey::Handshake(code));
+        self.arm(
+            later(now, self.config.open_retry),
+            TimerKey::Handshake(code),
+        );
         self.send_init(handle);
         Ok(())
     }
@@ -281,14 +296,18 @@ impl Endpoint {
                 .ok()?;
             let len = writer.try_finish().ok()?;
             let cookie_len = if cookie.is_some() { MAC_LEN } else { 0 };
-            let at = len - 1 - cookie_len - MAC_LEN;
+            let at = len
+                .checked_sub(1)?
+                .checked_sub(cookie_len)?
+                .checked_sub(MAC_LEN)?;
             if let Some(key) = mac1 {
                 // PROTOCOL.md §5: mac1 covers packet[0 .. mac1], the header and the INIT fields
                 // before it.
                 let mac = key.compute(&buf[..at]);
-                buf[at..at + MAC_LEN].copy_from_slice(&mac);
+                buf.get_mut(at..)?.get_mut(..MAC_LEN)?.copy_from_slice(&mac);
             }
-            echo = init_echo(&buf[len - init_body_len(init.len(), cookie.is_some())..len]);
+            let body_at = len.checked_sub(init_body_len(init.len(), cookie.is_some()))?;
+            echo = init_echo(buf.get(body_at..len)?);
             Some(len)
         });
         if let Some(Pending::Initiator(state)) = self.pending.get_mut(handle) {
@@ -384,9 +403,9 @@ impl Endpoint {
                 }
                 // Backoff as for channel opens; a retry is a fresh INIT (new ephemeral key and
                 // timestamp: the responder may have accepted the first one's timestamp).
-                let wait = retry * (1u32 << state.tries.min(16));
-                state.tries += 1;
-                state.give_up_at = state.give_up_at.max(now + wait);
+                let wait = retry.saturating_mul(1u32 << state.tries.min(16));
+                state.tries = state.tries.saturating_add(1);
+                state.give_up_at = state.give_up_at.max(later(now, wait));
                 let (peer, to, pings, cookie, tries_done) = (
                     state.peer,
                     state.to,
@@ -537,11 +556,21 @@ impl Endpoint {
         let sender = header.sender;
         // HANDSHAKE_INIT is the first message: its body starts after the type byte and length.
         let body_len = init_body_len(handshake.len(), cookie.is_some());
-        let body_start = header.len() + 1 + varint_len(body_len);
-        let mac1_at = body_start + 1 + 4 + varint_len(handshake.len()) + handshake.len();
+        let body_start = [header.len(), 1, varint_len(body_len)]
+            .into_iter()
+            .fold(0, usize::saturating_add);
+        let mac1_at = [
+            body_start,
+            1,
+            4,
+            varint_len(handshake.len()),
+            handshake.len(),
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add);
         let (Some(covered), Some(body)) = (
             datagram.get(..mac1_at),
-            datagram.get(body_start..body_start + body_len),
+            datagram.get(body_start..body_start.saturating_add(body_len)),
         ) else {
             return self.drop_packet("malformed_init");
         };
@@ -630,15 +659,19 @@ impl Endpoint {
                     pending,
                     from,
                     peer: sender,
-                    expires: now + self.config.open_timeout,
+                    expires: later(now, self.config.open_timeout),
                     prefix,
                 };
                 let Ok((_, code)) = self.pending.insert(Pending::Responder(Box::new(state))) else {
                     return self.refuse_handshake("pending_limit");
                 };
-                self.pending_xx += 1;
-                *self.pending_per_prefix.entry(prefix).or_insert(0) += 1;
-                self.arm(now + self.config.open_timeout, TimerKey::Handshake(code));
+                self.pending_xx = self.pending_xx.saturating_add(1);
+                let per_prefix = self.pending_per_prefix.entry(prefix).or_insert(0);
+                *per_prefix = per_prefix.saturating_add(1);
+                self.arm(
+                    later(now, self.config.open_timeout),
+                    TimerKey::Handshake(code),
+                );
                 let answer = Message::HandshakeResponse {
                     sender_index: code.to_wire(&self.index_cipher),
                     receiver_index: sender_index,
@@ -929,7 +962,7 @@ impl Endpoint {
                 };
                 self.session_index.insert(peer, handle);
                 self.session_table.insert(handle, from.ip(), now);
-                self.arm(now + self.config.rekey.after, TimerKey::Session(code));
+                self.arm(later(now, self.config.rekey.after), TimerKey::Session(code));
                 handle
             }
         };
@@ -1144,11 +1177,11 @@ impl Endpoint {
         for &h in &opens {
             if let Some(state) = self.channels.get_mut(h) {
                 state.tries = 1;
-                state.retry_at = Some(now + retry);
-                state.give_up_at = now + timeout;
+                state.retry_at = Some(later(now, retry));
+                state.give_up_at = later(now, timeout);
             }
             if let Some(code) = self.channels.hashcode(h) {
-                self.arm(now + retry, TimerKey::Channel(code));
+                self.arm(later(now, retry), TimerKey::Channel(code));
             }
         }
         let to = match self
@@ -1204,7 +1237,7 @@ impl Endpoint {
         };
         let created = session.created_at();
         let rekey_at = session.rekey_deadline(&self.config.rekey);
-        let expires = created + self.config.session_lifetime;
+        let expires = later(created, self.config.session_lifetime);
         let busy = self
             .peer_index
             .get(&peer)
@@ -1213,14 +1246,14 @@ impl Endpoint {
         if now >= rekey_at && busy {
             // PROTOCOL.md §5: replaced by a new handshake without interrupting channels.
             let _ = self.ensure_handshake(now, to, Some(peer));
-            self.arm(now + self.config.rekey.after, TimerKey::Session(code));
+            self.arm(later(now, self.config.rekey.after), TimerKey::Session(code));
         } else if now >= expires && !busy {
             // Cached for its lifetime only (§5); an idle peer's session is then forgotten.
             self.forget_session(handle);
         } else {
             let next = if busy { rekey_at } else { expires };
             self.arm(
-                next.max(now + Duration::from_millis(1)),
+                next.max(later(now, Duration::from_millis(1))),
                 TimerKey::Session(code),
             );
         }

@@ -454,6 +454,15 @@ fn supported(capabilities: Capabilities) -> bool {
     capabilities.bits() & !0x7 == 0
 }
 
+/// `at + wait` for a deadline. Where the sum does not fit the clock (a configured wait of years),
+/// the deadline is a century away instead, which never fires, where `Instant`'s `+` would panic.
+pub(crate) fn later(at: Instant, wait: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(3_155_760_000);
+    at.checked_add(wait)
+        .or_else(|| at.checked_add(CENTURY))
+        .unwrap_or(at)
+}
+
 /// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
 const MAX_CHANNEL_PONGS: usize = 64;
 
@@ -627,8 +636,12 @@ impl Endpoint {
             gate,
             timestamps: TimestampTable::with_limits(config.max_handshake_timestamps),
             index_cipher: IndexCipher::new(&index_seed),
-            pending: Slab::new(slab(config.max_pending_handshakes + config.max_pending_xx))
-                .expect("the limit is clamped to what a slab allows"),
+            pending: Slab::new(slab(
+                config
+                    .max_pending_handshakes
+                    .saturating_add(config.max_pending_xx),
+            ))
+            .expect("the limit is clamped to what a slab allows"),
             pending_by_peer: HashMap::new(),
             pending_by_addr: HashMap::new(),
             pending_xx: 0,
@@ -983,7 +996,7 @@ impl Endpoint {
                 Message::Ping { token } if *token == [0; 8] => {}
                 Message::Ping { token } if pong_count < MAX_CHANNEL_PONGS => {
                     pongs[pong_count] = *token;
-                    pong_count += 1;
+                    pong_count = pong_count.saturating_add(1);
                 }
                 Message::Ping { .. } => self.drop_packet("answer_limit"),
                 Message::Pong { token } if *token == data::KEEP_ALIVE_TOKEN => {}
@@ -1051,7 +1064,7 @@ impl Endpoint {
                 self.drop_packet("answer_limit");
                 return false;
             }
-            if crate::wire::HEADER_LEN + needed > self.answer_budget {
+            if crate::wire::HEADER_LEN.saturating_add(needed) > self.answer_budget {
                 self.drop_packet("amplification_limit");
                 return false;
             }
@@ -1059,15 +1072,16 @@ impl Endpoint {
                 self.drop_packet("transmit_queue_full");
                 return false;
             }
-            self.answers_left -= 1;
-            self.answer_budget -= crate::wire::HEADER_LEN;
+            // Both were checked above: there is an answer left and budget for the header.
+            self.answers_left = self.answers_left.saturating_sub(1);
+            self.answer_budget = self.answer_budget.saturating_sub(crate::wire::HEADER_LEN);
         }
         if needed > self.answer_budget {
             self.drop_packet("amplification_limit");
             return false;
         }
         if self.outgoing.push(message) {
-            self.answer_budget -= needed;
+            self.answer_budget = self.answer_budget.saturating_sub(needed);
             true
         } else {
             false
@@ -1092,10 +1106,10 @@ impl Endpoint {
             self.drop_packet("answer_limit");
             return false;
         }
-        self.secure_answers.resize(used + needed, 0);
+        self.secure_answers.resize(used.saturating_add(needed), 0);
         match message.emit(&mut self.secure_answers[used..]) {
             Ok(written) => {
-                self.secure_answers.truncate(used + written);
+                self.secure_answers.truncate(used.saturating_add(written));
                 self.secure_answer_to = Some((to, recipient));
                 true
             }
@@ -1564,10 +1578,10 @@ impl Endpoint {
         }
         // Backoff: each retry waits twice as long as the one before.
         let wait = retry.saturating_mul(1u32 << state.tries.min(16));
-        state.tries += 1;
-        state.retry_at = Some(now + wait);
+        state.tries = state.tries.saturating_add(1);
+        state.retry_at = Some(later(now, wait));
         let opening = matches!(state.phase, Phase::Opening { .. });
-        self.arm(now + wait, TimerKey::Channel(code));
+        self.arm(later(now, wait), TimerKey::Channel(code));
         if opening {
             self.send_channel_new(channel);
         } else {
@@ -1593,12 +1607,12 @@ impl Endpoint {
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        let deadline = state.last_heard + timeout;
+        let deadline = later(state.last_heard, timeout);
         if deadline > now {
             // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive interval
             // gives up its expanded channel keys, re-expanded by its next packet. This timer
             // already exists per peer, so nothing scans the peers per packet.
-            let idle_at = state.last_heard + self.config.keep_alive_interval;
+            let idle_at = later(state.last_heard, self.config.keep_alive_interval);
             if idle_at <= now {
                 let id = state.id;
                 self.shed_session_keys(id);
@@ -1624,7 +1638,10 @@ impl Endpoint {
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        let keep_until = state.last_open + self.config.cookie_rotation * 2;
+        let keep_until = later(
+            state.last_open,
+            self.config.cookie_rotation.saturating_mul(2),
+        );
         if keep_until > now {
             self.arm(keep_until, TimerKey::Peer(code));
         } else {

@@ -63,7 +63,8 @@ impl Endpoint {
             |region| {
                 let mut written = 0;
                 for message in head.into_iter().chain(messages) {
-                    written += message.emit(region.get_mut(written..)?).ok()?;
+                    let n = message.emit(region.get_mut(written..)?).ok()?;
+                    written = written.saturating_add(n);
                 }
                 Some(written)
             },
@@ -148,19 +149,21 @@ impl Endpoint {
             writer.push(first).ok()?;
             let (ad, rest) = writer.begin_encryption().ok()?;
             let room = rest.len().checked_sub(TAG_LEN)?;
-            let mut plain = 0;
+            let mut plain = 0usize;
             for rider in riders {
                 let n = rider.encoded_len();
-                if plain + n > room {
+                let end = plain.saturating_add(n);
+                if end > room {
                     break;
                 }
-                plain += rider.emit(&mut rest[plain..plain + n]).ok()?;
+                let emitted = rider.emit(rest.get_mut(plain..end)?).ok()?;
+                plain = plain.saturating_add(emitted);
             }
             let (payload, tail) = rest.split_at_mut(plain);
             let mut tag = [0u8; TAG_LEN];
             crypto.seal(ad, payload, &mut tag);
             tail.get_mut(..TAG_LEN)?.copy_from_slice(&tag);
-            Some(ad.len() + plain + TAG_LEN)
+            Some(ad.len().saturating_add(plain).saturating_add(TAG_LEN))
         });
         if !sent {
             self.drop_packet("transmit_queue_full");
@@ -181,7 +184,11 @@ impl Endpoint {
             return self.drop_packet("start_encryption_unsequenced");
         };
         // PROTOCOL.md §5: the associated data is every byte before the ciphertext.
-        let Some(ad) = datagram.get(..datagram.len() - sealed.len()) else {
+        let Some(ad) = datagram
+            .len()
+            .checked_sub(sealed.len())
+            .and_then(|at| datagram.get(..at))
+        else {
             return;
         };
         let mut buf = std::mem::take(&mut self.receive_buf);
@@ -322,7 +329,7 @@ impl Endpoint {
         let reset = Message::Reset {
             reason: RESET_NO_SESSION,
         };
-        if crate::wire::HEADER_LEN + reset.encoded_len() >= packet_len {
+        if crate::wire::HEADER_LEN.saturating_add(reset.encoded_len()) >= packet_len {
             return;
         }
         self.outgoing.finish();
@@ -389,12 +396,14 @@ pub(super) fn seal_packet(
             return None;
         }
         let (head_bytes, rest) = buf.split_at_mut(header_len);
-        let (payload, tag) = rest.get_mut(..written + TAG_LEN)?.split_at_mut(written);
+        let (payload, tag) = rest
+            .get_mut(..written.checked_add(TAG_LEN)?)?
+            .split_at_mut(written);
         let mut sealed_tag = [0u8; TAG_LEN];
         if !crypto.seal_at(u64::from(sequence), head_bytes, payload, &mut sealed_tag) {
             return None;
         }
         tag.copy_from_slice(&sealed_tag);
-        Some(header_len + written + TAG_LEN)
+        Some(header_len.saturating_add(written).saturating_add(TAG_LEN))
     })
 }

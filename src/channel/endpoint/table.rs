@@ -20,7 +20,8 @@ impl Endpoint {
             .next_rotation()
             .saturating_duration_since(self.epoch_origin)
             .as_nanos();
-        u64::try_from(since / rotation).unwrap_or(u64::MAX)
+        // `rotation` is at least 1, so the division always succeeds.
+        u64::try_from(since.checked_div(rotation).unwrap_or(since)).unwrap_or(u64::MAX)
     }
 
     /// True if `id` may not open with `peer`: it is open, or it was open before — in any
