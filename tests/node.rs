@@ -692,7 +692,15 @@ fn max_sessions_per_address_from_the_config_refuses_a_second_session() {
         ),
     )
     .unwrap();
-    let node = start_node(&["node", "--config", config.to_str().unwrap()]);
+    // Limits hold per shard, and a fresh identity may land on either shard: one shard makes
+    // the second ping meet the first one's table.
+    let node = start_node(&[
+        "node",
+        "--config",
+        config.to_str().unwrap(),
+        "--shards",
+        "1",
+    ]);
     let target = node.udp.to_string();
     let ping = [
         "ping",
