@@ -723,6 +723,11 @@ impl Endpoint {
             };
             let created = current.created_at();
             let crypto = current.keys.channel(state.id);
+            // PROTOCOL.md §3: numbers under one key only go up, and the key refuses one it has
+            // sealed past. A channel whose count fell behind its key's skips ahead to it (the
+            // peer sees a gap, like loss) instead of having every packet refused for ever,
+            // which would also leave its bytes in flight holding the peer's shared window shut.
+            data.next_pn = data.next_pn.max(crypto.next_sequence());
             let Ok(wire_sequence) = u32::try_from(data.next_pn) else {
                 return false;
             };

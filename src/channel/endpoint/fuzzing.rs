@@ -8,7 +8,8 @@ use crate::wire::TAG_LEN;
 impl Endpoint {
     /// Seals `plaintext` on `channel` as this endpoint sends to `peer`: under the session it
     /// sends under, with that session's KEY_PHASE and the channel's next sequence number, which
-    /// is taken (the endpoint's own later packets on that key never reuse it). The plaintext is
+    /// is taken (the endpoint's own later packets on that key never reuse it: the channel's data
+    /// path skips past the numbers taken here, as the peer saw them). The plaintext is
     /// not checked: it may be any bytes. `None` without a session or past the sequence space.
     ///
     /// The endpoint keeps the keys of a channel it seals on for the first time (forgetting them
