@@ -4,7 +4,8 @@
 use super::io::{record_receive, record_send_batches};
 use super::shard::{SOCKET, WAKER};
 use super::sys::{BATCH, RecvBatch, SendBatch};
-use crate::channel::{Endpoint, Stats};
+use crate::channel::Endpoint;
+use crate::stats::Stats;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll};
 use std::io;

@@ -8,7 +8,8 @@
 
 use super::epoll::EpollIo;
 use super::uring::UringIo;
-use crate::channel::{Endpoint, Stats};
+use crate::channel::Endpoint;
+use crate::stats::Stats;
 use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;

@@ -15,7 +15,8 @@
 
 use super::io::{UringRefused, record_receive, record_send_batches};
 use super::sys::{self, BATCH, CONTROL, SO_RXQ_OVFL, SendBatch, UDP_GRO, UDP_SEGMENT};
-use crate::channel::{Endpoint, Stats};
+use crate::channel::Endpoint;
+use crate::stats::Stats;
 use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use std::alloc::{Layout, alloc_zeroed, dealloc};
