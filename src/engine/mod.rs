@@ -7,6 +7,7 @@
 //! Clippy's `arithmetic_side_effects` is denied here: peers choose many of the numbers.
 #![deny(clippy::arithmetic_side_effects)]
 
+mod backend;
 mod epoll;
 mod io;
 mod shard;

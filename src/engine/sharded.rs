@@ -148,7 +148,7 @@ impl Engine {
         let mut wakers = Vec::with_capacity(shards);
         for _ in 0..shards {
             let poll = Poll::new()?;
-            wakers.push(Waker::new(poll.registry(), super::shard::WAKER)?);
+            wakers.push(Waker::new(poll.registry(), super::backend::WAKER)?);
             polls.push(poll);
         }
         let wakers: Arc<[Waker]> = wakers.into();

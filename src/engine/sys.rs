@@ -368,8 +368,8 @@ pub(crate) struct Flushed {
     pub(crate) errors: usize,
     /// True when the socket buffer filled; the rest waits for writability.
     pub(crate) blocked: bool,
-    /// Datagrams per successful `sendmmsg` call, counted by [`super::io::batch_bucket`].
-    pub(crate) sizes: [u32; super::io::BATCH_BUCKETS.len()],
+    /// Datagrams per successful `sendmmsg` call, counted by [`super::backend::batch_bucket`].
+    pub(crate) sizes: [u32; super::backend::BATCH_BUCKETS.len()],
 }
 
 impl SendBatch {
@@ -529,7 +529,7 @@ impl SendBatch {
                 }
                 flushed.datagrams = flushed.datagrams.saturating_add(datagrams);
                 if datagrams > 0 {
-                    let size = &mut flushed.sizes[super::io::batch_bucket(datagrams)];
+                    let size = &mut flushed.sizes[super::backend::batch_bucket(datagrams)];
                     *size = size.saturating_add(1);
                 }
                 continue;
