@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[path = "node/ops.rs"]
+mod ops;
+
 const BIN: &str = env!("CARGO_BIN_EXE_weft");
 
 /// Generous: the test machine is shared, and the deadline only guards against hangs.
@@ -369,7 +372,10 @@ fn unknown_config_field_exits_2_naming_it() {
     assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
     let expected = format!("config {}: unknown field \"listne\"", config.display());
     assert!(stderr.contains(&expected), "{stderr}");
-    assert!(stderr.contains("listen, metrics, data, echo, allow_plaintext, log_level, peers"));
+    assert!(
+        stderr
+            .contains("listen, metrics, data, echo, allow_plaintext, log_level, log_format, peers")
+    );
 }
 
 #[test]

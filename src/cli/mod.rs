@@ -4,6 +4,7 @@
 mod bench;
 mod bulk;
 mod id;
+mod log;
 mod node;
 mod ping;
 
