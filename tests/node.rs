@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[path = "node/docs.rs"]
+mod docs;
 #[path = "node/ops.rs"]
 mod ops;
 
