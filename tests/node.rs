@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 #[path = "node/docs.rs"]
 mod docs;
+#[path = "node/host.rs"]
+mod host;
 #[path = "node/ops.rs"]
 mod ops;
 

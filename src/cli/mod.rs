@@ -3,6 +3,7 @@
 
 mod bench;
 mod bulk;
+mod doctor;
 mod id;
 mod log;
 mod node;
@@ -35,6 +36,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print this node's peer id and signed peer record.
     Id(id::IdArgs),
+    /// Check the host against tuning/ and print each finding with its fix.
+    Doctor(doctor::DoctorArgs),
     /// The receiving process of `weft bench --bulk` (started by it).
     #[command(hide = true)]
     BulkSink(bulk::SinkArgs),
@@ -47,6 +50,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Ping(args) => ping::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Id(args) => id::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::BulkSink(args) => bulk::sink(args),
     }
 }
