@@ -3,6 +3,7 @@
 
 mod bench;
 mod bulk;
+mod demo;
 mod doctor;
 mod id;
 mod log;
@@ -36,6 +37,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print this node's peer id and signed peer record.
     Id(id::IdArgs),
+    /// Start several nodes on loopback, ping them, load channels of every mode, and report.
+    Demo(demo::DemoArgs),
     /// Check the host against tuning/ and print each finding with its fix.
     Doctor(doctor::DoctorArgs),
     /// The receiving process of `weft bench --bulk` (started by it).
@@ -50,6 +53,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Ping(args) => ping::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Id(args) => id::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::BulkSink(args) => bulk::sink(args),
     }

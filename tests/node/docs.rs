@@ -143,6 +143,21 @@ fn every_command_in_readme_and_operations_runs() {
                     "{file}: `weft {shown}`:\n{stdout}\n{stderr}"
                 );
             }
+            "demo" => {
+                set_flag(&mut words, "--duration", "0.2");
+                let args: Vec<&str> = words.iter().map(String::as_str).collect();
+                let demo = Proc::spawn(&args);
+                if words.iter().any(|w| w == "--keep") {
+                    while !demo.next_line().contains("Ctrl-C stops them") {}
+                    demo.signal("TERM");
+                }
+                let (status, stdout, stderr) = demo.wait();
+                assert_eq!(
+                    status.code(),
+                    Some(0),
+                    "{file}: `weft {shown}`:\n{stdout}\n{stderr}"
+                );
+            }
             "doctor" => {
                 // This host may or may not be tuned: either answer is a run, a crash is not.
                 let args: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -157,7 +172,15 @@ fn every_command_in_readme_and_operations_runs() {
         ran.push(shown);
     }
     // The sections this test must keep seeing; a docs rewrite that drops them drops the check.
-    for wanted in ["node", "node --config", "ping", "bench --soak"] {
+    for wanted in [
+        "node",
+        "node --config",
+        "ping",
+        "bench --soak",
+        "demo",
+        "demo --nodes 3 --keep",
+        "doctor",
+    ] {
         assert!(
             ran.iter().any(|c| c.starts_with(wanted)),
             "no documented `weft {wanted}` found among {ran:?}"
