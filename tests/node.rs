@@ -21,6 +21,8 @@ mod docs;
 mod host;
 #[path = "node/ops.rs"]
 mod ops;
+#[path = "node/status.rs"]
+mod status;
 
 const BIN: &str = env!("CARGO_BIN_EXE_weft");
 

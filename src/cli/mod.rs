@@ -9,6 +9,7 @@ mod id;
 mod log;
 mod node;
 mod ping;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ enum Command {
     Ping(ping::PingArgs),
     /// Load a node with simulated peers and compare it with a raw-UDP echo.
     Bench(bench::BenchArgs),
+    /// Show a running node's peers and totals (through its admin socket), like `wg show`.
+    Status(status::StatusArgs),
     /// Print this node's peer id and signed peer record.
     Id(id::IdArgs),
     /// Start several nodes on loopback, ping them, load channels of every mode, and report.
@@ -53,6 +56,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Ping(args) => ping::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Id(args) => id::run(args),
+        Command::Status(args) => status::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::BulkSink(args) => bulk::sink(args),

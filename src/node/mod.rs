@@ -4,6 +4,7 @@
 //! anything runs, so the command line can report it and exit; [`Node::run`] then loops until
 //! SIGINT or SIGTERM.
 
+pub mod admin;
 pub mod config;
 pub mod datadir;
 pub mod limits;
@@ -72,6 +73,8 @@ pub struct Node {
     engine: Engine,
     worker: Option<std::thread::JoinHandle<u64>>,
     metrics: MetricsServer,
+    /// `weft status`'s socket; `None` when it could not be bound (logged).
+    admin: Option<admin::AdminServer>,
     peer_id: PeerId,
     identity_origin: IdentityOrigin,
 }
@@ -133,10 +136,24 @@ impl Node {
         if let Some(refused) = engine.io_fallback() {
             metrics::publish_io_fallback(refused.errno_name());
         }
+        let facts = admin::NodeFacts {
+            peer: peer_id,
+            udp: engine.local_addr(),
+            metrics: metrics.local_addr(),
+            io: engine.io_backend(),
+            shards: engine.shards(),
+            started: std::time::Instant::now(),
+        };
+        let admin = admin::AdminServer::start(data.path(), engine.peers_wanted(), facts)
+            .map_err(|error| {
+                tracing::warn!(%error, "no admin socket in the data directory; weft status will not reach this node");
+            })
+            .ok();
         Ok(Node {
             engine,
             worker,
             metrics,
+            admin,
             peer_id,
             identity_origin,
         })
@@ -180,6 +197,7 @@ impl Node {
     /// Runs until SIGINT, SIGTERM or a [`ShutdownHandle`], publishing metrics about once a second.
     pub fn run(self) -> io::Result<()> {
         let mut summary = summary::SummaryLog::new(summary::SUMMARY_INTERVAL);
+        let admin = self.admin;
         let result = self
             .engine
             .run(|shards| {
@@ -187,9 +205,13 @@ impl Node {
                 if let Some(line) = summary.observe(std::time::Instant::now(), &merged) {
                     line.log();
                 }
+                if let Some(admin) = &admin {
+                    admin.publish(&merged, shards);
+                }
                 publish_shards(&merged, shards);
             })
             .map(drop);
+        drop(admin);
         // The shards have stopped, so the worker's queue is closed and it returns.
         if let Some(worker) = self.worker
             && let Ok(refused) = worker.join()

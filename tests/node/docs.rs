@@ -158,6 +158,13 @@ fn every_command_in_readme_and_operations_runs() {
                     "{file}: `weft {shown}`:\n{stdout}\n{stderr}"
                 );
             }
+            "status" => {
+                set_flag(&mut words, "--data", echo_data.to_str().unwrap());
+                let args: Vec<&str> = words.iter().map(String::as_str).collect();
+                let (status, stdout, stderr) = run(&args);
+                assert_eq!(status.code(), Some(0), "{file}: `weft {shown}`:\n{stderr}");
+                assert!(stdout.contains(&echo.peer), "{stdout}");
+            }
             "doctor" => {
                 // This host may or may not be tuned: either answer is a run, a crash is not.
                 let args: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -180,6 +187,7 @@ fn every_command_in_readme_and_operations_runs() {
         "demo",
         "demo --nodes 3 --keep",
         "doctor",
+        "status",
     ] {
         assert!(
             ran.iter().any(|c| c.starts_with(wanted)),

@@ -12,9 +12,11 @@ mod establish;
 mod fuzzing;
 mod handshake;
 mod secure;
+mod snapshot;
 mod table;
 
 pub(crate) use data::ChannelData;
+pub use snapshot::{ChannelCounts, PeerSnapshot};
 
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
