@@ -327,7 +327,7 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         );
         let _ = writeln!(
             out,
-            "  packets: {} received, {} sent (since the last handshake)",
+            "  packets: {} received, {} sent (under the current sessions)",
             peer.packets_received, peer.packets_sent
         );
         match (peer.congestion_window, peer.congestion_events) {

@@ -78,7 +78,10 @@ fn each_peer_shows_its_session_channels_by_mode_and_path() {
     assert!(peer.packets_received >= 20, "{peer:?}");
     assert!(peer.packets_sent >= 20, "{peer:?}");
     assert!(peer.rtt.is_some_and(|rtt| rtt > Duration::ZERO), "{peer:?}");
-    assert!(peer.congestion_window.is_some_and(|cwnd| cwnd > 0), "{peer:?}");
+    assert!(
+        peer.congestion_window.is_some_and(|cwnd| cwnd > 0),
+        "{peer:?}"
+    );
     assert_eq!(peer.congestion_events, Some(0), "no loss on this link");
 
     // The client sees the server the same way, from its side.

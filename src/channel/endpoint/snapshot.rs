@@ -34,7 +34,8 @@ pub struct PeerSnapshot {
     pub since_handshake: Option<Duration>,
     /// Time since a packet from the peer last authenticated (or its channel state heard it).
     pub since_heard: Option<Duration>,
-    /// Packets sealed to the peer under its current sessions (both key phases).
+    /// Packets sealed to the peer under its current sessions (both key phases), on the
+    /// default channel and the channels still open.
     pub packets_sent: u64,
     /// Packets from the peer opened under its current sessions (both key phases).
     pub packets_received: u64,
@@ -73,7 +74,9 @@ impl Endpoint {
             };
             for phase in [KeyPhase::Zero, KeyPhase::One] {
                 if let Some(s) = session.slot.phase_session_ref(phase) {
-                    snapshot.packets_sent = snapshot.packets_sent.saturating_add(s.packets_sent());
+                    snapshot.packets_sent = snapshot
+                        .packets_sent
+                        .saturating_add(s.keys.total_packets_sent());
                     snapshot.packets_received =
                         snapshot.packets_received.saturating_add(s.packets_opened());
                 }
