@@ -329,7 +329,7 @@ fn a_key_file_reached_through_a_symlink_is_refused_by_node_and_id() {
     let data = TempDir::new("symlink");
     let elsewhere = TempDir::new("symlink-target");
     let dir = data.0.to_str().unwrap();
-    let (status, _, stderr) = run(&["id", "--data", dir]);
+    let (status, _, stderr) = run(&["id", "--data", dir, "--create"]);
     assert_eq!(status.code(), Some(0), "{stderr}");
     let key = data.join("x25519.key");
     let moved = elsewhere.join("x25519.key");

@@ -30,6 +30,13 @@ pub(crate) fn run(args: IdArgs) -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     if !args.create && !holds_identity(&args.data) {
+        // What is wrong with an existing directory (others may write it, …) comes first.
+        if args.data.is_dir()
+            && let Err(error) = DataDir::open(&args.data)
+        {
+            eprintln!("weft id: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
         // A mistyped --data must not quietly mint a second identity (issue 13).
         eprintln!(
             "weft id: {} holds no identity (no {ED25519_KEY_FILE} or {X25519_KEY_FILE}); check \
