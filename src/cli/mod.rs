@@ -32,18 +32,18 @@ struct Cli {
 enum Command {
     /// Run a node until SIGINT or SIGTERM.
     Node(node::NodeArgs),
-    /// Send PINGs to a node and report its PONGs.
-    Ping(ping::PingArgs),
-    /// Load a node with simulated peers and compare it with a raw-UDP echo.
-    Bench(bench::BenchArgs),
     /// Show a running node's peers and totals (through its admin socket), like `wg show`.
     Status(status::StatusArgs),
+    /// Send PINGs to a node and report its PONGs.
+    Ping(ping::PingArgs),
     /// Print this node's peer id and signed peer record.
     Id(id::IdArgs),
-    /// Start several nodes on loopback, ping them, load channels of every mode, and report.
-    Demo(demo::DemoArgs),
     /// Check the host against tuning/ and print each finding with its fix.
     Doctor(doctor::DoctorArgs),
+    /// Start several nodes on loopback, ping them, load channels of every mode, and report.
+    Demo(demo::DemoArgs),
+    /// Load a node with simulated peers and compare it with a raw-UDP echo.
+    Bench(bench::BenchArgs),
     /// The receiving process of `weft bench --bulk` (started by it).
     #[command(hide = true)]
     BulkSink(bulk::SinkArgs),
