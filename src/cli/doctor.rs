@@ -44,7 +44,12 @@ struct Finding {
 
 /// Runs `weft doctor`: 0 when every check passes, 1 otherwise.
 pub(crate) fn run(args: DoctorArgs) -> ExitCode {
-    let findings = check(&args.root);
+    let mut findings = check(&args.root);
+    // On the real host, also try what the files can only suggest: seccomp or a container can
+    // refuse io_uring, and a kernel can refuse the steering program, whatever /proc says.
+    if args.root == Path::new("/") {
+        findings.extend(live_checks());
+    }
     let mut problems = 0;
     for finding in &findings {
         match &finding.fix {
@@ -89,6 +94,65 @@ fn check(root: &Path) -> Vec<Finding> {
         findings.push(sysctl(root, key, wanted));
     }
     findings
+}
+
+/// Starts a throwaway two-shard engine on loopback with io_uring, then one with epoll, and
+/// reports whether the ring was set up and the reuseport steering program attached.
+fn live_checks() -> Vec<Finding> {
+    use weft::channel::EndpointConfig;
+    use weft::engine::{Engine, EngineConfig, IoChoice};
+    let identity = weft::session::Identity::generate(&mut rand::rngs::OsRng);
+    let start = |io: IoChoice| {
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let config = EngineConfig {
+            shards: 2,
+            pin: false,
+            io,
+            ..EngineConfig::new(loopback, EndpointConfig::default())
+        };
+        // Dropping the engine stops its shards.
+        Engine::start(&config, &identity, rand::random())
+    };
+    let uring = match start(IoChoice::Uring) {
+        Ok(_) => Finding {
+            what: "io_uring works here (live)".into(),
+            found: "a ring was set up".into(),
+            fix: None,
+        },
+        Err(e) => Finding {
+            what: "io_uring works here (live)".into(),
+            found: format!("refused: {e}"),
+            fix: Some(
+                "allow io_uring_setup/io_uring_enter/io_uring_register in the seccomp profile \
+                 (containers), set kernel.io_uring_disabled=0 and LimitMEMLOCK=infinity; or run \
+                 with --io epoll"
+                    .into(),
+            ),
+        },
+    };
+    let steering = match start(IoChoice::Epoll) {
+        Ok(engine) if engine.steered() => Finding {
+            what: "SO_REUSEPORT steering (live)".into(),
+            found: "the program attached to a two-shard port".into(),
+            fix: None,
+        },
+        Ok(_) => Finding {
+            what: "SO_REUSEPORT steering (live)".into(),
+            found: "the kernel refused the steering program; a peer's datagrams may reach \
+                    the wrong shard and be handed over"
+                .into(),
+            fix: Some(
+                "a kernel of 4.5 or later without a seccomp rule against SO_ATTACH_REUSEPORT_CBPF"
+                    .into(),
+            ),
+        },
+        Err(e) => Finding {
+            what: "SO_REUSEPORT steering (live)".into(),
+            found: format!("cannot start two shards on one port: {e}"),
+            fix: Some("a kernel with SO_REUSEPORT (3.9 or later)".into()),
+        },
+    };
+    vec![uring, steering]
 }
 
 /// `(key, minimum)` for every `key = value` line of tuning/sysctl.conf.
