@@ -14,6 +14,8 @@ mod hostile_data;
 mod hot_path;
 #[path = "channel/key_limits.rs"]
 mod key_limits;
+#[path = "channel/lost_close.rs"]
+mod lost_close;
 #[path = "channel/memory.rs"]
 mod memory;
 #[path = "channel/plaintext_peers.rs"]
