@@ -956,6 +956,28 @@ impl Endpoint {
                     capabilities,
                 }) = messages.peek().cloned()
                 else {
+                    // An authenticated peer sending data on a channel we do not hold missed our
+                    // CHANNEL_CLOSE in an earlier session (this one did not retire the id, see
+                    // `handle_encrypted`): tell it, or its resends fill the window its channels
+                    // share. Made-up ids without data get nothing (finding 4).
+                    let data = |m: Message<'_>| {
+                        matches!(m, Message::Data { .. } | Message::DataFragment { .. })
+                    };
+                    let session = self
+                        .session_index
+                        .get(&header.sender)
+                        .and_then(|&h| self.sessions.get(h));
+                    if let Some(to) = session
+                        .map(|entry| entry.address)
+                        .filter(|_| secure && all.clone().any(data))
+                    {
+                        let (channel, reason) = (header.channel, CloseReason::Normal);
+                        self.queue_default(
+                            to,
+                            header.sender,
+                            &Message::ChannelClose { channel, reason },
+                        );
+                    }
                     return self.drop_packet("unknown_channel");
                 };
                 messages.next();
