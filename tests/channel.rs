@@ -4,6 +4,8 @@
 
 #[path = "channel/crossing.rs"]
 mod crossing;
+#[path = "channel/fair_admission.rs"]
+mod fair_admission;
 #[path = "channel/flood.rs"]
 mod flood;
 #[path = "channel/hostile.rs"]
