@@ -4,6 +4,8 @@
 
 #[path = "channel/crossing.rs"]
 mod crossing;
+#[path = "channel/fair_admission.rs"]
+mod fair_admission;
 #[path = "channel/flood.rs"]
 mod flood;
 #[path = "channel/hostile.rs"]
@@ -14,6 +16,8 @@ mod hostile_data;
 mod hot_path;
 #[path = "channel/key_limits.rs"]
 mod key_limits;
+#[path = "channel/lost_close.rs"]
+mod lost_close;
 #[path = "channel/memory.rs"]
 mod memory;
 #[path = "channel/plaintext_peers.rs"]

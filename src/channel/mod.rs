@@ -3,6 +3,7 @@
 //! Clippy's `arithmetic_side_effects` is denied here: peers choose many of the numbers.
 #![deny(clippy::arithmetic_side_effects)]
 
+pub mod admission;
 pub mod cookie;
 mod endpoint;
 mod outgoing;
