@@ -3,7 +3,9 @@
 //! The modules follow the layers of PROTOCOL.md §1, bottom to top. Imports point down the stack
 //! and never up (STYLE.md): [`wire`] knows nothing above it; [`session`] and [`channel`] are
 //! sans-IO state machines fed `(now, from, bytes)`; [`engine`] owns sockets, threads and the
-//! clock and drives the sans-IO core; [`node`] assembles a runnable node from configuration.
+//! clock and drives the sans-IO core; [`service`] is the seam between the engine's shards and
+//! the workers (echo, overlay, consensus) that never see the engine; [`node`] assembles a
+//! runnable node from configuration.
 
 pub mod channel;
 pub mod consensus;
@@ -11,5 +13,6 @@ pub mod engine;
 pub mod handle;
 pub mod node;
 pub mod overlay;
+pub mod service;
 pub mod session;
 pub mod wire;

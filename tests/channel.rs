@@ -232,6 +232,7 @@ fn echo_sends_data_back_under_its_own_message_numbers() {
                 channel: c,
                 message_number,
                 data,
+                ..
             } = event
             {
                 assert_eq!(c, channel);

@@ -10,7 +10,8 @@ use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
-use weft::engine::{Engine, EngineConfig, run_echo_worker};
+use weft::engine::{Engine, EngineConfig};
+use weft::service::echo::run_echo_worker;
 use weft::session::Identity;
 use weft::wire::Capabilities;
 

@@ -13,7 +13,7 @@ pub mod stats;
 
 pub(crate) use endpoint::later;
 pub use endpoint::{
-    ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
+    ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, PeerInfo, SendError, Transmit,
 };
 pub use pool::BufferPool;
 pub use stats::{StatEntry, StatKind, StatSlot, Stats};

@@ -19,8 +19,8 @@ pub use scrape::ScrapeLimits;
 use crate::channel::EndpointConfig;
 use crate::engine::{
     Engine, EngineConfig, ShardStats, ShutdownHandle, UringRefused, merged_endpoint_stats,
-    run_echo_worker,
 };
+use crate::service::echo::run_echo_worker;
 
 /// Messages that may wait for the echo worker, and replies for each shard.
 const WORKER_QUEUE: usize = 4096;
@@ -104,7 +104,10 @@ impl Node {
                     .map_err(bind_error)?;
             let worker = std::thread::Builder::new()
                 .name("weft-echo".into())
-                .spawn(move || run_echo_worker(link))
+                .spawn(move || {
+                    crate::engine::heap::set_thread_account(crate::engine::heap::Account::Node);
+                    run_echo_worker(link)
+                })
                 .map_err(bind_error)?;
             (engine, Some(worker))
         } else {

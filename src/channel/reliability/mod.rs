@@ -31,6 +31,7 @@ pub mod ack;
 mod budget;
 mod compat;
 pub mod congestion;
+mod credit;
 mod fragments;
 pub mod frame;
 #[cfg(test)]
@@ -45,6 +46,7 @@ pub use ack::{AckTracker, decode_packet_number};
 pub use budget::ReassemblyBudget;
 pub use compat::{Capabilities, CloseReason};
 pub use congestion::{CongestionController, NewReno, Pacer};
+pub use credit::{DeliveryCapacity, DeliveryShare};
 pub use pmtu::PmtuProber;
 pub use rtt::RttEstimator;
 
@@ -476,6 +478,18 @@ impl ChannelReliability {
         self.recv.advertised()
     }
 
+    /// Makes the channel's credit follow its share of the workers' room (PROTOCOL.md §12);
+    /// the endpoint gives one to every reliable channel.
+    pub fn set_delivery_share(&mut self, share: DeliveryShare) {
+        self.recv.share = Some(share);
+    }
+
+    /// Whether the workers' room, not the window, holds the credit back now: more room would
+    /// grant the peer more (the endpoint revisits such channels when room frees up).
+    pub fn credit_held(&self) -> bool {
+        self.recv.credit_held()
+    }
+
     fn refresh(&mut self, now: Instant, path: &mut PathState) {
         if self.hold_timeout.is_none() {
             // PROTOCOL.md §7: the hold timeout defaults to 1.5 × smoothed RTT.
@@ -724,6 +738,11 @@ impl ChannelReliability {
     /// The peer's WINDOW.
     pub fn on_window(&mut self, max_message: u64, max_bytes: u64) {
         self.send.on_window(max_message, max_bytes);
+    }
+
+    /// Whether [`poll_event`](Self::poll_event) has something.
+    pub fn has_event(&self) -> bool {
+        !self.recv.events.is_empty()
     }
 
     /// The next thing for the application.

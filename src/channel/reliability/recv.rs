@@ -4,7 +4,7 @@
 
 use super::compat::CloseReason;
 use super::fragments::{FragmentRanges, RANGE_COST};
-use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
+use super::{Delivery, DeliveryShare, ReassemblyBudget, ReliabilityConfig};
 use crate::channel::pool::BufferPool;
 use crate::session::window::{Seen, SlidingWindow};
 use std::collections::{BTreeMap, VecDeque};
@@ -91,6 +91,9 @@ pub(crate) struct RecvSide {
     consumed_bytes: u64,
     advertised: (u64, u64),
     window: (u64, u64),
+    /// A reliable channel's share of the workers' room (PROTOCOL.md §12): new credit in
+    /// messages stays within it.
+    pub(crate) share: Option<DeliveryShare>,
     /// The lowest and the latest packet number received on the channel (the credit check of
     /// the lossy modes, [`number_allowed`](Self::number_allowed)).
     lowest_pn: Option<u64>,
@@ -137,6 +140,7 @@ impl RecvSide {
             consumed_bytes: 0,
             advertised: initial,
             window,
+            share: None,
             lowest_pn: None,
             current_pn: 0,
             hold: Duration::ZERO,
@@ -159,19 +163,43 @@ impl RecvSide {
         self.advertised
     }
 
+    /// The window in force: the configured one, its message count lowered to the channel's
+    /// share of the workers' room (PROTOCOL.md §12).
+    fn window_now(&self) -> (u64, u64) {
+        let messages = match self.share.as_ref().and_then(DeliveryShare::messages) {
+            Some(share) => self.window.0.min(share),
+            None => self.window.0,
+        };
+        (messages, self.window.1)
+    }
+
     /// PROTOCOL.md §7.4: the credit the receiver can offer now, from what the application took.
+    /// Never below what was advertised: credit once granted is not taken back.
     pub(crate) fn credit(&self) -> (u64, u64) {
+        let window = self.window_now();
         (
-            self.consumed_messages.saturating_add(self.window.0),
-            self.consumed_bytes.saturating_add(self.window.1),
+            self.consumed_messages
+                .saturating_add(window.0)
+                .max(self.advertised.0),
+            self.consumed_bytes
+                .saturating_add(window.1)
+                .max(self.advertised.1),
         )
     }
 
-    /// Whether enough credit was freed to be worth a WINDOW (a quarter of the window).
+    /// Whether enough credit was freed to be worth a WINDOW (a quarter of the window in force,
+    /// so a small share still reopens a sender that waits at its limit).
     pub(crate) fn window_due(&self) -> bool {
         let (messages, bytes) = self.credit();
-        messages >= self.advertised.0.saturating_add((self.window.0 / 4).max(1))
-            || bytes >= self.advertised.1.saturating_add((self.window.1 / 4).max(1))
+        let window = self.window_now();
+        messages >= self.advertised.0.saturating_add((window.0 / 4).max(1))
+            || bytes >= self.advertised.1.saturating_add((window.1 / 4).max(1))
+    }
+
+    /// Whether the share of the workers' room holds the credit below the window, so that more
+    /// room would grant more.
+    pub(crate) fn credit_held(&self) -> bool {
+        self.window_now().0 < self.window.0
     }
 
     /// A WINDOW with [`credit`](Self::credit) was written.
