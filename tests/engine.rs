@@ -1,5 +1,8 @@
 //! The sharded engine on loopback: steering, hand-over and per-shard counters (PROTOCOL.md §12).
 
+#[path = "engine/seam.rs"]
+mod seam;
+
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 use std::net::UdpSocket;
