@@ -64,7 +64,7 @@ fn next_input(link: &WorkerLink, pending: &mut Vec<Input>, start: Instant) -> In
         let left = DEADLINE.saturating_sub(start.elapsed());
         assert!(!left.is_zero(), "the awaited input never came");
         if let Ok(mut batch) = link.deliveries.recv_timeout(left) {
-            pending.extend(batch.drain(..));
+            pending.append(&mut batch);
             link.deliveries.recycle(batch);
         }
     }
