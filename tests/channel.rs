@@ -4,6 +4,8 @@
 
 #[path = "channel/crossing.rs"]
 mod crossing;
+#[path = "channel/delivery_credit.rs"]
+mod delivery_credit;
 #[path = "channel/flood.rs"]
 mod flood;
 #[path = "channel/hostile.rs"]
