@@ -124,13 +124,12 @@ impl Endpoint {
         state.touched = true;
         peer.touched.push(channel);
         let peer_handle = state.peer;
-        let mut reliability = ChannelReliability::new(state.capabilities, config, now);
         if state.capabilities.contains(Capabilities::RESEND) {
-            // PROTOCOL.md §12: a reliable channel's credit follows the workers' room.
-            reliability.set_delivery_share(self.delivery.capacity.join());
+            // PROTOCOL.md §12: reliable channels share the workers' room (`service.rs`).
+            self.delivery.reliable = self.delivery.reliable.saturating_add(1);
         }
         state.data = Some(Box::new(ChannelData {
-            reliability,
+            reliability: ChannelReliability::new(state.capabilities, config, now),
             // PROTOCOL.md §3: under a session a channel's numbers start at 0; plaintext channels
             // start at a random value, which makes blind injection harder.
             next_pn: if secure {
@@ -213,6 +212,9 @@ impl Endpoint {
         let Some(mut data) = state.data.take() else {
             return;
         };
+        if state.capabilities.contains(Capabilities::RESEND) {
+            self.delivery.reliable = self.delivery.reliable.saturating_sub(1);
+        }
         let label = mode_label(state.capabilities);
         let mut moved = None;
         if let Some(peer) = self.peers.get_mut(state.peer) {
@@ -470,6 +472,10 @@ impl Endpoint {
             let failed = data.reliability.is_failed();
             if data.paused && !failed {
                 return false;
+            }
+            if reliable {
+                // Set before each flush writes the channel's frames (this runs first).
+                data.reliability.set_credit_cap(self.delivery.credit_cap());
             }
             if reliable && !failed && self.delivery.is_full() {
                 if !data.waiting {

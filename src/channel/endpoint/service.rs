@@ -3,7 +3,7 @@
 //! reliable channels and which their credit follows.
 
 use super::Endpoint;
-use crate::channel::reliability::DeliveryCapacity;
+use crate::channel::reliability::fair_share;
 use crate::handle::Handle;
 use crate::wire::PeerId;
 use std::net::SocketAddr;
@@ -27,7 +27,10 @@ pub struct PeerInfo {
 /// room, and those that met none wait in `waiting` until the engine reports more.
 #[derive(Debug, Default)]
 pub(super) struct DeliveryGate {
-    pub(super) capacity: DeliveryCapacity,
+    /// Messages of reliable channels the workers take before the next report; `None`: no bound.
+    free: Option<u64>,
+    /// Reliable channels with data state, among which the room is shared.
+    pub(super) reliable: u64,
     /// Reliable channels that met a full room (flagged in their `ChannelData`): they have
     /// messages to deliver, or a peer waiting for credit that only room can give.
     pub(super) waiting: Vec<Handle>,
@@ -40,14 +43,17 @@ pub(super) struct DeliveryGate {
 impl DeliveryGate {
     /// True when the workers take no more reliable messages now.
     pub(super) fn is_full(&self) -> bool {
-        self.capacity.free() == Some(0)
+        self.free == Some(0)
     }
 
     /// Notes one reliable message handed to the application.
-    pub(super) fn took_one(&self) {
-        if let Some(free) = self.capacity.free() {
-            self.capacity.set(Some(free.saturating_sub(1)));
-        }
+    pub(super) fn took_one(&mut self) {
+        self.free = self.free.map(|free| free.saturating_sub(1));
+    }
+
+    /// A reliable channel's cap on new credit now.
+    pub(super) fn credit_cap(&self) -> Option<u64> {
+        fair_share(self.free, self.reliable)
     }
 }
 
@@ -93,7 +99,7 @@ impl Endpoint {
     /// first in line cannot take it all; then each is revisited so its credit grows again.
     pub fn set_delivery_capacity(&mut self, now: Instant, free: Option<usize>) {
         let free = free.map(|n| u64::try_from(n).unwrap_or(u64::MAX));
-        self.delivery.capacity.set(free);
+        self.delivery.free = free;
         if free == Some(0) || self.delivery.waiting.is_empty() {
             return;
         }
@@ -133,8 +139,7 @@ impl Endpoint {
     /// (`None`: no bound).
     pub fn delivery_capacity(&self) -> Option<usize> {
         self.delivery
-            .capacity
-            .free()
+            .free
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 }

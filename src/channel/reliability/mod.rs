@@ -46,7 +46,7 @@ pub use ack::{AckTracker, decode_packet_number};
 pub use budget::ReassemblyBudget;
 pub use compat::{Capabilities, CloseReason};
 pub use congestion::{CongestionController, NewReno, Pacer};
-pub use credit::{DeliveryCapacity, DeliveryShare};
+pub use credit::fair_share;
 pub use pmtu::PmtuProber;
 pub use rtt::RttEstimator;
 
@@ -478,16 +478,12 @@ impl ChannelReliability {
         self.recv.advertised()
     }
 
-    /// Makes the channel's credit follow its share of the workers' room (PROTOCOL.md §12);
-    /// the endpoint gives one to every reliable channel.
-    pub fn set_delivery_share(&mut self, share: DeliveryShare) {
-        self.recv.share = Some(share);
-    }
-
-    /// Whether the workers' room, not the window, holds the credit back now: more room would
-    /// grant the peer more (the endpoint revisits such channels when room frees up).
-    pub fn credit_held(&self) -> bool {
-        self.recv.credit_held()
+    /// Caps the channel's new credit at `cap` messages beyond what its application took: its
+    /// share of the workers' room ([`fair_share`], PROTOCOL.md §12); `None` lifts the cap.
+    pub fn set_credit_cap(&mut self, cap: Option<u64>) {
+        self.recv.credit_cap = cap.map_or(u16::MAX, |cap| {
+            u16::try_from(cap).unwrap_or(u16::MAX.saturating_sub(1))
+        });
     }
 
     fn refresh(&mut self, now: Instant, path: &mut PathState) {

@@ -4,7 +4,7 @@
 
 use super::compat::CloseReason;
 use super::fragments::{FragmentRanges, RANGE_COST};
-use super::{Delivery, DeliveryShare, ReassemblyBudget, ReliabilityConfig};
+use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
 use crate::channel::pool::BufferPool;
 use crate::session::window::{Seen, SlidingWindow};
 use std::collections::{BTreeMap, VecDeque};
@@ -92,8 +92,10 @@ pub(crate) struct RecvSide {
     advertised: (u64, u64),
     window: (u64, u64),
     /// A reliable channel's share of the workers' room (PROTOCOL.md §12): new credit in
-    /// messages stays within it.
-    pub(crate) share: Option<DeliveryShare>,
+    /// messages stays within it; `u16::MAX` for none. A u16 (windows never exceed the
+    /// duplicate window's 1024 messages), so it fits the struct's padding: an idle channel's
+    /// memory is budgeted.
+    pub(crate) credit_cap: u16,
     /// The lowest and the latest packet number received on the channel (the credit check of
     /// the lossy modes, [`number_allowed`](Self::number_allowed)).
     lowest_pn: Option<u64>,
@@ -140,7 +142,7 @@ impl RecvSide {
             consumed_bytes: 0,
             advertised: initial,
             window,
-            share: None,
+            credit_cap: u16::MAX,
             lowest_pn: None,
             current_pn: 0,
             hold: Duration::ZERO,
@@ -166,9 +168,9 @@ impl RecvSide {
     /// The window in force: the configured one, its message count lowered to the channel's
     /// share of the workers' room (PROTOCOL.md §12).
     fn window_now(&self) -> (u64, u64) {
-        let messages = match self.share.as_ref().and_then(DeliveryShare::messages) {
-            Some(share) => self.window.0.min(share),
-            None => self.window.0,
+        let messages = match self.credit_cap {
+            u16::MAX => self.window.0,
+            cap => self.window.0.min(u64::from(cap)),
         };
         (messages, self.window.1)
     }
@@ -194,12 +196,6 @@ impl RecvSide {
         let window = self.window_now();
         messages >= self.advertised.0.saturating_add((window.0 / 4).max(1))
             || bytes >= self.advertised.1.saturating_add((window.1 / 4).max(1))
-    }
-
-    /// Whether the share of the workers' room holds the credit below the window, so that more
-    /// room would grant more.
-    pub(crate) fn credit_held(&self) -> bool {
-        self.window_now().0 < self.window.0
     }
 
     /// A WINDOW with [`credit`](Self::credit) was written.
