@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use weft::channel::EndpointConfig;
-use weft::engine::heap::{self, Account};
-use weft::engine::load::{
+use weft::bench::load::{
     FloodConfig, FloodReport, LoadConfig, LoadError, LoadReport, Phase, Progress, RawEcho,
     resident_bytes, run_flood, run_raw_load, run_weft_load,
 };
+use weft::channel::EndpointConfig;
+use weft::heap::{self, Account};
 
 mod soak;
 use soak::{parse_duration, parse_sample};
@@ -223,10 +223,7 @@ impl LocalNode {
                 // node's, so a soak finds its CPU time.
                 std::thread::Builder::new()
                     .name("weft-echo".into())
-                    .spawn(move || {
-                        heap::set_thread_account(Account::Node);
-                        weft::service::echo::run_echo_worker(link)
-                    })
+                    .spawn(move || weft::service::echo::run_echo_worker(link))
                     .map_err(|e| format!("cannot start the echo worker: {e}"))?;
                 engine
             }

@@ -104,10 +104,7 @@ impl Node {
                     .map_err(bind_error)?;
             let worker = std::thread::Builder::new()
                 .name("weft-echo".into())
-                .spawn(move || {
-                    crate::engine::heap::set_thread_account(crate::engine::heap::Account::Node);
-                    run_echo_worker(link)
-                })
+                .spawn(move || run_echo_worker(link))
                 .map_err(bind_error)?;
             (engine, Some(worker))
         } else {

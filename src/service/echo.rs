@@ -6,6 +6,8 @@ use super::{Input, WorkerLink};
 /// batch, its buffer reused for the reply. Returns when the shards have stopped and its queue
 /// is drained; counts replies refused by full queues.
 pub fn run_echo_worker(link: WorkerLink) -> u64 {
+    // Node memory is read apart from a load harness in the same process.
+    crate::heap::set_thread_account(crate::heap::Account::Node);
     let WorkerLink {
         deliveries,
         mut replier,
