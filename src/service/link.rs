@@ -471,3 +471,154 @@ impl ShardLink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ChannelHandle;
+    use crate::handle::Hashcode;
+    use crate::service::Delivery;
+    use mio::{Poll, Token};
+
+    fn channel(n: u32) -> ChannelHandle {
+        ChannelHandle(Hashcode(n))
+    }
+
+    fn message(shard: usize, number: u64) -> Input {
+        Input::Message(Delivery {
+            shard,
+            peer: PeerId([1; 16]),
+            channel: channel(7),
+            capabilities: Capabilities::NONE,
+            message_number: number,
+            data: vec![number as u8],
+        })
+    }
+
+    fn queues(shards: usize, capacity: usize) -> (Vec<Poll>, WorkerLink, Vec<ShardLink>) {
+        let polls: Vec<Poll> = (0..shards).map(|_| Poll::new().unwrap()).collect();
+        let wakers: Arc<[Waker]> = polls
+            .iter()
+            .map(|poll| Waker::new(poll.registry(), Token(1)).unwrap())
+            .collect::<Vec<_>>()
+            .into();
+        let (link, ends) = worker_queues(shards, capacity, wakers);
+        (polls, link, ends)
+    }
+
+    fn sent(request: &Request) -> Vec<u8> {
+        match request {
+            Request::Send { data, .. } => data.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_turn_goes_over_as_one_batch_and_the_taker_is_told() {
+        let (_poll, link, ends) = queues(2, 4);
+        assert_eq!(ends[1].share(), 2, "each shard may fill its share");
+        let mut batch = ends[1].empty_batch();
+        batch.extend((0..5).map(|n| message(1, n)));
+        assert!(ends[1].push(&mut batch));
+        assert_eq!(batch.len(), 1, "the tail waits, in order");
+        assert_eq!(link.deliveries.len(), 4);
+        let taken = link.deliveries.try_recv().expect("one batch");
+        assert!(link.deliveries.try_recv().is_none(), "one queue operation");
+        assert_eq!(taken.len(), 4);
+        assert_eq!((ends[1].taken(), ends[0].taken()), (4, 0));
+        link.deliveries.recycle(taken);
+    }
+
+    #[test]
+    fn requests_travel_per_shard_in_batches_and_a_full_lane_refuses() {
+        let (_poll, mut link, ends) = queues(2, 2);
+        link.replier.queue(0, channel(1), vec![1]).unwrap();
+        link.replier.queue(1, channel(2), vec![2]).unwrap();
+        link.replier.queue(0, channel(1), vec![3]).unwrap();
+        assert!(
+            ends[0].try_requests().is_none(),
+            "nothing leaves before the flush"
+        );
+        assert_eq!(link.replier.flush(), 0);
+        let batch = ends[0].try_requests().expect("shard 0's batch");
+        assert_eq!(batch.iter().map(sent).collect::<Vec<_>>(), [[1], [3]]);
+        assert!(ends[0].try_requests().is_none(), "one batch per flush");
+        assert_eq!(ends[1].try_requests().map(|b| b.len()), Some(1));
+        // Shard 0's lane holds two requests: a third is refused until it takes some.
+        link.replier.send(0, channel(1), vec![4]).unwrap();
+        link.replier
+            .close(0, channel(1), CloseReason::Normal)
+            .unwrap();
+        assert_eq!(
+            link.replier.send(0, channel(1), vec![6]),
+            Err(ReplyError::Full)
+        );
+        assert_eq!(
+            link.replier.send(5, channel(1), vec![6]),
+            Err(ReplyError::Stopped)
+        );
+        assert_eq!(ends[0].try_requests().map(|b| b.len()), Some(1));
+        assert_eq!(ends[0].try_requests().map(|b| b.len()), Some(1));
+        // Questions about a peer go to the shard that owns it.
+        let peer = PeerId([0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        link.replier.peer_info(9, peer).unwrap();
+        assert!(ends[0].try_requests().is_none());
+        assert_eq!(
+            ends[1].try_requests().unwrap(),
+            vec![Request::PeerInfo { token: 9, peer }]
+        );
+    }
+
+    #[test]
+    fn a_sleeping_shard_is_woken_and_a_busy_one_is_not() {
+        let (mut polls, mut link, ends) = queues(1, 8);
+        let poll = &mut polls[0];
+        let mut events = mio::Events::with_capacity(4);
+        // Busy: no wake-up arrives.
+        link.replier.send(0, channel(1), vec![1]).unwrap();
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        assert!(events.is_empty(), "a busy-polling shard is not woken");
+        // A waiting batch keeps the shard from sleeping.
+        assert!(!ends[0].may_sleep());
+        assert!(ends[0].try_requests().is_some());
+        assert!(ends[0].may_sleep());
+        link.replier.send(0, channel(1), vec![2]).unwrap();
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(!events.is_empty(), "a sleeping shard is woken");
+        ends[0].awake();
+    }
+
+    #[test]
+    fn a_starved_sleeping_shard_is_woken_by_the_workers_take() {
+        let (mut polls, link, ends) = queues(1, 8);
+        let mut events = mio::Events::with_capacity(4);
+        let mut batch = ends[0].empty_batch();
+        batch.push(message(0, 0));
+        assert!(ends[0].push(&mut batch));
+        ends[0].set_starved(true);
+        assert!(ends[0].may_sleep());
+        let taken = link.deliveries.try_recv().unwrap();
+        polls[0]
+            .poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(!events.is_empty(), "the take woke the starved shard");
+        link.deliveries.recycle(taken);
+    }
+
+    #[test]
+    fn the_worker_input_closes_when_every_shard_lets_go() {
+        let (_poll, link, mut ends) = queues(2, 4);
+        let mut batch = ends[0].empty_batch();
+        batch.push(message(0, 0));
+        assert!(ends[0].push(&mut batch));
+        ends[0].close_input();
+        ends[1].close_input();
+        assert!(!ends[1].push(&mut vec![message(1, 0)]), "closed");
+        assert_eq!(link.deliveries.recv().map(|b| b.len()), Some(1));
+        assert!(link.deliveries.recv().is_none());
+        // Dropping the replier closes the request lanes.
+        drop(link.replier);
+        assert!(ends[0].requests_closed());
+    }
+}
