@@ -127,3 +127,42 @@ fn channels_waiting_for_room_take_turns_when_it_comes() {
     let from = |p: PeerId| peers.iter().filter(|(q, _)| *q == p).count();
     assert_eq!((from(pa), from(pc)), (2, 2), "{peers:?}");
 }
+
+#[test]
+fn a_peer_cycling_channels_while_the_workers_are_stuck_cannot_grow_the_waiting_list() {
+    let mut net = Network::new(9);
+    let a = net.add_endpoint(addr(1), plaintext());
+    let b = net.add_endpoint(addr(2), plaintext());
+    let (to, peer) = (net.addr(b), net.node(b).local_peer_id());
+    let now = net.now();
+    net.node_mut(b).set_delivery_capacity(now, Some(0));
+    let mut most = 0;
+    for i in 0..100u8 {
+        let now = net.now();
+        let channel = net
+            .node_mut(a)
+            .open_channel(now, to, Some(peer), None, tcp())
+            .unwrap();
+        net.node_mut(a).send(now, channel, &[i]).unwrap();
+        net.drive_for(Duration::from_millis(100));
+        let now = net.now();
+        net.node_mut(a)
+            .close_channel(now, channel, weft::wire::CloseReason::Normal);
+        net.drive_for(Duration::from_millis(100));
+        events(&mut net, b);
+        most = most.max(net.node(b).channels_waiting_for_room());
+        assert!(
+            net.node(b).channels_waiting_for_room() <= 16,
+            "{} listed after {i} cycles",
+            net.node(b).channels_waiting_for_room()
+        );
+    }
+    assert!(
+        most > 8,
+        "each cycle's channel waited for room ({most} at most)"
+    );
+    assert!(
+        delivered(&mut net, b).is_empty(),
+        "no room, nothing delivered"
+    );
+}

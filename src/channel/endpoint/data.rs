@@ -478,9 +478,9 @@ impl Endpoint {
                 data.reliability.set_credit_cap(self.delivery.credit_cap());
             }
             if reliable && !failed && self.delivery.is_full() {
-                if !data.waiting {
-                    data.waiting = true;
-                    self.delivery.waiting.push(channel);
+                let listed = std::mem::replace(&mut data.waiting, true);
+                if !listed {
+                    self.wait_for_room(channel);
                 }
                 return false;
             }

@@ -135,6 +135,44 @@ impl Endpoint {
         self.outgoing.finish();
     }
 
+    /// Lists a channel (just flagged) as waiting for room. A listed channel that closes stays
+    /// listed until the next resume, and its slot's next tenant may be listed again: past twice
+    /// the reliable channels, the list is compacted (each live, flagged channel once), so a peer
+    /// opening and closing channels while the workers are stuck cannot grow it.
+    pub(super) fn wait_for_room(&mut self, channel: Handle) {
+        self.delivery.waiting.push(channel);
+        let bound = usize::try_from(self.delivery.reliable)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(2)
+            .max(16);
+        if self.delivery.waiting.len() <= bound {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.delivery.waiting);
+        list.retain(|&channel| {
+            match self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+                // The flag is cleared on the first sight, so a second entry is dropped.
+                Some(data) if data.waiting => {
+                    data.waiting = false;
+                    true
+                }
+                _ => false,
+            }
+        });
+        for &channel in &list {
+            if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+                data.waiting = true;
+            }
+        }
+        self.delivery.waiting = list;
+    }
+
+    /// Reliable channels listed as waiting for the workers' room (bounded by twice the
+    /// reliable channels, at least 16).
+    pub fn channels_waiting_for_room(&self) -> usize {
+        self.delivery.waiting.len()
+    }
+
     /// The workers' room left before the next [`set_delivery_capacity`](Self::set_delivery_capacity)
     /// (`None`: no bound).
     pub fn delivery_capacity(&self) -> Option<usize> {
