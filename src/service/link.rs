@@ -299,7 +299,7 @@ pub struct WorkerLink {
 }
 
 /// A shard's end of the worker's queues (the engine's side of the seam).
-pub struct ShardLink {
+pub(crate) struct ShardLink {
     index: usize,
     /// None once the shard lets go of the worker's input (on the way out).
     deliver: Option<Sender<Vec<Input>>>,
@@ -314,7 +314,7 @@ pub struct ShardLink {
 /// Builds the queues between `shards` shards and one worker, each holding at most `capacity`
 /// inputs per direction (the request queues: per shard). Each shard may fill its share of the
 /// input queue, `capacity / shards`.
-pub fn worker_queues(
+pub(crate) fn worker_queues(
     shards: usize,
     capacity: usize,
     wakers: Arc<[Waker]>,
@@ -370,25 +370,20 @@ pub fn worker_queues(
 }
 
 impl ShardLink {
-    /// This shard's index.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
     /// The inputs this shard may have in the worker's queue at once.
-    pub fn share(&self) -> usize {
+    pub(crate) fn share(&self) -> usize {
         self.share
     }
 
     /// An empty batch to fill, reused when one came back.
-    pub fn empty_batch(&self) -> Vec<Input> {
+    pub(crate) fn empty_batch(&self) -> Vec<Input> {
         self.deliver_queue.empty_batch()
     }
 
     /// Hands as much of `batch` to the worker as the queue takes, in one queue operation; what
     /// did not fit stays in `batch`, in order. False when the worker's input is closed (then
     /// nothing was taken).
-    pub fn push(&self, batch: &mut Vec<Input>) -> bool {
+    pub(crate) fn push(&self, batch: &mut Vec<Input>) -> bool {
         match &self.deliver {
             Some(sender) => {
                 let _ = self.deliver_queue.push(batch, sender);
@@ -399,7 +394,7 @@ impl ShardLink {
     }
 
     /// Inputs of this shard the worker has taken, ever.
-    pub fn taken(&self) -> u64 {
+    pub(crate) fn taken(&self) -> u64 {
         self.signals
             .get(self.index)
             .map_or(0, |s| s.taken.load(Ordering::SeqCst))
@@ -408,24 +403,24 @@ impl ShardLink {
     /// Asks the worker to wake this shard at its next take: the shard's share is full. Before
     /// blocking the shard must then look at [`taken`](Self::taken) once more (a take between
     /// its last look and this call wakes nobody).
-    pub fn set_starved(&self, starved: bool) {
+    pub(crate) fn set_starved(&self, starved: bool) {
         if let Some(signals) = self.signals.get(self.index) {
             signals.starved.store(starved, Ordering::SeqCst);
         }
     }
 
     /// Inputs waiting in the worker's queue, from every shard.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         self.deliver_queue.len()
     }
 
     /// Lets go of the worker's input: once every shard has, the worker's queue closes.
-    pub fn close_input(&mut self) {
+    pub(crate) fn close_input(&mut self) {
         self.deliver = None;
     }
 
     /// The next batch of requests, if one waits.
-    pub fn try_requests(&self) -> Option<Vec<Request>> {
+    pub(crate) fn try_requests(&self) -> Option<Vec<Request>> {
         let batch = self.requests.try_recv().ok()?;
         self.request_queue.taken(&batch);
         Some(batch)
@@ -433,25 +428,25 @@ impl ShardLink {
 
     /// The next batch of requests, waiting up to `timeout`; `None` on a timeout or once every
     /// replier is gone.
-    pub fn requests_within(&self, timeout: Duration) -> Option<Vec<Request>> {
+    pub(crate) fn requests_within(&self, timeout: Duration) -> Option<Vec<Request>> {
         let batch = self.requests.recv_timeout(timeout).ok()?;
         self.request_queue.taken(&batch);
         Some(batch)
     }
 
     /// True once every replier is gone and no request waits.
-    pub fn requests_closed(&self) -> bool {
+    pub(crate) fn requests_closed(&self) -> bool {
         matches!(self.requests.try_recv(), Err(TryRecvError::Disconnected))
     }
 
     /// Gives an emptied request batch back to the workers.
-    pub fn recycle_requests(&self, batch: Vec<Request>) {
+    pub(crate) fn recycle_requests(&self, batch: Vec<Request>) {
         self.request_queue.give_back(batch);
     }
 
     /// Called before the shard blocks: from now on requests wake it. Returns false when a
     /// request batch already waits, so the shard must not block.
-    pub fn may_sleep(&self) -> bool {
+    pub(crate) fn may_sleep(&self) -> bool {
         let Some(signals) = self.signals.get(self.index) else {
             return true;
         };
@@ -465,7 +460,7 @@ impl ShardLink {
     }
 
     /// Called when the shard wakes: it polls again, so requests need not wake it.
-    pub fn awake(&self) {
+    pub(crate) fn awake(&self) {
         if let Some(signals) = self.signals.get(self.index) {
             signals.sleeping.store(false, Ordering::Relaxed);
         }

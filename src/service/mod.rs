@@ -23,8 +23,7 @@ mod queue;
 
 pub use crate::channel::PeerInfo;
 pub use link::{Deliveries, Replier, WorkerLink};
-#[doc(hidden)]
-pub use link::{ShardLink, worker_queues};
+pub(crate) use link::{ShardLink, worker_queues};
 
 use crate::channel::{ChannelHandle, OpenError};
 use crate::wire::{Capabilities, CloseReason, PeerId};
@@ -123,8 +122,7 @@ impl Input {
 
 /// What a worker asks of a shard.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[doc(hidden)]
-pub enum Request {
+pub(crate) enum Request {
     /// Send a message on a channel.
     Send {
         /// The channel.
