@@ -4,7 +4,8 @@
 //! Each turn: wait on the I/O backend (busy-polling briefly after work before sleeping); receive
 //! a batch; hand each datagram to the local endpoint, or, when another shard owns its sender,
 //! to that shard's hand-over queue; take in the batches other shards handed over; run due
-//! timers; send what the endpoint queued; publish counters about once a second. The backend
+//! timers; carry out the worker's requests; hand the turn's messages to the worker and tell the
+//! endpoint the room left; send what the endpoint queued; publish counters about once a second. The backend
 //! (epoll or io_uring, `io.rs`) is the only part that touches the socket.
 
 use super::io::Io;
@@ -178,9 +179,11 @@ impl Shard {
             if self.parts.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.parts.endpoint.handle_timeout(now);
             }
-            worked |= self.transmit() > 0;
+            // The worker's requests and what telling the endpoint its room releases (WINDOWs)
+            // go out in this turn's transmit, not the next one's.
             worked |= self.take_requests(now);
             self.dispatch_events(now);
+            worked |= self.transmit() > 0;
             if worked {
                 last_work = now;
             }
