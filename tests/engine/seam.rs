@@ -28,9 +28,18 @@ struct Node {
 }
 
 fn node(secret: u8, config: EndpointConfig, queue: usize) -> (Node, WorkerLink) {
+    node_with_shards(secret, config, queue, 1)
+}
+
+fn node_with_shards(
+    secret: u8,
+    config: EndpointConfig,
+    queue: usize,
+    shards: usize,
+) -> (Node, WorkerLink) {
     let identity = Identity::from_secret_bytes([secret; 32], [secret.wrapping_add(1); 32]);
     let config = EngineConfig {
-        shards: 1,
+        shards,
         pin: false,
         ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), config)
     };
@@ -108,9 +117,21 @@ fn adder(link: WorkerLink) -> Vec<PeerId> {
 
 #[test]
 fn two_nodes_serve_a_request_response_protocol_through_their_workers() {
-    // Both encrypted (the default): A knows only B's address, so the session is XX.
-    let (b, b_link) = node(31, EndpointConfig::default(), 64);
-    let (a, a_link) = node(41, EndpointConfig::default(), 64);
+    // A knows only B's address: its one shard opens the channel.
+    serve_a_request_between_two_nodes(1, false);
+}
+
+#[test]
+fn with_several_shards_the_peers_owner_opens_and_answers() {
+    // A names B's peer id: the shard that owns B opens, and B's answers are steered to it.
+    serve_a_request_between_two_nodes(2, true);
+}
+
+/// Both nodes encrypted (the default), with `shards` shards each; A opens to B by address, or
+/// by address and peer id. Without B's record the session is XX either way.
+fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
+    let (b, b_link) = node_with_shards(31, EndpointConfig::default(), 64, shards);
+    let (a, a_link) = node_with_shards(41, EndpointConfig::default(), 64, shards);
     let server = std::thread::spawn(move || adder(b_link));
     let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
     let client = std::thread::spawn(move || {
@@ -125,7 +146,9 @@ fn two_nodes_serve_a_request_response_protocol_through_their_workers() {
         let start = Instant::now();
         let mut pending = Vec::new();
         let tcp = Capabilities::from_bits(TCP).unwrap();
-        replier.open(1, b_address, None, tcp).unwrap();
+        replier
+            .open(1, b_address, by_peer.then_some(b_peer), tcp)
+            .unwrap();
         let (shard, channel) = match next_input(&link, &mut pending, start) {
             Input::Opened {
                 token: 1,
@@ -134,8 +157,9 @@ fn two_nodes_serve_a_request_response_protocol_through_their_workers() {
                 peer,
                 capabilities,
             } => {
-                assert_eq!(peer, b_peer, "the open by address found B");
+                assert_eq!(peer, b_peer, "the open found B");
                 assert_eq!(capabilities, tcp);
+                assert_eq!(shard, weft::service::owner_of_peer(b_peer, shards));
                 (shard, channel)
             }
             other => panic!("expected the open's answer, got {other:?}"),
