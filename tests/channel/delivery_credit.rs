@@ -166,3 +166,44 @@ fn a_peer_cycling_channels_while_the_workers_are_stuck_cannot_grow_the_waiting_l
         "no room, nothing delivered"
     );
 }
+
+#[test]
+fn a_resume_visits_as_many_waiting_channels_as_there_is_room_first_come_first_served() {
+    let mut net = Network::new(10);
+    let a = net.add_endpoint(addr(1), plaintext());
+    let b = net.add_endpoint(addr(2), plaintext());
+    let (to, peer) = (net.addr(b), net.node(b).local_peer_id());
+    let now = net.now();
+    net.node_mut(b).set_delivery_capacity(now, Some(0));
+    let channels: Vec<ChannelHandle> = (0..10)
+        .map(|_| {
+            net.node_mut(a)
+                .open_channel(now, to, Some(peer), None, tcp())
+                .unwrap()
+        })
+        .collect();
+    net.drive_for(Duration::from_millis(200));
+    for (i, &channel) in channels.iter().enumerate() {
+        let now = net.now();
+        net.node_mut(a).send(now, channel, &[i as u8; 2]).unwrap();
+        // One at a time, so b meets them in this order.
+        net.drive_for(Duration::from_millis(50));
+    }
+    events(&mut net, b);
+    assert_eq!(net.node(b).channels_waiting_for_room(), 10);
+    let mut seen = Vec::new();
+    for round in 0..4 {
+        let now = net.now();
+        net.node_mut(b).set_delivery_capacity(now, Some(3));
+        let mut got: Vec<u8> = delivered(&mut net, b).iter().map(|&(_, n)| n).collect();
+        assert_eq!(got.len(), 3.min(10 - 3 * round), "round {round}: {got:?}");
+        // Within a round the turns may go in any order; the rounds go first come first.
+        got.sort_unstable();
+        seen.extend(got);
+    }
+    assert_eq!(
+        seen,
+        (0..10).collect::<Vec<u8>>(),
+        "first come, first served"
+    );
+}

@@ -6,6 +6,7 @@ use super::Endpoint;
 use crate::channel::reliability::fair_share;
 use crate::handle::Handle;
 use crate::wire::PeerId;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ pub(super) struct DeliveryGate {
     pub(super) reliable: u64,
     /// Reliable channels that met a full room (flagged in their `ChannelData`): they have
     /// messages to deliver, or a peer waiting for credit that only room can give.
-    pub(super) waiting: Vec<Handle>,
+    pub(super) waiting: VecDeque<Handle>,
     /// The list being resumed, kept to reuse its memory.
     resuming: Vec<Handle>,
     /// The round-robin turns of one resume, kept to reuse its memory.
@@ -95,17 +96,21 @@ impl Endpoint {
     /// within the credit it granted, and grants new credit only up to its fair share of the
     /// room. A driver calls this once a loop turn, before feeding datagrams.
     ///
-    /// When room comes back, the channels that met none take turns, one message each, so the
-    /// first in line cannot take it all; then each is revisited so its credit grows again.
+    /// When room comes back, the channels that met none resume first come, first served, as
+    /// many as there are messages of room (so a turn's work follows the room, not how many
+    /// channels wait); they take turns, one message each, so the first cannot take it all,
+    /// then each is revisited so its credit grows again. Those that find no room go to the
+    /// back of the line.
     pub fn set_delivery_capacity(&mut self, now: Instant, free: Option<usize>) {
-        let free = free.map(|n| u64::try_from(n).unwrap_or(u64::MAX));
-        self.delivery.free = free;
-        if free == Some(0) || self.delivery.waiting.is_empty() {
+        let room = free.unwrap_or(usize::MAX);
+        self.delivery.free = free.map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        if room == 0 || self.delivery.waiting.is_empty() {
             return;
         }
         let mut resuming = std::mem::take(&mut self.delivery.resuming);
         resuming.clear();
-        std::mem::swap(&mut resuming, &mut self.delivery.waiting);
+        let take = room.min(self.delivery.waiting.len());
+        resuming.extend(self.delivery.waiting.drain(..take));
         for &channel in &resuming {
             if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
                 data.waiting = false;
@@ -140,7 +145,7 @@ impl Endpoint {
     /// the reliable channels, the list is compacted (each live, flagged channel once), so a peer
     /// opening and closing channels while the workers are stuck cannot grow it.
     pub(super) fn wait_for_room(&mut self, channel: Handle) {
-        self.delivery.waiting.push(channel);
+        self.delivery.waiting.push_back(channel);
         let bound = usize::try_from(self.delivery.reliable)
             .unwrap_or(usize::MAX)
             .saturating_mul(2)
