@@ -12,9 +12,10 @@
 //! hand-over allocates nothing.
 //!
 //! A shard never blocks on a worker: a full queue refuses and the shard counts. What arrives on
-//! reliable channels never meets a full queue, because their credit follows the queue's room
-//! (`channel::reliability::DeliveryCapacity`); other messages beyond their sender's fair share
-//! of a pressed queue are refused, the heaviest sender first.
+//! reliable channels never meets a full queue, because their delivery and credit follow the
+//! queue's room (`Endpoint::set_delivery_capacity`, `channel::reliability::fair_share`); other
+//! messages beyond their sender's fair share of a pressed queue are refused, the heaviest
+//! sender first.
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod echo;

@@ -417,7 +417,9 @@ fn a_flooding_peer_cannot_lock_another_peers_requests_out_of_the_worker() {
         "weft_messages_dropped_total",
         Some(("reason", "worker_queue_share")),
     );
-    let delivered = stats[0].engine.get("weft_shard_worker_deliveries_total", None);
+    let delivered = stats[0]
+        .engine
+        .get("weft_shard_worker_deliveries_total", None);
     eprintln!(
         "flood: {flooded} sent, {drops} refused at the sender's share, {delivered} inputs handed \
          to the worker, {answered} requests answered"
