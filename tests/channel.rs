@@ -18,6 +18,8 @@ mod hot_path;
 mod key_limits;
 #[path = "channel/memory.rs"]
 mod memory;
+#[path = "channel/peer_info.rs"]
+mod peer_info;
 #[path = "channel/plaintext_peers.rs"]
 mod plaintext_peers;
 #[path = "channel/rekey_phases.rs"]
