@@ -431,7 +431,7 @@ pub struct BulkSink {
     peer: PeerId,
     stop: ShutdownHandle,
     engine: JoinHandle<io::Result<Vec<ShardStats>>>,
-    deliveries: crate::engine::Deliveries,
+    deliveries: crate::service::Deliveries,
 }
 
 impl BulkSink {
@@ -446,7 +446,7 @@ impl BulkSink {
         let (engine, link) =
             Engine::start_with_worker(&config, &identity, rand::random(), SINK_QUEUE)?;
         // The sink never answers, and a live replier would hold the shard's exit for its grace.
-        let crate::engine::WorkerLink {
+        let crate::service::WorkerLink {
             deliveries,
             replier,
         } = link;
@@ -488,8 +488,10 @@ impl BulkSink {
                 report.first_unix_ns = unix_nanos();
                 cpu_start = process_cpu_time();
             }
-            for delivery in batch.drain(..) {
-                check.take(delivery.message_number, &delivery.data);
+            for input in batch.drain(..) {
+                if let crate::service::Input::Message(delivery) = input {
+                    check.take(delivery.message_number, &delivery.data);
+                }
             }
             report.last_unix_ns = unix_nanos();
             self.deliveries.recycle(batch);

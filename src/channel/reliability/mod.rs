@@ -31,6 +31,7 @@ pub mod ack;
 mod budget;
 mod compat;
 pub mod congestion;
+mod credit;
 mod fragments;
 pub mod frame;
 #[cfg(test)]
@@ -45,6 +46,7 @@ pub use ack::{AckTracker, decode_packet_number};
 pub use budget::ReassemblyBudget;
 pub use compat::{Capabilities, CloseReason};
 pub use congestion::{CongestionController, NewReno, Pacer};
+pub use credit::fair_share;
 pub use pmtu::PmtuProber;
 pub use rtt::RttEstimator;
 
@@ -476,6 +478,14 @@ impl ChannelReliability {
         self.recv.advertised()
     }
 
+    /// Caps the channel's new credit at `cap` messages beyond what its application took: its
+    /// share of the workers' room ([`fair_share`], PROTOCOL.md §12); `None` lifts the cap.
+    pub fn set_credit_cap(&mut self, cap: Option<u64>) {
+        self.recv.credit_cap = cap.map_or(u16::MAX, |cap| {
+            u16::try_from(cap).unwrap_or(u16::MAX.saturating_sub(1))
+        });
+    }
+
     fn refresh(&mut self, now: Instant, path: &mut PathState) {
         if self.hold_timeout.is_none() {
             // PROTOCOL.md §7: the hold timeout defaults to 1.5 × smoothed RTT.
@@ -724,6 +734,11 @@ impl ChannelReliability {
     /// The peer's WINDOW.
     pub fn on_window(&mut self, max_message: u64, max_bytes: u64) {
         self.send.on_window(max_message, max_bytes);
+    }
+
+    /// Whether [`poll_event`](Self::poll_event) has something.
+    pub fn has_event(&self) -> bool {
+        !self.recv.events.is_empty()
     }
 
     /// The next thing for the application.

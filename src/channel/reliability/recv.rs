@@ -91,6 +91,11 @@ pub(crate) struct RecvSide {
     consumed_bytes: u64,
     advertised: (u64, u64),
     window: (u64, u64),
+    /// A reliable channel's share of the workers' room (PROTOCOL.md §12): new credit in
+    /// messages stays within it; `u16::MAX` for none. A u16 (windows never exceed the
+    /// duplicate window's 1024 messages), so it fits the struct's padding: an idle channel's
+    /// memory is budgeted.
+    pub(crate) credit_cap: u16,
     /// The lowest and the latest packet number received on the channel (the credit check of
     /// the lossy modes, [`number_allowed`](Self::number_allowed)).
     lowest_pn: Option<u64>,
@@ -137,6 +142,7 @@ impl RecvSide {
             consumed_bytes: 0,
             advertised: initial,
             window,
+            credit_cap: u16::MAX,
             lowest_pn: None,
             current_pn: 0,
             hold: Duration::ZERO,
@@ -159,19 +165,37 @@ impl RecvSide {
         self.advertised
     }
 
+    /// The window in force: the configured one, its message count lowered to the channel's
+    /// share of the workers' room (PROTOCOL.md §12).
+    fn window_now(&self) -> (u64, u64) {
+        let messages = match self.credit_cap {
+            u16::MAX => self.window.0,
+            cap => self.window.0.min(u64::from(cap)),
+        };
+        (messages, self.window.1)
+    }
+
     /// PROTOCOL.md §7.4: the credit the receiver can offer now, from what the application took.
+    /// Never below what was advertised: credit once granted is not taken back.
     pub(crate) fn credit(&self) -> (u64, u64) {
+        let window = self.window_now();
         (
-            self.consumed_messages.saturating_add(self.window.0),
-            self.consumed_bytes.saturating_add(self.window.1),
+            self.consumed_messages
+                .saturating_add(window.0)
+                .max(self.advertised.0),
+            self.consumed_bytes
+                .saturating_add(window.1)
+                .max(self.advertised.1),
         )
     }
 
-    /// Whether enough credit was freed to be worth a WINDOW (a quarter of the window).
+    /// Whether enough credit was freed to be worth a WINDOW (a quarter of the window in force,
+    /// so a small share still reopens a sender that waits at its limit).
     pub(crate) fn window_due(&self) -> bool {
         let (messages, bytes) = self.credit();
-        messages >= self.advertised.0.saturating_add((self.window.0 / 4).max(1))
-            || bytes >= self.advertised.1.saturating_add((self.window.1 / 4).max(1))
+        let window = self.window_now();
+        messages >= self.advertised.0.saturating_add((window.0 / 4).max(1))
+            || bytes >= self.advertised.1.saturating_add((window.1 / 4).max(1))
     }
 
     /// A WINDOW with [`credit`](Self::credit) was written.
