@@ -6,8 +6,20 @@
 
 use super::*;
 use crate::channel::pool::BufferPool;
+use crate::wire::Message;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
+
+/// The messages of a payload this harness's channels wrote.
+fn messages(mut payload: &[u8]) -> Vec<Message<'_>> {
+    let mut out = Vec::new();
+    while !payload.is_empty() {
+        let (message, len) = Message::parse(payload).expect("own messages parse");
+        out.push(message);
+        payload = &payload[len..];
+    }
+    out
+}
 
 /// splitmix64.
 pub(super) struct Rng(u64);
@@ -143,11 +155,11 @@ impl Pair {
             .is_some_and(|after| self.elapsed() >= after);
         let lost = black || size > self.link.mtu || self.rng.chance(self.link.loss);
         if self.trace {
-            let kinds: Vec<String> = frame::parse(&bytes[4..])
-                .flatten()
+            let kinds: Vec<String> = messages(&bytes[4..])
+                .into_iter()
                 .map(|f| match f {
-                    frame::Frame::Ack(a) => format!("ACK{:?}", a.iter().count()),
-                    frame::Frame::DataFragment { offset, .. } => format!("F{offset}"),
+                    Message::Ack(a) => format!("ACK{:?}", a.iter().count()),
+                    Message::DataFragment { offset, .. } => format!("F{offset}"),
                     other => format!("{other:?}").chars().take(12).collect(),
                 })
                 .collect();
@@ -160,10 +172,10 @@ impl Pair {
         }
         if lost {
             if from == 0 {
-                for frame in frame::parse(&bytes[4..]).flatten() {
-                    match frame {
-                        frame::Frame::Data { message_number, .. }
-                        | frame::Frame::DataFragment { message_number, .. } => {
+                for message in messages(&bytes[4..]) {
+                    match message {
+                        Message::Data { message_number, .. }
+                        | Message::DataFragment { message_number, .. } => {
                             self.dropped_messages.insert(message_number);
                         }
                         _ => {}
@@ -196,20 +208,18 @@ impl Pair {
         let wire = u32::from_be_bytes(bytes[..4].try_into().unwrap());
         let pn = decode_packet_number(side.channel.largest_received(), wire);
         let payload = &bytes[4..];
-        let frames: Vec<_> = frame::parse(payload)
-            .collect::<Result<_, _>>()
-            .expect("own frames parse");
-        let eliciting = frames.iter().any(|f| f.is_ack_eliciting());
+        let frames = messages(payload);
+        let eliciting = frames.iter().any(|f| !matches!(f, Message::Ack(_)));
         side.channel.on_packet_received(now, pn, eliciting);
         for f in frames {
             match f {
-                frame::Frame::Data {
+                Message::Data {
                     message_number,
                     payload,
                 } => side
                     .channel
                     .on_data(now, message_number, payload, &mut BufferPool::new()),
-                frame::Frame::DataFragment {
+                Message::DataFragment {
                     message_number,
                     total_length,
                     offset,
@@ -223,17 +233,17 @@ impl Pair {
                     &mut side.budget,
                     &mut BufferPool::new(),
                 ),
-                frame::Frame::Ack(ack) => side.channel.on_ack(
+                Message::Ack(ack) => side.channel.on_ack(
                     now,
                     ack.iter(),
                     Duration::from_micros(ack.ack_delay_us),
                     &mut side.path,
                 ),
-                frame::Frame::Window {
+                Message::Window {
                     max_message,
                     max_bytes,
                 } => side.channel.on_window(max_message, max_bytes),
-                frame::Frame::Ping { .. } | frame::Frame::PmtuProbe { .. } => {}
+                _ => {}
             }
         }
     }

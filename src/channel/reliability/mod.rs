@@ -29,10 +29,8 @@
 
 pub mod ack;
 mod budget;
-mod compat;
 pub mod congestion;
 mod fragments;
-pub mod frame;
 #[cfg(test)]
 mod harness;
 pub mod pmtu;
@@ -41,14 +39,15 @@ mod recv;
 pub mod rtt;
 mod send;
 
+pub use crate::wire::{Capabilities, CloseReason};
 pub use ack::{AckTracker, decode_packet_number};
 pub use budget::ReassemblyBudget;
-pub use compat::{Capabilities, CloseReason};
 pub use congestion::{CongestionController, NewReno, Pacer};
 pub use pmtu::PmtuProber;
 pub use rtt::RttEstimator;
 
 use crate::channel::pool::BufferPool;
+use crate::wire::{self, Message};
 use recv::RecvSide;
 use send::SendSide;
 use std::time::{Duration, Instant};
@@ -580,7 +579,7 @@ impl ChannelReliability {
                 .ack_delay(now)
                 .as_micros()
                 .min(u128::from(u64::MAX)) as u64;
-            if let Some(n) = frame::write_ack(&mut buf[at..room], self.ack.ranges(), delay_us) {
+            if let Ok(n) = wire::emit_ack_fitting(self.ack.ranges(), delay_us, &mut buf[at..room]) {
                 at = at.saturating_add(n);
                 self.ack.on_ack_sent();
             }
@@ -593,7 +592,11 @@ impl ChannelReliability {
         let mut window = false;
         if self.window_due() {
             let credit = self.recv.credit();
-            if let Some(n) = frame::write_window(&mut buf[at..room], credit.0, credit.1) {
+            let message = Message::Window {
+                max_message: credit.0,
+                max_bytes: credit.1,
+            };
+            if let Ok(n) = message.emit(&mut buf[at..room]) {
                 at = at.saturating_add(n);
                 window = true;
                 self.window_resend = false;
@@ -612,7 +615,7 @@ impl ChannelReliability {
             {
                 // PROTOCOL.md §7.6: a probe is a packet padded to the probed size with
                 // PMTU_PROBE; it carries no data, so its loss costs nothing but the probe.
-                if let Some(n) = frame::write_pmtu_probe(&mut buf[at..probe_room]) {
+                if let Ok(n) = wire::emit_pmtu_probe_filling(&mut buf[at..probe_room]) {
                     at = at.saturating_add(n);
                     probe = Some(size);
                 }
@@ -622,7 +625,7 @@ impl ChannelReliability {
             at = at.saturating_add(self.send.write_data(now, &mut buf[at..room], empty_room));
             if at == eliciting_start && probing {
                 // RFC 9002 §6.2.4: a probe with nothing to resend still elicits an ACK.
-                if let Some(n) = frame::write_ping(&mut buf[at..room], [0; 8]) {
+                if let Ok(n) = (Message::Ping { token: &[0; 8] }).emit(&mut buf[at..room]) {
                     at = at.saturating_add(n);
                 }
             }

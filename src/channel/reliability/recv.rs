@@ -2,11 +2,11 @@
 //! message numbers, delivery per mode (arrival order, or in order with a hold timeout for gaps),
 //! reassembly of DATA_FRAGMENTs under a shared memory budget, and WINDOW credit.
 
-use super::compat::CloseReason;
 use super::fragments::{FragmentRanges, RANGE_COST};
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
 use crate::channel::pool::BufferPool;
 use crate::session::window::{Seen, SlidingWindow};
+use crate::wire::CloseReason;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 

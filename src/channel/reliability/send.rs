@@ -2,11 +2,10 @@
 //! budget, fragmentation into DATA_FRAGMENT, flow-control credit, sent-packet records, loss
 //! detection and probe timeouts after RFC 9002 §6, and retransmission for RESEND channels.
 
-use super::compat::CloseReason;
-use super::frame;
 use super::ranges::RangeSet;
 use super::{PathState, ReliabilityConfig, SendError};
 use crate::channel::pool::BufferPool;
+use crate::wire::{self, CloseReason, Message};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -314,12 +313,12 @@ impl SendSide {
                 continue;
             }
             let whole_fits_empty =
-                frame::data_len(number, message.len as usize) <= empty_packet_room;
+                wire::data_encoded_len(number, message.len as usize) <= empty_packet_room;
             let untouched = message.len == 0
                 || (message.acked.is_empty() && message.unsent.first() == Some(0..message.len));
             if untouched && whole_fits_empty {
                 // A message that fits a packet goes whole as DATA, never split across packets.
-                if frame::data_len(number, message.len as usize) <= room {
+                if wire::data_encoded_len(number, message.len as usize) <= room {
                     return Some(Pick {
                         number,
                         range: 0..message.len,
@@ -329,7 +328,7 @@ impl SendSide {
                 return None;
             }
             let range = message.unsent.first()?;
-            let header = frame::fragment_len(number, message.len, range.start, 0);
+            let header = wire::fragment_encoded_len(number, message.len, range.start, 0);
             let avail = room.saturating_sub(header.saturating_add(2));
             let left = range.end.saturating_sub(range.start);
             if avail < MIN_FRAGMENT.min(usize::try_from(left).unwrap_or(usize::MAX)) || avail == 0 {
@@ -364,18 +363,21 @@ impl SendSide {
                 break;
             };
             let bytes = &message.data[pick.range.start as usize..pick.range.end as usize];
-            let written = if pick.whole {
-                frame::write_data(&mut buf[at..], pick.number, bytes)
+            // The payload is copied once, from the queued message straight into the packet.
+            let frame = if pick.whole {
+                Message::Data {
+                    message_number: pick.number,
+                    payload: bytes,
+                }
             } else {
-                frame::write_fragment(
-                    &mut buf[at..],
-                    pick.number,
-                    message.len,
-                    pick.range.start,
+                Message::DataFragment {
+                    message_number: pick.number,
+                    total_length: message.len,
+                    offset: pick.range.start,
                     bytes,
-                )
+                }
             };
-            let Some(written) = written else {
+            let Ok(written) = frame.emit(&mut buf[at..]) else {
                 break;
             };
             at = at.saturating_add(written);
