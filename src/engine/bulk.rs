@@ -90,6 +90,19 @@ pub fn fill_pattern(offset: u64, buf: &mut [u8]) {
     tail.copy_from_slice(&next.to_le_bytes()[..len]);
 }
 
+/// Appends the stream's `len` bytes from `offset` to `buf` (the bytes of [`fill_pattern`]), so
+/// a sender writes a message straight into its queued buffer without zero-filling it first.
+pub fn extend_pattern(offset: u64, len: usize, buf: &mut Vec<u8>) {
+    debug_assert_eq!(offset % 8, 0);
+    buf.reserve(len);
+    let mut next = offset / 8;
+    for _ in 0..len / 8 {
+        buf.extend_from_slice(&next.to_le_bytes());
+        next += 1;
+    }
+    buf.extend_from_slice(&next.to_le_bytes()[..len % 8]);
+}
+
 /// Checks a stream against [`fill_pattern`], message by message, in order.
 #[derive(Clone, Debug, Default)]
 pub struct PatternCheck {
@@ -327,7 +340,7 @@ pub fn run_bulk_sender(config: &BulkConfig, done: &AtomicBool) -> Result<BulkRep
                 }
                 // The pattern goes straight into the queued buffer: no staging copy.
                 let offset = report.bytes_queued;
-                match endpoint.send_with(now, c, len, |buf| fill_pattern(offset, buf)) {
+                match endpoint.send_with(now, c, len, |buf| extend_pattern(offset, len, buf)) {
                     Ok(_) => {
                         report.bytes_queued += len as u64;
                         worked = true;
@@ -658,6 +671,15 @@ mod tests {
         assert_eq!(&v[..8], &2u64.to_le_bytes());
         assert_eq!(&v[8..16], &3u64.to_le_bytes());
         assert_eq!(&v[16..], &4u64.to_le_bytes()[..4]);
+    }
+
+    #[test]
+    fn appending_the_pattern_writes_the_same_bytes() {
+        for (offset, len) in [(0, 0), (16, 20), (64, 8), (8, 65_536), (800, 13)] {
+            let mut v = vec![0xaa];
+            extend_pattern(offset, len, &mut v);
+            assert_eq!(v[1..], stream(offset, len)[..], "{offset} {len}");
+        }
     }
 
     #[test]

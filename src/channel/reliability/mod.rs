@@ -440,14 +440,16 @@ impl ChannelReliability {
         self.send.push(data, pool)
     }
 
-    /// Queues a message of `len` bytes that `fill` writes straight into its buffer from
-    /// `pool` (called only when the message is accepted); returns its message number.
+    /// Queues a message of `len` bytes that `fill` appends straight to its empty buffer from
+    /// `pool`, which has room for `len` bytes reserved (called only when the message is
+    /// accepted); returns its message number. A fill that appends more or fewer bytes is cut
+    /// or zero-padded to `len`.
     pub fn send_with(
         &mut self,
         _now: Instant,
         len: usize,
         pool: &mut BufferPool,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         if self.failed.is_some() {
             return Err(SendError::Closed);

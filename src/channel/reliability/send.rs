@@ -184,16 +184,17 @@ impl SendSide {
 
     /// Queues a message, copied into a buffer from `pool`; returns its number.
     pub(crate) fn push(&mut self, data: &[u8], pool: &mut BufferPool) -> Result<u64, SendError> {
-        self.push_with(data.len(), pool, |buf| buf.copy_from_slice(data))
+        self.push_with(data.len(), pool, |buf| buf.extend_from_slice(data))
     }
 
-    /// Queues a message of `size` bytes that `fill` writes into its queued buffer (called only
-    /// once the message is accepted), so a producer need not build it elsewhere first.
+    /// Queues a message of `size` bytes that `fill` appends to its empty queued buffer (called
+    /// only once the message is accepted), so a producer need not build it elsewhere first and
+    /// the buffer is never zero-filled before it is written.
     pub(crate) fn push_with(
         &mut self,
         size: usize,
         pool: &mut BufferPool,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         if size > self.max_message_size {
             return Err(SendError::TooLarge {
@@ -205,8 +206,11 @@ impl SendSide {
             return Err(SendError::QueueFull);
         }
         let mut data = pool.take(size);
-        data.resize(size, 0);
         fill(&mut data);
+        // The message is the `size` bytes it was accounted as. The pool hands out empty
+        // buffers, so a fill that appended too little is padded with zeros, never with an
+        // earlier message's bytes; one that appended exactly `size` costs nothing here.
+        data.resize(size, 0);
         let number = self.end();
         let len = size as u64;
         self.cum_bytes = self.cum_bytes.saturating_add(len);
