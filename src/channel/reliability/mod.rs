@@ -1,6 +1,11 @@
 //! The reliability layer (PROTOCOL.md §7): per-channel send and receive state for the eight
 //! capability modes, shared per-path congestion control, RTT estimation and path MTU discovery.
-//! Sans-IO: time is an argument, frames are written into the caller's buffer.
+//! Sans-IO: time is an argument, messages are written into the caller's buffer through
+//! [`crate::wire`]'s emitters (the only codec) and read by the caller with `wire`'s parser.
+//!
+//! Its scenarios (every mode at every loss rate, congestion and flow control, a 2 MiB message)
+//! run two bare channels on the deterministic network of `tests/sim/` that also drives whole
+//! endpoints: see `tests/reliability/channel_level.rs`.
 //!
 //! # Driving it
 //! The endpoint keeps one [`PathState`] per peer and one [`ChannelReliability`] per channel.
@@ -31,8 +36,6 @@ pub mod ack;
 mod budget;
 pub mod congestion;
 mod fragments;
-#[cfg(test)]
-mod harness;
 pub mod pmtu;
 mod ranges;
 mod recv;
