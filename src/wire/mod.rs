@@ -13,6 +13,7 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 mod ack;
+mod codes;
 mod cursor;
 mod emit;
 mod error;
@@ -23,11 +24,12 @@ mod packet;
 pub mod varint;
 
 pub use ack::{Ack, AckIter, AckRanges, Pairs, ack_encoded_len, emit_ack};
+pub use codes::{Capabilities, CloseReason, MessageType};
 pub use emit::{data_encoded_len, emit_ack_fitting, emit_pmtu_probe_filling, fragment_encoded_len};
 pub use error::{ErrorKind, WireError};
 pub use header::{Flags, Header};
 pub use ids::{ChannelId, PeerId};
-pub use message::{Capabilities, CloseReason, Message, MessageType};
+pub use message::Message;
 pub use packet::{Messages, Packet, PacketWriter, parse_payload};
 
 /// The protocol version in the header's high nibble.

@@ -21,12 +21,12 @@ use crate::channel::outgoing::Outgoing;
 use crate::channel::pool::BufferPool;
 use crate::channel::reliability::{ReassemblyBudget, ReliabilityConfig};
 use crate::channel::state::{Channel, Peer, PeerSession, Phase};
-use crate::channel::stats::{StatKind, StatSlot, Stats};
 use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
 use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, LoadPolicy, PeerRecord, Prefix,
     RekeyPolicy, RotatingSecret, SessionTable, SourceRateLimiter, TimestampTable, TokenRate,
 };
+use crate::stats::{StatKind, StatSlot, Stats};
 use crate::wire::{
     Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Messages, Packet,
     PeerId,
