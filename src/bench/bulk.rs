@@ -92,15 +92,24 @@ pub fn fill_pattern(offset: u64, buf: &mut [u8]) {
 
 /// Appends the stream's `len` bytes from `offset` to `buf` (the bytes of [`fill_pattern`]), so
 /// a sender writes a message straight into its queued buffer without zero-filling it first.
+/// `offset` must be a multiple of 8.
 pub fn extend_pattern(offset: u64, len: usize, buf: &mut Vec<u8>) {
-    debug_assert_eq!(offset % 8, 0);
+    // Whole words into a small stack block (fixed-size stores, as `fill_pattern`), then one
+    // append per block: appending word by word checked the capacity per 8 bytes and cost the
+    // sender ~30 % of its CPU.
+    const BLOCK: usize = 4096;
+    let mut block = [0u8; BLOCK];
     buf.reserve(len);
-    let mut next = offset / 8;
-    for _ in 0..len / 8 {
-        buf.extend_from_slice(&next.to_le_bytes());
-        next += 1;
+    let mut offset = offset;
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(BLOCK);
+        fill_pattern(offset, &mut block[..n]);
+        buf.extend_from_slice(&block[..n]);
+        // `BLOCK` is a multiple of 8, so every block but the last keeps `offset` on a word.
+        offset += n as u64;
+        left -= n;
     }
-    buf.extend_from_slice(&next.to_le_bytes()[..len % 8]);
 }
 
 /// Checks a stream against [`fill_pattern`], message by message, in order.
