@@ -793,3 +793,7 @@ impl SendSide {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "send_tests.rs"]
+mod tests;
