@@ -254,20 +254,22 @@ impl Endpoint {
         payload: &[u8],
     ) -> Result<u64, SendError> {
         self.send_message_with(now, channel, payload.len(), |buf| {
-            buf.copy_from_slice(payload)
+            buf.extend_from_slice(payload)
         })
     }
 
-    /// Sends one application message of `len` bytes that `fill` writes straight into the
-    /// channel's send queue (it is called only when the message is accepted); returns its
-    /// message number. Saves [`Endpoint::send`]'s copy for a producer that generates its data;
-    /// the errors are `send`'s.
+    /// Sends one application message of `len` bytes that `fill` appends straight to its
+    /// empty, pooled buffer in the channel's send queue (room for `len` bytes is reserved; it
+    /// is called only when the message is accepted); returns its message number. Saves
+    /// [`Endpoint::send`]'s copy for a producer that generates its data, and the buffer is never
+    /// zero-filled first; a fill that appends more or fewer bytes is cut or zero-padded to
+    /// `len`. The errors are `send`'s.
     pub fn send_with(
         &mut self,
         now: Instant,
         channel: ChannelHandle,
         len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         let handle = self
             .channels
@@ -285,7 +287,7 @@ impl Endpoint {
         now: Instant,
         channel: Handle,
         len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         if !self.ensure_data(now, channel) {
             return Err(SendError::UnknownChannel);
