@@ -53,25 +53,16 @@ pub struct PeerSnapshot {
 
 impl Endpoint {
     /// Appends a snapshot of every peer holding a session or channels to `out`, sessions first
-    /// in table order; `out` is cleared first.
+    /// in table order; `out` is cleared first. Address, session kind and RTT are
+    /// [`Endpoint::peer_info`]'s, what a worker learns; the rest is the operator's.
     pub fn peer_snapshots(&self, now: Instant, out: &mut Vec<PeerSnapshot>) {
         out.clear();
         for (_, session) in self.sessions.iter() {
+            let mut snapshot = self.snapshot_of(session.peer, session.address);
             let current = session.slot.current_ref();
-            let mut snapshot = PeerSnapshot {
-                peer: session.peer,
-                address: session.address,
-                session_kind: current.map(|s| s.kind() as u8),
-                since_handshake: current.map(|s| now.saturating_duration_since(s.created_at())),
-                since_heard: Some(now.saturating_duration_since(session.last_used)),
-                packets_sent: 0,
-                packets_received: 0,
-                channels: ChannelCounts::default(),
-                rtt: None,
-                congestion_window: None,
-                bytes_in_flight: None,
-                congestion_events: None,
-            };
+            snapshot.since_handshake =
+                current.map(|s| now.saturating_duration_since(s.created_at()));
+            snapshot.since_heard = Some(now.saturating_duration_since(session.last_used));
             for phase in [KeyPhase::Zero, KeyPhase::One] {
                 if let Some(s) = session.slot.phase_session_ref(phase) {
                     snapshot.packets_sent = snapshot
@@ -91,22 +82,29 @@ impl Endpoint {
             if self.session_index.contains_key(&peer.id) {
                 continue;
             }
-            let mut snapshot = PeerSnapshot {
-                peer: peer.id,
-                address: peer.address,
-                session_kind: None,
-                since_handshake: None,
-                since_heard: None,
-                packets_sent: 0,
-                packets_received: 0,
-                channels: ChannelCounts::default(),
-                rtt: None,
-                congestion_window: None,
-                bytes_in_flight: None,
-                congestion_events: None,
-            };
+            let mut snapshot = self.snapshot_of(peer.id, peer.address);
             self.fill_channels(now, handle, &mut snapshot);
             out.push(snapshot);
+        }
+    }
+
+    /// A snapshot with what [`Endpoint::peer_info`] says of `peer` (`address` where it knows
+    /// nothing, as for a kind-0 peer not yet named) and nothing else yet.
+    fn snapshot_of(&self, peer: PeerId, address: SocketAddr) -> PeerSnapshot {
+        let info = self.peer_info(peer);
+        PeerSnapshot {
+            peer,
+            address: info.map_or(address, |info| info.address),
+            session_kind: info.and_then(|info| info.session_kind),
+            since_handshake: None,
+            since_heard: None,
+            packets_sent: 0,
+            packets_received: 0,
+            channels: ChannelCounts::default(),
+            rtt: info.and_then(|info| info.rtt),
+            congestion_window: None,
+            bytes_in_flight: None,
+            congestion_events: None,
         }
     }
 
@@ -131,7 +129,6 @@ impl Endpoint {
             *count = count.saturating_add(1);
         }
         if let Some(path) = &peer.path {
-            out.rtt = path.rtt().has_sample().then(|| path.rtt().smoothed());
             out.congestion_window = Some(path.congestion_window());
             out.bytes_in_flight = Some(path.bytes_in_flight());
             out.congestion_events = Some(path.congestion_events());
