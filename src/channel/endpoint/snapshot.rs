@@ -3,8 +3,10 @@
 //! packet path, so it may allocate.
 
 use super::Endpoint;
+use crate::handle::Handle;
 use crate::session::KeyPhase;
 use crate::wire::{Capabilities, PeerId};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,19 @@ impl Endpoint {
     /// [`Endpoint::peer_info`]'s, what a worker learns; the rest is the operator's.
     pub fn peer_snapshots(&self, now: Instant, out: &mut Vec<PeerSnapshot>) {
         out.clear();
+        // Matched here rather than through the endpoint's id index: a request's one pass over
+        // the tables, kept apart from how the packet path finds a peer. Seeded (std
+        // RandomState): the ids are what peers claim.
+        let channel_state: HashMap<PeerId, Handle> = self
+            .peers
+            .iter()
+            .map(|(handle, peer)| (peer.id, handle))
+            .collect();
+        let with_session: HashSet<PeerId> = self
+            .sessions
+            .iter()
+            .map(|(_, session)| session.peer)
+            .collect();
         for (_, session) in self.sessions.iter() {
             let mut snapshot = self.snapshot_of(session.peer, session.address);
             let current = session.slot.current_ref();
@@ -72,14 +87,14 @@ impl Endpoint {
                         snapshot.packets_received.saturating_add(s.packets_opened());
                 }
             }
-            if let Some(&handle) = self.peer_index.get(&session.peer) {
+            if let Some(&handle) = channel_state.get(&session.peer) {
                 self.fill_channels(now, handle, &mut snapshot);
             }
             out.push(snapshot);
         }
         // Peers with channels but no session: kind 0 (plaintext) peers.
         for (handle, peer) in self.peers.iter() {
-            if self.session_index.contains_key(&peer.id) {
+            if with_session.contains(&peer.id) {
                 continue;
             }
             let mut snapshot = self.snapshot_of(peer.id, peer.address);
@@ -108,7 +123,7 @@ impl Endpoint {
         }
     }
 
-    fn fill_channels(&self, now: Instant, handle: crate::handle::Handle, out: &mut PeerSnapshot) {
+    fn fill_channels(&self, now: Instant, handle: Handle, out: &mut PeerSnapshot) {
         let Some(peer) = self.peers.get(handle) else {
             return;
         };
