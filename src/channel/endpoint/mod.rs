@@ -26,7 +26,7 @@ use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, LoadPolicy, PeerRecord, Prefix,
     RekeyPolicy, RotatingSecret, SessionTable, SourceRateLimiter, TimestampTable, TokenRate,
 };
-use crate::stats::{StatKind, StatSlot, Stats};
+use crate::stats::{HistogramSlots, StatKind, StatSlot, Stats, catalog};
 use crate::wire::{
     Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Messages, Packet,
     PeerId,
@@ -479,10 +479,8 @@ struct HotStats {
     channels: StatSlot,
     sessions: StatSlot,
     pending_handshakes: StatSlot,
-    congestion_window: StatSlot,
-    rtt_sum: StatSlot,
-    rtt_count: StatSlot,
-    rtt_buckets: [StatSlot; data::RTT_BUCKETS.len()],
+    rtt: HistogramSlots,
+    congestion_window: HistogramSlots,
 }
 
 impl HotStats {
@@ -500,16 +498,8 @@ impl HotStats {
             channels: gauge(stats, "weft_channels"),
             sessions: gauge(stats, "weft_sessions"),
             pending_handshakes: gauge(stats, "weft_pending_handshakes"),
-            congestion_window: gauge(stats, "weft_congestion_window_bytes"),
-            rtt_sum: counter(stats, "weft_rtt_microseconds_sum"),
-            rtt_count: counter(stats, "weft_rtt_microseconds_count"),
-            rtt_buckets: data::RTT_BUCKETS.map(|(_, label)| {
-                stats.register(
-                    "weft_rtt_microseconds_bucket",
-                    Some(("le", label)),
-                    StatKind::Counter,
-                )
-            }),
+            rtt: stats.register_histogram(&catalog::RTT),
+            congestion_window: stats.register_histogram(&catalog::CONGESTION_WINDOW),
         }
     }
 }
