@@ -242,6 +242,13 @@ pub const DROP_REASONS: &[&str] = &[
     "bad_cookie_length",
     "bad_capabilities",
     "zero_channel_half",
+    "bad_ack",
+    "bad_fragment",
+    "nonzero_probe",
+    "encrypted_too_short",
+    "length_overrun",
+    "trailing_bytes",
+    "buffer_too_small",
     // the endpoint
     "address_mismatch",
     "amplification_limit",
