@@ -16,6 +16,8 @@ mod hot_path;
 mod key_limits;
 #[path = "channel/memory.rs"]
 mod memory;
+#[path = "channel/metrics.rs"]
+mod metrics;
 #[path = "channel/plaintext_peers.rs"]
 mod plaintext_peers;
 #[path = "channel/rekey_phases.rs"]

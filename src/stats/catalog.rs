@@ -115,6 +115,36 @@ pub const CONGESTION_WINDOW: Histogram = Histogram {
     sum_divisor: 1.0,
 };
 
+/// Initiated handshakes from the first INIT to the session, microseconds kept, seconds
+/// exported: one round trip on loopback (well under a millisecond) to retries over a lossy path
+/// (seconds; `open_timeout` bounds it).
+pub const HANDSHAKE_DURATION: Histogram = Histogram {
+    bucket: "weft_handshake_duration_seconds_bucket",
+    label: "le",
+    bounds: &[
+        (100, "0.0001"),
+        (250, "0.00025"),
+        (500, "0.0005"),
+        (1_000, "0.001"),
+        (2_500, "0.0025"),
+        (5_000, "0.005"),
+        (10_000, "0.01"),
+        (25_000, "0.025"),
+        (50_000, "0.05"),
+        (100_000, "0.1"),
+        (250_000, "0.25"),
+        (500_000, "0.5"),
+        (1_000_000, "1"),
+        (2_500_000, "2.5"),
+        (5_000_000, "5"),
+        (10_000_000, "10"),
+        (u64::MAX, "+Inf"),
+    ],
+    le: None,
+    sum: "weft_handshake_duration_seconds_sum",
+    sum_divisor: 1e6,
+};
+
 /// The engine's batch-size buckets (`size` label, kept by the I/O backends) and their `le`.
 const BATCH_BOUNDS: &[(u64, &str)] = &[
     (1, "1"),
@@ -395,6 +425,12 @@ pub const METRICS: &[Metric] = &[
         .labels(&["reason"], HANDSHAKE_FAILURES),
     counter("weft_handshake_refusals_total", "", "Handshakes refused by a limit of this node (rate, per-address or per-prefix caps, table sizes), by reason.")
         .labels(&["reason"], HANDSHAKE_REFUSALS),
+    histogram(
+        "weft_handshake_duration_seconds",
+        "seconds",
+        &HANDSHAKE_DURATION,
+        "Handshakes this node initiated, from the first INIT to the established session (retries included).",
+    ),
     counter("weft_handshake_cookies_sent_total", "", "Handshake cookies sent: the node was under load and asked an initiator to prove its address."),
     counter("weft_cookie_failures_total", "", "Cookies that did not check out, by reason.")
         .labels(&["reason"], &["expired", "mismatch", "reused_id"]),
@@ -556,7 +592,13 @@ mod tests {
 
     #[test]
     fn histograms_end_in_a_catch_all_bucket() {
-        for h in [&RTT, &CONGESTION_WINDOW, &RECV_BATCH, &SEND_BATCH] {
+        for h in [
+            &RTT,
+            &CONGESTION_WINDOW,
+            &HANDSHAKE_DURATION,
+            &RECV_BATCH,
+            &SEND_BATCH,
+        ] {
             assert_eq!(h.bounds.last().map(|b| b.0), Some(u64::MAX));
             assert!(h.bounds.windows(2).all(|w| w[0].0 < w[1].0));
             if let Some(le) = h.le {

@@ -481,6 +481,7 @@ struct HotStats {
     pending_handshakes: StatSlot,
     rtt: HistogramSlots,
     congestion_window: HistogramSlots,
+    handshake_duration: HistogramSlots,
 }
 
 impl HotStats {
@@ -500,6 +501,7 @@ impl HotStats {
             pending_handshakes: gauge(stats, "weft_pending_handshakes"),
             rtt: stats.register_histogram(&catalog::RTT),
             congestion_window: stats.register_histogram(&catalog::CONGESTION_WINDOW),
+            handshake_duration: stats.register_histogram(&catalog::HANDSHAKE_DURATION),
         }
     }
 }
