@@ -454,6 +454,10 @@ pub const METRICS: &[Metric] = &[
     histogram("weft_congestion_window_bytes", "bytes", &CONGESTION_WINDOW, "The path's congestion window at each RTT sample, over every peer path (one controller per peer path, PROTOCOL.md §7.3)."),
     counter("weft_packets_lost_total", "packets", "Packets declared lost, by channel mode.")
         .labels(&["mode"], MODES),
+    counter("weft_packets_retransmitted_total", "packets", "Packets that carried message data sent before, by channel mode.")
+        .labels(&["mode"], MODES),
+    counter("weft_congestion_events_total", "", "Losses that signalled congestion to the path's controller (RFC 9002 §7.3), by the mode of the channel that detected them.")
+        .labels(&["mode"], MODES),
     counter("weft_retransmitted_bytes_total", "bytes", "Bytes of message data sent again, by channel mode.")
         .labels(&["mode"], MODES),
     counter("weft_messages_given_up_total", "messages", "Messages given up after loss or the retry budget."),

@@ -87,4 +87,14 @@ fn rtt_window_handshake_and_loss_are_counted_for_export() {
         })
         .sum();
     assert!(lost > 0, "10% loss and nothing declared lost");
+    let by_mode = |name: &str| -> u64 {
+        catalog::MODES
+            .iter()
+            .map(|&mode| stats.get(name, Some(("mode", mode))))
+            .sum()
+    };
+    assert!(by_mode("weft_packets_retransmitted_total") > 0);
+    assert!(by_mode("weft_retransmitted_bytes_total") > 0);
+    assert!(by_mode("weft_congestion_events_total") > 0);
+    assert_eq!(stats.get("weft_congestion_events_total", None), 0);
 }

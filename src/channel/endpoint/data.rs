@@ -497,6 +497,16 @@ impl Endpoint {
                 now.packets_lost.saturating_sub(before.packets_lost),
             ),
             (
+                "weft_packets_retransmitted_total",
+                now.packets_retransmitted
+                    .saturating_sub(before.packets_retransmitted),
+            ),
+            (
+                "weft_congestion_events_total",
+                now.congestion_events
+                    .saturating_sub(before.congestion_events),
+            ),
+            (
                 "weft_messages_given_up_total",
                 now.messages_given_up
                     .saturating_sub(before.messages_given_up),
@@ -520,7 +530,10 @@ impl Endpoint {
                 // Loss and retransmission by channel mode: what each mode costs on a lossy path.
                 let label = matches!(
                     name,
-                    "weft_retransmitted_bytes_total" | "weft_packets_lost_total"
+                    "weft_retransmitted_bytes_total"
+                        | "weft_packets_lost_total"
+                        | "weft_packets_retransmitted_total"
+                        | "weft_congestion_events_total"
                 )
                 .then_some(("mode", mode));
                 self.stats.add(name, label, delta);

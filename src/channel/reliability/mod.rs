@@ -170,6 +170,10 @@ pub struct ChannelStats {
     pub packets_lost: u64,
     /// Bytes of message data sent again.
     pub retransmitted_bytes: u64,
+    /// Packets that carried message data sent before.
+    pub packets_retransmitted: u64,
+    /// Losses this channel detected that signalled congestion to its path (RFC 9002 §7.3).
+    pub congestion_events: u64,
     /// Messages given up after loss or the retry budget.
     pub messages_given_up: u64,
     /// Probe timeouts that fired.
@@ -775,6 +779,8 @@ impl ChannelReliability {
             packets_sent: s.packets_sent,
             packets_lost: s.packets_lost,
             retransmitted_bytes: s.retransmitted_bytes,
+            packets_retransmitted: s.packets_retransmitted,
+            congestion_events: s.congestion_events,
             messages_given_up: s.messages_given_up,
             probe_timeouts: s.pto_fired,
             duplicates: r.duplicates,

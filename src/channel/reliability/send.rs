@@ -92,6 +92,10 @@ pub(crate) struct SendStats {
     pub(crate) packets_sent: u64,
     pub(crate) packets_lost: u64,
     pub(crate) retransmitted_bytes: u64,
+    /// Packets that carried data sent before.
+    pub(crate) packets_retransmitted: u64,
+    /// Losses this channel detected that signalled congestion to its path's controller.
+    pub(crate) congestion_events: u64,
     pub(crate) messages_given_up: u64,
     pub(crate) pto_fired: u64,
 }
@@ -356,6 +360,7 @@ impl SendSide {
     ) -> usize {
         let mut at = 0;
         let resend = self.resend;
+        let mut resent_any = false;
         while let Some(pick) = self.next_pick(buf.len().saturating_sub(at), empty_packet_room) {
             let Ok(index) = usize::try_from(pick.number.saturating_sub(self.base)) else {
                 break;
@@ -394,6 +399,7 @@ impl SendSide {
                 self.freed.push(data);
             }
             self.queued_bytes = self.queued_bytes.saturating_sub(freed);
+            resent_any |= resent;
             if resent {
                 self.stats.retransmitted_bytes = self
                     .stats
@@ -404,6 +410,9 @@ impl SendSide {
                 number: pick.number,
                 range: pick.range,
             });
+        }
+        if resent_any {
+            self.stats.packets_retransmitted = self.stats.packets_retransmitted.saturating_add(1);
         }
         at
     }
@@ -682,6 +691,7 @@ impl SendSide {
                         .all(|p| p.state != PacketState::Acked)
             });
             path.on_congestion_event(now, newest, persistent, lost_bytes);
+            self.stats.congestion_events = self.stats.congestion_events.saturating_add(1);
         }
         self.pop_resolved();
     }
