@@ -201,6 +201,19 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// Adds `counts` (one per bucket, in the histogram's order; extra ones are ignored) and
+    /// `sum` to a histogram: for observations another layer counted into a fixed array.
+    pub fn add_to_histogram(&mut self, histogram: &HistogramSlots, counts: &[u64], sum: u64) {
+        for (&(_, slot), &count) in histogram.buckets.iter().zip(counts) {
+            if count > 0 {
+                self.add_at(slot, count);
+            }
+        }
+        self.add_at(histogram.sum, sum);
+    }
+}
+
 /// The slots of one histogram in a [`Stats`] table, from [`Stats::register_histogram`]: one
 /// counter per bucket (not cumulative) and the sum of the observed values.
 #[derive(Clone, Debug)]

@@ -145,6 +145,38 @@ pub const HANDSHAKE_DURATION: Histogram = Histogram {
     sum_divisor: 1e6,
 };
 
+/// Messages from their first transmission to their last byte acknowledged, microseconds kept,
+/// seconds exported: a round trip on loopback to retransmissions over a lossy long path.
+pub const MESSAGE_DELIVERY: Histogram = Histogram {
+    bucket: "weft_message_delivery_seconds_bucket",
+    label: "le",
+    bounds: &[
+        (100, "0.0001"),
+        (250, "0.00025"),
+        (500, "0.0005"),
+        (1_000, "0.001"),
+        (2_500, "0.0025"),
+        (5_000, "0.005"),
+        (10_000, "0.01"),
+        (25_000, "0.025"),
+        (50_000, "0.05"),
+        (100_000, "0.1"),
+        (250_000, "0.25"),
+        (500_000, "0.5"),
+        (1_000_000, "1"),
+        (2_500_000, "2.5"),
+        (5_000_000, "5"),
+        (10_000_000, "10"),
+        (u64::MAX, "+Inf"),
+    ],
+    le: None,
+    sum: "weft_message_delivery_seconds_sum",
+    sum_divisor: 1e6,
+};
+
+/// Buckets of [`MESSAGE_DELIVERY`], for the fixed arrays the reliability layer counts into.
+pub const MESSAGE_DELIVERY_BUCKETS: usize = MESSAGE_DELIVERY.bounds.len();
+
 /// The engine's batch-size buckets (`size` label, kept by the I/O backends) and their `le`.
 const BATCH_BOUNDS: &[(u64, &str)] = &[
     (1, "1"),
@@ -460,6 +492,12 @@ pub const METRICS: &[Metric] = &[
         .labels(&["mode"], MODES),
     counter("weft_retransmitted_bytes_total", "bytes", "Bytes of message data sent again, by channel mode.")
         .labels(&["mode"], MODES),
+    histogram(
+        "weft_message_delivery_seconds",
+        "seconds",
+        &MESSAGE_DELIVERY,
+        "Messages sent, from their first transmission until their last byte was acknowledged (retransmissions included).",
+    ),
     counter("weft_messages_given_up_total", "messages", "Messages given up after loss or the retry budget."),
     counter("weft_messages_skipped_total", "messages", "Message numbers an ordered channel skipped."),
     counter("weft_probe_timeouts_total", "", "Probe timeouts that fired."),

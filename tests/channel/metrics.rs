@@ -1,5 +1,6 @@
-//! What the endpoint counts for the metrics layer: RTT, congestion window and handshake duration
-//! as histograms over paths (src/stats/catalog.rs), loss and retransmissions by channel mode.
+//! What the endpoint counts for the metrics layer: RTT, congestion window, handshake duration and
+//! message delivery latency as histograms over paths (src/stats/catalog.rs), loss and
+//! retransmissions by channel mode.
 
 use super::sim::{Network, addr};
 use super::{echo_config, events, lossy};
@@ -72,6 +73,10 @@ fn rtt_window_handshake_and_loss_are_counted_for_export() {
     // The window beside every RTT sample, and never an empty one.
     assert_eq!(observed(stats, &catalog::CONGESTION_WINDOW), samples);
     assert!(stats.get(catalog::CONGESTION_WINDOW.sum, None) > 0);
+    // Messages acknowledged, each at least a round trip after it was first sent.
+    let delivered = observed(stats, &catalog::MESSAGE_DELIVERY);
+    assert!(delivered > 0, "no delivery latency");
+    assert!(stats.get(catalog::MESSAGE_DELIVERY.sum, None) / delivered >= 40_000);
     // One handshake initiated, one duration of at least a round trip.
     assert_eq!(observed(stats, &catalog::HANDSHAKE_DURATION), 1);
     assert!(stats.get(catalog::HANDSHAKE_DURATION.sum, None) >= 40_000);

@@ -16,6 +16,7 @@ use crate::channel::reliability::{
 };
 use crate::channel::state::Phase;
 use crate::handle::Handle;
+use crate::stats::catalog;
 use crate::wire::{Capabilities, Flags, Header, Message, Messages, SEQUENCED_HEADER_LEN, TAG_LEN};
 use std::time::{Duration, Instant};
 
@@ -525,6 +526,17 @@ impl Endpoint {
                     .saturating_sub(before.reassembly_timeouts),
             ),
         ];
+        let mut delivered = [0u64; catalog::MESSAGE_DELIVERY_BUCKETS];
+        for ((delta, now), before) in delivered
+            .iter_mut()
+            .zip(&now.delivered)
+            .zip(&before.delivered)
+        {
+            *delta = now.saturating_sub(*before);
+        }
+        let delivery_us = now.delivery_us.saturating_sub(before.delivery_us);
+        self.stats
+            .add_to_histogram(&self.hot.message_delivery, &delivered, delivery_us);
         for (name, delta) in deltas {
             if delta > 0 {
                 // Loss and retransmission by channel mode: what each mode costs on a lossy path.

@@ -482,6 +482,7 @@ struct HotStats {
     rtt: HistogramSlots,
     congestion_window: HistogramSlots,
     handshake_duration: HistogramSlots,
+    message_delivery: HistogramSlots,
 }
 
 impl HotStats {
@@ -502,6 +503,7 @@ impl HotStats {
             rtt: stats.register_histogram(&catalog::RTT),
             congestion_window: stats.register_histogram(&catalog::CONGESTION_WINDOW),
             handshake_duration: stats.register_histogram(&catalog::HANDSHAKE_DURATION),
+            message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
         }
     }
 }

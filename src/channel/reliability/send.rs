@@ -7,6 +7,7 @@ use super::frame;
 use super::ranges::RangeSet;
 use super::{PathState, ReliabilityConfig, SendError};
 use crate::channel::pool::BufferPool;
+use crate::stats::catalog;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -96,8 +97,27 @@ pub(crate) struct SendStats {
     pub(crate) packets_retransmitted: u64,
     /// Losses this channel detected that signalled congestion to its path's controller.
     pub(crate) congestion_events: u64,
+    /// Messages fully acknowledged, by time since their first transmission
+    /// ([`catalog::MESSAGE_DELIVERY`]'s buckets), and the sum of those times in microseconds.
+    pub(crate) delivered: [u64; catalog::MESSAGE_DELIVERY_BUCKETS],
+    pub(crate) delivery_us: u64,
     pub(crate) messages_given_up: u64,
     pub(crate) pto_fired: u64,
+}
+
+impl SendStats {
+    /// Counts a message fully acknowledged `took` after its first transmission.
+    fn count_delivery(&mut self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let bucket = catalog::MESSAGE_DELIVERY
+            .bounds
+            .iter()
+            .position(|&(bound, _)| us <= bound);
+        if let Some(count) = bucket.and_then(|b| self.delivered.get_mut(b)) {
+            *count = count.saturating_add(1);
+        }
+        self.delivery_us = self.delivery_us.saturating_add(us);
+    }
 }
 
 /// A chunk to write, chosen before the borrow of the message ends.
@@ -515,12 +535,18 @@ impl SendSide {
                 continue;
             };
             message.chunks_in_flight = message.chunks_in_flight.saturating_sub(1);
+            let was_complete = message.complete();
             message.acked.insert(chunk.range.clone());
+            let delivered = (!was_complete && message.len > 0 && message.complete())
+                .then(|| now.saturating_duration_since(message.first_sent.unwrap_or(now)));
             message.last_progress = Some(now);
             message.tries = 0;
             message.unsent.remove(chunk.range.clone());
             if message.len == 0 {
                 message.empty_pending = false;
+            }
+            if let Some(took) = delivered {
+                self.stats.count_delivery(took);
             }
             self.resolve_if_done(chunk.number);
         }
