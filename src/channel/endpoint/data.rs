@@ -12,11 +12,10 @@ use super::{ChannelHandle, Endpoint, Event, SendError, TimerKey, later};
 use crate::channel::outgoing::MAX_DATAGRAM;
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget,
-    decode_packet_number,
+    decode_packet_number, tally,
 };
 use crate::channel::state::Phase;
 use crate::handle::Handle;
-use crate::stats::catalog;
 use crate::wire::{Capabilities, Flags, Header, Message, Messages, SEQUENCED_HEADER_LEN, TAG_LEN};
 use std::time::{Duration, Instant};
 
@@ -50,7 +49,7 @@ pub(crate) struct ChannelData {
 }
 
 /// The `mode` label of a capability set (§7's table).
-fn mode_label(capabilities: Capabilities) -> &'static str {
+pub(super) fn mode_label(capabilities: Capabilities) -> &'static str {
     match capabilities.bits() {
         0 => "udp",
         4 => "x",
@@ -366,6 +365,7 @@ impl Endpoint {
             data.last_rtt = latest;
             self.observe_rtt(latest, window);
         }
+        self.take_tally(channel);
         self.deliver(now, channel);
         self.mark_dirty(peer_handle);
         self.evict_reassembly();
@@ -408,6 +408,29 @@ impl Endpoint {
             // its budget by at most what is left, until releases bring it back.
             self.budget.forgive_eviction();
         }
+    }
+
+    /// Adds what the reliability layer tallied in the call just made for `channel`
+    /// (retransmitted packets, congestion events, delivery latencies), by the channel's mode.
+    fn take_tally(&mut self, channel: Handle) {
+        let Some(tally) = tally::take() else {
+            return;
+        };
+        let mode = self
+            .channels
+            .get(channel)
+            .map_or(0, |c| usize::from(c.capabilities.bits()));
+        if let Some(&slot) = self.hot.packets_retransmitted.get(mode) {
+            self.stats.add_at(slot, tally.packets_retransmitted);
+        }
+        if let Some(&slot) = self.hot.congestion_events.get(mode) {
+            self.stats.add_at(slot, tally.congestion_events);
+        }
+        self.stats.add_to_histogram(
+            &self.hot.message_delivery,
+            &tally.delivered,
+            tally.delivery_us,
+        );
     }
 
     /// Counts an RTT sample and the path's congestion window beside it: both histograms over
@@ -498,16 +521,6 @@ impl Endpoint {
                 now.packets_lost.saturating_sub(before.packets_lost),
             ),
             (
-                "weft_packets_retransmitted_total",
-                now.packets_retransmitted
-                    .saturating_sub(before.packets_retransmitted),
-            ),
-            (
-                "weft_congestion_events_total",
-                now.congestion_events
-                    .saturating_sub(before.congestion_events),
-            ),
-            (
                 "weft_messages_given_up_total",
                 now.messages_given_up
                     .saturating_sub(before.messages_given_up),
@@ -526,26 +539,12 @@ impl Endpoint {
                     .saturating_sub(before.reassembly_timeouts),
             ),
         ];
-        let mut delivered = [0u64; catalog::MESSAGE_DELIVERY_BUCKETS];
-        for ((delta, now), before) in delivered
-            .iter_mut()
-            .zip(&now.delivered)
-            .zip(&before.delivered)
-        {
-            *delta = now.saturating_sub(*before);
-        }
-        let delivery_us = now.delivery_us.saturating_sub(before.delivery_us);
-        self.stats
-            .add_to_histogram(&self.hot.message_delivery, &delivered, delivery_us);
         for (name, delta) in deltas {
             if delta > 0 {
                 // Loss and retransmission by channel mode: what each mode costs on a lossy path.
                 let label = matches!(
                     name,
-                    "weft_retransmitted_bytes_total"
-                        | "weft_packets_lost_total"
-                        | "weft_packets_retransmitted_total"
-                        | "weft_congestion_events_total"
+                    "weft_retransmitted_bytes_total" | "weft_packets_lost_total"
                 )
                 .then_some(("mode", mode));
                 self.stats.add(name, label, delta);
@@ -656,7 +655,9 @@ impl Endpoint {
                 let Some(&channel) = visit.get(turn) else {
                     break 'packets;
                 };
-                if self.write_packet(now, channel) {
+                let wrote = self.write_packet(now, channel);
+                self.take_tally(channel);
+                if wrote {
                     continue 'packets;
                 }
             }
@@ -883,6 +884,7 @@ impl Endpoint {
                 data.reliability.handle_timeout(now, path);
             }
             data.reliability.reclaim(&mut self.pool);
+            self.take_tally(channel);
         }
         self.touch(channel);
     }

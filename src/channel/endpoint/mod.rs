@@ -483,12 +483,21 @@ struct HotStats {
     congestion_window: HistogramSlots,
     handshake_duration: HistogramSlots,
     message_delivery: HistogramSlots,
+    /// By capability bits (the channel's mode).
+    packets_retransmitted: [StatSlot; 8],
+    congestion_events: [StatSlot; 8],
 }
 
 impl HotStats {
     fn register(stats: &mut Stats) -> HotStats {
         let counter = |stats: &mut Stats, name| stats.register(name, None, StatKind::Counter);
         let gauge = |stats: &mut Stats, name| stats.register(name, None, StatKind::Gauge);
+        let by_mode = |stats: &mut Stats, name| {
+            std::array::from_fn(|bits| {
+                let mode = Capabilities::from_bits(bits as u8).map_or("tcp", data::mode_label);
+                stats.register(name, Some(("mode", mode)), StatKind::Counter)
+            })
+        };
         HotStats {
             packets_received: counter(stats, "weft_packets_received_total"),
             received_bytes: counter(stats, "weft_received_bytes_total"),
@@ -504,6 +513,8 @@ impl HotStats {
             congestion_window: stats.register_histogram(&catalog::CONGESTION_WINDOW),
             handshake_duration: stats.register_histogram(&catalog::HANDSHAKE_DURATION),
             message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
+            packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
+            congestion_events: by_mode(stats, "weft_congestion_events_total"),
         }
     }
 }

@@ -40,6 +40,7 @@ mod ranges;
 mod recv;
 pub mod rtt;
 mod send;
+pub mod tally;
 
 pub use ack::{AckTracker, decode_packet_number};
 pub use budget::ReassemblyBudget;
@@ -170,15 +171,6 @@ pub struct ChannelStats {
     pub packets_lost: u64,
     /// Bytes of message data sent again.
     pub retransmitted_bytes: u64,
-    /// Packets that carried message data sent before.
-    pub packets_retransmitted: u64,
-    /// Losses this channel detected that signalled congestion to its path (RFC 9002 §7.3).
-    pub congestion_events: u64,
-    /// Messages fully acknowledged, per bucket of [`crate::stats::catalog::MESSAGE_DELIVERY`]
-    /// (time since their first transmission).
-    pub delivered: [u64; crate::stats::catalog::MESSAGE_DELIVERY_BUCKETS],
-    /// The sum of those times, microseconds.
-    pub delivery_us: u64,
     /// Messages given up after loss or the retry budget.
     pub messages_given_up: u64,
     /// Probe timeouts that fired.
@@ -784,10 +776,6 @@ impl ChannelReliability {
             packets_sent: s.packets_sent,
             packets_lost: s.packets_lost,
             retransmitted_bytes: s.retransmitted_bytes,
-            packets_retransmitted: s.packets_retransmitted,
-            congestion_events: s.congestion_events,
-            delivered: s.delivered,
-            delivery_us: s.delivery_us,
             messages_given_up: s.messages_given_up,
             probe_timeouts: s.pto_fired,
             duplicates: r.duplicates,

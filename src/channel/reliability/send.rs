@@ -5,9 +5,8 @@
 use super::compat::CloseReason;
 use super::frame;
 use super::ranges::RangeSet;
-use super::{PathState, ReliabilityConfig, SendError};
+use super::{PathState, ReliabilityConfig, SendError, tally};
 use crate::channel::pool::BufferPool;
-use crate::stats::catalog;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -93,31 +92,8 @@ pub(crate) struct SendStats {
     pub(crate) packets_sent: u64,
     pub(crate) packets_lost: u64,
     pub(crate) retransmitted_bytes: u64,
-    /// Packets that carried data sent before.
-    pub(crate) packets_retransmitted: u64,
-    /// Losses this channel detected that signalled congestion to its path's controller.
-    pub(crate) congestion_events: u64,
-    /// Messages fully acknowledged, by time since their first transmission
-    /// ([`catalog::MESSAGE_DELIVERY`]'s buckets), and the sum of those times in microseconds.
-    pub(crate) delivered: [u64; catalog::MESSAGE_DELIVERY_BUCKETS],
-    pub(crate) delivery_us: u64,
     pub(crate) messages_given_up: u64,
     pub(crate) pto_fired: u64,
-}
-
-impl SendStats {
-    /// Counts a message fully acknowledged `took` after its first transmission.
-    fn count_delivery(&mut self, took: Duration) {
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let bucket = catalog::MESSAGE_DELIVERY
-            .bounds
-            .iter()
-            .position(|&(bound, _)| us <= bound);
-        if let Some(count) = bucket.and_then(|b| self.delivered.get_mut(b)) {
-            *count = count.saturating_add(1);
-        }
-        self.delivery_us = self.delivery_us.saturating_add(us);
-    }
 }
 
 /// A chunk to write, chosen before the borrow of the message ends.
@@ -432,7 +408,7 @@ impl SendSide {
             });
         }
         if resent_any {
-            self.stats.packets_retransmitted = self.stats.packets_retransmitted.saturating_add(1);
+            tally::retransmitted_packet();
         }
         at
     }
@@ -546,7 +522,7 @@ impl SendSide {
                 message.empty_pending = false;
             }
             if let Some(took) = delivered {
-                self.stats.count_delivery(took);
+                tally::delivered(took);
             }
             self.resolve_if_done(chunk.number);
         }
@@ -717,7 +693,7 @@ impl SendSide {
                         .all(|p| p.state != PacketState::Acked)
             });
             path.on_congestion_event(now, newest, persistent, lost_bytes);
-            self.stats.congestion_events = self.stats.congestion_events.saturating_add(1);
+            tally::congestion_event();
         }
         self.pop_resolved();
     }
