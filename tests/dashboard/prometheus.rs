@@ -188,6 +188,33 @@ fn a_real_prometheus_evaluates_every_panel_and_rule() {
     let (udp, metrics, peer) = (field("udp="), field("metrics="), field("peer="));
     let metrics: SocketAddr = metrics.parse().unwrap();
 
+    // Before any traffic: the series whose labels are known are there at 0, and two scrapes list
+    // the same families in the same order.
+    let families = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap_or("").to_string())
+            .collect()
+    };
+    let (_, first) = http_get(metrics, "/metrics");
+    for series in [
+        "weft_packets_dropped_total{reason=\"oversize\"} 0\n",
+        "weft_handshake_refusals_total{reason=\"session_limit\"} 0\n",
+        "weft_channels_closed_total{reason=\"idle\"} 0\n",
+        "weft_cookie_failures_total{reason=\"expired\"} 0\n",
+        "weft_rtt_seconds_count 0\n",
+    ] {
+        assert!(
+            first.contains(series),
+            "{series} missing at start:\n{first}"
+        );
+    }
+    let (_, second) = http_get(metrics, "/metrics");
+    assert_eq!(families(&first), families(&second), "family order changed");
+    let mut sorted = families(&first);
+    sorted.sort();
+    assert_eq!(families(&first), sorted, "families not sorted");
+
     // Prometheus on its own port and config (the package's service may hold :9090).
     let port = free_port();
     let web: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
