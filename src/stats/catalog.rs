@@ -343,6 +343,8 @@ pub const DROP_REASONS: &[&str] = &[
     "unknown_session_index",
     "unsequenced",
     "wrong_recipient",
+    "shard_busy",
+    "closed_channel",
     // failed and refused handshakes (also in HANDSHAKE_FAILURES)
     "address_limit",
     "address_rate",
@@ -441,8 +443,8 @@ pub const METRICS: &[Metric] = &[
     counter("weft_messages_received_total", "messages", "Application messages delivered."),
     counter("weft_packets_dropped_total", "packets", "Datagrams dropped whole, by reason (PROTOCOL.md §9): bad input from the network is counted here, never a panic.")
         .labels(&["reason"], DROP_REASONS),
-    counter("weft_messages_dropped_total", "messages", "Messages or fragments dropped inside an accepted packet, by reason.")
-        .labels(&["reason"], &["credit", "fragment_ranges", "malformed", "past_credit", "reassembly_budget"]),
+    counter("weft_messages_dropped_total", "messages", "Messages or fragments dropped inside an accepted packet, by reason; the worker queue's refusals (`worker_queue_*`) are counted per shard, with a `shard` label.")
+        .labels(&["reason"], &["credit", "fragment_ranges", "malformed", "past_credit", "reassembly_budget", "worker_queue_full", "worker_queue_share"]),
     counter("weft_messages_awaiting_session_total", "messages", "Messages that waited for a session to be established before they could be sent."),
     counter("weft_handshake_stateless_answers_total", "packets", "Answers sent without keeping state (cookies, acknowledgements, PONGs, RESETs), by message.")
         .labels(&["message"], &["channel_acknowledge", "channel_close", "handshake_cookie", "pong", "reset"]),

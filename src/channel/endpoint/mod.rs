@@ -12,10 +12,13 @@ mod establish;
 mod fuzzing;
 mod handshake;
 mod secure;
+mod service;
 mod table;
 
 pub(crate) use data::ChannelData;
+pub use service::PeerInfo;
 
+use crate::channel::admission::Admission;
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
 use crate::channel::pool::BufferPool;
@@ -155,6 +158,11 @@ pub struct EndpointConfig {
     pub reassembly_node_bytes: usize,
     /// Reassembly memory for big messages per peer.
     pub reassembly_peer_bytes: usize,
+    /// Datagrams per window of fair admission under overload ([`Admission`]); 0 turns it off.
+    /// 4096: 128 receive batches, a few milliseconds of a busy shard, so a flood is cut within
+    /// a few windows; its table then holds at most 4096 prefixes (~150 KiB, allocated at the
+    /// first full batch).
+    pub admission_window: u32,
 }
 
 impl fmt::Debug for EndpointConfig {
@@ -200,6 +208,7 @@ impl fmt::Debug for EndpointConfig {
             )
             .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("max_queued_pings", &self.max_queued_pings)
+            .field("admission_window", &self.admission_window)
             .field("peer_records", &self.peer_records.len())
             .finish()
     }
@@ -249,6 +258,7 @@ impl Default for EndpointConfig {
             keep_alive_interval: Duration::from_secs(15),
             reassembly_node_bytes: 64 << 20,
             reassembly_peer_bytes: 8 << 20,
+            admission_window: 4096,
         }
     }
 }
@@ -356,6 +366,8 @@ pub enum Event {
     Message {
         /// The channel it came on.
         channel: ChannelHandle,
+        /// The peer that sent it (PROTOCOL.md §12: a worker answers by it).
+        peer: PeerId,
         /// Its message number on that channel.
         message_number: u64,
         /// Its bytes, in a buffer from the endpoint's pool: give it back with
@@ -563,6 +575,8 @@ pub struct Endpoint {
     pending_by_addr: HashMap<SocketAddr, Handle>,
     pending_xx: usize,
     pending_per_prefix: HashMap<Prefix, usize>,
+    /// Fair admission of datagrams when the driver reports overload (issue 10).
+    admission: Admission,
     sessions: Slab<PeerSession>,
     session_index: HashMap<PeerId, Handle>,
     /// Peers our XX to a bare address found, by that address (see [`PeerSession::bare`]).
@@ -591,6 +605,8 @@ pub struct Endpoint {
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
     /// message in steady state).
     pool: BufferPool,
+    /// The workers' room, which reliable channels' delivery and credit follow (§12).
+    delivery: service::DeliveryGate,
 }
 
 impl Endpoint {
@@ -651,6 +667,7 @@ impl Endpoint {
             pending_by_addr: HashMap::new(),
             pending_xx: 0,
             pending_per_prefix: HashMap::new(),
+            admission: Admission::new(config.admission_window),
             sessions: Slab::new(slab(config.max_sessions))
                 .expect("the limit is clamped to what a slab allows"),
             session_index: HashMap::new(),
@@ -671,6 +688,7 @@ impl Endpoint {
             flushing: Vec::new(),
             visiting: Vec::new(),
             pool: BufferPool::new(),
+            delivery: service::DeliveryGate::default(),
             config,
         };
         for record in endpoint.config.peer_records.clone() {
@@ -678,6 +696,12 @@ impl Endpoint {
             let _ = endpoint.add_peer_record(record);
         }
         endpoint
+    }
+
+    /// The driver read one receive batch from the socket; `full` when it came back as large as
+    /// a batch can be, the sign of a backlog that fair admission ([`Admission`]) answers.
+    pub fn note_receive_batch(&mut self, full: bool) {
+        self.admission.note_batch(full);
     }
 
     /// Gives a delivered message's buffer back ([`Event::Message`]'s `data`), so the next
@@ -810,6 +834,10 @@ impl Endpoint {
         let largest = usize::from(self.config.reliability.max_mtu).max(DEFAULT_MTU);
         if datagram.len() > largest {
             return self.drop_packet("oversize");
+        }
+        // Before any parsing or crypto: a prefix past its share of an overloaded shard.
+        if !self.admission.admit(from.ip()) {
+            return self.drop_packet("shard_busy");
         }
         let packet = match Packet::parse(datagram) {
             Ok(packet) => packet,
@@ -961,6 +989,28 @@ impl Endpoint {
                     capabilities,
                 }) = messages.peek().cloned()
                 else {
+                    // An authenticated peer sending data on a channel we do not hold missed our
+                    // CHANNEL_CLOSE in an earlier session (this one did not retire the id, see
+                    // `handle_encrypted`): tell it, or its resends fill the window its channels
+                    // share. Made-up ids without data get nothing (finding 4).
+                    let data = |m: Message<'_>| {
+                        matches!(m, Message::Data { .. } | Message::DataFragment { .. })
+                    };
+                    let session = self
+                        .session_index
+                        .get(&header.sender)
+                        .and_then(|&h| self.sessions.get(h));
+                    if let Some(to) = session
+                        .map(|entry| entry.address)
+                        .filter(|_| secure && all.clone().any(data))
+                    {
+                        let (channel, reason) = (header.channel, CloseReason::Normal);
+                        self.queue_default(
+                            to,
+                            header.sender,
+                            &Message::ChannelClose { channel, reason },
+                        );
+                    }
                     return self.drop_packet("unknown_channel");
                 };
                 messages.next();
