@@ -4,6 +4,8 @@
 
 #[path = "channel/crossing.rs"]
 mod crossing;
+#[path = "channel/delivery_credit.rs"]
+mod delivery_credit;
 #[path = "channel/fair_admission.rs"]
 mod fair_admission;
 #[path = "channel/flood.rs"]
@@ -20,6 +22,8 @@ mod key_limits;
 mod lost_close;
 #[path = "channel/memory.rs"]
 mod memory;
+#[path = "channel/peer_info.rs"]
+mod peer_info;
 #[path = "channel/plaintext_peers.rs"]
 mod plaintext_peers;
 #[path = "channel/rekey_phases.rs"]
@@ -236,6 +240,7 @@ fn echo_sends_data_back_under_its_own_message_numbers() {
                 channel: c,
                 message_number,
                 data,
+                ..
             } = event
             {
                 assert_eq!(c, channel);

@@ -13,6 +13,6 @@ mod state;
 
 pub(crate) use endpoint::later;
 pub use endpoint::{
-    ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
+    ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, PeerInfo, SendError, Transmit,
 };
 pub use pool::BufferPool;

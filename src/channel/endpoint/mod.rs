@@ -12,9 +12,11 @@ mod establish;
 mod fuzzing;
 mod handshake;
 mod secure;
+mod service;
 mod table;
 
 pub(crate) use data::ChannelData;
+pub use service::PeerInfo;
 
 use crate::channel::admission::Admission;
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
@@ -364,6 +366,8 @@ pub enum Event {
     Message {
         /// The channel it came on.
         channel: ChannelHandle,
+        /// The peer that sent it (PROTOCOL.md §12: a worker answers by it).
+        peer: PeerId,
         /// Its message number on that channel.
         message_number: u64,
         /// Its bytes, in a buffer from the endpoint's pool: give it back with
@@ -596,6 +600,8 @@ pub struct Endpoint {
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
     /// message in steady state).
     pool: BufferPool,
+    /// The workers' room, which reliable channels' delivery and credit follow (§12).
+    delivery: service::DeliveryGate,
 }
 
 impl Endpoint {
@@ -677,6 +683,7 @@ impl Endpoint {
             flushing: Vec::new(),
             visiting: Vec::new(),
             pool: BufferPool::new(),
+            delivery: service::DeliveryGate::default(),
             config,
         };
         for record in endpoint.config.peer_records.clone() {
