@@ -7,8 +7,10 @@
 pub mod admin;
 pub mod config;
 pub mod datadir;
+pub mod exposition;
 pub mod limits;
 pub mod metrics;
+pub mod process;
 pub mod scrape;
 pub mod summary;
 
