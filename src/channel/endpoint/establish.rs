@@ -4,51 +4,6 @@
 use super::*;
 
 impl Endpoint {
-    /// PROTOCOL.md §6 step 2: the responder keeps no state; it picks c2 and answers.
-    pub(super) fn answer_channel_new(
-        &mut self,
-        from: SocketAddr,
-        initiator: PeerId,
-        c1: u16,
-        cookie1: &[u8; 16],
-    ) {
-        let c2 = self.pick_c2(initiator, c1);
-        let id = ChannelId::new(c1, c2);
-        let cookie2 = self.cookies.cookie2(initiator, self.local_id, id, from);
-        let ack = Message::ChannelAcknowledge {
-            channel: id,
-            cookie1,
-            cookie2: &cookie2,
-        };
-        if self.stateless_answer(from, initiator, ChannelId::DEFAULT, &ack) {
-            self.stats
-                .add(STATELESS, Some(("message", "channel_acknowledge")), 1);
-        }
-    }
-
-    /// PROTOCOL.md §6: bit 15 of c2 is 1 exactly when the responder's peer id is the greater;
-    /// c2 ≠ 0; and c1 ‖ c2 was never open with this peer in this session.
-    pub(super) fn pick_c2(&mut self, initiator: PeerId, c1: u16) -> u16 {
-        let high = if self.local_id > initiator { 0x8000 } else { 0 };
-        for _ in 0..64 {
-            let c2 = high | (self.rng.r#gen::<u16>() & 0x7fff);
-            if c2 == 0 {
-                continue;
-            }
-            if !self.id_used(initiator, ChannelId::new(c1, c2)) {
-                return c2;
-            }
-        }
-        // A peer that has used up this much of the id space gets a random pick; the FINALIZE
-        // check below still refuses a reused id.
-        high | 1
-    }
-
-    pub(super) fn c2_is_ours(&self, initiator: PeerId, c2: u16) -> bool {
-        let high = self.local_id > initiator;
-        c2 != 0 && ((c2 & 0x8000 != 0) == high)
-    }
-
     /// PROTOCOL.md §6 steps 3 and 4: FINALIZE or CHANNEL_COOKIE. The responder recomputes
     /// cookie2 and only now allocates. Returns the channel when one is (or already was) open.
     pub(super) fn on_cookie2(

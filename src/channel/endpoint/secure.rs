@@ -6,9 +6,6 @@ use super::*;
 use crate::session::{ChannelCrypto, KeyPhase, OpenError as CryptoError};
 use crate::wire::{PacketWriter, TAG_LEN, parse_payload};
 
-/// What RESET's reason byte says: "I hold no session for this packet" (PROTOCOL.md §4).
-const RESET_NO_SESSION: u8 = 0;
-
 impl Endpoint {
     /// Sends `messages` (headed by `head`) on `channel` to `peer`, sealed under the session we
     /// send under (PROTOCOL.md §5): ENCRYPTED|SEQUENCED, the nonce from the sequence number.
@@ -306,7 +303,7 @@ impl Endpoint {
         }
     }
 
-    fn dispatch_secure(
+    pub(super) fn dispatch_secure(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -321,21 +318,6 @@ impl Endpoint {
         }
         self.outgoing.finish();
         self.secure_peer = previous;
-    }
-
-    /// PROTOCOL.md §4: RESET answers an ENCRYPTED packet that matches no session, and only when
-    /// it is smaller than that packet.
-    fn send_reset(&mut self, to: SocketAddr, peer: PeerId, packet_len: usize) {
-        let reset = Message::Reset {
-            reason: RESET_NO_SESSION,
-        };
-        if crate::wire::HEADER_LEN.saturating_add(reset.encoded_len()) >= packet_len {
-            return;
-        }
-        self.outgoing.finish();
-        if self.stateless_answer(to, peer, ChannelId::DEFAULT, &reset) {
-            self.stats.add(STATELESS, Some(("message", "reset")), 1);
-        }
     }
 }
 
