@@ -287,13 +287,14 @@ impl Endpoint {
         }
     }
 
-    /// One received packet on an open channel: its number, then its data-path messages. The
-    /// caller handles the establishment messages (CHANNEL_COOKIE, CHANNEL_CLOSE) and PING.
+    /// One received packet on an open channel: its number and whether it elicits an ACK (the
+    /// caller's walk over the messages found out), then its data-path messages. The caller
+    /// handles the establishment messages (CHANNEL_COOKIE, CHANNEL_CLOSE) and PING.
     pub(super) fn on_channel_packet(
         &mut self,
         now: Instant,
         channel: Handle,
-        sequence: u32,
+        (sequence, eliciting): (u32, bool),
         messages: Messages<'_>,
     ) {
         if !self.ensure_data(now, channel) {
@@ -314,8 +315,6 @@ impl Endpoint {
         };
         let rel = &mut data.reliability;
         let pn = decode_packet_number(rel.largest_received(), sequence);
-        // PROTOCOL.md §7.1: everything but ACK and PADDING elicits an acknowledgement.
-        let eliciting = messages.clone().any(|m| !matches!(m, Message::Ack(_)));
         rel.on_packet_received(now, pn, eliciting);
         let mut acked = false;
         for message in messages {

@@ -203,7 +203,9 @@ pub struct Endpoint {
     /// The peer whose authenticated packet is being handled: stateless answers to it go
     /// encrypted.
     secure_peer: Option<PeerId>,
-    receive_buf: Vec<u8>,
+    /// The ciphertext of a packet that a displaced session may have to open after the current
+    /// one refused it (see `handle_encrypted`); empty outside that window.
+    displaced_copy: Vec<u8>,
     /// Reassembly memory of the whole node (PROTOCOL.md §7.5).
     budget: ReassemblyBudget,
     /// Peers that may have packets to build.
@@ -289,7 +291,7 @@ impl Endpoint {
             last_tai: Duration::ZERO,
             last_now: now,
             secure_peer: None,
-            receive_buf: Vec::with_capacity(crate::channel::outgoing::MAX_DATAGRAM),
+            displaced_copy: Vec::new(),
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
             flushing: Vec::new(),

@@ -5,8 +5,10 @@
 use super::*;
 
 impl Endpoint {
-    /// Feeds one received datagram.
-    pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    /// Feeds one received datagram. It is taken mutably because a sealed packet is opened in
+    /// place, inside the driver's receive buffer (STYLE.md 17): afterwards its bytes are
+    /// plaintext, or unspecified where the tag did not verify, never the datagram received.
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
         self.last_now = now;
         self.stats.add_at(self.hot.packets_received, 1);
         self.stats
@@ -22,7 +24,7 @@ impl Endpoint {
         if datagram.len() > largest {
             return self.drop_packet("oversize");
         }
-        let packet = match Packet::parse(datagram) {
+        let packet = match Packet::parse(&*datagram) {
             Ok(packet) => packet,
             Err(error) => return self.drop_packet(error.kind.reason()),
         };
@@ -36,7 +38,8 @@ impl Endpoint {
             return self.drop_packet("wrong_recipient");
         }
         if header.flags.contains(Flags::ENCRYPTED) {
-            self.handle_encrypted(now, from, &packet, datagram.len());
+            let header_len = packet.header_bytes().len();
+            self.handle_encrypted(now, from, &header, header_len, datagram);
         } else if packet
             .messages()
             .next()
@@ -140,8 +143,12 @@ impl Endpoint {
         secure: bool,
     ) {
         let header = *header;
-        // The data path reads the same messages again (DATA, ACK, WINDOW, fragments).
+        // The data path reads the same messages again (DATA, ACK, WINDOW, fragments); this
+        // walk also learns whether the packet elicits an ACK, so that one needs no third.
         let all = messages.clone();
+        // PROTOCOL.md §7.1: everything but ACK elicits an acknowledgement; a CHANNEL_COOKIE
+        // that opens the channel is taken off the walk below, and it elicits.
+        let mut eliciting = false;
         let mut messages = messages.peekable();
         let existing = self
             .peer_index
@@ -175,6 +182,7 @@ impl Endpoint {
                     return self.drop_packet("unknown_channel");
                 };
                 messages.next();
+                eliciting = true;
                 match self.on_cookie2(
                     now,
                     from,
@@ -206,6 +214,7 @@ impl Endpoint {
         let mut pong_count = 0;
         let mut confirm = false;
         for message in messages {
+            eliciting |= !matches!(message, Message::Ack(_));
             match message {
                 // docs/RELIABILITY.md: PING token 0 is the reliability layer's probe (PTO); the
                 // ACK it elicits is the answer.
@@ -248,7 +257,7 @@ impl Endpoint {
             return;
         };
         // A CHANNEL_COOKIE that opened the channel heads the packet; the data path skips it.
-        self.on_channel_packet(now, channel, sequence, all);
+        self.on_channel_packet(now, channel, (sequence, eliciting), all);
         self.touch(channel);
     }
 

@@ -188,9 +188,13 @@ impl Endpoint {
         else {
             return;
         };
-        let mut buf = std::mem::take(&mut self.receive_buf);
-        buf.clear();
-        buf.extend_from_slice(sealed);
+        // A completing packet is built within DEFAULT_MTU (`send_completing`): its ciphertext is
+        // opened in a copy on the stack, once per handshake, off the data path.
+        let mut copy = [0u8; crate::channel::outgoing::MAX_DATAGRAM];
+        let Some(buf) = copy.get_mut(..sealed.len()) else {
+            return self.drop_packet("oversize");
+        };
+        buf.copy_from_slice(sealed);
         let opened = self
             .session_index
             .get(&header.sender)
@@ -198,7 +202,7 @@ impl Endpoint {
             .and_then(|e| e.slot.phase_session(phase))
             .map(|s| {
                 s.keys
-                    .open(ChannelId::DEFAULT, u64::from(sequence), ad, &mut buf)
+                    .open(ChannelId::DEFAULT, u64::from(sequence), ad, buf)
             });
         match opened {
             Some(Ok(len)) => {
@@ -216,21 +220,27 @@ impl Endpoint {
             Some(Err(error)) => self.drop_packet(crypto_label(error)),
             None => self.drop_packet("no_session"),
         }
-        self.receive_buf = buf;
     }
 
     /// An ENCRYPTED packet: the peer's session by sender, the session by KEY_PHASE, the replay
-    /// window, then the tag; only then is the payload parsed (PROTOCOL.md §5, §12 hot path).
+    /// window, then the tag, opened in place inside `datagram` (its first `header_len` bytes are
+    /// the header, the associated data); only then is the payload parsed (PROTOCOL.md §5, §12
+    /// hot path).
     pub(super) fn handle_encrypted(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        packet: &Packet<'_>,
-        datagram_len: usize,
+        header: &Header,
+        header_len: usize,
+        datagram: &mut [u8],
     ) {
-        let header = packet.header;
+        let header = *header;
+        let datagram_len = datagram.len();
         let Some(sequence) = header.sequence else {
             return self.drop_packet("unsequenced");
+        };
+        let Some((head, body)) = datagram.split_at_mut_checked(header_len) else {
+            return self.drop_packet("truncated");
         };
         let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
         let grace = self.config.retired_session_grace;
@@ -244,6 +254,14 @@ impl Endpoint {
             return self.send_reset(from, header.sender, datagram_len);
         };
         entry.slot.expire_retired(now, grace);
+        // A failed open leaves the buffer unspecified: while a displaced session may still own
+        // packets in flight (a few seconds after a crossing INIT), the ciphertext is kept for a
+        // second try. The kept buffer is reused, so this costs a copy, never an allocation.
+        let displaced = entry.slot.displaced(phase).is_some();
+        if displaced {
+            self.displaced_copy.clear();
+            self.displaced_copy.extend_from_slice(body);
+        }
         let Some(session) = entry.slot.phase_session(phase) else {
             self.drop_packet("unknown_key_phase");
             return self.send_reset(from, header.sender, datagram_len);
@@ -253,24 +271,15 @@ impl Endpoint {
             // The hard limit on receiving: only a new session opens packets again.
             return self.drop_packet("key_exhausted");
         }
-        let mut buf = std::mem::take(&mut self.receive_buf);
-        buf.clear();
-        buf.extend_from_slice(packet.payload());
         let (channel, sequence) = (header.channel, u64::from(sequence));
-        let mut result = session
-            .keys
-            .open(channel, sequence, packet.header_bytes(), &mut buf);
+        let mut result = session.keys.open(channel, sequence, head, body);
         let mut primary = true;
         let mut rekey_due = false;
-        if result == Err(CryptoError::Authentication) {
-            // A session displaced by a late crossing INIT may still own packets in flight.
-            if let Some(displaced) = entry.slot.displaced(phase) {
+        if result == Err(CryptoError::Authentication) && displaced {
+            if let Some(session) = entry.slot.displaced(phase) {
                 primary = false;
-                buf.clear();
-                buf.extend_from_slice(packet.payload());
-                result = displaced
-                    .keys
-                    .open(channel, sequence, packet.header_bytes(), &mut buf);
+                body.copy_from_slice(&self.displaced_copy);
+                result = session.keys.open(channel, sequence, head, body);
             }
         }
         match result {
@@ -290,14 +299,13 @@ impl Endpoint {
                     // sending to it (a displaced session never does).
                     entry.slot.switch_to(phase, now);
                 }
-                match parse_payload(&header, &buf[..len]) {
+                match parse_payload(&header, &body[..len]) {
                     Ok(messages) => self.dispatch_secure(now, from, &header, messages),
                     Err(error) => self.drop_packet(error.kind.reason()),
                 }
             }
             Err(error) => self.drop_packet(crypto_label(error)),
         }
-        self.receive_buf = buf;
         if rekey_due {
             self.maybe_rekey(now, header.sender);
         }
