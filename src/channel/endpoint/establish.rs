@@ -30,7 +30,7 @@ impl Endpoint {
             self.drop_packet("bad_cookie");
             return None;
         }
-        let peer = self.peer_index.get(&initiator).copied();
+        let peer = self.ids.peer(&initiator).copied();
         if let Some(peer) = peer {
             let state = self.peers.get(peer)?;
             if state.address != from {
@@ -77,7 +77,7 @@ impl Endpoint {
                     self.refuse(from, initiator, id, CloseReason::Refused);
                     return None;
                 };
-                self.peer_index.insert(initiator, peer);
+                self.ids.set_peer(initiator, peer);
                 self.arm(
                     later(now, self.config.connection_reset_timeout),
                     TimerKey::Peer(code),
@@ -178,7 +178,7 @@ impl Endpoint {
         cookie1: &[u8; 16],
         cookie2: &[u8; 16],
     ) {
-        let named = self.peer_index.get(&responder).copied();
+        let named = self.ids.peer(&responder).copied();
         let candidates = [named, self.unnamed.get(&from).copied()];
         let mut found = None;
         for peer in candidates.into_iter().flatten() {
@@ -265,7 +265,7 @@ impl Endpoint {
         if state.id == id {
             return peer;
         }
-        if let Some(&existing) = self.peer_index.get(&id) {
+        if let Some(&existing) = self.ids.peer(&id) {
             // Move the unnamed peer's opens onto the entry that already carries the id.
             let Some(unnamed) = self.peers.remove(peer) else {
                 return existing;
@@ -289,7 +289,7 @@ impl Endpoint {
         if let Some(state) = self.peers.get_mut(peer) {
             state.id = id;
         }
-        self.peer_index.insert(id, peer);
+        self.ids.set_peer(id, peer);
         peer
     }
 
@@ -359,7 +359,7 @@ impl Endpoint {
             self.ensure_handshake(now, to, peer_id)?;
         }
         let existing = match peer_id {
-            Some(id) => self.peer_index.get(&id).copied(),
+            Some(id) => self.ids.peer(&id).copied(),
             None => self.unnamed.get(&to).copied(),
         };
         let (peer, created) = match existing {
@@ -369,9 +369,11 @@ impl Endpoint {
                     .insert_peer(Peer::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
                     .ok_or(OpenError::LimitReached("peers"))?;
                 match peer_id {
-                    Some(id) => self.peer_index.insert(id, peer),
-                    None => self.unnamed.insert(to, peer),
-                };
+                    Some(id) => self.ids.set_peer(id, peer),
+                    None => {
+                        self.unnamed.insert(to, peer);
+                    }
+                }
                 self.arm(
                     later(now, self.config.connection_reset_timeout),
                     TimerKey::Peer(code),

@@ -153,8 +153,8 @@ impl Endpoint {
         }
         // Under a session the packet is sealed with the channel's key (PROTOCOL.md §5).
         let session = self
-            .session_index
-            .get(&peer.id)
+            .ids
+            .session(&peer.id)
             .and_then(|&handle| self.sessions.get_mut(handle));
         if let Some(entry) = session {
             let phase = entry.slot.sending_phase();

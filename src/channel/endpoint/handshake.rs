@@ -163,7 +163,7 @@ impl Endpoint {
         let local = self.hs_identity.clone();
         let tai = self.next_tai();
         let proven = peer.and_then(|p| {
-            let h = *self.session_index.get(&p)?;
+            let h = *self.ids.session(&p)?;
             let session = self.sessions.get(h)?.slot.current_ref()?;
             Some((
                 session.kind(),
@@ -501,7 +501,7 @@ impl Endpoint {
         // A new peer must fit its source's share of the session table; every handshake about to
         // cost DH is charged to its source's rate, a valid cookie or not (issue 10: a cookie
         // proves an address, it does not make its handshakes free).
-        if !self.session_index.contains_key(&sender) {
+        if self.ids.session(&sender).is_none() {
             if let Err(refusal) = self.session_table.admits(from.ip(), self.source_caps()) {
                 return self.refuse_handshake(refusal.label());
             }

@@ -14,6 +14,7 @@ mod flush;
 #[cfg(fuzzing)]
 mod fuzzing;
 mod handshake;
+mod index;
 mod receive;
 mod secure;
 mod sessions;
@@ -39,6 +40,7 @@ use crate::wire::{
 pub use config::EndpointConfig;
 pub use events::{ChannelHandle, Event, OpenError, SendError, Transmit};
 use handshake::Pending;
+use index::PeerIndex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
@@ -143,8 +145,8 @@ pub struct Endpoint {
     rng: StdRng,
     cookies: CookieSecrets,
     peers: Slab<Peer>,
-    // Seeded (std RandomState): the header's sender id is whatever the peer claims.
-    peer_index: HashMap<PeerId, Handle>,
+    /// Peer id → its slots in `peers` and `sessions`: the one lookup a datagram costs.
+    ids: PeerIndex,
     /// Peers we opened channels to by bare address, before their answer names them.
     // Seeded: addresses are the peers' choice.
     unnamed: HashMap<SocketAddr, Handle>,
@@ -186,8 +188,6 @@ pub struct Endpoint {
     // Seeded: prefixes of the peers' addresses.
     pending_per_prefix: HashMap<Prefix, usize>,
     sessions: Slab<PeerSession>,
-    // Seeded: peer ids are the peers' choice (a hash of a key they made).
-    session_index: HashMap<PeerId, Handle>,
     /// Peers our XX to a bare address found, by that address (see [`PeerSession::bare`]).
     // Seeded: addresses are the peers' choice.
     bare_peers: HashMap<SocketAddr, PeerId>,
@@ -248,7 +248,7 @@ impl Endpoint {
             identity,
             rng: StdRng::from_seed(rng_seed),
             peers,
-            peer_index: HashMap::new(),
+            ids: PeerIndex::default(),
             unnamed: HashMap::new(),
             channels,
             timers: BinaryHeap::new(),
@@ -279,7 +279,6 @@ impl Endpoint {
             pending_per_prefix: HashMap::new(),
             sessions: Slab::new(slab(config.max_sessions))
                 .expect("the limit is clamped to what a slab allows"),
-            session_index: HashMap::new(),
             bare_peers: HashMap::new(),
             session_table: SessionTable::new(),
             source_rate: SourceRateLimiter::new(
@@ -355,8 +354,8 @@ impl Endpoint {
     pub fn rekey(&mut self, now: Instant, peer: PeerId) -> Result<(), OpenError> {
         self.last_now = now;
         let to = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .and_then(|&h| self.sessions.get(h))
             .map(|entry| entry.address)
             .ok_or(OpenError::PlaintextRefused)?;
@@ -707,7 +706,7 @@ impl Endpoint {
     /// its next open finds it, instead of a new entry and a new timer per open.
     fn forget_peer_if_idle(&mut self, peer: Handle) {
         let idle = self.peers.get(peer).is_some_and(|p| {
-            p.is_idle() && p.used_ids.is_empty() && !self.session_index.contains_key(&p.id)
+            p.is_idle() && p.used_ids.is_empty() && self.ids.session(&p.id).is_none()
         });
         if idle {
             self.forget_peer(peer);
@@ -719,8 +718,8 @@ impl Endpoint {
     fn forget_peer(&mut self, peer: Handle) {
         if let Some(state) = self.peers.remove(peer) {
             self.unindex(peer, state.load);
-            if self.peer_index.get(&state.id) == Some(&peer) {
-                self.peer_index.remove(&state.id);
+            if self.ids.peer(&state.id) == Some(&peer) {
+                self.ids.clear_peer(&state.id);
             }
             if self.unnamed.get(&state.address) == Some(&peer) {
                 self.unnamed.remove(&state.address);

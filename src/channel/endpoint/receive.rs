@@ -37,6 +37,9 @@ impl Endpoint {
         if header.recipient != self.local_id && !header.recipient.is_zero() {
             return self.drop_packet("wrong_recipient");
         }
+        // The datagram's one lookup by the sender's id: its session and channel state, asked for
+        // again below, are answered from it.
+        self.ids.route(header.sender);
         if header.flags.contains(Flags::ENCRYPTED) {
             let header_len = packet.header_bytes().len();
             self.handle_encrypted(now, from, &header, header_len, datagram);
@@ -58,7 +61,7 @@ impl Endpoint {
             self.handle_channel_packet(now, from, &header, packet.messages(), false);
         }
         self.send_secure_answers();
-        if let Some(&peer) = self.peer_index.get(&header.sender) {
+        if let Some(&peer) = self.ids.peer(&header.sender) {
             self.mark_dirty(peer);
         }
         self.flush(now);
@@ -75,7 +78,7 @@ impl Endpoint {
         secure: bool,
     ) {
         let sender = header.sender;
-        let known = self.peer_index.get(&sender).copied();
+        let known = self.ids.peer(&sender).copied();
         if let Some(peer) = known {
             if let Some(state) = self.peers.get_mut(peer) {
                 if state.address == from {
@@ -151,8 +154,8 @@ impl Endpoint {
         let mut eliciting = false;
         let mut messages = messages.peekable();
         let existing = self
-            .peer_index
-            .get(&header.sender)
+            .ids
+            .peer(&header.sender)
             .and_then(|&peer| self.peers.get(peer).map(|p| (peer, p)))
             .and_then(|(peer, p)| {
                 p.channels
@@ -268,7 +271,7 @@ impl Endpoint {
         id: ChannelId,
         reason: CloseReason,
     ) {
-        let Some(&peer) = self.peer_index.get(&sender) else {
+        let Some(&peer) = self.ids.peer(&sender) else {
             return self.drop_packet("unknown_channel");
         };
         let Some(state) = self.peers.get(peer) else {
@@ -288,7 +291,7 @@ impl Endpoint {
     }
 
     pub(super) fn channel_of(&self, peer: PeerId, channel: ChannelId) -> Option<Handle> {
-        let peer = self.peers.get(*self.peer_index.get(&peer)?)?;
+        let peer = self.peers.get(*self.ids.peer(&peer)?)?;
         peer.channels.get(&channel.0).copied()
     }
 }

@@ -28,7 +28,7 @@ impl Endpoint {
                 .and_then(|handle| self.take_sequence(last_now, handle))
         };
         let local = self.local_id;
-        let Some(&handle) = self.session_index.get(&peer) else {
+        let Some(&handle) = self.ids.session(&peer) else {
             return false;
         };
         let Some(entry) = self.sessions.get_mut(handle) else {
@@ -83,8 +83,8 @@ impl Endpoint {
         let policy = self.config.rekey;
         if sealed_count >= policy.reject_after_packets {
             if let Some(session) = self
-                .session_index
-                .get(&peer)
+                .ids
+                .session(&peer)
                 .and_then(|&h| self.sessions.get_mut(h))
                 .and_then(|entry| entry.slot.current())
             {
@@ -109,7 +109,7 @@ impl Endpoint {
         first: &Message<'_>,
         riders: &[Message<'_>],
     ) {
-        let Some(&handle) = self.session_index.get(&peer) else {
+        let Some(&handle) = self.ids.session(&peer) else {
             return;
         };
         let Some(session) = self
@@ -196,8 +196,8 @@ impl Endpoint {
         };
         buf.copy_from_slice(sealed);
         let opened = self
-            .session_index
-            .get(&header.sender)
+            .ids
+            .session(&header.sender)
             .and_then(|&h| self.sessions.get_mut(h))
             .and_then(|e| e.slot.phase_session(phase))
             .map(|s| {
@@ -245,8 +245,8 @@ impl Endpoint {
         let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
         let grace = self.config.retired_session_grace;
         let entry = self
-            .session_index
-            .get(&header.sender)
+            .ids
+            .session(&header.sender)
             .copied()
             .and_then(|h| self.sessions.get_mut(h));
         let Some(entry) = entry else {

@@ -9,8 +9,8 @@ use handshake::{OPENS_PER_PACKET, RESET_HANDSHAKE_INTERVAL, kind_label};
 impl Endpoint {
     /// True if `peer` has a session we send under.
     pub(super) fn has_session(&self, peer: PeerId) -> bool {
-        self.session_index
-            .get(&peer)
+        self.ids
+            .session(&peer)
             .and_then(|&h| self.sessions.get(h))
             .is_some_and(|s| s.slot.current_ref().is_some())
     }
@@ -49,7 +49,7 @@ impl Endpoint {
     }
 
     pub(super) fn on_reset(&mut self, now: Instant, from: SocketAddr, sender: PeerId) {
-        let Some(&handle) = self.session_index.get(&sender) else {
+        let Some(&handle) = self.ids.session(&sender) else {
             return self.drop_packet("reset_without_session");
         };
         let Some(entry) = self.sessions.get_mut(handle) else {
@@ -79,8 +79,8 @@ impl Endpoint {
         told: Option<KeyPhase>,
     ) -> Option<(Handle, KeyPhase)> {
         let peer = established.peer_id;
-        let first = !self.session_index.contains_key(&peer);
-        let handle = match self.session_index.get(&peer) {
+        let first = self.ids.session(&peer).is_none();
+        let handle = match self.ids.session(&peer) {
             Some(&handle) => handle,
             None => {
                 // Source caps hold back what others start; a session we asked for is ours.
@@ -108,7 +108,7 @@ impl Endpoint {
                     self.refuse_handshake("session_limit");
                     return None;
                 };
-                self.session_index.insert(peer, handle);
+                self.ids.set_session(peer, handle);
                 self.session_table.insert(handle, from.ip(), now);
                 self.arm(later(now, self.config.rekey.after), TimerKey::Session(code));
                 handle
@@ -146,8 +146,8 @@ impl Endpoint {
     /// map never holds more entries than there are sessions.
     pub(super) fn remember_bare(&mut self, peer: PeerId, at: SocketAddr) {
         let Some(entry) = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .and_then(|&h| self.sessions.get_mut(h))
         else {
             return;
@@ -160,8 +160,8 @@ impl Endpoint {
         if let Some(previous) = self.bare_peers.insert(at, peer) {
             if previous != peer {
                 if let Some(other) = self
-                    .session_index
-                    .get(&previous)
+                    .ids
+                    .session(&previous)
                     .and_then(|&h| self.sessions.get_mut(h))
                 {
                     other.bare = None;
@@ -219,7 +219,7 @@ impl Endpoint {
     /// peer's channel state answers where the authenticated handshake came from, not wherever a
     /// plaintext packet claiming the id did. Our own opens still waiting for the session stay.
     pub(super) fn bind_channels_to_session(&mut self, peer: PeerId, from: SocketAddr, first: bool) {
-        let Some(&state) = self.peer_index.get(&peer) else {
+        let Some(&state) = self.ids.peer(&peer) else {
             return;
         };
         if first {
@@ -251,7 +251,7 @@ impl Endpoint {
         let Some(peer) = self.sessions.get(victim).map(|entry| entry.peer) else {
             return;
         };
-        if let Some(&state) = self.peer_index.get(&peer) {
+        if let Some(&state) = self.ids.peer(&peer) {
             let channels: Vec<Handle> = self
                 .peers
                 .get(state)
@@ -277,8 +277,8 @@ impl Endpoint {
         let Some(entry) = self.sessions.remove(handle) else {
             return;
         };
-        if self.session_index.get(&entry.peer) == Some(&handle) {
-            self.session_index.remove(&entry.peer);
+        if self.ids.session(&entry.peer) == Some(&handle) {
+            self.ids.clear_session(&entry.peer);
         }
         if let Some(at) = entry.bare {
             if self.bare_peers.get(&at) == Some(&entry.peer) {
@@ -308,7 +308,7 @@ impl Endpoint {
 
     /// Our own channels to `peer` still waiting for CHANNEL_ACKNOWLEDGE.
     pub(super) fn opening_channels(&self, peer: PeerId) -> Vec<Handle> {
-        let Some(state) = self.peer_index.get(&peer).and_then(|&p| self.peers.get(p)) else {
+        let Some(state) = self.ids.peer(&peer).and_then(|&p| self.peers.get(p)) else {
             return Vec::new();
         };
         let mut opens: Vec<Handle> = state.opening.values().copied().collect();
@@ -338,11 +338,7 @@ impl Endpoint {
                 self.arm(later(now, retry), TimerKey::Channel(code));
             }
         }
-        let to = match self
-            .session_index
-            .get(&peer)
-            .and_then(|&h| self.sessions.get(h))
-        {
+        let to = match self.ids.session(&peer).and_then(|&h| self.sessions.get(h)) {
             Some(entry) => entry.address,
             None => return,
         };
@@ -393,8 +389,8 @@ impl Endpoint {
         let rekey_at = session.rekey_deadline(&self.config.rekey);
         let expires = later(created, self.config.session_lifetime);
         let busy = self
-            .peer_index
-            .get(&peer)
+            .ids
+            .peer(&peer)
             .and_then(|&p| self.peers.get(p))
             .is_some_and(|p| !p.is_idle());
         if now >= rekey_at && busy {
@@ -419,11 +415,7 @@ impl Endpoint {
         if self.pending_by_peer.contains_key(&peer) {
             return;
         }
-        let Some(entry) = self
-            .session_index
-            .get(&peer)
-            .and_then(|&h| self.sessions.get(h))
-        else {
+        let Some(entry) = self.ids.session(&peer).and_then(|&h| self.sessions.get(h)) else {
             return;
         };
         if !entry.slot.newest_is_current() {

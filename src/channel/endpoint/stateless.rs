@@ -102,8 +102,8 @@ impl Endpoint {
         let answers = std::mem::take(&mut self.secure_answers);
         let local = self.local_id;
         let sealed = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .copied()
             .and_then(|handle| self.sessions.get_mut(handle))
             .and_then(|entry| {

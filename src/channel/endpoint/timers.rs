@@ -77,8 +77,8 @@ impl Endpoint {
 
     pub(super) fn shed_session_keys(&mut self, peer: PeerId) {
         if let Some(entry) = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .and_then(|&handle| self.sessions.get_mut(handle))
         {
             entry.slot.shed_keys();
