@@ -2,7 +2,7 @@
 
 mod cli;
 
-use weft::engine::heap::CountingAlloc;
+use weft::heap::CountingAlloc;
 
 // Live-heap counters for `weft_heap_live_bytes` and `weft bench`'s node bytes per peer.
 #[global_allocator]

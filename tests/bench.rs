@@ -3,7 +3,7 @@
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::collections::HashMap;
 use std::process::Command;
-use weft::engine::heap::{self, CountingAlloc};
+use weft::heap::{self, CountingAlloc};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc::new();

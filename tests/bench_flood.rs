@@ -3,10 +3,10 @@
 //! binary, so no other test's allocations land in the node's share of the counting allocator.
 
 use std::time::Duration;
+use weft::bench::load::{FloodConfig, run_flood};
 use weft::channel::EndpointConfig;
-use weft::engine::heap::{self, Account, CountingAlloc};
-use weft::engine::load::{FloodConfig, run_flood};
 use weft::engine::{Engine, EngineConfig};
+use weft::heap::{self, Account, CountingAlloc};
 use weft::session::Identity;
 
 #[global_allocator]

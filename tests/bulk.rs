@@ -5,10 +5,10 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use weft::channel::{Endpoint, Event};
-use weft::engine::bulk::{
+use weft::bench::bulk::{
     BulkConfig, BulkSink, bulk_endpoint_config, fill_pattern, run_bulk_sender, tcp_mode,
 };
+use weft::channel::{Endpoint, Event};
 use weft::session::Identity;
 
 fn json_field<'a>(json: &'a str, key: &str) -> &'a str {

@@ -1,5 +1,5 @@
 //! Hostile peers against a real `weft node` process (issue 10): one scripted attacker per finding
-//! and class, built on the library's attacker toolkit (`weft::engine::load::attacker`).
+//! and class, built on the library's attacker toolkit (`weft::bench::load::attacker`).
 //!
 //! Every test asserts behaviour, never time: an honest peer's PINGs, sent all through the attack
 //! and after it, are every one answered (each within a generous timeout); the node's live heap
@@ -25,7 +25,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use weft::engine::load::attacker::{AttackError, Attacker};
+use weft::bench::load::attacker::{AttackError, Attacker};
 use weft::session::Identity;
 use weft::wire::{Capabilities, ChannelId, Message, PeerId};
 

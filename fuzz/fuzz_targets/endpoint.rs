@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
-use weft::engine::heap::{Account, CountingAlloc, live_bytes, with_account};
+use weft::heap::{Account, CountingAlloc, live_bytes, with_account};
 use weft::session::Identity;
 use weft::wire::{Capabilities, ChannelId, CloseReason, Message, PeerId, emit_ack};
 

@@ -9,11 +9,9 @@ mod outgoing;
 pub mod pool;
 pub mod reliability;
 mod state;
-pub mod stats;
 
 pub(crate) use endpoint::later;
 pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
 };
 pub use pool::BufferPool;
-pub use stats::{StatEntry, StatKind, StatSlot, Stats};

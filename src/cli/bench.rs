@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use weft::channel::EndpointConfig;
-use weft::engine::heap::{self, Account};
-use weft::engine::load::{
+use weft::bench::load::{
     FloodConfig, FloodReport, LoadConfig, LoadError, LoadReport, Phase, Progress, RawEcho,
     resident_bytes, run_flood, run_raw_load, run_weft_load,
 };
+use weft::channel::EndpointConfig;
+use weft::heap::{self, Account};
 
 mod soak;
 use soak::{parse_duration, parse_sample};

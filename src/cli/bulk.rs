@@ -15,7 +15,7 @@ use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use weft::engine::bulk::{
+use weft::bench::bulk::{
     BulkConfig, BulkReport, BulkSink, MESSAGE_BYTES, PACKET_BYTES, RawReport, RawSink, raw_blast,
     run_bulk_sender,
 };

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use weft::engine::Pinger;
+use weft::bench::Pinger;
 use weft::session::PeerRecord;
 use weft::wire::PeerId;
 

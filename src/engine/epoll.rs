@@ -1,10 +1,10 @@
 //! The epoll backend (PROTOCOL.md §12): a mio `Poll` for readiness, `recvmmsg`/`sendmmsg`
 //! batches from `sys.rs` for the data, GSO on send and GRO on receive.
 
-use super::io::{record_receive, record_send_batches};
-use super::shard::{SOCKET, WAKER};
+use super::backend::{SOCKET, WAKER, record_receive, record_send_batches};
 use super::sys::{BATCH, RecvBatch, SendBatch};
-use crate::channel::{Endpoint, Stats};
+use crate::channel::Endpoint;
+use crate::stats::Stats;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll};
 use std::io;

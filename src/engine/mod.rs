@@ -1,32 +1,22 @@
 //! The I/O engine (PROTOCOL.md §12): sockets, the clock and the loops that drive the sans-IO core.
 //!
 //! [`Engine`] runs a node as thread-per-core shards on one SO_REUSEPORT port, each on io_uring
-//! or on epoll with batched `recvmmsg`/`sendmmsg` ([`IoChoice`]); [`Pinger`] is a small blocking
-//! loop for `weft ping`.
+//! or on epoll with batched `recvmmsg`/`sendmmsg` ([`IoChoice`]). The benchmark, load and probe
+//! tools that drive it from outside live in [`crate::bench`].
 //!
 //! Clippy's `arithmetic_side_effects` is denied here: peers choose many of the numbers.
 #![deny(clippy::arithmetic_side_effects)]
 
-// Benchmark tooling: its arithmetic is over the node's own counts, never a peer's numbers.
-#[allow(clippy::arithmetic_side_effects)]
-pub mod bulk;
+mod backend;
 mod epoll;
-// The allocator: sizes come from the program's own allocations, never a peer's numbers.
-#[allow(clippy::arithmetic_side_effects)]
-pub mod heap;
 mod io;
-// Benchmark tooling: its arithmetic is over the node's own counts, never a peer's numbers.
-#[allow(clippy::arithmetic_side_effects)]
-pub mod load;
-mod pinger;
 mod shard;
 mod sharded;
-mod sys;
+pub(crate) mod sys;
 mod uring;
 mod worker;
 
 pub use io::{IoChoice, UringRefused};
-pub use pinger::{Pinger, Reply, session_kind_name};
 pub use shard::{ShardStats, owner_of};
 pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};
 pub use worker::{Deliveries, Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};

@@ -12,19 +12,17 @@ use super::log_event;
 use super::sys::BATCH;
 use super::worker::{Reply, ShardWorker};
 use crate::channel::ChannelHandle;
-use crate::channel::{Endpoint, Event, Stats, later};
+use crate::channel::{Endpoint, Event, later};
+use crate::stats::Stats;
 use crate::wire::{Capabilities, CloseReason};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use mio::{Token, Waker};
+use mio::Waker;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-
-pub(super) const SOCKET: Token = Token(0);
-pub(super) const WAKER: Token = Token(1);
 
 /// How long a shard keeps polling without sleeping after its last piece of work: a burst's next
 /// packet usually arrives sooner than a sleep and a wake-up take.

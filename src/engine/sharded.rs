@@ -7,8 +7,9 @@ use super::shard::{Handover, Shard, ShardParts, ShardStats};
 use super::sys;
 use super::uring::{UringIo, UringSetup};
 use super::worker::{WorkerLink, worker_queues};
-use crate::channel::{Endpoint, EndpointConfig, StatKind, Stats};
+use crate::channel::{Endpoint, EndpointConfig};
 use crate::session::Identity;
+use crate::stats::{StatKind, Stats};
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 use signal_hook::SigId;
@@ -147,7 +148,7 @@ impl Engine {
         let mut wakers = Vec::with_capacity(shards);
         for _ in 0..shards {
             let poll = Poll::new()?;
-            wakers.push(Waker::new(poll.registry(), super::shard::WAKER)?);
+            wakers.push(Waker::new(poll.registry(), super::backend::WAKER)?);
             polls.push(poll);
         }
         let wakers: Arc<[Waker]> = wakers.into();
@@ -221,7 +222,7 @@ impl Engine {
                 .name(format!("weft-shard-{index}"))
                 .spawn(move || {
                     // Node memory is read apart from a load harness in the same process.
-                    super::heap::set_thread_account(super::heap::Account::Node);
+                    crate::heap::set_thread_account(crate::heap::Account::Node);
                     if let Some(core) = core
                         && !core_affinity::set_for_current(core)
                     {

@@ -12,16 +12,16 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSo
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call (PROTOCOL.md §12: batches of 32–64).
-pub(super) const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 
 /// One receive slot: a whole UDP payload, so neither a large datagram nor a GRO train is cut.
 const RECV_SLOT: usize = 65_535;
 
 /// Room the endpoint gets per datagram it writes (it needs at least 1452 bytes).
-pub(super) const SEND_SLOT: usize = 2048;
+pub(crate) const SEND_SLOT: usize = 2048;
 
 /// Control bytes per message: room for SO_RXQ_OVFL's u32 and UDP_GRO's int, or UDP_SEGMENT's u16.
-pub(super) const CONTROL: usize = 64;
+pub(crate) const CONTROL: usize = 64;
 
 /// Most segments the kernel takes in one GSO send (UDP_MAX_SEGMENTS).
 const GSO_MAX_SEGMENTS: usize = 64;
@@ -32,9 +32,9 @@ const GSO_MAX_BYTES: usize = 65_000;
 // Linux values on every architecture this crate builds for (asm-generic/socket.h); libc does not
 // export the first for glibc targets.
 const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
-pub(super) const SO_RXQ_OVFL: libc::c_int = 40;
-pub(super) const UDP_SEGMENT: libc::c_int = 103;
-pub(super) const UDP_GRO: libc::c_int = 104;
+pub(crate) const SO_RXQ_OVFL: libc::c_int = 40;
+pub(crate) const UDP_SEGMENT: libc::c_int = 103;
+pub(crate) const UDP_GRO: libc::c_int = 104;
 
 fn check(result: libc::c_int) -> io::Result<libc::c_int> {
     if result < 0 {
@@ -64,13 +64,13 @@ fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int)
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
 
 /// Asks for [`SOCKET_BUFFER`] bytes of receive and send buffer; best effort.
-pub(super) fn grow_buffers(fd: RawFd) {
+pub(crate) fn grow_buffers(fd: RawFd) {
     let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER);
     let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, SOCKET_BUFFER);
 }
 
 /// A non-blocking UDP socket with SO_REUSEPORT and SO_RXQ_OVFL set, bound to `address`.
-pub(super) fn bind_reuseport(address: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn bind_reuseport(address: SocketAddr) -> io::Result<UdpSocket> {
     let domain = if address.is_ipv4() {
         libc::AF_INET
     } else {
@@ -97,7 +97,7 @@ pub(super) fn bind_reuseport(address: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// The steering program of PROTOCOL.md §12: `ld [1]; mod #N; ret a`.
-pub(super) fn steering_program(shards: u32) -> [libc::sock_filter; 3] {
+pub(crate) fn steering_program(shards: u32) -> [libc::sock_filter; 3] {
     // BPF_LD | BPF_W | BPF_ABS (0x00 | 0x00 | 0x20), BPF_ALU | BPF_MOD | BPF_K (0x04 | 0x90 |
     // 0x00), BPF_RET | BPF_A (0x06 | 0x10), from linux/bpf_common.h.
     const BPF_LD_W_ABS: u16 = 0x20;
@@ -119,7 +119,7 @@ pub(super) fn steering_program(shards: u32) -> [libc::sock_filter; 3] {
 }
 
 /// Attaches the steering program to the reuseport group `socket` belongs to.
-pub(super) fn attach_steering(socket: &UdpSocket, shards: u32) -> io::Result<()> {
+pub(crate) fn attach_steering(socket: &UdpSocket, shards: u32) -> io::Result<()> {
     let mut filter = steering_program(shards.max(1));
     let program = libc::sock_fprog {
         len: filter.len() as u16,
@@ -139,17 +139,17 @@ pub(super) fn attach_steering(socket: &UdpSocket, shards: u32) -> io::Result<()>
 }
 
 /// Turns on UDP GRO; false where the kernel refuses it.
-pub(super) fn enable_gro(socket: &UdpSocket) -> bool {
+pub(crate) fn enable_gro(socket: &UdpSocket) -> bool {
     set_int(socket.as_raw_fd(), libc::SOL_UDP, UDP_GRO, 1).is_ok()
 }
 
 /// Whether the kernel knows UDP_SEGMENT (the way quinn-udp probes it: setting it to 0).
-pub(super) fn gso_supported(socket: &UdpSocket) -> bool {
+pub(crate) fn gso_supported(socket: &UdpSocket) -> bool {
     set_int(socket.as_raw_fd(), libc::SOL_UDP, UDP_SEGMENT, 0).is_ok()
 }
 
 /// CPU time this process has used, user plus system (getrusage), for CPU-per-packet figures.
-pub(super) fn process_cpu_time() -> std::time::Duration {
+pub(crate) fn process_cpu_time() -> std::time::Duration {
     // SAFETY: rusage is plain data for which all-zero is valid.
     let mut usage: libc::rusage = unsafe { zeroed() };
     // SAFETY: `usage` is a valid rusage the kernel fills.
@@ -164,7 +164,7 @@ pub(super) fn process_cpu_time() -> std::time::Duration {
     std::time::Duration::from_micros(micros(usage.ru_utime).saturating_add(micros(usage.ru_stime)))
 }
 
-pub(super) fn to_sockaddr(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(crate) fn to_sockaddr(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain data for which all-zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let len = match address {
@@ -199,7 +199,7 @@ pub(super) fn to_sockaddr(address: SocketAddr) -> (libc::sockaddr_storage, libc:
     (storage, len as libc::socklen_t)
 }
 
-pub(super) fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(crate) fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in; storage is aligned for it.
@@ -228,30 +228,30 @@ pub(super) fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAd
 
 /// One received message of a batch.
 #[derive(Copy, Clone, Debug)]
-pub(super) struct Received {
+pub(crate) struct Received {
     /// Its sender.
-    pub(super) from: Option<SocketAddr>,
+    pub(crate) from: Option<SocketAddr>,
     /// Bytes received (several datagrams when GRO coalesced them).
-    pub(super) len: usize,
+    pub(crate) len: usize,
     /// The GRO segment size: the message holds datagrams of this size, the last maybe shorter.
-    pub(super) segment: Option<usize>,
+    pub(crate) segment: Option<usize>,
     /// The datagram was larger than the slot and was cut.
-    pub(super) truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 /// Receive buffers and headers for `recvmmsg`, allocated once.
-pub(super) struct RecvBatch {
+pub(crate) struct RecvBatch {
     buf: Box<[u8]>,
     names: Box<[libc::sockaddr_storage]>,
     control: Box<[[u8; CONTROL]]>,
     received: [Received; BATCH],
     /// Kernel receive-queue drops of this socket so far (SO_RXQ_OVFL), the latest seen.
-    pub(super) rxq_overflows: u32,
+    pub(crate) rxq_overflows: u32,
 }
 
 impl RecvBatch {
     /// Buffers for [`BATCH`] whole datagrams.
-    pub(super) fn new() -> RecvBatch {
+    pub(crate) fn new() -> RecvBatch {
         // SAFETY: sockaddr_storage is plain data for which all-zero is valid.
         let name: libc::sockaddr_storage = unsafe { zeroed() };
         RecvBatch {
@@ -269,7 +269,7 @@ impl RecvBatch {
     }
 
     /// One `recvmmsg` call; returns how many messages arrived (WouldBlock when none).
-    pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
             iov_base: self.buf[i.saturating_mul(RECV_SLOT)..].as_mut_ptr().cast(),
             iov_len: RECV_SLOT,
@@ -324,7 +324,7 @@ impl RecvBatch {
     }
 
     /// Message `i` of the last call and its bytes.
-    pub(super) fn message(&self, i: usize) -> (Received, &[u8]) {
+    pub(crate) fn message(&self, i: usize) -> (Received, &[u8]) {
         let received = self.received[i];
         let start = i.saturating_mul(RECV_SLOT);
         (
@@ -335,7 +335,7 @@ impl RecvBatch {
 
     /// Message `i` of the last call with its bytes writable: the endpoint opens a sealed
     /// packet in place (`Endpoint::handle`).
-    pub(super) fn message_mut(&mut self, i: usize) -> (Received, &mut [u8]) {
+    pub(crate) fn message_mut(&mut self, i: usize) -> (Received, &mut [u8]) {
         let received = self.received[i];
         let start = i.saturating_mul(RECV_SLOT);
         (
@@ -347,7 +347,7 @@ impl RecvBatch {
 
 /// Datagrams the endpoint wrote, packed back to back so that a run to one destination with one
 /// size is a contiguous GSO train; sent with `sendmmsg`.
-pub(super) struct SendBatch {
+pub(crate) struct SendBatch {
     buf: Box<[u8]>,
     used: usize,
     /// (destination, offset, length), in the order written.
@@ -360,32 +360,32 @@ pub(super) struct SendBatch {
 /// One message of a [`SendBatch`]: `count` datagrams of `segment` bytes (the last maybe
 /// shorter) to one destination, `len` bytes from `offset`; a GSO train when `count > 1`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(super) struct Train {
-    pub(super) destination: SocketAddr,
-    pub(super) offset: usize,
-    pub(super) len: usize,
-    pub(super) segment: usize,
-    pub(super) count: usize,
+pub(crate) struct Train {
+    pub(crate) destination: SocketAddr,
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+    pub(crate) segment: usize,
+    pub(crate) count: usize,
 }
 
 /// What one [`SendBatch::flush`] did.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Flushed {
+pub(crate) struct Flushed {
     /// Datagrams sent.
-    pub(super) datagrams: usize,
+    pub(crate) datagrams: usize,
     /// `sendmmsg` calls made.
-    pub(super) calls: usize,
+    pub(crate) calls: usize,
     /// Datagrams dropped because the kernel refused them (no route and the like).
-    pub(super) errors: usize,
+    pub(crate) errors: usize,
     /// True when the socket buffer filled; the rest waits for writability.
-    pub(super) blocked: bool,
-    /// Datagrams per successful `sendmmsg` call, counted by [`super::io::batch_bucket`].
-    pub(super) sizes: [u32; super::io::BATCH_BUCKETS.len()],
+    pub(crate) blocked: bool,
+    /// Datagrams per successful `sendmmsg` call, counted by [`super::backend::batch_bucket`].
+    pub(crate) sizes: [u32; super::backend::BATCH_BUCKETS.len()],
 }
 
 impl SendBatch {
     /// Room for [`BATCH`] datagrams; `gso` when the kernel knows UDP_SEGMENT.
-    pub(super) fn new(gso: bool) -> SendBatch {
+    pub(crate) fn new(gso: bool) -> SendBatch {
         SendBatch {
             buf: vec![0; BATCH * SEND_SLOT].into_boxed_slice(),
             used: 0,
@@ -396,7 +396,7 @@ impl SendBatch {
     }
 
     /// The buffer for the next datagram, or None when the batch is full.
-    pub(super) fn slot(&mut self) -> Option<&mut [u8]> {
+    pub(crate) fn slot(&mut self) -> Option<&mut [u8]> {
         if self.items.len() >= BATCH || self.buf.len().saturating_sub(self.used) < SEND_SLOT {
             return None;
         }
@@ -404,14 +404,14 @@ impl SendBatch {
     }
 
     /// Records the datagram just written into [`SendBatch::slot`].
-    pub(super) fn push(&mut self, destination: SocketAddr, len: usize) {
+    pub(crate) fn push(&mut self, destination: SocketAddr, len: usize) {
         let len = len.min(SEND_SLOT);
         self.items.push((destination, self.used, len));
         self.used = self.used.saturating_add(len);
     }
 
     /// True when nothing waits to be sent.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.sent == self.items.len()
     }
 
@@ -439,12 +439,12 @@ impl SendBatch {
     }
 
     /// Datagrams queued (sent or not) since the batch was last emptied.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
     /// The message that starts at item `start`: a GSO train or a single datagram.
-    pub(super) fn train_at(&self, start: usize) -> Train {
+    pub(crate) fn train_at(&self, start: usize) -> Train {
         let count = self.run_from(start);
         let (destination, offset, segment) = self.items[start];
         // A run holds at least one item.
@@ -460,24 +460,24 @@ impl SendBatch {
 
     /// The bytes the trains point into; a backend that sends asynchronously keeps the batch
     /// untouched until the kernel is done with them.
-    pub(super) fn bytes_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.buf
     }
 
     /// Forgets every queued datagram, sent or not.
-    pub(super) fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.items.clear();
         self.used = 0;
         self.sent = 0;
     }
 
     /// Stops building GSO trains (the device refused one).
-    pub(super) fn disable_gso(&mut self) {
+    pub(crate) fn disable_gso(&mut self) {
         self.gso = false;
     }
 
     /// Sends what is queued with as few `sendmmsg` calls as the socket allows.
-    pub(super) fn flush(&mut self, fd: RawFd) -> Flushed {
+    pub(crate) fn flush(&mut self, fd: RawFd) -> Flushed {
         let mut flushed = Flushed::default();
         while !self.is_empty() {
             // Group the remaining items into messages.
@@ -540,7 +540,7 @@ impl SendBatch {
                 }
                 flushed.datagrams = flushed.datagrams.saturating_add(datagrams);
                 if datagrams > 0 {
-                    let size = &mut flushed.sizes[super::io::batch_bucket(datagrams)];
+                    let size = &mut flushed.sizes[super::backend::batch_bucket(datagrams)];
                     *size = size.saturating_add(1);
                 }
                 continue;

@@ -531,7 +531,7 @@ impl ShardWorker {
 /// delivery batch. Returns when the shards have stopped and its queue is drained; counts
 /// replies refused by full queues.
 pub fn run_echo_worker(link: WorkerLink) -> u64 {
-    super::heap::set_thread_account(super::heap::Account::Node);
+    crate::heap::set_thread_account(crate::heap::Account::Node);
     let WorkerLink {
         deliveries,
         mut replier,

@@ -4,7 +4,7 @@
 //! Bad input from the operator is a clear message that names the field and the fix
 //! (PROTOCOL.md §9), never a panic or a `Debug` dump.
 
-use super::limits::{LIMIT_FIELDS, Limits, LimitsFile, SECONDS_FIELDS};
+use super::limits::{BadLimit, LIMIT_FIELDS, Limits, LimitsFile, SECONDS_FIELDS};
 use super::scrape::ScrapeLimits;
 use crate::engine::IoChoice;
 use crate::session::PeerRecord;
@@ -235,6 +235,12 @@ pub enum ConfigProblem {
         /// The filter parser's message.
         reason: String,
     },
+}
+
+impl From<BadLimit> for ConfigProblem {
+    fn from(BadLimit { field, problem }: BadLimit) -> ConfigProblem {
+        ConfigProblem::BadLimit { field, problem }
+    }
 }
 
 struct Suggestion(Option<&'static str>);

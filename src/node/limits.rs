@@ -6,12 +6,22 @@
 //! names, checks and copies them. Each limit holds per engine shard: every shard runs its own
 //! endpoint with its own tables.
 
-use super::config::ConfigProblem;
 use super::scrape::ScrapeLimits;
 use crate::channel::EndpointConfig;
 use crate::session::{RekeyPolicy, TokenRate};
 use serde::Deserialize;
 use std::time::Duration;
+
+/// A value of `[limits]` out of range or at odds with another limit; the config layer reports
+/// it as [`super::ConfigProblem::BadLimit`].
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("field \"limits.{field}\": {problem}")]
+pub struct BadLimit {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong and the fix.
+    pub problem: String,
+}
 
 /// The fields `[limits]` may hold, in the order the documentation lists them.
 pub const LIMIT_FIELDS: [&str; 27] = [
@@ -185,11 +195,7 @@ impl Limits {
 
 impl LimitsFile {
     /// Checks the file's values and merges them over `limits` and `metrics` (the defaults).
-    pub fn merge(
-        &self,
-        limits: &mut Limits,
-        metrics: &mut ScrapeLimits,
-    ) -> Result<(), ConfigProblem> {
+    pub fn merge(&self, limits: &mut Limits, metrics: &mut ScrapeLimits) -> Result<(), BadLimit> {
         let l = limits;
         count(
             &mut l.max_sessions,
@@ -352,9 +358,9 @@ impl LimitsFile {
 
 /// Refuses limits that contradict each other: a cap that could never be reached, or a message
 /// that could never be received.
-fn check_order(l: &Limits) -> Result<(), ConfigProblem> {
+fn check_order(l: &Limits) -> Result<(), BadLimit> {
     let below = |field, value: u64, other: &'static str, floor: u64| {
-        Err(ConfigProblem::BadLimit {
+        Err(BadLimit {
             field,
             problem: format!(
                 "{value} is below {other} ({floor}), so {other} could never be reached; \
@@ -397,7 +403,7 @@ fn check_order(l: &Limits) -> Result<(), ConfigProblem> {
     for (field, value, other, floor) in pairs {
         if value < floor {
             if field == "reassembly_max_age" {
-                return Err(ConfigProblem::BadLimit {
+                return Err(BadLimit {
                     field,
                     problem: format!(
                         "{} s is below reassembly_timeout ({} s); raise it or lower \
@@ -412,7 +418,7 @@ fn check_order(l: &Limits) -> Result<(), ConfigProblem> {
     }
     // PROTOCOL.md §7.5: a big message is charged its whole announced length up front.
     if l.max_message_size >= l.reassembly_peer_bytes {
-        return Err(ConfigProblem::BadLimit {
+        return Err(BadLimit {
             field: "reassembly_peer_bytes",
             problem: format!(
                 "{} bytes cannot hold one message of max_message_size ({} bytes) and its \
@@ -430,7 +436,7 @@ fn count<T: TryFrom<u64>>(
     value: Option<i64>,
     field: &'static str,
     max: u64,
-) -> Result<(), ConfigProblem> {
+) -> Result<(), BadLimit> {
     let Some(value) = value else { return Ok(()) };
     let converted = u64::try_from(value)
         .ok()
@@ -441,7 +447,7 @@ fn count<T: TryFrom<u64>>(
             *slot = v;
             Ok(())
         }
-        None => Err(ConfigProblem::BadLimit {
+        None => Err(BadLimit {
             field,
             problem: format!(
                 "{value} is out of range; give a whole number from 1 to {max} \
@@ -452,15 +458,11 @@ fn count<T: TryFrom<u64>>(
 }
 
 /// Checks a duration given in seconds: more than zero, and at most a day's worth of years.
-fn seconds(
-    slot: &mut Duration,
-    value: Option<f64>,
-    field: &'static str,
-) -> Result<(), ConfigProblem> {
+fn seconds(slot: &mut Duration, value: Option<f64>, field: &'static str) -> Result<(), BadLimit> {
     let Some(value) = value else { return Ok(()) };
     const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
     if !(value > 0.0 && value <= MAX_SECONDS) {
-        return Err(ConfigProblem::BadLimit {
+        return Err(BadLimit {
             field,
             problem: format!(
                 "{value} is out of range; give seconds above 0 and at most {MAX_SECONDS} \

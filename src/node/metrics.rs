@@ -5,7 +5,7 @@
 //! itself; binding the listener here also means port 0 works and the bound address is known.
 
 use super::scrape::{self, Answer, ScrapeLimits, ScrapeStats};
-use crate::channel::{StatKind, Stats};
+use crate::stats::{StatKind, Stats};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -107,10 +107,10 @@ pub fn publish_build_info(io_backend: &'static str) {
 }
 
 /// Sets `weft_heap_live_bytes` to the process's live heap when it runs the counting allocator
-/// ([`super::heap`]); called before each scrape is rendered.
+/// ([`crate::heap`]); called before each scrape is rendered.
 pub fn publish_heap() {
-    if crate::engine::heap::is_counting() {
-        metrics::gauge!("weft_heap_live_bytes").set(crate::engine::heap::live_total() as f64);
+    if crate::heap::is_counting() {
+        metrics::gauge!("weft_heap_live_bytes").set(crate::heap::live_total() as f64);
     }
 }
 

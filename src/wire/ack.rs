@@ -5,8 +5,8 @@
 //! `largest - first_range ..= largest`; each next range has
 //! `high = previous_low - gap - 2` and `low = high - range_len`.
 
+use super::codes::MessageType;
 use super::cursor::{Reader, Writer};
-use super::message::MessageType;
 use super::{ErrorKind, WireError, varint};
 
 /// A parsed ACK; [`Ack::iter`] yields the acknowledged sequence numbers as ranges.

@@ -13,6 +13,7 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 mod ack;
+mod codes;
 mod cursor;
 mod error;
 mod header;
@@ -22,10 +23,11 @@ mod packet;
 pub mod varint;
 
 pub use ack::{Ack, AckIter, AckRanges, Pairs, ack_encoded_len, emit_ack};
+pub use codes::{Capabilities, CloseReason, MessageType};
 pub use error::{ErrorKind, WireError};
 pub use header::{Flags, Header};
 pub use ids::{ChannelId, PeerId};
-pub use message::{Capabilities, CloseReason, Message, MessageType};
+pub use message::Message;
 pub use packet::{Messages, Packet, PacketWriter, parse_payload};
 
 /// The protocol version in the header's high nibble.

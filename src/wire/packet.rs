@@ -1,7 +1,8 @@
 //! Whole packets: parsing with every rule of PROTOCOL.md §3/§4, and building them.
 
+use super::codes::MessageType;
 use super::header::field;
-use super::message::{self, MessageType};
+use super::message;
 use super::{ErrorKind, Header, Message, TAG_LEN, WireError, emit_ack};
 
 /// A checked packet: its header, and its payload validated as a message sequence unless

@@ -14,7 +14,7 @@ impl Endpoint {
     ///
     /// The endpoint keeps the keys of a channel it seals on for the first time (forgetting them
     /// would retire the id): a fuzzer that makes up channel ids grows the sender, so it measures
-    /// the receiver's heap apart (`engine::heap` accounts).
+    /// the receiver's heap apart (`crate::heap` accounts).
     pub fn fuzz_seal(
         &mut self,
         peer: PeerId,

@@ -27,12 +27,12 @@ use crate::channel::outgoing::Outgoing;
 use crate::channel::pool::BufferPool;
 use crate::channel::reliability::ReassemblyBudget;
 use crate::channel::state::{Channel, Peer, PeerSession, Phase};
-use crate::channel::stats::{StatKind, StatSlot, Stats};
 use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
 use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, PeerRecord, Prefix, RotatingSecret,
     SessionTable, SourceRateLimiter, TimestampTable,
 };
+use crate::stats::{StatKind, StatSlot, Stats};
 use crate::wire::{
     Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Messages, Packet,
     PeerId,

@@ -5,8 +5,8 @@ use super::{BenchArgs, LocalNode, default_shards, node_heap, node_under_test, re
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use weft::engine::heap;
-use weft::engine::load::{LoadConfig, Sample, SoakConfig, SoakReport, Watched, run_soak};
+use weft::bench::load::{LoadConfig, Sample, SoakConfig, SoakReport, Watched, run_soak};
+use weft::heap;
 
 /// Honest messages per second in a soak when `--rate` is 0: steady traffic whose echoes must
 /// keep arriving, well below what a node answers, so a soak measures what the node holds over

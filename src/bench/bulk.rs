@@ -10,10 +10,10 @@
 //! stream arrived intact and in order.
 
 use super::load::{LoadError, process_cpu_time};
-use super::sys::{self, BATCH, RecvBatch, SendBatch};
-use super::{Engine, EngineConfig, ShardStats, ShutdownHandle};
 use crate::channel::reliability::ReliabilityConfig;
 use crate::channel::{ChannelHandle, Endpoint, EndpointConfig, Event, SendError};
+use crate::engine::sys::{self, BATCH, RecvBatch, SendBatch};
+use crate::engine::{Engine, EngineConfig, ShardStats, ShutdownHandle};
 use crate::session::Identity;
 use crate::wire::{Capabilities, PeerId};
 use mio::net::UdpSocket as MioSocket;
@@ -223,7 +223,7 @@ pub fn run_bulk_sender(config: &BulkConfig, done: &AtomicBool) -> Result<BulkRep
     let deadline = start + config.timeout;
     let identity = Identity::generate(&mut rand::rngs::OsRng);
     let mut endpoint = Endpoint::new(bulk_endpoint_config(), identity, rand::random(), start);
-    super::tell_wall_clock(&mut endpoint);
+    crate::engine::tell_wall_clock(&mut endpoint);
     endpoint
         .open_channel(
             start,
@@ -431,7 +431,7 @@ pub struct BulkSink {
     peer: PeerId,
     stop: ShutdownHandle,
     engine: JoinHandle<io::Result<Vec<ShardStats>>>,
-    deliveries: super::Deliveries,
+    deliveries: crate::engine::Deliveries,
 }
 
 impl BulkSink {
@@ -446,7 +446,7 @@ impl BulkSink {
         let (engine, link) =
             Engine::start_with_worker(&config, &identity, rand::random(), SINK_QUEUE)?;
         // The sink never answers, and a live replier would hold the shard's exit for its grace.
-        let super::WorkerLink {
+        let crate::engine::WorkerLink {
             deliveries,
             replier,
         } = link;
@@ -508,7 +508,7 @@ impl BulkSink {
                     .get("weft_shard_datagrams_received_total", None);
                 report.worker_drops += shard.engine.get("weft_shard_worker_drops_total", None);
             }
-            let merged = super::merged_endpoint_stats(&shards);
+            let merged = crate::engine::merged_endpoint_stats(&shards);
             for entry in merged.iter() {
                 let counted = ["drop", "error", "lost", "probe", "overflow"]
                     .iter()

@@ -82,7 +82,7 @@ pub fn run_flood(config: &FloodConfig) -> io::Result<FloodReport> {
                 .count
                 .map(|n| n / clients as u64 + u64::from((c as u64) < n % clients as u64));
             std::thread::spawn(move || {
-                crate::engine::heap::set_thread_account(crate::engine::heap::Account::Harness);
+                crate::heap::set_thread_account(crate::heap::Account::Harness);
                 flood_client(&config, count)
             })
         })

@@ -21,8 +21,8 @@ pub use hostile::{HostileConfig, HostileCounters, run_hostile};
 pub use raw::RawEcho;
 pub use soak::{Sample, SoakConfig, SoakReport, Watched, run_soak};
 
-use super::sys::{self, BATCH, RecvBatch, SendBatch};
 use crate::channel::OpenError;
+use crate::engine::sys::{self, BATCH, RecvBatch, SendBatch};
 use crate::wire::{Capabilities, PeerId};
 use hdrhistogram::Histogram;
 use std::io;
@@ -418,7 +418,7 @@ fn run_clients<F: Flows>(
             let make = Arc::clone(&make);
             let peers = config.peers / clients + usize::from(c < config.peers % clients);
             std::thread::spawn(move || {
-                crate::engine::heap::set_thread_account(crate::engine::heap::Account::Harness);
+                crate::heap::set_thread_account(crate::heap::Account::Harness);
                 let made = make(&config, peers, c).and_then(|flows| {
                     let socket = client_socket(config.target, c)?;
                     Ok((flows, socket))

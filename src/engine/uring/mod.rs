@@ -13,18 +13,24 @@
 //! workers wake either backend the same way.
 #![allow(unsafe_code)]
 
-use super::io::{UringRefused, record_receive, record_send_batches};
-use super::sys::{self, BATCH, CONTROL, SO_RXQ_OVFL, SendBatch, UDP_GRO, UDP_SEGMENT};
-use crate::channel::{Endpoint, Stats};
-use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
+mod control;
+mod memory;
+mod refused;
+
+pub use refused::UringRefused;
+
+use super::backend::{record_receive, record_send_batches};
+use super::sys::{self, BATCH, CONTROL, UDP_SEGMENT};
+use crate::channel::Endpoint;
+use crate::stats::Stats;
+use control::{address_from_name, parse_control};
+use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
-use std::alloc::{Layout, alloc_zeroed, dealloc};
+use memory::{BUFFERS, BufRing, RecvHeader, SendSlot};
 use std::io;
 use std::mem::{MaybeUninit, size_of, zeroed};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 /// Submission queue entries: a turn pushes at most `SEND_BATCHES * BATCH` sends and a few
@@ -33,22 +39,6 @@ const SQ_ENTRIES: u32 = 256;
 
 /// Completion queue entries: room for a burst of receives (one per buffer) and every send.
 const CQ_ENTRIES: u32 = 1024;
-
-/// Receive buffers in the provided-buffer ring (a power of two, as the ring requires).
-///
-/// Each holds a whole GRO train (UDP_GRO is on, and a train is up to 64 KiB), so one buffer
-/// per message whatever the coalescing. 256 × 68 KiB is 17 MiB of address space per shard, but
-/// it is allocated zeroed and the kernel writes only the pages a message covers, so a shard
-/// under small datagrams keeps about one page per buffer resident. Fewer buffers run dry
-/// (ENOBUFS, counted) under a burst before the loop recycles them.
-const BUFFERS: u16 = 256;
-
-/// The `io_uring_recvmsg_out` header, the name field and the control field precede the
-/// payload in every buffer (the layout of a multishot `RecvMsg`).
-const RECV_HEADROOM: usize = 16 + size_of::<libc::sockaddr_storage>() + CONTROL;
-
-/// One receive buffer: the headroom and a whole UDP payload, rounded to pages.
-const BUFFER_SIZE: usize = (RECV_HEADROOM + 65_535).next_multiple_of(4096);
 
 /// Buffer group id of the ring (one group per io_uring, so any constant).
 const GROUP: u16 = 0;
@@ -70,174 +60,6 @@ const TAG_WAKE: u64 = 2 << 32;
 const TAG_SEND: u64 = 3 << 32;
 const TAG_CANCEL: u64 = 4 << 32;
 const TAG_MASK: u64 = 0xffff_ffff << 32;
-
-/// The provided-buffer ring and the buffers it hands out.
-struct BufRing {
-    /// `BUFFERS` entries, page-aligned as the kernel requires; entry 0's `resv` is the tail.
-    ring: NonNull<BufRingEntry>,
-    /// `BUFFERS * BUFFER_SIZE` bytes.
-    memory: NonNull<u8>,
-    /// The tail as this side counts it, published with [`BufRing::publish`].
-    tail: u16,
-    /// Set when the kernel may still hold a buffer at drop: the memory is then leaked.
-    leak: bool,
-}
-
-// SAFETY: the ring and buffers are plain memory owned by this value alone; the pointers are
-// only dereferenced by the thread that owns the value (the backend moves once, into its shard).
-unsafe impl Send for BufRing {}
-
-impl BufRing {
-    fn ring_layout() -> Layout {
-        // A page holds the 256 entries of 16 bytes; page alignment is the kernel's rule.
-        Layout::from_size_align(
-            usize::from(BUFFERS).saturating_mul(size_of::<BufRingEntry>()),
-            4096,
-        )
-        .expect("constant layout")
-    }
-
-    fn memory_layout() -> Layout {
-        Layout::from_size_align(usize::from(BUFFERS) * BUFFER_SIZE, 4096).expect("constant layout")
-    }
-
-    fn new() -> io::Result<BufRing> {
-        // SAFETY: both layouts have a non-zero size.
-        let ring = NonNull::new(unsafe { alloc_zeroed(Self::ring_layout()) }.cast());
-        // SAFETY: as above.
-        let memory = NonNull::new(unsafe { alloc_zeroed(Self::memory_layout()) });
-        match (ring, memory) {
-            (Some(ring), Some(memory)) => Ok(BufRing {
-                ring,
-                memory,
-                tail: 0,
-                leak: false,
-            }),
-            (ring, memory) => {
-                if let Some(ring) = ring {
-                    // SAFETY: allocated just above with this layout.
-                    unsafe { dealloc(ring.as_ptr().cast(), Self::ring_layout()) };
-                }
-                if let Some(memory) = memory {
-                    // SAFETY: as above.
-                    unsafe { dealloc(memory.as_ptr(), Self::memory_layout()) };
-                }
-                Err(io::Error::from_raw_os_error(libc::ENOMEM))
-            }
-        }
-    }
-
-    /// Queues buffer `bid` for the kernel again; visible to it after [`BufRing::publish`].
-    fn recycle(&mut self, bid: u16) {
-        let index = usize::from(self.tail & (BUFFERS - 1));
-        // SAFETY: `index < BUFFERS`, inside the ring allocation. The kernel reads only entries
-        // between its head and the published tail; this one is past the tail, so nothing else
-        // reads or writes it now. The setters write addr, len and bid, never `resv` (the tail
-        // that shares entry 0).
-        let entry = unsafe { &mut *self.ring.as_ptr().add(index) };
-        // SAFETY: `bid < BUFFERS`, so the buffer lies inside the memory allocation.
-        let addr = unsafe { self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE) };
-        entry.set_addr(addr as u64);
-        entry.set_len(BUFFER_SIZE as u32);
-        entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    /// Makes the recycled buffers visible to the kernel.
-    fn publish(&self) {
-        // SAFETY: `ring` points at entry 0 of an initialised ring, as `BufRingEntry::tail`
-        // requires; the tail is a naturally aligned u16 that the kernel reads and only this
-        // side writes, so an atomic view of it is sound.
-        let tail = unsafe { &*BufRingEntry::tail(self.ring.as_ptr()).cast::<AtomicU16>() };
-        // Release: the entries written by `recycle` are visible before the new tail.
-        tail.store(self.tail, Ordering::Release);
-    }
-
-    /// The first `len` bytes of buffer `bid`, which the kernel has handed back in a CQE.
-    fn buffer(&self, bid: u16, len: usize) -> Option<&[u8]> {
-        if bid >= BUFFERS || len > BUFFER_SIZE {
-            return None;
-        }
-        // SAFETY: the range lies inside the memory allocation (checked above); the kernel gave
-        // this buffer back in a CQE and takes it again only once `recycle` and `publish` hand
-        // it over, after the returned slice is dropped (the borrow of `self` ends first).
-        Some(unsafe {
-            std::slice::from_raw_parts(
-                self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE),
-                len,
-            )
-        })
-    }
-
-    /// [`BufRing::buffer`], writable: the endpoint opens sealed packets in place.
-    fn buffer_mut(&mut self, bid: u16, len: usize) -> Option<&mut [u8]> {
-        if bid >= BUFFERS || len > BUFFER_SIZE {
-            return None;
-        }
-        // SAFETY: as in `buffer`: inside the allocation, and ours until `recycle`; `&mut self`
-        // makes the returned slice the only view of it while it lives.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(
-                self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE),
-                len,
-            )
-        })
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        if self.leak {
-            // The kernel may still write into the buffers: never give them back.
-            return;
-        }
-        // SAFETY: allocated in `new` with these layouts; the ring was unregistered (or never
-        // registered) and no request holds a buffer (`leak` is false).
-        unsafe {
-            dealloc(self.ring.as_ptr().cast(), Self::ring_layout());
-            dealloc(self.memory.as_ptr(), Self::memory_layout());
-        }
-    }
-}
-
-/// One send batch and the message headers pointing into it, kept until the kernel is done.
-struct SendSlot {
-    batch: SendBatch,
-    headers: Box<[libc::msghdr; BATCH]>,
-    iovecs: Box<[libc::iovec; BATCH]>,
-    names: Box<[libc::sockaddr_storage; BATCH]>,
-    control: Box<[[u8; CONTROL]; BATCH]>,
-    /// Datagrams in each submitted message.
-    datagrams: [usize; BATCH],
-    /// Messages submitted whose CQE has not come.
-    inflight: usize,
-}
-
-// SAFETY: the raw pointers inside the headers point into this slot's own boxes and batch; the
-// slot moves with its backend, once, before any of them is used.
-unsafe impl Send for SendSlot {}
-
-impl SendSlot {
-    fn new(gso: bool) -> SendSlot {
-        // SAFETY: msghdr, iovec and sockaddr_storage are plain data for which all-zero is valid.
-        let (headers, iovecs, names) = unsafe { (zeroed(), zeroed(), zeroed()) };
-        SendSlot {
-            batch: SendBatch::new(gso),
-            headers: Box::new(headers),
-            iovecs: Box::new(iovecs),
-            names: Box::new(names),
-            control: Box::new([[0; CONTROL]; BATCH]),
-            datagrams: [0; BATCH],
-            inflight: 0,
-        }
-    }
-}
-
-/// The multishot receive's `msghdr`; its pointers are null (only the lengths matter).
-struct RecvHeader(Box<libc::msghdr>);
-
-// SAFETY: the header's pointer fields are null and never set; it is plain data.
-unsafe impl Send for RecvHeader {}
 
 /// Why a request finished, from one CQE.
 enum Completion {
@@ -624,7 +446,7 @@ impl UringIo {
     /// [`UringIo::wait`] submits them all at once. Returns the datagrams pushed.
     pub(super) fn transmit(&mut self, endpoint: &mut Endpoint, stats: &mut Stats) -> usize {
         let mut pushed = 0usize;
-        let mut sizes = [0u32; super::io::BATCH_BUCKETS.len()];
+        let mut sizes = [0u32; super::backend::BATCH_BUCKETS.len()];
         // Set when the endpoint ran out before the free slots did.
         let mut drained = false;
         for index in 0..self.sends.len() {
@@ -659,7 +481,7 @@ impl UringIo {
                 break;
             }
             pushed = pushed.saturating_add(queued);
-            let size = &mut sizes[super::io::batch_bucket(queued)];
+            let size = &mut sizes[super::backend::batch_bucket(queued)];
             *size = size.saturating_add(1);
             if !full {
                 drained = true;
@@ -795,132 +617,10 @@ impl Drop for UringIo {
     }
 }
 
-/// What the control messages of one received message say.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-struct Control {
-    /// UDP_GRO: the message is a train of datagrams of this size.
-    segment: Option<usize>,
-    /// SO_RXQ_OVFL: the socket's kernel receive-queue drops so far.
-    rxq_overflows: Option<u32>,
-}
-
-/// Walks `cmsghdr`s in received control bytes without trusting them: a length that is too small
-/// or runs past the end stops the walk.
-fn parse_control(mut bytes: &[u8]) -> Control {
-    let header = size_of::<libc::cmsghdr>();
-    let align = size_of::<usize>();
-    let mut control = Control::default();
-    while bytes.len() >= header {
-        let mut len_bytes = [0u8; size_of::<usize>()];
-        len_bytes.copy_from_slice(&bytes[..size_of::<usize>()]);
-        let cmsg_len = usize::from_ne_bytes(len_bytes);
-        let word = |at: usize| {
-            bytes
-                .get(at..)
-                .and_then(|b| b.first_chunk::<4>())
-                .map_or(0, |b| i32::from_ne_bytes(*b))
-        };
-        let level = word(align);
-        let kind = word(align.saturating_add(4));
-        if cmsg_len < header || cmsg_len > bytes.len() {
-            break;
-        }
-        let data = &bytes[header..cmsg_len];
-        if level == libc::SOL_SOCKET && kind == SO_RXQ_OVFL && data.len() >= 4 {
-            control.rxq_overflows = Some(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
-        } else if level == libc::SOL_UDP && kind == UDP_GRO && data.len() >= 4 {
-            let size = i32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
-            control.segment = usize::try_from(size).ok().filter(|&s| s > 0);
-        }
-        let next = cmsg_len.next_multiple_of(align);
-        if next >= bytes.len() {
-            break;
-        }
-        bytes = &bytes[next..];
-    }
-    control
-}
-
-/// The sender from a received name field (a sockaddr_in or sockaddr_in6, zero-padded).
-fn address_from_name(name: &[u8]) -> Option<SocketAddr> {
-    // SAFETY: sockaddr_storage is plain data for which all-zero is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-    let len = name.len().min(size_of::<libc::sockaddr_storage>());
-    // SAFETY: at most size_of::<sockaddr_storage>() bytes are copied into it from a slice of
-    // at least that length; the two do not overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            name.as_ptr(),
-            (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
-            len,
-        );
-    }
-    sys::from_sockaddr(&storage)
-}
-
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
-
-    fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
-        let header = size_of::<libc::cmsghdr>();
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&(header + data.len()).to_ne_bytes());
-        bytes.extend_from_slice(&level.to_ne_bytes());
-        bytes.extend_from_slice(&kind.to_ne_bytes());
-        bytes.extend_from_slice(data);
-        while bytes.len() % size_of::<usize>() != 0 {
-            bytes.push(0);
-        }
-        bytes
-    }
-
-    #[test]
-    fn control_messages_give_segment_and_overflows() {
-        let mut bytes = cmsg(libc::SOL_SOCKET, SO_RXQ_OVFL, &7u32.to_ne_bytes());
-        bytes.extend(cmsg(libc::SOL_UDP, UDP_GRO, &1200i32.to_ne_bytes()));
-        assert_eq!(
-            parse_control(&bytes),
-            Control {
-                segment: Some(1200),
-                rxq_overflows: Some(7)
-            }
-        );
-        assert_eq!(parse_control(&[]), Control::default());
-    }
-
-    #[test]
-    fn hostile_control_bytes_stop_the_walk() {
-        let good = cmsg(libc::SOL_UDP, UDP_GRO, &100i32.to_ne_bytes());
-        for cut in 0..good.len() {
-            // Truncated anywhere: no panic, and a cut header yields nothing.
-            let _ = parse_control(&good[..cut]);
-        }
-        let mut huge = good.clone();
-        huge[..size_of::<usize>()].copy_from_slice(&usize::MAX.to_ne_bytes());
-        assert_eq!(parse_control(&huge), Control::default());
-        let mut tiny = good;
-        tiny[..size_of::<usize>()].copy_from_slice(&1usize.to_ne_bytes());
-        assert_eq!(parse_control(&tiny), Control::default());
-    }
-
-    #[test]
-    fn names_decode_to_addresses() {
-        for text in ["127.0.0.1:7700", "[::1]:9"] {
-            let address: SocketAddr = text.parse().unwrap();
-            let (storage, len) = sys::to_sockaddr(address);
-            // SAFETY (test): reading the storage's first `len` bytes as raw bytes.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    (&storage as *const libc::sockaddr_storage).cast::<u8>(),
-                    len as usize,
-                )
-            };
-            assert_eq!(address_from_name(bytes), Some(address));
-        }
-        assert_eq!(address_from_name(&[]), None);
-    }
 
     #[test]
     fn a_ring_receives_datagrams_and_closes_idle() {

@@ -1,5 +1,9 @@
 //! Plain counters that the sans-IO core keeps and the engine publishes (PROTOCOL.md §12: shards
 //! count in local integers and publish to `metrics` about once a second).
+//!
+//! A leaf below every layer: the sans-IO core counts into it, the engine merges it, the node
+//! exports it. Clippy's `arithmetic_side_effects` is denied here as in the layers that use it.
+#![deny(clippy::arithmetic_side_effects)]
 
 /// Whether a statistic only grows or can go both ways.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -120,7 +120,7 @@ impl Pinger {
     ) -> io::Result<Option<Reply>> {
         loop {
             let now = Instant::now();
-            super::tell_wall_clock(&mut self.endpoint);
+            crate::engine::tell_wall_clock(&mut self.endpoint);
             if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.endpoint.handle_timeout(now);
             }

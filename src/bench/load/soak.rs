@@ -81,7 +81,7 @@ pub fn run_soak(
     let honest = {
         let (load, progress) = (config.load.clone(), Arc::clone(&progress));
         std::thread::spawn(move || {
-            crate::engine::heap::set_thread_account(crate::engine::heap::Account::Harness);
+            crate::heap::set_thread_account(crate::heap::Account::Harness);
             run_weft_load(&load, &progress, || {})
         })
     };
@@ -99,7 +99,7 @@ pub fn run_soak(
         };
         let (stop, counters) = (Arc::clone(&stop), Arc::clone(&counters));
         std::thread::spawn(move || {
-            crate::engine::heap::set_thread_account(crate::engine::heap::Account::Harness);
+            crate::heap::set_thread_account(crate::heap::Account::Harness);
             run_hostile(&hostile_config, &stop, &counters)
         })
     });

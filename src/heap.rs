@@ -12,9 +12,10 @@
 //! The counter is the bytes callers asked for (`Layout::size`); the header and the system
 //! allocator's own overhead are not in it.
 //!
-//! It lives in the engine, beside `sys`, because it is the one other place that must speak to the
-//! system in `unsafe` terms. A binary opts in with
-//! `#[global_allocator] static ALLOC: weft::engine::heap::CountingAlloc = CountingAlloc::new();`.
+//! It is a leaf at the crate root, below every layer, because the engine tags its threads with
+//! accounts and the node exports the live total; beside the engine's I/O backends it is the one
+//! place that must speak to the system in `unsafe` terms. A binary opts in with
+//! `#[global_allocator] static ALLOC: weft::heap::CountingAlloc = CountingAlloc::new();`.
 //! Without that the figures stay 0 and [`is_counting`] says so.
 
 // A `GlobalAlloc` is an unsafe trait: implementing it is this module's whole purpose.
