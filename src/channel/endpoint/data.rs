@@ -7,6 +7,7 @@
 //! PTO, ACK delay, hold timeout, reassembly, pacing) and the keep-alive share one endpoint timer
 //! per channel.
 
+use super::receive::Control;
 use super::{ChannelHandle, Endpoint, Event, SendError};
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget,
@@ -14,7 +15,8 @@ use crate::channel::reliability::{
 };
 use crate::channel::state::ChannelData;
 use crate::handle::Handle;
-use crate::wire::{Capabilities, Message, Messages, SEQUENCED_HEADER_LEN, TAG_LEN};
+use crate::wire::{Capabilities, ChannelId, Message, PeerId, SEQUENCED_HEADER_LEN, TAG_LEN};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Length of the CHANNEL_COOKIE that heads an unconfirmed initiator's packets (§6 step 4).
@@ -287,56 +289,77 @@ impl Endpoint {
         }
     }
 
-    /// One received packet on an open channel: its number and whether it elicits an ACK (the
-    /// caller's walk over the messages found out), then its data-path messages. The caller
-    /// handles the establishment messages (CHANNEL_COOKIE, CHANNEL_CLOSE) and PING.
-    pub(super) fn on_channel_packet(
+    /// One received packet on an open channel, in one walk over its messages: the data-path
+    /// ones (DATA, fragments, ACK, WINDOW) here, the others through `control` (PING, PONG,
+    /// CHANNEL_CLOSE, CHANNEL_COOKIE), which the caller acts on after the walk.
+    pub(super) fn on_channel_packet<'a>(
         &mut self,
         now: Instant,
         channel: Handle,
-        (sequence, eliciting): (u32, bool),
-        messages: Messages<'_>,
+        sequence: u32,
+        route: (PeerId, SocketAddr, ChannelId),
+        messages: impl Iterator<Item = Message<'a>>,
+        control: &mut Control,
     ) {
-        if !self.ensure_data(now, channel) {
-            return;
-        }
-        let Some(state) = self.channels.get_mut(channel) else {
-            return;
-        };
-        let peer_handle = state.peer;
-        let Some(data) = state.data.as_mut() else {
-            return;
-        };
-        let Some(peer) = self.peers.get_mut(peer_handle) else {
-            return;
-        };
-        let (Some(path), Some(budget)) = (peer.path.as_mut(), peer.budget.as_mut()) else {
+        let ready = self.ensure_data(now, channel);
+        let state = self.channels.get_mut(channel).filter(|_| ready);
+        let data = state.and_then(|state| Some((state.peer, state.data.as_mut()?)));
+        let parts = data.and_then(|(peer_handle, data)| {
+            let peer = self.peers.get_mut(peer_handle)?;
+            Some((
+                peer_handle,
+                data,
+                peer.path.as_mut()?,
+                peer.budget.as_mut()?,
+            ))
+        });
+        let Some((peer_handle, data, path, budget)) = parts else {
+            // No data state (the channel is going away): the control messages still count.
+            for message in messages {
+                if !control.take(message, route, &mut self.events, &mut self.stats) {
+                    break;
+                }
+            }
             return;
         };
         let rel = &mut data.reliability;
         let pn = decode_packet_number(rel.largest_received(), sequence);
-        rel.on_packet_received(now, pn, eliciting);
+        // The packet is recorded before its first DATA (the receive side numbers messages by
+        // it); DATA elicits an ACK, so whether the packet does is known by then.
+        let mut recorded = false;
         let mut acked = false;
         for message in messages {
             match message {
                 Message::Data {
                     message_number,
                     payload,
-                } => rel.on_data(now, message_number, payload, &mut self.pool),
+                } => {
+                    control.eliciting = true;
+                    if !std::mem::replace(&mut recorded, true) {
+                        rel.on_packet_received(now, pn, true);
+                    }
+                    rel.on_data(now, message_number, payload, &mut self.pool);
+                }
                 Message::DataFragment {
                     message_number,
                     total_length,
                     offset,
                     bytes,
-                } => rel.on_fragment(
-                    now,
-                    message_number,
-                    total_length,
-                    offset,
-                    bytes,
-                    budget,
-                    &mut self.pool,
-                ),
+                } => {
+                    control.eliciting = true;
+                    if !std::mem::replace(&mut recorded, true) {
+                        rel.on_packet_received(now, pn, true);
+                    }
+                    rel.on_fragment(
+                        now,
+                        message_number,
+                        total_length,
+                        offset,
+                        bytes,
+                        budget,
+                        &mut self.pool,
+                    );
+                }
                 Message::Ack(ack) => {
                     let delay = Duration::from_micros(ack.ack_delay_us);
                     rel.on_ack(now, ack.iter(), delay, path);
@@ -346,9 +369,20 @@ impl Endpoint {
                 Message::Window {
                     max_message,
                     max_bytes,
-                } => rel.on_window(max_message, max_bytes),
-                _ => {}
+                } => {
+                    control.eliciting = true;
+                    rel.on_window(max_message, max_bytes);
+                }
+                other => {
+                    if !control.take(other, route, &mut self.events, &mut self.stats) {
+                        break;
+                    }
+                }
             }
+        }
+        if !recorded {
+            // PROTOCOL.md §7.1: everything but ACK elicits an acknowledgement.
+            rel.on_packet_received(now, pn, control.eliciting);
         }
         let latest = path.rtt().latest();
         if acked && path.rtt().has_sample() && latest != data.last_rtt {

@@ -146,9 +146,6 @@ impl Endpoint {
         secure: bool,
     ) {
         let header = *header;
-        // The data path reads the same messages again (DATA, ACK, WINDOW, fragments); this
-        // walk also learns whether the packet elicits an ACK, so that one needs no third.
-        let all = messages.clone();
         // PROTOCOL.md §7.1: everything but ACK elicits an acknowledgement; a CHANNEL_COOKIE
         // that opens the channel is taken off the walk below, and it elicits.
         let mut eliciting = false;
@@ -211,57 +208,39 @@ impl Endpoint {
                 state.retry_at = None;
             }
         }
-        // One answer per request datagram: its PINGs share one PONG packet (as many as fit
-        // comfortably; the rest are dropped and counted), and CHANNEL_COOKIEs confirm once.
-        let mut pongs = [[0u8; 8]; MAX_CHANNEL_PONGS];
-        let mut pong_count = 0;
-        let mut confirm = false;
-        for message in messages {
-            eliciting |= !matches!(message, Message::Ack(_));
-            match message {
-                // docs/RELIABILITY.md: PING token 0 is the reliability layer's probe (PTO); the
-                // ACK it elicits is the answer.
-                Message::Ping { token } if *token == [0; 8] => {}
-                Message::Ping { token } if pong_count < MAX_CHANNEL_PONGS => {
-                    pongs[pong_count] = *token;
-                    pong_count = pong_count.saturating_add(1);
+        // One walk over the messages: the data path takes DATA, fragments, ACK and WINDOW, and
+        // `Control` the rest, to act on once the walk is done.
+        let mut control = Control::new(eliciting);
+        let route = (header.sender, from, header.channel);
+        match header.sequence {
+            Some(sequence) => {
+                self.on_channel_packet(now, channel, sequence, route, messages, &mut control)
+            }
+            None => {
+                for message in messages {
+                    if !control.take(message, route, &mut self.events, &mut self.stats) {
+                        break;
+                    }
                 }
-                Message::Ping { .. } => self.drop_packet("answer_limit"),
-                Message::Pong { token } if *token == data::KEEP_ALIVE_TOKEN => {}
-                Message::Pong { token } => self.events.push_back(Event::Pong {
-                    peer: header.sender,
-                    from,
-                    token: *token,
-                }),
-                Message::ChannelClose {
-                    channel: id,
-                    reason,
-                } if id == header.channel => {
-                    self.close(channel, reason, true, false);
-                    return;
-                }
-                Message::ChannelClose { .. } => self.drop_packet("close_for_other_channel"),
-                // A duplicate CHANNEL_COOKIE: the responder's confirmation was lost, resend it.
-                Message::ChannelCookie { .. } => confirm = true,
-                _ => {}
             }
         }
-        if confirm {
+        if let Some(reason) = control.close {
+            self.close(channel, reason, true, false);
+            return;
+        }
+        if control.confirm {
             self.confirm_channel(channel);
         }
-        if pong_count > 0 {
+        if control.pong_count > 0 {
             let pongs: [Message<'_>; MAX_CHANNEL_PONGS] =
                 std::array::from_fn(|index| Message::Pong {
-                    token: &pongs[index],
+                    token: &control.pongs[index],
                 });
-            self.send_on_channel(channel, &pongs[..pong_count]);
+            self.send_on_channel(channel, &pongs[..control.pong_count]);
         }
-        let Some(sequence) = header.sequence else {
-            return;
-        };
-        // A CHANNEL_COOKIE that opened the channel heads the packet; the data path skips it.
-        self.on_channel_packet(now, channel, (sequence, eliciting), all);
-        self.touch(channel);
+        if header.sequence.is_some() {
+            self.touch(channel);
+        }
     }
 
     pub(super) fn on_peer_close(
@@ -293,5 +272,68 @@ impl Endpoint {
     pub(super) fn channel_of(&self, peer: PeerId, channel: ChannelId) -> Option<Handle> {
         let peer = self.peers.get(*self.ids.peer(&peer)?)?;
         peer.channels.get(&channel.0).copied()
+    }
+}
+
+/// What one walk over a channel packet's messages leaves for after it: the PINGs to answer in
+/// one PONG packet (one answer per request datagram; those past `MAX_CHANNEL_PONGS` are dropped
+/// and counted), a repeated CHANNEL_COOKIE to confirm once, a CHANNEL_CLOSE, and whether the
+/// packet elicits an ACK.
+pub(super) struct Control {
+    pub(super) pongs: [[u8; 8]; MAX_CHANNEL_PONGS],
+    pub(super) pong_count: usize,
+    pub(super) confirm: bool,
+    pub(super) close: Option<CloseReason>,
+    pub(super) eliciting: bool,
+}
+
+impl Control {
+    pub(super) fn new(eliciting: bool) -> Control {
+        Control {
+            pongs: [[0; 8]; MAX_CHANNEL_PONGS],
+            pong_count: 0,
+            confirm: false,
+            close: None,
+            eliciting,
+        }
+    }
+
+    /// Takes one message that is not the data path's; false when the walk must stop (the
+    /// channel closes). `route` is the sender, its address and the packet's channel.
+    pub(super) fn take(
+        &mut self,
+        message: Message<'_>,
+        (sender, from, id): (PeerId, SocketAddr, ChannelId),
+        events: &mut VecDeque<Event>,
+        stats: &mut Stats,
+    ) -> bool {
+        self.eliciting |= !matches!(message, Message::Ack(_));
+        match message {
+            // docs/RELIABILITY.md: PING token 0 is the reliability layer's probe (PTO); the
+            // ACK it elicits is the answer.
+            Message::Ping { token } if *token == [0; 8] => {}
+            Message::Ping { token } if self.pong_count < MAX_CHANNEL_PONGS => {
+                self.pongs[self.pong_count] = *token;
+                self.pong_count = self.pong_count.saturating_add(1);
+            }
+            Message::Ping { .. } => stats.add(DROPPED, Some(("reason", "answer_limit")), 1),
+            Message::Pong { token } if *token == data::KEEP_ALIVE_TOKEN => {}
+            Message::Pong { token } => events.push_back(Event::Pong {
+                peer: sender,
+                from,
+                token: *token,
+            }),
+            Message::ChannelClose { channel, reason } if channel == id => {
+                self.close = Some(reason);
+                return false;
+            }
+            Message::ChannelClose { .. } => {
+                stats.add(DROPPED, Some(("reason", "close_for_other_channel")), 1)
+            }
+            // A duplicate CHANNEL_COOKIE: the responder's confirmation was lost, resend it.
+            Message::ChannelCookie { .. } => self.confirm = true,
+            _ => {}
+        }
+        true
     }
 }
