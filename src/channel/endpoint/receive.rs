@@ -337,3 +337,86 @@ impl Control {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> (PeerId, SocketAddr, ChannelId) {
+        (
+            PeerId([7; 16]),
+            SocketAddr::from(([10, 0, 0, 7], 7000)),
+            ChannelId(0x0001_0002),
+        )
+    }
+
+    #[test]
+    fn pings_past_the_answer_limit_are_dropped_and_counted() {
+        let (mut events, mut stats) = (VecDeque::new(), Stats::new());
+        let mut control = Control::new(false);
+        for i in 0..MAX_CHANNEL_PONGS + 3 {
+            let token = [(i % 200) as u8 + 1; 8];
+            let ping = Message::Ping { token: &token };
+            assert!(control.take(ping, route(), &mut events, &mut stats));
+        }
+        assert_eq!(control.pong_count, MAX_CHANNEL_PONGS);
+        assert_eq!(stats.get(DROPPED, Some(("reason", "answer_limit"))), 3);
+        assert!(control.eliciting);
+    }
+
+    #[test]
+    fn probes_and_keep_alives_are_no_requests() {
+        let (mut events, mut stats) = (VecDeque::new(), Stats::new());
+        let mut control = Control::new(false);
+        let probe = Message::Ping { token: &[0; 8] };
+        let keep_alive = Message::Pong {
+            token: &data::KEEP_ALIVE_TOKEN,
+        };
+        assert!(control.take(probe, route(), &mut events, &mut stats));
+        assert!(control.take(keep_alive, route(), &mut events, &mut stats));
+        assert_eq!(control.pong_count, 0);
+        assert!(events.is_empty());
+        // Both still elicit an ACK: the probe exists for it (PROTOCOL.md §7.1).
+        assert!(control.eliciting);
+    }
+
+    #[test]
+    fn a_close_for_this_channel_stops_the_walk_and_another_is_counted() {
+        let (mut events, mut stats) = (VecDeque::new(), Stats::new());
+        let (_, _, id) = route();
+        let mut control = Control::new(false);
+        let other = Message::ChannelClose {
+            channel: ChannelId(0x0009_0009),
+            reason: CloseReason::Normal,
+        };
+        assert!(control.take(other, route(), &mut events, &mut stats));
+        assert_eq!(control.close, None);
+        assert_eq!(
+            stats.get(DROPPED, Some(("reason", "close_for_other_channel"))),
+            1
+        );
+        let close = Message::ChannelClose {
+            channel: id,
+            reason: CloseReason::Idle,
+        };
+        assert!(!control.take(close, route(), &mut events, &mut stats));
+        assert_eq!(control.close, Some(CloseReason::Idle));
+    }
+
+    #[test]
+    fn a_pong_becomes_an_event_naming_its_sender() {
+        let (mut events, mut stats) = (VecDeque::new(), Stats::new());
+        let (peer, from, _) = route();
+        let mut control = Control::new(false);
+        let pong = Message::Pong { token: &[5; 8] };
+        assert!(control.take(pong, route(), &mut events, &mut stats));
+        assert_eq!(
+            events.pop_front(),
+            Some(Event::Pong {
+                peer,
+                from,
+                token: [5; 8]
+            })
+        );
+    }
+}
