@@ -203,9 +203,10 @@ pub struct Endpoint {
     /// The peer whose authenticated packet is being handled: stateless answers to it go
     /// encrypted.
     secure_peer: Option<PeerId>,
-    /// The ciphertext of a packet that a displaced session may have to open after the current
-    /// one refused it (see `handle_encrypted`); empty outside that window.
-    displaced_copy: Vec<u8>,
+    /// Ciphertext kept aside where it cannot be opened in place: a packet that a displaced
+    /// session may have to open after the current one refused it (`handle_encrypted`), and a
+    /// START_ENCRYPTION (`open_start_encryption`). Reused, so neither costs an allocation.
+    scratch: Vec<u8>,
     /// Reassembly memory of the whole node (PROTOCOL.md §7.5).
     budget: ReassemblyBudget,
     /// Peers that may have packets to build.
@@ -290,7 +291,7 @@ impl Endpoint {
             last_tai: Duration::ZERO,
             last_now: now,
             secure_peer: None,
-            displaced_copy: Vec::new(),
+            scratch: Vec::with_capacity(crate::channel::outgoing::MAX_DATAGRAM),
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
             flushing: Vec::new(),

@@ -188,13 +188,11 @@ impl Endpoint {
         else {
             return;
         };
-        // A completing packet is built within DEFAULT_MTU (`send_completing`): its ciphertext is
-        // opened in a copy on the stack, once per handshake, off the data path.
-        let mut copy = [0u8; crate::channel::outgoing::MAX_DATAGRAM];
-        let Some(buf) = copy.get_mut(..sealed.len()) else {
-            return self.drop_packet("oversize");
-        };
-        buf.copy_from_slice(sealed);
+        // The ciphertext is a view into the handshake packet that the handshake still reads, so
+        // it is opened in the kept scratch buffer: a copy once per handshake, off the data path.
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        buf.extend_from_slice(sealed);
         let opened = self
             .ids
             .session(&header.sender)
@@ -202,7 +200,7 @@ impl Endpoint {
             .and_then(|e| e.slot.phase_session(phase))
             .map(|s| {
                 s.keys
-                    .open(ChannelId::DEFAULT, u64::from(sequence), ad, buf)
+                    .open(ChannelId::DEFAULT, u64::from(sequence), ad, &mut buf)
             });
         match opened {
             Some(Ok(len)) => {
@@ -220,6 +218,7 @@ impl Endpoint {
             Some(Err(error)) => self.drop_packet(crypto_label(error)),
             None => self.drop_packet("no_session"),
         }
+        self.scratch = buf;
     }
 
     /// An ENCRYPTED packet: the peer's session by sender, the session by KEY_PHASE, the replay
@@ -259,8 +258,8 @@ impl Endpoint {
         // second try. The kept buffer is reused, so this costs a copy, never an allocation.
         let displaced = entry.slot.displaced(phase).is_some();
         if displaced {
-            self.displaced_copy.clear();
-            self.displaced_copy.extend_from_slice(body);
+            self.scratch.clear();
+            self.scratch.extend_from_slice(body);
         }
         let Some(session) = entry.slot.phase_session(phase) else {
             self.drop_packet("unknown_key_phase");
@@ -278,7 +277,7 @@ impl Endpoint {
         if result == Err(CryptoError::Authentication) && displaced {
             if let Some(session) = entry.slot.displaced(phase) {
                 primary = false;
-                body.copy_from_slice(&self.displaced_copy);
+                body.copy_from_slice(&self.scratch);
                 result = session.keys.open(channel, sequence, head, body);
             }
         }
