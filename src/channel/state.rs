@@ -91,6 +91,7 @@ impl Peer {
 pub(crate) struct UsedIds {
     // Seeded (std RandomState): the peer picked these ids.
     current: HashSet<u32>,
+    // Seeded, as `current`.
     previous: HashSet<u32>,
     /// The cookie rotation `current` belongs to.
     epoch: u64,

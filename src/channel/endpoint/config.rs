@@ -42,6 +42,7 @@ pub struct EndpointConfig {
     /// per session and costs an application that churns channels one rekey per thousand.
     pub max_closed_channels_per_session: usize,
     /// Pre-shared keys by peer: a peer listed here is reached with handshake kind 3 (§5).
+    // Seeded (std RandomState): looked up by ids that peers claim.
     pub psks: HashMap<PeerId, [u8; 32]>,
     /// When an INIT without a valid cookie is answered with HANDSHAKE_COOKIE (§5: above a
     /// rate of handshakes per second, or always). Kind-2 INITs always need a cookie.

@@ -180,7 +180,7 @@ pub struct Endpoint {
     timestamps: TimestampTable,
     index_cipher: IndexCipher,
     pending: Slab<Pending>,
-    // Seeded: peer ids and addresses are the peers' choice.
+    // Seeded: peer ids are the peers' choice.
     pending_by_peer: HashMap<PeerId, Handle>,
     // Seeded: addresses are the peers' choice.
     pending_by_addr: HashMap<SocketAddr, Handle>,
