@@ -174,6 +174,31 @@ fn sealed_pings_on_twenty_thousand_made_up_channel_ids_leave_the_heap_where_it_w
 }
 
 #[test]
+fn a_sealed_packet_is_opened_inside_the_buffer_it_arrived_in() {
+    let now = Instant::now();
+    let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
+    let from = SocketAddr::from(([10, 0, 0, 2], 2000));
+    let mut server = Endpoint::new(EndpointConfig::default(), identity(1), [1; 32], now);
+    let attacker = Attacker::connect(&mut server, server_addr, from, now);
+    let ping = Message::Ping { token: &[6; 8] };
+    let sealed = attacker.sealed(ChannelId::DEFAULT, &[ping]);
+    let mut buffer = sealed.clone();
+    server.handle(now, from, &mut buffer);
+    assert_eq!(drain(&mut server).len(), 1, "the PONG");
+    // The payload was decrypted where it lay (STYLE.md 17): the PING is there in plaintext.
+    let header_len = Packet::parse(&sealed).unwrap().header_bytes().len();
+    let mut plain = [0u8; 9];
+    let len = ping.emit(&mut plain).unwrap();
+    assert_eq!(&buffer[header_len..header_len + len], &plain[..len]);
+    // Handed in again, the ciphertext and the opened bytes alike are replays of number 0:
+    // neither is answered.
+    server.handle(now, from, &mut sealed.clone());
+    server.handle(now, from, &mut buffer);
+    assert!(drain(&mut server).is_empty());
+    assert_eq!(dropped(&server, "replay"), 2);
+}
+
+#[test]
 fn a_sealed_datagram_of_pings_gets_exactly_one_sealed_answer_datagram() {
     let now = Instant::now();
     let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
