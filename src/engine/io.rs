@@ -3,7 +3,7 @@
 //!
 //! A shard talks to its socket only through [`Io`]: wait for work, receive a batch, transmit
 //! what the endpoint queued, close. [`Io::Epoll`] is mio plus `recvmmsg`/`sendmmsg`
-//! (`epoll.rs`, `sys.rs`); [`Io::Uring`] is one io_uring per shard (`uring.rs`). Both wake on the
+//! (`epoll.rs`, `sys.rs`); [`Io::Uring`] is one io_uring per shard (`uring/`). Both wake on the
 //! shard's `mio::Waker`, so hand-over and worker code does not know which backend runs.
 
 use super::epoll::EpollIo;

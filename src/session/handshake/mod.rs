@@ -13,16 +13,19 @@
 //! replay), and the table only records a timestamp once the response has been produced. What
 //! bounds the two DHs of a replay flood is mac1 and the cookie under load (`super::mac`).
 
+mod initiator;
+mod responder;
+mod timestamp;
+
+pub use initiator::{Initiator, InitiatorDone};
+pub use responder::{PendingResponder, Response, respond};
+pub use timestamp::{DEFAULT_TIMESTAMP_LIMIT, Tai64N, TimestampTable};
+
 use super::identity::{Identity, peer_id_of};
-use super::noise;
-use super::record::PeerRecord;
 use crate::wire::PeerId;
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
-use rand::{CryptoRng, RngCore};
 use snow::params::NoiseParams;
-use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
 
 /// Largest handshake message weft produces or accepts (the biggest, IK's INIT, is 204 bytes).
 pub const MAX_HANDSHAKE_LEN: usize = 256;
@@ -84,128 +87,6 @@ impl HandshakeKind {
         self.noise_name()
             .parse()
             .unwrap_or_else(|_| unreachable!("snow parses {}", self.noise_name()))
-    }
-}
-
-/// A TAI64N timestamp (12 bytes: TAI64 seconds label, nanoseconds), big-endian so that byte order
-/// is time order.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Tai64N(pub [u8; TIMESTAMP_LEN]);
-
-impl Tai64N {
-    /// The timestamp of `since_unix_epoch` (the caller reads the wall clock, not this layer).
-    pub fn from_unix(since_unix_epoch: Duration) -> Tai64N {
-        // TAI64 labels second s of the Unix era as 2^62 + 10 + s (the 10 s TAI-UTC offset of 1970).
-        let seconds = (1u64 << 62)
-            .saturating_add(10)
-            .saturating_add(since_unix_epoch.as_secs());
-        let mut bytes = [0u8; TIMESTAMP_LEN];
-        bytes[..8].copy_from_slice(&seconds.to_be_bytes());
-        bytes[8..].copy_from_slice(&since_unix_epoch.subsec_nanos().to_be_bytes());
-        Tai64N(bytes)
-    }
-}
-
-/// The last INIT timestamp accepted per Ed25519 key (PROTOCOL.md §5: a responder rejects a
-/// timestamp not greater than the last it accepted for that key), in bounded memory.
-///
-/// Identities cost nothing, so the table cannot keep every key forever. What it may forget
-/// must not reopen a replay, and the rule that makes forgetting safe is a floor:
-///
-/// - an entry is forgotten only when the table is full, and only if its timestamp is older than
-///   the caller's cutoff (wall clock minus [`TimestampTable::with_limits`]' window), oldest
-///   first;
-/// - the greatest timestamp ever forgotten is kept as the floor, and a key the table does not
-///   hold is fresh only above the floor.
-///
-/// A recorded INIT of a forgotten key carries a timestamp no greater than that key's last
-/// accepted one, which is at most the floor: it stays refused. An honest peer is refused only
-/// while the table is under pressure and its clock lags ours by more than the window (the
-/// floor is always below the cutoff, so an attacker's clock cannot push it forward: entries
-/// stamped in the future are never old enough to forget). When the table is full of entries
-/// younger than the window, a key it does not hold is refused ([`is_fresh`](Self::is_fresh)
-/// says no) rather than accepted unrecorded: keys it holds, and every XX handshake, still go on.
-#[derive(Clone, Debug)]
-pub struct TimestampTable {
-    last: HashMap<[u8; 32], Tai64N>,
-    /// The same entries by timestamp, to forget the oldest first.
-    by_age: std::collections::BTreeSet<(Tai64N, [u8; 32])>,
-    floor: Option<Tai64N>,
-    limit: usize,
-}
-
-impl Default for TimestampTable {
-    fn default() -> Self {
-        TimestampTable::with_limits(DEFAULT_TIMESTAMP_LIMIT)
-    }
-}
-
-/// Keys a [`TimestampTable`] holds by default: 65,536 entries of about 100 bytes (two maps),
-/// 6.5 MiB; an attacker must complete more than 109 IK handshakes a second with new keys,
-/// through every per-source limit, to fill it within a 10-minute window.
-pub const DEFAULT_TIMESTAMP_LIMIT: usize = 1 << 16;
-
-impl TimestampTable {
-    /// An empty table of at most `DEFAULT_TIMESTAMP_LIMIT` keys.
-    pub fn new() -> TimestampTable {
-        TimestampTable::default()
-    }
-
-    /// An empty table of at most `limit` keys (at least 1).
-    pub fn with_limits(limit: usize) -> TimestampTable {
-        TimestampTable {
-            last: HashMap::new(),
-            by_age: std::collections::BTreeSet::new(),
-            floor: None,
-            limit: limit.max(1),
-        }
-    }
-
-    /// True if `timestamp` is newer than the last one accepted for `ed25519` (for a key the
-    /// table does not hold: newer than the floor, and the table has room).
-    pub fn is_fresh(&self, ed25519: &[u8; 32], timestamp: Tai64N) -> bool {
-        match self.last.get(ed25519) {
-            Some(last) => timestamp > *last,
-            None => self.last.len() < self.limit && self.floor.is_none_or(|f| timestamp > f),
-        }
-    }
-
-    /// Makes room, if the table is full, by forgetting entries older than `cutoff`, oldest
-    /// first (at most what it takes to get below the limit: a bounded loop). See the type's doc.
-    pub fn prune(&mut self, cutoff: Tai64N) {
-        while self.last.len() >= self.limit {
-            let Some(&(oldest, key)) = self.by_age.first() else {
-                return;
-            };
-            if oldest >= cutoff {
-                return;
-            }
-            self.by_age.remove(&(oldest, key));
-            self.last.remove(&key);
-            self.floor = Some(self.floor.map_or(oldest, |f| f.max(oldest)));
-        }
-    }
-
-    /// Records `timestamp` for `ed25519` if it is fresh; returns whether it was.
-    pub fn accept(&mut self, ed25519: &[u8; 32], timestamp: Tai64N) -> bool {
-        if !self.is_fresh(ed25519, timestamp) {
-            return false;
-        }
-        if let Some(previous) = self.last.insert(*ed25519, timestamp) {
-            self.by_age.remove(&(previous, *ed25519));
-        }
-        self.by_age.insert((timestamp, *ed25519));
-        true
-    }
-
-    /// Number of keys remembered.
-    pub fn len(&self) -> usize {
-        self.last.len()
-    }
-
-    /// True if no key is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.last.is_empty()
     }
 }
 
@@ -376,6 +257,7 @@ fn check_binding(
     Ok(ed25519)
 }
 
+/// The session a finished handshake yields: snow's raw split as the two direction secrets.
 fn split(
     state: &mut snow::HandshakeState,
     kind: HandshakeKind,
@@ -400,338 +282,6 @@ fn split(
     }
 }
 
-/// The initiator's side of one handshake. It keeps its INIT bytes: snow cannot emit a message
-/// twice, and a HANDSHAKE_COOKIE asks for the same INIT again (PROTOCOL.md §5).
-pub struct Initiator {
-    kind: HandshakeKind,
-    state: Option<snow::HandshakeState>,
-    init: [u8; MAX_HANDSHAKE_LEN],
-    init_len: usize,
-    /// For kinds 1 and 3, the responder as its signed record names it.
-    responder: Option<(PeerId, [u8; 32])>,
-    binding: [u8; BINDING_LEN],
-}
-
-impl fmt::Debug for Initiator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Initiator")
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What an initiator produced from a HANDSHAKE_RESPONSE.
-#[derive(Debug)]
-pub struct InitiatorDone {
-    /// The session's secrets and peer.
-    pub established: Established,
-    /// For kind 2, the length of the HANDSHAKE_FINAL bytes written to the caller's buffer (0 for
-    /// kinds 1 and 3, which end with the response).
-    pub final_len: usize,
-}
-
-impl Initiator {
-    /// Kind 1: starts an IK handshake with the responder of `record`, which must verify.
-    pub fn known_responder<R: RngCore + CryptoRng>(
-        local: &HandshakeIdentity,
-        record: &PeerRecord,
-        now: Tai64N,
-        rng: &mut R,
-    ) -> Result<Initiator, HandshakeError> {
-        Self::start_ik(HandshakeKind::KnownResponder, local, record, None, now, rng)
-    }
-
-    /// Kind 3: starts an IKpsk2 handshake with the responder of `record` under `psk`.
-    pub fn pre_shared_key<R: RngCore + CryptoRng>(
-        local: &HandshakeIdentity,
-        record: &PeerRecord,
-        psk: &[u8; PSK_LEN],
-        now: Tai64N,
-        rng: &mut R,
-    ) -> Result<Initiator, HandshakeError> {
-        Self::start_ik(
-            HandshakeKind::PreSharedKey,
-            local,
-            record,
-            Some(psk),
-            now,
-            rng,
-        )
-    }
-
-    /// Kind 1 or 3 towards a peer whose X25519 key an earlier handshake proved (a rekey of a
-    /// session whose peer record this node never held, e.g. on the responder's side). `psk` is
-    /// required for kind 3 and ignored for kind 1.
-    pub fn proven_static<R: RngCore + CryptoRng>(
-        kind: HandshakeKind,
-        local: &HandshakeIdentity,
-        peer: (PeerId, [u8; 32], [u8; 32]),
-        psk: Option<&[u8; PSK_LEN]>,
-        now: Tai64N,
-        rng: &mut R,
-    ) -> Result<Initiator, HandshakeError> {
-        if !kind.is_ik() || (kind == HandshakeKind::PreSharedKey && psk.is_none()) {
-            return Err(HandshakeError::UnknownPsk);
-        }
-        let psk = if kind == HandshakeKind::PreSharedKey {
-            psk
-        } else {
-            None
-        };
-        Self::start_ik_to(kind, local, peer, psk, now, rng)
-    }
-
-    fn start_ik<R: RngCore + CryptoRng>(
-        kind: HandshakeKind,
-        local: &HandshakeIdentity,
-        record: &PeerRecord,
-        psk: Option<&[u8; PSK_LEN]>,
-        now: Tai64N,
-        rng: &mut R,
-    ) -> Result<Initiator, HandshakeError> {
-        // PROTOCOL.md §5: for kinds 1 and 3 the responder's x25519 key is the one in its signed
-        // record, so the record must verify before its key is trusted.
-        record.verify().map_err(|_| HandshakeError::BadRecord)?;
-        let peer = (record.peer_id(), record.ed25519, record.x25519);
-        Self::start_ik_to(kind, local, peer, psk, now, rng)
-    }
-
-    fn start_ik_to<R: RngCore + CryptoRng>(
-        kind: HandshakeKind,
-        local: &HandshakeIdentity,
-        (peer_id, peer_ed25519, peer_x25519): (PeerId, [u8; 32], [u8; 32]),
-        psk: Option<&[u8; PSK_LEN]>,
-        now: Tai64N,
-        rng: &mut R,
-    ) -> Result<Initiator, HandshakeError> {
-        let mut builder = noise::builder(kind.params(), rng)
-            .local_private_key(&local.x25519_secret)
-            .remote_public_key(&peer_x25519);
-        if let Some(psk) = psk {
-            builder = builder.psk(PSK_LOCATION as u8, psk);
-        }
-        let mut state = builder.build_initiator()?;
-        // PROTOCOL.md §5: IK's INIT payload is the binding followed by a TAI64N timestamp.
-        let mut payload = [0u8; BINDING_LEN + TIMESTAMP_LEN];
-        payload[..BINDING_LEN].copy_from_slice(&local.binding);
-        payload[BINDING_LEN..].copy_from_slice(&now.0);
-        let mut init = [0u8; MAX_HANDSHAKE_LEN];
-        let init_len = state.write_message(&payload, &mut init)?;
-        Ok(Initiator {
-            kind,
-            state: Some(state),
-            init,
-            init_len,
-            responder: Some((peer_id, peer_ed25519)),
-            binding: local.binding,
-        })
-    }
-
-    /// Kind 2: starts an XX handshake with a peer known only by address.
-    pub fn unknown_responder<R: RngCore + CryptoRng>(
-        local: &HandshakeIdentity,
-        rng: &mut R,
-    ) -> Result<Initiator, HandshakeError> {
-        let kind = HandshakeKind::UnknownResponder;
-        let mut state = noise::builder(kind.params(), rng)
-            .local_private_key(&local.x25519_secret)
-            .build_initiator()?;
-        let mut init = [0u8; MAX_HANDSHAKE_LEN];
-        let init_len = state.write_message(&[], &mut init)?;
-        Ok(Initiator {
-            kind,
-            state: Some(state),
-            init,
-            init_len,
-            responder: None,
-            binding: local.binding,
-        })
-    }
-
-    /// The handshake kind.
-    pub fn kind(&self) -> HandshakeKind {
-        self.kind
-    }
-
-    /// The INIT's handshake bytes, the same on every (re)send.
-    pub fn init(&self) -> &[u8] {
-        &self.init[..self.init_len]
-    }
-
-    /// Reads the HANDSHAKE_RESPONSE from `sender` (the packet's sender peer id). For kind 2 it
-    /// writes the HANDSHAKE_FINAL bytes into `final_out` (at least [`MAX_HANDSHAKE_LEN`]).
-    ///
-    /// A response that fails its AEAD leaves the initiator waiting (snow rolls back), so a forged
-    /// response cannot kill a pending handshake; one that authenticates but fails the identity
-    /// checks ends it ([`HandshakeError::Finished`] afterwards).
-    pub fn read_response(
-        &mut self,
-        sender: PeerId,
-        response: &[u8],
-        final_out: &mut [u8],
-    ) -> Result<InitiatorDone, HandshakeError> {
-        if response.len() > MAX_HANDSHAKE_LEN || final_out.len() < MAX_HANDSHAKE_LEN {
-            return Err(HandshakeError::Size);
-        }
-        if let Some((peer_id, _)) = self.responder {
-            // Cheap before expensive: a response from the wrong peer costs no DH.
-            if peer_id != sender {
-                return Err(HandshakeError::PeerIdMismatch);
-            }
-        }
-        let state = self.state.as_mut().ok_or(HandshakeError::Finished)?;
-        let mut payload = [0u8; MAX_HANDSHAKE_LEN];
-        let payload_len = state.read_message(response, &mut payload)?;
-        let mut state = self.state.take().ok_or(HandshakeError::Finished)?;
-        match self.responder {
-            Some((peer_id, ed25519)) => {
-                // PROTOCOL.md §5: "other handshake messages have an empty payload".
-                if payload_len != 0 {
-                    return Err(HandshakeError::Payload);
-                }
-                Ok(InitiatorDone {
-                    established: split(&mut state, self.kind, Role::Initiator, peer_id, ed25519),
-                    final_len: 0,
-                })
-            }
-            None => {
-                let ed25519 =
-                    check_binding(&payload[..payload_len], state.get_remote_static(), sender)?;
-                let final_len = state.write_message(&self.binding, final_out)?;
-                Ok(InitiatorDone {
-                    established: split(&mut state, self.kind, Role::Initiator, sender, ed25519),
-                    final_len,
-                })
-            }
-        }
-    }
-}
-
-/// What a responder produced from a HANDSHAKE_INIT.
-#[derive(Debug)]
-pub enum Response {
-    /// Kinds 1 and 3: send `len` bytes as HANDSHAKE_RESPONSE; the session is established.
-    Complete {
-        /// Length of the HANDSHAKE_RESPONSE bytes in the caller's buffer.
-        len: usize,
-        /// The session's secrets and peer.
-        established: Established,
-    },
-    /// Kind 2: send `len` bytes as HANDSHAKE_RESPONSE and keep `pending` for HANDSHAKE_FINAL.
-    Pending {
-        /// Length of the HANDSHAKE_RESPONSE bytes in the caller's buffer.
-        len: usize,
-        /// The state to hold until the FINAL arrives (capped by the caller, PROTOCOL.md §5).
-        pending: PendingResponder,
-    },
-}
-
-/// An XX responder between its message 2 and the initiator's message 3.
-pub struct PendingResponder {
-    // Boxed: a pending state is held per XX initiator, and keeping it small keeps `Response` small.
-    state: Box<snow::HandshakeState>,
-}
-
-impl fmt::Debug for PendingResponder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PendingResponder").finish_non_exhaustive()
-    }
-}
-
-impl PendingResponder {
-    /// Reads the HANDSHAKE_FINAL from `sender` and completes the session. On an AEAD failure the
-    /// state is kept (snow rolls back) so the caller may wait for the genuine FINAL.
-    pub fn read_final(
-        &mut self,
-        sender: PeerId,
-        message: &[u8],
-    ) -> Result<Established, HandshakeError> {
-        if message.len() > MAX_HANDSHAKE_LEN {
-            return Err(HandshakeError::Size);
-        }
-        if self.state.is_handshake_finished() {
-            return Err(HandshakeError::Finished);
-        }
-        let mut payload = [0u8; MAX_HANDSHAKE_LEN];
-        let len = self.state.read_message(message, &mut payload)?;
-        let ed25519 = check_binding(&payload[..len], self.state.get_remote_static(), sender)?;
-        Ok(split(
-            &mut self.state,
-            HandshakeKind::UnknownResponder,
-            Role::Responder,
-            sender,
-            ed25519,
-        ))
-    }
-}
-
-/// Answers a HANDSHAKE_INIT of `kind` whose packet names `sender`, writing the HANDSHAKE_RESPONSE
-/// bytes into `out` (at least [`MAX_HANDSHAKE_LEN`]). mac1 and the cookie are checked before
-/// this is called (`super::mac`); `psk_for` names the pre-shared key of a kind-3 initiator.
-#[allow(clippy::too_many_arguments)]
-pub fn respond<R: RngCore + CryptoRng>(
-    local: &HandshakeIdentity,
-    kind: HandshakeKind,
-    sender: PeerId,
-    init: &[u8],
-    timestamps: &mut TimestampTable,
-    psk_for: impl FnOnce(PeerId) -> Option<[u8; PSK_LEN]>,
-    rng: &mut R,
-    out: &mut [u8],
-) -> Result<Response, HandshakeError> {
-    if init.len() > MAX_HANDSHAKE_LEN || out.len() < MAX_HANDSHAKE_LEN {
-        return Err(HandshakeError::Size);
-    }
-    let mut state = noise::builder(kind.params(), rng)
-        .local_private_key(&local.x25519_secret)
-        .build_responder()?;
-    let mut payload = [0u8; MAX_HANDSHAKE_LEN];
-    let payload_len = state.read_message(init, &mut payload)?;
-    let payload = &payload[..payload_len];
-    if !kind.is_ik() {
-        // XX message 1 is `e` alone: no static key, so an empty payload.
-        if !payload.is_empty() {
-            return Err(HandshakeError::Payload);
-        }
-        let len = state.write_message(&local.binding, out)?;
-        return Ok(Response::Pending {
-            len,
-            pending: PendingResponder {
-                state: Box::new(state),
-            },
-        });
-    }
-    if payload.len() != BINDING_LEN + TIMESTAMP_LEN {
-        return Err(HandshakeError::Payload);
-    }
-    let mut timestamp = Tai64N([0; TIMESTAMP_LEN]);
-    timestamp.0.copy_from_slice(&payload[BINDING_LEN..]);
-    // Cheap before expensive: the peer id and the replay table cost no DH or signature check.
-    let claimed = payload.get(..32).ok_or(HandshakeError::Payload)?;
-    if peer_id_of(claimed.try_into().map_err(|_| HandshakeError::Payload)?) != sender {
-        return Err(HandshakeError::PeerIdMismatch);
-    }
-    let mut ed25519 = [0u8; 32];
-    ed25519.copy_from_slice(claimed);
-    // PROTOCOL.md §5: a timestamp not greater than the last accepted for this key is a replay.
-    if !timestamps.is_fresh(&ed25519, timestamp) {
-        return Err(HandshakeError::Replay);
-    }
-    check_binding(&payload[..BINDING_LEN], state.get_remote_static(), sender)?;
-    if kind == HandshakeKind::PreSharedKey {
-        // PROTOCOL.md §5: an IKpsk2 responder sets the PSK after reading message 1, once it
-        // knows who the initiator is.
-        let psk = psk_for(sender).ok_or(HandshakeError::UnknownPsk)?;
-        state.set_psk(PSK_LOCATION, &psk)?;
-    }
-    let len = state.write_message(&[], out)?;
-    timestamps.accept(&ed25519, timestamp);
-    Ok(Response::Complete {
-        len,
-        established: split(&mut state, kind, Role::Responder, sender, ed25519),
-    })
-}
-
 /// How many DHs each side performs in a full handshake of `kind` (see [`super::dh`]).
 pub fn dh_per_side(kind: HandshakeKind) -> u64 {
     match kind {
@@ -745,9 +295,11 @@ mod tests {
     use super::*;
     use crate::session::dh;
     use crate::session::keys::channel_key;
+    use crate::session::record::PeerRecord;
     use crate::wire::ChannelId;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+    use std::time::Duration;
 
     struct Node {
         identity: Identity,
@@ -1133,14 +685,6 @@ mod tests {
                 assert!(!(1..=3).contains(&code));
             }
         }
-    }
-
-    #[test]
-    fn tai64n_orders_like_time() {
-        let a = Tai64N::from_unix(Duration::new(10, 999_999_999));
-        let b = Tai64N::from_unix(Duration::new(11, 0));
-        assert!(a < b);
-        assert_eq!(b.0[..8], ((1u64 << 62) + 21).to_be_bytes());
     }
 
     #[test]
