@@ -7,7 +7,7 @@
 //! PTO, ACK delay, hold timeout, reassembly, pacing) and the keep-alive share one endpoint timer
 //! per channel.
 
-use super::receive::Control;
+use super::control::Control;
 use super::{ChannelHandle, Endpoint, Event, SendError};
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget,
@@ -24,9 +24,6 @@ pub(super) const COOKIE_HEAD: usize = 18;
 
 /// Messages and fragments dropped from accepted packets, by `reason`.
 const MESSAGES_DROPPED: &str = "weft_messages_dropped_total";
-
-/// The token of a keep-alive PING; its PONG is not reported to the application.
-pub(super) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
 
 /// RTT histogram bucket bounds in microseconds, published as `le` labels.
 pub(super) const RTT_BUCKETS: [(u64, &str); 10] = [

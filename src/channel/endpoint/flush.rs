@@ -5,7 +5,8 @@
 use super::*;
 use crate::channel::outgoing::MAX_DATAGRAM;
 use crate::channel::reliability::PathState;
-use data::{COOKIE_HEAD, KEEP_ALIVE_TOKEN};
+use control::KEEP_ALIVE_TOKEN;
+use data::COOKIE_HEAD;
 
 impl Endpoint {
     /// Builds every packet the dirty peers' channels may send now, taking turns.

@@ -7,6 +7,7 @@
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
 mod config;
+mod control;
 mod data;
 mod establish;
 mod events;
