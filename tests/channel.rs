@@ -4,6 +4,10 @@
 
 #[path = "channel/crossing.rs"]
 mod crossing;
+#[path = "channel/delivery_credit.rs"]
+mod delivery_credit;
+#[path = "channel/fair_admission.rs"]
+mod fair_admission;
 #[path = "channel/flood.rs"]
 mod flood;
 #[path = "channel/hostile.rs"]
@@ -14,8 +18,12 @@ mod hostile_data;
 mod hot_path;
 #[path = "channel/key_limits.rs"]
 mod key_limits;
+#[path = "channel/lost_close.rs"]
+mod lost_close;
 #[path = "channel/memory.rs"]
 mod memory;
+#[path = "channel/peer_info.rs"]
+mod peer_info;
 #[path = "channel/plaintext_peers.rs"]
 mod plaintext_peers;
 #[path = "channel/rekey_phases.rs"]
@@ -232,6 +240,7 @@ fn echo_sends_data_back_under_its_own_message_numbers() {
                 channel: c,
                 message_number,
                 data,
+                ..
             } = event
             {
                 assert_eq!(c, channel);

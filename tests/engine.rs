@@ -1,11 +1,15 @@
 //! The sharded engine on loopback: steering, hand-over and per-shard counters (PROTOCOL.md §12).
 
+#[path = "engine/seam.rs"]
+mod seam;
+
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use weft::channel::EndpointConfig;
-use weft::engine::{Engine, EngineConfig, IoChoice, ShardStats, WorkerLink, owner_of};
+use weft::engine::{Engine, EngineConfig, IoChoice, ShardStats, owner_of};
+use weft::service::{Input, WorkerLink};
 use weft::session::Identity;
 use weft::wire::{ChannelId, Flags, Header, Message, Packet, PacketWriter, PeerId};
 
@@ -347,13 +351,16 @@ fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_chann
     let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
     // A test worker: answers each message reversed, and remembers what it saw.
     let worker = std::thread::spawn(move || {
-        let weft::engine::WorkerLink {
+        let WorkerLink {
             deliveries,
             mut replier,
         } = link;
         let mut seen = Vec::new();
         for mut batch in deliveries.iter() {
-            for delivery in batch.drain(..) {
+            for input in batch.drain(..) {
+                let Input::Message(delivery) = input else {
+                    continue;
+                };
                 let mut answer = delivery.data.clone();
                 answer.reverse();
                 replier
@@ -577,7 +584,10 @@ fn a_reliable_channel_waits_for_a_slow_worker_instead_of_losing_messages() {
         let mut seen = Vec::new();
         for mut batch in link.deliveries.iter() {
             std::thread::sleep(Duration::from_millis(2));
-            seen.extend(batch.drain(..).map(|d| d.data[0]));
+            seen.extend(batch.drain(..).filter_map(|input| match input {
+                Input::Message(d) => Some(d.data[0]),
+                _ => None,
+            }));
             counter.store(seen.len(), std::sync::atomic::Ordering::Release);
             link.deliveries.recycle(batch);
         }

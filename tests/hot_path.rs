@@ -1,16 +1,21 @@
 //! The engine's data path allocates nothing per message in steady state (PROTOCOL.md §12): a
-//! client echoes messages through a one-shard engine and its echo worker, over an encrypted
-//! channel, and the whole process (client, shard, worker and supervisor threads) counts its
-//! allocations per echoed message after warm-up.
+//! client echoes messages through a one-shard engine and its echo worker (the service seam:
+//! the worker queue's credit for a reliable channel, its per-sender shares for an unreliable
+//! one), over encrypted channels, and the whole process (client, shard, worker and supervisor
+//! threads) counts its allocations per echoed message after warm-up; a worker that asks the shard
+//! about senders as it echoes (requests and answers on the seam) costs nothing either.
 //!
 //! The counting allocator is global and counts every thread, so this binary holds one test.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::UdpSocket;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
-use weft::engine::{Engine, EngineConfig, run_echo_worker};
+use weft::engine::{Engine, EngineConfig};
+use weft::service::echo::run_echo_worker;
+use weft::service::{Input, WorkerLink};
 use weft::session::Identity;
 use weft::wire::Capabilities;
 
@@ -116,8 +121,15 @@ impl Client {
         let target = self.echoed + count;
         let mut sent = self.echoed;
         let start = Instant::now();
+        let mut last_progress = Instant::now();
         while self.echoed < target {
             assert!(start.elapsed() < DEADLINE, "echoes stopped coming");
+            // An unreliable channel may lose a message on loopback now and then: what has
+            // not come back after a while counts as lost and is sent again.
+            if last_progress.elapsed() > Duration::from_millis(500) {
+                sent = self.echoed;
+                last_progress = Instant::now();
+            }
             while sent < target && sent < self.echoed + IN_FLIGHT {
                 if self
                     .endpoint
@@ -128,10 +140,87 @@ impl Client {
                 }
                 sent += 1;
             }
+            let echoed = self.echoed;
             self.turn(payload.len());
+            if self.echoed > echoed {
+                last_progress = Instant::now();
+            }
         }
         allocations() - before
     }
+}
+
+/// An echo worker that also asks the shard about the sender of each batch's first message: the
+/// answers come back in the same batches as the messages.
+fn asking_echo_worker(link: WorkerLink, answers: Arc<AtomicU64>) -> u64 {
+    let WorkerLink {
+        deliveries,
+        mut replier,
+    } = link;
+    let mut token = 0u64;
+    let mut refused = 0u64;
+    while let Some(mut batch) = deliveries.recv() {
+        let mut asked = false;
+        for input in batch.drain(..) {
+            match input {
+                Input::Message(delivery) => {
+                    if !asked {
+                        asked = true;
+                        token += 1;
+                        refused += u64::from(replier.peer_info(token, delivery.peer).is_err());
+                    }
+                    refused += u64::from(
+                        replier
+                            .queue(delivery.shard, delivery.channel, delivery.data)
+                            .is_err(),
+                    );
+                }
+                Input::PeerInfo { info: Some(_), .. } => {
+                    answers.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        deliveries.recycle(batch);
+        refused += replier.flush() as u64;
+    }
+    refused
+}
+
+/// Echoes through a fresh one-shard engine whose worker asks about senders as it echoes;
+/// returns the allocations of 20,000 echoes after warm-up and the answers the worker got.
+fn echo_while_asking() -> (u64, u64) {
+    let identity = Identity::from_secret_bytes([7; 32], [8; 32]);
+    let config = EngineConfig {
+        shards: 1,
+        pin: false,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+    };
+    let (engine, link) = Engine::start_with_worker(&config, &identity, [9; 32], 4096).unwrap();
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
+    let answers = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&answers);
+    let worker = std::thread::spawn(move || asking_echo_worker(link, counted));
+    let mut client = Client::new();
+    let tcp = Capabilities::from_bits(7).unwrap();
+    let channel = client
+        .endpoint
+        .open_channel(Instant::now(), address, None, None, tcp)
+        .unwrap();
+    let start = Instant::now();
+    while !client.opened {
+        assert!(start.elapsed() < DEADLINE, "the channel never opened");
+        client.turn(0);
+    }
+    let payload = vec![0x5a; 1000];
+    client.echo(channel, 5_000, &payload);
+    let allocations = client.echo(channel, 20_000, &payload);
+    stop.shutdown();
+    runner.join().unwrap();
+    assert_eq!(worker.join().unwrap(), 0, "no request refused");
+    (allocations, answers.load(Ordering::Relaxed))
 }
 
 #[test]
@@ -167,6 +256,21 @@ fn an_echoed_message_costs_no_allocation_after_warm_up() {
         "allocations: {first} for 10,000 echoes, {second} for 20,000 ({:.5} per echo)",
         second as f64 / 20_000.0
     );
+    // The seam's other path: an unreliable channel's messages pass the worker queue's
+    // per-sender shares (PROTOCOL.md §12) instead of the reliable channels' credit.
+    client.opened = false;
+    let udp = client
+        .endpoint
+        .open_channel(Instant::now(), address, None, None, Capabilities::NONE)
+        .unwrap();
+    let start = Instant::now();
+    while !client.opened {
+        assert!(start.elapsed() < DEADLINE, "the udp channel never opened");
+        client.turn(0);
+    }
+    client.echo(udp, 5_000, &payload);
+    let unreliable = client.echo(udp, 20_000, &payload);
+    eprintln!("allocations: {unreliable} for 20,000 echoes on an unreliable channel");
 
     stop.shutdown();
     runner.join().unwrap();
@@ -176,5 +280,18 @@ fn an_echoed_message_costs_no_allocation_after_warm_up() {
     assert!(
         second < 20_000 / 100,
         "{second} allocations for 20,000 echoed messages"
+    );
+    assert!(
+        unreliable < 20_000 / 100,
+        "{unreliable} allocations for 20,000 messages echoed on an unreliable channel"
+    );
+
+    // The seam's requests and answers: a worker asking about senders as it echoes.
+    let (asking, answers) = echo_while_asking();
+    eprintln!("allocations: {asking} for 20,000 echoes with {answers} peer-info answers");
+    assert!(answers > 0, "the shard answered the worker's questions");
+    assert!(
+        asking < 20_000 / 100,
+        "{asking} allocations for 20,000 echoes while the worker asked about senders"
     );
 }

@@ -1,6 +1,8 @@
 //! The eight channel modes of PROTOCOL.md §7 end to end through the endpoint, in the
 //! deterministic simulator across seeds (`WEFT_SEEDS=N` for more).
 
+#[path = "reliability/channel_level.rs"]
+mod channel_level;
 mod sim;
 
 use sim::{LinkConfig, Network, NodeId, TraceKind, addr, digest, for_each_seed};

@@ -3,6 +3,7 @@
 //! Clippy's `arithmetic_side_effects` is denied here: peers choose many of the numbers.
 #![deny(clippy::arithmetic_side_effects)]
 
+pub mod admission;
 pub mod cookie;
 mod endpoint;
 mod outgoing;
@@ -12,6 +13,6 @@ mod state;
 
 pub(crate) use endpoint::later;
 pub use endpoint::{
-    ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, SendError, Transmit,
+    ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, PeerInfo, SendError, Transmit,
 };
 pub use pool::BufferPool;

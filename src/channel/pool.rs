@@ -27,8 +27,13 @@ impl BufferPool {
     }
 
     /// An empty buffer holding at least `len` bytes of capacity; allocates only when the pool
-    /// is empty or its buffer is too small.
+    /// is empty or `len` is more than a pooled buffer holds.
     pub fn take(&mut self, len: usize) -> Vec<u8> {
+        if len > POOLED_CAPACITY {
+            // It would not come back (see `give`): growing a pooled buffer to this size would
+            // only drain the pool by one, and cost a reallocation besides.
+            return Vec::with_capacity(len);
+        }
         match self.free.pop() {
             Some(mut buf) => {
                 buf.reserve(len);
@@ -88,6 +93,15 @@ mod tests {
         let again = pool.take(3);
         assert!(again.is_empty());
         assert_eq!(again.as_ptr(), ptr, "the same buffer is reused");
+        pool.give(again);
+        let big = pool.take(POOLED_CAPACITY + 1);
+        assert!(big.capacity() > POOLED_CAPACITY);
+        assert_eq!(
+            pool.len(),
+            1,
+            "a buffer too big to keep leaves the pool's alone"
+        );
+        let _kept = pool.take(3);
         pool.give(Vec::with_capacity(POOLED_CAPACITY + 1));
         pool.give(Vec::new());
         assert_eq!(pool.len(), 0, "oversized and empty buffers are not kept");

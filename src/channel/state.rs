@@ -206,6 +206,8 @@ pub(crate) struct ChannelData {
     /// The application does not take messages now: they stay buffered and the credit does not
     /// grow, so the peer is held to what it was granted (§7.4).
     pub(crate) paused: bool,
+    /// Listed in the endpoint's delivery gate, waiting for the workers' room (`service.rs`).
+    pub(crate) waiting: bool,
     pub(crate) keep_alive: bool,
     pub(crate) reported: ChannelStats,
     pub(crate) last_rtt: Duration,

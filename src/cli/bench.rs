@@ -223,7 +223,7 @@ impl LocalNode {
                 // node's, so a soak finds its CPU time.
                 std::thread::Builder::new()
                     .name("weft-echo".into())
-                    .spawn(move || weft::engine::run_echo_worker(link))
+                    .spawn(move || weft::service::echo::run_echo_worker(link))
                     .map_err(|e| format!("cannot start the echo worker: {e}"))?;
                 engine
             }

@@ -19,7 +19,6 @@ mod worker;
 pub use io::{IoChoice, UringRefused};
 pub use shard::{ShardStats, owner_of};
 pub use sharded::{Engine, EngineConfig, ShutdownHandle, default_shards, merged_endpoint_stats};
-pub use worker::{Deliveries, Delivery, Replier, ReplyError, WorkerLink, run_echo_worker};
 
 use crate::channel::{Endpoint, Event};
 use std::time::Duration;
@@ -54,7 +53,7 @@ pub(crate) fn log_event(event: &Event) {
         Event::SessionFailed {
             address, reason, ..
         } => tracing::info!(%address, reason, "session failed"),
-        // Messages go to workers (the echo service among them); a bare node logs nothing.
+        // Messages go to workers (`crate::service`); a bare node logs nothing.
         Event::Message { .. } | Event::Skipped { .. } | Event::Progress { .. } => {}
     }
 }

@@ -4,15 +4,17 @@
 //! Each turn: wait on the I/O backend (busy-polling briefly after work before sleeping); receive
 //! a batch; hand each datagram to the local endpoint, or, when another shard owns its sender,
 //! to that shard's hand-over queue; take in the batches other shards handed over; run due
-//! timers; send what the endpoint queued; publish counters about once a second. The backend
+//! timers; carry out the worker's requests; hand the turn's messages to the worker and tell the
+//! endpoint the room left; send what the endpoint queued; publish counters about once a second. The backend
 //! (epoll or io_uring, `io.rs`) is the only part that touches the socket.
 
 use super::io::Io;
 use super::log_event;
 use super::sys::BATCH;
-use super::worker::{Reply, ShardWorker};
+use super::worker::WorkerGate;
 use crate::channel::ChannelHandle;
 use crate::channel::{Endpoint, Event, later};
+use crate::service::{Delivery, Input, OpenFailure, Request, ShardLink};
 use crate::stats::Stats;
 use crate::wire::{Capabilities, CloseReason};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -92,7 +94,15 @@ pub(super) struct ShardParts {
     /// Every shard meets here on the way out, after its last hand-over and before draining.
     pub(super) exit: Arc<Barrier>,
     /// This shard's end of the worker's queues, when a worker runs.
-    pub(super) worker: Option<ShardWorker>,
+    pub(super) worker: Option<ShardLink>,
+}
+
+/// What the shard knows of an open channel.
+#[derive(Copy, Clone, Debug)]
+struct ChannelEntry {
+    capabilities: Capabilities,
+    /// Opened at the worker's request: it hears when the channel closes.
+    by_worker: bool,
 }
 
 pub(super) struct Shard {
@@ -103,26 +113,31 @@ pub(super) struct Shard {
     outbox: Vec<Option<Handover>>,
     stats: Stats,
     stopping: bool,
-    /// Open channels, closed with CHANNEL_CLOSE on shutdown, and whether each is reliable
-    /// (RESEND): their messages wait for a full worker queue instead of being dropped.
-    channels: HashMap<ChannelHandle, bool>,
-    /// Reliable channels are paused while the worker's queue is backed up (PROTOCOL.md §12:
-    /// their credit follows the queue's capacity).
-    worker_paused: bool,
+    /// Open channels, closed with CHANNEL_CLOSE on shutdown; their modes tell the worker gate
+    /// which messages are reliable.
+    channels: HashMap<ChannelHandle, ChannelEntry>,
+    /// Opens the worker asked for, by channel, with the worker's token.
+    opening: HashMap<ChannelHandle, u64>,
+    /// The worker's queues and their accounting, when a worker runs.
+    worker: Option<WorkerGate>,
 }
 
 impl Shard {
-    pub(super) fn new(parts: ShardParts, io: Io) -> io::Result<Shard> {
+    pub(super) fn new(mut parts: ShardParts, io: Io) -> io::Result<Shard> {
         let shards = parts.shards;
-        Ok(Shard {
+        let worker = parts.worker.take().map(WorkerGate::new);
+        let mut shard = Shard {
             parts,
             io,
             outbox: (0..shards).map(|_| None).collect(),
             stats: Stats::new(),
             stopping: false,
             channels: HashMap::new(),
-            worker_paused: false,
-        })
+            opening: HashMap::new(),
+            worker,
+        };
+        shard.report_room(Instant::now());
+        Ok(shard)
     }
 
     /// Runs until the engine's stop flag is set; returns the final counters.
@@ -139,13 +154,13 @@ impl Shard {
             if self.io.busy() || now.duration_since(last_work) < BUSY_POLL {
                 wait = Duration::ZERO;
             }
-            // Replies wake a shard only while it sleeps (PROTOCOL.md §12).
-            if !wait.is_zero() && self.parts.worker.as_ref().is_some_and(|w| !w.may_sleep()) {
+            // Requests wake a shard only while it sleeps (PROTOCOL.md §12).
+            if !wait.is_zero() && self.worker.as_ref().is_some_and(|w| !w.may_sleep()) {
                 wait = Duration::ZERO;
             }
             let polled = self.io.wait(wait);
-            if let Some(worker) = &self.parts.worker {
-                worker.awake();
+            if let Some(worker) = &self.worker {
+                worker.link().awake();
             }
             match polled {
                 Ok(()) => {}
@@ -164,9 +179,11 @@ impl Shard {
             if self.parts.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.parts.endpoint.handle_timeout(now);
             }
-            worked |= self.transmit() > 0;
-            worked |= self.take_replies(now);
+            // The worker's requests and what telling the endpoint its room releases (WINDOWs)
+            // go out in this turn's transmit, not the next one's.
+            worked |= self.take_requests(now);
             self.dispatch_events(now);
+            worked |= self.transmit() > 0;
             if worked {
                 last_work = now;
             }
@@ -218,6 +235,10 @@ impl Shard {
                 Self::hand_over(parts, outbox, stats, owner, from, datagram);
             }
         });
+        if datagrams > 0 {
+            // A batch as large as a batch can be: the socket holds a backlog (issue 10).
+            self.parts.endpoint.note_receive_batch(datagrams >= BATCH);
+        }
         self.flush_handovers();
         datagrams
     }
@@ -301,158 +322,252 @@ impl Shard {
         self.io.transmit(&mut self.parts.endpoint, &mut self.stats)
     }
 
-    /// Sends the replies workers queued, batch by batch; true when there were any.
-    fn take_replies(&mut self, now: Instant) -> bool {
+    /// Carries out what the worker asked, batch by batch; true when there was anything.
+    fn take_requests(&mut self, now: Instant) -> bool {
         let mut any = false;
-        while let Some(batch) = self
-            .parts
-            .worker
-            .as_ref()
-            .and_then(ShardWorker::try_replies)
-        {
+        while let Some(batch) = self.worker.as_ref().and_then(|w| w.link().try_requests()) {
             any = true;
-            self.reply_batch(now, batch);
+            self.request_batch(now, batch);
         }
         any
     }
 
-    /// Sends one batch of replies and gives their buffers back: the data to the endpoint's
-    /// pool, the batch to the workers.
-    fn reply_batch(&mut self, now: Instant, mut batch: Vec<Reply>) {
-        for reply in batch.drain(..) {
-            self.reply(now, reply);
+    /// Carries out one batch of requests and gives the buffers back: message data to the
+    /// endpoint's pool, the batch to the worker.
+    fn request_batch(&mut self, now: Instant, mut batch: Vec<Request>) {
+        for request in batch.drain(..) {
+            self.request(now, request);
         }
-        if let Some(worker) = &self.parts.worker {
-            worker.recycle_replies(batch);
+        if let Some(worker) = &self.worker {
+            worker.link().recycle_requests(batch);
         }
     }
 
-    fn reply(&mut self, now: Instant, reply: Reply) {
-        if self
-            .parts
-            .endpoint
-            .send(now, reply.channel, &reply.data)
-            .is_err()
-        {
-            self.stats.add("weft_shard_reply_errors_total", None, 1);
+    fn request(&mut self, now: Instant, request: Request) {
+        let endpoint = &mut self.parts.endpoint;
+        match request {
+            Request::Send { channel, data } => {
+                if endpoint.send(now, channel, &data).is_err() {
+                    self.stats.add("weft_shard_reply_errors_total", None, 1);
+                }
+                endpoint.recycle(data);
+            }
+            Request::Open {
+                token,
+                to,
+                peer,
+                capabilities,
+            } => match endpoint.open_channel(now, to, peer, None, capabilities) {
+                Ok(channel) => {
+                    self.opening.insert(channel, token);
+                }
+                Err(error) => self.notify(Input::OpenFailed {
+                    token,
+                    shard: self.parts.index,
+                    reason: OpenFailure::Refused(error),
+                }),
+            },
+            Request::Close { channel, reason } => endpoint.close_channel(now, channel, reason),
+            Request::PeerInfo { token, peer } => {
+                let info = endpoint.peer_info(peer);
+                self.notify(Input::PeerInfo {
+                    token,
+                    shard: self.parts.index,
+                    peer,
+                    info,
+                });
+            }
         }
-        self.parts.endpoint.recycle(reply.data);
     }
 
-    /// On the way out: lets go of the worker's input and sends its last replies, waiting until
-    /// every replier is gone or the grace period ends.
+    /// Queues an answer for the worker.
+    fn notify(&mut self, input: Input) {
+        if let Some(worker) = self.worker.as_mut() {
+            worker.notify(input);
+        }
+    }
+
+    /// On the way out: lets go of the worker's input and carries out its last requests,
+    /// waiting until every replier is gone or the grace period ends.
     fn drain_worker(&mut self) {
-        let Some(worker) = self.parts.worker.as_mut() else {
+        let Some(worker) = self.worker.as_mut() else {
             return;
         };
-        // Messages still held for a full queue will not reach the worker now.
-        let held = worker.held() as u64;
-        if held > 0 {
-            self.stats.add("weft_shard_worker_drops_total", None, held);
+        // Messages still waiting for room will not reach the worker now.
+        let endpoint = &mut self.parts.endpoint;
+        let dropped = worker.discard(|data| endpoint.recycle(data));
+        if dropped > 0 {
+            self.stats
+                .add("weft_shard_worker_drops_total", None, dropped);
         }
-        worker.close_input();
+        worker.link_mut().close_input();
         let deadline = later(Instant::now(), SHUTDOWN_GRACE);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(batch) = self
-                .parts
                 .worker
                 .as_ref()
-                .and_then(|w| w.replies_within(left))
+                .and_then(|w| w.link().requests_within(left))
             else {
                 break;
             };
-            self.reply_batch(Instant::now(), batch);
+            self.request_batch(Instant::now(), batch);
         }
         if self
-            .parts
             .worker
             .as_ref()
-            .is_some_and(|w| !w.replies_closed())
+            .is_some_and(|w| !w.link().requests_closed())
         {
             tracing::warn!(
                 shard = self.parts.index,
                 "the worker did not finish in time"
             );
         }
-        self.parts.worker = None;
+        self.worker = None;
     }
 
-    /// Tracks channels and hands messages to the worker, all of one turn in one batch; a full
-    /// queue refuses and counts (PROTOCOL.md §12: a shard never blocks on a worker), except
-    /// that reliable channels' messages wait and those channels pause.
+    /// Tracks channels and hands messages to the worker, all of one turn in one batch, then
+    /// tells the endpoint how much room is left (PROTOCOL.md §12: a shard never blocks on a
+    /// worker; a full queue refuses and counts, except that what arrives on reliable channels
+    /// never meets one, because their credit and delivery follow the room). Telling the room
+    /// may deliver what reliable channels kept for it: a second round hands that over too.
     fn dispatch_events(&mut self, now: Instant) {
-        while let Some(event) = self.parts.endpoint.poll_event() {
-            log_event(&event);
-            match event {
-                Event::ChannelOpened {
-                    channel,
-                    capabilities,
-                    ..
-                } => {
-                    let reliable = capabilities.contains(Capabilities::RESEND);
-                    self.channels.insert(channel, reliable);
-                    if reliable && self.worker_paused {
-                        self.parts.endpoint.set_receive_paused(now, channel, true);
-                    }
-                }
-                Event::ChannelClosed { channel, .. } => {
-                    self.channels.remove(&channel);
-                }
-                Event::Message {
-                    channel,
-                    message_number,
-                    data,
-                } => match self.parts.worker.as_mut() {
-                    Some(worker) => worker.deliver(channel, message_number, data),
-                    None => self.parts.endpoint.recycle(data),
-                },
-                _ => {}
+        for round in 0..2 {
+            if let Some(worker) = self.worker.as_mut() {
+                worker.settle();
+            }
+            while let Some(event) = self.parts.endpoint.poll_event() {
+                self.dispatch(event);
+            }
+            self.hand_to_worker();
+            if round == 0 {
+                self.report_room(now);
             }
         }
-        let Some(worker) = self.parts.worker.as_mut() else {
+    }
+
+    /// Tells the endpoint the room its reliable channels may fill before the next turn.
+    fn report_room(&mut self, now: Instant) {
+        if let Some(worker) = &self.worker {
+            self.parts
+                .endpoint
+                .set_delivery_capacity(now, Some(worker.free()));
+        }
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        log_event(&event);
+        match event {
+            Event::ChannelOpened {
+                channel,
+                peer,
+                capabilities,
+                ..
+            } => {
+                let token = self.opening.remove(&channel);
+                self.channels.insert(
+                    channel,
+                    ChannelEntry {
+                        capabilities,
+                        by_worker: token.is_some(),
+                    },
+                );
+                if let Some(token) = token {
+                    self.notify(Input::Opened {
+                        token,
+                        shard: self.parts.index,
+                        channel,
+                        peer,
+                        capabilities,
+                    });
+                }
+            }
+            Event::OpenFailed { channel, reason } => {
+                if let Some(token) = self.opening.remove(&channel) {
+                    self.notify(Input::OpenFailed {
+                        token,
+                        shard: self.parts.index,
+                        reason: OpenFailure::Failed(reason),
+                    });
+                }
+            }
+            Event::ChannelClosed {
+                channel,
+                reason,
+                by_peer,
+            } => {
+                let by_worker = self.channels.remove(&channel).is_some_and(|e| e.by_worker);
+                if by_worker {
+                    self.notify(Input::Closed {
+                        shard: self.parts.index,
+                        channel,
+                        reason,
+                        by_peer,
+                    });
+                }
+            }
+            Event::Message {
+                channel,
+                peer,
+                message_number,
+                data,
+            } => {
+                let Some(worker) = self.worker.as_mut() else {
+                    self.parts.endpoint.recycle(data);
+                    return;
+                };
+                let capabilities = self
+                    .channels
+                    .get(&channel)
+                    .map_or(Capabilities::NONE, |e| e.capabilities);
+                let delivery = Delivery {
+                    shard: self.parts.index,
+                    peer,
+                    channel,
+                    capabilities,
+                    message_number,
+                    data,
+                };
+                if let Err((reason, delivery)) = worker.offer(delivery) {
+                    self.stats.add("weft_shard_worker_drops_total", None, 1);
+                    self.stats
+                        .add("weft_messages_dropped_total", Some(("reason", reason)), 1);
+                    self.parts.endpoint.recycle(delivery.data);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands this turn's batch to the worker and counts.
+    fn hand_to_worker(&mut self) {
+        let Some(worker) = self.worker.as_mut() else {
             return;
         };
         let endpoint = &mut self.parts.endpoint;
-        let channels = &self.channels;
-        let mut refused = 0u64;
-        let delivered = worker.hand_over(
-            |delivery| channels.get(&delivery.channel) == Some(&true),
-            |data| {
-                refused = refused.saturating_add(1);
-                endpoint.recycle(data);
-            },
-        );
-        let depth = worker.queue_depth();
-        let (held, capacity) = (worker.held(), worker.capacity());
-        if delivered > 0 {
-            self.stats
-                .add("weft_shard_worker_deliveries_total", None, delivered as u64);
+        let done = worker.hand_over(|data| endpoint.recycle(data));
+        if done.delivered > 0 {
+            self.stats.add(
+                "weft_shard_worker_deliveries_total",
+                None,
+                done.delivered as u64,
+            );
         }
-        if refused > 0 {
+        if done.dropped > 0 {
             self.stats
-                .add("weft_shard_worker_drops_total", None, refused);
+                .add("weft_shard_worker_drops_total", None, done.dropped);
+            self.stats.add(
+                "weft_messages_dropped_total",
+                Some(("reason", super::worker::FULL)),
+                done.dropped,
+            );
         }
+        let depth = worker.link().queue_depth();
+        let waiting = worker.waiting();
         self.stats
             .set("weft_shard_worker_queue_depth", None, depth as u64);
-        self.stats.set("weft_shard_worker_held", None, held as u64);
-        // PROTOCOL.md §12: what arrives on reliable channels never meets a full queue. Their
-        // credit stops growing while the queue is three-quarters full or messages are held,
-        // and grows again once it has drained to a quarter (hysteresis: pausing touches every
-        // channel).
-        let pressed = held > 0 || depth >= capacity.saturating_sub(capacity / 4);
-        let relieved = held == 0 && depth <= capacity / 4;
-        if pressed != self.worker_paused && (pressed || relieved) {
-            self.worker_paused = pressed;
-            if pressed {
-                self.stats.add("weft_shard_worker_pauses_total", None, 1);
-            }
-            for (&channel, _) in self.channels.iter().filter(|(_, reliable)| **reliable) {
-                self.parts
-                    .endpoint
-                    .set_receive_paused(now, channel, pressed);
-            }
-        }
+        self.stats
+            .set("weft_shard_worker_held", None, waiting as u64);
     }
 
     fn snapshot(&mut self) {

@@ -24,7 +24,7 @@ pub struct BadLimit {
 }
 
 /// The fields `[limits]` may hold, in the order the documentation lists them.
-pub const LIMIT_FIELDS: [&str; 27] = [
+pub const LIMIT_FIELDS: [&str; 28] = [
     "max_sessions",
     "max_sessions_per_address",
     "max_sessions_per_prefix",
@@ -50,6 +50,7 @@ pub const LIMIT_FIELDS: [&str; 27] = [
     "reassembly_max_age",
     "max_reassembly_ranges",
     "max_message_size",
+    "admission_window",
     "metrics_max_connections",
     "metrics_request_deadline",
 ];
@@ -98,6 +99,7 @@ pub struct LimitsFile {
     pub reassembly_max_age: Option<f64>,
     pub max_reassembly_ranges: Option<i64>,
     pub max_message_size: Option<i64>,
+    pub admission_window: Option<i64>,
     pub metrics_max_connections: Option<i64>,
     pub metrics_request_deadline: Option<f64>,
 }
@@ -129,6 +131,7 @@ pub struct Limits {
     pub reassembly_max_age: Duration,
     pub max_reassembly_ranges: usize,
     pub max_message_size: usize,
+    pub admission_window: u32,
 }
 
 impl Default for Limits {
@@ -162,6 +165,7 @@ impl Limits {
             reassembly_max_age: c.reliability.reassembly_max_age,
             max_reassembly_ranges: c.reliability.max_reassembly_ranges,
             max_message_size: c.reliability.max_message_size,
+            admission_window: c.admission_window,
         }
     }
 
@@ -189,6 +193,7 @@ impl Limits {
         c.reliability.reassembly_max_age = self.reassembly_max_age;
         c.reliability.max_reassembly_ranges = self.max_reassembly_ranges;
         c.reliability.max_message_size = self.max_message_size;
+        c.admission_window = self.admission_window;
         c
     }
 }
@@ -340,6 +345,14 @@ impl LimitsFile {
             self.max_message_size,
             "max_message_size",
             bytes,
+        )?;
+        // A window's table holds up to this many prefixes (~40 bytes each): 2^20 bounds it at
+        // ~40 MiB a shard.
+        count(
+            &mut l.admission_window,
+            self.admission_window,
+            "admission_window",
+            1 << 20,
         )?;
         count(
             &mut metrics.max_connections,
@@ -513,7 +526,7 @@ mod tests {
              reassembly_node_bytes = 18000\n\
              reassembly_peer_bytes = 19000\nreassembly_timeout = 20\n\
              reassembly_max_age = 21\nmax_reassembly_ranges = 22\nmax_message_size = 2300\n\
-             metrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
+             admission_window = 512\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
         )
         .unwrap();
         let c = config.limits.apply(EndpointConfig::default());
@@ -567,6 +580,7 @@ mod tests {
         assert_eq!(r.reassembly_timeout, Duration::from_secs(20));
         assert_eq!(r.reassembly_max_age, Duration::from_secs(21));
         assert_eq!((r.max_reassembly_ranges, r.max_message_size), (22, 2300));
+        assert_eq!(c.admission_window, 512);
         assert_eq!(config.metrics_limits.max_connections, 24);
         assert_eq!(
             config.metrics_limits.request_deadline,

@@ -19,8 +19,8 @@ pub use scrape::ScrapeLimits;
 use crate::channel::EndpointConfig;
 use crate::engine::{
     Engine, EngineConfig, ShardStats, ShutdownHandle, UringRefused, merged_endpoint_stats,
-    run_echo_worker,
 };
+use crate::service::echo::run_echo_worker;
 
 /// Messages that may wait for the echo worker, and replies for each shard.
 const WORKER_QUEUE: usize = 4096;

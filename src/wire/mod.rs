@@ -15,6 +15,7 @@
 mod ack;
 mod codes;
 mod cursor;
+mod emit;
 mod error;
 mod header;
 mod ids;
@@ -24,6 +25,7 @@ pub mod varint;
 
 pub use ack::{Ack, AckIter, AckRanges, Pairs, ack_encoded_len, emit_ack};
 pub use codes::{Capabilities, CloseReason, MessageType};
+pub use emit::{data_encoded_len, emit_ack_fitting, emit_pmtu_probe_filling, fragment_encoded_len};
 pub use error::{ErrorKind, WireError};
 pub use header::{Flags, Header};
 pub use ids::{ChannelId, PeerId};

@@ -1,4 +1,6 @@
-//! A deterministic simulated network for scenario tests (STYLE.md 10).
+//! The deterministic simulated network for scenario tests (STYLE.md 10): the only one. It
+//! drives whole endpoints ([`Network<Endpoint>`]) and bare reliability channels
+//! ([`Network<ChannelNode>`], see [`channel_pair`]) alike, with one link model and one clock.
 //!
 //! Many sans-IO nodes (PROTOCOL.md §1: fed `(now, from, bytes)`, polled for `(to, bytes)` and
 //! their next timeout) exchange datagrams over directed links with delay, jitter, loss,
@@ -18,11 +20,14 @@
 //! Test crates include it with `mod sim;` and each uses a part of it.
 #![allow(dead_code)]
 
+mod channel_node;
 mod link;
 mod rng;
 mod seeds;
 
 // Each test crate uses a subset of these re-exports.
+#[allow(unused_imports)]
+pub(crate) use channel_node::{CHANNEL, ChannelNode};
 #[allow(unused_imports)]
 pub(crate) use link::{ETHERNET_UDP_MTU, LinkConfig, LinkStats, serialisation_time};
 #[allow(unused_imports)]
@@ -35,8 +40,10 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use weft::channel::reliability::ReliabilityConfig;
 use weft::channel::{Endpoint, EndpointConfig, Transmit};
 use weft::session::Identity;
+use weft::wire::Capabilities;
 
 /// The sans-IO method shape (STYLE.md 2) the simulator drives. Per event it calls `handle` or
 /// `handle_timeout`, then `poll_transmit` until `None`, then reads `poll_timeout` again.
@@ -49,6 +56,10 @@ pub(crate) trait SimNode {
     fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit>;
     /// The earliest deadline at which `handle_timeout` must run.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// The network's time before it collects the node's datagrams, for a node whose
+    /// `poll_transmit` has no clock of its own (an [`Endpoint`] keeps the last `now` it was
+    /// given, so it ignores this).
+    fn clock(&mut self, _now: Instant) {}
 }
 
 impl SimNode for Endpoint {
@@ -85,6 +96,10 @@ impl<T: SimNode + ?Sized> SimNode for Box<T> {
 
     fn poll_timeout(&self) -> Option<Instant> {
         (**self).poll_timeout()
+    }
+
+    fn clock(&mut self, now: Instant) {
+        (**self).clock(now);
     }
 }
 
@@ -145,6 +160,10 @@ pub(crate) fn digest(bytes: &[u8]) -> u64 {
 /// The `on_deliver` hook: sees every copy a link is about to deliver, may rewrite its bytes, and
 /// returns `false` to drop it.
 pub(crate) type DeliverHook = Box<dyn FnMut(&SocketAddr, &SocketAddr, &mut Vec<u8>) -> bool>;
+
+/// The `on_drop` hook: sees every datagram a link refuses (loss, MTU, full queue), as
+/// `(from, to, bytes)`.
+pub(crate) type DropHook = Box<dyn FnMut(&SocketAddr, &SocketAddr, &[u8])>;
 
 /// Events without going idle after which `drive*` declares a live-lock.
 pub(crate) const DEFAULT_STEP_BUDGET: u64 = 10_000_000;
@@ -210,6 +229,7 @@ pub(crate) struct Network<N: SimNode> {
     unroutable: u64,
     buf: Vec<u8>,
     hook: Option<DeliverHook>,
+    drop_hook: Option<DropHook>,
     trace: Option<Vec<TraceEvent>>,
     step_budget: u64,
     budget_left: u64,
@@ -234,6 +254,7 @@ impl<N: SimNode> Network<N> {
             unroutable: 0,
             buf: vec![0; TRANSMIT_BUFFER],
             hook: None,
+            drop_hook: None,
             trace: None,
             step_budget: DEFAULT_STEP_BUDGET,
             budget_left: DEFAULT_STEP_BUDGET,
@@ -416,6 +437,11 @@ impl<N: SimNode> Network<N> {
         self.hook = Some(Box::new(hook));
     }
 
+    /// Installs the hook that sees every datagram a link refuses: `(from, to, bytes)`.
+    pub(crate) fn on_drop(&mut self, hook: impl FnMut(&SocketAddr, &SocketAddr, &[u8]) + 'static) {
+        self.drop_hook = Some(Box::new(hook));
+    }
+
     /// Removes the `on_deliver` hook.
     pub(crate) fn clear_on_deliver(&mut self) {
         self.hook = None;
@@ -564,6 +590,7 @@ impl<N: SimNode> Network<N> {
     fn collect(&mut self, id: NodeId) {
         let slot = &mut self.nodes[id.0];
         slot.dirty = false;
+        slot.node.clock(self.now);
         while let Some(transmit) = slot.node.poll_transmit(&mut self.buf) {
             assert!(
                 transmit.len <= self.buf.len(),
@@ -592,6 +619,7 @@ impl<N: SimNode> Network<N> {
                     next_seq: &mut self.next_seq,
                     unroutable: &mut self.unroutable,
                     trace: &mut self.trace,
+                    drop_hook: &mut self.drop_hook,
                 },
                 id,
                 from,
@@ -663,6 +691,35 @@ impl Network<Endpoint> {
     }
 }
 
+/// Two sides of one bare reliability channel, `a` at `addr(1)` and `b` at `addr(2)`, over links
+/// with `link`'s settings, their packet numbers starting at random 32-bit values drawn from the
+/// network's seed.
+pub(crate) fn channel_pair(
+    seed: u64,
+    capabilities: Capabilities,
+    config: &ReliabilityConfig,
+    link: LinkConfig,
+) -> (Network<ChannelNode>, NodeId, NodeId) {
+    let mut net = Network::new(seed);
+    net.set_default_link(link);
+    let now = net.now();
+    let first_a = net.rng().next_u64() & 0xFFFF_FFFF;
+    let first_b = net.rng().next_u64() & 0xFFFF_FFFF;
+    let node_a = ChannelNode::new(capabilities, config, now, (1, 2), addr(2), first_a);
+    let node_b = ChannelNode::new(capabilities, config, now, (2, 1), addr(1), first_b);
+    let a = net.add_node(addr(1), node_a);
+    let b = net.add_node(addr(2), node_b);
+    (net, a, b)
+}
+
+impl Network<ChannelNode> {
+    /// A channel node, its clock moved to the network's, to act on between events.
+    pub(crate) fn channel(&mut self, id: NodeId) -> &mut ChannelNode {
+        let now = self.now;
+        self.node_mut(id).at(now)
+    }
+}
+
 fn live_lock(budget: u64, seed: u64, elapsed: Duration) -> ! {
     panic!(
         "simulator live-lock: {budget} events without going idle (seed {seed}, virtual time \
@@ -690,6 +747,7 @@ struct SendCtx<'a> {
     next_seq: &'a mut u64,
     unroutable: &'a mut u64,
     trace: &'a mut Option<Vec<TraceEvent>>,
+    drop_hook: &'a mut Option<DropHook>,
 }
 
 fn send(ctx: SendCtx<'_>, from: NodeId, from_addr: SocketAddr, to_addr: SocketAddr, bytes: &[u8]) {
@@ -723,6 +781,9 @@ fn send(ctx: SendCtx<'_>, from: NodeId, from_addr: SocketAddr, to_addr: SocketAd
                 DropReason::Lost => TraceKind::Lost,
             };
             record(kind, ctx.now);
+            if let Some(hook) = ctx.drop_hook.as_mut() {
+                hook(&from_addr, &to_addr, bytes);
+            }
         }
         Fate::Arrives { first, second } => {
             for at in std::iter::once(first).chain(second) {

@@ -109,6 +109,12 @@ pub struct EndpointConfig {
     pub reassembly_node_bytes: usize,
     /// Reassembly memory for big messages per peer.
     pub reassembly_peer_bytes: usize,
+    /// Datagrams per window of fair admission under overload
+    /// ([`Admission`](crate::channel::admission::Admission)); 0 turns it off.
+    /// 4096: 128 receive batches, a few milliseconds of a busy shard, so a flood is cut within
+    /// a few windows; its table then holds at most 4096 prefixes (~150 KiB, allocated at the
+    /// first full batch).
+    pub admission_window: u32,
 }
 
 impl fmt::Debug for EndpointConfig {
@@ -154,6 +160,7 @@ impl fmt::Debug for EndpointConfig {
             )
             .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("max_queued_pings", &self.max_queued_pings)
+            .field("admission_window", &self.admission_window)
             .field("peer_records", &self.peer_records.len())
             .finish()
     }
@@ -203,6 +210,7 @@ impl Default for EndpointConfig {
             keep_alive_interval: Duration::from_secs(15),
             reassembly_node_bytes: 64 << 20,
             reassembly_peer_bytes: 8 << 20,
+            admission_window: 4096,
         }
     }
 }

@@ -97,6 +97,10 @@ impl Endpoint {
         state.touched = true;
         peer.touched.push(channel);
         let peer_handle = state.peer;
+        if state.capabilities.contains(Capabilities::RESEND) {
+            // PROTOCOL.md §12: reliable channels share the workers' room (`service.rs`).
+            self.delivery.reliable = self.delivery.reliable.saturating_add(1);
+        }
         state.data = Some(Box::new(ChannelData {
             reliability: ChannelReliability::new(state.capabilities, config, now),
             // PROTOCOL.md §3: under a session a channel's numbers start at 0; plaintext channels
@@ -109,6 +113,7 @@ impl Endpoint {
             armed: None,
             last_sent: now,
             paused: false,
+            waiting: false,
             keep_alive,
             reported: ChannelStats::default(),
             last_rtt: Duration::ZERO,
@@ -180,6 +185,9 @@ impl Endpoint {
         let Some(mut data) = state.data.take() else {
             return;
         };
+        if state.capabilities.contains(Capabilities::RESEND) {
+            self.delivery.reliable = self.delivery.reliable.saturating_sub(1);
+        }
         let label = mode_label(state.capabilities);
         let mut moved = None;
         if let Some(peer) = self.peers.get_mut(state.peer) {
@@ -219,20 +227,22 @@ impl Endpoint {
         payload: &[u8],
     ) -> Result<u64, SendError> {
         self.send_message_with(now, channel, payload.len(), |buf| {
-            buf.copy_from_slice(payload)
+            buf.extend_from_slice(payload)
         })
     }
 
-    /// Sends one application message of `len` bytes that `fill` writes straight into the
-    /// channel's send queue (it is called only when the message is accepted); returns its
-    /// message number. Saves [`Endpoint::send`]'s copy for a producer that generates its data;
-    /// the errors are `send`'s.
+    /// Sends one application message of `len` bytes that `fill` appends straight to its
+    /// empty, pooled buffer in the channel's send queue (room for `len` bytes is reserved; it
+    /// is called only when the message is accepted); returns its message number. Saves
+    /// [`Endpoint::send`]'s copy for a producer that generates its data, and the buffer is never
+    /// zero-filled first; a fill that appends more or fewer bytes is cut or zero-padded to
+    /// `len`. The errors are `send`'s.
     pub fn send_with(
         &mut self,
         now: Instant,
         channel: ChannelHandle,
         len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         let handle = self
             .channels
@@ -250,7 +260,7 @@ impl Endpoint {
         now: Instant,
         channel: Handle,
         len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         if !self.ensure_data(now, channel) {
             return Err(SendError::UnknownChannel);
@@ -443,33 +453,65 @@ impl Endpoint {
 
     /// Hands what the channel delivered to the application, unless it is paused.
     pub(super) fn deliver(&mut self, now: Instant, channel: Handle) {
+        self.deliver_some(now, channel, usize::MAX);
+    }
+
+    /// Hands at most `limit` messages the channel delivered to the application; returns true
+    /// when it stopped at `limit` with more to give. A reliable channel that meets the
+    /// workers' room full keeps the rest (within the credit it granted) and waits for room
+    /// (PROTOCOL.md §12, `service.rs`).
+    pub(super) fn deliver_some(&mut self, now: Instant, channel: Handle, limit: usize) -> bool {
         let Some(code) = self.channels.hashcode(channel) else {
-            return;
+            return false;
         };
         let handle = ChannelHandle(code);
+        let mut delivered = 0usize;
         loop {
             let Some(state) = self.channels.get_mut(channel) else {
-                return;
+                return false;
             };
+            let owner = state.peer;
+            let reliable = state.capabilities.contains(Capabilities::RESEND);
             let Some(data) = state.data.as_mut() else {
-                return;
+                return false;
             };
-            if data.paused && !data.reliability.is_failed() {
-                return;
+            let failed = data.reliability.is_failed();
+            if data.paused && !failed {
+                return false;
+            }
+            if reliable {
+                // Set before each flush writes the channel's frames (this runs first).
+                data.reliability.set_credit_cap(self.delivery.credit_cap());
+            }
+            if reliable && !failed && self.delivery.is_full() {
+                let listed = std::mem::replace(&mut data.waiting, true);
+                if !listed {
+                    self.wait_for_room(channel);
+                }
+                return false;
+            }
+            if delivered >= limit {
+                return data.reliability.has_event();
             }
             let Some(delivery) = data.reliability.poll_event() else {
-                return;
+                return false;
             };
             match delivery {
                 Delivery::Message { number, data } => {
+                    delivered = delivered.saturating_add(1);
                     self.stats.add_at(self.hot.messages_received, 1);
+                    if reliable {
+                        self.delivery.took_one();
+                    }
                     if self.config.echo {
                         // PROTOCOL.md §6: the echo service answers under its own numbers.
                         let _ = self.send_message(now, channel, &data);
                         self.pool.give(data);
                     } else {
+                        let peer = self.peers.get(owner).map_or(PeerId::ZERO, |p| p.id);
                         self.events.push_back(Event::Message {
                             channel: handle,
+                            peer,
                             message_number: number,
                             data,
                         });
@@ -493,7 +535,7 @@ impl Endpoint {
                 Delivery::Failed(reason) => {
                     self.account(channel);
                     self.close(channel, reason, false, true);
-                    return;
+                    return false;
                 }
             }
         }

@@ -109,6 +109,8 @@ pub enum Event {
     Message {
         /// The channel it came on.
         channel: ChannelHandle,
+        /// The peer that sent it (PROTOCOL.md §12: a worker answers by it).
+        peer: PeerId,
         /// Its message number on that channel.
         message_number: u64,
         /// Its bytes, in a buffer from the endpoint's pool: give it back with

@@ -18,11 +18,15 @@ mod handshake;
 mod index;
 mod receive;
 mod secure;
+mod service;
 mod sessions;
 mod stateless;
 mod table;
 mod timers;
 
+pub use service::PeerInfo;
+
+use crate::channel::admission::Admission;
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
 use crate::channel::pool::BufferPool;
@@ -188,6 +192,8 @@ pub struct Endpoint {
     pending_xx: usize,
     // Seeded: prefixes of the peers' addresses.
     pending_per_prefix: HashMap<Prefix, usize>,
+    /// Fair admission of datagrams when the driver reports overload (issue 10).
+    admission: Admission,
     sessions: Slab<PeerSession>,
     /// Peers our XX to a bare address found, by that address (see [`PeerSession::bare`]).
     // Seeded: addresses are the peers' choice.
@@ -219,6 +225,8 @@ pub struct Endpoint {
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
     /// message in steady state).
     pool: BufferPool,
+    /// The workers' room, which reliable channels' delivery and credit follow (§12).
+    delivery: service::DeliveryGate,
 }
 
 impl Endpoint {
@@ -279,6 +287,7 @@ impl Endpoint {
             pending_by_addr: HashMap::new(),
             pending_xx: 0,
             pending_per_prefix: HashMap::new(),
+            admission: Admission::new(config.admission_window),
             sessions: Slab::new(slab(config.max_sessions))
                 .expect("the limit is clamped to what a slab allows"),
             bare_peers: HashMap::new(),
@@ -298,6 +307,7 @@ impl Endpoint {
             flushing: Vec::new(),
             visiting: Vec::new(),
             pool: BufferPool::new(),
+            delivery: service::DeliveryGate::default(),
             config,
         };
         for record in endpoint.config.peer_records.clone() {
@@ -305,6 +315,12 @@ impl Endpoint {
             let _ = endpoint.add_peer_record(record);
         }
         endpoint
+    }
+
+    /// The driver read one receive batch from the socket; `full` when it came back as large as
+    /// a batch can be, the sign of a backlog that fair admission ([`Admission`]) answers.
+    pub fn note_receive_batch(&mut self, full: bool) {
+        self.admission.note_batch(full);
     }
 
     /// Gives a delivered message's buffer back ([`Event::Message`]'s `data`), so the next

@@ -25,6 +25,10 @@ impl Endpoint {
         if datagram.len() > largest {
             return self.drop_packet("oversize");
         }
+        // Before any parsing or crypto: a prefix past its share of an overloaded shard.
+        if !self.admission.admit(from.ip()) {
+            return self.drop_packet("shard_busy");
+        }
         let packet = match Packet::parse(&*datagram) {
             Ok(packet) => packet,
             Err(error) => return self.drop_packet(error.kind.reason()),
@@ -150,6 +154,7 @@ impl Endpoint {
         // PROTOCOL.md §7.1: everything but ACK elicits an acknowledgement; a CHANNEL_COOKIE
         // that opens the channel is taken off the walk below, and it elicits.
         let mut eliciting = false;
+        let all = messages.clone();
         let mut messages = messages.peekable();
         let existing = self
             .ids
@@ -180,6 +185,29 @@ impl Endpoint {
                     capabilities,
                 }) = messages.peek().cloned()
                 else {
+                    // An authenticated peer sending data on a channel we do not hold missed our
+                    // CHANNEL_CLOSE in an earlier session (this one did not retire the id, see
+                    // `handle_encrypted`): tell it, or its resends fill the window its channels
+                    // share. Made-up ids without data get nothing (finding 4). A second walk,
+                    // but only on this refusal path.
+                    let data = |m: Message<'_>| {
+                        matches!(m, Message::Data { .. } | Message::DataFragment { .. })
+                    };
+                    let session = self
+                        .ids
+                        .session(&header.sender)
+                        .and_then(|&h| self.sessions.get(h));
+                    if let Some(to) = session
+                        .map(|entry| entry.address)
+                        .filter(|_| secure && all.clone().any(data))
+                    {
+                        let (channel, reason) = (header.channel, CloseReason::Normal);
+                        self.queue_default(
+                            to,
+                            header.sender,
+                            &Message::ChannelClose { channel, reason },
+                        );
+                    }
                     return self.drop_packet("unknown_channel");
                 };
                 messages.next();

@@ -303,6 +303,25 @@ impl Endpoint {
                     Err(error) => self.drop_packet(error.kind.reason()),
                 }
             }
+            Err(CryptoError::Replay)
+                if entry
+                    .slot
+                    .phase_session(phase)
+                    .is_some_and(|session| session.keys.is_retired(channel)) =>
+            {
+                // PROTOCOL.md §6: we closed this channel but the peer still sends on it (our
+                // CHANNEL_CLOSE was lost), and its unacknowledged packets hold the congestion
+                // window its other channels share (§7.3): tell it again. One small packet to the
+                // session's address per datagram, changing nothing here, so it needs no tag.
+                let to = entry.address;
+                self.drop_packet("closed_channel");
+                let reason = CloseReason::Normal;
+                self.queue_default(
+                    to,
+                    header.sender,
+                    &Message::ChannelClose { channel, reason },
+                );
+            }
             Err(error) => self.drop_packet(crypto_label(error)),
         }
         if rekey_due {

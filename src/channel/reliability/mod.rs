@@ -1,6 +1,11 @@
 //! The reliability layer (PROTOCOL.md §7): per-channel send and receive state for the eight
 //! capability modes, shared per-path congestion control, RTT estimation and path MTU discovery.
-//! Sans-IO: time is an argument, frames are written into the caller's buffer.
+//! Sans-IO: time is an argument, messages are written into the caller's buffer through
+//! [`crate::wire`]'s emitters (the only codec) and read by the caller with `wire`'s parser.
+//!
+//! Its scenarios (every mode at every loss rate, congestion and flow control, a 2 MiB message)
+//! run two bare channels on the deterministic network of `tests/sim/` that also drives whole
+//! endpoints: see `tests/reliability/channel_level.rs`.
 //!
 //! # Driving it
 //! The endpoint keeps one [`PathState`] per peer and one [`ChannelReliability`] per channel.
@@ -29,26 +34,25 @@
 
 pub mod ack;
 mod budget;
-mod compat;
 pub mod congestion;
+mod credit;
 mod fragments;
-pub mod frame;
-#[cfg(test)]
-mod harness;
 pub mod pmtu;
 mod ranges;
 mod recv;
 pub mod rtt;
 mod send;
 
+pub use crate::wire::{Capabilities, CloseReason};
 pub use ack::{AckTracker, decode_packet_number};
 pub use budget::ReassemblyBudget;
-pub use compat::{Capabilities, CloseReason};
 pub use congestion::{CongestionController, NewReno, Pacer};
+pub use credit::fair_share;
 pub use pmtu::PmtuProber;
 pub use rtt::RttEstimator;
 
 use crate::channel::pool::BufferPool;
+use crate::wire::{self, Message};
 use recv::RecvSide;
 use send::SendSide;
 use std::time::{Duration, Instant};
@@ -441,14 +445,16 @@ impl ChannelReliability {
         self.send.push(data, pool)
     }
 
-    /// Queues a message of `len` bytes that `fill` writes straight into its buffer from
-    /// `pool` (called only when the message is accepted); returns its message number.
+    /// Queues a message of `len` bytes that `fill` appends straight to its empty buffer from
+    /// `pool`, which has room for `len` bytes reserved (called only when the message is
+    /// accepted); returns its message number. A fill that appends more or fewer bytes is cut
+    /// or zero-padded to `len`.
     pub fn send_with(
         &mut self,
         _now: Instant,
         len: usize,
         pool: &mut BufferPool,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         if self.failed.is_some() {
             return Err(SendError::Closed);
@@ -474,6 +480,14 @@ impl ChannelReliability {
     /// The credit advertised to the peer so far (max message, max bytes).
     pub fn advertised_window(&self) -> (u64, u64) {
         self.recv.advertised()
+    }
+
+    /// Caps the channel's new credit at `cap` messages beyond what its application took: its
+    /// share of the workers' room ([`fair_share`], PROTOCOL.md §12); `None` lifts the cap.
+    pub fn set_credit_cap(&mut self, cap: Option<u64>) {
+        self.recv.credit_cap = cap.map_or(u16::MAX, |cap| {
+            u16::try_from(cap).unwrap_or(u16::MAX.saturating_sub(1))
+        });
     }
 
     fn refresh(&mut self, now: Instant, path: &mut PathState) {
@@ -580,7 +594,7 @@ impl ChannelReliability {
                 .ack_delay(now)
                 .as_micros()
                 .min(u128::from(u64::MAX)) as u64;
-            if let Some(n) = frame::write_ack(&mut buf[at..room], self.ack.ranges(), delay_us) {
+            if let Ok(n) = wire::emit_ack_fitting(self.ack.ranges(), delay_us, &mut buf[at..room]) {
                 at = at.saturating_add(n);
                 self.ack.on_ack_sent();
             }
@@ -593,7 +607,11 @@ impl ChannelReliability {
         let mut window = false;
         if self.window_due() {
             let credit = self.recv.credit();
-            if let Some(n) = frame::write_window(&mut buf[at..room], credit.0, credit.1) {
+            let message = Message::Window {
+                max_message: credit.0,
+                max_bytes: credit.1,
+            };
+            if let Ok(n) = message.emit(&mut buf[at..room]) {
                 at = at.saturating_add(n);
                 window = true;
                 self.window_resend = false;
@@ -612,7 +630,7 @@ impl ChannelReliability {
             {
                 // PROTOCOL.md §7.6: a probe is a packet padded to the probed size with
                 // PMTU_PROBE; it carries no data, so its loss costs nothing but the probe.
-                if let Some(n) = frame::write_pmtu_probe(&mut buf[at..probe_room]) {
+                if let Ok(n) = wire::emit_pmtu_probe_filling(&mut buf[at..probe_room]) {
                     at = at.saturating_add(n);
                     probe = Some(size);
                 }
@@ -622,7 +640,7 @@ impl ChannelReliability {
             at = at.saturating_add(self.send.write_data(now, &mut buf[at..room], empty_room));
             if at == eliciting_start && probing {
                 // RFC 9002 §6.2.4: a probe with nothing to resend still elicits an ACK.
-                if let Some(n) = frame::write_ping(&mut buf[at..room], [0; 8]) {
+                if let Ok(n) = (Message::Ping { token: &[0; 8] }).emit(&mut buf[at..room]) {
                     at = at.saturating_add(n);
                 }
             }
@@ -724,6 +742,11 @@ impl ChannelReliability {
     /// The peer's WINDOW.
     pub fn on_window(&mut self, max_message: u64, max_bytes: u64) {
         self.send.on_window(max_message, max_bytes);
+    }
+
+    /// Whether [`poll_event`](Self::poll_event) has something.
+    pub fn has_event(&self) -> bool {
+        !self.recv.events.is_empty()
     }
 
     /// The next thing for the application.

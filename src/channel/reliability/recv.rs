@@ -2,11 +2,11 @@
 //! message numbers, delivery per mode (arrival order, or in order with a hold timeout for gaps),
 //! reassembly of DATA_FRAGMENTs under a shared memory budget, and WINDOW credit.
 
-use super::compat::CloseReason;
 use super::fragments::{FragmentRanges, RANGE_COST};
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
 use crate::channel::pool::BufferPool;
 use crate::session::window::{Seen, SlidingWindow};
+use crate::wire::CloseReason;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,11 @@ const RANGE_CHARGE: usize = RANGE_COST * RANGES_PER_CHARGE;
 /// A message being reassembled from fragments.
 #[derive(Debug)]
 struct Partial {
+    /// The bytes so far, from a pooled buffer with room for the whole message reserved: in
+    /// order they are appended (see [`write_at`]), so the buffer is never zero-filled.
     buf: Vec<u8>,
+    /// The whole message's length (PROTOCOL.md §7.5: every fragment repeats it).
+    total: u64,
     got: FragmentRanges,
     /// Ranges paid for in the budget.
     ranges_paid: usize,
@@ -91,6 +95,11 @@ pub(crate) struct RecvSide {
     consumed_bytes: u64,
     advertised: (u64, u64),
     window: (u64, u64),
+    /// A reliable channel's share of the workers' room (PROTOCOL.md §12): new credit in
+    /// messages stays within it; `u16::MAX` for none. A u16 (windows never exceed the
+    /// duplicate window's 1024 messages), so it fits the struct's padding: an idle channel's
+    /// memory is budgeted.
+    pub(crate) credit_cap: u16,
     /// The lowest and the latest packet number received on the channel (the credit check of
     /// the lossy modes, [`number_allowed`](Self::number_allowed)).
     lowest_pn: Option<u64>,
@@ -137,6 +146,7 @@ impl RecvSide {
             consumed_bytes: 0,
             advertised: initial,
             window,
+            credit_cap: u16::MAX,
             lowest_pn: None,
             current_pn: 0,
             hold: Duration::ZERO,
@@ -159,19 +169,37 @@ impl RecvSide {
         self.advertised
     }
 
+    /// The window in force: the configured one, its message count lowered to the channel's
+    /// share of the workers' room (PROTOCOL.md §12).
+    fn window_now(&self) -> (u64, u64) {
+        let messages = match self.credit_cap {
+            u16::MAX => self.window.0,
+            cap => self.window.0.min(u64::from(cap)),
+        };
+        (messages, self.window.1)
+    }
+
     /// PROTOCOL.md §7.4: the credit the receiver can offer now, from what the application took.
+    /// Never below what was advertised: credit once granted is not taken back.
     pub(crate) fn credit(&self) -> (u64, u64) {
+        let window = self.window_now();
         (
-            self.consumed_messages.saturating_add(self.window.0),
-            self.consumed_bytes.saturating_add(self.window.1),
+            self.consumed_messages
+                .saturating_add(window.0)
+                .max(self.advertised.0),
+            self.consumed_bytes
+                .saturating_add(window.1)
+                .max(self.advertised.1),
         )
     }
 
-    /// Whether enough credit was freed to be worth a WINDOW (a quarter of the window).
+    /// Whether enough credit was freed to be worth a WINDOW (a quarter of the window in force,
+    /// so a small share still reopens a sender that waits at its limit).
     pub(crate) fn window_due(&self) -> bool {
         let (messages, bytes) = self.credit();
-        messages >= self.advertised.0.saturating_add((self.window.0 / 4).max(1))
-            || bytes >= self.advertised.1.saturating_add((self.window.1 / 4).max(1))
+        let window = self.window_now();
+        messages >= self.advertised.0.saturating_add((window.0 / 4).max(1))
+            || bytes >= self.advertised.1.saturating_add((window.1 / 4).max(1))
     }
 
     /// A WINDOW with [`credit`](Self::credit) was written.
@@ -370,15 +398,16 @@ impl RecvSide {
         }
         self.budget.get_or_insert_with(|| budget.clone());
         self.admit(total_len);
-        let mut buf = vec![0; total];
+        let mut buf = pool.take(total);
         let mut got = FragmentRanges::new();
-        if let (Some(slot), Ok(_)) = (buf.get_mut(span), got.insert(offset..end, self.max_ranges)) {
-            slot.copy_from_slice(bytes);
+        if got.insert(offset..end, self.max_ranges).is_ok() {
+            write_at(&mut buf, span.start, bytes);
         }
         self.partial.insert(
             number,
             Partial {
                 buf,
+                total: total_len,
                 got,
                 ranges_paid: RANGES_PER_CHARGE,
                 charged,
@@ -408,7 +437,7 @@ impl RecvSide {
         let Some(partial) = self.partial.get_mut(&number) else {
             return;
         };
-        if len_u64(partial.buf.len()) != total_len {
+        if partial.total != total_len {
             bump(&mut self.stats.malformed);
             return;
         }
@@ -435,9 +464,7 @@ impl RecvSide {
             }
             Ok(_) => {}
         }
-        if let Some(slot) = partial.buf.get_mut(span) {
-            slot.copy_from_slice(bytes);
-        }
+        write_at(&mut partial.buf, span.start, bytes);
         partial.last_progress = now;
         let received = partial.got.covered();
         if received == total_len {
@@ -615,7 +642,7 @@ impl RecvSide {
     fn drop_partial(&mut self, number: u64) {
         if let Some(partial) = self.partial.remove(&number) {
             self.release(partial.charged);
-            self.consume(len_u64(partial.buf.len()));
+            self.consume(partial.total);
             self.seen.insert(number);
         }
     }
@@ -653,6 +680,22 @@ impl RecvSide {
     }
 }
 
+/// Writes a fragment's `bytes` at `at` in a message under reassembly, whose length never
+/// passes the announced total (checked before). Fragments that come in order append to the
+/// pooled buffer, so it is never zero-filled; one that comes ahead of a gap zero-fills only the
+/// gap, which the fragments it waits for then overwrite.
+fn write_at(buf: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+    if buf.len() < at {
+        buf.resize(at, 0);
+    }
+    let inside = buf.len().saturating_sub(at).min(bytes.len());
+    let (over, past) = bytes.split_at(inside);
+    if let Some(slot) = buf.get_mut(at..at.saturating_add(inside)) {
+        slot.copy_from_slice(over);
+    }
+    buf.extend_from_slice(past);
+}
+
 /// A length as the protocol's u64.
 fn len_u64(len: usize) -> u64 {
     u64::try_from(len).unwrap_or(u64::MAX)
@@ -665,5 +708,69 @@ impl Drop for RecvSide {
             .values()
             .fold(0usize, |sum, p| sum.saturating_add(p.charged));
         self.release(total);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragments_land_in_place_in_any_order() {
+        let message: Vec<u8> = (0..100u8).collect();
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+            let mut buf = Vec::with_capacity(100);
+            for piece in order {
+                let at = piece * 25;
+                write_at(&mut buf, at, &message[at..at + 25]);
+            }
+            assert_eq!(buf, message, "{order:?}");
+        }
+        // Overlapping and repeated pieces rewrite the same bytes.
+        let mut buf = Vec::new();
+        write_at(&mut buf, 10, &message[10..60]);
+        write_at(&mut buf, 0, &message[0..30]);
+        write_at(&mut buf, 50, &message[50..100]);
+        write_at(&mut buf, 20, &message[20..40]);
+        assert_eq!(buf, message);
+    }
+
+    #[test]
+    fn a_fragmented_message_is_reassembled_in_a_pooled_buffer() {
+        let config = ReliabilityConfig::default();
+        let mut recv = RecvSide::new(false, true, false, &config);
+        let mut budget = ReassemblyBudget::new(1 << 20, 1 << 20);
+        let mut pool = BufferPool::new();
+        pool.give(Vec::with_capacity(4096));
+        let pooled = pool.take(0);
+        let pointer = pooled.as_ptr();
+        pool.give(pooled);
+        let now = Instant::now();
+        let message: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        for (offset, piece) in [(1000, 1000..3000), (0, 0..1000)] {
+            recv.on_fragment(
+                now,
+                0,
+                3000,
+                offset,
+                &message[piece],
+                &mut budget,
+                &mut pool,
+            );
+        }
+        let delivered = std::iter::from_fn(|| recv.poll_event())
+            .find_map(|event| match event {
+                Delivery::Message { data, .. } => Some(data),
+                _ => None,
+            })
+            .expect("delivered");
+        assert_eq!(delivered, message);
+        assert_eq!(
+            delivered.as_ptr(),
+            pointer,
+            "the pool's buffer, no new allocation"
+        );
+        assert_eq!(budget.peer_used(), 0, "the reassembly charge is given back");
     }
 }

@@ -2,11 +2,10 @@
 //! budget, fragmentation into DATA_FRAGMENT, flow-control credit, sent-packet records, loss
 //! detection and probe timeouts after RFC 9002 §6, and retransmission for RESEND channels.
 
-use super::compat::CloseReason;
-use super::frame;
 use super::ranges::RangeSet;
 use super::{PathState, ReliabilityConfig, SendError};
 use crate::channel::pool::BufferPool;
+use crate::wire::{self, CloseReason, Message};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -185,16 +184,17 @@ impl SendSide {
 
     /// Queues a message, copied into a buffer from `pool`; returns its number.
     pub(crate) fn push(&mut self, data: &[u8], pool: &mut BufferPool) -> Result<u64, SendError> {
-        self.push_with(data.len(), pool, |buf| buf.copy_from_slice(data))
+        self.push_with(data.len(), pool, |buf| buf.extend_from_slice(data))
     }
 
-    /// Queues a message of `size` bytes that `fill` writes into its queued buffer (called only
-    /// once the message is accepted), so a producer need not build it elsewhere first.
+    /// Queues a message of `size` bytes that `fill` appends to its empty queued buffer (called
+    /// only once the message is accepted), so a producer need not build it elsewhere first and
+    /// the buffer is never zero-filled before it is written.
     pub(crate) fn push_with(
         &mut self,
         size: usize,
         pool: &mut BufferPool,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         if size > self.max_message_size {
             return Err(SendError::TooLarge {
@@ -206,8 +206,11 @@ impl SendSide {
             return Err(SendError::QueueFull);
         }
         let mut data = pool.take(size);
-        data.resize(size, 0);
         fill(&mut data);
+        // The message is the `size` bytes it was accounted as. The pool hands out empty
+        // buffers, so a fill that appended too little is padded with zeros, never with an
+        // earlier message's bytes; one that appended exactly `size` costs nothing here.
+        data.resize(size, 0);
         let number = self.end();
         let len = size as u64;
         self.cum_bytes = self.cum_bytes.saturating_add(len);
@@ -314,12 +317,12 @@ impl SendSide {
                 continue;
             }
             let whole_fits_empty =
-                frame::data_len(number, message.len as usize) <= empty_packet_room;
+                wire::data_encoded_len(number, message.len as usize) <= empty_packet_room;
             let untouched = message.len == 0
                 || (message.acked.is_empty() && message.unsent.first() == Some(0..message.len));
             if untouched && whole_fits_empty {
                 // A message that fits a packet goes whole as DATA, never split across packets.
-                if frame::data_len(number, message.len as usize) <= room {
+                if wire::data_encoded_len(number, message.len as usize) <= room {
                     return Some(Pick {
                         number,
                         range: 0..message.len,
@@ -329,7 +332,7 @@ impl SendSide {
                 return None;
             }
             let range = message.unsent.first()?;
-            let header = frame::fragment_len(number, message.len, range.start, 0);
+            let header = wire::fragment_encoded_len(number, message.len, range.start, 0);
             let avail = room.saturating_sub(header.saturating_add(2));
             let left = range.end.saturating_sub(range.start);
             if avail < MIN_FRAGMENT.min(usize::try_from(left).unwrap_or(usize::MAX)) || avail == 0 {
@@ -364,18 +367,21 @@ impl SendSide {
                 break;
             };
             let bytes = &message.data[pick.range.start as usize..pick.range.end as usize];
-            let written = if pick.whole {
-                frame::write_data(&mut buf[at..], pick.number, bytes)
+            // The payload is copied once, from the queued message straight into the packet.
+            let frame = if pick.whole {
+                Message::Data {
+                    message_number: pick.number,
+                    payload: bytes,
+                }
             } else {
-                frame::write_fragment(
-                    &mut buf[at..],
-                    pick.number,
-                    message.len,
-                    pick.range.start,
+                Message::DataFragment {
+                    message_number: pick.number,
+                    total_length: message.len,
+                    offset: pick.range.start,
                     bytes,
-                )
+                }
             };
-            let Some(written) = written else {
+            let Ok(written) = frame.emit(&mut buf[at..]) else {
                 break;
             };
             at = at.saturating_add(written);
@@ -787,3 +793,7 @@ impl SendSide {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "send_tests.rs"]
+mod tests;

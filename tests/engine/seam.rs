@@ -1,0 +1,429 @@
+//! The service seam (PROTOCOL.md §12, `weft::service`) between real engines over loopback:
+//! workers that import only `weft::service` serve a request/response protocol between two
+//! nodes, and a peer flooding a worker cannot lock another peer's requests out.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
+use weft::engine::{Engine, EngineConfig, ShardStats};
+use weft::service::{Delivery, Input, WorkerLink};
+use weft::session::Identity;
+use weft::wire::{Capabilities, CloseReason, PeerId};
+
+/// Only a guard against hangs on a shared machine.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+const TCP: u8 = 7;
+
+/// Starts a one-shard engine with a worker queue of `queue` inputs; returns it running, its
+/// address, its peer id, the worker's link, and the counters it publishes.
+struct Node {
+    address: SocketAddr,
+    peer: PeerId,
+    stop: weft::engine::ShutdownHandle,
+    runner: std::thread::JoinHandle<Vec<ShardStats>>,
+    published: Arc<Mutex<Vec<ShardStats>>>,
+}
+
+fn node(secret: u8, config: EndpointConfig, queue: usize) -> (Node, WorkerLink) {
+    node_with_shards(secret, config, queue, 1)
+}
+
+fn node_with_shards(
+    secret: u8,
+    config: EndpointConfig,
+    queue: usize,
+    shards: usize,
+) -> (Node, WorkerLink) {
+    let identity = Identity::from_secret_bytes([secret; 32], [secret.wrapping_add(1); 32]);
+    let config = EngineConfig {
+        shards,
+        pin: false,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), config)
+    };
+    let (engine, link) = Engine::start_with_worker(&config, &identity, [secret; 32], queue)
+        .expect("the engine starts");
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let published = Arc::new(Mutex::new(Vec::new()));
+    let shared = Arc::clone(&published);
+    let runner = std::thread::spawn(move || {
+        engine
+            .run(move |shards| *shared.lock().unwrap() = shards.to_vec())
+            .unwrap()
+    });
+    let node = Node {
+        address,
+        peer: identity.peer_id(),
+        stop,
+        runner,
+        published,
+    };
+    (node, link)
+}
+
+/// The next input, waiting at most until the deadline.
+fn next_input(link: &WorkerLink, pending: &mut Vec<Input>, start: Instant) -> Input {
+    loop {
+        if !pending.is_empty() {
+            return pending.remove(0);
+        }
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        assert!(!left.is_zero(), "the awaited input never came");
+        if let Ok(mut batch) = link.deliveries.recv_timeout(left) {
+            pending.append(&mut batch);
+            link.deliveries.recycle(batch);
+        }
+    }
+}
+
+/// The "add" service: a request is two u32s; the answer is the peer id the worker was given
+/// for the sender, then their sum as a u64. Runs until the shards stop.
+fn adder(link: WorkerLink) -> Vec<PeerId> {
+    let WorkerLink {
+        deliveries,
+        mut replier,
+    } = link;
+    let mut asked_by = Vec::new();
+    for mut batch in deliveries.iter() {
+        for input in batch.drain(..) {
+            let Input::Message(Delivery {
+                shard,
+                peer,
+                channel,
+                data,
+                ..
+            }) = input
+            else {
+                continue;
+            };
+            let (Some(a), Some(b)) = (data.get(..4), data.get(4..8)) else {
+                continue;
+            };
+            let sum = u64::from(u32::from_be_bytes(a.try_into().unwrap()))
+                + u64::from(u32::from_be_bytes(b.try_into().unwrap()));
+            let mut answer = peer.0.to_vec();
+            answer.extend_from_slice(&sum.to_be_bytes());
+            asked_by.push(peer);
+            replier.queue(shard, channel, answer).unwrap();
+        }
+        deliveries.recycle(batch);
+        assert_eq!(replier.flush(), 0, "no answer refused");
+    }
+    asked_by
+}
+
+#[test]
+fn two_nodes_serve_a_request_response_protocol_through_their_workers() {
+    // A knows only B's address: its one shard opens the channel.
+    serve_a_request_between_two_nodes(1, false);
+}
+
+#[test]
+fn with_several_shards_the_peers_owner_opens_and_answers() {
+    // A names B's peer id: the shard that owns B opens, and B's answers are steered to it.
+    serve_a_request_between_two_nodes(2, true);
+}
+
+/// Both nodes encrypted (the default), with `shards` shards each; A opens to B by address, or
+/// by address and peer id. Without B's record the session is XX either way.
+fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
+    let (b, b_link) = node_with_shards(31, EndpointConfig::default(), 64, shards);
+    let (a, a_link) = node_with_shards(41, EndpointConfig::default(), 64, shards);
+    let server = std::thread::spawn(move || adder(b_link));
+    let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
+    let client = std::thread::spawn(move || {
+        let WorkerLink {
+            deliveries,
+            mut replier,
+        } = a_link;
+        let link = WorkerLink {
+            deliveries,
+            replier: replier.clone(),
+        };
+        let start = Instant::now();
+        let mut pending = Vec::new();
+        let tcp = Capabilities::from_bits(TCP).unwrap();
+        replier
+            .open(1, b_address, by_peer.then_some(b_peer), tcp)
+            .unwrap();
+        let (shard, channel) = match next_input(&link, &mut pending, start) {
+            Input::Opened {
+                token: 1,
+                shard,
+                channel,
+                peer,
+                capabilities,
+            } => {
+                assert_eq!(peer, b_peer, "the open found B");
+                assert_eq!(capabilities, tcp);
+                assert_eq!(shard, weft::service::owner_of_peer(b_peer, shards));
+                (shard, channel)
+            }
+            other => panic!("expected the open's answer, got {other:?}"),
+        };
+        let mut request = 40_000u32.to_be_bytes().to_vec();
+        request.extend_from_slice(&2_345u32.to_be_bytes());
+        replier.send(shard, channel, request).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::Message(delivery) => {
+                assert_eq!(delivery.peer, b_peer, "B answered");
+                assert_eq!(delivery.channel, channel);
+                assert_eq!(delivery.capabilities, tcp);
+                assert_eq!(&delivery.data[..16], &a_peer.0, "B knew who asked");
+                assert_eq!(delivery.data[16..], 42_345u64.to_be_bytes());
+            }
+            other => panic!("expected B's answer, got {other:?}"),
+        }
+        // What A's shard knows of B: where it is, the session kind, and a measured RTT.
+        replier.peer_info(2, b_peer).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::PeerInfo {
+                token: 2,
+                peer,
+                info: Some(info),
+                ..
+            } => {
+                assert_eq!(peer, b_peer);
+                assert_eq!(info.address, b_address);
+                assert_eq!(info.session_kind, Some(2), "XX from a bare address");
+                assert!(info.rtt.is_some(), "an answered request measured the path");
+            }
+            other => panic!("expected the peer info, got {other:?}"),
+        }
+        replier.peer_info(3, PeerId([9; 16])).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::PeerInfo {
+                token: 3,
+                info: None,
+                ..
+            } => {}
+            other => panic!("an unknown peer has no info, got {other:?}"),
+        }
+        replier.close(shard, channel, CloseReason::Normal).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::Closed {
+                channel: closed,
+                by_peer: false,
+                ..
+            } => assert_eq!(closed, channel),
+            other => panic!("expected the close, got {other:?}"),
+        }
+    });
+    client.join().unwrap();
+    a.stop.shutdown();
+    a.runner.join().unwrap();
+    b.stop.shutdown();
+    b.runner.join().unwrap();
+    assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");
+}
+
+/// A test peer driven by hand over its own socket.
+struct Client {
+    socket: UdpSocket,
+    endpoint: Endpoint,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn new(secret: u8) -> Client {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let identity = Identity::from_secret_bytes([secret; 32], [secret.wrapping_add(1); 32]);
+        let endpoint = Endpoint::new(
+            EndpointConfig::default(),
+            identity,
+            [secret; 32],
+            Instant::now(),
+        );
+        Client {
+            socket,
+            endpoint,
+            buf: vec![0; 65_536],
+        }
+    }
+
+    /// One round: send what is queued, take what arrived, run timers; returns the events.
+    fn turn(&mut self, events: &mut Vec<Event>) {
+        while let Some(t) = self.endpoint.poll_transmit(&mut self.buf) {
+            let _ = self.socket.send_to(&self.buf[..t.len], t.destination);
+        }
+        if let Ok((len, from)) = self.socket.recv_from(&mut self.buf) {
+            self.endpoint
+                .handle(Instant::now(), from, &mut self.buf[..len]);
+        }
+        let now = Instant::now();
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        while let Some(event) = self.endpoint.poll_event() {
+            events.push(event);
+        }
+    }
+
+    fn open(&mut self, to: SocketAddr, peer: PeerId, capabilities: Capabilities) -> ChannelHandle {
+        let channel = self
+            .endpoint
+            .open_channel(Instant::now(), to, Some(peer), None, capabilities)
+            .unwrap();
+        let start = Instant::now();
+        let mut events = Vec::new();
+        loop {
+            assert!(start.elapsed() < DEADLINE, "the channel never opened");
+            self.turn(&mut events);
+            if events
+                .drain(..)
+                .any(|e| matches!(e, Event::ChannelOpened { channel: c, .. } if c == channel))
+            {
+                return channel;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_flooding_peer_cannot_lock_another_peers_requests_out_of_the_worker() {
+    // A small queue, and a worker that first lets it fill up, then takes it slowly.
+    let (n, link) = node(51, EndpointConfig::default(), 64);
+    let go = Arc::new(AtomicBool::new(false));
+    let worker_go = Arc::clone(&go);
+    let worker = std::thread::spawn(move || {
+        let WorkerLink {
+            deliveries,
+            mut replier,
+        } = link;
+        while !worker_go.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut answered = 0u64;
+        for mut batch in deliveries.iter() {
+            std::thread::sleep(Duration::from_millis(2));
+            for input in batch.drain(..) {
+                if let Input::Message(delivery) = input
+                    && delivery.data.starts_with(b"req")
+                {
+                    answered += 1;
+                    let _ = replier.queue(delivery.shard, delivery.channel, delivery.data);
+                }
+            }
+            deliveries.recycle(batch);
+            replier.flush();
+        }
+        answered
+    });
+
+    // The flooder sends on an unreliable channel as fast as its endpoint lets it.
+    let stop_flood = Arc::new(AtomicBool::new(false));
+    let flooding = Arc::clone(&stop_flood);
+    let (address, peer) = (n.address, n.peer);
+    let flooder = std::thread::spawn(move || {
+        let mut client = Client::new(61);
+        let channel = client.open(address, peer, Capabilities::NONE);
+        let mut events = Vec::new();
+        let mut sent = 0u64;
+        while !flooding.load(Ordering::Acquire) {
+            for _ in 0..32 {
+                if client
+                    .endpoint
+                    .send(Instant::now(), channel, &[0xf1; 64])
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            client.turn(&mut events);
+            events.clear();
+        }
+        sent
+    });
+
+    // The worker's queue fills with the flood, which is refused at its fair share: the
+    // counters published once a second show it.
+    let start = Instant::now();
+    let share_drops = |published: &Mutex<Vec<ShardStats>>| -> u64 {
+        published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s.engine.get(
+                    "weft_messages_dropped_total",
+                    Some(("reason", "worker_queue_share")),
+                )
+            })
+            .sum()
+    };
+    while share_drops(&n.published) == 0 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the flood was never refused at its share"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A second peer, over a reliable and an unreliable channel, still gets its answers while
+    // the flood goes on.
+    let mut client = Client::new(71);
+    let reliable = client.open(n.address, n.peer, Capabilities::from_bits(TCP).unwrap());
+    let unreliable = client.open(n.address, n.peer, Capabilities::NONE);
+    go.store(true, Ordering::Release);
+    let mut events = Vec::new();
+    for i in 0..5u8 {
+        let request = [b'r', b'e', b'q', i];
+        client
+            .endpoint
+            .send(Instant::now(), reliable, &request)
+            .unwrap();
+        let mut last_try = Instant::now();
+        client
+            .endpoint
+            .send(Instant::now(), unreliable, &request)
+            .unwrap();
+        let (mut reliable_answered, mut unreliable_answered) = (false, false);
+        while !(reliable_answered && unreliable_answered) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "request {i} was locked out (reliable answered: {reliable_answered}, \
+                 unreliable answered: {unreliable_answered})"
+            );
+            client.turn(&mut events);
+            for event in events.drain(..) {
+                if let Event::Message { channel, data, .. } = event
+                    && data == request
+                {
+                    reliable_answered |= channel == reliable;
+                    unreliable_answered |= channel == unreliable;
+                }
+            }
+            // An unreliable request may be lost on the way (the flood shares the socket):
+            // it is asked again, as a real client would.
+            if !unreliable_answered && last_try.elapsed() > Duration::from_millis(200) {
+                last_try = Instant::now();
+                let _ = client.endpoint.send(Instant::now(), unreliable, &request);
+            }
+        }
+    }
+    stop_flood.store(true, Ordering::Release);
+    let flooded = flooder.join().unwrap();
+    n.stop.shutdown();
+    let stats = n.runner.join().unwrap();
+    let answered = worker.join().unwrap();
+    assert!(answered >= 10, "every request reached the worker");
+    assert!(flooded > 64, "the flood outran the queue ({flooded} sent)");
+    let drops = stats[0].engine.get(
+        "weft_messages_dropped_total",
+        Some(("reason", "worker_queue_share")),
+    );
+    let delivered = stats[0]
+        .engine
+        .get("weft_shard_worker_deliveries_total", None);
+    eprintln!(
+        "flood: {flooded} sent, {drops} refused at the sender's share, {delivered} inputs handed \
+         to the worker, {answered} requests answered"
+    );
+    assert!(drops > 0, "the flood was refused at its share");
+}
