@@ -22,6 +22,8 @@ mod key_limits;
 mod lost_close;
 #[path = "channel/memory.rs"]
 mod memory;
+#[path = "channel/metrics.rs"]
+mod metrics;
 #[path = "channel/peer_info.rs"]
 mod peer_info;
 #[path = "channel/plaintext_peers.rs"]

@@ -11,7 +11,7 @@ use super::control::Control;
 use super::{ChannelHandle, Endpoint, Event, SendError};
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget,
-    decode_packet_number,
+    decode_packet_number, tally,
 };
 use crate::channel::state::ChannelData;
 use crate::handle::Handle;
@@ -25,22 +25,8 @@ pub(super) const COOKIE_HEAD: usize = 18;
 /// Messages and fragments dropped from accepted packets, by `reason`.
 const MESSAGES_DROPPED: &str = "weft_messages_dropped_total";
 
-/// RTT histogram bucket bounds in microseconds, published as `le` labels.
-pub(super) const RTT_BUCKETS: [(u64, &str); 10] = [
-    (1_000, "1000"),
-    (5_000, "5000"),
-    (10_000, "10000"),
-    (25_000, "25000"),
-    (50_000, "50000"),
-    (100_000, "100000"),
-    (250_000, "250000"),
-    (500_000, "500000"),
-    (1_000_000, "1000000"),
-    (u64::MAX, "+Inf"),
-];
-
 /// The `mode` label of a capability set (§7's table).
-fn mode_label(capabilities: Capabilities) -> &'static str {
+pub(super) fn mode_label(capabilities: Capabilities) -> &'static str {
     match capabilities.bits() {
         0 => "udp",
         4 => "x",
@@ -392,10 +378,12 @@ impl Endpoint {
             rel.on_packet_received(now, pn, control.eliciting);
         }
         let latest = path.rtt().latest();
+        let window = path.congestion_window();
         if acked && path.rtt().has_sample() && latest != data.last_rtt {
             data.last_rtt = latest;
-            self.observe_rtt(latest);
+            self.observe_rtt(latest, window);
         }
+        self.take_tally(channel);
         self.deliver(now, channel);
         self.mark_dirty(peer_handle);
         self.evict_reassembly();
@@ -440,15 +428,35 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn observe_rtt(&mut self, rtt: Duration) {
-        let us = rtt.as_micros().min(u128::from(u64::MAX)) as u64;
-        for (&(bound, _), &slot) in RTT_BUCKETS.iter().zip(&self.hot.rtt_buckets) {
-            if us <= bound {
-                self.stats.add_at(slot, 1);
-            }
+    /// Adds what the reliability layer tallied in the call just made for `channel`
+    /// (retransmitted packets, congestion events, delivery latencies), by the channel's mode.
+    pub(super) fn take_tally(&mut self, channel: Handle) {
+        let Some(tally) = tally::take() else {
+            return;
+        };
+        let mode = self
+            .channels
+            .get(channel)
+            .map_or(0, |c| usize::from(c.capabilities.bits()));
+        if let Some(&slot) = self.hot.packets_retransmitted.get(mode) {
+            self.stats.add_at(slot, tally.packets_retransmitted);
         }
-        self.stats.add_at(self.hot.rtt_sum, us);
-        self.stats.add_at(self.hot.rtt_count, 1);
+        if let Some(&slot) = self.hot.congestion_events.get(mode) {
+            self.stats.add_at(slot, tally.congestion_events);
+        }
+        self.stats.add_to_histogram(
+            &self.hot.message_delivery,
+            &tally.delivered,
+            tally.delivery_us,
+        );
+    }
+
+    /// Counts an RTT sample and the path's congestion window beside it: both histograms over
+    /// every path (one controller per peer path, PROTOCOL.md §7.3), with no peer label.
+    fn observe_rtt(&mut self, rtt: Duration, window: u64) {
+        let us = rtt.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.stats.observe(&self.hot.rtt, us);
+        self.stats.observe(&self.hot.congestion_window, window);
     }
 
     /// Hands what the channel delivered to the application, unless it is paused.
@@ -543,7 +551,11 @@ impl Endpoint {
 
     /// Adds a channel's new counters to the endpoint's statistics.
     pub(super) fn account(&mut self, channel: Handle) {
-        let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) else {
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let mode = mode_label(state.capabilities);
+        let Some(data) = state.data.as_mut() else {
             return;
         };
         let now = data.reliability.stats();
@@ -579,7 +591,13 @@ impl Endpoint {
         ];
         for (name, delta) in deltas {
             if delta > 0 {
-                self.stats.add(name, None, delta);
+                // Loss and retransmission by channel mode: what each mode costs on a lossy path.
+                let label = matches!(
+                    name,
+                    "weft_retransmitted_bytes_total" | "weft_packets_lost_total"
+                )
+                .then_some(("mode", mode));
+                self.stats.add(name, label, delta);
             }
         }
         // Bad input inside an accepted packet: the message or fragment is dropped, the packet's
@@ -642,6 +660,7 @@ impl Endpoint {
                 data.reliability.handle_timeout(now, path);
             }
             data.reliability.reclaim(&mut self.pool);
+            self.take_tally(channel);
         }
         self.touch(channel);
     }

@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::channel::outgoing::MAX_DATAGRAM;
-use crate::channel::reliability::PathState;
 use control::KEEP_ALIVE_TOKEN;
 use data::COOKIE_HEAD;
 
@@ -66,7 +65,6 @@ impl Endpoint {
         for &channel in &visit {
             self.deliver(now, channel);
         }
-        let old_window = self.peer_window(peer);
         // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
         // most one packet, so a bulk channel cannot hold back another.
         let count = visit.len();
@@ -79,7 +77,9 @@ impl Endpoint {
                 let Some(&channel) = visit.get(turn) else {
                     break 'packets;
                 };
-                if self.write_packet(now, channel) {
+                let wrote = self.write_packet(now, channel);
+                self.take_tally(channel);
+                if wrote {
                     continue 'packets;
                 }
             }
@@ -89,12 +89,6 @@ impl Endpoint {
         if full {
             self.mark_dirty(peer);
         }
-        let new_window = self.peer_window(peer);
-        let total = self.stats.get_at(self.hot.congestion_window);
-        self.stats.set_at(
-            self.hot.congestion_window,
-            total.saturating_add(new_window).saturating_sub(old_window),
-        );
         for &channel in &visit {
             self.keep_alive(now, channel);
             self.account(channel);
@@ -119,13 +113,6 @@ impl Endpoint {
     /// The peer's `index`-th channel in turn order.
     pub(super) fn channel_at(&self, peer: Handle, index: usize) -> Option<Handle> {
         self.peers.get(peer)?.order.get(index).copied()
-    }
-
-    pub(super) fn peer_window(&self, peer: Handle) -> u64 {
-        self.peers
-            .get(peer)
-            .and_then(|p| p.path.as_ref())
-            .map_or(0, PathState::congestion_window)
     }
 
     /// Writes one packet of `channel` if it has something to send; true if it did.

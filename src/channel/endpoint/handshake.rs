@@ -27,6 +27,8 @@ pub(super) struct InitiatorState {
     /// The responder's X25519 key for mac1 (kinds 1 and 3).
     pub(super) mac1: Option<Mac1Key>,
     pub(super) tries: u32,
+    /// When the first INIT went out: the handshake's duration runs from here, retries included.
+    pub(super) started: Instant,
     pub(super) give_up_at: Instant,
     pub(super) cookie: Option<[u8; MAC_LEN]>,
     /// BLAKE3 of the body of the INIT last sent: a HANDSHAKE_COOKIE must echo it.
@@ -211,6 +213,7 @@ impl Endpoint {
             peer,
             mac1: x25519.map(|x| Mac1Key::new(&x)),
             tries: 1,
+            started: now,
             give_up_at: later(now, self.config.open_timeout),
             cookie: None,
             echo: [0; MAC_LEN],
@@ -715,6 +718,7 @@ impl Endpoint {
                 handshake: &final_out[..done.final_len],
             };
             self.send_completing(from, peer, phase, &fin, &riders);
+            self.observe_handshake(now, state.started);
             self.session_established(now, from, peer, kind, true);
             self.flush_opens(now, peer, OPENS_PER_PACKET, &[]);
             return;
@@ -722,6 +726,7 @@ impl Endpoint {
         if let Some(sealed) = sealed {
             self.open_start_encryption(now, from, datagram, header, phase, sealed);
         }
+        self.observe_handshake(now, state.started);
         self.session_established(now, from, peer, kind, true);
         self.flush_opens(now, peer, 0, &state.pings);
     }
@@ -778,5 +783,10 @@ impl Endpoint {
         }
     }
 
-    // ------------------------------------------------------------ sessions
+    /// Counts an initiated handshake's duration, from its first INIT to its session.
+    fn observe_handshake(&mut self, now: Instant, started: Instant) {
+        let took = now.saturating_duration_since(started).as_micros();
+        let us = u64::try_from(took).unwrap_or(u64::MAX);
+        self.stats.observe(&self.hot.handshake_duration, us);
+    }
 }

@@ -37,7 +37,7 @@ use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, PeerRecord, Prefix, RotatingSecret,
     SessionTable, SourceRateLimiter, TimestampTable,
 };
-use crate::stats::{StatKind, StatSlot, Stats};
+use crate::stats::{HistogramSlots, StatKind, StatSlot, Stats, catalog};
 use crate::wire::{
     Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Messages, Packet,
     PeerId,
@@ -107,16 +107,25 @@ struct HotStats {
     channels: StatSlot,
     sessions: StatSlot,
     pending_handshakes: StatSlot,
-    congestion_window: StatSlot,
-    rtt_sum: StatSlot,
-    rtt_count: StatSlot,
-    rtt_buckets: [StatSlot; data::RTT_BUCKETS.len()],
+    rtt: HistogramSlots,
+    congestion_window: HistogramSlots,
+    handshake_duration: HistogramSlots,
+    message_delivery: HistogramSlots,
+    /// By capability bits (the channel's mode).
+    packets_retransmitted: [StatSlot; 8],
+    congestion_events: [StatSlot; 8],
 }
 
 impl HotStats {
     fn register(stats: &mut Stats) -> HotStats {
         let counter = |stats: &mut Stats, name| stats.register(name, None, StatKind::Counter);
         let gauge = |stats: &mut Stats, name| stats.register(name, None, StatKind::Gauge);
+        let by_mode = |stats: &mut Stats, name| {
+            std::array::from_fn(|bits| {
+                let mode = Capabilities::from_bits(bits as u8).map_or("tcp", data::mode_label);
+                stats.register(name, Some(("mode", mode)), StatKind::Counter)
+            })
+        };
         HotStats {
             packets_received: counter(stats, "weft_packets_received_total"),
             received_bytes: counter(stats, "weft_received_bytes_total"),
@@ -128,16 +137,12 @@ impl HotStats {
             channels: gauge(stats, "weft_channels"),
             sessions: gauge(stats, "weft_sessions"),
             pending_handshakes: gauge(stats, "weft_pending_handshakes"),
-            congestion_window: gauge(stats, "weft_congestion_window_bytes"),
-            rtt_sum: counter(stats, "weft_rtt_microseconds_sum"),
-            rtt_count: counter(stats, "weft_rtt_microseconds_count"),
-            rtt_buckets: data::RTT_BUCKETS.map(|(_, label)| {
-                stats.register(
-                    "weft_rtt_microseconds_bucket",
-                    Some(("le", label)),
-                    StatKind::Counter,
-                )
-            }),
+            rtt: stats.register_histogram(&catalog::RTT),
+            congestion_window: stats.register_histogram(&catalog::CONGESTION_WINDOW),
+            handshake_duration: stats.register_histogram(&catalog::HANDSHAKE_DURATION),
+            message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
+            packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
+            congestion_events: by_mode(stats, "weft_congestion_events_total"),
         }
     }
 }
