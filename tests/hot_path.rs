@@ -99,7 +99,8 @@ impl Client {
                 .unwrap();
         }
         while let Ok((len, from)) = self.socket.recv_from(&mut self.buf) {
-            self.endpoint.handle(Instant::now(), from, &self.buf[..len]);
+            self.endpoint
+                .handle(Instant::now(), from, &mut self.buf[..len]);
             // Non-blocking after the first datagram: take the burst, then send again.
             self.socket.set_nonblocking(true).unwrap();
         }

@@ -49,7 +49,11 @@ pub(super) fn record_receive(stats: &mut Stats, datagrams: usize, rxq_overflows:
         None,
         datagrams as u64,
     );
-    stats.set("weft_shard_rxq_overflows", None, u64::from(rxq_overflows));
+    stats.set_counter(
+        "weft_shard_rxq_overflows_total",
+        None,
+        u64::from(rxq_overflows),
+    );
 }
 
 /// Counts `batches` send batches per bucket, as [`super::sys::Flushed::sizes`] holds them.

@@ -3,8 +3,13 @@
 //!
 //! The exporter's own HTTP listener would pull in tokio and hyper, so the node serves the text
 //! itself; binding the listener here also means port 0 works and the bound address is known.
+//! Every family's name, type, unit and help come from [`crate::stats::catalog`]: they are
+//! registered with the recorder, and [`super::exposition`] writes each scrape in the catalog's
+//! shape (stable order, known series at 0, histograms, `process_*`).
 
+use super::exposition;
 use super::scrape::{self, Answer, ScrapeLimits, ScrapeStats};
+use crate::stats::catalog::{self, Type};
 use crate::stats::{StatKind, Stats};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::io;
@@ -59,6 +64,7 @@ impl MetricsServer {
         let handle = PrometheusBuilder::new()
             .install_recorder()
             .map_err(|e| MetricsError::Recorder(e.to_string()))?;
+        describe();
         let served = handle.clone();
         let dropped = Arc::new(ScrapeStats::default());
         let counted = Arc::clone(&dropped);
@@ -80,9 +86,29 @@ impl MetricsServer {
 
     /// The current exposition text, as a scrape would see it.
     pub fn render(&self) -> String {
+        publish_heap();
         publish_scrape_drops(&self.dropped);
-        self.handle.render()
+        render(&self.handle)
     }
+}
+
+/// Registers every catalog family's help text and unit with the installed recorder.
+pub fn describe() {
+    for m in catalog::METRICS {
+        match m.kind {
+            Type::Counter => metrics::describe_counter!(m.name, m.help),
+            Type::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Type::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
+/// The exposition of what `handle` holds and of this process, in the catalog's shape.
+pub fn render(handle: &PrometheusHandle) -> String {
+    handle.run_upkeep();
+    let (mut samples, types) = exposition::parse(&handle.render());
+    samples.extend(super::process::samples());
+    exposition::expose(samples, &types)
 }
 
 /// Sets `weft_metrics_connections_dropped_total{reason=...}`: scrape connections the endpoint
@@ -165,8 +191,7 @@ fn answer(head: &[u8], handle: &PrometheusHandle, dropped: &ScrapeStats) -> Answ
         Route::Metrics => {
             publish_heap();
             publish_scrape_drops(dropped);
-            handle.run_upkeep();
-            ("200 OK", CONTENT_TYPE, handle.render())
+            ("200 OK", CONTENT_TYPE, render(handle))
         }
         Route::NotFound => (
             "404 Not Found",

@@ -6,8 +6,10 @@
 
 pub mod config;
 pub mod datadir;
+pub mod exposition;
 pub mod limits;
 pub mod metrics;
+pub mod process;
 pub mod scrape;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};

@@ -305,7 +305,7 @@ trait Flows {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        datagram: &[u8],
+        datagram: &mut [u8],
         out: &mut Out,
         answers: &mut Vec<(usize, u64)>,
     );
@@ -656,11 +656,11 @@ fn receive<F: Flows>(
     while let Ok(n) = recv.recv(out.fd) {
         let now = Instant::now();
         for i in 0..n {
-            let (received, bytes) = recv.message(i);
+            let (received, bytes) = recv.message_mut(i);
             let Some(from) = received.from else { continue };
             report.bytes_in += bytes.len() as u64;
             let segment = received.segment.unwrap_or(bytes.len()).max(1);
-            for datagram in bytes.chunks(segment) {
+            for datagram in bytes.chunks_mut(segment) {
                 flows.receive(now, from, datagram, out, answers);
             }
         }

@@ -135,7 +135,7 @@ impl Flows for RawFlows {
         &mut self,
         _now: Instant,
         _from: SocketAddr,
-        datagram: &[u8],
+        datagram: &mut [u8],
         _out: &mut Out,
         answers: &mut Vec<(usize, u64)>,
     ) {

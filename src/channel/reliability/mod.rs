@@ -42,6 +42,7 @@ mod ranges;
 mod recv;
 pub mod rtt;
 mod send;
+pub mod tally;
 
 pub use crate::wire::{Capabilities, CloseReason};
 pub use ack::{AckTracker, decode_packet_number};

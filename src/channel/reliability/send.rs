@@ -3,7 +3,7 @@
 //! detection and probe timeouts after RFC 9002 §6, and retransmission for RESEND channels.
 
 use super::ranges::RangeSet;
-use super::{PathState, ReliabilityConfig, SendError};
+use super::{PathState, ReliabilityConfig, SendError, tally};
 use crate::channel::pool::BufferPool;
 use crate::wire::{self, CloseReason, Message};
 use std::collections::VecDeque;
@@ -363,6 +363,7 @@ impl SendSide {
     ) -> usize {
         let mut at = 0;
         let resend = self.resend;
+        let mut resent_any = false;
         while let Some(pick) = self.next_pick(buf.len().saturating_sub(at), empty_packet_room) {
             let Ok(index) = usize::try_from(pick.number.saturating_sub(self.base)) else {
                 break;
@@ -404,6 +405,7 @@ impl SendSide {
                 self.freed.push(data);
             }
             self.queued_bytes = self.queued_bytes.saturating_sub(freed);
+            resent_any |= resent;
             if resent {
                 self.stats.retransmitted_bytes = self
                     .stats
@@ -414,6 +416,9 @@ impl SendSide {
                 number: pick.number,
                 range: pick.range,
             });
+        }
+        if resent_any {
+            tally::retransmitted_packet();
         }
         at
     }
@@ -516,12 +521,18 @@ impl SendSide {
                 continue;
             };
             message.chunks_in_flight = message.chunks_in_flight.saturating_sub(1);
+            let was_complete = message.complete();
             message.acked.insert(chunk.range.clone());
+            let delivered = (!was_complete && message.len > 0 && message.complete())
+                .then(|| now.saturating_duration_since(message.first_sent.unwrap_or(now)));
             message.last_progress = Some(now);
             message.tries = 0;
             message.unsent.remove(chunk.range.clone());
             if message.len == 0 {
                 message.empty_pending = false;
+            }
+            if let Some(took) = delivered {
+                tally::delivered(took);
             }
             self.resolve_if_done(chunk.number);
         }
@@ -692,6 +703,7 @@ impl SendSide {
                         .all(|p| p.state != PacketState::Acked)
             });
             path.on_congestion_event(now, newest, persistent, lost_bytes);
+            tally::congestion_event();
         }
         self.pop_resolved();
     }
