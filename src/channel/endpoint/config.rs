@@ -113,7 +113,7 @@ pub struct EndpointConfig {
     /// ([`Admission`](crate::channel::admission::Admission)); 0 turns it off.
     /// 4096: 128 receive batches, a few milliseconds of a busy shard, so a flood is cut within
     /// a few windows; its table then holds at most 4096 prefixes (~150 KiB, allocated at the
-    /// first full batch).
+    /// start).
     pub admission_window: u32,
 }
 
