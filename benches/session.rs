@@ -206,7 +206,7 @@ fn pump(nodes: &mut [weft::channel::Endpoint; 2], addrs: [std::net::SocketAddr; 
                 } else {
                     1
                 };
-                nodes[to].handle(now, addrs[from], &buf[..transmit.len]);
+                nodes[to].handle(now, addrs[from], &mut buf[..transmit.len]);
                 moved = true;
             }
         }

@@ -67,6 +67,13 @@ fn a_short_run_writes_every_figure_with_sane_values() {
     // A 64-byte payload is sealed in a header and an AEAD tag: the packet is larger.
     assert!(number(&fields, "packet_bytes") > 64.0, "{fields:?}");
     assert!(!fields["io_backend"].is_empty());
+    // The node's own threads and the raw echo's are read from their clocks: both echoed
+    // something, so both spent CPU on it.
+    for key in ["node_cpu_ns_per_datagram", "baseline_cpu_ns_per_datagram"] {
+        let ns = number(&fields, key);
+        assert!(ns.is_finite() && ns > 0.0, "{key}: {fields:?}");
+    }
+    assert!(stdout.contains("node CPU ns/dgram"), "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -99,7 +99,7 @@ fn the_sink_reports_where_a_damaged_stream_breaks() {
     while !waiter.is_finished() && start.elapsed() < Duration::from_secs(30) {
         let now = Instant::now();
         while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            endpoint.handle(now, from, &buf[..n]);
+            endpoint.handle(now, from, &mut buf[..n]);
         }
         if endpoint.poll_timeout().is_some_and(|t| t <= now) {
             endpoint.handle_timeout(now);

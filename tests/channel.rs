@@ -600,7 +600,7 @@ fn a_tcp_mode_finalize_opens_the_channel_and_the_responder_confirms_it_on_the_ch
     node.handle(
         now,
         from,
-        &write(
+        &mut write(
             plain(me, local),
             &[Message::ChannelNew {
                 c1: 5,
@@ -625,7 +625,7 @@ fn a_tcp_mode_finalize_opens_the_channel_and_the_responder_confirms_it_on_the_ch
             capabilities: tcp,
         }],
     );
-    node.handle(now, from, &finalize);
+    node.handle(now, from, &mut finalize.to_vec());
     let reply = answers(&mut node).pop().expect("confirmation");
     let reply = Packet::parse(&reply).unwrap();
     assert_eq!(reply.header.channel, channel);
@@ -651,7 +651,7 @@ fn every_answer_to_an_unvalidated_address_is_at_most_three_times_its_request() {
         })
         .collect();
     let request = write(plain(PeerId([0x11; 16]), local), &news);
-    node.handle(now, from, &request);
+    node.handle(now, from, &mut request.to_vec());
     let total: usize = answers(&mut node).iter().map(Vec::len).sum();
     assert!(total > 0);
     assert!(
@@ -664,7 +664,7 @@ fn every_answer_to_an_unvalidated_address_is_at_most_three_times_its_request() {
         plain(PeerId([0x12; 16]), PeerId::ZERO),
         &[Message::Ping { token: &[1; 8] }],
     );
-    node.handle(now, from, &ping);
+    node.handle(now, from, &mut ping.to_vec());
     let pong = answers(&mut node);
     assert_eq!(pong.len(), 1);
     assert!(pong[0].len() <= ping.len());
@@ -743,7 +743,7 @@ fn every_rejection_rule_is_counted_under_its_own_reason() {
         let before = node
             .stats()
             .get("weft_packets_dropped_total", Some(("reason", reason)));
-        node.handle(now, from, packet);
+        node.handle(now, from, &mut packet.to_vec());
         let after = node
             .stats()
             .get("weft_packets_dropped_total", Some(("reason", reason)));
@@ -760,7 +760,7 @@ fn every_rejection_rule_is_counted_under_its_own_reason() {
     }
     assert_eq!(reasons.len(), cases.len(), "two cases share a reason");
     // The good packet is answered and counts as no drop.
-    node.handle(now, from, &good);
+    node.handle(now, from, &mut good.to_vec());
     assert_eq!(answers(&mut node).len(), 1);
 
     // A node that refuses plaintext drops kind-0 packets silently.
@@ -769,7 +769,7 @@ fn every_rejection_rule_is_counted_under_its_own_reason() {
         ..EndpointConfig::default()
     });
     let local = strict.local_peer_id();
-    strict.handle(now, from, &ping(other, local));
+    strict.handle(now, from, &mut ping(other, local));
     assert!(answers(&mut strict).is_empty());
     assert_eq!(
         strict.stats().get(

@@ -306,7 +306,7 @@ impl Client {
                 self.socket.send_to(&buf[..t.len], t.destination).unwrap();
             }
             if let Ok((len, from)) = self.socket.recv_from(&mut buf) {
-                self.endpoint.handle(Instant::now(), from, &buf[..len]);
+                self.endpoint.handle(Instant::now(), from, &mut buf[..len]);
             }
             let now = Instant::now();
             if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
@@ -611,7 +611,9 @@ fn a_reliable_channel_waits_for_a_slow_worker_instead_of_losing_messages() {
             client.socket.send_to(&buf[..t.len], t.destination).unwrap();
         }
         if let Ok((len, from)) = client.socket.recv_from(&mut buf) {
-            client.endpoint.handle(Instant::now(), from, &buf[..len]);
+            client
+                .endpoint
+                .handle(Instant::now(), from, &mut buf[..len]);
         }
         let now = Instant::now();
         if client.endpoint.poll_timeout().is_some_and(|t| t <= now) {

@@ -29,6 +29,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_weft");
 /// Generous: the test machine is shared, and the deadline only guards against hangs.
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// How long a command may run before the test gives up on it: the README's `weft ping --count 20`
+/// alone takes ~20 s at its 1 s interval, more with both cores busy.
+const EXIT_DEADLINE: Duration = Duration::from_secs(90);
+
 /// A unique directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
 
@@ -125,7 +129,7 @@ impl Proc {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            if start.elapsed() > DEADLINE {
+            if start.elapsed() > EXIT_DEADLINE {
                 panic!("weft did not exit; stderr:\n{}", self.stderr());
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -370,6 +370,16 @@ fn every_mode_keeps_its_promise_at_every_loss_rate() {
     }
 }
 
+/// Seeds where, before the probe timeout's backoff was capped, the receiving side of an SCTP
+/// (303) or TCP (632) channel at 30 % loss closed with Loss: its last WINDOW went unacknowledged,
+/// and its doubling probe rounds (each a probe and a single ACK, either lost) fitted only six
+/// times into the 10 s black-hole timer, all six failing.
+#[test]
+fn an_idle_receiver_keeps_its_sctp_and_tcp_channel_open_at_30_percent_loss() {
+    check_mode(303, SCTP, 0.3);
+    check_mode(632, TCP, 0.3);
+}
+
 #[test]
 fn a_bulk_channel_does_not_hold_back_another_to_the_same_peer() {
     for_each_seed(|seed| {

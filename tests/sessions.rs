@@ -389,7 +389,7 @@ fn ten_thousand_inits_without_a_cookie_under_load_cost_no_diffie_hellman() {
                 node.handle(
                     now,
                     from,
-                    &init_packet(1, sender, local, &[7; 204], Some(&mac1)),
+                    &mut init_packet(1, sender, local, &[7; 204], Some(&mac1)),
                 );
             }
             while node.poll_transmit(&mut buf).is_some() {}
@@ -406,7 +406,7 @@ fn ten_thousand_inits_without_a_cookie_under_load_cost_no_diffie_hellman() {
                 1 => init_packet(3, sender, local, &[i as u8; 204], Some(&mac1)),
                 _ => init_packet(2, sender, PeerId::ZERO, &[i as u8; 32], None),
             };
-            node.handle(now, from, &packet);
+            node.handle(now, from, &mut packet.to_vec());
             while let Some(transmit) = node.poll_transmit(&mut buf) {
                 answers += 1;
                 // PROTOCOL.md §5: every unauthenticated answer is at most 3× its request.
@@ -451,7 +451,7 @@ fn an_init_with_a_wrong_mac1_is_dropped_before_anything_else() {
         node.handle(
             now,
             addr(50),
-            &init_packet(kind, PeerId([4; 16]), local, &[7; 204], Some(&wrong)),
+            &mut init_packet(kind, PeerId([4; 16]), local, &[7; 204], Some(&wrong)),
         );
     }
     assert_eq!(dh::count_on_this_thread(), before);
@@ -794,7 +794,7 @@ fn serve_until_exit(
             .unwrap();
         node.set_unix_time(wall.as_secs(), wall.subsec_nanos());
         if let Ok((len, from)) = socket.recv_from(&mut buf) {
-            node.handle(Instant::now(), from, &buf[..len]);
+            node.handle(Instant::now(), from, &mut buf[..len]);
         }
         node.handle_timeout(Instant::now());
         while let Some(transmit) = node.poll_transmit(&mut out) {
@@ -862,7 +862,7 @@ fn a_node_without_the_session_answers_reset_and_the_peer_rehandshakes_once_per_f
     // The same identity without its session state: a restarted node.
     let now = pair.net.now();
     let mut restarted = Endpoint::new(EndpointConfig::default(), identity(2), [77; 32], now);
-    restarted.handle(now, addr(1), &sealed);
+    restarted.handle(now, addr(1), &mut sealed.to_vec());
     assert_eq!(
         restarted
             .stats()

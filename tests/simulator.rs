@@ -78,7 +78,7 @@ impl Toy {
 }
 
 impl SimNode for Toy {
-    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
         self.observe(now);
         self.received.push((now, from, datagram.to_vec()));
         match self.answer {

@@ -197,7 +197,7 @@ impl Pair {
         self.steps += 1;
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         let now = self.now;
-        self.with(d.to, |end| end.handle(now, d.from, &d.bytes));
+        self.with(d.to, |end| end.handle(now, d.from, &mut d.bytes.to_vec()));
         self.allocations += ALLOCATIONS.load(Ordering::Relaxed) - before;
         let sent = self.collect(d.to);
         assert!(

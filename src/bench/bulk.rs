@@ -286,10 +286,10 @@ pub fn run_bulk_sender(config: &BulkConfig, done: &AtomicBool) -> Result<BulkRep
                 Ok(n) => {
                     let now = Instant::now();
                     for i in 0..n {
-                        let (received, bytes) = recv.message(i);
+                        let (received, bytes) = recv.message_mut(i);
                         let Some(from) = received.from else { continue };
                         let segment = received.segment.unwrap_or(bytes.len()).max(1);
-                        for datagram in bytes.chunks(segment) {
+                        for datagram in bytes.chunks_mut(segment) {
                             report.datagrams_received += 1;
                             endpoint.handle(now, from, datagram);
                         }

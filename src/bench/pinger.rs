@@ -168,7 +168,8 @@ impl Pinger {
             match self.socket.recv_from(&mut self.recv_buf) {
                 Ok((len, from)) => {
                     let received = Instant::now();
-                    self.endpoint.handle(received, from, &self.recv_buf[..len]);
+                    self.endpoint
+                        .handle(received, from, &mut self.recv_buf[..len]);
                 }
                 Err(e)
                     if matches!(

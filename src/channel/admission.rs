@@ -17,8 +17,10 @@
 //!
 //! A shard that never reports a full batch is never affected: nothing is counted, nothing is
 //! dropped. Neither is a shard with one busy prefix and no other (a lone bulk sender holds back
-//! nobody; its congestion control answers its own losses). The per-window table is allocated at
-//! the first full batch and never grows: a window holds at most `window` prefixes.
+//! nobody; its congestion control answers its own losses). The per-window table is allocated
+//! with the endpoint and never grows: a window holds at most `window` prefixes. Allocating it at
+//! set-up rather than at the first full batch keeps a flood from showing up as heap growth
+//! (tests/bench_flood.rs holds the node's heap still under a spoofed flood).
 //!
 //! Prefixes are source addresses, which an off-path flooder may spoof: spread over many
 //! prefixes it looks light, and the water level falls to what each of them sends, so a newcomer
@@ -55,6 +57,8 @@ pub struct Admission {
 impl Admission {
     /// Admission over windows of `window` datagrams; 0 turns it off.
     pub fn new(window: u32) -> Admission {
+        // A window holds at most `window` prefixes, so neither ever grows past this.
+        let room = window as usize;
         Admission {
             window,
             seen: 0,
@@ -62,8 +66,8 @@ impl Admission {
             full: 0,
             budget: window,
             share: None,
-            counts: HashMap::new(),
-            scratch: Vec::new(),
+            counts: HashMap::with_capacity(room),
+            scratch: Vec::with_capacity(room),
         }
     }
 
@@ -83,13 +87,6 @@ impl Admission {
         }
         let mut admitted = true;
         if self.share.is_some() || self.full > 0 {
-            if self.counts.capacity() == 0 {
-                // Once, at the first sign of overload: a window holds at most `window`
-                // prefixes, so neither ever grows past this.
-                let window = self.window as usize;
-                self.counts.reserve(window);
-                self.scratch.reserve(window);
-            }
             let count = self.counts.entry(prefix_of(from)).or_insert(0);
             *count = count.saturating_add(1);
             admitted = self.share.is_none_or(|share| *count <= share);
@@ -179,7 +176,10 @@ mod tests {
             assert_eq!(window(&mut admission, 31, false), (31 * 32, 32));
         }
         assert_eq!(admission.share(), None);
-        assert_eq!(admission.counts.capacity(), 0, "no table without overload");
+        assert!(
+            admission.counts.is_empty(),
+            "nothing counted without overload"
+        );
     }
 
     #[test]
@@ -226,11 +226,10 @@ mod tests {
     #[test]
     fn the_table_never_grows_past_one_window() {
         let mut admission = Admission::new(WINDOW);
+        let capacity = admission.counts.capacity();
+        assert!(capacity >= WINDOW as usize, "allocated with the endpoint");
         admission.note_batch(true);
-        let capacity = {
-            admission.admit(ip(10, 0, 0, 1));
-            admission.counts.capacity()
-        };
+        admission.admit(ip(10, 0, 0, 1));
         for n in 0..(4 * WINDOW) {
             admission.note_batch(true);
             let [_, _, b, c] = n.to_be_bytes();

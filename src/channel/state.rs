@@ -1,14 +1,13 @@
 //! Per-peer and per-channel state, allocated only after a cookie or a handshake has validated the
 //! peer's address (PROTOCOL.md §3, §6).
 
-use crate::channel::endpoint::ChannelData;
-use crate::channel::reliability::{PathState, ReassemblyBudget};
-use crate::handle::Handle;
+use crate::channel::reliability::{ChannelReliability, ChannelStats, PathState, ReassemblyBudget};
+use crate::handle::{FxHashMap, Handle};
 use crate::session::SessionSlot;
 use crate::wire::{Capabilities, ChannelId, PeerId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A peer this node has channel state with.
 pub(crate) struct Peer {
@@ -19,9 +18,11 @@ pub(crate) struct Peer {
     /// When the last channel with this peer opened.
     pub(crate) last_open: Instant,
     /// Established or half-established channels by full id.
+    // Seeded (std RandomState): the peer picks half of every id (c1 or c2).
     pub(crate) channels: HashMap<u32, Handle>,
     /// Our own opens still waiting for CHANNEL_ACKNOWLEDGE, by c1.
-    pub(crate) opening: HashMap<u16, Handle>,
+    // Fx: c1 here is an id this node picked for its own open.
+    pub(crate) opening: FxHashMap<u16, Handle>,
     /// Channel ids a kind-0 peer opened lately: PROTOCOL.md §6 forbids reuse, so a replayed
     /// FINALIZE cannot reopen a closed channel. Under a session the session's keys remember
     /// closed ids instead (`ChannelKeys::is_retired`), for the session's whole life.
@@ -58,7 +59,7 @@ impl Peer {
             last_heard: now,
             last_open: now,
             channels: HashMap::new(),
-            opening: HashMap::new(),
+            opening: FxHashMap::default(),
             used_ids: UsedIds::default(),
             dirty: false,
             idle_queued: false,
@@ -88,7 +89,9 @@ impl Peer {
 /// caps, not its history.
 #[derive(Default)]
 pub(crate) struct UsedIds {
+    // Seeded (std RandomState): the peer picked these ids.
     current: HashSet<u32>,
+    // Seeded, as `current`.
     previous: HashSet<u32>,
     /// The cookie rotation `current` belongs to.
     epoch: u64,
@@ -188,4 +191,26 @@ pub(crate) struct PeerSession {
     /// When a packet last authenticated under one of its sessions (or it was installed): the
     /// session table's recency (PROTOCOL.md §5, least recently used first out).
     pub(crate) last_used: Instant,
+}
+
+/// The data-path state of one channel.
+#[derive(Debug)]
+pub(crate) struct ChannelData {
+    pub(crate) reliability: ChannelReliability,
+    /// The next packet number (u64; its low 32 bits are the wire sequence number, §3).
+    pub(crate) next_pn: u64,
+    /// The deadline of the channel's data timer in the endpoint's timers.
+    pub(crate) armed: Option<Instant>,
+    /// When the channel last sent a packet (keep-alive, §7.7).
+    pub(crate) last_sent: Instant,
+    /// The application does not take messages now: they stay buffered and the credit does not
+    /// grow, so the peer is held to what it was granted (§7.4).
+    pub(crate) paused: bool,
+    /// Listed in the endpoint's delivery gate, waiting for the workers' room (`service.rs`).
+    pub(crate) waiting: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) reported: ChannelStats,
+    pub(crate) last_rtt: Duration,
+    /// Where the channel stands in its peer's `order`, so closing it costs no search.
+    pub(crate) order_at: usize,
 }

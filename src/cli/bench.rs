@@ -531,6 +531,13 @@ fn cpu_ns_per_packet(report: &LoadReport) -> f64 {
     report.cpu.as_nanos() as f64 / (report.sent + report.received).max(1) as f64
 }
 
+/// CPU time of the echo's own threads (the node's shards and echo worker, or the raw echo's
+/// threads) per datagram echoed back to the clients; `None` for a node in another process.
+fn echo_cpu_ns_per_datagram(report: &LoadReport) -> Option<f64> {
+    let cpu = report.echo_cpu?;
+    Some(cpu.as_nanos() as f64 / report.received.max(1) as f64)
+}
+
 impl Figures<'_> {
     fn ratio(&self) -> f64 {
         self.weft.pps() / self.baseline.pps().max(1e-9)
@@ -572,6 +579,18 @@ impl Figures<'_> {
             cpu_ns_per_packet(b),
             0,
         );
+        out += &match (echo_cpu_ns_per_datagram(w), echo_cpu_ns_per_datagram(b)) {
+            (Some(n), Some(r)) => row("node CPU ns/dgram", n, r, 0),
+            (n, r) => {
+                let or_na = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+                format!(
+                    "{:<20}{:>14}{:>14}\n",
+                    "node CPU ns/dgram",
+                    or_na(n),
+                    or_na(r)
+                )
+            }
+        };
         out += &format!("{:<20}{:>14}{:>14}\n", "window stalls", w.stalls, b.stalls);
         out += &format!("{:<20}{:>14}{:>14}\n", "late answers", w.late, b.late);
         out += &format!(
@@ -637,6 +656,14 @@ impl Figures<'_> {
                 "baseline_cpu_ns_per_packet",
                 format!("{:.1}", cpu_ns_per_packet(b)),
             ),
+            (
+                "node_cpu_ns_per_datagram",
+                json_number(echo_cpu_ns_per_datagram(w)),
+            ),
+            (
+                "baseline_cpu_ns_per_datagram",
+                json_number(echo_cpu_ns_per_datagram(b)),
+            ),
             ("weft_stalls", w.stalls.to_string()),
             ("baseline_stalls", b.stalls.to_string()),
             ("weft_late_answers", w.late.to_string()),
@@ -650,6 +677,11 @@ impl Figures<'_> {
         ];
         render_json(&fields)
     }
+}
+
+/// A figure with one decimal, or `null` where it could not be read.
+fn json_number(value: Option<f64>) -> String {
+    value.map_or("null".to_string(), |v| format!("{v:.1}"))
 }
 
 fn render_json(fields: &[(&str, String)]) -> String {

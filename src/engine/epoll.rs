@@ -62,7 +62,7 @@ impl EpollIo {
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        mut deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
+        mut deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
     ) -> usize {
         if !self.more_to_read {
             return 0;
@@ -84,7 +84,7 @@ impl EpollIo {
         self.more_to_read = count == BATCH;
         let mut datagrams = 0usize;
         for i in 0..count {
-            let (received, bytes) = self.recv.message(i);
+            let (received, bytes) = self.recv.message_mut(i);
             let Some(from) = received.from else { continue };
             if received.truncated {
                 stats.add("weft_shard_truncated_total", None, 1);
@@ -92,7 +92,7 @@ impl EpollIo {
             }
             // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
             let segment = received.segment.unwrap_or(bytes.len()).max(1);
-            for datagram in bytes.chunks(segment) {
+            for datagram in bytes.chunks_mut(segment) {
                 datagrams = datagrams.saturating_add(1);
                 deliver(stats, from, datagram);
             }

@@ -108,7 +108,7 @@ impl Io {
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
+        deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
     ) -> usize {
         match self {
             Io::Epoll(io) => io.receive(stats, deliver),

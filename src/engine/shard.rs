@@ -311,7 +311,7 @@ impl Shard {
                 self.parts.endpoint.handle(
                     now,
                     from,
-                    &batch.bytes[start..start.saturating_add(len)],
+                    &mut batch.bytes[start..start.saturating_add(len)],
                 );
             }
             batch.bytes.clear();

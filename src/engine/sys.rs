@@ -332,6 +332,17 @@ impl RecvBatch {
             &self.buf[start..start.saturating_add(received.len)],
         )
     }
+
+    /// Message `i` of the last call with its bytes writable: the endpoint opens a sealed
+    /// packet in place (`Endpoint::handle`).
+    pub(crate) fn message_mut(&mut self, i: usize) -> (Received, &mut [u8]) {
+        let received = self.received[i];
+        let start = i.saturating_mul(RECV_SLOT);
+        (
+            received,
+            &mut self.buf[start..start.saturating_add(received.len)],
+        )
+    }
 }
 
 /// Datagrams the endpoint wrote, packed back to back so that a run to one destination with one

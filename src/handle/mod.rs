@@ -20,9 +20,11 @@
 
 mod cipher;
 mod free;
+mod fx;
 mod slab;
 
 pub use cipher::IndexCipher;
+pub use fx::{FxBuildHasher, FxHashMap, FxHashSet, FxHasher};
 pub use slab::{Iter, IterMut, MAX_LIMIT, Slab};
 
 use std::fmt;

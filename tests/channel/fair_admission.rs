@@ -40,14 +40,14 @@ fn flood(full: bool) -> (Endpoint, Answered, Answered) {
             node.handle(
                 now,
                 from,
-                &write(plain(flooder, local), &[Message::Ping { token: &token }]),
+                &mut write(plain(flooder, local), &[Message::Ping { token: &token }]),
             );
         }
         let token = u64::from(batch).to_be_bytes();
         node.handle(
             now,
             honest_from,
-            &write(plain(honest, local), &[Message::Ping { token: &token }]),
+            &mut write(plain(honest, local), &[Message::Ping { token: &token }]),
         );
         let second_half = batch >= WINDOWS * WINDOW / BATCH / 2;
         while let Some(transmit) = node.poll_transmit(&mut buf) {

@@ -213,7 +213,7 @@ fn flood(
             let recipient = if i % 2 == 0 { local } else { PeerId::ZERO };
             channel_new(&mut packet, sender, recipient, c1, &cookie)
         };
-        node.handle(now, from, &packet[..len]);
+        node.handle(now, from, &mut packet[..len]);
         answered += drain(node, len, &mut out);
     }
     answered
@@ -264,7 +264,7 @@ fn genuine_cookie2(
 ) -> (ChannelId, [u8; 16]) {
     let mut packet = [0u8; 1500];
     let len = channel_new(&mut packet, sender, node.local_peer_id(), 0x0102, &[7; 16]);
-    node.handle(now, from, &packet[..len]);
+    node.handle(now, from, &mut packet[..len]);
     let mut out = [0u8; 1500];
     let transmit = node.poll_transmit(&mut out).expect("an ACKNOWLEDGE");
     let answer = weft::wire::Packet::parse(&out[..transmit.len]).unwrap();
@@ -310,7 +310,7 @@ fn finalize_with_a_bad_cookie_allocates_nothing() {
     ] {
         let len = finalize(&mut packet, sender, local, channel, &cookie);
         let before = allocations();
-        node.handle(at, from, &packet[..len]);
+        node.handle(at, from, &mut packet[..len]);
         let after = allocations();
         let _ = drain(&mut node, len, &mut out);
         assert_eq!(after - before, 0, "{label}: FINALIZE allocated");
@@ -328,7 +328,7 @@ fn finalize_with_a_bad_cookie_allocates_nothing() {
 
     // The genuine cookie from the right address, in time, does open the channel.
     let len = finalize(&mut packet, sender, local, channel, &cookie2);
-    node.handle(start + Duration::from_secs(1), from, &packet[..len]);
+    node.handle(start + Duration::from_secs(1), from, &mut packet[..len]);
     assert_eq!(node.channel_count(), 1);
     let opened = std::iter::from_fn(|| node.poll_event()).any(|e| {
         matches!(
@@ -394,7 +394,7 @@ fn a_session_init_flood_under_load_leaves_the_heap_and_the_dh_count_unchanged() 
                 1 => session_init(&mut packet, 3, sender, local, &junk, Some(&mac1)),
                 _ => session_init(&mut packet, 2, sender, PeerId::ZERO, &junk[..32], None),
             };
-            node.handle(now, from, &packet[..len]);
+            node.handle(now, from, &mut packet[..len]);
             assert!(drain(node, len, &mut out) > 0, "every INIT gets a cookie");
         }
     };

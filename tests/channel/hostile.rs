@@ -93,7 +93,7 @@ impl Attacker {
         let at = len - 1 - 16;
         let mac = Mac1Key::new(&record.x25519).compute(&packet[..at]);
         packet[at..at + 16].copy_from_slice(&mac);
-        server.handle(now, from, &packet);
+        server.handle(now, from, &mut packet.to_vec());
         let answers = drain(server);
         let response = answers
             .iter()
@@ -153,13 +153,13 @@ fn sealed_pings_on_twenty_thousand_made_up_channel_ids_leave_the_heap_where_it_w
     let attacker = Attacker::connect(&mut server, server_addr, from, now);
     // The session is in use: a sealed PING on the default channel is answered.
     let ping = attacker.sealed(ChannelId::DEFAULT, &[Message::Ping { token: &[1; 8] }]);
-    server.handle(now, from, &ping);
+    server.handle(now, from, &mut ping.to_vec());
     assert_eq!(drain(&mut server).len(), 1, "the PONG");
     let before = live_bytes();
     for n in 0..20_000u32 {
         let id = ChannelId::new(1 + (n >> 8) as u16, 1 + (n & 0xff) as u16);
         let packet = attacker.sealed(id, &[Message::Ping { token: &[2; 8] }]);
-        server.handle(now, from, &packet);
+        server.handle(now, from, &mut packet.to_vec());
         while server.poll_event().is_some() {}
         assert!(drain(&mut server).is_empty(), "no channel, no answer");
     }
@@ -174,6 +174,31 @@ fn sealed_pings_on_twenty_thousand_made_up_channel_ids_leave_the_heap_where_it_w
 }
 
 #[test]
+fn a_sealed_packet_is_opened_inside_the_buffer_it_arrived_in() {
+    let now = Instant::now();
+    let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
+    let from = SocketAddr::from(([10, 0, 0, 2], 2000));
+    let mut server = Endpoint::new(EndpointConfig::default(), identity(1), [1; 32], now);
+    let attacker = Attacker::connect(&mut server, server_addr, from, now);
+    let ping = Message::Ping { token: &[6; 8] };
+    let sealed = attacker.sealed(ChannelId::DEFAULT, &[ping]);
+    let mut buffer = sealed.clone();
+    server.handle(now, from, &mut buffer);
+    assert_eq!(drain(&mut server).len(), 1, "the PONG");
+    // The payload was decrypted where it lay (STYLE.md 17): the PING is there in plaintext.
+    let header_len = Packet::parse(&sealed).unwrap().header_bytes().len();
+    let mut plain = [0u8; 9];
+    let len = ping.emit(&mut plain).unwrap();
+    assert_eq!(&buffer[header_len..header_len + len], &plain[..len]);
+    // Handed in again, the ciphertext and the opened bytes alike are replays of number 0:
+    // neither is answered.
+    server.handle(now, from, &mut sealed.clone());
+    server.handle(now, from, &mut buffer);
+    assert!(drain(&mut server).is_empty());
+    assert_eq!(dropped(&server, "replay"), 2);
+}
+
+#[test]
 fn a_sealed_datagram_of_pings_gets_exactly_one_sealed_answer_datagram() {
     let now = Instant::now();
     let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
@@ -182,7 +207,7 @@ fn a_sealed_datagram_of_pings_gets_exactly_one_sealed_answer_datagram() {
     let attacker = Attacker::connect(&mut server, server_addr, from, now);
     let tokens: Vec<[u8; 8]> = (0..100u64).map(u64::to_be_bytes).collect();
     let pings: Vec<Message<'_>> = tokens.iter().map(|token| Message::Ping { token }).collect();
-    server.handle(now, from, &attacker.sealed(ChannelId::DEFAULT, &pings));
+    server.handle(now, from, &mut attacker.sealed(ChannelId::DEFAULT, &pings));
     let answers = drain(&mut server);
     assert_eq!(
         answers.len(),
@@ -247,12 +272,12 @@ impl Pair {
         loop {
             let mut moved = false;
             while let Some(t) = self.client.poll_transmit(&mut buf) {
-                let (from, datagram) = (self.client_addr, buf[..t.len].to_vec());
-                self.server_call(|s| s.handle(now, from, &datagram));
+                let (from, mut datagram) = (self.client_addr, buf[..t.len].to_vec());
+                self.server_call(|s| s.handle(now, from, &mut datagram));
                 moved = true;
             }
             while let Some(t) = self.server_call(|s| s.poll_transmit(&mut buf)) {
-                self.client.handle(now, self.server_addr, &buf[..t.len]);
+                self.client.handle(now, self.server_addr, &mut buf[..t.len]);
                 moved = true;
             }
             if !moved {
@@ -415,7 +440,7 @@ fn a_plaintext_datagram_of_pings_gets_exactly_one_answer_datagram() {
     let pings: Vec<Message<'_>> = tokens.iter().map(|token| Message::Ping { token }).collect();
     let request = plaintext_packet(sender, server.local_peer_id(), &pings, 37 + 9 * 140);
     let from = SocketAddr::from(([10, 0, 0, 9], 9000));
-    server.handle(now, from, &request);
+    server.handle(now, from, &mut request.to_vec());
     let answers = drain(&mut server);
     assert_eq!(
         answers.len(),
@@ -444,11 +469,11 @@ fn a_datagram_larger_than_the_largest_mtu_is_dropped_and_counted() {
         largest + 1,
     );
     let from = SocketAddr::from(([10, 0, 0, 9], 9000));
-    server.handle(now, from, &request);
+    server.handle(now, from, &mut request.to_vec());
     assert!(drain(&mut server).is_empty());
     assert_eq!(dropped(&server, "oversize"), 1);
     // One byte less is an ordinary packet, and its PING is answered.
-    server.handle(now, from, &request[..largest]);
+    server.handle(now, from, &mut request[..largest].to_vec());
     assert_eq!(drain(&mut server).len(), 1);
 }
 
@@ -577,7 +602,8 @@ fn a_datagram_of_pings_on_an_open_channel_gets_one_pong_packet() {
     }
     packet.truncate(end);
     let now = pair.now;
-    pair.server.handle(now, pair.client_addr, &packet);
+    pair.server
+        .handle(now, pair.client_addr, &mut packet.to_vec());
     let answers = drain(&mut pair.server);
     let pongs: Vec<usize> = answers
         .iter()

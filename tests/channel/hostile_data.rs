@@ -38,7 +38,7 @@ impl Attacker {
             c1: 9,
             cookie1: &[1; 16],
         };
-        node.handle(now, from, &write(plain(id, local), &[new]));
+        node.handle(now, from, &mut write(plain(id, local), &[new]));
         let ack = answers(node).pop().expect("ACKNOWLEDGE");
         let ack = Packet::parse(&ack).unwrap();
         let Some(Message::ChannelAcknowledge {
@@ -52,7 +52,7 @@ impl Attacker {
             cookie2,
             capabilities: Capabilities::from_bits(mode).unwrap(),
         };
-        node.handle(now, from, &write(plain(id, local), &[finalize]));
+        node.handle(now, from, &mut write(plain(id, local), &[finalize]));
         answers(node);
         Attacker {
             id,
@@ -72,7 +72,7 @@ impl Attacker {
             sequence: Some(self.sequence),
         };
         self.sequence += 1;
-        node.handle(now, self.from, &write(header, messages));
+        node.handle(now, self.from, &mut write(header, messages));
         answers(node);
     }
 
@@ -100,7 +100,7 @@ impl Attacker {
         node.handle(
             now,
             self.from,
-            &write(plain(self.id, node.local_peer_id()), &[ping]),
+            &mut write(plain(self.id, node.local_peer_id()), &[ping]),
         );
         answers(node).iter().any(|datagram| {
             Packet::parse(datagram).is_ok_and(|p| {
@@ -186,7 +186,7 @@ fn data_past_any_advertised_credit_closes_a_tcp_channel_with_a_protocol_error() 
         channel: attacker.channel,
         sequence: Some(attacker.sequence),
     };
-    node.handle(now, attacker.from, &write(header, &[data]));
+    node.handle(now, attacker.from, &mut write(header, &[data]));
     let closes: Vec<CloseReason> = answers(&mut node)
         .iter()
         .filter_map(|d| {

@@ -75,11 +75,11 @@ impl Pair {
         loop {
             let mut moved = false;
             while let Some(t) = self.a.poll_transmit(&mut self.buf) {
-                self.b.handle(self.now, self.a_addr, &self.buf[..t.len]);
+                self.b.handle(self.now, self.a_addr, &mut self.buf[..t.len]);
                 moved = true;
             }
             while let Some(t) = self.b.poll_transmit(&mut self.buf) {
-                self.a.handle(self.now, self.b_addr, &self.buf[..t.len]);
+                self.a.handle(self.now, self.b_addr, &mut self.buf[..t.len]);
                 moved = true;
             }
             if !moved {

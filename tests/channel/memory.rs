@@ -42,8 +42,8 @@ impl Bench {
             for i in 0..self.clients.len() {
                 let from = self.clients[i].1;
                 while let Some(t) = self.clients[i].0.poll_transmit(&mut self.buf) {
-                    let datagram = self.buf[..t.len].to_vec();
-                    self.server_call(|s| s.handle(now, from, &datagram));
+                    let mut datagram = self.buf[..t.len].to_vec();
+                    self.server_call(|s| s.handle(now, from, &mut datagram));
                     moved = true;
                 }
             }
@@ -55,7 +55,7 @@ impl Bench {
                 let Some(client) = self.clients.iter_mut().find(|c| c.1 == t.destination) else {
                     continue;
                 };
-                client.0.handle(now, server_addr, &self.buf[..t.len]);
+                client.0.handle(now, server_addr, &mut self.buf[..t.len]);
                 moved = true;
             }
             if !moved {

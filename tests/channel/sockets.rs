@@ -103,7 +103,7 @@ fn drive_until(
             .set_read_timeout(Some(Duration::from_millis(20)))
             .expect("set a read timeout");
         if let Ok((len, from)) = socket.recv_from(&mut buf) {
-            endpoint.handle(Instant::now(), from, &buf[..len]);
+            endpoint.handle(Instant::now(), from, &mut buf[..len]);
         }
         endpoint.handle_timeout(Instant::now());
     }

@@ -253,7 +253,8 @@ impl Client {
             let _ = self.socket.send_to(&self.buf[..t.len], t.destination);
         }
         if let Ok((len, from)) = self.socket.recv_from(&mut self.buf) {
-            self.endpoint.handle(Instant::now(), from, &self.buf[..len]);
+            self.endpoint
+                .handle(Instant::now(), from, &mut self.buf[..len]);
         }
         let now = Instant::now();
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {

@@ -109,10 +109,10 @@ impl ChannelNode {
 }
 
 impl SimNode for ChannelNode {
-    fn handle(&mut self, now: Instant, _from: SocketAddr, datagram: &[u8]) {
+    fn handle(&mut self, now: Instant, _from: SocketAddr, datagram: &mut [u8]) {
         self.now = self.now.max(now);
         self.burst = 0;
-        let packet = Packet::parse(datagram).expect("a channel node's own packets parse");
+        let packet = Packet::parse(&*datagram).expect("a channel node's own packets parse");
         let wire_pn = packet
             .header
             .sequence

@@ -48,8 +48,8 @@ use weft::wire::Capabilities;
 /// The sans-IO method shape (STYLE.md 2) the simulator drives. Per event it calls `handle` or
 /// `handle_timeout`, then `poll_transmit` until `None`, then reads `poll_timeout` again.
 pub(crate) trait SimNode {
-    /// Feeds one datagram that arrived from `from`.
-    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]);
+    /// Feeds one datagram that arrived from `from`; the node may open it in place.
+    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]);
     /// Runs timers whose deadline is at or before `now`.
     fn handle_timeout(&mut self, now: Instant);
     /// Writes the next datagram into `buf`; its bytes are `buf[..len]`.
@@ -63,7 +63,7 @@ pub(crate) trait SimNode {
 }
 
 impl SimNode for Endpoint {
-    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
         Endpoint::handle(self, now, from, datagram);
     }
 
@@ -82,7 +82,7 @@ impl SimNode for Endpoint {
 
 /// Lets one network hold different kinds of node as `Box<dyn SimNode>`.
 impl<T: SimNode + ?Sized> SimNode for Box<T> {
-    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
         (**self).handle(now, from, datagram);
     }
 
@@ -473,7 +473,10 @@ impl<N: SimNode> Network<N> {
     pub(crate) fn inject(&mut self, from: SocketAddr, to: NodeId, bytes: &[u8]) {
         let to_addr = self.nodes[to.0].addr;
         self.record(from, to_addr, bytes, TraceKind::Injected);
-        self.nodes[to.0].node.handle(self.now, from, bytes);
+        // A copy: the node opens in place, and the caller may inject the same bytes again.
+        self.nodes[to.0]
+            .node
+            .handle(self.now, from, &mut bytes.to_vec());
         self.collect(to);
     }
 
@@ -647,7 +650,7 @@ impl<N: SimNode> Network<N> {
         self.record(packet.from, packet.to, &packet.bytes, TraceKind::Delivered);
         self.nodes[to.0]
             .node
-            .handle(self.now, packet.from, &packet.bytes);
+            .handle(self.now, packet.from, &mut packet.bytes);
         self.collect(to);
     }
 

@@ -14,12 +14,14 @@ mod flood;
 mod hostile;
 mod raw;
 mod soak;
+mod threads;
 mod weft;
 
 pub use flood::{FloodConfig, FloodReport, run_flood};
 pub use hostile::{HostileConfig, HostileCounters, run_hostile};
 pub use raw::RawEcho;
 pub use soak::{Sample, SoakConfig, SoakReport, Watched, run_soak};
+pub use threads::{NODE_THREADS, RAW_ECHO_THREADS, ThreadClocks};
 
 use crate::channel::OpenError;
 use crate::engine::sys::{self, BATCH, RecvBatch, SendBatch};
@@ -143,6 +145,10 @@ pub struct LoadReport {
     pub latencies: Histogram<u64>,
     /// CPU time the process used during the data phase.
     pub cpu: Duration,
+    /// CPU time the echo's own threads (the node's shards and worker, or the raw echo's
+    /// threads) used during the data phase, from their thread clocks; `None` when they are not
+    /// in this process.
+    pub echo_cpu: Option<Duration>,
 }
 
 impl Default for LoadReport {
@@ -161,6 +167,7 @@ impl Default for LoadReport {
             late: 0,
             latencies: new_histogram(),
             cpu: Duration::ZERO,
+            echo_cpu: None,
         }
     }
 }
@@ -259,9 +266,13 @@ pub fn run_weft_load(
     progress: &Arc<Progress>,
     at_idle: impl FnOnce(),
 ) -> Result<LoadReport, LoadError> {
-    run_clients(config, progress, at_idle, |config, peers, client| {
-        weft::WeftFlows::new(config, peers, client)
-    })
+    run_clients(
+        config,
+        progress,
+        at_idle,
+        NODE_THREADS,
+        weft::WeftFlows::new,
+    )
 }
 
 /// Runs the raw baseline client: `config.peers` flows of `config.size`-byte datagrams, each
@@ -274,6 +285,7 @@ pub fn run_raw_load(
         config,
         progress,
         || {},
+        RAW_ECHO_THREADS,
         |config, peers, _| Ok(raw::RawFlows::new(config, peers)),
     )
 }
@@ -305,7 +317,7 @@ trait Flows {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        datagram: &[u8],
+        datagram: &mut [u8],
         out: &mut Out,
         answers: &mut Vec<(usize, u64)>,
     );
@@ -397,11 +409,12 @@ fn client_socket(target: SocketAddr, client: usize) -> io::Result<UdpSocket> {
 }
 
 /// Spawns the client threads, meets them at the idle gate to run `at_idle`, and merges their
-/// reports.
+/// reports; the threads named by `echo_threads` are the echo's, whose CPU is read apart.
 fn run_clients<F: Flows>(
     config: &LoadConfig,
     progress: &Arc<Progress>,
     at_idle: impl FnOnce(),
+    echo_threads: &[&str],
     make: impl Fn(&LoadConfig, usize, usize) -> Result<F, LoadError> + Send + Sync + 'static,
 ) -> Result<LoadReport, LoadError> {
     let clients = config.clients.clamp(1, config.peers.max(1));
@@ -442,6 +455,7 @@ fn run_clients<F: Flows>(
     at_idle();
     progress.set_phase(Phase::Data);
     let cpu_start = process_cpu_time();
+    let echo_start = ThreadClocks::read(echo_threads);
     gate.wait();
     let mut report = LoadReport::default();
     let mut first_error = None;
@@ -460,6 +474,7 @@ fn run_clients<F: Flows>(
         return Err(e);
     }
     report.cpu = process_cpu_time().saturating_sub(cpu_start);
+    report.echo_cpu = ThreadClocks::read(echo_threads).since(&echo_start);
     Ok(report)
 }
 
@@ -656,11 +671,11 @@ fn receive<F: Flows>(
     while let Ok(n) = recv.recv(out.fd) {
         let now = Instant::now();
         for i in 0..n {
-            let (received, bytes) = recv.message(i);
+            let (received, bytes) = recv.message_mut(i);
             let Some(from) = received.from else { continue };
             report.bytes_in += bytes.len() as u64;
             let segment = received.segment.unwrap_or(bytes.len()).max(1);
-            for datagram in bytes.chunks(segment) {
+            for datagram in bytes.chunks_mut(segment) {
                 flows.receive(now, from, datagram, out, answers);
             }
         }

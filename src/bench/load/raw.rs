@@ -32,19 +32,21 @@ impl RawEcho {
             sockets.push(sys::bind_reuseport(local_addr)?);
         }
         let gso = sys::gso_supported(&sockets[0]);
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = sockets
-            .into_iter()
-            .map(|socket| {
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || raw_echo(&socket, gso, &stop))
-            })
-            .collect();
-        Ok(RawEcho {
+        // Built first, so that a thread that cannot start stops those already running (Drop).
+        let mut echo = RawEcho {
             local_addr,
-            stop,
-            threads,
-        })
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::with_capacity(sockets.len()),
+        };
+        for socket in sockets {
+            let stop = Arc::clone(&echo.stop);
+            // Named so the bench reads the echo's own CPU apart from its clients'.
+            let thread = std::thread::Builder::new()
+                .name(super::RAW_ECHO_THREADS[0].into())
+                .spawn(move || raw_echo(&socket, gso, &stop))?;
+            echo.threads.push(thread);
+        }
+        Ok(echo)
     }
 
     /// The echo's address.
@@ -135,7 +137,7 @@ impl Flows for RawFlows {
         &mut self,
         _now: Instant,
         _from: SocketAddr,
-        datagram: &[u8],
+        datagram: &mut [u8],
         _out: &mut Out,
         answers: &mut Vec<(usize, u64)>,
     ) {

@@ -202,7 +202,7 @@ fn cpu_ticks(watched: Watched) -> Option<u64> {
 
 /// utime + stime from a `/proc/.../stat` line: fields 14 and 15, counted after the command
 /// name, which is in parentheses and may itself hold spaces.
-fn stat_ticks(stat: &str) -> Option<u64> {
+pub(super) fn stat_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;

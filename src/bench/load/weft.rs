@@ -208,7 +208,7 @@ impl Flows for WeftFlows {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        datagram: &[u8],
+        datagram: &mut [u8],
         out: &mut Out,
         answers: &mut Vec<(usize, u64)>,
     ) {

@@ -7,50 +7,23 @@
 //! PTO, ACK delay, hold timeout, reassembly, pacing) and the keep-alive share one endpoint timer
 //! per channel.
 
-use super::secure;
-use super::{ChannelHandle, Endpoint, Event, SendError, TimerKey, later};
-use crate::channel::outgoing::MAX_DATAGRAM;
+use super::control::Control;
+use super::{ChannelHandle, Endpoint, Event, SendError};
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget,
     decode_packet_number, tally,
 };
-use crate::channel::state::Phase;
+use crate::channel::state::ChannelData;
 use crate::handle::Handle;
-use crate::wire::{
-    Capabilities, Flags, Header, Message, Messages, PeerId, SEQUENCED_HEADER_LEN, TAG_LEN,
-};
+use crate::wire::{Capabilities, ChannelId, Message, PeerId, SEQUENCED_HEADER_LEN, TAG_LEN};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Length of the CHANNEL_COOKIE that heads an unconfirmed initiator's packets (§6 step 4).
-const COOKIE_HEAD: usize = 18;
+pub(super) const COOKIE_HEAD: usize = 18;
 
 /// Messages and fragments dropped from accepted packets, by `reason`.
 const MESSAGES_DROPPED: &str = "weft_messages_dropped_total";
-
-/// The token of a keep-alive PING; its PONG is not reported to the application.
-pub(super) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
-
-/// The data-path state of one channel.
-#[derive(Debug)]
-pub(crate) struct ChannelData {
-    pub(super) reliability: ChannelReliability,
-    /// The next packet number (u64; its low 32 bits are the wire sequence number, §3).
-    next_pn: u64,
-    /// The deadline of the channel's data timer in the endpoint's heap.
-    armed: Option<Instant>,
-    /// When the channel last sent a packet (keep-alive, §7.7).
-    last_sent: Instant,
-    /// The application does not take messages now: they stay buffered and the credit does not
-    /// grow, so the peer is held to what it was granted (§7.4).
-    paused: bool,
-    /// Listed in the endpoint's delivery gate, waiting for the workers' room (`service.rs`).
-    pub(super) waiting: bool,
-    keep_alive: bool,
-    reported: ChannelStats,
-    last_rtt: Duration,
-    /// Where the channel stands in its peer's `order`, so closing it costs no search.
-    order_at: usize,
-}
 
 /// The `mode` label of a capability set (§7's table).
 pub(super) fn mode_label(capabilities: Capabilities) -> &'static str {
@@ -147,7 +120,7 @@ impl Endpoint {
 
     /// A channel that still wants to send (held back by the pacer) keeps its place in the
     /// next flush's turns, whichever channel's timer wakes the peer.
-    fn keep_waiting(&mut self, peer: Handle, channel: Handle, now: Instant) {
+    pub(super) fn keep_waiting(&mut self, peer: Handle, channel: Handle, now: Instant) {
         let Some(owner) = self.peers.get_mut(peer) else {
             return;
         };
@@ -268,7 +241,7 @@ impl Endpoint {
         Ok(number)
     }
 
-    fn send_message_with(
+    pub(super) fn send_message_with(
         &mut self,
         now: Instant,
         channel: Handle,
@@ -309,57 +282,77 @@ impl Endpoint {
         }
     }
 
-    /// One received packet on an open channel: its number, then its data-path messages. The
-    /// caller handles the establishment messages (CHANNEL_COOKIE, CHANNEL_CLOSE) and PING.
-    pub(super) fn on_channel_packet(
+    /// One received packet on an open channel, in one walk over its messages: the data-path
+    /// ones (DATA, fragments, ACK, WINDOW) here, the others through `control` (PING, PONG,
+    /// CHANNEL_CLOSE, CHANNEL_COOKIE), which the caller acts on after the walk.
+    pub(super) fn on_channel_packet<'a>(
         &mut self,
         now: Instant,
         channel: Handle,
         sequence: u32,
-        messages: Messages<'_>,
+        route: (PeerId, SocketAddr, ChannelId),
+        messages: impl Iterator<Item = Message<'a>>,
+        control: &mut Control,
     ) {
-        if !self.ensure_data(now, channel) {
-            return;
-        }
-        let Some(state) = self.channels.get_mut(channel) else {
-            return;
-        };
-        let peer_handle = state.peer;
-        let Some(data) = state.data.as_mut() else {
-            return;
-        };
-        let Some(peer) = self.peers.get_mut(peer_handle) else {
-            return;
-        };
-        let (Some(path), Some(budget)) = (peer.path.as_mut(), peer.budget.as_mut()) else {
+        let ready = self.ensure_data(now, channel);
+        let state = self.channels.get_mut(channel).filter(|_| ready);
+        let data = state.and_then(|state| Some((state.peer, state.data.as_mut()?)));
+        let parts = data.and_then(|(peer_handle, data)| {
+            let peer = self.peers.get_mut(peer_handle)?;
+            Some((
+                peer_handle,
+                data,
+                peer.path.as_mut()?,
+                peer.budget.as_mut()?,
+            ))
+        });
+        let Some((peer_handle, data, path, budget)) = parts else {
+            // No data state (the channel is going away): the control messages still count.
+            for message in messages {
+                if !control.take(message, route, &mut self.events, &mut self.stats) {
+                    break;
+                }
+            }
             return;
         };
         let rel = &mut data.reliability;
         let pn = decode_packet_number(rel.largest_received(), sequence);
-        // PROTOCOL.md §7.1: everything but ACK and PADDING elicits an acknowledgement.
-        let eliciting = messages.clone().any(|m| !matches!(m, Message::Ack(_)));
-        rel.on_packet_received(now, pn, eliciting);
+        // The packet is recorded before its first DATA (the receive side numbers messages by
+        // it); DATA elicits an ACK, so whether the packet does is known by then.
+        let mut recorded = false;
         let mut acked = false;
         for message in messages {
             match message {
                 Message::Data {
                     message_number,
                     payload,
-                } => rel.on_data(now, message_number, payload, &mut self.pool),
+                } => {
+                    control.eliciting = true;
+                    if !std::mem::replace(&mut recorded, true) {
+                        rel.on_packet_received(now, pn, true);
+                    }
+                    rel.on_data(now, message_number, payload, &mut self.pool);
+                }
                 Message::DataFragment {
                     message_number,
                     total_length,
                     offset,
                     bytes,
-                } => rel.on_fragment(
-                    now,
-                    message_number,
-                    total_length,
-                    offset,
-                    bytes,
-                    budget,
-                    &mut self.pool,
-                ),
+                } => {
+                    control.eliciting = true;
+                    if !std::mem::replace(&mut recorded, true) {
+                        rel.on_packet_received(now, pn, true);
+                    }
+                    rel.on_fragment(
+                        now,
+                        message_number,
+                        total_length,
+                        offset,
+                        bytes,
+                        budget,
+                        &mut self.pool,
+                    );
+                }
                 Message::Ack(ack) => {
                     let delay = Duration::from_micros(ack.ack_delay_us);
                     rel.on_ack(now, ack.iter(), delay, path);
@@ -369,9 +362,20 @@ impl Endpoint {
                 Message::Window {
                     max_message,
                     max_bytes,
-                } => rel.on_window(max_message, max_bytes),
-                _ => {}
+                } => {
+                    control.eliciting = true;
+                    rel.on_window(max_message, max_bytes);
+                }
+                other => {
+                    if !control.take(other, route, &mut self.events, &mut self.stats) {
+                        break;
+                    }
+                }
             }
+        }
+        if !recorded {
+            // PROTOCOL.md §7.1: everything but ACK elicits an acknowledgement.
+            rel.on_packet_received(now, pn, control.eliciting);
         }
         let latest = path.rtt().latest();
         let window = path.congestion_window();
@@ -389,7 +393,7 @@ impl Endpoint {
     /// past the full node budget, and the heaviest peer's incomplete messages make room
     /// (PROTOCOL.md §7.5; the fair share rule is `ReassemblyBudget`'s). Bounded by the
     /// victim's channels and their incomplete messages.
-    fn evict_reassembly(&mut self) {
+    pub(super) fn evict_reassembly(&mut self) {
         let Some((key, owed)) = self.budget.take_eviction() else {
             return;
         };
@@ -426,7 +430,7 @@ impl Endpoint {
 
     /// Adds what the reliability layer tallied in the call just made for `channel`
     /// (retransmitted packets, congestion events, delivery latencies), by the channel's mode.
-    fn take_tally(&mut self, channel: Handle) {
+    pub(super) fn take_tally(&mut self, channel: Handle) {
         let Some(tally) = tally::take() else {
             return;
         };
@@ -456,7 +460,7 @@ impl Endpoint {
     }
 
     /// Hands what the channel delivered to the application, unless it is paused.
-    fn deliver(&mut self, now: Instant, channel: Handle) {
+    pub(super) fn deliver(&mut self, now: Instant, channel: Handle) {
         self.deliver_some(now, channel, usize::MAX);
     }
 
@@ -546,7 +550,7 @@ impl Endpoint {
     }
 
     /// Adds a channel's new counters to the endpoint's statistics.
-    fn account(&mut self, channel: Handle) {
+    pub(super) fn account(&mut self, channel: Handle) {
         let Some(state) = self.channels.get_mut(channel) else {
             return;
         };
@@ -632,280 +636,6 @@ impl Endpoint {
         }
     }
 
-    /// Builds every packet the dirty peers' channels may send now, taking turns.
-    pub(super) fn flush(&mut self, now: Instant) {
-        self.last_now = self.last_now.max(now);
-        // Delivery may queue more (the echo service): a few rounds settle it; a peer left
-        // over stays dirty for the next call.
-        for _ in 0..4 {
-            if self.dirty.is_empty() || self.outgoing.is_full() {
-                return;
-            }
-            // Swapped with a kept list, so flushing allocates nothing once both have grown.
-            std::mem::swap(&mut self.dirty, &mut self.flushing);
-            for index in 0..self.flushing.len() {
-                let peer = self.flushing[index];
-                if let Some(state) = self.peers.get_mut(peer) {
-                    state.dirty = false;
-                }
-                self.flush_peer(now, peer);
-            }
-            self.flushing.clear();
-        }
-    }
-
-    fn flush_peer(&mut self, now: Instant, peer: Handle) {
-        // The channels to visit: those touched since the last flush, or all of them when the
-        // path's window opened (a channel that was held back by it may send now). A packet
-        // that touches one channel thus costs one channel's work, however many its sender
-        // holds. The list is a kept buffer: flushing allocates nothing once it has grown.
-        let mut visit = std::mem::take(&mut self.visiting);
-        visit.clear();
-        let Some(state) = self.peers.get_mut(peer) else {
-            self.visiting = visit;
-            return;
-        };
-        std::mem::swap(&mut state.touched, &mut visit);
-        let room = state.path.as_ref().map_or(0, |path| {
-            path.congestion_window()
-                .saturating_sub(path.bytes_in_flight())
-        });
-        let rescan = std::mem::take(&mut state.rescan) || room > state.room;
-        // A channel listed twice, closed, or whose slot another peer's channel took since, is
-        // visited once or not at all.
-        visit.retain(|&channel| match self.channels.get_mut(channel) {
-            Some(state) if state.peer == peer && state.touched => {
-                state.touched = false;
-                true
-            }
-            _ => false,
-        });
-        if rescan {
-            if let Some(state) = self.peers.get(peer) {
-                visit.clear();
-                visit.extend_from_slice(&state.order);
-            }
-        }
-        for &channel in &visit {
-            self.deliver(now, channel);
-        }
-        // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
-        // most one packet, so a bulk channel cannot hold back another.
-        let count = visit.len();
-        'packets: while !self.outgoing.is_full() {
-            for _ in 0..count {
-                let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) else {
-                    break 'packets;
-                };
-                let turn = path.next_turn(count);
-                let Some(&channel) = visit.get(turn) else {
-                    break 'packets;
-                };
-                let wrote = self.write_packet(now, channel);
-                self.take_tally(channel);
-                if wrote {
-                    continue 'packets;
-                }
-            }
-            break;
-        }
-        let full = self.outgoing.is_full();
-        if full {
-            self.mark_dirty(peer);
-        }
-        for &channel in &visit {
-            self.keep_alive(now, channel);
-            self.account(channel);
-            self.rearm(now, channel);
-            // Unreliable modes resolve a message once it is sent, not when acknowledged.
-            if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
-                data.reliability.reclaim(&mut self.pool);
-            }
-            self.keep_waiting(peer, channel, now);
-        }
-        if let Some(state) = self.peers.get_mut(peer) {
-            // A flush cut short by a full queue offers every channel a turn next time.
-            state.rescan |= full;
-            state.room = state.path.as_ref().map_or(0, |path| {
-                path.congestion_window()
-                    .saturating_sub(path.bytes_in_flight())
-            });
-        }
-        self.visiting = visit;
-    }
-
-    /// The peer's `index`-th channel in turn order.
-    fn channel_at(&self, peer: Handle, index: usize) -> Option<Handle> {
-        self.peers.get(peer)?.order.get(index).copied()
-    }
-
-    /// Writes one packet of `channel` if it has something to send; true if it did.
-    fn write_packet(&mut self, now: Instant, channel: Handle) -> bool {
-        let Some(state) = self.channels.get_mut(channel) else {
-            return false;
-        };
-        let head = match state.phase {
-            Phase::Open {
-                cookie2: Some(cookie2),
-            } if state.initiator => Some((cookie2, state.capabilities)),
-            Phase::Open { .. } => None,
-            Phase::Opening { .. } => return false,
-        };
-        let Some(data) = state.data.as_mut() else {
-            return false;
-        };
-        let Some(peer) = self.peers.get_mut(state.peer) else {
-            return false;
-        };
-        let Some(path) = peer.path.as_mut() else {
-            return false;
-        };
-        if !data.reliability.wants_to_send(now, path) {
-            return false;
-        }
-        // Under a session the packet is sealed with the channel's key (PROTOCOL.md §5).
-        let session = self
-            .session_index
-            .get(&peer.id)
-            .and_then(|&handle| self.sessions.get_mut(handle));
-        if let Some(entry) = session {
-            let phase = entry.slot.sending_phase();
-            let Some(current) = entry.slot.current() else {
-                return false;
-            };
-            let created = current.created_at();
-            let crypto = current.keys.channel(state.id);
-            // PROTOCOL.md §3: numbers under one key only go up, and the key refuses one it has
-            // sealed past. A channel whose count fell behind its key's skips ahead to it (the
-            // peer sees a gap, like loss) instead of having every packet refused for ever,
-            // which would also leave its bytes in flight holding the peer's shared window shut.
-            data.next_pn = data.next_pn.max(crypto.next_sequence());
-            let Ok(wire_sequence) = u32::try_from(data.next_pn) else {
-                return false;
-            };
-            let header =
-                secure::secure_header(phase, self.local_id, peer.id, state.id, wire_sequence);
-            let pn = data.next_pn;
-            // An unconfirmed packet carries the cookie on top of an ordinary one and is no
-            // probe; any other gets the whole datagram, so that `write_frames` can pad a
-            // PMTU probe above the current size (PROTOCOL.md §7.6).
-            let room = match head {
-                Some(_) => path.max_payload().saturating_sub(COOKIE_HEAD),
-                None => usize::MAX,
-            };
-            let reliability = &mut data.reliability;
-            let sent = secure::seal_packet(
-                &mut self.outgoing,
-                crypto,
-                peer.address,
-                &header,
-                MAX_DATAGRAM,
-                |region| {
-                    let mut at = 0;
-                    if let Some((cookie2, capabilities)) = head {
-                        at = Message::ChannelCookie {
-                            cookie2: &cookie2,
-                            capabilities,
-                        }
-                        .emit(region)
-                        .ok()?;
-                    }
-                    let end = at.saturating_add(room).min(region.len());
-                    let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
-                    (written > 0).then_some(at.saturating_add(written))
-                },
-            );
-            if !sent {
-                return false;
-            }
-            let sealed_count = crypto.packets_sent();
-            data.next_pn = data.next_pn.saturating_add(1);
-            data.last_sent = now;
-            let peer_id = peer.id;
-            self.rekey_if_due(peer_id, sealed_count, created);
-            return true;
-        }
-        let header = Header {
-            flags: Flags::SEQUENCED,
-            sender: self.local_id,
-            recipient: peer.id,
-            channel: state.id,
-            sequence: Some(data.next_pn as u32),
-        };
-        if !self.outgoing.start(peer.address, &header, MAX_DATAGRAM) {
-            return false;
-        }
-        let mut room = self.outgoing.remaining();
-        if let Some((cookie2, capabilities)) = head {
-            self.outgoing.push(&Message::ChannelCookie {
-                cookie2: &cookie2,
-                capabilities,
-            });
-            // An unconfirmed packet carries the cookie on top of an ordinary one: it must still
-            // fit the path MTU, and it is no probe.
-            room = path.max_payload().saturating_sub(COOKIE_HEAD);
-        }
-        let buf = self.outgoing.writable();
-        let room = room.min(buf.len());
-        let written = data
-            .reliability
-            .write_frames(now, data.next_pn, path, &mut buf[..room]);
-        if written == 0 {
-            self.outgoing.abandon();
-            return false;
-        }
-        self.outgoing.advance(written);
-        self.outgoing.finish();
-        data.next_pn = data.next_pn.saturating_add(1);
-        data.last_sent = now;
-        true
-    }
-
-    /// PROTOCOL.md §7.7: a channel that asked for it sends a PING after 15 s without sending,
-    /// which keeps NAT bindings and the peer's reset timer alive.
-    fn keep_alive(&mut self, now: Instant, channel: Handle) {
-        let interval = self.config.keep_alive_interval;
-        let due = self
-            .channels
-            .get(channel)
-            .filter(|c| c.confirmed() || !c.initiator)
-            .and_then(|c| c.data.as_ref())
-            .is_some_and(|d| d.keep_alive && now >= later(d.last_sent, interval));
-        if due {
-            let ping = Message::Ping {
-                token: &KEEP_ALIVE_TOKEN,
-            };
-            self.send_on_channel(channel, &[ping]);
-        }
-    }
-
-    /// Puts the channel's next deadline in the endpoint's timer heap.
-    fn rearm(&mut self, now: Instant, channel: Handle) {
-        let interval = self.config.keep_alive_interval;
-        let Some(code) = self.channels.hashcode(channel) else {
-            return;
-        };
-        let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) else {
-            return;
-        };
-        let keep_alive = data.keep_alive.then(|| later(data.last_sent, interval));
-        let Some(at) = [data.reliability.poll_timeout(), keep_alive]
-            .into_iter()
-            .flatten()
-            .min()
-        else {
-            return;
-        };
-        // A deadline in the past is due now; the heap keeps at most one live entry per
-        // channel and a later one only when it is earlier than the armed one.
-        let at = at.max(now);
-        if data.armed.is_some_and(|armed| armed <= at) {
-            return;
-        }
-        data.armed = Some(at);
-        self.arm(at, TimerKey::Data(code));
-    }
-
     /// The channel's data timer fired.
     pub(super) fn data_timer(&mut self, now: Instant, at: Instant, code: crate::handle::Hashcode) {
         let Ok(channel) = self.channels.resolve(code) else {
@@ -949,7 +679,7 @@ impl Endpoint {
 
     /// Applies an application's setting to a live channel's data state, then lets the peer's
     /// packets be rebuilt under it.
-    fn change_data(
+    pub(super) fn change_data(
         &mut self,
         now: Instant,
         channel: ChannelHandle,

@@ -4,51 +4,6 @@
 use super::*;
 
 impl Endpoint {
-    /// PROTOCOL.md §6 step 2: the responder keeps no state; it picks c2 and answers.
-    pub(super) fn answer_channel_new(
-        &mut self,
-        from: SocketAddr,
-        initiator: PeerId,
-        c1: u16,
-        cookie1: &[u8; 16],
-    ) {
-        let c2 = self.pick_c2(initiator, c1);
-        let id = ChannelId::new(c1, c2);
-        let cookie2 = self.cookies.cookie2(initiator, self.local_id, id, from);
-        let ack = Message::ChannelAcknowledge {
-            channel: id,
-            cookie1,
-            cookie2: &cookie2,
-        };
-        if self.stateless_answer(from, initiator, ChannelId::DEFAULT, &ack) {
-            self.stats
-                .add(STATELESS, Some(("message", "channel_acknowledge")), 1);
-        }
-    }
-
-    /// PROTOCOL.md §6: bit 15 of c2 is 1 exactly when the responder's peer id is the greater;
-    /// c2 ≠ 0; and c1 ‖ c2 was never open with this peer in this session.
-    pub(super) fn pick_c2(&mut self, initiator: PeerId, c1: u16) -> u16 {
-        let high = if self.local_id > initiator { 0x8000 } else { 0 };
-        for _ in 0..64 {
-            let c2 = high | (self.rng.r#gen::<u16>() & 0x7fff);
-            if c2 == 0 {
-                continue;
-            }
-            if !self.id_used(initiator, ChannelId::new(c1, c2)) {
-                return c2;
-            }
-        }
-        // A peer that has used up this much of the id space gets a random pick; the FINALIZE
-        // check below still refuses a reused id.
-        high | 1
-    }
-
-    pub(super) fn c2_is_ours(&self, initiator: PeerId, c2: u16) -> bool {
-        let high = self.local_id > initiator;
-        c2 != 0 && ((c2 & 0x8000 != 0) == high)
-    }
-
     /// PROTOCOL.md §6 steps 3 and 4: FINALIZE or CHANNEL_COOKIE. The responder recomputes
     /// cookie2 and only now allocates. Returns the channel when one is (or already was) open.
     pub(super) fn on_cookie2(
@@ -75,7 +30,7 @@ impl Endpoint {
             self.drop_packet("bad_cookie");
             return None;
         }
-        let peer = self.peer_index.get(&initiator).copied();
+        let peer = self.ids.peer(&initiator).copied();
         if let Some(peer) = peer {
             let state = self.peers.get(peer)?;
             if state.address != from {
@@ -122,7 +77,7 @@ impl Endpoint {
                     self.refuse(from, initiator, id, CloseReason::Refused);
                     return None;
                 };
-                self.peer_index.insert(initiator, peer);
+                self.ids.set_peer(initiator, peer);
                 self.arm(
                     later(now, self.config.connection_reset_timeout),
                     TimerKey::Peer(code),
@@ -223,7 +178,7 @@ impl Endpoint {
         cookie1: &[u8; 16],
         cookie2: &[u8; 16],
     ) {
-        let named = self.peer_index.get(&responder).copied();
+        let named = self.ids.peer(&responder).copied();
         let candidates = [named, self.unnamed.get(&from).copied()];
         let mut found = None;
         for peer in candidates.into_iter().flatten() {
@@ -310,7 +265,7 @@ impl Endpoint {
         if state.id == id {
             return peer;
         }
-        if let Some(&existing) = self.peer_index.get(&id) {
+        if let Some(&existing) = self.ids.peer(&id) {
             // Move the unnamed peer's opens onto the entry that already carries the id.
             let Some(unnamed) = self.peers.remove(peer) else {
                 return existing;
@@ -334,7 +289,7 @@ impl Endpoint {
         if let Some(state) = self.peers.get_mut(peer) {
             state.id = id;
         }
-        self.peer_index.insert(id, peer);
+        self.ids.set_peer(id, peer);
         peer
     }
 
@@ -404,7 +359,7 @@ impl Endpoint {
             self.ensure_handshake(now, to, peer_id)?;
         }
         let existing = match peer_id {
-            Some(id) => self.peer_index.get(&id).copied(),
+            Some(id) => self.ids.peer(&id).copied(),
             None => self.unnamed.get(&to).copied(),
         };
         let (peer, created) = match existing {
@@ -414,9 +369,11 @@ impl Endpoint {
                     .insert_peer(Peer::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
                     .ok_or(OpenError::LimitReached("peers"))?;
                 match peer_id {
-                    Some(id) => self.peer_index.insert(id, peer),
-                    None => self.unnamed.insert(to, peer),
-                };
+                    Some(id) => self.ids.set_peer(id, peer),
+                    None => {
+                        self.unnamed.insert(to, peer);
+                    }
+                }
                 self.arm(
                     later(now, self.config.connection_reset_timeout),
                     TimerKey::Peer(code),

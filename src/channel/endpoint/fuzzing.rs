@@ -22,7 +22,7 @@ impl Endpoint {
         plaintext: &[u8],
     ) -> Option<Vec<u8>> {
         let local = self.local_id;
-        let handle = *self.session_index.get(&peer)?;
+        let handle = *self.ids.session(&peer)?;
         let entry = self.sessions.get_mut(handle)?;
         let phase = entry.slot.sending_phase();
         let session = entry.slot.current()?;

@@ -1,6 +1,7 @@
 //! Session handshakes driven by the endpoint (PROTOCOL.md §5): which kind to start, the
-//! HANDSHAKE_INIT / COOKIE / RESPONSE / FINAL exchange, START_ENCRYPTION, crossing INITs, rekeys,
-//! RESET; the sealed paths are in `secure.rs`. Choices where the spec is silent are in
+//! HANDSHAKE_INIT / COOKIE / RESPONSE / FINAL exchange, START_ENCRYPTION, crossing INITs. The
+//! sessions they leave behind (install, rekey, RESET) are in `sessions.rs`, the sealed paths in
+//! `secure.rs`, the retry timer in `timers.rs`. Choices where the spec is silent are in
 //! `docs/SESSIONS.md`.
 
 use super::*;
@@ -12,37 +13,37 @@ use crate::session::{
 use crate::wire::PacketWriter;
 
 /// PROTOCOL.md §4: a RESET triggers at most one new handshake per peer per 5 s.
-const RESET_HANDSHAKE_INTERVAL: Duration = Duration::from_secs(5);
+pub(super) const RESET_HANDSHAKE_INTERVAL: Duration = Duration::from_secs(5);
 /// Most channel opens that ride in one START_ENCRYPTION or flush packet.
-const OPENS_PER_PACKET: usize = 32;
+pub(super) const OPENS_PER_PACKET: usize = 32;
 
 /// An initiator waiting for its answer.
 pub(super) struct InitiatorState {
-    initiator: Initiator,
-    kind: HandshakeKind,
-    to: SocketAddr,
+    pub(super) initiator: Initiator,
+    pub(super) kind: HandshakeKind,
+    pub(super) to: SocketAddr,
     /// The responder's id; None for an XX to a bare address.
-    peer: Option<PeerId>,
+    pub(super) peer: Option<PeerId>,
     /// The responder's X25519 key for mac1 (kinds 1 and 3).
-    mac1: Option<Mac1Key>,
-    tries: u32,
+    pub(super) mac1: Option<Mac1Key>,
+    pub(super) tries: u32,
     /// When the first INIT went out: the handshake's duration runs from here, retries included.
-    started: Instant,
-    give_up_at: Instant,
-    cookie: Option<[u8; MAC_LEN]>,
+    pub(super) started: Instant,
+    pub(super) give_up_at: Instant,
+    pub(super) cookie: Option<[u8; MAC_LEN]>,
     /// BLAKE3 of the body of the INIT last sent: a HANDSHAKE_COOKIE must echo it.
-    echo: [u8; MAC_LEN],
+    pub(super) echo: [u8; MAC_LEN],
     /// PINGs waiting for the session (bounded by `EndpointConfig::max_queued_pings`).
-    pings: Vec<[u8; 8]>,
+    pub(super) pings: Vec<[u8; 8]>,
 }
 
 /// An XX responder between its RESPONSE and the initiator's FINAL.
 pub(super) struct ResponderState {
-    pending: crate::session::PendingResponder,
-    from: SocketAddr,
-    peer: PeerId,
-    expires: Instant,
-    prefix: crate::session::Prefix,
+    pub(super) pending: crate::session::PendingResponder,
+    pub(super) from: SocketAddr,
+    pub(super) peer: PeerId,
+    pub(super) expires: Instant,
+    pub(super) prefix: crate::session::Prefix,
 }
 
 /// A handshake in progress; its slab hashcode, permuted, is its session index on the wire.
@@ -77,7 +78,7 @@ fn init_body_len(handshake: usize, cookie: bool) -> usize {
     .fold(0, usize::saturating_add)
 }
 
-fn kind_label(kind: HandshakeKind) -> &'static str {
+pub(super) fn kind_label(kind: HandshakeKind) -> &'static str {
     match kind {
         HandshakeKind::KnownResponder => "ik",
         HandshakeKind::UnknownResponder => "xx",
@@ -113,7 +114,7 @@ impl Endpoint {
         }
     }
 
-    fn handshake_failed(&mut self, reason: &'static str) {
+    pub(super) fn handshake_failed(&mut self, reason: &'static str) {
         self.drop_packet(reason);
         self.stats
             .add(HANDSHAKE_FAILURES, Some(("reason", reason)), 1);
@@ -121,13 +122,13 @@ impl Endpoint {
 
     /// A handshake refused by a limit of the node (not by a failed check): dropped, and counted
     /// as a refusal by its reason.
-    fn refuse_handshake(&mut self, reason: &'static str) {
+    pub(super) fn refuse_handshake(&mut self, reason: &'static str) {
         self.handshake_failed(reason);
         self.stats
             .add(HANDSHAKE_REFUSALS, Some(("reason", reason)), 1);
     }
 
-    fn source_caps(&self) -> crate::session::SourceCaps {
+    pub(super) fn source_caps(&self) -> crate::session::SourceCaps {
         crate::session::SourceCaps {
             per_address: self.config.max_sessions_per_address,
             per_prefix: self.config.max_sessions_per_prefix,
@@ -135,42 +136,12 @@ impl Endpoint {
     }
 
     /// The next TAI64N for an IK INIT, strictly increasing even if the wall clock is not.
-    fn next_tai(&mut self) -> Tai64N {
+    pub(super) fn next_tai(&mut self) -> Tai64N {
         let candidate = self
             .unix_time
             .max(self.last_tai.saturating_add(Duration::from_nanos(1)));
         self.last_tai = candidate;
         Tai64N::from_unix(candidate)
-    }
-
-    /// True if `peer` has a session we send under.
-    pub(super) fn has_session(&self, peer: PeerId) -> bool {
-        self.session_index
-            .get(&peer)
-            .and_then(|&h| self.sessions.get(h))
-            .is_some_and(|s| s.slot.current_ref().is_some())
-    }
-
-    /// True while a handshake towards `peer` (or to the bare address `to`) is under way, so
-    /// channel messages wait for it instead of leaving in plaintext.
-    pub(super) fn awaiting_session(&self, to: SocketAddr, peer: PeerId) -> bool {
-        if !peer.is_zero() && self.pending_by_peer.contains_key(&peer) {
-            return true;
-        }
-        peer.is_zero() && self.pending_by_addr.contains_key(&to)
-    }
-
-    /// True if opening a channel to `peer` needs an encrypted session first.
-    pub(super) fn wants_session(&self, peer: Option<PeerId>) -> bool {
-        if let Some(peer) = peer {
-            if self.has_session(peer) {
-                return false;
-            }
-            if self.records.contains_key(&peer) || self.config.psks.contains_key(&peer) {
-                return true;
-            }
-        }
-        !self.config.allow_plaintext
     }
 
     // ------------------------------------------------------------ starting
@@ -194,7 +165,7 @@ impl Endpoint {
         let local = self.hs_identity.clone();
         let tai = self.next_tai();
         let proven = peer.and_then(|p| {
-            let h = *self.session_index.get(&p)?;
+            let h = *self.ids.session(&p)?;
             let session = self.sessions.get(h)?.slot.current_ref()?;
             Some((
                 session.kind(),
@@ -265,7 +236,7 @@ impl Endpoint {
     }
 
     /// Sends (or resends, with the cookie once one came) the pending INIT.
-    fn send_init(&mut self, handle: Handle) {
+    pub(super) fn send_init(&mut self, handle: Handle) {
         let Some(code) = self.pending.hashcode(handle) else {
             return;
         };
@@ -344,7 +315,7 @@ impl Endpoint {
         }
     }
 
-    fn remove_pending(&mut self, handle: Handle) -> Option<Pending> {
+    pub(super) fn remove_pending(&mut self, handle: Handle) -> Option<Pending> {
         let pending = self.pending.remove(handle)?;
         match &pending {
             Pending::Initiator(state) => {
@@ -367,86 +338,6 @@ impl Endpoint {
             }
         }
         Some(pending)
-    }
-
-    pub(super) fn handshake_timer(&mut self, now: Instant, code: Hashcode) {
-        let Ok(handle) = self.pending.resolve(code) else {
-            return;
-        };
-        let tries = self.config.open_tries;
-        let retry = self.config.open_retry;
-        match self.pending.get_mut(handle) {
-            Some(Pending::Responder(state)) => {
-                if now >= state.expires {
-                    self.remove_pending(handle);
-                    self.stats
-                        .add(HANDSHAKE_FAILURES, Some(("reason", "final_timeout")), 1);
-                } else {
-                    let at = state.expires;
-                    self.arm(at, TimerKey::Handshake(code));
-                }
-            }
-            Some(Pending::Initiator(state)) => {
-                if state.tries >= tries {
-                    if now < state.give_up_at {
-                        let at = state.give_up_at;
-                        self.arm(at, TimerKey::Handshake(code));
-                        return;
-                    }
-                    let (peer, to) = (state.peer, state.to);
-                    self.remove_pending(handle);
-                    self.stats
-                        .add(HANDSHAKE_FAILURES, Some(("reason", "timeout")), 1);
-                    self.events.push_back(Event::SessionFailed {
-                        peer,
-                        address: to,
-                        reason: "timeout",
-                    });
-                    return;
-                }
-                // Backoff as for channel opens; a retry is a fresh INIT (new ephemeral key and
-                // timestamp: the responder may have accepted the first one's timestamp).
-                let wait = retry.saturating_mul(1u32 << state.tries.min(16));
-                state.tries = state.tries.saturating_add(1);
-                state.give_up_at = state.give_up_at.max(later(now, wait));
-                let (peer, to, pings, cookie, tries_done) = (
-                    state.peer,
-                    state.to,
-                    std::mem::take(&mut state.pings),
-                    state.cookie,
-                    state.tries,
-                );
-                self.remove_pending(handle);
-                if self.ensure_handshake(now, to, peer).is_err() {
-                    self.events.push_back(Event::SessionFailed {
-                        peer,
-                        address: to,
-                        reason: "limit",
-                    });
-                    return;
-                }
-                let fresh = match peer {
-                    Some(peer) => self.pending_by_peer.get(&peer),
-                    None => self.pending_by_addr.get(&to),
-                }
-                .copied();
-                if let Some(Pending::Initiator(state)) = fresh.and_then(|h| self.pending.get_mut(h))
-                {
-                    state.pings = pings;
-                    state.tries = tries_done;
-                    if cookie.is_some() && state.cookie.is_none() {
-                        state.cookie = cookie;
-                    }
-                }
-                if cookie.is_some() {
-                    // The fresh INIT went out without the cookie; send it again with it.
-                    if let Some(h) = fresh {
-                        self.send_init(h);
-                    }
-                }
-            }
-            None => {}
-        }
     }
 
     // ------------------------------------------------------------ plaintext handshake packets
@@ -542,7 +433,7 @@ impl Endpoint {
     }
 
     #[allow(clippy::type_complexity)]
-    fn on_init(
+    pub(super) fn on_init(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -613,7 +504,7 @@ impl Endpoint {
         // A new peer must fit its source's share of the session table; every handshake about to
         // cost DH is charged to its source's rate, a valid cookie or not (issue 10: a cookie
         // proves an address, it does not make its handshakes free).
-        if !self.session_index.contains_key(&sender) {
+        if self.ids.session(&sender).is_none() {
             if let Err(refusal) = self.session_table.admits(from.ip(), self.source_caps()) {
                 return self.refuse_handshake(refusal.label());
             }
@@ -710,7 +601,7 @@ impl Endpoint {
         }
     }
 
-    fn on_handshake_cookie(
+    pub(super) fn on_handshake_cookie(
         &mut self,
         from: SocketAddr,
         receiver_index: u32,
@@ -736,7 +627,7 @@ impl Endpoint {
         self.send_init(handle);
     }
 
-    fn on_response(
+    pub(super) fn on_response(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -841,7 +732,7 @@ impl Endpoint {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_final(
+    pub(super) fn on_final(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -892,408 +783,10 @@ impl Endpoint {
         }
     }
 
-    /// Ends our own pending handshake to `peer` now that one of the peer's completed (PROTOCOL.md
-    /// §5, crossing INITs); returns the PINGs that were queued behind it, or `None` when none
-    /// of ours was pending.
-    fn take_crossing(&mut self, peer: PeerId) -> Option<Vec<[u8; 8]>> {
-        let ours = *self.pending_by_peer.get(&peer)?;
-        match self.remove_pending(ours)? {
-            Pending::Initiator(state) => Some(state.pings),
-            Pending::Responder(_) => Some(Vec::new()),
-        }
-    }
-
-    fn on_reset(&mut self, now: Instant, from: SocketAddr, sender: PeerId) {
-        let Some(&handle) = self.session_index.get(&sender) else {
-            return self.drop_packet("reset_without_session");
-        };
-        let Some(entry) = self.sessions.get_mut(handle) else {
-            return;
-        };
-        // PROTOCOL.md §4: RESET deletes nothing and triggers at most one new handshake per peer
-        // per 5 s.
-        let recent = entry
-            .last_reset_handshake
-            .is_some_and(|at| now.saturating_duration_since(at) < RESET_HANDSHAKE_INTERVAL);
-        if entry.address != from || recent {
-            return self.drop_packet("reset_ignored");
-        }
-        entry.last_reset_handshake = Some(now);
-        let to = entry.address;
-        let _ = self.ensure_handshake(now, to, Some(sender));
-    }
-
-    // ------------------------------------------------------------ sessions
-
-    /// Installs a completed handshake in the peer's slot; returns its slab handle and phase.
-    /// `told` is the phase the peer chose, when the peer installed first (PROTOCOL.md §5: the
-    /// completing packet's KEY_PHASE); `None` when we install first and choose.
-    fn install_session(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        established: &crate::session::Established,
-        told: Option<KeyPhase>,
-    ) -> Option<(Handle, KeyPhase)> {
-        let peer = established.peer_id;
-        let first = !self.session_index.contains_key(&peer);
-        let handle = match self.session_index.get(&peer) {
-            Some(&handle) => handle,
-            None => {
-                // Source caps hold back what others start; a session we asked for is ours.
-                let theirs = established.role == crate::session::Role::Responder;
-                if let (true, Err(refusal)) = (
-                    theirs,
-                    self.session_table.admits(from.ip(), self.source_caps()),
-                ) {
-                    self.refuse_handshake(refusal.label());
-                    return None;
-                }
-                if self.sessions.len() >= self.config.max_sessions.max(1) {
-                    // PROTOCOL.md §5: least recently used first out, from the heaviest prefix.
-                    self.evict_session();
-                }
-                let entry = PeerSession {
-                    peer,
-                    address: from,
-                    slot: crate::session::SessionSlot::new(),
-                    last_reset_handshake: None,
-                    bare: None,
-                    last_used: now,
-                };
-                let Ok((handle, code)) = self.sessions.insert(entry) else {
-                    self.refuse_handshake("session_limit");
-                    return None;
-                };
-                self.session_index.insert(peer, handle);
-                self.session_table.insert(handle, from.ip(), now);
-                self.arm(later(now, self.config.rekey.after), TimerKey::Session(code));
-                handle
-            }
-        };
-        if self.session_table.address(handle) != Some(from.ip()) {
-            self.session_table.insert(handle, from.ip(), now);
-        }
-        let entry = self.sessions.get_mut(handle)?;
-        entry.last_used = now;
-        let replacing = entry.slot.current_ref().is_some();
-        let installed = match told {
-            Some(phase) => entry.slot.install_as(established, now, phase),
-            None => entry.slot.install(established, now),
-        };
-        match installed {
-            Ok(phase) => {
-                entry.address = from;
-                if replacing {
-                    self.stats.add(REKEYS, None, 1);
-                }
-                self.bind_channels_to_session(peer, from, first);
-                Some((handle, phase))
-            }
-            Err(_) => {
-                // PROTOCOL.md §5: only the same Ed25519 key, of a kind no lower, replaces.
-                self.handshake_failed("replace_refused");
-                None
-            }
-        }
-    }
-
-    /// Files `peer` as the node our XX to the bare address `at` reached (see
-    /// [`PeerSession::bare`]); the peer's earlier bare address, if any, is forgotten, so the
-    /// map never holds more entries than there are sessions.
-    fn remember_bare(&mut self, peer: PeerId, at: SocketAddr) {
-        let Some(entry) = self
-            .session_index
-            .get(&peer)
-            .and_then(|&h| self.sessions.get_mut(h))
-        else {
-            return;
-        };
-        if let Some(old) = entry.bare.replace(at) {
-            if self.bare_peers.get(&old) == Some(&peer) {
-                self.bare_peers.remove(&old);
-            }
-        }
-        if let Some(previous) = self.bare_peers.insert(at, peer) {
-            if previous != peer {
-                if let Some(other) = self
-                    .session_index
-                    .get(&previous)
-                    .and_then(|&h| self.sessions.get_mut(h))
-                {
-                    other.bare = None;
-                }
-            }
-        }
-    }
-
-    /// The peer whose session our XX to the bare address `to` made, while that session lives.
-    pub(super) fn bare_peer(&self, to: SocketAddr) -> Option<PeerId> {
-        self.bare_peers
-            .get(&to)
-            .copied()
-            .filter(|&peer| self.has_session(peer))
-    }
-
-    /// Makes room in a full table of pending XX responders for a newcomer whose prefix holds
-    /// `theirs` of them: the prefix holding the most gives up its state closest to expiring,
-    /// if it holds more than the newcomer's (a shared table is fair: a light prefix still gets
-    /// in, a heavy one pays for its own growth). False when no prefix is heavier. Runs only
-    /// when the table is full, over at most `max_pending_xx` entries, a bound the node chose.
-    fn evict_pending_xx(&mut self, theirs: usize) -> bool {
-        let Some((&heaviest, &count)) = self
-            .pending_per_prefix
-            .iter()
-            .max_by_key(|&(prefix, count)| (*count, std::cmp::Reverse(*prefix)))
-        else {
-            return false;
-        };
-        if count <= theirs.saturating_add(1) {
-            return false;
-        }
-        let victim = self
-            .pending
-            .iter()
-            .filter_map(|(handle, pending)| match pending {
-                Pending::Responder(state) if state.prefix == heaviest => {
-                    Some((state.expires, handle))
-                }
-                _ => None,
-            })
-            .min();
-        let Some((_, handle)) = victim else {
-            return false;
-        };
-        self.remove_pending(handle);
-        self.stats.add(PENDING_EVICTED, None, 1);
-        true
-    }
-
-    /// A session now speaks for `peer` (issue 10: with `allow_plaintext`, a plaintext peer can
-    /// neither use nor disturb a peer id that has, or later gets, an authenticated session).
-    /// Channels that opened before the peer's first session were never authenticated — anyone
-    /// could have claimed the id in plaintext — so they are closed, not handed to it; and the
-    /// peer's channel state answers where the authenticated handshake came from, not wherever a
-    /// plaintext packet claiming the id did. Our own opens still waiting for the session stay.
-    fn bind_channels_to_session(&mut self, peer: PeerId, from: SocketAddr, first: bool) {
-        let Some(&state) = self.peer_index.get(&peer) else {
-            return;
-        };
-        if first {
-            let unauthenticated: Vec<Handle> = self
-                .peers
-                .get(state)
-                .map(|p| p.channels.values().copied().collect())
-                .unwrap_or_default();
-            for channel in unauthenticated {
-                self.close(channel, CloseReason::Refused, false, false);
-            }
-        }
-        if let Some(state) = self.peers.get_mut(state) {
-            state.address = from;
-        }
-    }
-
-    /// Makes room in a full session table: the least recently used session of the heaviest
-    /// prefix goes, with the channels that ran under it (they must not carry on without a
-    /// session, least of all in plaintext).
-    fn evict_session(&mut self) {
-        let sessions = &self.sessions;
-        let Some(victim) = self
-            .session_table
-            .victim(|handle| sessions.get(handle).map(|entry| entry.last_used))
-        else {
-            return;
-        };
-        let Some(peer) = self.sessions.get(victim).map(|entry| entry.peer) else {
-            return;
-        };
-        if let Some(&state) = self.peer_index.get(&peer) {
-            let channels: Vec<Handle> = self
-                .peers
-                .get(state)
-                .map(|p| {
-                    p.channels
-                        .values()
-                        .chain(p.opening.values())
-                        .copied()
-                        .collect()
-                })
-                .unwrap_or_default();
-            for channel in channels {
-                self.close(channel, CloseReason::Refused, false, false);
-            }
-        }
-        self.forget_session(victim);
-        self.stats.add(SESSIONS_EVICTED, None, 1);
-    }
-
-    /// Drops a peer's sessions and everything filed under them.
-    pub(super) fn forget_session(&mut self, handle: Handle) {
-        self.session_table.remove(handle);
-        let Some(entry) = self.sessions.remove(handle) else {
-            return;
-        };
-        if self.session_index.get(&entry.peer) == Some(&handle) {
-            self.session_index.remove(&entry.peer);
-        }
-        if let Some(at) = entry.bare {
-            if self.bare_peers.get(&at) == Some(&entry.peer) {
-                self.bare_peers.remove(&at);
-            }
-        }
-    }
-
     /// Counts an initiated handshake's duration, from its first INIT to its session.
     fn observe_handshake(&mut self, now: Instant, started: Instant) {
         let took = now.saturating_duration_since(started).as_micros();
         let us = u64::try_from(took).unwrap_or(u64::MAX);
         self.stats.observe(&self.hot.handshake_duration, us);
-    }
-
-    fn session_established(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        peer: PeerId,
-        kind: HandshakeKind,
-        initiator: bool,
-    ) {
-        let _ = now;
-        self.stats
-            .add(HANDSHAKES, Some(("kind", kind_label(kind))), 1);
-        self.events.push_back(Event::SessionEstablished {
-            peer,
-            from,
-            kind: kind.code(),
-            initiator,
-        });
-    }
-
-    /// Our own channels to `peer` still waiting for CHANNEL_ACKNOWLEDGE.
-    fn opening_channels(&self, peer: PeerId) -> Vec<Handle> {
-        let Some(state) = self.peer_index.get(&peer).and_then(|&p| self.peers.get(p)) else {
-            return Vec::new();
-        };
-        let mut opens: Vec<Handle> = state.opening.values().copied().collect();
-        opens.sort_unstable();
-        opens
-    }
-
-    /// Sends what waited for the session: channel opens (after the first `skip`, which rode in
-    /// START_ENCRYPTION) and PINGs. Each open's retry clock restarts now.
-    fn flush_opens(&mut self, now: Instant, peer: PeerId, skip: usize, pings: &[[u8; 8]]) {
-        let opens = self.opening_channels(peer);
-        let retry = self.config.open_retry;
-        let timeout = self.config.open_timeout;
-        for &h in &opens {
-            if let Some(state) = self.channels.get_mut(h) {
-                state.tries = 1;
-                state.retry_at = Some(later(now, retry));
-                state.give_up_at = later(now, timeout);
-            }
-            if let Some(code) = self.channels.hashcode(h) {
-                self.arm(later(now, retry), TimerKey::Channel(code));
-            }
-        }
-        let to = match self
-            .session_index
-            .get(&peer)
-            .and_then(|&h| self.sessions.get(h))
-        {
-            Some(entry) => entry.address,
-            None => return,
-        };
-        for chunk in opens
-            .get(skip.min(opens.len())..)
-            .unwrap_or_default()
-            .chunks(OPENS_PER_PACKET)
-        {
-            let cookies: Vec<(u16, [u8; 16])> = chunk
-                .iter()
-                .filter_map(|&h| match self.channels.get(h).map(|c| (&c.phase, c.id)) {
-                    Some((Phase::Opening { cookie1 }, id)) => Some((id.c1(), *cookie1)),
-                    _ => None,
-                })
-                .collect();
-            let messages: Vec<Message<'_>> = cookies
-                .iter()
-                .map(|(c1, cookie1)| Message::ChannelNew { c1: *c1, cookie1 })
-                .collect();
-            if !messages.is_empty() {
-                self.send_secure(to, peer, ChannelId::DEFAULT, None, &messages);
-            }
-        }
-        for token in pings {
-            self.send_secure(
-                to,
-                peer,
-                ChannelId::DEFAULT,
-                None,
-                &[Message::Ping { token }],
-            );
-        }
-    }
-
-    pub(super) fn session_timer(&mut self, now: Instant, code: Hashcode) {
-        let Ok(handle) = self.sessions.resolve(code) else {
-            return;
-        };
-        let Some(entry) = self.sessions.get(handle) else {
-            return;
-        };
-        let peer = entry.peer;
-        let to = entry.address;
-        let Some(session) = entry.slot.current_ref() else {
-            return;
-        };
-        let created = session.created_at();
-        let rekey_at = session.rekey_deadline(&self.config.rekey);
-        let expires = later(created, self.config.session_lifetime);
-        let busy = self
-            .peer_index
-            .get(&peer)
-            .and_then(|&p| self.peers.get(p))
-            .is_some_and(|p| !p.is_idle());
-        if now >= rekey_at && busy {
-            // PROTOCOL.md §5: replaced by a new handshake without interrupting channels.
-            let _ = self.ensure_handshake(now, to, Some(peer));
-            self.arm(later(now, self.config.rekey.after), TimerKey::Session(code));
-        } else if now >= expires && !busy {
-            // Cached for its lifetime only (§5); an idle peer's session is then forgotten.
-            self.forget_session(handle);
-        } else {
-            let next = if busy { rekey_at } else { expires };
-            self.arm(
-                next.max(later(now, Duration::from_millis(1))),
-                TimerKey::Session(code),
-            );
-        }
-    }
-
-    /// Starts a rekey once the session we send under reached its threshold (PROTOCOL.md §5),
-    /// unless a newer session already waits or a handshake is under way.
-    pub(super) fn maybe_rekey(&mut self, now: Instant, peer: PeerId) {
-        if self.pending_by_peer.contains_key(&peer) {
-            return;
-        }
-        let Some(entry) = self
-            .session_index
-            .get(&peer)
-            .and_then(|&h| self.sessions.get(h))
-        else {
-            return;
-        };
-        if !entry.slot.newest_is_current() {
-            return;
-        }
-        let due = entry
-            .slot
-            .current_ref()
-            .is_some_and(|s| s.needs_rekey(now, &self.config.rekey));
-        if due {
-            let to = entry.address;
-            let _ = self.ensure_handshake(now, to, Some(peer));
-        }
     }
 }

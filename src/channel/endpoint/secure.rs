@@ -6,9 +6,6 @@ use super::*;
 use crate::session::{ChannelCrypto, KeyPhase, OpenError as CryptoError};
 use crate::wire::{PacketWriter, TAG_LEN, parse_payload};
 
-/// What RESET's reason byte says: "I hold no session for this packet" (PROTOCOL.md §4).
-const RESET_NO_SESSION: u8 = 0;
-
 impl Endpoint {
     /// Sends `messages` (headed by `head`) on `channel` to `peer`, sealed under the session we
     /// send under (PROTOCOL.md §5): ENCRYPTED|SEQUENCED, the nonce from the sequence number.
@@ -31,7 +28,7 @@ impl Endpoint {
                 .and_then(|handle| self.take_sequence(last_now, handle))
         };
         let local = self.local_id;
-        let Some(&handle) = self.session_index.get(&peer) else {
+        let Some(&handle) = self.ids.session(&peer) else {
             return false;
         };
         let Some(entry) = self.sessions.get_mut(handle) else {
@@ -86,8 +83,8 @@ impl Endpoint {
         let policy = self.config.rekey;
         if sealed_count >= policy.reject_after_packets {
             if let Some(session) = self
-                .session_index
-                .get(&peer)
+                .ids
+                .session(&peer)
                 .and_then(|&h| self.sessions.get_mut(h))
                 .and_then(|entry| entry.slot.current())
             {
@@ -112,7 +109,7 @@ impl Endpoint {
         first: &Message<'_>,
         riders: &[Message<'_>],
     ) {
-        let Some(&handle) = self.session_index.get(&peer) else {
+        let Some(&handle) = self.ids.session(&peer) else {
             return;
         };
         let Some(session) = self
@@ -191,12 +188,14 @@ impl Endpoint {
         else {
             return;
         };
-        let mut buf = std::mem::take(&mut self.receive_buf);
+        // The ciphertext is a view into the handshake packet that the handshake still reads, so
+        // it is opened in the kept scratch buffer: a copy once per handshake, off the data path.
+        let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         buf.extend_from_slice(sealed);
         let opened = self
-            .session_index
-            .get(&header.sender)
+            .ids
+            .session(&header.sender)
             .and_then(|&h| self.sessions.get_mut(h))
             .and_then(|e| e.slot.phase_session(phase))
             .map(|s| {
@@ -219,27 +218,34 @@ impl Endpoint {
             Some(Err(error)) => self.drop_packet(crypto_label(error)),
             None => self.drop_packet("no_session"),
         }
-        self.receive_buf = buf;
+        self.scratch = buf;
     }
 
     /// An ENCRYPTED packet: the peer's session by sender, the session by KEY_PHASE, the replay
-    /// window, then the tag; only then is the payload parsed (PROTOCOL.md §5, §12 hot path).
+    /// window, then the tag, opened in place inside `datagram` (its first `header_len` bytes are
+    /// the header, the associated data); only then is the payload parsed (PROTOCOL.md §5, §12
+    /// hot path).
     pub(super) fn handle_encrypted(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        packet: &Packet<'_>,
-        datagram_len: usize,
+        header: &Header,
+        header_len: usize,
+        datagram: &mut [u8],
     ) {
-        let header = packet.header;
+        let header = *header;
+        let datagram_len = datagram.len();
         let Some(sequence) = header.sequence else {
             return self.drop_packet("unsequenced");
+        };
+        let Some((head, body)) = datagram.split_at_mut_checked(header_len) else {
+            return self.drop_packet("truncated");
         };
         let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
         let grace = self.config.retired_session_grace;
         let entry = self
-            .session_index
-            .get(&header.sender)
+            .ids
+            .session(&header.sender)
             .copied()
             .and_then(|h| self.sessions.get_mut(h));
         let Some(entry) = entry else {
@@ -247,6 +253,14 @@ impl Endpoint {
             return self.send_reset(from, header.sender, datagram_len);
         };
         entry.slot.expire_retired(now, grace);
+        // A failed open leaves the buffer unspecified: while a displaced session may still own
+        // packets in flight (a few seconds after a crossing INIT), the ciphertext is kept for a
+        // second try. The kept buffer is reused, so this costs a copy, never an allocation.
+        let displaced = entry.slot.displaced(phase).is_some();
+        if displaced {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(body);
+        }
         let Some(session) = entry.slot.phase_session(phase) else {
             self.drop_packet("unknown_key_phase");
             return self.send_reset(from, header.sender, datagram_len);
@@ -256,24 +270,15 @@ impl Endpoint {
             // The hard limit on receiving: only a new session opens packets again.
             return self.drop_packet("key_exhausted");
         }
-        let mut buf = std::mem::take(&mut self.receive_buf);
-        buf.clear();
-        buf.extend_from_slice(packet.payload());
         let (channel, sequence) = (header.channel, u64::from(sequence));
-        let mut result = session
-            .keys
-            .open(channel, sequence, packet.header_bytes(), &mut buf);
+        let mut result = session.keys.open(channel, sequence, head, body);
         let mut primary = true;
         let mut rekey_due = false;
-        if result == Err(CryptoError::Authentication) {
-            // A session displaced by a late crossing INIT may still own packets in flight.
-            if let Some(displaced) = entry.slot.displaced(phase) {
+        if result == Err(CryptoError::Authentication) && displaced {
+            if let Some(session) = entry.slot.displaced(phase) {
                 primary = false;
-                buf.clear();
-                buf.extend_from_slice(packet.payload());
-                result = displaced
-                    .keys
-                    .open(channel, sequence, packet.header_bytes(), &mut buf);
+                body.copy_from_slice(&self.scratch);
+                result = session.keys.open(channel, sequence, head, body);
             }
         }
         match result {
@@ -293,7 +298,7 @@ impl Endpoint {
                     // sending to it (a displaced session never does).
                     entry.slot.switch_to(phase, now);
                 }
-                match parse_payload(&header, &buf[..len]) {
+                match parse_payload(&header, &body[..len]) {
                     Ok(messages) => self.dispatch_secure(now, from, &header, messages),
                     Err(error) => self.drop_packet(error.kind.reason()),
                 }
@@ -319,13 +324,12 @@ impl Endpoint {
             }
             Err(error) => self.drop_packet(crypto_label(error)),
         }
-        self.receive_buf = buf;
         if rekey_due {
             self.maybe_rekey(now, header.sender);
         }
     }
 
-    fn dispatch_secure(
+    pub(super) fn dispatch_secure(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -340,21 +344,6 @@ impl Endpoint {
         }
         self.outgoing.finish();
         self.secure_peer = previous;
-    }
-
-    /// PROTOCOL.md §4: RESET answers an ENCRYPTED packet that matches no session, and only when
-    /// it is smaller than that packet.
-    fn send_reset(&mut self, to: SocketAddr, peer: PeerId, packet_len: usize) {
-        let reset = Message::Reset {
-            reason: RESET_NO_SESSION,
-        };
-        if crate::wire::HEADER_LEN.saturating_add(reset.encoded_len()) >= packet_len {
-            return;
-        }
-        self.outgoing.finish();
-        if self.stateless_answer(to, peer, ChannelId::DEFAULT, &reset) {
-            self.stats.add(STATELESS, Some(("message", "reset")), 1);
-        }
     }
 }
 

@@ -63,12 +63,12 @@ impl Endpoint {
     /// holds no state for it.
     pub fn peer_info(&self, peer: PeerId) -> Option<PeerInfo> {
         let state = self
-            .peer_index
-            .get(&peer)
+            .ids
+            .peer(&peer)
             .and_then(|&handle| self.peers.get(handle));
         let session = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .and_then(|&handle| self.sessions.get(handle));
         let address = state
             .map(|p| p.address)

@@ -30,8 +30,8 @@ impl Endpoint {
     pub(super) fn id_used(&mut self, peer: PeerId, id: ChannelId) -> bool {
         let epoch = self.cookie_epoch();
         if let Some(state) = self
-            .peer_index
-            .get(&peer)
+            .ids
+            .peer(&peer)
             .copied()
             .and_then(|handle| self.peers.get_mut(handle))
         {
@@ -40,8 +40,8 @@ impl Endpoint {
             }
         }
         let Some(entry) = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .copied()
             .and_then(|handle| self.sessions.get_mut(handle))
         else {
@@ -69,8 +69,8 @@ impl Endpoint {
     pub(super) fn ids_exhausted(&mut self, peer: PeerId) -> bool {
         let cap = self.config.max_closed_channels_per_session;
         let retired = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .and_then(|&handle| self.sessions.get(handle))
             .and_then(|entry| entry.slot.current_ref())
             .map(|session| session.keys.retired_count());
@@ -78,8 +78,8 @@ impl Endpoint {
             return retired >= cap;
         }
         let epoch = self.cookie_epoch();
-        self.peer_index
-            .get(&peer)
+        self.ids
+            .peer(&peer)
             .copied()
             .and_then(|handle| self.peers.get_mut(handle))
             .is_some_and(|state| state.used_ids.len(epoch) >= cap)
@@ -99,8 +99,8 @@ impl Endpoint {
             return;
         }
         let Some(entry) = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .and_then(|&handle| self.sessions.get(handle))
         else {
             return;
@@ -132,8 +132,8 @@ impl Endpoint {
     /// (PROTOCOL.md §6: never used twice in a session), so closed channels cost no keys.
     pub(super) fn retire_keys(&mut self, peer: PeerId, id: ChannelId) {
         let Some(entry) = self
-            .session_index
-            .get(&peer)
+            .ids
+            .session(&peer)
             .copied()
             .and_then(|handle| self.sessions.get_mut(handle))
         else {
@@ -157,8 +157,8 @@ impl Endpoint {
         };
         let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
         if let Some(session) = self
-            .session_index
-            .get(&header.sender)
+            .ids
+            .session(&header.sender)
             .copied()
             .and_then(|handle| self.sessions.get_mut(handle))
             .and_then(|entry| entry.slot.phase_session(phase))

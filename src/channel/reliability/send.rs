@@ -17,6 +17,10 @@ const MIN_FRAGMENT: usize = 32;
 /// RFC 9002 §6.2.4: packets sent when a probe timeout fires.
 const PTO_PROBES: u8 = 2;
 
+/// The backed-off probe timeout never exceeds this fraction of the retry time (the
+/// black-hole timer), so that many probe rounds fit in it before a silent path counts as dead.
+const PTO_ROUNDS_PER_RETRY_TIME: u32 = 8;
+
 /// Range sets kept for reuse per channel: more than a usual window's worth of messages.
 const SPARE_RANGES: usize = 256;
 
@@ -731,8 +735,18 @@ impl SendSide {
             return None;
         }
         let backoff = 1u32 << self.pto_count.min(16);
+        let base = path.rtt.pto_base();
+        // The black-hole timer (`retry_time`) closes a channel that heard no acknowledgement
+        // for that long. Doubled without bound, the probe timeout fits only ~6 probe rounds
+        // into it, and at 30 % loss each way a round (probe out, its single ACK back) fails
+        // about a quarter of the time: an idle receiver whose WINDOW went unacknowledged
+        // then closed a live channel with Loss. Capped, about ten rounds fit.
+        let cap = self
+            .retry_time
+            .checked_div(PTO_ROUNDS_PER_RETRY_TIME)
+            .map_or(base, |share| share.max(base));
         self.last_eliciting?
-            .checked_add(path.rtt.pto_base().saturating_mul(backoff))
+            .checked_add(base.saturating_mul(backoff).min(cap))
     }
 
     /// The loss-detection timer: the loss time if set, else the probe timeout.

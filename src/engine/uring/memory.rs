@@ -127,6 +127,21 @@ impl BufRing {
             )
         })
     }
+
+    /// [`BufRing::buffer`], writable: the endpoint opens sealed packets in place.
+    pub(super) fn buffer_mut(&mut self, bid: u16, len: usize) -> Option<&mut [u8]> {
+        if bid >= BUFFERS || len > BUFFER_SIZE {
+            return None;
+        }
+        // SAFETY: as in `buffer`: inside the allocation, and ours until `recycle`; `&mut self`
+        // makes the returned slice the only view of it while it lives.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.memory.as_ptr().add(usize::from(bid) * BUFFER_SIZE),
+                len,
+            )
+        })
+    }
 }
 
 impl Drop for BufRing {

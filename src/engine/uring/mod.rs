@@ -292,7 +292,7 @@ impl UringIo {
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
+        deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
     ) -> usize {
         let datagrams = self.complete(stats, deliver);
         record_receive(stats, datagrams, self.rxq_overflows);
@@ -303,7 +303,7 @@ impl UringIo {
     fn complete(
         &mut self,
         stats: &mut Stats,
-        mut deliver: impl FnMut(&mut Stats, SocketAddr, &[u8]),
+        mut deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
     ) -> usize {
         let mut datagrams = 0usize;
         let mut recycled = false;
@@ -373,31 +373,40 @@ impl UringIo {
         bid: u16,
         len: usize,
         stats: &mut Stats,
-        deliver: &mut impl FnMut(&mut Stats, SocketAddr, &[u8]),
+        deliver: &mut impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
     ) -> usize {
-        let Some(buffer) = self.bufs.buffer(bid, len) else {
+        let (from, segment, start, end) = {
+            let Some(buffer) = self.bufs.buffer(bid, len) else {
+                return 0;
+            };
+            let Ok(out) = io_uring::types::RecvMsgOut::parse(buffer, &self.recv_msghdr.0) else {
+                stats.add("weft_shard_socket_errors_total", Some(("op", "recv")), 1);
+                return 0;
+            };
+            let control = parse_control(out.control_data());
+            if let Some(overflows) = control.rxq_overflows {
+                self.rxq_overflows = overflows;
+            }
+            if out.is_payload_truncated() {
+                stats.add("weft_shard_truncated_total", None, 1);
+                return 0;
+            }
+            let Some(from) = address_from_name(out.name_data()) else {
+                return 0;
+            };
+            let bytes = out.payload_data();
+            // Where the payload lies in the buffer, to hand it over writable below.
+            let start = (bytes.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
+            let segment = control.segment.unwrap_or(bytes.len()).max(1);
+            (from, segment, start, start.checked_add(bytes.len()))
+        };
+        let Some(bytes) = end.and_then(|end| self.bufs.buffer_mut(bid, len)?.get_mut(start..end))
+        else {
             return 0;
         };
-        let Ok(out) = io_uring::types::RecvMsgOut::parse(buffer, &self.recv_msghdr.0) else {
-            stats.add("weft_shard_socket_errors_total", Some(("op", "recv")), 1);
-            return 0;
-        };
-        let control = parse_control(out.control_data());
-        if let Some(overflows) = control.rxq_overflows {
-            self.rxq_overflows = overflows;
-        }
-        if out.is_payload_truncated() {
-            stats.add("weft_shard_truncated_total", None, 1);
-            return 0;
-        }
-        let Some(from) = address_from_name(out.name_data()) else {
-            return 0;
-        };
-        let bytes = out.payload_data();
-        let segment = control.segment.unwrap_or(bytes.len()).max(1);
         let mut datagrams = 0usize;
         // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
-        for datagram in bytes.chunks(segment) {
+        for datagram in bytes.chunks_mut(segment) {
             datagrams = datagrams.saturating_add(1);
             deliver(stats, from, datagram);
         }
