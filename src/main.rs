@@ -1,4 +1,5 @@
-//! The `weft` command line: `weft node` runs a node, `weft ping` checks that one answers.
+//! The `weft` command line: `weft node` runs a node; `weft status`, `weft ping`, `weft id`,
+//! `weft doctor`, `weft demo` and `weft bench` check, inspect and load one.
 
 mod cli;
 

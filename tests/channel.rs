@@ -26,6 +26,8 @@ mod memory;
 mod metrics;
 #[path = "channel/peer_info.rs"]
 mod peer_info;
+#[path = "channel/peer_snapshots.rs"]
+mod peer_snapshots;
 #[path = "channel/plaintext_peers.rs"]
 mod plaintext_peers;
 #[path = "channel/rekey_phases.rs"]

@@ -13,6 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[path = "node/demo.rs"]
+mod demo;
+#[path = "node/docs.rs"]
+mod docs;
+#[path = "node/host.rs"]
+mod host;
+#[path = "node/ops.rs"]
+mod ops;
+#[path = "node/status.rs"]
+mod status;
+
 const BIN: &str = env!("CARGO_BIN_EXE_weft");
 
 /// Generous: the test machine is shared, and the deadline only guards against hangs.
@@ -322,7 +333,7 @@ fn a_key_file_reached_through_a_symlink_is_refused_by_node_and_id() {
     let data = TempDir::new("symlink");
     let elsewhere = TempDir::new("symlink-target");
     let dir = data.0.to_str().unwrap();
-    let (status, _, stderr) = run(&["id", "--data", dir]);
+    let (status, _, stderr) = run(&["id", "--data", dir, "--create"]);
     assert_eq!(status.code(), Some(0), "{stderr}");
     let key = data.join("x25519.key");
     let moved = elsewhere.join("x25519.key");
@@ -373,7 +384,10 @@ fn unknown_config_field_exits_2_naming_it() {
     assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
     let expected = format!("config {}: unknown field \"listne\"", config.display());
     assert!(stderr.contains(&expected), "{stderr}");
-    assert!(stderr.contains("listen, metrics, data, echo, allow_plaintext, log_level, peers"));
+    assert!(
+        stderr
+            .contains("listen, metrics, data, echo, allow_plaintext, log_level, log_format, peers")
+    );
 }
 
 #[test]

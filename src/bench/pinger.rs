@@ -59,6 +59,9 @@ impl Pinger {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
         let socket = UdpSocket::bind(local)?;
+        // Connected, so the kernel reports an ICMP port unreachable as ECONNREFUSED on the next
+        // receive (an unconnected socket never hears of it) and drops datagrams from elsewhere.
+        socket.connect(target)?;
         let mut rng = rand::rngs::OsRng;
         let identity = Identity::generate(&mut rng);
         let mut seed = [0u8; 32];
@@ -97,7 +100,9 @@ impl Pinger {
     }
 
     /// Sends one PING with a fresh random token and waits up to `timeout` for its PONG; `None`
-    /// when none came. PONGs to earlier PINGs that arrive meanwhile are ignored.
+    /// when none came. PONGs to earlier PINGs that arrive meanwhile are ignored. An ICMP port
+    /// unreachable from the target ends the wait at once with [`io::ErrorKind::ConnectionRefused`]:
+    /// nothing listens there.
     pub fn ping(&mut self, timeout: Duration) -> io::Result<Option<Reply>> {
         let mut token = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut token);
@@ -110,7 +115,13 @@ impl Pinger {
 
     /// Keeps the endpoint running (answering, retransmitting) until `until`.
     pub fn idle_until(&mut self, until: Instant) -> io::Result<()> {
-        self.drive_until(until, None).map(|_| ())
+        loop {
+            match self.drive_until(until, None) {
+                // The report of an earlier PING; the next PING hears its own.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     fn drive_until(
@@ -166,8 +177,6 @@ impl Pinger {
                         io::ErrorKind::WouldBlock
                             | io::ErrorKind::TimedOut
                             | io::ErrorKind::Interrupted
-                            // An ICMP report from an earlier send: not an answer, keep waiting.
-                            | io::ErrorKind::ConnectionRefused
                     ) => {}
                 Err(e) => return Err(e),
             }
@@ -184,6 +193,17 @@ mod tests {
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut pinger = Pinger::new(silent.local_addr().unwrap(), None).unwrap();
         assert_eq!(pinger.ping(Duration::from_millis(50)).unwrap(), None);
+    }
+
+    #[test]
+    fn a_closed_port_is_refused_rather_than_waited_out() {
+        let closed = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut pinger = Pinger::new(closed, None).unwrap();
+        let error = pinger.ping(Duration::from_secs(20)).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
     }
 
     #[test]

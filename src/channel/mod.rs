@@ -12,6 +12,7 @@ pub mod reliability;
 mod state;
 
 pub(crate) use endpoint::later;
+pub use endpoint::{ChannelCounts, PeerSnapshot};
 pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, PeerInfo, SendError, Transmit,
 };

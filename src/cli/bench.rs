@@ -286,7 +286,8 @@ impl Memory {
     }
 }
 
-/// The node a run loads: `--target`'s (backend unknown), or one started here.
+/// The node a run loads: `--target`'s (its backend is not known here: `remote`), or one started
+/// here.
 type NodeUnderTest = (Option<LocalNode>, SocketAddr, Option<PeerId>, &'static str);
 
 fn node_under_test(
@@ -295,7 +296,10 @@ fn node_under_test(
     allow_plaintext: bool,
 ) -> Result<NodeUnderTest, String> {
     match args.target {
-        Some(target) => Ok((None, target, args.target_peer, "unknown")),
+        Some(target) => {
+            probe_target(target, args.target_peer)?;
+            Ok((None, target, args.target_peer, "remote"))
+        }
         None => {
             let (local, address, peer) =
                 LocalNode::start(shards, allow_plaintext, &args.io, args.echo)?;
@@ -303,6 +307,33 @@ fn node_under_test(
             Ok((Some(local), address, Some(peer), io))
         }
     }
+}
+
+/// PINGs `--target` before loading it, so a closed port or a host that is not a weft node is a
+/// clear error rather than a table of zeros (issue 13).
+fn probe_target(target: SocketAddr, peer: Option<PeerId>) -> Result<(), String> {
+    const TRIES: u32 = 3;
+    const WAIT: Duration = Duration::from_secs(1);
+    let mut pinger =
+        weft::bench::Pinger::new(target, peer).map_err(|e| format!("--target {target}: {e}"))?;
+    for _ in 0..TRIES {
+        match pinger.ping(WAIT) {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(format!(
+                    "--target {target}: nothing listens there (ICMP port unreachable); start a \
+                     node first: weft node --echo --listen {target}"
+                ));
+            }
+            Err(e) => return Err(format!("--target {target}: {e}")),
+        }
+    }
+    Err(format!(
+        "--target {target}: no PONG to {TRIES} PINGs within {} s; is a weft node running there \
+         (weft node --echo --listen {target}), and does a firewall let UDP through?",
+        (WAIT * TRIES).as_secs()
+    ))
 }
 
 fn bench(args: &BenchArgs) -> Result<(), String> {
@@ -351,6 +382,20 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         ),
         other => other.to_string(),
     })?;
+    if weft.received == 0 {
+        // A table of zeros would read as a result (issue 13).
+        return Err(match args.target {
+            Some(target) => format!(
+                "--target {target} echoed none of the {} messages sent on {} open channels; \
+                 the node must run with --echo (weft node --echo --listen {target})",
+                weft.sent, weft.opened
+            ),
+            None => format!(
+                "the node echoed none of the {} messages sent on {} open channels",
+                weft.sent, weft.opened
+            ),
+        });
+    }
     if !counting {
         memory = Memory::default();
     }

@@ -3,9 +3,13 @@
 
 mod bench;
 mod bulk;
+mod demo;
+mod doctor;
 mod id;
+mod log;
 mod node;
 mod ping;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -28,12 +32,18 @@ struct Cli {
 enum Command {
     /// Run a node until SIGINT or SIGTERM.
     Node(node::NodeArgs),
+    /// Show a running node's peers and totals (through its admin socket), like `wg show`.
+    Status(status::StatusArgs),
     /// Send PINGs to a node and report its PONGs.
     Ping(ping::PingArgs),
-    /// Load a node with simulated peers and compare it with a raw-UDP echo.
-    Bench(bench::BenchArgs),
     /// Print this node's peer id and signed peer record.
     Id(id::IdArgs),
+    /// Check the host against tuning/ and print each finding with its fix.
+    Doctor(doctor::DoctorArgs),
+    /// Start several nodes on loopback, ping them, load channels of every mode, and report.
+    Demo(demo::DemoArgs),
+    /// Load a node with simulated peers and compare it with a raw-UDP echo.
+    Bench(bench::BenchArgs),
     /// The receiving process of `weft bench --bulk` (started by it).
     #[command(hide = true)]
     BulkSink(bulk::SinkArgs),
@@ -46,6 +56,9 @@ pub(crate) fn main() -> ExitCode {
         Command::Ping(args) => ping::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Id(args) => id::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::BulkSink(args) => bulk::sink(args),
     }
 }

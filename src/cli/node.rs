@@ -2,11 +2,10 @@
 
 use super::{EXIT_FAILURE, EXIT_USAGE, parse_socket_addr};
 use clap::Args;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 use weft::node::{IdentityOrigin, Node, NodeConfig};
 
 /// Flags of `weft node`; each overrides the config file's field of the same name.
@@ -28,12 +27,15 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     allow_plaintext: bool,
     /// Engine shards, each a thread pinned to a core with its own socket [default: one per core]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     shards: Option<u16>,
     /// I/O backend: auto (the one measured faster, docs/ENGINE.md; epoll whenever io_uring is
     /// refused), uring (fails rather than fall back) or epoll [default: auto]
     #[arg(long, value_name = "BACKEND", value_parser = ["auto", "uring", "epoll"])]
     io: Option<String>,
+    /// Log lines on stderr: text, or one JSON object per line [default: text]
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
     /// TOML config file; flags override its fields
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -62,6 +64,10 @@ impl NodeArgs {
             // clap allowed only the three names, which all parse.
             config.io = io.parse().unwrap_or_default();
         }
+        if let Some(format) = &self.log_format {
+            // clap allowed only the two names, which both parse.
+            config.log_format = format.parse().unwrap_or_default();
+        }
         config.echo |= self.echo;
         config.allow_plaintext |= self.allow_plaintext;
         Ok(config)
@@ -77,7 +83,7 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(config.log_level.as_deref());
+    super::log::init(config.log_level.as_deref(), config.log_format);
     let node = match Node::start(&config) {
         Ok(node) => node,
         Err(e) => {
@@ -129,32 +135,5 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
             eprintln!("weft node: {e}");
             ExitCode::from(EXIT_FAILURE)
         }
-    }
-}
-
-/// Logs to stderr; `RUST_LOG` wins over `log_level` so an operator can turn up one run's
-/// logging without editing the file.
-fn init_logging(log_level: Option<&str>) {
-    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
-    let mut bad_env = None;
-    let filter = match from_env.as_deref().map(EnvFilter::try_new) {
-        Some(Ok(filter)) => filter,
-        other => {
-            if let Some(Err(e)) = other {
-                bad_env = Some(e);
-            }
-            // log_level was checked when the config was read.
-            EnvFilter::try_new(log_level.unwrap_or("info"))
-                .unwrap_or_else(|_| EnvFilter::new("info"))
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes would garble log files and journald.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    if let Some(e) = bad_env {
-        tracing::warn!(error = %e, "RUST_LOG is not a valid filter; ignoring it");
     }
 }

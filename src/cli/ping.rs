@@ -119,6 +119,9 @@ pub(crate) fn run(args: PingArgs) -> ExitCode {
                 "no PONG from {target} seq={seq} within {:.3} s",
                 args.timeout.as_secs_f64()
             ),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => say!(
+                "no PONG from {target} seq={seq}: port unreachable (ICMP), nothing listens there"
+            ),
             Err(e) => eprintln!("weft ping: seq={seq}: {e}"),
         }
         if seq + 1 < args.count

@@ -49,10 +49,12 @@ pub(crate) fn log_event(event: &Event) {
             kind,
             initiator,
             ..
-        } => tracing::info!(%peer, %from, kind, initiator, "session established"),
+        // Per-session events are debug: a busy node starts thousands a second, and the node's
+        // periodic INFO summary counts them (issue 13).
+        } => tracing::debug!(%peer, %from, kind, initiator, "session established"),
         Event::SessionFailed {
             address, reason, ..
-        } => tracing::info!(%address, reason, "session failed"),
+        } => tracing::debug!(%address, reason, "session failed"),
         // Messages go to workers (`crate::service`); a bare node logs nothing.
         Event::Message { .. } | Event::Skipped { .. } | Event::Progress { .. } => {}
     }

@@ -77,6 +77,9 @@ pub struct ShardStats {
     pub endpoint: Stats,
     /// The shard loop's own counters (`weft_shard_*`), published with a `shard` label.
     pub engine: Stats,
+    /// The shard's peers, filled only while [`Engine::peers_wanted`](super::Engine::peers_wanted)
+    /// is set (an operator's `weft status`), empty otherwise.
+    pub peers: Vec<crate::channel::PeerSnapshot>,
 }
 
 /// Everything a shard thread needs, moved into it.
@@ -91,6 +94,8 @@ pub(super) struct ShardParts {
     pub(super) recycle_tx: Arc<[Sender<Handover>]>,
     pub(super) recycle_rx: Receiver<Handover>,
     pub(super) snapshot: Arc<Mutex<ShardStats>>,
+    /// Whether the snapshots should carry the peers.
+    pub(super) peers_wanted: Arc<AtomicBool>,
     /// Every shard meets here on the way out, after its last hand-over and before draining.
     pub(super) exit: Arc<Barrier>,
     /// This shard's end of the worker's queues, when a worker runs.
@@ -581,6 +586,14 @@ impl Shard {
         if let Ok(mut shared) = self.parts.snapshot.lock() {
             shared.endpoint.clone_from(self.parts.endpoint.stats());
             shared.engine.clone_from(&self.stats);
+            // Only on request: a view of every peer is an allocation a second otherwise.
+            if self.parts.peers_wanted.load(Ordering::Relaxed) {
+                self.parts
+                    .endpoint
+                    .peer_snapshots(Instant::now(), &mut shared.peers);
+            } else if !shared.peers.is_empty() {
+                shared.peers = Vec::new();
+            }
         }
     }
 }

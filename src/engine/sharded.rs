@@ -85,6 +85,7 @@ pub struct Engine {
     local_addr: SocketAddr,
     threads: Vec<JoinHandle<ShardStats>>,
     snapshots: Vec<Arc<Mutex<ShardStats>>>,
+    peers_wanted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     wakers: Arc<[Waker]>,
     shutdown_rx: UnixStream,
@@ -188,6 +189,7 @@ impl Engine {
         let now = Instant::now();
         let mut threads = Vec::with_capacity(shards);
         let mut snapshots = Vec::with_capacity(shards);
+        let peers_wanted = Arc::new(AtomicBool::new(false));
         for (index, (io, (handover_rx, recycle_rx))) in ios
             .into_iter()
             .zip(handover_rx.into_iter().zip(recycle_rx))
@@ -213,6 +215,7 @@ impl Engine {
                 recycle_tx: Arc::clone(&recycle_tx),
                 recycle_rx,
                 snapshot,
+                peers_wanted: Arc::clone(&peers_wanted),
                 exit: Arc::clone(&exit),
                 worker: shard_workers.get_mut(index).and_then(Option::take),
             };
@@ -246,6 +249,7 @@ impl Engine {
             local_addr,
             threads,
             snapshots,
+            peers_wanted,
             stop,
             wakers,
             shutdown_rx: rx,
@@ -295,6 +299,12 @@ impl Engine {
         Ok(ShutdownHandle {
             pipe: self.shutdown_tx.try_clone()?,
         })
+    }
+
+    /// A flag that, while set, has every shard add its peers ([`ShardStats::peers`]) to the
+    /// counters it publishes about once a second; for an operator's status view, off otherwise.
+    pub fn peers_wanted(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.peers_wanted)
     }
 
     /// Makes SIGINT and SIGTERM stop [`Engine::run`]: the handler writes to the shutdown pipe.

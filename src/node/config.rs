@@ -14,17 +14,44 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The fields a config file may hold, in the order the documentation lists them.
-pub const FIELDS: [&str; 9] = [
+pub const FIELDS: [&str; 11] = [
     "listen",
     "metrics",
     "data",
     "echo",
     "allow_plaintext",
     "log_level",
+    "log_format",
     "peers",
     "io",
+    "shards",
     "limits",
 ];
+
+/// The most shards a node runs; far above any core count, low enough that a typo such as
+/// `shards = 40000` is caught rather than spawning that many threads.
+pub const MAX_SHARDS: usize = 1024;
+
+/// How the node writes its log lines (`--log-format`, `log_format`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, `tracing-subscriber`'s default format.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = ();
+    fn from_str(text: &str) -> Result<LogFormat, ()> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(()),
+        }
+    }
+}
 
 /// Default UDP address a node listens on.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7700";
@@ -50,11 +77,15 @@ pub struct ConfigFile {
     pub allow_plaintext: Option<bool>,
     /// A `tracing` filter such as `info` or `weft=debug,warn`.
     pub log_level: Option<String>,
+    /// `"text"` or `"json"`.
+    pub log_format: Option<String>,
     /// Signed peer records (hex, as `weft id` prints them) of known peers: sessions to them are
     /// IK (PROTOCOL.md §5).
     pub peers: Option<Vec<String>>,
     /// The I/O backend: `"auto"`, `"uring"` or `"epoll"` (PROTOCOL.md §12).
     pub io: Option<String>,
+    /// Engine shards, 1 to [`MAX_SHARDS`]; left out, one per core.
+    pub shards: Option<i64>,
     /// The `[limits]` table: budgets against hostile peers and scrapers.
     pub limits: Option<LimitsFile>,
 }
@@ -74,7 +105,9 @@ pub struct NodeConfig {
     pub allow_plaintext: bool,
     /// A `tracing` filter; `None` means `RUST_LOG` or `info`.
     pub log_level: Option<String>,
-    /// Engine shards (PROTOCOL.md §12); 0 means one per core. Set by `--shards` only.
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// Engine shards (PROTOCOL.md §12); 0 means one per core.
     pub shards: usize,
     /// Verified peer records of known peers (PROTOCOL.md §2).
     pub peers: Vec<PeerRecord>,
@@ -98,6 +131,7 @@ impl Default for NodeConfig {
             // PROTOCOL.md §5: kind 0 (no encryption) is refused unless the operator allows it.
             allow_plaintext: false,
             log_level: None,
+            log_format: LogFormat::Text,
             shards: 0,
             peers: Vec::new(),
             io: IoChoice::Auto,
@@ -224,6 +258,21 @@ pub enum ConfigProblem {
         /// Its value.
         value: String,
     },
+    /// `shards` is out of range.
+    #[error(
+        "field \"shards\": {value} is not a shard count; give 1 to {MAX_SHARDS}, or leave the \
+         field out for one shard per core"
+    )]
+    BadShards {
+        /// Its value.
+        value: i64,
+    },
+    /// `log_format` names no format.
+    #[error("field \"log_format\": \"{value}\" is not a log format; use \"text\" or \"json\"")]
+    BadLogFormat {
+        /// Its value.
+        value: String,
+    },
     /// `log_level` is not a `tracing` filter.
     #[error(
         "field \"log_level\": \"{value}\" is not a log filter like \"info\", \"debug\" or \
@@ -293,6 +342,19 @@ impl NodeConfig {
             })?,
             None => defaults.io,
         };
+        let log_format = match &file.log_format {
+            Some(value) => value.parse().map_err(|()| ConfigProblem::BadLogFormat {
+                value: value.clone(),
+            })?,
+            None => defaults.log_format,
+        };
+        let shards = match file.shards {
+            Some(value) => usize::try_from(value)
+                .ok()
+                .filter(|n| (1..=MAX_SHARDS).contains(n))
+                .ok_or(ConfigProblem::BadShards { value })?,
+            None => defaults.shards,
+        };
         let mut limits = defaults.limits;
         let mut metrics_limits = defaults.metrics_limits;
         if let Some(file) = &file.limits {
@@ -319,7 +381,8 @@ impl NodeConfig {
             echo: file.echo.unwrap_or(defaults.echo),
             allow_plaintext: file.allow_plaintext.unwrap_or(defaults.allow_plaintext),
             log_level: file.log_level,
-            shards: defaults.shards,
+            log_format,
+            shards,
             peers,
             io,
             metrics_limits,
@@ -371,6 +434,8 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
             "echo" | "allow_plaintext" => (value.is_bool(), "true or false"),
             "data" => (value.is_str(), "a quoted path like \"./weft-data\""),
             "log_level" => (value.is_str(), "a quoted filter like \"info\""),
+            "log_format" => (value.is_str(), "a quoted format: \"text\" or \"json\""),
+            "shards" => (value.is_integer(), "a whole number of shards, like 4"),
             "io" => (
                 value.is_str(),
                 "a quoted backend: \"auto\", \"uring\" or \"epoll\"",
@@ -552,7 +617,10 @@ mod tests {
         assert!(message.contains("unknown field \"listne\""), "{message}");
         assert!(message.contains("did you mean \"listen\""), "{message}");
         assert!(
-            message.contains("listen, metrics, data, echo, allow_plaintext, log_level, peers"),
+            message.contains(
+                "listen, metrics, data, echo, allow_plaintext, log_level, log_format, peers, io, \
+                 shards, limits"
+            ),
             "{message}"
         );
         let message = problem("colour = 1");
@@ -607,6 +675,22 @@ mod tests {
             NodeConfig::parse("io = \"uring\"").unwrap().io,
             IoChoice::Uring
         );
+    }
+
+    #[test]
+    fn shards_and_log_format_are_fields() {
+        let config = NodeConfig::parse("shards = 3\nlog_format = \"json\"\n").unwrap();
+        assert_eq!(config.shards, 3);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(NodeConfig::parse("").unwrap().log_format, LogFormat::Text);
+        for bad in ["shards = 0", "shards = -1", "shards = 1025"] {
+            let message = problem(bad);
+            assert!(message.starts_with("field \"shards\""), "{message}");
+            assert!(message.contains("1 to 1024"), "{message}");
+        }
+        assert!(problem("shards = \"4\"").starts_with("field \"shards\": expected a whole"));
+        let message = problem("log_format = \"xml\"");
+        assert!(message.contains("\"text\" or \"json\""), "{message}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! anything runs, so the command line can report it and exit; [`Node::run`] then loops until
 //! SIGINT or SIGTERM.
 
+pub mod admin;
 pub mod config;
 pub mod datadir;
 pub mod exposition;
@@ -11,6 +12,7 @@ pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod scrape;
+pub mod summary;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};
 pub use datadir::{DataDir, DataDirError, IdentityOrigin};
@@ -48,6 +50,15 @@ pub enum StartError {
         /// Why.
         source: io::Error,
     },
+    /// Another socket (most likely another node) already holds the UDP port.
+    #[error(
+        "UDP {address} is already in use, most likely by another weft node (--listen / \
+         `listen`); stop that one, or choose a free address, e.g. --listen 0.0.0.0:7701"
+    )]
+    PortHeld {
+        /// The address asked for.
+        address: SocketAddr,
+    },
     /// `--io uring` was asked for and the kernel refused io_uring.
     #[error("cannot start the io_uring backend (--io / `io`): {0}")]
     Io(UringRefused),
@@ -64,6 +75,8 @@ pub struct Node {
     engine: Engine,
     worker: Option<std::thread::JoinHandle<u64>>,
     metrics: MetricsServer,
+    /// `weft status`'s socket; `None` when it could not be bound (logged).
+    admin: Option<admin::AdminServer>,
     peer_id: PeerId,
     identity_origin: IdentityOrigin,
 }
@@ -72,6 +85,7 @@ impl Node {
     /// Opens the data directory, loads or creates the identity, binds the UDP socket and the
     /// metrics endpoint, and arms SIGINT/SIGTERM to stop [`Node::run`].
     pub fn start(config: &NodeConfig) -> Result<Node, StartError> {
+        check_port_free(config.listen)?;
         let data = DataDir::open(&config.data)?;
         let mut rng = rand::rngs::OsRng;
         let (identity, identity_origin) = data.load_or_create_identity(&mut rng)?;
@@ -124,10 +138,24 @@ impl Node {
         if let Some(refused) = engine.io_fallback() {
             metrics::publish_io_fallback(refused.errno_name());
         }
+        let facts = admin::NodeFacts {
+            peer: peer_id,
+            udp: engine.local_addr(),
+            metrics: metrics.local_addr(),
+            io: engine.io_backend(),
+            shards: engine.shards(),
+            started: std::time::Instant::now(),
+        };
+        let admin = admin::AdminServer::start(data.path(), engine.peers_wanted(), facts)
+            .map_err(|error| {
+                tracing::warn!(%error, "no admin socket in the data directory; weft status will not reach this node");
+            })
+            .ok();
         Ok(Node {
             engine,
             worker,
             metrics,
+            admin,
             peer_id,
             identity_origin,
         })
@@ -170,7 +198,22 @@ impl Node {
 
     /// Runs until SIGINT, SIGTERM or a [`ShutdownHandle`], publishing metrics about once a second.
     pub fn run(self) -> io::Result<()> {
-        let result = self.engine.run(publish_shards).map(drop);
+        let mut summary = summary::SummaryLog::new(summary::SUMMARY_INTERVAL);
+        let admin = self.admin;
+        let result = self
+            .engine
+            .run(|shards| {
+                let merged = merged_endpoint_stats(shards);
+                if let Some(line) = summary.observe(std::time::Instant::now(), &merged) {
+                    line.log();
+                }
+                if let Some(admin) = &admin {
+                    admin.publish(&merged, shards);
+                }
+                publish_shards(&merged, shards);
+            })
+            .map(drop);
+        drop(admin);
         // The shards have stopped, so the worker's queue is closed and it returns.
         if let Some(worker) = self.worker
             && let Ok(refused) = worker.join()
@@ -182,10 +225,30 @@ impl Node {
     }
 }
 
+/// The shards bind with SO_REUSEPORT, which lets a second node join the first one's port group
+/// and silently take a share of its traffic; a plain bind (no SO_REUSEPORT) fails whenever any
+/// socket holds the port, so it tells the two apart before the engine binds. A node started at
+/// the same instant can still slip between this probe and the engine's bind.
+fn check_port_free(listen: SocketAddr) -> Result<(), StartError> {
+    if listen.port() == 0 {
+        return Ok(());
+    }
+    match std::net::UdpSocket::bind(listen) {
+        Ok(_probe) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            Err(StartError::PortHeld { address: listen })
+        }
+        Err(source) => Err(StartError::Bind {
+            address: listen,
+            source,
+        }),
+    }
+}
+
 /// Publishes the node-wide endpoint counters unlabelled and each shard's loop counters with a
 /// `shard` label (PROTOCOL.md §12).
-fn publish_shards(shards: &[ShardStats]) {
-    metrics::publish(&merged_endpoint_stats(shards));
+fn publish_shards(merged: &crate::stats::Stats, shards: &[ShardStats]) {
+    metrics::publish(merged);
     for (index, shard) in shards.iter().enumerate() {
         metrics::publish_labelled("shard", index, &shard.engine);
     }

@@ -426,6 +426,15 @@ impl ChannelKeys {
             .unwrap_or(0)
     }
 
+    /// Packets sealed under these keys on the default channel and every open channel, summed
+    /// (an operator's view: a closed channel's count goes with its keys).
+    pub fn total_packets_sent(&self) -> u64 {
+        self.default
+            .iter()
+            .chain(self.channels.values().map(|crypto| &**crypto))
+            .fold(0, |sum, crypto| sum.saturating_add(crypto.packets_sent()))
+    }
+
     /// Number of channels with derived keys.
     pub fn len(&self) -> usize {
         usize::from(self.default.is_some()).saturating_add(self.channels.len())

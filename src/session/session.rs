@@ -415,6 +415,11 @@ impl SessionSlot {
         self.sending
     }
 
+    /// The session of KEY_PHASE `phase`, read-only (an operator's view of the peer).
+    pub fn phase_session_ref(&self, phase: KeyPhase) -> Option<&Session> {
+        self.sessions[phase.index()].as_deref()
+    }
+
     /// The session we send under, read-only.
     pub fn current_ref(&self) -> Option<&Session> {
         self.sessions[self.sending.index()].as_deref()

@@ -20,11 +20,13 @@ mod receive;
 mod secure;
 mod service;
 mod sessions;
+mod snapshot;
 mod stateless;
 mod table;
 mod timers;
 
 pub use service::PeerInfo;
+pub use snapshot::{ChannelCounts, PeerSnapshot};
 
 use crate::channel::admission::Admission;
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};

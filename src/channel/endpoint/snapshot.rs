@@ -1,0 +1,152 @@
+//! A read-only view of the endpoint's peers for an operator (`weft status`, issue 13): one
+//! [`PeerSnapshot`] per peer holding a session or channels. Built on request, never on the
+//! packet path, so it may allocate.
+
+use super::Endpoint;
+use crate::handle::Handle;
+use crate::session::KeyPhase;
+use crate::wire::{Capabilities, PeerId};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Open channels by reliability mode (PROTOCOL.md §7).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelCounts {
+    /// Neither resent nor ordered.
+    pub udp: u32,
+    /// Resent, delivered as they come.
+    pub reliable: u32,
+    /// Ordered, late messages dropped.
+    pub ordered: u32,
+    /// Resent and ordered.
+    pub tcp: u32,
+}
+
+/// What the endpoint knows of one peer, at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSnapshot {
+    /// The peer's id (all zero for a kind-0 peer not yet named).
+    pub peer: PeerId,
+    /// Where its packets come from.
+    pub address: SocketAddr,
+    /// The kind of the session we send under (1 IK, 2 XX, 3 IKpsk2); `None` without one.
+    pub session_kind: Option<u8>,
+    /// Time since that session's handshake completed: a rekey starts it again.
+    pub since_handshake: Option<Duration>,
+    /// Time since a packet from the peer last authenticated (or its channel state heard it).
+    pub since_heard: Option<Duration>,
+    /// Packets sealed to the peer under its current sessions (both key phases), on the
+    /// default channel and the channels still open.
+    pub packets_sent: u64,
+    /// Packets from the peer opened under its current sessions (both key phases).
+    pub packets_received: u64,
+    /// Channels by mode.
+    pub channels: ChannelCounts,
+    /// Smoothed round-trip time of the peer's path, once measured (§7.3).
+    pub rtt: Option<Duration>,
+    /// Congestion window of the peer's path, in bytes.
+    pub congestion_window: Option<u64>,
+    /// Bytes in flight on the peer's path.
+    pub bytes_in_flight: Option<u64>,
+    /// Loss events that cut the path's window.
+    pub congestion_events: Option<u64>,
+}
+
+impl Endpoint {
+    /// Appends a snapshot of every peer holding a session or channels to `out`, sessions first
+    /// in table order; `out` is cleared first. Address, session kind and RTT are
+    /// [`Endpoint::peer_info`]'s, what a worker learns; the rest is the operator's.
+    pub fn peer_snapshots(&self, now: Instant, out: &mut Vec<PeerSnapshot>) {
+        out.clear();
+        // Matched here rather than through the endpoint's id index: a request's one pass over
+        // the tables, kept apart from how the packet path finds a peer. Seeded (std
+        // RandomState): the ids are what peers claim.
+        let channel_state: HashMap<PeerId, Handle> = self
+            .peers
+            .iter()
+            .map(|(handle, peer)| (peer.id, handle))
+            .collect();
+        let with_session: HashSet<PeerId> = self
+            .sessions
+            .iter()
+            .map(|(_, session)| session.peer)
+            .collect();
+        for (_, session) in self.sessions.iter() {
+            let mut snapshot = self.snapshot_of(session.peer, session.address);
+            let current = session.slot.current_ref();
+            snapshot.since_handshake =
+                current.map(|s| now.saturating_duration_since(s.created_at()));
+            snapshot.since_heard = Some(now.saturating_duration_since(session.last_used));
+            for phase in [KeyPhase::Zero, KeyPhase::One] {
+                if let Some(s) = session.slot.phase_session_ref(phase) {
+                    snapshot.packets_sent = snapshot
+                        .packets_sent
+                        .saturating_add(s.keys.total_packets_sent());
+                    snapshot.packets_received =
+                        snapshot.packets_received.saturating_add(s.packets_opened());
+                }
+            }
+            if let Some(&handle) = channel_state.get(&session.peer) {
+                self.fill_channels(now, handle, &mut snapshot);
+            }
+            out.push(snapshot);
+        }
+        // Peers with channels but no session: kind 0 (plaintext) peers.
+        for (handle, peer) in self.peers.iter() {
+            if with_session.contains(&peer.id) {
+                continue;
+            }
+            let mut snapshot = self.snapshot_of(peer.id, peer.address);
+            self.fill_channels(now, handle, &mut snapshot);
+            out.push(snapshot);
+        }
+    }
+
+    /// A snapshot with what [`Endpoint::peer_info`] says of `peer` (`address` where it knows
+    /// nothing, as for a kind-0 peer not yet named) and nothing else yet.
+    fn snapshot_of(&self, peer: PeerId, address: SocketAddr) -> PeerSnapshot {
+        let info = self.peer_info(peer);
+        PeerSnapshot {
+            peer,
+            address: info.map_or(address, |info| info.address),
+            session_kind: info.and_then(|info| info.session_kind),
+            since_handshake: None,
+            since_heard: None,
+            packets_sent: 0,
+            packets_received: 0,
+            channels: ChannelCounts::default(),
+            rtt: info.and_then(|info| info.rtt),
+            congestion_window: None,
+            bytes_in_flight: None,
+            congestion_events: None,
+        }
+    }
+
+    fn fill_channels(&self, now: Instant, handle: Handle, out: &mut PeerSnapshot) {
+        let Some(peer) = self.peers.get(handle) else {
+            return;
+        };
+        let heard = now.saturating_duration_since(peer.last_heard);
+        out.since_heard = Some(out.since_heard.map_or(heard, |d| d.min(heard)));
+        for &channel in peer.channels.values() {
+            let Some(channel) = self.channels.get(channel) else {
+                continue;
+            };
+            let resend = channel.capabilities.contains(Capabilities::RESEND);
+            let ordered = channel.capabilities.contains(Capabilities::ORDERED);
+            let count = match (resend, ordered) {
+                (false, false) => &mut out.channels.udp,
+                (true, false) => &mut out.channels.reliable,
+                (false, true) => &mut out.channels.ordered,
+                (true, true) => &mut out.channels.tcp,
+            };
+            *count = count.saturating_add(1);
+        }
+        if let Some(path) = &peer.path {
+            out.congestion_window = Some(path.congestion_window());
+            out.bytes_in_flight = Some(path.bytes_in_flight());
+            out.congestion_events = Some(path.congestion_events());
+        }
+    }
+}
