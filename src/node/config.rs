@@ -570,10 +570,11 @@ pub fn check_log_level(filter: &str) -> Result<(), ConfigProblem> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn problem(text: &str) -> String {
+    /// What the config parser says of `text`, which it must refuse.
+    pub(crate) fn problem(text: &str) -> String {
         match NodeConfig::parse(text) {
             Ok(config) => panic!("accepted {text:?} as {config:?}"),
             Err(problem) => problem.to_string(),

@@ -491,13 +491,7 @@ fn seconds(slot: &mut Duration, value: Option<f64>, field: &'static str) -> Resu
 mod tests {
     use super::*;
     use crate::node::NodeConfig;
-
-    fn problem(text: &str) -> String {
-        match NodeConfig::parse(text) {
-            Ok(config) => panic!("accepted {text:?} as {config:?}"),
-            Err(problem) => problem.to_string(),
-        }
-    }
+    use crate::node::config::tests::problem;
 
     #[test]
     fn defaults_are_the_endpoints_own() {
