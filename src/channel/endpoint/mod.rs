@@ -324,10 +324,12 @@ impl Endpoint {
         endpoint
     }
 
-    /// The driver read one receive batch from the socket; `full` when it came back as large as
-    /// a batch can be, the sign of a backlog that fair admission ([`Admission`]) answers.
-    pub fn note_receive_batch(&mut self, full: bool) {
-        self.admission.note_batch(full);
+    /// The driver read one receive batch from the socket at `now`; `full` when it came back as
+    /// large as a batch can be; `rxq_overflows` is the kernel's running count of datagrams it
+    /// dropped on the socket (SO_RXQ_OVFL). Drops are the overload fair admission
+    /// ([`Admission`]) answers; full batches alone are a busy node, not an overloaded one.
+    pub fn note_receive_batch(&mut self, now: Instant, full: bool, rxq_overflows: u32) {
+        self.admission.note_batch(now, full, rxq_overflows);
     }
 
     /// Gives a delivered message's buffer back ([`Event::Message`]'s `data`), so the next
