@@ -33,7 +33,7 @@ use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
 use crate::channel::pool::BufferPool;
 use crate::channel::reliability::ReassemblyBudget;
-use crate::channel::state::{Channel, Peer, PeerSession, Phase};
+use crate::channel::state::{Channel, Peer, PeerSession, Phase, Traffic};
 use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
 use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, PeerRecord, Prefix, RotatingSecret,
@@ -595,6 +595,7 @@ impl Endpoint {
         let (destination, len) = self.outgoing.pop(buf)?;
         self.stats.add_at(self.hot.packets_sent, 1);
         self.stats.add_at(self.hot.sent_bytes, len as u64);
+        self.count_sent(buf.get(..len).unwrap_or_default());
         Some(Transmit { destination, len })
     }
 
