@@ -347,13 +347,17 @@ impl LimitsFile {
             bytes,
         )?;
         // A window's table holds up to this many prefixes (~40 bytes each): 2^20 bounds it at
-        // ~40 MiB a shard.
-        count(
-            &mut l.admission_window,
-            self.admission_window,
-            "admission_window",
-            1 << 20,
-        )?;
+        // ~40 MiB a shard. 0 turns fair admission off, as the endpoint's config allows.
+        if self.admission_window == Some(0) {
+            l.admission_window = 0;
+        } else {
+            count(
+                &mut l.admission_window,
+                self.admission_window,
+                "admission_window",
+                1 << 20,
+            )?;
+        }
         count(
             &mut metrics.max_connections,
             self.metrics_max_connections,
@@ -640,6 +644,22 @@ mod tests {
             );
             assert!(message.contains("out of range; give"), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn fair_admission_is_on_by_default_and_zero_turns_it_off() {
+        let default = NodeConfig::parse("").unwrap().limits;
+        assert_eq!(
+            default.apply(EndpointConfig::default()).admission_window,
+            4096
+        );
+        let off = NodeConfig::parse("[limits]\nadmission_window = 0\n").unwrap();
+        assert_eq!(
+            off.limits.apply(EndpointConfig::default()).admission_window,
+            0
+        );
+        let message = problem("[limits]\nadmission_window = -1\n");
+        assert!(message.contains("out of range; give"), "{message}");
     }
 
     #[test]
