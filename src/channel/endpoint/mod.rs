@@ -6,12 +6,12 @@
 //! [`Endpoint::poll_event`] until it returns `None`. No socket, clock or thread lives here
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
+mod ack_batch;
 mod config;
 mod control;
 mod data;
 mod establish;
 mod events;
-mod ack_batch;
 mod flush;
 #[cfg(fuzzing)]
 mod fuzzing;

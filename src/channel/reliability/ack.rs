@@ -237,6 +237,69 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_threshold_and_delay_are_honoured() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut ack = AckTracker::with_frequency(32, 4, ms(5));
+        for pn in 0..3 {
+            ack.on_packet(t0 + ms(pn), pn, true);
+            assert!(!ack.ack_due(t0 + ms(pn)), "packet {pn} of 4");
+        }
+        // The delay runs from the first unacknowledged packet, not the latest.
+        assert_eq!(ack.deadline(), Some(t0 + ms(5)));
+        ack.on_packet(t0 + ms(3), 3, true);
+        assert!(ack.ack_due(t0 + ms(3)), "the fourth packet makes it due");
+        ack.on_ack_sent();
+        // Packets that elicit nothing never count towards the threshold.
+        for pn in 4..20 {
+            ack.on_packet(t0 + ms(4), pn, false);
+        }
+        assert_eq!(ack.deadline(), None);
+        ack.on_packet(t0 + ms(4), 20, true);
+        assert!(!ack.ack_due(t0 + ms(8)));
+        assert!(ack.ack_due(t0 + ms(9)), "max_ack_delay after the first");
+    }
+
+    #[test]
+    fn out_of_range_settings_are_clamped() {
+        let t0 = Instant::now();
+        // A threshold of 0 means every packet; a delay past §7.1's 25 ms is cut to it.
+        let mut ack = AckTracker::with_frequency(32, 0, Duration::from_secs(1));
+        ack.on_packet(t0, 0, true);
+        assert!(ack.ack_due(t0));
+        ack.on_ack_sent();
+        let mut ack = AckTracker::with_frequency(32, u32::MAX, Duration::from_secs(1));
+        ack.on_packet(t0, 0, true);
+        assert_eq!(ack.deadline(), Some(t0 + MAX_ACK_DELAY));
+        let last = u64::from(MAX_ACK_ELICITING_THRESHOLD) - 1;
+        for pn in 1..last {
+            ack.on_packet(t0, pn, true);
+            assert!(!ack.ack_due(t0), "{pn}");
+        }
+        ack.on_packet(t0, last, true);
+        assert!(ack.ack_due(t0), "the largest threshold still holds");
+    }
+
+    #[test]
+    fn a_gap_acks_at_once_whatever_the_threshold() {
+        let t0 = Instant::now();
+        let mut ack = AckTracker::with_frequency(32, 100, MAX_ACK_DELAY);
+        ack.on_packet(t0, 0, true);
+        ack.on_packet(t0, 1, true);
+        assert!(!ack.ack_due(t0));
+        // Packet 2 is missing: 3 reveals the gap, and the sender should learn of it now.
+        ack.on_packet(t0, 3, true);
+        assert!(ack.ack_due(t0), "a gap");
+        ack.on_ack_sent();
+        ack.on_packet(t0, 4, true);
+        assert!(!ack.ack_due(t0), "in order again: the threshold applies");
+        // The missing packet arrives late: out of order too.
+        ack.on_packet(t0, 2, true);
+        assert!(ack.ack_due(t0), "a late packet");
+        assert_eq!(ack.ranges().collect::<Vec<_>>(), vec![(0, 4)]);
+    }
+
+    #[test]
     fn gaps_ack_immediately_and_ranges_descend() {
         let t0 = Instant::now();
         let mut ack = AckTracker::new(32);
