@@ -139,6 +139,13 @@ impl Endpoint {
         if !data.reliability.wants_to_send(now, path) {
             return false;
         }
+        // An ACK alone waits for the end of the receive batch (`ack_batch.rs`).
+        if self.ack_batch.receiving()
+            && data.reliability.only_ack_due(now, path)
+            && self.ack_batch.hold(state.peer)
+        {
+            return false;
+        }
         // Under a session the packet is sealed with the channel's key (PROTOCOL.md §5).
         let session = self
             .ids

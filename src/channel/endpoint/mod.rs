@@ -6,6 +6,7 @@
 //! [`Endpoint::poll_event`] until it returns `None`. No socket, clock or thread lives here
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
+mod ack_batch;
 mod config;
 mod control;
 mod data;
@@ -116,6 +117,8 @@ struct HotStats {
     /// By capability bits (the channel's mode).
     packets_retransmitted: [StatSlot; 8],
     congestion_events: [StatSlot; 8],
+    /// ACKs written alone, and beside ack-eliciting frames.
+    acks_sent: [StatSlot; 2],
 }
 
 impl HotStats {
@@ -145,6 +148,10 @@ impl HotStats {
             message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
             packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
             congestion_events: by_mode(stats, "weft_congestion_events_total"),
+            acks_sent: ["alone", "piggybacked"].map(|packet| {
+                let label = Some(("packet", packet));
+                stats.register("weft_acks_sent_total", label, StatKind::Counter)
+            }),
         }
     }
 }
@@ -229,6 +236,8 @@ pub struct Endpoint {
     flushing: Vec<Handle>,
     /// The channels one flush visits, kept to reuse its memory.
     visiting: Vec<Handle>,
+    /// The peers whose ACKs wait for the end of the receive batch (`ack_batch.rs`).
+    ack_batch: ack_batch::AckBatch,
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
     /// message in steady state).
     pool: BufferPool,
@@ -313,6 +322,7 @@ impl Endpoint {
             dirty: Vec::new(),
             flushing: Vec::new(),
             visiting: Vec::new(),
+            ack_batch: ack_batch::AckBatch::default(),
             pool: BufferPool::new(),
             delivery: service::DeliveryGate::default(),
             config,
@@ -589,6 +599,7 @@ impl Endpoint {
     /// Writes the next datagram to send into `buf` (at least 1452 bytes).
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        self.release_acks();
         if !self.dirty.is_empty() {
             self.flush(self.last_now);
         }
