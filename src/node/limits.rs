@@ -24,7 +24,7 @@ pub struct BadLimit {
 }
 
 /// The fields `[limits]` may hold, in the order the documentation lists them.
-pub const LIMIT_FIELDS: [&str; 28] = [
+pub const LIMIT_FIELDS: [&str; 29] = [
     "max_sessions",
     "max_sessions_per_address",
     "max_sessions_per_prefix",
@@ -51,6 +51,7 @@ pub const LIMIT_FIELDS: [&str; 28] = [
     "max_reassembly_ranges",
     "max_message_size",
     "admission_window",
+    "max_worker_buffers",
     "metrics_max_connections",
     "metrics_request_deadline",
 ];
@@ -100,6 +101,7 @@ pub struct LimitsFile {
     pub max_reassembly_ranges: Option<i64>,
     pub max_message_size: Option<i64>,
     pub admission_window: Option<i64>,
+    pub max_worker_buffers: Option<i64>,
     pub metrics_max_connections: Option<i64>,
     pub metrics_request_deadline: Option<f64>,
 }
@@ -132,6 +134,7 @@ pub struct Limits {
     pub max_reassembly_ranges: usize,
     pub max_message_size: usize,
     pub admission_window: u32,
+    pub max_worker_buffers: usize,
 }
 
 impl Default for Limits {
@@ -166,6 +169,7 @@ impl Limits {
             max_reassembly_ranges: c.reliability.max_reassembly_ranges,
             max_message_size: c.reliability.max_message_size,
             admission_window: c.admission_window,
+            max_worker_buffers: c.max_worker_buffers,
         }
     }
 
@@ -194,6 +198,7 @@ impl Limits {
         c.reliability.max_reassembly_ranges = self.max_reassembly_ranges;
         c.reliability.max_message_size = self.max_message_size;
         c.admission_window = self.admission_window;
+        c.max_worker_buffers = self.max_worker_buffers;
         c
     }
 }
@@ -352,6 +357,13 @@ impl LimitsFile {
             &mut l.admission_window,
             self.admission_window,
             "admission_window",
+            1 << 20,
+        )?;
+        // Each buffer is at least a datagram (~1.5 KiB): 2^20 bounds them at ~1.5 GiB a shard.
+        count(
+            &mut l.max_worker_buffers,
+            self.max_worker_buffers,
+            "max_worker_buffers",
             1 << 20,
         )?;
         count(
@@ -520,7 +532,7 @@ mod tests {
              reassembly_node_bytes = 18000\n\
              reassembly_peer_bytes = 19000\nreassembly_timeout = 20\n\
              reassembly_max_age = 21\nmax_reassembly_ranges = 22\nmax_message_size = 2300\n\
-             admission_window = 512\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
+             admission_window = 512\nmax_worker_buffers = 23\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
         )
         .unwrap();
         let c = config.limits.apply(EndpointConfig::default());
@@ -575,6 +587,7 @@ mod tests {
         assert_eq!(r.reassembly_max_age, Duration::from_secs(21));
         assert_eq!((r.max_reassembly_ranges, r.max_message_size), (22, 2300));
         assert_eq!(c.admission_window, 512);
+        assert_eq!(c.max_worker_buffers, 23);
         assert_eq!(config.metrics_limits.max_connections, 24);
         assert_eq!(
             config.metrics_limits.request_deadline,
