@@ -428,6 +428,24 @@ mod tests {
     }
 
     #[test]
+    fn the_worker_gets_the_very_buffer_the_endpoint_delivered() {
+        let (_poll, link, mut gate) = gate(8);
+        let mut bytes = Vec::with_capacity(1452);
+        bytes.extend_from_slice(b"one datagram's message");
+        let at = bytes.as_ptr();
+        let mut delivery = message(1, 0, Capabilities::RESEND);
+        delivery.data = gate.lend(bytes);
+        gate.offer(delivery).unwrap();
+        gate.hand_over(|_| {});
+        let batch = link.deliveries.try_recv().unwrap();
+        let Input::Message(got) = &batch[0] else {
+            panic!("a message")
+        };
+        assert_eq!(got.data.as_ptr(), at, "no copy on the seam");
+        assert_eq!(&got.data[..], b"one datagram's message");
+    }
+
+    #[test]
     fn what_the_queue_refuses_drops_unreliable_and_keeps_reliable_for_the_next_turn() {
         let (_poll, link, mut gate) = gate(2);
         gate.offer(message(1, 0, Capabilities::RESEND)).unwrap();
