@@ -27,7 +27,7 @@ pub struct BadLimit {
 }
 
 /// The fields `[limits]` may hold, in the order the documentation lists them.
-pub const LIMIT_FIELDS: [&str; 30] = [
+pub const LIMIT_FIELDS: [&str; 31] = [
     "max_sessions",
     "max_sessions_per_address",
     "max_sessions_per_prefix",
@@ -56,6 +56,7 @@ pub const LIMIT_FIELDS: [&str; 30] = [
     "admission_window",
     "ack_eliciting_threshold",
     "max_ack_delay",
+    "max_worker_buffers",
     "metrics_max_connections",
     "metrics_request_deadline",
 ];
@@ -108,6 +109,7 @@ pub struct LimitsFile {
     pub admission_window: Option<i64>,
     pub ack_eliciting_threshold: Option<i64>,
     pub max_ack_delay: Option<f64>,
+    pub max_worker_buffers: Option<i64>,
     pub metrics_max_connections: Option<i64>,
     pub metrics_request_deadline: Option<f64>,
 }
@@ -142,6 +144,7 @@ pub struct Limits {
     pub admission_window: u32,
     pub ack_eliciting_threshold: u32,
     pub max_ack_delay: Duration,
+    pub max_worker_buffers: usize,
 }
 
 impl Default for Limits {
@@ -178,6 +181,7 @@ impl Limits {
             admission_window: c.admission_window,
             ack_eliciting_threshold: c.reliability.ack_eliciting_threshold,
             max_ack_delay: c.reliability.max_ack_delay,
+            max_worker_buffers: c.max_worker_buffers,
         }
     }
 
@@ -208,6 +212,7 @@ impl Limits {
         c.admission_window = self.admission_window;
         c.reliability.ack_eliciting_threshold = self.ack_eliciting_threshold;
         c.reliability.max_ack_delay = self.max_ack_delay;
+        c.max_worker_buffers = self.max_worker_buffers;
         c
     }
 }
@@ -379,6 +384,13 @@ impl LimitsFile {
             u64::from(MAX_ACK_ELICITING_THRESHOLD),
         )?;
         ack_delay(&mut l.max_ack_delay, self.max_ack_delay)?;
+        // Each buffer is at least a datagram (~1.5 KiB): 2^20 bounds them at ~1.5 GiB a shard.
+        count(
+            &mut l.max_worker_buffers,
+            self.max_worker_buffers,
+            "max_worker_buffers",
+            1 << 20,
+        )?;
         count(
             &mut metrics.max_connections,
             self.metrics_max_connections,
@@ -565,7 +577,7 @@ mod tests {
              reassembly_peer_bytes = 19000\nreassembly_timeout = 20\n\
              reassembly_max_age = 21\nmax_reassembly_ranges = 22\nmax_message_size = 2300\n\
              admission_window = 512\nack_eliciting_threshold = 10\nmax_ack_delay = 0.005\n\
-             metrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
+             max_worker_buffers = 23\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
         )
         .unwrap();
         let c = config.limits.apply(EndpointConfig::default());
@@ -622,6 +634,7 @@ mod tests {
         assert_eq!(c.admission_window, 512);
         assert_eq!(r.ack_eliciting_threshold, 10);
         assert_eq!(r.max_ack_delay, Duration::from_millis(5));
+        assert_eq!(c.max_worker_buffers, 23);
         assert_eq!(config.metrics_limits.max_connections, 24);
         assert_eq!(
             config.metrics_limits.request_deadline,

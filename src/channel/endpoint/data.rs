@@ -665,6 +665,9 @@ impl Endpoint {
             data.reliability.reclaim(&mut self.pool);
             self.take_tally(channel);
         }
+        // What the timer released (a gap given up on) reaches the application now, not when
+        // the driver next asks for packets.
+        self.deliver(now, channel);
         self.touch(channel);
     }
 
@@ -699,6 +702,8 @@ impl Endpoint {
                 change(data);
             }
         }
+        // A resumed reader gets what waited for it at once.
+        self.deliver(now, handle);
         self.touch(handle);
         self.flush(now);
     }

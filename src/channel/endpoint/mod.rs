@@ -6,7 +6,6 @@
 //! [`Endpoint::poll_event`] until it returns `None`. No socket, clock or thread lives here
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
-mod ack_batch;
 mod config;
 mod control;
 mod data;
@@ -234,10 +233,10 @@ pub struct Endpoint {
     dirty: Vec<Handle>,
     /// The dirty list being worked through, kept to reuse its memory.
     flushing: Vec<Handle>,
+    /// The peer of `flushing` whose packets `poll_transmit` builds now.
+    flush_at: usize,
     /// The channels one flush visits, kept to reuse its memory.
     visiting: Vec<Handle>,
-    /// The peers whose ACKs wait for the end of the receive batch (`ack_batch.rs`).
-    ack_batch: ack_batch::AckBatch,
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
     /// message in steady state).
     pool: BufferPool,
@@ -321,8 +320,8 @@ impl Endpoint {
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
             flushing: Vec::new(),
+            flush_at: 0,
             visiting: Vec::new(),
-            ack_batch: ack_batch::AckBatch::default(),
             pool: BufferPool::new(),
             delivery: service::DeliveryGate::default(),
             config,
@@ -596,14 +595,16 @@ impl Endpoint {
         }
     }
 
-    /// Writes the next datagram to send into `buf` (at least 1452 bytes).
+    /// Writes the next datagram to send into `buf` (at least 1452 bytes). Control datagrams
+    /// queued when the state changed go first (copied from the queue; they are small); then
+    /// the peers' data packets, each built and sealed straight into `buf`, in place, when it
+    /// is asked for: the bulk path copies no datagram, and `buf` is never cleared first.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        self.release_acks();
-        if !self.dirty.is_empty() {
-            self.flush(self.last_now);
-        }
-        let (destination, len) = self.outgoing.pop(buf)?;
+        let (destination, len) = match self.outgoing.pop(buf) {
+            Some(queued) => queued,
+            None => self.next_data_packet(buf)?,
+        };
         self.stats.add_at(self.hot.packets_sent, 1);
         self.stats.add_at(self.hot.sent_bytes, len as u64);
         self.count_sent(buf.get(..len).unwrap_or_default());

@@ -72,7 +72,7 @@ impl Endpoint {
         if let Some(&peer) = self.ids.peer(&header.sender) {
             self.mark_dirty(peer);
         }
-        self.flush_received(now);
+        self.flush(now);
         self.outgoing.finish();
         self.publish_gauges();
     }

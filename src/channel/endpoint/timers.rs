@@ -31,7 +31,6 @@ impl Endpoint {
                 TimerKey::Data(code) => self.data_timer(now, at, code),
             }
         }
-        self.release_acks();
         self.flush(now);
         self.outgoing.finish();
         self.publish_gauges();

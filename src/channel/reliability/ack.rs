@@ -6,9 +6,9 @@
 //! packet out of order at once. Both are the node's settings ([`super::ReliabilityConfig`]);
 //! the endpoint further writes at most one ACK alone per channel per receive batch.
 
+use super::ReliabilityConfig;
 use super::ranges::RangeSet;
 use super::rtt::MAX_ACK_DELAY;
-use super::{ChannelReliability, PathState, ReliabilityConfig};
 use std::time::{Duration, Instant};
 
 /// PROTOCOL.md §7.1: by default an ACK goes out at the latest after this many ack-eliciting
@@ -168,21 +168,6 @@ impl AckTracker {
         self.pending_eliciting = 0;
         self.pending_any = false;
         self.deadline = None;
-    }
-}
-
-impl ChannelReliability {
-    /// Whether [`write_frames`](Self::write_frames) would now write an ACK and nothing else:
-    /// one is due and no ack-eliciting work may leave (none, or the window or the pacer holds
-    /// it). The endpoint holds such an ACK back to the end of the receive batch, so that a
-    /// batch of packets is answered by one ACK alone, not one per threshold's worth.
-    pub fn only_ack_due(&self, now: Instant, path: &PathState) -> bool {
-        let eliciting = self.has_eliciting_work()
-            && (self.send.probes_pending > 0
-                || path
-                    .send_allowed(now, u64::from(path.current_mtu()))
-                    .is_ok());
-        self.failed.is_none() && self.ack.ack_due(now) && !eliciting
     }
 }
 
