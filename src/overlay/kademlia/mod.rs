@@ -1,0 +1,1 @@
+//! Kademlia (PROTOCOL.md §10).
