@@ -97,7 +97,8 @@ impl Envelope {
 
     /// Reads the schema; the signature is not checked here ([`verify`](Self::verify)).
     pub fn from_value(value: &Value) -> Result<Envelope, EnvelopeError> {
-        let [origin, time, op, body, signature] = value.as_array().ok_or(EnvelopeError::Malformed)?
+        let [origin, time, op, body, signature] =
+            value.as_array().ok_or(EnvelopeError::Malformed)?
         else {
             return Err(EnvelopeError::Malformed);
         };

@@ -84,8 +84,14 @@ impl RecordMeta {
     fn from_value(value: &Value) -> Result<RecordMeta, FrameError> {
         match value {
             Value::Map(entries) if entries.len() == 2 => Ok(RecordMeta {
-                version: value.get("version").and_then(Value::as_u64).ok_or(FrameError::Body)?,
-                ttl: value.get("ttl").and_then(Value::as_u64).ok_or(FrameError::Body)?,
+                version: value
+                    .get("version")
+                    .and_then(Value::as_u64)
+                    .ok_or(FrameError::Body)?,
+                ttl: value
+                    .get("ttl")
+                    .and_then(Value::as_u64)
+                    .ok_or(FrameError::Body)?,
             }),
             _ => Err(FrameError::Body),
         }

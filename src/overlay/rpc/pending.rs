@@ -44,12 +44,17 @@ impl RttEstimate {
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
-                self.rttvar = rtt / 2;
+                self.rttvar = rtt.checked_div(2).unwrap_or_default();
             }
             Some(srtt) => {
                 let delta = srtt.abs_diff(rtt);
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
-                self.srtt = Some((srtt * 7 + rtt) / 8);
+                self.rttvar = self
+                    .rttvar
+                    .saturating_mul(3)
+                    .saturating_add(delta)
+                    .checked_div(4)
+                    .unwrap_or_default();
+                self.srtt = srtt.saturating_mul(7).saturating_add(rtt).checked_div(8);
             }
         }
     }
@@ -153,6 +158,7 @@ impl<T> Pending<T> {
     }
 
     /// Takes the request a reply from `from` for `op` answers, with its round-trip time.
+    /// A reply to someone else's request, or for another opcode, leaves it in place.
     pub fn answer(
         &mut self,
         now: Instant,
@@ -165,7 +171,9 @@ impl<T> Pending<T> {
             .slab
             .get_by_code(code)
             .map_err(|_| ReplyMismatch::Unknown)?;
-        if entry.to != from || entry.op != op {
+        // A FIND_VALUE whose key the peer lacks is answered as a FIND_NODE (seed 003 §6.11.1).
+        let same_op = entry.op == op || (entry.op == Opcode::FindValue && op == Opcode::FindNode);
+        if entry.to != from || !same_op {
             return Err(ReplyMismatch::Mismatch);
         }
         let entry = self
@@ -251,11 +259,23 @@ mod tests {
         let now = Instant::now();
         let mut pending = Pending::new(1, &[3; 32]);
         pending
-            .insert(now, PeerId([1; 16]), Opcode::Ping, Duration::from_secs(1), 7)
+            .insert(
+                now,
+                PeerId([1; 16]),
+                Opcode::Ping,
+                Duration::from_secs(1),
+                7,
+            )
             .unwrap();
         assert!(
             pending
-                .insert(now, PeerId([1; 16]), Opcode::Ping, Duration::from_secs(1), 8)
+                .insert(
+                    now,
+                    PeerId([1; 16]),
+                    Opcode::Ping,
+                    Duration::from_secs(1),
+                    8
+                )
                 .is_err()
         );
         assert!(pending.expire(now).is_none());
