@@ -15,25 +15,36 @@ pub const ID_LEN: usize = 20;
 pub struct NodeId(pub [u8; ID_LEN]);
 
 impl NodeId {
-    /// XOR distance to `other`, comparable as a big-endian integer.
-    pub fn distance(&self, other: &NodeId) -> NodeId {
+    /// The id as a 128-bit high word and a 32-bit low word.
+    fn words(&self) -> (u128, u32) {
+        let [h @ .., l0, l1, l2, l3] = self.0;
+        let high: [u8; 16] = h;
+        (u128::from_be_bytes(high), u32::from_be_bytes([l0, l1, l2, l3]))
+    }
+
+    fn from_words(high: u128, low: u32) -> NodeId {
         let mut out = [0u8; ID_LEN];
-        for ((o, a), b) in out.iter_mut().zip(self.0).zip(other.0) {
-            *o = a ^ b;
-        }
+        let (h, l) = out.split_at_mut(16);
+        h.copy_from_slice(&high.to_be_bytes());
+        l.copy_from_slice(&low.to_be_bytes());
         NodeId(out)
+    }
+
+    /// XOR distance to `other`, comparable as a big-endian integer. (Whole words: lookups
+    /// compute it for every candidate of every reply.)
+    pub fn distance(&self, other: &NodeId) -> NodeId {
+        let (ah, al) = self.words();
+        let (bh, bl) = other.words();
+        NodeId::from_words(ah ^ bh, al ^ bl)
     }
 
     /// How many leading bits are zero (160 for the zero id).
     pub fn leading_zeros(&self) -> u32 {
-        let mut zeros = 0u32;
-        for byte in self.0 {
-            if byte != 0 {
-                return zeros.saturating_add(byte.leading_zeros());
-            }
-            zeros = zeros.saturating_add(8);
+        let (high, low) = self.words();
+        match high {
+            0 => 128u32.saturating_add(low.leading_zeros()),
+            _ => high.leading_zeros(),
         }
-        zeros
     }
 
     /// The bit at `index` from the most significant (0..160); false past the end.

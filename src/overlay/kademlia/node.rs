@@ -166,6 +166,8 @@ pub struct Dht {
     next_id: u64,
     pub(super) records: RecordStore,
     published: BTreeMap<Vec<u8>, Published>,
+    /// The contacts the node joined through, asked again while its table is short.
+    joined_via: Vec<Contact>,
     pub(super) custom: CustomHandlers,
     outbox: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
@@ -196,6 +198,7 @@ impl Dht {
             puts: BTreeMap::new(),
             next_id: 0,
             published: BTreeMap::new(),
+            joined_via: Vec::new(),
             custom: CustomHandlers::default(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -257,6 +260,11 @@ impl Dht {
         for contact in contacts {
             self.note_seen(now, *contact);
         }
+        self.joined_via = contacts
+            .iter()
+            .take(self.config.k)
+            .copied()
+            .collect();
         let own = self.own.id;
         self.start_lookup(now, own, Purpose::Maintain);
     }
@@ -715,6 +723,15 @@ impl Dht {
                 meta,
             };
             self.start_lookup(now, key_address(&key), purpose);
+        }
+        // A join whose replies were lost leaves a short table that nobody else may ever fill:
+        // look the own id up again, through the bootstrap contacts, until it holds k.
+        if self.table.len() < self.config.k && !self.joined_via.is_empty() {
+            for contact in self.joined_via.clone() {
+                self.note_seen(now, contact);
+            }
+            let own = self.own.id;
+            self.start_lookup(now, own, Purpose::Maintain);
         }
         if let Some(refresh) = self.config.refresh
             && let Some(before) = now.checked_sub(refresh)

@@ -237,9 +237,18 @@ impl RoutingTable {
 
     /// Up to `n` contacts closest to `target`, closest first.
     pub fn closest(&self, target: &NodeId, n: usize) -> Vec<Contact> {
-        let mut all: Vec<&Entry> = self.buckets.iter().flat_map(|b| &b.entries).collect();
-        all.sort_by_key(|e| e.contact.id.distance(target));
-        all.into_iter().take(n).map(|e| e.contact).collect()
+        let mut all: Vec<(NodeId, &Contact)> = self
+            .buckets
+            .iter()
+            .flat_map(|b| &b.entries)
+            .map(|e| (e.contact.id.distance(target), &e.contact))
+            .collect();
+        if all.len() > n && n > 0 {
+            all.select_nth_unstable_by_key(n.saturating_sub(1), |(d, _)| *d);
+            all.truncate(n);
+        }
+        all.sort_unstable_by_key(|(d, _)| *d);
+        all.into_iter().take(n).map(|(_, c)| *c).collect()
     }
 
     /// Contacts held.
