@@ -157,7 +157,7 @@ pub(crate) fn network(
     for i in 0..n {
         let own = contact(seed, i);
         let mut dht_seed = [0u8; 32];
-        SimRng::derive(seed, 0xd47_5eed ^ i as u64).fill(&mut dht_seed);
+        SimRng::derive(seed, 0x0d47_5eed ^ i as u64).fill(&mut dht_seed);
         let node = OverlayNode {
             dht: Dht::new(config(i), own, dht_seed),
             silent: false,
@@ -173,7 +173,7 @@ pub(crate) fn network(
 /// Joins every node: node 0 starts alone, node `i` bootstraps from a random earlier node,
 /// one every `spacing`; then the network settles for `settle`.
 pub(crate) fn join_all(net: &mut Network<OverlayNode>, seed: u64, spacing: Duration, settle: Duration) {
-    let mut rng = SimRng::derive(seed, 0x701_4);
+    let mut rng = SimRng::derive(seed, 0x7014);
     let n = net.len();
     for i in 1..n {
         let via = (rng.next_u64() % i as u64) as usize;
@@ -183,21 +183,4 @@ pub(crate) fn join_all(net: &mut Network<OverlayNode>, seed: u64, spacing: Durat
         net.drive_for(spacing);
     }
     net.drive_for(settle);
-}
-
-/// Steps until `done` holds for node `id`'s events, at most `limit` of virtual time.
-pub(crate) fn run_until_event(
-    net: &mut Network<OverlayNode>,
-    limit: Duration,
-    mut done: impl FnMut(&[Event]) -> bool,
-    id: SimId,
-) -> bool {
-    let deadline = net.now() + limit;
-    while net.now() < deadline {
-        if done(&net.node(id).events) {
-            return true;
-        }
-        net.drive_for(Duration::from_millis(50));
-    }
-    done(&net.node(id).events)
 }
