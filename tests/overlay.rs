@@ -5,5 +5,7 @@ mod sim;
 
 #[path = "overlay/harness.rs"]
 mod harness;
+#[path = "overlay/rpc.rs"]
+mod rpc;
 #[path = "overlay/scale.rs"]
 mod scale;

@@ -19,7 +19,10 @@ impl NodeId {
     fn words(&self) -> (u128, u32) {
         let [h @ .., l0, l1, l2, l3] = self.0;
         let high: [u8; 16] = h;
-        (u128::from_be_bytes(high), u32::from_be_bytes([l0, l1, l2, l3]))
+        (
+            u128::from_be_bytes(high),
+            u32::from_be_bytes([l0, l1, l2, l3]),
+        )
     }
 
     fn from_words(high: u128, low: u32) -> NodeId {

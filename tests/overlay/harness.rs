@@ -31,9 +31,7 @@ pub(crate) struct OverlayNode {
 
 impl OverlayNode {
     fn wall(&self, now: Instant) -> u64 {
-        WALL_START
-            + now.saturating_duration_since(self.epoch).as_secs()
-            + self.wall_offset
+        WALL_START + now.saturating_duration_since(self.epoch).as_secs() + self.wall_offset
     }
 
     /// Wall time at `now`.
@@ -172,7 +170,12 @@ pub(crate) fn network(
 
 /// Joins every node: node 0 starts alone, node `i` bootstraps from a random earlier node,
 /// one every `spacing`; then the network settles for `settle`.
-pub(crate) fn join_all(net: &mut Network<OverlayNode>, seed: u64, spacing: Duration, settle: Duration) {
+pub(crate) fn join_all(
+    net: &mut Network<OverlayNode>,
+    seed: u64,
+    spacing: Duration,
+    settle: Duration,
+) {
     let mut rng = SimRng::derive(seed, 0x7014);
     let n = net.len();
     for i in 1..n {

@@ -17,7 +17,11 @@ const KEYS: usize = 40;
 fn nodes() -> usize {
     std::env::var("WEFT_OVERLAY_NODES")
         .ok()
-        .map(|n| n.trim().parse().expect("WEFT_OVERLAY_NODES must be a number"))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("WEFT_OVERLAY_NODES must be a number")
+        })
         .unwrap_or(1000)
 }
 
@@ -49,7 +53,12 @@ fn every_stored_key_is_found_within_log2_n_hops_at_1000_nodes() {
         let n = nodes();
         let mut net = network(seed, n, lossy_link(), |_| sim_config());
         let clock = std::time::Instant::now();
-        join_all(&mut net, seed, Duration::from_millis(20), Duration::from_secs(5));
+        join_all(
+            &mut net,
+            seed,
+            Duration::from_millis(20),
+            Duration::from_secs(5),
+        );
         eprintln!("joined in {:?} (real time)", clock.elapsed());
 
         let mut rng = SimRng::derive(seed, 0x5ca1e);
@@ -100,7 +109,9 @@ fn every_stored_key_is_found_within_log2_n_hops_at_1000_nodes() {
             let who = pick(&mut rng);
             let now = net.now();
             let k = format!("key-{key}").into_bytes();
-            net.node_mut(SimId(who)).dht.get(now, &k, 1_000 + key as u64);
+            net.node_mut(SimId(who))
+                .dht
+                .get(now, &k, 1_000 + key as u64);
             askers.push(who);
         }
         net.drive_for(Duration::from_secs(30));

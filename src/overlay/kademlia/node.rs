@@ -260,11 +260,7 @@ impl Dht {
         for contact in contacts {
             self.note_seen(now, *contact);
         }
-        self.joined_via = contacts
-            .iter()
-            .take(self.config.k)
-            .copied()
-            .collect();
+        self.joined_via = contacts.iter().take(self.config.k).copied().collect();
         let own = self.own.id;
         self.start_lookup(now, own, Purpose::Maintain);
     }

@@ -91,9 +91,17 @@ impl RecordStore {
             next_replicate: wall.saturating_add(replicate),
             bytes,
         };
+        let mut record = record;
         let freed = match self.records.get(key) {
             Some(old) if old.version > meta.version => return Err(StoreError::Older),
-            Some(old) => old.bytes,
+            Some(old) => {
+                // The same version from a replica that counts its TTL down must not cut short
+                // what the publisher just refreshed.
+                if old.version == meta.version {
+                    record.expires = record.expires.max(old.expires);
+                }
+                old.bytes
+            }
             None if self.records.len() >= self.max_records => return Err(StoreError::Full),
             None => 0,
         };
@@ -102,6 +110,7 @@ impl RecordStore {
             return Err(StoreError::Full);
         }
         self.bytes = total;
+        let ttl = record.expires.saturating_sub(wall);
         self.records.insert(key.to_vec(), record);
         Ok(RecordMeta {
             version: meta.version,
