@@ -5,6 +5,8 @@ mod sim;
 
 #[path = "overlay/harness.rs"]
 mod harness;
+#[path = "overlay/props.rs"]
+mod props;
 #[path = "overlay/rpc.rs"]
 mod rpc;
 #[path = "overlay/scale.rs"]
