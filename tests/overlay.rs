@@ -7,6 +7,8 @@ mod sim;
 mod harness;
 #[path = "overlay/props.rs"]
 mod props;
+#[path = "overlay/records.rs"]
+mod records;
 #[path = "overlay/rpc.rs"]
 mod rpc;
 #[path = "overlay/scale.rs"]

@@ -376,6 +376,7 @@ impl Dht {
     }
 
     fn start_lookup(&mut self, now: Instant, target: NodeId, purpose: Purpose) {
+        self.arm(now);
         if self.lookups.len() >= self.config.max_lookups {
             self.stats.add(
                 "weft_overlay_dropped_total",
@@ -537,8 +538,17 @@ impl Dht {
         }
     }
 
+    /// Starts the maintenance timer on the node's first input: a node that only answers
+    /// still expires and replicates what it holds.
+    fn arm(&mut self, now: Instant) {
+        if self.next_maintenance.is_none() {
+            self.next_maintenance = now.checked_add(MAINTENANCE);
+        }
+    }
+
     /// Feeds one frame that arrived from `from`.
     pub fn handle(&mut self, now: Instant, wall: u64, from: Sender, bytes: &[u8]) {
+        self.arm(now);
         let frame = match Frame::parse(bytes, &self.config.frame) {
             Ok(frame) => frame,
             Err(error) => {

@@ -173,6 +173,11 @@ impl RecordStore {
             .min()
     }
 
+    /// Every record, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Record)> {
+        self.records.iter().map(|(k, r)| (k.as_slice(), r))
+    }
+
     /// Records held.
     pub fn len(&self) -> usize {
         self.records.len()
