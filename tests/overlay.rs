@@ -13,3 +13,5 @@ mod records;
 mod rpc;
 #[path = "overlay/scale.rs"]
 mod scale;
+#[path = "overlay/vectors.rs"]
+mod vectors;
