@@ -3,8 +3,8 @@
 //! makes a parser panic; whatever parses re-encodes to exactly the bytes it came from.
 
 use proptest::prelude::*;
-use weft::overlay::envelope::Envelope;
 use weft::overlay::id::{Contact, NodeId};
+use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{
     Body, ConnectionOpt, Frame, FrameLimits, Limits, Opcode, RecordMeta, Reply, ReplyBody, Request,
     Subnet, Value,

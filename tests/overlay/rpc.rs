@@ -6,9 +6,9 @@
 use super::harness::contact;
 use ed25519_dalek::SigningKey;
 use std::time::{Duration, Instant};
-use weft::overlay::envelope::Envelope;
 use weft::overlay::id::{Contact, key_address};
 use weft::overlay::kademlia::{Dht, Event, KademliaConfig, NOT_SERVED, Sender};
+use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{
     Body, ConnectionOpt, Frame, Opcode, RecordMeta, Reply, ReplyBody, Request, Value,
 };

@@ -4,9 +4,9 @@
 
 use ed25519_dalek::SigningKey;
 use std::net::SocketAddr;
-use weft::overlay::envelope::Envelope;
 use weft::overlay::id::{Contact, NodeId};
 use weft::overlay::kademlia::{KademliaConfig, NOT_SERVED};
+use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{
     Body, ConnectionOpt, Frame, FrameLimits, Opcode, RecordMeta, Reply, ReplyBody, Request, Value,
 };

@@ -3,9 +3,9 @@
 //! every opcode's args and items). Parsing goes bytes → [`Value`] (size bound first) → typed
 //! frame, and never panics on what a peer sent.
 
+use super::envelope::Envelope;
 use super::opcode::Opcode;
 use super::value::{Limits, Value, ValueError};
-use crate::overlay::envelope::Envelope;
 use crate::overlay::id::{Contact, NodeId, addr_from_bytes, addr_to_bytes, key_address};
 use crate::wire::PeerId;
 

@@ -3,7 +3,7 @@
 //! the signature by the origin's key over the canonical msgpack of the first four, after a
 //! domain separation prefix. A relay cannot alter any of them without the signature failing.
 
-use super::rpc::{Opcode, Value};
+use super::{Opcode, Value};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 /// What the signature covers, before the msgpack of `[pk, time, op, body]`.
