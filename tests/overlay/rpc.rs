@@ -81,15 +81,45 @@ fn dropped(dht: &Dht, reason: &str) -> u64 {
         .sum()
 }
 
+/// Asserts `reply` is a NACK whose one item is `reason`.
+fn assert_nacked(reply: &Reply, reason: &str) {
+    assert!(!reply.ack, "{reply:?} was acknowledged");
+    assert_eq!(
+        reply.body,
+        ReplyBody::Items(vec![Value::Str(reason.into())])
+    );
+}
+
+/// A fresh node and, already in its hand, a peer that asks it things.
+fn served() -> (Instant, Dht, Sender) {
+    (Instant::now(), node(1, config()), from(&contact(7, 2)))
+}
+
 fn request(op: Opcode, id: u32, body: Body) -> Vec<u8> {
     Request { op, id, body }.encode()
 }
 
+/// A STORE of nil under `k` for a minute.
+fn store_nil(id: u32) -> Vec<u8> {
+    let meta = RecordMeta {
+        version: 0,
+        ttl: 60,
+    };
+    let key = b"k".to_vec();
+    request(
+        Opcode::Store,
+        id,
+        Body::Store {
+            key,
+            value: Value::Nil,
+            meta,
+        },
+    )
+}
+
 #[test]
 fn opcodes_not_served_yet_are_nacked() {
-    let now = Instant::now();
-    let mut b = node(1, config());
-    let asker = from(&contact(7, 2));
+    let (now, mut b, asker) = served();
     let key = SigningKey::from_bytes(&[9; 32]);
     let k = b"k".to_vec();
     let cases = [
@@ -137,20 +167,14 @@ fn opcodes_not_served_yet_are_nacked() {
     for (id, (op, body)) in cases.into_iter().enumerate() {
         let reply = ask(&mut b, now, asker, &request(op, id as u32, body))
             .unwrap_or_else(|| panic!("{op:?} got no answer"));
-        assert!(!reply.ack, "{op:?} was acknowledged");
         assert_eq!((reply.id, reply.op), (id as u32, op));
-        assert_eq!(
-            reply.body,
-            ReplyBody::Items(vec![Value::Str(NOT_SERVED.into())])
-        );
+        assert_nacked(&reply, NOT_SERVED);
     }
 }
 
 #[test]
 fn forged_envelopes_and_bad_frames_are_dropped_and_counted() {
-    let now = Instant::now();
-    let mut b = node(1, config());
-    let asker = from(&contact(7, 2));
+    let (now, mut b, asker) = served();
     let key = SigningKey::from_bytes(&[9; 32]);
     let mut forged = Envelope::sign(&key, 5, Opcode::Shout, Value::Str("a".into()));
     forged.body = Value::Str("b".into());
@@ -180,18 +204,7 @@ fn forged_envelopes_and_bad_frames_are_dropped_and_counted() {
         );
     }
     // A STORE whose address is not its key's.
-    let mut store = request(
-        Opcode::Store,
-        2,
-        Body::Store {
-            key: b"k".to_vec(),
-            value: Value::Nil,
-            meta: RecordMeta {
-                version: 0,
-                ttl: 60,
-            },
-        },
-    );
+    let mut store = store_nil(2);
     let address = key_address(b"k").0;
     let at = store.windows(20).position(|w| w == address).unwrap();
     store[at] ^= 1;
@@ -239,19 +252,13 @@ fn custom_handlers_answer_by_name() {
         let Event::Reply { reply, .. } = event else {
             panic!("{event:?}")
         };
-        assert!(!reply.ack);
-        assert_eq!(
-            reply.body,
-            ReplyBody::Items(vec![Value::Str(reason.into())])
-        );
+        assert_nacked(reply, reason);
     }
 }
 
 #[test]
 fn connection_options_accept_what_is_built_and_a_stranger_is_disconnected() {
-    let now = Instant::now();
-    let mut b = node(1, config());
-    let asker = from(&contact(7, 2));
+    let (now, mut b, asker) = served();
     let opt = |id, opt| request(Opcode::SetConnectionOpt, id, Body::SetConnectionOpt(opt));
     assert!(
         ask(&mut b, now, asker, &opt(1, ConnectionOpt::Compression(0)))
@@ -346,27 +353,14 @@ fn a_client_is_answered_but_stays_out_of_tables() {
     );
     assert_eq!(client.table().len(), 1);
     // A client refuses to hold records for others.
-    let store = request(
-        Opcode::Store,
-        5,
-        Body::Store {
-            key: b"k".to_vec(),
-            value: Value::Nil,
-            meta: RecordMeta {
-                version: 0,
-                ttl: 60,
-            },
-        },
-    );
+    let store = store_nil(5);
     let reply = ask(&mut client, now, sender(&server), &store).unwrap();
     assert!(!reply.ack);
 }
 
 #[test]
 fn store_then_find_value() {
-    let now = Instant::now();
-    let mut b = node(1, config());
-    let asker = from(&contact(7, 2));
+    let (now, mut b, asker) = served();
     let store = request(
         Opcode::Store,
         1,

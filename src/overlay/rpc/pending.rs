@@ -258,26 +258,12 @@ mod tests {
     fn requests_expire_at_their_deadline() {
         let now = Instant::now();
         let mut pending = Pending::new(1, &[3; 32]);
-        pending
-            .insert(
-                now,
-                PeerId([1; 16]),
-                Opcode::Ping,
-                Duration::from_secs(1),
-                7,
-            )
-            .unwrap();
-        assert!(
-            pending
-                .insert(
-                    now,
-                    PeerId([1; 16]),
-                    Opcode::Ping,
-                    Duration::from_secs(1),
-                    8
-                )
-                .is_err()
-        );
+        let mut insert = |tag| {
+            let timeout = Duration::from_secs(1);
+            pending.insert(now, PeerId([1; 16]), Opcode::Ping, timeout, tag)
+        };
+        assert!(insert(7).is_ok());
+        assert!(insert(8).is_err(), "past the table's limit");
         assert!(pending.expire(now).is_none());
         let expired = pending.expire(now + Duration::from_secs(1)).unwrap();
         assert_eq!(expired.tag, 7);
