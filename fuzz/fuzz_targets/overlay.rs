@@ -6,22 +6,30 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Instant;
-use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::id::{Contact, NodeId};
 use weft::overlay::kademlia::{Dht, KademliaConfig, Sender};
+use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{Frame, FrameLimits, Limits, Value};
 use weft::wire::PeerId;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(value) = Value::decode(data, Limits::default()) {
-        assert_eq!(value.encode(), data, "a decoded value re-encodes to its bytes");
+        assert_eq!(
+            value.encode(),
+            data,
+            "a decoded value re-encodes to its bytes"
+        );
         if let Ok(envelope) = Envelope::from_value(&value) {
             let _ = envelope.verify();
         }
     }
     let limits = FrameLimits::default();
     if let Ok(frame) = Frame::parse(data, &limits) {
-        assert_eq!(frame.encode(), data, "a parsed frame re-encodes to its bytes");
+        assert_eq!(
+            frame.encode(),
+            data,
+            "a parsed frame re-encodes to its bytes"
+        );
     }
     let own = Contact {
         id: NodeId([1; 20]),
@@ -36,6 +44,9 @@ fuzz_target!(|data: &[u8]| {
     };
     dht.handle(Instant::now(), 1_800_000_000, from, data);
     while let Some(transmit) = dht.poll_transmit() {
-        assert!(Frame::parse(&transmit.bytes, &limits).is_ok(), "the node's answer parses");
+        assert!(
+            Frame::parse(&transmit.bytes, &limits).is_ok(),
+            "the node's answer parses"
+        );
     }
 });
