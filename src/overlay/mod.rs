@@ -1,3 +1,13 @@
-//! Overlay (PROTOCOL.md §10): Kademlia DHT, flooding and routed messages.
+//! Overlay (PROTOCOL.md §10, seed 003): the RPC layer and a Kademlia DHT, sans-IO.
 //!
-//! Empty until its issue lands; the layer exists so the module tree mirrors PROTOCOL.md §1.
+//! [`rpc`] frames and parses every opcode's msgpack body, and signs and checks what is
+//! relayed (`rpc::envelope`); [`id`] holds node ids and contacts; [`kademlia`] is the DHT as a
+//! state machine fed `(now, wall, from, bytes)` and polled for `(to, bytes)`, its timeout and
+//! its events. A worker on the service seam will carry it
+//! over one reliable channel per peer; until then the simulator (`tests/overlay/`) drives it.
+//! What is built and what is not: `docs/OVERLAY.md`.
+#![deny(clippy::arithmetic_side_effects)]
+
+pub mod id;
+pub mod kademlia;
+pub mod rpc;

@@ -1,0 +1,107 @@
+//! The DHT's settings (PROTOCOL.md §10 defaults).
+
+use crate::overlay::rpc::{FrameLimits, Subnet, TimeoutConfig};
+use std::time::Duration;
+
+/// Everything a [`super::Dht`] is configured with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KademliaConfig {
+    /// Bucket size and replication factor (k = 20).
+    pub k: usize,
+    /// Requests in flight per lookup (α = 3).
+    pub alpha: usize,
+    /// Bits of a node id considered (τ = 160, at most 160).
+    pub tau: u32,
+    /// Bits of an extended address, the Ed25519 key (β = 256); carried in the subnet descriptor.
+    pub beta: u32,
+    /// Self-initiated connections (ℓ = 8); carried in the subnet descriptor.
+    pub ell: usize,
+    /// Most contacts of one /24 (IPv4) or /64 (IPv6) per bucket, against eclipse attacks
+    /// (discv5's rule: 2); `None` turns the rule off (loopback tests, `weft demo`).
+    pub per_subnet_cap: Option<usize>,
+    /// Client mode: queries, but tells peers no node id, so it stays out of their tables.
+    pub client: bool,
+    /// How request timeouts follow round-trip times.
+    pub timeouts: TimeoutConfig,
+    /// Bounds on incoming frames (their `max_contacts` is raised to at least k).
+    pub frame: FrameLimits,
+    /// Most requests in flight at once (the node's budget for them).
+    pub max_pending: usize,
+    /// Most lookups at once.
+    pub max_lookups: usize,
+    /// Consecutive timeouts after which a contact leaves its bucket.
+    pub max_failures: u32,
+    /// How long a record lives without being stored again (48 h).
+    pub record_ttl: Duration,
+    /// How often the original publisher stores its records again (22 h).
+    pub republish: Duration,
+    /// How often a replica passes its records on to the k closest (1 h).
+    pub replicate: Duration,
+    /// A bucket that saw no lookup this long gets one (5 min); `None`: never.
+    pub refresh: Option<Duration>,
+    /// Most records held for others.
+    pub max_records: usize,
+    /// Most bytes of records held for others (keys and encoded values).
+    pub max_record_bytes: usize,
+    /// Largest encoded value accepted in a STORE.
+    pub max_value: usize,
+    /// The transport named in the subnet descriptor.
+    pub transport: String,
+    /// The network's description in the subnet descriptor.
+    pub network: String,
+}
+
+impl Default for KademliaConfig {
+    fn default() -> KademliaConfig {
+        KademliaConfig {
+            k: 20,
+            alpha: 3,
+            tau: 160,
+            beta: 256,
+            ell: 8,
+            per_subnet_cap: Some(2),
+            client: false,
+            timeouts: TimeoutConfig::default(),
+            frame: FrameLimits::default(),
+            max_pending: 4096,
+            max_lookups: 256,
+            max_failures: 2,
+            record_ttl: Duration::from_secs(48 * 3600),
+            republish: Duration::from_secs(22 * 3600),
+            replicate: Duration::from_secs(3600),
+            refresh: Some(Duration::from_secs(300)),
+            max_records: 100_000,
+            max_record_bytes: 256 * 1024 * 1024,
+            max_value: 16 * 1024,
+            transport: "weft/udp".to_owned(),
+            network: "weft".to_owned(),
+        }
+    }
+}
+
+impl KademliaConfig {
+    /// The subnet descriptor `[k, α, τ, β, ℓ, transport, network]` (seed 003 §3.3.3).
+    pub fn subnet(&self) -> Subnet {
+        Subnet {
+            k: self.k as u64,
+            alpha: self.alpha as u64,
+            tau: u64::from(self.tau),
+            beta: u64::from(self.beta),
+            ell: self.ell as u64,
+            transport: self.transport.clone(),
+            description: self.network.clone(),
+        }
+    }
+
+    /// The settings with every number brought into its meaningful range.
+    pub(crate) fn sanitised(mut self) -> KademliaConfig {
+        self.k = self.k.max(1);
+        self.alpha = self.alpha.max(1);
+        self.tau = self.tau.clamp(1, 160);
+        self.max_pending = self.max_pending.max(1);
+        self.max_lookups = self.max_lookups.max(1);
+        self.max_failures = self.max_failures.max(1);
+        self.frame.max_contacts = self.frame.max_contacts.max(self.k);
+        self
+    }
+}

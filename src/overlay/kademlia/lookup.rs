@@ -1,0 +1,301 @@
+//! One α-parallel iterative lookup (Kademlia §2.3): a shortlist ordered by XOR distance to the
+//! target, at most α requests in flight, done when the k closest contacts not known to have
+//! failed have all answered, or, for FIND_VALUE, as soon as one returns the value. Depth is the
+//! longest chain of dependent requests: a contact from the node's own table is at depth 1, one
+//! learned from a reply to a request at depth d is at d + 1.
+
+use crate::overlay::id::{Contact, NodeId};
+use crate::overlay::rpc::{RecordMeta, Value};
+use std::time::Instant;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum State {
+    Waiting,
+    InFlight,
+    Answered,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    contact: Contact,
+    distance: NodeId,
+    state: State,
+    depth: u32,
+}
+
+/// A value a lookup found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    /// The value.
+    pub value: Value,
+    /// Its metadata.
+    pub meta: RecordMeta,
+    /// Who returned it.
+    pub from: NodeId,
+}
+
+/// The lookup's state.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    target: NodeId,
+    own: NodeId,
+    candidates: Vec<Candidate>,
+    in_flight: usize,
+    found: Option<Found>,
+    max_depth: u32,
+    requests: u32,
+    started: Instant,
+}
+
+impl Lookup {
+    /// A lookup of `target` starting from `seeds` (the node's own closest contacts).
+    pub fn new(target: NodeId, own: NodeId, seeds: &[Contact], started: Instant) -> Lookup {
+        let mut lookup = Lookup {
+            target,
+            own,
+            candidates: Vec::new(),
+            in_flight: 0,
+            found: None,
+            max_depth: 0,
+            requests: 0,
+            started,
+        };
+        for seed in seeds {
+            lookup.offer(*seed, 1, usize::MAX);
+        }
+        lookup
+    }
+
+    fn offer(&mut self, contact: Contact, depth: u32, keep: usize) {
+        if contact.id == self.own {
+            return;
+        }
+        if let Some(known) = self
+            .candidates
+            .iter_mut()
+            .find(|c| c.contact.id == contact.id)
+        {
+            known.depth = known.depth.min(depth);
+            return;
+        }
+        let distance = contact.id.distance(&self.target);
+        let at = self.candidates.partition_point(|c| c.distance <= distance);
+        if at >= keep {
+            return;
+        }
+        self.candidates.insert(
+            at,
+            Candidate {
+                contact,
+                distance,
+                state: State::Waiting,
+                depth,
+            },
+        );
+        // Bounded shortlist: contacts that wait past `keep` are never reached anyway, unless
+        // requests fail, so the far end that was never asked goes.
+        while self.candidates.len() > keep {
+            match self
+                .candidates
+                .iter()
+                .rposition(|c| c.state == State::Waiting)
+            {
+                Some(last) if last >= keep => {
+                    self.candidates.remove(last);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// The next contact to ask, when fewer than `alpha` are in flight and one of the `k`
+    /// closest live candidates has not been asked; returns it with its depth.
+    pub fn next_query(&mut self, alpha: usize, k: usize) -> Option<(Contact, u32)> {
+        if self.found.is_some() || self.in_flight >= alpha {
+            return None;
+        }
+        let candidate = self
+            .candidates
+            .iter_mut()
+            .filter(|c| c.state != State::Failed)
+            .take(k)
+            .find(|c| c.state == State::Waiting)?;
+        candidate.state = State::InFlight;
+        self.in_flight = self.in_flight.saturating_add(1);
+        self.requests = self.requests.saturating_add(1);
+        self.max_depth = self.max_depth.max(candidate.depth);
+        Some((candidate.contact, candidate.depth))
+    }
+
+    fn settle(&mut self, from: &NodeId, state: State) -> Option<u32> {
+        let candidate = self
+            .candidates
+            .iter_mut()
+            .find(|c| c.contact.id == *from && c.state == State::InFlight)?;
+        candidate.state = state;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        Some(candidate.depth)
+    }
+
+    /// `from` answered with `contacts`; the shortlist keeps the closest `3k`.
+    pub fn on_nodes(&mut self, from: &NodeId, contacts: &[Contact], k: usize) {
+        let Some(depth) = self.settle(from, State::Answered) else {
+            return;
+        };
+        let keep = k.saturating_mul(3);
+        for contact in contacts {
+            self.offer(*contact, depth.saturating_add(1), keep);
+        }
+    }
+
+    /// `from` returned the value.
+    pub fn on_found(&mut self, from: &NodeId, value: Value, meta: RecordMeta) {
+        if self.settle(from, State::Answered).is_some() && self.found.is_none() {
+            self.found = Some(Found {
+                value,
+                meta,
+                from: *from,
+            });
+        }
+    }
+
+    /// `from` failed (timeout, NACK, a reply that did not parse).
+    pub fn on_failed(&mut self, from: &NodeId) {
+        self.settle(from, State::Failed);
+    }
+
+    /// True once nothing more will be asked: the value was found, or no request is in flight
+    /// and none of the k closest live candidates waits.
+    pub fn is_done(&self, k: usize) -> bool {
+        if self.found.is_some() {
+            return true;
+        }
+        self.in_flight == 0
+            && !self
+                .candidates
+                .iter()
+                .filter(|c| c.state != State::Failed)
+                .take(k)
+                .any(|c| c.state == State::Waiting)
+    }
+
+    /// The value, once found.
+    pub fn found(&self) -> Option<&Found> {
+        self.found.as_ref()
+    }
+
+    /// Up to `k` closest contacts that answered, closest first.
+    pub fn closest_answered(&self, k: usize) -> Vec<Contact> {
+        self.candidates
+            .iter()
+            .filter(|c| c.state == State::Answered)
+            .take(k)
+            .map(|c| c.contact)
+            .collect()
+    }
+
+    /// The closest contact that answered without the value (where a found record is cached).
+    pub fn closest_without_value(&self) -> Option<Contact> {
+        let holder = self.found.as_ref().map(|f| f.from);
+        self.candidates
+            .iter()
+            .find(|c| c.state == State::Answered && Some(c.contact.id) != holder)
+            .map(|c| c.contact)
+    }
+
+    /// The longest chain of dependent requests so far.
+    pub fn depth(&self) -> u32 {
+        self.max_depth
+    }
+
+    /// Requests sent so far.
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// When it started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// What it looks for.
+    pub fn target(&self) -> NodeId {
+        self.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::PeerId;
+    use std::net::SocketAddr;
+
+    fn contact(n: u8) -> Contact {
+        let mut id = [0u8; 20];
+        id[0] = n;
+        Contact {
+            id: NodeId(id),
+            peer: PeerId([n; 16]),
+            addr: SocketAddr::from(([10, 0, 0, n], 7000)),
+        }
+    }
+
+    #[test]
+    fn alpha_bounds_the_requests_in_flight_and_depth_grows_per_hop() {
+        let own = contact(200).id;
+        let target = NodeId([0; 20]);
+        let seeds: Vec<_> = (100..110).map(contact).collect();
+        let mut lookup = Lookup::new(target, own, &seeds, Instant::now());
+        let first: Vec<_> = std::iter::from_fn(|| lookup.next_query(3, 20)).collect();
+        assert_eq!(first.len(), 3);
+        assert_eq!(first[0].0.id, contact(100).id);
+        // The closest answers with closer contacts: they are asked next, one hop deeper.
+        lookup.on_nodes(&first[0].0.id, &[contact(1), contact(2)], 20);
+        let (next, depth) = lookup.next_query(3, 20).unwrap();
+        assert_eq!((next.id, depth), (contact(1).id, 2));
+        assert_eq!(lookup.depth(), 2);
+    }
+
+    #[test]
+    fn done_when_the_k_closest_answered_or_failed() {
+        let own = contact(200).id;
+        let seeds: Vec<_> = (1..=4).map(contact).collect();
+        let mut lookup = Lookup::new(NodeId([0; 20]), own, &seeds, Instant::now());
+        while let Some((c, _)) = lookup.next_query(3, 2) {
+            if c.id == contact(1).id {
+                lookup.on_failed(&c.id);
+            } else {
+                lookup.on_nodes(&c.id, &[], 2);
+            }
+        }
+        assert!(lookup.is_done(2));
+        let answered: Vec<_> = lookup.closest_answered(2).iter().map(|c| c.id).collect();
+        assert_eq!(answered, [contact(2).id, contact(3).id]);
+        assert_eq!(lookup.requests(), 3);
+    }
+
+    #[test]
+    fn a_found_value_stops_the_lookup() {
+        let seeds: Vec<_> = (1..=5).map(contact).collect();
+        let mut lookup = Lookup::new(NodeId([0; 20]), contact(200).id, &seeds, Instant::now());
+        let (c, _) = lookup.next_query(3, 20).unwrap();
+        let meta = RecordMeta {
+            version: 1,
+            ttl: 10,
+        };
+        lookup.on_found(&c.id, Value::UInt(7), meta);
+        assert!(lookup.is_done(20));
+        assert!(lookup.next_query(3, 20).is_none());
+        assert_eq!(lookup.found().unwrap().value, Value::UInt(7));
+    }
+
+    #[test]
+    fn a_reply_from_someone_not_asked_is_ignored() {
+        let seeds: Vec<_> = (1..=5).map(contact).collect();
+        let mut lookup = Lookup::new(NodeId([0; 20]), contact(200).id, &seeds, Instant::now());
+        lookup.on_nodes(&contact(4).id, &[contact(9)], 20);
+        assert_eq!(lookup.requests(), 0);
+        assert_eq!(lookup.closest_answered(20), []);
+    }
+}

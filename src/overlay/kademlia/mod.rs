@@ -1,0 +1,17 @@
+//! Kademlia (PROTOCOL.md §10), sans-IO: the routing table ([`table`]), one iterative lookup
+//! ([`lookup`]), the records held for others ([`store`]), the settings ([`config`]) and the
+//! node that ties them to the RPC layer ([`node`], answering in `serve.rs`).
+
+pub mod config;
+pub mod lookup;
+pub mod node;
+mod serve;
+pub mod store;
+pub mod table;
+
+pub use config::KademliaConfig;
+pub use lookup::Found;
+pub use node::{Dht, Event, LookupResult, Sender, Transmit};
+pub use serve::NOT_SERVED;
+pub use store::{RecordStore, StoreError};
+pub use table::{RoutingTable, Seen};

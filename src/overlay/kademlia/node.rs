@@ -1,0 +1,797 @@
+//! The DHT as one sans-IO state machine (STYLE.md 2). A driver feeds it what arrives
+//! ([`Dht::handle`]) and its timers ([`Dht::handle_timeout`]), then takes what it sends
+//! ([`Dht::poll_transmit`]), its next deadline ([`Dht::poll_timeout`]) and its events
+//! ([`Dht::poll_event`]), in that order after each input. Monotonic time (`now`) drives request
+//! timeouts; wall-clock time (`wall`, seconds since the Unix epoch) drives record expiry and
+//! republishing. Neither is read here.
+
+use super::config::KademliaConfig;
+use super::lookup::{Found, Lookup};
+use super::store::RecordStore;
+use super::table::{RoutingTable, Seen};
+use crate::overlay::id::{Contact, NodeId, key_address};
+use crate::overlay::rpc::{
+    Body, CustomHandlers, Frame, Handler, Opcode, Pending, RecordMeta, Reply, ReplyBody, Request,
+    Value,
+};
+use crate::stats::Stats;
+use crate::wire::PeerId;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Who sent what [`Dht::handle`] is fed, as the layer below proves it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Sender {
+    /// Its peer id, proven by its session.
+    pub peer: PeerId,
+    /// Where it sent from.
+    pub addr: SocketAddr,
+    /// Its node id when it has a certified one; `None` for a client, which stays out of the
+    /// routing table (certification: the consensus issue's certificate is checked before a
+    /// driver passes `Some`).
+    pub node: Option<NodeId>,
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The peer it is for.
+    pub peer: PeerId,
+    /// Where it is.
+    pub addr: SocketAddr,
+    /// The frame.
+    pub bytes: Vec<u8>,
+}
+
+/// What a lookup found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LookupResult {
+    /// The value, for a FIND_VALUE that found it.
+    pub found: Option<Found>,
+    /// The closest contacts that answered.
+    pub closest: Vec<Contact>,
+    /// The longest chain of dependent requests.
+    pub depth: u32,
+    /// Requests sent.
+    pub requests: u32,
+    /// From start to finish.
+    pub elapsed: Duration,
+}
+
+/// Something the application asked for has finished, or a peer must be dropped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A [`Dht::get`] or [`Dht::find_node`] finished.
+    Lookup {
+        /// The caller's token.
+        token: u64,
+        /// What it found.
+        result: LookupResult,
+    },
+    /// A [`Dht::put`] finished.
+    Put {
+        /// The caller's token.
+        token: u64,
+        /// How many of the k closest acknowledged the STORE.
+        stored: usize,
+        /// The depth of its FIND_NODE.
+        depth: u32,
+        /// From start to the last answer.
+        elapsed: Duration,
+    },
+    /// A [`Dht::request`] was answered.
+    Reply {
+        /// The caller's token.
+        token: u64,
+        /// The reply.
+        reply: Reply,
+    },
+    /// A [`Dht::request`] timed out.
+    TimedOut {
+        /// The caller's token.
+        token: u64,
+    },
+    /// A peer's subnet descriptor differs: disconnect it (seed 003 §3.3.3).
+    Disconnect {
+        /// The peer.
+        peer: PeerId,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Tag {
+    Lookup { lookup: u64, node: NodeId },
+    Store { put: Option<u64>, node: NodeId },
+    Probe { oldest: NodeId },
+    App { token: u64, node: Option<NodeId> },
+}
+
+#[derive(Clone, Debug)]
+enum Purpose {
+    Get {
+        token: u64,
+        key: Vec<u8>,
+    },
+    FindNode {
+        token: u64,
+    },
+    Put {
+        token: Option<u64>,
+        key: Vec<u8>,
+        value: Value,
+        meta: RecordMeta,
+    },
+    Maintain,
+}
+
+struct Active {
+    lookup: Lookup,
+    purpose: Purpose,
+}
+
+struct PutState {
+    token: Option<u64>,
+    waiting: usize,
+    stored: usize,
+    depth: u32,
+    started: Instant,
+}
+
+/// A record this node published, stored again every `republish`.
+struct Published {
+    value: Value,
+    version: u64,
+    next: u64,
+}
+
+/// Seconds in a duration, for wall-clock arithmetic.
+fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+/// How often the maintenance pass runs (expiry, replication, republish, refresh).
+const MAINTENANCE: Duration = Duration::from_secs(10);
+
+/// A Kademlia node (PROTOCOL.md §10).
+pub struct Dht {
+    pub(super) config: KademliaConfig,
+    pub(super) own: Contact,
+    pub(super) table: RoutingTable,
+    pending: Pending<Tag>,
+    lookups: BTreeMap<u64, Active>,
+    puts: BTreeMap<u64, PutState>,
+    next_id: u64,
+    pub(super) records: RecordStore,
+    published: BTreeMap<Vec<u8>, Published>,
+    /// The contacts the node joined through, asked again while its table is short.
+    joined_via: Vec<Contact>,
+    pub(super) custom: CustomHandlers,
+    outbox: VecDeque<Transmit>,
+    pub(super) events: VecDeque<Event>,
+    pub(super) stats: Stats,
+    rng: StdRng,
+    next_maintenance: Option<Instant>,
+}
+
+impl Dht {
+    /// A node at `own` whose every random choice (request id cipher, refresh targets) follows
+    /// from `seed`.
+    pub fn new(config: KademliaConfig, own: Contact, seed: [u8; 32]) -> Dht {
+        let config = config.sanitised();
+        let table = RoutingTable::new(own.id, config.k, config.tau, config.per_subnet_cap);
+        let cipher = blake3::derive_key("weft v1 overlay request ids", &seed);
+        let rng = blake3::derive_key("weft v1 overlay rng", &seed);
+        Dht {
+            pending: Pending::new(config.max_pending, &cipher),
+            records: RecordStore::new(
+                config.max_records,
+                config.max_record_bytes,
+                config.max_value,
+            ),
+            config,
+            own,
+            table,
+            lookups: BTreeMap::new(),
+            puts: BTreeMap::new(),
+            next_id: 0,
+            published: BTreeMap::new(),
+            joined_via: Vec::new(),
+            custom: CustomHandlers::default(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::new(),
+            rng: StdRng::from_seed(rng),
+            next_maintenance: None,
+        }
+    }
+
+    /// The node's own contact.
+    pub fn own(&self) -> &Contact {
+        &self.own
+    }
+
+    /// The id a driver tells peers: `None` in client mode, which keeps the node out of their
+    /// tables.
+    pub fn advertised_id(&self) -> Option<NodeId> {
+        (!self.config.client).then_some(self.own.id)
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// The records held for others.
+    pub fn records(&self) -> &RecordStore {
+        &self.records
+    }
+
+    /// Counters by reason, opcode and outcome.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &KademliaConfig {
+        &self.config
+    }
+
+    /// Registers an application's CUSTOM handler under `name`.
+    pub fn register_custom(&mut self, name: &str, handler: Handler) {
+        self.custom.register(name, handler);
+    }
+
+    /// Folds a round-trip time the channel measured into `node`'s estimate.
+    pub fn note_rtt(&mut self, node: &NodeId, rtt: Duration) {
+        self.table.sample_rtt(node, rtt);
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// Joins through `contacts` (configured bootstrap nodes, trusted to be in the table) and
+    /// looks the node's own id up, which fills its buckets.
+    pub fn bootstrap(&mut self, now: Instant, contacts: &[Contact]) {
+        for contact in contacts {
+            self.note_seen(now, *contact);
+        }
+        self.joined_via = contacts.iter().take(self.config.k).copied().collect();
+        let own = self.own.id;
+        self.start_lookup(now, own, Purpose::Maintain);
+    }
+
+    /// Looks up `key`'s value; [`Event::Lookup`] with `token` reports the result.
+    pub fn get(&mut self, now: Instant, key: &[u8], token: u64) {
+        self.start_lookup(
+            now,
+            key_address(key),
+            Purpose::Get {
+                token,
+                key: key.to_vec(),
+            },
+        );
+    }
+
+    /// Looks up the k contacts closest to `target`; [`Event::Lookup`] with `token` reports it.
+    pub fn find_node(&mut self, now: Instant, target: NodeId, token: u64) {
+        self.start_lookup(now, target, Purpose::FindNode { token });
+    }
+
+    /// Stores `value` under `key` at the k closest nodes for the record TTL, and again every
+    /// republish interval while the node runs; [`Event::Put`] with `token` reports how many
+    /// acknowledged.
+    pub fn put(&mut self, now: Instant, wall: u64, key: &[u8], value: Value, token: u64) {
+        let version = self
+            .published
+            .get(key)
+            .map_or(0, |p| p.version.saturating_add(1));
+        self.published.insert(
+            key.to_vec(),
+            Published {
+                value: value.clone(),
+                version,
+                next: wall.saturating_add(secs(self.config.republish)),
+            },
+        );
+        let meta = RecordMeta {
+            version,
+            ttl: secs(self.config.record_ttl),
+        };
+        self.start_lookup(
+            now,
+            key_address(key),
+            Purpose::Put {
+                token: Some(token),
+                key: key.to_vec(),
+                value,
+                meta,
+            },
+        );
+    }
+
+    /// Sends one request (PING, SET_CONNECTION_OPT, CUSTOM, …) to `to`; [`Event::Reply`] or
+    /// [`Event::TimedOut`] with `token` reports the answer. `false` when the budget of
+    /// requests in flight is spent.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        to: &Contact,
+        op: Opcode,
+        body: Body,
+        token: u64,
+    ) -> bool {
+        self.send_request(
+            now,
+            to,
+            op,
+            body,
+            Tag::App {
+                token,
+                node: Some(to.id),
+            },
+        )
+    }
+
+    fn timeout_for(&self, node: &NodeId) -> Duration {
+        self.table
+            .get(node)
+            .map_or(self.config.timeouts.initial, |e| {
+                e.rtt.timeout(&self.config.timeouts)
+            })
+    }
+
+    fn send_request(
+        &mut self,
+        now: Instant,
+        to: &Contact,
+        op: Opcode,
+        body: Body,
+        tag: Tag,
+    ) -> bool {
+        let timeout = self.timeout_for(&to.id);
+        let Ok(id) = self.pending.insert(now, to.peer, op, timeout, tag) else {
+            self.stats.add(
+                "weft_overlay_dropped_total",
+                Some(("reason", "pending_full")),
+                1,
+            );
+            return false;
+        };
+        self.stats.add(
+            "weft_overlay_requests_sent_total",
+            Some(("op", op.name())),
+            1,
+        );
+        self.outbox.push_back(Transmit {
+            peer: to.peer,
+            addr: to.addr,
+            bytes: Request { op, id, body }.encode(),
+        });
+        true
+    }
+
+    fn start_lookup(&mut self, now: Instant, target: NodeId, purpose: Purpose) {
+        self.arm(now);
+        if self.lookups.len() >= self.config.max_lookups {
+            self.stats.add(
+                "weft_overlay_dropped_total",
+                Some(("reason", "lookups_full")),
+                1,
+            );
+            if let Purpose::Get { token, .. } | Purpose::FindNode { token } = purpose {
+                self.events.push_back(Event::Lookup {
+                    token,
+                    result: LookupResult {
+                        found: None,
+                        closest: Vec::new(),
+                        depth: 0,
+                        requests: 0,
+                        elapsed: Duration::ZERO,
+                    },
+                });
+            }
+            return;
+        }
+        if let Some(bucket) = self.table.bucket_of(&target) {
+            self.table.touch_bucket(bucket, now);
+        }
+        let seeds = self.table.closest(&target, self.config.k);
+        let lookup = Lookup::new(target, self.own.id, &seeds, now);
+        let id = self.fresh_id();
+        self.lookups.insert(id, Active { lookup, purpose });
+        self.drive_lookup(now, id);
+    }
+
+    fn drive_lookup(&mut self, now: Instant, id: u64) {
+        let (alpha, k) = (self.config.alpha, self.config.k);
+        loop {
+            let Some(active) = self.lookups.get_mut(&id) else {
+                return;
+            };
+            let Some((contact, _depth)) = active.lookup.next_query(alpha, k) else {
+                break;
+            };
+            let (op, body) = match &active.purpose {
+                Purpose::Get { key, .. } => {
+                    (Opcode::FindValue, Body::FindValue { key: key.clone() })
+                }
+                _ => (Opcode::FindNode, Body::FindNode(active.lookup.target())),
+            };
+            let tag = Tag::Lookup {
+                lookup: id,
+                node: contact.id,
+            };
+            if !self.send_request(now, &contact, op, body, tag)
+                && let Some(active) = self.lookups.get_mut(&id)
+            {
+                active.lookup.on_failed(&contact.id);
+            }
+        }
+        if self.lookups.get(&id).is_some_and(|a| a.lookup.is_done(k)) {
+            self.finish_lookup(now, id);
+        }
+    }
+
+    fn finish_lookup(&mut self, now: Instant, id: u64) {
+        let Some(Active { lookup, purpose }) = self.lookups.remove(&id) else {
+            return;
+        };
+        let k = self.config.k;
+        let result = LookupResult {
+            found: lookup.found().cloned(),
+            closest: lookup.closest_answered(k),
+            depth: lookup.depth(),
+            requests: lookup.requests(),
+            elapsed: now.saturating_duration_since(lookup.started()),
+        };
+        match purpose {
+            Purpose::Get { token, key } => {
+                let outcome = if result.found.is_some() {
+                    "found"
+                } else {
+                    "not_found"
+                };
+                self.stats
+                    .add("weft_overlay_lookups_total", Some(("outcome", outcome)), 1);
+                // Kademlia §2.3: the closest node that lacked the record caches it.
+                if let (Some(found), Some(cache)) = (&result.found, lookup.closest_without_value())
+                {
+                    let body = Body::Store {
+                        key,
+                        value: found.value.clone(),
+                        meta: found.meta,
+                    };
+                    let tag = Tag::Store {
+                        put: None,
+                        node: cache.id,
+                    };
+                    self.send_request(now, &cache, Opcode::Store, body, tag);
+                }
+                self.events.push_back(Event::Lookup { token, result });
+            }
+            Purpose::FindNode { token } => {
+                self.stats
+                    .add("weft_overlay_lookups_total", Some(("outcome", "nodes")), 1);
+                self.events.push_back(Event::Lookup { token, result });
+            }
+            Purpose::Put {
+                token,
+                key,
+                value,
+                meta,
+            } => {
+                let put = self.fresh_id();
+                let mut waiting = 0usize;
+                for contact in &result.closest {
+                    let body = Body::Store {
+                        key: key.clone(),
+                        value: value.clone(),
+                        meta,
+                    };
+                    let tag = Tag::Store {
+                        put: Some(put),
+                        node: contact.id,
+                    };
+                    if self.send_request(now, contact, Opcode::Store, body, tag) {
+                        waiting = waiting.saturating_add(1);
+                    }
+                }
+                self.puts.insert(
+                    put,
+                    PutState {
+                        token,
+                        waiting,
+                        stored: 0,
+                        depth: result.depth,
+                        started: lookup.started(),
+                    },
+                );
+                self.settle_put(now, put);
+            }
+            Purpose::Maintain => {}
+        }
+    }
+
+    fn settle_put(&mut self, now: Instant, put: u64) {
+        if self.puts.get(&put).is_some_and(|p| p.waiting == 0)
+            && let Some(state) = self.puts.remove(&put)
+            && let Some(token) = state.token
+        {
+            self.events.push_back(Event::Put {
+                token,
+                stored: state.stored,
+                depth: state.depth,
+                elapsed: now.saturating_duration_since(state.started),
+            });
+        }
+    }
+
+    fn note_seen(&mut self, now: Instant, contact: Contact) {
+        if let Seen::Probe(oldest) = self.table.seen(contact, now) {
+            let tag = Tag::Probe { oldest: oldest.id };
+            self.send_request(now, &oldest, Opcode::Ping, Body::Ping, tag);
+        }
+    }
+
+    /// Starts the maintenance timer on the node's first input: a node that only answers
+    /// still expires and replicates what it holds.
+    fn arm(&mut self, now: Instant) {
+        if self.next_maintenance.is_none() {
+            self.next_maintenance = now.checked_add(MAINTENANCE);
+        }
+    }
+
+    /// Feeds one frame that arrived from `from`.
+    pub fn handle(&mut self, now: Instant, wall: u64, from: Sender, bytes: &[u8]) {
+        self.arm(now);
+        let frame = match Frame::parse(bytes, &self.config.frame) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.stats.add(
+                    "weft_overlay_dropped_total",
+                    Some(("reason", error.reason())),
+                    1,
+                );
+                return;
+            }
+        };
+        // certification: the driver passes a node id only once its certificate checked out.
+        if let Some(node) = from.node
+            && node != self.own.id
+        {
+            self.note_seen(
+                now,
+                Contact {
+                    id: node,
+                    peer: from.peer,
+                    addr: from.addr,
+                },
+            );
+        }
+        match frame {
+            Frame::Request(request) => {
+                if let Some(reply) = self.serve(wall, &from, request) {
+                    self.outbox.push_back(Transmit {
+                        peer: from.peer,
+                        addr: from.addr,
+                        bytes: reply.encode(),
+                    });
+                }
+            }
+            Frame::Reply(reply) => self.on_reply(now, &from, reply),
+        }
+    }
+
+    fn on_reply(&mut self, now: Instant, from: &Sender, reply: Reply) {
+        let (tag, rtt) = match self.pending.answer(now, from.peer, reply.id, reply.op) {
+            Ok(answer) => answer,
+            Err(mismatch) => {
+                self.stats.add(
+                    "weft_overlay_dropped_total",
+                    Some(("reason", mismatch.reason())),
+                    1,
+                );
+                return;
+            }
+        };
+        let outcome = if reply.ack { "ack" } else { "nack" };
+        self.stats
+            .add("weft_overlay_replies_total", Some(("outcome", outcome)), 1);
+        match tag {
+            Tag::Lookup { lookup, node } => {
+                self.table.sample_rtt(&node, rtt);
+                if let Some(active) = self.lookups.get_mut(&lookup) {
+                    match (reply.ack, reply.body) {
+                        (true, ReplyBody::Nodes(contacts)) => {
+                            active.lookup.on_nodes(&node, &contacts, self.config.k)
+                        }
+                        (true, ReplyBody::Found { value, meta, .. }) => {
+                            active.lookup.on_found(&node, value, meta)
+                        }
+                        _ => active.lookup.on_failed(&node),
+                    }
+                }
+                self.drive_lookup(now, lookup);
+            }
+            Tag::Store { put, node } => {
+                self.table.sample_rtt(&node, rtt);
+                if let Some(put) = put {
+                    if let Some(state) = self.puts.get_mut(&put) {
+                        state.waiting = state.waiting.saturating_sub(1);
+                        if reply.ack {
+                            state.stored = state.stored.saturating_add(1);
+                        }
+                    }
+                    self.settle_put(now, put);
+                }
+            }
+            Tag::Probe { oldest } => {
+                self.table.sample_rtt(&oldest, rtt);
+                self.table.probed(&oldest, true, now);
+            }
+            Tag::App { token, node } => {
+                if let Some(node) = node {
+                    self.table.sample_rtt(&node, rtt);
+                }
+                self.events.push_back(Event::Reply { token, reply });
+            }
+        }
+    }
+
+    /// Runs timers due at `now` (request timeouts) and, every few seconds, maintenance at
+    /// `wall`: expiry, replication, republish, bucket refresh.
+    pub fn handle_timeout(&mut self, now: Instant, wall: u64) {
+        while let Some(expired) = self.pending.expire(now) {
+            self.stats.add(
+                "weft_overlay_requests_timed_out_total",
+                Some(("op", expired.op.name())),
+                1,
+            );
+            match expired.tag {
+                Tag::Lookup { lookup, node } => {
+                    self.table.failed(&node, self.config.max_failures, now);
+                    if let Some(active) = self.lookups.get_mut(&lookup) {
+                        active.lookup.on_failed(&node);
+                    }
+                    self.drive_lookup(now, lookup);
+                }
+                Tag::Store { put, node } => {
+                    self.table.failed(&node, self.config.max_failures, now);
+                    if let Some(put) = put {
+                        if let Some(state) = self.puts.get_mut(&put) {
+                            state.waiting = state.waiting.saturating_sub(1);
+                        }
+                        self.settle_put(now, put);
+                    }
+                }
+                Tag::Probe { oldest } => self.table.probed(&oldest, false, now),
+                Tag::App { token, node } => {
+                    if let Some(node) = node {
+                        self.table.failed(&node, self.config.max_failures, now);
+                    }
+                    self.events.push_back(Event::TimedOut { token });
+                }
+            }
+        }
+        match self.next_maintenance {
+            Some(at) if at > now => {}
+            _ => {
+                self.next_maintenance = now.checked_add(MAINTENANCE);
+                self.maintain(now, wall);
+            }
+        }
+    }
+
+    fn maintain(&mut self, now: Instant, wall: u64) {
+        let expired = self.records.expire(wall);
+        self.stats
+            .add("weft_overlay_records_expired_total", None, expired as u64);
+        self.stats
+            .set("weft_overlay_records", None, self.records.len() as u64);
+        self.stats
+            .set("weft_overlay_contacts", None, self.table.len() as u64);
+        // Kademlia §2.5: every replica passes its records on hourly; the publisher stores its
+        // own again (with a fresh TTL) every republish interval.
+        for (key, value, meta) in self.records.due(wall, secs(self.config.replicate)) {
+            let purpose = Purpose::Put {
+                token: None,
+                key: key.clone(),
+                value,
+                meta,
+            };
+            self.start_lookup(now, key_address(&key), purpose);
+        }
+        let due: Vec<Vec<u8>> = self
+            .published
+            .iter()
+            .filter(|(_, p)| p.next <= wall)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let republish = secs(self.config.republish);
+            let Some(published) = self.published.get_mut(&key) else {
+                continue;
+            };
+            published.next = wall.saturating_add(republish);
+            let meta = RecordMeta {
+                version: published.version,
+                ttl: secs(self.config.record_ttl),
+            };
+            let purpose = Purpose::Put {
+                token: None,
+                key: key.clone(),
+                value: published.value.clone(),
+                meta,
+            };
+            self.start_lookup(now, key_address(&key), purpose);
+        }
+        // A join whose replies were lost leaves a short table that nobody else may ever fill:
+        // look the own id up again, through the bootstrap contacts, until it holds k.
+        if self.table.len() < self.config.k && !self.joined_via.is_empty() {
+            for contact in self.joined_via.clone() {
+                self.note_seen(now, contact);
+            }
+            let own = self.own.id;
+            self.start_lookup(now, own, Purpose::Maintain);
+        }
+        if let Some(refresh) = self.config.refresh
+            && let Some(before) = now.checked_sub(refresh)
+        {
+            for bucket in self.table.stale_buckets(before) {
+                let target = self.random_id_in(bucket);
+                self.start_lookup(now, target, Purpose::Maintain);
+            }
+        }
+    }
+
+    /// A random id that falls in bucket `index`: the own id's first `index` bits, the next one
+    /// flipped, the rest random.
+    fn random_id_in(&mut self, index: usize) -> NodeId {
+        let mut random = [0u8; 20];
+        self.rng.fill_bytes(&mut random);
+        let own = self.own.id.with_bit_flipped(index);
+        let mut id = [0u8; 20];
+        for (bit, byte) in (0..160).map(|b| (b, b / 8)) {
+            let from = if bit <= index { &own } else { &NodeId(random) };
+            if from.bit(bit)
+                && let Some(slot) = id.get_mut(byte)
+            {
+                *slot |= 0x80 >> (bit % 8);
+            }
+        }
+        NodeId(id)
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// The earliest time [`handle_timeout`](Self::handle_timeout) must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.pending.next_deadline(), self.next_maintenance) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Lookups in progress.
+    pub fn lookups(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+}

@@ -1,0 +1,123 @@
+//! How a node answers each opcode (seed 003 §6). What it does not serve yet (ANNOUNCE,
+//! CHANGE_KEY, SHOUT, SPEAK, WHISPER, LOCK, CAS, DIFF: the next issue) is parsed and NACKed;
+//! a relayed body whose envelope does not verify is dropped and counted, never answered.
+
+use super::node::{Dht, Event, Sender};
+use crate::overlay::id::key_address;
+use crate::overlay::rpc::{Body, ConnectionOpt, Opcode, Reply, ReplyBody, Request, Value};
+
+/// The reason a NACK gives for an opcode this node does not serve yet.
+pub const NOT_SERVED: &str = "not served";
+
+impl Dht {
+    /// The reply to `request` from `from`, or `None` when it is dropped unanswered.
+    pub(super) fn serve(&mut self, wall: u64, from: &Sender, request: Request) -> Option<Reply> {
+        let Request { op, id, body } = request;
+        let ack = |body: ReplyBody| Reply {
+            ack: true,
+            id,
+            op,
+            body,
+        };
+        let reply = match body {
+            Body::Ping => ack(ReplyBody::Items(Vec::new())),
+            Body::SetConnectionOpt(opt) => {
+                let (option, setting) = opt.to_pair();
+                let items = vec![Value::UInt(option), setting];
+                let accepted = match &opt {
+                    // Compression is not built yet: only "none" (0) is accepted.
+                    ConnectionOpt::Compression(m) | ConnectionOpt::PreferredCompression(m) => {
+                        *m == 0
+                    }
+                    ConnectionOpt::Subnet(subnet) => {
+                        let same = *subnet == self.config.subnet();
+                        if !same {
+                            self.events.push_back(Event::Disconnect { peer: from.peer });
+                        }
+                        same
+                    }
+                };
+                Reply {
+                    ack: accepted,
+                    id,
+                    op,
+                    body: ReplyBody::Items(items),
+                }
+            }
+            Body::Envelope(envelope) => {
+                if let Err(error) = envelope.verify() {
+                    self.stats.add(
+                        "weft_overlay_dropped_total",
+                        Some(("reason", error.reason())),
+                        1,
+                    );
+                    return None;
+                }
+                Reply::nack(id, op, NOT_SERVED)
+            }
+            Body::Speak(_) | Body::Lock { .. } | Body::Cas { .. } | Body::Diff { .. } => {
+                Reply::nack(id, op, NOT_SERVED)
+            }
+            Body::FindNode(target) => ack(ReplyBody::Nodes(self.closest_for(&target, from))),
+            Body::FindValue { key } => match self.records.get(&key, wall) {
+                Some((value, meta)) => ack(ReplyBody::Found {
+                    key: key.clone(),
+                    value: value.clone(),
+                    meta,
+                }),
+                None => Reply {
+                    ack: true,
+                    id,
+                    // Seed 003 §6.11.1: answered as if it were a FIND_NODE.
+                    op: Opcode::FindNode,
+                    body: ReplyBody::Nodes(self.closest_for(&key_address(&key), from)),
+                },
+            },
+            Body::Store { key, value, meta } => {
+                if self.config.client {
+                    Reply::nack(id, op, "client mode")
+                } else {
+                    let max_ttl = self.config.record_ttl.as_secs();
+                    let replicate = self.config.replicate.as_secs();
+                    match self
+                        .records
+                        .put(&key, value, meta, wall, max_ttl, replicate)
+                    {
+                        Ok(meta) => ack(ReplyBody::Stored { key, meta }),
+                        Err(error) => {
+                            self.stats.add(
+                                "weft_overlay_store_refused_total",
+                                Some(("reason", error.reason())),
+                                1,
+                            );
+                            Reply::nack(id, op, error.reason())
+                        }
+                    }
+                }
+            }
+            Body::Custom { name, body } => match self.custom.call(&name, from.peer, &body) {
+                Ok(result) => ack(ReplyBody::Items(vec![result])),
+                Err(reason) => Reply::nack(id, op, &reason),
+            },
+        };
+        let counter = if reply.ack {
+            "weft_overlay_requests_served_total"
+        } else {
+            "weft_overlay_requests_nacked_total"
+        };
+        self.stats.add(counter, Some(("op", op.name())), 1);
+        Some(reply)
+    }
+
+    /// The k closest contacts to `target` the node knows, the asker left out.
+    fn closest_for(
+        &self,
+        target: &crate::overlay::id::NodeId,
+        from: &Sender,
+    ) -> Vec<crate::overlay::id::Contact> {
+        let mut closest = self.table.closest(target, self.config.k.saturating_add(1));
+        closest.retain(|c| c.peer != from.peer);
+        closest.truncate(self.config.k);
+        closest
+    }
+}

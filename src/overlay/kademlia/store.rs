@@ -1,0 +1,243 @@
+//! Records held for others, with wall-clock expiry and replication times passed in (seconds
+//! since the Unix epoch), charged to a budget of records and bytes.
+
+use crate::overlay::rpc::{RecordMeta, Value};
+use std::collections::BTreeMap;
+
+/// One record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The value.
+    pub value: Value,
+    /// Its version.
+    pub version: u64,
+    /// When it expires (wall seconds).
+    pub expires: u64,
+    /// When this node next passes it on to the k closest (wall seconds).
+    pub next_replicate: u64,
+    bytes: usize,
+}
+
+/// Why a STORE was not kept; each is a metric reason label.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The budget of records or bytes is spent.
+    #[error("record budget spent")]
+    Full,
+    /// A newer version is held.
+    #[error("a newer version is held")]
+    Older,
+    /// The value is larger than the node accepts.
+    #[error("value too large")]
+    TooLarge,
+}
+
+impl StoreError {
+    /// The reason label it is counted under, and the NACK's reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            StoreError::Full => "store_full",
+            StoreError::Older => "store_older",
+            StoreError::TooLarge => "store_too_large",
+        }
+    }
+}
+
+/// The store and its budget.
+#[derive(Clone, Debug)]
+pub struct RecordStore {
+    records: BTreeMap<Vec<u8>, Record>,
+    bytes: usize,
+    max_records: usize,
+    max_bytes: usize,
+    max_value: usize,
+}
+
+impl RecordStore {
+    /// An empty store of at most `max_records` records, `max_bytes` bytes, values of at most
+    /// `max_value` encoded bytes.
+    pub fn new(max_records: usize, max_bytes: usize, max_value: usize) -> RecordStore {
+        RecordStore {
+            records: BTreeMap::new(),
+            bytes: 0,
+            max_records,
+            max_bytes,
+            max_value,
+        }
+    }
+
+    /// Keeps `value` under `key` for `ttl` seconds from `wall` (capped at `max_ttl`), unless
+    /// a newer version is held; the next replication is `replicate` seconds away. Returns the
+    /// metadata as stored.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: Value,
+        meta: RecordMeta,
+        wall: u64,
+        max_ttl: u64,
+        replicate: u64,
+    ) -> Result<RecordMeta, StoreError> {
+        let size = value.encode().len();
+        if size > self.max_value {
+            return Err(StoreError::TooLarge);
+        }
+        let bytes = size.saturating_add(key.len());
+        let ttl = meta.ttl.min(max_ttl);
+        let record = Record {
+            value,
+            version: meta.version,
+            expires: wall.saturating_add(ttl),
+            next_replicate: wall.saturating_add(replicate),
+            bytes,
+        };
+        let mut record = record;
+        let freed = match self.records.get(key) {
+            Some(old) if old.version > meta.version => return Err(StoreError::Older),
+            Some(old) => {
+                // The same version from a replica that counts its TTL down must not cut short
+                // what the publisher just refreshed.
+                if old.version == meta.version {
+                    record.expires = record.expires.max(old.expires);
+                }
+                old.bytes
+            }
+            None if self.records.len() >= self.max_records => return Err(StoreError::Full),
+            None => 0,
+        };
+        let total = self.bytes.saturating_sub(freed).saturating_add(bytes);
+        if total > self.max_bytes {
+            return Err(StoreError::Full);
+        }
+        self.bytes = total;
+        let ttl = record.expires.saturating_sub(wall);
+        self.records.insert(key.to_vec(), record);
+        Ok(RecordMeta {
+            version: meta.version,
+            ttl,
+        })
+    }
+
+    /// The value under `key` and its metadata, unless expired at `wall`.
+    pub fn get(&self, key: &[u8], wall: u64) -> Option<(&Value, RecordMeta)> {
+        let record = self.records.get(key)?;
+        let ttl = record.expires.checked_sub(wall).filter(|&t| t > 0)?;
+        Some((
+            &record.value,
+            RecordMeta {
+                version: record.version,
+                ttl,
+            },
+        ))
+    }
+
+    /// Drops every record expired at `wall`; returns how many.
+    pub fn expire(&mut self, wall: u64) -> usize {
+        let before = self.records.len();
+        let mut freed = 0usize;
+        self.records.retain(|_, r| {
+            let keep = r.expires > wall;
+            if !keep {
+                freed = freed.saturating_add(r.bytes);
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+        before.saturating_sub(self.records.len())
+    }
+
+    /// The records due for replication at `wall`, their next time moved `interval` on.
+    pub fn due(&mut self, wall: u64, interval: u64) -> Vec<(Vec<u8>, Value, RecordMeta)> {
+        let mut out = Vec::new();
+        for (key, record) in &mut self.records {
+            if record.next_replicate <= wall && record.expires > wall {
+                record.next_replicate = wall.saturating_add(interval);
+                out.push((
+                    key.clone(),
+                    record.value.clone(),
+                    RecordMeta {
+                        version: record.version,
+                        ttl: record.expires.saturating_sub(wall),
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// The earliest expiry or replication time (wall seconds).
+    pub fn next_due(&self) -> Option<u64> {
+        self.records
+            .values()
+            .map(|r| r.expires.min(r.next_replicate))
+            .min()
+    }
+
+    /// Every record, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Record)> {
+        self.records.iter().map(|(k, r)| (k.as_slice(), r))
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes charged.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(version: u64, ttl: u64) -> RecordMeta {
+        RecordMeta { version, ttl }
+    }
+
+    #[test]
+    fn records_expire_and_versions_only_grow() {
+        let mut store = RecordStore::new(10, 1000, 100);
+        store
+            .put(b"k", Value::UInt(1), meta(2, 100), 1000, 50, 10)
+            .unwrap();
+        // ttl capped at 50
+        assert_eq!(store.get(b"k", 1000).unwrap().1, meta(2, 50));
+        assert_eq!(
+            store.put(b"k", Value::UInt(0), meta(1, 100), 1000, 50, 10),
+            Err(StoreError::Older)
+        );
+        assert_eq!(store.due(1005, 10).len(), 0);
+        assert_eq!(store.due(1010, 10).len(), 1);
+        assert!(store.get(b"k", 1049).is_some());
+        assert!(store.get(b"k", 1050).is_none());
+        assert_eq!(store.expire(1050), 1);
+        assert_eq!(store.bytes(), 0);
+    }
+
+    #[test]
+    fn the_budget_is_charged() {
+        let mut store = RecordStore::new(1, 1000, 100);
+        store.put(b"a", Value::Nil, meta(0, 10), 0, 10, 10).unwrap();
+        assert_eq!(
+            store.put(b"b", Value::Nil, meta(0, 10), 0, 10, 10),
+            Err(StoreError::Full)
+        );
+        assert_eq!(
+            store.put(b"a", Value::Bin(vec![0; 200]), meta(0, 10), 0, 10, 10),
+            Err(StoreError::TooLarge)
+        );
+        let mut store = RecordStore::new(10, 8, 100);
+        assert_eq!(
+            store.put(b"abc", Value::Bin(vec![0; 6]), meta(0, 10), 0, 10, 10),
+            Err(StoreError::Full)
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The overlay (issue 15, PROTOCOL.md §10): the RPC layer's schema and test vectors, signed
+//! envelopes, and the Kademlia DHT driven in the deterministic simulator.
+
+mod sim;
+
+#[path = "overlay/harness.rs"]
+mod harness;
+#[path = "overlay/props.rs"]
+mod props;
+#[path = "overlay/records.rs"]
+mod records;
+#[path = "overlay/rpc.rs"]
+mod rpc;
+#[path = "overlay/scale.rs"]
+mod scale;
+#[path = "overlay/vectors.rs"]
+mod vectors;
