@@ -145,6 +145,10 @@ pub(crate) struct BenchArgs {
     /// two single-shard processes, and compare with a raw-UDP GSO blast (docs/BULK.md)
     #[arg(long, value_name = "SIZE", value_parser = super::bulk::parse_size)]
     bulk: Option<u64>,
+    /// With --bulk: quinn-perf client's --json output, whose download goodput is printed beside
+    /// weft's with the ratio (docs/PERFORMANCE.md)
+    #[arg(long, value_name = "FILE", requires = "bulk")]
+    quinn_json: Option<PathBuf>,
 }
 
 fn parse_peer(text: &str) -> Result<PeerId, String> {
@@ -154,7 +158,12 @@ fn parse_peer(text: &str) -> Result<PeerId, String> {
 /// Runs `weft bench`: 0 after both runs, 1 when a run cannot start or the mode is refused.
 pub(crate) fn run(args: BenchArgs) -> ExitCode {
     if let Some(size) = args.bulk {
-        return super::bulk::run(size, args.duration, args.json.as_deref());
+        return super::bulk::run(
+            size,
+            args.duration,
+            args.json.as_deref(),
+            args.quinn_json.as_deref(),
+        );
     }
     // Everything this thread and the harness's threads allocate is the harness's; the node's
     // heap is everything else (PROTOCOL.md §12 figures: node memory per peer).

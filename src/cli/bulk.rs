@@ -5,7 +5,7 @@
 //! The receiving process is this binary again, started as the hidden `weft bulk-sink`; it
 //! prints `ready ADDR PEER` once listening and one `done key=value …` line at the end.
 
-use super::EXIT_FAILURE;
+use super::{EXIT_FAILURE, EXIT_USAGE};
 use clap::Args;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -19,6 +19,7 @@ use weft::bench::bulk::{
     BulkConfig, BulkReport, BulkSink, MESSAGE_BYTES, PACKET_BYTES, RawReport, RawSink, raw_blast,
     run_bulk_sender,
 };
+use weft::bench::quinn::QuinnPerf;
 use weft::wire::PeerId;
 
 /// How long the sender waits for the sink's report after its own end.
@@ -240,6 +241,8 @@ struct Figures {
     sink: Fields,
     raw_sender: RawReport,
     raw_sink: Fields,
+    /// quinn-perf's run, when `--quinn-json` named one.
+    quinn: Option<QuinnPerf>,
 }
 
 impl Figures {
@@ -275,16 +278,36 @@ impl Figures {
     }
 }
 
-/// Runs `weft bench --bulk SIZE`; `duration` bounds the transfer, `json` gets the figures.
-pub(crate) fn run(size: u64, duration: u32, json: Option<&Path>) -> ExitCode {
-    match bench(size, duration, json) {
+/// Runs `weft bench --bulk SIZE`; `duration` bounds the transfer, `json` gets the figures,
+/// `quinn_json` is quinn-perf's output to set beside them.
+pub(crate) fn run(
+    size: u64,
+    duration: u32,
+    json: Option<&Path>,
+    quinn_json: Option<&Path>,
+) -> ExitCode {
+    // A bad file is found before a transfer that may take a minute, not after it.
+    let quinn = match quinn_json.map(QuinnPerf::read).transpose() {
+        Ok(quinn) => quinn,
+        Err(message) => {
+            let path = quinn_json.map_or(String::new(), |p| p.display().to_string());
+            eprintln!("weft bench --bulk: --quinn-json {path}: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match bench(size, duration, json, quinn) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(EXIT_FAILURE),
         Err(message) => fail(&message),
     }
 }
 
-fn bench(size: u64, duration: u32, json: Option<&Path>) -> Result<bool, String> {
+fn bench(
+    size: u64,
+    duration: u32,
+    json: Option<&Path>,
+    quinn: Option<QuinnPerf>,
+) -> Result<bool, String> {
     let timeout = Duration::from_secs(u64::from(duration));
     let sink = SinkProcess::start(&[
         "--size",
@@ -328,6 +351,7 @@ fn bench(size: u64, duration: u32, json: Option<&Path>) -> Result<bool, String> 
         sink,
         raw_sender,
         raw_sink,
+        quinn,
     };
     print!("{}", render(&figures));
     if let Some(path) = json {
@@ -401,6 +425,19 @@ fn render(f: &Figures) -> String {
         ns_per(f.sink.u64("cpu_ns"), f.sink.u64("datagrams")),
         ns_per(f.raw_sink.u64("cpu_ns"), f.raw_sink.u64("datagrams")),
     );
+    if let Some(quinn) = &f.quinn {
+        out += &format!(
+            "{:<30}{:>14.2}{:>16.2}{:>10.3}   (quinn-perf download: {} bytes in {:.2} s over {} \
+             intervals; quinn negotiates AES-128-GCM, weft seals with AES-256-GCM)\n",
+            "goodput vs quinn-perf Gbit/s",
+            f.gbps(),
+            quinn.gbps(),
+            f.gbps() / quinn.gbps().max(1e-9),
+            quinn.bytes,
+            quinn.seconds,
+            quinn.intervals,
+        );
+    }
     let (cwnd, srtt, mtu) = f.sender.path;
     out += &format!(
         "delivered {} of {} bytes ({}), intact: {}; lost packets {} (resent {} bytes), probe \
@@ -429,8 +466,20 @@ fn render(f: &Figures) -> String {
 }
 
 fn render_json(f: &Figures) -> String {
+    // quinn-perf's figures lead, when there are any; the rest is the same either way.
+    let quinn = f.quinn.as_ref().map_or(String::new(), |q| {
+        format!(
+            "  \"quinn_gbps\": {:.4},\n  \"quinn_ratio\": {:.4},\n  \"quinn_bytes\": {},\n  \
+             \"quinn_seconds\": {:.3},\n  \"quinn_intervals\": {},\n",
+            q.gbps(),
+            f.gbps() / q.gbps().max(1e-9),
+            q.bytes,
+            q.seconds,
+            q.intervals,
+        )
+    });
     format!(
-        "{{\n  \"bulk_gbps\": {:.4},\n  \"baseline_gbps\": {:.4},\n  \"ratio\": {:.4},\n  \
+        "{{\n{quinn}  \"bulk_gbps\": {:.4},\n  \"baseline_gbps\": {:.4},\n  \"ratio\": {:.4},\n  \
          \"bytes\": {},\n  \"requested_bytes\": {},\n  \"seconds\": {:.6},\n  \
          \"retransmissions\": {},\n  \"packets_lost\": {},\n  \"probe_timeouts\": {},\n  \
          \"retransmitted_bytes\": {},\n  \"intact\": {},\n  \
