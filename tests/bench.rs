@@ -180,3 +180,76 @@ fn a_short_soak_samples_heap_files_and_cpu_while_honest_echoes_keep_arriving() {
     assert!(number(&fields, "cpu_cores_mean") >= 0.0, "{fields:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The README's `weft bench --pingpong` example, as its words.
+fn readme_pingpong_example() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let line = readme
+        .lines()
+        .find_map(|l| l.strip_prefix("$ weft bench --pingpong"))
+        .expect("README.md shows a `$ weft bench --pingpong` example");
+    ["bench", "--pingpong"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(line.split_whitespace().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn ping_pong_keeps_one_message_in_flight_per_peer_and_sets_p99_beside_raw() {
+    let dir = std::env::temp_dir().join(format!("weft-pingpong-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("pingpong.json");
+    let args = readme_pingpong_example();
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(&args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{args:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("ping-pong: one message in flight per peer"), "{stdout}");
+    assert!(stdout.contains("window=1"), "{stdout}");
+    let fields = parse(&std::fs::read_to_string(&json).unwrap());
+    assert_eq!(number(&fields, "window"), 1.0);
+    let peers = number(&fields, "peers");
+    let rate = number(&fields, "rate");
+    let seconds = number(&fields, "duration_s");
+    assert!(rate > 0.0, "the README example names a rate: {args:?}");
+    for side in ["weft", "baseline"] {
+        let sent = number(&fields, &format!("{side}_sent"));
+        let received = number(&fields, &format!("{side}_received"));
+        assert!(received > 0.0, "{side}: {fields:?}");
+        // One in flight per peer: what was sent and not answered is at most a message a peer,
+        // plus one for each time a peer gave up waiting (then it may send again).
+        let stalls = number(&fields, &format!("{side}_stalls"));
+        assert!(sent - received <= peers + stalls, "{side}: {fields:?}");
+        // The rate holds: a second's allowance at most on top of rate x duration.
+        assert!(sent <= rate * (seconds + 1.0) + peers, "{side}: {fields:?}");
+    }
+    assert!(number(&fields, "p99_us") >= number(&fields, "p50_us"));
+    assert!(number(&fields, "baseline_p99_us") >= 1.0, "{fields:?}");
+    let ratio = number(&fields, "p99_ratio");
+    let expected = number(&fields, "p99_us") / number(&fields, "baseline_p99_us");
+    assert!((ratio - expected).abs() < 1e-3, "{fields:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pingpong_refuses_the_other_modes() {
+    for other in [&["--bulk", "1M"][..], &["--flood"], &["--soak", "1s"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["bench", "--pingpong"])
+            .args(other)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{other:?}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{other:?}: {stderr}");
+    }
+}

@@ -89,7 +89,10 @@ fn bulk_prints_quinn_beside_weft_with_the_ratio() {
     assert!((cell(4) - weft_gbps).abs() <= 0.0051, "{row}");
     assert_eq!(cells[5], "5.20", "{row}");
     assert!((cell(6) - ratio).abs() <= 0.0006, "{row}");
-    assert!(row.contains("AES-128-GCM") && row.contains("AES-256-GCM"), "{row}");
+    assert!(
+        row.contains("AES-128-GCM") && row.contains("AES-256-GCM"),
+        "{row}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -102,7 +105,10 @@ fn a_malformed_file_is_an_error_naming_the_flag() {
     std::fs::write(&other, "{\"weft_pps\": 1}").unwrap();
     let missing = dir.join("missing.json");
     for (path, says) in [
-        (&truncated, "not JSON: unexpected end of the text at byte 28"),
+        (
+            &truncated,
+            "not JSON: unexpected end of the text at byte 28",
+        ),
         (&other, "no \"intervals\" array"),
         (&missing, "cannot read it"),
     ] {

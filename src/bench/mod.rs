@@ -11,9 +11,9 @@
 #[allow(clippy::arithmetic_side_effects)]
 pub mod bulk;
 // Benchmark tooling: its arithmetic is over the node's own counts, never a peer's numbers.
+pub mod json;
 #[allow(clippy::arithmetic_side_effects)]
 pub mod load;
-pub mod json;
 mod pinger;
 pub mod quinn;
 

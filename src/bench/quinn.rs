@@ -62,9 +62,10 @@ impl QuinnPerf {
                 .and_then(Json::as_array)
                 .ok_or_else(|| format!("interval {i} has no \"streams\" array"))?;
             for stream in streams {
-                let sender = stream.get("sender").and_then(Json::as_bool).ok_or_else(|| {
-                    format!("a stream of interval {i} has no boolean \"sender\"")
-                })?;
+                let sender = stream
+                    .get("sender")
+                    .and_then(Json::as_bool)
+                    .ok_or_else(|| format!("a stream of interval {i} has no boolean \"sender\""))?;
                 let count = stream
                     .get("bytes")
                     .and_then(Json::as_f64)

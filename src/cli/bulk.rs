@@ -64,6 +64,9 @@ pub(crate) struct SinkArgs {
     /// Count raw datagrams instead (the baseline) until a line arrives on stdin
     #[arg(long)]
     raw: bool,
+    /// Leave the receiving shard's thread unpinned
+    #[arg(long)]
+    no_pin: bool,
 }
 
 /// Runs `weft bulk-sink`.
@@ -106,7 +109,7 @@ pub(crate) fn sink(args: SinkArgs) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let sink = match BulkSink::start(listen, true) {
+    let sink = match BulkSink::start(listen, !args.no_pin) {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot start the node: {e}")),
     };
@@ -243,6 +246,8 @@ struct Figures {
     raw_sink: Fields,
     /// quinn-perf's run, when `--quinn-json` named one.
     quinn: Option<QuinnPerf>,
+    /// Whether the receiving shard was pinned to a core.
+    pinned: bool,
 }
 
 impl Figures {
@@ -285,6 +290,7 @@ pub(crate) fn run(
     duration: u32,
     json: Option<&Path>,
     quinn_json: Option<&Path>,
+    pin: bool,
 ) -> ExitCode {
     // A bad file is found before a transfer that may take a minute, not after it.
     let quinn = match quinn_json.map(QuinnPerf::read).transpose() {
@@ -295,7 +301,7 @@ pub(crate) fn run(
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match bench(size, duration, json, quinn) {
+    match bench(size, duration, json, quinn, pin) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(EXIT_FAILURE),
         Err(message) => fail(&message),
@@ -307,14 +313,15 @@ fn bench(
     duration: u32,
     json: Option<&Path>,
     quinn: Option<QuinnPerf>,
+    pin: bool,
 ) -> Result<bool, String> {
     let timeout = Duration::from_secs(u64::from(duration));
-    let sink = SinkProcess::start(&[
-        "--size",
-        &size.to_string(),
-        "--timeout",
-        &duration.to_string(),
-    ])?;
+    let (size_text, timeout_text) = (size.to_string(), duration.to_string());
+    let mut sink_args = vec!["--size", &size_text, "--timeout", &timeout_text];
+    if !pin {
+        sink_args.push("--no-pin");
+    }
+    let sink = SinkProcess::start(&sink_args)?;
     let config = BulkConfig {
         target: sink.address,
         target_peer: sink.peer.ok_or("the sink gave no peer id")?,
@@ -352,6 +359,7 @@ fn bench(
         raw_sender,
         raw_sink,
         quinn,
+        pinned: pin,
     };
     print!("{}", render(&figures));
     if let Some(path) = json {
@@ -391,10 +399,11 @@ fn render(f: &Figures) -> String {
     let raw_seconds = f.baseline_seconds();
     let mut out = format!(
         "weft bench --bulk {}: one TCP-mode channel, session {}, messages of {} bytes, packets \
-         <= {PACKET_BYTES} bytes, 1 shard each side\n",
+         <= {PACKET_BYTES} bytes, 1 shard each side, receiving shard {}\n",
         f.size,
         kind_name(f.sender.session_kind),
         MESSAGE_BYTES,
+        if f.pinned { "pinned" } else { "unpinned" },
     );
     out += &format!(
         "{:<30}{:>14}{:>16}{:>10}\n",
@@ -487,7 +496,7 @@ fn render_json(f: &Figures) -> String {
          \"sender_cpu_ns_per_packet\": {:.1},\n  \"receiver_cpu_ns_per_packet\": {:.1},\n  \
          \"baseline_packets_sent\": {},\n  \"baseline_packets_received\": {},\n  \
          \"largest_datagram\": {},\n  \"path_mtu\": {},\n  \"srtt_us\": {},\n  \"session_kind\": \"{}\",\n  \
-         \"message_bytes\": {MESSAGE_BYTES},\n  \"packet_bytes\": {PACKET_BYTES}\n}}\n",
+         \"pinned\": {},\n  \"message_bytes\": {MESSAGE_BYTES},\n  \"packet_bytes\": {PACKET_BYTES}\n}}\n",
         f.gbps(),
         f.baseline_gbps(),
         f.gbps() / f.baseline_gbps().max(1e-9),
@@ -511,6 +520,7 @@ fn render_json(f: &Figures) -> String {
         f.sender.path.2,
         f.sender.path.1.as_micros(),
         kind_name(f.sender.session_kind),
+        f.pinned,
     )
 }
 
