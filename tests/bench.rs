@@ -200,43 +200,55 @@ fn ping_pong_keeps_one_message_in_flight_per_peer_and_sets_p99_beside_raw() {
     let dir = std::env::temp_dir().join(format!("weft-pingpong-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("pingpong.json");
-    let args = readme_pingpong_example();
-    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(&args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{args:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("ping-pong: one message in flight per peer"), "{stdout}");
-    assert!(stdout.contains("window=1"), "{stdout}");
-    let fields = parse(&std::fs::read_to_string(&json).unwrap());
-    assert_eq!(number(&fields, "window"), 1.0);
-    let peers = number(&fields, "peers");
-    let rate = number(&fields, "rate");
-    let seconds = number(&fields, "duration_s");
-    assert!(rate > 0.0, "the README example names a rate: {args:?}");
-    for side in ["weft", "baseline"] {
-        let sent = number(&fields, &format!("{side}_sent"));
-        let received = number(&fields, &format!("{side}_received"));
-        assert!(received > 0.0, "{side}: {fields:?}");
-        // One in flight per peer: what was sent and not answered is at most a message a peer,
-        // plus one for each time a peer gave up waiting (then it may send again).
-        let stalls = number(&fields, &format!("{side}_stalls"));
-        assert!(sent - received <= peers + stalls, "{side}: {fields:?}");
-        // The rate holds: a second's allowance at most on top of rate x duration.
-        assert!(sent <= rate * (seconds + 1.0) + peers, "{side}: {fields:?}");
+    let readme = readme_pingpong_example();
+    assert!(readme.iter().any(|w| w == "--rate"), "{readme:?}");
+    // As the README shows it, then unthrottled: with no rate to hold them back, peers with a
+    // larger window would have several messages out at the end.
+    let mut unthrottled = readme.clone();
+    let at = unthrottled.iter().position(|w| w == "--rate").unwrap();
+    unthrottled[at + 1] = "0".to_string();
+    for args in [readme, unthrottled] {
+        let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(&args)
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{args:?}\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("ping-pong: one message in flight per peer"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("window=1"), "{stdout}");
+        let fields = parse(&std::fs::read_to_string(&json).unwrap());
+        assert_eq!(number(&fields, "window"), 1.0);
+        let peers = number(&fields, "peers");
+        let rate = number(&fields, "rate");
+        let seconds = number(&fields, "duration_s");
+        for side in ["weft", "baseline"] {
+            let sent = number(&fields, &format!("{side}_sent"));
+            let received = number(&fields, &format!("{side}_received"));
+            assert!(received > 0.0, "{side}: {fields:?}");
+            // One in flight per peer: what was sent and not answered is at most a message a
+            // peer, plus one for each time a peer gave up waiting (then it may send again).
+            let stalls = number(&fields, &format!("{side}_stalls"));
+            assert!(sent - received <= peers + stalls, "{side}: {fields:?}");
+            if rate > 0.0 {
+                // The rate holds: a second's allowance at most on top of rate x duration.
+                assert!(sent <= rate * (seconds + 1.0) + peers, "{side}: {fields:?}");
+            }
+        }
+        assert!(number(&fields, "p99_us") >= number(&fields, "p50_us"));
+        assert!(number(&fields, "baseline_p99_us") >= 1.0, "{fields:?}");
+        let ratio = number(&fields, "p99_ratio");
+        let expected = number(&fields, "p99_us") / number(&fields, "baseline_p99_us");
+        assert!((ratio - expected).abs() < 1e-3, "{fields:?}");
     }
-    assert!(number(&fields, "p99_us") >= number(&fields, "p50_us"));
-    assert!(number(&fields, "baseline_p99_us") >= 1.0, "{fields:?}");
-    let ratio = number(&fields, "p99_ratio");
-    let expected = number(&fields, "p99_us") / number(&fields, "baseline_p99_us");
-    assert!((ratio - expected).abs() < 1e-3, "{fields:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -250,6 +262,9 @@ fn pingpong_refuses_the_other_modes() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{other:?}: {stderr}");
-        assert!(stderr.contains("cannot be used with"), "{other:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot be used with"),
+            "{other:?}: {stderr}"
+        );
     }
 }

@@ -48,6 +48,18 @@ fn the_fixture_reads_as_its_download_goodput() {
 }
 
 #[test]
+fn real_quinn_perf_output_reads() {
+    // `quinn-perf client --ip 127.0.0.1 --duration 3 --upload-size 0 --download-size 100G
+    // --json F localhost:4433` as written by quinn a1931ab (on a busy machine: 0.27 Gbit/s).
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quinn-perf-a1931ab.json");
+    let quinn = QuinnPerf::read(&path).unwrap();
+    assert_eq!(quinn.bytes, 36_162_195 + 31_700_230 + 35_672_046);
+    assert_eq!(quinn.intervals, 3);
+    assert!((quinn.seconds - 3.058_758_356).abs() < 1e-9, "{quinn:?}");
+    assert!((quinn.gbps() - 0.270_788).abs() < 1e-6, "{quinn:?}");
+}
+
+#[test]
 fn bulk_prints_quinn_beside_weft_with_the_ratio() {
     let dir = scratch("ok");
     let json_path = dir.join("bulk.json");
