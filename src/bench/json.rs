@@ -141,55 +141,53 @@ impl Reader<'_> {
     }
 
     fn object(&mut self, depth: usize) -> Result<Json, JsonError> {
-        let inner = self.nest(depth)?;
-        self.bump();
-        let mut members = Vec::new();
-        self.space();
-        if self.peek() == Some(b'}') {
-            self.bump();
-            return Ok(Json::Object(members));
-        }
-        loop {
-            self.space();
-            if self.peek() != Some(b'"') {
-                return Err(self.error("expected a string key"));
+        let what = "expected ',' or '}' in an object";
+        self.sequence(depth, b'}', what, |reader, inner| {
+            reader.space();
+            if reader.peek() != Some(b'"') {
+                return Err(reader.error("expected a string key"));
             }
-            let key = self.string()?;
-            self.space();
-            self.expect(b':', "expected ':' after a key")?;
-            let value = self.value(inner)?;
-            members.push((key, value));
-            self.space();
-            match self.peek() {
-                Some(b',') => self.bump(),
-                Some(b'}') => {
-                    self.bump();
-                    return Ok(Json::Object(members));
-                }
-                _ => return Err(self.error("expected ',' or '}' in an object")),
-            }
-        }
+            let key = reader.string()?;
+            reader.space();
+            reader.expect(b':', "expected ':' after a key")?;
+            Ok((key, reader.value(inner)?))
+        })
+        .map(Json::Object)
     }
 
     fn array(&mut self, depth: usize) -> Result<Json, JsonError> {
+        let what = "expected ',' or ']' in an array";
+        self.sequence(depth, b']', what, |reader, inner| reader.value(inner))
+            .map(Json::Array)
+    }
+
+    /// An array's items or an object's members: the opening bracket (at the cursor), `item`s
+    /// separated by commas, then `close`; `item` reads one a level deeper than `depth`.
+    fn sequence<T>(
+        &mut self,
+        depth: usize,
+        close: u8,
+        what: &'static str,
+        mut item: impl FnMut(&mut Self, usize) -> Result<T, JsonError>,
+    ) -> Result<Vec<T>, JsonError> {
         let inner = self.nest(depth)?;
         self.bump();
         let mut items = Vec::new();
         self.space();
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.bump();
-            return Ok(Json::Array(items));
+            return Ok(items);
         }
         loop {
-            items.push(self.value(inner)?);
+            items.push(item(self, inner)?);
             self.space();
             match self.peek() {
                 Some(b',') => self.bump(),
-                Some(b']') => {
+                Some(byte) if byte == close => {
                     self.bump();
-                    return Ok(Json::Array(items));
+                    return Ok(items);
                 }
-                _ => return Err(self.error("expected ',' or ']' in an array")),
+                _ => return Err(self.error(what)),
             }
         }
     }
