@@ -121,37 +121,43 @@ fn the_metrics_endpoint_exports_the_live_heap_under_the_counting_allocator() {
     drop(held);
 }
 
-/// The README's `weft bench --soak` example, as its words.
-fn readme_soak_example() -> Vec<String> {
+/// The README's `$ weft bench FLAG …` example, as its words after `weft`.
+fn readme_example(flag: &str) -> Vec<String> {
     let readme = include_str!("../README.md");
+    let prefix = format!("$ weft bench {flag}");
     let line = readme
         .lines()
-        .find_map(|l| l.strip_prefix("$ weft bench --soak"))
-        .expect("README.md shows a `$ weft bench --soak` example");
-    std::iter::once("bench".to_string())
-        .chain(std::iter::once("--soak".to_string()))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("README.md shows a `{prefix}` example"));
+    ["bench", flag]
+        .into_iter()
+        .map(str::to_string)
         .chain(line.split_whitespace().map(str::to_string))
         .collect()
+}
+
+/// Runs `weft ARGS --json FILE`, which must succeed; its stdout and the JSON's fields.
+fn run_with_json(args: &[String], json: &std::path::Path) -> (String, HashMap<String, String>) {
+    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (stdout, parse(&std::fs::read_to_string(json).unwrap()))
 }
 
 #[test]
 fn a_short_soak_samples_heap_files_and_cpu_while_honest_echoes_keep_arriving() {
     let dir = std::env::temp_dir().join(format!("weft-soak-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("soak.json");
-    let args = readme_soak_example();
-    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(&args)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{args:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (stdout, fields) = run_with_json(&readme_example("--soak"), &dir.join("soak.json"));
     // A header, the column names, then a row per sample: time, heap, files, CPU, three counts.
     let mut lines = stdout.lines();
     assert!(lines.next().unwrap().starts_with("weft bench --soak "));
@@ -160,7 +166,6 @@ fn a_short_soak_samples_heap_files_and_cpu_while_honest_echoes_keep_arriving() {
         .take_while(|l| !l.starts_with("honest:"))
         .filter(|l| l.split_whitespace().count() == 8)
         .count();
-    let fields = parse(&std::fs::read_to_string(&json).unwrap());
     assert_eq!(fields["mode"], "soak");
     let samples = number(&fields, "sample_count");
     assert!(samples >= 1.0, "{fields:?}");
@@ -179,4 +184,66 @@ fn a_short_soak_samples_heap_files_and_cpu_while_honest_echoes_keep_arriving() {
     assert!(number(&fields, "open_files_max") > 0.0, "{fields:?}");
     assert!(number(&fields, "cpu_cores_mean") >= 0.0, "{fields:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ping_pong_keeps_one_message_in_flight_per_peer_and_sets_p99_beside_raw() {
+    let dir = std::env::temp_dir().join(format!("weft-pingpong-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("pingpong.json");
+    let readme = readme_example("--pingpong");
+    assert!(readme.iter().any(|w| w == "--rate"), "{readme:?}");
+    // As the README shows it, then unthrottled: with no rate to hold them back, peers with a
+    // larger window would have several messages out at the end.
+    let mut unthrottled = readme.clone();
+    let at = unthrottled.iter().position(|w| w == "--rate").unwrap();
+    unthrottled[at + 1] = "0".to_string();
+    for args in [readme, unthrottled] {
+        let (stdout, fields) = run_with_json(&args, &json);
+        assert!(
+            stdout.contains("ping-pong: one message in flight per peer"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("window=1"), "{stdout}");
+        assert_eq!(number(&fields, "window"), 1.0);
+        let peers = number(&fields, "peers");
+        let rate = number(&fields, "rate");
+        let seconds = number(&fields, "duration_s");
+        for side in ["weft", "baseline"] {
+            let sent = number(&fields, &format!("{side}_sent"));
+            let received = number(&fields, &format!("{side}_received"));
+            assert!(received > 0.0, "{side}: {fields:?}");
+            // One in flight per peer: what was sent and not answered is at most a message a
+            // peer, plus one for each time a peer gave up waiting (then it may send again).
+            let stalls = number(&fields, &format!("{side}_stalls"));
+            assert!(sent - received <= peers + stalls, "{side}: {fields:?}");
+            if rate > 0.0 {
+                // The rate holds: a second's allowance at most on top of rate x duration.
+                assert!(sent <= rate * (seconds + 1.0) + peers, "{side}: {fields:?}");
+            }
+        }
+        assert!(number(&fields, "p99_us") >= number(&fields, "p50_us"));
+        assert!(number(&fields, "baseline_p99_us") >= 1.0, "{fields:?}");
+        let ratio = number(&fields, "p99_ratio");
+        let expected = number(&fields, "p99_us") / number(&fields, "baseline_p99_us");
+        assert!((ratio - expected).abs() < 1e-3, "{fields:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pingpong_refuses_the_other_modes() {
+    for other in [&["--bulk", "1M"][..], &["--flood"], &["--soak", "1s"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["bench", "--pingpong"])
+            .args(other)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{other:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot be used with"),
+            "{other:?}: {stderr}"
+        );
+    }
 }

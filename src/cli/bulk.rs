@@ -5,7 +5,7 @@
 //! The receiving process is this binary again, started as the hidden `weft bulk-sink`; it
 //! prints `ready ADDR PEER` once listening and one `done key=value …` line at the end.
 
-use super::EXIT_FAILURE;
+use super::{EXIT_FAILURE, EXIT_USAGE};
 use clap::Args;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -19,6 +19,7 @@ use weft::bench::bulk::{
     BulkConfig, BulkReport, BulkSink, MESSAGE_BYTES, PACKET_BYTES, RawReport, RawSink, raw_blast,
     run_bulk_sender,
 };
+use weft::bench::quinn::QuinnPerf;
 use weft::wire::PeerId;
 
 /// How long the sender waits for the sink's report after its own end.
@@ -63,6 +64,9 @@ pub(crate) struct SinkArgs {
     /// Count raw datagrams instead (the baseline) until a line arrives on stdin
     #[arg(long)]
     raw: bool,
+    /// Leave the receiving shard's thread unpinned
+    #[arg(long)]
+    no_pin: bool,
 }
 
 /// Runs `weft bulk-sink`.
@@ -105,7 +109,7 @@ pub(crate) fn sink(args: SinkArgs) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let sink = match BulkSink::start(listen, true) {
+    let sink = match BulkSink::start(listen, !args.no_pin) {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot start the node: {e}")),
     };
@@ -240,6 +244,10 @@ struct Figures {
     sink: Fields,
     raw_sender: RawReport,
     raw_sink: Fields,
+    /// quinn-perf's run, when `--quinn-json` named one.
+    quinn: Option<QuinnPerf>,
+    /// Whether the receiving shard was pinned to a core.
+    pinned: bool,
 }
 
 impl Figures {
@@ -275,23 +283,45 @@ impl Figures {
     }
 }
 
-/// Runs `weft bench --bulk SIZE`; `duration` bounds the transfer, `json` gets the figures.
-pub(crate) fn run(size: u64, duration: u32, json: Option<&Path>) -> ExitCode {
-    match bench(size, duration, json) {
+/// Runs `weft bench --bulk SIZE`; `duration` bounds the transfer, `json` gets the figures,
+/// `quinn_json` is quinn-perf's output to set beside them.
+pub(crate) fn run(
+    size: u64,
+    duration: u32,
+    json: Option<&Path>,
+    quinn_json: Option<&Path>,
+    pin: bool,
+) -> ExitCode {
+    // A bad file is found before a transfer that may take a minute, not after it.
+    let quinn = match quinn_json.map(QuinnPerf::read).transpose() {
+        Ok(quinn) => quinn,
+        Err(message) => {
+            let path = quinn_json.map_or(String::new(), |p| p.display().to_string());
+            eprintln!("weft bench --bulk: --quinn-json {path}: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match bench(size, duration, json, quinn, pin) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(EXIT_FAILURE),
         Err(message) => fail(&message),
     }
 }
 
-fn bench(size: u64, duration: u32, json: Option<&Path>) -> Result<bool, String> {
+fn bench(
+    size: u64,
+    duration: u32,
+    json: Option<&Path>,
+    quinn: Option<QuinnPerf>,
+    pin: bool,
+) -> Result<bool, String> {
     let timeout = Duration::from_secs(u64::from(duration));
-    let sink = SinkProcess::start(&[
-        "--size",
-        &size.to_string(),
-        "--timeout",
-        &duration.to_string(),
-    ])?;
+    let (size_text, timeout_text) = (size.to_string(), duration.to_string());
+    let mut sink_args = vec!["--size", &size_text, "--timeout", &timeout_text];
+    if !pin {
+        sink_args.push("--no-pin");
+    }
+    let sink = SinkProcess::start(&sink_args)?;
     let config = BulkConfig {
         target: sink.address,
         target_peer: sink.peer.ok_or("the sink gave no peer id")?,
@@ -328,6 +358,8 @@ fn bench(size: u64, duration: u32, json: Option<&Path>) -> Result<bool, String> 
         sink,
         raw_sender,
         raw_sink,
+        quinn,
+        pinned: pin,
     };
     print!("{}", render(&figures));
     if let Some(path) = json {
@@ -367,10 +399,11 @@ fn render(f: &Figures) -> String {
     let raw_seconds = f.baseline_seconds();
     let mut out = format!(
         "weft bench --bulk {}: one TCP-mode channel, session {}, messages of {} bytes, packets \
-         <= {PACKET_BYTES} bytes, 1 shard each side\n",
+         <= {PACKET_BYTES} bytes, 1 shard each side, receiving shard {}\n",
         f.size,
         kind_name(f.sender.session_kind),
         MESSAGE_BYTES,
+        if f.pinned { "pinned" } else { "unpinned" },
     );
     out += &format!(
         "{:<30}{:>14}{:>16}{:>10}\n",
@@ -401,6 +434,19 @@ fn render(f: &Figures) -> String {
         ns_per(f.sink.u64("cpu_ns"), f.sink.u64("datagrams")),
         ns_per(f.raw_sink.u64("cpu_ns"), f.raw_sink.u64("datagrams")),
     );
+    if let Some(quinn) = &f.quinn {
+        out += &format!(
+            "{:<30}{:>14.2}{:>16.2}{:>10.3}   (quinn-perf download: {} bytes in {:.2} s over {} \
+             intervals; quinn negotiates AES-128-GCM, weft seals with AES-256-GCM)\n",
+            "goodput vs quinn-perf Gbit/s",
+            f.gbps(),
+            quinn.gbps(),
+            f.gbps() / quinn.gbps().max(1e-9),
+            quinn.bytes,
+            quinn.seconds,
+            quinn.intervals,
+        );
+    }
     // Everything the sink sends after the handshake is an ACK, a WINDOW or both (PROTOCOL.md
     // §7.1, §7.4): the cost of acknowledging, which the ACK frequency sets.
     out += &format!(
@@ -436,8 +482,20 @@ fn render(f: &Figures) -> String {
 }
 
 fn render_json(f: &Figures) -> String {
+    // quinn-perf's figures lead, when there are any; the rest is the same either way.
+    let quinn = f.quinn.as_ref().map_or(String::new(), |q| {
+        format!(
+            "  \"quinn_gbps\": {:.4},\n  \"quinn_ratio\": {:.4},\n  \"quinn_bytes\": {},\n  \
+             \"quinn_seconds\": {:.3},\n  \"quinn_intervals\": {},\n",
+            q.gbps(),
+            f.gbps() / q.gbps().max(1e-9),
+            q.bytes,
+            q.seconds,
+            q.intervals,
+        )
+    });
     format!(
-        "{{\n  \"bulk_gbps\": {:.4},\n  \"baseline_gbps\": {:.4},\n  \"ratio\": {:.4},\n  \
+        "{{\n{quinn}  \"bulk_gbps\": {:.4},\n  \"baseline_gbps\": {:.4},\n  \"ratio\": {:.4},\n  \
          \"bytes\": {},\n  \"requested_bytes\": {},\n  \"seconds\": {:.6},\n  \
          \"retransmissions\": {},\n  \"packets_lost\": {},\n  \"probe_timeouts\": {},\n  \
          \"retransmitted_bytes\": {},\n  \"intact\": {},\n  \
@@ -446,7 +504,7 @@ fn render_json(f: &Figures) -> String {
          \"sender_cpu_ns_per_packet\": {:.1},\n  \"receiver_cpu_ns_per_packet\": {:.1},\n  \
          \"baseline_packets_sent\": {},\n  \"baseline_packets_received\": {},\n  \
          \"largest_datagram\": {},\n  \"path_mtu\": {},\n  \"srtt_us\": {},\n  \"session_kind\": \"{}\",\n  \
-         \"message_bytes\": {MESSAGE_BYTES},\n  \"packet_bytes\": {PACKET_BYTES}\n}}\n",
+         \"pinned\": {},\n  \"message_bytes\": {MESSAGE_BYTES},\n  \"packet_bytes\": {PACKET_BYTES}\n}}\n",
         f.gbps(),
         f.baseline_gbps(),
         f.gbps() / f.baseline_gbps().max(1e-9),
@@ -471,6 +529,7 @@ fn render_json(f: &Figures) -> String {
         f.sender.path.2,
         f.sender.path.1.as_micros(),
         kind_name(f.sender.session_kind),
+        f.pinned,
     )
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use weft::bench::Pinger;
-use weft::bench::load::{LoadConfig, Progress, run_weft_load};
+use weft::bench::load::{DEFAULT_WINDOW, LoadConfig, Progress, run_weft_load};
 use weft::wire::{Capabilities, PeerId};
 
 /// How long a node may take to print its ready line.
@@ -224,6 +224,7 @@ fn run_nodes(args: &DemoArgs, dir: &Path, started: Instant) -> Result<(), String
             rate: RATE,
             duration: args.duration,
             capabilities,
+            window: DEFAULT_WINDOW,
         };
         let result = run_weft_load(&load, &Arc::new(Progress::default()), || {})
             .map_err(|e| format!("load on node {index} ({mode}): {e}"))?;

@@ -35,8 +35,9 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Messages a peer may have unanswered before it waits.
-const WINDOW: u8 = 8;
+/// Messages a peer may have unanswered before it waits, unless [`LoadConfig::window`] says
+/// otherwise.
+pub const DEFAULT_WINDOW: u8 = 8;
 
 /// A peer with no answer for this long forgets what it had in flight (lost, on UDP) and sends
 /// a fresh window. Answers to forgotten messages that still arrive are timed but do not open
@@ -66,6 +67,9 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// The channel mode of the opened channels.
     pub capabilities: Capabilities,
+    /// Messages a peer may have unanswered before it waits ([`DEFAULT_WINDOW`]); 1 is
+    /// ping-pong, where each round trip is timed on an otherwise idle path.
+    pub window: u8,
 }
 
 /// What a run is doing, for a progress display.
@@ -559,6 +563,8 @@ fn client_loop<F: Flows>(
     let mut last_tick = started;
     let mut reported = (0u64, 0u64);
     let mut next_timers = started;
+    let window = config.window.max(1);
+    let mut first = 0usize;
     loop {
         let now = Instant::now();
         if now.duration_since(started) >= config.duration {
@@ -571,7 +577,15 @@ fn client_loop<F: Flows>(
         }
         last_tick = now;
         let stamp = now.duration_since(epoch).as_nanos() as u64;
-        for flow in 0..count {
+        // Under a rate, the allowance goes to flows in turn from a rotating start: otherwise
+        // the first flows would take it all and the others never send.
+        first = if first + 1 >= count { 0 } else { first + 1 };
+        for turn in 0..count {
+            let flow = if first + turn >= count {
+                first + turn - count
+            } else {
+                first + turn
+            };
             if !flows.ready(flow) {
                 continue;
             }
@@ -581,7 +595,7 @@ fn client_loop<F: Flows>(
                 forgotten[flow] = stamp;
                 report.stalls += 1;
             }
-            while in_flight[flow] < WINDOW {
+            while in_flight[flow] < window {
                 if per_client_rate > 0.0 {
                     if allowance < 1.0 {
                         break;

@@ -5,7 +5,9 @@ use super::{BenchArgs, LocalNode, default_shards, node_heap, node_under_test, re
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use weft::bench::load::{LoadConfig, Sample, SoakConfig, SoakReport, Watched, run_soak};
+use weft::bench::load::{
+    DEFAULT_WINDOW, LoadConfig, Sample, SoakConfig, SoakReport, Watched, run_soak,
+};
 use weft::heap;
 
 /// Honest messages per second in a soak when `--rate` is 0: steady traffic whose echoes must
@@ -64,6 +66,7 @@ pub(super) fn run(args: &BenchArgs, duration: Duration) -> Result<(), String> {
             rate,
             duration,
             capabilities: args.mode.capabilities(),
+            window: DEFAULT_WINDOW,
         },
         hostile_rate: args.hostile_rate,
         hostile_sources: usize::from(args.flood_sources),
