@@ -494,6 +494,8 @@ pub const METRICS: &[Metric] = &[
         .labels(&["mode"], MODES),
     counter("weft_retransmitted_bytes_total", "bytes", "Bytes of message data sent again, by channel mode.")
         .labels(&["mode"], MODES),
+    counter("weft_acks_sent_total", "", "ACK frames written (PROTOCOL.md §7.1): `alone` in a packet of their own, at most one per channel per receive batch, or `piggybacked` beside data, WINDOW or a probe, which costs no packet.")
+        .labels(&["packet"], &["alone", "piggybacked"]),
     histogram(
         "weft_message_delivery_seconds",
         "seconds",

@@ -444,6 +444,9 @@ impl Endpoint {
         if let Some(&slot) = self.hot.congestion_events.get(mode) {
             self.stats.add_at(slot, tally.congestion_events);
         }
+        let [alone, piggybacked] = self.hot.acks_sent;
+        self.stats.add_at(alone, tally.acks_alone);
+        self.stats.add_at(piggybacked, tally.acks_piggybacked);
         self.stats.add_to_histogram(
             &self.hot.message_delivery,
             &tally.delivered,

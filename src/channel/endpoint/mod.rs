@@ -116,6 +116,8 @@ struct HotStats {
     /// By capability bits (the channel's mode).
     packets_retransmitted: [StatSlot; 8],
     congestion_events: [StatSlot; 8],
+    /// ACKs written alone, and beside ack-eliciting frames.
+    acks_sent: [StatSlot; 2],
 }
 
 impl HotStats {
@@ -145,6 +147,10 @@ impl HotStats {
             message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
             packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
             congestion_events: by_mode(stats, "weft_congestion_events_total"),
+            acks_sent: ["alone", "piggybacked"].map(|packet| {
+                let label = Some(("packet", packet));
+                stats.register("weft_acks_sent_total", label, StatKind::Counter)
+            }),
         }
     }
 }
