@@ -6,6 +6,10 @@
 use super::*;
 use crate::channel::outgoing::MAX_DATAGRAM;
 use control::KEEP_ALIVE_TOKEN;
+
+/// Most packets one peer sends in a row before the next dirty peer's turn: the longest GSO
+/// train the kernel takes.
+const TRAIN: usize = 64;
 use data::COOKIE_HEAD;
 
 impl Endpoint {
@@ -18,10 +22,11 @@ impl Endpoint {
     }
 
     /// Builds the next data packet of the dirty peers into `buf` and returns where it goes and
-    /// how long it is; None when no peer has one to send now. A peer keeps the turn until it
-    /// has nothing more, so its packets leave back to back (one GSO train); each dirty peer is
-    /// visited once per round, and a call runs a few rounds at most (delivery may send more:
-    /// the echo service), so one call is bounded.
+    /// how long it is; None when no peer has one to send now. A peer keeps the turn for up to
+    /// [`TRAIN`] packets, so its packets leave back to back (one GSO train), then goes to the
+    /// back of the line, so a peer with a wide window cannot hold the others up; each dirty
+    /// peer is visited once per round, and a call runs a few rounds at most (delivery may send
+    /// more: the echo service), so one call is bounded.
     pub(super) fn next_data_packet(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         let now = self.last_now;
         let mut rounds: u8 = 0;
@@ -44,8 +49,15 @@ impl Endpoint {
                 continue;
             };
             if let Some(sent) = self.flush_peer(now, peer, buf) {
+                self.flush_run = self.flush_run.saturating_add(1);
+                if self.flush_run >= TRAIN {
+                    self.flush_run = 0;
+                    self.flush_at = self.flush_at.saturating_add(1);
+                    self.mark_dirty(peer);
+                }
                 return Some(sent);
             }
+            self.flush_run = 0;
             self.flush_at = self.flush_at.saturating_add(1);
         }
     }

@@ -235,6 +235,8 @@ pub struct Endpoint {
     flushing: Vec<Handle>,
     /// The peer of `flushing` whose packets `poll_transmit` builds now.
     flush_at: usize,
+    /// Packets that peer has sent in a row.
+    flush_run: usize,
     /// The channels one flush visits, kept to reuse its memory.
     visiting: Vec<Handle>,
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
@@ -321,6 +323,7 @@ impl Endpoint {
             dirty: Vec::new(),
             flushing: Vec::new(),
             flush_at: 0,
+            flush_run: 0,
             visiting: Vec::new(),
             pool: BufferPool::new(),
             delivery: service::DeliveryGate::default(),
