@@ -72,6 +72,40 @@ fn handshakes(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The responder's first handshake with an initiator: nothing remembered (`known.rs`), so
+    // all 4 DH and the Ed25519 verification are paid. A fresh initiator identity per iteration.
+    group.bench_function("ik_responder_first_contact", |bench| {
+        let mut table = TimestampTable::new();
+        let mut out = [0u8; MAX_HANDSHAKE_LEN];
+        let mut setup_rng = StdRng::seed_from_u64(3);
+        let mut n = 0u64;
+        bench.iter_batched(
+            || {
+                n += 1;
+                let mut secret = [0u8; 32];
+                secret[..8].copy_from_slice(&n.to_le_bytes());
+                let identity = Identity::from_secret_bytes(secret, secret);
+                let local = HandshakeIdentity::new(&identity);
+                let initiator =
+                    Initiator::known_responder(&local, &b.record, tick(), &mut setup_rng).unwrap();
+                (identity.peer_id(), initiator)
+            },
+            |(peer, initiator)| {
+                respond(
+                    &b.local,
+                    HandshakeKind::KnownResponder,
+                    peer,
+                    initiator.init(),
+                    &mut table,
+                    |_| None,
+                    &mut rng,
+                    &mut out,
+                )
+                .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.bench_function("ik_full", |bench| {
         let mut table = TimestampTable::new();
         let mut out = [0u8; MAX_HANDSHAKE_LEN];
