@@ -57,17 +57,14 @@ fn handshakes(c: &mut Criterion) {
         bench.iter_batched(
             || Initiator::known_responder(&a.local, &b.record, tick(), &mut setup_rng).unwrap(),
             |initiator| {
-                respond(
-                    &b.local,
-                    HandshakeKind::KnownResponder,
+                answer(
+                    &b,
                     a.identity.peer_id(),
-                    initiator.init(),
+                    &initiator,
                     &mut table,
-                    |_| None,
                     &mut rng,
                     &mut out,
                 )
-                .unwrap()
             },
             BatchSize::SmallInput,
         )
@@ -90,19 +87,7 @@ fn handshakes(c: &mut Criterion) {
                     Initiator::known_responder(&local, &b.record, tick(), &mut setup_rng).unwrap();
                 (identity.peer_id(), initiator)
             },
-            |(peer, initiator)| {
-                respond(
-                    &b.local,
-                    HandshakeKind::KnownResponder,
-                    peer,
-                    initiator.init(),
-                    &mut table,
-                    |_| None,
-                    &mut rng,
-                    &mut out,
-                )
-                .unwrap()
-            },
+            |(peer, initiator)| answer(&b, peer, &initiator, &mut table, &mut rng, &mut out),
             BatchSize::SmallInput,
         )
     });
@@ -159,6 +144,28 @@ fn handshakes(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// `b` answers `initiator`'s IK INIT, sent by `peer`.
+fn answer(
+    b: &Node,
+    peer: PeerId,
+    initiator: &Initiator,
+    table: &mut TimestampTable,
+    rng: &mut StdRng,
+    out: &mut [u8],
+) -> Response {
+    respond(
+        &b.local,
+        HandshakeKind::KnownResponder,
+        peer,
+        initiator.init(),
+        table,
+        |_| None,
+        rng,
+        out,
+    )
+    .unwrap()
 }
 
 fn packets(c: &mut Criterion) {
