@@ -207,6 +207,21 @@ fn parse_ready(line: &str) -> Option<(SocketAddr, SocketAddr, String)> {
     (words.next().is_none() && is_hex && is_backend).then_some((udp, metrics, peer))
 }
 
+/// `weft ping` to `node` by its id, `count` PINGs 0.1 s apart.
+fn ping_node(node: &Node, count: &str) -> (ExitStatus, String, String) {
+    let target = node.udp.to_string();
+    run(&[
+        "ping",
+        &target,
+        "--count",
+        count,
+        "--interval",
+        "0.1",
+        "--peer",
+        &node.peer,
+    ])
+}
+
 /// Runs a command that should exit by itself.
 fn run(args: &[&str]) -> (ExitStatus, String, String) {
     Proc::spawn(args).wait()
@@ -508,16 +523,7 @@ fn ping_gets_pong_from_a_node_and_metrics_count_it() {
     let data = TempDir::new("ping");
     let node = start_node(&node_args(&data.0, &[]));
     let target = node.udp.to_string();
-    let (status, stdout, stderr) = run(&[
-        "ping",
-        &target,
-        "--count",
-        "2",
-        "--interval",
-        "0.1",
-        "--peer",
-        &node.peer,
-    ]);
+    let (status, stdout, stderr) = ping_node(&node, "2");
     assert_eq!(
         status.code(),
         Some(0),

@@ -15,10 +15,13 @@
 //! | 2 XX | 2 (RESPONSE) | e, ee, s, es | 2 |
 //! | 2 XX | 3 (FINAL) | s, se | 1 |
 //!
-//! So a full IK or IKpsk2 handshake costs each side 4 DHs and an XX handshake 3.
+//! So a full IK or IKpsk2 handshake costs each side 4 DHs and an XX handshake 3; an IK
+//! responder answering an initiator it answered before pays 3, its `ss` being remembered
+//! (`handshake/known.rs`).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 static TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -56,21 +59,80 @@ pub fn x25519(secret: &StaticSecret, public: &[u8; 32]) -> Result<[u8; 32], LowO
     }
 }
 
+/// What a handshake knows of the node's own static key beforehand (issue 12: the IK responder
+/// near its DHs): its public half, so snow's `set` costs no base-point multiplication, and
+/// perhaps the static-static secret with one peer's static key from an earlier handshake, which
+/// is fixed for the key pair (WireGuard keeps it per peer too). The DH with a peer's static key
+/// that is performed is recorded, for the caller to remember.
+pub(crate) struct StaticKey {
+    secret: [u8; 32],
+    public: [u8; 32],
+    /// (peer's static key, our shared secret with it).
+    known: Option<([u8; 32], [u8; 32])>,
+    /// The last DH our static key performed: (their key, the secret).
+    performed: Mutex<Option<([u8; 32], [u8; 32])>>,
+}
+
+impl StaticKey {
+    pub(crate) fn new(
+        secret: [u8; 32],
+        public: [u8; 32],
+        known: Option<([u8; 32], [u8; 32])>,
+    ) -> Arc<StaticKey> {
+        Arc::new(StaticKey {
+            secret,
+            public,
+            known,
+            performed: Mutex::new(None),
+        })
+    }
+
+    /// Our secret with `their` static key, when this handshake computed or knew it.
+    pub(crate) fn secret_with(&self, their: &[u8; 32]) -> Option<[u8; 32]> {
+        let performed = *self.performed.lock().ok()?;
+        performed
+            .into_iter()
+            .chain(self.known)
+            .find(|(key, _)| key == their)
+            .map(|(_, secret)| secret)
+    }
+}
+
+/// Equality of two secrets in time independent of where they differ.
+fn secrets_equal(a: &[u8], b: &[u8; 32]) -> bool {
+    a.len() == 32 && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// snow's view of X25519, routed through [`x25519`].
 pub(crate) struct CountingX25519 {
     secret: StaticSecret,
     secret_bytes: [u8; 32],
     public: [u8; 32],
+    /// The node's static key as known beforehand; `is_static` once `set` was given it.
+    hint: Option<Arc<StaticKey>>,
+    is_static: bool,
+}
+
+impl CountingX25519 {
+    /// A key object that recognises the node's static key from `hint`.
+    pub(crate) fn with_hint(hint: Option<Arc<StaticKey>>) -> CountingX25519 {
+        CountingX25519 {
+            hint,
+            ..CountingX25519::default()
+        }
+    }
 }
 
 impl Default for CountingX25519 {
+    /// An unset key: snow sets or generates one before it reads the public half or uses it, so
+    /// no base-point multiplication is spent on a placeholder (two per handshake before).
     fn default() -> Self {
-        let secret = StaticSecret::from([0u8; 32]);
-        let public = *PublicKey::from(&secret).as_bytes();
         CountingX25519 {
-            secret,
+            secret: StaticSecret::from([0u8; 32]),
             secret_bytes: [0; 32],
-            public,
+            public: [0; 32],
+            hint: None,
+            is_static: false,
         }
     }
 }
@@ -95,7 +157,15 @@ impl snow::types::Dh for CountingX25519 {
         bytes[..n].copy_from_slice(&privkey[..n]);
         self.secret = StaticSecret::from(bytes);
         self.secret_bytes = self.secret.to_bytes();
-        self.public = *PublicKey::from(&self.secret).as_bytes();
+        let known = self
+            .hint
+            .as_ref()
+            .filter(|hint| secrets_equal(&hint.secret, &bytes));
+        self.is_static = known.is_some();
+        self.public = match known {
+            Some(hint) => hint.public,
+            None => *PublicKey::from(&self.secret).as_bytes(),
+        };
     }
 
     fn generate(&mut self, rng: &mut dyn snow::types::Random) {
@@ -118,7 +188,21 @@ impl snow::types::Dh for CountingX25519 {
             .get(..32)
             .and_then(|key| key.try_into().ok())
             .ok_or(snow::Error::Dh)?;
-        let shared = x25519(&self.secret, &public).map_err(|_| snow::Error::Dh)?;
+        let hint = self.hint.as_ref().filter(|_| self.is_static);
+        let known = hint
+            .and_then(|hint| hint.known)
+            .filter(|(key, _)| *key == public);
+        let shared = match known {
+            // Computed (and found contributory) by an earlier handshake with this key pair.
+            Some((_, shared)) => shared,
+            None => {
+                let shared = x25519(&self.secret, &public).map_err(|_| snow::Error::Dh)?;
+                if let Some(mut performed) = hint.and_then(|hint| hint.performed.lock().ok()) {
+                    *performed = Some((public, shared));
+                }
+                shared
+            }
+        };
         let out = out.get_mut(..32).ok_or(snow::Error::Dh)?;
         out.copy_from_slice(&shared);
         Ok(())

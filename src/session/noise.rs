@@ -2,11 +2,12 @@
 //! from ring, BLAKE2s from snow's own default resolver, and randomness drawn from the caller's
 //! RNG (STYLE.md 1: protocol logic never reads OS randomness itself).
 
-use super::dh::CountingX25519;
+use super::dh::{CountingX25519, StaticKey};
 use rand::{CryptoRng, RngCore, SeedableRng, rngs::StdRng};
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
+use std::sync::Arc;
 
 /// The prologue every handshake mixes in (PROTOCOL.md §5).
 pub(crate) const PROLOGUE: &[u8] = b"weft v1";
@@ -35,6 +36,8 @@ impl Random for HandshakeRng {}
 /// The resolver of one handshake: it hands snow a fresh RNG seeded by the caller.
 struct WeftResolver {
     seed: [u8; 32],
+    /// The node's static key as known beforehand, handed to every key object snow makes.
+    hint: Option<Arc<StaticKey>>,
 }
 
 impl CryptoResolver for WeftResolver {
@@ -44,7 +47,7 @@ impl CryptoResolver for WeftResolver {
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
-            DHChoice::Curve25519 => Some(Box::new(CountingX25519::default())),
+            DHChoice::Curve25519 => Some(Box::new(CountingX25519::with_hint(self.hint.clone()))),
             _ => None,
         }
     }
@@ -64,7 +67,16 @@ pub(crate) fn builder<'a, R: RngCore + CryptoRng>(
     params: NoiseParams,
     rng: &mut R,
 ) -> snow::Builder<'a> {
+    builder_with(params, rng, None)
+}
+
+/// [`builder`] whose key objects know the node's static key (`hint`) beforehand.
+pub(crate) fn builder_with<'a, R: RngCore + CryptoRng>(
+    params: NoiseParams,
+    rng: &mut R,
+    hint: Option<Arc<StaticKey>>,
+) -> snow::Builder<'a> {
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
-    snow::Builder::with_resolver(params, Box::new(WeftResolver { seed })).prologue(PROLOGUE)
+    snow::Builder::with_resolver(params, Box::new(WeftResolver { seed, hint })).prologue(PROLOGUE)
 }

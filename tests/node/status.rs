@@ -105,17 +105,7 @@ fn number(json: &str, key: &str) -> f64 {
 fn status_counts_each_peers_traffic_both_ways_and_its_session_age() {
     let data = TempDir::new("status-traffic");
     let node = start_node(&node_args(&data.0, &[]));
-    let target = node.udp.to_string();
-    let (status, stdout, stderr) = run(&[
-        "ping",
-        &target,
-        "--count",
-        "5",
-        "--interval",
-        "0.2",
-        "--peer",
-        &node.peer,
-    ]);
+    let (status, stdout, stderr) = ping_node(&node, "5");
     assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
 
     let dir = data.0.to_str().unwrap();

@@ -7,13 +7,14 @@
 //!
 //! **Replay of an IK INIT.** The TAI64N timestamp travels inside IK's first message, encrypted
 //! under keys that need the `es` and `ss` DHs, so no responder can read it before paying those two
-//! DHs. boringtun does the same (it decrypts the initiation, then compares the timestamp with the
+//! DHs (one, `es`, for an initiator it answered before: `ss` is remembered, `known.rs`). boringtun does the same (it decrypts the initiation, then compares the timestamp with the
 //! peer's last one). What we add: the timestamp is compared, and the signature verified, *before*
 //! the responder writes its message (whose `ee` and `se` DHs it therefore never performs for a
 //! replay), and the table only records a timestamp once the response has been produced. What
 //! bounds the two DHs of a replay flood is mac1 and the cookie under load (`super::mac`).
 
 mod initiator;
+mod known;
 mod responder;
 mod timestamp;
 
@@ -202,7 +203,10 @@ impl fmt::Debug for Established {
 #[derive(Clone)]
 pub struct HandshakeIdentity {
     x25519_secret: [u8; 32],
+    x25519_public: [u8; 32],
     binding: [u8; BINDING_LEN],
+    /// IK initiators this node answered before (see `known.rs`).
+    known: known::KnownInitiators,
 }
 
 impl HandshakeIdentity {
@@ -218,7 +222,9 @@ impl HandshakeIdentity {
         binding[32..].copy_from_slice(&signature.to_bytes());
         HandshakeIdentity {
             x25519_secret: identity.x25519_secret_bytes(),
+            x25519_public: x25519,
             binding,
+            known: known::KnownInitiators::default(),
         }
     }
 }
@@ -401,6 +407,45 @@ mod tests {
         assert_eq!(i.kind, HandshakeKind::KnownResponder);
         assert_eq!((i.role, r.role), (Role::Initiator, Role::Responder));
         assert_matching(&i, &r, &a, &b);
+    }
+
+    #[test]
+    fn a_known_initiators_next_ik_costs_the_responder_three_dh_and_still_matches() {
+        let (a, b) = (node(1), node(2));
+        let mut table = TimestampTable::new();
+        let kind = HandshakeKind::KnownResponder;
+        ik(kind, &a, &b, &mut table, at(1000), [0; 32], None).unwrap();
+        let before = dh::count_on_this_thread();
+        let (i, r) = ik(kind, &a, &b, &mut table, at(1001), [0; 32], None).unwrap();
+        // The initiator pays its 4; the responder remembered `ss` with this key pair.
+        assert_eq!(
+            dh::count_on_this_thread() - before,
+            2 * dh_per_side(kind) - 1
+        );
+        assert_matching(&i, &r, &a, &b);
+    }
+
+    #[test]
+    fn a_remembered_initiator_with_another_signature_is_verified_and_refused() {
+        let (a, b) = (node(1), node(2));
+        let mut table = TimestampTable::new();
+        let kind = HandshakeKind::KnownResponder;
+        ik(kind, &a, &b, &mut table, at(1000), [0; 32], None).unwrap();
+        // The same keys, a signature that never verified: the table vouches for exact bytes.
+        let mut forged = node(1);
+        forged.local.binding[BINDING_LEN - 1] ^= 1;
+        let result = ik(kind, &forged, &b, &mut table, at(1001), [0; 32], None);
+        assert!(
+            matches!(result, Err(HandshakeError::BadSignature)),
+            "{result:?}"
+        );
+        // The genuine initiator still gets its shortcut afterwards.
+        let before = dh::count_on_this_thread();
+        ik(kind, &a, &b, &mut table, at(1002), [0; 32], None).unwrap();
+        assert_eq!(
+            dh::count_on_this_thread() - before,
+            2 * dh_per_side(kind) - 1
+        );
     }
 
     #[test]
@@ -624,8 +669,9 @@ mod tests {
         let before = dh::count_on_this_thread();
         let replay = answer(initiator.init(), &mut timestamps);
         assert!(matches!(replay, Err(HandshakeError::Replay)));
-        // Reading the INIT costs es and ss; the response's ee and se are never computed.
-        assert_eq!(dh::count_on_this_thread() - before, 2);
+        // Reading the INIT costs es (ss is remembered from the first answer, `known.rs`); the
+        // response's ee and se are never computed.
+        assert_eq!(dh::count_on_this_thread() - before, 1);
         // An older timestamp is refused too; a newer one is accepted.
         let older = Initiator::known_responder(&a.local, &b.record, at(49), &mut rng0).unwrap();
         assert!(matches!(

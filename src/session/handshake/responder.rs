@@ -1,10 +1,12 @@
 //! The responder's side of the three handshake kinds (PROTOCOL.md §5): the INIT it answers, with
 //! the identity and replay checks before its own DHs, and for XX the pending state until FINAL.
 
+use super::known::KnownInitiator;
 use super::{
     BINDING_LEN, Established, HandshakeError, HandshakeIdentity, HandshakeKind, MAX_HANDSHAKE_LEN,
     PSK_LEN, PSK_LOCATION, Role, TIMESTAMP_LEN, Tai64N, TimestampTable, check_binding, split,
 };
+use crate::session::dh::StaticKey;
 use crate::session::identity::peer_id_of;
 use crate::session::noise;
 use crate::wire::PeerId;
@@ -86,7 +88,17 @@ pub fn respond<R: RngCore + CryptoRng>(
     if init.len() > MAX_HANDSHAKE_LEN || out.len() < MAX_HANDSHAKE_LEN {
         return Err(HandshakeError::Size);
     }
-    let mut state = noise::builder(kind.params(), rng)
+    let known = if kind.is_ik() {
+        local.known.get(sender)
+    } else {
+        None
+    };
+    let hint = StaticKey::new(
+        local.x25519_secret,
+        local.x25519_public,
+        known.map(|k| (k.x25519, k.static_secret)),
+    );
+    let mut state = noise::builder_with(kind.params(), rng, Some(hint.clone()))
         .local_private_key(&local.x25519_secret)
         .build_responder()?;
     let mut payload = [0u8; MAX_HANDSHAKE_LEN];
@@ -121,7 +133,18 @@ pub fn respond<R: RngCore + CryptoRng>(
     if !timestamps.is_fresh(&ed25519, timestamp) {
         return Err(HandshakeError::Replay);
     }
-    check_binding(&payload[..BINDING_LEN], state.get_remote_static(), sender)?;
+    let remote = state
+        .get_remote_static()
+        .and_then(|key| <[u8; 32]>::try_from(key.get(..32)?).ok())
+        .ok_or(HandshakeError::Payload)?;
+    let signature = payload
+        .get(32..BINDING_LEN)
+        .ok_or(HandshakeError::Payload)?;
+    // The peer id matched the key above; the signature is checked unless these exact bytes
+    // verified before.
+    if !known.is_some_and(|k| k.vouches_for(&ed25519, &remote, signature)) {
+        check_binding(&payload[..BINDING_LEN], Some(&remote), sender)?;
+    }
     if kind == HandshakeKind::PreSharedKey {
         // PROTOCOL.md §5: an IKpsk2 responder sets the PSK after reading message 1, once it
         // knows who the initiator is.
@@ -130,6 +153,17 @@ pub fn respond<R: RngCore + CryptoRng>(
     }
     let len = state.write_message(&[], out)?;
     timestamps.accept(&ed25519, timestamp);
+    if let Some(static_secret) = hint.secret_with(&remote) {
+        let mut sig = [0u8; 64];
+        sig.copy_from_slice(signature);
+        local.known.insert(KnownInitiator {
+            peer: sender,
+            ed25519,
+            x25519: remote,
+            signature: sig,
+            static_secret,
+        });
+    }
     Ok(Response::Complete {
         len,
         established: split(&mut state, kind, Role::Responder, sender, ed25519),
