@@ -379,28 +379,30 @@ impl MalachiteEngine {
             Output::Decide(round, proposal) => {
                 let round_number = round.as_u32().unwrap_or(0);
                 let id = proposal.proposal.batch.id();
-                let commit = self
+                // The driver keeps no certificate of a decision it reached by votes (only of
+                // one it was handed): the precommits for the value in that round are its
+                // vote keeper's.
+                let mut commit: Vec<Signed<Vote>> = self
                     .driver
-                    .commit_certificate(round, &id)
-                    .map(|certificate| {
-                        let mut commit: Vec<Signed<Vote>> = certificate
-                            .commit_signatures
+                    .votes()
+                    .per_round(round)
+                    .map(|per_round| {
+                        per_round
+                            .received_votes()
                             .iter()
-                            .map(|signature| Signed {
-                                body: Vote {
-                                    height: proposal.height.0,
-                                    round: round_number,
-                                    kind: VoteKind::Precommit,
-                                    value: Some(id),
-                                    voter: signature.address,
-                                },
-                                signature: signature.signature,
+                            .filter(|vote| {
+                                vote.vote.kind == VoteKind::Precommit
+                                    && vote.vote.value == Some(id)
                             })
-                            .collect();
-                        commit.sort_by(|a, b| a.body.voter.cmp(&b.body.voter));
-                        commit
+                            .map(|vote| Signed {
+                                body: vote.vote.clone(),
+                                signature: vote.signature,
+                            })
+                            .collect()
                     })
                     .unwrap_or_default();
+                commit.sort_by(|a, b| a.body.voter.cmp(&b.body.voter));
+                commit.dedup_by(|a, b| a.body.voter == b.body.voter);
                 steps.push(Step::Decide {
                     round: round_number,
                     proposal: proposal.proposal,
