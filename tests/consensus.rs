@@ -24,7 +24,7 @@ fn lossy() -> Faults {
         duplicate: 0.05,
         jitter: Duration::from_millis(20),
         partitioned: 0,
-        heal_after: Duration::from_secs(20),
+        heal_after: Duration::from_secs(8),
     }
 }
 
@@ -99,12 +99,12 @@ fn seven_with_two_byzantine_and_a_partition_that_heals() {
             // equivocator are short of the quorum of five, so nothing is issued until the
             // partition heals.
             partitioned: 2,
-            heal_after: Duration::from_secs(15),
+            heal_after: Duration::from_secs(8),
             ..lossy()
         };
         let cluster = run(seed, &roles, 3, faults);
         assert!(
-            cluster.now - cluster.start >= Duration::from_secs(15),
+            cluster.now - cluster.start >= Duration::from_secs(8),
             "ids were issued without a quorum"
         );
     });

@@ -47,10 +47,26 @@ impl mt::Height for EngineHeight {
 
 impl mt::Address for MemberKey {}
 
-impl mt::Value for Batch {
+/// A batch with its id computed once: the driver asks for a value's id on every vote.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EngineValue {
+    id: BatchId,
+    batch: Batch,
+}
+
+impl From<Batch> for EngineValue {
+    fn from(batch: Batch) -> Self {
+        EngineValue {
+            id: batch.id(),
+            batch,
+        }
+    }
+}
+
+impl mt::Value for EngineValue {
     type Id = BatchId;
     fn id(&self) -> BatchId {
-        Batch::id(self)
+        self.id
     }
 }
 
@@ -104,14 +120,34 @@ impl mt::Vote<WeftContext> for EngineVote {
 /// A proposal as the driver sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineProposal {
-    proposal: Proposal,
     height: EngineHeight,
+    round: u32,
+    pol_round: Option<u32>,
+    proposer: MemberKey,
+    value: EngineValue,
 }
 
 impl From<Proposal> for EngineProposal {
     fn from(proposal: Proposal) -> Self {
-        let height = EngineHeight(proposal.height);
-        EngineProposal { proposal, height }
+        EngineProposal {
+            height: EngineHeight(proposal.height),
+            round: proposal.round,
+            pol_round: proposal.pol_round,
+            proposer: proposal.proposer,
+            value: EngineValue::from(proposal.batch),
+        }
+    }
+}
+
+impl From<EngineProposal> for Proposal {
+    fn from(proposal: EngineProposal) -> Self {
+        Proposal {
+            height: proposal.height.0,
+            round: proposal.round,
+            pol_round: proposal.pol_round,
+            batch: proposal.value.batch,
+            proposer: proposal.proposer,
+        }
     }
 }
 
@@ -124,19 +160,19 @@ impl mt::Proposal<WeftContext> for EngineProposal {
         self.height
     }
     fn round(&self) -> Round {
-        Round::new(self.proposal.round)
+        Round::new(self.round)
     }
-    fn value(&self) -> &Batch {
-        &self.proposal.batch
+    fn value(&self) -> &EngineValue {
+        &self.value
     }
-    fn take_value(self) -> Batch {
-        self.proposal.batch
+    fn take_value(self) -> EngineValue {
+        self.value
     }
     fn pol_round(&self) -> Round {
-        round_of(self.proposal.pol_round)
+        round_of(self.pol_round)
     }
     fn validator_address(&self) -> &MemberKey {
-        &self.proposal.proposer
+        &self.proposer
     }
 }
 
@@ -232,7 +268,7 @@ impl mt::Context for WeftContext {
     type Validator = EngineMember;
     type ValidatorSet = EngineMembers;
     type Timeouts = mt::LinearTimeouts;
-    type Value = Batch;
+    type Value = EngineValue;
     type Vote = EngineVote;
     type Extension = ();
     type SigningScheme = Ed25519Scheme;
@@ -252,17 +288,17 @@ impl mt::Context for WeftContext {
         &self,
         height: EngineHeight,
         round: Round,
-        batch: Batch,
+        value: EngineValue,
         pol_round: Round,
         proposer: MemberKey,
     ) -> EngineProposal {
-        EngineProposal::from(Proposal {
-            height: height.0,
+        EngineProposal {
+            height,
             round: round.as_u32().unwrap_or(0),
             pol_round: pol_round.as_u32(),
-            batch,
             proposer,
-        })
+            value,
+        }
     }
 
     fn new_prevote(
@@ -374,11 +410,11 @@ impl MalachiteEngine {
                     .unwrap_or(self.me);
                 inputs.push(Input::NewRound(height, round, proposer));
             }
-            Output::Propose(proposal) => steps.push(Step::Propose(proposal.proposal)),
+            Output::Propose(proposal) => steps.push(Step::Propose(Proposal::from(proposal))),
             Output::Vote(vote) => steps.push(Step::Vote(vote.vote)),
             Output::Decide(round, proposal) => {
                 let round_number = round.as_u32().unwrap_or(0);
-                let id = proposal.proposal.batch.id();
+                let id = proposal.value.id;
                 // The driver keeps no certificate of a decision it reached by votes (only of
                 // one it was handed): the precommits for the value in that round are its
                 // vote keeper's.
@@ -405,7 +441,7 @@ impl MalachiteEngine {
                 commit.dedup_by(|a, b| a.body.voter == b.body.voter);
                 steps.push(Step::Decide {
                     round: round_number,
-                    proposal: proposal.proposal,
+                    proposal: Proposal::from(proposal),
                     commit,
                 });
             }
@@ -462,7 +498,7 @@ impl Agreement for MalachiteEngine {
     }
 
     fn propose_value(&mut self, round: u32, batch: Batch) -> Vec<Step> {
-        self.run(Input::ProposeValue(Round::new(round), batch))
+        self.run(Input::ProposeValue(Round::new(round), EngineValue::from(batch)))
             .unwrap_or_default()
     }
 

@@ -31,7 +31,7 @@ pub const MAX_FUTURE: usize = 256;
 pub const KEEP_DECIDED: usize = 64;
 
 /// Own messages of the current height kept for resending (the latest ones).
-const KEEP_OWN: usize = 8;
+const KEEP_OWN: usize = 4;
 
 /// Who a message came from or goes to, as the host's channel proved it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

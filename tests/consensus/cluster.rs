@@ -144,7 +144,7 @@ impl Cluster {
             network,
             members: members.clone(),
             round_base: Duration::from_millis(50),
-            resend: Duration::from_millis(500),
+            resend: Duration::from_secs(1),
         };
         let nodes = keys
             .iter()
@@ -170,7 +170,7 @@ impl Cluster {
                     replies: Vec::new(),
                     certificate: None,
                     // Clients arrive spread over the first seconds.
-                    next_send: start + Duration::from_millis(rng.below(3000)),
+                    next_send: start + Duration::from_millis(rng.below(1000)),
                     repeated: false,
                 }
             })
