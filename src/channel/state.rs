@@ -49,6 +49,8 @@ pub(crate) struct Peer {
     pub(crate) rescan: bool,
     /// The congestion window's free room after the last flush, to notice it opening.
     pub(crate) room: u64,
+    /// Kind-0 traffic with the peer (a peer with a session counts on its [`PeerSession`]).
+    pub(crate) traffic: Traffic,
 }
 
 impl Peer {
@@ -70,6 +72,7 @@ impl Peer {
             touched: Vec::new(),
             rescan: false,
             room: 0,
+            traffic: Traffic::default(),
         }
     }
 
@@ -191,6 +194,35 @@ pub(crate) struct PeerSession {
     /// When a packet last authenticated under one of its sessions (or it was installed): the
     /// session table's recency (PROTOCOL.md §5, least recently used first out).
     pub(crate) last_used: Instant,
+    /// When the entry was made: the first handshake with the peer since the node last held no
+    /// session with it. Rekeys and replacements by the same key keep it (`weft status`'s age).
+    pub(crate) established: Instant,
+    /// Sealed datagrams each way under the peer's sessions, rekeys included.
+    pub(crate) traffic: Traffic,
+}
+
+/// Datagrams and bytes exchanged with one peer, for `weft status` (issue 13): four counters on
+/// the peer's entry, counted beside the node's totals, so a peer costs 32 bytes more, not a map.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Traffic {
+    pub(crate) packets_received: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) packets_sent: u64,
+    pub(crate) bytes_sent: u64,
+}
+
+impl Traffic {
+    /// A datagram of `len` bytes from the peer was accepted.
+    pub(crate) fn received(&mut self, len: usize) {
+        self.packets_received = self.packets_received.saturating_add(1);
+        self.bytes_received = self.bytes_received.saturating_add(len as u64);
+    }
+
+    /// A datagram of `len` bytes to the peer left for the driver.
+    pub(crate) fn sent(&mut self, len: usize) {
+        self.packets_sent = self.packets_sent.saturating_add(1);
+        self.bytes_sent = self.bytes_sent.saturating_add(len as u64);
+    }
 }
 
 /// The data-path state of one channel.

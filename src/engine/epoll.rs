@@ -45,6 +45,11 @@ impl EpollIo {
         self.more_to_read
     }
 
+    /// The kernel's running count of drops on the socket, as the last `recvmmsg` saw it.
+    pub(super) fn rxq_overflows(&self) -> u32 {
+        self.recv.rxq_overflows
+    }
+
     pub(super) fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         self.poll.poll(&mut self.events, Some(timeout))?;
         for event in &self.events {

@@ -116,6 +116,15 @@ impl Io {
         }
     }
 
+    /// The kernel's running count of datagrams it dropped on the socket (SO_RXQ_OVFL), as the
+    /// last receive saw it; 0 until the first drop.
+    pub(super) fn rxq_overflows(&self) -> u32 {
+        match self {
+            Io::Epoll(io) => io.rxq_overflows(),
+            Io::Uring(io) => io.rxq_overflows(),
+        }
+    }
+
     /// Takes what the endpoint queued and sends (epoll) or submits (io_uring) it; returns the
     /// datagrams taken.
     pub(super) fn transmit(&mut self, endpoint: &mut Endpoint, stats: &mut Stats) -> usize {

@@ -241,8 +241,12 @@ impl Shard {
             }
         });
         if datagrams > 0 {
-            // A batch as large as a batch can be: the socket holds a backlog (issue 10).
-            self.parts.endpoint.note_receive_batch(datagrams >= BATCH);
+            // A batch as large as a batch can be: the socket holds a backlog; the kernel's drop
+            // count growing: it overflowed (issue 10, fair admission).
+            let overflows = self.io.rxq_overflows();
+            self.parts
+                .endpoint
+                .note_receive_batch(now, datagrams >= BATCH, overflows);
         }
         self.flush_handovers();
         datagrams

@@ -305,10 +305,12 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         let _ = writeln!(out, "  address: {}", peer.address);
         match peer.since_handshake {
             Some(since) => {
+                let age = peer.session_age.unwrap_or(since);
                 let _ = writeln!(
                     out,
-                    "  session: {}, last handshake {} ago",
+                    "  session: {}, age {}, last handshake {} ago",
                     kind_name(peer.session_kind),
+                    seconds(age),
                     seconds(since)
                 );
             }
@@ -327,8 +329,8 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         );
         let _ = writeln!(
             out,
-            "  packets: {} received, {} sent (under the current sessions)",
-            peer.packets_received, peer.packets_sent
+            "  transfer: {} B received ({} packets), {} B sent ({} packets)",
+            peer.bytes_received, peer.packets_received, peer.bytes_sent, peer.packets_sent
         );
         match (peer.congestion_window, peer.congestion_events) {
             (Some(cwnd), Some(events)) => {
@@ -388,12 +390,15 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         let _ = write!(
             out,
             "{{\"peer\":\"{}\",\"address\":\"{}\",\"session\":{session},\
-             \"since_handshake_seconds\":{},\"since_heard_seconds\":{},\
+             \"session_age_seconds\":{},\"since_handshake_seconds\":{},\
+             \"since_heard_seconds\":{},\
              \"channels\":{{\"udp\":{},\"reliable\":{},\"ordered\":{},\"tcp\":{}}},\
-             \"packets_received\":{},\"packets_sent\":{},\"rtt_seconds\":{},\
+             \"packets_received\":{},\"bytes_received\":{},\"packets_sent\":{},\
+             \"bytes_sent\":{},\"rtt_seconds\":{},\
              \"cwnd_bytes\":{},\"bytes_in_flight\":{},\"loss_events\":{}}}",
             peer.peer,
             peer.address,
+            json_seconds(peer.session_age),
             json_seconds(peer.since_handshake),
             json_seconds(peer.since_heard),
             c.udp,
@@ -401,7 +406,9 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
             c.ordered,
             c.tcp,
             peer.packets_received,
+            peer.bytes_received,
             peer.packets_sent,
+            peer.bytes_sent,
             json_seconds(peer.rtt),
             json_opt(peer.congestion_window),
             json_opt(peer.bytes_in_flight),

@@ -217,6 +217,16 @@ impl Header {
         }
     }
 
+    /// The recipient of a packet this node built, and whether its payload is sealed, read in
+    /// place without checking the rest: for counting what the node sends (`weft status`), so
+    /// never for input from the network, which [`Header::parse`] checks whole.
+    pub fn peek_recipient(packet: &[u8]) -> Option<(PeerId, bool)> {
+        const RECIPIENT: std::ops::Range<usize> = 17..33;
+        let flags = Flags(packet.first()? & 0x0f);
+        let recipient = PeerId(packet.get(RECIPIENT)?.try_into().ok()?);
+        Some((recipient, flags.contains(Flags::ENCRYPTED)))
+    }
+
     /// Writes the header as it is (no checks but space, so tests can build bad packets);
     /// returns its length. [`super::PacketWriter::new`] checks it first.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
@@ -261,6 +271,21 @@ mod tests {
             );
             assert_eq!((parsed.sender, parsed.recipient), (h.sender, h.recipient));
         }
+    }
+
+    #[test]
+    fn peek_recipient_reads_what_emit_wrote() {
+        let mut h = header(0x0001_0002, Some(7));
+        let mut buf = [0u8; 64];
+        let n = h.emit(&mut buf).unwrap();
+        assert_eq!(
+            Header::peek_recipient(&buf[..n]),
+            Some((h.recipient, false))
+        );
+        h.flags = Flags::ENCRYPTED;
+        let n = h.emit(&mut buf).unwrap();
+        assert_eq!(Header::peek_recipient(&buf[..n]), Some((h.recipient, true)));
+        assert_eq!(Header::peek_recipient(&buf[..32]), None);
     }
 
     #[test]

@@ -110,12 +110,10 @@ pub struct EndpointConfig {
     /// Reassembly memory for big messages per peer.
     pub reassembly_peer_bytes: usize,
     /// Datagrams per window of fair admission under overload
-    /// ([`Admission`](crate::channel::admission::Admission)); 0 turns it off.
-    /// Off by default: its overload signal (full receive batches) also fires for a node that is
-    /// merely busy with honest peers from a few prefixes, and its shrinking budget then cuts
-    /// them all (`weft bench --peers 100 --size 1121`: 45,000 packets/s with it at 4096 against
-    /// 144,000 without). 4096 is the setting to try against a flood: 128 receive batches, a few
-    /// milliseconds of a busy shard; its table holds at most that many prefixes (~150 KiB).
+    /// ([`Admission`](crate::channel::admission::Admission)); 0 turns it off. 4096: 128 receive
+    /// batches, a few milliseconds of a busy shard, so a flood is cut within a few windows; its
+    /// table holds at most that many prefixes (~150 KiB). Only kernel drops on the shard's
+    /// socket count as overload, so a node that keeps up, however busy, is never throttled.
     pub admission_window: u32,
 }
 
@@ -212,7 +210,7 @@ impl Default for EndpointConfig {
             keep_alive_interval: Duration::from_secs(15),
             reassembly_node_bytes: 64 << 20,
             reassembly_peer_bytes: 8 << 20,
-            admission_window: 0,
+            admission_window: 4096,
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::outgoing::Outgoing;
 use crate::channel::pool::BufferPool;
 use crate::channel::reliability::ReassemblyBudget;
-use crate::channel::state::{Channel, Peer, PeerSession, Phase};
+use crate::channel::state::{Channel, Peer, PeerSession, Phase, Traffic};
 use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
 use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, PeerRecord, Prefix, RotatingSecret,
@@ -324,10 +324,12 @@ impl Endpoint {
         endpoint
     }
 
-    /// The driver read one receive batch from the socket; `full` when it came back as large as
-    /// a batch can be, the sign of a backlog that fair admission ([`Admission`]) answers.
-    pub fn note_receive_batch(&mut self, full: bool) {
-        self.admission.note_batch(full);
+    /// The driver read one receive batch from the socket at `now`; `full` when it came back as
+    /// large as a batch can be; `rxq_overflows` is the kernel's running count of datagrams it
+    /// dropped on the socket (SO_RXQ_OVFL). Drops are the overload fair admission
+    /// ([`Admission`]) answers; full batches alone are a busy node, not an overloaded one.
+    pub fn note_receive_batch(&mut self, now: Instant, full: bool, rxq_overflows: u32) {
+        self.admission.note_batch(now, full, rxq_overflows);
     }
 
     /// Gives a delivered message's buffer back ([`Event::Message`]'s `data`), so the next
@@ -593,6 +595,7 @@ impl Endpoint {
         let (destination, len) = self.outgoing.pop(buf)?;
         self.stats.add_at(self.hot.packets_sent, 1);
         self.stats.add_at(self.hot.sent_bytes, len as u64);
+        self.count_sent(buf.get(..len).unwrap_or_default());
         Some(Transmit { destination, len })
     }
 

@@ -60,10 +60,13 @@ impl Endpoint {
         } else if !self.config.allow_plaintext {
             // PROTOCOL.md §3: a node that refuses plaintext drops kind-0 packets silently.
             self.drop_packet("plaintext_refused");
-        } else if header.channel.is_default() {
-            self.handle_default(now, from, &header, packet.messages(), false);
         } else {
-            self.handle_channel_packet(now, from, &header, packet.messages(), false);
+            if header.channel.is_default() {
+                self.handle_default(now, from, &header, packet.messages(), false);
+            } else {
+                self.handle_channel_packet(now, from, &header, packet.messages(), false);
+            }
+            self.count_plaintext_received(from, header.sender, datagram.len());
         }
         self.send_secure_answers();
         if let Some(&peer) = self.ids.peer(&header.sender) {

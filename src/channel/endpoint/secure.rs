@@ -293,6 +293,7 @@ impl Endpoint {
                 }
                 // The session table's recency (PROTOCOL.md §5: least recently used first out).
                 entry.last_used = now;
+                entry.traffic.received(datagram_len);
                 if primary {
                     // PROTOCOL.md §5: a packet authenticated under the newer session moves our
                     // sending to it (a displaced session never does).

@@ -103,6 +103,8 @@ impl Endpoint {
                     last_reset_handshake: None,
                     bare: None,
                     last_used: now,
+                    established: now,
+                    traffic: Traffic::default(),
                 };
                 let Ok((handle, code)) = self.sessions.insert(entry) else {
                     self.refuse_handshake("session_limit");

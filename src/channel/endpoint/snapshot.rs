@@ -1,11 +1,12 @@
-//! A read-only view of the endpoint's peers for an operator (`weft status`, issue 13): one
+//! A view of the endpoint's peers for an operator (`weft status`, issue 13): one
 //! [`PeerSnapshot`] per peer holding a session or channels. Built on request, never on the
-//! packet path, so it may allocate.
+//! packet path, so it may allocate; the per-peer traffic it shows is counted here too, beside
+//! the node's totals, in fixed counters on the peer's entry.
 
 use super::Endpoint;
+use crate::channel::state::Traffic;
 use crate::handle::Handle;
-use crate::session::KeyPhase;
-use crate::wire::{Capabilities, PeerId};
+use crate::wire::{Capabilities, Header, PeerId};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -32,15 +33,24 @@ pub struct PeerSnapshot {
     pub address: SocketAddr,
     /// The kind of the session we send under (1 IK, 2 XX, 3 IKpsk2); `None` without one.
     pub session_kind: Option<u8>,
-    /// Time since that session's handshake completed: a rekey starts it again.
+    /// Time since the node first held a session with the peer: rekeys and replacing handshakes
+    /// by the same key keep it; it starts again only once the session was evicted or expired.
+    pub session_age: Option<Duration>,
+    /// Time since the handshake of the session we send under completed: a rekey starts it
+    /// again.
     pub since_handshake: Option<Duration>,
     /// Time since a packet from the peer last authenticated (or its channel state heard it).
     pub since_heard: Option<Duration>,
-    /// Packets sealed to the peer under its current sessions (both key phases), on the
-    /// default channel and the channels still open.
+    /// Datagrams this node sent to the peer: sealed ones over the session's age, plus kind-0
+    /// ones while it has channel state.
     pub packets_sent: u64,
-    /// Packets from the peer opened under its current sessions (both key phases).
+    /// Bytes of those datagrams (UDP payload, headers and tags included).
+    pub bytes_sent: u64,
+    /// Datagrams from the peer that authenticated under its sessions over their age, plus kind-0
+    /// ones from its address while it has channel state.
     pub packets_received: u64,
+    /// Bytes of those datagrams.
+    pub bytes_received: u64,
     /// Channels by mode.
     pub channels: ChannelCounts,
     /// Smoothed round-trip time of the peer's path, once measured (§7.3).
@@ -75,18 +85,11 @@ impl Endpoint {
         for (_, session) in self.sessions.iter() {
             let mut snapshot = self.snapshot_of(session.peer, session.address);
             let current = session.slot.current_ref();
+            snapshot.session_age = Some(now.saturating_duration_since(session.established));
             snapshot.since_handshake =
                 current.map(|s| now.saturating_duration_since(s.created_at()));
             snapshot.since_heard = Some(now.saturating_duration_since(session.last_used));
-            for phase in [KeyPhase::Zero, KeyPhase::One] {
-                if let Some(s) = session.slot.phase_session_ref(phase) {
-                    snapshot.packets_sent = snapshot
-                        .packets_sent
-                        .saturating_add(s.keys.total_packets_sent());
-                    snapshot.packets_received =
-                        snapshot.packets_received.saturating_add(s.packets_opened());
-                }
-            }
+            snapshot.add_traffic(&session.traffic);
             if let Some(&handle) = channel_state.get(&session.peer) {
                 self.fill_channels(now, handle, &mut snapshot);
             }
@@ -111,10 +114,13 @@ impl Endpoint {
             peer,
             address: info.map_or(address, |info| info.address),
             session_kind: info.and_then(|info| info.session_kind),
+            session_age: None,
             since_handshake: None,
             since_heard: None,
             packets_sent: 0,
+            bytes_sent: 0,
             packets_received: 0,
+            bytes_received: 0,
             channels: ChannelCounts::default(),
             rtt: info.and_then(|info| info.rtt),
             congestion_window: None,
@@ -129,6 +135,7 @@ impl Endpoint {
         };
         let heard = now.saturating_duration_since(peer.last_heard);
         out.since_heard = Some(out.since_heard.map_or(heard, |d| d.min(heard)));
+        out.add_traffic(&peer.traffic);
         for &channel in peer.channels.values() {
             let Some(channel) = self.channels.get(channel) else {
                 continue;
@@ -147,6 +154,69 @@ impl Endpoint {
             out.congestion_window = Some(path.congestion_window());
             out.bytes_in_flight = Some(path.bytes_in_flight());
             out.congestion_events = Some(path.congestion_events());
+        }
+    }
+}
+
+impl PeerSnapshot {
+    fn add_traffic(&mut self, traffic: &Traffic) {
+        self.packets_sent = self.packets_sent.saturating_add(traffic.packets_sent);
+        self.bytes_sent = self.bytes_sent.saturating_add(traffic.bytes_sent);
+        self.packets_received = self
+            .packets_received
+            .saturating_add(traffic.packets_received);
+        self.bytes_received = self.bytes_received.saturating_add(traffic.bytes_received);
+    }
+}
+
+impl Endpoint {
+    /// Counts a datagram leaving for the driver on its recipient's entry: a sealed one on the
+    /// peer's sessions, a plaintext one on a kind-0 peer's channel state. Handshake packets
+    /// (plaintext to a peer with a session, or before it has one) count on neither, as on the
+    /// receiving side. The recipient is usually the sender just routed, so this is a comparison
+    /// of ids, not a lookup.
+    pub(super) fn count_sent(&mut self, packet: &[u8]) {
+        let Some((recipient, sealed)) = Header::peek_recipient(packet) else {
+            return;
+        };
+        if sealed {
+            if let Some(entry) = self
+                .ids
+                .session(&recipient)
+                .copied()
+                .and_then(|handle| self.sessions.get_mut(handle))
+            {
+                entry.traffic.sent(packet.len());
+            }
+        } else if self.config.allow_plaintext && self.ids.session(&recipient).is_none() {
+            if let Some(peer) = self
+                .ids
+                .peer(&recipient)
+                .copied()
+                .and_then(|handle| self.peers.get_mut(handle))
+            {
+                peer.traffic.sent(packet.len());
+            }
+        }
+    }
+
+    /// Counts a kind-0 datagram handled from `from` on the sender's channel state, when the
+    /// sender has one at that address (one made by this very datagram included).
+    pub(super) fn count_plaintext_received(
+        &mut self,
+        from: SocketAddr,
+        sender: PeerId,
+        len: usize,
+    ) {
+        if let Some(peer) = self
+            .ids
+            .peer(&sender)
+            .copied()
+            .and_then(|handle| self.peers.get_mut(handle))
+        {
+            if peer.address == from {
+                peer.traffic.received(len);
+            }
         }
     }
 }

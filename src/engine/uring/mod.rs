@@ -237,6 +237,11 @@ impl UringIo {
         Ok(())
     }
 
+    /// The kernel's running count of drops on the socket, as the last completion saw it.
+    pub(super) fn rxq_overflows(&self) -> u32 {
+        self.rxq_overflows
+    }
+
     pub(super) fn busy(&mut self) -> bool {
         self.send_backlog || self.ring.submission().taskrun() || !self.ring.completion().is_empty()
     }
