@@ -3,7 +3,7 @@
 //! sends, times and persists; the engine only decides, through [`Agreement`].
 
 use super::ids::MemberKey;
-use super::schema::{Batch, Proposal, Refusal, Vote};
+use super::schema::{Batch, BatchId, Proposal, Refusal, Vote};
 use super::signed::Signed;
 use std::time::Duration;
 
@@ -77,6 +77,10 @@ pub trait Agreement {
     fn vote(&mut self, vote: Signed<Vote>) -> Result<Vec<Step>, Refusal>;
     /// A timer it asked for has fired.
     fn timeout(&mut self, timer: Timer) -> Vec<Step>;
+    /// The prevotes it holds for `id` in `round` of the current height: the polka a proposer
+    /// re-proposing a locked value sends along, so members that missed it can follow
+    /// (Tendermint's liveness assumes every message of a correct member arrives eventually).
+    fn polka(&self, round: u32, id: &BatchId) -> Vec<Signed<Vote>>;
     /// The proposer of `round` at the current height.
     fn proposer(&self, round: u32) -> Option<MemberKey>;
 }

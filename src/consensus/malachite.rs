@@ -418,25 +418,7 @@ impl MalachiteEngine {
                 // The driver keeps no certificate of a decision it reached by votes (only of
                 // one it was handed): the precommits for the value in that round are its
                 // vote keeper's.
-                let mut commit: Vec<Signed<Vote>> = self
-                    .driver
-                    .votes()
-                    .per_round(round)
-                    .map(|per_round| {
-                        per_round
-                            .received_votes()
-                            .iter()
-                            .filter(|vote| {
-                                vote.vote.kind == VoteKind::Precommit
-                                    && vote.vote.value == Some(id)
-                            })
-                            .map(|vote| Signed {
-                                body: vote.vote.clone(),
-                                signature: vote.signature,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let mut commit = self.votes_for(round, VoteKind::Precommit, &id);
                 commit.sort_by(|a, b| a.body.voter.cmp(&b.body.voter));
                 commit.dedup_by(|a, b| a.body.voter == b.body.voter);
                 steps.push(Step::Decide {
@@ -469,7 +451,32 @@ impl MalachiteEngine {
     }
 }
 
+impl MalachiteEngine {
+    /// The signed votes of `kind` for `id` the driver holds for `round`.
+    fn votes_for(&self, round: Round, kind: VoteKind, id: &BatchId) -> Vec<Signed<Vote>> {
+        self.driver
+            .votes()
+            .per_round(round)
+            .map(|per_round| {
+                per_round
+                    .received_votes()
+                    .iter()
+                    .filter(|vote| vote.vote.kind == kind && vote.vote.value == Some(*id))
+                    .map(|vote| Signed {
+                        body: vote.vote.clone(),
+                        signature: vote.signature,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl Agreement for MalachiteEngine {
+    fn polka(&self, round: u32, id: &BatchId) -> Vec<Signed<Vote>> {
+        self.votes_for(Round::new(round), VoteKind::Prevote, id)
+    }
+
     fn height(&self) -> u64 {
         self.driver.height().0
     }

@@ -108,6 +108,7 @@ pub struct Member<E: Agreement = MalachiteEngine> {
     resend_at: Option<Instant>,
     proposals: Vec<Signed<Proposal>>,
     own: VecDeque<Message>,
+    own_polka: Vec<Message>,
     own_sightings: BTreeMap<RequestDigest, Message>,
     future: Vec<(MemberKey, Message)>,
     asked_behind: BTreeSet<MemberKey>,
@@ -150,6 +151,7 @@ impl<E: Agreement> Member<E> {
             resend_at: None,
             proposals: Vec::new(),
             own: VecDeque::new(),
+            own_polka: Vec::new(),
             own_sightings: BTreeMap::new(),
             future: Vec::new(),
             asked_behind: BTreeSet::new(),
@@ -486,6 +488,14 @@ impl<E: Agreement> Member<E> {
             let height = self.height;
             let more = match step {
                 Step::Propose(proposal) => {
+                    if let Some(round) = proposal.pol_round {
+                        // Re-proposing a locked value: send the polka that justifies it first.
+                        let polka = self.engine.polka(round, &proposal.batch.id());
+                        self.own_polka = polka.into_iter().map(Message::Vote).collect();
+                        for message in self.own_polka.clone() {
+                            self.broadcast(&message);
+                        }
+                    }
                     let signed = sign(&self.key, &self.config.network, proposal);
                     let message = Message::Proposal(signed.clone());
                     self.broadcast(&message);
@@ -600,6 +610,7 @@ impl<E: Agreement> Member<E> {
         self.timers.clear();
         self.proposals.clear();
         self.own.clear();
+        self.own_polka.clear();
         self.asked_behind.clear();
         let future = std::mem::take(&mut self.future);
         for (from, message) in future {
@@ -650,7 +661,7 @@ impl<E: Agreement> Member<E> {
     fn resend(&mut self) {
         self.asked_behind.clear();
         self.answered.clear();
-        let own: Vec<Message> = self.own.iter().cloned().collect();
+        let own: Vec<Message> = self.own_polka.iter().chain(&self.own).cloned().collect();
         for message in own {
             self.broadcast(&message);
         }
