@@ -539,7 +539,7 @@ impl Agreement for MalachiteEngine {
 /// Round timeouts scaled from one base: propose 3×, prevote and precommit 1×, each growing by
 /// half the base per round, capped at 60×.
 pub fn round_timeouts(base: Duration) -> RoundTimeouts {
-    let half = base / 2;
+    let half = base.checked_div(2).unwrap_or_default();
     RoundTimeouts {
         propose: base.saturating_mul(3),
         propose_delta: half,

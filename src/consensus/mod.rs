@@ -28,5 +28,5 @@ pub fn faults(members: usize) -> usize {
 /// Matching signatures a decision or certificate needs among `members`: more than two thirds
 /// (Malachite's threshold, used for certificates too), which is every member when n ≤ 3.
 pub fn quorum(members: usize) -> usize {
-    members.saturating_mul(2) / 3 + 1
+    (members.saturating_mul(2) / 3).saturating_add(1)
 }
