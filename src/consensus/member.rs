@@ -30,6 +30,9 @@ pub const MAX_FUTURE: usize = 256;
 /// Decided heights kept to help a lagging member catch up.
 pub const KEEP_DECIDED: usize = 64;
 
+/// Digests of member messages handled this resend period, at most.
+const MAX_SEEN: usize = 8192;
+
 /// Own messages of the current height kept for resending (the latest ones).
 const KEEP_OWN: usize = 4;
 
@@ -109,6 +112,7 @@ pub struct Member<E: Agreement = MalachiteEngine> {
     proposals: Vec<Signed<Proposal>>,
     own: VecDeque<Message>,
     own_polka: Vec<Message>,
+    seen: BTreeSet<[u8; 32]>,
     own_sightings: BTreeMap<RequestDigest, Message>,
     future: Vec<(MemberKey, Message)>,
     asked_behind: BTreeSet<MemberKey>,
@@ -152,6 +156,7 @@ impl<E: Agreement> Member<E> {
             proposals: Vec::new(),
             own: VecDeque::new(),
             own_polka: Vec::new(),
+            seen: BTreeSet::new(),
             own_sightings: BTreeMap::new(),
             future: Vec::new(),
             asked_behind: BTreeSet::new(),
@@ -220,6 +225,17 @@ impl<E: Agreement> Member<E> {
     /// Feeds one message that arrived from `from`.
     pub fn handle(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         self.arm_resend(now);
+        if let Peer::Member(_) = from {
+            // Members resend until heard: a copy already handled this resend period costs a
+            // hash, not a decode and signature checks.
+            let digest = *blake3::hash(bytes).as_bytes();
+            if self.seen.len() >= MAX_SEEN {
+                self.seen.clear();
+            }
+            if !self.seen.insert(digest) {
+                return;
+            }
+        }
         let message = match schema::decode(bytes) {
             Ok(message) => message,
             Err(refusal) => return self.refuse(refusal),
@@ -659,6 +675,7 @@ impl<E: Agreement> Member<E> {
     }
 
     fn resend(&mut self) {
+        self.seen.clear();
         self.asked_behind.clear();
         self.answered.clear();
         let own: Vec<Message> = self.own_polka.iter().chain(&self.own).cloned().collect();

@@ -23,9 +23,11 @@ pub(crate) enum Role {
     Honest,
     /// Receives nothing, sends nothing.
     Silent,
-    /// Sends one proposal to half the members and a different one to the rest, and prevotes
-    /// nil to the rest where it prevotes a value to the first half.
+    /// Sends one proposal to half the members and a different one to the rest.
     Equivocator,
+    /// Like [`Role::Equivocator`], and also prevotes nil to the second half where it prevotes a
+    /// value to the first. Safety holds; liveness may not (docs/CONSENSUS.md, not built yet).
+    VoteEquivocator,
     /// Forges votes in other members' names, replays old votes, and signs replies with a
     /// second id.
     Forger,
@@ -265,14 +267,14 @@ impl Cluster {
         let key = self.keys[index].clone();
         let second_half = self.index_of(to).is_some_and(|i| i * 2 >= self.members.len());
         match (role, message) {
-            (Role::Equivocator, Message::Proposal(proposal)) if second_half => {
+            (Role::Equivocator | Role::VoteEquivocator, Message::Proposal(proposal)) if second_half => {
                 let mut body = proposal.body.clone();
                 if body.batch.entries.pop().is_none() {
                     body.pol_round = Some(body.round.wrapping_add(7));
                 }
                 out[0].1 = schema::encode(&Message::Proposal(sign(&key, &self.network, body)));
             }
-            (Role::Equivocator, Message::Vote(vote)) if second_half && vote.body.value.is_some() => {
+            (Role::VoteEquivocator, Message::Vote(vote)) if second_half && vote.body.value.is_some() => {
                 let mut body = vote.body.clone();
                 body.value = None;
                 out[0].1 = schema::encode(&Message::Vote(sign(&key, &self.network, body)));
@@ -491,6 +493,12 @@ impl Cluster {
             self.now - self.start,
             self.delivered
         );
+    }
+
+    /// Steps for `duration` of virtual time (invariants checked after every step).
+    pub(crate) fn run_for(&mut self, duration: Duration) {
+        let deadline = self.now + duration;
+        while self.now < deadline && self.step() {}
     }
 
     /// Every honest member's refusals, summed by reason label.
