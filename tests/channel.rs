@@ -2,6 +2,8 @@
 //! simulator across seeds (`WEFT_SEEDS=N` for more), plus the sans-IO rules that need exact
 //! packets.
 
+#[path = "channel/ack_frequency.rs"]
+mod ack_frequency;
 #[path = "channel/crossing.rs"]
 mod crossing;
 #[path = "channel/delivery_credit.rs"]

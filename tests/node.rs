@@ -689,6 +689,15 @@ fn a_bad_limit_in_the_config_exits_2_naming_the_field() {
             "[limits]\nmax_session = 10\n",
             "unknown field \"limits.max_session\" (did you mean \"max_sessions\"?)",
         ),
+        // PROTOCOL.md §7.1: peers allow for an ACK delay of 25 ms at most.
+        (
+            "[limits]\nmax_ack_delay = 0.1\n",
+            "field \"limits.max_ack_delay\": 0.1 is out of range",
+        ),
+        (
+            "[limits]\nack_eliciting_threshold = 0\n",
+            "field \"limits.ack_eliciting_threshold\": 0 is out of range",
+        ),
     ] {
         std::fs::write(&config, text).unwrap();
         let (status, _, stderr) = run(&["node", "--config", config.to_str().unwrap()]);

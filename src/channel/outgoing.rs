@@ -1,5 +1,8 @@
-//! Datagrams waiting for the driver: a bounded queue of pooled buffers, so sending allocates
-//! nothing after warm-up (PROTOCOL.md §12).
+//! Control datagrams waiting for the driver: a bounded queue of pooled buffers, so sending
+//! allocates nothing after warm-up (PROTOCOL.md §12). Handshakes, stateless answers and
+//! channel establishment are built here when the state changes and copied into the driver's
+//! buffer when it asks; data packets never wait here (they are built in the driver's buffer,
+//! `endpoint/flush.rs`).
 
 use crate::wire::{Header, Message};
 use std::collections::VecDeque;
@@ -84,24 +87,6 @@ impl Outgoing {
         self.open
             .as_ref()
             .map_or(0, |d| self.open_limit.saturating_sub(d.len))
-    }
-
-    /// The free bytes of the open packet, for a writer that fills them directly; commit what
-    /// it wrote with [`advance`](Self::advance).
-    pub(crate) fn writable(&mut self) -> &mut [u8] {
-        let limit = self.open_limit;
-        match self.open.as_mut() {
-            Some(open) if open.len < limit => &mut open.bytes[open.len..limit],
-            _ => &mut [],
-        }
-    }
-
-    /// Adds `n` bytes written through [`writable`](Self::writable) to the open packet.
-    pub(crate) fn advance(&mut self, n: usize) {
-        let limit = self.open_limit;
-        if let Some(open) = self.open.as_mut() {
-            open.len = open.len.saturating_add(n).min(limit);
-        }
     }
 
     /// Appends a message to the open packet; false if it does not fit (nothing is written).

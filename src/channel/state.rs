@@ -89,9 +89,13 @@ impl Peer {
 /// A kind-0 peer's used channel ids, kept by cookie rotation. A cookie2 is accepted for two
 /// rotations (PROTOCOL.md §6), so an id opened before the previous rotation can no longer be
 /// replayed open and is forgotten: memory follows the peer's recent opens, which the endpoint
-/// caps, not its history.
+/// caps, not its history. Boxed and made on the first insert, and freed once both rotations are
+/// empty: a peer under a session never inserts, so it pays a null pointer, not two sets.
 #[derive(Default)]
-pub(crate) struct UsedIds {
+pub(crate) struct UsedIds(Option<Box<UsedIdSets>>);
+
+#[derive(Default)]
+struct UsedIdSets {
     // Seeded (std RandomState): the peer picked these ids.
     current: HashSet<u32>,
     // Seeded, as `current`.
@@ -100,7 +104,7 @@ pub(crate) struct UsedIds {
     epoch: u64,
 }
 
-impl UsedIds {
+impl UsedIdSets {
     fn roll(&mut self, epoch: u64) {
         if epoch == self.epoch {
             return;
@@ -114,25 +118,43 @@ impl UsedIds {
         self.epoch = epoch;
     }
 
+    fn is_empty(&self) -> bool {
+        self.current.is_empty() && self.previous.is_empty()
+    }
+}
+
+impl UsedIds {
+    /// The sets rolled to `epoch`, or None when no id is remembered then (freeing them).
+    fn at(&mut self, epoch: u64) -> Option<&mut UsedIdSets> {
+        let sets = self.0.as_mut()?;
+        sets.roll(epoch);
+        if sets.is_empty() {
+            self.0 = None;
+        }
+        self.0.as_deref_mut()
+    }
+
     /// True if `id` was opened in this rotation or the one before.
     pub(crate) fn contains(&mut self, epoch: u64, id: u32) -> bool {
-        self.roll(epoch);
-        self.current.contains(&id) || self.previous.contains(&id)
+        self.at(epoch)
+            .is_some_and(|sets| sets.current.contains(&id) || sets.previous.contains(&id))
     }
 
     pub(crate) fn insert(&mut self, epoch: u64, id: u32) {
-        self.roll(epoch);
-        self.current.insert(id);
+        let sets = self.0.get_or_insert_with(Box::default);
+        sets.roll(epoch);
+        sets.current.insert(id);
     }
 
     /// Ids remembered now.
     pub(crate) fn len(&mut self, epoch: u64) -> usize {
-        self.roll(epoch);
-        self.current.len().saturating_add(self.previous.len())
+        self.at(epoch).map_or(0, |sets| {
+            sets.current.len().saturating_add(sets.previous.len())
+        })
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.current.is_empty() && self.previous.is_empty()
+        self.0.as_ref().is_none_or(|sets| sets.is_empty())
     }
 }
 

@@ -401,6 +401,13 @@ fn render(f: &Figures) -> String {
         ns_per(f.sink.u64("cpu_ns"), f.sink.u64("datagrams")),
         ns_per(f.raw_sink.u64("cpu_ns"), f.raw_sink.u64("datagrams")),
     );
+    // Everything the sink sends after the handshake is an ACK, a WINDOW or both (PROTOCOL.md
+    // §7.1, §7.4): the cost of acknowledging, which the ACK frequency sets.
+    out += &format!(
+        "the sink sent {} packets: {:.2} per 100 it received\n",
+        f.sender.datagrams_received,
+        100.0 * f.sender.datagrams_received as f64 / f.sink.u64("datagrams").max(1) as f64,
+    );
     let (cwnd, srtt, mtu) = f.sender.path;
     out += &format!(
         "delivered {} of {} bytes ({}), intact: {}; lost packets {} (resent {} bytes), probe \
@@ -435,6 +442,7 @@ fn render_json(f: &Figures) -> String {
          \"retransmissions\": {},\n  \"packets_lost\": {},\n  \"probe_timeouts\": {},\n  \
          \"retransmitted_bytes\": {},\n  \"intact\": {},\n  \
          \"complete\": {},\n  \"packets_sent\": {},\n  \"packets_received\": {},\n  \
+         \"sink_packets_sent\": {},\n  \
          \"sender_cpu_ns_per_packet\": {:.1},\n  \"receiver_cpu_ns_per_packet\": {:.1},\n  \
          \"baseline_packets_sent\": {},\n  \"baseline_packets_received\": {},\n  \
          \"largest_datagram\": {},\n  \"path_mtu\": {},\n  \"srtt_us\": {},\n  \"session_kind\": \"{}\",\n  \
@@ -454,6 +462,7 @@ fn render_json(f: &Figures) -> String {
         f.complete(),
         f.sender.datagrams,
         f.sink.u64("datagrams"),
+        f.sender.datagrams_received,
         ns_per(f.sender.cpu.as_nanos() as u64, f.sender.datagrams),
         ns_per(f.sink.u64("cpu_ns"), f.sink.u64("datagrams")),
         f.raw_sender.datagrams,

@@ -130,7 +130,8 @@ pub(super) struct Shard {
 impl Shard {
     pub(super) fn new(mut parts: ShardParts, io: Io) -> io::Result<Shard> {
         let shards = parts.shards;
-        let worker = parts.worker.take().map(WorkerGate::new);
+        let bound = parts.endpoint.config().max_worker_buffers;
+        let worker = parts.worker.take().map(|link| WorkerGate::new(link, bound));
         let mut shard = Shard {
             parts,
             io,
@@ -525,6 +526,9 @@ impl Shard {
                     self.parts.endpoint.recycle(data);
                     return;
                 };
+                // The buffer the endpoint received the message into goes on to the worker,
+                // counted against `max_worker_buffers` until the worker lets go of it.
+                let data = worker.lend(data);
                 let capabilities = self
                     .channels
                     .get(&channel)
@@ -541,7 +545,7 @@ impl Shard {
                     self.stats.add("weft_shard_worker_drops_total", None, 1);
                     self.stats
                         .add("weft_messages_dropped_total", Some(("reason", reason)), 1);
-                    self.parts.endpoint.recycle(delivery.data);
+                    self.parts.endpoint.recycle(delivery.data.into_vec());
                 }
             }
             _ => {}
@@ -577,6 +581,11 @@ impl Shard {
             .set("weft_shard_worker_queue_depth", None, depth as u64);
         self.stats
             .set("weft_shard_worker_held", None, waiting as u64);
+        self.stats.set(
+            "weft_shard_worker_buffers_held",
+            None,
+            worker.buffers_held() as u64,
+        );
     }
 
     fn snapshot(&mut self) {

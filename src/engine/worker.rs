@@ -12,7 +12,7 @@
 //! worker advances per batch; batches leave in order, so a record of who sent what, in runs,
 //! tells whose messages left.
 
-use crate::service::{Delivery, Input, ShardLink};
+use crate::service::{Delivery, Input, Received, ShardLink};
 use crate::wire::{Capabilities, PeerId};
 use std::collections::{HashMap, VecDeque};
 
@@ -20,6 +20,8 @@ use std::collections::{HashMap, VecDeque};
 pub(super) const FULL: &str = "worker_queue_full";
 /// A sender past its fair share of a pressed queue.
 pub(super) const SHARE: &str = "worker_queue_share";
+/// The workers hold as many of the shard's receive buffers as `max_worker_buffers` allows.
+pub(super) const HELD: &str = "worker_buffers_held";
 
 /// What one hand-over did.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -49,10 +51,12 @@ pub(super) struct WorkerGate {
     handed: u64,
     /// The worker's take count as last seen.
     seen_taken: u64,
+    /// Most of this shard's receive buffers the worker side may hold (`max_worker_buffers`).
+    bound: usize,
 }
 
 impl WorkerGate {
-    pub(super) fn new(link: ShardLink) -> WorkerGate {
+    pub(super) fn new(link: ShardLink, bound: usize) -> WorkerGate {
         WorkerGate {
             link,
             outbox: Vec::new(),
@@ -62,7 +66,22 @@ impl WorkerGate {
             held: HashMap::new(),
             handed: 0,
             seen_taken: 0,
+            bound,
         }
+    }
+
+    /// Lends a delivered message's buffer to the worker side, counted until it lets go.
+    pub(super) fn lend(&self, bytes: Vec<u8>) -> Received {
+        self.link.ledger().lend(bytes)
+    }
+
+    /// This shard's receive buffers the worker side holds now (queued or taken).
+    pub(super) fn buffers_held(&self) -> usize {
+        self.link.ledger().held()
+    }
+
+    fn buffer_room(&self) -> usize {
+        self.bound.saturating_sub(self.buffers_held())
     }
 
     pub(super) fn link(&self) -> &ShardLink {
@@ -115,9 +134,14 @@ impl WorkerGate {
             .saturating_add(self.outbox.len())
     }
 
-    /// Room left in this shard's share: what its endpoint may deliver on reliable channels.
-    pub(super) fn free(&self) -> usize {
+    fn queue_room(&self) -> usize {
         self.link.share().saturating_sub(self.used())
+    }
+
+    /// Room left in this shard's share of the queue and of the buffers the workers may hold:
+    /// what its endpoint may deliver on reliable channels.
+    pub(super) fn free(&self) -> usize {
+        self.queue_room().min(self.buffer_room())
     }
 
     fn put(&mut self, input: Input, sender: Option<PeerId>) {
@@ -135,6 +159,10 @@ impl WorkerGate {
     pub(super) fn offer(&mut self, delivery: Delivery) -> Result<(), (&'static str, Delivery)> {
         let peer = delivery.peer;
         if !delivery.capabilities.contains(Capabilities::RESEND) {
+            // Its own buffer is counted already: past the bound, the workers hold too many.
+            if self.buffers_held() > self.bound {
+                return Err((HELD, delivery));
+            }
             let share = self.link.share();
             let used = self.used();
             if used >= share {
@@ -217,7 +245,7 @@ impl WorkerGate {
                     continue;
                 }
                 if let Input::Message(delivery) = input {
-                    refused(delivery.data);
+                    refused(delivery.data.into_vec());
                 }
                 if let Some(held) = sender.and_then(|peer| self.held.get_mut(&peer)) {
                     *held = held.saturating_sub(1);
@@ -244,7 +272,7 @@ impl WorkerGate {
         for input in self.outbox.drain(..) {
             if let Input::Message(delivery) = input {
                 dropped = dropped.saturating_add(1);
-                refused(delivery.data);
+                refused(delivery.data.into_vec());
             }
         }
         self.outbox_peers.clear();
@@ -259,12 +287,18 @@ impl WorkerGate {
         if !self.outbox.is_empty() {
             return false;
         }
-        let starved = self.free() == 0;
-        self.link.set_starved(starved);
+        // Starved of queue room, the worker's next take wakes the shard; of buffers, the next
+        // buffer it lets go of.
+        let queue_starved = self.queue_room() == 0;
+        let buffers_starved = self.buffer_room() == 0;
+        self.link.set_starved(queue_starved);
+        self.link.ledger().set_starved(buffers_starved);
         if !self.link.may_sleep() {
             return false;
         }
-        if starved && self.link.taken() != self.seen_taken {
+        let taken = queue_starved && self.link.taken() != self.seen_taken;
+        let released = buffers_starved && self.buffer_room() > 0;
+        if taken || released {
             self.link.awake();
             return false;
         }
@@ -285,7 +319,7 @@ mod tests {
         let poll = Poll::new().unwrap();
         let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
         let (link, mut ends) = worker_queues(1, capacity, wakers);
-        (poll, link, WorkerGate::new(ends.remove(0)))
+        (poll, link, WorkerGate::new(ends.remove(0), 1 << 20))
     }
 
     fn message(peer: u8, number: u64, capabilities: Capabilities) -> Delivery {
@@ -295,7 +329,7 @@ mod tests {
             channel: ChannelHandle(Hashcode(u32::from(peer))),
             capabilities,
             message_number: number,
-            data: vec![peer],
+            data: vec![peer].into(),
         }
     }
 
@@ -348,6 +382,67 @@ mod tests {
         link.deliveries.recycle(batch);
         gate.settle();
         assert_eq!(gate.free(), 4, "the worker took them all");
+    }
+
+    #[test]
+    fn buffers_the_worker_holds_bound_the_room_and_drop_unreliable_past_it() {
+        let poll = Poll::new().unwrap();
+        let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
+        let (link, mut ends) = worker_queues(1, 64, wakers);
+        let mut gate = WorkerGate::new(ends.remove(0), 3);
+        let offer = |gate: &mut WorkerGate, n: u64, capabilities| {
+            let mut delivery = message(1, n, capabilities);
+            delivery.data = gate.lend(vec![n as u8]);
+            gate.offer(delivery)
+                .map_err(|(reason, d)| (reason, d.data.into_vec()))
+        };
+        assert_eq!(gate.free(), 3, "the bound, below the queue's share");
+        offer(&mut gate, 0, Capabilities::RESEND).unwrap();
+        offer(&mut gate, 1, Capabilities::NONE).unwrap();
+        offer(&mut gate, 2, Capabilities::NONE).unwrap();
+        assert_eq!(gate.buffers_held(), 3);
+        assert_eq!(gate.free(), 0, "reliable channels get no more room");
+        assert_eq!(
+            offer(&mut gate, 3, Capabilities::NONE),
+            Err((HELD, vec![3])),
+            "unreliable: dropped, its buffer back"
+        );
+        assert_eq!(gate.buffers_held(), 3, "the refused one is let go");
+        assert_eq!(gate.hand_over(|_| {}).delivered, 3);
+        // The worker takes them and keeps them: the queue has room, the bound does not.
+        let mut batch = link.deliveries.try_recv().unwrap();
+        gate.settle();
+        assert_eq!(gate.free(), 0);
+        assert!(gate.may_sleep(), "nothing to do but wait for a buffer");
+        // Letting go of one (a reply sends it back) gives one message of room.
+        let Some(Input::Message(first)) = batch.pop() else {
+            panic!("a message")
+        };
+        link.replier
+            .clone()
+            .queue(0, first.channel, first.data)
+            .unwrap();
+        assert_eq!((gate.buffers_held(), gate.free()), (2, 1));
+        drop(batch);
+        assert_eq!((gate.buffers_held(), gate.free()), (0, 3));
+    }
+
+    #[test]
+    fn the_worker_gets_the_very_buffer_the_endpoint_delivered() {
+        let (_poll, link, mut gate) = gate(8);
+        let mut bytes = Vec::with_capacity(1452);
+        bytes.extend_from_slice(b"one datagram's message");
+        let at = bytes.as_ptr();
+        let mut delivery = message(1, 0, Capabilities::RESEND);
+        delivery.data = gate.lend(bytes);
+        gate.offer(delivery).unwrap();
+        gate.hand_over(|_| {});
+        let batch = link.deliveries.try_recv().unwrap();
+        let Input::Message(got) = &batch[0] else {
+            panic!("a message")
+        };
+        assert_eq!(got.data.as_ptr(), at, "no copy on the seam");
+        assert_eq!(&got.data[..], b"one datagram's message");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `[limits]` table of a node's config file: the budgets that bound what hostile peers (and
-//! scrapers) can make the node hold or spend (PROTOCOL.md §5–§7, §12).
+//! scrapers) can make the node hold or spend (PROTOCOL.md §5–§7, §12), and how often the node
+//! acknowledges (§7.1: what it spends on ACK packets).
 //!
 //! Every default is the owning struct's `Default` ([`EndpointConfig`], [`ReliabilityConfig`],
 //! [`RekeyPolicy`], [`ScrapeLimits`]), where the reason for it is written; this file only
@@ -8,6 +9,8 @@
 
 use super::scrape::ScrapeLimits;
 use crate::channel::EndpointConfig;
+use crate::channel::reliability::ack::MAX_ACK_ELICITING_THRESHOLD;
+use crate::channel::reliability::rtt::{GRANULARITY, MAX_ACK_DELAY};
 use crate::session::{RekeyPolicy, TokenRate};
 use serde::Deserialize;
 use std::time::Duration;
@@ -24,7 +27,7 @@ pub struct BadLimit {
 }
 
 /// The fields `[limits]` may hold, in the order the documentation lists them.
-pub const LIMIT_FIELDS: [&str; 28] = [
+pub const LIMIT_FIELDS: [&str; 31] = [
     "max_sessions",
     "max_sessions_per_address",
     "max_sessions_per_prefix",
@@ -51,16 +54,20 @@ pub const LIMIT_FIELDS: [&str; 28] = [
     "max_reassembly_ranges",
     "max_message_size",
     "admission_window",
+    "ack_eliciting_threshold",
+    "max_ack_delay",
+    "max_worker_buffers",
     "metrics_max_connections",
     "metrics_request_deadline",
 ];
 
 /// The `[limits]` fields that hold seconds (an integer or a fraction); the rest are counts.
-pub const SECONDS_FIELDS: [&str; 5] = [
+pub const SECONDS_FIELDS: [&str; 6] = [
     "handshake_timestamp_window",
     "rekey_after",
     "reassembly_timeout",
     "reassembly_max_age",
+    "max_ack_delay",
     "metrics_request_deadline",
 ];
 
@@ -100,6 +107,9 @@ pub struct LimitsFile {
     pub max_reassembly_ranges: Option<i64>,
     pub max_message_size: Option<i64>,
     pub admission_window: Option<i64>,
+    pub ack_eliciting_threshold: Option<i64>,
+    pub max_ack_delay: Option<f64>,
+    pub max_worker_buffers: Option<i64>,
     pub metrics_max_connections: Option<i64>,
     pub metrics_request_deadline: Option<f64>,
 }
@@ -132,6 +142,9 @@ pub struct Limits {
     pub max_reassembly_ranges: usize,
     pub max_message_size: usize,
     pub admission_window: u32,
+    pub ack_eliciting_threshold: u32,
+    pub max_ack_delay: Duration,
+    pub max_worker_buffers: usize,
 }
 
 impl Default for Limits {
@@ -166,6 +179,9 @@ impl Limits {
             max_reassembly_ranges: c.reliability.max_reassembly_ranges,
             max_message_size: c.reliability.max_message_size,
             admission_window: c.admission_window,
+            ack_eliciting_threshold: c.reliability.ack_eliciting_threshold,
+            max_ack_delay: c.reliability.max_ack_delay,
+            max_worker_buffers: c.max_worker_buffers,
         }
     }
 
@@ -194,6 +210,9 @@ impl Limits {
         c.reliability.max_reassembly_ranges = self.max_reassembly_ranges;
         c.reliability.max_message_size = self.max_message_size;
         c.admission_window = self.admission_window;
+        c.reliability.ack_eliciting_threshold = self.ack_eliciting_threshold;
+        c.reliability.max_ack_delay = self.max_ack_delay;
+        c.max_worker_buffers = self.max_worker_buffers;
         c
     }
 }
@@ -347,11 +366,29 @@ impl LimitsFile {
             bytes,
         )?;
         // A window's table holds up to this many prefixes (~40 bytes each): 2^20 bounds it at
-        // ~40 MiB a shard.
+        // ~40 MiB a shard. 0 turns fair admission off, as the endpoint's config allows.
+        if self.admission_window == Some(0) {
+            l.admission_window = 0;
+        } else {
+            count(
+                &mut l.admission_window,
+                self.admission_window,
+                "admission_window",
+                1 << 20,
+            )?;
+        }
         count(
-            &mut l.admission_window,
-            self.admission_window,
-            "admission_window",
+            &mut l.ack_eliciting_threshold,
+            self.ack_eliciting_threshold,
+            "ack_eliciting_threshold",
+            u64::from(MAX_ACK_ELICITING_THRESHOLD),
+        )?;
+        ack_delay(&mut l.max_ack_delay, self.max_ack_delay)?;
+        // Each buffer is at least a datagram (~1.5 KiB): 2^20 bounds them at ~1.5 GiB a shard.
+        count(
+            &mut l.max_worker_buffers,
+            self.max_worker_buffers,
+            "max_worker_buffers",
             1 << 20,
         )?;
         count(
@@ -487,6 +524,25 @@ fn seconds(slot: &mut Duration, value: Option<f64>, field: &'static str) -> Resu
     Ok(())
 }
 
+/// Checks `max_ack_delay`: from the timer granularity (1 ms) to PROTOCOL.md §7.1's 25 ms, the
+/// most a peer allows for before its probe timeout fires; a longer delay would make every
+/// peer resend what this node merely had not acknowledged yet.
+fn ack_delay(slot: &mut Duration, value: Option<f64>) -> Result<(), BadLimit> {
+    let Some(value) = value else { return Ok(()) };
+    let (least, most) = (GRANULARITY.as_secs_f64(), MAX_ACK_DELAY.as_secs_f64());
+    if !(least..=most).contains(&value) {
+        return Err(BadLimit {
+            field: "max_ack_delay",
+            problem: format!(
+                "{value} is out of range; give seconds from {least} to {most} (peers time their \
+                 probes assuming an ACK within {most} s, PROTOCOL.md §7.1)"
+            ),
+        });
+    }
+    *slot = Duration::from_secs_f64(value);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,7 +576,8 @@ mod tests {
              reassembly_node_bytes = 18000\n\
              reassembly_peer_bytes = 19000\nreassembly_timeout = 20\n\
              reassembly_max_age = 21\nmax_reassembly_ranges = 22\nmax_message_size = 2300\n\
-             admission_window = 512\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
+             admission_window = 512\nack_eliciting_threshold = 10\nmax_ack_delay = 0.005\n\
+             max_worker_buffers = 23\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
         )
         .unwrap();
         let c = config.limits.apply(EndpointConfig::default());
@@ -575,6 +632,9 @@ mod tests {
         assert_eq!(r.reassembly_max_age, Duration::from_secs(21));
         assert_eq!((r.max_reassembly_ranges, r.max_message_size), (22, 2300));
         assert_eq!(c.admission_window, 512);
+        assert_eq!(r.ack_eliciting_threshold, 10);
+        assert_eq!(r.max_ack_delay, Duration::from_millis(5));
+        assert_eq!(c.max_worker_buffers, 23);
         assert_eq!(config.metrics_limits.max_connections, 24);
         assert_eq!(
             config.metrics_limits.request_deadline,
@@ -632,6 +692,12 @@ mod tests {
                 "rekey_reject_after_packets = 4294967296",
                 "rekey_reject_after_packets",
             ),
+            ("ack_eliciting_threshold = 0", "ack_eliciting_threshold"),
+            ("ack_eliciting_threshold = 257", "ack_eliciting_threshold"),
+            // PROTOCOL.md §7.1: peers allow for 25 ms at most; below 1 ms is below any timer.
+            ("max_ack_delay = 0.026", "max_ack_delay"),
+            ("max_ack_delay = 0.0005", "max_ack_delay"),
+            ("max_ack_delay = -1", "max_ack_delay"),
         ] {
             let message = problem(&format!("[limits]\n{text}\n"));
             assert!(
@@ -640,6 +706,22 @@ mod tests {
             );
             assert!(message.contains("out of range; give"), "{text}: {message}");
         }
+    }
+
+    #[test]
+    fn fair_admission_is_on_by_default_and_zero_turns_it_off() {
+        let default = NodeConfig::parse("").unwrap().limits;
+        assert_eq!(
+            default.apply(EndpointConfig::default()).admission_window,
+            4096
+        );
+        let off = NodeConfig::parse("[limits]\nadmission_window = 0\n").unwrap();
+        assert_eq!(
+            off.limits.apply(EndpointConfig::default()).admission_window,
+            0
+        );
+        let message = problem("[limits]\nadmission_window = -1\n");
+        assert!(message.contains("out of range; give"), "{message}");
     }
 
     #[test]

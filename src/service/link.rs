@@ -5,6 +5,7 @@
 //! of one loop turn as one batch, and a worker's requests gather per shard and go over as one
 //! batch, waking the shard only when it sleeps. Capacities count messages, not batches.
 
+use super::held::Ledger;
 use super::queue::{BATCH, BatchQueue, Refusal};
 use super::{Input, ReplyError, Request, owner_of_peer};
 use crate::channel::ChannelHandle;
@@ -175,8 +176,9 @@ impl Replier {
         &mut self,
         shard: usize,
         channel: ChannelHandle,
-        data: Vec<u8>,
+        data: impl Into<Vec<u8>>,
     ) -> Result<(), ReplyError> {
+        let data = data.into();
         if self.gather(shard, Request::Send { channel, data })? >= BATCH {
             return match self.flush_shard(shard) {
                 0 => Ok(()),
@@ -201,8 +203,9 @@ impl Replier {
         &mut self,
         shard: usize,
         channel: ChannelHandle,
-        data: Vec<u8>,
+        data: impl Into<Vec<u8>>,
     ) -> Result<(), ReplyError> {
+        let data = data.into();
         self.request(shard, Request::Send { channel, data })
     }
 
@@ -309,6 +312,8 @@ pub(crate) struct ShardLink {
     request_queue: Arc<BatchQueue<Request>>,
     /// This shard's share of the input queue, in inputs.
     share: usize,
+    /// This shard's buffers the worker side holds.
+    ledger: Arc<Ledger>,
 }
 
 /// Builds the queues between `shards` shards and one worker, each holding at most `capacity`
@@ -350,6 +355,7 @@ pub(crate) fn worker_queues(
             requests: request_rx,
             request_queue,
             share,
+            ledger: Ledger::new(Arc::clone(&wakers), index),
         });
     }
     let link = WorkerLink {
@@ -373,6 +379,11 @@ impl ShardLink {
     /// The inputs this shard may have in the worker's queue at once.
     pub(crate) fn share(&self) -> usize {
         self.share
+    }
+
+    /// The count of this shard's buffers the worker side holds.
+    pub(crate) fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     /// An empty batch to fill, reused when one came back.
@@ -486,7 +497,7 @@ mod tests {
             channel: channel(7),
             capabilities: Capabilities::NONE,
             message_number: number,
-            data: vec![number as u8],
+            data: vec![number as u8].into(),
         })
     }
 

@@ -12,17 +12,19 @@
 //! hand-over allocates nothing.
 //!
 //! A shard never blocks on a worker: a full queue refuses and the shard counts. What arrives on
-//! reliable channels never meets a full queue, because their delivery and credit follow the
-//! queue's room (`Endpoint::set_delivery_capacity`, `channel::reliability::fair_share`); other
+//! reliable channels never meets a full queue, nor more buffers held by the workers than the
+//! shard's bound ([`Received`]), because their delivery and credit follow the room (`Endpoint::set_delivery_capacity`, `channel::reliability::fair_share`); other
 //! messages beyond their sender's fair share of a pressed queue are refused, the heaviest
 //! sender first.
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod echo;
+mod held;
 mod link;
 mod queue;
 
 pub use crate::channel::PeerInfo;
+pub use held::Received;
 pub use link::{Deliveries, Replier, WorkerLink};
 pub(crate) use link::{ShardLink, worker_queues};
 
@@ -43,9 +45,12 @@ pub struct Delivery {
     pub capabilities: Capabilities,
     /// Its message number on that channel.
     pub message_number: u64,
-    /// Its bytes. Sending them back as a reply returns the buffer to the shard's pool; a worker
-    /// that keeps or drops them costs the shard an allocation later.
-    pub data: Vec<u8>,
+    /// Its bytes, in the buffer the shard's endpoint received them into (a message that fits
+    /// one datagram is not copied again on its way here). It counts against the shard's bound
+    /// on buffers the workers hold (`max_worker_buffers`) until the worker lets go of it.
+    /// Sending it back as a reply returns the buffer to the shard's pool; a worker that keeps
+    /// or drops it costs the shard an allocation later.
+    pub data: Received,
 }
 
 /// Why an open a worker asked for did not give a channel.

@@ -444,7 +444,7 @@ pub const METRICS: &[Metric] = &[
     counter("weft_packets_dropped_total", "packets", "Datagrams dropped whole, by reason (PROTOCOL.md §9): bad input from the network is counted here, never a panic.")
         .labels(&["reason"], DROP_REASONS),
     counter("weft_messages_dropped_total", "messages", "Messages or fragments dropped inside an accepted packet, by reason; the worker queue's refusals (`worker_queue_*`) are counted per shard, with a `shard` label.")
-        .labels(&["reason"], &["credit", "fragment_ranges", "malformed", "past_credit", "reassembly_budget", "worker_queue_full", "worker_queue_share"]),
+        .labels(&["reason"], &["credit", "fragment_ranges", "malformed", "past_credit", "reassembly_budget", "worker_buffers_held", "worker_queue_full", "worker_queue_share"]),
     counter("weft_messages_awaiting_session_total", "messages", "Messages that waited for a session to be established before they could be sent."),
     counter("weft_handshake_stateless_answers_total", "packets", "Answers sent without keeping state (cookies, acknowledgements, PONGs, RESETs), by message.")
         .labels(&["message"], &["channel_acknowledge", "channel_close", "handshake_cookie", "pong", "reset"]),
@@ -494,6 +494,8 @@ pub const METRICS: &[Metric] = &[
         .labels(&["mode"], MODES),
     counter("weft_retransmitted_bytes_total", "bytes", "Bytes of message data sent again, by channel mode.")
         .labels(&["mode"], MODES),
+    counter("weft_acks_sent_total", "", "ACK frames written (PROTOCOL.md §7.1): `alone` in a packet of their own, at most one per channel per receive batch, or `piggybacked` beside data, WINDOW or a probe, which costs no packet.")
+        .labels(&["packet"], &["alone", "piggybacked"]),
     histogram(
         "weft_message_delivery_seconds",
         "seconds",
@@ -549,6 +551,8 @@ pub const METRICS: &[Metric] = &[
     gauge("weft_shard_worker_queue_depth", "", "Messages waiting in the worker's queue.")
         .labels(SHARD, &[]),
     gauge("weft_shard_worker_held", "", "Messages the shard holds back for the worker.")
+        .labels(SHARD, &[]),
+    gauge("weft_shard_worker_buffers_held", "", "Receive buffers of the shard the workers hold (queued for them or taken, not yet let go); bounded by max_worker_buffers.")
         .labels(SHARD, &[]),
 ];
 

@@ -129,6 +129,31 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// Sends `count` messages from a to b only, a's send queue kept ahead of the window so that
+    /// each step sends what the window allows; returns the allocations it took and the packets
+    /// a sent.
+    fn bulk(&mut self, count: u64, payload: &[u8]) -> (u64, u64) {
+        let channel = self.a_channel.unwrap();
+        self.payload_len = payload.len();
+        let target = self.delivered[1] + count;
+        let packets = |pair: &Pair| pair.a.stats().get("weft_packets_sent_total", None);
+        let packets_before = packets(self);
+        let before = allocations();
+        let start = self.delivered[1];
+        let mut sent = 0;
+        while self.delivered[1] < target {
+            // A few hundred ahead: more than a window, fewer than the pool holds.
+            while sent < count && sent < self.delivered[1] - start + 256 {
+                self.a.send(self.now, channel, payload).expect("a sends");
+                sent += 1;
+            }
+            self.step();
+        }
+        (allocations() - before, packets(self) - packets_before)
+    }
+}
+
 fn steady_state_allocations(mode: Capabilities, payload: usize) -> (u64, u64) {
     let mut pair = Pair::new(mode);
     let payload = vec![7u8; payload];
@@ -159,5 +184,23 @@ fn the_tcp_mode_data_path_allocates_nothing_per_message() {
     let (small, large) = steady_state_allocations(Capabilities::from_bits(7).unwrap(), 1000);
     eprintln!("tcp mode: {small} allocations for 10k messages each way, {large} for 20k");
     assert_eq!(small, large, "allocations grow with the message count");
+    assert!(small <= 4, "{small} allocations in steady state");
+}
+
+/// Issue 11 point 2: the sender builds and seals each packet in the driver's buffer, a window
+/// of them per step; sending allocates nothing per packet.
+#[test]
+fn a_bulk_sender_allocates_nothing_per_packet() {
+    let mut pair = Pair::new(Capabilities::from_bits(7).unwrap());
+    let payload = vec![7u8; 1200];
+    pair.bulk(10_000, &payload);
+    let (small, small_packets) = pair.bulk(10_000, &payload);
+    let (large, large_packets) = pair.bulk(20_000, &payload);
+    eprintln!("bulk: {small} allocations for {small_packets} packets, {large} for {large_packets}");
+    assert!(
+        large_packets >= 20_000,
+        "{large_packets} packets for 20,000 messages"
+    );
+    assert_eq!(small, large, "allocations grow with the packet count");
     assert!(small <= 4, "{small} allocations in steady state");
 }

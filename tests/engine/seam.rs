@@ -427,3 +427,128 @@ fn a_flooding_peer_cannot_lock_another_peers_requests_out_of_the_worker() {
     );
     assert!(drops > 0, "the flood was refused at its share");
 }
+
+/// Issue 11 point 2: the workers receive the shard's receive buffers themselves, and at most
+/// `max_worker_buffers` of them at once. A worker that keeps every buffer it gets holds a
+/// reliable sender back by credit (its messages wait at the sender, none is lost) and has the
+/// unreliable channel's messages dropped and counted; once it lets go, the rest arrives.
+#[test]
+fn buffers_the_workers_hold_are_bounded_and_hold_the_sender_back() {
+    const BOUND: usize = 16;
+    const MESSAGES: u32 = 100;
+    let config = EndpointConfig {
+        max_worker_buffers: BOUND,
+        ..EndpointConfig::default()
+    };
+    let (n, link) = node(81, config, 1024);
+    let release = Arc::new(AtomicBool::new(false));
+    let held_now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (worker_release, worker_held) = (Arc::clone(&release), Arc::clone(&held_now));
+    let worker = std::thread::spawn(move || {
+        let WorkerLink { deliveries, .. } = link;
+        let mut kept: Vec<Delivery> = Vec::new();
+        let mut most = 0;
+        let mut numbers = Vec::new();
+        loop {
+            // Not blocking for ever: told to let go, it does so with nothing new arriving.
+            match deliveries.recv_timeout(Duration::from_millis(5)) {
+                Ok(mut batch) => {
+                    for input in batch.drain(..) {
+                        if let Input::Message(delivery) = input {
+                            if delivery.capabilities.contains(Capabilities::RESEND) {
+                                let number = delivery.data[..4].try_into().unwrap();
+                                numbers.push(u32::from_be_bytes(number));
+                            }
+                            kept.push(delivery);
+                        }
+                    }
+                    deliveries.recycle(batch);
+                }
+                Err(true) => break,
+                Err(false) => {}
+            }
+            most = most.max(kept.len());
+            if worker_release.load(Ordering::Acquire) {
+                kept.clear();
+            }
+            worker_held.store(kept.len(), Ordering::Release);
+        }
+        (most, numbers)
+    });
+
+    let mut client = Client::new(91);
+    let reliable = client.open(n.address, n.peer, Capabilities::from_bits(TCP).unwrap());
+    let unreliable = client.open(n.address, n.peer, Capabilities::NONE);
+    for i in 0..MESSAGES {
+        let message = [&i.to_be_bytes()[..], &[0x5a; 60]].concat();
+        client
+            .endpoint
+            .send(Instant::now(), reliable, &message)
+            .unwrap();
+    }
+    let start = Instant::now();
+    let mut events = Vec::new();
+    // The worker fills up to the bound and keeps what it has.
+    while held_now.load(Ordering::Acquire) < BOUND {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the worker never got the bound's worth"
+        );
+        client.turn(&mut events);
+    }
+    // Now the unreliable channel's messages meet the bound: dropped and counted.
+    let held_drops = |published: &Mutex<Vec<ShardStats>>| -> u64 {
+        published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s.engine.get(
+                    "weft_messages_dropped_total",
+                    Some(("reason", "worker_buffers_held")),
+                )
+            })
+            .sum()
+    };
+    while held_drops(&n.published) == 0 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no message was dropped at the bound"
+        );
+        for _ in 0..8 {
+            let _ = client
+                .endpoint
+                .send(Instant::now(), unreliable, &[0xee; 32]);
+        }
+        client.turn(&mut events);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Meanwhile the reliable sender is held: what the worker has not got waits at the sender
+    // or within the credit, and the worker holds no more than the bound.
+    assert_eq!(held_now.load(Ordering::Acquire), BOUND);
+    let queued = client.endpoint.send_queued(reliable).unwrap();
+    assert!(
+        queued > 0,
+        "the credit held the sender back (nothing queued)"
+    );
+    let gauge: u64 = n
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.engine.get("weft_shard_worker_buffers_held", None))
+        .sum();
+    assert!(gauge <= BOUND as u64, "the gauge shows {gauge} held");
+    // The worker lets go: every reliable message arrives, in order, none lost.
+    release.store(true, Ordering::Release);
+    while client.endpoint.send_queued(reliable).unwrap() > 0 || held_now.load(Ordering::Acquire) > 0
+    {
+        assert!(start.elapsed() < DEADLINE, "the sender was never released");
+        client.turn(&mut events);
+    }
+    n.stop.shutdown();
+    n.runner.join().unwrap();
+    let (most, numbers) = worker.join().unwrap();
+    assert!(most <= BOUND, "the worker held {most} buffers at once");
+    assert_eq!(numbers, (0..MESSAGES).collect::<Vec<_>>());
+}

@@ -53,9 +53,11 @@ fn status_shows_each_peer_with_session_channels_and_path() {
         .collect();
     assert_eq!(loaded.len(), 2, "{stdout}");
     for block in loaded {
-        assert!(block.contains("  session: xx, last handshake "), "{block}");
+        assert!(block.contains("  session: xx, age "), "{block}");
+        assert!(block.contains(" s, last handshake "), "{block}");
         assert!(block.contains("  path: rtt "), "{block}");
-        assert!(!block.contains("  packets: 0 received"), "{block}");
+        assert!(block.contains("  transfer: "), "{block}");
+        assert!(!block.contains("(0 packets)"), "{block}");
     }
 
     let (status, json, stderr) = run(&["status", "--data", dir, "--json"]);
@@ -81,4 +83,90 @@ fn status_without_a_node_names_the_data_directory() {
     assert_eq!(status.code(), Some(1), "{stdout}");
     assert!(stderr.contains("admin.sock"), "{stderr}");
     assert!(stderr.contains("is a node running with --data"), "{stderr}");
+}
+
+/// The number after `"key":` in `json` (the first such key).
+fn number(json: &str, key: &str) -> f64 {
+    let pattern = format!("\"{key}\":");
+    let at = json
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pattern.len();
+    let value: String = json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+#[test]
+fn status_counts_each_peers_traffic_both_ways_and_its_session_age() {
+    let data = TempDir::new("status-traffic");
+    let node = start_node(&node_args(&data.0, &[]));
+    let target = node.udp.to_string();
+    let (status, stdout, stderr) = run(&[
+        "ping",
+        &target,
+        "--count",
+        "5",
+        "--interval",
+        "0.2",
+        "--peer",
+        &node.peer,
+    ]);
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+
+    let dir = data.0.to_str().unwrap();
+    let (status, json, stderr) = run(&["status", "--data", dir, "--json"]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let (node_totals, peers) = json.split_once("\"peers\":[").unwrap();
+    assert_eq!(peers.matches("{\"peer\":").count(), 1, "{json}");
+    assert!(peers.contains("\"session\":\"xx\""), "{json}");
+    let received = number(peers, "packets_received");
+    let sent = number(peers, "packets_sent");
+    // One PONG sealed for each PING; the first PING may ride the packet that completes the
+    // handshake, which counts only in the node's totals, as handshakes do.
+    assert_eq!(sent, 5.0, "{json}");
+    assert!(received == 4.0 || received == 5.0, "{json}");
+    let ping_size = number(peers, "bytes_received") / received;
+    let pong_size = number(peers, "bytes_sent") / sent;
+    assert_eq!(
+        ping_size, pong_size,
+        "PING and PONG are the same size: {json}"
+    );
+    assert!(
+        ping_size >= 57.0,
+        "a sealed header and tag at least: {json}"
+    );
+    for (key, node_key) in [
+        ("packets_received", "packets_received"),
+        ("bytes_received", "bytes_received"),
+        ("packets_sent", "packets_sent"),
+        ("bytes_sent", "bytes_sent"),
+    ] {
+        let peer = number(peers, key);
+        let node = number(node_totals, node_key);
+        assert!(
+            peer < node,
+            "{key}: the node's {node} also counts the handshake: {json}"
+        );
+    }
+    let age = number(peers, "session_age_seconds");
+    let since = number(peers, "since_handshake_seconds");
+    assert!(age > 0.0 && age >= since, "{json}");
+    assert!(age < number(node_totals, "uptime_seconds") + 1.0, "{json}");
+
+    // The text shows the same counts (nothing moved since: the pinger is gone).
+    let (status, text, stderr) = run(&["status", "--data", dir]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let transfer = format!(
+        "  transfer: {} B received ({received} packets), {} B sent ({sent} packets)\n",
+        number(peers, "bytes_received"),
+        number(peers, "bytes_sent"),
+    );
+    let block = text.split("\npeer: ").nth(1).unwrap();
+    assert!(block.contains(&transfer), "{transfer:?} in\n{text}");
+    assert!(block.contains("  session: xx, age "), "{text}");
 }

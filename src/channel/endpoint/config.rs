@@ -32,8 +32,14 @@ pub struct EndpointConfig {
     pub max_channels: usize,
     /// Most channels one peer may hold: at ~3 KiB each, 3 MB per peer at the default.
     pub max_channels_per_peer: usize,
-    /// Most datagrams waiting for the driver.
+    /// Most control datagrams waiting for the driver (data packets are built when it asks).
     pub max_queued_datagrams: usize,
+    /// Most of the shard's receive buffers its workers may hold at once: delivered messages
+    /// queued for them or taken and not yet let go (`crate::service::Received`). Enforced by the
+    /// engine's shard: past it, reliable channels' credit holds their senders and unreliable
+    /// messages are dropped (`weft_messages_dropped_total{reason="worker_buffers_held"}`). A
+    /// buffer is at least one datagram (~1.5 KiB), so the default bounds them at ~6 MB.
+    pub max_worker_buffers: usize,
     /// Most bytes of early data buffered per channel while its id is incomplete.
     pub max_early_bytes: usize,
     /// Most channel ids a session may close before it must be replaced (under kind 0: that a
@@ -133,6 +139,7 @@ impl fmt::Debug for EndpointConfig {
             .field("max_channels", &self.max_channels)
             .field("max_channels_per_peer", &self.max_channels_per_peer)
             .field("max_queued_datagrams", &self.max_queued_datagrams)
+            .field("max_worker_buffers", &self.max_worker_buffers)
             .field("max_early_bytes", &self.max_early_bytes)
             .field(
                 "max_closed_channels_per_session",
@@ -180,6 +187,7 @@ impl Default for EndpointConfig {
             max_channels: 200_000,
             max_channels_per_peer: 1024,
             max_queued_datagrams: 4096,
+            max_worker_buffers: 4096,
             max_early_bytes: 256 * 1024,
             max_closed_channels_per_session: 1024,
             psks: HashMap::new(),

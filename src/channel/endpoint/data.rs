@@ -444,6 +444,9 @@ impl Endpoint {
         if let Some(&slot) = self.hot.congestion_events.get(mode) {
             self.stats.add_at(slot, tally.congestion_events);
         }
+        let [alone, piggybacked] = self.hot.acks_sent;
+        self.stats.add_at(alone, tally.acks_alone);
+        self.stats.add_at(piggybacked, tally.acks_piggybacked);
         self.stats.add_to_histogram(
             &self.hot.message_delivery,
             &tally.delivered,
@@ -662,6 +665,9 @@ impl Endpoint {
             data.reliability.reclaim(&mut self.pool);
             self.take_tally(channel);
         }
+        // What the timer released (a gap given up on) reaches the application now, not when
+        // the driver next asks for packets.
+        self.deliver(now, channel);
         self.touch(channel);
     }
 
@@ -696,6 +702,8 @@ impl Endpoint {
                 change(data);
             }
         }
+        // A resumed reader gets what waited for it at once.
+        self.deliver(now, handle);
         self.touch(handle);
         self.flush(now);
     }

@@ -1,6 +1,7 @@
-//! Building packets (PROTOCOL.md §7.3): the dirty peers' channels take turns, one packet each,
-//! as far as the shared congestion window and pacer allow; sealed under the session when there
-//! is one. Each flushed channel's timer is rearmed here.
+//! Building data packets (PROTOCOL.md §7.3) when the driver asks for one, straight into the
+//! buffer it lends (the GSO batch slot): the dirty peers' channels take turns, one packet each,
+//! as far as the shared congestion window and pacer allow; sealed in place under the session
+//! when there is one. Each flushed channel's timer is rearmed here.
 
 use super::*;
 use crate::channel::outgoing::MAX_DATAGRAM;
@@ -8,29 +9,55 @@ use control::KEEP_ALIVE_TOKEN;
 use data::COOKIE_HEAD;
 
 impl Endpoint {
-    /// Builds every packet the dirty peers' channels may send now, taking turns.
+    /// Keeps `now` for the next packets. Data packets are not built here: the driver's
+    /// [`poll_transmit`](Endpoint::poll_transmit) builds and seals each one straight into the
+    /// buffer it lends (the GSO batch slot), so the bulk path copies no datagram
+    /// (`next_data_packet`). The peers that may have packets stay in the dirty list until then.
     pub(super) fn flush(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        // Delivery may queue more (the echo service): a few rounds settle it; a peer left
-        // over stays dirty for the next call.
-        for _ in 0..4 {
-            if self.dirty.is_empty() || self.outgoing.is_full() {
-                return;
-            }
-            // Swapped with a kept list, so flushing allocates nothing once both have grown.
-            std::mem::swap(&mut self.dirty, &mut self.flushing);
-            for index in 0..self.flushing.len() {
-                let peer = self.flushing[index];
-                if let Some(state) = self.peers.get_mut(peer) {
-                    state.dirty = false;
+    }
+
+    /// Builds the next data packet of the dirty peers into `buf` and returns where it goes and
+    /// how long it is; None when no peer has one to send now. A peer keeps the turn until it
+    /// has nothing more, so its packets leave back to back (one GSO train); each dirty peer is
+    /// visited once per round, and a call runs a few rounds at most (delivery may send more:
+    /// the echo service), so one call is bounded.
+    pub(super) fn next_data_packet(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        let now = self.last_now;
+        let mut rounds: u8 = 0;
+        loop {
+            let Some(&peer) = self.flushing.get(self.flush_at) else {
+                self.flushing.clear();
+                self.flush_at = 0;
+                if self.dirty.is_empty() || rounds == 4 {
+                    return None;
                 }
-                self.flush_peer(now, peer);
+                rounds = rounds.saturating_add(1);
+                // Swapped with a kept list, so flushing allocates nothing once both have grown.
+                std::mem::swap(&mut self.dirty, &mut self.flushing);
+                for index in 0..self.flushing.len() {
+                    let peer = self.flushing[index];
+                    if let Some(state) = self.peers.get_mut(peer) {
+                        state.dirty = false;
+                    }
+                }
+                continue;
+            };
+            if let Some(sent) = self.flush_peer(now, peer, buf) {
+                return Some(sent);
             }
-            self.flushing.clear();
+            self.flush_at = self.flush_at.saturating_add(1);
         }
     }
 
-    pub(super) fn flush_peer(&mut self, now: Instant, peer: Handle) {
+    /// Lets the peer's channels take a turn and writes at most one packet into `buf`; returns
+    /// its destination and length, or None when no channel may send now.
+    pub(super) fn flush_peer(
+        &mut self,
+        now: Instant,
+        peer: Handle,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
         // The channels to visit: those touched since the last flush, or all of them when the
         // path's window opened (a channel that was held back by it may send now). A packet
         // that touches one channel thus costs one channel's work, however many its sender
@@ -39,7 +66,7 @@ impl Endpoint {
         visit.clear();
         let Some(state) = self.peers.get_mut(peer) else {
             self.visiting = visit;
-            return;
+            return None;
         };
         std::mem::swap(&mut state.touched, &mut visit);
         let room = state.path.as_ref().map_or(0, |path| {
@@ -66,28 +93,24 @@ impl Endpoint {
             self.deliver(now, channel);
         }
         // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
-        // most one packet, so a bulk channel cannot hold back another.
+        // most one packet, so a bulk channel cannot hold back another. A channel that still
+        // wants to send after this call is listed again (`keep_waiting`), and its peer keeps
+        // the turn for the next call.
         let count = visit.len();
-        'packets: while !self.outgoing.is_full() {
-            for _ in 0..count {
-                let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) else {
-                    break 'packets;
-                };
-                let turn = path.next_turn(count);
-                let Some(&channel) = visit.get(turn) else {
-                    break 'packets;
-                };
-                let wrote = self.write_packet(now, channel);
-                self.take_tally(channel);
-                if wrote {
-                    continue 'packets;
-                }
+        let mut sent = None;
+        for _ in 0..count {
+            let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) else {
+                break;
+            };
+            let turn = path.next_turn(count);
+            let Some(&channel) = visit.get(turn) else {
+                break;
+            };
+            sent = self.write_packet(now, channel, buf);
+            self.take_tally(channel);
+            if sent.is_some() {
+                break;
             }
-            break;
-        }
-        let full = self.outgoing.is_full();
-        if full {
-            self.mark_dirty(peer);
         }
         for &channel in &visit {
             self.keep_alive(now, channel);
@@ -100,14 +123,13 @@ impl Endpoint {
             self.keep_waiting(peer, channel, now);
         }
         if let Some(state) = self.peers.get_mut(peer) {
-            // A flush cut short by a full queue offers every channel a turn next time.
-            state.rescan |= full;
             state.room = state.path.as_ref().map_or(0, |path| {
                 path.congestion_window()
                     .saturating_sub(path.bytes_in_flight())
             });
         }
         self.visiting = visit;
+        sent
     }
 
     /// The peer's `index`-th channel in turn order.
@@ -115,30 +137,29 @@ impl Endpoint {
         self.peers.get(peer)?.order.get(index).copied()
     }
 
-    /// Writes one packet of `channel` if it has something to send; true if it did.
-    pub(super) fn write_packet(&mut self, now: Instant, channel: Handle) -> bool {
-        let Some(state) = self.channels.get_mut(channel) else {
-            return false;
-        };
+    /// Writes one packet of `channel` into `buf` if it has something to send (sealed in place
+    /// under a session); returns its destination and length.
+    pub(super) fn write_packet(
+        &mut self,
+        now: Instant,
+        channel: Handle,
+        buf: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
+        let state = self.channels.get_mut(channel)?;
         let head = match state.phase {
             Phase::Open {
                 cookie2: Some(cookie2),
             } if state.initiator => Some((cookie2, state.capabilities)),
             Phase::Open { .. } => None,
-            Phase::Opening { .. } => return false,
+            Phase::Opening { .. } => return None,
         };
-        let Some(data) = state.data.as_mut() else {
-            return false;
-        };
-        let Some(peer) = self.peers.get_mut(state.peer) else {
-            return false;
-        };
-        let Some(path) = peer.path.as_mut() else {
-            return false;
-        };
+        let data = state.data.as_mut()?;
+        let peer = self.peers.get_mut(state.peer)?;
+        let path = peer.path.as_mut()?;
         if !data.reliability.wants_to_send(now, path) {
-            return false;
+            return None;
         }
+        let limit = MAX_DATAGRAM.min(buf.len());
         // Under a session the packet is sealed with the channel's key (PROTOCOL.md §5).
         let session = self
             .ids
@@ -146,9 +167,7 @@ impl Endpoint {
             .and_then(|&handle| self.sessions.get_mut(handle));
         if let Some(entry) = session {
             let phase = entry.slot.sending_phase();
-            let Some(current) = entry.slot.current() else {
-                return false;
-            };
+            let current = entry.slot.current()?;
             let created = current.created_at();
             let crypto = current.keys.channel(state.id);
             // PROTOCOL.md §3: numbers under one key only go up, and the key refuses one it has
@@ -156,9 +175,7 @@ impl Endpoint {
             // peer sees a gap, like loss) instead of having every packet refused for ever,
             // which would also leave its bytes in flight holding the peer's shared window shut.
             data.next_pn = data.next_pn.max(crypto.next_sequence());
-            let Ok(wire_sequence) = u32::try_from(data.next_pn) else {
-                return false;
-            };
+            let wire_sequence = u32::try_from(data.next_pn).ok()?;
             let header =
                 secure::secure_header(phase, self.local_id, peer.id, state.id, wire_sequence);
             let pn = data.next_pn;
@@ -170,36 +187,26 @@ impl Endpoint {
                 None => usize::MAX,
             };
             let reliability = &mut data.reliability;
-            let sent = secure::seal_packet(
-                &mut self.outgoing,
-                crypto,
-                peer.address,
-                &header,
-                MAX_DATAGRAM,
-                |region| {
-                    let mut at = 0;
-                    if let Some((cookie2, capabilities)) = head {
-                        at = Message::ChannelCookie {
-                            cookie2: &cookie2,
-                            capabilities,
-                        }
-                        .emit(region)
-                        .ok()?;
+            let len = secure::seal_into(buf, crypto, &header, limit, |region| {
+                let mut at = 0;
+                if let Some((cookie2, capabilities)) = head {
+                    at = Message::ChannelCookie {
+                        cookie2: &cookie2,
+                        capabilities,
                     }
-                    let end = at.saturating_add(room).min(region.len());
-                    let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
-                    (written > 0).then_some(at.saturating_add(written))
-                },
-            );
-            if !sent {
-                return false;
-            }
+                    .emit(region)
+                    .ok()?;
+                }
+                let end = at.saturating_add(room).min(region.len());
+                let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
+                (written > 0).then_some(at.saturating_add(written))
+            })?;
             let sealed_count = crypto.packets_sent();
             data.next_pn = data.next_pn.saturating_add(1);
             data.last_sent = now;
-            let peer_id = peer.id;
+            let (peer_id, to) = (peer.id, peer.address);
             self.rekey_if_due(peer_id, sealed_count, created);
-            return true;
+            return Some((to, len));
         }
         let header = Header {
             flags: Flags::SEQUENCED,
@@ -208,33 +215,29 @@ impl Endpoint {
             channel: state.id,
             sequence: Some(data.next_pn as u32),
         };
-        if !self.outgoing.start(peer.address, &header, MAX_DATAGRAM) {
-            return false;
-        }
-        let mut room = self.outgoing.remaining();
+        let buf = buf.get_mut(..limit)?;
+        let mut at = header.emit(buf).ok()?;
+        let mut room = limit.saturating_sub(at);
         if let Some((cookie2, capabilities)) = head {
-            self.outgoing.push(&Message::ChannelCookie {
+            let cookie = Message::ChannelCookie {
                 cookie2: &cookie2,
                 capabilities,
-            });
+            };
+            at = at.saturating_add(cookie.emit(buf.get_mut(at..)?).ok()?);
             // An unconfirmed packet carries the cookie on top of an ordinary one: it must still
             // fit the path MTU, and it is no probe.
             room = path.max_payload().saturating_sub(COOKIE_HEAD);
         }
-        let buf = self.outgoing.writable();
-        let room = room.min(buf.len());
+        let end = at.saturating_add(room).min(limit);
         let written = data
             .reliability
-            .write_frames(now, data.next_pn, path, &mut buf[..room]);
+            .write_frames(now, data.next_pn, path, buf.get_mut(at..end)?);
         if written == 0 {
-            self.outgoing.abandon();
-            return false;
+            return None;
         }
-        self.outgoing.advance(written);
-        self.outgoing.finish();
         data.next_pn = data.next_pn.saturating_add(1);
         data.last_sent = now;
-        true
+        Some((peer.address, at.saturating_add(written)))
     }
 
     /// PROTOCOL.md §7.7: a channel that asked for it sends a PING after 15 s without sending,

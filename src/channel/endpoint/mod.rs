@@ -116,6 +116,8 @@ struct HotStats {
     /// By capability bits (the channel's mode).
     packets_retransmitted: [StatSlot; 8],
     congestion_events: [StatSlot; 8],
+    /// ACKs written alone, and beside ack-eliciting frames.
+    acks_sent: [StatSlot; 2],
 }
 
 impl HotStats {
@@ -145,6 +147,10 @@ impl HotStats {
             message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
             packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
             congestion_events: by_mode(stats, "weft_congestion_events_total"),
+            acks_sent: ["alone", "piggybacked"].map(|packet| {
+                let label = Some(("packet", packet));
+                stats.register("weft_acks_sent_total", label, StatKind::Counter)
+            }),
         }
     }
 }
@@ -227,6 +233,8 @@ pub struct Endpoint {
     dirty: Vec<Handle>,
     /// The dirty list being worked through, kept to reuse its memory.
     flushing: Vec<Handle>,
+    /// The peer of `flushing` whose packets `poll_transmit` builds now.
+    flush_at: usize,
     /// The channels one flush visits, kept to reuse its memory.
     visiting: Vec<Handle>,
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
@@ -312,6 +320,7 @@ impl Endpoint {
             budget: data::node_budget(config.reassembly_node_bytes, config.reassembly_peer_bytes),
             dirty: Vec::new(),
             flushing: Vec::new(),
+            flush_at: 0,
             visiting: Vec::new(),
             pool: BufferPool::new(),
             delivery: service::DeliveryGate::default(),
@@ -586,13 +595,16 @@ impl Endpoint {
         }
     }
 
-    /// Writes the next datagram to send into `buf` (at least 1452 bytes).
+    /// Writes the next datagram to send into `buf` (at least 1452 bytes). Control datagrams
+    /// queued when the state changed go first (copied from the queue; they are small); then
+    /// the peers' data packets, each built and sealed straight into `buf`, in place, when it
+    /// is asked for: the bulk path copies no datagram, and `buf` is never cleared first.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        if !self.dirty.is_empty() {
-            self.flush(self.last_now);
-        }
-        let (destination, len) = self.outgoing.pop(buf)?;
+        let (destination, len) = match self.outgoing.pop(buf) {
+            Some(queued) => queued,
+            None => self.next_data_packet(buf)?,
+        };
         self.stats.add_at(self.hot.packets_sent, 1);
         self.stats.add_at(self.hot.sent_bytes, len as u64);
         self.count_sent(buf.get(..len).unwrap_or_default());

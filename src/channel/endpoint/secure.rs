@@ -51,21 +51,18 @@ impl Endpoint {
             return false;
         };
         let header = secure_header(phase, local, peer, channel, wire_sequence);
-        let sent = seal_packet(
-            &mut self.outgoing,
-            crypto,
-            to,
-            &header,
-            DEFAULT_MTU,
-            |region| {
+        // Control packets are small and built when the state changes, so they wait in the
+        // transmit queue (one copy into the driver's buffer); data packets do not (`flush.rs`).
+        let sent = self.outgoing.with_buffer(to, |buf| {
+            seal_into(buf, crypto, &header, DEFAULT_MTU, |region| {
                 let mut written = 0;
                 for message in head.into_iter().chain(messages) {
                     let n = message.emit(region.get_mut(written..)?).ok()?;
                     written = written.saturating_add(n);
                 }
                 Some(written)
-            },
-        );
+            })
+        });
         if !sent {
             self.drop_packet("transmit_queue_full");
             return false;
@@ -377,42 +374,38 @@ pub(super) fn secure_header(
     }
 }
 
-/// Builds one packet into a pooled buffer and seals it: `fill` writes the plaintext messages
-/// into the region between the header and the tag (returning how many bytes), then the payload
-/// is encrypted in place with the header as associated data and the nonce from the header's
-/// sequence number (PROTOCOL.md §5). `limit` caps the whole datagram. False when nothing was
-/// written or the queue is full.
-pub(super) fn seal_packet(
-    outgoing: &mut Outgoing,
+/// Builds one packet into `buf` and seals it there: `fill` writes the plaintext messages into
+/// the region between the header and the tag (returning how many bytes), then the payload is
+/// encrypted in place with the header as associated data and the nonce from the header's
+/// sequence number (PROTOCOL.md §5). `limit` caps the whole datagram. Returns the datagram's
+/// length; None when nothing was written or the key refuses the number. `buf` is not cleared
+/// first: every byte of the datagram is written before it is read.
+pub(super) fn seal_into(
+    buf: &mut [u8],
     crypto: &mut ChannelCrypto,
-    to: SocketAddr,
     header: &Header,
     limit: usize,
     fill: impl FnOnce(&mut [u8]) -> Option<usize>,
-) -> bool {
-    let Some(sequence) = header.sequence else {
-        return false;
-    };
+) -> Option<usize> {
+    let sequence = header.sequence?;
     // Checked before `fill` runs, so a refused number costs no frames.
     if !crypto.may_seal_at(u64::from(sequence)) {
-        return false;
+        return None;
     }
-    outgoing.with_buffer(to, |buf| {
-        let header_len = header.emit(buf).ok()?;
-        let end = limit.min(buf.len()).checked_sub(TAG_LEN)?;
-        let written = fill(buf.get_mut(header_len..end)?)?;
-        if written == 0 {
-            return None;
-        }
-        let (head_bytes, rest) = buf.split_at_mut(header_len);
-        let (payload, tag) = rest
-            .get_mut(..written.checked_add(TAG_LEN)?)?
-            .split_at_mut(written);
-        let mut sealed_tag = [0u8; TAG_LEN];
-        if !crypto.seal_at(u64::from(sequence), head_bytes, payload, &mut sealed_tag) {
-            return None;
-        }
-        tag.copy_from_slice(&sealed_tag);
-        Some(header_len.saturating_add(written).saturating_add(TAG_LEN))
-    })
+    let header_len = header.emit(buf).ok()?;
+    let end = limit.min(buf.len()).checked_sub(TAG_LEN)?;
+    let written = fill(buf.get_mut(header_len..end)?)?;
+    if written == 0 {
+        return None;
+    }
+    let (head_bytes, rest) = buf.split_at_mut(header_len);
+    let (payload, tag) = rest
+        .get_mut(..written.checked_add(TAG_LEN)?)?
+        .split_at_mut(written);
+    let mut sealed_tag = [0u8; TAG_LEN];
+    if !crypto.seal_at(u64::from(sequence), head_bytes, payload, &mut sealed_tag) {
+        return None;
+    }
+    tag.copy_from_slice(&sealed_tag);
+    Some(header_len.saturating_add(written).saturating_add(TAG_LEN))
 }

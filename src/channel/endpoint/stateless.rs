@@ -114,17 +114,12 @@ impl Endpoint {
                 let sequence = u32::try_from(crypto.next_sequence()).ok()?;
                 let header =
                     secure::secure_header(phase, local, peer, ChannelId::DEFAULT, sequence);
-                let sent = secure::seal_packet(
-                    &mut self.outgoing,
-                    crypto,
-                    to,
-                    &header,
-                    DEFAULT_MTU,
-                    |region| {
+                let sent = self.outgoing.with_buffer(to, |buf| {
+                    secure::seal_into(buf, crypto, &header, DEFAULT_MTU, |region| {
                         region.get_mut(..answers.len())?.copy_from_slice(&answers);
                         Some(answers.len())
-                    },
-                );
+                    })
+                });
                 Some((sent, crypto.packets_sent(), created))
             });
         self.secure_answers = answers;

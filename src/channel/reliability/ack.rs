@@ -1,12 +1,24 @@
 //! Receive-side packet tracking (PROTOCOL.md §7.1): which packet numbers arrived, when an ACK is
 //! due, and the ranges and delay it reports.
+//!
+//! When one is due follows draft-ietf-quic-ack-frequency: after `ack_eliciting_threshold`
+//! ack-eliciting packets, or `max_ack_delay` after the first of them, whichever comes first; a
+//! packet out of order at once. Both are the node's settings ([`super::ReliabilityConfig`]);
+//! the endpoint further writes at most one ACK alone per channel per receive batch.
 
+use super::ReliabilityConfig;
 use super::ranges::RangeSet;
 use super::rtt::MAX_ACK_DELAY;
 use std::time::{Duration, Instant};
 
-/// PROTOCOL.md §7.1: an ACK goes out at the latest after this many ack-eliciting packets.
-const ACK_ELICITING_THRESHOLD: u32 = 2;
+/// PROTOCOL.md §7.1: by default an ACK goes out at the latest after this many ack-eliciting
+/// packets (QUIC's and quinn's default too).
+pub const ACK_ELICITING_THRESHOLD: u32 = 2;
+
+/// The largest ack-eliciting threshold a node may configure: beyond a few hundred packets the
+/// sender's window seldom holds more unacknowledged, so the delay timer, not the threshold,
+/// would time every ACK and stall the sender's window growth for `max_ack_delay` a round.
+pub const MAX_ACK_ELICITING_THRESHOLD: u32 = 256;
 
 /// Recovers the full packet number from the 32-bit wire sequence number: the candidate closest
 /// to one past the largest number seen (RFC 9000 §A.3 with a 32-bit window). `largest_seen` is
@@ -32,7 +44,10 @@ pub fn decode_packet_number(largest_seen: Option<u64>, wire: u32) -> u64 {
 #[derive(Clone, Debug)]
 pub struct AckTracker {
     received: RangeSet,
-    max_ranges: usize,
+    /// Narrow, so that the settings fit where one `usize` was (a tracker per channel).
+    max_ranges: u16,
+    threshold: u16,
+    max_delay_us: u32,
     largest: Option<u64>,
     largest_at: Option<Instant>,
     /// Ack-eliciting packets since the last ACK was sent.
@@ -44,11 +59,32 @@ pub struct AckTracker {
 }
 
 impl AckTracker {
-    /// A tracker that reports at most `max_ranges` ranges (older ones are forgotten).
+    /// A tracker that reports at most `max_ranges` ranges (older ones are forgotten), with
+    /// PROTOCOL.md §7.1's default ACK frequency.
     pub fn new(max_ranges: usize) -> Self {
+        Self::with_frequency(max_ranges, ACK_ELICITING_THRESHOLD, MAX_ACK_DELAY)
+    }
+
+    /// The tracker of a channel under `config`.
+    pub fn configured(config: &ReliabilityConfig) -> Self {
+        Self::with_frequency(
+            config.max_ack_ranges,
+            config.ack_eliciting_threshold,
+            config.max_ack_delay,
+        )
+    }
+
+    /// A tracker that acknowledges after `threshold` ack-eliciting packets or `max_delay` after
+    /// the first, whichever comes first. Out-of-range settings are clamped: the threshold to
+    /// 1..=[`MAX_ACK_ELICITING_THRESHOLD`], the delay to PROTOCOL.md §7.1's 25 ms, which peers
+    /// assume when they time their probes.
+    pub fn with_frequency(max_ranges: usize, threshold: u32, max_delay: Duration) -> Self {
+        let max_delay = max_delay.min(MAX_ACK_DELAY);
         AckTracker {
             received: RangeSet::new(),
-            max_ranges: max_ranges.max(1),
+            max_ranges: u16::try_from(max_ranges.max(1)).unwrap_or(u16::MAX),
+            threshold: threshold.clamp(1, MAX_ACK_ELICITING_THRESHOLD) as u16,
+            max_delay_us: u32::try_from(max_delay.as_micros()).unwrap_or(u32::MAX),
             largest: None,
             largest_at: None,
             pending_eliciting: 0,
@@ -75,7 +111,7 @@ impl AckTracker {
         // The last number, u64::MAX, cannot be represented as a half-open range; no sender
         // reaches it (2^64 packets), so it is simply not recorded.
         self.received.insert(pn..pn.saturating_add(1));
-        while self.received.len() > self.max_ranges {
+        while self.received.len() > usize::from(self.max_ranges) {
             self.received.pop_first();
         }
         if self.largest.is_none_or(|largest| pn > largest) {
@@ -85,11 +121,12 @@ impl AckTracker {
         self.pending_any = true;
         if ack_eliciting {
             self.pending_eliciting = self.pending_eliciting.saturating_add(1);
-            let due = if out_of_order || self.pending_eliciting >= ACK_ELICITING_THRESHOLD {
+            let due = if out_of_order || self.pending_eliciting >= u32::from(self.threshold) {
                 now
             } else {
-                // PROTOCOL.md §7.1: delayed up to 25 ms.
-                now.checked_add(MAX_ACK_DELAY).unwrap_or(now)
+                // PROTOCOL.md §7.1: delayed up to 25 ms (or the node's shorter setting).
+                let delay = Duration::from_micros(u64::from(self.max_delay_us));
+                now.checked_add(delay).unwrap_or(now)
             };
             self.deadline = Some(self.deadline.map_or(due, |d| d.min(due)));
         }
@@ -182,6 +219,69 @@ mod tests {
         assert!(ack.on_packet(t0, 102, false));
         assert_eq!(ack.deadline(), None);
         assert!(ack.has_news());
+    }
+
+    #[test]
+    fn a_configured_threshold_and_delay_are_honoured() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut ack = AckTracker::with_frequency(32, 4, ms(5));
+        for pn in 0..3 {
+            ack.on_packet(t0 + ms(pn), pn, true);
+            assert!(!ack.ack_due(t0 + ms(pn)), "packet {pn} of 4");
+        }
+        // The delay runs from the first unacknowledged packet, not the latest.
+        assert_eq!(ack.deadline(), Some(t0 + ms(5)));
+        ack.on_packet(t0 + ms(3), 3, true);
+        assert!(ack.ack_due(t0 + ms(3)), "the fourth packet makes it due");
+        ack.on_ack_sent();
+        // Packets that elicit nothing never count towards the threshold.
+        for pn in 4..20 {
+            ack.on_packet(t0 + ms(4), pn, false);
+        }
+        assert_eq!(ack.deadline(), None);
+        ack.on_packet(t0 + ms(4), 20, true);
+        assert!(!ack.ack_due(t0 + ms(8)));
+        assert!(ack.ack_due(t0 + ms(9)), "max_ack_delay after the first");
+    }
+
+    #[test]
+    fn out_of_range_settings_are_clamped() {
+        let t0 = Instant::now();
+        // A threshold of 0 means every packet; a delay past §7.1's 25 ms is cut to it.
+        let mut ack = AckTracker::with_frequency(32, 0, Duration::from_secs(1));
+        ack.on_packet(t0, 0, true);
+        assert!(ack.ack_due(t0));
+        ack.on_ack_sent();
+        let mut ack = AckTracker::with_frequency(32, u32::MAX, Duration::from_secs(1));
+        ack.on_packet(t0, 0, true);
+        assert_eq!(ack.deadline(), Some(t0 + MAX_ACK_DELAY));
+        let last = u64::from(MAX_ACK_ELICITING_THRESHOLD) - 1;
+        for pn in 1..last {
+            ack.on_packet(t0, pn, true);
+            assert!(!ack.ack_due(t0), "{pn}");
+        }
+        ack.on_packet(t0, last, true);
+        assert!(ack.ack_due(t0), "the largest threshold still holds");
+    }
+
+    #[test]
+    fn a_gap_acks_at_once_whatever_the_threshold() {
+        let t0 = Instant::now();
+        let mut ack = AckTracker::with_frequency(32, 100, MAX_ACK_DELAY);
+        ack.on_packet(t0, 0, true);
+        ack.on_packet(t0, 1, true);
+        assert!(!ack.ack_due(t0));
+        // Packet 2 is missing: 3 reveals the gap, and the sender should learn of it now.
+        ack.on_packet(t0, 3, true);
+        assert!(ack.ack_due(t0), "a gap");
+        ack.on_ack_sent();
+        ack.on_packet(t0, 4, true);
+        assert!(!ack.ack_due(t0), "in order again: the threshold applies");
+        // The missing packet arrives late: out of order too.
+        ack.on_packet(t0, 2, true);
+        assert!(ack.ack_due(t0), "a late packet");
+        assert_eq!(ack.ranges().collect::<Vec<_>>(), vec![(0, 4)]);
     }
 
     #[test]

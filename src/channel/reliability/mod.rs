@@ -93,6 +93,11 @@ pub struct ReliabilityConfig {
     pub max_mtu: u16,
     /// Most ranges one ACK reports.
     pub max_ack_ranges: usize,
+    /// An ACK is due after this many ack-eliciting packets (§7.1: 2, as in QUIC; see `ack.rs`).
+    pub ack_eliciting_threshold: u32,
+    /// An ACK is due this long after the first unacknowledged ack-eliciting packet (§7.1: 25 ms,
+    /// the most peers allow for when they time probes, so a longer one is clamped to it).
+    pub max_ack_delay: Duration,
     /// The RTT assumed before the first sample.
     pub initial_rtt: Duration,
 }
@@ -112,6 +117,8 @@ impl Default for ReliabilityConfig {
             max_reassembly_ranges: 1024,
             max_mtu: pmtu::DEFAULT_MAX_MTU,
             max_ack_ranges: 32,
+            ack_eliciting_threshold: ack::ACK_ELICITING_THRESHOLD,
+            max_ack_delay: rtt::MAX_ACK_DELAY,
             initial_rtt: rtt::INITIAL_RTT,
         }
     }
@@ -416,7 +423,7 @@ impl ChannelReliability {
             hold_timeout: config.hold_timeout,
             send: SendSide::new(resend, close, config),
             recv,
-            ack: AckTracker::new(config.max_ack_ranges),
+            ack: AckTracker::configured(config),
             timers: [None; TIMER_COUNT],
             window_resend: false,
             failed: None,
@@ -598,6 +605,7 @@ impl ChannelReliability {
             if let Ok(n) = wire::emit_ack_fitting(self.ack.ranges(), delay_us, &mut buf[at..room]) {
                 at = at.saturating_add(n);
                 self.ack.on_ack_sent();
+                tally::ack_sent(eliciting);
             }
         }
         if !eliciting {

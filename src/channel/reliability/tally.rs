@@ -1,5 +1,5 @@
 //! What the send side counts for the metrics layer beyond [`super::ChannelStats`]: packets
-//! retransmitted, congestion events and message delivery latencies. They are tallied on the
+//! retransmitted, congestion events, ACKs written and message delivery latencies. They are tallied on the
 //! calling thread and taken by the endpoint right after the call that produced them, which
 //! knows the channel's mode — as `session::dh::count_on_this_thread` does for X25519 — so a
 //! channel carries no byte more for them (the per-peer and per-channel heap bounds hold).
@@ -20,6 +20,10 @@ pub struct Tally {
     pub delivered: [u64; MESSAGE_DELIVERY_BUCKETS],
     /// The sum of those times, microseconds.
     pub delivery_us: u64,
+    /// ACKs written alone in their packet (no ack-eliciting frame beside them).
+    pub acks_alone: u64,
+    /// ACKs written beside ack-eliciting frames (data, WINDOW, a probe).
+    pub acks_piggybacked: u64,
 }
 
 impl Tally {
@@ -28,6 +32,8 @@ impl Tally {
         congestion_events: 0,
         delivered: [0; MESSAGE_DELIVERY_BUCKETS],
         delivery_us: 0,
+        acks_alone: 0,
+        acks_piggybacked: 0,
     };
 }
 
@@ -50,6 +56,17 @@ pub(crate) fn retransmitted_packet() {
 /// A loss signalled congestion.
 pub(crate) fn congestion_event() {
     count(|t| t.congestion_events = t.congestion_events.saturating_add(1));
+}
+
+/// An ACK was written into a packet, beside ack-eliciting frames or alone.
+pub(crate) fn ack_sent(piggybacked: bool) {
+    count(|t| {
+        let n = match piggybacked {
+            true => &mut t.acks_piggybacked,
+            false => &mut t.acks_alone,
+        };
+        *n = n.saturating_add(1);
+    });
 }
 
 /// A message was fully acknowledged `took` after its first transmission.
@@ -86,8 +103,12 @@ mod tests {
         retransmitted_packet();
         congestion_event();
         delivered(Duration::from_millis(3));
+        ack_sent(false);
+        ack_sent(true);
+        ack_sent(true);
         let t = take().unwrap();
         assert_eq!((t.packets_retransmitted, t.congestion_events), (1, 1));
+        assert_eq!((t.acks_alone, t.acks_piggybacked), (1, 2));
         assert_eq!(t.delivery_us, 3_000);
         assert_eq!(t.delivered.iter().sum::<u64>(), 1);
         assert_eq!(take(), None);
