@@ -91,7 +91,7 @@ pub fn verify(
             sorted.push(reply.clone());
         }
     }
-    sorted.sort_by(|a, b| a.body.member.cmp(&b.body.member));
+    sorted.sort_by_key(|reply| reply.body.member);
     Ok(NodeCertificate {
         digest: first.body.digest,
         node_id: first.body.node_id,

@@ -10,9 +10,9 @@ use super::agreement::{Agreement, Step, Timer, TimerKind};
 use super::ids::MemberKey;
 use super::schema::{Batch, BatchId, Proposal, Refusal, Vote, VoteKind};
 use super::signed::{Signature, Signed};
-use ed25519_dalek::SigningKey;
 use arc_malachitebft_core_driver::{Driver, Input, Output};
 use arc_malachitebft_core_types as mt;
+use ed25519_dalek::SigningKey;
 use mt::{NilOrVal, Round, ThresholdParams};
 use std::fmt;
 use std::time::Duration;
@@ -419,7 +419,7 @@ impl MalachiteEngine {
                 // one it was handed): the precommits for the value in that round are its
                 // vote keeper's.
                 let mut commit = self.votes_for(round, VoteKind::Precommit, &id);
-                commit.sort_by(|a, b| a.body.voter.cmp(&b.body.voter));
+                commit.sort_by_key(|vote| vote.body.voter);
                 commit.dedup_by(|a, b| a.body.voter == b.body.voter);
                 steps.push(Step::Decide {
                     round: round_number,
@@ -505,8 +505,11 @@ impl Agreement for MalachiteEngine {
     }
 
     fn propose_value(&mut self, round: u32, batch: Batch) -> Vec<Step> {
-        self.run(Input::ProposeValue(Round::new(round), EngineValue::from(batch)))
-            .unwrap_or_default()
+        self.run(Input::ProposeValue(
+            Round::new(round),
+            EngineValue::from(batch),
+        ))
+        .unwrap_or_default()
     }
 
     fn proposal(&mut self, proposal: Signed<Proposal>, valid: bool) -> Result<Vec<Step>, Refusal> {

@@ -222,7 +222,11 @@ impl Cluster {
         if !healed && self.rng.chance(self.faults.loss) {
             return;
         }
-        let copies = if !healed && self.rng.chance(self.faults.duplicate) { 2 } else { 1 };
+        let copies = if !healed && self.rng.chance(self.faults.duplicate) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let jitter = self.rng.below(self.faults.jitter.as_micros().max(1) as u64);
             let at = self.now + BASE_DELAY + Duration::from_micros(jitter);
@@ -265,16 +269,22 @@ impl Cluster {
             return out;
         };
         let key = self.keys[index].clone();
-        let second_half = self.index_of(to).is_some_and(|i| i * 2 >= self.members.len());
+        let second_half = self
+            .index_of(to)
+            .is_some_and(|i| i * 2 >= self.members.len());
         match (role, message) {
-            (Role::Equivocator | Role::VoteEquivocator, Message::Proposal(proposal)) if second_half => {
+            (Role::Equivocator | Role::VoteEquivocator, Message::Proposal(proposal))
+                if second_half =>
+            {
                 let mut body = proposal.body.clone();
                 if body.batch.entries.pop().is_none() {
                     body.pol_round = Some(body.round.wrapping_add(7));
                 }
                 out[0].1 = schema::encode(&Message::Proposal(sign(&key, &self.network, body)));
             }
-            (Role::VoteEquivocator, Message::Vote(vote)) if second_half && vote.body.value.is_some() => {
+            (Role::VoteEquivocator, Message::Vote(vote))
+                if second_half && vote.body.value.is_some() =>
+            {
                 let mut body = vote.body.clone();
                 body.value = None;
                 out[0].1 = schema::encode(&Message::Vote(sign(&key, &self.network, body)));
@@ -311,8 +321,8 @@ impl Cluster {
     fn clients_send(&mut self) {
         for c in 0..self.clients.len() {
             let client = &self.clients[c];
-            let due = client.next_send <= self.now
-                && (client.certificate.is_none() || !client.repeated);
+            let due =
+                client.next_send <= self.now && (client.certificate.is_none() || !client.repeated);
             if !due {
                 continue;
             }
@@ -395,11 +405,18 @@ impl Cluster {
         };
         let honest = self.is_honest(reply.body.member) && reply.verify(&self.network);
         let client = &mut self.clients[c];
-        assert_eq!(reply.body.digest, client.request.digest(), "a reply names another request");
+        assert_eq!(
+            reply.body.digest,
+            client.request.digest(),
+            "a reply names another request"
+        );
         if let Some(certificate) = &client.certificate {
             // The repeat: an honest member's signed reply carries the same id.
             if honest {
-                assert_eq!(reply.body.node_id, certificate.node_id, "a repeated request got another id");
+                assert_eq!(
+                    reply.body.node_id, certificate.node_id,
+                    "a repeated request got another id"
+                );
             }
             return;
         }
@@ -467,7 +484,10 @@ impl Cluster {
                 certificate::verify(&self.network, &self.members, &certificate.replies)
                     .expect("a client holds an id without a valid certificate");
                 if let Some(id) = self.issued.get(&client.request.idempotence_key()) {
-                    assert_eq!(*id, certificate.node_id, "a certificate names an id no log holds");
+                    assert_eq!(
+                        *id, certificate.node_id,
+                        "a certificate names an id no log holds"
+                    );
                 }
             }
         }
@@ -478,14 +498,23 @@ impl Cluster {
     pub(crate) fn run_until_issued(&mut self, limit: Duration) {
         let deadline = self.start + limit;
         while self.now < deadline {
-            if self.clients.iter().all(|c| c.certificate.is_some() && c.repeated) && self.flight.is_empty() {
+            if self
+                .clients
+                .iter()
+                .all(|c| c.certificate.is_some() && c.repeated)
+                && self.flight.is_empty()
+            {
                 return;
             }
             if !self.step() {
                 break;
             }
         }
-        let missing = self.clients.iter().filter(|c| c.certificate.is_none()).count();
+        let missing = self
+            .clients
+            .iter()
+            .filter(|c| c.certificate.is_none())
+            .count();
         let heights: Vec<u64> = self.honest().map(|m| m.height()).collect();
         panic!(
             "{missing} of {} clients without a certificate after {:?} (honest heights {heights:?}, {} delivered)",

@@ -6,7 +6,9 @@ use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use std::net::SocketAddr;
 use weft::consensus::certificate::{self, CertificateError};
-use weft::consensus::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest, RequestDigest, derive_node_id};
+use weft::consensus::ids::{
+    MemberKey, NetworkId, NodeId, NodeIdRequest, RequestDigest, derive_node_id,
+};
 use weft::consensus::schema::{
     self, MAX_MESSAGE_BYTES, Message, Refusal, Reply, SCHEMA_VERSION, Vote, VoteKind,
 };
@@ -35,8 +37,14 @@ fn the_request_test_vector_encodes_as_documented() {
     assert_eq!(hex(&bytes), REQUEST_VECTOR);
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONSENSUS.md"))
         .expect("docs/CONSENSUS.md");
-    assert!(docs.contains(REQUEST_VECTOR), "docs/CONSENSUS.md shows another vector");
-    assert_eq!(schema::decode(&bytes), Ok(Message::Request(vector_request())));
+    assert!(
+        docs.contains(REQUEST_VECTOR),
+        "docs/CONSENSUS.md shows another vector"
+    );
+    assert_eq!(
+        schema::decode(&bytes),
+        Ok(Message::Request(vector_request()))
+    );
 }
 
 /// The id derivation of PROTOCOL.md §11, pinned: R = 32 bytes of 0x22, key 0x11…, salt 7.
@@ -44,7 +52,11 @@ fn the_request_test_vector_encodes_as_documented() {
 fn the_node_id_derivation_is_pinned() {
     let id = derive_node_id(&[0x22; 32], &[0x11; 32], 7);
     assert_eq!(hex(&id.0), NODE_ID_VECTOR);
-    assert_ne!(derive_node_id(&[0x22; 32], &[0x11; 32], 8), id, "the salt counts");
+    assert_ne!(
+        derive_node_id(&[0x22; 32], &[0x11; 32], 8),
+        id,
+        "the salt counts"
+    );
     assert_ne!(derive_node_id(&[0x23; 32], &[0x11; 32], 7), id, "R counts");
 }
 
@@ -57,7 +69,10 @@ fn quorum_follows_the_engine_threshold() {
     for (n, q) in expected {
         assert_eq!(quorum(n), q, "quorum of {n}");
         // Two quorums share more than f members: at least one honest.
-        assert!(2 * q > n + faults(n), "quorums of {n} may not intersect in an honest member");
+        assert!(
+            2 * q > n + faults(n),
+            "quorums of {n} may not intersect in an honest member"
+        );
     }
 }
 
@@ -71,10 +86,15 @@ fn refusals_before_and_after_decoding() {
     version[0] = SCHEMA_VERSION + 1;
     assert_eq!(schema::decode(&version), Err(Refusal::UnknownVersion));
     assert_eq!(schema::decode(&[]), Err(Refusal::Malformed));
-    assert_eq!(schema::decode(&good[..good.len() - 1]), Err(Refusal::Malformed));
+    assert_eq!(
+        schema::decode(&good[..good.len() - 1]),
+        Err(Refusal::Malformed)
+    );
     // A request naming too many addresses is refused after decoding.
     let mut many = vector_request();
-    many.addresses = (0..9).map(|p| SocketAddr::from(([192, 0, 2, 1], 7000 + p))).collect();
+    many.addresses = (0..9)
+        .map(|p| SocketAddr::from(([192, 0, 2, 1], 7000 + p)))
+        .collect();
     assert_eq!(
         schema::decode(&schema::encode(&Message::Request(many))),
         Err(Refusal::Malformed)
@@ -113,7 +133,10 @@ fn a_certificate_needs_a_quorum_of_matching_member_signatures() {
     let members: Vec<MemberKey> = members_keys.iter().map(member_key).collect();
     let network = NetworkId::of_genesis(&members);
     let id = NodeId([9; 20]);
-    let replies: Vec<_> = members_keys.iter().map(|k| reply(k, network, 4, id)).collect();
+    let replies: Vec<_> = members_keys
+        .iter()
+        .map(|k| reply(k, network, 4, id))
+        .collect();
     let certificate = certificate::verify(&network, &members, &replies[..3]).expect("3 of 4");
     assert_eq!(certificate.node_id, id);
     assert_eq!(
@@ -169,22 +192,37 @@ fn a_certificate_needs_a_quorum_of_matching_member_signatures() {
 fn the_network_id_ignores_order_and_duplicates() {
     let members: Vec<MemberKey> = keys(3).iter().map(member_key).collect();
     let mut shuffled = vec![members[2], members[0], members[1], members[0]];
-    assert_eq!(NetworkId::of_genesis(&members), NetworkId::of_genesis(&shuffled));
+    assert_eq!(
+        NetworkId::of_genesis(&members),
+        NetworkId::of_genesis(&shuffled)
+    );
     shuffled.pop();
     shuffled.pop();
-    assert_ne!(NetworkId::of_genesis(&members), NetworkId::of_genesis(&shuffled));
+    assert_ne!(
+        NetworkId::of_genesis(&members),
+        NetworkId::of_genesis(&shuffled)
+    );
 }
 
 fn vote_strategy() -> impl Strategy<Value = Vote> {
-    (any::<u64>(), any::<u32>(), any::<bool>(), any::<Option<[u8; 32]>>(), any::<[u8; 32]>()).prop_map(
-        |(height, round, precommit, value, voter)| Vote {
+    (
+        any::<u64>(),
+        any::<u32>(),
+        any::<bool>(),
+        any::<Option<[u8; 32]>>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(height, round, precommit, value, voter)| Vote {
             height,
             round,
-            kind: if precommit { VoteKind::Precommit } else { VoteKind::Prevote },
+            kind: if precommit {
+                VoteKind::Precommit
+            } else {
+                VoteKind::Prevote
+            },
             value: value.map(schema::BatchId),
             voter: MemberKey(voter),
-        },
-    )
+        })
 }
 
 proptest! {
