@@ -1,3 +1,32 @@
 //! Consensus service (PROTOCOL.md §11): the small BFT cluster that issues node ids.
 //!
-//! Empty until its issue lands; the layer exists so the module tree mirrors PROTOCOL.md §1.
+//! A [`member::Member`] is a sans-IO state machine: the host (a worker on the service seam, in a
+//! later issue) feeds it `(now, from, bytes)` and timeouts and sends what it polls out. Members
+//! order node-id requests in one log through an [`agreement::Agreement`] engine (Malachite's
+//! Tendermint core, [`malachite`]), share signed first-hand sightings of requests, and answer a
+//! client with signed replies once its id is final; a quorum of matching replies is the node's
+//! certificate ([`certificate`]). docs/CONSENSUS.md says what is built and what is not.
+#![deny(clippy::arithmetic_side_effects)]
+
+pub mod agreement;
+mod bin;
+pub mod certificate;
+pub mod ids;
+pub mod log;
+pub mod malachite;
+pub mod member;
+pub mod pool;
+pub mod schema;
+pub mod signed;
+pub mod validate;
+
+/// Byzantine members `n` members tolerate: f = ⌊(n−1)/3⌋.
+pub fn faults(members: usize) -> usize {
+    members.saturating_sub(1) / 3
+}
+
+/// Matching signatures a decision or certificate needs among `members`: more than two thirds
+/// (Malachite's threshold, used for certificates too), which is every member when n ≤ 3.
+pub fn quorum(members: usize) -> usize {
+    (members.saturating_mul(2) / 3).saturating_add(1)
+}

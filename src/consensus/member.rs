@@ -1,0 +1,705 @@
+//! One cluster member as a sans-IO state machine (STYLE.md 2): the host feeds
+//! [`Member::handle`] `(now, from, bytes)` and [`Member::handle_timeout`], then drains
+//! [`Member::poll_transmit`] and [`Member::poll_event`] and sleeps until
+//! [`Member::poll_timeout`]. No socket, clock or OS randomness in here.
+//!
+//! A height starts only when there is work (a request with f+1 sightings, ids of the last height
+//! to finalize, or a member's message for it), so an idle cluster sends nothing but its resends.
+
+use super::agreement::{Agreement, Step, Timer};
+use super::faults;
+use super::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest, RequestDigest};
+use super::log::Log;
+use super::malachite::{MalachiteEngine, round_timeouts};
+use super::pool::Pool;
+use super::schema::{self, Batch, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote};
+use super::signed::{Signed, member_key, sign};
+use super::validate;
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A member does not follow votes more rounds ahead of its own than this: a peer could otherwise
+/// make it keep a tally for every round number.
+pub const MAX_ROUNDS_AHEAD: u32 = 16;
+
+/// Messages for the next height held until this member gets there.
+pub const MAX_FUTURE: usize = 256;
+
+/// Decided heights kept to help a lagging member catch up.
+pub const KEEP_DECIDED: usize = 64;
+
+/// Digests of member messages handled this resend period, at most.
+const MAX_SEEN: usize = 8192;
+
+/// Own messages of the current height kept for resending (the latest ones).
+const KEEP_OWN: usize = 4;
+
+/// Who a message came from or goes to, as the host's channel proved it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    /// A member, by its key (the host's session proved it).
+    Member(MemberKey),
+    /// A client, by the source address its channel came from.
+    Client(SocketAddr),
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where.
+    pub to: Peer,
+    /// The encoded message.
+    pub bytes: Vec<u8>,
+}
+
+/// What the host may want to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A height decided.
+    Decided {
+        /// The height.
+        height: u64,
+        /// How many requests it ordered.
+        requests: usize,
+    },
+    /// An id became final.
+    Issued {
+        /// The request.
+        request: NodeIdRequest,
+        /// Its id.
+        node_id: NodeId,
+        /// The height that ordered it.
+        height: u64,
+    },
+}
+
+/// A member's configuration.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    /// The network's id.
+    pub network: NetworkId,
+    /// Its members (this one among them).
+    pub members: Vec<MemberKey>,
+    /// The base of the round timeouts (propose 3×, votes 1×, growing per round).
+    pub round_base: Duration,
+    /// How often own messages of the current height, own sightings and catch-up asks are
+    /// sent again (messages may be lost while channels reconnect).
+    pub resend: Duration,
+}
+
+/// A decided height kept for catch-up.
+#[derive(Clone, Debug)]
+struct Kept {
+    proposal: Signed<Proposal>,
+    commit: Vec<Signed<Vote>>,
+}
+
+/// One member of the cluster.
+pub struct Member<E: Agreement = MalachiteEngine> {
+    key: SigningKey,
+    me: MemberKey,
+    config: MemberConfig,
+    engine: E,
+    log: Log,
+    pool: Pool,
+    /// The height being decided, and whether its round 0 has begun.
+    height: u64,
+    started: bool,
+    timers: BTreeMap<Timer, Instant>,
+    resend_at: Option<Instant>,
+    proposals: Vec<Signed<Proposal>>,
+    own: VecDeque<Message>,
+    own_polka: Vec<Message>,
+    seen: BTreeSet<[u8; 32]>,
+    own_sightings: BTreeMap<RequestDigest, Message>,
+    future: Vec<(MemberKey, Message)>,
+    asked_behind: BTreeSet<MemberKey>,
+    answered: BTreeSet<(MemberKey, u64)>,
+    decided: BTreeMap<u64, Kept>,
+    /// Clients that asked this member, to answer once their ids are final.
+    clients: BTreeMap<RequestDigest, BTreeSet<SocketAddr>>,
+    outbox: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    refused: BTreeMap<Refusal, u64>,
+}
+
+impl Member<MalachiteEngine> {
+    /// A member signing with `key`, on Malachite's engine.
+    pub fn new(key: SigningKey, mut config: MemberConfig) -> Self {
+        config.members.sort_unstable();
+        config.members.dedup();
+        let me = member_key(&key);
+        let engine = MalachiteEngine::new(me, round_timeouts(config.round_base));
+        Member::with_engine(key, config, engine)
+    }
+}
+
+impl<E: Agreement> Member<E> {
+    /// A member on another agreement engine.
+    pub fn with_engine(key: SigningKey, mut config: MemberConfig, engine: E) -> Self {
+        config.members.sort_unstable();
+        config.members.dedup();
+        let me = member_key(&key);
+        Member {
+            key,
+            me,
+            config,
+            engine,
+            log: Log::default(),
+            pool: Pool::default(),
+            height: 1,
+            started: false,
+            timers: BTreeMap::new(),
+            resend_at: None,
+            proposals: Vec::new(),
+            own: VecDeque::new(),
+            own_polka: Vec::new(),
+            seen: BTreeSet::new(),
+            own_sightings: BTreeMap::new(),
+            future: Vec::new(),
+            asked_behind: BTreeSet::new(),
+            answered: BTreeSet::new(),
+            decided: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            refused: BTreeMap::new(),
+        }
+    }
+
+    /// This member's key.
+    pub fn key(&self) -> MemberKey {
+        self.me
+    }
+
+    /// The decided log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The height being decided.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Messages refused, by reason.
+    pub fn refused(&self) -> &BTreeMap<Refusal, u64> {
+        &self.refused
+    }
+
+    /// Requests waiting for a proposal.
+    pub fn pending(&self) -> usize {
+        self.pool.len()
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
+        let count = self.refused.entry(refusal).or_insert(0);
+        *count = count.saturating_add(1);
+    }
+
+    fn is_member(&self, key: &MemberKey) -> bool {
+        self.config.members.binary_search(key).is_ok()
+    }
+
+    fn broadcast(&mut self, message: &Message) {
+        let bytes = schema::encode(message);
+        for member in &self.config.members {
+            if *member != self.me {
+                self.outbox.push_back(Transmit {
+                    to: Peer::Member(*member),
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+
+    fn send(&mut self, to: Peer, message: &Message) {
+        self.outbox.push_back(Transmit {
+            to,
+            bytes: schema::encode(message),
+        });
+    }
+
+    /// Feeds one message that arrived from `from`.
+    pub fn handle(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        self.arm_resend(now);
+        if let Peer::Member(_) = from {
+            // Members resend until heard: a copy already handled this resend period costs a
+            // hash, not a decode and signature checks.
+            let digest = *blake3::hash(bytes).as_bytes();
+            if self.seen.len() >= MAX_SEEN {
+                self.seen.clear();
+            }
+            if !self.seen.insert(digest) {
+                return;
+            }
+        }
+        let message = match schema::decode(bytes) {
+            Ok(message) => message,
+            Err(refusal) => return self.refuse(refusal),
+        };
+        let result = match from {
+            Peer::Client(source) => match message {
+                Message::Request(request) => self.on_request(now, source, request),
+                _ => Err(Refusal::Unexpected),
+            },
+            Peer::Member(member) if !self.is_member(&member) => Err(Refusal::NonMember),
+            Peer::Member(member) => self.on_member(now, member, message),
+        };
+        if let Err(refusal) = result {
+            self.refuse(refusal);
+        }
+    }
+
+    fn arm_resend(&mut self, now: Instant) {
+        if self.resend_at.is_none() {
+            self.resend_at = now.checked_add(self.config.resend);
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        request: NodeIdRequest,
+    ) -> Result<(), Refusal> {
+        let digest = request.digest();
+        if let Some(logged) = self.log.lookup(&request.key, request.salt) {
+            // PROTOCOL.md §11, idempotent: a repeat gets the logged id (or waits for it).
+            match logged.id {
+                Some(node_id) => self.reply(Peer::Client(source), digest, node_id, logged.height),
+                None => {
+                    self.clients.entry(digest).or_default().insert(source);
+                }
+            }
+            return Ok(());
+        }
+        if self.pool.source_busy(source.ip(), &digest) {
+            // PROTOCOL.md §11: at most one pending request per source.
+            return Err(Refusal::Unexpected);
+        }
+        let sighting = sign(
+            &self.key,
+            &self.config.network,
+            Sighting {
+                digest,
+                source,
+                member: self.me,
+            },
+        );
+        if !self.pool.note_own(&request, sighting.clone()) {
+            return Err(Refusal::Unexpected);
+        }
+        self.clients.entry(digest).or_default().insert(source);
+        let message = Message::Sighting { request, sighting };
+        self.broadcast(&message);
+        self.own_sightings.insert(digest, message);
+        self.maybe_start(now);
+        Ok(())
+    }
+
+    fn on_member(
+        &mut self,
+        now: Instant,
+        from: MemberKey,
+        message: Message,
+    ) -> Result<(), Refusal> {
+        match message {
+            Message::Sighting { request, sighting } => {
+                if sighting.body.member != from || sighting.body.digest != request.digest() {
+                    return Err(Refusal::Unexpected);
+                }
+                if !sighting.verify(&self.config.network) {
+                    return Err(Refusal::BadSignature);
+                }
+                if self.log.lookup(&request.key, request.salt).is_some() {
+                    return Ok(());
+                }
+                if !self.pool.add(&request, sighting) {
+                    return Err(Refusal::Unexpected);
+                }
+                self.maybe_start(now);
+                Ok(())
+            }
+            Message::Proposal(proposal) => {
+                let (height, round) = (proposal.body.height, proposal.body.round);
+                self.check_signed(&proposal, proposal.body.proposer)?;
+                self.route(now, from, height, round, Message::Proposal(proposal))
+            }
+            Message::Vote(vote) => {
+                let (height, round) = (vote.body.height, vote.body.round);
+                self.check_signed(&vote, vote.body.voter)?;
+                self.route(now, from, height, round, Message::Vote(vote))
+            }
+            Message::Decided { proposal, commit } => self.on_decided(now, from, proposal, commit),
+            Message::Ask { height } => {
+                if height < self.height {
+                    self.help_catch_up(from, height);
+                }
+                Ok(())
+            }
+            Message::Request(_) | Message::Reply(_) => Err(Refusal::Unexpected),
+        }
+    }
+
+    fn check_signed<T: super::signed::Signable>(
+        &self,
+        signed: &Signed<T>,
+        signer: MemberKey,
+    ) -> Result<(), Refusal> {
+        if !self.is_member(&signer) {
+            return Err(Refusal::NonMember);
+        }
+        if !signed.verify(&self.config.network) {
+            return Err(Refusal::BadSignature);
+        }
+        Ok(())
+    }
+
+    /// Sends a proposal or vote to the engine, holds it for the next height, or answers a
+    /// member that lags.
+    fn route(
+        &mut self,
+        now: Instant,
+        from: MemberKey,
+        height: u64,
+        round: u32,
+        message: Message,
+    ) -> Result<(), Refusal> {
+        if height < self.height {
+            self.help_catch_up(from, height);
+            return Err(Refusal::Stale);
+        }
+        if height > self.height {
+            self.ask_behind(from);
+            if height == self.height.saturating_add(1) && self.future.len() < MAX_FUTURE {
+                self.future.push((from, message));
+                return Ok(());
+            }
+            return Err(Refusal::Stale);
+        }
+        if !self.started {
+            self.start(now);
+        }
+        let current = self.engine.round().unwrap_or(0);
+        if round > current.saturating_add(MAX_ROUNDS_AHEAD) {
+            return Err(Refusal::Stale);
+        }
+        let steps = match message {
+            Message::Proposal(proposal) => {
+                let valid = validate::batch(&self.config, &self.log, &proposal.body.batch, height);
+                if self.proposals.len() < usize::from(u8::MAX) {
+                    self.proposals.push(proposal.clone());
+                }
+                self.engine.proposal(proposal, valid)?
+            }
+            Message::Vote(vote) => self.engine.vote(vote)?,
+            _ => return Err(Refusal::Unexpected),
+        };
+        self.run(now, steps);
+        Ok(())
+    }
+
+    /// Asks a member that is ahead for the decision of this height, once per resend period.
+    fn ask_behind(&mut self, from: MemberKey) {
+        if self.asked_behind.insert(from) {
+            self.send(
+                Peer::Member(from),
+                &Message::Ask {
+                    height: self.height,
+                },
+            );
+        }
+    }
+
+    /// Answers a member that lags with the decision of `height`, once per resend period each
+    /// (a decision is large: a member asking in a loop must not make us send in a loop).
+    fn help_catch_up(&mut self, to: MemberKey, height: u64) {
+        if !self.answered.insert((to, height)) {
+            return;
+        }
+        if let Some(kept) = self.decided.get(&height).cloned() {
+            self.send(
+                Peer::Member(to),
+                &Message::Decided {
+                    proposal: kept.proposal,
+                    commit: kept.commit,
+                },
+            );
+        }
+    }
+
+    fn on_decided(
+        &mut self,
+        now: Instant,
+        from: MemberKey,
+        proposal: Signed<Proposal>,
+        commit: Vec<Signed<Vote>>,
+    ) -> Result<(), Refusal> {
+        let height = proposal.body.height;
+        if height < self.height {
+            return Err(Refusal::Stale);
+        }
+        if height > self.height {
+            self.ask_behind(from);
+            return Err(Refusal::Stale);
+        }
+        self.check_signed(&proposal, proposal.body.proposer)?;
+        if !validate::commit(
+            &self.config,
+            &commit,
+            height,
+            proposal.body.round,
+            &proposal.body.batch.id(),
+        ) {
+            return Err(Refusal::BadSignature);
+        }
+        // A quorum of precommits includes an honest member, who precommitted only a valid
+        // batch: the height is decided, whatever this member's engine saw of it.
+        let round = proposal.body.round;
+        self.decide(now, round, proposal, commit);
+        Ok(())
+    }
+
+    fn start(&mut self, now: Instant) {
+        self.started = true;
+        let members = self.config.members.clone();
+        let steps = self.engine.start_height(self.height, &members);
+        self.run(now, steps);
+    }
+
+    /// Starts the height when there is work for it.
+    fn maybe_start(&mut self, now: Instant) {
+        if self.started {
+            return;
+        }
+        let last_had_requests = self
+            .log
+            .get(self.height.saturating_sub(1))
+            .is_some_and(|decided| !decided.requests.is_empty());
+        let needed = faults(self.config.members.len()).saturating_add(1);
+        if last_had_requests || !self.ready_entries(needed, 1).is_empty() {
+            self.start(now);
+        }
+    }
+
+    fn ready_entries(&self, needed: usize, limit: usize) -> Vec<schema::Entry> {
+        let mut seen = BTreeSet::new();
+        self.pool
+            .ready(needed, MAX_BATCH)
+            .into_iter()
+            .filter(|entry| {
+                let key = entry.request.idempotence_key();
+                self.log.lookup(&key.0, key.1).is_none() && seen.insert(key)
+            })
+            .take(limit)
+            .collect()
+    }
+
+    fn run(&mut self, now: Instant, steps: Vec<Step>) {
+        let mut queue: VecDeque<Step> = steps.into();
+        while let Some(step) = queue.pop_front() {
+            let height = self.height;
+            let more = match step {
+                Step::Propose(proposal) => {
+                    if let Some(round) = proposal.pol_round {
+                        // Re-proposing a locked value: send the polka that justifies it first.
+                        let polka = self.engine.polka(round, &proposal.batch.id());
+                        self.own_polka = polka.into_iter().map(Message::Vote).collect();
+                        for message in self.own_polka.clone() {
+                            self.broadcast(&message);
+                        }
+                    }
+                    let signed = sign(&self.key, &self.config.network, proposal);
+                    let message = Message::Proposal(signed.clone());
+                    self.broadcast(&message);
+                    self.keep_own(message);
+                    self.proposals.push(signed.clone());
+                    self.engine.proposal(signed, true).unwrap_or_default()
+                }
+                Step::Vote(vote) => {
+                    // Durability (votes on disk before they are sent) is not built yet.
+                    let signed = sign(&self.key, &self.config.network, vote);
+                    let message = Message::Vote(signed.clone());
+                    self.broadcast(&message);
+                    self.keep_own(message);
+                    self.engine.vote(signed).unwrap_or_default()
+                }
+                Step::NeedValue { height, round } => {
+                    let needed = faults(self.config.members.len()).saturating_add(1);
+                    let batch = Batch {
+                        height,
+                        entries: self.ready_entries(needed, MAX_BATCH),
+                        last_commit: self
+                            .decided
+                            .get(&height.saturating_sub(1))
+                            .map(|kept| kept.commit.clone())
+                            .unwrap_or_default(),
+                    };
+                    self.engine.propose_value(round, batch)
+                }
+                Step::Schedule { timer, after } => {
+                    if let Some(at) = now.checked_add(after) {
+                        self.timers.insert(timer, at);
+                    }
+                    Vec::new()
+                }
+                Step::Decide {
+                    round,
+                    proposal,
+                    commit,
+                } => {
+                    let signed = self
+                        .proposals
+                        .iter()
+                        .find(|signed| signed.body == proposal)
+                        .cloned();
+                    if let Some(signed) = signed {
+                        self.decide(now, round, signed, commit);
+                    }
+                    Vec::new()
+                }
+            };
+            if self.height != height {
+                // The height moved on: what the old one's engine said no longer applies.
+                return;
+            }
+            queue.extend(more);
+        }
+    }
+
+    fn keep_own(&mut self, message: Message) {
+        if self.own.len() >= KEEP_OWN {
+            self.own.pop_front();
+        }
+        self.own.push_back(message);
+    }
+
+    fn decide(
+        &mut self,
+        now: Instant,
+        _round: u32,
+        proposal: Signed<Proposal>,
+        commit: Vec<Signed<Vote>>,
+    ) {
+        let height = self.height;
+        let batch = &proposal.body.batch;
+        let requests: Vec<NodeIdRequest> =
+            batch.entries.iter().map(|e| e.request.clone()).collect();
+        // Durability (the decision on disk before any reply) is not built yet.
+        self.log.append(batch.id(), &requests);
+        for request in &requests {
+            self.pool.remove(&request.digest());
+            self.own_sightings.remove(&request.digest());
+        }
+        self.events.push_back(Event::Decided {
+            height,
+            requests: requests.len(),
+        });
+        if height > 1 {
+            let issued = self
+                .log
+                .finalize(height.saturating_sub(1), &batch.last_commit);
+            for (request, node_id) in issued {
+                let digest = request.digest();
+                let ordered = height.saturating_sub(1);
+                if let Some(clients) = self.clients.remove(&digest) {
+                    for client in clients {
+                        self.reply(Peer::Client(client), digest, node_id, ordered);
+                    }
+                }
+                self.events.push_back(Event::Issued {
+                    request,
+                    node_id,
+                    height: ordered,
+                });
+            }
+        }
+        self.decided.insert(height, Kept { proposal, commit });
+        while self.decided.len() > KEEP_DECIDED {
+            self.decided.pop_first();
+        }
+        self.height = height.saturating_add(1);
+        self.started = false;
+        self.timers.clear();
+        self.proposals.clear();
+        self.own.clear();
+        self.own_polka.clear();
+        self.asked_behind.clear();
+        let future = std::mem::take(&mut self.future);
+        for (from, message) in future {
+            let _ = self.on_member(now, from, message);
+        }
+        self.maybe_start(now);
+    }
+
+    fn reply(&mut self, to: Peer, digest: RequestDigest, node_id: NodeId, height: u64) {
+        let reply = sign(
+            &self.key,
+            &self.config.network,
+            Reply {
+                digest,
+                node_id,
+                network: self.config.network,
+                members: u32::try_from(self.config.members.len()).unwrap_or(u32::MAX),
+                height,
+                member: self.me,
+            },
+        );
+        self.send(to, &Message::Reply(reply));
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<Timer> = self
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(timer, _)| *timer)
+            .collect();
+        for timer in due {
+            self.timers.remove(&timer);
+            let height = self.height;
+            let steps = self.engine.timeout(timer);
+            self.run(now, steps);
+            if self.height != height {
+                break;
+            }
+        }
+        if self.resend_at.is_some_and(|at| at <= now) {
+            self.resend_at = now.checked_add(self.config.resend);
+            self.resend();
+        }
+    }
+
+    fn resend(&mut self) {
+        self.seen.clear();
+        self.asked_behind.clear();
+        self.answered.clear();
+        let own: Vec<Message> = self.own_polka.iter().chain(&self.own).cloned().collect();
+        for message in own {
+            self.broadcast(&message);
+        }
+        let sightings: Vec<Message> = self.own_sightings.values().cloned().collect();
+        for message in sightings {
+            self.broadcast(&message);
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Member::handle_timeout`] must run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.values().copied().chain(self.resend_at).min()
+    }
+}

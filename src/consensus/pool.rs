@@ -1,0 +1,110 @@
+//! Requests waiting for a proposal, with the sightings members shared of them (PROTOCOL.md
+//! §11): a request may enter a proposal once f+1 distinct members saw it from one source.
+//! Every bound here is the node's: a member holds at most one pending request per source and
+//! at most [`MAX_PENDING`] in all, and keeps at most one sighting per member per request.
+
+use super::ids::{MemberKey, NodeIdRequest, RequestDigest};
+use super::schema::{Entry, Sighting};
+use super::signed::Signed;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// The most requests waiting at once.
+pub const MAX_PENDING: usize = 4096;
+
+/// One pending request and who saw it from where.
+#[derive(Clone, Debug)]
+struct Pending {
+    request: NodeIdRequest,
+    /// Sightings by (source, member): members may disagree on the source.
+    sightings: BTreeMap<(SocketAddr, MemberKey), Signed<Sighting>>,
+}
+
+/// The pending requests.
+#[derive(Clone, Debug, Default)]
+pub struct Pool {
+    pending: BTreeMap<RequestDigest, Pending>,
+    /// The source addresses this member saw itself, each with its one pending request.
+    by_source: BTreeMap<IpAddr, RequestDigest>,
+}
+
+impl Pool {
+    /// Requests waiting.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when none waits.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// True when this member already holds a different pending request from `source`.
+    pub fn source_busy(&self, source: IpAddr, digest: &RequestDigest) -> bool {
+        self.by_source
+            .get(&source)
+            .is_some_and(|held| held != digest && self.pending.contains_key(held))
+    }
+
+    /// Records this member's own sighting of `request` from `source`.
+    pub fn note_own(&mut self, request: &NodeIdRequest, sighting: Signed<Sighting>) -> bool {
+        self.by_source
+            .insert(sighting.body.source.ip(), sighting.body.digest);
+        self.add(request, sighting)
+    }
+
+    /// Adds a (verified) sighting; false when the pool is full.
+    pub fn add(&mut self, request: &NodeIdRequest, sighting: Signed<Sighting>) -> bool {
+        let digest = sighting.body.digest;
+        if !self.pending.contains_key(&digest) && self.pending.len() >= MAX_PENDING {
+            return false;
+        }
+        let pending = self.pending.entry(digest).or_insert_with(|| Pending {
+            request: request.clone(),
+            sightings: BTreeMap::new(),
+        });
+        pending
+            .sightings
+            .entry((sighting.body.source, sighting.body.member))
+            .or_insert(sighting);
+        true
+    }
+
+    /// Forgets a request once it is ordered.
+    pub fn remove(&mut self, digest: &RequestDigest) {
+        if let Some(pending) = self.pending.remove(digest) {
+            for key in pending.sightings.keys() {
+                if self.by_source.get(&key.0.ip()) == Some(digest) {
+                    self.by_source.remove(&key.0.ip());
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` entries ready for a proposal: requests with sightings from `needed`
+    /// distinct members naming one source, in digest order, each with exactly `needed`
+    /// sightings (sorted by member) so the proposal is canonical.
+    pub fn ready(&self, needed: usize, limit: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for pending in self.pending.values() {
+            if out.len() >= limit {
+                break;
+            }
+            let mut by_source: BTreeMap<SocketAddr, Vec<&Signed<Sighting>>> = BTreeMap::new();
+            for ((source, _), sighting) in &pending.sightings {
+                by_source.entry(*source).or_default().push(sighting);
+            }
+            if let Some(sightings) = by_source.values().find(|s| s.len() >= needed) {
+                out.push(Entry {
+                    request: pending.request.clone(),
+                    sightings: sightings
+                        .iter()
+                        .take(needed)
+                        .map(|s| (*s).clone())
+                        .collect(),
+                });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,64 @@
+//! Signed bodies: every vote, proposal, sighting and reply is Ed25519-signed by a member over
+//! a domain tag, the network id and the body's canonical msgpack, so no signature is valid in
+//! another network or as another kind of message.
+
+use super::ids::{MemberKey, NetworkId};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+/// An Ed25519 signature.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Signature(#[serde(with = "super::bin")] pub [u8; 64]);
+
+/// A body and its signer's signature; who signed is named inside the body.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Signed<T> {
+    /// What was signed.
+    pub body: T,
+    /// The signature over [`signing_bytes`] of the body.
+    pub signature: Signature,
+}
+
+/// A body that names its signer and the kind of message it is.
+pub trait Signable: Serialize {
+    /// Domain tag: one per kind of body.
+    const DOMAIN: &'static str;
+    /// The member that signs it.
+    fn signer(&self) -> MemberKey;
+}
+
+/// The bytes a signature covers: the domain tag, the network id and the canonical body.
+pub fn signing_bytes<T: Signable>(network: &NetworkId, body: &T) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(128);
+    bytes.extend_from_slice(T::DOMAIN.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&network.0);
+    // Serializing our own well-formed value into a Vec cannot fail.
+    let encoded = rmp_serde::to_vec(body).unwrap_or_default();
+    bytes.extend_from_slice(&encoded);
+    bytes
+}
+
+/// Signs `body` with `key`; the caller makes sure the body names `key` as its signer.
+pub fn sign<T: Signable>(key: &SigningKey, network: &NetworkId, body: T) -> Signed<T> {
+    let signature = Signature(key.sign(&signing_bytes(network, &body)).to_bytes());
+    Signed { body, signature }
+}
+
+impl<T: Signable> Signed<T> {
+    /// True when the body's signer signed it for `network` (strict Ed25519: no malleable
+    /// signatures, no small-order keys).
+    pub fn verify(&self, network: &NetworkId) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.body.signer().0) else {
+            return false;
+        };
+        let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
+        key.verify_strict(&signing_bytes(network, &self.body), &signature)
+            .is_ok()
+    }
+}
+
+/// The member key of a signing key.
+pub fn member_key(key: &SigningKey) -> MemberKey {
+    MemberKey(key.verifying_key().to_bytes())
+}
