@@ -7,8 +7,9 @@
 //! to finalize, or a member's message for it), so an idle cluster sends nothing but its resends.
 
 use super::agreement::{Agreement, Step, Timer};
+pub use super::config::MemberConfig;
 use super::faults;
-use super::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest, RequestDigest};
+use super::ids::{MemberKey, NodeId, NodeIdRequest, RequestDigest};
 use super::log::Log;
 use super::malachite::{MalachiteEngine, round_timeouts};
 use super::pool::Pool;
@@ -18,7 +19,7 @@ use super::validate;
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A member does not follow votes more rounds ahead of its own than this: a peer could otherwise
 /// make it keep a tally for every round number.
@@ -73,20 +74,6 @@ pub enum Event {
         /// The height that ordered it.
         height: u64,
     },
-}
-
-/// A member's configuration.
-#[derive(Clone, Debug)]
-pub struct MemberConfig {
-    /// The network's id.
-    pub network: NetworkId,
-    /// Its members (this one among them).
-    pub members: Vec<MemberKey>,
-    /// The base of the round timeouts (propose 3×, votes 1×, growing per round).
-    pub round_base: Duration,
-    /// How often own messages of the current height, own sightings and catch-up asks are
-    /// sent again (messages may be lost while channels reconnect).
-    pub resend: Duration,
 }
 
 /// A decided height kept for catch-up.

@@ -11,6 +11,7 @@
 pub mod agreement;
 mod bin;
 pub mod certificate;
+pub mod config;
 pub mod ids;
 pub mod log;
 pub mod malachite;

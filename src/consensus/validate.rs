@@ -2,9 +2,9 @@
 //! members from one source, none ordered before, none twice, and the previous height's commit
 //! certificate in canonical form. A member prevotes nil on a batch that fails.
 
+use super::config::MemberConfig;
 use super::ids::MemberKey;
 use super::log::Log;
-use super::member::MemberConfig;
 use super::schema::{Batch, BatchId, Entry, MAX_BATCH, Vote, VoteKind};
 use super::signed::Signed;
 use super::{faults, quorum};
