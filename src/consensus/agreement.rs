@@ -5,10 +5,11 @@
 use super::ids::MemberKey;
 use super::schema::{Batch, BatchId, Proposal, Refusal, Vote};
 use super::signed::Signed;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Which of a round's timeouts.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum TimerKind {
     /// Waiting for the proposal.
     Propose,
@@ -19,7 +20,7 @@ pub enum TimerKind {
 }
 
 /// A timeout the engine asked for, named so it can be handed back.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timer {
     /// Which one.
     pub kind: TimerKind,
