@@ -47,7 +47,6 @@ fn four_members_issue_ids_through_loss_and_reordering() {
 }
 
 #[test]
-#[ignore = "known liveness bug (docs/CONSENSUS.md): with WEFT_SEED=16 three of seven members stay a height behind and no client gets five replies; run with --ignored"]
 fn seven_members_issue_ids_through_loss_and_reordering() {
     for_each_seed(|seed| {
         run(seed, &[Role::Honest; 7], 3, lossy());
