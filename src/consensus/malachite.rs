@@ -424,8 +424,7 @@ impl MalachiteEngine {
                 // The driver keeps no certificate of a decision it reached by votes (only of
                 // one it was handed): the precommits for the value in that round are its
                 // vote keeper's.
-                let mut commit =
-                    self.votes_for(Round::new(round_number), VoteKind::Precommit, &id);
+                let mut commit = self.votes_for(Round::new(round_number), VoteKind::Precommit, &id);
                 commit.sort_by_key(|vote| vote.body.voter);
                 commit.dedup_by(|a, b| a.body.voter == b.body.voter);
                 steps.push(Step::Decide {

@@ -17,9 +17,7 @@ use super::schema::{
     self, Batch, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote, VoteKind,
 };
 use super::signed::{Signed, member_key, sign};
-use super::store::{
-    Changes, DecidedRecord, IssuedId, MemoryStore, Store, StoreError, WalEntry,
-};
+use super::store::{Changes, DecidedRecord, IssuedId, MemoryStore, Store, StoreError, WalEntry};
 use super::validate;
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

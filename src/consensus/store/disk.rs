@@ -13,9 +13,7 @@
 //! | `proposals` | (height, round) | own `Signed<Proposal>` |
 //! | `wal` | (height, sequence) | [`WalEntry`] |
 
-use super::{
-    Changes, DecidedRecord, IssuedId, STORE_FORMAT, Store, StoreError, Stored, WalEntry,
-};
+use super::{Changes, DecidedRecord, IssuedId, STORE_FORMAT, Store, StoreError, Stored, WalEntry};
 use crate::consensus::schema::{Proposal, Vote, VoteKind};
 use crate::consensus::signed::Signed;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -142,7 +140,11 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     rmp_serde::to_vec(value).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(path: &Path, what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+fn decode<T: DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|_| StoreError::Corrupt {
         path: path.to_path_buf(),
         what,
@@ -174,14 +176,20 @@ impl Store for DiskStore {
             stored.decisions.push(record);
         }
         let votes = txn.open_table(VOTES).map_err(|e| database(path, e))?;
-        for row in votes.range((height, 0, 0)..).map_err(|e| database(path, e))? {
+        for row in votes
+            .range((height, 0, 0)..)
+            .map_err(|e| database(path, e))?
+        {
             let (_, bytes) = row.map_err(|e| database(path, e))?;
             stored
                 .votes
                 .push(decode::<Signed<Vote>>(path, "vote", bytes.value())?);
         }
         let proposals = txn.open_table(PROPOSALS).map_err(|e| database(path, e))?;
-        for row in proposals.range((height, 0)..).map_err(|e| database(path, e))? {
+        for row in proposals
+            .range((height, 0)..)
+            .map_err(|e| database(path, e))?
+        {
             let (_, bytes) = row.map_err(|e| database(path, e))?;
             stored
                 .proposals
