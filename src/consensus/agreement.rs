@@ -78,6 +78,15 @@ pub trait Agreement {
     fn vote(&mut self, vote: Signed<Vote>) -> Result<Vec<Step>, Refusal>;
     /// A timer it asked for has fired.
     fn timeout(&mut self, timer: Timer) -> Vec<Step>;
+    /// A quorum of prevotes for `id` in `round` of the current height (signatures checked,
+    /// distinct voters): counted as a polka even where the engine kept another vote of an
+    /// equivocating voter (CometBFT's remedy for a split polka; docs/CONSENSUS.md).
+    fn polka_certificate(
+        &mut self,
+        round: u32,
+        id: BatchId,
+        votes: Vec<Signed<Vote>>,
+    ) -> Result<Vec<Step>, Refusal>;
     /// The prevotes it holds for `id` in `round` of the current height: the polka a proposer
     /// re-proposing a locked value sends along, so members that missed it can follow
     /// (Tendermint's liveness assumes every message of a correct member arrives eventually).

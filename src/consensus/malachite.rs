@@ -539,6 +539,21 @@ impl Agreement for MalachiteEngine {
         self.run(Input::TimeoutElapsed(timeout)).unwrap_or_default()
     }
 
+    fn polka_certificate(
+        &mut self,
+        round: u32,
+        id: BatchId,
+        votes: Vec<Signed<Vote>>,
+    ) -> Result<Vec<Step>, Refusal> {
+        let height = EngineHeight(self.height());
+        let votes = votes
+            .into_iter()
+            .map(|vote| mt::SignedMessage::new(EngineVote::from(vote.body), vote.signature))
+            .collect();
+        let certificate = mt::PolkaCertificate::new(height, Round::new(round), id, votes);
+        self.run(Input::PolkaCertificate(certificate))
+    }
+
     fn proposer(&self, round: u32) -> Option<MemberKey> {
         let index = proposer_index(self.members.0.len(), self.height(), round);
         self.members.0.get(index).map(|member| member.0)

@@ -14,7 +14,7 @@ use super::log::Log;
 use super::malachite::{MalachiteEngine, round_timeouts};
 use super::pool::Pool;
 use super::schema::{
-    self, Batch, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote, VoteKind,
+    self, Batch, BatchId, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote, VoteKind,
 };
 use super::signed::{Signed, member_key, sign};
 use super::store::{Changes, DecidedRecord, IssuedId, MemoryStore, Store, StoreError, WalEntry};
@@ -42,8 +42,10 @@ const KEEP_OWN: usize = 4;
 
 mod catch_up;
 mod durable;
+mod polka;
 
 pub use durable::MAX_WAL;
+pub use polka::MAX_TRACKED_PREVOTES;
 
 /// Who a message came from or goes to, as the host's channel proved it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,6 +127,10 @@ pub struct Member<E: Agreement = MalachiteEngine, S: Store = MemoryStore> {
     own_votes: BTreeMap<(u64, u32, VoteKind), Signed<Vote>>,
     own_proposals: BTreeMap<u32, Signed<Proposal>>,
     wal_keys: BTreeSet<durable::WalKey>,
+    /// Verified prevotes for values at this height, conflicting ones included.
+    prevotes: BTreeMap<(u32, BatchId), BTreeMap<MemberKey, Signed<Vote>>>,
+    /// Polkas handed to the engine as certificates (or found in it already).
+    certified: BTreeSet<(u32, BatchId)>,
     wal_len: u32,
     /// True while the write-ahead log is fed back after a restart.
     replaying: bool,
@@ -220,6 +226,8 @@ impl<E: Agreement, S: Store> Member<E, S> {
             own_votes: BTreeMap::new(),
             own_proposals: BTreeMap::new(),
             wal_keys: BTreeSet::new(),
+            prevotes: BTreeMap::new(),
+            certified: BTreeSet::new(),
             wal_len: 0,
             replaying: false,
             failed: None,
@@ -467,7 +475,9 @@ impl<E: Agreement, S: Store> Member<E, S> {
             Message::Vote(vote) => WalEntry::Vote(vote),
             _ => return Err(Refusal::Unexpected),
         };
-        self.feed(now, input)
+        self.feed(now, input)?;
+        self.certify_polkas(now);
+        Ok(())
     }
 
     /// Hands one input to the engine, logs it for replay, and acts on the steps.
@@ -479,10 +489,21 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 }
                 self.engine.proposal(proposal.clone(), *valid)?
             }
-            WalEntry::Vote(vote) => self.engine.vote(vote.clone())?,
+            WalEntry::Vote(vote) => {
+                self.track_prevote(vote);
+                self.engine.vote(vote.clone())?
+            }
             WalEntry::Timeout(timer) => {
                 self.timers.remove(timer);
                 self.engine.timeout(*timer)
+            }
+            WalEntry::Polka(votes) => {
+                let Some(first) = votes.first().map(|vote| vote.body.clone()) else {
+                    return Err(Refusal::Unexpected);
+                };
+                let id = first.value.ok_or(Refusal::Unexpected)?;
+                self.engine
+                    .polka_certificate(first.round, id, votes.clone())?
             }
         };
         self.log_input(input);
@@ -533,7 +554,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 Step::Propose(proposal) => {
                     if let Some(round) = proposal.pol_round {
                         // Re-proposing a locked value: send the polka that justifies it first.
-                        let polka = self.engine.polka(round, &proposal.batch.id());
+                        let polka = self.polka(round, proposal.batch.id());
                         self.own_polka = polka.into_iter().map(Message::Vote).collect();
                         for message in self.own_polka.clone() {
                             self.broadcast(&message);
@@ -548,6 +569,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 }
                 Step::Vote(vote) => {
                     let signed = self.sign_vote(vote);
+                    self.track_prevote(&signed);
                     let message = Message::Vote(signed.clone());
                     self.broadcast(&message);
                     self.keep_own(message);
@@ -688,6 +710,8 @@ impl<E: Agreement, S: Store> Member<E, S> {
         self.proposals.clear();
         self.own.clear();
         self.own_polka.clear();
+        self.prevotes.clear();
+        self.certified.clear();
         self.asked_behind.clear();
         self.own_votes.clear();
         self.own_proposals.clear();

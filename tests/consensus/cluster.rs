@@ -27,8 +27,8 @@ pub(crate) enum Role {
     Silent,
     /// Sends one proposal to half the members and a different one to the rest.
     Equivocator,
-    /// Like [`Role::Equivocator`], and also prevotes nil to the second half where it prevotes a
-    /// value to the first. Safety holds; liveness may not (docs/CONSENSUS.md, not built yet).
+    /// Like [`Role::Equivocator`], and also votes nil to the second half where it votes a value
+    /// to the first (docs/CONSENSUS.md: polka certificates restore liveness).
     VoteEquivocator,
     /// Forges votes in other members' names, replays old votes, and signs replies with a
     /// second id.
@@ -675,12 +675,6 @@ impl Cluster {
             self.now - self.start,
             self.delivered
         );
-    }
-
-    /// Steps for `duration` of virtual time (invariants checked after every step).
-    pub(crate) fn run_for(&mut self, duration: Duration) {
-        let deadline = self.now + duration;
-        while self.now < deadline && self.step() {}
     }
 
     /// Every honest member's refusals, summed by reason label.

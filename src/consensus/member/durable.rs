@@ -5,7 +5,7 @@
 use super::Member;
 use crate::consensus::agreement::{Agreement, Timer};
 use crate::consensus::ids::MemberKey;
-use crate::consensus::schema::{Proposal, Vote, VoteKind};
+use crate::consensus::schema::{BatchId, Proposal, Vote, VoteKind};
 use crate::consensus::signed::{Signed, sign};
 use crate::consensus::store::{Store, Stored, WalEntry, vote_slot};
 use std::time::Instant;
@@ -23,6 +23,7 @@ pub(super) enum WalKey {
     Proposal(u32, MemberKey),
     Vote(u32, VoteKind, MemberKey),
     Timeout(Timer),
+    Polka(u32, Option<BatchId>),
 }
 
 impl<E: Agreement, S: Store> Member<E, S> {
@@ -51,6 +52,10 @@ impl<E: Agreement, S: Store> Member<E, S> {
             }
             WalEntry::Vote(vote) => WalKey::Vote(vote.body.round, vote.body.kind, vote.body.voter),
             WalEntry::Timeout(timer) => WalKey::Timeout(*timer),
+            WalEntry::Polka(votes) => {
+                let first = votes.first().map(|vote| &vote.body);
+                WalKey::Polka(first.map_or(0, |v| v.round), first.and_then(|v| v.value))
+            }
         };
         if self.wal_len >= MAX_WAL || !self.wal_keys.insert(key) {
             return;

@@ -40,6 +40,8 @@ pub enum WalEntry {
     Vote(Signed<Vote>),
     /// A timer that fired.
     Timeout(Timer),
+    /// A quorum of prevotes for one value in one round, fed as a polka certificate.
+    Polka(Vec<Signed<Vote>>),
 }
 
 /// A decided height as stored: the proposal and the precommits that decided it.
