@@ -11,11 +11,10 @@
 //! | `ids` | public key ‖ salt (u32 BE), 36 bytes | [`IssuedId`] |
 //! | `votes` | (height, round, 0 prevote / 1 precommit) | own `Signed<Vote>` |
 //! | `proposals` | (height, round) | own `Signed<Proposal>` |
-//! | `wal` | (height, sequence) | [`WalEntry`] |
+//! | `wal` | (height, sequence) | [`super::WalEntry`] |
 
-use super::{Changes, DecidedRecord, IssuedId, STORE_FORMAT, Store, StoreError, Stored, WalEntry};
-use crate::consensus::schema::{Proposal, Vote, VoteKind};
-use crate::consensus::signed::Signed;
+use super::{Changes, DecidedRecord, IssuedId, STORE_FORMAT, Store, StoreError, Stored};
+use crate::consensus::schema::VoteKind;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -151,6 +150,20 @@ fn decode<T: DeserializeOwned>(
     })
 }
 
+/// The decoded values of a range of rows.
+fn values<K: redb::Key + 'static, T: DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+    rows: Result<redb::Range<'static, K, &'static [u8]>, redb::StorageError>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = rows.map_err(|e| database(path, e))?;
+    rows.map(|row| {
+        let (_, bytes) = row.map_err(|e| database(path, e))?;
+        decode(path, what, bytes.value())
+    })
+    .collect()
+}
+
 impl Store for DiskStore {
     fn load(&mut self) -> Result<Stored, StoreError> {
         let path = &self.path;
@@ -176,32 +189,12 @@ impl Store for DiskStore {
             stored.decisions.push(record);
         }
         let votes = txn.open_table(VOTES).map_err(|e| database(path, e))?;
-        for row in votes
-            .range((height, 0, 0)..)
-            .map_err(|e| database(path, e))?
-        {
-            let (_, bytes) = row.map_err(|e| database(path, e))?;
-            stored
-                .votes
-                .push(decode::<Signed<Vote>>(path, "vote", bytes.value())?);
-        }
+        let rows = votes.range((height, 0, 0)..);
+        stored.votes = values(path, "vote", rows)?;
         let proposals = txn.open_table(PROPOSALS).map_err(|e| database(path, e))?;
-        for row in proposals
-            .range((height, 0)..)
-            .map_err(|e| database(path, e))?
-        {
-            let (_, bytes) = row.map_err(|e| database(path, e))?;
-            stored
-                .proposals
-                .push(decode::<Signed<Proposal>>(path, "proposal", bytes.value())?);
-        }
+        stored.proposals = values(path, "proposal", proposals.range((height, 0)..))?;
         let wal = txn.open_table(WAL).map_err(|e| database(path, e))?;
-        for row in wal.range((height, 0)..).map_err(|e| database(path, e))? {
-            let (_, bytes) = row.map_err(|e| database(path, e))?;
-            stored
-                .wal
-                .push(decode::<WalEntry>(path, "write-ahead", bytes.value())?);
-        }
+        stored.wal = values(path, "write-ahead", wal.range((height, 0)..))?;
         Ok(stored)
     }
 
