@@ -255,6 +255,15 @@ impl<E: Agreement, S: Store> Member<E, S> {
         self.height
     }
 
+    /// The round of the height being decided, once it has begun.
+    pub fn round(&self) -> Option<u32> {
+        if self.started {
+            self.engine.round()
+        } else {
+            None
+        }
+    }
+
     /// Messages refused, by reason.
     pub fn refused(&self) -> &BTreeMap<Refusal, u64> {
         &self.refused

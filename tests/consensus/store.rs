@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use weft::consensus::ids::{NetworkId, NodeId, NodeIdRequest};
 use weft::consensus::malachite::MalachiteEngine;
 use weft::consensus::member::{Member, MemberConfig, Peer};
-use weft::consensus::schema::{self, Message};
-use weft::consensus::signed::member_key;
+use weft::consensus::schema::{self, Message, Vote, VoteKind};
+use weft::consensus::signed::{Signed, member_key, sign};
 use weft::consensus::store::disk::{DiskStore, STORE_FILE};
-use weft::consensus::store::{STORE_FORMAT, StoreError};
+use weft::consensus::store::{Changes, MemoryStore, STORE_FORMAT, Store, StoreError, WalEntry};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weft-store-{}-{name}", std::process::id()));
@@ -128,5 +128,63 @@ fn a_store_of_an_unknown_format_is_refused_naming_the_file_and_the_fix() {
         "{text}"
     );
     assert!(text.contains("move the file aside"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A member's vote, signed with `key`.
+fn vote(key: &SigningKey, network: &NetworkId, height: u64, round: u32) -> Signed<Vote> {
+    sign(
+        key,
+        network,
+        Vote {
+            height,
+            round,
+            kind: VoteKind::Prevote,
+            value: None,
+            voter: member_key(key),
+        },
+    )
+}
+
+#[test]
+fn the_disk_store_loads_what_the_memory_store_loads() {
+    // The simulator's crash tests run on MemoryStore; a node runs on DiskStore: both must
+    // resume a member from the same state after the same commits, pruning included.
+    let dir = scratch("model");
+    let (key, config) = lone_member();
+    let network = config.network;
+    let mut disk = DiskStore::open(&dir).expect("opens");
+    let mut memory = MemoryStore::default();
+    let steps = [
+        Changes {
+            votes: vec![vote(&key, &network, 1, 0), vote(&key, &network, 1, 1)],
+            wal: vec![((1, 0), WalEntry::Vote(vote(&key, &network, 1, 0)))],
+            ..Changes::default()
+        },
+        Changes {
+            wal: vec![
+                ((1, 1), WalEntry::Vote(vote(&key, &network, 1, 2))),
+                ((2, 0), WalEntry::Vote(vote(&key, &network, 2, 0))),
+            ],
+            votes: vec![vote(&key, &network, 2, 0)],
+            height: Some(2),
+            ..Changes::default()
+        },
+    ];
+    for changes in &steps {
+        disk.commit(changes).expect("commits");
+        memory.commit(changes).expect("commits");
+        assert_eq!(disk.load().expect("loads"), memory.load().expect("loads"));
+    }
+    drop(disk);
+    let mut disk = DiskStore::open(&dir).expect("reopens");
+    let stored = disk.load().expect("loads");
+    assert_eq!(stored, memory.load().expect("loads"));
+    assert_eq!(
+        stored.votes,
+        vec![vote(&key, &network, 2, 0)],
+        "height 1 pruned"
+    );
+    assert_eq!(stored.wal.len(), 1, "height 1's write-ahead entries pruned");
     let _ = std::fs::remove_dir_all(&dir);
 }
