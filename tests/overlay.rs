@@ -13,5 +13,7 @@ mod records;
 mod rpc;
 #[path = "overlay/scale.rs"]
 mod scale;
+#[path = "overlay/scenario.rs"]
+mod scenario;
 #[path = "overlay/vectors.rs"]
 mod vectors;
