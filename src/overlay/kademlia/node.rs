@@ -15,7 +15,7 @@ use crate::overlay::id::{Contact, NodeId, key_address};
 use crate::overlay::rpc::compression::Method;
 use crate::overlay::rpc::{
     Body, CustomHandlers, Frame, Handler, Opcode, Pending, RecordMeta, Reply, ReplyBody, Request,
-    Value,
+    RttEstimate, Value,
 };
 use crate::stats::Stats;
 use crate::wire::PeerId;
@@ -206,6 +206,8 @@ pub struct Dht {
     pub(super) cache: NodeCache,
     /// Self-initiated connections, at most ℓ.
     pub(super) links: BTreeSet<NodeId>,
+    /// Every round trip measured, together: the timeout of a first contact follows it.
+    network_rtt: RttEstimate,
 }
 
 impl Dht {
@@ -239,6 +241,7 @@ impl Dht {
             peer_options: BTreeMap::new(),
             cache: NodeCache::new(config.node_cache),
             links: BTreeSet::new(),
+            network_rtt: RttEstimate::default(),
             config,
         }
     }
@@ -281,7 +284,13 @@ impl Dht {
 
     /// Folds a round-trip time the channel measured into `node`'s estimate.
     pub fn note_rtt(&mut self, node: &NodeId, rtt: Duration) {
+        self.sample_rtt(node, rtt);
+    }
+
+    /// Folds a sample into the peer's estimate and the node-wide one.
+    fn sample_rtt(&mut self, node: &NodeId, rtt: Duration) {
         self.table.sample_rtt(node, rtt);
+        self.network_rtt.sample(rtt);
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -372,12 +381,19 @@ impl Dht {
         )
     }
 
+    /// A measured peer's own timeout; for a first contact, twice the node-wide one (its
+    /// request may wait for a handshake round trip first), never more than the initial.
     fn timeout_for(&self, node: &NodeId) -> Duration {
-        self.table
-            .get(node)
-            .map_or(self.config.timeouts.initial, |e| {
-                e.rtt.timeout(&self.config.timeouts)
-            })
+        let timeouts = &self.config.timeouts;
+        match self.table.get(node) {
+            Some(entry) if entry.rtt.srtt().is_some() => entry.rtt.timeout(timeouts),
+            _ if self.network_rtt.srtt().is_some() => self
+                .network_rtt
+                .timeout(timeouts)
+                .saturating_mul(2)
+                .min(timeouts.initial),
+            _ => timeouts.initial,
+        }
     }
 
     pub(super) fn send_request(
@@ -634,7 +650,7 @@ impl Dht {
             .add("weft_overlay_replies_total", Some(("outcome", outcome)), 1);
         match tag {
             Tag::Lookup { lookup, node } => {
-                self.table.sample_rtt(&node, rtt);
+                self.sample_rtt(&node, rtt);
                 if let Some(active) = self.lookups.get_mut(&lookup) {
                     match (reply.ack, reply.body) {
                         (true, ReplyBody::Nodes(contacts)) => {
@@ -650,7 +666,7 @@ impl Dht {
                 self.drive_lookup(now, lookup);
             }
             Tag::Store { put, node } => {
-                self.table.sample_rtt(&node, rtt);
+                self.sample_rtt(&node, rtt);
                 if let Some(put) = put {
                     if let Some(state) = self.puts.get_mut(&put) {
                         state.waiting = state.waiting.saturating_sub(1);
@@ -662,12 +678,12 @@ impl Dht {
                 }
             }
             Tag::Probe { oldest } => {
-                self.table.sample_rtt(&oldest, rtt);
+                self.sample_rtt(&oldest, rtt);
                 self.table.probed(&oldest, true, now);
             }
             Tag::App { token, node } => {
                 if let Some(node) = node {
-                    self.table.sample_rtt(&node, rtt);
+                    self.sample_rtt(&node, rtt);
                 }
                 self.events.push_back(Event::Reply { token, reply });
             }
