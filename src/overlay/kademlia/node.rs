@@ -655,7 +655,7 @@ impl Dht {
                     match (reply.ack, reply.body) {
                         (true, ReplyBody::Nodes(contacts)) => {
                             active.lookup.on_nodes(&node, &contacts, self.config.k);
-                            self.learned(&contacts, now);
+                            self.learned(&contacts);
                         }
                         (true, ReplyBody::Found { value, meta, .. }) => {
                             active.lookup.on_found(&node, value, meta)

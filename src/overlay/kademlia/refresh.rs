@@ -112,7 +112,7 @@ impl Dht {
     }
 
     /// Notes contacts a reply named: those not in the table go to the node info cache.
-    pub(super) fn learned(&mut self, contacts: &[Contact], _now: Instant) {
+    pub(super) fn learned(&mut self, contacts: &[Contact]) {
         for contact in contacts {
             if contact.id != self.own.id && self.table.get(&contact.id).is_none() {
                 self.cache.note(*contact);
