@@ -12,20 +12,11 @@
 
 use super::node::{Dht, Tag, Transmit};
 use crate::overlay::id::Contact;
-use crate::overlay::rpc::compression::{self, Method};
+use crate::overlay::rpc::compression::{self, Method, Negotiated};
 use crate::overlay::rpc::{Body, ConnectionOpt, Opcode};
 use crate::wire::PeerId;
 use std::borrow::Cow;
 use std::time::Instant;
-
-/// What one peer negotiated.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct PeerOptions {
-    /// Methods both sides read, as [`Method::bit`]s.
-    reads: u8,
-    /// The method the peer asked to be sent.
-    preferred: Option<Method>,
-}
 
 impl Dht {
     /// The methods this node reads, as [`Method::bit`]s ("none" always).
@@ -85,7 +76,7 @@ impl Dht {
     }
 
     /// The entry of `peer`, made if the budget allows.
-    fn options_mut(&mut self, peer: PeerId) -> Option<&mut PeerOptions> {
+    fn options_mut(&mut self, peer: PeerId) -> Option<&mut Negotiated> {
         if !self.peer_options.contains_key(&peer)
             && self.peer_options.len() >= self.config.max_peer_options
         {

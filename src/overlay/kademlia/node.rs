@@ -7,12 +7,11 @@
 
 use super::cache::NodeCache;
 use super::config::KademliaConfig;
-use super::connopt::PeerOptions;
 use super::lookup::{Found, Lookup};
 use super::store::RecordStore;
 use super::table::{RoutingTable, Seen};
 use crate::overlay::id::{Contact, NodeId, key_address};
-use crate::overlay::rpc::compression::Method;
+use crate::overlay::rpc::compression::{Method, Negotiated};
 use crate::overlay::rpc::{
     Body, CustomHandlers, Frame, Handler, Opcode, Pending, RecordMeta, Reply, ReplyBody, Request,
     RttEstimate, Value,
@@ -201,7 +200,7 @@ pub struct Dht {
     pub(super) rng: StdRng,
     next_maintenance: Option<Instant>,
     /// What each peer negotiated (compression), within `max_peer_options` peers.
-    pub(super) peer_options: BTreeMap<PeerId, PeerOptions>,
+    pub(super) peer_options: BTreeMap<PeerId, Negotiated>,
     /// Contacts learned but not held in the table (the node info cache).
     pub(super) cache: NodeCache,
     /// Self-initiated connections, at most ℓ.

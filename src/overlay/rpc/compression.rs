@@ -82,6 +82,15 @@ impl Method {
     }
 }
 
+/// What one peer negotiated (seed 003 §3.3.1–2).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Methods both sides read, as [`Method::bit`]s.
+    pub reads: u8,
+    /// The method the peer asked to be sent.
+    pub preferred: Option<Method>,
+}
+
 /// Why a compressed frame was refused; each is a metric reason label.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CompressionError {
