@@ -4,7 +4,9 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod admission;
+mod connection;
 pub mod cookie;
+mod deadlines;
 mod endpoint;
 mod outgoing;
 pub mod pool;

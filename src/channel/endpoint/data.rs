@@ -640,10 +640,7 @@ impl Endpoint {
     }
 
     /// The channel's data timer fired.
-    pub(super) fn data_timer(&mut self, now: Instant, at: Instant, code: crate::handle::Hashcode) {
-        let Ok(channel) = self.channels.resolve(code) else {
-            return;
-        };
+    pub(super) fn data_timer(&mut self, now: Instant, channel: Handle) {
         let Some(state) = self.channels.get_mut(channel) else {
             return;
         };
@@ -651,9 +648,6 @@ impl Endpoint {
         let Some(data) = state.data.as_mut() else {
             return;
         };
-        if data.armed == Some(at) {
-            data.armed = None;
-        }
         if data
             .reliability
             .poll_timeout()
