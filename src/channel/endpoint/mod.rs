@@ -7,6 +7,8 @@
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
 mod config;
+#[cfg(test)]
+mod connection_tests;
 mod control;
 mod data;
 mod establish;
