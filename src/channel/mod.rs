@@ -13,7 +13,7 @@ pub mod pool;
 pub mod reliability;
 mod state;
 
-pub(crate) use endpoint::later;
+pub(crate) use connection::later;
 pub use endpoint::{ChannelCounts, PeerSnapshot};
 pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, PeerInfo, SendError, Transmit,

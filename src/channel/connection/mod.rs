@@ -5,7 +5,7 @@
 
 mod timer;
 
-pub(crate) use timer::{Timer, TimerTable};
+pub(crate) use timer::{Timer, TimerTable, later};
 
 use crate::channel::reliability::{PathState, ReassemblyBudget};
 use crate::channel::state::Traffic;
@@ -13,7 +13,7 @@ use crate::handle::{FxHashMap, Handle};
 use crate::wire::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A peer this node has channel state with: the connection a datagram from it is routed to.
 pub(crate) struct Connection {
@@ -94,6 +94,53 @@ impl Connection {
     pub(crate) fn load(&self) -> usize {
         self.channels.len().saturating_add(self.opening.len())
     }
+
+    /// The connection's next deadline: the earliest slot of its timer table.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Disarms and returns the connection's earliest timer due at `now`.
+    pub(crate) fn expired(&mut self, now: Instant) -> Option<Timer> {
+        self.timers.take_expired(now).map(|(timer, _)| timer)
+    }
+
+    /// What the idle timer finds at `now` (PROTOCOL.md §7.7, §12), from when the peer was last
+    /// heard: nothing yet, a silence long enough to shed its expanded keys, or the connection
+    /// reset timeout.
+    pub(crate) fn silence(&self, now: Instant, keep_alive: Duration, reset: Duration) -> Silence {
+        let deadline = later(self.last_heard, reset);
+        if deadline <= now {
+            return Silence::Reset;
+        }
+        let idle_at = later(self.last_heard, keep_alive);
+        if idle_at <= now {
+            Silence::ShedKeys { until: deadline }
+        } else {
+            Silence::Wait {
+                until: idle_at.min(deadline),
+            }
+        }
+    }
+
+    /// Until when a reset connection's used ids must be kept: a cookie2 stays valid for two
+    /// rotations after it was made (PROTOCOL.md §6), so an id must outlive every cookie2 that
+    /// could still reopen it.
+    pub(crate) fn keep_used_ids_until(&self, cookie_rotation: Duration) -> Instant {
+        later(self.last_open, cookie_rotation.saturating_mul(2))
+    }
+}
+
+/// What a connection's idle timer found (see [`Connection::silence`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Silence {
+    /// Heard lately: look again at `until`.
+    Wait { until: Instant },
+    /// Silent for a keep-alive interval: its expanded channel keys go (re-expanded by its next
+    /// packet); the reset comes at `until`.
+    ShedKeys { until: Instant },
+    /// Silent for the connection reset timeout: its channels close.
+    Reset,
 }
 
 /// A kind-0 peer's used channel ids, kept by cookie rotation. A cookie2 is accepted for two
@@ -165,5 +212,75 @@ impl UsedIds {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.0.as_ref().is_none_or(|sets| sets.is_empty())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    fn connection(now: Instant) -> Connection {
+        Connection::new(
+            PeerId([1; 16]),
+            "10.0.0.1:1000".parse().expect("address"),
+            now,
+        )
+    }
+
+    #[test]
+    fn silence_sheds_keys_after_a_keep_alive_interval_and_resets_after_the_timeout() {
+        let t0 = Instant::now();
+        let (keep_alive, reset) = (Duration::from_secs(15), Duration::from_secs(60));
+        let mut c = connection(t0);
+        let at = |s| t0 + Duration::from_secs(s);
+        assert_eq!(
+            c.silence(at(1), keep_alive, reset),
+            Silence::Wait { until: at(15) }
+        );
+        assert_eq!(
+            c.silence(at(15), keep_alive, reset),
+            Silence::ShedKeys { until: at(60) }
+        );
+        assert_eq!(c.silence(at(60), keep_alive, reset), Silence::Reset);
+        // A packet heard moves every deadline.
+        c.last_heard = at(50);
+        assert_eq!(
+            c.silence(at(60), keep_alive, reset),
+            Silence::Wait { until: at(65) }
+        );
+        // A keep-alive interval longer than the reset timeout never sheds before it.
+        let long = Duration::from_secs(90);
+        assert_eq!(
+            c.silence(at(60), long, reset),
+            Silence::Wait { until: at(110) }
+        );
+    }
+
+    #[test]
+    fn used_ids_outlive_two_cookie_rotations_after_the_last_open() {
+        let t0 = Instant::now();
+        let mut c = connection(t0);
+        c.last_open = t0 + Duration::from_secs(5);
+        let rotation = Duration::from_secs(120);
+        assert_eq!(
+            c.keep_used_ids_until(rotation),
+            t0 + Duration::from_secs(245)
+        );
+    }
+
+    #[test]
+    fn the_connection_reports_its_earliest_timer_and_disarms_what_fired() {
+        let t0 = Instant::now();
+        let mut c = connection(t0);
+        assert_eq!(c.poll_timeout(), None);
+        c.timers
+            .arm_earliest(Timer::Idle, t0 + Duration::from_secs(60));
+        c.timers
+            .arm_earliest(Timer::Data, t0 + Duration::from_millis(25));
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_millis(25)));
+        assert_eq!(c.expired(t0), None);
+        assert_eq!(c.expired(t0 + Duration::from_millis(30)), Some(Timer::Data));
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(60)));
     }
 }

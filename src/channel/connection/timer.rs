@@ -2,7 +2,16 @@
 //! its slot instead of adding an entry somewhere, so a connection's timers cost the same few
 //! bytes however often they are armed, and its next deadline is the minimum of the table.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// `at + wait` for a deadline. Where the sum does not fit the clock (a configured wait of years),
+/// the deadline is a century away instead, which never fires, where `Instant`'s `+` would panic.
+pub(crate) fn later(at: Instant, wait: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(3_155_760_000);
+    at.checked_add(wait)
+        .or_else(|| at.checked_add(CENTURY))
+        .unwrap_or(at)
+}
 
 /// The kinds of deadline a connection keeps, one slot each.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

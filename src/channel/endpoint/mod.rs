@@ -31,7 +31,7 @@ pub use service::PeerInfo;
 pub use snapshot::{ChannelCounts, PeerSnapshot};
 
 use crate::channel::admission::Admission;
-use crate::channel::connection::{Connection, Timer};
+use crate::channel::connection::{Connection, Silence, Timer, later};
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::outgoing::Outgoing;
@@ -86,15 +86,6 @@ enum TimerKey {
 /// refuses a byte with other bits set).
 fn supported(capabilities: Capabilities) -> bool {
     capabilities.bits() & !0x7 == 0
-}
-
-/// `at + wait` for a deadline. Where the sum does not fit the clock (a configured wait of years),
-/// the deadline is a century away instead, which never fires, where `Instant`'s `+` would panic.
-pub(crate) fn later(at: Instant, wait: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(3_155_760_000);
-    at.checked_add(wait)
-        .or_else(|| at.checked_add(CENTURY))
-        .unwrap_or(at)
 }
 
 /// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).

@@ -18,7 +18,7 @@ impl Endpoint {
             return;
         };
         if connection.timers.arm_earliest(timer, at) {
-            self.deadlines.set(peer.0, connection.timers.next());
+            self.deadlines.set(peer.0, connection.poll_timeout());
         }
     }
 
@@ -81,12 +81,12 @@ impl Endpoint {
             self.deadlines.set(peer.0, None);
             return;
         };
-        let expired = connection.timers.take_expired(now);
-        self.deadlines.set(peer.0, connection.timers.next());
+        let expired = connection.expired(now);
+        self.deadlines.set(peer.0, connection.poll_timeout());
         match expired {
-            Some((Timer::Idle, _)) => self.peer_timer(now, peer),
-            Some((Timer::Open, _)) => self.open_timers(now, peer),
-            Some((Timer::Data, _)) => self.data_timers(now, peer),
+            Some(Timer::Idle) => self.peer_timer(now, peer),
+            Some(Timer::Open) => self.open_timers(now, peer),
+            Some(Timer::Data) => self.data_timers(now, peer),
             None => {}
         }
     }
@@ -211,51 +211,52 @@ impl Endpoint {
     }
 
     pub(super) fn peer_timer(&mut self, now: Instant, peer: Handle) {
-        let timeout = self.config.connection_reset_timeout;
+        let (keep_alive, reset) = (
+            self.config.keep_alive_interval,
+            self.config.connection_reset_timeout,
+        );
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        let deadline = later(state.last_heard, timeout);
-        if deadline > now {
-            // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive interval
-            // gives up its expanded channel keys, re-expanded by its next packet. This timer
-            // already exists per peer, so nothing scans the peers per packet.
-            let idle_at = later(state.last_heard, self.config.keep_alive_interval);
-            if idle_at <= now {
+        match state.silence(now, keep_alive, reset) {
+            Silence::Wait { until } => return self.arm_connection(peer, Timer::Idle, until),
+            Silence::ShedKeys { until } => {
+                // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive
+                // interval gives up its expanded channel keys, re-expanded by its next packet.
+                // This timer already exists per peer, so nothing scans the peers per packet.
                 let id = state.id;
                 self.shed_session_keys(id);
-                self.arm_connection(peer, Timer::Idle, deadline);
-            } else {
-                self.arm_connection(peer, Timer::Idle, idle_at.min(deadline));
+                return self.arm_connection(peer, Timer::Idle, until);
             }
-            return;
+            Silence::Reset => {}
         }
         // PROTOCOL.md §7.7: a peer silent for the connection reset timeout loses its channels;
-        // under kind 0 that forgets it entirely.
-        let channels: Vec<Handle> = state
-            .channels
-            .values()
-            .chain(state.opening.values())
-            .copied()
-            .collect();
-        for channel in channels {
+        // under kind 0 that forgets it entirely. The channels are listed in the kept buffer
+        // (closing one changes the connection's maps).
+        let mut closing = std::mem::take(&mut self.due);
+        closing.clear();
+        closing.extend(
+            state
+                .channels
+                .values()
+                .chain(state.opening.values())
+                .copied(),
+        );
+        for &channel in &closing {
             self.close(channel, CloseReason::Idle, false, false);
         }
-        // The used ids must outlive every cookie2 that could still reopen one of them: a cookie2
-        // stays valid for two rotations after it was made (PROTOCOL.md §6).
+        self.due = closing;
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        let keep_until = later(
-            state.last_open,
-            self.config.cookie_rotation.saturating_mul(2),
-        );
+        let keep_until = state.keep_used_ids_until(self.config.cookie_rotation);
         if keep_until > now {
             self.arm_connection(peer, Timer::Idle, keep_until);
         } else {
             self.forget_peer(peer);
         }
     }
+
     pub(super) fn handshake_timer(&mut self, now: Instant, code: Hashcode) {
         let Ok(handle) = self.pending.resolve(code) else {
             return;
