@@ -1,4 +1,6 @@
-//! The router's deadlines: one entry per connection, keyed by its slot, updated in place.
+//! Deadlines keyed by slot, updated in place: the router's, one per connection (keyed by its
+//! slab slot), and each connection's, one per channel with data state (keyed by its place in
+//! the connection's turn order).
 //!
 //! An indexed binary min-heap: each slot's position is kept, so moving a connection's deadline
 //! earlier or later, or taking it out, fixes the heap where the entry stands instead of pushing
@@ -9,7 +11,7 @@
 
 use std::time::Instant;
 
-/// Connections' next deadlines by slot (the index of the connection's slab handle).
+/// Next deadlines by slot.
 #[derive(Debug, Default)]
 pub(crate) struct DeadlineHeap {
     /// (deadline, slot), a min-heap on the deadline.
@@ -31,10 +33,15 @@ impl DeadlineHeap {
     }
 
     /// The deadline of `slot`, if it has one.
-    #[cfg(test)]
     pub(crate) fn get(&self, slot: u32) -> Option<Instant> {
         let at = self.position(slot)?;
         self.heap.get(at).map(|&(deadline, _)| deadline)
+    }
+
+    /// Takes every deadline out, keeping the memory.
+    pub(crate) fn clear(&mut self) {
+        self.heap.clear();
+        self.positions.fill(0);
     }
 
     /// Sets the deadline of `slot` (None takes it out), in place.

@@ -7,6 +7,7 @@ mod timer;
 
 pub(crate) use timer::{Timer, TimerTable, later};
 
+use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::reliability::{PathState, ReassemblyBudget};
 use crate::channel::state::Traffic;
 use crate::handle::{FxHashMap, Handle};
@@ -60,6 +61,9 @@ pub(crate) struct Connection {
     /// The connection's deadlines, one slot per kind (STYLE.md 7); the router keeps their
     /// minimum in its [`DeadlineHeap`](crate::channel::deadlines::DeadlineHeap).
     pub(crate) timers: TimerTable,
+    /// The data deadline of each channel in `order`, keyed by its place there; the earliest is
+    /// the [`Timer::Data`] slot, so a due channel is found without a scan of the others.
+    pub(crate) channel_deadlines: DeadlineHeap,
 }
 
 impl Connection {
@@ -83,6 +87,7 @@ impl Connection {
             room: 0,
             traffic: Traffic::default(),
             timers: TimerTable::default(),
+            channel_deadlines: DeadlineHeap::default(),
         }
     }
 
@@ -93,6 +98,45 @@ impl Connection {
     /// Channels open or opening with this peer: what it holds of the node's channel table.
     pub(crate) fn load(&self) -> usize {
         self.channels.len().saturating_add(self.opening.len())
+    }
+
+    /// Sets the data deadline of the channel at `order_at` in the turn order (None: it has
+    /// none), and the data timer to the earliest of the connection's.
+    pub(crate) fn set_channel_deadline(&mut self, order_at: usize, at: Option<Instant>) {
+        if let Ok(slot) = u32::try_from(order_at) {
+            self.channel_deadlines.set(slot, at);
+        }
+        self.sync_data_timer();
+    }
+
+    /// Takes the next channel whose data deadline is due at `now` out of the deadlines, and
+    /// returns its place in the turn order.
+    pub(crate) fn take_due_channel(&mut self, now: Instant) -> Option<usize> {
+        let (at, slot) = self.channel_deadlines.peek()?;
+        if at > now {
+            return None;
+        }
+        self.channel_deadlines.set(slot, None);
+        usize::try_from(slot).ok()
+    }
+
+    /// A channel left the turn order at `order_at` and the last one took its place
+    /// (`swap_remove`): the deadlines follow.
+    pub(crate) fn channel_removed(&mut self, order_at: usize) {
+        let (Ok(at), Ok(last)) = (u32::try_from(order_at), u32::try_from(self.order.len())) else {
+            return;
+        };
+        let moved = self.channel_deadlines.get(last);
+        self.channel_deadlines.set(last, None);
+        self.channel_deadlines
+            .set(at, if at < last { moved } else { None });
+        self.sync_data_timer();
+    }
+
+    /// The data timer is the earliest channel deadline.
+    pub(crate) fn sync_data_timer(&mut self) {
+        let earliest = self.channel_deadlines.peek().map(|(at, _)| at);
+        self.timers.set(Timer::Data, earliest);
     }
 
     /// The connection's next deadline: the earliest slot of its timer table.
@@ -255,6 +299,36 @@ mod tests {
             c.silence(at(60), long, reset),
             Silence::Wait { until: at(110) }
         );
+    }
+
+    #[test]
+    fn a_due_channel_is_found_by_its_place_and_a_leaving_one_hands_its_place_over() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut c = connection(t0);
+        c.order = vec![Handle(10), Handle(11), Handle(12)];
+        c.set_channel_deadline(0, Some(ms(30)));
+        c.set_channel_deadline(1, Some(ms(10)));
+        c.set_channel_deadline(2, Some(ms(20)));
+        assert_eq!(c.timers.get(Timer::Data), Some(ms(10)));
+        // The channel in the middle closes; the last one takes its place, deadline and all.
+        c.order.swap_remove(1);
+        c.channel_removed(1);
+        assert_eq!(c.order, [Handle(10), Handle(12)]);
+        assert_eq!(c.channel_deadlines.get(1), Some(ms(20)));
+        assert_eq!(c.channel_deadlines.get(2), None);
+        assert_eq!(c.timers.get(Timer::Data), Some(ms(20)));
+        // At 25 ms only that one is due, found without looking at the other.
+        assert_eq!(c.take_due_channel(ms(25)), Some(1));
+        assert_eq!(c.take_due_channel(ms(25)), None);
+        c.sync_data_timer();
+        assert_eq!(c.timers.get(Timer::Data), Some(ms(30)));
+        // The last channel leaving takes its own deadline with it.
+        c.order.pop();
+        c.channel_removed(1);
+        c.order.pop();
+        c.channel_removed(0);
+        assert_eq!(c.timers.get(Timer::Data), None);
     }
 
     #[test]

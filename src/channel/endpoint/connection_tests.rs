@@ -103,6 +103,18 @@ impl Net {
 fn assert_deadlines_agree(endpoint: &Endpoint) {
     let mut armed = 0;
     for (handle, connection) in endpoint.peers.iter() {
+        // Each channel's deadline is its entry in the connection's heap, and the earliest
+        // of them the data timer.
+        let mut earliest = None;
+        for (at, &channel) in connection.order.iter().enumerate() {
+            let armed = endpoint
+                .channels
+                .get(channel)
+                .and_then(|c| c.data.as_ref()?.armed);
+            assert_eq!(connection.channel_deadlines.get(at as u32), armed);
+            earliest = earliest.into_iter().chain(armed).min();
+        }
+        assert_eq!(connection.timers.get(Timer::Data), earliest);
         let next = connection.timers.next();
         assert_eq!(
             endpoint.deadlines.get(handle.0),

@@ -288,14 +288,18 @@ impl Endpoint {
         else {
             return;
         };
-        // A deadline in the past is due now. The channel keeps its earliest deadline; its
-        // connection's data timer holds the minimum over its channels (one slot, moved in
-        // place, so rearming per packet allocates nothing).
+        // A deadline in the past is due now. The channel keeps its earliest deadline, and so
+        // does its connection's heap of channel deadlines, whose minimum is the data timer
+        // (entries moved in place: rearming per packet allocates nothing).
         let at = at.max(now);
         if data.armed.is_some_and(|armed| armed <= at) {
             return;
         }
         data.armed = Some(at);
-        self.arm_connection(peer, Timer::Data, at);
+        let order_at = data.order_at;
+        if let Some(connection) = self.peers.get_mut(peer) {
+            connection.set_channel_deadline(order_at, Some(at));
+            self.deadlines.set(peer.0, connection.poll_timeout());
+        }
     }
 }

@@ -130,39 +130,32 @@ impl Endpoint {
     }
 
     /// The connection's data timer fired: runs each of its channels whose data deadline is
-    /// due, then arms the timer for the earliest deadline left.
+    /// due, taken from the connection's heap of channel deadlines (no scan of the others),
+    /// then arms the timer for the earliest deadline left.
     fn data_timers(&mut self, now: Instant, peer: Handle) {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
-        if let Some(connection) = self.peers.get(peer) {
-            for &channel in &connection.order {
-                let Some(data) = self
+        if let Some(connection) = self.peers.get_mut(peer) {
+            while let Some(order_at) = connection.take_due_channel(now) {
+                let Some(&channel) = connection.order.get(order_at) else {
+                    continue;
+                };
+                if let Some(data) = self
                     .channels
                     .get_mut(channel)
                     .and_then(|state| state.data.as_mut())
-                else {
-                    continue;
-                };
-                if data.armed.is_some_and(|at| at <= now) {
+                {
                     data.armed = None;
                     due.push(channel);
                 }
             }
+            connection.sync_data_timer();
+            self.deadlines.set(peer.0, connection.poll_timeout());
         }
         for &channel in &due {
             self.data_timer(now, channel);
         }
         self.due = due;
-        let next = self.peers.get(peer).and_then(|connection| {
-            connection
-                .order
-                .iter()
-                .filter_map(|&channel| self.channels.get(channel)?.data.as_ref()?.armed)
-                .min()
-        });
-        if let Some(at) = next {
-            self.arm_connection(peer, Timer::Data, at);
-        }
     }
 
     pub(super) fn channel_timer(&mut self, now: Instant, channel: Handle) {
