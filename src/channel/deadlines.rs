@@ -61,7 +61,15 @@ impl DeadlineHeap {
                     return;
                 };
                 if self.positions.len() <= index {
+                    if self.positions.is_empty() {
+                        // A connection's heap mostly holds one channel: the first room made
+                        // is exact, not the four entries a growing vector starts with.
+                        self.positions.reserve_exact(index.saturating_add(1));
+                    }
                     self.positions.resize(index.saturating_add(1), 0);
+                }
+                if self.heap.is_empty() && self.heap.capacity() == 0 {
+                    self.heap.reserve_exact(1);
                 }
                 let at = self.heap.len();
                 self.heap.push((deadline, slot));
