@@ -2,16 +2,22 @@
 //! ([`lookup`]), the records held for others ([`store`]), the settings ([`config`]) and the
 //! node that ties them to the RPC layer ([`node`], answering in `serve.rs`).
 
+pub mod certificate;
 pub mod config;
+mod durable;
+mod guard;
+pub mod journal;
 pub mod lookup;
 pub mod node;
 mod serve;
 pub mod store;
 pub mod table;
 
+pub use certificate::{CertificateCheck, DriverVouches};
 pub use config::KademliaConfig;
+pub use journal::{Change, Changes, PublishedRecord, RestoreReport, Restored};
 pub use lookup::Found;
 pub use node::{Dht, Event, LookupResult, Sender, Transmit};
 pub use serve::NOT_SERVED;
-pub use store::{RecordStore, StoreError};
+pub use store::{Record, RecordStore, StoreError};
 pub use table::{RoutingTable, Seen};

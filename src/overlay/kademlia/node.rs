@@ -5,7 +5,9 @@
 //! timeouts; wall-clock time (`wall`, seconds since the Unix epoch) drives record expiry and
 //! republishing. Neither is read here.
 
+use super::certificate::{CertificateCheck, DriverVouches};
 use super::config::KademliaConfig;
+use super::journal::{Journal, PublishedRecord as Published};
 use super::lookup::{Found, Lookup};
 use super::store::RecordStore;
 use super::table::{RoutingTable, Seen};
@@ -110,7 +112,7 @@ enum Tag {
 }
 
 #[derive(Clone, Debug)]
-enum Purpose {
+pub(super) enum Purpose {
     Get {
         token: u64,
         key: Vec<u8>,
@@ -127,9 +129,9 @@ enum Purpose {
     Maintain,
 }
 
-struct Active {
+pub(super) struct Active {
     lookup: Lookup,
-    purpose: Purpose,
+    pub(super) purpose: Purpose,
 }
 
 struct PutState {
@@ -138,13 +140,6 @@ struct PutState {
     stored: usize,
     depth: u32,
     started: Instant,
-}
-
-/// A record this node published, stored again every `republish`.
-struct Published {
-    value: Value,
-    version: u64,
-    next: u64,
 }
 
 /// Seconds in a duration, for wall-clock arithmetic.
@@ -161,15 +156,18 @@ pub struct Dht {
     pub(super) own: Contact,
     pub(super) table: RoutingTable,
     pending: Pending<Tag>,
-    lookups: BTreeMap<u64, Active>,
+    pub(super) lookups: BTreeMap<u64, Active>,
     puts: BTreeMap<u64, PutState>,
     next_id: u64,
     pub(super) records: RecordStore,
-    published: BTreeMap<Vec<u8>, Published>,
+    pub(super) published: BTreeMap<Vec<u8>, Published>,
     /// The contacts the node joined through, asked again while its table is short.
     joined_via: Vec<Contact>,
     pub(super) custom: CustomHandlers,
-    outbox: VecDeque<Transmit>,
+    pub(super) outbox: VecDeque<Transmit>,
+    /// What must survive a restart, and the STORE ACKs that wait for it (`durable.rs`).
+    pub(super) journal: Option<Journal<(Transmit, u32)>>,
+    pub(super) certificates: Box<dyn CertificateCheck>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
     rng: StdRng,
@@ -201,6 +199,8 @@ impl Dht {
             joined_via: Vec::new(),
             custom: CustomHandlers::default(),
             outbox: VecDeque::new(),
+            journal: None,
+            certificates: Box::new(DriverVouches),
             events: VecDeque::new(),
             stats: Stats::new(),
             rng: StdRng::from_seed(rng),
@@ -216,7 +216,7 @@ impl Dht {
     /// The id a driver tells peers: `None` in client mode, which keeps the node out of their
     /// tables.
     pub fn advertised_id(&self) -> Option<NodeId> {
-        (!self.config.client).then_some(self.own.id)
+        (!self.is_client()).then_some(self.own.id)
     }
 
     /// The routing table.
@@ -298,6 +298,7 @@ impl Dht {
                 next: wall.saturating_add(secs(self.config.republish)),
             },
         );
+        self.journal_published(key);
         let meta = RecordMeta {
             version,
             ttl: secs(self.config.record_ttl),
@@ -401,7 +402,8 @@ impl Dht {
             self.table.touch_bucket(bucket, now);
         }
         let seeds = self.table.closest(&target, self.config.k);
-        let lookup = Lookup::new(target, self.own.id, &seeds, now);
+        let lookup = Lookup::new(target, self.own.id, &seeds, now)
+            .with_max_requests(self.config.max_lookup_requests);
         let id = self.fresh_id();
         self.lookups.insert(id, Active { lookup, purpose });
         self.drive_lookup(now, id);
@@ -531,10 +533,17 @@ impl Dht {
         }
     }
 
-    fn note_seen(&mut self, now: Instant, contact: Contact) {
+    pub(super) fn note_seen(&mut self, now: Instant, contact: Contact) {
+        // Only ids the node's network certified enter the table (PROTOCOL.md §10).
+        if !self.certificates.certified(&contact.id, &contact.peer) {
+            return;
+        }
         if let Seen::Probe(oldest) = self.table.seen(contact, now) {
             let tag = Tag::Probe { oldest: oldest.id };
-            self.send_request(now, &oldest, Opcode::Ping, Body::Ping, tag);
+            // Unsent, the probe would never end and the bucket would never evict again.
+            if !self.send_request(now, &oldest, Opcode::Ping, Body::Ping, tag) {
+                self.table.probed(&oldest.id, true, now);
+            }
         }
     }
 
@@ -560,7 +569,7 @@ impl Dht {
                 return;
             }
         };
-        // certification: the driver passes a node id only once its certificate checked out.
+        let from = self.certified_sender(from);
         if let Some(node) = from.node
             && node != self.own.id
         {
@@ -576,11 +585,7 @@ impl Dht {
         match frame {
             Frame::Request(request) => {
                 if let Some(reply) = self.serve(wall, &from, request) {
-                    self.outbox.push_back(Transmit {
-                        peer: from.peer,
-                        addr: from.addr,
-                        bytes: reply.encode(),
-                    });
+                    self.send_reply(&from, reply);
                 }
             }
             Frame::Reply(reply) => self.on_reply(now, &from, reply),
@@ -605,8 +610,9 @@ impl Dht {
         match tag {
             Tag::Lookup { lookup, node } => {
                 self.table.sample_rtt(&node, rtt);
+                let fits = reply.ack && self.answer_fits(from, &node, lookup, &reply.body);
                 if let Some(active) = self.lookups.get_mut(&lookup) {
-                    match (reply.ack, reply.body) {
+                    match (fits, reply.body) {
                         (true, ReplyBody::Nodes(contacts)) => {
                             active.lookup.on_nodes(&node, &contacts, self.config.k)
                         }
@@ -689,15 +695,20 @@ impl Dht {
 
     fn maintain(&mut self, now: Instant, wall: u64) {
         let expired = self.records.expire(wall);
-        self.stats
-            .add("weft_overlay_records_expired_total", None, expired as u64);
+        self.journal_removed(&expired);
+        self.stats.add(
+            "weft_overlay_records_expired_total",
+            None,
+            expired.len() as u64,
+        );
         self.stats
             .set("weft_overlay_records", None, self.records.len() as u64);
         self.stats
             .set("weft_overlay_contacts", None, self.table.len() as u64);
         // Kademlia §2.5: every replica passes its records on hourly; the publisher stores its
         // own again (with a fresh TTL) every republish interval.
-        for (key, value, meta) in self.records.due(wall, secs(self.config.replicate)) {
+        let room = self.config.max_lookups.saturating_sub(self.lookups.len());
+        for (key, value, meta) in self.records.due(wall, secs(self.config.replicate), room) {
             let purpose = Purpose::Put {
                 token: None,
                 key: key.clone(),
@@ -711,6 +722,7 @@ impl Dht {
             .iter()
             .filter(|(_, p)| p.next <= wall)
             .map(|(k, _)| k.clone())
+            .take(self.config.max_lookups.saturating_sub(self.lookups.len()))
             .collect();
         for key in due {
             let republish = secs(self.config.republish);
@@ -718,6 +730,10 @@ impl Dht {
                 continue;
             };
             published.next = wall.saturating_add(republish);
+            self.journal_published(&key);
+            let Some(published) = self.published.get(&key) else {
+                continue;
+            };
             let meta = RecordMeta {
                 version: published.version,
                 ttl: secs(self.config.record_ttl),
@@ -747,6 +763,7 @@ impl Dht {
                 self.start_lookup(now, target, Purpose::Maintain);
             }
         }
+        self.journal_routing();
     }
 
     /// A random id that falls in bucket `index`: the own id's first `index` bits, the next one
