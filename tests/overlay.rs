@@ -9,6 +9,8 @@ mod harness;
 mod props;
 #[path = "overlay/records.rs"]
 mod records;
+#[path = "overlay/review.rs"]
+mod review;
 #[path = "overlay/rpc.rs"]
 mod rpc;
 #[path = "overlay/scale.rs"]
