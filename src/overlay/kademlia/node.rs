@@ -31,9 +31,9 @@ pub struct Sender {
     pub peer: PeerId,
     /// Where it sent from.
     pub addr: SocketAddr,
-    /// Its node id when it has a certified one; `None` for a client, which stays out of the
-    /// routing table (certification: the consensus issue's certificate is checked before a
-    /// driver passes `Some`).
+    /// The node id it claims; `None` for a client. Only a claim the node's
+    /// [`CertificateCheck`] certifies counts; any other sender is served as a client and stays
+    /// out of the routing table.
     pub node: Option<NodeId>,
 }
 
