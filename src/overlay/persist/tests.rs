@@ -252,3 +252,36 @@ fn a_failed_commit_nacks_the_stores_it_held() {
         crate::overlay::rpc::ReplyBody::Items(vec![Value::Str("store_failed".into())])
     );
 }
+
+#[test]
+fn a_restore_past_the_budget_is_refused_and_counted() {
+    let records = (0..3u8)
+        .map(|i| {
+            (
+                vec![i],
+                Record::new(Value::UInt(u64::from(i)), 0, WALL + 60, WALL, WALL),
+            )
+        })
+        .collect();
+    let restored = Restored {
+        records,
+        ..Restored::default()
+    };
+    let config = KademliaConfig {
+        max_records: 2,
+        ..KademliaConfig::default()
+    };
+    let mut node = Dht::new(config, contact(1), [1; 32]);
+    let report = node.restore(Instant::now(), WALL, restored);
+    assert_eq!((report.records, report.refused), (2, 1));
+    let refused: u64 = node
+        .stats()
+        .iter()
+        .filter(|e| {
+            e.name == "weft_overlay_store_refused_total"
+                && e.label == Some(("reason", "store_full"))
+        })
+        .map(|e| e.value)
+        .sum();
+    assert_eq!(refused, 1);
+}
