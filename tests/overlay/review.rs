@@ -307,3 +307,41 @@ fn the_store_entries_are_in_the_fuzz_corpus() {
     };
     corpus("store-peer", &codec::encode_peer(&peer));
 }
+
+#[test]
+fn uncertified_contacts_of_a_reply_are_not_asked_and_an_unannounced_peer_still_counts() {
+    let now = Instant::now();
+    let hostile = contact(7, 9);
+    let honest = contact(7, 3);
+    let mut getter = node(1, config());
+    getter.set_certificate_check(Fake::of(&[*getter.own(), hostile, honest]));
+    ask(&mut getter, now, from(&hostile), &ping(1)).unwrap();
+    let target = NodeId([0x42; 20]);
+    getter.find_node(now, target, 77);
+    let (_, asked) = sent(&mut getter);
+    let fake = Contact {
+        id: target,
+        ..honest
+    };
+    let answer = Reply {
+        ack: true,
+        id: asked.id,
+        op: Opcode::FindNode,
+        body: ReplyBody::Nodes(vec![fake, honest]),
+    };
+    // The hostile peer answers without telling its id (a driver that learned none): its
+    // certified contact id still makes the answer count.
+    let unannounced = Sender {
+        node: None,
+        ..from(&hostile)
+    };
+    getter.handle(now, 1_000, unannounced, &answer.encode());
+    let (t, _) = sent(&mut getter);
+    assert_eq!(t.peer, honest.peer);
+    assert!(
+        getter.poll_transmit().is_none(),
+        "the made-up id was asked too"
+    );
+    assert_eq!(counted(&getter, "weft_overlay_uncertified_total"), 1);
+    assert_eq!(dropped(&getter, "wrong_node"), 0);
+}

@@ -32,10 +32,10 @@ impl Dht {
         }
     }
 
-    /// Whether an ACK to lookup `lookup`'s request to `node` may be used: it must come from
-    /// that very (certified) id, since a contact list may pair an honest peer with a made-up id
-    /// close to the target; and a found value must be the lookup's key's. A reply that does
-    /// not fit is counted and taken as a failure.
+    /// Whether an ACK to lookup `lookup`'s request to `node` may be used: `node` must be
+    /// certified for the peer that answered, which must not claim another id (a contact list
+    /// may pair an honest peer with a made-up id close to the target); and a found value must
+    /// be the lookup's key's. A reply that does not fit is counted and taken as a failure.
     pub(super) fn answer_fits(
         &mut self,
         from: &Sender,
@@ -43,7 +43,8 @@ impl Dht {
         lookup: u64,
         body: &ReplyBody,
     ) -> bool {
-        let reason = if from.node != Some(*node) {
+        let elsewhere = from.node.is_some_and(|claimed| claimed != *node);
+        let reason = if elsewhere || !self.certificates.certified(node, &from.peer) {
             Some("wrong_node")
         } else {
             match (body, self.lookups.get(&lookup).map(|a| &a.purpose)) {

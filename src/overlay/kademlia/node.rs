@@ -5,7 +5,7 @@
 //! timeouts; wall-clock time (`wall`, seconds since the Unix epoch) drives record expiry and
 //! republishing. Neither is read here.
 
-use super::certificate::{CertificateCheck, DriverVouches};
+use super::certificate::{CertificateCheck, DriverVouches, certified_only};
 use super::config::KademliaConfig;
 use super::journal::{Journal, PublishedRecord as Published};
 use super::lookup::{Found, Lookup};
@@ -613,7 +613,10 @@ impl Dht {
                 let fits = reply.ack && self.answer_fits(from, &node, lookup, &reply.body);
                 if let Some(active) = self.lookups.get_mut(&lookup) {
                     match (fits, reply.body) {
-                        (true, ReplyBody::Nodes(contacts)) => {
+                        (true, ReplyBody::Nodes(mut contacts)) => {
+                            let gone = certified_only(self.certificates.as_ref(), &mut contacts);
+                            self.stats
+                                .add("weft_overlay_uncertified_total", None, gone as u64);
                             active.lookup.on_nodes(&node, &contacts, self.config.k)
                         }
                         (true, ReplyBody::Found { value, meta, .. }) => {
