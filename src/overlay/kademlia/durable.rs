@@ -53,10 +53,7 @@ impl Dht {
                 1,
             );
             let nack = Reply::nack(id, Opcode::Store, "store_failed");
-            self.outbox.push_back(Transmit {
-                bytes: nack.encode(),
-                ..transmit
-            });
+            self.queue(transmit.peer, transmit.addr, nack.encode());
         }
     }
 
@@ -113,7 +110,7 @@ impl Dht {
         let transmit = Transmit {
             peer: from.peer,
             addr: from.addr,
-            bytes: reply.encode(),
+            bytes: self.framed(&from.peer, reply.encode()),
         };
         match self.journal.as_mut() {
             Some(journal) if reply.ack && reply.op == Opcode::Store => {

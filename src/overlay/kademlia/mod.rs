@@ -2,17 +2,21 @@
 //! ([`lookup`]), the records held for others ([`store`]), the settings ([`config`]) and the
 //! node that ties them to the RPC layer ([`node`], answering in `serve.rs`).
 
+pub mod cache;
 pub mod certificate;
 pub mod config;
+mod connopt;
 mod durable;
 mod guard;
 pub mod journal;
 pub mod lookup;
 pub mod node;
+mod refresh;
 mod serve;
 pub mod store;
 pub mod table;
 
+pub use cache::NodeCache;
 pub use certificate::{CertificateCheck, DriverVouches};
 pub use config::KademliaConfig;
 pub use journal::{Change, Changes, PublishedRecord, RestoreReport, Restored};

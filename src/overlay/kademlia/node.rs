@@ -6,21 +6,23 @@
 //! republishing. Neither is read here.
 
 use super::certificate::{CertificateCheck, DriverVouches, certified_only};
+use super::cache::NodeCache;
 use super::config::KademliaConfig;
 use super::journal::{Journal, PublishedRecord as Published};
 use super::lookup::{Found, Lookup};
 use super::store::RecordStore;
 use super::table::{RoutingTable, Seen};
 use crate::overlay::id::{Contact, NodeId, key_address};
+use crate::overlay::rpc::compression::{Method, Negotiated};
 use crate::overlay::rpc::{
     Body, CustomHandlers, Frame, Handler, Opcode, Pending, RecordMeta, Reply, ReplyBody, Request,
-    Value,
+    RttEstimate, Value,
 };
 use crate::stats::Stats;
 use crate::wire::PeerId;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -101,14 +103,37 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// Open a self-initiated connection to this contact: the node holds fewer than ℓ
+    /// ([`Dht::links`]); report its end with [`Dht::link_closed`].
+    Connect {
+        /// Whom to connect to.
+        contact: Contact,
+    },
 }
 
 #[derive(Clone, Debug)]
-enum Tag {
-    Lookup { lookup: u64, node: NodeId },
-    Store { put: Option<u64>, node: NodeId },
-    Probe { oldest: NodeId },
-    App { token: u64, node: Option<NodeId> },
+pub(super) enum Tag {
+    Lookup {
+        lookup: u64,
+        node: NodeId,
+    },
+    Store {
+        put: Option<u64>,
+        node: NodeId,
+    },
+    Probe {
+        oldest: NodeId,
+    },
+    App {
+        token: u64,
+        node: Option<NodeId>,
+    },
+    /// A SET_CONNECTION_OPT offering a compression method (or preferring it).
+    Opt {
+        method: Method,
+    },
+    /// A PING to a cached contact, to fill a bucket with room (its reply puts it there).
+    Refill,
 }
 
 #[derive(Clone, Debug)]
@@ -143,12 +168,12 @@ struct PutState {
 }
 
 /// Seconds in a duration, for wall-clock arithmetic.
-fn secs(d: Duration) -> u64 {
+pub(super) fn secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
 /// How often the maintenance pass runs (expiry, replication, republish, refresh).
-const MAINTENANCE: Duration = Duration::from_secs(10);
+pub(super) const MAINTENANCE: Duration = Duration::from_secs(10);
 
 /// A Kademlia node (PROTOCOL.md §10).
 pub struct Dht {
@@ -162,7 +187,7 @@ pub struct Dht {
     pub(super) records: RecordStore,
     pub(super) published: BTreeMap<Vec<u8>, Published>,
     /// The contacts the node joined through, asked again while its table is short.
-    joined_via: Vec<Contact>,
+    pub(super) joined_via: Vec<Contact>,
     pub(super) custom: CustomHandlers,
     pub(super) outbox: VecDeque<Transmit>,
     /// What must survive a restart, and the STORE ACKs that wait for it (`durable.rs`).
@@ -170,8 +195,16 @@ pub struct Dht {
     pub(super) certificates: Box<dyn CertificateCheck>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
-    rng: StdRng,
+    pub(super) rng: StdRng,
     next_maintenance: Option<Instant>,
+    /// What each peer negotiated (compression), within `max_peer_options` peers.
+    pub(super) peer_options: BTreeMap<PeerId, Negotiated>,
+    /// Contacts learned but not held in the table (the node info cache).
+    pub(super) cache: NodeCache,
+    /// Self-initiated connections, at most ℓ.
+    pub(super) links: BTreeSet<NodeId>,
+    /// Every round trip measured, together: the timeout of a first contact follows it.
+    network_rtt: RttEstimate,
 }
 
 impl Dht {
@@ -189,7 +222,6 @@ impl Dht {
                 config.max_record_bytes,
                 config.max_value,
             ),
-            config,
             own,
             table,
             lookups: BTreeMap::new(),
@@ -205,6 +237,11 @@ impl Dht {
             stats: Stats::new(),
             rng: StdRng::from_seed(rng),
             next_maintenance: None,
+            peer_options: BTreeMap::new(),
+            cache: NodeCache::new(config.node_cache),
+            links: BTreeSet::new(),
+            network_rtt: RttEstimate::default(),
+            config,
         }
     }
 
@@ -246,7 +283,13 @@ impl Dht {
 
     /// Folds a round-trip time the channel measured into `node`'s estimate.
     pub fn note_rtt(&mut self, node: &NodeId, rtt: Duration) {
+        self.sample_rtt(node, rtt);
+    }
+
+    /// Folds a sample into the peer's estimate and the node-wide one.
+    fn sample_rtt(&mut self, node: &NodeId, rtt: Duration) {
         self.table.sample_rtt(node, rtt);
+        self.network_rtt.sample(rtt);
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -338,15 +381,22 @@ impl Dht {
         )
     }
 
+    /// A measured peer's own timeout; for a first contact, twice the node-wide one (its
+    /// request may wait for a handshake round trip first), never more than the initial.
     fn timeout_for(&self, node: &NodeId) -> Duration {
-        self.table
-            .get(node)
-            .map_or(self.config.timeouts.initial, |e| {
-                e.rtt.timeout(&self.config.timeouts)
-            })
+        let timeouts = &self.config.timeouts;
+        match self.table.get(node) {
+            Some(entry) if entry.rtt.srtt().is_some() => entry.rtt.timeout(timeouts),
+            _ if self.network_rtt.srtt().is_some() => self
+                .network_rtt
+                .timeout(timeouts)
+                .saturating_mul(2)
+                .min(timeouts.initial),
+            _ => timeouts.initial,
+        }
     }
 
-    fn send_request(
+    pub(super) fn send_request(
         &mut self,
         now: Instant,
         to: &Contact,
@@ -368,15 +418,11 @@ impl Dht {
             Some(("op", op.name())),
             1,
         );
-        self.outbox.push_back(Transmit {
-            peer: to.peer,
-            addr: to.addr,
-            bytes: Request { op, id, body }.encode(),
-        });
+        self.queue(to.peer, to.addr, Request { op, id, body }.encode());
         true
     }
 
-    fn start_lookup(&mut self, now: Instant, target: NodeId, purpose: Purpose) {
+    pub(super) fn start_lookup(&mut self, now: Instant, target: NodeId, purpose: Purpose) {
         self.arm(now);
         if self.lookups.len() >= self.config.max_lookups {
             self.stats.add(
@@ -558,7 +604,10 @@ impl Dht {
     /// Feeds one frame that arrived from `from`.
     pub fn handle(&mut self, now: Instant, wall: u64, from: Sender, bytes: &[u8]) {
         self.arm(now);
-        let frame = match Frame::parse(bytes, &self.config.frame) {
+        let Some(bytes) = self.inflate(bytes) else {
+            return;
+        };
+        let frame = match Frame::parse(&bytes, &self.config.frame) {
             Ok(frame) => frame,
             Err(error) => {
                 self.stats.add(
@@ -609,7 +658,7 @@ impl Dht {
             .add("weft_overlay_replies_total", Some(("outcome", outcome)), 1);
         match tag {
             Tag::Lookup { lookup, node } => {
-                self.table.sample_rtt(&node, rtt);
+                self.sample_rtt(&node, rtt);
                 let fits = reply.ack && self.answer_fits(from, &node, lookup, &reply.body);
                 if let Some(active) = self.lookups.get_mut(&lookup) {
                     match (fits, reply.body) {
@@ -617,7 +666,8 @@ impl Dht {
                             let gone = certified_only(self.certificates.as_ref(), &mut contacts);
                             self.stats
                                 .add("weft_overlay_uncertified_total", None, gone as u64);
-                            active.lookup.on_nodes(&node, &contacts, self.config.k)
+                            active.lookup.on_nodes(&node, &contacts, self.config.k);
+                            self.learned(&contacts);
                         }
                         (true, ReplyBody::Found { value, meta, .. }) => {
                             active.lookup.on_found(&node, value, meta)
@@ -628,7 +678,7 @@ impl Dht {
                 self.drive_lookup(now, lookup);
             }
             Tag::Store { put, node } => {
-                self.table.sample_rtt(&node, rtt);
+                self.sample_rtt(&node, rtt);
                 if let Some(put) = put {
                     if let Some(state) = self.puts.get_mut(&put) {
                         state.waiting = state.waiting.saturating_sub(1);
@@ -640,15 +690,18 @@ impl Dht {
                 }
             }
             Tag::Probe { oldest } => {
-                self.table.sample_rtt(&oldest, rtt);
+                self.sample_rtt(&oldest, rtt);
                 self.table.probed(&oldest, true, now);
             }
             Tag::App { token, node } => {
                 if let Some(node) = node {
-                    self.table.sample_rtt(&node, rtt);
+                    self.sample_rtt(&node, rtt);
                 }
                 self.events.push_back(Event::Reply { token, reply });
             }
+            Tag::Opt { method } => self.on_option_reply(from.peer, method, reply.ack),
+            // Its sender was noted as seen on arrival, which put it in the table.
+            Tag::Refill => {}
         }
     }
 
@@ -685,6 +738,7 @@ impl Dht {
                     }
                     self.events.push_back(Event::TimedOut { token });
                 }
+                Tag::Opt { .. } | Tag::Refill => {}
             }
         }
         match self.next_maintenance {
@@ -694,97 +748,6 @@ impl Dht {
                 self.maintain(now, wall);
             }
         }
-    }
-
-    fn maintain(&mut self, now: Instant, wall: u64) {
-        let expired = self.records.expire(wall);
-        self.journal_removed(&expired);
-        self.stats.add(
-            "weft_overlay_records_expired_total",
-            None,
-            expired.len() as u64,
-        );
-        self.stats
-            .set("weft_overlay_records", None, self.records.len() as u64);
-        self.stats
-            .set("weft_overlay_contacts", None, self.table.len() as u64);
-        // Kademlia §2.5: every replica passes its records on hourly; the publisher stores its
-        // own again (with a fresh TTL) every republish interval.
-        let room = self.config.max_lookups.saturating_sub(self.lookups.len());
-        for (key, value, meta) in self.records.due(wall, secs(self.config.replicate), room) {
-            let purpose = Purpose::Put {
-                token: None,
-                key: key.clone(),
-                value,
-                meta,
-            };
-            self.start_lookup(now, key_address(&key), purpose);
-        }
-        let due: Vec<Vec<u8>> = self
-            .published
-            .iter()
-            .filter(|(_, p)| p.next <= wall)
-            .map(|(k, _)| k.clone())
-            .take(self.config.max_lookups.saturating_sub(self.lookups.len()))
-            .collect();
-        for key in due {
-            let republish = secs(self.config.republish);
-            let Some(published) = self.published.get_mut(&key) else {
-                continue;
-            };
-            published.next = wall.saturating_add(republish);
-            self.journal_published(&key);
-            let Some(published) = self.published.get(&key) else {
-                continue;
-            };
-            let meta = RecordMeta {
-                version: published.version,
-                ttl: secs(self.config.record_ttl),
-            };
-            let purpose = Purpose::Put {
-                token: None,
-                key: key.clone(),
-                value: published.value.clone(),
-                meta,
-            };
-            self.start_lookup(now, key_address(&key), purpose);
-        }
-        // A join whose replies were lost leaves a short table that nobody else may ever fill:
-        // look the own id up again, through the bootstrap contacts, until it holds k.
-        if self.table.len() < self.config.k && !self.joined_via.is_empty() {
-            for contact in self.joined_via.clone() {
-                self.note_seen(now, contact);
-            }
-            let own = self.own.id;
-            self.start_lookup(now, own, Purpose::Maintain);
-        }
-        if let Some(refresh) = self.config.refresh
-            && let Some(before) = now.checked_sub(refresh)
-        {
-            for bucket in self.table.stale_buckets(before) {
-                let target = self.random_id_in(bucket);
-                self.start_lookup(now, target, Purpose::Maintain);
-            }
-        }
-        self.journal_routing();
-    }
-
-    /// A random id that falls in bucket `index`: the own id's first `index` bits, the next one
-    /// flipped, the rest random.
-    fn random_id_in(&mut self, index: usize) -> NodeId {
-        let mut random = [0u8; 20];
-        self.rng.fill_bytes(&mut random);
-        let own = self.own.id.with_bit_flipped(index);
-        let mut id = [0u8; 20];
-        for (bit, byte) in (0..160).map(|b| (b, b / 8)) {
-            let from = if bit <= index { &own } else { &NodeId(random) };
-            if from.bit(bit)
-                && let Some(slot) = id.get_mut(byte)
-            {
-                *slot |= 0x80 >> (bit % 8);
-            }
-        }
-        NodeId(id)
     }
 
     /// The next message to send.
