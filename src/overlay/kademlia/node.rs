@@ -5,8 +5,8 @@
 //! timeouts; wall-clock time (`wall`, seconds since the Unix epoch) drives record expiry and
 //! republishing. Neither is read here.
 
-use super::certificate::{CertificateCheck, DriverVouches, certified_only};
 use super::cache::NodeCache;
+use super::certificate::{CertificateCheck, DriverVouches, certified_only};
 use super::config::KademliaConfig;
 use super::journal::{Journal, PublishedRecord as Published};
 use super::lookup::{Found, Lookup};
