@@ -13,6 +13,8 @@ mod maintenance;
 mod props;
 #[path = "overlay/records.rs"]
 mod records;
+#[path = "overlay/review.rs"]
+mod review;
 #[path = "overlay/rpc.rs"]
 mod rpc;
 #[path = "overlay/scale.rs"]

@@ -1,15 +1,17 @@
 //! Fuzzes every overlay body decoder: the msgpack subset (`Value::decode`), every opcode's
 //! frame (`Frame::parse`), envelopes (`Envelope::from_value` and `verify`), every compression
-//! decoder (the input as each method's payload, and as a transmission), and a DHT node
-//! answering the input as a request from a peer. Whatever parses must re-encode to the very
-//! same bytes (bodies are canonical), whatever inflates stays within the bound, and whatever
-//! the node answers must parse.
+//! decoder (the input as each method's payload, and as a transmission), the entries of the
+//! overlay's store (`persist::codec`: records, published records, contacts, peers), and a DHT
+//! node answering the input as a request from a peer. Whatever parses must re-encode to the
+//! very same bytes (bodies are canonical), whatever inflates stays within the bound, and
+//! whatever the node answers must parse.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Instant;
 use weft::overlay::id::{Contact, NodeId};
 use weft::overlay::kademlia::{Dht, KademliaConfig, Sender};
+use weft::overlay::persist::codec;
 use weft::overlay::rpc::compression::{self, Method};
 use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{Frame, FrameLimits, Limits, Value};
@@ -35,6 +37,18 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(envelope) = Envelope::from_value(&value) {
             let _ = envelope.verify();
         }
+    }
+    if let Ok(record) = codec::decode_record(data) {
+        assert_eq!(codec::encode_record(&record), data, "a record re-encodes");
+    }
+    if let Ok(published) = codec::decode_published(data) {
+        assert_eq!(codec::encode_published(&published), data, "a published record re-encodes");
+    }
+    if let Ok(contact) = codec::decode_contact(data) {
+        assert_eq!(codec::encode_contact(&contact), data, "a contact re-encodes");
+    }
+    if let Ok(peer) = codec::decode_peer(data) {
+        assert_eq!(codec::encode_peer(&peer), data, "a peer record re-encodes");
     }
     let limits = FrameLimits::default();
     if let Ok(frame) = Frame::parse(data, &limits) {

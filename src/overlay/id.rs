@@ -9,8 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub const ID_LEN: usize = 20;
 
 /// A node's place in the key space, issued by the consensus service (PROTOCOL.md §11). The
-/// overlay takes it as given: where a peer's id is learned, its certificate will be checked
-/// (marked `certification:` in the code) once the consensus issue lands.
+/// overlay asks the node's `kademlia::CertificateCheck` before an id enters a routing table.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct NodeId(pub [u8; ID_LEN]);
 

@@ -10,4 +10,5 @@
 
 pub mod id;
 pub mod kademlia;
+pub mod persist;
 pub mod rpc;

@@ -4,6 +4,8 @@
 
 use proptest::prelude::*;
 use weft::overlay::id::{Contact, NodeId};
+use weft::overlay::kademlia::{PublishedRecord, Record};
+use weft::overlay::persist::codec::{self, PeerRecord};
 use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{
     Body, ConnectionOpt, Frame, FrameLimits, Limits, Opcode, RecordMeta, Reply, ReplyBody, Request,
@@ -197,5 +199,45 @@ proptest! {
         if let Ok(frame) = Frame::parse(&bytes, &FrameLimits::default()) {
             prop_assert_eq!(frame.encode(), bytes);
         }
+    }
+
+    #[test]
+    fn stored_entries_round_trip(
+        value in value(),
+        times in any::<[u64; 4]>(),
+        owner in proptest::option::of(any::<[u8; 16]>()),
+        c in contact(),
+        keys in any::<([u8; 32], [u8; 32])>(),
+        node in proptest::option::of(any::<[u8; 20]>()),
+        addrs in proptest::collection::vec(contact(), 0..9),
+    ) {
+        let [version, expires, next, stored] = times;
+        let mut record = Record::new(value.clone(), version, expires, next, stored);
+        record.owner = owner.map(PeerId);
+        let bytes = codec::encode_record(&record);
+        prop_assert_eq!(codec::decode_record(&bytes), Ok(record));
+        let published = PublishedRecord { value, version, next };
+        prop_assert_eq!(codec::decode_published(&codec::encode_published(&published)), Ok(published));
+        prop_assert_eq!(codec::decode_contact(&codec::encode_contact(&c)), Ok(c));
+        let peer = PeerRecord {
+            ed25519: keys.0,
+            x25519: keys.1,
+            addrs: addrs.iter().map(|a| a.addr).take(codec::MAX_PEER_ADDRS).collect(),
+            node: node.map(NodeId),
+            seen: stored,
+        };
+        prop_assert_eq!(codec::decode_peer(&codec::encode_peer(&peer)), Ok(peer));
+    }
+
+    #[test]
+    fn no_stored_entry_input_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        if let Ok(record) = codec::decode_record(&bytes) {
+            prop_assert_eq!(codec::encode_record(&record), bytes.clone());
+        }
+        if let Ok(peer) = codec::decode_peer(&bytes) {
+            prop_assert_eq!(codec::encode_peer(&peer), bytes.clone());
+        }
+        let _ = codec::decode_published(&bytes);
+        let _ = codec::decode_contact(&bytes);
     }
 }

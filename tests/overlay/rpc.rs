@@ -13,18 +13,18 @@ use weft::overlay::rpc::{
     Body, ConnectionOpt, Frame, Opcode, RecordMeta, Reply, ReplyBody, Request, Value,
 };
 
-fn config() -> KademliaConfig {
+pub(crate) fn config() -> KademliaConfig {
     KademliaConfig {
         per_subnet_cap: None,
         ..KademliaConfig::default()
     }
 }
 
-fn node(index: usize, config: KademliaConfig) -> Dht {
+pub(crate) fn node(index: usize, config: KademliaConfig) -> Dht {
     Dht::new(config, contact(7, index), [index as u8; 32])
 }
 
-fn sender(of: &Dht) -> Sender {
+pub(crate) fn sender(of: &Dht) -> Sender {
     Sender {
         peer: of.own().peer,
         addr: of.own().addr,
@@ -32,7 +32,7 @@ fn sender(of: &Dht) -> Sender {
     }
 }
 
-fn from(contact: &Contact) -> Sender {
+pub(crate) fn from(contact: &Contact) -> Sender {
     Sender {
         peer: contact.peer,
         addr: contact.addr,
@@ -41,7 +41,7 @@ fn from(contact: &Contact) -> Sender {
 }
 
 /// Feeds `bytes` to `dht` from `who` and returns the one reply it sends, if any.
-fn ask(dht: &mut Dht, now: Instant, who: Sender, bytes: &[u8]) -> Option<Reply> {
+pub(crate) fn ask(dht: &mut Dht, now: Instant, who: Sender, bytes: &[u8]) -> Option<Reply> {
     dht.handle(now, 1_000, who, bytes);
     let transmit = dht.poll_transmit()?;
     assert!(dht.poll_transmit().is_none(), "one request, one reply");
@@ -52,7 +52,7 @@ fn ask(dht: &mut Dht, now: Instant, who: Sender, bytes: &[u8]) -> Option<Reply> 
 }
 
 /// Moves every frame between `a` and `b` until both are quiet.
-fn exchange(a: &mut Dht, b: &mut Dht, now: Instant) {
+pub(crate) fn exchange(a: &mut Dht, b: &mut Dht, now: Instant) {
     loop {
         let mut moved = false;
         while let Some(t) = a.poll_transmit() {
@@ -95,7 +95,7 @@ fn served() -> (Instant, Dht, Sender) {
     (Instant::now(), node(1, config()), from(&contact(7, 2)))
 }
 
-fn request(op: Opcode, id: u32, body: Body) -> Vec<u8> {
+pub(crate) fn request(op: Opcode, id: u32, body: Body) -> Vec<u8> {
     Request { op, id, body }.encode()
 }
 

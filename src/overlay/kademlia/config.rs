@@ -30,6 +30,9 @@ pub struct KademliaConfig {
     pub max_pending: usize,
     /// Most lookups at once.
     pub max_lookups: usize,
+    /// Most requests one lookup sends: peers that answer with ever closer made-up contacts
+    /// cannot keep a lookup (and its slot) going for ever.
+    pub max_lookup_requests: u32,
     /// Consecutive timeouts after which a contact leaves its bucket.
     pub max_failures: u32,
     /// How long a record lives without being stored again (48 h).
@@ -78,6 +81,7 @@ impl Default for KademliaConfig {
             frame: FrameLimits::default(),
             max_pending: 4096,
             max_lookups: 256,
+            max_lookup_requests: 160,
             max_failures: 2,
             record_ttl: Duration::from_secs(48 * 3600),
             republish: Duration::from_secs(22 * 3600),
@@ -118,6 +122,7 @@ impl KademliaConfig {
         self.tau = self.tau.clamp(1, 160);
         self.max_pending = self.max_pending.max(1);
         self.max_lookups = self.max_lookups.max(1);
+        self.max_lookup_requests = self.max_lookup_requests.max(1);
         self.max_failures = self.max_failures.max(1);
         self.frame.max_contacts = self.frame.max_contacts.max(self.k);
         self

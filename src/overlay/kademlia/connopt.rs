@@ -123,18 +123,20 @@ impl Dht {
 
     /// Queues `frame` for `peer`, compressed when that was negotiated and pays.
     pub(super) fn queue(&mut self, peer: PeerId, addr: std::net::SocketAddr, frame: Vec<u8>) {
-        let method = self.compression_for(&peer);
-        let bytes = if method != Method::None && frame.len() >= self.config.compress_above {
+        let bytes = self.framed(&peer, frame);
+        self.outbox.push_back(Transmit { peer, addr, bytes });
+    }
+
+    /// `frame` as it goes to `peer`: compressed when that was negotiated and pays.
+    pub(super) fn framed(&self, peer: &PeerId, frame: Vec<u8>) -> Vec<u8> {
+        let method = self.compression_for(peer);
+        if method != Method::None && frame.len() >= self.config.compress_above {
             let wrapped = compression::wrap(method, &frame);
             if wrapped.len() < frame.len() {
-                wrapped
-            } else {
-                frame
+                return wrapped;
             }
-        } else {
-            frame
-        };
-        self.outbox.push_back(Transmit { peer, addr, bytes });
+        }
+        frame
     }
 
     /// The frame in `bytes`: as it is, or inflated within the frame bound; `None` (counted)

@@ -45,6 +45,7 @@ pub struct Lookup {
     found: Option<Found>,
     max_depth: u32,
     requests: u32,
+    max_requests: u32,
     started: Instant,
 }
 
@@ -59,12 +60,19 @@ impl Lookup {
             found: None,
             max_depth: 0,
             requests: 0,
+            max_requests: u32::MAX,
             started,
         };
         for seed in seeds {
             lookup.offer(*seed, 1, usize::MAX);
         }
         lookup
+    }
+
+    /// The same lookup, sending at most `max` requests.
+    pub fn with_max_requests(mut self, max: u32) -> Lookup {
+        self.max_requests = max;
+        self
     }
 
     fn offer(&mut self, contact: Contact, depth: u32, keep: usize) {
@@ -112,7 +120,7 @@ impl Lookup {
     /// The next contact to ask, when fewer than `alpha` are in flight and one of the `k`
     /// closest live candidates has not been asked; returns it with its depth.
     pub fn next_query(&mut self, alpha: usize, k: usize) -> Option<(Contact, u32)> {
-        if self.found.is_some() || self.in_flight >= alpha {
+        if self.found.is_some() || self.in_flight >= alpha || self.requests >= self.max_requests {
             return None;
         }
         let candidate = self
@@ -170,6 +178,9 @@ impl Lookup {
     pub fn is_done(&self, k: usize) -> bool {
         if self.found.is_some() {
             return true;
+        }
+        if self.requests >= self.max_requests {
+            return self.in_flight == 0;
         }
         self.in_flight == 0
             && !self
@@ -288,6 +299,22 @@ mod tests {
         assert!(lookup.is_done(20));
         assert!(lookup.next_query(3, 20).is_none());
         assert_eq!(lookup.found().unwrap().value, Value::UInt(7));
+    }
+
+    #[test]
+    fn a_lookup_sends_at_most_its_bound_of_requests() {
+        // Each answer offers a contact closer than any before: without the bound the lookup
+        // would never end.
+        let seeds = [contact(200)];
+        let mut lookup = Lookup::new(NodeId([0; 20]), contact(255).id, &seeds, Instant::now())
+            .with_max_requests(5);
+        let mut next = 199u8;
+        while let Some((c, _)) = lookup.next_query(3, 20) {
+            lookup.on_nodes(&c.id, &[contact(next)], 20);
+            next -= 1;
+        }
+        assert_eq!(lookup.requests(), 5);
+        assert!(lookup.is_done(20));
     }
 
     #[test]

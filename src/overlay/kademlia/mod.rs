@@ -3,8 +3,12 @@
 //! node that ties them to the RPC layer ([`node`], answering in `serve.rs`).
 
 pub mod cache;
+pub mod certificate;
 pub mod config;
 mod connopt;
+mod durable;
+mod guard;
+pub mod journal;
 pub mod lookup;
 pub mod node;
 mod refresh;
@@ -13,9 +17,11 @@ pub mod store;
 pub mod table;
 
 pub use cache::NodeCache;
+pub use certificate::{CertificateCheck, DriverVouches};
 pub use config::KademliaConfig;
+pub use journal::{Change, Changes, PublishedRecord, RestoreReport, Restored};
 pub use lookup::Found;
 pub use node::{Dht, Event, LookupResult, Sender, Transmit};
 pub use serve::NOT_SERVED;
-pub use store::{RecordStore, StoreError};
+pub use store::{Record, RecordStore, StoreError};
 pub use table::{RoutingTable, Seen};

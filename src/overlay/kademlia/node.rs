@@ -6,7 +6,9 @@
 //! republishing. Neither is read here.
 
 use super::cache::NodeCache;
+use super::certificate::{CertificateCheck, DriverVouches, certified_only};
 use super::config::KademliaConfig;
+use super::journal::{Journal, PublishedRecord as Published};
 use super::lookup::{Found, Lookup};
 use super::store::RecordStore;
 use super::table::{RoutingTable, Seen};
@@ -31,9 +33,9 @@ pub struct Sender {
     pub peer: PeerId,
     /// Where it sent from.
     pub addr: SocketAddr,
-    /// Its node id when it has a certified one; `None` for a client, which stays out of the
-    /// routing table (certification: the consensus issue's certificate is checked before a
-    /// driver passes `Some`).
+    /// The node id it claims; `None` for a client. Only a claim the node's
+    /// [`CertificateCheck`] certifies counts; any other sender is served as a client and stays
+    /// out of the routing table.
     pub node: Option<NodeId>,
 }
 
@@ -152,9 +154,9 @@ pub(super) enum Purpose {
     Maintain,
 }
 
-struct Active {
+pub(super) struct Active {
     lookup: Lookup,
-    purpose: Purpose,
+    pub(super) purpose: Purpose,
 }
 
 struct PutState {
@@ -163,13 +165,6 @@ struct PutState {
     stored: usize,
     depth: u32,
     started: Instant,
-}
-
-/// A record this node published, stored again every `republish`.
-pub(super) struct Published {
-    pub(super) value: Value,
-    pub(super) version: u64,
-    pub(super) next: u64,
 }
 
 /// Seconds in a duration, for wall-clock arithmetic.
@@ -186,7 +181,7 @@ pub struct Dht {
     pub(super) own: Contact,
     pub(super) table: RoutingTable,
     pending: Pending<Tag>,
-    lookups: BTreeMap<u64, Active>,
+    pub(super) lookups: BTreeMap<u64, Active>,
     puts: BTreeMap<u64, PutState>,
     next_id: u64,
     pub(super) records: RecordStore,
@@ -195,6 +190,9 @@ pub struct Dht {
     pub(super) joined_via: Vec<Contact>,
     pub(super) custom: CustomHandlers,
     pub(super) outbox: VecDeque<Transmit>,
+    /// What must survive a restart, and the STORE ACKs that wait for it (`durable.rs`).
+    pub(super) journal: Option<Journal<(Transmit, u32)>>,
+    pub(super) certificates: Box<dyn CertificateCheck>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
     pub(super) rng: StdRng,
@@ -233,6 +231,8 @@ impl Dht {
             joined_via: Vec::new(),
             custom: CustomHandlers::default(),
             outbox: VecDeque::new(),
+            journal: None,
+            certificates: Box::new(DriverVouches),
             events: VecDeque::new(),
             stats: Stats::new(),
             rng: StdRng::from_seed(rng),
@@ -253,7 +253,7 @@ impl Dht {
     /// The id a driver tells peers: `None` in client mode, which keeps the node out of their
     /// tables.
     pub fn advertised_id(&self) -> Option<NodeId> {
-        (!self.config.client).then_some(self.own.id)
+        (!self.is_client()).then_some(self.own.id)
     }
 
     /// The routing table.
@@ -341,6 +341,7 @@ impl Dht {
                 next: wall.saturating_add(secs(self.config.republish)),
             },
         );
+        self.journal_published(key);
         let meta = RecordMeta {
             version,
             ttl: secs(self.config.record_ttl),
@@ -447,7 +448,8 @@ impl Dht {
             self.table.touch_bucket(bucket, now);
         }
         let seeds = self.table.closest(&target, self.config.k);
-        let lookup = Lookup::new(target, self.own.id, &seeds, now);
+        let lookup = Lookup::new(target, self.own.id, &seeds, now)
+            .with_max_requests(self.config.max_lookup_requests);
         let id = self.fresh_id();
         self.lookups.insert(id, Active { lookup, purpose });
         self.drive_lookup(now, id);
@@ -578,9 +580,16 @@ impl Dht {
     }
 
     pub(super) fn note_seen(&mut self, now: Instant, contact: Contact) {
+        // Only ids the node's network certified enter the table (PROTOCOL.md §10).
+        if !self.certificates.certified(&contact.id, &contact.peer) {
+            return;
+        }
         if let Seen::Probe(oldest) = self.table.seen(contact, now) {
             let tag = Tag::Probe { oldest: oldest.id };
-            self.send_request(now, &oldest, Opcode::Ping, Body::Ping, tag);
+            // Unsent, the probe would never end and the bucket would never evict again.
+            if !self.send_request(now, &oldest, Opcode::Ping, Body::Ping, tag) {
+                self.table.probed(&oldest.id, true, now);
+            }
         }
     }
 
@@ -609,7 +618,7 @@ impl Dht {
                 return;
             }
         };
-        // certification: the driver passes a node id only once its certificate checked out.
+        let from = self.certified_sender(from);
         if let Some(node) = from.node
             && node != self.own.id
         {
@@ -625,7 +634,7 @@ impl Dht {
         match frame {
             Frame::Request(request) => {
                 if let Some(reply) = self.serve(wall, &from, request) {
-                    self.queue(from.peer, from.addr, reply.encode());
+                    self.send_reply(&from, reply);
                 }
             }
             Frame::Reply(reply) => self.on_reply(now, &from, reply),
@@ -650,9 +659,13 @@ impl Dht {
         match tag {
             Tag::Lookup { lookup, node } => {
                 self.sample_rtt(&node, rtt);
+                let fits = reply.ack && self.answer_fits(from, &node, lookup, &reply.body);
                 if let Some(active) = self.lookups.get_mut(&lookup) {
-                    match (reply.ack, reply.body) {
-                        (true, ReplyBody::Nodes(contacts)) => {
+                    match (fits, reply.body) {
+                        (true, ReplyBody::Nodes(mut contacts)) => {
+                            let gone = certified_only(self.certificates.as_ref(), &mut contacts);
+                            self.stats
+                                .add("weft_overlay_uncertified_total", None, gone as u64);
                             active.lookup.on_nodes(&node, &contacts, self.config.k);
                             self.learned(&contacts);
                         }

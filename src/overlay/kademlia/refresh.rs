@@ -25,15 +25,21 @@ const _: () = assert!(MAINTENANCE.as_secs() > 0);
 impl Dht {
     pub(super) fn maintain(&mut self, now: Instant, wall: u64) {
         let expired = self.records.expire(wall);
-        self.stats
-            .add("weft_overlay_records_expired_total", None, expired as u64);
+        self.journal_removed(&expired);
+        self.stats.add(
+            "weft_overlay_records_expired_total",
+            None,
+            expired.len() as u64,
+        );
         self.stats
             .set("weft_overlay_records", None, self.records.len() as u64);
         self.stats
             .set("weft_overlay_contacts", None, self.table.len() as u64);
         // Kademlia §2.5: every replica passes its records on hourly; the publisher stores its
         // own again (with a fresh TTL) every republish interval.
-        for (key, value, meta) in self.records.due(wall, secs(self.config.replicate)) {
+        // At most as many as there are free lookup slots; the rest stay due for the next pass.
+        let room = self.config.max_lookups.saturating_sub(self.lookups.len());
+        for (key, value, meta) in self.records.due(wall, secs(self.config.replicate), room) {
             let purpose = Purpose::Put {
                 token: None,
                 key: key.clone(),
@@ -47,6 +53,7 @@ impl Dht {
             .iter()
             .filter(|(_, p)| p.next <= wall)
             .map(|(k, _)| k.clone())
+            .take(self.config.max_lookups.saturating_sub(self.lookups.len()))
             .collect();
         for key in due {
             let republish = secs(self.config.republish);
@@ -54,6 +61,10 @@ impl Dht {
                 continue;
             };
             published.next = wall.saturating_add(republish);
+            self.journal_published(&key);
+            let Some(published) = self.published.get(&key) else {
+                continue;
+            };
             let meta = RecordMeta {
                 version: published.version,
                 ttl: secs(self.config.record_ttl),
@@ -91,6 +102,7 @@ impl Dht {
             None,
             self.cache.len() as u64,
         );
+        self.journal_routing();
     }
 
     /// A random id that falls in bucket `index`: the own id's first `index` bits, the next one

@@ -74,7 +74,7 @@ impl Dht {
                 },
             },
             Body::Store { key, value, meta } => {
-                if self.config.client {
+                if self.is_client() {
                     Reply::nack(id, op, "client mode")
                 } else {
                     let max_ttl = self.config.record_ttl.as_secs();
@@ -83,7 +83,11 @@ impl Dht {
                         .records
                         .put(&key, value, meta, wall, max_ttl, replicate)
                     {
-                        Ok(meta) => ack(ReplyBody::Stored { key, meta }),
+                        Ok(meta) => {
+                            self.records.set_owner(&key, from.peer);
+                            self.journal_record(&key);
+                            ack(ReplyBody::Stored { key, meta })
+                        }
                         Err(error) => {
                             self.stats.add(
                                 "weft_overlay_store_refused_total",

@@ -2,6 +2,7 @@
 //! since the Unix epoch), charged to a budget of records and bytes.
 
 use crate::overlay::rpc::{RecordMeta, Value};
+use crate::wire::PeerId;
 use std::collections::BTreeMap;
 
 /// One record.
@@ -15,7 +16,32 @@ pub struct Record {
     pub expires: u64,
     /// When this node next passes it on to the k closest (wall seconds).
     pub next_replicate: u64,
+    /// When this node stored it (wall seconds).
+    pub stored: u64,
+    /// The peer whose STORE put it here; `None` when unknown.
+    pub owner: Option<PeerId>,
     bytes: usize,
+}
+
+impl Record {
+    /// A record as read back from disk; its budget charge is set when it is restored.
+    pub fn new(
+        value: Value,
+        version: u64,
+        expires: u64,
+        next_replicate: u64,
+        stored: u64,
+    ) -> Record {
+        Record {
+            value,
+            version,
+            expires,
+            next_replicate,
+            stored,
+            owner: None,
+            bytes: 0,
+        }
+    }
 }
 
 /// Why a STORE was not kept; each is a metric reason label.
@@ -30,6 +56,9 @@ pub enum StoreError {
     /// The value is larger than the node accepts.
     #[error("value too large")]
     TooLarge,
+    /// A record read back from disk had expired.
+    #[error("record expired")]
+    Expired,
 }
 
 impl StoreError {
@@ -39,6 +68,7 @@ impl StoreError {
             StoreError::Full => "store_full",
             StoreError::Older => "store_older",
             StoreError::TooLarge => "store_too_large",
+            StoreError::Expired => "store_expired",
         }
     }
 }
@@ -89,6 +119,8 @@ impl RecordStore {
             version: meta.version,
             expires: wall.saturating_add(ttl),
             next_replicate: wall.saturating_add(replicate),
+            stored: wall,
+            owner: None,
             bytes,
         };
         let mut record = record;
@@ -131,25 +163,75 @@ impl RecordStore {
         ))
     }
 
-    /// Drops every record expired at `wall`; returns how many.
-    pub fn expire(&mut self, wall: u64) -> usize {
-        let before = self.records.len();
+    /// Puts a record read back from disk under `key`, charged to the budget like a STORE;
+    /// one expired at `wall` is refused as [`StoreError::Expired`].
+    pub fn restore(&mut self, key: &[u8], mut record: Record, wall: u64) -> Result<(), StoreError> {
+        if record.expires <= wall {
+            return Err(StoreError::Expired);
+        }
+        let size = record.value.encode().len();
+        if size > self.max_value {
+            return Err(StoreError::TooLarge);
+        }
+        record.bytes = size.saturating_add(key.len());
+        let freed = self.records.get(key).map_or(0, |old| old.bytes);
+        if freed == 0 && self.records.len() >= self.max_records {
+            return Err(StoreError::Full);
+        }
+        let total = self
+            .bytes
+            .saturating_sub(freed)
+            .saturating_add(record.bytes);
+        if total > self.max_bytes {
+            return Err(StoreError::Full);
+        }
+        self.bytes = total;
+        self.records.insert(key.to_vec(), record);
+        Ok(())
+    }
+
+    /// The record under `key`, expired or not.
+    pub fn record(&self, key: &[u8]) -> Option<&Record> {
+        self.records.get(key)
+    }
+
+    /// Notes who stored the record under `key`.
+    pub fn set_owner(&mut self, key: &[u8], owner: PeerId) {
+        if let Some(record) = self.records.get_mut(key) {
+            record.owner = Some(owner);
+        }
+    }
+
+    /// Drops every record expired at `wall`; returns their keys.
+    pub fn expire(&mut self, wall: u64) -> Vec<Vec<u8>> {
+        let mut gone = Vec::new();
         let mut freed = 0usize;
-        self.records.retain(|_, r| {
+        self.records.retain(|key, r| {
             let keep = r.expires > wall;
             if !keep {
                 freed = freed.saturating_add(r.bytes);
+                gone.push(key.clone());
             }
             keep
         });
         self.bytes = self.bytes.saturating_sub(freed);
-        before.saturating_sub(self.records.len())
+        gone
     }
 
-    /// The records due for replication at `wall`, their next time moved `interval` on.
-    pub fn due(&mut self, wall: u64, interval: u64) -> Vec<(Vec<u8>, Value, RecordMeta)> {
+    /// At most `limit` records due for replication at `wall`, their next time moved `interval`
+    /// on; the rest stay due for the next pass. (The bound keeps one pass from cloning the
+    /// whole store, which a peer may have filled, or starting more lookups than fit.)
+    pub fn due(
+        &mut self,
+        wall: u64,
+        interval: u64,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Value, RecordMeta)> {
         let mut out = Vec::new();
         for (key, record) in &mut self.records {
+            if out.len() >= limit {
+                break;
+            }
             if record.next_replicate <= wall && record.expires > wall {
                 record.next_replicate = wall.saturating_add(interval);
                 out.push((
@@ -214,11 +296,11 @@ mod tests {
             store.put(b"k", Value::UInt(0), meta(1, 100), 1000, 50, 10),
             Err(StoreError::Older)
         );
-        assert_eq!(store.due(1005, 10).len(), 0);
-        assert_eq!(store.due(1010, 10).len(), 1);
+        assert_eq!(store.due(1005, 10, 100).len(), 0);
+        assert_eq!(store.due(1010, 10, 100).len(), 1);
         assert!(store.get(b"k", 1049).is_some());
         assert!(store.get(b"k", 1050).is_none());
-        assert_eq!(store.expire(1050), 1);
+        assert_eq!(store.expire(1050), [b"k".to_vec()]);
         assert_eq!(store.bytes(), 0);
     }
 

@@ -109,8 +109,8 @@ impl RoutingTable {
             .iter()
             .position(|e| e.contact.id == contact.id)
         {
-            // certification: once ids are certified (consensus issue), a second peer claiming
-            // an id is refused by its certificate; until then the first claim stands.
+            // A certified id belongs to one peer (`certificate.rs`); with the driver vouching
+            // instead, the first claim stands.
             if bucket.entries[at].contact.peer != contact.peer {
                 return Seen::Refused;
             }

@@ -341,7 +341,8 @@ pub fn contact_to_value(contact: &Contact) -> Value {
     ])
 }
 
-fn contact_from_value(value: &Value) -> Result<Contact, FrameError> {
+/// The contact `[node id, peer id, address]` spells.
+pub fn contact_from_value(value: &Value) -> Result<Contact, FrameError> {
     let [id, peer, addr] = value.as_array().ok_or(FrameError::Body)? else {
         return Err(FrameError::Body);
     };
