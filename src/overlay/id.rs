@@ -89,6 +89,17 @@ pub fn key_address(key: &[u8]) -> NodeId {
     NodeId(id)
 }
 
+/// The node id a node uses until the consensus service certifies one (PROTOCOL.md §11):
+/// `derive_key("weft v1 provisional node id", peer id)[..20]`. Every receiver recomputes it from
+/// the peer id the session proves, so a peer cannot pick its place in the key space, only grind
+/// keys for one (what certification will stop); `weft status` marks such an id provisional.
+pub fn provisional_id(peer: &PeerId) -> NodeId {
+    let full = blake3::derive_key("weft v1 provisional node id", &peer.0);
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&full[..ID_LEN]);
+    NodeId(id)
+}
+
 /// Where a node of the overlay is: its node id, the peer id its sessions prove, and an address.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Contact {
