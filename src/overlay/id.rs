@@ -80,6 +80,11 @@ impl fmt::Debug for NodeId {
     }
 }
 
+/// The id in hex, all 40 digits (`Debug` shows only the first 8).
+pub fn hex(id: &NodeId) -> String {
+    id.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The address of a DHT key in the id space: `derive_key("weft v1 dht key", key)[..20]`
 /// (PROTOCOL.md §10), recomputed by every receiver.
 pub fn key_address(key: &[u8]) -> NodeId {
