@@ -235,10 +235,6 @@ impl Node {
                 if let Some(line) = summary.observe(std::time::Instant::now(), &merged) {
                     line.log();
                 }
-                if let Some(admin) = &admin {
-                    admin.publish(&merged, shards);
-                }
-                publish_shards(&merged, shards);
                 if let Some(stats) = &host_stats
                     && let Ok(stats) = stats.lock()
                 {
@@ -246,6 +242,10 @@ impl Node {
                     drop(stats);
                     metrics::publish(&services_snapshot);
                 }
+                if let Some(admin) = &admin {
+                    admin.publish(&merged, &services_snapshot, shards);
+                }
+                publish_shards(&merged, shards);
             })
             .map(drop);
         drop(admin);
