@@ -664,7 +664,7 @@ pub const METRICS: &[Metric] = &[
         .labels(&["outcome"], &["ack", "nack"]),
     counter("weft_overlay_lookups_total", "lookups", "Overlay lookups finished, by outcome: a value found, none found, or the closest nodes (FIND_NODE).")
         .labels(&["outcome"], &["found", "not_found", "nodes"]),
-    histogram("weft_overlay_lookup_depth", "requests", &OVERLAY_LOOKUP_DEPTH, "Depth of the application's gets and puts: the longest chain of dependent requests of the lookup."),
+    histogram("weft_overlay_lookup_depth", "", &OVERLAY_LOOKUP_DEPTH, "Depth of the application's gets and puts: the longest chain of dependent requests of the lookup."),
     histogram("weft_overlay_lookup_duration_seconds", "seconds", &OVERLAY_LOOKUP_DURATION, "The application's gets and puts, from the command to the answer."),
     counter("weft_overlay_store_refused_total", "requests", "STOREs from peers refused, by reason: the record budget full, an older version than held, a value too large.")
         .labels(&["reason"], &["store_full", "store_older", "store_too_large"]),
