@@ -27,7 +27,7 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
 
     let (status, stdout, stderr) = run(&["dht", "get", "greeting", "--via", &via_c]);
     assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(stdout, "hello weft\n");
+    assert_eq!(stdout.trim_end(), "hello weft");
 
     let (status, stdout, stderr) = run(&["dht", "get", "nobody stored this", "--via", &via_c]);
     assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
