@@ -53,7 +53,9 @@ struct Via {
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => Ok(s),
-        _ => Err(format!("\"{text}\" is not a number of seconds in (0, 3600]")),
+        _ => Err(format!(
+            "\"{text}\" is not a number of seconds in (0, 3600]"
+        )),
     }
 }
 
@@ -83,17 +85,18 @@ pub(crate) fn run(args: DhtArgs) -> ExitCode {
     if let DhtCommand::Put { value, .. } = &args.command
         && value.len() > MAX_VALUE
     {
-        eprintln!("weft dht: VALUE is {} bytes, more than the {MAX_VALUE} a record holds; store a shorter value", value.len());
+        eprintln!(
+            "weft dht: VALUE is {} bytes, more than the {MAX_VALUE} a record holds; store a shorter value",
+            value.len()
+        );
         return ExitCode::from(EXIT_USAGE);
     }
     let timeout = Duration::from_secs_f64(via.timeout);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let data = TempData(std::env::temp_dir().join(format!(
-        "weft-dht-{}-{nanos}",
-        std::process::id()
-    )));
+    let data =
+        TempData(std::env::temp_dir().join(format!("weft-dht-{}-{nanos}", std::process::id())));
     let any = |addr: &SocketAddr| -> SocketAddr {
         match addr {
             SocketAddr::V4(a) if a.ip().is_loopback() => "127.0.0.1:0",
@@ -106,7 +109,9 @@ pub(crate) fn run(args: DhtArgs) -> ExitCode {
     };
     let config = NodeConfig {
         listen: any(&via.via[0]),
-        metrics: "127.0.0.1:0".parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+        metrics: "127.0.0.1:0"
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
         data: data.0.clone(),
         shards: 1,
         bootstrap: via.via.clone(),
@@ -146,7 +151,8 @@ fn operate(dht: &DhtHandle, command: &DhtCommand, via: &Via, timeout: Duration) 
         .saturating_sub(started.elapsed())
         .max(Duration::from_secs(1));
     match command {
-        DhtCommand::Put { key, value, .. } => match dht.put(key.as_bytes(), value.as_bytes(), left) {
+        DhtCommand::Put { key, value, .. } => match dht.put(key.as_bytes(), value.as_bytes(), left)
+        {
             Ok(outcome) if outcome.stored > 0 => {
                 println!(
                     "stored {key:?} on {} node(s) (lookup depth {}, {} ms)",

@@ -255,14 +255,17 @@ fn totals(stats: &Stats) -> [(&'static str, u64); 10] {
 
 /// The overlay's routing-table fill, records and channels, when the node runs the overlay.
 fn overlay(stats: &Stats) -> Option<[u64; 4]> {
-    stats.iter().any(|e| e.name == "weft_overlay_contacts").then(|| {
-        [
-            total(stats, "weft_overlay_contacts"),
-            total(stats, "weft_overlay_buckets"),
-            total(stats, "weft_overlay_records"),
-            total(stats, "weft_overlay_channels"),
-        ]
-    })
+    stats
+        .iter()
+        .any(|e| e.name == "weft_overlay_contacts")
+        .then(|| {
+            [
+                total(stats, "weft_overlay_contacts"),
+                total(stats, "weft_overlay_buckets"),
+                total(stats, "weft_overlay_records"),
+                total(stats, "weft_overlay_channels"),
+            ]
+        })
 }
 
 /// The session kind's name as `weft ping` prints it.

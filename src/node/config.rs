@@ -792,9 +792,15 @@ pub(crate) mod tests {
         let config = NodeConfig::parse("bootstrap = [\"127.0.0.1:7700\", \"[::1]:9\"]\n").unwrap();
         assert_eq!(config.bootstrap.len(), 2);
         let message = problem("bootstrap = [\"127.0.0.1:7700\", \"node1\"]\n");
-        assert!(message.contains("\"bootstrap\", entry 1: \"node1\""), "{message}");
+        assert!(
+            message.contains("\"bootstrap\", entry 1: \"node1\""),
+            "{message}"
+        );
         assert!(message.contains("like \"192.0.2.1:7700\""), "{message}");
         let message = problem("bootstrap = \"127.0.0.1:7700\"\n");
-        assert!(message.contains("field \"bootstrap\": expected a list"), "{message}");
+        assert!(
+            message.contains("field \"bootstrap\": expected a list"),
+            "{message}"
+        );
     }
 }

@@ -18,15 +18,17 @@
 //!   (peers, frames waiting, opens in flight, application requests) refuses and counts
 //!   (`weft_overlay_dropped_total{reason}`).
 
-use super::api::{DhtCommand, DhtStatus, GetOutcome, PutOutcome};
+use super::api::{DhtCommand, GetOutcome, PutOutcome};
+
+mod join;
+mod report;
 use super::id::{Contact, NodeId, provisional_id};
-use super::kademlia::{Dht, Event, KademliaConfig, Sender as From, Transmit};
+use super::kademlia::{Dht, KademliaConfig, Sender as From, Transmit};
 use super::rpc::{Body, ConnectionOpt, Frame, Opcode, Request, Value};
 use crate::channel::ChannelHandle;
 use crate::service::host::{Command, Context, Service, ServiceTag, body};
 use crate::service::{Delivery, Input, OpenFailure};
-use crate::stats::catalog::{OVERLAY_LOOKUP_DEPTH, OVERLAY_LOOKUP_DURATION};
-use crate::stats::{HistogramSlots, StatKind};
+use crate::stats::HistogramSlots;
 use crate::wire::{Capabilities, CloseReason, PeerId};
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
@@ -340,81 +342,6 @@ impl OverlayService {
         }
     }
 
-    fn histograms(&mut self, cx: &mut Context<'_>) -> (HistogramSlots, HistogramSlots) {
-        self.histograms
-            .get_or_insert_with(|| {
-                let stats = cx.stats();
-                (
-                    stats.register_histogram(&OVERLAY_LOOKUP_DEPTH),
-                    stats.register_histogram(&OVERLAY_LOOKUP_DURATION),
-                )
-            })
-            .clone()
-    }
-
-    fn observe(&mut self, depth: u32, elapsed: Duration, cx: &mut Context<'_>) {
-        let (depth_slots, duration_slots) = self.histograms(cx);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        cx.stats().observe(&depth_slots, u64::from(depth));
-        cx.stats().observe(&duration_slots, micros);
-    }
-
-    fn on_event(&mut self, event: Event, cx: &mut Context<'_>) {
-        match event {
-            Event::Lookup { token, result } => {
-                if let Some(Waiting::Get(reply)) = self.requests.remove(&token) {
-                    self.observe(result.depth, result.elapsed, cx);
-                    let value = result.found.and_then(|found| match found.value {
-                        Value::Bin(bytes) => Some(bytes),
-                        Value::Str(text) => Some(text.into_bytes()),
-                        _ => None,
-                    });
-                    let _ = reply.send(GetOutcome {
-                        value,
-                        depth: result.depth,
-                        elapsed: result.elapsed,
-                    });
-                }
-            }
-            Event::Put {
-                token,
-                stored,
-                depth,
-                elapsed,
-            } => {
-                if let Some(Waiting::Put(reply)) = self.requests.remove(&token) {
-                    self.observe(depth, elapsed, cx);
-                    let _ = reply.send(PutOutcome {
-                        stored,
-                        depth,
-                        elapsed,
-                    });
-                }
-            }
-            // Our announcements' answers: a NACK means the peer did not take our id, which it
-            // counts; nothing to do here.
-            Event::Reply { .. } | Event::TimedOut { .. } => {}
-            Event::Disconnect { peer } => self.forget(peer, Some(CloseReason::Refused), cx),
-        }
-    }
-
-    /// Copies the DHT's counters into the host's table, with this service's gauges.
-    fn sync_stats(&mut self, cx: &mut Context<'_>) {
-        let stats = cx.stats();
-        for entry in self.dht.stats().iter() {
-            match entry.kind {
-                StatKind::Counter => stats.set_counter(entry.name, entry.label, entry.value),
-                StatKind::Gauge => stats.set(entry.name, entry.label, entry.value),
-            }
-        }
-        let table = self.dht.table();
-        let buckets = table.fill().iter().filter(|&&n| n > 0).count();
-        stats.set("weft_overlay_contacts", None, table.len() as u64);
-        stats.set("weft_overlay_buckets", None, buckets as u64);
-        stats.set("weft_overlay_records", None, self.dht.records().len() as u64);
-        stats.set("weft_overlay_channels", None, self.channels.len() as u64);
-    }
-
     /// True when `bytes` may be a SET_CONNECTION_OPT request (`[3, id, ...]`): only those are
     /// parsed here, to learn a peer's node id; the DHT parses every frame itself.
     fn may_announce(bytes: &[u8]) -> bool {
@@ -451,51 +378,6 @@ impl OverlayService {
         self.dht.handle(now, wall(), from, body(&delivery));
     }
 
-    fn start_bootstrap(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.bootstrap.next_try = None;
-        for addr in self.config.bootstrap.clone() {
-            match cx.open(addr, None, Capabilities::RESEND) {
-                Ok(token) => {
-                    self.tokens.insert(token, Token::Bootstrap(addr));
-                    self.bootstrap.waiting = self.bootstrap.waiting.saturating_add(1);
-                }
-                Err(_) => Self::count(cx, "open_refused"),
-            }
-        }
-        if self.bootstrap.waiting == 0 {
-            self.finish_bootstrap(now);
-        }
-    }
-
-    fn finish_bootstrap(&mut self, now: Instant) {
-        let contacts = std::mem::take(&mut self.bootstrap.contacts);
-        if contacts.is_empty() {
-            tracing::warn!(
-                retry_in = ?self.bootstrap.backoff,
-                "overlay: no bootstrap node answered; trying again"
-            );
-            self.bootstrap.next_try = now.checked_add(self.bootstrap.backoff);
-            self.bootstrap.backoff = self
-                .bootstrap
-                .backoff
-                .saturating_mul(2)
-                .min(BOOTSTRAP_RETRY_MAX);
-            return;
-        }
-        tracing::info!(contacts = contacts.len(), "overlay: joining");
-        self.dht.bootstrap(now, &contacts);
-    }
-
-    fn bootstrap_answered(&mut self, now: Instant, contact: Option<Contact>) {
-        if let Some(contact) = contact {
-            self.bootstrap.contacts.push(contact);
-        }
-        self.bootstrap.waiting = self.bootstrap.waiting.saturating_sub(1);
-        if self.bootstrap.waiting == 0 {
-            self.finish_bootstrap(now);
-        }
-    }
-
     fn close_idle(&mut self, now: Instant, cx: &mut Context<'_>) {
         let idle = self.config.idle;
         let stale: Vec<PeerId> = self
@@ -514,25 +396,6 @@ impl OverlayService {
         self.next_idle_check = now
             .checked_add((idle / 4).max(Duration::from_millis(100)))
             .unwrap_or(now);
-    }
-
-    fn status(&self) -> DhtStatus {
-        let table = self.dht.table();
-        DhtStatus {
-            node_id: self.dht.own().id,
-            provisional: self.provisional,
-            client: self.client(),
-            k: self.dht.config().k,
-            buckets: table
-                .fill()
-                .into_iter()
-                .enumerate()
-                .filter(|&(_, n)| n > 0)
-                .collect(),
-            contacts: table.len(),
-            records: self.dht.records().len(),
-            channels: self.channels.len(),
-        }
     }
 
     fn fresh_token(&mut self) -> u64 {
@@ -674,9 +537,10 @@ impl Service for OverlayService {
             },
             Input::Closed { shard, channel, .. } => {
                 if let Some(peer) = self.channels.remove(&(shard, channel))
-                    && self.peers.get(&peer).is_some_and(|p| {
-                        p.link == Link::Open { shard, channel }
-                    })
+                    && self
+                        .peers
+                        .get(&peer)
+                        .is_some_and(|p| p.link == Link::Open { shard, channel })
                 {
                     self.forget(peer, None, cx);
                 }

@@ -13,8 +13,14 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
     ];
     let a = start_node(&node_args(&dirs[0].0, &["--shards", "1"]));
     let first = a.udp.to_string();
-    let b = start_node(&node_args(&dirs[1].0, &["--shards", "1", "--bootstrap", &first]));
-    let c = start_node(&node_args(&dirs[2].0, &["--shards", "1", "--bootstrap", &first]));
+    let b = start_node(&node_args(
+        &dirs[1].0,
+        &["--shards", "1", "--bootstrap", &first],
+    ));
+    let c = start_node(&node_args(
+        &dirs[2].0,
+        &["--shards", "1", "--bootstrap", &first],
+    ));
     // The first node learns both joiners' ids from their announcements.
     scrape_until(a.metrics, |text| {
         metric_value(text, "weft_overlay_contacts").is_some_and(|n| n >= 2)

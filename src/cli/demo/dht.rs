@@ -26,8 +26,12 @@ fn weft_dht(args: &[&str]) -> Result<(bool, String, String), String> {
         .map_err(|e| format!("cannot run weft dht: {e}"))?;
     Ok((
         output.status.success(),
-        String::from_utf8_lossy(&output.stdout).trim_end().to_owned(),
-        String::from_utf8_lossy(&output.stderr).trim_end().to_owned(),
+        String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned(),
+        String::from_utf8_lossy(&output.stderr)
+            .trim_end()
+            .to_owned(),
     ))
 }
 
@@ -71,7 +75,9 @@ pub(super) fn step(dir: &Path) -> Result<(Vec<DemoNode>, String), String> {
     let (ok, got, stderr) = weft_dht(&["get", "demo", "--via", &via_get])?;
     let get_time = started.elapsed();
     if !ok || got != value {
-        return Err(format!("weft dht get through dht-2 found {got:?}: {stderr}"));
+        return Err(format!(
+            "weft dht get through dht-2 found {got:?}: {stderr}"
+        ));
     }
     let mut report = format!(
         "dht ({NODES} overlay nodes joined through dht-0 in {:.1} ms; each put and get is a \
