@@ -22,6 +22,8 @@ use super::api::{DhtCommand, GetOutcome, PutOutcome};
 
 mod join;
 mod report;
+#[cfg(test)]
+mod tests;
 use super::id::{Contact, NodeId, provisional_id};
 use super::kademlia::{Dht, KademliaConfig, Sender as From, Transmit};
 use super::rpc::{Body, ConnectionOpt, Frame, Opcode, Request, Value};
