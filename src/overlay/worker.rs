@@ -75,6 +75,14 @@ impl Default for OverlayConfig {
     }
 }
 
+/// Where the DHT's journaled changes are committed before the frames that depend on them (a
+/// STORE's ACK) go out: persistence plugs in here (`node::services` builds it from the data
+/// directory).
+pub trait DhtStore: Send {
+    /// Commits what the DHT journaled since the last call; `Err` names why it could not.
+    fn sync(&mut self, dht: &mut Dht) -> Result<(), String>;
+}
+
 /// The token of our node-id announcements; application tokens start at 1.
 const ANNOUNCE: u64 = 0;
 /// How often the counters are copied into the host's table (it publishes every 500 ms).
@@ -157,6 +165,7 @@ pub struct OverlayService {
     next_idle_check: Instant,
     last_sync: Option<Instant>,
     histograms: Option<(HistogramSlots, HistogramSlots)>,
+    store: Option<Box<dyn DhtStore>>,
 }
 
 /// Seconds since the Unix epoch, for record expiry and republishing.
@@ -196,8 +205,17 @@ impl OverlayService {
             next_idle_check: now,
             last_sync: None,
             histograms: None,
+            store: None,
             config,
         }
+    }
+
+    /// The service with `dht` in place of a fresh one (restored from disk, say) and `store`
+    /// committing its changes before each batch of frames goes out.
+    pub fn with_store(mut self, dht: Dht, store: Box<dyn DhtStore>) -> Self {
+        self.dht = dht;
+        self.store = Some(store);
+        self
     }
 
     /// The DHT, for tests and reports.
@@ -326,6 +344,11 @@ impl OverlayService {
 
     /// Sends what the DHT wants sent and answers what finished.
     fn flush(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if let Some(store) = &mut self.store
+            && let Err(error) = store.sync(&mut self.dht)
+        {
+            tracing::warn!(%error, "overlay: cannot commit the DHT's changes");
+        }
         loop {
             if let Some(t) = self.dht.poll_transmit() {
                 self.transmit(now, t, cx);
@@ -396,7 +419,11 @@ impl OverlayService {
             self.forget(peer, Some(CloseReason::Idle), cx);
         }
         self.next_idle_check = now
-            .checked_add((idle / 4).max(Duration::from_millis(100)))
+            .checked_add(
+                idle.checked_div(4)
+                    .unwrap_or(idle)
+                    .max(Duration::from_millis(100)),
+            )
             .unwrap_or(now);
     }
 
