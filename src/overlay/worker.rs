@@ -517,7 +517,12 @@ impl Service for OverlayService {
                     self.opening = self.opening.saturating_sub(1);
                     match self.peers.get(&asked).and_then(|p| p.addr) {
                         Some(addr) if asked == peer => {
-                            self.attach(now, peer, addr, shard, channel, cx)
+                            self.attach(now, peer, addr, shard, channel, cx);
+                            // The handshake measured the path: its RTT times the first
+                            // requests, before any RPC has.
+                            if let Ok(token) = cx.peer_info(peer) {
+                                self.tokens.insert(token, Token::Info(peer));
+                            }
                         }
                         _ => {
                             Self::count(cx, "open_mismatch");
