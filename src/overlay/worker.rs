@@ -83,6 +83,10 @@ pub trait DhtStore: Send {
     fn sync(&mut self, dht: &mut Dht) -> Result<(), String>;
 }
 
+/// Most messages held for their senders' addresses over all peers: each holds a receive buffer
+/// of its shard until the shard answers (within its next loop).
+const MAX_HELD: usize = 1024;
+
 /// The token of our node-id announcements; application tokens start at 1.
 const ANNOUNCE: u64 = 0;
 /// How often the counters are copied into the host's table (it publishes every 500 ms).
@@ -166,6 +170,8 @@ pub struct OverlayService {
     last_sync: Option<Instant>,
     histograms: Option<(HistogramSlots, HistogramSlots)>,
     store: Option<Box<dyn DhtStore>>,
+    /// Messages held for their senders' addresses, over all peers.
+    held: usize,
 }
 
 /// Seconds since the Unix epoch, for record expiry and republishing.
@@ -206,6 +212,7 @@ impl OverlayService {
             last_sync: None,
             histograms: None,
             store: None,
+            held: 0,
             config,
         }
     }
@@ -245,6 +252,7 @@ impl OverlayService {
         let Some(entry) = self.peers.remove(&peer) else {
             return;
         };
+        self.held = self.held.saturating_sub(entry.held.len());
         if let Link::Open { shard, channel } = entry.link {
             self.channels.remove(&(shard, channel));
             if let Some(reason) = close {
@@ -469,11 +477,12 @@ impl Service for OverlayService {
         }
         if entry.addr.is_none() {
             // The address comes with the shard's answer; the messages wait for it.
-            if entry.held.len() >= max_queued {
+            if entry.held.len() >= max_queued || self.held >= MAX_HELD {
                 Self::count(cx, "queue_full");
                 return;
             }
             entry.held.push(delivery);
+            self.held = self.held.saturating_add(1);
             if !entry.asked_info {
                 entry.asked_info = true;
                 match cx.peer_info(peer) {
@@ -600,6 +609,7 @@ impl Service for OverlayService {
                     self.dht.note_rtt(&node, rtt);
                 }
                 let held = std::mem::take(&mut entry.held);
+                self.held = self.held.saturating_sub(held.len());
                 if let Link::Open { shard, channel } = entry.link {
                     self.attach(now, peer, info.address, shard, channel, cx);
                 }
