@@ -195,3 +195,116 @@ fn only_an_announced_id_the_peers_key_implies_enters_the_table() {
     assert!(status.provisional && !status.client);
     running.stop();
 }
+
+/// The requests of the frames sent on `channel`, parsed.
+fn requests_on(seen: &[ShardRequest], on: ChannelHandle) -> Vec<Request> {
+    seen.iter()
+        .filter_map(|r| match r {
+            ShardRequest::Send { channel, data } if *channel == on => {
+                match Frame::parse(&data[1..], &FrameLimits::default()) {
+                    Ok(Frame::Request(request)) => Some(request),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up() {
+    let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let mut running = start(OverlayConfig {
+        bootstrap: vec![bootstrap],
+        ..OverlayConfig::default()
+    });
+    running.until(|seen| seen.iter().any(|r| matches!(r, ShardRequest::Open { .. })));
+    let Some(ShardRequest::Open {
+        token,
+        to,
+        peer,
+        capabilities,
+    }) = running.seen.first().cloned()
+    else {
+        panic!("{:?}", running.seen);
+    };
+    assert_eq!(
+        (to, peer),
+        (bootstrap, None),
+        "by address: its key is not known"
+    );
+    assert_eq!(
+        capabilities,
+        Capabilities::RESEND,
+        "SCTP mode: reliable, unordered"
+    );
+    let channel = ChannelHandle(Hashcode(40));
+    let them = PeerId([4; 16]);
+    running.push(vec![Input::Opened {
+        token,
+        shard: 0,
+        channel,
+        peer: them,
+        capabilities,
+    }]);
+    running.until(|seen| requests_on(seen, channel).len() >= 2);
+    let sent = requests_on(&running.seen, channel);
+    let own = provisional_id(&PeerId([1; 16]));
+    assert!(
+        sent.iter()
+            .any(|r| r.body == Body::SetConnectionOpt(ConnectionOpt::NodeId(own))),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|r| r.body == Body::FindNode(own)),
+        "the self-lookup: {sent:?}"
+    );
+    // The bootstrap node is the first contact, under the id its key implies.
+    let status = running.status();
+    assert_eq!(status.contacts, 1, "{status:?}");
+    running.stop();
+}
+
+#[test]
+fn an_idle_channel_is_closed_and_its_peer_forgotten() {
+    let mut running = start(OverlayConfig {
+        idle: Duration::from_millis(50),
+        ..OverlayConfig::default()
+    });
+    running.push(vec![message(5, &request(Opcode::Ping, 1, Body::Ping))]);
+    running.until(|seen| !info_tokens(seen).is_empty());
+    let (token, peer) = info_tokens(&running.seen)[0];
+    running.push(vec![Input::PeerInfo {
+        token,
+        shard: 0,
+        peer,
+        info: Some(PeerInfo {
+            peer,
+            address: "127.0.0.1:7005".parse().unwrap(),
+            session_kind: Some(2),
+            rtt: Some(Duration::from_millis(3)),
+        }),
+    }]);
+    running.until(|seen| {
+        seen.iter().any(|r| {
+            matches!(
+                r,
+                ShardRequest::Close {
+                    reason: CloseReason::Idle,
+                    ..
+                }
+            )
+        })
+    });
+    let closed: Vec<ChannelHandle> = running
+        .seen
+        .iter()
+        .filter_map(|r| match r {
+            ShardRequest::Close { channel, .. } => Some(*channel),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, [ChannelHandle(Hashcode(5))]);
+    assert_eq!(running.status().channels, 0);
+    running.stop();
+}
