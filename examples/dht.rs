@@ -5,6 +5,11 @@
 //! cargo run --example dht -- 127.0.0.1:7700                # joins it, puts and gets a record
 //! ```
 //!
+//! An address may name the node's peer id too, `PEER@ADDR` (as `weft node --bootstrap` takes).
+//!
+//! ```text
+//! ```
+//!
 //! Without an address the example is a network of one: its put reaches no other node.
 
 use std::time::Duration;

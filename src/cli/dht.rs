@@ -114,7 +114,11 @@ pub(crate) fn run(args: DhtArgs) -> ExitCode {
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
         data: data.0.clone(),
         shards: 1,
-        bootstrap: via.via.clone(),
+        bootstrap: via
+            .via
+            .iter()
+            .map(|&addr| weft::overlay::worker::Bootstrap { addr, peer: None })
+            .collect(),
         dht_client: true,
         ..NodeConfig::default()
     };

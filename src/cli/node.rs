@@ -36,10 +36,11 @@ pub(crate) struct NodeArgs {
     /// Log lines on stderr: text, or one JSON object per line [default: text]
     #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
     log_format: Option<String>,
-    /// UDP address of an overlay node to join through; repeat for several (replaces the config
-    /// file's `bootstrap`)
-    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
-    bootstrap: Vec<SocketAddr>,
+    /// Overlay node to join through: its UDP address, or PEER@ADDR with its peer id (needed
+    /// with several shards unless a `peers` record lists ADDR); repeat for several (replaces
+    /// the config file's `bootstrap`)
+    #[arg(long, value_name = "ADDR")]
+    bootstrap: Vec<weft::overlay::worker::Bootstrap>,
     /// TOML config file; flags override its fields
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,

@@ -123,7 +123,7 @@ pub struct NodeConfig {
     /// the endpoint's own.
     pub limits: Limits,
     /// Overlay nodes to join through (`--bootstrap`, `bootstrap`); empty: the first node.
-    pub bootstrap: Vec<SocketAddr>,
+    pub bootstrap: Vec<crate::overlay::worker::Bootstrap>,
     /// Run the overlay in client mode: query the DHT, hold no records, stay out of other
     /// nodes' tables (`weft dht`).
     pub dht_client: bool,
@@ -237,16 +237,16 @@ pub enum ConfigProblem {
         /// What is wrong with it.
         reason: String,
     },
-    /// An entry of `bootstrap` is not a socket address.
+    /// An entry of `bootstrap` is not `ADDR` or `PEER@ADDR`.
     #[error(
-        "field \"bootstrap\", entry {index}: \"{value}\" is not a socket address; give the UDP \
-         address another node listens on, like \"192.0.2.1:7700\""
+        "field \"bootstrap\", entry {index}: {reason}; give the UDP address another node \
+         listens on, like \"192.0.2.1:7700\", or its peer id and address, PEER@ADDR"
     )]
     BadBootstrap {
         /// 0-based position in the list.
         index: usize,
-        /// The entry as written.
-        value: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A field holds the wrong kind of value.
     #[error("field \"{field}\": expected {expected}, found {found}")]
@@ -397,11 +397,10 @@ impl NodeConfig {
         }
         let mut bootstrap = Vec::new();
         for (index, value) in file.bootstrap.iter().flatten().enumerate() {
-            let addr = value.parse().map_err(|_| ConfigProblem::BadBootstrap {
-                index,
-                value: value.clone(),
-            })?;
-            bootstrap.push(addr);
+            let node = value
+                .parse()
+                .map_err(|reason| ConfigProblem::BadBootstrap { index, reason })?;
+            bootstrap.push(node);
         }
         Ok(NodeConfig {
             listen,
@@ -481,7 +480,7 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
                 value
                     .as_array()
                     .is_some_and(|items| items.iter().all(toml::Value::is_str)),
-                "a list of quoted addresses like [\"192.0.2.1:7700\"]",
+                "a list of quoted addresses like [\"192.0.2.1:7700\"] (or PEER@ADDR)",
             ),
             _ => (value.is_str(), "a quoted address like \"0.0.0.0:7700\""),
         };

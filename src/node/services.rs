@@ -6,7 +6,7 @@
 
 use super::{DataDir, NodeConfig};
 use crate::overlay::kademlia::KademliaConfig;
-use crate::overlay::worker::{OverlayConfig, OverlayService};
+use crate::overlay::worker::{Bootstrap, OverlayConfig, OverlayService};
 use crate::service::host::Service;
 use crate::session::Identity;
 use rand::RngCore;
@@ -25,7 +25,21 @@ pub fn overlay_config(config: &NodeConfig) -> OverlayConfig {
             per_subnet_cap: None,
             ..KademliaConfig::default()
         },
-        bootstrap: config.bootstrap.clone(),
+        // A bare address that a known peer's record lists is opened by that peer's id.
+        bootstrap: config
+            .bootstrap
+            .iter()
+            .map(|b| Bootstrap {
+                peer: b.peer.or_else(|| {
+                    config
+                        .peers
+                        .iter()
+                        .find(|r| r.addresses.contains(&b.addr))
+                        .map(|r| r.peer_id())
+                }),
+                ..*b
+            })
+            .collect(),
         ..OverlayConfig::default()
     }
 }

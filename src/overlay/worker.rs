@@ -37,13 +37,44 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
+/// A node to join through: its address and, when known, its peer id. A node with several shards
+/// needs the peer id: an open by bare address starts on shard 0, while the answer is steered to
+/// the shard that owns the peer (ENGINE.md), so it succeeds only when that is shard 0.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its peer id, when known (`PEER@ADDR`, or a `peers` record that lists the address).
+    pub peer: Option<PeerId>,
+}
+
+impl std::str::FromStr for Bootstrap {
+    type Err = String;
+    /// `ADDR` or `PEER@ADDR`, PEER the 32 hex digits `weft id` and the ready line print.
+    fn from_str(text: &str) -> Result<Bootstrap, String> {
+        let (peer, addr) = match text.split_once('@') {
+            Some((peer, addr)) => (
+                Some(PeerId::from_hex(peer).ok_or_else(|| {
+                    format!("\"{peer}\" is not a peer id (32 hex digits, as `weft id` prints)")
+                })?),
+                addr,
+            ),
+            None => (None, text),
+        };
+        let addr = addr.parse().map_err(|_| {
+            format!("\"{addr}\" is not a socket address like 192.0.2.1:7700 (or PEER@ADDR)")
+        })?;
+        Ok(Bootstrap { addr, peer })
+    }
+}
+
 /// How the overlay service runs.
 #[derive(Clone, Debug)]
 pub struct OverlayConfig {
     /// The DHT's settings (`client` for client mode).
     pub kademlia: KademliaConfig,
     /// Nodes to join through (`weft node --bootstrap`).
-    pub bootstrap: Vec<SocketAddr>,
+    pub bootstrap: Vec<Bootstrap>,
     /// Whether peers' provisional ids are accepted into the routing table. True until the
     /// consensus service certifies ids (PROTOCOL.md §11); with it false, only certified ids
     /// would enter, and none can be shown yet.
@@ -147,7 +178,7 @@ enum Waiting {
     Get(Sender<GetOutcome>),
 }
 
-struct Bootstrap {
+struct Joining {
     waiting: usize,
     contacts: Vec<Contact>,
     next_try: Option<Instant>,
@@ -165,7 +196,7 @@ pub struct OverlayService {
     opening: usize,
     requests: HashMap<u64, Waiting>,
     next_request: u64,
-    bootstrap: Bootstrap,
+    bootstrap: Joining,
     next_idle_check: Instant,
     last_sync: Option<Instant>,
     histograms: Option<(HistogramSlots, HistogramSlots)>,
@@ -201,7 +232,7 @@ impl OverlayService {
             opening: 0,
             requests: HashMap::new(),
             next_request: ANNOUNCE,
-            bootstrap: Bootstrap {
+            bootstrap: Joining {
                 waiting: 0,
                 contacts: Vec::new(),
                 // Runs on the host's first pass.

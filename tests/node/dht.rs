@@ -11,16 +11,13 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
         TempDir::new("dht-b"),
         TempDir::new("dht-c"),
     ];
-    let a = start_node(&node_args(&dirs[0].0, &["--shards", "1"]));
-    let first = a.udp.to_string();
-    let b = start_node(&node_args(
-        &dirs[1].0,
-        &["--shards", "1", "--bootstrap", &first],
-    ));
-    let c = start_node(&node_args(
-        &dirs[2].0,
-        &["--shards", "1", "--bootstrap", &first],
-    ));
+    // Two shards each: a bare address would open on shard 0 while the answer is steered to
+    // the shard that owns the peer, so the joiners name the first node's peer id too.
+    let a = start_node(&node_args(&dirs[0].0, &["--shards", "2"]));
+    let first = format!("{}@{}", a.peer, a.udp);
+    let joiner = ["--shards", "2", "--bootstrap", &first];
+    let b = start_node(&node_args(&dirs[1].0, &joiner));
+    let c = start_node(&node_args(&dirs[2].0, &joiner));
     // The first node learns both joiners' ids from their announcements.
     scrape_until(a.metrics, |text| {
         metric_value(text, "weft_overlay_contacts").is_some_and(|n| n >= 2)
@@ -67,4 +64,7 @@ fn dht_without_via_or_with_a_bad_key_exits_2() {
     let (status, _, stderr) = run(&["dht", "get", &long, "--via", "127.0.0.1:9"]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("KEY must be 1 to 256 bytes"), "{stderr}");
+    let (status, _, stderr) = run(&["node", "--bootstrap", "zz@127.0.0.1:7700"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"zz\" is not a peer id"), "{stderr}");
 }

@@ -2,7 +2,7 @@
 //! the first contacts; the DHT's self-lookup then fills the buckets. When no bootstrap node
 //! answers, the service tries again, waiting twice as long each time, up to a minute.
 
-use super::{BOOTSTRAP_RETRY_MAX, OverlayService, Token};
+use super::{BOOTSTRAP_RETRY_MAX, Bootstrap, OverlayService, Token};
 use crate::overlay::id::Contact;
 use crate::service::host::Context;
 use crate::wire::Capabilities;
@@ -11,8 +11,8 @@ use std::time::Instant;
 impl OverlayService {
     pub(super) fn start_bootstrap(&mut self, now: Instant, cx: &mut Context<'_>) {
         self.bootstrap.next_try = None;
-        for addr in self.config.bootstrap.clone() {
-            match cx.open(addr, None, Capabilities::RESEND) {
+        for Bootstrap { addr, peer } in self.config.bootstrap.clone() {
+            match cx.open(addr, peer, Capabilities::RESEND) {
                 Ok(token) => {
                     self.tokens.insert(token, Token::Bootstrap(addr));
                     self.bootstrap.waiting = self.bootstrap.waiting.saturating_add(1);

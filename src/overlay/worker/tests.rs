@@ -215,7 +215,10 @@ fn requests_on(seen: &[ShardRequest], on: ChannelHandle) -> Vec<Request> {
 fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up() {
     let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
     let mut running = start(OverlayConfig {
-        bootstrap: vec![bootstrap],
+        bootstrap: vec![Bootstrap {
+            addr: bootstrap,
+            peer: None,
+        }],
         ..OverlayConfig::default()
     });
     running.until(|seen| seen.iter().any(|r| matches!(r, ShardRequest::Open { .. })));
