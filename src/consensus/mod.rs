@@ -19,6 +19,7 @@ pub mod member;
 pub mod pool;
 pub mod schema;
 pub mod signed;
+pub mod store;
 pub mod validate;
 
 /// Byzantine members `n` members tolerate: f = ⌊(n−1)/3⌋.

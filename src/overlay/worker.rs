@@ -203,6 +203,8 @@ pub struct OverlayService {
     store: Option<Box<dyn DhtStore>>,
     /// Messages held for their senders' addresses, over all peers.
     held: usize,
+    /// The DHT's self-initiated connections (ℓ): kept open, and reported when they close.
+    links: HashMap<PeerId, NodeId>,
 }
 
 /// Seconds since the Unix epoch, for record expiry and republishing.
@@ -244,6 +246,7 @@ impl OverlayService {
             histograms: None,
             store: None,
             held: 0,
+            links: HashMap::new(),
             config,
         }
     }
@@ -284,6 +287,9 @@ impl OverlayService {
             return;
         };
         self.held = self.held.saturating_sub(entry.held.len());
+        if let Some(node) = self.links.remove(&peer) {
+            self.dht.link_closed(&node);
+        }
         if let Link::Open { shard, channel } = entry.link {
             self.channels.remove(&(shard, channel));
             if let Some(reason) = close {
@@ -320,32 +326,70 @@ impl OverlayService {
     }
 
     fn transmit(&mut self, now: Instant, t: Transmit, cx: &mut Context<'_>) {
+        self.reach(now, t.peer, t.addr, Some(t.bytes), cx);
+    }
+
+    /// Sends `bytes` to `peer` on its channel, or opens one (the bytes waiting for it); false
+    /// when there is no channel and none could be opened.
+    fn reach(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addr: SocketAddr,
+        bytes: Option<Vec<u8>>,
+        cx: &mut Context<'_>,
+    ) -> bool {
         let max_queued = self.config.max_queued;
         let can_open = self.opening < self.config.max_opening;
-        if !self.room(&t.peer, cx) {
-            return;
+        if !self.room(&peer, cx) {
+            return false;
         }
-        let entry = self.peers.entry(t.peer).or_insert_with(|| Peer::new(now));
-        entry.addr.get_or_insert(t.addr);
+        let entry = self.peers.entry(peer).or_insert_with(|| Peer::new(now));
+        entry.addr.get_or_insert(addr);
         entry.last_used = now;
-        match entry.link {
-            Link::Open { shard, channel } => {
-                if cx.send(shard, channel, &t.bytes).is_err() {
+        match (entry.link, bytes) {
+            (Link::Open { shard, channel }, Some(bytes)) => {
+                if cx.send(shard, channel, &bytes).is_err() {
                     Self::count(cx, "send_refused");
                 }
+                true
             }
-            Link::Opening if entry.outbox.len() < max_queued => entry.outbox.push(t.bytes),
-            Link::Opening => Self::count(cx, "queue_full"),
-            Link::None if !can_open => Self::count(cx, "opens_full"),
-            Link::None => match cx.open(t.addr, Some(t.peer), Capabilities::RESEND) {
+            (Link::Open { .. } | Link::Opening, None) => true,
+            (Link::Opening, Some(bytes)) => {
+                if entry.outbox.len() < max_queued {
+                    entry.outbox.push(bytes);
+                } else {
+                    Self::count(cx, "queue_full");
+                }
+                true
+            }
+            (Link::None, _) if !can_open => {
+                Self::count(cx, "opens_full");
+                false
+            }
+            (Link::None, bytes) => match cx.open(addr, Some(peer), Capabilities::RESEND) {
                 Ok(token) => {
                     entry.link = Link::Opening;
-                    entry.outbox.push(t.bytes);
-                    self.tokens.insert(token, Token::Open(t.peer));
+                    entry.outbox.extend(bytes);
+                    self.tokens.insert(token, Token::Open(peer));
                     self.opening = self.opening.saturating_add(1);
+                    true
                 }
-                Err(_) => Self::count(cx, "open_refused"),
+                Err(_) => {
+                    Self::count(cx, "open_refused");
+                    false
+                }
             },
+        }
+    }
+
+    /// Keeps a self-initiated connection to `contact` (one of the DHT's ℓ links); one that
+    /// cannot be opened, or closes, is reported so the DHT asks for another.
+    pub(super) fn connect(&mut self, now: Instant, contact: Contact, cx: &mut Context<'_>) {
+        self.links.insert(contact.peer, contact.id);
+        if !self.reach(now, contact.peer, contact.addr, None, cx) {
+            self.links.remove(&contact.peer);
+            self.dht.link_closed(&contact.id);
         }
     }
 
@@ -392,7 +436,7 @@ impl OverlayService {
             if let Some(t) = self.dht.poll_transmit() {
                 self.transmit(now, t, cx);
             } else if let Some(event) = self.dht.poll_event() {
-                self.on_event(event, cx);
+                self.on_event(now, event, cx);
             } else {
                 break;
             }
@@ -447,9 +491,10 @@ impl OverlayService {
         let stale: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
+            .filter(|(peer, p)| {
                 matches!(p.link, Link::Open { .. })
                     && p.outbox.is_empty()
+                    && !self.links.contains_key(peer)
                     && now.saturating_duration_since(p.last_used) >= idle
             })
             .map(|(peer, _)| *peer)

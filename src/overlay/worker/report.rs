@@ -9,7 +9,7 @@ use crate::service::host::Context;
 use crate::stats::catalog::{OVERLAY_LOOKUP_DEPTH, OVERLAY_LOOKUP_DURATION};
 use crate::stats::{HistogramSlots, StatKind};
 use crate::wire::CloseReason;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 impl OverlayService {
     fn histograms(&mut self, cx: &mut Context<'_>) -> (HistogramSlots, HistogramSlots) {
@@ -31,7 +31,7 @@ impl OverlayService {
         cx.stats().observe(&duration_slots, micros);
     }
 
-    pub(super) fn on_event(&mut self, event: Event, cx: &mut Context<'_>) {
+    pub(super) fn on_event(&mut self, now: Instant, event: Event, cx: &mut Context<'_>) {
         match event {
             Event::Lookup { token, result } => {
                 if let Some(Waiting::Get(reply)) = self.requests.remove(&token) {
@@ -67,6 +67,7 @@ impl OverlayService {
             // counts; nothing to do here.
             Event::Reply { .. } | Event::TimedOut { .. } => {}
             Event::Disconnect { peer } => self.forget(peer, Some(CloseReason::Refused), cx),
+            Event::Connect { contact } => self.connect(now, contact, cx),
         }
     }
 
