@@ -218,6 +218,7 @@ fn panels_are_described_and_their_units_fit() {
         "retransmissions",
         "loss",
         "shard",
+        "overlay",
     ] {
         assert!(
             rows.iter().any(|r| r.contains(wanted)),

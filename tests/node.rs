@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 #[path = "node/demo.rs"]
 mod demo;
+#[path = "node/dht.rs"]
+mod dht;
 #[path = "node/docs.rs"]
 mod docs;
 #[path = "node/host.rs"]

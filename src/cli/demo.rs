@@ -5,6 +5,8 @@
 //! (the metrics recorder is per process) and its own log file in the demo's directory.
 
 use super::EXIT_FAILURE;
+
+mod dht;
 use clap::Args;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
@@ -156,7 +158,7 @@ fn run_nodes(args: &DemoArgs, dir: &Path, started: Instant) -> Result<(), String
     let mut nodes = Vec::with_capacity(usize::from(args.nodes));
     for index in 0..args.nodes {
         interrupted(&stop)?;
-        nodes.push(start_node(dir, index)?);
+        nodes.push(start_node(dir, &format!("node-{index}"), &["--echo"])?);
     }
     let mut report = String::from(
         "\nnodes\nnode  udp                    metrics                peer                              ready in\n",
@@ -248,6 +250,10 @@ fn run_nodes(args: &DemoArgs, dir: &Path, started: Instant) -> Result<(), String
             ));
         }
     }
+    say(&report);
+    interrupted(&stop)?;
+    let (dht_nodes, report) = dht::step(dir)?;
+    let mut report = report;
     let _ = write!(report, "\ndone in {:.1} s", started.elapsed().as_secs_f64());
     say(&report);
 
@@ -258,14 +264,15 @@ fn run_nodes(args: &DemoArgs, dir: &Path, started: Instant) -> Result<(), String
         }
         say("stopping the nodes");
     }
-    drop(nodes);
+    drop((nodes, dht_nodes));
     Ok(())
 }
 
-/// Starts node `index` and waits for its ready line.
-fn start_node(dir: &Path, index: u16) -> Result<DemoNode, String> {
-    let data = dir.join(format!("node-{index}"));
-    let log = dir.join(format!("node-{index}.log"));
+/// Starts node `index` (named `index` in its paths, given `extra` flags) and waits for its
+/// ready line.
+fn start_node(dir: &Path, index: &str, extra: &[&str]) -> Result<DemoNode, String> {
+    let data = dir.join(index);
+    let log = dir.join(format!("{index}.log"));
     let log_file =
         std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the weft binary: {e}"))?;
@@ -280,7 +287,8 @@ fn start_node(dir: &Path, index: u16) -> Result<DemoNode, String> {
         ])
         .arg("--data")
         .arg(&data)
-        .args(["--echo", "--shards", "1"])
+        .args(["--shards", "1"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log_file)

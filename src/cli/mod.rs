@@ -4,6 +4,7 @@
 mod bench;
 mod bulk;
 mod demo;
+mod dht;
 mod doctor;
 mod id;
 mod log;
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run a node until SIGINT or SIGTERM.
     Node(node::NodeArgs),
+    /// Store or look up a DHT record through a node of the network (a short-lived client).
+    Dht(dht::DhtArgs),
     /// Show a running node's peers and totals (through its admin socket), like `wg show`.
     Status(status::StatusArgs),
     /// Send PINGs to a node and report its PONGs.
@@ -57,6 +60,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Id(args) => id::run(args),
         Command::Status(args) => status::run(args),
+        Command::Dht(args) => dht::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::BulkSink(args) => bulk::sink(args),

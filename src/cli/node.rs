@@ -36,6 +36,11 @@ pub(crate) struct NodeArgs {
     /// Log lines on stderr: text, or one JSON object per line [default: text]
     #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// Overlay node to join through: its UDP address, or PEER@ADDR with its peer id (needed
+    /// with several shards unless a `peers` record lists ADDR); repeat for several (replaces
+    /// the config file's `bootstrap`)
+    #[arg(long, value_name = "ADDR")]
+    bootstrap: Vec<weft::overlay::worker::Bootstrap>,
     /// TOML config file; flags override its fields
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -67,6 +72,9 @@ impl NodeArgs {
         if let Some(format) = &self.log_format {
             // clap allowed only the two names, which both parse.
             config.log_format = format.parse().unwrap_or_default();
+        }
+        if !self.bootstrap.is_empty() {
+            config.bootstrap = self.bootstrap.clone();
         }
         config.echo |= self.echo;
         config.allow_plaintext |= self.allow_plaintext;
@@ -113,6 +121,17 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
         io = node.io_backend(),
         "node running"
     );
+    if let Some(status) = node
+        .dht()
+        .and_then(|dht| dht.status(std::time::Duration::from_secs(5)).ok())
+    {
+        tracing::info!(
+            node_id = %weft::overlay::id::hex(&status.node_id),
+            provisional = status.provisional,
+            bootstrap = config.bootstrap.len(),
+            "overlay running; the node id is provisional until the network's consensus service certifies one"
+        );
+    }
     // Scripts and tests wait for this one line, so it goes to stdout, alone, flushed.
     let mut stdout = std::io::stdout().lock();
     let announced = writeln!(

@@ -119,13 +119,17 @@ impl AdminServer {
 
     /// Called by the node's publish loop about once a second: while a request waits, keeps the
     /// merged counters and every shard's peers for it.
-    pub fn publish(&self, totals: &Stats, shards: &[ShardStats]) {
+    /// `services` are the worker's counters (the overlay's table and records among them).
+    pub fn publish(&self, totals: &Stats, services: &Stats, shards: &[ShardStats]) {
         if !self.shared.wanted.load(Ordering::Relaxed) {
             return;
         }
         if let Ok(mut view) = self.shared.view.lock() {
             view.seq = view.seq.wrapping_add(1);
             view.totals.clone_from(totals);
+            for entry in services.iter() {
+                view.totals.set(entry.name, entry.label, entry.value);
+            }
             view.peers.clear();
             for shard in shards {
                 view.peers.extend_from_slice(&shard.peers);
@@ -249,6 +253,21 @@ fn totals(stats: &Stats) -> [(&'static str, u64); 10] {
     ]
 }
 
+/// The overlay's routing-table fill, records and channels, when the node runs the overlay.
+fn overlay(stats: &Stats) -> Option<[u64; 4]> {
+    stats
+        .iter()
+        .any(|e| e.name == "weft_overlay_contacts")
+        .then(|| {
+            [
+                total(stats, "weft_overlay_contacts"),
+                total(stats, "weft_overlay_buckets"),
+                total(stats, "weft_overlay_records"),
+                total(stats, "weft_overlay_channels"),
+            ]
+        })
+}
+
 /// The session kind's name as `weft ping` prints it.
 fn kind_name(kind: Option<u8>) -> &'static str {
     match kind {
@@ -294,6 +313,13 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         value("packets_sent"),
         value("packets_dropped")
     );
+    if let Some([contacts, buckets, records, channels]) = overlay(stats) {
+        let _ = writeln!(
+            out,
+            "  overlay: {contacts} contacts in {buckets} buckets, {records} records held, \
+             {channels} channels"
+        );
+    }
     let _ = writeln!(
         out,
         "  handshakes: {} completed, {} rekeys",
@@ -376,6 +402,13 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
     );
     for (name, value) in totals(stats) {
         let _ = write!(out, ",\"{name}\":{value}");
+    }
+    if let Some([contacts, buckets, records, channels]) = overlay(stats) {
+        let _ = write!(
+            out,
+            ",\"overlay\":{{\"contacts\":{contacts},\"buckets\":{buckets},\
+             \"records\":{records},\"channels\":{channels}}}"
+        );
     }
     out.push_str("},\"peers\":[");
     for (index, peer) in peers.iter().enumerate() {

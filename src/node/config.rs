@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The fields a config file may hold, in the order the documentation lists them.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 12] = [
     "listen",
     "metrics",
     "data",
@@ -26,6 +26,7 @@ pub const FIELDS: [&str; 11] = [
     "io",
     "shards",
     "limits",
+    "bootstrap",
 ];
 
 /// The most shards a node runs; far above any core count, low enough that a typo such as
@@ -88,6 +89,8 @@ pub struct ConfigFile {
     pub shards: Option<i64>,
     /// The `[limits]` table: budgets against hostile peers and scrapers.
     pub limits: Option<LimitsFile>,
+    /// UDP addresses of overlay nodes to join through (PROTOCOL.md §10).
+    pub bootstrap: Option<Vec<String>>,
 }
 
 /// A node's settings once the file, the flags and the defaults are merged.
@@ -119,6 +122,11 @@ pub struct NodeConfig {
     /// Budgets every shard's endpoint holds peers to (`[limits]` in the file); the defaults are
     /// the endpoint's own.
     pub limits: Limits,
+    /// Overlay nodes to join through (`--bootstrap`, `bootstrap`); empty: the first node.
+    pub bootstrap: Vec<crate::overlay::worker::Bootstrap>,
+    /// Run the overlay in client mode: query the DHT, hold no records, stay out of other
+    /// nodes' tables (`weft dht`).
+    pub dht_client: bool,
 }
 
 impl Default for NodeConfig {
@@ -137,6 +145,8 @@ impl Default for NodeConfig {
             io: IoChoice::Auto,
             metrics_limits: ScrapeLimits::default(),
             limits: Limits::default(),
+            bootstrap: Vec::new(),
+            dht_client: false,
         }
     }
 }
@@ -222,6 +232,17 @@ pub enum ConfigProblem {
          that peer"
     )]
     BadRecord {
+        /// 0-based position in the list.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An entry of `bootstrap` is not `ADDR` or `PEER@ADDR`.
+    #[error(
+        "field \"bootstrap\", entry {index}: {reason}; give the UDP address another node \
+         listens on, like \"192.0.2.1:7700\", or its peer id and address, PEER@ADDR"
+    )]
+    BadBootstrap {
         /// 0-based position in the list.
         index: usize,
         /// What is wrong with it.
@@ -374,6 +395,13 @@ impl NodeConfig {
                 .map_err(|reason| ConfigProblem::BadRecord { index, reason })?;
             peers.push(record);
         }
+        let mut bootstrap = Vec::new();
+        for (index, value) in file.bootstrap.iter().flatten().enumerate() {
+            let node = value
+                .parse()
+                .map_err(|reason| ConfigProblem::BadBootstrap { index, reason })?;
+            bootstrap.push(node);
+        }
         Ok(NodeConfig {
             listen,
             metrics,
@@ -387,6 +415,8 @@ impl NodeConfig {
             io,
             metrics_limits,
             limits,
+            bootstrap,
+            dht_client: false,
         })
     }
 }
@@ -445,6 +475,12 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
                     .as_array()
                     .is_some_and(|items| items.iter().all(toml::Value::is_str)),
                 "a list of quoted peer records as `weft id` prints them",
+            ),
+            "bootstrap" => (
+                value
+                    .as_array()
+                    .is_some_and(|items| items.iter().all(toml::Value::is_str)),
+                "a list of quoted addresses like [\"192.0.2.1:7700\"] (or PEER@ADDR)",
             ),
             _ => (value.is_str(), "a quoted address like \"0.0.0.0:7700\""),
         };
@@ -620,7 +656,7 @@ pub(crate) mod tests {
         assert!(
             message.contains(
                 "listen, metrics, data, echo, allow_plaintext, log_level, log_format, peers, io, \
-                 shards, limits"
+                 shards, limits, bootstrap"
             ),
             "{message}"
         );
@@ -748,5 +784,22 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("\"peers\""), "{message}");
+    }
+
+    #[test]
+    fn bootstrap_holds_addresses_and_a_bad_one_names_its_entry() {
+        let config = NodeConfig::parse("bootstrap = [\"127.0.0.1:7700\", \"[::1]:9\"]\n").unwrap();
+        assert_eq!(config.bootstrap.len(), 2);
+        let message = problem("bootstrap = [\"127.0.0.1:7700\", \"node1\"]\n");
+        assert!(
+            message.contains("\"bootstrap\", entry 1: \"node1\""),
+            "{message}"
+        );
+        assert!(message.contains("like \"192.0.2.1:7700\""), "{message}");
+        let message = problem("bootstrap = \"127.0.0.1:7700\"\n");
+        assert!(
+            message.contains("field \"bootstrap\": expected a list"),
+            "{message}"
+        );
     }
 }

@@ -79,6 +79,8 @@ pub struct Node {
     worker: Option<std::thread::JoinHandle<u64>>,
     /// Commands to the services on the worker, and their counters; `None` when no worker runs.
     host: Option<(HostHandle, Arc<Mutex<Stats>>)>,
+    /// Whether the overlay is one of those services.
+    overlay: bool,
     metrics: MetricsServer,
     /// `weft status`'s socket; `None` when it could not be bound (logged).
     admin: Option<admin::AdminServer>,
@@ -165,6 +167,7 @@ impl Node {
             engine,
             worker,
             host,
+            overlay: services::runs_overlay(config),
             metrics,
             admin,
             peer_id,
@@ -190,6 +193,13 @@ impl Node {
     /// Whether the identity was read from the data directory or created on this start.
     pub fn identity_origin(&self) -> IdentityOrigin {
         self.identity_origin
+    }
+
+    /// The DHT on this node (PROTOCOL.md §10); `None` on an echo node, which runs no overlay.
+    pub fn dht(&self) -> Option<crate::overlay::api::DhtHandle> {
+        let (handle, _) = self.host.as_ref()?;
+        self.overlay
+            .then(|| crate::overlay::api::DhtHandle::new(handle.clone()))
     }
 
     /// Sends commands to the services on the node's worker; `None` when none runs.
@@ -225,10 +235,6 @@ impl Node {
                 if let Some(line) = summary.observe(std::time::Instant::now(), &merged) {
                     line.log();
                 }
-                if let Some(admin) = &admin {
-                    admin.publish(&merged, shards);
-                }
-                publish_shards(&merged, shards);
                 if let Some(stats) = &host_stats
                     && let Ok(stats) = stats.lock()
                 {
@@ -236,6 +242,10 @@ impl Node {
                     drop(stats);
                     metrics::publish(&services_snapshot);
                 }
+                if let Some(admin) = &admin {
+                    admin.publish(&merged, &services_snapshot, shards);
+                }
+                publish_shards(&merged, shards);
             })
             .map(drop);
         drop(admin);

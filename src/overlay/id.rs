@@ -79,10 +79,26 @@ impl fmt::Debug for NodeId {
     }
 }
 
+/// The id in hex, all 40 digits (`Debug` shows only the first 8).
+pub fn hex(id: &NodeId) -> String {
+    id.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The address of a DHT key in the id space: `derive_key("weft v1 dht key", key)[..20]`
 /// (PROTOCOL.md §10), recomputed by every receiver.
 pub fn key_address(key: &[u8]) -> NodeId {
     let full = blake3::derive_key("weft v1 dht key", key);
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&full[..ID_LEN]);
+    NodeId(id)
+}
+
+/// The node id a node uses until the consensus service certifies one (PROTOCOL.md §11):
+/// `derive_key("weft v1 provisional node id", peer id)[..20]`. Every receiver recomputes it from
+/// the peer id the session proves, so a peer cannot pick its place in the key space, only grind
+/// keys for one (what certification will stop); `weft status` marks such an id provisional.
+pub fn provisional_id(peer: &PeerId) -> NodeId {
+    let full = blake3::derive_key("weft v1 provisional node id", &peer.0);
     let mut id = [0u8; ID_LEN];
     id.copy_from_slice(&full[..ID_LEN]);
     NodeId(id)

@@ -209,6 +209,53 @@ pub const SEND_BATCH: Histogram = Histogram {
     sum_divisor: 1.0,
 };
 
+/// Overlay lookups (gets and puts the application asked for): their depth, the longest chain
+/// of dependent requests (PROTOCOL.md §10; ⌈log2 n⌉ bounds it in a network of n nodes).
+pub const OVERLAY_LOOKUP_DEPTH: Histogram = Histogram {
+    bucket: "weft_overlay_lookup_depth_bucket",
+    label: "le",
+    bounds: &[
+        (1, "1"),
+        (2, "2"),
+        (3, "3"),
+        (4, "4"),
+        (6, "6"),
+        (8, "8"),
+        (12, "12"),
+        (16, "16"),
+        (u64::MAX, "+Inf"),
+    ],
+    le: None,
+    sum: "weft_overlay_lookup_depth_sum",
+    sum_divisor: 1.0,
+};
+
+/// Overlay lookups from the application's command to the answer, microseconds kept, seconds
+/// exported: one loopback round trip to a lookup that waits out timeouts (10 s each at most).
+pub const OVERLAY_LOOKUP_DURATION: Histogram = Histogram {
+    bucket: "weft_overlay_lookup_duration_seconds_bucket",
+    label: "le",
+    bounds: &[
+        (1_000, "0.001"),
+        (5_000, "0.005"),
+        (10_000, "0.01"),
+        (25_000, "0.025"),
+        (50_000, "0.05"),
+        (100_000, "0.1"),
+        (250_000, "0.25"),
+        (500_000, "0.5"),
+        (1_000_000, "1"),
+        (2_500_000, "2.5"),
+        (5_000_000, "5"),
+        (10_000_000, "10"),
+        (30_000_000, "30"),
+        (u64::MAX, "+Inf"),
+    ],
+    le: None,
+    sum: "weft_overlay_lookup_duration_seconds_sum",
+    sum_divisor: 1e6,
+};
+
 /// One metric family.
 #[derive(Debug)]
 pub struct Metric {
@@ -416,6 +463,56 @@ pub const MODES: &[&str] = &[
     "tcp",
 ];
 
+/// The overlay's opcodes as `op` label values (`overlay::rpc::Opcode::name`).
+const OVERLAY_OPS: &[&str] = &[
+    "ping",
+    "set_connection_opt",
+    "announce",
+    "change_key",
+    "shout",
+    "speak",
+    "whisper",
+    "find_node",
+    "find_value",
+    "store",
+    "lock",
+    "cas",
+    "diff",
+    "custom",
+];
+
+/// Why the overlay dropped or refused something (`weft_overlay_dropped_total{reason}`): frame
+/// checks of the RPC layer, the DHT's budgets, and the worker's channel and peer bounds.
+pub const OVERLAY_DROP_REASONS: &[&str] = &[
+    "too_large",
+    "malformed",
+    "not_canonical",
+    "frame",
+    "body",
+    "address_mismatch",
+    "bound",
+    "envelope_malformed",
+    "envelope_forged",
+    "reply_unknown",
+    "reply_mismatch",
+    "pending_full",
+    "lookups_full",
+    "compression_header",
+    "compression_unsupported",
+    "decompression_bomb",
+    "decompression_corrupt",
+    "peer_options_full",
+    "peers_full",
+    "queue_full",
+    "opens_full",
+    "open_refused",
+    "open_mismatch",
+    "send_refused",
+    "info_refused",
+    "no_peer_info",
+    "requests_full",
+];
+
 /// Every metric family the node exports, in the order docs/METRICS.md lists them.
 pub const METRICS: &[Metric] = &[
     // ------------------------------------------------------------------ node
@@ -558,6 +655,34 @@ pub const METRICS: &[Metric] = &[
     // below its own heading.
     counter("weft_service_messages_dropped_total", "messages", "Messages the worker's host dropped before any service saw them, by reason: a first byte that names no service here, or an answer to a request nobody waits for.")
         .labels(&["reason"], &["unknown_service", "unknown_token"]),
+    // The overlay (`overlay::worker`, PROTOCOL.md §10): the DHT's RPCs, lookups, records and
+    // channels.
+    counter("weft_overlay_requests_sent_total", "requests", "Overlay RPC requests this node sent, by opcode.")
+        .labels(&["op"], OVERLAY_OPS),
+    counter("weft_overlay_requests_served_total", "requests", "Overlay RPC requests from peers answered with an ACK, by opcode.")
+        .labels(&["op"], OVERLAY_OPS),
+    counter("weft_overlay_requests_nacked_total", "requests", "Overlay RPC requests from peers answered with a NACK (not served, refused, unknown handler), by opcode.")
+        .labels(&["op"], OVERLAY_OPS),
+    counter("weft_overlay_requests_timed_out_total", "requests", "Overlay RPC requests of this node that got no answer within their RTT-derived timeout, by opcode.")
+        .labels(&["op"], OVERLAY_OPS),
+    counter("weft_overlay_replies_total", "replies", "Answers to this node's overlay requests, by outcome.")
+        .labels(&["outcome"], &["ack", "nack"]),
+    counter("weft_overlay_lookups_total", "lookups", "Overlay lookups finished, by outcome: a value found, none found, or the closest nodes (FIND_NODE).")
+        .labels(&["outcome"], &["found", "not_found", "nodes"]),
+    histogram("weft_overlay_lookup_depth", "", &OVERLAY_LOOKUP_DEPTH, "Depth of the application's gets and puts: the longest chain of dependent requests of the lookup."),
+    histogram("weft_overlay_lookup_duration_seconds", "seconds", &OVERLAY_LOOKUP_DURATION, "The application's gets and puts, from the command to the answer."),
+    counter("weft_overlay_store_refused_total", "requests", "STOREs from peers refused, by reason: the record budget full, an older version than held, a value too large.")
+        .labels(&["reason"], &["store_full", "store_older", "store_too_large"]),
+    counter("weft_overlay_records_expired_total", "records", "Records held for others that expired."),
+    counter("weft_overlay_refreshes_total", "lookups", "Bucket refresh lookups: a bucket that saw no lookup for the refresh interval gets one for a random id in its range."),
+    counter("weft_overlay_cache_refills_total", "requests", "Contacts of the node info cache pinged to fill a bucket with room."),
+    gauge("weft_overlay_cached_contacts", "contacts", "Contacts in the node info cache (learned from lookups, not held in the table)."),
+    gauge("weft_overlay_records", "records", "Records held for others."),
+    gauge("weft_overlay_contacts", "contacts", "Contacts in the routing table."),
+    gauge("weft_overlay_buckets", "buckets", "Routing-table buckets holding at least one contact."),
+    gauge("weft_overlay_channels", "channels", "Overlay channels open (one per peer, idle ones closed)."),
+    counter("weft_overlay_dropped_total", "", "Overlay frames, requests and channels dropped or refused, by reason: a frame check, a budget of the DHT, or a bound of the worker.")
+        .labels(&["reason"], OVERLAY_DROP_REASONS),
 ];
 
 /// The catalog entry of an exported family.

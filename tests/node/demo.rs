@@ -54,6 +54,12 @@ fn demo_starts_nodes_pings_them_and_echoes_every_mode() {
     // Spread over both nodes, and every mode echoed.
     assert!(rows.iter().any(|(node, _, _)| node == "1"), "{stdout}");
     assert!(rows.iter().all(|(_, _, echoed)| *echoed > 0), "{stdout}");
+    // The DHT step: a record put through one overlay node is found through another.
+    assert!(stdout.contains("\nput   dht-1 "), "{stdout}");
+    assert!(
+        stdout.contains("found \"hello from weft demo\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("\ndone in "), "{stdout}");
 }
 

@@ -84,6 +84,10 @@ fn request() -> impl Strategy<Value = Request> {
                 description,
             }))
         )),
+        any::<[u8; 20]>().prop_map(|id| (
+            Opcode::SetConnectionOpt,
+            Body::SetConnectionOpt(ConnectionOpt::NodeId(NodeId(id)))
+        )),
         (0usize..4, any::<[u8; 32]>(), any::<u64>(), value()).prop_map(
             |(which, seed, time, body)| {
                 let op = [

@@ -3,7 +3,7 @@
 //! a relayed body whose envelope does not verify is dropped and counted, never answered.
 
 use super::node::{Dht, Event, Sender};
-use crate::overlay::id::key_address;
+use crate::overlay::id::{key_address, provisional_id};
 use crate::overlay::rpc::{Body, ConnectionOpt, Opcode, Reply, ReplyBody, Request, Value};
 
 /// The reason a NACK gives for an opcode this node does not serve yet.
@@ -36,6 +36,9 @@ impl Dht {
                         }
                         same
                     }
+                    // certification: a provisional id must be the one the sender's key implies
+                    // (`id::provisional_id`); a certified one will be checked here instead.
+                    ConnectionOpt::NodeId(id) => *id == provisional_id(&from.peer),
                 };
                 Reply {
                     ack: accepted,

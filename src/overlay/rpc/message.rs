@@ -107,6 +107,9 @@ pub enum ConnectionOpt {
     PreferredCompression(u64),
     /// Option 2: the subnet descriptor.
     Subnet(Subnet),
+    /// Option 3 (weft): the sender's node id (bin 20), sent first on every channel a node that
+    /// is not a client opens, so the receiver may put it in its routing table.
+    NodeId(NodeId),
 }
 
 /// The subnet descriptor `[k, α, τ, β, ℓ, transport, network description]`: a peer whose
@@ -169,6 +172,7 @@ impl ConnectionOpt {
             ConnectionOpt::Compression(m) => (0, Value::UInt(*m)),
             ConnectionOpt::PreferredCompression(m) => (1, Value::UInt(*m)),
             ConnectionOpt::Subnet(s) => (2, s.to_value()),
+            ConnectionOpt::NodeId(id) => (3, Value::Bin(id.0.to_vec())),
         }
     }
 
@@ -181,6 +185,7 @@ impl ConnectionOpt {
                 setting.as_u64().ok_or(FrameError::Body)?,
             )),
             Some(2) => Ok(ConnectionOpt::Subnet(Subnet::from_value(setting)?)),
+            Some(3) => Ok(ConnectionOpt::NodeId(node_id(setting)?)),
             _ => Err(FrameError::Body),
         }
     }

@@ -1,0 +1,765 @@
+//! The overlay as a service on the node's worker (`service::host`): carries the sans-IO
+//! [`Dht`] over one reliable channel per peer (PROTOCOL.md §10: SCTP mode, RESEND without
+//! ORDERED, so independent RPCs do not block each other).
+//!
+//! - **Channels.** A frame for a peer with no channel opens one by peer id and address; frames
+//!   wait for it (at most [`OverlayConfig::max_queued`] per peer). A channel a peer opened is
+//!   used for our frames to it too. A channel unused for [`OverlayConfig::idle`] is closed; the
+//!   endpoint keeps the session, so the next open is one round trip (or none, as early data).
+//! - **Node ids.** Each side of a channel that is not a client sends its node id once, as
+//!   SET_CONNECTION_OPT option 3 ([`ConnectionOpt::NodeId`]); only a peer whose id checked out
+//!   is passed to the DHT with an id, so only such peers enter the routing table and a client
+//!   stays out. Until the consensus service certifies ids (PROTOCOL.md §11) an id is
+//!   provisional: the one the peer's key implies ([`provisional_id`]).
+//! - **Addresses.** A contact needs the peer's address, which a delivery does not carry: the
+//!   first messages of a peer that opened a channel to us wait (bounded) for the shard's answer
+//!   to a peer-info question, which also gives the channel's RTT to the DHT's timeouts.
+//! - **Hostile input.** Frames past the frame bound are dropped before parsing; every bound
+//!   (peers, frames waiting, opens in flight, application requests) refuses and counts
+//!   (`weft_overlay_dropped_total{reason}`).
+
+use super::api::{DhtCommand, GetOutcome, PutOutcome};
+
+mod join;
+mod report;
+#[cfg(test)]
+mod tests;
+use super::id::{Contact, NodeId, provisional_id};
+use super::kademlia::{Dht, KademliaConfig, Sender as From, Transmit};
+use super::rpc::{Body, ConnectionOpt, Frame, Opcode, Request, Value};
+use crate::channel::ChannelHandle;
+use crate::service::host::{Command, Context, Service, ServiceTag, body};
+use crate::service::{Delivery, Input, OpenFailure};
+use crate::stats::HistogramSlots;
+use crate::wire::{Capabilities, CloseReason, PeerId};
+use crossbeam_channel::Sender;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A node to join through: its address and, when known, its peer id. A node with several shards
+/// needs the peer id: an open by bare address starts on shard 0, while the answer is steered to
+/// the shard that owns the peer (ENGINE.md), so it succeeds only when that is shard 0.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its peer id, when known (`PEER@ADDR`, or a `peers` record that lists the address).
+    pub peer: Option<PeerId>,
+}
+
+impl std::str::FromStr for Bootstrap {
+    type Err = String;
+    /// `ADDR` or `PEER@ADDR`, PEER the 32 hex digits `weft id` and the ready line print.
+    fn from_str(text: &str) -> Result<Bootstrap, String> {
+        let (peer, addr) = match text.split_once('@') {
+            Some((peer, addr)) => (
+                Some(PeerId::from_hex(peer).ok_or_else(|| {
+                    format!("\"{peer}\" is not a peer id (32 hex digits, as `weft id` prints)")
+                })?),
+                addr,
+            ),
+            None => (None, text),
+        };
+        let addr = addr.parse().map_err(|_| {
+            format!("\"{addr}\" is not a socket address like 192.0.2.1:7700 (or PEER@ADDR)")
+        })?;
+        Ok(Bootstrap { addr, peer })
+    }
+}
+
+/// How the overlay service runs.
+#[derive(Clone, Debug)]
+pub struct OverlayConfig {
+    /// The DHT's settings (`client` for client mode).
+    pub kademlia: KademliaConfig,
+    /// Nodes to join through (`weft node --bootstrap`).
+    pub bootstrap: Vec<Bootstrap>,
+    /// Whether peers' provisional ids are accepted into the routing table. True until the
+    /// consensus service certifies ids (PROTOCOL.md §11); with it false, only certified ids
+    /// would enter, and none can be shown yet.
+    pub accept_provisional: bool,
+    /// A channel unused this long is closed (its session stays cached).
+    pub idle: Duration,
+    /// Most peers with channels, frames waiting or questions open.
+    pub max_peers: usize,
+    /// Most frames waiting per peer for its channel or its address.
+    pub max_queued: usize,
+    /// Most channel opens in flight.
+    pub max_opening: usize,
+    /// Most application requests waiting for their answer.
+    pub max_requests: usize,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> OverlayConfig {
+        OverlayConfig {
+            kademlia: KademliaConfig::default(),
+            bootstrap: Vec::new(),
+            accept_provisional: true,
+            idle: Duration::from_secs(60),
+            max_peers: 4096,
+            max_queued: 64,
+            max_opening: 256,
+            max_requests: 1024,
+        }
+    }
+}
+
+/// Where the DHT's journaled changes are committed before the frames that depend on them (a
+/// STORE's ACK) go out: persistence plugs in here (`node::services` builds it from the data
+/// directory).
+pub trait DhtStore: Send {
+    /// Commits what the DHT journaled since the last call; `Err` names why it could not.
+    fn sync(&mut self, dht: &mut Dht) -> Result<(), String>;
+}
+
+/// Most messages held for their senders' addresses over all peers: each holds a receive buffer
+/// of its shard until the shard answers (within its next loop).
+const MAX_HELD: usize = 1024;
+
+/// The token of our node-id announcements; application tokens start at 1.
+const ANNOUNCE: u64 = 0;
+/// How often the counters are copied into the host's table (it publishes every 500 ms).
+const SYNC_EVERY: Duration = Duration::from_millis(250);
+/// First wait before trying the bootstrap nodes again when none answered; doubles to a minute.
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(2);
+const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
+/// The counter every refusal of this module goes to, by reason.
+const DROPPED: &str = "weft_overlay_dropped_total";
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Link {
+    None,
+    Opening,
+    Open {
+        shard: usize,
+        channel: ChannelHandle,
+    },
+}
+
+struct Peer {
+    addr: Option<SocketAddr>,
+    /// Its node id, once it announced one that checked out.
+    node: Option<NodeId>,
+    link: Link,
+    last_used: Instant,
+    /// Frames for it, waiting for the channel.
+    outbox: Vec<Vec<u8>>,
+    /// Its messages, waiting for its address.
+    held: Vec<Delivery>,
+    asked_info: bool,
+    announced: bool,
+}
+
+impl Peer {
+    fn new(now: Instant) -> Peer {
+        Peer {
+            addr: None,
+            node: None,
+            link: Link::None,
+            last_used: now,
+            outbox: Vec::new(),
+            held: Vec::new(),
+            asked_info: false,
+            announced: false,
+        }
+    }
+}
+
+enum Token {
+    Open(PeerId),
+    Bootstrap(SocketAddr),
+    Info(PeerId),
+}
+
+enum Waiting {
+    Put(Sender<PutOutcome>),
+    Get(Sender<GetOutcome>),
+}
+
+struct Joining {
+    waiting: usize,
+    contacts: Vec<Contact>,
+    next_try: Option<Instant>,
+    backoff: Duration,
+}
+
+/// The overlay service: the DHT and its channels (see the module doc).
+pub struct OverlayService {
+    dht: Dht,
+    config: OverlayConfig,
+    provisional: bool,
+    peers: HashMap<PeerId, Peer>,
+    channels: HashMap<(usize, ChannelHandle), PeerId>,
+    tokens: HashMap<u64, Token>,
+    opening: usize,
+    requests: HashMap<u64, Waiting>,
+    next_request: u64,
+    bootstrap: Joining,
+    next_idle_check: Instant,
+    last_sync: Option<Instant>,
+    histograms: Option<(HistogramSlots, HistogramSlots)>,
+    store: Option<Box<dyn DhtStore>>,
+    /// Messages held for their senders' addresses, over all peers.
+    held: usize,
+    /// The DHT's self-initiated connections (ℓ): kept open, and reported when they close.
+    links: HashMap<PeerId, NodeId>,
+}
+
+/// Seconds since the Unix epoch, for record expiry and republishing.
+fn wall() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl OverlayService {
+    /// The service of a node whose sessions prove `peer`, with its provisional node id; every
+    /// random choice of the DHT follows from `seed`.
+    pub fn new(config: OverlayConfig, peer: PeerId, addr: SocketAddr, seed: [u8; 32]) -> Self {
+        let own = Contact {
+            id: provisional_id(&peer),
+            peer,
+            addr,
+        };
+        let dht = Dht::new(config.kademlia.clone(), own, seed);
+        let now = Instant::now();
+        OverlayService {
+            dht,
+            provisional: true,
+            peers: HashMap::new(),
+            channels: HashMap::new(),
+            tokens: HashMap::new(),
+            opening: 0,
+            requests: HashMap::new(),
+            next_request: ANNOUNCE,
+            bootstrap: Joining {
+                waiting: 0,
+                contacts: Vec::new(),
+                // Runs on the host's first pass.
+                next_try: (!config.bootstrap.is_empty()).then_some(now),
+                backoff: BOOTSTRAP_RETRY,
+            },
+            next_idle_check: now,
+            last_sync: None,
+            histograms: None,
+            store: None,
+            held: 0,
+            links: HashMap::new(),
+            config,
+        }
+    }
+
+    /// The service with `dht` in place of a fresh one (restored from disk, say) and `store`
+    /// committing its changes before each batch of frames goes out.
+    pub fn with_store(mut self, dht: Dht, store: Box<dyn DhtStore>) -> Self {
+        self.dht = dht;
+        self.store = Some(store);
+        self
+    }
+
+    /// The DHT, for tests and reports.
+    pub fn dht(&self) -> &Dht {
+        &self.dht
+    }
+
+    fn count(cx: &mut Context<'_>, reason: &'static str) {
+        cx.stats().add(DROPPED, Some(("reason", reason)), 1);
+    }
+
+    fn client(&self) -> bool {
+        self.config.kademlia.client
+    }
+
+    /// Whether `peer` has an entry or there is room for one (counted when there is not).
+    fn room(&self, peer: &PeerId, cx: &mut Context<'_>) -> bool {
+        let room = self.peers.contains_key(peer) || self.peers.len() < self.config.max_peers;
+        if !room {
+            Self::count(cx, "peers_full");
+        }
+        room
+    }
+
+    /// Forgets a peer and its channel, closing the channel with `reason` if it is open.
+    fn forget(&mut self, peer: PeerId, close: Option<CloseReason>, cx: &mut Context<'_>) {
+        let Some(entry) = self.peers.remove(&peer) else {
+            return;
+        };
+        self.held = self.held.saturating_sub(entry.held.len());
+        if let Some(node) = self.links.remove(&peer) {
+            self.dht.link_closed(&node);
+        }
+        if let Link::Open { shard, channel } = entry.link {
+            self.channels.remove(&(shard, channel));
+            if let Some(reason) = close {
+                let _ = cx.close(shard, channel, reason);
+            }
+        }
+        self.channels.retain(|_, p| *p != peer);
+    }
+
+    /// Sends our node id on a peer's channel, once (not in client mode).
+    fn announce(&mut self, now: Instant, peer: PeerId) {
+        if self.client() {
+            return;
+        }
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some(addr) = entry.addr else {
+            return;
+        };
+        if entry.announced {
+            return;
+        }
+        entry.announced = true;
+        let to = Contact {
+            id: entry.node.unwrap_or_else(|| provisional_id(&peer)),
+            peer,
+            addr,
+        };
+        let own = self.dht.own().id;
+        let body = Body::SetConnectionOpt(ConnectionOpt::NodeId(own));
+        self.dht
+            .request(now, &to, Opcode::SetConnectionOpt, body, ANNOUNCE);
+    }
+
+    fn transmit(&mut self, now: Instant, t: Transmit, cx: &mut Context<'_>) {
+        self.reach(now, t.peer, t.addr, Some(t.bytes), cx);
+    }
+
+    /// Sends `bytes` to `peer` on its channel, or opens one (the bytes waiting for it); false
+    /// when there is no channel and none could be opened.
+    fn reach(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addr: SocketAddr,
+        bytes: Option<Vec<u8>>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let max_queued = self.config.max_queued;
+        let can_open = self.opening < self.config.max_opening;
+        if !self.room(&peer, cx) {
+            return false;
+        }
+        let entry = self.peers.entry(peer).or_insert_with(|| Peer::new(now));
+        entry.addr.get_or_insert(addr);
+        entry.last_used = now;
+        match (entry.link, bytes) {
+            (Link::Open { shard, channel }, Some(bytes)) => {
+                if cx.send(shard, channel, &bytes).is_err() {
+                    Self::count(cx, "send_refused");
+                }
+                true
+            }
+            (Link::Open { .. } | Link::Opening, None) => true,
+            (Link::Opening, Some(bytes)) => {
+                if entry.outbox.len() < max_queued {
+                    entry.outbox.push(bytes);
+                } else {
+                    Self::count(cx, "queue_full");
+                }
+                true
+            }
+            (Link::None, _) if !can_open => {
+                Self::count(cx, "opens_full");
+                false
+            }
+            (Link::None, bytes) => match cx.open(addr, Some(peer), Capabilities::RESEND) {
+                Ok(token) => {
+                    entry.link = Link::Opening;
+                    entry.outbox.extend(bytes);
+                    self.tokens.insert(token, Token::Open(peer));
+                    self.opening = self.opening.saturating_add(1);
+                    true
+                }
+                Err(_) => {
+                    Self::count(cx, "open_refused");
+                    false
+                }
+            },
+        }
+    }
+
+    /// Keeps a self-initiated connection to `contact` (one of the DHT's ℓ links); one that
+    /// cannot be opened, or closes, is reported so the DHT asks for another.
+    pub(super) fn connect(&mut self, now: Instant, contact: Contact, cx: &mut Context<'_>) {
+        self.links.insert(contact.peer, contact.id);
+        if !self.reach(now, contact.peer, contact.addr, None, cx) {
+            self.links.remove(&contact.peer);
+            self.dht.link_closed(&contact.id);
+        }
+    }
+
+    /// A channel to `peer` is open: frames waiting for it go out, and our id after them.
+    fn attach(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addr: SocketAddr,
+        shard: usize,
+        channel: ChannelHandle,
+        cx: &mut Context<'_>,
+    ) {
+        if !self.room(&peer, cx) {
+            let _ = cx.close(shard, channel, CloseReason::Refused);
+            return;
+        }
+        let entry = self.peers.entry(peer).or_insert_with(|| Peer::new(now));
+        entry.addr.get_or_insert(addr);
+        entry.last_used = now;
+        if !matches!(entry.link, Link::Open { .. }) {
+            entry.link = Link::Open { shard, channel };
+        }
+        let Link::Open { shard, channel } = entry.link else {
+            return;
+        };
+        for frame in std::mem::take(&mut entry.outbox) {
+            if cx.send(shard, channel, &frame).is_err() {
+                Self::count(cx, "send_refused");
+            }
+        }
+        self.channels.insert((shard, channel), peer);
+        self.announce(now, peer);
+    }
+
+    /// Sends what the DHT wants sent and answers what finished.
+    fn flush(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if let Some(store) = &mut self.store
+            && let Err(error) = store.sync(&mut self.dht)
+        {
+            tracing::warn!(%error, "overlay: cannot commit the DHT's changes");
+        }
+        loop {
+            if let Some(t) = self.dht.poll_transmit() {
+                self.transmit(now, t, cx);
+            } else if let Some(event) = self.dht.poll_event() {
+                self.on_event(now, event, cx);
+            } else {
+                break;
+            }
+        }
+        if self
+            .last_sync
+            .is_none_or(|at| now.saturating_duration_since(at) >= SYNC_EVERY)
+        {
+            self.last_sync = Some(now);
+            self.sync_stats(cx);
+        }
+    }
+
+    /// True when `bytes` may be a SET_CONNECTION_OPT request (`[3, id, ...]`): only those are
+    /// parsed here, to learn a peer's node id; the DHT parses every frame itself.
+    fn may_announce(bytes: &[u8]) -> bool {
+        matches!(bytes, [0x93, 0x03, ..])
+    }
+
+    /// The node id `bytes` announces, if it is an announcement that checks out for `peer`.
+    fn announced_id(&self, peer: &PeerId, bytes: &[u8]) -> Option<NodeId> {
+        let frame = Frame::parse(bytes, &self.config.kademlia.frame).ok()?;
+        let Frame::Request(Request {
+            body: Body::SetConnectionOpt(ConnectionOpt::NodeId(id)),
+            ..
+        }) = frame
+        else {
+            return None;
+        };
+        // certification: a certified id would be checked against its certificate here.
+        (self.config.accept_provisional && id == provisional_id(peer)).then_some(id)
+    }
+
+    fn deliver(&mut self, now: Instant, delivery: Delivery) {
+        let peer = delivery.peer;
+        let Some(entry) = self.peers.get(&peer) else {
+            return;
+        };
+        let Some(addr) = entry.addr else {
+            return;
+        };
+        let from = From {
+            peer,
+            addr,
+            node: entry.node,
+        };
+        self.dht.handle(now, wall(), from, body(&delivery));
+    }
+
+    fn close_idle(&mut self, now: Instant, cx: &mut Context<'_>) {
+        let idle = self.config.idle;
+        let stale: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(peer, p)| {
+                matches!(p.link, Link::Open { .. })
+                    && p.outbox.is_empty()
+                    && !self.links.contains_key(peer)
+                    && now.saturating_duration_since(p.last_used) >= idle
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in stale {
+            self.forget(peer, Some(CloseReason::Idle), cx);
+        }
+        self.next_idle_check = now
+            .checked_add(
+                idle.checked_div(4)
+                    .unwrap_or(idle)
+                    .max(Duration::from_millis(100)),
+            )
+            .unwrap_or(now);
+    }
+
+    fn fresh_token(&mut self) -> u64 {
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        self.next_request
+    }
+}
+
+impl Service for OverlayService {
+    fn tag(&self) -> ServiceTag {
+        ServiceTag::OVERLAY
+    }
+
+    fn name(&self) -> &'static str {
+        "overlay"
+    }
+
+    fn on_message(&mut self, now: Instant, delivery: Delivery, cx: &mut Context<'_>) {
+        let frame = body(&delivery);
+        if frame.len() > self.config.kademlia.frame.value.max_bytes {
+            Self::count(cx, "too_large");
+            return;
+        }
+        let announced = if Self::may_announce(frame) {
+            self.announced_id(&delivery.peer, frame)
+        } else {
+            None
+        };
+        let (peer, shard, channel) = (delivery.peer, delivery.shard, delivery.channel);
+        let max_queued = self.config.max_queued;
+        if !self.room(&peer, cx) {
+            return;
+        }
+        let entry = self.peers.entry(peer).or_insert_with(|| Peer::new(now));
+        entry.last_used = now;
+        if announced.is_some() {
+            entry.node = announced;
+        }
+        let adopt = !matches!(entry.link, Link::Open { .. });
+        if adopt {
+            entry.link = Link::Open { shard, channel };
+        }
+        if entry.addr.is_none() {
+            // The address comes with the shard's answer; the messages wait for it.
+            if entry.held.len() >= max_queued || self.held >= MAX_HELD {
+                Self::count(cx, "queue_full");
+                return;
+            }
+            entry.held.push(delivery);
+            self.held = self.held.saturating_add(1);
+            if !entry.asked_info {
+                entry.asked_info = true;
+                match cx.peer_info(peer) {
+                    Ok(token) => {
+                        self.tokens.insert(token, Token::Info(peer));
+                    }
+                    Err(_) => {
+                        Self::count(cx, "info_refused");
+                        self.forget(peer, None, cx);
+                    }
+                }
+            }
+            self.channels.insert((shard, channel), peer);
+            return;
+        }
+        self.channels.insert((shard, channel), peer);
+        if adopt {
+            let addr = entry.addr;
+            if let Some(addr) = addr {
+                self.attach(now, peer, addr, shard, channel, cx);
+            }
+        }
+        self.deliver(now, delivery);
+        self.flush(now, cx);
+    }
+
+    fn on_input(&mut self, now: Instant, input: Input, cx: &mut Context<'_>) {
+        match input {
+            Input::Message(delivery) => {
+                self.on_message(now, delivery, cx);
+                return;
+            }
+            Input::Opened {
+                token,
+                shard,
+                channel,
+                peer,
+                ..
+            } => match self.tokens.remove(&token) {
+                Some(Token::Open(asked)) => {
+                    self.opening = self.opening.saturating_sub(1);
+                    match self.peers.get(&asked).and_then(|p| p.addr) {
+                        Some(addr) if asked == peer => {
+                            self.attach(now, peer, addr, shard, channel, cx);
+                            // The handshake measured the path: its RTT times the first
+                            // requests, before any RPC has.
+                            if let Ok(token) = cx.peer_info(peer) {
+                                self.tokens.insert(token, Token::Info(peer));
+                            }
+                        }
+                        _ => {
+                            Self::count(cx, "open_mismatch");
+                            let _ = cx.close(shard, channel, CloseReason::Refused);
+                        }
+                    }
+                }
+                Some(Token::Bootstrap(addr)) => {
+                    let own = self.dht.own().peer;
+                    let contact = (peer != own).then(|| Contact {
+                        id: provisional_id(&peer),
+                        peer,
+                        addr,
+                    });
+                    if contact.is_some() {
+                        if let Some(entry) = self.peers.get_mut(&peer) {
+                            entry.addr = Some(addr);
+                        }
+                        self.attach(now, peer, addr, shard, channel, cx);
+                    }
+                    self.bootstrap_answered(now, contact);
+                }
+                _ => {
+                    let _ = cx.close(shard, channel, CloseReason::Refused);
+                }
+            },
+            Input::OpenFailed { token, reason, .. } => match self.tokens.remove(&token) {
+                Some(Token::Open(peer)) => {
+                    self.opening = self.opening.saturating_sub(1);
+                    if let Some(entry) = self.peers.get(&peer)
+                        && entry.link == Link::Opening
+                    {
+                        // Its requests time out in the DHT, which marks the contact failed.
+                        self.forget(peer, None, cx);
+                    }
+                }
+                Some(Token::Bootstrap(addr)) => {
+                    let why = match reason {
+                        OpenFailure::Refused(error) => error.to_string(),
+                        OpenFailure::Failed(reason) => format!("{reason:?}"),
+                    };
+                    tracing::warn!(%addr, %why, "overlay: bootstrap node did not answer");
+                    self.bootstrap_answered(now, None);
+                }
+                _ => {}
+            },
+            Input::Closed { shard, channel, .. } => {
+                if let Some(peer) = self.channels.remove(&(shard, channel))
+                    && self
+                        .peers
+                        .get(&peer)
+                        .is_some_and(|p| p.link == Link::Open { shard, channel })
+                {
+                    self.forget(peer, None, cx);
+                }
+            }
+            Input::PeerInfo {
+                token, peer, info, ..
+            } => {
+                let Some(Token::Info(asked)) = self.tokens.remove(&token) else {
+                    return;
+                };
+                let info = info.filter(|_| asked == peer);
+                let Some(entry) = self.peers.get_mut(&asked) else {
+                    return;
+                };
+                let Some(info) = info else {
+                    Self::count(cx, "no_peer_info");
+                    self.forget(asked, None, cx);
+                    return;
+                };
+                entry.addr = Some(info.address);
+                let node = entry.node.unwrap_or_else(|| provisional_id(&peer));
+                if let Some(rtt) = info.rtt {
+                    self.dht.note_rtt(&node, rtt);
+                }
+                let held = std::mem::take(&mut entry.held);
+                self.held = self.held.saturating_sub(held.len());
+                if let Link::Open { shard, channel } = entry.link {
+                    self.attach(now, peer, info.address, shard, channel, cx);
+                }
+                for delivery in held {
+                    self.deliver(now, delivery);
+                }
+            }
+        }
+        self.flush(now, cx);
+    }
+
+    fn on_command(&mut self, now: Instant, command: Command, cx: &mut Context<'_>) {
+        let Ok(command) = command.downcast::<DhtCommand>() else {
+            return;
+        };
+        let full = self.requests.len() >= self.config.max_requests;
+        match *command {
+            DhtCommand::Put { key, value, reply } => {
+                if full {
+                    Self::count(cx, "requests_full");
+                    let _ = reply.send(PutOutcome {
+                        stored: 0,
+                        depth: 0,
+                        elapsed: Duration::ZERO,
+                    });
+                    return;
+                }
+                let token = self.fresh_token();
+                self.requests.insert(token, Waiting::Put(reply));
+                self.dht.put(now, wall(), &key, Value::Bin(value), token);
+            }
+            DhtCommand::Get { key, reply } => {
+                if full {
+                    Self::count(cx, "requests_full");
+                    let _ = reply.send(GetOutcome {
+                        value: None,
+                        depth: 0,
+                        elapsed: Duration::ZERO,
+                    });
+                    return;
+                }
+                let token = self.fresh_token();
+                self.requests.insert(token, Waiting::Get(reply));
+                self.dht.get(now, &key, token);
+            }
+            DhtCommand::Register { name, handler } => self.dht.register_custom(&name, handler),
+            DhtCommand::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+        self.flush(now, cx);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.dht.poll_timeout(),
+            Some(self.next_idle_check),
+            self.bootstrap.next_try,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if self.bootstrap.next_try.is_some_and(|at| at <= now) {
+            self.start_bootstrap(now, cx);
+        }
+        if self.dht.poll_timeout().is_some_and(|at| at <= now) {
+            self.dht.handle_timeout(now, wall());
+        }
+        if self.next_idle_check <= now {
+            self.close_idle(now, cx);
+        }
+        self.flush(now, cx);
+    }
+}

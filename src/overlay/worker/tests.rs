@@ -1,0 +1,313 @@
+//! The overlay service on a real host over one shard's queues: what it asks of the shard for
+//! hostile and honest input, and what it counts.
+
+use super::*;
+use crate::handle::Hashcode;
+use crate::overlay::api::DhtStatus;
+use crate::overlay::rpc::{FrameLimits, Reply};
+use crate::service::host::{Host, HostHandle};
+use crate::service::{PeerInfo, Request as ShardRequest, ShardLink, worker_queues};
+use crate::stats::Stats;
+use mio::{Poll, Token as MioToken, Waker};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+struct Running {
+    shard: ShardLink,
+    thread: JoinHandle<u64>,
+    stats: Arc<Mutex<Stats>>,
+    handle: HostHandle,
+    seen: Vec<ShardRequest>,
+    _poll: Poll,
+}
+
+fn start(config: OverlayConfig) -> Running {
+    let poll = Poll::new().unwrap();
+    let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), MioToken(1)).unwrap()].into();
+    let (link, mut ends) = worker_queues(1, 256, wakers);
+    let service = OverlayService::new(
+        config,
+        PeerId([1; 16]),
+        "127.0.0.1:7700".parse().unwrap(),
+        [0; 32],
+    );
+    let host = Host::new(vec![Box::new(service)], false);
+    let (stats, handle) = (host.stats(), host.handle());
+    let thread = std::thread::spawn(move || host.run(link));
+    Running {
+        shard: ends.remove(0),
+        thread,
+        stats,
+        handle,
+        seen: Vec::new(),
+        _poll: poll,
+    }
+}
+
+impl Running {
+    fn push(&self, inputs: Vec<Input>) {
+        let mut batch = inputs;
+        assert!(self.shard.push(&mut batch));
+    }
+
+    /// Collects the shard's requests until `enough` holds of all seen so far.
+    fn until(&mut self, enough: impl Fn(&[ShardRequest]) -> bool) {
+        let started = Instant::now();
+        while !enough(&self.seen) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{:?}",
+                self.seen
+            );
+            match self.shard.try_requests() {
+                Some(batch) => self.seen.extend(batch),
+                None => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+
+    fn status(&self) -> DhtStatus {
+        crate::overlay::api::DhtHandle::new(self.handle.clone())
+            .status(Duration::from_secs(30))
+            .unwrap()
+    }
+
+    fn stop(mut self) -> Stats {
+        self.shard.close_input();
+        self.thread.join().unwrap();
+        self.stats.lock().unwrap().clone()
+    }
+}
+
+fn message(peer: u8, body: &[u8]) -> Input {
+    let mut data = vec![ServiceTag::OVERLAY.0];
+    data.extend_from_slice(body);
+    Input::Message(Delivery {
+        shard: 0,
+        peer: PeerId([peer; 16]),
+        channel: ChannelHandle(Hashcode(u32::from(peer))),
+        capabilities: Capabilities::RESEND,
+        message_number: 0,
+        data: data.into(),
+    })
+}
+
+fn request(op: Opcode, id: u32, body: Body) -> Vec<u8> {
+    Request { op, id, body }.encode()
+}
+
+fn info_tokens(seen: &[ShardRequest]) -> Vec<(u64, PeerId)> {
+    seen.iter()
+        .filter_map(|r| match r {
+            ShardRequest::PeerInfo { token, peer } => Some((*token, *peer)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dropped(stats: &Stats, reason: &str) -> u64 {
+    stats
+        .iter()
+        .filter(|e| e.name == DROPPED && e.label.is_some_and(|(_, v)| v == reason))
+        .map(|e| e.value)
+        .sum()
+}
+
+#[test]
+fn a_frame_past_the_bound_is_dropped_and_a_new_peers_messages_wait_bounded_for_its_address() {
+    let mut running = start(OverlayConfig {
+        max_queued: 2,
+        ..OverlayConfig::default()
+    });
+    let ping = request(Opcode::Ping, 7, Body::Ping);
+    running.push(vec![
+        message(2, &vec![0x90; 70_000]),
+        message(3, &ping),
+        message(3, &ping),
+        message(3, &ping),
+    ]);
+    running.until(|seen| !info_tokens(seen).is_empty());
+    // One question for the address, however many messages wait; nothing answered yet.
+    assert_eq!(info_tokens(&running.seen), [(1, PeerId([3; 16]))]);
+    let sent = running
+        .seen
+        .iter()
+        .filter(|r| matches!(r, ShardRequest::Send { .. }))
+        .count();
+    assert_eq!(sent, 0);
+    let stats = running.stop();
+    assert_eq!(dropped(&stats, "too_large"), 1);
+    assert_eq!(dropped(&stats, "queue_full"), 1);
+}
+
+#[test]
+fn only_an_announced_id_the_peers_key_implies_enters_the_table() {
+    let mut running = start(OverlayConfig::default());
+    let honest = PeerId([3; 16]);
+    let announce = |id: NodeId| {
+        request(
+            Opcode::SetConnectionOpt,
+            9,
+            Body::SetConnectionOpt(ConnectionOpt::NodeId(id)),
+        )
+    };
+    running.push(vec![
+        message(2, &announce(NodeId([0xaa; 20]))),
+        message(3, &announce(provisional_id(&honest))),
+    ]);
+    running.until(|seen| info_tokens(seen).len() == 2);
+    let answers = info_tokens(&running.seen)
+        .into_iter()
+        .map(|(token, peer)| Input::PeerInfo {
+            token,
+            shard: 0,
+            peer,
+            info: Some(PeerInfo {
+                peer,
+                address: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(peer.0[0]))),
+                session_kind: Some(2),
+                rtt: None,
+            }),
+        })
+        .collect();
+    running.push(answers);
+    // Each gets an answer to its announcement, and our own id once.
+    let replies = |seen: &[ShardRequest]| -> Vec<(ChannelHandle, Reply)> {
+        seen.iter()
+            .filter_map(|r| match r {
+                ShardRequest::Send { channel, data } => {
+                    match Frame::parse(&data[1..], &FrameLimits::default()) {
+                        Ok(Frame::Reply(reply)) => Some((*channel, reply)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    running.until(|seen| replies(seen).len() == 2);
+    for (channel, reply) in replies(&running.seen) {
+        let from_honest = channel == ChannelHandle(Hashcode(3));
+        assert_eq!(reply.ack, from_honest, "{reply:?}");
+    }
+    let status = running.status();
+    assert_eq!(status.contacts, 1, "only the honest peer: {status:?}");
+    assert!(status.provisional && !status.client);
+    running.stop();
+}
+
+/// The requests of the frames sent on `channel`, parsed.
+fn requests_on(seen: &[ShardRequest], on: ChannelHandle) -> Vec<Request> {
+    seen.iter()
+        .filter_map(|r| match r {
+            ShardRequest::Send { channel, data } if *channel == on => {
+                match Frame::parse(&data[1..], &FrameLimits::default()) {
+                    Ok(Frame::Request(request)) => Some(request),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up() {
+    let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let mut running = start(OverlayConfig {
+        bootstrap: vec![Bootstrap {
+            addr: bootstrap,
+            peer: None,
+        }],
+        ..OverlayConfig::default()
+    });
+    running.until(|seen| seen.iter().any(|r| matches!(r, ShardRequest::Open { .. })));
+    let Some(ShardRequest::Open {
+        token,
+        to,
+        peer,
+        capabilities,
+    }) = running.seen.first().cloned()
+    else {
+        panic!("{:?}", running.seen);
+    };
+    assert_eq!(
+        (to, peer),
+        (bootstrap, None),
+        "by address: its key is not known"
+    );
+    assert_eq!(
+        capabilities,
+        Capabilities::RESEND,
+        "SCTP mode: reliable, unordered"
+    );
+    let channel = ChannelHandle(Hashcode(40));
+    let them = PeerId([4; 16]);
+    running.push(vec![Input::Opened {
+        token,
+        shard: 0,
+        channel,
+        peer: them,
+        capabilities,
+    }]);
+    running.until(|seen| requests_on(seen, channel).len() >= 2);
+    let sent = requests_on(&running.seen, channel);
+    let own = provisional_id(&PeerId([1; 16]));
+    assert!(
+        sent.iter()
+            .any(|r| r.body == Body::SetConnectionOpt(ConnectionOpt::NodeId(own))),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|r| r.body == Body::FindNode(own)),
+        "the self-lookup: {sent:?}"
+    );
+    // The bootstrap node is the first contact, under the id its key implies.
+    let status = running.status();
+    assert_eq!(status.contacts, 1, "{status:?}");
+    running.stop();
+}
+
+#[test]
+fn an_idle_channel_is_closed_and_its_peer_forgotten() {
+    let mut running = start(OverlayConfig {
+        idle: Duration::from_millis(50),
+        ..OverlayConfig::default()
+    });
+    running.push(vec![message(5, &request(Opcode::Ping, 1, Body::Ping))]);
+    running.until(|seen| !info_tokens(seen).is_empty());
+    let (token, peer) = info_tokens(&running.seen)[0];
+    running.push(vec![Input::PeerInfo {
+        token,
+        shard: 0,
+        peer,
+        info: Some(PeerInfo {
+            peer,
+            address: "127.0.0.1:7005".parse().unwrap(),
+            session_kind: Some(2),
+            rtt: Some(Duration::from_millis(3)),
+        }),
+    }]);
+    running.until(|seen| {
+        seen.iter().any(|r| {
+            matches!(
+                r,
+                ShardRequest::Close {
+                    reason: CloseReason::Idle,
+                    ..
+                }
+            )
+        })
+    });
+    let closed: Vec<ChannelHandle> = running
+        .seen
+        .iter()
+        .filter_map(|r| match r {
+            ShardRequest::Close { channel, .. } => Some(*channel),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, [ChannelHandle(Hashcode(5))]);
+    assert_eq!(running.status().channels, 0);
+    running.stop();
+}

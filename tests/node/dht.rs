@@ -1,0 +1,70 @@
+//! The overlay between real processes (issue 15 point 7): nodes join through `--bootstrap`,
+//! `weft dht put` through one node and `weft dht get` through another meet, and `weft status`
+//! shows the routing table's fill and the records held.
+
+use super::*;
+
+#[test]
+fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
+    let dirs = [
+        TempDir::new("dht-a"),
+        TempDir::new("dht-b"),
+        TempDir::new("dht-c"),
+    ];
+    // Two shards each: a bare address would open on shard 0 while the answer is steered to
+    // the shard that owns the peer, so the joiners name the first node's peer id too.
+    let a = start_node(&node_args(&dirs[0].0, &["--shards", "2"]));
+    let first = format!("{}@{}", a.peer, a.udp);
+    let joiner = ["--shards", "2", "--bootstrap", &first];
+    let b = start_node(&node_args(&dirs[1].0, &joiner));
+    let c = start_node(&node_args(&dirs[2].0, &joiner));
+    // The first node learns both joiners' ids from their announcements.
+    scrape_until(a.metrics, |text| {
+        metric_value(text, "weft_overlay_contacts").is_some_and(|n| n >= 2)
+    });
+
+    let (via_b, via_c) = (b.udp.to_string(), c.udp.to_string());
+    let (status, stdout, stderr) = run(&["dht", "put", "greeting", "hello weft", "--via", &via_b]);
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("stored \"greeting\" on "), "{stdout}");
+
+    let (status, stdout, stderr) = run(&["dht", "get", "greeting", "--via", &via_c]);
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim_end(), "hello weft");
+
+    let (status, stdout, stderr) = run(&["dht", "get", "nobody stored this", "--via", &via_c]);
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("not found"), "{stderr}");
+
+    // The clients stayed out of the tables: each node knows the two others, no more.
+    let dir = dirs[0].0.to_str().unwrap();
+    let (status, stdout, stderr) = run(&["status", "--data", dir]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("  overlay: "))
+        .unwrap_or_else(|| panic!("no overlay line:\n{stdout}"));
+    assert!(line.starts_with("  overlay: 2 contacts in "), "{line}");
+    assert!(line.contains(", 1 records held, "), "{line}");
+    let metrics = http_get(a.metrics, "/metrics");
+    assert!(
+        metric_value(&metrics, "weft_overlay_requests_served_total{op=\"store\"}")
+            .is_some_and(|n| n >= 1),
+        "{metrics}"
+    );
+    drop((b, c));
+}
+
+#[test]
+fn dht_without_via_or_with_a_bad_key_exits_2() {
+    let (status, _, stderr) = run(&["dht", "get", "k"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--via"), "{stderr}");
+    let long = "k".repeat(300);
+    let (status, _, stderr) = run(&["dht", "get", &long, "--via", "127.0.0.1:9"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("KEY must be 1 to 256 bytes"), "{stderr}");
+    let (status, _, stderr) = run(&["node", "--bootstrap", "zz@127.0.0.1:7700"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"zz\" is not a peer id"), "{stderr}");
+}
