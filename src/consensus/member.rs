@@ -171,6 +171,11 @@ impl<E: Agreement> Member<E> {
         self.height
     }
 
+    /// The round of the height being decided, once that height has started.
+    pub fn round(&self) -> Option<u32> {
+        if self.started { self.engine.round() } else { None }
+    }
+
     /// Messages refused, by reason.
     pub fn refused(&self) -> &BTreeMap<Refusal, u64> {
         &self.refused

@@ -174,6 +174,36 @@ pub const MESSAGE_DELIVERY: Histogram = Histogram {
     sum_divisor: 1e6,
 };
 
+/// A consensus height from its first round to its decision, microseconds kept, seconds
+/// exported: a lone member on one machine (tens of microseconds with its syncs) to rounds that
+/// time out over a lossy network (seconds).
+pub const DECISION_LATENCY: Histogram = Histogram {
+    bucket: "weft_consensus_decision_latency_seconds_bucket",
+    label: "le",
+    bounds: &[
+        (100, "0.0001"),
+        (250, "0.00025"),
+        (500, "0.0005"),
+        (1_000, "0.001"),
+        (2_500, "0.0025"),
+        (5_000, "0.005"),
+        (10_000, "0.01"),
+        (25_000, "0.025"),
+        (50_000, "0.05"),
+        (100_000, "0.1"),
+        (250_000, "0.25"),
+        (500_000, "0.5"),
+        (1_000_000, "1"),
+        (2_500_000, "2.5"),
+        (5_000_000, "5"),
+        (10_000_000, "10"),
+        (u64::MAX, "+Inf"),
+    ],
+    le: None,
+    sum: "weft_consensus_decision_latency_seconds_sum",
+    sum_divisor: 1e6,
+};
+
 /// Buckets of [`MESSAGE_DELIVERY`], for the fixed arrays the reliability layer counts into.
 pub const MESSAGE_DELIVERY_BUCKETS: usize = MESSAGE_DELIVERY.bounds.len();
 
@@ -558,6 +588,21 @@ pub const METRICS: &[Metric] = &[
     // below its own heading.
     counter("weft_service_messages_dropped_total", "messages", "Messages the worker's host dropped before any service saw them, by reason: a first byte that names no service here, or an answer to a request nobody waits for.")
         .labels(&["reason"], &["unknown_service", "unknown_token"]),
+    // The consensus service (`consensus::service`, PROTOCOL.md §11): the member's agreement and
+    // the node's own id.
+    gauge("weft_consensus_members", "", "Members of the node's consensus network (the configured list, or this node alone)."),
+    gauge("weft_consensus_height", "", "Height this member is deciding (0 on a node that is not a member)."),
+    gauge("weft_consensus_round", "", "Round of the height being decided."),
+    counter("weft_consensus_decisions_total", "", "Heights this member decided."),
+    counter("weft_consensus_round_changes_total", "", "Rounds past a height's first that this member entered (a proposer timed out or votes split)."),
+    counter("weft_consensus_votes_sent_total", "", "Votes this member signed and sent, by step.")
+        .labels(&["step"], &["prevote", "precommit"]),
+    counter("weft_consensus_ids_issued_total", "", "Node ids this member saw become final."),
+    counter("weft_consensus_refusals_total", "messages", "Consensus messages refused, by reason: oversized (checked before decoding), unknown_version, malformed, non_member, bad_signature, stale, unexpected (out of place, or beyond a pending bound).")
+        .labels(&["reason"], &["oversized", "unknown_version", "malformed", "non_member", "bad_signature", "stale", "unexpected"]),
+    gauge("weft_consensus_links_open", "", "Channels to other members that are open."),
+    gauge("weft_consensus_node_id_certified", "", "1 once the node holds a quorum certificate for its own node id."),
+    histogram("weft_consensus_decision_latency_seconds", "seconds", &DECISION_LATENCY, "Time from a height's first round to its decision, on this member."),
 ];
 
 /// The catalog entry of an exported family.
@@ -648,6 +693,7 @@ mod tests {
             &RTT,
             &CONGESTION_WINDOW,
             &HANDSHAKE_DURATION,
+            &DECISION_LATENCY,
             &RECV_BATCH,
             &SEND_BATCH,
         ] {
