@@ -120,7 +120,9 @@ mod tests {
 
     #[test]
     fn a_quorum_of_matching_signed_replies_makes_the_certificate_and_forgeries_do_not_count() {
-        let keys: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+        let keys: Vec<SigningKey> = (1..=4u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
         let members: Vec<MemberKey> = keys.iter().map(member_key).collect();
         let network = NetworkId::of_genesis(&members);
         let request = NodeIdRequest {
@@ -147,7 +149,10 @@ mod tests {
             )))
         };
         let outsider = SigningKey::from_bytes(&[42; 32]);
-        assert_eq!(asking.on_reply(&reply(&outsider, 1)), Err(Refusal::NonMember));
+        assert_eq!(
+            asking.on_reply(&reply(&outsider, 1)),
+            Err(Refusal::NonMember)
+        );
         assert_eq!(asking.on_reply(&reply(&keys[0], 1)), Ok(false));
         assert_eq!(asking.on_reply(&reply(&keys[1], 2)), Ok(false), "disagrees");
         assert_eq!(asking.on_reply(&reply(&keys[2], 1)), Ok(false));

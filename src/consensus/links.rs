@@ -6,8 +6,8 @@
 //! operator gave `--via`): never an address a request names (PROTOCOL.md §11, no reflection).
 
 use crate::channel::ChannelHandle;
-use crate::service::host::Context;
 use crate::service::Input;
+use crate::service::host::Context;
 use crate::wire::{Capabilities, PeerId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -173,7 +173,11 @@ impl<E: Agreement> Member<E> {
 
     /// The round of the height being decided, once that height has started.
     pub fn round(&self) -> Option<u32> {
-        if self.started { self.engine.round() } else { None }
+        if self.started {
+            self.engine.round()
+        } else {
+            None
+        }
     }
 
     /// Messages refused, by reason.

@@ -4,6 +4,7 @@
 //! Bad input from the operator is a clear message that names the field and the fix
 //! (PROTOCOL.md §9), never a panic or a `Debug` dump.
 
+use super::cluster::{ConsensusConfig, ConsensusFile};
 use super::limits::{BadLimit, LIMIT_FIELDS, Limits, LimitsFile, SECONDS_FIELDS};
 use super::scrape::ScrapeLimits;
 use crate::engine::IoChoice;
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The fields a config file may hold, in the order the documentation lists them.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 12] = [
     "listen",
     "metrics",
     "data",
@@ -26,6 +27,7 @@ pub const FIELDS: [&str; 11] = [
     "io",
     "shards",
     "limits",
+    "consensus",
 ];
 
 /// The most shards a node runs; far above any core count, low enough that a typo such as
@@ -88,6 +90,8 @@ pub struct ConfigFile {
     pub shards: Option<i64>,
     /// The `[limits]` table: budgets against hostile peers and scrapers.
     pub limits: Option<LimitsFile>,
+    /// The `[consensus]` table: the cluster that issues node ids (PROTOCOL.md §11).
+    pub consensus: Option<ConsensusFile>,
 }
 
 /// A node's settings once the file, the flags and the defaults are merged.
@@ -119,6 +123,8 @@ pub struct NodeConfig {
     /// Budgets every shard's endpoint holds peers to (`[limits]` in the file); the defaults are
     /// the endpoint's own.
     pub limits: Limits,
+    /// The consensus cluster: its members (none: this node alone) and timing.
+    pub consensus: ConsensusConfig,
 }
 
 impl Default for NodeConfig {
@@ -137,6 +143,7 @@ impl Default for NodeConfig {
             io: IoChoice::Auto,
             metrics_limits: ScrapeLimits::default(),
             limits: Limits::default(),
+            consensus: ConsensusConfig::default(),
         }
     }
 }
@@ -226,6 +233,25 @@ pub enum ConfigProblem {
         index: usize,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A member record in `[consensus]` is not valid.
+    #[error(
+        "field \"consensus.members\", entry {index}: {reason}; copy the record= line that \
+         `weft id --address IP:PORT` prints on that member"
+    )]
+    BadMember {
+        /// 0-based position in the list.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A field of `[consensus]` is unknown, of the wrong kind or out of range.
+    #[error("field \"consensus.{field}\": {problem}")]
+    BadConsensus {
+        /// The field (`consensus` itself for an unknown one).
+        field: &'static str,
+        /// What is wrong and the fix.
+        problem: String,
     },
     /// A field holds the wrong kind of value.
     #[error("field \"{field}\": expected {expected}, found {found}")]
@@ -360,6 +386,10 @@ impl NodeConfig {
         if let Some(file) = &file.limits {
             file.merge(&mut limits, &mut metrics_limits)?;
         }
+        let consensus = match &file.consensus {
+            Some(table) => table.check()?,
+            None => ConsensusConfig::default(),
+        };
         let mut peers = Vec::new();
         for (index, text) in file.peers.iter().flatten().enumerate() {
             // A record that does not verify would let a config typo pin a wrong key (§5).
@@ -387,6 +417,7 @@ impl NodeConfig {
             io,
             metrics_limits,
             limits,
+            consensus,
         })
     }
 }
@@ -415,6 +446,21 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
                 suggestion: suggest(key),
             };
         };
+        if field == "consensus" {
+            match value.as_table() {
+                Some(table) => match super::cluster::diagnose(table) {
+                    Some(problem) => return problem,
+                    None => continue,
+                },
+                None => {
+                    return ConfigProblem::WrongType {
+                        field,
+                        expected: "a table: a [consensus] line, then name = value lines",
+                        found: describe(value),
+                    };
+                }
+            }
+        }
         if field == "limits" {
             match value.as_table() {
                 Some(limits) => match diagnose_limits(limits) {
@@ -620,7 +666,7 @@ pub(crate) mod tests {
         assert!(
             message.contains(
                 "listen, metrics, data, echo, allow_plaintext, log_level, log_format, peers, io, \
-                 shards, limits"
+                 shards, limits, consensus"
             ),
             "{message}"
         );

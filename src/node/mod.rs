@@ -5,6 +5,7 @@
 //! SIGINT or SIGTERM.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod exposition;
@@ -101,7 +102,14 @@ impl Node {
             allow_plaintext: config.allow_plaintext,
             // PROTOCOL.md §12: the echo service runs as a worker fed by the shards' queue.
             echo: false,
-            peer_records: config.peers.clone(),
+            // Members are known peers too: the mesh's sessions to them are IK (PROTOCOL.md §5).
+            peer_records: config
+                .peers
+                .iter()
+                .chain(&config.consensus.members)
+                .filter(|record| record.peer_id() != peer_id)
+                .cloned()
+                .collect(),
             ..EndpointConfig::default()
         });
         let engine_config = EngineConfig {
@@ -120,7 +128,10 @@ impl Node {
             },
         };
         // PROTOCOL.md §12: echo and the services run as one worker fed by the shards' queues.
-        let services = services::node_services(config, &identity, &data);
+        let services::NodeServices {
+            services,
+            consensus,
+        } = services::node_services(config, &identity, &data);
         let (mut engine, worker, host) = if config.echo || !services.is_empty() {
             let (engine, link) =
                 Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)
@@ -155,6 +166,7 @@ impl Node {
             io: engine.io_backend(),
             shards: engine.shards(),
             started: std::time::Instant::now(),
+            consensus: Some(consensus),
         };
         let admin = admin::AdminServer::start(data.path(), engine.peers_wanted(), facts)
             .map_err(|error| {
