@@ -94,6 +94,13 @@ impl Links {
         self.links.iter().position(|link| link.peer == Some(peer))
     }
 
+    /// The address link `index` opens to (unspecified when there is no such link).
+    pub fn address(&self, index: usize) -> SocketAddr {
+        self.links
+            .get(index)
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |link| link.address)
+    }
+
     /// The peer a link leads to, once known.
     pub fn peer(&self, index: usize) -> Option<PeerId> {
         self.links.get(index).and_then(|link| link.peer)

@@ -12,6 +12,7 @@ pub mod agreement;
 pub mod asking;
 mod bin;
 pub mod certificate;
+pub mod client;
 pub mod clients;
 pub mod config;
 pub mod ids;
