@@ -55,6 +55,11 @@ fn demo_starts_nodes_pings_them_and_echoes_every_mode() {
     assert!(rows.iter().any(|(node, _, _)| node == "1"), "{stdout}");
     assert!(rows.iter().all(|(_, _, echoed)| *echoed > 0), "{stdout}");
     assert!(stdout.contains("\ndone in "), "{stdout}");
+    assert!(
+        stdout.contains("cluster (node 2: no members configured"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("again     the same id"), "{stdout}");
 }
 
 #[test]
