@@ -89,7 +89,11 @@ fn demo_keep_leaves_nodes_for_prometheus_until_sigterm() {
         .filter_map(|l| l.strip_prefix("node ")?.split_once(": http://"))
         .map(|(_, url)| url.trim_end_matches("/metrics").parse().unwrap())
         .collect();
-    assert_eq!(metrics.len(), 2, "{lines:#?}");
+    assert_eq!(
+        metrics.len(),
+        3,
+        "the two echo nodes and the cluster step's node: {lines:#?}"
+    );
     // The scrape config names the same targets.
     for address in &metrics {
         assert!(
