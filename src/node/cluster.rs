@@ -6,7 +6,6 @@
 //! A node with members configured never forks off a cluster of its own: it asks them, and keeps
 //! asking while they are out of reach.
 
-use super::config::ConfigProblem;
 use crate::consensus::schema::MAX_MEMBERS;
 use crate::session::PeerRecord;
 use serde::Deserialize;
@@ -60,14 +59,21 @@ impl Default for ConsensusConfig {
     }
 }
 
-fn bad(field: &'static str, problem: impl Into<String>) -> ConfigProblem {
-    ConfigProblem::BadConsensus {
-        field,
-        problem: problem.into(),
-    }
+/// What is wrong with `[consensus]`; the config module turns it into its message, which names
+/// the field and the fix.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadConsensus {
+    /// A member record is not valid (its 0-based position and why).
+    Member(usize, String),
+    /// A field is unknown, of the wrong kind or out of range.
+    Field(&'static str, String),
 }
 
-fn seconds(field: &'static str, value: f64, range: (f64, f64)) -> Result<Duration, ConfigProblem> {
+fn bad(field: &'static str, problem: impl Into<String>) -> BadConsensus {
+    BadConsensus::Field(field, problem.into())
+}
+
+fn seconds(field: &'static str, value: f64, range: (f64, f64)) -> Result<Duration, BadConsensus> {
     if !(range.0..=range.1).contains(&value) {
         return Err(bad(
             field,
@@ -82,12 +88,12 @@ fn seconds(field: &'static str, value: f64, range: (f64, f64)) -> Result<Duratio
 
 impl ConsensusFile {
     /// Checks the table.
-    pub fn check(&self) -> Result<ConsensusConfig, ConfigProblem> {
+    pub fn check(&self) -> Result<ConsensusConfig, BadConsensus> {
         let defaults = ConsensusConfig::default();
         let texts = self.members.as_deref().unwrap_or_default();
         if texts.len() > MAX_MEMBERS {
             return Err(bad(
-                "members",
+                "consensus.members",
                 format!(
                     "{} members; a cluster has at most {MAX_MEMBERS}",
                     texts.len()
@@ -113,24 +119,24 @@ impl ConsensusFile {
                         Ok(record)
                     }
                 })
-                .map_err(|reason| ConfigProblem::BadMember { index, reason })?;
+                .map_err(|reason| BadConsensus::Member(index, reason))?;
             members.push(record);
         }
         let salt = match self.salt {
             Some(value) => u32::try_from(value).map_err(|_| {
                 bad(
-                    "salt",
+                    "consensus.salt",
                     format!("{value} is not a salt; give 0 to {}", u32::MAX),
                 )
             })?,
             None => defaults.salt,
         };
         let round_base = match self.round_base {
-            Some(value) => seconds("round_base", value, (0.001, 60.0))?,
+            Some(value) => seconds("consensus.round_base", value, (0.001, 60.0))?,
             None => defaults.round_base,
         };
         let resend = match self.resend {
-            Some(value) => seconds("resend", value, (0.01, 600.0))?,
+            Some(value) => seconds("consensus.resend", value, (0.01, 600.0))?,
             None => defaults.resend,
         };
         Ok(ConsensusConfig {
@@ -143,7 +149,7 @@ impl ConsensusFile {
 }
 
 /// The first field of `[consensus]` that is unknown or of the wrong kind.
-pub fn diagnose(table: &toml::Table) -> Option<ConfigProblem> {
+pub fn diagnose(table: &toml::Table) -> Option<BadConsensus> {
     for (key, value) in table {
         let (matches, expected) = match key.as_str() {
             "members" => (
@@ -170,10 +176,10 @@ pub fn diagnose(table: &toml::Table) -> Option<ConfigProblem> {
         if !matches {
             return Some(bad(
                 match key.as_str() {
-                    "members" => "members",
-                    "salt" => "salt",
-                    "round_base" => "round_base",
-                    _ => "resend",
+                    "members" => "consensus.members",
+                    "salt" => "consensus.salt",
+                    "round_base" => "consensus.round_base",
+                    _ => "consensus.resend",
                 },
                 format!("expected {expected}"),
             ));
@@ -184,48 +190,56 @@ pub fn diagnose(table: &toml::Table) -> Option<ConfigProblem> {
 
 #[cfg(test)]
 mod tests {
-    use crate::node::NodeConfig;
-    use crate::node::config::tests::problem;
+    use super::*;
     use crate::session::{Identity, PeerRecord};
+
+    fn check(text: &str) -> Result<ConsensusConfig, BadConsensus> {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        if let Some(problem) = diagnose(&table) {
+            return Err(problem);
+        }
+        toml::from_str::<ConsensusFile>(text).unwrap().check()
+    }
+
+    fn field(result: Result<ConsensusConfig, BadConsensus>) -> &'static str {
+        match result {
+            Err(BadConsensus::Field(field, _)) => field,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn members_are_verified_records_with_an_address_and_each_bad_value_names_its_field() {
         let identity = Identity::from_secret_bytes([5; 32], [6; 32]);
         let record = PeerRecord::sign(&identity, &["127.0.0.1:7701".parse().unwrap()]);
-        let text = format!(
-            "[consensus]\nmembers = [\"{}\"]\nsalt = 3\nround_base = 0.2\n",
+        let config = check(&format!(
+            "members = [\"{}\"]\nsalt = 3\nround_base = 0.2\n",
             record.to_hex()
-        );
-        let config = NodeConfig::parse(&text).unwrap();
-        assert_eq!(config.consensus.members, vec![record.clone()]);
-        assert_eq!(config.consensus.salt, 3);
+        ))
+        .unwrap();
+        assert_eq!(config.members, vec![record.clone()]);
+        assert_eq!(config.salt, 3);
         assert_eq!(
-            NodeConfig::parse("").unwrap().consensus.members,
-            Vec::new(),
-            "no members: a lone cluster"
+            check("").unwrap(),
+            ConsensusConfig::default(),
+            "no members: alone"
         );
         let bare = PeerRecord::sign(&identity, &[]);
-        let message = problem(&format!("[consensus]\nmembers = [\"{}\"]\n", bare.to_hex()));
-        assert!(
-            message.contains("\"consensus.members\", entry 0") && message.contains("no address"),
-            "{message}"
-        );
-        let message = problem(&format!(
-            "[consensus]\nmembers = [\"{0}\", \"{0}\"]\n",
-            record.to_hex()
+        match check(&format!("members = [\"{}\"]\n", bare.to_hex())) {
+            Err(BadConsensus::Member(0, reason)) => assert!(reason.contains("no address")),
+            other => panic!("{other:?}"),
+        }
+        match check(&format!("members = [\"{0}\", \"{0}\"]\n", record.to_hex())) {
+            Err(BadConsensus::Member(1, reason)) => assert_eq!(reason, "the same member twice"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            check("members = [\"zz\"]\n"),
+            Err(BadConsensus::Member(0, _))
         ));
-        assert!(
-            message.contains("entry 1: the same member twice"),
-            "{message}"
-        );
-        assert!(problem("[consensus]\nmembers = [\"zz\"]\n").contains("entry 0"));
-        assert!(problem("[consensus]\nsalt = -1\n").starts_with("field \"consensus.salt\""));
-        assert!(
-            problem("[consensus]\nround_base = 0\n").starts_with("field \"consensus.round_base\"")
-        );
-        assert!(problem("[consensus]\nmembers = 1\n").starts_with("field \"consensus.members\""));
-        let message = problem("[consensus]\nmember = []\n");
-        assert!(message.contains("valid fields of [consensus]"), "{message}");
-        assert!(problem("consensus = 1\n").starts_with("field \"consensus\""));
+        assert_eq!(field(check("salt = -1\n")), "consensus.salt");
+        assert_eq!(field(check("round_base = 0\n")), "consensus.round_base");
+        assert_eq!(field(check("members = 1\n")), "consensus.members");
+        assert_eq!(field(check("member = []\n")), "consensus");
     }
 }

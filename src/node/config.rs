@@ -4,7 +4,7 @@
 //! Bad input from the operator is a clear message that names the field and the fix
 //! (PROTOCOL.md §9), never a panic or a `Debug` dump.
 
-use super::cluster::{ConsensusConfig, ConsensusFile};
+use super::cluster::{BadConsensus, ConsensusConfig, ConsensusFile};
 use super::limits::{BadLimit, LIMIT_FIELDS, Limits, LimitsFile, SECONDS_FIELDS};
 use super::scrape::ScrapeLimits;
 use crate::engine::IoChoice;
@@ -246,9 +246,9 @@ pub enum ConfigProblem {
         reason: String,
     },
     /// A field of `[consensus]` is unknown, of the wrong kind or out of range.
-    #[error("field \"consensus.{field}\": {problem}")]
+    #[error("field \"{field}\": {problem}")]
     BadConsensus {
-        /// The field (`consensus` itself for an unknown one).
+        /// The field (`consensus.salt`; `consensus` itself for an unknown one).
         field: &'static str,
         /// What is wrong and the fix.
         problem: String,
@@ -310,6 +310,15 @@ pub enum ConfigProblem {
         /// The filter parser's message.
         reason: String,
     },
+}
+
+impl From<BadConsensus> for ConfigProblem {
+    fn from(bad: BadConsensus) -> ConfigProblem {
+        match bad {
+            BadConsensus::Member(index, reason) => ConfigProblem::BadMember { index, reason },
+            BadConsensus::Field(field, problem) => ConfigProblem::BadConsensus { field, problem },
+        }
+    }
 }
 
 impl From<BadLimit> for ConfigProblem {
@@ -449,7 +458,7 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
         if field == "consensus" {
             match value.as_table() {
                 Some(table) => match super::cluster::diagnose(table) {
-                    Some(problem) => return problem,
+                    Some(problem) => return problem.into(),
                     None => continue,
                 },
                 None => {
