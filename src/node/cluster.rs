@@ -86,6 +86,16 @@ fn seconds(field: &'static str, value: f64, range: (f64, f64)) -> Result<Duratio
     Ok(Duration::from_secs_f64(value))
 }
 
+/// A peer record from its hex text, its signature verified: one that does not verify would let a
+/// config typo pin a wrong key (PROTOCOL.md §5). The error says what is wrong.
+pub fn verified_record(text: &str) -> Result<PeerRecord, String> {
+    let record = PeerRecord::from_hex(text).map_err(|error| error.to_string())?;
+    record
+        .verify()
+        .map_err(|error| format!("its signature does not verify ({error})"))?;
+    Ok(record)
+}
+
 impl ConsensusFile {
     /// Checks the table.
     pub fn check(&self) -> Result<ConsensusConfig, BadConsensus> {
@@ -102,14 +112,7 @@ impl ConsensusFile {
         }
         let mut members: Vec<PeerRecord> = Vec::with_capacity(texts.len());
         for (index, text) in texts.iter().enumerate() {
-            let record = PeerRecord::from_hex(text)
-                .map_err(|error| error.to_string())
-                .and_then(|record| {
-                    record
-                        .verify()
-                        .map(|()| record)
-                        .map_err(|error| format!("its signature does not verify ({error})"))
-                })
+            let record = verified_record(text)
                 .and_then(|record| {
                     if record.addresses.is_empty() {
                         Err("it names no address to reach the member at".to_string())

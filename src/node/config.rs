@@ -401,15 +401,7 @@ impl NodeConfig {
         };
         let mut peers = Vec::new();
         for (index, text) in file.peers.iter().flatten().enumerate() {
-            // A record that does not verify would let a config typo pin a wrong key (§5).
-            let record = PeerRecord::from_hex(text)
-                .map_err(|error| error.to_string())
-                .and_then(|record| {
-                    record
-                        .verify()
-                        .map(|()| record)
-                        .map_err(|error| format!("its signature does not verify ({error})"))
-                })
+            let record = super::cluster::verified_record(text)
                 .map_err(|reason| ConfigProblem::BadRecord { index, reason })?;
             peers.push(record);
         }
