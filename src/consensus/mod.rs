@@ -25,6 +25,7 @@ pub mod query;
 pub mod schema;
 pub mod service;
 pub mod signed;
+pub mod store;
 pub mod validate;
 
 /// Byzantine members `n` members tolerate: f = ⌊(n−1)/3⌋.
