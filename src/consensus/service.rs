@@ -23,9 +23,12 @@ use super::clients::{Clients, Seen, Where};
 use super::config::MemberConfig;
 use super::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest};
 use super::links::{LinkEvent, Links};
+use super::malachite::MalachiteEngine;
 use super::member::{Event, Member, Peer};
 use super::query::{self, Query, Report};
 use super::schema::{self, Message, Refusal, VoteKind};
+use super::store::StoreError;
+use super::store::disk::DiskStore;
 use crate::service::host::{Context, Service, ServiceTag, body};
 use crate::service::{Delivery, Input};
 use crate::session::PeerRecord;
@@ -78,6 +81,9 @@ pub struct Settings {
     pub resend: Duration,
     /// The salt of the node's own id request.
     pub salt: u32,
+    /// The directory of the member's durable store (`consensus::store::disk`), which must
+    /// exist: the data directory for a node.
+    pub store: std::path::PathBuf,
 }
 
 /// What `weft status` and the cluster query show of the service.
@@ -120,7 +126,7 @@ pub struct ConsensusService {
     /// Other members by the peer id their sessions prove, and the link to each.
     members: BTreeMap<PeerId, (MemberKey, usize)>,
     links: Links,
-    member: Option<Member>,
+    member: Option<Member<MalachiteEngine, DiskStore>>,
     clients: Clients,
     asking: Asking,
     refused: BTreeMap<Refusal, u64>,
@@ -147,8 +153,9 @@ fn is_variant(bytes: &[u8], prefix: &[u8]) -> bool {
 }
 
 impl ConsensusService {
-    /// A service for `settings`, starting at `now`.
-    pub fn new(now: Instant, settings: Settings) -> ConsensusService {
+    /// A service for `settings`, starting at `now`; a member resumes from its store (its log,
+    /// its ids, its votes of the current height). A store that cannot be opened is an error.
+    pub fn new(now: Instant, settings: Settings) -> Result<ConsensusService, StoreError> {
         let me = MemberKey(settings.key.verifying_key().to_bytes());
         let mut records = if settings.members.is_empty() {
             vec![settings.own.clone()]
@@ -178,17 +185,18 @@ impl ConsensusService {
             let index = links.add(now, Some(peer), address);
             members.insert(peer, (MemberKey(record.ed25519), index));
         }
-        let member = keys.contains(&me).then(|| {
-            Member::new(
-                settings.key.clone(),
-                MemberConfig {
-                    network,
-                    members: keys.clone(),
-                    round_base: settings.round_base,
-                    resend: settings.resend,
-                },
-            )
-        });
+        let member = if keys.contains(&me) {
+            let store = DiskStore::open(&settings.store)?;
+            let config = MemberConfig {
+                network,
+                members: keys.clone(),
+                round_base: settings.round_base,
+                resend: settings.resend,
+            };
+            Some(Member::open(now, settings.key.clone(), config, store)?)
+        } else {
+            None
+        };
         let request = NodeIdRequest {
             key: me.0,
             addresses: vec![self_source],
@@ -200,7 +208,7 @@ impl ConsensusService {
             is_member: member.is_some(),
             ..View::default()
         }));
-        ConsensusService {
+        Ok(ConsensusService {
             me,
             self_source,
             network,
@@ -220,7 +228,7 @@ impl ConsensusService {
             last_decision: None,
             latency: None,
             view,
-        }
+        })
     }
 
     /// The view `weft status` reads.

@@ -69,6 +69,9 @@ pub enum StartError {
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The consensus store in the data directory could not be opened (PROTOCOL.md §11).
+    #[error(transparent)]
+    ConsensusStore(#[from] crate::consensus::store::StoreError),
     /// Signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(#[source] io::Error),
@@ -131,7 +134,7 @@ impl Node {
         let services::NodeServices {
             services,
             consensus,
-        } = services::node_services(config, &identity, &data);
+        } = services::node_services(config, &identity, &data)?;
         let (mut engine, worker, host) = if config.echo || !services.is_empty() {
             let (engine, link) =
                 Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)

@@ -4,6 +4,7 @@
 
 use super::{DataDir, NodeConfig};
 use crate::consensus::service::{ConsensusService, Settings, SharedView};
+use crate::consensus::store::StoreError;
 use crate::service::host::Service;
 use crate::session::{Identity, PeerRecord};
 use std::time::Instant;
@@ -19,8 +20,11 @@ pub struct NodeServices {
 /// The services `config` asks for. Every node runs the consensus service: as a member of the
 /// configured cluster, as a client of it, or (no members configured) as the lone member of its
 /// own network, so that it ends up with a certified node id (PROTOCOL.md §11, bootstrap).
-pub fn node_services(config: &NodeConfig, identity: &Identity, data: &DataDir) -> NodeServices {
-    let _ = data;
+pub fn node_services(
+    config: &NodeConfig,
+    identity: &Identity,
+    data: &DataDir,
+) -> Result<NodeServices, StoreError> {
     let own = PeerRecord::sign(identity, &[config.listen]);
     let consensus = ConsensusService::new(
         Instant::now(),
@@ -31,11 +35,12 @@ pub fn node_services(config: &NodeConfig, identity: &Identity, data: &DataDir) -
             round_base: config.consensus.round_base,
             resend: config.consensus.resend,
             salt: config.consensus.salt,
+            store: data.path().to_path_buf(),
         },
-    );
+    )?;
     let view = consensus.view();
-    NodeServices {
+    Ok(NodeServices {
         services: vec![Box::new(consensus)],
         consensus: view,
-    }
+    })
 }

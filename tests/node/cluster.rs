@@ -1,7 +1,8 @@
 //! The consensus service in real nodes (issue 14, points 7 to 9): a lone node certifies its own
 //! id; the three-member cluster of docs/CONSENSUS.md, set up by exactly its block, issues ids
 //! to `weft id request` and reports to `weft cluster status`; a member killed with SIGKILL and
-//! restarted leaves every id unchanged.
+//! restarted, then all three at once, leave every id unchanged (each member resumes from its
+//! store in its data directory).
 
 use super::*;
 
@@ -127,7 +128,7 @@ fn request_id(dir: &Path, via: &str) -> String {
 }
 
 #[test]
-fn the_documented_three_member_cluster_issues_ids_and_a_killed_member_changes_none() {
+fn the_documented_three_member_cluster_issues_ids_and_killed_members_change_none() {
     let dir = TempDir::new("cluster");
     let ports = free_ports();
     run_documented_setup(&dir.0, &ports);
@@ -168,6 +169,17 @@ fn the_documented_three_member_cluster_issues_ids_and_a_killed_member_changes_no
         request_id(&dir.0, &other_via),
         first,
         "the id after a member's SIGKILL and restart"
+    );
+    // Every member killed at once and restarted from its store in the data directory.
+    for member in &members {
+        member.proc.signal("KILL");
+    }
+    drop(members);
+    let members: Vec<Node> = ports.iter().map(|&p| start_member(&dir.0, p)).collect();
+    assert_eq!(
+        request_id(&dir.0, &via),
+        first,
+        "the id after every member's SIGKILL and restart"
     );
     drop(members);
 }
