@@ -1,5 +1,5 @@
 //! `weft demo`: several nodes on loopback in one command — started, pinged, loaded with channels
-//! of every mode — and a report with timings; `--keep` leaves them running for Prometheus.
+//! of every mode, one asked for a node id by the consensus service — and a report with timings; `--keep` leaves them running for Prometheus.
 //!
 //! Each node is a `weft node` child process of this one, so each has its own metrics endpoint
 //! (the metrics recorder is per process) and its own log file in the demo's directory.
@@ -18,6 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use weft::bench::Pinger;
 use weft::bench::load::{DEFAULT_WINDOW, LoadConfig, Progress, run_weft_load};
+use weft::consensus::client::Goal;
+use weft::consensus::ids::NodeIdRequest;
+use weft::consensus::service::hex;
+use weft::session::Identity;
 use weft::wire::{Capabilities, PeerId};
 
 /// How long a node may take to print its ready line.
@@ -251,6 +255,14 @@ fn run_nodes(args: &DemoArgs, dir: &Path, started: Instant) -> Result<(), String
         }
     }
     say(&report);
+
+    // The consensus service: a node without --echo and without members is the lone member of
+    // its own network; a fresh key asks it for an id twice and gets the same one.
+    interrupted(&stop)?;
+    let cluster = start_node(dir, &format!("node-{}", args.nodes), &[])?;
+    let cluster_report = cluster_step(&cluster, args.nodes);
+    nodes.push(cluster);
+    say(&cluster_report?);
     interrupted(&stop)?;
     let (dht_nodes, report) = dht::step(dir)?;
     let mut report = report;
@@ -266,6 +278,56 @@ fn run_nodes(args: &DemoArgs, dir: &Path, started: Instant) -> Result<(), String
     }
     drop((nodes, dht_nodes));
     Ok(())
+}
+
+/// Asks the lone cluster of `node` for a fresh key's id twice (PROTOCOL.md §11); the report.
+fn cluster_step(node: &DemoNode, index: u16) -> Result<String, String> {
+    let reach = super::cluster::Reach {
+        via: node.udp,
+        network: None,
+        timeout: READY_DEADLINE.as_secs_f64(),
+    };
+    let request = NodeIdRequest {
+        key: Identity::generate(&mut rand::rngs::OsRng)
+            .ed25519_public()
+            .to_bytes(),
+        addresses: vec![node.udp],
+        salt: 0,
+    };
+    let mut ids = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let begun = Instant::now();
+        let progress = super::cluster::reach(&reach, Goal::Id(request.clone()), |p| {
+            p.certificate.is_some()
+        })
+        .map_err(|e| format!("node {index}'s cluster: {e}"))?;
+        let certificate = progress.certificate.ok_or_else(|| {
+            format!(
+                "node {index}'s cluster issued no id within {} s; its log: {}",
+                READY_DEADLINE.as_secs(),
+                node.log.display()
+            )
+        })?;
+        let network = progress.network.map_or_else(String::new, |n| hex(&n.0));
+        ids.push((certificate, network, begun.elapsed()));
+    }
+    let (first, network, took) = &ids[0];
+    if ids[1].0.node_id != first.node_id {
+        return Err(format!(
+            "node {index}'s cluster issued two ids for one key and salt"
+        ));
+    }
+    Ok(format!(
+        "cluster (node {index}: no members configured, so the lone member of its own network)\n\
+         network   {network}\n\
+         node id   {} for a fresh key, ordered at height {}, certified by {} reply in {:.1} ms\n\
+         again     the same id ({:.1} ms)\n",
+        hex(&first.node_id.0),
+        first.height,
+        first.replies.len(),
+        millis(*took),
+        millis(ids[1].2)
+    ))
 }
 
 /// Starts node `index` (named `index` in its paths, given `extra` flags) and waits for its

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bulk;
+mod cluster;
 mod demo;
 mod dht;
 mod doctor;
@@ -41,6 +42,8 @@ enum Command {
     Ping(ping::PingArgs),
     /// Print this node's peer id and signed peer record.
     Id(id::IdArgs),
+    /// Ask a consensus cluster how it stands.
+    Cluster(cluster::ClusterArgs),
     /// Check the host against tuning/ and print each finding with its fix.
     Doctor(doctor::DoctorArgs),
     /// Start several nodes on loopback, ping them, load channels of every mode, and report.
@@ -59,6 +62,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Ping(args) => ping::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Id(args) => id::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Status(args) => status::run(args),
         Command::Dht(args) => dht::run(args),
         Command::Demo(args) => demo::run(args),

@@ -1,7 +1,7 @@
 //! Consensus service (PROTOCOL.md §11): the small BFT cluster that issues node ids.
 //!
-//! A [`member::Member`] is a sans-IO state machine: the host (a worker on the service seam, in a
-//! later issue) feeds it `(now, from, bytes)` and timeouts and sends what it polls out. Members
+//! A [`member::Member`] is a sans-IO state machine: the host ([`service::ConsensusService`], a
+//! service on the node's worker) feeds it `(now, from, bytes)` and timeouts and sends what it polls out. Members
 //! order node-id requests in one log through an [`agreement::Agreement`] engine (Malachite's
 //! Tendermint core, [`malachite`]), share signed first-hand sightings of requests, and answer a
 //! client with signed replies once its id is final; a quorum of matching replies is the node's
@@ -9,15 +9,21 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod agreement;
+pub mod asking;
 mod bin;
 pub mod certificate;
+pub mod client;
+pub mod clients;
 pub mod config;
 pub mod ids;
+pub mod links;
 pub mod log;
 pub mod malachite;
 pub mod member;
 pub mod pool;
+pub mod query;
 pub mod schema;
+pub mod service;
 pub mod signed;
 pub mod store;
 pub mod validate;

@@ -7,6 +7,7 @@
 //! next snapshot (about a second later), and the node's publish loop hands the merged view here.
 
 use crate::channel::PeerSnapshot;
+use crate::consensus::service::{SharedView, View as ConsensusView, hex};
 use crate::engine::ShardStats;
 use crate::stats::Stats;
 use crate::wire::PeerId;
@@ -48,6 +49,8 @@ pub struct NodeFacts {
     pub shards: usize,
     /// When the node started.
     pub started: Instant,
+    /// The consensus service's view: the network, where the member stands, the node's id.
+    pub consensus: Option<SharedView>,
 }
 
 /// The latest merged view, and how many the publish loop has made since start.
@@ -326,6 +329,13 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         value("handshakes"),
         value("rekeys")
     );
+    if let Some(view) = facts
+        .consensus
+        .as_ref()
+        .and_then(|v| v.lock().ok().map(|v| v.clone()))
+    {
+        consensus_text(&mut out, &view);
+    }
     for peer in peers {
         let _ = writeln!(out, "\npeer: {}", peer.peer);
         let _ = writeln!(out, "  address: {}", peer.address);
@@ -377,6 +387,40 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
     out
 }
 
+/// The consensus lines of the text status.
+fn consensus_text(out: &mut String, view: &ConsensusView) {
+    let network = view.network.map_or_else(String::new, |n| hex(&n.0[..8]));
+    let role = if view.is_member {
+        let round = view
+            .round
+            .map_or_else(|| "idle".to_string(), |r| format!("round {r}"));
+        let last = view.last_decision.map_or_else(
+            || "no decision yet".to_string(),
+            |(height, at)| format!("last decision {height}, {} ago", seconds(at.elapsed())),
+        );
+        format!("member, height {} {round}, {last}", view.height)
+    } else {
+        "client".to_string()
+    };
+    let _ = writeln!(
+        out,
+        "  consensus: network {network}… ({} member(s)), {role}, links {}/{} open",
+        view.members, view.links.0, view.links.1
+    );
+    match view.node_id {
+        Some((id, height)) => {
+            let _ = writeln!(
+                out,
+                "  node id: {} (certified, ordered at height {height})",
+                hex(&id.0)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  node id: not certified yet (asking the cluster)");
+        }
+    }
+}
+
 fn json_opt(value: Option<u64>) -> String {
     value.map_or_else(|| "null".to_string(), |v| v.to_string())
 }
@@ -408,6 +452,29 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
             out,
             ",\"overlay\":{{\"contacts\":{contacts},\"buckets\":{buckets},\
              \"records\":{records},\"channels\":{channels}}}"
+        );
+    }
+    if let Some(view) = facts
+        .consensus
+        .as_ref()
+        .and_then(|v| v.lock().ok().map(|v| v.clone()))
+    {
+        let text = |v: Option<String>| v.map_or_else(|| "null".to_string(), |v| format!("\"{v}\""));
+        let _ = write!(
+            out,
+            ",\"consensus\":{{\"network\":{},\"members\":{},\"member\":{},\"height\":{},\
+             \"round\":{},\"last_decision\":{},\"pending\":{},\"links_open\":{},\
+             \"node_id\":{},\"node_id_height\":{}}}",
+            text(view.network.map(|n| hex(&n.0))),
+            view.members,
+            view.is_member,
+            view.height,
+            json_opt(view.round.map(u64::from)),
+            json_opt(view.last_decision.map(|(h, _)| h)),
+            view.pending,
+            view.links.0,
+            text(view.node_id.map(|(id, _)| hex(&id.0))),
+            json_opt(view.node_id.map(|(_, h)| h)),
         );
     }
     out.push_str("},\"peers\":[");

@@ -4,6 +4,7 @@
 //! Bad input from the operator is a clear message that names the field and the fix
 //! (PROTOCOL.md §9), never a panic or a `Debug` dump.
 
+use super::cluster::{BadConsensus, ConsensusConfig, ConsensusFile};
 use super::limits::{BadLimit, LIMIT_FIELDS, Limits, LimitsFile, SECONDS_FIELDS};
 use super::scrape::ScrapeLimits;
 use crate::engine::IoChoice;
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The fields a config file may hold, in the order the documentation lists them.
-pub const FIELDS: [&str; 12] = [
+pub const FIELDS: [&str; 13] = [
     "listen",
     "metrics",
     "data",
@@ -27,6 +28,7 @@ pub const FIELDS: [&str; 12] = [
     "shards",
     "limits",
     "bootstrap",
+    "consensus",
 ];
 
 /// The most shards a node runs; far above any core count, low enough that a typo such as
@@ -91,6 +93,8 @@ pub struct ConfigFile {
     pub limits: Option<LimitsFile>,
     /// UDP addresses of overlay nodes to join through (PROTOCOL.md §10).
     pub bootstrap: Option<Vec<String>>,
+    /// The `[consensus]` table: the cluster that issues node ids (PROTOCOL.md §11).
+    pub consensus: Option<ConsensusFile>,
 }
 
 /// A node's settings once the file, the flags and the defaults are merged.
@@ -127,6 +131,8 @@ pub struct NodeConfig {
     /// Run the overlay in client mode: query the DHT, hold no records, stay out of other
     /// nodes' tables (`weft dht`).
     pub dht_client: bool,
+    /// The consensus cluster: its members (none: this node alone) and timing.
+    pub consensus: ConsensusConfig,
 }
 
 impl Default for NodeConfig {
@@ -147,6 +153,7 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             bootstrap: Vec::new(),
             dht_client: false,
+            consensus: ConsensusConfig::default(),
         }
     }
 }
@@ -248,6 +255,25 @@ pub enum ConfigProblem {
         /// What is wrong with it.
         reason: String,
     },
+    /// A member record in `[consensus]` is not valid.
+    #[error(
+        "field \"consensus.members\", entry {index}: {reason}; copy the record= line that \
+         `weft id --address IP:PORT` prints on that member"
+    )]
+    BadMember {
+        /// 0-based position in the list.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A field of `[consensus]` is unknown, of the wrong kind or out of range.
+    #[error("field \"{field}\": {problem}")]
+    BadConsensus {
+        /// The field (`consensus.salt`; `consensus` itself for an unknown one).
+        field: &'static str,
+        /// What is wrong and the fix.
+        problem: String,
+    },
     /// A field holds the wrong kind of value.
     #[error("field \"{field}\": expected {expected}, found {found}")]
     WrongType {
@@ -305,6 +331,15 @@ pub enum ConfigProblem {
         /// The filter parser's message.
         reason: String,
     },
+}
+
+impl From<BadConsensus> for ConfigProblem {
+    fn from(bad: BadConsensus) -> ConfigProblem {
+        match bad {
+            BadConsensus::Member(index, reason) => ConfigProblem::BadMember { index, reason },
+            BadConsensus::Field(field, problem) => ConfigProblem::BadConsensus { field, problem },
+        }
+    }
 }
 
 impl From<BadLimit> for ConfigProblem {
@@ -381,17 +416,13 @@ impl NodeConfig {
         if let Some(file) = &file.limits {
             file.merge(&mut limits, &mut metrics_limits)?;
         }
+        let consensus = match &file.consensus {
+            Some(table) => table.check()?,
+            None => ConsensusConfig::default(),
+        };
         let mut peers = Vec::new();
         for (index, text) in file.peers.iter().flatten().enumerate() {
-            // A record that does not verify would let a config typo pin a wrong key (§5).
-            let record = PeerRecord::from_hex(text)
-                .map_err(|error| error.to_string())
-                .and_then(|record| {
-                    record
-                        .verify()
-                        .map(|()| record)
-                        .map_err(|error| format!("its signature does not verify ({error})"))
-                })
+            let record = super::cluster::verified_record(text)
                 .map_err(|reason| ConfigProblem::BadRecord { index, reason })?;
             peers.push(record);
         }
@@ -417,6 +448,7 @@ impl NodeConfig {
             limits,
             bootstrap,
             dht_client: false,
+            consensus,
         })
     }
 }
@@ -445,6 +477,21 @@ fn diagnose(text: &str, error: &toml::de::Error) -> ConfigProblem {
                 suggestion: suggest(key),
             };
         };
+        if field == "consensus" {
+            match value.as_table() {
+                Some(table) => match super::cluster::diagnose(table) {
+                    Some(problem) => return problem.into(),
+                    None => continue,
+                },
+                None => {
+                    return ConfigProblem::WrongType {
+                        field,
+                        expected: "a table: a [consensus] line, then name = value lines",
+                        found: describe(value),
+                    };
+                }
+            }
+        }
         if field == "limits" {
             match value.as_table() {
                 Some(limits) => match diagnose_limits(limits) {
@@ -656,7 +703,7 @@ pub(crate) mod tests {
         assert!(
             message.contains(
                 "listen, metrics, data, echo, allow_plaintext, log_level, log_format, peers, io, \
-                 shards, limits, bootstrap"
+                 shards, limits, bootstrap, consensus"
             ),
             "{message}"
         );

@@ -5,6 +5,7 @@
 //! SIGINT or SIGTERM.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod exposition;
@@ -68,6 +69,9 @@ pub enum StartError {
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The consensus store in the data directory could not be opened (PROTOCOL.md §11).
+    #[error(transparent)]
+    ConsensusStore(#[from] crate::consensus::store::StoreError),
     /// Signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(#[source] io::Error),
@@ -103,7 +107,14 @@ impl Node {
             allow_plaintext: config.allow_plaintext,
             // PROTOCOL.md §12: the echo service runs as a worker fed by the shards' queue.
             echo: false,
-            peer_records: config.peers.clone(),
+            // Members are known peers too: the mesh's sessions to them are IK (PROTOCOL.md §5).
+            peer_records: config
+                .peers
+                .iter()
+                .chain(&config.consensus.members)
+                .filter(|record| record.peer_id() != peer_id)
+                .cloned()
+                .collect(),
             ..EndpointConfig::default()
         });
         let engine_config = EngineConfig {
@@ -122,7 +133,10 @@ impl Node {
             },
         };
         // PROTOCOL.md §12: echo and the services run as one worker fed by the shards' queues.
-        let services = services::node_services(config, &identity, &data);
+        let services::NodeServices {
+            services,
+            consensus,
+        } = services::node_services(config, &identity, &data)?;
         let (mut engine, worker, host) = if config.echo || !services.is_empty() {
             let (engine, link) =
                 Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)
@@ -157,6 +171,7 @@ impl Node {
             io: engine.io_backend(),
             shards: engine.shards(),
             started: std::time::Instant::now(),
+            consensus: Some(consensus),
         };
         let admin = admin::AdminServer::start(data.path(), engine.peers_wanted(), facts)
             .map_err(|error| {

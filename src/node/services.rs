@@ -1,15 +1,18 @@
 //! The services a node runs on its worker (`service::host`): which ones, built from the
-//! configuration, the identity and the data directory. The consensus service adds itself here.
+//! configuration, the identity and the data directory: the consensus service on every node.
 //!
 //! The overlay runs on every node but an echo node (whose every message is echoed, so no
 //! service hears the network): as a full node, or in client mode for `weft dht`.
 
 use super::{DataDir, NodeConfig};
+use crate::consensus::service::{ConsensusService, Settings, SharedView};
+use crate::consensus::store::StoreError;
 use crate::overlay::kademlia::KademliaConfig;
 use crate::overlay::worker::{Bootstrap, OverlayConfig, OverlayService};
 use crate::service::host::Service;
-use crate::session::Identity;
+use crate::session::{Identity, PeerRecord};
 use rand::RngCore;
+use std::time::Instant;
 
 /// Whether a node with `config` runs the overlay.
 pub fn runs_overlay(config: &NodeConfig) -> bool {
@@ -44,15 +47,38 @@ pub fn overlay_config(config: &NodeConfig) -> OverlayConfig {
     }
 }
 
-/// The services `config` asks for, ready to run on the node's worker.
+/// The services of a node, and what its admin side shows of them.
+pub struct NodeServices {
+    /// The services, ready to run on the node's worker.
+    pub services: Vec<Box<dyn Service>>,
+    /// The consensus service's view (`weft status`).
+    pub consensus: SharedView,
+}
+
+/// The services `config` asks for. Every node runs the consensus service: as a member of the
+/// configured cluster, as a client of it, or (no members configured) as the lone member of its
+/// own network, so that it ends up with a certified node id (PROTOCOL.md §11, bootstrap).
 pub fn node_services(
     config: &NodeConfig,
     identity: &Identity,
     data: &DataDir,
-) -> Vec<Box<dyn Service>> {
-    // Persistence (`dht-store`'s `OverlayStore::open(data.path())`) plugs in here.
-    let _ = data;
-    let mut services: Vec<Box<dyn Service>> = Vec::new();
+) -> Result<NodeServices, StoreError> {
+    let own = PeerRecord::sign(identity, &[config.listen]);
+    let consensus = ConsensusService::new(
+        Instant::now(),
+        Settings {
+            key: identity.signing_key().clone(),
+            own,
+            members: config.consensus.members.clone(),
+            round_base: config.consensus.round_base,
+            resend: config.consensus.resend,
+            salt: config.consensus.salt,
+            store: data.path().to_path_buf(),
+        },
+    )?;
+    let view = consensus.view();
+    let mut services: Vec<Box<dyn Service>> = vec![Box::new(consensus)];
+    // Persistence (`overlay::persist::OverlayStore::open(data.path())`) plugs in here.
     if runs_overlay(config) {
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
@@ -63,5 +89,8 @@ pub fn node_services(
             seed,
         )));
     }
-    services
+    Ok(NodeServices {
+        services,
+        consensus: view,
+    })
 }

@@ -174,6 +174,19 @@ pub const MESSAGE_DELIVERY: Histogram = Histogram {
     sum_divisor: 1e6,
 };
 
+/// A consensus height from its first round to its decision, microseconds kept, seconds
+/// exported: a lone member on one machine (tens of microseconds with its syncs) to rounds that
+/// time out over a lossy network (seconds).
+pub const DECISION_LATENCY: Histogram = Histogram {
+    bucket: "weft_consensus_decision_latency_seconds_bucket",
+    label: "le",
+    // The handshakes' range: a loopback round trip to retries over a lossy path.
+    bounds: HANDSHAKE_DURATION.bounds,
+    le: None,
+    sum: "weft_consensus_decision_latency_seconds_sum",
+    sum_divisor: 1e6,
+};
+
 /// Buckets of [`MESSAGE_DELIVERY`], for the fixed arrays the reliability layer counts into.
 pub const MESSAGE_DELIVERY_BUCKETS: usize = MESSAGE_DELIVERY.bounds.len();
 
@@ -683,6 +696,21 @@ pub const METRICS: &[Metric] = &[
     gauge("weft_overlay_channels", "channels", "Overlay channels open (one per peer, idle ones closed)."),
     counter("weft_overlay_dropped_total", "", "Overlay frames, requests and channels dropped or refused, by reason: a frame check, a budget of the DHT, or a bound of the worker.")
         .labels(&["reason"], OVERLAY_DROP_REASONS),
+    // The consensus service (`consensus::service`, PROTOCOL.md §11): the member's agreement and
+    // the node's own id.
+    gauge("weft_consensus_members", "", "Members of the node's consensus network (the configured list, or this node alone)."),
+    gauge("weft_consensus_height", "", "Height this member is deciding (0 on a node that is not a member)."),
+    gauge("weft_consensus_round", "", "Round of the height being decided."),
+    counter("weft_consensus_decisions_total", "", "Heights this member decided."),
+    counter("weft_consensus_round_changes_total", "", "Rounds past a height's first that this member entered (a proposer timed out or votes split)."),
+    counter("weft_consensus_votes_sent_total", "", "Votes this member signed and sent, by step.")
+        .labels(&["step"], &["prevote", "precommit"]),
+    counter("weft_consensus_ids_issued_total", "", "Node ids this member saw become final."),
+    counter("weft_consensus_refusals_total", "messages", "Consensus messages refused, by reason: oversized (checked before decoding), unknown_version, malformed, non_member, bad_signature, stale, unexpected (out of place, or beyond a pending bound).")
+        .labels(&["reason"], &["oversized", "unknown_version", "malformed", "non_member", "bad_signature", "stale", "unexpected"]),
+    gauge("weft_consensus_links_open", "", "Channels to other members that are open."),
+    gauge("weft_consensus_node_id_certified", "", "1 once the node holds a quorum certificate for its own node id."),
+    histogram("weft_consensus_decision_latency_seconds", "seconds", &DECISION_LATENCY, "Time from a height's first round to its decision, on this member."),
 ];
 
 /// The catalog entry of an exported family.
@@ -773,6 +801,7 @@ mod tests {
             &RTT,
             &CONGESTION_WINDOW,
             &HANDSHAKE_DURATION,
+            &DECISION_LATENCY,
             &RECV_BATCH,
             &SEND_BATCH,
         ] {

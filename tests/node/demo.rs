@@ -61,6 +61,11 @@ fn demo_starts_nodes_pings_them_and_echoes_every_mode() {
         "{stdout}"
     );
     assert!(stdout.contains("\ndone in "), "{stdout}");
+    assert!(
+        stdout.contains("cluster (node 2: no members configured"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("again     the same id"), "{stdout}");
 }
 
 #[test]
@@ -90,7 +95,11 @@ fn demo_keep_leaves_nodes_for_prometheus_until_sigterm() {
         .filter_map(|l| l.strip_prefix("node ")?.split_once(": http://"))
         .map(|(_, url)| url.trim_end_matches("/metrics").parse().unwrap())
         .collect();
-    assert_eq!(metrics.len(), 2, "{lines:#?}");
+    assert_eq!(
+        metrics.len(),
+        3,
+        "the two echo nodes and the cluster step's node: {lines:#?}"
+    );
     // The scrape config names the same targets.
     for address in &metrics {
         assert!(

@@ -1,0 +1,44 @@
+//! Fuzzes the consensus service's decoders (PROTOCOL.md §11, docs/CONSENSUS.md): the agreement
+//! schema (`schema::decode`: size bound, version, msgpack, list bounds) and the cluster query
+//! (`query::decode`), then a member handed the input as from a member and as from a client.
+//! Whatever decodes must re-encode and decode to the same message, and nothing may panic. Seed corpus: docs/CONSENSUS.md's test vector and a query.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::time::{Duration, Instant};
+use weft::consensus::config::MemberConfig;
+use weft::consensus::ids::NetworkId;
+use weft::consensus::member::{Member, Peer};
+use weft::consensus::signed::member_key;
+use weft::consensus::{query, schema};
+use weft::session::Identity;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(message) = schema::decode(data) {
+        let again = schema::encode(&message);
+        assert_eq!(
+            schema::decode(&again).ok(),
+            Some(message),
+            "a decoded message round-trips"
+        );
+    }
+    if let Some(query) = query::decode(data) {
+        assert_eq!(query::decode(&query::encode(&query)), Some(query));
+    }
+    let keys: Vec<_> = (1..=4u8)
+        .map(|i| Identity::from_secret_bytes([i; 32], [i; 32]).signing_key().clone())
+        .collect();
+    let members: Vec<_> = keys.iter().map(member_key).collect();
+    let config = MemberConfig {
+        network: NetworkId::of_genesis(&members),
+        members: members.clone(),
+        round_base: Duration::from_millis(50),
+        resend: Duration::from_secs(1),
+    };
+    let mut member = Member::new(keys[0].clone(), config);
+    let now = Instant::now();
+    member.handle(now, Peer::Member(members[1]), data);
+    member.handle(now, Peer::Client(([192, 0, 2, 1], 7700).into()), data);
+    while member.poll_transmit().is_some() {}
+    member.handle_timeout(now + Duration::from_secs(2));
+});

@@ -1,0 +1,575 @@
+//! The consensus service on a node's worker (`service::host`): the sans-IO [`Member`] adapted to
+//! channels, and the node asking the cluster for its own id.
+//!
+//! - **Members** talk over a full mesh of encrypted reliable ordered channels ([`Links`]), one
+//!   this node opens to each other member by peer id and address, opened again with backoff
+//!   whenever it closes. A message from a channel whose session proved a member's peer id is
+//!   the member's; everything else is a client's.
+//! - **Clients** send requests on their own channel; the member sees each with the source
+//!   address the shard reports for the channel ([`Clients`]), never one the request names, and
+//!   its signed reply goes back on that channel.
+//! - **The node's own id**: it asks every member (itself too, when it is one) with [`Asking`]
+//!   until a quorum of matching signed replies is its certificate, then logs it and shows it in
+//!   `weft status`. A node with no members configured is the lone member of its own network, so
+//!   `weft node` with no config ends up with a certified id; a node with members configured
+//!   never starts a cluster of its own, however long they stay out of reach.
+//! - **Timers** are the member's deadlines, the links' reopen times and the ask period.
+//!
+//! Peer input is hostile: the member's decoder checks the size bound before decoding and every
+//! refusal is counted by reason (`weft_consensus_refusals_total`).
+
+use super::asking::{Asking, certificate_bytes};
+use super::clients::{Clients, Seen, Where};
+use super::config::MemberConfig;
+use super::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest};
+use super::links::{LinkEvent, Links};
+use super::malachite::MalachiteEngine;
+use super::member::{Event, Member, Peer};
+use super::query::{self, Query, Report};
+use super::schema::{self, Message, Refusal, VoteKind};
+use super::store::StoreError;
+use super::store::disk::DiskStore;
+use crate::service::host::{Context, Service, ServiceTag, body};
+use crate::service::{Delivery, Input};
+use crate::session::PeerRecord;
+use crate::session::peer_id_of;
+use crate::stats::{HistogramSlots, catalog};
+use crate::wire::PeerId;
+use ed25519_dalek::SigningKey;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Metric names (declared in `stats::catalog`, "services").
+pub mod metric {
+    /// Members of the network, this node's view.
+    pub const MEMBERS: &str = "weft_consensus_members";
+    /// Height being decided.
+    pub const HEIGHT: &str = "weft_consensus_height";
+    /// Round of that height.
+    pub const ROUND: &str = "weft_consensus_round";
+    /// Heights decided.
+    pub const DECISIONS: &str = "weft_consensus_decisions_total";
+    /// Rounds past round 0 entered.
+    pub const ROUND_CHANGES: &str = "weft_consensus_round_changes_total";
+    /// Votes this member sent, by step.
+    pub const VOTES: &str = "weft_consensus_votes_sent_total";
+    /// Ids this member saw become final.
+    pub const ISSUED: &str = "weft_consensus_ids_issued_total";
+    /// Messages refused, by reason.
+    pub const REFUSALS: &str = "weft_consensus_refusals_total";
+    /// Member links open.
+    pub const LINKS_OPEN: &str = "weft_consensus_links_open";
+    /// 1 once the node holds a certificate for its own id.
+    pub const CERTIFIED: &str = "weft_consensus_node_id_certified";
+}
+
+/// What the service needs to run.
+#[derive(Clone)]
+pub struct Settings {
+    /// The node's identity key: its member key when it is a member, and the key its id is for.
+    pub key: SigningKey,
+    /// The node's own signed record, with the addresses it asks its id for.
+    pub own: PeerRecord,
+    /// The configured members' records; empty makes this node the lone member of its own
+    /// network.
+    pub members: Vec<PeerRecord>,
+    /// The base of the round timeouts.
+    pub round_base: Duration,
+    /// How often a member sends its own messages of the current height again.
+    pub resend: Duration,
+    /// The salt of the node's own id request.
+    pub salt: u32,
+    /// The directory of the member's durable store (`consensus::store::disk`), which must
+    /// exist: the data directory for a node.
+    pub store: std::path::PathBuf,
+}
+
+/// What `weft status` and the cluster query show of the service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct View {
+    /// The network.
+    pub network: Option<NetworkId>,
+    /// Members of the network.
+    pub members: usize,
+    /// True when this node is one of them.
+    pub is_member: bool,
+    /// Height being decided (members only).
+    pub height: u64,
+    /// Its round, once started.
+    pub round: Option<u32>,
+    /// Last decided height and when.
+    pub last_decision: Option<(u64, Instant)>,
+    /// Requests waiting for a proposal.
+    pub pending: usize,
+    /// Ids this member saw issued.
+    pub issued: u64,
+    /// Member links open, of those wanted.
+    pub links: (usize, usize),
+    /// The node's own id and the height that ordered it, once certified.
+    pub node_id: Option<(NodeId, u64)>,
+    /// The certificate's bytes (the sorted replies, msgpack).
+    pub certificate: Vec<u8>,
+}
+
+/// The view, shared with the node's admin side.
+pub type SharedView = Arc<Mutex<View>>;
+
+/// The consensus service.
+pub struct ConsensusService {
+    me: MemberKey,
+    /// Where the node says it is: the source its own requests to itself carry.
+    self_source: SocketAddr,
+    network: NetworkId,
+    records: Vec<PeerRecord>,
+    /// Other members by the peer id their sessions prove, and the link to each.
+    members: BTreeMap<PeerId, (MemberKey, usize)>,
+    links: Links,
+    member: Option<Member<MalachiteEngine, DiskStore>>,
+    clients: Clients,
+    asking: Asking,
+    refused: BTreeMap<Refusal, u64>,
+    votes: [u64; 2],
+    decisions: u64,
+    round_changes: u64,
+    issued: u64,
+    /// The height and round last seen, and when that height started.
+    last_round: Option<(u64, u32)>,
+    height_started: Option<(u64, Instant)>,
+    last_decision: Option<(u64, Instant)>,
+    latency: Option<HistogramSlots>,
+    view: SharedView,
+}
+
+/// Prefixes of a message's msgpack after the version byte: a one-entry map keyed by the
+/// variant's name (docs/CONSENSUS.md, test vectors), so the service routes without decoding.
+const REQUEST_PREFIX: &[u8] = b"\x81\xa7Request";
+const REPLY_PREFIX: &[u8] = b"\x81\xa5Reply";
+const VOTE_PREFIX: &[u8] = b"\x81\xa4Vote";
+
+fn is_variant(bytes: &[u8], prefix: &[u8]) -> bool {
+    bytes.get(1..).is_some_and(|rest| rest.starts_with(prefix))
+}
+
+impl ConsensusService {
+    /// A service for `settings`, starting at `now`; a member resumes from its store (its log,
+    /// its ids, its votes of the current height). A store that cannot be opened is an error.
+    pub fn new(now: Instant, settings: Settings) -> Result<ConsensusService, StoreError> {
+        let me = MemberKey(settings.key.verifying_key().to_bytes());
+        let mut records = if settings.members.is_empty() {
+            vec![settings.own.clone()]
+        } else {
+            settings.members.clone()
+        };
+        records.sort_by_key(|record| record.ed25519);
+        records.dedup_by_key(|record| record.ed25519);
+        let keys: Vec<MemberKey> = records.iter().map(|r| MemberKey(r.ed25519)).collect();
+        let network = NetworkId::of_genesis(&keys);
+        let self_source = settings
+            .own
+            .addresses
+            .first()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut links = Links::default();
+        let mut members = BTreeMap::new();
+        for record in &records {
+            if record.ed25519 == me.0 {
+                continue;
+            }
+            let peer = peer_id_of(&record.ed25519);
+            let Some(&address) = record.addresses.first() else {
+                continue;
+            };
+            let index = links.add(now, Some(peer), address);
+            members.insert(peer, (MemberKey(record.ed25519), index));
+        }
+        let member = if keys.contains(&me) {
+            let store = DiskStore::open(&settings.store)?;
+            let config = MemberConfig {
+                network,
+                members: keys.clone(),
+                round_base: settings.round_base,
+                resend: settings.resend,
+            };
+            Some(Member::open(now, settings.key.clone(), config, store)?)
+        } else {
+            None
+        };
+        let request = NodeIdRequest {
+            key: me.0,
+            addresses: vec![self_source],
+            salt: settings.salt,
+        };
+        let view = Arc::new(Mutex::new(View {
+            network: Some(network),
+            members: keys.len(),
+            is_member: member.is_some(),
+            ..View::default()
+        }));
+        Ok(ConsensusService {
+            me,
+            self_source,
+            network,
+            records,
+            members,
+            links,
+            member,
+            clients: Clients::default(),
+            asking: Asking::new(now, network, keys, request),
+            refused: BTreeMap::new(),
+            votes: [0; 2],
+            decisions: 0,
+            round_changes: 0,
+            issued: 0,
+            last_round: None,
+            height_started: None,
+            last_decision: None,
+            latency: None,
+            view,
+        })
+    }
+
+    /// The view `weft status` reads.
+    pub fn view(&self) -> SharedView {
+        Arc::clone(&self.view)
+    }
+
+    /// The network this node belongs to.
+    pub fn network(&self) -> NetworkId {
+        self.network
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
+        let count = self.refused.entry(refusal).or_insert(0);
+        *count = count.saturating_add(1);
+    }
+
+    fn on_query(&mut self, now: Instant, at: Where, bytes: &[u8], cx: &mut Context<'_>) {
+        match query::decode(bytes) {
+            Some(Query::Status) => {
+                let report = self.report(now);
+                let _ = cx.send(at.0, at.1, &query::encode(&Query::Report(report)));
+            }
+            Some(Query::Report(_)) => self.refuse(Refusal::Unexpected),
+            None => self.refuse(Refusal::Malformed),
+        }
+    }
+
+    /// What this node tells anyone who asks about its cluster.
+    pub fn report(&self, now: Instant) -> Report {
+        Report {
+            network: Some(self.network),
+            members: self.records.iter().map(PeerRecord::to_bytes).collect(),
+            member: self.member.as_ref().map(|_| self.me),
+            height: self.member.as_ref().map_or(0, Member::height),
+            round: self.member.as_ref().and_then(Member::round),
+            last_decision: self.last_decision.map(|(height, at)| {
+                let ago = now.saturating_duration_since(at).as_millis();
+                (height, u64::try_from(ago).unwrap_or(u64::MAX))
+            }),
+            pending: self
+                .member
+                .as_ref()
+                .map_or(0, |m| u64::try_from(m.pending()).unwrap_or(u64::MAX)),
+            issued: self.issued,
+        }
+    }
+
+    /// A request, or a message for a client-facing member, from a channel that is not a
+    /// member's link: handed to the member with the channel's source address.
+    fn on_client(&mut self, now: Instant, delivery: &Delivery, cx: &mut Context<'_>) {
+        let bytes = body(delivery);
+        if self.member.is_none() {
+            // Ids are asked of members; this node only asks.
+            return self.refuse(Refusal::Unexpected);
+        }
+        if bytes.len() > schema::MAX_MESSAGE_BYTES {
+            // Checked before anything waits in the client table.
+            return self.refuse(Refusal::Oversized);
+        }
+        let at = (delivery.shard, delivery.channel);
+        match self.clients.seen(at, bytes) {
+            Seen::Known(source) => self.feed(now, Peer::Client(source), bytes),
+            Seen::Waiting => {}
+            Seen::Refused => self.refuse(Refusal::Unexpected),
+            Seen::Ask => match cx.peer_info(delivery.peer) {
+                Ok(token) => self.clients.asked(token, at, bytes),
+                Err(_) => self.refuse(Refusal::Unexpected),
+            },
+        }
+    }
+
+    fn feed(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        if let Some(member) = &mut self.member {
+            member.handle(now, from, bytes);
+        }
+    }
+
+    /// Sends what the member wants sent, takes its events, and updates counters and the view.
+    fn flush(&mut self, now: Instant, cx: &mut Context<'_>) {
+        let Some(member) = &mut self.member else {
+            self.publish(now, cx);
+            return;
+        };
+        let mut own_replies = Vec::new();
+        while let Some(transmit) = member.poll_transmit() {
+            if is_variant(&transmit.bytes, VOTE_PREFIX)
+                && let Ok(Message::Vote(vote)) = schema::decode(&transmit.bytes)
+            {
+                let step = usize::from(vote.body.kind == VoteKind::Precommit);
+                self.votes[step] = self.votes[step].saturating_add(1);
+            }
+            match transmit.to {
+                Peer::Member(key) => {
+                    // A link that is down drops it; the member resends its own messages.
+                    if let Some(&(_, index)) = self.members.values().find(|(k, _)| *k == key) {
+                        self.links.send(index, &transmit.bytes, cx);
+                    }
+                }
+                Peer::Client(address) if address == self.self_source => {
+                    own_replies.push(transmit.bytes);
+                }
+                Peer::Client(address) => {
+                    if let Some((shard, channel)) = self.clients.channel_of(&address) {
+                        let _ = cx.send(shard, channel, &transmit.bytes);
+                    }
+                }
+            }
+        }
+        while let Some(event) = member.poll_event() {
+            match event {
+                Event::Decided { height, .. } => {
+                    self.decisions = self.decisions.saturating_add(1);
+                    self.last_decision = Some((height, now));
+                    if let Some((started, at)) = self.height_started.take()
+                        && started == height
+                    {
+                        let micros = now.saturating_duration_since(at).as_micros();
+                        let latency = self.latency.get_or_insert_with(|| {
+                            cx.stats().register_histogram(&catalog::DECISION_LATENCY)
+                        });
+                        cx.stats()
+                            .observe(latency, u64::try_from(micros).unwrap_or(u64::MAX));
+                    }
+                }
+                Event::Issued {
+                    node_id, height, ..
+                } => {
+                    self.issued = self.issued.saturating_add(1);
+                    tracing::debug!(node_id = %hex(&node_id.0), height, "id issued");
+                }
+            }
+        }
+        let height = member.height();
+        if let Some(round) = member.round() {
+            if self.height_started.is_none_or(|(h, _)| h != height) {
+                self.height_started = Some((height, now));
+            }
+            if let Some((last_height, last_round)) = self.last_round
+                && last_height == height
+                && round > last_round
+            {
+                self.round_changes = self.round_changes.saturating_add(1);
+            }
+            self.last_round = Some((height, round));
+        }
+        for bytes in own_replies {
+            self.on_own_reply(&bytes);
+        }
+        self.publish(now, cx);
+    }
+
+    fn on_own_reply(&mut self, bytes: &[u8]) {
+        match self.asking.on_reply(bytes) {
+            Ok(true) => {
+                if let Some(certificate) = self.asking.certificate() {
+                    tracing::info!(
+                        node_id = %hex(&certificate.node_id.0),
+                        height = certificate.height,
+                        replies = certificate.replies.len(),
+                        network = %hex(&self.network.0),
+                        "node id certified by the cluster"
+                    );
+                }
+            }
+            Ok(false) => {}
+            // A reply to an older request of ours (a restart with another salt) is stale.
+            Err(refusal) => self.refuse(refusal),
+        }
+    }
+
+    /// Asks for the node's own id when due: of itself, and on every open link.
+    fn ask(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if !self.asking.due(now) {
+            return;
+        }
+        let request = self.asking.encoded().to_vec();
+        if self.member.is_some() {
+            self.feed(now, Peer::Client(self.self_source), &request);
+        }
+        for index in 0..self.links.len() {
+            self.links.send(index, &request, cx);
+        }
+    }
+
+    fn publish(&mut self, now: Instant, cx: &mut Context<'_>) {
+        let stats = cx.stats();
+        stats.set(metric::MEMBERS, None, self.records.len() as u64);
+        stats.set(metric::LINKS_OPEN, None, self.links.open_count() as u64);
+        stats.set_counter(metric::DECISIONS, None, self.decisions);
+        stats.set_counter(metric::ROUND_CHANGES, None, self.round_changes);
+        stats.set_counter(metric::ISSUED, None, self.issued);
+        stats.set_counter(metric::VOTES, Some(("step", "prevote")), self.votes[0]);
+        stats.set_counter(metric::VOTES, Some(("step", "precommit")), self.votes[1]);
+        for refusal in Refusal::ALL {
+            let ours = self.refused.get(&refusal).copied().unwrap_or(0);
+            let member = self
+                .member
+                .as_ref()
+                .and_then(|m| m.refused().get(&refusal).copied())
+                .unwrap_or(0);
+            stats.set_counter(
+                metric::REFUSALS,
+                Some(("reason", refusal.label())),
+                ours.saturating_add(member),
+            );
+        }
+        let certificate = self.asking.certificate();
+        stats.set(metric::CERTIFIED, None, u64::from(certificate.is_some()));
+        let height = self.member.as_ref().map_or(0, Member::height);
+        let round = self.member.as_ref().and_then(Member::round);
+        stats.set(metric::HEIGHT, None, height);
+        stats.set(metric::ROUND, None, u64::from(round.unwrap_or(0)));
+        let _ = now;
+        if let Ok(mut view) = self.view.lock() {
+            view.height = height;
+            view.round = round;
+            view.last_decision = self.last_decision;
+            view.pending = self.member.as_ref().map_or(0, Member::pending);
+            view.issued = self.issued;
+            view.links = (self.links.open_count(), self.links.len());
+            if view.node_id.is_none()
+                && let Some(certificate) = certificate
+            {
+                view.node_id = Some((certificate.node_id, certificate.height));
+                view.certificate = certificate_bytes(certificate);
+            }
+        }
+    }
+}
+
+/// Lowercase hex, for logs and tables.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Service for ConsensusService {
+    fn tag(&self) -> ServiceTag {
+        ServiceTag::CONSENSUS
+    }
+
+    fn name(&self) -> &'static str {
+        "consensus"
+    }
+
+    fn on_message(&mut self, now: Instant, delivery: Delivery, cx: &mut Context<'_>) {
+        let bytes = body(&delivery);
+        let at = (delivery.shard, delivery.channel);
+        if query::is_query(bytes) {
+            self.on_query(now, at, bytes, cx);
+        } else if is_variant(bytes, REPLY_PREFIX) {
+            if self.members.contains_key(&delivery.peer) {
+                self.on_own_reply(bytes);
+            } else {
+                self.refuse(Refusal::NonMember);
+            }
+        } else if let Some(&(key, _)) = self.members.get(&delivery.peer)
+            && !is_variant(bytes, REQUEST_PREFIX)
+        {
+            if self.member.is_some() {
+                self.feed(now, Peer::Member(key), bytes);
+            } else {
+                self.refuse(Refusal::Unexpected);
+            }
+        } else {
+            self.on_client(now, &delivery, cx);
+        }
+        self.flush(now, cx);
+    }
+
+    fn on_input(&mut self, now: Instant, input: Input, cx: &mut Context<'_>) {
+        match self.links.on_input(now, &input) {
+            Some(LinkEvent::Opened { index, .. }) => {
+                // A fresh link hears the node's own request at once (when it still asks).
+                if self.asking.certificate().is_none() {
+                    let request = self.asking.encoded().to_vec();
+                    self.links.send(index, &request, cx);
+                }
+            }
+            Some(LinkEvent::Down { .. }) => {}
+            None => match input {
+                Input::PeerInfo { token, info, .. } => {
+                    let address = info.map(|info| info.address);
+                    if let Some((address, waiting)) = self.clients.answered(token, address) {
+                        match address {
+                            Some(source) => {
+                                for bytes in waiting {
+                                    self.feed(now, Peer::Client(source), &bytes);
+                                }
+                            }
+                            // The peer is gone: its messages go with it.
+                            None => self.refuse(Refusal::Stale),
+                        }
+                    }
+                }
+                Input::Closed { shard, channel, .. } => self.clients.closed((shard, channel)),
+                _ => {}
+            },
+        }
+        self.flush(now, cx);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.member.as_ref().and_then(Member::poll_timeout),
+            self.links.poll_timeout(),
+            self.asking.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if let Some(member) = &mut self.member
+            && member.poll_timeout().is_some_and(|due| due <= now)
+        {
+            member.handle_timeout(now);
+        }
+        self.links.poll(now, cx);
+        self.ask(now, cx);
+        self.flush(now, cx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::ids::NodeIdRequest;
+
+    #[test]
+    fn the_routing_prefixes_are_what_the_schema_encodes() {
+        let request = NodeIdRequest {
+            key: [1; 32],
+            addresses: vec!["127.0.0.1:1".parse().unwrap()],
+            salt: 0,
+        };
+        let bytes = schema::encode(&Message::Request(request));
+        assert!(is_variant(&bytes, REQUEST_PREFIX));
+        assert!(!is_variant(&bytes, REPLY_PREFIX));
+        let ask = schema::encode(&Message::Ask { height: 3 });
+        assert!(!is_variant(&ask, REQUEST_PREFIX) && !is_variant(&ask, VOTE_PREFIX));
+    }
+}

@@ -1,0 +1,185 @@
+//! The consensus service in real nodes (issue 14, points 7 to 9): a lone node certifies its own
+//! id; the three-member cluster of docs/CONSENSUS.md, set up by exactly its block, issues ids
+//! to `weft id request` and reports to `weft cluster status`; a member killed with SIGKILL and
+//! restarted, then all three at once, leave every id unchanged (each member resumes from its
+//! store in its data directory).
+
+use super::*;
+
+/// `weft status` of the node with data directory `data` until `wanted` holds.
+fn status_until(data: &Path, wanted: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let (_, out, _) = run(&["status", "--data", data.to_str().unwrap()]);
+        if wanted(&out) {
+            return out;
+        }
+        assert!(
+            start.elapsed() < EXIT_DEADLINE,
+            "status never matched:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_node_with_no_members_configured_certifies_its_own_id_as_a_lone_cluster() {
+    let data = TempDir::new("lone");
+    let node = start_node(&node_args(&data.0, &[]));
+    let status = status_until(&data.0, |s| s.contains("(certified"));
+    assert!(
+        status.contains("(1 member(s)), member"),
+        "a lone member of its own network:\n{status}"
+    );
+    let metrics = scrape_until(node.metrics, |m| {
+        metric_value(m, "weft_consensus_node_id_certified") == Some(1)
+    });
+    assert_eq!(metric_value(&metrics, "weft_consensus_members"), Some(1));
+    assert!(metric_value(&metrics, "weft_consensus_decisions_total").unwrap() >= 2);
+    assert!(
+        node.proc
+            .stderr()
+            .contains("node id certified by the cluster")
+    );
+}
+
+/// Three free loopback UDP ports (a node binds them a moment later).
+fn free_ports() -> Vec<u16> {
+    let sockets: Vec<UdpSocket> = (0..3)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    sockets
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Runs docs/CONSENSUS.md's setup block in `dir` with `ports` for 7701–7703.
+fn run_documented_setup(dir: &Path, ports: &[u16]) {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONSENSUS.md")).unwrap();
+    let start = docs.find("<!-- cluster-setup -->").expect("setup marker");
+    let end = docs
+        .find("<!-- /cluster-setup -->")
+        .expect("setup end marker");
+    let block = &docs[start..end];
+    let script = block
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.rsplit_once("```"))
+        .map(|(script, _)| script)
+        .expect("a sh block");
+    let documented = "PORTS=\"7701 7702 7703\"";
+    assert!(script.contains(documented), "{script}");
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let script = script.replace(documented, &format!("PORTS=\"{}\"", ports.join(" ")));
+    let script = format!("set -eu\nweft() {{ \"{BIN}\" \"$@\"; }}\n{script}");
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn start_member(dir: &Path, port: u16) -> Node {
+    let data = dir.join(format!("member-{port}"));
+    let listen = format!("127.0.0.1:{port}");
+    let config = dir.join("cluster.toml");
+    start_node(&[
+        "node",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--metrics",
+        "127.0.0.1:0",
+    ])
+}
+
+/// `weft id request` for the client in `dir`; its `node_id=` line.
+fn request_id(dir: &Path, via: &str) -> String {
+    let client = dir.join("client");
+    let (status, out, err) = run(&[
+        "id",
+        "request",
+        "--via",
+        via,
+        "--data",
+        client.to_str().unwrap(),
+        "--timeout",
+        "60",
+    ]);
+    assert!(status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("certificate=") && out.contains("replies=3 of 3 members"),
+        "{out}"
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("node_id="))
+        .expect("node_id= line")
+        .to_string()
+}
+
+#[test]
+fn the_documented_three_member_cluster_issues_ids_and_killed_members_change_none() {
+    let dir = TempDir::new("cluster");
+    let ports = free_ports();
+    run_documented_setup(&dir.0, &ports);
+    let mut members: Vec<Node> = ports.iter().map(|&p| start_member(&dir.0, p)).collect();
+    let via = format!("127.0.0.1:{}", ports[0]);
+    for port in &ports {
+        let data = dir.0.join(format!("member-{port}"));
+        status_until(&data, |s| {
+            s.contains("(3 member(s)), member") && s.contains("(certified")
+        });
+    }
+    let (status, out, err) = run(&["cluster", "status", "--via", &via, "--timeout", "30"]);
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("members: 3 (quorum 3), 3 answered"), "{out}");
+    for port in &ports {
+        assert!(out.contains(&format!("127.0.0.1:{port}")), "{out}");
+    }
+    let (status, _, err) = run(&[
+        "id",
+        "--create",
+        "--data",
+        dir.join("client").to_str().unwrap(),
+    ]);
+    assert!(status.success(), "{err}");
+    let first = request_id(&dir.0, &via);
+    assert_eq!(first.len(), 40);
+    assert_eq!(
+        request_id(&dir.0, &via),
+        first,
+        "the same key and salt: the same id"
+    );
+
+    // Point 8 against what exists: SIGKILL the third member and start it again.
+    members.pop().unwrap().proc.signal("KILL");
+    members.push(start_member(&dir.0, ports[2]));
+    let other_via = format!("127.0.0.1:{}", ports[1]);
+    assert_eq!(
+        request_id(&dir.0, &other_via),
+        first,
+        "the id after a member's SIGKILL and restart"
+    );
+    // Every member killed at once and restarted from its store in the data directory.
+    for member in &members {
+        member.proc.signal("KILL");
+    }
+    drop(members);
+    let members: Vec<Node> = ports.iter().map(|&p| start_member(&dir.0, p)).collect();
+    assert_eq!(
+        request_id(&dir.0, &via),
+        first,
+        "the id after every member's SIGKILL and restart"
+    );
+    drop(members);
+}
