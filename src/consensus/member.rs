@@ -12,6 +12,8 @@ use super::faults;
 use super::ids::{MemberKey, NodeId, NodeIdRequest, RequestDigest};
 use super::log::Log;
 use super::malachite::{MalachiteEngine, round_timeouts};
+use super::membership::{Membership, MembershipConfig};
+use super::policy::{Counters, PolicyConfig};
 use super::pool::Pool;
 use super::schema::{self, Batch, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote};
 use super::signed::{Signed, member_key, sign};
@@ -20,6 +22,9 @@ use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
+
+// Policy, membership and the wall clock: the hooks of PROTOCOL.md §11's policy and membership.
+mod upkeep;
 
 /// A member does not follow votes more rounds ahead of its own than this: a peer could otherwise
 /// make it keep a tally for every round number.
@@ -110,6 +115,18 @@ pub struct Member<E: Agreement = MalachiteEngine> {
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
     refused: BTreeMap<Refusal, u64>,
+    /// Ids per prefix in the current window, from the decided log (PROTOCOL.md §11, Policy).
+    counters: Counters,
+    /// Requests NACKed, by limit label.
+    nacked: BTreeMap<&'static str, u64>,
+    /// Keep-alives, evidence, applications and the member-list chain.
+    membership: Membership,
+    /// The last decided batch's time (Unix seconds).
+    last_time: u64,
+    /// The host's wall clock: Unix seconds at an instant.
+    wall: Option<(Instant, u64)>,
+    /// A member seen ahead, and its height: asked again after each decision until caught up.
+    ahead: Option<(MemberKey, u64)>,
 }
 
 impl Member<MalachiteEngine> {
@@ -129,6 +146,7 @@ impl<E: Agreement> Member<E> {
         config.members.sort_unstable();
         config.members.dedup();
         let me = member_key(&key);
+        let membership = Membership::new(me, &config.members, MembershipConfig::default());
         Member {
             key,
             me,
@@ -153,6 +171,12 @@ impl<E: Agreement> Member<E> {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             refused: BTreeMap::new(),
+            counters: Counters::new(PolicyConfig::default()),
+            nacked: BTreeMap::new(),
+            membership,
+            last_time: 0,
+            wall: None,
+            ahead: None,
         }
     }
 
@@ -212,6 +236,12 @@ impl<E: Agreement> Member<E> {
     /// Feeds one message that arrived from `from`.
     pub fn handle(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         self.arm_resend(now);
+        if let Peer::Member(member) = from
+            && self.is_member(&member)
+        {
+            // Its own channel delivered: this member's evidence that it is alive.
+            self.membership.heard(now, member);
+        }
         if let Peer::Member(_) = from {
             // Members resend until heard: a copy already handled this resend period costs a
             // hash, not a decode and signature checks.
@@ -230,6 +260,7 @@ impl<E: Agreement> Member<E> {
         let result = match from {
             Peer::Client(source) => match message {
                 Message::Request(request) => self.on_request(now, source, request),
+                Message::Apply(application) => self.on_apply(now, application),
                 _ => Err(Refusal::Unexpected),
             },
             Peer::Member(member) if !self.is_member(&member) => Err(Refusal::NonMember),
@@ -261,6 +292,15 @@ impl<E: Agreement> Member<E> {
                     self.clients.entry(digest).or_default().insert(source);
                 }
             }
+            return Ok(());
+        }
+        if !self.is_member(&self.me) {
+            return Err(Refusal::Unexpected);
+        }
+        let clock = self.unix(now);
+        if let Err(limit) = self.counters.check(source.ip(), clock) {
+            // PROTOCOL.md §11: over quota, never sighted, so never in a proposal.
+            self.nack(Peer::Client(source), digest, limit, now);
             return Ok(());
         }
         if self.pool.source_busy(source.ip(), &digest) {
@@ -327,7 +367,25 @@ impl<E: Agreement> Member<E> {
                 }
                 Ok(())
             }
-            Message::Request(_) | Message::Reply(_) => Err(Refusal::Unexpected),
+            Message::KeepAlive(keepalive) => {
+                if keepalive.height > self.height {
+                    self.ask_behind(from, keepalive.height);
+                }
+                let out = self
+                    .membership
+                    .on_keepalive(from, &keepalive, self.height);
+                self.send_membership(out);
+                Ok(())
+            }
+            Message::Endorse(endorsement) => {
+                let out = self.membership.on_endorse(from, endorsement);
+                self.send_membership(out);
+                Ok(())
+            }
+            Message::Links(links) => self.membership.on_links(links),
+            Message::Request(_) | Message::Reply(_) | Message::Nack(_) | Message::Apply(_) => {
+                Err(Refusal::Unexpected)
+            }
         }
     }
 
@@ -360,7 +418,7 @@ impl<E: Agreement> Member<E> {
             return Err(Refusal::Stale);
         }
         if height > self.height {
-            self.ask_behind(from);
+            self.ask_behind(from, height);
             if height == self.height.saturating_add(1) && self.future.len() < MAX_FUTURE {
                 self.future.push((from, message));
                 return Ok(());
@@ -376,7 +434,7 @@ impl<E: Agreement> Member<E> {
         }
         let steps = match message {
             Message::Proposal(proposal) => {
-                let valid = validate::batch(&self.config, &self.log, &proposal.body.batch, height);
+                let valid = self.valid(now, &proposal.body.batch, height);
                 if self.proposals.len() < usize::from(u8::MAX) {
                     self.proposals.push(proposal.clone());
                 }
@@ -390,7 +448,8 @@ impl<E: Agreement> Member<E> {
     }
 
     /// Asks a member that is ahead for the decision of this height, once per resend period.
-    fn ask_behind(&mut self, from: MemberKey) {
+    fn ask_behind(&mut self, from: MemberKey, height: u64) {
+        self.note_ahead(from, height);
         if self.asked_behind.insert(from) {
             self.send(
                 Peer::Member(from),
@@ -430,12 +489,13 @@ impl<E: Agreement> Member<E> {
             return Err(Refusal::Stale);
         }
         if height > self.height {
-            self.ask_behind(from);
+            self.ask_behind(from, height);
             return Err(Refusal::Stale);
         }
         self.check_signed(&proposal, proposal.body.proposer)?;
         if !validate::commit(
-            &self.config,
+            &self.config.network,
+            &self.config.members,
             &commit,
             height,
             proposal.body.round,
@@ -451,6 +511,11 @@ impl<E: Agreement> Member<E> {
     }
 
     fn start(&mut self, now: Instant) {
+        if !self.is_member(&self.me) {
+            // Not (yet) a member: it follows the log by catching up, and takes part from the
+            // height whose list names it.
+            return;
+        }
         self.started = true;
         let members = self.config.members.clone();
         let steps = self.engine.start_height(self.height, &members);
@@ -467,19 +532,31 @@ impl<E: Agreement> Member<E> {
             .get(self.height.saturating_sub(1))
             .is_some_and(|decided| !decided.requests.is_empty());
         let needed = faults(self.config.members.len()).saturating_add(1);
-        if last_had_requests || !self.ready_entries(needed, 1).is_empty() {
+        if last_had_requests
+            || !self.ready_entries(now, needed, 1).is_empty()
+            || self.membership.proposable().is_some()
+        {
             self.start(now);
         }
     }
 
-    fn ready_entries(&self, needed: usize, limit: usize) -> Vec<schema::Entry> {
+    fn ready_entries(&self, now: Instant, needed: usize, limit: usize) -> Vec<schema::Entry> {
         let mut seen = BTreeSet::new();
+        // PROTOCOL.md §11: counted on top of the log, entry by entry, so the batch never takes a
+        // prefix past its quota.
+        let mut tally = self.counters.tally(self.batch_time(now));
         self.pool
-            .ready(needed, MAX_BATCH)
+            .ready(needed, usize::MAX, &self.config.members)
             .into_iter()
             .filter(|entry| {
                 let key = entry.request.idempotence_key();
-                self.log.lookup(&key.0, key.1).is_none() && seen.insert(key)
+                self.log.lookup(&key.0, key.1).is_none()
+                    && !seen.contains(&key)
+                    && entry
+                        .sightings
+                        .first()
+                        .is_some_and(|s| tally.admit(s.body.source.ip()).is_ok())
+                    && seen.insert(key)
             })
             .take(limit)
             .collect()
@@ -518,12 +595,14 @@ impl<E: Agreement> Member<E> {
                     let needed = faults(self.config.members.len()).saturating_add(1);
                     let batch = Batch {
                         height,
-                        entries: self.ready_entries(needed, MAX_BATCH),
+                        entries: self.ready_entries(now, needed, MAX_BATCH),
                         last_commit: self
                             .decided
                             .get(&height.saturating_sub(1))
                             .map(|kept| kept.commit.clone())
                             .unwrap_or_default(),
+                        time: self.batch_time(now),
+                        changes: self.membership.proposable().into_iter().collect(),
                     };
                     self.engine.propose_value(round, batch)
                 }
@@ -577,6 +656,12 @@ impl<E: Agreement> Member<E> {
             batch.entries.iter().map(|e| e.request.clone()).collect();
         // Durability (the decision on disk before any reply) is not built yet.
         self.log.append(batch.id(), &requests);
+        let (time, changes) = (batch.time, batch.changes.clone());
+        let sources: Vec<_> = batch
+            .entries
+            .iter()
+            .filter_map(|entry| entry.sightings.first().map(|s| s.body.source.ip()))
+            .collect();
         for request in &requests {
             self.pool.remove(&request.digest());
             self.own_sightings.remove(&request.digest());
@@ -605,6 +690,7 @@ impl<E: Agreement> Member<E> {
             }
         }
         self.decided.insert(height, Kept { proposal, commit });
+        self.apply_decided(now, height, time, &sources, &changes);
         while self.decided.len() > KEEP_DECIDED {
             self.decided.pop_first();
         }
@@ -620,6 +706,7 @@ impl<E: Agreement> Member<E> {
             let _ = self.on_member(now, from, message);
         }
         self.maybe_start(now);
+        self.ask_ahead();
     }
 
     fn reply(&mut self, to: Peer, digest: RequestDigest, node_id: NodeId, height: u64) {
@@ -658,6 +745,7 @@ impl<E: Agreement> Member<E> {
         if self.resend_at.is_some_and(|at| at <= now) {
             self.resend_at = now.checked_add(self.config.resend);
             self.resend();
+            self.tick_membership(now);
         }
     }
 

@@ -16,10 +16,16 @@ pub mod ids;
 pub mod log;
 pub mod malachite;
 pub mod member;
+pub mod membership;
+pub mod policy;
 pub mod pool;
 pub mod schema;
 pub mod signed;
+pub mod trust;
 pub mod validate;
+
+/// The most members a cluster may have (messages grow as N², PROTOCOL.md §11).
+pub const MAX_MEMBERS: usize = 16;
 
 /// Byzantine members `n` members tolerate: f = ⌊(n−1)/3⌋.
 pub fn faults(members: usize) -> usize {

@@ -1,0 +1,178 @@
+//! The member's hooks for the policy (PROTOCOL.md §11, Policy: counters from the decided log,
+//! signed NACKs), membership (keep-alives, evidence, applications, the member-list chain) and
+//! the wall clock a batch's time comes from.
+
+use super::{Member, Peer};
+use crate::consensus::agreement::Agreement;
+use crate::consensus::ids::{MemberKey, RequestDigest};
+use crate::consensus::membership::{Membership, MembershipConfig, Out};
+use crate::consensus::policy::{Counters, Limit, Nack, PolicyConfig};
+use crate::consensus::schema::{Application, Batch, Change, Message, Refusal};
+use crate::consensus::signed::{Signed, sign};
+use crate::consensus::validate::{self, Context};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+impl<E: Agreement> Member<E> {
+    /// Issues under `policy` instead of the defaults (set before the first message).
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.counters = Counters::new(policy);
+        self
+    }
+
+    /// Keeps membership under `config` instead of the defaults (set before the first message).
+    pub fn with_membership(mut self, config: MembershipConfig) -> Self {
+        self.membership = Membership::new(self.me, &self.config.members, config);
+        self
+    }
+
+    /// Tells the member the wall clock: `unix` seconds at `now`. A batch's time, which the
+    /// policy's windows count by, comes from it; until the host sets it, the member counts from
+    /// 0 at the first instant it sees.
+    pub fn set_wall_clock(&mut self, now: Instant, unix: u64) {
+        self.wall = Some((now, unix));
+    }
+
+    /// Approves an applicant: this member votes it in once it applies with a certified id.
+    pub fn approve(&mut self, key: MemberKey) {
+        self.membership.approve(key);
+    }
+
+    /// The policy counters of the decided log.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Requests NACKed, by limit label.
+    pub fn nacked(&self) -> &BTreeMap<&'static str, u64> {
+        &self.nacked
+    }
+
+    /// Membership: the current list, the chain, evidence.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The members deciding the current height.
+    pub fn members(&self) -> &[MemberKey] {
+        &self.config.members
+    }
+
+    pub(super) fn unix(&mut self, now: Instant) -> u64 {
+        let (at, unix) = *self.wall.get_or_insert((now, 0));
+        unix.saturating_add(now.saturating_duration_since(at).as_secs())
+    }
+
+    /// The time this member proposes a batch at: its clock, never before the last batch's.
+    pub(super) fn batch_time(&self, now: Instant) -> u64 {
+        let clock = self.wall.map_or(0, |(at, unix)| {
+            unix.saturating_add(now.saturating_duration_since(at).as_secs())
+        });
+        clock.max(self.last_time)
+    }
+
+    /// Whether this member prevotes for `batch` at `height`.
+    pub(super) fn valid(&mut self, now: Instant, batch: &Batch, height: u64) -> bool {
+        let now = self.unix(now);
+        let cx = Context {
+            config: &self.config,
+            log: &self.log,
+            counters: &self.counters,
+            membership: &self.membership,
+            last_time: self.last_time,
+            now,
+        };
+        validate::batch(&cx, batch, height)
+    }
+
+    /// Sends a signed NACK naming `limit` (PROTOCOL.md §11) and counts it.
+    pub(super) fn nack(&mut self, to: Peer, digest: RequestDigest, limit: Limit, now: Instant) {
+        let clock = self.unix(now);
+        let until = self.counters.window_end(clock);
+        let nack = sign(
+            &self.key,
+            &self.config.network,
+            Nack {
+                digest,
+                limit,
+                until,
+                network: self.config.network,
+                member: self.me,
+            },
+        );
+        self.send(to, &Message::Nack(nack));
+        let count = self.nacked.entry(limit.label()).or_insert(0);
+        *count = count.saturating_add(1);
+    }
+
+    pub(super) fn send_membership(&mut self, out: Vec<Out>) {
+        for item in out {
+            match item {
+                Out::Broadcast(message) => self.broadcast(&message),
+                Out::To(member, message) => self.send(Peer::Member(member), &message),
+            }
+        }
+    }
+
+    pub(super) fn on_apply(
+        &mut self,
+        now: Instant,
+        application: Signed<Application>,
+    ) -> Result<(), Refusal> {
+        if self.membership.on_apply(application)? {
+            self.maybe_start(now);
+        }
+        Ok(())
+    }
+
+    /// After a decision: count its requests, take its time, apply its membership change (the
+    /// new list decides from the next height), and NACK pending requests now over a quota.
+    pub(super) fn apply_decided(
+        &mut self,
+        now: Instant,
+        height: u64,
+        time: u64,
+        sources: &[IpAddr],
+        changes: &[Change],
+    ) {
+        self.counters.apply(time, sources.iter().copied());
+        self.last_time = time;
+        let out = self.membership.decided(&self.key, height, changes);
+        self.config.members = self.membership.current().members.clone();
+        self.send_membership(out);
+        let clock = self.unix(now);
+        let counters = &self.counters;
+        let dropped = self
+            .pool
+            .drop_sources(|source| counters.check(source, clock).err());
+        for (digest, limit) in dropped {
+            self.own_sightings.remove(&digest);
+            for client in self.clients.remove(&digest).unwrap_or_default() {
+                self.nack(Peer::Client(client), digest, limit, now);
+            }
+        }
+    }
+
+    /// Keep-alives, asks and evidence, once a resend period; evidence may be work.
+    pub(super) fn tick_membership(&mut self, now: Instant) {
+        let out = self.membership.tick(now, self.height);
+        self.send_membership(out);
+        self.maybe_start(now);
+    }
+
+    pub(super) fn note_ahead(&mut self, from: MemberKey, height: u64) {
+        if self.ahead.is_none_or(|(_, seen)| seen < height) {
+            self.ahead = Some((from, height));
+        }
+    }
+
+    /// After a decision, asks a member seen ahead for the next one at once, rather than
+    /// waiting for its next message: a member joining late replays the log this way.
+    pub(super) fn ask_ahead(&mut self) {
+        match self.ahead {
+            Some((member, height)) if height > self.height => self.ask_behind(member, height),
+            _ => self.ahead = None,
+        }
+    }
+}
