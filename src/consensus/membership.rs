@@ -371,11 +371,18 @@ impl Membership {
         Vec::new()
     }
 
-    /// Links from a member: each that extends this member's chain is verified and kept.
+    /// Links from a member: each that extends this member's chain with a list its own log
+    /// decided is verified and kept (a lagging member takes links once it has caught up).
     pub fn on_links(&mut self, links: Vec<Link>) -> Result<(), Refusal> {
         for link in links {
             if link.list.epoch <= self.chain_end.epoch {
                 continue;
+            }
+            let decided = usize::try_from(link.list.epoch)
+                .ok()
+                .and_then(|epoch| self.history.get(epoch));
+            if decided != Some(&link.list) {
+                return Ok(());
             }
             verify_link(&self.chain_end, &link).map_err(|_| Refusal::BadSignature)?;
             self.push_link(link);
