@@ -371,9 +371,7 @@ impl<E: Agreement> Member<E> {
                 if keepalive.height > self.height {
                     self.ask_behind(from, keepalive.height);
                 }
-                let out = self
-                    .membership
-                    .on_keepalive(from, &keepalive, self.height);
+                let out = self.membership.on_keepalive(from, &keepalive, self.height);
                 self.send_membership(out);
                 Ok(())
             }

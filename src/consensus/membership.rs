@@ -5,12 +5,12 @@
 //!
 //! Sans-IO like the member that owns it: fed `now`, it answers with messages to send.
 
+use super::MAX_MEMBERS;
 use super::certificate;
 use super::ids::{MemberKey, NetworkId};
 use super::schema::{Application, Change, KeepAlive, MAX_LINKS_PER_MESSAGE, Message, Refusal};
 use super::signed::{Signed, sign};
 use super::trust::{Endorsement, Link, MAX_LINKS, MemberList, MemberListChain, verify_link};
-use super::MAX_MEMBERS;
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -203,7 +203,12 @@ impl Membership {
     }
 
     /// A keep-alive from a member: answer an ask, and send the links it lacks.
-    pub fn on_keepalive(&mut self, from: MemberKey, keepalive: &KeepAlive, height: u64) -> Vec<Out> {
+    pub fn on_keepalive(
+        &mut self,
+        from: MemberKey,
+        keepalive: &KeepAlive,
+        height: u64,
+    ) -> Vec<Out> {
         let mut out = Vec::new();
         if keepalive.ask {
             out.push(Out::To(from, self.keepalive(height, false)));
@@ -337,7 +342,8 @@ impl Membership {
                     },
                 );
                 pending.endorsements.insert(self.me, endorsement.clone());
-                self.own_endorsements.insert(list.epoch, endorsement.clone());
+                self.own_endorsements
+                    .insert(list.epoch, endorsement.clone());
                 out.push(Out::Broadcast(Message::Endorse(endorsement)));
             }
             self.pending.insert(list.epoch, pending);

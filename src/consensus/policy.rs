@@ -99,8 +99,7 @@ impl Limit {
                 ..
             } => "ipv4_24",
             Limit::Prefix {
-                family: Family::V4,
-                ..
+                family: Family::V4, ..
             } => "ipv4_16",
             Limit::Prefix {
                 family: Family::V6,
@@ -113,8 +112,7 @@ impl Limit {
                 ..
             } => "ipv6_48",
             Limit::Prefix {
-                family: Family::V6,
-                ..
+                family: Family::V6, ..
             } => "ipv6_32",
             Limit::Table { .. } => "table_full",
         }
@@ -130,7 +128,11 @@ impl fmt::Display for Limit {
                 quota,
                 period,
             } => {
-                let family = if *family == Family::V4 { "IPv4" } else { "IPv6" };
+                let family = if *family == Family::V4 {
+                    "IPv4"
+                } else {
+                    "IPv6"
+                };
                 write!(f, "{quota} ids per {family} /{bits} per {period} s")
             }
             Limit::Table { prefixes, period } => {

@@ -91,13 +91,15 @@ impl Pool {
         let mut gone = Vec::new();
         for (digest, pending) in &mut self.pending {
             let mut last = None;
-            pending.sightings.retain(|(source, _), _| match refuse(source.ip()) {
-                Some(limit) => {
-                    last = Some(limit);
-                    false
-                }
-                None => true,
-            });
+            pending
+                .sightings
+                .retain(|(source, _), _| match refuse(source.ip()) {
+                    Some(limit) => {
+                        last = Some(limit);
+                        false
+                    }
+                    None => true,
+                });
             if let (true, Some(limit)) = (pending.sightings.is_empty(), last) {
                 gone.push((*digest, limit));
             }
@@ -106,7 +108,8 @@ impl Pool {
             self.pending.remove(digest);
         }
         let pending = &self.pending;
-        self.by_source.retain(|_, digest| pending.contains_key(digest));
+        self.by_source
+            .retain(|_, digest| pending.contains_key(digest));
         gone
     }
 

@@ -368,8 +368,7 @@ fn within_bounds(message: &Message) -> bool {
         Message::Links(links) => {
             links.len() <= MAX_LINKS_PER_MESSAGE
                 && links.iter().all(|link| {
-                    link.list.members.len() <= MAX_MEMBERS
-                        && link.endorsements.len() <= MAX_MEMBERS
+                    link.list.members.len() <= MAX_MEMBERS && link.endorsements.len() <= MAX_MEMBERS
                 })
         }
         Message::Vote(_)

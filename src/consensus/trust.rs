@@ -110,7 +110,9 @@ pub enum TrustError {
         epoch: u64,
     },
     /// Fewer valid endorsements from distinct members of the list before than a quorum.
-    #[error("member list {epoch} has {have} valid endorsements from the list before, {need} needed")]
+    #[error(
+        "member list {epoch} has {have} valid endorsements from the list before, {need} needed"
+    )]
     TooFewEndorsements {
         /// Its epoch.
         epoch: u64,

@@ -60,7 +60,9 @@ fn the_chain_verifies_from_genesis_and_refuses_what_does_not_follow() {
     let network = NetworkId::of_genesis(genesis);
     let mut chain = MemberListChain::new(genesis);
     // Three of four endorse a list without the fourth; then three of those three add the fifth.
-    chain.links.push(link(&keys[..3], network, 1, &members[..3]));
+    chain
+        .links
+        .push(link(&keys[..3], network, 1, &members[..3]));
     let mut five = members[..3].to_vec();
     five.push(members[4]);
     chain.links.push(link(&keys[..3], network, 2, &five));
@@ -69,10 +71,15 @@ fn the_chain_verifies_from_genesis_and_refuses_what_does_not_follow() {
     assert!(current.contains(&members[4]) && !current.contains(&members[3]));
 
     let other = NetworkId::of_genesis(&members[1..]);
-    assert!(matches!(chain.verify(&other), Err(TrustError::WrongGenesis(_))));
+    assert!(matches!(
+        chain.verify(&other),
+        Err(TrustError::WrongGenesis(_))
+    ));
 
     let mut short = MemberListChain::new(genesis);
-    short.links.push(link(&keys[..2], network, 1, &members[..3]));
+    short
+        .links
+        .push(link(&keys[..2], network, 1, &members[..3]));
     assert_eq!(
         short.verify(&network),
         Err(TrustError::TooFewEndorsements {
@@ -83,7 +90,12 @@ fn the_chain_verifies_from_genesis_and_refuses_what_does_not_follow() {
     );
     // A non-member's endorsement and a repeated one do not count.
     let mut padded = link(&keys[..2], network, 1, &members[..3]);
-    let extra = link(&[keys[4].clone(), keys[0].clone()], network, 1, &members[..3]);
+    let extra = link(
+        &[keys[4].clone(), keys[0].clone()],
+        network,
+        1,
+        &members[..3],
+    );
     padded.endorsements.extend(extra.endorsements);
     let mut chain2 = MemberListChain::new(genesis);
     chain2.links.push(padded);
@@ -92,7 +104,9 @@ fn the_chain_verifies_from_genesis_and_refuses_what_does_not_follow() {
         Err(TrustError::TooFewEndorsements { have: 2, .. })
     ));
     let mut skipped = MemberListChain::new(genesis);
-    skipped.links.push(link(&keys[..3], network, 2, &members[..3]));
+    skipped
+        .links
+        .push(link(&keys[..3], network, 2, &members[..3]));
     assert_eq!(
         skipped.verify(&network),
         Err(TrustError::OutOfSequence { epoch: 2 })
@@ -123,7 +137,9 @@ fn a_certificate_is_accepted_from_the_current_members_only() {
     let mut chain = MemberListChain::new(&members);
     let old = replies(&keys[..3], network, 4);
     assert!(certificate::accept(&chain, &network, &old).is_ok());
-    chain.links.push(link(&keys[..3], network, 1, &members[..3]));
+    chain
+        .links
+        .push(link(&keys[..3], network, 1, &members[..3]));
     assert!(matches!(
         certificate::accept(&chain, &network, &old),
         Err(AcceptError::Certificate(_))
@@ -143,7 +159,11 @@ fn the_first_network_id_is_pinned_and_a_later_mismatch_refused() {
     assert_eq!(pin.check(NetworkId([1; 32])), Ok(Pinned::First));
     assert_eq!(pin.check(NetworkId([1; 32])), Ok(Pinned::Same));
     let refused = pin.check(NetworkId([2; 32])).unwrap_err();
-    assert!(refused.to_string().contains("this node trusts network 0101"));
+    assert!(
+        refused
+            .to_string()
+            .contains("this node trusts network 0101")
+    );
     assert_eq!(pin.pinned(), Some(NetworkId([1; 32])));
     let mut configured = NetworkPin::to(NetworkId([3; 32]));
     assert!(configured.check(NetworkId([1; 32])).is_err());
@@ -153,6 +173,7 @@ fn membership_options(arrivals: Duration) -> Options {
     Options {
         keepalive: Duration::from_secs(1),
         arrivals,
+        even: true,
         ..Options::default()
     }
 }

@@ -42,7 +42,10 @@ fn one_prefix_at_once(members_per_client: Option<usize>) {
         for client in cluster.clients.iter().filter(|c| c.certificate.is_none()) {
             let nack = client.nacks.first().expect("a refused client holds a NACK");
             assert_eq!(nack.body.limit.label(), "ipv4_24");
-            assert_eq!(nack.body.limit.to_string(), "3 ids per IPv4 /24 per 86400 s");
+            assert_eq!(
+                nack.body.limit.to_string(),
+                "3 ids per IPv4 /24 per 86400 s"
+            );
         }
     });
 }
@@ -134,12 +137,19 @@ fn members_prevote_nil_on_a_proposal_over_a_quota() {
         "a time over 30 s ahead of this member's clock"
     );
     assert!(
-        !validate::batch(&cx, &batch(within, 100, vec![Change::Remove(members[1])]), 1),
+        !validate::batch(
+            &cx,
+            &batch(within, 100, vec![Change::Remove(members[1])]),
+            1
+        ),
         "a removal without this member's own evidence"
     );
     // Counted from the log: once three are decided, one more in the next batch is over.
     let mut counters = Counters::new(three_per_24());
-    counters.apply(100, ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map(|a| a.parse().unwrap()));
+    counters.apply(
+        100,
+        ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map(|a| a.parse().unwrap()),
+    );
     assert!(matches!(
         counters.check("10.0.0.9".parse().unwrap(), 100),
         Err(Limit::Prefix { bits: 24, .. })
@@ -171,6 +181,9 @@ fn the_nack_test_vector_encodes_as_documented() {
     assert_eq!(hex, NACK_VECTOR);
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONSENSUS.md"))
         .expect("docs/CONSENSUS.md");
-    assert!(docs.contains(NACK_VECTOR), "docs/CONSENSUS.md shows another NACK vector");
+    assert!(
+        docs.contains(NACK_VECTOR),
+        "docs/CONSENSUS.md shows another NACK vector"
+    );
     assert_eq!(schema::decode(&bytes), Ok(Message::Nack(signed)));
 }
