@@ -274,8 +274,11 @@ impl Figures {
         self.raw_sink.u64("bytes") as f64 * 8.0 / self.baseline_seconds().max(1e-9) / 1e9
     }
 
+    /// No byte arrived wrong, and a finished transfer lost nothing to the worker queue. A run
+    /// cut off by `--duration` stops its shard with messages still queued for the worker,
+    /// which the shard discards: those are the stop, not damage (they are reported apart).
     fn intact(&self) -> bool {
-        self.sink.i64("bad") < 0 && self.sink.u64("worker_drops") == 0
+        self.sink.i64("bad") < 0 && (!self.complete() || self.sink.u64("worker_drops") == 0)
     }
 
     fn complete(&self) -> bool {
@@ -466,7 +469,13 @@ fn render(f: &Figures) -> String {
         } else {
             "timed out"
         },
-        if f.intact() { "yes" } else { "NO" },
+        match (f.intact(), f.complete(), f.sink.u64("worker_drops")) {
+            (false, _, _) => "NO".to_string(),
+            (true, false, drops) if drops > 0 => {
+                format!("yes ({drops} messages still queued for the worker at the stop)")
+            }
+            (true, _, _) => "yes".to_string(),
+        },
         f.sender.packets_lost,
         f.sender.retransmitted_bytes,
         f.sender.probe_timeouts,
@@ -548,6 +557,28 @@ mod tests {
         assert!(parse_size("G").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn a_run_cut_off_by_its_duration_is_timed_out_not_damaged() {
+        let figures = |done: &str| Figures {
+            size: 1 << 30,
+            sender: Default::default(),
+            sink: Fields::parse(done),
+            raw_sender: Default::default(),
+            raw_sink: Fields::parse("done\n"),
+            quinn: None,
+            pinned: false,
+        };
+        // Cut off: the shard discarded what it still queued for the worker.
+        let cut = figures("done bytes=1000 bad=-1 complete=0 worker_drops=7\n");
+        assert!(cut.intact());
+        assert!(render(&cut).contains("timed out), intact: yes (7 messages still queued"));
+        // Finished, yet the worker queue dropped messages: damage.
+        assert!(!figures("done bytes=1000 bad=-1 complete=1 worker_drops=7\n").intact());
+        // A wrong byte is damage either way.
+        assert!(!figures("done bytes=1000 bad=12 complete=0 worker_drops=0\n").intact());
+        assert!(figures("done bytes=1000 bad=-1 complete=1 worker_drops=0\n").intact());
     }
 
     #[test]

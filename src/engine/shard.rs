@@ -106,8 +106,6 @@ pub(super) struct ShardParts {
 #[derive(Copy, Clone, Debug)]
 struct ChannelEntry {
     capabilities: Capabilities,
-    /// Opened at the worker's request: it hears when the channel closes.
-    by_worker: bool,
 }
 
 pub(super) struct Shard {
@@ -475,13 +473,7 @@ impl Shard {
                 ..
             } => {
                 let token = self.opening.remove(&channel);
-                self.channels.insert(
-                    channel,
-                    ChannelEntry {
-                        capabilities,
-                        by_worker: token.is_some(),
-                    },
-                );
+                self.channels.insert(channel, ChannelEntry { capabilities });
                 if let Some(token) = token {
                     self.notify(Input::Opened {
                         token,
@@ -506,8 +498,10 @@ impl Shard {
                 reason,
                 by_peer,
             } => {
-                let by_worker = self.channels.remove(&channel).is_some_and(|e| e.by_worker);
-                if by_worker {
+                // Every channel that could have carried messages to the worker: a service that
+                // answered on one a peer opened must learn its handle is stale too.
+                let known = self.channels.remove(&channel).is_some();
+                if known && self.worker.is_some() {
                     self.notify(Input::Closed {
                         shard: self.parts.index,
                         channel,

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod scrape;
+pub mod services;
 pub mod summary;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};
@@ -24,11 +25,13 @@ use crate::channel::EndpointConfig;
 use crate::engine::{
     Engine, EngineConfig, ShardStats, ShutdownHandle, UringRefused, merged_endpoint_stats,
 };
-use crate::service::echo::run_echo_worker;
-
-/// Messages that may wait for the echo worker, and replies for each shard.
-const WORKER_QUEUE: usize = 4096;
+use crate::service::host::{Host, HostHandle};
+use crate::stats::Stats;
 use crate::wire::PeerId;
+use std::sync::{Arc, Mutex};
+
+/// Messages that may wait for the worker, and replies for each shard.
+const WORKER_QUEUE: usize = 4096;
 use rand::RngCore;
 use std::io;
 use std::net::SocketAddr;
@@ -74,6 +77,8 @@ pub enum StartError {
 pub struct Node {
     engine: Engine,
     worker: Option<std::thread::JoinHandle<u64>>,
+    /// Commands to the services on the worker, and their counters; `None` when no worker runs.
+    host: Option<(HostHandle, Arc<Mutex<Stats>>)>,
     metrics: MetricsServer,
     /// `weft status`'s socket; `None` when it could not be bound (logged).
     admin: Option<admin::AdminServer>,
@@ -114,18 +119,23 @@ impl Node {
                 source,
             },
         };
-        let (mut engine, worker) = if config.echo {
+        // PROTOCOL.md §12: echo and the services run as one worker fed by the shards' queues.
+        let services = services::node_services(config, &identity, &data);
+        let (mut engine, worker, host) = if config.echo || !services.is_empty() {
             let (engine, link) =
                 Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)
                     .map_err(bind_error)?;
+            let host = Host::new(services, config.echo);
+            let handle = (host.handle(), host.stats());
             let worker = std::thread::Builder::new()
-                .name("weft-echo".into())
-                .spawn(move || run_echo_worker(link))
+                .name("weft-worker".into())
+                .spawn(move || host.run(link))
                 .map_err(bind_error)?;
-            (engine, Some(worker))
+            (engine, Some(worker), Some(handle))
         } else {
             (
                 Engine::start(&engine_config, &identity, seed).map_err(bind_error)?,
+                None,
                 None,
             )
         };
@@ -154,6 +164,7 @@ impl Node {
         Ok(Node {
             engine,
             worker,
+            host,
             metrics,
             admin,
             peer_id,
@@ -181,6 +192,11 @@ impl Node {
         self.identity_origin
     }
 
+    /// Sends commands to the services on the node's worker; `None` when none runs.
+    pub fn services(&self) -> Option<HostHandle> {
+        self.host.as_ref().map(|(handle, _)| handle.clone())
+    }
+
     /// A handle that stops [`Node::run`] from another thread.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
         self.engine.shutdown_handle()
@@ -200,6 +216,8 @@ impl Node {
     pub fn run(self) -> io::Result<()> {
         let mut summary = summary::SummaryLog::new(summary::SUMMARY_INTERVAL);
         let admin = self.admin;
+        let host_stats = self.host.as_ref().map(|(_, stats)| Arc::clone(stats));
+        let mut services_snapshot = Stats::new();
         let result = self
             .engine
             .run(|shards| {
@@ -211,6 +229,13 @@ impl Node {
                     admin.publish(&merged, shards);
                 }
                 publish_shards(&merged, shards);
+                if let Some(stats) = &host_stats
+                    && let Ok(stats) = stats.lock()
+                {
+                    services_snapshot.clone_from(&stats);
+                    drop(stats);
+                    metrics::publish(&services_snapshot);
+                }
             })
             .map(drop);
         drop(admin);
@@ -219,7 +244,7 @@ impl Node {
             && let Ok(refused) = worker.join()
             && refused > 0
         {
-            tracing::warn!(refused, "echo replies refused by full queues");
+            tracing::warn!(refused, "worker replies refused by full queues");
         }
         result
     }

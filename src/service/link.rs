@@ -15,7 +15,7 @@ use mio::Waker;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What one shard shares with the worker besides the queues.
 struct ShardSignals {
@@ -38,6 +38,21 @@ fn wake_if_sleeping(signals: &ShardSignals, waker: Option<&Waker>) {
             let _ = waker.wake();
         }
     }
+}
+
+/// What [`Deliveries::recv_or`] woke for.
+#[derive(Debug)]
+pub enum Woken<T> {
+    /// A batch of inputs.
+    Inputs(Vec<Input>),
+    /// A value from the other queue.
+    Other(T),
+    /// Every sender of the other queue is gone.
+    OtherClosed,
+    /// The deadline passed.
+    Timeout,
+    /// Every shard has stopped and nothing is left.
+    Stopped,
 }
 
 /// The worker's input: batches from every shard. It ends once every shard has stopped and the
@@ -84,6 +99,37 @@ impl Deliveries {
             }
             Err(RecvTimeoutError::Timeout) => Err(false),
             Err(RecvTimeoutError::Disconnected) => Err(true),
+        }
+    }
+
+    /// Waits for whichever comes first: a batch of inputs, a value on `other` (only while
+    /// `other_open`), or `deadline`. Lets a worker serve its inputs and another queue (an
+    /// application's commands) from one thread without polling.
+    pub fn recv_or<T>(
+        &self,
+        other: &Receiver<T>,
+        other_open: bool,
+        deadline: Option<Instant>,
+    ) -> Woken<T> {
+        let never = crossbeam_channel::never();
+        let other = if other_open { other } else { &never };
+        let timeout = match deadline {
+            Some(deadline) => crossbeam_channel::at(deadline),
+            None => crossbeam_channel::never(),
+        };
+        crossbeam_channel::select! {
+            recv(self.rx) -> batch => match batch {
+                Ok(batch) => {
+                    self.taken(&batch);
+                    Woken::Inputs(batch)
+                }
+                Err(_) => Woken::Stopped,
+            },
+            recv(other) -> value => match value {
+                Ok(value) => Woken::Other(value),
+                Err(_) => Woken::OtherClosed,
+            },
+            recv(timeout) -> _ => Woken::Timeout,
         }
     }
 

@@ -20,12 +20,13 @@
 
 pub mod echo;
 mod held;
+pub mod host;
 mod link;
 mod queue;
 
 pub use crate::channel::PeerInfo;
 pub use held::Received;
-pub use link::{Deliveries, Replier, WorkerLink};
+pub use link::{Deliveries, Replier, Woken, WorkerLink};
 pub(crate) use link::{ShardLink, worker_queues};
 
 use crate::channel::{ChannelHandle, OpenError};
@@ -89,7 +90,7 @@ pub enum Input {
         /// Why.
         reason: OpenFailure,
     },
-    /// A channel the worker opened has closed; its handle is stale.
+    /// A channel that was open (the worker's or a peer's) has closed; its handle is stale.
     Closed {
         /// The shard that owned it.
         shard: usize,

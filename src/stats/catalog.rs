@@ -553,7 +553,11 @@ pub const METRICS: &[Metric] = &[
     gauge("weft_shard_worker_held", "", "Messages the shard holds back for the worker.")
         .labels(SHARD, &[]),
     gauge("weft_shard_worker_buffers_held", "", "Receive buffers of the shard the workers hold (queued for them or taken, not yet let go); bounded by max_worker_buffers.")
-        .labels(SHARD, &[]),
+        .labels(SHARD, &[]),    // ------------------------------------------------------------- services
+    // The worker's host (`service::host`) and the services on it; each service adds its families
+    // below its own heading.
+    counter("weft_service_messages_dropped_total", "messages", "Messages the worker's host dropped before any service saw them, by reason: a first byte that names no service here, or an answer to a request nobody waits for.")
+        .labels(&["reason"], &["unknown_service", "unknown_token"]),
 ];
 
 /// The catalog entry of an exported family.

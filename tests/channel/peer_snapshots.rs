@@ -144,17 +144,12 @@ fn exchange(net: &mut Network<Endpoint>, from: NodeId, channel: ChannelHandle, r
     }
 }
 
-#[test]
-fn a_rekey_starts_the_last_handshake_again_but_keeps_the_age_and_the_counts() {
-    let mut net: Network<Endpoint> = Network::new(14);
-    let config = EndpointConfig {
-        echo: true,
-        rekey: RekeyPolicy {
-            after: Duration::from_secs(3),
-            ..RekeyPolicy::default()
-        },
-        ..EndpointConfig::default()
-    };
+/// An echoing server at `addr(1)` with `config`, a client at `addr(2)` with the same but no echo,
+/// and an open unreliable channel from the client to the server.
+fn echo_pair(
+    net: &mut Network<Endpoint>,
+    config: EndpointConfig,
+) -> (NodeId, NodeId, ChannelHandle) {
     let server = net.add_endpoint(addr(1), config.clone());
     let client = net.add_endpoint(
         addr(2),
@@ -170,6 +165,21 @@ fn a_rekey_starts_the_last_handshake_again_but_keeps_the_age_and_the_counts() {
         .open_channel(now, addr(1), Some(server_id), None, Capabilities::NONE)
         .unwrap();
     net.drive_for(Duration::from_secs(1));
+    (server, client, channel)
+}
+
+#[test]
+fn a_rekey_starts_the_last_handshake_again_but_keeps_the_age_and_the_counts() {
+    let mut net: Network<Endpoint> = Network::new(14);
+    let config = EndpointConfig {
+        echo: true,
+        rekey: RekeyPolicy {
+            after: Duration::from_secs(3),
+            ..RekeyPolicy::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let (server, client, channel) = echo_pair(&mut net, config);
     exchange(&mut net, client, channel, 10);
     let before = snapshot(&net, server);
     assert!(before.packets_received >= 10, "{before:?}");
@@ -203,21 +213,7 @@ fn a_plaintext_peer_counts_its_datagrams_on_its_channel_state() {
         allow_plaintext: true,
         ..EndpointConfig::default()
     };
-    let server = net.add_endpoint(addr(1), config.clone());
-    let client = net.add_endpoint(
-        addr(2),
-        EndpointConfig {
-            echo: false,
-            ..config
-        },
-    );
-    let server_id = net.node(server).local_peer_id();
-    let now = net.now();
-    let channel = net
-        .node_mut(client)
-        .open_channel(now, addr(1), Some(server_id), None, Capabilities::NONE)
-        .unwrap();
-    net.drive_for(Duration::from_secs(1));
+    let (server, client, channel) = echo_pair(&mut net, config);
     exchange(&mut net, client, channel, 20);
     settle(&mut net);
     let (at_server, at_client) = (snapshot(&net, server), snapshot(&net, client));

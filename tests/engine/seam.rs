@@ -344,20 +344,7 @@ fn a_flooding_peer_cannot_lock_another_peers_requests_out_of_the_worker() {
     // The worker's queue fills with the flood, which is refused at its fair share: the
     // counters published once a second show it.
     let start = Instant::now();
-    let share_drops = |published: &Mutex<Vec<ShardStats>>| -> u64 {
-        published
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                s.engine.get(
-                    "weft_messages_dropped_total",
-                    Some(("reason", "worker_queue_share")),
-                )
-            })
-            .sum()
-    };
-    while share_drops(&n.published) == 0 {
+    while message_drops(&n.published, "worker_queue_share") == 0 {
         assert!(
             start.elapsed() < DEADLINE,
             "the flood was never refused at its share"
@@ -497,20 +484,7 @@ fn buffers_the_workers_hold_are_bounded_and_hold_the_sender_back() {
         client.turn(&mut events);
     }
     // Now the unreliable channel's messages meet the bound: dropped and counted.
-    let held_drops = |published: &Mutex<Vec<ShardStats>>| -> u64 {
-        published
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                s.engine.get(
-                    "weft_messages_dropped_total",
-                    Some(("reason", "worker_buffers_held")),
-                )
-            })
-            .sum()
-    };
-    while held_drops(&n.published) == 0 {
+    while message_drops(&n.published, "worker_buffers_held") == 0 {
         assert!(
             start.elapsed() < DEADLINE,
             "no message was dropped at the bound"
@@ -551,4 +525,17 @@ fn buffers_the_workers_hold_are_bounded_and_hold_the_sender_back() {
     let (most, numbers) = worker.join().unwrap();
     assert!(most <= BOUND, "the worker held {most} buffers at once");
     assert_eq!(numbers, (0..MESSAGES).collect::<Vec<_>>());
+}
+
+/// Messages the shards dropped for `reason`, as last published.
+fn message_drops(published: &Mutex<Vec<ShardStats>>, reason: &'static str) -> u64 {
+    published
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.engine
+                .get("weft_messages_dropped_total", Some(("reason", reason)))
+        })
+        .sum()
 }
