@@ -284,10 +284,19 @@ impl Membership {
                 .is_ok_and(|cert| cert.digest == body.request.digest())
     }
 
-    /// A node applies to join: held (one per key, [`MAX_APPLICATIONS`] in all) if its
-    /// signature and certificate verify. True when this member would vote it in.
+    /// A node applies to join: held (one per key, [`MAX_APPLICATIONS`] in all) if its operator
+    /// approved the key and its signature and certificate verify. True when held.
     pub fn on_apply(&mut self, application: Signed<Application>) -> Result<bool, Refusal> {
         let key = MemberKey(application.body.request.key);
+        if self.applications.get(&key) == Some(&application) {
+            // A resend: checked already.
+            return Ok(self.config.approved.contains(&key));
+        }
+        if !self.config.approved.contains(&key) {
+            // Checked before any signature: anyone may send applications, and only approved
+            // keys can be voted in, so the others cost a lookup, not up to 17 signature checks.
+            return Err(Refusal::Unexpected);
+        }
         if !self.application_valid(&application) {
             return Err(Refusal::BadSignature);
         }
