@@ -367,20 +367,9 @@ impl<E: Agreement> Member<E> {
                 }
                 Ok(())
             }
-            Message::KeepAlive(keepalive) => {
-                if keepalive.height > self.height {
-                    self.ask_behind(from, keepalive.height);
-                }
-                let out = self.membership.on_keepalive(from, &keepalive, self.height);
-                self.send_membership(out);
-                Ok(())
+            Message::KeepAlive(_) | Message::Endorse(_) | Message::Links(_) => {
+                self.on_membership(from, message)
             }
-            Message::Endorse(endorsement) => {
-                let out = self.membership.on_endorse(from, endorsement);
-                self.send_membership(out);
-                Ok(())
-            }
-            Message::Links(links) => self.membership.on_links(links),
             Message::Request(_) | Message::Reply(_) | Message::Nack(_) | Message::Apply(_) => {
                 Err(Refusal::Unexpected)
             }
@@ -425,6 +414,10 @@ impl<E: Agreement> Member<E> {
         }
         if !self.started {
             self.start(now);
+            if !self.started {
+                // Not a member of this height's list: nothing for the engine to take.
+                return Err(Refusal::NonMember);
+            }
         }
         let current = self.engine.round().unwrap_or(0);
         if round > current.saturating_add(MAX_ROUNDS_AHEAD) {

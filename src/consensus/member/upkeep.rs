@@ -115,6 +115,27 @@ impl<E: Agreement> Member<E> {
         }
     }
 
+    /// Keep-alives, endorsements and chain links from a member.
+    pub(super) fn on_membership(
+        &mut self,
+        from: MemberKey,
+        message: Message,
+    ) -> Result<(), Refusal> {
+        let out = match message {
+            Message::KeepAlive(keepalive) => {
+                if keepalive.height > self.height {
+                    self.ask_behind(from, keepalive.height);
+                }
+                self.membership.on_keepalive(from, &keepalive, self.height)
+            }
+            Message::Endorse(endorsement) => self.membership.on_endorse(from, endorsement),
+            Message::Links(links) => return self.membership.on_links(links),
+            _ => return Err(Refusal::Unexpected),
+        };
+        self.send_membership(out);
+        Ok(())
+    }
+
     pub(super) fn on_apply(
         &mut self,
         now: Instant,
