@@ -3,8 +3,12 @@
 
 mod sim;
 
+#[path = "overlay/compression.rs"]
+mod compression;
 #[path = "overlay/harness.rs"]
 mod harness;
+#[path = "overlay/maintenance.rs"]
+mod maintenance;
 #[path = "overlay/props.rs"]
 mod props;
 #[path = "overlay/records.rs"]
@@ -13,5 +17,7 @@ mod records;
 mod rpc;
 #[path = "overlay/scale.rs"]
 mod scale;
+#[path = "overlay/scenario.rs"]
+mod scenario;
 #[path = "overlay/vectors.rs"]
 mod vectors;

@@ -1,18 +1,31 @@
 //! Fuzzes every overlay body decoder: the msgpack subset (`Value::decode`), every opcode's
-//! frame (`Frame::parse`), envelopes (`Envelope::from_value` and `verify`), and a DHT node
+//! frame (`Frame::parse`), envelopes (`Envelope::from_value` and `verify`), every compression
+//! decoder (the input as each method's payload, and as a transmission), and a DHT node
 //! answering the input as a request from a peer. Whatever parses must re-encode to the very
-//! same bytes (bodies are canonical), and whatever the node answers must parse.
+//! same bytes (bodies are canonical), whatever inflates stays within the bound, and whatever
+//! the node answers must parse.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Instant;
 use weft::overlay::id::{Contact, NodeId};
 use weft::overlay::kademlia::{Dht, KademliaConfig, Sender};
+use weft::overlay::rpc::compression::{self, Method};
 use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{Frame, FrameLimits, Limits, Value};
 use weft::wire::PeerId;
 
 fuzz_target!(|data: &[u8]| {
+    // A small bound, so inflating past it is reached quickly.
+    const BOUND: usize = 4096;
+    for method in Method::ALL {
+        if let Ok(out) = compression::decompress(method, data, BOUND) {
+            assert!(out.len() <= BOUND, "{method:?} inflated past the bound");
+        }
+    }
+    if let Ok(out) = compression::unwrap(data, 0x7f, BOUND) {
+        assert!(out.len() <= BOUND, "a transmission inflated past the bound");
+    }
     if let Ok(value) = Value::decode(data, Limits::default()) {
         assert_eq!(
             value.encode(),
@@ -44,6 +57,10 @@ fuzz_target!(|data: &[u8]| {
     };
     dht.handle(Instant::now(), 1_800_000_000, from, data);
     while let Some(transmit) = dht.poll_transmit() {
+        assert!(
+            !compression::is_wrapped(&transmit.bytes),
+            "nothing was negotiated, so nothing is compressed"
+        );
         assert!(
             Frame::parse(&transmit.bytes, &limits).is_ok(),
             "the node's answer parses"

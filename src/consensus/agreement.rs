@@ -5,10 +5,11 @@
 use super::ids::MemberKey;
 use super::schema::{Batch, BatchId, Proposal, Refusal, Vote};
 use super::signed::Signed;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Which of a round's timeouts.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum TimerKind {
     /// Waiting for the proposal.
     Propose,
@@ -19,7 +20,7 @@ pub enum TimerKind {
 }
 
 /// A timeout the engine asked for, named so it can be handed back.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timer {
     /// Which one.
     pub kind: TimerKind,
@@ -77,6 +78,15 @@ pub trait Agreement {
     fn vote(&mut self, vote: Signed<Vote>) -> Result<Vec<Step>, Refusal>;
     /// A timer it asked for has fired.
     fn timeout(&mut self, timer: Timer) -> Vec<Step>;
+    /// A quorum of prevotes for `id` in `round` of the current height (signatures checked,
+    /// distinct voters): counted as a polka even where the engine kept another vote of an
+    /// equivocating voter (CometBFT's remedy for a split polka; docs/CONSENSUS.md).
+    fn polka_certificate(
+        &mut self,
+        round: u32,
+        id: BatchId,
+        votes: Vec<Signed<Vote>>,
+    ) -> Result<Vec<Step>, Refusal>;
     /// The prevotes it holds for `id` in `round` of the current height: the polka a proposer
     /// re-proposing a locked value sends along, so members that missed it can follow
     /// (Tendermint's liveness assumes every message of a correct member arrives eventually).

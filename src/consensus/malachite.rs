@@ -412,13 +412,19 @@ impl MalachiteEngine {
             }
             Output::Propose(proposal) => steps.push(Step::Propose(Proposal::from(proposal))),
             Output::Vote(vote) => steps.push(Step::Vote(vote.vote)),
-            Output::Decide(round, proposal) => {
-                let round_number = round.as_u32().unwrap_or(0);
+            Output::Decide(_, proposal) => {
+                // The round the output names is the state machine's current one, which is
+                // later than the decided proposal's when its precommit quorum arrived after
+                // the member moved on (Tendermint L49 fires in any round). The quorum is of
+                // the proposal's round, so that is where the precommits are: taking the
+                // current round's gave an empty certificate that no lagging member could
+                // accept (the seven-member liveness bug, seed 16).
+                let round_number = proposal.round;
                 let id = proposal.value.id;
                 // The driver keeps no certificate of a decision it reached by votes (only of
                 // one it was handed): the precommits for the value in that round are its
                 // vote keeper's.
-                let mut commit = self.votes_for(round, VoteKind::Precommit, &id);
+                let mut commit = self.votes_for(Round::new(round_number), VoteKind::Precommit, &id);
                 commit.sort_by_key(|vote| vote.body.voter);
                 commit.dedup_by(|a, b| a.body.voter == b.body.voter);
                 steps.push(Step::Decide {
@@ -531,6 +537,21 @@ impl Agreement for MalachiteEngine {
             TimerKind::Precommit => mt::Timeout::precommit(round),
         };
         self.run(Input::TimeoutElapsed(timeout)).unwrap_or_default()
+    }
+
+    fn polka_certificate(
+        &mut self,
+        round: u32,
+        id: BatchId,
+        votes: Vec<Signed<Vote>>,
+    ) -> Result<Vec<Step>, Refusal> {
+        let height = EngineHeight(self.height());
+        let votes = votes
+            .into_iter()
+            .map(|vote| mt::SignedMessage::new(EngineVote::from(vote.body), vote.signature))
+            .collect();
+        let certificate = mt::PolkaCertificate::new(height, Round::new(round), id, votes);
+        self.run(Input::PolkaCertificate(certificate))
     }
 
     fn proposer(&self, round: u32) -> Option<MemberKey> {

@@ -15,9 +15,11 @@ use super::malachite::{MalachiteEngine, round_timeouts};
 use super::membership::{Membership, MembershipConfig};
 use super::policy::{Counters, PolicyConfig};
 use super::pool::Pool;
-use super::schema::{self, Batch, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote};
+use super::schema::{
+    self, Batch, BatchId, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote, VoteKind,
+};
 use super::signed::{Signed, member_key, sign};
-use super::validate;
+use super::store::{Changes, DecidedRecord, IssuedId, MemoryStore, Store, StoreError, WalEntry};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -41,6 +43,13 @@ const MAX_SEEN: usize = 8192;
 
 /// Own messages of the current height kept for resending (the latest ones).
 const KEEP_OWN: usize = 4;
+
+mod catch_up;
+mod durable;
+mod polka;
+
+pub use durable::MAX_WAL;
+pub use polka::MAX_TRACKED_PREVOTES;
 
 /// Who a message came from or goes to, as the host's channel proved it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,8 +97,8 @@ struct Kept {
     commit: Vec<Signed<Vote>>,
 }
 
-/// One member of the cluster.
-pub struct Member<E: Agreement = MalachiteEngine> {
+/// One member of the cluster, on agreement engine `E`, keeping what it must not forget in `S`.
+pub struct Member<E: Agreement = MalachiteEngine, S: Store = MemoryStore> {
     key: SigningKey,
     me: MemberKey,
     config: MemberConfig,
@@ -127,22 +136,80 @@ pub struct Member<E: Agreement = MalachiteEngine> {
     wall: Option<(Instant, u64)>,
     /// A member seen ahead, and its height: asked again after each decision until caught up.
     ahead: Option<(MemberKey, u64)>,
+    store: S,
+    /// What this call of `handle`/`handle_timeout` adds to the store, committed at its end.
+    changes: Changes,
+    /// Votes and proposals signed at this height: never a second one for one slot.
+    own_votes: BTreeMap<(u64, u32, VoteKind), Signed<Vote>>,
+    own_proposals: BTreeMap<u32, Signed<Proposal>>,
+    wal_keys: BTreeSet<durable::WalKey>,
+    /// Verified prevotes for values at this height, conflicting ones included.
+    prevotes: BTreeMap<(u32, BatchId), BTreeMap<MemberKey, Signed<Vote>>>,
+    /// Polkas handed to the engine as certificates (or found in it already).
+    certified: BTreeSet<(u32, BatchId)>,
+    wal_len: u32,
+    /// True while the write-ahead log is fed back after a restart.
+    replaying: bool,
+    /// The store failed: this member sends nothing more.
+    failed: Option<StoreError>,
 }
 
 impl Member<MalachiteEngine> {
-    /// A member signing with `key`, on Malachite's engine.
-    pub fn new(key: SigningKey, mut config: MemberConfig) -> Self {
-        config.members.sort_unstable();
-        config.members.dedup();
-        let me = member_key(&key);
-        let engine = MalachiteEngine::new(me, round_timeouts(config.round_base));
+    /// A new member signing with `key`, on Malachite's engine, with nothing stored (a
+    /// [`MemoryStore`]; a node uses [`Member::open`]).
+    pub fn new(key: SigningKey, config: MemberConfig) -> Self {
+        let engine = malachite_engine(&key, &config);
         Member::with_engine(key, config, engine)
     }
 }
 
-impl<E: Agreement> Member<E> {
-    /// A member on another agreement engine.
-    pub fn with_engine(key: SigningKey, mut config: MemberConfig, engine: E) -> Self {
+fn malachite_engine(key: &SigningKey, config: &MemberConfig) -> MalachiteEngine {
+    MalachiteEngine::new(member_key(key), round_timeouts(config.round_base))
+}
+
+impl<S: Store> Member<MalachiteEngine, S> {
+    /// A member on Malachite's engine that resumes from `store` (a
+    /// [`super::store::disk::DiskStore`] in the data directory for a node): the decided log,
+    /// the ids, and the current height's round and lock, rebuilt by replaying what its engine
+    /// was fed. Messages it signed before are sent again as they were; none conflicts.
+    pub fn open(
+        now: Instant,
+        key: SigningKey,
+        config: MemberConfig,
+        store: S,
+    ) -> Result<Self, StoreError> {
+        let engine = malachite_engine(&key, &config);
+        Member::open_with(now, key, config, engine, store)
+    }
+}
+
+impl<E: Agreement> Member<E, MemoryStore> {
+    /// A new member on another agreement engine, with nothing stored.
+    pub fn with_engine(key: SigningKey, config: MemberConfig, engine: E) -> Self {
+        Member::bare(key, config, engine, MemoryStore::default())
+    }
+}
+
+impl<E: Agreement, S: Store> Member<E, S> {
+    /// [`Member::open`] on another agreement engine.
+    pub fn open_with(
+        now: Instant,
+        key: SigningKey,
+        config: MemberConfig,
+        engine: E,
+        mut store: S,
+    ) -> Result<Self, StoreError> {
+        let stored = store.load()?;
+        let mut member = Member::bare(key, config, engine, store);
+        member.resume(now, stored);
+        member.flush();
+        match member.failed.take() {
+            Some(error) => Err(error),
+            None => Ok(member),
+        }
+    }
+
+    fn bare(key: SigningKey, mut config: MemberConfig, engine: E, store: S) -> Self {
         config.members.sort_unstable();
         config.members.dedup();
         let me = member_key(&key);
@@ -177,7 +244,23 @@ impl<E: Agreement> Member<E> {
             last_time: 0,
             wall: None,
             ahead: None,
+            store,
+            changes: Changes::default(),
+            own_votes: BTreeMap::new(),
+            own_proposals: BTreeMap::new(),
+            wal_keys: BTreeSet::new(),
+            prevotes: BTreeMap::new(),
+            certified: BTreeSet::new(),
+            wal_len: 0,
+            replaying: false,
+            failed: None,
         }
+    }
+
+    /// The store's error, once a commit failed: the member then sends nothing more, and the
+    /// host should stop and report it.
+    pub fn failed(&self) -> Option<&StoreError> {
+        self.failed.as_ref()
     }
 
     /// This member's key.
@@ -193,6 +276,15 @@ impl<E: Agreement> Member<E> {
     /// The height being decided.
     pub fn height(&self) -> u64 {
         self.height
+    }
+
+    /// The round of the height being decided, once it has begun.
+    pub fn round(&self) -> Option<u32> {
+        if self.started {
+            self.engine.round()
+        } else {
+            None
+        }
     }
 
     /// Messages refused, by reason.
@@ -233,8 +325,17 @@ impl<E: Agreement> Member<E> {
         });
     }
 
-    /// Feeds one message that arrived from `from`.
+    /// Feeds one message that arrived from `from`. What it leads this member to sign or decide
+    /// is in its store before any message can be polled.
     pub fn handle(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.receive(now, from, bytes);
+        self.flush();
+    }
+
+    fn receive(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         self.arm_resend(now);
         if let Peer::Member(member) = from
             && self.is_member(&member)
@@ -423,81 +524,47 @@ impl<E: Agreement> Member<E> {
         if round > current.saturating_add(MAX_ROUNDS_AHEAD) {
             return Err(Refusal::Stale);
         }
-        let steps = match message {
+        let input = match message {
             Message::Proposal(proposal) => {
                 let valid = self.valid(now, &proposal.body.batch, height);
-                if self.proposals.len() < usize::from(u8::MAX) {
-                    self.proposals.push(proposal.clone());
-                }
-                self.engine.proposal(proposal, valid)?
+                WalEntry::Proposal { proposal, valid }
             }
-            Message::Vote(vote) => self.engine.vote(vote)?,
+            Message::Vote(vote) => WalEntry::Vote(vote),
             _ => return Err(Refusal::Unexpected),
         };
-        self.run(now, steps);
+        self.feed(now, input)?;
+        self.certify_polkas(now);
         Ok(())
     }
 
-    /// Asks a member that is ahead for the decision of this height, once per resend period.
-    fn ask_behind(&mut self, from: MemberKey, height: u64) {
-        self.note_ahead(from, height);
-        if self.asked_behind.insert(from) {
-            self.send(
-                Peer::Member(from),
-                &Message::Ask {
-                    height: self.height,
-                },
-            );
-        }
-    }
-
-    /// Answers a member that lags with the decision of `height`, once per resend period each
-    /// (a decision is large: a member asking in a loop must not make us send in a loop).
-    fn help_catch_up(&mut self, to: MemberKey, height: u64) {
-        if !self.answered.insert((to, height)) {
-            return;
-        }
-        if let Some(kept) = self.decided.get(&height).cloned() {
-            self.send(
-                Peer::Member(to),
-                &Message::Decided {
-                    proposal: kept.proposal,
-                    commit: kept.commit,
-                },
-            );
-        }
-    }
-
-    fn on_decided(
-        &mut self,
-        now: Instant,
-        from: MemberKey,
-        proposal: Signed<Proposal>,
-        commit: Vec<Signed<Vote>>,
-    ) -> Result<(), Refusal> {
-        let height = proposal.body.height;
-        if height < self.height {
-            return Err(Refusal::Stale);
-        }
-        if height > self.height {
-            self.ask_behind(from, height);
-            return Err(Refusal::Stale);
-        }
-        self.check_signed(&proposal, proposal.body.proposer)?;
-        if !validate::commit(
-            &self.config.network,
-            &self.config.members,
-            &commit,
-            height,
-            proposal.body.round,
-            &proposal.body.batch.id(),
-        ) {
-            return Err(Refusal::BadSignature);
-        }
-        // A quorum of precommits includes an honest member, who precommitted only a valid
-        // batch: the height is decided, whatever this member's engine saw of it.
-        let round = proposal.body.round;
-        self.decide(now, round, proposal, commit);
+    /// Hands one input to the engine, logs it for replay, and acts on the steps.
+    fn feed(&mut self, now: Instant, input: WalEntry) -> Result<(), Refusal> {
+        let steps = match &input {
+            WalEntry::Proposal { proposal, valid } => {
+                if self.proposals.len() < usize::from(u8::MAX) {
+                    self.proposals.push(proposal.clone());
+                }
+                self.engine.proposal(proposal.clone(), *valid)?
+            }
+            WalEntry::Vote(vote) => {
+                self.track_prevote(vote);
+                self.engine.vote(vote.clone())?
+            }
+            WalEntry::Timeout(timer) => {
+                self.timers.remove(timer);
+                self.engine.timeout(*timer)
+            }
+            WalEntry::Polka(votes) => {
+                let Some(first) = votes.first().map(|vote| vote.body.clone()) else {
+                    return Err(Refusal::Unexpected);
+                };
+                let id = first.value.ok_or(Refusal::Unexpected)?;
+                self.engine
+                    .polka_certificate(first.round, id, votes.clone())?
+            }
+        };
+        self.log_input(input);
+        self.run(now, steps);
         Ok(())
     }
 
@@ -561,13 +628,13 @@ impl<E: Agreement> Member<E> {
                 Step::Propose(proposal) => {
                     if let Some(round) = proposal.pol_round {
                         // Re-proposing a locked value: send the polka that justifies it first.
-                        let polka = self.engine.polka(round, &proposal.batch.id());
+                        let polka = self.polka(round, proposal.batch.id());
                         self.own_polka = polka.into_iter().map(Message::Vote).collect();
                         for message in self.own_polka.clone() {
                             self.broadcast(&message);
                         }
                     }
-                    let signed = sign(&self.key, &self.config.network, proposal);
+                    let signed = self.sign_proposal(proposal);
                     let message = Message::Proposal(signed.clone());
                     self.broadcast(&message);
                     self.keep_own(message);
@@ -575,8 +642,8 @@ impl<E: Agreement> Member<E> {
                     self.engine.proposal(signed, true).unwrap_or_default()
                 }
                 Step::Vote(vote) => {
-                    // Durability (votes on disk before they are sent) is not built yet.
-                    let signed = sign(&self.key, &self.config.network, vote);
+                    let signed = self.sign_vote(vote);
+                    self.track_prevote(&signed);
                     let message = Message::Vote(signed.clone());
                     self.broadcast(&message);
                     self.keep_own(message);
@@ -584,16 +651,20 @@ impl<E: Agreement> Member<E> {
                 }
                 Step::NeedValue { height, round } => {
                     let needed = faults(self.config.members.len()).saturating_add(1);
-                    let batch = Batch {
-                        height,
-                        entries: self.ready_entries(now, needed, MAX_BATCH),
-                        last_commit: self
-                            .decided
-                            .get(&height.saturating_sub(1))
-                            .map(|kept| kept.commit.clone())
-                            .unwrap_or_default(),
-                        time: self.batch_time(now),
-                        changes: self.membership.proposable().into_iter().collect(),
+                    let batch = match self.own_proposals.get(&round) {
+                        // Proposed before a restart: the same batch again, never another.
+                        Some(own) => own.body.batch.clone(),
+                        None => Batch {
+                            height,
+                            entries: self.ready_entries(now, needed, MAX_BATCH),
+                            last_commit: self
+                                .decided
+                                .get(&height.saturating_sub(1))
+                                .map(|kept| kept.commit.clone())
+                                .unwrap_or_default(),
+                            time: self.batch_time(now),
+                            changes: self.membership.proposable().into_iter().collect(),
+                        },
                     };
                     self.engine.propose_value(round, batch)
                 }
@@ -634,6 +705,33 @@ impl<E: Agreement> Member<E> {
         self.own.push_back(message);
     }
 
+    /// Records a decision in the log (and finalizes the previous height's ids); returns the
+    /// ids that became final. Shared by deciding and by resuming from the store.
+    fn apply(
+        &mut self,
+        proposal: Signed<Proposal>,
+        commit: Vec<Signed<Vote>>,
+    ) -> Vec<(NodeIdRequest, NodeId)> {
+        let height = self.height;
+        let batch = &proposal.body.batch;
+        let requests: Vec<NodeIdRequest> =
+            batch.entries.iter().map(|e| e.request.clone()).collect();
+        self.log.append(batch.id(), &requests);
+        let issued = match height.checked_sub(1) {
+            Some(previous) if previous > 0 => self.log.finalize(previous, &batch.last_commit),
+            _ => Vec::new(),
+        };
+        let batch = proposal.body.batch.clone();
+        self.decided.insert(height, Kept { proposal, commit });
+        while self.decided.len() > KEEP_DECIDED {
+            self.decided.pop_first();
+        }
+        // Policy counters and membership follow the log, on restart too.
+        self.apply_decided(height, &batch);
+        self.height = height.saturating_add(1);
+        issued
+    }
+
     fn decide(
         &mut self,
         now: Instant,
@@ -642,17 +740,22 @@ impl<E: Agreement> Member<E> {
         commit: Vec<Signed<Vote>>,
     ) {
         let height = self.height;
-        let batch = &proposal.body.batch;
-        let requests: Vec<NodeIdRequest> =
-            batch.entries.iter().map(|e| e.request.clone()).collect();
-        // Durability (the decision on disk before any reply) is not built yet.
-        self.log.append(batch.id(), &requests);
-        let (time, changes) = (batch.time, batch.changes.clone());
-        let sources: Vec<_> = batch
+        let requests: Vec<NodeIdRequest> = proposal
+            .body
+            .batch
             .entries
             .iter()
-            .filter_map(|entry| entry.sightings.first().map(|s| s.body.source.ip()))
+            .map(|e| e.request.clone())
             .collect();
+        // The decision and the ids it finalizes go into this call's commit, which the store
+        // makes durable before any reply below can be polled.
+        let record = DecidedRecord {
+            proposal: proposal.clone(),
+            commit: commit.clone(),
+        };
+        self.changes.decisions.push((height, record));
+        let issued = self.apply(proposal, commit);
+        self.changes.height = Some(self.height);
         for request in &requests {
             self.pool.remove(&request.digest());
             self.own_sightings.remove(&request.digest());
@@ -661,37 +764,39 @@ impl<E: Agreement> Member<E> {
             height,
             requests: requests.len(),
         });
-        if height > 1 {
-            let issued = self
-                .log
-                .finalize(height.saturating_sub(1), &batch.last_commit);
-            for (request, node_id) in issued {
-                let digest = request.digest();
-                let ordered = height.saturating_sub(1);
-                if let Some(clients) = self.clients.remove(&digest) {
-                    for client in clients {
-                        self.reply(Peer::Client(client), digest, node_id, ordered);
-                    }
+        let ordered = height.saturating_sub(1);
+        for (request, node_id) in issued {
+            let digest = request.digest();
+            self.changes.ids.push(IssuedId {
+                key: request.key,
+                salt: request.salt,
+                node_id,
+                height: ordered,
+            });
+            if let Some(clients) = self.clients.remove(&digest) {
+                for client in clients {
+                    self.reply(Peer::Client(client), digest, node_id, ordered);
                 }
-                self.events.push_back(Event::Issued {
-                    request,
-                    node_id,
-                    height: ordered,
-                });
             }
+            self.events.push_back(Event::Issued {
+                request,
+                node_id,
+                height: ordered,
+            });
         }
-        self.decided.insert(height, Kept { proposal, commit });
-        self.apply_decided(now, height, time, &sources, &changes);
-        while self.decided.len() > KEEP_DECIDED {
-            self.decided.pop_first();
-        }
-        self.height = height.saturating_add(1);
+        self.purge_over_quota(now);
         self.started = false;
         self.timers.clear();
         self.proposals.clear();
         self.own.clear();
         self.own_polka.clear();
+        self.prevotes.clear();
+        self.certified.clear();
         self.asked_behind.clear();
+        self.own_votes.clear();
+        self.own_proposals.clear();
+        self.wal_keys.clear();
+        self.wal_len = 0;
         let future = std::mem::take(&mut self.future);
         for (from, message) in future {
             let _ = self.on_member(now, from, message);
@@ -718,6 +823,14 @@ impl<E: Agreement> Member<E> {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.fire(now);
+        self.flush();
+    }
+
+    fn fire(&mut self, now: Instant) {
         let due: Vec<Timer> = self
             .timers
             .iter()
@@ -725,10 +838,8 @@ impl<E: Agreement> Member<E> {
             .map(|(timer, _)| *timer)
             .collect();
         for timer in due {
-            self.timers.remove(&timer);
             let height = self.height;
-            let steps = self.engine.timeout(timer);
-            self.run(now, steps);
+            let _ = self.feed(now, WalEntry::Timeout(timer));
             if self.height != height {
                 break;
             }

@@ -136,6 +136,11 @@ impl Membership {
         &self.config
     }
 
+    /// Replaces the settings; lists, chain and evidence stay.
+    pub fn set_config(&mut self, config: MembershipConfig) {
+        self.config = config;
+    }
+
     /// Approves an applicant: this member will vote it in.
     pub fn approve(&mut self, key: MemberKey) {
         self.config.approved.insert(key);

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod pool;
 pub mod schema;
 pub mod signed;
+pub mod store;
 pub mod trust;
 pub mod validate;
 

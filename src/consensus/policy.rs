@@ -229,6 +229,15 @@ impl Counters {
         }
     }
 
+    /// Changes the quotas; the counts stay unless the period differs (windows would not align).
+    pub fn set_config(&mut self, config: PolicyConfig) {
+        if config.period_secs() != self.config.period_secs() {
+            self.counts.clear();
+            self.window = 0;
+        }
+        self.config = config;
+    }
+
     /// The policy.
     pub fn config(&self) -> &PolicyConfig {
         &self.config

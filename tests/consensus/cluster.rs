@@ -13,11 +13,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use weft::consensus::certificate::{self, NodeCertificate};
 use weft::consensus::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest};
+use weft::consensus::log::Decided;
 use weft::consensus::member::{Member, MemberConfig, Peer, Transmit};
 use weft::consensus::membership::MembershipConfig;
 use weft::consensus::policy::{Nack, PolicyConfig};
-use weft::consensus::schema::{self, Application, Change, Message, Reply, Vote};
+use weft::consensus::schema::{self, Application, Change, Message, Reply, Vote, VoteKind};
 use weft::consensus::signed::{Signature, Signed, member_key, sign};
+use weft::consensus::store::MemoryStore;
 
 /// How a member behaves.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -28,8 +30,8 @@ pub(crate) enum Role {
     Silent,
     /// Sends one proposal to half the members and a different one to the rest.
     Equivocator,
-    /// Like [`Role::Equivocator`], and also prevotes nil to the second half where it prevotes a
-    /// value to the first. Safety holds; liveness may not (docs/CONSENSUS.md, not built yet).
+    /// Like [`Role::Equivocator`], and also votes nil to the second half where it votes a value
+    /// to the first (docs/CONSENSUS.md: polka certificates restore liveness).
     VoteEquivocator,
     /// Forges votes in other members' names, replays old votes, and signs replies with a
     /// second id.
@@ -124,6 +126,35 @@ pub(crate) struct Client {
 enum Node {
     Live(Box<Member>, Role),
     Silent,
+    /// Crashed: back at `until`, rebuilt from its store; its log then must equal `log`.
+    Down {
+        until: Instant,
+        role: Role,
+        log: Vec<Decided>,
+    },
+}
+
+/// Where a member crashes (issue 14 point 8): each named by what has happened just before.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Failpoint {
+    /// A call's commit held a new vote; nothing of the call was sent.
+    AfterVoteWritten,
+    /// A call's commit held a new vote, and all it had to send went out.
+    AfterVoteSent,
+    /// A call's commit held a decision; nothing of the call was sent.
+    AfterDecisionWritten,
+    /// A decision's ids are final and on disk; everything but the replies went out.
+    BeforeReply,
+}
+
+/// Crashes one member at a failpoint, `times` times, each after letting `skip` hits pass.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Crashes {
+    pub(crate) member: usize,
+    pub(crate) at: Failpoint,
+    pub(crate) skip: u32,
+    pub(crate) times: u32,
+    pub(crate) down: Duration,
 }
 
 struct InFlight {
@@ -174,6 +205,17 @@ pub(crate) struct Cluster {
     /// Certificates (by client) and chains (by member, as long) already verified: neither
     /// changes once held, and signature checks after every step would dominate the run.
     verified: RefCell<BTreeSet<(usize, MemberKey, usize)>>,
+    /// The policy and membership settings every member gets, on restart too.
+    settings: (PolicyConfig, MembershipConfig),
+    config: MemberConfig,
+    stores: Vec<MemoryStore>,
+    /// Commits of each store already looked at for failpoints.
+    commits: Vec<u64>,
+    crashes: Option<Crashes>,
+    /// Crashes done.
+    pub(crate) crashed: u32,
+    /// Every vote an honest member sent, by slot: a second value in one slot is equivocation.
+    signed_votes: BTreeMap<(MemberKey, u64, u32, VoteKind), Option<schema::BatchId>>,
 }
 
 fn client_addr(index: usize) -> SocketAddr {
@@ -226,15 +268,19 @@ impl Cluster {
             keepalive: options.keepalive,
             approved: joiner.into_iter().collect(),
         };
+        let stores: Vec<MemoryStore> = roles.iter().map(|_| MemoryStore::default()).collect();
         let nodes = keys
             .iter()
             .zip(roles)
-            .map(|(key, role)| match role {
+            .zip(&stores)
+            .map(|((key, role), store)| match role {
                 Role::Silent => Node::Silent,
                 role => {
-                    let mut member = Member::new(key.clone(), config.clone())
-                        .with_policy(options.policy.clone())
-                        .with_membership(membership.clone());
+                    let mut member =
+                        Member::open(start, key.clone(), config.clone(), store.clone())
+                            .expect("an empty store opens")
+                            .with_policy(options.policy.clone())
+                            .with_membership(membership.clone());
                     member.set_wall_clock(start, WALL_START);
                     Node::Live(Box::new(member), *role)
                 }
@@ -295,6 +341,101 @@ impl Cluster {
             issued: BTreeMap::new(),
             genesis,
             verified: RefCell::new(BTreeSet::new()),
+            settings: (options.policy.clone(), membership),
+            config,
+            commits: vec![0; stores.len()],
+            stores,
+            crashes: None,
+            crashed: 0,
+            signed_votes: BTreeMap::new(),
+        }
+    }
+
+    /// Crashes a member at a failpoint as `crashes` says.
+    pub(crate) fn crash_at(&mut self, crashes: Crashes) {
+        self.crashes = Some(crashes);
+    }
+
+    /// After a call into member `index`: crash it if a failpoint is hit, else send its output.
+    fn after_call(&mut self, index: usize) {
+        let commits = self.stores[index].commits();
+        let fresh = commits != self.commits[index];
+        self.commits[index] = commits;
+        let Some(plan) = self
+            .crashes
+            .filter(|p| p.member == index && p.times > 0 && fresh)
+        else {
+            return self.collect(index);
+        };
+        let last = self.stores[index].last_commit();
+        let Node::Live(member, role) = &mut self.nodes[index] else {
+            return;
+        };
+        let role = *role;
+        let mut out = Vec::new();
+        while let Some(transmit) = member.poll_transmit() {
+            out.push(transmit);
+        }
+        let is_reply = |t: &Transmit| matches!(t.to, Peer::Client(_));
+        let hit = match plan.at {
+            Failpoint::AfterVoteWritten | Failpoint::AfterVoteSent => !last.votes.is_empty(),
+            Failpoint::AfterDecisionWritten => !last.decisions.is_empty(),
+            Failpoint::BeforeReply => !last.ids.is_empty() && out.iter().any(is_reply),
+        };
+        let crash = hit && plan.skip == 0;
+        let log = member.log().heights().to_vec();
+        if hit {
+            let plan = self.crashes.as_mut().expect("a plan");
+            plan.skip = plan.skip.saturating_sub(1);
+        }
+        let send: Vec<Transmit> = match (crash, plan.at) {
+            (false, _) | (true, Failpoint::AfterVoteSent) => out,
+            (true, Failpoint::BeforeReply) => out.into_iter().filter(|t| !is_reply(t)).collect(),
+            (true, _) => Vec::new(),
+        };
+        self.send_out(index, role, send);
+        if crash {
+            self.nodes[index] = Node::Down {
+                until: self.now + plan.down,
+                role,
+                log,
+            };
+            self.crashed += 1;
+            let plan = self.crashes.as_mut().expect("a plan");
+            plan.times -= 1;
+            plan.skip = 1;
+        }
+    }
+
+    /// Restarts crashed members whose time has come, from their stores.
+    fn restart_due(&mut self) {
+        for index in 0..self.nodes.len() {
+            let Node::Down { until, role, log } = &self.nodes[index] else {
+                continue;
+            };
+            if *until > self.now {
+                continue;
+            }
+            let (role, log) = (*role, log.clone());
+            let member = Member::open(
+                self.now,
+                self.keys[index].clone(),
+                self.config.clone(),
+                self.stores[index].clone(),
+            )
+            .expect("a member reopens from its store")
+            .with_policy(self.settings.0.clone())
+            .with_membership(self.settings.1.clone());
+            let mut member = member;
+            member.set_wall_clock(self.start, WALL_START);
+            assert_eq!(
+                member.log().heights(),
+                &log[..],
+                "a restarted member's decisions or ids changed"
+            );
+            self.nodes[index] = Node::Live(Box::new(member), role);
+            self.commits[index] = self.stores[index].commits();
+            self.collect(index);
         }
     }
 
@@ -354,10 +495,25 @@ impl Cluster {
                 }
                 *role
             }
-            Node::Silent => return,
+            Node::Silent | Node::Down { .. } => return,
         };
+        self.send_out(index, role, out);
+    }
+
+    fn send_out(&mut self, index: usize, role: Role, out: Vec<Transmit>) {
         let from = Peer::Member(self.members[index]);
         for transmit in out {
+            if role == Role::Honest
+                && let Ok(Message::Vote(vote)) = schema::decode(&transmit.bytes)
+            {
+                let body = &vote.body;
+                let slot = (body.voter, body.height, body.round, body.kind);
+                let first = *self.signed_votes.entry(slot).or_insert(body.value);
+                assert_eq!(
+                    first, body.value,
+                    "an honest member signed two votes for one slot"
+                );
+            }
             for (to, bytes) in self.misbehave(index, role, transmit) {
                 self.post(from, to, bytes);
             }
@@ -463,6 +619,7 @@ impl Cluster {
         let members = self.nodes.iter().filter_map(|node| match node {
             Node::Live(member, _) => member.poll_timeout(),
             Node::Silent => None,
+            Node::Down { until, .. } => Some(*until),
         });
         let clients = self
             .clients
@@ -488,9 +645,10 @@ impl Cluster {
                     && member.poll_timeout().is_some_and(|t| t <= self.now)
                 {
                     member.handle_timeout(self.now);
-                    self.collect(index);
+                    self.after_call(index);
                 }
             }
+            self.restart_due();
             self.clients_send();
         }
         self.observe();
@@ -516,7 +674,7 @@ impl Cluster {
         };
         if let Node::Live(member, _) = &mut self.nodes[index] {
             member.handle(self.now, message.from, &message.bytes);
-            self.collect(index);
+            self.after_call(index);
         }
     }
 
@@ -651,12 +809,6 @@ impl Cluster {
             self.now - self.start,
             self.delivered
         );
-    }
-
-    /// Steps for `duration` of virtual time (invariants checked after every step).
-    pub(crate) fn run_for(&mut self, duration: Duration) {
-        let deadline = self.now + duration;
-        while self.now < deadline && self.step() {}
     }
 
     /// Every honest member's refusals, summed by reason label.

@@ -257,7 +257,7 @@ fn custom_handlers_answer_by_name() {
 }
 
 #[test]
-fn connection_options_accept_what_is_built_and_a_stranger_is_disconnected() {
+fn connection_options_accept_what_is_read_and_a_stranger_is_disconnected() {
     let (now, mut b, asker) = served();
     let opt = |id, opt| request(Opcode::SetConnectionOpt, id, Body::SetConnectionOpt(opt));
     assert!(
@@ -265,9 +265,14 @@ fn connection_options_accept_what_is_built_and_a_stranger_is_disconnected() {
             .unwrap()
             .ack
     );
-    // zlib (4) is not built yet.
+    // zlib (4) is read; 7 is no method.
     assert!(
-        !ask(&mut b, now, asker, &opt(2, ConnectionOpt::Compression(4)))
+        ask(&mut b, now, asker, &opt(2, ConnectionOpt::Compression(4)))
+            .unwrap()
+            .ack
+    );
+    assert!(
+        !ask(&mut b, now, asker, &opt(2, ConnectionOpt::Compression(7)))
             .unwrap()
             .ack
     );

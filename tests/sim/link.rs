@@ -31,6 +31,10 @@ pub(crate) struct LinkConfig {
     pub(crate) queue_bytes: Option<usize>,
     /// Largest datagram (UDP payload bytes) the path carries; larger ones are dropped.
     pub(crate) mtu: usize,
+    /// Draw the jitter once per path (an unordered pair of nodes) instead of per datagram:
+    /// each path then has its own fixed latency in `[delay, delay + jitter]`, as paths
+    /// between hosts on the Internet do, and its datagrams do not reorder by jitter.
+    pub(crate) jitter_per_link: bool,
 }
 
 /// UDP payload that fits an Ethernet frame over IPv4 (1500 − 20 − 8): above the protocol's
@@ -49,6 +53,7 @@ impl Default for LinkConfig {
             bandwidth_bps: None,
             queue_bytes: None,
             mtu: ETHERNET_UDP_MTU,
+            jitter_per_link: false,
         }
     }
 }
@@ -163,6 +168,9 @@ pub(crate) struct Link {
     /// Counters.
     pub(crate) stats: LinkStats,
     rng: SimRng,
+    /// This path's own 64 random bits, shared by both directions: its latency when the
+    /// jitter is drawn per link.
+    path: u64,
     /// When the serialiser finishes the last datagram it accepted.
     busy_until: Option<Instant>,
     /// `(finish, len)` of datagrams not yet fully serialised, oldest first.
@@ -172,11 +180,12 @@ pub(crate) struct Link {
 
 impl Link {
     /// A link with its own random stream, so its draws do not depend on other links' traffic.
-    pub(crate) fn new(rng: SimRng) -> Link {
+    pub(crate) fn new(rng: SimRng, path: u64) -> Link {
         Link {
             config: None,
             stats: LinkStats::default(),
             rng,
+            path,
             busy_until: None,
             backlog: VecDeque::new(),
             backlog_bytes: 0,
@@ -247,7 +256,12 @@ impl Link {
         let mut at = departs + config.delay;
         if !config.jitter.is_zero() {
             let span = u64::try_from(config.jitter.as_nanos()).unwrap_or(u64::MAX - 1);
-            at += Duration::from_nanos(self.rng.below(span + 1));
+            let draw = if config.jitter_per_link {
+                ((u128::from(self.path) * u128::from(span + 1)) >> 64) as u64
+            } else {
+                self.rng.below(span + 1)
+            };
+            at += Duration::from_nanos(draw);
         }
         if self.rng.chance(config.reorder) {
             self.stats.reordered += 1;

@@ -7,23 +7,25 @@ use crate::consensus::agreement::Agreement;
 use crate::consensus::ids::{MemberKey, RequestDigest};
 use crate::consensus::membership::{Membership, MembershipConfig, Out};
 use crate::consensus::policy::{Counters, Limit, Nack, PolicyConfig};
-use crate::consensus::schema::{Application, Batch, Change, Message, Refusal};
+use crate::consensus::schema::{Application, Batch, Message, Refusal};
 use crate::consensus::signed::{Signed, sign};
+use crate::consensus::store::Store;
 use crate::consensus::validate::{self, Context};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Instant;
 
-impl<E: Agreement> Member<E> {
-    /// Issues under `policy` instead of the defaults (set before the first message).
+impl<E: Agreement, S: Store> Member<E, S> {
+    /// Issues under `policy` instead of the defaults. The counts rebuilt from a store are
+    /// kept (counting does not depend on the quotas), unless the period differs.
     pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
-        self.counters = Counters::new(policy);
+        self.counters.set_config(policy);
         self
     }
 
-    /// Keeps membership under `config` instead of the defaults (set before the first message).
+    /// Keeps membership under `config` instead of the defaults; the lists, chain and evidence
+    /// rebuilt from a store are kept.
     pub fn with_membership(mut self, config: MembershipConfig) -> Self {
-        self.membership = Membership::new(self.me, &self.config.members, config);
+        self.membership.set_config(config);
         self
     }
 
@@ -147,21 +149,23 @@ impl<E: Agreement> Member<E> {
         Ok(())
     }
 
-    /// After a decision: count its requests, take its time, apply its membership change (the
-    /// new list decides from the next height), and NACK pending requests now over a quota.
-    pub(super) fn apply_decided(
-        &mut self,
-        now: Instant,
-        height: u64,
-        time: u64,
-        sources: &[IpAddr],
-        changes: &[Change],
-    ) {
-        self.counters.apply(time, sources.iter().copied());
-        self.last_time = time;
-        let out = self.membership.decided(&self.key, height, changes);
+    /// After a decision is applied (deciding, or resuming from the store): count its requests,
+    /// take its time, apply its membership change (the new list decides from the next height).
+    pub(super) fn apply_decided(&mut self, height: u64, batch: &Batch) {
+        let sources = batch
+            .entries
+            .iter()
+            .filter_map(|entry| entry.sightings.first().map(|s| s.body.source.ip()));
+        self.counters.apply(batch.time, sources);
+        self.last_time = batch.time;
+        let out = self.membership.decided(&self.key, height, &batch.changes);
         self.config.members = self.membership.current().members.clone();
         self.send_membership(out);
+    }
+
+    /// After a decision: pending requests now over a quota leave the pool and their clients
+    /// get a NACK (PROTOCOL.md §11: never in a proposal).
+    pub(super) fn purge_over_quota(&mut self, now: Instant) {
         let clock = self.unix(now);
         let counters = &self.counters;
         let dropped = self

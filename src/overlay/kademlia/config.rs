@@ -1,5 +1,6 @@
 //! The DHT's settings (PROTOCOL.md §10 defaults).
 
+use crate::overlay::rpc::compression::Method;
 use crate::overlay::rpc::{FrameLimits, Subnet, TimeoutConfig};
 use std::time::Duration;
 
@@ -49,6 +50,18 @@ pub struct KademliaConfig {
     pub transport: String,
     /// The network's description in the subnet descriptor.
     pub network: String,
+    /// Compression methods this node reads and writes (seed 003 §3.3.1; "none" always).
+    pub compression: Vec<Method>,
+    /// The method this node asks peers to send it (SET_CONNECTION_OPT option 1); `None`
+    /// lets each peer choose.
+    pub preferred_compression: Option<Method>,
+    /// Frames shorter than this go uncompressed (compression would not pay).
+    pub compress_above: usize,
+    /// Most peers whose connection options are kept; past it a new peer's options are
+    /// NACKed until a driver reports a peer gone ([`super::Dht::forget_peer`]).
+    pub max_peer_options: usize,
+    /// Most contacts in the node info cache: learned, but not in the table.
+    pub node_cache: usize,
 }
 
 impl Default for KademliaConfig {
@@ -75,6 +88,11 @@ impl Default for KademliaConfig {
             max_value: 16 * 1024,
             transport: "weft/udp".to_owned(),
             network: "weft".to_owned(),
+            compression: Method::ALL.to_vec(),
+            preferred_compression: None,
+            compress_above: 512,
+            max_peer_options: 4096,
+            node_cache: 1024,
         }
     }
 }

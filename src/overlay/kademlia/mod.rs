@@ -2,13 +2,17 @@
 //! ([`lookup`]), the records held for others ([`store`]), the settings ([`config`]) and the
 //! node that ties them to the RPC layer ([`node`], answering in `serve.rs`).
 
+pub mod cache;
 pub mod config;
+mod connopt;
 pub mod lookup;
 pub mod node;
+mod refresh;
 mod serve;
 pub mod store;
 pub mod table;
 
+pub use cache::NodeCache;
 pub use config::KademliaConfig;
 pub use lookup::Found;
 pub use node::{Dht, Event, LookupResult, Sender, Transmit};

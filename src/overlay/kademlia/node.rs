@@ -5,20 +5,22 @@
 //! timeouts; wall-clock time (`wall`, seconds since the Unix epoch) drives record expiry and
 //! republishing. Neither is read here.
 
+use super::cache::NodeCache;
 use super::config::KademliaConfig;
 use super::lookup::{Found, Lookup};
 use super::store::RecordStore;
 use super::table::{RoutingTable, Seen};
 use crate::overlay::id::{Contact, NodeId, key_address};
+use crate::overlay::rpc::compression::{Method, Negotiated};
 use crate::overlay::rpc::{
     Body, CustomHandlers, Frame, Handler, Opcode, Pending, RecordMeta, Reply, ReplyBody, Request,
-    Value,
+    RttEstimate, Value,
 };
 use crate::stats::Stats;
 use crate::wire::PeerId;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -99,18 +101,41 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// Open a self-initiated connection to this contact: the node holds fewer than ℓ
+    /// ([`Dht::links`]); report its end with [`Dht::link_closed`].
+    Connect {
+        /// Whom to connect to.
+        contact: Contact,
+    },
 }
 
 #[derive(Clone, Debug)]
-enum Tag {
-    Lookup { lookup: u64, node: NodeId },
-    Store { put: Option<u64>, node: NodeId },
-    Probe { oldest: NodeId },
-    App { token: u64, node: Option<NodeId> },
+pub(super) enum Tag {
+    Lookup {
+        lookup: u64,
+        node: NodeId,
+    },
+    Store {
+        put: Option<u64>,
+        node: NodeId,
+    },
+    Probe {
+        oldest: NodeId,
+    },
+    App {
+        token: u64,
+        node: Option<NodeId>,
+    },
+    /// A SET_CONNECTION_OPT offering a compression method (or preferring it).
+    Opt {
+        method: Method,
+    },
+    /// A PING to a cached contact, to fill a bucket with room (its reply puts it there).
+    Refill,
 }
 
 #[derive(Clone, Debug)]
-enum Purpose {
+pub(super) enum Purpose {
     Get {
         token: u64,
         key: Vec<u8>,
@@ -141,19 +166,19 @@ struct PutState {
 }
 
 /// A record this node published, stored again every `republish`.
-struct Published {
-    value: Value,
-    version: u64,
-    next: u64,
+pub(super) struct Published {
+    pub(super) value: Value,
+    pub(super) version: u64,
+    pub(super) next: u64,
 }
 
 /// Seconds in a duration, for wall-clock arithmetic.
-fn secs(d: Duration) -> u64 {
+pub(super) fn secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
 /// How often the maintenance pass runs (expiry, replication, republish, refresh).
-const MAINTENANCE: Duration = Duration::from_secs(10);
+pub(super) const MAINTENANCE: Duration = Duration::from_secs(10);
 
 /// A Kademlia node (PROTOCOL.md §10).
 pub struct Dht {
@@ -165,15 +190,23 @@ pub struct Dht {
     puts: BTreeMap<u64, PutState>,
     next_id: u64,
     pub(super) records: RecordStore,
-    published: BTreeMap<Vec<u8>, Published>,
+    pub(super) published: BTreeMap<Vec<u8>, Published>,
     /// The contacts the node joined through, asked again while its table is short.
-    joined_via: Vec<Contact>,
+    pub(super) joined_via: Vec<Contact>,
     pub(super) custom: CustomHandlers,
-    outbox: VecDeque<Transmit>,
+    pub(super) outbox: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
     pub(super) stats: Stats,
-    rng: StdRng,
+    pub(super) rng: StdRng,
     next_maintenance: Option<Instant>,
+    /// What each peer negotiated (compression), within `max_peer_options` peers.
+    pub(super) peer_options: BTreeMap<PeerId, Negotiated>,
+    /// Contacts learned but not held in the table (the node info cache).
+    pub(super) cache: NodeCache,
+    /// Self-initiated connections, at most ℓ.
+    pub(super) links: BTreeSet<NodeId>,
+    /// Every round trip measured, together: the timeout of a first contact follows it.
+    network_rtt: RttEstimate,
 }
 
 impl Dht {
@@ -191,7 +224,6 @@ impl Dht {
                 config.max_record_bytes,
                 config.max_value,
             ),
-            config,
             own,
             table,
             lookups: BTreeMap::new(),
@@ -205,6 +237,11 @@ impl Dht {
             stats: Stats::new(),
             rng: StdRng::from_seed(rng),
             next_maintenance: None,
+            peer_options: BTreeMap::new(),
+            cache: NodeCache::new(config.node_cache),
+            links: BTreeSet::new(),
+            network_rtt: RttEstimate::default(),
+            config,
         }
     }
 
@@ -246,7 +283,13 @@ impl Dht {
 
     /// Folds a round-trip time the channel measured into `node`'s estimate.
     pub fn note_rtt(&mut self, node: &NodeId, rtt: Duration) {
+        self.sample_rtt(node, rtt);
+    }
+
+    /// Folds a sample into the peer's estimate and the node-wide one.
+    fn sample_rtt(&mut self, node: &NodeId, rtt: Duration) {
         self.table.sample_rtt(node, rtt);
+        self.network_rtt.sample(rtt);
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -337,15 +380,22 @@ impl Dht {
         )
     }
 
+    /// A measured peer's own timeout; for a first contact, twice the node-wide one (its
+    /// request may wait for a handshake round trip first), never more than the initial.
     fn timeout_for(&self, node: &NodeId) -> Duration {
-        self.table
-            .get(node)
-            .map_or(self.config.timeouts.initial, |e| {
-                e.rtt.timeout(&self.config.timeouts)
-            })
+        let timeouts = &self.config.timeouts;
+        match self.table.get(node) {
+            Some(entry) if entry.rtt.srtt().is_some() => entry.rtt.timeout(timeouts),
+            _ if self.network_rtt.srtt().is_some() => self
+                .network_rtt
+                .timeout(timeouts)
+                .saturating_mul(2)
+                .min(timeouts.initial),
+            _ => timeouts.initial,
+        }
     }
 
-    fn send_request(
+    pub(super) fn send_request(
         &mut self,
         now: Instant,
         to: &Contact,
@@ -367,15 +417,11 @@ impl Dht {
             Some(("op", op.name())),
             1,
         );
-        self.outbox.push_back(Transmit {
-            peer: to.peer,
-            addr: to.addr,
-            bytes: Request { op, id, body }.encode(),
-        });
+        self.queue(to.peer, to.addr, Request { op, id, body }.encode());
         true
     }
 
-    fn start_lookup(&mut self, now: Instant, target: NodeId, purpose: Purpose) {
+    pub(super) fn start_lookup(&mut self, now: Instant, target: NodeId, purpose: Purpose) {
         self.arm(now);
         if self.lookups.len() >= self.config.max_lookups {
             self.stats.add(
@@ -531,7 +577,7 @@ impl Dht {
         }
     }
 
-    fn note_seen(&mut self, now: Instant, contact: Contact) {
+    pub(super) fn note_seen(&mut self, now: Instant, contact: Contact) {
         if let Seen::Probe(oldest) = self.table.seen(contact, now) {
             let tag = Tag::Probe { oldest: oldest.id };
             self.send_request(now, &oldest, Opcode::Ping, Body::Ping, tag);
@@ -549,7 +595,10 @@ impl Dht {
     /// Feeds one frame that arrived from `from`.
     pub fn handle(&mut self, now: Instant, wall: u64, from: Sender, bytes: &[u8]) {
         self.arm(now);
-        let frame = match Frame::parse(bytes, &self.config.frame) {
+        let Some(bytes) = self.inflate(bytes) else {
+            return;
+        };
+        let frame = match Frame::parse(&bytes, &self.config.frame) {
             Ok(frame) => frame,
             Err(error) => {
                 self.stats.add(
@@ -576,11 +625,7 @@ impl Dht {
         match frame {
             Frame::Request(request) => {
                 if let Some(reply) = self.serve(wall, &from, request) {
-                    self.outbox.push_back(Transmit {
-                        peer: from.peer,
-                        addr: from.addr,
-                        bytes: reply.encode(),
-                    });
+                    self.queue(from.peer, from.addr, reply.encode());
                 }
             }
             Frame::Reply(reply) => self.on_reply(now, &from, reply),
@@ -604,11 +649,12 @@ impl Dht {
             .add("weft_overlay_replies_total", Some(("outcome", outcome)), 1);
         match tag {
             Tag::Lookup { lookup, node } => {
-                self.table.sample_rtt(&node, rtt);
+                self.sample_rtt(&node, rtt);
                 if let Some(active) = self.lookups.get_mut(&lookup) {
                     match (reply.ack, reply.body) {
                         (true, ReplyBody::Nodes(contacts)) => {
-                            active.lookup.on_nodes(&node, &contacts, self.config.k)
+                            active.lookup.on_nodes(&node, &contacts, self.config.k);
+                            self.learned(&contacts);
                         }
                         (true, ReplyBody::Found { value, meta, .. }) => {
                             active.lookup.on_found(&node, value, meta)
@@ -619,7 +665,7 @@ impl Dht {
                 self.drive_lookup(now, lookup);
             }
             Tag::Store { put, node } => {
-                self.table.sample_rtt(&node, rtt);
+                self.sample_rtt(&node, rtt);
                 if let Some(put) = put {
                     if let Some(state) = self.puts.get_mut(&put) {
                         state.waiting = state.waiting.saturating_sub(1);
@@ -631,15 +677,18 @@ impl Dht {
                 }
             }
             Tag::Probe { oldest } => {
-                self.table.sample_rtt(&oldest, rtt);
+                self.sample_rtt(&oldest, rtt);
                 self.table.probed(&oldest, true, now);
             }
             Tag::App { token, node } => {
                 if let Some(node) = node {
-                    self.table.sample_rtt(&node, rtt);
+                    self.sample_rtt(&node, rtt);
                 }
                 self.events.push_back(Event::Reply { token, reply });
             }
+            Tag::Opt { method } => self.on_option_reply(from.peer, method, reply.ack),
+            // Its sender was noted as seen on arrival, which put it in the table.
+            Tag::Refill => {}
         }
     }
 
@@ -676,6 +725,7 @@ impl Dht {
                     }
                     self.events.push_back(Event::TimedOut { token });
                 }
+                Tag::Opt { .. } | Tag::Refill => {}
             }
         }
         match self.next_maintenance {
@@ -685,86 +735,6 @@ impl Dht {
                 self.maintain(now, wall);
             }
         }
-    }
-
-    fn maintain(&mut self, now: Instant, wall: u64) {
-        let expired = self.records.expire(wall);
-        self.stats
-            .add("weft_overlay_records_expired_total", None, expired as u64);
-        self.stats
-            .set("weft_overlay_records", None, self.records.len() as u64);
-        self.stats
-            .set("weft_overlay_contacts", None, self.table.len() as u64);
-        // Kademlia §2.5: every replica passes its records on hourly; the publisher stores its
-        // own again (with a fresh TTL) every republish interval.
-        for (key, value, meta) in self.records.due(wall, secs(self.config.replicate)) {
-            let purpose = Purpose::Put {
-                token: None,
-                key: key.clone(),
-                value,
-                meta,
-            };
-            self.start_lookup(now, key_address(&key), purpose);
-        }
-        let due: Vec<Vec<u8>> = self
-            .published
-            .iter()
-            .filter(|(_, p)| p.next <= wall)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let republish = secs(self.config.republish);
-            let Some(published) = self.published.get_mut(&key) else {
-                continue;
-            };
-            published.next = wall.saturating_add(republish);
-            let meta = RecordMeta {
-                version: published.version,
-                ttl: secs(self.config.record_ttl),
-            };
-            let purpose = Purpose::Put {
-                token: None,
-                key: key.clone(),
-                value: published.value.clone(),
-                meta,
-            };
-            self.start_lookup(now, key_address(&key), purpose);
-        }
-        // A join whose replies were lost leaves a short table that nobody else may ever fill:
-        // look the own id up again, through the bootstrap contacts, until it holds k.
-        if self.table.len() < self.config.k && !self.joined_via.is_empty() {
-            for contact in self.joined_via.clone() {
-                self.note_seen(now, contact);
-            }
-            let own = self.own.id;
-            self.start_lookup(now, own, Purpose::Maintain);
-        }
-        if let Some(refresh) = self.config.refresh
-            && let Some(before) = now.checked_sub(refresh)
-        {
-            for bucket in self.table.stale_buckets(before) {
-                let target = self.random_id_in(bucket);
-                self.start_lookup(now, target, Purpose::Maintain);
-            }
-        }
-    }
-
-    /// A random id that falls in bucket `index`: the own id's first `index` bits, the next one
-    /// flipped, the rest random.
-    fn random_id_in(&mut self, index: usize) -> NodeId {
-        let mut random = [0u8; 20];
-        self.rng.fill_bytes(&mut random);
-        let own = self.own.id.with_bit_flipped(index);
-        let mut id = [0u8; 20];
-        for (bit, byte) in (0..160).map(|b| (b, b / 8)) {
-            let from = if bit <= index { &own } else { &NodeId(random) };
-            if from.bit(bit)
-                && let Some(slot) = id.get_mut(byte)
-            {
-                *slot |= 0x80 >> (bit % 8);
-            }
-        }
-        NodeId(id)
     }
 
     /// The next message to send.

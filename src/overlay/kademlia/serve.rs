@@ -25,9 +25,9 @@ impl Dht {
                 let (option, setting) = opt.to_pair();
                 let items = vec![Value::UInt(option), setting];
                 let accepted = match &opt {
-                    // Compression is not built yet: only "none" (0) is accepted.
-                    ConnectionOpt::Compression(m) | ConnectionOpt::PreferredCompression(m) => {
-                        *m == 0
+                    ConnectionOpt::Compression(m) => self.accept_compression(from.peer, *m, false),
+                    ConnectionOpt::PreferredCompression(m) => {
+                        self.accept_compression(from.peer, *m, true)
                     }
                     ConnectionOpt::Subnet(subnet) => {
                         let same = *subnet == self.config.subnet();

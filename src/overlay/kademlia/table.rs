@@ -266,6 +266,41 @@ impl RoutingTable {
         self.buckets.iter().map(|b| b.entries.len()).collect()
     }
 
+    /// The contacts of bucket `index`, least recently seen first.
+    pub fn bucket(&self, index: usize) -> Vec<Contact> {
+        self.buckets
+            .get(index)
+            .map(|b| b.entries.iter().map(|e| e.contact).collect())
+            .unwrap_or_default()
+    }
+
+    /// The contacts waiting for room in bucket `index`, oldest first.
+    pub fn replacements(&self, index: usize) -> &[Contact] {
+        self.buckets
+            .get(index)
+            .map_or(&[], |b| b.replacements.as_slice())
+    }
+
+    /// Every contact, spread over the id space: the first of each bucket from the farthest
+    /// bucket to the closest, then the second of each, and so on (the order links are
+    /// chosen in).
+    pub fn spread(&self) -> Vec<Contact> {
+        let mut out = Vec::with_capacity(self.len());
+        for round in 0..self.k {
+            let before = out.len();
+            out.extend(
+                self.buckets
+                    .iter()
+                    .filter_map(|b| b.entries.get(round))
+                    .map(|e| e.contact),
+            );
+            if out.len() == before {
+                break;
+            }
+        }
+        out
+    }
+
     /// Notes a lookup into bucket `index` at `now` (refresh skips buckets looked into lately).
     pub fn touch_bucket(&mut self, index: usize, now: Instant) {
         if let Some(bucket) = self.buckets.get_mut(index) {

@@ -5,6 +5,7 @@
 //! the signed envelopes of what is relayed ([`envelope`]).
 //! The schema and its test vectors are in `docs/OVERLAY.md`.
 
+pub mod compression;
 pub mod custom;
 pub mod envelope;
 pub mod message;
