@@ -16,7 +16,7 @@ use super::membership::{Membership, MembershipConfig};
 use super::policy::{Counters, PolicyConfig};
 use super::pool::Pool;
 use super::schema::{
-    self, Batch, BatchId, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote, VoteKind,
+    self, Batch, BatchId, MAX_BATCH, Message, Proposal, Refusal, Reply, Vote, VoteKind,
 };
 use super::signed::{Signed, member_key, sign};
 use super::store::{Changes, DecidedRecord, IssuedId, MemoryStore, Store, StoreError, WalEntry};
@@ -376,56 +376,6 @@ impl<E: Agreement, S: Store> Member<E, S> {
         if self.resend_at.is_none() {
             self.resend_at = now.checked_add(self.config.resend);
         }
-    }
-
-    fn on_request(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        request: NodeIdRequest,
-    ) -> Result<(), Refusal> {
-        let digest = request.digest();
-        if let Some(logged) = self.log.lookup(&request.key, request.salt) {
-            // PROTOCOL.md §11, idempotent: a repeat gets the logged id (or waits for it).
-            match logged.id {
-                Some(node_id) => self.reply(Peer::Client(source), digest, node_id, logged.height),
-                None => {
-                    self.clients.entry(digest).or_default().insert(source);
-                }
-            }
-            return Ok(());
-        }
-        if !self.is_member(&self.me) {
-            return Err(Refusal::Unexpected);
-        }
-        let clock = self.unix(now);
-        if let Err(limit) = self.counters.check(source.ip(), clock) {
-            // PROTOCOL.md §11: over quota, never sighted, so never in a proposal.
-            self.nack(Peer::Client(source), digest, limit, now);
-            return Ok(());
-        }
-        if self.pool.source_busy(source.ip(), &digest) {
-            // PROTOCOL.md §11: at most one pending request per source.
-            return Err(Refusal::Unexpected);
-        }
-        let sighting = sign(
-            &self.key,
-            &self.config.network,
-            Sighting {
-                digest,
-                source,
-                member: self.me,
-            },
-        );
-        if !self.pool.note_own(&request, sighting.clone()) {
-            return Err(Refusal::Unexpected);
-        }
-        self.clients.entry(digest).or_default().insert(source);
-        let message = Message::Sighting { request, sighting };
-        self.broadcast(&message);
-        self.own_sightings.insert(digest, message);
-        self.maybe_start(now);
-        Ok(())
     }
 
     fn on_member(

@@ -4,14 +4,15 @@
 
 use super::{Member, Peer};
 use crate::consensus::agreement::Agreement;
-use crate::consensus::ids::{MemberKey, RequestDigest};
+use crate::consensus::ids::{MemberKey, NodeIdRequest, RequestDigest};
 use crate::consensus::membership::{Membership, MembershipConfig, Out};
 use crate::consensus::policy::{Counters, Limit, Nack, PolicyConfig};
-use crate::consensus::schema::{Application, Batch, Message, Refusal};
+use crate::consensus::schema::{Application, Batch, Message, Refusal, Sighting};
 use crate::consensus::signed::{Signed, sign};
 use crate::consensus::store::Store;
 use crate::consensus::validate::{self, Context};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 impl<E: Agreement, S: Store> Member<E, S> {
@@ -115,6 +116,58 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 Out::To(member, message) => self.send(Peer::Member(member), &message),
             }
         }
+    }
+
+    /// A client's request: answered from the log, NACKed over a quota (PROTOCOL.md §11),
+    /// or sighted and shared with every member.
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        request: NodeIdRequest,
+    ) -> Result<(), Refusal> {
+        let digest = request.digest();
+        if let Some(logged) = self.log.lookup(&request.key, request.salt) {
+            // PROTOCOL.md §11, idempotent: a repeat gets the logged id (or waits for it).
+            match logged.id {
+                Some(node_id) => self.reply(Peer::Client(source), digest, node_id, logged.height),
+                None => {
+                    self.clients.entry(digest).or_default().insert(source);
+                }
+            }
+            return Ok(());
+        }
+        if !self.is_member(&self.me) {
+            return Err(Refusal::Unexpected);
+        }
+        let clock = self.unix(now);
+        if let Err(limit) = self.counters.check(source.ip(), clock) {
+            // PROTOCOL.md §11: over quota, never sighted, so never in a proposal.
+            self.nack(Peer::Client(source), digest, limit, now);
+            return Ok(());
+        }
+        if self.pool.source_busy(source.ip(), &digest) {
+            // PROTOCOL.md §11: at most one pending request per source.
+            return Err(Refusal::Unexpected);
+        }
+        let sighting = sign(
+            &self.key,
+            &self.config.network,
+            Sighting {
+                digest,
+                source,
+                member: self.me,
+            },
+        );
+        if !self.pool.note_own(&request, sighting.clone()) {
+            return Err(Refusal::Unexpected);
+        }
+        self.clients.entry(digest).or_default().insert(source);
+        let message = Message::Sighting { request, sighting };
+        self.broadcast(&message);
+        self.own_sightings.insert(digest, message);
+        self.maybe_start(now);
+        Ok(())
     }
 
     /// Keep-alives, endorsements and chain links from a member.
