@@ -4,14 +4,16 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod admission;
+mod connection;
 pub mod cookie;
+mod deadlines;
 mod endpoint;
 mod outgoing;
 pub mod pool;
 pub mod reliability;
 mod state;
 
-pub(crate) use endpoint::later;
+pub(crate) use connection::later;
 pub use endpoint::{ChannelCounts, PeerSnapshot};
 pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, PeerInfo, SendError, Transmit,

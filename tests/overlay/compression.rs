@@ -3,6 +3,7 @@
 //! negotiated a method send each other large frames in it.
 
 use super::harness::contact;
+use super::rpc::dropped;
 use proptest::prelude::*;
 use std::time::Instant;
 use weft::overlay::id::NodeId;
@@ -45,14 +46,6 @@ fn bomb_of(method: Method) -> Vec<u8> {
         return out;
     }
     compression::wrap(method, &vec![0x93; 1 << 20])
-}
-
-fn dropped(dht: &Dht, reason: &str) -> u64 {
-    dht.stats()
-        .iter()
-        .filter(|e| e.name == "weft_overlay_dropped_total" && e.label == Some(("reason", reason)))
-        .map(|e| e.value)
-        .sum()
 }
 
 fn sender(of: &Dht) -> Sender {

@@ -73,7 +73,7 @@ fn exchange(a: &mut Dht, b: &mut Dht, now: Instant) {
     }
 }
 
-fn dropped(dht: &Dht, reason: &str) -> u64 {
+pub(crate) fn dropped(dht: &Dht, reason: &str) -> u64 {
     dht.stats()
         .iter()
         .filter(|e| e.name == "weft_overlay_dropped_total" && e.label == Some(("reason", reason)))

@@ -203,33 +203,40 @@ fn block() -> String {
     out
 }
 
-#[test]
-fn overlay_md_vectors_are_the_canonical_bytes() {
+/// The text of docs/OVERLAY.md between `begin` and the next end marker, checked to be
+/// `block`; `None` when `WEFT_BLESS=1` rewrote it instead.
+fn generated(begin: &str, block: String) -> Option<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/OVERLAY.md");
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text
-        .find(BEGIN)
-        .expect("docs/OVERLAY.md has no vectors block")
-        + BEGIN.len();
-    let end = text
-        .find(END)
-        .expect("docs/OVERLAY.md has no end of vectors");
-    let expected = format!("\n{}", block());
+        .find(begin)
+        .unwrap_or_else(|| panic!("docs/OVERLAY.md has no {begin}"))
+        + begin.len();
+    let end = start
+        + text[start..]
+            .find(END)
+            .expect("docs/OVERLAY.md has no end of vectors");
+    let expected = format!("\n{block}");
     if std::env::var("WEFT_BLESS").is_ok_and(|v| v == "1") {
         let blessed = format!("{}{expected}{}", &text[..start], &text[end..]);
         std::fs::write(&path, blessed).unwrap();
-        return;
+        return None;
     }
     assert_eq!(
         &text[start..end],
         expected,
         "docs/OVERLAY.md's vectors differ from the code (WEFT_BLESS=1 rewrites them)"
     );
+    Some(text[start..end].to_owned())
+}
+
+#[test]
+fn overlay_md_vectors_are_the_canonical_bytes() {
+    let Some(text) = generated(BEGIN, block()) else {
+        return;
+    };
     // And each listed vector parses back to its frame.
-    let listed: Vec<(&str, &str)> = text[start..end]
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .collect();
+    let listed: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once(' ')).collect();
     for ((name, frame), (listed_name, bytes)) in vectors().into_iter().zip(listed) {
         assert_eq!(name, listed_name);
         assert_eq!(
@@ -264,28 +271,10 @@ fn compression_block() -> String {
 
 #[test]
 fn overlay_md_compression_vectors_inflate_to_their_frames() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/OVERLAY.md");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let start = text
-        .find(COMPRESSED_BEGIN)
-        .expect("docs/OVERLAY.md has no compression vectors block")
-        + COMPRESSED_BEGIN.len();
-    let end = start
-        + text[start..]
-            .find(END)
-            .expect("docs/OVERLAY.md has no end of compression vectors");
-    let expected = format!("\n{}", compression_block());
-    if std::env::var("WEFT_BLESS").is_ok_and(|v| v == "1") {
-        let blessed = format!("{}{expected}{}", &text[..start], &text[end..]);
-        std::fs::write(&path, blessed).unwrap();
+    let Some(text) = generated(COMPRESSED_BEGIN, compression_block()) else {
         return;
-    }
-    assert_eq!(
-        &text[start..end],
-        expected,
-        "docs/OVERLAY.md's compression vectors differ from the code (WEFT_BLESS=1 rewrites them)"
-    );
-    let mut lines = text[start..end].lines().filter_map(|l| l.split_once(' '));
+    };
+    let mut lines = text.lines().filter_map(|l| l.split_once(' '));
     let (_, plain) = lines.next().unwrap();
     for (name, bytes) in lines {
         assert_eq!(

@@ -176,6 +176,7 @@ impl Endpoint {
         }
         let label = mode_label(state.capabilities);
         let mut moved = None;
+        let mut renumber = false;
         if let Some(peer) = self.peers.get_mut(state.peer) {
             if let Some(path) = peer.path.as_mut() {
                 data.reliability.abandon(path);
@@ -185,10 +186,19 @@ impl Endpoint {
             let at = data.order_at;
             if peer.order.get(at) == Some(&channel) {
                 peer.order.swap_remove(at);
+                peer.channel_removed(at);
                 moved = peer.order.get(at).map(|&other| (other, at));
             } else {
                 peer.order.retain(|&c| c != channel);
+                renumber = true;
             }
+        }
+        let owner = state.peer;
+        if renumber {
+            self.renumber(owner);
+        }
+        if let Some(peer) = self.peers.get(owner) {
+            self.deadlines.set(owner.0, peer.poll_timeout());
         }
         if let Some((other, at)) = moved {
             if let Some(data) = self.channels.get_mut(other).and_then(|c| c.data.as_mut()) {
@@ -203,6 +213,26 @@ impl Endpoint {
             Some(("mode", label)),
             count.saturating_sub(1),
         );
+    }
+
+    /// Numbers the connection's channels by their place in its turn order again, and files
+    /// their data deadlines under the new numbers: the way back when a channel was not where
+    /// its `order_at` said.
+    fn renumber(&mut self, peer: Handle) {
+        let Some(connection) = self.peers.get_mut(peer) else {
+            return;
+        };
+        connection.channel_deadlines.clear();
+        for (at, &channel) in connection.order.iter().enumerate() {
+            let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) else {
+                continue;
+            };
+            data.order_at = at;
+            if let Ok(slot) = u32::try_from(at) {
+                connection.channel_deadlines.set(slot, data.armed);
+            }
+        }
+        connection.sync_data_timer();
     }
 
     /// Queues an application message on a channel (open or still opening).
@@ -640,10 +670,7 @@ impl Endpoint {
     }
 
     /// The channel's data timer fired.
-    pub(super) fn data_timer(&mut self, now: Instant, at: Instant, code: crate::handle::Hashcode) {
-        let Ok(channel) = self.channels.resolve(code) else {
-            return;
-        };
+    pub(super) fn data_timer(&mut self, now: Instant, channel: Handle) {
         let Some(state) = self.channels.get_mut(channel) else {
             return;
         };
@@ -651,9 +678,6 @@ impl Endpoint {
         let Some(data) = state.data.as_mut() else {
             return;
         };
-        if data.armed == Some(at) {
-            data.armed = None;
-        }
         if data
             .reliability
             .poll_timeout()

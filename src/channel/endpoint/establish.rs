@@ -73,15 +73,14 @@ impl Endpoint {
         let peer = match peer {
             Some(peer) => peer,
             None => {
-                let Some((peer, code)) = self.insert_peer(Peer::new(initiator, from, now)) else {
+                let Some((peer, _)) = self.insert_peer(Connection::new(initiator, from, now))
+                else {
                     self.refuse(from, initiator, id, CloseReason::Refused);
                     return None;
                 };
                 self.ids.set_peer(initiator, peer);
-                self.arm(
-                    later(now, self.config.connection_reset_timeout),
-                    TimerKey::Peer(code),
-                );
+                let reset = later(now, self.config.connection_reset_timeout);
+                self.arm_connection(peer, Timer::Idle, reset);
                 peer
             }
         };
@@ -240,7 +239,7 @@ impl Endpoint {
         let has_early = !state.early.is_empty();
         // What the application queued while the id was incomplete may leave now.
         self.touch(channel);
-        self.arm(later(now, retry), TimerKey::Channel(code));
+        self.arm_channel(channel, later(now, retry));
         self.stats.add(OPENED, Some(("role", "initiator")), 1);
         self.events.push_back(Event::ChannelOpened {
             channel: ChannelHandle(code),
@@ -270,6 +269,7 @@ impl Endpoint {
             let Some(unnamed) = self.peers.remove(peer) else {
                 return existing;
             };
+            self.deadlines.set(peer.0, None);
             self.unindex(peer, unnamed.load);
             self.unnamed.remove(&unnamed.address);
             if let Some(target) = self.peers.get_mut(existing) {
@@ -280,6 +280,10 @@ impl Endpoint {
             for (_, &channel) in unnamed.opening.iter() {
                 if let Some(c) = self.channels.get_mut(channel) {
                     c.peer = existing;
+                    // The open's retry moves with it into the other connection's timers.
+                    if let Some(at) = c.retry_at {
+                        self.arm_connection(existing, Timer::Open, at);
+                    }
                 }
             }
             self.recount(existing);
@@ -365,8 +369,8 @@ impl Endpoint {
         let (peer, created) = match existing {
             Some(peer) => (peer, false),
             None => {
-                let (peer, code) = self
-                    .insert_peer(Peer::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
+                let (peer, _) = self
+                    .insert_peer(Connection::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
                     .ok_or(OpenError::LimitReached("peers"))?;
                 match peer_id {
                     Some(id) => self.ids.set_peer(id, peer),
@@ -374,10 +378,8 @@ impl Endpoint {
                         self.unnamed.insert(to, peer);
                     }
                 }
-                self.arm(
-                    later(now, self.config.connection_reset_timeout),
-                    TimerKey::Peer(code),
-                );
+                let reset = later(now, self.config.connection_reset_timeout);
+                self.arm_connection(peer, Timer::Idle, reset);
                 (peer, true)
             }
         };
@@ -402,7 +404,7 @@ impl Endpoint {
         state.address = to;
         // Our opens are matched to their ACKNOWLEDGE by c1 alone, so c1 must be unique among
         // this side's live channels towards the peer.
-        let in_use = |state: &Peer, c1: u16| {
+        let in_use = |state: &Connection, c1: u16| {
             state.opening.contains_key(&c1)
                 || state.channels.keys().any(|&id| ChannelId(id).c1() == c1)
         };
@@ -457,7 +459,7 @@ impl Endpoint {
             state.opening.insert(c1, handle);
         }
         self.recount(peer);
-        self.arm(later(now, self.config.open_retry), TimerKey::Channel(code));
+        self.arm_channel(handle, later(now, self.config.open_retry));
         self.send_channel_new(handle);
         Ok(ChannelHandle(code))
     }

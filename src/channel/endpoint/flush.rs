@@ -270,13 +270,14 @@ impl Endpoint {
         }
     }
 
-    /// Puts the channel's next deadline in the endpoint's timer heap.
+    /// Arms the channel's next deadline, and its connection's data timer with it.
     pub(super) fn rearm(&mut self, now: Instant, channel: Handle) {
         let interval = self.config.keep_alive_interval;
-        let Some(code) = self.channels.hashcode(channel) else {
+        let Some(state) = self.channels.get_mut(channel) else {
             return;
         };
-        let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) else {
+        let peer = state.peer;
+        let Some(data) = state.data.as_mut() else {
             return;
         };
         let keep_alive = data.keep_alive.then(|| later(data.last_sent, interval));
@@ -287,13 +288,18 @@ impl Endpoint {
         else {
             return;
         };
-        // A deadline in the past is due now; the heap keeps at most one live entry per
-        // channel and a later one only when it is earlier than the armed one.
+        // A deadline in the past is due now. The channel keeps its earliest deadline, and so
+        // does its connection's heap of channel deadlines, whose minimum is the data timer
+        // (entries moved in place: rearming per packet allocates nothing).
         let at = at.max(now);
         if data.armed.is_some_and(|armed| armed <= at) {
             return;
         }
         data.armed = Some(at);
-        self.arm(at, TimerKey::Data(code));
+        let order_at = data.order_at;
+        if let Some(connection) = self.peers.get_mut(peer) {
+            connection.set_channel_deadline(order_at, Some(at));
+            self.deadlines.set(peer.0, connection.poll_timeout());
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
 mod config;
+#[cfg(test)]
+mod connection_tests;
 mod control;
 mod data;
 mod establish;
@@ -29,11 +31,13 @@ pub use service::PeerInfo;
 pub use snapshot::{ChannelCounts, PeerSnapshot};
 
 use crate::channel::admission::Admission;
+use crate::channel::connection::{Connection, Silence, Timer, later};
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
+use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::outgoing::Outgoing;
 use crate::channel::pool::BufferPool;
 use crate::channel::reliability::ReassemblyBudget;
-use crate::channel::state::{Channel, Peer, PeerSession, Phase, Traffic};
+use crate::channel::state::{Channel, PeerSession, Phase, Traffic};
 use crate::handle::{Handle, Hashcode, IndexCipher, Slab};
 use crate::session::{
     HandshakeIdentity, Identity, InitDecision, InitGate, PeerRecord, Prefix, RotatingSecret,
@@ -70,27 +74,18 @@ const PENDING_EVICTED: &str = "weft_pending_handshakes_evicted_total";
 const HANDSHAKE_REFUSALS: &str = "weft_handshake_refusals_total";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// Timers the router keeps itself: those of the handshake machinery and of sessions, which
+/// live beside the connections (a session outlives its peer's channels). A connection's own
+/// timers are in its [`TimerTable`](crate::channel::connection::TimerTable).
 enum TimerKey {
-    Channel(Hashcode),
-    Peer(Hashcode),
     Handshake(Hashcode),
     Session(Hashcode),
-    Data(Hashcode),
 }
 
 /// The capability sets this node implements: all eight of PROTOCOL.md §7 (the wire layer
 /// refuses a byte with other bits set).
 fn supported(capabilities: Capabilities) -> bool {
     capabilities.bits() & !0x7 == 0
-}
-
-/// `at + wait` for a deadline. Where the sum does not fit the clock (a configured wait of years),
-/// the deadline is a century away instead, which never fires, where `Instant`'s `+` would panic.
-pub(crate) fn later(at: Instant, wait: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(3_155_760_000);
-    at.checked_add(wait)
-        .or_else(|| at.checked_add(CENTURY))
-        .unwrap_or(at)
 }
 
 /// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
@@ -162,14 +157,21 @@ pub struct Endpoint {
     local_id: PeerId,
     rng: StdRng,
     cookies: CookieSecrets,
-    peers: Slab<Peer>,
+    /// The connections: one per peer with channel state.
+    peers: Slab<Connection>,
+    /// Each connection's next deadline (the minimum of its timer table), by slot: one entry
+    /// per connection, moved in place.
+    deadlines: DeadlineHeap,
     /// Peer id → its slots in `peers` and `sessions`: the one lookup a datagram costs.
     ids: PeerIndex,
     /// Peers we opened channels to by bare address, before their answer names them.
     // Seeded: addresses are the peers' choice.
     unnamed: HashMap<SocketAddr, Handle>,
     channels: Slab<Channel>,
+    /// The handshake and session timers (see [`TimerKey`]).
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    /// Channels whose deadline a connection's timer found due, kept to reuse its memory.
+    due: Vec<Handle>,
     outgoing: Outgoing,
     events: VecDeque<Event>,
     stats: Stats,
@@ -278,7 +280,9 @@ impl Endpoint {
             ids: PeerIndex::default(),
             unnamed: HashMap::new(),
             channels,
+            deadlines: DeadlineHeap::default(),
             timers: BinaryHeap::new(),
+            due: Vec::new(),
             events: VecDeque::new(),
             stats,
             hot,
@@ -760,6 +764,7 @@ impl Endpoint {
 
     fn forget_peer(&mut self, peer: Handle) {
         if let Some(state) = self.peers.remove(peer) {
+            self.deadlines.set(peer.0, None);
             self.unindex(peer, state.load);
             if self.ids.peer(&state.id) == Some(&peer) {
                 self.ids.clear_peer(&state.id);

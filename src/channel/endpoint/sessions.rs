@@ -336,9 +336,7 @@ impl Endpoint {
                 state.retry_at = Some(later(now, retry));
                 state.give_up_at = later(now, timeout);
             }
-            if let Some(code) = self.channels.hashcode(h) {
-                self.arm(later(now, retry), TimerKey::Channel(code));
-            }
+            self.arm_channel(h, later(now, retry));
         }
         let to = match self.ids.session(&peer).and_then(|&h| self.sessions.get(h)) {
             Some(entry) => entry.address,

@@ -202,7 +202,10 @@ impl Endpoint {
     /// its entry up, so idle entries never lock a newcomer out. Its used ids go with it (under
     /// a session they live in the session's keys, under kind 0 a replayed FINALIZE could then
     /// reopen one of its closed channels until its cookie expires: a channel, not a breach).
-    pub(super) fn insert_peer(&mut self, peer: Peer) -> Option<(Handle, crate::handle::Hashcode)> {
+    pub(super) fn insert_peer(
+        &mut self,
+        peer: Connection,
+    ) -> Option<(Handle, crate::handle::Hashcode)> {
         if self.peers.is_full() {
             // Each entry is looked at once: stale ones (the peer went active or away) are dropped.
             while let Some(candidate) = self.idle_peers.pop_front() {
@@ -261,7 +264,7 @@ impl Endpoint {
         }
         let own = newcomer
             .and_then(|peer| self.peers.get(peer))
-            .map_or(0, Peer::load);
+            .map_or(0, Connection::load);
         let Some(&(load, heaviest)) = self.loads.last() else {
             self.count_refused("table_full");
             return false;

@@ -1,16 +1,40 @@
-//! The endpoint's timers: channel open retries, peer reset and key shedding, and the dispatch of
-//! every due timer (handshakes, sessions and the data path have theirs in their own modules).
+//! The endpoint's timers. Each connection keeps a fixed table (its silence check, its
+//! channels' earliest open retry and data deadline) and the router one entry per connection,
+//! moved in place; the handshake machinery and sessions keep theirs in the router's heap.
+//! Here: arming, the dispatch of every due timer, channel open retries and the silence check.
 
 use super::*;
 
 impl Endpoint {
+    /// Arms a router timer (handshake machinery, sessions).
     pub(super) fn arm(&mut self, at: Instant, key: TimerKey) {
         self.timers.push(Reverse((at, key)));
     }
 
+    /// Arms `timer` of the connection `peer` for `at` (or earlier, if it is already armed
+    /// earlier), and moves the connection's entry in the router's deadlines with it.
+    pub(super) fn arm_connection(&mut self, peer: Handle, timer: Timer, at: Instant) {
+        let Some(connection) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if connection.timers.arm_earliest(timer, at) {
+            self.deadlines.set(peer.0, connection.poll_timeout());
+        }
+    }
+
+    /// Arms a channel's establishment retry for `at`: the channel keeps the deadline, its
+    /// connection's open timer the earliest of its channels'.
+    pub(super) fn arm_channel(&mut self, channel: Handle, at: Instant) {
+        if let Some(peer) = self.channels.get(channel).map(|state| state.peer) {
+            self.arm_connection(peer, Timer::Open, at);
+        }
+    }
+
     /// The earliest deadline at which [`Endpoint::handle_timeout`] must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let router = self.timers.peek().map(|Reverse((at, _))| *at);
+        let connections = self.deadlines.peek().map(|(at, _)| at);
+        router.into_iter().chain(connections).min()
     }
 
     /// Runs timers whose deadline has passed.
@@ -18,17 +42,30 @@ impl Endpoint {
         self.last_now = now;
         self.cookies.advance(now);
         self.last_now = self.last_now.max(now);
-        while let Some(&Reverse((at, key))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            match key {
-                TimerKey::Channel(code) => self.channel_timer(now, code),
-                TimerKey::Peer(code) => self.peer_timer(now, code),
-                TimerKey::Handshake(code) => self.handshake_timer(now, code),
-                TimerKey::Session(code) => self.session_timer(now, code),
-                TimerKey::Data(code) => self.data_timer(now, at, code),
+        loop {
+            let router = self
+                .timers
+                .peek()
+                .map(|&Reverse((at, key))| (at, key))
+                .filter(|&(at, _)| at <= now);
+            let connection = self.deadlines.peek().filter(|&(at, _)| at <= now);
+            // The earliest of the two goes first; a router timer wins a tie.
+            let router_first = match (router, connection) {
+                (None, None) => break,
+                (Some((at, _)), Some((earliest, _))) => at <= earliest,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            match (router, connection) {
+                (Some((_, key)), _) if router_first => {
+                    self.timers.pop();
+                    match key {
+                        TimerKey::Handshake(code) => self.handshake_timer(now, code),
+                        TimerKey::Session(code) => self.session_timer(now, code),
+                    }
+                }
+                (_, Some((_, slot))) => self.connection_timeout(now, Handle(slot)),
+                _ => break,
             }
         }
         self.flush(now);
@@ -36,11 +73,92 @@ impl Endpoint {
         self.publish_gauges();
     }
 
-    pub(super) fn channel_timer(&mut self, now: Instant, code: Hashcode) {
-        // A timer for a channel that is gone is stale: the hashcode says so (PROTOCOL.md §8).
-        let Ok(channel) = self.channels.resolve(code) else {
+    /// Runs the connection's earliest due timer. The timer is disarmed and the router's entry
+    /// moved to the table's next deadline before the handler runs: what the handler arms
+    /// again moves the entry once more, never adds one.
+    fn connection_timeout(&mut self, now: Instant, peer: Handle) {
+        let Some(connection) = self.peers.get_mut(peer) else {
+            self.deadlines.set(peer.0, None);
             return;
         };
+        let expired = connection.expired(now);
+        self.deadlines.set(peer.0, connection.poll_timeout());
+        match expired {
+            Some(Timer::Idle) => self.peer_timer(now, peer),
+            Some(Timer::Open) => self.open_timers(now, peer),
+            Some(Timer::Data) => self.data_timers(now, peer),
+            None => {}
+        }
+    }
+
+    /// The connection's open timer fired: runs the retry of each of its channels that is due,
+    /// then arms the timer for the earliest retry left.
+    fn open_timers(&mut self, now: Instant, peer: Handle) {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        if let Some(connection) = self.peers.get(peer) {
+            let channels = &self.channels;
+            due.extend(
+                connection
+                    .channels
+                    .values()
+                    .chain(connection.opening.values())
+                    .copied()
+                    .filter(|&channel| {
+                        channels
+                            .get(channel)
+                            .and_then(|state| state.retry_at)
+                            .is_some_and(|at| at <= now)
+                    }),
+            );
+        }
+        for &channel in &due {
+            self.channel_timer(now, channel);
+        }
+        self.due = due;
+        let next = self.peers.get(peer).and_then(|connection| {
+            connection
+                .channels
+                .values()
+                .chain(connection.opening.values())
+                .filter_map(|&channel| self.channels.get(channel)?.retry_at)
+                .min()
+        });
+        if let Some(at) = next {
+            self.arm_connection(peer, Timer::Open, at);
+        }
+    }
+
+    /// The connection's data timer fired: runs each of its channels whose data deadline is
+    /// due, taken from the connection's heap of channel deadlines (no scan of the others),
+    /// then arms the timer for the earliest deadline left.
+    fn data_timers(&mut self, now: Instant, peer: Handle) {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        if let Some(connection) = self.peers.get_mut(peer) {
+            while let Some(order_at) = connection.take_due_channel(now) {
+                let Some(&channel) = connection.order.get(order_at) else {
+                    continue;
+                };
+                if let Some(data) = self
+                    .channels
+                    .get_mut(channel)
+                    .and_then(|state| state.data.as_mut())
+                {
+                    data.armed = None;
+                    due.push(channel);
+                }
+            }
+            connection.sync_data_timer();
+            self.deadlines.set(peer.0, connection.poll_timeout());
+        }
+        for &channel in &due {
+            self.data_timer(now, channel);
+        }
+        self.due = due;
+    }
+
+    pub(super) fn channel_timer(&mut self, now: Instant, channel: Handle) {
         let tries = self.config.open_tries;
         let retry = self.config.open_retry;
         let Some(state) = self.channels.get_mut(channel) else {
@@ -58,7 +176,7 @@ impl Endpoint {
             } else {
                 let at = state.give_up_at;
                 state.retry_at = Some(at);
-                self.arm(at, TimerKey::Channel(code));
+                self.arm_channel(channel, at);
             }
             return;
         }
@@ -67,7 +185,7 @@ impl Endpoint {
         state.tries = state.tries.saturating_add(1);
         state.retry_at = Some(later(now, wait));
         let opening = matches!(state.phase, Phase::Opening { .. });
-        self.arm(later(now, wait), TimerKey::Channel(code));
+        self.arm_channel(channel, later(now, wait));
         if opening {
             self.send_channel_new(channel);
         } else {
@@ -85,55 +203,53 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn peer_timer(&mut self, now: Instant, code: Hashcode) {
-        let Ok(peer) = self.peers.resolve(code) else {
-            return;
-        };
-        let timeout = self.config.connection_reset_timeout;
+    pub(super) fn peer_timer(&mut self, now: Instant, peer: Handle) {
+        let (keep_alive, reset) = (
+            self.config.keep_alive_interval,
+            self.config.connection_reset_timeout,
+        );
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        let deadline = later(state.last_heard, timeout);
-        if deadline > now {
-            // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive interval
-            // gives up its expanded channel keys, re-expanded by its next packet. This timer
-            // already exists per peer, so nothing scans the peers per packet.
-            let idle_at = later(state.last_heard, self.config.keep_alive_interval);
-            if idle_at <= now {
+        match state.silence(now, keep_alive, reset) {
+            Silence::Wait { until } => return self.arm_connection(peer, Timer::Idle, until),
+            Silence::ShedKeys { until } => {
+                // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive
+                // interval gives up its expanded channel keys, re-expanded by its next packet.
+                // This timer already exists per peer, so nothing scans the peers per packet.
                 let id = state.id;
                 self.shed_session_keys(id);
-                self.arm(deadline, TimerKey::Peer(code));
-            } else {
-                self.arm(idle_at.min(deadline), TimerKey::Peer(code));
+                return self.arm_connection(peer, Timer::Idle, until);
             }
-            return;
+            Silence::Reset => {}
         }
         // PROTOCOL.md §7.7: a peer silent for the connection reset timeout loses its channels;
-        // under kind 0 that forgets it entirely.
-        let channels: Vec<Handle> = state
-            .channels
-            .values()
-            .chain(state.opening.values())
-            .copied()
-            .collect();
-        for channel in channels {
+        // under kind 0 that forgets it entirely. The channels are listed in the kept buffer
+        // (closing one changes the connection's maps).
+        let mut closing = std::mem::take(&mut self.due);
+        closing.clear();
+        closing.extend(
+            state
+                .channels
+                .values()
+                .chain(state.opening.values())
+                .copied(),
+        );
+        for &channel in &closing {
             self.close(channel, CloseReason::Idle, false, false);
         }
-        // The used ids must outlive every cookie2 that could still reopen one of them: a cookie2
-        // stays valid for two rotations after it was made (PROTOCOL.md §6).
+        self.due = closing;
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        let keep_until = later(
-            state.last_open,
-            self.config.cookie_rotation.saturating_mul(2),
-        );
+        let keep_until = state.keep_used_ids_until(self.config.cookie_rotation);
         if keep_until > now {
-            self.arm(keep_until, TimerKey::Peer(code));
+            self.arm_connection(peer, Timer::Idle, keep_until);
         } else {
             self.forget_peer(peer);
         }
     }
+
     pub(super) fn handshake_timer(&mut self, now: Instant, code: Hashcode) {
         let Ok(handle) = self.pending.resolve(code) else {
             return;
