@@ -8,6 +8,10 @@
 
 #[path = "consensus/cluster.rs"]
 mod cluster;
+#[path = "consensus/membership.rs"]
+mod membership;
+#[path = "consensus/policy.rs"]
+mod policy;
 #[path = "consensus/schema.rs"]
 mod schema;
 mod sim;

@@ -5,6 +5,7 @@ use super::ids::{MemberKey, NetworkId, NodeId, RequestDigest};
 use super::quorum;
 use super::schema::Reply;
 use super::signed::Signed;
+use super::trust::{MemberListChain, TrustError};
 use std::collections::BTreeSet;
 
 /// A verified certificate.
@@ -128,4 +129,28 @@ pub fn gather(
         }
     }
     None
+}
+
+/// Why a node's certificate is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptError {
+    /// The member-list chain does not verify from the network id.
+    #[error(transparent)]
+    Chain(#[from] TrustError),
+    /// The replies are not a certificate of the current members.
+    #[error("not certified by the network's current members: {0}")]
+    Certificate(#[from] CertificateError),
+}
+
+/// Accepts `replies` as a node's certificate only if a quorum of `network`'s current members
+/// signed them, the current list being the end of `chain` verified from genesis (PROTOCOL.md
+/// §11, trust root). A node whose certificate names an older member list repeats its request:
+/// the log answers with the same id, signed by today's members.
+pub fn accept(
+    chain: &MemberListChain,
+    network: &NetworkId,
+    replies: &[Signed<Reply>],
+) -> Result<NodeCertificate, AcceptError> {
+    let current = chain.verify(network)?;
+    Ok(verify(network, &current.members, replies)?)
 }

@@ -12,17 +12,21 @@ use super::faults;
 use super::ids::{MemberKey, NodeId, NodeIdRequest, RequestDigest};
 use super::log::Log;
 use super::malachite::{MalachiteEngine, round_timeouts};
+use super::membership::{Membership, MembershipConfig};
+use super::policy::{Counters, PolicyConfig};
 use super::pool::Pool;
 use super::schema::{
-    self, Batch, BatchId, MAX_BATCH, Message, Proposal, Refusal, Reply, Sighting, Vote, VoteKind,
+    self, Batch, BatchId, MAX_BATCH, Message, Proposal, Refusal, Reply, Vote, VoteKind,
 };
 use super::signed::{Signed, member_key, sign};
 use super::store::{Changes, DecidedRecord, IssuedId, MemoryStore, Store, StoreError, WalEntry};
-use super::validate;
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
+
+// Policy, membership and the wall clock: the hooks of PROTOCOL.md §11's policy and membership.
+mod upkeep;
 
 /// A member does not follow votes more rounds ahead of its own than this: a peer could otherwise
 /// make it keep a tally for every round number.
@@ -120,6 +124,18 @@ pub struct Member<E: Agreement = MalachiteEngine, S: Store = MemoryStore> {
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
     refused: BTreeMap<Refusal, u64>,
+    /// Ids per prefix in the current window, from the decided log (PROTOCOL.md §11, Policy).
+    counters: Counters,
+    /// Requests NACKed, by limit label.
+    nacked: BTreeMap<&'static str, u64>,
+    /// Keep-alives, evidence, applications and the member-list chain.
+    membership: Membership,
+    /// The last decided batch's time (Unix seconds).
+    last_time: u64,
+    /// The host's wall clock: Unix seconds at an instant.
+    wall: Option<(Instant, u64)>,
+    /// A member seen ahead, and its height: asked again after each decision until caught up.
+    ahead: Option<(MemberKey, u64)>,
     store: S,
     /// What this call of `handle`/`handle_timeout` adds to the store, committed at its end.
     changes: Changes,
@@ -197,6 +213,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
         config.members.sort_unstable();
         config.members.dedup();
         let me = member_key(&key);
+        let membership = Membership::new(me, &config.members, MembershipConfig::default());
         Member {
             key,
             me,
@@ -221,6 +238,12 @@ impl<E: Agreement, S: Store> Member<E, S> {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             refused: BTreeMap::new(),
+            counters: Counters::new(PolicyConfig::default()),
+            nacked: BTreeMap::new(),
+            membership,
+            last_time: 0,
+            wall: None,
+            ahead: None,
             store,
             changes: Changes::default(),
             own_votes: BTreeMap::new(),
@@ -314,6 +337,12 @@ impl<E: Agreement, S: Store> Member<E, S> {
 
     fn receive(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         self.arm_resend(now);
+        if let Peer::Member(member) = from
+            && self.is_member(&member)
+        {
+            // Its own channel delivered: this member's evidence that it is alive.
+            self.membership.heard(now, member);
+        }
         if let Peer::Member(_) = from {
             // Members resend until heard: a copy already handled this resend period costs a
             // hash, not a decode and signature checks.
@@ -332,6 +361,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
         let result = match from {
             Peer::Client(source) => match message {
                 Message::Request(request) => self.on_request(now, source, request),
+                Message::Apply(application) => self.on_apply(now, application),
                 _ => Err(Refusal::Unexpected),
             },
             Peer::Member(member) if !self.is_member(&member) => Err(Refusal::NonMember),
@@ -346,47 +376,6 @@ impl<E: Agreement, S: Store> Member<E, S> {
         if self.resend_at.is_none() {
             self.resend_at = now.checked_add(self.config.resend);
         }
-    }
-
-    fn on_request(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        request: NodeIdRequest,
-    ) -> Result<(), Refusal> {
-        let digest = request.digest();
-        if let Some(logged) = self.log.lookup(&request.key, request.salt) {
-            // PROTOCOL.md §11, idempotent: a repeat gets the logged id (or waits for it).
-            match logged.id {
-                Some(node_id) => self.reply(Peer::Client(source), digest, node_id, logged.height),
-                None => {
-                    self.clients.entry(digest).or_default().insert(source);
-                }
-            }
-            return Ok(());
-        }
-        if self.pool.source_busy(source.ip(), &digest) {
-            // PROTOCOL.md §11: at most one pending request per source.
-            return Err(Refusal::Unexpected);
-        }
-        let sighting = sign(
-            &self.key,
-            &self.config.network,
-            Sighting {
-                digest,
-                source,
-                member: self.me,
-            },
-        );
-        if !self.pool.note_own(&request, sighting.clone()) {
-            return Err(Refusal::Unexpected);
-        }
-        self.clients.entry(digest).or_default().insert(source);
-        let message = Message::Sighting { request, sighting };
-        self.broadcast(&message);
-        self.own_sightings.insert(digest, message);
-        self.maybe_start(now);
-        Ok(())
     }
 
     fn on_member(
@@ -429,7 +418,12 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 }
                 Ok(())
             }
-            Message::Request(_) | Message::Reply(_) => Err(Refusal::Unexpected),
+            Message::KeepAlive(_) | Message::Endorse(_) | Message::Links(_) => {
+                self.on_membership(from, message)
+            }
+            Message::Request(_) | Message::Reply(_) | Message::Nack(_) | Message::Apply(_) => {
+                Err(Refusal::Unexpected)
+            }
         }
     }
 
@@ -462,7 +456,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
             return Err(Refusal::Stale);
         }
         if height > self.height {
-            self.ask_behind(from);
+            self.ask_behind(from, height);
             if height == self.height.saturating_add(1) && self.future.len() < MAX_FUTURE {
                 self.future.push((from, message));
                 return Ok(());
@@ -471,6 +465,10 @@ impl<E: Agreement, S: Store> Member<E, S> {
         }
         if !self.started {
             self.start(now);
+            if !self.started {
+                // Not a member of this height's list: nothing for the engine to take.
+                return Err(Refusal::NonMember);
+            }
         }
         let current = self.engine.round().unwrap_or(0);
         if round > current.saturating_add(MAX_ROUNDS_AHEAD) {
@@ -478,7 +476,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
         }
         let input = match message {
             Message::Proposal(proposal) => {
-                let valid = validate::batch(&self.config, &self.log, &proposal.body.batch, height);
+                let valid = self.valid(now, &proposal.body.batch, height);
                 WalEntry::Proposal { proposal, valid }
             }
             Message::Vote(vote) => WalEntry::Vote(vote),
@@ -521,6 +519,11 @@ impl<E: Agreement, S: Store> Member<E, S> {
     }
 
     fn start(&mut self, now: Instant) {
+        if !self.is_member(&self.me) {
+            // Not (yet) a member: it follows the log by catching up, and takes part from the
+            // height whose list names it.
+            return;
+        }
         self.started = true;
         let members = self.config.members.clone();
         let steps = self.engine.start_height(self.height, &members);
@@ -537,19 +540,31 @@ impl<E: Agreement, S: Store> Member<E, S> {
             .get(self.height.saturating_sub(1))
             .is_some_and(|decided| !decided.requests.is_empty());
         let needed = faults(self.config.members.len()).saturating_add(1);
-        if last_had_requests || !self.ready_entries(needed, 1).is_empty() {
+        if last_had_requests
+            || !self.ready_entries(now, needed, 1).is_empty()
+            || self.membership.proposable().is_some()
+        {
             self.start(now);
         }
     }
 
-    fn ready_entries(&self, needed: usize, limit: usize) -> Vec<schema::Entry> {
+    fn ready_entries(&self, now: Instant, needed: usize, limit: usize) -> Vec<schema::Entry> {
         let mut seen = BTreeSet::new();
+        // PROTOCOL.md §11: counted on top of the log, entry by entry, so the batch never takes a
+        // prefix past its quota.
+        let mut tally = self.counters.tally(self.batch_time(now));
         self.pool
-            .ready(needed, MAX_BATCH)
+            .ready(needed, usize::MAX, &self.config.members)
             .into_iter()
             .filter(|entry| {
                 let key = entry.request.idempotence_key();
-                self.log.lookup(&key.0, key.1).is_none() && seen.insert(key)
+                self.log.lookup(&key.0, key.1).is_none()
+                    && !seen.contains(&key)
+                    && entry
+                        .sightings
+                        .first()
+                        .is_some_and(|s| tally.admit(s.body.source.ip()).is_ok())
+                    && seen.insert(key)
             })
             .take(limit)
             .collect()
@@ -591,12 +606,14 @@ impl<E: Agreement, S: Store> Member<E, S> {
                         Some(own) => own.body.batch.clone(),
                         None => Batch {
                             height,
-                            entries: self.ready_entries(needed, MAX_BATCH),
+                            entries: self.ready_entries(now, needed, MAX_BATCH),
                             last_commit: self
                                 .decided
                                 .get(&height.saturating_sub(1))
                                 .map(|kept| kept.commit.clone())
                                 .unwrap_or_default(),
+                            time: self.batch_time(now),
+                            changes: self.membership.proposable().into_iter().collect(),
                         },
                     };
                     self.engine.propose_value(round, batch)
@@ -654,10 +671,13 @@ impl<E: Agreement, S: Store> Member<E, S> {
             Some(previous) if previous > 0 => self.log.finalize(previous, &batch.last_commit),
             _ => Vec::new(),
         };
+        let batch = proposal.body.batch.clone();
         self.decided.insert(height, Kept { proposal, commit });
         while self.decided.len() > KEEP_DECIDED {
             self.decided.pop_first();
         }
+        // Policy counters and membership follow the log, on restart too.
+        self.apply_decided(height, &batch);
         self.height = height.saturating_add(1);
         issued
     }
@@ -714,6 +734,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 height: ordered,
             });
         }
+        self.purge_over_quota(now);
         self.started = false;
         self.timers.clear();
         self.proposals.clear();
@@ -731,6 +752,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
             let _ = self.on_member(now, from, message);
         }
         self.maybe_start(now);
+        self.ask_ahead();
     }
 
     fn reply(&mut self, to: Peer, digest: RequestDigest, node_id: NodeId, height: u64) {
@@ -775,6 +797,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
         if self.resend_at.is_some_and(|at| at <= now) {
             self.resend_at = now.checked_add(self.config.resend);
             self.resend();
+            self.tick_membership(now);
         }
     }
 

@@ -5,7 +5,10 @@
 //! order node-id requests in one log through an [`agreement::Agreement`] engine (Malachite's
 //! Tendermint core, [`malachite`]), share signed first-hand sightings of requests, and answer a
 //! client with signed replies once its id is final; a quorum of matching replies is the node's
-//! certificate ([`certificate`]). docs/CONSENSUS.md says what is built and what is not.
+//! certificate ([`certificate`]). The [`policy`] counters come from the decided log, the
+//! member list changes through the same log ([`membership`]), and each list is endorsed by a
+//! quorum of the one before, a chain verified from the network id ([`trust`]).
+//! docs/CONSENSUS.md says what is built and what is not.
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod agreement;
@@ -20,13 +23,19 @@ pub mod links;
 pub mod log;
 pub mod malachite;
 pub mod member;
+pub mod membership;
+pub mod policy;
 pub mod pool;
 pub mod query;
 pub mod schema;
 pub mod service;
 pub mod signed;
 pub mod store;
+pub mod trust;
 pub mod validate;
+
+/// The most members a cluster may have (messages grow as N², PROTOCOL.md §11).
+pub const MAX_MEMBERS: usize = 16;
 
 /// Byzantine members `n` members tolerate: f = ⌊(n−1)/3⌋.
 pub fn faults(members: usize) -> usize {

@@ -81,17 +81,53 @@ impl Pool {
         }
     }
 
+    /// Drops every sighting whose source `refuse` names a limit for (PROTOCOL.md §11: an
+    /// over-quota request never enters a proposal); returns the requests left with no sighting,
+    /// now forgotten, each with the limit of its last source.
+    pub fn drop_sources<L: Copy>(
+        &mut self,
+        refuse: impl Fn(IpAddr) -> Option<L>,
+    ) -> Vec<(RequestDigest, L)> {
+        let mut gone = Vec::new();
+        for (digest, pending) in &mut self.pending {
+            let mut last = None;
+            pending
+                .sightings
+                .retain(|(source, _), _| match refuse(source.ip()) {
+                    Some(limit) => {
+                        last = Some(limit);
+                        false
+                    }
+                    None => true,
+                });
+            if let (true, Some(limit)) = (pending.sightings.is_empty(), last) {
+                gone.push((*digest, limit));
+            }
+        }
+        for (digest, _) in &gone {
+            self.pending.remove(digest);
+        }
+        let pending = &self.pending;
+        self.by_source
+            .retain(|_, digest| pending.contains_key(digest));
+        gone
+    }
+
     /// Up to `limit` entries ready for a proposal: requests with sightings from `needed`
-    /// distinct members naming one source, in digest order, each with exactly `needed`
-    /// sightings (sorted by member) so the proposal is canonical.
-    pub fn ready(&self, needed: usize, limit: usize) -> Vec<Entry> {
+    /// distinct `members` naming one source (the lowest such source, so every proposer picks
+    /// the same one: the address the policy counts), in digest order, each with exactly
+    /// `needed` sightings (sorted by member) so the proposal is canonical.
+    pub fn ready(&self, needed: usize, limit: usize, members: &[MemberKey]) -> Vec<Entry> {
         let mut out = Vec::new();
         for pending in self.pending.values() {
             if out.len() >= limit {
                 break;
             }
             let mut by_source: BTreeMap<SocketAddr, Vec<&Signed<Sighting>>> = BTreeMap::new();
-            for ((source, _), sighting) in &pending.sightings {
+            for ((source, member), sighting) in &pending.sightings {
+                if members.binary_search(member).is_err() {
+                    continue;
+                }
                 by_source.entry(*source).or_default().push(sighting);
             }
             if let Some(sightings) = by_source.values().find(|s| s.len() >= needed) {

@@ -5,7 +5,9 @@
 use super::ids::{
     MAX_REQUEST_ADDRESSES, MemberKey, NetworkId, NodeId, NodeIdRequest, RequestDigest,
 };
+use super::policy::Nack;
 use super::signed::{Signable, Signed};
+use super::trust::{Endorsement, Link};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -18,8 +20,14 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// The most requests one proposal may batch.
 pub const MAX_BATCH: usize = 64;
 
-/// The most members a cluster may have (messages grow as N², PROTOCOL.md §11).
-pub const MAX_MEMBERS: usize = 16;
+pub use super::MAX_MEMBERS;
+
+/// The most membership changes one batch may carry: one, so the quorum of every height follows
+/// from one list.
+pub const MAX_CHANGES: usize = 1;
+
+/// The most chain links one message carries.
+pub const MAX_LINKS_PER_MESSAGE: usize = 8;
 
 /// Identifies a batch: BLAKE3 of its canonical encoding.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -90,6 +98,53 @@ pub struct Batch {
     pub entries: Vec<Entry>,
     /// Precommits of the previous height for its decided batch, sorted by voter.
     pub last_commit: Vec<Signed<Vote>>,
+    /// The proposer's clock (Unix seconds), never before the previous batch's: the time the
+    /// policy counts its requests at (PROTOCOL.md §11, per period).
+    pub time: u64,
+    /// Membership changes it decides (at most [`MAX_CHANGES`]); the new member list decides
+    /// from the next height on.
+    pub changes: Vec<Change>,
+}
+
+/// A change of the member list, ordered in the same log as requests (PROTOCOL.md §11,
+/// Membership).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Change {
+    /// A node with a certified id, voted in.
+    Add(Signed<Application>),
+    /// A member voted out, each voter on its own evidence of missed keep-alives.
+    Remove(MemberKey),
+}
+
+/// A node's application to join: its request and the certificate of its id, signed with the
+/// node's key (so only the key's holder applies).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Application {
+    /// The request its id was issued for: its key is the applicant's member key.
+    pub request: NodeIdRequest,
+    /// A quorum of the current members' replies for that request.
+    pub certificate: Vec<Signed<Reply>>,
+}
+
+impl Signable for Application {
+    const DOMAIN: &'static str = "weft v1 consensus application";
+    fn signer(&self) -> MemberKey {
+        MemberKey(self.request.key)
+    }
+}
+
+/// A member's keep-alive (PROTOCOL.md §11, Membership): sent to every member every keep-alive
+/// period, and at once to a member that asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepAlive {
+    /// How many members the sender counts.
+    pub members: u32,
+    /// The sender's verified member-list chain length (its current list's epoch).
+    pub epoch: u64,
+    /// The height it is deciding.
+    pub height: u64,
+    /// True when the sender has not heard from the receiver and asks it to answer.
+    pub ask: bool,
 }
 
 impl Batch {
@@ -196,6 +251,16 @@ pub enum Message {
     },
     /// Member to client: the id, signed.
     Reply(Signed<Reply>),
+    /// Member to client: the request is over a quota, signed, naming the limit.
+    Nack(Signed<Nack>),
+    /// Member to members: alive, with its member count.
+    KeepAlive(KeepAlive),
+    /// Node to every member: let me join.
+    Apply(Signed<Application>),
+    /// Member to members: its endorsement of a new member list.
+    Endorse(Signed<Endorsement>),
+    /// Member to member: chain links the receiver lacks.
+    Links(Vec<Link>),
 }
 
 /// Why a message was refused; each is counted under its label.
@@ -274,8 +339,17 @@ fn request_ok(request: &NodeIdRequest) -> bool {
     !request.addresses.is_empty() && request.addresses.len() <= MAX_REQUEST_ADDRESSES
 }
 
+fn application_ok(application: &Application) -> bool {
+    request_ok(&application.request) && application.certificate.len() <= MAX_MEMBERS
+}
+
 fn batch_ok(batch: &Batch) -> bool {
-    batch.entries.len() <= MAX_BATCH
+    batch.changes.len() <= MAX_CHANGES
+        && batch.changes.iter().all(|change| match change {
+            Change::Add(application) => application_ok(&application.body),
+            Change::Remove(_) => true,
+        })
+        && batch.entries.len() <= MAX_BATCH
         && batch.last_commit.len() <= MAX_MEMBERS
         && batch
             .entries
@@ -290,6 +364,18 @@ fn within_bounds(message: &Message) -> bool {
         Message::Decided { proposal, commit } => {
             batch_ok(&proposal.body.batch) && commit.len() <= MAX_MEMBERS
         }
-        Message::Vote(_) | Message::Reply(_) | Message::Ask { .. } => true,
+        Message::Apply(application) => application_ok(&application.body),
+        Message::Links(links) => {
+            links.len() <= MAX_LINKS_PER_MESSAGE
+                && links.iter().all(|link| {
+                    link.list.members.len() <= MAX_MEMBERS && link.endorsements.len() <= MAX_MEMBERS
+                })
+        }
+        Message::Vote(_)
+        | Message::Reply(_)
+        | Message::Ask { .. }
+        | Message::Nack(_)
+        | Message::KeepAlive(_)
+        | Message::Endorse(_) => true,
     }
 }

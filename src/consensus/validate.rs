@@ -3,22 +3,62 @@
 //! certificate in canonical form. A member prevotes nil on a batch that fails.
 
 use super::config::MemberConfig;
-use super::ids::MemberKey;
+use super::ids::{MemberKey, NetworkId};
 use super::log::Log;
-use super::schema::{Batch, BatchId, Entry, MAX_BATCH, Vote, VoteKind};
+use super::membership::Membership;
+use super::policy::Counters;
+use super::schema::{Batch, BatchId, Entry, MAX_BATCH, MAX_CHANGES, Vote, VoteKind};
 use super::signed::Signed;
 use super::{faults, quorum};
 use std::collections::BTreeSet;
 
-/// True when `batch` may be decided at `height` on top of `log`.
-pub fn batch(config: &MemberConfig, log: &Log, batch: &Batch, height: u64) -> bool {
-    if batch.height != height || batch.entries.len() > MAX_BATCH {
+/// How far ahead of this member's clock a batch's time may be: a proposer can end a policy
+/// window this much early, no more.
+pub const MAX_CLOCK_AHEAD_SECS: u64 = 30;
+
+/// What a batch is checked against: the member's configuration (its current list), the log,
+/// the policy counters and membership, and the clock.
+pub struct Context<'a> {
+    /// The configuration; `members` is the list deciding this height.
+    pub config: &'a MemberConfig,
+    /// The decided log.
+    pub log: &'a Log,
+    /// The policy counters of the decided log.
+    pub counters: &'a Counters,
+    /// Membership: who decided the previous height, and how this member judges changes.
+    pub membership: &'a Membership,
+    /// The previous decided batch's time.
+    pub last_time: u64,
+    /// This member's clock, Unix seconds.
+    pub now: u64,
+}
+
+/// True when `batch` may be decided at `height` on top of the log (PROTOCOL.md §11): valid
+/// requests, none over a quota, a sane time, changes this member votes for, and the previous
+/// height's commit certificate.
+pub fn batch(cx: &Context<'_>, batch: &Batch, height: u64) -> bool {
+    let config = cx.config;
+    if batch.height != height
+        || batch.entries.len() > MAX_BATCH
+        || batch.changes.len() > MAX_CHANGES
+        || batch.time < cx.last_time
+        || batch.time > cx.now.saturating_add(MAX_CLOCK_AHEAD_SECS)
+        || !batch.changes.iter().all(|c| cx.membership.judge(c))
+    {
         return false;
     }
     let mut keys = BTreeSet::new();
+    // PROTOCOL.md §11: members prevote nil on a proposal that would exceed a quota.
+    let mut tally = cx.counters.tally(batch.time);
     for entry in &batch.entries {
         let (key, salt) = entry.request.idempotence_key();
-        if !keys.insert((key, salt)) || log.lookup(&key, salt).is_some() || !sighted(config, entry)
+        if !keys.insert((key, salt))
+            || cx.log.lookup(&key, salt).is_some()
+            || !sighted(config, entry)
+            || entry
+                .sightings
+                .first()
+                .is_none_or(|s| tally.admit(s.body.source.ip()).is_err())
         {
             return false;
         }
@@ -26,11 +66,18 @@ pub fn batch(config: &MemberConfig, log: &Log, batch: &Batch, height: u64) -> bo
     match height.checked_sub(1) {
         None | Some(0) => batch.last_commit.is_empty(),
         Some(previous) => {
-            let Some(decided) = log.get(previous) else {
+            let Some(decided) = cx.log.get(previous) else {
                 return false;
             };
             let round = batch.last_commit.first().map_or(0, |vote| vote.body.round);
-            commit(config, &batch.last_commit, previous, round, &decided.batch)
+            commit(
+                &config.network,
+                cx.membership.previous(),
+                &batch.last_commit,
+                previous,
+                round,
+                &decided.batch,
+            )
         }
     }
 }
@@ -48,7 +95,7 @@ fn sighted(config: &MemberConfig, entry: &Entry) -> bool {
         let body = &sighting.body;
         if body.digest != digest
             || body.source != source
-            || !is_member(config, &body.member)
+            || config.members.binary_search(&body.member).is_err()
             || !members.insert(body.member)
             || !sighting.verify(&config.network)
         {
@@ -58,14 +105,12 @@ fn sighted(config: &MemberConfig, entry: &Entry) -> bool {
     members.len() >= needed
 }
 
-fn is_member(config: &MemberConfig, key: &MemberKey) -> bool {
-    config.members.binary_search(key).is_ok()
-}
-
 /// True when `commit` is a canonical commit certificate for `id` at `height` and `round`: a
-/// quorum of correctly signed precommits for it from distinct members, sorted by member.
+/// quorum of `members` (the list that decided `height`), correctly signed precommits for it from
+/// distinct members, sorted by member.
 pub fn commit(
-    config: &MemberConfig,
+    network: &NetworkId,
+    members: &[MemberKey],
     commit: &[Signed<Vote>],
     height: u64,
     round: u32,
@@ -78,13 +123,13 @@ pub fn commit(
             || body.round != round
             || body.kind != VoteKind::Precommit
             || body.value != Some(*id)
-            || !is_member(config, &body.voter)
+            || members.binary_search(&body.voter).is_err()
             || last.is_some_and(|last| last >= body.voter)
-            || !vote.verify(&config.network)
+            || !vote.verify(network)
         {
             return false;
         }
         last = Some(body.voter);
     }
-    commit.len() >= quorum(config.members.len())
+    commit.len() >= quorum(members.len())
 }

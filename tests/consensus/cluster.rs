@@ -6,6 +6,7 @@
 
 use crate::sim::SimRng;
 use ed25519_dalek::SigningKey;
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
@@ -14,7 +15,9 @@ use weft::consensus::certificate::{self, NodeCertificate};
 use weft::consensus::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest};
 use weft::consensus::log::Decided;
 use weft::consensus::member::{Member, MemberConfig, Peer, Transmit};
-use weft::consensus::schema::{self, Message, Reply, Vote, VoteKind};
+use weft::consensus::membership::MembershipConfig;
+use weft::consensus::policy::{Nack, PolicyConfig};
+use weft::consensus::schema::{self, Application, Change, Message, Reply, Vote, VoteKind};
 use weft::consensus::signed::{Signature, Signed, member_key, sign};
 use weft::consensus::store::MemoryStore;
 
@@ -33,7 +36,45 @@ pub(crate) enum Role {
     /// Forges votes in other members' names, replays old votes, and signs replies with a
     /// second id.
     Forger,
+    /// Honest, and proposes to vote out the next member (live and honest) in every proposal.
+    Evictor,
+    /// An honest node outside the genesis list: it gets an id as client 0, applies with it,
+    /// and is voted in (every member's operator approved it).
+    Joiner,
 }
+
+/// Policy, membership and client settings of a scenario.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    /// Every member's policy.
+    pub(crate) policy: PolicyConfig,
+    /// Every member's keep-alive period.
+    pub(crate) keepalive: Duration,
+    /// Clients arrive spread over this long (at random, or evenly with `even`).
+    pub(crate) arrivals: Duration,
+    /// Clients arrive at even intervals.
+    pub(crate) even: bool,
+    /// All clients arrive at the start, from one /24.
+    pub(crate) one_prefix_at_once: bool,
+    /// Each client sends to this many members only (a different set each), not to all.
+    pub(crate) members_per_client: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            policy: PolicyConfig::default(),
+            keepalive: Duration::from_secs(60),
+            arrivals: Duration::from_secs(1),
+            even: false,
+            one_prefix_at_once: false,
+            members_per_client: None,
+        }
+    }
+}
+
+/// The wall clock the simulated members start at (Unix seconds).
+const WALL_START: u64 = 1_700_000_000;
 
 /// The network's behaviour until it heals.
 #[derive(Copy, Clone, Debug)]
@@ -71,6 +112,12 @@ pub(crate) struct Client {
     pub(crate) request: NodeIdRequest,
     pub(crate) replies: Vec<Signed<Reply>>,
     pub(crate) certificate: Option<NodeCertificate>,
+    /// The member list the certificate verified against.
+    pub(crate) roster: Vec<MemberKey>,
+    /// Signed NACKs from honest members.
+    pub(crate) nacks: Vec<Signed<Nack>>,
+    /// The members its first send goes to (by index), or all.
+    send_to: Option<Vec<usize>>,
     next_send: Instant,
     /// Sends again after the certificate, to check the repeat gets the same id.
     pub(crate) repeated: bool,
@@ -153,6 +200,13 @@ pub(crate) struct Cluster {
     pub(crate) delivered: u64,
     /// Every final id honest members issued, by (key, salt).
     issued: BTreeMap<([u8; 32], u32), NodeId>,
+    /// The genesis members (`members` also names joiners, for routing).
+    pub(crate) genesis: Vec<MemberKey>,
+    /// Certificates (by client) and chains (by member, as long) already verified: neither
+    /// changes once held, and signature checks after every step would dominate the run.
+    verified: RefCell<BTreeSet<(usize, MemberKey, usize)>>,
+    /// The policy and membership settings every member gets, on restart too.
+    settings: (PolicyConfig, MembershipConfig),
     config: MemberConfig,
     stores: Vec<MemoryStore>,
     /// Commits of each store already looked at for failpoints.
@@ -171,6 +225,17 @@ fn client_addr(index: usize) -> SocketAddr {
 impl Cluster {
     /// A cluster of `roles.len()` members and `clients` clients, all from `seed`.
     pub(crate) fn new(seed: u64, roles: &[Role], clients: usize, faults: Faults) -> Cluster {
+        Cluster::with(seed, roles, clients, faults, Options::default())
+    }
+
+    /// A cluster with `options`.
+    pub(crate) fn with(
+        seed: u64,
+        roles: &[Role],
+        clients: usize,
+        faults: Faults,
+        options: Options,
+    ) -> Cluster {
         let mut rng = SimRng::derive(seed, 1);
         let keys: Vec<SigningKey> = roles
             .iter()
@@ -181,14 +246,28 @@ impl Cluster {
             })
             .collect();
         let members: Vec<MemberKey> = keys.iter().map(member_key).collect();
-        let network = NetworkId::of_genesis(&members);
+        let genesis: Vec<MemberKey> = members
+            .iter()
+            .zip(roles)
+            .filter(|(_, role)| **role != Role::Joiner)
+            .map(|(key, _)| *key)
+            .collect();
+        let joiner = roles
+            .iter()
+            .position(|role| *role == Role::Joiner)
+            .map(|i| members[i]);
+        let network = NetworkId::of_genesis(&genesis);
         let config = MemberConfig {
             network,
-            members: members.clone(),
+            members: genesis.clone(),
             round_base: Duration::from_millis(50),
             resend: Duration::from_secs(1),
         };
         let start = Instant::now();
+        let membership = MembershipConfig {
+            keepalive: options.keepalive,
+            approved: joiner.into_iter().collect(),
+        };
         let stores: Vec<MemoryStore> = roles.iter().map(|_| MemoryStore::default()).collect();
         let nodes = keys
             .iter()
@@ -197,8 +276,12 @@ impl Cluster {
             .map(|((key, role), store)| match role {
                 Role::Silent => Node::Silent,
                 role => {
-                    let member = Member::open(start, key.clone(), config.clone(), store.clone())
-                        .expect("an empty store opens");
+                    let mut member =
+                        Member::open(start, key.clone(), config.clone(), store.clone())
+                            .expect("an empty store opens")
+                            .with_policy(options.policy.clone())
+                            .with_membership(membership.clone());
+                    member.set_wall_clock(start, WALL_START);
                     Node::Live(Box::new(member), *role)
                 }
             })
@@ -207,7 +290,22 @@ impl Cluster {
             .map(|index| {
                 let mut key = [0u8; 32];
                 rng.fill(&mut key);
+                if let (0, Some(joiner)) = (index, joiner) {
+                    key = joiner.0;
+                }
                 let addr = client_addr(index);
+                let arrival = if options.one_prefix_at_once || (index == 0 && joiner.is_some()) {
+                    0
+                } else if options.even {
+                    options.arrivals.as_millis() as u64 * index as u64 / clients as u64
+                } else {
+                    rng.below(options.arrivals.as_millis().max(1) as u64)
+                };
+                let send_to = options.members_per_client.map(|k| {
+                    (0..k)
+                        .map(|j| (index + j) % genesis.len())
+                        .collect::<Vec<usize>>()
+                });
                 Client {
                     addr,
                     request: NodeIdRequest {
@@ -217,8 +315,11 @@ impl Cluster {
                     },
                     replies: Vec::new(),
                     certificate: None,
+                    roster: Vec::new(),
+                    nacks: Vec::new(),
+                    send_to,
                     // Clients arrive spread over the first seconds.
-                    next_send: start + Duration::from_millis(rng.below(1000)),
+                    next_send: start + Duration::from_millis(arrival),
                     repeated: false,
                 }
             })
@@ -238,6 +339,9 @@ impl Cluster {
             seen_votes: Vec::new(),
             delivered: 0,
             issued: BTreeMap::new(),
+            genesis,
+            verified: RefCell::new(BTreeSet::new()),
+            settings: (options.policy.clone(), membership),
             config,
             commits: vec![0; stores.len()],
             stores,
@@ -319,7 +423,11 @@ impl Cluster {
                 self.config.clone(),
                 self.stores[index].clone(),
             )
-            .expect("a member reopens from its store");
+            .expect("a member reopens from its store")
+            .with_policy(self.settings.0.clone())
+            .with_membership(self.settings.1.clone());
+            let mut member = member;
+            member.set_wall_clock(self.start, WALL_START);
             assert_eq!(
                 member.log().heights(),
                 &log[..],
@@ -457,6 +565,12 @@ impl Cluster {
                     out.push((to, schema::encode(&Message::Vote(old))));
                 }
             }
+            (Role::Evictor, Message::Proposal(proposal)) => {
+                let mut body = proposal.body.clone();
+                let victim = self.members[(index + 1) % self.members.len()];
+                body.batch.changes = vec![Change::Remove(victim)];
+                out[0].1 = schema::encode(&Message::Proposal(sign(&key, &self.network, body)));
+            }
             (Role::Forger, Message::Reply(reply)) => {
                 // Signs a second id for the same request.
                 let mut body = reply.body.clone();
@@ -472,8 +586,7 @@ impl Cluster {
     fn clients_send(&mut self) {
         for c in 0..self.clients.len() {
             let client = &self.clients[c];
-            let due =
-                client.next_send <= self.now && (client.certificate.is_none() || !client.repeated);
+            let due = client.next_send <= self.now && !client.done();
             if !due {
                 continue;
             }
@@ -483,8 +596,21 @@ impl Cluster {
             self.clients[c].next_send = self.now + CLIENT_RESEND;
             let from = Peer::Client(self.clients[c].addr);
             let bytes = schema::encode(&Message::Request(self.clients[c].request.clone()));
-            for m in 0..self.members.len() {
-                self.post(from, Peer::Member(self.members[m]), bytes.clone());
+            let current = self.current_list();
+            // A client limited to some members reaches them first; its resends go to all, so
+            // it can gather a quorum of replies.
+            let targets: Vec<MemberKey> = match self.clients[c].send_to.take() {
+                Some(indexes) => indexes.iter().map(|&i| self.genesis[i]).collect(),
+                None => current.clone(),
+            };
+            for member in targets {
+                self.post(from, Peer::Member(member), bytes.clone());
+            }
+            if let Some(application) = self.application(c) {
+                let bytes = schema::encode(&Message::Apply(application));
+                for member in current {
+                    self.post(from, Peer::Member(member), bytes.clone());
+                }
             }
         }
     }
@@ -498,7 +624,7 @@ impl Cluster {
         let clients = self
             .clients
             .iter()
-            .filter(|c| c.certificate.is_none() || !c.repeated)
+            .filter(|c| !c.done() || self.applying(c))
             .map(|c| c.next_send);
         let flight = self.flight.peek().map(|f| f.0.at);
         members.chain(clients).chain(flight).min()
@@ -553,8 +679,10 @@ impl Cluster {
     }
 
     fn client_receives(&mut self, c: usize, bytes: &[u8]) {
-        let Ok(Message::Reply(reply)) = schema::decode(bytes) else {
-            panic!("a client got something other than a reply");
+        let reply = match schema::decode(bytes) {
+            Ok(Message::Reply(reply)) => reply,
+            Ok(Message::Nack(nack)) => return self.client_nacked(c, nack),
+            _ => panic!("a client got something other than a reply or a NACK"),
         };
         let honest = self.is_honest(reply.body.member) && reply.verify(&self.network);
         let client = &mut self.clients[c];
@@ -573,15 +701,22 @@ impl Cluster {
             }
             return;
         }
-        if client.replies.len() < 64 {
-            client.replies.push(reply);
+        if client.replies.contains(&reply) {
+            // The same signed reply again (a repeat answered): nothing new to gather.
+            return;
         }
-        let members = self.members.clone();
+        if client.replies.len() >= 64 {
+            client.replies.remove(0);
+        }
+        client.replies.push(reply);
+        // A client verifies against the current member list (trust::MemberListChain).
+        let members = self.current_list();
         let client = &mut self.clients[c];
         if let Some(certificate) = certificate::gather(&self.network, &members, &client.replies) {
             certificate::verify(&self.network, &members, &certificate.replies)
                 .expect("a gathered certificate verifies");
             client.certificate = Some(certificate);
+            client.roster = members;
             client.next_send = self.now + CLIENT_RESEND;
         }
     }
@@ -590,12 +725,12 @@ impl Cluster {
         self.members
             .iter()
             .position(|m| *m == key)
-            .is_some_and(|i| matches!(self.nodes[i], Node::Live(_, Role::Honest)))
+            .is_some_and(|i| matches!(self.nodes[i], Node::Live(_, Role::Honest | Role::Joiner)))
     }
 
-    fn honest(&self) -> impl Iterator<Item = &Member> {
+    pub(crate) fn honest(&self) -> impl Iterator<Item = &Member> {
         self.nodes.iter().filter_map(|node| match node {
-            Node::Live(member, Role::Honest) => Some(&**member),
+            Node::Live(member, Role::Honest | Role::Joiner) => Some(&**member),
             _ => None,
         })
     }
@@ -632,10 +767,16 @@ impl Cluster {
             }
         }
         // A client holds an id only with a valid certificate, and it is the logged id.
-        for client in &self.clients {
+        for (c, client) in self.clients.iter().enumerate() {
             if let Some(certificate) = &client.certificate {
-                certificate::verify(&self.network, &self.members, &certificate.replies)
-                    .expect("a client holds an id without a valid certificate");
+                if self
+                    .verified
+                    .borrow_mut()
+                    .insert((c, MemberKey([0; 32]), 0))
+                {
+                    certificate::verify(&self.network, &client.roster, &certificate.replies)
+                        .expect("a client holds an id without a valid certificate");
+                }
                 if let Some(id) = self.issued.get(&client.request.idempotence_key()) {
                     assert_eq!(
                         *id, certificate.node_id,
@@ -644,6 +785,7 @@ impl Cluster {
                 }
             }
         }
+        self.check_policy_and_trust();
     }
 
     /// Steps until every client holds a certificate and has repeated its request, or `limit`
@@ -651,11 +793,7 @@ impl Cluster {
     pub(crate) fn run_until_issued(&mut self, limit: Duration) {
         let deadline = self.start + limit;
         while self.now < deadline {
-            if self
-                .clients
-                .iter()
-                .all(|c| c.certificate.is_some() && c.repeated)
-                && self.flight.is_empty()
+            if self.clients.iter().all(|c| c.done() && !self.applying(c)) && self.flight.is_empty()
             {
                 return;
             }
@@ -663,11 +801,7 @@ impl Cluster {
                 break;
             }
         }
-        let missing = self
-            .clients
-            .iter()
-            .filter(|c| c.certificate.is_none())
-            .count();
+        let missing = self.clients.iter().filter(|c| !c.done()).count();
         let heights: Vec<u64> = self.honest().map(|m| m.height()).collect();
         panic!(
             "{missing} of {} clients without a certificate after {:?} (honest heights {heights:?}, {} delivered)",
@@ -691,5 +825,105 @@ impl Cluster {
     /// The distinct ids issued.
     pub(crate) fn issued_ids(&self) -> BTreeSet<NodeId> {
         self.issued.values().copied().collect()
+    }
+}
+
+impl Client {
+    /// Holds a certificate and has repeated its request, or an honest member refused it.
+    pub(crate) fn done(&self) -> bool {
+        (self.certificate.is_some() && self.repeated) || !self.nacks.is_empty()
+    }
+}
+
+impl Cluster {
+    /// The member list of the honest member furthest along: what a client holding the chain
+    /// trusts now.
+    pub(crate) fn current_list(&self) -> Vec<MemberKey> {
+        self.honest()
+            .max_by_key(|m| m.height())
+            .map_or_else(|| self.genesis.clone(), |m| m.members().to_vec())
+    }
+
+    /// The joiner's application, once its client holds a certificate and until it is a member.
+    fn application(&self, c: usize) -> Option<Signed<Application>> {
+        let client = &self.clients[c];
+        if !self.applying(client) {
+            return None;
+        }
+        let index = self
+            .members
+            .iter()
+            .position(|m| m.0 == client.request.key)?;
+        let body = Application {
+            request: client.request.clone(),
+            certificate: client.certificate.as_ref()?.replies.clone(),
+        };
+        Some(sign(&self.keys[index], &self.network, body))
+    }
+
+    /// True for the joiner's client while its node holds a certificate and is not yet in the
+    /// current list.
+    fn applying(&self, client: &Client) -> bool {
+        let key = MemberKey(client.request.key);
+        client.certificate.is_some()
+            && self.members.contains(&key)
+            && !self.genesis.contains(&key)
+            && !self.current_list().contains(&key)
+    }
+
+    fn client_nacked(&mut self, c: usize, nack: Signed<Nack>) {
+        let honest = self.is_honest(nack.body.member) && nack.verify(&self.network);
+        let client = &mut self.clients[c];
+        assert_eq!(
+            nack.body.digest,
+            client.request.digest(),
+            "a NACK names another request"
+        );
+        if honest {
+            assert!(
+                client.certificate.is_none(),
+                "an honest member refused a request that was issued"
+            );
+            client.nacks.push(nack);
+        }
+    }
+
+    /// Quotas are never exceeded, honest counters agree at equal heights, and every member
+    /// list in every honest member's chain verifies and is the one its log decided.
+    fn check_policy_and_trust(&self) {
+        let mut by_height: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        for member in self.honest() {
+            let counters = member.counters();
+            let entries: Vec<_> = counters.entries().collect();
+            for (prefix, count, quota) in &entries {
+                assert!(count <= quota, "{prefix:?} has {count} ids, quota {quota}");
+            }
+            let previous = by_height
+                .entry(member.height())
+                .or_insert_with(|| entries.clone());
+            assert_eq!(*previous, entries, "honest counters differ at one height");
+            let membership = member.membership();
+            let links = membership.chain().links.len();
+            if self
+                .verified
+                .borrow_mut()
+                .insert((usize::MAX, member.key(), links))
+            {
+                membership
+                    .chain()
+                    .verify(&self.network)
+                    .expect("an honest member's chain does not verify");
+            }
+            let history = membership.history();
+            assert!(links < history.len(), "a chain ahead of the log");
+            for (link, decided) in membership.chain().links.iter().zip(&history[1..]) {
+                assert_eq!(&link.list, decided, "a chain list the log did not decide");
+            }
+        }
+    }
+
+    /// Every honest member's member list.
+    pub(crate) fn lists(&self) -> Vec<Vec<MemberKey>> {
+        self.honest().map(|m| m.members().to_vec()).collect()
     }
 }

@@ -9,10 +9,13 @@ use weft::consensus::certificate::{self, CertificateError};
 use weft::consensus::ids::{
     MemberKey, NetworkId, NodeId, NodeIdRequest, RequestDigest, derive_node_id,
 };
+use weft::consensus::policy::{Family, Limit, Nack};
 use weft::consensus::schema::{
     self, MAX_MESSAGE_BYTES, Message, Refusal, Reply, SCHEMA_VERSION, Vote, VoteKind,
 };
+use weft::consensus::schema::{Application, KeepAlive};
 use weft::consensus::signed::{Signed, member_key, sign};
+use weft::consensus::trust::Endorsement;
 use weft::consensus::{faults, quorum};
 
 fn hex(bytes: &[u8]) -> String {
@@ -233,20 +236,43 @@ proptest! {
         salt in any::<u32>(),
         vote in vote_strategy(),
         signature in proptest::collection::vec(any::<u8>(), 64),
+        numbers in any::<(u32, u64, u64, bool, u8)>(),
     ) {
         let request = NodeIdRequest {
             key,
             addresses: ports.iter().map(|p| SocketAddr::from(([198, 51, 100, 7], *p))).collect(),
             salt,
         };
-        let message = Message::Request(request);
+        let message = Message::Request(request.clone());
         prop_assert_eq!(schema::decode(&schema::encode(&message)), Ok(message));
-        let signed = Signed {
-            body: vote,
-            signature: weft::consensus::signed::Signature(signature.try_into().unwrap()),
-        };
+        let signature = weft::consensus::signed::Signature(signature.try_into().unwrap());
+        let signed = Signed { body: vote, signature };
         let message = Message::Vote(signed);
         prop_assert_eq!(schema::decode(&schema::encode(&message)), Ok(message));
+        // The policy and membership messages.
+        let (count, epoch, height, ask, bits) = numbers;
+        let keepalive = KeepAlive { members: count, epoch, height, ask };
+        let nack = Nack {
+            digest: RequestDigest(key),
+            limit: if ask {
+                Limit::Prefix { family: Family::V6, bits, quota: count, period: epoch }
+            } else {
+                Limit::Table { prefixes: count, period: epoch }
+            },
+            until: height,
+            network: NetworkId(key),
+            member: MemberKey(key),
+        };
+        let application = Application { request, certificate: Vec::new() };
+        let endorsement = Endorsement { epoch, list: key, member: MemberKey(key) };
+        for message in [
+            Message::KeepAlive(keepalive),
+            Message::Nack(Signed { body: nack, signature }),
+            Message::Apply(Signed { body: application, signature }),
+            Message::Endorse(Signed { body: endorsement, signature }),
+        ] {
+            prop_assert_eq!(schema::decode(&schema::encode(&message)), Ok(message));
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 impl<E: Agreement, S: Store> Member<E, S> {
     /// Asks a member that is ahead for the decision of this height, once per resend period.
-    pub(super) fn ask_behind(&mut self, from: MemberKey) {
+    pub(super) fn ask_behind(&mut self, from: MemberKey, height: u64) {
+        self.note_ahead(from, height);
         if self.asked_behind.insert(from) {
             self.send(
                 Peer::Member(from),
@@ -55,12 +56,13 @@ impl<E: Agreement, S: Store> Member<E, S> {
             return Err(Refusal::Stale);
         }
         if height > self.height {
-            self.ask_behind(from);
+            self.ask_behind(from, height);
             return Err(Refusal::Stale);
         }
         self.check_signed(&proposal, proposal.body.proposer)?;
         if !validate::commit(
-            &self.config,
+            &self.config.network,
+            &self.config.members,
             &commit,
             height,
             proposal.body.round,

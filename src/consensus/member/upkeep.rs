@@ -1,0 +1,256 @@
+//! The member's hooks for the policy (PROTOCOL.md §11, Policy: counters from the decided log,
+//! signed NACKs), membership (keep-alives, evidence, applications, the member-list chain) and
+//! the wall clock a batch's time comes from.
+
+use super::{Member, Peer};
+use crate::consensus::agreement::Agreement;
+use crate::consensus::ids::{MemberKey, NodeIdRequest, RequestDigest};
+use crate::consensus::membership::{Membership, MembershipConfig, Out};
+use crate::consensus::policy::{Counters, Limit, Nack, PolicyConfig};
+use crate::consensus::schema::{Application, Batch, Message, Refusal, Sighting};
+use crate::consensus::signed::{Signed, sign};
+use crate::consensus::store::Store;
+use crate::consensus::validate::{self, Context};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+impl<E: Agreement, S: Store> Member<E, S> {
+    /// Issues under `policy` instead of the defaults. The counts rebuilt from a store are
+    /// kept (counting does not depend on the quotas), unless the period differs.
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.counters.set_config(policy);
+        self
+    }
+
+    /// Keeps membership under `config` instead of the defaults; the lists, chain and evidence
+    /// rebuilt from a store are kept.
+    pub fn with_membership(mut self, config: MembershipConfig) -> Self {
+        self.membership.set_config(config);
+        self
+    }
+
+    /// Tells the member the wall clock: `unix` seconds at `now`. A batch's time, which the
+    /// policy's windows count by, comes from it; until the host sets it, the member counts from
+    /// 0 at the first instant it sees.
+    pub fn set_wall_clock(&mut self, now: Instant, unix: u64) {
+        self.wall = Some((now, unix));
+    }
+
+    /// Approves an applicant: this member votes it in once it applies with a certified id.
+    pub fn approve(&mut self, key: MemberKey) {
+        self.membership.approve(key);
+    }
+
+    /// The policy counters of the decided log.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Requests NACKed, by limit label.
+    pub fn nacked(&self) -> &BTreeMap<&'static str, u64> {
+        &self.nacked
+    }
+
+    /// Membership: the current list, the chain, evidence.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The members deciding the current height.
+    pub fn members(&self) -> &[MemberKey] {
+        &self.config.members
+    }
+
+    pub(super) fn unix(&mut self, now: Instant) -> u64 {
+        let (at, unix) = *self.wall.get_or_insert((now, 0));
+        unix.saturating_add(now.saturating_duration_since(at).as_secs())
+    }
+
+    /// The time this member proposes a batch at: its clock, never before the last batch's.
+    pub(super) fn batch_time(&self, now: Instant) -> u64 {
+        let clock = self.wall.map_or(0, |(at, unix)| {
+            unix.saturating_add(now.saturating_duration_since(at).as_secs())
+        });
+        clock.max(self.last_time)
+    }
+
+    /// Whether this member prevotes for `batch` at `height`.
+    pub(super) fn valid(&mut self, now: Instant, batch: &Batch, height: u64) -> bool {
+        let now = self.unix(now);
+        let cx = Context {
+            config: &self.config,
+            log: &self.log,
+            counters: &self.counters,
+            membership: &self.membership,
+            last_time: self.last_time,
+            now,
+        };
+        validate::batch(&cx, batch, height)
+    }
+
+    /// Sends a signed NACK naming `limit` (PROTOCOL.md §11) and counts it.
+    pub(super) fn nack(&mut self, to: Peer, digest: RequestDigest, limit: Limit, now: Instant) {
+        let clock = self.unix(now);
+        let until = self.counters.window_end(clock);
+        let nack = sign(
+            &self.key,
+            &self.config.network,
+            Nack {
+                digest,
+                limit,
+                until,
+                network: self.config.network,
+                member: self.me,
+            },
+        );
+        self.send(to, &Message::Nack(nack));
+        let count = self.nacked.entry(limit.label()).or_insert(0);
+        *count = count.saturating_add(1);
+    }
+
+    pub(super) fn send_membership(&mut self, out: Vec<Out>) {
+        for item in out {
+            match item {
+                Out::Broadcast(message) => self.broadcast(&message),
+                Out::To(member, message) => self.send(Peer::Member(member), &message),
+            }
+        }
+    }
+
+    /// A client's request: answered from the log, NACKed over a quota (PROTOCOL.md §11),
+    /// or sighted and shared with every member.
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        request: NodeIdRequest,
+    ) -> Result<(), Refusal> {
+        let digest = request.digest();
+        if let Some(logged) = self.log.lookup(&request.key, request.salt) {
+            // PROTOCOL.md §11, idempotent: a repeat gets the logged id (or waits for it).
+            match logged.id {
+                Some(node_id) => self.reply(Peer::Client(source), digest, node_id, logged.height),
+                None => {
+                    self.clients.entry(digest).or_default().insert(source);
+                }
+            }
+            return Ok(());
+        }
+        if !self.is_member(&self.me) {
+            return Err(Refusal::Unexpected);
+        }
+        let clock = self.unix(now);
+        if let Err(limit) = self.counters.check(source.ip(), clock) {
+            // PROTOCOL.md §11: over quota, never sighted, so never in a proposal.
+            self.nack(Peer::Client(source), digest, limit, now);
+            return Ok(());
+        }
+        if self.pool.source_busy(source.ip(), &digest) {
+            // PROTOCOL.md §11: at most one pending request per source.
+            return Err(Refusal::Unexpected);
+        }
+        let sighting = sign(
+            &self.key,
+            &self.config.network,
+            Sighting {
+                digest,
+                source,
+                member: self.me,
+            },
+        );
+        if !self.pool.note_own(&request, sighting.clone()) {
+            return Err(Refusal::Unexpected);
+        }
+        self.clients.entry(digest).or_default().insert(source);
+        let message = Message::Sighting { request, sighting };
+        self.broadcast(&message);
+        self.own_sightings.insert(digest, message);
+        self.maybe_start(now);
+        Ok(())
+    }
+
+    /// Keep-alives, endorsements and chain links from a member.
+    pub(super) fn on_membership(
+        &mut self,
+        from: MemberKey,
+        message: Message,
+    ) -> Result<(), Refusal> {
+        let out = match message {
+            Message::KeepAlive(keepalive) => {
+                if keepalive.height > self.height {
+                    self.ask_behind(from, keepalive.height);
+                }
+                self.membership.on_keepalive(from, &keepalive, self.height)
+            }
+            Message::Endorse(endorsement) => self.membership.on_endorse(from, endorsement),
+            Message::Links(links) => return self.membership.on_links(links),
+            _ => return Err(Refusal::Unexpected),
+        };
+        self.send_membership(out);
+        Ok(())
+    }
+
+    pub(super) fn on_apply(
+        &mut self,
+        now: Instant,
+        application: Signed<Application>,
+    ) -> Result<(), Refusal> {
+        if self.membership.on_apply(application)? {
+            self.maybe_start(now);
+        }
+        Ok(())
+    }
+
+    /// After a decision is applied (deciding, or resuming from the store): count its requests,
+    /// take its time, apply its membership change (the new list decides from the next height).
+    pub(super) fn apply_decided(&mut self, height: u64, batch: &Batch) {
+        let sources = batch
+            .entries
+            .iter()
+            .filter_map(|entry| entry.sightings.first().map(|s| s.body.source.ip()));
+        self.counters.apply(batch.time, sources);
+        self.last_time = batch.time;
+        let out = self.membership.decided(&self.key, height, &batch.changes);
+        self.config.members = self.membership.current().members.clone();
+        self.send_membership(out);
+    }
+
+    /// After a decision: pending requests now over a quota leave the pool and their clients
+    /// get a NACK (PROTOCOL.md §11: never in a proposal).
+    pub(super) fn purge_over_quota(&mut self, now: Instant) {
+        let clock = self.unix(now);
+        let counters = &self.counters;
+        let dropped = self
+            .pool
+            .drop_sources(|source| counters.check(source, clock).err());
+        for (digest, limit) in dropped {
+            self.own_sightings.remove(&digest);
+            for client in self.clients.remove(&digest).unwrap_or_default() {
+                self.nack(Peer::Client(client), digest, limit, now);
+            }
+        }
+    }
+
+    /// Keep-alives, asks and evidence, once a resend period; evidence may be work.
+    pub(super) fn tick_membership(&mut self, now: Instant) {
+        let out = self.membership.tick(now, self.height);
+        self.send_membership(out);
+        self.maybe_start(now);
+    }
+
+    pub(super) fn note_ahead(&mut self, from: MemberKey, height: u64) {
+        if self.ahead.is_none_or(|(_, seen)| seen < height) {
+            self.ahead = Some((from, height));
+        }
+    }
+
+    /// After a decision, asks a member seen ahead for the next one at once, rather than
+    /// waiting for its next message: a member joining late replays the log this way.
+    pub(super) fn ask_ahead(&mut self) {
+        match self.ahead {
+            Some((member, height)) if height > self.height => self.ask_behind(member, height),
+            _ => self.ahead = None,
+        }
+    }
+}
