@@ -319,6 +319,89 @@ fn the_catalog_knows_every_reason_the_endpoint_counts() {
     }
 }
 
+/// Every `("key", "value")` label the source counts with a literal metric name next to it:
+/// `(metric, key, value, file)`. A reader of text, not of Rust: it pairs each literal label
+/// with the nearest `"weft_…"` literal before it in the same call.
+fn literal_labels(dir: &Path, out: &mut BTreeSet<(String, String, String, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            literal_labels(&path, out);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Production code only: a unit test counts made-up names on purpose.
+        let text = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (at, _) in text.match_indices("Some((\"") {
+            let rest = &text[at + 7..];
+            let Some((key, rest)) = rest.split_once('"') else {
+                continue;
+            };
+            let Some(rest) = rest.strip_prefix(", \"") else {
+                continue;
+            };
+            let Some((value, _)) = rest.split_once('"') else {
+                continue;
+            };
+            // The call's metric name: the closest literal before, within the same statement.
+            let before = &text[at.saturating_sub(200)..at];
+            let before = before.rsplit(';').next().unwrap_or(before);
+            let Some(start) = before.rfind("\"weft_") else {
+                continue;
+            };
+            let Some((name, _)) = before[start + 1..].split_once('"') else {
+                continue;
+            };
+            out.insert((
+                name.to_string(),
+                key.to_string(),
+                value.to_string(),
+                path.display().to_string(),
+            ));
+        }
+    }
+}
+
+#[test]
+fn every_label_value_the_source_counts_is_in_the_catalog() {
+    // All of `src/`, so the services' drop reasons are held to the same rule as the endpoint's.
+    let mut found = BTreeSet::new();
+    literal_labels(&root().join("src"), &mut found);
+    assert!(
+        found
+            .iter()
+            .any(|(name, _, value, _)| name == "weft_shard_socket_errors_total" && value == "recv"),
+        "the reader found none of the endpoint's own reasons: {found:?}"
+    );
+    let missing: Vec<_> = found
+        .iter()
+        .filter(|(name, key, _, _)| {
+            // A histogram's per-bucket counters, labelled by bucket.
+            !catalog::METRICS.iter().any(|m| {
+                m.histogram
+                    .is_some_and(|h| h.bucket == name.as_str() && h.label == key.as_str())
+            })
+        })
+        .filter(|(name, key, value, _)| match family(name) {
+            None => name.starts_with("weft_"),
+            Some(metric) => {
+                metric.labels.contains(&key.as_str())
+                    && !metric.values.is_empty()
+                    && !metric.values.contains(&value.as_str())
+                    || !metric.labels.contains(&key.as_str())
+            }
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "counted in the source but not in src/stats/catalog.rs (metric, label, value, file): \
+         {missing:?}"
+    );
+}
+
 #[test]
 fn names_are_read_whole() {
     let names =

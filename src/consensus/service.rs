@@ -193,7 +193,14 @@ impl ConsensusService {
                 round_base: settings.round_base,
                 resend: settings.resend,
             };
-            Some(Member::open(now, settings.key.clone(), config, store)?)
+            let mut member = Member::open(now, settings.key.clone(), config, store)?;
+            // Batches carry wall-clock time for the policy's windows, and members refuse one
+            // far ahead of their own clock: every member must read the same (Unix) clock.
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            member.set_wall_clock(now, unix);
+            Some(member)
         } else {
             None
         };
