@@ -7,6 +7,7 @@
 use super::cluster::{BadConsensus, ConsensusConfig, ConsensusFile};
 use super::limits::{BadLimit, LIMIT_FIELDS, Limits, LimitsFile, SECONDS_FIELDS};
 use super::scrape::ScrapeLimits;
+use super::suggest::closest;
 use crate::engine::IoChoice;
 use crate::session::PeerRecord;
 use serde::Deserialize;
@@ -605,30 +606,6 @@ fn suggest(typo: &str) -> Option<&'static str> {
     closest(typo, &FIELDS)
 }
 
-/// The field of `fields` closest to a typo, if it is within two edits.
-fn closest(typo: &str, fields: &[&'static str]) -> Option<&'static str> {
-    fields
-        .iter()
-        .map(|field| (edit_distance(typo, field), *field))
-        .filter(|(distance, _)| *distance <= 2)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, field)| field)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
 fn parse_address(
     field: &'static str,
     value: &str,
@@ -801,14 +778,6 @@ pub(crate) mod tests {
         let error = NodeConfig::load(Path::new("/nonexistent/weft.toml")).unwrap_err();
         assert!(matches!(error.problem, ConfigProblem::Read(_)));
         assert!(error.to_string().contains("--config"));
-    }
-
-    #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("listen", "listen"), 0);
-        assert_eq!(edit_distance("listne", "listen"), 2);
-        assert_eq!(edit_distance("echoo", "echo"), 1);
-        assert_eq!(edit_distance("", "data"), 4);
     }
 
     #[test]

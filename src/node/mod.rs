@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod process;
 pub mod scrape;
 pub mod services;
+mod suggest;
 pub mod summary;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};

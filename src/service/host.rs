@@ -476,6 +476,17 @@ mod tests {
         }
     }
 
+    /// The messages among the shard's requests.
+    fn sent(requests: Vec<Request>) -> Vec<Vec<u8>> {
+        requests
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::Send { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn delivery(first: &[u8]) -> Delivery {
         Delivery {
             shard: 0,
@@ -565,13 +576,7 @@ mod tests {
         // One batch, one end of it, after every message of it.
         assert_eq!(overlay, ["message [10, 11]", "end of batch"]);
         assert_eq!(consensus, ["message [20]", "end of batch"]);
-        let sent: Vec<Vec<u8>> = requests
-            .into_iter()
-            .filter_map(|r| match r {
-                Request::Send { data, .. } => Some(data),
-                _ => None,
-            })
-            .collect();
+        let sent = sent(requests);
         assert_eq!(sent, [b"\x01re".to_vec(), b"\x02re".to_vec()]);
         assert_eq!(
             stats.get(DROPS, Some(("reason", "unknown_service"))),
@@ -591,13 +596,7 @@ mod tests {
             vec![],
         );
         assert!(overlay.is_empty() && consensus.is_empty());
-        let sent: Vec<Vec<u8>> = requests
-            .into_iter()
-            .filter_map(|r| match r {
-                Request::Send { data, .. } => Some(data),
-                _ => None,
-            })
-            .collect();
+        let sent = sent(requests);
         assert_eq!(sent, [vec![1, 10], vec![42]], "unchanged");
     }
 

@@ -684,8 +684,8 @@ pub const METRICS: &[Metric] = &[
         .labels(&["outcome"], &["found", "not_found", "nodes"]),
     histogram("weft_overlay_lookup_depth", "", &OVERLAY_LOOKUP_DEPTH, "Depth of the application's gets and puts: the longest chain of dependent requests of the lookup."),
     histogram("weft_overlay_lookup_duration_seconds", "seconds", &OVERLAY_LOOKUP_DURATION, "The application's gets and puts, from the command to the answer."),
-    counter("weft_overlay_store_refused_total", "requests", "STOREs from peers refused, by reason: the record budget full, an older version than held, a value too large.")
-        .labels(&["reason"], &["store_full", "store_older", "store_too_large"]),
+    counter("weft_overlay_store_refused_total", "requests", "STOREs from peers refused, by reason: the record budget full, an older version than held, a value too large, or the store's commit failed (the STORE is NACKed).")
+        .labels(&["reason"], &["store_failed", "store_full", "store_older", "store_too_large"]),
     counter("weft_overlay_records_expired_total", "records", "Records held for others that expired."),
     counter("weft_overlay_refreshes_total", "lookups", "Bucket refresh lookups: a bucket that saw no lookup for the refresh interval gets one for a random id in its range."),
     counter("weft_overlay_cache_refills_total", "requests", "Contacts of the node info cache pinged to fill a bucket with room."),
