@@ -106,6 +106,8 @@ pub(super) struct ShardParts {
 #[derive(Copy, Clone, Debug)]
 struct ChannelEntry {
     capabilities: Capabilities,
+    /// Opened at the worker's request: it always hears when the channel closes.
+    by_worker: bool,
 }
 
 pub(super) struct Shard {
@@ -473,7 +475,13 @@ impl Shard {
                 ..
             } => {
                 let token = self.opening.remove(&channel);
-                self.channels.insert(channel, ChannelEntry { capabilities });
+                self.channels.insert(
+                    channel,
+                    ChannelEntry {
+                        capabilities,
+                        by_worker: token.is_some(),
+                    },
+                );
                 if let Some(token) = token {
                     self.notify(Input::Opened {
                         token,
@@ -498,10 +506,13 @@ impl Shard {
                 reason,
                 by_peer,
             } => {
-                // Every channel that could have carried messages to the worker: a service that
-                // answered on one a peer opened must learn its handle is stale too.
-                let known = self.channels.remove(&channel).is_some();
-                if known && self.worker.is_some() {
+                // A service that answered on a channel a peer opened must learn its handle is
+                // stale too, but only while the queue has room: refused answers wait for the
+                // next turn, and a peer that opens and closes channels in a loop must not grow
+                // that backlog. The worker's own channels always hear (it waits on them).
+                let entry = self.channels.remove(&channel);
+                let room = self.worker.as_ref().is_some_and(|w| w.queue_room() > 0);
+                if entry.is_some_and(|e| e.by_worker || room) {
                     self.notify(Input::Closed {
                         shard: self.parts.index,
                         channel,

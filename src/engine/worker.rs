@@ -134,7 +134,8 @@ impl WorkerGate {
             .saturating_add(self.outbox.len())
     }
 
-    fn queue_room(&self) -> usize {
+    /// Room left in this shard's share of the queue, this turn's batch counted.
+    pub(super) fn queue_room(&self) -> usize {
         self.link.share().saturating_sub(self.used())
     }
 

@@ -90,7 +90,8 @@ pub enum Input {
         /// Why.
         reason: OpenFailure,
     },
-    /// A channel that was open (the worker's or a peer's) has closed; its handle is stale.
+    /// A channel that was open has closed; its handle is stale. Always sent for a channel the
+    /// worker opened; for one a peer opened, only while the shard's share of the queue has room.
     Closed {
         /// The shard that owned it.
         shard: usize,
