@@ -96,7 +96,12 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
         Ok(node) => node,
         Err(e) => {
             eprintln!("weft node: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            let code = if e.needs_operator() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            };
+            return ExitCode::from(code);
         }
     };
     match node.identity_origin() {

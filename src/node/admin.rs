@@ -271,6 +271,14 @@ fn overlay(stats: &Stats) -> Option<[u64; 4]> {
         })
 }
 
+/// Records the overlay's store holds on disk, when the node keeps one (a client does not).
+fn on_disk(stats: &Stats) -> Option<u64> {
+    stats
+        .iter()
+        .any(|e| e.name == "weft_overlay_store_records")
+        .then(|| total(stats, "weft_overlay_store_records"))
+}
+
 /// The session kind's name as `weft ping` prints it.
 fn kind_name(kind: Option<u8>) -> &'static str {
     match kind {
@@ -317,9 +325,10 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         value("packets_dropped")
     );
     if let Some([contacts, buckets, records, channels]) = overlay(stats) {
+        let disk = on_disk(stats).map_or(String::new(), |n| format!(" ({n} on disk)"));
         let _ = writeln!(
             out,
-            "  overlay: {contacts} contacts in {buckets} buckets, {records} records held, \
+            "  overlay: {contacts} contacts in {buckets} buckets, {records} records held{disk}, \
              {channels} channels"
         );
     }
@@ -451,8 +460,12 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         let _ = write!(
             out,
             ",\"overlay\":{{\"contacts\":{contacts},\"buckets\":{buckets},\
-             \"records\":{records},\"channels\":{channels}}}"
+             \"records\":{records},\"channels\":{channels}"
         );
+        if let Some(n) = on_disk(stats) {
+            let _ = write!(out, ",\"records_on_disk\":{n}");
+        }
+        out.push('}');
     }
     if let Some(view) = facts
         .consensus

@@ -73,9 +73,30 @@ pub enum StartError {
     /// The consensus store in the data directory could not be opened (PROTOCOL.md §11).
     #[error(transparent)]
     ConsensusStore(#[from] crate::consensus::store::StoreError),
+    /// The overlay's store in the data directory is of another format version, damaged, held
+    /// by another process, or unreadable (the message names the file and the fix).
+    #[error(transparent)]
+    OverlayStore(#[from] crate::overlay::persist::PersistError),
     /// Signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(#[source] io::Error),
+}
+
+impl StartError {
+    /// True when the operator must act on the data directory before the node can start (an
+    /// overlay store of another format, damaged, or held by another node): `weft node` exits
+    /// 2, as for a bad setting, rather than 1.
+    pub fn needs_operator(&self) -> bool {
+        use crate::overlay::persist::PersistError;
+        matches!(
+            self,
+            StartError::OverlayStore(
+                PersistError::Version { .. }
+                    | PersistError::Damaged { .. }
+                    | PersistError::Locked { .. }
+            )
+        )
+    }
 }
 
 /// A node whose sockets are bound and whose keys are loaded, ready to run.

@@ -6,13 +6,20 @@
 
 use super::{DataDir, NodeConfig};
 use crate::consensus::service::{ConsensusService, Settings, SharedView};
-use crate::consensus::store::StoreError;
 use crate::overlay::kademlia::KademliaConfig;
+use crate::overlay::persist::OverlayStore;
 use crate::overlay::worker::{Bootstrap, OverlayConfig, OverlayService};
 use crate::service::host::Service;
 use crate::session::{Identity, PeerRecord};
 use rand::RngCore;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
+
+/// Seconds since the Unix epoch: records read back expire by the wall clock.
+fn wall_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Whether a node with `config` runs the overlay.
 pub fn runs_overlay(config: &NodeConfig) -> bool {
@@ -58,11 +65,16 @@ pub struct NodeServices {
 /// The services `config` asks for. Every node runs the consensus service: as a member of the
 /// configured cluster, as a client of it, or (no members configured) as the lone member of its
 /// own network, so that it ends up with a certified node id (PROTOCOL.md §11, bootstrap).
+///
+/// A full overlay node keeps its records, published records and routing table in the data
+/// directory (`overlay::persist`, [`overlay::persist::FILE`](crate::overlay::persist::FILE)),
+/// read back here; a client (`weft dht`, whose data directory is temporary) holds no records
+/// and keeps its DHT in memory.
 pub fn node_services(
     config: &NodeConfig,
     identity: &Identity,
     data: &DataDir,
-) -> Result<NodeServices, StoreError> {
+) -> Result<NodeServices, super::StartError> {
     let own = PeerRecord::sign(identity, &[config.listen]);
     let consensus = ConsensusService::new(
         Instant::now(),
@@ -78,16 +90,29 @@ pub fn node_services(
     )?;
     let view = consensus.view();
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(consensus)];
-    // Persistence (`overlay::persist::OverlayStore::open(data.path())`) plugs in here.
     if runs_overlay(config) {
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
-        services.push(Box::new(OverlayService::new(
+        let mut overlay = OverlayService::new(
             overlay_config(config),
             identity.peer_id(),
             config.listen,
             seed,
-        )));
+        );
+        if !config.dht_client {
+            let mut store = OverlayStore::open(data.path())?;
+            let report = store.restore_into(overlay.dht_mut(), Instant::now(), wall_now())?;
+            tracing::info!(
+                file = %store.path().display(),
+                records = report.records,
+                expired = report.expired,
+                refused = report.refused,
+                contacts = report.contacts,
+                "overlay store loaded"
+            );
+            overlay = overlay.with_store(Box::new(store));
+        }
+        services.push(Box::new(overlay));
     }
     Ok(NodeServices {
         services,

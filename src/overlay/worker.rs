@@ -20,6 +20,7 @@
 
 use super::api::{DhtCommand, GetOutcome, PutOutcome};
 
+mod durable;
 mod join;
 mod report;
 #[cfg(test)]
@@ -107,11 +108,20 @@ impl Default for OverlayConfig {
 }
 
 /// Where the DHT's journaled changes are committed before the frames that depend on them (a
-/// STORE's ACK) go out: persistence plugs in here (`node::services` builds it from the data
-/// directory).
+/// STORE's ACK) go out: persistence plugs in here (`node::services` opens
+/// `overlay::persist::OverlayStore` in the data directory). The service calls
+/// [`sync`](Self::sync) once per batch of inputs ([`Service::end_batch`]), not once per
+/// message: one fsync covers every STORE of the batch.
 pub trait DhtStore: Send {
-    /// Commits what the DHT journaled since the last call; `Err` names why it could not.
-    fn sync(&mut self, dht: &mut Dht) -> Result<(), String>;
+    /// Commits what the DHT journaled since the last call and releases the replies that waited
+    /// for it; `Ok(true)` when something was written, `Err` names why it could not.
+    fn sync(&mut self, dht: &mut Dht) -> Result<bool, String>;
+
+    /// Records held for others on disk, as of the last commit (`weft status`, the
+    /// `weft_overlay_store_records` gauge); `None` when the store cannot tell.
+    fn records(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Most messages held for their senders' addresses over all peers: each holds a receive buffer
@@ -200,6 +210,8 @@ pub struct OverlayService {
     next_idle_check: Instant,
     last_sync: Option<Instant>,
     histograms: Option<(HistogramSlots, HistogramSlots)>,
+    /// The store's commit latency histogram, registered on the first commit.
+    commit_slots: Option<HistogramSlots>,
     store: Option<Box<dyn DhtStore>>,
     /// Messages held for their senders' addresses, over all peers.
     held: usize,
@@ -244,6 +256,7 @@ impl OverlayService {
             next_idle_check: now,
             last_sync: None,
             histograms: None,
+            commit_slots: None,
             store: None,
             held: 0,
             links: HashMap::new(),
@@ -251,10 +264,11 @@ impl OverlayService {
         }
     }
 
-    /// The service with `dht` in place of a fresh one (restored from disk, say) and `store`
-    /// committing its changes before each batch of frames goes out.
-    pub fn with_store(mut self, dht: Dht, store: Box<dyn DhtStore>) -> Self {
-        self.dht = dht;
+    /// The service with `store` committing the DHT's changes once per batch of inputs, before
+    /// the STORE ACKs of the batch go out. Restore the DHT from the store first
+    /// ([`dht_mut`](Self::dht_mut)) and turn its journal on (`Dht::enable_journal`): without
+    /// the journal nothing is committed and no ACK waits.
+    pub fn with_store(mut self, store: Box<dyn DhtStore>) -> Self {
         self.store = Some(store);
         self
     }
@@ -262,6 +276,11 @@ impl OverlayService {
     /// The DHT, for tests and reports.
     pub fn dht(&self) -> &Dht {
         &self.dht
+    }
+
+    /// The DHT, to restore what a store read back before the service runs.
+    pub fn dht_mut(&mut self) -> &mut Dht {
+        &mut self.dht
     }
 
     fn count(cx: &mut Context<'_>, reason: &'static str) {
@@ -427,11 +446,6 @@ impl OverlayService {
 
     /// Sends what the DHT wants sent and answers what finished.
     fn flush(&mut self, now: Instant, cx: &mut Context<'_>) {
-        if let Some(store) = &mut self.store
-            && let Err(error) = store.sync(&mut self.dht)
-        {
-            tracing::warn!(%error, "overlay: cannot commit the DHT's changes");
-        }
         loop {
             if let Some(t) = self.dht.poll_transmit() {
                 self.transmit(now, t, cx);
@@ -761,5 +775,9 @@ impl Service for OverlayService {
             self.close_idle(now, cx);
         }
         self.flush(now, cx);
+    }
+
+    fn end_batch(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.commit(now, cx);
     }
 }

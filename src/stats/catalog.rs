@@ -269,6 +269,31 @@ pub const OVERLAY_LOOKUP_DURATION: Histogram = Histogram {
     sum_divisor: 1e6,
 };
 
+/// Commits of the overlay's store (one write transaction and fsync per batch of inputs that
+/// changed what survives a restart), microseconds kept, seconds exported: from a page-cache
+/// fsync on tmpfs to a slow disk's.
+pub const OVERLAY_STORE_COMMIT: Histogram = Histogram {
+    bucket: "weft_overlay_store_commit_seconds_bucket",
+    label: "le",
+    bounds: &[
+        (100, "0.0001"),
+        (500, "0.0005"),
+        (1_000, "0.001"),
+        (2_500, "0.0025"),
+        (5_000, "0.005"),
+        (10_000, "0.01"),
+        (25_000, "0.025"),
+        (50_000, "0.05"),
+        (100_000, "0.1"),
+        (250_000, "0.25"),
+        (1_000_000, "1"),
+        (u64::MAX, "+Inf"),
+    ],
+    le: None,
+    sum: "weft_overlay_store_commit_seconds_sum",
+    sum_divisor: 1e6,
+};
+
 /// One metric family.
 #[derive(Debug)]
 pub struct Metric {
@@ -510,6 +535,8 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "reply_mismatch",
     "pending_full",
     "lookups_full",
+    "wrong_node",
+    "wrong_key",
     "compression_header",
     "compression_unsupported",
     "decompression_bomb",
@@ -684,8 +711,10 @@ pub const METRICS: &[Metric] = &[
         .labels(&["outcome"], &["found", "not_found", "nodes"]),
     histogram("weft_overlay_lookup_depth", "", &OVERLAY_LOOKUP_DEPTH, "Depth of the application's gets and puts: the longest chain of dependent requests of the lookup."),
     histogram("weft_overlay_lookup_duration_seconds", "seconds", &OVERLAY_LOOKUP_DURATION, "The application's gets and puts, from the command to the answer."),
-    counter("weft_overlay_store_refused_total", "requests", "STOREs from peers refused, by reason: the record budget full, an older version than held, a value too large, or the store's commit failed (the STORE is NACKed).")
-        .labels(&["reason"], &["store_failed", "store_full", "store_older", "store_too_large"]),
+    counter("weft_overlay_store_refused_total", "requests", "STOREs from peers refused, by reason: the record budget full, the storing peer's share of it spent, an older version than held, a value too large, or the store's commit failed (the STORE is NACKed).")
+        .labels(&["reason"], &["store_failed", "store_full", "store_quota", "store_older", "store_too_large"]),
+    histogram("weft_overlay_store_commit_seconds", "seconds", &OVERLAY_STORE_COMMIT, "Commits of the overlay's store in the data directory: one write transaction, fsynced, per batch of inputs that changed records, published records or the routing table; STORE ACKs wait for it."),
+    gauge("weft_overlay_store_records", "records", "Records held for others in the overlay's store on disk, as of the last commit (absent on a node that keeps no store)."),
     counter("weft_overlay_records_expired_total", "records", "Records held for others that expired."),
     counter("weft_overlay_refreshes_total", "lookups", "Bucket refresh lookups: a bucket that saw no lookup for the refresh interval gets one for a random id in its range."),
     counter("weft_overlay_cache_refills_total", "requests", "Contacts of the node info cache pinged to fill a bucket with room."),

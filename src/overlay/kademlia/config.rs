@@ -49,6 +49,14 @@ pub struct KademliaConfig {
     pub max_record_bytes: usize,
     /// Largest encoded value accepted in a STORE.
     pub max_value: usize,
+    /// One peer may own (be the last to have stored) at most 1/`peer_share` of the record
+    /// budget, in records and in bytes; past it its STOREs of new keys are NACKed
+    /// (`store_quota`). The default 8: the honest storers of a node's records are the
+    /// publishers and the other k−1 replicas that store them again every hour, so an honest
+    /// peer owns about 1/k of them (1/20 by default), well under 1/8; a hostile one needs 8
+    /// certified ids, which the consensus service rations per address, to fill the budget.
+    /// 1 turns the quota off.
+    pub peer_share: usize,
     /// The transport named in the subnet descriptor.
     pub transport: String,
     /// The network's description in the subnet descriptor.
@@ -90,6 +98,7 @@ impl Default for KademliaConfig {
             max_records: 100_000,
             max_record_bytes: 256 * 1024 * 1024,
             max_value: 16 * 1024,
+            peer_share: 8,
             transport: "weft/udp".to_owned(),
             network: "weft".to_owned(),
             compression: Method::ALL.to_vec(),
@@ -124,6 +133,7 @@ impl KademliaConfig {
         self.max_lookups = self.max_lookups.max(1);
         self.max_lookup_requests = self.max_lookup_requests.max(1);
         self.max_failures = self.max_failures.max(1);
+        self.peer_share = self.peer_share.max(1);
         self.frame.max_contacts = self.frame.max_contacts.max(self.k);
         self
     }

@@ -70,4 +70,16 @@ impl Dht {
             None => true,
         }
     }
+
+    /// Whether a STORE's ACK names the key that was stored: one that names another (or none)
+    /// is counted (`wrong_key`) and the STORE is not counted as stored, so a peer cannot
+    /// claim a record it did not take.
+    pub(super) fn stored_fits(&mut self, key: &[u8], body: &ReplyBody) -> bool {
+        let fits = matches!(body, ReplyBody::Stored { key: named, .. } if named.as_slice() == key);
+        if !fits {
+            self.stats
+                .add("weft_overlay_dropped_total", Some(("reason", "wrong_key")), 1);
+        }
+        fits
+    }
 }

@@ -10,7 +10,7 @@ use super::certificate::{CertificateCheck, DriverVouches, certified_only};
 use super::config::KademliaConfig;
 use super::journal::{Journal, PublishedRecord as Published};
 use super::lookup::{Found, Lookup};
-use super::store::RecordStore;
+use super::store::{RecordStore, Share};
 use super::table::{RoutingTable, Seen};
 use crate::overlay::id::{Contact, NodeId, key_address};
 use crate::overlay::rpc::compression::{Method, Negotiated};
@@ -120,6 +120,8 @@ pub(super) enum Tag {
     Store {
         put: Option<u64>,
         node: NodeId,
+        /// The key stored: the ACK must name it (`guard.rs`).
+        key: Vec<u8>,
     },
     Probe {
         oldest: NodeId,
@@ -215,13 +217,20 @@ impl Dht {
         let table = RoutingTable::new(own.id, config.k, config.tau, config.per_subnet_cap);
         let cipher = blake3::derive_key("weft v1 overlay request ids", &seed);
         let rng = blake3::derive_key("weft v1 overlay rng", &seed);
+        let mut records = RecordStore::new(
+            config.max_records,
+            config.max_record_bytes,
+            config.max_value,
+        );
+        // `sanitised` made the share at least 1.
+        let share = config.peer_share.max(1);
+        records.set_peer_quota(Share {
+            records: config.max_records.checked_div(share).unwrap_or(0).max(1),
+            bytes: config.max_record_bytes.checked_div(share).unwrap_or(0),
+        });
         Dht {
             pending: Pending::new(config.max_pending, &cipher),
-            records: RecordStore::new(
-                config.max_records,
-                config.max_record_bytes,
-                config.max_value,
-            ),
+            records,
             own,
             table,
             lookups: BTreeMap::new(),
@@ -509,14 +518,15 @@ impl Dht {
                 // Kademlia §2.3: the closest node that lacked the record caches it.
                 if let (Some(found), Some(cache)) = (&result.found, lookup.closest_without_value())
                 {
+                    let tag = Tag::Store {
+                        put: None,
+                        node: cache.id,
+                        key: key.clone(),
+                    };
                     let body = Body::Store {
                         key,
                         value: found.value.clone(),
                         meta: found.meta,
-                    };
-                    let tag = Tag::Store {
-                        put: None,
-                        node: cache.id,
                     };
                     self.send_request(now, &cache, Opcode::Store, body, tag);
                 }
@@ -544,6 +554,7 @@ impl Dht {
                     let tag = Tag::Store {
                         put: Some(put),
                         node: contact.id,
+                        key: key.clone(),
                     };
                     if self.send_request(now, contact, Opcode::Store, body, tag) {
                         waiting = waiting.saturating_add(1);
@@ -677,12 +688,13 @@ impl Dht {
                 }
                 self.drive_lookup(now, lookup);
             }
-            Tag::Store { put, node } => {
+            Tag::Store { put, node, key } => {
                 self.sample_rtt(&node, rtt);
+                let stored = reply.ack && self.stored_fits(&key, &reply.body);
                 if let Some(put) = put {
                     if let Some(state) = self.puts.get_mut(&put) {
                         state.waiting = state.waiting.saturating_sub(1);
-                        if reply.ack {
+                        if stored {
                             state.stored = state.stored.saturating_add(1);
                         }
                     }
@@ -722,7 +734,7 @@ impl Dht {
                     }
                     self.drive_lookup(now, lookup);
                 }
-                Tag::Store { put, node } => {
+                Tag::Store { put, node, .. } => {
                     self.table.failed(&node, self.config.max_failures, now);
                     if let Some(put) = put {
                         if let Some(state) = self.puts.get_mut(&put) {

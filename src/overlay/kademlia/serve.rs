@@ -82,10 +82,14 @@ impl Dht {
                 } else {
                     let max_ttl = self.config.record_ttl.as_secs();
                     let replicate = self.config.replicate.as_secs();
-                    match self
-                        .records
-                        .put(&key, value, meta, wall, max_ttl, replicate)
-                    {
+                    // The peer's share is checked first: a peer past it is refused even where
+                    // the budget as a whole still has room.
+                    let bytes = key.len().saturating_add(value.encode().len());
+                    let stored = self.records.admit(&key, &from.peer, bytes).and_then(|()| {
+                        self.records
+                            .put(&key, value, meta, wall, max_ttl, replicate)
+                    });
+                    match stored {
                         Ok(meta) => {
                             self.records.set_owner(&key, from.peer);
                             self.journal_record(&key);

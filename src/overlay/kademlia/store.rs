@@ -3,7 +3,7 @@
 
 use crate::overlay::rpc::{RecordMeta, Value};
 use crate::wire::PeerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One record.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +59,9 @@ pub enum StoreError {
     /// A record read back from disk had expired.
     #[error("record expired")]
     Expired,
+    /// The storing peer's share of the budget is spent ([`RecordStore::set_peer_quota`]).
+    #[error("the peer's share of the record budget is spent")]
+    Quota,
 }
 
 impl StoreError {
@@ -69,6 +72,7 @@ impl StoreError {
             StoreError::Older => "store_older",
             StoreError::TooLarge => "store_too_large",
             StoreError::Expired => "store_expired",
+            StoreError::Quota => "store_quota",
         }
     }
 }
@@ -81,6 +85,20 @@ pub struct RecordStore {
     max_records: usize,
     max_bytes: usize,
     max_value: usize,
+    /// Records and bytes each peer is the owner of (the last to store them); one entry per
+    /// owner of a held record, so bounded by the record budget.
+    owners: HashMap<PeerId, Share>,
+    /// Most records and bytes one peer may own.
+    peer_quota: Share,
+}
+
+/// What one peer holds here, or may: records and bytes.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    /// Records.
+    pub records: usize,
+    /// Bytes (key and encoded value), as charged to the budget.
+    pub bytes: usize,
 }
 
 impl RecordStore {
@@ -93,6 +111,64 @@ impl RecordStore {
             max_records,
             max_bytes,
             max_value,
+            owners: HashMap::new(),
+            peer_quota: Share {
+                records: max_records,
+                bytes: max_bytes,
+            },
+        }
+    }
+
+    /// Bounds what a single peer may own (records it was the last to store): past it, its
+    /// STOREs of keys it does not already own are refused ([`StoreError::Quota`]), so one
+    /// identity cannot take the whole budget from the others.
+    pub fn set_peer_quota(&mut self, quota: Share) {
+        self.peer_quota = quota;
+    }
+
+    /// What `peer` owns here now.
+    pub fn share(&self, peer: &PeerId) -> Share {
+        self.owners.get(peer).copied().unwrap_or_default()
+    }
+
+    /// Whether `owner` may store `bytes` (key and encoded value) under `key` within its share:
+    /// a key it already owns is charged only the difference.
+    pub fn admit(&self, key: &[u8], owner: &PeerId, bytes: usize) -> Result<(), StoreError> {
+        let share = self.share(owner);
+        let (records, bytes) = match self.records.get(key) {
+            Some(held) if held.owner.as_ref() == Some(owner) => (
+                share.records,
+                share.bytes.saturating_sub(held.bytes).saturating_add(bytes),
+            ),
+            _ => (
+                share.records.saturating_add(1),
+                share.bytes.saturating_add(bytes),
+            ),
+        };
+        if records > self.peer_quota.records || bytes > self.peer_quota.bytes {
+            return Err(StoreError::Quota);
+        }
+        Ok(())
+    }
+
+    fn charge(&mut self, owner: Option<PeerId>, bytes: usize) {
+        if let Some(owner) = owner {
+            let share = self.owners.entry(owner).or_default();
+            share.records = share.records.saturating_add(1);
+            share.bytes = share.bytes.saturating_add(bytes);
+        }
+    }
+
+    fn refund(&mut self, owner: Option<PeerId>, bytes: usize) {
+        let Some(owner) = owner else {
+            return;
+        };
+        if let Some(share) = self.owners.get_mut(&owner) {
+            share.records = share.records.saturating_sub(1);
+            share.bytes = share.bytes.saturating_sub(bytes);
+            if share.records == 0 {
+                self.owners.remove(&owner);
+            }
         }
     }
 
@@ -143,7 +219,10 @@ impl RecordStore {
         }
         self.bytes = total;
         let ttl = record.expires.saturating_sub(wall);
-        self.records.insert(key.to_vec(), record);
+        if let Some(old) = self.records.insert(key.to_vec(), record) {
+            // The new record has no owner until `set_owner` names the peer that stored it.
+            self.refund(old.owner, old.bytes);
+        }
         Ok(RecordMeta {
             version: meta.version,
             ttl,
@@ -186,7 +265,11 @@ impl RecordStore {
             return Err(StoreError::Full);
         }
         self.bytes = total;
-        self.records.insert(key.to_vec(), record);
+        let charged = (record.owner, record.bytes);
+        if let Some(old) = self.records.insert(key.to_vec(), record) {
+            self.refund(old.owner, old.bytes);
+        }
+        self.charge(charged.0, charged.1);
         Ok(())
     }
 
@@ -197,24 +280,32 @@ impl RecordStore {
 
     /// Notes who stored the record under `key`.
     pub fn set_owner(&mut self, key: &[u8], owner: PeerId) {
-        if let Some(record) = self.records.get_mut(key) {
-            record.owner = Some(owner);
-        }
+        let Some(record) = self.records.get_mut(key) else {
+            return;
+        };
+        let (old, bytes) = (record.owner.replace(owner), record.bytes);
+        self.refund(old, bytes);
+        self.charge(Some(owner), bytes);
     }
 
     /// Drops every record expired at `wall`; returns their keys.
     pub fn expire(&mut self, wall: u64) -> Vec<Vec<u8>> {
         let mut gone = Vec::new();
+        let mut refunds = Vec::new();
         let mut freed = 0usize;
         self.records.retain(|key, r| {
             let keep = r.expires > wall;
             if !keep {
                 freed = freed.saturating_add(r.bytes);
                 gone.push(key.clone());
+                refunds.push((r.owner, r.bytes));
             }
             keep
         });
         self.bytes = self.bytes.saturating_sub(freed);
+        for (owner, bytes) in refunds {
+            self.refund(owner, bytes);
+        }
         gone
     }
 

@@ -11,8 +11,10 @@
 
 pub mod codec;
 
-use crate::overlay::kademlia::{Change, Changes, Dht, Restored};
+use crate::overlay::kademlia::{Change, Changes, Dht, RestoreReport, Restored};
+use crate::overlay::worker::DhtStore;
 use codec::{CodecError, PeerRecord};
+use std::time::Instant;
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
 };
@@ -87,6 +89,8 @@ pub struct OverlayStore {
     db: Database,
     path: PathBuf,
     max_peers: usize,
+    /// Records held for others in the file, as of the last commit.
+    records: u64,
 }
 
 impl std::fmt::Debug for OverlayStore {
@@ -127,6 +131,7 @@ impl OverlayStore {
             db,
             path,
             max_peers: DEFAULT_MAX_PEERS,
+            records: 0,
         };
         store.check_format()?;
         Ok(store)
@@ -219,6 +224,7 @@ impl OverlayStore {
                 records.remove(key.as_slice()).map_err(|e| self.io(e))?;
             }
             loaded.expired = expired.len();
+            self.records = records.len().map_err(|e| self.io(e))?;
             let published = txn.open_table(PUBLISHED).map_err(|e| self.io(e))?;
             for entry in published.iter().map_err(|e| self.io(e))? {
                 let (key, value) = entry.map_err(|e| self.io(e))?;
@@ -244,7 +250,7 @@ impl OverlayStore {
     /// Writes one batch of changes in one transaction, durable when this returns.
     pub fn apply(&mut self, changes: &Changes) -> Result<(), PersistError> {
         let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        {
+        let held = {
             let mut records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
             let mut published = txn.open_table(PUBLISHED).map_err(|e| self.io(e))?;
             let mut contacts = txn.open_table(CONTACTS).map_err(|e| self.io(e))?;
@@ -276,23 +282,52 @@ impl OverlayStore {
                     }
                 }
             }
-        }
+            // redb keeps a table's length in its header: no scan.
+            records.len().map_err(|e| self.io(e))?
+        };
         // redb's default durability is Immediate: commit returns once the batch is on disk.
-        txn.commit().map_err(|e| self.io(e))
+        txn.commit().map_err(|e| self.io(e))?;
+        self.records = held;
+        Ok(())
+    }
+
+    /// Records held for others in the file, as of the last commit (or the load).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Reads the file back into `dht` at start (a restart: records expired at `wall` dropped,
+    /// those past the budget refused and counted) and turns the DHT's journal on, so that from
+    /// now on every STORE's ACK waits for the commit of its record. Call once, before the
+    /// DHT has taken any input.
+    pub fn restore_into(
+        &mut self,
+        dht: &mut Dht,
+        now: Instant,
+        wall: u64,
+    ) -> Result<RestoreReport, PersistError> {
+        let loaded = self.load(wall)?;
+        let mut report = dht.restore(now, wall, loaded.restored);
+        report.expired = report.expired.saturating_add(loaded.expired);
+        dht.enable_journal();
+        Ok(report)
     }
 
     /// Commits what `dht` journaled since the last call and releases the STORE ACKs that
     /// waited for it; a failed commit NACKs them instead (`Dht::commit_failed`) and is
-    /// returned. Call after each batch of inputs, before taking `dht`'s transmits.
-    pub fn sync(&mut self, dht: &mut Dht) -> Result<(), PersistError> {
+    /// returned. Call after each batch of inputs, before taking `dht`'s transmits. `Ok(true)`
+    /// when a batch was written.
+    pub fn sync(&mut self, dht: &mut Dht) -> Result<bool, PersistError> {
+        let mut wrote = false;
         while let Some(batch) = dht.poll_changes() {
             if let Err(error) = self.apply(&batch) {
                 dht.commit_failed(batch.seq);
                 return Err(error);
             }
             dht.committed(batch.seq);
+            wrote = true;
         }
-        Ok(())
+        Ok(wrote)
     }
 
     /// Adds or replaces peers of the address book, keyed by Ed25519 key; a new peer past the
@@ -346,6 +381,16 @@ impl OverlayStore {
             out.push(codec::decode_peer(value.value()).map_err(|e| self.damaged(e, key.value()))?);
         }
         Ok(out)
+    }
+}
+
+impl DhtStore for OverlayStore {
+    fn sync(&mut self, dht: &mut Dht) -> Result<bool, String> {
+        OverlayStore::sync(self, dht).map_err(|e| e.to_string())
+    }
+
+    fn records(&self) -> Option<u64> {
+        Some(self.records)
     }
 }
 

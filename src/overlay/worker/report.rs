@@ -90,6 +90,9 @@ impl OverlayService {
             self.dht.records().len() as u64,
         );
         stats.set("weft_overlay_channels", None, self.channels.len() as u64);
+        if let Some(on_disk) = self.records_on_disk() {
+            stats.set("weft_overlay_store_records", None, on_disk);
+        }
     }
 
     pub(super) fn status(&self) -> DhtStatus {
