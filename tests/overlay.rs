@@ -11,6 +11,8 @@ mod harness;
 mod maintenance;
 #[path = "overlay/props.rs"]
 mod props;
+#[path = "overlay/quota.rs"]
+mod quota;
 #[path = "overlay/records.rs"]
 mod records;
 #[path = "overlay/review.rs"]

@@ -1,6 +1,8 @@
 //! The overlay between real processes (issue 15 point 7): nodes join through `--bootstrap`,
 //! `weft dht put` through one node and `weft dht get` through another meet, and `weft status`
-//! shows the routing table's fill and the records held.
+//! shows the routing table's fill and the records held. A node keeps its records in its data
+//! directory (issue 15 point 5): one acknowledged before a SIGKILL is there after the restart,
+//! and a store it cannot read stops it with exit 2.
 
 use super::*;
 
@@ -45,7 +47,7 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
         .find(|l| l.starts_with("  overlay: "))
         .unwrap_or_else(|| panic!("no overlay line:\n{stdout}"));
     assert!(line.starts_with("  overlay: 2 contacts in "), "{line}");
-    assert!(line.contains(", 1 records held, "), "{line}");
+    assert!(line.contains(", 1 records held"), "{line}");
     let metrics = http_get(a.metrics, "/metrics");
     assert!(
         metric_value(&metrics, "weft_overlay_requests_served_total{op=\"store\"}")
@@ -67,4 +69,63 @@ fn dht_without_via_or_with_a_bad_key_exits_2() {
     let (status, _, stderr) = run(&["node", "--bootstrap", "zz@127.0.0.1:7700"]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("\"zz\" is not a peer id"), "{stderr}");
+}
+
+#[test]
+fn a_record_acknowledged_before_a_sigkill_is_found_after_the_restart() {
+    let dir = TempDir::new("dht-kill");
+    // One shard: the client opens by bare address (see the test above).
+    let node = start_node(&node_args(&dir.0, &["--shards", "1"]));
+    let via = node.udp.to_string();
+    let (status, stdout, stderr) = run(&["dht", "put", "survivor", "kept on disk", "--via", &via]);
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("stored \"survivor\" on 1 "), "{stdout}");
+    // SIGKILL right after the ACK: no shutdown path runs, so only what was committed before
+    // the ACK left can survive.
+    node.proc.signal("KILL");
+    drop(node);
+    assert!(dir.0.join("overlay.redb").is_file());
+    let node = start_node(&node_args(&dir.0, &["--shards", "1"]));
+    let via = node.udp.to_string();
+    let (status, stdout, stderr) = run(&["dht", "get", "survivor", "--via", &via]);
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim_end(), "kept on disk");
+    // `weft status` tells the records on disk apart from those held.
+    scrape_until(node.metrics, |text| {
+        metric_value(text, "weft_overlay_store_records").is_some_and(|n| n >= 1)
+    });
+    let (status, stdout, stderr) = run(&["status", "--data", dir.0.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains(", 1 records held (1 on disk), "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_damaged_or_newer_overlay_store_stops_the_node_with_exit_2_naming_the_file_and_the_fix() {
+    let dir = TempDir::new("dht-damaged");
+    let file = dir.0.join("overlay.redb");
+    std::fs::write(&file, vec![0x5a; 4096]).unwrap();
+    let (status, _, stderr) = run(&node_args(&dir.0, &["--shards", "1"]));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("move it away"), "{stderr}");
+
+    // A store a later weft wrote, in a format version this one does not read.
+    std::fs::remove_file(&file).unwrap();
+    {
+        let db = redb::Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            txn.open_table(meta).unwrap().insert("format", 99).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let (status, _, stderr) = run(&node_args(&dir.0, &["--shards", "1"]));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("format version 99"), "{stderr}");
+    assert!(stderr.contains("move the file away"), "{stderr}");
 }

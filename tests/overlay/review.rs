@@ -32,7 +32,7 @@ impl CertificateCheck for Fake {
 }
 
 /// The finding's input is in the fuzz corpus, byte for byte (`WEFT_WRITE_CORPUS=1` writes it).
-fn corpus(name: &str, bytes: &[u8]) {
+pub(crate) fn corpus(name: &str, bytes: &[u8]) {
     let path = format!("fuzz/corpus/overlay/{name}");
     if std::env::var_os("WEFT_WRITE_CORPUS").is_some() {
         std::fs::write(&path, bytes).unwrap();
