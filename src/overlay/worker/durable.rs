@@ -20,7 +20,11 @@ impl OverlayService {
         match store.sync(&mut self.dht) {
             Ok(false) => return,
             Ok(true) => {}
-            Err(error) => tracing::warn!(%error, "overlay: cannot commit the DHT's changes"),
+            Err(error) => {
+                tracing::warn!(%error, "overlay: cannot commit the DHT's changes");
+                // The NACKs it caused are counted at once, not at the next periodic copy.
+                self.last_sync = None;
+            }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let slots = self

@@ -22,6 +22,11 @@ struct Running {
 }
 
 fn start(config: OverlayConfig) -> Running {
+    start_with(config, None)
+}
+
+/// The service with `store` committing its DHT's journal (turned on).
+fn start_with(config: OverlayConfig, store: Option<Box<dyn DhtStore>>) -> Running {
     let poll = Poll::new().unwrap();
     let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), MioToken(1)).unwrap()].into();
     let (link, mut ends) = worker_queues(1, 256, wakers);
@@ -31,6 +36,14 @@ fn start(config: OverlayConfig) -> Running {
         "127.0.0.1:7700".parse().unwrap(),
         [0; 32],
     );
+    let service = match store {
+        Some(store) => {
+            let mut service = service.with_store(store);
+            service.dht_mut().enable_journal();
+            service
+        }
+        None => service,
+    };
     let host = Host::new(vec![Box::new(service)], false);
     let (stats, handle) = (host.stats(), host.handle());
     let thread = std::thread::spawn(move || host.run(link));
@@ -310,4 +323,97 @@ fn an_idle_channel_is_closed_and_its_peer_forgotten() {
     assert_eq!(closed, [ChannelHandle(Hashcode(5))]);
     assert_eq!(running.status().channels, 0);
     running.stop();
+}
+
+/// A store that notes, at each commit, how many STORE ACKs waited for it; `fail` fails them.
+struct Noting {
+    commits: Arc<Mutex<Vec<usize>>>,
+    fail: bool,
+}
+
+impl DhtStore for Noting {
+    fn sync(&mut self, dht: &mut Dht) -> Result<bool, String> {
+        let Some(batch) = dht.poll_changes() else {
+            return Ok(false);
+        };
+        assert!(dht.poll_changes().is_none(), "one batch per pass");
+        self.commits.lock().unwrap().push(dht.held_replies());
+        if self.fail {
+            dht.commit_failed(batch.seq);
+            return Err("disk full".into());
+        }
+        dht.committed(batch.seq);
+        Ok(true)
+    }
+}
+
+#[test]
+fn the_stores_of_one_batch_are_committed_once_and_acknowledged_only_after_it() {
+    for fail in [false, true] {
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let store = Noting {
+            commits: commits.clone(),
+            fail,
+        };
+        let mut running = start_with(OverlayConfig::default(), Some(Box::new(store)));
+        let store_of = |id: u32| {
+            let body = Body::Store {
+                key: vec![b'k', id as u8],
+                value: Value::Nil,
+                meta: crate::overlay::rpc::RecordMeta {
+                    version: 0,
+                    ttl: 60,
+                },
+            };
+            request(Opcode::Store, id, body)
+        };
+        // Three STOREs wait for the peer's address, then are served in one pass.
+        running.push((1..=3).map(|id| message(6, &store_of(id))).collect());
+        running.until(|seen| !info_tokens(seen).is_empty());
+        let (token, peer) = info_tokens(&running.seen)[0];
+        running.push(vec![Input::PeerInfo {
+            token,
+            shard: 0,
+            peer,
+            info: Some(PeerInfo {
+                peer,
+                address: "127.0.0.1:7006".parse().unwrap(),
+                session_kind: Some(2),
+                rtt: None,
+            }),
+        }]);
+        let replies = |seen: &[ShardRequest]| -> Vec<Reply> {
+            seen.iter()
+                .filter_map(|r| match r {
+                    ShardRequest::Send { data, .. } => {
+                        match Frame::parse(&data[1..], &FrameLimits::default()) {
+                            Ok(Frame::Reply(reply)) => Some(reply),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        running.until(|seen| replies(seen).len() == 3);
+        // All three waited for one commit; a failed commit NACKs them instead.
+        assert_eq!(*commits.lock().unwrap(), [3], "fail: {fail}");
+        for reply in replies(&running.seen) {
+            assert_eq!(reply.op, Opcode::Store);
+            assert_eq!(reply.ack, !fail, "{reply:?}");
+        }
+        let stats = running.stop();
+        let failed = stats
+            .iter()
+            .filter(|e| e.label == Some(("reason", "store_failed")))
+            .map(|e| e.value)
+            .sum::<u64>();
+        assert_eq!(failed, if fail { 3 } else { 0 });
+        let commits_timed = stats
+            .iter()
+            .filter(|e| e.name == "weft_overlay_store_commit_seconds_bucket")
+            .map(|e| e.value)
+            .max();
+        assert_eq!(commits_timed, Some(1), "one commit timed");
+    }
 }
