@@ -110,7 +110,9 @@ fn a_store_ack_naming_another_key_is_dropped_and_not_counted_as_stored() {
     putter.handle(now, 1_000, from(&hostile), &answer.encode());
     assert_eq!(dropped(&putter, "wrong_key"), 1);
     let outcome = std::iter::from_fn(|| putter.poll_event()).find_map(|e| match e {
-        Event::Put { token: 77, stored, .. } => Some(stored),
+        Event::Put {
+            token: 77, stored, ..
+        } => Some(stored),
         _ => None,
     });
     assert_eq!(outcome, Some(0), "an ACK for another key counted as stored");

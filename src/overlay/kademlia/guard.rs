@@ -77,8 +77,11 @@ impl Dht {
     pub(super) fn stored_fits(&mut self, key: &[u8], body: &ReplyBody) -> bool {
         let fits = matches!(body, ReplyBody::Stored { key: named, .. } if named.as_slice() == key);
         if !fits {
-            self.stats
-                .add("weft_overlay_dropped_total", Some(("reason", "wrong_key")), 1);
+            self.stats.add(
+                "weft_overlay_dropped_total",
+                Some(("reason", "wrong_key")),
+                1,
+            );
         }
         fits
     }

@@ -14,11 +14,11 @@ pub mod codec;
 use crate::overlay::kademlia::{Change, Changes, Dht, RestoreReport, Restored};
 use crate::overlay::worker::DhtStore;
 use codec::{CodecError, PeerRecord};
-use std::time::Instant;
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
 };
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The file in the data directory.
 pub const FILE: &str = "overlay.redb";
