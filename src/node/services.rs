@@ -8,18 +8,11 @@ use super::{DataDir, NodeConfig};
 use crate::consensus::service::{ConsensusService, Settings, SharedView};
 use crate::overlay::kademlia::KademliaConfig;
 use crate::overlay::persist::OverlayStore;
-use crate::overlay::worker::{Bootstrap, OverlayConfig, OverlayService};
+use crate::overlay::worker::{Bootstrap, OverlayConfig, OverlayService, wall};
 use crate::service::host::Service;
 use crate::session::{Identity, PeerRecord};
 use rand::RngCore;
-use std::time::{Instant, SystemTime};
-
-/// Seconds since the Unix epoch: records read back expire by the wall clock.
-fn wall_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use std::time::Instant;
 
 /// Whether a node with `config` runs the overlay.
 pub fn runs_overlay(config: &NodeConfig) -> bool {
@@ -101,7 +94,7 @@ pub fn node_services(
         );
         if !config.dht_client {
             let mut store = OverlayStore::open(data.path())?;
-            let report = store.restore_into(overlay.dht_mut(), Instant::now(), wall_now())?;
+            let report = store.restore_into(overlay.dht_mut(), Instant::now(), wall())?;
             tracing::info!(
                 file = %store.path().display(),
                 records = report.records,

@@ -219,8 +219,9 @@ pub struct OverlayService {
     links: HashMap<PeerId, NodeId>,
 }
 
-/// Seconds since the Unix epoch, for record expiry and republishing.
-fn wall() -> u64 {
+/// Seconds since the Unix epoch, for record expiry and republishing (and for reading records
+/// back from a store at start).
+pub fn wall() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
