@@ -85,6 +85,23 @@ impl Running {
             .unwrap()
     }
 
+    /// Waits for the first peer-info question and answers it: the peer is at 127.0.0.1:`port`.
+    fn answer_info(&mut self, port: u16, rtt: Option<Duration>) {
+        self.until(|seen| !info_tokens(seen).is_empty());
+        let (token, peer) = info_tokens(&self.seen)[0];
+        self.push(vec![Input::PeerInfo {
+            token,
+            shard: 0,
+            peer,
+            info: Some(PeerInfo {
+                peer,
+                address: SocketAddr::from(([127, 0, 0, 1], port)),
+                session_kind: Some(2),
+                rtt,
+            }),
+        }]);
+    }
+
     fn stop(mut self) -> Stats {
         self.shard.close_input();
         self.thread.join().unwrap();
@@ -288,19 +305,7 @@ fn an_idle_channel_is_closed_and_its_peer_forgotten() {
         ..OverlayConfig::default()
     });
     running.push(vec![message(5, &request(Opcode::Ping, 1, Body::Ping))]);
-    running.until(|seen| !info_tokens(seen).is_empty());
-    let (token, peer) = info_tokens(&running.seen)[0];
-    running.push(vec![Input::PeerInfo {
-        token,
-        shard: 0,
-        peer,
-        info: Some(PeerInfo {
-            peer,
-            address: "127.0.0.1:7005".parse().unwrap(),
-            session_kind: Some(2),
-            rtt: Some(Duration::from_millis(3)),
-        }),
-    }]);
+    running.answer_info(7005, Some(Duration::from_millis(3)));
     running.until(|seen| {
         seen.iter().any(|r| {
             matches!(
@@ -369,19 +374,7 @@ fn the_stores_of_one_batch_are_committed_once_and_acknowledged_only_after_it() {
         };
         // Three STOREs wait for the peer's address, then are served in one pass.
         running.push((1..=3).map(|id| message(6, &store_of(id))).collect());
-        running.until(|seen| !info_tokens(seen).is_empty());
-        let (token, peer) = info_tokens(&running.seen)[0];
-        running.push(vec![Input::PeerInfo {
-            token,
-            shard: 0,
-            peer,
-            info: Some(PeerInfo {
-                peer,
-                address: "127.0.0.1:7006".parse().unwrap(),
-                session_kind: Some(2),
-                rtt: None,
-            }),
-        }]);
+        running.answer_info(7006, None);
         let replies = |seen: &[ShardRequest]| -> Vec<Reply> {
             seen.iter()
                 .filter_map(|r| match r {
