@@ -1,13 +1,17 @@
 //! Hardening of STORE (issue 15, after the review): a single peer may own only its share of the
-//! record budget, and a STORE's ACK must name the key that was stored. Each finding's input is
-//! in `fuzz/corpus/overlay/` (`quota-*`).
+//! record budget, a STORE's ACK must name the key that was stored, and a STORE's timeout leaves
+//! room for the peer's disk commit. Each finding's input is in `fuzz/corpus/overlay/`
+//! (`quota-*`).
 
 use super::harness::contact;
 use super::review::corpus;
 use super::rpc::{ask, config, dropped, from, node, request};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use weft::overlay::id::Contact;
 use weft::overlay::kademlia::{Dht, Event, KademliaConfig};
-use weft::overlay::rpc::{Body, Frame, FrameLimits, Opcode, RecordMeta, Reply, ReplyBody, Value};
+use weft::overlay::rpc::{
+    Body, Frame, FrameLimits, Opcode, RecordMeta, Reply, ReplyBody, Request, Value,
+};
 
 fn store(id: u32, key: &[u8]) -> Vec<u8> {
     request(
@@ -68,8 +72,8 @@ fn a_peer_past_its_share_of_the_record_budget_is_refused_and_others_are_not() {
     assert_eq!(refused(&dht, "store_quota"), 2);
 }
 
-#[test]
-fn a_store_ack_naming_another_key_is_dropped_and_not_counted_as_stored() {
+/// A node whose one contact, `hostile`, it has just sent the STORE of a put (token 77).
+fn storing() -> (Instant, Dht, Contact, Request) {
     let now = Instant::now();
     let hostile = contact(7, 9);
     let mut putter = node(1, config());
@@ -94,6 +98,12 @@ fn a_store_ack_naming_another_key_is_dropped_and_not_counted_as_stored() {
     putter.handle(now, 1_000, from(&hostile), &nodes.encode());
     let stored = next(&mut putter);
     assert_eq!(stored.op, Opcode::Store);
+    (now, putter, hostile, stored)
+}
+
+#[test]
+fn a_store_ack_naming_another_key_is_dropped_and_not_counted_as_stored() {
+    let (now, mut putter, hostile, stored) = storing();
     let answer = Reply {
         ack: true,
         id: stored.id,
@@ -116,4 +126,26 @@ fn a_store_ack_naming_another_key_is_dropped_and_not_counted_as_stored() {
         _ => None,
     });
     assert_eq!(outcome, Some(0), "an ACK for another key counted as stored");
+}
+
+#[test]
+fn a_store_waits_for_the_peers_commit_before_it_times_out() {
+    let (now, mut putter, _, _) = storing();
+    let timeouts = config().timeouts;
+    // No RTT sample yet: the first timeout, plus the commit's allowance.
+    let rtt_only = now + timeouts.initial + Duration::from_millis(10);
+    let timed_out = |dht: &Dht| {
+        dht.stats()
+            .iter()
+            .filter(|e| {
+                e.name == "weft_overlay_requests_timed_out_total"
+                    && e.label == Some(("op", "store"))
+            })
+            .map(|e| e.value)
+            .sum::<u64>()
+    };
+    putter.handle_timeout(rtt_only, 1_000);
+    assert_eq!(timed_out(&putter), 0, "timed out on the RTT alone");
+    putter.handle_timeout(rtt_only + timeouts.commit, 1_000);
+    assert_eq!(timed_out(&putter), 1);
 }

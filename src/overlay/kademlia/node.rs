@@ -413,7 +413,10 @@ impl Dht {
         body: Body,
         tag: Tag,
     ) -> bool {
-        let timeout = self.timeout_for(&to.id);
+        let mut timeout = self.timeout_for(&to.id);
+        if op == Opcode::Store {
+            timeout = timeout.saturating_add(self.config.timeouts.commit);
+        }
         let Ok(id) = self.pending.insert(now, to.peer, op, timeout, tag) else {
             self.stats.add(
                 "weft_overlay_dropped_total",

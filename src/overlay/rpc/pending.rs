@@ -19,6 +19,10 @@ pub struct TimeoutConfig {
     pub min: Duration,
     /// The longest.
     pub max: Duration,
+    /// Added to a STORE's timeout: its ACK leaves only once the peer's store has committed
+    /// the record (one fsync, which a loaded disk takes tens to hundreds of milliseconds
+    /// over), so the path's RTT alone would time a healthy STORE out.
+    pub commit: Duration,
 }
 
 impl Default for TimeoutConfig {
@@ -27,6 +31,7 @@ impl Default for TimeoutConfig {
             initial: Duration::from_secs(1),
             min: Duration::from_millis(100),
             max: Duration::from_secs(10),
+            commit: Duration::from_secs(1),
         }
     }
 }
