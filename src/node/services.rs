@@ -92,6 +92,8 @@ pub fn node_services(
             config.listen,
             seed,
         );
+        // The DHT's certificate check, once the node sets one, goes in before the restore:
+        // `Dht::restore` puts back only the contacts it certifies.
         if !config.dht_client {
             let mut store = OverlayStore::open(data.path())?;
             let report = store.restore_into(overlay.dht_mut(), Instant::now(), wall())?;

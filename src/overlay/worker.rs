@@ -267,8 +267,9 @@ impl OverlayService {
 
     /// The service with `store` committing the DHT's changes once per batch of inputs, before
     /// the STORE ACKs of the batch go out. Restore the DHT from the store first
-    /// ([`dht_mut`](Self::dht_mut)) and turn its journal on (`Dht::enable_journal`): without
-    /// the journal nothing is committed and no ACK waits.
+    /// ([`dht_mut`](Self::dht_mut); after setting its certificate check, so only certified
+    /// contacts return to the table) and turn its journal on (`Dht::enable_journal`): without
+    /// the journal nothing is committed and no ACK waits. The DHT is kept, not replaced.
     pub fn with_store(mut self, store: Box<dyn DhtStore>) -> Self {
         self.store = Some(store);
         self
