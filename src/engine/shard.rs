@@ -8,6 +8,7 @@
 //! endpoint the room left; send what the endpoint queued; publish counters about once a second. The backend
 //! (epoll or io_uring, `io.rs`) is the only part that touches the socket.
 
+use super::bare::{BareOpens, BareRoutes, Pending, RouteView, Start};
 use super::io::Io;
 use super::log_event;
 use super::sys::BATCH;
@@ -16,7 +17,7 @@ use crate::channel::ChannelHandle;
 use crate::channel::{Endpoint, Event, later};
 use crate::service::{Delivery, Input, OpenFailure, Request, ShardLink};
 use crate::stats::Stats;
-use crate::wire::{Capabilities, CloseReason};
+use crate::wire::{Capabilities, CloseReason, PeerId};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 use std::collections::HashMap;
@@ -100,6 +101,11 @@ pub(super) struct ShardParts {
     pub(super) exit: Arc<Barrier>,
     /// This shard's end of the worker's queues, when a worker runs.
     pub(super) worker: Option<ShardLink>,
+    /// The addresses shards resolve for opens by bare address (`bare.rs`).
+    pub(super) bare_routes: Arc<BareRoutes>,
+    /// Opens by bare address whose peer another shard owns, to that shard; bounded.
+    pub(super) opens_tx: Arc<[Sender<Request>]>,
+    pub(super) opens_rx: Receiver<Request>,
 }
 
 /// What the shard knows of an open channel.
@@ -125,6 +131,9 @@ pub(super) struct Shard {
     opening: HashMap<ChannelHandle, u64>,
     /// The worker's queues and their accounting, when a worker runs.
     worker: Option<WorkerGate>,
+    /// This shard's copy of the bare-address routes, and its own bare-address opens.
+    routes: RouteView,
+    bare: BareOpens,
 }
 
 impl Shard {
@@ -132,6 +141,15 @@ impl Shard {
         let shards = parts.shards;
         let bound = parts.endpoint.config().max_worker_buffers;
         let worker = parts.worker.take().map(|link| WorkerGate::new(link, bound));
+        let config = parts.endpoint.config();
+        // The shard's session at a bare address lives `session_lifetime` from the handshake,
+        // which the PONG follows within `open_timeout`.
+        let bare = BareOpens::new(
+            parts.index,
+            config.open_retry,
+            config.open_timeout,
+            config.session_lifetime.saturating_add(config.open_timeout),
+        );
         let mut shard = Shard {
             parts,
             io,
@@ -141,6 +159,8 @@ impl Shard {
             channels: HashMap::new(),
             opening: HashMap::new(),
             worker,
+            routes: RouteView::default(),
+            bare,
         };
         shard.report_room(Instant::now());
         Ok(shard)
@@ -154,7 +174,13 @@ impl Shard {
             let now = Instant::now();
             super::tell_wall_clock(&mut self.parts.endpoint);
             let mut wait = next_snapshot.saturating_duration_since(now);
-            if let Some(deadline) = self.parts.endpoint.poll_timeout() {
+            for deadline in [
+                self.parts.endpoint.poll_timeout(),
+                self.bare.next_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 wait = wait.min(deadline.saturating_duration_since(now));
             }
             if self.io.busy() || now.duration_since(last_work) < BUSY_POLL {
@@ -188,6 +214,8 @@ impl Shard {
             // The worker's requests and what telling the endpoint its room releases (WINDOWs)
             // go out in this turn's transmit, not the next one's.
             worked |= self.take_requests(now);
+            worked |= self.take_moved_opens(now);
+            self.poll_bare(now);
             self.dispatch_events(now);
             worked |= self.transmit() > 0;
             if worked {
@@ -231,10 +259,20 @@ impl Shard {
     /// Takes a batch from the backend; returns the datagrams read.
     fn receive(&mut self, now: Instant) -> usize {
         let Shard {
-            parts, io, outbox, ..
+            parts,
+            io,
+            outbox,
+            routes,
+            ..
         } = self;
+        routes.refresh(&parts.bare_routes);
         let datagrams = io.receive(&mut self.stats, |stats, from, datagram| {
-            let owner = owner_of(datagram, parts.shards).unwrap_or(parts.index);
+            // What comes from an address a shard resolves goes to that shard, whatever peer id
+            // it names (`bare.rs`); otherwise to the owner of the sender's peer id.
+            let owner = routes
+                .route(from)
+                .or_else(|| owner_of(datagram, parts.shards))
+                .unwrap_or(parts.index);
             if owner == parts.index {
                 parts.endpoint.handle(now, from, datagram);
             } else {
@@ -365,18 +403,15 @@ impl Shard {
             Request::Open {
                 token,
                 to,
+                peer: None,
+                capabilities,
+            } if self.parts.shards > 1 => self.open_bare(now, token, to, capabilities),
+            Request::Open {
+                token,
+                to,
                 peer,
                 capabilities,
-            } => match endpoint.open_channel(now, to, peer, None, capabilities) {
-                Ok(channel) => {
-                    self.opening.insert(channel, token);
-                }
-                Err(error) => self.notify(Input::OpenFailed {
-                    token,
-                    shard: self.parts.index,
-                    reason: OpenFailure::Refused(error),
-                }),
-            },
+            } => self.open(now, token, to, peer, capabilities),
             Request::Close { channel, reason } => endpoint.close_channel(now, channel, reason),
             Request::PeerInfo { token, peer } => {
                 let info = endpoint.peer_info(peer);
@@ -388,6 +423,133 @@ impl Shard {
                 });
             }
         }
+    }
+
+    /// Opens a channel for the worker's `token` here.
+    fn open(
+        &mut self,
+        now: Instant,
+        token: u64,
+        to: SocketAddr,
+        peer: Option<PeerId>,
+        capabilities: Capabilities,
+    ) {
+        match self
+            .parts
+            .endpoint
+            .open_channel(now, to, peer, None, capabilities)
+        {
+            Ok(channel) => {
+                self.opening.insert(channel, token);
+            }
+            Err(error) => self.notify(Input::OpenFailed {
+                token,
+                shard: self.parts.index,
+                reason: OpenFailure::Refused(error),
+            }),
+        }
+    }
+
+    /// An open by bare address with several shards: learns the peer first (`bare.rs`).
+    fn open_bare(&mut self, now: Instant, token: u64, to: SocketAddr, capabilities: Capabilities) {
+        match self
+            .bare
+            .start(now, &self.parts.bare_routes, token, to, capabilities)
+        {
+            Start::Known(peer) => self.open_owned(now, token, to, peer, capabilities),
+            Start::Ping(ping) => {
+                if let Err(error) = self.parts.endpoint.ping(now, to, None, ping) {
+                    for open in self.bare.failed(&self.parts.bare_routes, to) {
+                        self.bare_failed(open, OpenFailure::Refused(error.clone()));
+                    }
+                }
+            }
+            Start::Full => {
+                self.count_bare("refused");
+                self.notify(Input::OpenFailed {
+                    token,
+                    shard: self.parts.index,
+                    reason: OpenFailure::Refused(crate::channel::OpenError::LimitReached(
+                        "bare-address opens",
+                    )),
+                });
+            }
+        }
+    }
+
+    /// Opens to `peer` on the shard that owns it: here, or handed to it.
+    fn open_owned(
+        &mut self,
+        now: Instant,
+        token: u64,
+        to: SocketAddr,
+        peer: PeerId,
+        capabilities: Capabilities,
+    ) {
+        let owner = crate::service::owner_of_peer(peer, self.parts.shards);
+        if owner == self.parts.index {
+            self.count_bare("local");
+            return self.open(now, token, to, Some(peer), capabilities);
+        }
+        let request = Request::Open {
+            token,
+            to,
+            peer: Some(peer),
+            capabilities,
+        };
+        match self.parts.opens_tx[owner].try_send(request) {
+            Ok(()) => {
+                self.count_bare("moved");
+                let _ = self.parts.wakers[owner].wake();
+            }
+            // A shard never waits on another: a full queue refuses the open, and it is counted.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.count_bare("dropped");
+                self.notify(Input::OpenFailed {
+                    token,
+                    shard: self.parts.index,
+                    reason: OpenFailure::Refused(crate::channel::OpenError::LimitReached(
+                        "open hand-over queue",
+                    )),
+                });
+            }
+        }
+    }
+
+    /// Carries out the opens other shards resolved to peers this shard owns.
+    fn take_moved_opens(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Ok(request) = self.parts.opens_rx.try_recv() {
+            any = true;
+            self.request(now, request);
+        }
+        any
+    }
+
+    /// Repeats due PINGs of bare-address opens and fails those out of time.
+    fn poll_bare(&mut self, now: Instant) {
+        let endpoint = &mut self.parts.endpoint;
+        let expired = self.bare.poll(now, &self.parts.bare_routes, |to, ping| {
+            // A refused repeat is no loss: the first PING's handshake is under way.
+            let _ = endpoint.ping(now, to, None, ping);
+        });
+        for open in expired {
+            self.bare_failed(open, OpenFailure::Failed(CloseReason::Timeout));
+        }
+    }
+
+    fn bare_failed(&mut self, open: Pending, reason: OpenFailure) {
+        self.count_bare("failed");
+        self.notify(Input::OpenFailed {
+            token: open.token,
+            shard: self.parts.index,
+            reason,
+        });
+    }
+
+    fn count_bare(&mut self, outcome: &'static str) {
+        self.stats
+            .add("weft_shard_bare_opens_total", Some(("outcome", outcome)), 1);
     }
 
     /// Queues an answer for the worker.
@@ -447,7 +609,7 @@ impl Shard {
                 worker.settle();
             }
             while let Some(event) = self.parts.endpoint.poll_event() {
-                self.dispatch(event);
+                self.dispatch(now, event);
             }
             self.hand_to_worker();
             if round == 0 {
@@ -465,7 +627,7 @@ impl Shard {
         }
     }
 
-    fn dispatch(&mut self, event: Event) {
+    fn dispatch(&mut self, now: Instant, event: Event) {
         log_event(&event);
         match event {
             Event::ChannelOpened {
@@ -490,6 +652,19 @@ impl Shard {
                         peer,
                         capabilities,
                     });
+                }
+            }
+            Event::Pong { peer, from, token } => {
+                if let Some(open) =
+                    self.bare
+                        .answered(now, &self.parts.bare_routes, from, token, peer)
+                {
+                    self.open_owned(now, open.token, open.to, peer, open.capabilities);
+                }
+            }
+            Event::SessionFailed { address, .. } => {
+                for open in self.bare.failed(&self.parts.bare_routes, address) {
+                    self.bare_failed(open, OpenFailure::Failed(CloseReason::Refused));
                 }
             }
             Event::OpenFailed { channel, reason } => {
