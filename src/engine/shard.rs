@@ -8,7 +8,7 @@
 //! endpoint the room left; send what the endpoint queued; publish counters about once a second. The backend
 //! (epoll or io_uring, `io.rs`) is the only part that touches the socket.
 
-use super::bare::{BareOpens, BareRoutes, Pending, RouteView, Start};
+use super::bare::{BareOpens, BareRoutes, RouteView};
 use super::io::Io;
 use super::log_event;
 use super::sys::BATCH;
@@ -17,7 +17,7 @@ use crate::channel::ChannelHandle;
 use crate::channel::{Endpoint, Event, later};
 use crate::service::{Delivery, Input, OpenFailure, Request, ShardLink};
 use crate::stats::Stats;
-use crate::wire::{Capabilities, CloseReason, PeerId};
+use crate::wire::{Capabilities, CloseReason};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 use std::collections::HashMap;
@@ -40,6 +40,8 @@ const HANDOVER_BYTES: usize = 64 * 1024;
 
 /// Longest a stopping shard waits for the worker's last replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+mod opens;
 
 /// The shard that owns a datagram's sender: `u32::from_be_bytes(pid[..4]) % N`, the same answer
 /// the steering program gives (PROTOCOL.md §12). A datagram too short to name a sender stays
@@ -423,133 +425,6 @@ impl Shard {
                 });
             }
         }
-    }
-
-    /// Opens a channel for the worker's `token` here.
-    fn open(
-        &mut self,
-        now: Instant,
-        token: u64,
-        to: SocketAddr,
-        peer: Option<PeerId>,
-        capabilities: Capabilities,
-    ) {
-        match self
-            .parts
-            .endpoint
-            .open_channel(now, to, peer, None, capabilities)
-        {
-            Ok(channel) => {
-                self.opening.insert(channel, token);
-            }
-            Err(error) => self.notify(Input::OpenFailed {
-                token,
-                shard: self.parts.index,
-                reason: OpenFailure::Refused(error),
-            }),
-        }
-    }
-
-    /// An open by bare address with several shards: learns the peer first (`bare.rs`).
-    fn open_bare(&mut self, now: Instant, token: u64, to: SocketAddr, capabilities: Capabilities) {
-        match self
-            .bare
-            .start(now, &self.parts.bare_routes, token, to, capabilities)
-        {
-            Start::Known(peer) => self.open_owned(now, token, to, peer, capabilities),
-            Start::Ping(ping) => {
-                if let Err(error) = self.parts.endpoint.ping(now, to, None, ping) {
-                    for open in self.bare.failed(&self.parts.bare_routes, to) {
-                        self.bare_failed(open, OpenFailure::Refused(error.clone()));
-                    }
-                }
-            }
-            Start::Full => {
-                self.count_bare("refused");
-                self.notify(Input::OpenFailed {
-                    token,
-                    shard: self.parts.index,
-                    reason: OpenFailure::Refused(crate::channel::OpenError::LimitReached(
-                        "bare-address opens",
-                    )),
-                });
-            }
-        }
-    }
-
-    /// Opens to `peer` on the shard that owns it: here, or handed to it.
-    fn open_owned(
-        &mut self,
-        now: Instant,
-        token: u64,
-        to: SocketAddr,
-        peer: PeerId,
-        capabilities: Capabilities,
-    ) {
-        let owner = crate::service::owner_of_peer(peer, self.parts.shards);
-        if owner == self.parts.index {
-            self.count_bare("local");
-            return self.open(now, token, to, Some(peer), capabilities);
-        }
-        let request = Request::Open {
-            token,
-            to,
-            peer: Some(peer),
-            capabilities,
-        };
-        match self.parts.opens_tx[owner].try_send(request) {
-            Ok(()) => {
-                self.count_bare("moved");
-                let _ = self.parts.wakers[owner].wake();
-            }
-            // A shard never waits on another: a full queue refuses the open, and it is counted.
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.count_bare("dropped");
-                self.notify(Input::OpenFailed {
-                    token,
-                    shard: self.parts.index,
-                    reason: OpenFailure::Refused(crate::channel::OpenError::LimitReached(
-                        "open hand-over queue",
-                    )),
-                });
-            }
-        }
-    }
-
-    /// Carries out the opens other shards resolved to peers this shard owns.
-    fn take_moved_opens(&mut self, now: Instant) -> bool {
-        let mut any = false;
-        while let Ok(request) = self.parts.opens_rx.try_recv() {
-            any = true;
-            self.request(now, request);
-        }
-        any
-    }
-
-    /// Repeats due PINGs of bare-address opens and fails those out of time.
-    fn poll_bare(&mut self, now: Instant) {
-        let endpoint = &mut self.parts.endpoint;
-        let expired = self.bare.poll(now, &self.parts.bare_routes, |to, ping| {
-            // A refused repeat is no loss: the first PING's handshake is under way.
-            let _ = endpoint.ping(now, to, None, ping);
-        });
-        for open in expired {
-            self.bare_failed(open, OpenFailure::Failed(CloseReason::Timeout));
-        }
-    }
-
-    fn bare_failed(&mut self, open: Pending, reason: OpenFailure) {
-        self.count_bare("failed");
-        self.notify(Input::OpenFailed {
-            token: open.token,
-            shard: self.parts.index,
-            reason,
-        });
-    }
-
-    fn count_bare(&mut self, outcome: &'static str) {
-        self.stats
-            .add("weft_shard_bare_opens_total", Some(("outcome", outcome)), 1);
     }
 
     /// Queues an answer for the worker.
