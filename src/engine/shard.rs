@@ -539,7 +539,11 @@ impl Shard {
             }
             Event::SessionFailed { address, .. } => {
                 for open in self.bare.failed(&self.parts.bare_routes, address) {
-                    self.bare_failed(open, OpenFailure::Failed(CloseReason::Refused));
+                    self.bare_failed(
+                        open.token,
+                        "failed",
+                        OpenFailure::Failed(CloseReason::Refused),
+                    );
                 }
             }
             Event::OpenFailed { channel, reason } => {

@@ -2,7 +2,7 @@
 //! several shards, learning the peer first and handing the open to its owner (`../bare.rs`).
 
 use super::Shard;
-use crate::engine::bare::{Pending, Start};
+use crate::engine::bare::Start;
 use crate::service::{Input, OpenFailure, Request};
 use crate::wire::{Capabilities, CloseReason, PeerId};
 use crossbeam_channel::TrySendError;
@@ -51,20 +51,11 @@ impl Shard {
             Start::Ping(ping) => {
                 if let Err(error) = self.parts.endpoint.ping(now, to, None, ping) {
                     for open in self.bare.failed(&self.parts.bare_routes, to) {
-                        self.bare_failed(open, OpenFailure::Refused(error.clone()));
+                        self.bare_failed(open.token, "failed", OpenFailure::Refused(error.clone()));
                     }
                 }
             }
-            Start::Full => {
-                self.count_bare("refused");
-                self.notify(Input::OpenFailed {
-                    token,
-                    shard: self.parts.index,
-                    reason: OpenFailure::Refused(crate::channel::OpenError::LimitReached(
-                        "bare-address opens",
-                    )),
-                });
-            }
+            Start::Full => self.bare_failed(token, "refused", limit("bare-address opens")),
         }
     }
 
@@ -95,14 +86,7 @@ impl Shard {
             }
             // A shard never waits on another: a full queue refuses the open, and it is counted.
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.count_bare("dropped");
-                self.notify(Input::OpenFailed {
-                    token,
-                    shard: self.parts.index,
-                    reason: OpenFailure::Refused(crate::channel::OpenError::LimitReached(
-                        "open hand-over queue",
-                    )),
-                });
+                self.bare_failed(token, "dropped", limit("open hand-over queue"));
             }
         }
     }
@@ -125,14 +109,19 @@ impl Shard {
             let _ = endpoint.ping(now, to, None, ping);
         });
         for open in expired {
-            self.bare_failed(open, OpenFailure::Failed(CloseReason::Timeout));
+            self.bare_failed(
+                open.token,
+                "failed",
+                OpenFailure::Failed(CloseReason::Timeout),
+            );
         }
     }
 
-    pub(super) fn bare_failed(&mut self, open: Pending, reason: OpenFailure) {
-        self.count_bare("failed");
+    /// Tells the worker its open `token` failed, counted under `outcome`.
+    pub(super) fn bare_failed(&mut self, token: u64, outcome: &'static str, reason: OpenFailure) {
+        self.count_bare(outcome);
         self.notify(Input::OpenFailed {
-            token: open.token,
+            token,
             shard: self.parts.index,
             reason,
         });
@@ -142,4 +131,9 @@ impl Shard {
         self.stats
             .add("weft_shard_bare_opens_total", Some(("outcome", outcome)), 1);
     }
+}
+
+/// A refusal for want of room in `what`.
+fn limit(what: &'static str) -> OpenFailure {
+    OpenFailure::Refused(crate::channel::OpenError::LimitReached(what))
 }
