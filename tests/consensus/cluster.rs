@@ -3,6 +3,10 @@
 //! partitions. Messages, not datagrams: the service sits on reliable channels, whose own loss
 //! and reorder the channel simulator covers; here a lost message stands for a channel that
 //! broke and reconnected. Invariants are checked after every delivered message and timeout.
+//!
+//! Here: the cluster, its set-up and the event loop. Beside it: the wire's faults and the
+//! Byzantine roles (`faults.rs`), crashes at failpoints (`crash.rs`), the clients (`clients.rs`)
+//! and the invariants (`invariants.rs`).
 
 use crate::sim::SimRng;
 use ed25519_dalek::SigningKey;
