@@ -70,6 +70,16 @@ impl Pool {
         true
     }
 
+    /// True when the pool holds exactly this sighting (signature included): it was verified
+    /// when it came in, so a proposal carrying it need not be verified again.
+    pub fn holds(&self, sighting: &Signed<Sighting>) -> bool {
+        let body = &sighting.body;
+        self.pending
+            .get(&body.digest)
+            .and_then(|pending| pending.sightings.get(&(body.source, body.member)))
+            .is_some_and(|held| held == sighting)
+    }
+
     /// Forgets a request once it is ordered.
     pub fn remove(&mut self, digest: &RequestDigest) {
         if let Some(pending) = self.pending.remove(digest) {
