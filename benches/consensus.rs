@@ -180,6 +180,16 @@ fn on_loopback() {
             f.commit_time.as_secs_f64() * 1e3 / f.commits.max(1) as f64,
             f.inputs as f64 / f.passes.max(1) as f64,
         );
+        println!(
+            "         {} of {} heights past round 0; member 0 refused: {}",
+            f.late,
+            f.heights,
+            if f.refused.is_empty() {
+                "none"
+            } else {
+                &f.refused
+            }
+        );
         assert_eq!(f.requests, requests);
     }
 }

@@ -55,6 +55,9 @@ pub(crate) struct Figures {
     pub(crate) ids_per_second: f64,
     pub(crate) requests: usize,
     pub(crate) heights: u64,
+    /// Of those, heights decided past round 0, and member 0's refusals by reason.
+    pub(crate) late: u64,
+    pub(crate) refused: String,
     /// Member 0's time from a height's start to its decision, microseconds.
     pub(crate) decision: Histogram<u64>,
     /// A client's time from sending a request to holding a quorum of replies, microseconds.
@@ -110,6 +113,16 @@ fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
 
 type Input = (Peer, Vec<u8>);
 
+/// Member 0's record of its decisions.
+struct Decisions {
+    latency: Histogram<u64>,
+    heights: u64,
+    /// Heights decided past round 0 (a round timed out).
+    late: u64,
+    /// Messages it refused, by reason, at the end.
+    refused: String,
+}
+
 /// A fresh temporary directory for one run.
 fn temp_dir(n: usize) -> PathBuf {
     let nanos = std::time::SystemTime::now()
@@ -131,13 +144,15 @@ struct MemberSide {
     clients: UdpSocket,
     stop: Arc<AtomicBool>,
     /// Member 0 reports its decisions here.
-    decisions: Option<Arc<Mutex<(Histogram<u64>, u64)>>>,
+    decisions: Option<Arc<Mutex<Decisions>>>,
     counts: Arc<[AtomicU64; 2]>,
 }
 
 impl MemberSide {
     fn run(mut self) {
         let mut started: Option<(u64, Instant)> = None;
+        // The round of the height being decided, as of the last pass.
+        let mut round = 0u32;
         let mut batch: Vec<Input> = Vec::with_capacity(MAX_PASS);
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -172,6 +187,7 @@ impl MemberSide {
             if self.member.poll_timeout().is_some_and(|at| at <= now) {
                 self.member.handle_timeout(now);
             }
+            round = round.max(self.member.round().unwrap_or(0));
             assert!(self.member.failed().is_none(), "store failed");
             self.send();
             let now = Instant::now();
@@ -183,15 +199,30 @@ impl MemberSide {
                         _ => pass,
                     };
                     let micros = now.saturating_duration_since(at).as_micros() as u64;
-                    decisions.0.record(micros.max(1)).unwrap();
-                    decisions.1 += 1;
+                    decisions.latency.record(micros.max(1)).unwrap();
+                    decisions.heights += 1;
+                    decisions.late += u64::from(round > 0);
                 }
             }
+            round = self.member.round().unwrap_or(0);
             if self.member.round().is_some()
                 && started.is_none_or(|(h, _)| h != self.member.height())
             {
                 started = Some((self.member.height(), pass));
             }
+        }
+        self.report_refusals();
+    }
+
+    fn report_refusals(&self) {
+        if let Some(decisions) = &self.decisions {
+            decisions.lock().unwrap().refused = self
+                .member
+                .refused()
+                .iter()
+                .map(|(reason, count)| format!("{} {count}", reason.label()))
+                .collect::<Vec<_>>()
+                .join(", ");
         }
     }
 
@@ -338,7 +369,12 @@ pub(crate) fn run(n: usize, clients: usize, requests: usize, round_base: Duratio
     let commits = Arc::new(AtomicU64::new(0));
     let micros = Arc::new(AtomicU64::new(0));
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-    let decisions = Arc::new(Mutex::new((Histogram::<u64>::new(3).unwrap(), 0u64)));
+    let decisions = Arc::new(Mutex::new(Decisions {
+        latency: Histogram::<u64>::new(3).unwrap(),
+        heights: 0,
+        late: 0,
+        refused: String::new(),
+    }));
     // Listeners first, so every link can connect.
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
@@ -445,15 +481,17 @@ pub(crate) fn run(n: usize, clients: usize, requests: usize, round_base: Duratio
         thread.join().unwrap();
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let (decision, heights) = std::mem::replace(
-        &mut *decisions.lock().unwrap(),
-        (Histogram::new(3).unwrap(), 0),
-    );
+    let decisions = Arc::into_inner(decisions)
+        .expect("the members are done")
+        .into_inner()
+        .unwrap();
     Figures {
         ids_per_second: done as f64 / elapsed.as_secs_f64(),
         requests: done,
-        heights,
-        decision,
+        heights: decisions.heights,
+        late: decisions.late,
+        refused: decisions.refused,
+        decision: decisions.latency,
         id,
         commits: commits.load(Ordering::Relaxed),
         commit_time: Duration::from_micros(micros.load(Ordering::Relaxed)),
