@@ -14,7 +14,7 @@
 //!
 //! `cargo bench --bench consensus` (release; `--profile dev` for a quick look: dependencies
 //! are optimised in every profile). `WEFT_BENCH_REQUESTS` and `WEFT_BENCH_CLIENTS` size the
-//! loopback runs (defaults 3000 and 256).
+//! loopback runs (defaults 3000 and 64).
 
 #[path = "consensus/loopback.rs"]
 mod loopback;
@@ -151,7 +151,7 @@ fn ms(micros: u64) -> f64 {
 
 fn on_loopback() {
     let requests = env_or("WEFT_BENCH_REQUESTS", 3000);
-    let clients = env_or("WEFT_BENCH_CLIENTS", 256);
+    let clients = env_or("WEFT_BENCH_CLIENTS", 64);
     let round_base = Duration::from_millis(200);
     let policy = loopback::raised_policy();
     println!(
