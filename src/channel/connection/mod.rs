@@ -4,8 +4,10 @@
 //! router finds it with one lookup per datagram; the endpoint then works on it by field access.
 
 mod timer;
+mod transmit;
 
 pub(crate) use timer::{Timer, TimerTable, later};
+pub(crate) use transmit::Context;
 
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::reliability::{PathState, ReassemblyBudget};

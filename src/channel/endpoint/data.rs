@@ -19,9 +19,6 @@ use crate::wire::{Capabilities, ChannelId, Message, PeerId, SEQUENCED_HEADER_LEN
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Length of the CHANNEL_COOKIE that heads an unconfirmed initiator's packets (§6 step 4).
-pub(super) const COOKIE_HEAD: usize = 18;
-
 /// Messages and fragments dropped from accepted packets, by `reason`.
 const MESSAGES_DROPPED: &str = "weft_messages_dropped_total";
 
