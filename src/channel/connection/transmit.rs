@@ -181,3 +181,278 @@ impl Connection {
         true
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+    use crate::channel::connection::Timer;
+    use crate::channel::pool::BufferPool;
+    use crate::channel::reliability::{
+        ChannelReliability, ChannelStats, PathState, ReliabilityConfig,
+    };
+    use crate::channel::state::{ChannelData, Traffic};
+    use crate::handle::Handle;
+    use crate::session::{ChannelCrypto, Established, HandshakeKind, Role, SessionSlot};
+    use crate::wire::{Capabilities, ChannelId, Packet, parse_payload};
+    use std::collections::VecDeque;
+
+    const LOCAL: PeerId = PeerId([7; 16]);
+    const REMOTE: PeerId = PeerId([9; 16]);
+    const CHANNEL: ChannelId = ChannelId(0x0102_0304);
+
+    fn ctx() -> Context {
+        Context {
+            local_id: LOCAL,
+            keep_alive_interval: Duration::from_secs(15),
+        }
+    }
+
+    /// A connection with its path made, as its first data channel makes it.
+    fn connection(now: Instant) -> Connection {
+        let address = "10.0.0.2:4000".parse().expect("address");
+        let mut c = Connection::new(REMOTE, address, now);
+        c.path = Some(PathState::new(&ReliabilityConfig::default(), now));
+        c
+    }
+
+    /// A reliable channel of the connection, first in its turn order, with its data state.
+    fn channel(now: Instant, phase: Phase, initiator: bool) -> Channel {
+        let capabilities = Capabilities::RESEND | Capabilities::ORDERED;
+        Channel {
+            peer: Handle(0),
+            id: CHANNEL,
+            capabilities,
+            initiator,
+            phase,
+            tries: 0,
+            retry_at: None,
+            give_up_at: now,
+            next_sequence: 0,
+            next_message: 0,
+            data: Some(Box::new(ChannelData {
+                reliability: ChannelReliability::new(
+                    capabilities,
+                    &ReliabilityConfig::default(),
+                    now,
+                ),
+                next_pn: 41,
+                armed: None,
+                last_sent: now,
+                paused: false,
+                waiting: false,
+                keep_alive: true,
+                reported: ChannelStats::default(),
+                last_rtt: Duration::ZERO,
+                order_at: 0,
+            })),
+            early: VecDeque::new(),
+            early_bytes: 0,
+            touched: false,
+        }
+    }
+
+    fn open() -> Phase {
+        Phase::Open { cookie2: None }
+    }
+
+    fn queue(channel: &mut Channel, now: Instant, pool: &mut BufferPool, message: &[u8]) {
+        let data = channel.data.as_mut().expect("data state");
+        data.reliability.send(now, message, pool).expect("queued");
+    }
+
+    fn established(role: Role) -> Established {
+        Established {
+            kind: HandshakeKind::KnownResponder,
+            role,
+            peer_id: REMOTE,
+            peer_ed25519: [1; 32],
+            peer_x25519: [2; 32],
+            initiator_to_responder: [3; 32],
+            responder_to_initiator: [4; 32],
+        }
+    }
+
+    fn payloads<'a>(messages: impl Iterator<Item = Message<'a>>) -> Vec<Vec<u8>> {
+        messages
+            .filter_map(|m| match m {
+                Message::Data { payload, .. } => Some(payload.to_vec()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Writes the channel's packets until it has none to send now (a few at most), each into
+    /// a buffer that held other bytes before; returns them.
+    fn write_all(
+        c: &mut Connection,
+        ch: &mut Channel,
+        now: Instant,
+        mut session: Option<&mut PeerSession>,
+    ) -> Vec<(Written, Vec<u8>)> {
+        let mut packets = Vec::new();
+        let mut buf = [0xAAu8; 2048];
+        while packets.len() < 8 {
+            let Some(written) = c.write_packet(now, &ctx(), ch, session.as_deref_mut(), &mut buf)
+            else {
+                return packets;
+            };
+            packets.push((written, buf[..written.len].to_vec()));
+        }
+        panic!("a channel with one message queued kept writing");
+    }
+
+    #[test]
+    fn plaintext_packets_are_written_in_place_under_the_channels_next_numbers() {
+        let t0 = Instant::now();
+        let mut pool = BufferPool::new();
+        let (mut c, mut ch) = (connection(t0), channel(t0, open(), false));
+        queue(&mut ch, t0, &mut pool, b"hello");
+        let packets = write_all(&mut c, &mut ch, t0, None);
+        let mut sent = Vec::new();
+        for (n, (written, bytes)) in packets.iter().enumerate() {
+            assert_eq!(written.to, c.address);
+            assert_eq!(written.sealed, None);
+            let packet = Packet::parse(bytes).expect("a valid packet");
+            assert_eq!(packet.header.sender, LOCAL);
+            assert_eq!(packet.header.recipient, REMOTE);
+            assert_eq!(packet.header.channel, CHANNEL);
+            assert_eq!(packet.header.sequence, Some(41 + n as u32));
+            sent.extend(payloads(packet.messages()));
+        }
+        assert_eq!(sent, [b"hello".to_vec()]);
+        let used = packets.len() as u64;
+        assert_eq!(ch.data.as_ref().map(|d| d.next_pn), Some(41 + used));
+        // Nothing left to send: nothing written, no number used.
+        assert!(write_all(&mut c, &mut ch, t0, None).is_empty());
+        assert_eq!(ch.data.as_ref().map(|d| d.next_pn), Some(41 + used));
+    }
+
+    #[test]
+    fn an_unconfirmed_initiator_heads_its_packets_with_the_cookie() {
+        let t0 = Instant::now();
+        let cookie2 = [5u8; 16];
+        let phase = Phase::Open {
+            cookie2: Some(cookie2),
+        };
+        let (mut pool, mut c, mut ch) =
+            (BufferPool::new(), connection(t0), channel(t0, phase, true));
+        queue(&mut ch, t0, &mut pool, b"early");
+        let mut buf = [0u8; 2048];
+        let written = c
+            .write_packet(t0, &ctx(), &mut ch, None, &mut buf)
+            .expect("a packet");
+        let packet = Packet::parse(&buf[..written.len]).expect("a valid packet");
+        let first = packet.messages().next();
+        assert!(
+            matches!(first, Some(Message::ChannelCookie { cookie2: c2, .. }) if *c2 == cookie2),
+            "{first:?}"
+        );
+        assert_eq!(payloads(packet.messages()), [b"early".to_vec()]);
+    }
+
+    #[test]
+    fn an_opening_channel_or_a_connection_without_a_path_writes_nothing() {
+        let t0 = Instant::now();
+        let mut pool = BufferPool::new();
+        let mut buf = [0u8; 2048];
+        let opening = Phase::Opening { cookie1: [1; 16] };
+        let (mut c, mut ch) = (connection(t0), channel(t0, opening, true));
+        queue(&mut ch, t0, &mut pool, b"x");
+        assert_eq!(c.write_packet(t0, &ctx(), &mut ch, None, &mut buf), None);
+        let (mut c, mut ch) = (connection(t0), channel(t0, open(), false));
+        c.path = None;
+        queue(&mut ch, t0, &mut pool, b"x");
+        assert_eq!(c.write_packet(t0, &ctx(), &mut ch, None, &mut buf), None);
+        assert_eq!(ch.data.as_ref().map(|d| d.next_pn), Some(41));
+    }
+
+    #[test]
+    fn under_a_session_the_packet_is_sealed_with_the_channel_key_and_the_key_count_reported() {
+        let t0 = Instant::now();
+        let (mut pool, mut c, mut ch) = (
+            BufferPool::new(),
+            connection(t0),
+            channel(t0, open(), false),
+        );
+        let mut session = PeerSession {
+            peer: REMOTE,
+            address: c.address,
+            slot: SessionSlot::new(),
+            last_reset_handshake: None,
+            bare: None,
+            last_used: t0,
+            established: t0,
+            traffic: Traffic::default(),
+        };
+        session
+            .slot
+            .install(&established(Role::Initiator), t0)
+            .expect("installed");
+        // Numbers under a key start at the key's next one (0 for a new key), whatever the
+        // channel's count said.
+        if let Some(data) = ch.data.as_mut() {
+            data.next_pn = 0;
+        }
+        queue(&mut ch, t0, &mut pool, b"secret");
+        let packets = write_all(&mut c, &mut ch, t0, Some(&mut session));
+        assert!(!packets.is_empty());
+        // The responder's key for the channel opens every packet.
+        let responder = established(Role::Responder);
+        let mut keys = ChannelCrypto::new(
+            responder.send_secret(),
+            &responder.initiator_to_responder,
+            CHANNEL,
+        );
+        let mut sent = Vec::new();
+        for (n, (written, bytes)) in packets.into_iter().enumerate() {
+            let n = n as u64;
+            assert_eq!(
+                written.sealed,
+                Some(Sealed {
+                    count: n + 1,
+                    created: t0
+                })
+            );
+            let mut bytes = bytes;
+            let (header, header_len) = {
+                let packet = Packet::parse(&bytes).expect("a valid packet");
+                (packet.header, packet.header_bytes().len())
+            };
+            assert!(header.is_encrypted());
+            assert_eq!(header.sequence, Some(n as u32));
+            let (head, rest) = bytes.split_at_mut(header_len);
+            let len = keys.open(n, head, rest).expect("authentic");
+            let messages = parse_payload(&header, &rest[..len]).expect("valid messages");
+            sent.extend(payloads(messages));
+        }
+        assert_eq!(sent, [b"secret".to_vec()]);
+    }
+
+    #[test]
+    fn rearming_keeps_the_channels_earliest_deadline_and_moves_the_data_timer() {
+        let t0 = Instant::now();
+        let (mut pool, mut c, mut ch) = (
+            BufferPool::new(),
+            connection(t0),
+            channel(t0, open(), false),
+        );
+        c.order = vec![Handle(0)];
+        // Idle, with keep-alive on: the deadline is the keep-alive PING's.
+        assert!(c.rearm_channel(t0, &ctx(), &mut ch));
+        let keep_alive = t0 + Duration::from_secs(15);
+        assert_eq!(c.timers.get(Timer::Data), Some(keep_alive));
+        assert_eq!(c.poll_timeout(), Some(keep_alive));
+        // Armed already for that time or earlier: nothing moves.
+        assert!(!c.rearm_channel(t0, &ctx(), &mut ch));
+        // A packet in flight brings its loss timer, earlier than the keep-alive.
+        queue(&mut ch, t0, &mut pool, b"hello");
+        assert!(!write_all(&mut c, &mut ch, t0, None).is_empty());
+        assert!(c.rearm_channel(t0, &ctx(), &mut ch));
+        let armed = c.timers.get(Timer::Data).expect("armed");
+        assert!(armed > t0 && armed < keep_alive, "{armed:?}");
+        assert_eq!(ch.data.as_ref().and_then(|d| d.armed), Some(armed));
+        // The timer found due hands the channel back by its place in the turn order.
+        assert_eq!(c.take_due_channel(armed), Some(0));
+    }
+}
