@@ -3,6 +3,7 @@
 //! (congestion, pacing, RTT, MTU), its reassembly budget, its counters and its timer table. The
 //! router finds it with one lookup per datagram; the endpoint then works on it by field access.
 
+mod receive;
 mod timer;
 mod transmit;
 

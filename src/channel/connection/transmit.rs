@@ -184,12 +184,12 @@ impl Connection {
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::channel::connection::Timer;
     use crate::channel::pool::BufferPool;
     use crate::channel::reliability::{
-        ChannelReliability, ChannelStats, PathState, ReliabilityConfig,
+        ChannelReliability, ChannelStats, PathState, ReassemblyBudget, ReliabilityConfig,
     };
     use crate::channel::state::{ChannelData, Traffic};
     use crate::handle::Handle;
@@ -197,11 +197,11 @@ mod tests {
     use crate::wire::{Capabilities, ChannelId, Packet, parse_payload};
     use std::collections::VecDeque;
 
-    const LOCAL: PeerId = PeerId([7; 16]);
-    const REMOTE: PeerId = PeerId([9; 16]);
-    const CHANNEL: ChannelId = ChannelId(0x0102_0304);
+    pub(crate) const LOCAL: PeerId = PeerId([7; 16]);
+    pub(crate) const REMOTE: PeerId = PeerId([9; 16]);
+    pub(crate) const CHANNEL: ChannelId = ChannelId(0x0102_0304);
 
-    fn ctx() -> Context {
+    pub(crate) fn ctx() -> Context {
         Context {
             local_id: LOCAL,
             keep_alive_interval: Duration::from_secs(15),
@@ -209,15 +209,16 @@ mod tests {
     }
 
     /// A connection with its path made, as its first data channel makes it.
-    fn connection(now: Instant) -> Connection {
+    pub(crate) fn connection(now: Instant) -> Connection {
         let address = "10.0.0.2:4000".parse().expect("address");
         let mut c = Connection::new(REMOTE, address, now);
         c.path = Some(PathState::new(&ReliabilityConfig::default(), now));
+        c.budget = Some(ReassemblyBudget::new(1 << 20, 1 << 20));
         c
     }
 
     /// A reliable channel of the connection, first in its turn order, with its data state.
-    fn channel(now: Instant, phase: Phase, initiator: bool) -> Channel {
+    pub(crate) fn channel(now: Instant, phase: Phase, initiator: bool) -> Channel {
         let capabilities = Capabilities::RESEND | Capabilities::ORDERED;
         Channel {
             peer: Handle(0),
@@ -252,16 +253,21 @@ mod tests {
         }
     }
 
-    fn open() -> Phase {
+    pub(crate) fn open() -> Phase {
         Phase::Open { cookie2: None }
     }
 
-    fn queue(channel: &mut Channel, now: Instant, pool: &mut BufferPool, message: &[u8]) {
+    pub(crate) fn queue(
+        channel: &mut Channel,
+        now: Instant,
+        pool: &mut BufferPool,
+        message: &[u8],
+    ) {
         let data = channel.data.as_mut().expect("data state");
         data.reliability.send(now, message, pool).expect("queued");
     }
 
-    fn established(role: Role) -> Established {
+    pub(crate) fn established(role: Role) -> Established {
         Established {
             kind: HandshakeKind::KnownResponder,
             role,
@@ -273,7 +279,7 @@ mod tests {
         }
     }
 
-    fn payloads<'a>(messages: impl Iterator<Item = Message<'a>>) -> Vec<Vec<u8>> {
+    pub(crate) fn payloads<'a>(messages: impl Iterator<Item = Message<'a>>) -> Vec<Vec<u8>> {
         messages
             .filter_map(|m| match m {
                 Message::Data { payload, .. } => Some(payload.to_vec()),
@@ -284,7 +290,7 @@ mod tests {
 
     /// Writes the channel's packets until it has none to send now (a few at most), each into
     /// a buffer that held other bytes before; returns them.
-    fn write_all(
+    pub(crate) fn write_all(
         c: &mut Connection,
         ch: &mut Channel,
         now: Instant,
