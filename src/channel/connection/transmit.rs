@@ -7,6 +7,7 @@ use super::Connection;
 use crate::channel::outgoing::MAX_DATAGRAM;
 use crate::channel::seal::{COOKIE_HEAD, seal_into, secure_header};
 use crate::channel::state::{Channel, PeerSession, Phase};
+use crate::handle::Handle;
 use crate::wire::{Flags, Header, Message, PeerId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -144,6 +145,46 @@ impl Connection {
             to: self.address,
             len: at.saturating_add(written),
             sealed: None,
+        })
+    }
+
+    /// Fills `visit` (a kept buffer: flushing allocates nothing once it has grown) with the
+    /// channels that get a turn at this flush: those touched since the last one, or all of
+    /// them when the path's window opened since or the last flush stopped at a full queue (a
+    /// channel held back then may send now). A packet that touches one channel thus costs one
+    /// channel's work, however many the peer holds. `untouch` clears a listed channel's mark
+    /// and says whether it is still to visit: one listed twice, closed, or whose slot another
+    /// peer's channel took since, is visited once or not at all.
+    pub(crate) fn channels_to_visit(
+        &mut self,
+        visit: &mut Vec<Handle>,
+        untouch: impl FnMut(&Handle) -> bool,
+    ) {
+        visit.clear();
+        std::mem::swap(&mut self.touched, visit);
+        let rescan = std::mem::take(&mut self.rescan) || self.free_room() > self.room;
+        visit.retain(untouch);
+        if rescan {
+            visit.clear();
+            visit.extend_from_slice(&self.order);
+        }
+    }
+
+    /// Which of `count` visited channels takes the next turn (PROTOCOL.md §7.3: the peer's
+    /// channels share one window and pacer, and take turns at it); None without a path.
+    pub(crate) fn next_turn(&mut self, count: usize) -> Option<usize> {
+        self.path.as_mut().map(|path| path.next_turn(count))
+    }
+
+    /// Notes the window's free room once a flush is done, so the next one sees it open.
+    pub(crate) fn flushed(&mut self) {
+        self.room = self.free_room();
+    }
+
+    fn free_room(&self) -> u64 {
+        self.path.as_ref().map_or(0, |path| {
+            path.congestion_window()
+                .saturating_sub(path.bytes_in_flight())
         })
     }
 
@@ -460,5 +501,42 @@ pub(super) mod tests {
         assert_eq!(ch.data.as_ref().and_then(|d| d.armed), Some(armed));
         // The timer found due hands the channel back by its place in the turn order.
         assert_eq!(c.take_due_channel(armed), Some(0));
+    }
+
+    #[test]
+    fn a_flush_visits_the_touched_channels_unless_the_window_opened() {
+        let t0 = Instant::now();
+        let mut c = connection(t0);
+        c.order = vec![Handle(1), Handle(2), Handle(3)];
+        c.flushed();
+        let mut visit = vec![Handle(99)];
+        // Touched since the last flush: 3, then 1 twice (visited once), and 7, no longer this
+        // connection's.
+        c.touched = vec![Handle(3), Handle(1), Handle(1), Handle(7)];
+        let mut marked = vec![Handle(1), Handle(3)];
+        let untouch = |marked: &mut Vec<Handle>, channel: &Handle| {
+            let at = marked.iter().position(|m| m == channel);
+            at.map(|at| marked.swap_remove(at)).is_some()
+        };
+        c.channels_to_visit(&mut visit, |h| untouch(&mut marked, h));
+        assert_eq!(visit, [Handle(3), Handle(1)]);
+        assert!(c.touched.is_empty() && marked.is_empty());
+        // A flush that stopped at a full queue: every channel gets a turn next time.
+        c.rescan = true;
+        c.touched = vec![Handle(2)];
+        c.channels_to_visit(&mut visit, |_| true);
+        assert_eq!(visit, c.order);
+        // Nothing touched and the window as it was: nothing to visit.
+        c.channels_to_visit(&mut visit, |_| true);
+        assert!(visit.is_empty());
+        // The window's room grew since the last flush (an ACK freed it): all of them again.
+        c.room = 0;
+        c.channels_to_visit(&mut visit, |_| true);
+        assert_eq!(visit, c.order);
+        // Turns go round the visited channels.
+        let turns: Vec<_> = (0..4).filter_map(|_| c.next_turn(3)).collect();
+        assert_eq!(turns, [0, 1, 2, 0]);
+        c.path = None;
+        assert_eq!(c.next_turn(3), None);
     }
 }

@@ -69,36 +69,20 @@ impl Endpoint {
         buf: &mut [u8],
     ) -> Option<(SocketAddr, usize)> {
         // The channels to visit: those touched since the last flush, or all of them when the
-        // path's window opened (a channel that was held back by it may send now). A packet
-        // that touches one channel thus costs one channel's work, however many its sender
-        // holds. The list is a kept buffer: flushing allocates nothing once it has grown.
+        // window opened (`Connection::channels_to_visit`).
         let mut visit = std::mem::take(&mut self.visiting);
-        visit.clear();
-        let Some(state) = self.peers.get_mut(peer) else {
+        let Some(connection) = self.peers.get_mut(peer) else {
             self.visiting = visit;
             return None;
         };
-        std::mem::swap(&mut state.touched, &mut visit);
-        let room = state.path.as_ref().map_or(0, |path| {
-            path.congestion_window()
-                .saturating_sub(path.bytes_in_flight())
-        });
-        let rescan = std::mem::take(&mut state.rescan) || room > state.room;
-        // A channel listed twice, closed, or whose slot another peer's channel took since, is
-        // visited once or not at all.
-        visit.retain(|&channel| match self.channels.get_mut(channel) {
+        let channels = &mut self.channels;
+        connection.channels_to_visit(&mut visit, |&channel| match channels.get_mut(channel) {
             Some(state) if state.peer == peer && state.touched => {
                 state.touched = false;
                 true
             }
             _ => false,
         });
-        if rescan {
-            if let Some(state) = self.peers.get(peer) {
-                visit.clear();
-                visit.extend_from_slice(&state.order);
-            }
-        }
         for &channel in &visit {
             self.deliver(now, channel);
         }
@@ -109,10 +93,9 @@ impl Endpoint {
         let count = visit.len();
         let mut sent = None;
         for _ in 0..count {
-            let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) else {
+            let Some(turn) = self.peers.get_mut(peer).and_then(|p| p.next_turn(count)) else {
                 break;
             };
-            let turn = path.next_turn(count);
             let Some(&channel) = visit.get(turn) else {
                 break;
             };
@@ -132,11 +115,8 @@ impl Endpoint {
             }
             self.keep_waiting(peer, channel, now);
         }
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.room = state.path.as_ref().map_or(0, |path| {
-                path.congestion_window()
-                    .saturating_sub(path.bytes_in_flight())
-            });
+        if let Some(connection) = self.peers.get_mut(peer) {
+            connection.flushed();
         }
         self.visiting = visit;
         sent
