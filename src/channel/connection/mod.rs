@@ -7,6 +7,7 @@ mod receive;
 mod timer;
 mod transmit;
 
+pub(crate) use receive::ChannelPacket;
 pub(crate) use timer::{Timer, TimerTable, later};
 pub(crate) use transmit::Context;
 

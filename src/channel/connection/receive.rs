@@ -17,25 +17,37 @@ pub(crate) struct Received {
     pub(crate) rtt: Option<(Duration, u64)>,
 }
 
+/// One received packet on a channel, as its connection reads it.
+pub(crate) struct ChannelPacket<I> {
+    /// The header's sequence number (the packet number's low 32 bits, §3).
+    pub(crate) sequence: u32,
+    /// Whether the packet elicits an ACK whatever its messages (§7.1).
+    pub(crate) eliciting: bool,
+    /// Its messages, validated.
+    pub(crate) messages: I,
+}
+
 impl Connection {
-    /// One received packet on `channel` (one of this connection's) whose wire sequence number
-    /// is `sequence`, in one walk over its messages: DATA, fragments, ACK and WINDOW here, and
-    /// every other message to `other`, which returns false to stop the walk (the channel
-    /// closes). `eliciting`: whether the packet elicits an ACK whatever its messages (§7.1).
-    /// Without a path or the channel's data state nothing is read, and `messages` comes back.
+    /// One received `packet` on `channel` (one of this connection's), in one walk over its
+    /// messages: DATA, fragments, ACK and WINDOW here, and every other message to `other`,
+    /// which returns false to stop the walk (the channel closes). Without a path or the
+    /// channel's data state nothing is read, and the messages come back.
     pub(crate) fn handle_frames<'a, I>(
         &mut self,
         now: Instant,
         pool: &mut BufferPool,
         channel: &mut Channel,
-        sequence: u32,
-        mut eliciting: bool,
-        messages: I,
+        packet: ChannelPacket<I>,
         mut other: impl FnMut(Message<'a>) -> bool,
     ) -> Result<Received, I>
     where
         I: Iterator<Item = Message<'a>>,
     {
+        let ChannelPacket {
+            sequence,
+            mut eliciting,
+            messages,
+        } = packet;
         let (Some(data), Some(path), Some(budget)) = (
             channel.data.as_mut(),
             self.path.as_mut(),
@@ -160,16 +172,13 @@ mod tests {
             .map(|(_, bytes)| {
                 let packet = Packet::parse(bytes).expect("a valid packet");
                 let sequence = packet.header.sequence.expect("sequenced");
-                to.handle_frames(
-                    now,
-                    pool,
-                    channel,
+                let packet = ChannelPacket {
                     sequence,
-                    false,
-                    packet.messages(),
-                    |_| true,
-                )
-                .unwrap_or_else(|_| panic!("the channel has data state"))
+                    eliciting: false,
+                    messages: packet.messages(),
+                };
+                to.handle_frames(now, pool, channel, packet, |_| true)
+                    .unwrap_or_else(|_| panic!("the channel has data state"))
             })
             .collect()
     }
@@ -222,33 +231,24 @@ mod tests {
             },
         ];
         let mut aside = Vec::new();
-        let taken = c.handle_frames(
-            t0,
-            &mut pool,
-            &mut ch,
-            7,
-            false,
-            messages.into_iter(),
-            |m| {
-                aside.push(format!("{m:?}"));
-                !matches!(m, Message::ChannelClose { .. })
-            },
-        );
+        let packet = |sequence| ChannelPacket {
+            sequence,
+            eliciting: false,
+            messages: messages.into_iter(),
+        };
+        let taken = c.handle_frames(t0, &mut pool, &mut ch, packet(7), |m| {
+            aside.push(format!("{m:?}"));
+            !matches!(m, Message::ChannelClose { .. })
+        });
         assert_eq!(taken.ok(), Some(Received::default()));
         assert_eq!(aside.len(), 2, "{aside:?}");
         let event = ch.data.as_mut().and_then(|d| d.reliability.poll_event());
         assert!(event.is_none(), "{event:?}");
         // Without a path nothing is read: the messages come back whole.
         c.path = None;
-        let back = c.handle_frames(
-            t0,
-            &mut pool,
-            &mut ch,
-            8,
-            false,
-            messages.into_iter(),
-            |_| panic!("nothing is read without a path"),
-        );
+        let back = c.handle_frames(t0, &mut pool, &mut ch, packet(8), |_| {
+            panic!("nothing is read without a path")
+        });
         assert_eq!(back.err().map(Iterator::count), Some(3));
     }
 

@@ -9,6 +9,7 @@
 
 use super::control::Control;
 use super::{ChannelHandle, Endpoint, Event, SendError};
+use crate::channel::connection::ChannelPacket;
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget, tally,
 };
@@ -328,16 +329,14 @@ impl Endpoint {
         let (events, stats) = (&mut self.events, &mut self.stats);
         let handled = match parts {
             Some((peer, connection, state)) => {
-                let eliciting = control.eliciting;
-                let taken = connection.handle_frames(
-                    now,
-                    &mut self.pool,
-                    state,
+                let packet = ChannelPacket {
                     sequence,
-                    eliciting,
+                    eliciting: control.eliciting,
                     messages,
-                    |message| control.take(message, route, events, stats),
-                );
+                };
+                let taken = connection.handle_frames(now, &mut self.pool, state, packet, |m| {
+                    control.take(m, route, events, stats)
+                });
                 taken.map(|received| (peer, received))
             }
             None => Err(messages),
