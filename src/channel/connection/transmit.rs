@@ -170,6 +170,29 @@ impl Connection {
         }
     }
 
+    /// Lists `handle` (`channel`, one of this connection's) for the next flush's visit: a
+    /// packet, a send or a timer changed it. Only a channel with data state takes turns, and
+    /// a listed one is not listed again.
+    pub(crate) fn touch(&mut self, handle: Handle, channel: &mut Channel) {
+        if !channel.touched && channel.data.is_some() {
+            channel.touched = true;
+            self.touched.push(handle);
+        }
+    }
+
+    /// Lists `handle` (`channel`, one of this connection's) again when it still wants to send
+    /// (held back by the pacer): it keeps its place in the next flush's turns, whichever
+    /// channel's timer wakes the connection.
+    pub(crate) fn keep_waiting(&mut self, now: Instant, handle: Handle, channel: &mut Channel) {
+        let (Some(path), Some(data)) = (self.path.as_ref(), channel.data.as_ref()) else {
+            return;
+        };
+        if !channel.touched && data.reliability.wants_to_send(now, path) {
+            channel.touched = true;
+            self.touched.push(handle);
+        }
+    }
+
     /// Which of `count` visited channels takes the next turn (PROTOCOL.md §7.3: the peer's
     /// channels share one window and pacer, and take turns at it); None without a path.
     pub(crate) fn next_turn(&mut self, count: usize) -> Option<usize> {
@@ -538,5 +561,31 @@ pub(super) mod tests {
         assert_eq!(turns, [0, 1, 2, 0]);
         c.path = None;
         assert_eq!(c.next_turn(3), None);
+    }
+
+    #[test]
+    fn a_touched_channel_is_listed_once_and_one_held_back_keeps_its_turn() {
+        let t0 = Instant::now();
+        let mut pool = BufferPool::new();
+        let (mut c, mut ch) = (connection(t0), channel(t0, open(), false));
+        c.touch(Handle(4), &mut ch);
+        c.touch(Handle(4), &mut ch);
+        assert_eq!(c.touched, [Handle(4)]);
+        // Visited: no longer listed; with nothing to send it is not kept waiting.
+        ch.touched = false;
+        c.touched.clear();
+        write_all(&mut c, &mut ch, t0, None);
+        c.keep_waiting(t0, Handle(4), &mut ch);
+        assert!(c.touched.is_empty());
+        // With a message queued it wants to send, and keeps its place.
+        queue(&mut ch, t0, &mut pool, b"more");
+        c.keep_waiting(t0, Handle(4), &mut ch);
+        c.keep_waiting(t0, Handle(4), &mut ch);
+        assert_eq!(c.touched, [Handle(4)]);
+        // A channel without data state takes no turns.
+        let mut bare = channel(t0, open(), false);
+        bare.data = None;
+        c.touch(Handle(5), &mut bare);
+        assert_eq!(c.touched, [Handle(4)]);
     }
 }

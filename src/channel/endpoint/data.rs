@@ -116,20 +116,14 @@ impl Endpoint {
     }
 
     /// A channel that still wants to send (held back by the pacer) keeps its place in the
-    /// next flush's turns, whichever channel's timer wakes the peer.
+    /// next flush's turns, whichever channel's timer wakes the peer
+    /// ([`Connection::keep_waiting`](crate::channel::connection::Connection::keep_waiting)).
     pub(super) fn keep_waiting(&mut self, peer: Handle, channel: Handle, now: Instant) {
-        let Some(owner) = self.peers.get_mut(peer) else {
+        let Some(state) = self.channels.get_mut(channel).filter(|s| s.peer == peer) else {
             return;
         };
-        let Some(state) = self.channels.get_mut(channel) else {
-            return;
-        };
-        let (Some(path), Some(data)) = (owner.path.as_ref(), state.data.as_ref()) else {
-            return;
-        };
-        if state.peer == peer && !state.touched && data.reliability.wants_to_send(now, path) {
-            state.touched = true;
-            owner.touched.push(channel);
+        if let Some(owner) = self.peers.get_mut(peer) {
+            owner.keep_waiting(now, channel, state);
         }
     }
 
@@ -139,11 +133,8 @@ impl Endpoint {
             return;
         };
         let peer = state.peer;
-        if !state.touched && state.data.is_some() {
-            if let Some(owner) = self.peers.get_mut(peer) {
-                state.touched = true;
-                owner.touched.push(channel);
-            }
+        if let Some(owner) = self.peers.get_mut(peer) {
+            owner.touch(channel, state);
         }
         self.mark_dirty(peer);
     }
