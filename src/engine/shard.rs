@@ -367,15 +367,30 @@ impl Shard {
                 to,
                 peer,
                 capabilities,
+                early,
             } => match endpoint.open_channel(now, to, peer, None, capabilities) {
                 Ok(channel) => {
                     self.opening.insert(channel, token);
+                    if let Some(data) = early {
+                        // Queued on the opening channel, it leaves as early data with the
+                        // CHANNEL_COOKIE (PROTOCOL.md §6 step 4); bounded like any early data.
+                        let fits = data.len() <= endpoint.config().max_early_bytes;
+                        if !fits || endpoint.send(now, channel, &data).is_err() {
+                            self.stats.add("weft_shard_reply_errors_total", None, 1);
+                        }
+                        endpoint.recycle(data);
+                    }
                 }
-                Err(error) => self.notify(Input::OpenFailed {
-                    token,
-                    shard: self.parts.index,
-                    reason: OpenFailure::Refused(error),
-                }),
+                Err(error) => {
+                    if let Some(data) = early {
+                        endpoint.recycle(data);
+                    }
+                    self.notify(Input::OpenFailed {
+                        token,
+                        shard: self.parts.index,
+                        reason: OpenFailure::Refused(error),
+                    });
+                }
             },
             Request::Close { channel, reason } => endpoint.close_channel(now, channel, reason),
             Request::PeerInfo { token, peer } => {
