@@ -477,11 +477,22 @@ impl Dht {
 
     fn drive_lookup(&mut self, now: Instant, id: u64) {
         let (alpha, k) = (self.config.alpha, self.config.k);
+        // Unmeasured contacts count as the node's typical path.
+        let typical = self
+            .network_rtt
+            .srtt()
+            .unwrap_or(self.config.timeouts.initial);
         loop {
             let Some(active) = self.lookups.get_mut(&id) else {
                 return;
             };
-            let Some((contact, _depth)) = active.lookup.next_query(now, alpha, k) else {
+            let table = &self.table;
+            let rtt = |id: &NodeId| {
+                (table.get(id))
+                    .and_then(|e| e.rtt.srtt())
+                    .unwrap_or(typical)
+            };
+            let Some((contact, _depth)) = active.lookup.next_query_by(now, alpha, k, rtt) else {
                 active.wake = active.lookup.next_stall(now, alpha, k);
                 break;
             };
@@ -507,7 +518,10 @@ impl Dht {
     }
 
     fn finish_lookup(&mut self, now: Instant, id: u64) {
-        let Some(Active { lookup, purpose, .. }) = self.lookups.remove(&id) else {
+        let Some(Active {
+            lookup, purpose, ..
+        }) = self.lookups.remove(&id)
+        else {
             return;
         };
         let k = self.config.k;
