@@ -7,7 +7,8 @@
 //! A request still unanswered after the lookup's stall time (about twice the measured RTT)
 //! stops counting against α, so a silent node or a first contact paying its handshake does not
 //! hold the lookup back (Kademlia §2.3's "nodes that fail to respond quickly"); it stays in
-//! flight, its late answer still counts, and at most 2α requests are ever in flight.
+//! flight, its late answer still counts, and at most 2α requests are ever in flight. So does
+//! a request overtaken by a reply that brought closer contacts: the lookup asks those at once.
 
 use crate::overlay::id::{Contact, NodeId};
 use crate::overlay::rpc::{RecordMeta, Value};
@@ -29,6 +30,9 @@ struct Candidate {
     depth: u32,
     /// When it was asked (meaningful while in flight).
     asked: Instant,
+    /// The lookup's offer count when it was offered, and when it was asked.
+    offered: u64,
+    asked_mark: u64,
 }
 
 /// A value a lookup found.
@@ -55,6 +59,8 @@ pub struct Lookup {
     max_requests: u32,
     started: Instant,
     stall: Duration,
+    /// Contacts offered so far: orders what was learned before and after a request went.
+    offers: u64,
 }
 
 impl Lookup {
@@ -71,6 +77,7 @@ impl Lookup {
             max_requests: u32::MAX,
             started,
             stall: Duration::MAX,
+            offers: 0,
         };
         for seed in seeds {
             lookup.offer(*seed, 1, usize::MAX);
@@ -104,6 +111,7 @@ impl Lookup {
             return;
         }
         let distance = contact.id.distance(&self.target);
+        self.offers = self.offers.saturating_add(1);
         let at = self.candidates.partition_point(|c| c.distance <= distance);
         if at >= keep {
             return;
@@ -116,6 +124,8 @@ impl Lookup {
                 state: State::Waiting,
                 depth,
                 asked: self.started,
+                offered: self.offers,
+                asked_mark: 0,
             },
         );
         // Bounded shortlist: contacts that wait past `keep` are never reached anyway, unless
@@ -139,14 +149,22 @@ impl Lookup {
         c.state == State::InFlight && now.saturating_duration_since(c.asked) >= self.stall
     }
 
-    /// Requests in flight that still count against α at `now`.
+    /// Requests in flight that still count against α at `now`: not stalled, and not
+    /// overtaken (a closer contact learned since it was asked waits: the lookup has moved
+    /// on past it, so it need not wait for that answer before asking the closer one).
     fn active(&self, now: Instant) -> usize {
-        let stalled = self
-            .candidates
-            .iter()
-            .filter(|c| self.stalled(c, now))
-            .count();
-        self.in_flight.saturating_sub(stalled)
+        let mut newest_closer = 0;
+        let mut active = 0usize;
+        for c in &self.candidates {
+            match c.state {
+                State::Waiting => newest_closer = newest_closer.max(c.offered),
+                State::InFlight if !self.stalled(c, now) && newest_closer <= c.asked_mark => {
+                    active = active.saturating_add(1);
+                }
+                _ => {}
+            }
+        }
+        active
     }
 
     /// The next contact to ask at `now`, when fewer than `alpha` requests that have not
@@ -187,6 +205,7 @@ impl Lookup {
         let candidate = self.candidates.get_mut(at)?;
         candidate.state = State::InFlight;
         candidate.asked = now;
+        candidate.asked_mark = self.offers;
         self.in_flight = self.in_flight.saturating_add(1);
         self.requests = self.requests.saturating_add(1);
         self.max_depth = self.max_depth.max(candidate.depth);
@@ -386,6 +405,22 @@ mod tests {
             .map(|(c, _)| c.id.0[0])
             .collect();
         assert_eq!(asked, [5, 1, 2]);
+    }
+
+    #[test]
+    fn closer_contacts_learned_while_requests_are_out_are_asked_at_once() {
+        let seeds: Vec<_> = (100..110).map(contact).collect();
+        let start = Instant::now();
+        let mut lookup = Lookup::new(NodeId([0; 20]), contact(200).id, &seeds, start);
+        let first: Vec<_> = std::iter::from_fn(|| lookup.next_query(start, 3, 20)).collect();
+        assert_eq!(first.len(), 3);
+        // One answers with three closer contacts: the two still out are overtaken, so all
+        // three new ones go now (five in flight, under 2α).
+        lookup.on_nodes(&first[0].0.id, &[contact(1), contact(2), contact(3)], 20);
+        let next: Vec<u8> = std::iter::from_fn(|| lookup.next_query(start, 3, 20))
+            .map(|(c, _)| c.id.0[0])
+            .collect();
+        assert_eq!(next, [1, 2, 3]);
     }
 
     #[test]
