@@ -5,7 +5,9 @@
 //! - **Channels.** A frame for a peer with no channel opens one by peer id and address; frames
 //!   wait for it (at most [`OverlayConfig::max_queued`] per peer). A channel a peer opened is
 //!   used for our frames to it too. A channel unused for [`OverlayConfig::idle`] is closed; the
-//!   endpoint keeps the session, so the next open is one round trip (or none, as early data).
+//!   endpoint keeps the session, so the next open is one round trip. The first frame rides the
+//!   open as early data ([`Context::open_with`]): it leaves with the CHANNEL_COOKIE as soon as
+//!   the peer's ACKNOWLEDGE completes the channel id, not after `Opened` reached us.
 //! - **Node ids.** Each side of a channel that is not a client sends its node id once, as
 //!   SET_CONNECTION_OPT option 3 ([`ConnectionOpt::NodeId`]); only a peer whose id checked out
 //!   is passed to the DHT with an id, so only such peers enter the routing table and a client
