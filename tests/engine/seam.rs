@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
 use weft::engine::{Engine, EngineConfig, ShardStats};
-use weft::service::{Delivery, Input, WorkerLink};
+use weft::service::{Delivery, Input, Replier, WorkerLink};
 use weft::session::Identity;
 use weft::wire::{Capabilities, CloseReason, PeerId};
 
@@ -130,93 +130,110 @@ fn with_several_shards_the_peers_owner_opens_and_answers() {
 /// Both nodes encrypted (the default), with `shards` shards each; A opens to B by address, or
 /// by address and peer id. Without B's record the session is XX either way.
 fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
-    let (b, b_link) = node_with_shards(31, EndpointConfig::default(), 64, shards);
-    let (a, a_link) = node_with_shards(41, EndpointConfig::default(), 64, shards);
+    with_adder(
+        shards,
+        (31, 41),
+        move |link, mut replier, b_address, b_peer, a_peer| {
+            let start = Instant::now();
+            let mut pending = Vec::new();
+            let tcp = Capabilities::from_bits(TCP).unwrap();
+            replier
+                .open(1, b_address, by_peer.then_some(b_peer), tcp)
+                .unwrap();
+            let (shard, channel) = match next_input(&link, &mut pending, start) {
+                Input::Opened {
+                    token: 1,
+                    shard,
+                    channel,
+                    peer,
+                    capabilities,
+                } => {
+                    assert_eq!(peer, b_peer, "the open found B");
+                    assert_eq!(capabilities, tcp);
+                    assert_eq!(shard, weft::service::owner_of_peer(b_peer, shards));
+                    (shard, channel)
+                }
+                other => panic!("expected the open's answer, got {other:?}"),
+            };
+            let mut request = 40_000u32.to_be_bytes().to_vec();
+            request.extend_from_slice(&2_345u32.to_be_bytes());
+            replier.send(shard, channel, request).unwrap();
+            match next_input(&link, &mut pending, start) {
+                Input::Message(delivery) => {
+                    assert_eq!(delivery.peer, b_peer, "B answered");
+                    assert_eq!(delivery.channel, channel);
+                    assert_eq!(delivery.capabilities, tcp);
+                    assert_eq!(&delivery.data[..16], &a_peer.0, "B knew who asked");
+                    assert_eq!(delivery.data[16..], 42_345u64.to_be_bytes());
+                }
+                other => panic!("expected B's answer, got {other:?}"),
+            }
+            // What A's shard knows of B: where it is, the session kind, and a measured RTT.
+            replier.peer_info(2, b_peer).unwrap();
+            match next_input(&link, &mut pending, start) {
+                Input::PeerInfo {
+                    token: 2,
+                    peer,
+                    info: Some(info),
+                    ..
+                } => {
+                    assert_eq!(peer, b_peer);
+                    assert_eq!(info.address, b_address);
+                    assert_eq!(info.session_kind, Some(2), "XX from a bare address");
+                    assert!(info.rtt.is_some(), "an answered request measured the path");
+                }
+                other => panic!("expected the peer info, got {other:?}"),
+            }
+            replier.peer_info(3, PeerId([9; 16])).unwrap();
+            match next_input(&link, &mut pending, start) {
+                Input::PeerInfo {
+                    token: 3,
+                    info: None,
+                    ..
+                } => {}
+                other => panic!("an unknown peer has no info, got {other:?}"),
+            }
+            replier.close(shard, channel, CloseReason::Normal).unwrap();
+            match next_input(&link, &mut pending, start) {
+                Input::Closed {
+                    channel: closed,
+                    by_peer: false,
+                    ..
+                } => assert_eq!(closed, channel),
+                other => panic!("expected the close, got {other:?}"),
+            }
+        },
+    );
+}
+
+/// Node B serves [`adder`]; `client` drives node A's worker (its link, and a replier to ask
+/// through) towards B's address and peer id, knowing A's; then both stop, and B must have
+/// served exactly one request, from A.
+fn with_adder(
+    shards: usize,
+    (b_secret, a_secret): (u8, u8),
+    client: impl FnOnce(WorkerLink, Replier, SocketAddr, PeerId, PeerId) + Send + 'static,
+) {
+    let (b, b_link) = node_with_shards(b_secret, EndpointConfig::default(), 64, shards);
+    let (a, a_link) = node_with_shards(a_secret, EndpointConfig::default(), 64, shards);
     let server = std::thread::spawn(move || adder(b_link));
     let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
     let client = std::thread::spawn(move || {
         let WorkerLink {
             deliveries,
-            mut replier,
+            replier,
         } = a_link;
         let link = WorkerLink {
             deliveries,
             replier: replier.clone(),
         };
-        let start = Instant::now();
-        let mut pending = Vec::new();
-        let tcp = Capabilities::from_bits(TCP).unwrap();
-        replier
-            .open(1, b_address, by_peer.then_some(b_peer), tcp)
-            .unwrap();
-        let (shard, channel) = match next_input(&link, &mut pending, start) {
-            Input::Opened {
-                token: 1,
-                shard,
-                channel,
-                peer,
-                capabilities,
-            } => {
-                assert_eq!(peer, b_peer, "the open found B");
-                assert_eq!(capabilities, tcp);
-                assert_eq!(shard, weft::service::owner_of_peer(b_peer, shards));
-                (shard, channel)
-            }
-            other => panic!("expected the open's answer, got {other:?}"),
-        };
-        let mut request = 40_000u32.to_be_bytes().to_vec();
-        request.extend_from_slice(&2_345u32.to_be_bytes());
-        replier.send(shard, channel, request).unwrap();
-        match next_input(&link, &mut pending, start) {
-            Input::Message(delivery) => {
-                assert_eq!(delivery.peer, b_peer, "B answered");
-                assert_eq!(delivery.channel, channel);
-                assert_eq!(delivery.capabilities, tcp);
-                assert_eq!(&delivery.data[..16], &a_peer.0, "B knew who asked");
-                assert_eq!(delivery.data[16..], 42_345u64.to_be_bytes());
-            }
-            other => panic!("expected B's answer, got {other:?}"),
-        }
-        // What A's shard knows of B: where it is, the session kind, and a measured RTT.
-        replier.peer_info(2, b_peer).unwrap();
-        match next_input(&link, &mut pending, start) {
-            Input::PeerInfo {
-                token: 2,
-                peer,
-                info: Some(info),
-                ..
-            } => {
-                assert_eq!(peer, b_peer);
-                assert_eq!(info.address, b_address);
-                assert_eq!(info.session_kind, Some(2), "XX from a bare address");
-                assert!(info.rtt.is_some(), "an answered request measured the path");
-            }
-            other => panic!("expected the peer info, got {other:?}"),
-        }
-        replier.peer_info(3, PeerId([9; 16])).unwrap();
-        match next_input(&link, &mut pending, start) {
-            Input::PeerInfo {
-                token: 3,
-                info: None,
-                ..
-            } => {}
-            other => panic!("an unknown peer has no info, got {other:?}"),
-        }
-        replier.close(shard, channel, CloseReason::Normal).unwrap();
-        match next_input(&link, &mut pending, start) {
-            Input::Closed {
-                channel: closed,
-                by_peer: false,
-                ..
-            } => assert_eq!(closed, channel),
-            other => panic!("expected the close, got {other:?}"),
-        }
+        client(link, replier, b_address, b_peer, a_peer);
     });
     client.join().unwrap();
-    a.stop.shutdown();
-    a.runner.join().unwrap();
-    b.stop.shutdown();
-    b.runner.join().unwrap();
+    for n in [a, b] {
+        n.stop.shutdown();
+        n.runner.join().unwrap();
+    }
     assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");
 }
 
@@ -225,50 +242,36 @@ fn a_request_riding_the_open_as_early_data_is_answered_once() {
     // Issue 15 point 4: the worker hands its first message over with the open; the shard
     // queues it on the opening channel and it leaves with the CHANNEL_COOKIE, before the
     // worker heard that the channel is open.
-    let (b, b_link) = node(32, EndpointConfig::default(), 64);
-    let (a, a_link) = node(42, EndpointConfig::default(), 64);
-    let server = std::thread::spawn(move || adder(b_link));
-    let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
-    let client = std::thread::spawn(move || {
-        let WorkerLink {
-            deliveries,
-            mut replier,
-        } = a_link;
-        let link = WorkerLink {
-            deliveries,
-            replier: replier.clone(),
-        };
-        let start = Instant::now();
-        let mut pending = Vec::new();
-        let sctp = Capabilities::RESEND;
-        let mut request = 1_000u32.to_be_bytes().to_vec();
-        request.extend_from_slice(&234u32.to_be_bytes());
-        replier
-            .open_with(7, b_address, Some(b_peer), sctp, Some(request))
-            .unwrap();
-        let mut opened = None;
-        let mut answered = false;
-        while opened.is_none() || !answered {
-            match next_input(&link, &mut pending, start) {
-                Input::Opened {
-                    token: 7, channel, ..
-                } => opened = Some(channel),
-                Input::Message(delivery) => {
-                    assert_eq!(delivery.peer, b_peer);
-                    assert_eq!(&delivery.data[..16], &a_peer.0, "B knew who asked");
-                    assert_eq!(delivery.data[16..], 1_234u64.to_be_bytes());
-                    answered = true;
+    with_adder(
+        1,
+        (32, 42),
+        move |link, mut replier, b_address, b_peer, a_peer| {
+            let start = Instant::now();
+            let mut pending = Vec::new();
+            let sctp = Capabilities::RESEND;
+            let mut request = 1_000u32.to_be_bytes().to_vec();
+            request.extend_from_slice(&234u32.to_be_bytes());
+            replier
+                .open_with(7, b_address, Some(b_peer), sctp, Some(request))
+                .unwrap();
+            let mut opened = None;
+            let mut answered = false;
+            while opened.is_none() || !answered {
+                match next_input(&link, &mut pending, start) {
+                    Input::Opened {
+                        token: 7, channel, ..
+                    } => opened = Some(channel),
+                    Input::Message(delivery) => {
+                        assert_eq!(delivery.peer, b_peer);
+                        assert_eq!(&delivery.data[..16], &a_peer.0, "B knew who asked");
+                        assert_eq!(delivery.data[16..], 1_234u64.to_be_bytes());
+                        answered = true;
+                    }
+                    other => panic!("expected the open and the answer, got {other:?}"),
                 }
-                other => panic!("expected the open and the answer, got {other:?}"),
             }
-        }
-    });
-    client.join().unwrap();
-    a.stop.shutdown();
-    a.runner.join().unwrap();
-    b.stop.shutdown();
-    b.runner.join().unwrap();
-    assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");
+        },
+    );
 }
 
 /// A test peer driven by hand over its own socket.
