@@ -449,7 +449,11 @@ impl Dht {
         if let Some(bucket) = self.table.bucket_of(&target) {
             self.table.touch_bucket(bucket, now);
         }
-        let seeds = self.table.closest(&target, self.config.k);
+        // The table's k closest, and the node info cache's α closest beside them: learned
+        // contacts near the target save hops, while the table's (verified) ones stay in the
+        // shortlist should cached ones be stale or made up.
+        let mut seeds = self.table.closest(&target, self.config.k);
+        seeds.extend(self.cache.closest(&target, self.config.alpha));
         // A request unanswered for twice the node's measured RTT (a silent node, or a first
         // contact behind its handshake) lets another go out beside it.
         let stall = self
