@@ -127,83 +127,142 @@ fn with_several_shards_the_peers_owner_opens_and_answers() {
     serve_a_request_between_two_nodes(2, true);
 }
 
+#[test]
+fn with_several_shards_an_open_by_bare_address_reaches_the_peers_owner() {
+    // A knows only B's address, and B's answers are steered to a shard other than the one the
+    // open starts on: that shard learns B's id, and B's owner opens (src/engine/bare.rs).
+    serve_a_request_between_two_nodes(2, false);
+}
+
 /// Both nodes encrypted (the default), with `shards` shards each; A opens to B by address, or
-/// by address and peer id. Without B's record the session is XX either way.
+/// by address and peer id, twice. Without B's record the session is XX either way. With several
+/// shards B's peer id is one the last shard owns, so a bare-address open cannot stay on shard 0.
 fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
-    with_adder(
-        shards,
-        (31, 41),
-        move |link, mut replier, b_address, b_peer, a_peer| {
-            let start = Instant::now();
-            let mut pending = Vec::new();
-            let tcp = Capabilities::from_bits(TCP).unwrap();
-            replier
-                .open(1, b_address, by_peer.then_some(b_peer), tcp)
-                .unwrap();
-            let (shard, channel) = match next_input(&link, &mut pending, start) {
-                Input::Opened {
-                    token: 1,
-                    shard,
-                    channel,
-                    peer,
-                    capabilities,
-                } => {
-                    assert_eq!(peer, b_peer, "the open found B");
-                    assert_eq!(capabilities, tcp);
-                    assert_eq!(shard, weft::service::owner_of_peer(b_peer, shards));
-                    (shard, channel)
-                }
-                other => panic!("expected the open's answer, got {other:?}"),
-            };
-            let mut request = 40_000u32.to_be_bytes().to_vec();
-            request.extend_from_slice(&2_345u32.to_be_bytes());
-            replier.send(shard, channel, request).unwrap();
-            match next_input(&link, &mut pending, start) {
-                Input::Message(delivery) => {
-                    assert_eq!(delivery.peer, b_peer, "B answered");
-                    assert_eq!(delivery.channel, channel);
-                    assert_eq!(delivery.capabilities, tcp);
-                    assert_eq!(&delivery.data[..16], &a_peer.0, "B knew who asked");
-                    assert_eq!(delivery.data[16..], 42_345u64.to_be_bytes());
-                }
-                other => panic!("expected B's answer, got {other:?}"),
+    let b_secret = (31u8..)
+        .find(|&s| {
+            let id = Identity::from_secret_bytes([s; 32], [s.wrapping_add(1); 32]).peer_id();
+            weft::service::owner_of_peer(id, shards) == shards - 1
+        })
+        .unwrap();
+    let (b, b_link) = node_with_shards(b_secret, EndpointConfig::default(), 64, shards);
+    let (a, a_link) = node_with_shards(41, EndpointConfig::default(), 64, shards);
+    let server = std::thread::spawn(move || adder(b_link));
+    let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
+    let client = std::thread::spawn(move || {
+        let WorkerLink {
+            deliveries,
+            mut replier,
+        } = a_link;
+        let link = WorkerLink {
+            deliveries,
+            replier: replier.clone(),
+        };
+        let start = Instant::now();
+        let mut pending = Vec::new();
+        let tcp = Capabilities::from_bits(TCP).unwrap();
+        replier
+            .open(1, b_address, by_peer.then_some(b_peer), tcp)
+            .unwrap();
+        let (shard, channel) = match next_input(&link, &mut pending, start) {
+            Input::Opened {
+                token: 1,
+                shard,
+                channel,
+                peer,
+                capabilities,
+            } => {
+                assert_eq!(peer, b_peer, "the open found B");
+                assert_eq!(capabilities, tcp);
+                assert_eq!(shard, weft::service::owner_of_peer(b_peer, shards));
+                (shard, channel)
             }
-            // What A's shard knows of B: where it is, the session kind, and a measured RTT.
-            replier.peer_info(2, b_peer).unwrap();
-            match next_input(&link, &mut pending, start) {
-                Input::PeerInfo {
-                    token: 2,
-                    peer,
-                    info: Some(info),
-                    ..
-                } => {
-                    assert_eq!(peer, b_peer);
-                    assert_eq!(info.address, b_address);
-                    assert_eq!(info.session_kind, Some(2), "XX from a bare address");
-                    assert!(info.rtt.is_some(), "an answered request measured the path");
-                }
-                other => panic!("expected the peer info, got {other:?}"),
+            other => panic!("expected the open's answer, got {other:?}"),
+        };
+        let mut request = 40_000u32.to_be_bytes().to_vec();
+        request.extend_from_slice(&2_345u32.to_be_bytes());
+        replier.send(shard, channel, request).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::Message(delivery) => {
+                assert_eq!(delivery.peer, b_peer, "B answered");
+                assert_eq!(delivery.channel, channel);
+                assert_eq!(delivery.capabilities, tcp);
+                assert_eq!(&delivery.data[..16], &a_peer.0, "B knew who asked");
+                assert_eq!(delivery.data[16..], 42_345u64.to_be_bytes());
             }
-            replier.peer_info(3, PeerId([9; 16])).unwrap();
-            match next_input(&link, &mut pending, start) {
-                Input::PeerInfo {
-                    token: 3,
-                    info: None,
-                    ..
-                } => {}
-                other => panic!("an unknown peer has no info, got {other:?}"),
+            other => panic!("expected B's answer, got {other:?}"),
+        }
+        // What A's shard knows of B: where it is, the session kind, and a measured RTT.
+        replier.peer_info(2, b_peer).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::PeerInfo {
+                token: 2,
+                peer,
+                info: Some(info),
+                ..
+            } => {
+                assert_eq!(peer, b_peer);
+                assert_eq!(info.address, b_address);
+                assert_eq!(info.session_kind, Some(2), "XX from a bare address");
+                assert!(info.rtt.is_some(), "an answered request measured the path");
             }
-            replier.close(shard, channel, CloseReason::Normal).unwrap();
-            match next_input(&link, &mut pending, start) {
-                Input::Closed {
-                    channel: closed,
-                    by_peer: false,
-                    ..
-                } => assert_eq!(closed, channel),
-                other => panic!("expected the close, got {other:?}"),
-            }
-        },
+            other => panic!("expected the peer info, got {other:?}"),
+        }
+        replier.peer_info(3, PeerId([9; 16])).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::PeerInfo {
+                token: 3,
+                info: None,
+                ..
+            } => {}
+            other => panic!("an unknown peer has no info, got {other:?}"),
+        }
+        replier.close(shard, channel, CloseReason::Normal).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::Closed {
+                channel: closed,
+                by_peer: false,
+                ..
+            } => assert_eq!(closed, channel),
+            other => panic!("expected the close, got {other:?}"),
+        }
+        // Once more: the address is known now (and B's old session on shard 0 is stale).
+        replier
+            .open(4, b_address, by_peer.then_some(b_peer), tcp)
+            .unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::Opened {
+                token: 4,
+                shard: again,
+                peer,
+                ..
+            } => assert_eq!((again, peer), (shard, b_peer)),
+            other => panic!("expected the second open's answer, got {other:?}"),
+        }
+    });
+    client.join().unwrap();
+    a.stop.shutdown();
+    a.runner.join().unwrap();
+    let bare_opens = |outcome| -> u64 {
+        a.published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s.engine
+                    .get("weft_shard_bare_opens_total", Some(("outcome", outcome)))
+            })
+            .sum()
+    };
+    let moved = if shards > 1 && !by_peer { 2 } else { 0 };
+    assert_eq!(
+        bare_opens("moved"),
+        moved,
+        "opens by bare address handed to B's owner"
     );
+    assert_eq!(bare_opens("failed") + bare_opens("dropped"), 0);
+    b.stop.shutdown();
+    b.runner.join().unwrap();
+    assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");
 }
 
 /// Node B serves [`adder`]; `client` drives node A's worker (its link, and a replier to ask
