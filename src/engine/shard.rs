@@ -407,13 +407,23 @@ impl Shard {
                 to,
                 peer: None,
                 capabilities,
-            } if self.parts.shards > 1 => self.open_bare(now, token, to, capabilities),
+                early,
+            } if self.parts.shards > 1 => {
+                // The open waits for the peer's id and may move to another shard: early data
+                // does not follow it (name the peer to send some); refused and counted.
+                if let Some(data) = early {
+                    self.stats.add("weft_shard_reply_errors_total", None, 1);
+                    endpoint.recycle(data);
+                }
+                self.open_bare(now, token, to, capabilities)
+            }
             Request::Open {
                 token,
                 to,
                 peer,
                 capabilities,
-            } => self.open(now, token, to, peer, capabilities),
+                early,
+            } => self.open(now, token, to, peer, capabilities, early),
             Request::Close { channel, reason } => endpoint.close_channel(now, channel, reason),
             Request::PeerInfo { token, peer } => {
                 let info = endpoint.peer_info(peer);

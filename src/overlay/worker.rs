@@ -5,7 +5,9 @@
 //! - **Channels.** A frame for a peer with no channel opens one by peer id and address; frames
 //!   wait for it (at most [`OverlayConfig::max_queued`] per peer). A channel a peer opened is
 //!   used for our frames to it too. A channel unused for [`OverlayConfig::idle`] is closed; the
-//!   endpoint keeps the session, so the next open is one round trip (or none, as early data).
+//!   endpoint keeps the session, so the next open is one round trip. The first frame rides the
+//!   open as early data ([`Context::open_with`]): it leaves with the CHANNEL_COOKIE as soon as
+//!   the peer's ACKNOWLEDGE completes the channel id, not after `Opened` reached us.
 //! - **Node ids.** Each side of a channel that is not a client sends its node id once, as
 //!   SET_CONNECTION_OPT option 3 ([`ConnectionOpt::NodeId`]); only a peer whose id checked out
 //!   is passed to the DHT with an id, so only such peers enter the routing table and a client
@@ -29,7 +31,7 @@ use super::id::{Contact, NodeId, provisional_id};
 use super::kademlia::{Dht, KademliaConfig, Sender as From, Transmit};
 use super::rpc::{Body, ConnectionOpt, Frame, Opcode, Request, Value};
 use crate::channel::ChannelHandle;
-use crate::service::host::{Command, Context, Service, ServiceTag, body};
+use crate::service::host::{Command, Context, HostError, Service, ServiceTag, body};
 use crate::service::{Delivery, Input, OpenFailure};
 use crate::stats::HistogramSlots;
 use crate::wire::{Capabilities, CloseReason, PeerId};
@@ -137,6 +139,9 @@ const BOOTSTRAP_RETRY: Duration = Duration::from_secs(2);
 const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
 /// The counter every refusal of this module goes to, by reason.
 const DROPPED: &str = "weft_overlay_dropped_total";
+/// The largest frame sent as early data with the open of its channel (one packet's worth: the
+/// DHT's requests fit; a large STORE waits for the channel).
+const MAX_EARLY_FRAME: usize = 1024;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Link {
@@ -388,19 +393,45 @@ impl OverlayService {
                 Self::count(cx, "opens_full");
                 false
             }
-            (Link::None, bytes) => match cx.open(addr, Some(peer), Capabilities::RESEND) {
-                Ok(token) => {
-                    entry.link = Link::Opening;
-                    entry.outbox.extend(bytes);
-                    self.tokens.insert(token, Token::Open(peer));
-                    self.opening = self.opening.saturating_add(1);
-                    true
-                }
-                Err(_) => {
-                    Self::count(cx, "open_refused");
-                    false
-                }
-            },
+            (Link::None, bytes) => {
+                // The first frame rides the open as early data (it leaves with the packet that
+                // completes the channel); a large one (a STORE) waits for the channel instead.
+                let (early, later) = match bytes {
+                    Some(b) if b.len() <= MAX_EARLY_FRAME => (Some(b), None),
+                    other => (None, other),
+                };
+                let opened = match &early {
+                    Some(b) => cx.open_with(addr, Some(peer), Capabilities::RESEND, b),
+                    None => cx.open(addr, Some(peer), Capabilities::RESEND),
+                };
+                self.opened(peer, opened, later, cx)
+            }
+        }
+    }
+
+    /// Books an open [`reach`](Self::reach) asked for; `later` waits for the channel.
+    fn opened(
+        &mut self,
+        peer: PeerId,
+        opened: Result<u64, HostError>,
+        later: Option<Vec<u8>>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        match opened {
+            Ok(token) => {
+                entry.link = Link::Opening;
+                entry.outbox.extend(later);
+                self.tokens.insert(token, Token::Open(peer));
+                self.opening = self.opening.saturating_add(1);
+                true
+            }
+            Err(_) => {
+                Self::count(cx, "open_refused");
+                false
+            }
         }
     }
 

@@ -158,9 +158,36 @@ impl Context<'_> {
         peer: Option<PeerId>,
         capabilities: Capabilities,
     ) -> Result<u64, HostError> {
+        self.open_inner(to, peer, capabilities, None)
+    }
+
+    /// [`open`](Self::open) with `body` (this service's tag in front) as the channel's first
+    /// message, sent as early data: it leaves with the packet that completes the channel, a
+    /// round trip through the worker sooner than a send after [`Input::Opened`]. Keep it small
+    /// (the shard refuses one past the endpoint's `max_early_bytes`, and the open goes on).
+    pub fn open_with(
+        &mut self,
+        to: SocketAddr,
+        peer: Option<PeerId>,
+        capabilities: Capabilities,
+        body: &[u8],
+    ) -> Result<u64, HostError> {
+        let mut data = Vec::with_capacity(body.len().saturating_add(1));
+        data.push(self.tag.0);
+        data.extend_from_slice(body);
+        self.open_inner(to, peer, capabilities, Some(data))
+    }
+
+    fn open_inner(
+        &mut self,
+        to: SocketAddr,
+        peer: Option<PeerId>,
+        capabilities: Capabilities,
+        early: Option<Vec<u8>>,
+    ) -> Result<u64, HostError> {
         let token = self.tokens.take(self.service)?;
         self.replier
-            .open(token, to, peer, capabilities)
+            .open_with(token, to, peer, capabilities, early)
             .inspect_err(|_| self.tokens.forget(token))?;
         Ok(token)
     }

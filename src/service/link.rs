@@ -267,6 +267,22 @@ impl Replier {
         peer: Option<PeerId>,
         capabilities: Capabilities,
     ) -> Result<(), ReplyError> {
+        self.open_with(token, to, peer, capabilities, None)
+    }
+
+    /// [`open`](Self::open), with a first message that rides the open as early data: the
+    /// shard queues it on the new channel at once, so it leaves with the CHANNEL_COOKIE that
+    /// completes the channel (PROTOCOL.md §6 step 4) instead of after the worker heard of it.
+    /// A message longer than the endpoint's `max_early_bytes` is refused by the shard (counted
+    /// in `weft_shard_reply_errors_total`); the open goes ahead without it.
+    pub fn open_with(
+        &mut self,
+        token: u64,
+        to: SocketAddr,
+        peer: Option<PeerId>,
+        capabilities: Capabilities,
+        early: Option<Vec<u8>>,
+    ) -> Result<(), ReplyError> {
         let shard = peer.map_or(0, |peer| owner_of_peer(peer, self.shards()));
         self.request(
             shard,
@@ -275,6 +291,7 @@ impl Replier {
                 to,
                 peer,
                 capabilities,
+                early,
             },
         )
     }

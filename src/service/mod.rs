@@ -148,6 +148,11 @@ pub(crate) enum Request {
         peer: Option<PeerId>,
         /// The mode.
         capabilities: Capabilities,
+        /// A first message for the channel, sent at once as early data (PROTOCOL.md §6 step 4:
+        /// it leaves with the CHANNEL_COOKIE as soon as the responder's ACKNOWLEDGE gives the
+        /// id, without waiting for [`Input::Opened`] to reach the worker and its answer to come
+        /// back). At most the endpoint's `max_early_bytes`; a longer one is refused and counted.
+        early: Option<Vec<u8>>,
     },
     /// Close a channel.
     Close {

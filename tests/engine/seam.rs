@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event};
 use weft::engine::{Engine, EngineConfig, ShardStats};
-use weft::service::{Delivery, Input, WorkerLink};
+use weft::service::{Delivery, Input, Replier, WorkerLink};
 use weft::session::Identity;
 use weft::wire::{Capabilities, CloseReason, PeerId};
 
@@ -263,6 +263,74 @@ fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
     b.stop.shutdown();
     b.runner.join().unwrap();
     assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");
+}
+
+/// Node B serves [`adder`]; `client` drives node A's worker (its link, and a replier to ask
+/// through) towards B's address and peer id, knowing A's; then both stop, and B must have
+/// served exactly one request, from A.
+fn with_adder(
+    shards: usize,
+    (b_secret, a_secret): (u8, u8),
+    client: impl FnOnce(WorkerLink, Replier, SocketAddr, PeerId, PeerId) + Send + 'static,
+) {
+    let (b, b_link) = node_with_shards(b_secret, EndpointConfig::default(), 64, shards);
+    let (a, a_link) = node_with_shards(a_secret, EndpointConfig::default(), 64, shards);
+    let server = std::thread::spawn(move || adder(b_link));
+    let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
+    let client = std::thread::spawn(move || {
+        let WorkerLink {
+            deliveries,
+            replier,
+        } = a_link;
+        let link = WorkerLink {
+            deliveries,
+            replier: replier.clone(),
+        };
+        client(link, replier, b_address, b_peer, a_peer);
+    });
+    client.join().unwrap();
+    for n in [a, b] {
+        n.stop.shutdown();
+        n.runner.join().unwrap();
+    }
+    assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");
+}
+
+#[test]
+fn a_request_riding_the_open_as_early_data_is_answered_once() {
+    // Issue 15 point 4: the worker hands its first message over with the open; the shard
+    // queues it on the opening channel and it leaves with the CHANNEL_COOKIE, before the
+    // worker heard that the channel is open.
+    with_adder(
+        1,
+        (32, 42),
+        move |link, mut replier, b_address, b_peer, a_peer| {
+            let start = Instant::now();
+            let mut pending = Vec::new();
+            let sctp = Capabilities::RESEND;
+            let mut request = 1_000u32.to_be_bytes().to_vec();
+            request.extend_from_slice(&234u32.to_be_bytes());
+            replier
+                .open_with(7, b_address, Some(b_peer), sctp, Some(request))
+                .unwrap();
+            let mut opened = None;
+            let mut answered = false;
+            while opened.is_none() || !answered {
+                match next_input(&link, &mut pending, start) {
+                    Input::Opened {
+                        token: 7, channel, ..
+                    } => opened = Some(channel),
+                    Input::Message(delivery) => {
+                        assert_eq!(delivery.peer, b_peer);
+                        assert_eq!(&delivery.data[..16], &a_peer.0, "B knew who asked");
+                        assert_eq!(delivery.data[16..], 1_234u64.to_be_bytes());
+                        answered = true;
+                    }
+                    other => panic!("expected the open and the answer, got {other:?}"),
+                }
+            }
+        },
+    );
 }
 
 /// A test peer driven by hand over its own socket.

@@ -4,11 +4,13 @@
 //! certified record prove: a flag (1 when the sender has a node id, 0 for a client), the node
 //! id and the peer id.
 //!
-//! Sessions cost what their handshake costs in round trips: a node keeps the peers it has a
-//! session with, and a frame for a peer without one waits while `handshake_rtts` round trips of
-//! handshake datagrams (flag 2 out, 3 back) go first; IK to a known record is one round trip,
-//! the first request riding the handshake's final packet (PROTOCOL.md §5, §6). Clearing every
-//! node's sessions makes the next lookups cold.
+//! First contacts cost what the engine's handshake and channel establishment cost in round
+//! trips: a node keeps the peers it has a session (and channel) with, and a frame for a peer
+//! without one waits while `handshake_rtts` round trips of handshake datagrams (flag 2 out, 3
+//! back) go first. With IK to a known record that is 2 (the handshake, then CHANNEL_NEW /
+//! ACKNOWLEDGE), the request riding the CHANNEL_COOKIE as early data (PROTOCOL.md §5, §6;
+//! `scenario::Params::handshake_rtts`). Clearing every node's sessions makes the next lookups
+//! cold.
 
 use crate::sim::{LinkConfig, Network, NodeId as SimId, SimNode, SimRng, addr};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

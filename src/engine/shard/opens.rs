@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 impl Shard {
-    /// Opens a channel for the worker's `token` here.
+    /// Opens a channel for the worker's `token` here, with `early` as its first message.
     pub(super) fn open(
         &mut self,
         now: Instant,
@@ -18,20 +18,32 @@ impl Shard {
         to: SocketAddr,
         peer: Option<PeerId>,
         capabilities: Capabilities,
+        early: Option<Vec<u8>>,
     ) {
-        match self
-            .parts
-            .endpoint
-            .open_channel(now, to, peer, None, capabilities)
-        {
+        let endpoint = &mut self.parts.endpoint;
+        match endpoint.open_channel(now, to, peer, None, capabilities) {
             Ok(channel) => {
                 self.opening.insert(channel, token);
+                if let Some(data) = early {
+                    // Queued on the opening channel, it leaves as early data with the
+                    // CHANNEL_COOKIE (PROTOCOL.md §6 step 4); bounded like any early data.
+                    let fits = data.len() <= endpoint.config().max_early_bytes;
+                    if !fits || endpoint.send(now, channel, &data).is_err() {
+                        self.stats.add("weft_shard_reply_errors_total", None, 1);
+                    }
+                    endpoint.recycle(data);
+                }
             }
-            Err(error) => self.notify(Input::OpenFailed {
-                token,
-                shard: self.parts.index,
-                reason: OpenFailure::Refused(error),
-            }),
+            Err(error) => {
+                if let Some(data) = early {
+                    endpoint.recycle(data);
+                }
+                self.notify(Input::OpenFailed {
+                    token,
+                    shard: self.parts.index,
+                    reason: OpenFailure::Refused(error),
+                });
+            }
         }
     }
 
@@ -71,13 +83,14 @@ impl Shard {
         let owner = crate::service::owner_of_peer(peer, self.parts.shards);
         if owner == self.parts.index {
             self.count_bare("local");
-            return self.open(now, token, to, Some(peer), capabilities);
+            return self.open(now, token, to, Some(peer), capabilities, None);
         }
         let request = Request::Open {
             token,
             to,
             peer: Some(peer),
             capabilities,
+            early: None,
         };
         match self.parts.opens_tx[owner].try_send(request) {
             Ok(()) => {

@@ -67,6 +67,22 @@ impl NodeCache {
         picked.iter().filter_map(|id| self.remove(id)).collect()
     }
 
+    /// The `n` cached contacts closest to `target` by XOR distance, closest first (a scan of
+    /// the bounded cache).
+    pub fn closest(&self, target: &NodeId, n: usize) -> Vec<Contact> {
+        let mut all: Vec<(NodeId, Contact)> = (self.by_id.values())
+            .map(|(c, _)| (c.id.distance(target), *c))
+            .collect();
+        let n = n.min(all.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        all.select_nth_unstable_by_key(n.saturating_sub(1), |(d, _)| *d);
+        all.truncate(n);
+        all.sort_unstable_by_key(|(d, _)| *d);
+        all.into_iter().map(|(_, c)| c).collect()
+    }
+
     /// Whether `id` is cached.
     pub fn contains(&self, id: &NodeId) -> bool {
         self.by_id.contains_key(id)
@@ -112,5 +128,19 @@ mod tests {
             vec![1, 3]
         );
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_closest_cached_contacts_come_closest_first() {
+        let mut cache = NodeCache::new(10);
+        for n in [9, 1, 5, 3, 7] {
+            cache.note(contact(n));
+        }
+        let closest = cache.closest(&NodeId([0; 20]), 3);
+        assert_eq!(
+            closest.iter().map(|c| c.id.0[0]).collect::<Vec<_>>(),
+            vec![1, 3, 5]
+        );
+        assert_eq!(cache.closest(&NodeId([0; 20]), 99).len(), 5);
     }
 }

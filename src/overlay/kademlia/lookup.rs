@@ -3,10 +3,16 @@
 //! failed have all answered, or, for FIND_VALUE, as soon as one returns the value. Depth is the
 //! longest chain of dependent requests: a contact from the node's own table is at depth 1, one
 //! learned from a reply to a request at depth d is at d + 1.
+//!
+//! A request still unanswered after the lookup's stall time (about twice the measured RTT)
+//! stops counting against α, so a silent node or a first contact paying its handshake does not
+//! hold the lookup back (Kademlia §2.3's "nodes that fail to respond quickly"); it stays in
+//! flight, its late answer still counts, and at most 2α requests are ever in flight. So does
+//! a request overtaken by a reply that brought closer contacts: the lookup asks those at once.
 
 use crate::overlay::id::{Contact, NodeId};
 use crate::overlay::rpc::{RecordMeta, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum State {
@@ -22,6 +28,11 @@ struct Candidate {
     distance: NodeId,
     state: State,
     depth: u32,
+    /// When it was asked (meaningful while in flight).
+    asked: Instant,
+    /// The lookup's offer count when it was offered, and when it was asked.
+    offered: u64,
+    asked_mark: u64,
 }
 
 /// A value a lookup found.
@@ -47,6 +58,9 @@ pub struct Lookup {
     requests: u32,
     max_requests: u32,
     started: Instant,
+    stall: Duration,
+    /// Contacts offered so far: orders what was learned before and after a request went.
+    offers: u64,
 }
 
 impl Lookup {
@@ -62,11 +76,20 @@ impl Lookup {
             requests: 0,
             max_requests: u32::MAX,
             started,
+            stall: Duration::MAX,
+            offers: 0,
         };
         for seed in seeds {
             lookup.offer(*seed, 1, usize::MAX);
         }
         lookup
+    }
+
+    /// The same lookup, no longer counting a request against α once it is unanswered for
+    /// `stall` (by default never).
+    pub fn with_stall(mut self, stall: Duration) -> Lookup {
+        self.stall = stall;
+        self
     }
 
     /// The same lookup, sending at most `max` requests.
@@ -88,6 +111,7 @@ impl Lookup {
             return;
         }
         let distance = contact.id.distance(&self.target);
+        self.offers = self.offers.saturating_add(1);
         let at = self.candidates.partition_point(|c| c.distance <= distance);
         if at >= keep {
             return;
@@ -99,6 +123,9 @@ impl Lookup {
                 distance,
                 state: State::Waiting,
                 depth,
+                asked: self.started,
+                offered: self.offers,
+                asked_mark: 0,
             },
         );
         // Bounded shortlist: contacts that wait past `keep` are never reached anyway, unless
@@ -117,19 +144,71 @@ impl Lookup {
         }
     }
 
-    /// The next contact to ask, when fewer than `alpha` are in flight and one of the `k`
-    /// closest live candidates has not been asked; returns it with its depth.
-    pub fn next_query(&mut self, alpha: usize, k: usize) -> Option<(Contact, u32)> {
-        if self.found.is_some() || self.in_flight >= alpha || self.requests >= self.max_requests {
+    /// True when `c` was asked at least the stall time before `now` and has not answered.
+    fn stalled(&self, c: &Candidate, now: Instant) -> bool {
+        c.state == State::InFlight && now.saturating_duration_since(c.asked) >= self.stall
+    }
+
+    /// Requests in flight that still count against α at `now`: not stalled, and not
+    /// overtaken (a closer contact learned since it was asked waits: the lookup has moved
+    /// on past it, so it need not wait for that answer before asking the closer one).
+    fn active(&self, now: Instant) -> usize {
+        let mut newest_closer = 0;
+        let mut active = 0usize;
+        for c in &self.candidates {
+            match c.state {
+                State::Waiting => newest_closer = newest_closer.max(c.offered),
+                State::InFlight if !self.stalled(c, now) && newest_closer <= c.asked_mark => {
+                    active = active.saturating_add(1);
+                }
+                _ => {}
+            }
+        }
+        active
+    }
+
+    /// The next contact to ask at `now`, when fewer than `alpha` requests that have not
+    /// stalled are in flight (and fewer than 2α in all) and one of the `k` closest live
+    /// candidates has not been asked; returns it with its depth.
+    pub fn next_query(&mut self, now: Instant, alpha: usize, k: usize) -> Option<(Contact, u32)> {
+        self.next_query_by(now, alpha, k, |_| Duration::ZERO)
+    }
+
+    /// [`next_query`](Self::next_query), preferring the lowest `rtt` among the 2α closest
+    /// candidates not yet asked that are as close as the closest (as many leading bits shared
+    /// with the target; the closest among equal RTTs): a lookup reaches as close in the same
+    /// number of hops, and each hop costs the faster path.
+    pub fn next_query_by(
+        &mut self,
+        now: Instant,
+        alpha: usize,
+        k: usize,
+        rtt: impl Fn(&NodeId) -> Duration,
+    ) -> Option<(Contact, u32)> {
+        if self.found.is_some()
+            || self.in_flight >= alpha.saturating_mul(2)
+            || self.requests >= self.max_requests
+            || self.active(now) >= alpha
+        {
             return None;
         }
-        let candidate = self
-            .candidates
-            .iter_mut()
-            .filter(|c| c.state != State::Failed)
+        let window = alpha.saturating_mul(2).max(1);
+        let mut waiting = (self.candidates.iter().enumerate())
+            .filter(|(_, c)| c.state != State::Failed)
             .take(k)
-            .find(|c| c.state == State::Waiting)?;
+            .filter(|(_, c)| c.state == State::Waiting)
+            .peekable();
+        // Equally close: as many leading bits shared with the target as the closest waiting.
+        let shared = waiting.peek()?.1.distance.leading_zeros();
+        let (_, at) = waiting
+            .take(window)
+            .take_while(|(_, c)| c.distance.leading_zeros() == shared)
+            .map(|(at, c)| (rtt(&c.contact.id), at))
+            .min()?;
+        let candidate = self.candidates.get_mut(at)?;
         candidate.state = State::InFlight;
+        candidate.asked = now;
+        candidate.asked_mark = self.offers;
         self.in_flight = self.in_flight.saturating_add(1);
         self.requests = self.requests.saturating_add(1);
         self.max_depth = self.max_depth.max(candidate.depth);
@@ -144,6 +223,28 @@ impl Lookup {
         candidate.state = state;
         self.in_flight = self.in_flight.saturating_sub(1);
         Some(candidate.depth)
+    }
+
+    /// When (after `now`) the next request in flight stalls, if that would let another go out (a
+    /// candidate waits and there is room under 2α); the driver calls
+    /// [`next_query`](Self::next_query) again then.
+    pub fn next_stall(&self, now: Instant, alpha: usize, k: usize) -> Option<Instant> {
+        if self.found.is_some()
+            || self.in_flight >= alpha.saturating_mul(2)
+            || self.requests >= self.max_requests
+            || self.stall == Duration::MAX
+        {
+            return None;
+        }
+        let live = || self.candidates.iter().filter(|c| c.state != State::Failed);
+        if !live().take(k).any(|c| c.state == State::Waiting) {
+            return None;
+        }
+        live()
+            .filter(|c| c.state == State::InFlight)
+            .filter_map(|c| c.asked.checked_add(self.stall))
+            .filter(|at| *at > now)
+            .min()
     }
 
     /// `from` answered with `contacts`; the shortlist keeps the closest `3k`.
@@ -258,14 +359,58 @@ mod tests {
         let target = NodeId([0; 20]);
         let seeds: Vec<_> = (100..110).map(contact).collect();
         let mut lookup = Lookup::new(target, own, &seeds, Instant::now());
-        let first: Vec<_> = std::iter::from_fn(|| lookup.next_query(3, 20)).collect();
+        let first: Vec<_> =
+            std::iter::from_fn(|| lookup.next_query(Instant::now(), 3, 20)).collect();
         assert_eq!(first.len(), 3);
         assert_eq!(first[0].0.id, contact(100).id);
         // The closest answers with closer contacts: they are asked next, one hop deeper.
         lookup.on_nodes(&first[0].0.id, &[contact(1), contact(2)], 20);
-        let (next, depth) = lookup.next_query(3, 20).unwrap();
+        let (next, depth) = lookup.next_query(Instant::now(), 3, 20).unwrap();
         assert_eq!((next.id, depth), (contact(1).id, 2));
         assert_eq!(lookup.depth(), 2);
+    }
+
+    #[test]
+    fn a_stalled_request_lets_another_go_out_up_to_twice_alpha() {
+        let own = contact(200).id;
+        let seeds: Vec<_> = (1..=10).map(contact).collect();
+        let start = Instant::now();
+        let stall = Duration::from_millis(300);
+        let mut lookup = Lookup::new(NodeId([0; 20]), own, &seeds, start).with_stall(stall);
+        let first: Vec<_> = std::iter::from_fn(|| lookup.next_query(start, 3, 20)).collect();
+        assert_eq!(first.len(), 3);
+        assert_eq!(lookup.next_stall(start, 3, 20), Some(start + stall));
+        // Before the stall time nothing more goes; after it, three more (2α in flight).
+        assert!(lookup.next_query(start + stall / 2, 3, 20).is_none());
+        let late = start + stall;
+        let more: Vec<_> = std::iter::from_fn(|| lookup.next_query(late, 3, 20)).collect();
+        assert_eq!(more.len(), 3);
+        assert_eq!(lookup.next_stall(late, 3, 20), None, "2α in flight");
+        // A stalled request's late answer still counts.
+        lookup.on_nodes(&first[0].0.id, &[], 20);
+        assert_eq!(lookup.closest_answered(20)[0].id, first[0].0.id);
+    }
+
+    #[test]
+    fn among_the_equally_close_not_yet_asked_the_fastest_goes_first() {
+        // 16..=26 share 3 leading bits with the target; 1 shares 7, so it is asked first
+        // however slow. Then 20 is the fastest of the next six; 25 is faster but too far.
+        let mut seeds: Vec<_> = (16..=26).map(contact).collect();
+        seeds.push(contact(1));
+        let start = Instant::now();
+        let mut lookup = Lookup::new(NodeId([0; 20]), contact(200).id, &seeds, start);
+        let rtt = |id: &NodeId| {
+            Duration::from_millis(match id.0[0] {
+                1 => 500,
+                20 => 20,
+                25 => 10,
+                _ => 100,
+            })
+        };
+        let asked: Vec<u8> = std::iter::from_fn(|| lookup.next_query_by(start, 3, 20, rtt))
+            .map(|(c, _)| c.id.0[0])
+            .collect();
+        assert_eq!(asked, [1, 20, 16]);
     }
 
     #[test]
@@ -273,7 +418,7 @@ mod tests {
         let own = contact(200).id;
         let seeds: Vec<_> = (1..=4).map(contact).collect();
         let mut lookup = Lookup::new(NodeId([0; 20]), own, &seeds, Instant::now());
-        while let Some((c, _)) = lookup.next_query(3, 2) {
+        while let Some((c, _)) = lookup.next_query(Instant::now(), 3, 2) {
             if c.id == contact(1).id {
                 lookup.on_failed(&c.id);
             } else {
@@ -290,14 +435,14 @@ mod tests {
     fn a_found_value_stops_the_lookup() {
         let seeds: Vec<_> = (1..=5).map(contact).collect();
         let mut lookup = Lookup::new(NodeId([0; 20]), contact(200).id, &seeds, Instant::now());
-        let (c, _) = lookup.next_query(3, 20).unwrap();
+        let (c, _) = lookup.next_query(Instant::now(), 3, 20).unwrap();
         let meta = RecordMeta {
             version: 1,
             ttl: 10,
         };
         lookup.on_found(&c.id, Value::UInt(7), meta);
         assert!(lookup.is_done(20));
-        assert!(lookup.next_query(3, 20).is_none());
+        assert!(lookup.next_query(Instant::now(), 3, 20).is_none());
         assert_eq!(lookup.found().unwrap().value, Value::UInt(7));
     }
 
@@ -309,7 +454,7 @@ mod tests {
         let mut lookup = Lookup::new(NodeId([0; 20]), contact(255).id, &seeds, Instant::now())
             .with_max_requests(5);
         let mut next = 199u8;
-        while let Some((c, _)) = lookup.next_query(3, 20) {
+        while let Some((c, _)) = lookup.next_query(Instant::now(), 3, 20) {
             lookup.on_nodes(&c.id, &[contact(next)], 20);
             next -= 1;
         }

@@ -159,6 +159,8 @@ pub(super) enum Purpose {
 pub(super) struct Active {
     lookup: Lookup,
     pub(super) purpose: Purpose,
+    /// When its next request in flight stalls and another may go out.
+    wake: Option<Instant>,
 }
 
 struct PutState {
@@ -459,21 +461,55 @@ impl Dht {
         if let Some(bucket) = self.table.bucket_of(&target) {
             self.table.touch_bucket(bucket, now);
         }
-        let seeds = self.table.closest(&target, self.config.k);
+        // The table's k closest, and the node info cache's α closest beside them: learned
+        // contacts near the target save hops, while the table's (verified) ones stay in the
+        // shortlist should cached ones be stale or made up.
+        let mut seeds = self.table.closest(&target, self.config.k);
+        seeds.extend(self.cache.closest(&target, self.config.alpha));
+        // A request unanswered for twice the node's measured RTT (a silent node, or a first
+        // contact behind its handshake) lets another go out beside it.
+        let stall = self
+            .network_rtt
+            .srtt()
+            .map_or(self.config.timeouts.initial, |rtt| {
+                rtt.saturating_mul(2)
+                    .clamp(self.config.timeouts.min, self.config.timeouts.initial)
+            });
         let lookup = Lookup::new(target, self.own.id, &seeds, now)
-            .with_max_requests(self.config.max_lookup_requests);
+            .with_max_requests(self.config.max_lookup_requests)
+            .with_stall(stall);
         let id = self.fresh_id();
-        self.lookups.insert(id, Active { lookup, purpose });
+        let wake = None;
+        self.lookups.insert(
+            id,
+            Active {
+                lookup,
+                purpose,
+                wake,
+            },
+        );
         self.drive_lookup(now, id);
     }
 
     fn drive_lookup(&mut self, now: Instant, id: u64) {
         let (alpha, k) = (self.config.alpha, self.config.k);
+        // Unmeasured contacts count as the node's typical path.
+        let typical = self
+            .network_rtt
+            .srtt()
+            .unwrap_or(self.config.timeouts.initial);
         loop {
             let Some(active) = self.lookups.get_mut(&id) else {
                 return;
             };
-            let Some((contact, _depth)) = active.lookup.next_query(alpha, k) else {
+            let table = &self.table;
+            let rtt = |id: &NodeId| {
+                (table.get(id))
+                    .and_then(|e| e.rtt.srtt())
+                    .unwrap_or(typical)
+            };
+            let Some((contact, _depth)) = active.lookup.next_query_by(now, alpha, k, rtt) else {
+                active.wake = active.lookup.next_stall(now, alpha, k);
                 break;
             };
             let (op, body) = match &active.purpose {
@@ -498,7 +534,10 @@ impl Dht {
     }
 
     fn finish_lookup(&mut self, now: Instant, id: u64) {
-        let Some(Active { lookup, purpose }) = self.lookups.remove(&id) else {
+        let Some(Active {
+            lookup, purpose, ..
+        }) = self.lookups.remove(&id)
+        else {
             return;
         };
         let k = self.config.k;
@@ -756,6 +795,13 @@ impl Dht {
                 Tag::Opt { .. } | Tag::Refill => {}
             }
         }
+        let stalled: Vec<u64> = (self.lookups.iter())
+            .filter(|(_, a)| a.wake.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stalled {
+            self.drive_lookup(now, id);
+        }
         match self.next_maintenance {
             Some(at) if at > now => {}
             _ => {
@@ -772,10 +818,11 @@ impl Dht {
 
     /// The earliest time [`handle_timeout`](Self::handle_timeout) must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.pending.next_deadline(), self.next_maintenance) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let stall = self.lookups.values().filter_map(|a| a.wake).min();
+        [self.pending.next_deadline(), self.next_maintenance, stall]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next event.

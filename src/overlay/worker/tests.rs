@@ -4,7 +4,7 @@
 use super::*;
 use crate::handle::Hashcode;
 use crate::overlay::api::DhtStatus;
-use crate::overlay::rpc::{FrameLimits, Reply};
+use crate::overlay::rpc::{FrameLimits, Reply, ReplyBody};
 use crate::service::host::{Host, HostHandle};
 use crate::service::{PeerInfo, Request as ShardRequest, ShardLink, worker_queues};
 use crate::stats::Stats;
@@ -242,7 +242,8 @@ fn requests_on(seen: &[ShardRequest], on: ChannelHandle) -> Vec<Request> {
 }
 
 #[test]
-fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up() {
+fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up_and_a_new_contacts_first_request_rides_its_open()
+ {
     let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
     let mut running = start(OverlayConfig {
         bootstrap: vec![Bootstrap {
@@ -257,6 +258,7 @@ fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_i
         to,
         peer,
         capabilities,
+        early: None,
     }) = running.seen.first().cloned()
     else {
         panic!("{:?}", running.seen);
@@ -295,6 +297,72 @@ fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_i
     // The bootstrap node is the first contact, under the id its key implies.
     let status = running.status();
     assert_eq!(status.contacts, 1, "{status:?}");
+
+    // It answers the self-lookup with a contact we have no channel to: our FIND_NODE to it
+    // rides the open as early data (issue 15 point 4), not a send after Opened.
+    let lookup = sent.iter().find(|r| r.body == Body::FindNode(own)).unwrap();
+    let new = PeerId([9; 16]);
+    let contact = Contact {
+        id: provisional_id(&new),
+        peer: new,
+        addr: "127.0.0.1:7009".parse().unwrap(),
+    };
+    let reply = Reply {
+        ack: true,
+        id: lookup.id,
+        op: Opcode::FindNode,
+        body: ReplyBody::Nodes(vec![contact]),
+    };
+    let mut data = vec![ServiceTag::OVERLAY.0];
+    data.extend_from_slice(&reply.encode());
+    running.push(vec![Input::Message(Delivery {
+        shard: 0,
+        peer: them,
+        channel,
+        capabilities,
+        message_number: 1,
+        data: data.into(),
+    })]);
+    let opens = |seen: &[ShardRequest]| -> Vec<(u64, Option<Vec<u8>>)> {
+        seen.iter()
+            .filter_map(|r| match r {
+                ShardRequest::Open {
+                    token,
+                    peer: Some(p),
+                    early,
+                    ..
+                } if *p == new => Some((*token, early.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    running.until(|seen| !opens(seen).is_empty());
+    let (token, early) = opens(&running.seen).remove(0);
+    let early = early.expect("the first request rides the open");
+    assert_eq!(early[0], ServiceTag::OVERLAY.0);
+    match Frame::parse(&early[1..], &FrameLimits::default()) {
+        Ok(Frame::Request(r)) => assert_eq!(r.body, Body::FindNode(own)),
+        other => panic!("{other:?}"),
+    }
+    let second = ChannelHandle(Hashcode(41));
+    running.push(vec![Input::Opened {
+        token,
+        shard: 0,
+        channel: second,
+        peer: new,
+        capabilities,
+    }]);
+    // Once open, only our id follows: the request is not sent a second time.
+    running.until(|seen| !requests_on(seen, second).is_empty());
+    let after: Vec<Body> = requests_on(&running.seen, second)
+        .into_iter()
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(
+        after,
+        [Body::SetConnectionOpt(ConnectionOpt::NodeId(own))],
+        "{after:?}"
+    );
     running.stop();
 }
 
