@@ -10,6 +10,7 @@ pub mod config;
 pub mod datadir;
 pub mod exposition;
 pub mod limits;
+pub mod members_url;
 pub mod metrics;
 pub mod process;
 pub mod scrape;
@@ -91,6 +92,8 @@ pub struct Node {
     admin: Option<admin::AdminServer>,
     peer_id: PeerId,
     identity_origin: IdentityOrigin,
+    /// The members-URL fetcher, stopped when the node is.
+    _fetcher: Option<members_url::Fetcher>,
 }
 
 impl Node {
@@ -138,6 +141,7 @@ impl Node {
             services,
             consensus,
         } = services::node_services(config, &identity, &data)?;
+        let mut fetcher = None;
         let (mut engine, worker, host) = if config.echo || !services.is_empty() {
             let (engine, link) =
                 Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)
@@ -148,6 +152,20 @@ impl Node {
                 .name("weft-worker".into())
                 .spawn(move || host.run(link))
                 .map_err(bind_error)?;
+            if let Some(url) = &config.consensus.members_url {
+                // The configured network id pins which network the URL may serve (trust, when
+                // `[consensus] network_id` is set); unset, the document's own genesis names it.
+                fetcher = Some(
+                    members_url::spawn(
+                        url.clone(),
+                        None,
+                        &identity,
+                        config.listen,
+                        handle.0.clone(),
+                    )
+                    .map_err(bind_error)?,
+                );
+            }
             (engine, Some(worker), Some(handle))
         } else {
             (
@@ -188,6 +206,7 @@ impl Node {
             admin,
             peer_id,
             identity_origin,
+            _fetcher: fetcher,
         })
     }
 

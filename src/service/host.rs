@@ -491,6 +491,7 @@ mod tests {
         Delivery {
             shard: 0,
             peer: PeerId([7; 16]),
+            authenticated: true,
             channel: ChannelHandle(crate::handle::Hashcode(5)),
             capabilities: Capabilities::RESEND,
             message_number: 0,

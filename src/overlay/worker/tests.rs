@@ -85,6 +85,7 @@ fn message(peer: u8, body: &[u8]) -> Input {
     Input::Message(Delivery {
         shard: 0,
         peer: PeerId([peer; 16]),
+        authenticated: true,
         channel: ChannelHandle(Hashcode(u32::from(peer))),
         capabilities: Capabilities::RESEND,
         message_number: 0,
