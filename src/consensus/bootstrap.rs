@@ -220,16 +220,19 @@ pub struct Waiting {
     view: SharedView,
     inner: Option<ConsensusService>,
     refused: u64,
+    /// When the waiting gauge is due to be published (once, at the first turn).
+    publish: Option<Instant>,
 }
 
 impl Waiting {
     /// Waits to run under `settings`, whose `members` the [`Fetched`] command brings.
-    pub fn new(settings: Settings) -> Waiting {
+    pub fn new(now: Instant, settings: Settings) -> Waiting {
         Waiting {
             settings,
             view: Arc::new(Mutex::new(View::default())),
             inner: None,
             refused: 0,
+            publish: Some(now),
         }
     }
 
@@ -307,13 +310,19 @@ impl Service for Waiting {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.as_ref().and_then(Service::poll_timeout)
+        match &self.inner {
+            Some(inner) => inner.poll_timeout(),
+            None => self.publish,
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
         match &mut self.inner {
             Some(inner) => inner.handle_timeout(now, cx),
-            None => cx.stats().set(metric::WAITING, None, 1),
+            None => {
+                self.publish = None;
+                cx.stats().set(metric::WAITING, None, 1);
+            }
         }
     }
 

@@ -92,7 +92,7 @@ pub fn node_services(
     };
     let (consensus, view): (Box<dyn Service>, SharedView) = if cluster.members_url.is_some() {
         // The members arrive from the URL (`members_url::spawn`); until then, nobody's member.
-        let waiting = Waiting::new(settings);
+        let waiting = Waiting::new(Instant::now(), settings);
         let view = waiting.view();
         (Box::new(waiting), view)
     } else {

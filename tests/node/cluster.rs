@@ -7,7 +7,7 @@
 use super::*;
 
 /// `weft status` of the node with data directory `data` until `wanted` holds.
-fn status_until(data: &Path, wanted: impl Fn(&str) -> bool) -> String {
+pub(crate) fn status_until(data: &Path, wanted: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     loop {
         let (_, out, _) = run(&["status", "--data", data.to_str().unwrap()]);
