@@ -220,7 +220,8 @@ pub struct Waiting {
     view: SharedView,
     inner: Option<ConsensusService>,
     refused: u64,
-    /// When the waiting gauge is due to be published (once, at the first turn).
+    /// When the waiting gauge is next set: once a second, which also wakes the host to publish
+    /// its counters (it publishes on a turn, and a waiting node may have no other turns).
     publish: Option<Instant>,
 }
 
@@ -320,7 +321,7 @@ impl Service for Waiting {
         match &mut self.inner {
             Some(inner) => inner.handle_timeout(now, cx),
             None => {
-                self.publish = None;
+                self.publish = now.checked_add(std::time::Duration::from_secs(1));
                 cx.stats().set(metric::WAITING, None, 1);
             }
         }

@@ -275,7 +275,13 @@ impl Host {
         let mut last_publish = Instant::now();
         let mut commands_open = true;
         loop {
-            let deadline = services.iter().filter_map(|s| s.poll_timeout()).min();
+            // A turn at least every PUBLISH_EVERY: counters are published on a turn, and a quiet
+            // node (a client certified, waiting for nothing) would otherwise show stale values.
+            let deadline = services
+                .iter()
+                .filter_map(|s| s.poll_timeout())
+                .chain(last_publish.checked_add(PUBLISH_EVERY))
+                .min();
             let woken = deliveries.recv_or(&commands, commands_open, deadline);
             let now = Instant::now();
             match woken {

@@ -119,11 +119,12 @@ fn a_node_waits_for_its_members_url_and_then_joins_the_network_it_serves() {
         network(&cluster_status),
         "{joined}\n{cluster_status}"
     );
+    // Metrics are published about once a second: wait for the snapshot with the certificate.
     let metrics = scrape_until(joiner.metrics, |m| {
-        metric_value(m, "weft_consensus_waiting_for_members") == Some(0)
+        metric_value(m, "weft_consensus_node_id_certified") == Some(1)
     });
     assert_eq!(
-        metric_value(&metrics, "weft_consensus_node_id_certified"),
-        Some(1)
+        metric_value(&metrics, "weft_consensus_waiting_for_members"),
+        Some(0)
     );
 }
