@@ -417,6 +417,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any bytes, as the text or as hex: refused or read, never a panic; what reads
+        /// writes back to the same document.
+        #[test]
+        fn any_text_is_refused_or_round_trips(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            for text in [bytes.clone(), super::super::service::hex(&bytes).into_bytes()] {
+                if let Ok(document) = MemberDocument::from_text(&text) {
+                    let _ = document.verify(None);
+                    proptest::prop_assert_eq!(
+                        MemberDocument::from_text(document.to_text().as_bytes()),
+                        Ok(document)
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_documented_test_vector_decodes_and_verifies() {
         let docs = include_str!("../../docs/CONSENSUS.md");

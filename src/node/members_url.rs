@@ -175,11 +175,11 @@ pub fn fetch(url: &HttpUrl, deadline: Duration, max: usize) -> Result<Vec<u8>, S
             Err(e) => return Err(format!("reading the response: {e}")),
         }
     }
-    body(&response)
+    parse_response(&response)
 }
 
-/// The body of an HTTP/1.x response, its status checked.
-fn body(response: &[u8]) -> Result<Vec<u8>, String> {
+/// The body of an HTTP/1.x response, its status checked (what a fetch returns).
+pub fn parse_response(response: &[u8]) -> Result<Vec<u8>, String> {
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -348,18 +348,21 @@ mod tests {
     #[test]
     fn responses_are_checked_and_cut() {
         assert_eq!(
-            body(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabcd").unwrap(),
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabcd").unwrap(),
             b"ab"
         );
-        assert_eq!(body(b"HTTP/1.0 200 OK\r\n\r\nabcd").unwrap(), b"abcd");
+        assert_eq!(
+            parse_response(b"HTTP/1.0 200 OK\r\n\r\nabcd").unwrap(),
+            b"abcd"
+        );
         assert!(
-            body(b"HTTP/1.1 404 Not Found\r\n\r\n")
+            parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n")
                 .unwrap_err()
                 .contains("404")
         );
-        assert!(body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
-        assert!(body(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab").is_err());
-        assert!(body(b"garbage").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab").is_err());
+        assert!(parse_response(b"garbage").is_err());
     }
 
     #[test]
