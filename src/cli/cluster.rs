@@ -75,14 +75,7 @@ pub(crate) fn run(args: ClusterArgs) -> ExitCode {
 fn members(args: &Reach) -> ExitCode {
     let progress = match reach(args, Goal::Status, |p| p.network.is_some()) {
         Ok(progress) => progress,
-        Err(error) => {
-            eprintln!("weft cluster members: {error}");
-            return ExitCode::from(if error.starts_with("--") {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
-            });
-        }
+        Err(error) => return failed("members", &error),
     };
     let keys: Vec<MemberKey> = progress
         .members
@@ -156,17 +149,20 @@ fn status(args: &Reach) -> ExitCode {
         p.network.is_some() && p.reports.len() >= p.members.len()
     }) {
         Ok(progress) => progress,
-        Err(error) => {
-            eprintln!("weft cluster status: {error}");
-            return ExitCode::from(if error.starts_with("--") {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
-            });
-        }
+        Err(error) => return failed("status", &error),
     };
     print!("{}", render_status(&progress));
     ExitCode::SUCCESS
+}
+
+/// Reports why `weft cluster COMMAND` failed: a bad flag exits 2, anything else 1.
+fn failed(command: &str, error: &str) -> ExitCode {
+    eprintln!("weft cluster {command}: {error}");
+    ExitCode::from(if error.starts_with("--") {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    })
 }
 
 /// The status table: the network, then one row per member.
