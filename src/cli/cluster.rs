@@ -75,7 +75,7 @@ pub(crate) fn run(args: ClusterArgs) -> ExitCode {
 fn members(args: &Reach) -> ExitCode {
     let progress = match reach(args, Goal::Status, |p| p.network.is_some()) {
         Ok(progress) => progress,
-        Err(error) => return failed("members", &error),
+        Err(error) => return failed("weft cluster members", &error),
     };
     let keys: Vec<MemberKey> = progress
         .members
@@ -149,15 +149,15 @@ fn status(args: &Reach) -> ExitCode {
         p.network.is_some() && p.reports.len() >= p.members.len()
     }) {
         Ok(progress) => progress,
-        Err(error) => return failed("status", &error),
+        Err(error) => return failed("weft cluster status", &error),
     };
     print!("{}", render_status(&progress));
     ExitCode::SUCCESS
 }
 
-/// Reports why `weft cluster COMMAND` failed: a bad flag exits 2, anything else 1.
+/// Reports why `command` failed: a bad flag exits 2, anything else 1.
 fn failed(command: &str, error: &str) -> ExitCode {
-    eprintln!("weft cluster {command}: {error}");
+    eprintln!("{command}: {error}");
     ExitCode::from(if error.starts_with("--") {
         EXIT_USAGE
     } else {
@@ -237,14 +237,7 @@ pub(crate) fn request_id(reach_args: &Reach, request: NodeIdRequest) -> ExitCode
         p.certificate.is_some()
     }) {
         Ok(progress) => progress,
-        Err(error) => {
-            eprintln!("weft id request: {error}");
-            return ExitCode::from(if error.starts_with("--") {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
-            });
-        }
+        Err(error) => return failed("weft id request", &error),
     };
     let Some(certificate) = progress.certificate else {
         eprintln!(
