@@ -61,17 +61,9 @@ fn a_node_waits_for_its_members_url_and_then_joins_the_network_it_serves() {
         .local_addr()
         .unwrap()
         .port();
-    let config = dir.0.join("joiner.toml");
-    std::fs::write(
-        &config,
-        format!("[consensus]\nmembers_url = \"http://127.0.0.1:{port}/members\"\n"),
-    )
-    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/members");
     let joiner_data = dir.0.join("joiner");
-    let joiner = start_node(&node_args(
-        &joiner_data,
-        &["--config", config.to_str().unwrap()],
-    ));
+    let joiner = start_node(&node_args(&joiner_data, &["--members-url", &url]));
     scrape_until(joiner.metrics, |m| {
         metric_value(m, "weft_consensus_waiting_for_members") == Some(1)
     });
