@@ -11,13 +11,19 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
         TempDir::new("dht-b"),
         TempDir::new("dht-c"),
     ];
-    // Two shards each: a bare address would open on shard 0 while the answer is steered to
-    // the shard that owns the peer, so the joiners name the first node's peer id too.
+    // Two shards each: b joins through the bare address (its shard 0 learns the first node's
+    // peer id, and the shard that owns that peer opens), c names the peer id too.
     let a = start_node(&node_args(&dirs[0].0, &["--shards", "2"]));
-    let first = format!("{}@{}", a.peer, a.udp);
-    let joiner = ["--shards", "2", "--bootstrap", &first];
-    let b = start_node(&node_args(&dirs[1].0, &joiner));
-    let c = start_node(&node_args(&dirs[2].0, &joiner));
+    let bare = a.udp.to_string();
+    let named = format!("{}@{}", a.peer, a.udp);
+    let b = start_node(&node_args(
+        &dirs[1].0,
+        &["--shards", "2", "--bootstrap", &bare],
+    ));
+    let c = start_node(&node_args(
+        &dirs[2].0,
+        &["--shards", "2", "--bootstrap", &named],
+    ));
     // The first node learns both joiners' ids from their announcements.
     scrape_until(a.metrics, |text| {
         metric_value(text, "weft_overlay_contacts").is_some_and(|n| n >= 2)
@@ -51,6 +57,17 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
         metric_value(&metrics, "weft_overlay_requests_served_total{op=\"store\"}")
             .is_some_and(|n| n >= 1),
         "{metrics}"
+    );
+    // b's open by bare address resolved, on shard 0 or handed to the owner.
+    let resolved = http_get(b.metrics, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with("weft_shard_bare_opens_total{"))
+        .filter(|l| l.contains("outcome=\"local\"") || l.contains("outcome=\"moved\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(
+        resolved >= 1.0,
+        "b's bare-address bootstrap did not resolve"
     );
     drop((b, c));
 }
