@@ -23,6 +23,8 @@ mod dht;
 mod docs;
 #[path = "node/host.rs"]
 mod host;
+#[path = "node/members_url.rs"]
+mod members_url;
 #[path = "node/ops.rs"]
 mod ops;
 #[path = "node/status.rs"]

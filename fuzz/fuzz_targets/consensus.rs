@@ -1,11 +1,14 @@
 //! Fuzzes the consensus service's decoders (PROTOCOL.md §11, docs/CONSENSUS.md): the agreement
 //! schema (`schema::decode`: size bound, version, msgpack, list bounds) and the cluster query
 //! (`query::decode`), then a member handed the input as from a member and as from a client.
+//! Also the member document a members URL serves (`consensus::bootstrap`) and the HTTP response
+//! around it (`node::members_url::parse_response`).
 //! Whatever decodes must re-encode and decode to the same message, and nothing may panic. Seed corpus: docs/CONSENSUS.md's test vector and a query.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};
+use weft::consensus::bootstrap::MemberDocument;
 use weft::consensus::config::MemberConfig;
 use weft::consensus::ids::NetworkId;
 use weft::consensus::member::{Member, Peer};
@@ -25,6 +28,14 @@ fuzz_target!(|data: &[u8]| {
     if let Some(query) = query::decode(data) {
         assert_eq!(query::decode(&query::encode(&query)), Some(query));
     }
+    // The member document a members URL serves, as text and as the bytes its hex would carry.
+    for text in [data.to_vec(), weft::consensus::service::hex(data).into_bytes()] {
+        if let Ok(document) = MemberDocument::from_text(&text) {
+            let _ = document.verify(None);
+            assert_eq!(MemberDocument::from_text(document.to_text().as_bytes()), Ok(document));
+        }
+    }
+    let _ = weft::node::members_url::parse_response(data);
     let keys: Vec<_> = (1..=4u8)
         .map(|i| Identity::from_secret_bytes([i; 32], [i; 32]).signing_key().clone())
         .collect();

@@ -8,10 +8,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use weft::channel::EndpointConfig;
+use weft::consensus::bootstrap::MemberDocument;
 use weft::consensus::client::{ClusterClient, Goal, Progress};
-use weft::consensus::ids::{NetworkId, NodeIdRequest};
+use weft::consensus::ids::{MemberKey, NetworkId, NodeIdRequest};
 use weft::consensus::quorum;
 use weft::consensus::service::hex;
+use weft::consensus::trust::MemberListChain;
 use weft::engine::{Engine, EngineConfig};
 use weft::service::host::Host;
 use weft::session::Identity;
@@ -27,6 +29,9 @@ pub(crate) struct ClusterArgs {
 enum ClusterCommand {
     /// Print the network id, its members, each one's height/round, last decision and lag.
     Status(Reach),
+    /// Print the cluster's signed member document, the file to serve at `[consensus]
+    /// members_url` (docs/CONSENSUS.md)
+    Members(Reach),
 }
 
 /// How to reach the cluster.
@@ -60,7 +65,30 @@ fn parse_network(text: &str) -> Result<NetworkId, String> {
 pub(crate) fn run(args: ClusterArgs) -> ExitCode {
     match args.command {
         ClusterCommand::Status(reach) => status(&reach),
+        ClusterCommand::Members(reach) => members(&reach),
     }
+}
+
+/// `weft cluster members`: the member document of the network ADDR reports, its records
+/// checked against the network id (and `--network`) by the client, and the document verified
+/// again as a fetching node will.
+fn members(args: &Reach) -> ExitCode {
+    let progress = match reach(args, Goal::Status, |p| p.network.is_some()) {
+        Ok(progress) => progress,
+        Err(error) => return failed("weft cluster members", &error),
+    };
+    let keys: Vec<MemberKey> = progress
+        .members
+        .iter()
+        .map(|r| MemberKey(r.ed25519))
+        .collect();
+    let document = MemberDocument::new(MemberListChain::new(&keys), &progress.members);
+    if let Err(error) = document.verify(progress.network) {
+        eprintln!("weft cluster members: the cluster's list does not verify: {error}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    print!("{}", document.to_text());
+    ExitCode::SUCCESS
 }
 
 /// Runs a client for `goal` until `done` says so or the deadline passes; the last progress.
@@ -121,17 +149,20 @@ fn status(args: &Reach) -> ExitCode {
         p.network.is_some() && p.reports.len() >= p.members.len()
     }) {
         Ok(progress) => progress,
-        Err(error) => {
-            eprintln!("weft cluster status: {error}");
-            return ExitCode::from(if error.starts_with("--") {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
-            });
-        }
+        Err(error) => return failed("weft cluster status", &error),
     };
     print!("{}", render_status(&progress));
     ExitCode::SUCCESS
+}
+
+/// Reports why `command` failed: a bad flag exits 2, anything else 1.
+fn failed(command: &str, error: &str) -> ExitCode {
+    eprintln!("{command}: {error}");
+    ExitCode::from(if error.starts_with("--") {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    })
 }
 
 /// The status table: the network, then one row per member.
@@ -206,14 +237,7 @@ pub(crate) fn request_id(reach_args: &Reach, request: NodeIdRequest) -> ExitCode
         p.certificate.is_some()
     }) {
         Ok(progress) => progress,
-        Err(error) => {
-            eprintln!("weft id request: {error}");
-            return ExitCode::from(if error.starts_with("--") {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILURE
-            });
-        }
+        Err(error) => return failed("weft id request", &error),
     };
     let Some(certificate) = progress.certificate else {
         eprintln!(

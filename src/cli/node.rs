@@ -40,6 +40,10 @@ pub(crate) struct NodeArgs {
     /// saves a round trip); repeat for several (replaces the config file's `bootstrap`)
     #[arg(long, value_name = "ADDR")]
     bootstrap: Vec<weft::overlay::worker::Bootstrap>,
+    /// Fetch the consensus members from this http:// URL (the signed list `weft cluster
+    /// members` prints); replaces the config file's `[consensus] members` and `members_url`
+    #[arg(long, value_name = "URL", value_parser = weft::node::members_url::HttpUrl::parse)]
+    members_url: Option<weft::node::members_url::HttpUrl>,
     /// TOML config file; flags override its fields
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -74,6 +78,10 @@ impl NodeArgs {
         }
         if !self.bootstrap.is_empty() {
             config.bootstrap = self.bootstrap.clone();
+        }
+        if let Some(url) = &self.members_url {
+            config.consensus.members.clear();
+            config.consensus.members_url = Some(url.clone());
         }
         config.echo |= self.echo;
         config.allow_plaintext |= self.allow_plaintext;

@@ -14,6 +14,7 @@
 pub mod agreement;
 pub mod asking;
 mod bin;
+pub mod bootstrap;
 pub mod certificate;
 pub mod client;
 pub mod clients;

@@ -30,6 +30,17 @@ pub struct PolicyConfig {
     pub max_prefixes: u32,
 }
 
+/// Every [`Limit::label`], for metrics.
+pub const LIMIT_LABELS: [&str; 7] = [
+    "ipv4_32",
+    "ipv4_24",
+    "ipv4_16",
+    "ipv6_64",
+    "ipv6_48",
+    "ipv6_32",
+    "table_full",
+];
+
 /// The prefix lengths the IPv4 quotas count by, in the order of [`PolicyConfig::ipv4`].
 pub const IPV4_BITS: [u8; 3] = [32, 24, 16];
 /// The prefix lengths the IPv6 quotas count by, in the order of [`PolicyConfig::ipv6`].
@@ -92,7 +103,7 @@ impl Limit {
                 family: Family::V4,
                 bits: 32,
                 ..
-            } => "ipv4_address",
+            } => "ipv4_32",
             Limit::Prefix {
                 family: Family::V4,
                 bits: 24,

@@ -281,11 +281,14 @@ pub enum Refusal {
     /// Out of place: a member message from a client, a vote the engine refused, a request
     /// beyond a pending bound.
     Unexpected,
+    /// Member traffic on a channel whose peer id no encrypted session proved (a plaintext peer
+    /// on an `allow_plaintext` node claiming a member's id).
+    Unauthenticated,
 }
 
 impl Refusal {
     /// Every refusal, for tables and metrics.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::Oversized,
         Refusal::UnknownVersion,
         Refusal::Malformed,
@@ -293,6 +296,7 @@ impl Refusal {
         Refusal::BadSignature,
         Refusal::Stale,
         Refusal::Unexpected,
+        Refusal::Unauthenticated,
     ];
 
     /// Its metric label.
@@ -305,6 +309,7 @@ impl Refusal {
             Refusal::BadSignature => "bad_signature",
             Refusal::Stale => "stale",
             Refusal::Unexpected => "unexpected",
+            Refusal::Unauthenticated => "unauthenticated",
         }
     }
 }

@@ -25,6 +25,8 @@ use super::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest};
 use super::links::{LinkEvent, Links};
 use super::malachite::MalachiteEngine;
 use super::member::{Event, Member, Peer};
+use super::membership::MembershipConfig;
+use super::policy::{LIMIT_LABELS, PolicyConfig};
 use super::query::{self, Query, Report};
 use super::schema::{self, Message, Refusal, VoteKind};
 use super::store::StoreError;
@@ -63,6 +65,14 @@ pub mod metric {
     pub const LINKS_OPEN: &str = "weft_consensus_links_open";
     /// 1 once the node holds a certificate for its own id.
     pub const CERTIFIED: &str = "weft_consensus_node_id_certified";
+    /// Requests NACKed, by policy limit.
+    pub const POLICY_REFUSALS: &str = "weft_consensus_policy_refusals_total";
+    /// Member-list changes decided, by change (added, removed).
+    pub const MEMBERSHIP_CHANGES: &str = "weft_consensus_membership_changes_total";
+    /// Members asked after two keep-alive periods of silence.
+    pub const KEEPALIVES_MISSED: &str = "weft_consensus_keepalives_missed_total";
+    /// 1 while the member list is being fetched from a URL.
+    pub const WAITING: &str = "weft_consensus_waiting_for_members";
 }
 
 /// What the service needs to run.
@@ -84,6 +94,14 @@ pub struct Settings {
     /// The directory of the member's durable store (`consensus::store::disk`), which must
     /// exist: the data directory for a node.
     pub store: std::path::PathBuf,
+    /// The network `members` belong to when they are not its genesis (a list fetched with its
+    /// chain, [`super::bootstrap`]); `None`: the genesis of `members`. A node runs a member
+    /// only of a genesis list; of a later one it is a client.
+    pub network: Option<NetworkId>,
+    /// The issuing policy (the same at every member).
+    pub policy: PolicyConfig,
+    /// Keep-alive period and approved applicants.
+    pub membership: MembershipConfig,
 }
 
 /// What `weft status` and the cluster query show of the service.
@@ -139,6 +157,11 @@ pub struct ConsensusService {
     height_started: Option<(u64, Instant)>,
     last_decision: Option<(u64, Instant)>,
     latency: Option<HistogramSlots>,
+    /// Member-list changes decided (added, removed), and the lists of the log counted so far.
+    changes: [u64; 2],
+    lists_counted: usize,
+    /// Members asked after missing their keep-alives.
+    keepalives_missed: u64,
     view: SharedView,
     /// Messages for the member from this pass of the host, handed over in one batch at its
     /// end ([`Service::end_batch`]): one store commit, one fsync, for the whole batch.
@@ -154,6 +177,7 @@ const MAX_QUEUED: usize = 1024;
 const REQUEST_PREFIX: &[u8] = b"\x81\xa7Request";
 const REPLY_PREFIX: &[u8] = b"\x81\xa5Reply";
 const VOTE_PREFIX: &[u8] = b"\x81\xa4Vote";
+const KEEPALIVE_PREFIX: &[u8] = b"\x81\xa9KeepAlive";
 
 fn is_variant(bytes: &[u8], prefix: &[u8]) -> bool {
     bytes.get(1..).is_some_and(|rest| rest.starts_with(prefix))
@@ -172,7 +196,8 @@ impl ConsensusService {
         records.sort_by_key(|record| record.ed25519);
         records.dedup_by_key(|record| record.ed25519);
         let keys: Vec<MemberKey> = records.iter().map(|r| MemberKey(r.ed25519)).collect();
-        let network = NetworkId::of_genesis(&keys);
+        let genesis = NetworkId::of_genesis(&keys);
+        let network = settings.network.unwrap_or(genesis);
         let self_source = settings
             .own
             .addresses
@@ -192,7 +217,7 @@ impl ConsensusService {
             let index = links.add(now, Some(peer), address);
             members.insert(peer, (MemberKey(record.ed25519), index));
         }
-        let member = if keys.contains(&me) {
+        let member = if keys.contains(&me) && network == genesis {
             let store = DiskStore::open(&settings.store)?;
             let config = MemberConfig {
                 network,
@@ -200,7 +225,9 @@ impl ConsensusService {
                 round_base: settings.round_base,
                 resend: settings.resend,
             };
-            let mut member = Member::open(now, settings.key.clone(), config, store)?;
+            let mut member = Member::open(now, settings.key.clone(), config, store)?
+                .with_policy(settings.policy.clone())
+                .with_membership(settings.membership.clone());
             // Batches carry wall-clock time for the policy's windows, and members refuse one
             // far ahead of their own clock: every member must read the same (Unix) clock.
             let unix = std::time::SystemTime::now()
@@ -241,9 +268,27 @@ impl ConsensusService {
             height_started: None,
             last_decision: None,
             latency: None,
+            changes: [0; 2],
+            lists_counted: 1,
+            keepalives_missed: 0,
             view,
             queued: Vec::new(),
         })
+    }
+
+    /// Publishes the view into `view` from now on (the node's admin side holds it from before
+    /// this service was built, while the member list was being fetched).
+    pub fn share_view(&mut self, view: SharedView) {
+        if let (Ok(mut shared), Ok(ours)) = (view.lock(), self.view.lock()) {
+            *shared = ours.clone();
+        }
+        self.view = view;
+    }
+
+    /// Adds `count` refusals for `refusal` (counted by a host before this service existed).
+    pub fn count_refused(&mut self, refusal: Refusal, count: u64) {
+        let total = self.refused.entry(refusal).or_insert(0);
+        *total = total.saturating_add(count);
     }
 
     /// The view `weft status` reads.
@@ -352,6 +397,13 @@ impl ConsensusService {
                 let step = usize::from(vote.body.kind == VoteKind::Precommit);
                 self.votes[step] = self.votes[step].saturating_add(1);
             }
+            if is_variant(&transmit.bytes, KEEPALIVE_PREFIX)
+                && let Ok(Message::KeepAlive(keepalive)) = schema::decode(&transmit.bytes)
+                && keepalive.ask
+            {
+                // Membership asks a member once it missed two keep-alive periods.
+                self.keepalives_missed = self.keepalives_missed.saturating_add(1);
+            }
             match transmit.to {
                 Peer::Member(key) => {
                     // A link that is down drops it; the member resends its own messages.
@@ -393,6 +445,19 @@ impl ConsensusService {
                 }
             }
         }
+        let history = member.membership().history();
+        for pair in history
+            .get(self.lists_counted.saturating_sub(1)..)
+            .unwrap_or(&[])
+            .windows(2)
+        {
+            let (before, after) = (&pair[0].members, &pair[1].members);
+            let added = after.iter().filter(|m| !before.contains(m)).count();
+            let removed = before.iter().filter(|m| !after.contains(m)).count();
+            self.changes[0] = self.changes[0].saturating_add(added as u64);
+            self.changes[1] = self.changes[1].saturating_add(removed as u64);
+        }
+        self.lists_counted = history.len().max(1);
         let height = member.height();
         if let Some(round) = member.round() {
             if self.height_started.is_none_or(|(h, _)| h != height) {
@@ -446,8 +511,31 @@ impl ConsensusService {
     }
 
     fn publish(&mut self, now: Instant, cx: &mut Context<'_>) {
+        let members = self
+            .member
+            .as_ref()
+            .map_or(self.records.len(), |m| m.members().len());
         let stats = cx.stats();
-        stats.set(metric::MEMBERS, None, self.records.len() as u64);
+        stats.set(metric::MEMBERS, None, members as u64);
+        stats.set_counter(metric::KEEPALIVES_MISSED, None, self.keepalives_missed);
+        stats.set_counter(
+            metric::MEMBERSHIP_CHANGES,
+            Some(("change", "added")),
+            self.changes[0],
+        );
+        stats.set_counter(
+            metric::MEMBERSHIP_CHANGES,
+            Some(("change", "removed")),
+            self.changes[1],
+        );
+        for label in LIMIT_LABELS {
+            let nacked = self
+                .member
+                .as_ref()
+                .and_then(|m| m.nacked().get(label).copied())
+                .unwrap_or(0);
+            stats.set_counter(metric::POLICY_REFUSALS, Some(("limit", label)), nacked);
+        }
         stats.set(metric::LINKS_OPEN, None, self.links.open_count() as u64);
         stats.set_counter(metric::DECISIONS, None, self.decisions);
         stats.set_counter(metric::ROUND_CHANGES, None, self.round_changes);
@@ -510,6 +598,10 @@ impl Service for ConsensusService {
         let at = (delivery.shard, delivery.channel);
         if query::is_query(bytes) {
             self.on_query(now, at, bytes, cx);
+        } else if !delivery.authenticated && self.members.contains_key(&delivery.peer) {
+            // A plaintext peer (on an `allow_plaintext` node) claiming a member's peer id: its
+            // keep-alives would keep a dead member alive, its votes be heard as the member's.
+            self.refuse(Refusal::Unauthenticated);
         } else if is_variant(bytes, REPLY_PREFIX) {
             if self.members.contains_key(&delivery.peer) {
                 self.on_own_reply(bytes);
@@ -596,6 +688,87 @@ impl Service for ConsensusService {
 mod tests {
     use super::*;
     use crate::consensus::ids::NodeIdRequest;
+
+    /// A client node of a one-member network on a real host over one shard's queues: what it
+    /// counts of `deliveries` (peer, authenticated).
+    fn refusals_after(deliveries: &[(PeerId, bool)]) -> crate::stats::Stats {
+        use crate::handle::Hashcode;
+        use crate::service::host::Host;
+        use crate::service::worker_queues;
+        use crate::session::Identity;
+        let poll = mio::Poll::new().unwrap();
+        let wakers: Arc<[mio::Waker]> =
+            vec![mio::Waker::new(poll.registry(), mio::Token(1)).unwrap()].into();
+        let (link, mut ends) = worker_queues(1, 256, wakers);
+        let me = Identity::from_secret_bytes([1; 32], [2; 32]);
+        let other = Identity::from_secret_bytes([3; 32], [4; 32]);
+        let settings = Settings {
+            key: me.signing_key().clone(),
+            own: PeerRecord::sign(&me, &["127.0.0.1:7700".parse().unwrap()]),
+            members: vec![PeerRecord::sign(
+                &other,
+                &["127.0.0.1:7701".parse().unwrap()],
+            )],
+            round_base: Duration::from_millis(100),
+            resend: Duration::from_secs(1),
+            salt: 0,
+            // A client: no store is opened.
+            store: std::env::temp_dir(),
+            network: None,
+            policy: PolicyConfig::default(),
+            membership: MembershipConfig::default(),
+        };
+        let service = ConsensusService::new(Instant::now(), settings).unwrap();
+        let host = Host::new(vec![Box::new(service)], false);
+        let stats = host.stats();
+        let thread = std::thread::spawn(move || host.run(link));
+        let mut shard = ends.remove(0);
+        let keepalive = schema::encode(&Message::KeepAlive(schema::KeepAlive {
+            members: 1,
+            epoch: 0,
+            height: 1,
+            ask: false,
+        }));
+        let mut batch: Vec<Input> = deliveries
+            .iter()
+            .map(|&(peer, authenticated)| {
+                let mut data = vec![ServiceTag::CONSENSUS.0];
+                data.extend_from_slice(&keepalive);
+                Input::Message(Delivery {
+                    shard: 0,
+                    peer,
+                    authenticated,
+                    channel: crate::channel::ChannelHandle(Hashcode(9)),
+                    capabilities: super::super::links::mode(),
+                    message_number: 0,
+                    data: data.into(),
+                })
+            })
+            .collect();
+        assert!(shard.push(&mut batch));
+        shard.close_input();
+        thread.join().unwrap();
+        let stats = stats.lock().unwrap().clone();
+        drop(poll);
+        stats
+    }
+
+    #[test]
+    fn member_traffic_from_a_peer_no_session_proved_is_dropped_and_counted() {
+        let other = crate::session::Identity::from_secret_bytes([3; 32], [4; 32]);
+        let member = peer_id_of(&other.ed25519_public().to_bytes());
+        let count = |stats: &crate::stats::Stats, reason| {
+            stats.get(metric::REFUSALS, Some(("reason", reason)))
+        };
+        // A plaintext peer claiming the member's id, twice.
+        let stats = refusals_after(&[(member, false), (member, false)]);
+        assert_eq!(count(&stats, "unauthenticated"), 2);
+        // The member itself, over its session: not refused as unauthenticated (this client
+        // node runs no member, so it is out of place: unexpected).
+        let stats = refusals_after(&[(member, true)]);
+        assert_eq!(count(&stats, "unauthenticated"), 0);
+        assert_eq!(count(&stats, "unexpected"), 1);
+    }
 
     #[test]
     fn the_routing_prefixes_are_what_the_schema_encodes() {

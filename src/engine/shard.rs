@@ -605,6 +605,7 @@ impl Shard {
                 let delivery = Delivery {
                     shard: self.parts.index,
                     peer,
+                    authenticated: self.parts.endpoint.has_session_with(peer),
                     channel,
                     capabilities,
                     message_number,

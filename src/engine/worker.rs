@@ -327,6 +327,7 @@ mod tests {
         Delivery {
             shard: 0,
             peer: PeerId([peer; 16]),
+            authenticated: true,
             channel: ChannelHandle(Hashcode(u32::from(peer))),
             capabilities,
             message_number: number,

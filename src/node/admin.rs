@@ -398,7 +398,13 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
 
 /// The consensus lines of the text status.
 fn consensus_text(out: &mut String, view: &ConsensusView) {
-    let network = view.network.map_or_else(String::new, |n| hex(&n.0[..8]));
+    let Some(network) = view.network.map(|n| hex(&n.0[..8])) else {
+        let _ = writeln!(
+            out,
+            "  consensus: waiting for the member list (consensus.members_url); no cluster joined or started"
+        );
+        return;
+    };
     let role = if view.is_member {
         let round = view
             .round

@@ -6,13 +6,53 @@
 //! A node with members configured never forks off a cluster of its own: it asks them, and keeps
 //! asking while they are out of reach.
 
+use super::members_url::HttpUrl;
+use crate::consensus::ids::MemberKey;
+use crate::consensus::policy::PolicyConfig;
 use crate::consensus::schema::MAX_MEMBERS;
 use crate::session::PeerRecord;
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The fields of `[consensus]`.
-pub const CONSENSUS_FIELDS: [&str; 4] = ["members", "salt", "round_base", "resend"];
+pub const CONSENSUS_FIELDS: [&str; 14] = [
+    "members",
+    "members_url",
+    "salt",
+    "round_base",
+    "resend",
+    "keepalive",
+    "approve",
+    "window",
+    "ipv4_32",
+    "ipv4_24",
+    "ipv4_16",
+    "ipv6_64",
+    "ipv6_48",
+    "ipv6_32",
+];
+
+/// [`CONSENSUS_FIELDS`] as error messages name them (the field names must be `'static`).
+const FIELD_NAMES: [&str; 14] = [
+    "consensus.members",
+    "consensus.members_url",
+    "consensus.salt",
+    "consensus.round_base",
+    "consensus.resend",
+    "consensus.keepalive",
+    "consensus.approve",
+    "consensus.window",
+    "consensus.ipv4_32",
+    "consensus.ipv4_24",
+    "consensus.ipv4_16",
+    "consensus.ipv6_64",
+    "consensus.ipv6_48",
+    "consensus.ipv6_32",
+];
+
+/// The default keep-alive period between members (PROTOCOL.md §11, membership).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// The default base of the round timeouts: a proposal waits 3×, a vote step 1×, growing per
 /// round. A LAN or one machine decides in far less; a timeout only ends a round that stalled.
@@ -33,6 +73,27 @@ pub struct ConsensusFile {
     pub round_base: Option<f64>,
     /// The resend period, seconds.
     pub resend: Option<f64>,
+    /// Where the quorum-signed member list is served (`http://HOST:PORT/PATH`), instead of
+    /// `members`.
+    pub members_url: Option<String>,
+    /// The keep-alive period between members, seconds.
+    pub keepalive: Option<f64>,
+    /// Keys this member votes in when they apply (ed25519 keys or peer records, hex).
+    pub approve: Option<Vec<String>>,
+    /// The policy's counting window, seconds.
+    pub window: Option<f64>,
+    /// Ids per IPv4 address per window.
+    pub ipv4_32: Option<i64>,
+    /// Ids per IPv4 /24 per window.
+    pub ipv4_24: Option<i64>,
+    /// Ids per IPv4 /16 per window.
+    pub ipv4_16: Option<i64>,
+    /// Ids per IPv6 /64 per window.
+    pub ipv6_64: Option<i64>,
+    /// Ids per IPv6 /48 per window.
+    pub ipv6_48: Option<i64>,
+    /// Ids per IPv6 /32 per window.
+    pub ipv6_32: Option<i64>,
 }
 
 /// The consensus settings once checked.
@@ -46,6 +107,14 @@ pub struct ConsensusConfig {
     pub round_base: Duration,
     /// The resend period.
     pub resend: Duration,
+    /// Where the member list is fetched from when `members` is empty; `None`: not fetched.
+    pub members_url: Option<HttpUrl>,
+    /// The keep-alive period between members.
+    pub keepalive: Duration,
+    /// Applicants this member votes in (PROTOCOL.md §11): none unless the operator lists them.
+    pub approve: BTreeSet<MemberKey>,
+    /// The issuing policy's quotas and window; every member must be given the same.
+    pub policy: PolicyConfig,
 }
 
 impl Default for ConsensusConfig {
@@ -55,6 +124,10 @@ impl Default for ConsensusConfig {
             salt: 0,
             round_base: DEFAULT_ROUND_BASE,
             resend: DEFAULT_RESEND,
+            members_url: None,
+            keepalive: DEFAULT_KEEPALIVE,
+            approve: BTreeSet::new(),
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -84,6 +157,43 @@ fn seconds(field: &'static str, value: f64, range: (f64, f64)) -> Result<Duratio
         ));
     }
     Ok(Duration::from_secs_f64(value))
+}
+
+/// An applicant's key from its hex text: a 64-digit ed25519 key, or a signed peer record as
+/// `weft id` prints it (whose key is taken once its signature verifies).
+pub fn approved_key(text: &str) -> Result<MemberKey, String> {
+    let text = text.trim();
+    if text.len() == 64 {
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = text
+                .get(2 * i..2 * i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| format!("\"{text}\" is not 64 hex digits"))?;
+        }
+        return Ok(MemberKey(key));
+    }
+    verified_record(text).map(|record| MemberKey(record.ed25519))
+}
+
+/// A quota from the file: 1 to 2³²−1 ids per window.
+fn quota(field: &'static str, value: Option<i64>, default: u32) -> Result<u32, BadConsensus> {
+    match value {
+        None => Ok(default),
+        Some(value) => u32::try_from(value)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                bad(
+                    field,
+                    format!(
+                        "{value} is not a quota; give 1 to {} ids per window, or leave it out \
+                         for the default ({default})",
+                        u32::MAX
+                    ),
+                )
+            }),
+    }
 }
 
 /// A peer record from its hex text, its signature verified: one that does not verify would let a
@@ -142,11 +252,68 @@ impl ConsensusFile {
             Some(value) => seconds("consensus.resend", value, (0.01, 600.0))?,
             None => defaults.resend,
         };
+        let members_url = match &self.members_url {
+            Some(_) if !members.is_empty() => {
+                return Err(bad(
+                    "consensus.members_url",
+                    "given with consensus.members; give one of them: the members' records, or \
+                     the URL that serves their signed list",
+                ));
+            }
+            Some(text) => Some(
+                HttpUrl::parse(text).map_err(|problem| bad("consensus.members_url", problem))?,
+            ),
+            None => None,
+        };
+        let keepalive = match self.keepalive {
+            Some(value) => seconds("consensus.keepalive", value, (1.0, 86_400.0))?,
+            None => defaults.keepalive,
+        };
+        let mut approve = BTreeSet::new();
+        for (index, text) in self.approve.iter().flatten().enumerate() {
+            let key = approved_key(text).map_err(|reason| {
+                bad(
+                    "consensus.approve",
+                    format!(
+                        "entry {index}: {reason}; give the applicant's ed25519 key (64 hex \
+                         digits) or the record= line `weft id` prints on its host"
+                    ),
+                )
+            })?;
+            approve.insert(key);
+        }
+        let mut policy = defaults.policy;
+        if let Some(value) = self.window {
+            policy.period = seconds("consensus.window", value, (1.0, 366.0 * 86_400.0))?;
+        }
+        let given = [
+            self.ipv4_32,
+            self.ipv4_24,
+            self.ipv4_16,
+            self.ipv6_64,
+            self.ipv6_48,
+            self.ipv6_32,
+        ];
+        let defaults_q = [policy.ipv4, policy.ipv6].concat();
+        let mut quotas = [0u32; 6];
+        // FIELD_NAMES ends with the six quota fields, in this order.
+        let names = FIELD_NAMES.iter().skip(FIELD_NAMES.len() - 6);
+        for (((slot, field), value), default) in
+            quotas.iter_mut().zip(names).zip(given).zip(defaults_q)
+        {
+            *slot = quota(field, value, default)?;
+        }
+        policy.ipv4 = [quotas[0], quotas[1], quotas[2]];
+        policy.ipv6 = [quotas[3], quotas[4], quotas[5]];
         Ok(ConsensusConfig {
             members,
             salt,
             round_base,
             resend,
+            members_url,
+            keepalive,
+            approve,
+            policy,
         })
     }
 }
@@ -161,8 +328,22 @@ pub fn diagnose(table: &toml::Table) -> Option<BadConsensus> {
                     .is_some_and(|items| items.iter().all(toml::Value::is_str)),
                 "a list of quoted peer records as `weft id --address IP:PORT` prints them",
             ),
+            "approve" => (
+                value
+                    .as_array()
+                    .is_some_and(|items| items.iter().all(toml::Value::is_str)),
+                "a list of quoted ed25519 keys (64 hex digits) or peer records",
+            ),
+            "members_url" => (
+                value.is_str(),
+                "a quoted URL like \"http://192.0.2.1:8080/members\"",
+            ),
             "salt" => (value.is_integer(), "a whole number, like 0"),
-            "round_base" | "resend" => (
+            "ipv4_32" | "ipv4_24" | "ipv4_16" | "ipv6_64" | "ipv6_48" | "ipv6_32" => (
+                value.is_integer(),
+                "a whole number of ids per window, like 8",
+            ),
+            "round_base" | "resend" | "keepalive" | "window" => (
                 value.is_integer() || value.is_float(),
                 "seconds, like 1 or 0.1",
             ),
@@ -177,15 +358,13 @@ pub fn diagnose(table: &toml::Table) -> Option<BadConsensus> {
             }
         };
         if !matches {
-            return Some(bad(
-                match key.as_str() {
-                    "members" => "consensus.members",
-                    "salt" => "consensus.salt",
-                    "round_base" => "consensus.round_base",
-                    _ => "consensus.resend",
-                },
-                format!("expected {expected}"),
-            ));
+            let field = CONSENSUS_FIELDS
+                .iter()
+                .position(|f| *f == key.as_str())
+                .and_then(|i| FIELD_NAMES.get(i))
+                .copied()
+                .unwrap_or("consensus");
+            return Some(bad(field, format!("expected {expected}")));
         }
     }
     None
@@ -244,5 +423,53 @@ mod tests {
         assert_eq!(field(check("round_base = 0\n")), "consensus.round_base");
         assert_eq!(field(check("members = 1\n")), "consensus.members");
         assert_eq!(field(check("member = []\n")), "consensus");
+    }
+
+    #[test]
+    fn policy_approval_keepalive_and_url_settings_default_to_the_issue_and_name_bad_fields() {
+        let defaults = check("").unwrap();
+        assert_eq!(defaults.policy.ipv4, [8, 24, 1024]);
+        assert_eq!(defaults.policy.ipv6, [8, 24, 1024]);
+        assert_eq!(defaults.policy.period, Duration::from_secs(86_400));
+        assert_eq!(defaults.keepalive, Duration::from_secs(60));
+        assert!(defaults.approve.is_empty() && defaults.members_url.is_none());
+        let identity = Identity::from_secret_bytes([5; 32], [6; 32]);
+        let record = PeerRecord::sign(&identity, &["127.0.0.1:7701".parse().unwrap()]);
+        let key: String = record.ed25519.iter().map(|b| format!("{b:02x}")).collect();
+        let config = check(&format!(
+            "window = 3600\nipv4_32 = 2\nipv4_24 = 3\nipv4_16 = 4\nipv6_64 = 5\nipv6_48 = 6\n\
+             ipv6_32 = 7\nkeepalive = 5\napprove = [\"{key}\", \"{}\"]\n\
+             members_url = \"http://127.0.0.1:8080/m\"\n",
+            record.to_hex()
+        ))
+        .unwrap();
+        assert_eq!(config.policy.ipv4, [2, 3, 4]);
+        assert_eq!(config.policy.ipv6, [5, 6, 7]);
+        assert_eq!(config.policy.period, Duration::from_secs(3600));
+        assert_eq!(config.keepalive, Duration::from_secs(5));
+        assert_eq!(
+            config.approve.len(),
+            1,
+            "a key and its record are one applicant"
+        );
+        assert_eq!(config.members_url.unwrap().port, 8080);
+        for (text, name) in [
+            ("ipv4_32 = 0\n", "consensus.ipv4_32"),
+            ("ipv6_48 = -3\n", "consensus.ipv6_48"),
+            ("ipv4_16 = 1.5\n", "consensus.ipv4_16"),
+            ("window = 0\n", "consensus.window"),
+            ("keepalive = 0.5\n", "consensus.keepalive"),
+            ("approve = [\"abc\"]\n", "consensus.approve"),
+            ("approve = \"abc\"\n", "consensus.approve"),
+            ("members_url = \"https://a/\"\n", "consensus.members_url"),
+            ("members_url = 3\n", "consensus.members_url"),
+        ] {
+            assert_eq!(field(check(text)), name, "{text}");
+        }
+        let both = format!(
+            "members = [\"{}\"]\nmembers_url = \"http://a/\"\n",
+            record.to_hex()
+        );
+        assert_eq!(field(check(&both)), "consensus.members_url");
     }
 }

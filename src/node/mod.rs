@@ -10,6 +10,7 @@ pub mod config;
 pub mod datadir;
 pub mod exposition;
 pub mod limits;
+pub mod members_url;
 pub mod metrics;
 pub mod process;
 pub mod scrape;
@@ -112,6 +113,8 @@ pub struct Node {
     admin: Option<admin::AdminServer>,
     peer_id: PeerId,
     identity_origin: IdentityOrigin,
+    /// The members-URL fetcher, stopped when the node is.
+    _fetcher: Option<members_url::Fetcher>,
 }
 
 impl Node {
@@ -155,28 +158,36 @@ impl Node {
             },
         };
         // PROTOCOL.md §12: echo and the services run as one worker fed by the shards' queues.
+        // Every node runs the consensus service, so there is always a worker; the services are
+        // built once the socket is bound, so the node's own record names the port it got
+        // (`--listen 127.0.0.1:0`), not port 0.
+        let (mut engine, link) =
+            Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)
+                .map_err(bind_error)?;
+        let bound = NodeConfig {
+            listen: engine.local_addr(),
+            ..config.clone()
+        };
         let services::NodeServices {
             services,
             consensus,
-        } = services::node_services(config, &identity, &data)?;
-        let (mut engine, worker, host) = if config.echo || !services.is_empty() {
-            let (engine, link) =
-                Engine::start_with_worker(&engine_config, &identity, seed, WORKER_QUEUE)
-                    .map_err(bind_error)?;
-            let host = Host::new(services, config.echo);
-            let handle = (host.handle(), host.stats());
-            let worker = std::thread::Builder::new()
-                .name("weft-worker".into())
-                .spawn(move || host.run(link))
-                .map_err(bind_error)?;
-            (engine, Some(worker), Some(handle))
-        } else {
-            (
-                Engine::start(&engine_config, &identity, seed).map_err(bind_error)?,
-                None,
-                None,
-            )
-        };
+        } = services::node_services(&bound, &identity, &data)?;
+        let host = Host::new(services, config.echo);
+        let handle = (host.handle(), host.stats());
+        let worker = std::thread::Builder::new()
+            .name("weft-worker".into())
+            .spawn(move || host.run(link))
+            .map_err(bind_error)?;
+        let mut fetcher = None;
+        if let Some(url) = &config.consensus.members_url {
+            // The configured network id pins which network the URL may serve (trust, when
+            // `[consensus] network_id` is set); unset, the document's own genesis names it.
+            fetcher = Some(
+                members_url::spawn(url.clone(), None, &identity, bound.listen, handle.0.clone())
+                    .map_err(bind_error)?,
+            );
+        }
+        let (worker, host) = (Some(worker), Some(handle));
         let metrics = MetricsServer::start_with(config.metrics, config.metrics_limits.clone())?;
         // Armed before the caller announces readiness, so a signal sent on seeing the ready
         // line is always a clean stop.
@@ -209,6 +220,7 @@ impl Node {
             admin,
             peer_id,
             identity_origin,
+            _fetcher: fetcher,
         })
     }
 

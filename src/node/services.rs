@@ -5,6 +5,8 @@
 //! service hears the network): as a full node, or in client mode for `weft dht`.
 
 use super::{DataDir, NodeConfig};
+use crate::consensus::bootstrap::Waiting;
+use crate::consensus::membership::MembershipConfig;
 use crate::consensus::service::{ConsensusService, Settings, SharedView};
 use crate::overlay::kademlia::KademliaConfig;
 use crate::overlay::persist::OverlayStore;
@@ -68,21 +70,42 @@ pub fn node_services(
     identity: &Identity,
     data: &DataDir,
 ) -> Result<NodeServices, super::StartError> {
-    let own = PeerRecord::sign(identity, &[config.listen]);
-    let consensus = ConsensusService::new(
-        Instant::now(),
-        Settings {
-            key: identity.signing_key().clone(),
-            own,
-            members: config.consensus.members.clone(),
-            round_base: config.consensus.round_base,
-            resend: config.consensus.resend,
-            salt: config.consensus.salt,
-            store: data.path().to_path_buf(),
+    let cluster = &config.consensus;
+    // Members see the node at its own address, never at a wildcard it listens on.
+    let toward = cluster.members.iter().find_map(|r| r.addresses.first());
+    let own = PeerRecord::sign(
+        identity,
+        &[super::members_url::advertised(
+            config.listen,
+            toward.copied(),
+        )],
+    );
+    let settings = Settings {
+        key: identity.signing_key().clone(),
+        own,
+        members: cluster.members.clone(),
+        round_base: cluster.round_base,
+        resend: cluster.resend,
+        salt: cluster.salt,
+        store: data.path().to_path_buf(),
+        network: None,
+        policy: cluster.policy.clone(),
+        membership: MembershipConfig {
+            keepalive: cluster.keepalive,
+            approved: cluster.approve.clone(),
         },
-    )?;
-    let view = consensus.view();
-    let mut services: Vec<Box<dyn Service>> = vec![Box::new(consensus)];
+    };
+    let (consensus, view): (Box<dyn Service>, SharedView) = if cluster.members_url.is_some() {
+        // The members arrive from the URL (`members_url::spawn`); until then, nobody's member.
+        let waiting = Waiting::new(Instant::now(), settings);
+        let view = waiting.view();
+        (Box::new(waiting), view)
+    } else {
+        let consensus = ConsensusService::new(Instant::now(), settings)?;
+        let view = consensus.view();
+        (Box::new(consensus), view)
+    };
+    let mut services: Vec<Box<dyn Service>> = vec![consensus];
     if runs_overlay(config) {
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);

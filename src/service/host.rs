@@ -326,7 +326,13 @@ impl Host {
         let mut last_publish = Instant::now();
         let mut commands_open = true;
         loop {
-            let deadline = services.iter().filter_map(|s| s.poll_timeout()).min();
+            // A turn at least every PUBLISH_EVERY: counters are published on a turn, and a quiet
+            // node (a client certified, waiting for nothing) would otherwise show stale values.
+            let deadline = services
+                .iter()
+                .filter_map(|s| s.poll_timeout())
+                .chain(last_publish.checked_add(PUBLISH_EVERY))
+                .min();
             let woken = deliveries.recv_or(&commands, commands_open, deadline);
             let now = Instant::now();
             match woken {
@@ -487,6 +493,7 @@ mod tests {
         Delivery {
             shard: 0,
             peer: PeerId([7; 16]),
+            authenticated: true,
             channel: ChannelHandle(crate::handle::Hashcode(5)),
             capabilities: Capabilities::RESEND,
             message_number: 0,

@@ -557,6 +557,7 @@ mod tests {
         Input::Message(Delivery {
             shard,
             peer: PeerId([1; 16]),
+            authenticated: true,
             channel: channel(7),
             capabilities: Capabilities::NONE,
             message_number: number,

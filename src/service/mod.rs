@@ -40,6 +40,10 @@ pub struct Delivery {
     pub shard: usize,
     /// The peer that sent it, proven by its session (or claimed, on a kind-0 channel).
     pub peer: PeerId,
+    /// True when `peer` is proven: the peer has an encrypted session, and a channel opened
+    /// before the session is closed when the session binds, so only a plaintext (kind-0) peer
+    /// on an `allow_plaintext` node delivers with `false`.
+    pub authenticated: bool,
     /// The channel it came on.
     pub channel: ChannelHandle,
     /// The channel's mode (PROTOCOL.md §7).

@@ -668,9 +668,15 @@ pub const METRICS: &[Metric] = &[
     counter("weft_consensus_votes_sent_total", "", "Votes this member signed and sent, by step.")
         .labels(&["step"], &["prevote", "precommit"]),
     counter("weft_consensus_ids_issued_total", "", "Node ids this member saw become final."),
-    counter("weft_consensus_refusals_total", "messages", "Consensus messages refused, by reason: oversized (checked before decoding), unknown_version, malformed, non_member, bad_signature, stale, unexpected (out of place, or beyond a pending bound).")
-        .labels(&["reason"], &["oversized", "unknown_version", "malformed", "non_member", "bad_signature", "stale", "unexpected"]),
+    counter("weft_consensus_refusals_total", "messages", "Consensus messages refused, by reason: oversized (checked before decoding), unknown_version, malformed, non_member, bad_signature, stale, unexpected (out of place, or beyond a pending bound), unauthenticated (member traffic from a peer no encrypted session proved).")
+        .labels(&["reason"], &["oversized", "unknown_version", "malformed", "non_member", "bad_signature", "stale", "unexpected", "unauthenticated"]),
     gauge("weft_consensus_links_open", "", "Channels to other members that are open."),
+    counter("weft_consensus_policy_refusals_total", "requests", "Node-id requests this member refused with a signed NACK, by the policy limit they ran into: ids per IPv4 address (ipv4_32), /24 (ipv4_24), /16 (ipv4_16), per IPv6 /64 (ipv6_64), /48 (ipv6_48), /32 (ipv6_32) per window, or the window's prefix table full (table_full).")
+        .labels(&["limit"], &["ipv4_32", "ipv4_24", "ipv4_16", "ipv6_64", "ipv6_48", "ipv6_32", "table_full"]),
+    counter("weft_consensus_membership_changes_total", "changes", "Member-list changes this member's log decided, by change: a member added (an approved applicant voted in) or removed (voted out on evidence of silence).")
+        .labels(&["change"], &["added", "removed"]),
+    counter("weft_consensus_keepalives_missed_total", "members", "Members this member asked after missing their keep-alives for two periods (the first step toward voting a silent member out)."),
+    gauge("weft_consensus_waiting_for_members", "", "1 while the node fetches its cluster's member list from consensus.members_url and has none yet (it joins no cluster and starts none meanwhile)."),
     gauge("weft_consensus_node_id_certified", "", "1 once the node holds a quorum certificate for its own node id."),
     histogram("weft_consensus_decision_latency_seconds", "seconds", &DECISION_LATENCY, "Time from a height's first round to its decision, on this member."),
 ];

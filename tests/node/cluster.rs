@@ -7,7 +7,7 @@
 use super::*;
 
 /// `weft status` of the node with data directory `data` until `wanted` holds.
-fn status_until(data: &Path, wanted: impl Fn(&str) -> bool) -> String {
+pub(crate) fn status_until(data: &Path, wanted: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     loop {
         let (_, out, _) = run(&["status", "--data", data.to_str().unwrap()]);
@@ -172,4 +172,48 @@ fn the_documented_three_member_cluster_issues_ids_and_killed_members_change_none
         "the id after every member's SIGKILL and restart"
     );
     drop(members);
+}
+
+#[test]
+fn policy_settings_reach_the_member_and_its_refusals_are_counted_by_limit() {
+    let dir = TempDir::new("policy");
+    let config = dir.0.join("policy.toml");
+    std::fs::write(&config, "[consensus]\nipv4_32 = 2\nwindow = 3600\n").unwrap();
+    let data = dir.0.join("node");
+    let node = start_node(&node_args(&data, &["--config", config.to_str().unwrap()]));
+    status_until(&data, |s| s.contains("(certified"));
+    let via = node.udp.to_string();
+    let ask = |name: &str, timeout: &str| {
+        let client = dir.0.join(name);
+        let client = client.to_str().unwrap();
+        let (created, _, err) = run(&["id", "--create", "--data", client]);
+        assert!(created.success(), "{err}");
+        run(&[
+            "id",
+            "request",
+            "--via",
+            &via,
+            "--data",
+            client,
+            "--timeout",
+            timeout,
+        ])
+    };
+    // The node's own id took one of the two 127.0.0.1 may get per window; a client the other.
+    let (first, out, err) = ask("first", "60");
+    assert!(first.success() && out.contains("node_id="), "{out}\n{err}");
+    // The next is NACKed: never proposed, so never certified.
+    let (second, out, _) = ask("second", "3");
+    assert!(!second.success() && !out.contains("node_id="), "{out}");
+    let metrics = scrape_until(node.metrics, |m| {
+        metric_value(m, "weft_consensus_policy_refusals_total{limit=\"ipv4_32\"}")
+            .is_some_and(|n| n >= 1)
+    });
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "weft_consensus_policy_refusals_total{limit=\"ipv4_24\"}"
+        ),
+        Some(0)
+    );
 }

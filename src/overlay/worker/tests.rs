@@ -115,6 +115,7 @@ fn message(peer: u8, body: &[u8]) -> Input {
     Input::Message(Delivery {
         shard: 0,
         peer: PeerId([peer; 16]),
+        authenticated: true,
         channel: ChannelHandle(Hashcode(u32::from(peer))),
         capabilities: Capabilities::RESEND,
         message_number: 0,
@@ -321,6 +322,7 @@ fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_i
         channel,
         capabilities,
         message_number: 1,
+        authenticated: true,
         data: data.into(),
     })]);
     let opens = |seen: &[ShardRequest]| -> Vec<(u64, Option<Vec<u8>>)> {
