@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// The fields of `[consensus]`.
-pub const CONSENSUS_FIELDS: [&str; 4] = ["members", "salt", "round_base", "resend"];
+pub const CONSENSUS_FIELDS: [&str; 5] = ["members", "salt", "round_base", "resend", "network_id"];
 
 /// The default base of the round timeouts: a proposal waits 3×, a vote step 1×, growing per
 /// round. A LAN or one machine decides in far less; a timeout only ends a round that stalled.
@@ -33,6 +33,8 @@ pub struct ConsensusFile {
     pub round_base: Option<f64>,
     /// The resend period, seconds.
     pub resend: Option<f64>,
+    /// The network this node trusts, 64 hex digits (`node::trust`); left out, it is pinned.
+    pub network_id: Option<String>,
 }
 
 /// The consensus settings once checked.
@@ -46,6 +48,8 @@ pub struct ConsensusConfig {
     pub round_base: Duration,
     /// The resend period.
     pub resend: Duration,
+    /// The network id configured (`node::trust`); `None`: pinned on the first start.
+    pub network_id: Option<[u8; 32]>,
 }
 
 impl Default for ConsensusConfig {
@@ -55,6 +59,7 @@ impl Default for ConsensusConfig {
             salt: 0,
             round_base: DEFAULT_ROUND_BASE,
             resend: DEFAULT_RESEND,
+            network_id: None,
         }
     }
 }
@@ -142,13 +147,41 @@ impl ConsensusFile {
             Some(value) => seconds("consensus.resend", value, (0.01, 600.0))?,
             None => defaults.resend,
         };
+        let network_id = match &self.network_id {
+            Some(text) => Some(parse_network_id(text).ok_or_else(|| {
+                bad(
+                    "consensus.network_id",
+                    format!(
+                        "\"{text}\" is not a network id; give the 64 hex digits `weft status` \
+                         or `weft cluster status` prints, or leave it out to pin the network \
+                         on the first start"
+                    ),
+                )
+            })?),
+            None => None,
+        };
         Ok(ConsensusConfig {
             members,
             salt,
             round_base,
             resend,
+            network_id,
         })
     }
+}
+
+/// The 32 bytes 64 hex digits spell.
+pub fn parse_network_id(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let pair = text.get(i.checked_mul(2)?..i.checked_mul(2)?.checked_add(2)?)?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The first field of `[consensus]` that is unknown or of the wrong kind.
@@ -162,6 +195,7 @@ pub fn diagnose(table: &toml::Table) -> Option<BadConsensus> {
                 "a list of quoted peer records as `weft id --address IP:PORT` prints them",
             ),
             "salt" => (value.is_integer(), "a whole number, like 0"),
+            "network_id" => (value.is_str(), "a quoted network id of 64 hex digits"),
             "round_base" | "resend" => (
                 value.is_integer() || value.is_float(),
                 "seconds, like 1 or 0.1",
@@ -182,6 +216,7 @@ pub fn diagnose(table: &toml::Table) -> Option<BadConsensus> {
                     "members" => "consensus.members",
                     "salt" => "consensus.salt",
                     "round_base" => "consensus.round_base",
+                    "network_id" => "consensus.network_id",
                     _ => "consensus.resend",
                 },
                 format!("expected {expected}"),
@@ -244,5 +279,13 @@ mod tests {
         assert_eq!(field(check("round_base = 0\n")), "consensus.round_base");
         assert_eq!(field(check("members = 1\n")), "consensus.members");
         assert_eq!(field(check("member = []\n")), "consensus");
+        assert_eq!(field(check("network_id = 5\n")), "consensus.network_id");
+        assert_eq!(
+            field(check("network_id = \"abc\"\n")),
+            "consensus.network_id"
+        );
+        let id = "0f".repeat(32);
+        let config = check(&format!("network_id = \"{id}\"\n")).unwrap();
+        assert_eq!(config.network_id, Some([0x0f; 32]));
     }
 }

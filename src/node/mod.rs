@@ -16,6 +16,7 @@ pub mod scrape;
 pub mod services;
 mod suggest;
 pub mod summary;
+pub mod trust;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};
 pub use datadir::{DataDir, DataDirError, IdentityOrigin};
@@ -73,6 +74,10 @@ pub enum StartError {
     /// The consensus store in the data directory could not be opened (PROTOCOL.md §11).
     #[error(transparent)]
     ConsensusStore(#[from] crate::consensus::store::StoreError),
+    /// The network id configured or pinned disagrees with the members configured
+    /// (PROTOCOL.md §11, trust root).
+    #[error(transparent)]
+    Trust(#[from] trust::TrustSetupError),
     /// Signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(#[source] io::Error),

@@ -6,12 +6,12 @@
 
 use super::{DataDir, NodeConfig};
 use crate::consensus::service::{ConsensusService, Settings, SharedView};
-use crate::consensus::store::StoreError;
 use crate::overlay::kademlia::KademliaConfig;
 use crate::overlay::worker::{Bootstrap, OverlayConfig, OverlayService};
 use crate::service::host::Service;
 use crate::session::{Identity, PeerRecord};
 use rand::RngCore;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Whether a node with `config` runs the overlay.
@@ -28,6 +28,8 @@ pub fn overlay_config(config: &NodeConfig) -> OverlayConfig {
             per_subnet_cap: None,
             ..KademliaConfig::default()
         },
+        // Only ids certified by the node's network enter its tables (`node::trust`).
+        accept_provisional: false,
         // A bare address that a known peer's record lists is opened by that peer's id.
         bootstrap: config
             .bootstrap
@@ -62,7 +64,7 @@ pub fn node_services(
     config: &NodeConfig,
     identity: &Identity,
     data: &DataDir,
-) -> Result<NodeServices, StoreError> {
+) -> Result<NodeServices, super::StartError> {
     let own = PeerRecord::sign(identity, &[config.listen]);
     let consensus = ConsensusService::new(
         Instant::now(),
@@ -77,17 +79,24 @@ pub fn node_services(
         },
     )?;
     let view = consensus.view();
+    let (pin, source) = super::trust::trust_root(config, consensus.network(), data.path())?;
+    if let Ok(mut view) = view.lock() {
+        view.network_trust = source.label();
+    }
+    let check = super::trust::NetworkTrust::new(pin, identity.peer_id(), Arc::clone(&view));
     let mut services: Vec<Box<dyn Service>> = vec![Box::new(consensus)];
     // Persistence (`overlay::persist::OverlayStore::open(data.path())`) plugs in here.
     if runs_overlay(config) {
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
-        services.push(Box::new(OverlayService::new(
+        let overlay = OverlayService::new(
             overlay_config(config),
             identity.peer_id(),
             config.listen,
             seed,
-        )));
+        );
+        // After any `with_store`, which replaces the DHT.
+        services.push(Box::new(overlay.with_certificate_check(Box::new(check))));
     }
     Ok(NodeServices {
         services,
