@@ -4,7 +4,8 @@
 use super::*;
 use crate::handle::Hashcode;
 use crate::overlay::api::DhtStatus;
-use crate::overlay::rpc::{FrameLimits, Reply};
+use crate::overlay::kademlia::CertificateCheck;
+use crate::overlay::rpc::{Body, ConnectionOpt, Frame, FrameLimits, Opcode, Reply, Request};
 use crate::service::host::{Host, HostHandle};
 use crate::service::{PeerInfo, Request as ShardRequest, ShardLink, worker_queues};
 use crate::stats::Stats;
@@ -22,6 +23,10 @@ struct Running {
 }
 
 fn start(config: OverlayConfig) -> Running {
+    start_with(config, None)
+}
+
+fn start_with(config: OverlayConfig, check: Option<Box<dyn CertificateCheck>>) -> Running {
     let poll = Poll::new().unwrap();
     let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), MioToken(1)).unwrap()].into();
     let (link, mut ends) = worker_queues(1, 256, wakers);
@@ -31,6 +36,10 @@ fn start(config: OverlayConfig) -> Running {
         "127.0.0.1:7700".parse().unwrap(),
         [0; 32],
     );
+    let service = match check {
+        Some(check) => service.with_certificate_check(check),
+        None => service,
+    };
     let host = Host::new(vec![Box::new(service)], false);
     let (stats, handle) = (host.stats(), host.handle());
     let thread = std::thread::spawn(move || host.run(link));
@@ -310,4 +319,113 @@ fn an_idle_channel_is_closed_and_its_peer_forgotten() {
     assert_eq!(closed, [ChannelHandle(Hashcode(5))]);
     assert_eq!(running.status().channels, 0);
     running.stop();
+}
+
+/// A network's check in miniature: the proof `b"good"` admits any id, anything else is of
+/// another network; the node's own id is certified once the test says so.
+struct FakeNetwork {
+    admitted: HashMap<PeerId, NodeId>,
+    own: Arc<Mutex<Option<NodeId>>>,
+}
+
+impl CertificateCheck for FakeNetwork {
+    fn certified(&self, node: &NodeId, peer: &PeerId) -> bool {
+        if *peer == PeerId([1; 16]) {
+            return *self.own.lock().unwrap() == Some(*node);
+        }
+        self.admitted.get(peer) == Some(node)
+    }
+    fn may_ask(&self, _: &NodeId, _: &PeerId) -> bool {
+        true
+    }
+    fn admit(&mut self, node: &NodeId, peer: &PeerId, proof: &[u8]) -> Result<(), &'static str> {
+        if proof != b"good" {
+            return Err("foreign_network");
+        }
+        self.admitted.insert(*peer, *node);
+        Ok(())
+    }
+    fn own(&self) -> Option<(NodeId, Vec<u8>)> {
+        self.own.lock().unwrap().map(|id| (id, b"mine".to_vec()))
+    }
+}
+
+#[test]
+fn only_a_proven_certified_id_enters_the_table_and_the_node_is_a_client_until_its_own_is_issued() {
+    let own = Arc::new(Mutex::new(None));
+    let check = FakeNetwork {
+        admitted: HashMap::new(),
+        own: Arc::clone(&own),
+    };
+    let config = OverlayConfig {
+        accept_provisional: false,
+        ..OverlayConfig::default()
+    };
+    let mut running = start_with(config, Some(Box::new(check)));
+    assert!(running.status().client, "no certified id yet: a client");
+    let certified = |id: u8, proof: &[u8]| {
+        let opt = ConnectionOpt::CertifiedId(NodeId([id; 20]), proof.to_vec());
+        request(Opcode::SetConnectionOpt, 9, Body::SetConnectionOpt(opt))
+    };
+    let provisional = request(
+        Opcode::SetConnectionOpt,
+        9,
+        Body::SetConnectionOpt(ConnectionOpt::NodeId(provisional_id(&PeerId([4; 16])))),
+    );
+    running.push(vec![
+        message(2, &certified(0xaa, b"of another network")),
+        message(3, &certified(0xbb, b"good")),
+        message(4, &provisional),
+    ]);
+    running.until(|seen| info_tokens(seen).len() == 3);
+    let answers = info_tokens(&running.seen)
+        .into_iter()
+        .map(|(token, peer)| Input::PeerInfo {
+            token,
+            shard: 0,
+            peer,
+            info: Some(PeerInfo {
+                peer,
+                address: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(peer.0[0]))),
+                session_kind: Some(2),
+                rtt: None,
+            }),
+        })
+        .collect();
+    running.push(answers);
+    let acks = |seen: &[ShardRequest]| -> Vec<(ChannelHandle, bool)> {
+        seen.iter()
+            .filter_map(|r| match r {
+                ShardRequest::Send { channel, data } => {
+                    match Frame::parse(&data[1..], &FrameLimits::default()) {
+                        Ok(Frame::Reply(reply)) => Some((*channel, reply.ack)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    running.until(|seen| acks(seen).len() == 3);
+    for (channel, ack) in acks(&running.seen) {
+        assert_eq!(ack, channel == ChannelHandle(Hashcode(3)), "{channel:?}");
+    }
+    let status = running.status();
+    assert_eq!(status.contacts, 1, "only the proven peer: {status:?}");
+    // A client tells nobody an id.
+    let mine = ChannelHandle(Hashcode(3));
+    assert!(requests_on(&running.seen, mine).is_empty());
+    // Issued: the node moves to its certified id and shows it with its proof.
+    *own.lock().unwrap() = Some(NodeId([0x11; 20]));
+    let shown = Body::SetConnectionOpt(ConnectionOpt::CertifiedId(
+        NodeId([0x11; 20]),
+        b"mine".to_vec(),
+    ));
+    running.until(|seen| requests_on(seen, mine).iter().any(|r| r.body == shown));
+    let status = running.status();
+    assert_eq!(status.node_id, NodeId([0x11; 20]));
+    assert!(!status.client && !status.provisional, "{status:?}");
+    assert_eq!(status.contacts, 1, "the table moved with the id");
+    let stats = running.stop();
+    assert_eq!(dropped(&stats, "foreign_network"), 1);
 }
