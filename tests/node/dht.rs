@@ -11,11 +11,35 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
         TempDir::new("dht-b"),
         TempDir::new("dht-c"),
     ];
+    // One network: the first node is its lone member (no members configured), the joiners
+    // its clients, which ask it for their ids; only ids it certified enter the tables.
+    let listen = {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().to_string()
+    };
+    let a_data = dirs[0].0.to_str().unwrap();
+    let (status, out, err) = run(&["id", "--create", "--data", a_data, "--address", &listen]);
+    assert!(status.success(), "{err}");
+    let record = out.lines().find_map(|l| l.strip_prefix("record=")).unwrap();
+    let scratch = TempDir::new("dht-config");
+    let config = scratch.join("joiner.toml");
+    std::fs::write(&config, format!("[consensus]\nmembers = [\"{record}\"]\n")).unwrap();
     // Two shards each: a bare address would open on shard 0 while the answer is steered to
     // the shard that owns the peer, so the joiners name the first node's peer id too.
-    let a = start_node(&node_args(&dirs[0].0, &["--shards", "2"]));
+    let a = start_node(&[
+        "node",
+        "--listen",
+        &listen,
+        "--metrics",
+        "127.0.0.1:0",
+        "--data",
+        a_data,
+        "--shards",
+        "2",
+    ]);
     let first = format!("{}@{}", a.peer, a.udp);
-    let joiner = ["--shards", "2", "--bootstrap", &first];
+    let config = config.to_str().unwrap();
+    let joiner = ["--shards", "2", "--bootstrap", &first, "--config", config];
     let b = start_node(&node_args(&dirs[1].0, &joiner));
     let c = start_node(&node_args(&dirs[2].0, &joiner));
     // The first node learns both joiners' ids from their announcements.
@@ -45,6 +69,10 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
         .find(|l| l.starts_with("  overlay: "))
         .unwrap_or_else(|| panic!("no overlay line:\n{stdout}"));
     assert!(line.starts_with("  overlay: 2 contacts in "), "{line}");
+    assert!(
+        stdout.contains(" (pinned)"),
+        "the network pinned on the first start:\n{stdout}"
+    );
     assert!(line.contains(", 1 records held, "), "{line}");
     let metrics = http_get(a.metrics, "/metrics");
     assert!(
@@ -67,4 +95,21 @@ fn dht_without_via_or_with_a_bad_key_exits_2() {
     let (status, _, stderr) = run(&["node", "--bootstrap", "zz@127.0.0.1:7700"]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("\"zz\" is not a peer id"), "{stderr}");
+}
+
+#[test]
+fn a_network_id_other_than_the_one_the_members_form_exits_2_naming_the_field() {
+    let dir = TempDir::new("network-id");
+    let config = dir.join("weft.toml");
+    let other = "ab".repeat(32);
+    std::fs::write(&config, format!("[consensus]\nnetwork_id = \"{other}\"\n")).unwrap();
+    let data = dir.join("data");
+    let args = node_args(&data, &["--config", config.to_str().unwrap()]);
+    let (status, _, stderr) = Proc::spawn(&args).wait();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("field \"consensus.network_id\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("not {other}")), "{stderr}");
 }

@@ -41,9 +41,12 @@ impl Dht {
                         same
                     }
                     // A provisional id must be the one the sender's key implies
-                    // (`id::provisional_id`); a certified one was admitted by the driver
+                    // (`id::provisional_id`), where the driver vouches for ids; a certified one was admitted by the driver
                     // (`CertificateCheck::admit`) before this frame came here.
-                    ConnectionOpt::NodeId(id) => *id == provisional_id(&from.peer),
+                    ConnectionOpt::NodeId(id) => {
+                        *id == provisional_id(&from.peer)
+                            && self.certificates.certified(id, &from.peer)
+                    }
                     ConnectionOpt::CertifiedId(id, _) => {
                         self.certificates.certified(id, &from.peer)
                     }
