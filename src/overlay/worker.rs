@@ -625,6 +625,8 @@ impl Service for OverlayService {
                             self.awaiting.insert(peer, addr);
                             if known.is_some() {
                                 self.bootstrap_id(now, peer, known);
+                            } else {
+                                self.ask_for_id(now, peer, addr);
                             }
                         }
                         contact => self.bootstrap_answered(now, contact),

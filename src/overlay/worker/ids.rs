@@ -113,4 +113,20 @@ impl OverlayService {
             self.dht.look_up_self(now);
         }
     }
+
+    /// Makes a bootstrap peer show its id: a peer learns of a channel only from a message on
+    /// it, and a node that announces nothing (a client) would otherwise wait forever. A PING
+    /// does; the peer announces before it answers.
+    pub(super) fn ask_for_id(&mut self, now: Instant, peer: PeerId, addr: std::net::SocketAddr) {
+        if !self.dht.is_client() {
+            return; // `attach` announced our id, which the peer answers with its own.
+        }
+        let to = Contact {
+            id: provisional_id(&peer),
+            peer,
+            addr,
+        };
+        self.dht
+            .request(now, &to, Opcode::Ping, Body::Ping, ANNOUNCE);
+    }
 }
