@@ -226,4 +226,25 @@ mod tests {
             ProofError::Malformed
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any bytes: a proof or a refusal, never a panic; a proof round-trips.
+        #[test]
+        fn any_bytes_decode_to_a_proof_or_a_refusal(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Ok(proof) = IdProof::decode(&bytes) {
+                proptest::prop_assert_eq!(IdProof::decode(&proof.encode()), Ok(proof));
+            }
+        }
+
+        /// A real proof with any id claimed verifies only for the id it certifies.
+        #[test]
+        fn only_the_certified_id_verifies(claimed in proptest::prelude::any::<[u8; 20]>(), signers in 0usize..5) {
+            let members: Vec<SigningKey> = (1..=4u8).map(|i| SigningKey::from_bytes(&[i; 32])).collect();
+            let proof = proof_for(&members, signers, [9; 32]);
+            let verdict = proof.verify(&proof.network, None, &NodeId(claimed), &[9; 32]);
+            proptest::prop_assert_eq!(verdict.is_ok(), claimed == [7; 20] && signers >= 3);
+        }
+    }
 }
