@@ -80,7 +80,19 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
             .is_some_and(|n| n >= 1),
         "{metrics}"
     );
-    drop((b, c));
+    // A node of another network (a lone one) that joins through the first is refused its id
+    // and counted, and stays out of the table.
+    let stranger_dir = TempDir::new("dht-d");
+    let stranger = start_node(&node_args(&stranger_dir.0, &["--bootstrap", &first]));
+    let metrics = scrape_until(a.metrics, |text| {
+        metric_value(
+            text,
+            "weft_overlay_dropped_total{reason=\"foreign_network\"}",
+        )
+        .is_some_and(|n| n >= 1)
+    });
+    assert_eq!(metric_value(&metrics, "weft_overlay_contacts"), Some(2));
+    drop((b, c, stranger));
 }
 
 #[test]
