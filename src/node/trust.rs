@@ -35,7 +35,8 @@ use std::path::{Path, PathBuf};
 pub const PIN_FILE: &str = "network-id";
 
 /// Most peers whose verdict is kept, admitted and refused each: past it a new peer's proof is
-/// refused (`verdicts_full`), so a flood of peers cannot grow the node's memory.
+/// refused (`verdicts_full`) and the refusals are forgotten, so a flood of peers cannot grow
+/// the node's memory.
 pub const MAX_VERDICTS: usize = 65_536;
 
 /// How the node came to trust its network.
@@ -240,8 +241,13 @@ impl CertificateCheck for NetworkTrust {
         if self.admitted.get(peer) == Some(node) {
             return Ok(());
         }
-        if self.admitted.len() >= MAX_VERDICTS || self.refused.len() >= MAX_VERDICTS {
+        if self.admitted.len() >= MAX_VERDICTS {
             return Err("verdicts_full");
+        }
+        if self.refused.len() >= MAX_VERDICTS {
+            // Refusals only spare lookups a request; forgetting them costs no safety, and a
+            // flood of refused peers cannot lock honest ones out.
+            self.refused.clear();
         }
         match self.check(node, peer, proof) {
             Ok(()) => {

@@ -260,7 +260,8 @@ impl OverlayService {
             held: 0,
             links: HashMap::new(),
             awaiting: HashMap::new(),
-            certify_at: (!config.accept_provisional).then_some(now),
+            // A configured client never shows an id, so it need not look for one.
+            certify_at: (!config.accept_provisional && !config.kademlia.client).then_some(now),
             config,
         }
     }
