@@ -227,6 +227,87 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_chain_past_genesis_is_verified_and_certificates_are_checked_against_its_last_list() {
+        use crate::consensus::signed::{member_key, sign};
+        use crate::consensus::trust::{Endorsement, Link};
+        let genesis: Vec<SigningKey> = (1..=4u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
+        let keys: Vec<MemberKey> = genesis.iter().map(member_key).collect();
+        // Member 4 is voted out: the list of epoch 1, endorsed by three of genesis.
+        let network = NetworkId::of_genesis(&keys);
+        let mut next: Vec<MemberKey> = keys[..3].to_vec();
+        next.sort_unstable();
+        let list = MemberList {
+            network,
+            epoch: 1,
+            height: 10,
+            members: next,
+        };
+        let mut endorsements: Vec<_> = genesis[..3]
+            .iter()
+            .map(|k| {
+                let body = Endorsement {
+                    epoch: 1,
+                    list: list.digest(),
+                    member: member_key(k),
+                };
+                sign(k, &network, body)
+            })
+            .collect();
+        endorsements.sort_by_key(|e| e.body.member);
+        let chain = MemberListChain {
+            genesis: MemberList::genesis(&keys).members,
+            links: vec![Link {
+                list: list.clone(),
+                endorsements,
+            }],
+        };
+        let key = [9; 32];
+        let id = NodeId([7; 20]);
+        // Replies by the three current members, naming three members.
+        let old = proof_for(&genesis, 4, key);
+        let replies = old.replies[..3]
+            .iter()
+            .zip(&genesis)
+            .map(|(r, k)| {
+                let mut body = r.body.clone();
+                body.members = 3;
+                sign(k, &network, body)
+            })
+            .collect();
+        let proof = IdProof {
+            chain: chain.clone(),
+            replies,
+            ..old.clone()
+        };
+        assert_eq!(proof.verify(&network, None, &id, &key).unwrap(), list);
+        // The old genesis-only proof once epoch 1 is known: stale.
+        assert_eq!(
+            old.verify(&network, Some(&list), &id, &key)
+                .unwrap_err()
+                .reason(),
+            "stale_member_list"
+        );
+        // The genesis certificate against the new list: the member count differs.
+        let mixed = IdProof { chain, ..old };
+        assert_eq!(
+            mixed
+                .verify(&network, None, &id, &key)
+                .unwrap_err()
+                .reason(),
+            "bad_certificate"
+        );
+        // A link endorsed by too few of genesis does not verify.
+        let mut thin = proof.clone();
+        thin.chain.links[0].endorsements.truncate(2);
+        assert_eq!(
+            thin.verify(&network, None, &id, &key).unwrap_err().reason(),
+            "bad_member_list"
+        );
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
