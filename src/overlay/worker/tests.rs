@@ -114,6 +114,39 @@ fn info_tokens(seen: &[ShardRequest]) -> Vec<(u64, PeerId)> {
         .collect()
 }
 
+/// Answers every peer-info question seen: each peer at 127.0.0.1:7000 + its first byte.
+fn info_answers(seen: &[ShardRequest]) -> Vec<Input> {
+    info_tokens(seen)
+        .into_iter()
+        .map(|(token, peer)| Input::PeerInfo {
+            token,
+            shard: 0,
+            peer,
+            info: Some(PeerInfo {
+                peer,
+                address: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(peer.0[0]))),
+                session_kind: Some(2),
+                rtt: None,
+            }),
+        })
+        .collect()
+}
+
+/// The replies sent, with their channels.
+fn replies_sent(seen: &[ShardRequest]) -> Vec<(ChannelHandle, Reply)> {
+    seen.iter()
+        .filter_map(|r| match r {
+            ShardRequest::Send { channel, data } => {
+                match Frame::parse(&data[1..], &FrameLimits::default()) {
+                    Ok(Frame::Reply(reply)) => Some((*channel, reply)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn dropped(stats: &Stats, reason: &str) -> u64 {
     stats
         .iter()
@@ -165,37 +198,10 @@ fn only_an_announced_id_the_peers_key_implies_enters_the_table() {
         message(3, &announce(provisional_id(&honest))),
     ]);
     running.until(|seen| info_tokens(seen).len() == 2);
-    let answers = info_tokens(&running.seen)
-        .into_iter()
-        .map(|(token, peer)| Input::PeerInfo {
-            token,
-            shard: 0,
-            peer,
-            info: Some(PeerInfo {
-                peer,
-                address: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(peer.0[0]))),
-                session_kind: Some(2),
-                rtt: None,
-            }),
-        })
-        .collect();
-    running.push(answers);
+    running.push(info_answers(&running.seen));
     // Each gets an answer to its announcement, and our own id once.
-    let replies = |seen: &[ShardRequest]| -> Vec<(ChannelHandle, Reply)> {
-        seen.iter()
-            .filter_map(|r| match r {
-                ShardRequest::Send { channel, data } => {
-                    match Frame::parse(&data[1..], &FrameLimits::default()) {
-                        Ok(Frame::Reply(reply)) => Some((*channel, reply)),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    running.until(|seen| replies(seen).len() == 2);
-    for (channel, reply) in replies(&running.seen) {
+    running.until(|seen| replies_sent(seen).len() == 2);
+    for (channel, reply) in replies_sent(&running.seen) {
         let from_honest = channel == ChannelHandle(Hashcode(3));
         assert_eq!(reply.ack, from_honest, "{reply:?}");
     }
@@ -378,37 +384,14 @@ fn only_a_proven_certified_id_enters_the_table_and_the_node_is_a_client_until_it
         message(4, &provisional),
     ]);
     running.until(|seen| info_tokens(seen).len() == 3);
-    let answers = info_tokens(&running.seen)
-        .into_iter()
-        .map(|(token, peer)| Input::PeerInfo {
-            token,
-            shard: 0,
-            peer,
-            info: Some(PeerInfo {
-                peer,
-                address: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(peer.0[0]))),
-                session_kind: Some(2),
-                rtt: None,
-            }),
-        })
-        .collect();
-    running.push(answers);
-    let acks = |seen: &[ShardRequest]| -> Vec<(ChannelHandle, bool)> {
-        seen.iter()
-            .filter_map(|r| match r {
-                ShardRequest::Send { channel, data } => {
-                    match Frame::parse(&data[1..], &FrameLimits::default()) {
-                        Ok(Frame::Reply(reply)) => Some((*channel, reply.ack)),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    running.until(|seen| acks(seen).len() == 3);
-    for (channel, ack) in acks(&running.seen) {
-        assert_eq!(ack, channel == ChannelHandle(Hashcode(3)), "{channel:?}");
+    running.push(info_answers(&running.seen));
+    running.until(|seen| replies_sent(seen).len() == 3);
+    for (channel, reply) in replies_sent(&running.seen) {
+        assert_eq!(
+            reply.ack,
+            channel == ChannelHandle(Hashcode(3)),
+            "{channel:?}"
+        );
     }
     let status = running.status();
     assert_eq!(status.contacts, 1, "only the proven peer: {status:?}");
