@@ -481,6 +481,8 @@ impl OverlayService {
             .collect();
         for peer in stale {
             self.forget(peer, Some(CloseReason::Idle), cx);
+            // A bootstrap peer that never showed an id: joining tries again without it.
+            self.bootstrap_id(now, peer, None);
         }
         self.next_idle_check = now
             .checked_add(
