@@ -1,17 +1,23 @@
-//! Consensus throughput and decision latency (issue 14, point 10), in one process: 1, 4 and 7
-//! sans-IO members (`consensus::member::Member`) on an instant in-memory network, every request
-//! from its own source address (the one-pending-request-per-source bound counts addresses, so
-//! distinct sources stand in for the raised policy limits the issue asks for).
+//! Consensus throughput and decision latency (issue 14, point 10).
 //!
-//! What it measures is the agreement itself: signing, verifying, Malachite's driver, batching.
-//! No sockets, no channels, and no syncs (the durable store is not on main yet): a lower bound
-//! on what a loopback cluster costs, not the loopback figure. `cargo bench --bench consensus`
-//! (or `--profile dev` for a quick look; dependencies are optimised in every profile).
+//! **Loopback** (the default, the figures docs/PERFORMANCE.md reports): 1, 4 and 7 members,
+//! each on its own thread with its own redb `DiskStore` in a temporary directory (every vote,
+//! proposal and decision fsynced before anything it led to is sent, one commit per input
+//! batch), meshed over TCP on 127.0.0.1, driven by closed-loop clients on their own loopback
+//! addresses over UDP, policy limits raised for the run. Ids per second, and p50/p99 of
+//! member 0's decision latency (a height's start to its decision) and of the clients' id
+//! latency (request sent to a quorum of replies held), from hdrhistogram. See
+//! `consensus/loopback.rs` for what it leaves out.
 //!
-//! Each run sends `REQUESTS` requests to every member at once, pumps messages until every id is
-//! final at member 0, and reports ids per second and the p50/p99 of member 0's decision latency.
-//! The cluster is never idle during a run, so a height's latency is the time from the previous
-//! decision (or the start) to its own.
+//! **In process** (`-- --in-process`): the sans-IO members on an instant in-memory network with
+//! no store: the agreement's CPU cost alone.
+//!
+//! `cargo bench --bench consensus` (release; `--profile dev` for a quick look: dependencies
+//! are optimised in every profile). `WEFT_BENCH_REQUESTS` and `WEFT_BENCH_CLIENTS` size the
+//! loopback runs (defaults 3000 and 64).
+
+#[path = "consensus/loopback.rs"]
+mod loopback;
 
 use ed25519_dalek::SigningKey;
 use std::collections::VecDeque;
@@ -117,8 +123,9 @@ fn run(n: usize) -> Run {
     }
 }
 
-fn main() {
-    println!("members  ids/s    heights  p50 decision  p99 decision   ({REQUESTS} requests)");
+fn in_process() {
+    println!("in process, no store, no sockets ({REQUESTS} requests)");
+    println!("members  ids/s    heights  p50 decision  p99 decision");
     for n in [1, 4, 7] {
         let r = run(n);
         println!(
@@ -128,5 +135,69 @@ fn main() {
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3
         );
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1e3
+}
+
+fn on_loopback() {
+    let requests = env_or("WEFT_BENCH_REQUESTS", 3000);
+    let clients = env_or("WEFT_BENCH_CLIENTS", 64);
+    let round_base = Duration::from_millis(200);
+    let policy = loopback::raised_policy();
+    println!(
+        "loopback: members on TCP 127.0.0.1, redb DiskStore per member (fsync per commit), \
+         {clients} closed-loop clients on 127.1.x.y over UDP, {requests} ids per run, round base \
+         {round_base:?}"
+    );
+    println!(
+        "policy RAISED for the run: {:?} ids per IPv4 /32, /24, /16 (defaults 8, 24, 1024) per {:?}",
+        policy.ipv4, policy.period
+    );
+    println!(
+        "members  ids/s  heights  decision p50  p99       id p50     p99        commits  ms/commit  inputs/pass"
+    );
+    for n in [1, 4, 7] {
+        let f = loopback::run(n, clients, requests, round_base);
+        println!(
+            "{n:>7}  {:>5.0}  {:>7}  {:>9.2} ms  {:>7.2} ms  {:>7.2} ms  {:>7.2} ms  {:>7}  {:>9.2}  {:>11.1}",
+            f.ids_per_second,
+            f.heights,
+            ms(f.decision.value_at_quantile(0.5)),
+            ms(f.decision.value_at_quantile(0.99)),
+            ms(f.id.value_at_quantile(0.5)),
+            ms(f.id.value_at_quantile(0.99)),
+            f.commits,
+            f.commit_time.as_secs_f64() * 1e3 / f.commits.max(1) as f64,
+            f.inputs as f64 / f.passes.max(1) as f64,
+        );
+        println!(
+            "         {} of {} heights past round 0; member 0 refused: {}",
+            f.late,
+            f.heights,
+            if f.refused.is_empty() {
+                "none"
+            } else {
+                &f.refused
+            }
+        );
+        assert_eq!(f.requests, requests);
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--in-process") {
+        in_process();
+    } else {
+        on_loopback();
     }
 }

@@ -3,7 +3,10 @@
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::collections::HashMap;
 use std::process::Command;
+use support::{TempDir, succeeded};
 use weft::heap::{self, CountingAlloc};
+
+mod support;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc::new();
@@ -32,21 +35,15 @@ fn number(fields: &HashMap<String, String>, key: &str) -> f64 {
 
 #[test]
 fn a_short_run_writes_every_figure_with_sane_values() {
-    let dir = std::env::temp_dir().join(format!("weft-bench-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("bench");
     let json = dir.join("bench.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["bench", "--duration", "1", "--peers", "20", "--shards", "1"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = succeeded(
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["bench", "--duration", "1", "--peers", "20", "--shards", "1"])
+            .arg("--json")
+            .arg(&json),
     );
+    let stdout = String::from_utf8_lossy(&output.stdout);
     // The table names weft, the baseline and the ratio, and the packet size on the wire.
     assert!(
         stdout.contains("raw UDP") && stdout.contains("ratio"),
@@ -74,24 +71,17 @@ fn a_short_run_writes_every_figure_with_sane_values() {
         assert!(ns.is_finite() && ns > 0.0, "{key}: {fields:?}");
     }
     assert!(stdout.contains("node CPU ns/dgram"), "{stdout}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_short_flood_reports_answers_within_the_amplification_limit() {
-    let dir = std::env::temp_dir().join(format!("weft-flood-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("flood");
     let json = dir.join("flood.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["bench", "--flood", "--duration", "1", "--shards", "1"])
-        .args(["--clients", "1", "--flood-sources", "4", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeded(
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["bench", "--flood", "--duration", "1", "--shards", "1"])
+            .args(["--clients", "1", "--flood-sources", "4", "--json"])
+            .arg(&json),
     );
     let fields = parse(&std::fs::read_to_string(&json).unwrap());
     assert!(number(&fields, "flood_sent_per_s") > 0.0, "{fields:?}");
@@ -138,25 +128,19 @@ fn readme_example(flag: &str) -> Vec<String> {
 
 /// Runs `weft ARGS --json FILE`, which must succeed; its stdout and the JSON's fields.
 fn run_with_json(args: &[String], json: &std::path::Path) -> (String, HashMap<String, String>) {
-    let output = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .arg("--json")
-        .arg(json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{args:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = succeeded(
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .arg("--json")
+            .arg(json),
     );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     (stdout, parse(&std::fs::read_to_string(json).unwrap()))
 }
 
 #[test]
 fn a_short_soak_samples_heap_files_and_cpu_while_honest_echoes_keep_arriving() {
-    let dir = std::env::temp_dir().join(format!("weft-soak-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("soak");
     let (stdout, fields) = run_with_json(&readme_example("--soak"), &dir.join("soak.json"));
     // A header, the column names, then a row per sample: time, heap, files, CPU, three counts.
     let mut lines = stdout.lines();
@@ -183,13 +167,11 @@ fn a_short_soak_samples_heap_files_and_cpu_while_honest_echoes_keep_arriving() {
     assert!(number(&fields, "heap_max") > 0.0, "{fields:?}");
     assert!(number(&fields, "open_files_max") > 0.0, "{fields:?}");
     assert!(number(&fields, "cpu_cores_mean") >= 0.0, "{fields:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn ping_pong_keeps_one_message_in_flight_per_peer_and_sets_p99_beside_raw() {
-    let dir = std::env::temp_dir().join(format!("weft-pingpong-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("pingpong");
     let json = dir.join("pingpong.json");
     let readme = readme_example("--pingpong");
     assert!(readme.iter().any(|w| w == "--rate"), "{readme:?}");
@@ -228,7 +210,6 @@ fn ping_pong_keeps_one_message_in_flight_per_peer_and_sets_p99_beside_raw() {
         let expected = number(&fields, "p99_us") / number(&fields, "baseline_p99_us");
         assert!((ratio - expected).abs() < 1e-3, "{fields:?}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

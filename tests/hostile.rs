@@ -18,7 +18,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
@@ -28,6 +27,10 @@ use std::time::{Duration, Instant};
 use weft::bench::load::attacker::{AttackError, Attacker};
 use weft::session::Identity;
 use weft::wire::{Capabilities, ChannelId, Message, PeerId};
+
+mod support;
+
+use support::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_weft");
 
@@ -57,29 +60,6 @@ const NO_STATE_BUDGET: i64 = 512 << 10;
 const FLOOD_CHUNK: usize = 256;
 
 // ---------------------------------------------------------------------------------- the node
-
-/// A unique directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "weft-hostile-test-{}-{n}-{tag}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running `weft node`, killed on drop.
 struct Node {

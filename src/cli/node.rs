@@ -36,9 +36,8 @@ pub(crate) struct NodeArgs {
     /// Log lines on stderr: text, or one JSON object per line [default: text]
     #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
     log_format: Option<String>,
-    /// Overlay node to join through: its UDP address, or PEER@ADDR with its peer id (needed
-    /// with several shards unless a `peers` record lists ADDR); repeat for several (replaces
-    /// the config file's `bootstrap`)
+    /// Overlay node to join through: its UDP address, or PEER@ADDR with its peer id (which
+    /// saves a round trip); repeat for several (replaces the config file's `bootstrap`)
     #[arg(long, value_name = "ADDR")]
     bootstrap: Vec<weft::overlay::worker::Bootstrap>,
     /// TOML config file; flags override its fields

@@ -152,6 +152,8 @@ pub struct Member<E: Agreement = MalachiteEngine, S: Store = MemoryStore> {
     replaying: bool,
     /// The store failed: this member sends nothing more.
     failed: Option<StoreError>,
+    /// True while a batch is fed: heights start at its end, with all of it in the pool.
+    batching: bool,
 }
 
 impl Member<MalachiteEngine> {
@@ -254,6 +256,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
             wal_len: 0,
             replaying: false,
             failed: None,
+            batching: false,
         }
     }
 
@@ -537,7 +540,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
 
     /// Starts the height when there is work for it.
     fn maybe_start(&mut self, now: Instant) {
-        if self.started {
+        if self.started || self.batching {
             return;
         }
         let last_had_requests = self

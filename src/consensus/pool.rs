@@ -70,6 +70,16 @@ impl Pool {
         true
     }
 
+    /// True when the pool holds exactly this sighting (signature included): it was verified
+    /// when it came in, so a proposal carrying it need not be verified again.
+    pub fn holds(&self, sighting: &Signed<Sighting>) -> bool {
+        let body = &sighting.body;
+        self.pending
+            .get(&body.digest)
+            .and_then(|pending| pending.sightings.get(&(body.source, body.member)))
+            .is_some_and(|held| held == sighting)
+    }
+
     /// Forgets a request once it is ordered.
     pub fn remove(&mut self, digest: &RequestDigest) {
         if let Some(pending) = self.pending.remove(digest) {
@@ -142,5 +152,45 @@ impl Pool {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::ids::NetworkId;
+    use crate::consensus::signed::{Signature, member_key, sign};
+    use ed25519_dalek::SigningKey;
+
+    /// A proposal's sighting skips its signature check only when the pool holds it byte for
+    /// byte: the same body under another signature (a forgery) is checked like any other.
+    #[test]
+    fn only_the_exact_sighting_held_counts_as_verified() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let network = NetworkId([9; 32]);
+        let source: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let request = NodeIdRequest {
+            key: [1; 32],
+            addresses: vec![source],
+            salt: 0,
+        };
+        let sighting = sign(
+            &key,
+            &network,
+            Sighting {
+                digest: request.digest(),
+                source,
+                member: member_key(&key),
+            },
+        );
+        let mut pool = Pool::default();
+        assert!(!pool.holds(&sighting));
+        assert!(pool.note_own(&request, sighting.clone()));
+        assert!(pool.holds(&sighting));
+        let mut forged = sighting.clone();
+        forged.signature = Signature([7; 64]);
+        assert!(!pool.holds(&forged));
+        pool.remove(&request.digest());
+        assert!(!pool.holds(&sighting));
     }
 }

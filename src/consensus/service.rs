@@ -146,7 +146,14 @@ pub struct ConsensusService {
     last_decision: Option<(u64, Instant)>,
     latency: Option<HistogramSlots>,
     view: SharedView,
+    /// Messages for the member from this pass of the host, handed over in one batch at its
+    /// end ([`Service::end_batch`]): one store commit, one fsync, for the whole batch.
+    queued: Vec<(Peer, Vec<u8>)>,
 }
+
+/// Messages queued for the member before they are handed over early: the host's pass is
+/// bounded already; this bounds what one pass can hold back.
+const MAX_QUEUED: usize = 1024;
 
 /// Prefixes of a message's msgpack after the version byte: a one-entry map keyed by the
 /// variant's name (docs/CONSENSUS.md, test vectors), so the service routes without decoding.
@@ -241,6 +248,7 @@ impl ConsensusService {
             last_decision: None,
             latency: None,
             view,
+            queued: Vec::new(),
         })
     }
 
@@ -314,9 +322,25 @@ impl ConsensusService {
         }
     }
 
+    /// Queues a message for the member; [`ConsensusService::hand_over`] feeds the queue.
     fn feed(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
-        if let Some(member) = &mut self.member {
-            member.handle(now, from, bytes);
+        if self.member.is_none() {
+            return;
+        }
+        self.queued.push((from, bytes.to_vec()));
+        if self.queued.len() >= MAX_QUEUED {
+            self.hand_over(now);
+        }
+    }
+
+    /// Hands the queued messages to the member as one batch: what they lead it to sign or
+    /// decide is committed once, before any of it can be sent.
+    fn hand_over(&mut self, now: Instant) {
+        let queued = std::mem::take(&mut self.queued);
+        if let Some(member) = &mut self.member
+            && !queued.is_empty()
+        {
+            member.handle_batch(now, queued.iter().map(|(from, bytes)| (*from, &bytes[..])));
         }
     }
 
@@ -579,6 +603,8 @@ impl Service for ConsensusService {
     }
 
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
+        // What arrived before the timers goes in first, in order.
+        self.hand_over(now);
         if let Some(member) = &mut self.member
             && member.poll_timeout().is_some_and(|due| due <= now)
         {
@@ -586,6 +612,11 @@ impl Service for ConsensusService {
         }
         self.links.poll(now, cx);
         self.ask(now, cx);
+        self.flush(now, cx);
+    }
+
+    fn end_batch(&mut self, now: Instant, cx: &mut Context<'_>) {
+        self.hand_over(now);
         self.flush(now, cx);
     }
 }

@@ -45,11 +45,38 @@ pub fn sign<T: Signable>(key: &SigningKey, network: &NetworkId, body: T) -> Sign
     Signed { body, signature }
 }
 
+/// Decompressed signer keys kept per thread, at most: signers are the cluster's members (at
+/// most [`super::MAX_MEMBERS`] per list), and decompressing a key is about a third of a
+/// verification (the profile in docs/PERFORMANCE.md). A key a peer names that is not cached
+/// costs one decompression, as before; past the bound the cache starts over.
+const MAX_CACHED_KEYS: usize = 64;
+
+thread_local! {
+    static KEYS: std::cell::RefCell<Vec<([u8; 32], VerifyingKey)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The decompressed key of `bytes`, from the cache when it was seen before on this thread.
+fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some((_, key)) = keys.iter().find(|(held, _)| held == bytes) {
+            return Some(*key);
+        }
+        let key = VerifyingKey::from_bytes(bytes).ok()?;
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.push((*bytes, key));
+        Some(key)
+    })
+}
+
 impl<T: Signable> Signed<T> {
     /// True when the body's signer signed it for `network` (strict Ed25519: no malleable
     /// signatures, no small-order keys).
     pub fn verify(&self, network: &NetworkId) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.body.signer().0) else {
+        let Some(key) = verifying_key(&self.body.signer().0) else {
             return false;
         };
         let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
@@ -61,4 +88,37 @@ impl<T: Signable> Signed<T> {
 /// The member key of a signing key.
 pub fn member_key(key: &SigningKey) -> MemberKey {
     MemberKey(key.verifying_key().to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::schema::Sighting;
+
+    /// The key cache changes no verdict: a cached signer's forged or altered signature is still
+    /// refused, and a key that does not decompress is refused every time.
+    #[test]
+    fn cached_keys_verify_as_fresh_ones() {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let network = NetworkId([1; 32]);
+        let body = Sighting {
+            digest: crate::consensus::ids::RequestDigest([2; 32]),
+            source: "192.0.2.1:1".parse().unwrap(),
+            member: member_key(&key),
+        };
+        let signed = sign(&key, &network, body.clone());
+        assert!(signed.verify(&network));
+        assert!(signed.verify(&network), "again, from the cache");
+        assert!(!signed.verify(&NetworkId([3; 32])));
+        let mut forged = signed.clone();
+        forged.signature.0[0] ^= 1;
+        assert!(!forged.verify(&network));
+        // Not a point on the curve: y = 2 has no x.
+        let mut bad = [0u8; 32];
+        bad[0] = 2;
+        let mut unknown = signed;
+        unknown.body.member = MemberKey(bad);
+        assert!(!unknown.verify(&network));
+        assert!(!unknown.verify(&network));
+    }
 }

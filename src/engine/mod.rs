@@ -8,6 +8,7 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 mod backend;
+mod bare;
 mod epoll;
 mod io;
 mod shard;

@@ -8,6 +8,7 @@
 //! endpoint the room left; send what the endpoint queued; publish counters about once a second. The backend
 //! (epoll or io_uring, `io.rs`) is the only part that touches the socket.
 
+use super::bare::{BareOpens, BareRoutes, RouteView};
 use super::io::Io;
 use super::log_event;
 use super::sys::BATCH;
@@ -39,6 +40,8 @@ const HANDOVER_BYTES: usize = 64 * 1024;
 
 /// Longest a stopping shard waits for the worker's last replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+mod opens;
 
 /// The shard that owns a datagram's sender: `u32::from_be_bytes(pid[..4]) % N`, the same answer
 /// the steering program gives (PROTOCOL.md §12). A datagram too short to name a sender stays
@@ -100,6 +103,11 @@ pub(super) struct ShardParts {
     pub(super) exit: Arc<Barrier>,
     /// This shard's end of the worker's queues, when a worker runs.
     pub(super) worker: Option<ShardLink>,
+    /// The addresses shards resolve for opens by bare address (`bare.rs`).
+    pub(super) bare_routes: Arc<BareRoutes>,
+    /// Opens by bare address whose peer another shard owns, to that shard; bounded.
+    pub(super) opens_tx: Arc<[Sender<Request>]>,
+    pub(super) opens_rx: Receiver<Request>,
 }
 
 /// What the shard knows of an open channel.
@@ -125,6 +133,9 @@ pub(super) struct Shard {
     opening: HashMap<ChannelHandle, u64>,
     /// The worker's queues and their accounting, when a worker runs.
     worker: Option<WorkerGate>,
+    /// This shard's copy of the bare-address routes, and its own bare-address opens.
+    routes: RouteView,
+    bare: BareOpens,
 }
 
 impl Shard {
@@ -132,6 +143,15 @@ impl Shard {
         let shards = parts.shards;
         let bound = parts.endpoint.config().max_worker_buffers;
         let worker = parts.worker.take().map(|link| WorkerGate::new(link, bound));
+        let config = parts.endpoint.config();
+        // The shard's session at a bare address lives `session_lifetime` from the handshake,
+        // which the PONG follows within `open_timeout`.
+        let bare = BareOpens::new(
+            parts.index,
+            config.open_retry,
+            config.open_timeout,
+            config.session_lifetime.saturating_add(config.open_timeout),
+        );
         let mut shard = Shard {
             parts,
             io,
@@ -141,6 +161,8 @@ impl Shard {
             channels: HashMap::new(),
             opening: HashMap::new(),
             worker,
+            routes: RouteView::default(),
+            bare,
         };
         shard.report_room(Instant::now());
         Ok(shard)
@@ -154,7 +176,13 @@ impl Shard {
             let now = Instant::now();
             super::tell_wall_clock(&mut self.parts.endpoint);
             let mut wait = next_snapshot.saturating_duration_since(now);
-            if let Some(deadline) = self.parts.endpoint.poll_timeout() {
+            for deadline in [
+                self.parts.endpoint.poll_timeout(),
+                self.bare.next_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 wait = wait.min(deadline.saturating_duration_since(now));
             }
             if self.io.busy() || now.duration_since(last_work) < BUSY_POLL {
@@ -188,6 +216,8 @@ impl Shard {
             // The worker's requests and what telling the endpoint its room releases (WINDOWs)
             // go out in this turn's transmit, not the next one's.
             worked |= self.take_requests(now);
+            worked |= self.take_moved_opens(now);
+            self.poll_bare(now);
             self.dispatch_events(now);
             worked |= self.transmit() > 0;
             if worked {
@@ -231,10 +261,20 @@ impl Shard {
     /// Takes a batch from the backend; returns the datagrams read.
     fn receive(&mut self, now: Instant) -> usize {
         let Shard {
-            parts, io, outbox, ..
+            parts,
+            io,
+            outbox,
+            routes,
+            ..
         } = self;
+        routes.refresh(&parts.bare_routes);
         let datagrams = io.receive(&mut self.stats, |stats, from, datagram| {
-            let owner = owner_of(datagram, parts.shards).unwrap_or(parts.index);
+            // What comes from an address a shard resolves goes to that shard, whatever peer id
+            // it names (`bare.rs`); otherwise to the owner of the sender's peer id.
+            let owner = routes
+                .route(from)
+                .or_else(|| owner_of(datagram, parts.shards))
+                .unwrap_or(parts.index);
             if owner == parts.index {
                 parts.endpoint.handle(now, from, datagram);
             } else {
@@ -365,18 +405,15 @@ impl Shard {
             Request::Open {
                 token,
                 to,
+                peer: None,
+                capabilities,
+            } if self.parts.shards > 1 => self.open_bare(now, token, to, capabilities),
+            Request::Open {
+                token,
+                to,
                 peer,
                 capabilities,
-            } => match endpoint.open_channel(now, to, peer, None, capabilities) {
-                Ok(channel) => {
-                    self.opening.insert(channel, token);
-                }
-                Err(error) => self.notify(Input::OpenFailed {
-                    token,
-                    shard: self.parts.index,
-                    reason: OpenFailure::Refused(error),
-                }),
-            },
+            } => self.open(now, token, to, peer, capabilities),
             Request::Close { channel, reason } => endpoint.close_channel(now, channel, reason),
             Request::PeerInfo { token, peer } => {
                 let info = endpoint.peer_info(peer);
@@ -447,7 +484,7 @@ impl Shard {
                 worker.settle();
             }
             while let Some(event) = self.parts.endpoint.poll_event() {
-                self.dispatch(event);
+                self.dispatch(now, event);
             }
             self.hand_to_worker();
             if round == 0 {
@@ -465,7 +502,7 @@ impl Shard {
         }
     }
 
-    fn dispatch(&mut self, event: Event) {
+    fn dispatch(&mut self, now: Instant, event: Event) {
         log_event(&event);
         match event {
             Event::ChannelOpened {
@@ -490,6 +527,23 @@ impl Shard {
                         peer,
                         capabilities,
                     });
+                }
+            }
+            Event::Pong { peer, from, token } => {
+                if let Some(open) =
+                    self.bare
+                        .answered(now, &self.parts.bare_routes, from, token, peer)
+                {
+                    self.open_owned(now, open.token, open.to, peer, open.capabilities);
+                }
+            }
+            Event::SessionFailed { address, .. } => {
+                for open in self.bare.failed(&self.parts.bare_routes, address) {
+                    self.bare_failed(
+                        open.token,
+                        "failed",
+                        OpenFailure::Failed(CloseReason::Refused),
+                    );
                 }
             }
             Event::OpenFailed { channel, reason } => {

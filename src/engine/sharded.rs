@@ -1,13 +1,14 @@
 //! The thread-per-core engine (PROTOCOL.md §12): N shards on one UDP port, steered by a
 //! reuseport BPF program, supervised by the thread that calls [`Engine::run`].
 
+use super::bare::BareRoutes;
 use super::epoll::EpollIo;
 use super::io::{Io, IoChoice, UringRefused};
 use super::shard::{Handover, Shard, ShardParts, ShardStats};
 use super::sys;
 use super::uring::{UringIo, UringSetup};
 use crate::channel::{Endpoint, EndpointConfig};
-use crate::service::{WorkerLink, worker_queues};
+use crate::service::{Request, WorkerLink, worker_queues};
 use crate::session::Identity;
 use crate::stats::{StatKind, Stats};
 use crossbeam_channel::{Receiver, Sender};
@@ -23,6 +24,10 @@ use std::time::Instant;
 
 /// Hand-over batches that may wait between two shards; beyond this a shard drops and counts.
 const HANDOVER_QUEUE: usize = 64;
+
+/// Opens by bare address another shard resolved that may wait for their owner shard; beyond
+/// this the open is refused and counted (`bare.rs`).
+const OPEN_QUEUE: usize = 64;
 
 /// How an engine runs.
 #[derive(Clone, Debug)]
@@ -171,6 +176,11 @@ impl Engine {
             .map(|_| crossbeam_channel::bounded(HANDOVER_QUEUE.saturating_mul(shards)))
             .unzip();
         let handover_tx: Arc<[Sender<Handover>]> = handover_tx.into();
+        let (opens_tx, opens_rx): (Vec<Sender<Request>>, Vec<Receiver<Request>>) = (0..shards)
+            .map(|_| crossbeam_channel::bounded(OPEN_QUEUE))
+            .unzip();
+        let opens_tx: Arc<[Sender<Request>]> = opens_tx.into();
+        let bare_routes = Arc::new(BareRoutes::default());
         let recycle_tx: Arc<[Sender<Handover>]> = recycle_tx.into();
         let (link, mut shard_workers) = match worker_queue {
             Some(capacity) => {
@@ -190,8 +200,9 @@ impl Engine {
         let mut threads = Vec::with_capacity(shards);
         let mut snapshots = Vec::with_capacity(shards);
         let peers_wanted = Arc::new(AtomicBool::new(false));
-        for (index, (io, (handover_rx, recycle_rx))) in ios
+        for (index, ((io, opens_rx), (handover_rx, recycle_rx))) in ios
             .into_iter()
+            .zip(opens_rx)
             .zip(handover_rx.into_iter().zip(recycle_rx))
             .enumerate()
         {
@@ -218,6 +229,9 @@ impl Engine {
                 peers_wanted: Arc::clone(&peers_wanted),
                 exit: Arc::clone(&exit),
                 worker: shard_workers.get_mut(index).and_then(Option::take),
+                bare_routes: Arc::clone(&bare_routes),
+                opens_tx: Arc::clone(&opens_tx),
+                opens_rx,
             };
             let exit_on_error = Arc::clone(&exit);
             let core = index.checked_rem(cores.len()).map(|i| cores[i]);

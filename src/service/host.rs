@@ -105,6 +105,27 @@ pub enum HostError {
 /// map entry until its answer comes, and an answer always comes (opened, failed, or the info).
 pub const MAX_PENDING_TOKENS: usize = 65_536;
 
+/// What the host lends every service's [`Context`]: the one replier, the token book and the
+/// host's counters. One place builds a context from it, so every call site lends the same.
+struct Lent {
+    replier: super::Replier,
+    tokens: Tokens,
+    stats: Stats,
+}
+
+impl Lent {
+    /// The context for the service at `index` of the host's list, which holds `tag`.
+    fn context(&mut self, index: usize, tag: ServiceTag) -> Context<'_> {
+        Context {
+            tag,
+            service: index,
+            replier: &mut self.replier,
+            tokens: &mut self.tokens,
+            stats: &mut self.stats,
+        }
+    }
+}
+
 /// What a service may ask while it handles an input.
 pub struct Context<'a> {
     tag: ServiceTag,
@@ -267,10 +288,13 @@ impl Host {
         drop(handle);
         let WorkerLink {
             deliveries,
-            mut replier,
+            replier,
         } = link;
-        let mut tokens = Tokens::default();
-        let mut stats = Stats::new();
+        let mut lent = Lent {
+            replier,
+            tokens: Tokens::default(),
+            stats: Stats::new(),
+        };
         let mut refused = 0u64;
         let mut last_publish = Instant::now();
         let mut commands_open = true;
@@ -284,22 +308,15 @@ impl Host {
                 super::Woken::OtherClosed => commands_open = false,
                 super::Woken::Other((tag, command)) => {
                     if let Some(index) = services.iter().position(|s| s.tag() == tag) {
-                        let service = &mut services[index];
-                        let mut cx = Context {
-                            tag,
-                            service: index,
-                            replier: &mut replier,
-                            tokens: &mut tokens,
-                            stats: &mut stats,
-                        };
-                        service.on_command(now, command, &mut cx);
+                        services[index].on_command(now, command, &mut lent.context(index, tag));
                     }
                 }
                 super::Woken::Inputs(mut batch) => {
                     for input in batch.drain(..) {
                         if echo {
                             if let Input::Message(delivery) = input
-                                && replier
+                                && lent
+                                    .replier
                                     .queue(delivery.shard, delivery.channel, delivery.data)
                                     .is_err()
                             {
@@ -307,110 +324,62 @@ impl Host {
                             }
                             continue;
                         }
-                        route(
-                            now,
-                            input,
-                            &mut services,
-                            &mut replier,
-                            &mut tokens,
-                            &mut stats,
-                        );
+                        route(now, input, &mut services, &mut lent);
                     }
                     deliveries.recycle(batch);
                 }
             }
             for (index, service) in services.iter_mut().enumerate() {
                 if service.poll_timeout().is_some_and(|due| due <= now) {
-                    let mut cx = Context {
-                        tag: service.tag(),
-                        service: index,
-                        replier: &mut replier,
-                        tokens: &mut tokens,
-                        stats: &mut stats,
-                    };
-                    service.handle_timeout(now, &mut cx);
+                    service.handle_timeout(now, &mut lent.context(index, service.tag()));
                 }
             }
             for (index, service) in services.iter_mut().enumerate() {
-                let mut cx = Context {
-                    tag: service.tag(),
-                    service: index,
-                    replier: &mut replier,
-                    tokens: &mut tokens,
-                    stats: &mut stats,
-                };
-                service.end_batch(now, &mut cx);
+                service.end_batch(now, &mut lent.context(index, service.tag()));
             }
-            refused = refused.saturating_add(replier.flush() as u64);
+            refused = refused.saturating_add(lent.replier.flush() as u64);
             if now.saturating_duration_since(last_publish) >= PUBLISH_EVERY {
                 last_publish = now;
                 if let Ok(mut shared) = published.lock() {
-                    shared.clone_from(&stats);
+                    shared.clone_from(&lent.stats);
                 }
             }
         }
         if let Ok(mut shared) = published.lock() {
-            shared.clone_from(&stats);
+            shared.clone_from(&lent.stats);
         }
-        refused.saturating_add(replier.flush() as u64)
+        refused.saturating_add(lent.replier.flush() as u64)
     }
 }
 
 /// Hands one input to the service it is for.
-fn route(
-    now: Instant,
-    input: Input,
-    services: &mut [Box<dyn Service>],
-    replier: &mut super::Replier,
-    tokens: &mut Tokens,
-    stats: &mut Stats,
-) {
+fn route(now: Instant, input: Input, services: &mut [Box<dyn Service>], lent: &mut Lent) {
     match input {
         Input::Message(delivery) => {
             let tag = delivery.data.first().copied().map(ServiceTag);
             let Some(index) = tag.and_then(|tag| services.iter().position(|s| s.tag() == tag))
             else {
-                stats.add(DROPS, Some(("reason", "unknown_service")), 1);
+                lent.stats
+                    .add(DROPS, Some(("reason", "unknown_service")), 1);
                 return;
             };
             let service = &mut services[index];
-            let mut cx = Context {
-                tag: service.tag(),
-                service: index,
-                replier,
-                tokens,
-                stats,
-            };
-            service.on_message(now, delivery, &mut cx);
+            service.on_message(now, delivery, &mut lent.context(index, service.tag()));
         }
         Input::Closed { .. } => {
             for (index, service) in services.iter_mut().enumerate() {
-                let mut cx = Context {
-                    tag: service.tag(),
-                    service: index,
-                    replier,
-                    tokens,
-                    stats,
-                };
-                service.on_input(now, input.clone(), &mut cx);
+                service.on_input(now, input.clone(), &mut lent.context(index, service.tag()));
             }
         }
         Input::Opened { token, .. }
         | Input::OpenFailed { token, .. }
         | Input::PeerInfo { token, .. } => {
-            let Some(index) = tokens.answer(token) else {
-                stats.add(DROPS, Some(("reason", "unknown_token")), 1);
+            let Some(index) = lent.tokens.answer(token) else {
+                lent.stats.add(DROPS, Some(("reason", "unknown_token")), 1);
                 return;
             };
             if let Some(service) = services.get_mut(index) {
-                let mut cx = Context {
-                    tag: service.tag(),
-                    service: index,
-                    replier,
-                    tokens,
-                    stats,
-                };
-                service.on_input(now, input, &mut cx);
+                service.on_input(now, input, &mut lent.context(index, service.tag()));
             }
         }
     }

@@ -257,9 +257,9 @@ impl Replier {
 
     /// Asks for a channel to the node at `to` (its peer id when known) in mode `capabilities`:
     /// the answer comes as [`Input::Opened`] or [`Input::OpenFailed`] with `token`. The shard
-    /// that owns `peer` opens it; an open by bare address goes to shard 0, whose endpoint
-    /// learns the peer from the handshake (with several shards, the answer is steered to the
-    /// peer's owner, so name the peer when you know it).
+    /// that owns `peer` opens it; an open by bare address goes to shard 0, which learns the
+    /// peer (with several shards by a PING first, then hands the open to the peer's owner
+    /// shard: name the peer when you know it, to save that round trip).
     pub fn open(
         &mut self,
         token: u64,

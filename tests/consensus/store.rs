@@ -188,3 +188,54 @@ fn the_disk_store_loads_what_the_memory_store_loads() {
     assert_eq!(stored.wal.len(), 1, "height 1's write-ahead entries pruned");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 14 point 10: a batch of inputs is made durable with one commit (one fsync on disk),
+/// never skipped: nothing the batch led to can be polled before it, and every decision and id
+/// of the batch is in the store once anything is.
+#[test]
+fn a_batch_of_requests_costs_one_commit_and_nothing_leaves_before_it() {
+    let (key, config) = lone_member();
+    let store = MemoryStore::default();
+    let now = Instant::now();
+    let mut member = Member::open(now, key, config, store.clone()).expect("an empty store opens");
+    let before = store.commits();
+    let requests: Vec<(SocketAddr, Vec<u8>, NodeIdRequest)> = (0..8u8)
+        .map(|i| {
+            let client = SocketAddr::from(([192, 0, 2, i + 1], 7000));
+            let request = NodeIdRequest {
+                key: [i; 32],
+                addresses: vec![client],
+                salt: 0,
+            };
+            let bytes = schema::encode(&Message::Request(request.clone()));
+            (client, bytes, request)
+        })
+        .collect();
+    member.handle_batch(
+        now,
+        requests
+            .iter()
+            .map(|(client, bytes, _)| (Peer::Client(*client), &bytes[..])),
+    );
+    assert_eq!(store.commits(), before + 1, "one commit for the batch");
+    // The batch's height orders all eight, the next (empty) one finalizes them, both within
+    // the call: every reply polled is for an id already stored.
+    let mut replies = 0;
+    while let Some(transmit) = member.poll_transmit() {
+        if let Ok(Message::Reply(reply)) = schema::decode(&transmit.bytes) {
+            let (_, _, request) = requests
+                .iter()
+                .find(|(client, _, _)| transmit.to == Peer::Client(*client))
+                .expect("a reply goes to the client that asked");
+            let stored = store.lookup(&request.key, request.salt);
+            assert_eq!(stored.map(|id| id.node_id), Some(reply.body.node_id));
+            replies += 1;
+        }
+    }
+    assert_eq!(replies, 8, "every request of the batch answered");
+    assert_eq!(
+        member.log().heights().len(),
+        2,
+        "one height orders the whole batch, the next finalizes it"
+    );
+}

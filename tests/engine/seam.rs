@@ -127,10 +127,24 @@ fn with_several_shards_the_peers_owner_opens_and_answers() {
     serve_a_request_between_two_nodes(2, true);
 }
 
+#[test]
+fn with_several_shards_an_open_by_bare_address_reaches_the_peers_owner() {
+    // A knows only B's address, and B's answers are steered to a shard other than the one the
+    // open starts on: that shard learns B's id, and B's owner opens (src/engine/bare.rs).
+    serve_a_request_between_two_nodes(2, false);
+}
+
 /// Both nodes encrypted (the default), with `shards` shards each; A opens to B by address, or
-/// by address and peer id. Without B's record the session is XX either way.
+/// by address and peer id, twice. Without B's record the session is XX either way. With several
+/// shards B's peer id is one the last shard owns, so a bare-address open cannot stay on shard 0.
 fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
-    let (b, b_link) = node_with_shards(31, EndpointConfig::default(), 64, shards);
+    let b_secret = (31u8..)
+        .find(|&s| {
+            let id = Identity::from_secret_bytes([s; 32], [s.wrapping_add(1); 32]).peer_id();
+            weft::service::owner_of_peer(id, shards) == shards - 1
+        })
+        .unwrap();
+    let (b, b_link) = node_with_shards(b_secret, EndpointConfig::default(), 64, shards);
     let (a, a_link) = node_with_shards(41, EndpointConfig::default(), 64, shards);
     let server = std::thread::spawn(move || adder(b_link));
     let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
@@ -211,10 +225,41 @@ fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
             } => assert_eq!(closed, channel),
             other => panic!("expected the close, got {other:?}"),
         }
+        // Once more: the address is known now (and B's old session on shard 0 is stale).
+        replier
+            .open(4, b_address, by_peer.then_some(b_peer), tcp)
+            .unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::Opened {
+                token: 4,
+                shard: again,
+                peer,
+                ..
+            } => assert_eq!((again, peer), (shard, b_peer)),
+            other => panic!("expected the second open's answer, got {other:?}"),
+        }
     });
     client.join().unwrap();
     a.stop.shutdown();
     a.runner.join().unwrap();
+    let bare_opens = |outcome| -> u64 {
+        a.published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s.engine
+                    .get("weft_shard_bare_opens_total", Some(("outcome", outcome)))
+            })
+            .sum()
+    };
+    let moved = if shards > 1 && !by_peer { 2 } else { 0 };
+    assert_eq!(
+        bare_opens("moved"),
+        moved,
+        "opens by bare address handed to B's owner"
+    );
+    assert_eq!(bare_opens("failed") + bare_opens("dropped"), 0);
     b.stop.shutdown();
     b.runner.join().unwrap();
     assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");

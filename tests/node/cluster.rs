@@ -78,17 +78,7 @@ fn run_documented_setup(dir: &Path, ports: &[u16]) {
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let script = script.replace(documented, &format!("PORTS=\"{}\"", ports.join(" ")));
     let script = format!("set -eu\nweft() {{ \"{BIN}\" \"$@\"; }}\n{script}");
-    let output = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(Command::new("bash").arg("-c").arg(&script).current_dir(dir));
 }
 
 fn start_member(dir: &Path, port: u16) -> Node {

@@ -24,8 +24,9 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
     let scratch = TempDir::new("dht-config");
     let config = scratch.join("joiner.toml");
     std::fs::write(&config, format!("[consensus]\nmembers = [\"{record}\"]\n")).unwrap();
-    // Two shards each: a bare address would open on shard 0 while the answer is steered to
-    // the shard that owns the peer, so the joiners name the first node's peer id too.
+    let config = config.to_str().unwrap();
+    // Two shards each: b joins through the bare address (its shard 0 learns the first node's
+    // peer id, and the shard that owns that peer opens), c names the peer id too.
     let a = start_node(&[
         "node",
         "--listen",
@@ -37,11 +38,16 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
         "--shards",
         "2",
     ]);
-    let first = format!("{}@{}", a.peer, a.udp);
-    let config = config.to_str().unwrap();
-    let joiner = ["--shards", "2", "--bootstrap", &first, "--config", config];
-    let b = start_node(&node_args(&dirs[1].0, &joiner));
-    let c = start_node(&node_args(&dirs[2].0, &joiner));
+    let bare = a.udp.to_string();
+    let named = format!("{}@{}", a.peer, a.udp);
+    let b = start_node(&node_args(
+        &dirs[1].0,
+        &["--shards", "2", "--bootstrap", &bare, "--config", config],
+    ));
+    let c = start_node(&node_args(
+        &dirs[2].0,
+        &["--shards", "2", "--bootstrap", &named, "--config", config],
+    ));
     // The first node learns both joiners' ids from their announcements.
     scrape_until(a.metrics, |text| {
         metric_value(text, "weft_overlay_contacts").is_some_and(|n| n >= 2)
@@ -80,10 +86,21 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
             .is_some_and(|n| n >= 1),
         "{metrics}"
     );
+    // b's open by bare address resolved, on shard 0 or handed to the owner.
+    let resolved = http_get(b.metrics, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with("weft_shard_bare_opens_total{"))
+        .filter(|l| l.contains("outcome=\"local\"") || l.contains("outcome=\"moved\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(
+        resolved >= 1.0,
+        "b's bare-address bootstrap did not resolve"
+    );
     // A node of another network (a lone one) that joins through the first is refused its id
     // and counted, and stays out of the table.
     let stranger_dir = TempDir::new("dht-d");
-    let stranger = start_node(&node_args(&stranger_dir.0, &["--bootstrap", &first]));
+    let stranger = start_node(&node_args(&stranger_dir.0, &["--bootstrap", &named]));
     let metrics = scrape_until(a.metrics, |text| {
         metric_value(
             text,

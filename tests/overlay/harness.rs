@@ -243,6 +243,32 @@ pub(crate) fn lossy_link() -> LinkConfig {
     }
 }
 
+/// A clean link: 20 ms one way, no loss, room for any frame (the maintenance and record tests
+/// measure time-driven behaviour, not recovery from loss).
+pub(crate) fn clean_link() -> LinkConfig {
+    LinkConfig {
+        mtu: 65_507,
+        ..LinkConfig::with_delay(Duration::from_millis(20))
+    }
+}
+
+/// A network of `n` nodes on [`clean_link`], every one joined by [`join_all`] (one every
+/// 50 ms, then 5 s to settle).
+pub(crate) fn joined(
+    seed: u64,
+    n: usize,
+    config: impl Fn(usize) -> KademliaConfig,
+) -> Network<OverlayNode> {
+    let mut net = network(seed, n, clean_link(), config);
+    join_all(
+        &mut net,
+        seed,
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+    );
+    net
+}
+
 /// Settings for simulated nodes: the /24 cap off (every address shares 10.0.x), bucket
 /// refresh off unless a test turns it on (it would only add lookups to these short runs).
 pub(crate) fn sim_config() -> KademliaConfig {

@@ -3,30 +3,16 @@
 //! bucket that lost its contacts, and a node keeps ℓ self-initiated connections, replacing one
 //! that closes.
 
-use super::harness::{OverlayNode, join_all, network, sim_config};
-use crate::sim::{LinkConfig, Network, NodeId as SimId};
+use super::harness::{OverlayNode, sim_config};
+use crate::sim::{Network, NodeId as SimId};
 use std::time::Duration;
 use weft::overlay::kademlia::{Event, KademliaConfig};
 use weft::overlay::rpc::{Body, Opcode};
 
 const N: usize = 60;
 
-fn link() -> LinkConfig {
-    LinkConfig {
-        mtu: 65_507,
-        ..LinkConfig::with_delay(Duration::from_millis(20))
-    }
-}
-
 fn joined(seed: u64, config: impl Fn(usize) -> KademliaConfig) -> Network<OverlayNode> {
-    let mut net = network(seed, N, link(), config);
-    join_all(
-        &mut net,
-        seed,
-        Duration::from_millis(50),
-        Duration::from_secs(5),
-    );
-    net
+    super::harness::joined(seed, N, config)
 }
 
 fn counter(net: &Network<OverlayNode>, who: usize, name: &str) -> u64 {

@@ -2,8 +2,8 @@
 //! TTL once its publisher is gone, nor is it lost while the publisher republishes it. The wall
 //! clock jumps (each node's `wall_offset`), so a simulated day costs seconds of virtual time.
 
-use super::harness::{join_all, network, sim_config};
-use crate::sim::{LinkConfig, Network, NodeId as SimId};
+use super::harness::{joined, sim_config};
+use crate::sim::{Network, NodeId as SimId};
 use std::time::Duration;
 use weft::overlay::kademlia::Event;
 use weft::overlay::rpc::Value;
@@ -12,18 +12,7 @@ const N: usize = 30;
 const HOUR: u64 = 3600;
 
 fn small(seed: u64) -> Network<super::harness::OverlayNode> {
-    let link = LinkConfig {
-        mtu: 65_507,
-        ..LinkConfig::with_delay(Duration::from_millis(20))
-    };
-    let mut net = network(seed, N, link, |_| sim_config());
-    join_all(
-        &mut net,
-        seed,
-        Duration::from_millis(50),
-        Duration::from_secs(5),
-    );
-    net
+    joined(seed, N, |_| sim_config())
 }
 
 fn jump(net: &mut Network<super::harness::OverlayNode>, by: u64) {

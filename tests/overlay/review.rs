@@ -112,6 +112,26 @@ fn looking_up(key: &[u8]) -> (Instant, Dht, Contact, Request) {
     (now, getter, hostile, r)
 }
 
+/// The node id the FIND_NODE tests look up.
+const TARGET: NodeId = NodeId([0x42; 20]);
+
+/// `getter` with `hostile` in its table, looking [`TARGET`] up: returns the FIND_NODE it sent.
+fn finding_node(getter: &mut Dht, now: Instant, hostile: &Contact) -> Request {
+    ask(getter, now, from(hostile), &ping(1)).unwrap();
+    getter.find_node(now, TARGET, 77);
+    sent(getter).1
+}
+
+/// An answer to `asked` that lists `contacts`.
+fn nodes(asked: &Request, contacts: Vec<Contact>) -> Reply {
+    Reply {
+        ack: true,
+        id: asked.id,
+        op: Opcode::FindNode,
+        body: ReplyBody::Nodes(contacts),
+    }
+}
+
 fn lookup_result(dht: &mut Dht) -> weft::overlay::kademlia::LookupResult {
     std::iter::from_fn(|| dht.poll_event())
         .find_map(|e| match e {
@@ -152,28 +172,20 @@ fn a_reply_from_a_peer_under_another_id_is_not_taken() {
     let hostile = contact(7, 9);
     let mut getter = node(1, config());
     let mut honest = node(3, config());
-    ask(&mut getter, now, from(&hostile), &ping(1)).unwrap();
-    let target = NodeId([0x42; 20]);
-    getter.find_node(now, target, 77);
-    let (_, asked) = sent(&mut getter);
+    let asked = finding_node(&mut getter, now, &hostile);
     // The hostile peer pairs the honest peer with a made-up id right at the target.
     let fake = Contact {
-        id: target,
+        id: TARGET,
         ..*honest.own()
     };
-    let answer = Reply {
-        ack: true,
-        id: asked.id,
-        op: Opcode::FindNode,
-        body: ReplyBody::Nodes(vec![fake]),
-    };
+    let answer = nodes(&asked, vec![fake]);
     corpus("review-made-up-id", &answer.encode());
     getter.handle(now, 1_000, from(&hostile), &answer.encode());
     // The honest peer answers under its own certified id.
     exchange(&mut getter, &mut honest, now);
     let result = lookup_result(&mut getter);
     assert!(
-        result.closest.iter().all(|c| c.id != target),
+        result.closest.iter().all(|c| c.id != TARGET),
         "the made-up id counts as answered"
     );
     assert_eq!(dropped(&getter, "wrong_node"), 1);
@@ -315,20 +327,12 @@ fn uncertified_contacts_of_a_reply_are_not_asked_and_an_unannounced_peer_still_c
     let honest = contact(7, 3);
     let mut getter = node(1, config());
     getter.set_certificate_check(Fake::of(&[*getter.own(), hostile, honest]));
-    ask(&mut getter, now, from(&hostile), &ping(1)).unwrap();
-    let target = NodeId([0x42; 20]);
-    getter.find_node(now, target, 77);
-    let (_, asked) = sent(&mut getter);
+    let asked = finding_node(&mut getter, now, &hostile);
     let fake = Contact {
-        id: target,
+        id: TARGET,
         ..honest
     };
-    let answer = Reply {
-        ack: true,
-        id: asked.id,
-        op: Opcode::FindNode,
-        body: ReplyBody::Nodes(vec![fake, honest]),
-    };
+    let answer = nodes(&asked, vec![fake, honest]);
     // The hostile peer answers without telling its id (a driver that learned none): its
     // certified contact id still makes the answer count.
     let unannounced = Sender {

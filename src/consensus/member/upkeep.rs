@@ -7,6 +7,8 @@ use crate::consensus::agreement::Agreement;
 use crate::consensus::ids::{MemberKey, NodeIdRequest, RequestDigest};
 use crate::consensus::membership::{Membership, MembershipConfig, Out};
 use crate::consensus::policy::{Counters, Limit, Nack, PolicyConfig};
+use crate::consensus::pool::Pool;
+use crate::consensus::schema::Vote;
 use crate::consensus::schema::{Application, Batch, Message, Refusal, Sighting};
 use crate::consensus::signed::{Signed, sign};
 use crate::consensus::store::Store;
@@ -14,6 +16,23 @@ use crate::consensus::validate::{self, Context};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// What a member verified already (PROTOCOL.md §11 asks each signature checked, not checked
+/// twice): the sightings in its pool and the precommits it decided the previous height with.
+struct Known<'a> {
+    pool: &'a Pool,
+    commit: &'a [Signed<Vote>],
+}
+
+impl validate::Verified for Known<'_> {
+    fn sighting(&self, sighting: &Signed<Sighting>) -> bool {
+        self.pool.holds(sighting)
+    }
+
+    fn vote(&self, vote: &Signed<Vote>) -> bool {
+        self.commit.contains(vote)
+    }
+}
 
 impl<E: Agreement, S: Store> Member<E, S> {
     /// Issues under `policy` instead of the defaults. The counts rebuilt from a store are
@@ -86,7 +105,14 @@ impl<E: Agreement, S: Store> Member<E, S> {
             last_time: self.last_time,
             now,
         };
-        validate::batch(&cx, batch, height)
+        let verified = Known {
+            pool: &self.pool,
+            commit: self
+                .decided
+                .get(&height.saturating_sub(1))
+                .map_or(&[][..], |kept| &kept.commit[..]),
+        };
+        validate::batch_verified(&cx, batch, height, &verified)
     }
 
     /// Sends a signed NACK naming `limit` (PROTOCOL.md §11) and counts it.

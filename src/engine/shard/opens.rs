@@ -1,0 +1,139 @@
+//! The shard's side of worker opens: by peer id or address here, and by bare address with
+//! several shards, learning the peer first and handing the open to its owner (`../bare.rs`).
+
+use super::Shard;
+use crate::engine::bare::Start;
+use crate::service::{Input, OpenFailure, Request};
+use crate::wire::{Capabilities, CloseReason, PeerId};
+use crossbeam_channel::TrySendError;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+impl Shard {
+    /// Opens a channel for the worker's `token` here.
+    pub(super) fn open(
+        &mut self,
+        now: Instant,
+        token: u64,
+        to: SocketAddr,
+        peer: Option<PeerId>,
+        capabilities: Capabilities,
+    ) {
+        match self
+            .parts
+            .endpoint
+            .open_channel(now, to, peer, None, capabilities)
+        {
+            Ok(channel) => {
+                self.opening.insert(channel, token);
+            }
+            Err(error) => self.notify(Input::OpenFailed {
+                token,
+                shard: self.parts.index,
+                reason: OpenFailure::Refused(error),
+            }),
+        }
+    }
+
+    /// An open by bare address with several shards: learns the peer first (`bare.rs`).
+    pub(super) fn open_bare(
+        &mut self,
+        now: Instant,
+        token: u64,
+        to: SocketAddr,
+        capabilities: Capabilities,
+    ) {
+        match self
+            .bare
+            .start(now, &self.parts.bare_routes, token, to, capabilities)
+        {
+            Start::Known(peer) => self.open_owned(now, token, to, peer, capabilities),
+            Start::Ping(ping) => {
+                if let Err(error) = self.parts.endpoint.ping(now, to, None, ping) {
+                    for open in self.bare.failed(&self.parts.bare_routes, to) {
+                        self.bare_failed(open.token, "failed", OpenFailure::Refused(error.clone()));
+                    }
+                }
+            }
+            Start::Full => self.bare_failed(token, "refused", limit("bare-address opens")),
+        }
+    }
+
+    /// Opens to `peer` on the shard that owns it: here, or handed to it.
+    pub(super) fn open_owned(
+        &mut self,
+        now: Instant,
+        token: u64,
+        to: SocketAddr,
+        peer: PeerId,
+        capabilities: Capabilities,
+    ) {
+        let owner = crate::service::owner_of_peer(peer, self.parts.shards);
+        if owner == self.parts.index {
+            self.count_bare("local");
+            return self.open(now, token, to, Some(peer), capabilities);
+        }
+        let request = Request::Open {
+            token,
+            to,
+            peer: Some(peer),
+            capabilities,
+        };
+        match self.parts.opens_tx[owner].try_send(request) {
+            Ok(()) => {
+                self.count_bare("moved");
+                let _ = self.parts.wakers[owner].wake();
+            }
+            // A shard never waits on another: a full queue refuses the open, and it is counted.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.bare_failed(token, "dropped", limit("open hand-over queue"));
+            }
+        }
+    }
+
+    /// Carries out the opens other shards resolved to peers this shard owns.
+    pub(super) fn take_moved_opens(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Ok(request) = self.parts.opens_rx.try_recv() {
+            any = true;
+            self.request(now, request);
+        }
+        any
+    }
+
+    /// Repeats due PINGs of bare-address opens and fails those out of time.
+    pub(super) fn poll_bare(&mut self, now: Instant) {
+        let endpoint = &mut self.parts.endpoint;
+        let expired = self.bare.poll(now, &self.parts.bare_routes, |to, ping| {
+            // A refused repeat is no loss: the first PING's handshake is under way.
+            let _ = endpoint.ping(now, to, None, ping);
+        });
+        for open in expired {
+            self.bare_failed(
+                open.token,
+                "failed",
+                OpenFailure::Failed(CloseReason::Timeout),
+            );
+        }
+    }
+
+    /// Tells the worker its open `token` failed, counted under `outcome`.
+    pub(super) fn bare_failed(&mut self, token: u64, outcome: &'static str, reason: OpenFailure) {
+        self.count_bare(outcome);
+        self.notify(Input::OpenFailed {
+            token,
+            shard: self.parts.index,
+            reason,
+        });
+    }
+
+    pub(super) fn count_bare(&mut self, outcome: &'static str) {
+        self.stats
+            .add("weft_shard_bare_opens_total", Some(("outcome", outcome)), 1);
+    }
+}
+
+/// A refusal for want of room in `what`.
+fn limit(what: &'static str) -> OpenFailure {
+    OpenFailure::Refused(crate::channel::OpenError::LimitReached(what))
+}
