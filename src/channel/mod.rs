@@ -11,6 +11,7 @@ mod endpoint;
 mod outgoing;
 pub mod pool;
 pub mod reliability;
+mod seal;
 mod state;
 
 pub(crate) use connection::later;

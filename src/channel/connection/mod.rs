@@ -3,9 +3,13 @@
 //! (congestion, pacing, RTT, MTU), its reassembly budget, its counters and its timer table. The
 //! router finds it with one lookup per datagram; the endpoint then works on it by field access.
 
+mod receive;
 mod timer;
+mod transmit;
 
+pub(crate) use receive::ChannelPacket;
 pub(crate) use timer::{Timer, TimerTable, later};
+pub(crate) use transmit::Context;
 
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::reliability::{PathState, ReassemblyBudget};

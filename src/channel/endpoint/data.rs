@@ -9,18 +9,15 @@
 
 use super::control::Control;
 use super::{ChannelHandle, Endpoint, Event, SendError};
+use crate::channel::connection::ChannelPacket;
 use crate::channel::reliability::{
-    self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget,
-    decode_packet_number, tally,
+    self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget, tally,
 };
 use crate::channel::state::ChannelData;
 use crate::handle::Handle;
 use crate::wire::{Capabilities, ChannelId, Message, PeerId, SEQUENCED_HEADER_LEN, TAG_LEN};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// Length of the CHANNEL_COOKIE that heads an unconfirmed initiator's packets (§6 step 4).
-pub(super) const COOKIE_HEAD: usize = 18;
 
 /// Messages and fragments dropped from accepted packets, by `reason`.
 const MESSAGES_DROPPED: &str = "weft_messages_dropped_total";
@@ -119,20 +116,14 @@ impl Endpoint {
     }
 
     /// A channel that still wants to send (held back by the pacer) keeps its place in the
-    /// next flush's turns, whichever channel's timer wakes the peer.
+    /// next flush's turns, whichever channel's timer wakes the peer
+    /// ([`Connection::keep_waiting`](crate::channel::connection::Connection::keep_waiting)).
     pub(super) fn keep_waiting(&mut self, peer: Handle, channel: Handle, now: Instant) {
-        let Some(owner) = self.peers.get_mut(peer) else {
+        let Some(state) = self.channels.get_mut(channel).filter(|s| s.peer == peer) else {
             return;
         };
-        let Some(state) = self.channels.get_mut(channel) else {
-            return;
-        };
-        let (Some(path), Some(data)) = (owner.path.as_ref(), state.data.as_ref()) else {
-            return;
-        };
-        if state.peer == peer && !state.touched && data.reliability.wants_to_send(now, path) {
-            state.touched = true;
-            owner.touched.push(channel);
+        if let Some(owner) = self.peers.get_mut(peer) {
+            owner.keep_waiting(now, channel, state);
         }
     }
 
@@ -142,11 +133,8 @@ impl Endpoint {
             return;
         };
         let peer = state.peer;
-        if !state.touched && state.data.is_some() {
-            if let Some(owner) = self.peers.get_mut(peer) {
-                state.touched = true;
-                owner.touched.push(channel);
-            }
+        if let Some(owner) = self.peers.get_mut(peer) {
+            owner.touch(channel, state);
         }
         self.mark_dirty(peer);
     }
@@ -312,9 +300,10 @@ impl Endpoint {
         }
     }
 
-    /// One received packet on an open channel, in one walk over its messages: the data-path
-    /// ones (DATA, fragments, ACK, WINDOW) here, the others through `control` (PING, PONG,
-    /// CHANNEL_CLOSE, CHANNEL_COOKIE), which the caller acts on after the walk.
+    /// One received packet on an open channel, in one walk over its messages: the channel's
+    /// connection takes the data-path ones (DATA, fragments, ACK, WINDOW;
+    /// [`Connection::handle_frames`]), and `control` the others (PING, PONG, CHANNEL_CLOSE,
+    /// CHANNEL_COOKIE), which the caller acts on after the walk.
     pub(super) fn on_channel_packet<'a>(
         &mut self,
         now: Instant,
@@ -326,96 +315,41 @@ impl Endpoint {
     ) {
         let ready = self.ensure_data(now, channel);
         let state = self.channels.get_mut(channel).filter(|_| ready);
-        let data = state.and_then(|state| Some((state.peer, state.data.as_mut()?)));
-        let parts = data.and_then(|(peer_handle, data)| {
-            let peer = self.peers.get_mut(peer_handle)?;
-            Some((
-                peer_handle,
-                data,
-                peer.path.as_mut()?,
-                peer.budget.as_mut()?,
-            ))
-        });
-        let Some((peer_handle, data, path, budget)) = parts else {
-            // No data state (the channel is going away): the control messages still count.
-            for message in messages {
-                if !control.take(message, route, &mut self.events, &mut self.stats) {
-                    break;
-                }
+        let parts =
+            state.and_then(|state| Some((state.peer, self.peers.get_mut(state.peer)?, state)));
+        let (events, stats) = (&mut self.events, &mut self.stats);
+        let handled = match parts {
+            Some((peer, connection, state)) => {
+                let packet = ChannelPacket {
+                    sequence,
+                    eliciting: control.eliciting,
+                    messages,
+                };
+                let taken = connection.handle_frames(now, &mut self.pool, state, packet, |m| {
+                    control.take(m, route, events, stats)
+                });
+                taken.map(|received| (peer, received))
             }
-            return;
+            None => Err(messages),
         };
-        let rel = &mut data.reliability;
-        let pn = decode_packet_number(rel.largest_received(), sequence);
-        // The packet is recorded before its first DATA (the receive side numbers messages by
-        // it); DATA elicits an ACK, so whether the packet does is known by then.
-        let mut recorded = false;
-        let mut acked = false;
-        for message in messages {
-            match message {
-                Message::Data {
-                    message_number,
-                    payload,
-                } => {
-                    control.eliciting = true;
-                    if !std::mem::replace(&mut recorded, true) {
-                        rel.on_packet_received(now, pn, true);
-                    }
-                    rel.on_data(now, message_number, payload, &mut self.pool);
-                }
-                Message::DataFragment {
-                    message_number,
-                    total_length,
-                    offset,
-                    bytes,
-                } => {
-                    control.eliciting = true;
-                    if !std::mem::replace(&mut recorded, true) {
-                        rel.on_packet_received(now, pn, true);
-                    }
-                    rel.on_fragment(
-                        now,
-                        message_number,
-                        total_length,
-                        offset,
-                        bytes,
-                        budget,
-                        &mut self.pool,
-                    );
-                }
-                Message::Ack(ack) => {
-                    let delay = Duration::from_micros(ack.ack_delay_us);
-                    rel.on_ack(now, ack.iter(), delay, path);
-                    rel.reclaim(&mut self.pool);
-                    acked = true;
-                }
-                Message::Window {
-                    max_message,
-                    max_bytes,
-                } => {
-                    control.eliciting = true;
-                    rel.on_window(max_message, max_bytes);
-                }
-                other => {
-                    if !control.take(other, route, &mut self.events, &mut self.stats) {
+        let (peer, received) = match handled {
+            Ok(handled) => handled,
+            Err(messages) => {
+                // No data state (the channel is going away): the control messages still count.
+                for message in messages {
+                    if !control.take(message, route, &mut self.events, &mut self.stats) {
                         break;
                     }
                 }
+                return;
             }
-        }
-        if !recorded {
-            // PROTOCOL.md §7.1: everything but ACK elicits an acknowledgement.
-            rel.on_packet_received(now, pn, control.eliciting);
-        }
-        let latest = path.rtt().latest();
-        let window = path.congestion_window();
-        if acked && path.rtt().has_sample() && latest != data.last_rtt {
-            data.last_rtt = latest;
-            self.observe_rtt(latest, window);
+        };
+        if let Some((rtt, window)) = received.rtt {
+            self.observe_rtt(rtt, window);
         }
         self.take_tally(channel);
         self.deliver(now, channel);
-        self.mark_dirty(peer_handle);
+        self.mark_dirty(peer);
         self.evict_reassembly();
     }
 
@@ -669,24 +603,17 @@ impl Endpoint {
         }
     }
 
-    /// The channel's data timer fired.
+    /// The channel's data timer fired: its connection runs the channel's reliability timers
+    /// ([`Connection::channel_timeout`]); what they released is counted and delivered here.
     pub(super) fn data_timer(&mut self, now: Instant, channel: Handle) {
-        let Some(state) = self.channels.get_mut(channel) else {
+        let Some(state) = self.channels.get_mut(channel).filter(|s| s.data.is_some()) else {
             return;
         };
-        let peer = state.peer;
-        let Some(data) = state.data.as_mut() else {
-            return;
-        };
-        if data
-            .reliability
-            .poll_timeout()
-            .is_some_and(|deadline| deadline <= now)
-        {
-            if let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) {
-                data.reliability.handle_timeout(now, path);
-            }
-            data.reliability.reclaim(&mut self.pool);
+        let ran = self
+            .peers
+            .get_mut(state.peer)
+            .is_some_and(|connection| connection.channel_timeout(now, &mut self.pool, state));
+        if ran {
             self.take_tally(channel);
         }
         // What the timer released (a gap given up on) reaches the application now, not when

@@ -4,13 +4,11 @@
 //! when there is one. Each flushed channel's timer is rearmed here.
 
 use super::*;
-use crate::channel::outgoing::MAX_DATAGRAM;
 use control::KEEP_ALIVE_TOKEN;
 
 /// Most packets one peer sends in a row before the next dirty peer's turn: the longest GSO
 /// train the kernel takes.
 const TRAIN: usize = 64;
-use data::COOKIE_HEAD;
 
 impl Endpoint {
     /// Keeps `now` for the next packets. Data packets are not built here: the driver's
@@ -71,36 +69,20 @@ impl Endpoint {
         buf: &mut [u8],
     ) -> Option<(SocketAddr, usize)> {
         // The channels to visit: those touched since the last flush, or all of them when the
-        // path's window opened (a channel that was held back by it may send now). A packet
-        // that touches one channel thus costs one channel's work, however many its sender
-        // holds. The list is a kept buffer: flushing allocates nothing once it has grown.
+        // window opened (`Connection::channels_to_visit`).
         let mut visit = std::mem::take(&mut self.visiting);
-        visit.clear();
-        let Some(state) = self.peers.get_mut(peer) else {
+        let Some(connection) = self.peers.get_mut(peer) else {
             self.visiting = visit;
             return None;
         };
-        std::mem::swap(&mut state.touched, &mut visit);
-        let room = state.path.as_ref().map_or(0, |path| {
-            path.congestion_window()
-                .saturating_sub(path.bytes_in_flight())
-        });
-        let rescan = std::mem::take(&mut state.rescan) || room > state.room;
-        // A channel listed twice, closed, or whose slot another peer's channel took since, is
-        // visited once or not at all.
-        visit.retain(|&channel| match self.channels.get_mut(channel) {
+        let channels = &mut self.channels;
+        connection.channels_to_visit(&mut visit, |&channel| match channels.get_mut(channel) {
             Some(state) if state.peer == peer && state.touched => {
                 state.touched = false;
                 true
             }
             _ => false,
         });
-        if rescan {
-            if let Some(state) = self.peers.get(peer) {
-                visit.clear();
-                visit.extend_from_slice(&state.order);
-            }
-        }
         for &channel in &visit {
             self.deliver(now, channel);
         }
@@ -111,10 +93,9 @@ impl Endpoint {
         let count = visit.len();
         let mut sent = None;
         for _ in 0..count {
-            let Some(path) = self.peers.get_mut(peer).and_then(|p| p.path.as_mut()) else {
+            let Some(turn) = self.peers.get_mut(peer).and_then(|p| p.next_turn(count)) else {
                 break;
             };
-            let turn = path.next_turn(count);
             let Some(&channel) = visit.get(turn) else {
                 break;
             };
@@ -134,11 +115,8 @@ impl Endpoint {
             }
             self.keep_waiting(peer, channel, now);
         }
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.room = state.path.as_ref().map_or(0, |path| {
-                path.congestion_window()
-                    .saturating_sub(path.bytes_in_flight())
-            });
+        if let Some(connection) = self.peers.get_mut(peer) {
+            connection.flushed();
         }
         self.visiting = visit;
         sent
@@ -149,107 +127,29 @@ impl Endpoint {
         self.peers.get(peer)?.order.get(index).copied()
     }
 
-    /// Writes one packet of `channel` into `buf` if it has something to send (sealed in place
-    /// under a session); returns its destination and length.
+    /// Writes one packet of `channel` into `buf` if it has something to send: the channel's
+    /// connection builds it ([`Connection::write_packet`]), sealed in place under the peer's
+    /// session when there is one; the endpoint keeps the rekey policy. Returns the packet's
+    /// destination and length.
     pub(super) fn write_packet(
         &mut self,
         now: Instant,
         channel: Handle,
         buf: &mut [u8],
     ) -> Option<(SocketAddr, usize)> {
+        let ctx = self.connection_context();
         let state = self.channels.get_mut(channel)?;
-        let head = match state.phase {
-            Phase::Open {
-                cookie2: Some(cookie2),
-            } if state.initiator => Some((cookie2, state.capabilities)),
-            Phase::Open { .. } => None,
-            Phase::Opening { .. } => return None,
-        };
-        let data = state.data.as_mut()?;
-        let peer = self.peers.get_mut(state.peer)?;
-        let path = peer.path.as_mut()?;
-        if !data.reliability.wants_to_send(now, path) {
-            return None;
-        }
-        let limit = MAX_DATAGRAM.min(buf.len());
-        // Under a session the packet is sealed with the channel's key (PROTOCOL.md §5).
+        let connection = self.peers.get_mut(state.peer)?;
         let session = self
             .ids
-            .session(&peer.id)
+            .session(&connection.id)
             .and_then(|&handle| self.sessions.get_mut(handle));
-        if let Some(entry) = session {
-            let phase = entry.slot.sending_phase();
-            let current = entry.slot.current()?;
-            let created = current.created_at();
-            let crypto = current.keys.channel(state.id);
-            // PROTOCOL.md §3: numbers under one key only go up, and the key refuses one it has
-            // sealed past. A channel whose count fell behind its key's skips ahead to it (the
-            // peer sees a gap, like loss) instead of having every packet refused for ever,
-            // which would also leave its bytes in flight holding the peer's shared window shut.
-            data.next_pn = data.next_pn.max(crypto.next_sequence());
-            let wire_sequence = u32::try_from(data.next_pn).ok()?;
-            let header =
-                secure::secure_header(phase, self.local_id, peer.id, state.id, wire_sequence);
-            let pn = data.next_pn;
-            // An unconfirmed packet carries the cookie on top of an ordinary one and is no
-            // probe; any other gets the whole datagram, so that `write_frames` can pad a
-            // PMTU probe above the current size (PROTOCOL.md §7.6).
-            let room = match head {
-                Some(_) => path.max_payload().saturating_sub(COOKIE_HEAD),
-                None => usize::MAX,
-            };
-            let reliability = &mut data.reliability;
-            let len = secure::seal_into(buf, crypto, &header, limit, |region| {
-                let mut at = 0;
-                if let Some((cookie2, capabilities)) = head {
-                    at = Message::ChannelCookie {
-                        cookie2: &cookie2,
-                        capabilities,
-                    }
-                    .emit(region)
-                    .ok()?;
-                }
-                let end = at.saturating_add(room).min(region.len());
-                let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
-                (written > 0).then_some(at.saturating_add(written))
-            })?;
-            let sealed_count = crypto.packets_sent();
-            data.next_pn = data.next_pn.saturating_add(1);
-            data.last_sent = now;
-            let (peer_id, to) = (peer.id, peer.address);
-            self.rekey_if_due(peer_id, sealed_count, created);
-            return Some((to, len));
+        let written = connection.write_packet(now, &ctx, state, session, buf)?;
+        if let Some(sealed) = written.sealed {
+            let peer = connection.id;
+            self.rekey_if_due(peer, sealed.count, sealed.created);
         }
-        let header = Header {
-            flags: Flags::SEQUENCED,
-            sender: self.local_id,
-            recipient: peer.id,
-            channel: state.id,
-            sequence: Some(data.next_pn as u32),
-        };
-        let buf = buf.get_mut(..limit)?;
-        let mut at = header.emit(buf).ok()?;
-        let mut room = limit.saturating_sub(at);
-        if let Some((cookie2, capabilities)) = head {
-            let cookie = Message::ChannelCookie {
-                cookie2: &cookie2,
-                capabilities,
-            };
-            at = at.saturating_add(cookie.emit(buf.get_mut(at..)?).ok()?);
-            // An unconfirmed packet carries the cookie on top of an ordinary one: it must still
-            // fit the path MTU, and it is no probe.
-            room = path.max_payload().saturating_sub(COOKIE_HEAD);
-        }
-        let end = at.saturating_add(room).min(limit);
-        let written = data
-            .reliability
-            .write_frames(now, data.next_pn, path, buf.get_mut(at..end)?);
-        if written == 0 {
-            return None;
-        }
-        data.next_pn = data.next_pn.saturating_add(1);
-        data.last_sent = now;
-        Some((peer.address, at.saturating_add(written)))
+        Some((written.to, written.len))
     }
 
     /// PROTOCOL.md §7.7: a channel that asked for it sends a PING after 15 s without sending,
@@ -270,35 +170,18 @@ impl Endpoint {
         }
     }
 
-    /// Arms the channel's next deadline, and its connection's data timer with it.
+    /// Arms the channel's next deadline, and its connection's data timer with it
+    /// ([`Connection::rearm_channel`]); the router's entry for the connection follows.
     pub(super) fn rearm(&mut self, now: Instant, channel: Handle) {
-        let interval = self.config.keep_alive_interval;
+        let ctx = self.connection_context();
         let Some(state) = self.channels.get_mut(channel) else {
             return;
         };
         let peer = state.peer;
-        let Some(data) = state.data.as_mut() else {
+        let Some(connection) = self.peers.get_mut(peer) else {
             return;
         };
-        let keep_alive = data.keep_alive.then(|| later(data.last_sent, interval));
-        let Some(at) = [data.reliability.poll_timeout(), keep_alive]
-            .into_iter()
-            .flatten()
-            .min()
-        else {
-            return;
-        };
-        // A deadline in the past is due now. The channel keeps its earliest deadline, and so
-        // does its connection's heap of channel deadlines, whose minimum is the data timer
-        // (entries moved in place: rearming per packet allocates nothing).
-        let at = at.max(now);
-        if data.armed.is_some_and(|armed| armed <= at) {
-            return;
-        }
-        data.armed = Some(at);
-        let order_at = data.order_at;
-        if let Some(connection) = self.peers.get_mut(peer) {
-            connection.set_channel_deadline(order_at, Some(at));
+        if connection.rearm_channel(now, &ctx, state) {
             self.deadlines.set(peer.0, connection.poll_timeout());
         }
     }

@@ -31,7 +31,7 @@ pub use service::PeerInfo;
 pub use snapshot::{ChannelCounts, PeerSnapshot};
 
 use crate::channel::admission::Admission;
-use crate::channel::connection::{Connection, Silence, Timer, later};
+use crate::channel::connection::{Connection, Context, Silence, Timer, later};
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::outgoing::Outgoing;
@@ -444,6 +444,14 @@ impl Endpoint {
         let state = self.channels.get_by_code(channel.0).ok()?;
         let peer = self.peers.get(state.peer)?;
         Some((state.id, peer.id, state.capabilities))
+    }
+
+    /// What a connection is lent of the endpoint ([`Context`]): never the router.
+    fn connection_context(&self) -> Context {
+        Context {
+            local_id: self.local_id,
+            keep_alive_interval: self.config.keep_alive_interval,
+        }
     }
 
     fn drop_packet(&mut self, reason: &'static str) {
