@@ -10,7 +10,11 @@
 //! ```text
 //! ```
 //!
-//! Without an address the example is a network of one: its put reaches no other node.
+//! Joining, the example is a client of the first node's network: only ids a network certified
+//! enter its nodes' tables, and the example's own network would be another (a node of that
+//! network would list the first node's record in `[consensus] members`). It pins the network
+//! the first node proves, and queries. Without an address the example is a network of one:
+//! its put reaches no other node.
 
 use std::time::Duration;
 use weft::node::{Node, NodeConfig};
@@ -26,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         listen: "127.0.0.1:0".parse()?,
         metrics: "127.0.0.1:0".parse()?,
         data: data.clone(),
+        dht_client: !bootstrap.is_empty(),
         bootstrap,
         ..NodeConfig::default()
     };

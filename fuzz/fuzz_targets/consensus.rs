@@ -1,6 +1,7 @@
 //! Fuzzes the consensus service's decoders (PROTOCOL.md §11, docs/CONSENSUS.md): the agreement
 //! schema (`schema::decode`: size bound, version, msgpack, list bounds) and the cluster query
-//! (`query::decode`), then a member handed the input as from a member and as from a client.
+//! (`query::decode`), a node's id proof (`proof::IdProof::decode` and `verify`, what overlay
+//! peers show), then a member handed the input as from a member and as from a client.
 //! Also the member document a members URL serves (`consensus::bootstrap`) and the HTTP response
 //! around it (`node::members_url::parse_response`).
 //! Whatever decodes must re-encode and decode to the same message, and nothing may panic. Seed corpus: docs/CONSENSUS.md's test vector and a query.
@@ -13,7 +14,7 @@ use weft::consensus::config::MemberConfig;
 use weft::consensus::ids::NetworkId;
 use weft::consensus::member::{Member, Peer};
 use weft::consensus::signed::member_key;
-use weft::consensus::{query, schema};
+use weft::consensus::{proof, query, schema};
 use weft::session::Identity;
 
 fuzz_target!(|data: &[u8]| {
@@ -36,6 +37,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = weft::node::members_url::parse_response(data);
+    if let Ok(proof) = proof::IdProof::decode(data) {
+        let network = proof.network;
+        let _ = proof.verify(&network, None, &weft::consensus::ids::NodeId([0; 20]), &[0; 32]);
+        assert_eq!(proof::IdProof::decode(&proof.encode()).ok(), Some(proof));
+    }
     let keys: Vec<_> = (1..=4u8)
         .map(|i| Identity::from_secret_bytes([i; 32], [i; 32]).signing_key().clone())
         .collect();

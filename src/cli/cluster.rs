@@ -151,7 +151,7 @@ fn status(args: &Reach) -> ExitCode {
         Ok(progress) => progress,
         Err(error) => return failed("weft cluster status", &error),
     };
-    print!("{}", render_status(&progress));
+    print!("{}", render_status(&progress, args.network.is_some()));
     ExitCode::SUCCESS
 }
 
@@ -165,13 +165,19 @@ fn failed(command: &str, error: &str) -> ExitCode {
     })
 }
 
-/// The status table: the network, then one row per member.
-pub(crate) fn render_status(progress: &Progress) -> String {
+/// The status table: the network (`configured` when `--network` named it, else pinned as the
+/// node asked presented it), then one row per member.
+pub(crate) fn render_status(progress: &Progress, configured: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let network = progress.network.map_or_else(String::new, |n| hex(&n.0));
     let members = progress.members.len();
-    let _ = writeln!(out, "network: {network}");
+    let trust = if configured {
+        "configured with --network"
+    } else {
+        "pinned: as the node asked presented it"
+    };
+    let _ = writeln!(out, "network: {network} ({trust})");
     let _ = writeln!(
         out,
         "members: {members} (quorum {}), {} answered",

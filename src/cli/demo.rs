@@ -339,14 +339,16 @@ fn start_node(dir: &Path, index: &str, extra: &[&str]) -> Result<DemoNode, Strin
         std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the weft binary: {e}"))?;
     let begun = Instant::now();
+    // A step that needs a known address (a cluster member's record names it) passes its own.
+    let listen: &[&str] = if extra.contains(&"--listen") {
+        &[]
+    } else {
+        &["--listen", "127.0.0.1:0"]
+    };
     let mut child = Command::new(exe)
-        .args([
-            "node",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-        ])
+        .arg("node")
+        .args(listen)
+        .args(["--metrics", "127.0.0.1:0"])
         .arg("--data")
         .arg(&data)
         .args(["--shards", "1"])

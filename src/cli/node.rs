@@ -101,6 +101,11 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
     super::log::init(config.log_level.as_deref(), config.log_format);
     let node = match Node::start(&config) {
         Ok(node) => node,
+        Err(e @ weft::node::StartError::Trust(_)) => {
+            // The configured or pinned network id disagrees: the operator's to fix.
+            eprintln!("weft node: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
         Err(e) => {
             eprintln!("weft node: {e}");
             let code = if e.needs_operator() {
@@ -141,7 +146,7 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
             node_id = %weft::overlay::id::hex(&status.node_id),
             provisional = status.provisional,
             bootstrap = config.bootstrap.len(),
-            "overlay running; the node id is provisional until the network's consensus service certifies one"
+            "overlay running; a client of the DHT until the consensus service certifies the node id"
         );
     }
     // Scripts and tests wait for this one line, so it goes to stdout, alone, flushed.

@@ -276,6 +276,11 @@ impl<E: Agreement, S: Store> Member<E, S> {
         &self.log
     }
 
+    /// The member lists from genesis on, as decided (what a node's id proof carries).
+    pub fn chain(&self) -> &super::trust::MemberListChain {
+        self.membership.chain()
+    }
+
     /// The height being decided.
     pub fn height(&self) -> u64 {
         self.height

@@ -27,6 +27,7 @@ pub mod member;
 pub mod membership;
 pub mod policy;
 pub mod pool;
+pub mod proof;
 pub mod query;
 pub mod schema;
 pub mod service;

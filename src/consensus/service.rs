@@ -129,6 +129,12 @@ pub struct View {
     pub node_id: Option<(NodeId, u64)>,
     /// The certificate's bytes (the sorted replies, msgpack).
     pub certificate: Vec<u8>,
+    /// What the node shows overlay peers for its id (`consensus::proof`, msgpack), once
+    /// certified.
+    pub proof: Vec<u8>,
+    /// How the node trusts the network: "configured", "pinned" (set by the node, `weft
+    /// status`).
+    pub network_trust: &'static str,
 }
 
 /// The view, shared with the node's admin side.
@@ -574,8 +580,31 @@ impl ConsensusService {
             {
                 view.node_id = Some((certificate.node_id, certificate.height));
                 view.certificate = certificate_bytes(certificate);
+                view.proof = self.proof(certificate);
             }
         }
+    }
+}
+
+impl ConsensusService {
+    /// The proof of the node's id: the member lists this node holds (the member's decided
+    /// chain; a client's configured genesis), its request and the certificate.
+    fn proof(&self, certificate: &super::certificate::NodeCertificate) -> Vec<u8> {
+        let chain = match &self.member {
+            Some(member) => member.chain().clone(),
+            None => {
+                let keys: Vec<MemberKey> =
+                    self.records.iter().map(|r| MemberKey(r.ed25519)).collect();
+                super::trust::MemberListChain::new(&keys)
+            }
+        };
+        super::proof::IdProof {
+            network: self.network,
+            chain,
+            request: self.asking.request().clone(),
+            replies: certificate.replies.clone(),
+        }
+        .encode()
     }
 }
 

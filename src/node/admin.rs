@@ -422,6 +422,18 @@ fn consensus_text(out: &mut String, view: &ConsensusView) {
         "  consensus: network {network}… ({} member(s)), {role}, links {}/{} open",
         view.members, view.links.0, view.links.1
     );
+    if let Some(network) = view.network {
+        let _ = writeln!(
+            out,
+            "  network id: {} ({})",
+            hex(&network.0),
+            if view.network_trust.is_empty() {
+                "its own"
+            } else {
+                view.network_trust
+            }
+        );
+    }
     match view.node_id {
         Some((id, height)) => {
             let _ = writeln!(
@@ -483,7 +495,7 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
             out,
             ",\"consensus\":{{\"network\":{},\"members\":{},\"member\":{},\"height\":{},\
              \"round\":{},\"last_decision\":{},\"pending\":{},\"links_open\":{},\
-             \"node_id\":{},\"node_id_height\":{}}}",
+             \"node_id\":{},\"node_id_height\":{},\"network_trust\":{}}}",
             text(view.network.map(|n| hex(&n.0))),
             view.members,
             view.is_member,
@@ -494,6 +506,7 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
             view.links.0,
             text(view.node_id.map(|(id, _)| hex(&id.0))),
             json_opt(view.node_id.map(|(_, h)| h)),
+            text((!view.network_trust.is_empty()).then(|| view.network_trust.to_string())),
         );
     }
     out.push_str("},\"peers\":[");

@@ -16,12 +16,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The fields of `[consensus]`.
-pub const CONSENSUS_FIELDS: [&str; 14] = [
+pub const CONSENSUS_FIELDS: [&str; 15] = [
     "members",
     "members_url",
     "salt",
     "round_base",
     "resend",
+    "network_id",
     "keepalive",
     "approve",
     "window",
@@ -34,12 +35,13 @@ pub const CONSENSUS_FIELDS: [&str; 14] = [
 ];
 
 /// [`CONSENSUS_FIELDS`] as error messages name them (the field names must be `'static`).
-const FIELD_NAMES: [&str; 14] = [
+const FIELD_NAMES: [&str; 15] = [
     "consensus.members",
     "consensus.members_url",
     "consensus.salt",
     "consensus.round_base",
     "consensus.resend",
+    "consensus.network_id",
     "consensus.keepalive",
     "consensus.approve",
     "consensus.window",
@@ -94,6 +96,8 @@ pub struct ConsensusFile {
     pub ipv6_48: Option<i64>,
     /// Ids per IPv6 /32 per window.
     pub ipv6_32: Option<i64>,
+    /// The network this node trusts, 64 hex digits (`node::trust`); left out, it is pinned.
+    pub network_id: Option<String>,
 }
 
 /// The consensus settings once checked.
@@ -115,6 +119,8 @@ pub struct ConsensusConfig {
     pub approve: BTreeSet<MemberKey>,
     /// The issuing policy's quotas and window; every member must be given the same.
     pub policy: PolicyConfig,
+    /// The network id configured (`node::trust`); `None`: pinned on the first start.
+    pub network_id: Option<[u8; 32]>,
 }
 
 impl Default for ConsensusConfig {
@@ -128,6 +134,7 @@ impl Default for ConsensusConfig {
             keepalive: DEFAULT_KEEPALIVE,
             approve: BTreeSet::new(),
             policy: PolicyConfig::default(),
+            network_id: None,
         }
     }
 }
@@ -305,6 +312,19 @@ impl ConsensusFile {
         }
         policy.ipv4 = [quotas[0], quotas[1], quotas[2]];
         policy.ipv6 = [quotas[3], quotas[4], quotas[5]];
+        let network_id = match &self.network_id {
+            Some(text) => Some(parse_network_id(text).ok_or_else(|| {
+                bad(
+                    "consensus.network_id",
+                    format!(
+                        "\"{text}\" is not a network id; give the 64 hex digits `weft status` \
+                         or `weft cluster status` prints, or leave it out to pin the network \
+                         on the first start"
+                    ),
+                )
+            })?),
+            None => None,
+        };
         Ok(ConsensusConfig {
             members,
             salt,
@@ -314,8 +334,23 @@ impl ConsensusFile {
             keepalive,
             approve,
             policy,
+            network_id,
         })
     }
+}
+
+/// The 32 bytes 64 hex digits spell.
+pub fn parse_network_id(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let pair = text.get(i.checked_mul(2)?..i.checked_mul(2)?.checked_add(2)?)?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The first field of `[consensus]` that is unknown or of the wrong kind.
@@ -343,6 +378,7 @@ pub fn diagnose(table: &toml::Table) -> Option<BadConsensus> {
                 value.is_integer(),
                 "a whole number of ids per window, like 8",
             ),
+            "network_id" => (value.is_str(), "a quoted network id of 64 hex digits"),
             "round_base" | "resend" | "keepalive" | "window" => (
                 value.is_integer() || value.is_float(),
                 "seconds, like 1 or 0.1",
@@ -423,6 +459,14 @@ mod tests {
         assert_eq!(field(check("round_base = 0\n")), "consensus.round_base");
         assert_eq!(field(check("members = 1\n")), "consensus.members");
         assert_eq!(field(check("member = []\n")), "consensus");
+        assert_eq!(field(check("network_id = 5\n")), "consensus.network_id");
+        assert_eq!(
+            field(check("network_id = \"abc\"\n")),
+            "consensus.network_id"
+        );
+        let id = "0f".repeat(32);
+        let config = check(&format!("network_id = \"{id}\"\n")).unwrap();
+        assert_eq!(config.network_id, Some([0x0f; 32]));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod scrape;
 pub mod services;
 mod suggest;
 pub mod summary;
+pub mod trust;
 
 pub use config::{ConfigError, ConfigProblem, NodeConfig};
 pub use datadir::{DataDir, DataDirError, IdentityOrigin};
@@ -78,6 +79,10 @@ pub enum StartError {
     /// by another process, or unreadable (the message names the file and the fix).
     #[error(transparent)]
     OverlayStore(#[from] crate::overlay::persist::PersistError),
+    /// The network id configured or pinned disagrees with the members configured
+    /// (PROTOCOL.md §11, trust root).
+    #[error(transparent)]
+    Trust(#[from] trust::TrustSetupError),
     /// Signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(#[source] io::Error),
@@ -171,6 +176,7 @@ impl Node {
         let services::NodeServices {
             services,
             consensus,
+            expected_network,
         } = services::node_services(&bound, &identity, &data)?;
         let host = Host::new(services, config.echo);
         let handle = (host.handle(), host.stats());
@@ -180,11 +186,17 @@ impl Node {
             .map_err(bind_error)?;
         let mut fetcher = None;
         if let Some(url) = &config.consensus.members_url {
-            // The configured network id pins which network the URL may serve (trust, when
-            // `[consensus] network_id` is set); unset, the document's own genesis names it.
+            // The configured or pinned network id is the one the URL may serve; with neither,
+            // the document's own genesis names it.
             fetcher = Some(
-                members_url::spawn(url.clone(), None, &identity, bound.listen, handle.0.clone())
-                    .map_err(bind_error)?,
+                members_url::spawn(
+                    url.clone(),
+                    expected_network,
+                    &identity,
+                    bound.listen,
+                    handle.0.clone(),
+                )
+                .map_err(bind_error)?,
             );
         }
         let (worker, host) = (Some(worker), Some(handle));

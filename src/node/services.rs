@@ -14,6 +14,7 @@ use crate::overlay::worker::{Bootstrap, OverlayConfig, OverlayService, wall};
 use crate::service::host::Service;
 use crate::session::{Identity, PeerRecord};
 use rand::RngCore;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Whether a node with `config` runs the overlay.
@@ -30,6 +31,8 @@ pub fn overlay_config(config: &NodeConfig) -> OverlayConfig {
             per_subnet_cap: None,
             ..KademliaConfig::default()
         },
+        // Only ids certified by the node's network enter its tables (`node::trust`).
+        accept_provisional: false,
         // A bare address that a known peer's record lists is opened by that peer's id.
         bootstrap: config
             .bootstrap
@@ -55,6 +58,9 @@ pub struct NodeServices {
     pub services: Vec<Box<dyn Service>>,
     /// The consensus service's view (`weft status`).
     pub consensus: SharedView,
+    /// The network a members URL must serve: the one configured or pinned; `None` pins the
+    /// genesis the first document names.
+    pub expected_network: Option<crate::consensus::ids::NetworkId>,
 }
 
 /// The services `config` asks for. Every node runs the consensus service: as a member of the
@@ -95,16 +101,25 @@ pub fn node_services(
             approved: cluster.approve.clone(),
         },
     };
-    let (consensus, view): (Box<dyn Service>, SharedView) = if cluster.members_url.is_some() {
-        // The members arrive from the URL (`members_url::spawn`); until then, nobody's member.
-        let waiting = Waiting::new(Instant::now(), settings);
-        let view = waiting.view();
-        (Box::new(waiting), view)
-    } else {
-        let consensus = ConsensusService::new(Instant::now(), settings)?;
-        let view = consensus.view();
-        (Box::new(consensus), view)
-    };
+    let (consensus, view, (pin, source)): (Box<dyn Service>, SharedView, _) =
+        if cluster.members_url.is_some() {
+            // The members arrive from the URL (`members_url::spawn`); until then, nobody's
+            // member, and the network is the one configured or pinned before, if any.
+            let waiting = Waiting::new(Instant::now(), settings);
+            let view = waiting.view();
+            let root = super::trust::url_trust_root(config, data.path())?;
+            (Box::new(waiting), view, root)
+        } else {
+            let consensus = ConsensusService::new(Instant::now(), settings)?;
+            let view = consensus.view();
+            let root = super::trust::trust_root(config, consensus.network(), data.path())?;
+            (Box::new(consensus), view, root)
+        };
+    if let Ok(mut view) = view.lock() {
+        view.network_trust = source.label();
+    }
+    let expected_network = pin.pinned();
+    let check = super::trust::NetworkTrust::new(pin, identity.peer_id(), Arc::clone(&view));
     let mut services: Vec<Box<dyn Service>> = vec![consensus];
     if runs_overlay(config) {
         let mut seed = [0u8; 32];
@@ -115,8 +130,9 @@ pub fn node_services(
             config.listen,
             seed,
         );
-        // The DHT's certificate check, once the node sets one, goes in before the restore:
-        // `Dht::restore` puts back only the contacts it certifies.
+        // The certificate check goes in before the restore: `Dht::restore` puts back only the
+        // contacts it certifies.
+        overlay = overlay.with_certificate_check(Box::new(check));
         if !config.dht_client {
             let mut store = OverlayStore::open(data.path())?;
             let report = store.restore_into(overlay.dht_mut(), Instant::now(), wall())?;
@@ -135,5 +151,6 @@ pub fn node_services(
     Ok(NodeServices {
         services,
         consensus: view,
+        expected_network,
     })
 }

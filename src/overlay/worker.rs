@@ -8,11 +8,14 @@
 //!   endpoint keeps the session, so the next open is one round trip. The first frame rides the
 //!   open as early data ([`Context::open_with`]): it leaves with the CHANNEL_COOKIE as soon as
 //!   the peer's ACKNOWLEDGE completes the channel id, not after `Opened` reached us.
-//! - **Node ids.** Each side of a channel that is not a client sends its node id once, as
-//!   SET_CONNECTION_OPT option 3 ([`ConnectionOpt::NodeId`]); only a peer whose id checked out
-//!   is passed to the DHT with an id, so only such peers enter the routing table and a client
-//!   stays out. Until the consensus service certifies ids (PROTOCOL.md §11) an id is
-//!   provisional: the one the peer's key implies ([`provisional_id`]).
+//! - **Node ids.** Each side of a channel that is not a client sends its node id once: its
+//!   certified id with the proof (SET_CONNECTION_OPT option 4, [`ConnectionOpt::CertifiedId`]),
+//!   which the DHT's `CertificateCheck` admits or refuses; only a peer whose id checked out is
+//!   passed to the DHT with an id, so only such peers enter the routing table and a client
+//!   stays out. The node's own id comes from the check once the consensus service certified
+//!   it (PROTOCOL.md §11): until then the node is a client. Where the driver vouches for ids
+//!   (`accept_provisional`: the simulator, tests) an id is provisional, option 3: the one the
+//!   peer's key implies ([`provisional_id`]).
 //! - **Addresses.** A contact needs the peer's address, which a delivery does not carry: the
 //!   first messages of a peer that opened a channel to us wait (bounded) for the shard's answer
 //!   to a peer-info question, which also gives the channel's RTT to the DHT's timeouts.
@@ -23,13 +26,15 @@
 use super::api::{DhtCommand, GetOutcome, PutOutcome};
 
 mod durable;
+mod ids;
+use ids::Announced;
 mod join;
 mod report;
 #[cfg(test)]
 mod tests;
 use super::id::{Contact, NodeId, provisional_id};
 use super::kademlia::{Dht, KademliaConfig, Sender as From, Transmit};
-use super::rpc::{Body, ConnectionOpt, Frame, Opcode, Request, Value};
+use super::rpc::Value;
 use crate::channel::ChannelHandle;
 use crate::service::host::{Command, Context, HostError, Service, ServiceTag, body};
 use crate::service::{Delivery, Input, OpenFailure};
@@ -78,9 +83,9 @@ pub struct OverlayConfig {
     pub kademlia: KademliaConfig,
     /// Nodes to join through (`weft node --bootstrap`).
     pub bootstrap: Vec<Bootstrap>,
-    /// Whether peers' provisional ids are accepted into the routing table. True until the
-    /// consensus service certifies ids (PROTOCOL.md §11); with it false, only certified ids
-    /// would enter, and none can be shown yet.
+    /// Whether peers' provisional ids are accepted into the routing table (where the driver
+    /// vouches for ids). False on a node: only ids its network certified enter, the node's own
+    /// from the `CertificateCheck` once issued, and bootstrap nodes count once their proof came.
     pub accept_provisional: bool,
     /// A channel unused this long is closed (its session stays cached).
     pub idle: Duration,
@@ -137,6 +142,8 @@ const SYNC_EVERY: Duration = Duration::from_millis(250);
 /// First wait before trying the bootstrap nodes again when none answered; doubles to a minute.
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(2);
 const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often a node without its certified id looks whether the consensus service issued it.
+const CERTIFY_POLL: Duration = Duration::from_millis(250);
 /// The counter every refusal of this module goes to, by reason.
 const DROPPED: &str = "weft_overlay_dropped_total";
 /// The largest frame sent as early data with the open of its channel (one packet's worth: the
@@ -222,6 +229,11 @@ pub struct OverlayService {
     held: usize,
     /// The DHT's self-initiated connections (ℓ): kept open, and reported when they close.
     links: HashMap<PeerId, NodeId>,
+    /// Bootstrap peers whose channel opened, waiting for their certified id.
+    awaiting: HashMap<PeerId, SocketAddr>,
+    /// When to look for the node's own certified id again; `None` once it has it (or where
+    /// the driver vouches).
+    certify_at: Option<Instant>,
 }
 
 /// Seconds since the Unix epoch, for record expiry and republishing (and for reading records
@@ -266,6 +278,9 @@ impl OverlayService {
             store: None,
             held: 0,
             links: HashMap::new(),
+            awaiting: HashMap::new(),
+            // A configured client never shows an id, so it need not look for one.
+            certify_at: (!config.accept_provisional && !config.kademlia.client).then_some(now),
             config,
         }
     }
@@ -277,6 +292,17 @@ impl OverlayService {
     /// the journal nothing is committed and no ACK waits. The DHT is kept, not replaced.
     pub fn with_store(mut self, store: Box<dyn DhtStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// The service with `check` deciding which node ids are certified (and the node's own):
+    /// the node's network (`node::trust`). Call after [`OverlayService::with_store`], which
+    /// replaces the DHT.
+    pub fn with_certificate_check(
+        mut self,
+        check: Box<dyn super::kademlia::CertificateCheck>,
+    ) -> Self {
+        self.dht.set_certificate_check(check);
         self
     }
 
@@ -323,32 +349,6 @@ impl OverlayService {
             }
         }
         self.channels.retain(|_, p| *p != peer);
-    }
-
-    /// Sends our node id on a peer's channel, once (not in client mode).
-    fn announce(&mut self, now: Instant, peer: PeerId) {
-        if self.client() {
-            return;
-        }
-        let Some(entry) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        let Some(addr) = entry.addr else {
-            return;
-        };
-        if entry.announced {
-            return;
-        }
-        entry.announced = true;
-        let to = Contact {
-            id: entry.node.unwrap_or_else(|| provisional_id(&peer)),
-            peer,
-            addr,
-        };
-        let own = self.dht.own().id;
-        let body = Body::SetConnectionOpt(ConnectionOpt::NodeId(own));
-        self.dht
-            .request(now, &to, Opcode::SetConnectionOpt, body, ANNOUNCE);
     }
 
     fn transmit(&mut self, now: Instant, t: Transmit, cx: &mut Context<'_>) {
@@ -497,26 +497,6 @@ impl OverlayService {
         }
     }
 
-    /// True when `bytes` may be a SET_CONNECTION_OPT request (`[3, id, ...]`): only those are
-    /// parsed here, to learn a peer's node id; the DHT parses every frame itself.
-    fn may_announce(bytes: &[u8]) -> bool {
-        matches!(bytes, [0x93, 0x03, ..])
-    }
-
-    /// The node id `bytes` announces, if it is an announcement that checks out for `peer`.
-    fn announced_id(&self, peer: &PeerId, bytes: &[u8]) -> Option<NodeId> {
-        let frame = Frame::parse(bytes, &self.config.kademlia.frame).ok()?;
-        let Frame::Request(Request {
-            body: Body::SetConnectionOpt(ConnectionOpt::NodeId(id)),
-            ..
-        }) = frame
-        else {
-            return None;
-        };
-        // certification: a certified id would be checked against its certificate here.
-        (self.config.accept_provisional && id == provisional_id(peer)).then_some(id)
-    }
-
     fn deliver(&mut self, now: Instant, delivery: Delivery) {
         let peer = delivery.peer;
         let Some(entry) = self.peers.get(&peer) else {
@@ -548,6 +528,8 @@ impl OverlayService {
             .collect();
         for peer in stale {
             self.forget(peer, Some(CloseReason::Idle), cx);
+            // A bootstrap peer that never showed an id: joining tries again without it.
+            self.bootstrap_id(now, peer, None);
         }
         self.next_idle_check = now
             .checked_add(
@@ -582,7 +564,18 @@ impl Service for OverlayService {
         let announced = if Self::may_announce(frame) {
             self.announced_id(&delivery.peer, frame)
         } else {
-            None
+            Announced::Nothing
+        };
+        let announced = match announced {
+            Announced::Nothing => None,
+            Announced::Id(id) => {
+                self.bootstrap_id(now, delivery.peer, Some(id));
+                Some(id)
+            }
+            Announced::Refused => {
+                self.bootstrap_id(now, delivery.peer, None);
+                None
+            }
         };
         let (peer, shard, channel) = (delivery.peer, delivery.shard, delivery.channel);
         let max_queued = self.config.max_queued;
@@ -675,7 +668,19 @@ impl Service for OverlayService {
                         }
                         self.attach(now, peer, addr, shard, channel, cx);
                     }
-                    self.bootstrap_answered(now, contact);
+                    match contact {
+                        // Where ids are certified, the peer counts once its proof came.
+                        Some(_) if !self.config.accept_provisional => {
+                            let known = self.peers.get(&peer).and_then(|p| p.node);
+                            self.awaiting.insert(peer, addr);
+                            if known.is_some() {
+                                self.bootstrap_id(now, peer, known);
+                            } else {
+                                self.ask_for_id(now, peer, addr);
+                            }
+                        }
+                        contact => self.bootstrap_answered(now, contact),
+                    }
                 }
                 _ => {
                     let _ = cx.close(shard, channel, CloseReason::Refused);
@@ -709,6 +714,7 @@ impl Service for OverlayService {
                         .is_some_and(|p| p.link == Link::Open { shard, channel })
                 {
                     self.forget(peer, None, cx);
+                    self.bootstrap_id(now, peer, None);
                 }
             }
             Input::PeerInfo {
@@ -791,6 +797,7 @@ impl Service for OverlayService {
             self.dht.poll_timeout(),
             Some(self.next_idle_check),
             self.bootstrap.next_try,
+            self.certify_at,
         ]
         .into_iter()
         .flatten()
@@ -798,6 +805,9 @@ impl Service for OverlayService {
     }
 
     fn handle_timeout(&mut self, now: Instant, cx: &mut Context<'_>) {
+        if self.certify_at.is_some_and(|at| at <= now) {
+            self.check_own_id(now);
+        }
         if self.bootstrap.next_try.is_some_and(|at| at <= now) {
             self.start_bootstrap(now, cx);
         }

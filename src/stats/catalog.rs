@@ -482,6 +482,13 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "info_refused",
     "no_peer_info",
     "requests_full",
+    // A peer's id proof refused (`node::trust`, `consensus::proof`).
+    "malformed_proof",
+    "foreign_network",
+    "bad_member_list",
+    "stale_member_list",
+    "bad_certificate",
+    "verdicts_full",
 ];
 
 /// Every metric family the node exports, in the order docs/METRICS.md lists them.

@@ -31,6 +31,11 @@ fn a_node_with_no_members_configured_certifies_its_own_id_as_a_lone_cluster() {
         status.contains("(1 member(s)), member"),
         "a lone member of its own network:\n{status}"
     );
+    assert!(
+        status.contains("  network id: ") && status.contains(" (pinned)"),
+        "the network pinned on the first start:\n{status}"
+    );
+    assert!(data.join("network-id").exists());
     let metrics = scrape_until(node.metrics, |m| {
         metric_value(m, "weft_consensus_node_id_certified") == Some(1)
     });
@@ -133,6 +138,10 @@ fn the_documented_three_member_cluster_issues_ids_and_killed_members_change_none
     let (status, out, err) = run(&["cluster", "status", "--via", &via, "--timeout", "30"]);
     assert!(status.success(), "{out}\n{err}");
     assert!(out.contains("members: 3 (quorum 3), 3 answered"), "{out}");
+    assert!(
+        out.contains("(pinned: as the node asked presented it)"),
+        "{out}"
+    );
     for port in &ports {
         assert!(out.contains(&format!("127.0.0.1:{port}")), "{out}");
     }

@@ -88,6 +88,10 @@ fn request() -> impl Strategy<Value = Request> {
             Opcode::SetConnectionOpt,
             Body::SetConnectionOpt(ConnectionOpt::NodeId(NodeId(id)))
         )),
+        (any::<[u8; 20]>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(id, proof)| (
+            Opcode::SetConnectionOpt,
+            Body::SetConnectionOpt(ConnectionOpt::CertifiedId(NodeId(id), proof))
+        )),
         (0usize..4, any::<[u8; 32]>(), any::<u64>(), value()).prop_map(
             |(which, seed, time, body)| {
                 let op = [

@@ -75,6 +75,18 @@ fn vectors() -> Vec<(&'static str, Frame)> {
             ),
         ),
         (
+            // The proof is opaque to the overlay (`consensus::proof`, docs/CONSENSUS.md).
+            "set-certified-id",
+            request(
+                Opcode::SetConnectionOpt,
+                13,
+                Body::SetConnectionOpt(ConnectionOpt::CertifiedId(
+                    NodeId([0x44; 20]),
+                    b"proof".to_vec(),
+                )),
+            ),
+        ),
+        (
             "find-node",
             request(Opcode::FindNode, 4, Body::FindNode(NodeId([0x11; 20]))),
         ),

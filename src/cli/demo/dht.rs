@@ -1,6 +1,7 @@
 //! The demo's DHT step: three overlay nodes join through the first (`--bootstrap`), a record
 //! is put through one by `weft dht put` and got through another by `weft dht get`, each a
-//! short-lived client-mode node of its own.
+//! short-lived client-mode node of its own. The nodes share one network, whose ids alone
+//! enter their tables: the first is its lone member, the others ask it for their ids.
 
 use super::{DemoNode, millis, start_node};
 use std::fmt::Write as _;
@@ -35,16 +36,42 @@ fn weft_dht(args: &[&str]) -> Result<(bool, String, String), String> {
     ))
 }
 
+/// The first node's address and the config file that makes the others clients of its
+/// network: its identity is made first, so its member record can name it.
+fn one_network(dir: &Path) -> Result<(String, String), String> {
+    let listen = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_err(|e| format!("cannot find a free port: {e}"))?
+        .to_string();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the weft binary: {e}"))?;
+    let output = Command::new(exe)
+        .args(["id", "--create", "--address", &listen, "--data"])
+        .arg(dir.join("dht-0"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run weft id: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let record = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("record="))
+        .ok_or_else(|| format!("weft id: {}", String::from_utf8_lossy(&output.stderr)))?;
+    let config = dir.join("dht-joiner.toml");
+    std::fs::write(&config, format!("[consensus]\nmembers = [\"{record}\"]\n"))
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    Ok((listen, config.display().to_string()))
+}
+
 /// Starts the overlay nodes, puts and gets a record, and returns the nodes (stopped when
 /// dropped) and the step's report.
 pub(super) fn step(dir: &Path) -> Result<(Vec<DemoNode>, String), String> {
     let begun = Instant::now();
+    let (listen, config) = one_network(dir)?;
     let mut nodes: Vec<DemoNode> = Vec::with_capacity(NODES);
     for index in 0..NODES {
         let first = nodes.first().map(|n| n.udp.to_string());
         let extra: Vec<&str> = match &first {
-            Some(addr) => vec!["--bootstrap", addr.as_str()],
-            None => Vec::new(),
+            Some(addr) => vec!["--bootstrap", addr.as_str(), "--config", config.as_str()],
+            None => vec!["--listen", listen.as_str()],
         };
         nodes.push(start_node(dir, &format!("dht-{index}"), &extra)?);
     }

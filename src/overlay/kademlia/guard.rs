@@ -4,14 +4,67 @@
 
 use super::certificate::CertificateCheck;
 use super::node::{Dht, Purpose, Sender};
+use super::table::RoutingTable;
 use crate::overlay::id::NodeId;
 use crate::overlay::rpc::ReplyBody;
+use crate::wire::PeerId;
+use std::time::Instant;
 
 impl Dht {
     /// Replaces how node ids are certified (by default the driver vouches for them,
     /// [`super::certificate::DriverVouches`]). A node supplies its network's certificates.
     pub fn set_certificate_check(&mut self, check: Box<dyn CertificateCheck>) {
         self.certificates = check;
+    }
+
+    /// Checks the proof `peer` showed for `node` ([`CertificateCheck::admit`]); `Err` is the
+    /// reason it was refused, counted.
+    pub fn admit(
+        &mut self,
+        node: &NodeId,
+        peer: &PeerId,
+        proof: &[u8],
+    ) -> Result<(), &'static str> {
+        let verdict = self.certificates.admit(node, peer, proof);
+        if let Err(reason) = verdict {
+            self.stats
+                .add("weft_overlay_dropped_total", Some(("reason", reason)), 1);
+        }
+        verdict
+    }
+
+    /// The node's own certified id and its proof, once the check has them.
+    pub fn own_certified(&self) -> Option<(NodeId, Vec<u8>)> {
+        self.certificates.own()
+    }
+
+    /// Moves the node to `id` (its certified id, once issued): the routing table is rebuilt
+    /// around it with the contacts it held. Records stay; replication moves them to their new
+    /// closest nodes.
+    pub fn set_own_id(&mut self, now: Instant, id: NodeId) {
+        if id == self.own.id {
+            return;
+        }
+        let held = self.table.closest(&id, usize::MAX);
+        self.own.id = id;
+        self.table = RoutingTable::new(
+            id,
+            self.config.k,
+            self.config.tau,
+            self.config.per_subnet_cap,
+        );
+        for contact in held {
+            if contact.id != id {
+                let _ = self.table.seen(contact, now);
+            }
+        }
+    }
+
+    /// Looks the node's own id up again (after [`Dht::set_own_id`]): fills the buckets around
+    /// the new id and tells the nodes there about it.
+    pub fn look_up_self(&mut self, now: Instant) {
+        let own = self.own.id;
+        self.start_lookup(now, own, Purpose::Maintain);
     }
 
     /// True when the node runs in client mode: configured so, or its own id is not

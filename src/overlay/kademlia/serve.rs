@@ -22,7 +22,11 @@ impl Dht {
         let reply = match body {
             Body::Ping => ack(ReplyBody::Items(Vec::new())),
             Body::SetConnectionOpt(opt) => {
-                let (option, setting) = opt.to_pair();
+                let (option, setting) = match &opt {
+                    // The proof is not echoed back: the id says what was answered.
+                    ConnectionOpt::CertifiedId(id, _) => (4, Value::Bin(id.0.to_vec())),
+                    _ => opt.to_pair(),
+                };
                 let items = vec![Value::UInt(option), setting];
                 let accepted = match &opt {
                     ConnectionOpt::Compression(m) => self.accept_compression(from.peer, *m, false),
@@ -36,9 +40,16 @@ impl Dht {
                         }
                         same
                     }
-                    // certification: a provisional id must be the one the sender's key implies
-                    // (`id::provisional_id`); a certified one will be checked here instead.
-                    ConnectionOpt::NodeId(id) => *id == provisional_id(&from.peer),
+                    // A provisional id must be the one the sender's key implies
+                    // (`id::provisional_id`), where the driver vouches for ids; a certified one was admitted by the driver
+                    // (`CertificateCheck::admit`) before this frame came here.
+                    ConnectionOpt::NodeId(id) => {
+                        *id == provisional_id(&from.peer)
+                            && self.certificates.certified(id, &from.peer)
+                    }
+                    ConnectionOpt::CertifiedId(id, _) => {
+                        self.certificates.certified(id, &from.peer)
+                    }
                 };
                 Reply {
                     ack: accepted,

@@ -108,8 +108,13 @@ pub enum ConnectionOpt {
     /// Option 2: the subnet descriptor.
     Subnet(Subnet),
     /// Option 3 (weft): the sender's node id (bin 20), sent first on every channel a node that
-    /// is not a client opens, so the receiver may put it in its routing table.
+    /// is not a client opens, so the receiver may put it in its routing table. A provisional
+    /// id (`id::provisional_id`), for networks without certified ids.
     NodeId(NodeId),
+    /// Option 4 (weft): the sender's certified node id and its proof, `[bin 20, bin]`: what
+    /// option 3 is where ids are certified (PROTOCOL.md §11). The proof is opaque here; the
+    /// node checks it against its network (`kademlia::CertificateCheck::admit`).
+    CertifiedId(NodeId, Vec<u8>),
 }
 
 /// The subnet descriptor `[k, α, τ, β, ℓ, transport, network description]`: a peer whose
@@ -173,6 +178,10 @@ impl ConnectionOpt {
             ConnectionOpt::PreferredCompression(m) => (1, Value::UInt(*m)),
             ConnectionOpt::Subnet(s) => (2, s.to_value()),
             ConnectionOpt::NodeId(id) => (3, Value::Bin(id.0.to_vec())),
+            ConnectionOpt::CertifiedId(id, proof) => (
+                4,
+                Value::Array(vec![Value::Bin(id.0.to_vec()), Value::Bin(proof.clone())]),
+            ),
         }
     }
 
@@ -186,6 +195,13 @@ impl ConnectionOpt {
             )),
             Some(2) => Ok(ConnectionOpt::Subnet(Subnet::from_value(setting)?)),
             Some(3) => Ok(ConnectionOpt::NodeId(node_id(setting)?)),
+            Some(4) => match setting.as_array() {
+                Some([id, proof]) => Ok(ConnectionOpt::CertifiedId(
+                    node_id(id)?,
+                    proof.as_bin().ok_or(FrameError::Body)?.to_vec(),
+                )),
+                _ => Err(FrameError::Body),
+            },
             _ => Err(FrameError::Body),
         }
     }

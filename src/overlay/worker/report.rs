@@ -100,7 +100,7 @@ impl OverlayService {
         DhtStatus {
             node_id: self.dht.own().id,
             provisional: self.provisional,
-            client: self.client(),
+            client: self.client() || self.dht.is_client(),
             k: self.dht.config().k,
             buckets: table
                 .fill()

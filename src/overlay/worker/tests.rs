@@ -4,7 +4,10 @@
 use super::*;
 use crate::handle::Hashcode;
 use crate::overlay::api::DhtStatus;
-use crate::overlay::rpc::{FrameLimits, Reply, ReplyBody};
+use crate::overlay::kademlia::CertificateCheck;
+use crate::overlay::rpc::{
+    Body, ConnectionOpt, Frame, FrameLimits, Opcode, Reply, ReplyBody, Request,
+};
 use crate::service::host::{Host, HostHandle};
 use crate::service::{PeerInfo, Request as ShardRequest, ShardLink, worker_queues};
 use crate::stats::Stats;
@@ -22,11 +25,16 @@ struct Running {
 }
 
 fn start(config: OverlayConfig) -> Running {
-    start_with(config, None)
+    start_with(config, None, None)
 }
 
-/// The service with `store` committing its DHT's journal (turned on).
-fn start_with(config: OverlayConfig, store: Option<Box<dyn DhtStore>>) -> Running {
+/// The service with `store` committing its DHT's journal (turned on) and `check` deciding
+/// which node ids are certified.
+fn start_with(
+    config: OverlayConfig,
+    store: Option<Box<dyn DhtStore>>,
+    check: Option<Box<dyn CertificateCheck>>,
+) -> Running {
     let poll = Poll::new().unwrap();
     let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), MioToken(1)).unwrap()].into();
     let (link, mut ends) = worker_queues(1, 256, wakers);
@@ -36,6 +44,10 @@ fn start_with(config: OverlayConfig, store: Option<Box<dyn DhtStore>>) -> Runnin
         "127.0.0.1:7700".parse().unwrap(),
         [0; 32],
     );
+    let service = match check {
+        Some(check) => service.with_certificate_check(check),
+        None => service,
+    };
     let service = match store {
         Some(store) => {
             let mut service = service.with_store(store);
@@ -136,6 +148,39 @@ fn info_tokens(seen: &[ShardRequest]) -> Vec<(u64, PeerId)> {
         .collect()
 }
 
+/// Answers every peer-info question seen: each peer at 127.0.0.1:7000 + its first byte.
+fn info_answers(seen: &[ShardRequest]) -> Vec<Input> {
+    info_tokens(seen)
+        .into_iter()
+        .map(|(token, peer)| Input::PeerInfo {
+            token,
+            shard: 0,
+            peer,
+            info: Some(PeerInfo {
+                peer,
+                address: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(peer.0[0]))),
+                session_kind: Some(2),
+                rtt: None,
+            }),
+        })
+        .collect()
+}
+
+/// The replies sent, with their channels.
+fn replies_sent(seen: &[ShardRequest]) -> Vec<(ChannelHandle, Reply)> {
+    seen.iter()
+        .filter_map(|r| match r {
+            ShardRequest::Send { channel, data } => {
+                match Frame::parse(&data[1..], &FrameLimits::default()) {
+                    Ok(Frame::Reply(reply)) => Some((*channel, reply)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn dropped(stats: &Stats, reason: &str) -> u64 {
     stats
         .iter()
@@ -187,37 +232,10 @@ fn only_an_announced_id_the_peers_key_implies_enters_the_table() {
         message(3, &announce(provisional_id(&honest))),
     ]);
     running.until(|seen| info_tokens(seen).len() == 2);
-    let answers = info_tokens(&running.seen)
-        .into_iter()
-        .map(|(token, peer)| Input::PeerInfo {
-            token,
-            shard: 0,
-            peer,
-            info: Some(PeerInfo {
-                peer,
-                address: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(peer.0[0]))),
-                session_kind: Some(2),
-                rtt: None,
-            }),
-        })
-        .collect();
-    running.push(answers);
+    running.push(info_answers(&running.seen));
     // Each gets an answer to its announcement, and our own id once.
-    let replies = |seen: &[ShardRequest]| -> Vec<(ChannelHandle, Reply)> {
-        seen.iter()
-            .filter_map(|r| match r {
-                ShardRequest::Send { channel, data } => {
-                    match Frame::parse(&data[1..], &FrameLimits::default()) {
-                        Ok(Frame::Reply(reply)) => Some((*channel, reply)),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    running.until(|seen| replies(seen).len() == 2);
-    for (channel, reply) in replies(&running.seen) {
+    running.until(|seen| replies_sent(seen).len() == 2);
+    for (channel, reply) in replies_sent(&running.seen) {
         let from_honest = channel == ChannelHandle(Hashcode(3));
         assert_eq!(reply.ack, from_honest, "{reply:?}");
     }
@@ -422,6 +440,35 @@ impl DhtStore for Noting {
     }
 }
 
+/// A network's check in miniature: the proof `b"good"` admits any id, anything else is of
+/// another network; the node's own id is certified once the test says so.
+struct FakeNetwork {
+    admitted: HashMap<PeerId, NodeId>,
+    own: Arc<Mutex<Option<NodeId>>>,
+}
+
+impl CertificateCheck for FakeNetwork {
+    fn certified(&self, node: &NodeId, peer: &PeerId) -> bool {
+        if *peer == PeerId([1; 16]) {
+            return *self.own.lock().unwrap() == Some(*node);
+        }
+        self.admitted.get(peer) == Some(node)
+    }
+    fn may_ask(&self, _: &NodeId, _: &PeerId) -> bool {
+        true
+    }
+    fn admit(&mut self, node: &NodeId, peer: &PeerId, proof: &[u8]) -> Result<(), &'static str> {
+        if proof != b"good" {
+            return Err("foreign_network");
+        }
+        self.admitted.insert(*peer, *node);
+        Ok(())
+    }
+    fn own(&self) -> Option<(NodeId, Vec<u8>)> {
+        self.own.lock().unwrap().map(|id| (id, b"mine".to_vec()))
+    }
+}
+
 #[test]
 fn the_stores_of_one_batch_are_committed_once_and_acknowledged_only_after_it() {
     for fail in [false, true] {
@@ -430,7 +477,7 @@ fn the_stores_of_one_batch_are_committed_once_and_acknowledged_only_after_it() {
             commits: commits.clone(),
             fail,
         };
-        let mut running = start_with(OverlayConfig::default(), Some(Box::new(store)));
+        let mut running = start_with(OverlayConfig::default(), Some(Box::new(store)), None);
         let store_of = |id: u32| {
             let body = Body::Store {
                 key: vec![b'k', id as u8],
@@ -479,4 +526,61 @@ fn the_stores_of_one_batch_are_committed_once_and_acknowledged_only_after_it() {
             .max();
         assert_eq!(commits_timed, Some(1), "one commit timed");
     }
+}
+
+#[test]
+fn only_a_proven_certified_id_enters_the_table_and_the_node_is_a_client_until_its_own_is_issued() {
+    let own = Arc::new(Mutex::new(None));
+    let check = FakeNetwork {
+        admitted: HashMap::new(),
+        own: Arc::clone(&own),
+    };
+    let config = OverlayConfig {
+        accept_provisional: false,
+        ..OverlayConfig::default()
+    };
+    let mut running = start_with(config, None, Some(Box::new(check)));
+    assert!(running.status().client, "no certified id yet: a client");
+    let certified = |id: u8, proof: &[u8]| {
+        let opt = ConnectionOpt::CertifiedId(NodeId([id; 20]), proof.to_vec());
+        request(Opcode::SetConnectionOpt, 9, Body::SetConnectionOpt(opt))
+    };
+    let provisional = request(
+        Opcode::SetConnectionOpt,
+        9,
+        Body::SetConnectionOpt(ConnectionOpt::NodeId(provisional_id(&PeerId([4; 16])))),
+    );
+    running.push(vec![
+        message(2, &certified(0xaa, b"of another network")),
+        message(3, &certified(0xbb, b"good")),
+        message(4, &provisional),
+    ]);
+    running.until(|seen| info_tokens(seen).len() == 3);
+    running.push(info_answers(&running.seen));
+    running.until(|seen| replies_sent(seen).len() == 3);
+    for (channel, reply) in replies_sent(&running.seen) {
+        assert_eq!(
+            reply.ack,
+            channel == ChannelHandle(Hashcode(3)),
+            "{channel:?}"
+        );
+    }
+    let status = running.status();
+    assert_eq!(status.contacts, 1, "only the proven peer: {status:?}");
+    // A client tells nobody an id.
+    let mine = ChannelHandle(Hashcode(3));
+    assert!(requests_on(&running.seen, mine).is_empty());
+    // Issued: the node moves to its certified id and shows it with its proof.
+    *own.lock().unwrap() = Some(NodeId([0x11; 20]));
+    let shown = Body::SetConnectionOpt(ConnectionOpt::CertifiedId(
+        NodeId([0x11; 20]),
+        b"mine".to_vec(),
+    ));
+    running.until(|seen| requests_on(seen, mine).iter().any(|r| r.body == shown));
+    let status = running.status();
+    assert_eq!(status.node_id, NodeId([0x11; 20]));
+    assert!(!status.client && !status.provisional, "{status:?}");
+    assert_eq!(status.contacts, 1, "the table moved with the id");
+    let stats = running.stop();
+    assert_eq!(dropped(&stats, "foreign_network"), 1);
 }
