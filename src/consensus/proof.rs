@@ -100,6 +100,11 @@ impl IdProof {
         if self.network != *network {
             return Err(ProofError::ForeignNetwork);
         }
+        // A request for another key is refused before any signature is checked: a peer's
+        // proof costs the node signature checks only when it could be the peer's own.
+        if self.request.key != *key {
+            return Err(ProofError::Mismatch);
+        }
         let current = self.chain.verify(network)?;
         if let Some(known) = known
             && known.epoch > current.epoch
@@ -107,10 +112,7 @@ impl IdProof {
             return Err(ProofError::Stale { known: known.epoch });
         }
         let certificate = certificate::verify(network, &current.members, &self.replies)?;
-        if certificate.node_id != *node
-            || certificate.digest != self.request.digest()
-            || self.request.key != *key
-        {
+        if certificate.node_id != *node || certificate.digest != self.request.digest() {
             return Err(ProofError::Mismatch);
         }
         Ok(current)

@@ -45,9 +45,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A node to join through: its address and, when known, its peer id. A node with several shards
-/// needs the peer id: an open by bare address starts on shard 0, while the answer is steered to
-/// the shard that owns the peer (ENGINE.md), so it succeeds only when that is shard 0.
+/// A node to join through: its address and, when known, its peer id. The peer id saves a round
+/// trip: an open by bare address first PINGs the address from shard 0 to learn the peer
+/// (ENGINE.md, "Opens by bare address"), and, with several shards, can race another shard's IK
+/// open to the same peer (ENGINE.md's limits there), which the peer id avoids.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Bootstrap {
     /// Where it listens.
