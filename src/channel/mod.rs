@@ -4,10 +4,12 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 pub mod admission;
+mod config;
 mod connection;
 pub mod cookie;
 mod deadlines;
 mod endpoint;
+mod events;
 mod outgoing;
 pub mod pool;
 pub mod reliability;
@@ -16,7 +18,7 @@ mod state;
 
 pub(crate) use connection::later;
 pub use endpoint::{ChannelCounts, PeerSnapshot};
-pub use endpoint::{
-    ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, PeerInfo, SendError, Transmit,
-};
+pub use config::EndpointConfig;
+pub use endpoint::{Endpoint, PeerInfo};
+pub use events::{ChannelHandle, Event, OpenError, SendError, Transmit};
 pub use pool::BufferPool;

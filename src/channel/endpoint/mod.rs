@@ -6,13 +6,11 @@
 //! [`Endpoint::poll_event`] until it returns `None`. No socket, clock or thread lives here
 //! (STYLE.md 1): `now` is always an argument and randomness comes from a seed the caller owns.
 
-mod config;
 #[cfg(test)]
 mod connection_tests;
 mod control;
 mod data;
 mod establish;
-mod events;
 mod flush;
 #[cfg(fuzzing)]
 mod fuzzing;
@@ -48,8 +46,8 @@ use crate::wire::{
     Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Messages, Packet,
     PeerId,
 };
-pub use config::EndpointConfig;
-pub use events::{ChannelHandle, Event, OpenError, SendError, Transmit};
+pub use crate::channel::config::EndpointConfig;
+pub use crate::channel::events::{ChannelHandle, Event, OpenError, SendError, Transmit};
 use handshake::Pending;
 use index::PeerIndex;
 use rand::rngs::StdRng;

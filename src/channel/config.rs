@@ -1,4 +1,5 @@
-//! The endpoint's settings, with the defaults PROTOCOL.md gives.
+//! The endpoint's settings, with the defaults PROTOCOL.md gives. Below the router, so a
+//! connection reads the part it needs without importing the endpoint.
 
 use crate::channel::reliability::ReliabilityConfig;
 use crate::session::{LoadPolicy, PeerRecord, RekeyPolicy, TokenRate};
@@ -107,7 +108,7 @@ pub struct EndpointConfig {
     /// queue, windows (PROTOCOL.md §7).
     pub reliability: ReliabilityConfig,
     /// Whether new channels send a keep-alive PING when idle (PROTOCOL.md §7.7); per channel
-    /// with [`Endpoint::set_keep_alive`].
+    /// with [`Endpoint::set_keep_alive`](crate::channel::Endpoint::set_keep_alive).
     pub keep_alive: bool,
     /// How long a channel with keep-alive stays silent before it sends a PING (§7.7: 15 s).
     pub keep_alive_interval: Duration,

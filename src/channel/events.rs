@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// A datagram the driver must send: its bytes are the first `len` bytes of the buffer passed to
-/// [`Endpoint::poll_transmit`].
+/// [`Endpoint::poll_transmit`](crate::channel::Endpoint::poll_transmit).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     /// Where to send it.
@@ -114,7 +114,7 @@ pub enum Event {
         /// Its message number on that channel.
         message_number: u64,
         /// Its bytes, in a buffer from the endpoint's pool: give it back with
-        /// [`Endpoint::recycle`] to keep the hot path allocation-free; dropping it is allowed,
+        /// [`Endpoint::recycle`](crate::channel::Endpoint::recycle) to keep the hot path allocation-free; dropping it is allowed,
         /// it just costs an allocation later.
         data: Vec<u8>,
     },
