@@ -16,9 +16,9 @@ pub mod reliability;
 mod seal;
 mod state;
 
+pub use config::EndpointConfig;
 pub(crate) use connection::later;
 pub use endpoint::{ChannelCounts, PeerSnapshot};
-pub use config::EndpointConfig;
 pub use endpoint::{Endpoint, PeerInfo};
 pub use events::{ChannelHandle, Event, OpenError, SendError, Transmit};
 pub use pool::BufferPool;

@@ -29,9 +29,11 @@ pub use service::PeerInfo;
 pub use snapshot::{ChannelCounts, PeerSnapshot};
 
 use crate::channel::admission::Admission;
+use crate::channel::config::EndpointConfig;
 use crate::channel::connection::{Connection, Context, Silence, Timer, later};
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
+use crate::channel::events::{ChannelHandle, Event, OpenError, SendError, Transmit};
 use crate::channel::outgoing::Outgoing;
 use crate::channel::pool::BufferPool;
 use crate::channel::reliability::ReassemblyBudget;
@@ -46,8 +48,6 @@ use crate::wire::{
     Capabilities, ChannelId, CloseReason, DEFAULT_MTU, Flags, Header, Message, Messages, Packet,
     PeerId,
 };
-pub use crate::channel::config::EndpointConfig;
-pub use crate::channel::events::{ChannelHandle, Event, OpenError, SendError, Transmit};
 use handshake::Pending;
 use index::PeerIndex;
 use rand::rngs::StdRng;
