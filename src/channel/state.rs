@@ -22,7 +22,10 @@ pub(crate) enum Phase {
 
 /// One channel.
 pub(crate) struct Channel {
-    pub(crate) peer: Handle,
+    /// Its entry in the endpoint's channel table: the application's handle is that entry's
+    /// hashcode, and the entry says where the channel lives
+    /// ([`ChannelAt`](crate::channel::connection::ChannelAt)).
+    pub(crate) handle: Handle,
     pub(crate) id: ChannelId,
     pub(crate) capabilities: Capabilities,
     pub(crate) initiator: bool,

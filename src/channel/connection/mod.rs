@@ -1,12 +1,15 @@
 //! One peer's connection (STYLE.md 15): the state the node holds for a peer whose address a
-//! cookie or a handshake validated (PROTOCOL.md §3, §6) — its channels by id, their shared path
-//! (congestion, pacing, RTT, MTU), its reassembly budget, its counters and its timer table. The
-//! router finds it with one lookup per datagram; the endpoint then works on it by field access.
+//! cookie or a handshake validated (PROTOCOL.md §3, §6) — its channels, stored in its own lanes
+//! and found by id, their shared path (congestion, pacing, RTT, MTU), its reassembly budget, its
+//! counters and its timer table. The router finds it with one lookup per datagram; everything
+//! else that datagram needs is in here.
 
+mod lanes;
 mod receive;
 mod timer;
 mod transmit;
 
+pub(crate) use lanes::{ChannelAt, Lane, Lanes};
 pub(crate) use receive::ChannelPacket;
 pub(crate) use timer::{Timer, TimerTable, later};
 pub(crate) use transmit::Context;
@@ -14,7 +17,7 @@ pub(crate) use transmit::Context;
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::reliability::{PathState, ReassemblyBudget};
 use crate::channel::state::Traffic;
-use crate::handle::{FxHashMap, Handle};
+use crate::handle::FxHashMap;
 use crate::wire::PeerId;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -28,12 +31,14 @@ pub(crate) struct Connection {
     pub(crate) last_heard: Instant,
     /// When the last channel with this peer opened.
     pub(crate) last_open: Instant,
-    /// Established or half-established channels by full id.
+    /// The peer's channels, open or opening: the connection owns their storage.
+    pub(crate) lanes: Lanes,
+    /// Established or half-established channels' lanes by full id.
     // Seeded (std RandomState): the peer picks half of every id (c1 or c2).
-    pub(crate) channels: HashMap<u32, Handle>,
+    pub(crate) channels: HashMap<u32, Lane>,
     /// Our own opens still waiting for CHANNEL_ACKNOWLEDGE, by c1.
     // Fx: c1 here is an id this node picked for its own open.
-    pub(crate) opening: FxHashMap<u16, Handle>,
+    pub(crate) opening: FxHashMap<u16, Lane>,
     /// Channel ids a kind-0 peer opened lately: PROTOCOL.md §6 forbids reuse, so a replayed
     /// FINALIZE cannot reopen a closed channel. Under a session the session's keys remember
     /// closed ids instead (`ChannelKeys::is_retired`), for the session's whole life.
@@ -50,11 +55,11 @@ pub(crate) struct Connection {
     pub(crate) path: Option<PathState>,
     /// The peer's share of the node's reassembly memory (§7.5).
     pub(crate) budget: Option<ReassemblyBudget>,
-    /// The peer's channels with data state, in the order they take turns.
-    pub(crate) order: Vec<Handle>,
+    /// The lanes of the peer's channels with data state, in the order they take turns.
+    pub(crate) order: Vec<Lane>,
     /// Channels touched since the last flush (a packet, a send, a timer): only these are
     /// visited, so a packet costs the same whatever number of channels its sender holds.
-    pub(crate) touched: Vec<Handle>,
+    pub(crate) touched: Vec<Lane>,
     /// Whether the next flush must offer every channel a turn: the path's window opened (an
     /// ACK or a loss freed room), or the last flush stopped at a full transmit queue.
     pub(crate) rescan: bool,
@@ -77,6 +82,7 @@ impl Connection {
             address,
             last_heard: now,
             last_open: now,
+            lanes: Lanes::default(),
             channels: HashMap::new(),
             opening: FxHashMap::default(),
             used_ids: UsedIds::default(),
@@ -310,7 +316,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut c = connection(t0);
-        c.order = vec![Handle(10), Handle(11), Handle(12)];
+        c.order = vec![10, 11, 12];
         c.set_channel_deadline(0, Some(ms(30)));
         c.set_channel_deadline(1, Some(ms(10)));
         c.set_channel_deadline(2, Some(ms(20)));
@@ -318,7 +324,7 @@ mod tests {
         // The channel in the middle closes; the last one takes its place, deadline and all.
         c.order.swap_remove(1);
         c.channel_removed(1);
-        assert_eq!(c.order, [Handle(10), Handle(12)]);
+        assert_eq!(c.order, [10, 12]);
         assert_eq!(c.channel_deadlines.get(1), Some(ms(20)));
         assert_eq!(c.channel_deadlines.get(2), None);
         assert_eq!(c.timers.get(Timer::Data), Some(ms(20)));

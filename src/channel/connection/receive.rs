@@ -3,10 +3,9 @@
 //! RTT) and reassembly budget; the endpoint found the connection and the channel, and hears
 //! back only what it counts.
 
-use super::Connection;
+use super::{Connection, Lane};
 use crate::channel::pool::BufferPool;
 use crate::channel::reliability::decode_packet_number;
-use crate::channel::state::Channel;
 use crate::wire::Message;
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,7 @@ pub(crate) struct ChannelPacket<I> {
 }
 
 impl Connection {
-    /// One received `packet` on `channel` (one of this connection's), in one walk over its
+    /// One received `packet` on the channel in `lane`, in one walk over its
     /// messages: DATA, fragments, ACK and WINDOW here, and every other message to `other`,
     /// which returns false to stop the walk (the channel closes). Without a path or the
     /// channel's data state nothing is read, and the messages come back.
@@ -36,7 +35,7 @@ impl Connection {
         &mut self,
         now: Instant,
         pool: &mut BufferPool,
-        channel: &mut Channel,
+        lane: Lane,
         packet: ChannelPacket<I>,
         mut other: impl FnMut(Message<'a>) -> bool,
     ) -> Result<Received, I>
@@ -49,7 +48,7 @@ impl Connection {
             messages,
         } = packet;
         let (Some(data), Some(path), Some(budget)) = (
-            channel.data.as_mut(),
+            self.lanes.get_mut(lane).and_then(|c| c.data.as_mut()),
             self.path.as_mut(),
             self.budget.as_mut(),
         ) else {
@@ -122,16 +121,16 @@ impl Connection {
         Ok(received)
     }
 
-    /// The data deadline of `channel` (one of this connection's) came: its reliability timers
+    /// The data deadline of the channel in `lane` came: its reliability timers
     /// run on the connection's path (loss detection, probes, gaps given up), and the buffers
     /// of what they resolved go back to `pool`. Returns whether any timer was due.
     pub(crate) fn channel_timeout(
         &mut self,
         now: Instant,
         pool: &mut BufferPool,
-        channel: &mut Channel,
+        lane: Lane,
     ) -> bool {
-        let Some(data) = channel.data.as_mut() else {
+        let Some(data) = self.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) else {
             return false;
         };
         let due = data
@@ -154,7 +153,7 @@ mod tests {
     use super::*;
     use crate::channel::connection::transmit::Written;
     use crate::channel::connection::transmit::tests::{
-        CHANNEL, channel, connection, open, queue, write_all,
+        CHANNEL, channel, connection, data_mut, data_of, open, queue, with, write_all,
     };
     use crate::channel::reliability::Delivery;
     use crate::wire::{CloseReason, Packet};
@@ -162,7 +161,7 @@ mod tests {
     /// Hands every packet to `to`'s channel; returns what each handling reported.
     fn deliver_all(
         to: &mut Connection,
-        channel: &mut Channel,
+        channel: Lane,
         now: Instant,
         pool: &mut BufferPool,
         packets: &[(Written, Vec<u8>)],
@@ -187,18 +186,17 @@ mod tests {
     fn data_reaches_the_channel_and_its_ack_frees_the_senders_window() {
         let t0 = Instant::now();
         let mut pool = BufferPool::new();
-        let (mut a, mut a_channel) = (connection(t0), channel(t0, open(), false));
-        let (mut b, mut b_channel) = (connection(t0), channel(t0, open(), false));
-        queue(&mut a_channel, t0, &mut pool, b"hello");
-        let sent = write_all(&mut a, &mut a_channel, t0, None);
+        let mut a = connection(t0);
+        let a_channel = with(&mut a, channel(t0, open(), false));
+        let mut b = connection(t0);
+        let b_channel = with(&mut b, channel(t0, open(), false));
+        queue(&mut a, a_channel, t0, &mut pool, b"hello");
+        let sent = write_all(&mut a, a_channel, t0, None);
         let in_flight = |c: &Connection| c.path.as_ref().map(|p| p.bytes_in_flight());
         assert!(in_flight(&a) > Some(0));
         let t1 = t0 + Duration::from_millis(20);
-        deliver_all(&mut b, &mut b_channel, t1, &mut pool, &sent);
-        let delivered = b_channel
-            .data
-            .as_mut()
-            .and_then(|d| d.reliability.poll_event());
+        deliver_all(&mut b, b_channel, t1, &mut pool, &sent);
+        let delivered = data_mut(&mut b, b_channel).and_then(|d| d.reliability.poll_event());
         assert!(
             matches!(&delivered, Some(Delivery::Message { number: 0, data }) if data == b"hello"),
             "{delivered:?}"
@@ -206,10 +204,10 @@ mod tests {
         // The receiver's ACK (sent once its delay passed) frees the sender's window and gives
         // it an RTT sample, which the endpoint counts.
         let t2 = t1 + Duration::from_millis(100);
-        let acks = write_all(&mut b, &mut b_channel, t2, None);
+        let acks = write_all(&mut b, b_channel, t2, None);
         assert!(!acks.is_empty());
         let t3 = t2 + Duration::from_millis(20);
-        let received = deliver_all(&mut a, &mut a_channel, t3, &mut pool, &acks);
+        let received = deliver_all(&mut a, a_channel, t3, &mut pool, &acks);
         assert_eq!(in_flight(&a), Some(0));
         assert!(received.iter().any(|r| r.rtt.is_some()), "{received:?}");
     }
@@ -218,7 +216,8 @@ mod tests {
     fn other_messages_go_aside_and_a_close_stops_the_walk() {
         let t0 = Instant::now();
         let mut pool = BufferPool::new();
-        let (mut c, mut ch) = (connection(t0), channel(t0, open(), false));
+        let mut c = connection(t0);
+        let ch = with(&mut c, channel(t0, open(), false));
         let messages = [
             Message::Ping { token: &[1; 8] },
             Message::ChannelClose {
@@ -236,17 +235,17 @@ mod tests {
             eliciting: false,
             messages: messages.into_iter(),
         };
-        let taken = c.handle_frames(t0, &mut pool, &mut ch, packet(7), |m| {
+        let taken = c.handle_frames(t0, &mut pool, ch, packet(7), |m| {
             aside.push(format!("{m:?}"));
             !matches!(m, Message::ChannelClose { .. })
         });
         assert_eq!(taken.ok(), Some(Received::default()));
         assert_eq!(aside.len(), 2, "{aside:?}");
-        let event = ch.data.as_mut().and_then(|d| d.reliability.poll_event());
+        let event = data_mut(&mut c, ch).and_then(|d| d.reliability.poll_event());
         assert!(event.is_none(), "{event:?}");
         // Without a path nothing is read: the messages come back whole.
         c.path = None;
-        let back = c.handle_frames(t0, &mut pool, &mut ch, packet(8), |_| {
+        let back = c.handle_frames(t0, &mut pool, ch, packet(8), |_| {
             panic!("nothing is read without a path")
         });
         assert_eq!(back.err().map(Iterator::count), Some(3));
@@ -256,19 +255,18 @@ mod tests {
     fn a_due_loss_timer_runs_and_the_channel_sends_again() {
         let t0 = Instant::now();
         let mut pool = BufferPool::new();
-        let (mut c, mut ch) = (connection(t0), channel(t0, open(), false));
-        queue(&mut ch, t0, &mut pool, b"lost");
-        assert!(!write_all(&mut c, &mut ch, t0, None).is_empty());
-        let deadline = ch
-            .data
-            .as_ref()
+        let mut c = connection(t0);
+        let ch = with(&mut c, channel(t0, open(), false));
+        queue(&mut c, ch, t0, &mut pool, b"lost");
+        assert!(!write_all(&mut c, ch, t0, None).is_empty());
+        let deadline = data_of(&c, ch)
             .and_then(|d| d.reliability.poll_timeout())
             .expect("a loss timer for the packet in flight");
         let before = deadline - Duration::from_millis(1);
-        assert!(!c.channel_timeout(before, &mut pool, &mut ch));
-        assert!(write_all(&mut c, &mut ch, before, None).is_empty());
-        assert!(c.channel_timeout(deadline, &mut pool, &mut ch));
+        assert!(!c.channel_timeout(before, &mut pool, ch));
+        assert!(write_all(&mut c, ch, before, None).is_empty());
+        assert!(c.channel_timeout(deadline, &mut pool, ch));
         // The probe or the retransmission leaves at once.
-        assert!(!write_all(&mut c, &mut ch, deadline, None).is_empty());
+        assert!(!write_all(&mut c, ch, deadline, None).is_empty());
     }
 }

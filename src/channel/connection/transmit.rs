@@ -3,11 +3,10 @@
 //! endpoint: never the router. The endpoint only finds the connection, the channel and the
 //! session, and acts on what the connection reports back (a rekey due, a deadline moved).
 
-use super::Connection;
+use super::{Connection, Lane};
 use crate::channel::outgoing::MAX_DATAGRAM;
 use crate::channel::seal::{COOKIE_HEAD, seal_into, secure_header};
-use crate::channel::state::{Channel, PeerSession, Phase};
-use crate::handle::Handle;
+use crate::channel::state::{PeerSession, Phase};
 use crate::wire::{Flags, Header, Message, PeerId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -41,18 +40,19 @@ pub(crate) struct Sealed {
 }
 
 impl Connection {
-    /// Writes one packet of `channel` (one of this connection's) into `buf` if it has
-    /// something to send now: sealed in place under `session`'s current key when the peer has
-    /// one, else a plaintext sequenced packet. Headed by CHANNEL_COOKIE while the initiator is
-    /// unconfirmed (§6 step 4). `buf` is not cleared first.
+    /// Writes one packet of the channel in `lane` into `buf` if it has something to send
+    /// now: sealed in place under `session`'s current key when the peer has one, else a
+    /// plaintext sequenced packet. Headed by CHANNEL_COOKIE while the initiator is unconfirmed
+    /// (§6 step 4). `buf` is not cleared first.
     pub(crate) fn write_packet(
         &mut self,
         now: Instant,
         ctx: &Context,
-        channel: &mut Channel,
+        lane: Lane,
         session: Option<&mut PeerSession>,
         buf: &mut [u8],
     ) -> Option<Written> {
+        let channel = self.lanes.get_mut(lane)?;
         let head = match channel.phase {
             Phase::Open {
                 cookie2: Some(cookie2),
@@ -149,47 +149,55 @@ impl Connection {
     }
 
     /// Fills `visit` (a kept buffer: flushing allocates nothing once it has grown) with the
-    /// channels that get a turn at this flush: those touched since the last one, or all of
-    /// them when the path's window opened since or the last flush stopped at a full queue (a
-    /// channel held back then may send now). A packet that touches one channel thus costs one
-    /// channel's work, however many the peer holds. `untouch` clears a listed channel's mark
-    /// and says whether it is still to visit: one listed twice, closed, or whose slot another
-    /// peer's channel took since, is visited once or not at all.
-    pub(crate) fn channels_to_visit(
-        &mut self,
-        visit: &mut Vec<Handle>,
-        untouch: impl FnMut(&Handle) -> bool,
-    ) {
+    /// lanes of the channels that get a turn at this flush: those touched since the last one,
+    /// or all of them when the path's window opened since or the last flush stopped at a full
+    /// queue (a channel held back then may send now). A packet that touches one channel thus
+    /// costs one channel's work, however many the peer holds. A channel listed twice, or closed
+    /// since, is visited once or not at all.
+    pub(crate) fn channels_to_visit(&mut self, visit: &mut Vec<Lane>) {
         visit.clear();
         std::mem::swap(&mut self.touched, visit);
         let rescan = std::mem::take(&mut self.rescan) || self.free_room() > self.room;
-        visit.retain(untouch);
+        let lanes = &mut self.lanes;
+        visit.retain(|&lane| match lanes.get_mut(lane) {
+            Some(channel) if channel.touched => {
+                channel.touched = false;
+                true
+            }
+            _ => false,
+        });
         if rescan {
             visit.clear();
             visit.extend_from_slice(&self.order);
         }
     }
 
-    /// Lists `handle` (`channel`, one of this connection's) for the next flush's visit: a
-    /// packet, a send or a timer changed it. Only a channel with data state takes turns, and
-    /// a listed one is not listed again.
-    pub(crate) fn touch(&mut self, handle: Handle, channel: &mut Channel) {
+    /// Lists the channel in `lane` for the next flush's visit: a packet, a send or a timer
+    /// changed it. Only a channel with data state takes turns, and a listed one is not listed
+    /// again.
+    pub(crate) fn touch(&mut self, lane: Lane) {
+        let Some(channel) = self.lanes.get_mut(lane) else {
+            return;
+        };
         if !channel.touched && channel.data.is_some() {
             channel.touched = true;
-            self.touched.push(handle);
+            self.touched.push(lane);
         }
     }
 
-    /// Lists `handle` (`channel`, one of this connection's) again when it still wants to send
-    /// (held back by the pacer): it keeps its place in the next flush's turns, whichever
-    /// channel's timer wakes the connection.
-    pub(crate) fn keep_waiting(&mut self, now: Instant, handle: Handle, channel: &mut Channel) {
+    /// Lists the channel in `lane` again when it still wants to send (held back by the
+    /// pacer): it keeps its place in the next flush's turns, whichever channel's timer wakes
+    /// the connection.
+    pub(crate) fn keep_waiting(&mut self, now: Instant, lane: Lane) {
+        let Some(channel) = self.lanes.get_mut(lane) else {
+            return;
+        };
         let (Some(path), Some(data)) = (self.path.as_ref(), channel.data.as_ref()) else {
             return;
         };
         if !channel.touched && data.reliability.wants_to_send(now, path) {
             channel.touched = true;
-            self.touched.push(handle);
+            self.touched.push(lane);
         }
     }
 
@@ -211,16 +219,11 @@ impl Connection {
         })
     }
 
-    /// Arms `channel`'s next deadline (its reliability timers, its keep-alive), and the data
-    /// timer with it. Returns true when the connection's timer table may have moved, so the
-    /// endpoint moves the connection's entry in the router's deadlines.
-    pub(crate) fn rearm_channel(
-        &mut self,
-        now: Instant,
-        ctx: &Context,
-        channel: &mut Channel,
-    ) -> bool {
-        let Some(data) = channel.data.as_mut() else {
+    /// Arms the next deadline of the channel in `lane` (its reliability timers, its
+    /// keep-alive), and the data timer with it. Returns true when the connection's timer table
+    /// may have moved, so the endpoint moves the connection's entry in the router's deadlines.
+    pub(crate) fn rearm_channel(&mut self, now: Instant, ctx: &Context, lane: Lane) -> bool {
+        let Some(data) = self.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) else {
             return false;
         };
         let keep_alive = data
@@ -241,7 +244,8 @@ impl Connection {
             return false;
         }
         data.armed = Some(at);
-        self.set_channel_deadline(data.order_at, Some(at));
+        let order_at = data.order_at;
+        self.set_channel_deadline(order_at, Some(at));
         true
     }
 }
@@ -255,7 +259,7 @@ pub(super) mod tests {
     use crate::channel::reliability::{
         ChannelReliability, ChannelStats, PathState, ReassemblyBudget, ReliabilityConfig,
     };
-    use crate::channel::state::{ChannelData, Traffic};
+    use crate::channel::state::{Channel, ChannelData, Traffic};
     use crate::handle::Handle;
     use crate::session::{ChannelCrypto, Established, HandshakeKind, Role, SessionSlot};
     use crate::wire::{Capabilities, ChannelId, Packet, parse_payload};
@@ -285,7 +289,7 @@ pub(super) mod tests {
     pub(crate) fn channel(now: Instant, phase: Phase, initiator: bool) -> Channel {
         let capabilities = Capabilities::RESEND | Capabilities::ORDERED;
         Channel {
-            peer: Handle(0),
+            handle: Handle(0),
             id: CHANNEL,
             capabilities,
             initiator,
@@ -321,13 +325,27 @@ pub(super) mod tests {
         Phase::Open { cookie2: None }
     }
 
+    /// Stores `channel` in the connection's lanes.
+    pub(crate) fn with(c: &mut Connection, channel: Channel) -> Lane {
+        c.lanes.insert(channel).expect("a free lane")
+    }
+
+    pub(crate) fn data_of(c: &Connection, lane: Lane) -> Option<&ChannelData> {
+        c.lanes.get(lane)?.data.as_deref()
+    }
+
+    pub(crate) fn data_mut(c: &mut Connection, lane: Lane) -> Option<&mut ChannelData> {
+        c.lanes.get_mut(lane)?.data.as_deref_mut()
+    }
+
     pub(crate) fn queue(
-        channel: &mut Channel,
+        c: &mut Connection,
+        lane: Lane,
         now: Instant,
         pool: &mut BufferPool,
         message: &[u8],
     ) {
-        let data = channel.data.as_mut().expect("data state");
+        let data = data_mut(c, lane).expect("data state");
         data.reliability.send(now, message, pool).expect("queued");
     }
 
@@ -356,7 +374,7 @@ pub(super) mod tests {
     /// a buffer that held other bytes before; returns them.
     pub(crate) fn write_all(
         c: &mut Connection,
-        ch: &mut Channel,
+        ch: Lane,
         now: Instant,
         mut session: Option<&mut PeerSession>,
     ) -> Vec<(Written, Vec<u8>)> {
@@ -376,9 +394,10 @@ pub(super) mod tests {
     fn plaintext_packets_are_written_in_place_under_the_channels_next_numbers() {
         let t0 = Instant::now();
         let mut pool = BufferPool::new();
-        let (mut c, mut ch) = (connection(t0), channel(t0, open(), false));
-        queue(&mut ch, t0, &mut pool, b"hello");
-        let packets = write_all(&mut c, &mut ch, t0, None);
+        let mut c = connection(t0);
+        let ch = with(&mut c, channel(t0, open(), false));
+        queue(&mut c, ch, t0, &mut pool, b"hello");
+        let packets = write_all(&mut c, ch, t0, None);
         let mut sent = Vec::new();
         for (n, (written, bytes)) in packets.iter().enumerate() {
             assert_eq!(written.to, c.address);
@@ -392,10 +411,10 @@ pub(super) mod tests {
         }
         assert_eq!(sent, [b"hello".to_vec()]);
         let used = packets.len() as u64;
-        assert_eq!(ch.data.as_ref().map(|d| d.next_pn), Some(41 + used));
+        assert_eq!(data_of(&c, ch).map(|d| d.next_pn), Some(41 + used));
         // Nothing left to send: nothing written, no number used.
-        assert!(write_all(&mut c, &mut ch, t0, None).is_empty());
-        assert_eq!(ch.data.as_ref().map(|d| d.next_pn), Some(41 + used));
+        assert!(write_all(&mut c, ch, t0, None).is_empty());
+        assert_eq!(data_of(&c, ch).map(|d| d.next_pn), Some(41 + used));
     }
 
     #[test]
@@ -405,12 +424,12 @@ pub(super) mod tests {
         let phase = Phase::Open {
             cookie2: Some(cookie2),
         };
-        let (mut pool, mut c, mut ch) =
-            (BufferPool::new(), connection(t0), channel(t0, phase, true));
-        queue(&mut ch, t0, &mut pool, b"early");
+        let (mut pool, mut c) = (BufferPool::new(), connection(t0));
+        let ch = with(&mut c, channel(t0, phase, true));
+        queue(&mut c, ch, t0, &mut pool, b"early");
         let mut buf = [0u8; 2048];
         let written = c
-            .write_packet(t0, &ctx(), &mut ch, None, &mut buf)
+            .write_packet(t0, &ctx(), ch, None, &mut buf)
             .expect("a packet");
         let packet = Packet::parse(&buf[..written.len]).expect("a valid packet");
         let first = packet.messages().next();
@@ -427,24 +446,23 @@ pub(super) mod tests {
         let mut pool = BufferPool::new();
         let mut buf = [0u8; 2048];
         let opening = Phase::Opening { cookie1: [1; 16] };
-        let (mut c, mut ch) = (connection(t0), channel(t0, opening, true));
-        queue(&mut ch, t0, &mut pool, b"x");
-        assert_eq!(c.write_packet(t0, &ctx(), &mut ch, None, &mut buf), None);
-        let (mut c, mut ch) = (connection(t0), channel(t0, open(), false));
+        let mut c = connection(t0);
+        let ch = with(&mut c, channel(t0, opening, true));
+        queue(&mut c, ch, t0, &mut pool, b"x");
+        assert_eq!(c.write_packet(t0, &ctx(), ch, None, &mut buf), None);
+        let mut c = connection(t0);
+        let ch = with(&mut c, channel(t0, open(), false));
         c.path = None;
-        queue(&mut ch, t0, &mut pool, b"x");
-        assert_eq!(c.write_packet(t0, &ctx(), &mut ch, None, &mut buf), None);
-        assert_eq!(ch.data.as_ref().map(|d| d.next_pn), Some(41));
+        queue(&mut c, ch, t0, &mut pool, b"x");
+        assert_eq!(c.write_packet(t0, &ctx(), ch, None, &mut buf), None);
+        assert_eq!(data_of(&c, ch).map(|d| d.next_pn), Some(41));
     }
 
     #[test]
     fn under_a_session_the_packet_is_sealed_with_the_channel_key_and_the_key_count_reported() {
         let t0 = Instant::now();
-        let (mut pool, mut c, mut ch) = (
-            BufferPool::new(),
-            connection(t0),
-            channel(t0, open(), false),
-        );
+        let (mut pool, mut c) = (BufferPool::new(), connection(t0));
+        let ch = with(&mut c, channel(t0, open(), false));
         let mut session = PeerSession {
             peer: REMOTE,
             address: c.address,
@@ -461,11 +479,11 @@ pub(super) mod tests {
             .expect("installed");
         // Numbers under a key start at the key's next one (0 for a new key), whatever the
         // channel's count said.
-        if let Some(data) = ch.data.as_mut() {
+        if let Some(data) = data_mut(&mut c, ch) {
             data.next_pn = 0;
         }
-        queue(&mut ch, t0, &mut pool, b"secret");
-        let packets = write_all(&mut c, &mut ch, t0, Some(&mut session));
+        queue(&mut c, ch, t0, &mut pool, b"secret");
+        let packets = write_all(&mut c, ch, t0, Some(&mut session));
         assert!(!packets.is_empty());
         // The responder's key for the channel opens every packet.
         let responder = established(Role::Responder);
@@ -502,26 +520,23 @@ pub(super) mod tests {
     #[test]
     fn rearming_keeps_the_channels_earliest_deadline_and_moves_the_data_timer() {
         let t0 = Instant::now();
-        let (mut pool, mut c, mut ch) = (
-            BufferPool::new(),
-            connection(t0),
-            channel(t0, open(), false),
-        );
-        c.order = vec![Handle(0)];
+        let (mut pool, mut c) = (BufferPool::new(), connection(t0));
+        let ch = with(&mut c, channel(t0, open(), false));
+        c.order = vec![ch];
         // Idle, with keep-alive on: the deadline is the keep-alive PING's.
-        assert!(c.rearm_channel(t0, &ctx(), &mut ch));
+        assert!(c.rearm_channel(t0, &ctx(), ch));
         let keep_alive = t0 + Duration::from_secs(15);
         assert_eq!(c.timers.get(Timer::Data), Some(keep_alive));
         assert_eq!(c.poll_timeout(), Some(keep_alive));
         // Armed already for that time or earlier: nothing moves.
-        assert!(!c.rearm_channel(t0, &ctx(), &mut ch));
+        assert!(!c.rearm_channel(t0, &ctx(), ch));
         // A packet in flight brings its loss timer, earlier than the keep-alive.
-        queue(&mut ch, t0, &mut pool, b"hello");
-        assert!(!write_all(&mut c, &mut ch, t0, None).is_empty());
-        assert!(c.rearm_channel(t0, &ctx(), &mut ch));
+        queue(&mut c, ch, t0, &mut pool, b"hello");
+        assert!(!write_all(&mut c, ch, t0, None).is_empty());
+        assert!(c.rearm_channel(t0, &ctx(), ch));
         let armed = c.timers.get(Timer::Data).expect("armed");
         assert!(armed > t0 && armed < keep_alive, "{armed:?}");
-        assert_eq!(ch.data.as_ref().and_then(|d| d.armed), Some(armed));
+        assert_eq!(data_of(&c, ch).and_then(|d| d.armed), Some(armed));
         // The timer found due hands the channel back by its place in the turn order.
         assert_eq!(c.take_due_channel(armed), Some(0));
     }
@@ -530,31 +545,33 @@ pub(super) mod tests {
     fn a_flush_visits_the_touched_channels_unless_the_window_opened() {
         let t0 = Instant::now();
         let mut c = connection(t0);
-        c.order = vec![Handle(1), Handle(2), Handle(3)];
+        let lanes: Vec<Lane> = (0..4)
+            .map(|_| with(&mut c, channel(t0, open(), false)))
+            .collect();
+        c.order = lanes[1..].to_vec();
         c.flushed();
-        let mut visit = vec![Handle(99)];
-        // Touched since the last flush: 3, then 1 twice (visited once), and 7, no longer this
-        // connection's.
-        c.touched = vec![Handle(3), Handle(1), Handle(1), Handle(7)];
-        let mut marked = vec![Handle(1), Handle(3)];
-        let untouch = |marked: &mut Vec<Handle>, channel: &Handle| {
-            let at = marked.iter().position(|m| m == channel);
-            at.map(|at| marked.swap_remove(at)).is_some()
-        };
-        c.channels_to_visit(&mut visit, |h| untouch(&mut marked, h));
-        assert_eq!(visit, [Handle(3), Handle(1)]);
-        assert!(c.touched.is_empty() && marked.is_empty());
+        let mut visit = vec![99];
+        // Touched since the last flush: 3, then 1 twice (visited once), and 7, no lane of
+        // this connection's; 2 was listed and closed since.
+        for &lane in &[1, 3] {
+            c.lanes.get_mut(lane).expect("a channel").touched = true;
+        }
+        c.touched = vec![3, 1, 1, 7, 2];
+        c.channels_to_visit(&mut visit);
+        assert_eq!(visit, [3, 1]);
+        assert!(c.touched.is_empty());
+        assert!(c.lanes.get(1).is_some_and(|ch| !ch.touched));
         // A flush that stopped at a full queue: every channel gets a turn next time.
         c.rescan = true;
-        c.touched = vec![Handle(2)];
-        c.channels_to_visit(&mut visit, |_| true);
+        c.touched = vec![2];
+        c.channels_to_visit(&mut visit);
         assert_eq!(visit, c.order);
         // Nothing touched and the window as it was: nothing to visit.
-        c.channels_to_visit(&mut visit, |_| true);
+        c.channels_to_visit(&mut visit);
         assert!(visit.is_empty());
         // The window's room grew since the last flush (an ACK freed it): all of them again.
         c.room = 0;
-        c.channels_to_visit(&mut visit, |_| true);
+        c.channels_to_visit(&mut visit);
         assert_eq!(visit, c.order);
         // Turns go round the visited channels.
         let turns: Vec<_> = (0..4).filter_map(|_| c.next_turn(3)).collect();
@@ -567,25 +584,28 @@ pub(super) mod tests {
     fn a_touched_channel_is_listed_once_and_one_held_back_keeps_its_turn() {
         let t0 = Instant::now();
         let mut pool = BufferPool::new();
-        let (mut c, mut ch) = (connection(t0), channel(t0, open(), false));
-        c.touch(Handle(4), &mut ch);
-        c.touch(Handle(4), &mut ch);
-        assert_eq!(c.touched, [Handle(4)]);
+        let mut c = connection(t0);
+        let ch = with(&mut c, channel(t0, open(), false));
+        c.touch(ch);
+        c.touch(ch);
+        assert_eq!(c.touched, [ch]);
         // Visited: no longer listed; with nothing to send it is not kept waiting.
-        ch.touched = false;
+        c.lanes.get_mut(ch).expect("a channel").touched = false;
         c.touched.clear();
-        write_all(&mut c, &mut ch, t0, None);
-        c.keep_waiting(t0, Handle(4), &mut ch);
+        write_all(&mut c, ch, t0, None);
+        c.keep_waiting(t0, ch);
         assert!(c.touched.is_empty());
         // With a message queued it wants to send, and keeps its place.
-        queue(&mut ch, t0, &mut pool, b"more");
-        c.keep_waiting(t0, Handle(4), &mut ch);
-        c.keep_waiting(t0, Handle(4), &mut ch);
-        assert_eq!(c.touched, [Handle(4)]);
-        // A channel without data state takes no turns.
+        queue(&mut c, ch, t0, &mut pool, b"more");
+        c.keep_waiting(t0, ch);
+        c.keep_waiting(t0, ch);
+        assert_eq!(c.touched, [ch]);
+        // A channel without data state takes no turns, nor one that is gone.
         let mut bare = channel(t0, open(), false);
         bare.data = None;
-        c.touch(Handle(5), &mut bare);
-        assert_eq!(c.touched, [Handle(4)]);
+        let bare = with(&mut c, bare);
+        c.touch(bare);
+        c.touch(77);
+        assert_eq!(c.touched, [ch]);
     }
 }

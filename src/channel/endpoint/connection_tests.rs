@@ -106,10 +106,10 @@ fn assert_deadlines_agree(endpoint: &Endpoint) {
         // Each channel's deadline is its entry in the connection's heap, and the earliest
         // of them the data timer.
         let mut earliest = None;
-        for (at, &channel) in connection.order.iter().enumerate() {
-            let armed = endpoint
-                .channels
-                .get(channel)
+        for (at, &lane) in connection.order.iter().enumerate() {
+            let armed = connection
+                .lanes
+                .get(lane)
                 .and_then(|c| c.data.as_ref()?.armed);
             assert_eq!(connection.channel_deadlines.get(at as u32), armed);
             earliest = earliest.into_iter().chain(armed).min();

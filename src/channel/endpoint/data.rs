@@ -8,8 +8,8 @@
 //! per channel.
 
 use super::control::Control;
-use super::{ChannelHandle, Endpoint, Event, SendError};
-use crate::channel::connection::ChannelPacket;
+use super::{ChannelHandle, Connection, Endpoint, Event, SendError};
+use crate::channel::connection::{ChannelAt, ChannelPacket};
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget, tally,
 };
@@ -38,27 +38,26 @@ pub(super) fn mode_label(capabilities: Capabilities) -> &'static str {
 
 impl Endpoint {
     /// Creates the channel's data state on first use.
-    pub(super) fn ensure_data(&mut self, now: Instant, channel: Handle) -> bool {
+    pub(super) fn ensure_data(&mut self, now: Instant, channel: ChannelAt) -> bool {
         let keep_alive = self.config.keep_alive;
         let secure = self
-            .channels
-            .get(channel)
-            .and_then(|state| self.peers.get(state.peer))
+            .peers
+            .get(channel.peer)
             .is_some_and(|peer| self.has_session(peer.id));
-        let Some(state) = self.channels.get_mut(channel) else {
+        // Names the peer in the node's reassembly ledger, for eviction (`evict_reassembly`).
+        let budget_key = self
+            .peers
+            .hashcode(channel.peer)
+            .map_or(u64::MAX, |c| u64::from(c.0));
+        let Some(peer) = self.peers.get_mut(channel.peer) else {
+            return false;
+        };
+        let Some(state) = peer.lanes.get_mut(channel.lane) else {
             return false;
         };
         if state.data.is_some() {
             return true;
         }
-        // Names the peer in the node's reassembly ledger, for eviction (`evict_reassembly`).
-        let budget_key = self
-            .peers
-            .hashcode(state.peer)
-            .map_or(u64::MAX, |c| u64::from(c.0));
-        let Some(peer) = self.peers.get_mut(state.peer) else {
-            return false;
-        };
         let config = &self.config.reliability;
         if peer.path.is_none() {
             let mut path = PathState::new(config, now);
@@ -76,10 +75,9 @@ impl Endpoint {
             );
         }
         let order_at = peer.order.len();
-        peer.order.push(channel);
+        peer.order.push(channel.lane);
         state.touched = true;
-        peer.touched.push(channel);
-        let peer_handle = state.peer;
+        peer.touched.push(channel.lane);
         if state.capabilities.contains(Capabilities::RESEND) {
             // PROTOCOL.md §12: reliable channels share the workers' room (`service.rs`).
             self.delivery.reliable = self.delivery.reliable.saturating_add(1);
@@ -111,38 +109,35 @@ impl Endpoint {
             Some(("mode", label)),
             count.saturating_add(1),
         );
-        self.mark_dirty(peer_handle);
+        self.mark_dirty(channel.peer);
         true
     }
 
     /// A channel that still wants to send (held back by the pacer) keeps its place in the
     /// next flush's turns, whichever channel's timer wakes the peer
     /// ([`Connection::keep_waiting`](crate::channel::connection::Connection::keep_waiting)).
-    pub(super) fn keep_waiting(&mut self, peer: Handle, channel: Handle, now: Instant) {
-        let Some(state) = self.channels.get_mut(channel).filter(|s| s.peer == peer) else {
-            return;
-        };
-        if let Some(owner) = self.peers.get_mut(peer) {
-            owner.keep_waiting(now, channel, state);
+    pub(super) fn keep_waiting(&mut self, channel: ChannelAt, now: Instant) {
+        if let Some(owner) = self.peers.get_mut(channel.peer) {
+            owner.keep_waiting(now, channel.lane);
         }
     }
 
     /// Notes that a channel changed (a packet, a send, a timer): the next flush visits it.
-    pub(super) fn touch(&mut self, channel: Handle) {
-        let Some(state) = self.channels.get_mut(channel) else {
+    pub(super) fn touch(&mut self, channel: ChannelAt) {
+        let Some(owner) = self.peers.get_mut(channel.peer) else {
             return;
         };
-        let peer = state.peer;
-        if let Some(owner) = self.peers.get_mut(peer) {
-            owner.touch(channel, state);
+        if owner.lanes.get(channel.lane).is_none() {
+            return;
         }
-        self.mark_dirty(peer);
+        owner.touch(channel.lane);
+        self.mark_dirty(channel.peer);
     }
 
     /// The next packet number of a channel, as the wire carries it.
-    pub(super) fn take_sequence(&mut self, now: Instant, channel: Handle) -> Option<u32> {
+    pub(super) fn take_sequence(&mut self, now: Instant, channel: ChannelAt) -> Option<u32> {
         self.ensure_data(now, channel);
-        let state = self.channels.get_mut(channel)?;
+        let state = self.channel_mut(channel)?;
         let data = state.data.as_mut()?;
         let pn = data.next_pn;
         data.next_pn = data.next_pn.saturating_add(1);
@@ -152,8 +147,11 @@ impl Endpoint {
     }
 
     /// Gives the channel's in-flight bytes back to the path before the channel goes away.
-    pub(super) fn detach_data(&mut self, channel: Handle) {
-        let Some(state) = self.channels.get_mut(channel) else {
+    pub(super) fn detach_data(&mut self, channel: ChannelAt) {
+        let Some(peer) = self.peers.get_mut(channel.peer) else {
+            return;
+        };
+        let Some(state) = peer.lanes.get_mut(channel.lane) else {
             return;
         };
         let Some(mut data) = state.data.take() else {
@@ -163,36 +161,25 @@ impl Endpoint {
             self.delivery.reliable = self.delivery.reliable.saturating_sub(1);
         }
         let label = mode_label(state.capabilities);
-        let mut moved = None;
-        let mut renumber = false;
-        if let Some(peer) = self.peers.get_mut(state.peer) {
-            if let Some(path) = peer.path.as_mut() {
-                data.reliability.abandon(path);
+        if let Some(path) = peer.path.as_mut() {
+            data.reliability.abandon(path);
+        }
+        // The last channel takes the closed one's place: turns stay fair, and a close costs
+        // the same however many channels the peer holds.
+        let at = data.order_at;
+        if peer.order.get(at) == Some(&channel.lane) {
+            peer.order.swap_remove(at);
+            peer.channel_removed(at);
+            if let Some(&moved) = peer.order.get(at) {
+                if let Some(data) = peer.lanes.get_mut(moved).and_then(|c| c.data.as_mut()) {
+                    data.order_at = at;
+                }
             }
-            // The last channel takes the closed one's place: turns stay fair, and a close
-            // costs the same however many channels the peer holds.
-            let at = data.order_at;
-            if peer.order.get(at) == Some(&channel) {
-                peer.order.swap_remove(at);
-                peer.channel_removed(at);
-                moved = peer.order.get(at).map(|&other| (other, at));
-            } else {
-                peer.order.retain(|&c| c != channel);
-                renumber = true;
-            }
+        } else {
+            peer.order.retain(|&lane| lane != channel.lane);
+            renumber(peer);
         }
-        let owner = state.peer;
-        if renumber {
-            self.renumber(owner);
-        }
-        if let Some(peer) = self.peers.get(owner) {
-            self.deadlines.set(owner.0, peer.poll_timeout());
-        }
-        if let Some((other, at)) = moved {
-            if let Some(data) = self.channels.get_mut(other).and_then(|c| c.data.as_mut()) {
-                data.order_at = at;
-            }
-        }
+        self.deadlines.set(channel.peer.0, peer.poll_timeout());
         let count = self
             .stats
             .get("weft_channels_by_mode", Some(("mode", label)));
@@ -203,31 +190,11 @@ impl Endpoint {
         );
     }
 
-    /// Numbers the connection's channels by their place in its turn order again, and files
-    /// their data deadlines under the new numbers: the way back when a channel was not where
-    /// its `order_at` said.
-    fn renumber(&mut self, peer: Handle) {
-        let Some(connection) = self.peers.get_mut(peer) else {
-            return;
-        };
-        connection.channel_deadlines.clear();
-        for (at, &channel) in connection.order.iter().enumerate() {
-            let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) else {
-                continue;
-            };
-            data.order_at = at;
-            if let Ok(slot) = u32::try_from(at) {
-                connection.channel_deadlines.set(slot, data.armed);
-            }
-        }
-        connection.sync_data_timer();
-    }
-
     /// Queues an application message on a channel (open or still opening).
     pub(super) fn send_message(
         &mut self,
         now: Instant,
-        channel: Handle,
+        channel: ChannelAt,
         payload: &[u8],
     ) -> Result<u64, SendError> {
         self.send_message_with(now, channel, payload.len(), |buf| {
@@ -249,9 +216,8 @@ impl Endpoint {
         fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
         let handle = self
-            .channels
-            .resolve(channel.0)
-            .map_err(|_| SendError::UnknownChannel)?;
+            .resolve_channel(channel)
+            .ok_or(SendError::UnknownChannel)?;
         self.last_now = self.last_now.max(now);
         let number = self.send_message_with(now, handle, len, fill)?;
         self.flush(now);
@@ -262,7 +228,7 @@ impl Endpoint {
     pub(super) fn send_message_with(
         &mut self,
         now: Instant,
-        channel: Handle,
+        channel: ChannelAt,
         len: usize,
         fill: impl FnOnce(&mut Vec<u8>),
     ) -> Result<u64, SendError> {
@@ -270,8 +236,9 @@ impl Endpoint {
             return Err(SendError::UnknownChannel);
         }
         let state = self
-            .channels
-            .get_mut(channel)
+            .peers
+            .get_mut(channel.peer)
+            .and_then(|peer| peer.lanes.get_mut(channel.lane))
             .ok_or(SendError::UnknownChannel)?;
         let data = state.data.as_mut().ok_or(SendError::UnknownChannel)?;
         let number = data
@@ -307,33 +274,30 @@ impl Endpoint {
     pub(super) fn on_channel_packet<'a>(
         &mut self,
         now: Instant,
-        channel: Handle,
+        channel: ChannelAt,
         sequence: u32,
         route: (PeerId, SocketAddr, ChannelId),
         messages: impl Iterator<Item = Message<'a>>,
         control: &mut Control,
     ) {
         let ready = self.ensure_data(now, channel);
-        let state = self.channels.get_mut(channel).filter(|_| ready);
-        let parts =
-            state.and_then(|state| Some((state.peer, self.peers.get_mut(state.peer)?, state)));
+        let connection = self.peers.get_mut(channel.peer).filter(|_| ready);
         let (events, stats) = (&mut self.events, &mut self.stats);
-        let handled = match parts {
-            Some((peer, connection, state)) => {
+        let handled = match connection {
+            Some(connection) => {
                 let packet = ChannelPacket {
                     sequence,
                     eliciting: control.eliciting,
                     messages,
                 };
-                let taken = connection.handle_frames(now, &mut self.pool, state, packet, |m| {
+                connection.handle_frames(now, &mut self.pool, channel.lane, packet, |m| {
                     control.take(m, route, events, stats)
-                });
-                taken.map(|received| (peer, received))
+                })
             }
             None => Err(messages),
         };
-        let (peer, received) = match handled {
-            Ok(handled) => handled,
+        let received = match handled {
+            Ok(received) => received,
             Err(messages) => {
                 // No data state (the channel is going away): the control messages still count.
                 for message in messages {
@@ -349,7 +313,7 @@ impl Endpoint {
         }
         self.take_tally(channel);
         self.deliver(now, channel);
-        self.mark_dirty(peer);
+        self.mark_dirty(channel.peer);
         self.evict_reassembly();
     }
 
@@ -372,7 +336,7 @@ impl Endpoint {
                     break;
                 };
                 let mut evicted = 0;
-                if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+                if let Some(data) = self.channel_mut(channel).and_then(|c| c.data.as_mut()) {
                     let want = owed.saturating_sub(freed);
                     evicted = data.reliability.evict_reassembly(want);
                     freed = freed.saturating_add(evicted);
@@ -394,13 +358,12 @@ impl Endpoint {
 
     /// Adds what the reliability layer tallied in the call just made for `channel`
     /// (retransmitted packets, congestion events, delivery latencies), by the channel's mode.
-    pub(super) fn take_tally(&mut self, channel: Handle) {
+    pub(super) fn take_tally(&mut self, channel: ChannelAt) {
         let Some(tally) = tally::take() else {
             return;
         };
         let mode = self
-            .channels
-            .get(channel)
+            .channel(channel)
             .map_or(0, |c| usize::from(c.capabilities.bits()));
         if let Some(&slot) = self.hot.packets_retransmitted.get(mode) {
             self.stats.add_at(slot, tally.packets_retransmitted);
@@ -427,7 +390,7 @@ impl Endpoint {
     }
 
     /// Hands what the channel delivered to the application, unless it is paused.
-    pub(super) fn deliver(&mut self, now: Instant, channel: Handle) {
+    pub(super) fn deliver(&mut self, now: Instant, channel: ChannelAt) {
         self.deliver_some(now, channel, usize::MAX);
     }
 
@@ -435,17 +398,20 @@ impl Endpoint {
     /// when it stopped at `limit` with more to give. A reliable channel that meets the
     /// workers' room full keeps the rest (within the credit it granted) and waits for room
     /// (PROTOCOL.md §12, `service.rs`).
-    pub(super) fn deliver_some(&mut self, now: Instant, channel: Handle, limit: usize) -> bool {
-        let Some(code) = self.channels.hashcode(channel) else {
+    pub(super) fn deliver_some(&mut self, now: Instant, channel: ChannelAt, limit: usize) -> bool {
+        let Some(handle) = self.channel_handle(channel) else {
             return false;
         };
-        let handle = ChannelHandle(code);
         let mut delivered = 0usize;
         loop {
-            let Some(state) = self.channels.get_mut(channel) else {
+            let Some(connection) = self.peers.get_mut(channel.peer) else {
                 return false;
             };
-            let owner = state.peer;
+            let peer = connection.id;
+            let Some(state) = connection.lanes.get_mut(channel.lane) else {
+                return false;
+            };
+            let entry = state.handle;
             let reliable = state.capabilities.contains(Capabilities::RESEND);
             let Some(data) = state.data.as_mut() else {
                 return false;
@@ -461,7 +427,7 @@ impl Endpoint {
             if reliable && !failed && self.delivery.is_full() {
                 let listed = std::mem::replace(&mut data.waiting, true);
                 if !listed {
-                    self.wait_for_room(channel);
+                    self.wait_for_room(entry);
                 }
                 return false;
             }
@@ -483,7 +449,6 @@ impl Endpoint {
                         let _ = self.send_message(now, channel, &data);
                         self.pool.give(data);
                     } else {
-                        let peer = self.peers.get(owner).map_or(PeerId::ZERO, |p| p.id);
                         self.events.push_back(Event::Message {
                             channel: handle,
                             peer,
@@ -517,8 +482,8 @@ impl Endpoint {
     }
 
     /// Adds a channel's new counters to the endpoint's statistics.
-    pub(super) fn account(&mut self, channel: Handle) {
-        let Some(state) = self.channels.get_mut(channel) else {
+    pub(super) fn account(&mut self, channel: ChannelAt) {
+        let Some(state) = self.channel_mut(channel) else {
             return;
         };
         let mode = mode_label(state.capabilities);
@@ -605,14 +570,10 @@ impl Endpoint {
 
     /// The channel's data timer fired: its connection runs the channel's reliability timers
     /// ([`Connection::channel_timeout`]); what they released is counted and delivered here.
-    pub(super) fn data_timer(&mut self, now: Instant, channel: Handle) {
-        let Some(state) = self.channels.get_mut(channel).filter(|s| s.data.is_some()) else {
-            return;
-        };
-        let ran = self
-            .peers
-            .get_mut(state.peer)
-            .is_some_and(|connection| connection.channel_timeout(now, &mut self.pool, state));
+    pub(super) fn data_timer(&mut self, now: Instant, channel: ChannelAt) {
+        let ran = self.peers.get_mut(channel.peer).is_some_and(|connection| {
+            connection.channel_timeout(now, &mut self.pool, channel.lane)
+        });
         if ran {
             self.take_tally(channel);
         }
@@ -642,13 +603,13 @@ impl Endpoint {
         channel: ChannelHandle,
         change: impl FnOnce(&mut ChannelData),
     ) {
-        let Ok(handle) = self.channels.resolve(channel.0) else {
+        let Some(handle) = self.resolve_channel(channel) else {
             return;
         };
         if !self.ensure_data(now, handle) {
             return;
         }
-        if let Some(state) = self.channels.get_mut(handle) {
+        if let Some(state) = self.channel_mut(handle) {
             if let Some(data) = state.data.as_mut() {
                 change(data);
             }
@@ -661,32 +622,32 @@ impl Endpoint {
 
     /// Messages and bytes a channel holds for the application (received, not yet taken).
     pub fn receive_buffered(&self, channel: ChannelHandle) -> Option<(u64, u64)> {
-        let state = self.channels.get_by_code(channel.0).ok()?;
+        let state = self.channel(self.resolve_channel(channel)?)?;
         Some(state.data.as_ref()?.reliability.buffered())
     }
 
     /// The credit this side advertised to the peer on a channel (max message, max bytes).
     pub fn advertised_window(&self, channel: ChannelHandle) -> Option<(u64, u64)> {
-        let state = self.channels.get_by_code(channel.0).ok()?;
+        let state = self.channel(self.resolve_channel(channel)?)?;
         Some(state.data.as_ref()?.reliability.advertised_window())
     }
 
     /// Bytes queued for sending on a channel.
     pub fn send_queued(&self, channel: ChannelHandle) -> Option<usize> {
-        let state = self.channels.get_by_code(channel.0).ok()?;
+        let state = self.channel(self.resolve_channel(channel)?)?;
         Some(state.data.as_ref()?.reliability.queued_bytes())
     }
 
     /// The reliability counters of a channel.
     pub fn channel_stats(&self, channel: ChannelHandle) -> Option<ChannelStats> {
-        let state = self.channels.get_by_code(channel.0).ok()?;
+        let state = self.channel(self.resolve_channel(channel)?)?;
         Some(state.data.as_ref()?.reliability.stats())
     }
 
     /// Congestion window, smoothed RTT and path MTU of the path to the peer of a channel.
     pub fn path_info(&self, channel: ChannelHandle) -> Option<(u64, Duration, u16)> {
-        let state = self.channels.get_by_code(channel.0).ok()?;
-        let path = self.peers.get(state.peer)?.path.as_ref()?;
+        let at = self.resolve_channel(channel)?;
+        let path = self.peers.get(at.peer)?.path.as_ref()?;
         Some((
             path.congestion_window(),
             path.rtt().smoothed(),
@@ -698,6 +659,23 @@ impl Endpoint {
     pub fn reassembly_used(&self) -> usize {
         self.budget.node_used()
     }
+}
+
+/// Numbers the connection's channels by their place in its turn order again, and files their
+/// data deadlines under the new numbers: the way back when a channel was not where its
+/// `order_at` said.
+fn renumber(connection: &mut Connection) {
+    connection.channel_deadlines.clear();
+    for (at, &lane) in connection.order.iter().enumerate() {
+        let Some(data) = connection.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) else {
+            continue;
+        };
+        data.order_at = at;
+        if let Ok(slot) = u32::try_from(at) {
+            connection.channel_deadlines.set(slot, data.armed);
+        }
+    }
+    connection.sync_data_timer();
 }
 
 /// A fresh node-wide reassembly budget.

@@ -14,7 +14,7 @@ impl Endpoint {
         id: ChannelId,
         cookie2: &[u8; 16],
         capabilities: Capabilities,
-    ) -> Option<Handle> {
+    ) -> Option<ChannelAt> {
         if initiator.is_zero() || id.c1() == 0 || !self.c2_is_ours(initiator, id.c2()) {
             self.stats
                 .add(COOKIE_FAILURES, Some(("reason", "mismatch")), 1);
@@ -37,8 +37,9 @@ impl Endpoint {
                 self.drop_packet("address_mismatch");
                 return None;
             }
-            if let Some(&channel) = state.channels.get(&id.0) {
+            if let Some(&lane) = state.channels.get(&id.0) {
                 // A duplicate FINALIZE: the channel is open; confirm again, allocate nothing.
+                let channel = ChannelAt { peer, lane };
                 self.confirm_channel(channel);
                 return Some(channel);
             }
@@ -85,7 +86,7 @@ impl Endpoint {
             }
         };
         let channel = Channel {
-            peer,
+            handle: Handle(u32::MAX),
             id,
             capabilities,
             initiator: false,
@@ -100,13 +101,13 @@ impl Endpoint {
             early_bytes: 0,
             touched: false,
         };
-        let Ok((handle, code)) = self.channels.insert(channel) else {
+        let Some((handle, code)) = self.insert_channel(peer, channel) else {
             self.refuse(from, initiator, id, CloseReason::Refused);
             self.forget_peer_if_idle(peer);
             return None;
         };
         if let Some(state) = self.peers.get_mut(peer) {
-            state.channels.insert(id.0, handle);
+            state.channels.insert(id.0, handle.lane);
             state.last_heard = now;
             state.last_open = now;
         }
@@ -143,8 +144,8 @@ impl Endpoint {
 
     /// The responder's first packet on a new channel: it carries the initial credit (§4
     /// WINDOW: 64 messages, 256 KiB) and tells the initiator the channel exists.
-    pub(super) fn confirm_channel(&mut self, channel: Handle) {
-        let Some(state) = self.channels.get(channel) else {
+    pub(super) fn confirm_channel(&mut self, channel: ChannelAt) {
+        let Some(state) = self.channel(channel) else {
             return;
         };
         if state.initiator {
@@ -155,8 +156,7 @@ impl Endpoint {
         let now = self.last_now;
         self.ensure_data(now, channel);
         let (max_message, max_bytes) = self
-            .channels
-            .get(channel)
+            .channel(channel)
             .and_then(|state| state.data.as_ref())
             .map_or((64, 256 * 1024), |data| {
                 data.reliability.advertised_window()
@@ -182,18 +182,18 @@ impl Endpoint {
         let mut found = None;
         for peer in candidates.into_iter().flatten() {
             if let Some(state) = self.peers.get(peer) {
-                if let Some(&channel) = state.opening.get(&id.c1()) {
-                    found = Some((peer, channel));
+                if let Some(&lane) = state.opening.get(&id.c1()) {
+                    found = Some(ChannelAt { peer, lane });
                     break;
                 }
             }
         }
-        let Some((peer, channel)) = found else {
+        let Some(found) = found else {
             // A late duplicate after the channel opened, or a stray answer.
             return self.drop_packet("unexpected_acknowledge");
         };
-        let expected = match self.channels.get(channel).map(|c| &c.phase) {
-            Some(Phase::Opening { cookie1 }) => *cookie1,
+        let (expected, entry) = match self.channel(found).map(|c| (&c.phase, c.handle)) {
+            Some((Phase::Opening { cookie1 }, entry)) => (*cookie1, entry),
             _ => return self.drop_packet("unexpected_acknowledge"),
         };
         if !constant_time_eq(&expected, cookie1) {
@@ -206,35 +206,38 @@ impl Endpoint {
         if id.c2() == 0 || ((id.c2() & 0x8000 != 0) != responder_high) {
             return self.drop_packet("bad_channel_id");
         }
-        let peer = self.name_peer(peer, responder, from);
+        let peer = self.name_peer(found.peer, responder, from);
         // PROTOCOL.md §6: a responder that hands out an id used before in this session (a
         // replayed ACKNOWLEDGE, or a hostile peer) would make our keys and nonces repeat.
         if self.id_used(responder, id) {
             return self.drop_packet("reused_channel_id");
         }
+        // Naming the peer may have moved the channel into another connection's lanes.
+        let Some(&channel) = self.channels.get(entry) else {
+            return;
+        };
+        let Some(code) = self.channels.hashcode(entry) else {
+            return;
+        };
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
         state.opening.remove(&id.c1());
-        state.channels.insert(id.0, channel);
+        state.channels.insert(id.0, channel.lane);
         state.last_heard = now;
         state.last_open = now;
         self.note_used(peer, id);
-        let Some(code) = self.channels.hashcode(channel) else {
+        let (retry, timeout) = (self.config.open_retry, self.config.open_timeout);
+        let Some(state) = self.channel_mut(channel) else {
             return;
         };
-        let retry = self.config.open_retry;
-        let Some(state) = self.channels.get_mut(channel) else {
-            return;
-        };
-        state.peer = peer;
         state.id = id;
         state.phase = Phase::Open {
             cookie2: Some(*cookie2),
         };
         state.tries = 1;
         state.retry_at = Some(later(now, retry));
-        state.give_up_at = later(now, self.config.open_timeout);
+        state.give_up_at = later(now, timeout);
         let capabilities = state.capabilities;
         let has_early = !state.early.is_empty();
         // What the application queued while the id was incomplete may leave now.
@@ -266,25 +269,44 @@ impl Endpoint {
         }
         if let Some(&existing) = self.ids.peer(&id) {
             // Move the unnamed peer's opens onto the entry that already carries the id.
-            let Some(unnamed) = self.peers.remove(peer) else {
+            let Some(mut unnamed) = self.peers.remove(peer) else {
                 return existing;
             };
             self.deadlines.set(peer.0, None);
             self.unindex(peer, unnamed.load);
             self.unnamed.remove(&unnamed.address);
-            if let Some(target) = self.peers.get_mut(existing) {
-                target
-                    .opening
-                    .extend(unnamed.opening.iter().map(|(&k, &v)| (k, v)));
-            }
-            for (_, &channel) in unnamed.opening.iter() {
-                if let Some(c) = self.channels.get_mut(channel) {
-                    c.peer = existing;
-                    // The open's retry moves with it into the other connection's timers.
-                    if let Some(at) = c.retry_at {
-                        self.arm_connection(existing, Timer::Open, at);
+            for (c1, lane) in unnamed.opening.drain() {
+                let Some(channel) = unnamed.lanes.remove(lane) else {
+                    continue;
+                };
+                let (entry, retry_at) = (channel.handle, channel.retry_at);
+                let moved = self.peers.get_mut(existing).and_then(|target| {
+                    let lane = target.lanes.insert(channel)?;
+                    target.opening.insert(c1, lane);
+                    Some(lane)
+                });
+                match moved {
+                    // The application's handle follows the channel into its new lanes.
+                    Some(lane) => {
+                        if let Some(at) = self.channels.get_mut(entry) {
+                            *at = ChannelAt {
+                                peer: existing,
+                                lane,
+                            };
+                        }
+                        // The open's retry moves with it into the other connection's timers.
+                        if let Some(at) = retry_at {
+                            self.arm_connection(existing, Timer::Open, at);
+                        }
+                    }
+                    None => {
+                        self.channels.remove(entry);
                     }
                 }
+            }
+            // Anything else it held (an open that had data state already) goes with it.
+            for (_, channel) in unnamed.lanes.iter() {
+                self.channels.remove(channel.handle);
             }
             self.recount(existing);
             return existing;
@@ -297,8 +319,8 @@ impl Endpoint {
         peer
     }
 
-    pub(super) fn send_finalize(&mut self, channel: Handle) {
-        let Some(state) = self.channels.get(channel) else {
+    pub(super) fn send_finalize(&mut self, channel: ChannelAt) {
+        let Some(state) = self.channel(channel) else {
             return;
         };
         let Phase::Open {
@@ -307,7 +329,7 @@ impl Endpoint {
         else {
             return;
         };
-        let Some(peer) = self.peers.get(state.peer) else {
+        let Some(peer) = self.peers.get(channel.peer) else {
             return;
         };
         let finalize = Message::ChannelFinalize {
@@ -319,14 +341,14 @@ impl Endpoint {
         self.queue_default(to, recipient, &finalize);
     }
 
-    pub(super) fn send_channel_new(&mut self, channel: Handle) {
-        let Some(state) = self.channels.get(channel) else {
+    pub(super) fn send_channel_new(&mut self, channel: ChannelAt) {
+        let Some(state) = self.channel(channel) else {
             return;
         };
         let Phase::Opening { cookie1 } = state.phase else {
             return;
         };
-        let Some(peer) = self.peers.get(state.peer) else {
+        let Some(peer) = self.peers.get(channel.peer) else {
             return;
         };
         let new = Message::ChannelNew {
@@ -436,7 +458,7 @@ impl Endpoint {
         }
         let cookie1 = self.cookies.cookie1(self.local_id, peer_id, c1);
         let channel = Channel {
-            peer,
+            handle: Handle(u32::MAX),
             id: ChannelId::new(c1, 0),
             capabilities,
             initiator: true,
@@ -452,15 +474,38 @@ impl Endpoint {
             touched: false,
         };
         let (handle, code) = self
-            .channels
-            .insert(channel)
-            .map_err(|_| OpenError::LimitReached("channels"))?;
+            .insert_channel(peer, channel)
+            .ok_or(OpenError::LimitReached("channels"))?;
         if let Some(state) = self.peers.get_mut(peer) {
-            state.opening.insert(c1, handle);
+            state.opening.insert(c1, handle.lane);
         }
         self.recount(peer);
         self.arm_channel(handle, later(now, self.config.open_retry));
         self.send_channel_new(handle);
         Ok(ChannelHandle(code))
+    }
+
+    /// Stores a new channel in its connection's lanes and gives it an entry in the channel
+    /// table, whose hashcode is the application's handle; None (nothing kept) when the table
+    /// is full.
+    pub(super) fn insert_channel(
+        &mut self,
+        peer: Handle,
+        channel: Channel,
+    ) -> Option<(ChannelAt, Hashcode)> {
+        if self.channels.is_full() {
+            return None;
+        }
+        let connection = self.peers.get_mut(peer)?;
+        let lane = connection.lanes.insert(channel)?;
+        let at = ChannelAt { peer, lane };
+        let Ok((handle, code)) = self.channels.insert(at) else {
+            connection.lanes.remove(lane);
+            return None;
+        };
+        if let Some(state) = connection.lanes.get_mut(lane) {
+            state.handle = handle;
+        }
+        Some((at, code))
     }
 }

@@ -75,16 +75,10 @@ impl Endpoint {
             self.visiting = visit;
             return None;
         };
-        let channels = &mut self.channels;
-        connection.channels_to_visit(&mut visit, |&channel| match channels.get_mut(channel) {
-            Some(state) if state.peer == peer && state.touched => {
-                state.touched = false;
-                true
-            }
-            _ => false,
-        });
-        for &channel in &visit {
-            self.deliver(now, channel);
+        connection.channels_to_visit(&mut visit);
+        let at = |lane| ChannelAt { peer, lane };
+        for &lane in &visit {
+            self.deliver(now, at(lane));
         }
         // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
         // most one packet, so a bulk channel cannot hold back another. A channel that still
@@ -96,24 +90,28 @@ impl Endpoint {
             let Some(turn) = self.peers.get_mut(peer).and_then(|p| p.next_turn(count)) else {
                 break;
             };
-            let Some(&channel) = visit.get(turn) else {
+            let Some(&lane) = visit.get(turn) else {
                 break;
             };
+            let channel = at(lane);
             sent = self.write_packet(now, channel, buf);
             self.take_tally(channel);
             if sent.is_some() {
                 break;
             }
         }
-        for &channel in &visit {
+        for &lane in &visit {
+            let channel = at(lane);
             self.keep_alive(now, channel);
             self.account(channel);
             self.rearm(now, channel);
             // Unreliable modes resolve a message once it is sent, not when acknowledged.
-            if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
-                data.reliability.reclaim(&mut self.pool);
+            if let Some(connection) = self.peers.get_mut(peer) {
+                if let Some(data) = connection.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) {
+                    data.reliability.reclaim(&mut self.pool);
+                }
             }
-            self.keep_waiting(peer, channel, now);
+            self.keep_waiting(channel, now);
         }
         if let Some(connection) = self.peers.get_mut(peer) {
             connection.flushed();
@@ -123,8 +121,9 @@ impl Endpoint {
     }
 
     /// The peer's `index`-th channel in turn order.
-    pub(super) fn channel_at(&self, peer: Handle, index: usize) -> Option<Handle> {
-        self.peers.get(peer)?.order.get(index).copied()
+    pub(super) fn channel_at(&self, peer: Handle, index: usize) -> Option<ChannelAt> {
+        let lane = *self.peers.get(peer)?.order.get(index)?;
+        Some(ChannelAt { peer, lane })
     }
 
     /// Writes one packet of `channel` into `buf` if it has something to send: the channel's
@@ -134,17 +133,16 @@ impl Endpoint {
     pub(super) fn write_packet(
         &mut self,
         now: Instant,
-        channel: Handle,
+        channel: ChannelAt,
         buf: &mut [u8],
     ) -> Option<(SocketAddr, usize)> {
         let ctx = self.connection_context();
-        let state = self.channels.get_mut(channel)?;
-        let connection = self.peers.get_mut(state.peer)?;
+        let connection = self.peers.get_mut(channel.peer)?;
         let session = self
             .ids
             .session(&connection.id)
             .and_then(|&handle| self.sessions.get_mut(handle));
-        let written = connection.write_packet(now, &ctx, state, session, buf)?;
+        let written = connection.write_packet(now, &ctx, channel.lane, session, buf)?;
         if let Some(sealed) = written.sealed {
             let peer = connection.id;
             self.rekey_if_due(peer, sealed.count, sealed.created);
@@ -154,11 +152,10 @@ impl Endpoint {
 
     /// PROTOCOL.md §7.7: a channel that asked for it sends a PING after 15 s without sending,
     /// which keeps NAT bindings and the peer's reset timer alive.
-    pub(super) fn keep_alive(&mut self, now: Instant, channel: Handle) {
+    pub(super) fn keep_alive(&mut self, now: Instant, channel: ChannelAt) {
         let interval = self.config.keep_alive_interval;
         let due = self
-            .channels
-            .get(channel)
+            .channel(channel)
             .filter(|c| c.confirmed() || !c.initiator)
             .and_then(|c| c.data.as_ref())
             .is_some_and(|d| d.keep_alive && now >= later(d.last_sent, interval));
@@ -172,17 +169,14 @@ impl Endpoint {
 
     /// Arms the channel's next deadline, and its connection's data timer with it
     /// ([`Connection::rearm_channel`]); the router's entry for the connection follows.
-    pub(super) fn rearm(&mut self, now: Instant, channel: Handle) {
+    pub(super) fn rearm(&mut self, now: Instant, channel: ChannelAt) {
         let ctx = self.connection_context();
-        let Some(state) = self.channels.get_mut(channel) else {
+        let Some(connection) = self.peers.get_mut(channel.peer) else {
             return;
         };
-        let peer = state.peer;
-        let Some(connection) = self.peers.get_mut(peer) else {
-            return;
-        };
-        if connection.rearm_channel(now, &ctx, state) {
-            self.deadlines.set(peer.0, connection.poll_timeout());
+        if connection.rearm_channel(now, &ctx, channel.lane) {
+            self.deadlines
+                .set(channel.peer.0, connection.poll_timeout());
         }
     }
 }

@@ -701,7 +701,7 @@ impl Endpoint {
             let cookies: Vec<(u16, [u8; 16])> = opens
                 .iter()
                 .take(OPENS_PER_PACKET)
-                .filter_map(|&h| match self.channels.get(h).map(|c| (&c.phase, c.id)) {
+                .filter_map(|&h| match self.channel(h).map(|c| (&c.phase, c.id)) {
                     Some((Phase::Opening { cookie1 }, id)) => Some((id.c1(), *cookie1)),
                     _ => None,
                 })

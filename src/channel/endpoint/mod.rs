@@ -30,7 +30,7 @@ pub use snapshot::{ChannelCounts, PeerSnapshot};
 
 use crate::channel::admission::Admission;
 use crate::channel::config::EndpointConfig;
-use crate::channel::connection::{Connection, Context, Silence, Timer, later};
+use crate::channel::connection::{ChannelAt, Connection, Context, Lane, Silence, Timer, later};
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::events::{ChannelHandle, Event, OpenError, SendError, Transmit};
@@ -165,11 +165,13 @@ pub struct Endpoint {
     /// Peers we opened channels to by bare address, before their answer names them.
     // Seeded: addresses are the peers' choice.
     unnamed: HashMap<SocketAddr, Handle>,
-    channels: Slab<Channel>,
+    /// The application's channel handles: each entry says where its channel lives (the
+    /// connection's slot and its lane there); the channel itself is its connection's.
+    channels: Slab<ChannelAt>,
     /// The handshake and session timers (see [`TimerKey`]).
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
-    /// Channels whose deadline a connection's timer found due, kept to reuse its memory.
-    due: Vec<Handle>,
+    /// The lanes of one connection's channels a timer found due, kept to reuse its memory.
+    due: Vec<Lane>,
     outgoing: Outgoing,
     events: VecDeque<Event>,
     stats: Stats,
@@ -237,8 +239,8 @@ pub struct Endpoint {
     flush_at: usize,
     /// Packets that peer has sent in a row.
     flush_run: usize,
-    /// The channels one flush visits, kept to reuse its memory.
-    visiting: Vec<Handle>,
+    /// The lanes one flush visits, kept to reuse its memory.
+    visiting: Vec<Lane>,
     /// Message buffers for delivery and the send queues (PROTOCOL.md §12: no allocation per
     /// message in steady state).
     pool: BufferPool,
@@ -439,9 +441,33 @@ impl Endpoint {
         &self,
         channel: ChannelHandle,
     ) -> Option<(ChannelId, PeerId, Capabilities)> {
-        let state = self.channels.get_by_code(channel.0).ok()?;
-        let peer = self.peers.get(state.peer)?;
+        let at = self.resolve_channel(channel)?;
+        let peer = self.peers.get(at.peer)?;
+        let state = peer.lanes.get(at.lane)?;
         Some((state.id, peer.id, state.capabilities))
+    }
+
+    /// The channel at `at`, in its connection's lanes.
+    fn channel(&self, at: ChannelAt) -> Option<&Channel> {
+        self.peers.get(at.peer)?.lanes.get(at.lane)
+    }
+
+    fn channel_mut(&mut self, at: ChannelAt) -> Option<&mut Channel> {
+        self.peers.get_mut(at.peer)?.lanes.get_mut(at.lane)
+    }
+
+    /// Where an application's handle points, while it is live (PROTOCOL.md §8).
+    fn resolve_channel(&self, channel: ChannelHandle) -> Option<ChannelAt> {
+        let handle = self.channels.resolve(channel.0).ok()?;
+        let at = *self.channels.get(handle)?;
+        // The entry and its channel name each other, or the handle is refused.
+        (self.channel(at)?.handle == handle).then_some(at)
+    }
+
+    /// The application's handle of the channel at `at`.
+    fn channel_handle(&self, at: ChannelAt) -> Option<ChannelHandle> {
+        let handle = self.channel(at)?.handle;
+        self.channels.hashcode(handle).map(ChannelHandle)
     }
 
     /// What a connection is lent of the endpoint ([`Context`]): never the router.
@@ -508,16 +534,15 @@ impl Endpoint {
     /// Writes a packet on `channel` holding `messages`, headed by CHANNEL_COOKIE while the
     /// initiator is unconfirmed (PROTOCOL.md §6 step 4). Returns false when it could not be
     /// queued.
-    fn send_on_channel(&mut self, channel: Handle, messages: &[Message<'_>]) -> bool {
+    fn send_on_channel(&mut self, channel: ChannelAt, messages: &[Message<'_>]) -> bool {
         let secure = self
-            .channels
-            .get(channel)
-            .and_then(|state| self.peers.get(state.peer))
+            .peers
+            .get(channel.peer)
             .is_some_and(|peer| self.has_session(peer.id));
-        let Some(state) = self.channels.get_mut(channel) else {
+        let Some(peer) = self.peers.get(channel.peer) else {
             return false;
         };
-        let Some(peer) = self.peers.get(state.peer) else {
+        let Some(state) = peer.lanes.get(channel.lane) else {
             return false;
         };
         if secure {
@@ -551,10 +576,10 @@ impl Endpoint {
         let Some(sequence) = self.take_sequence(self.last_now, channel) else {
             return false;
         };
-        let Some(state) = self.channels.get_mut(channel) else {
+        let Some(peer) = self.peers.get(channel.peer) else {
             return false;
         };
-        let Some(peer) = self.peers.get(state.peer) else {
+        let Some(state) = peer.lanes.get(channel.lane) else {
             return false;
         };
         let header = Header {
@@ -591,13 +616,13 @@ impl Endpoint {
         true
     }
 
-    fn send_data(&mut self, channel: Handle, payload: &[u8]) -> Result<u64, SendError> {
+    fn send_data(&mut self, channel: ChannelAt, payload: &[u8]) -> Result<u64, SendError> {
         self.send_message(self.last_now, channel, payload)
     }
 
-    fn flush_early(&mut self, channel: Handle) {
+    fn flush_early(&mut self, channel: ChannelAt) {
         loop {
-            let Some(state) = self.channels.get_mut(channel) else {
+            let Some(state) = self.channel_mut(channel) else {
                 return;
             };
             let Some(data) = state.early.pop_front() else {
@@ -677,9 +702,8 @@ impl Endpoint {
         data: &[u8],
     ) -> Result<u64, SendError> {
         let handle = self
-            .channels
-            .resolve(channel.0)
-            .map_err(|_| SendError::UnknownChannel)?;
+            .resolve_channel(channel)
+            .ok_or(SendError::UnknownChannel)?;
         self.last_now = self.last_now.max(now);
         // A channel still opening queues the message; it leaves once the id is complete.
         let number = self.send_message(now, handle, data)?;
@@ -690,17 +714,17 @@ impl Endpoint {
 
     /// Closes a channel, telling the peer with CHANNEL_CLOSE.
     pub fn close_channel(&mut self, _now: Instant, channel: ChannelHandle, reason: CloseReason) {
-        if let Ok(handle) = self.channels.resolve(channel.0) {
-            self.close(handle, reason, false, true);
+        if let Some(at) = self.resolve_channel(channel) {
+            self.close(at, reason, false, true);
         }
     }
 
-    fn close(&mut self, channel: Handle, reason: CloseReason, by_peer: bool, notify_peer: bool) {
-        let Some(code) = self.channels.hashcode(channel) else {
+    fn close(&mut self, channel: ChannelAt, reason: CloseReason, by_peer: bool, notify_peer: bool) {
+        let Some(code) = self.channel_handle(channel) else {
             return;
         };
         if notify_peer {
-            if let Some(state) = self.channels.get(channel) {
+            if let Some(state) = self.channel(channel) {
                 let close = Message::ChannelClose {
                     channel: state.id,
                     reason,
@@ -709,7 +733,7 @@ impl Endpoint {
                     // An unconfirmed channel may not exist at the responder: a CLOSE on the
                     // default channel reaches it either way, without reopening it by cookie.
                     Phase::Open { cookie2: Some(_) } => {
-                        if let Some(peer) = self.peers.get(state.peer) {
+                        if let Some(peer) = self.peers.get(channel.peer) {
                             let (to, recipient) = (peer.address, peer.id);
                             self.queue_default(to, recipient, &close);
                         }
@@ -722,36 +746,40 @@ impl Endpoint {
             }
         }
         self.detach_data(channel);
-        let Some(state) = self.channels.remove(channel) else {
+        let Some(peer) = self.peers.get_mut(channel.peer) else {
+            return;
+        };
+        let Some(state) = peer.lanes.remove(channel.lane) else {
             return;
         };
         let opened = matches!(state.phase, Phase::Open { .. });
-        let mut peer_id = None;
-        if let Some(peer) = self.peers.get_mut(state.peer) {
-            if opened {
-                peer.channels.remove(&state.id.0);
-                peer_id = Some(peer.id);
-            } else {
-                peer.opening.remove(&state.id.c1());
-            }
-        }
-        self.recount(state.peer);
+        let peer_id = if opened {
+            peer.channels.remove(&state.id.0);
+            Some(peer.id)
+        } else {
+            peer.opening.remove(&state.id.c1());
+            None
+        };
+        self.channels.remove(state.handle);
+        self.recount(channel.peer);
         if let Some(peer_id) = peer_id {
             self.retire_keys(peer_id, state.id);
         }
         let label = close_label(reason);
         self.stats.add(CLOSED, Some(("reason", label)), 1);
-        let channel = ChannelHandle(code);
         self.events.push_back(if opened {
             Event::ChannelClosed {
-                channel,
+                channel: code,
                 reason,
                 by_peer,
             }
         } else {
-            Event::OpenFailed { channel, reason }
+            Event::OpenFailed {
+                channel: code,
+                reason,
+            }
         });
-        self.forget_peer_if_idle(state.peer);
+        self.forget_peer_if_idle(channel.peer);
     }
 
     /// A peer that never completed a channel holds nothing worth keeping. One that did keeps its
@@ -770,6 +798,10 @@ impl Endpoint {
 
     fn forget_peer(&mut self, peer: Handle) {
         if let Some(state) = self.peers.remove(peer) {
+            // Its channels go with it, and so do the application's handles to them.
+            for (_, channel) in state.lanes.iter() {
+                self.channels.remove(channel.handle);
+            }
             self.deadlines.set(peer.0, None);
             self.unindex(peer, state.load);
             if self.ids.peer(&state.id) == Some(&peer) {

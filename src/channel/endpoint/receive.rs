@@ -166,16 +166,16 @@ impl Endpoint {
             .and_then(|(peer, p)| {
                 p.channels
                     .get(&header.channel.0)
-                    .map(|&c| (peer, c, p.address))
+                    .map(|&lane| (ChannelAt { peer, lane }, p.address))
             });
         let channel = match existing {
-            Some((_, _, address)) if address != from => {
+            Some((_, address)) if address != from => {
                 // Path validation needs an authenticated session (PROTOCOL.md §5); a kind-0
                 // peer cannot move.
                 return self.drop_packet("address_mismatch");
             }
-            Some((peer, channel, _)) => {
-                if let Some(state) = self.peers.get_mut(peer) {
+            Some((channel, _)) => {
+                if let Some(state) = self.peers.get_mut(channel.peer) {
                     state.last_heard = now;
                 }
                 channel
@@ -234,7 +234,7 @@ impl Endpoint {
             self.admit_keys(&header);
         }
         // Any packet from the responder on the channel confirms it to the initiator.
-        if let Some(state) = self.channels.get_mut(channel) {
+        if let Some(state) = self.channel_mut(channel) {
             if state.initiator && !state.confirmed() {
                 state.phase = Phase::Open { cookie2: None };
                 state.retry_at = None;
@@ -291,18 +291,19 @@ impl Endpoint {
         if state.address != from {
             return self.drop_packet("address_mismatch");
         }
-        if let Some(&channel) = state.channels.get(&id.0) {
-            self.close(channel, reason, true, false);
-        } else if let Some(&channel) = state.opening.get(&id.c1()) {
+        if let Some(&lane) = state.channels.get(&id.0) {
+            self.close(ChannelAt { peer, lane }, reason, true, false);
+        } else if let Some(&lane) = state.opening.get(&id.c1()) {
             // The responder refused our open (e.g. `unsupported`).
-            self.close(channel, reason, true, false);
+            self.close(ChannelAt { peer, lane }, reason, true, false);
         } else {
             self.drop_packet("unknown_channel");
         }
     }
 
-    pub(super) fn channel_of(&self, peer: PeerId, channel: ChannelId) -> Option<Handle> {
-        let peer = self.peers.get(*self.ids.peer(&peer)?)?;
-        peer.channels.get(&channel.0).copied()
+    pub(super) fn channel_of(&self, peer: PeerId, channel: ChannelId) -> Option<ChannelAt> {
+        let peer = *self.ids.peer(&peer)?;
+        let lane = *self.peers.get(peer)?.channels.get(&channel.0)?;
+        Some(ChannelAt { peer, lane })
     }
 }

@@ -4,6 +4,7 @@
 
 use super::Endpoint;
 use crate::channel::reliability::fair_share;
+use crate::channel::state::Channel;
 use crate::handle::Handle;
 use crate::wire::PeerId;
 use std::collections::VecDeque;
@@ -32,8 +33,9 @@ pub(super) struct DeliveryGate {
     free: Option<u64>,
     /// Reliable channels with data state, among which the room is shared.
     pub(super) reliable: u64,
-    /// Reliable channels that met a full room (flagged in their `ChannelData`): they have
-    /// messages to deliver, or a peer waiting for credit that only room can give.
+    /// Reliable channels that met a full room (flagged in their `ChannelData`), by their
+    /// entry in the channel table: they have messages to deliver, or a peer waiting for credit
+    /// that only room can give.
     pub(super) waiting: VecDeque<Handle>,
     /// The list being resumed, kept to reuse its memory.
     resuming: Vec<Handle>,
@@ -111,8 +113,8 @@ impl Endpoint {
         resuming.clear();
         let take = room.min(self.delivery.waiting.len());
         resuming.extend(self.delivery.waiting.drain(..take));
-        for &channel in &resuming {
-            if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+        for &entry in &resuming {
+            if let Some(data) = self.listed(entry).and_then(|c| c.data.as_mut()) {
                 data.waiting = false;
             }
         }
@@ -123,16 +125,23 @@ impl Endpoint {
         // give, or the room ran out, which lists it as waiting again), so this ends.
         while !turns.is_empty() {
             let mut index = 0;
-            while let Some(&channel) = turns.get(index) {
-                if self.deliver_some(now, channel, 1) {
+            while let Some(&entry) = turns.get(index) {
+                let more = self
+                    .channels
+                    .get(entry)
+                    .copied()
+                    .is_some_and(|channel| self.deliver_some(now, channel, 1));
+                if more {
                     index = index.saturating_add(1);
                 } else {
                     turns.swap_remove(index);
                 }
             }
         }
-        for &channel in &resuming {
-            self.touch(channel);
+        for &entry in &resuming {
+            if let Some(&channel) = self.channels.get(entry) {
+                self.touch(channel);
+            }
         }
         self.delivery.turns = turns;
         self.delivery.resuming = resuming;
@@ -154,8 +163,8 @@ impl Endpoint {
             return;
         }
         let mut list = std::mem::take(&mut self.delivery.waiting);
-        list.retain(|&channel| {
-            match self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+        list.retain(|&entry| {
+            match self.listed(entry).and_then(|c| c.data.as_mut()) {
                 // The flag is cleared on the first sight, so a second entry is dropped.
                 Some(data) if data.waiting => {
                     data.waiting = false;
@@ -164,12 +173,20 @@ impl Endpoint {
                 _ => false,
             }
         });
-        for &channel in &list {
-            if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+        for &entry in &list {
+            if let Some(data) = self.listed(entry).and_then(|c| c.data.as_mut()) {
                 data.waiting = true;
             }
         }
         self.delivery.waiting = list;
+    }
+
+    /// The channel a waiting list names by its entry in the channel table, while that entry
+    /// still names it.
+    fn listed(&mut self, entry: Handle) -> Option<&mut Channel> {
+        let at = *self.channels.get(entry)?;
+        let channel = self.peers.get_mut(at.peer)?.lanes.get_mut(at.lane)?;
+        (channel.handle == entry).then_some(channel)
     }
 
     /// Reliable channels listed as waiting for the workers' room (bounded by twice the

@@ -225,10 +225,15 @@ impl Endpoint {
             return;
         };
         if first {
-            let unauthenticated: Vec<Handle> = self
+            let unauthenticated: Vec<ChannelAt> = self
                 .peers
                 .get(state)
-                .map(|p| p.channels.values().copied().collect())
+                .map(|p| {
+                    p.channels
+                        .values()
+                        .map(|&lane| ChannelAt { peer: state, lane })
+                        .collect()
+                })
                 .unwrap_or_default();
             for channel in unauthenticated {
                 self.close(channel, CloseReason::Refused, false, false);
@@ -254,14 +259,13 @@ impl Endpoint {
             return;
         };
         if let Some(&state) = self.ids.peer(&peer) {
-            let channels: Vec<Handle> = self
+            let channels: Vec<ChannelAt> = self
                 .peers
                 .get(state)
                 .map(|p| {
-                    p.channels
-                        .values()
-                        .chain(p.opening.values())
-                        .copied()
+                    p.lanes
+                        .iter()
+                        .map(|(lane, _)| ChannelAt { peer: state, lane })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -309,11 +313,18 @@ impl Endpoint {
     }
 
     /// Our own channels to `peer` still waiting for CHANNEL_ACKNOWLEDGE.
-    pub(super) fn opening_channels(&self, peer: PeerId) -> Vec<Handle> {
-        let Some(state) = self.ids.peer(&peer).and_then(|&p| self.peers.get(p)) else {
+    pub(super) fn opening_channels(&self, peer: PeerId) -> Vec<ChannelAt> {
+        let Some(&handle) = self.ids.peer(&peer) else {
             return Vec::new();
         };
-        let mut opens: Vec<Handle> = state.opening.values().copied().collect();
+        let Some(state) = self.peers.get(handle) else {
+            return Vec::new();
+        };
+        let mut opens: Vec<ChannelAt> = state
+            .opening
+            .values()
+            .map(|&lane| ChannelAt { peer: handle, lane })
+            .collect();
         opens.sort_unstable();
         opens
     }
@@ -331,7 +342,7 @@ impl Endpoint {
         let retry = self.config.open_retry;
         let timeout = self.config.open_timeout;
         for &h in &opens {
-            if let Some(state) = self.channels.get_mut(h) {
+            if let Some(state) = self.channel_mut(h) {
                 state.tries = 1;
                 state.retry_at = Some(later(now, retry));
                 state.give_up_at = later(now, timeout);
@@ -349,7 +360,7 @@ impl Endpoint {
         {
             let cookies: Vec<(u16, [u8; 16])> = chunk
                 .iter()
-                .filter_map(|&h| match self.channels.get(h).map(|c| (&c.phase, c.id)) {
+                .filter_map(|&h| match self.channel(h).map(|c| (&c.phase, c.id)) {
                     Some((Phase::Opening { cookie1 }, id)) => Some((id.c1(), *cookie1)),
                     _ => None,
                 })

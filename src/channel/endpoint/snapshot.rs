@@ -136,8 +136,8 @@ impl Endpoint {
         let heard = now.saturating_duration_since(peer.last_heard);
         out.since_heard = Some(out.since_heard.map_or(heard, |d| d.min(heard)));
         out.add_traffic(&peer.traffic);
-        for &channel in peer.channels.values() {
-            let Some(channel) = self.channels.get(channel) else {
+        for &lane in peer.channels.values() {
+            let Some(channel) = peer.lanes.get(lane) else {
                 continue;
             };
             let resend = channel.capabilities.contains(Capabilities::RESEND);

@@ -274,12 +274,11 @@ impl Endpoint {
             return false;
         }
         let victim = self.peers.get(heaviest).and_then(|state| {
-            state
-                .channels
-                .values()
-                .chain(state.opening.values())
-                .next()
-                .copied()
+            let (lane, _) = state.lanes.iter().next()?;
+            Some(ChannelAt {
+                peer: heaviest,
+                lane,
+            })
         });
         let Some(victim) = victim else {
             self.count_refused("table_full");

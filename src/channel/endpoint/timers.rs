@@ -24,10 +24,8 @@ impl Endpoint {
 
     /// Arms a channel's establishment retry for `at`: the channel keeps the deadline, its
     /// connection's open timer the earliest of its channels'.
-    pub(super) fn arm_channel(&mut self, channel: Handle, at: Instant) {
-        if let Some(peer) = self.channels.get(channel).map(|state| state.peer) {
-            self.arm_connection(peer, Timer::Open, at);
-        }
+    pub(super) fn arm_channel(&mut self, channel: ChannelAt, at: Instant) {
+        self.arm_connection(channel.peer, Timer::Open, at);
     }
 
     /// The earliest deadline at which [`Endpoint::handle_timeout`] must run.
@@ -97,31 +95,19 @@ impl Endpoint {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         if let Some(connection) = self.peers.get(peer) {
-            let channels = &self.channels;
-            due.extend(
-                connection
-                    .channels
-                    .values()
-                    .chain(connection.opening.values())
-                    .copied()
-                    .filter(|&channel| {
-                        channels
-                            .get(channel)
-                            .and_then(|state| state.retry_at)
-                            .is_some_and(|at| at <= now)
-                    }),
-            );
+            due.extend(connection.lanes.iter().filter_map(|(lane, state)| {
+                state.retry_at.is_some_and(|at| at <= now).then_some(lane)
+            }));
         }
-        for &channel in &due {
-            self.channel_timer(now, channel);
+        for &lane in &due {
+            self.channel_timer(now, ChannelAt { peer, lane });
         }
         self.due = due;
         let next = self.peers.get(peer).and_then(|connection| {
             connection
-                .channels
-                .values()
-                .chain(connection.opening.values())
-                .filter_map(|&channel| self.channels.get(channel)?.retry_at)
+                .lanes
+                .iter()
+                .filter_map(|(_, state)| state.retry_at)
                 .min()
         });
         if let Some(at) = next {
@@ -137,31 +123,31 @@ impl Endpoint {
         due.clear();
         if let Some(connection) = self.peers.get_mut(peer) {
             while let Some(order_at) = connection.take_due_channel(now) {
-                let Some(&channel) = connection.order.get(order_at) else {
+                let Some(&lane) = connection.order.get(order_at) else {
                     continue;
                 };
-                if let Some(data) = self
-                    .channels
-                    .get_mut(channel)
+                if let Some(data) = connection
+                    .lanes
+                    .get_mut(lane)
                     .and_then(|state| state.data.as_mut())
                 {
                     data.armed = None;
-                    due.push(channel);
+                    due.push(lane);
                 }
             }
             connection.sync_data_timer();
             self.deadlines.set(peer.0, connection.poll_timeout());
         }
-        for &channel in &due {
-            self.data_timer(now, channel);
+        for &lane in &due {
+            self.data_timer(now, ChannelAt { peer, lane });
         }
         self.due = due;
     }
 
-    pub(super) fn channel_timer(&mut self, now: Instant, channel: Handle) {
+    pub(super) fn channel_timer(&mut self, now: Instant, channel: ChannelAt) {
         let tries = self.config.open_tries;
         let retry = self.config.open_retry;
-        let Some(state) = self.channels.get_mut(channel) else {
+        let Some(state) = self.channel_mut(channel) else {
             return;
         };
         let Some(retry_at) = state.retry_at else {
@@ -228,15 +214,9 @@ impl Endpoint {
         // (closing one changes the connection's maps).
         let mut closing = std::mem::take(&mut self.due);
         closing.clear();
-        closing.extend(
-            state
-                .channels
-                .values()
-                .chain(state.opening.values())
-                .copied(),
-        );
-        for &channel in &closing {
-            self.close(channel, CloseReason::Idle, false, false);
+        closing.extend(state.lanes.iter().map(|(lane, _)| lane));
+        for &lane in &closing {
+            self.close(ChannelAt { peer, lane }, CloseReason::Idle, false, false);
         }
         self.due = closing;
         let Some(state) = self.peers.get(peer) else {
