@@ -5,7 +5,6 @@ use crate::channel::reliability::{ChannelReliability, ChannelStats};
 use crate::handle::Handle;
 use crate::session::SessionSlot;
 use crate::wire::{Capabilities, ChannelId, PeerId};
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -40,9 +39,6 @@ pub(crate) struct Channel {
     pub(crate) next_message: u64,
     /// The reliability state (PROTOCOL.md §7), made on first use.
     pub(crate) data: Option<Box<ChannelData>>,
-    /// Application data sent before the id was complete; it leaves as early data.
-    pub(crate) early: VecDeque<Vec<u8>>,
-    pub(crate) early_bytes: usize,
     /// Whether the channel waits in its peer's `touched` list.
     pub(crate) touched: bool,
 }

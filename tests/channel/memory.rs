@@ -10,9 +10,9 @@ use weft::channel::{Endpoint, EndpointConfig, Event};
 use weft::session::Identity;
 use weft::wire::Capabilities;
 
-/// The bound on server bytes per idle peer: the figure measured, plus about 10 % (6,527 B with
-/// per-connection timer tables and channel deadline heaps; 6,523 B with the old endpoint-wide
-/// timer heap, ca9dd81, on the same machine).
+/// The bound on server bytes per idle peer: the figure measured, plus about 10 % (6,517 B with
+/// channels stored in their connection's lanes; 6,527 B with per-connection timer tables and
+/// channel deadline heaps; 6,523 B with the old endpoint-wide timer heap, ca9dd81).
 const MAX_BYTES_PER_PEER: i64 = 7_300;
 
 struct Bench {

@@ -77,7 +77,6 @@ mod tests {
     use super::*;
     use crate::channel::state::Phase;
     use crate::wire::{Capabilities, ChannelId};
-    use std::collections::VecDeque;
     use std::time::Instant;
 
     fn channel(id: u32) -> Channel {
@@ -93,8 +92,6 @@ mod tests {
             next_sequence: 0,
             next_message: 0,
             data: None,
-            early: VecDeque::new(),
-            early_bytes: 0,
             touched: false,
         }
     }

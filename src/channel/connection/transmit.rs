@@ -263,7 +263,6 @@ pub(super) mod tests {
     use crate::handle::Handle;
     use crate::session::{ChannelCrypto, Established, HandshakeKind, Role, SessionSlot};
     use crate::wire::{Capabilities, ChannelId, Packet, parse_payload};
-    use std::collections::VecDeque;
 
     pub(crate) const LOCAL: PeerId = PeerId([7; 16]);
     pub(crate) const REMOTE: PeerId = PeerId([9; 16]);
@@ -315,8 +314,6 @@ pub(super) mod tests {
                 last_rtt: Duration::ZERO,
                 order_at: 0,
             })),
-            early: VecDeque::new(),
-            early_bytes: 0,
             touched: false,
         }
     }

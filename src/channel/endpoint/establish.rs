@@ -97,8 +97,6 @@ impl Endpoint {
             next_sequence: self.rng.r#gen(),
             next_message: 0,
             data: None,
-            early: VecDeque::new(),
-            early_bytes: 0,
             touched: false,
         };
         let Some((handle, code)) = self.insert_channel(peer, channel) else {
@@ -239,7 +237,6 @@ impl Endpoint {
         state.retry_at = Some(later(now, retry));
         state.give_up_at = later(now, timeout);
         let capabilities = state.capabilities;
-        let has_early = !state.early.is_empty();
         // What the application queued while the id was incomplete may leave now.
         self.touch(channel);
         self.arm_channel(channel, later(now, retry));
@@ -251,11 +248,7 @@ impl Endpoint {
             capabilities,
             initiator: true,
         });
-        if has_early {
-            self.flush_early(channel);
-        } else {
-            self.send_finalize(channel);
-        }
+        self.send_finalize(channel);
     }
 
     /// Binds a peer opened by bare address to the id its answer carries, merging it into an
@@ -469,8 +462,6 @@ impl Endpoint {
             next_sequence: self.rng.r#gen(),
             next_message: 0,
             data: None,
-            early: VecDeque::new(),
-            early_bytes: 0,
             touched: false,
         };
         let (handle, code) = self

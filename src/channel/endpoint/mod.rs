@@ -616,23 +616,6 @@ impl Endpoint {
         true
     }
 
-    fn send_data(&mut self, channel: ChannelAt, payload: &[u8]) -> Result<u64, SendError> {
-        self.send_message(self.last_now, channel, payload)
-    }
-
-    fn flush_early(&mut self, channel: ChannelAt) {
-        loop {
-            let Some(state) = self.channel_mut(channel) else {
-                return;
-            };
-            let Some(data) = state.early.pop_front() else {
-                return;
-            };
-            state.early_bytes = state.early_bytes.saturating_sub(data.len());
-            let _ = self.send_data(channel, &data);
-        }
-    }
-
     /// Writes the next datagram to send into `buf` (at least 1452 bytes). Control datagrams
     /// queued when the state changed go first (copied from the queue; they are small); then
     /// the peers' data packets, each built and sealed straight into `buf`, in place, when it
