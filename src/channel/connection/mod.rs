@@ -4,11 +4,13 @@
 //! counters and its timer table. The router finds it with one lookup per datagram; everything
 //! else that datagram needs is in here.
 
+mod delivery;
 mod lanes;
 mod receive;
 mod timer;
 mod transmit;
 
+pub(crate) use delivery::{Delivered, DeliveryGate, Handover, mode_label};
 pub(crate) use lanes::{ChannelAt, Lane, Lanes};
 pub(crate) use receive::ChannelPacket;
 pub(crate) use timer::{Timer, TimerTable, later};

@@ -149,7 +149,7 @@ impl Connection {
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::channel::connection::transmit::Written;
     use crate::channel::connection::transmit::tests::{
@@ -159,7 +159,7 @@ mod tests {
     use crate::wire::{CloseReason, Packet};
 
     /// Hands every packet to `to`'s channel; returns what each handling reported.
-    fn deliver_all(
+    pub(crate) fn deliver_all(
         to: &mut Connection,
         channel: Lane,
         now: Instant,

@@ -8,33 +8,16 @@
 //! per channel.
 
 use super::control::Control;
-use super::{ChannelHandle, Connection, Endpoint, Event, SendError};
-use crate::channel::connection::{ChannelAt, ChannelPacket};
+use super::{ChannelHandle, Connection, Endpoint, SendError};
+use crate::channel::connection::{ChannelAt, ChannelPacket, Delivered, Handover, mode_label};
 use crate::channel::reliability::{
-    self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget, tally,
+    self, ChannelReliability, ChannelStats, PathState, ReassemblyBudget, tally,
 };
 use crate::channel::state::ChannelData;
 use crate::handle::Handle;
 use crate::wire::{Capabilities, ChannelId, Message, PeerId, SEQUENCED_HEADER_LEN, TAG_LEN};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// Messages and fragments dropped from accepted packets, by `reason`.
-const MESSAGES_DROPPED: &str = "weft_messages_dropped_total";
-
-/// The `mode` label of a capability set (§7's table).
-pub(super) fn mode_label(capabilities: Capabilities) -> &'static str {
-    match capabilities.bits() {
-        0 => "udp",
-        4 => "x",
-        2 => "streaming1",
-        6 => "y",
-        1 => "z",
-        5 => "sctp",
-        3 => "streaming2",
-        _ => "tcp",
-    }
-}
 
 impl Endpoint {
     /// Creates the channel's data state on first use.
@@ -394,177 +377,51 @@ impl Endpoint {
         self.deliver_some(now, channel, usize::MAX);
     }
 
-    /// Hands at most `limit` messages the channel delivered to the application; returns true
-    /// when it stopped at `limit` with more to give. A reliable channel that meets the
-    /// workers' room full keeps the rest (within the credit it granted) and waits for room
-    /// (PROTOCOL.md §12, `service.rs`).
+    /// Hands at most `limit` messages the channel delivered to the application
+    /// ([`Connection::deliver`]); returns true when it stopped at `limit` with more to give. A
+    /// reliable channel that met the workers' room full is listed to wait for room, and a
+    /// failed one is counted and closed.
     pub(super) fn deliver_some(&mut self, now: Instant, channel: ChannelAt, limit: usize) -> bool {
         let Some(handle) = self.channel_handle(channel) else {
             return false;
         };
-        let mut delivered = 0usize;
-        loop {
-            let Some(connection) = self.peers.get_mut(channel.peer) else {
-                return false;
-            };
-            let peer = connection.id;
-            let Some(state) = connection.lanes.get_mut(channel.lane) else {
-                return false;
-            };
-            let entry = state.handle;
-            let reliable = state.capabilities.contains(Capabilities::RESEND);
-            let Some(data) = state.data.as_mut() else {
-                return false;
-            };
-            let failed = data.reliability.is_failed();
-            if data.paused && !failed {
-                return false;
+        let Some(connection) = self.peers.get_mut(channel.peer) else {
+            return false;
+        };
+        let mut out = Handover {
+            channel: handle,
+            events: &mut self.events,
+            pool: &mut self.pool,
+            stats: &mut self.stats,
+            counted: [self.hot.messages_received, self.hot.messages_sent],
+            room: &mut self.delivery,
+            echo: self.config.echo,
+        };
+        let delivered = connection.deliver(now, channel.lane, limit, &mut out);
+        if self.config.echo {
+            // What the echo service sent back waits for the next flush.
+            self.mark_dirty(channel.peer);
+        }
+        match delivered {
+            Delivered::Done => false,
+            Delivered::More => true,
+            Delivered::Wait(entry) => {
+                self.wait_for_room(entry);
+                false
             }
-            if reliable {
-                // Set before each flush writes the channel's frames (this runs first).
-                data.reliability.set_credit_cap(self.delivery.credit_cap());
-            }
-            if reliable && !failed && self.delivery.is_full() {
-                let listed = std::mem::replace(&mut data.waiting, true);
-                if !listed {
-                    self.wait_for_room(entry);
-                }
-                return false;
-            }
-            if delivered >= limit {
-                return data.reliability.has_event();
-            }
-            let Some(delivery) = data.reliability.poll_event() else {
-                return false;
-            };
-            match delivery {
-                Delivery::Message { number, data } => {
-                    delivered = delivered.saturating_add(1);
-                    self.stats.add_at(self.hot.messages_received, 1);
-                    if reliable {
-                        self.delivery.took_one();
-                    }
-                    if self.config.echo {
-                        // PROTOCOL.md §6: the echo service answers under its own numbers.
-                        let _ = self.send_message(now, channel, &data);
-                        self.pool.give(data);
-                    } else {
-                        self.events.push_back(Event::Message {
-                            channel: handle,
-                            peer,
-                            message_number: number,
-                            data,
-                        });
-                    }
-                }
-                Delivery::Skipped { first, last } => self.events.push_back(Event::Skipped {
-                    channel: handle,
-                    first,
-                    last,
-                }),
-                Delivery::Progress {
-                    number,
-                    received,
-                    total,
-                } => self.events.push_back(Event::Progress {
-                    channel: handle,
-                    message_number: number,
-                    received,
-                    total,
-                }),
-                Delivery::Failed(reason) => {
-                    self.account(channel);
-                    self.close(channel, reason, false, true);
-                    return false;
-                }
+            Delivered::Failed(reason) => {
+                self.account(channel);
+                self.close(channel, reason, false, true);
+                false
             }
         }
     }
 
-    /// Adds a channel's new counters to the endpoint's statistics.
+    /// Adds a channel's new counters to the endpoint's statistics
+    /// ([`Connection::account`]).
     pub(super) fn account(&mut self, channel: ChannelAt) {
-        let Some(state) = self.channel_mut(channel) else {
-            return;
-        };
-        let mode = mode_label(state.capabilities);
-        let Some(data) = state.data.as_mut() else {
-            return;
-        };
-        let now = data.reliability.stats();
-        let before = std::mem::replace(&mut data.reported, now);
-        let deltas = [
-            (
-                "weft_retransmitted_bytes_total",
-                now.retransmitted_bytes
-                    .saturating_sub(before.retransmitted_bytes),
-            ),
-            (
-                "weft_packets_lost_total",
-                now.packets_lost.saturating_sub(before.packets_lost),
-            ),
-            (
-                "weft_messages_given_up_total",
-                now.messages_given_up
-                    .saturating_sub(before.messages_given_up),
-            ),
-            (
-                "weft_messages_skipped_total",
-                now.skipped.saturating_sub(before.skipped),
-            ),
-            (
-                "weft_probe_timeouts_total",
-                now.probe_timeouts.saturating_sub(before.probe_timeouts),
-            ),
-            (
-                "weft_reassembly_timeouts_total",
-                now.reassembly_timeouts
-                    .saturating_sub(before.reassembly_timeouts),
-            ),
-        ];
-        for (name, delta) in deltas {
-            if delta > 0 {
-                // Loss and retransmission by channel mode: what each mode costs on a lossy path.
-                let label = matches!(
-                    name,
-                    "weft_retransmitted_bytes_total" | "weft_packets_lost_total"
-                )
-                .then_some(("mode", mode));
-                self.stats.add(name, label, delta);
-            }
-        }
-        // Bad input inside an accepted packet: the message or fragment is dropped, the packet's
-        // other messages are not.
-        let dropped = [
-            (
-                "past_credit",
-                now.past_credit.saturating_sub(before.past_credit),
-            ),
-            (
-                "credit",
-                now.credit_drops.saturating_sub(before.credit_drops),
-            ),
-            (
-                "reassembly_budget",
-                now.budget_drops.saturating_sub(before.budget_drops),
-            ),
-            (
-                "fragment_ranges",
-                now.range_drops.saturating_sub(before.range_drops),
-            ),
-            ("malformed", now.malformed.saturating_sub(before.malformed)),
-        ];
-        for (reason, delta) in dropped {
-            if delta > 0 {
-                self.stats
-                    .add(MESSAGES_DROPPED, Some(("reason", reason)), delta);
-            }
-        }
-        let evicted = now
-            .reassembly_evictions
-            .saturating_sub(before.reassembly_evictions);
-        if evicted > 0 {
-            self.stats
-                .add("weft_reassembly_evictions_total", None, evicted);
+        if let Some(connection) = self.peers.get_mut(channel.peer) {
+            connection.account(channel.lane, &mut self.stats);
         }
     }
 

@@ -30,7 +30,9 @@ pub use snapshot::{ChannelCounts, PeerSnapshot};
 
 use crate::channel::admission::Admission;
 use crate::channel::config::EndpointConfig;
-use crate::channel::connection::{ChannelAt, Connection, Context, Lane, Silence, Timer, later};
+use crate::channel::connection::{
+    ChannelAt, Connection, Context, DeliveryGate, Lane, Silence, Timer, later, mode_label,
+};
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::events::{ChannelHandle, Event, OpenError, SendError, Transmit};
@@ -119,7 +121,7 @@ impl HotStats {
         let gauge = |stats: &mut Stats, name| stats.register(name, None, StatKind::Gauge);
         let by_mode = |stats: &mut Stats, name| {
             std::array::from_fn(|bits| {
-                let mode = Capabilities::from_bits(bits as u8).map_or("tcp", data::mode_label);
+                let mode = Capabilities::from_bits(bits as u8).map_or("tcp", mode_label);
                 stats.register(name, Some(("mode", mode)), StatKind::Counter)
             })
         };
@@ -245,7 +247,7 @@ pub struct Endpoint {
     /// message in steady state).
     pool: BufferPool,
     /// The workers' room, which reliable channels' delivery and credit follow (§12).
-    delivery: service::DeliveryGate,
+    delivery: DeliveryGate,
 }
 
 impl Endpoint {
@@ -330,7 +332,7 @@ impl Endpoint {
             flush_run: 0,
             visiting: Vec::new(),
             pool: BufferPool::new(),
-            delivery: service::DeliveryGate::default(),
+            delivery: DeliveryGate::default(),
             config,
         };
         for record in endpoint.config.peer_records.clone() {

@@ -3,11 +3,9 @@
 //! reliable channels and which their credit follows.
 
 use super::Endpoint;
-use crate::channel::reliability::fair_share;
 use crate::channel::state::Channel;
 use crate::handle::Handle;
 use crate::wire::PeerId;
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -23,41 +21,6 @@ pub struct PeerInfo {
     pub session_kind: Option<u8>,
     /// The smoothed round-trip time of its path, once a sample was taken.
     pub rtt: Option<Duration>,
-}
-
-/// The workers' room as the endpoint keeps it: reliable channels deliver only while there is
-/// room, and those that met none wait in `waiting` until the engine reports more.
-#[derive(Debug, Default)]
-pub(super) struct DeliveryGate {
-    /// Messages of reliable channels the workers take before the next report; `None`: no bound.
-    free: Option<u64>,
-    /// Reliable channels with data state, among which the room is shared.
-    pub(super) reliable: u64,
-    /// Reliable channels that met a full room (flagged in their `ChannelData`), by their
-    /// entry in the channel table: they have messages to deliver, or a peer waiting for credit
-    /// that only room can give.
-    pub(super) waiting: VecDeque<Handle>,
-    /// The list being resumed, kept to reuse its memory.
-    resuming: Vec<Handle>,
-    /// The round-robin turns of one resume, kept to reuse its memory.
-    turns: Vec<Handle>,
-}
-
-impl DeliveryGate {
-    /// True when the workers take no more reliable messages now.
-    pub(super) fn is_full(&self) -> bool {
-        self.free == Some(0)
-    }
-
-    /// Notes one reliable message handed to the application.
-    pub(super) fn took_one(&mut self) {
-        self.free = self.free.map(|free| free.saturating_sub(1));
-    }
-
-    /// A reliable channel's cap on new credit now.
-    pub(super) fn credit_cap(&self) -> Option<u64> {
-        fair_share(self.free, self.reliable)
-    }
 }
 
 impl Endpoint {
