@@ -7,12 +7,14 @@
 mod delivery;
 mod lanes;
 mod receive;
+mod tally;
 mod timer;
 mod transmit;
 
 pub(crate) use delivery::{Delivered, DeliveryGate, Handover, mode_label};
 pub(crate) use lanes::{ChannelAt, Lane, Lanes};
 pub(crate) use receive::ChannelPacket;
+pub(crate) use tally::TallySlots;
 pub(crate) use timer::{Timer, TimerTable, later};
 pub(crate) use transmit::Context;
 

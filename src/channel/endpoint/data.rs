@@ -11,7 +11,7 @@ use super::control::Control;
 use super::{ChannelHandle, Connection, Endpoint, SendError};
 use crate::channel::connection::{ChannelAt, ChannelPacket, Delivered, Handover, mode_label};
 use crate::channel::reliability::{
-    self, ChannelReliability, ChannelStats, PathState, ReassemblyBudget, tally,
+    self, ChannelReliability, ChannelStats, PathState, ReassemblyBudget,
 };
 use crate::channel::state::ChannelData;
 use crate::handle::Handle;
@@ -339,29 +339,13 @@ impl Endpoint {
         }
     }
 
-    /// Adds what the reliability layer tallied in the call just made for `channel`
-    /// (retransmitted packets, congestion events, delivery latencies), by the channel's mode.
+    /// Adds what the reliability layer tallied in the call just made for `channel`, by the
+    /// channel's mode ([`TallySlots::take`](crate::channel::connection::TallySlots::take)).
     pub(super) fn take_tally(&mut self, channel: ChannelAt) {
-        let Some(tally) = tally::take() else {
-            return;
-        };
         let mode = self
             .channel(channel)
-            .map_or(0, |c| usize::from(c.capabilities.bits()));
-        if let Some(&slot) = self.hot.packets_retransmitted.get(mode) {
-            self.stats.add_at(slot, tally.packets_retransmitted);
-        }
-        if let Some(&slot) = self.hot.congestion_events.get(mode) {
-            self.stats.add_at(slot, tally.congestion_events);
-        }
-        let [alone, piggybacked] = self.hot.acks_sent;
-        self.stats.add_at(alone, tally.acks_alone);
-        self.stats.add_at(piggybacked, tally.acks_piggybacked);
-        self.stats.add_to_histogram(
-            &self.hot.message_delivery,
-            &tally.delivered,
-            tally.delivery_us,
-        );
+            .map_or(Capabilities::NONE, |c| c.capabilities);
+        self.hot.tally.take(&mut self.stats, mode);
     }
 
     /// Counts an RTT sample and the path's congestion window beside it: both histograms over
@@ -423,21 +407,6 @@ impl Endpoint {
         if let Some(connection) = self.peers.get_mut(channel.peer) {
             connection.account(channel.lane, &mut self.stats);
         }
-    }
-
-    /// The channel's data timer fired: its connection runs the channel's reliability timers
-    /// ([`Connection::channel_timeout`]); what they released is counted and delivered here.
-    pub(super) fn data_timer(&mut self, now: Instant, channel: ChannelAt) {
-        let ran = self.peers.get_mut(channel.peer).is_some_and(|connection| {
-            connection.channel_timeout(now, &mut self.pool, channel.lane)
-        });
-        if ran {
-            self.take_tally(channel);
-        }
-        // What the timer released (a gap given up on) reaches the application now, not when
-        // the driver next asks for packets.
-        self.deliver(now, channel);
-        self.touch(channel);
     }
 
     /// Stops (or resumes) handing a channel's messages to the application: a slow reader. While

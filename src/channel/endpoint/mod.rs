@@ -31,7 +31,8 @@ pub use snapshot::{ChannelCounts, PeerSnapshot};
 use crate::channel::admission::Admission;
 use crate::channel::config::EndpointConfig;
 use crate::channel::connection::{
-    ChannelAt, Connection, Context, DeliveryGate, Lane, Silence, Timer, later, mode_label,
+    ChannelAt, Connection, Context, DeliveryGate, Lane, Silence, TallySlots, Timer, later,
+    mode_label,
 };
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
@@ -107,12 +108,8 @@ struct HotStats {
     rtt: HistogramSlots,
     congestion_window: HistogramSlots,
     handshake_duration: HistogramSlots,
-    message_delivery: HistogramSlots,
-    /// By capability bits (the channel's mode).
-    packets_retransmitted: [StatSlot; 8],
-    congestion_events: [StatSlot; 8],
-    /// ACKs written alone, and beside ack-eliciting frames.
-    acks_sent: [StatSlot; 2],
+    /// What the reliability layer tallies, lent to the connections.
+    tally: TallySlots,
 }
 
 impl HotStats {
@@ -139,13 +136,15 @@ impl HotStats {
             rtt: stats.register_histogram(&catalog::RTT),
             congestion_window: stats.register_histogram(&catalog::CONGESTION_WINDOW),
             handshake_duration: stats.register_histogram(&catalog::HANDSHAKE_DURATION),
-            message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
-            packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
-            congestion_events: by_mode(stats, "weft_congestion_events_total"),
-            acks_sent: ["alone", "piggybacked"].map(|packet| {
-                let label = Some(("packet", packet));
-                stats.register("weft_acks_sent_total", label, StatKind::Counter)
-            }),
+            tally: TallySlots {
+                message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
+                packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
+                congestion_events: by_mode(stats, "weft_congestion_events_total"),
+                acks_sent: ["alone", "piggybacked"].map(|packet| {
+                    let label = Some(("packet", packet));
+                    stats.register("weft_acks_sent_total", label, StatKind::Counter)
+                }),
+            },
         }
     }
 }

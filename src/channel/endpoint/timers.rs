@@ -115,31 +115,26 @@ impl Endpoint {
         }
     }
 
-    /// The connection's data timer fired: runs each of its channels whose data deadline is
-    /// due, taken from the connection's heap of channel deadlines (no scan of the others),
-    /// then arms the timer for the earliest deadline left.
+    /// The connection's data timer fired: the connection runs its due channels' reliability
+    /// timers ([`Connection::handle_timeout`]); what they released reaches the application now,
+    /// not when the driver next asks for packets, and the channels are flushed.
     fn data_timers(&mut self, now: Instant, peer: Handle) {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         if let Some(connection) = self.peers.get_mut(peer) {
-            while let Some(order_at) = connection.take_due_channel(now) {
-                let Some(&lane) = connection.order.get(order_at) else {
-                    continue;
-                };
-                if let Some(data) = connection
-                    .lanes
-                    .get_mut(lane)
-                    .and_then(|state| state.data.as_mut())
-                {
-                    data.armed = None;
-                    due.push(lane);
-                }
-            }
-            connection.sync_data_timer();
+            connection.handle_timeout(
+                now,
+                &mut self.pool,
+                &mut self.stats,
+                &self.hot.tally,
+                &mut due,
+            );
             self.deadlines.set(peer.0, connection.poll_timeout());
         }
         for &lane in &due {
-            self.data_timer(now, ChannelAt { peer, lane });
+            let channel = ChannelAt { peer, lane };
+            self.deliver(now, channel);
+            self.touch(channel);
         }
         self.due = due;
     }
