@@ -308,28 +308,50 @@ mod tests {
         (b, lane, pool, t0)
     }
 
-    fn counters(stats: &mut Stats) -> [StatSlot; 2] {
-        ["weft_messages_received_total", "weft_messages_sent_total"]
-            .map(|name| stats.register(name, None, StatKind::Counter))
+    const HANDLE: ChannelHandle = ChannelHandle(Hashcode(5));
+
+    /// What an endpoint lends a connection to deliver, held by the test.
+    struct Lent {
+        events: VecDeque<Event>,
+        pool: BufferPool,
+        stats: Stats,
+        counted: [StatSlot; 2],
+        room: DeliveryGate,
+    }
+
+    impl Lent {
+        fn new(pool: BufferPool) -> Lent {
+            let mut stats = Stats::new();
+            let counted = ["weft_messages_received_total", "weft_messages_sent_total"]
+                .map(|name| stats.register(name, None, StatKind::Counter));
+            Lent {
+                events: VecDeque::new(),
+                pool,
+                stats,
+                counted,
+                room: DeliveryGate::default(),
+            }
+        }
+
+        fn out(&mut self, echo: bool) -> Handover<'_> {
+            Handover {
+                channel: HANDLE,
+                events: &mut self.events,
+                pool: &mut self.pool,
+                stats: &mut self.stats,
+                counted: self.counted,
+                room: &mut self.room,
+                echo,
+            }
+        }
     }
 
     #[test]
     fn messages_reach_the_application_with_their_peer_up_to_the_limit_and_wait_for_room() {
-        let (mut c, lane, mut pool, now) = received(&[b"one", b"two", b"three"]);
-        let (mut events, mut stats, mut room) =
-            (VecDeque::new(), Stats::new(), DeliveryGate::default());
-        room.reliable = 1;
-        let counted = counters(&mut stats);
-        let handle = ChannelHandle(Hashcode(5));
-        let mut out = Handover {
-            channel: handle,
-            events: &mut events,
-            pool: &mut pool,
-            stats: &mut stats,
-            counted,
-            room: &mut room,
-            echo: false,
-        };
+        let (mut c, lane, pool, now) = received(&[b"one", b"two", b"three"]);
+        let mut lent = Lent::new(pool);
+        lent.room.reliable = 1;
+        let mut out = lent.out(false);
         assert_eq!(c.deliver(now, lane, 1, &mut out), Delivered::More);
         // The workers' room is full: the channel is flagged, and the router told, once.
         out.room.free = Some(0);
@@ -342,7 +364,9 @@ mod tests {
         // Room again: the rest is handed over.
         out.room.free = None;
         assert_eq!(c.deliver(now, lane, usize::MAX, &mut out), Delivered::Done);
-        let given: Vec<Vec<u8>> = events
+        // A channel that is gone delivers nothing.
+        assert_eq!(c.deliver(now, 9, usize::MAX, &mut out), Delivered::Done);
+        let given: Vec<Vec<u8>> = std::mem::take(&mut lent.events)
             .into_iter()
             .map(|event| match event {
                 Event::Message {
@@ -350,44 +374,24 @@ mod tests {
                     peer,
                     data,
                     ..
-                } if channel == handle && peer == REMOTE => data,
+                } if channel == HANDLE && peer == REMOTE => data,
                 other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(given, [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
-        assert_eq!(stats.get("weft_messages_received_total", None), 3);
-        // A channel that is gone delivers nothing.
-        let mut events = VecDeque::new();
-        let mut out = Handover {
-            channel: handle,
-            events: &mut events,
-            pool: &mut pool,
-            stats: &mut stats,
-            counted,
-            room: &mut room,
-            echo: false,
-        };
-        assert_eq!(c.deliver(now, 9, usize::MAX, &mut out), Delivered::Done);
+        assert_eq!(lent.stats.get("weft_messages_received_total", None), 3);
     }
 
     #[test]
     fn under_echo_a_message_goes_back_on_its_channel_in_the_next_packet() {
-        let (mut c, lane, mut pool, now) = received(&[b"ping"]);
-        let (mut events, mut stats, mut room) =
-            (VecDeque::new(), Stats::new(), DeliveryGate::default());
-        let counted = counters(&mut stats);
-        let mut out = Handover {
-            channel: ChannelHandle(Hashcode(1)),
-            events: &mut events,
-            pool: &mut pool,
-            stats: &mut stats,
-            counted,
-            room: &mut room,
-            echo: true,
-        };
-        assert_eq!(c.deliver(now, lane, usize::MAX, &mut out), Delivered::Done);
-        assert!(events.is_empty());
-        assert_eq!(stats.get("weft_messages_sent_total", None), 1);
+        let (mut c, lane, pool, now) = received(&[b"ping"]);
+        let mut lent = Lent::new(pool);
+        assert_eq!(
+            c.deliver(now, lane, usize::MAX, &mut lent.out(true)),
+            Delivered::Done
+        );
+        assert!(lent.events.is_empty());
+        assert_eq!(lent.stats.get("weft_messages_sent_total", None), 1);
         assert_eq!(c.lanes.get(lane).map(|ch| ch.next_message), Some(1));
         assert_eq!(c.touched, [lane]);
         let back: Vec<Vec<u8>> = write_all(&mut c, lane, now, None)
