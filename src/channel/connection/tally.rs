@@ -79,7 +79,7 @@ impl Connection {
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::channel::connection::Timer;
     use crate::channel::connection::transmit::tests::{
@@ -88,7 +88,7 @@ mod tests {
     use crate::stats::{StatKind, catalog};
     use std::time::Duration;
 
-    fn slots(stats: &mut Stats) -> TallySlots {
+    pub(crate) fn slots(stats: &mut Stats) -> TallySlots {
         let slot = stats.register("weft_packets_retransmitted_total", None, StatKind::Counter);
         TallySlots {
             packets_retransmitted: [slot; 8],

@@ -3,11 +3,13 @@
 //! endpoint: never the router. The endpoint only finds the connection, the channel and the
 //! session, and acts on what the connection reports back (a rekey due, a deadline moved).
 
-use super::{Connection, Lane};
+use super::{Connection, Lane, TallySlots};
 use crate::channel::outgoing::MAX_DATAGRAM;
+use crate::channel::pool::BufferPool;
 use crate::channel::seal::{COOKIE_HEAD, seal_into, secure_header};
 use crate::channel::state::{PeerSession, Phase};
-use crate::wire::{Flags, Header, Message, PeerId};
+use crate::stats::Stats;
+use crate::wire::{Capabilities, Flags, Header, Message, PeerId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -205,6 +207,64 @@ impl Connection {
     /// channels share one window and pacer, and take turns at it); None without a path.
     pub(crate) fn next_turn(&mut self, count: usize) -> Option<usize> {
         self.path.as_mut().map(|path| path.next_turn(count))
+    }
+
+    /// Lets the channels in `visit` (from [`channels_to_visit`](Self::channels_to_visit)) take
+    /// turns at the path and writes at most one packet into `buf`, sealed under `session` when
+    /// the peer has one (PROTOCOL.md §7.3: the peer's channels share one window and pacer; each
+    /// turn writes at most one packet, so a bulk channel cannot hold back another). Each turn's
+    /// tallies are counted by its channel's mode in `tallies`. None when no channel may send.
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        ctx: &Context,
+        visit: &[Lane],
+        mut session: Option<&mut PeerSession>,
+        buf: &mut [u8],
+        (stats, tallies): (&mut Stats, &TallySlots),
+    ) -> Option<Written> {
+        let count = visit.len();
+        for _ in 0..count {
+            let turn = self.next_turn(count)?;
+            let &lane = visit.get(turn)?;
+            let written = self.write_packet(now, ctx, lane, session.as_deref_mut(), buf);
+            let mode = self
+                .lanes
+                .get(lane)
+                .map_or(Capabilities::NONE, |c| c.capabilities);
+            tallies.take(stats, mode);
+            if written.is_some() {
+                return written;
+            }
+        }
+        None
+    }
+
+    /// Ends a flush of the channels in `visit`: counts each one's new counters, arms its next
+    /// deadline, gives back the buffers of what its mode resolved on sending, and lists it
+    /// again if it still wants to send (the pacer held it back), so the connection keeps its
+    /// turn; then notes the window's room. Returns true when the connection's timer table may
+    /// have moved, so the router moves its entry.
+    pub(crate) fn flush_done(
+        &mut self,
+        now: Instant,
+        ctx: &Context,
+        visit: &[Lane],
+        pool: &mut BufferPool,
+        stats: &mut Stats,
+    ) -> bool {
+        let mut moved = false;
+        for &lane in visit {
+            self.account(lane, stats);
+            moved |= self.rearm_channel(now, ctx, lane);
+            // Unreliable modes resolve a message once it is sent, not when acknowledged.
+            if let Some(data) = self.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) {
+                data.reliability.reclaim(pool);
+            }
+            self.keep_waiting(now, lane);
+        }
+        self.flushed();
+        moved
     }
 
     /// Notes the window's free room once a flush is done, so the next one sees it open.
@@ -604,5 +664,51 @@ pub(super) mod tests {
         c.touch(bare);
         c.touch(77);
         assert_eq!(c.touched, [ch]);
+    }
+
+    #[test]
+    fn a_flush_writes_one_packet_per_call_with_the_channels_taking_turns() {
+        let t0 = Instant::now();
+        let (mut pool, mut stats) = (BufferPool::new(), Stats::new());
+        let tallies = crate::channel::connection::tally::tests::slots(&mut stats);
+        let mut c = connection(t0);
+        let lanes = [1, 2].map(|n| {
+            let mut ch = channel(t0, open(), false);
+            ch.id = ChannelId(n);
+            with(&mut c, ch)
+        });
+        for (at, &lane) in lanes.iter().enumerate() {
+            c.order.push(lane);
+            data_mut(&mut c, lane).expect("data state").order_at = at;
+            queue(&mut c, lane, t0, &mut pool, b"turn");
+            c.touch(lane);
+        }
+        let mut visit = Vec::new();
+        c.channels_to_visit(&mut visit);
+        assert_eq!(visit, lanes);
+        let mut buf = [0u8; 2048];
+        // One packet per call, until neither channel may send (a few each at most).
+        let mut sent = Vec::new();
+        for _ in 0..16 {
+            let lent = (&mut stats, &tallies);
+            let Some(written) = c.poll_transmit(t0, &ctx(), &visit, None, &mut buf, lent) else {
+                break;
+            };
+            let packet = Packet::parse(&buf[..written.len]).expect("a valid packet");
+            for payload in payloads(packet.messages()) {
+                sent.push((packet.header.channel, payload));
+            }
+        }
+        sent.sort();
+        let turn = b"turn".to_vec();
+        assert_eq!(sent, [(ChannelId(1), turn.clone()), (ChannelId(2), turn)]);
+        // The flush ends with both channels' deadlines armed (their loss timers).
+        assert!(c.flush_done(t0, &ctx(), &visit, &mut pool, &mut stats));
+        assert!(
+            lanes
+                .iter()
+                .all(|&lane| data_of(&c, lane).is_some_and(|d| d.armed.is_some()))
+        );
+        assert!(c.timers.get(Timer::Data).is_some());
     }
 }

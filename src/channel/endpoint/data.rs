@@ -96,15 +96,6 @@ impl Endpoint {
         true
     }
 
-    /// A channel that still wants to send (held back by the pacer) keeps its place in the
-    /// next flush's turns, whichever channel's timer wakes the peer
-    /// ([`Connection::keep_waiting`](crate::channel::connection::Connection::keep_waiting)).
-    pub(super) fn keep_waiting(&mut self, channel: ChannelAt, now: Instant) {
-        if let Some(owner) = self.peers.get_mut(channel.peer) {
-            owner.keep_waiting(now, channel.lane);
-        }
-    }
-
     /// Notes that a channel changed (a packet, a send, a timer): the next flush visits it.
     pub(super) fn touch(&mut self, channel: ChannelAt) {
         let Some(owner) = self.peers.get_mut(channel.peer) else {

@@ -80,74 +80,39 @@ impl Endpoint {
         for &lane in &visit {
             self.deliver(now, at(lane));
         }
-        // PROTOCOL.md §7.3: the peer's channels share one window and pacer; each turn writes at
-        // most one packet, so a bulk channel cannot hold back another. A channel that still
-        // wants to send after this call is listed again (`keep_waiting`), and its peer keeps
-        // the turn for the next call.
-        let count = visit.len();
-        let mut sent = None;
-        for _ in 0..count {
-            let Some(turn) = self.peers.get_mut(peer).and_then(|p| p.next_turn(count)) else {
-                break;
-            };
-            let Some(&lane) = visit.get(turn) else {
-                break;
-            };
-            let channel = at(lane);
-            sent = self.write_packet(now, channel, buf);
-            self.take_tally(channel);
-            if sent.is_some() {
-                break;
-            }
+        // A channel that still wants to send after this call is listed again, and its peer
+        // keeps the turn for the next call (`Connection::flush_done`).
+        let ctx = self.connection_context();
+        let sent = self.peers.get_mut(peer).and_then(|connection| {
+            let session = self
+                .ids
+                .session(&connection.id)
+                .and_then(|&handle| self.sessions.get_mut(handle));
+            let lent = (&mut self.stats, &self.hot.tally);
+            connection.poll_transmit(now, &ctx, &visit, session, buf, lent)
+        });
+        if let Some((sealed, id)) = sent
+            .and_then(|written| written.sealed)
+            .zip(self.peers.get(peer).map(|c| c.id))
+        {
+            self.rekey_if_due(id, sealed.count, sealed.created);
         }
         for &lane in &visit {
-            let channel = at(lane);
-            self.keep_alive(now, channel);
-            self.account(channel);
-            self.rearm(now, channel);
-            // Unreliable modes resolve a message once it is sent, not when acknowledged.
-            if let Some(connection) = self.peers.get_mut(peer) {
-                if let Some(data) = connection.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) {
-                    data.reliability.reclaim(&mut self.pool);
-                }
-            }
-            self.keep_waiting(channel, now);
+            self.keep_alive(now, at(lane));
         }
         if let Some(connection) = self.peers.get_mut(peer) {
-            connection.flushed();
+            if connection.flush_done(now, &ctx, &visit, &mut self.pool, &mut self.stats) {
+                self.deadlines.set(peer.0, connection.poll_timeout());
+            }
         }
         self.visiting = visit;
-        sent
+        sent.map(|written| (written.to, written.len))
     }
 
     /// The peer's `index`-th channel in turn order.
     pub(super) fn channel_at(&self, peer: Handle, index: usize) -> Option<ChannelAt> {
         let lane = *self.peers.get(peer)?.order.get(index)?;
         Some(ChannelAt { peer, lane })
-    }
-
-    /// Writes one packet of `channel` into `buf` if it has something to send: the channel's
-    /// connection builds it ([`Connection::write_packet`]), sealed in place under the peer's
-    /// session when there is one; the endpoint keeps the rekey policy. Returns the packet's
-    /// destination and length.
-    pub(super) fn write_packet(
-        &mut self,
-        now: Instant,
-        channel: ChannelAt,
-        buf: &mut [u8],
-    ) -> Option<(SocketAddr, usize)> {
-        let ctx = self.connection_context();
-        let connection = self.peers.get_mut(channel.peer)?;
-        let session = self
-            .ids
-            .session(&connection.id)
-            .and_then(|&handle| self.sessions.get_mut(handle));
-        let written = connection.write_packet(now, &ctx, channel.lane, session, buf)?;
-        if let Some(sealed) = written.sealed {
-            let peer = connection.id;
-            self.rekey_if_due(peer, sealed.count, sealed.created);
-        }
-        Some((written.to, written.len))
     }
 
     /// PROTOCOL.md §7.7: a channel that asked for it sends a PING after 15 s without sending,
@@ -164,19 +129,6 @@ impl Endpoint {
                 token: &KEEP_ALIVE_TOKEN,
             };
             self.send_on_channel(channel, &[ping]);
-        }
-    }
-
-    /// Arms the channel's next deadline, and its connection's data timer with it
-    /// ([`Connection::rearm_channel`]); the router's entry for the connection follows.
-    pub(super) fn rearm(&mut self, now: Instant, channel: ChannelAt) {
-        let ctx = self.connection_context();
-        let Some(connection) = self.peers.get_mut(channel.peer) else {
-            return;
-        };
-        if connection.rearm_channel(now, &ctx, channel.lane) {
-            self.deadlines
-                .set(channel.peer.0, connection.poll_timeout());
         }
     }
 }
