@@ -79,7 +79,7 @@ impl Connection {
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::channel::connection::Timer;
     use crate::channel::connection::transmit::tests::{
