@@ -15,7 +15,7 @@ mod seal;
 mod state;
 
 pub(crate) use connection::later;
-pub use endpoint::{ChannelCounts, PeerSnapshot};
+pub use endpoint::{ChannelCounts, HeapReport, PeerSnapshot};
 pub use endpoint::{
     ChannelHandle, Endpoint, EndpointConfig, Event, OpenError, PeerInfo, SendError, Transmit,
 };

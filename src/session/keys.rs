@@ -2,7 +2,7 @@
 //! the session's direction secret, sealed with AES-256-GCM through ring, with the sequence number
 //! as nonce and the header as associated data. No allocation per packet.
 
-use super::window::{Seen, SlidingWindow};
+use super::window::{CompactWindow, Seen};
 use crate::wire::ChannelId;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use std::collections::{HashMap, HashSet};
@@ -14,8 +14,8 @@ pub const TAG_LEN: usize = 16;
 const CHANNEL_KEY_CONTEXT: &str = "weft v1 channel key";
 
 /// The replay window of one channel, direction and session: 2048 sequence numbers (§5: at least
-/// 2048).
-pub type ReplayWindow = SlidingWindow<32>;
+/// 2048), its bitmap boxed only while packets arrive out of order (see [`CompactWindow`]).
+pub type ReplayWindow = CompactWindow<32>;
 
 /// Why a packet was not opened. Both are silent drops, counted by [`reason`](Self::reason).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -129,18 +129,27 @@ impl PacketKey {
     }
 }
 
+/// Packets a channel seals or opens between two idle checks
+/// ([`ChannelCrypto::shed_if_idle`]) before it keeps its expanded keys.
+const BUSY_PACKETS: u8 = 8;
+
 /// One channel's protection within a session: both directions' keys, the next sequence number
 /// to send and the replay window of what was received.
 ///
 /// The expanded AES keys (two ring key schedules, about 1 KiB) are kept only while the channel
-/// is in use: [`shed`](Self::shed) drops them for an idle channel and the next packet expands
-/// them again from the 32-byte keys, so a node holding many idle peers pays for the raw keys,
-/// the counters and the replay window only. The sequence number and the window are never shed,
-/// so no nonce is reused and no replay let through (PROTOCOL.md §3, §5).
+/// is busy: until it has carried [`BUSY_PACKETS`] packets since the last idle check, each
+/// packet expands the key it needs on the stack (a few hundred nanoseconds, against a
+/// handshake's tens of microseconds), and an idle check that finds it carried fewer drops them
+/// again ([`shed_if_idle`](Self::shed_if_idle)). So a node holding many idle peers, whose
+/// channels carry a set-up and a keep-alive now and then, pays for the raw keys, the counters
+/// and the replay window only. The sequence number and the window are never shed, so no nonce
+/// is reused and no replay let through (PROTOCOL.md §3, §5).
 pub struct ChannelCrypto {
     send_key: [u8; 32],
     receive_key: [u8; 32],
     expanded: Option<Box<Expanded>>,
+    /// Packets sealed or opened since the last idle check, up to [`BUSY_PACKETS`].
+    uses: u8,
     next_send: u64,
     /// Packets sealed under this key, whatever their numbers.
     sealed: u64,
@@ -170,25 +179,58 @@ impl ChannelCrypto {
             send_key: channel_key(send_secret, channel),
             receive_key: channel_key(receive_secret, channel),
             expanded: None,
+            uses: 0,
             next_send: 0,
             sealed: 0,
             window: ReplayWindow::new(),
         }
     }
 
-    fn keys(&mut self) -> &Expanded {
+    /// The expanded keys, once the channel is busy; None before (one more packet counted).
+    fn busy_keys(&mut self) -> Option<&Expanded> {
+        self.uses = self.uses.saturating_add(1);
+        if self.expanded.is_none() && self.uses < BUSY_PACKETS {
+            return None;
+        }
         let (send, receive) = (&self.send_key, &self.receive_key);
-        self.expanded.get_or_insert_with(|| {
+        Some(self.expanded.get_or_insert_with(|| {
             Box::new(Expanded {
                 send: PacketKey::new(send),
                 receive: PacketKey::new(receive),
             })
-        })
+        }))
     }
 
-    /// Drops the expanded keys of an idle channel; the next packet expands them again.
+    /// Seals under the send key: the kept schedule, or one expanded for this packet.
+    fn seal_under(
+        &mut self,
+        sequence: u64,
+        header: &[u8],
+        payload: &mut [u8],
+        tag: &mut [u8; TAG_LEN],
+    ) {
+        match self.busy_keys() {
+            Some(keys) => keys.send.seal_in_place(sequence, header, payload, tag),
+            None => PacketKey::new(&self.send_key).seal_in_place(sequence, header, payload, tag),
+        }
+    }
+
+    /// Drops the expanded keys of an idle channel, the next packets expand them again, and
+    /// folds the replay window back inline where it can (its answers stay the same).
     pub fn shed(&mut self) {
         self.expanded = None;
+        self.uses = 0;
+        self.window.compact();
+    }
+
+    /// The idle check, once per keep-alive interval of a peer that is heard: a channel that
+    /// carried fewer than [`BUSY_PACKETS`] packets since the last one sheds (see
+    /// [`shed`](Self::shed)), and the count starts again.
+    pub fn shed_if_idle(&mut self) {
+        if self.uses < BUSY_PACKETS {
+            self.shed();
+        }
+        self.uses = 0;
     }
 
     /// True while the expanded keys are held.
@@ -212,9 +254,7 @@ impl ChannelCrypto {
     /// [`next_sequence`](Self::next_sequence) first and pass the same header here).
     pub fn seal(&mut self, header: &[u8], payload: &mut [u8], tag_out: &mut [u8; TAG_LEN]) -> u64 {
         let sequence = self.next_send;
-        self.keys()
-            .send
-            .seal_in_place(sequence, header, payload, tag_out);
+        self.seal_under(sequence, header, payload, tag_out);
         // PROTOCOL.md §3: a sequence number is never reused under one key.
         self.next_send = self.next_send.saturating_add(1);
         self.sealed = self.sealed.saturating_add(1);
@@ -242,9 +282,7 @@ impl ChannelCrypto {
         if !self.may_seal_at(sequence) {
             return false;
         }
-        self.keys()
-            .send
-            .seal_in_place(sequence, header, payload, tag_out);
+        self.seal_under(sequence, header, payload, tag_out);
         self.next_send = sequence.saturating_add(1);
         self.sealed = self.sealed.saturating_add(1);
         true
@@ -261,10 +299,16 @@ impl ChannelCrypto {
         if self.window.check(sequence) != Seen::Fresh {
             return Err(OpenError::Replay);
         }
-        let len = self
-            .keys()
-            .receive
-            .open_in_place(sequence, header, ciphertext_and_tag)?;
+        let len = match self.busy_keys() {
+            Some(keys) => keys
+                .receive
+                .open_in_place(sequence, header, ciphertext_and_tag)?,
+            None => PacketKey::new(&self.receive_key).open_in_place(
+                sequence,
+                header,
+                ciphertext_and_tag,
+            )?,
+        };
         self.window.insert(sequence);
         Ok(len)
     }
@@ -389,6 +433,16 @@ impl ChannelKeys {
         }
     }
 
+    /// The idle check of every channel (see [`ChannelCrypto::shed_if_idle`]).
+    pub fn shed_if_idle(&mut self) {
+        if let Some(crypto) = self.default.as_mut() {
+            crypto.shed_if_idle();
+        }
+        for crypto in self.channels.values_mut() {
+            crypto.shed_if_idle();
+        }
+    }
+
     /// Drops the expanded keys of one channel that nothing uses for now.
     pub fn shed_channel(&mut self, channel: ChannelId) {
         if let Some(crypto) = self.get(channel) {
@@ -443,6 +497,40 @@ impl ChannelKeys {
     /// True if no channel has keys yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Drops the keys, returning the heap each part held, read on `live` (see
+    /// [`crate::heap::freed`]).
+    pub fn heap_parts(self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 4] {
+        let ChannelKeys {
+            mut default,
+            mut channels,
+            retired,
+            ..
+        } = self;
+        let mut expanded = 0i64;
+        let mut windows = 0i64;
+        for crypto in default
+            .iter_mut()
+            .chain(channels.values_mut().map(|c| &mut **c))
+        {
+            expanded = expanded.saturating_add(crate::heap::freed(live, || crypto.expanded = None));
+            windows = windows.saturating_add(crate::heap::freed(live, || {
+                crypto.window = ReplayWindow::new()
+            }));
+        }
+        [
+            ("channel keys: expanded AES schedules", expanded),
+            ("channel keys: boxed replay windows", windows),
+            (
+                "channel keys: map and boxed entries",
+                crate::heap::freed(live, || drop(channels)),
+            ),
+            (
+                "channel keys: retired ids",
+                crate::heap::freed(live, || drop(retired)),
+            ),
+        ]
     }
 }
 

@@ -6,7 +6,7 @@
 use super::flood::live_bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use weft::channel::{Endpoint, EndpointConfig, Event};
+use weft::channel::{Endpoint, EndpointConfig, Event, HeapReport};
 use weft::session::Identity;
 use weft::wire::Capabilities;
 
@@ -89,8 +89,9 @@ fn identity(n: u32) -> Identity {
     Identity::from_secret_bytes(a, b)
 }
 
-/// Server bytes per peer once `peers` clients each hold a session and one open UDP channel.
-fn server_bytes_per_peer(peers: u32) -> i64 {
+/// Server bytes per peer once `peers` clients each hold a session and one open UDP channel,
+/// and the server's heap taken apart.
+fn server_bytes_per_peer(peers: u32) -> (i64, HeapReport) {
     let now = Instant::now();
     let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
     let before = live_bytes();
@@ -139,15 +140,34 @@ fn server_bytes_per_peer(peers: u32) -> i64 {
         bench.step();
     }
     assert_eq!(bench.server.channel_count(), peers as usize);
-    let baseline = bench.server_heap;
-    let _ = baseline;
-    (bench.server_heap - created) / i64::from(peers)
+    let per_peer = (bench.server_heap - created) / i64::from(peers);
+    println!(
+        "server heap {} B, of which {created} B at creation",
+        bench.server_heap
+    );
+    (per_peer, bench.server.heap_report(&live_bytes))
+}
+
+/// Prints the report per peer, largest part first, for docs/PERFORMANCE.md's table.
+fn print_table(report: &HeapReport, peers: u32) {
+    let mut parts = report.parts.clone();
+    parts.sort_by_key(|&(_, bytes)| std::cmp::Reverse(bytes));
+    println!("| part | bytes per peer |\n|---|---|");
+    for (part, bytes) in &parts {
+        println!("| {part} | {:.1} |", *bytes as f64 / f64::from(peers));
+    }
+    let total: i64 = parts.iter().map(|&(_, bytes)| bytes).sum();
+    println!("| total | {:.1} |", total as f64 / f64::from(peers));
+    for (name, size) in &report.sizes {
+        println!("size_of {name}: {size}");
+    }
 }
 
 #[test]
 fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
-    let per_peer = server_bytes_per_peer(500);
+    let (per_peer, report) = server_bytes_per_peer(500);
     println!("server bytes/peer {per_peer}");
+    print_table(&report, 500);
     assert!(
         per_peer <= MAX_BYTES_PER_PEER,
         "server holds {per_peer} bytes per idle peer (bound {MAX_BYTES_PER_PEER})"

@@ -17,6 +17,7 @@ mod flush;
 #[cfg(fuzzing)]
 mod fuzzing;
 mod handshake;
+mod heap_report;
 mod index;
 mod receive;
 mod secure;
@@ -27,6 +28,7 @@ mod stateless;
 mod table;
 mod timers;
 
+pub use heap_report::HeapReport;
 pub use service::PeerInfo;
 pub use snapshot::{ChannelCounts, PeerSnapshot};
 
