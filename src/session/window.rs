@@ -319,6 +319,11 @@ impl<const WORDS: usize> CompactWindow<WORDS> {
         };
     }
 
+    /// One past the highest number recorded (0 while empty), saturating at `u64::MAX`.
+    pub fn top(&self) -> u64 {
+        self.highest().map_or(0, |h| h.saturating_add(1))
+    }
+
     /// The highest number recorded.
     pub fn highest(&self) -> Option<u64> {
         match &self.full {

@@ -253,7 +253,7 @@ pub(super) mod tests {
     use crate::channel::connection::Timer;
     use crate::channel::pool::BufferPool;
     use crate::channel::reliability::{
-        ChannelReliability, ChannelStats, PathState, ReassemblyBudget, ReliabilityConfig,
+        ChannelReliability, PathState, ReassemblyBudget, ReliabilityConfig,
     };
     use crate::channel::state::{ChannelData, Traffic};
     use crate::handle::Handle;
@@ -307,7 +307,7 @@ pub(super) mod tests {
                 paused: false,
                 waiting: false,
                 keep_alive: true,
-                reported: ChannelStats::default(),
+                reported: Default::default(),
                 last_rtt: Duration::ZERO,
                 order_at: 0,
             })),

@@ -13,7 +13,7 @@ use crate::channel::connection::ChannelPacket;
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, Delivery, PathState, ReassemblyBudget, tally,
 };
-use crate::channel::state::ChannelData;
+use crate::channel::state::{ChannelData, Reported};
 use crate::handle::Handle;
 use crate::wire::{Capabilities, ChannelId, Message, PeerId, SEQUENCED_HEADER_LEN, TAG_LEN};
 use std::net::SocketAddr;
@@ -98,7 +98,7 @@ impl Endpoint {
             paused: false,
             waiting: false,
             keep_alive,
-            reported: ChannelStats::default(),
+            reported: Reported::default(),
             last_rtt: Duration::ZERO,
             order_at,
         }));
@@ -526,7 +526,7 @@ impl Endpoint {
             return;
         };
         let now = data.reliability.stats();
-        let before = std::mem::replace(&mut data.reported, now);
+        let before = data.reported.replace(now);
         let deltas = [
             (
                 "weft_retransmitted_bytes_total",

@@ -36,6 +36,19 @@ impl HeapReport {
 }
 
 impl Endpoint {
+    /// Frees the room the queues of a silent peer's channels grew while it was busy (issue
+    /// 12): called with its keys' shedding, once per silence.
+    pub(super) fn shrink_idle_channels(&mut self, peer: crate::handle::Handle) {
+        let Some(state) = self.peers.get(peer) else {
+            return;
+        };
+        for &channel in &state.order {
+            if let Some(data) = self.channels.get_mut(channel).and_then(|c| c.data.as_mut()) {
+                data.reliability.shrink_idle();
+            }
+        }
+    }
+
     /// Takes the endpoint apart and reports the heap each part held. `live` reads the calling
     /// thread's live heap (a counting allocator's count; nothing else may allocate on the
     /// thread meanwhile). For the memory tests and `docs/PERFORMANCE.md`'s table: not an
@@ -57,6 +70,7 @@ impl Endpoint {
             ],
             ..HeapReport::default()
         };
+        report.sizes.extend(ChannelReliability::part_sizes());
         let live_fn = live;
         for (_, channel) in self.channels.iter_mut() {
             let Some(data) = channel.data.take() else {

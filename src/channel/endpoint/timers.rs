@@ -230,6 +230,7 @@ impl Endpoint {
                 // This timer already exists per peer, so nothing scans the peers per packet.
                 let id = state.id;
                 self.shed_session_keys(id, true);
+                self.shrink_idle_channels(peer);
                 return self.arm_connection(peer, Timer::Idle, until);
             }
             Silence::Reset => {}

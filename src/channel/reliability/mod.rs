@@ -37,6 +37,7 @@ mod budget;
 pub mod congestion;
 mod credit;
 mod fragments;
+mod memory;
 pub mod pmtu;
 mod ranges;
 mod recv;
@@ -409,28 +410,6 @@ pub struct ChannelReliability {
 }
 
 impl ChannelReliability {
-    /// Drops the channel's state, returning the heap of its send side, receive side and ACK
-    /// tracker, read on `live` (see [`crate::heap::freed`]).
-    pub fn heap_parts(self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 3] {
-        let ChannelReliability {
-            send, recv, ack, ..
-        } = self;
-        [
-            (
-                "reliability send side",
-                crate::heap::freed(live, || drop(send)),
-            ),
-            (
-                "reliability receive side",
-                crate::heap::freed(live, || drop(recv)),
-            ),
-            (
-                "reliability ack tracker",
-                crate::heap::freed(live, || drop(ack)),
-            ),
-        ]
-    }
-
     /// A channel with the given capabilities.
     pub fn new(capabilities: Capabilities, config: &ReliabilityConfig, _now: Instant) -> Self {
         let resend = capabilities.contains(Capabilities::RESEND);

@@ -29,6 +29,10 @@ impl RangeSet {
         self.ranges.clear();
     }
 
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.ranges.shrink_to_fit();
+    }
+
     /// Adds `range`; returns how many of its numbers were new.
     pub(crate) fn insert(&mut self, range: Range<u64>) -> u64 {
         if range.is_empty() {

@@ -5,13 +5,13 @@
 use super::fragments::{FragmentRanges, RANGE_COST};
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
 use crate::channel::pool::BufferPool;
-use crate::session::window::{Seen, SlidingWindow};
+use crate::session::window::{CompactWindow, Seen};
 use crate::wire::CloseReason;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Message numbers remembered for duplicate suppression: 1024 behind the newest.
-type MessageWindow = SlidingWindow<16>;
+type MessageWindow = CompactWindow<16>;
 
 /// PROTOCOL.md §4: the credit both sides assume before any WINDOW. A peer may use it whatever
 /// this side configured as its own initial window.
@@ -110,6 +110,13 @@ pub(crate) struct RecvSide {
 }
 
 impl RecvSide {
+    /// Frees the room of the delivery queue when it is empty (an idle channel).
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+    }
+
     pub(crate) fn new(
         ordered: bool,
         resend: bool,

@@ -812,6 +812,16 @@ impl SendSide {
         self.chunks.clear();
     }
 
+    /// Frees the room of the queues that are empty (see [`ChannelReliability::shrink_idle`]).
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.messages.is_empty() && self.sent.is_empty() && self.chunks.is_empty() {
+            self.messages = VecDeque::new();
+            self.sent = VecDeque::new();
+            self.chunks = VecDeque::new();
+            self.spare_ranges = Vec::new();
+        }
+    }
+
     /// Hands the buffers of resolved messages to `pool`.
     pub(crate) fn reclaim(&mut self, pool: &mut BufferPool) {
         for buf in self.freed.drain(..) {
