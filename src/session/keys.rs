@@ -644,11 +644,33 @@ mod tests {
         // ...and so did the sequence number: no nonce is reused.
         let (seq2, packet2) = sealed(&mut a, b"after");
         assert_eq!(seq2, seq + 1);
-        assert!(a.is_expanded());
         let mut body = packet2.clone();
         let len = b.open(seq2, &HEADER, &mut body).unwrap();
         assert_eq!(&body[..len], b"after");
-        assert!(b.is_expanded());
+    }
+
+    #[test]
+    fn only_a_busy_channel_keeps_its_expanded_keys_and_an_idle_check_sheds_them() {
+        let (mut a, mut b) = pair(ChannelId::new(1, 2));
+        // A set-up's few packets each expand their key on the stack.
+        for _ in 1..BUSY_PACKETS {
+            let (seq, mut packet) = sealed(&mut a, b"few");
+            assert!(b.open(seq, &HEADER, &mut packet).is_ok());
+        }
+        assert!(!a.is_expanded() && !b.is_expanded());
+        let (seq, mut packet) = sealed(&mut a, b"busy");
+        assert!(b.open(seq, &HEADER, &mut packet).is_ok());
+        assert!(a.is_expanded() && b.is_expanded());
+        // Busy since the last check: kept; then idle for one interval: shed.
+        a.shed_if_idle();
+        assert!(a.is_expanded());
+        let (seq, mut packet) = sealed(&mut a, b"one");
+        a.shed_if_idle();
+        assert!(!a.is_expanded());
+        // The numbers and the window went on regardless.
+        assert!(b.open(seq, &HEADER, &mut packet.clone()).is_ok());
+        assert_eq!(b.open(seq, &HEADER, &mut packet), Err(OpenError::Replay));
+        assert_eq!(a.next_sequence(), u64::from(BUSY_PACKETS) + 1);
     }
 
     #[test]
