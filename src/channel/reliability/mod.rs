@@ -803,7 +803,7 @@ impl ChannelReliability {
     /// Counters for the metrics layer.
     pub fn stats(&self) -> ChannelStats {
         let s = self.send.stats;
-        let r = self.recv.stats;
+        let r = self.recv.stats.read();
         ChannelStats {
             packets_sent: s.packets_sent,
             packets_lost: s.packets_lost,

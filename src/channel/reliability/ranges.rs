@@ -38,6 +38,10 @@ impl RangeSet {
         if range.is_empty() {
             return 0;
         }
+        if self.ranges.capacity() == 0 {
+            // Most sets hold one range (an idle channel's received packets): room for one.
+            self.ranges.reserve_exact(1);
+        }
         // First range that ends at or after `range.start` (it may touch or overlap).
         let first = self.ranges.partition_point(|r| r.end < range.start);
         let mut start = range.start;

@@ -439,6 +439,11 @@ impl SendSide {
         window: bool,
         probe: Option<u16>,
     ) {
+        if self.sent.capacity() == 0 {
+            // Room for one to start: a channel that only sets up and idles keeps one packet's
+            // record, not four (issue 12); a busy one grows by doubling from there.
+            self.sent.reserve_exact(1);
+        }
         self.sent.push_back(SentPacket {
             pn,
             time: now,
