@@ -40,6 +40,7 @@ mod fragments;
 mod memory;
 pub mod pmtu;
 mod ranges;
+mod rare;
 mod recv;
 pub mod rtt;
 mod send;

@@ -3,7 +3,7 @@
 //! reassembly of DATA_FRAGMENTs under a shared memory budget, and WINDOW credit.
 
 use super::fragments::{FragmentRanges, RANGE_COST};
-use super::memory::Rare;
+use super::rare::Rare;
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
 use crate::channel::pool::BufferPool;
 use crate::session::window::{CompactWindow, Seen};
