@@ -338,14 +338,16 @@ pub struct ChannelKeys {
     default: Option<ChannelCrypto>,
     // Channel ids are peer-chosen: a seeded hasher (STYLE.md 16).
     channels: HashMap<u32, Box<ChannelCrypto>>,
-    retired: HashSet<u32>,
+    /// Made on the first close: most sessions never close a channel (issue 12: 40 bytes).
+    // Seeded, as `channels`.
+    retired: Option<Box<HashSet<u32>>>,
 }
 
 impl fmt::Debug for ChannelKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelKeys")
             .field("channels", &self.len())
-            .field("retired", &self.retired.len())
+            .field("retired", &self.retired_count())
             .finish_non_exhaustive()
     }
 }
@@ -358,7 +360,7 @@ impl ChannelKeys {
             receive_secret,
             default: None,
             channels: HashMap::new(),
-            retired: HashSet::new(),
+            retired: None,
         }
     }
 
@@ -400,7 +402,7 @@ impl ChannelKeys {
         if let Some(crypto) = self.get(channel) {
             return crypto.open(sequence, header, ciphertext_and_tag);
         }
-        if self.retired.contains(&channel.0) {
+        if self.is_retired(channel) {
             return Err(OpenError::Replay);
         }
         // The key schedule lives on the stack until the tag verified; a new channel's window
@@ -417,7 +419,7 @@ impl ChannelKeys {
     /// that [`open`](Self::open) let through without an entry) as received, so it cannot be
     /// replayed. A retired id gets nothing.
     pub fn admit(&mut self, channel: ChannelId, sequence: u64) {
-        if self.retired.contains(&channel.0) {
+        if self.is_retired(channel) {
             return;
         }
         self.channel(channel).window.insert(sequence);
@@ -457,17 +459,21 @@ impl ChannelKeys {
             return;
         }
         self.channels.remove(&channel.0);
-        self.retired.insert(channel.0);
+        self.retired
+            .get_or_insert_with(Box::default)
+            .insert(channel.0);
     }
 
     /// True if `channel` was closed in this session: it may not open again (PROTOCOL.md §6).
     pub fn is_retired(&self, channel: ChannelId) -> bool {
-        self.retired.contains(&channel.0)
+        self.retired
+            .as_ref()
+            .is_some_and(|retired| retired.contains(&channel.0))
     }
 
     /// How many ids this session has retired.
     pub fn retired_count(&self) -> usize {
-        self.retired.len()
+        self.retired.as_ref().map_or(0, |retired| retired.len())
     }
 
     /// The most packets any channel has sealed under this session (for the rekey threshold).
