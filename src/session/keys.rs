@@ -325,8 +325,10 @@ impl ChannelCrypto {
 /// Only channels the endpoint holds open get an entry (PROTOCOL.md §3: no state for what has
 /// not passed a cookie): a sealed packet on a channel without one is opened with a key schedule
 /// on the stack and kept only when the endpoint [`admit`](Self::admit)s the channel. The default
-/// channel, which every session uses, lives inline; the others sit in a hash map of boxed
-/// entries, so the cost of a packet does not grow with the channels its sender holds.
+/// channel, which every session uses, lives inline, and so does the first other channel while
+/// it is open (a peer holds one most of the time: a map's table and a boxed entry for it cost
+/// 220 bytes, issue 12); the others sit in a hash map of boxed entries, so the cost of a packet
+/// does not grow with the channels its sender holds.
 ///
 /// A closed channel's id is remembered as retired for the rest of the session: PROTOCOL.md §6
 /// never uses an id twice in a session, so its key and nonces never come back, and a replayed
@@ -336,6 +338,8 @@ pub struct ChannelKeys {
     send_secret: [u8; 32],
     receive_secret: [u8; 32],
     default: Option<ChannelCrypto>,
+    /// One channel besides the default one, by id.
+    first: Option<(u32, ChannelCrypto)>,
     // Channel ids are peer-chosen: a seeded hasher (STYLE.md 16).
     channels: HashMap<u32, Box<ChannelCrypto>>,
     /// Made on the first close: most sessions never close a channel (issue 12: 40 bytes).
@@ -359,6 +363,7 @@ impl ChannelKeys {
             send_secret,
             receive_secret,
             default: None,
+            first: None,
             channels: HashMap::new(),
             retired: None,
         }
@@ -373,9 +378,33 @@ impl ChannelKeys {
                 .default
                 .get_or_insert_with(|| ChannelCrypto::new(send, receive, channel));
         }
+        let inline = match &self.first {
+            Some((id, _)) => *id == channel.0,
+            None => !self.channels.contains_key(&channel.0),
+        };
+        if inline {
+            let (_, crypto) = self
+                .first
+                .get_or_insert_with(|| (channel.0, ChannelCrypto::new(send, receive, channel)));
+            return crypto;
+        }
         self.channels
             .entry(channel.0)
             .or_insert_with(|| Box::new(ChannelCrypto::new(send, receive, channel)))
+    }
+
+    /// Every channel's crypto state.
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut ChannelCrypto> {
+        let first = self.first.as_mut().map(|(_, crypto)| crypto);
+        let others = self.channels.values_mut().map(|crypto| &mut **crypto);
+        self.default.iter_mut().chain(first).chain(others)
+    }
+
+    /// Every channel's crypto state, to read.
+    fn all(&self) -> impl Iterator<Item = &ChannelCrypto> {
+        let first = self.first.as_ref().map(|(_, crypto)| crypto);
+        let others = self.channels.values().map(|crypto| &**crypto);
+        self.default.iter().chain(first).chain(others)
     }
 
     /// The channel's crypto state if it was derived already.
@@ -383,9 +412,13 @@ impl ChannelKeys {
         if channel.is_default() {
             return self.default.as_mut();
         }
-        self.channels
-            .get_mut(&channel.0)
-            .map(|crypto| &mut **crypto)
+        match &mut self.first {
+            Some((id, crypto)) if *id == channel.0 => Some(crypto),
+            _ => self
+                .channels
+                .get_mut(&channel.0)
+                .map(|crypto| &mut **crypto),
+        }
     }
 
     /// Opens a received packet of `channel`. A channel without an entry has its keys derived on
@@ -427,22 +460,12 @@ impl ChannelKeys {
 
     /// Drops the expanded keys of every channel (an idle session): see [`ChannelCrypto::shed`].
     pub fn shed(&mut self) {
-        if let Some(crypto) = self.default.as_mut() {
-            crypto.shed();
-        }
-        for crypto in self.channels.values_mut() {
-            crypto.shed();
-        }
+        self.all_mut().for_each(ChannelCrypto::shed);
     }
 
     /// The idle check of every channel (see [`ChannelCrypto::shed_if_idle`]).
     pub fn shed_if_idle(&mut self) {
-        if let Some(crypto) = self.default.as_mut() {
-            crypto.shed_if_idle();
-        }
-        for crypto in self.channels.values_mut() {
-            crypto.shed_if_idle();
-        }
+        self.all_mut().for_each(ChannelCrypto::shed_if_idle);
     }
 
     /// Drops the expanded keys of one channel that nothing uses for now.
@@ -458,7 +481,11 @@ impl ChannelKeys {
         if channel.is_default() {
             return;
         }
-        self.channels.remove(&channel.0);
+        if self.first.as_ref().is_some_and(|(id, _)| *id == channel.0) {
+            self.first = None;
+        } else {
+            self.channels.remove(&channel.0);
+        }
         self.retired
             .get_or_insert_with(Box::default)
             .insert(channel.0);
@@ -478,9 +505,7 @@ impl ChannelKeys {
 
     /// The most packets any channel has sealed under this session (for the rekey threshold).
     pub fn max_packets_sent(&self) -> u64 {
-        self.default
-            .iter()
-            .chain(self.channels.values().map(|crypto| &**crypto))
+        self.all()
             .map(ChannelCrypto::packets_sent)
             .max()
             .unwrap_or(0)
@@ -489,15 +514,15 @@ impl ChannelKeys {
     /// Packets sealed under these keys on the default channel and every open channel, summed
     /// (an operator's view: a closed channel's count goes with its keys).
     pub fn total_packets_sent(&self) -> u64 {
-        self.default
-            .iter()
-            .chain(self.channels.values().map(|crypto| &**crypto))
+        self.all()
             .fold(0, |sum, crypto| sum.saturating_add(crypto.packets_sent()))
     }
 
     /// Number of channels with derived keys.
     pub fn len(&self) -> usize {
-        usize::from(self.default.is_some()).saturating_add(self.channels.len())
+        usize::from(self.default.is_some())
+            .saturating_add(usize::from(self.first.is_some()))
+            .saturating_add(self.channels.len())
     }
 
     /// True if no channel has keys yet.
@@ -507,19 +532,10 @@ impl ChannelKeys {
 
     /// Drops the keys, returning the heap each part held, read on `live` (see
     /// [`crate::heap::freed`]).
-    pub fn heap_parts(self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 4] {
-        let ChannelKeys {
-            mut default,
-            mut channels,
-            retired,
-            ..
-        } = self;
+    pub fn heap_parts(mut self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 4] {
         let mut expanded = 0i64;
         let mut windows = 0i64;
-        for crypto in default
-            .iter_mut()
-            .chain(channels.values_mut().map(|c| &mut **c))
-        {
+        for crypto in self.all_mut() {
             expanded = expanded.saturating_add(crate::heap::freed(live, || crypto.expanded = None));
             windows = windows.saturating_add(crate::heap::freed(live, || {
                 crypto.window = ReplayWindow::new()
@@ -530,11 +546,11 @@ impl ChannelKeys {
             ("channel keys: boxed replay windows", windows),
             (
                 "channel keys: map and boxed entries",
-                crate::heap::freed(live, || drop(channels)),
+                crate::heap::freed(live, || drop(std::mem::take(&mut self.channels))),
             ),
             (
                 "channel keys: retired ids",
-                crate::heap::freed(live, || drop(retired)),
+                crate::heap::freed(live, || drop(self.retired.take())),
             ),
         ]
     }
@@ -722,6 +738,37 @@ mod tests {
         assert!(keys.get(ChannelId::new(1, 3)).is_none());
         assert_eq!(keys.get(ChannelId::new(1, 2)).unwrap().next_sequence(), 4);
         assert_eq!(keys.len(), 3);
+    }
+
+    #[test]
+    fn the_first_channel_lives_inline_and_a_closed_one_makes_room_for_the_next() {
+        let mut keys = ChannelKeys::new([1; 32], [2; 32]);
+        let mut tag = [0u8; TAG_LEN];
+        let (a, b, c) = (
+            ChannelId::new(1, 1),
+            ChannelId::new(1, 2),
+            ChannelId::new(1, 3),
+        );
+        keys.channel(a).seal(&HEADER, &mut [0u8; 8], &mut tag);
+        assert!(keys.first.is_some() && keys.channels.is_empty());
+        keys.channel(b).seal(&HEADER, &mut [0u8; 8], &mut tag);
+        keys.channel(b).seal(&HEADER, &mut [0u8; 8], &mut tag);
+        assert_eq!(keys.channels.len(), 1);
+        keys.remove(a);
+        assert!(keys.first.is_none() && keys.get(a).is_none() && keys.is_retired(a));
+        // The map's channel stays where it is; a new one takes the free inline place.
+        assert_eq!(keys.channel(b).next_sequence(), 2);
+        assert!(keys.first.is_none());
+        keys.channel(c).seal(&HEADER, &mut [0u8; 8], &mut tag);
+        assert_eq!(keys.first.as_ref().map(|(id, _)| *id), Some(c.0));
+        assert_eq!(
+            (
+                keys.len(),
+                keys.max_packets_sent(),
+                keys.total_packets_sent()
+            ),
+            (2, 2, 3)
+        );
     }
 
     fn sealed_on(keys: &mut ChannelKeys, channel: ChannelId, payload: &[u8]) -> (u64, Vec<u8>) {
