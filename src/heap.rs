@@ -116,6 +116,14 @@ pub fn live_except(account: Account) -> i64 {
     live_total() - live_bytes(account)
 }
 
+/// Bytes `drop_it` gave back, read on `live` (a live-heap counter nothing else moves
+/// meanwhile): the memory report takes structures apart with it, part by part.
+pub fn freed(live: &dyn Fn() -> i64, drop_it: impl FnOnce()) -> i64 {
+    let before = live();
+    drop_it();
+    before.saturating_sub(live())
+}
+
 /// Whether this process runs the counting allocator (anything that runs has allocated).
 pub fn is_counting() -> bool {
     Account::ALL.iter().any(|&a| live_bytes(a) != 0)

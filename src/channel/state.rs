@@ -113,8 +113,30 @@ pub(crate) struct ChannelData {
     /// Listed in the endpoint's delivery gate, waiting for the workers' room (`service.rs`).
     pub(crate) waiting: bool,
     pub(crate) keep_alive: bool,
-    pub(crate) reported: ChannelStats,
+    /// The counters as last added to the endpoint's statistics.
+    pub(crate) reported: Reported,
     pub(crate) last_rtt: Duration,
     /// Where the channel stands in its connection's `order`, so closing it costs no search.
     pub(crate) order_at: usize,
+}
+
+/// What a channel's counters stood at when the endpoint last added them to its statistics:
+/// boxed on the first loss or drop counted, so a healthy channel, whose loss and drop counters
+/// stay zero, holds a null pointer rather than 120 bytes (issue 12).
+#[derive(Debug, Default)]
+pub(crate) struct Reported(Option<Box<ChannelStats>>);
+
+impl Reported {
+    /// Records `now` and returns what was recorded before. The counters the endpoint does not
+    /// add per channel (packets sent, duplicates, protocol errors) read as zero.
+    pub(crate) fn replace(&mut self, mut now: ChannelStats) -> ChannelStats {
+        now.packets_sent = 0;
+        now.duplicates = 0;
+        now.protocol_errors = 0;
+        let before = self.0.as_deref().copied().unwrap_or_default();
+        if now != before {
+            **self.0.get_or_insert_with(Box::default) = now;
+        }
+        before
+    }
 }

@@ -2,7 +2,7 @@
 //! the session's direction secret, sealed with AES-256-GCM through ring, with the sequence number
 //! as nonce and the header as associated data. No allocation per packet.
 
-use super::window::{Seen, SlidingWindow};
+use super::window::{CompactWindow, Seen};
 use crate::wire::ChannelId;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use std::collections::{HashMap, HashSet};
@@ -14,8 +14,8 @@ pub const TAG_LEN: usize = 16;
 const CHANNEL_KEY_CONTEXT: &str = "weft v1 channel key";
 
 /// The replay window of one channel, direction and session: 2048 sequence numbers (§5: at least
-/// 2048).
-pub type ReplayWindow = SlidingWindow<32>;
+/// 2048), its bitmap boxed only while packets arrive out of order (see [`CompactWindow`]).
+pub type ReplayWindow = CompactWindow<32>;
 
 /// Why a packet was not opened. Both are silent drops, counted by [`reason`](Self::reason).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -129,18 +129,27 @@ impl PacketKey {
     }
 }
 
+/// Packets a channel seals or opens between two idle checks
+/// ([`ChannelCrypto::shed_if_idle`]) before it keeps its expanded keys.
+const BUSY_PACKETS: u8 = 8;
+
 /// One channel's protection within a session: both directions' keys, the next sequence number
 /// to send and the replay window of what was received.
 ///
 /// The expanded AES keys (two ring key schedules, about 1 KiB) are kept only while the channel
-/// is in use: [`shed`](Self::shed) drops them for an idle channel and the next packet expands
-/// them again from the 32-byte keys, so a node holding many idle peers pays for the raw keys,
-/// the counters and the replay window only. The sequence number and the window are never shed,
-/// so no nonce is reused and no replay let through (PROTOCOL.md §3, §5).
+/// is busy: until it has carried [`BUSY_PACKETS`] packets since the last idle check, each
+/// packet expands the key it needs on the stack (a few hundred nanoseconds, against a
+/// handshake's tens of microseconds), and an idle check that finds it carried fewer drops them
+/// again ([`shed_if_idle`](Self::shed_if_idle)). So a node holding many idle peers, whose
+/// channels carry a set-up and a keep-alive now and then, pays for the raw keys, the counters
+/// and the replay window only. The sequence number and the window are never shed, so no nonce
+/// is reused and no replay let through (PROTOCOL.md §3, §5).
 pub struct ChannelCrypto {
     send_key: [u8; 32],
     receive_key: [u8; 32],
     expanded: Option<Box<Expanded>>,
+    /// Packets sealed or opened since the last idle check, up to [`BUSY_PACKETS`].
+    uses: u8,
     next_send: u64,
     /// Packets sealed under this key, whatever their numbers.
     sealed: u64,
@@ -170,25 +179,58 @@ impl ChannelCrypto {
             send_key: channel_key(send_secret, channel),
             receive_key: channel_key(receive_secret, channel),
             expanded: None,
+            uses: 0,
             next_send: 0,
             sealed: 0,
             window: ReplayWindow::new(),
         }
     }
 
-    fn keys(&mut self) -> &Expanded {
+    /// The expanded keys, once the channel is busy; None before (one more packet counted).
+    fn busy_keys(&mut self) -> Option<&Expanded> {
+        self.uses = self.uses.saturating_add(1);
+        if self.expanded.is_none() && self.uses < BUSY_PACKETS {
+            return None;
+        }
         let (send, receive) = (&self.send_key, &self.receive_key);
-        self.expanded.get_or_insert_with(|| {
+        Some(self.expanded.get_or_insert_with(|| {
             Box::new(Expanded {
                 send: PacketKey::new(send),
                 receive: PacketKey::new(receive),
             })
-        })
+        }))
     }
 
-    /// Drops the expanded keys of an idle channel; the next packet expands them again.
+    /// Seals under the send key: the kept schedule, or one expanded for this packet.
+    fn seal_under(
+        &mut self,
+        sequence: u64,
+        header: &[u8],
+        payload: &mut [u8],
+        tag: &mut [u8; TAG_LEN],
+    ) {
+        match self.busy_keys() {
+            Some(keys) => keys.send.seal_in_place(sequence, header, payload, tag),
+            None => PacketKey::new(&self.send_key).seal_in_place(sequence, header, payload, tag),
+        }
+    }
+
+    /// Drops the expanded keys of an idle channel, the next packets expand them again, and
+    /// folds the replay window back inline where it can (its answers stay the same).
     pub fn shed(&mut self) {
         self.expanded = None;
+        self.uses = 0;
+        self.window.compact();
+    }
+
+    /// The idle check, once per keep-alive interval of a peer that is heard: a channel that
+    /// carried fewer than [`BUSY_PACKETS`] packets since the last one sheds (see
+    /// [`shed`](Self::shed)), and the count starts again.
+    pub fn shed_if_idle(&mut self) {
+        if self.uses < BUSY_PACKETS {
+            self.shed();
+        }
+        self.uses = 0;
     }
 
     /// True while the expanded keys are held.
@@ -212,9 +254,7 @@ impl ChannelCrypto {
     /// [`next_sequence`](Self::next_sequence) first and pass the same header here).
     pub fn seal(&mut self, header: &[u8], payload: &mut [u8], tag_out: &mut [u8; TAG_LEN]) -> u64 {
         let sequence = self.next_send;
-        self.keys()
-            .send
-            .seal_in_place(sequence, header, payload, tag_out);
+        self.seal_under(sequence, header, payload, tag_out);
         // PROTOCOL.md §3: a sequence number is never reused under one key.
         self.next_send = self.next_send.saturating_add(1);
         self.sealed = self.sealed.saturating_add(1);
@@ -242,9 +282,7 @@ impl ChannelCrypto {
         if !self.may_seal_at(sequence) {
             return false;
         }
-        self.keys()
-            .send
-            .seal_in_place(sequence, header, payload, tag_out);
+        self.seal_under(sequence, header, payload, tag_out);
         self.next_send = sequence.saturating_add(1);
         self.sealed = self.sealed.saturating_add(1);
         true
@@ -261,10 +299,16 @@ impl ChannelCrypto {
         if self.window.check(sequence) != Seen::Fresh {
             return Err(OpenError::Replay);
         }
-        let len = self
-            .keys()
-            .receive
-            .open_in_place(sequence, header, ciphertext_and_tag)?;
+        let len = match self.busy_keys() {
+            Some(keys) => keys
+                .receive
+                .open_in_place(sequence, header, ciphertext_and_tag)?,
+            None => PacketKey::new(&self.receive_key).open_in_place(
+                sequence,
+                header,
+                ciphertext_and_tag,
+            )?,
+        };
         self.window.insert(sequence);
         Ok(len)
     }
@@ -281,8 +325,10 @@ impl ChannelCrypto {
 /// Only channels the endpoint holds open get an entry (PROTOCOL.md §3: no state for what has
 /// not passed a cookie): a sealed packet on a channel without one is opened with a key schedule
 /// on the stack and kept only when the endpoint [`admit`](Self::admit)s the channel. The default
-/// channel, which every session uses, lives inline; the others sit in a hash map of boxed
-/// entries, so the cost of a packet does not grow with the channels its sender holds.
+/// channel, which every session uses, lives inline, and so does the first other channel while
+/// it is open (a peer holds one most of the time: a map's table and a boxed entry for it cost
+/// 220 bytes, issue 12); the others sit in a hash map of boxed entries, so the cost of a packet
+/// does not grow with the channels its sender holds.
 ///
 /// A closed channel's id is remembered as retired for the rest of the session: PROTOCOL.md §6
 /// never uses an id twice in a session, so its key and nonces never come back, and a replayed
@@ -292,16 +338,21 @@ pub struct ChannelKeys {
     send_secret: [u8; 32],
     receive_secret: [u8; 32],
     default: Option<ChannelCrypto>,
+    /// One channel besides the default one, by id.
+    first: Option<(u32, ChannelCrypto)>,
     // Channel ids are peer-chosen: a seeded hasher (STYLE.md 16).
     channels: HashMap<u32, Box<ChannelCrypto>>,
-    retired: HashSet<u32>,
+    /// Made on the first close: most sessions never close a channel (issue 12: 40 bytes).
+    // Seeded, as `channels`. Boxed on purpose: absent, it is a null pointer, not 48 bytes.
+    #[allow(clippy::box_collection)]
+    retired: Option<Box<HashSet<u32>>>,
 }
 
 impl fmt::Debug for ChannelKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelKeys")
             .field("channels", &self.len())
-            .field("retired", &self.retired.len())
+            .field("retired", &self.retired_count())
             .finish_non_exhaustive()
     }
 }
@@ -313,8 +364,9 @@ impl ChannelKeys {
             send_secret,
             receive_secret,
             default: None,
+            first: None,
             channels: HashMap::new(),
-            retired: HashSet::new(),
+            retired: None,
         }
     }
 
@@ -327,9 +379,33 @@ impl ChannelKeys {
                 .default
                 .get_or_insert_with(|| ChannelCrypto::new(send, receive, channel));
         }
+        let inline = match &self.first {
+            Some((id, _)) => *id == channel.0,
+            None => !self.channels.contains_key(&channel.0),
+        };
+        if inline {
+            let (_, crypto) = self
+                .first
+                .get_or_insert_with(|| (channel.0, ChannelCrypto::new(send, receive, channel)));
+            return crypto;
+        }
         self.channels
             .entry(channel.0)
             .or_insert_with(|| Box::new(ChannelCrypto::new(send, receive, channel)))
+    }
+
+    /// Every channel's crypto state.
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut ChannelCrypto> {
+        let first = self.first.as_mut().map(|(_, crypto)| crypto);
+        let others = self.channels.values_mut().map(|crypto| &mut **crypto);
+        self.default.iter_mut().chain(first).chain(others)
+    }
+
+    /// Every channel's crypto state, to read.
+    fn all(&self) -> impl Iterator<Item = &ChannelCrypto> {
+        let first = self.first.as_ref().map(|(_, crypto)| crypto);
+        let others = self.channels.values().map(|crypto| &**crypto);
+        self.default.iter().chain(first).chain(others)
     }
 
     /// The channel's crypto state if it was derived already.
@@ -337,9 +413,13 @@ impl ChannelKeys {
         if channel.is_default() {
             return self.default.as_mut();
         }
-        self.channels
-            .get_mut(&channel.0)
-            .map(|crypto| &mut **crypto)
+        match &mut self.first {
+            Some((id, crypto)) if *id == channel.0 => Some(crypto),
+            _ => self
+                .channels
+                .get_mut(&channel.0)
+                .map(|crypto| &mut **crypto),
+        }
     }
 
     /// Opens a received packet of `channel`. A channel without an entry has its keys derived on
@@ -356,7 +436,7 @@ impl ChannelKeys {
         if let Some(crypto) = self.get(channel) {
             return crypto.open(sequence, header, ciphertext_and_tag);
         }
-        if self.retired.contains(&channel.0) {
+        if self.is_retired(channel) {
             return Err(OpenError::Replay);
         }
         // The key schedule lives on the stack until the tag verified; a new channel's window
@@ -373,7 +453,7 @@ impl ChannelKeys {
     /// that [`open`](Self::open) let through without an entry) as received, so it cannot be
     /// replayed. A retired id gets nothing.
     pub fn admit(&mut self, channel: ChannelId, sequence: u64) {
-        if self.retired.contains(&channel.0) {
+        if self.is_retired(channel) {
             return;
         }
         self.channel(channel).window.insert(sequence);
@@ -381,12 +461,12 @@ impl ChannelKeys {
 
     /// Drops the expanded keys of every channel (an idle session): see [`ChannelCrypto::shed`].
     pub fn shed(&mut self) {
-        if let Some(crypto) = self.default.as_mut() {
-            crypto.shed();
-        }
-        for crypto in self.channels.values_mut() {
-            crypto.shed();
-        }
+        self.all_mut().for_each(ChannelCrypto::shed);
+    }
+
+    /// The idle check of every channel (see [`ChannelCrypto::shed_if_idle`]).
+    pub fn shed_if_idle(&mut self) {
+        self.all_mut().for_each(ChannelCrypto::shed_if_idle);
     }
 
     /// Drops the expanded keys of one channel that nothing uses for now.
@@ -402,25 +482,31 @@ impl ChannelKeys {
         if channel.is_default() {
             return;
         }
-        self.channels.remove(&channel.0);
-        self.retired.insert(channel.0);
+        if self.first.as_ref().is_some_and(|(id, _)| *id == channel.0) {
+            self.first = None;
+        } else {
+            self.channels.remove(&channel.0);
+        }
+        self.retired
+            .get_or_insert_with(Box::default)
+            .insert(channel.0);
     }
 
     /// True if `channel` was closed in this session: it may not open again (PROTOCOL.md §6).
     pub fn is_retired(&self, channel: ChannelId) -> bool {
-        self.retired.contains(&channel.0)
+        self.retired
+            .as_ref()
+            .is_some_and(|retired| retired.contains(&channel.0))
     }
 
     /// How many ids this session has retired.
     pub fn retired_count(&self) -> usize {
-        self.retired.len()
+        self.retired.as_ref().map_or(0, |retired| retired.len())
     }
 
     /// The most packets any channel has sealed under this session (for the rekey threshold).
     pub fn max_packets_sent(&self) -> u64 {
-        self.default
-            .iter()
-            .chain(self.channels.values().map(|crypto| &**crypto))
+        self.all()
             .map(ChannelCrypto::packets_sent)
             .max()
             .unwrap_or(0)
@@ -429,269 +515,48 @@ impl ChannelKeys {
     /// Packets sealed under these keys on the default channel and every open channel, summed
     /// (an operator's view: a closed channel's count goes with its keys).
     pub fn total_packets_sent(&self) -> u64 {
-        self.default
-            .iter()
-            .chain(self.channels.values().map(|crypto| &**crypto))
+        self.all()
             .fold(0, |sum, crypto| sum.saturating_add(crypto.packets_sent()))
     }
 
     /// Number of channels with derived keys.
     pub fn len(&self) -> usize {
-        usize::from(self.default.is_some()).saturating_add(self.channels.len())
+        usize::from(self.default.is_some())
+            .saturating_add(usize::from(self.first.is_some()))
+            .saturating_add(self.channels.len())
     }
 
     /// True if no channel has keys yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Drops the keys, returning the heap each part held, read on `live` (see
+    /// [`crate::heap::freed`]).
+    pub fn heap_parts(mut self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 4] {
+        let mut expanded = 0i64;
+        let mut windows = 0i64;
+        for crypto in self.all_mut() {
+            expanded = expanded.saturating_add(crate::heap::freed(live, || crypto.expanded = None));
+            windows = windows.saturating_add(crate::heap::freed(live, || {
+                crypto.window = ReplayWindow::new()
+            }));
+        }
+        [
+            ("channel keys: expanded AES schedules", expanded),
+            ("channel keys: boxed replay windows", windows),
+            (
+                "channel keys: map and boxed entries",
+                crate::heap::freed(live, || drop(std::mem::take(&mut self.channels))),
+            ),
+            (
+                "channel keys: retired ids",
+                crate::heap::freed(live, || drop(self.retired.take())),
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HEADER: [u8; 41] = [0x13; 41];
-
-    fn pair(channel: ChannelId) -> (ChannelCrypto, ChannelCrypto) {
-        let a = [1u8; 32];
-        let b = [2u8; 32];
-        (
-            ChannelCrypto::new(&a, &b, channel),
-            ChannelCrypto::new(&b, &a, channel),
-        )
-    }
-
-    fn sealed(sender: &mut ChannelCrypto, payload: &[u8]) -> (u64, Vec<u8>) {
-        let mut buf = payload.to_vec();
-        let mut tag = [0u8; TAG_LEN];
-        let seq = sender.seal(&HEADER, &mut buf, &mut tag);
-        buf.extend_from_slice(&tag);
-        (seq, buf)
-    }
-
-    #[test]
-    fn seal_then_open_round_trips() {
-        let (mut a, mut b) = pair(ChannelId::new(1, 2));
-        let (seq, mut packet) = sealed(&mut a, b"hello weft");
-        assert_ne!(&packet[..10], b"hello weft");
-        let len = b.open(seq, &HEADER, &mut packet).unwrap();
-        assert_eq!(&packet[..len], b"hello weft");
-        assert_eq!(a.next_sequence(), 1);
-    }
-
-    #[test]
-    fn a_flipped_bit_in_header_or_ciphertext_or_tag_fails() {
-        let (mut a, _) = pair(ChannelId::new(1, 2));
-        let (seq, packet) = sealed(&mut a, &[7u8; 64]);
-        for byte in 0..HEADER.len() + packet.len() {
-            for bit in [0x01u8, 0x80] {
-                let (_, mut b) = pair(ChannelId::new(1, 2));
-                let mut header = HEADER;
-                let mut body = packet.clone();
-                if byte < HEADER.len() {
-                    header[byte] ^= bit;
-                } else {
-                    body[byte - HEADER.len()] ^= bit;
-                }
-                assert_eq!(
-                    b.open(seq, &header, &mut body),
-                    Err(OpenError::Authentication)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn wrong_channel_wrong_sequence_or_old_key_fails() {
-        let (mut a, _) = pair(ChannelId::new(1, 2));
-        let (seq, packet) = sealed(&mut a, b"payload");
-        let (_, mut other_channel) = pair(ChannelId::new(1, 3));
-        assert!(
-            other_channel
-                .open(seq, &HEADER, &mut packet.clone())
-                .is_err()
-        );
-        let (_, mut b) = pair(ChannelId::new(1, 2));
-        assert!(b.open(seq + 1, &HEADER, &mut packet.clone()).is_err());
-        // A key of an older session (other secrets) fails too.
-        let mut old = ChannelCrypto::new(&[2; 32], &[9; 32], ChannelId::new(1, 2));
-        assert!(old.open(seq, &HEADER, &mut packet.clone()).is_err());
-        assert!(b.open(seq, &HEADER, &mut packet.clone()).is_ok());
-    }
-
-    #[test]
-    fn a_replay_is_refused_and_a_forgery_does_not_move_the_window() {
-        let (mut a, mut b) = pair(ChannelId::new(1, 2));
-        let (seq, packet) = sealed(&mut a, b"first");
-        assert!(b.open(seq, &HEADER, &mut packet.clone()).is_ok());
-        assert_eq!(
-            b.open(seq, &HEADER, &mut packet.clone()),
-            Err(OpenError::Replay)
-        );
-        // A forged packet far ahead fails its tag and leaves the window where it was...
-        let mut forged = vec![0u8; 32];
-        assert_eq!(
-            b.open(1_000_000, &HEADER, &mut forged),
-            Err(OpenError::Authentication)
-        );
-        assert_eq!(b.check_replay(1_000_000), Seen::Fresh);
-        // ...so a genuine packet just after the first still opens.
-        let (seq2, packet2) = sealed(&mut a, b"second");
-        assert!(b.open(seq2, &HEADER, &mut packet2.clone()).is_ok());
-    }
-
-    #[test]
-    fn shed_keys_come_back_with_the_same_numbers_and_window() {
-        let (mut a, mut b) = pair(ChannelId::new(1, 2));
-        let (seq, packet) = sealed(&mut a, b"before");
-        assert!(b.open(seq, &HEADER, &mut packet.clone()).is_ok());
-        a.shed();
-        b.shed();
-        assert!(!a.is_expanded() && !b.is_expanded());
-        // The replay window survived the shedding...
-        assert_eq!(
-            b.open(seq, &HEADER, &mut packet.clone()),
-            Err(OpenError::Replay)
-        );
-        // ...and so did the sequence number: no nonce is reused.
-        let (seq2, packet2) = sealed(&mut a, b"after");
-        assert_eq!(seq2, seq + 1);
-        assert!(a.is_expanded());
-        let mut body = packet2.clone();
-        let len = b.open(seq2, &HEADER, &mut body).unwrap();
-        assert_eq!(&body[..len], b"after");
-        assert!(b.is_expanded());
-    }
-
-    #[test]
-    fn a_packet_shorter_than_a_tag_is_an_error() {
-        let (_, mut b) = pair(ChannelId::DEFAULT);
-        assert_eq!(
-            b.open(0, &HEADER, &mut [0u8; 15]),
-            Err(OpenError::Authentication)
-        );
-    }
-
-    #[test]
-    fn the_cache_derives_each_channel_once_and_counts_packets() {
-        let mut keys = ChannelKeys::new([1; 32], [2; 32]);
-        let mut tag = [0u8; TAG_LEN];
-        keys.channel(ChannelId::new(1, 1))
-            .seal(&HEADER, &mut [0u8; 8], &mut tag);
-        keys.channel(ChannelId::new(1, 1))
-            .seal(&HEADER, &mut [0u8; 8], &mut tag);
-        keys.channel(ChannelId::DEFAULT)
-            .seal(&HEADER, &mut [0u8; 8], &mut tag);
-        assert_eq!(keys.len(), 2);
-        assert_eq!(keys.max_packets_sent(), 2);
-        keys.remove(ChannelId::new(1, 1));
-        assert!(keys.get(ChannelId::new(1, 1)).is_none());
-    }
-
-    #[test]
-    fn the_cache_finds_channels_inserted_in_any_order() {
-        let mut keys = ChannelKeys::new([1; 32], [2; 32]);
-        let mut tag = [0u8; TAG_LEN];
-        for (n, sub) in [5u16, 1, 3, 2].into_iter().enumerate() {
-            for _ in 0..=n {
-                keys.channel(ChannelId::new(1, sub))
-                    .seal(&HEADER, &mut [0u8; 8], &mut tag);
-            }
-        }
-        for (n, sub) in [5u16, 1, 3, 2].into_iter().enumerate() {
-            let crypto = keys.get(ChannelId::new(1, sub)).expect("derived");
-            assert_eq!(crypto.next_sequence(), n as u64 + 1);
-        }
-        keys.remove(ChannelId::new(1, 3));
-        assert!(keys.get(ChannelId::new(1, 3)).is_none());
-        assert_eq!(keys.get(ChannelId::new(1, 2)).unwrap().next_sequence(), 4);
-        assert_eq!(keys.len(), 3);
-    }
-
-    fn sealed_on(keys: &mut ChannelKeys, channel: ChannelId, payload: &[u8]) -> (u64, Vec<u8>) {
-        sealed(keys.channel(channel), payload)
-    }
-
-    #[test]
-    fn a_packet_on_an_unadmitted_channel_opens_without_an_entry() {
-        let mut sender = ChannelKeys::new([1; 32], [2; 32]);
-        let mut receiver = ChannelKeys::new([2; 32], [1; 32]);
-        for c2 in 1..=100u16 {
-            let (seq, mut packet) = sealed_on(&mut sender, ChannelId::new(7, c2), b"ping");
-            let len = receiver
-                .open(ChannelId::new(7, c2), seq, &HEADER, &mut packet)
-                .unwrap();
-            assert_eq!(&packet[..len], b"ping");
-        }
-        // Made-up channels leave nothing behind.
-        assert_eq!(receiver.len(), 0);
-        // The default channel is always open: its first packet keeps its keys and window.
-        let (seq, packet) = sealed_on(&mut sender, ChannelId::DEFAULT, b"default");
-        assert!(
-            receiver
-                .open(ChannelId::DEFAULT, seq, &HEADER, &mut packet.clone())
-                .is_ok()
-        );
-        assert_eq!(receiver.len(), 1);
-        assert_eq!(
-            receiver.open(ChannelId::DEFAULT, seq, &HEADER, &mut packet.clone()),
-            Err(OpenError::Replay)
-        );
-    }
-
-    #[test]
-    fn an_admitted_channel_refuses_the_packet_that_opened_it_again() {
-        let mut sender = ChannelKeys::new([1; 32], [2; 32]);
-        let mut receiver = ChannelKeys::new([2; 32], [1; 32]);
-        let id = ChannelId::new(3, 4);
-        let (seq, packet) = sealed_on(&mut sender, id, b"first");
-        assert!(receiver.open(id, seq, &HEADER, &mut packet.clone()).is_ok());
-        receiver.admit(id, seq);
-        assert_eq!(
-            receiver.open(id, seq, &HEADER, &mut packet.clone()),
-            Err(OpenError::Replay)
-        );
-        let (seq2, packet2) = sealed_on(&mut sender, id, b"second");
-        assert!(
-            receiver
-                .open(id, seq2, &HEADER, &mut packet2.clone())
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn a_closed_channel_is_retired_for_the_session() {
-        let mut sender = ChannelKeys::new([1; 32], [2; 32]);
-        let mut receiver = ChannelKeys::new([2; 32], [1; 32]);
-        let id = ChannelId::new(3, 4);
-        let (seq, packet) = sealed_on(&mut sender, id, b"before close");
-        receiver.admit(id, 1_000);
-        receiver.remove(id);
-        assert!(receiver.get(id).is_none());
-        assert!(receiver.is_retired(id));
-        assert_eq!(receiver.retired_count(), 1);
-        // A packet of the closed channel is a replay, whatever its number, and is not kept.
-        assert_eq!(
-            receiver.open(id, seq, &HEADER, &mut packet.clone()),
-            Err(OpenError::Replay)
-        );
-        receiver.admit(id, seq);
-        assert!(receiver.get(id).is_none());
-        // The default channel is never retired.
-        receiver.remove(ChannelId::DEFAULT);
-        assert!(!receiver.is_retired(ChannelId::DEFAULT));
-    }
-
-    #[test]
-    fn channel_keys_differ_by_channel_and_direction() {
-        let secret = [5u8; 32];
-        assert_ne!(
-            channel_key(&secret, ChannelId::DEFAULT),
-            channel_key(&secret, ChannelId::new(0, 1))
-        );
-        assert_ne!(
-            channel_key(&secret, ChannelId::DEFAULT),
-            channel_key(&[6u8; 32], ChannelId::DEFAULT)
-        );
-    }
-}
+#[path = "keys_tests.rs"]
+mod tests;

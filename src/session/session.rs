@@ -436,12 +436,30 @@ impl SessionSlot {
         }
     }
 
+    /// The idle check of every session's channels (see [`ChannelKeys::shed_if_idle`]).
+    pub fn shed_idle_keys(&mut self) {
+        for session in self.sessions.iter_mut().flatten() {
+            session.keys.shed_if_idle();
+        }
+        if let Some(displaced) = self.displaced.as_mut() {
+            displaced.0.keys.shed_if_idle();
+        }
+    }
+
     /// Drops both sessions.
     pub fn clear(&mut self) {
         self.sessions = [None, None];
         self.retired_at = [None, None];
         self.displaced = None;
         self.sending = KeyPhase::Zero;
+    }
+
+    /// Takes every session out, the slot left empty (the memory report weighs them apart).
+    pub fn take_sessions(&mut self) -> Vec<Box<Session>> {
+        let [a, b] = std::mem::take(&mut self.sessions);
+        let displaced = self.displaced.take().map(|(session, _)| session);
+        self.clear();
+        [a, b, displaced].into_iter().flatten().collect()
     }
 }
 

@@ -6,14 +6,14 @@
 use super::flood::live_bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use weft::channel::{Endpoint, EndpointConfig, Event};
+use weft::channel::{Endpoint, EndpointConfig, Event, HeapReport};
 use weft::session::Identity;
 use weft::wire::Capabilities;
 
-/// The bound on server bytes per idle peer: the figure measured, plus about 10 % (6,517 B with
-/// channels stored in their connection's lanes; 6,527 B with per-connection timer tables and
-/// channel deadline heaps; 6,523 B with the old endpoint-wide timer heap, ca9dd81).
-const MAX_BYTES_PER_PEER: i64 = 7_300;
+/// The bound on server bytes per idle peer: the figure measured, plus about 10 % (3,309 B once
+/// idle channels keep no expanded keys, replay windows and loss counters stay inline and idle
+/// queues give their room back, issue 12; 6,527 B before).
+const MAX_BYTES_PER_PEER: i64 = 3_650;
 
 struct Bench {
     server: Endpoint,
@@ -89,8 +89,9 @@ fn identity(n: u32) -> Identity {
     Identity::from_secret_bytes(a, b)
 }
 
-/// Server bytes per peer once `peers` clients each hold a session and one open UDP channel.
-fn server_bytes_per_peer(peers: u32) -> i64 {
+/// Server bytes per peer once `peers` clients each hold a session and one open UDP channel,
+/// and the server's heap taken apart.
+fn server_bytes_per_peer(peers: u32) -> (i64, HeapReport) {
     let now = Instant::now();
     let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
     let before = live_bytes();
@@ -139,15 +140,51 @@ fn server_bytes_per_peer(peers: u32) -> i64 {
         bench.step();
     }
     assert_eq!(bench.server.channel_count(), peers as usize);
-    let baseline = bench.server_heap;
-    let _ = baseline;
-    (bench.server_heap - created) / i64::from(peers)
+    let per_peer = (bench.server_heap - created) / i64::from(peers);
+    println!(
+        "server heap {} B, of which {created} B at creation",
+        bench.server_heap
+    );
+    (per_peer, bench.server.heap_report(&live_bytes))
+}
+
+/// Prints the report per peer, largest part first, for docs/PERFORMANCE.md's table.
+fn print_table(report: &HeapReport, peers: u32) {
+    let mut parts = report.parts.clone();
+    parts.sort_by_key(|&(_, bytes)| std::cmp::Reverse(bytes));
+    println!("| part | bytes per peer |\n|---|---|");
+    for (part, bytes) in &parts {
+        println!("| {part} | {:.1} |", *bytes as f64 / f64::from(peers));
+    }
+    let total: i64 = parts.iter().map(|&(_, bytes)| bytes).sum();
+    println!("| total | {:.1} |", total as f64 / f64::from(peers));
+    for (name, size) in &report.sizes {
+        println!("size_of {name}: {size}");
+    }
 }
 
 #[test]
 fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
-    let per_peer = server_bytes_per_peer(500);
+    let (per_peer, report) = server_bytes_per_peer(500);
     println!("server bytes/peer {per_peer}");
+    print_table(&report, 500);
+    let part = |name: &str| {
+        report
+            .parts
+            .iter()
+            .find(|(part, _)| *part == name)
+            .map(|&(_, bytes)| bytes)
+    };
+    // An idle peer holds no key schedules, no boxed replay window and no empty queue's room:
+    // its channels carried too few packets to keep keys, and its silence shed the rest.
+    for idle in [
+        "channel keys: expanded AES schedules",
+        "channel keys: boxed replay windows",
+        "reliability send side",
+        "reliability receive side",
+    ] {
+        assert_eq!(part(idle), Some(0), "{idle}");
+    }
     assert!(
         per_peer <= MAX_BYTES_PER_PEER,
         "server holds {per_peer} bytes per idle peer (bound {MAX_BYTES_PER_PEER})"

@@ -203,7 +203,7 @@ impl Connection {
             return;
         };
         let now = data.reliability.stats();
-        let before = std::mem::replace(&mut data.reported, now);
+        let before = data.reported.replace(now);
         let deltas = [
             (
                 "weft_retransmitted_bytes_total",

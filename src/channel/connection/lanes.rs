@@ -64,6 +64,11 @@ impl Lanes {
         channel
     }
 
+    /// The channels held, by lane, to change in place.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Channel> {
+        self.0.iter_mut().flatten()
+    }
+
     /// The channels held, by lane.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Lane, &Channel)> {
         (0..)

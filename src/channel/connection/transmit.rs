@@ -317,7 +317,7 @@ pub(crate) mod tests {
     use crate::channel::connection::Timer;
     use crate::channel::pool::BufferPool;
     use crate::channel::reliability::{
-        ChannelReliability, ChannelStats, PathState, ReassemblyBudget, ReliabilityConfig,
+        ChannelReliability, PathState, ReassemblyBudget, ReliabilityConfig,
     };
     use crate::channel::state::{Channel, ChannelData, Traffic};
     use crate::handle::Handle;
@@ -370,7 +370,7 @@ pub(crate) mod tests {
                 paused: false,
                 waiting: false,
                 keep_alive: true,
-                reported: ChannelStats::default(),
+                reported: Default::default(),
                 last_rtt: Duration::ZERO,
                 order_at: 0,
             })),

@@ -13,7 +13,7 @@ use crate::channel::connection::{ChannelAt, ChannelPacket, Delivered, Handover, 
 use crate::channel::reliability::{
     self, ChannelReliability, ChannelStats, PathState, ReassemblyBudget,
 };
-use crate::channel::state::ChannelData;
+use crate::channel::state::{ChannelData, Reported};
 use crate::handle::Handle;
 use crate::wire::{Capabilities, ChannelId, Message, PeerId, SEQUENCED_HEADER_LEN, TAG_LEN};
 use std::net::SocketAddr;
@@ -79,7 +79,7 @@ impl Endpoint {
             paused: false,
             waiting: false,
             keep_alive,
-            reported: ChannelStats::default(),
+            reported: Reported::default(),
             last_rtt: Duration::ZERO,
             order_at,
         }));

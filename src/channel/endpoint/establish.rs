@@ -80,8 +80,10 @@ impl Endpoint {
                     return None;
                 };
                 self.ids.set_peer(initiator, peer);
-                let reset = later(now, self.config.connection_reset_timeout);
-                self.arm_connection(peer, Timer::Idle, reset);
+                // The first idle check comes after a keep-alive interval (keys shed then).
+                let check = self.config.keep_alive_interval;
+                let check = later(now, check.min(self.config.connection_reset_timeout));
+                self.arm_connection(peer, Timer::Idle, check);
                 peer
             }
         };
@@ -393,8 +395,10 @@ impl Endpoint {
                         self.unnamed.insert(to, peer);
                     }
                 }
-                let reset = later(now, self.config.connection_reset_timeout);
-                self.arm_connection(peer, Timer::Idle, reset);
+                // The first idle check comes after a keep-alive interval (keys shed then).
+                let check = self.config.keep_alive_interval;
+                let check = later(now, check.min(self.config.connection_reset_timeout));
+                self.arm_connection(peer, Timer::Idle, check);
                 (peer, true)
             }
         };

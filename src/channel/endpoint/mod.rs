@@ -15,6 +15,7 @@ mod flush;
 #[cfg(fuzzing)]
 mod fuzzing;
 mod handshake;
+mod heap_report;
 mod index;
 mod receive;
 mod secure;
@@ -25,6 +26,7 @@ mod stateless;
 mod table;
 mod timers;
 
+pub use heap_report::HeapReport;
 pub use service::PeerInfo;
 pub use snapshot::{ChannelCounts, PeerSnapshot};
 

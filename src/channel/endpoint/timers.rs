@@ -174,13 +174,20 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn shed_session_keys(&mut self, peer: PeerId) {
+    /// Sheds the expanded keys of every channel of `peer`'s sessions (`all`), or of those that
+    /// carried few packets since the last idle check (issue 12: a keep-alive now and then does
+    /// not keep 1 KiB of key schedules per channel).
+    pub(super) fn shed_session_keys(&mut self, peer: PeerId, all: bool) {
         if let Some(entry) = self
             .ids
             .session(&peer)
             .and_then(|&handle| self.sessions.get_mut(handle))
         {
-            entry.slot.shed_keys();
+            if all {
+                entry.slot.shed_keys();
+            } else {
+                entry.slot.shed_idle_keys();
+            }
         }
     }
 
@@ -193,13 +200,18 @@ impl Endpoint {
             return;
         };
         match state.silence(now, keep_alive, reset) {
-            Silence::Wait { until } => return self.arm_connection(peer, Timer::Idle, until),
+            Silence::Wait { until } => {
+                let id = state.id;
+                self.shed_session_keys(id, false);
+                return self.arm_connection(peer, Timer::Idle, until);
+            }
             Silence::ShedKeys { until } => {
                 // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive
                 // interval gives up its expanded channel keys, re-expanded by its next packet.
                 // This timer already exists per peer, so nothing scans the peers per packet.
                 let id = state.id;
-                self.shed_session_keys(id);
+                self.shed_session_keys(id, true);
+                self.shrink_idle_channels(peer);
                 return self.arm_connection(peer, Timer::Idle, until);
             }
             Silence::Reset => {}

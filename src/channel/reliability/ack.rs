@@ -59,6 +59,11 @@ pub struct AckTracker {
 }
 
 impl AckTracker {
+    /// Fits the received ranges' room to what they hold (an idle channel).
+    pub(crate) fn shrink_idle(&mut self) {
+        self.received.shrink_to_fit();
+    }
+
     /// A tracker that reports at most `max_ranges` ranges (older ones are forgotten), with
     /// PROTOCOL.md §7.1's default ACK frequency.
     pub fn new(max_ranges: usize) -> Self {

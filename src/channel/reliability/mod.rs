@@ -37,8 +37,10 @@ mod budget;
 pub mod congestion;
 mod credit;
 mod fragments;
+mod memory;
 pub mod pmtu;
 mod ranges;
+mod rare;
 mod recv;
 pub mod rtt;
 mod send;
@@ -802,7 +804,7 @@ impl ChannelReliability {
     /// Counters for the metrics layer.
     pub fn stats(&self) -> ChannelStats {
         let s = self.send.stats;
-        let r = self.recv.stats;
+        let r = self.recv.stats.read();
         ChannelStats {
             packets_sent: s.packets_sent,
             packets_lost: s.packets_lost,

@@ -29,10 +29,18 @@ impl RangeSet {
         self.ranges.clear();
     }
 
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.ranges.shrink_to_fit();
+    }
+
     /// Adds `range`; returns how many of its numbers were new.
     pub(crate) fn insert(&mut self, range: Range<u64>) -> u64 {
         if range.is_empty() {
             return 0;
+        }
+        if self.ranges.capacity() == 0 {
+            // Most sets hold one range (an idle channel's received packets): room for one.
+            self.ranges.reserve_exact(1);
         }
         // First range that ends at or after `range.start` (it may touch or overlap).
         let first = self.ranges.partition_point(|r| r.end < range.start);

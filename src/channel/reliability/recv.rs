@@ -3,15 +3,16 @@
 //! reassembly of DATA_FRAGMENTs under a shared memory budget, and WINDOW credit.
 
 use super::fragments::{FragmentRanges, RANGE_COST};
+use super::rare::Rare;
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
 use crate::channel::pool::BufferPool;
-use crate::session::window::{Seen, SlidingWindow};
+use crate::session::window::{CompactWindow, Seen};
 use crate::wire::CloseReason;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Message numbers remembered for duplicate suppression: 1024 behind the newest.
-type MessageWindow = SlidingWindow<16>;
+type MessageWindow = CompactWindow<16>;
 
 /// PROTOCOL.md §4: the credit both sides assume before any WINDOW. A peer may use it whatever
 /// this side configured as its own initial window.
@@ -106,10 +107,18 @@ pub(crate) struct RecvSide {
     current_pn: u64,
     pub(crate) hold: Duration,
     pub(crate) failure: Option<CloseReason>,
-    pub(crate) stats: RecvStats,
+    /// Boxed on the first count: a healthy channel's stay zero (issue 12).
+    pub(crate) stats: Rare<RecvStats>,
 }
 
 impl RecvSide {
+    /// Frees the room of the delivery queue when it is empty (an idle channel).
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+    }
+
     pub(crate) fn new(
         ordered: bool,
         resend: bool,
@@ -151,7 +160,7 @@ impl RecvSide {
             current_pn: 0,
             hold: Duration::ZERO,
             failure: None,
-            stats: RecvStats::default(),
+            stats: Rare::default(),
         }
     }
 
@@ -238,7 +247,7 @@ impl RecvSide {
 
     /// The peer broke the protocol: SCTP and TCP close the channel.
     fn protocol_error(&mut self) {
-        bump(&mut self.stats.protocol_errors);
+        bump(&mut self.stats.get().protocol_errors);
         self.failure.get_or_insert(CloseReason::Protocol);
     }
 
@@ -265,7 +274,7 @@ impl RecvSide {
         });
         let bound = credit.saturating_add(packets.saturating_mul(MAX_NEW_MESSAGES_PER_PACKET));
         if number >= bound {
-            bump(&mut self.stats.past_credit);
+            bump(&mut self.stats.get().past_credit);
             return false;
         }
         true
@@ -297,7 +306,7 @@ impl RecvSide {
         if self.reliable() && (messages > ever.0 || bytes > ever.1) {
             self.protocol_error();
         } else {
-            bump(&mut self.stats.credit_drops);
+            bump(&mut self.stats.get().credit_drops);
         }
         false
     }
@@ -308,7 +317,7 @@ impl RecvSide {
     fn wanted(&mut self, number: u64, total_len: u64) -> bool {
         match self.seen.check(number) {
             Seen::Duplicate | Seen::TooOld => {
-                bump(&mut self.stats.duplicates);
+                bump(&mut self.stats.get().duplicates);
                 false
             }
             Seen::Fresh if self.ordered && number < self.next => {
@@ -316,7 +325,7 @@ impl RecvSide {
                 self.accepted_messages = self.accepted_messages.saturating_add(1);
                 self.accepted_bytes = self.accepted_bytes.saturating_add(total_len);
                 self.consume(total_len);
-                bump(&mut self.stats.duplicates);
+                bump(&mut self.stats.get().duplicates);
                 false
             }
             Seen::Fresh => true,
@@ -336,7 +345,7 @@ impl RecvSide {
         }
         let len = len_u64(payload.len());
         if len > self.max_message_size {
-            bump(&mut self.stats.malformed);
+            bump(&mut self.stats.get().malformed);
             return;
         }
         if !self.number_allowed(number) || !self.wanted(number, len) || !self.admit(len) {
@@ -363,11 +372,11 @@ impl RecvSide {
         }
         let end = offset.checked_add(len_u64(bytes.len()));
         let (Some(end), Ok(total)) = (end, usize::try_from(total_len)) else {
-            bump(&mut self.stats.malformed);
+            bump(&mut self.stats.get().malformed);
             return;
         };
         if total_len > self.max_message_size || end > total_len {
-            bump(&mut self.stats.malformed);
+            bump(&mut self.stats.get().malformed);
             return;
         }
         // `offset <= end <= total_len`, which fits a usize (checked above).
@@ -393,7 +402,7 @@ impl RecvSide {
         }
         let charged = total.saturating_add(PARTIAL_OVERHEAD + RANGE_CHARGE);
         if !budget.try_reserve(charged) {
-            bump(&mut self.stats.budget_drops);
+            bump(&mut self.stats.get().budget_drops);
             return;
         }
         self.budget.get_or_insert_with(|| budget.clone());
@@ -438,16 +447,16 @@ impl RecvSide {
             return;
         };
         if partial.total != total_len {
-            bump(&mut self.stats.malformed);
+            bump(&mut self.stats.get().malformed);
             return;
         }
         if partial.got.adds_range(&range) && partial.got.len() >= partial.ranges_paid {
             if partial.ranges_paid >= max_ranges {
-                bump(&mut self.stats.range_drops);
+                bump(&mut self.stats.get().range_drops);
                 return;
             }
             if !budget.try_reserve(RANGE_CHARGE) {
-                bump(&mut self.stats.budget_drops);
+                bump(&mut self.stats.get().budget_drops);
                 return;
             }
             partial.ranges_paid = partial.ranges_paid.saturating_add(RANGES_PER_CHARGE);
@@ -455,11 +464,11 @@ impl RecvSide {
         }
         match partial.got.insert(range, max_ranges) {
             Err(_) => {
-                bump(&mut self.stats.range_drops);
+                bump(&mut self.stats.get().range_drops);
                 return;
             }
             Ok(0) => {
-                bump(&mut self.stats.duplicates);
+                bump(&mut self.stats.get().duplicates);
                 return;
             }
             Ok(_) => {}
@@ -602,8 +611,8 @@ impl RecvSide {
                 break;
             };
             self.events.push_back(Delivery::Skipped { first, last });
-            self.stats.skipped = self
-                .stats
+            let stats = self.stats.get();
+            stats.skipped = stats
                 .skipped
                 .saturating_add(last.abs_diff(first).saturating_add(1));
             self.next = first_held;
@@ -619,7 +628,7 @@ impl RecvSide {
             .map(|(&n, _)| n)
             .collect();
         for number in expired {
-            bump(&mut self.stats.reassembly_timeouts);
+            bump(&mut self.stats.get().reassembly_timeouts);
             if self.reliable() {
                 // The sender believes the acknowledged fragments delivered; a reliable channel
                 // cannot recover from throwing them away, so it closes instead.
@@ -661,7 +670,7 @@ impl RecvSide {
                 break;
             };
             let charged = self.partial.get(&number).map_or(0, |p| p.charged);
-            bump(&mut self.stats.evictions);
+            bump(&mut self.stats.get().evictions);
             if self.reliable() {
                 self.failure.get_or_insert(CloseReason::Refused);
             }

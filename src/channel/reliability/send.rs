@@ -439,6 +439,11 @@ impl SendSide {
         window: bool,
         probe: Option<u16>,
     ) {
+        if self.sent.capacity() == 0 {
+            // Room for one to start: a channel that only sets up and idles keeps one packet's
+            // record, not four (issue 12); a busy one grows by doubling from there.
+            self.sent.reserve_exact(1);
+        }
         self.sent.push_back(SentPacket {
             pn,
             time: now,
@@ -810,6 +815,16 @@ impl SendSide {
             }
         }
         self.chunks.clear();
+    }
+
+    /// Frees the room of the queues that are empty (see [`ChannelReliability::shrink_idle`]).
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.messages.is_empty() && self.sent.is_empty() && self.chunks.is_empty() {
+            self.messages = VecDeque::new();
+            self.sent = VecDeque::new();
+            self.chunks = VecDeque::new();
+            self.spare_ranges = Vec::new();
+        }
     }
 
     /// Hands the buffers of resolved messages to `pool`.
