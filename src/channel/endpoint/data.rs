@@ -501,12 +501,29 @@ impl Endpoint {
                     number,
                     received,
                     total,
-                } => self.events.push_back(Event::Progress {
-                    channel: handle,
-                    message_number: number,
-                    received,
-                    total,
-                }),
+                } => {
+                    // One pending progress event per message here too (PROTOCOL.md §7.5), as
+                    // in the channel: a driver that drains events once per receive batch gets
+                    // one per message, not one per fragment.
+                    if let Some(Event::Progress {
+                        channel: last_channel,
+                        message_number: last_number,
+                        received: last_received,
+                        ..
+                    }) = self.events.back_mut()
+                    {
+                        if *last_channel == handle && *last_number == number {
+                            *last_received = received;
+                            continue;
+                        }
+                    }
+                    self.events.push_back(Event::Progress {
+                        channel: handle,
+                        message_number: number,
+                        received,
+                        total,
+                    });
+                }
                 Delivery::Failed(reason) => {
                     self.account(channel);
                     self.close(channel, reason, false, true);
@@ -526,6 +543,10 @@ impl Endpoint {
             return;
         };
         let now = data.reliability.stats();
+        if now == data.reported {
+            // The usual packet: nothing counted changed, so nothing to add.
+            return;
+        }
         let before = std::mem::replace(&mut data.reported, now);
         let deltas = [
             (

@@ -288,8 +288,15 @@ impl PathState {
         if channels == 0 {
             return 0;
         }
-        let turn = self.cursor.checked_rem(channels).unwrap_or(0);
-        self.cursor = self.cursor.wrapping_add(1);
+        // The cursor is kept below the count, so a turn (one per packet sent) costs no
+        // division unless the count shrank since the last one.
+        let turn = if self.cursor < channels {
+            self.cursor
+        } else {
+            self.cursor.checked_rem(channels).unwrap_or(0)
+        };
+        let next = turn.saturating_add(1);
+        self.cursor = if next < channels { next } else { 0 };
         turn
     }
 
