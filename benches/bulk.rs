@@ -73,7 +73,11 @@ fn main() {
             (a.cpu, b.cpu, a.packets, b.packets, bytes) = (Duration::ZERO, Duration::ZERO, 0, 0, 0);
         }
         let t0 = process_cpu_time();
-        while a.endpoint.send_queued(channel).is_some_and(|q| q + MESSAGE <= 16 * MESSAGE) {
+        while a
+            .endpoint
+            .send_queued(channel)
+            .is_some_and(|q| q + MESSAGE <= 16 * MESSAGE)
+        {
             let offset = queued * MESSAGE as u64;
             let fill = |buf: &mut Vec<u8>| {
                 buf.resize(MESSAGE, 0);

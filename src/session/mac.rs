@@ -483,7 +483,12 @@ mod tests {
             (start + rotation * 5 + ns, 5),
         ] {
             keys.advance(at);
-            assert_eq!(keys.epoch, epoch, "{:?}", at.saturating_duration_since(start));
+            assert_eq!(
+                keys.epoch,
+                epoch,
+                "{:?}",
+                at.saturating_duration_since(start)
+            );
             assert_eq!(keys.keys[0], keys.derive(epoch));
         }
     }

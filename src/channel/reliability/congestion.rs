@@ -154,9 +154,7 @@ impl Pacer {
             u64::try_from(elapsed.as_nanos()),
             u64::try_from(srtt.as_nanos()),
         ) {
-            let product = elapsed
-                .checked_mul(window)
-                .and_then(|p| p.checked_mul(5));
+            let product = elapsed.checked_mul(window).and_then(|p| p.checked_mul(5));
             if let (Some(product), Some(divisor)) = (product, srtt.checked_mul(4)) {
                 return product.checked_div(divisor).unwrap_or(0);
             }
@@ -181,6 +179,10 @@ impl Pacer {
         if self.tokens >= capacity {
             // A full bucket earns nothing more: no arithmetic on the elapsed time.
             return capacity;
+        }
+        if now <= self.last {
+            // The packets of one send loop share its instant: nothing earned since the last.
+            return self.tokens;
         }
         let added = Self::earned(now.saturating_duration_since(self.last), window, srtt);
         self.tokens.saturating_add(added).min(capacity)
@@ -296,7 +298,11 @@ mod tests {
             for w in windows {
                 for r in srtts {
                     let (e, r) = (Duration::from_nanos(e), Duration::from_nanos(r));
-                    assert_eq!(Pacer::earned(e, w, r), reference(e, w, r), "{e:?} {w} {r:?}");
+                    assert_eq!(
+                        Pacer::earned(e, w, r),
+                        reference(e, w, r),
+                        "{e:?} {w} {r:?}"
+                    );
                 }
             }
         }

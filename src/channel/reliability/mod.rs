@@ -288,8 +288,7 @@ impl PathState {
         if channels == 0 {
             return 0;
         }
-        // The cursor is kept below the count, so a turn (one per packet sent) costs no
-        // division unless the count shrank since the last one.
+        // Kept below the count: a turn (one per packet) divides only if the count shrank.
         let turn = if self.cursor < channels {
             self.cursor
         } else {
@@ -506,6 +505,13 @@ impl ChannelReliability {
     }
 
     fn refresh(&mut self, now: Instant, path: &mut PathState) {
+        if self.refresh_state(now, path) {
+            self.arm_loss_timers(path);
+        }
+    }
+
+    /// [`refresh`](Self::refresh) less the loss timers (armed once a packet is written).
+    fn refresh_state(&mut self, now: Instant, path: &mut PathState) -> bool {
         if self.hold_timeout.is_none() {
             // PROTOCOL.md §7: the hold timeout defaults to 1.5 × smoothed RTT.
             self.recv.hold = rtt::scale(path.rtt.smoothed(), 3, 2);
@@ -518,17 +524,21 @@ impl ChannelReliability {
         if self.failed.is_some() {
             self.send.abandon(path);
             self.timers = [None; TIMER_COUNT];
-            return;
+            return false;
         }
         if self.send.window_lost {
             self.send.window_lost = false;
             self.window_resend = true;
         }
-        self.timers[Timer::LossDetection as usize] = self.send.loss_detection_deadline(path);
-        self.timers[Timer::BlackHole as usize] = self.send.black_hole_deadline();
         if self.timers[Timer::Pacing as usize].is_some_and(|at| at <= now) {
             self.timers[Timer::Pacing as usize] = None;
         }
+        true
+    }
+
+    fn arm_loss_timers(&mut self, path: &PathState) {
+        self.timers[Timer::LossDetection as usize] = self.send.loss_detection_deadline(path);
+        self.timers[Timer::BlackHole as usize] = self.send.black_hole_deadline();
     }
 
     fn fail(&mut self, reason: CloseReason) {
@@ -574,10 +584,21 @@ impl ChannelReliability {
         path: &mut PathState,
         buf: &mut [u8],
     ) -> usize {
-        self.refresh(now, path);
-        if self.failed.is_some() {
+        if !self.refresh_state(now, path) {
             return 0;
         }
+        let written = self.write_frames_inner(now, pn, path, buf);
+        self.arm_loss_timers(path);
+        written
+    }
+
+    fn write_frames_inner(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        path: &mut PathState,
+        buf: &mut [u8],
+    ) -> usize {
         let probing = self.send.probes_pending > 0;
         let mut empty_room = path.max_payload();
         if probing {
@@ -667,8 +688,6 @@ impl ChannelReliability {
             self.send
                 .on_packet_sent(now, pn, size, chunks, window, probe);
             path.on_packet_sent(now, size, probe);
-            self.timers[Timer::LossDetection as usize] = self.send.loss_detection_deadline(path);
-            self.timers[Timer::BlackHole as usize] = self.send.black_hole_deadline();
         }
         at
     }

@@ -91,7 +91,10 @@ impl RangeSet {
             .ranges
             .get(first.saturating_add(1))
             .is_none_or(|next| next.start >= range.end);
-        if let Some(r) = self.ranges.get_mut(first).filter(|r| next_clear && r.start < range.end)
+        if let Some(r) = self
+            .ranges
+            .get_mut(first)
+            .filter(|r| next_clear && r.start < range.end)
         {
             let head = r.start..range.start;
             let tail = range.end..r.end;
