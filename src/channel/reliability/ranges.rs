@@ -235,8 +235,8 @@ mod tests {
         let mut runs: Vec<Range<u64>> = Vec::new();
         for &n in model {
             match runs.last_mut() {
-                Some(last) if last.end == n => last.end = n + 1,
-                _ => runs.push(n..n + 1),
+                Some(last) if last.end == n => last.end = n.saturating_add(1),
+                _ => runs.push(n..n.saturating_add(1)),
             }
         }
         runs
