@@ -102,6 +102,9 @@ pub struct RotatingKeys {
     epoch_zero: Instant,
     rotation: Duration,
     epoch: u64,
+    /// The span of time whose bucket is `epoch` (`[from, until)`), so that `advance`, called
+    /// per datagram, is two comparisons while the bucket holds: no 128-bit division.
+    current: (Instant, Instant),
     keys: [[u8; 32]; 3],
 }
 
@@ -130,6 +133,7 @@ impl RotatingKeys {
             epoch_zero: now,
             rotation: rotation.max(Duration::from_millis(1)),
             epoch: 0,
+            current: (now, now),
             keys: [[0; 32]; 3],
         };
         keys.rekey(0);
@@ -145,6 +149,16 @@ impl RotatingKeys {
 
     fn rekey(&mut self, epoch: u64) {
         self.epoch = epoch;
+        let at = |n: u64| {
+            let nanos = self.rotation.as_nanos().checked_mul(u128::from(n))?;
+            let offset = Duration::from_nanos(u64::try_from(nanos).ok()?);
+            self.epoch_zero.checked_add(offset)
+        };
+        // Unrepresentable bounds leave an empty span: every `advance` then divides.
+        self.current = match (at(epoch), epoch.checked_add(1).and_then(at)) {
+            (Some(from), Some(until)) => (from, until),
+            _ => (self.epoch_zero, self.epoch_zero),
+        };
         self.keys = [
             self.derive(epoch),
             self.derive(epoch.wrapping_sub(1)),
@@ -154,6 +168,10 @@ impl RotatingKeys {
 
     /// Moves to the key of `now`'s time bucket.
     pub fn advance(&mut self, now: Instant) {
+        let (from, until) = self.current;
+        if from <= now && now < until {
+            return;
+        }
         let elapsed = now.saturating_duration_since(self.epoch_zero);
         let epoch = elapsed
             .as_nanos()
@@ -445,6 +463,34 @@ mod tests {
             CookieCheck::Mismatch
         );
         assert_eq!(secret.next_rotation(), start + COOKIE_ROTATION * 4);
+    }
+
+    #[test]
+    fn keys_move_exactly_at_the_bucket_edges_either_way() {
+        // `advance` skips the division while `now` stays in the bucket: the epoch it lands
+        // on is still ⌊elapsed / rotation⌋, forwards, backwards or before the start.
+        let start = Instant::now() + Duration::from_secs(10);
+        let rotation = Duration::from_millis(1000);
+        let mut keys = RotatingKeys::new([7; 32], "weft test keys", start, rotation);
+        let ns = Duration::from_nanos(1);
+        for (at, epoch) in [
+            (start + rotation - ns, 0),
+            (start + rotation, 1),
+            (start + rotation * 2 - ns, 1),
+            (start + rotation / 2, 0),
+            (start + rotation * 5, 5),
+            (start - ns, 0),
+            (start + rotation * 5 + ns, 5),
+        ] {
+            keys.advance(at);
+            assert_eq!(
+                keys.epoch,
+                epoch,
+                "{:?}",
+                at.saturating_duration_since(start)
+            );
+            assert_eq!(keys.keys[0], keys.derive(epoch));
+        }
     }
 
     #[test]

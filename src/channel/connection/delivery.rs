@@ -182,12 +182,29 @@ impl Connection {
                     number,
                     received,
                     total,
-                } => out.events.push_back(Event::Progress {
-                    channel: out.channel,
-                    message_number: number,
-                    received,
-                    total,
-                }),
+                } => {
+                    // One pending progress event per message here too (PROTOCOL.md §7.5), as
+                    // in the channel: a driver that drains events once per receive batch gets
+                    // one per message, not one per fragment.
+                    if let Some(Event::Progress {
+                        channel: last_channel,
+                        message_number: last_number,
+                        received: last_received,
+                        ..
+                    }) = out.events.back_mut()
+                        && *last_channel == out.channel
+                        && *last_number == number
+                    {
+                        *last_received = received;
+                        continue;
+                    }
+                    out.events.push_back(Event::Progress {
+                        channel: out.channel,
+                        message_number: number,
+                        received,
+                        total,
+                    });
+                }
                 Delivery::Failed(reason) => return Delivered::Failed(reason),
             }
         }

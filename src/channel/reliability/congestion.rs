@@ -145,14 +145,25 @@ impl Pacer {
         }
     }
 
-    /// Tokens earned in `elapsed` at 1.25 × window / srtt, in exact integer arithmetic.
+    /// Tokens earned in `elapsed` at 1.25 × window / srtt, in exact integer arithmetic: in
+    /// u64 when the product fits (a send loop calls this per packet, with microseconds
+    /// elapsed), else in u128, with the same result.
     fn earned(elapsed: Duration, window: u64, srtt: Duration) -> u64 {
-        let srtt = srtt.max(Duration::from_micros(100)).as_nanos();
+        let srtt = srtt.max(Duration::from_micros(100));
+        if let (Ok(elapsed), Ok(srtt)) = (
+            u64::try_from(elapsed.as_nanos()),
+            u64::try_from(srtt.as_nanos()),
+        ) {
+            let product = elapsed.checked_mul(window).and_then(|p| p.checked_mul(5));
+            if let (Some(product), Some(divisor)) = (product, srtt.checked_mul(4)) {
+                return product.checked_div(divisor).unwrap_or(0);
+            }
+        }
         let earned = elapsed
             .as_nanos()
             .saturating_mul(u128::from(window))
             .saturating_mul(5)
-            .checked_div(srtt.saturating_mul(4))
+            .checked_div(srtt.as_nanos().saturating_mul(4))
             .unwrap_or(0);
         u64::try_from(earned).unwrap_or(u64::MAX)
     }
@@ -164,10 +175,17 @@ impl Pacer {
     }
 
     fn tokens_at(&self, now: Instant, window: u64, srtt: Duration, mtu: u16) -> u64 {
+        let capacity = Self::capacity(window, mtu);
+        if self.tokens >= capacity {
+            // A full bucket earns nothing more: no arithmetic on the elapsed time.
+            return capacity;
+        }
+        if now <= self.last {
+            // The packets of one send loop share its instant: nothing earned since the last.
+            return self.tokens;
+        }
         let added = Self::earned(now.saturating_duration_since(self.last), window, srtt);
-        self.tokens
-            .saturating_add(added)
-            .min(Self::capacity(window, mtu))
+        self.tokens.saturating_add(added).min(capacity)
     }
 
     /// When a packet of `bytes` may leave: `None` if now, else the instant the bucket holds it.
@@ -179,8 +197,14 @@ impl Pacer {
         srtt: Duration,
         mtu: u16,
     ) -> Option<Instant> {
-        let tokens = self.tokens_at(now, window, srtt, mtu);
         let needed = bytes.min(Self::capacity(window, mtu));
+        // What the bucket held at the last send only grows until `now` (or is cut to the
+        // capacity, which `needed` never exceeds): enough then is enough now, without working
+        // out what was earned since. The common case of a sender with a wide window.
+        if self.tokens >= needed {
+            return None;
+        }
+        let tokens = self.tokens_at(now, window, srtt, mtu);
         if tokens >= needed {
             return None;
         }
@@ -253,6 +277,56 @@ mod tests {
             1,
         );
         assert_eq!(cc.window(), 2400, "never below the minimum window");
+    }
+
+    #[test]
+    fn tokens_earned_are_the_exact_quotient_in_either_width() {
+        // The u64 shortcut against the 128-bit formula, across the overflow boundary.
+        let reference = |elapsed: Duration, window: u64, srtt: Duration| {
+            let srtt = srtt.max(Duration::from_micros(100)).as_nanos();
+            let earned = elapsed
+                .as_nanos()
+                .saturating_mul(u128::from(window))
+                .saturating_mul(5)
+                / (srtt * 4);
+            u64::try_from(earned).unwrap_or(u64::MAX)
+        };
+        let elapsed = [0, 1, 999, 1_000_000, 3_600_000_000_000, u64::MAX / 4];
+        let windows = [0, 1, 14_520, 1 << 30, u64::MAX / 5, u64::MAX];
+        let srtts = [0, 50_000, 1_300_000, 100_000_000_000];
+        for e in elapsed {
+            for w in windows {
+                for r in srtts {
+                    let (e, r) = (Duration::from_nanos(e), Duration::from_nanos(r));
+                    assert_eq!(
+                        Pacer::earned(e, w, r),
+                        reference(e, w, r),
+                        "{e:?} {w} {r:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_bucket_that_held_enough_at_the_last_send_holds_it_now() {
+        let t0 = Instant::now();
+        // 1.25 bytes a microsecond: nothing is earned in the nanoseconds between the sends.
+        let (srtt, window) = (Duration::from_millis(1), 1_000_000);
+        let mut pacer = Pacer::new(t0, 1452);
+        // Even asked about an earlier instant: nothing is earned, and the tokens held suffice.
+        for n in 0..9u32 {
+            let now = t0 + Duration::from_nanos(u64::from(n));
+            assert_eq!(pacer.delay(now, 1452, window, srtt, 1452), None);
+            pacer.on_sent(now, 1452, window, srtt, 1452);
+        }
+        assert_eq!(pacer.delay(t0, 1452, window, srtt, 1452), None);
+        pacer.on_sent(t0, 1452, window, srtt, 1452);
+        // Empty now: the next packet waits for what 1.25 × window / srtt earns.
+        let last = t0 + Duration::from_nanos(8);
+        let at = pacer.delay(last, 1452, window, srtt, 1452).expect("empty");
+        assert!(at > last);
+        assert_eq!(pacer.delay(at, 1452, window, srtt, 1452), None);
     }
 
     #[test]

@@ -47,9 +47,20 @@ impl FragmentRanges {
         (e >= start).then_some((s, e))
     }
 
+    /// The highest range, when `range` starts inside it or right at its end: the in-order
+    /// fragment, recorded by growing that range in place (one B-tree step, not a removal and
+    /// an insertion).
+    fn extends_last(&self, range: &Range<u64>) -> Option<(u64, u64)> {
+        let (&s, &e) = self.ranges.last_key_value()?;
+        (s <= range.start && range.start <= e).then_some((s, e))
+    }
+
     /// Whether recording `range` would add a range rather than grow or merge existing ones.
     pub(crate) fn adds_range(&self, range: &Range<u64>) -> bool {
         if range.is_empty() {
+            return false;
+        }
+        if self.extends_last(range).is_some() {
             return false;
         }
         self.touching_below(range.start).is_none()
@@ -66,6 +77,15 @@ impl FragmentRanges {
     ) -> Result<u64, TooManyRanges> {
         if range.is_empty() {
             return Ok(0);
+        }
+        if let Some((_, e)) = self.extends_last(&range) {
+            // Nothing lies above the highest range: the new bytes are those past its end.
+            let new = range.end.saturating_sub(e);
+            if let Some(mut last) = self.ranges.last_entry().filter(|_| new > 0) {
+                *last.get_mut() = range.end;
+                self.covered = self.covered.saturating_add(new);
+            }
+            return Ok(new);
         }
         if self.adds_range(&range) && self.ranges.len() >= max_ranges {
             return Err(TooManyRanges);
@@ -134,6 +154,38 @@ mod tests {
                 Err(TooManyRanges) => assert_eq!(set.len(), 40),
             }
             assert!(set.len() <= 40);
+            assert_eq!(set.covered(), model.len() as u64);
+        }
+    }
+
+    #[test]
+    fn in_order_fragments_grow_the_highest_range_in_place() {
+        // The fast path: fragments at, inside or overlapping the top of the highest range,
+        // with a gap now and then that opens a new one.
+        let mut set = FragmentRanges::new();
+        let mut model = BTreeSet::new();
+        let mut at = 0u64;
+        for step in 0..500u64 {
+            let len = 1 + step % 9;
+            let start = match step % 6 {
+                0 => at + 3,
+                1 => at.saturating_sub(2),
+                2 => at.saturating_sub(len),
+                _ => at,
+            };
+            let new = (start..start + len).filter(|n| !model.contains(n)).count() as u64;
+            assert_eq!(set.insert(start..start + len, 1024), Ok(new), "step {step}");
+            model.extend(start..start + len);
+            at = at.max(start + len);
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for &n in &model {
+                match runs.last_mut() {
+                    Some(last) if last.1 == n => last.1 = n + 1,
+                    _ => runs.push((n, n + 1)),
+                }
+            }
+            let held: Vec<(u64, u64)> = set.ranges.iter().map(|(&s, &e)| (s, e)).collect();
+            assert_eq!(held, runs, "step {step}");
             assert_eq!(set.covered(), model.len() as u64);
         }
     }

@@ -34,6 +34,7 @@
 
 pub mod ack;
 mod budget;
+mod channel_stats;
 pub mod congestion;
 mod credit;
 mod fragments;
@@ -45,6 +46,8 @@ mod recv;
 pub mod rtt;
 mod send;
 pub mod tally;
+
+pub use channel_stats::ChannelStats;
 
 pub use crate::wire::{Capabilities, CloseReason};
 pub use ack::{AckTracker, decode_packet_number};
@@ -175,42 +178,6 @@ pub enum Delivery {
     Failed(CloseReason),
 }
 
-/// Counters of one channel, for the metrics layer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ChannelStats {
-    /// Ack-eliciting packets written.
-    pub packets_sent: u64,
-    /// Packets declared lost.
-    pub packets_lost: u64,
-    /// Bytes of message data sent again.
-    pub retransmitted_bytes: u64,
-    /// Messages given up after loss or the retry budget.
-    pub messages_given_up: u64,
-    /// Probe timeouts that fired.
-    pub probe_timeouts: u64,
-    /// Duplicate or stale messages and fragments received.
-    pub duplicates: u64,
-    /// Messages dropped for exceeding the advertised credit.
-    pub credit_drops: u64,
-    /// Big messages refused for lack of reassembly memory.
-    pub budget_drops: u64,
-    /// Fragments or messages that broke a length rule.
-    pub malformed: u64,
-    /// Message numbers skipped by an ordered channel.
-    pub skipped: u64,
-    /// Incomplete messages dropped by the reassembly timeout.
-    pub reassembly_timeouts: u64,
-    /// Messages whose number no credit this side ever advertised could allow (lossy modes;
-    /// in SCTP and TCP mode the channel closes with a protocol error instead).
-    pub past_credit: u64,
-    /// Fragments dropped because their message already held the most byte ranges allowed.
-    pub range_drops: u64,
-    /// Incomplete messages evicted to give a lighter peer its share of reassembly memory.
-    pub reassembly_evictions: u64,
-    /// Protocol errors that closed the channel (SCTP and TCP mode: data past credit).
-    pub protocol_errors: u64,
-}
-
 /// What one peer path shares among its channels: RTT, congestion controller, pacer, path MTU
 /// and the round-robin cursor the endpoint uses to take turns between channels (§7.3).
 #[derive(Debug)]
@@ -290,8 +257,14 @@ impl PathState {
         if channels == 0 {
             return 0;
         }
-        let turn = self.cursor.checked_rem(channels).unwrap_or(0);
-        self.cursor = self.cursor.wrapping_add(1);
+        // Kept below the count: a turn (one per packet) divides only if the count shrank.
+        let turn = if self.cursor < channels {
+            self.cursor
+        } else {
+            self.cursor.checked_rem(channels).unwrap_or(0)
+        };
+        let next = turn.saturating_add(1);
+        self.cursor = if next < channels { next } else { 0 };
         turn
     }
 
@@ -501,6 +474,13 @@ impl ChannelReliability {
     }
 
     fn refresh(&mut self, now: Instant, path: &mut PathState) {
+        if self.refresh_state(now, path) {
+            self.arm_loss_timers(path);
+        }
+    }
+
+    /// [`refresh`](Self::refresh) less the loss timers (armed once a packet is written).
+    fn refresh_state(&mut self, now: Instant, path: &mut PathState) -> bool {
         if self.hold_timeout.is_none() {
             // PROTOCOL.md §7: the hold timeout defaults to 1.5 × smoothed RTT.
             self.recv.hold = rtt::scale(path.rtt.smoothed(), 3, 2);
@@ -513,17 +493,21 @@ impl ChannelReliability {
         if self.failed.is_some() {
             self.send.abandon(path);
             self.timers = [None; TIMER_COUNT];
-            return;
+            return false;
         }
         if self.send.window_lost {
             self.send.window_lost = false;
             self.window_resend = true;
         }
-        self.timers[Timer::LossDetection as usize] = self.send.loss_detection_deadline(path);
-        self.timers[Timer::BlackHole as usize] = self.send.black_hole_deadline();
         if self.timers[Timer::Pacing as usize].is_some_and(|at| at <= now) {
             self.timers[Timer::Pacing as usize] = None;
         }
+        true
+    }
+
+    fn arm_loss_timers(&mut self, path: &PathState) {
+        self.timers[Timer::LossDetection as usize] = self.send.loss_detection_deadline(path);
+        self.timers[Timer::BlackHole as usize] = self.send.black_hole_deadline();
     }
 
     fn fail(&mut self, reason: CloseReason) {
@@ -569,10 +553,21 @@ impl ChannelReliability {
         path: &mut PathState,
         buf: &mut [u8],
     ) -> usize {
-        self.refresh(now, path);
-        if self.failed.is_some() {
+        if !self.refresh_state(now, path) {
             return 0;
         }
+        let written = self.write_frames_inner(now, pn, path, buf);
+        self.arm_loss_timers(path);
+        written
+    }
+
+    fn write_frames_inner(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        path: &mut PathState,
+        buf: &mut [u8],
+    ) -> usize {
         let probing = self.send.probes_pending > 0;
         let mut empty_room = path.max_payload();
         if probing {
@@ -662,8 +657,6 @@ impl ChannelReliability {
             self.send
                 .on_packet_sent(now, pn, size, chunks, window, probe);
             path.on_packet_sent(now, size, probe);
-            self.timers[Timer::LossDetection as usize] = self.send.loss_detection_deadline(path);
-            self.timers[Timer::BlackHole as usize] = self.send.black_hole_deadline();
         }
         at
     }

@@ -42,6 +42,28 @@ impl RangeSet {
             // Most sets hold one range (an idle channel's received packets): room for one.
             self.ranges.reserve_exact(1);
         }
+        // The common cases, without a search or a splice: the next packet number received, the
+        // next chunk acknowledged, the next fragment's bytes. A range at or past the end of the
+        // highest one extends it or goes after it.
+        match self.ranges.last_mut() {
+            None => {
+                self.ranges.push(range.clone());
+                return range.end.saturating_sub(range.start);
+            }
+            Some(last) if range.start > last.end => {
+                self.ranges.push(range.clone());
+                return range.end.saturating_sub(range.start);
+            }
+            Some(last) if range.start >= last.start => {
+                let covered = last.end.min(range.end).saturating_sub(range.start);
+                last.end = last.end.max(range.end);
+                return range
+                    .end
+                    .saturating_sub(range.start)
+                    .saturating_sub(covered);
+            }
+            Some(_) => {}
+        }
         // First range that ends at or after `range.start` (it may touch or overlap).
         let first = self.ranges.partition_point(|r| r.end < range.start);
         let mut start = range.start;
@@ -71,6 +93,32 @@ impl RangeSet {
             return;
         }
         let first = self.ranges.partition_point(|r| r.end <= range.start);
+        // The common case, in place: the range cuts into one held range and leaves at most
+        // one side of it (the next chunk sent off the front of a message's unsent bytes).
+        let next_clear = self
+            .ranges
+            .get(first.saturating_add(1))
+            .is_none_or(|next| next.start >= range.end);
+        if let Some(r) = self
+            .ranges
+            .get_mut(first)
+            .filter(|r| next_clear && r.start < range.end)
+        {
+            let head = r.start..range.start;
+            let tail = range.end..r.end;
+            match (head.is_empty(), tail.is_empty()) {
+                (true, true) => {
+                    self.ranges.remove(first);
+                }
+                (true, false) => *r = tail,
+                (false, true) => *r = head,
+                (false, false) => {
+                    *r = head;
+                    self.ranges.insert(first.saturating_add(1), tail);
+                }
+            }
+            return;
+        }
         let mut last = first;
         while self.ranges.get(last).is_some_and(|r| r.start < range.end) {
             last = last.saturating_add(1);
@@ -186,6 +234,49 @@ mod tests {
             for n in start.saturating_sub(2)..start + len + 2 {
                 assert_eq!(set.contains(n), model.contains(&n));
             }
+            assert_eq!(set.iter().collect::<Vec<_>>(), runs(&model));
+        }
+    }
+
+    /// The model's numbers as sorted, disjoint, non-adjacent ranges: the one form a set holds.
+    fn runs(model: &BTreeSet<u64>) -> Vec<Range<u64>> {
+        let mut runs: Vec<Range<u64>> = Vec::new();
+        for &n in model {
+            match runs.last_mut() {
+                Some(last) if last.end == n => last.end = n.saturating_add(1),
+                _ => runs.push(n..n.saturating_add(1)),
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn in_order_inserts_and_front_removals_keep_the_canonical_form() {
+        // The fast paths: packet numbers and chunks in order, with gaps, duplicates and
+        // overlaps at the top; bytes sent off the front, the middle and the back.
+        let mut set = RangeSet::new();
+        let mut model = BTreeSet::new();
+        let mut at = 0u64;
+        for step in 0..400u64 {
+            let len = 1 + step % 5;
+            let start = match step % 7 {
+                0 => at + 2,
+                1 => at.saturating_sub(3),
+                _ => at,
+            };
+            let new = (start..start + len).filter(|n| !model.contains(n)).count() as u64;
+            assert_eq!(set.insert(start..start + len), new, "step {step}");
+            model.extend(start..start + len);
+            at = at.max(start + len);
+            if step % 3 == 0 {
+                let first = set.first().expect("not empty");
+                let cut = first.start + step % 4..first.start + step % 4 + 2;
+                set.remove(cut.clone());
+                for n in cut {
+                    model.remove(&n);
+                }
+            }
+            assert_eq!(set.iter().collect::<Vec<_>>(), runs(&model), "step {step}");
         }
     }
 }
