@@ -134,6 +134,99 @@ fn with_several_shards_an_open_by_bare_address_reaches_the_peers_owner() {
     serve_a_request_between_two_nodes(2, false);
 }
 
+#[test]
+fn a_bare_open_crossing_the_owners_ik_open_to_one_peer_ends_on_one_working_session() {
+    // Issue 15 point 7: A knows B's record, so the shard that owns B (not shard 0) opens by IK,
+    // while an open by B's bare address starts on shard 0 at the same moment. Shard 0 must not
+    // make a session of its own at B (B keeps one per peer id, and an IK may not replace an
+    // XX): both opens end on B's owner, over the owner's IK session.
+    let shards = 2;
+    let identity = |s: u8| Identity::from_secret_bytes([s; 32], [s.wrapping_add(1); 32]);
+    let b_secret = (31u8..)
+        .find(|&s| weft::service::owner_of_peer(identity(s).peer_id(), shards) == shards - 1)
+        .unwrap();
+    let (b, b_link) = node_with_shards(b_secret, EndpointConfig::default(), 64, shards);
+    let record = weft::session::PeerRecord::sign(&identity(b_secret), &[b.address]);
+    let config = EndpointConfig {
+        peer_records: vec![record],
+        ..EndpointConfig::default()
+    };
+    let (a, a_link) = node_with_shards(41, config, 64, shards);
+    let server = std::thread::spawn(move || adder(b_link));
+    let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
+    let client = std::thread::spawn(move || {
+        let WorkerLink {
+            deliveries,
+            mut replier,
+        } = a_link;
+        let link = WorkerLink {
+            deliveries,
+            replier: replier.clone(),
+        };
+        let start = Instant::now();
+        let mut pending = Vec::new();
+        let tcp = Capabilities::from_bits(TCP).unwrap();
+        replier.open(1, b_address, Some(b_peer), tcp).unwrap();
+        replier.open(2, b_address, None, tcp).unwrap();
+        let mut channels = Vec::new();
+        while channels.len() < 2 {
+            match next_input(&link, &mut pending, start) {
+                Input::Opened {
+                    token,
+                    shard,
+                    channel,
+                    peer,
+                    ..
+                } => {
+                    assert_eq!((shard, peer), (shards - 1, b_peer), "open {token} on B's owner");
+                    channels.push(channel);
+                }
+                other => panic!("expected both opens' answers, got {other:?}"),
+            }
+        }
+        for (n, &channel) in channels.iter().enumerate() {
+            let mut request = 40_000u32.to_be_bytes().to_vec();
+            request.extend_from_slice(&(n as u32).to_be_bytes());
+            replier.send(shards - 1, channel, request).unwrap();
+            match next_input(&link, &mut pending, start) {
+                Input::Message(delivery) => {
+                    assert_eq!((delivery.peer, delivery.channel), (b_peer, channel));
+                    assert_eq!(delivery.data[16..], (40_000 + n as u64).to_be_bytes());
+                }
+                other => panic!("expected B's answer, got {other:?}"),
+            }
+        }
+        replier.peer_info(3, b_peer).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::PeerInfo {
+                info: Some(info), ..
+            } => assert_eq!(info.session_kind, Some(1), "the owner's IK, from the record"),
+            other => panic!("expected the peer info, got {other:?}"),
+        }
+    });
+    client.join().unwrap();
+    let [a, b] = [a, b].map(|n| {
+        n.stop.shutdown();
+        n.runner.join().unwrap()
+    });
+    assert_eq!(server.join().unwrap(), vec![a_peer, a_peer], "both requests");
+    let count = |stats: &[ShardStats], name, label| -> u64 {
+        stats
+            .iter()
+            .map(|s| s.endpoint.get(name, Some(label)) + s.engine.get(name, Some(label)))
+            .sum()
+    };
+    let opens = "weft_shard_bare_opens_total";
+    assert_eq!(count(&a, opens, ("outcome", "moved")), 1, "the bare open moved");
+    assert_eq!(count(&a, opens, ("outcome", "failed")), 0);
+    let refused = ("reason", "replace_refused");
+    assert_eq!(count(&b, "weft_handshake_failures_total", refused), 0);
+    // B completed the owner's IK, counted on both sides, and no XX: shard 0 only asked.
+    let handshakes = "weft_handshakes_completed_total";
+    assert!(count(&b, handshakes, ("kind", "ik")) >= 1);
+    assert_eq!(count(&b, handshakes, ("kind", "xx")), 0);
+}
+
 /// Both nodes encrypted (the default), with `shards` shards each; A opens to B by address, or
 /// by address and peer id, twice. Without B's record the session is XX either way. With several
 /// shards B's peer id is one the last shard owns, so a bare-address open cannot stay on shard 0.
@@ -225,7 +318,7 @@ fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
             } => assert_eq!(closed, channel),
             other => panic!("expected the close, got {other:?}"),
         }
-        // Once more: the address is known now (and B's old session on shard 0 is stale).
+        // Once more: probed again (nothing unproven is remembered), onto the owner's session.
         replier
             .open(4, b_address, by_peer.then_some(b_peer), tcp)
             .unwrap();
