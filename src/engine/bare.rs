@@ -26,6 +26,9 @@
 //! each repeated every `open_retry` until `open_timeout`. Only the node's own opens add probes,
 //! never a peer's packet; a datagram is parsed here only when it comes from an address being
 //! probed, and the shared table is locked only for a HANDSHAKE_COOKIE naming a probe's index.
+//! Clippy's `arithmetic_side_effects` is denied here: a peer's datagrams are parsed here.
+
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -393,6 +396,7 @@ impl BareOpens {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::channel::{Endpoint, EndpointConfig};
