@@ -411,14 +411,22 @@ mod tests {
     }
 
     /// What `responder` sends back when handed `datagram` from `from`.
-    fn answer_of(responder: &mut Endpoint, now: Instant, from: SocketAddr, datagram: &[u8]) -> Vec<u8> {
+    fn answer_of(
+        responder: &mut Endpoint,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Vec<u8> {
         let mut bytes = datagram.to_vec();
         responder.handle(now, from, &mut bytes);
         let mut buf = vec![0u8; 2048];
         let sent = responder.poll_transmit(&mut buf).expect("an answer");
         assert_eq!(sent.destination, from);
         buf.truncate(sent.len);
-        assert!(responder.poll_transmit(&mut [0; 2048]).is_none(), "one answer");
+        assert!(
+            responder.poll_transmit(&mut [0; 2048]).is_none(),
+            "one answer"
+        );
         buf
     }
 
@@ -492,7 +500,11 @@ mod tests {
         let mut forged = cookie.clone();
         forged[at - MAC_LEN - 1] ^= 1;
         assert_eq!(view.answer(&routes, local, there, &forged), None, "index");
-        assert_eq!(view.answer(&routes, local, there, &cookie[..at]), None, "short");
+        assert_eq!(
+            view.answer(&routes, local, there, &cookie[..at]),
+            None,
+            "short"
+        );
         // The INIT itself (a peer's own, say) is no answer.
         assert_eq!(view.answer(&routes, local, there, &probe[..len]), None);
         assert!(view.answer(&routes, local, there, &cookie).is_some());

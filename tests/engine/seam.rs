@@ -178,7 +178,11 @@ fn a_bare_open_crossing_the_owners_ik_open_to_one_peer_ends_on_one_working_sessi
                     peer,
                     ..
                 } => {
-                    assert_eq!((shard, peer), (shards - 1, b_peer), "open {token} on B's owner");
+                    assert_eq!(
+                        (shard, peer),
+                        (shards - 1, b_peer),
+                        "open {token} on B's owner"
+                    );
                     channels.push(channel);
                 }
                 other => panic!("expected both opens' answers, got {other:?}"),
@@ -200,7 +204,11 @@ fn a_bare_open_crossing_the_owners_ik_open_to_one_peer_ends_on_one_working_sessi
         match next_input(&link, &mut pending, start) {
             Input::PeerInfo {
                 info: Some(info), ..
-            } => assert_eq!(info.session_kind, Some(1), "the owner's IK, from the record"),
+            } => assert_eq!(
+                info.session_kind,
+                Some(1),
+                "the owner's IK, from the record"
+            ),
             other => panic!("expected the peer info, got {other:?}"),
         }
     });
@@ -209,7 +217,11 @@ fn a_bare_open_crossing_the_owners_ik_open_to_one_peer_ends_on_one_working_sessi
         n.stop.shutdown();
         n.runner.join().unwrap()
     });
-    assert_eq!(server.join().unwrap(), vec![a_peer, a_peer], "both requests");
+    assert_eq!(
+        server.join().unwrap(),
+        vec![a_peer, a_peer],
+        "both requests"
+    );
     let count = |stats: &[ShardStats], name, label| -> u64 {
         stats
             .iter()

@@ -22,8 +22,13 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
             let data = dir.0.to_str().unwrap();
             let (status, out, err) = run(&["id", "--create", "--data", data, "--address", &listen]);
             assert!(status.success(), "{err}");
-            let record = out.lines().find_map(|l| l.strip_prefix("record="))?.to_string();
-            let peer = weft::session::PeerRecord::from_hex(&record).unwrap().peer_id();
+            let record = out
+                .lines()
+                .find_map(|l| l.strip_prefix("record="))?
+                .to_string();
+            let peer = weft::session::PeerRecord::from_hex(&record)
+                .unwrap()
+                .peer_id();
             (weft::service::owner_of_peer(peer, 2) == 1).then_some((dir, record))
         })
         .expect("one id in 32 that the second of two shards owns");
