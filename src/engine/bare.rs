@@ -430,84 +430,106 @@ mod tests {
         buf
     }
 
-    #[test]
-    fn a_probe_learns_the_peer_from_its_cookie_and_leaves_the_peer_no_state() {
-        let now = Instant::now();
+    /// A probe from us at `addr(1)` to a real responder at `addr(2)`, and the COOKIE it got.
+    struct Probed {
+        opens: BareOpens,
+        routes: BareRoutes,
+        view: RouteView,
+        probe: Vec<u8>,
+        cookie: Vec<u8>,
+        local: PeerId,
+        peer: PeerId,
+        responder: Endpoint,
+    }
+
+    fn probed(now: Instant) -> Probed {
         let (us, them) = (identity(3), identity(9));
-        let (here, there) = (addr(1), addr(2));
         let mut responder = Endpoint::new(EndpointConfig::default(), them.clone(), [9; 32], now);
         let routes = BareRoutes::default();
         let second = Duration::from_secs(1);
         let mut opens = BareOpens::new(us.peer_id(), second, 3 * second);
-        let Start::Probe(probe, len) = opens.start(now, &routes, 7, there, Capabilities::NONE)
+        let Start::Probe(probe, len) = opens.start(now, &routes, 7, addr(2), Capabilities::NONE)
         else {
             panic!("a probe goes out");
         };
-        let cookie = answer_of(&mut responder, now, here, &probe[..len]);
+        let cookie = answer_of(&mut responder, now, addr(1), &probe[..len]);
+        let mut view = RouteView::default();
+        view.refresh(&routes);
+        Probed {
+            opens,
+            routes,
+            view,
+            probe: probe[..len].to_vec(),
+            cookie,
+            local: us.peer_id(),
+            peer: them.peer_id(),
+            responder,
+        }
+    }
+
+    #[test]
+    fn a_probe_learns_the_peer_from_its_cookie_and_leaves_the_peer_no_state() {
+        let now = Instant::now();
+        let Probed {
+            mut opens,
+            routes,
+            view,
+            cookie,
+            local,
+            peer,
+            responder,
+            ..
+        } = probed(now);
         // §5: the responder answered without a handshake, a session or any state.
         assert_eq!(responder.pending_handshake_count(), 0);
         assert_eq!(responder.session_count(), 0);
-        let mut view = RouteView::default();
-        view.refresh(&routes);
-        let local = us.peer_id();
         // Only from the probed address, and only to us.
         assert_eq!(view.answer(&routes, local, addr(3), &cookie), None);
-        assert_eq!(view.answer(&routes, them.peer_id(), there, &cookie), None);
-        let answered = view.answer(&routes, local, there, &cookie).unwrap();
+        assert_eq!(view.answer(&routes, peer, addr(2), &cookie), None);
+        let answered = view.answer(&routes, local, addr(2), &cookie).unwrap();
+        let capabilities = Capabilities::NONE;
+        let (token, to) = (7, addr(2));
         assert_eq!(
             answered,
             Answered {
-                token: 7,
-                to: there,
-                peer: them.peer_id(),
-                capabilities: Capabilities::NONE,
+                token,
+                to,
+                peer,
+                capabilities
             }
         );
         // Taken once: a duplicate goes on to the endpoint, and the starting shard forgets the
         // probe without failing it.
-        assert_eq!(view.answer(&routes, local, there, &cookie), None);
+        assert_eq!(view.answer(&routes, local, addr(2), &cookie), None);
         let mut sent = 0;
-        assert!(
-            opens
-                .poll(now + 5 * second, &routes, |_, _| sent += 1)
-                .is_empty()
-        );
+        let later = now + Duration::from_secs(5);
+        assert!(opens.poll(later, &routes, |_, _| sent += 1).is_empty());
         assert_eq!((sent, opens.next_deadline()), (0, None));
     }
 
     #[test]
     fn a_cookie_that_does_not_echo_the_probe_or_names_another_index_answers_nothing() {
-        let now = Instant::now();
-        let (us, them) = (identity(3), identity(9));
-        let (here, there) = (addr(1), addr(2));
-        let mut responder = Endpoint::new(EndpointConfig::default(), them.clone(), [9; 32], now);
-        let routes = BareRoutes::default();
-        let second = Duration::from_secs(1);
-        let mut opens = BareOpens::new(us.peer_id(), second, 3 * second);
-        let Start::Probe(probe, len) = opens.start(now, &routes, 7, there, Capabilities::NONE)
-        else {
-            panic!("a probe goes out");
-        };
-        let cookie = answer_of(&mut responder, now, here, &probe[..len]);
-        let mut view = RouteView::default();
-        view.refresh(&routes);
-        let local = us.peer_id();
+        let Probed {
+            routes,
+            view,
+            probe,
+            cookie,
+            local,
+            ..
+        } = probed(Instant::now());
         // HANDSHAKE_COOKIE is the type, the index, the cookie, and the echo, last.
         let at = cookie.len() - MAC_LEN;
         let mut forged = cookie.clone();
         forged[at] ^= 1;
-        assert_eq!(view.answer(&routes, local, there, &forged), None, "echo");
+        assert_eq!(view.answer(&routes, local, addr(2), &forged), None, "echo");
         let mut forged = cookie.clone();
         forged[at - MAC_LEN - 1] ^= 1;
-        assert_eq!(view.answer(&routes, local, there, &forged), None, "index");
-        assert_eq!(
-            view.answer(&routes, local, there, &cookie[..at]),
-            None,
-            "short"
-        );
+        assert_eq!(view.answer(&routes, local, addr(2), &forged), None, "index");
+        let short = &cookie[..at];
+        assert_eq!(view.answer(&routes, local, addr(2), short), None, "short");
         // The INIT itself (a peer's own, say) is no answer.
-        assert_eq!(view.answer(&routes, local, there, &probe[..len]), None);
-        assert!(view.answer(&routes, local, there, &cookie).is_some());
+        assert_eq!(view.answer(&routes, local, addr(2), &probe), None);
+        assert!(view.answer(&routes, local, addr(2), &cookie).is_some());
     }
 
     proptest::proptest! {
@@ -518,25 +540,13 @@ mod tests {
             at in 0usize..74,
             flip in 1u8..=255,
         ) {
-            let now = Instant::now();
-            let (us, them) = (identity(3), identity(9));
-            let mut responder = Endpoint::new(EndpointConfig::default(), them, [9; 32], now);
-            let routes = BareRoutes::default();
-            let second = Duration::from_secs(1);
-            let mut opens = BareOpens::new(us.peer_id(), second, 3 * second);
-            let Start::Probe(probe, len) = opens.start(now, &routes, 7, addr(2), Capabilities::NONE)
-            else {
-                panic!("a probe goes out");
-            };
-            let mut cookie = answer_of(&mut responder, now, addr(1), &probe[..len]);
+            let Probed { routes, view, mut cookie, local, .. } = probed(Instant::now());
             proptest::prop_assert_eq!(cookie.len(), 74, "header, type, index, cookie, echo");
             cookie[at] ^= flip;
-            let mut view = RouteView::default();
-            view.refresh(&routes);
-            let answer = view.answer(&routes, us.peer_id(), addr(2), &cookie);
-            // The recipient, channel, type and index (17..42), and the echo (58..): none may change.
-            let guarded = (17..42).contains(&at) || at >= 58;
-            if guarded {
+            let answer = view.answer(&routes, local, addr(2), &cookie);
+            // The recipient, channel, type and index (17..42), and the echo (58..): none may
+            // change.
+            if (17..42).contains(&at) || at >= 58 {
                 proptest::prop_assert_eq!(answer, None);
             }
             if let Some(answer) = answer {

@@ -145,24 +145,14 @@ fn a_bare_open_crossing_the_owners_ik_open_to_one_peer_ends_on_one_working_sessi
     let b_secret = (31u8..)
         .find(|&s| weft::service::owner_of_peer(identity(s).peer_id(), shards) == shards - 1)
         .unwrap();
-    let (b, b_link) = node_with_shards(b_secret, EndpointConfig::default(), 64, shards);
-    let record = weft::session::PeerRecord::sign(&identity(b_secret), &[b.address]);
-    let config = EndpointConfig {
-        peer_records: vec![record],
+    let knowing_b = |b: &Node| EndpointConfig {
+        peer_records: vec![weft::session::PeerRecord::sign(
+            &identity(b_secret),
+            &[b.address],
+        )],
         ..EndpointConfig::default()
     };
-    let (a, a_link) = node_with_shards(41, config, 64, shards);
-    let server = std::thread::spawn(move || adder(b_link));
-    let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
-    let client = std::thread::spawn(move || {
-        let WorkerLink {
-            deliveries,
-            mut replier,
-        } = a_link;
-        let link = WorkerLink {
-            deliveries,
-            replier: replier.clone(),
-        };
+    let client = move |link: WorkerLink, mut replier: Replier, b_address, b_peer, _| {
         let start = Instant::now();
         let mut pending = Vec::new();
         let tcp = Capabilities::from_bits(TCP).unwrap();
@@ -178,24 +168,22 @@ fn a_bare_open_crossing_the_owners_ik_open_to_one_peer_ends_on_one_working_sessi
                     peer,
                     ..
                 } => {
-                    assert_eq!(
-                        (shard, peer),
-                        (shards - 1, b_peer),
-                        "open {token} on B's owner"
-                    );
+                    let owner = (shards - 1, b_peer);
+                    assert_eq!((shard, peer), owner, "open {token} on B's owner");
                     channels.push(channel);
                 }
                 other => panic!("expected both opens' answers, got {other:?}"),
             }
         }
-        for (n, &channel) in channels.iter().enumerate() {
+        for (n, &channel) in (0u32..).zip(&channels) {
             let mut request = 40_000u32.to_be_bytes().to_vec();
-            request.extend_from_slice(&(n as u32).to_be_bytes());
+            request.extend_from_slice(&n.to_be_bytes());
             replier.send(shards - 1, channel, request).unwrap();
             match next_input(&link, &mut pending, start) {
                 Input::Message(delivery) => {
                     assert_eq!((delivery.peer, delivery.channel), (b_peer, channel));
-                    assert_eq!(delivery.data[16..], (40_000 + n as u64).to_be_bytes());
+                    let sum = 40_000 + u64::from(n);
+                    assert_eq!(delivery.data[16..], sum.to_be_bytes());
                 }
                 other => panic!("expected B's answer, got {other:?}"),
             }
@@ -204,24 +192,11 @@ fn a_bare_open_crossing_the_owners_ik_open_to_one_peer_ends_on_one_working_sessi
         match next_input(&link, &mut pending, start) {
             Input::PeerInfo {
                 info: Some(info), ..
-            } => assert_eq!(
-                info.session_kind,
-                Some(1),
-                "the owner's IK, from the record"
-            ),
+            } => assert_eq!(info.session_kind, Some(1), "the owner's IK"),
             other => panic!("expected the peer info, got {other:?}"),
         }
-    });
-    client.join().unwrap();
-    let [a, b] = [a, b].map(|n| {
-        n.stop.shutdown();
-        n.runner.join().unwrap()
-    });
-    assert_eq!(
-        server.join().unwrap(),
-        vec![a_peer, a_peer],
-        "both requests"
-    );
+    };
+    let [a, b] = with_adder_as(shards, (b_secret, 41), knowing_b, 2, client);
     let count = |stats: &[ShardStats], name, label| -> u64 {
         stats
             .iter()
@@ -381,8 +356,21 @@ fn with_adder(
     (b_secret, a_secret): (u8, u8),
     client: impl FnOnce(WorkerLink, Replier, SocketAddr, PeerId, PeerId) + Send + 'static,
 ) {
+    let a_config = |_: &Node| EndpointConfig::default();
+    with_adder_as(shards, (b_secret, a_secret), a_config, 1, client);
+}
+
+/// [`with_adder`] with A's endpoint configured knowing B (`a_config`), and `requests` requests
+/// from A for B to serve; returns A's and B's final counters.
+fn with_adder_as(
+    shards: usize,
+    (b_secret, a_secret): (u8, u8),
+    a_config: impl FnOnce(&Node) -> EndpointConfig,
+    requests: usize,
+    client: impl FnOnce(WorkerLink, Replier, SocketAddr, PeerId, PeerId) + Send + 'static,
+) -> [Vec<ShardStats>; 2] {
     let (b, b_link) = node_with_shards(b_secret, EndpointConfig::default(), 64, shards);
-    let (a, a_link) = node_with_shards(a_secret, EndpointConfig::default(), 64, shards);
+    let (a, a_link) = node_with_shards(a_secret, a_config(&b), 64, shards);
     let server = std::thread::spawn(move || adder(b_link));
     let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
     let client = std::thread::spawn(move || {
@@ -397,11 +385,16 @@ fn with_adder(
         client(link, replier, b_address, b_peer, a_peer);
     });
     client.join().unwrap();
-    for n in [a, b] {
+    let stats = [a, b].map(|n| {
         n.stop.shutdown();
-        n.runner.join().unwrap();
-    }
-    assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");
+        n.runner.join().unwrap()
+    });
+    assert_eq!(
+        server.join().unwrap(),
+        vec![a_peer; requests],
+        "the requests, from A"
+    );
+    stats
 }
 
 #[test]
