@@ -67,6 +67,18 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
     scrape_until(a.metrics, |text| {
         metric_value(text, "weft_overlay_contacts").is_some_and(|n| n >= 2)
     });
+    // b's bare open resolved to its second shard, the first node's owner (the answer to its
+    // probe steered there, or handed over from shard 0), and none failed.
+    let bare_opens = |text: &str, shard: u8, outcome: &str| {
+        let series =
+            format!("weft_shard_bare_opens_total{{shard=\"{shard}\",outcome=\"{outcome}\"}}");
+        metric_value(text, &series).unwrap_or(0)
+    };
+    let metrics = scrape_until(b.metrics, |text| {
+        bare_opens(text, 1, "local") + bare_opens(text, 0, "moved") >= 1
+    });
+    let failed = bare_opens(&metrics, 0, "failed") + bare_opens(&metrics, 1, "failed");
+    assert_eq!(failed, 0, "{metrics}");
 
     let (via_b, via_c) = (b.udp.to_string(), c.udp.to_string());
     let (status, stdout, stderr) = run(&["dht", "put", "greeting", "hello weft", "--via", &via_b]);
