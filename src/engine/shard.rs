@@ -8,7 +8,7 @@
 //! endpoint the room left; send what the endpoint queued; publish counters about once a second. The backend
 //! (epoll or io_uring, `io.rs`) is the only part that touches the socket.
 
-use super::bare::{BareOpens, BareRoutes, RouteView};
+use super::bare::{Answered, BareOpens, BareRoutes, RouteView};
 use super::io::Io;
 use super::log_event;
 use super::sys::BATCH;
@@ -103,7 +103,8 @@ pub(super) struct ShardParts {
     pub(super) exit: Arc<Barrier>,
     /// This shard's end of the worker's queues, when a worker runs.
     pub(super) worker: Option<ShardLink>,
-    /// The addresses shards resolve for opens by bare address (`bare.rs`).
+    /// The probes of opens by bare address, which any shard may receive the answer to
+    /// (`bare.rs`).
     pub(super) bare_routes: Arc<BareRoutes>,
     /// Opens by bare address whose peer another shard owns, to that shard; bounded.
     pub(super) opens_tx: Arc<[Sender<Request>]>,
@@ -133,9 +134,11 @@ pub(super) struct Shard {
     opening: HashMap<ChannelHandle, u64>,
     /// The worker's queues and their accounting, when a worker runs.
     worker: Option<WorkerGate>,
-    /// This shard's copy of the bare-address routes, and its own bare-address opens.
+    /// This shard's copy of the bare-address probes, its own bare-address opens, and the
+    /// probes answered in this turn's receive batch.
     routes: RouteView,
     bare: BareOpens,
+    answered: Vec<Answered>,
 }
 
 impl Shard {
@@ -144,13 +147,10 @@ impl Shard {
         let bound = parts.endpoint.config().max_worker_buffers;
         let worker = parts.worker.take().map(|link| WorkerGate::new(link, bound));
         let config = parts.endpoint.config();
-        // The shard's session at a bare address lives `session_lifetime` from the handshake,
-        // which the PONG follows within `open_timeout`.
         let bare = BareOpens::new(
-            parts.index,
+            parts.endpoint.local_peer_id(),
             config.open_retry,
             config.open_timeout,
-            config.session_lifetime.saturating_add(config.open_timeout),
         );
         let mut shard = Shard {
             parts,
@@ -163,6 +163,7 @@ impl Shard {
             worker,
             routes: RouteView::default(),
             bare,
+            answered: Vec::new(),
         };
         shard.report_room(Instant::now());
         Ok(shard)
@@ -265,16 +266,19 @@ impl Shard {
             io,
             outbox,
             routes,
+            answered,
             ..
         } = self;
         routes.refresh(&parts.bare_routes);
+        let local = parts.endpoint.local_peer_id();
         let datagrams = io.receive(&mut self.stats, |stats, from, datagram| {
-            // What comes from an address a shard resolves goes to that shard, whatever peer id
-            // it names (`bare.rs`); otherwise to the owner of the sender's peer id.
-            let owner = routes
-                .route(from)
-                .or_else(|| owner_of(datagram, parts.shards))
-                .unwrap_or(parts.index);
+            // The answer to a bare-address probe opens on the peer's owner (`bare.rs`); the
+            // rest goes to the owner of the sender's peer id.
+            if let Some(open) = routes.answer(&parts.bare_routes, local, from, datagram) {
+                answered.push(open);
+                return;
+            }
+            let owner = owner_of(datagram, parts.shards).unwrap_or(parts.index);
             if owner == parts.index {
                 parts.endpoint.handle(now, from, datagram);
             } else {
@@ -290,6 +294,7 @@ impl Shard {
                 .note_receive_batch(now, datagrams >= BATCH, overflows);
         }
         self.flush_handovers();
+        self.open_answered(now);
         datagrams
     }
 
@@ -494,7 +499,7 @@ impl Shard {
                 worker.settle();
             }
             while let Some(event) = self.parts.endpoint.poll_event() {
-                self.dispatch(now, event);
+                self.dispatch(event);
             }
             self.hand_to_worker();
             if round == 0 {
@@ -512,7 +517,7 @@ impl Shard {
         }
     }
 
-    fn dispatch(&mut self, now: Instant, event: Event) {
+    fn dispatch(&mut self, event: Event) {
         log_event(&event);
         match event {
             Event::ChannelOpened {
@@ -537,23 +542,6 @@ impl Shard {
                         peer,
                         capabilities,
                     });
-                }
-            }
-            Event::Pong { peer, from, token } => {
-                if let Some(open) =
-                    self.bare
-                        .answered(now, &self.parts.bare_routes, from, token, peer)
-                {
-                    self.open_owned(now, open.token, open.to, peer, open.capabilities);
-                }
-            }
-            Event::SessionFailed { address, .. } => {
-                for open in self.bare.failed(&self.parts.bare_routes, address) {
-                    self.bare_failed(
-                        open.token,
-                        "failed",
-                        OpenFailure::Failed(CloseReason::Refused),
-                    );
                 }
             }
             Event::OpenFailed { channel, reason } => {

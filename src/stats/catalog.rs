@@ -613,7 +613,7 @@ pub const METRICS: &[Metric] = &[
         .labels(SHARD, &[]),
     counter("weft_shard_handover_drops_total", "datagrams", "Handed-over datagrams dropped by a full handover queue.")
         .labels(SHARD, &[]),
-    counter("weft_shard_bare_opens_total", "", "Worker opens by bare address with several shards, by outcome: opened here once the peer was learned (`local`), handed to the shard that owns the peer (`moved`), no answer or a failed handshake (`failed`), too many resolving (`refused`), or a full hand-over queue (`dropped`).")
+    counter("weft_shard_bare_opens_total", "", "Worker opens by bare address with several shards, by outcome: opened on the shard the answer to its probe reached (`local`), handed from there to the shard that owns the peer (`moved`), no answer in time (`failed`), too many resolving (`refused`), or a full hand-over queue (`dropped`).")
         .labels(&["shard", "outcome"], &["dropped", "failed", "local", "moved", "refused"]),
     gauge("weft_shard_handover_queue_depth", "", "Datagrams waiting in the shard's handover queue.")
         .labels(SHARD, &[]),

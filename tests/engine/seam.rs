@@ -130,8 +130,89 @@ fn with_several_shards_the_peers_owner_opens_and_answers() {
 #[test]
 fn with_several_shards_an_open_by_bare_address_reaches_the_peers_owner() {
     // A knows only B's address, and B's answers are steered to a shard other than the one the
-    // open starts on: that shard learns B's id, and B's owner opens (src/engine/bare.rs).
+    // open starts on: that shard probes B's id, and B's owner opens (src/engine/bare.rs).
     serve_a_request_between_two_nodes(2, false);
+}
+
+#[test]
+fn a_bare_open_crossing_the_owners_ik_open_to_one_peer_ends_on_one_working_session() {
+    // Issue 15 point 7: A knows B's record, so the shard that owns B (not shard 0) opens by IK,
+    // while an open by B's bare address starts on shard 0 at the same moment. Shard 0 must not
+    // make a session of its own at B (B keeps one per peer id, and an IK may not replace an
+    // XX): both opens end on B's owner, over the owner's IK session.
+    let shards = 2;
+    let identity = |s: u8| Identity::from_secret_bytes([s; 32], [s.wrapping_add(1); 32]);
+    let b_secret = (31u8..)
+        .find(|&s| weft::service::owner_of_peer(identity(s).peer_id(), shards) == shards - 1)
+        .unwrap();
+    let knowing_b = |b: &Node| EndpointConfig {
+        peer_records: vec![weft::session::PeerRecord::sign(
+            &identity(b_secret),
+            &[b.address],
+        )],
+        ..EndpointConfig::default()
+    };
+    let client = move |link: WorkerLink, mut replier: Replier, b_address, b_peer, _| {
+        let start = Instant::now();
+        let mut pending = Vec::new();
+        let tcp = Capabilities::from_bits(TCP).unwrap();
+        replier.open(1, b_address, Some(b_peer), tcp).unwrap();
+        replier.open(2, b_address, None, tcp).unwrap();
+        let mut channels = Vec::new();
+        while channels.len() < 2 {
+            match next_input(&link, &mut pending, start) {
+                Input::Opened {
+                    token,
+                    shard,
+                    channel,
+                    peer,
+                    ..
+                } => {
+                    let owner = (shards - 1, b_peer);
+                    assert_eq!((shard, peer), owner, "open {token} on B's owner");
+                    channels.push(channel);
+                }
+                other => panic!("expected both opens' answers, got {other:?}"),
+            }
+        }
+        for (n, &channel) in (0u32..).zip(&channels) {
+            let mut request = 40_000u32.to_be_bytes().to_vec();
+            request.extend_from_slice(&n.to_be_bytes());
+            replier.send(shards - 1, channel, request).unwrap();
+            match next_input(&link, &mut pending, start) {
+                Input::Message(delivery) => {
+                    assert_eq!((delivery.peer, delivery.channel), (b_peer, channel));
+                    let sum = 40_000 + u64::from(n);
+                    assert_eq!(delivery.data[16..], sum.to_be_bytes());
+                }
+                other => panic!("expected B's answer, got {other:?}"),
+            }
+        }
+        replier.peer_info(3, b_peer).unwrap();
+        match next_input(&link, &mut pending, start) {
+            Input::PeerInfo {
+                info: Some(info), ..
+            } => assert_eq!(info.session_kind, Some(1), "the owner's IK"),
+            other => panic!("expected the peer info, got {other:?}"),
+        }
+    };
+    let [a, b] = with_adder_as(shards, (b_secret, 41), knowing_b, 2, client);
+    let count = |stats: &[ShardStats], name, label| -> u64 {
+        stats
+            .iter()
+            .map(|s| s.endpoint.get(name, Some(label)) + s.engine.get(name, Some(label)))
+            .sum()
+    };
+    let opens = "weft_shard_bare_opens_total";
+    let resolved = count(&a, opens, ("outcome", "local")) + count(&a, opens, ("outcome", "moved"));
+    assert_eq!(resolved, 1, "the bare open resolved to B's owner");
+    assert_eq!(count(&a, opens, ("outcome", "failed")), 0);
+    let refused = ("reason", "replace_refused");
+    assert_eq!(count(&b, "weft_handshake_failures_total", refused), 0);
+    // B completed the owner's IK, counted on both sides, and no XX: shard 0 only asked.
+    let handshakes = "weft_handshakes_completed_total";
+    assert!(count(&b, handshakes, ("kind", "ik")) >= 1);
+    assert_eq!(count(&b, handshakes, ("kind", "xx")), 0);
 }
 
 /// Both nodes encrypted (the default), with `shards` shards each; A opens to B by address, or
@@ -225,7 +306,7 @@ fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
             } => assert_eq!(closed, channel),
             other => panic!("expected the close, got {other:?}"),
         }
-        // Once more: the address is known now (and B's old session on shard 0 is stale).
+        // Once more: probed again (nothing unproven is remembered), onto the owner's session.
         replier
             .open(4, b_address, by_peer.then_some(b_peer), tcp)
             .unwrap();
@@ -253,11 +334,13 @@ fn serve_a_request_between_two_nodes(shards: usize, by_peer: bool) {
             })
             .sum()
     };
-    let moved = if shards > 1 && !by_peer { 2 } else { 0 };
+    // The probe's answer reaches B's owner by steering and opens there (`local`), or is
+    // handed to it from the shard it reached (`moved`).
+    let resolved = if shards > 1 && !by_peer { 2 } else { 0 };
     assert_eq!(
-        bare_opens("moved"),
-        moved,
-        "opens by bare address handed to B's owner"
+        bare_opens("local") + bare_opens("moved"),
+        resolved,
+        "opens by bare address resolved to B's owner"
     );
     assert_eq!(bare_opens("failed") + bare_opens("dropped"), 0);
     b.stop.shutdown();
@@ -273,8 +356,21 @@ fn with_adder(
     (b_secret, a_secret): (u8, u8),
     client: impl FnOnce(WorkerLink, Replier, SocketAddr, PeerId, PeerId) + Send + 'static,
 ) {
+    let a_config = |_: &Node| EndpointConfig::default();
+    with_adder_as(shards, (b_secret, a_secret), a_config, 1, client);
+}
+
+/// [`with_adder`] with A's endpoint configured knowing B (`a_config`), and `requests` requests
+/// from A for B to serve; returns A's and B's final counters.
+fn with_adder_as(
+    shards: usize,
+    (b_secret, a_secret): (u8, u8),
+    a_config: impl FnOnce(&Node) -> EndpointConfig,
+    requests: usize,
+    client: impl FnOnce(WorkerLink, Replier, SocketAddr, PeerId, PeerId) + Send + 'static,
+) -> [Vec<ShardStats>; 2] {
     let (b, b_link) = node_with_shards(b_secret, EndpointConfig::default(), 64, shards);
-    let (a, a_link) = node_with_shards(a_secret, EndpointConfig::default(), 64, shards);
+    let (a, a_link) = node_with_shards(a_secret, a_config(&b), 64, shards);
     let server = std::thread::spawn(move || adder(b_link));
     let (b_address, b_peer, a_peer) = (b.address, b.peer, a.peer);
     let client = std::thread::spawn(move || {
@@ -289,11 +385,16 @@ fn with_adder(
         client(link, replier, b_address, b_peer, a_peer);
     });
     client.join().unwrap();
-    for n in [a, b] {
+    let stats = [a, b].map(|n| {
         n.stop.shutdown();
-        n.runner.join().unwrap();
-    }
-    assert_eq!(server.join().unwrap(), vec![a_peer], "one request, from A");
+        n.runner.join().unwrap()
+    });
+    assert_eq!(
+        server.join().unwrap(),
+        vec![a_peer; requests],
+        "the requests, from A"
+    );
+    stats
 }
 
 #[test]

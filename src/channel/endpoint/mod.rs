@@ -679,6 +679,20 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Queues a datagram its driver built whole, sent in turn with the endpoint's own: the
+    /// engine's stateless probe of a bare address (`engine/bare.rs`), which leaves no state
+    /// here. False when the queue is full or the datagram larger than any the endpoint sends.
+    pub fn queue_datagram(&mut self, to: SocketAddr, datagram: &[u8]) -> bool {
+        let queued = self.outgoing.with_buffer(to, |buf| {
+            buf.get_mut(..datagram.len())?.copy_from_slice(datagram);
+            Some(datagram.len())
+        });
+        if !queued {
+            self.drop_packet("transmit_queue_full");
+        }
+        queued
+    }
+
     /// Sends one application message; returns its message number. A message too large or a
     /// full queue is an error, never a silent drop.
     pub fn send(

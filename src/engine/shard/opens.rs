@@ -59,16 +59,21 @@ impl Shard {
             .bare
             .start(now, &self.parts.bare_routes, token, to, capabilities)
         {
-            Start::Known(peer) => self.open_owned(now, token, to, peer, capabilities),
-            Start::Ping(ping) => {
-                if let Err(error) = self.parts.endpoint.ping(now, to, None, ping) {
-                    for open in self.bare.failed(&self.parts.bare_routes, to) {
-                        self.bare_failed(open.token, "failed", OpenFailure::Refused(error.clone()));
-                    }
-                }
+            // A full transmit queue loses this probe only: it goes again every `open_retry`.
+            Start::Probe(probe, len) => {
+                let _ = self.parts.endpoint.queue_datagram(to, &probe[..len]);
             }
             Start::Full => self.bare_failed(token, "refused", limit("bare-address opens")),
         }
+    }
+
+    /// Opens what the probes answered in this turn's batch on the peers' owners.
+    pub(super) fn open_answered(&mut self, now: Instant) {
+        let mut answered = std::mem::take(&mut self.answered);
+        for open in answered.drain(..) {
+            self.open_owned(now, open.token, open.to, open.peer, open.capabilities);
+        }
+        self.answered = answered;
     }
 
     /// Opens to `peer` on the shard that owns it: here, or handed to it.
@@ -114,12 +119,12 @@ impl Shard {
         any
     }
 
-    /// Repeats due PINGs of bare-address opens and fails those out of time.
+    /// Repeats due probes of bare-address opens and fails those out of time.
     pub(super) fn poll_bare(&mut self, now: Instant) {
         let endpoint = &mut self.parts.endpoint;
-        let expired = self.bare.poll(now, &self.parts.bare_routes, |to, ping| {
-            // A refused repeat is no loss: the first PING's handshake is under way.
-            let _ = endpoint.ping(now, to, None, ping);
+        let expired = self.bare.poll(now, &self.parts.bare_routes, |to, probe| {
+            // A full queue loses this repeat only; the next one or the deadline follows.
+            let _ = endpoint.queue_datagram(to, probe);
         });
         for open in expired {
             self.bare_failed(
