@@ -226,11 +226,6 @@ impl Shard {
             worked |= self.transmit() > 0;
             if worked {
                 last_work = now;
-            } else if wait.is_zero() {
-                // An idle turn of the busy poll: give the core to whatever else is runnable on
-                // it (the worker this shard feeds, a load generator) instead of spinning on it;
-                // with nothing else runnable this returns at once.
-                std::thread::yield_now();
             }
             if now >= next_snapshot || self.stopping {
                 self.snapshot();
