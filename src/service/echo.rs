@@ -47,3 +47,67 @@ fn echo_batch(replier: &mut Replier, deliveries: &Deliveries, mut batch: Vec<Inp
     deliveries.recycle(batch);
     refused
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ChannelHandle;
+    use crate::handle::Hashcode;
+    use crate::service::{Delivery, Request, worker_queues};
+    use crate::wire::{Capabilities, PeerId};
+    use mio::{Poll, Token, Waker};
+    use std::sync::Arc;
+
+    fn message(shard: usize, number: u8) -> Input {
+        Input::Message(Delivery {
+            shard,
+            peer: PeerId([number; 16]),
+            authenticated: true,
+            channel: ChannelHandle(Hashcode(u32::from(number))),
+            capabilities: Capabilities::NONE,
+            message_number: u64::from(number),
+            data: vec![number].into(),
+        })
+    }
+
+    #[test]
+    fn batches_waiting_together_are_answered_in_one_request_batch_per_shard() {
+        let polls: Vec<Poll> = (0..2).map(|_| Poll::new().unwrap()).collect();
+        let wakers: Arc<[Waker]> = polls
+            .iter()
+            .map(|poll| Waker::new(poll.registry(), Token(1)).unwrap())
+            .collect::<Vec<_>>()
+            .into();
+        let (link, mut ends) = worker_queues(2, 64, wakers);
+        // Three shard turns queued before the worker looks: two of shard 0, one of shard 1.
+        for (shard, numbers) in [(0, [1, 2]), (1, [3, 4]), (0, [5, 6])] {
+            let mut batch = ends[shard].empty_batch();
+            batch.extend(numbers.iter().map(|&n| message(shard, n)));
+            assert!(ends[shard].push(&mut batch));
+        }
+        for end in &mut ends {
+            end.close_input();
+        }
+        assert_eq!(run_echo_worker(link), 0, "nothing refused");
+        let replies = |shard: usize| {
+            let mut batches = Vec::new();
+            while let Some(batch) = ends[shard].try_requests() {
+                let bytes: Vec<Vec<u8>> = batch
+                    .iter()
+                    .map(|request| match request {
+                        Request::Send { data, .. } => data.clone(),
+                        other => panic!("{other:?}"),
+                    })
+                    .collect();
+                batches.push(bytes);
+            }
+            batches
+        };
+        assert_eq!(
+            replies(0),
+            vec![vec![vec![1], vec![2], vec![5], vec![6]]],
+            "shard 0's two turns answered in one batch, in order"
+        );
+        assert_eq!(replies(1), vec![vec![vec![3], vec![4]]]);
+    }
+}
