@@ -649,17 +649,6 @@ impl Shard {
                 done.dropped,
             );
         }
-        let depth = worker.link().queue_depth();
-        let waiting = worker.waiting();
-        self.stats
-            .set("weft_shard_worker_queue_depth", None, depth as u64);
-        self.stats
-            .set("weft_shard_worker_held", None, waiting as u64);
-        self.stats.set(
-            "weft_shard_worker_buffers_held",
-            None,
-            worker.buffers_held() as u64,
-        );
     }
 
     fn snapshot(&mut self) {
@@ -670,6 +659,19 @@ impl Shard {
             None,
             self.parts.handover_rx.len() as u64,
         );
+        // The worker's gauges too: set every turn they cost three searches of the counter
+        // table by name, idle busy-poll turns included.
+        if let Some(worker) = &self.worker {
+            let depth = worker.link().queue_depth();
+            let waiting = worker.waiting();
+            let held = worker.buffers_held();
+            self.stats
+                .set("weft_shard_worker_queue_depth", None, depth as u64);
+            self.stats
+                .set("weft_shard_worker_held", None, waiting as u64);
+            self.stats
+                .set("weft_shard_worker_buffers_held", None, held as u64);
+        }
         if let Ok(mut shared) = self.parts.snapshot.lock() {
             shared.endpoint.clone_from(self.parts.endpoint.stats());
             shared.engine.clone_from(&self.stats);
