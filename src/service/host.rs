@@ -333,7 +333,15 @@ impl Host {
                 .filter_map(|s| s.poll_timeout())
                 .chain(last_publish.checked_add(PUBLISH_EVERY))
                 .min();
-            let woken = deliveries.recv_or(&commands, commands_open, deadline);
+            // A busy node finds a batch waiting: take it without `select` (which registers on
+            // every queue and makes a timer for the deadline), unless a command or a timer is
+            // due, which `recv_or` serves in its turn.
+            let quiet = (!commands_open || commands.is_empty())
+                && deadline.is_none_or(|due| due > Instant::now());
+            let woken = match quiet.then(|| deliveries.try_recv()).flatten() {
+                Some(batch) => super::Woken::Inputs(batch),
+                None => deliveries.recv_or(&commands, commands_open, deadline),
+            };
             let now = Instant::now();
             match woken {
                 super::Woken::Stopped => break,
