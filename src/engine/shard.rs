@@ -136,6 +136,8 @@ pub(super) struct Shard {
     /// This shard's copy of the bare-address routes, and its own bare-address opens.
     routes: RouteView,
     bare: BareOpens,
+    /// Peers whose records the worker handed over with an open, oldest first (`opens.rs`).
+    taught: std::collections::VecDeque<crate::wire::PeerId>,
 }
 
 impl Shard {
@@ -160,6 +162,7 @@ impl Shard {
             stopping: false,
             channels: HashMap::new(),
             opening: HashMap::new(),
+            taught: std::collections::VecDeque::new(),
             worker,
             routes: RouteView::default(),
             bare,
@@ -408,6 +411,7 @@ impl Shard {
                 peer: None,
                 capabilities,
                 early,
+                ..
             } if self.parts.shards > 1 => {
                 // The open waits for the peer's id and may move to another shard: early data
                 // does not follow it (name the peer to send some); refused and counted.
@@ -423,7 +427,13 @@ impl Shard {
                 peer,
                 capabilities,
                 early,
-            } => self.open(now, token, to, peer, capabilities, early),
+                record,
+            } => {
+                if let Some(record) = record {
+                    self.teach(*record);
+                }
+                self.open(now, token, to, peer, capabilities, early)
+            }
             Request::Close { channel, reason } => endpoint.close_channel(now, channel, reason),
             Request::PeerInfo { token, peer } => {
                 let info = endpoint.peer_info(peer);
