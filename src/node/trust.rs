@@ -399,7 +399,10 @@ mod tests {
             .with_max_chain_links(MAX_CHAIN_LINKS + 1);
         assert_eq!(raised.admit(&id, &peer, &long), Err("bad_member_list"));
         // The fuzz corpus keeps the long proof (`WEFT_WRITE_CORPUS=1` rewrites it).
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/consensus/proof-chain-too-long");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/consensus/proof-chain-too-long"
+        );
         if std::env::var_os("WEFT_WRITE_CORPUS").is_some() {
             std::fs::write(path, &long).unwrap();
         }

@@ -40,7 +40,7 @@ use crate::channel::ChannelHandle;
 use crate::service::host::{Command, Context, HostError, Service, ServiceTag, body};
 use crate::service::{Delivery, Input, OpenFailure};
 use crate::stats::HistogramSlots;
-use crate::wire::{Capabilities, CloseReason, PeerId};
+use crate::wire::{CloseReason, PeerId};
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::net::SocketAddr;

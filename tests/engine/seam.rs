@@ -372,10 +372,7 @@ fn an_open_with_the_peers_record_is_ik_and_its_first_request_rides_the_early_dat
                     ..
                 } => {
                     assert_eq!(info.session_kind, Some(1), "IK, with the record");
-                    let proved = (
-                        b.ed25519_public().to_bytes(),
-                        b.x25519_public().to_bytes(),
-                    );
+                    let proved = (b.ed25519_public().to_bytes(), b.x25519_public().to_bytes());
                     assert_eq!(info.static_keys, Some(proved));
                 }
                 other => panic!("expected the peer info, got {other:?}"),

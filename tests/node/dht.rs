@@ -106,7 +106,10 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
     // with no bootstrap node, pings its saved contacts by IK with their saved records, and
     // they return to its table once they have shown their proofs.
     drop(b);
-    let b = start_node(&node_args(&dirs[1].0, &["--shards", "2", "--config", config]));
+    let b = start_node(&node_args(
+        &dirs[1].0,
+        &["--shards", "2", "--config", config],
+    ));
     scrape_until(b.metrics, |text| {
         metric_value(text, "weft_overlay_opens_total{handshake=\"ik\"}").is_some_and(|n| n >= 1)
             && metric_value(text, "weft_overlay_contacts").is_some_and(|n| n >= 1)

@@ -58,7 +58,11 @@ fn an_announced_record_is_handed_on_and_a_forged_or_borrowed_one_is_refused_and_
     let mut forged = PeerRecord::sign(&identity(4), &[dave.addr]).to_bytes();
     *forged.last_mut().unwrap() ^= 1;
     assert!(!ask(&mut dht, now, dave, &announce(forged)).unwrap().ack);
-    assert!(!ask(&mut dht, now, dave, &announce(vec![1; 40])).unwrap().ack);
+    assert!(
+        !ask(&mut dht, now, dave, &announce(vec![1; 40]))
+            .unwrap()
+            .ack
+    );
     assert_eq!(
         ["key_mismatch", "key_forged", "key_malformed"].map(|r| dropped(&dht, r)),
         [1, 1, 1]
@@ -72,14 +76,22 @@ fn an_announced_record_is_handed_on_and_a_forged_or_borrowed_one_is_refused_and_
         .find(|n| n.contact.peer == carol.peer)
         .expect("Carol listed");
     assert_eq!(carol_info.record, Some(carol_record.to_bytes()));
-    corpus("find-node-ack-keyed", &Reply {
-        ack: true,
-        id: 6,
-        op: Opcode::FindNode,
-        body: ReplyBody::Nodes(nodes.clone()),
-    }.encode());
+    corpus(
+        "find-node-ack-keyed",
+        &Reply {
+            ack: true,
+            id: 6,
+            op: Opcode::FindNode,
+            body: ReplyBody::Nodes(nodes.clone()),
+        }
+        .encode(),
+    );
     // Dave, who announced nothing that held, is listed without one.
-    assert!(nodes.iter().all(|n| n.contact.peer != dave.peer || n.record.is_none()));
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.contact.peer != dave.peer || n.record.is_none())
+    );
 }
 
 #[test]
@@ -89,7 +101,11 @@ fn a_relayed_record_counts_only_for_its_own_contact_and_only_once_its_signature_
     let mut replier = node(2, config());
     // The replier holds Carol's record, announced on her session.
     let (carol, carol_record) = peer_of(&identity(3), 3);
-    assert!(ask(&mut replier, now, carol, &announce(carol_record.to_bytes())).unwrap().ack);
+    assert!(
+        ask(&mut replier, now, carol, &announce(carol_record.to_bytes()))
+            .unwrap()
+            .ack
+    );
     // The asker looks Carol's id up through the replier.
     let via = *replier.own();
     asker.bootstrap(now, &[via]);
@@ -106,9 +122,19 @@ fn a_relayed_record_counts_only_for_its_own_contact_and_only_once_its_signature_
             asker.handle(now, 1_000, super::rpc::sender(&replier), &back.bytes);
         }
     }
-    let (held, verified) = asker.key_book().get(&carol.peer).expect("learnt from the reply");
-    assert_eq!((held, verified), (&carol_record, false), "checked at first use");
-    assert_eq!(asker.record_for_open(&carol.peer, 1_000), Some(carol_record.clone()));
+    let (held, verified) = asker
+        .key_book()
+        .get(&carol.peer)
+        .expect("learnt from the reply");
+    assert_eq!(
+        (held, verified),
+        (&carol_record, false),
+        "checked at first use"
+    );
+    assert_eq!(
+        asker.record_for_open(&carol.peer, 1_000),
+        Some(carol_record.clone())
+    );
     assert!(asker.key_book().get(&carol.peer).unwrap().1);
     // A reply naming Dave's contact with Carol's record: dropped (`key_mismatch`).
     let dave = Contact {
@@ -126,7 +152,10 @@ fn a_relayed_record_counts_only_for_its_own_contact_and_only_once_its_signature_
     assert_eq!(contacts, [dave]);
     assert!(book.is_empty());
     assert_eq!(
-        stats.get("weft_overlay_dropped_total", Some(("reason", "key_mismatch"))),
+        stats.get(
+            "weft_overlay_dropped_total",
+            Some(("reason", "key_mismatch"))
+        ),
         1
     );
 }

@@ -7,12 +7,12 @@ use weft::overlay::id::{Contact, NodeId};
 use weft::overlay::kademlia::{PeerEntry, PublishedRecord, Record};
 use weft::overlay::persist::codec;
 use weft::overlay::rpc::NodeInfo;
-use weft::session::{Identity, PeerRecord};
 use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{
     Body, ConnectionOpt, Frame, FrameLimits, Limits, Opcode, RecordMeta, Reply, ReplyBody, Request,
     Subnet, Value,
 };
+use weft::session::{Identity, PeerRecord};
 use weft::wire::PeerId;
 
 fn value() -> impl Strategy<Value = Value> {

@@ -10,8 +10,8 @@ use crate::overlay::id::Contact;
 use crate::overlay::rpc::Value;
 use crate::session::PeerRecord;
 use crate::wire::PeerId;
-use std::net::SocketAddr;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 /// A record this node published, stored again every republish interval.
 #[derive(Clone, Debug, PartialEq)]

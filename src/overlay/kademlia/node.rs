@@ -8,8 +8,8 @@
 use super::cache::NodeCache;
 use super::certificate::{CertificateCheck, DriverVouches, certified_only};
 use super::config::KademliaConfig;
-use super::journal::{Journal, PublishedRecord as Published};
 pub use super::events::{Event, LookupResult};
+use super::journal::{Journal, PublishedRecord as Published};
 use super::keys::KeyBook;
 use super::lookup::Lookup;
 use super::store::{RecordStore, Share};

@@ -254,8 +254,8 @@ impl OverlayStore {
             let peers = txn.open_table(PEERS).map_err(|e| self.io(e))?;
             for entry in peers.iter().map_err(|e| self.io(e))?.take(self.max_peers) {
                 let (key, value) = entry.map_err(|e| self.io(e))?;
-                let peer = codec::decode_peer(value.value())
-                    .map_err(|e| self.damaged(e, key.value()))?;
+                let peer =
+                    codec::decode_peer(value.value()).map_err(|e| self.damaged(e, key.value()))?;
                 loaded.restored.peers.push(peer);
             }
         }
@@ -271,7 +271,8 @@ impl OverlayStore {
             let mut published = txn.open_table(PUBLISHED).map_err(|e| self.io(e))?;
             let mut contacts = txn.open_table(CONTACTS).map_err(|e| self.io(e))?;
             let mut peers = txn.open_table(PEERS).map_err(|e| self.io(e))?;
-            let mut book = usize::try_from(peers.len().map_err(|e| self.io(e))?).unwrap_or(usize::MAX);
+            let mut book =
+                usize::try_from(peers.len().map_err(|e| self.io(e))?).unwrap_or(usize::MAX);
             for change in &changes.changes {
                 match change {
                     Change::Record { key, record } => {
@@ -300,7 +301,10 @@ impl OverlayStore {
                     }
                     Change::Peer(peer) => {
                         let key = peer.record.peer_id();
-                        let known = peers.get(key.0.as_slice()).map_err(|e| self.io(e))?.is_some();
+                        let known = peers
+                            .get(key.0.as_slice())
+                            .map_err(|e| self.io(e))?
+                            .is_some();
                         // The DHT keeps its own book smaller; this only guards the file.
                         if known || book < self.max_peers {
                             let bytes = codec::encode_peer(peer);
@@ -311,7 +315,11 @@ impl OverlayStore {
                         }
                     }
                     Change::PeerGone(peer) => {
-                        if peers.remove(peer.0.as_slice()).map_err(|e| self.io(e))?.is_some() {
+                        if peers
+                            .remove(peer.0.as_slice())
+                            .map_err(|e| self.io(e))?
+                            .is_some()
+                        {
                             book = book.saturating_sub(1);
                         }
                     }

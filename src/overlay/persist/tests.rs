@@ -298,7 +298,12 @@ fn a_version_1_store_is_migrated_to_the_address_book_by_peer_id() {
     let mut store = OverlayStore::open(&dir.0).unwrap();
     assert!(store.peers().unwrap().is_empty());
     let txn = store.db.begin_read().unwrap();
-    let format = txn.open_table(META).unwrap().get("format").unwrap().map(|v| v.value());
+    let format = txn
+        .open_table(META)
+        .unwrap()
+        .get("format")
+        .unwrap()
+        .map(|v| v.value());
     assert_eq!(format, Some(FORMAT));
     drop(txn);
     assert!(store.load(WALL).is_ok());

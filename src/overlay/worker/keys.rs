@@ -10,9 +10,6 @@ use crate::service::host::{Context, HostError};
 use crate::wire::{Capabilities, PeerId};
 use std::net::SocketAddr;
 
-/// The counter of the opens to contacts, by the handshake asked for.
-const OPENS: &str = "weft_overlay_opens_total";
-
 impl OverlayService {
     /// Opens a channel to `peer` at `addr`, `early` riding the open.
     pub(super) fn open_contact(
@@ -24,10 +21,12 @@ impl OverlayService {
     ) -> Result<u64, HostError> {
         let sctp = Capabilities::RESEND;
         if let Some(record) = self.dht.record_for_open(&peer, wall()) {
-            cx.stats().add(OPENS, Some(("handshake", "ik")), 1);
+            cx.stats()
+                .add("weft_overlay_opens_total", Some(("handshake", "ik")), 1);
             return cx.open_known(addr, record, sctp, early);
         }
-        cx.stats().add(OPENS, Some(("handshake", "xx")), 1);
+        cx.stats()
+            .add("weft_overlay_opens_total", Some(("handshake", "xx")), 1);
         match early {
             Some(body) => cx.open_with(addr, Some(peer), sctp, body),
             None => cx.open(addr, Some(peer), sctp),

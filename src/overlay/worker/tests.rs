@@ -11,6 +11,7 @@ use crate::overlay::rpc::{
 use crate::service::host::{Host, HostHandle};
 use crate::service::{PeerInfo, Request as ShardRequest, ShardLink, worker_queues};
 use crate::stats::Stats;
+use crate::wire::Capabilities;
 use mio::{Poll, Token as MioToken, Waker};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -635,7 +636,10 @@ fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_ridin
         peer,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
     };
-    let (a, b) = (contact_of(keyed.peer_id(), 7021), contact_of(PeerId([8; 16]), 7008));
+    let (a, b) = (
+        contact_of(keyed.peer_id(), 7021),
+        contact_of(PeerId([8; 16]), 7008),
+    );
     let record = crate::session::PeerRecord::sign(&keyed, &[a.addr]);
     let wrong = crate::session::PeerRecord::sign(&other, &[b.addr]);
     let reply = Reply {
@@ -688,6 +692,9 @@ fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_ridin
     }
     let (xx, early) = opens(&running.seen, b.peer).remove(0);
     assert!(xx.is_none() && early.is_some(), "no record of its own: XX");
+    // The DHT's counters reach the host's on the pass after the sync interval.
+    std::thread::sleep(SYNC_EVERY + Duration::from_millis(50));
+    let _ = running.status();
     let stats = running.stop();
     assert_eq!(dropped(&stats, "key_mismatch"), 1);
     let opened = |kind| stats.get("weft_overlay_opens_total", Some(("handshake", kind)));
