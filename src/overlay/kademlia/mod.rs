@@ -13,6 +13,7 @@ pub mod journal;
 pub mod keys;
 pub mod lookup;
 pub mod node;
+mod peers;
 mod refresh;
 mod serve;
 pub mod store;
