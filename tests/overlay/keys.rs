@@ -159,3 +159,25 @@ fn a_relayed_record_counts_only_for_its_own_contact_and_only_once_its_signature_
         1
     );
 }
+
+#[test]
+fn a_record_whose_x25519_key_the_peers_session_did_not_prove_is_dropped_as_stale() {
+    let now = Instant::now();
+    let mut dht = node(1, config());
+    let carol = identity(3);
+    let (from, record) = peer_of(&carol, 3);
+    assert!(
+        ask(&mut dht, now, from, &announce(record.to_bytes()))
+            .unwrap()
+            .ack
+    );
+    // The session proves the same keys: kept.
+    let proved = (record.ed25519, record.x25519);
+    dht.note_static_keys(&from.peer, &proved);
+    assert!(dht.key_book().get(&from.peer).is_some());
+    // Another X25519 key (the peer has a new one): the record goes, and no open uses it.
+    dht.note_static_keys(&from.peer, &(record.ed25519, [9; 32]));
+    assert!(dht.key_book().get(&from.peer).is_none());
+    assert_eq!(dht.record_for_open(&from.peer, 1_000), None);
+    assert_eq!(dropped(&dht, "key_stale"), 1);
+}
