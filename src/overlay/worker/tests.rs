@@ -263,10 +263,23 @@ fn requests_on(seen: &[ShardRequest], on: ChannelHandle) -> Vec<Request> {
         .collect()
 }
 
-#[test]
-fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up_and_a_new_contacts_first_request_rides_its_open()
- {
-    let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+/// `frame` from `peer` on its RESEND `channel`, the first message there.
+fn on_channel(peer: PeerId, channel: ChannelHandle, frame: &[u8]) -> Input {
+    let mut data = vec![ServiceTag::OVERLAY.0];
+    data.extend_from_slice(frame);
+    Input::Message(Delivery {
+        shard: 0,
+        peer,
+        channel,
+        capabilities: Capabilities::RESEND,
+        message_number: 1,
+        authenticated: true,
+        data: data.into(),
+    })
+}
+
+/// The service joining through `bootstrap`, and the first thing it asked of the shard.
+fn joining(bootstrap: SocketAddr) -> (Running, ShardRequest) {
     let mut running = start(OverlayConfig {
         bootstrap: vec![Bootstrap {
             addr: bootstrap,
@@ -275,14 +288,23 @@ fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_i
         ..OverlayConfig::default()
     });
     running.until(|seen| seen.iter().any(|r| matches!(r, ShardRequest::Open { .. })));
-    let Some(ShardRequest::Open {
+    let first = running.seen.first().cloned().unwrap();
+    (running, first)
+}
+
+#[test]
+fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up_and_a_new_contacts_first_request_rides_its_open()
+ {
+    let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let (mut running, first) = joining(bootstrap);
+    let ShardRequest::Open {
         token,
         to,
         peer,
         capabilities,
         early: None,
         record: None,
-    }) = running.seen.first().cloned()
+    } = first
     else {
         panic!("{:?}", running.seen);
     };
@@ -336,17 +358,7 @@ fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_i
         op: Opcode::FindNode,
         body: ReplyBody::Nodes(vec![contact.into()]),
     };
-    let mut data = vec![ServiceTag::OVERLAY.0];
-    data.extend_from_slice(&reply.encode());
-    running.push(vec![Input::Message(Delivery {
-        shard: 0,
-        peer: them,
-        channel,
-        capabilities,
-        message_number: 1,
-        authenticated: true,
-        data: data.into(),
-    })]);
+    running.push(vec![on_channel(them, channel, &reply.encode())]);
     let opens = |seen: &[ShardRequest]| -> Vec<(u64, Option<Vec<u8>>)> {
         seen.iter()
             .filter_map(|r| match r {
@@ -591,20 +603,12 @@ fn only_a_proven_certified_id_enters_the_table_and_the_node_is_a_client_until_it
 
 #[test]
 fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_riding_the_open() {
-    let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
-    let mut running = start(OverlayConfig {
-        bootstrap: vec![Bootstrap {
-            addr: bootstrap,
-            peer: None,
-        }],
-        ..OverlayConfig::default()
-    });
-    running.until(|seen| seen.iter().any(|r| matches!(r, ShardRequest::Open { .. })));
-    let Some(ShardRequest::Open {
+    let (mut running, first) = joining("127.0.0.1:7001".parse().unwrap());
+    let ShardRequest::Open {
         token,
         capabilities,
         ..
-    }) = running.seen.first().cloned()
+    } = first
     else {
         panic!("{:?}", running.seen);
     };
@@ -657,17 +661,7 @@ fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_ridin
             },
         ]),
     };
-    let mut data = vec![ServiceTag::OVERLAY.0];
-    data.extend_from_slice(&reply.encode());
-    running.push(vec![Input::Message(Delivery {
-        shard: 0,
-        peer: them,
-        channel,
-        capabilities,
-        message_number: 1,
-        authenticated: true,
-        data: data.into(),
-    })]);
+    running.push(vec![on_channel(them, channel, &reply.encode())]);
     type Open = (Option<Box<crate::session::PeerRecord>>, Option<Vec<u8>>);
     let opens = |seen: &[ShardRequest], to: PeerId| -> Vec<Open> {
         seen.iter()
