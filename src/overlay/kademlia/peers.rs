@@ -31,6 +31,16 @@ impl Dht {
 
     /// A peer announced its record (option 5): held, verified, when it is the peer's own.
     pub(super) fn accept_record(&mut self, from: &Sender, bytes: &[u8], wall: u64) -> bool {
+        // The record already held, verified: no second signature check (a peer that repeats
+        // its announcement costs a comparison).
+        if self
+            .keys
+            .peers
+            .get(&from.peer)
+            .is_some_and(|h| h.verified && h.entry.record.to_bytes() == bytes)
+        {
+            return true;
+        }
         let reason = match PeerRecord::from_bytes(bytes) {
             Err(_) => "key_malformed",
             Ok(record) if record.peer_id() != from.peer => "key_mismatch",
