@@ -7,6 +7,8 @@ mod sim;
 mod compression;
 #[path = "overlay/harness.rs"]
 mod harness;
+#[path = "overlay/keys.rs"]
+mod keys;
 #[path = "overlay/maintenance.rs"]
 mod maintenance;
 #[path = "overlay/props.rs"]

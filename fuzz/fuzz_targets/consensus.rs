@@ -1,7 +1,7 @@
 //! Fuzzes the consensus service's decoders (PROTOCOL.md §11, docs/CONSENSUS.md): the agreement
 //! schema (`schema::decode`: size bound, version, msgpack, list bounds) and the cluster query
 //! (`query::decode`), a node's id proof (`proof::IdProof::decode` and `verify`, what overlay
-//! peers show), then a member handed the input as from a member and as from a client.
+//! peers show, and `node::trust`'s check of it, the chain-length bound first), then a member handed the input as from a member and as from a client.
 //! Also the member document a members URL serves (`consensus::bootstrap`) and the HTTP response
 //! around it (`node::members_url::parse_response`).
 //! Whatever decodes must re-encode and decode to the same message, and nothing may panic. Seed corpus: docs/CONSENSUS.md's test vector and a query.
@@ -40,6 +40,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(proof) = proof::IdProof::decode(data) {
         let network = proof.network;
         let _ = proof.verify(&network, None, &weft::consensus::ids::NodeId([0; 20]), &[0; 32]);
+        // The overlay's check of a peer's proof, as the peer whose key it names: its bounds
+        // (the chain's length first) come before any signature.
+        let view = std::sync::Arc::new(std::sync::Mutex::new(weft::consensus::service::View::default()));
+        let mut trust = weft::node::trust::NetworkTrust::new(
+            weft::consensus::trust::NetworkPin::unpinned(),
+            weft::wire::PeerId([0; 16]),
+            view,
+        );
+        use weft::overlay::kademlia::CertificateCheck;
+        let peer = weft::session::peer_id_of(&proof.request.key);
+        let _ = trust.admit(&weft::overlay::id::NodeId([7; 20]), &peer, data);
         assert_eq!(proof::IdProof::decode(&proof.encode()).ok(), Some(proof));
     }
     let keys: Vec<_> = (1..=4u8)

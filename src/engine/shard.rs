@@ -140,6 +140,8 @@ pub(super) struct Shard {
     routes: RouteView,
     bare: BareOpens,
     answered: Vec<Answered>,
+    /// Peers whose records the worker handed over with an open, oldest first (`opens.rs`).
+    taught: std::collections::VecDeque<crate::wire::PeerId>,
 }
 
 impl Shard {
@@ -161,6 +163,7 @@ impl Shard {
             stopping: false,
             channels: FxHashMap::default(),
             opening: FxHashMap::default(),
+            taught: std::collections::VecDeque::new(),
             worker,
             routes: RouteView::default(),
             bare,
@@ -417,6 +420,7 @@ impl Shard {
                 peer: None,
                 capabilities,
                 early,
+                ..
             } if self.parts.shards > 1 => {
                 // The open waits for the peer's id and may move to another shard: early data
                 // does not follow it (name the peer to send some); refused and counted.
@@ -432,7 +436,13 @@ impl Shard {
                 peer,
                 capabilities,
                 early,
-            } => self.open(now, token, to, peer, capabilities, early),
+                record,
+            } => {
+                if let Some(record) = record {
+                    self.teach(*record);
+                }
+                self.open(now, token, to, peer, capabilities, early)
+            }
             Request::Close { channel, reason } => endpoint.close_channel(now, channel, reason),
             Request::PeerInfo { token, peer } => {
                 let info = endpoint.peer_info(peer);

@@ -257,7 +257,7 @@ fn totals(stats: &Stats) -> [(&'static str, u64); 10] {
 }
 
 /// The overlay's routing-table fill, records and channels, when the node runs the overlay.
-fn overlay(stats: &Stats) -> Option<[u64; 4]> {
+fn overlay(stats: &Stats) -> Option<[u64; 5]> {
     stats
         .iter()
         .any(|e| e.name == "weft_overlay_contacts")
@@ -267,6 +267,7 @@ fn overlay(stats: &Stats) -> Option<[u64; 4]> {
                 total(stats, "weft_overlay_buckets"),
                 total(stats, "weft_overlay_records"),
                 total(stats, "weft_overlay_channels"),
+                total(stats, "weft_overlay_peer_records"),
             ]
         })
 }
@@ -324,12 +325,12 @@ pub fn render_text(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
         value("packets_sent"),
         value("packets_dropped")
     );
-    if let Some([contacts, buckets, records, channels]) = overlay(stats) {
+    if let Some([contacts, buckets, records, channels, keys]) = overlay(stats) {
         let disk = on_disk(stats).map_or(String::new(), |n| format!(" ({n} on disk)"));
         let _ = writeln!(
             out,
             "  overlay: {contacts} contacts in {buckets} buckets, {records} records held{disk}, \
-             {channels} channels"
+             {channels} channels, {keys} peer records (for IK)"
         );
     }
     let _ = writeln!(
@@ -474,11 +475,11 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
     for (name, value) in totals(stats) {
         let _ = write!(out, ",\"{name}\":{value}");
     }
-    if let Some([contacts, buckets, records, channels]) = overlay(stats) {
+    if let Some([contacts, buckets, records, channels, keys]) = overlay(stats) {
         let _ = write!(
             out,
             ",\"overlay\":{{\"contacts\":{contacts},\"buckets\":{buckets},\
-             \"records\":{records},\"channels\":{channels}"
+             \"records\":{records},\"channels\":{channels},\"peer_records\":{keys}"
         );
         if let Some(n) = on_disk(stats) {
             let _ = write!(out, ",\"records_on_disk\":{n}");

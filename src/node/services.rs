@@ -86,6 +86,7 @@ pub fn node_services(
             toward.copied(),
         )],
     );
+    let overlay_record = own.clone();
     let settings = Settings {
         key: identity.signing_key().clone(),
         own,
@@ -133,6 +134,8 @@ pub fn node_services(
         // The certificate check goes in before the restore: `Dht::restore` puts back only the
         // contacts it certifies.
         overlay = overlay.with_certificate_check(Box::new(check));
+        // Announced on every overlay channel, so peers hand it on and open this node by IK.
+        overlay.dht_mut().set_own_record(&overlay_record);
         if !config.dht_client {
             let mut store = OverlayStore::open(data.path())?;
             let report = store.restore_into(overlay.dht_mut(), Instant::now(), wall())?;
@@ -142,6 +145,8 @@ pub fn node_services(
                 expired = report.expired,
                 refused = report.refused,
                 contacts = report.contacts,
+                cached = report.cached,
+                peers = report.peers,
                 "overlay store loaded"
             );
             overlay = overlay.with_store(Box::new(store));

@@ -13,7 +13,10 @@
 //!   its member-list chain must verify from the network id (`MemberListChain::verify`) and end
 //!   no earlier than the newest list already verified, its replies must be a quorum
 //!   certificate of that list's members, for the id claimed, answering a request for the key
-//!   whose peer id the session proved. A verdict is kept (bounded by [`MAX_VERDICTS`]); a
+//!   whose peer id the session proved. A chain of more than [`MAX_CHAIN_LINKS`] member-list
+//!   changes is refused before any signature is checked (`chain_too_long`): each link costs up
+//!   to one Ed25519 verification per member of the list before it, and 48 KiB hold hundreds
+//!   of links. A verdict is kept (bounded by [`MAX_VERDICTS`]); a
 //!   refusal is counted by reason (`weft_overlay_dropped_total`). The node's own id is the one
 //!   its consensus service holds a certificate for; until then the overlay is a client.
 
@@ -38,6 +41,14 @@ pub const PIN_FILE: &str = "network-id";
 /// refused (`verdicts_full`) and the refusals are forgotten, so a flood of peers cannot grow
 /// the node's memory.
 pub const MAX_VERDICTS: usize = 65_536;
+
+/// Most member-list changes (chain links) a peer's id proof may carry by default: at most
+/// this many times `consensus::MAX_MEMBERS` endorsement checks per proof, where an unbounded
+/// 48 KiB proof could ask for hundreds ([`NetworkTrust::with_max_chain_links`] changes it).
+pub const MAX_CHAIN_LINKS: usize = 16;
+
+/// The reason a proof with a longer chain is refused under.
+pub const CHAIN_TOO_LONG: &str = "chain_too_long";
 
 /// How the node came to trust its network.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -194,6 +205,7 @@ pub struct NetworkTrust {
     known: Option<MemberList>,
     admitted: HashMap<PeerId, NodeId>,
     refused: HashSet<PeerId>,
+    max_chain_links: usize,
 }
 
 impl NetworkTrust {
@@ -207,7 +219,15 @@ impl NetworkTrust {
             known: None,
             admitted: HashMap::new(),
             refused: HashSet::new(),
+            max_chain_links: MAX_CHAIN_LINKS,
         }
+    }
+
+    /// The check with another bound on the member-list changes a proof may carry (default
+    /// [`MAX_CHAIN_LINKS`]): a network whose chain grew past it needs every node raised.
+    pub fn with_max_chain_links(mut self, max: usize) -> NetworkTrust {
+        self.max_chain_links = max;
+        self
     }
 
     /// The network trusted, once pinned.
@@ -215,17 +235,23 @@ impl NetworkTrust {
         self.pin.pinned()
     }
 
-    fn check(&mut self, node: &NodeId, peer: &PeerId, bytes: &[u8]) -> Result<(), ProofError> {
-        let proof = IdProof::decode(bytes)?;
+    fn check(&mut self, node: &NodeId, peer: &PeerId, bytes: &[u8]) -> Result<(), &'static str> {
+        let proof = IdProof::decode(bytes).map_err(|e| e.reason())?;
         if peer_id_of(&proof.request.key) != *peer {
-            return Err(ProofError::Mismatch);
+            return Err(ProofError::Mismatch.reason());
+        }
+        // Before any signature: the chain's length is what the peer chose.
+        if proof.chain.links.len() > self.max_chain_links {
+            return Err(CHAIN_TOO_LONG);
         }
         // Unpinned, the first proof that verifies against its own network pins it.
         let network = self.pin.pinned().unwrap_or(proof.network);
         let known = self.known.as_ref().filter(|k| k.network == network);
-        let current = proof.verify(&network, known, &IssuedId(node.0), &proof.request.key)?;
+        let current = proof
+            .verify(&network, known, &IssuedId(node.0), &proof.request.key)
+            .map_err(|e| e.reason())?;
         if self.pin.check(network).is_err() {
-            return Err(ProofError::ForeignNetwork);
+            return Err(ProofError::ForeignNetwork.reason());
         }
         if self.known.as_ref().is_none_or(|k| k.epoch < current.epoch) {
             self.known = Some(current);
@@ -274,7 +300,7 @@ impl CertificateCheck for NetworkTrust {
             Err(error) => {
                 self.admitted.remove(peer);
                 self.refused.insert(*peer);
-                Err(error.reason())
+                Err(error)
             }
         }
     }
@@ -334,6 +360,53 @@ mod tests {
             trust.may_ask(&NodeId([6; 20]), &PeerId([3; 16])),
             "unknown: may ask"
         );
+    }
+
+    #[test]
+    fn a_proof_with_more_chain_links_than_the_bound_is_refused_before_any_signature() {
+        use crate::consensus::trust::{Link, MemberList};
+        let ours = members(1);
+        let key = [9; 32];
+        let peer = peer_id_of(&key);
+        let mut proof = proof_for(&ours, 3, key);
+        let network = proof.network;
+        let view: SharedView = Arc::new(Mutex::new(View::default()));
+        let mut trust = NetworkTrust::new(NetworkPin::to(network), PeerId([1; 16]), view);
+        // Made-up links without endorsements: past the bound they are never looked at; within
+        // it they fail the chain's check (so the refusal below is the bound's, not theirs).
+        let link = |epoch: u64| Link {
+            list: MemberList {
+                network,
+                epoch,
+                height: epoch,
+                members: vec![crate::consensus::ids::MemberKey([epoch as u8; 32])],
+            },
+            endorsements: Vec::new(),
+        };
+        proof.chain.links = (1..=MAX_CHAIN_LINKS as u64 + 1).map(link).collect();
+        let long = proof.encode();
+        let id = NodeId([7; 20]);
+        assert_eq!(trust.admit(&id, &peer, &long), Err(CHAIN_TOO_LONG));
+        proof.chain.links.truncate(MAX_CHAIN_LINKS);
+        assert_eq!(
+            trust.admit(&id, &peer, &proof.encode()),
+            Err("bad_member_list"),
+            "at the bound the chain is checked"
+        );
+        // A node that raised the bound checks the longer chain.
+        let view: SharedView = Arc::new(Mutex::new(View::default()));
+        let mut raised = NetworkTrust::new(NetworkPin::to(network), PeerId([1; 16]), view)
+            .with_max_chain_links(MAX_CHAIN_LINKS + 1);
+        assert_eq!(raised.admit(&id, &peer, &long), Err("bad_member_list"));
+        // The fuzz corpus keeps the long proof (`WEFT_WRITE_CORPUS=1` rewrites it).
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/consensus/proof-chain-too-long"
+        );
+        if std::env::var_os("WEFT_WRITE_CORPUS").is_some() {
+            std::fs::write(path, &long).unwrap();
+        }
+        assert_eq!(std::fs::read(path).ok(), Some(long), "{path}");
     }
 
     #[test]

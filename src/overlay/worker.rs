@@ -27,6 +27,7 @@ use super::api::{DhtCommand, GetOutcome, PutOutcome};
 
 mod durable;
 mod ids;
+mod keys;
 use ids::Announced;
 mod join;
 mod report;
@@ -39,7 +40,7 @@ use crate::channel::ChannelHandle;
 use crate::service::host::{Command, Context, HostError, Service, ServiceTag, body};
 use crate::service::{Delivery, Input, OpenFailure};
 use crate::stats::HistogramSlots;
-use crate::wire::{Capabilities, CloseReason, PeerId};
+use crate::wire::{CloseReason, PeerId};
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -401,10 +402,7 @@ impl OverlayService {
                     Some(b) if b.len() <= MAX_EARLY_FRAME => (Some(b), None),
                     other => (None, other),
                 };
-                let opened = match &early {
-                    Some(b) => cx.open_with(addr, Some(peer), Capabilities::RESEND, b),
-                    None => cx.open(addr, Some(peer), Capabilities::RESEND),
-                };
+                let opened = self.open_contact(peer, addr, early.as_deref(), cx);
                 self.opened(peer, opened, later, cx)
             }
         }
@@ -735,6 +733,9 @@ impl Service for OverlayService {
                 };
                 entry.addr = Some(info.address);
                 let node = entry.node.unwrap_or_else(|| provisional_id(&peer));
+                if let Some(keys) = &info.static_keys {
+                    self.dht.note_static_keys(&peer, keys);
+                }
                 if let Some(rtt) = info.rtt {
                     self.dht.note_rtt(&node, rtt);
                 }

@@ -178,6 +178,29 @@ impl Context<'_> {
         self.open_inner(to, peer, capabilities, Some(data))
     }
 
+    /// [`open_with`](Self::open_with) (`body` optional) to the peer of a signed `record` the
+    /// service holds: the handshake is IK, not XX, when no session is cached
+    /// ([`Replier::open_known`](super::Replier::open_known)).
+    pub fn open_known(
+        &mut self,
+        to: SocketAddr,
+        record: crate::session::PeerRecord,
+        capabilities: Capabilities,
+        body: Option<&[u8]>,
+    ) -> Result<u64, HostError> {
+        let early = body.map(|body| {
+            let mut data = Vec::with_capacity(body.len().saturating_add(1));
+            data.push(self.tag.0);
+            data.extend_from_slice(body);
+            data
+        });
+        let token = self.tokens.take(self.service)?;
+        self.replier
+            .open_known(token, to, record, capabilities, early)
+            .inspect_err(|_| self.tokens.forget(token))?;
+        Ok(token)
+    }
+
     fn open_inner(
         &mut self,
         to: SocketAddr,

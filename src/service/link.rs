@@ -9,6 +9,7 @@ use super::held::Ledger;
 use super::queue::{BATCH, BatchQueue, Refusal};
 use super::{Input, ReplyError, Request, owner_of_peer};
 use crate::channel::ChannelHandle;
+use crate::session::PeerRecord;
 use crate::wire::{Capabilities, CloseReason, PeerId};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use mio::Waker;
@@ -292,6 +293,33 @@ impl Replier {
                 peer,
                 capabilities,
                 early,
+                record: None,
+            },
+        )
+    }
+
+    /// [`open_with`](Self::open_with) to the peer of a signed `record` the worker holds: the
+    /// shard that owns it hands the record to its endpoint first, so the handshake is IK
+    /// (PROTOCOL.md §5 kind 1) rather than XX, one round trip fewer. The shard verifies it;
+    /// one that does not verify is counted and the open goes on as XX.
+    pub fn open_known(
+        &mut self,
+        token: u64,
+        to: SocketAddr,
+        record: PeerRecord,
+        capabilities: Capabilities,
+        early: Option<Vec<u8>>,
+    ) -> Result<(), ReplyError> {
+        let peer = record.peer_id();
+        self.request(
+            owner_of_peer(peer, self.shards()),
+            Request::Open {
+                token,
+                to,
+                peer: Some(peer),
+                capabilities,
+                early,
+                record: Some(Box::new(record)),
             },
         )
     }

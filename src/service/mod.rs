@@ -30,6 +30,7 @@ pub use link::{Deliveries, Replier, Woken, WorkerLink};
 pub(crate) use link::{ShardLink, worker_queues};
 
 use crate::channel::{ChannelHandle, OpenError};
+use crate::session::PeerRecord;
 use crate::wire::{Capabilities, CloseReason, PeerId};
 use std::net::SocketAddr;
 
@@ -38,7 +39,8 @@ use std::net::SocketAddr;
 pub struct Delivery {
     /// The shard that owns the channel; replies go back to it.
     pub shard: usize,
-    /// The peer that sent it, proven by its session (or claimed, on a kind-0 channel).
+    /// The peer that sent it, proven by its session (or claimed, on a kind-0 channel); its
+    /// static keys, as that session proved them, come with [`Input::PeerInfo`].
     pub peer: PeerId,
     /// True when `peer` is proven: the peer has an encrypted session, and a channel opened
     /// before the session is closed when the session binds, so only a plaintext (kind-0) peer
@@ -157,6 +159,10 @@ pub(crate) enum Request {
         /// id, without waiting for [`Input::Opened`] to reach the worker and its answer to come
         /// back). At most the endpoint's `max_early_bytes`; a longer one is refused and counted.
         early: Option<Vec<u8>>,
+        /// The peer's signed record, when the worker holds one (a DHT contact's key): the
+        /// shard hands it to its endpoint first (bounded, `MAX_TAUGHT_RECORDS` per shard), so
+        /// the handshake is IK, one round trip fewer than XX. Its peer id must be `peer`'s.
+        record: Option<Box<PeerRecord>>,
     },
     /// Close a channel.
     Close {

@@ -489,6 +489,13 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "stale_member_list",
     "bad_certificate",
     "verdicts_full",
+    "chain_too_long",
+    // A peer's signed record refused or dropped (`overlay::kademlia::keys`).
+    "key_malformed",
+    "key_mismatch",
+    "key_forged",
+    "key_stale",
+    "keys_full",
 ];
 
 /// Every metric family the node exports, in the order docs/METRICS.md lists them.
@@ -663,6 +670,9 @@ pub const METRICS: &[Metric] = &[
     gauge("weft_overlay_contacts", "contacts", "Contacts in the routing table."),
     gauge("weft_overlay_buckets", "buckets", "Routing-table buckets holding at least one contact."),
     gauge("weft_overlay_channels", "channels", "Overlay channels open (one per peer, idle ones closed)."),
+    gauge("weft_overlay_peer_records", "", "Peers' signed records the overlay holds (its address book in memory): what lets it open those contacts by IK."),
+    counter("weft_overlay_opens_total", "", "Overlay channels opened to contacts, by the handshake asked for: IK with the contact's signed peer record, held from its announcement, a FIND_NODE reply or the address book; XX without one (a session the endpoint holds is reused either way).")
+        .labels(&["handshake"], &["ik", "xx"]),
     counter("weft_overlay_dropped_total", "", "Overlay frames, requests and channels dropped or refused, by reason: a frame check, a budget of the DHT, or a bound of the worker.")
         .labels(&["reason"], OVERLAY_DROP_REASONS),
     // The consensus service (`consensus::service`, PROTOCOL.md §11): the member's agreement and

@@ -434,6 +434,54 @@ fn a_request_riding_the_open_as_early_data_is_answered_once() {
     );
 }
 
+#[test]
+fn an_open_with_the_peers_record_is_ik_and_its_first_request_rides_the_early_data() {
+    // Issue 15 point 4: a worker that holds a contact's signed record (a DHT contact's key)
+    // opens it by IK through the seam, the request riding the open; the shard's answer to
+    // the peer query then names the session kind and the static keys it proved.
+    with_adder(
+        1,
+        (34, 44),
+        move |link, mut replier, b_address, b_peer, _a_peer| {
+            let start = Instant::now();
+            let mut pending = Vec::new();
+            let b = Identity::from_secret_bytes([34; 32], [35; 32]);
+            let record = weft::session::PeerRecord::sign(&b, &[b_address]);
+            let mut request = 2_000u32.to_be_bytes().to_vec();
+            request.extend_from_slice(&22u32.to_be_bytes());
+            replier
+                .open_known(8, b_address, record, Capabilities::RESEND, Some(request))
+                .unwrap();
+            let mut opened = false;
+            let mut answered = false;
+            while !opened || !answered {
+                match next_input(&link, &mut pending, start) {
+                    Input::Opened { token: 8, peer, .. } => opened = peer == b_peer,
+                    Input::Message(delivery) => {
+                        assert_eq!(delivery.peer, b_peer);
+                        assert_eq!(delivery.data[16..], 2_022u64.to_be_bytes());
+                        answered = true;
+                    }
+                    other => panic!("expected the open and the answer, got {other:?}"),
+                }
+            }
+            replier.peer_info(9, b_peer).unwrap();
+            match next_input(&link, &mut pending, start) {
+                Input::PeerInfo {
+                    token: 9,
+                    info: Some(info),
+                    ..
+                } => {
+                    assert_eq!(info.session_kind, Some(1), "IK, with the record");
+                    let proved = (b.ed25519_public().to_bytes(), b.x25519_public().to_bytes());
+                    assert_eq!(info.static_keys, Some(proved));
+                }
+                other => panic!("expected the peer info, got {other:?}"),
+            }
+        },
+    );
+}
+
 /// A test peer driven by hand over its own socket.
 struct Client {
     socket: UdpSocket,

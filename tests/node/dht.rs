@@ -2,7 +2,8 @@
 //! `weft dht put` through one node and `weft dht get` through another meet, and `weft status`
 //! shows the routing table's fill and the records held. A node keeps its records in its data
 //! directory (issue 15 point 5): one acknowledged before a SIGKILL is there after the restart,
-//! and a store it cannot read stops it with exit 2.
+//! and a store it cannot read stops it with exit 2; its address book brings it back to its
+//! contacts by IK after a restart.
 
 use super::*;
 
@@ -125,7 +126,20 @@ fn three_nodes_join_and_a_value_put_through_one_is_got_through_another() {
         .is_some_and(|n| n >= 1)
     });
     assert_eq!(metric_value(&metrics, "weft_overlay_contacts"), Some(2));
-    drop((b, c, stranger));
+    drop(stranger);
+    // The address book and the table survive a restart (issue 15 point 5): B, started again
+    // with no bootstrap node, pings its saved contacts by IK with their saved records, and
+    // they return to its table once they have shown their proofs.
+    drop(b);
+    let b = start_node(&node_args(
+        &dirs[1].0,
+        &["--shards", "2", "--config", config],
+    ));
+    scrape_until(b.metrics, |text| {
+        metric_value(text, "weft_overlay_opens_total{handshake=\"ik\"}").is_some_and(|n| n >= 1)
+            && metric_value(text, "weft_overlay_contacts").is_some_and(|n| n >= 1)
+    });
+    drop((b, c));
 }
 
 #[test]

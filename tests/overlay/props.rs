@@ -4,13 +4,15 @@
 
 use proptest::prelude::*;
 use weft::overlay::id::{Contact, NodeId};
-use weft::overlay::kademlia::{PublishedRecord, Record};
-use weft::overlay::persist::codec::{self, PeerRecord};
+use weft::overlay::kademlia::{PeerEntry, PublishedRecord, Record};
+use weft::overlay::persist::codec;
+use weft::overlay::rpc::NodeInfo;
 use weft::overlay::rpc::envelope::Envelope;
 use weft::overlay::rpc::{
     Body, ConnectionOpt, Frame, FrameLimits, Limits, Opcode, RecordMeta, Reply, ReplyBody, Request,
     Subnet, Value,
 };
+use weft::session::{Identity, PeerRecord};
 use weft::wire::PeerId;
 
 fn value() -> impl Strategy<Value = Value> {
@@ -138,8 +140,21 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn reply() -> impl Strategy<Value = Reply> {
     let body = prop_oneof![
-        proptest::collection::vec(contact(), 0..20)
-            .prop_map(|c| (Opcode::FindNode, ReplyBody::Nodes(c))),
+        proptest::collection::vec(
+            (
+                contact(),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200))
+            ),
+            0..20
+        )
+        .prop_map(|c| (
+            Opcode::FindNode,
+            ReplyBody::Nodes(
+                c.into_iter()
+                    .map(|(contact, record)| NodeInfo { contact, record })
+                    .collect()
+            )
+        )),
         (key(), value(), meta()).prop_map(|(key, value, meta)| (
             Opcode::FindValue,
             ReplyBody::Found { key, value, meta }
@@ -227,13 +242,11 @@ proptest! {
         let published = PublishedRecord { value, version, next };
         prop_assert_eq!(codec::decode_published(&codec::encode_published(&published)), Ok(published));
         prop_assert_eq!(codec::decode_contact(&codec::encode_contact(&c)), Ok(c));
-        let peer = PeerRecord {
-            ed25519: keys.0,
-            x25519: keys.1,
-            addrs: addrs.iter().map(|a| a.addr).take(codec::MAX_PEER_ADDRS).collect(),
-            node: node.map(NodeId),
-            seen: stored,
-        };
+        let identity = Identity::from_secret_bytes(keys.0, keys.1);
+        let named: Vec<_> = addrs.iter().map(|a| a.addr).collect();
+        let mut record = PeerRecord::sign(&identity, &named);
+        record.node_id = node;
+        let peer = PeerEntry { record, addr: c.addr, seen: stored };
         prop_assert_eq!(codec::decode_peer(&codec::encode_peer(&peer)), Ok(peer));
     }
 

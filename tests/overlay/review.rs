@@ -128,7 +128,7 @@ fn nodes(asked: &Request, contacts: Vec<Contact>) -> Reply {
         ack: true,
         id: asked.id,
         op: Opcode::FindNode,
-        body: ReplyBody::Nodes(contacts),
+        body: ReplyBody::Nodes(contacts.into_iter().map(Into::into).collect()),
     }
 }
 
@@ -310,11 +310,11 @@ fn the_store_entries_are_in_the_fuzz_corpus() {
     );
     record.owner = Some(PeerId([2; 16]));
     corpus("store-record", &codec::encode_record(&record));
-    let peer = codec::PeerRecord {
-        ed25519: [1; 32],
-        x25519: [2; 32],
-        addrs: vec![([10, 0, 0, 1], 7700).into()],
-        node: Some(NodeId([3; 20])),
+    let identity = weft::session::Identity::from_secret_bytes([1; 32], [2; 32]);
+    let address = ([10, 0, 0, 1], 7700).into();
+    let peer = weft::overlay::kademlia::PeerEntry {
+        record: weft::session::PeerRecord::sign(&identity, &[address]),
+        addr: address,
         seen: 1_800_000_000,
     };
     corpus("store-peer", &codec::encode_peer(&peer));

@@ -40,6 +40,17 @@ fn vectors() -> Vec<(&'static str, Frame)> {
         peer: PeerId([0x33; 16]),
         addr: "10.0.0.1:7700".parse::<SocketAddr>().unwrap(),
     };
+    // A contact with its signed peer record (option 5's setting, and FIND_NODE's fourth item):
+    // the node whose secrets are 32 bytes of 0x05 and 0x06, at 10.0.0.1:7700.
+    let keyed = weft::session::Identity::from_secret_bytes([5; 32], [6; 32]);
+    let record = weft::session::PeerRecord::sign(&keyed, &[contact.addr]).to_bytes();
+    let keyed_contact = weft::overlay::rpc::NodeInfo {
+        contact: Contact {
+            peer: keyed.peer_id(),
+            ..contact
+        },
+        record: Some(record.clone()),
+    };
     let signer = SigningKey::from_bytes(&[7; 32]);
     let shout = Envelope::sign(
         &signer,
@@ -92,7 +103,19 @@ fn vectors() -> Vec<(&'static str, Frame)> {
         ),
         (
             "find-node-ack",
-            ack(Opcode::FindNode, 4, ReplyBody::Nodes(vec![contact])),
+            ack(Opcode::FindNode, 4, ReplyBody::Nodes(vec![contact.into()])),
+        ),
+        (
+            "find-node-ack-keyed",
+            ack(Opcode::FindNode, 4, ReplyBody::Nodes(vec![keyed_contact])),
+        ),
+        (
+            "set-peer-record",
+            request(
+                Opcode::SetConnectionOpt,
+                13,
+                Body::SetConnectionOpt(ConnectionOpt::PeerRecord(record)),
+            ),
         ),
         (
             "find-value",

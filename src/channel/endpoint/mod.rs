@@ -389,6 +389,18 @@ impl Endpoint {
         Ok(())
     }
 
+    /// The signed record held for `peer` (configured, or handed over by [`add_peer_record`]
+    /// (Self::add_peer_record)).
+    pub fn peer_record(&self, peer: &PeerId) -> Option<&PeerRecord> {
+        self.records.get(peer)
+    }
+
+    /// Forgets `peer`'s record: later handshakes to it are XX unless a session proved its key
+    /// (a driver that hands over records it learned keeps them bounded this way).
+    pub fn remove_peer_record(&mut self, peer: &PeerId) -> Option<PeerRecord> {
+        self.records.remove(peer)
+    }
+
     /// Tells the endpoint the wall-clock time (since the Unix epoch). A driver calls it each
     /// loop turn: IK INITs carry it as TAI64N (PROTOCOL.md §5); the endpoint reads no clock.
     pub fn set_unix_time(&mut self, seconds: u64, nanos: u32) {

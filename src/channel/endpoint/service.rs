@@ -21,6 +21,10 @@ pub struct PeerInfo {
     pub session_kind: Option<u8>,
     /// The smoothed round-trip time of its path, once a sample was taken.
     pub rtt: Option<Duration>,
+    /// The Ed25519 and X25519 keys its current session proved (`None` for a kind-0 peer):
+    /// what an IK handshake to it needs besides the binding signature, so a worker can tell
+    /// whether a signed peer record it holds is the one the peer uses now.
+    pub static_keys: Option<([u8; 32], [u8; 32])>,
 }
 
 impl Endpoint {
@@ -38,9 +42,9 @@ impl Endpoint {
         let address = state
             .map(|p| p.address)
             .or_else(|| session.map(|s| s.address))?;
-        let session_kind = session
-            .and_then(|s| s.slot.current_ref())
-            .map(|s| s.kind().code());
+        let current = session.and_then(|s| s.slot.current_ref());
+        let session_kind = current.map(|s| s.kind().code());
+        let static_keys = current.map(|s| (*s.peer_ed25519(), *s.peer_x25519()));
         let rtt = state
             .and_then(|p| p.path.as_ref())
             .map(|path| path.rtt())
@@ -51,6 +55,7 @@ impl Endpoint {
             address,
             session_kind,
             rtt,
+            static_keys,
         })
     }
 

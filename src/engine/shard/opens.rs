@@ -4,10 +4,15 @@
 use super::Shard;
 use crate::engine::bare::Start;
 use crate::service::{Input, OpenFailure, Request};
+use crate::session::PeerRecord;
 use crate::wire::{Capabilities, CloseReason, PeerId};
 use crossbeam_channel::TrySendError;
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// Most peer records a shard keeps that its worker handed over with opens (about 200 bytes
+/// each; the records of the configuration are not counted).
+pub(crate) const MAX_TAUGHT_RECORDS: usize = 4096;
 
 impl Shard {
     /// Opens a channel for the worker's `token` here, with `early` as its first message.
@@ -44,6 +49,33 @@ impl Shard {
                     reason: OpenFailure::Refused(error),
                 });
             }
+        }
+    }
+
+    /// Hands the endpoint a peer record the worker holds (a DHT contact's), so the open that
+    /// follows is IK. A record the endpoint holds already stays (a configured one, or the same
+    /// one taught before); one that does not verify is refused and counted. At most
+    /// [`MAX_TAUGHT_RECORDS`] are kept, the oldest taught forgotten first: a peer can name
+    /// ever new contacts, and a forgotten one only costs its next open XX's round trip.
+    pub(super) fn teach(&mut self, record: PeerRecord) {
+        let peer = record.peer_id();
+        let endpoint = &mut self.parts.endpoint;
+        match endpoint.peer_record(&peer) {
+            Some(held) if *held == record => return,
+            // Configured by the operator: not replaced by what the overlay learned.
+            Some(_) if !self.taught.contains(&peer) => return,
+            Some(_) => self.taught.retain(|p| *p != peer),
+            None => {}
+        }
+        if endpoint.add_peer_record(record).is_err() {
+            self.stats.add("weft_shard_reply_errors_total", None, 1);
+            return;
+        }
+        self.taught.push_back(peer);
+        if self.taught.len() > MAX_TAUGHT_RECORDS
+            && let Some(oldest) = self.taught.pop_front()
+        {
+            endpoint.remove_peer_record(&oldest);
         }
     }
 
@@ -96,6 +128,7 @@ impl Shard {
             peer: Some(peer),
             capabilities,
             early: None,
+            record: None,
         };
         match self.parts.opens_tx[owner].try_send(request) {
             Ok(()) => {

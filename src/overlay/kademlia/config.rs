@@ -73,6 +73,9 @@ pub struct KademliaConfig {
     pub max_peer_options: usize,
     /// Most contacts in the node info cache: learned, but not in the table.
     pub node_cache: usize,
+    /// Most peers' signed records held (the address book in memory, `keys.rs`): about 200
+    /// bytes each, the least recently seen out first.
+    pub max_peer_records: usize,
 }
 
 impl Default for KademliaConfig {
@@ -106,6 +109,7 @@ impl Default for KademliaConfig {
             compress_above: 512,
             max_peer_options: 4096,
             node_cache: 1024,
+            max_peer_records: 4096,
         }
     }
 }

@@ -25,6 +25,10 @@ impl Dht {
     /// changed (or journaling is off). Take it after every batch of inputs, and commit every
     /// batch taken: a STORE's ACK waits for its batch.
     pub fn poll_changes(&mut self) -> Option<Changes> {
+        let held = self.table.len();
+        if self.journal.as_ref()?.routing_len != Some(held) {
+            self.journal_routing();
+        }
         self.journal.as_mut()?.take()
     }
 
@@ -64,7 +68,8 @@ impl Dht {
 
     /// Takes back what a host read from disk at start: records (those expired at `wall`
     /// dropped, those past the budget refused, both counted), the records the node
-    /// published, and its routing table (certified contacts only). Call before
+    /// published, its routing table (certified contacts; the others go to the node info
+    /// cache, pinged to come back once they show their proof) and the address book. Call before
     /// [`enable_journal`](Self::enable_journal): nothing restored is journaled again.
     pub fn restore(&mut self, now: Instant, wall: u64, restored: Restored) -> RestoreReport {
         let mut report = RestoreReport::default();
@@ -90,11 +95,22 @@ impl Dht {
         for (key, published) in restored.published {
             self.published.insert(key, published);
         }
+        report.peers = self.restore_peers(restored.peers);
         let before = self.table.len();
         for contact in restored.contacts {
-            self.note_seen(now, contact);
+            if self.certificates.certified(&contact.id, &contact.peer) {
+                self.note_seen(now, contact);
+            } else if self.certificates.may_ask(&contact.id, &contact.peer) {
+                // No proof was checked since the start: the cache pings it (by IK when its
+                // record is held), and its proof brings it back to the table.
+                self.cache.note(contact);
+                report.cached = report.cached.saturating_add(1);
+            }
         }
         report.contacts = self.table.len().saturating_sub(before);
+        if report.cached > 0 {
+            self.maintain_now(now);
+        }
         self.stats
             .set("weft_overlay_records", None, self.records.len() as u64);
         self.stats
@@ -153,11 +169,17 @@ impl Dht {
         }
     }
 
-    /// Journals the routing table when its contacts changed since it was last saved.
+    /// Journals the routing table when its contacts changed since it was last saved. An empty
+    /// table is not saved over the last contacts: a restart (whose table starts empty until
+    /// proofs come) pings those.
     pub(super) fn journal_routing(&mut self) {
         let Some(journal) = self.journal.as_mut() else {
             return;
         };
+        if self.table.is_empty() {
+            journal.routing_len = Some(0);
+            return;
+        }
         let contacts = self.table.closest(&self.own.id, self.table.len());
         let mut hash = blake3::Hasher::new();
         for contact in &contacts {
@@ -166,6 +188,7 @@ impl Dht {
             hash.update(&crate::overlay::id::addr_to_bytes(&contact.addr));
         }
         let fingerprint = *hash.finalize().as_bytes();
+        journal.routing_len = Some(contacts.len());
         if journal.routing != Some(fingerprint) {
             journal.routing = Some(fingerprint);
             journal.push(Change::Contacts(contacts));

@@ -8,7 +8,10 @@
 use super::store::Record;
 use crate::overlay::id::Contact;
 use crate::overlay::rpc::Value;
+use crate::session::PeerRecord;
+use crate::wire::PeerId;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 /// A record this node published, stored again every republish interval.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +48,22 @@ pub enum Change {
     },
     /// The routing table's contacts, all of them: replaces what was saved before.
     Contacts(Vec<Contact>),
+    /// A peer's signed record was verified (or seen again): the address book keeps it.
+    Peer(PeerEntry),
+    /// A peer's record was dropped (forged, stale, or evicted for room).
+    PeerGone(PeerId),
+}
+
+/// A peer of the address book (PROTOCOL.md §10): its signed peer record (its static keys and
+/// the addresses it names), where this node last reached it, and when (wall seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerEntry {
+    /// The record, as the peer signed it.
+    pub record: PeerRecord,
+    /// Where it was last reached.
+    pub addr: SocketAddr,
+    /// When it was last heard from (wall seconds).
+    pub seen: u64,
 }
 
 /// The changes of one input batch, to be committed together.
@@ -65,6 +84,8 @@ pub struct Restored {
     pub published: Vec<(Vec<u8>, PublishedRecord)>,
     /// The routing table's contacts.
     pub contacts: Vec<Contact>,
+    /// The address book: peers' signed records.
+    pub peers: Vec<PeerEntry>,
 }
 
 /// What [`super::Dht::restore`] took back.
@@ -78,6 +99,11 @@ pub struct RestoreReport {
     pub refused: usize,
     /// Contacts back in the routing table.
     pub contacts: usize,
+    /// Saved contacts not certified yet (this start has checked no proof): kept in the node
+    /// info cache, which pings them, so they return to the table once they have shown it.
+    pub cached: usize,
+    /// Peer records back in the address book.
+    pub peers: usize,
 }
 
 /// The changes not yet handed to the host, and the replies that wait for their commit.
@@ -92,6 +118,9 @@ pub(crate) struct Journal<T> {
     held: VecDeque<(u64, T)>,
     /// The routing table as last saved, as a hash, so an unchanged table is not written again.
     pub(crate) routing: Option<[u8; 32]>,
+    /// How many contacts the table held when last saved: a table that grew or shrank is
+    /// saved with the batch, not only at the next maintenance pass.
+    pub(crate) routing_len: Option<usize>,
 }
 
 impl<T> Journal<T> {
@@ -102,6 +131,7 @@ impl<T> Journal<T> {
             committed: 0,
             held: VecDeque::new(),
             routing: None,
+            routing_len: None,
         }
     }
 

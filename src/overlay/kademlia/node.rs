@@ -8,8 +8,10 @@
 use super::cache::NodeCache;
 use super::certificate::{CertificateCheck, DriverVouches, certified_only};
 use super::config::KademliaConfig;
+pub use super::events::{Event, LookupResult};
 use super::journal::{Journal, PublishedRecord as Published};
-use super::lookup::{Found, Lookup};
+use super::keys::KeyBook;
+use super::lookup::Lookup;
 use super::store::{RecordStore, Share};
 use super::table::{RoutingTable, Seen};
 use crate::overlay::id::{Contact, NodeId, key_address};
@@ -48,67 +50,6 @@ pub struct Transmit {
     pub addr: SocketAddr,
     /// The frame.
     pub bytes: Vec<u8>,
-}
-
-/// What a lookup found.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LookupResult {
-    /// The value, for a FIND_VALUE that found it.
-    pub found: Option<Found>,
-    /// The closest contacts that answered.
-    pub closest: Vec<Contact>,
-    /// The longest chain of dependent requests.
-    pub depth: u32,
-    /// Requests sent.
-    pub requests: u32,
-    /// From start to finish.
-    pub elapsed: Duration,
-}
-
-/// Something the application asked for has finished, or a peer must be dropped.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// A [`Dht::get`] or [`Dht::find_node`] finished.
-    Lookup {
-        /// The caller's token.
-        token: u64,
-        /// What it found.
-        result: LookupResult,
-    },
-    /// A [`Dht::put`] finished.
-    Put {
-        /// The caller's token.
-        token: u64,
-        /// How many of the k closest acknowledged the STORE.
-        stored: usize,
-        /// The depth of its FIND_NODE.
-        depth: u32,
-        /// From start to the last answer.
-        elapsed: Duration,
-    },
-    /// A [`Dht::request`] was answered.
-    Reply {
-        /// The caller's token.
-        token: u64,
-        /// The reply.
-        reply: Reply,
-    },
-    /// A [`Dht::request`] timed out.
-    TimedOut {
-        /// The caller's token.
-        token: u64,
-    },
-    /// A peer's subnet descriptor differs: disconnect it (seed 003 §3.3.3).
-    Disconnect {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// Open a self-initiated connection to this contact: the node holds fewer than ℓ
-    /// ([`Dht::links`]); report its end with [`Dht::link_closed`].
-    Connect {
-        /// Whom to connect to.
-        contact: Contact,
-    },
 }
 
 #[derive(Clone, Debug)]
@@ -209,6 +150,8 @@ pub struct Dht {
     pub(super) links: BTreeSet<NodeId>,
     /// Every round trip measured, together: the timeout of a first contact follows it.
     network_rtt: RttEstimate,
+    /// Peers' signed records, for IK opens and FIND_NODE replies (`keys.rs`).
+    pub(super) keys: KeyBook,
 }
 
 impl Dht {
@@ -252,6 +195,7 @@ impl Dht {
             cache: NodeCache::new(config.node_cache),
             links: BTreeSet::new(),
             network_rtt: RttEstimate::default(),
+            keys: KeyBook::new(config.max_peer_records),
             config,
         }
     }
@@ -654,6 +598,11 @@ impl Dht {
         }
     }
 
+    /// Runs the maintenance pass at once (a restart with contacts to ping from the cache).
+    pub(super) fn maintain_now(&mut self, now: Instant) {
+        self.next_maintenance = Some(now);
+    }
+
     /// Feeds one frame that arrived from `from`.
     pub fn handle(&mut self, now: Instant, wall: u64, from: Sender, bytes: &[u8]) {
         self.arm(now);
@@ -715,7 +664,8 @@ impl Dht {
                 let fits = reply.ack && self.answer_fits(from, &node, lookup, &reply.body);
                 if let Some(active) = self.lookups.get_mut(&lookup) {
                     match (fits, reply.body) {
-                        (true, ReplyBody::Nodes(mut contacts)) => {
+                        (true, ReplyBody::Nodes(nodes)) => {
+                            let mut contacts = self.keys.relayed(nodes, &mut self.stats);
                             let gone = certified_only(self.certificates.as_ref(), &mut contacts);
                             self.stats
                                 .add("weft_overlay_uncertified_total", None, gone as u64);

@@ -102,6 +102,8 @@ impl Dht {
             None,
             self.cache.len() as u64,
         );
+        self.stats
+            .set("weft_overlay_peer_records", None, self.keys.len() as u64);
         self.journal_routing();
     }
 

@@ -25,6 +25,8 @@ impl Dht {
                 let (option, setting) = match &opt {
                     // The proof is not echoed back: the id says what was answered.
                     ConnectionOpt::CertifiedId(id, _) => (4, Value::Bin(id.0.to_vec())),
+                    // Nor the record: the peer id says whose was taken.
+                    ConnectionOpt::PeerRecord(_) => (5, Value::Bin(from.peer.0.to_vec())),
                     _ => opt.to_pair(),
                 };
                 let items = vec![Value::UInt(option), setting];
@@ -50,6 +52,7 @@ impl Dht {
                     ConnectionOpt::CertifiedId(id, _) => {
                         self.certificates.certified(id, &from.peer)
                     }
+                    ConnectionOpt::PeerRecord(record) => self.accept_record(from, record, wall),
                 };
                 Reply {
                     ack: accepted,
@@ -72,7 +75,9 @@ impl Dht {
             Body::Speak(_) | Body::Lock { .. } | Body::Cas { .. } | Body::Diff { .. } => {
                 Reply::nack(id, op, NOT_SERVED)
             }
-            Body::FindNode(target) => ack(ReplyBody::Nodes(self.closest_for(&target, from))),
+            Body::FindNode(target) => ack(ReplyBody::Nodes(
+                self.keys.with_records(self.closest_for(&target, from)),
+            )),
             Body::FindValue { key } => match self.records.get(&key, wall) {
                 Some((value, meta)) => ack(ReplyBody::Found {
                     key: key.clone(),
@@ -84,7 +89,10 @@ impl Dht {
                     id,
                     // Seed 003 §6.11.1: answered as if it were a FIND_NODE.
                     op: Opcode::FindNode,
-                    body: ReplyBody::Nodes(self.closest_for(&key_address(&key), from)),
+                    body: ReplyBody::Nodes(
+                        self.keys
+                            .with_records(self.closest_for(&key_address(&key), from)),
+                    ),
                 },
             },
             Body::Store { key, value, meta } => {

@@ -6,18 +6,15 @@
 //!   (times in wall seconds; owner the storer's peer id, bin 16, or nil)
 //! - record published: `[value, version, next republish]`
 //! - contact: `[node id, peer id, address]`, as on the wire
-//! - peer (address book): `[ed25519 pk (bin 32), x25519 pk (bin 32), [address, …], node id
-//!   (bin 20) or nil, last seen]`
+//! - peer (address book, keyed by peer id): `[peer record (bin: its signed
+//!   `session::PeerRecord`, at most `MAX_RECORD_BYTES`), address last reached, last seen]`
 
-use crate::overlay::id::{NodeId, addr_from_bytes, addr_to_bytes};
-use crate::overlay::kademlia::{PublishedRecord, Record};
+use crate::overlay::id::{addr_from_bytes, addr_to_bytes};
+use crate::overlay::kademlia::{PeerEntry, PublishedRecord, Record};
 use crate::overlay::rpc::message::{contact_from_value, contact_to_value};
-use crate::overlay::rpc::{Limits, Value};
+use crate::overlay::rpc::{Limits, MAX_RECORD_BYTES, Value};
+use crate::session::PeerRecord;
 use crate::wire::PeerId;
-use std::net::SocketAddr;
-
-/// Addresses one peer record may list.
-pub const MAX_PEER_ADDRS: usize = 8;
 
 /// The bounds an entry is decoded under: a record's value came in a frame, so it fits one,
 /// with room for the fields around it.
@@ -31,22 +28,6 @@ const LIMITS: Limits = Limits {
 #[error("entry does not decode as {0}")]
 pub struct CodecError(pub &'static str);
 
-/// A peer of the address book: its keys, where it was reached, and its node id when it has
-/// a certified one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerRecord {
-    /// Its Ed25519 identity key (its peer id follows from it).
-    pub ed25519: [u8; 32],
-    /// Its X25519 static key, for an IK handshake without a first round trip.
-    pub x25519: [u8; 32],
-    /// Where it was reached, most recent first (at most [`MAX_PEER_ADDRS`]).
-    pub addrs: Vec<SocketAddr>,
-    /// Its certified node id, if any.
-    pub node: Option<NodeId>,
-    /// When it was last heard from (wall seconds).
-    pub seen: u64,
-}
-
 fn items<'a>(
     bytes: &[u8],
     what: &'static str,
@@ -58,13 +39,6 @@ fn items<'a>(
 
 fn uint(value: &Value, what: &'static str) -> Result<u64, CodecError> {
     value.as_u64().ok_or(CodecError(what))
-}
-
-fn key32(value: &Value, what: &'static str) -> Result<[u8; 32], CodecError> {
-    value
-        .as_bin()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or(CodecError(what))
 }
 
 /// A record held for others, as stored.
@@ -146,53 +120,35 @@ pub fn decode_contact(bytes: &[u8]) -> Result<crate::overlay::id::Contact, Codec
     contact_from_value(&value).map_err(|_| CodecError(WHAT))
 }
 
-/// A peer record, as stored (addresses past [`MAX_PEER_ADDRS`] are left out).
-pub fn encode_peer(peer: &PeerRecord) -> Vec<u8> {
-    let addrs = peer
-        .addrs
-        .iter()
-        .take(MAX_PEER_ADDRS)
-        .map(|a| Value::Bin(addr_to_bytes(a)))
-        .collect();
+/// A peer of the address book, as stored.
+pub fn encode_peer(peer: &PeerEntry) -> Vec<u8> {
     Value::Array(vec![
-        Value::Bin(peer.ed25519.to_vec()),
-        Value::Bin(peer.x25519.to_vec()),
-        Value::Array(addrs),
-        peer.node.map_or(Value::Nil, |n| Value::Bin(n.0.to_vec())),
+        Value::Bin(peer.record.to_bytes()),
+        Value::Bin(addr_to_bytes(&peer.addr)),
         Value::UInt(peer.seen),
     ])
     .encode()
 }
 
-/// The peer record `bytes` spell.
-pub fn decode_peer(bytes: &[u8]) -> Result<PeerRecord, CodecError> {
-    const WHAT: &str = "a peer record";
+/// The peer `bytes` spell. Its record's signature is not checked here: the DHT verifies a
+/// restored record before it uses it.
+pub fn decode_peer(bytes: &[u8]) -> Result<PeerEntry, CodecError> {
+    const WHAT: &str = "a peer";
     let mut value = Value::Nil;
-    let [ed, x, addrs, node, seen] = items(bytes, WHAT, &mut value)? else {
+    let [record, addr, seen] = items(bytes, WHAT, &mut value)? else {
         return Err(CodecError(WHAT));
     };
-    let addrs = addrs.as_array().ok_or(CodecError(WHAT))?;
-    if addrs.len() > MAX_PEER_ADDRS {
-        return Err(CodecError(WHAT));
-    }
-    let addrs = addrs
-        .iter()
-        .map(|a| a.as_bin().and_then(addr_from_bytes).ok_or(CodecError(WHAT)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let node = match node {
-        Value::Nil => None,
-        other => Some(
-            other
-                .as_bin()
-                .and_then(NodeId::from_slice)
-                .ok_or(CodecError(WHAT))?,
-        ),
-    };
-    Ok(PeerRecord {
-        ed25519: key32(ed, WHAT)?,
-        x25519: key32(x, WHAT)?,
-        addrs,
-        node,
+    let record = record
+        .as_bin()
+        .filter(|b| b.len() <= MAX_RECORD_BYTES)
+        .and_then(|b| PeerRecord::from_bytes(b).ok())
+        .ok_or(CodecError(WHAT))?;
+    Ok(PeerEntry {
+        record,
+        addr: addr
+            .as_bin()
+            .and_then(addr_from_bytes)
+            .ok_or(CodecError(WHAT))?,
         seen: uint(seen, WHAT)?,
     })
 }
@@ -215,11 +171,10 @@ mod tests {
             decode_published(&encode_published(&published)),
             Ok(published)
         );
-        let peer = PeerRecord {
-            ed25519: [1; 32],
-            x25519: [2; 32],
-            addrs: vec!["10.0.0.1:7700".parse().unwrap(), "[::1]:9".parse().unwrap()],
-            node: Some(NodeId([3; 20])),
+        let identity = crate::session::Identity::from_secret_bytes([1; 32], [2; 32]);
+        let peer = PeerEntry {
+            record: PeerRecord::sign(&identity, &["10.0.0.1:7700".parse().unwrap()]),
+            addr: "[::1]:9".parse().unwrap(),
             seen: 7,
         };
         assert_eq!(decode_peer(&encode_peer(&peer)), Ok(peer));
@@ -230,6 +185,12 @@ mod tests {
         assert!(decode_record(&[0xc0]).is_err());
         assert!(decode_record(&Value::Array(vec![Value::Nil; 6]).encode()).is_err());
         assert!(decode_peer(&[0x91, 0xc0]).is_err());
+        let junk = Value::Array(vec![
+            Value::Bin(vec![1; 40]),
+            Value::Bin(vec![127, 0, 0, 1, 0, 9]),
+            Value::UInt(1),
+        ]);
+        assert!(decode_peer(&junk.encode()).is_err(), "not a peer record");
         assert!(decode_contact(&[]).is_err());
     }
 }

@@ -11,9 +11,9 @@
 
 pub mod codec;
 
-use crate::overlay::kademlia::{Change, Changes, Dht, RestoreReport, Restored};
+use crate::overlay::kademlia::{Change, Changes, Dht, PeerEntry, RestoreReport, Restored};
 use crate::overlay::worker::DhtStore;
-use codec::{CodecError, PeerRecord};
+use codec::CodecError;
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
 };
@@ -23,8 +23,12 @@ use std::time::Instant;
 /// The file in the data directory.
 pub const FILE: &str = "overlay.redb";
 /// The format this code writes and reads; bump it with any change to the tables or
-/// entries (`codec`).
-pub const FORMAT: u64 = 1;
+/// entries (`codec`). Version 2 keys the address book by peer id and keeps each peer's signed
+/// record; a version-1 file is migrated at open (its address book was never written, so
+/// nothing is lost: the empty table is recreated and the version raised).
+pub const FORMAT: u64 = 2;
+/// The older format this code migrates.
+const FORMAT_1: u64 = 1;
 /// Peers the address book holds by default.
 pub const DEFAULT_MAX_PEERS: usize = 10_000;
 
@@ -178,6 +182,11 @@ impl OverlayStore {
                 .map(|v| v.value());
             match found {
                 Some(FORMAT) => {}
+                Some(FORMAT_1) => {
+                    // Version 1 had the address book keyed by Ed25519 key, never written.
+                    txn.delete_table(PEERS).map_err(|e| self.io(e))?;
+                    meta.insert("format", FORMAT).map_err(|e| self.io(e))?;
+                }
                 Some(found) => {
                     return Err(PersistError::Version {
                         path: self.path.clone(),
@@ -242,6 +251,13 @@ impl OverlayStore {
                     .map_err(|e| self.damaged(e, key.value()))?;
                 loaded.restored.contacts.push(contact);
             }
+            let peers = txn.open_table(PEERS).map_err(|e| self.io(e))?;
+            for entry in peers.iter().map_err(|e| self.io(e))?.take(self.max_peers) {
+                let (key, value) = entry.map_err(|e| self.io(e))?;
+                let peer =
+                    codec::decode_peer(value.value()).map_err(|e| self.damaged(e, key.value()))?;
+                loaded.restored.peers.push(peer);
+            }
         }
         txn.commit().map_err(|e| self.io(e))?;
         Ok(loaded)
@@ -254,6 +270,9 @@ impl OverlayStore {
             let mut records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
             let mut published = txn.open_table(PUBLISHED).map_err(|e| self.io(e))?;
             let mut contacts = txn.open_table(CONTACTS).map_err(|e| self.io(e))?;
+            let mut peers = txn.open_table(PEERS).map_err(|e| self.io(e))?;
+            let mut book =
+                usize::try_from(peers.len().map_err(|e| self.io(e))?).unwrap_or(usize::MAX);
             for change in &changes.changes {
                 match change {
                     Change::Record { key, record } => {
@@ -278,6 +297,30 @@ impl OverlayStore {
                             contacts
                                 .insert(contact.id.0.as_slice(), bytes.as_slice())
                                 .map_err(|e| self.io(e))?;
+                        }
+                    }
+                    Change::Peer(peer) => {
+                        let key = peer.record.peer_id();
+                        let known = peers
+                            .get(key.0.as_slice())
+                            .map_err(|e| self.io(e))?
+                            .is_some();
+                        // The DHT keeps its own book smaller; this only guards the file.
+                        if known || book < self.max_peers {
+                            let bytes = codec::encode_peer(peer);
+                            peers
+                                .insert(key.0.as_slice(), bytes.as_slice())
+                                .map_err(|e| self.io(e))?;
+                            book = book.saturating_add(usize::from(!known));
+                        }
+                    }
+                    Change::PeerGone(peer) => {
+                        if peers
+                            .remove(peer.0.as_slice())
+                            .map_err(|e| self.io(e))?
+                            .is_some()
+                        {
+                            book = book.saturating_sub(1);
                         }
                     }
                 }
@@ -330,49 +373,28 @@ impl OverlayStore {
         Ok(wrote)
     }
 
-    /// Adds or replaces peers of the address book, keyed by Ed25519 key; a new peer past the
-    /// bound is refused. Returns how many were refused.
-    pub fn put_peers(&mut self, peers: &[PeerRecord]) -> Result<usize, PersistError> {
-        let mut refused = 0usize;
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        {
-            let mut table = txn.open_table(PEERS).map_err(|e| self.io(e))?;
-            let mut held =
-                usize::try_from(table.len().map_err(|e| self.io(e))?).unwrap_or(usize::MAX);
-            for peer in peers {
-                let known = table
-                    .get(peer.ed25519.as_slice())
-                    .map_err(|e| self.io(e))?
-                    .is_some();
-                if !known && held >= self.max_peers {
-                    refused = refused.saturating_add(1);
-                    continue;
-                }
-                let bytes = codec::encode_peer(peer);
-                table
-                    .insert(peer.ed25519.as_slice(), bytes.as_slice())
-                    .map_err(|e| self.io(e))?;
-                if !known {
-                    held = held.saturating_add(1);
-                }
-            }
-        }
-        txn.commit().map_err(|e| self.io(e))?;
-        Ok(refused)
-    }
-
-    /// Removes a peer from the address book.
-    pub fn remove_peer(&mut self, ed25519: &[u8; 32]) -> Result<(), PersistError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        {
-            let mut table = txn.open_table(PEERS).map_err(|e| self.io(e))?;
-            table.remove(ed25519.as_slice()).map_err(|e| self.io(e))?;
-        }
-        txn.commit().map_err(|e| self.io(e))
+    /// Adds or replaces peers of the address book, keyed by peer id; a new peer past the
+    /// bound is refused. Returns how many were refused. (A node writes its book through the
+    /// DHT's journal, [`sync`](Self::sync); this is for tools and tests.)
+    pub fn put_peers(&mut self, peers: &[PeerEntry]) -> Result<usize, PersistError> {
+        let changes = Changes {
+            seq: 0,
+            changes: peers.iter().cloned().map(Change::Peer).collect(),
+        };
+        self.apply(&changes)?;
+        let mut distinct: Vec<_> = peers.iter().map(|p| p.record.peer_id()).collect();
+        distinct.sort();
+        distinct.dedup();
+        let held = self.peers()?;
+        let kept = distinct
+            .iter()
+            .filter(|p| held.iter().any(|h| h.record.peer_id() == **p))
+            .count();
+        Ok(distinct.len().saturating_sub(kept))
     }
 
     /// The address book, at most the bound of peers.
-    pub fn peers(&self) -> Result<Vec<PeerRecord>, PersistError> {
+    pub fn peers(&self) -> Result<Vec<PeerEntry>, PersistError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let table = txn.open_table(PEERS).map_err(|e| self.io(e))?;
         let mut out = Vec::new();

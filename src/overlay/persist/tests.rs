@@ -213,25 +213,100 @@ fn a_second_process_on_the_same_directory_is_refused() {
     assert!(matches!(error, PersistError::Locked { .. }), "{error}");
 }
 
+fn peer_entry(n: u8) -> PeerEntry {
+    let identity = crate::session::Identity::from_secret_bytes([n; 32], [n.wrapping_add(1); 32]);
+    let addr: std::net::SocketAddr = ([10, 0, 0, n], 7700).into();
+    PeerEntry {
+        record: crate::session::PeerRecord::sign(&identity, &[addr]),
+        addr,
+        seen: WALL,
+    }
+}
+
+fn sorted(mut peers: Vec<PeerEntry>) -> Vec<PeerEntry> {
+    peers.sort_by_key(|p| p.record.peer_id());
+    peers
+}
+
 #[test]
 fn the_address_book_is_bounded_and_survives() {
     let dir = TempDir::new();
-    let peer = |n: u8| PeerRecord {
-        ed25519: [n; 32],
-        x25519: [n.wrapping_add(1); 32],
-        addrs: vec![([10, 0, 0, n], 7700).into()],
-        node: Some(NodeId([n; 20])),
-        seen: WALL,
-    };
+    let first = sorted(vec![peer_entry(1), peer_entry(2), peer_entry(3)]);
     {
         let mut store = OverlayStore::open(&dir.0).unwrap();
         store.set_max_peers(2);
-        assert_eq!(store.put_peers(&[peer(1), peer(2), peer(3)]).unwrap(), 1);
+        assert_eq!(store.put_peers(&first).unwrap(), 1);
         // Replacing a known peer is no new entry.
-        assert_eq!(store.put_peers(&[peer(2)]).unwrap(), 0);
+        assert_eq!(store.put_peers(&first[1..2]).unwrap(), 0);
     }
     let store = OverlayStore::open(&dir.0).unwrap();
-    assert_eq!(store.peers().unwrap(), [peer(1), peer(2)]);
+    assert_eq!(sorted(store.peers().unwrap()), first[..2]);
+}
+
+#[test]
+fn the_dht_journals_verified_records_and_a_restart_holds_them_for_ik_again() {
+    let dir = TempDir::new();
+    let now = Instant::now();
+    let (a, b) = (peer_entry(1), peer_entry(2));
+    {
+        let mut store = OverlayStore::open(&dir.0).unwrap();
+        let mut node = dht(9);
+        store.restore_into(&mut node, now, WALL).unwrap();
+        // Each announces its own record on its session (SET_CONNECTION_OPT option 5).
+        for (n, entry) in [(1u8, &a), (2, &b)] {
+            let from = Sender {
+                peer: entry.record.peer_id(),
+                addr: entry.addr,
+                node: Some(contact(n).id),
+            };
+            let opt = crate::overlay::rpc::ConnectionOpt::PeerRecord(entry.record.to_bytes());
+            let request = Frame::Request(Request {
+                op: Opcode::SetConnectionOpt,
+                id: u32::from(n),
+                body: Body::SetConnectionOpt(opt),
+            });
+            node.handle(now, WALL, from, &request.encode());
+        }
+        assert!(store.sync(&mut node).unwrap());
+        assert_eq!(node.key_book().len(), 2);
+    }
+    let mut store = OverlayStore::open(&dir.0).unwrap();
+    assert_eq!(sorted(store.peers().unwrap()), sorted(vec![a.clone(), b]));
+    let mut node = dht(9);
+    let report = store.restore_into(&mut node, now, WALL).unwrap();
+    assert_eq!(report.peers, 2);
+    // Verified again before its first use, then handed to the open.
+    assert_eq!(
+        node.record_for_open(&a.record.peer_id(), WALL + 1),
+        Some(a.record)
+    );
+}
+
+#[test]
+fn a_version_1_store_is_migrated_to_the_address_book_by_peer_id() {
+    let dir = TempDir::new();
+    let store = OverlayStore::open(&dir.0).unwrap();
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(META).unwrap().insert("format", 1).unwrap();
+    // Version 1's (never written) book was keyed by Ed25519 key, with another entry form.
+    txn.open_table(PEERS)
+        .unwrap()
+        .insert([7u8; 32].as_slice(), [0x95].as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    drop(store);
+    let mut store = OverlayStore::open(&dir.0).unwrap();
+    assert!(store.peers().unwrap().is_empty());
+    let txn = store.db.begin_read().unwrap();
+    let format = txn
+        .open_table(META)
+        .unwrap()
+        .get("format")
+        .unwrap()
+        .map(|v| v.value());
+    assert_eq!(format, Some(FORMAT));
+    drop(txn);
+    assert!(store.load(WALL).is_ok());
 }
 
 #[test]

@@ -115,6 +115,12 @@ pub enum ConnectionOpt {
     /// option 3 is where ids are certified (PROTOCOL.md §11). The proof is opaque here; the
     /// node checks it against its network (`kademlia::CertificateCheck::admit`).
     CertifiedId(NodeId, Vec<u8>),
+    /// Option 5 (weft): the sender's signed peer record (`session::PeerRecord`'s bytes, at
+    /// most [`MAX_RECORD_BYTES`]), sent once on every channel by a node that is not a client,
+    /// so the receiver can hand it on in FIND_NODE replies and others open the sender by IK.
+    /// ACKed when it is the sender's own (its key hashes to the session's peer id) and its
+    /// signature verifies, else NACKed.
+    PeerRecord(Vec<u8>),
 }
 
 /// The subnet descriptor `[k, α, τ, β, ℓ, transport, network description]`: a peer whose
@@ -182,6 +188,7 @@ impl ConnectionOpt {
                 4,
                 Value::Array(vec![Value::Bin(id.0.to_vec()), Value::Bin(proof.clone())]),
             ),
+            ConnectionOpt::PeerRecord(record) => (5, Value::Bin(record.clone())),
         }
     }
 
@@ -201,6 +208,11 @@ impl ConnectionOpt {
                     proof.as_bin().ok_or(FrameError::Body)?.to_vec(),
                 )),
                 _ => Err(FrameError::Body),
+            },
+            Some(5) => match setting.as_bin() {
+                Some(record) if record.len() > MAX_RECORD_BYTES => Err(FrameError::Bound),
+                Some(record) => Ok(ConnectionOpt::PeerRecord(record.to_vec())),
+                None => Err(FrameError::Body),
             },
             _ => Err(FrameError::Body),
         }
@@ -282,8 +294,9 @@ pub struct Request {
 /// A reply's items, typed by its opcode.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReplyBody {
-    /// ACK FIND_NODE (also the answer to a FIND_VALUE whose key is not held): contacts.
-    Nodes(Vec<Contact>),
+    /// ACK FIND_NODE (also the answer to a FIND_VALUE whose key is not held): contacts, each
+    /// with its signed peer record when the replier holds one.
+    Nodes(Vec<NodeInfo>),
     /// ACK FIND_VALUE `key, value, metadata`.
     Found {
         /// The key.
@@ -353,6 +366,59 @@ fn addressed(key: &[u8]) -> [Value; 2] {
     ]
 }
 
+/// Longest signed peer record a contact may carry (`session::PeerRecord`'s bytes): a record
+/// with a few addresses and no certificate is about 140 bytes.
+pub const MAX_RECORD_BYTES: usize = 512;
+
+/// A contact as a FIND_NODE reply lists it: where the node is and, when the replier holds it,
+/// the node's signed peer record (PROTOCOL.md §2), whose X25519 key lets the asker open it by
+/// IK. The record is opaque bytes here: the DHT checks that its key hashes to the contact's
+/// peer id, and its signature before it is used (`kademlia::keys`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The contact.
+    pub contact: Contact,
+    /// Its signed peer record, as the replier sent it.
+    pub record: Option<Vec<u8>>,
+}
+
+impl From<Contact> for NodeInfo {
+    fn from(contact: Contact) -> NodeInfo {
+        NodeInfo {
+            contact,
+            record: None,
+        }
+    }
+}
+
+/// A node info as `[node id, peer id, address]`, or with its record as a fourth item.
+pub fn node_info_to_value(info: &NodeInfo) -> Value {
+    let mut value = contact_to_value(&info.contact);
+    if let (Value::Array(items), Some(record)) = (&mut value, &info.record) {
+        items.push(Value::Bin(record.clone()));
+    }
+    value
+}
+
+/// The node info `[node id, peer id, address]` or `[node id, peer id, address, record]`
+/// spells (the first form is what a node that knows no records sends, and what older nodes
+/// send).
+pub fn node_info_from_value(value: &Value) -> Result<NodeInfo, FrameError> {
+    match value.as_array().ok_or(FrameError::Body)? {
+        [id, peer, addr, record] => {
+            let record = record.as_bin().ok_or(FrameError::Body)?;
+            if record.len() > MAX_RECORD_BYTES {
+                return Err(FrameError::Bound);
+            }
+            Ok(NodeInfo {
+                contact: contact_of(id, peer, addr)?,
+                record: Some(record.to_vec()),
+            })
+        }
+        _ => contact_from_value(value).map(NodeInfo::from),
+    }
+}
+
 /// A contact as `[node id, peer id, address]`.
 pub fn contact_to_value(contact: &Contact) -> Value {
     Value::Array(vec![
@@ -367,6 +433,10 @@ pub fn contact_from_value(value: &Value) -> Result<Contact, FrameError> {
     let [id, peer, addr] = value.as_array().ok_or(FrameError::Body)? else {
         return Err(FrameError::Body);
     };
+    contact_of(id, peer, addr)
+}
+
+fn contact_of(id: &Value, peer: &Value, addr: &Value) -> Result<Contact, FrameError> {
     Ok(Contact {
         id: node_id(id)?,
         peer: peer
@@ -536,7 +606,7 @@ impl Reply {
             Value::UInt(u64::from(self.op.code())),
         ];
         match &self.body {
-            ReplyBody::Nodes(contacts) => items.extend(contacts.iter().map(contact_to_value)),
+            ReplyBody::Nodes(nodes) => items.extend(nodes.iter().map(node_info_to_value)),
             ReplyBody::Found { key, value, meta } => {
                 items.extend([Value::Bin(key.clone()), value.clone(), meta.to_value()])
             }
@@ -576,7 +646,7 @@ fn reply_body(
             ReplyBody::Nodes(
                 items
                     .iter()
-                    .map(contact_from_value)
+                    .map(node_info_from_value)
                     .collect::<Result<_, _>>()?,
             )
         }

@@ -16,8 +16,8 @@ pub mod value;
 pub use custom::{CustomHandlers, Handler};
 pub use envelope::{Envelope, EnvelopeError};
 pub use message::{
-    Body, ConnectionOpt, Frame, FrameError, FrameLimits, RecordMeta, Reply, ReplyBody, Request,
-    Subnet,
+    Body, ConnectionOpt, Frame, FrameError, FrameLimits, MAX_RECORD_BYTES, NodeInfo, RecordMeta,
+    Reply, ReplyBody, Request, Subnet,
 };
 pub use opcode::Opcode;
 pub use pending::{Pending, ReplyMismatch, RttEstimate, TimeoutConfig};

@@ -19,8 +19,8 @@ pub(super) enum Announced {
 }
 
 impl OverlayService {
-    /// Sends our node id on a peer's channel, once (not in client mode, nor before the id is
-    /// certified where ids are).
+    /// Sends our node id on a peer's channel, once, and our signed peer record after it (not
+    /// in client mode, nor before the id is certified where ids are).
     pub(super) fn announce(&mut self, now: Instant, peer: PeerId) {
         if self.client() || self.dht.is_client() {
             return;
@@ -48,6 +48,13 @@ impl OverlayService {
         let body = Body::SetConnectionOpt(opt);
         self.dht
             .request(now, &to, Opcode::SetConnectionOpt, body, ANNOUNCE);
+        // Then our signed record (option 5), which the peer hands on in FIND_NODE replies so
+        // that others open us by IK.
+        if let Some(record) = self.dht.own_record() {
+            let body = Body::SetConnectionOpt(ConnectionOpt::PeerRecord(record.to_vec()));
+            self.dht
+                .request(now, &to, Opcode::SetConnectionOpt, body, ANNOUNCE);
+        }
     }
 
     /// True when `bytes` may be a SET_CONNECTION_OPT request (`[3, id, ...]`): only those are

@@ -11,6 +11,7 @@ use crate::overlay::rpc::{
 use crate::service::host::{Host, HostHandle};
 use crate::service::{PeerInfo, Request as ShardRequest, ShardLink, worker_queues};
 use crate::stats::Stats;
+use crate::wire::Capabilities;
 use mio::{Poll, Token as MioToken, Waker};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -110,6 +111,7 @@ impl Running {
                 address: SocketAddr::from(([127, 0, 0, 1], port)),
                 session_kind: Some(2),
                 rtt,
+                static_keys: None,
             }),
         }]);
     }
@@ -161,6 +163,7 @@ fn info_answers(seen: &[ShardRequest]) -> Vec<Input> {
                 address: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(peer.0[0]))),
                 session_kind: Some(2),
                 rtt: None,
+                static_keys: None,
             }),
         })
         .collect()
@@ -260,10 +263,23 @@ fn requests_on(seen: &[ShardRequest], on: ChannelHandle) -> Vec<Request> {
         .collect()
 }
 
-#[test]
-fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up_and_a_new_contacts_first_request_rides_its_open()
- {
-    let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+/// `frame` from `peer` on its RESEND `channel`, the first message there.
+fn on_channel(peer: PeerId, channel: ChannelHandle, frame: &[u8]) -> Input {
+    let mut data = vec![ServiceTag::OVERLAY.0];
+    data.extend_from_slice(frame);
+    Input::Message(Delivery {
+        shard: 0,
+        peer,
+        channel,
+        capabilities: Capabilities::RESEND,
+        message_number: 1,
+        authenticated: true,
+        data: data.into(),
+    })
+}
+
+/// The service joining through `bootstrap`, and the first thing it asked of the shard.
+fn joining(bootstrap: SocketAddr) -> (Running, ShardRequest) {
     let mut running = start(OverlayConfig {
         bootstrap: vec![Bootstrap {
             addr: bootstrap,
@@ -272,13 +288,23 @@ fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_i
         ..OverlayConfig::default()
     });
     running.until(|seen| seen.iter().any(|r| matches!(r, ShardRequest::Open { .. })));
-    let Some(ShardRequest::Open {
+    let first = running.seen.first().cloned().unwrap();
+    (running, first)
+}
+
+#[test]
+fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_itself_up_and_a_new_contacts_first_request_rides_its_open()
+ {
+    let bootstrap: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let (mut running, first) = joining(bootstrap);
+    let ShardRequest::Open {
         token,
         to,
         peer,
         capabilities,
         early: None,
-    }) = running.seen.first().cloned()
+        record: None,
+    } = first
     else {
         panic!("{:?}", running.seen);
     };
@@ -330,19 +356,9 @@ fn joining_opens_a_resend_channel_to_the_bootstrap_address_announces_and_looks_i
         ack: true,
         id: lookup.id,
         op: Opcode::FindNode,
-        body: ReplyBody::Nodes(vec![contact]),
+        body: ReplyBody::Nodes(vec![contact.into()]),
     };
-    let mut data = vec![ServiceTag::OVERLAY.0];
-    data.extend_from_slice(&reply.encode());
-    running.push(vec![Input::Message(Delivery {
-        shard: 0,
-        peer: them,
-        channel,
-        capabilities,
-        message_number: 1,
-        authenticated: true,
-        data: data.into(),
-    })]);
+    running.push(vec![on_channel(them, channel, &reply.encode())]);
     let opens = |seen: &[ShardRequest]| -> Vec<(u64, Option<Vec<u8>>)> {
         seen.iter()
             .filter_map(|r| match r {
@@ -583,4 +599,99 @@ fn only_a_proven_certified_id_enters_the_table_and_the_node_is_a_client_until_it
     assert_eq!(status.contacts, 1, "the table moved with the id");
     let stats = running.stop();
     assert_eq!(dropped(&stats, "foreign_network"), 1);
+}
+
+#[test]
+fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_riding_the_open() {
+    let (mut running, first) = joining("127.0.0.1:7001".parse().unwrap());
+    let ShardRequest::Open {
+        token,
+        capabilities,
+        ..
+    } = first
+    else {
+        panic!("{:?}", running.seen);
+    };
+    let channel = ChannelHandle(Hashcode(40));
+    let them = PeerId([4; 16]);
+    running.push(vec![Input::Opened {
+        token,
+        shard: 0,
+        channel,
+        peer: them,
+        capabilities,
+    }]);
+    let own = provisional_id(&PeerId([1; 16]));
+    running.until(|seen| {
+        requests_on(seen, channel)
+            .iter()
+            .any(|r| r.body == Body::FindNode(own))
+    });
+    let lookup = requests_on(&running.seen, channel)
+        .into_iter()
+        .find(|r| r.body == Body::FindNode(own))
+        .unwrap();
+    // The reply names two contacts: one with its own signed record, one with a record whose
+    // key is another peer's (dropped and counted; that contact is opened by XX).
+    let keyed = crate::session::Identity::from_secret_bytes([21; 32], [22; 32]);
+    let other = crate::session::Identity::from_secret_bytes([23; 32], [24; 32]);
+    let contact_of = |peer: PeerId, port: u16| Contact {
+        id: provisional_id(&peer),
+        peer,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let (a, b) = (
+        contact_of(keyed.peer_id(), 7021),
+        contact_of(PeerId([8; 16]), 7008),
+    );
+    let record = crate::session::PeerRecord::sign(&keyed, &[a.addr]);
+    let wrong = crate::session::PeerRecord::sign(&other, &[b.addr]);
+    let reply = Reply {
+        ack: true,
+        id: lookup.id,
+        op: Opcode::FindNode,
+        body: ReplyBody::Nodes(vec![
+            crate::overlay::rpc::NodeInfo {
+                contact: a,
+                record: Some(record.to_bytes()),
+            },
+            crate::overlay::rpc::NodeInfo {
+                contact: b,
+                record: Some(wrong.to_bytes()),
+            },
+        ]),
+    };
+    running.push(vec![on_channel(them, channel, &reply.encode())]);
+    type Open = (Option<Box<crate::session::PeerRecord>>, Option<Vec<u8>>);
+    let opens = |seen: &[ShardRequest], to: PeerId| -> Vec<Open> {
+        seen.iter()
+            .filter_map(|r| match r {
+                ShardRequest::Open {
+                    peer: Some(p),
+                    early,
+                    record,
+                    ..
+                } if *p == to => Some((record.clone(), early.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    running.until(|seen| !opens(seen, a.peer).is_empty() && !opens(seen, b.peer).is_empty());
+    let (ik, early) = opens(&running.seen, a.peer).remove(0);
+    assert_eq!(ik.as_deref(), Some(&record), "opened with the record: IK");
+    let early = early.expect("the first request rides the open");
+    match Frame::parse(&early[1..], &FrameLimits::default()) {
+        Ok(Frame::Request(r)) => assert_eq!(r.body, Body::FindNode(own)),
+        other => panic!("{other:?}"),
+    }
+    let (xx, early) = opens(&running.seen, b.peer).remove(0);
+    assert!(xx.is_none() && early.is_some(), "no record of its own: XX");
+    // The DHT's counters reach the host's on the pass after the sync interval.
+    std::thread::sleep(SYNC_EVERY + Duration::from_millis(50));
+    let _ = running.status();
+    let stats = running.stop();
+    assert_eq!(dropped(&stats, "key_mismatch"), 1);
+    let opened = |kind| stats.get("weft_overlay_opens_total", Some(("handshake", kind)));
+    // The bootstrap open is by address, not a contact's: only the two contacts count.
+    assert_eq!((opened("ik"), opened("xx")), (1, 1));
 }
