@@ -7,11 +7,12 @@
 //!    (PROTOCOL.md §11, trust root: pinned on first contact otherwise).
 //! 3. It opens a channel to every member by its record's peer id and address, then either asks
 //!    each for its report (status) or sends each the request `[public key, addresses, salt]`
-//!    and gathers signed replies until a quorum of matching ones verifies as the certificate.
+//!    and gathers signed replies until a quorum of matching ones verifies as the certificate,
+//!    or f+1 members' signed NACKs name the policy limit the request ran into.
 //!
 //! What it learns goes to a [`Progress`] the command line reads.
 
-use super::asking::Asking;
+use super::asking::{Asking, Refused};
 use super::certificate::NodeCertificate;
 use super::ids::{MemberKey, NetworkId, NodeIdRequest};
 use super::links::{LinkEvent, Links};
@@ -46,6 +47,8 @@ pub struct Progress {
     pub certificate: Option<NodeCertificate>,
     /// Signed replies held (goal `Id`).
     pub replies: usize,
+    /// The request's refusal, once f+1 members signed NACKs naming one limit (goal `Id`).
+    pub refused: Option<Refused>,
     /// Why the client gave up.
     pub error: Option<String>,
 }
@@ -202,10 +205,12 @@ impl Service for ClusterClient {
             && asking.on_reply(bytes).is_ok()
         {
             let (certificate, replies) = (asking.certificate().cloned(), asking.replies());
+            let refused = asking.refused();
             self.update(|p| {
                 p.replies = replies;
                 if p.certificate.is_none() {
                     p.certificate = certificate;
+                    p.refused = refused;
                 }
             });
         }

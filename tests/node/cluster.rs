@@ -211,9 +211,16 @@ fn policy_settings_reach_the_member_and_its_refusals_are_counted_by_limit() {
     // The node's own id took one of the two 127.0.0.1 may get per window; a client the other.
     let (first, out, err) = ask("first", "60");
     assert!(first.success() && out.contains("node_id="), "{out}\n{err}");
-    // The next is NACKed: never proposed, so never certified.
-    let (second, out, _) = ask("second", "3");
+    // The next is NACKed: never proposed, so never certified; the command names the limit
+    // from the member's signed NACK and exits 1 at once rather than waiting out its timeout.
+    let (second, out, err) = ask("second", "120");
     assert!(!second.success() && !out.contains("node_id="), "{out}");
+    assert!(
+        out.contains("refused: per-/32 limit 2 per 1 h (ipv4_32), signed by 1 of 1 members")
+            && out.contains("retry_after="),
+        "{out}\n{err}"
+    );
+    assert_eq!(second.code(), Some(1), "{err}");
     let metrics = scrape_until(node.metrics, |m| {
         metric_value(m, "weft_consensus_policy_refusals_total{limit=\"ipv4_32\"}")
             .is_some_and(|n| n >= 1)
