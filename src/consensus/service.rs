@@ -286,7 +286,11 @@ impl ConsensusService {
     /// this service was built, while the member list was being fetched).
     pub fn share_view(&mut self, view: SharedView) {
         if let (Ok(mut shared), Ok(ours)) = (view.lock(), self.view.lock()) {
+            // How the node trusts the network is the node's to say (set before, or by the
+            // fetcher as it pinned the network).
+            let trust = shared.network_trust;
             *shared = ours.clone();
+            shared.network_trust = trust;
         }
         self.view = view;
     }

@@ -120,6 +120,8 @@ pub struct Node {
     identity_origin: IdentityOrigin,
     /// The members-URL fetcher, stopped when the node is.
     _fetcher: Option<members_url::Fetcher>,
+    /// Why the node stopped itself, when it did (a members URL serving another network).
+    fatal: members_url::FatalSlot,
 }
 
 impl Node {
@@ -185,13 +187,22 @@ impl Node {
             .spawn(move || host.run(link))
             .map_err(bind_error)?;
         let mut fetcher = None;
+        let fatal: members_url::FatalSlot = Arc::default();
         if let Some(url) = &config.consensus.members_url {
             // The configured or pinned network id is the one the URL may serve; with neither,
-            // the document's own genesis names it.
+            // the first verified document's genesis names it and is pinned. A document of
+            // another network stops the node (`Node::run` returns the reason).
+            let trust = members_url::UrlTrust {
+                expected: expected_network,
+                data: data.path().to_path_buf(),
+                view: Arc::clone(&consensus),
+                fatal: Arc::clone(&fatal),
+                stop: engine.shutdown_handle().map_err(bind_error)?,
+            };
             fetcher = Some(
                 members_url::spawn(
                     url.clone(),
-                    expected_network,
+                    trust,
                     &identity,
                     bound.listen,
                     handle.0.clone(),
@@ -233,6 +244,7 @@ impl Node {
             peer_id,
             identity_origin,
             _fetcher: fetcher,
+            fatal,
         })
     }
 
@@ -284,7 +296,18 @@ impl Node {
     }
 
     /// Runs until SIGINT, SIGTERM or a [`ShutdownHandle`], publishing metrics about once a second.
+    /// A node that stopped itself because its trust root refused what its members URL serves
+    /// returns that [`trust::TrustSetupError`] inside the error (`weft node` exits 2 on it).
     pub fn run(self) -> io::Result<()> {
+        let fatal = Arc::clone(&self.fatal);
+        let result = self.run_engine();
+        match fatal.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(error) => Err(io::Error::other(error)),
+            None => result,
+        }
+    }
+
+    fn run_engine(self) -> io::Result<()> {
         let mut summary = summary::SummaryLog::new(summary::SUMMARY_INTERVAL);
         let admin = self.admin;
         let host_stats = self.host.as_ref().map(|(_, stats)| Arc::clone(stats));
