@@ -83,7 +83,12 @@ fn members(args: &Reach) -> ExitCode {
         .iter()
         .map(|r| MemberKey(r.ed25519))
         .collect();
-    let document = MemberDocument::new(MemberListChain::new(&keys), &progress.members);
+    // The chain the node reported, else (an older node) its records as genesis.
+    let chain = progress
+        .chain
+        .as_ref()
+        .map_or_else(|| MemberListChain::new(&keys), |(chain, _)| chain.clone());
+    let document = MemberDocument::new(chain, &progress.members);
     if let Err(error) = document.verify(progress.network) {
         eprintln!("weft cluster members: the cluster's list does not verify: {error}");
         return ExitCode::from(EXIT_FAILURE);
@@ -179,6 +184,20 @@ pub(crate) fn render_status(progress: &Progress, configured: bool) -> String {
         "pinned: as the node asked presented it"
     };
     let _ = writeln!(out, "network: {network} ({trust})");
+    match &progress.chain {
+        Some((chain, current)) => {
+            let _ = writeln!(
+                out,
+                "member list: version {} ({} link(s) from genesis, {} genesis member(s))",
+                current.epoch,
+                chain.links.len(),
+                chain.genesis.len()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "member list: genesis (the node reported no chain)");
+        }
+    }
     let _ = writeln!(
         out,
         "members: {members} (quorum {}), {} answered",

@@ -17,6 +17,7 @@ use super::certificate::NodeCertificate;
 use super::ids::{MemberKey, NetworkId, NodeIdRequest};
 use super::links::{LinkEvent, Links};
 use super::query::{self, Query, Report};
+use super::trust::{MemberList, MemberListChain};
 use crate::service::host::{Context, Service, ServiceTag, body};
 use crate::service::{Delivery, Input};
 use crate::session::PeerRecord;
@@ -41,6 +42,9 @@ pub struct Progress {
     pub network: Option<NetworkId>,
     /// Its members' records, sorted by key.
     pub members: Vec<PeerRecord>,
+    /// The member-list chain the first report carried, verified from the network id, and its
+    /// current list; `None` from a node that reports no chain (its records are then genesis).
+    pub chain: Option<(MemberListChain, MemberList)>,
     /// Each member's report, by key.
     pub reports: BTreeMap<MemberKey, Report>,
     /// The certificate (goal `Id`).
@@ -116,10 +120,36 @@ impl ClusterClient {
             }
         }
         let keys: Vec<MemberKey> = records.iter().map(|r| MemberKey(r.ed25519)).collect();
-        let network = NetworkId::of_genesis(&keys);
-        if report.network != Some(network) {
-            return self.fail("the member list does not hash to the network id it names".into());
-        }
+        let (network, keys, chain) = match (&report.chain, report.network) {
+            // The chain from genesis names today's members (PROTOCOL.md §11, trust root).
+            (Some(chain), Some(network)) => match chain.verify(&network) {
+                Ok(current) => {
+                    let covered = keys.iter().filter(|k| current.contains(k)).count();
+                    if covered != keys.len() || covered < current.quorum() {
+                        return self.fail(format!(
+                            "the cluster's records cover {covered} of its {} current members, \
+                             a quorum is {}",
+                            current.members.len(),
+                            current.quorum()
+                        ));
+                    }
+                    let members = current.members.clone();
+                    (network, members, Some((chain.clone(), current)))
+                }
+                Err(error) => {
+                    return self.fail(format!("the cluster's member-list chain: {error}"));
+                }
+            },
+            _ => {
+                let network = NetworkId::of_genesis(&keys);
+                if report.network != Some(network) {
+                    return self.fail(
+                        "the member list does not hash to the network id it names".into(),
+                    );
+                }
+                (network, keys, None)
+            }
+        };
         if let Some(pin) = self.pin
             && pin != network
         {
@@ -151,6 +181,7 @@ impl ClusterClient {
         self.update(|p| {
             p.network = Some(network);
             p.members = records;
+            p.chain = chain;
         });
     }
 

@@ -120,8 +120,11 @@ pub struct Node {
     identity_origin: IdentityOrigin,
     /// The members-URL fetcher, stopped when the node is.
     _fetcher: Option<members_url::Fetcher>,
-    /// Why the node stopped itself, when it did (a members URL serving another network).
+    /// Why the node stopped itself, when it did (a members URL serving another network, or
+    /// members that report another network).
     fatal: members_url::FatalSlot,
+    /// The consensus service's view, watched for members of another network.
+    consensus: crate::consensus::service::SharedView,
 }
 
 impl Node {
@@ -227,7 +230,7 @@ impl Node {
             io: engine.io_backend(),
             shards: engine.shards(),
             started: std::time::Instant::now(),
-            consensus: Some(consensus),
+            consensus: Some(Arc::clone(&consensus)),
         };
         let admin = admin::AdminServer::start(data.path(), engine.peers_wanted(), facts)
             .map_err(|error| {
@@ -245,6 +248,7 @@ impl Node {
             identity_origin,
             _fetcher: fetcher,
             fatal,
+            consensus,
         })
     }
 
@@ -308,6 +312,8 @@ impl Node {
     }
 
     fn run_engine(self) -> io::Result<()> {
+        let stop = self.engine.shutdown_handle()?;
+        let (fatal, consensus) = (Arc::clone(&self.fatal), Arc::clone(&self.consensus));
         let mut summary = summary::SummaryLog::new(summary::SUMMARY_INTERVAL);
         let admin = self.admin;
         let host_stats = self.host.as_ref().map(|(_, stats)| Arc::clone(stats));
@@ -315,6 +321,13 @@ impl Node {
         let result = self
             .engine
             .run(|shards| {
+                if let Some(error) = trust::other_network(&consensus) {
+                    tracing::error!(%error, "stopping");
+                    if let Ok(mut slot) = fatal.lock() {
+                        slot.get_or_insert(error);
+                    }
+                    stop.shutdown();
+                }
                 let merged = merged_endpoint_stats(shards);
                 if let Some(line) = summary.observe(std::time::Instant::now(), &merged) {
                     line.log();

@@ -95,7 +95,14 @@ pub fn node_services(
         resend: cluster.resend,
         salt: cluster.salt,
         store: data.path().to_path_buf(),
-        network: None,
+        // Members configured with a network id they do not form are a later member list of
+        // that network: the service learns the chain from them. A lone node must form its
+        // own (`trust::trust_root` says so).
+        network: cluster
+            .network_id
+            .filter(|_| !cluster.members.is_empty())
+            .map(crate::consensus::ids::NetworkId),
+        chain: None,
         policy: cluster.policy.clone(),
         membership: MembershipConfig {
             keepalive: cluster.keepalive,

@@ -83,8 +83,9 @@ pub enum TrustSetupError {
     /// The pin names another network than the members form.
     #[error(
         "this node pinned network {pinned} in {path} on its first start, but its [consensus] \
-         members form network {members}; if the network really changed, set \
-         consensus.network_id = \"{members}\" in the config (or delete {path})"
+         members form network {members}; if they are a later member list of the pinned \
+         network, set consensus.network_id = \"{pinned}\" in the config; if the network really \
+         changed, set consensus.network_id = \"{members}\" (or delete {path})"
     )]
     Pinned {
         /// The id pinned.
@@ -124,6 +125,23 @@ pub enum TrustSetupError {
         url: String,
         /// The pin file.
         path: PathBuf,
+    },
+    /// The members configured report that they are a member list of another network.
+    #[error(
+        "field \"consensus.network_id\": the members configured report that they are member \
+         list {epoch} of network {network}, not of network {trusted}, which this node trusts \
+         ({how}); set consensus.network_id = \"{network}\" in the config so the node verifies \
+         their chain from that network's genesis"
+    )]
+    OtherNetwork {
+        /// The members' network.
+        network: String,
+        /// Their list's place in its chain.
+        epoch: u64,
+        /// The network trusted.
+        trusted: String,
+        /// How it came to be trusted.
+        how: &'static str,
     },
     /// The pin file cannot be read, written, or holds no network id.
     #[error("the network pin {path}: {reason}; delete it to pin the network again")]
@@ -169,6 +187,23 @@ pub fn trust_root(
             Ok((NetworkPin::to(members), Source::Pinned))
         }
     }
+}
+
+/// The error that stops a node whose consensus service found that its configured members
+/// belong to another network (`View::other_network`), taken from the view once.
+pub fn other_network(consensus: &SharedView) -> Option<TrustSetupError> {
+    let mut view = consensus.lock().ok()?;
+    let (network, epoch) = view.other_network.take()?;
+    Some(TrustSetupError::OtherNetwork {
+        network: hex(&network.0),
+        epoch,
+        trusted: view.network.map_or_else(String::new, |n| hex(&n.0)),
+        how: if view.network_trust.is_empty() {
+            "the configured members' genesis"
+        } else {
+            view.network_trust
+        },
+    })
 }
 
 /// The trust root of a node whose members come from a URL (`members_url`), before they have:

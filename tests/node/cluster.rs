@@ -48,9 +48,9 @@ fn a_node_with_no_members_configured_certifies_its_own_id_as_a_lone_cluster() {
     );
 }
 
-/// Three free loopback UDP ports (a node binds them a moment later).
-fn free_ports() -> Vec<u16> {
-    let sockets: Vec<UdpSocket> = (0..3)
+/// `count` free loopback UDP ports (a node binds them a moment later).
+pub(crate) fn free_ports(count: usize) -> Vec<u16> {
+    let sockets: Vec<UdpSocket> = (0..count)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
     sockets
@@ -125,7 +125,7 @@ fn request_id(dir: &Path, via: &str) -> String {
 #[test]
 fn the_documented_three_member_cluster_issues_ids_and_killed_members_change_none() {
     let dir = TempDir::new("cluster");
-    let ports = free_ports();
+    let ports = free_ports(3);
     run_documented_setup(&dir.0, &ports);
     let mut members: Vec<Node> = ports.iter().map(|&p| start_member(&dir.0, p)).collect();
     let via = format!("127.0.0.1:{}", ports[0]);
