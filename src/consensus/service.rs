@@ -193,6 +193,8 @@ pub struct ConsensusService {
     /// True when the view's id, certificate and proof are to be published again: the list
     /// or the chain changed.
     proof_stale: bool,
+    /// True once a refusal of the node's own request was logged.
+    nack_logged: bool,
 }
 
 /// Messages queued for the member before they are handed over early: the host's pass is
@@ -203,6 +205,7 @@ const MAX_QUEUED: usize = 1024;
 /// variant's name (docs/CONSENSUS.md, test vectors), so the service routes without decoding.
 const REQUEST_PREFIX: &[u8] = b"\x81\xa7Request";
 const REPLY_PREFIX: &[u8] = b"\x81\xa5Reply";
+const NACK_PREFIX: &[u8] = b"\x81\xa4Nack";
 const VOTE_PREFIX: &[u8] = b"\x81\xa4Vote";
 const KEEPALIVE_PREFIX: &[u8] = b"\x81\xa9KeepAlive";
 
@@ -298,6 +301,7 @@ impl ConsensusService {
             watch,
             settings,
             proof_stale: false,
+            nack_logged: false,
         })
     }
 
@@ -492,7 +496,19 @@ impl ConsensusService {
                     );
                 }
             }
-            Ok(false) => {}
+            Ok(false) => {
+                if !self.nack_logged
+                    && let Some(refused) = self.asking.refused()
+                {
+                    self.nack_logged = true;
+                    tracing::warn!(
+                        limit = refused.limit.label(),
+                        until = refused.until,
+                        members = refused.members,
+                        "the cluster refused this node's id request: over a policy quota; asking again"
+                    );
+                }
+            }
             // A reply to an older request of ours (a restart with another salt) is stale.
             Err(refusal) => self.refuse(refusal),
         }
@@ -614,7 +630,7 @@ impl Service for ConsensusService {
             // A plaintext peer (on an `allow_plaintext` node) claiming a member's peer id: its
             // keep-alives would keep a dead member alive, its votes be heard as the member's.
             self.refuse(Refusal::Unauthenticated);
-        } else if is_variant(bytes, REPLY_PREFIX) {
+        } else if is_variant(bytes, REPLY_PREFIX) || is_variant(bytes, NACK_PREFIX) {
             if self.members.contains_key(&delivery.peer) {
                 self.on_own_reply(bytes);
             } else {

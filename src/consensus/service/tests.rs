@@ -95,6 +95,21 @@ fn the_routing_prefixes_are_what_the_schema_encodes() {
     let bytes = schema::encode(&Message::Request(request));
     assert!(is_variant(&bytes, REQUEST_PREFIX));
     assert!(!is_variant(&bytes, REPLY_PREFIX));
+    let nack = schema::encode(&Message::Nack(crate::consensus::signed::sign(
+        &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+        &NetworkId([0; 32]),
+        crate::consensus::policy::Nack {
+            digest: crate::consensus::ids::RequestDigest([2; 32]),
+            limit: crate::consensus::policy::Limit::Table {
+                prefixes: 1,
+                period: 1,
+            },
+            until: 0,
+            network: NetworkId([0; 32]),
+            member: MemberKey([0; 32]),
+        },
+    )));
+    assert!(is_variant(&nack, NACK_PREFIX) && !is_variant(&nack, REPLY_PREFIX));
     let ask = schema::encode(&Message::Ask { height: 3 });
     assert!(!is_variant(&ask, REQUEST_PREFIX) && !is_variant(&ask, VOTE_PREFIX));
 }
