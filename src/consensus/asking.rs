@@ -264,7 +264,11 @@ mod tests {
         };
         let digest = request.digest();
         assert_eq!(asking.on_reply(&nack(&keys[0], digest, 900)), Ok(false));
-        assert_eq!(asking.refused(), None, "one member's word is not enough (f = 1)");
+        assert_eq!(
+            asking.refused(),
+            None,
+            "one member's word is not enough (f = 1)"
+        );
         let mut forged = nack(&keys[1], digest, 900);
         let last = forged.len() - 1;
         forged[last] ^= 1;

@@ -143,9 +143,8 @@ impl ClusterClient {
             _ => {
                 let network = NetworkId::of_genesis(&keys);
                 if report.network != Some(network) {
-                    return self.fail(
-                        "the member list does not hash to the network id it names".into(),
-                    );
+                    return self
+                        .fail("the member list does not hash to the network id it names".into());
                 }
                 (network, keys, None)
             }

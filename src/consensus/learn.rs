@@ -255,12 +255,17 @@ mod tests {
             Learned::Nothing
         );
         // The chain after the fourth member's removal.
-        let Learned::Newer { current, records: kept } =
-            watch.on_report(from, &report(network, later.clone(), &records))
+        let Learned::Newer {
+            current,
+            records: kept,
+        } = watch.on_report(from, &report(network, later.clone(), &records))
         else {
             panic!("a newer chain");
         };
-        assert_eq!((current.epoch, current.members.len(), kept.len()), (1, 3, 3));
+        assert_eq!(
+            (current.epoch, current.members.len(), kept.len()),
+            (1, 3, 3)
+        );
         assert_eq!(watch.chain(), Some(&later));
         assert_eq!(
             watch.on_report(from, &report(network, later.clone(), &records)),

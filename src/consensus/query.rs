@@ -117,4 +117,17 @@ mod tests {
         assert_eq!(decode(&[1]), None);
         assert_eq!(decode(&vec![QUERY_VERSION; MAX_QUERY_BYTES + 1]), None);
     }
+
+    proptest::proptest! {
+        /// Any bytes after the version byte: refused or decoded, never a panic; what decodes
+        /// encodes back to the same query.
+        #[test]
+        fn any_bytes_are_refused_or_round_trip(body in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let mut bytes = vec![QUERY_VERSION];
+            bytes.extend_from_slice(&body);
+            if let Some(query) = decode(&bytes) {
+                proptest::prop_assert_eq!(decode(&encode(&query)), Some(query));
+            }
+        }
+    }
 }

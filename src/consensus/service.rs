@@ -19,7 +19,7 @@
 //! refusal is counted by reason (`weft_consensus_refusals_total`).
 
 use super::asking::{Asking, certificate_bytes};
-use super::clients::{Clients, Seen, Where};
+use super::clients::{Clients, Seen};
 use super::config::MemberConfig;
 use super::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest};
 use super::learn::ChainWatch;
@@ -236,9 +236,10 @@ impl ConsensusService {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         // The chain: the configured list as genesis when it is one, a fetched document's, or
         // none until a member shows it.
-        let chain = settings.chain.clone().or_else(|| {
-            (network == genesis).then(|| super::trust::MemberListChain::new(&keys))
-        });
+        let chain = settings
+            .chain
+            .clone()
+            .or_else(|| (network == genesis).then(|| super::trust::MemberListChain::new(&keys)));
         let watch = ChainWatch::new(now, network, &keys, chain);
         let mut links = Links::default();
         let mut members = BTreeMap::new();
@@ -653,11 +654,14 @@ impl Service for ConsensusService {
     fn on_input(&mut self, now: Instant, input: Input, cx: &mut Context<'_>) {
         match self.links.on_input(now, &input) {
             Some(LinkEvent::Opened { index, .. }) => {
-                // A fresh link hears the node's own request at once (when it still asks).
+                // A fresh link hears the node's own request at once (when it still asks), and
+                // the question whose report carries the member's chain.
                 if self.asking.certificate().is_none() {
                     let request = self.asking.encoded().to_vec();
                     self.links.send(index, &request, cx);
                 }
+                self.links
+                    .send(index, &query::encode(&query::Query::Status), cx);
             }
             Some(LinkEvent::Down { .. }) => {}
             None => match input {
@@ -687,7 +691,8 @@ impl Service for ConsensusService {
             self.member.as_ref().and_then(Member::poll_timeout),
             self.links.poll_timeout(),
             self.asking.poll_timeout(),
-            Some(self.watch.poll_timeout()),
+            // A lone member asks nobody for a chain.
+            (!self.members.is_empty()).then(|| self.watch.poll_timeout()),
         ]
         .into_iter()
         .flatten()

@@ -11,8 +11,8 @@
 //! resolution (for a host name rather than an address) runs on the fetcher's own thread, without
 //! a deadline of its own.
 
-use crate::consensus::bootstrap::{Fetched, MAX_DOCUMENT_BYTES, MemberDocument};
 use super::trust::{Source, TrustSetupError, pin_document};
+use crate::consensus::bootstrap::{Fetched, MAX_DOCUMENT_BYTES, MemberDocument};
 use crate::consensus::ids::NetworkId;
 use crate::consensus::service::SharedView;
 use crate::engine::ShutdownHandle;
@@ -21,8 +21,8 @@ use crate::session::{Identity, PeerRecord};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The deadline of one fetch: connect, request and the whole response.

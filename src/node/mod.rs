@@ -300,8 +300,9 @@ impl Node {
     }
 
     /// Runs until SIGINT, SIGTERM or a [`ShutdownHandle`], publishing metrics about once a second.
-    /// A node that stopped itself because its trust root refused what its members URL serves
-    /// returns that [`trust::TrustSetupError`] inside the error (`weft node` exits 2 on it).
+    /// A node that stopped itself because its trust root refused what its members URL serves,
+    /// or what its members report of their network, returns that [`trust::TrustSetupError`]
+    /// inside the error (`weft node` exits 2 on it).
     pub fn run(self) -> io::Result<()> {
         let fatal = Arc::clone(&self.fatal);
         let result = self.run_engine();

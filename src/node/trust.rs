@@ -583,8 +583,13 @@ mod tests {
         let (pin, source) = url_trust_root(&config, &dir).unwrap();
         assert_eq!((pin.pinned(), source), (Some(a), Source::Pinned));
         let expected = pin.pinned().map(|n| (n, source));
-        assert_eq!(pin_document(&dir, expected, a, url).unwrap(), Source::Pinned);
-        let refused = pin_document(&dir, expected, b, url).unwrap_err().to_string();
+        assert_eq!(
+            pin_document(&dir, expected, a, url).unwrap(),
+            Source::Pinned
+        );
+        let refused = pin_document(&dir, expected, b, url)
+            .unwrap_err()
+            .to_string();
         assert!(
             refused.contains(&dir.join(PIN_FILE).display().to_string())
                 && refused.contains(&format!("consensus.network_id = \"{}\"", hex(&b.0))),
@@ -593,7 +598,9 @@ mod tests {
         // Configured: the document must be of that network, and it replaces the pin.
         let refused = pin_document(&dir, Some((b, Source::Configured)), a, url).unwrap_err();
         assert!(
-            refused.to_string().starts_with("field \"consensus.network_id\""),
+            refused
+                .to_string()
+                .starts_with("field \"consensus.network_id\""),
             "{refused}"
         );
         assert_eq!(
@@ -608,8 +615,9 @@ mod tests {
     fn a_following_check_admits_nothing_until_the_consensus_service_holds_the_network() {
         let (ours, theirs) = (members(1), members(50));
         let view: SharedView = Arc::new(Mutex::new(View::default()));
-        let mut trust = NetworkTrust::new(NetworkPin::unpinned(), PeerId([1; 16]), Arc::clone(&view))
-            .following_consensus();
+        let mut trust =
+            NetworkTrust::new(NetworkPin::unpinned(), PeerId([1; 16]), Arc::clone(&view))
+                .following_consensus();
         let id = NodeId([7; 20]);
         let (peer, stranger) = (peer_id_of(&[9; 32]), peer_id_of(&[8; 32]));
         let proof = proof_for(&ours, 3, [9; 32]);
@@ -618,7 +626,10 @@ mod tests {
             trust.admit(&id, &stranger, &proof_for(&theirs, 3, [8; 32]).encode()),
             Err("foreign_network")
         );
-        assert_eq!(trust.admit(&id, &peer, &proof.encode()), Err("foreign_network"));
+        assert_eq!(
+            trust.admit(&id, &peer, &proof.encode()),
+            Err("foreign_network")
+        );
         assert_eq!(trust.network(), None);
         assert!(trust.may_ask(&id, &peer), "not a verdict yet");
         // The document names the network: the same peer is admitted, another network is not.

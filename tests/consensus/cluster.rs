@@ -465,10 +465,7 @@ impl Cluster {
         for (index, batch) in batches {
             self.delivered += batch.len() as u64;
             if let Node::Live(member, _) = &mut self.nodes[index] {
-                member.handle_batch(
-                    self.now,
-                    batch.iter().map(|m| (m.from, &m.bytes[..])),
-                );
+                member.handle_batch(self.now, batch.iter().map(|m| (m.from, &m.bytes[..])));
                 self.after_call(index);
             }
         }

@@ -41,7 +41,7 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
     let records: Vec<String> = ports
         .iter()
         .map(|port| {
-            let data = dir.join(format!("member-{port}"));
+            let data = dir.join(&format!("member-{port}"));
             let address = format!("127.0.0.1:{port}");
             let (ok, out, err) = run(&[
                 "id",
@@ -64,7 +64,7 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
         .iter()
         .map(|&port| start_with(&dir.0, &format!("member-{port}"), &genesis, Some(port)))
         .collect();
-    let first = dir.join(format!("member-{}", ports[0]));
+    let first = dir.join(&format!("member-{}", ports[0]));
     let before = status_until(&first, |s| {
         s.contains("(4 member(s)), member") && s.contains("(certified")
     });
@@ -111,7 +111,11 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
     );
     // With it, the node learns the chain from the three and is certified.
     let named = dir.join("later-named.toml");
-    config(&named, &records[..3], &format!("network_id = \"{network}\"\n"));
+    config(
+        &named,
+        &records[..3],
+        &format!("network_id = \"{network}\"\n"),
+    );
     let _client = start_with(&dir.0, "later-client", &named, None);
     let learned = status_until(&data, |s| {
         s.contains("(certified") && s.contains("member list: version 1")

@@ -161,5 +161,9 @@ fn foreign_document() -> String {
     use weft::session::{Identity, PeerRecord};
     let identity = Identity::from_secret_bytes([7; 32], [107; 32]);
     let record = PeerRecord::sign(&identity, &["127.0.0.1:9".parse().unwrap()]);
-    MemberDocument::new(MemberListChain::new(&[MemberKey(record.ed25519)]), &[record]).to_text()
+    MemberDocument::new(
+        MemberListChain::new(&[MemberKey(record.ed25519)]),
+        &[record],
+    )
+    .to_text()
 }

@@ -50,7 +50,11 @@ impl ConsensusService {
             members: self
                 .records
                 .iter()
-                .filter(|r| current.as_ref().is_none_or(|list| list.contains(&key_of(r))))
+                .filter(|r| {
+                    current
+                        .as_ref()
+                        .is_none_or(|list| list.contains(&key_of(r)))
+                })
                 .map(PeerRecord::to_bytes)
                 .collect(),
             member: self.member.as_ref().map(|_| self.me),
@@ -78,12 +82,14 @@ impl ConsensusService {
         }
     }
 
-    /// The current member list, when the node holds a chain.
+    /// The last list of the chain the node holds (a list decided but not yet endorsed by a
+    /// quorum is not in it), when it holds one.
     fn current_list(&self) -> Option<MemberList> {
-        match &self.member {
-            Some(member) => Some(member.membership().current().clone()),
-            None => self.watch.current().cloned(),
-        }
+        let chain = self.chain()?;
+        Some(chain.links.last().map_or_else(
+            || MemberList::genesis(&chain.genesis),
+            |link| link.list.clone(),
+        ))
     }
 
     /// The list version (epoch) and the chain's length, for `weft status`.
@@ -94,7 +100,10 @@ impl ConsensusService {
 
     /// The proof of the node's id: the chain this node holds, its request and the
     /// certificate; empty while it holds no chain (the overlay keeps it a client until then).
-    pub(super) fn proof(&self, certificate: &super::super::certificate::NodeCertificate) -> Vec<u8> {
+    pub(super) fn proof(
+        &self,
+        certificate: &super::super::certificate::NodeCertificate,
+    ) -> Vec<u8> {
         let Some(chain) = self.chain() else {
             return Vec::new();
         };
@@ -170,7 +179,9 @@ impl ConsensusService {
             if let Some(genesis) = genesis {
                 match open_member(now, &self.settings, self.network, &genesis) {
                     Ok(member) => self.member = Some(member),
-                    Err(error) => tracing::error!(%error, "the consensus store could not be opened"),
+                    Err(error) => {
+                        tracing::error!(%error, "the consensus store could not be opened")
+                    }
                 }
             }
         }

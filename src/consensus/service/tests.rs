@@ -72,9 +72,8 @@ fn refusals_after(deliveries: &[(PeerId, bool)]) -> crate::stats::Stats {
 fn member_traffic_from_a_peer_no_session_proved_is_dropped_and_counted() {
     let other = crate::session::Identity::from_secret_bytes([3; 32], [4; 32]);
     let member = peer_id_of(&other.ed25519_public().to_bytes());
-    let count = |stats: &crate::stats::Stats, reason| {
-        stats.get(metric::REFUSALS, Some(("reason", reason)))
-    };
+    let count =
+        |stats: &crate::stats::Stats, reason| stats.get(metric::REFUSALS, Some(("reason", reason)));
     // A plaintext peer claiming the member's id, twice.
     let stats = refusals_after(&[(member, false), (member, false)]);
     assert_eq!(count(&stats, "unauthenticated"), 2);
