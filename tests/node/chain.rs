@@ -4,7 +4,7 @@
 //! configured with the later list must name the network (exit 2 naming `consensus.network_id`
 //! without it) and then learns the chain; `weft cluster status` prints the list's version.
 
-use super::cluster::{free_ports, status_until};
+use super::cluster::status_until;
 use super::*;
 
 /// `[consensus]` naming `records`, keep-alives every 2 s (a silent member is voted out after
@@ -18,9 +18,21 @@ fn config(path: &Path, records: &[String], extra: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-fn start_with(dir: &Path, name: &str, config: &Path, port: Option<u16>) -> Node {
+/// Four members, each on its own loopback address as members on their own hosts are: a member
+/// holds one pending request per source address, so members sharing one address would each
+/// hold its own request and sight no other's (and four need two sightings of each).
+fn member_addresses() -> Vec<SocketAddr> {
+    (2..=5u8)
+        .map(|host| {
+            let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, host], 0))).unwrap();
+            socket.local_addr().unwrap()
+        })
+        .collect()
+}
+
+fn start_with(dir: &Path, name: &str, config: &Path, listen: Option<SocketAddr>) -> Node {
     let data = dir.join(name);
-    let listen = port.map_or_else(|| "127.0.0.1:0".to_string(), |p| format!("127.0.0.1:{p}"));
+    let listen = listen.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
     start_node(&[
         "node",
         "--config",
@@ -37,12 +49,13 @@ fn start_with(dir: &Path, name: &str, config: &Path, port: Option<u16>) -> Node 
 #[test]
 fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the_members() {
     let dir = TempDir::new("chain");
-    let ports = free_ports(4);
-    let records: Vec<String> = ports
+    let addresses = member_addresses();
+    let records: Vec<String> = addresses
         .iter()
-        .map(|port| {
-            let data = dir.join(&format!("member-{port}"));
-            let address = format!("127.0.0.1:{port}");
+        .enumerate()
+        .map(|(index, address)| {
+            let data = dir.join(&format!("member-{index}"));
+            let address = address.to_string();
             let (ok, out, err) = run(&[
                 "id",
                 "--create",
@@ -60,11 +73,14 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
         .collect();
     let genesis = dir.join("genesis.toml");
     config(&genesis, &records, "");
-    let mut members: Vec<Node> = ports
+    let mut members: Vec<Node> = addresses
         .iter()
-        .map(|&port| start_with(&dir.0, &format!("member-{port}"), &genesis, Some(port)))
+        .enumerate()
+        .map(|(index, &address)| {
+            start_with(&dir.0, &format!("member-{index}"), &genesis, Some(address))
+        })
         .collect();
-    let first = dir.join(&format!("member-{}", ports[0]));
+    let first = dir.join("member-0");
     let before = status_until(&first, |s| {
         s.contains("(4 member(s)), member") && s.contains("(certified")
     });
@@ -80,7 +96,7 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
     status_until(&first, |s| {
         s.contains("(3 member(s)), member") && s.contains("member list: version 1 (1 link(s)")
     });
-    let via = format!("127.0.0.1:{}", ports[0]);
+    let via = addresses[0].to_string();
     let (ok, out, err) = run(&["cluster", "status", "--via", &via, "--timeout", "30"]);
     assert!(ok.success(), "{out}\n{err}");
     assert!(
