@@ -14,11 +14,10 @@ use serde::{Deserialize, Serialize};
 /// The first byte of a query or a report (the agreement schema's is 1).
 pub const QUERY_VERSION: u8 = 0x81;
 
-/// The longest query message accepted, checked before decoding: sixteen peer records and a
-/// member-list chain as long as a member document may carry
-/// ([`super::bootstrap::MAX_DOCUMENT_BYTES`] of hex: half that in bytes); a longer chain is
-/// refused rather than decoded.
-pub const MAX_QUERY_BYTES: usize = super::bootstrap::MAX_DOCUMENT_BYTES / 2 + 96 * 1024;
+/// The longest query message accepted, checked before decoding: sixteen peer records (96 KiB)
+/// and a member-list chain as long as a member document may carry (its 1 MiB of hex is 512 KiB
+/// of bytes, `bootstrap::MAX_DOCUMENT_BYTES`); a longer chain is refused rather than decoded.
+pub const MAX_QUERY_BYTES: usize = (512 + 96) * 1024;
 
 /// The most member records a report may carry (the schema's bound on members).
 pub const MAX_REPORT_MEMBERS: usize = super::schema::MAX_MEMBERS;

@@ -11,7 +11,6 @@
 //! resolution (for a host name rather than an address) runs on the fetcher's own thread, without
 //! a deadline of its own.
 
-use super::trust::{Source, TrustSetupError, pin_document};
 use crate::consensus::bootstrap::{Fetched, MAX_DOCUMENT_BYTES, MemberDocument};
 use crate::consensus::ids::NetworkId;
 use crate::consensus::service::SharedView;
@@ -20,7 +19,6 @@ use crate::service::host::{HostHandle, ServiceTag};
 use crate::session::{Identity, PeerRecord};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -267,17 +265,22 @@ impl Drop for Fetcher {
     }
 }
 
+/// Why the node must stop (the trust root refused what it was shown).
+pub type Fatal = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where a fetcher that must stop the node leaves the reason ([`crate::node::Node::run`]
 /// returns it).
-pub type FatalSlot = Arc<Mutex<Option<TrustSetupError>>>;
+pub type FatalSlot = Arc<Mutex<Option<Fatal>>>;
 
-/// What the fetcher checks a verified document's network against, and how it stops the node
+/// Checks a verified document's network against the node's trust root (pinning it on the
+/// first start, `node::trust::pin_document`): how the node trusts it now, or why it must stop.
+pub type PinCheck = Box<dyn Fn(NetworkId) -> Result<&'static str, Fatal> + Send>;
+
+/// What the fetcher checks a verified document's network with, and how it stops the node
 /// when the document is of another network than the one configured or pinned.
 pub struct UrlTrust {
-    /// The network configured or pinned, and which; `None`: the first document pins its own.
-    pub expected: Option<(NetworkId, Source)>,
-    /// The data directory, where the pin is written.
-    pub data: PathBuf,
+    /// The check.
+    pub pin: PinCheck,
     /// The consensus view, whose trust label the pin sets.
     pub view: SharedView,
     /// Where the reason goes when the node must stop.
@@ -314,16 +317,10 @@ pub fn spawn(
                 });
                 match fetched {
                     Ok(verified) => {
-                        let pinned = pin_document(
-                            &trust.data,
-                            trust.expected,
-                            verified.network,
-                            &url.to_string(),
-                        );
-                        match pinned {
-                            Ok(source) => {
+                        match (trust.pin)(verified.network) {
+                            Ok(label) => {
                                 if let Ok(mut view) = trust.view.lock() {
-                                    view.network_trust = source.label();
+                                    view.network_trust = label;
                                 }
                             }
                             Err(error) => {

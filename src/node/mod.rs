@@ -195,9 +195,13 @@ impl Node {
             // The configured or pinned network id is the one the URL may serve; with neither,
             // the first verified document's genesis names it and is pinned. A document of
             // another network stops the node (`Node::run` returns the reason).
+            let (dir, shown) = (data.path().to_path_buf(), url.to_string());
             let trust = members_url::UrlTrust {
-                expected: expected_network,
-                data: data.path().to_path_buf(),
+                pin: Box::new(move |network| {
+                    trust::pin_document(&dir, expected_network, network, &shown)
+                        .map(trust::Source::label)
+                        .map_err(members_url::Fatal::from)
+                }),
                 view: Arc::clone(&consensus),
                 fatal: Arc::clone(&fatal),
                 stop: engine.shutdown_handle().map_err(bind_error)?,
@@ -325,7 +329,7 @@ impl Node {
                 if let Some(error) = trust::other_network(&consensus) {
                     tracing::error!(%error, "stopping");
                     if let Ok(mut slot) = fatal.lock() {
-                        slot.get_or_insert(error);
+                        slot.get_or_insert(Box::new(error));
                     }
                     stop.shutdown();
                 }
