@@ -184,8 +184,8 @@ mod tests {
     use crate::consensus::signed::{member_key, sign};
     use ed25519_dalek::SigningKey;
 
-    #[test]
-    fn a_quorum_of_matching_signed_replies_makes_the_certificate_and_forgeries_do_not_count() {
+    /// Four members, their network and a request to ask them.
+    fn fixture() -> (Vec<SigningKey>, Vec<MemberKey>, NetworkId, NodeIdRequest) {
         let keys: Vec<SigningKey> = (1..=4u8)
             .map(|i| SigningKey::from_bytes(&[i; 32]))
             .collect();
@@ -196,6 +196,12 @@ mod tests {
             addresses: vec!["127.0.0.1:7700".parse().unwrap()],
             salt: 0,
         };
+        (keys, members, network, request)
+    }
+
+    #[test]
+    fn a_quorum_of_matching_signed_replies_makes_the_certificate_and_forgeries_do_not_count() {
+        let (keys, members, network, request) = fixture();
         let start = Instant::now();
         let mut asking = Asking::new(start, network, members.clone(), request.clone());
         assert!(asking.due(start));
@@ -232,16 +238,7 @@ mod tests {
     #[test]
     fn f_plus_one_matching_signed_nacks_refuse_the_request_and_forged_ones_do_not_count() {
         use crate::consensus::policy::Family;
-        let keys: Vec<SigningKey> = (1..=4u8)
-            .map(|i| SigningKey::from_bytes(&[i; 32]))
-            .collect();
-        let members: Vec<MemberKey> = keys.iter().map(member_key).collect();
-        let network = NetworkId::of_genesis(&members);
-        let request = NodeIdRequest {
-            key: [9; 32],
-            addresses: vec!["127.0.0.1:7700".parse().unwrap()],
-            salt: 0,
-        };
+        let (keys, members, network, request) = fixture();
         let mut asking = Asking::new(Instant::now(), network, members, request.clone());
         let limit = Limit::Prefix {
             family: Family::V4,

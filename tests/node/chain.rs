@@ -4,7 +4,7 @@
 //! configured with the later list must name the network (exit 2 naming `consensus.network_id`
 //! without it) and then learns the chain; `weft cluster status` prints the list's version.
 
-use super::cluster::status_until;
+use super::cluster::{start_with, status_until};
 use super::*;
 
 /// `[consensus]` naming `records`, keep-alives every 2 s (a silent member is voted out after
@@ -28,22 +28,6 @@ fn member_addresses() -> Vec<SocketAddr> {
             socket.local_addr().unwrap()
         })
         .collect()
-}
-
-fn start_with(dir: &Path, name: &str, config: &Path, listen: Option<SocketAddr>) -> Node {
-    let data = dir.join(name);
-    let listen = listen.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
-    start_node(&[
-        "node",
-        "--config",
-        config.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--metrics",
-        "127.0.0.1:0",
-    ])
 }
 
 #[test]

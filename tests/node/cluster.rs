@@ -82,9 +82,21 @@ fn run_documented_setup(dir: &Path, ports: &[u16]) {
 }
 
 fn start_member(dir: &Path, port: u16) -> Node {
-    let data = dir.join(format!("member-{port}"));
-    let listen = format!("127.0.0.1:{port}");
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = dir.join("cluster.toml");
+    start_with(dir, &format!("member-{port}"), &config, Some(listen))
+}
+
+/// A node with data directory `dir/name` and `config`, listening on `listen` (else any port of
+/// 127.0.0.1).
+pub(crate) fn start_with(
+    dir: &Path,
+    name: &str,
+    config: &Path,
+    listen: Option<SocketAddr>,
+) -> Node {
+    let data = dir.join(name);
+    let listen = listen.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
     start_node(&[
         "node",
         "--config",
