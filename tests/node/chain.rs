@@ -89,6 +89,19 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
         "{out}"
     );
 
+    // `weft cluster members` prints the document of today's list, with its chain.
+    let (ok, document, err) = run(&["cluster", "members", "--via", &via]);
+    assert!(ok.success(), "{err}");
+    let verified = weft::consensus::bootstrap::MemberDocument::from_text(document.as_bytes())
+        .and_then(|d| d.verify(None))
+        .unwrap();
+    assert_eq!(
+        (verified.list.epoch, verified.records.len()),
+        (1, 3),
+        "{document}"
+    );
+    assert_eq!(weft::consensus::service::hex(&verified.network.0), network);
+
     // Configured with the genesis list: it learns list 1 and today's three certify its id.
     let genesis_client = start_with(&dir.0, "genesis-client", &genesis, None);
     let learned = status_until(&dir.join("genesis-client"), |s| {
