@@ -593,6 +593,7 @@ impl ConsensusService {
             view.issued = self.issued;
             view.links = (self.links.open_count(), self.links.len());
             view.members = members;
+            view.is_member = self.member.is_some();
             view.list_version = self.list_version();
             // A certificate of an older list stays shown until today's members sign one.
             if (view.node_id.is_none() || self.proof_stale)

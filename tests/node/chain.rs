@@ -137,5 +137,13 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
         learned.contains(&format!("network id: {network} (configured)")),
         "{learned}"
     );
+
+    // A member restarted with the later list (and the network id) learns the chain, then runs
+    // its member again from its store.
+    members.remove(0).proc.signal("KILL");
+    let _first = start_with(&dir.0, "member-0", &named, Some(addresses[0]));
+    status_until(&first, |s| {
+        s.contains("(3 member(s)), member, height") && s.contains("member list: version 1")
+    });
     drop(members);
 }
