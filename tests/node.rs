@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+#[path = "node/chain.rs"]
+mod chain;
 #[path = "node/cluster.rs"]
 mod cluster;
 #[path = "node/demo.rs"]

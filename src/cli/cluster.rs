@@ -11,6 +11,7 @@ use weft::channel::EndpointConfig;
 use weft::consensus::bootstrap::MemberDocument;
 use weft::consensus::client::{ClusterClient, Goal, Progress};
 use weft::consensus::ids::{MemberKey, NetworkId, NodeIdRequest};
+use weft::consensus::policy::Limit;
 use weft::consensus::quorum;
 use weft::consensus::service::hex;
 use weft::consensus::trust::MemberListChain;
@@ -82,7 +83,12 @@ fn members(args: &Reach) -> ExitCode {
         .iter()
         .map(|r| MemberKey(r.ed25519))
         .collect();
-    let document = MemberDocument::new(MemberListChain::new(&keys), &progress.members);
+    // The chain the node reported, else (an older node) its records as genesis.
+    let chain = progress
+        .chain
+        .as_ref()
+        .map_or_else(|| MemberListChain::new(&keys), |(chain, _)| chain.clone());
+    let document = MemberDocument::new(chain, &progress.members);
     if let Err(error) = document.verify(progress.network) {
         eprintln!("weft cluster members: the cluster's list does not verify: {error}");
         return ExitCode::from(EXIT_FAILURE);
@@ -178,6 +184,20 @@ pub(crate) fn render_status(progress: &Progress, configured: bool) -> String {
         "pinned: as the node asked presented it"
     };
     let _ = writeln!(out, "network: {network} ({trust})");
+    match &progress.chain {
+        Some((chain, current)) => {
+            let _ = writeln!(
+                out,
+                "member list: version {} ({} link(s) from genesis, {} genesis member(s))",
+                current.epoch,
+                chain.links.len(),
+                chain.genesis.len()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "member list: genesis (the node reported no chain)");
+        }
+    }
     let _ = writeln!(
         out,
         "members: {members} (quorum {}), {} answered",
@@ -237,14 +257,62 @@ pub(crate) fn render_status(progress: &Progress, configured: bool) -> String {
     out
 }
 
+/// A policy limit as an operator reads it: `per-/24 limit 24 per 24 h`.
+pub(crate) fn describe_limit(limit: &Limit) -> String {
+    let period = |seconds: u64| match seconds {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    };
+    match limit {
+        Limit::Prefix {
+            bits,
+            quota,
+            period: seconds,
+            ..
+        } => format!("per-/{bits} limit {quota} per {}", period(*seconds)),
+        Limit::Table {
+            prefixes,
+            period: seconds,
+        } => format!(
+            "prefix table full ({prefixes} prefixes per {})",
+            period(*seconds)
+        ),
+    }
+}
+
 /// `weft id request`: asks the cluster for the id of `key` at `addresses` with `salt`.
 pub(crate) fn request_id(reach_args: &Reach, request: NodeIdRequest) -> ExitCode {
     let progress = match reach(reach_args, Goal::Id(request.clone()), |p| {
-        p.certificate.is_some()
+        p.certificate.is_some() || p.refused.is_some()
     }) {
         Ok(progress) => progress,
         Err(error) => return failed("weft id request", &error),
     };
+    if let (None, Some(refused)) = (&progress.certificate, progress.refused) {
+        // Asking again is futile until the window ends: say which limit, and when.
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        println!(
+            "refused: {} ({}), signed by {} of {} members",
+            describe_limit(&refused.limit),
+            refused.limit.label(),
+            refused.members,
+            progress.members.len()
+        );
+        println!(
+            "retry_after={} (in {} s)",
+            refused.until,
+            refused.until.saturating_sub(unix)
+        );
+        eprintln!(
+            "weft id request: the cluster refused the request: {}; ask again after the window \
+             ends, or from another network prefix",
+            describe_limit(&refused.limit)
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
     let Some(certificate) = progress.certificate else {
         eprintln!(
             "weft id request: {} matching signed replies of the {} needed within {} s; \

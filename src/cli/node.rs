@@ -167,6 +167,14 @@ pub(crate) fn run(args: NodeArgs) -> ExitCode {
     }
     match node.run() {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<weft::node::trust::TrustSetupError>()) =>
+        {
+            // The members URL serves another network than the one configured or pinned.
+            eprintln!("weft node: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("weft node: {e}");
             ExitCode::from(EXIT_FAILURE)

@@ -4,7 +4,9 @@
 //! verify against the member list it holds.
 
 use super::certificate::{self, NodeCertificate};
+use super::faults;
 use super::ids::{MemberKey, NetworkId, NodeIdRequest};
+use super::policy::{Limit, Nack};
 use super::schema::{self, Message, Refusal, Reply};
 use super::signed::Signed;
 use std::collections::BTreeMap;
@@ -24,7 +26,21 @@ pub struct Asking {
     /// The latest reply from each member (a member answers once per ask).
     replies: BTreeMap<MemberKey, Signed<Reply>>,
     certificate: Option<NodeCertificate>,
+    /// The latest signed refusal from each member.
+    nacks: BTreeMap<MemberKey, Signed<Nack>>,
     next_ask: Instant,
+}
+
+/// A refusal f+1 members signed: the limit they name (one NACK is one member's word; f+1
+/// matching ones include an honest member's, PROTOCOL.md §11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The policy limit the request ran into.
+    pub limit: Limit,
+    /// When its window ends (Unix seconds): the earliest any of them names, retry after.
+    pub until: u64,
+    /// Members that signed it.
+    pub members: usize,
 }
 
 impl Asking {
@@ -43,6 +59,7 @@ impl Asking {
             encoded,
             replies: BTreeMap::new(),
             certificate: None,
+            nacks: BTreeMap::new(),
             next_ask: now,
         }
     }
@@ -67,6 +84,36 @@ impl Asking {
         self.replies.len()
     }
 
+    /// The members this request goes to.
+    pub fn members(&self) -> &[MemberKey] {
+        &self.members
+    }
+
+    /// The refusal, once f+1 members signed NACKs naming the same limit and no certificate
+    /// came: the request is over a policy quota and asking again before `until` is futile.
+    pub fn refused(&self) -> Option<Refused> {
+        if self.certificate.is_some() {
+            return None;
+        }
+        let need = faults(self.members.len()).saturating_add(1);
+        let mut by_limit: BTreeMap<Limit, (usize, u64)> = BTreeMap::new();
+        for nack in self.nacks.values() {
+            let entry = by_limit
+                .entry(nack.body.limit)
+                .or_insert((0, nack.body.until));
+            entry.0 = entry.0.saturating_add(1);
+            entry.1 = entry.1.min(nack.body.until);
+        }
+        by_limit
+            .into_iter()
+            .find(|(_, (count, _))| *count >= need)
+            .map(|(limit, (members, until))| Refused {
+                limit,
+                until,
+                members,
+            })
+    }
+
     /// True when the request should go out (again) at `now`; the next time is then armed.
     pub fn due(&mut self, now: Instant) -> bool {
         if self.certificate.is_some() || now < self.next_ask {
@@ -81,11 +128,13 @@ impl Asking {
         self.certificate.is_none().then_some(self.next_ask)
     }
 
-    /// Takes a message a member sent back: a reply to this request, from a member, correctly
-    /// signed, is kept; `Ok(true)` when it completed the certificate.
+    /// Takes a message a member sent back: a reply to this request (or a NACK of it), from a
+    /// member, correctly signed, is kept; `Ok(true)` when it completed the certificate.
     pub fn on_reply(&mut self, bytes: &[u8]) -> Result<bool, Refusal> {
-        let Message::Reply(reply) = schema::decode(bytes)? else {
-            return Err(Refusal::Unexpected);
+        let reply = match schema::decode(bytes)? {
+            Message::Reply(reply) => reply,
+            Message::Nack(nack) => return self.on_nack(nack).map(|()| false),
+            _ => return Err(Refusal::Unexpected),
         };
         if reply.body.digest != self.request.digest() {
             return Err(Refusal::Stale);
@@ -106,6 +155,23 @@ impl Asking {
     }
 }
 
+impl Asking {
+    fn on_nack(&mut self, nack: Signed<Nack>) -> Result<(), Refusal> {
+        if nack.body.digest != self.request.digest() {
+            return Err(Refusal::Stale);
+        }
+        if nack.body.network != self.network || !self.members.contains(&nack.body.member) {
+            return Err(Refusal::NonMember);
+        }
+        if !nack.verify(&self.network) {
+            return Err(Refusal::BadSignature);
+        }
+        // One per member (bounded by the member list): the latest counts.
+        self.nacks.insert(nack.body.member, nack);
+        Ok(())
+    }
+}
+
 /// The bytes of a certificate as a peer record carries it: the sorted replies, msgpack.
 pub fn certificate_bytes(certificate: &NodeCertificate) -> Vec<u8> {
     rmp_serde::to_vec(&certificate.replies).unwrap_or_default()
@@ -118,8 +184,8 @@ mod tests {
     use crate::consensus::signed::{member_key, sign};
     use ed25519_dalek::SigningKey;
 
-    #[test]
-    fn a_quorum_of_matching_signed_replies_makes_the_certificate_and_forgeries_do_not_count() {
+    /// Four members, their network and a request to ask them.
+    fn fixture() -> (Vec<SigningKey>, Vec<MemberKey>, NetworkId, NodeIdRequest) {
         let keys: Vec<SigningKey> = (1..=4u8)
             .map(|i| SigningKey::from_bytes(&[i; 32]))
             .collect();
@@ -130,6 +196,12 @@ mod tests {
             addresses: vec!["127.0.0.1:7700".parse().unwrap()],
             salt: 0,
         };
+        (keys, members, network, request)
+    }
+
+    #[test]
+    fn a_quorum_of_matching_signed_replies_makes_the_certificate_and_forgeries_do_not_count() {
+        let (keys, members, network, request) = fixture();
         let start = Instant::now();
         let mut asking = Asking::new(start, network, members.clone(), request.clone());
         assert!(asking.due(start));
@@ -161,5 +233,62 @@ mod tests {
         assert_eq!(certificate.node_id, NodeId([1; 20]));
         assert_eq!(certificate.replies.len(), 3);
         assert_eq!(asking.poll_timeout(), None);
+    }
+
+    #[test]
+    fn f_plus_one_matching_signed_nacks_refuse_the_request_and_forged_ones_do_not_count() {
+        use crate::consensus::policy::Family;
+        let (keys, members, network, request) = fixture();
+        let mut asking = Asking::new(Instant::now(), network, members, request.clone());
+        let limit = Limit::Prefix {
+            family: Family::V4,
+            bits: 24,
+            quota: 24,
+            period: 86_400,
+        };
+        let nack = |key: &SigningKey, digest, until| {
+            schema::encode(&Message::Nack(sign(
+                key,
+                &network,
+                Nack {
+                    digest,
+                    limit,
+                    until,
+                    network,
+                    member: member_key(key),
+                },
+            )))
+        };
+        let digest = request.digest();
+        assert_eq!(asking.on_reply(&nack(&keys[0], digest, 900)), Ok(false));
+        assert_eq!(
+            asking.refused(),
+            None,
+            "one member's word is not enough (f = 1)"
+        );
+        let mut forged = nack(&keys[1], digest, 900);
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(asking.on_reply(&forged), Err(Refusal::BadSignature));
+        let other = NodeIdRequest { salt: 1, ..request };
+        assert_eq!(
+            asking.on_reply(&nack(&keys[1], other.digest(), 900)),
+            Err(Refusal::Stale)
+        );
+        let outsider = SigningKey::from_bytes(&[42; 32]);
+        assert_eq!(
+            asking.on_reply(&nack(&outsider, digest, 900)),
+            Err(Refusal::NonMember)
+        );
+        assert_eq!(asking.refused(), None);
+        assert_eq!(asking.on_reply(&nack(&keys[1], digest, 800)), Ok(false));
+        assert_eq!(
+            asking.refused(),
+            Some(Refused {
+                limit,
+                until: 800,
+                members: 2
+            })
+        );
     }
 }

@@ -96,6 +96,8 @@ pub struct Verified {
     pub list: MemberList,
     /// The current members' records, each with an address, sorted by key.
     pub records: Vec<PeerRecord>,
+    /// The chain the list was verified by.
+    pub chain: MemberListChain,
 }
 
 impl MemberDocument {
@@ -198,6 +200,7 @@ impl MemberDocument {
             network,
             list,
             records,
+            chain: self.chain.clone(),
         })
     }
 }
@@ -253,6 +256,7 @@ impl Waiting {
             .collect();
         settings.network = (NetworkId::of_genesis(&genesis) != fetched.verified.network)
             .then_some(fetched.verified.network);
+        settings.chain = Some(fetched.verified.chain.clone());
         match ConsensusService::new(now, settings) {
             Ok(mut inner) => {
                 tracing::info!(

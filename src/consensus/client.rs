@@ -7,15 +7,17 @@
 //!    (PROTOCOL.md §11, trust root: pinned on first contact otherwise).
 //! 3. It opens a channel to every member by its record's peer id and address, then either asks
 //!    each for its report (status) or sends each the request `[public key, addresses, salt]`
-//!    and gathers signed replies until a quorum of matching ones verifies as the certificate.
+//!    and gathers signed replies until a quorum of matching ones verifies as the certificate,
+//!    or f+1 members' signed NACKs name the policy limit the request ran into.
 //!
 //! What it learns goes to a [`Progress`] the command line reads.
 
-use super::asking::Asking;
+use super::asking::{Asking, Refused};
 use super::certificate::NodeCertificate;
 use super::ids::{MemberKey, NetworkId, NodeIdRequest};
 use super::links::{LinkEvent, Links};
 use super::query::{self, Query, Report};
+use super::trust::{MemberList, MemberListChain};
 use crate::service::host::{Context, Service, ServiceTag, body};
 use crate::service::{Delivery, Input};
 use crate::session::PeerRecord;
@@ -40,12 +42,17 @@ pub struct Progress {
     pub network: Option<NetworkId>,
     /// Its members' records, sorted by key.
     pub members: Vec<PeerRecord>,
+    /// The member-list chain the first report carried, verified from the network id, and its
+    /// current list; `None` from a node that reports no chain (its records are then genesis).
+    pub chain: Option<(MemberListChain, MemberList)>,
     /// Each member's report, by key.
     pub reports: BTreeMap<MemberKey, Report>,
     /// The certificate (goal `Id`).
     pub certificate: Option<NodeCertificate>,
     /// Signed replies held (goal `Id`).
     pub replies: usize,
+    /// The request's refusal, once f+1 members signed NACKs naming one limit (goal `Id`).
+    pub refused: Option<Refused>,
     /// Why the client gave up.
     pub error: Option<String>,
 }
@@ -113,10 +120,35 @@ impl ClusterClient {
             }
         }
         let keys: Vec<MemberKey> = records.iter().map(|r| MemberKey(r.ed25519)).collect();
-        let network = NetworkId::of_genesis(&keys);
-        if report.network != Some(network) {
-            return self.fail("the member list does not hash to the network id it names".into());
-        }
+        let (network, keys, chain) = match (&report.chain, report.network) {
+            // The chain from genesis names today's members (PROTOCOL.md §11, trust root).
+            (Some(chain), Some(network)) => match chain.verify(&network) {
+                Ok(current) => {
+                    let covered = keys.iter().filter(|k| current.contains(k)).count();
+                    if covered != keys.len() || covered < current.quorum() {
+                        return self.fail(format!(
+                            "the cluster's records cover {covered} of its {} current members, \
+                             a quorum is {}",
+                            current.members.len(),
+                            current.quorum()
+                        ));
+                    }
+                    let members = current.members.clone();
+                    (network, members, Some((chain.clone(), current)))
+                }
+                Err(error) => {
+                    return self.fail(format!("the cluster's member-list chain: {error}"));
+                }
+            },
+            _ => {
+                let network = NetworkId::of_genesis(&keys);
+                if report.network != Some(network) {
+                    return self
+                        .fail("the member list does not hash to the network id it names".into());
+                }
+                (network, keys, None)
+            }
+        };
         if let Some(pin) = self.pin
             && pin != network
         {
@@ -148,6 +180,7 @@ impl ClusterClient {
         self.update(|p| {
             p.network = Some(network);
             p.members = records;
+            p.chain = chain;
         });
     }
 
@@ -202,10 +235,12 @@ impl Service for ClusterClient {
             && asking.on_reply(bytes).is_ok()
         {
             let (certificate, replies) = (asking.certificate().cloned(), asking.replies());
+            let refused = asking.refused();
             self.update(|p| {
                 p.replies = replies;
                 if p.certificate.is_none() {
                     p.certificate = certificate;
+                    p.refused = refused;
                 }
             });
         }

@@ -20,6 +20,7 @@ pub mod client;
 pub mod clients;
 pub mod config;
 pub mod ids;
+pub mod learn;
 pub mod links;
 pub mod log;
 pub mod malachite;

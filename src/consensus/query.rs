@@ -8,13 +8,16 @@
 //! their keys hash to the network id it pins (PROTOCOL.md §11, trust root).
 
 use super::ids::{MemberKey, NetworkId};
+use super::trust::MemberListChain;
 use serde::{Deserialize, Serialize};
 
 /// The first byte of a query or a report (the agreement schema's is 1).
 pub const QUERY_VERSION: u8 = 0x81;
 
-/// The longest query message accepted, checked before decoding: sixteen peer records.
-pub const MAX_QUERY_BYTES: usize = 96 * 1024;
+/// The longest query message accepted, checked before decoding: sixteen peer records (96 KiB)
+/// and a member-list chain as long as a member document may carry (its 1 MiB of hex is 512 KiB
+/// of bytes, `bootstrap::MAX_DOCUMENT_BYTES`); a longer chain is refused rather than decoded.
+pub const MAX_QUERY_BYTES: usize = (512 + 96) * 1024;
 
 /// The most member records a report may carry (the schema's bound on members).
 pub const MAX_REPORT_MEMBERS: usize = super::schema::MAX_MEMBERS;
@@ -38,6 +41,11 @@ pub struct Report {
     pub pending: u64,
     /// Ids this member has seen issued since it started.
     pub issued: u64,
+    /// The member-list chain from genesis the node holds (PROTOCOL.md §11, trust root): a
+    /// member's decided chain, a client's learned one; `None` when it holds none (a node
+    /// configured with a later list that has not learned it) or from an older build.
+    #[serde(default)]
+    pub chain: Option<MemberListChain>,
 }
 
 /// A query or its answer.
@@ -93,6 +101,7 @@ mod tests {
             last_decision: Some((8, 12)),
             pending: 2,
             issued: 5,
+            chain: Some(MemberListChain::new(&[MemberKey([4; 32])])),
         };
         let bytes = encode(&Query::Report(report.clone()));
         assert!(is_query(&bytes));
@@ -106,5 +115,18 @@ mod tests {
         assert_eq!(decode(&[QUERY_VERSION, 0xc1]), None);
         assert_eq!(decode(&[1]), None);
         assert_eq!(decode(&vec![QUERY_VERSION; MAX_QUERY_BYTES + 1]), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes after the version byte: refused or decoded, never a panic; what decodes
+        /// encodes back to the same query.
+        #[test]
+        fn any_bytes_are_refused_or_round_trip(body in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let mut bytes = vec![QUERY_VERSION];
+            bytes.extend_from_slice(&body);
+            if let Some(query) = decode(&bytes) {
+                proptest::prop_assert_eq!(decode(&encode(&query)), Some(query));
+            }
+        }
     }
 }

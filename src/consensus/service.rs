@@ -19,15 +19,16 @@
 //! refusal is counted by reason (`weft_consensus_refusals_total`).
 
 use super::asking::{Asking, certificate_bytes};
-use super::clients::{Clients, Seen, Where};
+use super::clients::{Clients, Seen};
 use super::config::MemberConfig;
 use super::ids::{MemberKey, NetworkId, NodeId, NodeIdRequest};
+use super::learn::ChainWatch;
 use super::links::{LinkEvent, Links};
 use super::malachite::MalachiteEngine;
 use super::member::{Event, Member, Peer};
 use super::membership::MembershipConfig;
 use super::policy::{LIMIT_LABELS, PolicyConfig};
-use super::query::{self, Query, Report};
+use super::query;
 use super::schema::{self, Message, Refusal, VoteKind};
 use super::store::StoreError;
 use super::store::disk::DiskStore;
@@ -95,9 +96,14 @@ pub struct Settings {
     /// exist: the data directory for a node.
     pub store: std::path::PathBuf,
     /// The network `members` belong to when they are not its genesis (a list fetched with its
-    /// chain, [`super::bootstrap`]); `None`: the genesis of `members`. A node runs a member
-    /// only of a genesis list; of a later one it is a client.
+    /// chain, [`super::bootstrap`], or configured with `network_id`); `None`: the genesis of
+    /// `members`.
     pub network: Option<NetworkId>,
+    /// The member-list chain from genesis whose current list is `members`, when known (a
+    /// fetched document's); `None`: `members` are genesis, or the chain is learned from them
+    /// ([`super::learn`]). A node runs a member once it holds the chain and the current list
+    /// names it.
+    pub chain: Option<super::trust::MemberListChain>,
     /// The issuing policy (the same at every member).
     pub policy: PolicyConfig,
     /// Keep-alive period and approved applicants.
@@ -135,6 +141,13 @@ pub struct View {
     /// How the node trusts the network: "configured", "pinned" (set by the node, `weft
     /// status`).
     pub network_trust: &'static str,
+    /// The member list version the node holds (its epoch: genesis is 0) and the chain's
+    /// links; `None` while it holds no chain (a node configured with a later list).
+    pub list_version: Option<(u64, usize)>,
+    /// Set when f+1 configured members report that they are a member list of another network
+    /// than the one this node trusts: that network and the list's epoch. The node stops and
+    /// names `consensus.network_id` (`node::trust`).
+    pub other_network: Option<(NetworkId, u64)>,
 }
 
 /// The view, shared with the node's admin side.
@@ -172,6 +185,16 @@ pub struct ConsensusService {
     /// Messages for the member from this pass of the host, handed over in one batch at its
     /// end ([`Service::end_batch`]): one store commit, one fsync, for the whole batch.
     queued: Vec<(Peer, Vec<u8>)>,
+    /// The member-list chain learned from the members ([`super::learn`]).
+    watch: ChainWatch,
+    /// What a member is opened with once the chain names this node (configured with a later
+    /// list).
+    settings: Settings,
+    /// True when the view's id, certificate and proof are to be published again: the list
+    /// or the chain changed.
+    proof_stale: bool,
+    /// True once a refusal of the node's own request was logged.
+    nack_logged: bool,
 }
 
 /// Messages queued for the member before they are handed over early: the host's pass is
@@ -182,6 +205,7 @@ const MAX_QUEUED: usize = 1024;
 /// variant's name (docs/CONSENSUS.md, test vectors), so the service routes without decoding.
 const REQUEST_PREFIX: &[u8] = b"\x81\xa7Request";
 const REPLY_PREFIX: &[u8] = b"\x81\xa5Reply";
+const NACK_PREFIX: &[u8] = b"\x81\xa4Nack";
 const VOTE_PREFIX: &[u8] = b"\x81\xa4Vote";
 const KEEPALIVE_PREFIX: &[u8] = b"\x81\xa9KeepAlive";
 
@@ -210,6 +234,13 @@ impl ConsensusService {
             .first()
             .copied()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        // The chain: the configured list as genesis when it is one, a fetched document's, or
+        // none until a member shows it.
+        let chain = settings
+            .chain
+            .clone()
+            .or_else(|| (network == genesis).then(|| super::trust::MemberListChain::new(&keys)));
+        let watch = ChainWatch::new(now, network, &keys, chain);
         let mut links = Links::default();
         let mut members = BTreeMap::new();
         for record in &records {
@@ -223,26 +254,11 @@ impl ConsensusService {
             let index = links.add(now, Some(peer), address);
             members.insert(peer, (MemberKey(record.ed25519), index));
         }
-        let member = if keys.contains(&me) && network == genesis {
-            let store = DiskStore::open(&settings.store)?;
-            let config = MemberConfig {
-                network,
-                members: keys.clone(),
-                round_base: settings.round_base,
-                resend: settings.resend,
-            };
-            let mut member = Member::open(now, settings.key.clone(), config, store)?
-                .with_policy(settings.policy.clone())
-                .with_membership(settings.membership.clone());
-            // Batches carry wall-clock time for the policy's windows, and members refuse one
-            // far ahead of their own clock: every member must read the same (Unix) clock.
-            let unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            member.set_wall_clock(now, unix);
-            Some(member)
-        } else {
-            None
+        let member = match watch.chain() {
+            Some(chain) if keys.contains(&me) => {
+                Some(open_member(now, &settings, network, &chain.genesis)?)
+            }
+            _ => None,
         };
         let request = NodeIdRequest {
             key: me.0,
@@ -253,6 +269,10 @@ impl ConsensusService {
             network: Some(network),
             members: keys.len(),
             is_member: member.is_some(),
+            list_version: watch
+                .current()
+                .zip(watch.chain())
+                .map(|(list, chain)| (list.epoch, chain.links.len())),
             ..View::default()
         }));
         Ok(ConsensusService {
@@ -279,6 +299,10 @@ impl ConsensusService {
             keepalives_missed: 0,
             view,
             queued: Vec::new(),
+            watch,
+            settings,
+            proof_stale: false,
+            nack_logged: false,
         })
     }
 
@@ -286,7 +310,11 @@ impl ConsensusService {
     /// this service was built, while the member list was being fetched).
     pub fn share_view(&mut self, view: SharedView) {
         if let (Ok(mut shared), Ok(ours)) = (view.lock(), self.view.lock()) {
+            // How the node trusts the network is the node's to say (set before, or by the
+            // fetcher as it pinned the network).
+            let trust = shared.network_trust;
             *shared = ours.clone();
+            shared.network_trust = trust;
         }
         self.view = view;
     }
@@ -310,37 +338,6 @@ impl ConsensusService {
     fn refuse(&mut self, refusal: Refusal) {
         let count = self.refused.entry(refusal).or_insert(0);
         *count = count.saturating_add(1);
-    }
-
-    fn on_query(&mut self, now: Instant, at: Where, bytes: &[u8], cx: &mut Context<'_>) {
-        match query::decode(bytes) {
-            Some(Query::Status) => {
-                let report = self.report(now);
-                let _ = cx.send(at.0, at.1, &query::encode(&Query::Report(report)));
-            }
-            Some(Query::Report(_)) => self.refuse(Refusal::Unexpected),
-            None => self.refuse(Refusal::Malformed),
-        }
-    }
-
-    /// What this node tells anyone who asks about its cluster.
-    pub fn report(&self, now: Instant) -> Report {
-        Report {
-            network: Some(self.network),
-            members: self.records.iter().map(PeerRecord::to_bytes).collect(),
-            member: self.member.as_ref().map(|_| self.me),
-            height: self.member.as_ref().map_or(0, Member::height),
-            round: self.member.as_ref().and_then(Member::round),
-            last_decision: self.last_decision.map(|(height, at)| {
-                let ago = now.saturating_duration_since(at).as_millis();
-                (height, u64::try_from(ago).unwrap_or(u64::MAX))
-            }),
-            pending: self
-                .member
-                .as_ref()
-                .map_or(0, |m| u64::try_from(m.pending()).unwrap_or(u64::MAX)),
-            issued: self.issued,
-        }
     }
 
     /// A request, or a message for a client-facing member, from a channel that is not a
@@ -477,6 +474,10 @@ impl ConsensusService {
             }
             self.last_round = Some((height, round));
         }
+        // A member asks today's members for its own id: a certificate of an older list is
+        // not today's (`chain::follow_list`).
+        let current = member.members().to_vec();
+        self.follow_list(now, &current);
         for bytes in own_replies {
             self.on_own_reply(&bytes);
         }
@@ -496,7 +497,19 @@ impl ConsensusService {
                     );
                 }
             }
-            Ok(false) => {}
+            Ok(false) => {
+                if !self.nack_logged
+                    && let Some(refused) = self.asking.refused()
+                {
+                    self.nack_logged = true;
+                    tracing::warn!(
+                        limit = refused.limit.label(),
+                        until = refused.until,
+                        members = refused.members,
+                        "the cluster refused this node's id request: over a policy quota; asking again"
+                    );
+                }
+            }
             // A reply to an older request of ours (a restart with another salt) is stale.
             Err(refusal) => self.refuse(refusal),
         }
@@ -517,10 +530,14 @@ impl ConsensusService {
     }
 
     fn publish(&mut self, now: Instant, cx: &mut Context<'_>) {
-        let members = self
-            .member
-            .as_ref()
-            .map_or(self.records.len(), |m| m.members().len());
+        let members = self.member.as_ref().map_or_else(
+            || {
+                self.watch
+                    .current()
+                    .map_or(self.records.len(), |list| list.members.len())
+            },
+            |m| m.members().len(),
+        );
         let stats = cx.stats();
         stats.set(metric::MEMBERS, None, members as u64);
         stats.set_counter(metric::KEEPALIVES_MISSED, None, self.keepalives_missed);
@@ -575,36 +592,19 @@ impl ConsensusService {
             view.pending = self.member.as_ref().map_or(0, Member::pending);
             view.issued = self.issued;
             view.links = (self.links.open_count(), self.links.len());
-            if view.node_id.is_none()
+            view.members = members;
+            view.is_member = self.member.is_some();
+            view.list_version = self.list_version();
+            // A certificate of an older list stays shown until today's members sign one.
+            if (view.node_id.is_none() || self.proof_stale)
                 && let Some(certificate) = certificate
             {
                 view.node_id = Some((certificate.node_id, certificate.height));
                 view.certificate = certificate_bytes(certificate);
                 view.proof = self.proof(certificate);
+                self.proof_stale = false;
             }
         }
-    }
-}
-
-impl ConsensusService {
-    /// The proof of the node's id: the member lists this node holds (the member's decided
-    /// chain; a client's configured genesis), its request and the certificate.
-    fn proof(&self, certificate: &super::certificate::NodeCertificate) -> Vec<u8> {
-        let chain = match &self.member {
-            Some(member) => member.chain().clone(),
-            None => {
-                let keys: Vec<MemberKey> =
-                    self.records.iter().map(|r| MemberKey(r.ed25519)).collect();
-                super::trust::MemberListChain::new(&keys)
-            }
-        };
-        super::proof::IdProof {
-            network: self.network,
-            chain,
-            request: self.asking.request().clone(),
-            replies: certificate.replies.clone(),
-        }
-        .encode()
     }
 }
 
@@ -626,12 +626,13 @@ impl Service for ConsensusService {
         let bytes = body(&delivery);
         let at = (delivery.shard, delivery.channel);
         if query::is_query(bytes) {
-            self.on_query(now, at, bytes, cx);
+            let from = delivery.authenticated.then_some(delivery.peer);
+            self.on_query(now, at, from, bytes, cx);
         } else if !delivery.authenticated && self.members.contains_key(&delivery.peer) {
             // A plaintext peer (on an `allow_plaintext` node) claiming a member's peer id: its
             // keep-alives would keep a dead member alive, its votes be heard as the member's.
             self.refuse(Refusal::Unauthenticated);
-        } else if is_variant(bytes, REPLY_PREFIX) {
+        } else if is_variant(bytes, REPLY_PREFIX) || is_variant(bytes, NACK_PREFIX) {
             if self.members.contains_key(&delivery.peer) {
                 self.on_own_reply(bytes);
             } else {
@@ -654,11 +655,14 @@ impl Service for ConsensusService {
     fn on_input(&mut self, now: Instant, input: Input, cx: &mut Context<'_>) {
         match self.links.on_input(now, &input) {
             Some(LinkEvent::Opened { index, .. }) => {
-                // A fresh link hears the node's own request at once (when it still asks).
+                // A fresh link hears the node's own request at once (when it still asks), and
+                // the question whose report carries the member's chain.
                 if self.asking.certificate().is_none() {
                     let request = self.asking.encoded().to_vec();
                     self.links.send(index, &request, cx);
                 }
+                self.links
+                    .send(index, &query::encode(&query::Query::Status), cx);
             }
             Some(LinkEvent::Down { .. }) => {}
             None => match input {
@@ -688,6 +692,8 @@ impl Service for ConsensusService {
             self.member.as_ref().and_then(Member::poll_timeout),
             self.links.poll_timeout(),
             self.asking.poll_timeout(),
+            // A lone member asks nobody for a chain.
+            (!self.members.is_empty()).then(|| self.watch.poll_timeout()),
         ]
         .into_iter()
         .flatten()
@@ -704,6 +710,7 @@ impl Service for ConsensusService {
         }
         self.links.poll(now, cx);
         self.ask(now, cx);
+        self.ask_chain(now, cx);
         self.flush(now, cx);
     }
 
@@ -713,103 +720,32 @@ impl Service for ConsensusService {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::consensus::ids::NodeIdRequest;
-
-    /// A client node of a one-member network on a real host over one shard's queues: what it
-    /// counts of `deliveries` (peer, authenticated).
-    fn refusals_after(deliveries: &[(PeerId, bool)]) -> crate::stats::Stats {
-        use crate::handle::Hashcode;
-        use crate::service::host::Host;
-        use crate::service::worker_queues;
-        use crate::session::Identity;
-        let poll = mio::Poll::new().unwrap();
-        let wakers: Arc<[mio::Waker]> =
-            vec![mio::Waker::new(poll.registry(), mio::Token(1)).unwrap()].into();
-        let (link, mut ends) = worker_queues(1, 256, wakers);
-        let me = Identity::from_secret_bytes([1; 32], [2; 32]);
-        let other = Identity::from_secret_bytes([3; 32], [4; 32]);
-        let settings = Settings {
-            key: me.signing_key().clone(),
-            own: PeerRecord::sign(&me, &["127.0.0.1:7700".parse().unwrap()]),
-            members: vec![PeerRecord::sign(
-                &other,
-                &["127.0.0.1:7701".parse().unwrap()],
-            )],
-            round_base: Duration::from_millis(100),
-            resend: Duration::from_secs(1),
-            salt: 0,
-            // A client: no store is opened.
-            store: std::env::temp_dir(),
-            network: None,
-            policy: PolicyConfig::default(),
-            membership: MembershipConfig::default(),
-        };
-        let service = ConsensusService::new(Instant::now(), settings).unwrap();
-        let host = Host::new(vec![Box::new(service)], false);
-        let stats = host.stats();
-        let thread = std::thread::spawn(move || host.run(link));
-        let mut shard = ends.remove(0);
-        let keepalive = schema::encode(&Message::KeepAlive(schema::KeepAlive {
-            members: 1,
-            epoch: 0,
-            height: 1,
-            ask: false,
-        }));
-        let mut batch: Vec<Input> = deliveries
-            .iter()
-            .map(|&(peer, authenticated)| {
-                let mut data = vec![ServiceTag::CONSENSUS.0];
-                data.extend_from_slice(&keepalive);
-                Input::Message(Delivery {
-                    shard: 0,
-                    peer,
-                    authenticated,
-                    channel: crate::channel::ChannelHandle(Hashcode(9)),
-                    capabilities: super::super::links::mode(),
-                    message_number: 0,
-                    data: data.into(),
-                })
-            })
-            .collect();
-        assert!(shard.push(&mut batch));
-        shard.close_input();
-        thread.join().unwrap();
-        let stats = stats.lock().unwrap().clone();
-        drop(poll);
-        stats
-    }
-
-    #[test]
-    fn member_traffic_from_a_peer_no_session_proved_is_dropped_and_counted() {
-        let other = crate::session::Identity::from_secret_bytes([3; 32], [4; 32]);
-        let member = peer_id_of(&other.ed25519_public().to_bytes());
-        let count = |stats: &crate::stats::Stats, reason| {
-            stats.get(metric::REFUSALS, Some(("reason", reason)))
-        };
-        // A plaintext peer claiming the member's id, twice.
-        let stats = refusals_after(&[(member, false), (member, false)]);
-        assert_eq!(count(&stats, "unauthenticated"), 2);
-        // The member itself, over its session: not refused as unauthenticated (this client
-        // node runs no member, so it is out of place: unexpected).
-        let stats = refusals_after(&[(member, true)]);
-        assert_eq!(count(&stats, "unauthenticated"), 0);
-        assert_eq!(count(&stats, "unexpected"), 1);
-    }
-
-    #[test]
-    fn the_routing_prefixes_are_what_the_schema_encodes() {
-        let request = NodeIdRequest {
-            key: [1; 32],
-            addresses: vec!["127.0.0.1:1".parse().unwrap()],
-            salt: 0,
-        };
-        let bytes = schema::encode(&Message::Request(request));
-        assert!(is_variant(&bytes, REQUEST_PREFIX));
-        assert!(!is_variant(&bytes, REPLY_PREFIX));
-        let ask = schema::encode(&Message::Ask { height: 3 });
-        assert!(!is_variant(&ask, REQUEST_PREFIX) && !is_variant(&ask, VOTE_PREFIX));
-    }
+/// Opens the member of `network` whose genesis members are `genesis`, from its store.
+fn open_member(
+    now: Instant,
+    settings: &Settings,
+    network: NetworkId,
+    genesis: &[MemberKey],
+) -> Result<Member<MalachiteEngine, DiskStore>, StoreError> {
+    let store = DiskStore::open(&settings.store)?;
+    let config = MemberConfig {
+        network,
+        members: genesis.to_vec(),
+        round_base: settings.round_base,
+        resend: settings.resend,
+    };
+    let mut member = Member::open(now, settings.key.clone(), config, store)?
+        .with_policy(settings.policy.clone())
+        .with_membership(settings.membership.clone());
+    // Batches carry wall-clock time for the policy's windows, and members refuse one far ahead
+    // of their own clock: every member must read the same (Unix) clock.
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    member.set_wall_clock(now, unix);
+    Ok(member)
 }
+
+mod chain;
+#[cfg(test)]
+mod tests;

@@ -435,6 +435,20 @@ fn consensus_text(out: &mut String, view: &ConsensusView) {
             }
         );
     }
+    match view.list_version {
+        Some((version, links)) => {
+            let _ = writeln!(
+                out,
+                "  member list: version {version} ({links} link(s) from genesis)"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  member list: a later list, its chain not learned yet (asking the members)"
+            );
+        }
+    }
     match view.node_id {
         Some((id, height)) => {
             let _ = writeln!(

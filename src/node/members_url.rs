@@ -13,12 +13,14 @@
 
 use crate::consensus::bootstrap::{Fetched, MAX_DOCUMENT_BYTES, MemberDocument};
 use crate::consensus::ids::NetworkId;
+use crate::consensus::service::SharedView;
+use crate::engine::ShutdownHandle;
 use crate::service::host::{HostHandle, ServiceTag};
 use crate::session::{Identity, PeerRecord};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The deadline of one fetch: connect, request and the whole response.
@@ -263,11 +265,36 @@ impl Drop for Fetcher {
     }
 }
 
-/// Starts the thread that fetches `url` until a document verifies (against `network` when
-/// configured), then sends the consensus service its members and ends.
+/// Why the node must stop (the trust root refused what it was shown).
+pub type Fatal = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a fetcher that must stop the node leaves the reason ([`crate::node::Node::run`]
+/// returns it).
+pub type FatalSlot = Arc<Mutex<Option<Fatal>>>;
+
+/// Checks a verified document's network against the node's trust root (pinning it on the
+/// first start, `node::trust::pin_document`): how the node trusts it now, or why it must stop.
+pub type PinCheck = Box<dyn Fn(NetworkId) -> Result<&'static str, Fatal> + Send>;
+
+/// What the fetcher checks a verified document's network with, and how it stops the node
+/// when the document is of another network than the one configured or pinned.
+pub struct UrlTrust {
+    /// The check.
+    pub pin: PinCheck,
+    /// The consensus view, whose trust label the pin sets.
+    pub view: SharedView,
+    /// Where the reason goes when the node must stop.
+    pub fatal: FatalSlot,
+    /// Stops the node.
+    pub stop: ShutdownHandle,
+}
+
+/// Starts the thread that fetches `url` until a document verifies, checks its network against
+/// the trust root (pinning it on the first start; another network stops the node: exit 2),
+/// then sends the consensus service its members and ends.
 pub fn spawn(
     url: HttpUrl,
-    network: Option<NetworkId>,
+    trust: UrlTrust,
     identity: &Identity,
     listen: SocketAddr,
     services: HostHandle,
@@ -281,13 +308,30 @@ pub fn spawn(
             let mut wait = FIRST_RETRY;
             let mut failures = 0u32;
             while !stopped.load(Ordering::Relaxed) {
+                // The document verifies on its own first (a broken or tampered one is fetched
+                // again); only then is its network held against the trust root.
                 let fetched = fetch(&url, FETCH_DEADLINE, MAX_RESPONSE_BYTES).and_then(|body| {
                     MemberDocument::from_text(&body)
-                        .and_then(|doc| doc.verify(network))
+                        .and_then(|doc| doc.verify(None))
                         .map_err(|e| e.to_string())
                 });
                 match fetched {
                     Ok(verified) => {
+                        match (trust.pin)(verified.network) {
+                            Ok(label) => {
+                                if let Ok(mut view) = trust.view.lock() {
+                                    view.network_trust = label;
+                                }
+                            }
+                            Err(error) => {
+                                tracing::error!(%error, "the members URL serves another network; stopping");
+                                if let Ok(mut slot) = trust.fatal.lock() {
+                                    *slot = Some(error);
+                                }
+                                trust.stop.shutdown();
+                                return;
+                            }
+                        }
                         let toward = verified.records.iter().find_map(|r| r.addresses.first());
                         let own = PeerRecord::sign(&identity, &[advertised(listen, toward.copied())]);
                         let command = Box::new(Fetched { verified, own });

@@ -120,6 +120,11 @@ pub struct Node {
     identity_origin: IdentityOrigin,
     /// The members-URL fetcher, stopped when the node is.
     _fetcher: Option<members_url::Fetcher>,
+    /// Why the node stopped itself, when it did (a members URL serving another network, or
+    /// members that report another network).
+    fatal: members_url::FatalSlot,
+    /// The consensus service's view, watched for members of another network.
+    consensus: crate::consensus::service::SharedView,
 }
 
 impl Node {
@@ -185,13 +190,26 @@ impl Node {
             .spawn(move || host.run(link))
             .map_err(bind_error)?;
         let mut fetcher = None;
+        let fatal: members_url::FatalSlot = Arc::default();
         if let Some(url) = &config.consensus.members_url {
             // The configured or pinned network id is the one the URL may serve; with neither,
-            // the document's own genesis names it.
+            // the first verified document's genesis names it and is pinned. A document of
+            // another network stops the node (`Node::run` returns the reason).
+            let (dir, shown) = (data.path().to_path_buf(), url.to_string());
+            let trust = members_url::UrlTrust {
+                pin: Box::new(move |network| {
+                    trust::pin_document(&dir, expected_network, network, &shown)
+                        .map(trust::Source::label)
+                        .map_err(members_url::Fatal::from)
+                }),
+                view: Arc::clone(&consensus),
+                fatal: Arc::clone(&fatal),
+                stop: engine.shutdown_handle().map_err(bind_error)?,
+            };
             fetcher = Some(
                 members_url::spawn(
                     url.clone(),
-                    expected_network,
+                    trust,
                     &identity,
                     bound.listen,
                     handle.0.clone(),
@@ -216,7 +234,7 @@ impl Node {
             io: engine.io_backend(),
             shards: engine.shards(),
             started: std::time::Instant::now(),
-            consensus: Some(consensus),
+            consensus: Some(Arc::clone(&consensus)),
         };
         let admin = admin::AdminServer::start(data.path(), engine.peers_wanted(), facts)
             .map_err(|error| {
@@ -233,6 +251,8 @@ impl Node {
             peer_id,
             identity_origin,
             _fetcher: fetcher,
+            fatal,
+            consensus,
         })
     }
 
@@ -284,7 +304,21 @@ impl Node {
     }
 
     /// Runs until SIGINT, SIGTERM or a [`ShutdownHandle`], publishing metrics about once a second.
+    /// A node that stopped itself because its trust root refused what its members URL serves,
+    /// or what its members report of their network, returns that [`trust::TrustSetupError`]
+    /// inside the error (`weft node` exits 2 on it).
     pub fn run(self) -> io::Result<()> {
+        let fatal = Arc::clone(&self.fatal);
+        let result = self.run_engine();
+        match fatal.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(error) => Err(io::Error::other(error)),
+            None => result,
+        }
+    }
+
+    fn run_engine(self) -> io::Result<()> {
+        let stop = self.engine.shutdown_handle()?;
+        let (fatal, consensus) = (Arc::clone(&self.fatal), Arc::clone(&self.consensus));
         let mut summary = summary::SummaryLog::new(summary::SUMMARY_INTERVAL);
         let admin = self.admin;
         let host_stats = self.host.as_ref().map(|(_, stats)| Arc::clone(stats));
@@ -292,6 +326,13 @@ impl Node {
         let result = self
             .engine
             .run(|shards| {
+                if let Some(error) = trust::other_network(&consensus) {
+                    tracing::error!(%error, "stopping");
+                    if let Ok(mut slot) = fatal.lock() {
+                        slot.get_or_insert(Box::new(error));
+                    }
+                    stop.shutdown();
+                }
                 let merged = merged_endpoint_stats(shards);
                 if let Some(line) = summary.observe(std::time::Instant::now(), &merged) {
                     line.log();

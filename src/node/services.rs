@@ -58,9 +58,10 @@ pub struct NodeServices {
     pub services: Vec<Box<dyn Service>>,
     /// The consensus service's view (`weft status`).
     pub consensus: SharedView,
-    /// The network a members URL must serve: the one configured or pinned; `None` pins the
-    /// genesis the first document names.
-    pub expected_network: Option<crate::consensus::ids::NetworkId>,
+    /// The network a members URL must serve, and how it is trusted: the one configured or
+    /// pinned; `None` pins the genesis the first verified document names
+    /// ([`super::trust::pin_document`]).
+    pub expected_network: Option<(crate::consensus::ids::NetworkId, super::trust::Source)>,
 }
 
 /// The services `config` asks for. Every node runs the consensus service: as a member of the
@@ -95,7 +96,14 @@ pub fn node_services(
         resend: cluster.resend,
         salt: cluster.salt,
         store: data.path().to_path_buf(),
-        network: None,
+        // Members configured with a network id they do not form are a later member list of
+        // that network: the service learns the chain from them. A lone node must form its
+        // own (`trust::trust_root` says so).
+        network: cluster
+            .network_id
+            .filter(|_| !cluster.members.is_empty())
+            .map(crate::consensus::ids::NetworkId),
+        chain: None,
         policy: cluster.policy.clone(),
         membership: MembershipConfig {
             keepalive: cluster.keepalive,
@@ -119,8 +127,12 @@ pub fn node_services(
     if let Ok(mut view) = view.lock() {
         view.network_trust = source.label();
     }
-    let expected_network = pin.pinned();
-    let check = super::trust::NetworkTrust::new(pin, identity.peer_id(), Arc::clone(&view));
+    let expected_network = pin.pinned().map(|network| (network, source));
+    let mut check = super::trust::NetworkTrust::new(pin, identity.peer_id(), Arc::clone(&view));
+    if source == super::trust::Source::FirstDocument {
+        // The overlay trusts the network the first member document pins, never a peer's.
+        check = check.following_consensus();
+    }
     let mut services: Vec<Box<dyn Service>> = vec![consensus];
     if runs_overlay(config) {
         let mut seed = [0u8; 32];

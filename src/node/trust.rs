@@ -59,6 +59,9 @@ pub enum Source {
     Pinned,
     /// Not yet: the first peer's proof pins it (`weft dht`'s client).
     FirstContact,
+    /// Not yet: the first member document that verifies pins it ([`pin_document`]), and the
+    /// overlay trusts that network from then on (a members-URL node's first start).
+    FirstDocument,
 }
 
 impl Source {
@@ -68,6 +71,7 @@ impl Source {
             Source::Configured => "configured",
             Source::Pinned => "pinned",
             Source::FirstContact => "pinned on first contact",
+            Source::FirstDocument => "pinned by the first member document",
         }
     }
 }
@@ -90,8 +94,9 @@ pub enum TrustSetupError {
     /// The pin names another network than the members form.
     #[error(
         "this node pinned network {pinned} in {path} on its first start, but its [consensus] \
-         members form network {members}; if the network really changed, set \
-         consensus.network_id = \"{members}\" in the config (or delete {path})"
+         members form network {members}; if they are a later member list of the pinned \
+         network, set consensus.network_id = \"{pinned}\" in the config; if the network really \
+         changed, set consensus.network_id = \"{members}\" (or delete {path})"
     )]
     Pinned {
         /// The id pinned.
@@ -100,6 +105,54 @@ pub enum TrustSetupError {
         members: String,
         /// The pin file.
         path: PathBuf,
+    },
+    /// A members URL serves the document of another network than the one configured.
+    #[error(
+        "field \"consensus.network_id\": {url} serves the member document of network {served}, \
+         not the configured {configured}; fix consensus.members_url (or what it serves), or set \
+         network_id to the network it serves if the change is meant"
+    )]
+    UrlConfigured {
+        /// The id configured.
+        configured: String,
+        /// The id of the document served.
+        served: String,
+        /// The members URL.
+        url: String,
+    },
+    /// A members URL serves the document of another network than the one pinned.
+    #[error(
+        "this node pinned network {pinned} in {path} from its first member document, but {url} \
+         now serves the document of network {served}; if the network really changed, set \
+         consensus.network_id = \"{served}\" in the config (or delete {path}), else fix \
+         consensus.members_url (or what it serves)"
+    )]
+    UrlPinned {
+        /// The id pinned.
+        pinned: String,
+        /// The id of the document served.
+        served: String,
+        /// The members URL.
+        url: String,
+        /// The pin file.
+        path: PathBuf,
+    },
+    /// The members configured report that they are a member list of another network.
+    #[error(
+        "field \"consensus.network_id\": the members configured report that they are member \
+         list {epoch} of network {network}, not of network {trusted}, which this node trusts \
+         ({how}); set consensus.network_id = \"{network}\" in the config so the node verifies \
+         their chain from that network's genesis"
+    )]
+    OtherNetwork {
+        /// The members' network.
+        network: String,
+        /// Their list's place in its chain.
+        epoch: u64,
+        /// The network trusted.
+        trusted: String,
+        /// How it came to be trusted.
+        how: &'static str,
     },
     /// The pin file cannot be read, written, or holds no network id.
     #[error("the network pin {path}: {reason}; delete it to pin the network again")]
@@ -147,9 +200,26 @@ pub fn trust_root(
     }
 }
 
+/// The error that stops a node whose consensus service found that its configured members
+/// belong to another network (`View::other_network`), taken from the view once.
+pub fn other_network(consensus: &SharedView) -> Option<TrustSetupError> {
+    let mut view = consensus.lock().ok()?;
+    let (network, epoch) = view.other_network.take()?;
+    Some(TrustSetupError::OtherNetwork {
+        network: hex(&network.0),
+        epoch,
+        trusted: view.network.map_or_else(String::new, |n| hex(&n.0)),
+        how: if view.network_trust.is_empty() {
+            "the configured members' genesis"
+        } else {
+            view.network_trust
+        },
+    })
+}
+
 /// The trust root of a node whose members come from a URL (`members_url`), before they have:
-/// the network configured, else the one pinned on an earlier start, else none yet (the first
-/// verified document's genesis names it; it is not written to [`PIN_FILE`] then).
+/// the network configured, else the one pinned on an earlier start, else none yet: the first
+/// verified document's genesis names it, and [`pin_document`] writes it to [`PIN_FILE`].
 pub fn url_trust_root(
     config: &NodeConfig,
     data: &Path,
@@ -159,7 +229,55 @@ pub fn url_trust_root(
     }
     match read_pin(&data.join(PIN_FILE))? {
         Some(pinned) => Ok((NetworkPin::to(pinned), Source::Pinned)),
-        None => Ok((NetworkPin::unpinned(), Source::FirstContact)),
+        None => Ok((NetworkPin::unpinned(), Source::FirstDocument)),
+    }
+}
+
+/// Checks the network of a member document that verified (`served`, fetched from `url`)
+/// against a members-URL node's trust root (`expected`, from [`url_trust_root`]) and pins it
+/// in `data`'s [`PIN_FILE`] when nothing was pinned: the next start then refuses a document
+/// of another network. Returns how the node trusts the network now.
+pub fn pin_document(
+    data: &Path,
+    expected: Option<(NetworkId, Source)>,
+    served: NetworkId,
+    url: &str,
+) -> Result<Source, TrustSetupError> {
+    let path = data.join(PIN_FILE);
+    match expected {
+        Some((configured, Source::Configured)) if configured != served => {
+            Err(TrustSetupError::UrlConfigured {
+                configured: hex(&configured.0),
+                served: hex(&served.0),
+                url: url.to_string(),
+            })
+        }
+        Some((pinned, _)) if pinned != served => Err(TrustSetupError::UrlPinned {
+            pinned: hex(&pinned.0),
+            served: hex(&served.0),
+            url: url.to_string(),
+            path,
+        }),
+        Some((_, source)) => {
+            if source == Source::Configured {
+                write_pin(&path, &served)?;
+            }
+            Ok(source)
+        }
+        None => match read_pin(&path)? {
+            // Pinned since this node started (another process on the same data directory).
+            Some(pinned) if pinned != served => Err(TrustSetupError::UrlPinned {
+                pinned: hex(&pinned.0),
+                served: hex(&served.0),
+                url: url.to_string(),
+                path,
+            }),
+            Some(_) => Ok(Source::Pinned),
+            None => {
+                write_pin(&path, &served)?;
+                Ok(Source::Pinned)
+            }
+        },
     }
 }
 
@@ -201,6 +319,9 @@ pub struct NetworkTrust {
     pin: NetworkPin,
     own_peer: PeerId,
     consensus: SharedView,
+    /// Unpinned, the network comes from the consensus service once it has one (a members-URL
+    /// node's first document); until then every proof is refused.
+    follow_consensus: bool,
     /// The newest member list verified, of the pinned network.
     known: Option<MemberList>,
     admitted: HashMap<PeerId, NodeId>,
@@ -216,6 +337,7 @@ impl NetworkTrust {
             pin,
             own_peer,
             consensus,
+            follow_consensus: false,
             known: None,
             admitted: HashMap::new(),
             refused: HashSet::new(),
@@ -228,6 +350,26 @@ impl NetworkTrust {
     pub fn with_max_chain_links(mut self, max: usize) -> NetworkTrust {
         self.max_chain_links = max;
         self
+    }
+
+    /// Trusts, while unpinned, only the network the consensus service comes to hold (a
+    /// members-URL node whose first document pins it), never one a peer presents.
+    pub fn following_consensus(mut self) -> NetworkTrust {
+        self.follow_consensus = true;
+        self
+    }
+
+    /// Pins the consensus service's network once it has one (see `following_consensus`); the
+    /// refusals made before then are forgotten.
+    fn settle(&mut self) {
+        if !self.follow_consensus || self.pin.pinned().is_some() {
+            return;
+        }
+        let network = self.consensus.lock().ok().and_then(|view| view.network);
+        if let Some(network) = network {
+            self.pin = NetworkPin::to(network);
+            self.refused.clear();
+        }
     }
 
     /// The network trusted, once pinned.
@@ -243,6 +385,10 @@ impl NetworkTrust {
         // Before any signature: the chain's length is what the peer chose.
         if proof.chain.links.len() > self.max_chain_links {
             return Err(CHAIN_TOO_LONG);
+        }
+        if self.follow_consensus && self.pin.pinned().is_none() {
+            // No network yet: the member document decides it, not a peer.
+            return Err(ProofError::ForeignNetwork.reason());
         }
         // Unpinned, the first proof that verifies against its own network pins it.
         let network = self.pin.pinned().unwrap_or(proof.network);
@@ -276,13 +422,17 @@ impl CertificateCheck for NetworkTrust {
     }
 
     fn may_ask(&self, node: &NodeId, peer: &PeerId) -> bool {
-        !self.refused.contains(peer) && self.admitted.get(peer).is_none_or(|id| id == node)
+        // A refusal made while a following node had no network yet is not a verdict.
+        let waiting = self.follow_consensus && self.pin.pinned().is_none();
+        (waiting || !self.refused.contains(peer))
+            && self.admitted.get(peer).is_none_or(|id| id == node)
     }
 
     fn admit(&mut self, node: &NodeId, peer: &PeerId, proof: &[u8]) -> Result<(), &'static str> {
         if self.admitted.get(peer) == Some(node) {
             return Ok(());
         }
+        self.settle();
         if self.admitted.len() >= MAX_VERDICTS {
             return Err("verdicts_full");
         }
@@ -490,5 +640,78 @@ mod tests {
             Source::FirstContact
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_members_url_node_pins_its_first_document_and_refuses_another_network_after() {
+        let dir = std::env::temp_dir().join(format!("weft-url-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (NetworkId([1; 32]), NetworkId([2; 32]));
+        let url = "http://127.0.0.1:9/members";
+        let config = NodeConfig::default();
+        let (pin, source) = url_trust_root(&config, &dir).unwrap();
+        assert_eq!((pin.pinned(), source), (None, Source::FirstDocument));
+        assert_eq!(pin_document(&dir, None, a, url).unwrap(), Source::Pinned);
+        // The next start holds the pin, and a document of another network stops the node.
+        let (pin, source) = url_trust_root(&config, &dir).unwrap();
+        assert_eq!((pin.pinned(), source), (Some(a), Source::Pinned));
+        let expected = pin.pinned().map(|n| (n, source));
+        assert_eq!(
+            pin_document(&dir, expected, a, url).unwrap(),
+            Source::Pinned
+        );
+        let refused = pin_document(&dir, expected, b, url)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&dir.join(PIN_FILE).display().to_string())
+                && refused.contains(&format!("consensus.network_id = \"{}\"", hex(&b.0))),
+            "{refused}"
+        );
+        // Configured: the document must be of that network, and it replaces the pin.
+        let refused = pin_document(&dir, Some((b, Source::Configured)), a, url).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("field \"consensus.network_id\""),
+            "{refused}"
+        );
+        assert_eq!(
+            pin_document(&dir, Some((b, Source::Configured)), b, url).unwrap(),
+            Source::Configured
+        );
+        assert_eq!(read_pin(&dir.join(PIN_FILE)).unwrap(), Some(b));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_following_check_admits_nothing_until_the_consensus_service_holds_the_network() {
+        let (ours, theirs) = (members(1), members(50));
+        let view: SharedView = Arc::new(Mutex::new(View::default()));
+        let mut trust =
+            NetworkTrust::new(NetworkPin::unpinned(), PeerId([1; 16]), Arc::clone(&view))
+                .following_consensus();
+        let id = NodeId([7; 20]);
+        let (peer, stranger) = (peer_id_of(&[9; 32]), peer_id_of(&[8; 32]));
+        let proof = proof_for(&ours, 3, [9; 32]);
+        // A peer's proof pins nothing while the document has not come.
+        assert_eq!(
+            trust.admit(&id, &stranger, &proof_for(&theirs, 3, [8; 32]).encode()),
+            Err("foreign_network")
+        );
+        assert_eq!(
+            trust.admit(&id, &peer, &proof.encode()),
+            Err("foreign_network")
+        );
+        assert_eq!(trust.network(), None);
+        assert!(trust.may_ask(&id, &peer), "not a verdict yet");
+        // The document names the network: the same peer is admitted, another network is not.
+        view.lock().unwrap().network = Some(proof.network);
+        assert_eq!(trust.admit(&id, &peer, &proof.encode()), Ok(()));
+        assert_eq!(trust.network(), Some(proof.network));
+        assert_eq!(
+            trust.admit(&id, &stranger, &proof_for(&theirs, 3, [8; 32]).encode()),
+            Err("foreign_network")
+        );
     }
 }

@@ -71,6 +71,9 @@ pub(crate) struct Options {
     pub(crate) one_prefix_at_once: bool,
     /// Each client sends to this many members only (a different set each), not to all.
     pub(crate) members_per_client: Option<usize>,
+    /// Every message due at one instant reaches its member in one `handle_batch` call, as a
+    /// node's service hands over what one pass of its host brought.
+    pub(crate) batched: bool,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             even: false,
             one_prefix_at_once: false,
             members_per_client: None,
+            batched: false,
         }
     }
 }
@@ -229,6 +233,12 @@ pub(crate) struct Cluster {
     pub(crate) crashed: u32,
     /// Every vote an honest member sent, by slot: a second value in one slot is equivocation.
     signed_votes: BTreeMap<(MemberKey, u64, u32, VoteKind), Option<schema::BatchId>>,
+    /// [`Options::batched`].
+    batched: bool,
+    /// The longest a height took to decide, at any honest member, and which height.
+    pub(crate) slowest_height: (Duration, u64),
+    /// When each member's current height began (the instant its height last changed).
+    height_began: Vec<(u64, Instant)>,
 }
 
 fn client_addr(index: usize) -> SocketAddr {
@@ -361,6 +371,26 @@ impl Cluster {
             crashes: None,
             crashed: 0,
             signed_votes: BTreeMap::new(),
+            batched: options.batched,
+            slowest_height: (Duration::ZERO, 0),
+            height_began: vec![(1, start); roles.len()],
+        }
+    }
+
+    /// Records how long each honest member's heights take.
+    fn time_heights(&mut self) {
+        for (index, node) in self.nodes.iter().enumerate() {
+            let Node::Live(member, Role::Honest) = node else {
+                continue;
+            };
+            let (height, began) = self.height_began[index];
+            if member.height() != height {
+                let took = self.now - began;
+                if took > self.slowest_height.0 {
+                    self.slowest_height = (took, height);
+                }
+                self.height_began[index] = (member.height(), self.now);
+            }
         }
     }
 
@@ -396,7 +426,9 @@ impl Cluster {
             return false;
         };
         self.now = self.now.max(at);
-        if self.flight.peek().is_some_and(|f| f.0.at <= self.now) {
+        if self.batched && self.flight.peek().is_some_and(|f| f.0.at <= self.now) {
+            self.deliver_due();
+        } else if self.flight.peek().is_some_and(|f| f.0.at <= self.now) {
             let Reverse(message) = self.flight.pop().unwrap();
             self.deliver(message);
         } else {
@@ -411,9 +443,32 @@ impl Cluster {
             self.restart_due();
             self.clients_send();
         }
+        self.time_heights();
         self.observe();
         self.check();
         true
+    }
+
+    /// Delivers every message due now: clients' one by one, each member's in one batch.
+    fn deliver_due(&mut self) {
+        let mut batches: Vec<(usize, Vec<InFlight>)> = Vec::new();
+        while self.flight.peek().is_some_and(|f| f.0.at <= self.now) {
+            let Reverse(message) = self.flight.pop().unwrap();
+            match self.index_of(message.to) {
+                Some(index) => match batches.iter_mut().find(|(i, _)| *i == index) {
+                    Some((_, batch)) => batch.push(message),
+                    None => batches.push((index, vec![message])),
+                },
+                None => self.deliver(message),
+            }
+        }
+        for (index, batch) in batches {
+            self.delivered += batch.len() as u64;
+            if let Node::Live(member, _) = &mut self.nodes[index] {
+                member.handle_batch(self.now, batch.iter().map(|m| (m.from, &m.bytes[..])));
+                self.after_call(index);
+            }
+        }
     }
 
     fn deliver(&mut self, message: InFlight) {

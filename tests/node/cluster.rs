@@ -48,9 +48,9 @@ fn a_node_with_no_members_configured_certifies_its_own_id_as_a_lone_cluster() {
     );
 }
 
-/// Three free loopback UDP ports (a node binds them a moment later).
-fn free_ports() -> Vec<u16> {
-    let sockets: Vec<UdpSocket> = (0..3)
+/// `count` free loopback UDP ports (a node binds them a moment later).
+pub(crate) fn free_ports(count: usize) -> Vec<u16> {
+    let sockets: Vec<UdpSocket> = (0..count)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
     sockets
@@ -82,9 +82,21 @@ fn run_documented_setup(dir: &Path, ports: &[u16]) {
 }
 
 fn start_member(dir: &Path, port: u16) -> Node {
-    let data = dir.join(format!("member-{port}"));
-    let listen = format!("127.0.0.1:{port}");
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = dir.join("cluster.toml");
+    start_with(dir, &format!("member-{port}"), &config, Some(listen))
+}
+
+/// A node with data directory `dir/name` and `config`, listening on `listen` (else any port of
+/// 127.0.0.1).
+pub(crate) fn start_with(
+    dir: &Path,
+    name: &str,
+    config: &Path,
+    listen: Option<SocketAddr>,
+) -> Node {
+    let data = dir.join(name);
+    let listen = listen.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
     start_node(&[
         "node",
         "--config",
@@ -125,7 +137,7 @@ fn request_id(dir: &Path, via: &str) -> String {
 #[test]
 fn the_documented_three_member_cluster_issues_ids_and_killed_members_change_none() {
     let dir = TempDir::new("cluster");
-    let ports = free_ports();
+    let ports = free_ports(3);
     run_documented_setup(&dir.0, &ports);
     let mut members: Vec<Node> = ports.iter().map(|&p| start_member(&dir.0, p)).collect();
     let via = format!("127.0.0.1:{}", ports[0]);
@@ -211,9 +223,16 @@ fn policy_settings_reach_the_member_and_its_refusals_are_counted_by_limit() {
     // The node's own id took one of the two 127.0.0.1 may get per window; a client the other.
     let (first, out, err) = ask("first", "60");
     assert!(first.success() && out.contains("node_id="), "{out}\n{err}");
-    // The next is NACKed: never proposed, so never certified.
-    let (second, out, _) = ask("second", "3");
+    // The next is NACKed: never proposed, so never certified; the command names the limit
+    // from the member's signed NACK and exits 1 at once rather than waiting out its timeout.
+    let (second, out, err) = ask("second", "120");
     assert!(!second.success() && !out.contains("node_id="), "{out}");
+    assert!(
+        out.contains("refused: per-/32 limit 2 per 1 h (ipv4_32), signed by 1 of 1 members")
+            && out.contains("retry_after="),
+        "{out}\n{err}"
+    );
+    assert_eq!(second.code(), Some(1), "{err}");
     let metrics = scrape_until(node.metrics, |m| {
         metric_value(m, "weft_consensus_policy_refusals_total{limit=\"ipv4_32\"}")
             .is_some_and(|n| n >= 1)

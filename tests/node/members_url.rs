@@ -1,7 +1,8 @@
 //! `[consensus] members_url` in real nodes (issue 14 point 7): a node pointed at a URL where
 //! nothing answers waits (nobody's member, no lone cluster) and keeps trying; once a server in
 //! this test process serves the document `weft cluster members` printed for another node's
-//! cluster, the node fetches it and gets its id certified by that cluster, in its network.
+//! cluster, the node fetches it and gets its id certified by that cluster, in its network,
+//! and pins that network: a later start whose URL serves another network exits 2.
 
 use super::cluster::status_until;
 use super::*;
@@ -119,4 +120,50 @@ fn a_node_waits_for_its_members_url_and_then_joins_the_network_it_serves() {
         metric_value(&metrics, "weft_consensus_waiting_for_members"),
         Some(0)
     );
+
+    // The first verified document pinned its network in DATA/network-id (issue 14 point 2):
+    // the next start, whose URL serves another network's document, stops with exit 2 naming
+    // the pin file and the fix.
+    let pinned = std::fs::read_to_string(joiner_data.join("network-id")).unwrap();
+    assert!(
+        joined.contains(&format!("network id: {} (pinned)", pinned.trim())),
+        "{joined}"
+    );
+    drop(joiner);
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = serve(
+        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        foreign_document(),
+        Arc::clone(&stop),
+    );
+    let restarted = Proc::spawn(&node_args(&joiner_data, &["--members-url", &url]));
+    let (status, _, err) = restarted.wait();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    let pin_file = joiner_data.join("network-id");
+    assert!(
+        err.contains(&pin_file.display().to_string())
+            && err.contains("consensus.network_id = ")
+            && err.contains(&url),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pin_file).unwrap(),
+        pinned,
+        "the pin is kept"
+    );
+}
+
+/// The member document of a one-member network nobody runs: another network than the test's.
+fn foreign_document() -> String {
+    use weft::consensus::{bootstrap::MemberDocument, ids::MemberKey, trust::MemberListChain};
+    use weft::session::{Identity, PeerRecord};
+    let identity = Identity::from_secret_bytes([7; 32], [107; 32]);
+    let record = PeerRecord::sign(&identity, &["127.0.0.1:9".parse().unwrap()]);
+    MemberDocument::new(
+        MemberListChain::new(&[MemberKey(record.ed25519)]),
+        &[record],
+    )
+    .to_text()
 }

@@ -1,0 +1,149 @@
+//! A node configured by file after a membership change (issue 14 point 2): four members, one
+//! killed and voted out, leave the network at its second member list. A node configured with
+//! the genesis list learns the chain from the members and is certified by today's three; a node
+//! configured with the later list must name the network (exit 2 naming `consensus.network_id`
+//! without it) and then learns the chain; `weft cluster status` prints the list's version.
+
+use super::cluster::{start_with, status_until};
+use super::*;
+
+/// `[consensus]` naming `records`, keep-alives every 2 s (a silent member is voted out after
+/// about three periods), and `extra` lines.
+fn config(path: &Path, records: &[String], extra: &str) {
+    let quoted: Vec<String> = records.iter().map(|r| format!("\"{r}\"")).collect();
+    let text = format!(
+        "[consensus]\nmembers = [{}]\nkeepalive = 2\n{extra}",
+        quoted.join(", ")
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// Four members, each on its own loopback address as members on their own hosts are: a member
+/// holds one pending request per source address, so members sharing one address would each
+/// hold its own request and sight no other's (and four need two sightings of each).
+fn member_addresses() -> Vec<SocketAddr> {
+    (2..=5u8)
+        .map(|host| {
+            let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, host], 0))).unwrap();
+            socket.local_addr().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the_members() {
+    let dir = TempDir::new("chain");
+    let addresses = member_addresses();
+    let records: Vec<String> = addresses
+        .iter()
+        .enumerate()
+        .map(|(index, address)| {
+            let data = dir.join(&format!("member-{index}"));
+            let address = address.to_string();
+            let (ok, out, err) = run(&[
+                "id",
+                "--create",
+                "--data",
+                data.to_str().unwrap(),
+                "--address",
+                &address,
+            ]);
+            assert!(ok.success(), "{err}");
+            out.lines()
+                .find_map(|l| l.strip_prefix("record="))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let genesis = dir.join("genesis.toml");
+    config(&genesis, &records, "");
+    let mut members: Vec<Node> = addresses
+        .iter()
+        .enumerate()
+        .map(|(index, &address)| {
+            start_with(&dir.0, &format!("member-{index}"), &genesis, Some(address))
+        })
+        .collect();
+    let first = dir.join("member-0");
+    let before = status_until(&first, |s| {
+        s.contains("(4 member(s)), member") && s.contains("(certified")
+    });
+    let network = before
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("network id: "))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("a network id line")
+        .to_string();
+
+    // The fourth member dies; the three vote it out: member list 1.
+    members.pop().unwrap().proc.signal("KILL");
+    status_until(&first, |s| {
+        s.contains("(3 member(s)), member") && s.contains("member list: version 1 (1 link(s)")
+    });
+    let via = addresses[0].to_string();
+    let (ok, out, err) = run(&["cluster", "status", "--via", &via, "--timeout", "30"]);
+    assert!(ok.success(), "{out}\n{err}");
+    assert!(
+        out.contains("member list: version 1 (1 link(s) from genesis, 4 genesis member(s))")
+            && out.contains("members: 3 (quorum 3)"),
+        "{out}"
+    );
+
+    // `weft cluster members` prints the document of today's list, with its chain.
+    let (ok, document, err) = run(&["cluster", "members", "--via", &via]);
+    assert!(ok.success(), "{err}");
+    let verified = weft::consensus::bootstrap::MemberDocument::from_text(document.as_bytes())
+        .and_then(|d| d.verify(None))
+        .unwrap();
+    assert_eq!(
+        (verified.list.epoch, verified.records.len()),
+        (1, 3),
+        "{document}"
+    );
+    assert_eq!(weft::consensus::service::hex(&verified.network.0), network);
+
+    // Configured with the genesis list: it learns list 1 and today's three certify its id.
+    let genesis_client = start_with(&dir.0, "genesis-client", &genesis, None);
+    let learned = status_until(&dir.join("genesis-client"), |s| {
+        s.contains("(certified") && s.contains("member list: version 1")
+    });
+    assert!(learned.contains("(3 member(s)), client"), "{learned}");
+    drop(genesis_client);
+
+    // Configured with the later list and no network id: it names the field and the fix.
+    let later = dir.join("later.toml");
+    config(&later, &records[..3], "");
+    let data = dir.join("later-client");
+    let refused = Proc::spawn(&node_args(&data, &["--config", later.to_str().unwrap()]));
+    let (status, _, err) = refused.wait();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("field \"consensus.network_id\"")
+            && err.contains(&format!("consensus.network_id = \"{network}\"")),
+        "{err}"
+    );
+    // With it, the node learns the chain from the three and is certified.
+    let named = dir.join("later-named.toml");
+    config(
+        &named,
+        &records[..3],
+        &format!("network_id = \"{network}\"\n"),
+    );
+    let _client = start_with(&dir.0, "later-client", &named, None);
+    let learned = status_until(&data, |s| {
+        s.contains("(certified") && s.contains("member list: version 1")
+    });
+    assert!(
+        learned.contains(&format!("network id: {network} (configured)")),
+        "{learned}"
+    );
+
+    // A member restarted with the later list (and the network id) learns the chain, then runs
+    // its member again from its store.
+    members.remove(0).proc.signal("KILL");
+    let _first = start_with(&dir.0, "member-0", &named, Some(addresses[0]));
+    status_until(&first, |s| {
+        s.contains("(3 member(s)), member, height") && s.contains("member list: version 1")
+    });
+    drop(members);
+}
