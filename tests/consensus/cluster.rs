@@ -158,6 +158,8 @@ pub(crate) enum Failpoint {
     AfterDecisionWritten,
     /// A decision's ids are final and on disk; everything but the replies went out.
     BeforeReply,
+    /// A round-0 proposal went out before its call's commit, which the crash lost.
+    BeforeProposalSynced,
 }
 
 /// Crashes one member at a failpoint, `times` times, each after letting `skip` hits pass.
@@ -229,6 +231,8 @@ pub(crate) struct Cluster {
     pub(crate) crashed: u32,
     /// Every vote an honest member sent, by slot: a second value in one slot is equivocation.
     signed_votes: BTreeMap<(MemberKey, u64, u32, VoteKind), Option<schema::BatchId>>,
+    /// Every proposal an honest member sent, by (proposer, height, round): one batch each.
+    signed_proposals: BTreeMap<(MemberKey, u64, u32), schema::BatchId>,
 }
 
 fn client_addr(index: usize) -> SocketAddr {
@@ -361,6 +365,7 @@ impl Cluster {
             crashes: None,
             crashed: 0,
             signed_votes: BTreeMap::new(),
+            signed_proposals: BTreeMap::new(),
         }
     }
 
@@ -433,7 +438,15 @@ impl Cluster {
             return;
         };
         if let Node::Live(member, _) = &mut self.nodes[index] {
-            member.handle(self.now, message.from, &message.bytes);
+            // As a node's service does: the input, what may leave before the commit (a
+            // round-0 proposal), then the commit.
+            member.feed_batch(self.now, [(message.from, &message.bytes[..])]);
+            if self.crash_before_sync(index) {
+                return;
+            }
+            if let Node::Live(member, _) = &mut self.nodes[index] {
+                member.sync();
+            }
             self.after_call(index);
         }
     }
