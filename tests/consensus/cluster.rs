@@ -129,6 +129,9 @@ pub(crate) struct Client {
     pub(crate) roster: Vec<MemberKey>,
     /// Signed NACKs from honest members.
     pub(crate) nacks: Vec<Signed<Nack>>,
+    /// Every honest member that answered, with the member count its reply names: also the
+    /// replies that came after the certificate (a quorum is the first n−f of them).
+    pub(crate) answered_by: BTreeSet<(MemberKey, u32)>,
     /// The members its first send goes to (by index), or all.
     send_to: Option<Vec<usize>>,
     next_send: Instant,
@@ -334,6 +337,7 @@ impl Cluster {
                     certificate: None,
                     roster: Vec::new(),
                     nacks: Vec::new(),
+                    answered_by: BTreeSet::new(),
                     send_to,
                     // Clients arrive spread over the first seconds.
                     next_send: start + Duration::from_millis(arrival),
