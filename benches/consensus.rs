@@ -12,12 +12,19 @@
 //! **In process** (`-- --in-process`): the sans-IO members on an instant in-memory network with
 //! no store: the agreement's CPU cost alone.
 //!
+//! **Processes** (`-- --processes`): `weft node` processes as members, set up from a generated
+//! config as `tests/node/cluster.rs` does, and closed-loop clients on weft engines of their
+//! own (encrypted channels, certificates verified); see `consensus/processes.rs`.
+//!
 //! `cargo bench --bench consensus` (release; `--profile dev` for a quick look: dependencies
 //! are optimised in every profile). `WEFT_BENCH_REQUESTS` and `WEFT_BENCH_CLIENTS` size the
-//! loopback runs (defaults 3000 and 64).
+//! loopback and process runs (defaults 3000 and 64), `WEFT_BENCH_MEMBERS` picks the cluster
+//! sizes (default `1,4,7`).
 
 #[path = "consensus/loopback.rs"]
 mod loopback;
+#[path = "consensus/processes.rs"]
+mod processes;
 
 use ed25519_dalek::SigningKey;
 use std::collections::VecDeque;
@@ -166,7 +173,7 @@ fn on_loopback() {
     println!(
         "members  ids/s  heights  decision p50  p99       id p50     p99        commits  ms/commit  inputs/pass"
     );
-    for n in [1, 4, 7] {
+    for n in member_counts() {
         let f = loopback::run(n, clients, requests, round_base);
         println!(
             "{n:>7}  {:>5.0}  {:>7}  {:>9.2} ms  {:>7.2} ms  {:>7.2} ms  {:>7.2} ms  {:>7}  {:>9.2}  {:>11.1}",
@@ -194,9 +201,52 @@ fn on_loopback() {
     }
 }
 
+/// The cluster sizes to run: `WEFT_BENCH_MEMBERS` (comma-separated), default 1, 4 and 7.
+fn member_counts() -> Vec<usize> {
+    std::env::var("WEFT_BENCH_MEMBERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![1, 4, 7])
+}
+
+fn in_processes() {
+    let requests = env_or("WEFT_BENCH_REQUESTS", 3000);
+    let clients = env_or("WEFT_BENCH_CLIENTS", 64);
+    let round_base = Duration::from_millis(200);
+    println!(
+        "processes: one `weft node` per member on 127.0.0.1 (redb store in its data directory, \
+         fsync per commit), {clients} closed-loop clients on weft engines at 127.2.x.y \
+         (encrypted channels, replies verified), {requests} ids per run, round base {round_base:?}"
+    );
+    println!(
+        "policy RAISED for the run: 1000000 ids per IPv4 /32, /24, /16 (defaults 8, 24, 1024) \
+         in the members' config"
+    );
+    println!("members  ids/s  id p50     p99");
+    for n in member_counts() {
+        let dir = std::env::temp_dir().join(format!(
+            "weft-consensus-processes-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let f = processes::run(n, clients, requests, round_base, dir);
+        println!(
+            "{n:>7}  {:>5.0}  {:>7.2} ms  {:>7.2} ms",
+            f.ids_per_second,
+            ms(f.id.value_at_quantile(0.5)),
+            ms(f.id.value_at_quantile(0.99)),
+        );
+        assert_eq!(f.requests, requests);
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--in-process") {
         in_process();
+    } else if std::env::args().any(|a| a == "--processes") {
+        in_processes();
     } else {
         on_loopback();
     }

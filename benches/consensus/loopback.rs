@@ -6,8 +6,9 @@
 //! service host; what it keeps: every sync, every signature, the real decoder and Malachite.
 //!
 //! Each member thread takes what arrived since its last pass as one batch
-//! ([`Member::handle_batch`]: one store commit for the batch), then sends what the member
-//! polled. Clients are closed-loop: each of `CLIENTS` addresses sends one request to every
+//! ([`Member::feed_batch`]), sends what may leave before the commit (a round-0 proposal),
+//! commits ([`Member::sync`]: one store commit for the batch, unless a decision waits for the
+//! next proposal), then sends what the member polled. Clients are closed-loop: each of `CLIENTS` addresses sends one request to every
 //! member, waits for a quorum of matching signed replies (counted, not verified: verifying is
 //! the client's cost, not the cluster's), then sends its next.
 
@@ -181,8 +182,11 @@ impl MemberSide {
                 self.counts[0].fetch_add(batch.len() as u64, Ordering::Relaxed);
                 self.counts[1].fetch_add(1, Ordering::Relaxed);
                 self.member
-                    .handle_batch(now, batch.iter().map(|(from, bytes)| (*from, &bytes[..])));
+                    .feed_batch(now, batch.iter().map(|(from, bytes)| (*from, &bytes[..])));
                 batch.clear();
+                // A round-0 proposal leaves while the disk syncs; nothing else does.
+                self.send();
+                self.member.sync();
             }
             if self.member.poll_timeout().is_some_and(|at| at <= now) {
                 self.member.handle_timeout(now);

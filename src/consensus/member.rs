@@ -15,10 +15,8 @@ use super::malachite::{MalachiteEngine, round_timeouts};
 use super::membership::{Membership, MembershipConfig};
 use super::policy::{Counters, PolicyConfig};
 use super::pool::Pool;
-use super::schema::{
-    self, Batch, BatchId, MAX_BATCH, Message, Proposal, Refusal, Reply, Vote, VoteKind,
-};
-use super::signed::{Signed, member_key, sign};
+use super::schema::{self, Batch, BatchId, Message, Proposal, Refusal, Vote, VoteKind};
+use super::signed::{Signed, member_key};
 use super::store::{Changes, DecidedRecord, IssuedId, MemoryStore, Store, StoreError, WalEntry};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -48,7 +46,7 @@ mod catch_up;
 mod durable;
 mod polka;
 
-pub use durable::MAX_WAL;
+pub use durable::{DECISION_WAIT, MAX_WAL};
 pub use polka::MAX_TRACKED_PREVOTES;
 
 /// Who a message came from or goes to, as the host's channel proved it.
@@ -154,6 +152,8 @@ pub struct Member<E: Agreement = MalachiteEngine, S: Store = MemoryStore> {
     failed: Option<StoreError>,
     /// True while a batch is fed: heights start at its end, with all of it in the pool.
     batching: bool,
+    /// Early proposals and waiting decisions: the overlapped sync chain.
+    pipe: durable::Pipeline,
 }
 
 impl Member<MalachiteEngine> {
@@ -257,6 +257,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
             replaying: false,
             failed: None,
             batching: false,
+            pipe: durable::Pipeline::default(),
         }
     }
 
@@ -397,13 +398,12 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 if sighting.body.member != from || sighting.body.digest != request.digest() {
                     return Err(Refusal::Unexpected);
                 }
-                if !sighting.verify(&self.config.network) {
-                    return Err(Refusal::BadSignature);
-                }
                 if self.log.lookup(&request.key, request.salt).is_some() {
                     return Ok(());
                 }
-                if !self.pool.add(&request, sighting) {
+                // Checked when a batch needs it, not here (docs/CONSENSUS.md, Performance):
+                // a proposal carries f+1 of the n sightings.
+                if !self.pool.add(&request, sighting, false) {
                     return Err(Refusal::Unexpected);
                 }
                 self.maybe_start(now);
@@ -593,9 +593,8 @@ impl<E: Agreement, S: Store> Member<E, S> {
                         }
                     }
                     let signed = self.sign_proposal(proposal);
-                    let message = Message::Proposal(signed.clone());
-                    self.broadcast(&message);
-                    self.keep_own(message);
+                    self.broadcast_proposal(&signed);
+                    self.keep_own(Message::Proposal(signed.clone()));
                     self.proposals.push(signed.clone());
                     self.engine.proposal(signed, true).unwrap_or_default()
                 }
@@ -612,9 +611,11 @@ impl<E: Agreement, S: Store> Member<E, S> {
                     let batch = match self.own_proposals.get(&round) {
                         // Proposed before a restart: the same batch again, never another.
                         Some(own) => own.body.batch.clone(),
+                        // Maybe proposed before a restart, early, and not stored: nothing.
+                        None if self.quiet(height, round) => continue,
                         None => Batch {
                             height,
-                            entries: self.ready_entries(now, needed, MAX_BATCH),
+                            entries: self.proposable(now, needed),
                             last_commit: self
                                 .decided
                                 .get(&height.saturating_sub(1))
@@ -743,6 +744,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
             });
         }
         self.purge_over_quota(now);
+        self.decided_at(now);
         self.started = false;
         self.timers.clear();
         self.proposals.clear();
@@ -763,22 +765,6 @@ impl<E: Agreement, S: Store> Member<E, S> {
         self.ask_ahead();
     }
 
-    fn reply(&mut self, to: Peer, digest: RequestDigest, node_id: NodeId, height: u64) {
-        let reply = sign(
-            &self.key,
-            &self.config.network,
-            Reply {
-                digest,
-                node_id,
-                network: self.config.network,
-                members: u32::try_from(self.config.members.len()).unwrap_or(u32::MAX),
-                height,
-                member: self.me,
-            },
-        );
-        self.send(to, &Message::Reply(reply));
-    }
-
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.failed.is_some() {
@@ -789,6 +775,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
     }
 
     fn fire(&mut self, now: Instant) {
+        self.wait_over(now);
         let due: Vec<Timer> = self
             .timers
             .iter()
@@ -823,8 +810,15 @@ impl<E: Agreement, S: Store> Member<E, S> {
         }
     }
 
-    /// The next message to send.
+    /// The next message to send: a round-0 proposal may come before the commit it rides with,
+    /// everything else only once the member's changes are durable.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(early) = self.pipe.early.pop_front() {
+            return Some(early);
+        }
+        if self.changes.must_commit() {
+            return None;
+        }
         self.outbox.pop_front()
     }
 
@@ -835,6 +829,12 @@ impl<E: Agreement, S: Store> Member<E, S> {
 
     /// When [`Member::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.values().copied().chain(self.resend_at).min()
+        let wait = self.pipe.wait_until.filter(|_| self.changes.must_commit());
+        self.timers
+            .values()
+            .copied()
+            .chain(self.resend_at)
+            .chain(wait)
+            .min()
     }
 }

@@ -2,6 +2,13 @@
 //! §11): a request may enter a proposal once f+1 distinct members saw it from one source.
 //! Every bound here is the node's: a member holds at most one pending request per source and
 //! at most [`MAX_PENDING`] in all, and keeps at most one sighting per member per request.
+//!
+//! Another member's sighting is held **unverified** until a batch needs it (docs/CONSENSUS.md,
+//! Performance): a proposer checks the f+1 sightings it puts in a batch, a member checks the
+//! ones a proposal carries, and each signature is checked once per member (the pool remembers
+//! it). A member can only add sightings in its own name (its session proved it), so an
+//! unverified one costs nothing an honest member relies on: a forged one is found, dropped and
+//! counted when a batch would carry it.
 
 use super::ids::{MemberKey, NodeIdRequest, RequestDigest};
 use super::schema::{Entry, Sighting};
@@ -17,7 +24,14 @@ pub const MAX_PENDING: usize = 4096;
 struct Pending {
     request: NodeIdRequest,
     /// Sightings by (source, member): members may disagree on the source.
-    sightings: BTreeMap<(SocketAddr, MemberKey), Signed<Sighting>>,
+    sightings: BTreeMap<(SocketAddr, MemberKey), Held>,
+}
+
+/// A sighting and whether its signature was checked (or it is this member's own).
+#[derive(Clone, Debug)]
+struct Held {
+    sighting: Signed<Sighting>,
+    verified: bool,
 }
 
 /// The pending requests.
@@ -50,11 +64,17 @@ impl Pool {
     pub fn note_own(&mut self, request: &NodeIdRequest, sighting: Signed<Sighting>) -> bool {
         self.by_source
             .insert(sighting.body.source.ip(), sighting.body.digest);
-        self.add(request, sighting)
+        self.add(request, sighting, true)
     }
 
-    /// Adds a (verified) sighting; false when the pool is full.
-    pub fn add(&mut self, request: &NodeIdRequest, sighting: Signed<Sighting>) -> bool {
+    /// Adds a sighting, `verified` when its signature was checked (or it is this member's
+    /// own); false when the pool is full. The first sighting per (source, member) stays.
+    pub fn add(
+        &mut self,
+        request: &NodeIdRequest,
+        sighting: Signed<Sighting>,
+        verified: bool,
+    ) -> bool {
         let digest = sighting.body.digest;
         if !self.pending.contains_key(&digest) && self.pending.len() >= MAX_PENDING {
             return false;
@@ -66,18 +86,51 @@ impl Pool {
         pending
             .sightings
             .entry((sighting.body.source, sighting.body.member))
-            .or_insert(sighting);
+            .or_insert(Held { sighting, verified });
         true
     }
 
-    /// True when the pool holds exactly this sighting (signature included): it was verified
-    /// when it came in, so a proposal carrying it need not be verified again.
+    /// True when the pool holds exactly this sighting (signature included) and its signature
+    /// was checked: a proposal carrying it need not be verified again.
     pub fn holds(&self, sighting: &Signed<Sighting>) -> bool {
+        self.held(sighting).is_some_and(|held| held.verified)
+    }
+
+    fn held(&self, sighting: &Signed<Sighting>) -> Option<&Held> {
         let body = &sighting.body;
         self.pending
             .get(&body.digest)
             .and_then(|pending| pending.sightings.get(&(body.source, body.member)))
-            .is_some_and(|held| held == sighting)
+            .filter(|held| held.sighting == *sighting)
+    }
+
+    /// Notes that this exact sighting's signature checked out, if the pool holds it.
+    pub fn mark_verified(&mut self, sighting: &Signed<Sighting>) {
+        let body = &sighting.body;
+        if let Some(held) = self
+            .pending
+            .get_mut(&body.digest)
+            .and_then(|pending| pending.sightings.get_mut(&(body.source, body.member)))
+            .filter(|held| held.sighting == *sighting)
+        {
+            held.verified = true;
+        }
+    }
+
+    /// Drops this exact sighting (its signature failed), and its request when no sighting is
+    /// left; the member's valid sighting, sent again, takes its place.
+    pub fn discard(&mut self, sighting: &Signed<Sighting>) {
+        if self.held(sighting).is_none() {
+            return;
+        }
+        let body = &sighting.body;
+        let empty = self.pending.get_mut(&body.digest).is_some_and(|pending| {
+            pending.sightings.remove(&(body.source, body.member));
+            pending.sightings.is_empty()
+        });
+        if empty {
+            self.remove(&body.digest);
+        }
     }
 
     /// Forgets a request once it is ordered.
@@ -134,11 +187,11 @@ impl Pool {
                 break;
             }
             let mut by_source: BTreeMap<SocketAddr, Vec<&Signed<Sighting>>> = BTreeMap::new();
-            for ((source, member), sighting) in &pending.sightings {
+            for ((source, member), held) in &pending.sightings {
                 if members.binary_search(member).is_err() {
                     continue;
                 }
-                by_source.entry(*source).or_default().push(sighting);
+                by_source.entry(*source).or_default().push(&held.sighting);
             }
             if let Some(sightings) = by_source.values().find(|s| s.len() >= needed) {
                 out.push(Entry {
@@ -192,5 +245,48 @@ mod tests {
         assert!(!pool.holds(&forged));
         pool.remove(&request.digest());
         assert!(!pool.holds(&sighting));
+    }
+
+    /// Another member's sighting counts as verified only once it is marked so; a forged one
+    /// is dropped with its request when it was the only one, and a valid one then takes its
+    /// slot.
+    #[test]
+    fn a_sighting_from_a_member_waits_for_its_check() {
+        let key = SigningKey::from_bytes(&[6; 32]);
+        let network = NetworkId([9; 32]);
+        let source: SocketAddr = "192.0.2.2:4000".parse().unwrap();
+        let request = NodeIdRequest {
+            key: [2; 32],
+            addresses: vec![source],
+            salt: 0,
+        };
+        let body = Sighting {
+            digest: request.digest(),
+            source,
+            member: member_key(&key),
+        };
+        let valid = sign(&key, &network, body.clone());
+        let mut forged = valid.clone();
+        forged.signature = Signature([7; 64]);
+        let mut pool = Pool::default();
+        assert!(pool.add(&request, forged.clone(), false));
+        assert_eq!(
+            pool.ready(1, 8, &[body.member]).len(),
+            1,
+            "counted before its check"
+        );
+        assert!(!pool.holds(&forged));
+        // The first sighting per member stays until it is dropped.
+        assert!(pool.add(&request, valid.clone(), false));
+        assert!(!pool.holds(&valid));
+        pool.discard(&forged);
+        assert!(pool.is_empty(), "its only sighting was forged");
+        assert!(pool.add(&request, valid.clone(), false));
+        pool.mark_verified(&forged);
+        assert!(!pool.holds(&valid));
+        pool.mark_verified(&valid);
+        assert!(pool.holds(&valid));
+        pool.discard(&forged);
+        assert!(pool.holds(&valid), "another signature drops nothing");
     }
 }

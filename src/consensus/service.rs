@@ -715,7 +715,22 @@ impl Service for ConsensusService {
     }
 
     fn end_batch(&mut self, now: Instant, cx: &mut Context<'_>) {
-        self.hand_over(now);
+        // The batch's inputs, then what may leave before its commit (a round-0 proposal, so
+        // it travels while the disk syncs), then the commit and everything else.
+        let queued = std::mem::take(&mut self.queued);
+        let fed = match &mut self.member {
+            Some(member) if !queued.is_empty() => {
+                member.feed_batch(now, queued.iter().map(|(from, bytes)| (*from, &bytes[..])));
+                true
+            }
+            _ => false,
+        };
+        if fed {
+            self.flush(now, cx);
+            if let Some(member) = &mut self.member {
+                member.sync();
+            }
+        }
         self.flush(now, cx);
     }
 }

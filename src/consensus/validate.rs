@@ -55,6 +55,18 @@ pub trait Verified {
         let _ = vote;
         false
     }
+
+    /// Told of each signature that failed its check (a member counts it as a refusal).
+    fn failed(&self) {}
+}
+
+/// A sighting's signature: vouched for, or checked here (a failure is reported).
+fn sighting_ok(network: &NetworkId, sighting: &Signed<Sighting>, verified: &impl Verified) -> bool {
+    if verified.sighting(sighting) || sighting.verify(network) {
+        return true;
+    }
+    verified.failed();
+    false
 }
 
 /// Nothing verified before: every signature is checked.
@@ -126,7 +138,7 @@ fn sighted(config: &MemberConfig, entry: &Entry, verified: &impl Verified) -> bo
             || body.source != source
             || config.members.binary_search(&body.member).is_err()
             || !members.insert(body.member)
-            || !(verified.sighting(sighting) || sighting.verify(&config.network))
+            || !sighting_ok(&config.network, sighting, verified)
         {
             return false;
         }
@@ -165,8 +177,11 @@ fn commit_verified(
             || body.value != Some(*id)
             || members.binary_search(&body.voter).is_err()
             || last.is_some_and(|last| last >= body.voter)
-            || !(verified.vote(vote) || vote.verify(network))
         {
+            return false;
+        }
+        if !(verified.vote(vote) || vote.verify(network)) {
+            verified.failed();
             return false;
         }
         last = Some(body.voter);

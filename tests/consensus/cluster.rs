@@ -133,6 +133,9 @@ pub(crate) struct Client {
     pub(crate) roster: Vec<MemberKey>,
     /// Signed NACKs from honest members.
     pub(crate) nacks: Vec<Signed<Nack>>,
+    /// Every honest member that answered, with the member count its reply names: also the
+    /// replies that came after the certificate (a quorum is the first n−f of them).
+    pub(crate) answered_by: BTreeSet<(MemberKey, u32)>,
     /// The members its first send goes to (by index), or all.
     send_to: Option<Vec<usize>>,
     next_send: Instant,
@@ -162,6 +165,8 @@ pub(crate) enum Failpoint {
     AfterDecisionWritten,
     /// A decision's ids are final and on disk; everything but the replies went out.
     BeforeReply,
+    /// A round-0 proposal went out before its call's commit, which the crash lost.
+    BeforeProposalSynced,
 }
 
 /// Crashes one member at a failpoint, `times` times, each after letting `skip` hits pass.
@@ -239,6 +244,8 @@ pub(crate) struct Cluster {
     pub(crate) slowest_height: (Duration, u64),
     /// When each member's current height began (the instant its height last changed).
     height_began: Vec<(u64, Instant)>,
+    /// Every proposal an honest member sent, by (proposer, height, round): one batch each.
+    signed_proposals: BTreeMap<(MemberKey, u64, u32), schema::BatchId>,
 }
 
 fn client_addr(index: usize) -> SocketAddr {
@@ -340,6 +347,7 @@ impl Cluster {
                     certificate: None,
                     roster: Vec::new(),
                     nacks: Vec::new(),
+                    answered_by: BTreeSet::new(),
                     send_to,
                     // Clients arrive spread over the first seconds.
                     next_send: start + Duration::from_millis(arrival),
@@ -374,6 +382,7 @@ impl Cluster {
             batched: options.batched,
             slowest_height: (Duration::ZERO, 0),
             height_began: vec![(1, start); roles.len()],
+            signed_proposals: BTreeMap::new(),
         }
     }
 
@@ -488,7 +497,15 @@ impl Cluster {
             return;
         };
         if let Node::Live(member, _) = &mut self.nodes[index] {
-            member.handle(self.now, message.from, &message.bytes);
+            // As a node's service does: the input, what may leave before the commit (a
+            // round-0 proposal), then the commit.
+            member.feed_batch(self.now, [(message.from, &message.bytes[..])]);
+            if self.crash_before_sync(index) {
+                return;
+            }
+            if let Node::Live(member, _) = &mut self.nodes[index] {
+                member.sync();
+            }
             self.after_call(index);
         }
     }

@@ -4,12 +4,12 @@
 
 use super::{Member, Peer};
 use crate::consensus::agreement::Agreement;
-use crate::consensus::ids::{MemberKey, NodeIdRequest, RequestDigest};
+use crate::consensus::ids::{MemberKey, NodeId, NodeIdRequest, RequestDigest};
 use crate::consensus::membership::{Membership, MembershipConfig, Out};
 use crate::consensus::policy::{Counters, Limit, Nack, PolicyConfig};
 use crate::consensus::pool::Pool;
 use crate::consensus::schema::Vote;
-use crate::consensus::schema::{Application, Batch, Message, Refusal, Sighting};
+use crate::consensus::schema::{self, Application, Batch, Message, Refusal, Reply, Sighting};
 use crate::consensus::signed::{Signed, sign};
 use crate::consensus::store::Store;
 use crate::consensus::validate::{self, Context};
@@ -18,10 +18,12 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 /// What a member verified already (PROTOCOL.md §11 asks each signature checked, not checked
-/// twice): the sightings in its pool and the precommits it decided the previous height with.
+/// twice): the sightings in its pool it checked (or signed), and the precommits it decided the
+/// previous height with; and how many signatures failed here.
 struct Known<'a> {
     pool: &'a Pool,
     commit: &'a [Signed<Vote>],
+    failed: std::cell::Cell<u64>,
 }
 
 impl validate::Verified for Known<'_> {
@@ -31,6 +33,10 @@ impl validate::Verified for Known<'_> {
 
     fn vote(&self, vote: &Signed<Vote>) -> bool {
         self.commit.contains(vote)
+    }
+
+    fn failed(&self) {
+        self.failed.set(self.failed.get().saturating_add(1));
     }
 }
 
@@ -94,7 +100,9 @@ impl<E: Agreement, S: Store> Member<E, S> {
         clock.max(self.last_time)
     }
 
-    /// Whether this member prevotes for `batch` at `height`.
+    /// Whether this member prevotes for `batch` at `height`. A forged signature in it is
+    /// counted as `bad_signature`; the sightings it carries that this member holds are not
+    /// checked again once the batch passed.
     pub(super) fn valid(&mut self, now: Instant, batch: &Batch, height: u64) -> bool {
         let now = self.unix(now);
         let cx = Context {
@@ -111,8 +119,67 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 .decided
                 .get(&height.saturating_sub(1))
                 .map_or(&[][..], |kept| &kept.commit[..]),
+            failed: std::cell::Cell::new(0),
         };
-        validate::batch_verified(&cx, batch, height, &verified)
+        let valid = validate::batch_verified(&cx, batch, height, &verified);
+        for _ in 0..verified.failed.get() {
+            self.refuse(Refusal::BadSignature);
+        }
+        if valid {
+            for sighting in batch.entries.iter().flat_map(|entry| &entry.sightings) {
+                self.pool.mark_verified(sighting);
+            }
+        }
+        valid
+    }
+
+    /// Up to [`MAX_BATCH`](crate::consensus::schema::MAX_BATCH) entries for this member's
+    /// proposal, every sighting in them checked: another member's sighting is verified when a
+    /// batch first needs it (once per member), and a forged one is dropped from the pool and
+    /// counted, its request proposed with another member's sighting or left for later.
+    pub(super) fn proposable(&mut self, now: Instant, needed: usize) -> Vec<schema::Entry> {
+        // Each pass that finds a forgery drops at least one sighting; a member that forged
+        // many costs at most this many passes, then its requests wait.
+        const PASSES: usize = 4;
+        for _ in 0..PASSES {
+            let entries = self.ready_entries(now, needed, schema::MAX_BATCH);
+            let mut forged = false;
+            for sighting in entries.iter().flat_map(|entry| &entry.sightings) {
+                if self.pool.holds(sighting) {
+                    continue;
+                }
+                if sighting.verify(&self.config.network) {
+                    self.pool.mark_verified(sighting);
+                } else {
+                    self.pool.discard(sighting);
+                    self.refuse(Refusal::BadSignature);
+                    forged = true;
+                }
+            }
+            if !forged {
+                return entries;
+            }
+        }
+        let mut entries = self.ready_entries(now, needed, schema::MAX_BATCH);
+        entries.retain(|entry| entry.sightings.iter().all(|s| self.pool.holds(s)));
+        entries
+    }
+
+    /// Sends a client the signed reply naming its request's final id.
+    pub(super) fn reply(&mut self, to: Peer, digest: RequestDigest, node_id: NodeId, height: u64) {
+        let reply = sign(
+            &self.key,
+            &self.config.network,
+            Reply {
+                digest,
+                node_id,
+                network: self.config.network,
+                members: u32::try_from(self.config.members.len()).unwrap_or(u32::MAX),
+                height,
+                member: self.me,
+            },
+        );
+        self.send(to, &Message::Reply(reply));
     }
 
     /// Sends a signed NACK naming `limit` (PROTOCOL.md §11) and counts it.

@@ -45,6 +45,11 @@ impl Cluster {
         };
         let honest = self.is_honest(reply.body.member) && reply.verify(&self.network);
         let client = &mut self.clients[c];
+        if honest {
+            client
+                .answered_by
+                .insert((reply.body.member, reply.body.members));
+        }
         assert_eq!(
             reply.body.digest,
             client.request.digest(),

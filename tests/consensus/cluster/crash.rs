@@ -2,11 +2,64 @@
 //! back from its store after its down time, and must hold the same decisions and ids.
 
 use super::*;
+use weft::consensus::store::Store;
 
 impl Cluster {
     /// Crashes a member at a failpoint as `crashes` says.
     pub(crate) fn crash_at(&mut self, crashes: Crashes) {
         self.crashes = Some(crashes);
+    }
+
+    /// Between a member's input and its commit: at [`Failpoint::BeforeProposalSynced`], sends
+    /// what it may send before the commit and crashes it if that held a proposal (the commit
+    /// never happens). True when it crashed.
+    pub(super) fn crash_before_sync(&mut self, index: usize) -> bool {
+        let armed = self.crashes.is_some_and(|p| {
+            p.member == index && p.times > 0 && p.at == Failpoint::BeforeProposalSynced
+        });
+        if !armed {
+            return false;
+        }
+        let Node::Live(member, role) = &mut self.nodes[index] else {
+            return false;
+        };
+        let role = *role;
+        let mut out = Vec::new();
+        while let Some(transmit) = member.poll_transmit() {
+            out.push(transmit);
+        }
+        let proposal = out
+            .iter()
+            .any(|t| matches!(schema::decode(&t.bytes), Ok(Message::Proposal(_))));
+        // The decision this call made is lost with its commit: what must survive is what the
+        // store holds (the last stored height's ids are final only with the next decision).
+        let stored = self.stores[index]
+            .clone()
+            .load()
+            .expect("loads")
+            .decisions
+            .len();
+        let mut log = member.log().heights().to_vec();
+        log.truncate(stored.saturating_sub(1));
+        self.send_out(index, role, out);
+        if !proposal {
+            return false;
+        }
+        let plan = self.crashes.as_mut().expect("a plan");
+        if plan.skip > 0 {
+            plan.skip -= 1;
+            return false;
+        }
+        plan.times -= 1;
+        plan.skip = 1;
+        let down = plan.down;
+        self.nodes[index] = Node::Down {
+            until: self.now + down,
+            role,
+            log,
+        };
+        self.crashed += 1;
+        true
     }
 
     /// After a call into member `index`: crash it if a failpoint is hit, else send its output.
@@ -34,6 +87,7 @@ impl Cluster {
             Failpoint::AfterVoteWritten | Failpoint::AfterVoteSent => !last.votes.is_empty(),
             Failpoint::AfterDecisionWritten => !last.decisions.is_empty(),
             Failpoint::BeforeReply => !last.ids.is_empty() && out.iter().any(is_reply),
+            Failpoint::BeforeProposalSynced => false,
         };
         let crash = hit && plan.skip == 0;
         let log = member.log().heights().to_vec();
@@ -82,8 +136,8 @@ impl Cluster {
             let mut member = member;
             member.set_wall_clock(self.start, WALL_START);
             assert_eq!(
-                member.log().heights(),
-                &log[..],
+                member.log().heights().get(..log.len()),
+                Some(&log[..]),
                 "a restarted member's decisions or ids changed"
             );
             self.nodes[index] = Node::Live(Box::new(member), role);

@@ -57,9 +57,20 @@ impl Cluster {
     pub(super) fn send_out(&mut self, index: usize, role: Role, out: Vec<Transmit>) {
         let from = Peer::Member(self.members[index]);
         for transmit in out {
-            if role == Role::Honest
-                && let Ok(Message::Vote(vote)) = schema::decode(&transmit.bytes)
-            {
+            if role == Role::Honest {
+                self.check_honest(index, &transmit);
+            }
+            for (to, bytes) in self.misbehave(index, role, transmit) {
+                self.post(from, to, bytes);
+            }
+        }
+    }
+
+    /// What an honest member sends: never two votes for one slot, never two proposals for one
+    /// round (a proposal may leave before its commit), never a reply for an id its store lacks.
+    fn check_honest(&mut self, index: usize, transmit: &Transmit) {
+        match schema::decode(&transmit.bytes) {
+            Ok(Message::Vote(vote)) => {
                 let body = &vote.body;
                 let slot = (body.voter, body.height, body.round, body.kind);
                 let first = *self.signed_votes.entry(slot).or_insert(body.value);
@@ -68,9 +79,32 @@ impl Cluster {
                     "an honest member signed two votes for one slot"
                 );
             }
-            for (to, bytes) in self.misbehave(index, role, transmit) {
-                self.post(from, to, bytes);
+            Ok(Message::Proposal(proposal)) => {
+                let body = &proposal.body;
+                let slot = (body.proposer, body.height, body.round);
+                let id = body.batch.id();
+                let first = *self.signed_proposals.entry(slot).or_insert(id);
+                assert_eq!(
+                    first, id,
+                    "an honest member proposed two batches in one round"
+                );
             }
+            Ok(Message::Reply(reply)) => {
+                let request = self
+                    .clients
+                    .iter()
+                    .map(|c| &c.request)
+                    .find(|r| r.digest() == reply.body.digest);
+                if let Some(request) = request {
+                    let stored = self.stores[index].lookup(&request.key, request.salt);
+                    assert_eq!(
+                        stored.map(|id| id.node_id),
+                        Some(reply.body.node_id),
+                        "a reply left before its id was on disk"
+                    );
+                }
+            }
+            _ => {}
         }
     }
 
@@ -123,6 +157,28 @@ impl Cluster {
                     let old = self.seen_votes[pick].clone();
                     out.push((to, schema::encode(&Message::Vote(old))));
                 }
+            }
+            (Role::Forger, Message::Sighting { request, sighting }) => {
+                // Its own sighting under a garbage signature first: members hold it unchecked
+                // until a batch needs it, then drop it and count it.
+                let mut garbage = sighting.clone();
+                garbage.signature = Signature([9; 64]);
+                let forged = Message::Sighting {
+                    request,
+                    sighting: garbage,
+                };
+                out.insert(0, (to, schema::encode(&forged)));
+            }
+            (Role::Forger, Message::Proposal(proposal))
+                if !proposal.body.batch.entries.is_empty() =>
+            {
+                // A batch with a forged sighting, signed by the proposer: a nil prevote and a
+                // bad_signature refusal at every honest member.
+                let mut body = proposal.body.clone();
+                if let Some(sighting) = body.batch.entries[0].sightings.last_mut() {
+                    sighting.signature = Signature([9; 64]);
+                }
+                out[0].1 = schema::encode(&Message::Proposal(sign(&key, &self.network, body)));
             }
             (Role::Evictor, Message::Proposal(proposal)) => {
                 let mut body = proposal.body.clone();
