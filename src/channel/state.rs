@@ -127,16 +127,19 @@ pub(crate) struct ChannelData {
 pub(crate) struct Reported(Option<Box<ChannelStats>>);
 
 impl Reported {
-    /// Records `now` and returns what was recorded before. The counters the endpoint does not
-    /// add per channel (packets sent, duplicates, protocol errors) read as zero.
-    pub(crate) fn replace(&mut self, mut now: ChannelStats) -> ChannelStats {
+    /// Records `now` and returns what was recorded before, or None when nothing the endpoint
+    /// adds per channel changed (the usual packet: the caller then has nothing to add). The
+    /// counters the endpoint does not add per channel (packets sent, duplicates, protocol
+    /// errors) read as zero.
+    pub(crate) fn replace(&mut self, mut now: ChannelStats) -> Option<ChannelStats> {
         now.packets_sent = 0;
         now.duplicates = 0;
         now.protocol_errors = 0;
         let before = self.0.as_deref().copied().unwrap_or_default();
-        if now != before {
-            **self.0.get_or_insert_with(Box::default) = now;
+        if now == before {
+            return None;
         }
-        before
+        **self.0.get_or_insert_with(Box::default) = now;
+        Some(before)
     }
 }

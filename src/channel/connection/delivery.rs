@@ -220,7 +220,10 @@ impl Connection {
             return;
         };
         let now = data.reliability.stats();
-        let before = data.reported.replace(now);
+        let Some(before) = data.reported.replace(now) else {
+            // Nothing counted changed since the last packet: nothing to add.
+            return;
+        };
         let deltas = [
             (
                 "weft_retransmitted_bytes_total",
