@@ -457,13 +457,13 @@ fn reaches(file: &File, scope: &Scope) -> Vec<Reach> {
             path.push(code[s..e].to_owned());
             j = e;
         }
-        if path.len() > 1 {
-            if let Some(abs) = absolute(&file.module, &inline_names, &path, scope) {
-                out.push(Reach {
-                    path: abs,
-                    reexport: false,
-                });
-            }
+        if path.len() > 1
+            && let Some(abs) = absolute(&file.module, &inline_names, &path, scope)
+        {
+            out.push(Reach {
+                path: abs,
+                reexport: false,
+            });
         }
         i = j;
     }
@@ -501,10 +501,10 @@ impl Crate {
                     .strip_prefix("pub(crate) ")
                     .or(line.strip_prefix("pub "))
                     .unwrap_or(line);
-                if let Some(decl) = line.strip_prefix("mod ") {
-                    if let Some(name) = decl.trim().strip_suffix(';') {
-                        kids.insert(name.trim().to_owned());
-                    }
+                if let Some(decl) = line.strip_prefix("mod ")
+                    && let Some(name) = decl.trim().strip_suffix(';')
+                {
+                    kids.insert(name.trim().to_owned());
                 }
             }
             files.push(File {
@@ -535,10 +535,10 @@ impl Crate {
         for (i, f) in krate.files.iter().enumerate() {
             let mut leaves = Vec::new();
             for stmt in f.code.split(';') {
-                if let Some(at) = stmt.find("use ") {
-                    if at == 0 || !ident_byte(stmt.as_bytes()[at - 1]) {
-                        use_leaves(&stmt[at + 4..], &[], &mut leaves);
-                    }
+                if let Some(at) = stmt.find("use ")
+                    && (at == 0 || !ident_byte(stmt.as_bytes()[at - 1]))
+                {
+                    use_leaves(&stmt[at + 4..], &[], &mut leaves);
                 }
             }
             for (path, rename) in leaves {
@@ -565,15 +565,14 @@ impl Crate {
         }
         let module = &path[..known];
         let at = *self.by_module.get(module)?;
-        if let Some(name) = path.get(known) {
-            if let Some(target) = self.scopes[at].aliases.get(name) {
-                if target.as_slice() != path {
-                    let mut next = target.clone();
-                    next.extend(path[known + 1..].iter().cloned());
-                    if let Some(found) = self.resolve(&next, hops + 1) {
-                        return Some(found);
-                    }
-                }
+        if let Some(name) = path.get(known)
+            && let Some(target) = self.scopes[at].aliases.get(name)
+            && target.as_slice() != path
+        {
+            let mut next = target.clone();
+            next.extend(path[known + 1..].iter().cloned());
+            if let Some(found) = self.resolve(&next, hops + 1) {
+                return Some(found);
             }
         }
         Some(at)

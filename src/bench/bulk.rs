@@ -130,7 +130,7 @@ impl PatternCheck {
     /// not the pattern's, or a message number was skipped or repeated.
     pub fn take(&mut self, number: u64, data: &[u8]) -> bool {
         if self.first_bad.is_none() {
-            if number != self.messages || self.offset % 8 != 0 {
+            if number != self.messages || !self.offset.is_multiple_of(8) {
                 self.first_bad = Some(self.offset);
             } else if let Some(at) = first_mismatch(self.offset, data) {
                 self.first_bad = Some(self.offset + at as u64);

@@ -103,13 +103,12 @@ impl DeadlineHeap {
             return;
         };
         self.heap.swap(at, last);
-        if let Some((_, slot)) = self.heap.pop() {
-            if let Some(position) = usize::try_from(slot)
+        if let Some((_, slot)) = self.heap.pop()
+            && let Some(position) = usize::try_from(slot)
                 .ok()
                 .and_then(|index| self.positions.get_mut(index))
-            {
-                *position = 0;
-            }
+        {
+            *position = 0;
         }
         if at < self.heap.len() {
             self.place(at);

@@ -126,7 +126,7 @@ impl MemberDocument {
             return Err(DocumentError::TooLong);
         }
         let digits = text.trim_ascii();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err(DocumentError::Malformed(
                 "an odd number of hex digits".into(),
             ));

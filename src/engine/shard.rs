@@ -317,10 +317,10 @@ impl Shard {
     ) {
         stats.add("weft_shard_handovers_out_total", None, 1);
         let slot = &mut outbox[owner];
-        if slot.as_ref().is_some_and(|b| !b.fits(datagram.len())) {
-            if let Some(full) = slot.take() {
-                Self::send_handover(parts, stats, owner, full);
-            }
+        if slot.as_ref().is_some_and(|b| !b.fits(datagram.len()))
+            && let Some(full) = slot.take()
+        {
+            Self::send_handover(parts, stats, owner, full);
         }
         let batch = slot.get_or_insert_with(|| {
             parts

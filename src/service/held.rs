@@ -56,10 +56,10 @@ impl Ledger {
 
     fn release(&self) {
         self.held.fetch_sub(1, Ordering::AcqRel);
-        if self.starved.swap(false, Ordering::SeqCst) {
-            if let Some(waker) = self.wakers.get(self.index) {
-                let _ = waker.wake();
-            }
+        if self.starved.swap(false, Ordering::SeqCst)
+            && let Some(waker) = self.wakers.get(self.index)
+        {
+            let _ = waker.wake();
         }
     }
 }

@@ -34,10 +34,10 @@ struct ShardSignals {
 /// flag, against the shard's flag write before its last look at the queue.
 fn wake_if_sleeping(signals: &ShardSignals, waker: Option<&Waker>) {
     fence(Ordering::SeqCst);
-    if signals.sleeping.load(Ordering::SeqCst) {
-        if let Some(waker) = waker {
-            let _ = waker.wake();
-        }
+    if signals.sleeping.load(Ordering::SeqCst)
+        && let Some(waker) = waker
+    {
+        let _ = waker.wake();
     }
 }
 

@@ -208,7 +208,7 @@ impl PeerRecord {
     /// Parses the hex text form (surrounding whitespace ignored).
     pub fn from_hex(text: &str) -> Result<PeerRecord, RecordError> {
         let text = text.trim().as_bytes();
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err(RecordError::Hex);
         }
         let mut bytes = Vec::with_capacity(text.len() / 2);

@@ -123,7 +123,7 @@ fn server_bytes_per_peer(peers: u32) -> (i64, HeapReport) {
         bench.clients.push((client, addr));
         // A few handshakes at a time, as peers arrive: the server's load policy (§5) would
         // answer a burst of hundreds with cookies, which is not what this test measures.
-        if bench.clients.len() % 32 == 0 || n + 1 == peers {
+        if bench.clients.len().is_multiple_of(32) || n + 1 == peers {
             for _ in 0..200 {
                 bench.step();
                 if bench.opened == bench.clients.len() {

@@ -47,7 +47,7 @@ impl Net {
                 while let Some(t) = self.nodes[i].0.poll_transmit(&mut self.buf) {
                     moved = true;
                     self.sent += 1;
-                    if self.drop_every > 0 && self.sent % self.drop_every == 0 {
+                    if self.drop_every > 0 && self.sent.is_multiple_of(self.drop_every) {
                         continue;
                     }
                     let mut datagram = self.buf[..t.len].to_vec();

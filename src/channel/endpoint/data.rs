@@ -144,10 +144,10 @@ impl Endpoint {
         if peer.order.get(at) == Some(&channel.lane) {
             peer.order.swap_remove(at);
             peer.channel_removed(at);
-            if let Some(&moved) = peer.order.get(at) {
-                if let Some(data) = peer.lanes.get_mut(moved).and_then(|c| c.data.as_mut()) {
-                    data.order_at = at;
-                }
+            if let Some(&moved) = peer.order.get(at)
+                && let Some(data) = peer.lanes.get_mut(moved).and_then(|c| c.data.as_mut())
+            {
+                data.order_at = at;
             }
         } else {
             peer.order.retain(|&lane| lane != channel.lane);
@@ -233,11 +233,11 @@ impl Endpoint {
     pub(super) fn mark_dirty(&mut self, peer: Handle) {
         // A flag on the peer, not a search of the list: the list is as long as the peers that
         // sent lately, and a search would make every packet cost that much.
-        if let Some(state) = self.peers.get_mut(peer) {
-            if !state.dirty {
-                state.dirty = true;
-                self.dirty.push(peer);
-            }
+        if let Some(state) = self.peers.get_mut(peer)
+            && !state.dirty
+        {
+            state.dirty = true;
+            self.dirty.push(peer);
         }
     }
 
@@ -426,10 +426,10 @@ impl Endpoint {
         if !self.ensure_data(now, handle) {
             return;
         }
-        if let Some(state) = self.channel_mut(handle) {
-            if let Some(data) = state.data.as_mut() {
-                change(data);
-            }
+        if let Some(state) = self.channel_mut(handle)
+            && let Some(data) = state.data.as_mut()
+        {
+            change(data);
         }
         // A resumed reader gets what waited for it at once.
         self.deliver(now, handle);

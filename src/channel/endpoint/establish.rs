@@ -181,11 +181,11 @@ impl Endpoint {
         let candidates = [named, self.unnamed.get(&from).copied()];
         let mut found = None;
         for peer in candidates.into_iter().flatten() {
-            if let Some(state) = self.peers.get(peer) {
-                if let Some(&lane) = state.opening.get(&id.c1()) {
-                    found = Some(ChannelAt { peer, lane });
-                    break;
-                }
+            if let Some(state) = self.peers.get(peer)
+                && let Some(&lane) = state.opening.get(&id.c1())
+            {
+                found = Some(ChannelAt { peer, lane });
+                break;
             }
         }
         let Some(found) = found else {

@@ -100,10 +100,10 @@ impl Endpoint {
         for &lane in &visit {
             self.keep_alive(now, at(lane));
         }
-        if let Some(connection) = self.peers.get_mut(peer) {
-            if connection.flush_done(now, &ctx, &visit, &mut self.pool, &mut self.stats) {
-                self.deadlines.set(peer.0, connection.poll_timeout());
-            }
+        if let Some(connection) = self.peers.get_mut(peer)
+            && connection.flush_done(now, &ctx, &visit, &mut self.pool, &mut self.stats)
+        {
+            self.deadlines.set(peer.0, connection.poll_timeout());
         }
         self.visiting = visit;
         sent.map(|written| (written.to, written.len))

@@ -504,10 +504,10 @@ impl Endpoint {
         // A new peer must fit its source's share of the session table; every handshake about to
         // cost DH is charged to its source's rate, a valid cookie or not (issue 10: a cookie
         // proves an address, it does not make its handshakes free).
-        if self.ids.session(&sender).is_none() {
-            if let Err(refusal) = self.session_table.admits(from.ip(), self.source_caps()) {
-                return self.refuse_handshake(refusal.label());
-            }
+        if self.ids.session(&sender).is_none()
+            && let Err(refusal) = self.session_table.admits(from.ip(), self.source_caps())
+        {
+            return self.refuse_handshake(refusal.label());
         }
         if let Err(refusal) = self.source_rate.charge(from.ip(), now) {
             return self.refuse_handshake(refusal.label());
@@ -663,14 +663,14 @@ impl Endpoint {
                 self.handshake_failed(failure_label(&error, kind));
                 // A response that failed its AEAD leaves the initiator waiting (it may be forged);
                 // one that authenticated but failed the identity checks ends the handshake.
-                if !matches!(error, HandshakeError::Noise(_)) {
-                    if let Some(Pending::Initiator(state)) = self.remove_pending(handle) {
-                        self.events.push_back(Event::SessionFailed {
-                            peer: state.peer,
-                            address: state.to,
-                            reason: failure_label(&error, kind),
-                        });
-                    }
+                if !matches!(error, HandshakeError::Noise(_))
+                    && let Some(Pending::Initiator(state)) = self.remove_pending(handle)
+                {
+                    self.events.push_back(Event::SessionFailed {
+                        peer: state.peer,
+                        address: state.to,
+                        reason: failure_label(&error, kind),
+                    });
                 }
                 return;
             }

@@ -88,10 +88,10 @@ impl PeerIndex {
         if slots == Slots::default() {
             self.map.remove(&id);
         }
-        if let Some((routed, kept)) = self.routed.as_mut() {
-            if *routed == id {
-                *kept = slots;
-            }
+        if let Some((routed, kept)) = self.routed.as_mut()
+            && *routed == id
+        {
+            *kept = slots;
         }
     }
 }

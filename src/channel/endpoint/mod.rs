@@ -735,26 +735,24 @@ impl Endpoint {
         let Some(code) = self.channel_handle(channel) else {
             return;
         };
-        if notify_peer {
-            if let Some(state) = self.channel(channel) {
-                let close = Message::ChannelClose {
-                    channel: state.id,
-                    reason,
-                };
-                match state.phase {
-                    // An unconfirmed channel may not exist at the responder: a CLOSE on the
-                    // default channel reaches it either way, without reopening it by cookie.
-                    Phase::Open { cookie2: Some(_) } => {
-                        if let Some(peer) = self.peers.get(channel.peer) {
-                            let (to, recipient) = (peer.address, peer.id);
-                            self.queue_default(to, recipient, &close);
-                        }
+        if notify_peer && let Some(state) = self.channel(channel) {
+            let close = Message::ChannelClose {
+                channel: state.id,
+                reason,
+            };
+            match state.phase {
+                // An unconfirmed channel may not exist at the responder: a CLOSE on the
+                // default channel reaches it either way, without reopening it by cookie.
+                Phase::Open { cookie2: Some(_) } => {
+                    if let Some(peer) = self.peers.get(channel.peer) {
+                        let (to, recipient) = (peer.address, peer.id);
+                        self.queue_default(to, recipient, &close);
                     }
-                    Phase::Open { cookie2: None } => {
-                        self.send_on_channel(channel, &[close]);
-                    }
-                    Phase::Opening { .. } => {}
                 }
+                Phase::Open { cookie2: None } => {
+                    self.send_on_channel(channel, &[close]);
+                }
+                Phase::Opening { .. } => {}
             }
         }
         self.detach_data(channel);

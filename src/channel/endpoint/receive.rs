@@ -87,12 +87,11 @@ impl Endpoint {
     ) {
         let sender = header.sender;
         let known = self.ids.peer(&sender).copied();
-        if let Some(peer) = known {
-            if let Some(state) = self.peers.get_mut(peer) {
-                if state.address == from {
-                    state.last_heard = now;
-                }
-            }
+        if let Some(peer) = known
+            && let Some(state) = self.peers.get_mut(peer)
+            && state.address == from
+        {
+            state.last_heard = now;
         }
         for message in messages {
             match message {
@@ -234,11 +233,12 @@ impl Endpoint {
             self.admit_keys(&header);
         }
         // Any packet from the responder on the channel confirms it to the initiator.
-        if let Some(state) = self.channel_mut(channel) {
-            if state.initiator && !state.confirmed() {
-                state.phase = Phase::Open { cookie2: None };
-                state.retry_at = None;
-            }
+        if let Some(state) = self.channel_mut(channel)
+            && state.initiator
+            && !state.confirmed()
+        {
+            state.phase = Phase::Open { cookie2: None };
+            state.retry_at = None;
         }
         // One walk over the messages: the data path takes DATA, fragments, ACK and WINDOW, and
         // `Control` the rest, to act on once the walk is done.

@@ -79,15 +79,14 @@ impl Endpoint {
     pub(super) fn rekey_if_due(&mut self, peer: PeerId, sealed_count: u64, created: Instant) {
         let now = self.last_now;
         let policy = self.config.rekey;
-        if sealed_count >= policy.reject_after_packets {
-            if let Some(session) = self
+        if sealed_count >= policy.reject_after_packets
+            && let Some(session) = self
                 .ids
                 .session(&peer)
                 .and_then(|&h| self.sessions.get_mut(h))
                 .and_then(|entry| entry.slot.current())
-            {
-                session.exhaust();
-            }
+        {
+            session.exhaust();
         }
         if sealed_count >= policy.after_packets
             || now.saturating_duration_since(created) >= policy.after
@@ -272,21 +271,20 @@ impl Endpoint {
         let mut result = session.keys.open(channel, sequence, head, body);
         let mut primary = true;
         let mut rekey_due = false;
-        if result == Err(CryptoError::Authentication) && displaced {
-            if let Some(session) = entry.slot.displaced(phase) {
-                primary = false;
-                body.copy_from_slice(&self.scratch);
-                result = session.keys.open(channel, sequence, head, body);
-            }
+        if result == Err(CryptoError::Authentication)
+            && displaced
+            && let Some(session) = entry.slot.displaced(phase)
+        {
+            primary = false;
+            body.copy_from_slice(&self.scratch);
+            result = session.keys.open(channel, sequence, head, body);
         }
         match result {
             Ok(len) => {
-                if primary {
-                    if let Some(session) = entry.slot.phase_session(phase) {
-                        // Either side replaces a session that carried enough (§5).
-                        if session.note_opened() == policy.receive_rekey_threshold() {
-                            rekey_due = true;
-                        }
+                if primary && let Some(session) = entry.slot.phase_session(phase) {
+                    // Either side replaces a session that carried enough (§5).
+                    if session.note_opened() == policy.receive_rekey_threshold() {
+                        rekey_due = true;
                     }
                 }
                 // The session table's recency (PROTOCOL.md §5: least recently used first out).

@@ -154,21 +154,19 @@ impl Endpoint {
         else {
             return;
         };
-        if let Some(old) = entry.bare.replace(at) {
-            if self.bare_peers.get(&old) == Some(&peer) {
-                self.bare_peers.remove(&old);
-            }
+        if let Some(old) = entry.bare.replace(at)
+            && self.bare_peers.get(&old) == Some(&peer)
+        {
+            self.bare_peers.remove(&old);
         }
-        if let Some(previous) = self.bare_peers.insert(at, peer) {
-            if previous != peer {
-                if let Some(other) = self
-                    .ids
-                    .session(&previous)
-                    .and_then(|&h| self.sessions.get_mut(h))
-                {
-                    other.bare = None;
-                }
-            }
+        if let Some(previous) = self.bare_peers.insert(at, peer)
+            && previous != peer
+            && let Some(other) = self
+                .ids
+                .session(&previous)
+                .and_then(|&h| self.sessions.get_mut(h))
+        {
+            other.bare = None;
         }
     }
 
@@ -286,10 +284,10 @@ impl Endpoint {
         if self.ids.session(&entry.peer) == Some(&handle) {
             self.ids.clear_session(&entry.peer);
         }
-        if let Some(at) = entry.bare {
-            if self.bare_peers.get(&at) == Some(&entry.peer) {
-                self.bare_peers.remove(&at);
-            }
+        if let Some(at) = entry.bare
+            && self.bare_peers.get(&at) == Some(&entry.peer)
+        {
+            self.bare_peers.remove(&at);
         }
     }
 

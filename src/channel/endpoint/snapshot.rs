@@ -188,15 +188,15 @@ impl Endpoint {
             {
                 entry.traffic.sent(packet.len());
             }
-        } else if self.config.allow_plaintext && self.ids.session(&recipient).is_none() {
-            if let Some(peer) = self
+        } else if self.config.allow_plaintext
+            && self.ids.session(&recipient).is_none()
+            && let Some(peer) = self
                 .ids
                 .peer(&recipient)
                 .copied()
                 .and_then(|handle| self.peers.get_mut(handle))
-            {
-                peer.traffic.sent(packet.len());
-            }
+        {
+            peer.traffic.sent(packet.len());
         }
     }
 
@@ -213,10 +213,9 @@ impl Endpoint {
             .peer(&sender)
             .copied()
             .and_then(|handle| self.peers.get_mut(handle))
+            && peer.address == from
         {
-            if peer.address == from {
-                peer.traffic.received(len);
-            }
+            peer.traffic.received(len);
         }
     }
 }

@@ -34,10 +34,9 @@ impl Endpoint {
             .peer(&peer)
             .copied()
             .and_then(|handle| self.peers.get_mut(handle))
+            && (state.channels.contains_key(&id.0) || state.used_ids.contains(epoch, id.0))
         {
-            if state.channels.contains_key(&id.0) || state.used_ids.contains(epoch, id.0) {
-                return true;
-            }
+            return true;
         }
         let Some(entry) = self
             .ids
@@ -171,11 +170,12 @@ impl Endpoint {
 
     /// Notes a peer kept without channels (its used ids, or a session's next open, keep it).
     pub(super) fn queue_idle(&mut self, peer: Handle) {
-        if let Some(state) = self.peers.get_mut(peer) {
-            if state.is_idle() && !state.idle_queued {
-                state.idle_queued = true;
-                self.idle_peers.push_back(peer);
-            }
+        if let Some(state) = self.peers.get_mut(peer)
+            && state.is_idle()
+            && !state.idle_queued
+        {
+            state.idle_queued = true;
+            self.idle_peers.push_back(peer);
         }
         // Entries of peers that went active or away are dropped lazily; once they outnumber
         // the peers, one pass keeps each idle peer once, so the queue stays within the table.

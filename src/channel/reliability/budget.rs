@@ -162,11 +162,11 @@ impl ReassemblyBudget {
         let after = before.saturating_sub(n);
         ledger.used = ledger.used.saturating_sub(n);
         ledger.update(key, before, after);
-        if let Some((victim, owed)) = ledger.debt {
-            if victim == key {
-                let owed = owed.saturating_sub(n);
-                ledger.debt = (owed > 0).then_some((victim, owed));
-            }
+        if let Some((victim, owed)) = ledger.debt
+            && victim == key
+        {
+            let owed = owed.saturating_sub(n);
+            ledger.debt = (owed > 0).then_some((victim, owed));
         }
         if ledger.used <= self.node.limit {
             ledger.debt = None;

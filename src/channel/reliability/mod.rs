@@ -485,10 +485,10 @@ impl ChannelReliability {
             // PROTOCOL.md §7: the hold timeout defaults to 1.5 × smoothed RTT.
             self.recv.hold = rtt::scale(path.rtt.smoothed(), 3, 2);
         }
-        if self.failed.is_none() {
-            if let Some(reason) = self.send.failure.or(self.recv.failure) {
-                self.fail(reason);
-            }
+        if self.failed.is_none()
+            && let Some(reason) = self.send.failure.or(self.recv.failure)
+        {
+            self.fail(reason);
         }
         if self.failed.is_some() {
             self.send.abandon(path);

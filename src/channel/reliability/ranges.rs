@@ -220,7 +220,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             let start = (x >> 40) % 200;
             let len = (x >> 20) % 12;
-            if (x >> 10) % 3 == 0 {
+            if (x >> 10).is_multiple_of(3) {
                 set.remove(start..start + len);
                 for n in start..start + len {
                     model.remove(&n);

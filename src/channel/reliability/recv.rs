@@ -499,11 +499,10 @@ impl RecvSide {
             received: r,
             ..
         }) = self.events.back_mut()
+            && *last == number
         {
-            if *last == number {
-                *r = received;
-                return;
-            }
+            *r = received;
+            return;
         }
         self.events.push_back(Delivery::Progress {
             number,

@@ -789,17 +789,17 @@ impl SendSide {
                     .find(|p| p.state == PacketState::Outstanding)
                     .map(|p| p.chunks.clone());
                 for index in oldest.into_iter().flatten() {
-                    if let Some(chunk) = self.chunk(index).cloned() {
-                        if let Some(message) = self.slot_mut(chunk.number) {
-                            if message.lost || message.len == 0 {
-                                continue;
-                            }
-                            message.unsent.insert(chunk.range.clone());
-                            for acked in message.acked.clone().iter() {
-                                message.unsent.remove(acked);
-                            }
-                            self.send_hint = self.send_hint.min(chunk.number);
+                    if let Some(chunk) = self.chunk(index).cloned()
+                        && let Some(message) = self.slot_mut(chunk.number)
+                    {
+                        if message.lost || message.len == 0 {
+                            continue;
                         }
+                        message.unsent.insert(chunk.range.clone());
+                        for acked in message.acked.clone().iter() {
+                            message.unsent.remove(acked);
+                        }
+                        self.send_hint = self.send_hint.min(chunk.number);
                     }
                 }
             }

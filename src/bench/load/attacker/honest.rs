@@ -102,10 +102,10 @@ impl Attacker {
                     cookie1: echoed,
                     cookie2,
                 } = message
+                    && channel.c1() == c1
+                    && *echoed == cookie1
                 {
-                    if channel.c1() == c1 && *echoed == cookie1 {
-                        return Ok((channel, *cookie2));
-                    }
+                    return Ok((channel, *cookie2));
                 }
             }
         }
