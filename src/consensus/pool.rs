@@ -1,7 +1,19 @@
 //! Requests waiting for a proposal, with the sightings members shared of them (PROTOCOL.md
 //! §11): a request may enter a proposal once f+1 distinct members saw it from one source.
-//! Every bound here is the node's: a member holds at most one pending request per source and
-//! at most [`MAX_PENDING`] in all, and keeps at most one sighting per member per request.
+//! Every bound here is the node's: at most [`MAX_PENDING`] requests in all, one sighting per
+//! member per request, and per source IP the rule below.
+//!
+//! **One source, one request at a time, with a hold** (docs/CONSENSUS.md, The member): a
+//! member signs a sighting of a request from a source IP only while that source is free: its
+//! last own sighting from there was decided, dropped, or is [`HOLD_RESENDS`] resend periods
+//! old, and fewer than [`OWN_PER_SOURCE`] of its own sightings from there are pending. A
+//! request that arrives while the source is busy is remembered ([`WAIT_PER_SOURCE`] per
+//! source, [`MAX_WAITING`] in all, forgotten [`FORGET_AFTER`] after its client's last send;
+//! never evicting another) and sighted when the source frees: the remembered one with the
+//! most sightings from other members, the lowest digest on a tie. So members that each hold a
+//! different request from one IP (a NAT, or members sharing a host) converge on one within a
+//! hold, and every remembered request is sighted in turn; a request no f+1 members sighted in
+//! [`UNREADY_TTL`] is dropped, which frees its source's count.
 //!
 //! Another member's sighting is held **unverified** until a batch needs it (docs/CONSENSUS.md,
 //! Performance): a proposer checks the f+1 sightings it puts in a batch, a member checks the
@@ -13,11 +25,31 @@
 use super::ids::{MemberKey, NodeIdRequest, RequestDigest};
 use super::schema::{Entry, Sighting};
 use super::signed::Signed;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// The most requests waiting at once.
 pub const MAX_PENDING: usize = 4096;
+
+/// Resend periods a member's last own sighting from a source keeps that source busy.
+pub const HOLD_RESENDS: u32 = 3;
+
+/// Own sightings from one source IP pending at once, at most (the default per-address quota).
+pub const OWN_PER_SOURCE: usize = 8;
+
+/// Requests remembered per busy source IP, at most.
+pub const WAIT_PER_SOURCE: usize = 8;
+
+/// Requests remembered for busy sources in all, at most.
+pub const MAX_WAITING: usize = 1024;
+
+/// A remembered request is forgotten this long after its client last sent it.
+pub const FORGET_AFTER: Duration = Duration::from_secs(30);
+
+/// A pending request without f+1 sightings from one source is dropped this long after the
+/// pool first tended it (its sighters resend, so only one nobody stands behind stays gone).
+pub const UNREADY_TTL: Duration = Duration::from_secs(60);
 
 /// One pending request and who saw it from where.
 #[derive(Clone, Debug)]
@@ -25,6 +57,8 @@ struct Pending {
     request: NodeIdRequest,
     /// Sightings by (source, member): members may disagree on the source.
     sightings: BTreeMap<(SocketAddr, MemberKey), Held>,
+    /// When [`Pool::tend`] first saw it: its [`UNREADY_TTL`] runs from there.
+    since: Option<Instant>,
 }
 
 /// A sighting and whether its signature was checked (or it is this member's own).
@@ -34,12 +68,72 @@ struct Held {
     verified: bool,
 }
 
+/// What this member saw itself from one source IP.
+#[derive(Clone, Debug, Default)]
+struct Source {
+    /// Its last own sighting from here, and when it signed it.
+    last: Option<(RequestDigest, Instant)>,
+    /// Its own sightings from here still pending.
+    sighted: BTreeSet<RequestDigest>,
+    /// Requests that came from here while it was busy, not sighted yet.
+    waiting: BTreeMap<RequestDigest, Waiting>,
+}
+
+/// A request remembered for a busy source.
+#[derive(Clone, Debug)]
+struct Waiting {
+    request: NodeIdRequest,
+    /// The address it came from (the one a sighting will name).
+    from: SocketAddr,
+    /// When its client last sent it.
+    last: Instant,
+}
+
+/// What became of a request a client sent this member itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// This member sighted it from this source IP already.
+    Sighted,
+    /// Remembered until its source frees.
+    Waiting,
+    /// The source's or the pool's memory is full: refused, the client sends again.
+    Full,
+}
+
 /// The pending requests.
 #[derive(Clone, Debug, Default)]
 pub struct Pool {
     pending: BTreeMap<RequestDigest, Pending>,
-    /// The source addresses this member saw itself, each with its one pending request.
-    by_source: BTreeMap<IpAddr, RequestDigest>,
+    /// The source IPs this member saw requests from itself.
+    sources: BTreeMap<IpAddr, Source>,
+    /// Requests remembered across all sources.
+    waiting: usize,
+}
+
+/// Distinct `members` that sighted `pending` from one address (of IP `ip`, when given).
+fn support(pending: &Pending, ip: Option<IpAddr>, members: &[MemberKey]) -> usize {
+    let mut by_source: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+    for (source, member) in pending.sightings.keys() {
+        if ip.is_some_and(|ip| ip != source.ip()) || members.binary_search(member).is_err() {
+            continue;
+        }
+        let count = by_source.entry(*source).or_insert(0);
+        *count = count.saturating_add(1);
+    }
+    by_source.into_values().max().unwrap_or(0)
+}
+
+impl Source {
+    fn busy(&self, now: Instant, hold: Duration, pending: &BTreeMap<RequestDigest, Pending>) -> bool {
+        let held = self.last.is_some_and(|(digest, at)| {
+            pending.contains_key(&digest) && at.checked_add(hold).is_none_or(|end| now < end)
+        });
+        held || self.sighted.len() >= OWN_PER_SOURCE
+    }
+
+    fn is_empty(&self) -> bool {
+        self.last.is_none() && self.sighted.is_empty() && self.waiting.is_empty()
+    }
 }
 
 impl Pool {
@@ -53,18 +147,104 @@ impl Pool {
         self.pending.is_empty()
     }
 
-    /// True when this member already holds a different pending request from `source`.
-    pub fn source_busy(&self, source: IpAddr, digest: &RequestDigest) -> bool {
-        self.by_source
-            .get(&source)
-            .is_some_and(|held| held != digest && self.pending.contains_key(held))
+    /// Requests remembered for busy sources.
+    pub fn waiting(&self) -> usize {
+        self.waiting
     }
 
-    /// Records this member's own sighting of `request` from `source`.
-    pub fn note_own(&mut self, request: &NodeIdRequest, sighting: Signed<Sighting>) -> bool {
-        self.by_source
-            .insert(sighting.body.source.ip(), sighting.body.digest);
-        self.add(request, sighting, true)
+    /// A client sent this member `request` itself, from `from`: already sighted from that
+    /// source IP, or remembered until the source frees ([`Pool::next`] then hands it out).
+    pub fn arrive(&mut self, now: Instant, from: SocketAddr, request: &NodeIdRequest) -> Arrival {
+        let digest = request.digest();
+        let total = self.waiting;
+        let source = self.sources.entry(from.ip()).or_default();
+        if source.sighted.contains(&digest) && self.pending.contains_key(&digest) {
+            return Arrival::Sighted;
+        }
+        if let Some(waiting) = source.waiting.get_mut(&digest) {
+            waiting.last = now;
+            return Arrival::Waiting;
+        }
+        if source.waiting.len() >= WAIT_PER_SOURCE || total >= MAX_WAITING {
+            if source.is_empty() {
+                self.sources.remove(&from.ip());
+            }
+            return Arrival::Full;
+        }
+        source.waiting.insert(
+            digest,
+            Waiting {
+                request: request.clone(),
+                from,
+                last: now,
+            },
+        );
+        self.waiting = total.saturating_add(1);
+        Arrival::Waiting
+    }
+
+    /// The remembered request from `ip` to sight now, taken out of memory, when that source is
+    /// free (its last own sighting decided, dropped or `hold` old, and fewer than
+    /// [`OWN_PER_SOURCE`] own ones pending): the one with the most sightings from `members`,
+    /// the lowest digest on a tie, so members that hold different requests from one IP
+    /// converge on one.
+    pub fn next(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        hold: Duration,
+        members: &[MemberKey],
+    ) -> Option<(NodeIdRequest, SocketAddr)> {
+        let source = self.sources.get_mut(&ip)?;
+        if source.busy(now, hold, &self.pending) {
+            return None;
+        }
+        let pending = &self.pending;
+        let best = source
+            .waiting
+            .keys()
+            .map(|digest| {
+                let support = pending
+                    .get(digest)
+                    .map_or(0, |p| support(p, Some(ip), members));
+                (support, std::cmp::Reverse(*digest))
+            })
+            .max()
+            .map(|(_, digest)| digest.0)?;
+        let waiting = source.waiting.remove(&best)?;
+        self.waiting = self.waiting.saturating_sub(1);
+        Some((waiting.request, waiting.from))
+    }
+
+    /// Source IPs with requests remembered that may be free now (see [`Pool::next`]).
+    pub fn remembering(&self) -> Vec<IpAddr> {
+        self.sources
+            .iter()
+            .filter(|(_, source)| !source.waiting.is_empty())
+            .map(|(ip, _)| *ip)
+            .collect()
+    }
+
+    /// Records this member's own sighting of `request`, signed at `now`: its source is busy
+    /// from here (see [`Pool::next`]).
+    pub fn note_own(
+        &mut self,
+        now: Instant,
+        request: &NodeIdRequest,
+        sighting: Signed<Sighting>,
+    ) -> bool {
+        let digest = sighting.body.digest;
+        let ip = sighting.body.source.ip();
+        if !self.add(request, sighting, true) {
+            return false;
+        }
+        let source = self.sources.entry(ip).or_default();
+        source.last = Some((digest, now));
+        source.sighted.insert(digest);
+        if source.waiting.remove(&digest).is_some() {
+            self.waiting = self.waiting.saturating_sub(1);
+        }
+        true
     }
 
     /// Adds a sighting, `verified` when its signature was checked (or it is this member's
@@ -82,6 +262,7 @@ impl Pool {
         let pending = self.pending.entry(digest).or_insert_with(|| Pending {
             request: request.clone(),
             sightings: BTreeMap::new(),
+            since: None,
         });
         pending
             .sightings
@@ -133,12 +314,20 @@ impl Pool {
         }
     }
 
-    /// Forgets a request once it is ordered.
+    /// Forgets a request once it is ordered: its source IPs are free of it.
     pub fn remove(&mut self, digest: &RequestDigest) {
         if let Some(pending) = self.pending.remove(digest) {
-            for key in pending.sightings.keys() {
-                if self.by_source.get(&key.0.ip()) == Some(digest) {
-                    self.by_source.remove(&key.0.ip());
+            let ips: BTreeSet<IpAddr> = pending.sightings.keys().map(|k| k.0.ip()).collect();
+            for ip in ips {
+                let Some(source) = self.sources.get_mut(&ip) else {
+                    continue;
+                };
+                source.sighted.remove(digest);
+                if source.last.is_some_and(|(last, _)| last == *digest) {
+                    source.last = None;
+                }
+                if source.is_empty() {
+                    self.sources.remove(&ip);
                 }
             }
         }
@@ -170,10 +359,60 @@ impl Pool {
         for (digest, _) in &gone {
             self.pending.remove(digest);
         }
-        let pending = &self.pending;
-        self.by_source
-            .retain(|_, digest| pending.contains_key(digest));
+        self.forget_gone();
         gone
+    }
+
+    /// Keeps the sources' bookkeeping to requests still pending, and drops sources with
+    /// nothing left.
+    fn forget_gone(&mut self) {
+        let pending = &self.pending;
+        for source in self.sources.values_mut() {
+            source.sighted.retain(|digest| pending.contains_key(digest));
+            if source.last.is_some_and(|(d, _)| !pending.contains_key(&d)) {
+                source.last = None;
+            }
+        }
+        self.sources.retain(|_, source| !source.is_empty());
+    }
+
+    /// Once a resend period and after each decision: forgets remembered requests whose client
+    /// stopped sending ([`FORGET_AFTER`]) and drops pending requests that gathered no `needed`
+    /// sightings from one source of `members` within [`UNREADY_TTL`]; returns the dropped
+    /// ones' digests. Then [`Pool::remembering`] and [`Pool::next`] say what to sight.
+    pub fn tend(
+        &mut self,
+        now: Instant,
+        needed: usize,
+        members: &[MemberKey],
+    ) -> Vec<RequestDigest> {
+        let mut dropped = Vec::new();
+        for (digest, pending) in &mut self.pending {
+            let since = *pending.since.get_or_insert(now);
+            let old = since.checked_add(UNREADY_TTL).is_some_and(|end| now >= end);
+            if old && support(pending, None, members) < needed {
+                dropped.push(*digest);
+            }
+        }
+        for digest in &dropped {
+            self.pending.remove(digest);
+        }
+        let mut forgotten = 0usize;
+        for source in self.sources.values_mut() {
+            source.waiting.retain(|_, waiting| {
+                let keep = waiting
+                    .last
+                    .checked_add(FORGET_AFTER)
+                    .is_none_or(|end| now < end);
+                if !keep {
+                    forgotten = forgotten.saturating_add(1);
+                }
+                keep
+            });
+        }
+        self.waiting = self.waiting.saturating_sub(forgotten);
+        self.forget_gone();
+        dropped
     }
 
     /// Up to `limit` entries ready for a proposal: requests with sightings from `needed`
@@ -238,7 +477,7 @@ mod tests {
         );
         let mut pool = Pool::default();
         assert!(!pool.holds(&sighting));
-        assert!(pool.note_own(&request, sighting.clone()));
+        assert!(pool.note_own(Instant::now(), &request, sighting.clone()));
         assert!(pool.holds(&sighting));
         let mut forged = sighting.clone();
         forged.signature = Signature([7; 64]);
