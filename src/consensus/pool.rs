@@ -124,7 +124,12 @@ fn support(pending: &Pending, ip: Option<IpAddr>, members: &[MemberKey]) -> usiz
 }
 
 impl Source {
-    fn busy(&self, now: Instant, hold: Duration, pending: &BTreeMap<RequestDigest, Pending>) -> bool {
+    fn busy(
+        &self,
+        now: Instant,
+        hold: Duration,
+        pending: &BTreeMap<RequestDigest, Pending>,
+    ) -> bool {
         let held = self.last.is_some_and(|(digest, at)| {
             pending.contains_key(&digest) && at.checked_add(hold).is_none_or(|end| now < end)
         });

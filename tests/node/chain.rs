@@ -18,9 +18,7 @@ fn config(path: &Path, records: &[String], extra: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Four members, each on its own loopback address as members on their own hosts are: a member
-/// holds one pending request per source address, so members sharing one address would each
-/// hold its own request and sight no other's (and four need two sightings of each).
+/// Four members, each on its own loopback address as members on their own hosts are.
 fn member_addresses() -> Vec<SocketAddr> {
     (2..=5u8)
         .map(|host| {
@@ -30,11 +28,9 @@ fn member_addresses() -> Vec<SocketAddr> {
         .collect()
 }
 
-#[test]
-fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the_members() {
-    let dir = TempDir::new("chain");
-    let addresses = member_addresses();
-    let records: Vec<String> = addresses
+/// Creates an identity in `dir/member-N` for each address; their `record=` lines.
+fn member_records(dir: &TempDir, addresses: &[SocketAddr]) -> Vec<String> {
+    addresses
         .iter()
         .enumerate()
         .map(|(index, address)| {
@@ -54,7 +50,62 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
                 .unwrap()
                 .to_string()
         })
+        .collect()
+}
+
+/// Four members on one address (PROTOCOL.md §11, one pending request per source; issue 14
+/// point 5): each member's node asks for its id from 127.0.0.1, so each member first holds its
+/// own node's request and sights no other. Its hold on the source ends, the members converge on
+/// one request at a time, and all four are certified, then a client from the same address.
+#[test]
+fn four_members_on_one_address_certify_each_other_and_a_client() {
+    let dir = TempDir::new("one-address");
+    let addresses: Vec<SocketAddr> = super::cluster::free_ports(4)
+        .into_iter()
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
         .collect();
+    let records = member_records(&dir, &addresses);
+    let path = dir.join("cluster.toml");
+    config(&path, &records, "");
+    let members: Vec<Node> = addresses
+        .iter()
+        .enumerate()
+        .map(|(index, &address)| {
+            start_with(&dir.0, &format!("member-{index}"), &path, Some(address))
+        })
+        .collect();
+    for index in 0..members.len() {
+        status_until(&dir.join(&format!("member-{index}")), |s| {
+            s.contains("(4 member(s)), member") && s.contains("(certified")
+        });
+    }
+    let client = dir.join("client");
+    let client = client.to_str().unwrap();
+    let (ok, _, err) = run(&["id", "--create", "--data", client]);
+    assert!(ok.success(), "{err}");
+    let via = addresses[1].to_string();
+    let (ok, out, err) = run(&[
+        "id",
+        "request",
+        "--via",
+        &via,
+        "--data",
+        client,
+        "--timeout",
+        "30",
+    ]);
+    assert!(
+        ok.success() && out.contains("node_id=") && out.contains("certificate="),
+        "{out}\n{err}"
+    );
+    drop(members);
+}
+
+#[test]
+fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the_members() {
+    let dir = TempDir::new("chain");
+    let addresses = member_addresses();
+    let records = member_records(&dir, &addresses);
     let genesis = dir.join("genesis.toml");
     config(&genesis, &records, "");
     let mut members: Vec<Node> = addresses

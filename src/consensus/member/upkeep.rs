@@ -4,10 +4,10 @@
 
 use super::{Member, Peer};
 use crate::consensus::agreement::Agreement;
+use crate::consensus::faults;
 use crate::consensus::ids::{MemberKey, NodeId, NodeIdRequest, RequestDigest};
 use crate::consensus::membership::{Membership, MembershipConfig, Out};
 use crate::consensus::policy::{Counters, Limit, Nack, PolicyConfig};
-use crate::consensus::faults;
 use crate::consensus::pool::{Arrival, HOLD_RESENDS, Pool};
 use crate::consensus::schema::Vote;
 use crate::consensus::schema::{self, Application, Batch, Message, Refusal, Reply, Sighting};
