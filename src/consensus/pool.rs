@@ -533,4 +533,152 @@ mod tests {
         pool.discard(&forged);
         assert!(pool.holds(&valid), "another signature drops nothing");
     }
+
+    fn request(key: u8, port: u16) -> (NodeIdRequest, SocketAddr) {
+        let from = SocketAddr::from(([192, 0, 2, 9], port));
+        let request = NodeIdRequest {
+            key: [key; 32],
+            addresses: vec![from],
+            salt: 0,
+        };
+        (request, from)
+    }
+
+    fn sight(key: &SigningKey, request: &NodeIdRequest, from: SocketAddr) -> Signed<Sighting> {
+        let body = Sighting {
+            digest: request.digest(),
+            source: from,
+            member: member_key(key),
+        };
+        sign(key, &NetworkId([9; 32]), body)
+    }
+
+    const HOLD: Duration = Duration::from_secs(3);
+
+    /// A source is busy while the member's last own sighting from it is pending and younger
+    /// than the hold; a request arriving meanwhile is remembered and handed out after.
+    #[test]
+    fn a_busy_source_remembers_a_request_and_hands_it_out_when_the_hold_ends() {
+        let me = SigningKey::from_bytes(&[1; 32]);
+        let members = [member_key(&me)];
+        let t0 = Instant::now();
+        let (first, from) = request(1, 4000);
+        let (second, other) = request(2, 4001);
+        let mut pool = Pool::default();
+        assert_eq!(pool.arrive(t0, from, &first), Arrival::Waiting);
+        let (taken, at) = pool.next(t0, from.ip(), HOLD, &members).expect("free");
+        assert_eq!((&taken, at), (&first, from));
+        assert!(pool.note_own(t0, &taken, sight(&me, &taken, at)));
+        assert_eq!(pool.arrive(t0, from, &first), Arrival::Sighted);
+        assert_eq!(pool.arrive(t0, other, &second), Arrival::Waiting);
+        assert_eq!(pool.waiting(), 1);
+        assert!(
+            pool.next(t0 + HOLD / 2, from.ip(), HOLD, &members)
+                .is_none()
+        );
+        let (taken, at) = pool.next(t0 + HOLD, from.ip(), HOLD, &members).unwrap();
+        assert_eq!(
+            (taken, at),
+            (second, other),
+            "named by the address it came from"
+        );
+        assert_eq!(pool.waiting(), 0);
+    }
+
+    /// A decided request frees its source at once.
+    #[test]
+    fn a_decided_request_frees_its_source() {
+        let me = SigningKey::from_bytes(&[1; 32]);
+        let members = [member_key(&me)];
+        let t0 = Instant::now();
+        let (first, from) = request(1, 4000);
+        let (second, _) = request(2, 4000);
+        let mut pool = Pool::default();
+        assert!(pool.note_own(t0, &first, sight(&me, &first, from)));
+        assert_eq!(pool.arrive(t0, from, &second), Arrival::Waiting);
+        assert!(pool.next(t0, from.ip(), HOLD, &members).is_none());
+        pool.remove(&first.digest());
+        assert!(pool.next(t0, from.ip(), HOLD, &members).is_some());
+    }
+
+    /// Members that hold different requests from one IP converge: the remembered request with
+    /// the most other members' sightings first, else the lowest digest.
+    #[test]
+    fn the_request_others_sighted_most_goes_first_then_the_lowest_digest() {
+        let keys: Vec<SigningKey> = (1..=3u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
+        let mut members: Vec<MemberKey> = keys.iter().map(member_key).collect();
+        members.sort_unstable();
+        let t0 = Instant::now();
+        let mut requests: Vec<(NodeIdRequest, SocketAddr)> =
+            (1..=3u8).map(|k| request(k, 4000)).collect();
+        requests.sort_by_key(|(r, _)| r.digest());
+        let mut pool = Pool::default();
+        for (r, from) in &requests {
+            assert_eq!(pool.arrive(t0, *from, r), Arrival::Waiting);
+        }
+        // The highest digest has another member's sighting: it goes first.
+        let (top, from) = requests[2].clone();
+        assert!(pool.add(&top, sight(&keys[1], &top, from), false));
+        let ip = from.ip();
+        let first = pool.next(t0, ip, HOLD, &members).unwrap().0;
+        assert_eq!(first, top);
+        assert!(pool.note_own(t0, &first, sight(&keys[0], &first, from)));
+        let later = t0 + HOLD;
+        let second = pool.next(later, ip, HOLD, &members).unwrap().0;
+        assert_eq!(second, requests[0].0, "then the lowest digest");
+    }
+
+    /// A full memory refuses the next request rather than evict one another client sent.
+    #[test]
+    fn a_full_source_memory_refuses_rather_than_evicts() {
+        let t0 = Instant::now();
+        let mut pool = Pool::default();
+        for k in 0..WAIT_PER_SOURCE {
+            let (r, from) = request(k as u8, 4000);
+            assert_eq!(pool.arrive(t0, from, &r), Arrival::Waiting);
+        }
+        let (late, from) = request(200, 4000);
+        assert_eq!(pool.arrive(t0, from, &late), Arrival::Full);
+        let (kept, from) = request(0, 4000);
+        assert_eq!(pool.arrive(t0, from, &kept), Arrival::Waiting, "still held");
+        assert_eq!(pool.waiting(), WAIT_PER_SOURCE);
+        // Forgotten once its client stops sending.
+        assert!(pool.tend(t0 + FORGET_AFTER, 1, &[]).is_empty());
+        assert_eq!(pool.waiting(), 0);
+        assert_eq!(
+            pool.arrive(t0 + FORGET_AFTER, from, &late),
+            Arrival::Waiting
+        );
+    }
+
+    /// A request that gathers no f+1 sightings within the TTL is dropped, and frees its
+    /// source; one with f+1 stays.
+    #[test]
+    fn an_unready_request_is_dropped_after_its_ttl() {
+        let keys: Vec<SigningKey> = (1..=2u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]))
+            .collect();
+        let mut members: Vec<MemberKey> = keys.iter().map(member_key).collect();
+        members.sort_unstable();
+        let t0 = Instant::now();
+        let (alone, from) = request(1, 4000);
+        let (backed, _) = request(2, 5000);
+        let other = SocketAddr::from(([198, 51, 100, 1], 5000));
+        let mut pool = Pool::default();
+        assert!(pool.note_own(t0, &alone, sight(&keys[0], &alone, from)));
+        assert!(pool.note_own(t0, &backed, sight(&keys[0], &backed, other)));
+        assert!(pool.add(&backed, sight(&keys[1], &backed, other), false));
+        assert!(pool.tend(t0, 2, &members).is_empty());
+        let (next, _) = request(3, 4000);
+        let late = t0 + UNREADY_TTL;
+        assert_eq!(pool.arrive(late, from, &next), Arrival::Waiting);
+        let forever = Duration::MAX;
+        assert!(pool.next(late, from.ip(), forever, &members).is_none());
+        let dropped = pool.tend(late, 2, &members);
+        assert_eq!(dropped, vec![alone.digest()]);
+        assert_eq!(pool.len(), 1);
+        assert!(pool.next(late, from.ip(), forever, &members).is_some());
+    }
 }
