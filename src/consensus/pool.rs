@@ -32,6 +32,14 @@ use std::time::{Duration, Instant};
 /// The most requests waiting at once.
 pub const MAX_PENDING: usize = 4096;
 
+/// The most pending requests that came in on other members' sightings: the rest of
+/// [`MAX_PENDING`] is kept for this member's own, so members flooding sightings of requests
+/// nobody else saw cannot stop it sighting its clients' requests.
+pub const MAX_BY_OTHERS: usize = 3072;
+
+/// The most pending requests that came in on one other member's sighting.
+pub const MAX_BY_ONE: usize = 1024;
+
 /// Resend periods a member's last own sighting from a source keeps that source busy.
 pub const HOLD_RESENDS: u32 = 3;
 
@@ -59,6 +67,8 @@ struct Pending {
     sightings: BTreeMap<(SocketAddr, MemberKey), Held>,
     /// When [`Pool::tend`] first saw it: its [`UNREADY_TTL`] runs from there.
     since: Option<Instant>,
+    /// The other member whose sighting brought it in; `None` for this member's own.
+    by: Option<MemberKey>,
 }
 
 /// A sighting and whether its signature was checked (or it is this member's own).
@@ -108,6 +118,8 @@ pub struct Pool {
     sources: BTreeMap<IpAddr, Source>,
     /// Requests remembered across all sources.
     waiting: usize,
+    /// Pending requests each other member's sighting brought in.
+    by_others: BTreeMap<MemberKey, usize>,
 }
 
 /// Distinct `members` that sighted `pending` from one address (of IP `ip`, when given).
@@ -240,7 +252,7 @@ impl Pool {
     ) -> bool {
         let digest = sighting.body.digest;
         let ip = sighting.body.source.ip();
-        if !self.add(request, sighting, true) {
+        if !self.insert(request, sighting, true, None) {
             return false;
         }
         let source = self.sources.entry(ip).or_default();
@@ -252,28 +264,68 @@ impl Pool {
         true
     }
 
-    /// Adds a sighting, `verified` when its signature was checked (or it is this member's
-    /// own); false when the pool is full. The first sighting per (source, member) stays.
+    /// Adds another member's sighting, not checked yet (`verified` once it was); false when
+    /// the pool is full, or holds its share of requests only other members saw
+    /// ([`MAX_BY_ONE`], [`MAX_BY_OTHERS`]). The first sighting per (source, member) stays.
     pub fn add(
         &mut self,
         request: &NodeIdRequest,
         sighting: Signed<Sighting>,
         verified: bool,
     ) -> bool {
+        let member = sighting.body.member;
+        self.insert(request, sighting, verified, Some(member))
+    }
+
+    fn insert(
+        &mut self,
+        request: &NodeIdRequest,
+        sighting: Signed<Sighting>,
+        verified: bool,
+        by: Option<MemberKey>,
+    ) -> bool {
         let digest = sighting.body.digest;
-        if !self.pending.contains_key(&digest) && self.pending.len() >= MAX_PENDING {
-            return false;
+        if !self.pending.contains_key(&digest) {
+            if self.pending.len() >= MAX_PENDING {
+                return false;
+            }
+            if let Some(member) = by {
+                let one = self.by_others.get(&member).copied().unwrap_or(0);
+                let all = self
+                    .by_others
+                    .values()
+                    .fold(0usize, |sum, n| sum.saturating_add(*n));
+                if one >= MAX_BY_ONE || all >= MAX_BY_OTHERS {
+                    return false;
+                }
+                self.by_others.insert(member, one.saturating_add(1));
+            }
         }
         let pending = self.pending.entry(digest).or_insert_with(|| Pending {
             request: request.clone(),
             sightings: BTreeMap::new(),
             since: None,
+            by,
         });
         pending
             .sightings
             .entry((sighting.body.source, sighting.body.member))
             .or_insert(Held { sighting, verified });
         true
+    }
+
+    /// Takes a request out of the pending ones, giving back the share it was counted in.
+    fn take(&mut self, digest: &RequestDigest) -> Option<Pending> {
+        let pending = self.pending.remove(digest)?;
+        if let Some(member) = pending.by
+            && let Some(count) = self.by_others.get_mut(&member)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.by_others.remove(&member);
+            }
+        }
+        Some(pending)
     }
 
     /// True when the pool holds exactly this sighting (signature included) and its signature
@@ -321,7 +373,7 @@ impl Pool {
 
     /// Forgets a request once it is ordered: its source IPs are free of it.
     pub fn remove(&mut self, digest: &RequestDigest) {
-        if let Some(pending) = self.pending.remove(digest) {
+        if let Some(pending) = self.take(digest) {
             let ips: BTreeSet<IpAddr> = pending.sightings.keys().map(|k| k.0.ip()).collect();
             for ip in ips {
                 let Some(source) = self.sources.get_mut(&ip) else {
@@ -362,7 +414,7 @@ impl Pool {
             }
         }
         for (digest, _) in &gone {
-            self.pending.remove(digest);
+            self.take(digest);
         }
         self.forget_gone();
         gone
@@ -400,7 +452,7 @@ impl Pool {
             }
         }
         for digest in &dropped {
-            self.pending.remove(digest);
+            self.take(digest);
         }
         let mut forgotten = 0usize;
         for source in self.sources.values_mut() {
@@ -680,5 +732,41 @@ mod tests {
         assert_eq!(dropped, vec![alone.digest()]);
         assert_eq!(pool.len(), 1);
         assert!(pool.next(late, from.ip(), forever, &members).is_some());
+    }
+
+    /// One member sighting requests nobody else saw cannot fill the pool: past its share its
+    /// sightings of new requests are refused, another member's still come in, and this
+    /// member's own always find room.
+    #[test]
+    fn one_member_cannot_fill_the_pool_against_the_others() {
+        let flooder = SigningKey::from_bytes(&[3; 32]);
+        let other = SigningKey::from_bytes(&[4; 32]);
+        let me = SigningKey::from_bytes(&[5; 32]);
+        let from = SocketAddr::from(([192, 0, 2, 9], 4000));
+        let junk = |n: usize| NodeIdRequest {
+            key: [7; 32],
+            addresses: vec![from],
+            salt: n as u32,
+        };
+        let mut pool = Pool::default();
+        for n in 0..MAX_BY_ONE {
+            let r = junk(n);
+            assert!(pool.add(&r, sight(&flooder, &r, from), false));
+        }
+        let r = junk(MAX_BY_ONE);
+        assert!(
+            !pool.add(&r, sight(&flooder, &r, from), false),
+            "past its share"
+        );
+        assert!(
+            pool.add(&r, sight(&other, &r, from), false),
+            "another's comes in"
+        );
+        let (mine, at) = request(1, 4000);
+        assert!(pool.note_own(Instant::now(), &mine, sight(&me, &mine, at)));
+        // A request it brought in that leaves gives its share back.
+        pool.remove(&junk(0).digest());
+        let r = junk(MAX_BY_ONE + 1);
+        assert!(pool.add(&r, sight(&flooder, &r, from), false));
     }
 }
