@@ -56,7 +56,9 @@ fn member_records(dir: &TempDir, addresses: &[SocketAddr]) -> Vec<String> {
 /// Four members on one address (PROTOCOL.md §11, one pending request per source; issue 14
 /// point 5): each member's node asks for its id from 127.0.0.1, so each member first holds its
 /// own node's request and sights no other. Its hold on the source ends, the members converge on
-/// one request at a time, and all four are certified, then a client from the same address.
+/// one request at a time, and all four are certified, then a node and a client from the same
+/// address. The node starts first (point 7): with its members out of reach it stays their
+/// client, uncertified, and starts no cluster of its own.
 #[test]
 fn four_members_on_one_address_certify_each_other_and_a_client() {
     let dir = TempDir::new("one-address");
@@ -67,6 +69,9 @@ fn four_members_on_one_address_certify_each_other_and_a_client() {
     let records = member_records(&dir, &addresses);
     let path = dir.join("cluster.toml");
     config(&path, &records, "");
+    let _early = start_with(&dir.0, "node", &path, None);
+    let waiting = status_until(&dir.join("node"), |s| s.contains("(4 member(s)), client"));
+    assert!(!waiting.contains("(certified"), "{waiting}");
     let members: Vec<Node> = addresses
         .iter()
         .enumerate()
@@ -74,9 +79,9 @@ fn four_members_on_one_address_certify_each_other_and_a_client() {
             start_with(&dir.0, &format!("member-{index}"), &path, Some(address))
         })
         .collect();
-    for index in 0..members.len() {
-        status_until(&dir.join(&format!("member-{index}")), |s| {
-            s.contains("(4 member(s)), member") && s.contains("(certified")
+    for name in ["member-0", "member-1", "member-2", "member-3", "node"] {
+        status_until(&dir.join(name), |s| {
+            s.contains("(4 member(s)), ") && s.contains("(certified")
         });
     }
     let client = dir.join("client");
