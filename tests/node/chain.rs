@@ -84,21 +84,8 @@ fn four_members_on_one_address_certify_each_other_and_a_client() {
             s.contains("(4 member(s)), ") && s.contains("(certified")
         });
     }
-    let client = dir.join("client");
-    let client = client.to_str().unwrap();
-    let (ok, _, err) = run(&["id", "--create", "--data", client]);
-    assert!(ok.success(), "{err}");
     let via = addresses[1].to_string();
-    let (ok, out, err) = run(&[
-        "id",
-        "request",
-        "--via",
-        &via,
-        "--data",
-        client,
-        "--timeout",
-        "30",
-    ]);
+    let (ok, out, err) = super::cluster::new_client_asks(&dir.0, "client", &via, "30");
     assert!(
         ok.success() && out.contains("node_id=") && out.contains("certificate="),
         "{out}\n{err}"
