@@ -36,6 +36,10 @@ fn four_members_decide_every_request_of_four_clients_on_one_ip() {
 }
 
 #[test]
-fn seven_members_decide_every_request_of_clients_sharing_two_ips() {
-    behind_one_ip(&[Role::Honest; 7], 8, 4);
+fn seven_members_two_byzantine_decide_every_request_of_clients_sharing_two_ips() {
+    // f = 2: a silent member and an equivocating proposer; three sightings of five honest.
+    let mut roles = [Role::Honest; 7];
+    roles[0] = Role::Equivocator;
+    roles[3] = Role::Silent;
+    behind_one_ip(&roles, 6, 3);
 }
