@@ -304,6 +304,10 @@ impl<E: Agreement, S: Store> Member<E, S> {
             self.own_sightings.remove(&digest);
             self.clients.remove(&digest);
         }
+        if !self.is_member(&self.me) {
+            // Voted out: it sights nothing more (its requests' clients ask today's members).
+            return;
+        }
         for ip in self.pool.remembering() {
             self.sight_next(now, ip);
         }
