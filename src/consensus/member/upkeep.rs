@@ -250,7 +250,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 self.sight_next(now, source.ip());
                 Ok(())
             }
-            // PROTOCOL.md §11: at most one pending request per source; the client sends again.
+            // What this member remembers for the source is full: the client sends again.
             Arrival::Full => Err(Refusal::Unexpected),
         }
     }
