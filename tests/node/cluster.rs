@@ -173,6 +173,10 @@ fn the_documented_three_member_cluster_issues_ids_and_killed_members_change_none
     let (status, out, err) = run(&["cluster", "status", "--via", &via, "--timeout", "30"]);
     assert!(status.success(), "{out}\n{err}");
     assert!(out.contains("members: 3 (quorum 3), 3 answered"), "{out}");
+    // Issue 14 point 9: network id, members, each one's height/round, last decision and lag.
+    for column in ["network: ", "height", "round", "last decision", "lag"] {
+        assert!(out.contains(column), "no {column:?} in:\n{out}");
+    }
     assert!(
         out.contains("(pinned: as the node asked presented it)"),
         "{out}"
