@@ -36,6 +36,7 @@ use crate::service::host::{Context, Service, ServiceTag, body};
 use crate::service::{Delivery, Input};
 use crate::session::PeerRecord;
 use crate::session::peer_id_of;
+use crate::session::{SourceRateLimiter, TokenRate};
 use crate::stats::{HistogramSlots, catalog};
 use crate::wire::PeerId;
 use ed25519_dalek::SigningKey;
@@ -195,7 +196,25 @@ pub struct ConsensusService {
     proof_stale: bool,
     /// True once a refusal of the node's own request was logged.
     nack_logged: bool,
+    /// What each client source, and its prefix, may hand the member ([`CLIENT_RATE`]).
+    client_rate: SourceRateLimiter,
 }
+
+/// Client messages one source address, and one /24 (IPv6 /64), may hand the member: each may
+/// cost it a signature (a sighting, a reply to a repeat, a NACK over quota), which without a
+/// bound one peer could buy by the thousand a second, a few dozen requests to a datagram.
+/// An honest client asks each member once a second ([`super::asking::ASK_EVERY`]) until it
+/// has its id, so this leaves room for dozens behind one address (a NAT, a test on loopback).
+pub const CLIENT_RATE: (TokenRate, TokenRate) = (
+    TokenRate {
+        per_second: 64,
+        burst: 256,
+    },
+    TokenRate {
+        per_second: 256,
+        burst: 1024,
+    },
+);
 
 /// Messages queued for the member before they are handed over early: the host's pass is
 /// bounded already; this bounds what one pass can hold back.
@@ -303,6 +322,7 @@ impl ConsensusService {
             settings,
             proof_stale: false,
             nack_logged: false,
+            client_rate: SourceRateLimiter::new(rand::random(), CLIENT_RATE.0, CLIENT_RATE.1),
         })
     }
 
@@ -368,6 +388,12 @@ impl ConsensusService {
     fn feed(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         if self.member.is_none() {
             return;
+        }
+        if let Peer::Client(source) = from
+            && source != self.self_source
+            && self.client_rate.charge(source.ip(), now).is_err()
+        {
+            return self.refuse(Refusal::Rate);
         }
         self.queued.push((from, bytes.to_vec()));
         if self.queued.len() >= MAX_QUEUED {

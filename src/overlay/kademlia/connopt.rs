@@ -132,7 +132,9 @@ impl Dht {
         let method = self.compression_for(peer);
         if method != Method::None && frame.len() >= self.config.compress_above {
             let wrapped = compression::wrap(method, &frame);
-            if wrapped.len() < frame.len() {
+            // What would inflate past the ratio a receiver allows goes plain.
+            let payload = wrapped.len().saturating_sub(compression::HEADER);
+            if wrapped.len() < frame.len() && compression::within_ratio(payload, frame.len()) {
                 return wrapped;
             }
         }
