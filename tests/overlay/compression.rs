@@ -230,5 +230,8 @@ fn frames_that_cost_more_to_inflate_than_their_bytes_are_refused_before_decoding
     dht.handle(Instant::now(), 1_000, sender(&peer), &honest);
     assert!(dht.poll_transmit().is_some(), "answered");
     // And a sender never sends what a receiver would refuse: past the ratio it goes plain.
-    assert!(!compression::within_ratio(wrapped.len() - HEADER, ping.len()));
+    assert!(!compression::within_ratio(
+        wrapped.len() - HEADER,
+        ping.len()
+    ));
 }

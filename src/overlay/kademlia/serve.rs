@@ -67,9 +67,10 @@ impl Dht {
             // at a few hundred times what its bytes cost (docs/SECURITY.md). Whatever serves
             // a relayed op must check `Envelope::verify` first and drop what fails.
             Body::Envelope(_)
-            | Body::Speak(_) | Body::Lock { .. } | Body::Cas { .. } | Body::Diff { .. } => {
-                Reply::nack(id, op, NOT_SERVED)
-            }
+            | Body::Speak(_)
+            | Body::Lock { .. }
+            | Body::Cas { .. }
+            | Body::Diff { .. } => Reply::nack(id, op, NOT_SERVED),
             Body::FindNode(target) => ack(ReplyBody::Nodes(
                 self.keys.with_records(self.closest_for(&target, from)),
             )),
