@@ -473,6 +473,7 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "decompression_bomb",
     "decompression_corrupt",
     "peer_options_full",
+    "checks_limit",
     "peers_full",
     "queue_full",
     "opens_full",

@@ -5,7 +5,7 @@
 //! does with them (read from its counters and its answers), never how long it took; the
 //! worker thread's CPU time is printed for docs/SECURITY.md.
 
-use super::{HEAP_BUDGET, Node, STEP, authenticated, loopback, scrape, send_paced, under_attack};
+use super::{HEAP_BUDGET, Node, STEP, loopback, scrape, send_paced, under_attack};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use weft::bench::load::attacker::{AttackError, Attacker};
@@ -13,7 +13,8 @@ use weft::consensus::ids::NodeIdRequest;
 use weft::consensus::schema;
 use weft::overlay::rpc::compression::{self, Method};
 use weft::overlay::rpc::envelope::Envelope;
-use weft::overlay::rpc::{Body, Frame, FrameLimits, Opcode, Request, Value};
+use weft::overlay::rpc::{Body, ConnectionOpt, Frame, FrameLimits, Opcode, Request, Value};
+use weft::session::{Identity, PeerRecord};
 use weft::wire::{Ack, AckRanges, Capabilities, ChannelId, Message};
 
 /// The first byte of a message for the overlay and for the consensus service (`ServiceTag`).
@@ -21,6 +22,9 @@ const OVERLAY: u8 = 1;
 const CONSENSUS: u8 = 2;
 
 const DROPPED: &str = "weft_overlay_dropped_total";
+
+/// The overlay attacker's Ed25519 and X25519 secrets: it signs records of its own.
+const ATTACKER_KEYS: ([u8; 32], [u8; 32]) = ([0x41; 32], [0x42; 32]);
 
 /// A 50-byte bz2 stream of one 900 KB block (`tests/overlay/bomb.bz2`).
 const BZ2_BLOCK_BOMB: &[u8] = include_bytes!("../overlay/bomb.bz2");
@@ -44,7 +48,13 @@ struct Sender {
 
 impl Sender {
     fn open(node: &Node, seed: u64) -> Result<Sender, AttackError> {
-        let mut attacker = authenticated(node, loopback(0, 1, 1), seed);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+        Sender::open_as(node, Identity::generate(&mut rng), seed)
+    }
+
+    fn open_as(node: &Node, identity: Identity, seed: u64) -> Result<Sender, AttackError> {
+        let mut attacker = Attacker::with_identity(loopback(0, 1, 1), node.udp, identity, seed)?;
+        attacker.handshake_xx(STEP)?;
         let channel = attacker.open_channel(3, Capabilities::NONE, STEP)?;
         // Credit for all the node's answers (a sender that got none sends 64 messages).
         attacker.send_sealed(
@@ -243,7 +253,8 @@ fn overlay_barrier(sender: &mut Sender) -> Result<(), AttackError> {
 fn overlay_frames_that_cost_more_than_their_bytes_are_refused_before_the_work() {
     let mut node = Node::start("overlay-work", &[]);
     under_attack("overlay-work", &mut node, HEAP_BUDGET, |node| {
-        let mut sender = Sender::open(node, 0x0be1)?;
+        let identity = Identity::from_secret_bytes(ATTACKER_KEYS.0, ATTACKER_KEYS.1);
+        let mut sender = Sender::open_as(node, identity, 0x0be1)?;
         overlay_barrier(&mut sender)?;
 
         let mut bz2 = vec![0, Method::Bz2.code()];
@@ -335,6 +346,47 @@ fn overlay_frames_that_cost_more_than_their_bytes_are_refused_before_the_work() 
             "signatures checked for an op the node does not serve"
         );
         assert!(nacked > 0, "no SHOUT was answered");
+
+        // A new record of the attacker's own in every frame (another port each): each differs
+        // from the one held, so each cost a signature check and a journal entry (a disk write)
+        // before the bound.
+        let identity = Identity::from_secret_bytes(ATTACKER_KEYS.0, ATTACKER_KEYS.1);
+        let records: Vec<Vec<u8>> = (0..200u16)
+            .map(|i| PeerRecord::sign(&identity, &[([127, 0, 1, 1], 7000 + i).into()]).to_bytes())
+            .collect();
+        let options: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                let option = Request {
+                    op: Opcode::SetConnectionOpt,
+                    id: 20_000 + i,
+                    body: Body::SetConnectionOpt(ConnectionOpt::PeerRecord(
+                        records[i as usize].clone(),
+                    )),
+                };
+                tagged(OVERLAY, &option.encode())
+            })
+            .collect();
+        let ticks = worker_ticks(node);
+        sender.send(&options)?;
+        let (mut acked, mut answered) = (0, 0);
+        sender.collect(OVERLAY, Instant::now() + Duration::from_secs(3), |frame| {
+            if let Ok(Frame::Reply(reply)) = Frame::parse(frame, &FrameLimits::default())
+                && reply.op == Opcode::SetConnectionOpt
+                && reply.id >= 20_000
+            {
+                answered += 1;
+                acked += usize::from(reply.ack);
+            }
+            answered == 200
+        })?;
+        let limited = counted(node, &mut sender, DROPPED, "reason=\"checks_limit\"", 1);
+        println!(
+            "overlay-work: 200 new records of its own: {acked} taken (a signature check each), \
+             {limited} refused past the peer's checks; worker CPU {} ticks",
+            worker_ticks(node) - ticks
+        );
+        assert!(acked <= 8, "{acked} records checked for one peer");
+        assert!(limited > 0, "no record was refused past the peer's checks");
         Ok(())
     });
 }

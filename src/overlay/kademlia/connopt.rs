@@ -70,9 +70,11 @@ impl Dht {
         }
     }
 
-    /// Forgets what `peer` negotiated (its connection is gone), freeing its place.
+    /// Forgets what `peer` negotiated and the signature checks it cost (its connection is
+    /// gone), freeing its place.
     pub fn forget_peer(&mut self, peer: &PeerId) {
         self.peer_options.remove(peer);
+        self.checks.remove(peer);
     }
 
     /// The entry of `peer`, made if the budget allows.
