@@ -196,25 +196,28 @@ pub struct ConsensusService {
     proof_stale: bool,
     /// True once a refusal of the node's own request was logged.
     nack_logged: bool,
-    /// What each client source, and its prefix, may hand the member ([`CLIENT_RATE`]).
+    /// What each client source, and its prefix, may hand the member ([`client_rates`]).
     client_rate: SourceRateLimiter,
 }
 
-/// Client messages one source address, and one /24 (IPv6 /64), may hand the member: each may
-/// cost it a signature (a sighting, a reply to a repeat, a NACK over quota), which without a
-/// bound one peer could buy by the thousand a second, a few dozen requests to a datagram.
-/// An honest client asks each member once a second ([`super::asking::ASK_EVERY`]) until it
-/// has its id, so this leaves room for dozens behind one address (a NAT, a test on loopback).
-pub const CLIENT_RATE: (TokenRate, TokenRate) = (
-    TokenRate {
-        per_second: 64,
-        burst: 256,
-    },
-    TokenRate {
-        per_second: 256,
-        burst: 1024,
-    },
-);
+/// The buckets a client's messages are charged to before the member sees them: `rate` a
+/// second for its address, four times that for its /24 (IPv6 /64), each with bursts of four
+/// seconds' worth ([`PolicyConfig::client_rate`]). Each message may cost the member a signature
+/// (a sighting, a reply to a repeat, a NACK over quota), which without a bound one peer could
+/// buy by the thousand a second, a dozen requests to a datagram.
+pub fn client_rates(rate: u32) -> (TokenRate, TokenRate) {
+    let prefix = rate.saturating_mul(4);
+    (
+        TokenRate {
+            per_second: rate,
+            burst: prefix,
+        },
+        TokenRate {
+            per_second: prefix,
+            burst: prefix.saturating_mul(4),
+        },
+    )
+}
 
 /// Messages queued for the member before they are handed over early: the host's pass is
 /// bounded already; this bounds what one pass can hold back.
@@ -294,6 +297,8 @@ impl ConsensusService {
                 .map(|(list, chain)| (list.epoch, chain.links.len())),
             ..View::default()
         }));
+        let (address, prefix) = client_rates(settings.policy.client_rate);
+        let client_rate = SourceRateLimiter::new(rand::random(), address, prefix);
         Ok(ConsensusService {
             me,
             self_source,
@@ -322,7 +327,7 @@ impl ConsensusService {
             settings,
             proof_stale: false,
             nack_logged: false,
-            client_rate: SourceRateLimiter::new(rand::random(), CLIENT_RATE.0, CLIENT_RATE.1),
+            client_rate,
         })
     }
 
