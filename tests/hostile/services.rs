@@ -321,14 +321,8 @@ fn overlay_frames_that_cost_more_than_their_bytes_are_refused_before_the_work() 
             .collect();
         let ticks = worker_ticks(node);
         sender.send(&shouts)?;
-        let mut nacked = 0;
-        sender.collect(OVERLAY, Instant::now() + Duration::from_secs(3), |frame| {
-            if let Ok(Frame::Reply(reply)) = Frame::parse(frame, &FrameLimits::default()) {
-                nacked += usize::from(!reply.ack && reply.op == Opcode::Shout);
-            }
-            false
-        })?;
-        counted(
+        // Counted by the node (its NACKs may be slow to arrive on a loaded machine).
+        let nacked = counted(
             node,
             &mut sender,
             "weft_overlay_requests_nacked_total",
@@ -393,11 +387,13 @@ fn overlay_frames_that_cost_more_than_their_bytes_are_refused_before_the_work() 
 
 /// Node-id requests are not signed and a datagram holds a dozen, but a member signs what it
 /// answers: a repeat of a logged request gets a signed reply, one over a quota a signed NACK.
-/// 1,000 repeats from one address must not buy 1,000 signatures: past its source's rate a
+/// 2,000 repeats from one address must not buy 2,000 signatures: past its source's rate a
 /// request is dropped and counted (`weft_consensus_refusals_total{reason="rate"}`).
 #[test]
 fn repeated_node_id_requests_do_not_buy_a_signature_each() {
-    const REPEATS: usize = 1000;
+    // Enough that a loaded machine, pacing the attacker through its credit, still sends them
+    // faster than the bucket refills (2,000 in under 27 s).
+    const REPEATS: usize = 2000;
     let mut node = Node::start("request-flood", &[]);
     under_attack("request-flood", &mut node, HEAP_BUDGET, |node| {
         let mut sender = Sender::open(node, 0xc0_5e)?;
