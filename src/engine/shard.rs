@@ -43,6 +43,28 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 mod opens;
 
+/// TEMPORARY experiment knobs (removed before the branch ends).
+#[allow(clippy::arithmetic_side_effects)]
+mod experiment {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+    pub(super) fn busy_poll() -> Duration {
+        static V: OnceLock<Duration> = OnceLock::new();
+        *V.get_or_init(|| {
+            Duration::from_micros(
+                std::env::var("WEFT_BUSY_POLL_US")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(super::BUSY_POLL.as_micros() as u64),
+            )
+        })
+    }
+    pub(super) fn spin_yield() -> bool {
+        static V: OnceLock<bool> = OnceLock::new();
+        *V.get_or_init(|| std::env::var("WEFT_SPIN_YIELD").is_ok_and(|v| v == "1"))
+    }
+}
+
 /// The shard that owns a datagram's sender: `u32::from_be_bytes(pid[..4]) % N`, the same answer
 /// the steering program gives (PROTOCOL.md §12). A datagram too short to name a sender stays
 /// where it landed; the endpoint drops it as unparseable.
@@ -190,7 +212,8 @@ impl Shard {
             {
                 wait = wait.min(deadline.saturating_duration_since(now));
             }
-            if self.io.busy() || now.duration_since(last_work) < BUSY_POLL {
+            let spinning = now.duration_since(last_work) < experiment::busy_poll();
+            if self.io.busy() || spinning {
                 wait = Duration::ZERO;
             }
             // Requests wake a shard only while it sleeps (PROTOCOL.md §12).
@@ -230,6 +253,8 @@ impl Shard {
             worked |= self.transmit() > 0;
             if worked {
                 last_work = now;
+            } else if spinning && experiment::spin_yield() {
+                std::thread::yield_now();
             }
             if now >= next_snapshot || self.stopping {
                 self.snapshot();
@@ -408,8 +433,15 @@ impl Shard {
     fn request(&mut self, now: Instant, request: Request) {
         let endpoint = &mut self.parts.endpoint;
         match request {
-            Request::Send { channel, data } => {
-                if endpoint.send(now, channel, &data).is_err() {
+            Request::Send { channel, mut data } => {
+                // The reply's own buffer (a pooled receive buffer the worker filled) goes into
+                // the channel's send queue in place of the empty pooled one, which comes back
+                // here for the pool: no copy of the message on its way out.
+                let len = data.len();
+                let queued = endpoint.send_with(now, channel, len, |empty| {
+                    std::mem::swap(empty, &mut data);
+                });
+                if queued.is_err() {
                     self.stats.add("weft_shard_reply_errors_total", None, 1);
                 }
                 endpoint.recycle(data);
