@@ -278,7 +278,9 @@ impl RecvBatch {
     /// One `recvmmsg` call; returns how many messages arrived (WouldBlock when none).
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
-            iov_base: self.buf[i.saturating_mul(RECV_STRIDE)..].as_mut_ptr().cast(),
+            iov_base: self.buf[i.saturating_mul(RECV_STRIDE)..]
+                .as_mut_ptr()
+                .cast(),
             iov_len: RECV_SLOT,
         });
         // SAFETY: mmsghdr is plain data for which all-zero is valid.

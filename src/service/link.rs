@@ -723,14 +723,26 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let deliveries = &link.deliveries;
         let soon = || Instant::now().checked_add(Duration::from_millis(5));
-        assert!(matches!(deliveries.recv_or(&rx, true, soon()), Woken::Timeout));
+        assert!(matches!(
+            deliveries.recv_or(&rx, true, soon()),
+            Woken::Timeout
+        ));
         tx.send(7u8).unwrap();
         let far = Instant::now().checked_add(Duration::from_secs(60));
-        assert!(matches!(deliveries.recv_or(&rx, true, far), Woken::Other(7)));
+        assert!(matches!(
+            deliveries.recv_or(&rx, true, far),
+            Woken::Other(7)
+        ));
         drop(tx);
-        assert!(matches!(deliveries.recv_or(&rx, true, None), Woken::OtherClosed));
+        assert!(matches!(
+            deliveries.recv_or(&rx, true, None),
+            Woken::OtherClosed
+        ));
         // A closed queue no longer counted: only the deadline wakes.
-        assert!(matches!(deliveries.recv_or(&rx, false, soon()), Woken::Timeout));
+        assert!(matches!(
+            deliveries.recv_or(&rx, false, soon()),
+            Woken::Timeout
+        ));
     }
 
     #[test]
