@@ -20,7 +20,7 @@ pub(crate) use transmit::Context;
 
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::reliability::{PathState, ReassemblyBudget};
-use crate::channel::state::Traffic;
+use crate::channel::state::{PeerSession, Traffic};
 use crate::handle::FxHashMap;
 use crate::wire::PeerId;
 use std::collections::{HashMap, HashSet};
@@ -71,6 +71,12 @@ pub(crate) struct Connection {
     pub(crate) room: u64,
     /// Kind-0 traffic with the peer (a peer with a session counts on its [`PeerSession`]).
     pub(crate) traffic: Traffic,
+    /// The peer's sessions (PROTOCOL.md §5: the current one and the one it replaces or that
+    /// replaces it), once a handshake completed: every peer with a session has a connection,
+    /// so a sealed packet is opened with what its connection holds. Inline: a connection
+    /// without one (kind 0, or an open to a bare address before its handshake) pays its
+    /// inline room, one with one (nearly all of them) saves a slab slot and a lookup.
+    pub(crate) session: Option<PeerSession>,
     /// The connection's deadlines, one slot per kind (STYLE.md 7); the router keeps their
     /// minimum in its [`DeadlineHeap`](crate::channel::deadlines::DeadlineHeap).
     pub(crate) timers: TimerTable,
@@ -100,6 +106,7 @@ impl Connection {
             rescan: false,
             room: 0,
             traffic: Traffic::default(),
+            session: None,
             timers: TimerTable::default(),
             channel_deadlines: DeadlineHeap::default(),
         }

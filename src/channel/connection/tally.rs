@@ -111,7 +111,7 @@ pub(crate) mod tests {
             data_mut(&mut c, lane).expect("data state").order_at = at;
         }
         queue(&mut c, busy, t0, &mut pool, b"lost");
-        assert!(!write_all(&mut c, busy, t0, None).is_empty());
+        assert!(!write_all(&mut c, busy, t0).is_empty());
         assert!(c.rearm_channel(t0, &ctx(), busy));
         c.rearm_channel(t0, &ctx(), idle);
         let armed = |c: &Connection, lane| data_of(c, lane).and_then(|d| d.armed);
@@ -129,6 +129,6 @@ pub(crate) mod tests {
         assert_eq!(armed(&c, busy), None);
         assert_eq!(c.timers.get(Timer::Data), Some(keep_alive));
         // What the loss timer decided leaves at once.
-        assert!(!write_all(&mut c, busy, loss, None).is_empty());
+        assert!(!write_all(&mut c, busy, loss).is_empty());
     }
 }

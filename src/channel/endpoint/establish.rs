@@ -74,7 +74,8 @@ impl Endpoint {
         let peer = match peer {
             Some(peer) => peer,
             None => {
-                let Some((peer, _)) = self.insert_peer(Connection::new(initiator, from, now))
+                let Some((peer, _)) =
+                    self.insert_peer(Connection::new(initiator, from, now), false)
                 else {
                     self.refuse(from, initiator, id, CloseReason::Refused);
                     return None;
@@ -387,7 +388,10 @@ impl Endpoint {
             Some(peer) => (peer, false),
             None => {
                 let (peer, _) = self
-                    .insert_peer(Connection::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
+                    .insert_peer(
+                        Connection::new(peer_id.unwrap_or(PeerId::ZERO), to, now),
+                        false,
+                    )
                     .ok_or(OpenError::LimitReached("peers"))?;
                 match peer_id {
                     Some(id) => self.ids.set_peer(id, peer),
@@ -500,6 +504,16 @@ impl Endpoint {
         };
         if let Some(state) = connection.lanes.get_mut(lane) {
             state.handle = handle;
+        }
+        // A connection its session made has no silence check once its last channels went
+        // (`peer_timer`): its first channel since arms one.
+        if connection.timers.get(Timer::Idle).is_none() {
+            let check = self.config.keep_alive_interval;
+            let check = later(
+                self.last_now,
+                check.min(self.config.connection_reset_timeout),
+            );
+            self.arm_connection(peer, Timer::Idle, check);
         }
         Some((at, code))
     }

@@ -84,12 +84,8 @@ impl Endpoint {
         // keeps the turn for the next call (`Connection::flush_done`).
         let ctx = self.connection_context();
         let sent = self.peers.get_mut(peer).and_then(|connection| {
-            let session = self
-                .ids
-                .session(&connection.id)
-                .and_then(|&handle| self.sessions.get_mut(handle));
             let lent = (&mut self.stats, &self.hot.tally);
-            connection.poll_transmit(now, &ctx, &visit, session, buf, lent)
+            connection.poll_transmit(now, &ctx, &visit, buf, lent)
         });
         if let Some((sealed, id)) = sent
             .and_then(|written| written.sealed)

@@ -29,10 +29,7 @@ impl Endpoint {
                 .and_then(|handle| self.take_sequence(last_now, handle))
         };
         let local = self.local_id;
-        let Some(&handle) = self.ids.session(&peer) else {
-            return false;
-        };
-        let Some(entry) = self.sessions.get_mut(handle) else {
+        let Some(entry) = sessions::session_in(&self.ids, &mut self.peers, &peer) else {
             return false;
         };
         let phase = entry.slot.sending_phase();
@@ -81,9 +78,7 @@ impl Endpoint {
         let policy = self.config.rekey;
         if sealed_count >= policy.reject_after_packets
             && let Some(session) = self
-                .ids
-                .session(&peer)
-                .and_then(|&h| self.sessions.get_mut(h))
+                .session_of_mut(&peer)
                 .and_then(|entry| entry.slot.current())
         {
             session.exhaust();
@@ -106,12 +101,7 @@ impl Endpoint {
         first: &Message<'_>,
         riders: &[Message<'_>],
     ) {
-        let Some(&handle) = self.ids.session(&peer) else {
-            return;
-        };
-        let Some(session) = self
-            .sessions
-            .get_mut(handle)
+        let Some(session) = sessions::session_in(&self.ids, &mut self.peers, &peer)
             .and_then(|e| e.slot.phase_session(phase))
         else {
             return;
@@ -191,9 +181,7 @@ impl Endpoint {
         buf.clear();
         buf.extend_from_slice(sealed);
         let opened = self
-            .ids
-            .session(&header.sender)
-            .and_then(|&h| self.sessions.get_mut(h))
+            .session_of_mut(&header.sender)
             .and_then(|e| e.slot.phase_session(phase))
             .map(|s| {
                 s.keys
@@ -240,12 +228,7 @@ impl Endpoint {
         };
         let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
         let grace = self.config.retired_session_grace;
-        let entry = self
-            .ids
-            .session(&header.sender)
-            .copied()
-            .and_then(|h| self.sessions.get_mut(h));
-        let Some(entry) = entry else {
+        let Some(entry) = sessions::session_in(&self.ids, &mut self.peers, &header.sender) else {
             self.drop_packet("no_session");
             return self.send_reset(from, header.sender, datagram_len);
         };

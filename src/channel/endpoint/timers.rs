@@ -1,12 +1,12 @@
 //! The endpoint's timers. Each connection keeps a fixed table (its silence check, its
 //! channels' earliest open retry and data deadline) and the router one entry per connection,
-//! moved in place; the handshake machinery and sessions keep theirs in the router's heap.
+//! moved in place; the handshake machinery keeps its own in the router's heap.
 //! Here: arming, the dispatch of every due timer, channel open retries and the silence check.
 
 use super::*;
 
 impl Endpoint {
-    /// Arms a router timer (handshake machinery, sessions).
+    /// Arms a router timer (handshake machinery).
     pub(super) fn arm(&mut self, at: Instant, key: TimerKey) {
         self.timers.push(Reverse((at, key)));
     }
@@ -59,7 +59,6 @@ impl Endpoint {
                     self.timers.pop();
                     match key {
                         TimerKey::Handshake(code) => self.handshake_timer(now, code),
-                        TimerKey::Session(code) => self.session_timer(now, code),
                     }
                 }
                 (_, Some((_, slot))) => self.connection_timeout(now, Handle(slot)),
@@ -85,6 +84,7 @@ impl Endpoint {
             Some(Timer::Idle) => self.peer_timer(now, peer),
             Some(Timer::Open) => self.open_timers(now, peer),
             Some(Timer::Data) => self.data_timers(now, peer),
+            Some(Timer::Session) => self.session_timer(now, peer),
             None => {}
         }
     }
@@ -178,11 +178,7 @@ impl Endpoint {
     /// carried few packets since the last idle check (issue 12: a keep-alive now and then does
     /// not keep 1 KiB of key schedules per channel).
     pub(super) fn shed_session_keys(&mut self, peer: PeerId, all: bool) {
-        if let Some(entry) = self
-            .ids
-            .session(&peer)
-            .and_then(|&handle| self.sessions.get_mut(handle))
-        {
+        if let Some(entry) = self.session_of_mut(&peer) {
             if all {
                 entry.slot.shed_keys();
             } else {
@@ -229,6 +225,11 @@ impl Endpoint {
         let Some(state) = self.peers.get(peer) else {
             return;
         };
+        if state.session.is_some() {
+            // Its session keeps it, idle, until the session expires (`session_timer`); its
+            // next channel arms the silence check again (`insert_channel`).
+            return;
+        }
         let keep_until = state.keep_used_ids_until(self.config.cookie_rotation);
         if keep_until > now {
             self.arm_connection(peer, Timer::Idle, keep_until);
