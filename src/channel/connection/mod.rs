@@ -7,14 +7,18 @@
 mod delivery;
 mod lanes;
 mod receive;
+mod sealed;
 mod tally;
+mod timeout;
 mod timer;
 mod transmit;
 
 pub(crate) use delivery::{Delivered, DeliveryGate, Handover, mode_label};
 pub(crate) use lanes::{ChannelAt, Lane, Lanes};
 pub(crate) use receive::ChannelPacket;
+pub(crate) use sealed::{Handled, Inbound};
 pub(crate) use tally::TallySlots;
+pub(crate) use timeout::Due;
 pub(crate) use timer::{Timer, TimerTable, later};
 pub(crate) use transmit::Context;
 

@@ -46,7 +46,7 @@ impl Connection {
     /// the connection's path and counts their tallies, and lists its lane in `due` (a kept
     /// buffer, cleared first) for the router to deliver what they released and to flush it.
     /// The data timer then follows the earliest deadline left.
-    pub(crate) fn handle_timeout(
+    pub(crate) fn data_timeout(
         &mut self,
         now: Instant,
         pool: &mut BufferPool,
@@ -121,10 +121,10 @@ pub(crate) mod tests {
         // Before the deadline nothing runs (and the kept buffer is cleared).
         let mut due = vec![99];
         let early = loss - Duration::from_millis(1);
-        c.handle_timeout(early, &mut pool, &mut stats, &tallies, &mut due);
+        c.data_timeout(early, &mut pool, &mut stats, &tallies, &mut due);
         assert!(due.is_empty());
         // At it, only the channel whose deadline came, found without a scan of the other.
-        c.handle_timeout(loss, &mut pool, &mut stats, &tallies, &mut due);
+        c.data_timeout(loss, &mut pool, &mut stats, &tallies, &mut due);
         assert_eq!(due, [busy]);
         assert_eq!(armed(&c, busy), None);
         assert_eq!(c.timers.get(Timer::Data), Some(keep_alive));

@@ -8,6 +8,7 @@ use crate::channel::outgoing::MAX_DATAGRAM;
 use crate::channel::pool::BufferPool;
 use crate::channel::seal::{COOKIE_HEAD, seal_into, secure_header};
 use crate::channel::state::Phase;
+use crate::session::RekeyPolicy;
 use crate::stats::Stats;
 use crate::wire::{Capabilities, Flags, Header, Message, PeerId};
 use std::net::SocketAddr;
@@ -21,6 +22,14 @@ pub(crate) struct Context {
     pub(crate) local_id: PeerId,
     /// How long a channel that asked for keep-alives may go without sending (§7.7).
     pub(crate) keep_alive_interval: Duration,
+    /// When sessions are replaced, and how many packets a key may seal or open (§5).
+    pub(crate) rekey: RekeyPolicy,
+    /// How long a session that stopped being the one we send under still opens packets.
+    pub(crate) retired_session_grace: Duration,
+    /// How long an idle peer's session is kept (§5).
+    pub(crate) session_lifetime: Duration,
+    /// How long a silent peer keeps its channels (§7.7).
+    pub(crate) connection_reset_timeout: Duration,
 }
 
 /// One packet written into the caller's buffer.
@@ -330,6 +339,10 @@ pub(crate) mod tests {
         Context {
             local_id: LOCAL,
             keep_alive_interval: Duration::from_secs(15),
+            rekey: RekeyPolicy::default(),
+            retired_session_grace: Duration::from_secs(3),
+            session_lifetime: Duration::from_secs(180),
+            connection_reset_timeout: Duration::from_secs(60),
         }
     }
 

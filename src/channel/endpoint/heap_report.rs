@@ -36,19 +36,6 @@ impl HeapReport {
 }
 
 impl Endpoint {
-    /// Frees the room the queues of a silent peer's channels grew while it was busy (issue
-    /// 12): called with its keys' shedding, once per silence.
-    pub(super) fn shrink_idle_channels(&mut self, peer: crate::handle::Handle) {
-        let Some(connection) = self.peers.get_mut(peer) else {
-            return;
-        };
-        for channel in connection.lanes.iter_mut() {
-            if let Some(data) = channel.data.as_mut() {
-                data.reliability.shrink_idle();
-            }
-        }
-    }
-
     /// Takes the endpoint apart and reports the heap each part held. `live` reads the calling
     /// thread's live heap (a counting allocator's count; nothing else may allocate on the
     /// thread meanwhile). For the memory tests and `docs/PERFORMANCE.md`'s table: not an

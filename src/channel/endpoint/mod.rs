@@ -33,8 +33,8 @@ pub use snapshot::{ChannelCounts, PeerSnapshot};
 use crate::channel::admission::Admission;
 use crate::channel::config::EndpointConfig;
 use crate::channel::connection::{
-    ChannelAt, Connection, Context, DeliveryGate, Lane, Silence, TallySlots, Timer, later,
-    mode_label,
+    ChannelAt, Connection, Context, DeliveryGate, Due, Handled, Inbound, Lane, TallySlots, Timer,
+    later, mode_label,
 };
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
@@ -494,6 +494,10 @@ impl Endpoint {
         Context {
             local_id: self.local_id,
             keep_alive_interval: self.config.keep_alive_interval,
+            rekey: self.config.rekey,
+            retired_session_grace: self.config.retired_session_grace,
+            session_lifetime: self.config.session_lifetime,
+            connection_reset_timeout: self.config.connection_reset_timeout,
         }
     }
 

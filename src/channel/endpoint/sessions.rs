@@ -418,39 +418,6 @@ impl Endpoint {
         }
     }
 
-    /// The session timer of the connection at `handle` fired: a busy peer's session is
-    /// replaced at its rekey deadline, an idle one's forgotten when it expires.
-    pub(super) fn session_timer(&mut self, now: Instant, handle: Handle) {
-        let Some(connection) = self.peers.get(handle) else {
-            return;
-        };
-        let busy = !connection.is_idle();
-        let Some(entry) = connection.session.as_ref() else {
-            return;
-        };
-        let peer = entry.peer;
-        let to = entry.address;
-        let Some(session) = entry.slot.current_ref() else {
-            return;
-        };
-        let created = session.created_at();
-        let rekey_at = session.rekey_deadline(&self.config.rekey);
-        let expires = later(created, self.config.session_lifetime);
-        if now >= rekey_at && busy {
-            // PROTOCOL.md §5: replaced by a new handshake without interrupting channels.
-            let _ = self.ensure_handshake(now, to, Some(peer));
-            let next = later(now, self.config.rekey.after);
-            self.arm_connection(handle, Timer::Session, next);
-        } else if now >= expires && !busy {
-            // Cached for its lifetime only (§5); an idle peer's session is then forgotten.
-            self.forget_session(handle);
-        } else {
-            let next = if busy { rekey_at } else { expires };
-            let next = next.max(later(now, Duration::from_millis(1)));
-            self.arm_connection(handle, Timer::Session, next);
-        }
-    }
-
     /// Starts a rekey once the session we send under reached its threshold (PROTOCOL.md §5),
     /// unless a newer session already waits or a handshake is under way.
     pub(super) fn maybe_rekey(&mut self, now: Instant, peer: PeerId) {

@@ -135,15 +135,13 @@ impl Endpoint {
     /// Keeps the keys of an open channel whose packet the session opened without an entry
     /// (`ChannelKeys::open` caches only channels the endpoint holds open).
     pub(super) fn admit_keys(&mut self, header: &Header) {
-        let (Some(sequence), false) = (header.sequence, header.channel.is_default()) else {
-            return;
-        };
-        let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
-        if let Some(session) = self
-            .session_of_mut(&header.sender)
-            .and_then(|entry| entry.slot.phase_session(phase))
+        if let Some(connection) = self
+            .ids
+            .peer(&header.sender)
+            .copied()
+            .and_then(|slot| self.peers.get_mut(slot))
         {
-            session.keys.admit(header.channel, u64::from(sequence));
+            connection.admit_keys(header);
         }
     }
 

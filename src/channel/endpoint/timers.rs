@@ -70,21 +70,28 @@ impl Endpoint {
         self.publish_gauges();
     }
 
-    /// Runs the connection's earliest due timer. The timer is disarmed and the router's entry
-    /// moved to the table's next deadline before the handler runs: what the handler arms
-    /// again moves the entry once more, never adds one.
+    /// Runs the connection's earliest due timer ([`Connection::handle_timeout`]: the timer is
+    /// disarmed and what the connection can settle itself, it settles), moves the router's
+    /// entry to the table's next deadline, then does what the connection handed over: what
+    /// it arms again moves the entry once more, never adds one.
     fn connection_timeout(&mut self, now: Instant, peer: Handle) {
+        let ctx = self.connection_context();
         let Some(connection) = self.peers.get_mut(peer) else {
             self.deadlines.set(peer.0, None);
             return;
         };
-        let expired = connection.expired(now);
+        let due = connection.handle_timeout(now, &ctx);
+        let id = connection.id;
         self.deadlines.set(peer.0, connection.poll_timeout());
-        match expired {
-            Some(Timer::Idle) => self.peer_timer(now, peer),
-            Some(Timer::Open) => self.open_timers(now, peer),
-            Some(Timer::Data) => self.data_timers(now, peer),
-            Some(Timer::Session) => self.session_timer(now, peer),
+        match due {
+            Some(Due::Reset) => self.peer_reset(now, peer),
+            Some(Due::Open) => self.open_timers(now, peer),
+            Some(Due::Data) => self.data_timers(now, peer),
+            Some(Due::Rekey { to }) => {
+                // PROTOCOL.md §5: replaced by a new handshake without interrupting channels.
+                let _ = self.ensure_handshake(now, to, Some(id));
+            }
+            Some(Due::SessionExpired) => self.forget_session(peer),
             None => {}
         }
     }
@@ -116,13 +123,13 @@ impl Endpoint {
     }
 
     /// The connection's data timer fired: the connection runs its due channels' reliability
-    /// timers ([`Connection::handle_timeout`]); what they released reaches the application now,
+    /// timers ([`Connection::data_timeout`]); what they released reaches the application now,
     /// not when the driver next asks for packets, and the channels are flushed.
     fn data_timers(&mut self, now: Instant, peer: Handle) {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         if let Some(connection) = self.peers.get_mut(peer) {
-            connection.handle_timeout(
+            connection.data_timeout(
                 now,
                 &mut self.pool,
                 &mut self.stats,
@@ -174,44 +181,11 @@ impl Endpoint {
         }
     }
 
-    /// Sheds the expanded keys of every channel of `peer`'s sessions (`all`), or of those that
-    /// carried few packets since the last idle check (issue 12: a keep-alive now and then does
-    /// not keep 1 KiB of key schedules per channel).
-    pub(super) fn shed_session_keys(&mut self, peer: PeerId, all: bool) {
-        if let Some(entry) = self.session_of_mut(&peer) {
-            if all {
-                entry.slot.shed_keys();
-            } else {
-                entry.slot.shed_idle_keys();
-            }
-        }
-    }
-
-    pub(super) fn peer_timer(&mut self, now: Instant, peer: Handle) {
-        let (keep_alive, reset) = (
-            self.config.keep_alive_interval,
-            self.config.connection_reset_timeout,
-        );
+    /// The connection's silence check found it silent for the connection reset timeout.
+    pub(super) fn peer_reset(&mut self, now: Instant, peer: Handle) {
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        match state.silence(now, keep_alive, reset) {
-            Silence::Wait { until } => {
-                let id = state.id;
-                self.shed_session_keys(id, false);
-                return self.arm_connection(peer, Timer::Idle, until);
-            }
-            Silence::ShedKeys { until } => {
-                // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive
-                // interval gives up its expanded channel keys, re-expanded by its next packet.
-                // This timer already exists per peer, so nothing scans the peers per packet.
-                let id = state.id;
-                self.shed_session_keys(id, true);
-                self.shrink_idle_channels(peer);
-                return self.arm_connection(peer, Timer::Idle, until);
-            }
-            Silence::Reset => {}
-        }
         // PROTOCOL.md §7.7: a peer silent for the connection reset timeout loses its channels;
         // under kind 0 that forgets it entirely. The channels are listed in the kept buffer
         // (closing one changes the connection's maps).
