@@ -81,10 +81,7 @@ impl Endpoint {
                     return None;
                 };
                 self.ids.set_peer(initiator, peer);
-                // The first idle check comes after a keep-alive interval (keys shed then).
-                let check = self.config.keep_alive_interval;
-                let check = later(now, check.min(self.config.connection_reset_timeout));
-                self.arm_connection(peer, Timer::Idle, check);
+                self.arm_first_idle_check(peer, now);
                 peer
             }
         };
@@ -399,10 +396,7 @@ impl Endpoint {
                         self.unnamed.insert(to, peer);
                     }
                 }
-                // The first idle check comes after a keep-alive interval (keys shed then).
-                let check = self.config.keep_alive_interval;
-                let check = later(now, check.min(self.config.connection_reset_timeout));
-                self.arm_connection(peer, Timer::Idle, check);
+                self.arm_first_idle_check(peer, now);
                 (peer, true)
             }
         };
@@ -506,14 +500,9 @@ impl Endpoint {
             state.handle = handle;
         }
         // A connection its session made has no silence check once its last channels went
-        // (`peer_timer`): its first channel since arms one.
+        // (`peer_reset`): its first channel since arms one.
         if connection.timers.get(Timer::Idle).is_none() {
-            let check = self.config.keep_alive_interval;
-            let check = later(
-                self.last_now,
-                check.min(self.config.connection_reset_timeout),
-            );
-            self.arm_connection(peer, Timer::Idle, check);
+            self.arm_first_idle_check(peer, self.last_now);
         }
         Some((at, code))
     }

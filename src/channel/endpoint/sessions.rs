@@ -130,9 +130,7 @@ impl Endpoint {
                         };
                         self.ids.set_peer(peer, handle);
                         // Its silence sheds the session's expanded keys, as a channel's would.
-                        let check = self.config.keep_alive_interval;
-                        let check = later(now, check.min(self.config.connection_reset_timeout));
-                        self.arm_connection(handle, Timer::Idle, check);
+                        self.arm_first_idle_check(handle, now);
                         handle
                     }
                 };

@@ -22,6 +22,14 @@ impl Endpoint {
         }
     }
 
+    /// Arms a new connection's first silence check: after a keep-alive interval (its expanded
+    /// keys are shed then), and never after the connection reset timeout.
+    pub(super) fn arm_first_idle_check(&mut self, peer: Handle, now: Instant) {
+        let wait = self.config.keep_alive_interval;
+        let check = later(now, wait.min(self.config.connection_reset_timeout));
+        self.arm_connection(peer, Timer::Idle, check);
+    }
+
     /// Arms a channel's establishment retry for `at`: the channel keeps the deadline, its
     /// connection's open timer the earliest of its channels'.
     pub(super) fn arm_channel(&mut self, channel: ChannelAt, at: Instant) {
@@ -200,7 +208,7 @@ impl Endpoint {
             return;
         };
         if state.session.is_some() {
-            // Its session keeps it, idle, until the session expires (`session_timer`); its
+            // Its session keeps it, idle, until the session expires (`Due::SessionExpired`); its
             // next channel arms the silence check again (`insert_channel`).
             return;
         }
