@@ -147,6 +147,43 @@ impl Endpoint {
 
     // ------------------------------------------------------------ fair shares
 
+    /// A peer that never completed a channel holds nothing worth keeping. One that did keeps its
+    /// used ids until its timer forgets it (see `peer_timer`), and so does one with a session:
+    /// its next open finds it, instead of a new entry and a new timer per open.
+    pub(super) fn forget_peer_if_idle(&mut self, peer: Handle) {
+        let idle = self
+            .peers
+            .get(peer)
+            .is_some_and(|p| p.is_idle() && p.used_ids.is_empty() && p.session.is_none());
+        if idle {
+            self.forget_peer(peer);
+        } else {
+            self.queue_idle(peer);
+        }
+    }
+
+    pub(super) fn forget_peer(&mut self, peer: Handle) {
+        if let Some(mut state) = self.peers.remove(peer) {
+            // Its session goes with it (a connection with one is forgotten only when its
+            // session table evicts it or the session expired, `forget_session`).
+            if let Some(session) = state.session.take() {
+                self.session_gone(peer, &session);
+            }
+            // Its channels go with it, and so do the application's handles to them.
+            for (_, channel) in state.lanes.iter() {
+                self.channels.remove(channel.handle);
+            }
+            self.deadlines.set(peer.0, None);
+            self.unindex(peer, state.load);
+            if self.ids.peer(&state.id) == Some(&peer) {
+                self.ids.clear_peer(&state.id);
+            }
+            if self.unnamed.get(&state.address) == Some(&peer) {
+                self.unnamed.remove(&state.address);
+            }
+        }
+    }
+
     /// Notes a peer kept without channels (its used ids, or a session's next open, keep it).
     pub(super) fn queue_idle(&mut self, peer: Handle) {
         if let Some(state) = self.peers.get_mut(peer)
