@@ -220,7 +220,11 @@ fn is_kind2_init(msg: &Message<'_>) -> bool {
 
 /// Checks `payload` as the message sequence of a packet with `header`; the payload starts at
 /// packet offset `base`. Returns its messages, the first [`KEPT`] of them as decoded here.
-fn validate<'a>(header: &Header, payload: &'a [u8], base: usize) -> Result<Messages<'a>, WireError> {
+fn validate<'a>(
+    header: &Header,
+    payload: &'a [u8],
+    base: usize,
+) -> Result<Messages<'a>, WireError> {
     // PROTOCOL.md §3: a packet with no message is discarded.
     if matches!(payload.first(), None | Some(0)) {
         return Err(WireError::new(ErrorKind::NoMessage, base));
