@@ -20,8 +20,13 @@ pub(super) struct PeerIndex {
 
 impl PeerIndex {
     /// Looks `id` up, the one lookup of a datagram, and keeps the answer for the questions
-    /// that follow.
+    /// that follow (and for the next datagrams of the same sender).
     pub(super) fn route(&mut self, id: PeerId) {
+        // The kept answer follows every change, so a sender that sent the previous datagram
+        // too (a stream's every packet) is answered without hashing its id again.
+        if self.routed.is_some_and(|(routed, _)| routed == id) {
+            return;
+        }
         let slot = self.map.get(&id).copied();
         self.routed = Some((id, slot));
     }
@@ -76,5 +81,25 @@ mod tests {
         index.route(other);
         assert_eq!(index.peer(&other), Some(&Handle(9)));
         assert_eq!(index.peer(&id), Some(&Handle(1)));
+    }
+
+    #[test]
+    fn routing_the_same_sender_again_keeps_an_answer_that_followed_every_change() {
+        let mut index = PeerIndex::default();
+        let id = PeerId([3; 16]);
+        index.route(id);
+        index.set_peer(id, Handle(1));
+        // The second datagram of the sender is answered from the kept copy, without a lookup.
+        index.route(id);
+        assert_eq!(index.peer(&id), Some(&Handle(1)));
+        index.clear_peer(&id);
+        index.route(id);
+        assert_eq!(index.peer(&id), None);
+        assert!(index.map.is_empty());
+        // A change made while another sender was routed is in the map, and routing finds it.
+        index.route(PeerId([4; 16]));
+        index.set_peer(id, Handle(2));
+        index.route(id);
+        assert_eq!(index.peer(&id), Some(&Handle(2)));
     }
 }
