@@ -401,9 +401,20 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 if self.log.lookup(&request.key, request.salt).is_some() {
                     return Ok(());
                 }
-                // Checked when a batch needs it, not here (docs/CONSENSUS.md, Performance):
-                // a proposal carries f+1 of the n sightings.
-                if !self.pool.add(&request, sighting, false) {
+                // A batch carries the sightings of the f+1 lowest member keys (`Pool::ready`):
+                // those are checked as they arrive, off the path from a proposal to its
+                // prevote; another member's waits until a batch needs it (docs/CONSENSUS.md,
+                // Performance). Either way each is checked at most once.
+                let carried = self
+                    .config
+                    .members
+                    .iter()
+                    .position(|member| *member == from)
+                    .is_some_and(|rank| rank <= faults(self.config.members.len()));
+                if carried && !sighting.verify(&self.config.network) {
+                    return Err(Refusal::BadSignature);
+                }
+                if !self.pool.add(&request, sighting, carried) {
                     return Err(Refusal::Unexpected);
                 }
                 self.maybe_start(now);
