@@ -5,25 +5,23 @@
 //! it). What it leaves out: the engine's encrypted channels (plain TCP and UDP here) and the
 //! service host; what it keeps: every sync, every signature, the real decoder and Malachite.
 //!
-//! Each member thread owns its sockets (mio: the links other members opened, its own links,
-//! its UDP socket; no reader threads and no queue between a socket and the member, as in a
-//! node's event loop) and takes what arrived since its last pass as one batch
+//! Each member thread takes what arrived since its last pass as one batch
 //! ([`Member::feed_batch`]), sends what may leave before the commit (a round-0 proposal),
 //! commits ([`Member::sync`]: one store commit for the batch, unless a decision waits for the
-//! next proposal), then sends what the member polled, in one write per member link. Clients are
-//! closed-loop: each of `CLIENTS` addresses sends one request to every
+//! next proposal), then sends what the member polled. Clients are closed-loop: each of `CLIENTS` addresses sends one request to every
 //! member, waits for a quorum of matching signed replies (counted, not verified: verifying is
 //! the client's cost, not the cluster's), then sends its next.
 
 use ed25519_dalek::SigningKey;
 use hdrhistogram::Histogram;
-use mio::net::{TcpStream as MioTcp, UdpSocket as MioUdp};
+use mio::net::UdpSocket as MioUdp;
 use mio::{Events, Interest, Poll, Token};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -148,134 +146,12 @@ fn temp_dir(n: usize) -> PathBuf {
     dir
 }
 
-/// One member's sockets, read and written by the member's own thread: no reader threads and
-/// no queue between a socket and the member, as a node's event loop has none.
-struct Sockets {
-    poll: Poll,
-    events: Events,
-    /// Clients' requests in, replies out.
-    udp: MioUdp,
-    /// Replies the socket refused for now, sent again on the next pass.
-    udp_pending: VecDeque<(SocketAddr, Vec<u8>)>,
-    /// The n-1 links the other members opened, with what arrived of an unfinished frame.
-    incoming: Vec<Incoming>,
-    /// The links this member opened, by member index, with what is still to be written.
-    outgoing: Vec<Option<Outgoing>>,
-}
-
-struct Incoming {
-    stream: MioTcp,
-    from: Peer,
-    buffer: Vec<u8>,
-    open: bool,
-}
-
-struct Outgoing {
-    stream: MioTcp,
-    pending: Vec<u8>,
-}
-
-impl Sockets {
-    /// Reads what arrived, up to `limit` inputs in `batch`. Each socket is read until the
-    /// kernel has nothing more, so a wait on the poll after an empty gather misses nothing.
-    fn gather(&mut self, batch: &mut Vec<Input>, limit: usize) {
-        let mut chunk = [0u8; 65536];
-        for link in &mut self.incoming {
-            while link.open {
-                match link.stream.read(&mut chunk) {
-                    Ok(0) => link.open = false,
-                    Ok(length) => link.buffer.extend_from_slice(&chunk[..length]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => link.open = false,
-                }
-            }
-            let mut at = 0;
-            while batch.len() < limit && link.buffer.len() >= at + 4 {
-                let length = u32::from_be_bytes(link.buffer[at..at + 4].try_into().unwrap());
-                let length = length as usize;
-                assert!(length <= schema::MAX_MESSAGE_BYTES + 16, "a member sent a huge frame");
-                if link.buffer.len() < at + 4 + length {
-                    break;
-                }
-                batch.push((link.from, link.buffer[at + 4..at + 4 + length].to_vec()));
-                at += 4 + length;
-            }
-            link.buffer.drain(..at);
-        }
-        while batch.len() < limit {
-            match self.udp.recv_from(&mut chunk) {
-                Ok((length, source)) => batch.push((Peer::Client(source), chunk[..length].to_vec())),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-    }
-
-    /// True when a gather would find inputs without waiting: a full frame already buffered.
-    fn buffered(&self) -> bool {
-        self.incoming.iter().any(|link| {
-            link.buffer.len() >= 4
-                && link.buffer.len()
-                    >= 4 + u32::from_be_bytes(link.buffer[..4].try_into().unwrap()) as usize
-        })
-    }
-
-    /// Sleeps until a socket is ready or `wait` is over.
-    fn wait(&mut self, wait: Duration) {
-        match self.poll.poll(&mut self.events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("poll: {e}"),
-        }
-    }
-
-    /// Queues a message: frames for one member go out together, in one write per pass.
-    fn queue(&mut self, to: Peer, keys: &[MemberKey], bytes: Vec<u8>) {
-        match to {
-            Peer::Member(key) => {
-                let to = keys.iter().position(|k| *k == key).unwrap();
-                if let Some(link) = &mut self.outgoing[to] {
-                    link.pending
-                        .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-                    link.pending.extend_from_slice(&bytes);
-                }
-            }
-            Peer::Client(address) => self.udp_pending.push_back((address, bytes)),
-        }
-    }
-
-    /// Writes what is queued, as far as the sockets take it now; the rest on a later pass.
-    fn flush(&mut self) {
-        for link in self.outgoing.iter_mut().flatten() {
-            let mut written = 0;
-            while written < link.pending.len() {
-                match link.stream.write(&link.pending[written..]) {
-                    Ok(0) => panic!("a member link closed"),
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => panic!("member link: {e}"),
-                }
-            }
-            link.pending.drain(..written);
-        }
-        while let Some((address, bytes)) = self.udp_pending.front() {
-            match self.udp.send_to(bytes, *address) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // Delivered, or refused for good (a datagram may be lost: the client asks again).
-                _ => {
-                    self.udp_pending.pop_front();
-                }
-            }
-        }
-    }
-}
-
 struct MemberSide {
     member: Member<weft::consensus::malachite::MalachiteEngine, Counted>,
-    sockets: Sockets,
+    inbox: Receiver<Input>,
+    links: Vec<Option<TcpStream>>,
     keys: Vec<MemberKey>,
+    clients: UdpSocket,
     stop: Arc<AtomicBool>,
     /// Member 0 reports its decisions here.
     decisions: Option<Arc<Mutex<Decisions>>>,
@@ -289,21 +165,24 @@ impl MemberSide {
         let mut round = 0u32;
         let mut batch: Vec<Input> = Vec::with_capacity(MAX_PASS);
         while !self.stop.load(Ordering::Relaxed) {
-            self.sockets.flush();
-            self.sockets.gather(&mut batch, MAX_PASS);
             let now = Instant::now();
-            let due = self.member.poll_timeout().is_some_and(|at| at <= now);
-            if batch.is_empty() && !due && !self.sockets.buffered() {
-                let wait = self
-                    .member
-                    .poll_timeout()
-                    .map_or(Duration::from_millis(50), |at| {
-                        at.saturating_duration_since(now)
-                    })
-                    .min(Duration::from_millis(50));
-                self.sockets.wait(wait);
-                self.sockets.flush();
-                self.sockets.gather(&mut batch, MAX_PASS);
+            let wait = self
+                .member
+                .poll_timeout()
+                .map_or(Duration::from_millis(50), |at| {
+                    at.saturating_duration_since(now)
+                })
+                .min(Duration::from_millis(50));
+            match self.inbox.recv_timeout(wait) {
+                Ok(input) => batch.push(input),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < MAX_PASS {
+                match self.inbox.try_recv() {
+                    Ok(input) => batch.push(input),
+                    Err(_) => break,
+                }
             }
             let now = Instant::now();
             // A height that starts and decides within this pass (a lone member) began here.
@@ -360,12 +239,20 @@ impl MemberSide {
         }
     }
 
-    /// Sends what the member lets go now: one write per member link, one datagram per reply.
     fn send(&mut self) {
         while let Some(transmit) = self.member.poll_transmit() {
-            self.sockets.queue(transmit.to, &self.keys, transmit.bytes);
+            match transmit.to {
+                Peer::Member(key) => {
+                    let to = self.keys.iter().position(|k| *k == key).unwrap();
+                    if let Some(stream) = &mut self.links[to] {
+                        write_frame(stream, &transmit.bytes).expect("member link");
+                    }
+                }
+                Peer::Client(address) => {
+                    let _ = self.clients.send_to(&transmit.bytes, address);
+                }
+            }
         }
-        self.sockets.flush();
     }
 }
 
@@ -510,77 +397,66 @@ pub(crate) fn run(n: usize, clients: usize, requests: usize, round_base: Duratio
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
     let client_at: Vec<SocketAddr> = udp.iter().map(|s| s.local_addr().unwrap()).collect();
-    // Every member opens a link to every other (the kernel completes the connections before
-    // they are accepted); the first frame names the member that opened it.
-    let mut outgoing: Vec<Vec<Option<TcpStream>>> = (0..n)
-        .map(|index| {
-            (0..n)
-                .map(|to| {
-                    (to != index).then(|| {
-                        let mut stream = TcpStream::connect(listen_at[to]).unwrap();
-                        stream.set_nodelay(true).unwrap();
-                        write_frame(&mut stream, &[index as u8]).unwrap();
-                        stream
-                    })
-                })
-                .collect()
-        })
-        .collect();
-    let mut incoming: Vec<Vec<(Peer, TcpStream)>> = listeners
-        .iter()
-        .map(|listener| {
-            (0..n.saturating_sub(1))
-                .map(|_| {
-                    let (mut stream, _) = listener.accept().unwrap();
-                    let hello = read_frame(&mut stream).expect("a member's first frame");
-                    (Peer::Member(members[hello[0] as usize]), stream)
-                })
-                .collect()
-        })
-        .collect();
+    let (senders, inboxes): (Vec<Sender<Input>>, Vec<Receiver<Input>>) =
+        (0..n).map(|_| mpsc::channel()).unzip();
+    let mut readers = Vec::new();
+    // Each member accepts n-1 links; the first frame names the member that opened it.
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let inbox = senders[index].clone();
+        let members = members.clone();
+        readers.push(thread::spawn(move || {
+            for _ in 0..n.saturating_sub(1) {
+                let (mut stream, _) = listener.accept().unwrap();
+                let inbox = inbox.clone();
+                let members = members.clone();
+                thread::spawn(move || {
+                    let Some(hello) = read_frame(&mut stream) else {
+                        return;
+                    };
+                    let from = Peer::Member(members[hello[0] as usize]);
+                    while let Some(bytes) = read_frame(&mut stream) {
+                        if inbox.send((from, bytes)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }));
+    }
+    for (index, socket) in udp.iter().enumerate() {
+        let socket = socket.try_clone().unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let inbox = senders[index].clone();
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut buffer = vec![0u8; 65536];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((length, source)) = socket.recv_from(&mut buffer)
+                    && inbox
+                        .send((Peer::Client(source), buffer[..length].to_vec()))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    drop(senders);
     let mut threads = Vec::new();
     let now = Instant::now();
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    for (index, (key, socket)) in keys.iter().zip(udp).enumerate() {
-        let poll = Poll::new().unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let mut udp = MioUdp::from_std(socket);
-        poll.registry()
-            .register(&mut udp, Token(0), Interest::READABLE)
-            .unwrap();
-        let incoming: Vec<Incoming> = std::mem::take(&mut incoming[index])
-            .into_iter()
-            .enumerate()
-            .map(|(i, (from, stream))| {
-                stream.set_nonblocking(true).unwrap();
-                let mut stream = MioTcp::from_std(stream);
-                poll.registry()
-                    .register(&mut stream, Token(1 + i), Interest::READABLE)
-                    .unwrap();
-                Incoming {
-                    stream,
-                    from,
-                    buffer: Vec::new(),
-                    open: true,
-                }
-            })
-            .collect();
-        let outgoing: Vec<Option<Outgoing>> = std::mem::take(&mut outgoing[index])
-            .into_iter()
-            .enumerate()
-            .map(|(to, stream)| {
-                stream.map(|stream| {
-                    stream.set_nonblocking(true).unwrap();
-                    let mut stream = MioTcp::from_std(stream);
-                    poll.registry()
-                        .register(&mut stream, Token(1 + n + to), Interest::WRITABLE)
-                        .unwrap();
-                    Outgoing {
-                        stream,
-                        pending: Vec::new(),
-                    }
+    for (index, (key, inbox)) in keys.iter().zip(inboxes).enumerate() {
+        let links: Vec<Option<TcpStream>> = (0..n)
+            .map(|to| {
+                (to != index).then(|| {
+                    let mut stream = TcpStream::connect(listen_at[to]).unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    write_frame(&mut stream, &[index as u8]).unwrap();
+                    stream
                 })
             })
             .collect();
@@ -600,20 +476,18 @@ pub(crate) fn run(n: usize, clients: usize, requests: usize, round_base: Duratio
         member.set_wall_clock(now, unix);
         let side = MemberSide {
             member,
-            sockets: Sockets {
-                poll,
-                events: Events::with_capacity(64),
-                udp,
-                udp_pending: VecDeque::new(),
-                incoming,
-                outgoing,
-            },
+            inbox,
+            links,
             keys: members.clone(),
+            clients: udp[index].try_clone().unwrap(),
             stop: Arc::clone(&stop),
             decisions: (index == 0).then(|| Arc::clone(&decisions)),
             counts: Arc::clone(&counts),
         };
         threads.push(thread::spawn(move || side.run()));
+    }
+    for reader in readers {
+        reader.join().unwrap();
     }
     let start = Instant::now();
     let (id, done) = drive_clients(n, &client_at, clients, requests);
