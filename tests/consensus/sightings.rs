@@ -181,8 +181,16 @@ fn only_the_sightings_a_batch_carries_are_checked_as_they_arrive() {
     };
     let mut checker = member(&keys[2], &config, now);
     checker.handle(now, Peer::Member(members[3]), &forged(&keys[3]));
-    assert_eq!(bad_signatures(&checker), 0, "the highest key's is held unchecked");
+    assert_eq!(
+        bad_signatures(&checker),
+        0,
+        "the highest key's is held unchecked"
+    );
     assert_eq!(checker.pending(), 1);
     checker.handle(now, Peer::Member(members[0]), &forged(&keys[0]));
-    assert_eq!(bad_signatures(&checker), 1, "the lowest key's is checked at once");
+    assert_eq!(
+        bad_signatures(&checker),
+        1,
+        "the lowest key's is checked at once"
+    );
 }
