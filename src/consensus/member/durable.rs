@@ -27,10 +27,11 @@ use std::time::{Duration, Instant};
 
 /// How long a decision's commit waits for the next height's proposal, to be one commit with
 /// the prevote; what the decision finalizes (replies) waits as long at most. A wait that ends
-/// before the proposal comes costs that member a sync of its own in front of its prevote's,
-/// so it is sized for a loaded machine's hop, not a quiet one's (docs/CONSENSUS.md,
-/// Performance); it only ever delays replies when the next proposer is slow or gone.
-pub const DECISION_WAIT: Duration = Duration::from_millis(20);
+/// before the proposal comes costs that member a sync of its own in front of its prevote's;
+/// a longer one (20 ms was measured, docs/PERFORMANCE.md, stop 22) saved about a tenth of the
+/// commits on the loopback benchmark but held every message of the waiting members longer
+/// and lost ids per second there, so it stays short.
+pub const DECISION_WAIT: Duration = Duration::from_millis(5);
 
 /// The state of the overlapped sync chain.
 #[derive(Debug, Default)]
