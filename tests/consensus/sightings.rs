@@ -63,34 +63,51 @@ fn prevote(messages: &[Message]) -> Vote {
         .expect("a prevote")
 }
 
+/// A request from `source`, its key all `key`.
+fn request_from(source: &str, key: u8) -> (SocketAddr, NodeIdRequest) {
+    let source: SocketAddr = source.parse().unwrap();
+    let request = NodeIdRequest {
+        key: [key; 32],
+        addresses: vec![source],
+        salt: 0,
+    };
+    (source, request)
+}
+
+/// `key`'s sighting of `request` from `source`.
+fn sighting_by(
+    key: &SigningKey,
+    config: &MemberConfig,
+    request: &NodeIdRequest,
+    source: SocketAddr,
+) -> Signed<Sighting> {
+    sign(
+        key,
+        &config.network,
+        Sighting {
+            digest: request.digest(),
+            source,
+            member: member_key(key),
+        },
+    )
+}
+
+/// The message that shares `sighting` of `request` with the other members.
+fn shared(request: &NodeIdRequest, sighting: Signed<Sighting>) -> Vec<u8> {
+    schema::encode(&Message::Sighting {
+        request: request.clone(),
+        sighting,
+    })
+}
+
 #[test]
 fn a_forged_sighting_is_dropped_by_the_proposer_and_refused_in_a_proposal() {
     let (keys, config) = four();
     let members = config.members.clone();
     let now = Instant::now();
-    let source: SocketAddr = "192.0.2.7:7000".parse().unwrap();
-    let request = NodeIdRequest {
-        key: [7; 32],
-        addresses: vec![source],
-        salt: 0,
-    };
-    let sighting = |key: &SigningKey| {
-        sign(
-            key,
-            &config.network,
-            Sighting {
-                digest: request.digest(),
-                source,
-                member: member_key(key),
-            },
-        )
-    };
-    let shared = |sighting: Signed<Sighting>| {
-        schema::encode(&Message::Sighting {
-            request: request.clone(),
-            sighting,
-        })
-    };
+    let (source, request) = request_from("192.0.2.7:7000", 7);
+    let sighting = |key: &SigningKey| sighting_by(key, &config, &request, source);
+    let shared = |sighting: Signed<Sighting>| shared(&request, sighting);
     let mut forged = sighting(&keys[0]);
     forged.signature = Signature([9; 64]);
     // Height 1's round-0 proposer is the second member. It saw the request itself and gets
@@ -157,27 +174,11 @@ fn only_the_sightings_a_batch_carries_are_checked_as_they_arrive() {
     let (keys, config) = four();
     let members = config.members.clone();
     let now = Instant::now();
-    let source: SocketAddr = "192.0.2.8:7000".parse().unwrap();
-    let request = NodeIdRequest {
-        key: [8; 32],
-        addresses: vec![source],
-        salt: 0,
-    };
+    let (source, request) = request_from("192.0.2.8:7000", 8);
     let forged = |key: &SigningKey| {
-        let mut sighting = sign(
-            key,
-            &config.network,
-            Sighting {
-                digest: request.digest(),
-                source,
-                member: member_key(key),
-            },
-        );
+        let mut sighting = sighting_by(key, &config, &request, source);
         sighting.signature = Signature([9; 64]);
-        schema::encode(&Message::Sighting {
-            request: request.clone(),
-            sighting,
-        })
+        shared(&request, sighting)
     };
     let mut checker = member(&keys[2], &config, now);
     checker.handle(now, Peer::Member(members[3]), &forged(&keys[3]));
