@@ -28,6 +28,9 @@ pub(crate) struct Inbound<'a> {
 }
 
 /// What a sealed datagram came to.
+// `Messages` keeps the first messages its validation decoded (so the walk does not decode them
+// again); the enum lives on the stack for one datagram, and boxing it would allocate per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Handled<'d> {
     /// Authenticated, opened in place and validated: its messages, read from the datagram
