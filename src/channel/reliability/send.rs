@@ -25,7 +25,7 @@ const PTO_ROUNDS_PER_RETRY_TIME: u32 = 8;
 const SPARE_RANGES: usize = 256;
 
 /// One queued message.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct OutMessage {
     len: u64,
     data: Vec<u8>,
@@ -63,7 +63,7 @@ impl OutMessage {
 }
 
 /// What one packet carried of one message.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Chunk {
     number: u64,
     range: Range<u64>,
@@ -77,7 +77,7 @@ enum PacketState {
 }
 
 /// A sent packet, kept until acknowledged or lost (RFC 9002 §A.1.1).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct SentPacket {
     pn: u64,
     time: Instant,
@@ -106,8 +106,27 @@ struct Pick {
     whole: bool,
 }
 
+/// What an idle send side (nothing queued, nothing in flight) keeps of its state: numbers,
+/// credit and counters. The rest equals a fresh side's, which `ChannelReliability` checks
+/// before it gives the side's memory back (issue 12).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct SendIdle {
+    base: u64,
+    cum_bytes: u64,
+    send_hint: u64,
+    credit: (u64, u64),
+    forgiven: (u64, u64),
+    chunk_base: u64,
+    largest_sent: Option<u64>,
+    largest_acked: Option<u64>,
+    loss_passes: u64,
+    last_eliciting: Option<Instant>,
+    pto_count: u32,
+    pub(crate) stats: SendStats,
+}
+
 /// The send side of one channel.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct SendSide {
     resend: bool,
     close_on_loss: bool,
@@ -825,6 +844,40 @@ impl SendSide {
             self.chunks = VecDeque::new();
             self.spare_ranges = Vec::new();
         }
+    }
+
+    /// What this side keeps once idle (see [`SendIdle`]).
+    pub(crate) fn idle(&self) -> SendIdle {
+        SendIdle {
+            base: self.base,
+            cum_bytes: self.cum_bytes,
+            send_hint: self.send_hint,
+            credit: (self.credit_messages, self.credit_bytes),
+            forgiven: (self.forgiven_messages, self.forgiven_bytes),
+            chunk_base: self.chunk_base,
+            largest_sent: self.largest_sent,
+            largest_acked: self.largest_acked,
+            loss_passes: self.loss_passes,
+            last_eliciting: self.last_eliciting,
+            pto_count: self.pto_count,
+            stats: self.stats,
+        }
+    }
+
+    /// Puts back what an idle side kept (on a fresh side, that is the whole state again).
+    pub(crate) fn restore(&mut self, idle: &SendIdle) {
+        self.base = idle.base;
+        self.cum_bytes = idle.cum_bytes;
+        self.send_hint = idle.send_hint;
+        (self.credit_messages, self.credit_bytes) = idle.credit;
+        (self.forgiven_messages, self.forgiven_bytes) = idle.forgiven;
+        self.chunk_base = idle.chunk_base;
+        self.largest_sent = idle.largest_sent;
+        self.largest_acked = idle.largest_acked;
+        self.loss_passes = idle.loss_passes;
+        self.last_eliciting = idle.last_eliciting;
+        self.pto_count = idle.pto_count;
+        self.stats = idle.stats;
     }
 
     /// Hands the buffers of resolved messages to `pool`.
