@@ -94,14 +94,17 @@ impl ChannelReliability {
         config: Arc<ReliabilityConfig>,
         _now: Instant,
     ) -> Self {
-        let mut fresh = Busy::new(capabilities, &config);
-        let idle = fresh.take_idle();
-        ChannelReliability {
+        let fresh = Busy::new(capabilities, &config);
+        let mut channel = ChannelReliability {
             capabilities,
             config,
-            busy: None,
-            idle,
-        }
+            // A fresh channel may have work at once (a WINDOW when the receive window exceeds
+            // the initial credit): it starts busy then, and idles once that is done.
+            busy: Some(Box::new(fresh)),
+            idle: Idle::default(),
+        };
+        channel.shed();
+        channel
     }
 
     /// The channel's state to act on, rebuilt from what it kept if it was idle.

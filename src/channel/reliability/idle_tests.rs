@@ -197,8 +197,9 @@ fn a_shed_state_comes_back_equal_and_the_channel_acts_as_if_it_never_idled() {
         // Twins: the same inputs, one pair sheds its state while idle, the other never does.
         let (mut a, mut b) = (end(caps, &config, start), end(caps, &config, start));
         let (mut ta, mut tb) = (end(caps, &config, start), end(caps, &config, start));
-        // A fresh channel holds no state yet.
-        assert!(!a.channel.is_busy(), "mode {bits}");
+        // A fresh channel's first WINDOW (the receive window exceeds the initial credit) is
+        // work: it holds its state until that is sent.
+        assert!(a.channel.is_busy(), "mode {bits}");
         // A mode that closes on loss runs lossless (a periodic loss can outlast its budget).
         let lossy = !caps.contains(Capabilities::CLOSE_ON_LOSS);
         let lose = |pn: u64| lossy && pn % 7 == 3;
@@ -255,8 +256,14 @@ fn a_channel_with_work_left_keeps_its_state() {
     a.channel.shrink_idle();
     assert!(a.channel.is_busy(), "a queued message keeps the state");
     assert_eq!(a.channel.queued_bytes(), 6);
-    // An unchanged credit cap leaves an idle channel idle; a new one wakes it.
-    let mut b = end(caps, &config, now);
+    // A fresh channel with nothing to say starts idle. An unchanged credit cap leaves an
+    // idle channel idle; a new one wakes it.
+    let quiet = Arc::new(ReliabilityConfig {
+        receive_window: ReliabilityConfig::default().initial_window,
+        ..ReliabilityConfig::default()
+    });
+    let mut b = end(caps, &quiet, now);
+    assert!(!b.channel.is_busy());
     b.channel.set_credit_cap(None);
     assert!(!b.channel.is_busy());
     b.channel.set_credit_cap(Some(3));
