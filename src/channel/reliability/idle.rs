@@ -109,12 +109,11 @@ impl ChannelReliability {
 
     /// The channel's state to act on, rebuilt from what it kept if it was idle.
     fn wake(&mut self) -> &mut Busy {
-        let busy = self.busy.get_or_insert_with(|| {
+        self.busy.get_or_insert_with(|| {
             let mut busy = Box::new(Busy::new(self.capabilities, &self.config));
             busy.restore(std::mem::take(&mut self.idle));
             busy
-        });
-        busy
+        })
     }
 
     /// Gives the state's memory back if the channel is idle and the kept values rebuild it

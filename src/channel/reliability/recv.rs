@@ -135,7 +135,7 @@ impl RecvSide {
     /// values in the parts that own memory, so the rest can be compared with a fresh side.
     pub(crate) fn take_idle(&mut self) -> RecvIdle {
         RecvIdle {
-            seen: std::mem::replace(&mut self.seen, MessageWindow::new()),
+            seen: std::mem::take(&mut self.seen),
             next: self.next,
             gap_since: self.gap_since,
             accepted: (self.accepted_messages, self.accepted_bytes),
