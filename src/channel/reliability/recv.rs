@@ -119,8 +119,8 @@ pub(crate) struct RecvIdle {
     seen: MessageWindow,
     next: u64,
     gap_since: Option<Instant>,
+    /// Messages and bytes accepted, all consumed (nothing is buffered).
     accepted: (u64, u64),
-    consumed: (u64, u64),
     pub(crate) advertised: (u64, u64),
     lowest_pn: Option<u64>,
     current_pn: u64,
@@ -139,7 +139,6 @@ impl RecvSide {
             next: self.next,
             gap_since: self.gap_since,
             accepted: (self.accepted_messages, self.accepted_bytes),
-            consumed: (self.consumed_messages, self.consumed_bytes),
             advertised: self.advertised,
             lowest_pn: self.lowest_pn,
             current_pn: self.current_pn,
@@ -155,7 +154,7 @@ impl RecvSide {
         self.next = idle.next;
         self.gap_since = idle.gap_since;
         (self.accepted_messages, self.accepted_bytes) = idle.accepted;
-        (self.consumed_messages, self.consumed_bytes) = idle.consumed;
+        (self.consumed_messages, self.consumed_bytes) = idle.accepted;
         self.advertised = idle.advertised;
         self.lowest_pn = idle.lowest_pn;
         self.current_pn = idle.current_pn;
