@@ -77,9 +77,17 @@ pub struct ChannelReliability {
     /// Shared by the endpoint's channels: a fresh state is built from it.
     config: Arc<ReliabilityConfig>,
     busy: Option<Box<Busy>>,
+    /// Packets sent or received since the last idle check, up to [`EAGER_PACKETS`]: a channel
+    /// that carried fewer gives its state back as soon as it is quiet (a new channel once its
+    /// first WINDOW is acknowledged), a busier one only at the idle check, so a channel in use
+    /// never makes and drops its state per packet.
+    packets: u8,
     /// What the channel kept while idle; empty while busy.
     idle: Idle,
 }
+
+/// Packets after which a channel keeps its state until the idle check (see `packets`).
+const EAGER_PACKETS: u8 = 8;
 
 impl ChannelReliability {
     /// A channel with the given capabilities (its own copy of `config`).
@@ -101,6 +109,7 @@ impl ChannelReliability {
             // A fresh channel may have work at once (a WINDOW when the receive window exceeds
             // the initial credit): it starts busy then, and idles once that is done.
             busy: Some(Box::new(fresh)),
+            packets: 0,
             idle: Idle::default(),
         };
         channel.shed();
@@ -140,6 +149,15 @@ impl ChannelReliability {
     /// The state, busy or kept, for the memory report.
     pub(super) fn into_parts(self) -> (Option<Box<Busy>>, Idle) {
         (self.busy, self.idle)
+    }
+
+    /// Counts a packet; a channel that carried few since the last idle check gives its state
+    /// back at once if that left it quiet.
+    fn after_packet(&mut self) {
+        if self.packets < EAGER_PACKETS {
+            self.packets = self.packets.saturating_add(1);
+            self.shed();
+        }
     }
 
     /// Whether the channel holds its whole state now (it is not idle).
@@ -238,7 +256,11 @@ impl ChannelReliability {
         path: &mut PathState,
         buf: &mut [u8],
     ) -> usize {
-        self.wake().write_frames(now, pn, path, buf)
+        let written = self.wake().write_frames(now, pn, path, buf);
+        if written > 0 {
+            self.after_packet();
+        }
+        written
     }
 
     /// Called for each received packet on the channel, before its frames.
@@ -299,6 +321,7 @@ impl ChannelReliability {
         path: &mut PathState,
     ) {
         self.wake().on_ack(now, ranges, ack_delay, path);
+        self.after_packet();
     }
 
     /// The peer's WINDOW.
@@ -350,6 +373,7 @@ impl ChannelReliability {
         if let Some(busy) = self.busy.as_mut() {
             busy.shrink_idle();
         }
+        self.packets = 0;
         self.shed();
     }
 }
