@@ -170,6 +170,9 @@ fn on_loopback() {
         "policy RAISED for the run: {:?} ids per IPv4 /32, /24, /16 (defaults 8, 24, 1024) per {:?}",
         policy.ipv4, policy.period
     );
+    if let Some(wait) = loopback::decision_wait() {
+        println!("decision wait for the next proposal: {wait:?} (WEFT_BENCH_DECISION_WAIT_MS)");
+    }
     println!(
         "members  ids/s  heights  decision p50  p99       id p50     p99        commits  ms/commit  inputs/pass"
     );

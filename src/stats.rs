@@ -70,11 +70,19 @@ impl Stats {
         label: Option<(&'static str, &'static str)>,
         kind: StatKind,
     ) -> &mut StatEntry {
-        // Names are `&'static str` constants: the same pointer settles most comparisons.
+        // Names are `&'static str` constants: the same pointer finds the entry in one pass of
+        // pointer comparisons (the shards count by name every turn); only a name spelt in
+        // another constant falls back to comparing the text. Entries are unique by text, so
+        // both passes find the same one.
         let position = self
             .entries
             .iter()
-            .position(|e| (std::ptr::eq(e.name, name) || e.name == name) && e.label == label);
+            .position(|e| std::ptr::eq(e.name, name) && e.label == label)
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .position(|e| e.name == name && e.label == label)
+            });
         let index = match position {
             Some(index) => index,
             None => {

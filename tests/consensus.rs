@@ -10,6 +10,8 @@
 mod cluster;
 #[path = "consensus/membership.rs"]
 mod membership;
+#[path = "consensus/one_ip.rs"]
+mod one_ip;
 #[path = "consensus/policy.rs"]
 mod policy;
 #[path = "consensus/schema.rs"]

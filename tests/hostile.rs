@@ -30,6 +30,9 @@ use weft::wire::{Capabilities, ChannelId, Message, PeerId};
 
 mod support;
 
+#[path = "hostile/services.rs"]
+mod services;
+
 use support::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_weft");

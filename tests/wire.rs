@@ -1088,6 +1088,36 @@ fn parse_payload_applies_the_same_rules() {
     );
 }
 
+proptest! {
+    /// `parse_payload` keeps the first messages its validation decoded and decodes only the
+    /// later ones again: the walk hands out every message, in order, however many there are,
+    /// and a message out of place anywhere, past the kept ones too, refuses the whole payload.
+    #[test]
+    fn parse_payload_walks_every_message_kept_or_not(
+        specs in vec(channel_message(), 1..12),
+        misplaced in any::<prop::sample::Index>(),
+    ) {
+        let encrypted = header(0x0102_0304, Some(5), Flags::ENCRYPTED);
+        let want: Vec<Message<'_>> = specs.iter().map(Spec::msg).collect();
+        let payload: Vec<u8> = want.iter().flat_map(|m| emit_one(m)).collect();
+        let got: Vec<Message<'_>> = parse_payload(&encrypted, &payload).expect("valid").collect();
+        prop_assert_eq!(&got, &want);
+        // PROTOCOL.md §6: CHANNEL_COOKIE only first; put one after the `at`-th message.
+        let cookie = emit_one(&Message::ChannelCookie {
+            cookie2: &[7; 16],
+            capabilities: Capabilities::RESEND,
+        });
+        let at = misplaced.index(want.len()) + 1;
+        let mut bad: Vec<u8> = want[..at].iter().flat_map(|m| emit_one(m)).collect();
+        bad.extend_from_slice(&cookie);
+        bad.extend(want[at..].iter().flat_map(|m| emit_one(m)));
+        prop_assert_eq!(
+            parse_payload(&encrypted, &bad).map(Iterator::count).map_err(|e| e.kind),
+            Err(ErrorKind::ChannelCookieNotFirst)
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // What is allowed, and what the writer refuses.
 

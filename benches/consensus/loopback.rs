@@ -51,6 +51,15 @@ pub(crate) fn raised_policy() -> PolicyConfig {
     }
 }
 
+/// `WEFT_BENCH_DECISION_WAIT_MS`: how long a decision's commit waits for the next proposal
+/// (the member's `DECISION_WAIT` unless set), to compare settings in one build.
+pub(crate) fn decision_wait() -> Option<Duration> {
+    std::env::var("WEFT_BENCH_DECISION_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+}
+
 /// What one run measured.
 pub(crate) struct Figures {
     pub(crate) ids_per_second: f64,
@@ -461,6 +470,9 @@ pub(crate) fn run(n: usize, clients: usize, requests: usize, round_base: Duratio
         let mut member = Member::open(now, key.clone(), config.clone(), store)
             .expect("a fresh store opens")
             .with_policy(raised_policy());
+        if let Some(wait) = decision_wait() {
+            member = member.with_decision_wait(wait);
+        }
         member.set_wall_clock(now, unix);
         let side = MemberSide {
             member,

@@ -197,7 +197,7 @@ fn start_members(dir: &Path, n: usize, round_base: Duration) -> (Members, Vec<Pe
         &config,
         format!(
             "[consensus]\nmembers = [{}]\nround_base = {}\nipv4_32 = 1000000\n\
-             ipv4_24 = 1000000\nipv4_16 = 1000000\n",
+             ipv4_24 = 1000000\nipv4_16 = 1000000\nclient_rate = 1000000\n",
             quoted.join(", "),
             round_base.as_secs_f64()
         ),

@@ -27,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(out) = compression::unwrap(data, 0x7f, BOUND) {
         assert!(out.len() <= BOUND, "a transmission inflated past the bound");
+        assert!(
+            compression::within_ratio(data.len().saturating_sub(compression::HEADER), out.len()),
+            "a transmission inflated past the ratio"
+        );
     }
     if let Ok(value) = Value::decode(data, Limits::default()) {
         assert_eq!(

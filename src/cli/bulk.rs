@@ -141,6 +141,12 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(EXIT_FAILURE)
 }
 
+/// glibc's setting of how much free memory at the top of a heap it keeps before giving pages
+/// back to the kernel.
+const TRIM_THRESHOLD: &str = "MALLOC_TRIM_THRESHOLD_";
+/// The sink's: 64 MiB, far above the messages its credit lets it hold (64 of 64 KiB).
+const SINK_TRIM_THRESHOLD: &str = "67108864";
+
 /// A started sink process: its address, peer id and output.
 struct SinkProcess {
     child: Child,
@@ -152,7 +158,17 @@ struct SinkProcess {
 impl SinkProcess {
     fn start(extra: &[&str]) -> Result<SinkProcess, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // The sink's shard fills a fresh 64 KiB buffer per message and its worker frees it on
+        // another thread; glibc then hands the pages back to the kernel (its 128 KiB trim
+        // threshold), and the shard faults in zeroed pages again for the next messages: about
+        // a sixth of the receiver's CPU per packet went to page faults and unmapping, the
+        // allocator's cost and not the protocol's (docs/PERFORMANCE.md, branch `hot`). A
+        // threshold the operator set is kept.
+        if std::env::var_os(TRIM_THRESHOLD).is_none() {
+            command.env(TRIM_THRESHOLD, SINK_TRIM_THRESHOLD);
+        }
+        let mut child = command
             .arg("bulk-sink")
             .args(extra)
             .stdin(Stdio::piped())

@@ -3,9 +3,12 @@
 //! own channel saw, never one the request names).
 //!
 //! The address is asked of the shard once per channel (`Context::peer_info`); the messages that
-//! arrive meanwhile wait here. Every table is bounded by the node: a client that opens channel
-//! after channel is refused past [`MAX_CLIENTS`], and at most [`MAX_ASKING`] questions, each with
-//! at most [`MAX_WAITING`] messages, wait for an answer.
+//! arrive meanwhile wait here. Every table is bounded by the node: at most [`MAX_CLIENTS`]
+//! channels' addresses are kept, and at most [`MAX_ASKING`] questions, each with at most
+//! [`MAX_WAITING`] messages, wait for an answer. A full address table gives up an entry for a
+//! newcomer: an entry only caches the shard's answer, so the channel evicted is asked about
+//! again on its next message, while refusing would let whoever filled the table first (a few
+//! peers with a thousand channels each) lock every later client out for as long as they stay.
 
 use crate::channel::ChannelHandle;
 use crate::handle::FxHashMap;
@@ -57,7 +60,7 @@ impl Clients {
             waiting.push(bytes.to_vec());
             return Seen::Waiting;
         }
-        if self.asking.len() >= MAX_ASKING || self.address.len() >= MAX_CLIENTS {
+        if self.asking.len() >= MAX_ASKING {
             return Seen::Refused;
         }
         Seen::Ask
@@ -76,9 +79,13 @@ impl Clients {
         address: Option<SocketAddr>,
     ) -> Option<(Option<SocketAddr>, Vec<Vec<u8>>)> {
         let (at, waiting) = self.asking.remove(&token)?;
-        if let Some(address) = address
-            && self.address.len() < MAX_CLIENTS
-        {
+        if let Some(address) = address {
+            if self.address.len() >= MAX_CLIENTS
+                && !self.address.contains_key(&at)
+                && let Some(&evicted) = self.address.keys().next()
+            {
+                self.closed(evicted);
+            }
             self.address.insert(at, address);
             self.channel.insert(address, at);
             return Some((Some(address), waiting));
@@ -144,5 +151,28 @@ mod tests {
             Seen::Refused,
             "question bound"
         );
+    }
+
+    /// A table filled by whoever came first (channels of a few peers that stay open) does not
+    /// lock a later client out: its channel is asked about, and its address kept.
+    #[test]
+    fn a_full_address_table_still_takes_a_newcomer() {
+        let mut clients = Clients::default();
+        let flood: SocketAddr = "127.0.1.1:9".parse().unwrap();
+        for token in 0..MAX_CLIENTS as u32 {
+            let at = (0, ChannelHandle(Hashcode(token + 1)));
+            assert_eq!(clients.seen(at, b"x"), Seen::Ask);
+            clients.asked(u64::from(token), at, b"x");
+            assert!(clients.answered(u64::from(token), Some(flood)).is_some());
+        }
+        assert_eq!(clients.len(), MAX_CLIENTS);
+        let honest: SocketAddr = "127.0.2.1:9".parse().unwrap();
+        let at = (0, ChannelHandle(Hashcode(1 << 30)));
+        assert_eq!(clients.seen(at, b"request"), Seen::Ask);
+        clients.asked(1 << 40, at, b"request");
+        let (known, waiting) = clients.answered(1 << 40, Some(honest)).unwrap();
+        assert_eq!((known, waiting.len()), (Some(honest), 1));
+        assert_eq!(clients.seen(at, b"again"), Seen::Known(honest));
+        assert_eq!(clients.len(), MAX_CLIENTS, "still bounded");
     }
 }

@@ -45,6 +45,7 @@ const KEEP_OWN: usize = 4;
 mod catch_up;
 mod durable;
 mod polka;
+mod sightings;
 
 pub use durable::{DECISION_WAIT, MAX_WAL};
 pub use polka::MAX_TRACKED_PREVOTES;
@@ -109,6 +110,9 @@ pub struct Member<E: Agreement = MalachiteEngine, S: Store = MemoryStore> {
     timers: BTreeMap<Timer, Instant>,
     resend_at: Option<Instant>,
     proposals: Vec<Signed<Proposal>>,
+    /// Requests that this height's proposals carry: a sighting of one that arrives after the
+    /// proposal was checked with it, or is not needed, so it is not checked on arrival.
+    proposed: BTreeSet<RequestDigest>,
     own: VecDeque<Message>,
     own_polka: Vec<Message>,
     seen: BTreeSet<[u8; 32]>,
@@ -228,6 +232,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
             timers: BTreeMap::new(),
             resend_at: None,
             proposals: Vec::new(),
+            proposed: BTreeSet::new(),
             own: VecDeque::new(),
             own_polka: Vec::new(),
             seen: BTreeSet::new(),
@@ -395,19 +400,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
     ) -> Result<(), Refusal> {
         match message {
             Message::Sighting { request, sighting } => {
-                if sighting.body.member != from || sighting.body.digest != request.digest() {
-                    return Err(Refusal::Unexpected);
-                }
-                if self.log.lookup(&request.key, request.salt).is_some() {
-                    return Ok(());
-                }
-                // Checked when a batch needs it, not here (docs/CONSENSUS.md, Performance):
-                // a proposal carries f+1 of the n sightings.
-                if !self.pool.add(&request, sighting, false) {
-                    return Err(Refusal::Unexpected);
-                }
-                self.maybe_start(now);
-                Ok(())
+                self.on_sighting(now, from, &request, sighting)
             }
             Message::Proposal(proposal) => {
                 let (height, round) = (proposal.body.height, proposal.body.round);
@@ -500,7 +493,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
         let steps = match &input {
             WalEntry::Proposal { proposal, valid } => {
                 if self.proposals.len() < usize::from(u8::MAX) {
-                    self.proposals.push(proposal.clone());
+                    self.note_proposal(proposal);
                 }
                 self.engine.proposal(proposal.clone(), *valid)?
             }
@@ -595,7 +588,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
                     let signed = self.sign_proposal(proposal);
                     self.broadcast_proposal(&signed);
                     self.keep_own(Message::Proposal(signed.clone()));
-                    self.proposals.push(signed.clone());
+                    self.note_proposal(&signed);
                     self.engine.proposal(signed, true).unwrap_or_default()
                 }
                 Step::Vote(vote) => {
@@ -748,6 +741,7 @@ impl<E: Agreement, S: Store> Member<E, S> {
         self.started = false;
         self.timers.clear();
         self.proposals.clear();
+        self.proposed.clear();
         self.own.clear();
         self.own_polka.clear();
         self.prevotes.clear();

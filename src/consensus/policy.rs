@@ -28,6 +28,11 @@ pub struct PolicyConfig {
     /// Prefixes counted in one window at most: a request from a prefix not yet counted is
     /// refused (and named as [`Limit::Table`]) once the table holds this many.
     pub max_prefixes: u32,
+    /// Client messages per second one source address may hand a member, each of which may
+    /// cost it a signature (a sighting, a reply to a repeat, a NACK over quota); its /24 or
+    /// /64 four times as many, and bursts of four seconds' worth (`service::client_rates`).
+    /// An honest client asks each member once a second until answered.
+    pub client_rate: u32,
 }
 
 /// Every [`Limit::label`], for metrics.
@@ -53,6 +58,7 @@ impl Default for PolicyConfig {
             ipv4: [8, 24, 1024],
             ipv6: [8, 24, 1024],
             max_prefixes: 1 << 18,
+            client_rate: 64,
         }
     }
 }

@@ -284,11 +284,14 @@ pub enum Refusal {
     /// Member traffic on a channel whose peer id no encrypted session proved (a plaintext peer
     /// on an `allow_plaintext` node claiming a member's id).
     Unauthenticated,
+    /// A client's message past its source's rate (address or prefix): each may cost the
+    /// member a signature (a sighting, a reply, a NACK), so a flood must not buy them all.
+    Rate,
 }
 
 impl Refusal {
     /// Every refusal, for tables and metrics.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Oversized,
         Refusal::UnknownVersion,
         Refusal::Malformed,
@@ -297,6 +300,7 @@ impl Refusal {
         Refusal::Stale,
         Refusal::Unexpected,
         Refusal::Unauthenticated,
+        Refusal::Rate,
     ];
 
     /// Its metric label.
@@ -310,6 +314,7 @@ impl Refusal {
             Refusal::Stale => "stale",
             Refusal::Unexpected => "unexpected",
             Refusal::Unauthenticated => "unauthenticated",
+            Refusal::Rate => "rate",
         }
     }
 }

@@ -36,6 +36,7 @@ use crate::service::host::{Context, Service, ServiceTag, body};
 use crate::service::{Delivery, Input};
 use crate::session::PeerRecord;
 use crate::session::peer_id_of;
+use crate::session::{SourceRateLimiter, TokenRate};
 use crate::stats::{HistogramSlots, catalog};
 use crate::wire::PeerId;
 use ed25519_dalek::SigningKey;
@@ -195,6 +196,27 @@ pub struct ConsensusService {
     proof_stale: bool,
     /// True once a refusal of the node's own request was logged.
     nack_logged: bool,
+    /// What each client source, and its prefix, may hand the member ([`client_rates`]).
+    client_rate: SourceRateLimiter,
+}
+
+/// The buckets a client's messages are charged to before the member sees them: `rate` a
+/// second for its address, four times that for its /24 (IPv6 /64), each with bursts of four
+/// seconds' worth ([`PolicyConfig::client_rate`]). Each message may cost the member a signature
+/// (a sighting, a reply to a repeat, a NACK over quota), which without a bound one peer could
+/// buy by the thousand a second, a dozen requests to a datagram.
+pub fn client_rates(rate: u32) -> (TokenRate, TokenRate) {
+    let prefix = rate.saturating_mul(4);
+    (
+        TokenRate {
+            per_second: rate,
+            burst: prefix,
+        },
+        TokenRate {
+            per_second: prefix,
+            burst: prefix.saturating_mul(4),
+        },
+    )
 }
 
 /// Messages queued for the member before they are handed over early: the host's pass is
@@ -275,6 +297,8 @@ impl ConsensusService {
                 .map(|(list, chain)| (list.epoch, chain.links.len())),
             ..View::default()
         }));
+        let (address, prefix) = client_rates(settings.policy.client_rate);
+        let client_rate = SourceRateLimiter::new(rand::random(), address, prefix);
         Ok(ConsensusService {
             me,
             self_source,
@@ -303,6 +327,7 @@ impl ConsensusService {
             settings,
             proof_stale: false,
             nack_logged: false,
+            client_rate,
         })
     }
 
@@ -368,6 +393,12 @@ impl ConsensusService {
     fn feed(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         if self.member.is_none() {
             return;
+        }
+        if let Peer::Client(source) = from
+            && source != self.self_source
+            && self.client_rate.charge(source.ip(), now).is_err()
+        {
+            return self.refuse(Refusal::Rate);
         }
         self.queued.push((from, bytes.to_vec()));
         if self.queued.len() >= MAX_QUEUED {

@@ -27,8 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a shard keeps polling without sleeping after its last piece of work: a burst's next
-/// packet usually arrives sooner than a sleep and a wake-up take.
+/// The longest a shard keeps polling without sleeping after its last piece of work: a burst's
+/// next packet, or a worker's answer, usually arrives sooner than a sleep and a wake-up take.
+/// How long it spins for the network is learnt below that (`shard/spin.rs`).
 const BUSY_POLL: Duration = Duration::from_micros(50);
 
 /// How often a shard copies its counters for the publisher (PROTOCOL.md §12: about once a
@@ -42,6 +43,7 @@ const HANDOVER_BYTES: usize = 64 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 mod opens;
+mod spin;
 
 /// The shard that owns a datagram's sender: `u32::from_be_bytes(pid[..4]) % N`, the same answer
 /// the steering program gives (PROTOCOL.md §12). A datagram too short to name a sender stays
@@ -142,6 +144,8 @@ pub(super) struct Shard {
     answered: Vec<Answered>,
     /// Peers whose records the worker handed over with an open, oldest first (`opens.rs`).
     taught: std::collections::VecDeque<crate::wire::PeerId>,
+    /// This turn handed the worker inputs.
+    handed: bool,
 }
 
 impl Shard {
@@ -168,6 +172,7 @@ impl Shard {
             routes: RouteView::default(),
             bare,
             answered: Vec::new(),
+            handed: false,
         };
         shard.report_room(Instant::now());
         Ok(shard)
@@ -177,6 +182,9 @@ impl Shard {
     pub(super) fn run(mut self) -> ShardStats {
         let mut next_snapshot = Instant::now();
         let mut last_work = Instant::now();
+        let mut spin = spin::Spin::new(BUSY_POLL);
+        // The worker holds messages of this shard it has not answered yet.
+        let mut awaiting = false;
         loop {
             let now = Instant::now();
             super::tell_wall_clock(&mut self.parts.endpoint);
@@ -190,7 +198,10 @@ impl Shard {
             {
                 wait = wait.min(deadline.saturating_duration_since(now));
             }
-            if self.io.busy() || now.duration_since(last_work) < BUSY_POLL {
+            // The worker's answers to what this shard handed it come within microseconds: wait
+            // for them spinning; other work only as long as the learnt window (`spin.rs`).
+            let for_worker = awaiting && now.saturating_duration_since(last_work) < BUSY_POLL;
+            if self.io.busy() || for_worker || spin.spinning(now, last_work) {
                 wait = Duration::ZERO;
             }
             // Requests wake a shard only while it sleeps (PROTOCOL.md §12).
@@ -213,6 +224,7 @@ impl Shard {
                 self.stopping = true;
             }
             let now = Instant::now();
+            self.handed = false;
             let mut worked = self.receive(now) > 0;
             worked |= self.take_handovers(now);
             if self.parts.endpoint.poll_timeout().is_some_and(|t| t <= now) {
@@ -220,17 +232,22 @@ impl Shard {
             }
             // The worker's requests and what telling the endpoint its room releases (WINDOWs)
             // go out in this turn's transmit, not the next one's.
-            worked |= self.take_requests(now);
+            let mut answered = self.take_requests(now);
             worked |= self.take_moved_opens(now);
             self.poll_bare(now);
             self.dispatch_events(now);
             // Replies the worker made while this turn ran leave in this turn's send batch, not
             // a turn (and a system call) later; what they cause for the worker goes next turn.
-            worked |= self.take_requests(now);
+            answered |= self.take_requests(now);
+            worked |= answered;
             worked |= self.transmit() > 0;
             if worked {
+                if !awaiting {
+                    spin.worked(now, last_work);
+                }
                 last_work = now;
             }
+            awaiting = self.handed || (awaiting && !answered);
             if now >= next_snapshot || self.stopping {
                 self.snapshot();
                 next_snapshot = later(now, SNAPSHOT_INTERVAL);
@@ -408,8 +425,15 @@ impl Shard {
     fn request(&mut self, now: Instant, request: Request) {
         let endpoint = &mut self.parts.endpoint;
         match request {
-            Request::Send { channel, data } => {
-                if endpoint.send(now, channel, &data).is_err() {
+            Request::Send { channel, mut data } => {
+                // The reply's own buffer (a pooled receive buffer the worker filled) goes into
+                // the channel's send queue in place of the empty pooled one, which comes back
+                // here for the pool: no copy of the message on its way out.
+                let len = data.len();
+                let queued = endpoint.send_with(now, channel, len, |empty| {
+                    std::mem::swap(empty, &mut data);
+                });
+                if queued.is_err() {
                     self.stats.add("weft_shard_reply_errors_total", None, 1);
                 }
                 endpoint.recycle(data);
@@ -632,6 +656,7 @@ impl Shard {
         let endpoint = &mut self.parts.endpoint;
         let done = worker.hand_over(|data| endpoint.recycle(data));
         if done.delivered > 0 {
+            self.handed = true;
             self.stats.add(
                 "weft_shard_worker_deliveries_total",
                 None,

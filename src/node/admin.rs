@@ -27,7 +27,9 @@ pub const ADMIN_SOCKET: &str = "admin.sock";
 
 /// How long a request waits for the shards' peers: two snapshot intervals and slack.
 const GATHER_DEADLINE: Duration = Duration::from_secs(5);
-/// How long a client may take to send its request line.
+/// How long a client may take to send its request line, in all: the admin thread answers one
+/// client at a time, so one that trickles a byte just within a per-read timeout must not hold
+/// it (and every `weft status`) for 64 such timeouts.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// The longest request line read.
 const MAX_REQUEST: usize = 64;
@@ -173,11 +175,16 @@ fn serve(listener: &UnixListener, shared: &Shared, facts: &NodeFacts) {
 
 fn answer(mut stream: UnixStream, shared: &Shared, facts: &NodeFacts) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(REQUEST_DEADLINE))?;
     stream.set_write_timeout(Some(REQUEST_DEADLINE))?;
+    let deadline = Instant::now() + REQUEST_DEADLINE;
     let mut request = Vec::with_capacity(MAX_REQUEST);
     let mut byte = [0u8; 1];
     while request.len() < MAX_REQUEST && !request.ends_with(b"\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
         if stream.read(&mut byte)? == 0 {
             break;
         }
@@ -564,4 +571,54 @@ pub fn render_json(facts: &NodeFacts, stats: &Stats, peers: &[PeerSnapshot]) -> 
     }
     out.push_str("]}\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local client that trickles its request a byte at a time, each within the read
+    /// timeout, is cut at the whole-request deadline; the next `weft status` is answered.
+    #[test]
+    fn a_trickling_client_holds_the_admin_socket_no_longer_than_the_deadline() {
+        let dir = std::env::temp_dir().join(format!("weft-admin-loris-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let facts = NodeFacts {
+            peer: PeerId::ZERO,
+            udp: "127.0.0.1:1".parse().unwrap(),
+            metrics: "127.0.0.1:2".parse().unwrap(),
+            io: "test",
+            shards: 1,
+            started: Instant::now(),
+            consensus: None,
+        };
+        let server = AdminServer::start(&dir, Arc::new(AtomicBool::new(false)), facts).unwrap();
+        let path = dir.join(ADMIN_SOCKET);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (trickle_path, trickle_stop) = (path.clone(), Arc::clone(&stop));
+        let loris = std::thread::spawn(move || {
+            let mut stream = UnixStream::connect(trickle_path).unwrap();
+            // 60 bytes, a byte every 250 ms (15 s), never a newline.
+            for _ in 0..60 {
+                if trickle_stop.load(Ordering::Relaxed) || stream.write_all(b"s").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let mut client = UnixStream::connect(&path).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(b"bogus\n").unwrap();
+        let mut answer = String::new();
+        let read = client.read_to_string(&mut answer);
+        stop.store(true, Ordering::Relaxed);
+        loris.join().unwrap();
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+        read.expect("the next client is answered");
+        assert!(answer.starts_with("error: unknown request"), "{answer}");
+    }
 }

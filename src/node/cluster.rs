@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The fields of `[consensus]`.
-pub const CONSENSUS_FIELDS: [&str; 15] = [
+pub const CONSENSUS_FIELDS: [&str; 16] = [
     "members",
     "members_url",
     "salt",
@@ -26,6 +26,7 @@ pub const CONSENSUS_FIELDS: [&str; 15] = [
     "keepalive",
     "approve",
     "window",
+    "client_rate",
     "ipv4_32",
     "ipv4_24",
     "ipv4_16",
@@ -35,7 +36,7 @@ pub const CONSENSUS_FIELDS: [&str; 15] = [
 ];
 
 /// [`CONSENSUS_FIELDS`] as error messages name them (the field names must be `'static`).
-const FIELD_NAMES: [&str; 15] = [
+const FIELD_NAMES: [&str; 16] = [
     "consensus.members",
     "consensus.members_url",
     "consensus.salt",
@@ -45,6 +46,7 @@ const FIELD_NAMES: [&str; 15] = [
     "consensus.keepalive",
     "consensus.approve",
     "consensus.window",
+    "consensus.client_rate",
     "consensus.ipv4_32",
     "consensus.ipv4_24",
     "consensus.ipv4_16",
@@ -84,6 +86,9 @@ pub struct ConsensusFile {
     pub approve: Option<Vec<String>>,
     /// The policy's counting window, seconds.
     pub window: Option<f64>,
+    /// Client messages per second one source address may hand the member (its /24 four
+    /// times as many; `consensus::service::client_rates`).
+    pub client_rate: Option<i64>,
     /// Ids per IPv4 address per window.
     pub ipv4_32: Option<i64>,
     /// Ids per IPv4 /24 per window.
@@ -311,6 +316,23 @@ impl ConsensusFile {
             *slot = quota(field, value, default)?;
         }
         policy.ipv4 = [quotas[0], quotas[1], quotas[2]];
+        if let Some(value) = self.client_rate {
+            policy.client_rate =
+                u32::try_from(value)
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        bad(
+                            "consensus.client_rate",
+                            format!(
+                                "{value} is not a rate; give 1 to {} client messages a second per \
+                             address, or leave it out for the default ({})",
+                                u32::MAX,
+                                policy.client_rate
+                            ),
+                        )
+                    })?;
+        }
         policy.ipv6 = [quotas[3], quotas[4], quotas[5]];
         let network_id = match &self.network_id {
             Some(text) => Some(parse_network_id(text).ok_or_else(|| {
@@ -374,6 +396,10 @@ pub fn diagnose(table: &toml::Table) -> Option<BadConsensus> {
                 "a quoted URL like \"http://192.0.2.1:8080/members\"",
             ),
             "salt" => (value.is_integer(), "a whole number, like 0"),
+            "client_rate" => (
+                value.is_integer(),
+                "a whole number of client messages a second per address, like 64",
+            ),
             "ipv4_32" | "ipv4_24" | "ipv4_16" | "ipv6_64" | "ipv6_48" | "ipv6_32" => (
                 value.is_integer(),
                 "a whole number of ids per window, like 8",
@@ -475,6 +501,7 @@ mod tests {
         assert_eq!(defaults.policy.ipv4, [8, 24, 1024]);
         assert_eq!(defaults.policy.ipv6, [8, 24, 1024]);
         assert_eq!(defaults.policy.period, Duration::from_secs(86_400));
+        assert_eq!(defaults.policy.client_rate, 64);
         assert_eq!(defaults.keepalive, Duration::from_secs(60));
         assert!(defaults.approve.is_empty() && defaults.members_url.is_none());
         let identity = Identity::from_secret_bytes([5; 32], [6; 32]);
@@ -482,7 +509,7 @@ mod tests {
         let key: String = record.ed25519.iter().map(|b| format!("{b:02x}")).collect();
         let config = check(&format!(
             "window = 3600\nipv4_32 = 2\nipv4_24 = 3\nipv4_16 = 4\nipv6_64 = 5\nipv6_48 = 6\n\
-             ipv6_32 = 7\nkeepalive = 5\napprove = [\"{key}\", \"{}\"]\n\
+             ipv6_32 = 7\nclient_rate = 9\nkeepalive = 5\napprove = [\"{key}\", \"{}\"]\n\
              members_url = \"http://127.0.0.1:8080/m\"\n",
             record.to_hex()
         ))
@@ -490,6 +517,7 @@ mod tests {
         assert_eq!(config.policy.ipv4, [2, 3, 4]);
         assert_eq!(config.policy.ipv6, [5, 6, 7]);
         assert_eq!(config.policy.period, Duration::from_secs(3600));
+        assert_eq!(config.policy.client_rate, 9);
         assert_eq!(config.keepalive, Duration::from_secs(5));
         assert_eq!(
             config.approve.len(),
@@ -499,6 +527,7 @@ mod tests {
         assert_eq!(config.members_url.unwrap().port, 8080);
         for (text, name) in [
             ("ipv4_32 = 0\n", "consensus.ipv4_32"),
+            ("client_rate = 0\n", "consensus.client_rate"),
             ("ipv6_48 = -3\n", "consensus.ipv6_48"),
             ("ipv4_16 = 1.5\n", "consensus.ipv4_16"),
             ("window = 0\n", "consensus.window"),

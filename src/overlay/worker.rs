@@ -341,6 +341,9 @@ impl OverlayService {
             return;
         };
         self.held = self.held.saturating_sub(entry.held.len());
+        // Its negotiated options and the checks it cost go with it: kept, they would fill the
+        // DHT's `max_peer_options` with peers long gone and refuse every newcomer's.
+        self.dht.forget_peer(&peer);
         if let Some(node) = self.links.remove(&peer) {
             self.dht.link_closed(&node);
         }

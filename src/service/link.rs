@@ -11,7 +11,7 @@ use super::{Input, ReplyError, Request, owner_of_peer};
 use crate::channel::ChannelHandle;
 use crate::session::PeerRecord;
 use crate::wire::{Capabilities, CloseReason, PeerId};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
 use mio::Waker;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +54,14 @@ pub enum Woken<T> {
     Timeout,
     /// Every shard has stopped and nothing is left.
     Stopped,
+}
+
+/// What a value (or the close) of the other queue of [`Deliveries::recv_or`] wakes for.
+fn woken_by_other<T>(value: Result<T, RecvError>) -> Woken<T> {
+    match value {
+        Ok(value) => Woken::Other(value),
+        Err(_) => Woken::OtherClosed,
+    }
 }
 
 /// The worker's input: batches from every shard. It ends once every shard has stopped and the
@@ -105,7 +113,9 @@ impl Deliveries {
 
     /// Waits for whichever comes first: a batch of inputs, a value on `other` (only while
     /// `other_open`), or `deadline`. Lets a worker serve its inputs and another queue (an
-    /// application's commands) from one thread without polling.
+    /// application's commands) from one thread without polling. The deadline is a timeout of
+    /// the `select` itself, not a timer channel (`crossbeam_channel::at` allocates one per
+    /// call, and an idle worker waits here once a turn).
     pub fn recv_or<T>(
         &self,
         other: &Receiver<T>,
@@ -114,23 +124,26 @@ impl Deliveries {
     ) -> Woken<T> {
         let never = crossbeam_channel::never();
         let other = if other_open { other } else { &never };
-        let timeout = match deadline {
-            Some(deadline) => crossbeam_channel::at(deadline),
-            None => crossbeam_channel::never(),
-        };
-        crossbeam_channel::select! {
-            recv(self.rx) -> batch => match batch {
-                Ok(batch) => {
-                    self.taken(&batch);
-                    Woken::Inputs(batch)
-                }
-                Err(_) => Woken::Stopped,
+        match deadline {
+            Some(deadline) => crossbeam_channel::select! {
+                recv(self.rx) -> batch => self.woken_by_inputs(batch),
+                recv(other) -> value => woken_by_other(value),
+                default(deadline.saturating_duration_since(Instant::now())) => Woken::Timeout,
             },
-            recv(other) -> value => match value {
-                Ok(value) => Woken::Other(value),
-                Err(_) => Woken::OtherClosed,
+            None => crossbeam_channel::select! {
+                recv(self.rx) -> batch => self.woken_by_inputs(batch),
+                recv(other) -> value => woken_by_other(value),
             },
-            recv(timeout) -> _ => Woken::Timeout,
+        }
+    }
+
+    fn woken_by_inputs<T>(&self, batch: Result<Vec<Input>, RecvError>) -> Woken<T> {
+        match batch {
+            Ok(batch) => {
+                self.taken(&batch);
+                Woken::Inputs(batch)
+            }
+            Err(_) => Woken::Stopped,
         }
     }
 
@@ -702,6 +715,34 @@ mod tests {
             .unwrap();
         assert!(!events.is_empty(), "the take woke the starved shard");
         link.deliveries.recycle(taken);
+    }
+
+    #[test]
+    fn recv_or_wakes_for_the_other_queue_its_close_or_the_deadline() {
+        let (_poll, link, _ends) = queues(1, 4);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let deliveries = &link.deliveries;
+        let soon = || Instant::now().checked_add(Duration::from_millis(5));
+        assert!(matches!(
+            deliveries.recv_or(&rx, true, soon()),
+            Woken::Timeout
+        ));
+        tx.send(7u8).unwrap();
+        let far = Instant::now().checked_add(Duration::from_secs(60));
+        assert!(matches!(
+            deliveries.recv_or(&rx, true, far),
+            Woken::Other(7)
+        ));
+        drop(tx);
+        assert!(matches!(
+            deliveries.recv_or(&rx, true, None),
+            Woken::OtherClosed
+        ));
+        // A closed queue no longer counted: only the deadline wakes.
+        assert!(matches!(
+            deliveries.recv_or(&rx, false, soon()),
+            Woken::Timeout
+        ));
     }
 
     #[test]

@@ -473,6 +473,7 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "decompression_bomb",
     "decompression_corrupt",
     "peer_options_full",
+    "checks_limit",
     "peers_full",
     "queue_full",
     "opens_full",
@@ -685,7 +686,7 @@ pub const METRICS: &[Metric] = &[
     counter("weft_consensus_votes_sent_total", "", "Votes this member signed and sent, by step.")
         .labels(&["step"], &["prevote", "precommit"]),
     counter("weft_consensus_ids_issued_total", "", "Node ids this member saw become final."),
-    counter("weft_consensus_refusals_total", "messages", "Consensus messages refused, by reason: oversized (checked before decoding), unknown_version, malformed, non_member, bad_signature, stale, unexpected (out of place, or beyond a pending bound), unauthenticated (member traffic from a peer no encrypted session proved).")
+    counter("weft_consensus_refusals_total", "messages", "Consensus messages refused, by reason: oversized (checked before decoding), unknown_version, malformed, non_member, bad_signature, stale, unexpected (out of place, or beyond a pending bound), unauthenticated (member traffic from a peer no encrypted session proved), rate (a client source past its rate of messages, each of which may cost a signature).")
         .labels(&["reason"], &["oversized", "unknown_version", "malformed", "non_member", "bad_signature", "stale", "unexpected", "unauthenticated"]),
     gauge("weft_consensus_links_open", "", "Channels to other members that are open."),
     counter("weft_consensus_policy_refusals_total", "requests", "Node-id requests this member refused with a signed NACK, by the policy limit they ran into: ids per IPv4 address (ipv4_32), /24 (ipv4_24), /16 (ipv4_16), per IPv6 /64 (ipv6_64), /48 (ipv6_48), /32 (ipv6_32) per window, or the window's prefix table full (table_full).")

@@ -219,8 +219,11 @@ impl<'a> Message<'a> {
 
     /// The number of bytes [`Message::emit`] writes.
     pub fn encoded_len(&self) -> usize {
-        let kind = self.kind();
-        let body = self.body_len();
+        Self::framed_len(self.kind(), self.body_len())
+    }
+
+    /// The encoded length of a message of `kind` whose body is `body` bytes long.
+    fn framed_len(kind: MessageType, body: usize) -> usize {
         let length_field = match kind.framing() {
             Some(Framing::Var) => varint::encoded_len(body as u64),
             _ => 0,
@@ -237,15 +240,18 @@ impl<'a> Message<'a> {
     /// to the same message; errors point at offset 0 (the message's start).
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
         self.check()?;
-        let len = self.encoded_len();
+        // The body's length once: it sizes the message and is its length field (every data
+        // packet's fragment is emitted here).
+        let kind = self.kind();
+        let body = self.body_len();
+        let len = Self::framed_len(kind, body);
         let Some(buf) = buf.get_mut(..len) else {
             return Err(WireError::new(ErrorKind::BufferTooSmall, 0));
         };
         let mut w = Writer::new(buf);
-        let kind = self.kind();
         w.varint(kind.code())?;
         if kind.framing() == Some(Framing::Var) {
-            w.varint(self.body_len() as u64)?;
+            w.varint(body as u64)?;
         }
         match *self {
             Message::StartEncryption { ciphertext } => w.put(ciphertext)?,

@@ -58,7 +58,7 @@ impl<'a> Packet<'a> {
         if self.header.is_encrypted() {
             Messages::default()
         } else {
-            Messages { rest: self.payload }
+            Messages::undecoded(self.payload)
         }
     }
 }
@@ -68,21 +68,47 @@ impl<'a> Packet<'a> {
 ///
 /// For the plaintext of a START_ENCRYPTION ciphertext pass the packet's header with
 /// [`super::Flags::ENCRYPTED`] added: it is sealed under the new session's keys.
+///
+/// The payload is decoded once: the first [`KEPT`] messages that validation decoded are handed
+/// out as they are, and only a longer sequence's later messages are decoded again.
 pub fn parse_payload<'a>(header: &Header, plaintext: &'a [u8]) -> Result<Messages<'a>, WireError> {
-    validate(header, plaintext, header.len())?;
-    Ok(Messages { rest: plaintext })
+    validate(header, plaintext, header.len())
 }
+
+/// Messages of a payload that validation keeps decoded for the walk that follows: a data packet
+/// carries one to three (an ACK, a WINDOW, a DATA or fragment), so its walk decodes nothing.
+const KEPT: usize = 4;
 
 /// The messages of a validated payload, in order; padding ends them.
 #[derive(Clone, Debug, Default)]
 pub struct Messages<'a> {
+    /// Messages validation decoded, handed out first (`kept_len` of them, from `kept_at`).
+    kept: [Option<Message<'a>>; KEPT],
+    kept_at: u8,
+    kept_len: u8,
+    /// The validated bytes after the kept messages, decoded as they are walked.
     rest: &'a [u8],
+}
+
+impl<'a> Messages<'a> {
+    /// The messages of a validated `payload`, none of them decoded yet.
+    fn undecoded(payload: &'a [u8]) -> Messages<'a> {
+        Messages {
+            rest: payload,
+            ..Messages::default()
+        }
+    }
 }
 
 impl<'a> Iterator for Messages<'a> {
     type Item = Message<'a>;
 
     fn next(&mut self) -> Option<Message<'a>> {
+        if self.kept_at < self.kept_len {
+            let kept = self.kept.get(usize::from(self.kept_at)).copied().flatten();
+            self.kept_at = self.kept_at.saturating_add(1);
+            return kept;
+        }
         match self.rest.first() {
             None | Some(0) => return None,
             Some(_) => {}
@@ -193,13 +219,20 @@ fn is_kind2_init(msg: &Message<'_>) -> bool {
 }
 
 /// Checks `payload` as the message sequence of a packet with `header`; the payload starts at
-/// packet offset `base`.
-fn validate(header: &Header, payload: &[u8], base: usize) -> Result<(), WireError> {
+/// packet offset `base`. Returns its messages, the first [`KEPT`] of them as decoded here.
+fn validate<'a>(
+    header: &Header,
+    payload: &'a [u8],
+    base: usize,
+) -> Result<Messages<'a>, WireError> {
     // PROTOCOL.md §3: a packet with no message is discarded.
     if matches!(payload.first(), None | Some(0)) {
         return Err(WireError::new(ErrorKind::NoMessage, base));
     }
     let mut seq = Sequence::default();
+    let mut messages = Messages::default();
+    // Where the messages past the kept ones start; none when all of them were kept.
+    let mut undecoded_from: Option<usize> = None;
     let mut pos: usize = 0;
     // Every message takes at least one byte, so the loop is bounded by the datagram's length,
     // which the node bounds before parsing.
@@ -217,9 +250,22 @@ fn validate(header: &Header, payload: &[u8], base: usize) -> Result<(), WireErro
         }
         let (msg, len) = message::decode(rest, at)?;
         seq.admit(header, msg.kind(), is_kind2_init(&msg), at)?;
+        match messages.kept.get_mut(usize::from(messages.kept_len)) {
+            Some(slot) if undecoded_from.is_none() => {
+                *slot = Some(msg);
+                messages.kept_len = messages.kept_len.saturating_add(1);
+            }
+            _ => {
+                undecoded_from.get_or_insert(pos);
+            }
+        }
         pos = pos.saturating_add(len.max(1));
     }
-    seq.finish(header, base)
+    seq.finish(header, base)?;
+    messages.rest = undecoded_from
+        .and_then(|from| payload.get(from..))
+        .unwrap_or_default();
+    Ok(messages)
 }
 
 /// Builds a packet in a caller's buffer: the header, then messages pushed one by one, each

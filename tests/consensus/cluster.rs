@@ -74,6 +74,8 @@ pub(crate) struct Options {
     /// Every message due at one instant reaches its member in one `handle_batch` call, as a
     /// node's service hands over what one pass of its host brought.
     pub(crate) batched: bool,
+    /// Clients share source IPs this many to one (a NAT), each on its own port.
+    pub(crate) clients_per_ip: usize,
 }
 
 impl Default for Options {
@@ -86,6 +88,7 @@ impl Default for Options {
             one_prefix_at_once: false,
             members_per_client: None,
             batched: false,
+            clients_per_ip: 1,
         }
     }
 }
@@ -248,8 +251,11 @@ pub(crate) struct Cluster {
     signed_proposals: BTreeMap<(MemberKey, u64, u32), schema::BatchId>,
 }
 
-fn client_addr(index: usize) -> SocketAddr {
-    SocketAddr::from(([10, 0, (index / 200) as u8, (index % 200) as u8 + 1], 4000))
+/// Client `index`'s address, `per_ip` clients to one IP.
+fn client_addr(index: usize, per_ip: usize) -> SocketAddr {
+    let (ip, port) = (index / per_ip.max(1), index % per_ip.max(1));
+    let ip = [10, 0, (ip / 200) as u8, (ip % 200) as u8 + 1];
+    SocketAddr::from((ip, 4000 + port as u16))
 }
 
 impl Cluster {
@@ -323,7 +329,7 @@ impl Cluster {
                 if let (0, Some(joiner)) = (index, joiner) {
                     key = joiner.0;
                 }
-                let addr = client_addr(index);
+                let addr = client_addr(index, options.clients_per_ip);
                 let arrival = if options.one_prefix_at_once || (index == 0 && joiner.is_some()) {
                     0
                 } else if options.even {

@@ -1,7 +1,10 @@
-//! Sightings are checked when a batch needs them (docs/CONSENSUS.md, Performance): a proposer
-//! checks the f+1 it puts in its batch and drops a forged one, counted, proposing the request
-//! with another member's; a member checks the ones a proposal carries that it has not checked
-//! before, and prevotes nil on a forged one, counted.
+//! Sightings are checked once each, and only those a batch can carry (docs/CONSENSUS.md,
+//! Performance): a batch carries the sightings of the f+1 lowest member keys, so those are
+//! checked as they arrive (a forged one refused and counted at once, off the path from a
+//! proposal to its prevote); another member's waits until a batch needs it. A proposer
+//! checks the f+1 it puts in its batch that it has not checked and drops a forged one,
+//! counted, proposing the request with another member's; a member checks the ones a proposal
+//! carries that it has not checked before, and prevotes nil on a forged one, counted.
 
 use ed25519_dalek::SigningKey;
 use std::net::SocketAddr;
@@ -60,39 +63,56 @@ fn prevote(messages: &[Message]) -> Vote {
         .expect("a prevote")
 }
 
+/// A request from `source`, its key all `key`.
+fn request_from(source: &str, key: u8) -> (SocketAddr, NodeIdRequest) {
+    let source: SocketAddr = source.parse().unwrap();
+    let request = NodeIdRequest {
+        key: [key; 32],
+        addresses: vec![source],
+        salt: 0,
+    };
+    (source, request)
+}
+
+/// `key`'s sighting of `request` from `source`.
+fn sighting_by(
+    key: &SigningKey,
+    config: &MemberConfig,
+    request: &NodeIdRequest,
+    source: SocketAddr,
+) -> Signed<Sighting> {
+    sign(
+        key,
+        &config.network,
+        Sighting {
+            digest: request.digest(),
+            source,
+            member: member_key(key),
+        },
+    )
+}
+
+/// The message that shares `sighting` of `request` with the other members.
+fn shared(request: &NodeIdRequest, sighting: Signed<Sighting>) -> Vec<u8> {
+    schema::encode(&Message::Sighting {
+        request: request.clone(),
+        sighting,
+    })
+}
+
 #[test]
 fn a_forged_sighting_is_dropped_by_the_proposer_and_refused_in_a_proposal() {
     let (keys, config) = four();
     let members = config.members.clone();
     let now = Instant::now();
-    let source: SocketAddr = "192.0.2.7:7000".parse().unwrap();
-    let request = NodeIdRequest {
-        key: [7; 32],
-        addresses: vec![source],
-        salt: 0,
-    };
-    let sighting = |key: &SigningKey| {
-        sign(
-            key,
-            &config.network,
-            Sighting {
-                digest: request.digest(),
-                source,
-                member: member_key(key),
-            },
-        )
-    };
-    let shared = |sighting: Signed<Sighting>| {
-        schema::encode(&Message::Sighting {
-            request: request.clone(),
-            sighting,
-        })
-    };
+    let (source, request) = request_from("192.0.2.7:7000", 7);
+    let sighting = |key: &SigningKey| sighting_by(key, &config, &request, source);
+    let shared = |sighting: Signed<Sighting>| shared(&request, sighting);
     let mut forged = sighting(&keys[0]);
     forged.signature = Signature([9; 64]);
-    // Height 1's round-0 proposer is the second member. It saw the request itself and holds
-    // the first member's sighting (forged: it sorts first, so a batch would take it) and the
-    // third's, neither checked yet.
+    // Height 1's round-0 proposer is the second member. It saw the request itself and gets
+    // the first member's sighting (forged: it sorts first, so a batch would take it, and it is
+    // checked and refused as it arrives) and the third's (not checked until a batch needs it).
     let mut proposer = member(&keys[1], &config, now);
     let inputs = [
         (
@@ -143,4 +163,35 @@ fn a_forged_sighting_is_dropped_by_the_proposer_and_refused_in_a_proposal() {
         "a batch with a forged sighting gets a nil prevote"
     );
     assert_eq!(bad_signatures(&checker), 1);
+}
+
+/// Only the sightings a batch can carry (the f+1 lowest member keys') are checked as they
+/// arrive: a forged one from the lowest member is refused at once, a forged one from the
+/// highest is held unchecked (checking it would cost a verification no batch needs) and
+/// found only if a batch would carry it.
+#[test]
+fn only_the_sightings_a_batch_carries_are_checked_as_they_arrive() {
+    let (keys, config) = four();
+    let members = config.members.clone();
+    let now = Instant::now();
+    let (source, request) = request_from("192.0.2.8:7000", 8);
+    let forged = |key: &SigningKey| {
+        let mut sighting = sighting_by(key, &config, &request, source);
+        sighting.signature = Signature([9; 64]);
+        shared(&request, sighting)
+    };
+    let mut checker = member(&keys[2], &config, now);
+    checker.handle(now, Peer::Member(members[3]), &forged(&keys[3]));
+    assert_eq!(
+        bad_signatures(&checker),
+        0,
+        "the highest key's is held unchecked"
+    );
+    assert_eq!(checker.pending(), 1);
+    checker.handle(now, Peer::Member(members[0]), &forged(&keys[0]));
+    assert_eq!(
+        bad_signatures(&checker),
+        1,
+        "the lowest key's is checked at once"
+    );
 }

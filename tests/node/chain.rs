@@ -18,9 +18,7 @@ fn config(path: &Path, records: &[String], extra: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Four members, each on its own loopback address as members on their own hosts are: a member
-/// holds one pending request per source address, so members sharing one address would each
-/// hold its own request and sight no other's (and four need two sightings of each).
+/// Four members, each on its own loopback address as members on their own hosts are.
 fn member_addresses() -> Vec<SocketAddr> {
     (2..=5u8)
         .map(|host| {
@@ -30,11 +28,9 @@ fn member_addresses() -> Vec<SocketAddr> {
         .collect()
 }
 
-#[test]
-fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the_members() {
-    let dir = TempDir::new("chain");
-    let addresses = member_addresses();
-    let records: Vec<String> = addresses
+/// Creates an identity in `dir/member-N` for each address; their `record=` lines.
+fn member_records(dir: &TempDir, addresses: &[SocketAddr]) -> Vec<String> {
+    addresses
         .iter()
         .enumerate()
         .map(|(index, address)| {
@@ -54,7 +50,54 @@ fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the
                 .unwrap()
                 .to_string()
         })
+        .collect()
+}
+
+/// Four members on one address (PROTOCOL.md §11, one pending request per source; issue 14
+/// point 5): each member's node asks for its id from 127.0.0.1, so each member first holds its
+/// own node's request and sights no other. Its hold on the source ends, the members converge on
+/// one request at a time, and all four are certified, then a node and a client from the same
+/// address. The node starts first (point 7): with its members out of reach it stays their
+/// client, uncertified, and starts no cluster of its own.
+#[test]
+fn four_members_on_one_address_certify_each_other_and_a_client() {
+    let dir = TempDir::new("one-address");
+    let addresses: Vec<SocketAddr> = super::cluster::free_ports(4)
+        .into_iter()
+        .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
         .collect();
+    let records = member_records(&dir, &addresses);
+    let path = dir.join("cluster.toml");
+    config(&path, &records, "");
+    let _early = start_with(&dir.0, "node", &path, None);
+    let waiting = status_until(&dir.join("node"), |s| s.contains("(4 member(s)), client"));
+    assert!(!waiting.contains("(certified"), "{waiting}");
+    let members: Vec<Node> = addresses
+        .iter()
+        .enumerate()
+        .map(|(index, &address)| {
+            start_with(&dir.0, &format!("member-{index}"), &path, Some(address))
+        })
+        .collect();
+    for name in ["member-0", "member-1", "member-2", "member-3", "node"] {
+        status_until(&dir.join(name), |s| {
+            s.contains("(4 member(s)), ") && s.contains("(certified")
+        });
+    }
+    let via = addresses[1].to_string();
+    let (ok, out, err) = super::cluster::new_client_asks(&dir.0, "client", &via, "30");
+    assert!(
+        ok.success() && out.contains("node_id=") && out.contains("certificate="),
+        "{out}\n{err}"
+    );
+    drop(members);
+}
+
+#[test]
+fn after_a_member_is_voted_out_nodes_configured_by_file_learn_the_chain_from_the_members() {
+    let dir = TempDir::new("chain");
+    let addresses = member_addresses();
+    let records = member_records(&dir, &addresses);
     let genesis = dir.join("genesis.toml");
     config(&genesis, &records, "");
     let mut members: Vec<Node> = addresses

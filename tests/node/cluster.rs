@@ -110,6 +110,29 @@ pub(crate) fn start_with(
     ])
 }
 
+/// `weft id request --via VIA` for a new identity in `dir/name`, waiting at most `timeout` s.
+pub(crate) fn new_client_asks(
+    dir: &Path,
+    name: &str,
+    via: &str,
+    timeout: &str,
+) -> (ExitStatus, String, String) {
+    let client = dir.join(name);
+    let client = client.to_str().unwrap();
+    let (created, _, err) = run(&["id", "--create", "--data", client]);
+    assert!(created.success(), "{err}");
+    run(&[
+        "id",
+        "request",
+        "--via",
+        via,
+        "--data",
+        client,
+        "--timeout",
+        timeout,
+    ])
+}
+
 /// `weft id request` for the client in `dir`; its `node_id=` line.
 fn request_id(dir: &Path, via: &str) -> String {
     let client = dir.join("client");
@@ -150,6 +173,10 @@ fn the_documented_three_member_cluster_issues_ids_and_killed_members_change_none
     let (status, out, err) = run(&["cluster", "status", "--via", &via, "--timeout", "30"]);
     assert!(status.success(), "{out}\n{err}");
     assert!(out.contains("members: 3 (quorum 3), 3 answered"), "{out}");
+    // Issue 14 point 9: network id, members, each one's height/round, last decision and lag.
+    for column in ["network: ", "height", "round", "last decision", "lag"] {
+        assert!(out.contains(column), "no {column:?} in:\n{out}");
+    }
     assert!(
         out.contains("(pinned: as the node asked presented it)"),
         "{out}"
@@ -204,22 +231,7 @@ fn policy_settings_reach_the_member_and_its_refusals_are_counted_by_limit() {
     let node = start_node(&node_args(&data, &["--config", config.to_str().unwrap()]));
     status_until(&data, |s| s.contains("(certified"));
     let via = node.udp.to_string();
-    let ask = |name: &str, timeout: &str| {
-        let client = dir.0.join(name);
-        let client = client.to_str().unwrap();
-        let (created, _, err) = run(&["id", "--create", "--data", client]);
-        assert!(created.success(), "{err}");
-        run(&[
-            "id",
-            "request",
-            "--via",
-            &via,
-            "--data",
-            client,
-            "--timeout",
-            timeout,
-        ])
-    };
+    let ask = |name: &str, timeout: &str| new_client_asks(&dir.0, name, &via, timeout);
     // The node's own id took one of the two 127.0.0.1 may get per window; a client the other.
     let (first, out, err) = ask("first", "60");
     assert!(first.success() && out.contains("node_id="), "{out}\n{err}");

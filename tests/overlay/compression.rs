@@ -1,6 +1,7 @@
 //! Compression (issue 15 point 2, seed 003 §3.3.1): every method round-trips whatever it is
 //! given, a bomb in every method is refused at the frame bound and counted, and two nodes that
-//! negotiated a method send each other large frames in it.
+//! negotiated a method send each other large frames in it. What a frame costs to inflate
+//! follows its bytes: at most 64 times its payload, and bz2 and lzma are not read by default.
 
 use super::harness::contact;
 use super::rpc::dropped;
@@ -58,7 +59,11 @@ fn sender(of: &Dht) -> Sender {
 
 #[test]
 fn a_bomb_in_every_method_is_refused_at_the_bound_and_counted() {
-    let mut dht = Dht::new(KademliaConfig::default(), contact(3, 0), [0; 32]);
+    let every = KademliaConfig {
+        compression: Method::ALL.to_vec(),
+        ..KademliaConfig::default()
+    };
+    let mut dht = Dht::new(every, contact(3, 0), [0; 32]);
     let peer = Dht::new(KademliaConfig::default(), contact(3, 1), [1; 32]);
     for (i, method) in Method::ALL.into_iter().enumerate() {
         let bomb = bomb_of(method);
@@ -178,4 +183,55 @@ fn negotiated_compression_carries_large_frames_in_the_preferred_method() {
         1,
         "parsed, and stale: a never asked"
     );
+}
+
+/// A 50-byte bz2 stream of one 900 KB block (Python's `bz2.compress(b"a" * 45_000_000, 9)`):
+/// its decoder undoes the whole block, 2 ms of the worker's time, before a byte comes out.
+const BZ2_BLOCK_BOMB: &[u8] = include_bytes!("bomb.bz2");
+
+/// Attack on the overlay (docs/SECURITY.md): frames that cost the node far more to inflate
+/// than their bytes. A default node does not decode bz2 or lzma at all (refused by method,
+/// before the decoder), and nothing inflates past 64 times its payload: a 45-byte zstd frame
+/// that would make 64 KiB is a bomb at 2,880 bytes.
+#[test]
+fn frames_that_cost_more_to_inflate_than_their_bytes_are_refused_before_decoding() {
+    let mut dht = Dht::new(KademliaConfig::default(), contact(5, 0), [0; 32]);
+    let peer = Dht::new(KademliaConfig::default(), contact(5, 1), [1; 32]);
+    let mut bz2 = vec![0, Method::Bz2.code()];
+    bz2.extend_from_slice(&(BZ2_BLOCK_BOMB.len() as u32).to_be_bytes());
+    bz2.extend_from_slice(BZ2_BLOCK_BOMB);
+    dht.handle(Instant::now(), 1_000, sender(&peer), &bz2);
+    dht.handle(Instant::now(), 1_000, sender(&peer), &bomb_of(Method::Lzma));
+    assert_eq!(dht.poll_transmit(), None);
+    assert_eq!(dropped(&dht, "compression_unsupported"), 2);
+    assert_eq!(dropped(&dht, "decompression_bomb"), 0, "never decoded");
+
+    // A PING whose padding inflates 60 KiB from a few dozen bytes: within the frame bound,
+    // past the ratio.
+    let mut ping = Request {
+        op: Opcode::Ping,
+        id: 1,
+        body: Body::Ping,
+    }
+    .encode();
+    let plain_ping = ping.clone();
+    ping.extend(std::iter::repeat_n(0xc0, 60 * 1024));
+    let wrapped = compression::wrap(Method::Zstd, &ping);
+    assert!(wrapped.len() * compression::MAX_RATIO < ping.len());
+    assert_eq!(
+        compression::unwrap(&wrapped, 0x7f, LIMIT),
+        Err(CompressionError::Bomb)
+    );
+    dht.handle(Instant::now(), 1_000, sender(&peer), &wrapped);
+    assert_eq!(dht.poll_transmit(), None);
+    assert_eq!(dropped(&dht, "decompression_bomb"), 1);
+    // Within the ratio, a compressed frame is served as before.
+    let honest = compression::wrap(Method::Zstd, &plain_ping);
+    dht.handle(Instant::now(), 1_000, sender(&peer), &honest);
+    assert!(dht.poll_transmit().is_some(), "answered");
+    // And a sender never sends what a receiver would refuse: past the ratio it goes plain.
+    assert!(!compression::within_ratio(
+        wrapped.len() - HEADER,
+        ping.len()
+    ));
 }

@@ -181,3 +181,50 @@ fn a_record_whose_x25519_key_the_peers_session_did_not_prove_is_dropped_as_stale
     assert_eq!(dht.record_for_open(&from.peer, 1_000), None);
     assert_eq!(dropped(&dht, "key_stale"), 1);
 }
+
+/// A check that refuses every proof, counting how often it was asked.
+struct Refusing(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl weft::overlay::kademlia::CertificateCheck for Refusing {
+    fn certified(&self, _: &NodeId, _: &weft::wire::PeerId) -> bool {
+        false
+    }
+
+    fn admit(&mut self, _: &NodeId, _: &weft::wire::PeerId, _: &[u8]) -> Result<(), &'static str> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err("bad_certificate")
+    }
+}
+
+/// Attack on the overlay (docs/SECURITY.md): a connected peer that resends a forged proof of
+/// its id, or shows a new record of its own in every frame, costs the node at most 8 signature
+/// checks, then is refused and counted (`checks_limit`) until it is forgotten.
+#[test]
+fn a_peer_buys_at_most_eight_signature_checks_with_proofs_and_records() {
+    let checks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut b = node(1, config());
+    b.set_certificate_check(Box::new(Refusing(std::sync::Arc::clone(&checks))));
+    let attacker = identity(40);
+    let (from, _) = peer_of(&attacker, 40);
+    for _ in 0..20 {
+        assert!(b.admit(&NodeId([40; 20]), &from.peer, b"forged").is_err());
+    }
+    assert_eq!(checks.load(std::sync::atomic::Ordering::Relaxed), 8);
+    assert_eq!(dropped(&b, "checks_limit"), 12);
+    // Its records cost nothing more: the budget is spent.
+    let now = Instant::now();
+    for port in 0..4u16 {
+        let record = PeerRecord::sign(&attacker, &[SocketAddr::from(([10, 9, 0, 40], port))]);
+        let reply = ask(&mut b, now, from, &announce(record.to_bytes())).unwrap();
+        assert!(!reply.ack);
+    }
+    assert_eq!(dropped(&b, "checks_limit"), 16);
+    // Forgotten (its connection gone), it starts again.
+    b.forget_peer(&from.peer);
+    let record = PeerRecord::sign(&attacker, &[SocketAddr::from(([10, 9, 0, 40], 9))]);
+    assert!(
+        ask(&mut b, now, from, &announce(record.to_bytes()))
+            .unwrap()
+            .ack
+    );
+}

@@ -321,7 +321,7 @@ mod tests {
         for message in messages {
             queue(&mut a, from, t0, &mut pool, message);
         }
-        let sent = write_all(&mut a, from, t0, None);
+        let sent = write_all(&mut a, from, t0);
         let mut b = connection(t0);
         let lane = with(&mut b, channel(t0, open(), false));
         deliver_all(&mut b, lane, t0, &mut pool, &sent);
@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(lent.stats.get("weft_messages_sent_total", None), 1);
         assert_eq!(c.lanes.get(lane).map(|ch| ch.next_message), Some(1));
         assert_eq!(c.touched, [lane]);
-        let back: Vec<Vec<u8>> = write_all(&mut c, lane, now, None)
+        let back: Vec<Vec<u8>> = write_all(&mut c, lane, now)
             .iter()
             .flat_map(|(_, bytes)| payloads(Packet::parse(bytes).expect("a packet").messages()))
             .collect();

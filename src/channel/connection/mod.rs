@@ -7,20 +7,24 @@
 mod delivery;
 mod lanes;
 mod receive;
+mod sealed;
 mod tally;
+mod timeout;
 mod timer;
 mod transmit;
 
 pub(crate) use delivery::{Delivered, DeliveryGate, Handover, mode_label};
 pub(crate) use lanes::{ChannelAt, Lane, Lanes};
 pub(crate) use receive::ChannelPacket;
+pub(crate) use sealed::{Handled, Inbound};
 pub(crate) use tally::TallySlots;
+pub(crate) use timeout::Due;
 pub(crate) use timer::{Timer, TimerTable, later};
 pub(crate) use transmit::Context;
 
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::reliability::{PathState, ReassemblyBudget};
-use crate::channel::state::Traffic;
+use crate::channel::state::{PeerSession, Traffic};
 use crate::handle::FxHashMap;
 use crate::wire::PeerId;
 use std::collections::{HashMap, HashSet};
@@ -71,6 +75,12 @@ pub(crate) struct Connection {
     pub(crate) room: u64,
     /// Kind-0 traffic with the peer (a peer with a session counts on its [`PeerSession`]).
     pub(crate) traffic: Traffic,
+    /// The peer's sessions (PROTOCOL.md §5: the current one and the one it replaces or that
+    /// replaces it), once a handshake completed: every peer with a session has a connection,
+    /// so a sealed packet is opened with what its connection holds. Inline: a connection
+    /// without one (kind 0, or an open to a bare address before its handshake) pays its
+    /// inline room, one with one (nearly all of them) saves a slab slot and a lookup.
+    pub(crate) session: Option<PeerSession>,
     /// The connection's deadlines, one slot per kind (STYLE.md 7); the router keeps their
     /// minimum in its [`DeadlineHeap`](crate::channel::deadlines::DeadlineHeap).
     pub(crate) timers: TimerTable,
@@ -100,6 +110,7 @@ impl Connection {
             rescan: false,
             room: 0,
             traffic: Traffic::default(),
+            session: None,
             timers: TimerTable::default(),
             channel_deadlines: DeadlineHeap::default(),
         }

@@ -191,7 +191,7 @@ pub(crate) mod tests {
         let mut b = connection(t0);
         let b_channel = with(&mut b, channel(t0, open(), false));
         queue(&mut a, a_channel, t0, &mut pool, b"hello");
-        let sent = write_all(&mut a, a_channel, t0, None);
+        let sent = write_all(&mut a, a_channel, t0);
         let in_flight = |c: &Connection| c.path.as_ref().map(|p| p.bytes_in_flight());
         assert!(in_flight(&a) > Some(0));
         let t1 = t0 + Duration::from_millis(20);
@@ -204,7 +204,7 @@ pub(crate) mod tests {
         // The receiver's ACK (sent once its delay passed) frees the sender's window and gives
         // it an RTT sample, which the endpoint counts.
         let t2 = t1 + Duration::from_millis(100);
-        let acks = write_all(&mut b, b_channel, t2, None);
+        let acks = write_all(&mut b, b_channel, t2);
         assert!(!acks.is_empty());
         let t3 = t2 + Duration::from_millis(20);
         let received = deliver_all(&mut a, a_channel, t3, &mut pool, &acks);
@@ -258,15 +258,15 @@ pub(crate) mod tests {
         let mut c = connection(t0);
         let ch = with(&mut c, channel(t0, open(), false));
         queue(&mut c, ch, t0, &mut pool, b"lost");
-        assert!(!write_all(&mut c, ch, t0, None).is_empty());
+        assert!(!write_all(&mut c, ch, t0).is_empty());
         let deadline = data_of(&c, ch)
             .and_then(|d| d.reliability.poll_timeout())
             .expect("a loss timer for the packet in flight");
         let before = deadline - Duration::from_millis(1);
         assert!(!c.channel_timeout(before, &mut pool, ch));
-        assert!(write_all(&mut c, ch, before, None).is_empty());
+        assert!(write_all(&mut c, ch, before).is_empty());
         assert!(c.channel_timeout(deadline, &mut pool, ch));
         // The probe or the retransmission leaves at once.
-        assert!(!write_all(&mut c, ch, deadline, None).is_empty());
+        assert!(!write_all(&mut c, ch, deadline).is_empty());
     }
 }

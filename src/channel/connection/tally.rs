@@ -46,7 +46,7 @@ impl Connection {
     /// the connection's path and counts their tallies, and lists its lane in `due` (a kept
     /// buffer, cleared first) for the router to deliver what they released and to flush it.
     /// The data timer then follows the earliest deadline left.
-    pub(crate) fn handle_timeout(
+    pub(crate) fn data_timeout(
         &mut self,
         now: Instant,
         pool: &mut BufferPool,
@@ -111,7 +111,7 @@ pub(crate) mod tests {
             data_mut(&mut c, lane).expect("data state").order_at = at;
         }
         queue(&mut c, busy, t0, &mut pool, b"lost");
-        assert!(!write_all(&mut c, busy, t0, None).is_empty());
+        assert!(!write_all(&mut c, busy, t0).is_empty());
         assert!(c.rearm_channel(t0, &ctx(), busy));
         c.rearm_channel(t0, &ctx(), idle);
         let armed = |c: &Connection, lane| data_of(c, lane).and_then(|d| d.armed);
@@ -121,14 +121,14 @@ pub(crate) mod tests {
         // Before the deadline nothing runs (and the kept buffer is cleared).
         let mut due = vec![99];
         let early = loss - Duration::from_millis(1);
-        c.handle_timeout(early, &mut pool, &mut stats, &tallies, &mut due);
+        c.data_timeout(early, &mut pool, &mut stats, &tallies, &mut due);
         assert!(due.is_empty());
         // At it, only the channel whose deadline came, found without a scan of the other.
-        c.handle_timeout(loss, &mut pool, &mut stats, &tallies, &mut due);
+        c.data_timeout(loss, &mut pool, &mut stats, &tallies, &mut due);
         assert_eq!(due, [busy]);
         assert_eq!(armed(&c, busy), None);
         assert_eq!(c.timers.get(Timer::Data), Some(keep_alive));
         // What the loss timer decided leaves at once.
-        assert!(!write_all(&mut c, busy, loss, None).is_empty());
+        assert!(!write_all(&mut c, busy, loss).is_empty());
     }
 }

@@ -26,11 +26,14 @@ pub(crate) enum Timer {
     /// pacing, delayed ACK, keep-alive; PROTOCOL.md §7): each channel keeps its own `armed`,
     /// this slot their minimum.
     Data,
+    /// The peer's session: its rekey while channels are busy, its expiry once they are idle
+    /// (PROTOCOL.md §5).
+    Session,
 }
 
 impl Timer {
     /// Every kind, in slot order.
-    pub(crate) const ALL: [Timer; 3] = [Timer::Idle, Timer::Open, Timer::Data];
+    pub(crate) const ALL: [Timer; 4] = [Timer::Idle, Timer::Open, Timer::Data, Timer::Session];
 }
 
 /// One optional deadline per [`Timer`].
@@ -130,6 +133,6 @@ mod tests {
             table.arm_earliest(Timer::Data, t0 + Duration::from_millis(1_000 - i));
         }
         assert_eq!(table.get(Timer::Data), Some(t0 + Duration::from_millis(1)));
-        assert!(std::mem::size_of::<TimerTable>() <= 3 * 16);
+        assert!(std::mem::size_of::<TimerTable>() <= 4 * 16);
     }
 }

@@ -7,7 +7,8 @@ use super::{Connection, Lane, TallySlots};
 use crate::channel::outgoing::MAX_DATAGRAM;
 use crate::channel::pool::BufferPool;
 use crate::channel::seal::{COOKIE_HEAD, seal_into, secure_header};
-use crate::channel::state::{PeerSession, Phase};
+use crate::channel::state::Phase;
+use crate::session::RekeyPolicy;
 use crate::stats::Stats;
 use crate::wire::{Capabilities, Flags, Header, Message, PeerId};
 use std::net::SocketAddr;
@@ -21,6 +22,14 @@ pub(crate) struct Context {
     pub(crate) local_id: PeerId,
     /// How long a channel that asked for keep-alives may go without sending (§7.7).
     pub(crate) keep_alive_interval: Duration,
+    /// When sessions are replaced, and how many packets a key may seal or open (§5).
+    pub(crate) rekey: RekeyPolicy,
+    /// How long a session that stopped being the one we send under still opens packets.
+    pub(crate) retired_session_grace: Duration,
+    /// How long an idle peer's session is kept (§5).
+    pub(crate) session_lifetime: Duration,
+    /// How long a silent peer keeps its channels (§7.7).
+    pub(crate) connection_reset_timeout: Duration,
 }
 
 /// One packet written into the caller's buffer.
@@ -43,15 +52,14 @@ pub(crate) struct Sealed {
 
 impl Connection {
     /// Writes one packet of the channel in `lane` into `buf` if it has something to send
-    /// now: sealed in place under `session`'s current key when the peer has one, else a
-    /// plaintext sequenced packet. Headed by CHANNEL_COOKIE while the initiator is unconfirmed
+    /// now: sealed in place under the current key of the connection's session when the peer
+    /// has one, else a plaintext sequenced packet. Headed by CHANNEL_COOKIE while the initiator is unconfirmed
     /// (§6 step 4). `buf` is not cleared first.
     pub(crate) fn write_packet(
         &mut self,
         now: Instant,
         ctx: &Context,
         lane: Lane,
-        session: Option<&mut PeerSession>,
         buf: &mut [u8],
     ) -> Option<Written> {
         let channel = self.lanes.get_mut(lane)?;
@@ -69,7 +77,7 @@ impl Connection {
         }
         let limit = MAX_DATAGRAM.min(buf.len());
         // Under a session the packet is sealed with the channel's key (PROTOCOL.md §5).
-        if let Some(entry) = session {
+        if let Some(entry) = self.session.as_mut() {
             let phase = entry.slot.sending_phase();
             let current = entry.slot.current()?;
             let created = current.created_at();
@@ -210,7 +218,7 @@ impl Connection {
     }
 
     /// Lets the channels in `visit` (from [`channels_to_visit`](Self::channels_to_visit)) take
-    /// turns at the path and writes at most one packet into `buf`, sealed under `session` when
+    /// turns at the path and writes at most one packet into `buf`, sealed under its session when
     /// the peer has one (PROTOCOL.md §7.3: the peer's channels share one window and pacer; each
     /// turn writes at most one packet, so a bulk channel cannot hold back another). Each turn's
     /// tallies are counted by its channel's mode in `tallies`. None when no channel may send.
@@ -219,7 +227,6 @@ impl Connection {
         now: Instant,
         ctx: &Context,
         visit: &[Lane],
-        mut session: Option<&mut PeerSession>,
         buf: &mut [u8],
         (stats, tallies): (&mut Stats, &TallySlots),
     ) -> Option<Written> {
@@ -227,7 +234,7 @@ impl Connection {
         for _ in 0..count {
             let turn = self.next_turn(count)?;
             let &lane = visit.get(turn)?;
-            let written = self.write_packet(now, ctx, lane, session.as_deref_mut(), buf);
+            let written = self.write_packet(now, ctx, lane, buf);
             let mode = self
                 .lanes
                 .get(lane)
@@ -332,6 +339,10 @@ pub(crate) mod tests {
         Context {
             local_id: LOCAL,
             keep_alive_interval: Duration::from_secs(15),
+            rekey: RekeyPolicy::default(),
+            retired_session_grace: Duration::from_secs(3),
+            session_lifetime: Duration::from_secs(180),
+            connection_reset_timeout: Duration::from_secs(60),
         }
     }
 
@@ -429,17 +440,11 @@ pub(crate) mod tests {
 
     /// Writes the channel's packets until it has none to send now (a few at most), each into
     /// a buffer that held other bytes before; returns them.
-    pub(crate) fn write_all(
-        c: &mut Connection,
-        ch: Lane,
-        now: Instant,
-        mut session: Option<&mut PeerSession>,
-    ) -> Vec<(Written, Vec<u8>)> {
+    pub(crate) fn write_all(c: &mut Connection, ch: Lane, now: Instant) -> Vec<(Written, Vec<u8>)> {
         let mut packets = Vec::new();
         let mut buf = [0xAAu8; 2048];
         while packets.len() < 8 {
-            let Some(written) = c.write_packet(now, &ctx(), ch, session.as_deref_mut(), &mut buf)
-            else {
+            let Some(written) = c.write_packet(now, &ctx(), ch, &mut buf) else {
                 return packets;
             };
             packets.push((written, buf[..written.len].to_vec()));
@@ -454,7 +459,7 @@ pub(crate) mod tests {
         let mut c = connection(t0);
         let ch = with(&mut c, channel(t0, open(), false));
         queue(&mut c, ch, t0, &mut pool, b"hello");
-        let packets = write_all(&mut c, ch, t0, None);
+        let packets = write_all(&mut c, ch, t0);
         let mut sent = Vec::new();
         for (n, (written, bytes)) in packets.iter().enumerate() {
             assert_eq!(written.to, c.address);
@@ -470,7 +475,7 @@ pub(crate) mod tests {
         let used = packets.len() as u64;
         assert_eq!(data_of(&c, ch).map(|d| d.next_pn), Some(41 + used));
         // Nothing left to send: nothing written, no number used.
-        assert!(write_all(&mut c, ch, t0, None).is_empty());
+        assert!(write_all(&mut c, ch, t0).is_empty());
         assert_eq!(data_of(&c, ch).map(|d| d.next_pn), Some(41 + used));
     }
 
@@ -485,9 +490,7 @@ pub(crate) mod tests {
         let ch = with(&mut c, channel(t0, phase, true));
         queue(&mut c, ch, t0, &mut pool, b"early");
         let mut buf = [0u8; 2048];
-        let written = c
-            .write_packet(t0, &ctx(), ch, None, &mut buf)
-            .expect("a packet");
+        let written = c.write_packet(t0, &ctx(), ch, &mut buf).expect("a packet");
         let packet = Packet::parse(&buf[..written.len]).expect("a valid packet");
         let first = packet.messages().next();
         assert!(
@@ -506,12 +509,12 @@ pub(crate) mod tests {
         let mut c = connection(t0);
         let ch = with(&mut c, channel(t0, opening, true));
         queue(&mut c, ch, t0, &mut pool, b"x");
-        assert_eq!(c.write_packet(t0, &ctx(), ch, None, &mut buf), None);
+        assert_eq!(c.write_packet(t0, &ctx(), ch, &mut buf), None);
         let mut c = connection(t0);
         let ch = with(&mut c, channel(t0, open(), false));
         c.path = None;
         queue(&mut c, ch, t0, &mut pool, b"x");
-        assert_eq!(c.write_packet(t0, &ctx(), ch, None, &mut buf), None);
+        assert_eq!(c.write_packet(t0, &ctx(), ch, &mut buf), None);
         assert_eq!(data_of(&c, ch).map(|d| d.next_pn), Some(41));
     }
 
@@ -520,7 +523,7 @@ pub(crate) mod tests {
         let t0 = Instant::now();
         let (mut pool, mut c) = (BufferPool::new(), connection(t0));
         let ch = with(&mut c, channel(t0, open(), false));
-        let mut session = PeerSession {
+        let mut session = crate::channel::state::PeerSession {
             peer: REMOTE,
             address: c.address,
             slot: SessionSlot::new(),
@@ -540,7 +543,8 @@ pub(crate) mod tests {
             data.next_pn = 0;
         }
         queue(&mut c, ch, t0, &mut pool, b"secret");
-        let packets = write_all(&mut c, ch, t0, Some(&mut session));
+        c.session = Some(session);
+        let packets = write_all(&mut c, ch, t0);
         assert!(!packets.is_empty());
         // The responder's key for the channel opens every packet.
         let responder = established(Role::Responder);
@@ -589,7 +593,7 @@ pub(crate) mod tests {
         assert!(!c.rearm_channel(t0, &ctx(), ch));
         // A packet in flight brings its loss timer, earlier than the keep-alive.
         queue(&mut c, ch, t0, &mut pool, b"hello");
-        assert!(!write_all(&mut c, ch, t0, None).is_empty());
+        assert!(!write_all(&mut c, ch, t0).is_empty());
         assert!(c.rearm_channel(t0, &ctx(), ch));
         let armed = c.timers.get(Timer::Data).expect("armed");
         assert!(armed > t0 && armed < keep_alive, "{armed:?}");
@@ -649,7 +653,7 @@ pub(crate) mod tests {
         // Visited: no longer listed; with nothing to send it is not kept waiting.
         c.lanes.get_mut(ch).expect("a channel").touched = false;
         c.touched.clear();
-        write_all(&mut c, ch, t0, None);
+        write_all(&mut c, ch, t0);
         c.keep_waiting(t0, ch);
         assert!(c.touched.is_empty());
         // With a message queued it wants to send, and keeps its place.
@@ -691,7 +695,7 @@ pub(crate) mod tests {
         let mut sent = Vec::new();
         for _ in 0..16 {
             let lent = (&mut stats, &tallies);
-            let Some(written) = c.poll_transmit(t0, &ctx(), &visit, None, &mut buf, lent) else {
+            let Some(written) = c.poll_transmit(t0, &ctx(), &visit, &mut buf, lent) else {
                 break;
             };
             let packet = Packet::parse(&buf[..written.len]).expect("a valid packet");

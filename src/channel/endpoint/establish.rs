@@ -74,16 +74,14 @@ impl Endpoint {
         let peer = match peer {
             Some(peer) => peer,
             None => {
-                let Some((peer, _)) = self.insert_peer(Connection::new(initiator, from, now))
+                let Some((peer, _)) =
+                    self.insert_peer(Connection::new(initiator, from, now), false)
                 else {
                     self.refuse(from, initiator, id, CloseReason::Refused);
                     return None;
                 };
                 self.ids.set_peer(initiator, peer);
-                // The first idle check comes after a keep-alive interval (keys shed then).
-                let check = self.config.keep_alive_interval;
-                let check = later(now, check.min(self.config.connection_reset_timeout));
-                self.arm_connection(peer, Timer::Idle, check);
+                self.arm_first_idle_check(peer, now);
                 peer
             }
         };
@@ -387,7 +385,10 @@ impl Endpoint {
             Some(peer) => (peer, false),
             None => {
                 let (peer, _) = self
-                    .insert_peer(Connection::new(peer_id.unwrap_or(PeerId::ZERO), to, now))
+                    .insert_peer(
+                        Connection::new(peer_id.unwrap_or(PeerId::ZERO), to, now),
+                        false,
+                    )
                     .ok_or(OpenError::LimitReached("peers"))?;
                 match peer_id {
                     Some(id) => self.ids.set_peer(id, peer),
@@ -395,10 +396,7 @@ impl Endpoint {
                         self.unnamed.insert(to, peer);
                     }
                 }
-                // The first idle check comes after a keep-alive interval (keys shed then).
-                let check = self.config.keep_alive_interval;
-                let check = later(now, check.min(self.config.connection_reset_timeout));
-                self.arm_connection(peer, Timer::Idle, check);
+                self.arm_first_idle_check(peer, now);
                 (peer, true)
             }
         };
@@ -500,6 +498,11 @@ impl Endpoint {
         };
         if let Some(state) = connection.lanes.get_mut(lane) {
             state.handle = handle;
+        }
+        // A connection its session made has no silence check once its last channels went
+        // (`peer_reset`): its first channel since arms one.
+        if connection.timers.get(Timer::Idle).is_none() {
+            self.arm_first_idle_check(peer, self.last_now);
         }
         Some((at, code))
     }

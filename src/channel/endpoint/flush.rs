@@ -84,12 +84,8 @@ impl Endpoint {
         // keeps the turn for the next call (`Connection::flush_done`).
         let ctx = self.connection_context();
         let sent = self.peers.get_mut(peer).and_then(|connection| {
-            let session = self
-                .ids
-                .session(&connection.id)
-                .and_then(|&handle| self.sessions.get_mut(handle));
             let lent = (&mut self.stats, &self.hot.tally);
-            connection.poll_transmit(now, &ctx, &visit, session, buf, lent)
+            connection.poll_transmit(now, &ctx, &visit, buf, lent)
         });
         if let Some((sealed, id)) = sent
             .and_then(|written| written.sealed)
@@ -118,12 +114,11 @@ impl Endpoint {
     /// PROTOCOL.md §7.7: a channel that asked for it sends a PING after 15 s without sending,
     /// which keeps NAT bindings and the peer's reset timer alive.
     pub(super) fn keep_alive(&mut self, now: Instant, channel: ChannelAt) {
-        let interval = self.config.keep_alive_interval;
+        let ctx = self.connection_context();
         let due = self
-            .channel(channel)
-            .filter(|c| c.confirmed() || !c.initiator)
-            .and_then(|c| c.data.as_ref())
-            .is_some_and(|d| d.keep_alive && now >= later(d.last_sent, interval));
+            .peers
+            .get(channel.peer)
+            .is_some_and(|c| c.keep_alive_due(now, &ctx, channel.lane));
         if due {
             let ping = Message::Ping {
                 token: &KEEP_ALIVE_TOKEN,

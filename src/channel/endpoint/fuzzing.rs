@@ -22,8 +22,7 @@ impl Endpoint {
         plaintext: &[u8],
     ) -> Option<Vec<u8>> {
         let local = self.local_id;
-        let handle = *self.ids.session(&peer)?;
-        let entry = self.sessions.get_mut(handle)?;
+        let entry = self.session_of_mut(&peer)?;
         let phase = entry.slot.sending_phase();
         let session = entry.slot.current()?;
         let crypto = session.keys.channel(channel);

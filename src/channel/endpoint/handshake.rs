@@ -165,8 +165,7 @@ impl Endpoint {
         let local = self.hs_identity.clone();
         let tai = self.next_tai();
         let proven = peer.and_then(|p| {
-            let h = *self.ids.session(&p)?;
-            let session = self.sessions.get(h)?.slot.current_ref()?;
+            let session = self.session_of(&p)?.slot.current_ref()?;
             Some((
                 session.kind(),
                 *session.peer_ed25519(),
@@ -504,7 +503,7 @@ impl Endpoint {
         // A new peer must fit its source's share of the session table; every handshake about to
         // cost DH is charged to its source's rate, a valid cookie or not (issue 10: a cookie
         // proves an address, it does not make its handshakes free).
-        if self.ids.session(&sender).is_none()
+        if self.session_slot(&sender).is_none()
             && let Err(refusal) = self.session_table.admits(from.ip(), self.source_caps())
         {
             return self.refuse_handshake(refusal.label());
@@ -583,7 +582,7 @@ impl Endpoint {
                 // queued PINGs ride in our RESPONSE.
                 let inherited = self.take_crossing(sender).unwrap_or_default();
                 let index = self
-                    .sessions
+                    .peers
                     .hashcode(handle)
                     .map_or(0, |c| c.to_wire(&self.index_cipher));
                 let response = Message::HandshakeResponse {

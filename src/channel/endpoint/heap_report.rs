@@ -36,19 +36,6 @@ impl HeapReport {
 }
 
 impl Endpoint {
-    /// Frees the room the queues of a silent peer's channels grew while it was busy (issue
-    /// 12): called with its keys' shedding, once per silence.
-    pub(super) fn shrink_idle_channels(&mut self, peer: crate::handle::Handle) {
-        let Some(connection) = self.peers.get_mut(peer) else {
-            return;
-        };
-        for channel in connection.lanes.iter_mut() {
-            if let Some(data) = channel.data.as_mut() {
-                data.reliability.shrink_idle();
-            }
-        }
-    }
-
     /// Takes the endpoint apart and reports the heap each part held. `live` reads the calling
     /// thread's live heap (a counting allocator's count; nothing else may allocate on the
     /// thread meanwhile). For the memory tests and `docs/PERFORMANCE.md`'s table: not an
@@ -105,18 +92,10 @@ impl Endpoint {
             let deadlines = take(&mut peer.channel_deadlines);
             report.measure(live, "connection channel deadlines", || drop(deadlines));
         }
-        let peers = std::mem::replace(&mut self.peers, slab_of_one());
-        report.measure(live, "connection slab slots", || drop(peers));
-        let router = (
-            take(&mut self.deadlines),
-            take(&mut self.loads),
-            take(&mut self.idle_peers),
-            take(&mut self.unnamed),
-        );
-        report.measure(live, "router deadlines, loads, idle list", || drop(router));
-        let ids = take(&mut self.ids);
-        report.measure(live, "peer index (id → slots)", || drop(ids));
-        for (_, entry) in self.sessions.iter_mut() {
+        for (_, peer) in self.peers.iter_mut() {
+            let Some(entry) = peer.session.as_mut() else {
+                continue;
+            };
             for session in entry.slot.take_sessions() {
                 report.add("Session (box)", size_of::<Session>() as i64);
                 let mut session = session;
@@ -126,12 +105,23 @@ impl Endpoint {
                 }
             }
         }
-        let sessions = std::mem::replace(&mut self.sessions, slab_of_one());
-        report.measure(live, "session slab slots", || drop(sessions));
+        let peers = std::mem::replace(&mut self.peers, slab_of_one());
+        report.measure(live, "connection slab slots (sessions inline)", || {
+            drop(peers)
+        });
+        let router = (
+            take(&mut self.deadlines),
+            take(&mut self.loads),
+            take(&mut self.idle_peers),
+            take(&mut self.unnamed),
+        );
+        report.measure(live, "router deadlines, loads, idle list", || drop(router));
+        let ids = take(&mut self.ids);
+        report.measure(live, "peer index (id → connection)", || drop(ids));
         let table = std::mem::replace(&mut self.session_table, crate::session::SessionTable::new());
         report.measure(live, "session table (per source, LRU)", || drop(table));
         let timers = take(&mut self.timers);
-        report.measure(live, "handshake and session timers", || drop(timers));
+        report.measure(live, "handshake timers", || drop(timers));
         let bare = take(&mut self.bare_peers);
         report.measure(live, "bare peers", || drop(bare));
         let queues = (

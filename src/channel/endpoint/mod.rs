@@ -33,8 +33,8 @@ pub use snapshot::{ChannelCounts, PeerSnapshot};
 use crate::channel::admission::Admission;
 use crate::channel::config::EndpointConfig;
 use crate::channel::connection::{
-    ChannelAt, Connection, Context, DeliveryGate, Lane, Silence, TallySlots, Timer, later,
-    mode_label,
+    ChannelAt, Connection, Context, DeliveryGate, Due, Handled, Inbound, Lane, TallySlots, Timer,
+    later, mode_label,
 };
 use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
@@ -77,12 +77,11 @@ const PENDING_EVICTED: &str = "weft_pending_handshakes_evicted_total";
 const HANDSHAKE_REFUSALS: &str = "weft_handshake_refusals_total";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-/// Timers the router keeps itself: those of the handshake machinery and of sessions, which
-/// live beside the connections (a session outlives its peer's channels). A connection's own
-/// timers are in its [`TimerTable`](crate::channel::connection::TimerTable).
+/// Timers the router keeps itself: those of the handshake machinery, which lives beside the
+/// connections (a handshake in flight has no connection yet). A connection's own timers, its
+/// session's among them, are in its [`TimerTable`](crate::channel::connection::TimerTable).
 enum TimerKey {
     Handshake(Hashcode),
-    Session(Hashcode),
 }
 
 /// The capability sets this node implements: all eight of PROTOCOL.md §7 (the wire layer
@@ -161,12 +160,15 @@ pub struct Endpoint {
     local_id: PeerId,
     rng: StdRng,
     cookies: CookieSecrets,
-    /// The connections: one per peer with channel state.
+    /// The connections: one per peer with a session or channel state (every peer with a
+    /// session has one; see docs/ARCHITECTURE.md).
     peers: Slab<Connection>,
+    /// Connections holding a session: the session table's size (`max_sessions`).
+    session_count: usize,
     /// Each connection's next deadline (the minimum of its timer table), by slot: one entry
     /// per connection, moved in place.
     deadlines: DeadlineHeap,
-    /// Peer id → its slots in `peers` and `sessions`: the one lookup a datagram costs.
+    /// Peer id → its connection's slot in `peers`: the one lookup a datagram costs.
     ids: PeerIndex,
     /// Peers we opened channels to by bare address, before their answer names them.
     // Seeded: addresses are the peers' choice.
@@ -174,7 +176,7 @@ pub struct Endpoint {
     /// The application's channel handles: each entry says where its channel lives (the
     /// connection's slot and its lane there); the channel itself is its connection's.
     channels: Slab<ChannelAt>,
-    /// The handshake and session timers (see [`TimerKey`]).
+    /// The handshake timers (see [`TimerKey`]).
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     /// The lanes of one connection's channels a timer found due, kept to reuse its memory.
     due: Vec<Lane>,
@@ -215,7 +217,6 @@ pub struct Endpoint {
     pending_per_prefix: HashMap<Prefix, usize>,
     /// Fair admission of datagrams when the driver reports overload (issue 10).
     admission: Admission,
-    sessions: Slab<PeerSession>,
     /// Peers our XX to a bare address found, by that address (see [`PeerSession::bare`]).
     // Seeded: addresses are the peers' choice.
     bare_peers: HashMap<SocketAddr, PeerId>,
@@ -267,7 +268,13 @@ impl Endpoint {
             RotatingSecret::new(handshake_seed, now, config.cookie_rotation),
             config.handshake_load,
         );
-        let peers = Slab::new(config.max_peers.max(1)).unwrap_or_else(|_| {
+        // A session needs a connection: the slab holds `max_peers` connections without one
+        // (`insert_peer` counts them) beside `max_sessions` with one.
+        let peers = config
+            .max_peers
+            .max(1)
+            .saturating_add(config.max_sessions.max(1));
+        let peers = Slab::new(peers.min(crate::handle::MAX_LIMIT)).unwrap_or_else(|_| {
             Slab::new(1 << 20).expect("a slab of 2^20 entries is always allowed")
         });
         let channels = Slab::new(config.max_channels.max(1)).unwrap_or_else(|_| {
@@ -283,6 +290,7 @@ impl Endpoint {
             identity,
             rng: StdRng::from_seed(rng_seed),
             peers,
+            session_count: 0,
             ids: PeerIndex::default(),
             unnamed: HashMap::new(),
             channels,
@@ -315,8 +323,6 @@ impl Endpoint {
             pending_xx: 0,
             pending_per_prefix: HashMap::new(),
             admission: Admission::new(config.admission_window),
-            sessions: Slab::new(slab(config.max_sessions))
-                .expect("the limit is clamped to what a slab allows"),
             bare_peers: HashMap::new(),
             session_table: SessionTable::new(),
             source_rate: SourceRateLimiter::new(
@@ -416,9 +422,7 @@ impl Endpoint {
     pub fn rekey(&mut self, now: Instant, peer: PeerId) -> Result<(), OpenError> {
         self.last_now = now;
         let to = self
-            .ids
-            .session(&peer)
-            .and_then(|&h| self.sessions.get(h))
+            .session_of(&peer)
             .map(|entry| entry.address)
             .ok_or(OpenError::PlaintextRefused)?;
         self.ensure_handshake(now, to, Some(peer))
@@ -431,7 +435,7 @@ impl Endpoint {
 
     /// Sessions held (peers with at least one).
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.session_count
     }
 
     /// Ed25519 keys whose last IK INIT timestamp is remembered (bounded by
@@ -494,6 +498,10 @@ impl Endpoint {
         Context {
             local_id: self.local_id,
             keep_alive_interval: self.config.keep_alive_interval,
+            rekey: self.config.rekey,
+            retired_session_grace: self.config.retired_session_grace,
+            session_lifetime: self.config.session_lifetime,
+            connection_reset_timeout: self.config.connection_reset_timeout,
         }
     }
 
@@ -506,7 +514,7 @@ impl Endpoint {
         self.stats
             .set_at(self.hot.channels, self.channels.len() as u64);
         self.stats
-            .set_at(self.hot.sessions, self.sessions.len() as u64);
+            .set_at(self.hot.sessions, self.session_count as u64);
         self.stats
             .set_at(self.hot.pending_handshakes, self.pending.len() as u64);
     }
@@ -794,37 +802,6 @@ impl Endpoint {
             }
         });
         self.forget_peer_if_idle(channel.peer);
-    }
-
-    /// A peer that never completed a channel holds nothing worth keeping. One that did keeps its
-    /// used ids until its timer forgets it (see `peer_timer`), and so does one with a session:
-    /// its next open finds it, instead of a new entry and a new timer per open.
-    fn forget_peer_if_idle(&mut self, peer: Handle) {
-        let idle = self.peers.get(peer).is_some_and(|p| {
-            p.is_idle() && p.used_ids.is_empty() && self.ids.session(&p.id).is_none()
-        });
-        if idle {
-            self.forget_peer(peer);
-        } else {
-            self.queue_idle(peer);
-        }
-    }
-
-    fn forget_peer(&mut self, peer: Handle) {
-        if let Some(state) = self.peers.remove(peer) {
-            // Its channels go with it, and so do the application's handles to them.
-            for (_, channel) in state.lanes.iter() {
-                self.channels.remove(channel.handle);
-            }
-            self.deadlines.set(peer.0, None);
-            self.unindex(peer, state.load);
-            if self.ids.peer(&state.id) == Some(&peer) {
-                self.ids.clear_peer(&state.id);
-            }
-            if self.unnamed.get(&state.address) == Some(&peer) {
-                self.unnamed.remove(&state.address);
-            }
-        }
     }
 
     // ---------------------------------------------------------------- timers

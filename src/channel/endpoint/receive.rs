@@ -195,10 +195,7 @@ impl Endpoint {
                     let data = |m: Message<'_>| {
                         matches!(m, Message::Data { .. } | Message::DataFragment { .. })
                     };
-                    let session = self
-                        .ids
-                        .session(&header.sender)
-                        .and_then(|&h| self.sessions.get(h));
+                    let session = self.session_of(&header.sender);
                     if let Some(to) = session
                         .map(|entry| entry.address)
                         .filter(|_| secure && all.clone().any(data))

@@ -29,10 +29,7 @@ impl Endpoint {
                 .and_then(|handle| self.take_sequence(last_now, handle))
         };
         let local = self.local_id;
-        let Some(&handle) = self.ids.session(&peer) else {
-            return false;
-        };
-        let Some(entry) = self.sessions.get_mut(handle) else {
+        let Some(entry) = sessions::session_in(&self.ids, &mut self.peers, &peer) else {
             return false;
         };
         let phase = entry.slot.sending_phase();
@@ -81,9 +78,7 @@ impl Endpoint {
         let policy = self.config.rekey;
         if sealed_count >= policy.reject_after_packets
             && let Some(session) = self
-                .ids
-                .session(&peer)
-                .and_then(|&h| self.sessions.get_mut(h))
+                .session_of_mut(&peer)
                 .and_then(|entry| entry.slot.current())
         {
             session.exhaust();
@@ -106,12 +101,7 @@ impl Endpoint {
         first: &Message<'_>,
         riders: &[Message<'_>],
     ) {
-        let Some(&handle) = self.ids.session(&peer) else {
-            return;
-        };
-        let Some(session) = self
-            .sessions
-            .get_mut(handle)
+        let Some(session) = sessions::session_in(&self.ids, &mut self.peers, &peer)
             .and_then(|e| e.slot.phase_session(phase))
         else {
             return;
@@ -191,9 +181,7 @@ impl Endpoint {
         buf.clear();
         buf.extend_from_slice(sealed);
         let opened = self
-            .ids
-            .session(&header.sender)
-            .and_then(|&h| self.sessions.get_mut(h))
+            .session_of_mut(&header.sender)
             .and_then(|e| e.slot.phase_session(phase))
             .map(|s| {
                 s.keys
@@ -218,10 +206,11 @@ impl Endpoint {
         self.scratch = buf;
     }
 
-    /// An ENCRYPTED packet: the peer's session by sender, the session by KEY_PHASE, the replay
-    /// window, then the tag, opened in place inside `datagram` (its first `header_len` bytes are
-    /// the header, the associated data); only then is the payload parsed (PROTOCOL.md §5, §12
-    /// hot path).
+    /// An ENCRYPTED packet: the routed sender's connection takes it
+    /// ([`Connection::handle`]: the session by KEY_PHASE, the replay window, the tag, opened in
+    /// place inside `datagram`, whose first `header_len` bytes are the header, the associated
+    /// data; then the payload validated) and the router acts on what it came to (PROTOCOL.md
+    /// §5, §12 hot path).
     pub(super) fn handle_encrypted(
         &mut self,
         now: Instant,
@@ -232,97 +221,43 @@ impl Endpoint {
     ) {
         let header = *header;
         let datagram_len = datagram.len();
-        let Some(sequence) = header.sequence else {
-            return self.drop_packet("unsequenced");
-        };
-        let Some((head, body)) = datagram.split_at_mut_checked(header_len) else {
-            return self.drop_packet("truncated");
-        };
-        let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
-        let grace = self.config.retired_session_grace;
-        let entry = self
+        let ctx = self.connection_context();
+        let connection = self
             .ids
-            .session(&header.sender)
+            .peer(&header.sender)
             .copied()
-            .and_then(|h| self.sessions.get_mut(h));
-        let Some(entry) = entry else {
+            .and_then(|slot| self.peers.get_mut(slot));
+        let Some(connection) = connection else {
             self.drop_packet("no_session");
             return self.send_reset(from, header.sender, datagram_len);
         };
-        entry.slot.expire_retired(now, grace);
-        // A failed open leaves the buffer unspecified: while a displaced session may still own
-        // packets in flight (a few seconds after a crossing INIT), the ciphertext is kept for a
-        // second try. The kept buffer is reused, so this costs a copy, never an allocation.
-        let displaced = entry.slot.displaced(phase).is_some();
-        if displaced {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(body);
-        }
-        let Some(session) = entry.slot.phase_session(phase) else {
-            self.drop_packet("unknown_key_phase");
-            return self.send_reset(from, header.sender, datagram_len);
+        let lent = Inbound {
+            scratch: &mut self.scratch,
+            stats: &mut self.stats,
         };
-        let policy = self.config.rekey;
-        if session.packets_opened() >= policy.reject_after_packets {
-            // The hard limit on receiving: only a new session opens packets again.
-            return self.drop_packet("key_exhausted");
-        }
-        let (channel, sequence) = (header.channel, u64::from(sequence));
-        let mut result = session.keys.open(channel, sequence, head, body);
-        let mut primary = true;
-        let mut rekey_due = false;
-        if result == Err(CryptoError::Authentication)
-            && displaced
-            && let Some(session) = entry.slot.displaced(phase)
-        {
-            primary = false;
-            body.copy_from_slice(&self.scratch);
-            result = session.keys.open(channel, sequence, head, body);
-        }
-        match result {
-            Ok(len) => {
-                if primary && let Some(session) = entry.slot.phase_session(phase) {
-                    // Either side replaces a session that carried enough (§5).
-                    if session.note_opened() == policy.receive_rekey_threshold() {
-                        rekey_due = true;
-                    }
-                }
-                // The session table's recency (PROTOCOL.md §5: least recently used first out).
-                entry.last_used = now;
-                entry.traffic.received(datagram_len);
-                if primary {
-                    // PROTOCOL.md §5: a packet authenticated under the newer session moves our
-                    // sending to it (a displaced session never does).
-                    entry.slot.switch_to(phase, now);
-                }
-                match parse_payload(&header, &body[..len]) {
-                    Ok(messages) => self.dispatch_secure(now, from, &header, messages),
-                    Err(error) => self.drop_packet(error.kind.reason()),
+        match connection.handle(now, &ctx, lent, &header, header_len, datagram) {
+            Handled::Messages {
+                messages,
+                rekey_due,
+            } => {
+                self.dispatch_secure(now, from, &header, messages);
+                if rekey_due {
+                    self.maybe_rekey(now, header.sender);
                 }
             }
-            Err(CryptoError::Replay)
-                if entry
-                    .slot
-                    .phase_session(phase)
-                    .is_some_and(|session| session.keys.is_retired(channel)) =>
-            {
-                // PROTOCOL.md §6: we closed this channel but the peer still sends on it (our
-                // CHANNEL_CLOSE was lost), and its unacknowledged packets hold the congestion
-                // window its other channels share (§7.3): tell it again. One small packet to the
-                // session's address per datagram, changing nothing here, so it needs no tag.
-                let to = entry.address;
-                self.drop_packet("closed_channel");
+            Handled::Dropped { reset: true } => self.send_reset(from, header.sender, datagram_len),
+            Handled::Dropped { reset: false } => {}
+            Handled::Closed { to } => {
+                // One small packet to the session's address per datagram, changing nothing
+                // here, so it needs no tag.
                 let reason = CloseReason::Normal;
+                let channel = header.channel;
                 self.queue_default(
                     to,
                     header.sender,
                     &Message::ChannelClose { channel, reason },
                 );
             }
-            Err(error) => self.drop_packet(crypto_label(error)),
-        }
-        if rekey_due {
-            self.maybe_rekey(now, header.sender);
         }
     }
 

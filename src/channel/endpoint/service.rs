@@ -35,13 +35,8 @@ impl Endpoint {
             .ids
             .peer(&peer)
             .and_then(|&handle| self.peers.get(handle));
-        let session = self
-            .ids
-            .session(&peer)
-            .and_then(|&handle| self.sessions.get(handle));
-        let address = state
-            .map(|p| p.address)
-            .or_else(|| session.map(|s| s.address))?;
+        let session = state.and_then(|p| p.session.as_ref());
+        let address = state.map(|p| p.address)?;
         let current = session.and_then(|s| s.slot.current_ref());
         let session_kind = current.map(|s| s.kind().code());
         let static_keys = current.map(|s| (*s.peer_ed25519(), *s.peer_x25519()));

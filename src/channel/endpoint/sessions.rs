@@ -6,12 +6,36 @@ use super::*;
 use crate::session::{HandshakeKind, KeyPhase};
 use handshake::{OPENS_PER_PACKET, RESET_HANDSHAKE_INTERVAL, kind_label};
 
+/// `peer`'s sessions, borrowing only the index and the connections: for the sealing paths,
+/// which hold a session while they write into the endpoint's transmit queue.
+pub(super) fn session_in<'a>(
+    ids: &PeerIndex,
+    peers: &'a mut Slab<Connection>,
+    peer: &PeerId,
+) -> Option<&'a mut PeerSession> {
+    peers.get_mut(*ids.peer(peer)?)?.session.as_mut()
+}
+
 impl Endpoint {
+    /// The slot of `peer`'s connection while it holds a session: the session table's name for
+    /// it.
+    pub(super) fn session_slot(&self, peer: &PeerId) -> Option<Handle> {
+        let slot = *self.ids.peer(peer)?;
+        self.peers.get(slot)?.session.as_ref().map(|_| slot)
+    }
+
+    /// `peer`'s sessions, kept in its connection.
+    pub(super) fn session_of(&self, peer: &PeerId) -> Option<&PeerSession> {
+        self.peers.get(*self.ids.peer(peer)?)?.session.as_ref()
+    }
+
+    pub(super) fn session_of_mut(&mut self, peer: &PeerId) -> Option<&mut PeerSession> {
+        session_in(&self.ids, &mut self.peers, peer)
+    }
+
     /// True if `peer` has a session we send under.
     pub(super) fn has_session(&self, peer: PeerId) -> bool {
-        self.ids
-            .session(&peer)
-            .and_then(|&h| self.sessions.get(h))
+        self.session_of(&peer)
             .is_some_and(|s| s.slot.current_ref().is_some())
     }
 
@@ -49,11 +73,8 @@ impl Endpoint {
     }
 
     pub(super) fn on_reset(&mut self, now: Instant, from: SocketAddr, sender: PeerId) {
-        let Some(&handle) = self.ids.session(&sender) else {
+        let Some(entry) = self.session_of_mut(&sender) else {
             return self.drop_packet("reset_without_session");
-        };
-        let Some(entry) = self.sessions.get_mut(handle) else {
-            return;
         };
         // PROTOCOL.md §4: RESET deletes nothing and triggers at most one new handshake per peer
         // per 5 s.
@@ -68,9 +89,11 @@ impl Endpoint {
         let _ = self.ensure_handshake(now, to, Some(sender));
     }
 
-    /// Installs a completed handshake in the peer's slot; returns its slab handle and phase.
-    /// `told` is the phase the peer chose, when the peer installed first (PROTOCOL.md §5: the
-    /// completing packet's KEY_PHASE); `None` when we install first and choose.
+    /// Installs a completed handshake in the peer's connection, made for it when the peer has
+    /// none (every peer with a session has a connection); returns the connection's slot and
+    /// the session's phase. `told` is the phase the peer chose, when the peer installed first
+    /// (PROTOCOL.md §5: the completing packet's KEY_PHASE); `None` when we install first and
+    /// choose.
     pub(super) fn install_session(
         &mut self,
         now: Instant,
@@ -79,9 +102,10 @@ impl Endpoint {
         told: Option<KeyPhase>,
     ) -> Option<(Handle, KeyPhase)> {
         let peer = established.peer_id;
-        let first = self.ids.session(&peer).is_none();
-        let handle = match self.ids.session(&peer) {
-            Some(&handle) => handle,
+        let held = self.session_slot(&peer);
+        let first = held.is_none();
+        let handle = match held {
+            Some(handle) => handle,
             None => {
                 // Source caps hold back what others start; a session we asked for is ours.
                 let theirs = established.role == crate::session::Role::Responder;
@@ -92,11 +116,26 @@ impl Endpoint {
                     self.refuse_handshake(refusal.label());
                     return None;
                 }
-                if self.sessions.len() >= self.config.max_sessions.max(1) {
+                if self.session_count >= self.config.max_sessions.max(1) {
                     // PROTOCOL.md §5: least recently used first out, from the heaviest prefix.
                     self.evict_session();
                 }
-                let entry = PeerSession {
+                let handle = match self.ids.peer(&peer).copied() {
+                    Some(handle) => handle,
+                    None => {
+                        let made = self.insert_peer(Connection::new(peer, from, now), true);
+                        let Some((handle, _)) = made else {
+                            self.refuse_handshake("session_limit");
+                            return None;
+                        };
+                        self.ids.set_peer(peer, handle);
+                        // Its silence sheds the session's expanded keys, as a channel's would.
+                        self.arm_first_idle_check(handle, now);
+                        handle
+                    }
+                };
+                let connection = self.peers.get_mut(handle)?;
+                connection.session = Some(PeerSession {
                     peer,
                     address: from,
                     slot: crate::session::SessionSlot::new(),
@@ -105,21 +144,17 @@ impl Endpoint {
                     last_used: now,
                     established: now,
                     traffic: Traffic::default(),
-                };
-                let Ok((handle, code)) = self.sessions.insert(entry) else {
-                    self.refuse_handshake("session_limit");
-                    return None;
-                };
-                self.ids.set_session(peer, handle);
+                });
+                self.session_count = self.session_count.saturating_add(1);
                 self.session_table.insert(handle, from.ip(), now);
-                self.arm(later(now, self.config.rekey.after), TimerKey::Session(code));
+                self.arm_connection(handle, Timer::Session, later(now, self.config.rekey.after));
                 handle
             }
         };
         if self.session_table.address(handle) != Some(from.ip()) {
             self.session_table.insert(handle, from.ip(), now);
         }
-        let entry = self.sessions.get_mut(handle)?;
+        let entry = self.peers.get_mut(handle)?.session.as_mut()?;
         entry.last_used = now;
         let replacing = entry.slot.current_ref().is_some();
         let installed = match told {
@@ -147,11 +182,7 @@ impl Endpoint {
     /// [`PeerSession::bare`]); the peer's earlier bare address, if any, is forgotten, so the
     /// map never holds more entries than there are sessions.
     pub(super) fn remember_bare(&mut self, peer: PeerId, at: SocketAddr) {
-        let Some(entry) = self
-            .ids
-            .session(&peer)
-            .and_then(|&h| self.sessions.get_mut(h))
-        else {
+        let Some(entry) = self.session_of_mut(&peer) else {
             return;
         };
         if let Some(old) = entry.bare.replace(at)
@@ -161,10 +192,7 @@ impl Endpoint {
         }
         if let Some(previous) = self.bare_peers.insert(at, peer)
             && previous != peer
-            && let Some(other) = self
-                .ids
-                .session(&previous)
-                .and_then(|&h| self.sessions.get_mut(h))
+            && let Some(other) = self.session_of_mut(&previous)
         {
             other.bare = None;
         }
@@ -246,44 +274,50 @@ impl Endpoint {
     /// prefix goes, with the channels that ran under it (they must not carry on without a
     /// session, least of all in plaintext).
     pub(super) fn evict_session(&mut self) {
-        let sessions = &self.sessions;
-        let Some(victim) = self
-            .session_table
-            .victim(|handle| sessions.get(handle).map(|entry| entry.last_used))
-        else {
+        let peers = &self.peers;
+        let Some(victim) = self.session_table.victim(|handle| {
+            let entry = peers.get(handle)?.session.as_ref()?;
+            Some(entry.last_used)
+        }) else {
             return;
         };
-        let Some(peer) = self.sessions.get(victim).map(|entry| entry.peer) else {
-            return;
-        };
-        if let Some(&state) = self.ids.peer(&peer) {
-            let channels: Vec<ChannelAt> = self
-                .peers
-                .get(state)
-                .map(|p| {
-                    p.lanes
-                        .iter()
-                        .map(|(lane, _)| ChannelAt { peer: state, lane })
-                        .collect()
-                })
-                .unwrap_or_default();
-            for channel in channels {
-                self.close(channel, CloseReason::Refused, false, false);
-            }
+        let channels: Vec<ChannelAt> = self
+            .peers
+            .get(victim)
+            .map(|p| {
+                p.lanes
+                    .iter()
+                    .map(|(lane, _)| ChannelAt { peer: victim, lane })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for channel in channels {
+            self.close(channel, CloseReason::Refused, false, false);
         }
         self.forget_session(victim);
         self.stats.add(SESSIONS_EVICTED, None, 1);
     }
 
-    /// Drops a peer's sessions and everything filed under them.
+    /// Drops the sessions of the connection at `handle` and everything filed under them; the
+    /// connection goes too unless its channels or used ids keep it.
     pub(super) fn forget_session(&mut self, handle: Handle) {
-        self.session_table.remove(handle);
-        let Some(entry) = self.sessions.remove(handle) else {
+        let Some(connection) = self.peers.get_mut(handle) else {
+            self.session_table.remove(handle);
             return;
         };
-        if self.ids.session(&entry.peer) == Some(&handle) {
-            self.ids.clear_session(&entry.peer);
-        }
+        let Some(entry) = connection.session.take() else {
+            return;
+        };
+        connection.timers.set(Timer::Session, None);
+        self.deadlines.set(handle.0, connection.poll_timeout());
+        self.session_gone(handle, &entry);
+        self.forget_peer_if_idle(handle);
+    }
+
+    /// Unfiles a session taken out of the connection at `handle`.
+    pub(super) fn session_gone(&mut self, handle: Handle, entry: &PeerSession) {
+        self.session_table.remove(handle);
+        self.session_count = self.session_count.saturating_sub(1);
         if let Some(at) = entry.bare
             && self.bare_peers.get(&at) == Some(&entry.peer)
         {
@@ -347,7 +381,7 @@ impl Endpoint {
             }
             self.arm_channel(h, later(now, retry));
         }
-        let to = match self.ids.session(&peer).and_then(|&h| self.sessions.get(h)) {
+        let to = match self.session_of(&peer) {
             Some(entry) => entry.address,
             None => return,
         };
@@ -382,49 +416,13 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn session_timer(&mut self, now: Instant, code: Hashcode) {
-        let Ok(handle) = self.sessions.resolve(code) else {
-            return;
-        };
-        let Some(entry) = self.sessions.get(handle) else {
-            return;
-        };
-        let peer = entry.peer;
-        let to = entry.address;
-        let Some(session) = entry.slot.current_ref() else {
-            return;
-        };
-        let created = session.created_at();
-        let rekey_at = session.rekey_deadline(&self.config.rekey);
-        let expires = later(created, self.config.session_lifetime);
-        let busy = self
-            .ids
-            .peer(&peer)
-            .and_then(|&p| self.peers.get(p))
-            .is_some_and(|p| !p.is_idle());
-        if now >= rekey_at && busy {
-            // PROTOCOL.md §5: replaced by a new handshake without interrupting channels.
-            let _ = self.ensure_handshake(now, to, Some(peer));
-            self.arm(later(now, self.config.rekey.after), TimerKey::Session(code));
-        } else if now >= expires && !busy {
-            // Cached for its lifetime only (§5); an idle peer's session is then forgotten.
-            self.forget_session(handle);
-        } else {
-            let next = if busy { rekey_at } else { expires };
-            self.arm(
-                next.max(later(now, Duration::from_millis(1))),
-                TimerKey::Session(code),
-            );
-        }
-    }
-
     /// Starts a rekey once the session we send under reached its threshold (PROTOCOL.md §5),
     /// unless a newer session already waits or a handshake is under way.
     pub(super) fn maybe_rekey(&mut self, now: Instant, peer: PeerId) {
         if self.pending_by_peer.contains_key(&peer) {
             return;
         }
-        let Some(entry) = self.ids.session(&peer).and_then(|&h| self.sessions.get(h)) else {
+        let Some(entry) = self.session_of(&peer) else {
             return;
         };
         if !entry.slot.newest_is_current() {

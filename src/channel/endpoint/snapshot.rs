@@ -7,7 +7,6 @@ use super::Endpoint;
 use crate::channel::state::Traffic;
 use crate::handle::Handle;
 use crate::wire::{Capabilities, Header, PeerId};
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -69,20 +68,10 @@ impl Endpoint {
     /// [`Endpoint::peer_info`]'s, what a worker learns; the rest is the operator's.
     pub fn peer_snapshots(&self, now: Instant, out: &mut Vec<PeerSnapshot>) {
         out.clear();
-        // Matched here rather than through the endpoint's id index: a request's one pass over
-        // the tables, kept apart from how the packet path finds a peer. Seeded (std
-        // RandomState): the ids are what peers claim.
-        let channel_state: HashMap<PeerId, Handle> = self
-            .peers
-            .iter()
-            .map(|(handle, peer)| (peer.id, handle))
-            .collect();
-        let with_session: HashSet<PeerId> = self
-            .sessions
-            .iter()
-            .map(|(_, session)| session.peer)
-            .collect();
-        for (_, session) in self.sessions.iter() {
+        for (handle, peer) in self.peers.iter() {
+            let Some(session) = peer.session.as_ref() else {
+                continue;
+            };
             let mut snapshot = self.snapshot_of(session.peer, session.address);
             let current = session.slot.current_ref();
             snapshot.session_age = Some(now.saturating_duration_since(session.established));
@@ -90,14 +79,14 @@ impl Endpoint {
                 current.map(|s| now.saturating_duration_since(s.created_at()));
             snapshot.since_heard = Some(now.saturating_duration_since(session.last_used));
             snapshot.add_traffic(&session.traffic);
-            if let Some(&handle) = channel_state.get(&session.peer) {
+            if peer.lanes.iter().next().is_some() {
                 self.fill_channels(now, handle, &mut snapshot);
             }
             out.push(snapshot);
         }
         // Peers with channels but no session: kind 0 (plaintext) peers.
         for (handle, peer) in self.peers.iter() {
-            if with_session.contains(&peer.id) {
+            if peer.session.is_some() {
                 continue;
             }
             let mut snapshot = self.snapshot_of(peer.id, peer.address);
@@ -180,21 +169,16 @@ impl Endpoint {
             return;
         };
         if sealed {
-            if let Some(entry) = self
-                .ids
-                .session(&recipient)
-                .copied()
-                .and_then(|handle| self.sessions.get_mut(handle))
-            {
+            if let Some(entry) = self.session_of_mut(&recipient) {
                 entry.traffic.sent(packet.len());
             }
         } else if self.config.allow_plaintext
-            && self.ids.session(&recipient).is_none()
             && let Some(peer) = self
                 .ids
                 .peer(&recipient)
                 .copied()
                 .and_then(|handle| self.peers.get_mut(handle))
+            && peer.session.is_none()
         {
             peer.traffic.sent(packet.len());
         }

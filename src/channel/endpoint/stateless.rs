@@ -101,27 +101,21 @@ impl Endpoint {
         };
         let answers = std::mem::take(&mut self.secure_answers);
         let local = self.local_id;
-        let sealed = self
-            .ids
-            .session(&peer)
-            .copied()
-            .and_then(|handle| self.sessions.get_mut(handle))
-            .and_then(|entry| {
-                let phase = entry.slot.sending_phase();
-                let session = entry.slot.current()?;
-                let created = session.created_at();
-                let crypto = session.keys.channel(ChannelId::DEFAULT);
-                let sequence = u32::try_from(crypto.next_sequence()).ok()?;
-                let header =
-                    secure::secure_header(phase, local, peer, ChannelId::DEFAULT, sequence);
-                let sent = self.outgoing.with_buffer(to, |buf| {
-                    secure::seal_into(buf, crypto, &header, DEFAULT_MTU, |region| {
-                        region.get_mut(..answers.len())?.copy_from_slice(&answers);
-                        Some(answers.len())
-                    })
-                });
-                Some((sent, crypto.packets_sent(), created))
+        let sealed = sessions::session_in(&self.ids, &mut self.peers, &peer).and_then(|entry| {
+            let phase = entry.slot.sending_phase();
+            let session = entry.slot.current()?;
+            let created = session.created_at();
+            let crypto = session.keys.channel(ChannelId::DEFAULT);
+            let sequence = u32::try_from(crypto.next_sequence()).ok()?;
+            let header = secure::secure_header(phase, local, peer, ChannelId::DEFAULT, sequence);
+            let sent = self.outgoing.with_buffer(to, |buf| {
+                secure::seal_into(buf, crypto, &header, DEFAULT_MTU, |region| {
+                    region.get_mut(..answers.len())?.copy_from_slice(&answers);
+                    Some(answers.len())
+                })
             });
+            Some((sent, crypto.packets_sent(), created))
+        });
         self.secure_answers = answers;
         self.secure_answers.clear();
         match sealed {

@@ -38,12 +38,7 @@ impl Endpoint {
         {
             return true;
         }
-        let Some(entry) = self
-            .ids
-            .session(&peer)
-            .copied()
-            .and_then(|handle| self.sessions.get_mut(handle))
-        else {
+        let Some(entry) = self.session_of_mut(&peer) else {
             return false;
         };
         for phase in [KeyPhase::Zero, KeyPhase::One] {
@@ -68,9 +63,7 @@ impl Endpoint {
     pub(super) fn ids_exhausted(&mut self, peer: PeerId) -> bool {
         let cap = self.config.max_closed_channels_per_session;
         let retired = self
-            .ids
-            .session(&peer)
-            .and_then(|&handle| self.sessions.get(handle))
+            .session_of(&peer)
             .and_then(|entry| entry.slot.current_ref())
             .map(|session| session.keys.retired_count());
         if let Some(retired) = retired {
@@ -97,11 +90,7 @@ impl Endpoint {
         if self.pending_by_peer.contains_key(&peer) {
             return;
         }
-        let Some(entry) = self
-            .ids
-            .session(&peer)
-            .and_then(|&handle| self.sessions.get(handle))
-        else {
+        let Some(entry) = self.session_of(&peer) else {
             return;
         };
         // A newer session already waits to take over: its first packet replaces this one.
@@ -130,12 +119,7 @@ impl Endpoint {
     /// Drops a closed channel's keys from every session the peer holds and retires its id there
     /// (PROTOCOL.md §6: never used twice in a session), so closed channels cost no keys.
     pub(super) fn retire_keys(&mut self, peer: PeerId, id: ChannelId) {
-        let Some(entry) = self
-            .ids
-            .session(&peer)
-            .copied()
-            .and_then(|handle| self.sessions.get_mut(handle))
-        else {
+        let Some(entry) = self.session_of_mut(&peer) else {
             return;
         };
         for phase in [KeyPhase::Zero, KeyPhase::One] {
@@ -151,22 +135,54 @@ impl Endpoint {
     /// Keeps the keys of an open channel whose packet the session opened without an entry
     /// (`ChannelKeys::open` caches only channels the endpoint holds open).
     pub(super) fn admit_keys(&mut self, header: &Header) {
-        let (Some(sequence), false) = (header.sequence, header.channel.is_default()) else {
-            return;
-        };
-        let phase = KeyPhase::from_flag(header.flags.contains(Flags::KEY_PHASE));
-        if let Some(session) = self
+        if let Some(connection) = self
             .ids
-            .session(&header.sender)
+            .peer(&header.sender)
             .copied()
-            .and_then(|handle| self.sessions.get_mut(handle))
-            .and_then(|entry| entry.slot.phase_session(phase))
+            .and_then(|slot| self.peers.get_mut(slot))
         {
-            session.keys.admit(header.channel, u64::from(sequence));
+            connection.admit_keys(header);
         }
     }
 
     // ------------------------------------------------------------ fair shares
+
+    /// A peer that never completed a channel holds nothing worth keeping. One that did keeps its
+    /// used ids until its timer forgets it (see `peer_timer`), and so does one with a session:
+    /// its next open finds it, instead of a new entry and a new timer per open.
+    pub(super) fn forget_peer_if_idle(&mut self, peer: Handle) {
+        let idle = self
+            .peers
+            .get(peer)
+            .is_some_and(|p| p.is_idle() && p.used_ids.is_empty() && p.session.is_none());
+        if idle {
+            self.forget_peer(peer);
+        } else {
+            self.queue_idle(peer);
+        }
+    }
+
+    pub(super) fn forget_peer(&mut self, peer: Handle) {
+        if let Some(mut state) = self.peers.remove(peer) {
+            // Its session goes with it (a connection with one is forgotten only when its
+            // session table evicts it or the session expired, `forget_session`).
+            if let Some(session) = state.session.take() {
+                self.session_gone(peer, &session);
+            }
+            // Its channels go with it, and so do the application's handles to them.
+            for (_, channel) in state.lanes.iter() {
+                self.channels.remove(channel.handle);
+            }
+            self.deadlines.set(peer.0, None);
+            self.unindex(peer, state.load);
+            if self.ids.peer(&state.id) == Some(&peer) {
+                self.ids.clear_peer(&state.id);
+            }
+            if self.unnamed.get(&state.address) == Some(&peer) {
+                self.unnamed.remove(&state.address);
+            }
+        }
+    }
 
     /// Notes a peer kept without channels (its used ids, or a session's next open, keep it).
     pub(super) fn queue_idle(&mut self, peer: Handle) {
@@ -198,27 +214,39 @@ impl Endpoint {
         }
     }
 
-    /// A new peer entry; when the table is full, the longest-idle peer without channels gives
-    /// its entry up, so idle entries never lock a newcomer out. Its used ids go with it (under
-    /// a session they live in the session's keys, under kind 0 a replayed FINALIZE could then
-    /// reopen one of its closed channels until its cookie expires: a channel, not a breach).
+    /// A new peer entry (`for_session`: one made to hold a session, which the session table
+    /// bounds); when the `max_peers` entries without a session are taken, the longest-idle peer
+    /// without channels or a session gives its entry up, so idle entries never lock a newcomer
+    /// out. Its used ids go with it (under kind 0 a replayed FINALIZE could then reopen one of
+    /// its closed channels until its cookie expires: a channel, not a breach). A peer with a
+    /// session is not given up here: the session table's own eviction decides its fate.
     pub(super) fn insert_peer(
         &mut self,
         peer: Connection,
+        for_session: bool,
     ) -> Option<(Handle, crate::handle::Hashcode)> {
-        if self.peers.is_full() {
+        let full = |endpoint: &Endpoint| {
+            let without = endpoint.peers.len().saturating_sub(endpoint.session_count);
+            endpoint.peers.is_full()
+                || (!for_session && without >= endpoint.config.max_peers.max(1))
+        };
+        if full(self) {
             // Each entry is looked at once: stale ones (the peer went active or away) are dropped.
             while let Some(candidate) = self.idle_peers.pop_front() {
                 let Some(state) = self.peers.get_mut(candidate) else {
                     continue;
                 };
                 let queued = std::mem::take(&mut state.idle_queued);
-                if queued && state.is_idle() {
+                if queued && state.is_idle() && state.session.is_none() {
                     self.stats.add("weft_peers_evicted_total", None, 1);
                     self.forget_peer(candidate);
                     break;
                 }
             }
+        }
+        if full(self) {
+            self.count_refused("peer_table_full");
+            return None;
         }
         match self.peers.insert(peer) {
             Ok(inserted) => Some(inserted),

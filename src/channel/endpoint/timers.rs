@@ -1,12 +1,12 @@
 //! The endpoint's timers. Each connection keeps a fixed table (its silence check, its
 //! channels' earliest open retry and data deadline) and the router one entry per connection,
-//! moved in place; the handshake machinery and sessions keep theirs in the router's heap.
+//! moved in place; the handshake machinery keeps its own in the router's heap.
 //! Here: arming, the dispatch of every due timer, channel open retries and the silence check.
 
 use super::*;
 
 impl Endpoint {
-    /// Arms a router timer (handshake machinery, sessions).
+    /// Arms a router timer (handshake machinery).
     pub(super) fn arm(&mut self, at: Instant, key: TimerKey) {
         self.timers.push(Reverse((at, key)));
     }
@@ -20,6 +20,14 @@ impl Endpoint {
         if connection.timers.arm_earliest(timer, at) {
             self.deadlines.set(peer.0, connection.poll_timeout());
         }
+    }
+
+    /// Arms a new connection's first silence check: after a keep-alive interval (its expanded
+    /// keys are shed then), and never after the connection reset timeout.
+    pub(super) fn arm_first_idle_check(&mut self, peer: Handle, now: Instant) {
+        let wait = self.config.keep_alive_interval;
+        let check = later(now, wait.min(self.config.connection_reset_timeout));
+        self.arm_connection(peer, Timer::Idle, check);
     }
 
     /// Arms a channel's establishment retry for `at`: the channel keeps the deadline, its
@@ -59,7 +67,6 @@ impl Endpoint {
                     self.timers.pop();
                     match key {
                         TimerKey::Handshake(code) => self.handshake_timer(now, code),
-                        TimerKey::Session(code) => self.session_timer(now, code),
                     }
                 }
                 (_, Some((_, slot))) => self.connection_timeout(now, Handle(slot)),
@@ -71,20 +78,28 @@ impl Endpoint {
         self.publish_gauges();
     }
 
-    /// Runs the connection's earliest due timer. The timer is disarmed and the router's entry
-    /// moved to the table's next deadline before the handler runs: what the handler arms
-    /// again moves the entry once more, never adds one.
+    /// Runs the connection's earliest due timer ([`Connection::handle_timeout`]: the timer is
+    /// disarmed and what the connection can settle itself, it settles), moves the router's
+    /// entry to the table's next deadline, then does what the connection handed over: what
+    /// it arms again moves the entry once more, never adds one.
     fn connection_timeout(&mut self, now: Instant, peer: Handle) {
+        let ctx = self.connection_context();
         let Some(connection) = self.peers.get_mut(peer) else {
             self.deadlines.set(peer.0, None);
             return;
         };
-        let expired = connection.expired(now);
+        let due = connection.handle_timeout(now, &ctx);
+        let id = connection.id;
         self.deadlines.set(peer.0, connection.poll_timeout());
-        match expired {
-            Some(Timer::Idle) => self.peer_timer(now, peer),
-            Some(Timer::Open) => self.open_timers(now, peer),
-            Some(Timer::Data) => self.data_timers(now, peer),
+        match due {
+            Some(Due::Reset) => self.peer_reset(now, peer),
+            Some(Due::Open) => self.open_timers(now, peer),
+            Some(Due::Data) => self.data_timers(now, peer),
+            Some(Due::Rekey { to }) => {
+                // PROTOCOL.md §5: replaced by a new handshake without interrupting channels.
+                let _ = self.ensure_handshake(now, to, Some(id));
+            }
+            Some(Due::SessionExpired) => self.forget_session(peer),
             None => {}
         }
     }
@@ -116,13 +131,13 @@ impl Endpoint {
     }
 
     /// The connection's data timer fired: the connection runs its due channels' reliability
-    /// timers ([`Connection::handle_timeout`]); what they released reaches the application now,
+    /// timers ([`Connection::data_timeout`]); what they released reaches the application now,
     /// not when the driver next asks for packets, and the channels are flushed.
     fn data_timers(&mut self, now: Instant, peer: Handle) {
         let mut due = std::mem::take(&mut self.due);
         due.clear();
         if let Some(connection) = self.peers.get_mut(peer) {
-            connection.handle_timeout(
+            connection.data_timeout(
                 now,
                 &mut self.pool,
                 &mut self.stats,
@@ -174,48 +189,11 @@ impl Endpoint {
         }
     }
 
-    /// Sheds the expanded keys of every channel of `peer`'s sessions (`all`), or of those that
-    /// carried few packets since the last idle check (issue 12: a keep-alive now and then does
-    /// not keep 1 KiB of key schedules per channel).
-    pub(super) fn shed_session_keys(&mut self, peer: PeerId, all: bool) {
-        if let Some(entry) = self
-            .ids
-            .session(&peer)
-            .and_then(|&handle| self.sessions.get_mut(handle))
-        {
-            if all {
-                entry.slot.shed_keys();
-            } else {
-                entry.slot.shed_idle_keys();
-            }
-        }
-    }
-
-    pub(super) fn peer_timer(&mut self, now: Instant, peer: Handle) {
-        let (keep_alive, reset) = (
-            self.config.keep_alive_interval,
-            self.config.connection_reset_timeout,
-        );
+    /// The connection's silence check found it silent for the connection reset timeout.
+    pub(super) fn peer_reset(&mut self, now: Instant, peer: Handle) {
         let Some(state) = self.peers.get(peer) else {
             return;
         };
-        match state.silence(now, keep_alive, reset) {
-            Silence::Wait { until } => {
-                let id = state.id;
-                self.shed_session_keys(id, false);
-                return self.arm_connection(peer, Timer::Idle, until);
-            }
-            Silence::ShedKeys { until } => {
-                // PROTOCOL.md §12 (memory per idle peer): a peer silent for a keep-alive
-                // interval gives up its expanded channel keys, re-expanded by its next packet.
-                // This timer already exists per peer, so nothing scans the peers per packet.
-                let id = state.id;
-                self.shed_session_keys(id, true);
-                self.shrink_idle_channels(peer);
-                return self.arm_connection(peer, Timer::Idle, until);
-            }
-            Silence::Reset => {}
-        }
         // PROTOCOL.md §7.7: a peer silent for the connection reset timeout loses its channels;
         // under kind 0 that forgets it entirely. The channels are listed in the kept buffer
         // (closing one changes the connection's maps).
@@ -229,6 +207,11 @@ impl Endpoint {
         let Some(state) = self.peers.get(peer) else {
             return;
         };
+        if state.session.is_some() {
+            // Its session keeps it, idle, until the session expires (`Due::SessionExpired`); its
+            // next channel arms the silence check again (`insert_channel`).
+            return;
+        }
         let keep_until = state.keep_used_ids_until(self.config.cookie_rotation);
         if keep_until > now {
             self.arm_connection(peer, Timer::Idle, keep_until);

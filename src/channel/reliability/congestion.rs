@@ -125,16 +125,25 @@ impl CongestionController for NewReno {
     }
 }
 
-/// Paces sends at 1.25 × window / smoothed RTT with a burst of about ten packets, so a full
-/// window never leaves in one burst (PROTOCOL.md §7.3).
+/// Paces sends at 1.25 × window / smoothed RTT with a burst of what the window sends in
+/// [`BURST_INTERVAL`], between ten packets and one GSO train, so a full window never leaves in
+/// one burst (PROTOCOL.md §7.3).
 #[derive(Clone, Debug)]
 pub struct Pacer {
     tokens: u64,
     last: Instant,
 }
 
-/// Packets a pacer lets out back to back.
+/// Packets a pacer lets out back to back at least, and holds when it starts.
 const BURST_PACKETS: u64 = 10;
+/// Packets a burst holds at most: the longest GSO train the endpoint builds
+/// (`endpoint/flush.rs`), so a fast path's packets leave in whole trains instead of one syscall
+/// per ten packets.
+const MAX_BURST_PACKETS: u64 = 64;
+/// A burst holds what the window sends in this long at its smoothed RTT, as quinn's pacer
+/// (2 ms): on a slow or long path that is the ten-packet floor, and only a path whose window
+/// sends 64 packets in 2 ms (about 46 MB/s of 1452-byte packets) gets the whole train.
+const BURST_INTERVAL: Duration = Duration::from_millis(2);
 
 impl Pacer {
     /// A full bucket for packets of `mtu` bytes.
@@ -168,14 +177,33 @@ impl Pacer {
         u64::try_from(earned).unwrap_or(u64::MAX)
     }
 
-    fn capacity(window: u64, mtu: u16) -> u64 {
-        BURST_PACKETS
-            .saturating_mul(u64::from(mtu))
-            .min(window.max(u64::from(mtu)))
+    /// The bucket's size: `window × BURST_INTERVAL / srtt`, between [`BURST_PACKETS`] and
+    /// [`MAX_BURST_PACKETS`] packets of `mtu`, never above the window. Worked out by comparing
+    /// products where it lands on either bound (a saturated fast path always does), so the
+    /// per-packet call divides only in between.
+    fn capacity(window: u64, srtt: Duration, mtu: u16) -> u64 {
+        let mtu64 = u64::from(mtu);
+        let (low, high) = (
+            BURST_PACKETS.saturating_mul(mtu64),
+            MAX_BURST_PACKETS.saturating_mul(mtu64),
+        );
+        // Both factors of each product are below 2^64, so no product saturates.
+        let srtt = srtt.max(Duration::from_micros(100)).as_nanos();
+        let span = u128::from(window).saturating_mul(BURST_INTERVAL.as_nanos());
+        let burst = if span >= u128::from(high).saturating_mul(srtt) {
+            high
+        } else if span <= u128::from(low).saturating_mul(srtt) {
+            low
+        } else {
+            span.checked_div(srtt)
+                .and_then(|burst| u64::try_from(burst).ok())
+                .unwrap_or(high)
+        };
+        burst.min(window.max(mtu64))
     }
 
     fn tokens_at(&self, now: Instant, window: u64, srtt: Duration, mtu: u16) -> u64 {
-        let capacity = Self::capacity(window, mtu);
+        let capacity = Self::capacity(window, srtt, mtu);
         if self.tokens >= capacity {
             // A full bucket earns nothing more: no arithmetic on the elapsed time.
             return capacity;
@@ -197,10 +225,13 @@ impl Pacer {
         srtt: Duration,
         mtu: u16,
     ) -> Option<Instant> {
-        let needed = bytes.min(Self::capacity(window, mtu));
         // What the bucket held at the last send only grows until `now` (or is cut to the
         // capacity, which `needed` never exceeds): enough then is enough now, without working
         // out what was earned since. The common case of a sender with a wide window.
+        if self.tokens >= bytes {
+            return None;
+        }
+        let needed = bytes.min(Self::capacity(window, srtt, mtu));
         if self.tokens >= needed {
             return None;
         }
@@ -327,6 +358,38 @@ mod tests {
         let at = pacer.delay(last, 1452, window, srtt, 1452).expect("empty");
         assert!(at > last);
         assert_eq!(pacer.delay(at, 1452, window, srtt, 1452), None);
+    }
+
+    #[test]
+    fn a_burst_holds_two_milliseconds_of_the_window_between_ten_packets_and_a_train() {
+        let mtu = 1452u16;
+        let packets = |window: u64, srtt_us: u64| {
+            Pacer::capacity(window, Duration::from_micros(srtt_us), mtu) / u64::from(mtu)
+        };
+        // A slow or long path keeps the ten-packet floor.
+        assert_eq!(packets(120_000, 100_000), 10);
+        assert_eq!(packets(14_520, 1_000), 10);
+        // In between: the window's 2 ms, exactly (29,040 B/ms × 2 ms = 40 packets).
+        assert_eq!(
+            Pacer::capacity(29_040_000, Duration::from_millis(1000), mtu),
+            58_080
+        );
+        assert_eq!(packets(29_040_000, 1_000_000), 40);
+        // A fast path: one GSO train, whatever the window, and never above the window.
+        assert_eq!(packets(1 << 30, 5_000), 64);
+        assert_eq!(packets(u64::MAX, 0), 64);
+        assert_eq!(Pacer::capacity(2_000, Duration::ZERO, mtu), 2_000);
+        assert_eq!(Pacer::capacity(0, Duration::ZERO, mtu), u64::from(mtu));
+        // A bucket that filled up lets a whole train out at one instant, then paces.
+        let t0 = Instant::now();
+        let (srtt, window) = (Duration::from_millis(5), 1u64 << 30);
+        let mut pacer = Pacer::new(t0, mtu);
+        let later = t0 + Duration::from_millis(1);
+        for _ in 0..64 {
+            assert_eq!(pacer.delay(later, 1452, window, srtt, mtu), None);
+            pacer.on_sent(later, 1452, window, srtt, mtu);
+        }
+        assert!(pacer.delay(later, 1452, window, srtt, mtu).is_some());
     }
 
     #[test]

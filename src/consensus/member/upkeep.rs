@@ -4,18 +4,19 @@
 
 use super::{Member, Peer};
 use crate::consensus::agreement::Agreement;
+use crate::consensus::faults;
 use crate::consensus::ids::{MemberKey, NodeId, NodeIdRequest, RequestDigest};
 use crate::consensus::membership::{Membership, MembershipConfig, Out};
 use crate::consensus::policy::{Counters, Limit, Nack, PolicyConfig};
-use crate::consensus::pool::Pool;
+use crate::consensus::pool::{Arrival, HOLD_RESENDS, Pool};
 use crate::consensus::schema::Vote;
 use crate::consensus::schema::{self, Application, Batch, Message, Refusal, Reply, Sighting};
 use crate::consensus::signed::{Signed, sign};
 use crate::consensus::store::Store;
 use crate::consensus::validate::{self, Context};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// What a member verified already (PROTOCOL.md §11 asks each signature checked, not checked
 /// twice): the sightings in its pool it checked (or signed), and the precommits it decided the
@@ -239,28 +240,77 @@ impl<E: Agreement, S: Store> Member<E, S> {
             self.nack(Peer::Client(source), digest, limit, now);
             return Ok(());
         }
-        if self.pool.source_busy(source.ip(), &digest) {
-            // PROTOCOL.md §11: at most one pending request per source.
-            return Err(Refusal::Unexpected);
+        match self.pool.arrive(now, source, &request) {
+            Arrival::Sighted => {
+                self.clients.entry(digest).or_default().insert(source);
+                Ok(())
+            }
+            // Sighted now if its source is free, else when it frees (consensus::pool).
+            Arrival::Waiting => {
+                self.sight_next(now, source.ip());
+                Ok(())
+            }
+            // What this member remembers for the source is full: the client sends again.
+            Arrival::Full => Err(Refusal::Unexpected),
         }
+    }
+
+    /// How long a member's last own sighting keeps its source busy (consensus::pool).
+    fn hold(&self) -> Duration {
+        self.config.resend.saturating_mul(HOLD_RESENDS)
+    }
+
+    /// Signs and shares a sighting of `request` from `from`, which this member received itself.
+    fn sight(&mut self, now: Instant, from: SocketAddr, request: NodeIdRequest) {
+        let digest = request.digest();
         let sighting = sign(
             &self.key,
             &self.config.network,
             Sighting {
                 digest,
-                source,
+                source: from,
                 member: self.me,
             },
         );
-        if !self.pool.note_own(&request, sighting.clone()) {
-            return Err(Refusal::Unexpected);
+        if !self.pool.note_own(now, &request, sighting.clone()) {
+            return self.refuse(Refusal::Unexpected);
         }
-        self.clients.entry(digest).or_default().insert(source);
+        self.clients.entry(digest).or_default().insert(from);
         let message = Message::Sighting { request, sighting };
         self.broadcast(&message);
         self.own_sightings.insert(digest, message);
         self.maybe_start(now);
-        Ok(())
+    }
+
+    /// Sights the remembered request the pool picks for `ip`, if that source is free: one
+    /// still unlogged and within quota (a retry of another gets its answer then).
+    fn sight_next(&mut self, now: Instant, ip: IpAddr) {
+        let (hold, clock) = (self.hold(), self.unix(now));
+        while let Some((request, from)) = self.pool.next(now, ip, hold, &self.config.members) {
+            if self.log.lookup(&request.key, request.salt).is_some()
+                || self.counters.check(from.ip(), clock).is_err()
+            {
+                continue;
+            }
+            return self.sight(now, from, request);
+        }
+    }
+
+    /// Once a resend period and after each decision: drops what the pool gave up on and
+    /// sights, for each source that is free again, the request its members converge on.
+    pub(super) fn tend_pool(&mut self, now: Instant) {
+        let needed = faults(self.config.members.len()).saturating_add(1);
+        for digest in self.pool.tend(now, needed, &self.config.members) {
+            self.own_sightings.remove(&digest);
+            self.clients.remove(&digest);
+        }
+        if !self.is_member(&self.me) {
+            // Voted out: it sights nothing more (its requests' clients ask today's members).
+            return;
+        }
+        for ip in self.pool.remembering() {
+            self.sight_next(now, ip);
+        }
     }
 
     /// Keep-alives, endorsements and chain links from a member.
@@ -323,12 +373,14 @@ impl<E: Agreement, S: Store> Member<E, S> {
                 self.nack(Peer::Client(client), digest, limit, now);
             }
         }
+        self.tend_pool(now);
     }
 
     /// Keep-alives, asks and evidence, once a resend period; evidence may be work.
     pub(super) fn tick_membership(&mut self, now: Instant) {
         let out = self.membership.tick(now, self.height);
         self.send_membership(out);
+        self.tend_pool(now);
         self.maybe_start(now);
     }
 

@@ -61,7 +61,9 @@ pub struct KademliaConfig {
     pub transport: String,
     /// The network's description in the subnet descriptor.
     pub network: String,
-    /// Compression methods this node reads and writes (seed 003 §3.3.1; "none" always).
+    /// Compression methods this node reads and writes (seed 003 §3.3.1; "none" always);
+    /// [`Method::DEFAULT_READS`] by default: bz2 and lzma cost far more to decode than their
+    /// bytes, so a node reads them only where configured.
     pub compression: Vec<Method>,
     /// The method this node asks peers to send it (SET_CONNECTION_OPT option 1); `None`
     /// lets each peer choose.
@@ -104,7 +106,7 @@ impl Default for KademliaConfig {
             peer_share: 8,
             transport: "weft/udp".to_owned(),
             network: "weft".to_owned(),
-            compression: Method::ALL.to_vec(),
+            compression: Method::DEFAULT_READS.to_vec(),
             preferred_compression: None,
             compress_above: 512,
             max_peer_options: 4096,

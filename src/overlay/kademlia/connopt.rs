@@ -70,9 +70,11 @@ impl Dht {
         }
     }
 
-    /// Forgets what `peer` negotiated (its connection is gone), freeing its place.
+    /// Forgets what `peer` negotiated and the signature checks it cost (its connection is
+    /// gone), freeing its place.
     pub fn forget_peer(&mut self, peer: &PeerId) {
         self.peer_options.remove(peer);
+        self.checks.remove(peer);
     }
 
     /// The entry of `peer`, made if the budget allows.
@@ -132,7 +134,9 @@ impl Dht {
         let method = self.compression_for(peer);
         if method != Method::None && frame.len() >= self.config.compress_above {
             let wrapped = compression::wrap(method, &frame);
-            if wrapped.len() < frame.len() {
+            // What would inflate past the ratio a receiver allows goes plain.
+            let payload = wrapped.len().saturating_sub(compression::HEADER);
+            if wrapped.len() < frame.len() && compression::within_ratio(payload, frame.len()) {
                 return wrapped;
             }
         }

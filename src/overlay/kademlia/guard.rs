@@ -25,6 +25,10 @@ impl Dht {
         peer: &PeerId,
         proof: &[u8],
     ) -> Result<(), &'static str> {
+        // One already admitted costs a lookup; a check is charged to the peer.
+        if !self.certificates.certified(node, peer) && !self.charge_check(*peer) {
+            return Err("checks_limit");
+        }
         let verdict = self.certificates.admit(node, peer, proof);
         if let Err(reason) = verdict {
             self.stats

@@ -144,6 +144,8 @@ pub struct Dht {
     next_maintenance: Option<Instant>,
     /// What each peer negotiated (compression), within `max_peer_options` peers.
     pub(super) peer_options: BTreeMap<PeerId, Negotiated>,
+    /// Signature checks each peer has cost (`peers.rs`, [`Dht::charge_check`]).
+    pub(super) checks: BTreeMap<PeerId, u8>,
     /// Contacts learned but not held in the table (the node info cache).
     pub(super) cache: NodeCache,
     /// Self-initiated connections, at most ℓ.
@@ -192,6 +194,7 @@ impl Dht {
             rng: StdRng::from_seed(rng),
             next_maintenance: None,
             peer_options: BTreeMap::new(),
+            checks: BTreeMap::new(),
             cache: NodeCache::new(config.node_cache),
             links: BTreeSet::new(),
             network_rtt: RttEstimate::default(),

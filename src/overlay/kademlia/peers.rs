@@ -9,6 +9,10 @@ use crate::overlay::rpc::MAX_RECORD_BYTES;
 use crate::session::PeerRecord;
 use crate::wire::PeerId;
 
+/// Signature checks one connected peer may cost the node ([`Dht::charge_check`]): its
+/// certified-id proofs and the peer records it shows, each once a channel when honest.
+pub(super) const MAX_CHECKS: u8 = 8;
+
 impl Dht {
     /// Sets the node's own signed record, announced on every channel (SET_CONNECTION_OPT
     /// option 5) so that peers hand it on and open this node by IK. A record of another peer,
@@ -41,6 +45,9 @@ impl Dht {
         {
             return true;
         }
+        if !self.charge_check(from.peer) {
+            return false;
+        }
         let reason = match PeerRecord::from_bytes(bytes) {
             Err(_) => "key_malformed",
             Ok(record) if record.peer_id() != from.peer => "key_mismatch",
@@ -56,6 +63,31 @@ impl Dht {
         };
         self.stats.add(DROPPED, Some(("reason", reason)), 1);
         false
+    }
+
+    /// Charges `peer` one signature check (a certified-id proof, a peer record it has not
+    /// shown before): `false`, counted as `checks_limit`, past [`MAX_CHECKS`] while it is
+    /// connected, or when `max_peer_options` peers hold a count already. An honest peer shows
+    /// each once a channel; without a bound, one that alternates two records of its own, or
+    /// resends a forged proof, buys a check (~50 µs) with every ~200-byte frame.
+    pub(super) fn charge_check(&mut self, peer: PeerId) -> bool {
+        let full = self.checks.len() >= self.config.max_peer_options;
+        let allowed = match self.checks.get_mut(&peer) {
+            Some(count) if *count < MAX_CHECKS => {
+                *count = count.saturating_add(1);
+                true
+            }
+            Some(_) => false,
+            None if full => false,
+            None => {
+                self.checks.insert(peer, 1);
+                true
+            }
+        };
+        if !allowed {
+            self.stats.add(DROPPED, Some(("reason", "checks_limit")), 1);
+        }
+        allowed
     }
 
     fn hold_verified(&mut self, entry: PeerEntry) -> bool {

@@ -9,6 +9,13 @@
 //! plus one byte (plus at most one block of the decoder's own state: 128 KiB for zstd, the
 //! 900 KB block for bz2, the dictionary capped at the bound for lzma) and is counted as
 //! `decompression_bomb`. All codecs are pure Rust (docs/DEPENDENCIES.md).
+//!
+//! What a peer's frame costs the node must follow its bytes, not only the bound: a payload may
+//! inflate to at most [`MAX_RATIO`] times its own length (a 45-byte zstd frame no longer buys
+//! 64 KiB of decoding and parsing), and a sender sends plain what would inflate further. The
+//! bound on output cannot bound bz2, whose decoder undoes a whole block (up to 900 KB) before
+//! its first byte out (2 ms for a 50-byte frame), nor lzma-rs's slow decoder (0.6 ms for
+//! 64 KiB out): [`Method::DEFAULT_READS`] leaves both out.
 
 use std::io::{Read, Write};
 
@@ -76,6 +83,17 @@ impl Method {
         }
     }
 
+    /// The methods a node reads unless configured otherwise: those whose decoding costs about
+    /// what the bytes it makes cost to parse. bz2 (a whole block decoded before the first byte
+    /// comes out) and lzma (lzma-rs decodes at ~100 MB/s) are read only where configured.
+    pub const DEFAULT_READS: [Method; 5] = [
+        Method::None,
+        Method::Gzip,
+        Method::Zlib,
+        Method::Snappy,
+        Method::Zstd,
+    ];
+
     /// The bit of this method in a set of methods (`u8`, one bit per code).
     pub fn bit(self) -> u8 {
         1u8 << self.code()
@@ -122,6 +140,17 @@ impl CompressionError {
 
 /// The transmission header: a zero byte, the method, the payload length (u32 BE).
 pub const HEADER: usize = 6;
+
+/// The most a payload may inflate, as a multiple of its own length: past it the transmission
+/// is refused as a bomb, whatever the frame bound. Honest frames (contacts, keys, records)
+/// compress a few times over; a sender sends plain what would inflate further
+/// ([`within_ratio`]).
+pub const MAX_RATIO: usize = 64;
+
+/// Whether a payload of `payload` bytes may inflate to `frame` bytes ([`MAX_RATIO`]).
+pub fn within_ratio(payload: usize, frame: usize) -> bool {
+    frame <= payload.saturating_mul(MAX_RATIO)
+}
 
 /// A writer that keeps at most `limit` bytes and fails on the first byte past it, so a
 /// decoder writing into it stops there.
@@ -276,7 +305,8 @@ pub fn is_wrapped(bytes: &[u8]) -> bool {
 }
 
 /// The frame inside a transmission: its method must be among `supported` (a set of
-/// [`Method::bit`]s), its length must match, and it may inflate to at most `limit` bytes.
+/// [`Method::bit`]s), its length must match, and it may inflate to at most `limit` bytes and
+/// at most [`MAX_RATIO`] times the payload's length.
 pub fn unwrap(bytes: &[u8], supported: u8, limit: usize) -> Result<Vec<u8>, CompressionError> {
     let (Some(&0), Some(&code), Some(len), Some(payload)) = (
         bytes.first(),
@@ -294,6 +324,7 @@ pub fn unwrap(bytes: &[u8], supported: u8, limit: usize) -> Result<Vec<u8>, Comp
     if supported & method.bit() == 0 {
         return Err(CompressionError::Unsupported);
     }
+    let limit = limit.min(payload.len().saturating_mul(MAX_RATIO));
     decompress(method, payload, limit)
 }
 
@@ -303,7 +334,10 @@ mod tests {
 
     #[test]
     fn every_method_round_trips_and_stops_a_bomb_at_the_bound() {
-        let frame: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+        // Compressible, but within the ratio.
+        let frame: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 29) as u8)
+            .collect();
         let bomb = vec![0u8; 1 << 20];
         for method in Method::ALL {
             let wrapped = wrap(method, &frame);

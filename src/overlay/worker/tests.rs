@@ -695,3 +695,49 @@ fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_ridin
     // The bootstrap open is by address, not a contact's: only the two contacts count.
     assert_eq!((opened("ik"), opened("xx")), (1, 1));
 }
+
+/// Attack on the overlay (docs/SECURITY.md): what a peer negotiated goes with the peer, so peers
+/// long gone do not fill `max_peer_options` and refuse every later peer's offers for good.
+#[test]
+fn a_forgotten_peers_options_make_room_for_a_newcomer() {
+    let mut config = OverlayConfig {
+        idle: Duration::from_millis(50),
+        ..OverlayConfig::default()
+    };
+    config.kademlia.max_peer_options = 1;
+    let mut running = start(config);
+    let gzip = u64::from(crate::overlay::rpc::compression::Method::Gzip.code());
+    let offer = |id| {
+        let opt = ConnectionOpt::Compression(gzip);
+        request(Opcode::SetConnectionOpt, id, Body::SetConnectionOpt(opt))
+    };
+    running.push(vec![message(5, &offer(1))]);
+    running.answer_info(7005, None);
+    running.until(|seen| {
+        seen.iter().any(|r| {
+            matches!(
+                r,
+                ShardRequest::Close {
+                    reason: CloseReason::Idle,
+                    ..
+                }
+            )
+        })
+    });
+    let newcomer = PeerId([6; 16]);
+    running.push(vec![message(6, &offer(2))]);
+    running.until(|seen| info_tokens(seen).iter().any(|(_, p)| *p == newcomer));
+    let answers: Vec<Input> = info_answers(&running.seen)
+        .into_iter()
+        .filter(|i| matches!(i, Input::PeerInfo { peer, .. } if *peer == newcomer))
+        .collect();
+    running.push(answers);
+    let on = ChannelHandle(Hashcode(6));
+    running.until(|seen| replies_sent(seen).iter().any(|(c, _)| *c == on));
+    let (_, reply) = replies_sent(&running.seen)
+        .into_iter()
+        .find(|(c, _)| *c == on)
+        .unwrap();
+    assert!(reply.ack, "the newcomer's offer was refused: {reply:?}");
+    running.stop();
+}
