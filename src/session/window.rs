@@ -19,7 +19,7 @@ pub enum Seen {
 
 /// Remembers the last `64 × WORDS` numbers relative to the highest seen. Fixed size: no
 /// allocation, whatever the input.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SlidingWindow<const WORDS: usize> {
     /// The highest number seen; `None` while empty. (Not "one past" it: `u64::MAX` is a number
     /// a peer may send, and one past it does not exist.)
@@ -127,7 +127,7 @@ impl<const WORDS: usize> SlidingWindow<WORDS> {
 /// which then answers alone. [`compact`](Self::compact), called when the channel idles, folds
 /// it back when its older numbers are alike again. The answers are [`SlidingWindow`]'s in
 /// every state (its width is a security parameter, PROTOCOL.md §5): only the storage changes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CompactWindow<const WORDS: usize> {
     /// The highest number seen; `None` while empty (and while `full` holds the window).
     highest: Option<u64>,

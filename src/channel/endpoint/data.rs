@@ -66,7 +66,11 @@ impl Endpoint {
             self.delivery.reliable = self.delivery.reliable.saturating_add(1);
         }
         state.data = Some(Box::new(ChannelData {
-            reliability: ChannelReliability::new(state.capabilities, config, now),
+            reliability: ChannelReliability::shared(
+                state.capabilities,
+                self.reliability.clone(),
+                now,
+            ),
             // PROTOCOL.md §3: under a session a channel's numbers start at 0; plaintext channels
             // start at a random value, which makes blind injection harder.
             next_pn: if secure {

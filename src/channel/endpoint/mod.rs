@@ -153,6 +153,9 @@ impl HotStats {
 /// One node's protocol state.
 pub struct Endpoint {
     config: EndpointConfig,
+    /// `config.reliability`, shared by every channel's reliability state (issue 12: one copy
+    /// per endpoint, not one per channel).
+    reliability: std::sync::Arc<crate::channel::reliability::ReliabilityConfig>,
     identity: Identity,
     local_id: PeerId,
     rng: StdRng,
@@ -340,6 +343,7 @@ impl Endpoint {
             visiting: Vec::new(),
             pool: BufferPool::new(),
             delivery: DeliveryGate::default(),
+            reliability: std::sync::Arc::new(config.reliability.clone()),
             config,
         };
         for record in endpoint.config.peer_records.clone() {

@@ -41,7 +41,7 @@ pub fn decode_packet_number(largest_seen: Option<u64>, wire: u32) -> u64 {
 }
 
 /// Tracks received packet numbers and decides when to acknowledge them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AckTracker {
     received: RangeSet,
     /// Narrow, so that the settings fit where one `usize` was (a tracker per channel).
@@ -58,7 +58,42 @@ pub struct AckTracker {
     deadline: Option<Instant>,
 }
 
+/// What an idle tracker (no ACK pending) keeps: the packet numbers received and the largest
+/// one's time. The rest equals a fresh tracker's, which `ChannelReliability` checks before it
+/// gives the tracker's memory back (issue 12).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct AckIdle {
+    received: RangeSet,
+    pub(crate) largest: Option<u64>,
+    largest_at: Option<Instant>,
+    pending_any: bool,
+}
+
 impl AckTracker {
+    /// Moves out what the tracker keeps once idle (see [`AckIdle`]), leaving a fresh tracker's
+    /// empty ranges, so the rest can be compared with a fresh tracker.
+    pub(crate) fn take_idle(&mut self) -> AckIdle {
+        AckIdle {
+            received: std::mem::take(&mut self.received),
+            largest: self.largest,
+            largest_at: self.largest_at,
+            pending_any: self.pending_any,
+        }
+    }
+
+    /// Sets the values an idle tracker kept, but not its ranges.
+    pub(crate) fn restore_values(&mut self, idle: &AckIdle) {
+        self.largest = idle.largest;
+        self.largest_at = idle.largest_at;
+        self.pending_any = idle.pending_any;
+    }
+
+    /// Puts back everything an idle tracker kept (on a fresh one, the whole state again).
+    pub(crate) fn restore(&mut self, idle: AckIdle) {
+        self.restore_values(&idle);
+        self.received = idle.received;
+    }
+
     /// Fits the received ranges' room to what they hold (an idle channel).
     pub(crate) fn shrink_idle(&mut self) {
         self.received.shrink_to_fit();

@@ -79,6 +79,13 @@ pub struct ReassemblyBudget {
     node: Arc<NodeShare>,
 }
 
+/// Two handles are equal when they charge the same peer's share of the same node's budget.
+impl PartialEq for ReassemblyBudget {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.peer, &other.peer) && Arc::ptr_eq(&self.node, &other.node)
+    }
+}
+
 impl ReassemblyBudget {
     /// A node-wide budget of `node_limit` bytes, with one peer's share of `peer_limit`.
     pub fn new(node_limit: usize, peer_limit: usize) -> Self {

@@ -17,7 +17,7 @@ pub(crate) const RANGE_COST: usize = 64;
 pub(crate) struct TooManyRanges;
 
 /// Sorted, disjoint, non-adjacent half-open byte ranges of one message.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct FragmentRanges {
     /// Start → end of each range.
     ranges: BTreeMap<u64, u64>,

@@ -38,7 +38,9 @@ mod channel_stats;
 pub mod congestion;
 mod credit;
 mod fragments;
+mod idle;
 mod memory;
+mod path;
 pub mod pmtu;
 mod ranges;
 mod rare;
@@ -54,6 +56,8 @@ pub use ack::{AckTracker, decode_packet_number};
 pub use budget::ReassemblyBudget;
 pub use congestion::{CongestionController, NewReno, Pacer};
 pub use credit::fair_share;
+pub use idle::ChannelReliability;
+pub use path::PathState;
 pub use pmtu::PmtuProber;
 pub use rtt::RttEstimator;
 
@@ -178,184 +182,6 @@ pub enum Delivery {
     Failed(CloseReason),
 }
 
-/// What one peer path shares among its channels: RTT, congestion controller, pacer, path MTU
-/// and the round-robin cursor the endpoint uses to take turns between channels (§7.3).
-#[derive(Debug)]
-pub struct PathState {
-    pub(crate) rtt: RttEstimator,
-    controller: Box<dyn CongestionController>,
-    pacer: Pacer,
-    pmtu: PmtuProber,
-    bytes_in_flight: u64,
-    overhead: usize,
-    cursor: usize,
-    congestion_events: u64,
-}
-
-impl PathState {
-    /// A fresh path with NewReno.
-    pub fn new(config: &ReliabilityConfig, now: Instant) -> Self {
-        Self::with_controller(config, now, Box::new(NewReno::new(pmtu::BASE_MTU)))
-    }
-
-    /// A fresh path with the given congestion controller.
-    pub fn with_controller(
-        config: &ReliabilityConfig,
-        now: Instant,
-        controller: Box<dyn CongestionController>,
-    ) -> Self {
-        PathState {
-            rtt: RttEstimator::new(config.initial_rtt),
-            controller,
-            pacer: Pacer::new(now, pmtu::BASE_MTU),
-            pmtu: PmtuProber::new(config.max_mtu),
-            bytes_in_flight: 0,
-            // PROTOCOL.md §3: a sequenced header (41) and an AEAD tag (16).
-            overhead: 41 + 16,
-            cursor: 0,
-            congestion_events: 0,
-        }
-    }
-
-    /// Sets the bytes each packet spends outside its payload (header, tag).
-    pub fn set_packet_overhead(&mut self, overhead: usize) {
-        self.overhead = overhead;
-    }
-
-    /// The RTT estimator.
-    pub fn rtt(&self) -> &RttEstimator {
-        &self.rtt
-    }
-
-    /// The congestion window in bytes.
-    pub fn congestion_window(&self) -> u64 {
-        self.controller.window()
-    }
-
-    /// Bytes sent and neither acknowledged nor lost.
-    pub fn bytes_in_flight(&self) -> u64 {
-        self.bytes_in_flight
-    }
-
-    /// Congestion events (loss episodes) so far.
-    pub fn congestion_events(&self) -> u64 {
-        self.congestion_events
-    }
-
-    /// The path's current MTU (UDP payload bytes).
-    pub fn current_mtu(&self) -> u16 {
-        self.pmtu.current_mtu()
-    }
-
-    /// The payload room of an ordinary packet.
-    pub fn max_payload(&self) -> usize {
-        usize::from(self.current_mtu()).saturating_sub(self.overhead)
-    }
-
-    /// Index of the channel (of `channels`) whose turn it is, advancing the cursor.
-    pub fn next_turn(&mut self, channels: usize) -> usize {
-        if channels == 0 {
-            return 0;
-        }
-        // Kept below the count: a turn (one per packet) divides only if the count shrank.
-        let turn = if self.cursor < channels {
-            self.cursor
-        } else {
-            self.cursor.checked_rem(channels).unwrap_or(0)
-        };
-        let next = turn.saturating_add(1);
-        self.cursor = if next < channels { next } else { 0 };
-        turn
-    }
-
-    /// Whether a packet of `bytes` fits the window and the pacer; else when pacing allows it
-    /// (`None`: wait for acknowledgements).
-    fn send_allowed(&self, now: Instant, bytes: u64) -> Result<(), Option<Instant>> {
-        if self.bytes_in_flight.saturating_add(bytes) > self.controller.window() {
-            return Err(None);
-        }
-        match self.pacer.delay(
-            now,
-            bytes,
-            self.controller.window(),
-            self.rtt.smoothed(),
-            self.current_mtu(),
-        ) {
-            None => Ok(()),
-            Some(at) => Err(Some(at)),
-        }
-    }
-
-    fn on_packet_sent(&mut self, now: Instant, size: u64, probe: Option<u16>) {
-        self.bytes_in_flight = self.bytes_in_flight.saturating_add(size);
-        self.controller.on_sent(now, size);
-        let (window, srtt, mtu) = (
-            self.controller.window(),
-            self.rtt.smoothed(),
-            self.current_mtu(),
-        );
-        self.pacer.on_sent(now, size, window, srtt, mtu);
-        if let Some(size) = probe {
-            self.pmtu.on_probe_sent(size);
-        }
-    }
-
-    pub(crate) fn on_packet_acked(
-        &mut self,
-        now: Instant,
-        sent: Instant,
-        size: u64,
-        probe: Option<u16>,
-    ) {
-        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(size);
-        self.controller.on_ack(now, sent, size, &self.rtt);
-        match probe {
-            Some(probe) => {
-                self.pmtu.on_probe_acked(probe);
-                self.controller.on_mtu_update(self.pmtu.current_mtu());
-            }
-            None => self
-                .pmtu
-                .on_packet_acked(size.min(u64::from(u16::MAX)) as u16),
-        }
-    }
-
-    pub(crate) fn on_packet_lost(&mut self, now: Instant, size: u64, probe: Option<u16>) {
-        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(size);
-        match probe {
-            // RFC 8899 §4.2: a lost probe says nothing about congestion.
-            Some(probe) => self.pmtu.on_probe_lost(now, probe),
-            None => {
-                if self
-                    .pmtu
-                    .on_packet_lost(now, size.min(u64::from(u16::MAX)) as u16)
-                {
-                    self.controller.on_mtu_update(self.pmtu.current_mtu());
-                }
-            }
-        }
-    }
-
-    pub(crate) fn on_congestion_event(
-        &mut self,
-        now: Instant,
-        sent: Instant,
-        persistent: bool,
-        lost: u64,
-    ) {
-        self.congestion_events = self.congestion_events.saturating_add(1);
-        self.controller
-            .on_congestion_event(now, sent, persistent, lost);
-    }
-
-    pub(crate) fn forget_in_flight(&mut self, size: u64, probe: Option<u16>) {
-        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(size);
-        if probe.is_some() {
-            self.pmtu.on_probe_abandoned();
-        }
-    }
-}
-
 /// Most ranges of one received ACK that are read: four times what this node writes
 /// (`ReliabilityConfig::max_ack_ranges`, 32), so an honest peer's ACK is read whole.
 const MAX_ACK_RANGES_READ: usize = 128;
@@ -370,10 +196,10 @@ enum Timer {
 
 const TIMER_COUNT: usize = 3;
 
-/// The reliability state of one channel, in one of the eight modes of PROTOCOL.md §7.
-#[derive(Debug)]
-pub struct ChannelReliability {
-    capabilities: Capabilities,
+/// The reliability state of a channel that has something to do, in one of the eight modes of
+/// PROTOCOL.md §7: what [`ChannelReliability`] makes on first use and gives back when idle.
+#[derive(Debug, PartialEq)]
+struct Busy {
     hold_timeout: Option<Duration>,
     send: SendSide,
     recv: RecvSide,
@@ -383,9 +209,9 @@ pub struct ChannelReliability {
     failed: Option<CloseReason>,
 }
 
-impl ChannelReliability {
+impl Busy {
     /// A channel with the given capabilities.
-    pub fn new(capabilities: Capabilities, config: &ReliabilityConfig, _now: Instant) -> Self {
+    pub(super) fn new(capabilities: Capabilities, config: &ReliabilityConfig) -> Self {
         let resend = capabilities.contains(Capabilities::RESEND);
         let ordered = capabilities.contains(Capabilities::ORDERED);
         let close = capabilities.contains(Capabilities::CLOSE_ON_LOSS);
@@ -393,8 +219,7 @@ impl ChannelReliability {
         recv.hold = config
             .hold_timeout
             .unwrap_or(rtt::scale(config.initial_rtt, 3, 2));
-        ChannelReliability {
-            capabilities,
+        Busy {
             hold_timeout: config.hold_timeout,
             send: SendSide::new(resend, close, config),
             recv,
@@ -405,18 +230,13 @@ impl ChannelReliability {
         }
     }
 
-    /// The channel's capabilities.
-    pub fn capabilities(&self) -> Capabilities {
-        self.capabilities
-    }
-
     /// Whether the channel has failed (a [`Delivery::Failed`] was queued).
-    pub fn is_failed(&self) -> bool {
+    pub(super) fn is_failed(&self) -> bool {
         self.failed.is_some()
     }
 
     /// Queues a message, copied into a buffer from `pool`; returns its message number.
-    pub fn send(
+    pub(super) fn send(
         &mut self,
         _now: Instant,
         data: &[u8],
@@ -432,7 +252,7 @@ impl ChannelReliability {
     /// `pool`, which has room for `len` bytes reserved (called only when the message is
     /// accepted); returns its message number. A fill that appends more or fewer bytes is cut
     /// or zero-padded to `len`.
-    pub fn send_with(
+    pub(super) fn send_with(
         &mut self,
         _now: Instant,
         len: usize,
@@ -446,31 +266,29 @@ impl ChannelReliability {
     }
 
     /// Hands the buffers of acknowledged or dropped messages back to `pool`.
-    pub fn reclaim(&mut self, pool: &mut BufferPool) {
+    pub(super) fn reclaim(&mut self, pool: &mut BufferPool) {
         self.send.reclaim(pool);
     }
 
     /// Bytes in the send queue.
-    pub fn queued_bytes(&self) -> usize {
+    pub(super) fn queued_bytes(&self) -> usize {
         self.send.queued_bytes()
     }
 
     /// Messages and bytes received and not yet taken with [`poll_event`](Self::poll_event).
-    pub fn buffered(&self) -> (u64, u64) {
+    pub(super) fn buffered(&self) -> (u64, u64) {
         self.recv.buffered()
     }
 
     /// The credit advertised to the peer so far (max message, max bytes).
-    pub fn advertised_window(&self) -> (u64, u64) {
+    pub(super) fn advertised_window(&self) -> (u64, u64) {
         self.recv.advertised()
     }
 
     /// Caps the channel's new credit at `cap` messages beyond what its application took: its
     /// share of the workers' room ([`fair_share`], PROTOCOL.md §12); `None` lifts the cap.
-    pub fn set_credit_cap(&mut self, cap: Option<u64>) {
-        self.recv.credit_cap = cap.map_or(u16::MAX, |cap| {
-            u16::try_from(cap).unwrap_or(u16::MAX.saturating_sub(1))
-        });
+    pub(super) fn set_credit_cap(&mut self, cap: Option<u64>) {
+        self.recv.credit_cap = credit_cap(cap);
     }
 
     fn refresh(&mut self, now: Instant, path: &mut PathState) {
@@ -526,7 +344,7 @@ impl ChannelReliability {
     /// Whether [`write_frames`](Self::write_frames) has something to write: an ACK is due, or
     /// there is work the congestion window allows. Pacing is left to `write_frames`, which then
     /// writes 0 and arms a timer that [`poll_timeout`](Self::poll_timeout) reports.
-    pub fn wants_to_send(&self, now: Instant, path: &PathState) -> bool {
+    pub(super) fn wants_to_send(&self, now: Instant, path: &PathState) -> bool {
         if self.failed.is_some() {
             return false;
         }
@@ -546,7 +364,7 @@ impl ChannelReliability {
     /// retransmissions, new data — within the congestion window and pacing of `path` and the
     /// peer's credit. Returns bytes written (0 = nothing to send now). Packet numbers passed
     /// must increase; one that got 0 may be passed again.
-    pub fn write_frames(
+    pub(super) fn write_frames(
         &mut self,
         now: Instant,
         pn: u64,
@@ -662,18 +480,18 @@ impl ChannelReliability {
     }
 
     /// Called for each received packet on the channel, before its frames.
-    pub fn on_packet_received(&mut self, now: Instant, pn: u64, ack_eliciting: bool) {
+    pub(super) fn on_packet_received(&mut self, now: Instant, pn: u64, ack_eliciting: bool) {
         self.ack.on_packet(now, pn, ack_eliciting);
         self.recv.on_packet(pn);
     }
 
     /// The largest packet number received, for [`decode_packet_number`].
-    pub fn largest_received(&self) -> Option<u64> {
+    pub(super) fn largest_received(&self) -> Option<u64> {
         self.ack.largest()
     }
 
     /// A DATA message; a delivered copy takes its buffer from `pool`.
-    pub fn on_data(
+    pub(super) fn on_data(
         &mut self,
         now: Instant,
         message_number: u64,
@@ -691,7 +509,7 @@ impl ChannelReliability {
     /// A DATA_FRAGMENT; `budget` is the peer's (and through it the node's) reassembly memory,
     /// and a message whole in one fragment takes its buffer from `pool`.
     #[allow(clippy::too_many_arguments)]
-    pub fn on_fragment(
+    pub(super) fn on_fragment(
         &mut self,
         now: Instant,
         message_number: u64,
@@ -714,7 +532,7 @@ impl ChannelReliability {
     /// back in the budget (the node's fair share rule chose this channel's peer); returns the
     /// bytes freed. A channel whose fragments were acknowledged cannot recover them: in SCTP
     /// and TCP mode it fails with `Refused`.
-    pub fn evict_reassembly(&mut self, want: usize) -> usize {
+    pub(super) fn evict_reassembly(&mut self, want: usize) -> usize {
         if self.failed.is_some() {
             return 0;
         }
@@ -726,7 +544,7 @@ impl ChannelReliability {
     }
 
     /// An ACK: inclusive `(low, high)` packet-number ranges, highest first.
-    pub fn on_ack(
+    pub(super) fn on_ack(
         &mut self,
         now: Instant,
         ranges: impl Iterator<Item = (u64, u64)>,
@@ -744,22 +562,22 @@ impl ChannelReliability {
     }
 
     /// The peer's WINDOW.
-    pub fn on_window(&mut self, max_message: u64, max_bytes: u64) {
+    pub(super) fn on_window(&mut self, max_message: u64, max_bytes: u64) {
         self.send.on_window(max_message, max_bytes);
     }
 
     /// Whether [`poll_event`](Self::poll_event) has something.
-    pub fn has_event(&self) -> bool {
+    pub(super) fn has_event(&self) -> bool {
         !self.recv.events.is_empty()
     }
 
     /// The next thing for the application.
-    pub fn poll_event(&mut self) -> Option<Delivery> {
+    pub(super) fn poll_event(&mut self) -> Option<Delivery> {
         self.recv.poll_event()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
         if self.failed.is_some() {
             return None;
         }
@@ -777,7 +595,7 @@ impl ChannelReliability {
     }
 
     /// Runs the timers that expired by `now`.
-    pub fn handle_timeout(&mut self, now: Instant, path: &mut PathState) {
+    pub(super) fn handle_timeout(&mut self, now: Instant, path: &mut PathState) {
         self.refresh(now, path);
         if self.failed.is_some() {
             return;
@@ -790,30 +608,40 @@ impl ChannelReliability {
     }
 
     /// Returns this channel's bytes in flight to the path; call before dropping a channel.
-    pub fn abandon(&mut self, path: &mut PathState) {
+    pub(super) fn abandon(&mut self, path: &mut PathState) {
         self.send.abandon(path);
     }
 
     /// Counters for the metrics layer.
-    pub fn stats(&self) -> ChannelStats {
-        let s = self.send.stats;
-        let r = self.recv.stats.read();
-        ChannelStats {
-            packets_sent: s.packets_sent,
-            packets_lost: s.packets_lost,
-            retransmitted_bytes: s.retransmitted_bytes,
-            messages_given_up: s.messages_given_up,
-            probe_timeouts: s.pto_fired,
-            duplicates: r.duplicates,
-            credit_drops: r.credit_drops,
-            budget_drops: r.budget_drops,
-            malformed: r.malformed,
-            skipped: r.skipped,
-            reassembly_timeouts: r.reassembly_timeouts,
-            past_credit: r.past_credit,
-            range_drops: r.range_drops,
-            reassembly_evictions: r.evictions,
-            protocol_errors: r.protocol_errors,
-        }
+    pub(super) fn stats(&self) -> ChannelStats {
+        counters(&self.send.stats, &self.recv.stats.read())
+    }
+}
+
+/// A credit cap as the receive side keeps it: `u16::MAX` for none (see `RecvSide::credit_cap`).
+fn credit_cap(cap: Option<u64>) -> u16 {
+    cap.map_or(u16::MAX, |cap| {
+        u16::try_from(cap).unwrap_or(u16::MAX.saturating_sub(1))
+    })
+}
+
+/// The channel's counters, from its sides' (the same whether the channel is busy or idle).
+fn counters(s: &send::SendStats, r: &recv::RecvStats) -> ChannelStats {
+    ChannelStats {
+        packets_sent: s.packets_sent,
+        packets_lost: s.packets_lost,
+        retransmitted_bytes: s.retransmitted_bytes,
+        messages_given_up: s.messages_given_up,
+        probe_timeouts: s.pto_fired,
+        duplicates: r.duplicates,
+        credit_drops: r.credit_drops,
+        budget_drops: r.budget_drops,
+        malformed: r.malformed,
+        skipped: r.skipped,
+        reassembly_timeouts: r.reassembly_timeouts,
+        past_credit: r.past_credit,
+        range_drops: r.range_drops,
+        reassembly_evictions: r.evictions,
+        protocol_errors: r.protocol_errors,
     }
 }

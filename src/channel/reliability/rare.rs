@@ -2,7 +2,7 @@
 
 /// Counters that stay zero on a healthy channel (drops, duplicates, protocol errors): boxed on
 /// the first that moves, so the many quiet channels hold a null pointer (issue 12).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Rare<T>(Option<Box<T>>);
 
 impl<T: Copy + Default> Rare<T> {

@@ -33,7 +33,7 @@ const RANGES_PER_CHARGE: usize = 16;
 const RANGE_CHARGE: usize = RANGE_COST * RANGES_PER_CHARGE;
 
 /// A message being reassembled from fragments.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Partial {
     /// The bytes so far, from a pooled buffer with room for the whole message reserved: in
     /// order they are appended (see [`write_at`]), so the buffer is never zero-filled.
@@ -70,7 +70,7 @@ fn bump(counter: &mut u64) {
 }
 
 /// The receive side of one channel.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct RecvSide {
     ordered: bool,
     resend: bool,
@@ -111,7 +111,65 @@ pub(crate) struct RecvSide {
     pub(crate) stats: Rare<RecvStats>,
 }
 
+/// What an idle receive side (nothing buffered, held or half reassembled) keeps of its state:
+/// the duplicate window, numbers, credit and counters. The rest equals a fresh side's, which
+/// `ChannelReliability` checks before it gives the side's memory back (issue 12).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct RecvIdle {
+    seen: MessageWindow,
+    next: u64,
+    gap_since: Option<Instant>,
+    /// Messages and bytes accepted, all consumed (nothing is buffered).
+    accepted: (u64, u64),
+    pub(crate) advertised: (u64, u64),
+    lowest_pn: Option<u64>,
+    current_pn: u64,
+    hold: Duration,
+    pub(crate) credit_cap: u16,
+    pub(crate) stats: Rare<RecvStats>,
+    budget: Option<ReassemblyBudget>,
+}
+
 impl RecvSide {
+    /// Moves out what this side keeps once idle (see [`RecvIdle`]), leaving a fresh side's
+    /// values in the parts that own memory, so the rest can be compared with a fresh side.
+    pub(crate) fn take_idle(&mut self) -> RecvIdle {
+        RecvIdle {
+            seen: std::mem::take(&mut self.seen),
+            next: self.next,
+            gap_since: self.gap_since,
+            accepted: (self.accepted_messages, self.accepted_bytes),
+            advertised: self.advertised,
+            lowest_pn: self.lowest_pn,
+            current_pn: self.current_pn,
+            hold: self.hold,
+            credit_cap: self.credit_cap,
+            stats: std::mem::take(&mut self.stats),
+            budget: self.budget.take(),
+        }
+    }
+
+    /// Sets the values an idle side kept, but not the parts that own memory.
+    pub(crate) fn restore_values(&mut self, idle: &RecvIdle) {
+        self.next = idle.next;
+        self.gap_since = idle.gap_since;
+        (self.accepted_messages, self.accepted_bytes) = idle.accepted;
+        (self.consumed_messages, self.consumed_bytes) = idle.accepted;
+        self.advertised = idle.advertised;
+        self.lowest_pn = idle.lowest_pn;
+        self.current_pn = idle.current_pn;
+        self.hold = idle.hold;
+        self.credit_cap = idle.credit_cap;
+    }
+
+    /// Puts back everything an idle side kept (on a fresh side, the whole state again).
+    pub(crate) fn restore(&mut self, idle: RecvIdle) {
+        self.restore_values(&idle);
+        self.seen = idle.seen;
+        self.stats = idle.stats;
+        self.budget = idle.budget;
+    }
+
     /// Frees the room of the delivery queue when it is empty (an idle channel).
     pub(crate) fn shrink_idle(&mut self) {
         if self.events.is_empty() {

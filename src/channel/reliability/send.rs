@@ -10,6 +10,9 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+#[path = "send_idle.rs"]
+mod idle;
+pub(crate) use idle::SendIdle;
 /// RFC 9002 §6.1.1: a packet is lost once this many later packets were acknowledged.
 const PACKET_THRESHOLD: u64 = 3;
 /// Fragments smaller than this are not worth their header; the packet ends instead.
@@ -25,7 +28,7 @@ const PTO_ROUNDS_PER_RETRY_TIME: u32 = 8;
 const SPARE_RANGES: usize = 256;
 
 /// One queued message.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct OutMessage {
     len: u64,
     data: Vec<u8>,
@@ -63,7 +66,7 @@ impl OutMessage {
 }
 
 /// What one packet carried of one message.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Chunk {
     number: u64,
     range: Range<u64>,
@@ -77,7 +80,7 @@ enum PacketState {
 }
 
 /// A sent packet, kept until acknowledged or lost (RFC 9002 §A.1.1).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct SentPacket {
     pn: u64,
     time: Instant,
@@ -107,7 +110,7 @@ struct Pick {
 }
 
 /// The send side of one channel.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct SendSide {
     resend: bool,
     close_on_loss: bool,
