@@ -4,6 +4,8 @@
 //! counters and its timer table. The router finds it with one lookup per datagram; everything
 //! else that datagram needs is in here.
 
+mod control;
+mod datagram;
 mod delivery;
 mod lanes;
 mod receive;
@@ -12,15 +14,19 @@ mod tally;
 mod timeout;
 mod timer;
 mod transmit;
+mod walk;
 
+pub(crate) use control::KEEP_ALIVE_TOKEN;
+pub(crate) use datagram::Handled;
 pub(crate) use delivery::{Delivered, DeliveryGate, Handover, mode_label};
 pub(crate) use lanes::{ChannelAt, Lane, Lanes};
 pub(crate) use receive::ChannelPacket;
-pub(crate) use sealed::{Handled, Inbound};
+pub(crate) use sealed::{Inbound, Opened};
 pub(crate) use tally::TallySlots;
 pub(crate) use timeout::Due;
 pub(crate) use timer::{Timer, TimerTable, later};
 pub(crate) use transmit::Context;
+pub(crate) use walk::{Closing, ReceiveSlots, Sent, Shared, Walked, check_cookie2};
 
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::reliability::{PathState, ReassemblyBudget};

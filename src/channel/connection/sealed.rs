@@ -3,8 +3,9 @@
 //! the payload opened in place inside the datagram, the window moved, recency and traffic
 //! counted, the peer followed to a newer session, and the plaintext's messages validated. The
 //! router found the connection (one lookup) and checked the header (recipient, admission); what
-//! only it can do, answering RESET or telling the peer a channel is closed, comes back as a
-//! [`Handled`], and drops are counted here, in the statistics it lends.
+//! only it can do, answering RESET or telling the peer a channel is closed, comes back as an
+//! [`Opened`], and drops are counted here, in the statistics it lends. The datagram-level entry
+//! that goes on to walk the messages is [`Connection::handle`] (`datagram.rs`).
 
 #![deny(clippy::arithmetic_side_effects)]
 
@@ -32,7 +33,7 @@ pub(crate) struct Inbound<'a> {
 // again); the enum lives on the stack for one datagram, and boxing it would allocate per packet.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub(crate) enum Handled<'d> {
+pub(crate) enum Opened<'d> {
     /// Authenticated, opened in place and validated: its messages, read from the datagram
     /// itself. `rekey_due`: the session just opened as many packets as its policy lets it
     /// before the node replaces it.
@@ -49,10 +50,10 @@ pub(crate) enum Handled<'d> {
 }
 
 impl Connection {
-    /// Takes the sealed `datagram` (a header of `header_len` bytes, the router's parse of it
-    /// in `header`) under the connection's session, opening it in place: afterwards its bytes
-    /// are plaintext, or unspecified where the tag did not verify.
-    pub(crate) fn handle<'d>(
+    /// Opens the sealed `datagram` (a header of `header_len` bytes, parsed in `header`) under
+    /// the connection's session, in place: afterwards its bytes are plaintext, or unspecified
+    /// where the tag did not verify.
+    pub(crate) fn open<'d>(
         &mut self,
         now: Instant,
         ctx: &Context,
@@ -60,11 +61,11 @@ impl Connection {
         header: &Header,
         header_len: usize,
         datagram: &'d mut [u8],
-    ) -> Handled<'d> {
+    ) -> Opened<'d> {
         let Inbound { scratch, stats } = lent;
         let mut dropped = |reason: &'static str, reset: bool| {
             stats.add(DROPPED, Some(("reason", reason)), 1);
-            Handled::Dropped { reset }
+            Opened::Dropped { reset }
         };
         let datagram_len = datagram.len();
         let Some(sequence) = header.sequence else {
@@ -118,7 +119,7 @@ impl Connection {
                 // share (§7.3).
                 let to = entry.address;
                 dropped("closed_channel", false);
-                return Handled::Closed { to };
+                return Opened::Closed { to };
             }
             Err(OpenError::Replay) => return dropped("replay", false),
             Err(OpenError::Authentication) => return dropped("authentication", false),
@@ -138,7 +139,7 @@ impl Connection {
         }
         let body: &'d [u8] = body;
         match parse_payload(header, body.get(..len).unwrap_or_default()) {
-            Ok(messages) => Handled::Messages {
+            Ok(messages) => Opened::Messages {
                 messages,
                 rekey_due,
             },
@@ -252,8 +253,8 @@ pub(crate) mod tests {
             scratch: &mut scratch,
             stats,
         };
-        match c.handle(now, &ctx(), lent, &header, header_len, &mut datagram) {
-            Handled::Messages { messages, .. } => {
+        match c.open(now, &ctx(), lent, &header, header_len, &mut datagram) {
+            Opened::Messages { messages, .. } => {
                 let data = messages
                     .filter_map(|m| match m {
                         Message::Data { payload, .. } => Some(payload.to_vec()),
@@ -262,9 +263,9 @@ pub(crate) mod tests {
                     .collect();
                 (Some(header), data, "opened")
             }
-            Handled::Dropped { reset: true } => (None, Vec::new(), "dropped, reset"),
-            Handled::Dropped { reset: false } => (None, Vec::new(), "dropped"),
-            Handled::Closed { .. } => (None, Vec::new(), "closed"),
+            Opened::Dropped { reset: true } => (None, Vec::new(), "dropped, reset"),
+            Opened::Dropped { reset: false } => (None, Vec::new(), "dropped"),
+            Opened::Closed { .. } => (None, Vec::new(), "closed"),
         }
     }
 
@@ -288,8 +289,8 @@ pub(crate) mod tests {
                 scratch: &mut scratch,
                 stats: &mut stats,
             };
-            let handled = b.handle(t1, &ctx(), lent, &header, header_len, &mut datagram);
-            let Handled::Messages {
+            let handled = b.open(t1, &ctx(), lent, &header, header_len, &mut datagram);
+            let Opened::Messages {
                 messages,
                 rekey_due,
             } = handled

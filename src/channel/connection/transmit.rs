@@ -30,6 +30,14 @@ pub(crate) struct Context {
     pub(crate) session_lifetime: Duration,
     /// How long a silent peer keeps its channels (§7.7).
     pub(crate) connection_reset_timeout: Duration,
+    /// Whether new channels send keep-alive PINGs (§7.7).
+    pub(crate) keep_alive: bool,
+    /// Whether every message is sent back on its channel (the echo service, §6).
+    pub(crate) echo: bool,
+    /// Whether kind-0 (plaintext) packets may leave where no session exists (§3).
+    pub(crate) allow_plaintext: bool,
+    /// One peer's share of the node's reassembly memory (§7.5).
+    pub(crate) reassembly_peer_bytes: usize,
 }
 
 /// One packet written into the caller's buffer.
@@ -343,6 +351,10 @@ pub(crate) mod tests {
             retired_session_grace: Duration::from_secs(3),
             session_lifetime: Duration::from_secs(180),
             connection_reset_timeout: Duration::from_secs(60),
+            keep_alive: true,
+            echo: false,
+            allow_plaintext: true,
+            reassembly_peer_bytes: 1 << 20,
         }
     }
 

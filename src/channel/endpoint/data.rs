@@ -7,97 +7,33 @@
 //! PTO, ACK delay, hold timeout, reassembly, pacing) and the keep-alive share one endpoint timer
 //! per channel.
 
-use super::control::Control;
 use super::{ChannelHandle, Connection, Endpoint, SendError};
-use crate::channel::connection::{ChannelAt, ChannelPacket, Delivered, Handover, mode_label};
+use crate::channel::connection::{ChannelAt, Closing, Delivered, Walked, mode_label};
 use crate::channel::reliability::{
-    self, ChannelReliability, ChannelStats, PathState, ReassemblyBudget,
+    self, ChannelStats, ReassemblyBudget,
 };
-use crate::channel::state::{ChannelData, Reported};
+use crate::channel::state::ChannelData;
 use crate::handle::Handle;
-use crate::wire::{Capabilities, ChannelId, Message, PeerId, SEQUENCED_HEADER_LEN, TAG_LEN};
+use crate::wire::{Capabilities, Header, Message, PeerId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 impl Endpoint {
-    /// Creates the channel's data state on first use.
+    /// Makes the channel's data state on first use ([`Connection::ensure_data`]); lists its
+    /// peer to flush when it was made.
     pub(super) fn ensure_data(&mut self, now: Instant, channel: ChannelAt) -> bool {
-        let keep_alive = self.config.keep_alive;
-        let secure = self
-            .peers
-            .get(channel.peer)
-            .is_some_and(|peer| self.has_session(peer.id));
-        // Names the peer in the node's reassembly ledger, for eviction (`evict_reassembly`).
-        let budget_key = self
-            .peers
-            .hashcode(channel.peer)
-            .map_or(u64::MAX, |c| u64::from(c.0));
-        let Some(peer) = self.peers.get_mut(channel.peer) else {
+        let made = self.with_connection(channel.peer, |connection, shared| {
+            let had_data = connection.has_data(channel.lane);
+            let ready = connection.ensure_data(now, channel.lane, shared);
+            (ready, ready && !had_data)
+        });
+        let Some((ready, made)) = made else {
             return false;
         };
-        let Some(state) = peer.lanes.get_mut(channel.lane) else {
-            return false;
-        };
-        if state.data.is_some() {
-            return true;
+        if made {
+            self.mark_dirty(channel.peer);
         }
-        let config = &self.config.reliability;
-        if peer.path.is_none() {
-            let mut path = PathState::new(config, now);
-            // A kind-0 packet has a sequenced header and no AEAD tag (§3); a sealed one adds
-            // the 16-byte tag (§5).
-            path.set_packet_overhead(if secure {
-                SEQUENCED_HEADER_LEN + TAG_LEN
-            } else {
-                SEQUENCED_HEADER_LEN
-            });
-            peer.path = Some(path);
-            peer.budget = Some(
-                self.budget
-                    .for_peer_keyed(self.config.reassembly_peer_bytes, budget_key),
-            );
-        }
-        let order_at = peer.order.len();
-        peer.order.push(channel.lane);
-        state.touched = true;
-        peer.touched.push(channel.lane);
-        if state.capabilities.contains(Capabilities::RESEND) {
-            // PROTOCOL.md §12: reliable channels share the workers' room (`service.rs`).
-            self.delivery.reliable = self.delivery.reliable.saturating_add(1);
-        }
-        state.data = Some(Box::new(ChannelData {
-            reliability: ChannelReliability::shared(
-                state.capabilities,
-                self.reliability.clone(),
-                now,
-            ),
-            // PROTOCOL.md §3: under a session a channel's numbers start at 0; plaintext channels
-            // start at a random value, which makes blind injection harder.
-            next_pn: if secure {
-                0
-            } else {
-                u64::from(state.next_sequence)
-            },
-            armed: None,
-            last_sent: now,
-            paused: false,
-            waiting: false,
-            keep_alive,
-            reported: Reported::default(),
-            last_rtt: Duration::ZERO,
-            order_at,
-        }));
-        let label = mode_label(state.capabilities);
-        let count = self
-            .stats
-            .get("weft_channels_by_mode", Some(("mode", label)));
-        self.stats.set(
-            "weft_channels_by_mode",
-            Some(("mode", label)),
-            count.saturating_add(1),
-        );
-        self.mark_dirty(channel.peer);
-        true
+        ready
     }
 
     /// Notes that a channel changed (a packet, a send, a timer): the next flush visits it.
@@ -112,16 +48,17 @@ impl Endpoint {
         self.mark_dirty(channel.peer);
     }
 
-    /// The next packet number of a channel, as the wire carries it.
+    /// The next packet number of a channel, as the wire carries it
+    /// ([`Connection::take_sequence`]).
     pub(super) fn take_sequence(&mut self, now: Instant, channel: ChannelAt) -> Option<u32> {
-        self.ensure_data(now, channel);
-        let state = self.channel_mut(channel)?;
-        let data = state.data.as_mut()?;
-        let pn = data.next_pn;
-        data.next_pn = data.next_pn.saturating_add(1);
-        data.last_sent = now;
-        // PROTOCOL.md §3: the wire carries the low 32 bits; the receiver rebuilds the rest.
-        Some(pn as u32)
+        let had_data = self.channel(channel)?.data.is_some();
+        let sequence = self.with_connection(channel.peer, |connection, shared| {
+            connection.take_sequence(now, channel.lane, shared)
+        })?;
+        if !had_data {
+            self.mark_dirty(channel.peer);
+        }
+        sequence
     }
 
     /// Gives the channel's in-flight bytes back to the path before the channel goes away.
@@ -228,7 +165,7 @@ impl Endpoint {
                 reliability::SendError::Closed => SendError::UnknownChannel,
             })?;
         state.next_message = number.saturating_add(1);
-        self.stats.add_at(self.hot.messages_sent, 1);
+        self.stats.add_at(self.hot.receive.messages_sent, 1);
         self.touch(channel);
         Ok(number)
     }
@@ -245,53 +182,36 @@ impl Endpoint {
         }
     }
 
-    /// One received packet on an open channel, in one walk over its messages: the channel's
-    /// connection takes the data-path ones (DATA, fragments, ACK, WINDOW;
-    /// [`Connection::handle_frames`]), and `control` the others (PING, PONG, CHANNEL_CLOSE,
-    /// CHANNEL_COOKIE), which the caller acts on after the walk.
-    pub(super) fn on_channel_packet<'a>(
+    /// Has the connection walk one received packet's `messages` on `channel`
+    /// ([`Connection::walk`]): the path for a channel the router just established, whose
+    /// opening CHANNEL_COOKIE was taken off the messages (so the packet elicits).
+    pub(super) fn walk_on<'d>(
         &mut self,
         now: Instant,
+        (from, header): (SocketAddr, &Header),
         channel: ChannelAt,
-        sequence: u32,
-        route: (PeerId, SocketAddr, ChannelId),
-        messages: impl Iterator<Item = Message<'a>>,
-        control: &mut Control,
+        messages: impl Iterator<Item = Message<'d>>,
     ) {
-        let ready = self.ensure_data(now, channel);
-        let connection = self.peers.get_mut(channel.peer).filter(|_| ready);
-        let (events, stats) = (&mut self.events, &mut self.stats);
-        let handled = match connection {
-            Some(connection) => {
-                let packet = ChannelPacket {
-                    sequence,
-                    eliciting: control.eliciting,
-                    messages,
-                };
-                connection.handle_frames(now, &mut self.pool, channel.lane, packet, |m| {
-                    control.take(m, route, events, stats)
-                })
-            }
-            None => Err(messages),
-        };
-        let received = match handled {
-            Ok(received) => received,
-            Err(messages) => {
-                // No data state (the channel is going away): the control messages still count.
-                for message in messages {
-                    if !control.take(message, route, &mut self.events, &mut self.stats) {
-                        break;
-                    }
-                }
-                return;
-            }
-        };
-        if let Some((rtt, window)) = received.rtt {
-            self.observe_rtt(rtt, window);
+        let walked = self.with_connection(channel.peer, |connection, shared| {
+            connection.walk(now, (from, header), channel.lane, messages, true, shared)
+        });
+        if let Some(walked) = walked {
+            self.after_walk(channel, header.sender, walked);
         }
-        self.take_tally(channel);
-        self.deliver(now, channel);
-        self.mark_dirty(channel.peer);
+    }
+
+    /// What a connection's walk over a packet left the router: a channel to list as waiting
+    /// for the workers' room, the rekey policy's look at the key that sealed its answers, a
+    /// channel to close, and the node's reassembly debt to settle.
+    pub(super) fn after_walk(&mut self, channel: ChannelAt, sender: PeerId, walked: Walked) {
+        if let Some(entry) = walked.wait {
+            self.wait_for_room(entry);
+        }
+        self.after_send(sender, walked.sent);
+        if let Some(Closing { reason, by_peer }) = walked.close {
+            // Failed: the peer is told; closed by the peer: it is not told again.
+            self.close(channel, reason, by_peer, !by_peer);
+        }
         self.evict_reassembly();
     }
 
@@ -334,23 +254,6 @@ impl Endpoint {
         }
     }
 
-    /// Adds what the reliability layer tallied in the call just made for `channel`, by the
-    /// channel's mode ([`TallySlots::take`](crate::channel::connection::TallySlots::take)).
-    pub(super) fn take_tally(&mut self, channel: ChannelAt) {
-        let mode = self
-            .channel(channel)
-            .map_or(Capabilities::NONE, |c| c.capabilities);
-        self.hot.tally.take(&mut self.stats, mode);
-    }
-
-    /// Counts an RTT sample and the path's congestion window beside it: both histograms over
-    /// every path (one controller per peer path, PROTOCOL.md §7.3), with no peer label.
-    fn observe_rtt(&mut self, rtt: Duration, window: u64) {
-        let us = rtt.as_micros().min(u128::from(u64::MAX)) as u64;
-        self.stats.observe(&self.hot.rtt, us);
-        self.stats.observe(&self.hot.congestion_window, window);
-    }
-
     /// Hands what the channel delivered to the application, unless it is paused.
     pub(super) fn deliver(&mut self, now: Instant, channel: ChannelAt) {
         self.deliver_some(now, channel, usize::MAX);
@@ -361,22 +264,12 @@ impl Endpoint {
     /// reliable channel that met the workers' room full is listed to wait for room, and a
     /// failed one is counted and closed.
     pub(super) fn deliver_some(&mut self, now: Instant, channel: ChannelAt, limit: usize) -> bool {
-        let Some(handle) = self.channel_handle(channel) else {
+        let delivered = self.with_connection(channel.peer, |connection, shared| {
+            connection.deliver_lent(now, channel.lane, limit, shared)
+        });
+        let Some(delivered) = delivered else {
             return false;
         };
-        let Some(connection) = self.peers.get_mut(channel.peer) else {
-            return false;
-        };
-        let mut out = Handover {
-            channel: handle,
-            events: &mut self.events,
-            pool: &mut self.pool,
-            stats: &mut self.stats,
-            counted: [self.hot.messages_received, self.hot.messages_sent],
-            room: &mut self.delivery,
-            echo: self.config.echo,
-        };
-        let delivered = connection.deliver(now, channel.lane, limit, &mut out);
         if self.config.echo {
             // What the echo service sent back waits for the next flush.
             self.mark_dirty(channel.peer);

@@ -5,7 +5,8 @@ use super::*;
 
 impl Endpoint {
     /// PROTOCOL.md §6 steps 3 and 4: FINALIZE or CHANNEL_COOKIE. The responder recomputes
-    /// cookie2 and only now allocates. Returns the channel when one is (or already was) open.
+    /// cookie2 ([`check_cookie2`]) and only now allocates ([`establish`](Self::establish)).
+    /// Returns the channel when one is (or already was) open.
     pub(super) fn on_cookie2(
         &mut self,
         now: Instant,
@@ -15,21 +16,26 @@ impl Endpoint {
         cookie2: &[u8; 16],
         capabilities: Capabilities,
     ) -> Option<ChannelAt> {
-        if initiator.is_zero() || id.c1() == 0 || !self.c2_is_ours(initiator, id.c2()) {
-            self.stats
-                .add(COOKIE_FAILURES, Some(("reason", "mismatch")), 1);
+        let claim = (initiator, id, from);
+        if let Err(reason) = check_cookie2(&self.cookies, self.local_id, claim, cookie2) {
+            self.stats.add(COOKIE_FAILURES, Some(("reason", reason)), 1);
             self.drop_packet("bad_cookie");
             return None;
         }
-        let check = self
-            .cookies
-            .check_cookie2(initiator, self.local_id, id, from, cookie2);
-        if check != CookieCheck::Valid {
-            self.stats
-                .add(COOKIE_FAILURES, Some(("reason", check.reason())), 1);
-            self.drop_packet("bad_cookie");
-            return None;
-        }
+        self.establish(now, from, initiator, id, capabilities)
+    }
+
+    /// A channel whose cookie2 verified, allocated in the node's tables (a connection made for
+    /// the initiator if it has none): the peer's address must match, a duplicate is confirmed
+    /// again, and the node's limits, used ids and modes may still refuse it (PROTOCOL.md §6).
+    pub(super) fn establish(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        initiator: PeerId,
+        id: ChannelId,
+        capabilities: Capabilities,
+    ) -> Option<ChannelAt> {
         let peer = self.ids.peer(&initiator).copied();
         if let Some(peer) = peer {
             let state = self.peers.get(peer)?;
@@ -140,30 +146,18 @@ impl Endpoint {
         }
     }
 
-    /// The responder's first packet on a new channel: it carries the initial credit (§4
-    /// WINDOW: 64 messages, 256 KiB) and tells the initiator the channel exists.
+    /// The responder's first packet on a new channel ([`Connection::confirm`]: the credit the
+    /// receive side granted, PROTOCOL.md §4 WINDOW, §7.4).
     pub(super) fn confirm_channel(&mut self, channel: ChannelAt) {
-        let Some(state) = self.channel(channel) else {
-            return;
-        };
-        if state.initiator {
-            return;
-        }
-        // The credit is what the receive side really granted (PROTOCOL.md §7.4), not a constant:
-        // a smaller configured window would otherwise let the sender overrun it.
         let now = self.last_now;
-        self.ensure_data(now, channel);
-        let (max_message, max_bytes) = self
-            .channel(channel)
-            .and_then(|state| state.data.as_ref())
-            .map_or((64, 256 * 1024), |data| {
-                data.reliability.advertised_window()
-            });
-        let window = Message::Window {
-            max_message,
-            max_bytes,
-        };
-        self.send_on_channel(channel, &[window]);
+        let sent = self.with_connection(channel.peer, |connection, shared| {
+            (connection.id, connection.confirm(now, channel.lane, shared))
+        });
+        if let Some((peer, sent)) = sent {
+            // A responder's first packet made the channel's data state: its peer flushes.
+            self.mark_dirty(channel.peer);
+            self.after_send(peer, sent);
+        }
     }
 
     pub(super) fn on_acknowledge(

@@ -4,7 +4,7 @@
 //! when there is one. Each flushed channel's timer is rearmed here.
 
 use super::*;
-use control::KEEP_ALIVE_TOKEN;
+use crate::channel::connection::KEEP_ALIVE_TOKEN;
 
 /// Most packets one peer sends in a row before the next dirty peer's turn: the longest GSO
 /// train the kernel takes.
@@ -84,7 +84,7 @@ impl Endpoint {
         // keeps the turn for the next call (`Connection::flush_done`).
         let ctx = self.connection_context();
         let sent = self.peers.get_mut(peer).and_then(|connection| {
-            let lent = (&mut self.stats, &self.hot.tally);
+            let lent = (&mut self.stats, &self.hot.receive.tally);
             connection.poll_transmit(now, &ctx, &visit, buf, lent)
         });
         if let Some((sealed, id)) = sent

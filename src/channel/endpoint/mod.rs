@@ -8,7 +8,6 @@
 
 #[cfg(test)]
 mod connection_tests;
-mod control;
 mod data;
 mod establish;
 mod flush;
@@ -33,10 +32,10 @@ pub use snapshot::{ChannelCounts, PeerSnapshot};
 use crate::channel::admission::Admission;
 use crate::channel::config::EndpointConfig;
 use crate::channel::connection::{
-    ChannelAt, Connection, Context, DeliveryGate, Due, Handled, Inbound, Lane, TallySlots, Timer,
-    later, mode_label,
+    ChannelAt, Connection, Context, DeliveryGate, Due, Handled, Lane, ReceiveSlots, Sent,
+    Shared, TallySlots, Timer, check_cookie2, later, mode_label,
 };
-use crate::channel::cookie::{CookieCheck, CookieSecrets, constant_time_eq};
+use crate::channel::cookie::{CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
 use crate::channel::events::{ChannelHandle, Event, OpenError, SendError, Transmit};
 use crate::channel::outgoing::Outgoing;
@@ -90,9 +89,6 @@ fn supported(capabilities: Capabilities) -> bool {
     capabilities.bits() & !0x7 == 0
 }
 
-/// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
-const MAX_CHANNEL_PONGS: usize = 64;
-
 /// The slots of the counters the endpoint touches per packet or per message (PROTOCOL.md §12:
 /// an index per count, no search by name).
 struct HotStats {
@@ -100,17 +96,14 @@ struct HotStats {
     received_bytes: StatSlot,
     packets_sent: StatSlot,
     sent_bytes: StatSlot,
-    messages_sent: StatSlot,
-    messages_received: StatSlot,
     peers: StatSlot,
     channels: StatSlot,
     sessions: StatSlot,
     pending_handshakes: StatSlot,
-    rtt: HistogramSlots,
-    congestion_window: HistogramSlots,
     handshake_duration: HistogramSlots,
-    /// What the reliability layer tallies, lent to the connections.
-    tally: TallySlots,
+    /// What a received packet adds to, lent to the connections (with what the reliability
+    /// layer tallies).
+    receive: ReceiveSlots,
 }
 
 impl HotStats {
@@ -123,28 +116,45 @@ impl HotStats {
                 stats.register(name, Some(("mode", mode)), StatKind::Counter)
             })
         };
+        // Registered in the order the table always had.
+        let packets_received = counter(stats, "weft_packets_received_total");
+        let received_bytes = counter(stats, "weft_received_bytes_total");
+        let packets_sent = counter(stats, "weft_packets_sent_total");
+        let sent_bytes = counter(stats, "weft_sent_bytes_total");
+        let messages_sent = counter(stats, "weft_messages_sent_total");
+        let messages_received = counter(stats, "weft_messages_received_total");
+        let peers = gauge(stats, "weft_peers");
+        let channels = gauge(stats, "weft_channels");
+        let sessions = gauge(stats, "weft_sessions");
+        let pending_handshakes = gauge(stats, "weft_pending_handshakes");
+        let rtt = stats.register_histogram(&catalog::RTT);
+        let congestion_window = stats.register_histogram(&catalog::CONGESTION_WINDOW);
+        let handshake_duration = stats.register_histogram(&catalog::HANDSHAKE_DURATION);
+        let tally = TallySlots {
+            message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
+            packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
+            congestion_events: by_mode(stats, "weft_congestion_events_total"),
+            acks_sent: ["alone", "piggybacked"].map(|packet| {
+                let label = Some(("packet", packet));
+                stats.register("weft_acks_sent_total", label, StatKind::Counter)
+            }),
+        };
         HotStats {
-            packets_received: counter(stats, "weft_packets_received_total"),
-            received_bytes: counter(stats, "weft_received_bytes_total"),
-            packets_sent: counter(stats, "weft_packets_sent_total"),
-            sent_bytes: counter(stats, "weft_sent_bytes_total"),
-            messages_sent: counter(stats, "weft_messages_sent_total"),
-            messages_received: counter(stats, "weft_messages_received_total"),
-            peers: gauge(stats, "weft_peers"),
-            channels: gauge(stats, "weft_channels"),
-            sessions: gauge(stats, "weft_sessions"),
-            pending_handshakes: gauge(stats, "weft_pending_handshakes"),
-            rtt: stats.register_histogram(&catalog::RTT),
-            congestion_window: stats.register_histogram(&catalog::CONGESTION_WINDOW),
-            handshake_duration: stats.register_histogram(&catalog::HANDSHAKE_DURATION),
-            tally: TallySlots {
-                message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
-                packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
-                congestion_events: by_mode(stats, "weft_congestion_events_total"),
-                acks_sent: ["alone", "piggybacked"].map(|packet| {
-                    let label = Some(("packet", packet));
-                    stats.register("weft_acks_sent_total", label, StatKind::Counter)
-                }),
+            packets_received,
+            received_bytes,
+            packets_sent,
+            sent_bytes,
+            peers,
+            channels,
+            sessions,
+            pending_handshakes,
+            handshake_duration,
+            receive: ReceiveSlots {
+                messages_received,
+                messages_sent,
+                rtt,
+                congestion_window,
+                tally,
             },
         }
     }
@@ -502,6 +512,67 @@ impl Endpoint {
             retired_session_grace: self.config.retired_session_grace,
             session_lifetime: self.config.session_lifetime,
             connection_reset_timeout: self.config.connection_reset_timeout,
+            keep_alive: self.config.keep_alive,
+            echo: self.config.echo,
+            allow_plaintext: self.config.allow_plaintext,
+            reassembly_peer_bytes: self.config.reassembly_peer_bytes,
+        }
+    }
+
+    /// The connections, and what one of them (`peer`) is lent of the router's shared pieces to
+    /// take a datagram or send on a channel ([`Shared`]): never the router itself.
+    fn lend(&mut self, peer: Handle) -> (&mut Slab<Connection>, Shared<'_>) {
+        let ctx = self.connection_context();
+        // Names the peer in the node's reassembly ledger, for eviction (`evict_reassembly`).
+        let budget_key = self
+            .peers
+            .hashcode(peer)
+            .map_or(u64::MAX, |code| u64::from(code.0));
+        let shared = Shared {
+            ctx,
+            stats: &mut self.stats,
+            events: &mut self.events,
+            pool: &mut self.pool,
+            outgoing: &mut self.outgoing,
+            room: &mut self.delivery,
+            budget: &self.budget,
+            reliability: &self.reliability,
+            slots: &self.hot.receive,
+            handles: &self.channels,
+            cookies: &self.cookies,
+            scratch: &mut self.scratch,
+            budget_key,
+        };
+        (&mut self.peers, shared)
+    }
+
+    /// Runs `work` on the connection in `peer`, lent the router's shared pieces; None when
+    /// there is no such connection.
+    fn with_connection<R>(
+        &mut self,
+        peer: Handle,
+        work: impl FnOnce(&mut Connection, &mut Shared<'_>) -> R,
+    ) -> Option<R> {
+        let (peers, mut shared) = self.lend(peer);
+        let connection = peers.get_mut(peer)?;
+        Some(work(connection, &mut shared))
+    }
+
+    /// Acts on what a packet a connection queued came to: the rekey policy looks at the key's
+    /// count (§5), an exhausted key asks for a rekey. True when the packet was queued.
+    fn after_send(&mut self, peer: PeerId, sent: Sent) -> bool {
+        match sent {
+            Sent::Queued => true,
+            Sent::Sealed(sealed) => {
+                self.rekey_if_due(peer, sealed.count, sealed.created);
+                true
+            }
+            Sent::Exhausted => {
+                let now = self.last_now;
+                self.maybe_rekey(now, peer);
+                false
+            }
+            Sent::Nothing | Sent::Failed => false,
         }
     }
 
@@ -558,89 +629,23 @@ impl Endpoint {
 
     // ---------------------------------------------------------------- output
 
-    /// Writes a packet on `channel` holding `messages`, headed by CHANNEL_COOKIE while the
-    /// initiator is unconfirmed (PROTOCOL.md §6 step 4). Returns false when it could not be
-    /// queued.
+    /// Queues a packet on `channel` holding `messages` ([`Connection::send_on_lane`]: headed
+    /// by CHANNEL_COOKIE while the initiator is unconfirmed, PROTOCOL.md §6 step 4). Returns
+    /// false when it could not be queued.
     fn send_on_channel(&mut self, channel: ChannelAt, messages: &[Message<'_>]) -> bool {
-        let secure = self
-            .peers
-            .get(channel.peer)
-            .is_some_and(|peer| self.has_session(peer.id));
-        let Some(peer) = self.peers.get(channel.peer) else {
+        let now = self.last_now;
+        let sent = self.with_connection(channel.peer, |connection, shared| {
+            let had_data = connection.has_data(channel.lane);
+            let sent = connection.send_on_lane(now, channel.lane, messages, shared);
+            (connection.id, sent, !had_data && connection.has_data(channel.lane))
+        });
+        let Some((peer, sent, made)) = sent else {
             return false;
         };
-        let Some(state) = peer.lanes.get(channel.lane) else {
-            return false;
-        };
-        if secure {
-            let (to, recipient, id) = (peer.address, peer.id, state.id);
-            let head = match state.phase {
-                Phase::Open {
-                    cookie2: Some(cookie2),
-                } if state.initiator => Some((cookie2, state.capabilities)),
-                _ => None,
-            };
-            return match head {
-                Some((cookie2, capabilities)) => self.send_secure(
-                    to,
-                    recipient,
-                    id,
-                    Some(&Message::ChannelCookie {
-                        cookie2: &cookie2,
-                        capabilities,
-                    }),
-                    messages,
-                ),
-                None => self.send_secure(to, recipient, id, None, messages),
-            };
+        if made {
+            self.mark_dirty(channel.peer);
         }
-        if !self.config.allow_plaintext {
-            self.drop_packet("no_session");
-            return false;
-        }
-        // PROTOCOL.md §3: one packet-number space per channel and direction, shared with the
-        // data path, so a number is never reused.
-        let Some(sequence) = self.take_sequence(self.last_now, channel) else {
-            return false;
-        };
-        let Some(peer) = self.peers.get(channel.peer) else {
-            return false;
-        };
-        let Some(state) = peer.lanes.get(channel.lane) else {
-            return false;
-        };
-        let header = Header {
-            flags: Flags::SEQUENCED,
-            sender: self.local_id,
-            recipient: peer.id,
-            channel: state.id,
-            sequence: Some(sequence),
-        };
-        let to = peer.address;
-        let head = match state.phase {
-            Phase::Open {
-                cookie2: Some(cookie2),
-            } if state.initiator => Some((cookie2, state.capabilities)),
-            _ => None,
-        };
-        if !self.outgoing.start(to, &header, DEFAULT_MTU) {
-            self.drop_packet("transmit_queue_full");
-            return false;
-        }
-        if let Some((cookie2, capabilities)) = head {
-            self.outgoing.push(&Message::ChannelCookie {
-                cookie2: &cookie2,
-                capabilities,
-            });
-        }
-        for message in messages {
-            if !self.outgoing.push(message) {
-                self.outgoing.abandon();
-                return false;
-            }
-        }
-        self.outgoing.finish();
-        true
+        self.after_send(peer, sent)
     }
 
     /// Writes the next datagram to send into `buf` (at least 1452 bytes). Control datagrams

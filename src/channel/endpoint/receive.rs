@@ -3,7 +3,6 @@
 //! or to the channel it names.
 
 use super::*;
-use control::Control;
 
 impl Endpoint {
     /// Feeds one received datagram. It is taken mutably because a sealed packet is opened in
@@ -46,8 +45,7 @@ impl Endpoint {
         // again below, are answered from it.
         self.ids.route(header.sender);
         if header.flags.contains(Flags::ENCRYPTED) {
-            let header_len = packet.header_bytes().len();
-            self.handle_encrypted(now, from, &header, header_len, datagram);
+            self.handle_encrypted(now, from, header.sender, datagram);
         } else if packet
             .messages()
             .next()
@@ -64,7 +62,7 @@ impl Endpoint {
             if header.channel.is_default() {
                 self.handle_default(now, from, &header, packet.messages(), false);
             } else {
-                self.handle_channel_packet(now, from, &header, packet.messages(), false);
+                self.handle_channel_packet(now, from, &header, packet.messages());
             }
             self.count_plaintext_received(from, header.sender, datagram.len());
         }
@@ -144,131 +142,43 @@ impl Endpoint {
         }
     }
 
+    /// A packet on a channel whose messages are already validated: a kind-0 one (its datagram
+    /// was parsed whole by the router) or a START_ENCRYPTION's. The routed connection takes it
+    /// ([`Connection::on_channel`]); without one, only a verifying CHANNEL_COOKIE that heads it
+    /// opens a channel (PROTOCOL.md §6), the connection made with it.
     pub(super) fn handle_channel_packet(
         &mut self,
         now: Instant,
         from: SocketAddr,
         header: &Header,
         messages: Messages<'_>,
-        secure: bool,
     ) {
         let header = *header;
-        // PROTOCOL.md §7.1: everything but ACK elicits an acknowledgement; a CHANNEL_COOKIE
-        // that opens the channel is taken off the walk below, and it elicits.
-        let mut eliciting = false;
-        let all = messages.clone();
-        let mut messages = messages.peekable();
-        let existing = self
+        let routed = self
             .ids
             .peer(&header.sender)
-            .and_then(|&peer| self.peers.get(peer).map(|p| (peer, p)))
-            .and_then(|(peer, p)| {
-                p.channels
-                    .get(&header.channel.0)
-                    .map(|&lane| (ChannelAt { peer, lane }, p.address))
+            .copied()
+            .filter(|&slot| self.peers.get(slot).is_some());
+        if let Some(slot) = routed {
+            let handled = self.with_connection(slot, |connection, shared| {
+                connection.on_channel(now, from, header, messages, false, shared)
             });
-        let channel = match existing {
-            Some((_, address)) if address != from => {
-                // Path validation needs an authenticated session (PROTOCOL.md §5); a kind-0
-                // peer cannot move.
-                return self.drop_packet("address_mismatch");
+            if let Some(handled) = handled {
+                self.after_handle(now, from, (slot, header.sender), handled, 0);
             }
-            Some((channel, _)) => {
-                if let Some(state) = self.peers.get_mut(channel.peer) {
-                    state.last_heard = now;
-                }
-                channel
-            }
-            None => {
-                // PROTOCOL.md §6: a packet on an unknown channel must begin with a verifying
-                // CHANNEL_COOKIE; it is dropped, not buffered.
-                let Some(Message::ChannelCookie {
-                    cookie2,
-                    capabilities,
-                }) = messages.peek().cloned()
-                else {
-                    // An authenticated peer sending data on a channel we do not hold missed our
-                    // CHANNEL_CLOSE in an earlier session (this one did not retire the id, see
-                    // `handle_encrypted`): tell it, or its resends fill the window its channels
-                    // share. Made-up ids without data get nothing (finding 4). A second walk,
-                    // but only on this refusal path.
-                    let data = |m: Message<'_>| {
-                        matches!(m, Message::Data { .. } | Message::DataFragment { .. })
-                    };
-                    let session = self.session_of(&header.sender);
-                    if let Some(to) = session
-                        .map(|entry| entry.address)
-                        .filter(|_| secure && all.clone().any(data))
-                    {
-                        let (channel, reason) = (header.channel, CloseReason::Normal);
-                        self.queue_default(
-                            to,
-                            header.sender,
-                            &Message::ChannelClose { channel, reason },
-                        );
-                    }
-                    return self.drop_packet("unknown_channel");
-                };
-                messages.next();
-                eliciting = true;
-                match self.on_cookie2(
-                    now,
-                    from,
-                    header.sender,
-                    header.channel,
-                    cookie2,
-                    capabilities,
-                ) {
-                    Some(channel) => channel,
-                    None => return,
-                }
-            }
-        };
-        if secure {
-            // The session opened this packet without caching keys for the channel; now that
-            // the channel is known open, they are kept, and this packet cannot come again.
-            self.admit_keys(&header);
-        }
-        // Any packet from the responder on the channel confirms it to the initiator.
-        if let Some(state) = self.channel_mut(channel)
-            && state.initiator
-            && !state.confirmed()
-        {
-            state.phase = Phase::Open { cookie2: None };
-            state.retry_at = None;
-        }
-        // One walk over the messages: the data path takes DATA, fragments, ACK and WINDOW, and
-        // `Control` the rest, to act on once the walk is done.
-        let mut control = Control::new(eliciting);
-        let route = (header.sender, from, header.channel);
-        match header.sequence {
-            Some(sequence) => {
-                self.on_channel_packet(now, channel, sequence, route, messages, &mut control)
-            }
-            None => {
-                for message in messages {
-                    if !control.take(message, route, &mut self.events, &mut self.stats) {
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(reason) = control.close {
-            self.close(channel, reason, true, false);
             return;
         }
-        if control.confirm {
-            self.confirm_channel(channel);
-        }
-        if control.pong_count > 0 {
-            let pongs: [Message<'_>; MAX_CHANNEL_PONGS] =
-                std::array::from_fn(|index| Message::Pong {
-                    token: &control.pongs[index],
-                });
-            self.send_on_channel(channel, &pongs[..control.pong_count]);
-        }
-        if header.sequence.is_some() {
-            self.touch(channel);
+        let mut rest = messages;
+        let Some(Message::ChannelCookie {
+            cookie2,
+            capabilities,
+        }) = rest.next()
+        else {
+            return self.drop_packet("unknown_channel");
+        };
+        let (sender, id) = (header.sender, header.channel);
+        if let Some(channel) = self.on_cookie2(now, from, sender, id, cookie2, capabilities) {
+            self.walk_on(now, (from, &header), channel, rest);
         }
     }
 

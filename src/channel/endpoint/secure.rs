@@ -206,58 +206,96 @@ impl Endpoint {
         self.scratch = buf;
     }
 
-    /// An ENCRYPTED packet: the routed sender's connection takes it
-    /// ([`Connection::handle`]: the session by KEY_PHASE, the replay window, the tag, opened in
-    /// place inside `datagram`, whose first `header_len` bytes are the header, the associated
-    /// data; then the payload validated) and the router acts on what it came to (PROTOCOL.md
-    /// §5, §12 hot path).
+    /// An ENCRYPTED packet: the routed sender's connection takes it, once
+    /// ([`Connection::handle`]: opened in place inside `datagram` under its session, then its
+    /// messages walked on the channel it names), and the router acts on what it came to
+    /// (PROTOCOL.md §5, §12 hot path). Answers to it go sealed.
     pub(super) fn handle_encrypted(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        header: &Header,
-        header_len: usize,
+        sender: PeerId,
         datagram: &mut [u8],
     ) {
-        let header = *header;
         let datagram_len = datagram.len();
-        let ctx = self.connection_context();
-        let connection = self
+        let routed = self
             .ids
-            .peer(&header.sender)
+            .peer(&sender)
             .copied()
-            .and_then(|slot| self.peers.get_mut(slot));
-        let Some(connection) = connection else {
+            .filter(|&slot| self.peers.get(slot).is_some());
+        let Some(slot) = routed else {
             self.drop_packet("no_session");
-            return self.send_reset(from, header.sender, datagram_len);
+            return self.send_reset(from, sender, datagram_len);
         };
-        let lent = Inbound {
-            scratch: &mut self.scratch,
-            stats: &mut self.stats,
+        let handled = self.with_connection(slot, |connection, shared| {
+            connection.handle(now, from, datagram, shared)
+        });
+        let Some(handled) = handled else {
+            return;
         };
-        match connection.handle(now, &ctx, lent, &header, header_len, datagram) {
-            Handled::Messages {
+        let previous = self.secure_peer.replace(sender);
+        self.after_handle(now, from, (slot, sender), handled, datagram_len);
+        self.outgoing.finish();
+        self.secure_peer = previous;
+    }
+
+    /// What a datagram came to in its connection (`peer`: its slot and id), and what the
+    /// router does about it: the default channel's messages, a new channel to establish (then
+    /// walked by the connection), the walk's leftovers, a RESET, a CHANNEL_CLOSE again, a
+    /// rekey the receive side asks for.
+    pub(super) fn after_handle(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        (slot, sender): (Handle, PeerId),
+        handled: Handled<'_>,
+        datagram_len: usize,
+    ) {
+        let rekey_due = match handled {
+            Handled::Default {
+                header,
                 messages,
                 rekey_due,
             } => {
                 self.dispatch_secure(now, from, &header, messages);
-                if rekey_due {
-                    self.maybe_rekey(now, header.sender);
-                }
+                rekey_due
             }
-            Handled::Dropped { reset: true } => self.send_reset(from, header.sender, datagram_len),
-            Handled::Dropped { reset: false } => {}
-            Handled::Closed { to } => {
+            Handled::Establish {
+                header,
+                capabilities,
+                rest,
+                rekey_due,
+            } => {
+                if let Some(channel) = self.establish(now, from, sender, header.channel, capabilities)
+                {
+                    self.walk_on(now, (from, &header), channel, rest);
+                }
+                rekey_due
+            }
+            Handled::Walked {
+                lane,
+                walked,
+                rekey_due,
+            } => {
+                self.after_walk(ChannelAt { peer: slot, lane }, sender, walked);
+                rekey_due
+            }
+            Handled::Dropped { reset } => {
+                if reset {
+                    self.send_reset(from, sender, datagram_len);
+                }
+                false
+            }
+            Handled::Closed { to, channel } => {
                 // One small packet to the session's address per datagram, changing nothing
                 // here, so it needs no tag.
                 let reason = CloseReason::Normal;
-                let channel = header.channel;
-                self.queue_default(
-                    to,
-                    header.sender,
-                    &Message::ChannelClose { channel, reason },
-                );
+                self.queue_default(to, sender, &Message::ChannelClose { channel, reason });
+                false
             }
+        };
+        if rekey_due {
+            self.maybe_rekey(now, sender);
         }
     }
 
@@ -272,7 +310,7 @@ impl Endpoint {
         if header.channel.is_default() {
             self.handle_default(now, from, header, messages, true);
         } else {
-            self.handle_channel_packet(now, from, header, messages, true);
+            self.handle_channel_packet(now, from, header, messages);
         }
         self.outgoing.finish();
         self.secure_peer = previous;

@@ -192,9 +192,4 @@ impl Endpoint {
         // check below still refuses a reused id.
         high | 1
     }
-
-    pub(super) fn c2_is_ours(&self, initiator: PeerId, c2: u16) -> bool {
-        let high = self.local_id > initiator;
-        c2 != 0 && ((c2 & 0x8000 != 0) == high)
-    }
 }

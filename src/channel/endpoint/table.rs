@@ -132,19 +132,6 @@ impl Endpoint {
         }
     }
 
-    /// Keeps the keys of an open channel whose packet the session opened without an entry
-    /// (`ChannelKeys::open` caches only channels the endpoint holds open).
-    pub(super) fn admit_keys(&mut self, header: &Header) {
-        if let Some(connection) = self
-            .ids
-            .peer(&header.sender)
-            .copied()
-            .and_then(|slot| self.peers.get_mut(slot))
-        {
-            connection.admit_keys(header);
-        }
-    }
-
     // ------------------------------------------------------------ fair shares
 
     /// A peer that never completed a channel holds nothing worth keeping. One that did keeps its

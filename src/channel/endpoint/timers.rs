@@ -141,7 +141,7 @@ impl Endpoint {
                 now,
                 &mut self.pool,
                 &mut self.stats,
-                &self.hot.tally,
+                &self.hot.receive.tally,
                 &mut due,
             );
             self.deadlines.set(peer.0, connection.poll_timeout());

@@ -1,25 +1,36 @@
-//! The control messages of a channel packet (PROTOCOL.md §4, §6, §7.7): what the one walk over
-//! its messages (`on_channel_packet`) hands aside for the endpoint to act on once it is done.
+//! The control messages of a channel packet (PROTOCOL.md §4, §6, §7.7): what the connection's
+//! one walk over its messages ([`Connection::walk`](super::Connection::walk)) sets aside to act
+//! on once it is done.
 
-use super::*;
+use crate::channel::events::Event;
+use crate::stats::Stats;
+use crate::wire::{ChannelId, CloseReason, Message, PeerId};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+/// The counter of dropped datagrams and answers, by reason.
+const DROPPED: &str = "weft_packets_dropped_total";
+
+/// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
+pub(crate) const MAX_CHANNEL_PONGS: usize = 64;
 
 /// The token of a keep-alive PING; its PONG is not reported to the application.
-pub(super) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
+pub(crate) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
 
 /// What one walk over a channel packet's messages leaves for after it: the PINGs to answer in
 /// one PONG packet (one answer per request datagram; those past `MAX_CHANNEL_PONGS` are dropped
 /// and counted), a repeated CHANNEL_COOKIE to confirm once, a CHANNEL_CLOSE, and whether the
 /// packet elicits an ACK.
-pub(super) struct Control {
-    pub(super) pongs: [[u8; 8]; MAX_CHANNEL_PONGS],
-    pub(super) pong_count: usize,
-    pub(super) confirm: bool,
-    pub(super) close: Option<CloseReason>,
-    pub(super) eliciting: bool,
+pub(crate) struct Control {
+    pub(crate) pongs: [[u8; 8]; MAX_CHANNEL_PONGS],
+    pub(crate) pong_count: usize,
+    pub(crate) confirm: bool,
+    pub(crate) close: Option<CloseReason>,
+    pub(crate) eliciting: bool,
 }
 
 impl Control {
-    pub(super) fn new(eliciting: bool) -> Control {
+    pub(crate) fn new(eliciting: bool) -> Control {
         Control {
             pongs: [[0; 8]; MAX_CHANNEL_PONGS],
             pong_count: 0,
@@ -31,7 +42,7 @@ impl Control {
 
     /// Takes one message that is not the data path's; false when the walk must stop (the
     /// channel closes). `route` is the sender, its address and the packet's channel.
-    pub(super) fn take(
+    pub(crate) fn take(
         &mut self,
         message: Message<'_>,
         (sender, from, id): (PeerId, SocketAddr, ChannelId),
