@@ -149,9 +149,8 @@ impl Connection {
             // CHANNEL_CLOSE in an earlier session (this one did not retire the id): tell it.
             // Made-up ids without data get nothing (finding 4). A second walk, but only on
             // this refusal path.
-            let data = |m: Message<'_>| {
-                matches!(m, Message::Data { .. } | Message::DataFragment { .. })
-            };
+            let data =
+                |m: Message<'_>| matches!(m, Message::Data { .. } | Message::DataFragment { .. });
             let secure = header.flags.contains(Flags::ENCRYPTED);
             return match self.session.as_ref() {
                 Some(entry) if secure && messages.clone().any(data) => Handled::Closed {

@@ -4,6 +4,7 @@
 //! counters and its timer table. The router finds it with one lookup per datagram; everything
 //! else that datagram needs is in here.
 
+mod close;
 mod control;
 mod datagram;
 mod delivery;
@@ -15,6 +16,8 @@ mod timeout;
 mod timer;
 mod transmit;
 mod walk;
+#[cfg(test)]
+mod walk_tests;
 
 pub(crate) use control::KEEP_ALIVE_TOKEN;
 pub(crate) use datagram::Handled;

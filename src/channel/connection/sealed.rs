@@ -216,7 +216,7 @@ pub(crate) mod tests {
     }
 
     /// The sealed packets of "hello" on a channel of an initiator's connection.
-    fn sealed_packets(t0: Instant) -> Vec<Vec<u8>> {
+    pub(crate) fn sealed_packets(t0: Instant) -> Vec<Vec<u8>> {
         let mut pool = BufferPool::new();
         let mut a = connection(t0);
         with_session(&mut a, Role::Initiator, t0);

@@ -170,7 +170,12 @@ impl Connection {
     /// Makes the data state of the channel in `lane` on first use, and the connection's path
     /// and its share of the node's reassembly memory with its first; false when there is no
     /// such channel.
-    pub(crate) fn ensure_data(&mut self, now: Instant, lane: Lane, shared: &mut Shared<'_>) -> bool {
+    pub(crate) fn ensure_data(
+        &mut self,
+        now: Instant,
+        lane: Lane,
+        shared: &mut Shared<'_>,
+    ) -> bool {
         let secure = self.has_session();
         let Some(state) = self.lanes.get_mut(lane) else {
             return false;
@@ -280,10 +285,12 @@ impl Connection {
             _ => None,
         };
         let (to, recipient, local) = (self.address, self.id, shared.ctx.local_id);
-        let cookie = head.as_ref().map(|(cookie2, capabilities)| Message::ChannelCookie {
-            cookie2,
-            capabilities: *capabilities,
-        });
+        let cookie = head
+            .as_ref()
+            .map(|(cookie2, capabilities)| Message::ChannelCookie {
+                cookie2,
+                capabilities: *capabilities,
+            });
         if secure {
             let Some(entry) = self.session.as_mut() else {
                 return Sent::Failed;
@@ -348,7 +355,9 @@ impl Connection {
             .lanes
             .get(lane)
             .and_then(|channel| channel.data.as_ref())
-            .map_or((64, 256 * 1024), |data| data.reliability.advertised_window());
+            .map_or((64, 256 * 1024), |data| {
+                data.reliability.advertised_window()
+            });
         let window = Message::Window {
             max_message,
             max_bytes,

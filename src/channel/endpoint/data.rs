@@ -7,14 +7,12 @@
 //! PTO, ACK delay, hold timeout, reassembly, pacing) and the keep-alive share one endpoint timer
 //! per channel.
 
-use super::{ChannelHandle, Connection, Endpoint, SendError};
-use crate::channel::connection::{ChannelAt, Closing, Delivered, Walked, mode_label};
-use crate::channel::reliability::{
-    self, ChannelStats, ReassemblyBudget,
-};
+use super::{ChannelHandle, Endpoint, SendError};
+use crate::channel::connection::{ChannelAt, Closing, Delivered, Walked};
+use crate::channel::reliability::{self, ChannelStats, ReassemblyBudget};
 use crate::channel::state::ChannelData;
 use crate::handle::Handle;
-use crate::wire::{Capabilities, Header, Message, PeerId};
+use crate::wire::{Header, Message, PeerId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -59,50 +57,6 @@ impl Endpoint {
             self.mark_dirty(channel.peer);
         }
         sequence
-    }
-
-    /// Gives the channel's in-flight bytes back to the path before the channel goes away.
-    pub(super) fn detach_data(&mut self, channel: ChannelAt) {
-        let Some(peer) = self.peers.get_mut(channel.peer) else {
-            return;
-        };
-        let Some(state) = peer.lanes.get_mut(channel.lane) else {
-            return;
-        };
-        let Some(mut data) = state.data.take() else {
-            return;
-        };
-        if state.capabilities.contains(Capabilities::RESEND) {
-            self.delivery.reliable = self.delivery.reliable.saturating_sub(1);
-        }
-        let label = mode_label(state.capabilities);
-        if let Some(path) = peer.path.as_mut() {
-            data.reliability.abandon(path);
-        }
-        // The last channel takes the closed one's place: turns stay fair, and a close costs
-        // the same however many channels the peer holds.
-        let at = data.order_at;
-        if peer.order.get(at) == Some(&channel.lane) {
-            peer.order.swap_remove(at);
-            peer.channel_removed(at);
-            if let Some(&moved) = peer.order.get(at)
-                && let Some(data) = peer.lanes.get_mut(moved).and_then(|c| c.data.as_mut())
-            {
-                data.order_at = at;
-            }
-        } else {
-            peer.order.retain(|&lane| lane != channel.lane);
-            renumber(peer);
-        }
-        self.deadlines.set(channel.peer.0, peer.poll_timeout());
-        let count = self
-            .stats
-            .get("weft_channels_by_mode", Some(("mode", label)));
-        self.stats.set(
-            "weft_channels_by_mode",
-            Some(("mode", label)),
-            count.saturating_sub(1),
-        );
     }
 
     /// Queues an application message on a channel (open or still opening).
@@ -373,23 +327,6 @@ impl Endpoint {
     pub fn reassembly_used(&self) -> usize {
         self.budget.node_used()
     }
-}
-
-/// Numbers the connection's channels by their place in its turn order again, and files their
-/// data deadlines under the new numbers: the way back when a channel was not where its
-/// `order_at` said.
-fn renumber(connection: &mut Connection) {
-    connection.channel_deadlines.clear();
-    for (at, &lane) in connection.order.iter().enumerate() {
-        let Some(data) = connection.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) else {
-            continue;
-        };
-        data.order_at = at;
-        if let Ok(slot) = u32::try_from(at) {
-            connection.channel_deadlines.set(slot, data.armed);
-        }
-    }
-    connection.sync_data_timer();
 }
 
 /// A fresh node-wide reassembly budget.

@@ -32,8 +32,8 @@ pub use snapshot::{ChannelCounts, PeerSnapshot};
 use crate::channel::admission::Admission;
 use crate::channel::config::EndpointConfig;
 use crate::channel::connection::{
-    ChannelAt, Connection, Context, DeliveryGate, Due, Handled, Lane, ReceiveSlots, Sent,
-    Shared, TallySlots, Timer, check_cookie2, later, mode_label,
+    ChannelAt, Connection, Context, DeliveryGate, Due, Handled, Lane, ReceiveSlots, Sent, Shared,
+    TallySlots, Timer, check_cookie2, later, mode_label,
 };
 use crate::channel::cookie::{CookieSecrets, constant_time_eq};
 use crate::channel::deadlines::DeadlineHeap;
@@ -637,7 +637,11 @@ impl Endpoint {
         let sent = self.with_connection(channel.peer, |connection, shared| {
             let had_data = connection.has_data(channel.lane);
             let sent = connection.send_on_lane(now, channel.lane, messages, shared);
-            (connection.id, sent, !had_data && connection.has_data(channel.lane))
+            (
+                connection.id,
+                sent,
+                !had_data && connection.has_data(channel.lane),
+            )
         });
         let Some((peer, sent, made)) = sent else {
             return false;
@@ -748,53 +752,43 @@ impl Endpoint {
         }
     }
 
+    /// Closes a channel: its connection lets go of it ([`Connection::close_lane`], telling
+    /// the peer on the channel when `notify_peer` and the channel is confirmed), and the router
+    /// settles the node's tables: the handle, the fairness index, the event, the deadline.
     fn close(&mut self, channel: ChannelAt, reason: CloseReason, by_peer: bool, notify_peer: bool) {
         let Some(code) = self.channel_handle(channel) else {
             return;
         };
-        if notify_peer && let Some(state) = self.channel(channel) {
+        if notify_peer
+            && let Some(state) = self.channel(channel)
+            && matches!(state.phase, Phase::Open { cookie2: Some(_) })
+            && let Some(peer) = self.peers.get(channel.peer)
+        {
+            // An unconfirmed channel may not exist at the responder: a CLOSE on the default
+            // channel reaches it either way, without reopening it by cookie.
             let close = Message::ChannelClose {
                 channel: state.id,
                 reason,
             };
-            match state.phase {
-                // An unconfirmed channel may not exist at the responder: a CLOSE on the
-                // default channel reaches it either way, without reopening it by cookie.
-                Phase::Open { cookie2: Some(_) } => {
-                    if let Some(peer) = self.peers.get(channel.peer) {
-                        let (to, recipient) = (peer.address, peer.id);
-                        self.queue_default(to, recipient, &close);
-                    }
-                }
-                Phase::Open { cookie2: None } => {
-                    self.send_on_channel(channel, &[close]);
-                }
-                Phase::Opening { .. } => {}
-            }
+            let (to, recipient) = (peer.address, peer.id);
+            self.queue_default(to, recipient, &close);
         }
-        self.detach_data(channel);
-        let Some(peer) = self.peers.get_mut(channel.peer) else {
+        let now = self.last_now;
+        let removed = self.with_connection(channel.peer, |connection, shared| {
+            let removed =
+                connection.close_lane(now, channel.lane, (reason, notify_peer), shared)?;
+            Some((connection.id, connection.poll_timeout(), removed))
+        });
+        let Some((peer, deadline, removed)) = removed.flatten() else {
             return;
         };
-        let Some(state) = peer.lanes.remove(channel.lane) else {
-            return;
-        };
-        let opened = matches!(state.phase, Phase::Open { .. });
-        let peer_id = if opened {
-            peer.channels.remove(&state.id.0);
-            Some(peer.id)
-        } else {
-            peer.opening.remove(&state.id.c1());
-            None
-        };
-        self.channels.remove(state.handle);
+        self.after_send(peer, removed.sent);
+        self.deadlines.set(channel.peer.0, deadline);
+        self.channels.remove(removed.handle);
         self.recount(channel.peer);
-        if let Some(peer_id) = peer_id {
-            self.retire_keys(peer_id, state.id);
-        }
         let label = close_label(reason);
         self.stats.add(CLOSED, Some(("reason", label)), 1);
-        self.events.push_back(if opened {
+        self.events.push_back(if removed.opened {
             Event::ChannelClosed {
                 channel: code,
                 reason,

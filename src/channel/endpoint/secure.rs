@@ -266,7 +266,8 @@ impl Endpoint {
                 rest,
                 rekey_due,
             } => {
-                if let Some(channel) = self.establish(now, from, sender, header.channel, capabilities)
+                if let Some(channel) =
+                    self.establish(now, from, sender, header.channel, capabilities)
                 {
                     self.walk_on(now, (from, &header), channel, rest);
                 }

@@ -102,7 +102,7 @@ impl Endpoint {
     }
 
     /// Remembers that `id` opened with a kind-0 peer; under a session the keys retire it when
-    /// it closes ([`Endpoint::retire_keys`]).
+    /// it closes ([`Connection::retire_keys`]).
     pub(super) fn note_used(&mut self, peer: Handle, id: ChannelId) {
         let Some(peer_id) = self.peers.get(peer).map(|state| state.id) else {
             return;
@@ -113,22 +113,6 @@ impl Endpoint {
         let epoch = self.cookie_epoch();
         if let Some(state) = self.peers.get_mut(peer) {
             state.used_ids.insert(epoch, id.0);
-        }
-    }
-
-    /// Drops a closed channel's keys from every session the peer holds and retires its id there
-    /// (PROTOCOL.md §6: never used twice in a session), so closed channels cost no keys.
-    pub(super) fn retire_keys(&mut self, peer: PeerId, id: ChannelId) {
-        let Some(entry) = self.session_of_mut(&peer) else {
-            return;
-        };
-        for phase in [KeyPhase::Zero, KeyPhase::One] {
-            if let Some(session) = entry.slot.phase_session(phase) {
-                session.keys.remove(id);
-            }
-            if let Some(session) = entry.slot.displaced(phase) {
-                session.keys.remove(id);
-            }
         }
     }
 
