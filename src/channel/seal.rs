@@ -3,7 +3,7 @@
 //! the connections' data packets and the endpoint's control and stateless answers.
 
 use crate::session::{ChannelCrypto, KeyPhase};
-use crate::wire::{ChannelId, Flags, Header, PeerId, TAG_LEN};
+use crate::wire::{ChannelId, Flags, Header, Message, PeerId, TAG_LEN};
 
 /// Length of the CHANNEL_COOKIE that heads an unconfirmed initiator's packets (§6 step 4).
 pub(crate) const COOKIE_HEAD: usize = 18;
@@ -64,4 +64,24 @@ pub(crate) fn seal_into(
     }
     tag.copy_from_slice(&sealed_tag);
     Some(header_len.saturating_add(written).saturating_add(TAG_LEN))
+}
+
+/// Seals `head` (when there is one) and `messages` into one datagram in `buf` ([`seal_into`]):
+/// the small control packets a state change sends (a PONG, a WINDOW, a CLOSE). None when they
+/// do not fit within `limit` or the key refuses the number.
+pub(crate) fn seal_messages(
+    buf: &mut [u8],
+    crypto: &mut ChannelCrypto,
+    header: &Header,
+    limit: usize,
+    (head, messages): (Option<&Message<'_>>, &[Message<'_>]),
+) -> Option<usize> {
+    seal_into(buf, crypto, header, limit, |region| {
+        let mut written = 0usize;
+        for message in head.into_iter().chain(messages) {
+            let n = message.emit(region.get_mut(written..)?).ok()?;
+            written = written.saturating_add(n);
+        }
+        Some(written)
+    })
 }

@@ -24,7 +24,7 @@ use crate::channel::pool::BufferPool;
 use crate::channel::reliability::{
     ChannelReliability, PathState, ReassemblyBudget, ReliabilityConfig,
 };
-use crate::channel::seal::{seal_into, secure_header};
+use crate::channel::seal::{seal_messages, secure_header};
 use crate::channel::state::{ChannelData, Phase, Reported};
 use crate::handle::{Handle, Slab};
 use crate::stats::{HistogramSlots, StatSlot, Stats};
@@ -305,14 +305,13 @@ impl Connection {
             let crypto = session.keys.channel(id);
             let header = secure_header(phase, local, recipient, id, sequence);
             let sent = shared.outgoing.with_buffer(to, |buf| {
-                seal_into(buf, crypto, &header, DEFAULT_MTU, |region| {
-                    let mut written = 0usize;
-                    for message in cookie.iter().chain(messages) {
-                        let n = message.emit(region.get_mut(written..)?).ok()?;
-                        written = written.saturating_add(n);
-                    }
-                    Some(written)
-                })
+                seal_messages(
+                    buf,
+                    crypto,
+                    &header,
+                    DEFAULT_MTU,
+                    (cookie.as_ref(), messages),
+                )
             });
             if !sent {
                 shared.drop_packet("transmit_queue_full");

@@ -3,7 +3,7 @@
 //! before and moved after the tag, and RESET for packets that match no session.
 
 use super::*;
-pub(super) use crate::channel::seal::{seal_into, secure_header};
+pub(super) use crate::channel::seal::{seal_into, seal_messages, secure_header};
 use crate::session::{KeyPhase, OpenError as CryptoError};
 use crate::wire::{PacketWriter, TAG_LEN, parse_payload};
 
@@ -52,14 +52,7 @@ impl Endpoint {
         // Control packets are small and built when the state changes, so they wait in the
         // transmit queue (one copy into the driver's buffer); data packets do not (`flush.rs`).
         let sent = self.outgoing.with_buffer(to, |buf| {
-            seal_into(buf, crypto, &header, DEFAULT_MTU, |region| {
-                let mut written = 0;
-                for message in head.into_iter().chain(messages) {
-                    let n = message.emit(region.get_mut(written..)?).ok()?;
-                    written = written.saturating_add(n);
-                }
-                Some(written)
-            })
+            seal_messages(buf, crypto, &header, DEFAULT_MTU, (head, messages))
         });
         if !sent {
             self.drop_packet("transmit_queue_full");

@@ -132,7 +132,7 @@ impl Endpoint {
         channel: ChannelId,
         token: [u8; 8],
     ) {
-        // On an open channel PONGs ride the channel's own packets (`handle_channel_packet`).
+        // On an open channel PONGs ride the channel's own packets (`Connection::walk`).
         let pong = Message::Pong { token: &token };
         if self.stateless_answer(from, sender, channel, &pong) {
             self.stats.add(STATELESS, Some(("message", "pong")), 1);
