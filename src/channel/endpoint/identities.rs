@@ -48,7 +48,7 @@ pub(super) struct Identities {
     /// Connection key → its identity, for keys of identities other than the first (a key
     /// absent here is the first identity's). One entry per connection or pending handshake
     /// the application opened under another identity, removed with it.
-    keys: HashMap<PeerId, u32>,
+    pub(super) keys: HashMap<PeerId, u32>,
 }
 
 fn xor(a: PeerId, b: PeerId) -> PeerId {

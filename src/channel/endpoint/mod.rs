@@ -17,6 +17,8 @@ mod fuzzing;
 mod handshake;
 mod heap_report;
 mod identities;
+#[cfg(test)]
+mod identities_tests;
 mod index;
 mod receive;
 mod secure;
