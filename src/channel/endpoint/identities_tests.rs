@@ -4,6 +4,7 @@
 #![allow(clippy::arithmetic_side_effects)]
 
 use super::*;
+use crate::session::HandshakeKind;
 use crate::wire::PacketWriter;
 
 const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
@@ -14,12 +15,28 @@ fn identity(n: u8) -> Identity {
 }
 
 fn endpoints(max_identities: usize, now: Instant) -> (Endpoint, Endpoint) {
-    let config = EndpointConfig {
+    endpoints_of(max_identities, HandshakeKind::UnknownResponder, now)
+}
+
+/// A client and a server whose handshakes are of `kind`: XX, IK with the server's record, or
+/// IKpsk2 with a PSK for each of the client's identities 1 and 3.
+fn endpoints_of(max_identities: usize, kind: HandshakeKind, now: Instant) -> (Endpoint, Endpoint) {
+    let mut config = EndpointConfig {
         max_identities,
         ..EndpointConfig::default()
     };
+    let mut server_config = EndpointConfig::default();
+    if kind != HandshakeKind::UnknownResponder {
+        config.peer_records = vec![PeerRecord::sign(&identity(2), &[SERVER])];
+    }
+    if kind == HandshakeKind::PreSharedKey {
+        config.psks.insert(identity(2).peer_id(), [5; 32]);
+        for n in [1, 3] {
+            server_config.psks.insert(identity(n).peer_id(), [5; 32]);
+        }
+    }
     let client = Endpoint::new(config, identity(1), [1; 32], now);
-    let server = Endpoint::new(EndpointConfig::default(), identity(2), [2; 32], now);
+    let server = Endpoint::new(server_config, identity(2), [2; 32], now);
     (client, server)
 }
 
@@ -60,8 +77,18 @@ fn dropped(endpoint: &Endpoint, reason: &str) -> u64 {
 
 #[test]
 fn two_identities_of_one_endpoint_are_two_peers_to_one_responder() {
+    for kind in [
+        HandshakeKind::UnknownResponder,
+        HandshakeKind::KnownResponder,
+        HandshakeKind::PreSharedKey,
+    ] {
+        two_identities_to_one_responder(kind);
+    }
+}
+
+fn two_identities_to_one_responder(kind: HandshakeKind) {
     let now = Instant::now();
-    let (mut client, mut server) = endpoints(2, now);
+    let (mut client, mut server) = endpoints_of(2, kind, now);
     let second = client.add_identity(&identity(3)).expect("room for a second");
     assert_eq!(client.identity_count(), 2);
     let node = server.local_peer_id();
@@ -79,7 +106,9 @@ fn two_identities_of_one_endpoint_are_two_peers_to_one_responder() {
     let ids = [client.local_peer_id(), identity(3).peer_id()];
     assert_eq!(server.peer_count(), 2);
     assert_eq!(server.session_count(), 2);
-    assert!(ids.iter().all(|&id| server.has_session_with(id)));
+    assert!(ids.iter().all(|&id| server.has_session_with(id)), "{kind:?}");
+    let label = Some(("kind", handshake::kind_label(kind)));
+    assert_eq!(server.stats().get(HANDSHAKES, label), 2, "{kind:?}");
     let theirs = opened(&server_events);
     let seen: BTreeSet<PeerId> = theirs.iter().map(|o| o.1).collect();
     assert_eq!(seen, ids.into_iter().collect());
