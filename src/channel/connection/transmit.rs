@@ -98,7 +98,13 @@ impl Connection {
             // which would also leave its bytes in flight holding the peer's shared window shut.
             data.next_pn = data.next_pn.max(crypto.next_sequence());
             let wire_sequence = u32::try_from(data.next_pn).ok()?;
-            let header = secure_header(phase, ctx.local_id, ctx.recipient(self.id), channel.id, wire_sequence);
+            let header = secure_header(
+                phase,
+                ctx.local_id,
+                ctx.recipient(self.id),
+                channel.id,
+                wire_sequence,
+            );
             let pn = data.next_pn;
             // An unconfirmed packet carries the cookie on top of an ordinary one and is no
             // probe; any other gets the whole datagram, so that `write_frames` can pad a

@@ -167,7 +167,10 @@ impl Endpoint {
         let (local, real) = match peer {
             Some(key) => {
                 let identity = self.identity_of(&key);
-                (self.handshake_identity(identity).clone(), Some(self.wire_ids(key).1))
+                (
+                    self.handshake_identity(identity).clone(),
+                    Some(self.wire_ids(key).1),
+                )
             }
             None => (self.hs_identity.clone(), None),
         };

@@ -107,7 +107,10 @@ impl Endpoint {
         if self.identities.others.is_empty() {
             return None;
         }
-        self.identities.by_id.get(&recipient).map(|&k| LocalIdentity(k))
+        self.identities
+            .by_id
+            .get(&recipient)
+            .map(|&k| LocalIdentity(k))
     }
 
     /// The key of the connection between `local` and the peer `remote`, or `None` when the
@@ -157,7 +160,12 @@ impl Endpoint {
     /// The header's (sender, recipient) for the connection named `key`: the local identity's
     /// peer id and the peer's real id.
     pub(super) fn wire_ids(&self, key: PeerId) -> (PeerId, PeerId) {
-        match self.identity_of(&key).0.checked_sub(1).and_then(|i| self.other(i)) {
+        match self
+            .identity_of(&key)
+            .0
+            .checked_sub(1)
+            .and_then(|i| self.other(i))
+        {
             None => (self.local_id, key),
             Some(o) => (o.peer_id, xor(key, o.mask)),
         }
@@ -166,7 +174,12 @@ impl Endpoint {
     /// The XOR that turns the connection `key`'s key into its peer's id: zero for the first
     /// identity's connections.
     pub(super) fn wire_mask(&self, key: &PeerId) -> (PeerId, PeerId) {
-        match self.identity_of(key).0.checked_sub(1).and_then(|i| self.other(i)) {
+        match self
+            .identity_of(key)
+            .0
+            .checked_sub(1)
+            .and_then(|i| self.other(i))
+        {
             None => (self.local_id, PeerId::ZERO),
             Some(o) => (o.peer_id, o.mask),
         }

@@ -89,7 +89,9 @@ fn two_identities_of_one_endpoint_are_two_peers_to_one_responder() {
 fn two_identities_to_one_responder(kind: HandshakeKind) {
     let now = Instant::now();
     let (mut client, mut server) = endpoints_of(2, kind, now);
-    let second = client.add_identity(&identity(3)).expect("room for a second");
+    let second = client
+        .add_identity(&identity(3))
+        .expect("room for a second");
     assert_eq!(client.identity_count(), 2);
     let node = server.local_peer_id();
     let caps = Capabilities::default();
@@ -101,12 +103,18 @@ fn two_identities_to_one_responder(kind: HandshakeKind) {
         .unwrap();
     let (client_events, server_events) = pump(&mut client, &mut server, now);
     let mine: Vec<ChannelHandle> = opened(&client_events).iter().map(|o| o.0).collect();
-    assert!(mine.contains(&first) && mine.contains(&other), "{client_events:?}");
+    assert!(
+        mine.contains(&first) && mine.contains(&other),
+        "{client_events:?}"
+    );
     // The responder holds two peers with a session each: the two identities' ids.
     let ids = [client.local_peer_id(), identity(3).peer_id()];
     assert_eq!(server.peer_count(), 2);
     assert_eq!(server.session_count(), 2);
-    assert!(ids.iter().all(|&id| server.has_session_with(id)), "{kind:?}");
+    assert!(
+        ids.iter().all(|&id| server.has_session_with(id)),
+        "{kind:?}"
+    );
     let label = Some(("kind", handshake::kind_label(kind)));
     assert_eq!(server.stats().get(HANDSHAKES, label), 2, "{kind:?}");
     let theirs = opened(&server_events);

@@ -108,7 +108,8 @@ impl Endpoint {
             let created = session.created_at();
             let crypto = session.keys.channel(ChannelId::DEFAULT);
             let sequence = u32::try_from(crypto.next_sequence()).ok()?;
-            let header = secure::secure_header(phase, local, recipient, ChannelId::DEFAULT, sequence);
+            let header =
+                secure::secure_header(phase, local, recipient, ChannelId::DEFAULT, sequence);
             let sent = self.outgoing.with_buffer(to, |buf| {
                 secure::seal_into(buf, crypto, &header, DEFAULT_MTU, |region| {
                     region.get_mut(..answers.len())?.copy_from_slice(&answers);
