@@ -279,3 +279,32 @@ impl Flows for WeftFlows {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_holds_its_share_of_the_peers_as_identities_of_one_endpoint() {
+        let config = LoadConfig {
+            target: "127.0.0.1:9".parse().unwrap(),
+            target_peer: Some(PeerId([9; 16])),
+            peers: 5,
+            clients: 1,
+            size: 64,
+            rate: 0,
+            duration: Duration::from_secs(1),
+            capabilities: Capabilities::default(),
+            window: 1,
+        };
+        let flows = WeftFlows::new(&config, 5, 0).unwrap();
+        assert_eq!(flows.endpoint.identity_count(), 5);
+        let ids: std::collections::BTreeSet<PeerId> = flows
+            .peers
+            .iter()
+            .filter_map(|p| flows.endpoint.identity_peer_id(p.local))
+            .collect();
+        // Five peers, five peer ids for the node to see.
+        assert_eq!(ids.len(), 5);
+    }
+}
