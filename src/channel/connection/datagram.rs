@@ -73,6 +73,14 @@ impl Connection {
                 return Handled::Dropped { reset: false };
             }
         };
+        // The router routed the datagram by the connection's key: the peer's id, or, towards
+        // another local identity, the key that identity's connection has (`identities.rs`).
+        // The events and the router name the peer by it; the associated data is the header's
+        // bytes as received.
+        let header = Header {
+            sender: self.id,
+            ..header
+        };
         let (messages, rekey_due) = if header.flags.contains(Flags::ENCRYPTED) {
             let lent = Inbound {
                 scratch: shared.scratch,
@@ -161,7 +169,7 @@ impl Connection {
             };
         };
         let claim = (header.sender, header.channel, from);
-        if let Err(reason) = check_cookie2(shared.cookies, shared.ctx.local_id, claim, cookie2) {
+        if let Err(reason) = check_cookie2(shared.cookies, shared.node_id, claim, cookie2) {
             shared
                 .stats
                 .add(COOKIE_FAILURES, Some(("reason", reason)), 1);

@@ -76,6 +76,9 @@ pub(crate) struct Shared<'a> {
     pub(crate) handles: &'a Slab<ChannelAt>,
     /// The cookie secrets, to verify a new channel's CHANNEL_COOKIE statelessly (§6).
     pub(crate) cookies: &'a CookieSecrets,
+    /// The endpoint's first identity, which its cookies are made under (`ctx.local_id` is the
+    /// connection's own identity on the wire, `identities.rs`).
+    pub(crate) node_id: PeerId,
     /// Where a ciphertext is kept for a second try (see [`Inbound`](super::Inbound)).
     pub(crate) scratch: &'a mut Vec<u8>,
     /// Names the connection in the node's reassembly ledger, for eviction.
@@ -284,7 +287,8 @@ impl Connection {
             } if channel.initiator => Some((cookie2, channel.capabilities)),
             _ => None,
         };
-        let (to, recipient, local) = (self.address, self.id, shared.ctx.local_id);
+        let ctx = shared.ctx;
+        let (to, recipient, local) = (self.address, ctx.recipient(self.id), ctx.local_id);
         let cookie = head
             .as_ref()
             .map(|(cookie2, capabilities)| Message::ChannelCookie {

@@ -92,6 +92,7 @@ impl Router {
             slots: &self.slots,
             handles: &self.handles,
             cookies: &self.cookies,
+            node_id: LOCAL,
             scratch: &mut self.scratch,
             budget_key: 1,
         }

@@ -15,6 +15,9 @@ mod flush;
 mod fuzzing;
 mod handshake;
 mod heap_report;
+mod identities;
+#[cfg(test)]
+mod identities_tests;
 mod index;
 mod receive;
 mod secure;
@@ -26,6 +29,7 @@ mod table;
 mod timers;
 
 pub use heap_report::HeapReport;
+pub use identities::LocalIdentity;
 pub use service::PeerInfo;
 pub use snapshot::{ChannelCounts, PeerSnapshot};
 
@@ -53,6 +57,7 @@ use crate::wire::{
     PeerId,
 };
 use handshake::Pending;
+use identities::Identities;
 use index::PeerIndex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -211,6 +216,8 @@ pub struct Endpoint {
     /// When the cookie rotations counted by `cookie_epoch` started.
     epoch_origin: Instant,
     hs_identity: HandshakeIdentity,
+    /// The local identities beyond the first (`identities.rs`).
+    identities: Identities,
     /// Peer records the application handed us: kind 1 towards these peers.
     // Seeded: ids from records that others signed.
     records: HashMap<PeerId, PeerRecord>,
@@ -318,6 +325,7 @@ impl Endpoint {
             idle_peers: VecDeque::new(),
             epoch_origin: now,
             hs_identity,
+            identities: Identities::default(),
             records: HashMap::new(),
             gate,
             timestamps: TimestampTable::with_limits(config.max_handshake_timestamps),
@@ -507,6 +515,7 @@ impl Endpoint {
     fn connection_context(&self) -> Context {
         Context {
             local_id: self.local_id,
+            peer_mask: PeerId::ZERO,
             keep_alive_interval: self.config.keep_alive_interval,
             rekey: self.config.rekey,
             retired_session_grace: self.config.retired_session_grace,
@@ -522,7 +531,11 @@ impl Endpoint {
     /// The connections, and what one of them (`peer`) is lent of the router's shared pieces to
     /// take a datagram or send on a channel ([`Shared`]): never the router itself.
     fn lend(&mut self, peer: Handle) -> (&mut Slab<Connection>, Shared<'_>) {
-        let ctx = self.connection_context();
+        let mut ctx = self.connection_context();
+        if let Some(connection) = self.peers.get(peer) {
+            // The connection's own identity heads its packets (`identities.rs`).
+            (ctx.local_id, ctx.peer_mask) = self.wire_mask(&connection.id);
+        }
         // Names the peer in the node's reassembly ledger, for eviction (`evict_reassembly`).
         let budget_key = self
             .peers
@@ -540,6 +553,7 @@ impl Endpoint {
             slots: &self.hot.receive,
             handles: &self.channels,
             cookies: &self.cookies,
+            node_id: self.local_id,
             scratch: &mut self.scratch,
             budget_key,
         };
@@ -612,9 +626,10 @@ impl Endpoint {
                 .add("weft_messages_awaiting_session_total", None, 1);
             return;
         }
+        let (sender, recipient) = self.wire_ids(recipient);
         let header = Header {
             flags: Flags::default(),
-            sender: self.local_id,
+            sender,
             recipient,
             channel: ChannelId::DEFAULT,
             sequence: None,
