@@ -5,7 +5,13 @@
 //! state. After every simulator step each side is checked: what it owes (data the credit lets
 //! out, unacknowledged packets, a WINDOW, an ACK) has a timer armed, and whatever anyone still
 //! has to do, the network is not idle. After the loss stops, every queue drains and every
-//! message sent then arrives within a bounded simulated time.
+//! message sent then arrives within a bounded simulated time (in the modes that tolerate loss,
+//! but for what the receiver dropped past its credit and counted). The same runs at the
+//! endpoint, where four channels share one peer's path and the connection's data timer, and
+//! the idle check sheds their state.
+//!
+//! `WEFT_SEEDS=N` runs more seeds, `WEFT_MODE=BITS` one mode of the bare-channel scenario. Found
+//! so far, in 300 seeds of each: no stall.
 
 use crate::sim::{ChannelNode, LinkConfig, Network, NodeId, SimRng, addr, channel_pair, seeds};
 use std::cell::RefCell;
