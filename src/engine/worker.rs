@@ -338,10 +338,19 @@ mod tests {
     use std::sync::Arc;
 
     fn gate(capacity: usize) -> (Poll, WorkerLink, WorkerGate) {
+        gate_with(capacity, 1 << 20, (0, 0))
+    }
+
+    /// A gate with a buffer bound and return-queue bounds.
+    fn gate_with(
+        capacity: usize,
+        bound: usize,
+        returns: (usize, usize),
+    ) -> (Poll, WorkerLink, WorkerGate) {
         let poll = Poll::new().unwrap();
         let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
         let (link, mut ends) = worker_queues(1, capacity, wakers);
-        (poll, link, WorkerGate::new(ends.remove(0), 1 << 20, (0, 0)))
+        (poll, link, WorkerGate::new(ends.remove(0), bound, returns))
     }
 
     fn message(peer: u8, number: u64, capabilities: Capabilities) -> Delivery {
@@ -409,10 +418,7 @@ mod tests {
 
     #[test]
     fn buffers_the_worker_holds_bound_the_room_and_drop_unreliable_past_it() {
-        let poll = Poll::new().unwrap();
-        let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
-        let (link, mut ends) = worker_queues(1, 64, wakers);
-        let mut gate = WorkerGate::new(ends.remove(0), 3, (0, 0));
+        let (_poll, link, mut gate) = gate_with(64, 3, (0, 0));
         let offer = |gate: &mut WorkerGate, n: u64, capabilities| {
             let mut delivery = message(1, n, capabilities);
             delivery.data = gate.lend(vec![n as u8]);
@@ -470,10 +476,7 @@ mod tests {
 
     #[test]
     fn a_message_the_worker_drops_comes_back_to_the_shards_pool_and_is_reused() {
-        let poll = Poll::new().unwrap();
-        let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
-        let (link, mut ends) = worker_queues(1, 64, wakers);
-        let gate = &mut WorkerGate::new(ends.remove(0), 64, (4, 1 << 20));
+        let (_poll, link, mut gate) = gate_with(64, 64, (4, 1 << 20));
         let mut pool = crate::channel::pool::BufferPool::new();
         let mut bulk = pool.take(64 * 1024);
         bulk.resize(64 * 1024, 7);

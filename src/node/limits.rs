@@ -674,7 +674,10 @@ mod tests {
         assert_eq!(r.ack_eliciting_threshold, 10);
         assert_eq!(r.max_ack_delay, Duration::from_millis(5));
         assert_eq!(c.max_worker_buffers, 23);
-        assert_eq!((c.max_returned_buffers, c.max_returned_buffer_bytes), (0, 4096));
+        assert_eq!(
+            (c.max_returned_buffers, c.max_returned_buffer_bytes),
+            (0, 4096)
+        );
         assert_eq!(config.metrics_limits.max_connections, 24);
         assert_eq!(
             config.metrics_limits.request_deadline,
