@@ -41,6 +41,14 @@ pub struct EndpointConfig {
     /// messages are dropped (`weft_messages_dropped_total{reason="worker_buffers_held"}`). A
     /// buffer is at least one datagram (~1.5 KiB), so the default bounds them at ~6 MB.
     pub max_worker_buffers: usize,
+    /// Most receive buffers the workers have dropped that wait to go back to the shard's pool
+    /// at once (issue 12: the next message reuses warm memory instead of faulting in fresh
+    /// pages); past it a dropped buffer is freed. The queue is allocated once per shard, about
+    /// 32 bytes a slot. Zero: dropped buffers are always freed.
+    pub max_returned_buffers: usize,
+    /// Most bytes of capacity those returned buffers hold at once, per shard; a buffer over
+    /// `crate::channel::pool::KEPT_CAPACITY` is never returned.
+    pub max_returned_buffer_bytes: usize,
     /// Most bytes of early data buffered per channel while its id is incomplete.
     pub max_early_bytes: usize,
     /// Most channel ids a session may close before it must be replaced (under kind 0: that a
@@ -146,6 +154,8 @@ impl fmt::Debug for EndpointConfig {
             .field("max_channels_per_peer", &self.max_channels_per_peer)
             .field("max_queued_datagrams", &self.max_queued_datagrams)
             .field("max_worker_buffers", &self.max_worker_buffers)
+            .field("max_returned_buffers", &self.max_returned_buffers)
+            .field("max_returned_buffer_bytes", &self.max_returned_buffer_bytes)
             .field("max_early_bytes", &self.max_early_bytes)
             .field(
                 "max_closed_channels_per_session",
@@ -194,6 +204,8 @@ impl Default for EndpointConfig {
             max_channels_per_peer: 1024,
             max_queued_datagrams: 4096,
             max_worker_buffers: 4096,
+            max_returned_buffers: 1024,
+            max_returned_buffer_bytes: 8 << 20,
             max_early_bytes: 256 * 1024,
             max_closed_channels_per_session: 1024,
             psks: HashMap::new(),

@@ -2,37 +2,53 @@
 //! steady state). Delivered messages take their `Vec<u8>` from the pool, the application hands
 //! them back with [`Endpoint::recycle`](super::Endpoint::recycle), and the reliability send
 //! queue takes its copies from the same pool and returns them once they are resolved.
+//!
+//! Two free lists: buffers of up to one datagram's worth (any small message), and larger ones
+//! (a reassembled or queued bulk message), kept up to [`KEPT_CAPACITY`] each and
+//! [`LARGE_POOL_BYTES`] in all. Without the second list every 64 KiB message cost a fresh
+//! allocation, which glibc served from pages it had just given back to the kernel: a page fault
+//! per 4 KiB on the receiving shard and an unmap on the worker that freed it (issue 12).
 
 /// Capacity a new buffer gets at least: any message that fits one datagram, so buffers of
 /// mixed sizes can stand in for each other without growing.
 const MIN_CAPACITY: usize = crate::channel::outgoing::MAX_DATAGRAM;
 
-/// Buffers kept at most; beyond this a returned buffer is freed.
+/// Small buffers kept at most; beyond this a returned buffer is freed.
 const POOL_BUFFERS: usize = 1024;
 
-/// Buffers with more capacity than this are freed rather than kept, so one huge message does not pin its
-/// memory in the pool.
+/// Buffers with more capacity than this go to the large list.
 pub const POOLED_CAPACITY: usize = 16 * 1024;
 
+/// Buffers with more capacity than this are freed rather than kept, so one huge message does
+/// not pin its memory in the pool.
+pub const KEPT_CAPACITY: usize = 256 * 1024;
+
+/// Most bytes of capacity the large list keeps: 128 bulk messages of 64 KiB.
+pub const LARGE_POOL_BYTES: usize = 8 << 20;
+
+/// Most buffers the large list can hold (each is over [`POOLED_CAPACITY`]); its one allocation.
+const LARGE_BUFFERS: usize = LARGE_POOL_BYTES / POOLED_CAPACITY;
+
 /// A bounded free list of byte buffers.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct BufferPool {
     free: Vec<Vec<u8>>,
+    large: Vec<Vec<u8>>,
+    /// Capacity held in `large`, at most [`LARGE_POOL_BYTES`].
+    large_bytes: usize,
 }
 
 impl BufferPool {
-    /// An empty pool; its free list is allocated once, on the first buffer it keeps.
+    /// An empty pool; its free lists are allocated once, on the first buffer each keeps.
     pub fn new() -> BufferPool {
-        BufferPool { free: Vec::new() }
+        BufferPool::default()
     }
 
     /// An empty buffer holding at least `len` bytes of capacity; allocates only when the pool
-    /// is empty or `len` is more than a pooled buffer holds.
+    /// has no buffer of the size class, or `len` is more than a kept buffer holds.
     pub fn take(&mut self, len: usize) -> Vec<u8> {
         if len > POOLED_CAPACITY {
-            // It would not come back (see `give`): growing a pooled buffer to this size would
-            // only drain the pool by one, and cost a reallocation besides.
-            return Vec::with_capacity(len);
+            return self.take_large(len);
         }
         match self.free.pop() {
             Some(mut buf) => {
@@ -43,6 +59,24 @@ impl BufferPool {
         }
     }
 
+    fn take_large(&mut self, len: usize) -> Vec<u8> {
+        if len > KEPT_CAPACITY {
+            // It would not come back (see `give`): growing a pooled buffer to this size would
+            // only drain the pool by one, and cost a reallocation besides.
+            return Vec::with_capacity(len);
+        }
+        match self.large.pop() {
+            Some(mut buf) => {
+                self.large_bytes = self.large_bytes.saturating_sub(buf.capacity());
+                // Bulk messages are mostly of one size, so this rarely grows; when it does,
+                // the buffer is empty and nothing is copied.
+                buf.reserve_exact(len);
+                buf
+            }
+            None => Vec::with_capacity(len),
+        }
+    }
+
     /// A buffer holding a copy of `bytes`.
     pub fn copy(&mut self, bytes: &[u8]) -> Vec<u8> {
         let mut buf = self.take(bytes.len());
@@ -50,9 +84,23 @@ impl BufferPool {
         buf
     }
 
-    /// Keeps `buf` for reuse, or frees it when the pool is full or it is oversized.
+    /// Keeps `buf` for reuse, or frees it when its list is full or it is oversized.
     pub fn give(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() == 0 || buf.capacity() > POOLED_CAPACITY {
+        let capacity = buf.capacity();
+        if capacity == 0 || capacity > KEPT_CAPACITY {
+            return;
+        }
+        if capacity > POOLED_CAPACITY {
+            let bytes = self.large_bytes.saturating_add(capacity);
+            if bytes > LARGE_POOL_BYTES || self.large.len() >= LARGE_BUFFERS {
+                return;
+            }
+            if self.large.capacity() == 0 {
+                self.large.reserve_exact(LARGE_BUFFERS);
+            }
+            buf.clear();
+            self.large.push(buf);
+            self.large_bytes = bytes;
             return;
         }
         if self.free.len() >= POOL_BUFFERS {
@@ -69,13 +117,7 @@ impl BufferPool {
     /// Buffers ready for reuse.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.free.len()
-    }
-}
-
-impl Default for BufferPool {
-    fn default() -> Self {
-        BufferPool::new()
+        self.free.len().saturating_add(self.large.len())
     }
 }
 
@@ -102,12 +144,58 @@ mod tests {
             "a buffer too big to keep leaves the pool's alone"
         );
         let _kept = pool.take(3);
-        pool.give(Vec::with_capacity(POOLED_CAPACITY + 1));
+        pool.give(Vec::with_capacity(KEPT_CAPACITY + 1));
         pool.give(Vec::new());
         assert_eq!(pool.len(), 0, "oversized and empty buffers are not kept");
         for _ in 0..POOL_BUFFERS + 10 {
             pool.give(Vec::with_capacity(8));
         }
         assert_eq!(pool.len(), POOL_BUFFERS);
+    }
+
+    #[test]
+    fn bulk_sized_buffers_are_kept_up_to_the_byte_bound_and_reused() {
+        let mut pool = BufferPool::new();
+        let buf = pool.take(64 * 1024);
+        let ptr = buf.as_ptr();
+        pool.give(buf);
+        assert_eq!(pool.len(), 1, "a 64 KiB buffer is kept");
+        let small = pool.take(100);
+        assert_ne!(
+            small.as_ptr(),
+            ptr,
+            "a small message does not take a large buffer"
+        );
+        let again = pool.take(60 * 1024);
+        assert_eq!(
+            again.as_ptr(),
+            ptr,
+            "the same buffer serves the next bulk message"
+        );
+        assert!(again.is_empty() && again.capacity() >= 64 * 1024);
+        pool.give(again);
+        pool.give(small);
+        let _ = pool.take(KEPT_CAPACITY + 1);
+        assert_eq!(
+            pool.len(),
+            2,
+            "a message over the cap leaves the kept ones alone"
+        );
+        let mut pool = BufferPool::new();
+        for _ in 0..LARGE_POOL_BYTES / (64 * 1024) + 10 {
+            pool.give(Vec::with_capacity(64 * 1024));
+        }
+        assert_eq!(
+            pool.len(),
+            LARGE_POOL_BYTES / (64 * 1024),
+            "bounded in bytes"
+        );
+        assert!(pool.large_bytes <= LARGE_POOL_BYTES);
+        let taken: Vec<_> = (0..pool.len()).map(|_| pool.take(64 * 1024)).collect();
+        assert_eq!(
+            pool.large_bytes, 0,
+            "taking gives the bytes back to the bound"
+        );
+        drop(taken);
     }
 }

@@ -151,9 +151,16 @@ pub(super) struct Shard {
 impl Shard {
     pub(super) fn new(mut parts: ShardParts, io: Io) -> io::Result<Shard> {
         let shards = parts.shards;
-        let bound = parts.endpoint.config().max_worker_buffers;
-        let worker = parts.worker.take().map(|link| WorkerGate::new(link, bound));
         let config = parts.endpoint.config();
+        let bound = config.max_worker_buffers;
+        let returns = (
+            config.max_returned_buffers,
+            config.max_returned_buffer_bytes,
+        );
+        let worker = parts
+            .worker
+            .take()
+            .map(|link| WorkerGate::new(link, bound, returns));
         let bare = BareOpens::new(
             parts.endpoint.local_peer_id(),
             config.open_retry,
@@ -225,6 +232,7 @@ impl Shard {
             }
             let now = Instant::now();
             self.handed = false;
+            self.take_back_buffers();
             let mut worked = self.receive(now) > 0;
             worked |= self.take_handovers(now);
             if self.parts.endpoint.poll_timeout().is_some_and(|t| t <= now) {
@@ -281,6 +289,15 @@ impl Shard {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    /// Puts the buffers the worker dropped since the last turn in the endpoint's pool, so
+    /// this turn's messages are received into them (bounded by the return queue's size).
+    fn take_back_buffers(&mut self) {
+        if let Some(worker) = &self.worker {
+            let endpoint = &mut self.parts.endpoint;
+            worker.take_back(|buf| endpoint.recycle(buf));
+        }
     }
 
     /// Takes a batch from the backend; returns the datagrams read.

@@ -53,10 +53,17 @@ pub(super) struct WorkerGate {
     seen_taken: u64,
     /// Most of this shard's receive buffers the worker side may hold (`max_worker_buffers`).
     bound: usize,
+    /// Most dropped buffers waiting to come back (`max_returned_buffers`).
+    returns_bound: usize,
 }
 
 impl WorkerGate {
-    pub(super) fn new(link: ShardLink, bound: usize) -> WorkerGate {
+    /// `returns`: the most buffers and bytes of them the worker side may have dropped and not
+    /// yet seen taken back (`max_returned_buffers`, `max_returned_buffer_bytes`).
+    pub(super) fn new(link: ShardLink, bound: usize, returns: (usize, usize)) -> WorkerGate {
+        let (buffers, bytes) = returns;
+        link.ledger()
+            .keep_returns(buffers, bytes, crate::channel::pool::KEPT_CAPACITY);
         WorkerGate {
             link,
             outbox: Vec::new(),
@@ -67,12 +74,26 @@ impl WorkerGate {
             handed: 0,
             seen_taken: 0,
             bound,
+            returns_bound: buffers,
         }
     }
 
     /// Lends a delivered message's buffer to the worker side, counted until it lets go.
     pub(super) fn lend(&self, bytes: Vec<u8>) -> Received {
         self.link.ledger().lend(bytes)
+    }
+
+    /// Hands `keep` each buffer the worker side dropped since the last call. Bounded by the
+    /// return queue's size, though the workers return more while it runs.
+    pub(super) fn take_back(&self, mut keep: impl FnMut(Vec<u8>)) {
+        let ledger = self.link.ledger();
+        let mut left = self.returns_bound;
+        while left > 0
+            && let Some(buf) = ledger.take_returned()
+        {
+            keep(buf);
+            left = left.saturating_sub(1);
+        }
     }
 
     /// This shard's receive buffers the worker side holds now (queued or taken).
@@ -317,10 +338,19 @@ mod tests {
     use std::sync::Arc;
 
     fn gate(capacity: usize) -> (Poll, WorkerLink, WorkerGate) {
+        gate_with(capacity, 1 << 20, (0, 0))
+    }
+
+    /// A gate with a buffer bound and return-queue bounds.
+    fn gate_with(
+        capacity: usize,
+        bound: usize,
+        returns: (usize, usize),
+    ) -> (Poll, WorkerLink, WorkerGate) {
         let poll = Poll::new().unwrap();
         let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
         let (link, mut ends) = worker_queues(1, capacity, wakers);
-        (poll, link, WorkerGate::new(ends.remove(0), 1 << 20))
+        (poll, link, WorkerGate::new(ends.remove(0), bound, returns))
     }
 
     fn message(peer: u8, number: u64, capabilities: Capabilities) -> Delivery {
@@ -388,10 +418,7 @@ mod tests {
 
     #[test]
     fn buffers_the_worker_holds_bound_the_room_and_drop_unreliable_past_it() {
-        let poll = Poll::new().unwrap();
-        let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
-        let (link, mut ends) = worker_queues(1, 64, wakers);
-        let mut gate = WorkerGate::new(ends.remove(0), 3);
+        let (_poll, link, mut gate) = gate_with(64, 3, (0, 0));
         let offer = |gate: &mut WorkerGate, n: u64, capabilities| {
             let mut delivery = message(1, n, capabilities);
             delivery.data = gate.lend(vec![n as u8]);
@@ -445,6 +472,42 @@ mod tests {
         };
         assert_eq!(got.data.as_ptr(), at, "no copy on the seam");
         assert_eq!(&got.data[..], b"one datagram's message");
+    }
+
+    #[test]
+    fn a_message_the_worker_drops_comes_back_to_the_shards_pool_and_is_reused() {
+        let (_poll, link, mut gate) = gate_with(64, 64, (4, 1 << 20));
+        let mut pool = crate::channel::pool::BufferPool::new();
+        let mut bulk = pool.take(64 * 1024);
+        bulk.resize(64 * 1024, 7);
+        let at = bulk.as_ptr();
+        let mut delivery = message(1, 0, Capabilities::RESEND);
+        delivery.data = gate.lend(bulk);
+        gate.offer(delivery).unwrap();
+        gate.hand_over(|_| {});
+        let batch = link.deliveries.try_recv().unwrap();
+        assert_eq!(gate.buffers_held(), 1);
+        drop(batch);
+        assert_eq!(
+            gate.buffers_held(),
+            0,
+            "let go: the count means what it meant"
+        );
+        gate.take_back(|buf| pool.give(buf));
+        let next = pool.take(64 * 1024);
+        assert_eq!(
+            next.as_ptr(),
+            at,
+            "the next bulk message reuses the dropped buffer"
+        );
+        assert!(next.is_empty());
+        // A buffer the worker keeps is its own: nothing comes back.
+        let mut delivery = message(1, 1, Capabilities::RESEND);
+        delivery.data = gate.lend(next);
+        let kept = delivery.data.into_vec();
+        let mut back = 0;
+        gate.take_back(|_| back += 1);
+        assert_eq!((back, gate.buffers_held(), kept.as_ptr()), (0, 0, at));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct BadLimit {
 }
 
 /// The fields `[limits]` may hold, in the order the documentation lists them.
-pub const LIMIT_FIELDS: [&str; 31] = [
+pub const LIMIT_FIELDS: [&str; 33] = [
     "max_sessions",
     "max_sessions_per_address",
     "max_sessions_per_prefix",
@@ -57,6 +57,8 @@ pub const LIMIT_FIELDS: [&str; 31] = [
     "ack_eliciting_threshold",
     "max_ack_delay",
     "max_worker_buffers",
+    "max_returned_buffers",
+    "max_returned_buffer_bytes",
     "metrics_max_connections",
     "metrics_request_deadline",
 ];
@@ -110,6 +112,8 @@ pub struct LimitsFile {
     pub ack_eliciting_threshold: Option<i64>,
     pub max_ack_delay: Option<f64>,
     pub max_worker_buffers: Option<i64>,
+    pub max_returned_buffers: Option<i64>,
+    pub max_returned_buffer_bytes: Option<i64>,
     pub metrics_max_connections: Option<i64>,
     pub metrics_request_deadline: Option<f64>,
 }
@@ -145,6 +149,8 @@ pub struct Limits {
     pub ack_eliciting_threshold: u32,
     pub max_ack_delay: Duration,
     pub max_worker_buffers: usize,
+    pub max_returned_buffers: usize,
+    pub max_returned_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -182,6 +188,8 @@ impl Limits {
             ack_eliciting_threshold: c.reliability.ack_eliciting_threshold,
             max_ack_delay: c.reliability.max_ack_delay,
             max_worker_buffers: c.max_worker_buffers,
+            max_returned_buffers: c.max_returned_buffers,
+            max_returned_buffer_bytes: c.max_returned_buffer_bytes,
         }
     }
 
@@ -213,6 +221,8 @@ impl Limits {
         c.reliability.ack_eliciting_threshold = self.ack_eliciting_threshold;
         c.reliability.max_ack_delay = self.max_ack_delay;
         c.max_worker_buffers = self.max_worker_buffers;
+        c.max_returned_buffers = self.max_returned_buffers;
+        c.max_returned_buffer_bytes = self.max_returned_buffer_bytes;
         c
     }
 }
@@ -391,6 +401,20 @@ impl LimitsFile {
             "max_worker_buffers",
             1 << 20,
         )?;
+        // The return queue is allocated up front, ~32 bytes a slot: 2^20 is 32 MiB a shard.
+        // 0 turns the return off (every dropped buffer is freed), 0 bytes likewise.
+        zero_or_count(
+            &mut l.max_returned_buffers,
+            self.max_returned_buffers,
+            "max_returned_buffers",
+            1 << 20,
+        )?;
+        zero_or_count(
+            &mut l.max_returned_buffer_bytes,
+            self.max_returned_buffer_bytes,
+            "max_returned_buffer_bytes",
+            bytes,
+        )?;
         count(
             &mut metrics.max_connections,
             self.metrics_max_connections,
@@ -481,6 +505,20 @@ fn check_order(l: &Limits) -> Result<(), BadLimit> {
 }
 
 /// Checks a count: an integer from 1 to `max` (0 would refuse every peer).
+/// [`count`], where 0 is allowed too (it turns the feature off).
+fn zero_or_count<T: TryFrom<u64> + From<u8>>(
+    slot: &mut T,
+    value: Option<i64>,
+    field: &'static str,
+    max: u64,
+) -> Result<(), BadLimit> {
+    if value == Some(0) {
+        *slot = T::from(0);
+        return Ok(());
+    }
+    count(slot, value, field, max)
+}
+
 fn count<T: TryFrom<u64>>(
     slot: &mut T,
     value: Option<i64>,
@@ -577,7 +615,8 @@ mod tests {
              reassembly_peer_bytes = 19000\nreassembly_timeout = 20\n\
              reassembly_max_age = 21\nmax_reassembly_ranges = 22\nmax_message_size = 2300\n\
              admission_window = 512\nack_eliciting_threshold = 10\nmax_ack_delay = 0.005\n\
-             max_worker_buffers = 23\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
+             max_worker_buffers = 23\nmax_returned_buffers = 0\n\
+             max_returned_buffer_bytes = 4096\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
         )
         .unwrap();
         let c = config.limits.apply(EndpointConfig::default());
@@ -635,6 +674,10 @@ mod tests {
         assert_eq!(r.ack_eliciting_threshold, 10);
         assert_eq!(r.max_ack_delay, Duration::from_millis(5));
         assert_eq!(c.max_worker_buffers, 23);
+        assert_eq!(
+            (c.max_returned_buffers, c.max_returned_buffer_bytes),
+            (0, 4096)
+        );
         assert_eq!(config.metrics_limits.max_connections, 24);
         assert_eq!(
             config.metrics_limits.request_deadline,

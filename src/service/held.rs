@@ -8,12 +8,20 @@
 //! Counting on drop means a worker that keeps, drops or forwards buffers cannot lose track of
 //! them; the only cost is one atomic add and one subtract per message.
 //!
+//! A buffer the worker drops goes back to the shard that lent it (issue 12): through a bounded
+//! lock-free queue ([`Ledger::keep_returns`] sets its bounds, in buffers and bytes, and the
+//! largest buffer it takes), which the shard drains into its endpoint's pool each turn. So the
+//! next message is received into memory that is still mapped and warm, instead of pages glibc
+//! gave back to the kernel when the worker freed the last one. Past the bounds a buffer is
+//! freed, as before; a buffer a worker takes out with [`Received::into_vec`] is its own.
+//!
 //! [`Delivery`]: super::Delivery
 
+use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// One shard's count of buffers lent to the worker side.
 pub(crate) struct Ledger {
@@ -23,6 +31,19 @@ pub(crate) struct Ledger {
     starved: AtomicBool,
     wakers: Arc<[Waker]>,
     index: usize,
+    /// Where dropped buffers go back to the shard, once it has set the bounds.
+    returns: OnceLock<Returns>,
+}
+
+/// The bounded way back of dropped buffers to their shard.
+struct Returns {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+    /// Capacity of the buffers in the queue, at most `max_bytes`.
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    /// Buffers with more capacity than this are freed, not returned.
+    max_capacity: usize,
 }
 
 impl Ledger {
@@ -32,7 +53,57 @@ impl Ledger {
             starved: AtomicBool::new(false),
             wakers,
             index,
+            returns: OnceLock::new(),
         })
+    }
+
+    /// Has dropped buffers come back to the shard: at most `buffers` of them and `bytes` of
+    /// capacity wait at once, none over `max_capacity`. Set once, by the shard, before it lends
+    /// anything; until then (and with `buffers` zero) dropped buffers are freed.
+    pub(crate) fn keep_returns(&self, buffers: usize, bytes: usize, max_capacity: usize) {
+        if buffers == 0 {
+            return;
+        }
+        // A bounded channel's array flavour: a lock-free ring allocated once, here.
+        let (tx, rx) = crossbeam_channel::bounded(buffers);
+        let _ = self.returns.set(Returns {
+            tx,
+            rx,
+            bytes: AtomicUsize::new(0),
+            max_bytes: bytes,
+            max_capacity,
+        });
+    }
+
+    /// A buffer a worker dropped, to reuse; `None` when none waits.
+    pub(crate) fn take_returned(&self) -> Option<Vec<u8>> {
+        let returns = self.returns.get()?;
+        let buf = returns.rx.try_recv().ok()?;
+        returns.bytes.fetch_sub(buf.capacity(), Ordering::AcqRel);
+        Some(buf)
+    }
+
+    /// Buffers waiting to be taken back.
+    #[cfg(test)]
+    fn returned(&self) -> usize {
+        self.returns.get().map_or(0, |r| r.rx.len())
+    }
+
+    /// Queues a dropped buffer for its shard, or frees it past the bounds.
+    fn give_back(&self, buf: Vec<u8>) {
+        let Some(returns) = self.returns.get() else {
+            return;
+        };
+        let capacity = buf.capacity();
+        if capacity == 0 || capacity > returns.max_capacity {
+            return;
+        }
+        // Charged before it is queued, so the bound holds with many workers returning at once.
+        let before = returns.bytes.fetch_add(capacity, Ordering::AcqRel);
+        if before.saturating_add(capacity) > returns.max_bytes || returns.tx.try_send(buf).is_err()
+        {
+            returns.bytes.fetch_sub(capacity, Ordering::AcqRel);
+        }
     }
 
     /// Buffers lent and not yet let go.
@@ -82,8 +153,10 @@ impl Clone for Hold {
 
 /// A message's bytes as the worker receives them: the receive-side buffer itself, counted
 /// against its shard's bound while the worker holds it. Reads and writes like a `Vec<u8>`;
-/// [`into_vec`](Self::into_vec) (to send it back as a reply, which returns it to the shard's
-/// pool) or dropping it lets go of it. A clone is a second buffer and counts as one.
+/// [`into_vec`](Self::into_vec) (to keep the bytes, or send them back as a reply, which
+/// returns them to the shard's pool) or dropping it lets go of it; dropped, the buffer goes
+/// back to the shard that lent it for the next message. A clone is a second buffer and counts
+/// as one.
 #[derive(Clone, Default)]
 pub struct Received {
     bytes: Vec<u8>,
@@ -92,10 +165,19 @@ pub struct Received {
 
 impl Received {
     /// Takes the bytes out and lets go of the buffer's place in the count.
-    pub fn into_vec(self) -> Vec<u8> {
-        let Received { bytes, hold } = self;
-        drop(hold);
-        bytes
+    pub fn into_vec(mut self) -> Vec<u8> {
+        // The worker keeps the buffer: it is no longer the shard's to take back.
+        drop(self.hold.take());
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        if let Some(hold) = self.hold.take() {
+            // Queued before the count falls, so a shard woken by the fall finds it.
+            hold.0.give_back(std::mem::take(&mut self.bytes));
+        }
     }
 }
 
@@ -181,5 +263,52 @@ mod tests {
         let own = Received::from(vec![9]);
         drop(own);
         assert_eq!(ledger.held(), 0, "bytes no shard lent count nowhere");
+    }
+
+    #[test]
+    fn dropped_buffers_go_back_within_the_bounds_and_the_excess_is_freed() {
+        let mut poll = Poll::new().unwrap();
+        let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
+        let ledger = Ledger::new(Arc::clone(&wakers), 0);
+        drop(ledger.lend(Vec::with_capacity(64)));
+        assert_eq!(ledger.returned(), 0, "no bounds set: freed, as before");
+        ledger.keep_returns(3, 10_000, 4096);
+        let a = ledger.lend(Vec::with_capacity(4096));
+        let at = a.as_ptr();
+        drop(a);
+        assert_eq!((ledger.returned(), ledger.held()), (1, 0));
+        let back = ledger.take_returned().unwrap();
+        assert_eq!(
+            (back.as_ptr(), back.capacity()),
+            (at, 4096),
+            "the same buffer"
+        );
+        assert!(ledger.take_returned().is_none());
+        drop(ledger.lend(Vec::with_capacity(4097)));
+        assert_eq!(ledger.returned(), 0, "over the largest kept: freed");
+        // A flood of returns: the byte bound (two of 4096 fit in 10,000) then the count.
+        let lent: Vec<Received> = (0..10)
+            .map(|_| ledger.lend(Vec::with_capacity(4096)))
+            .collect();
+        assert_eq!(ledger.held(), 10);
+        drop(lent);
+        assert_eq!((ledger.returned(), ledger.held()), (2, 0));
+        let small: Vec<Received> = (0..10)
+            .map(|_| ledger.lend(Vec::with_capacity(16)))
+            .collect();
+        drop(small);
+        assert_eq!(ledger.returned(), 3, "three buffers at most");
+        while ledger.take_returned().is_some() {}
+        let c = ledger.lend(Vec::with_capacity(64));
+        ledger.set_starved(true);
+        drop(c);
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(
+            !events.is_empty(),
+            "a returned buffer still wakes a starved shard"
+        );
+        assert!(ledger.take_returned().is_some(), "and it finds the buffer");
     }
 }

@@ -134,6 +134,11 @@ impl Pair {
     /// each step sends what the window allows; returns the allocations it took and the packets
     /// a sent.
     fn bulk(&mut self, count: u64, payload: &[u8]) -> (u64, u64) {
+        self.bulk_ahead(count, payload, 256)
+    }
+
+    /// [`Pair::bulk`] with a's send queue kept at most `ahead` messages past b's deliveries.
+    fn bulk_ahead(&mut self, count: u64, payload: &[u8], ahead: u64) -> (u64, u64) {
         let channel = self.a_channel.unwrap();
         self.payload_len = payload.len();
         let target = self.delivered[1] + count;
@@ -144,7 +149,7 @@ impl Pair {
         let mut sent = 0;
         while self.delivered[1] < target {
             // A few hundred ahead: more than a window, fewer than the pool holds.
-            while sent < count && sent < self.delivered[1] - start + 256 {
+            while sent < count && sent < self.delivered[1] - start + ahead {
                 self.a.send(self.now, channel, payload).expect("a sends");
                 sent += 1;
             }
@@ -210,4 +215,26 @@ fn a_bulk_sender_allocates_nothing_per_packet() {
     );
     assert_eq!(small, large, "allocations grow with the packet count");
     assert!(small <= 4, "{small} allocations in steady state");
+}
+
+/// Issue 12: a 64 KiB message, reassembled from ~47 fragments, is received into a buffer the
+/// pool kept from an earlier one (and sent from one), so steady bulk delivery allocates nothing
+/// per packet and nothing for its buffers; before, each message cost a fresh 64 KiB allocation
+/// on each side (two per message at least). One allocation per message is left: the B-tree
+/// leaf of its fragment ranges (`reliability/fragments.rs`), freed with the message.
+#[test]
+fn fragmented_bulk_messages_are_reassembled_into_pooled_buffers() {
+    let mut pair = Pair::new(Capabilities::from_bits(7).unwrap());
+    let payload = vec![7u8; 64 * 1024];
+    pair.bulk_ahead(100, &payload, 16);
+    let (small, small_packets) = pair.bulk_ahead(100, &payload, 16);
+    let (large, large_packets) = pair.bulk_ahead(200, &payload, 16);
+    eprintln!(
+        "64 KiB: {small} allocations for {small_packets} packets, {large} for {large_packets}"
+    );
+    assert!(large_packets >= 200 * 45, "{large_packets} packets");
+    assert!(
+        small <= 100 + 4 && large <= 200 + 4,
+        "{small} and {large} allocations: more than the ranges' one per message"
+    );
 }
