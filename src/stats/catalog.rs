@@ -497,6 +497,8 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "key_forged",
     "key_stale",
     "keys_full",
+    // A reply's contact at an address another candidate of the lookup holds (second round).
+    "address_repeated",
 ];
 
 /// Every metric family the node exports, in the order docs/METRICS.md lists them.

@@ -98,9 +98,11 @@ impl Lookup {
         self
     }
 
-    fn offer(&mut self, contact: Contact, depth: u32, keep: usize) {
+    /// Adds `contact` to the shortlist; false when it was refused because another id holds its
+    /// address.
+    fn offer(&mut self, contact: Contact, depth: u32, keep: usize) -> bool {
         if contact.id == self.own {
-            return;
+            return true;
         }
         if let Some(known) = self
             .candidates
@@ -108,13 +110,23 @@ impl Lookup {
             .find(|c| c.contact.id == contact.id)
         {
             known.depth = known.depth.min(depth);
-            return;
+            return true;
+        }
+        // One address, one candidate: a reply may list any address under any number of ids,
+        // and each asked is an open (handshake INITs) sent there, so a peer could aim a
+        // lookup's every request at a third party that never answers.
+        if self
+            .candidates
+            .iter()
+            .any(|c| c.contact.addr == contact.addr)
+        {
+            return false;
         }
         let distance = contact.id.distance(&self.target);
         self.offers = self.offers.saturating_add(1);
         let at = self.candidates.partition_point(|c| c.distance <= distance);
         if at >= keep {
-            return;
+            return true;
         }
         self.candidates.insert(
             at,
@@ -142,6 +154,7 @@ impl Lookup {
                 _ => break,
             }
         }
+        true
     }
 
     /// True when `c` was asked at least the stall time before `now` and has not answered.
@@ -247,15 +260,17 @@ impl Lookup {
             .min()
     }
 
-    /// `from` answered with `contacts`; the shortlist keeps the closest `3k`.
-    pub fn on_nodes(&mut self, from: &NodeId, contacts: &[Contact], k: usize) {
+    /// `from` answered with `contacts`; the shortlist keeps the closest `3k`. Returns how many
+    /// were refused because another id already holds their address.
+    pub fn on_nodes(&mut self, from: &NodeId, contacts: &[Contact], k: usize) -> usize {
         let Some(depth) = self.settle(from, State::Answered) else {
-            return;
+            return 0;
         };
         let keep = k.saturating_mul(3);
-        for contact in contacts {
-            self.offer(*contact, depth.saturating_add(1), keep);
-        }
+        let depth = depth.saturating_add(1);
+        (contacts.iter())
+            .filter(|contact| !self.offer(**contact, depth, keep))
+            .count()
     }
 
     /// `from` returned the value.
