@@ -11,7 +11,7 @@ use super::rpc::{config, dropped, from, node};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use weft::overlay::id::Contact;
-use weft::overlay::kademlia::{Dht, Event};
+use weft::overlay::kademlia::{Dht, Event, KademliaConfig};
 
 /// The victim: an address nobody answers from.
 fn victim() -> SocketAddr {
@@ -77,4 +77,40 @@ fn one_address_under_many_ids_is_asked_once_a_lookup_and_forgotten_once_it_faile
     getter.find_node(now, TARGET, 78);
     let (again, _) = run_to_the_end(&mut getter, now, 78);
     assert_eq!(again, 0, "a contact that failed was asked again");
+}
+
+#[test]
+fn where_the_subnet_rule_is_on_a_reply_aims_at_most_its_cap_of_requests_at_one_network() {
+    let now = Instant::now();
+    let hostile = contact(7, 9);
+    let mut getter = node(
+        1,
+        KademliaConfig {
+            per_subnet_cap: Some(2),
+            ..config()
+        },
+    );
+    let asked = finding_node(&mut getter, now, &hostile);
+    // Twenty ports of the victim's host: twenty addresses, one network.
+    let ports = (at_victim(20).into_iter().enumerate())
+        .map(|(i, c)| Contact {
+            addr: SocketAddr::new(victim().ip(), 5000 + i as u16),
+            ..c
+        })
+        .collect();
+    getter.handle(now, 1_000, from(&hostile), &nodes(&asked, ports).encode());
+    let mut to_network = 0;
+    let mut now = now;
+    for _ in 0..400 {
+        while let Some(t) = getter.poll_transmit() {
+            to_network += usize::from(t.addr.ip() == victim().ip());
+        }
+        if std::iter::from_fn(|| getter.poll_event()).any(|e| matches!(e, Event::Lookup { .. })) {
+            break;
+        }
+        now += Duration::from_secs(2);
+        getter.handle_timeout(now, 1_000);
+    }
+    assert_eq!(to_network, 2);
+    assert_eq!(dropped(&getter, "address_repeated"), 18);
 }

@@ -10,6 +10,7 @@
 //! flight, its late answer still counts, and at most 2α requests are ever in flight. So does
 //! a request overtaken by a reply that brought closer contacts: the lookup asks those at once.
 
+use super::table::subnet_of;
 use crate::overlay::id::{Contact, NodeId};
 use crate::overlay::rpc::{RecordMeta, Value};
 use std::time::{Duration, Instant};
@@ -61,6 +62,8 @@ pub struct Lookup {
     stall: Duration,
     /// Contacts offered so far: orders what was learned before and after a request went.
     offers: u64,
+    /// Most candidates learned from replies in one /24 (/64), where the table has that cap.
+    subnet_cap: Option<usize>,
 }
 
 impl Lookup {
@@ -78,6 +81,7 @@ impl Lookup {
             started,
             stall: Duration::MAX,
             offers: 0,
+            subnet_cap: None,
         };
         for seed in seeds {
             lookup.offer(*seed, 1, usize::MAX);
@@ -89,6 +93,14 @@ impl Lookup {
     /// `stall` (by default never).
     pub fn with_stall(mut self, stall: Duration) -> Lookup {
         self.stall = stall;
+        self
+    }
+
+    /// The same lookup, taking at most `cap` contacts in one /24 (/64) from replies (the
+    /// table's `per_subnet_cap`): where the rule is on, a reply cannot aim more than `cap` of
+    /// the lookup's requests at one network by listing its addresses under made-up ids.
+    pub fn with_subnet_cap(mut self, cap: Option<usize>) -> Lookup {
+        self.subnet_cap = cap;
         self
     }
 
@@ -261,7 +273,7 @@ impl Lookup {
     }
 
     /// `from` answered with `contacts`; the shortlist keeps the closest `3k`. Returns how many
-    /// were refused because another id already holds their address.
+    /// were refused because another id already holds their address (or its /24 is full).
     pub fn on_nodes(&mut self, from: &NodeId, contacts: &[Contact], k: usize) -> usize {
         let Some(depth) = self.settle(from, State::Answered) else {
             return 0;
@@ -269,8 +281,21 @@ impl Lookup {
         let keep = k.saturating_mul(3);
         let depth = depth.saturating_add(1);
         (contacts.iter())
-            .filter(|contact| !self.offer(**contact, depth, keep))
+            .filter(|contact| self.crowded(contact) || !self.offer(**contact, depth, keep))
             .count()
+    }
+
+    /// True when `contact` is new and its /24 (/64) already holds the subnet cap's candidates.
+    fn crowded(&self, contact: &Contact) -> bool {
+        let Some(cap) = self.subnet_cap else {
+            return false;
+        };
+        let subnet = subnet_of(contact.addr.ip());
+        !self.candidates.iter().any(|c| c.contact.id == contact.id)
+            && (self.candidates.iter())
+                .filter(|c| subnet_of(c.contact.addr.ip()) == subnet)
+                .count()
+                >= cap
     }
 
     /// `from` returned the value.

@@ -424,6 +424,7 @@ impl Dht {
             });
         let lookup = Lookup::new(target, self.own.id, &seeds, now)
             .with_max_requests(self.config.max_lookup_requests)
+            .with_subnet_cap(self.config.per_subnet_cap)
             .with_stall(stall);
         let id = self.fresh_id();
         let wake = None;
