@@ -483,6 +483,8 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "info_refused",
     "no_peer_info",
     "requests_full",
+    // An open to an address with one in flight already, under another id (second round).
+    "address_opening",
     // A peer's id proof refused (`node::trust`, `consensus::proof`).
     "malformed_proof",
     "foreign_network",
