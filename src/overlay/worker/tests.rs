@@ -601,8 +601,8 @@ fn only_a_proven_certified_id_enters_the_table_and_the_node_is_a_client_until_it
     assert_eq!(dropped(&stats, "foreign_network"), 1);
 }
 
-#[test]
-fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_riding_the_open() {
+/// A node that joined through the bootstrap peer `PeerId([4; 16])`, whose channel is open.
+fn joined() -> (Running, ChannelHandle, PeerId) {
     let (mut running, first) = joining("127.0.0.1:7001".parse().unwrap());
     let ShardRequest::Open {
         token,
@@ -621,6 +621,12 @@ fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_ridin
         peer: them,
         capabilities,
     }]);
+    (running, channel, them)
+}
+
+#[test]
+fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_riding_the_open() {
+    let (mut running, channel, them) = joined();
     let own = provisional_id(&PeerId([1; 16]));
     running.until(|seen| {
         requests_on(seen, channel)
@@ -747,25 +753,7 @@ fn a_forgotten_peers_options_make_room_for_a_newcomer() {
 /// one per id a peer made up.
 #[test]
 fn one_address_gets_one_open_at_a_time_whatever_ids_replies_list_there() {
-    let (mut running, first) = joining("127.0.0.1:7001".parse().unwrap());
-    let ShardRequest::Open {
-        token,
-        capabilities,
-        ..
-    } = first
-    else {
-        panic!("{:?}", running.seen);
-    };
-    let channel = ChannelHandle(Hashcode(40));
-    let them = PeerId([4; 16]);
-    let opened = Input::Opened {
-        token,
-        shard: 0,
-        channel,
-        peer: them,
-        capabilities,
-    };
-    running.push(vec![opened]);
+    let (mut running, channel, them) = joined();
     for key in [b"a", b"b"] {
         let (reply, _) = crossbeam_channel::bounded(1);
         let get = DhtCommand::Get {
