@@ -603,7 +603,7 @@ fn only_a_proven_certified_id_enters_the_table_and_the_node_is_a_client_until_it
 
 /// A node that joined through the bootstrap peer `PeerId([4; 16])`, whose channel is open.
 fn joined() -> (Running, ChannelHandle, PeerId) {
-    let (mut running, first) = joining("127.0.0.1:7001".parse().unwrap());
+    let (running, first) = joining("127.0.0.1:7001".parse().unwrap());
     let ShardRequest::Open {
         token,
         capabilities,
