@@ -32,6 +32,8 @@ mod support;
 
 #[path = "hostile/services.rs"]
 mod services;
+#[path = "hostile/weapon.rs"]
+mod weapon;
 
 use support::TempDir;
 

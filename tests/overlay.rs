@@ -27,3 +27,5 @@ mod scale;
 mod scenario;
 #[path = "overlay/vectors.rs"]
 mod vectors;
+#[path = "overlay/victim.rs"]
+mod victim;

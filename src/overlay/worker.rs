@@ -42,7 +42,7 @@ use crate::service::{Delivery, Input, OpenFailure};
 use crate::stats::HistogramSlots;
 use crate::wire::{CloseReason, PeerId};
 use crossbeam_channel::Sender;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -192,7 +192,7 @@ impl Peer {
 }
 
 enum Token {
-    Open(PeerId),
+    Open(PeerId, SocketAddr),
     Bootstrap(SocketAddr),
     Info(PeerId),
 }
@@ -233,6 +233,8 @@ pub struct OverlayService {
     links: HashMap<PeerId, NodeId>,
     /// Bootstrap peers whose channel opened, waiting for their certified id.
     awaiting: HashMap<PeerId, SocketAddr>,
+    /// Addresses with an open in flight: one at a time each, whatever ids peers list there.
+    dialling: HashSet<SocketAddr>,
     /// When to look for the node's own certified id again; `None` once it has it (or where
     /// the driver vouches).
     certify_at: Option<Instant>,
@@ -281,6 +283,7 @@ impl OverlayService {
             held: 0,
             links: HashMap::new(),
             awaiting: HashMap::new(),
+            dialling: HashSet::new(),
             // A configured client never shows an id, so it need not look for one.
             certify_at: (!config.accept_provisional && !config.kademlia.client).then_some(now),
             config,
@@ -398,6 +401,12 @@ impl OverlayService {
                 Self::count(cx, "opens_full");
                 false
             }
+            // Replies name any address under any number of ids: a third party's must not get
+            // an open's INITs once per id at a time (docs/SECURITY.md, "Second round").
+            (Link::None, _) if self.dialling.contains(&addr) => {
+                Self::count(cx, "address_opening");
+                false
+            }
             (Link::None, bytes) => {
                 // The first frame rides the open as early data (it leaves with the packet that
                 // completes the channel); a large one (a STORE) waits for the channel instead.
@@ -406,7 +415,7 @@ impl OverlayService {
                     other => (None, other),
                 };
                 let opened = self.open_contact(peer, addr, early.as_deref(), cx);
-                self.opened(peer, opened, later, cx)
+                self.opened(peer, addr, opened, later, cx)
             }
         }
     }
@@ -415,6 +424,7 @@ impl OverlayService {
     fn opened(
         &mut self,
         peer: PeerId,
+        addr: SocketAddr,
         opened: Result<u64, HostError>,
         later: Option<Vec<u8>>,
         cx: &mut Context<'_>,
@@ -426,7 +436,8 @@ impl OverlayService {
             Ok(token) => {
                 entry.link = Link::Opening;
                 entry.outbox.extend(later);
-                self.tokens.insert(token, Token::Open(peer));
+                self.tokens.insert(token, Token::Open(peer, addr));
+                self.dialling.insert(addr);
                 self.opening = self.opening.saturating_add(1);
                 true
             }
@@ -640,8 +651,9 @@ impl Service for OverlayService {
                 peer,
                 ..
             } => match self.tokens.remove(&token) {
-                Some(Token::Open(asked)) => {
+                Some(Token::Open(asked, to)) => {
                     self.opening = self.opening.saturating_sub(1);
+                    self.dialling.remove(&to);
                     match self.peers.get(&asked).and_then(|p| p.addr) {
                         Some(addr) if asked == peer => {
                             self.attach(now, peer, addr, shard, channel, cx);
@@ -689,8 +701,9 @@ impl Service for OverlayService {
                 }
             },
             Input::OpenFailed { token, reason, .. } => match self.tokens.remove(&token) {
-                Some(Token::Open(peer)) => {
+                Some(Token::Open(peer, to)) => {
                     self.opening = self.opening.saturating_sub(1);
+                    self.dialling.remove(&to);
                     if let Some(entry) = self.peers.get(&peer)
                         && entry.link == Link::Opening
                     {

@@ -483,6 +483,8 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "info_refused",
     "no_peer_info",
     "requests_full",
+    // An open to an address with one in flight already, under another id (second round).
+    "address_opening",
     // A peer's id proof refused (`node::trust`, `consensus::proof`).
     "malformed_proof",
     "foreign_network",
@@ -497,6 +499,8 @@ pub const OVERLAY_DROP_REASONS: &[&str] = &[
     "key_forged",
     "key_stale",
     "keys_full",
+    // A reply's contact at an address another candidate of the lookup holds (second round).
+    "address_repeated",
 ];
 
 /// Every metric family the node exports, in the order docs/METRICS.md lists them.

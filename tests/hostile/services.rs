@@ -18,10 +18,10 @@ use weft::session::{Identity, PeerRecord};
 use weft::wire::{Ack, AckRanges, Capabilities, ChannelId, Message};
 
 /// The first byte of a message for the overlay and for the consensus service (`ServiceTag`).
-const OVERLAY: u8 = 1;
+pub(super) const OVERLAY: u8 = 1;
 const CONSENSUS: u8 = 2;
 
-const DROPPED: &str = "weft_overlay_dropped_total";
+pub(super) const DROPPED: &str = "weft_overlay_dropped_total";
 
 /// The overlay attacker's Ed25519 and X25519 secrets: it signs records of its own.
 const ATTACKER_KEYS: ([u8; 32], [u8; 32]) = ([0x41; 32], [0x42; 32]);
@@ -34,10 +34,10 @@ const BZ2_BLOCK_BOMB: &[u8] = include_bytes!("../overlay/bomb.bz2");
 const BARRIER: Duration = Duration::from_secs(20);
 
 /// The attacker's channel, the next message number on it and the credit the node gave.
-struct Sender {
-    attacker: Attacker,
-    channel: ChannelId,
-    next: u64,
+pub(super) struct Sender {
+    pub(super) attacker: Attacker,
+    pub(super) channel: ChannelId,
+    pub(super) next: u64,
     /// Message numbers below this may be sent (the node's last WINDOW; 64 at the open).
     credit: u64,
     /// DATA payloads that arrived while waiting for credit.
@@ -47,12 +47,16 @@ struct Sender {
 }
 
 impl Sender {
-    fn open(node: &Node, seed: u64) -> Result<Sender, AttackError> {
+    pub(super) fn open(node: &Node, seed: u64) -> Result<Sender, AttackError> {
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
         Sender::open_as(node, Identity::generate(&mut rng), seed)
     }
 
-    fn open_as(node: &Node, identity: Identity, seed: u64) -> Result<Sender, AttackError> {
+    pub(super) fn open_as(
+        node: &Node,
+        identity: Identity,
+        seed: u64,
+    ) -> Result<Sender, AttackError> {
         let mut attacker = Attacker::with_identity(loopback(0, 1, 1), node.udp, identity, seed)?;
         attacker.handshake_xx(STEP)?;
         let channel = attacker.open_channel(3, Capabilities::NONE, STEP)?;
@@ -104,7 +108,7 @@ impl Sender {
 
     /// Sends `payloads`, one DATA message each, as many to a datagram as fit, within the
     /// credit the node gives (waiting for its WINDOWs: a message past it would be dropped).
-    fn send(&mut self, payloads: &[Vec<u8>]) -> Result<(), AttackError> {
+    pub(super) fn send(&mut self, payloads: &[Vec<u8>]) -> Result<(), AttackError> {
         for group in fit(payloads, 1100) {
             let deadline = Instant::now() + BARRIER;
             while self.next + group.len() as u64 > self.credit {
@@ -131,7 +135,7 @@ impl Sender {
 
     /// Counts the DATA payloads for `tag` that arrive until `deadline` or until `done` says
     /// so.
-    fn collect(
+    pub(super) fn collect(
         &mut self,
         tag: u8,
         deadline: Instant,
@@ -172,14 +176,14 @@ fn fit(payloads: &[Vec<u8>], budget: usize) -> Vec<&[Vec<u8>]> {
     groups
 }
 
-fn tagged(tag: u8, bytes: &[u8]) -> Vec<u8> {
+pub(super) fn tagged(tag: u8, bytes: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     out.extend_from_slice(bytes);
     out
 }
 
 /// The sum of `name{...label...}` over the node's metrics.
-fn counter(node: &Node, name: &str, label: &str) -> u64 {
+pub(super) fn counter(node: &Node, name: &str, label: &str) -> u64 {
     let text = scrape(node.metrics, Duration::from_secs(10)).expect("scrape");
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
@@ -190,7 +194,7 @@ fn counter(node: &Node, name: &str, label: &str) -> u64 {
 /// [`counter`] once it is at least `min`, or what it is after 10 s. The node publishes its
 /// counters about once a second, and the overlay hands its own over when it is next busy, so
 /// each look is preceded by an overlay PING.
-fn counted(node: &Node, sender: &mut Sender, name: &str, label: &str, min: u64) -> u64 {
+pub(super) fn counted(node: &Node, sender: &mut Sender, name: &str, label: &str, min: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let _ = overlay_barrier(sender);
@@ -222,7 +226,7 @@ fn worker_ticks(node: &Node) -> u64 {
 }
 
 /// Sends an overlay PING and waits for its ACK: the worker has handled what came before.
-fn overlay_barrier(sender: &mut Sender) -> Result<(), AttackError> {
+pub(super) fn overlay_barrier(sender: &mut Sender) -> Result<(), AttackError> {
     sender.pings += 1;
     let id = sender.pings;
     let ping = Request {

@@ -149,3 +149,44 @@ fn a_store_waits_for_the_peers_commit_before_it_times_out() {
     putter.handle_timeout(rtt_only + timeouts.commit, 1_000);
     assert_eq!(timed_out(&putter), 1);
 }
+
+/// Second round (docs/SECURITY.md): a record is held decoded, and a msgpack nil is one byte on
+/// the wire but a whole value in memory, so a budget of wire bytes let a peer hold 32 times
+/// its share. A peer's share (here 512 KiB) must hold what its records take in memory.
+#[test]
+fn a_record_is_charged_the_memory_its_value_holds_not_its_wire_bytes() {
+    let now = Instant::now();
+    let mut dht = node(
+        1,
+        KademliaConfig {
+            max_record_bytes: 4 << 20,
+            ..config()
+        },
+    );
+    let peer = from(&contact(7, 2));
+    let nils = |id: u32, key: &[u8]| {
+        request(
+            Opcode::Store,
+            id,
+            Body::Store {
+                key: key.to_vec(),
+                // 12,000 nils: 12,003 bytes on the wire, 384,000 bytes of values in memory.
+                value: Value::Array(vec![Value::Nil; 12_000]),
+                meta: RecordMeta {
+                    version: 0,
+                    ttl: 60,
+                },
+            },
+        )
+    };
+    corpus("attack2-store-of-nils", &nils(1, b"a"));
+    assert!(ask(&mut dht, now, peer, &nils(1, b"a")).unwrap().ack);
+    let held = dht.records().bytes();
+    assert!(
+        held >= 12_000 * std::mem::size_of::<Value>(),
+        "charged {held} bytes for 12,000 values"
+    );
+    // The second would take the peer past its share of memory.
+    assert!(!ask(&mut dht, now, peer, &nils(2, b"b")).unwrap().ack);
+    assert_eq!(refused(&dht, "store_quota"), 1);
+}

@@ -17,7 +17,7 @@ use weft::overlay::rpc::{
 use weft::wire::PeerId;
 
 /// Certifies exactly the (id, peer) pairs it was given.
-struct Fake(BTreeSet<(NodeId, PeerId)>);
+pub(crate) struct Fake(BTreeSet<(NodeId, PeerId)>);
 
 impl Fake {
     fn of(contacts: &[Contact]) -> Box<Fake> {
@@ -40,7 +40,7 @@ pub(crate) fn corpus(name: &str, bytes: &[u8]) {
     assert_eq!(std::fs::read(&path).ok().as_deref(), Some(bytes), "{path}");
 }
 
-fn counted(dht: &Dht, name: &str) -> u64 {
+pub(crate) fn counted(dht: &Dht, name: &str) -> u64 {
     dht.stats()
         .iter()
         .filter(|e| e.name == name)
@@ -53,7 +53,7 @@ fn ping(id: u32) -> Vec<u8> {
 }
 
 /// The one request `dht` sends next.
-fn sent(dht: &mut Dht) -> (weft::overlay::kademlia::Transmit, Request) {
+pub(crate) fn sent(dht: &mut Dht) -> (weft::overlay::kademlia::Transmit, Request) {
     let t = dht.poll_transmit().expect("a request");
     match Frame::parse(&t.bytes, &FrameLimits::default()).unwrap() {
         Frame::Request(r) => (t, r),
@@ -113,17 +113,17 @@ fn looking_up(key: &[u8]) -> (Instant, Dht, Contact, Request) {
 }
 
 /// The node id the FIND_NODE tests look up.
-const TARGET: NodeId = NodeId([0x42; 20]);
+pub(crate) const TARGET: NodeId = NodeId([0x42; 20]);
 
 /// `getter` with `hostile` in its table, looking [`TARGET`] up: returns the FIND_NODE it sent.
-fn finding_node(getter: &mut Dht, now: Instant, hostile: &Contact) -> Request {
+pub(crate) fn finding_node(getter: &mut Dht, now: Instant, hostile: &Contact) -> Request {
     ask(getter, now, from(hostile), &ping(1)).unwrap();
     getter.find_node(now, TARGET, 77);
     sent(getter).1
 }
 
 /// An answer to `asked` that lists `contacts`.
-fn nodes(asked: &Request, contacts: Vec<Contact>) -> Reply {
+pub(crate) fn nodes(asked: &Request, contacts: Vec<Contact>) -> Reply {
     Reply {
         ack: true,
         id: asked.id,
@@ -132,7 +132,7 @@ fn nodes(asked: &Request, contacts: Vec<Contact>) -> Reply {
     }
 }
 
-fn lookup_result(dht: &mut Dht) -> weft::overlay::kademlia::LookupResult {
+pub(crate) fn lookup_result(dht: &mut Dht) -> weft::overlay::kademlia::LookupResult {
     std::iter::from_fn(|| dht.poll_event())
         .find_map(|e| match e {
             Event::Lookup { token: 77, result } => Some(result),

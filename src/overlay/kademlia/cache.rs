@@ -3,10 +3,13 @@
 //! or because the node already keeps ℓ self-initiated connections. A bucket that loses
 //! contacts is filled from it (each cached contact is pinged first, and enters the table only
 //! by answering), and a connection that closes is replaced from it. Peers name the contacts it
-//! holds, so it is bounded: past `max`, the least recently learned goes.
+//! holds, so it is bounded: past `max`, the least recently learned goes. Peers also name the
+//! addresses, so an address is held under one id only, the first learned: a reply listing
+//! a third party's address under many ids must not make the node open to it once per id.
 
 use crate::overlay::id::{Contact, NodeId};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 /// A bounded cache of contacts, least recently learned out first.
 #[derive(Clone, Debug)]
@@ -14,6 +17,7 @@ pub struct NodeCache {
     max: usize,
     by_id: BTreeMap<NodeId, (Contact, u64)>,
     by_age: BTreeMap<u64, NodeId>,
+    by_addr: BTreeMap<SocketAddr, NodeId>,
     next: u64,
 }
 
@@ -24,26 +28,34 @@ impl NodeCache {
             max,
             by_id: BTreeMap::new(),
             by_age: BTreeMap::new(),
+            by_addr: BTreeMap::new(),
             next: 0,
         }
     }
 
-    /// Notes `contact` as just learned (again), evicting the least recently learned past the
-    /// bound.
+    /// Notes `contact` as just learned (again), unless another id holds its address, evicting
+    /// the least recently learned past the bound.
     pub fn note(&mut self, contact: Contact) {
         if self.max == 0 {
             return;
         }
         self.remove(&contact.id);
+        if self.by_addr.contains_key(&contact.addr) {
+            // Held under another id: that one stays until it is taken out or fails, as a
+            // lookup keeps the first id it was offered at an address.
+            return;
+        }
         let age = self.next;
         self.next = self.next.wrapping_add(1);
         self.by_id.insert(contact.id, (contact, age));
         self.by_age.insert(age, contact.id);
+        self.by_addr.insert(contact.addr, contact.id);
         while self.by_id.len() > self.max {
-            let Some((_, oldest)) = self.by_age.pop_first() else {
+            let Some((_, oldest)) = self.by_age.first_key_value() else {
                 break;
             };
-            self.by_id.remove(&oldest);
+            let oldest = *oldest;
+            self.remove(&oldest);
         }
     }
 
@@ -51,6 +63,7 @@ impl NodeCache {
     pub fn remove(&mut self, id: &NodeId) -> Option<Contact> {
         let (contact, age) = self.by_id.remove(id)?;
         self.by_age.remove(&age);
+        self.by_addr.remove(&contact.addr);
         Some(contact)
     }
 
@@ -128,6 +141,22 @@ mod tests {
             vec![1, 3]
         );
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn an_address_is_cached_under_the_first_id_learned_only() {
+        let mut cache = NodeCache::new(10);
+        for n in 1..=5 {
+            cache.note(Contact {
+                addr: contact(9).addr,
+                ..contact(n)
+            });
+        }
+        cache.note(contact(6));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.contains(&NodeId([1; 20])));
+        assert_eq!(cache.take(10, |_| true).len(), 2);
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! flight, its late answer still counts, and at most 2α requests are ever in flight. So does
 //! a request overtaken by a reply that brought closer contacts: the lookup asks those at once.
 
+use super::table::subnet_of;
 use crate::overlay::id::{Contact, NodeId};
 use crate::overlay::rpc::{RecordMeta, Value};
 use std::time::{Duration, Instant};
@@ -61,6 +62,8 @@ pub struct Lookup {
     stall: Duration,
     /// Contacts offered so far: orders what was learned before and after a request went.
     offers: u64,
+    /// Most candidates learned from replies in one /24 (/64), where the table has that cap.
+    subnet_cap: Option<usize>,
 }
 
 impl Lookup {
@@ -78,6 +81,7 @@ impl Lookup {
             started,
             stall: Duration::MAX,
             offers: 0,
+            subnet_cap: None,
         };
         for seed in seeds {
             lookup.offer(*seed, 1, usize::MAX);
@@ -92,15 +96,25 @@ impl Lookup {
         self
     }
 
+    /// The same lookup, taking at most `cap` contacts in one /24 (/64) from replies (the
+    /// table's `per_subnet_cap`): where the rule is on, a reply cannot aim more than `cap` of
+    /// the lookup's requests at one network by listing its addresses under made-up ids.
+    pub fn with_subnet_cap(mut self, cap: Option<usize>) -> Lookup {
+        self.subnet_cap = cap;
+        self
+    }
+
     /// The same lookup, sending at most `max` requests.
     pub fn with_max_requests(mut self, max: u32) -> Lookup {
         self.max_requests = max;
         self
     }
 
-    fn offer(&mut self, contact: Contact, depth: u32, keep: usize) {
+    /// Adds `contact` to the shortlist; false when it was refused because another id holds its
+    /// address.
+    fn offer(&mut self, contact: Contact, depth: u32, keep: usize) -> bool {
         if contact.id == self.own {
-            return;
+            return true;
         }
         if let Some(known) = self
             .candidates
@@ -108,13 +122,23 @@ impl Lookup {
             .find(|c| c.contact.id == contact.id)
         {
             known.depth = known.depth.min(depth);
-            return;
+            return true;
+        }
+        // One address, one candidate: a reply may list any address under any number of ids,
+        // and each asked is an open (handshake INITs) sent there, so a peer could aim a
+        // lookup's every request at a third party that never answers.
+        if self
+            .candidates
+            .iter()
+            .any(|c| c.contact.addr == contact.addr)
+        {
+            return false;
         }
         let distance = contact.id.distance(&self.target);
         self.offers = self.offers.saturating_add(1);
         let at = self.candidates.partition_point(|c| c.distance <= distance);
         if at >= keep {
-            return;
+            return true;
         }
         self.candidates.insert(
             at,
@@ -142,6 +166,7 @@ impl Lookup {
                 _ => break,
             }
         }
+        true
     }
 
     /// True when `c` was asked at least the stall time before `now` and has not answered.
@@ -247,15 +272,30 @@ impl Lookup {
             .min()
     }
 
-    /// `from` answered with `contacts`; the shortlist keeps the closest `3k`.
-    pub fn on_nodes(&mut self, from: &NodeId, contacts: &[Contact], k: usize) {
+    /// `from` answered with `contacts`; the shortlist keeps the closest `3k`. Returns how many
+    /// were refused because another id already holds their address (or its /24 is full).
+    pub fn on_nodes(&mut self, from: &NodeId, contacts: &[Contact], k: usize) -> usize {
         let Some(depth) = self.settle(from, State::Answered) else {
-            return;
+            return 0;
         };
         let keep = k.saturating_mul(3);
-        for contact in contacts {
-            self.offer(*contact, depth.saturating_add(1), keep);
-        }
+        let depth = depth.saturating_add(1);
+        (contacts.iter())
+            .filter(|contact| self.crowded(contact) || !self.offer(**contact, depth, keep))
+            .count()
+    }
+
+    /// True when `contact` is new and its /24 (/64) already holds the subnet cap's candidates.
+    fn crowded(&self, contact: &Contact) -> bool {
+        let Some(cap) = self.subnet_cap else {
+            return false;
+        };
+        let subnet = subnet_of(contact.addr.ip());
+        !self.candidates.iter().any(|c| c.contact.id == contact.id)
+            && (self.candidates.iter())
+                .filter(|c| subnet_of(c.contact.addr.ip()) == subnet)
+                .count()
+                >= cap
     }
 
     /// `from` returned the value.

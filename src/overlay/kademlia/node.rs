@@ -424,6 +424,7 @@ impl Dht {
             });
         let lookup = Lookup::new(target, self.own.id, &seeds, now)
             .with_max_requests(self.config.max_lookup_requests)
+            .with_subnet_cap(self.config.per_subnet_cap)
             .with_stall(stall);
         let id = self.fresh_id();
         let wake = None;
@@ -672,7 +673,14 @@ impl Dht {
                             let gone = certified_only(self.certificates.as_ref(), &mut contacts);
                             self.stats
                                 .add("weft_overlay_uncertified_total", None, gone as u64);
-                            active.lookup.on_nodes(&node, &contacts, self.config.k);
+                            let repeated = active.lookup.on_nodes(&node, &contacts, self.config.k);
+                            if repeated > 0 {
+                                self.stats.add(
+                                    "weft_overlay_dropped_total",
+                                    Some(("reason", "address_repeated")),
+                                    repeated as u64,
+                                );
+                            }
                             self.learned(&contacts);
                         }
                         (true, ReplyBody::Found { value, meta, .. }) => {
@@ -724,6 +732,9 @@ impl Dht {
             match expired.tag {
                 Tag::Lookup { lookup, node } => {
                     self.table.failed(&node, self.config.max_failures, now);
+                    // A contact learned from a reply that never answered is not asked again
+                    // (it may be a third party's address a peer made up).
+                    self.cache.remove(&node);
                     if let Some(active) = self.lookups.get_mut(&lookup) {
                         active.lookup.on_failed(&node);
                     }

@@ -4,6 +4,7 @@
 //! served, its envelope must verify first, and one that does not is dropped and counted.
 
 use super::node::{Dht, Event, Sender};
+use super::store::RecordStore;
 use crate::overlay::id::{key_address, provisional_id};
 use crate::overlay::rpc::{Body, ConnectionOpt, Opcode, Reply, ReplyBody, Request, Value};
 
@@ -99,7 +100,7 @@ impl Dht {
                     let replicate = self.config.replicate.as_secs();
                     // The peer's share is checked first: a peer past it is refused even where
                     // the budget as a whole still has room.
-                    let bytes = key.len().saturating_add(value.encode().len());
+                    let bytes = RecordStore::charge_of(&key, &value);
                     let stored = self.records.admit(&key, &from.peer, bytes).and_then(|()| {
                         self.records
                             .put(&key, value, meta, wall, max_ttl, replicate)

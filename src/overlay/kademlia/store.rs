@@ -131,7 +131,14 @@ impl RecordStore {
         self.owners.get(peer).copied().unwrap_or_default()
     }
 
-    /// Whether `owner` may store `bytes` (key and encoded value) under `key` within its share:
+    /// What a record of `value` under `key` is charged to the byte budgets: the key and the
+    /// memory the decoded value holds ([`Value::held_bytes`]), not its encoding, which can be
+    /// 32 times smaller (an array of nils).
+    pub fn charge_of(key: &[u8], value: &Value) -> usize {
+        key.len().saturating_add(value.held_bytes())
+    }
+
+    /// Whether `owner` may store `bytes` ([`charge_of`](Self::charge_of)) under `key` within its share:
     /// a key it already owns is charged only the difference.
     pub fn admit(&self, key: &[u8], owner: &PeerId, bytes: usize) -> Result<(), StoreError> {
         let share = self.share(owner);
@@ -184,11 +191,10 @@ impl RecordStore {
         max_ttl: u64,
         replicate: u64,
     ) -> Result<RecordMeta, StoreError> {
-        let size = value.encode().len();
-        if size > self.max_value {
+        if value.encode().len() > self.max_value {
             return Err(StoreError::TooLarge);
         }
-        let bytes = size.saturating_add(key.len());
+        let bytes = RecordStore::charge_of(key, &value);
         let ttl = meta.ttl.min(max_ttl);
         let record = Record {
             value,
@@ -248,11 +254,10 @@ impl RecordStore {
         if record.expires <= wall {
             return Err(StoreError::Expired);
         }
-        let size = record.value.encode().len();
-        if size > self.max_value {
+        if record.value.encode().len() > self.max_value {
             return Err(StoreError::TooLarge);
         }
-        record.bytes = size.saturating_add(key.len());
+        record.bytes = RecordStore::charge_of(key, &record.value);
         let freed = self.records.get(key).map_or(0, |old| old.bytes);
         if freed == 0 && self.records.len() >= self.max_records {
             return Err(StoreError::Full);

@@ -58,7 +58,7 @@ pub struct RoutingTable {
 }
 
 /// The /24 of an IPv4 address or the /64 of an IPv6 one.
-fn subnet_of(ip: IpAddr) -> [u8; 8] {
+pub(super) fn subnet_of(ip: IpAddr) -> [u8; 8] {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();

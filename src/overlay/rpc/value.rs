@@ -107,6 +107,35 @@ impl Value {
         let _ = self.serialize(&mut rmp_serde::Serializer::new(out));
     }
 
+    /// The memory the value holds, itself and everything it owns (buffers at their capacity):
+    /// what a record costs a node to keep. A msgpack nil is one byte on the wire and a whole
+    /// `Value` in an array, so this is up to 32 times the encoding, and a budget of stored
+    /// bytes charges this, not the wire size.
+    pub fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Value>().saturating_add(self.heap_bytes())
+    }
+
+    /// The heap buffers the value owns, its items' included.
+    fn heap_bytes(&self) -> usize {
+        let slots = |capacity: usize, each: usize| capacity.saturating_mul(each);
+        match self {
+            Value::Str(s) => s.capacity(),
+            Value::Bin(b) => b.capacity(),
+            Value::Array(items) => (items.iter()).fold(
+                slots(items.capacity(), std::mem::size_of::<Value>()),
+                |sum, item| sum.saturating_add(item.heap_bytes()),
+            ),
+            Value::Map(entries) => (entries.iter()).fold(
+                slots(entries.capacity(), std::mem::size_of::<(String, Value)>()),
+                |sum, (key, item)| {
+                    sum.saturating_add(key.capacity())
+                        .saturating_add(item.heap_bytes())
+                },
+            ),
+            _ => 0,
+        }
+    }
+
     /// The string, when it is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {

@@ -601,9 +601,9 @@ fn only_a_proven_certified_id_enters_the_table_and_the_node_is_a_client_until_it
     assert_eq!(dropped(&stats, "foreign_network"), 1);
 }
 
-#[test]
-fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_riding_the_open() {
-    let (mut running, first) = joining("127.0.0.1:7001".parse().unwrap());
+/// A node that joined through the bootstrap peer `PeerId([4; 16])`, whose channel is open.
+fn joined() -> (Running, ChannelHandle, PeerId) {
+    let (running, first) = joining("127.0.0.1:7001".parse().unwrap());
     let ShardRequest::Open {
         token,
         capabilities,
@@ -621,6 +621,12 @@ fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_ridin
         peer: them,
         capabilities,
     }]);
+    (running, channel, them)
+}
+
+#[test]
+fn a_contact_whose_record_a_reply_carried_is_opened_by_ik_with_the_request_riding_the_open() {
+    let (mut running, channel, them) = joined();
     let own = provisional_id(&PeerId([1; 16]));
     running.until(|seen| {
         requests_on(seen, channel)
@@ -740,4 +746,63 @@ fn a_forgotten_peers_options_make_room_for_a_newcomer() {
         .unwrap();
     assert!(reply.ack, "the newcomer's offer was refused: {reply:?}");
     running.stop();
+}
+
+/// Second round (docs/SECURITY.md): replies to two lookups name one address under two ids; the
+/// worker opens to it once at a time, so a third party's address gets one open's INITs, not
+/// one per id a peer made up.
+#[test]
+fn one_address_gets_one_open_at_a_time_whatever_ids_replies_list_there() {
+    let (mut running, channel, them) = joined();
+    for key in [b"a", b"b"] {
+        let (reply, _) = crossbeam_channel::bounded(1);
+        let get = DhtCommand::Get {
+            key: key.to_vec(),
+            reply,
+        };
+        assert!(running.handle.send(ServiceTag::OVERLAY, Box::new(get)));
+    }
+    let asked = |seen: &[ShardRequest]| -> Vec<Request> {
+        (requests_on(seen, channel).into_iter())
+            .filter(|r| matches!(r.body, Body::FindValue { .. }))
+            .collect()
+    };
+    running.until(|seen| asked(seen).len() == 2);
+    let victim = SocketAddr::from(([192, 0, 2, 9], 4444));
+    for (n, request) in asked(&running.seen).into_iter().enumerate() {
+        let peer = PeerId([50 + n as u8; 16]);
+        let contact = Contact {
+            id: provisional_id(&peer),
+            peer,
+            addr: victim,
+        };
+        let reply = Reply {
+            ack: true,
+            id: request.id,
+            op: Opcode::FindNode,
+            body: ReplyBody::Nodes(vec![contact.into()]),
+        };
+        running.push(vec![on_channel(them, channel, &reply.encode())]);
+    }
+    let to_victim = |seen: &[ShardRequest]| {
+        (seen.iter())
+            .filter(|r| matches!(r, ShardRequest::Open { to, .. } if *to == victim))
+            .count()
+    };
+    // The second reply's open is refused (counted) rather than sent: wait for the count.
+    let started = Instant::now();
+    while dropped(&running.stats.lock().unwrap(), "address_opening") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no open refused"
+        );
+        std::thread::sleep(SYNC_EVERY);
+        let _ = running.status();
+    }
+    while let Some(batch) = running.shard.try_requests() {
+        running.seen.extend(batch);
+    }
+    assert_eq!(to_victim(&running.seen), 1);
+    let stats = running.stop();
+    assert_eq!(dropped(&stats, "address_opening"), 1);
 }
