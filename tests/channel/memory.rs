@@ -4,10 +4,12 @@
 //! regression in per-peer state fails here.
 
 use super::flood::live_bytes;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 use weft::channel::{Endpoint, EndpointConfig, Event, HeapReport};
-use weft::session::Identity;
+use weft::session::{Identity, TokenRate};
 use weft::wire::Capabilities;
 
 /// The bound on server bytes per idle peer: the figure measured, plus about 10 % (2,854 B once
@@ -19,6 +21,8 @@ struct Bench {
     server: Endpoint,
     server_addr: SocketAddr,
     clients: Vec<(Endpoint, SocketAddr)>,
+    /// Client by address, so a step costs what the server sends, not that times the clients.
+    by_addr: HashMap<SocketAddr, usize>,
     now: Instant,
     buf: Vec<u8>,
     /// Net bytes the server allocated, counted only while it ran.
@@ -34,14 +38,15 @@ impl Bench {
         result
     }
 
-    /// Moves every queued datagram both ways, runs due timers and takes the events.
-    fn step(&mut self) {
+    /// Moves every queued datagram both ways, runs due timers and takes the events; only the
+    /// clients in `active` send or run timers (the rest are idle, or not yet started).
+    fn step(&mut self, active: Range<usize>) {
         self.now += Duration::from_millis(1);
         let now = self.now;
         loop {
             let mut moved = false;
             let server_addr = self.server_addr;
-            for i in 0..self.clients.len() {
+            for i in active.clone() {
                 let from = self.clients[i].1;
                 while let Some(t) = self.clients[i].0.poll_transmit(&mut self.buf) {
                     let mut datagram = self.buf[..t.len].to_vec();
@@ -54,7 +59,11 @@ impl Bench {
                 let sent = self.server_call(|s| s.poll_transmit(&mut buf));
                 self.buf = buf;
                 let Some(t) = sent else { break };
-                let Some(client) = self.clients.iter_mut().find(|c| c.1 == t.destination) else {
+                let Some(client) = self
+                    .by_addr
+                    .get(&t.destination)
+                    .and_then(|&i| self.clients.get_mut(i))
+                else {
                     continue;
                 };
                 client.0.handle(now, server_addr, &mut self.buf[..t.len]);
@@ -64,7 +73,7 @@ impl Bench {
                 break;
             }
         }
-        for (client, _) in &mut self.clients {
+        for (client, _) in &mut self.clients[active] {
             if client.poll_timeout().is_some_and(|t| t <= now) {
                 client.handle_timeout(now);
             }
@@ -91,23 +100,29 @@ fn identity(n: u32) -> Identity {
 
 /// Server bytes per peer once `peers` clients each hold a session and one open UDP channel,
 /// and the server's heap taken apart.
-fn server_bytes_per_peer(peers: u32) -> (i64, HeapReport) {
+/// With `ik`, the clients know the server's id and open with IK (as `weft bench`'s do), so the
+/// server also keeps an INIT timestamp per client key; otherwise XX.
+fn server_bytes_per_peer(peers: u32, ik: bool, config: EndpointConfig) -> (i64, HeapReport) {
     let now = Instant::now();
     let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
+    let server_identity = identity(u32::MAX);
+    let server_id = ik.then(|| server_identity.peer_id());
     let before = live_bytes();
-    let server = Endpoint::new(EndpointConfig::default(), identity(u32::MAX), [3; 32], now);
+    let server = Endpoint::new(config, server_identity, [3; 32], now);
     let created = live_bytes() - before;
     let mut bench = Bench {
         server,
         server_addr,
         clients: Vec::new(),
+        by_addr: HashMap::new(),
         now,
         buf: vec![0; 2048],
         server_heap: created,
         opened: 0,
     };
     for n in 0..peers {
-        let addr = SocketAddr::from(([10, 1, (n >> 8) as u8, n as u8], 2000));
+        let [_, hi, mid, lo] = n.to_be_bytes();
+        let addr = SocketAddr::from(([10, hi, mid, lo], 2000));
         let mut seed = [5u8; 32];
         seed[..4].copy_from_slice(&n.to_be_bytes());
         let mut client = Endpoint::new(EndpointConfig::default(), identity(n), seed, now);
@@ -115,17 +130,19 @@ fn server_bytes_per_peer(peers: u32) -> (i64, HeapReport) {
             .open_channel(
                 now,
                 server_addr,
-                None,
+                server_id,
                 None,
                 Capabilities::from_bits(0).unwrap(),
             )
             .expect("open");
+        bench.by_addr.insert(addr, bench.clients.len());
         bench.clients.push((client, addr));
         // A few handshakes at a time, as peers arrive: the server's load policy (§5) would
         // answer a burst of hundreds with cookies, which is not what this test measures.
         if bench.clients.len().is_multiple_of(32) || n + 1 == peers {
+            let wave = bench.clients.len().saturating_sub(32)..bench.clients.len();
             for _ in 0..200 {
-                bench.step();
+                bench.step(wave.clone());
                 if bench.opened == bench.clients.len() {
                     break;
                 }
@@ -137,7 +154,7 @@ fn server_bytes_per_peer(peers: u32) -> (i64, HeapReport) {
     // Idle: let more than a keep-alive interval (§7.7: 15 s) pass with nothing sent.
     for _ in 0..40 {
         bench.now += Duration::from_millis(500);
-        bench.step();
+        bench.step(0..bench.clients.len());
     }
     assert_eq!(bench.server.channel_count(), peers as usize);
     let per_peer = (bench.server_heap - created) / i64::from(peers);
@@ -165,7 +182,7 @@ fn print_table(report: &HeapReport, peers: u32) {
 
 #[test]
 fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
-    let (per_peer, report) = server_bytes_per_peer(500);
+    let (per_peer, report) = server_bytes_per_peer(500, false, EndpointConfig::default());
     println!("server bytes/peer {per_peer}");
     print_table(&report, 500);
     let part = |name: &str| {
@@ -191,4 +208,28 @@ fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
         per_peer <= MAX_BYTES_PER_PEER,
         "server holds {per_peer} bytes per idle peer (bound {MAX_BYTES_PER_PEER})"
     );
+}
+
+/// The same at the scale of issue 12's gate, for docs/PERFORMANCE.md (slab and table growth
+/// show only there): `WEFT_MEMORY_PEERS=20000 WEFT_MEMORY_IK=1 cargo test --release --test
+/// channel memory_at_scale -- --ignored --nocapture`. Too slow for the CI run.
+#[test]
+#[ignore = "minutes at scale; run by hand"]
+fn memory_at_scale() {
+    let peers = std::env::var("WEFT_MEMORY_PEERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let ik = std::env::var("WEFT_MEMORY_IK").is_ok_and(|v| v == "1");
+    // As `weft bench` configures its node: the per-source shares would throttle the load.
+    let config = EndpointConfig {
+        max_sessions_per_address: usize::MAX,
+        max_sessions_per_prefix: usize::MAX,
+        handshake_rate_per_address: TokenRate::UNLIMITED,
+        handshake_rate_per_prefix: TokenRate::UNLIMITED,
+        ..EndpointConfig::default()
+    };
+    let (per_peer, report) = server_bytes_per_peer(peers, ik, config);
+    println!("server bytes/peer {per_peer} at {peers} peers (ik: {ik})");
+    print_table(&report, peers);
 }
