@@ -122,7 +122,11 @@ fn server_bytes_per_peer(peers: u32, ik: bool, config: EndpointConfig) -> (i64, 
     };
     for n in 0..peers {
         let [_, hi, mid, lo] = n.to_be_bytes();
-        let addr = SocketAddr::from(([10, hi, mid, lo], 2000));
+        let addr = if std::env::var("SAME_ADDR").is_ok() {
+            SocketAddr::from(([127, 0, 0, 1], 2000 + n as u16))
+        } else {
+            SocketAddr::from(([10, hi, mid, lo], 2000))
+        };
         let mut seed = [5u8; 32];
         seed[..4].copy_from_slice(&n.to_be_bytes());
         let mut client = Endpoint::new(EndpointConfig::default(), identity(n), seed, now);
@@ -152,11 +156,13 @@ fn server_bytes_per_peer(peers: u32, ik: bool, config: EndpointConfig) -> (i64, 
     assert_eq!(bench.opened, peers as usize, "every channel opened");
     assert_eq!(bench.server.session_count(), peers as usize);
     // Idle: let more than a keep-alive interval (§7.7: 15 s) pass with nothing sent.
-    for _ in 0..40 {
+    let idle_steps = if std::env::var("NO_IDLE").is_ok() { 1 } else { 40 };
+    for _ in 0..idle_steps {
         bench.now += Duration::from_millis(500);
         bench.step(0..bench.clients.len());
     }
     assert_eq!(bench.server.channel_count(), peers as usize);
+    println!("IK replay table: {} keys", bench.server.replay_table_len());
     let per_peer = (bench.server_heap - created) / i64::from(peers);
     println!(
         "server heap {} B, of which {created} B at creation",
