@@ -145,15 +145,34 @@ const BUSY_PACKETS: u8 = 8;
 /// and the replay window only. The sequence number and the window are never shed, so no nonce
 /// is reused and no replay let through (PROTOCOL.md §3, §5).
 pub struct ChannelCrypto {
-    send_key: [u8; 32],
-    receive_key: [u8; 32],
-    expanded: Option<Box<Expanded>>,
+    /// Both directions' raw keys, and their schedules while busy. An idle session's
+    /// [`ChannelKeys`] drops them (issue 12: 64 bytes per idle channel) and derives the same
+    /// keys from its secrets again when the channel is next used; only a lone `ChannelCrypto`
+    /// (not in a [`ChannelKeys`]) always keeps them.
+    keys: Option<Box<Keys>>,
     /// Packets sealed or opened since the last idle check, up to [`BUSY_PACKETS`].
     uses: u8,
     next_send: u64,
     /// Packets sealed under this key, whatever their numbers.
     sealed: u64,
     window: ReplayWindow,
+}
+
+/// A channel's raw keys, and their schedules while the channel is busy.
+struct Keys {
+    send: [u8; 32],
+    receive: [u8; 32],
+    expanded: Option<Box<Expanded>>,
+}
+
+impl Keys {
+    fn derive(send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) -> Box<Keys> {
+        Box::new(Keys {
+            send: channel_key(send_secret, channel),
+            receive: channel_key(receive_secret, channel),
+            expanded: None,
+        })
+    }
 }
 
 /// Both directions' key schedules, boxed so that an idle channel holds a null pointer only.
@@ -165,7 +184,8 @@ struct Expanded {
 impl fmt::Debug for ChannelCrypto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelCrypto")
-            .field("expanded", &self.expanded.is_some())
+            .field("keys", &self.keys.is_some())
+            .field("expanded", &self.is_expanded())
             .field("next_send", &self.next_send)
             .field("sealed", &self.sealed)
             .finish_non_exhaustive()
@@ -176,9 +196,7 @@ impl ChannelCrypto {
     /// Keys for `channel` from a session's two direction secrets.
     pub fn new(send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) -> Self {
         ChannelCrypto {
-            send_key: channel_key(send_secret, channel),
-            receive_key: channel_key(receive_secret, channel),
-            expanded: None,
+            keys: Some(Keys::derive(send_secret, receive_secret, channel)),
             uses: 0,
             next_send: 0,
             sealed: 0,
@@ -189,16 +207,32 @@ impl ChannelCrypto {
     /// The expanded keys, once the channel is busy; None before (one more packet counted).
     fn busy_keys(&mut self) -> Option<&Expanded> {
         self.uses = self.uses.saturating_add(1);
-        if self.expanded.is_none() && self.uses < BUSY_PACKETS {
+        let keys = self.keys.as_mut()?;
+        if keys.expanded.is_none() && self.uses < BUSY_PACKETS {
             return None;
         }
-        let (send, receive) = (&self.send_key, &self.receive_key);
-        Some(self.expanded.get_or_insert_with(|| {
+        let (send, receive) = (&keys.send, &keys.receive);
+        Some(keys.expanded.get_or_insert_with(|| {
             Box::new(Expanded {
                 send: PacketKey::new(send),
                 receive: PacketKey::new(receive),
             })
         }))
+    }
+
+    /// Derives the raw keys again if an idle session dropped them ([`ChannelKeys`] does this
+    /// before handing the channel out, so every packet finds them).
+    fn restore(&mut self, send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) {
+        if self.keys.is_none() {
+            self.keys = Some(Keys::derive(send_secret, receive_secret, channel));
+        }
+    }
+
+    /// Sheds (see [`shed`](Self::shed)) and drops the raw keys too: only for a channel whose
+    /// [`ChannelKeys`] can derive them again.
+    fn forget(&mut self) {
+        self.shed();
+        self.keys = None;
     }
 
     /// Seals under the send key: the kept schedule, or one expanded for this packet.
@@ -211,14 +245,21 @@ impl ChannelCrypto {
     ) {
         match self.busy_keys() {
             Some(keys) => keys.send.seal_in_place(sequence, header, payload, tag),
-            None => PacketKey::new(&self.send_key).seal_in_place(sequence, header, payload, tag),
+            None => match &self.keys {
+                Some(keys) => PacketKey::new(&keys.send).seal_in_place(sequence, header, payload, tag),
+                // Not reached: `ChannelKeys` restores the keys before handing a channel out. A
+                // zero tag is what a sealing failure leaves, and no receiver accepts it.
+                None => *tag = [0; TAG_LEN],
+            },
         }
     }
 
     /// Drops the expanded keys of an idle channel, the next packets expand them again, and
     /// folds the replay window back inline where it can (its answers stay the same).
     pub fn shed(&mut self) {
-        self.expanded = None;
+        if let Some(keys) = self.keys.as_mut() {
+            keys.expanded = None;
+        }
         self.uses = 0;
         self.window.compact();
     }
@@ -235,7 +276,12 @@ impl ChannelCrypto {
 
     /// True while the expanded keys are held.
     pub fn is_expanded(&self) -> bool {
-        self.expanded.is_some()
+        self.keys.as_ref().is_some_and(|keys| keys.expanded.is_some())
+    }
+
+    /// True while the raw keys are held (an idle session's channels drop them).
+    pub fn has_keys(&self) -> bool {
+        self.keys.is_some()
     }
 
     /// The sequence number the next sealed packet will carry.
@@ -303,11 +349,13 @@ impl ChannelCrypto {
             Some(keys) => keys
                 .receive
                 .open_in_place(sequence, header, ciphertext_and_tag)?,
-            None => PacketKey::new(&self.receive_key).open_in_place(
-                sequence,
-                header,
-                ciphertext_and_tag,
-            )?,
+            None => match &self.keys {
+                Some(keys) => {
+                    PacketKey::new(&keys.receive).open_in_place(sequence, header, ciphertext_and_tag)?
+                }
+                // Not reached (see `seal_under`): nothing opens without the key.
+                None => return Err(OpenError::Authentication),
+            },
         };
         self.window.insert(sequence);
         Ok(len)
@@ -374,24 +422,27 @@ impl ChannelKeys {
     /// default channel and channels it holds open, never for a retired id.
     pub fn channel(&mut self, channel: ChannelId) -> &mut ChannelCrypto {
         let (send, receive) = (&self.send_secret, &self.receive_secret);
-        if channel.is_default() {
-            return self
-                .default
-                .get_or_insert_with(|| ChannelCrypto::new(send, receive, channel));
-        }
-        let inline = match &self.first {
-            Some((id, _)) => *id == channel.0,
-            None => !self.channels.contains_key(&channel.0),
+        let crypto = if channel.is_default() {
+            self.default
+                .get_or_insert_with(|| ChannelCrypto::new(send, receive, channel))
+        } else {
+            let inline = match &self.first {
+                Some((id, _)) => *id == channel.0,
+                None => !self.channels.contains_key(&channel.0),
+            };
+            if inline {
+                let (_, crypto) = self.first.get_or_insert_with(|| {
+                    (channel.0, ChannelCrypto::new(send, receive, channel))
+                });
+                crypto
+            } else {
+                self.channels
+                    .entry(channel.0)
+                    .or_insert_with(|| Box::new(ChannelCrypto::new(send, receive, channel)))
+            }
         };
-        if inline {
-            let (_, crypto) = self
-                .first
-                .get_or_insert_with(|| (channel.0, ChannelCrypto::new(send, receive, channel)));
-            return crypto;
-        }
-        self.channels
-            .entry(channel.0)
-            .or_insert_with(|| Box::new(ChannelCrypto::new(send, receive, channel)))
+        crypto.restore(send, receive, channel);
+        crypto
     }
 
     /// Every channel's crypto state.
@@ -399,6 +450,18 @@ impl ChannelKeys {
         let first = self.first.as_mut().map(|(_, crypto)| crypto);
         let others = self.channels.values_mut().map(|crypto| &mut **crypto);
         self.default.iter_mut().chain(first).chain(others)
+    }
+
+    /// Whether `channel`'s entry holds its raw keys now, without restoring them (tests).
+    #[cfg(test)]
+    fn get_unrestored_keys(&self, channel: ChannelId) -> Option<bool> {
+        if channel.is_default() {
+            return self.default.as_ref().map(ChannelCrypto::has_keys);
+        }
+        match &self.first {
+            Some((id, crypto)) if *id == channel.0 => Some(crypto.has_keys()),
+            _ => self.channels.get(&channel.0).map(|c| c.has_keys()),
+        }
     }
 
     /// Every channel's crypto state, to read.
@@ -410,16 +473,20 @@ impl ChannelKeys {
 
     /// The channel's crypto state if it was derived already.
     pub fn get(&mut self, channel: ChannelId) -> Option<&mut ChannelCrypto> {
-        if channel.is_default() {
-            return self.default.as_mut();
-        }
-        match &mut self.first {
-            Some((id, crypto)) if *id == channel.0 => Some(crypto),
-            _ => self
-                .channels
-                .get_mut(&channel.0)
-                .map(|crypto| &mut **crypto),
-        }
+        let (send, receive) = (&self.send_secret, &self.receive_secret);
+        let crypto = if channel.is_default() {
+            self.default.as_mut()
+        } else {
+            match &mut self.first {
+                Some((id, crypto)) if *id == channel.0 => Some(crypto),
+                _ => self
+                    .channels
+                    .get_mut(&channel.0)
+                    .map(|crypto| &mut **crypto),
+            }
+        }?;
+        crypto.restore(send, receive, channel);
+        Some(crypto)
     }
 
     /// Opens a received packet of `channel`. A channel without an entry has its keys derived on
@@ -459,20 +526,38 @@ impl ChannelKeys {
         self.channel(channel).window.insert(sequence);
     }
 
-    /// Drops the expanded keys of every channel (an idle session): see [`ChannelCrypto::shed`].
+    /// Drops the expanded and the raw keys of every channel (an idle session): see
+    /// [`ChannelCrypto::shed`]. The raw keys are derived again from the session's secrets when
+    /// a channel is next used, the same bytes as before (a derivation, not a choice), and the
+    /// sequence numbers and replay windows stay, so nothing a packet is checked against
+    /// changes.
     pub fn shed(&mut self) {
-        self.all_mut().for_each(ChannelCrypto::shed);
+        self.all_mut().for_each(ChannelCrypto::forget);
     }
 
-    /// The idle check of every channel (see [`ChannelCrypto::shed_if_idle`]).
+    /// The idle check of every channel (see [`ChannelCrypto::shed_if_idle`]): one that carried
+    /// few packets since the last check drops its raw keys too.
     pub fn shed_if_idle(&mut self) {
-        self.all_mut().for_each(ChannelCrypto::shed_if_idle);
+        for crypto in self.all_mut() {
+            if crypto.uses < BUSY_PACKETS {
+                crypto.forget();
+            }
+            crypto.uses = 0;
+        }
     }
 
-    /// Drops the expanded keys of one channel that nothing uses for now.
+    /// Drops the expanded and raw keys of one channel that nothing uses for now.
     pub fn shed_channel(&mut self, channel: ChannelId) {
-        if let Some(crypto) = self.get(channel) {
-            crypto.shed();
+        let crypto = if channel.is_default() {
+            self.default.as_mut()
+        } else {
+            match &mut self.first {
+                Some((id, crypto)) if *id == channel.0 => Some(crypto),
+                _ => self.channels.get_mut(&channel.0).map(|c| &mut **c),
+            }
+        };
+        if let Some(crypto) = crypto {
+            crypto.forget();
         }
     }
 
@@ -533,17 +618,24 @@ impl ChannelKeys {
 
     /// Drops the keys, returning the heap each part held, read on `live` (see
     /// [`crate::heap::freed`]).
-    pub fn heap_parts(mut self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 4] {
+    pub fn heap_parts(mut self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 5] {
         let mut expanded = 0i64;
+        let mut raw = 0i64;
         let mut windows = 0i64;
         for crypto in self.all_mut() {
-            expanded = expanded.saturating_add(crate::heap::freed(live, || crypto.expanded = None));
+            expanded = expanded.saturating_add(crate::heap::freed(live, || {
+                if let Some(keys) = crypto.keys.as_mut() {
+                    keys.expanded = None;
+                }
+            }));
+            raw = raw.saturating_add(crate::heap::freed(live, || crypto.keys = None));
             windows = windows.saturating_add(crate::heap::freed(live, || {
                 crypto.window = ReplayWindow::new()
             }));
         }
         [
             ("channel keys: expanded AES schedules", expanded),
+            ("channel keys: raw keys (box)", raw),
             ("channel keys: boxed replay windows", windows),
             (
                 "channel keys: map and boxed entries",

@@ -198,11 +198,13 @@ fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
             .find(|(part, _)| *part == name)
             .map(|&(_, bytes)| bytes)
     };
-    // An idle peer holds no key schedules, no boxed replay window and no reliability state
+    // An idle peer holds no key schedules, no raw channel keys (derived again from the session's
+    // secrets on its next packet), no boxed replay window and no reliability state
     // beyond what differs from a fresh channel's: its channels carried too few packets to keep
     // keys, and its silence shed the rest.
     for idle in [
         "channel keys: expanded AES schedules",
+        "channel keys: raw keys (box)",
         "channel keys: boxed replay windows",
         "reliability busy state (box)",
         "reliability send side",
