@@ -389,7 +389,10 @@ pub struct ChannelKeys {
     /// One channel besides the default one, by id.
     first: Option<(u32, ChannelCrypto)>,
     // Channel ids are peer-chosen: a seeded hasher (STYLE.md 16).
-    channels: HashMap<u32, Box<ChannelCrypto>>,
+    // Boxed on purpose, made with the second other channel: absent, it is a null pointer, not
+    // 48 bytes (issue 12).
+    #[allow(clippy::box_collection)]
+    channels: Option<Box<HashMap<u32, Box<ChannelCrypto>>>>,
     /// Made on the first close: most sessions never close a channel (issue 12: 40 bytes).
     // Seeded, as `channels`. Boxed on purpose: absent, it is a null pointer, not 48 bytes.
     #[allow(clippy::box_collection)]
@@ -413,7 +416,7 @@ impl ChannelKeys {
             receive_secret,
             default: None,
             first: None,
-            channels: HashMap::new(),
+            channels: None,
             retired: None,
         }
     }
@@ -428,7 +431,10 @@ impl ChannelKeys {
         } else {
             let inline = match &self.first {
                 Some((id, _)) => *id == channel.0,
-                None => !self.channels.contains_key(&channel.0),
+                None => !self
+                    .channels
+                    .as_ref()
+                    .is_some_and(|map| map.contains_key(&channel.0)),
             };
             if inline {
                 let (_, crypto) = self.first.get_or_insert_with(|| {
@@ -437,6 +443,7 @@ impl ChannelKeys {
                 crypto
             } else {
                 self.channels
+                    .get_or_insert_with(Box::default)
                     .entry(channel.0)
                     .or_insert_with(|| Box::new(ChannelCrypto::new(send, receive, channel)))
             }
@@ -445,10 +452,17 @@ impl ChannelKeys {
         crypto
     }
 
+    /// Another channel's entry, restored by the caller if it needs the keys.
+    fn others_mut(&mut self, channel: ChannelId) -> Option<&mut ChannelCrypto> {
+        let map = self.channels.as_mut()?;
+        map.get_mut(&channel.0).map(|crypto| &mut **crypto)
+    }
+
     /// Every channel's crypto state.
     fn all_mut(&mut self) -> impl Iterator<Item = &mut ChannelCrypto> {
         let first = self.first.as_mut().map(|(_, crypto)| crypto);
-        let others = self.channels.values_mut().map(|crypto| &mut **crypto);
+        let others = self.channels.iter_mut().flat_map(|map| map.values_mut());
+        let others = others.map(|crypto| &mut **crypto);
         self.default.iter_mut().chain(first).chain(others)
     }
 
@@ -460,14 +474,19 @@ impl ChannelKeys {
         }
         match &self.first {
             Some((id, crypto)) if *id == channel.0 => Some(crypto.has_keys()),
-            _ => self.channels.get(&channel.0).map(|c| c.has_keys()),
+            _ => self
+                .channels
+                .as_ref()
+                .and_then(|map| map.get(&channel.0))
+                .map(|c| c.has_keys()),
         }
     }
 
     /// Every channel's crypto state, to read.
     fn all(&self) -> impl Iterator<Item = &ChannelCrypto> {
         let first = self.first.as_ref().map(|(_, crypto)| crypto);
-        let others = self.channels.values().map(|crypto| &**crypto);
+        let others = self.channels.iter().flat_map(|map| map.values());
+        let others = others.map(|crypto| &**crypto);
         self.default.iter().chain(first).chain(others)
     }
 
@@ -481,7 +500,8 @@ impl ChannelKeys {
                 Some((id, crypto)) if *id == channel.0 => Some(crypto),
                 _ => self
                     .channels
-                    .get_mut(&channel.0)
+                    .as_mut()
+                    .and_then(|map| map.get_mut(&channel.0))
                     .map(|crypto| &mut **crypto),
             }
         }?;
@@ -553,7 +573,7 @@ impl ChannelKeys {
         } else {
             match &mut self.first {
                 Some((id, crypto)) if *id == channel.0 => Some(crypto),
-                _ => self.channels.get_mut(&channel.0).map(|c| &mut **c),
+                _ => self.others_mut(channel),
             }
         };
         if let Some(crypto) = crypto {
@@ -570,7 +590,12 @@ impl ChannelKeys {
         if self.first.as_ref().is_some_and(|(id, _)| *id == channel.0) {
             self.first = None;
         } else {
-            self.channels.remove(&channel.0);
+            if let Some(map) = self.channels.as_mut() {
+                map.remove(&channel.0);
+                if map.is_empty() {
+                    self.channels = None;
+                }
+            }
         }
         self.retired
             .get_or_insert_with(Box::default)
@@ -608,7 +633,7 @@ impl ChannelKeys {
     pub fn len(&self) -> usize {
         usize::from(self.default.is_some())
             .saturating_add(usize::from(self.first.is_some()))
-            .saturating_add(self.channels.len())
+            .saturating_add(self.channels.as_ref().map_or(0, |map| map.len()))
     }
 
     /// True if no channel has keys yet.
@@ -639,7 +664,7 @@ impl ChannelKeys {
             ("channel keys: boxed replay windows", windows),
             (
                 "channel keys: map and boxed entries",
-                crate::heap::freed(live, || drop(std::mem::take(&mut self.channels))),
+                crate::heap::freed(live, || drop(self.channels.take())),
             ),
             (
                 "channel keys: retired ids",

@@ -357,5 +357,5 @@ fn an_idle_channels_crypto_is_small() {
     keys.shed();
     assert!(keys.all().all(|crypto| !crypto.has_keys() && !crypto.is_expanded()));
     assert!(std::mem::size_of::<ChannelCrypto>() <= 72);
-    assert!(std::mem::size_of::<ChannelKeys>() <= 280);
+    assert!(std::mem::size_of::<ChannelKeys>() <= 232);
 }

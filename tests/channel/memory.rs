@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
-use weft::channel::{Endpoint, EndpointConfig, Event, HeapReport};
+use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event, HeapReport};
 use weft::session::{Identity, TokenRate};
 use weft::wire::Capabilities;
 
@@ -21,6 +21,8 @@ struct Bench {
     server: Endpoint,
     server_addr: SocketAddr,
     clients: Vec<(Endpoint, SocketAddr)>,
+    /// Each client's open channel, once opened.
+    handles: HashMap<usize, ChannelHandle>,
     /// Client by address, so a step costs what the server sends, not that times the clients.
     by_addr: HashMap<SocketAddr, usize>,
     now: Instant,
@@ -73,11 +75,15 @@ impl Bench {
                 break;
             }
         }
-        for (client, _) in &mut self.clients[active] {
+        for (i, (client, _)) in self.clients.iter_mut().enumerate().take(active.end).skip(active.start) {
             if client.poll_timeout().is_some_and(|t| t <= now) {
                 client.handle_timeout(now);
             }
-            while client.poll_event().is_some() {}
+            while let Some(event) = client.poll_event() {
+                if let Event::ChannelOpened { channel, .. } = event {
+                    self.handles.insert(i, channel);
+                }
+            }
         }
         if self.server.poll_timeout().is_some_and(|t| t <= now) {
             self.server_call(|s| s.handle_timeout(now));
@@ -98,22 +104,47 @@ fn identity(n: u32) -> Identity {
     Identity::from_secret_bytes(a, b)
 }
 
-/// Server bytes per peer once `peers` clients each hold a session and one open UDP channel,
-/// and the server's heap taken apart.
-/// With `ik`, the clients know the server's id and open with IK (as `weft bench`'s do), so the
-/// server also keeps an INIT timestamp per client key; otherwise XX.
-fn server_bytes_per_peer(peers: u32, ik: bool, config: EndpointConfig) -> (i64, HeapReport) {
+/// How a memory test loads the server.
+struct Load {
+    peers: u32,
+    /// The server's settings.
+    server: EndpointConfig,
+    /// Each client's settings.
+    client: EndpointConfig,
+    /// Messages each client sends on its channel once all are open, before the idle time.
+    messages: usize,
+    /// How long everyone stays idle (but for keep-alives) before the heap is read.
+    idle: Duration,
+}
+
+impl Load {
+    /// `peers` clients with default settings, silent for more than a keep-alive interval
+    /// (§7.7: 15 s).
+    fn quiet(peers: u32) -> Load {
+        Load {
+            peers,
+            server: EndpointConfig::default(),
+            client: EndpointConfig::default(),
+            messages: 0,
+            idle: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Server bytes per peer once `load.peers` clients each hold a session and one open UDP
+/// channel and idled, and the server's heap taken apart.
+fn server_bytes_per_peer(load: Load) -> (i64, HeapReport) {
+    let peers = load.peers;
     let now = Instant::now();
     let server_addr = SocketAddr::from(([10, 0, 0, 1], 1000));
-    let server_identity = identity(u32::MAX);
-    let server_id = ik.then(|| server_identity.peer_id());
     let before = live_bytes();
-    let server = Endpoint::new(config, server_identity, [3; 32], now);
+    let server = Endpoint::new(load.server, identity(u32::MAX), [3; 32], now);
     let created = live_bytes() - before;
     let mut bench = Bench {
         server,
         server_addr,
         clients: Vec::new(),
+        handles: HashMap::new(),
         by_addr: HashMap::new(),
         now,
         buf: vec![0; 2048],
@@ -129,12 +160,12 @@ fn server_bytes_per_peer(peers: u32, ik: bool, config: EndpointConfig) -> (i64, 
         };
         let mut seed = [5u8; 32];
         seed[..4].copy_from_slice(&n.to_be_bytes());
-        let mut client = Endpoint::new(EndpointConfig::default(), identity(n), seed, now);
+        let mut client = Endpoint::new(load.client.clone(), identity(n), seed, now);
         client
             .open_channel(
                 now,
                 server_addr,
-                server_id,
+                None,
                 None,
                 Capabilities::from_bits(0).unwrap(),
             )
@@ -155,20 +186,43 @@ fn server_bytes_per_peer(peers: u32, ik: bool, config: EndpointConfig) -> (i64, 
     }
     assert_eq!(bench.opened, peers as usize, "every channel opened");
     assert_eq!(bench.server.session_count(), peers as usize);
-    // Idle: let more than a keep-alive interval (§7.7: 15 s) pass with nothing sent.
-    let idle_steps = if std::env::var("NO_IDLE").is_ok() { 1 } else { 40 };
+    if load.messages > 0 {
+        for i in 0..bench.clients.len() {
+            let channel = bench.handles[&i];
+            for _ in 0..load.messages {
+                let now = bench.now;
+                bench.clients[i].0.send(now, channel, b"busy once").expect("send");
+            }
+        }
+        for _ in 0..50 {
+            bench.step(0..bench.clients.len());
+        }
+    }
+    let idle_steps = if std::env::var("NO_IDLE").is_ok() {
+        1
+    } else {
+        load.idle.as_millis() / 500
+    };
     for _ in 0..idle_steps {
         bench.now += Duration::from_millis(500);
         bench.step(0..bench.clients.len());
     }
     assert_eq!(bench.server.channel_count(), peers as usize);
-    println!("IK replay table: {} keys", bench.server.replay_table_len());
     let per_peer = (bench.server_heap - created) / i64::from(peers);
     println!(
         "server heap {} B, of which {created} B at creation",
         bench.server_heap
     );
     (per_peer, bench.server.heap_report(&live_bytes))
+}
+
+/// The heap `report` says `name` held.
+fn part(report: &HeapReport, name: &str) -> Option<i64> {
+    report
+        .parts
+        .iter()
+        .find(|(part, _)| *part == name)
+        .map(|&(_, bytes)| bytes)
 }
 
 /// Prints the report per peer, largest part first, for docs/PERFORMANCE.md's table.
@@ -188,16 +242,10 @@ fn print_table(report: &HeapReport, peers: u32) {
 
 #[test]
 fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
-    let (per_peer, report) = server_bytes_per_peer(500, false, EndpointConfig::default());
+    let (per_peer, report) = server_bytes_per_peer(Load::quiet(500));
     println!("server bytes/peer {per_peer}");
     print_table(&report, 500);
-    let part = |name: &str| {
-        report
-            .parts
-            .iter()
-            .find(|(part, _)| *part == name)
-            .map(|&(_, bytes)| bytes)
-    };
+    let part = |name: &str| part(&report, name);
     // An idle peer holds no key schedules, no raw channel keys (derived again from the session's
     // secrets on its next packet), no boxed replay window and no reliability state
     // beyond what differs from a fresh channel's: its channels carried too few packets to keep
@@ -219,8 +267,10 @@ fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
 }
 
 /// The same at the scale of issue 12's gate, for docs/PERFORMANCE.md (slab and table growth
-/// show only there): `WEFT_MEMORY_PEERS=20000 WEFT_MEMORY_IK=1 cargo test --release --test
-/// channel memory_at_scale -- --ignored --nocapture`. Too slow for the CI run.
+/// show only there): `WEFT_MEMORY_PEERS=20000 cargo test --test channel memory_at_scale --
+/// --ignored --nocapture` (about a minute in a debug build; `SAME_ADDR=1`: every client on
+/// 127.0.0.1 as in `weft bench`; `NO_IDLE=1`: the heap right after the opens). Too slow for
+/// the CI run.
 #[test]
 #[ignore = "minutes at scale; run by hand"]
 fn memory_at_scale() {
@@ -228,7 +278,6 @@ fn memory_at_scale() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let ik = std::env::var("WEFT_MEMORY_IK").is_ok_and(|v| v == "1");
     // As `weft bench` configures its node: the per-source shares would throttle the load.
     let config = EndpointConfig {
         max_sessions_per_address: usize::MAX,
@@ -237,7 +286,37 @@ fn memory_at_scale() {
         handshake_rate_per_prefix: TokenRate::UNLIMITED,
         ..EndpointConfig::default()
     };
-    let (per_peer, report) = server_bytes_per_peer(peers, ik, config);
-    println!("server bytes/peer {per_peer} at {peers} peers (ik: {ik})");
+    let (per_peer, report) = server_bytes_per_peer(Load {
+        server: config,
+        ..Load::quiet(peers)
+    });
+    println!("server bytes/peer {per_peer} at {peers} peers");
     print_table(&report, peers);
+}
+
+/// A peer that keeps alive is never silent for a keep-alive interval, so only the check of a
+/// peer heard lately can give back what its channel grew while busy (issue 12: `weft bench`'s
+/// clients ping every 10 s, and channels that carried a few retransmissions while opening kept
+/// their reliability state and expanded keys for good). Each client sends a burst, then only
+/// pings: the server holds neither a busy state nor expanded keys once two checks passed.
+#[test]
+fn a_peer_that_keeps_alive_gives_back_what_its_busy_channel_grew() {
+    let load = Load {
+        client: EndpointConfig {
+            keep_alive: true,
+            keep_alive_interval: Duration::from_secs(10),
+            ..EndpointConfig::default()
+        },
+        messages: 12,
+        idle: Duration::from_secs(45),
+        ..Load::quiet(16)
+    };
+    let (_, report) = server_bytes_per_peer(load);
+    for idle in [
+        "channel keys: expanded AES schedules",
+        "channel keys: raw keys (box)",
+        "reliability busy state (box)",
+    ] {
+        assert_eq!(part(&report, idle), Some(0), "{idle}");
+    }
 }
