@@ -12,10 +12,11 @@ use weft::channel::{ChannelHandle, Endpoint, EndpointConfig, Event, HeapReport};
 use weft::session::{Identity, TokenRate};
 use weft::wire::Capabilities;
 
-/// The bound on server bytes per idle peer: the figure measured, plus about 10 % (2,854 B once
-/// an idle channel gives its reliability state back and keeps only what differs from a fresh
-/// one; 3,291 B before, 6,527 B before issue 12's first cuts).
-const MAX_BYTES_PER_PEER: i64 = 3_150;
+/// The bound on server bytes per idle peer: the figure measured, plus about 10 % (2,546 B once
+/// an idle session's channels drop their raw keys and its slot boxes its rekey bookkeeping;
+/// 2,794 B before, 3,291 B before idle channels gave their reliability state back, 6,527 B
+/// before issue 12's first cuts).
+const MAX_BYTES_PER_PEER: i64 = 2_800;
 
 struct Bench {
     server: Endpoint,
@@ -259,6 +260,23 @@ fn an_idle_peer_with_a_session_and_a_channel_costs_the_server_a_bounded_heap() {
         "reliability receive side",
     ] {
         assert_eq!(part(idle), Some(0), "{idle}");
+    }
+    // The idle forms' inline sizes (issue 12): a session without its channels' raw keys, a
+    // slot without its rekey bookkeeping, a key cache without its map.
+    let size = |name: &str| {
+        report
+            .sizes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, size)| size)
+    };
+    for (name, most) in [
+        ("Session", 344),
+        ("SessionSlot", 32),
+        ("ChannelKeys", 232),
+        ("ChannelCrypto", 72),
+    ] {
+        assert!(size(name).is_some_and(|s| s <= most), "size_of {name}");
     }
     assert!(
         per_peer <= MAX_BYTES_PER_PEER,
