@@ -246,7 +246,9 @@ impl ChannelCrypto {
         match self.busy_keys() {
             Some(keys) => keys.send.seal_in_place(sequence, header, payload, tag),
             None => match &self.keys {
-                Some(keys) => PacketKey::new(&keys.send).seal_in_place(sequence, header, payload, tag),
+                Some(keys) => {
+                    PacketKey::new(&keys.send).seal_in_place(sequence, header, payload, tag)
+                }
                 // Not reached: `ChannelKeys` restores the keys before handing a channel out. A
                 // zero tag is what a sealing failure leaves, and no receiver accepts it.
                 None => *tag = [0; TAG_LEN],
@@ -276,7 +278,9 @@ impl ChannelCrypto {
 
     /// True while the expanded keys are held.
     pub fn is_expanded(&self) -> bool {
-        self.keys.as_ref().is_some_and(|keys| keys.expanded.is_some())
+        self.keys
+            .as_ref()
+            .is_some_and(|keys| keys.expanded.is_some())
     }
 
     /// True while the raw keys are held (an idle session's channels drop them).
@@ -350,9 +354,11 @@ impl ChannelCrypto {
                 .receive
                 .open_in_place(sequence, header, ciphertext_and_tag)?,
             None => match &self.keys {
-                Some(keys) => {
-                    PacketKey::new(&keys.receive).open_in_place(sequence, header, ciphertext_and_tag)?
-                }
+                Some(keys) => PacketKey::new(&keys.receive).open_in_place(
+                    sequence,
+                    header,
+                    ciphertext_and_tag,
+                )?,
                 // Not reached (see `seal_under`): nothing opens without the key.
                 None => return Err(OpenError::Authentication),
             },
@@ -437,9 +443,9 @@ impl ChannelKeys {
                     .is_some_and(|map| map.contains_key(&channel.0)),
             };
             if inline {
-                let (_, crypto) = self.first.get_or_insert_with(|| {
-                    (channel.0, ChannelCrypto::new(send, receive, channel))
-                });
+                let (_, crypto) = self
+                    .first
+                    .get_or_insert_with(|| (channel.0, ChannelCrypto::new(send, receive, channel)));
                 crypto
             } else {
                 self.channels

@@ -309,7 +309,11 @@ fn shed_raw_keys_come_back_equal_and_the_channel_seals_as_if_it_never_idled() {
     let mut shedding = ChannelKeys::new(a, b);
     let mut twin = ChannelKeys::new(a, b);
     let mut peer = ChannelKeys::new(b, a);
-    let channels = [ChannelId::DEFAULT, ChannelId::new(1, 2), ChannelId::new(1, 3)];
+    let channels = [
+        ChannelId::DEFAULT,
+        ChannelId::new(1, 2),
+        ChannelId::new(1, 3),
+    ];
     for round in 0..3u8 {
         for &channel in &channels {
             for n in 0..u32::from(BUSY_PACKETS) + 2 {
@@ -317,8 +321,12 @@ fn shed_raw_keys_come_back_equal_and_the_channel_seals_as_if_it_never_idled() {
                 let mut one = body;
                 let mut other = body;
                 let (mut tag_one, mut tag_other) = ([0u8; TAG_LEN], [0u8; TAG_LEN]);
-                let seq = shedding.channel(channel).seal(&HEADER, &mut one, &mut tag_one);
-                let twin_seq = twin.channel(channel).seal(&HEADER, &mut other, &mut tag_other);
+                let seq = shedding
+                    .channel(channel)
+                    .seal(&HEADER, &mut one, &mut tag_one);
+                let twin_seq = twin
+                    .channel(channel)
+                    .seal(&HEADER, &mut other, &mut tag_other);
                 assert_eq!((seq, one, tag_one), (twin_seq, other, tag_other));
                 let mut packet = [&one[..], &tag_one[..]].concat();
                 if peer.get(channel).is_none() {
@@ -355,7 +363,10 @@ fn an_idle_channels_crypto_is_small() {
     keys.channel(ChannelId::DEFAULT);
     keys.channel(ChannelId::new(1, 2));
     keys.shed();
-    assert!(keys.all().all(|crypto| !crypto.has_keys() && !crypto.is_expanded()));
+    assert!(
+        keys.all()
+            .all(|crypto| !crypto.has_keys() && !crypto.is_expanded())
+    );
     assert!(std::mem::size_of::<ChannelCrypto>() <= 72);
     assert!(std::mem::size_of::<ChannelKeys>() <= 232);
 }

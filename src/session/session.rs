@@ -719,7 +719,10 @@ mod tests {
         assert!(slot.retiring.is_some(), "the old session is retired");
         slot.authenticated(KeyPhase::One);
         slot.expire_retired(now + Duration::from_secs(10), Duration::from_secs(5));
-        assert!(slot.retiring.is_none(), "nothing retired: the box is given back");
+        assert!(
+            slot.retiring.is_none(),
+            "nothing retired: the box is given back"
+        );
         assert_eq!(slot.current().unwrap().phase(), KeyPhase::One);
     }
 }

@@ -76,7 +76,13 @@ impl Bench {
                 break;
             }
         }
-        for (i, (client, _)) in self.clients.iter_mut().enumerate().take(active.end).skip(active.start) {
+        for (i, (client, _)) in self
+            .clients
+            .iter_mut()
+            .enumerate()
+            .take(active.end)
+            .skip(active.start)
+        {
             if client.poll_timeout().is_some_and(|t| t <= now) {
                 client.handle_timeout(now);
             }
@@ -192,7 +198,10 @@ fn server_bytes_per_peer(load: Load) -> (i64, HeapReport) {
             let channel = bench.handles[&i];
             for _ in 0..load.messages {
                 let now = bench.now;
-                bench.clients[i].0.send(now, channel, b"busy once").expect("send");
+                bench.clients[i]
+                    .0
+                    .send(now, channel, b"busy once")
+                    .expect("send");
             }
         }
         for _ in 0..50 {
