@@ -20,6 +20,8 @@ mod hostile_data;
 mod hot_path;
 #[path = "channel/key_limits.rs"]
 mod key_limits;
+#[path = "channel/liveness.rs"]
+mod liveness;
 #[path = "channel/lost_close.rs"]
 mod lost_close;
 #[path = "channel/memory.rs"]

@@ -512,92 +512,168 @@ fn sealed_pings_on_20000_made_up_channel_ids_keep_no_state() {
 
 /// Finding 5: a peer that opens and closes channels in a loop must not make the node keep an
 /// entry per channel it ever had.
+///
+/// What is measured is the state left per closed channel once the node has caught up: the
+/// loop runs in quarters, and after each the heap is read once the node has caught up
+/// ([`caught_up_heap`]). The first quarter warms the node up (tables and slabs grow to their
+/// working size). A node that fell behind (a loaded machine) keeps, for good, the
+/// shard-to-worker hand-over batches it needed then (each queue keeps up to 64 emptied batches
+/// for reuse, `service/queue.rs`): up to ~850 KB, a step in one quarter, the same however many
+/// channels closed; read as one total, it failed this test in about half the runs at load ~20.
+/// State left per closed channel grows in every quarter instead, so the later quarter that grew
+/// least must stay within the no-state budget's share of its channels (26 B per closed channel).
 #[test]
 fn open_close_channel_loop_keeps_no_state_per_closed_channel() {
     const CHANNELS: usize = 20_000;
+    const QUARTERS: usize = 4;
     // CHANNEL_ACKNOWLEDGEs for one datagram of opens fit one answer datagram.
     const BATCH: usize = 24;
     let mut node = Node::start("open-close", &[]);
-    under_attack("open-close-loop", &mut node, NO_STATE_BUDGET, |node| {
+    // (channels opened and closed, heap growth) per quarter.
+    let mut quarters: Vec<(usize, i64)> = Vec::new();
+    under_attack("open-close-loop", &mut node, HEAP_BUDGET, |node| {
         let mut attacker = authenticated(node, loopback(0, 1, 1), 5);
-        let started = Instant::now();
+        // The loop gets 6 s in all, the heap reads between its quarters not counted.
+        let mut looping = Duration::ZERO;
         let (mut opened, mut rekeys) = (0usize, 0usize);
         let mut c1 = 0u16;
-        while opened < CHANNELS && started.elapsed() < Duration::from_secs(6) {
-            // BATCH opens in one datagram (PROTOCOL.md §6 allows many per packet), then their
-            // FINALIZEs together, then their CLOSEs together.
-            let mut cookies = Vec::with_capacity(BATCH);
-            for _ in 0..BATCH {
-                c1 = c1.wrapping_add(1).max(1);
-                let cookie1: [u8; 16] = [attacker.token(), attacker.token()]
-                    .concat()
-                    .try_into()
-                    .unwrap();
-                cookies.push((c1, cookie1));
-            }
-            let news: Vec<Message<'_>> = cookies
-                .iter()
-                .map(|(c1, cookie1)| Message::ChannelNew { c1: *c1, cookie1 })
-                .collect();
-            attacker.send_sealed(ChannelId::DEFAULT, &news)?;
-            let mut acks: Vec<(ChannelId, [u8; 16])> = Vec::new();
-            let mut init = None;
-            // Whatever answers come, come together; a node that stops answering ends the loop.
-            let deadline = Instant::now() + Duration::from_secs(1);
-            while acks.len() < BATCH {
-                let quiet = Instant::now() + Duration::from_millis(300);
-                let wait = if acks.is_empty() {
-                    deadline
-                } else {
-                    quiet.min(deadline)
-                };
-                let Some(received) = attacker.recv(wait)? else {
-                    break;
-                };
-                for message in received.messages() {
-                    match message {
-                        Message::ChannelAcknowledge {
-                            channel, cookie2, ..
-                        } => acks.push((channel, *cookie2)),
-                        Message::HandshakeInit { .. } => init = Some(received.clone()),
-                        _ => {}
+        // None until the warm-up quarter is over.
+        let mut heap: Option<i64> = None;
+        for quarter in 1..=QUARTERS {
+            let (from, started) = (opened, Instant::now());
+            while opened < CHANNELS * quarter / QUARTERS
+                && looping + started.elapsed() < Duration::from_secs(6)
+            {
+                // BATCH opens in one datagram (PROTOCOL.md §6 allows many per packet), then their
+                // FINALIZEs together, then their CLOSEs together.
+                let mut cookies = Vec::with_capacity(BATCH);
+                for _ in 0..BATCH {
+                    c1 = c1.wrapping_add(1).max(1);
+                    let cookie1: [u8; 16] = [attacker.token(), attacker.token()]
+                        .concat()
+                        .try_into()
+                        .unwrap();
+                    cookies.push((c1, cookie1));
+                }
+                let news: Vec<Message<'_>> = cookies
+                    .iter()
+                    .map(|(c1, cookie1)| Message::ChannelNew { c1: *c1, cookie1 })
+                    .collect();
+                attacker.send_sealed(ChannelId::DEFAULT, &news)?;
+                let mut acks: Vec<(ChannelId, [u8; 16])> = Vec::new();
+                let mut init = None;
+                // Whatever answers come, come together; a node that stops answering ends the loop.
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while acks.len() < BATCH {
+                    let quiet = Instant::now() + Duration::from_millis(300);
+                    let wait = if acks.is_empty() {
+                        deadline
+                    } else {
+                        quiet.min(deadline)
+                    };
+                    let Some(received) = attacker.recv(wait)? else {
+                        break;
+                    };
+                    for message in received.messages() {
+                        match message {
+                            Message::ChannelAcknowledge {
+                                channel, cookie2, ..
+                            } => acks.push((channel, *cookie2)),
+                            Message::HandshakeInit { .. } => init = Some(received.clone()),
+                            _ => {}
+                        }
                     }
                 }
+                if let Some(init) = init {
+                    // A node may replace a session whose channel ids run out (PROTOCOL.md §6): the
+                    // attacker completes the rekey, as an honest peer would, and goes on.
+                    let responded = attacker.answer_xx_init(&init)?;
+                    attacker.finish_xx_responder(responded, Instant::now() + STEP)?;
+                    rekeys += 1;
+                    continue;
+                }
+                if acks.is_empty() {
+                    break;
+                }
+                let finals: Vec<Message<'_>> = acks
+                    .iter()
+                    .map(|(channel, cookie2)| Message::ChannelFinalize {
+                        channel: *channel,
+                        cookie2,
+                        capabilities: Capabilities::NONE,
+                    })
+                    .collect();
+                attacker.send_sealed(ChannelId::DEFAULT, &finals)?;
+                let closes: Vec<Message<'_>> = acks
+                    .iter()
+                    .map(|(channel, _)| Message::ChannelClose {
+                        channel: *channel,
+                        reason: weft::wire::CloseReason::Normal,
+                    })
+                    .collect();
+                attacker.send_sealed(ChannelId::DEFAULT, &closes)?;
+                opened += acks.len();
             }
-            if let Some(init) = init {
-                // A node may replace a session whose channel ids run out (PROTOCOL.md §6): the
-                // attacker completes the rekey, as an honest peer would, and goes on.
-                let responded = attacker.answer_xx_init(&init)?;
-                attacker.finish_xx_responder(responded, Instant::now() + STEP)?;
-                rekeys += 1;
-                continue;
-            }
-            if acks.is_empty() {
-                break;
-            }
-            let finals: Vec<Message<'_>> = acks
-                .iter()
-                .map(|(channel, cookie2)| Message::ChannelFinalize {
-                    channel: *channel,
-                    cookie2,
-                    capabilities: Capabilities::NONE,
-                })
-                .collect();
-            attacker.send_sealed(ChannelId::DEFAULT, &finals)?;
-            let closes: Vec<Message<'_>> = acks
-                .iter()
-                .map(|(channel, _)| Message::ChannelClose {
-                    channel: *channel,
-                    reason: weft::wire::CloseReason::Normal,
-                })
-                .collect();
-            attacker.send_sealed(ChannelId::DEFAULT, &closes)?;
-            opened += acks.len();
+            looping += started.elapsed();
+            let now = caught_up_heap(node, &mut attacker)?;
+            quarters.push((opened - from, now - heap.unwrap_or(now)));
+            heap = Some(now);
         }
-        println!("open-close-loop: {opened} channels opened and closed, {rekeys} rekeys");
-        attacker.ping(PING_TIMEOUT)?;
+        println!(
+            "open-close-loop: {opened} channels opened and closed, {rekeys} rekeys; (channels, \
+             heap growth) per quarter {quarters:?}"
+        );
         Ok(())
     });
+    let per_channel = NO_STATE_BUDGET / CHANNELS as i64;
+    let least = quarters[1..]
+        .iter()
+        .filter(|&&(channels, _)| channels > 0)
+        .map(|&(channels, growth)| growth / channels as i64)
+        .min()
+        .expect("the node opened channels after the first quarter");
+    assert!(
+        least <= per_channel,
+        "open-close-loop: every quarter kept over {per_channel} B per closed channel, at least \
+         {least} B: (channels, heap growth) {quarters:?}"
+    );
+}
+
+/// The node's live heap once it has caught up with what `attacker` sent: it answered a PING
+/// sent after it, its heap has not moved for longer than the shards' gauge snapshot interval
+/// (1 s), and the workers' queues are empty by those gauges (`weft_shard_worker_queue_depth`,
+/// `weft_shard_worker_held`), so a worker that was merely starved of CPU is not read as
+/// caught up; at most 6 s, then the least heap read.
+fn caught_up_heap(node: &Node, attacker: &mut Attacker) -> Result<i64, AttackError> {
+    attacker.ping(PING_TIMEOUT)?;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let (mut last, mut least, mut since) = (None, i64::MAX, Instant::now());
+    loop {
+        let text = scrape(node.metrics, Duration::from_secs(10))?;
+        let read = |name: &str| -> f64 {
+            text.lines()
+                .filter(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|r| r.starts_with([' ', '{']))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let heap = read("weft_heap_live_bytes") as i64;
+        least = least.min(heap);
+        if last != Some(heap) {
+            (last, since) = (Some(heap), Instant::now());
+        }
+        let idle =
+            read("weft_shard_worker_queue_depth") == 0.0 && read("weft_shard_worker_held") == 0.0;
+        if idle && since.elapsed() > Duration::from_millis(1_200) {
+            return Ok(heap);
+        }
+        if Instant::now() > deadline {
+            return Ok(least);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Finding 6: a forged XX INIT that claims to come from a peer with a lower id must not cancel

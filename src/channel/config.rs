@@ -68,6 +68,11 @@ pub struct EndpointConfig {
     /// session of the prefix holding the most (PROTOCOL.md §5: least recently used first out;
     /// the heaviest prefix gives way so a newcomer from a light one still gets in).
     pub max_sessions: usize,
+    /// Most local identities the endpoint holds: the one it is made with and those the
+    /// application adds with [`Endpoint::add_identity`](crate::channel::Endpoint::add_identity)
+    /// (a load harness simulating many peers from one endpoint). 1 for a node: nothing from the
+    /// network ever adds one.
+    pub max_identities: usize,
     /// Most sessions from one IP address. 1024: a carrier-grade NAT puts hundreds of
     /// subscribers behind one address, and each may run a node that talks to us; a single host
     /// needs a handful. One address still cannot take more than 1% of the default table.
@@ -199,6 +204,7 @@ impl Default for EndpointConfig {
             max_pending_xx: 4096,
             max_pending_xx_per_prefix: 64,
             max_sessions: 100_000,
+            max_identities: 1,
             max_sessions_per_address: 1024,
             max_sessions_per_prefix: 4096,
             handshake_rate_per_address: TokenRate {

@@ -133,6 +133,10 @@ pub enum OpenError {
     PlaintextRefused,
     /// A peer, channel or id limit is reached.
     LimitReached(&'static str),
+    /// The local identity named is not one this endpoint holds.
+    UnknownIdentity,
+    /// A local identity other than the endpoint's first opens only to a peer named by its id.
+    PeerIdNeeded,
 }
 
 impl fmt::Display for OpenError {
@@ -155,6 +159,14 @@ impl fmt::Display for OpenError {
                 )
             }
             OpenError::LimitReached(what) => write!(f, "limit reached: {what}"),
+            OpenError::UnknownIdentity => write!(
+                f,
+                "no such local identity; add it with Endpoint::add_identity first"
+            ),
+            OpenError::PeerIdNeeded => write!(
+                f,
+                "a local identity other than the first needs the peer's id, not a bare address"
+            ),
         }
     }
 }

@@ -18,7 +18,7 @@ mod state;
 
 pub use config::EndpointConfig;
 pub(crate) use connection::later;
-pub use endpoint::{ChannelCounts, HeapReport, PeerSnapshot};
+pub use endpoint::{ChannelCounts, HeapReport, LocalIdentity, PeerSnapshot};
 pub use endpoint::{Endpoint, PeerInfo};
 pub use events::{ChannelHandle, Event, OpenError, SendError, Transmit};
 pub use pool::BufferPool;

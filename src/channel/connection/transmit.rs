@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct Context {
     /// This node's peer id: every header's sender.
     pub(crate) local_id: PeerId,
+    /// What turns the connection's key into its peer's id on the wire: zero unless the
+    /// connection uses another local identity than the endpoint's first (`identities.rs`).
+    pub(crate) peer_mask: PeerId,
     /// How long a channel that asked for keep-alives may go without sending (§7.7).
     pub(crate) keep_alive_interval: Duration,
     /// When sessions are replaced, and how many packets a key may seal or open (§5).
@@ -30,6 +33,13 @@ pub(crate) struct Context {
     pub(crate) session_lifetime: Duration,
     /// How long a silent peer keeps its channels (§7.7).
     pub(crate) connection_reset_timeout: Duration,
+}
+
+impl Context {
+    /// The peer's id on the wire for the connection keyed `key`.
+    fn recipient(&self, key: PeerId) -> PeerId {
+        PeerId(std::array::from_fn(|i| key.0[i] ^ self.peer_mask.0[i]))
+    }
 }
 
 /// One packet written into the caller's buffer.
@@ -88,7 +98,13 @@ impl Connection {
             // which would also leave its bytes in flight holding the peer's shared window shut.
             data.next_pn = data.next_pn.max(crypto.next_sequence());
             let wire_sequence = u32::try_from(data.next_pn).ok()?;
-            let header = secure_header(phase, ctx.local_id, self.id, channel.id, wire_sequence);
+            let header = secure_header(
+                phase,
+                ctx.local_id,
+                ctx.recipient(self.id),
+                channel.id,
+                wire_sequence,
+            );
             let pn = data.next_pn;
             // An unconfirmed packet carries the cookie on top of an ordinary one and is no
             // probe; any other gets the whole datagram, so that `write_frames` can pad a
@@ -124,7 +140,7 @@ impl Connection {
         let header = Header {
             flags: Flags::SEQUENCED,
             sender: ctx.local_id,
-            recipient: self.id,
+            recipient: ctx.recipient(self.id),
             channel: channel.id,
             // The wire carries the packet number's low 32 bits (§3).
             sequence: Some(data.next_pn as u32),
@@ -338,6 +354,7 @@ pub(crate) mod tests {
     pub(crate) fn ctx() -> Context {
         Context {
             local_id: LOCAL,
+            peer_mask: PeerId::ZERO,
             keep_alive_interval: Duration::from_secs(15),
             rekey: RekeyPolicy::default(),
             retired_session_grace: Duration::from_secs(3),

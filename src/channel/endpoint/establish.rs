@@ -200,7 +200,9 @@ impl Endpoint {
             return self.drop_packet("bad_cookie");
         }
         // The responder must pick c2 by the bit-15 rule, or ids of crossing opens could collide.
-        let responder_high = responder > self.local_id;
+        // Compared as the wire names them: the connection's identity and the peer's real id.
+        let (local, real) = self.wire_ids(responder);
+        let responder_high = real > local;
         if id.c2() == 0 || ((id.c2() & 0x8000 != 0) != responder_high) {
             return self.drop_packet("bad_channel_id");
         }

@@ -82,7 +82,11 @@ impl Endpoint {
         }
         // A channel that still wants to send after this call is listed again, and its peer
         // keeps the turn for the next call (`Connection::flush_done`).
-        let ctx = self.connection_context();
+        let mut ctx = self.connection_context();
+        if let Some(connection) = self.peers.get(peer) {
+            // The connection's own identity heads its packets (`identities.rs`).
+            (ctx.local_id, ctx.peer_mask) = self.wire_mask(&connection.id);
+        }
         let sent = self.peers.get_mut(peer).and_then(|connection| {
             let lent = (&mut self.stats, &self.hot.tally);
             connection.poll_transmit(now, &ctx, &visit, buf, lent)

@@ -162,7 +162,18 @@ impl Endpoint {
         } else if self.pending_by_addr.contains_key(&to) {
             return Ok(());
         }
-        let local = self.hs_identity.clone();
+        // A peer's key names the identity of the connection (`identities.rs`); records and
+        // PSKs are the peer's, by its real id.
+        let (local, real) = match peer {
+            Some(key) => {
+                let identity = self.identity_of(&key);
+                (
+                    self.handshake_identity(identity).clone(),
+                    Some(self.wire_ids(key).1),
+                )
+            }
+            None => (self.hs_identity.clone(), None),
+        };
         let tai = self.next_tai();
         let proven = peer.and_then(|p| {
             let session = self.session_of(&p)?.slot.current_ref()?;
@@ -172,10 +183,10 @@ impl Endpoint {
                 *session.peer_x25519(),
             ))
         });
-        let record = peer.and_then(|p| self.records.get(&p)).cloned();
-        let psk = peer.and_then(|p| self.config.psks.get(&p)).copied();
+        let record = real.and_then(|p| self.records.get(&p)).cloned();
+        let psk = real.and_then(|p| self.config.psks.get(&p)).copied();
         let before = dh::count_on_this_thread();
-        let started = match (peer, psk, &record, proven) {
+        let started = match (real, psk, &record, proven) {
             (Some(_), Some(psk), Some(record), _) => {
                 Initiator::pre_shared_key(&local, record, &psk, tai, &mut self.rng)
                     .map(|i| (i, Some(record.x25519)))
@@ -240,14 +251,17 @@ impl Endpoint {
             return;
         };
         let index = code.to_wire(&self.index_cipher);
-        let local = self.local_id;
         let Some(Pending::Initiator(state)) = self.pending.get(handle) else {
             return;
         };
+        let (sender, recipient) = match state.peer {
+            Some(key) => self.wire_ids(key),
+            None => (self.local_id, PeerId::ZERO),
+        };
         let header = Header {
             flags: Flags::default(),
-            sender: local,
-            recipient: state.peer.unwrap_or(PeerId::ZERO),
+            sender,
+            recipient,
             channel: ChannelId::DEFAULT,
             sequence: None,
         };
@@ -322,6 +336,7 @@ impl Endpoint {
                     if self.pending_by_peer.get(&peer) == Some(&handle) {
                         self.pending_by_peer.remove(&peer);
                     }
+                    self.release_key(&peer);
                 } else if self.pending_by_addr.get(&state.to) == Some(&handle) {
                     self.pending_by_addr.remove(&state.to);
                 }
@@ -343,14 +358,16 @@ impl Endpoint {
 
     /// A plaintext packet whose first message belongs to a handshake (or is a RESET): the only
     /// plaintext a node accepts from a peer with a session, or at all without `allow_plaintext`.
+    /// `header` is the packet's, its sender the connection's key (`identities.rs`).
     pub(super) fn handle_handshake(
         &mut self,
         now: Instant,
         from: SocketAddr,
         datagram: &[u8],
         packet: &Packet<'_>,
+        header: &Header,
     ) {
-        let header = packet.header;
+        let header = *header;
         let mut messages = packet.messages().peekable();
         while let Some(message) = messages.next() {
             match message {
@@ -364,6 +381,10 @@ impl Endpoint {
                     let Some(kind) = HandshakeKind::from_code(kind) else {
                         return self.drop_packet("bad_handshake_kind");
                     };
+                    if header.sender != packet.header.sender {
+                        // Only the first identity answers handshakes (`identities.rs`).
+                        return self.drop_packet("wrong_recipient");
+                    }
                     self.on_init(
                         now,
                         from,
@@ -635,6 +656,8 @@ impl Endpoint {
         (sender_index, receiver_index, handshake): (u32, u32, &[u8]),
         sealed: Option<&[u8]>,
     ) {
+        // The handshake proves the peer's real id; the connection is named by its key.
+        let real = self.wire_ids(header.sender).1;
         let code = Hashcode::from_wire(receiver_index, &self.index_cipher);
         let Ok(handle) = self.pending.resolve(code) else {
             return self.drop_packet("unknown_session_index");
@@ -654,7 +677,7 @@ impl Endpoint {
         let before = dh::count_on_this_thread();
         let result = state
             .initiator
-            .read_response(header.sender, handshake, &mut final_out);
+            .read_response(real, handshake, &mut final_out);
         self.count_dh(before);
         let done = match result {
             Ok(done) => done,
@@ -677,7 +700,8 @@ impl Endpoint {
         let Some(Pending::Initiator(state)) = self.remove_pending(handle) else {
             return;
         };
-        let established = done.established;
+        let mut established = done.established;
+        established.peer_id = header.sender;
         let peer = established.peer_id;
         // IK: the responder installed first and named the phase in its completing packet; XX:
         // we install first (our FINAL completes it) and choose.

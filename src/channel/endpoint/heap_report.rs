@@ -141,6 +141,10 @@ impl Endpoint {
             take(&mut self.records),
         );
         report.measure(live, "handshake tables", || drop(handshakes));
+        let identities = take(&mut self.identities);
+        report.measure(live, "local identities beyond the first", || {
+            drop(identities)
+        });
         let stats = take(&mut self.stats);
         report.measure(live, "stats", || drop(stats));
         report.measure(live, "rest of the endpoint", || drop(self));

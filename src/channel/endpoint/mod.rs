@@ -16,6 +16,9 @@ mod flush;
 mod fuzzing;
 mod handshake;
 mod heap_report;
+mod identities;
+#[cfg(test)]
+mod identities_tests;
 mod index;
 mod receive;
 mod secure;
@@ -27,6 +30,7 @@ mod table;
 mod timers;
 
 pub use heap_report::HeapReport;
+pub use identities::LocalIdentity;
 pub use service::PeerInfo;
 pub use snapshot::{ChannelCounts, PeerSnapshot};
 
@@ -54,6 +58,7 @@ use crate::wire::{
     PeerId,
 };
 use handshake::Pending;
+use identities::Identities;
 use index::PeerIndex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -201,6 +206,8 @@ pub struct Endpoint {
     /// When the cookie rotations counted by `cookie_epoch` started.
     epoch_origin: Instant,
     hs_identity: HandshakeIdentity,
+    /// The local identities beyond the first (`identities.rs`).
+    identities: Identities,
     /// Peer records the application handed us: kind 1 towards these peers.
     // Seeded: ids from records that others signed.
     records: HashMap<PeerId, PeerRecord>,
@@ -308,6 +315,7 @@ impl Endpoint {
             idle_peers: VecDeque::new(),
             epoch_origin: now,
             hs_identity,
+            identities: Identities::default(),
             records: HashMap::new(),
             gate,
             timestamps: TimestampTable::with_limits(config.max_handshake_timestamps),
@@ -497,6 +505,7 @@ impl Endpoint {
     fn connection_context(&self) -> Context {
         Context {
             local_id: self.local_id,
+            peer_mask: PeerId::ZERO,
             keep_alive_interval: self.config.keep_alive_interval,
             rekey: self.config.rekey,
             retired_session_grace: self.config.retired_session_grace,
@@ -541,9 +550,10 @@ impl Endpoint {
                 .add("weft_messages_awaiting_session_total", None, 1);
             return;
         }
+        let (sender, recipient) = self.wire_ids(recipient);
         let header = Header {
             flags: Flags::default(),
-            sender: self.local_id,
+            sender,
             recipient,
             channel: ChannelId::DEFAULT,
             sequence: None,
@@ -609,10 +619,11 @@ impl Endpoint {
         let Some(state) = peer.lanes.get(channel.lane) else {
             return false;
         };
+        let (sender, recipient) = self.wire_ids(peer.id);
         let header = Header {
             flags: Flags::SEQUENCED,
-            sender: self.local_id,
-            recipient: peer.id,
+            sender,
+            recipient,
             channel: state.id,
             sequence: Some(sequence),
         };

@@ -39,9 +39,19 @@ impl Endpoint {
         }
         // PROTOCOL.md §3: drop packets not addressed to us; the wire layer already limited an
         // all-zero recipient to the shapes where it is allowed.
-        if header.recipient != self.local_id && !header.recipient.is_zero() {
+        let Some(local) = self.recipient_identity(header.recipient) else {
             return self.drop_packet("wrong_recipient");
-        }
+        };
+        // Another local identity's datagram is named by its connection's key from here on
+        // (`identities.rs`), and only a peer that identity opened to has one.
+        let header = match self.connection_key(header.sender, local) {
+            Some(_) if local == LocalIdentity::FIRST => header,
+            Some(key) if self.is_other_key(&key) => Header {
+                sender: key,
+                ..header
+            },
+            _ => return self.drop_packet("wrong_recipient"),
+        };
         // The datagram's one lookup by the sender's id: its session and channel state, asked for
         // again below, are answered from it.
         self.ids.route(header.sender);
@@ -53,7 +63,7 @@ impl Endpoint {
             .next()
             .is_some_and(|m| m.kind().is_handshake() || matches!(m, Message::Reset { .. }))
         {
-            self.handle_handshake(now, from, datagram, &packet);
+            self.handle_handshake(now, from, datagram, &packet, &header);
         } else if self.has_session(header.sender) {
             // PROTOCOL.md §3: once a peer is encrypted, its plaintext is dropped (no downgrade).
             self.drop_packet("plaintext_after_session");

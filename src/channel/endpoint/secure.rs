@@ -28,7 +28,7 @@ impl Endpoint {
             self.channel_of(peer, channel)
                 .and_then(|handle| self.take_sequence(last_now, handle))
         };
-        let local = self.local_id;
+        let (local, recipient) = self.wire_ids(peer);
         let Some(entry) = sessions::session_in(&self.ids, &mut self.peers, &peer) else {
             return false;
         };
@@ -48,7 +48,7 @@ impl Endpoint {
         let Ok(wire_sequence) = u32::try_from(sequence) else {
             return false;
         };
-        let header = secure_header(phase, local, peer, channel, wire_sequence);
+        let header = secure_header(phase, local, recipient, channel, wire_sequence);
         // Control packets are small and built when the state changes, so they wait in the
         // transmit queue (one copy into the driver's buffer); data packets do not (`flush.rs`).
         let sent = self.outgoing.with_buffer(to, |buf| {
@@ -101,13 +101,13 @@ impl Endpoint {
         first: &Message<'_>,
         riders: &[Message<'_>],
     ) {
+        let (local, recipient) = self.wire_ids(peer);
         let Some(session) = sessions::session_in(&self.ids, &mut self.peers, &peer)
             .and_then(|e| e.slot.phase_session(phase))
         else {
             return;
         };
         let crypto = session.keys.channel(ChannelId::DEFAULT);
-        let local = self.local_id;
         // A payload needs a message (§3); with nothing to carry, an empty PMTU_PROBE stands in.
         let filler = [Message::PmtuProbe { len: 0 }];
         let riders = if riders.is_empty() {
@@ -124,7 +124,7 @@ impl Endpoint {
             let header = Header {
                 flags,
                 sender: local,
-                recipient: peer,
+                recipient,
                 channel: ChannelId::DEFAULT,
                 sequence: Some(u32::try_from(sequence).ok()?),
             };

@@ -24,9 +24,10 @@ impl Endpoint {
             return self.queue_secure_answer(to, recipient, message);
         }
         let needed = message.encoded_len();
+        let (sender, recipient) = self.wire_ids(recipient);
         let header = Header {
             flags: Flags::default(),
-            sender: self.local_id,
+            sender,
             recipient,
             channel,
             sequence: None,
@@ -100,14 +101,15 @@ impl Endpoint {
             return;
         };
         let answers = std::mem::take(&mut self.secure_answers);
-        let local = self.local_id;
+        let (local, recipient) = self.wire_ids(peer);
         let sealed = sessions::session_in(&self.ids, &mut self.peers, &peer).and_then(|entry| {
             let phase = entry.slot.sending_phase();
             let session = entry.slot.current()?;
             let created = session.created_at();
             let crypto = session.keys.channel(ChannelId::DEFAULT);
             let sequence = u32::try_from(crypto.next_sequence()).ok()?;
-            let header = secure::secure_header(phase, local, peer, ChannelId::DEFAULT, sequence);
+            let header =
+                secure::secure_header(phase, local, recipient, ChannelId::DEFAULT, sequence);
             let sent = self.outgoing.with_buffer(to, |buf| {
                 secure::seal_into(buf, crypto, &header, DEFAULT_MTU, |region| {
                     region.get_mut(..answers.len())?.copy_from_slice(&answers);

@@ -177,6 +177,7 @@ impl Endpoint {
             self.unindex(peer, state.load);
             if self.ids.peer(&state.id) == Some(&peer) {
                 self.ids.clear_peer(&state.id);
+                self.release_key(&state.id);
             }
             if self.unnamed.get(&state.address) == Some(&peer) {
                 self.unnamed.remove(&state.address);

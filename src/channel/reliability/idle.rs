@@ -14,8 +14,8 @@ use super::ack::AckIdle;
 use super::recv::RecvIdle;
 use super::send::SendIdle;
 use super::{
-    Busy, ChannelStats, Delivery, PathState, ReassemblyBudget, ReliabilityConfig, SendError,
-    counters, credit_cap,
+    Busy, ChannelStats, Delivery, PathState, Pending, ReassemblyBudget, ReliabilityConfig,
+    SendError, counters, credit_cap,
 };
 use crate::channel::pool::BufferPool;
 use crate::wire::Capabilities;
@@ -327,6 +327,19 @@ impl ChannelReliability {
     /// The peer's WINDOW.
     pub fn on_window(&mut self, max_message: u64, max_bytes: u64) {
         self.wake().on_window(max_message, max_bytes);
+    }
+
+    /// What the channel still has to do or waits for (see [`Pending`]); an idle channel's is
+    /// read from the state it would rebuild, so a check of it also checks what was shed.
+    pub fn pending(&self) -> Pending {
+        match &self.busy {
+            Some(busy) => busy.pending(),
+            None => {
+                let mut rebuilt = Busy::new(self.capabilities, &self.config);
+                rebuilt.restore_values(&self.idle);
+                rebuilt.pending()
+            }
+        }
     }
 
     /// Whether [`poll_event`](Self::poll_event) has something.

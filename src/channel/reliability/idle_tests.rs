@@ -271,3 +271,66 @@ fn a_channel_with_work_left_keeps_its_state() {
     b.channel.set_credit_cap(Some(3));
     assert!(b.channel.is_busy());
 }
+
+#[test]
+fn a_channel_that_owes_an_ack_or_a_window_keeps_its_state_and_a_timer() {
+    // Credit of 4 messages: consuming one is a quarter of the window, so a WINDOW is owed.
+    let config = Arc::new(ReliabilityConfig {
+        initial_window: (4, 64 << 10),
+        receive_window: (4, 64 << 10),
+        ..ReliabilityConfig::default()
+    });
+    let now = Instant::now();
+    for bits in [0, 1, 7] {
+        let caps = capabilities(bits);
+        let (mut a, mut b) = (end(caps, &config, now), end(caps, &config, now));
+        a.channel.send(now, b"one", &mut a.pool).expect("queued");
+        let packets = transmit(&mut a, now);
+        assert_eq!(packets.len(), 1, "mode {bits}");
+        for (pn, payload) in &packets {
+            receive(&mut b, now, *pn as u32, payload);
+        }
+        // b delivered the message (its application took it): an ACK and a WINDOW are owed.
+        assert_eq!(b.delivered.len(), 1, "mode {bits}");
+        let owed = b.channel.pending();
+        assert!(owed.ack && owed.window, "mode {bits}: {owed:?}");
+        b.channel.shrink_idle();
+        assert!(b.channel.is_busy(), "mode {bits}: shed owing {owed:?}");
+        assert!(b.channel.poll_timeout().is_some() || b.channel.wants_to_send(now, &b.path));
+        // Sent, the WINDOW is outstanding until acknowledged: still no shedding, and a timer.
+        let answer = transmit(&mut b, now);
+        assert_eq!(answer.len(), 1, "mode {bits}");
+        let owed = b.channel.pending();
+        assert!(
+            owed.unacked && !owed.window && !owed.ack,
+            "mode {bits}: {owed:?}"
+        );
+        b.channel.shrink_idle();
+        assert!(b.channel.is_busy(), "mode {bits}: shed owing {owed:?}");
+        assert!(b.channel.poll_timeout().is_some(), "mode {bits}: no timer");
+        // Acknowledged, nothing is owed any more and the state goes.
+        let later = now + Duration::from_millis(5);
+        for (pn, payload) in &answer {
+            receive(&mut a, later, *pn as u32, payload);
+        }
+        let later = later + Duration::from_millis(30);
+        a.channel.handle_timeout(later, &mut a.path);
+        for (pn, payload) in transmit(&mut a, later) {
+            receive(&mut b, later, pn as u32, &payload);
+        }
+        assert!(
+            !b.channel.pending().any(),
+            "mode {bits}: {:?}",
+            b.channel.pending()
+        );
+        b.channel.shrink_idle();
+        assert!(
+            !b.channel.is_busy(),
+            "mode {bits}: kept its state with nothing owed"
+        );
+        assert!(
+            !b.channel.pending().any(),
+            "mode {bits}: the shed state owes something"
+        );
+    }
+}

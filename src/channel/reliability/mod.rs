@@ -182,6 +182,32 @@ pub enum Delivery {
     Failed(CloseReason),
 }
 
+/// What a channel still has to do or waits for (PROTOCOL.md §7), for liveness checks: while
+/// `sendable`, `unacked`, `window` or `ack` holds, the channel has a timer armed
+/// ([`ChannelReliability::poll_timeout`]) or a packet to write
+/// ([`ChannelReliability::wants_to_send`]); `blocked` data waits for the peer's WINDOW. A failed
+/// channel owes nothing (it closes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Data the peer's credit lets out that is not sent yet (or is to be resent), or a probe.
+    pub sendable: bool,
+    /// Data queued beyond the peer's credit.
+    pub blocked: bool,
+    /// Ack-eliciting packets neither acknowledged nor declared lost.
+    pub unacked: bool,
+    /// A WINDOW is owed: credit worth announcing, or a lost WINDOW to repeat.
+    pub window: bool,
+    /// Received ack-eliciting packets wait for their ACK.
+    pub ack: bool,
+}
+
+impl Pending {
+    /// Whether the channel has anything to do or wait for.
+    pub fn any(&self) -> bool {
+        self.sendable || self.blocked || self.unacked || self.window || self.ack
+    }
+}
+
 /// Most ranges of one received ACK that are read: four times what this node writes
 /// (`ReliabilityConfig::max_ack_ranges`, 32), so an honest peer's ACK is read whole.
 const MAX_ACK_RANGES_READ: usize = 128;
@@ -339,6 +365,21 @@ impl Busy {
 
     fn has_eliciting_work(&self) -> bool {
         self.window_due() || self.send.has_sendable() || self.send.probes_pending > 0
+    }
+
+    /// What the channel still has to do or waits for (see [`Pending`]).
+    pub(super) fn pending(&self) -> Pending {
+        if self.failed.is_some() {
+            return Pending::default();
+        }
+        let sendable = self.send.has_sendable() || self.send.probes_pending > 0;
+        Pending {
+            sendable,
+            blocked: !sendable && self.send.has_unsent_any(),
+            unacked: self.send.has_outstanding(),
+            window: self.window_due(),
+            ack: self.ack.deadline().is_some(),
+        }
     }
 
     /// Whether [`write_frames`](Self::write_frames) has something to write: an ACK is due, or

@@ -297,6 +297,11 @@ impl SendSide {
         false
     }
 
+    /// Whether any queued message has data not sent yet, within the peer's credit or not.
+    pub(crate) fn has_unsent_any(&self) -> bool {
+        self.messages.iter().flatten().any(|m| self.has_unsent(m))
+    }
+
     /// Whether sent data still waits for acknowledgement.
     pub(crate) fn has_outstanding(&self) -> bool {
         self.sent
