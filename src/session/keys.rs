@@ -145,15 +145,34 @@ const BUSY_PACKETS: u8 = 8;
 /// and the replay window only. The sequence number and the window are never shed, so no nonce
 /// is reused and no replay let through (PROTOCOL.md §3, §5).
 pub struct ChannelCrypto {
-    send_key: [u8; 32],
-    receive_key: [u8; 32],
-    expanded: Option<Box<Expanded>>,
+    /// Both directions' raw keys, and their schedules while busy. An idle session's
+    /// [`ChannelKeys`] drops them (issue 12: 64 bytes per idle channel) and derives the same
+    /// keys from its secrets again when the channel is next used; only a lone `ChannelCrypto`
+    /// (not in a [`ChannelKeys`]) always keeps them.
+    keys: Option<Box<Keys>>,
     /// Packets sealed or opened since the last idle check, up to [`BUSY_PACKETS`].
     uses: u8,
     next_send: u64,
     /// Packets sealed under this key, whatever their numbers.
     sealed: u64,
     window: ReplayWindow,
+}
+
+/// A channel's raw keys, and their schedules while the channel is busy.
+struct Keys {
+    send: [u8; 32],
+    receive: [u8; 32],
+    expanded: Option<Box<Expanded>>,
+}
+
+impl Keys {
+    fn derive(send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) -> Box<Keys> {
+        Box::new(Keys {
+            send: channel_key(send_secret, channel),
+            receive: channel_key(receive_secret, channel),
+            expanded: None,
+        })
+    }
 }
 
 /// Both directions' key schedules, boxed so that an idle channel holds a null pointer only.
@@ -165,7 +184,8 @@ struct Expanded {
 impl fmt::Debug for ChannelCrypto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChannelCrypto")
-            .field("expanded", &self.expanded.is_some())
+            .field("keys", &self.keys.is_some())
+            .field("expanded", &self.is_expanded())
             .field("next_send", &self.next_send)
             .field("sealed", &self.sealed)
             .finish_non_exhaustive()
@@ -176,9 +196,7 @@ impl ChannelCrypto {
     /// Keys for `channel` from a session's two direction secrets.
     pub fn new(send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) -> Self {
         ChannelCrypto {
-            send_key: channel_key(send_secret, channel),
-            receive_key: channel_key(receive_secret, channel),
-            expanded: None,
+            keys: Some(Keys::derive(send_secret, receive_secret, channel)),
             uses: 0,
             next_send: 0,
             sealed: 0,
@@ -189,16 +207,32 @@ impl ChannelCrypto {
     /// The expanded keys, once the channel is busy; None before (one more packet counted).
     fn busy_keys(&mut self) -> Option<&Expanded> {
         self.uses = self.uses.saturating_add(1);
-        if self.expanded.is_none() && self.uses < BUSY_PACKETS {
+        let keys = self.keys.as_mut()?;
+        if keys.expanded.is_none() && self.uses < BUSY_PACKETS {
             return None;
         }
-        let (send, receive) = (&self.send_key, &self.receive_key);
-        Some(self.expanded.get_or_insert_with(|| {
+        let (send, receive) = (&keys.send, &keys.receive);
+        Some(keys.expanded.get_or_insert_with(|| {
             Box::new(Expanded {
                 send: PacketKey::new(send),
                 receive: PacketKey::new(receive),
             })
         }))
+    }
+
+    /// Derives the raw keys again if an idle session dropped them ([`ChannelKeys`] does this
+    /// before handing the channel out, so every packet finds them).
+    fn restore(&mut self, send_secret: &[u8; 32], receive_secret: &[u8; 32], channel: ChannelId) {
+        if self.keys.is_none() {
+            self.keys = Some(Keys::derive(send_secret, receive_secret, channel));
+        }
+    }
+
+    /// Sheds (see [`shed`](Self::shed)) and drops the raw keys too: only for a channel whose
+    /// [`ChannelKeys`] can derive them again.
+    fn forget(&mut self) {
+        self.shed();
+        self.keys = None;
     }
 
     /// Seals under the send key: the kept schedule, or one expanded for this packet.
@@ -211,14 +245,23 @@ impl ChannelCrypto {
     ) {
         match self.busy_keys() {
             Some(keys) => keys.send.seal_in_place(sequence, header, payload, tag),
-            None => PacketKey::new(&self.send_key).seal_in_place(sequence, header, payload, tag),
+            None => match &self.keys {
+                Some(keys) => {
+                    PacketKey::new(&keys.send).seal_in_place(sequence, header, payload, tag)
+                }
+                // Not reached: `ChannelKeys` restores the keys before handing a channel out. A
+                // zero tag is what a sealing failure leaves, and no receiver accepts it.
+                None => *tag = [0; TAG_LEN],
+            },
         }
     }
 
     /// Drops the expanded keys of an idle channel, the next packets expand them again, and
     /// folds the replay window back inline where it can (its answers stay the same).
     pub fn shed(&mut self) {
-        self.expanded = None;
+        if let Some(keys) = self.keys.as_mut() {
+            keys.expanded = None;
+        }
         self.uses = 0;
         self.window.compact();
     }
@@ -235,7 +278,14 @@ impl ChannelCrypto {
 
     /// True while the expanded keys are held.
     pub fn is_expanded(&self) -> bool {
-        self.expanded.is_some()
+        self.keys
+            .as_ref()
+            .is_some_and(|keys| keys.expanded.is_some())
+    }
+
+    /// True while the raw keys are held (an idle session's channels drop them).
+    pub fn has_keys(&self) -> bool {
+        self.keys.is_some()
     }
 
     /// The sequence number the next sealed packet will carry.
@@ -303,11 +353,15 @@ impl ChannelCrypto {
             Some(keys) => keys
                 .receive
                 .open_in_place(sequence, header, ciphertext_and_tag)?,
-            None => PacketKey::new(&self.receive_key).open_in_place(
-                sequence,
-                header,
-                ciphertext_and_tag,
-            )?,
+            None => match &self.keys {
+                Some(keys) => PacketKey::new(&keys.receive).open_in_place(
+                    sequence,
+                    header,
+                    ciphertext_and_tag,
+                )?,
+                // Not reached (see `seal_under`): nothing opens without the key.
+                None => return Err(OpenError::Authentication),
+            },
         };
         self.window.insert(sequence);
         Ok(len)
@@ -341,7 +395,10 @@ pub struct ChannelKeys {
     /// One channel besides the default one, by id.
     first: Option<(u32, ChannelCrypto)>,
     // Channel ids are peer-chosen: a seeded hasher (STYLE.md 16).
-    channels: HashMap<u32, Box<ChannelCrypto>>,
+    // Boxed on purpose, made with the second other channel: absent, it is a null pointer, not
+    // 48 bytes (issue 12).
+    #[allow(clippy::box_collection)]
+    channels: Option<Box<HashMap<u32, Box<ChannelCrypto>>>>,
     /// Made on the first close: most sessions never close a channel (issue 12: 40 bytes).
     // Seeded, as `channels`. Boxed on purpose: absent, it is a null pointer, not 48 bytes.
     #[allow(clippy::box_collection)]
@@ -365,7 +422,7 @@ impl ChannelKeys {
             receive_secret,
             default: None,
             first: None,
-            channels: HashMap::new(),
+            channels: None,
             retired: None,
         }
     }
@@ -374,52 +431,88 @@ impl ChannelKeys {
     /// default channel and channels it holds open, never for a retired id.
     pub fn channel(&mut self, channel: ChannelId) -> &mut ChannelCrypto {
         let (send, receive) = (&self.send_secret, &self.receive_secret);
-        if channel.is_default() {
-            return self
-                .default
-                .get_or_insert_with(|| ChannelCrypto::new(send, receive, channel));
-        }
-        let inline = match &self.first {
-            Some((id, _)) => *id == channel.0,
-            None => !self.channels.contains_key(&channel.0),
+        let crypto = if channel.is_default() {
+            self.default
+                .get_or_insert_with(|| ChannelCrypto::new(send, receive, channel))
+        } else {
+            let inline = match &self.first {
+                Some((id, _)) => *id == channel.0,
+                None => !self
+                    .channels
+                    .as_ref()
+                    .is_some_and(|map| map.contains_key(&channel.0)),
+            };
+            if inline {
+                let (_, crypto) = self
+                    .first
+                    .get_or_insert_with(|| (channel.0, ChannelCrypto::new(send, receive, channel)));
+                crypto
+            } else {
+                self.channels
+                    .get_or_insert_with(Box::default)
+                    .entry(channel.0)
+                    .or_insert_with(|| Box::new(ChannelCrypto::new(send, receive, channel)))
+            }
         };
-        if inline {
-            let (_, crypto) = self
-                .first
-                .get_or_insert_with(|| (channel.0, ChannelCrypto::new(send, receive, channel)));
-            return crypto;
-        }
-        self.channels
-            .entry(channel.0)
-            .or_insert_with(|| Box::new(ChannelCrypto::new(send, receive, channel)))
+        crypto.restore(send, receive, channel);
+        crypto
+    }
+
+    /// Another channel's entry, restored by the caller if it needs the keys.
+    fn others_mut(&mut self, channel: ChannelId) -> Option<&mut ChannelCrypto> {
+        let map = self.channels.as_mut()?;
+        map.get_mut(&channel.0).map(|crypto| &mut **crypto)
     }
 
     /// Every channel's crypto state.
     fn all_mut(&mut self) -> impl Iterator<Item = &mut ChannelCrypto> {
         let first = self.first.as_mut().map(|(_, crypto)| crypto);
-        let others = self.channels.values_mut().map(|crypto| &mut **crypto);
+        let others = self.channels.iter_mut().flat_map(|map| map.values_mut());
+        let others = others.map(|crypto| &mut **crypto);
         self.default.iter_mut().chain(first).chain(others)
+    }
+
+    /// Whether `channel`'s entry holds its raw keys now, without restoring them (tests).
+    #[cfg(test)]
+    fn get_unrestored_keys(&self, channel: ChannelId) -> Option<bool> {
+        if channel.is_default() {
+            return self.default.as_ref().map(ChannelCrypto::has_keys);
+        }
+        match &self.first {
+            Some((id, crypto)) if *id == channel.0 => Some(crypto.has_keys()),
+            _ => self
+                .channels
+                .as_ref()
+                .and_then(|map| map.get(&channel.0))
+                .map(|c| c.has_keys()),
+        }
     }
 
     /// Every channel's crypto state, to read.
     fn all(&self) -> impl Iterator<Item = &ChannelCrypto> {
         let first = self.first.as_ref().map(|(_, crypto)| crypto);
-        let others = self.channels.values().map(|crypto| &**crypto);
+        let others = self.channels.iter().flat_map(|map| map.values());
+        let others = others.map(|crypto| &**crypto);
         self.default.iter().chain(first).chain(others)
     }
 
     /// The channel's crypto state if it was derived already.
     pub fn get(&mut self, channel: ChannelId) -> Option<&mut ChannelCrypto> {
-        if channel.is_default() {
-            return self.default.as_mut();
-        }
-        match &mut self.first {
-            Some((id, crypto)) if *id == channel.0 => Some(crypto),
-            _ => self
-                .channels
-                .get_mut(&channel.0)
-                .map(|crypto| &mut **crypto),
-        }
+        let (send, receive) = (&self.send_secret, &self.receive_secret);
+        let crypto = if channel.is_default() {
+            self.default.as_mut()
+        } else {
+            match &mut self.first {
+                Some((id, crypto)) if *id == channel.0 => Some(crypto),
+                _ => self
+                    .channels
+                    .as_mut()
+                    .and_then(|map| map.get_mut(&channel.0))
+                    .map(|crypto| &mut **crypto),
+            }
+        }?;
+        crypto.restore(send, receive, channel);
+        Some(crypto)
     }
 
     /// Opens a received packet of `channel`. A channel without an entry has its keys derived on
@@ -459,20 +552,38 @@ impl ChannelKeys {
         self.channel(channel).window.insert(sequence);
     }
 
-    /// Drops the expanded keys of every channel (an idle session): see [`ChannelCrypto::shed`].
+    /// Drops the expanded and the raw keys of every channel (an idle session): see
+    /// [`ChannelCrypto::shed`]. The raw keys are derived again from the session's secrets when
+    /// a channel is next used, the same bytes as before (a derivation, not a choice), and the
+    /// sequence numbers and replay windows stay, so nothing a packet is checked against
+    /// changes.
     pub fn shed(&mut self) {
-        self.all_mut().for_each(ChannelCrypto::shed);
+        self.all_mut().for_each(ChannelCrypto::forget);
     }
 
-    /// The idle check of every channel (see [`ChannelCrypto::shed_if_idle`]).
+    /// The idle check of every channel (see [`ChannelCrypto::shed_if_idle`]): one that carried
+    /// few packets since the last check drops its raw keys too.
     pub fn shed_if_idle(&mut self) {
-        self.all_mut().for_each(ChannelCrypto::shed_if_idle);
+        for crypto in self.all_mut() {
+            if crypto.uses < BUSY_PACKETS {
+                crypto.forget();
+            }
+            crypto.uses = 0;
+        }
     }
 
-    /// Drops the expanded keys of one channel that nothing uses for now.
+    /// Drops the expanded and raw keys of one channel that nothing uses for now.
     pub fn shed_channel(&mut self, channel: ChannelId) {
-        if let Some(crypto) = self.get(channel) {
-            crypto.shed();
+        let crypto = if channel.is_default() {
+            self.default.as_mut()
+        } else {
+            match &mut self.first {
+                Some((id, crypto)) if *id == channel.0 => Some(crypto),
+                _ => self.others_mut(channel),
+            }
+        };
+        if let Some(crypto) = crypto {
+            crypto.forget();
         }
     }
 
@@ -485,7 +596,12 @@ impl ChannelKeys {
         if self.first.as_ref().is_some_and(|(id, _)| *id == channel.0) {
             self.first = None;
         } else {
-            self.channels.remove(&channel.0);
+            if let Some(map) = self.channels.as_mut() {
+                map.remove(&channel.0);
+                if map.is_empty() {
+                    self.channels = None;
+                }
+            }
         }
         self.retired
             .get_or_insert_with(Box::default)
@@ -523,7 +639,7 @@ impl ChannelKeys {
     pub fn len(&self) -> usize {
         usize::from(self.default.is_some())
             .saturating_add(usize::from(self.first.is_some()))
-            .saturating_add(self.channels.len())
+            .saturating_add(self.channels.as_ref().map_or(0, |map| map.len()))
     }
 
     /// True if no channel has keys yet.
@@ -533,21 +649,28 @@ impl ChannelKeys {
 
     /// Drops the keys, returning the heap each part held, read on `live` (see
     /// [`crate::heap::freed`]).
-    pub fn heap_parts(mut self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 4] {
+    pub fn heap_parts(mut self, live: &dyn Fn() -> i64) -> [(&'static str, i64); 5] {
         let mut expanded = 0i64;
+        let mut raw = 0i64;
         let mut windows = 0i64;
         for crypto in self.all_mut() {
-            expanded = expanded.saturating_add(crate::heap::freed(live, || crypto.expanded = None));
+            expanded = expanded.saturating_add(crate::heap::freed(live, || {
+                if let Some(keys) = crypto.keys.as_mut() {
+                    keys.expanded = None;
+                }
+            }));
+            raw = raw.saturating_add(crate::heap::freed(live, || crypto.keys = None));
             windows = windows.saturating_add(crate::heap::freed(live, || {
                 crypto.window = ReplayWindow::new()
             }));
         }
         [
             ("channel keys: expanded AES schedules", expanded),
+            ("channel keys: raw keys (box)", raw),
             ("channel keys: boxed replay windows", windows),
             (
                 "channel keys: map and boxed entries",
-                crate::heap::freed(live, || drop(std::mem::take(&mut self.channels))),
+                crate::heap::freed(live, || drop(self.channels.take())),
             ),
             (
                 "channel keys: retired ids",

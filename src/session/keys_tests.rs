@@ -192,10 +192,11 @@ fn the_first_channel_lives_inline_and_a_closed_one_makes_room_for_the_next() {
         ChannelId::new(1, 3),
     );
     keys.channel(a).seal(&HEADER, &mut [0u8; 8], &mut tag);
-    assert!(keys.first.is_some() && keys.channels.is_empty());
+    // No map until a second other channel needs one.
+    assert!(keys.first.is_some() && keys.channels.is_none());
     keys.channel(b).seal(&HEADER, &mut [0u8; 8], &mut tag);
     keys.channel(b).seal(&HEADER, &mut [0u8; 8], &mut tag);
-    assert_eq!(keys.channels.len(), 1);
+    assert_eq!(keys.channels.as_ref().map(|map| map.len()), Some(1));
     keys.remove(a);
     assert!(keys.first.is_none() && keys.get(a).is_none() && keys.is_retired(a));
     // The map's channel stays where it is; a new one takes the free inline place.
@@ -211,6 +212,9 @@ fn the_first_channel_lives_inline_and_a_closed_one_makes_room_for_the_next() {
         ),
         (2, 2, 3)
     );
+    // The map's last channel closed: the map is given back.
+    keys.remove(b);
+    assert!(keys.channels.is_none() && keys.is_retired(b));
 }
 
 fn sealed_on(keys: &mut ChannelKeys, channel: ChannelId, payload: &[u8]) -> (u64, Vec<u8>) {
@@ -298,4 +302,75 @@ fn channel_keys_differ_by_channel_and_direction() {
         channel_key(&secret, ChannelId::DEFAULT),
         channel_key(&[6u8; 32], ChannelId::DEFAULT)
     );
+}
+
+/// Issue 12: an idle session's channels drop their raw keys and derive them again on the next
+/// packet. A cache that shed between every pair of packets seals byte for byte what a twin that
+/// never shed seals, and its replay window and numbers went on as if it had never idled.
+#[test]
+fn shed_raw_keys_come_back_equal_and_the_channel_seals_as_if_it_never_idled() {
+    let (a, b) = ([1u8; 32], [2u8; 32]);
+    let mut shedding = ChannelKeys::new(a, b);
+    let mut twin = ChannelKeys::new(a, b);
+    let mut peer = ChannelKeys::new(b, a);
+    let channels = [
+        ChannelId::DEFAULT,
+        ChannelId::new(1, 2),
+        ChannelId::new(1, 3),
+    ];
+    for round in 0..3u8 {
+        for &channel in &channels {
+            for n in 0..u32::from(BUSY_PACKETS) + 2 {
+                let body = [round, n as u8, 7, 9];
+                let mut one = body;
+                let mut other = body;
+                let (mut tag_one, mut tag_other) = ([0u8; TAG_LEN], [0u8; TAG_LEN]);
+                let seq = shedding
+                    .channel(channel)
+                    .seal(&HEADER, &mut one, &mut tag_one);
+                let twin_seq = twin
+                    .channel(channel)
+                    .seal(&HEADER, &mut other, &mut tag_other);
+                assert_eq!((seq, one, tag_one), (twin_seq, other, tag_other));
+                let mut packet = [&one[..], &tag_one[..]].concat();
+                if peer.get(channel).is_none() {
+                    peer.channel(channel);
+                }
+                let len = peer.open(channel, seq, &HEADER, &mut packet.clone());
+                assert_eq!(len, Ok(body.len()), "round {round} {channel:?} {n}");
+                assert_eq!(
+                    peer.open(channel, seq, &HEADER, &mut packet),
+                    Err(OpenError::Replay)
+                );
+                // The receiving side sheds too: its window survives the raw keys.
+                peer.shed();
+                assert!(peer.get_unrestored_keys(channel) == Some(false));
+                shedding.shed();
+            }
+        }
+        shedding.shed_if_idle();
+        twin.shed_if_idle();
+    }
+    for &channel in &channels {
+        assert_eq!(
+            shedding.channel(channel).next_sequence(),
+            twin.channel(channel).next_sequence()
+        );
+    }
+}
+
+/// Issue 12: what an idle channel's crypto holds inline. A regression in these sizes fails
+/// here before the memory test.
+#[test]
+fn an_idle_channels_crypto_is_small() {
+    let mut keys = ChannelKeys::new([1; 32], [2; 32]);
+    keys.channel(ChannelId::DEFAULT);
+    keys.channel(ChannelId::new(1, 2));
+    keys.shed();
+    assert!(
+        keys.all()
+            .all(|crypto| !crypto.has_keys() && !crypto.is_expanded())
+    );
+    assert!(std::mem::size_of::<ChannelCrypto>() <= 72);
+    assert!(std::mem::size_of::<ChannelKeys>() <= 232);
 }

@@ -222,9 +222,19 @@ pub struct SessionSlot {
     /// Boxed: most peers hold one session most of the time, and an empty phase should cost a
     /// null pointer, not a session's worth of inline room.
     sessions: [Option<Box<Session>>; 2],
-    /// Install order of each phase's session, to tell the newer from the older.
-    generations: [u64; 2],
-    next_generation: u64,
+    /// What a rekey leaves for its grace period, made by the first retirement and dropped
+    /// once nothing is retired: an idle peer's slot pays a null pointer for it (issue 12:
+    /// 56 bytes inline before).
+    retiring: Option<Box<Retiring>>,
+    sending: KeyPhase,
+    /// The phase whose session was installed last: of two sessions held, the newer (the
+    /// install order is all a slot compares; issue 12: 24 bytes of counters before).
+    newest: KeyPhase,
+}
+
+/// The sessions a slot keeps only for packets in flight across a rekey.
+#[derive(Debug, Default)]
+struct Retiring {
     /// When the session of each phase stopped being the one we send under (it still opens
     /// packets in flight for a grace period, see [`SessionSlot::switch_to`]).
     retired_at: [Option<Instant>; 2],
@@ -232,13 +242,55 @@ pub struct SessionSlot {
     /// ended (a crossing INIT that arrived late): it still opens packets in flight under that
     /// phase, tried only when the phase's newer session refuses one.
     displaced: Option<(Box<Session>, Instant)>,
-    sending: KeyPhase,
+}
+
+impl Retiring {
+    fn is_empty(&self) -> bool {
+        self.retired_at.iter().all(Option::is_none) && self.displaced.is_none()
+    }
 }
 
 impl SessionSlot {
     /// An empty slot.
     pub fn new() -> SessionSlot {
         SessionSlot::default()
+    }
+
+    /// When the session of `phase` was retired, if it was.
+    fn retired_at(&self, phase: KeyPhase) -> Option<Instant> {
+        self.retiring.as_ref()?.retired_at[phase.index()]
+    }
+
+    /// Marks (or with None unmarks) the session of `phase` as retired since `at`.
+    fn set_retired_at(&mut self, phase: KeyPhase, at: Option<Instant>) {
+        match (&mut self.retiring, at) {
+            (Some(retiring), _) => retiring.retired_at[phase.index()] = at,
+            (None, None) => return,
+            (None, Some(_)) => {
+                let retiring = self.retiring.insert(Box::default());
+                retiring.retired_at[phase.index()] = at;
+            }
+        }
+        self.settle_retiring();
+    }
+
+    /// Keeps `session`, displaced from its phase while retired since `since`.
+    fn set_displaced(&mut self, session: Box<Session>, since: Instant) {
+        self.retiring.get_or_insert_with(Box::default).displaced = Some((session, since));
+    }
+
+    /// Gives the retirement record back once it holds nothing.
+    fn settle_retiring(&mut self) {
+        if self.retiring.as_ref().is_some_and(|r| r.is_empty()) {
+            self.retiring = None;
+        }
+    }
+
+    /// Of the two sessions, whether `phase`'s is the newer one (both must be held).
+    fn is_newer(&self, phase: KeyPhase) -> bool {
+        self.sessions[phase.index()].is_some()
+            && self.sessions[phase.flipped().index()].is_some()
+            && self.newest == phase
     }
 
     /// The session we send under, if any and not exhausted (see [`Session::exhaust`]).
@@ -280,16 +332,16 @@ impl SessionSlot {
         let phase = sending.flipped();
         let previous =
             self.sessions[phase.index()].replace(Box::new(Session::new(established, now, phase)));
-        if let (Some(previous), Some(retired_at)) = (previous, self.retired_at[phase.index()]) {
-            self.displaced = Some((previous, retired_at));
+        if let (Some(previous), Some(retired_at)) = (previous, self.retired_at(phase)) {
+            self.set_displaced(previous, retired_at);
         }
-        self.retired_at[phase.index()] = None;
+        self.set_retired_at(phase, None);
         self.stamp(phase);
         if established.role == Role::Initiator {
             // The response proved the responder holds the new session: send under it now, keep
             // the old one to open packets still in flight.
             self.sending = phase;
-            self.retired_at[sending.index()] = Some(now);
+            self.set_retired_at(sending, Some(now));
         }
         Ok(phase)
     }
@@ -322,36 +374,32 @@ impl SessionSlot {
             self.sessions[phase.index()].replace(Box::new(Session::new(established, now, phase)));
         if let Some(previous) = previous {
             // Retired, or the one we sent under until now: it may still own packets in flight.
-            let since = self.retired_at[phase.index()].unwrap_or(now);
-            self.displaced = Some((previous, since));
+            let since = self.retired_at(phase).unwrap_or(now);
+            self.set_displaced(previous, since);
         }
-        self.retired_at[phase.index()] = None;
+        self.set_retired_at(phase, None);
         self.stamp(phase);
         self.sending = phase;
         // The other phase (the session we sent under, or one the peer never confirmed) only
         // opens packets in flight from now on.
-        let other = phase.flipped().index();
-        if self.sessions[other].is_some() && self.retired_at[other].is_none() {
-            self.retired_at[other] = Some(now);
+        let other = phase.flipped();
+        if self.sessions[other.index()].is_some() && self.retired_at(other).is_none() {
+            self.set_retired_at(other, Some(now));
         }
         Ok(phase)
     }
 
     fn stamp(&mut self, phase: KeyPhase) {
-        self.next_generation = self.next_generation.saturating_add(1);
-        self.generations[phase.index()] = self.next_generation;
+        self.newest = phase;
     }
 
     /// Tells the slot a packet authenticated under `phase`. PROTOCOL.md §5: the responder keeps
     /// sending under the old session until a packet authenticates under the new one; then the
     /// old one is dropped (by either side).
     pub fn authenticated(&mut self, phase: KeyPhase) {
-        let other = phase.flipped();
-        let both = self.sessions[phase.index()].is_some() && self.sessions[other.index()].is_some();
-        let newer = both && self.generations[phase.index()] > self.generations[other.index()];
-        if newer {
+        if self.is_newer(phase) {
             self.sending = phase;
-            self.sessions[other.index()] = None;
+            self.sessions[phase.flipped().index()] = None;
         }
     }
 
@@ -360,18 +408,17 @@ impl SessionSlot {
     /// rekey) until [`expire_retired`](Self::expire_retired) drops it or the next handshake takes
     /// its phase. Nothing is ever sent under a retired session.
     pub fn switch_to(&mut self, phase: KeyPhase, now: Instant) {
-        let other = phase.flipped();
-        let both = self.sessions[phase.index()].is_some() && self.sessions[other.index()].is_some();
-        let newer = both && self.generations[phase.index()] > self.generations[other.index()];
-        if newer && self.sending != phase {
+        if self.is_newer(phase) && self.sending != phase {
             self.sending = phase;
-            self.retired_at[other.index()] = Some(now);
+            self.set_retired_at(phase.flipped(), Some(now));
         }
     }
 
     /// The displaced retired session of `phase`, if any (see the field's doc).
     pub fn displaced(&mut self, phase: KeyPhase) -> Option<&mut Session> {
-        self.displaced
+        self.retiring
+            .as_mut()?
+            .displaced
             .as_mut()
             .filter(|displaced| displaced.0.phase == phase)
             .map(|displaced| &mut *displaced.0)
@@ -379,21 +426,25 @@ impl SessionSlot {
 
     /// Drops a session retired more than `grace` ago.
     pub fn expire_retired(&mut self, now: Instant, grace: Duration) {
-        if self
+        let Some(retiring) = self.retiring.as_mut() else {
+            return;
+        };
+        if retiring
             .displaced
             .as_ref()
             .is_some_and(|displaced| now.saturating_duration_since(displaced.1) > grace)
         {
-            self.displaced = None;
+            retiring.displaced = None;
         }
         for index in 0..2 {
-            let expired =
-                self.retired_at[index].is_some_and(|at| now.saturating_duration_since(at) > grace);
+            let expired = retiring.retired_at[index]
+                .is_some_and(|at| now.saturating_duration_since(at) > grace);
             if expired {
                 self.sessions[index] = None;
-                self.retired_at[index] = None;
+                retiring.retired_at[index] = None;
             }
         }
+        self.settle_retiring();
     }
 
     /// The session of `phase` if it may open packets (current, newer, or retired within the
@@ -405,9 +456,7 @@ impl SessionSlot {
     /// True if no newer session waits to take over sending (a responder's new session before
     /// the peer's first packet under it): only then may a rekey start.
     pub fn newest_is_current(&self) -> bool {
-        let other = self.sending.flipped();
-        self.sessions[other.index()].is_none()
-            || self.generations[other.index()] < self.generations[self.sending.index()]
+        !self.is_newer(self.sending.flipped())
     }
 
     /// The phase we send under.
@@ -431,8 +480,8 @@ impl SessionSlot {
         for session in self.sessions.iter_mut().flatten() {
             session.keys.shed();
         }
-        if let Some(displaced) = self.displaced.as_mut() {
-            displaced.0.keys.shed();
+        if let Some((displaced, _)) = self.retiring.as_mut().and_then(|r| r.displaced.as_mut()) {
+            displaced.keys.shed();
         }
     }
 
@@ -441,23 +490,26 @@ impl SessionSlot {
         for session in self.sessions.iter_mut().flatten() {
             session.keys.shed_if_idle();
         }
-        if let Some(displaced) = self.displaced.as_mut() {
-            displaced.0.keys.shed_if_idle();
+        if let Some((displaced, _)) = self.retiring.as_mut().and_then(|r| r.displaced.as_mut()) {
+            displaced.keys.shed_if_idle();
         }
     }
 
     /// Drops both sessions.
     pub fn clear(&mut self) {
         self.sessions = [None, None];
-        self.retired_at = [None, None];
-        self.displaced = None;
+        self.retiring = None;
         self.sending = KeyPhase::Zero;
     }
 
     /// Takes every session out, the slot left empty (the memory report weighs them apart).
     pub fn take_sessions(&mut self) -> Vec<Box<Session>> {
         let [a, b] = std::mem::take(&mut self.sessions);
-        let displaced = self.displaced.take().map(|(session, _)| session);
+        let displaced = self
+            .retiring
+            .take()
+            .and_then(|r| r.displaced)
+            .map(|(session, _)| session);
         self.clear();
         [a, b, displaced].into_iter().flatten().collect()
     }
@@ -570,6 +622,8 @@ mod tests {
         assert!(slot.by_phase(KeyPhase::One).is_none());
         assert!(slot.displaced(KeyPhase::Zero).is_none());
         assert!(slot.current().is_some());
+        // Nothing retired is left: the record of the rekey is given back (issue 12).
+        assert!(slot.retiring.is_none());
         // A first session takes the phase it is told.
         let mut fresh = SessionSlot::new();
         assert_eq!(
@@ -646,5 +700,29 @@ mod tests {
         let policy = RekeyPolicy::default();
         assert_eq!(policy.after, Duration::from_secs(900));
         assert_eq!(policy.after_packets, 2_147_483_648);
+    }
+
+    /// Issue 12: what an idle peer's slot and session hold inline. The slot keeps its rekey
+    /// bookkeeping boxed and only while something is retired; a regression fails here before
+    /// the memory test.
+    #[test]
+    fn an_idle_slot_and_session_are_small() {
+        assert!(std::mem::size_of::<SessionSlot>() <= 32);
+        assert!(std::mem::size_of::<Session>() <= 344);
+        let now = Instant::now();
+        let mut slot = SessionSlot::new();
+        let first = established(1, HandshakeKind::KnownResponder, Role::Initiator, 1);
+        slot.install(&first, now).unwrap();
+        assert!(slot.retiring.is_none());
+        let rekey = established(1, HandshakeKind::KnownResponder, Role::Initiator, 3);
+        slot.install(&rekey, now).unwrap();
+        assert!(slot.retiring.is_some(), "the old session is retired");
+        slot.authenticated(KeyPhase::One);
+        slot.expire_retired(now + Duration::from_secs(10), Duration::from_secs(5));
+        assert!(
+            slot.retiring.is_none(),
+            "nothing retired: the box is given back"
+        );
+        assert_eq!(slot.current().unwrap().phase(), KeyPhase::One);
     }
 }

@@ -40,7 +40,8 @@ impl Connection {
         }
     }
 
-    /// The silence check: a peer heard lately sheds the keys of its quiet channels, one silent
+    /// The silence check: a peer heard lately sheds the keys and reliability state of its
+    /// quiet channels (those that carried few packets since the last check), one silent
     /// for a keep-alive interval all its expanded keys and its idle queues' room (PROTOCOL.md
     /// §12, memory per idle peer; re-expanded by its next packet), both arm the check again.
     fn silence_check(&mut self, now: Instant, ctx: &Context) -> Option<Due> {
@@ -48,6 +49,11 @@ impl Connection {
             Silence::Wait { until } => {
                 if let Some(entry) = self.session.as_mut() {
                     entry.slot.shed_idle_keys();
+                }
+                for channel in self.lanes.iter_mut() {
+                    if let Some(data) = channel.data.as_mut() {
+                        data.reliability.shed_if_idle();
+                    }
                 }
                 until
             }

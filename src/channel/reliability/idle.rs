@@ -378,6 +378,18 @@ impl ChannelReliability {
         }
     }
 
+    /// The idle check of a peer heard lately (one that keeps alive is never silent for a
+    /// keep-alive interval, so [`shrink_idle`](Self::shrink_idle) never runs for it): a channel
+    /// that carried fewer than [`EAGER_PACKETS`] packets since the last check gives its state
+    /// back if it is quiet, exactly as `shrink_idle` would, and the count starts again. A busier
+    /// one keeps its state and its queues' room until a check finds it quiet (issue 12).
+    pub fn shed_if_idle(&mut self) {
+        if self.packets < EAGER_PACKETS {
+            self.shed();
+        }
+        self.packets = 0;
+    }
+
     /// Gives the state's memory back when the channel idles (nothing queued, in flight,
     /// unacknowledged, buffered or due; checked once per keep-alive interval of silence), or
     /// else the room of the queues that are empty now. Nothing the channel knows changes: a
