@@ -38,6 +38,15 @@ impl DeadlineHeap {
         self.heap.get(at).map(|&(deadline, _)| deadline)
     }
 
+    /// Gives the memory back when no slot has a deadline (a quiet connection's channels):
+    /// the next deadline makes it again, once per quiet spell, not per packet.
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.heap.is_empty() {
+            self.heap = Vec::new();
+            self.positions = Vec::new();
+        }
+    }
+
     /// Takes every deadline out, keeping the memory.
     pub(crate) fn clear(&mut self) {
         self.heap.clear();

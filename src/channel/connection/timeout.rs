@@ -44,6 +44,17 @@ impl Connection {
     /// quiet channels (those that carried few packets since the last check), one silent
     /// for a keep-alive interval all its expanded keys and its idle queues' room (PROTOCOL.md
     /// §12, memory per idle peer; re-expanded by its next packet), both arm the check again.
+    /// Frees the room of the per-flush lists that are empty at a silence check: the touched
+    /// channels (a flush swaps the router's visit buffer in, so this may be a large one) and
+    /// the channels' deadline heap when no channel has a deadline. Idle peers are most of a
+    /// node's peers; a quiet spell's first packet makes them again (issue 12, heap per peer).
+    fn release_idle_room(&mut self) {
+        if self.touched.is_empty() {
+            self.touched = Vec::new();
+        }
+        self.channel_deadlines.release_if_empty();
+    }
+
     fn silence_check(&mut self, now: Instant, ctx: &Context) -> Option<Due> {
         let until = match self.silence(now, ctx.keep_alive_interval, ctx.connection_reset_timeout) {
             Silence::Wait { until } => {
@@ -55,6 +66,7 @@ impl Connection {
                         data.reliability.shed_if_idle();
                     }
                 }
+                self.release_idle_room();
                 until
             }
             Silence::ShedKeys { until } => {
@@ -66,6 +78,7 @@ impl Connection {
                         data.reliability.shrink_idle();
                     }
                 }
+                self.release_idle_room();
                 until
             }
             Silence::Reset => return Some(Due::Reset),
