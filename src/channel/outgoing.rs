@@ -1,8 +1,22 @@
 //! Control datagrams waiting for the driver: a bounded queue of pooled buffers, so sending
-//! allocates nothing after warm-up (PROTOCOL.md §12). Handshakes, stateless answers and
-//! channel establishment are built here when the state changes and copied into the driver's
-//! buffer when it asks; data packets never wait here (they are built in the driver's buffer,
-//! `endpoint/flush.rs`).
+//! allocates nothing after warm-up (PROTOCOL.md §12). Handshakes, stateless answers, cookies and
+//! channel establishment are built here when the state changes. Data packets never wait here
+//! (they are built in the driver's buffer, `endpoint/flush.rs`), nor does the control a channel
+//! owes its peer in steady state (PONGs, its confirmation, keep-alives: `owed.rs`, written into
+//! the channel's next packet).
+//!
+//! How a queued datagram leaves (issue 11 point 2): a driver that can send from any memory
+//! takes the pooled buffer itself ([`Outgoing::pop_lent`], `Endpoint::poll_transmit_lent`),
+//! points its send at it and gives it back ([`Outgoing::recycle`]) once the kernel is done with
+//! it: no copy. A driver that lends one buffer per datagram (tests, simple drivers) gets a copy
+//! ([`Outgoing::pop`]); the datagrams are small and rare.
+//!
+//! No zero-fill per datagram: a buffer is zeroed once, when it is made (`vec![0; ..]`: safe
+//! Rust cannot lend `wire`'s `&mut [u8]` writers memory that was never written), and reused
+//! from the pool, unzeroed, for ever after; every byte a datagram sends is written by its
+//! builder first. The pool grows, during warm-up, to the most buffers ever out at once: the
+//! queue's limit plus what the driver holds lent (one send batch), and no further; steady state
+//! makes none ([`Outgoing::made`]).
 
 use crate::wire::{Header, Message};
 use std::collections::VecDeque;
@@ -19,10 +33,52 @@ struct Datagram {
     bytes: Box<[u8]>,
 }
 
+/// A queued control datagram lent to the driver ([`Outgoing::pop_lent`]): its pooled buffer
+/// itself, which the driver's send points at, and gives back to the endpoint that lent it
+/// (`Endpoint::recycle_datagram`) once the send is done. The buffer's memory is on the heap:
+/// moving a `Lent` does not move the bytes a pending send points at.
+#[derive(Debug)]
+pub struct Lent {
+    destination: SocketAddr,
+    len: usize,
+    bytes: Box<[u8]>,
+}
+
+impl Lent {
+    /// Where the datagram goes.
+    pub fn destination(&self) -> SocketAddr {
+        self.destination
+    }
+
+    /// The datagram's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// False: a lent datagram holds at least a header.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The datagram.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    /// Where the datagram's bytes start, for a send's iovec. Stays valid, and the bytes
+    /// unchanged, while the `Lent` is alive, wherever it is moved.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.bytes.as_mut_ptr()
+    }
+}
+
 /// Packets queued for sending, plus the one being filled.
 pub(crate) struct Outgoing {
     queue: VecDeque<Datagram>,
     pool: Vec<Box<[u8]>>,
+    /// Buffers made (zeroed once) since the queue was: the warm-up's count, which steady
+    /// state leaves alone.
+    made: usize,
     open: Option<Datagram>,
     /// Size limit of the packet being built.
     open_limit: usize,
@@ -35,18 +91,38 @@ impl Outgoing {
         Outgoing {
             queue: VecDeque::with_capacity(limit.min(1024)),
             pool: Vec::new(),
+            made: 0,
             open: None,
             open_limit: 0,
             limit,
         }
     }
 
-    /// True when no more datagrams fit.
-    pub(crate) fn is_full(&self) -> bool {
+    /// A buffer for the next datagram: a pooled one, unzeroed (its builder writes every byte
+    /// it sends), or during warm-up a new one, zeroed once when made.
+    fn buffer(&mut self) -> Box<[u8]> {
+        self.pool.pop().unwrap_or_else(|| {
+            self.made = self.made.saturating_add(1);
+            vec![0u8; MAX_DATAGRAM].into_boxed_slice()
+        })
+    }
+
+    /// Buffers made since the queue was (the warm-up's).
+    #[cfg(test)]
+    pub(crate) fn made(&self) -> usize {
+        self.made
+    }
+
+    /// Datagrams queued, with the one being filled.
+    pub(crate) fn len(&self) -> usize {
         self.queue
             .len()
             .saturating_add(usize::from(self.open.is_some()))
-            >= self.limit
+    }
+
+    /// True when no more datagrams fit.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len() >= self.limit
     }
 
     /// Starts a packet to `to` with `header`, closing the packet in progress. Returns false (and
@@ -56,10 +132,7 @@ impl Outgoing {
         if self.is_full() {
             return false;
         }
-        let mut bytes = self
-            .pool
-            .pop()
-            .unwrap_or_else(|| vec![0u8; MAX_DATAGRAM].into_boxed_slice());
+        let mut bytes = self.buffer();
         let Ok(len) = header.emit(&mut bytes) else {
             self.pool.push(bytes);
             return false;
@@ -119,10 +192,7 @@ impl Outgoing {
         if self.is_full() {
             return false;
         }
-        let mut bytes = self
-            .pool
-            .pop()
-            .unwrap_or_else(|| vec![0u8; MAX_DATAGRAM].into_boxed_slice());
+        let mut bytes = self.buffer();
         match build(&mut bytes) {
             Some(len) if len <= bytes.len() => {
                 self.queue.push_back(Datagram {
@@ -151,6 +221,26 @@ impl Outgoing {
     pub(crate) fn abandon(&mut self) {
         if let Some(open) = self.open.take() {
             self.pool.push(open.bytes);
+        }
+    }
+
+    /// Lends the next datagram's pooled buffer itself, for the driver to send from; it comes
+    /// back by [`recycle`](Self::recycle).
+    pub(crate) fn pop_lent(&mut self) -> Option<Lent> {
+        self.finish();
+        let datagram = self.queue.pop_front()?;
+        Some(Lent {
+            destination: datagram.to,
+            len: datagram.len,
+            bytes: datagram.bytes,
+        })
+    }
+
+    /// Takes back a lent buffer once its send is done: into the pool, unzeroed.
+    pub(crate) fn recycle(&mut self, lent: Lent) {
+        // Only buffers this queue made are lent; the length check keeps a stray one out.
+        if lent.bytes.len() == MAX_DATAGRAM && self.pool.len() < self.made {
+            self.pool.push(lent.bytes);
         }
     }
 

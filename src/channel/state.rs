@@ -1,6 +1,7 @@
 //! Per-peer and per-channel state, allocated only after a cookie or a handshake has validated the
 //! peer's address (PROTOCOL.md §3, §6).
 
+use crate::channel::owed::Owed;
 use crate::channel::reliability::{ChannelReliability, ChannelStats};
 use crate::handle::Handle;
 use crate::session::SessionSlot;
@@ -118,6 +119,9 @@ pub(crate) struct ChannelData {
     pub(crate) last_rtt: Duration,
     /// Where the channel stands in its connection's `order`, so closing it costs no search.
     pub(crate) order_at: usize,
+    /// The control the channel owes its peer (PONGs, its confirmation, a keep-alive PING),
+    /// written into its next packet when the driver asks for one (`owed.rs`).
+    pub(crate) owed: Owed,
 }
 
 /// What a channel's counters stood at when the endpoint last added them to its statistics:

@@ -3,9 +3,12 @@
 //! has them. mio has none of these, so they go through `libc` on the socket's descriptor.
 //!
 //! Every buffer is allocated once, when a batch is made; the message headers are rebuilt to
-//! point into them on each call, so no raw pointer outlives the call that made it.
+//! point into them on each call, so no raw pointer outlives the call that made it. A control
+//! datagram the endpoint lends is sent from its own pooled buffer, which the batch holds until
+//! it is emptied and the driver gives it back (`Endpoint::recycle_datagram`).
 #![allow(unsafe_code)]
 
+use crate::channel::Lent;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -355,15 +358,33 @@ impl RecvBatch {
 }
 
 /// Datagrams the endpoint wrote, packed back to back so that a run to one destination with one
-/// size is a contiguous GSO train; sent with `sendmmsg`.
+/// size is a contiguous GSO train; sent with `sendmmsg`. Beside them, control datagrams the
+/// endpoint lent ([`Lent`], `Endpoint::poll_transmit_lent`): each is a message of its own
+/// whose iovec points at the lent buffer itself, so it is sent without a copy, and the batch
+/// keeps it, unmoved on the heap, until it is emptied ([`SendBatch::reset`]), when it waits in
+/// [`SendBatch::returned`] for the driver to give it back to the endpoint.
 pub(crate) struct SendBatch {
     buf: Box<[u8]>,
     used: usize,
-    /// (destination, offset, length), in the order written.
-    items: Vec<(SocketAddr, usize, usize)>,
+    /// The datagrams in the order written.
+    items: Vec<Item>,
     /// Items already sent.
     sent: usize,
     gso: bool,
+    /// The lent datagrams of the items (an item's `offset` indexes here).
+    lent: Vec<Lent>,
+    /// Lent datagrams whose send is over, for the driver to give back.
+    returned: Vec<Lent>,
+}
+
+/// One datagram of a [`SendBatch`]: `len` bytes to `destination`, from `offset` in the batch's
+/// buffer, or from the buffer of lent datagram number `offset` when `lent`.
+#[derive(Copy, Clone, Debug)]
+struct Item {
+    destination: SocketAddr,
+    offset: usize,
+    len: usize,
+    lent: bool,
 }
 
 /// One message of a [`SendBatch`]: `count` datagrams of `segment` bytes (the last maybe
@@ -401,12 +422,58 @@ impl SendBatch {
             items: Vec::with_capacity(BATCH),
             sent: 0,
             gso,
+            lent: Vec::with_capacity(BATCH),
+            returned: Vec::with_capacity(BATCH),
         }
+    }
+
+    /// True while another datagram fits (written into a slot or lent).
+    pub(crate) fn has_room(&self) -> bool {
+        self.items.len() < BATCH
+    }
+
+    /// Queues a datagram the endpoint lent: sent from its own buffer, no copy. Gives it back
+    /// when the batch is full.
+    pub(crate) fn push_lent(&mut self, lent: Lent) -> Result<(), Lent> {
+        if !self.has_room() {
+            return Err(lent);
+        }
+        self.items.push(Item {
+            destination: lent.destination(),
+            offset: self.lent.len(),
+            len: lent.len(),
+            lent: true,
+        });
+        self.lent.push(lent);
+        Ok(())
+    }
+
+    /// The lent datagrams whose send is over (the batch was emptied since they were queued),
+    /// for the driver to give back to the endpoint (`Endpoint::recycle_datagram`).
+    pub(crate) fn returned(&mut self) -> std::vec::Drain<'_, Lent> {
+        self.returned.drain(..)
+    }
+
+    /// Where the bytes of item `at` start: in the batch's buffer, or the lent buffer itself.
+    /// Valid until the batch is next emptied or written.
+    pub(crate) fn base_at(&mut self, at: usize) -> *mut u8 {
+        let Some(&item) = self.items.get(at) else {
+            return std::ptr::null_mut();
+        };
+        if item.lent {
+            return self
+                .lent
+                .get_mut(item.offset)
+                .map_or(std::ptr::null_mut(), Lent::as_mut_ptr);
+        }
+        self.buf
+            .get_mut(item.offset..)
+            .map_or(std::ptr::null_mut(), <[u8]>::as_mut_ptr)
     }
 
     /// The buffer for the next datagram, or None when the batch is full.
     pub(crate) fn slot(&mut self) -> Option<&mut [u8]> {
-        if self.items.len() >= BATCH || self.buf.len().saturating_sub(self.used) < SEND_SLOT {
+        if !self.has_room() || self.buf.len().saturating_sub(self.used) < SEND_SLOT {
             return None;
         }
         Some(&mut self.buf[self.used..self.used.saturating_add(SEND_SLOT)])
@@ -415,7 +482,12 @@ impl SendBatch {
     /// Records the datagram just written into [`SendBatch::slot`].
     pub(crate) fn push(&mut self, destination: SocketAddr, len: usize) {
         let len = len.min(SEND_SLOT);
-        self.items.push((destination, self.used, len));
+        self.items.push(Item {
+            destination,
+            offset: self.used,
+            len,
+            lent: false,
+        });
         self.used = self.used.saturating_add(len);
     }
 
@@ -427,15 +499,22 @@ impl SendBatch {
     /// Items from `start` that form one message: a GSO train of equal sizes to one destination
     /// (the last may be shorter), or a single datagram.
     fn run_from(&self, start: usize) -> usize {
-        let (destination, _, size) = self.items[start];
-        if !self.gso {
+        let first = self.items[start];
+        // A lent datagram is a message of its own: its bytes are not beside the others'.
+        if !self.gso || first.lent {
             return 1;
         }
+        let (destination, size) = (first.destination, first.len);
         let mut end = start.saturating_add(1);
         let mut bytes = size;
         while end < self.items.len() && end.saturating_sub(start) < GSO_MAX_SEGMENTS {
-            let (d, _, len) = self.items[end];
-            if d != destination || len > size || bytes.saturating_add(len) > GSO_MAX_BYTES {
+            let Item {
+                destination: d,
+                len,
+                lent,
+                ..
+            } = self.items[end];
+            if lent || d != destination || len > size || bytes.saturating_add(len) > GSO_MAX_BYTES {
                 break;
             }
             end = end.saturating_add(1);
@@ -455,29 +534,25 @@ impl SendBatch {
     /// The message that starts at item `start`: a GSO train or a single datagram.
     pub(crate) fn train_at(&self, start: usize) -> Train {
         let count = self.run_from(start);
-        let (destination, offset, segment) = self.items[start];
+        let first = self.items[start];
         // A run holds at least one item.
-        let (_, last_offset, last_len) = self.items[start.saturating_add(count).saturating_sub(1)];
+        let last = self.items[start.saturating_add(count).saturating_sub(1)];
         Train {
-            destination,
-            offset,
-            len: last_offset.saturating_add(last_len).saturating_sub(offset),
-            segment,
+            destination: first.destination,
+            offset: first.offset,
+            len: train_len(&first, &last),
+            segment: first.len,
             count,
         }
     }
 
-    /// The bytes the trains point into; a backend that sends asynchronously keeps the batch
-    /// untouched until the kernel is done with them.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
-    }
-
-    /// Forgets every queued datagram, sent or not.
+    /// Forgets every queued datagram, sent or not; the lent ones wait in
+    /// [`returned`](Self::returned) to be given back.
     pub(crate) fn reset(&mut self) {
         self.items.clear();
         self.used = 0;
         self.sent = 0;
+        self.returned.append(&mut self.lent);
     }
 
     /// Stops building GSO trains (the device refused one).
@@ -508,13 +583,13 @@ impl SendBatch {
             // SAFETY: mmsghdr is plain data for which all-zero is valid.
             let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
             for (m, &(first, n)) in runs.iter().enumerate().take(messages) {
-                let (destination, offset, size) = self.items[first];
-                let (_, last_offset, last_len) =
-                    self.items[first.saturating_add(n).saturating_sub(1)];
-                names[m] = to_sockaddr(destination);
+                let item = self.items[first];
+                let last = self.items[first.saturating_add(n).saturating_sub(1)];
+                let size = item.len;
+                names[m] = to_sockaddr(item.destination);
                 iovecs[m] = libc::iovec {
-                    iov_base: self.buf[offset..].as_mut_ptr().cast(),
-                    iov_len: last_offset.saturating_add(last_len).saturating_sub(offset),
+                    iov_base: self.base_at(first).cast(),
+                    iov_len: train_len(&item, &last),
                 };
                 let header = &mut headers[m].msg_hdr;
                 header.msg_name = (&mut names[m].0 as *mut libc::sockaddr_storage).cast();
@@ -537,7 +612,9 @@ impl SendBatch {
                 }
             }
             // SAFETY: each of the first `messages` headers points at a name, an iovec within
-            // `buf` and (for trains) a control buffer, all alive until the call returns.
+            // `buf` or a lent datagram's own buffer (held in `self.lent`, on the heap, until
+            // the batch is emptied) and (for trains) a control buffer, all alive and unmoved
+            // until the call returns.
             let result =
                 unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), messages as libc::c_uint, 0) };
             flushed.calls = flushed.calls.saturating_add(1);
@@ -571,17 +648,27 @@ impl SendBatch {
                     // The first message was refused (no route, say): it would fail the same way
                     // again, so it is dropped and counted, and the rest go on.
                     let (first, n) = runs[0];
-                    tracing::debug!(error = %error, to = %self.items[first].0, "sendmmsg failed");
+                    let to = self.items[first].destination;
+                    tracing::debug!(error = %error, to = %to, "sendmmsg failed");
                     self.sent = self.sent.saturating_add(n);
                     flushed.errors = flushed.errors.saturating_add(n);
                 }
             }
         }
-        self.items.clear();
-        self.used = 0;
-        self.sent = 0;
+        self.reset();
         flushed
     }
+}
+
+/// The bytes a message from item `first` to item `last` covers: one datagram when lent (its
+/// own buffer), else the run packed back to back in the batch's buffer.
+fn train_len(first: &Item, last: &Item) -> usize {
+    if first.lent {
+        return first.len;
+    }
+    last.offset
+        .saturating_add(last.len)
+        .saturating_sub(first.offset)
 }
 
 #[cfg(test)]
@@ -645,5 +732,60 @@ mod tests {
             let len = if i == 9 { 50 } else { 100 };
             assert_eq!(bytes, &vec![i as u8; len]);
         }
+    }
+
+    /// An endpoint holding `count` queued control datagrams to `to` (bytes `n`, 60 of them).
+    fn endpoint_with_queued(to: SocketAddr, count: u8) -> crate::channel::Endpoint {
+        use crate::channel::{Endpoint, EndpointConfig};
+        let identity = crate::session::Identity::from_secret_bytes([4; 32], [5; 32]);
+        let now = std::time::Instant::now();
+        let mut endpoint = Endpoint::new(EndpointConfig::default(), identity, [6; 32], now);
+        for n in 0..count {
+            assert!(endpoint.queue_datagram(to, &[n; 60]));
+        }
+        endpoint
+    }
+
+    #[test]
+    fn a_lent_datagram_is_sent_from_its_own_buffer_and_its_buffer_comes_back() {
+        let a = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = b.local_addr().unwrap();
+        let mut send = SendBatch::new(gso_supported(&a));
+        let mut endpoint = endpoint_with_queued(to, 0);
+        let mut recv = RecvBatch::new();
+        for round in 0..20u8 {
+            // A lent datagram between two written into slots: it neither joins their train
+            // nor is copied; the iovec points at the endpoint's own buffer.
+            assert!(endpoint.queue_datagram(to, &[round; 60]));
+            send.slot().unwrap()[..100].fill(0xA0);
+            send.push(to, 100);
+            let mut lent = endpoint.poll_transmit_lent().expect("a queued datagram");
+            let pointer = lent.as_mut_ptr();
+            send.push_lent(lent).expect("room");
+            send.slot().unwrap()[..100].fill(0xA1);
+            send.push(to, 100);
+            assert_eq!(send.base_at(1), pointer);
+            assert_eq!(send.train_at(1).count, 1);
+            assert_eq!(send.returned().len(), 0, "held until the batch is sent");
+            let flushed = send.flush(a.as_raw_fd());
+            assert_eq!(flushed.datagrams, 3);
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                match recv.recv(b.as_raw_fd()) {
+                    Ok(n) => (0..n).for_each(|i| got.push(recv.message(i).1.to_vec())),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(got, [vec![0xA0; 100], vec![round; 60], vec![0xA1; 100]]);
+            // Sent: the same buffer comes back, for the endpoint's pool.
+            let mut back: Vec<_> = send.returned().collect();
+            assert_eq!(back.len(), 1);
+            assert_eq!(back[0].as_mut_ptr(), pointer);
+            endpoint.recycle_datagram(back.remove(0));
+        }
+        // One buffer made, at warm-up; the other nineteen rounds reused it.
+        assert_eq!(endpoint.control_buffers_made(), 1);
     }
 }

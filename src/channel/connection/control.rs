@@ -14,8 +14,7 @@ const DROPPED: &str = "weft_packets_dropped_total";
 /// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
 pub(crate) const MAX_CHANNEL_PONGS: usize = 64;
 
-/// The token of a keep-alive PING; its PONG is not reported to the application.
-pub(crate) const KEEP_ALIVE_TOKEN: [u8; 8] = *b"weft-ka!";
+use crate::channel::owed::KEEP_ALIVE_TOKEN;
 
 /// What one walk over a channel packet's messages leaves for after it: the PINGs to answer in
 /// one PONG packet (one answer per request datagram; those past `MAX_CHANNEL_PONGS` are dropped

@@ -19,7 +19,6 @@ mod walk;
 #[cfg(test)]
 mod walk_tests;
 
-pub(crate) use control::KEEP_ALIVE_TOKEN;
 pub(crate) use datagram::Handled;
 pub(crate) use delivery::{Delivered, DeliveryGate, Handover, mode_label};
 pub(crate) use lanes::{ChannelAt, Lane, Lanes};

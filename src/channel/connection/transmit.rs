@@ -68,11 +68,25 @@ pub(crate) struct Sealed {
     pub(crate) created: Instant,
 }
 
+/// The room the data path's frames get after `head` bytes of cookie and `control` bytes of
+/// owed control. A packet headed by neither gets the whole datagram, so that `write_frames`
+/// can pad a PMTU probe above the current size (PROTOCOL.md §7.6); one headed by either
+/// carries them on top of an ordinary packet: it must still fit the path MTU, and is no probe.
+fn frames_room(max_payload: usize, head: usize, control: usize) -> usize {
+    match head.saturating_add(control) {
+        0 => usize::MAX,
+        taken => max_payload.saturating_sub(taken),
+    }
+}
+
 impl Connection {
     /// Writes one packet of the channel in `lane` into `buf` if it has something to send
     /// now: sealed in place under the current key of the connection's session when the peer
-    /// has one, else a plaintext sequenced packet. Headed by CHANNEL_COOKIE while the initiator is unconfirmed
-    /// (§6 step 4). `buf` is not cleared first.
+    /// has one, else a plaintext sequenced packet. Headed by CHANNEL_COOKIE while the initiator
+    /// is unconfirmed (§6 step 4), then by the control the channel owes (`owed.rs`: PONGs, its
+    /// confirmation, a keep-alive PING), then the data path's frames when the window and pacer
+    /// let it send; owed control alone makes a packet of its own (outside the window, as an
+    /// answer). `buf` is not cleared first.
     pub(crate) fn write_packet(
         &mut self,
         now: Instant,
@@ -90,9 +104,18 @@ impl Connection {
         };
         let data = channel.data.as_mut()?;
         let path = self.path.as_mut()?;
-        if !data.reliability.wants_to_send(now, path) {
+        let frames = data.reliability.wants_to_send(now, path);
+        let owes = !data.owed.is_empty();
+        if !frames && !owes {
             return None;
         }
+        // The confirmation carries the credit granted when it is written (§7.4).
+        let window = if owes {
+            data.reliability.advertised_window()
+        } else {
+            (0, 0)
+        };
+        let head_len = head.map_or(0, |_| COOKIE_HEAD);
         let limit = MAX_DATAGRAM.min(buf.len());
         // Under a session the packet is sealed with the channel's key (PROTOCOL.md §5).
         if let Some(entry) = self.session.as_mut() {
@@ -114,14 +137,7 @@ impl Connection {
                 wire_sequence,
             );
             let pn = data.next_pn;
-            // An unconfirmed packet carries the cookie on top of an ordinary one and is no
-            // probe; any other gets the whole datagram, so that `write_frames` can pad a
-            // PMTU probe above the current size (PROTOCOL.md §7.6).
-            let room = match head {
-                Some(_) => path.max_payload().saturating_sub(COOKIE_HEAD),
-                None => usize::MAX,
-            };
-            let reliability = &mut data.reliability;
+            let (reliability, owed) = (&mut data.reliability, &mut data.owed);
             let len = seal_into(buf, crypto, &header, limit, |region| {
                 let mut at = 0;
                 if let Some((cookie2, capabilities)) = head {
@@ -132,9 +148,18 @@ impl Connection {
                     .emit(region)
                     .ok()?;
                 }
-                let end = at.saturating_add(room).min(region.len());
-                let written = reliability.write_frames(now, pn, path, region.get_mut(at..end)?);
-                (written > 0).then_some(at.saturating_add(written))
+                let control = owed.write(region.get_mut(at..)?, window);
+                at = at.saturating_add(control);
+                let written = match frames {
+                    true => {
+                        let room = frames_room(path.max_payload(), head_len, control);
+                        let end = at.saturating_add(room).min(region.len());
+                        reliability.write_frames(now, pn, path, region.get_mut(at..end)?)
+                    }
+                    false => 0,
+                };
+                let len = at.saturating_add(written);
+                (len > 0).then_some(len)
             })?;
             let count = crypto.packets_sent();
             data.next_pn = data.next_pn.saturating_add(1);
@@ -154,23 +179,27 @@ impl Connection {
             sequence: Some(data.next_pn as u32),
         };
         let buf = buf.get_mut(..limit)?;
-        let mut at = header.emit(buf).ok()?;
-        let mut room = limit.saturating_sub(at);
+        let header_len = header.emit(buf).ok()?;
+        let mut at = header_len;
         if let Some((cookie2, capabilities)) = head {
             let cookie = Message::ChannelCookie {
                 cookie2: &cookie2,
                 capabilities,
             };
             at = at.saturating_add(cookie.emit(buf.get_mut(at..)?).ok()?);
-            // An unconfirmed packet carries the cookie on top of an ordinary one: it must still
-            // fit the path MTU, and it is no probe.
-            room = path.max_payload().saturating_sub(COOKIE_HEAD);
         }
-        let end = at.saturating_add(room).min(limit);
-        let written = data
-            .reliability
-            .write_frames(now, data.next_pn, path, buf.get_mut(at..end)?);
-        if written == 0 {
+        let control = data.owed.write(buf.get_mut(at..)?, window);
+        at = at.saturating_add(control);
+        let written = match frames {
+            true => {
+                let room = frames_room(path.max_payload(), head_len, control);
+                let end = at.saturating_add(room).min(limit);
+                data.reliability
+                    .write_frames(now, data.next_pn, path, buf.get_mut(at..end)?)
+            }
+            false => 0,
+        };
+        if at.saturating_add(written) == header_len {
             return None;
         }
         data.next_pn = data.next_pn.saturating_add(1);
@@ -229,7 +258,8 @@ impl Connection {
         let (Some(path), Some(data)) = (self.path.as_ref(), channel.data.as_ref()) else {
             return;
         };
-        if !channel.touched && data.reliability.wants_to_send(now, path) {
+        if !channel.touched && (!data.owed.is_empty() || data.reliability.wants_to_send(now, path))
+        {
             channel.touched = true;
             self.touched.push(lane);
         }
@@ -413,6 +443,7 @@ pub(crate) mod tests {
                 reported: Default::default(),
                 last_rtt: Duration::ZERO,
                 order_at: 0,
+                owed: Default::default(),
             })),
             touched: false,
         }

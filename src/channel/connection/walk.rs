@@ -11,7 +11,7 @@
 
 #![deny(clippy::arithmetic_side_effects)]
 
-use super::control::{Control, MAX_CHANNEL_PONGS};
+use super::control::Control;
 use super::transmit::{Context, Sealed};
 use super::{
     ChannelAt, ChannelPacket, Connection, Delivered, DeliveryGate, Handover, Lane, TallySlots,
@@ -20,6 +20,7 @@ use super::{
 use crate::channel::cookie::{CookieCheck, CookieSecrets};
 use crate::channel::events::{ChannelHandle, Event};
 use crate::channel::outgoing::Outgoing;
+use crate::channel::owed::Owed;
 use crate::channel::pool::BufferPool;
 use crate::channel::reliability::{
     ChannelReliability, PathState, ReassemblyBudget, ReliabilityConfig,
@@ -111,6 +112,9 @@ pub(crate) enum Sent {
     Queued,
     /// Sealed and queued: the key's count, for the router's rekey policy (§5).
     Sealed(Sealed),
+    /// Owed on the channel (`owed.rs`): written into its next packet when the driver asks,
+    /// so the router lists the peer for a flush.
+    Owed,
     /// The session's key reached its hard limit: nothing leaves until a rekey (counted).
     Exhausted,
     /// Refused (no session where one is needed, a full queue; counted) or nothing to send on.
@@ -129,7 +133,13 @@ pub(crate) struct Walked {
 
 impl Walked {
     fn note(&mut self, sent: Sent) {
-        if self.sent != Sent::Exhausted && matches!(sent, Sent::Sealed(_) | Sent::Exhausted) {
+        let rank = |sent: Sent| match sent {
+            Sent::Exhausted => 3,
+            Sent::Sealed(_) => 2,
+            Sent::Owed => 1,
+            _ => 0,
+        };
+        if rank(sent) > rank(self.sent) {
             self.sent = sent;
         }
     }
@@ -232,6 +242,7 @@ impl Connection {
             reported: Reported::default(),
             last_rtt: Duration::ZERO,
             order_at,
+            owed: Default::default(),
         }));
         let label = Some(("mode", mode_label(state.capabilities)));
         let count = shared.stats.get(CHANNELS_BY_MODE, label);
@@ -348,24 +359,61 @@ impl Connection {
 
     /// The responder's confirmation of the channel in `lane`: its first packet carries the
     /// credit the receive side really granted (§4 WINDOW, §7.4) and tells the initiator the
-    /// channel exists. The initiator sends none.
+    /// channel exists. The initiator sends none. Owed, not queued: the WINDOW is written with
+    /// the credit of the moment into the channel's next packet ([`Connection::owe`]).
     pub(crate) fn confirm(&mut self, now: Instant, lane: Lane, shared: &mut Shared<'_>) -> Sent {
         if self.lanes.get(lane).is_none_or(|channel| channel.initiator) {
             return Sent::Nothing;
         }
-        self.ensure_data(now, lane, shared);
-        let (max_message, max_bytes) = self
-            .lanes
-            .get(lane)
-            .and_then(|channel| channel.data.as_ref())
-            .map_or((64, 256 * 1024), |data| {
-                data.reliability.advertised_window()
-            });
-        let window = Message::Window {
-            max_message,
-            max_bytes,
+        self.owe(now, lane, shared, Owed::owe_confirm)
+    }
+
+    /// Has the channel in `lane` owe its peer control (`owe` says what: a PONG, the
+    /// confirmation, a keep-alive PING), written at the front of the channel's next packet
+    /// when the driver asks for one ([`Connection::write_packet`]): sealed in the driver's
+    /// buffer under the number taken then, riding with the channel's data when it has some.
+    /// Refused and counted as [`send_on_lane`](Self::send_on_lane) would be: no session where
+    /// one is needed, a key at its hard limit.
+    pub(crate) fn owe(
+        &mut self,
+        now: Instant,
+        lane: Lane,
+        shared: &mut Shared<'_>,
+        owe: impl FnOnce(&mut Owed),
+    ) -> Sent {
+        if let Some(refused) = self.refuse_to_send(shared) {
+            return refused;
+        }
+        if !self.ensure_data(now, lane, shared) {
+            return Sent::Failed;
+        }
+        let Some(data) = self.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) else {
+            return Sent::Failed;
         };
-        self.send_on_lane(now, lane, &[window], shared)
+        owe(&mut data.owed);
+        self.touch(lane);
+        Sent::Owed
+    }
+
+    /// Why nothing may be sent to the peer now, counted: plaintext where the node refuses it,
+    /// or a session whose key reached its hard limit (nothing leaves until a rekey, §5).
+    fn refuse_to_send(&mut self, shared: &mut Shared<'_>) -> Option<Sent> {
+        let Some(entry) = self.session.as_mut() else {
+            if shared.ctx.allow_plaintext {
+                return None;
+            }
+            shared.drop_packet("no_session");
+            return Some(Sent::Failed);
+        };
+        if entry.slot.current_ref().is_none() {
+            shared.drop_packet("no_session");
+            return Some(Sent::Failed);
+        }
+        if entry.slot.current().is_none() {
+            shared.drop_packet("key_exhausted");
+            return Some(Sent::Exhausted);
+        }
+        None
     }
 
     /// Hands at most `limit` messages the channel in `lane` delivered to the application
@@ -455,13 +503,23 @@ impl Connection {
             let sent = self.confirm(now, lane, shared);
             walked.note(sent);
         }
-        if control.pong_count > 0 {
-            let pongs: [Message<'_>; MAX_CHANNEL_PONGS] =
-                std::array::from_fn(|index| Message::Pong {
-                    token: &control.pongs[index],
-                });
-            let pongs = pongs.get(..control.pong_count).unwrap_or_default();
-            let sent = self.send_on_lane(now, lane, pongs, shared);
+        if let Some(tokens) = control.pongs.get(..control.pong_count)
+            && !tokens.is_empty()
+        {
+            // Owed, a few at most: a flood of PINGs past the bound is dropped and counted.
+            let mut refused: u64 = 0;
+            let sent = self.owe(now, lane, shared, |owed| {
+                for &token in tokens {
+                    if !owed.owe_pong(token) {
+                        refused = refused.saturating_add(1);
+                    }
+                }
+            });
+            if refused > 0 {
+                shared
+                    .stats
+                    .add(DROPPED, Some(("reason", "answer_limit")), refused);
+            }
             walked.note(sent);
         }
         if header.sequence.is_some() {

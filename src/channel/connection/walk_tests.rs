@@ -103,6 +103,30 @@ impl Router {
             .get("weft_packets_dropped_total", Some(("reason", reason)))
     }
 
+    /// The messages of each packet the connection writes into the driver's buffer now
+    /// ([`Connection::poll_transmit`]), one list per packet; `sealed` says whether each was.
+    fn transmit(&mut self, c: &mut Connection, now: Instant) -> (Vec<Vec<String>>, Vec<bool>) {
+        let mut visit = Vec::new();
+        c.channels_to_visit(&mut visit);
+        // A buffer that held other bytes: nothing in it is cleared first.
+        let mut buf = [0xAAu8; 2048];
+        let (mut packets, mut sealed) = (Vec::new(), Vec::new());
+        for _ in 0..8 {
+            let lent = (&mut self.stats, &self.slots.tally);
+            let Some(written) = c.poll_transmit(now, &ctx(), &visit, &mut buf, lent) else {
+                break;
+            };
+            sealed.push(written.sealed.is_some());
+            let packet = Packet::parse(&buf[..written.len]).expect("a valid packet");
+            if packet.header.is_encrypted() {
+                packets.push(Vec::new());
+                continue;
+            }
+            packets.push(packet.messages().map(|m| format!("{m:?}")).collect());
+        }
+        (packets, sealed)
+    }
+
     /// The messages of every datagram the connection queued, by type name.
     fn queued(&mut self) -> Vec<String> {
         let mut buf = [0u8; 2048];
@@ -139,6 +163,7 @@ fn responder(now: Instant) -> (Connection, Lane) {
     let mut c = connection(now);
     let lane = with(&mut c, channel(now, open(), false));
     c.channels.insert(CHANNEL.0, lane);
+    c.order.push(lane);
     (c, lane)
 }
 
@@ -229,7 +254,7 @@ fn a_new_channel_is_established_from_its_channel_cookie_and_walked() {
     let lane = with(&mut c, new);
     c.channels.insert(id.0, lane);
     let mut shared = router.shared();
-    assert_eq!(c.confirm(t0, lane, &mut shared), Sent::Queued);
+    assert_eq!(c.confirm(t0, lane, &mut shared), Sent::Owed);
     let walked = c.walk(t0, (from, &header), lane, rest, true, &mut shared);
     assert_eq!(walked, Walked::default());
     assert!(c.has_data(lane));
@@ -242,17 +267,22 @@ fn a_new_channel_is_established_from_its_channel_cookie_and_walked() {
         })
         .collect();
     assert_eq!(data, [b"early".to_vec()]);
-    // The confirmation carries the credit this side granted.
-    let queued = router.queued();
-    assert!(queued.iter().any(|m| m.starts_with("Window")), "{queued:?}");
+    // The confirmation is owed, not queued: it heads the channel's next packet, written in
+    // the driver's buffer, with the credit this side granted then.
+    assert!(router.queued().is_empty());
+    let (packets, _) = router.transmit(&mut c, t0);
+    let first = packets.first().expect("a packet");
+    assert!(first[0].starts_with("Window"), "{packets:?}");
 }
 
 #[test]
-fn a_ping_on_a_channel_queues_a_pong_on_it() {
+fn a_ping_on_a_busy_channel_is_answered_inside_its_next_data_packet() {
     let t0 = Instant::now();
     let mut router = Router::new(t0);
     let (mut c, lane) = responder(t0);
     let from = c.address;
+    // The channel has a message to send: the PONG rides in the packet that carries it.
+    super::transmit::tests::queue(&mut c, lane, t0, &mut router.pool, b"busy");
     let token = [5u8; 8];
     let mut datagram = plaintext(CHANNEL, 3, &[Message::Ping { token: &token }]);
     let handled = c.handle(t0, from, &mut datagram, &mut router.shared());
@@ -261,18 +291,85 @@ fn a_ping_on_a_channel_queues_a_pong_on_it() {
     };
     assert_eq!(
         walked.sent,
-        Sent::Nothing,
-        "a plaintext PONG needs no rekey"
+        Sent::Owed,
+        "the router lists the peer for a flush"
     );
+    // Nothing waits in the control queue, and no number is taken until the packet is written.
+    assert_eq!(router.outgoing.len(), 0);
+    let next = |c: &Connection| {
+        c.lanes
+            .get(lane)
+            .and_then(|ch| ch.data.as_ref())
+            .map(|d| d.next_pn)
+    };
+    assert_eq!(next(&c), Some(41));
+    assert_eq!(c.touched, [lane]);
+    let (packets, _) = router.transmit(&mut c, t0);
     let pong = format!("{:?}", Message::Pong { token: &token });
-    assert_eq!(router.queued(), [pong]);
-    // It took the channel's next number: the data path never reuses it (PROTOCOL.md §3).
-    let next = c
-        .lanes
-        .get(lane)
-        .and_then(|ch| ch.data.as_ref())
-        .map(|d| d.next_pn);
-    assert_eq!(next, Some(42));
+    let first = packets.first().expect("a packet");
+    assert_eq!(first[0], pong, "{packets:?}");
+    assert!(first.iter().any(|m| m.starts_with("Data")), "{packets:?}");
+    assert!(packets.iter().flatten().filter(|m| **m == pong).count() == 1);
+    // The packet took the channel's next number when it was written (PROTOCOL.md §3).
+    assert_eq!(next(&c), Some(41 + packets.len() as u64));
+    assert_eq!(router.outgoing.len(), 0);
+}
+
+#[test]
+fn an_idle_channels_pong_is_a_packet_of_its_own_sealed_in_the_drivers_buffer() {
+    let t0 = Instant::now();
+    let mut router = Router::new(t0);
+    let (mut c, lane) = responder(t0);
+    let owed = c.owe(t0, lane, &mut router.shared(), |owed| {
+        assert!(owed.owe_pong([8; 8]));
+    });
+    assert_eq!(owed, Sent::Owed);
+    let (packets, sealed) = router.transmit(&mut c, t0);
+    let pong = format!("{:?}", Message::Pong { token: &[8; 8] });
+    // One packet, headed by the PONG (the data path may add its first WINDOW), no DATA.
+    assert_eq!((packets.len(), sealed), (1, vec![false]));
+    assert_eq!(packets[0][0], pong);
+    assert!(!packets[0].iter().any(|m| m.starts_with("Data")));
+    // Under a session the same answer is sealed in place, under the number taken then.
+    with_session(&mut c, Role::Responder, t0);
+    let owed = c.owe(t0, lane, &mut router.shared(), |owed| {
+        assert!(owed.owe_pong([9; 8]));
+    });
+    assert_eq!(owed, Sent::Owed);
+    let (packets, sealed) = router.transmit(&mut c, t0);
+    assert_eq!((packets.len(), sealed), (1, vec![true]));
+    assert_eq!(router.outgoing.len(), 0);
+}
+
+#[test]
+fn a_flood_of_pings_owes_at_most_the_bound_and_the_rest_is_counted() {
+    let t0 = Instant::now();
+    let mut router = Router::new(t0);
+    let (mut c, lane) = responder(t0);
+    let from = c.address;
+    let tokens: Vec<[u8; 8]> = (1..=60u64).map(u64::to_be_bytes).collect();
+    let pings: Vec<Message<'_>> = tokens.iter().map(|token| Message::Ping { token }).collect();
+    let owed = |c: &Connection| {
+        c.lanes
+            .get(lane)
+            .and_then(|ch| ch.data.as_ref())
+            .map_or(0, |d| d.owed.pong_count())
+    };
+    for round in 0..3u32 {
+        for n in 0..10u32 {
+            let mut datagram = plaintext(CHANNEL, 3 + 100 * round + n, &pings);
+            c.handle(t0, from, &mut datagram, &mut router.shared());
+            assert_eq!(owed(&c), crate::channel::owed::OWED_PONGS);
+        }
+        let refused = (u64::from(round) + 1) * (600 - crate::channel::owed::OWED_PONGS as u64);
+        assert_eq!(router.dropped("answer_limit"), refused);
+        // One packet answers what is owed, and the channel owes nothing after it.
+        let (packets, _) = router.transmit(&mut c, t0);
+        let pongs = packets.iter().flatten().filter(|m| m.starts_with("Pong"));
+        assert_eq!(pongs.count(), crate::channel::owed::OWED_PONGS);
+        assert_eq!(owed(&c), 0);
+        assert_eq!(router.outgoing.len(), 0);
+    }
 }
 
 #[test]

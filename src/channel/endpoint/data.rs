@@ -8,7 +8,7 @@
 //! per channel.
 
 use super::{ChannelHandle, Endpoint, SendError};
-use crate::channel::connection::{ChannelAt, Closing, Delivered, Walked};
+use crate::channel::connection::{ChannelAt, Closing, Delivered, Sent, Walked};
 use crate::channel::reliability::{self, ChannelStats, ReassemblyBudget};
 use crate::channel::state::ChannelData;
 use crate::handle::Handle;
@@ -160,6 +160,10 @@ impl Endpoint {
     pub(super) fn after_walk(&mut self, channel: ChannelAt, sender: PeerId, walked: Walked) {
         if let Some(entry) = walked.wait {
             self.wait_for_room(entry);
+        }
+        if walked.sent == Sent::Owed {
+            // What the channel owes leaves in its next packet, built when the driver asks.
+            self.mark_dirty(channel.peer);
         }
         self.after_send(sender, walked.sent);
         if let Some(Closing { reason, by_peer }) = walked.close {

@@ -4,7 +4,7 @@
 //! when there is one. Each flushed channel's timer is rearmed here.
 
 use super::*;
-use crate::channel::connection::KEEP_ALIVE_TOKEN;
+use crate::channel::owed::Owed;
 
 /// Most packets one peer sends in a row before the next dirty peer's turn: the longest GSO
 /// train the kernel takes.
@@ -116,18 +116,26 @@ impl Endpoint {
     }
 
     /// PROTOCOL.md §7.7: a channel that asked for it sends a PING after 15 s without sending,
-    /// which keeps NAT bindings and the peer's reset timer alive.
+    /// which keeps NAT bindings and the peer's reset timer alive. The PING is owed on the
+    /// channel and written into its next packet (`owed.rs`); the peer is listed for it.
     pub(super) fn keep_alive(&mut self, now: Instant, channel: ChannelAt) {
         let ctx = self.connection_context();
         let due = self
             .peers
             .get(channel.peer)
             .is_some_and(|c| c.keep_alive_due(now, &ctx, channel.lane));
-        if due {
-            let ping = Message::Ping {
-                token: &KEEP_ALIVE_TOKEN,
-            };
-            self.send_on_channel(channel, &[ping]);
+        if !due {
+            return;
+        }
+        let sent = self.with_connection(channel.peer, |connection, shared| {
+            let sent = connection.owe(now, channel.lane, shared, Owed::owe_keep_alive);
+            (connection.id, sent)
+        });
+        if let Some((peer, sent)) = sent {
+            if sent == Sent::Owed {
+                self.mark_dirty(channel.peer);
+            }
+            self.after_send(peer, sent);
         }
     }
 }

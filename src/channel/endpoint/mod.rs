@@ -27,6 +27,7 @@ mod snapshot;
 mod stateless;
 mod table;
 mod timers;
+mod transmit;
 
 pub use heap_report::HeapReport;
 pub use identities::LocalIdentity;
@@ -576,7 +577,7 @@ impl Endpoint {
     /// count (§5), an exhausted key asks for a rekey. True when the packet was queued.
     fn after_send(&mut self, peer: PeerId, sent: Sent) -> bool {
         match sent {
-            Sent::Queued => true,
+            Sent::Queued | Sent::Owed => true,
             Sent::Sealed(sealed) => {
                 self.rekey_if_due(peer, sealed.count, sealed.created);
                 true
@@ -644,45 +645,6 @@ impl Endpoint {
 
     // ---------------------------------------------------------------- output
 
-    /// Queues a packet on `channel` holding `messages` ([`Connection::send_on_lane`]: headed
-    /// by CHANNEL_COOKIE while the initiator is unconfirmed, PROTOCOL.md §6 step 4). Returns
-    /// false when it could not be queued.
-    fn send_on_channel(&mut self, channel: ChannelAt, messages: &[Message<'_>]) -> bool {
-        let now = self.last_now;
-        let sent = self.with_connection(channel.peer, |connection, shared| {
-            let had_data = connection.has_data(channel.lane);
-            let sent = connection.send_on_lane(now, channel.lane, messages, shared);
-            (
-                connection.id,
-                sent,
-                !had_data && connection.has_data(channel.lane),
-            )
-        });
-        let Some((peer, sent, made)) = sent else {
-            return false;
-        };
-        if made {
-            self.mark_dirty(channel.peer);
-        }
-        self.after_send(peer, sent)
-    }
-
-    /// Writes the next datagram to send into `buf` (at least 1452 bytes). Control datagrams
-    /// queued when the state changed go first (copied from the queue; they are small); then
-    /// the peers' data packets, each built and sealed straight into `buf`, in place, when it
-    /// is asked for: the bulk path copies no datagram, and `buf` is never cleared first.
-    #[must_use]
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let (destination, len) = match self.outgoing.pop(buf) {
-            Some(queued) => queued,
-            None => self.next_data_packet(buf)?,
-        };
-        self.stats.add_at(self.hot.packets_sent, 1);
-        self.stats.add_at(self.hot.sent_bytes, len as u64);
-        self.count_sent(buf.get(..len).unwrap_or_default());
-        Some(Transmit { destination, len })
-    }
-
     /// The next application event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -725,20 +687,6 @@ impl Endpoint {
             &Message::Ping { token: &token },
         );
         Ok(())
-    }
-
-    /// Queues a datagram its driver built whole, sent in turn with the endpoint's own: the
-    /// engine's stateless probe of a bare address (`engine/bare.rs`), which leaves no state
-    /// here. False when the queue is full or the datagram larger than any the endpoint sends.
-    pub fn queue_datagram(&mut self, to: SocketAddr, datagram: &[u8]) -> bool {
-        let queued = self.outgoing.with_buffer(to, |buf| {
-            buf.get_mut(..datagram.len())?.copy_from_slice(datagram);
-            Some(datagram.len())
-        });
-        if !queued {
-            self.drop_packet("transmit_queue_full");
-        }
-        queued
     }
 
     /// Sends one application message; returns its message number. A message too large or a

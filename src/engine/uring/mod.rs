@@ -7,6 +7,9 @@
 //! moves or shrinks while a request may use it: a send batch is reused only after the CQE of its
 //! last message, and [`UringIo::close`] waits for every request to finish before anything is
 //! freed (and leaks the memory rather than free it when the kernel does not answer in time).
+//! A control datagram the endpoint lends (`Endpoint::poll_transmit_lent`) is sent from its own
+//! heap buffer, held by the send batch like the batch's own bytes: given back to the endpoint
+//! (`Endpoint::recycle_datagram`) only when the slot is next filled, after its last CQE.
 //!
 //! Wake-ups: the shard's `mio::Waker` is registered on a mio `Poll` as in the epoll backend; the
 //! ring watches that poll's epoll descriptor with a multishot `PollAdd`, so other shards and
@@ -205,7 +208,9 @@ impl UringIo {
         loop {
             // SAFETY: every entry built in this file points only at memory that outlives its
             // request (module docs): the receive msghdr, the buffer ring, a send slot whose
-            // `inflight` count keeps it untouched until the CQE.
+            // `inflight` count keeps it untouched until the CQE, with the lent datagrams its
+            // batch holds (their heap buffers are given back only after the batch is reset,
+            // which waits for the slot's last CQE).
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
                 return Ok(());
             }
@@ -460,7 +465,23 @@ impl UringIo {
             }
             let slot = &mut self.sends[index];
             slot.batch.reset();
-            while let Some(buf) = slot.batch.slot() {
+            // The slot's sends all completed: its lent datagrams go back to the endpoint.
+            for lent in slot.batch.returned() {
+                endpoint.recycle_datagram(lent);
+            }
+            while slot.batch.has_room() {
+                // Queued control datagrams are lent, sent from the endpoint's own buffers,
+                // which the batch holds until the slot's completions are in.
+                if let Some(lent) = endpoint.poll_transmit_lent() {
+                    if let Err(lent) = slot.batch.push_lent(lent) {
+                        endpoint.recycle_datagram(lent);
+                        break;
+                    }
+                    continue;
+                }
+                let Some(buf) = slot.batch.slot() else {
+                    break;
+                };
                 match endpoint.poll_transmit(buf) {
                     Some(transmit) => slot.batch.push(transmit.destination, transmit.len),
                     None => break,
@@ -511,10 +532,12 @@ impl UringIo {
             let mut message = 0;
             while at < items {
                 let train = slot.batch.train_at(at);
+                // The slot's buffer, or a lent datagram's own: both stay put until the slot's
+                // completions are in (the batch is reset only then).
+                let base = slot.batch.base_at(at);
                 at = at.saturating_add(train.count);
                 let (name, name_len) = sys::to_sockaddr(train.destination);
                 slot.names[message] = name;
-                let base = slot.batch.bytes_mut()[train.offset..].as_mut_ptr();
                 slot.iovecs[message] = libc::iovec {
                     iov_base: base.cast(),
                     iov_len: train.len,
