@@ -79,6 +79,10 @@ fn frames_room(max_payload: usize, head: usize, control: usize) -> usize {
     }
 }
 
+/// How long a channel due to send waits before it looks again while its key is at the hard
+/// limit (nothing leaves until a rekey).
+const EXHAUSTED_RETRY: Duration = Duration::from_millis(100);
+
 impl Connection {
     /// Writes one packet of the channel in `lane` into `buf` if it has something to send
     /// now: sealed in place under the current key of the connection's session when the peer
@@ -252,14 +256,17 @@ impl Connection {
     /// pacer): it keeps its place in the next flush's turns, whichever channel's timer wakes
     /// the connection.
     pub(crate) fn keep_waiting(&mut self, now: Instant, lane: Lane) {
+        let may_seal = self.may_seal();
         let Some(channel) = self.lanes.get_mut(lane) else {
             return;
         };
         let (Some(path), Some(data)) = (self.path.as_ref(), channel.data.as_ref()) else {
             return;
         };
-        if !channel.touched && (!data.owed.is_empty() || data.reliability.wants_to_send(now, path))
-        {
+        // Owed control waits for a key that can seal it: a session at its hard limit sends
+        // nothing until a rekey, and listing the channel meanwhile would spin the flush.
+        let owes = may_seal && !data.owed.is_empty();
+        if !channel.touched && (owes || data.reliability.wants_to_send(now, path)) {
             channel.touched = true;
             self.touched.push(lane);
         }
@@ -328,6 +335,17 @@ impl Connection {
         moved
     }
 
+    /// False while the peer's session is at its key's hard limit: nothing leaves until a
+    /// rekey (PROTOCOL.md §5). A connection without a session sends in plaintext.
+    pub(crate) fn may_seal(&self) -> bool {
+        self.session.as_ref().is_none_or(|entry| {
+            entry
+                .slot
+                .current_ref()
+                .is_some_and(|session| !session.is_exhausted())
+        })
+    }
+
     /// Notes the window's free room once a flush is done, so the next one sees it open.
     pub(crate) fn flushed(&mut self) {
         self.room = self.free_room();
@@ -360,7 +378,15 @@ impl Connection {
         // A deadline in the past is due now. The channel keeps its earliest deadline, and so
         // does the heap of channel deadlines, whose minimum is the data timer (entries moved
         // in place: rearming per packet allocates nothing).
-        let at = at.max(now);
+        let mut at = at.max(now);
+        if at == now && !self.may_seal() {
+            // Due now (an ACK owed, say) but nothing can leave before a rekey: looked at again
+            // a little later rather than at every turn, which would spin the timer.
+            at = super::later(now, EXHAUSTED_RETRY);
+        }
+        let Some(data) = self.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) else {
+            return false;
+        };
         if data.armed.is_some_and(|armed| armed <= at) {
             return false;
         }

@@ -382,6 +382,13 @@ impl Connection {
         owe: impl FnOnce(&mut Owed),
     ) -> Sent {
         if let Some(refused) = self.refuse_to_send(shared) {
+            if refused == Sent::Exhausted
+                && let Some(data) = self.lanes.get_mut(lane).and_then(|c| c.data.as_mut())
+            {
+                // As a sent packet would: a keep-alive refused for want of a key waits another
+                // interval rather than fall due at every turn until the rekey.
+                data.last_sent = now;
+            }
             return refused;
         }
         if !self.ensure_data(now, lane, shared) {
