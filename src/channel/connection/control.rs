@@ -11,15 +11,15 @@ use std::net::SocketAddr;
 /// The counter of dropped datagrams and answers, by reason.
 const DROPPED: &str = "weft_packets_dropped_total";
 
-/// Most PONGs one packet on a channel gets (9 bytes each, well within one datagram).
-pub(crate) const MAX_CHANNEL_PONGS: usize = 64;
+/// Most PINGs of one packet on a channel that are answered: no more can be owed at once.
+pub(crate) const MAX_CHANNEL_PONGS: usize = crate::channel::owed::OWED_PONGS;
 
 use crate::channel::owed::KEEP_ALIVE_TOKEN;
 
-/// What one walk over a channel packet's messages leaves for after it: the PINGs to answer in
-/// one PONG packet (one answer per request datagram; those past `MAX_CHANNEL_PONGS` are dropped
-/// and counted), a repeated CHANNEL_COOKIE to confirm once, a CHANNEL_CLOSE, and whether the
-/// packet elicits an ACK.
+/// What one walk over a channel packet's messages leaves for after it: the PINGs to answer
+/// (those past `MAX_CHANNEL_PONGS` are dropped and counted here, and those past what the
+/// channel may owe at once when it is owed), a repeated CHANNEL_COOKIE to confirm once, a CHANNEL_CLOSE, and
+/// whether the packet elicits an ACK.
 pub(crate) struct Control {
     pub(crate) pongs: [[u8; 8]; MAX_CHANNEL_PONGS],
     pub(crate) pong_count: usize,

@@ -4,8 +4,9 @@
 //! ([`Connection::ensure_data`]), the messages walked once — DATA, fragments, ACK and WINDOW on
 //! the connection's path and reassembly budget, PING, PONG, CHANNEL_CLOSE and a repeated
 //! CHANNEL_COOKIE set aside ([`Control`]) — what the channel received handed to the
-//! application, and the confirmation and PONGs queued on the channel's own number space
-//! ([`Connection::send_on_lane`]). What only the router can do comes back as a [`Walked`]: a
+//! application, and the confirmation and PONGs owed on the channel ([`Connection::owe`],
+//! `owed.rs`: written into its next packet in the driver's buffer, under the number taken
+//! then; nothing queued, nothing copied). What only the router can do comes back as a [`Walked`]: a
 //! channel to close (the node's handle table and fairness index are the router's), one to list
 //! as waiting for the workers' room, the sealing key's count for the rekey policy.
 
@@ -64,7 +65,8 @@ pub(crate) struct Shared<'a> {
     pub(crate) events: &'a mut VecDeque<Event>,
     /// Message buffers for delivery and reassembly.
     pub(crate) pool: &'a mut BufferPool,
-    /// The control queue: confirmations, PONGs and closes wait here for the driver.
+    /// The control queue: a closing channel's CHANNEL_CLOSE waits here for the driver (what a
+    /// channel owes in steady state rides in its packets instead, `owed.rs`).
     pub(crate) outgoing: &'a mut Outgoing,
     /// The workers' room, which reliable channels' delivery and credit follow (§12).
     pub(crate) room: &'a mut DeliveryGate,
@@ -127,7 +129,8 @@ pub(crate) struct Walked {
     pub(crate) close: Option<Closing>,
     /// A reliable channel met the workers' room full: the router lists its handle entry.
     pub(crate) wait: Option<Handle>,
-    /// What the confirmation or the PONGs came to (the one that matters for a rekey).
+    /// What the confirmation or the PONGs came to: owed (the router lists the peer for a
+    /// flush), or refused (a key at its limit matters for a rekey).
     pub(crate) sent: Sent,
 }
 
@@ -272,7 +275,8 @@ impl Connection {
     /// Queues one packet holding `messages` on the channel in `lane`, on the router's control
     /// queue, headed by CHANNEL_COOKIE while the initiator is unconfirmed (§6 step 4): sealed
     /// under the session's current key when the peer has one (§5), else in plaintext where
-    /// the node allows it.
+    /// the node allows it. Only for a channel that is going away (its CHANNEL_CLOSE): one that
+    /// stays owes its control instead ([`Connection::owe`]), written into its next packet.
     pub(crate) fn send_on_lane(
         &mut self,
         now: Instant,

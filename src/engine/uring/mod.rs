@@ -692,4 +692,57 @@ mod tests {
         );
         assert!(io.idle(), "close waits for every request");
     }
+
+    #[test]
+    fn queued_control_datagrams_leave_lent_and_come_back_after_their_completions() {
+        let socket = sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let setup = match UringSetup::new(None) {
+            Ok(setup) => setup,
+            Err(e) if matches!(e.errno, libc::EPERM | libc::ENOSYS) => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "io_uring refused under CI: {e}"
+                );
+                eprintln!("skipped: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let mut io = UringIo::new(setup, mio::Poll::new().unwrap(), socket, false).unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let to = peer.local_addr().unwrap();
+        let identity = crate::session::Identity::from_secret_bytes([1; 32], [2; 32]);
+        let config = crate::channel::EndpointConfig::default();
+        let mut endpoint = Endpoint::new(config, identity, [3; 32], Instant::now());
+        let mut stats = Stats::new();
+        let mut buf = [0u8; 2048];
+        let mut warm = 0;
+        for round in 0..10u8 {
+            for n in 0..3u8 {
+                assert!(endpoint.queue_datagram(to, &[round * 3 + n; 50]));
+            }
+            assert_eq!(io.transmit(&mut endpoint, &mut stats), 3);
+            io.wait(Duration::from_millis(10)).unwrap();
+            for n in 0..3u8 {
+                let (len, _) = peer.recv_from(&mut buf).unwrap();
+                assert_eq!(&buf[..len], &[round * 3 + n; 50]);
+            }
+            // The slot, and the lent buffers in it, wait for their CQEs.
+            let start = Instant::now();
+            while io.sends.iter().any(|slot| slot.inflight > 0) {
+                assert!(start.elapsed() < Duration::from_secs(10), "no send CQE");
+                io.wait(Duration::from_millis(1)).unwrap();
+                io.receive(&mut stats, |_, _, _| {});
+            }
+            if round == 1 {
+                warm = endpoint.control_buffers_made();
+            }
+        }
+        // The buffers come back when the slot is next filled: two rounds' worth warm the pool,
+        // and no round after makes one.
+        assert!(warm <= 6, "{warm} buffers");
+        assert_eq!(endpoint.control_buffers_made(), warm);
+        io.close(&mut endpoint, &mut stats);
+    }
 }
