@@ -15,6 +15,7 @@ mod tally;
 mod timeout;
 mod timer;
 mod transmit;
+mod turns;
 mod walk;
 #[cfg(test)]
 mod walk_tests;
