@@ -11,6 +11,11 @@
 //! most a few bytes of state, the answer leaves in the packet the channel writes anyway, and a
 //! PING flood cannot make it grow: past [`OWED_PONGS`] a PING is dropped and counted
 //! (`answer_limit`), and the flags are flags however many requests set them.
+//!
+//! What it costs an idle channel: 8 bytes. The flags are a byte ([`OwedFlags`]) that the
+//! channel's data state keeps beside its other flags, and the PONG tokens ([`OwedPongs`]) a
+//! pointer, null until the first PING that is not a keep-alive; [`Owed`] is the two lent
+//! together.
 
 #![deny(clippy::arithmetic_side_effects)]
 
@@ -33,34 +38,68 @@ struct Pongs {
     count: usize,
 }
 
-/// What a channel owes its peer, written at the front of its next packet.
+/// The PONG tokens a channel owes: null until the first PING that is not a keep-alive.
 #[derive(Debug, Default)]
-pub(crate) struct Owed {
-    pongs: Option<Box<Pongs>>,
-    /// A PONG to the peer's keep-alive PING (its token is fixed, so a flag).
-    keep_alive_pong: bool,
-    /// The responder's confirmation: a WINDOW with the credit granted when it is written.
-    confirm: bool,
-    /// Our own keep-alive PING (§7.7).
-    keep_alive_ping: bool,
+pub(crate) struct OwedPongs(Option<Box<Pongs>>);
+
+impl OwedPongs {
+    /// How many PONGs with a token of their own are owed.
+    pub(crate) fn count(&self) -> usize {
+        self.0.as_ref().map_or(0, |pongs| pongs.count)
+    }
 }
 
-impl Owed {
+/// The responder's confirmation: a WINDOW with the credit granted when it is written.
+const CONFIRM: u8 = 1;
+/// A PONG to the peer's keep-alive PING (its token is fixed, so a flag).
+const KEEP_ALIVE_PONG: u8 = 2;
+/// Our own keep-alive PING (§7.7).
+const KEEP_ALIVE_PING: u8 = 4;
+
+/// The control a channel owes that needs no token: a byte of flags.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OwedFlags(u8);
+
+impl OwedFlags {
+    fn take(&mut self, flag: u8) -> bool {
+        let set = self.0 & flag != 0;
+        self.0 &= !flag;
+        set
+    }
+}
+
+/// What a channel owes its peer, written at the front of its next packet: its tokens and its
+/// flags, lent together by the channel's data state (`ChannelData::owed`).
+#[derive(Debug)]
+pub(crate) struct Owed<'a> {
+    pongs: &'a mut OwedPongs,
+    flags: &'a mut OwedFlags,
+}
+
+/// True when a channel with these tokens and flags owes nothing.
+pub(crate) fn owes_nothing(pongs: &OwedPongs, flags: OwedFlags) -> bool {
+    flags.0 == 0 && pongs.count() == 0
+}
+
+impl<'a> Owed<'a> {
+    /// The control owed by a channel holding `pongs` and `flags`.
+    pub(crate) fn new(pongs: &'a mut OwedPongs, flags: &'a mut OwedFlags) -> Owed<'a> {
+        Owed { pongs, flags }
+    }
+
     /// True when nothing is owed.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        !self.confirm
-            && !self.keep_alive_pong
-            && !self.keep_alive_ping
-            && self.pongs.as_ref().is_none_or(|pongs| pongs.count == 0)
+        owes_nothing(self.pongs, *self.flags)
     }
 
     /// Owes a PONG to `token`; false (nothing owed) when [`OWED_PONGS`] are owed already.
     pub(crate) fn owe_pong(&mut self, token: [u8; 8]) -> bool {
         if token == KEEP_ALIVE_TOKEN {
-            self.keep_alive_pong = true;
+            self.flags.0 |= KEEP_ALIVE_PONG;
             return true;
         }
-        let pongs = self.pongs.get_or_insert_with(Box::default);
+        let pongs = self.pongs.0.get_or_insert_with(Box::default);
         let Some(slot) = pongs.tokens.get_mut(pongs.count) else {
             return false;
         };
@@ -71,18 +110,18 @@ impl Owed {
 
     /// Owes the responder's confirmation (a WINDOW).
     pub(crate) fn owe_confirm(&mut self) {
-        self.confirm = true;
+        self.flags.0 |= CONFIRM;
     }
 
     /// Owes a keep-alive PING.
     pub(crate) fn owe_keep_alive(&mut self) {
-        self.keep_alive_ping = true;
+        self.flags.0 |= KEEP_ALIVE_PING;
     }
 
     /// How many PONGs with a token of their own are owed.
     #[cfg(test)]
     pub(crate) fn pong_count(&self) -> usize {
-        self.pongs.as_ref().map_or(0, |pongs| pongs.count)
+        self.pongs.count()
     }
 
     /// Writes what is owed into `region`, the front of a packet's payload; the confirmation
@@ -103,23 +142,33 @@ impl Owed {
                 _ => false,
             }
         };
-        if self.confirm {
-            self.confirm = !emit(&Message::Window {
-                max_message,
-                max_bytes,
-            });
+        let mut left = OwedFlags::default();
+        let window = Message::Window {
+            max_message,
+            max_bytes,
+        };
+        let flagged = [
+            (CONFIRM, window),
+            (
+                KEEP_ALIVE_PONG,
+                Message::Pong {
+                    token: &KEEP_ALIVE_TOKEN,
+                },
+            ),
+            (
+                KEEP_ALIVE_PING,
+                Message::Ping {
+                    token: &KEEP_ALIVE_TOKEN,
+                },
+            ),
+        ];
+        for (flag, message) in &flagged {
+            if self.flags.take(*flag) && !emit(message) {
+                left.0 |= *flag;
+            }
         }
-        if self.keep_alive_pong {
-            self.keep_alive_pong = !emit(&Message::Pong {
-                token: &KEEP_ALIVE_TOKEN,
-            });
-        }
-        if self.keep_alive_ping {
-            self.keep_alive_ping = !emit(&Message::Ping {
-                token: &KEEP_ALIVE_TOKEN,
-            });
-        }
-        if let Some(pongs) = self.pongs.as_mut() {
+        *self.flags = left;
+        if let Some(pongs) = self.pongs.0.as_mut() {
             let mut sent = 0usize;
             for token in pongs.tokens.iter().take(pongs.count) {
                 if !emit(&Message::Pong { token }) {
@@ -140,7 +189,7 @@ mod tests {
     use super::*;
     use crate::wire::{ChannelId, Flags, Header, PeerId, parse_payload};
 
-    fn written(owed: &mut Owed, room: usize) -> Vec<String> {
+    fn written(owed: &mut Owed<'_>, room: usize) -> Vec<String> {
         let mut region = vec![0xAAu8; room];
         let len = owed.write(&mut region, (7, 9000));
         if len == 0 {
@@ -161,7 +210,8 @@ mod tests {
 
     #[test]
     fn pongs_past_the_bound_are_refused_and_keep_alives_take_no_token() {
-        let mut owed = Owed::default();
+        let (mut pongs, mut flags) = Default::default();
+        let mut owed = Owed::new(&mut pongs, &mut flags);
         assert!(owed.is_empty());
         for n in 0..OWED_PONGS {
             assert!(owed.owe_pong([n as u8 + 1; 8]));
@@ -183,7 +233,8 @@ mod tests {
 
     #[test]
     fn what_does_not_fit_stays_owed_in_order() {
-        let mut owed = Owed::default();
+        let (mut pongs, mut flags) = Default::default();
+        let mut owed = Owed::new(&mut pongs, &mut flags);
         owed.owe_confirm();
         owed.owe_keep_alive();
         for n in 1..=3u8 {

@@ -1,7 +1,7 @@
 //! Per-peer and per-channel state, allocated only after a cookie or a handshake has validated the
 //! peer's address (PROTOCOL.md §3, §6).
 
-use crate::channel::owed::Owed;
+use crate::channel::owed::{Owed, OwedFlags, OwedPongs, owes_nothing};
 use crate::channel::reliability::{ChannelReliability, ChannelStats};
 use crate::handle::Handle;
 use crate::session::SessionSlot;
@@ -119,9 +119,23 @@ pub(crate) struct ChannelData {
     pub(crate) last_rtt: Duration,
     /// Where the channel stands in its connection's `order`, so closing it costs no search.
     pub(crate) order_at: usize,
-    /// The control the channel owes its peer (PONGs, its confirmation, a keep-alive PING),
-    /// written into its next packet when the driver asks for one (`owed.rs`).
-    pub(crate) owed: Owed,
+    /// The PONG tokens the channel owes its peer (`owed.rs`).
+    pub(crate) owed_pongs: OwedPongs,
+    /// The rest the channel owes (its confirmation, keep-alives): a byte beside the flags
+    /// above. Both are written into its next packet when the driver asks for one.
+    pub(crate) owed_flags: OwedFlags,
+}
+
+impl ChannelData {
+    /// What the channel owes its peer, lent to add to it or write it.
+    pub(crate) fn owed(&mut self) -> Owed<'_> {
+        Owed::new(&mut self.owed_pongs, &mut self.owed_flags)
+    }
+
+    /// True when the channel owes its peer something.
+    pub(crate) fn owes(&self) -> bool {
+        !owes_nothing(&self.owed_pongs, self.owed_flags)
+    }
 }
 
 /// What a channel's counters stood at when the endpoint last added them to its statistics:

@@ -6,6 +6,7 @@
 
 use super::{Connection, Lane, TallySlots};
 use crate::channel::outgoing::MAX_DATAGRAM;
+use crate::channel::owed::Owed;
 use crate::channel::seal::{COOKIE_HEAD, seal_into, secure_header};
 use crate::channel::state::Phase;
 use crate::session::RekeyPolicy;
@@ -105,7 +106,7 @@ impl Connection {
         let data = channel.data.as_mut()?;
         let path = self.path.as_mut()?;
         let frames = data.reliability.wants_to_send(now, path);
-        let owes = !data.owed.is_empty();
+        let owes = data.owes();
         if !frames && !owes {
             return None;
         }
@@ -137,7 +138,8 @@ impl Connection {
                 wire_sequence,
             );
             let pn = data.next_pn;
-            let (reliability, owed) = (&mut data.reliability, &mut data.owed);
+            let reliability = &mut data.reliability;
+            let mut owed = Owed::new(&mut data.owed_pongs, &mut data.owed_flags);
             let len = seal_into(buf, crypto, &header, limit, |region| {
                 let mut at = 0;
                 if let Some((cookie2, capabilities)) = head {
@@ -188,7 +190,7 @@ impl Connection {
             };
             at = at.saturating_add(cookie.emit(buf.get_mut(at..)?).ok()?);
         }
-        let control = data.owed.write(buf.get_mut(at..)?, window);
+        let control = data.owed().write(buf.get_mut(at..)?, window);
         at = at.saturating_add(control);
         let written = match frames {
             true => {
@@ -314,7 +316,8 @@ pub(crate) mod tests {
                 reported: Default::default(),
                 last_rtt: Duration::ZERO,
                 order_at: 0,
-                owed: Default::default(),
+                owed_pongs: Default::default(),
+                owed_flags: Default::default(),
             })),
             touched: false,
         }

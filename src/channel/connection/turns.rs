@@ -65,7 +65,7 @@ impl Connection {
         };
         // Owed control waits for a key that can seal it: a session at its hard limit sends
         // nothing until a rekey, and listing the channel meanwhile would spin the flush.
-        let owes = may_seal && !data.owed.is_empty();
+        let owes = may_seal && data.owes();
         if !channel.touched && (owes || data.reliability.wants_to_send(now, path)) {
             channel.touched = true;
             self.touched.push(lane);

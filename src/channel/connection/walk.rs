@@ -245,7 +245,8 @@ impl Connection {
             reported: Reported::default(),
             last_rtt: Duration::ZERO,
             order_at,
-            owed: Default::default(),
+            owed_pongs: Default::default(),
+            owed_flags: Default::default(),
         }));
         let label = Some(("mode", mode_label(state.capabilities)));
         let count = shared.stats.get(CHANNELS_BY_MODE, label);
@@ -369,7 +370,7 @@ impl Connection {
         if self.lanes.get(lane).is_none_or(|channel| channel.initiator) {
             return Sent::Nothing;
         }
-        self.owe(now, lane, shared, Owed::owe_confirm)
+        self.owe(now, lane, shared, |owed| owed.owe_confirm())
     }
 
     /// Has the channel in `lane` owe its peer control (`owe` says what: a PONG, the
@@ -383,7 +384,7 @@ impl Connection {
         now: Instant,
         lane: Lane,
         shared: &mut Shared<'_>,
-        owe: impl FnOnce(&mut Owed),
+        owe: impl FnOnce(&mut Owed<'_>),
     ) -> Sent {
         if let Some(refused) = self.refuse_to_send(shared) {
             if refused == Sent::Exhausted
@@ -401,7 +402,7 @@ impl Connection {
         let Some(data) = self.lanes.get_mut(lane).and_then(|c| c.data.as_mut()) else {
             return Sent::Failed;
         };
-        owe(&mut data.owed);
+        owe(&mut data.owed());
         self.touch(lane);
         Sent::Owed
     }

@@ -353,7 +353,7 @@ fn a_flood_of_pings_owes_at_most_the_bound_and_the_rest_is_counted() {
         c.lanes
             .get(lane)
             .and_then(|ch| ch.data.as_ref())
-            .map_or(0, |d| d.owed.pong_count())
+            .map_or(0, |d| d.owed_pongs.count())
     };
     for round in 0..3u32 {
         for n in 0..10u32 {

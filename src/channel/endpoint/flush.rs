@@ -4,7 +4,6 @@
 //! when there is one. Each flushed channel's timer is rearmed here.
 
 use super::*;
-use crate::channel::owed::Owed;
 
 /// Most packets one peer sends in a row before the next dirty peer's turn: the longest GSO
 /// train the kernel takes.
@@ -128,7 +127,7 @@ impl Endpoint {
             return;
         }
         let sent = self.with_connection(channel.peer, |connection, shared| {
-            let sent = connection.owe(now, channel.lane, shared, Owed::owe_keep_alive);
+            let sent = connection.owe(now, channel.lane, shared, |owed| owed.owe_keep_alive());
             (connection.id, sent)
         });
         if let Some((peer, sent)) = sent {
