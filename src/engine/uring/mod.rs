@@ -459,16 +459,20 @@ impl UringIo {
         let mut sizes = [0u32; super::backend::BATCH_BUCKETS.len()];
         // Set when the endpoint ran out before the free slots did.
         let mut drained = false;
+        // Every slot whose sends all completed gives its lent datagrams back first, whether or
+        // not it is filled this turn, so the endpoint's pool stays warm.
+        for slot in self.sends.iter_mut().filter(|slot| slot.inflight == 0) {
+            slot.batch.reset();
+            for lent in slot.batch.returned() {
+                endpoint.recycle_datagram(lent);
+            }
+        }
         for index in 0..self.sends.len() {
             if self.sends[index].inflight > 0 {
                 continue;
             }
             let slot = &mut self.sends[index];
             slot.batch.reset();
-            // The slot's sends all completed: its lent datagrams go back to the endpoint.
-            for lent in slot.batch.returned() {
-                endpoint.recycle_datagram(lent);
-            }
             while slot.batch.has_room() {
                 // Queued control datagrams are lent, sent from the endpoint's own buffers,
                 // which the batch holds until the slot's completions are in.
