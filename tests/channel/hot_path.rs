@@ -23,6 +23,8 @@ struct Pair {
     delivered: [u64; 2],
     /// Whether delivered buffers go back to the endpoint; off, each costs an allocation.
     recycle: bool,
+    /// PONGs that came back to `a`.
+    pongs: u64,
 }
 
 impl Pair {
@@ -53,6 +55,7 @@ impl Pair {
             b_channel: None,
             delivered: [0; 2],
             recycle: true,
+            pongs: 0,
         };
         let channel = pair
             .a
@@ -102,6 +105,7 @@ impl Pair {
                     Event::ChannelOpened { channel, .. } if side == 1 => {
                         self.b_channel = Some(channel)
                     }
+                    Event::Pong { .. } if side == 0 => self.pongs += 1,
                     _ => {}
                 }
             }
@@ -236,5 +240,33 @@ fn fragmented_bulk_messages_are_reassembled_into_pooled_buffers() {
     assert!(
         small <= 100 + 4 && large <= 200 + 4,
         "{small} and {large} allocations: more than the ranges' one per message"
+    );
+}
+
+/// Control datagrams (a sealed PING on the default channel, its PONG) are built into the
+/// control queue's pooled buffers, which are zeroed once when made and reused for ever after:
+/// answering PINGs allocates nothing per PING once the pool is warm.
+#[test]
+fn pings_and_their_pongs_allocate_nothing_per_ping() {
+    let mut pair = Pair::new(Capabilities::from_bits(0).unwrap());
+    let peer = pair.b.local_peer_id();
+    let pings = |pair: &mut Pair, count: u64| {
+        let (before, pongs) = (allocations(), pair.pongs);
+        for n in 0..count {
+            let now = pair.now;
+            let token = n.to_be_bytes();
+            pair.a
+                .ping(now, pair.b_addr, Some(peer), token)
+                .expect("a pings");
+            pair.step();
+        }
+        assert_eq!(pair.pongs - pongs, count, "every PING answered");
+        allocations() - before
+    };
+    pings(&mut pair, 200);
+    let (small, large) = (pings(&mut pair, 1_000), pings(&mut pair, 2_000));
+    assert_eq!(
+        small, large,
+        "allocations grow with the PINGs: {small} then {large}"
     );
 }
