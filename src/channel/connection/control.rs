@@ -18,8 +18,8 @@ use crate::channel::owed::KEEP_ALIVE_TOKEN;
 
 /// What one walk over a channel packet's messages leaves for after it: the PINGs to answer
 /// (those past `MAX_CHANNEL_PONGS` are dropped and counted here, and those past what the
-/// channel may owe at once when it is owed), a repeated CHANNEL_COOKIE to confirm once, a CHANNEL_CLOSE, and
-/// whether the packet elicits an ACK.
+/// channel may owe at once when it is owed), a repeated CHANNEL_COOKIE to confirm once, a
+/// CHANNEL_CLOSE, and whether the packet elicits an ACK.
 pub(crate) struct Control {
     pub(crate) pongs: [[u8; 8]; MAX_CHANNEL_PONGS],
     pub(crate) pong_count: usize,

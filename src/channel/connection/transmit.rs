@@ -152,16 +152,15 @@ impl Connection {
                 }
                 let control = owed.write(region.get_mut(at..)?, window);
                 at = at.saturating_add(control);
-                let written = match frames {
-                    true => {
-                        let room = frames_room(path.max_payload(), head_len, control);
-                        let end = at.saturating_add(room).min(region.len());
-                        reliability.write_frames(now, pn, path, region.get_mut(at..end)?)
-                    }
-                    false => 0,
+                let written = if frames {
+                    let room = frames_room(path.max_payload(), head_len, control);
+                    let end = at.saturating_add(room).min(region.len());
+                    reliability.write_frames(now, pn, path, region.get_mut(at..end)?)
+                } else {
+                    0
                 };
-                let len = at.saturating_add(written);
-                (len > 0).then_some(len)
+                // A cookie alone is no packet: something owed or sent must ride under it.
+                (control.saturating_add(written) > 0).then_some(at.saturating_add(written))
             })?;
             let count = crypto.packets_sent();
             data.next_pn = data.next_pn.saturating_add(1);
@@ -181,8 +180,7 @@ impl Connection {
             sequence: Some(data.next_pn as u32),
         };
         let buf = buf.get_mut(..limit)?;
-        let header_len = header.emit(buf).ok()?;
-        let mut at = header_len;
+        let mut at = header.emit(buf).ok()?;
         if let Some((cookie2, capabilities)) = head {
             let cookie = Message::ChannelCookie {
                 cookie2: &cookie2,
@@ -192,16 +190,15 @@ impl Connection {
         }
         let control = data.owed().write(buf.get_mut(at..)?, window);
         at = at.saturating_add(control);
-        let written = match frames {
-            true => {
-                let room = frames_room(path.max_payload(), head_len, control);
-                let end = at.saturating_add(room).min(limit);
-                data.reliability
-                    .write_frames(now, data.next_pn, path, buf.get_mut(at..end)?)
-            }
-            false => 0,
+        let written = if frames {
+            let room = frames_room(path.max_payload(), head_len, control);
+            let end = at.saturating_add(room).min(limit);
+            data.reliability
+                .write_frames(now, data.next_pn, path, buf.get_mut(at..end)?)
+        } else {
+            0
         };
-        if at.saturating_add(written) == header_len {
+        if control.saturating_add(written) == 0 {
             return None;
         }
         data.next_pn = data.next_pn.saturating_add(1);

@@ -6,9 +6,10 @@
 //! CHANNEL_COOKIE set aside ([`Control`]) — what the channel received handed to the
 //! application, and the confirmation and PONGs owed on the channel ([`Connection::owe`],
 //! `owed.rs`: written into its next packet in the driver's buffer, under the number taken
-//! then; nothing queued, nothing copied). What only the router can do comes back as a [`Walked`]: a
-//! channel to close (the node's handle table and fairness index are the router's), one to list
-//! as waiting for the workers' room, the sealing key's count for the rekey policy.
+//! then; nothing queued, nothing copied). What only the router can do comes back as a
+//! [`Walked`]: a channel to close (the node's handle table and fairness index are the
+//! router's), one to list as waiting for the workers' room, the peer to list for a flush when
+//! its channel owes an answer, a key at its limit for the rekey policy.
 
 #![deny(clippy::arithmetic_side_effects)]
 
