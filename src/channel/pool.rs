@@ -9,6 +9,9 @@
 //! allocation, which glibc served from pages it had just given back to the kernel: a page fault
 //! per 4 KiB on the receiving shard and an unmap on the worker that freed it (issue 12).
 
+use super::Payload;
+use bytes::Bytes;
+
 /// Capacity a new buffer gets at least: any message that fits one datagram, so buffers of
 /// mixed sizes can stand in for each other without growing.
 const MIN_CAPACITY: usize = crate::channel::outgoing::MAX_DATAGRAM;
@@ -29,6 +32,15 @@ pub const LARGE_POOL_BYTES: usize = 8 << 20;
 /// Most buffers the large list can hold (each is over [`POOLED_CAPACITY`]); its one allocation.
 const LARGE_BUFFERS: usize = LARGE_POOL_BYTES / POOLED_CAPACITY;
 
+/// Whether `inner` lies within `outer`'s memory (what `Bytes::slice_ref` asks; an empty slice
+/// is always copied, which costs nothing).
+fn contains(outer: &[u8], inner: &[u8]) -> bool {
+    let start = outer.as_ptr() as usize;
+    let end = start.saturating_add(outer.len());
+    let at = inner.as_ptr() as usize;
+    !inner.is_empty() && at >= start && at.saturating_add(inner.len()) <= end
+}
+
 /// A bounded free list of byte buffers.
 #[derive(Debug, Default)]
 pub struct BufferPool {
@@ -36,6 +48,12 @@ pub struct BufferPool {
     large: Vec<Vec<u8>>,
     /// Capacity held in `large`, at most [`LARGE_POOL_BYTES`].
     large_bytes: usize,
+    /// The opened datagram being walked, when the backend lends its memory (`payload.rs`):
+    /// set by the endpoint for one datagram, cleared after it.
+    source: Option<Bytes>,
+    /// Messages lent from `source` and copied into pooled buffers, not yet counted.
+    lent: u64,
+    copied: u64,
 }
 
 impl BufferPool {
@@ -74,6 +92,47 @@ impl BufferPool {
                 buf
             }
             None => Vec::with_capacity(len),
+        }
+    }
+
+    /// A whole message's bytes as the receive side keeps them: a piece of the datagram being
+    /// walked when the backend lends it and `bytes` lie inside it (no copy), else a copy in a
+    /// pooled buffer. Counted either way ([`take_counts`](Self::take_counts)).
+    pub fn message(&mut self, bytes: &[u8]) -> Payload {
+        if let Some(source) = &self.source
+            && contains(source, bytes)
+        {
+            self.lent = self.lent.saturating_add(1);
+            return Payload::Lent(source.slice_ref(bytes));
+        }
+        self.copied = self.copied.saturating_add(1);
+        Payload::Pooled(self.copy(bytes))
+    }
+
+    /// Lends pieces of `datagram` (opened, frozen) to the messages taken until
+    /// [`stop_lending`](Self::stop_lending).
+    pub(crate) fn lend_from(&mut self, datagram: Bytes) {
+        self.source = Some(datagram);
+    }
+
+    /// Copies again: the datagram's walk is over (drops the pool's reference to it).
+    pub(crate) fn stop_lending(&mut self) {
+        self.source = None;
+    }
+
+    /// Messages lent and copied since the last call.
+    pub(crate) fn take_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.lent),
+            std::mem::take(&mut self.copied),
+        )
+    }
+
+    /// Takes back a message's bytes: a pooled buffer is kept for reuse, a lent piece is
+    /// dropped (its slab goes back to the backend once every piece is).
+    pub fn recycle(&mut self, payload: Payload) {
+        if let Payload::Pooled(vec) = payload {
+            self.give(vec);
         }
     }
 

@@ -14,7 +14,7 @@ use super::log_event;
 use super::sys::BATCH;
 use super::worker::WorkerGate;
 use crate::channel::ChannelHandle;
-use crate::channel::{Endpoint, Event, later};
+use crate::channel::{Endpoint, Event, Payload, later};
 use crate::handle::FxHashMap;
 use crate::service::{Delivery, Input, OpenFailure, Request, ShardLink};
 use crate::stats::Stats;
@@ -445,10 +445,13 @@ impl Shard {
             Request::Send { channel, mut data } => {
                 // The reply's own buffer (a pooled receive buffer the worker filled) goes into
                 // the channel's send queue in place of the empty pooled one, which comes back
-                // here for the pool: no copy of the message on its way out.
+                // here for the pool: no copy of the message on its way out. A lent piece of the
+                // receive memory is copied into the pooled one (the copy it saved on the way in)
+                // and dropped, which lets its slab be received into again.
                 let len = data.len();
-                let queued = endpoint.send_with(now, channel, len, |empty| {
-                    std::mem::swap(empty, &mut data);
+                let queued = endpoint.send_with(now, channel, len, |empty| match &mut data {
+                    Payload::Pooled(vec) => std::mem::swap(empty, vec),
+                    Payload::Lent(bytes) => empty.extend_from_slice(bytes),
                 });
                 if queued.is_err() {
                     self.stats.add("weft_shard_reply_errors_total", None, 1);

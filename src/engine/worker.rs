@@ -12,6 +12,7 @@
 //! worker advances per batch; batches leave in order, so a record of who sent what, in runs,
 //! tells whose messages left.
 
+use crate::channel::Payload;
 use crate::service::{Delivery, Input, Received, ShardLink};
 use crate::wire::{Capabilities, PeerId};
 use std::collections::{HashMap, VecDeque};
@@ -79,7 +80,7 @@ impl WorkerGate {
     }
 
     /// Lends a delivered message's buffer to the worker side, counted until it lets go.
-    pub(super) fn lend(&self, bytes: Vec<u8>) -> Received {
+    pub(super) fn lend(&self, bytes: Payload) -> Received {
         self.link.ledger().lend(bytes)
     }
 
@@ -220,7 +221,7 @@ impl WorkerGate {
     /// reliable channels' messages and answers wait for the next turn (at most the share's
     /// worth of reliable messages: the endpoint delivers no more than the room); other
     /// messages are dropped, their buffers passed to `refused`.
-    pub(super) fn hand_over(&mut self, mut refused: impl FnMut(Vec<u8>)) -> HandedOver {
+    pub(super) fn hand_over(&mut self, mut refused: impl FnMut(Payload)) -> HandedOver {
         let wanted = self.outbox.len();
         if wanted == 0 {
             return HandedOver::default();
@@ -267,7 +268,7 @@ impl WorkerGate {
                     continue;
                 }
                 if let Input::Message(delivery) = input {
-                    refused(delivery.data.into_vec());
+                    refused(delivery.data.into_payload());
                 }
                 if let Some(held) = sender.and_then(|peer| self.held.get_mut(&peer)) {
                     *held = held.saturating_sub(1);
@@ -289,12 +290,12 @@ impl WorkerGate {
     }
 
     /// Messages in the outbox, dropped on the way out; their buffers go to `refused`.
-    pub(super) fn discard(&mut self, mut refused: impl FnMut(Vec<u8>)) -> u64 {
+    pub(super) fn discard(&mut self, mut refused: impl FnMut(Payload)) -> u64 {
         let mut dropped = 0u64;
         for input in self.outbox.drain(..) {
             if let Input::Message(delivery) = input {
                 dropped = dropped.saturating_add(1);
-                refused(delivery.data.into_vec());
+                refused(delivery.data.into_payload());
             }
         }
         self.outbox_peers.clear();

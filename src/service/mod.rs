@@ -29,7 +29,7 @@ pub use held::Received;
 pub use link::{Deliveries, Replier, Woken, WorkerLink};
 pub(crate) use link::{ShardLink, worker_queues};
 
-use crate::channel::{ChannelHandle, OpenError};
+use crate::channel::{ChannelHandle, OpenError, Payload};
 use crate::session::PeerRecord;
 use crate::wire::{Capabilities, CloseReason, PeerId};
 use std::net::SocketAddr;
@@ -141,8 +141,9 @@ pub(crate) enum Request {
     Send {
         /// The channel.
         channel: ChannelHandle,
-        /// The message; its buffer goes to the shard's pool once sent.
-        data: Vec<u8>,
+        /// The message; a pooled buffer goes to the channel's send queue as it is (then to the
+        /// shard's pool), a lent piece is copied into a pooled one.
+        data: Payload,
     },
     /// Open a channel.
     Open {

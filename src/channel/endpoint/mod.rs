@@ -382,8 +382,8 @@ impl Endpoint {
     /// Gives a delivered message's buffer back ([`Event::Message`]'s `data`), so the next
     /// delivery or send reuses it instead of allocating. Recycling keeps the hot path free of
     /// allocation; dropping the buffer instead is allowed, it just costs an allocation later.
-    pub fn recycle(&mut self, buffer: Vec<u8>) {
-        self.pool.give(buffer);
+    pub fn recycle(&mut self, buffer: impl Into<crate::channel::Payload>) {
+        self.pool.recycle(buffer.into());
     }
 
     /// This node's peer id.

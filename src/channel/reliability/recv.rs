@@ -5,6 +5,7 @@
 use super::fragments::{FragmentRanges, RANGE_COST};
 use super::rare::Rare;
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
+use crate::channel::Payload;
 use crate::channel::pool::BufferPool;
 use crate::session::window::{CompactWindow, Seen};
 use crate::wire::CloseReason;
@@ -84,7 +85,7 @@ pub(crate) struct RecvSide {
     /// (tracked only for gap detection in mode X).
     next: u64,
     /// Ordered modes: complete messages waiting behind a gap, with their arrival time.
-    held: BTreeMap<u64, (Vec<u8>, Instant)>,
+    held: BTreeMap<u64, (Payload, Instant)>,
     /// Unordered mode X: since when the lowest gap has been open.
     gap_since: Option<Instant>,
     partial: BTreeMap<u64, Partial>,
@@ -409,7 +410,7 @@ impl RecvSide {
         if !self.number_allowed(number) || !self.wanted(number, len) || !self.admit(len) {
             return;
         }
-        let data = pool.copy(payload);
+        let data = pool.message(payload);
         self.complete(now, number, data);
     }
 
@@ -448,7 +449,7 @@ impl RecvSide {
         }
         if len_u64(bytes.len()) == total_len {
             if self.admit(total_len) {
-                let data = pool.copy(bytes);
+                let data = pool.message(bytes);
                 self.complete(now, number, data);
             }
             return;
@@ -537,7 +538,7 @@ impl RecvSide {
         if received == total_len {
             if let Some(partial) = self.partial.remove(&number) {
                 self.release(partial.charged);
-                self.complete(now, number, partial.buf);
+                self.complete(now, number, Payload::Pooled(partial.buf));
             }
         } else {
             self.progress(number, received, total_len);
@@ -569,7 +570,7 @@ impl RecvSide {
         });
     }
 
-    fn complete(&mut self, now: Instant, number: u64, data: Vec<u8>) {
+    fn complete(&mut self, now: Instant, number: u64, data: Payload) {
         self.seen.insert(number);
         if !self.ordered {
             self.events.push_back(Delivery::Message { number, data });
