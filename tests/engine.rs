@@ -361,7 +361,7 @@ fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_chann
                 let Input::Message(delivery) = input else {
                     continue;
                 };
-                let mut answer = delivery.data.clone();
+                let mut answer = delivery.data.to_vec();
                 answer.reverse();
                 replier
                     .queue(delivery.shard, delivery.channel, answer)

@@ -10,7 +10,7 @@
 //! buffer as before. A lent piece pins its whole receive slab until it is dropped, which is why
 //! the backend bounds the slabs it lends (`engine/slabs.rs`).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::ops::Deref;
 
 /// A message's bytes: a pooled buffer, or receive memory lent without a copy. Reads as `[u8]`;
@@ -155,5 +155,88 @@ impl PartialEq<Payload> for Vec<u8> {
 impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self[..].fmt(f)
+    }
+}
+
+/// A received datagram whose memory the backend lends (a piece cut from its receive slab): the
+/// endpoint opens it in place, then freezes it, so that the messages cut from it share it.
+#[derive(Debug, Default)]
+pub struct Lendable {
+    open: BytesMut,
+    frozen: Bytes,
+}
+
+impl Lendable {
+    /// The datagram `bytes`, received into memory the backend may lend.
+    pub fn new(bytes: BytesMut) -> Lendable {
+        Lendable {
+            open: bytes,
+            frozen: Bytes::new(),
+        }
+    }
+
+    /// Its bytes, as received (or, once the endpoint took it, as it left them).
+    pub fn bytes(&self) -> &[u8] {
+        if self.frozen.is_empty() {
+            &self.open
+        } else {
+            &self.frozen
+        }
+    }
+}
+
+/// A datagram as the endpoint takes it: bytes a caller owns (copied out of when a message is
+/// kept), or receive memory it may lend.
+#[derive(Debug)]
+pub(crate) enum Datagram<'d> {
+    Copied(&'d mut [u8]),
+    Lent(&'d mut Lendable),
+}
+
+impl<'d> Datagram<'d> {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Datagram::Copied(bytes) => bytes,
+            Datagram::Lent(lendable) => lendable.bytes(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// The bytes to open in place.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Datagram::Copied(bytes) => bytes,
+            Datagram::Lent(lendable) => &mut lendable.open,
+        }
+    }
+
+    /// Done writing: the bytes the messages are read from, and, for lendable memory, the
+    /// frozen datagram to cut them from ([`BufferPool::lend_from`](super::BufferPool)).
+    pub(crate) fn share(self) -> (&'d [u8], Option<Bytes>) {
+        match self {
+            Datagram::Copied(bytes) => (bytes, None),
+            Datagram::Lent(lendable) => {
+                if lendable.frozen.is_empty() {
+                    lendable.frozen = std::mem::take(&mut lendable.open).freeze();
+                }
+                let lendable: &'d Lendable = lendable;
+                (&lendable.frozen, Some(lendable.frozen.clone()))
+            }
+        }
+    }
+}
+
+impl<'d> From<&'d mut [u8]> for Datagram<'d> {
+    fn from(bytes: &'d mut [u8]) -> Datagram<'d> {
+        Datagram::Copied(bytes)
+    }
+}
+
+impl<'d> From<&'d mut Vec<u8>> for Datagram<'d> {
+    fn from(bytes: &'d mut Vec<u8>) -> Datagram<'d> {
+        Datagram::Copied(bytes)
     }
 }

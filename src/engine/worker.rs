@@ -422,7 +422,7 @@ mod tests {
         let (_poll, link, mut gate) = gate_with(64, 3, (0, 0));
         let offer = |gate: &mut WorkerGate, n: u64, capabilities| {
             let mut delivery = message(1, n, capabilities);
-            delivery.data = gate.lend(vec![n as u8]);
+            delivery.data = gate.lend(vec![n as u8].into());
             gate.offer(delivery)
                 .map_err(|(reason, d)| (reason, d.data.into_vec()))
         };
@@ -464,7 +464,7 @@ mod tests {
         bytes.extend_from_slice(b"one datagram's message");
         let at = bytes.as_ptr();
         let mut delivery = message(1, 0, Capabilities::RESEND);
-        delivery.data = gate.lend(bytes);
+        delivery.data = gate.lend(bytes.into());
         gate.offer(delivery).unwrap();
         gate.hand_over(|_| {});
         let batch = link.deliveries.try_recv().unwrap();
@@ -483,7 +483,7 @@ mod tests {
         bulk.resize(64 * 1024, 7);
         let at = bulk.as_ptr();
         let mut delivery = message(1, 0, Capabilities::RESEND);
-        delivery.data = gate.lend(bulk);
+        delivery.data = gate.lend(bulk.into());
         gate.offer(delivery).unwrap();
         gate.hand_over(|_| {});
         let batch = link.deliveries.try_recv().unwrap();
@@ -504,7 +504,7 @@ mod tests {
         assert!(next.is_empty());
         // A buffer the worker keeps is its own: nothing comes back.
         let mut delivery = message(1, 1, Capabilities::RESEND);
-        delivery.data = gate.lend(next);
+        delivery.data = gate.lend(next.into());
         let kept = delivery.data.into_vec();
         let mut back = 0;
         gate.take_back(|_| back += 1);

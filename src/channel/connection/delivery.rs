@@ -394,7 +394,7 @@ mod tests {
                     peer,
                     data,
                     ..
-                } if channel == HANDLE && peer == REMOTE => data,
+                } if channel == HANDLE && peer == REMOTE => data.into_vec(),
                 other => panic!("{other:?}"),
             })
             .collect();
