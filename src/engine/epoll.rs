@@ -1,9 +1,9 @@
 //! The epoll backend (PROTOCOL.md §12): a mio `Poll` for readiness, `recvmmsg`/`sendmmsg`
 //! batches from `sys.rs` for the data, GSO on send and GRO on receive.
 
-use super::backend::{SOCKET, WAKER, record_receive, record_send_batches};
+use super::backend::{Incoming, SOCKET, WAKER, record_receive, record_send_batches};
 use super::sys::{BATCH, RecvBatch, SendBatch};
-use crate::channel::Endpoint;
+use crate::channel::{Endpoint, Lendable};
 use crate::stats::Stats;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll};
@@ -26,7 +26,13 @@ pub(super) struct EpollIo {
 
 impl EpollIo {
     /// Registers `socket` on the shard's `poll` (which already holds the shard's waker).
-    pub(super) fn new(poll: Poll, socket: std::net::UdpSocket, gso: bool) -> io::Result<EpollIo> {
+    /// `spares`: receive slabs it may lend beyond the batch's own (`slabs.rs`).
+    pub(super) fn new(
+        poll: Poll,
+        socket: std::net::UdpSocket,
+        gso: bool,
+        spares: usize,
+    ) -> io::Result<EpollIo> {
         let mut socket = UdpSocket::from_std(socket);
         poll.registry()
             .register(&mut socket, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
@@ -34,7 +40,7 @@ impl EpollIo {
             poll,
             events: Events::with_capacity(64),
             socket,
-            recv: RecvBatch::new(),
+            recv: RecvBatch::lending(spares),
             send: SendBatch::new(gso),
             more_to_read: true,
             writable: true,
@@ -71,11 +77,13 @@ impl EpollIo {
         Ok(())
     }
 
-    /// One `recvmmsg`.
+    /// One `recvmmsg`. Slots the slabs' bound lets lend (`slabs.rs`) are cut into datagrams
+    /// the endpoint may lend messages from; the others are handed over in place and copied out
+    /// of, as before.
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        mut deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
+        mut deliver: impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
     ) -> usize {
         if !self.more_to_read {
             return 0;
@@ -97,17 +105,28 @@ impl EpollIo {
         self.more_to_read = count == BATCH;
         let mut datagrams = 0usize;
         for i in 0..count {
-            let (received, bytes) = self.recv.message_mut(i);
+            let received = self.recv.received(i);
             let Some(from) = received.from else { continue };
             if received.truncated {
                 stats.add("weft_shard_truncated_total", None, 1);
                 continue;
             }
             // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
-            let segment = received.segment.unwrap_or(bytes.len()).max(1);
-            for datagram in bytes.chunks_mut(segment) {
-                datagrams = datagrams.saturating_add(1);
-                deliver(stats, from, datagram);
+            let segment = received.segment.unwrap_or(received.len).max(1);
+            if self.recv.slabs.may_lend() {
+                let mut train = self.recv.slabs.take(i);
+                while !train.is_empty() {
+                    let piece = train.split_to(segment.min(train.len()));
+                    let mut datagram = Lendable::new(piece);
+                    datagrams = datagrams.saturating_add(1);
+                    deliver(stats, from, Incoming::Lent(&mut datagram));
+                }
+            } else {
+                let (_, bytes) = self.recv.message_mut(i);
+                for datagram in bytes.chunks_mut(segment) {
+                    datagrams = datagrams.saturating_add(1);
+                    deliver(stats, from, Incoming::Copied(datagram));
+                }
             }
         }
         record_receive(stats, datagrams, self.recv.rxq_overflows);
@@ -171,7 +190,7 @@ mod tests {
     fn a_batch_of_five_datagrams_lands_in_the_5_to_8_bucket() {
         let socket = super::super::sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let address = socket.local_addr().unwrap();
-        let mut io = EpollIo::new(Poll::new().unwrap(), socket, false).unwrap();
+        let mut io = EpollIo::new(Poll::new().unwrap(), socket, false, 0).unwrap();
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..5u8 {
             peer.send_to(&[i; 40], address).unwrap();
@@ -180,7 +199,7 @@ mod tests {
         let mut got = Vec::new();
         // Loopback queues a datagram before send_to returns, so one recvmmsg finds all five.
         io.wait(Duration::from_secs(5)).unwrap();
-        let read = io.receive(&mut stats, |_, _, bytes| got.push(bytes[0]));
+        let read = io.receive(&mut stats, |_, _, datagram| got.push(datagram.bytes()[0]));
         assert_eq!(read, 5);
         assert_eq!(got, [0, 1, 2, 3, 4]);
         assert_eq!(stats.get("weft_shard_recv_batches_total", None), 1);

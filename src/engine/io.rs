@@ -6,6 +6,7 @@
 //! (`epoll.rs`, `sys.rs`); [`Io::Uring`] is one io_uring per shard (`uring/`). Both wake on the
 //! shard's `mio::Waker`, so hand-over and worker code does not know which backend runs.
 
+use super::backend::Incoming;
 use super::epoll::EpollIo;
 use super::uring::UringIo;
 pub use super::uring::UringRefused;
@@ -108,11 +109,15 @@ impl Io {
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
+        mut deliver: impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
     ) -> usize {
         match self {
             Io::Epoll(io) => io.receive(stats, deliver),
-            Io::Uring(io) => io.receive(stats, deliver),
+            // io_uring's provided buffers are copied out of (the endpoint's `handle`): only
+            // the epoll backend lends its receive memory so far (`slabs.rs`).
+            Io::Uring(io) => io.receive(stats, |stats, from, datagram| {
+                deliver(stats, from, Incoming::Copied(datagram))
+            }),
         }
     }
 

@@ -315,15 +315,15 @@ impl Shard {
         let datagrams = io.receive(&mut self.stats, |stats, from, datagram| {
             // The answer to a bare-address probe opens on the peer's owner (`bare.rs`); the
             // rest goes to the owner of the sender's peer id.
-            if let Some(open) = routes.answer(&parts.bare_routes, local, from, datagram) {
+            if let Some(open) = routes.answer(&parts.bare_routes, local, from, datagram.bytes()) {
                 answered.push(open);
                 return;
             }
-            let owner = owner_of(datagram, parts.shards).unwrap_or(parts.index);
+            let owner = owner_of(datagram.bytes(), parts.shards).unwrap_or(parts.index);
             if owner == parts.index {
-                parts.endpoint.handle(now, from, datagram);
+                datagram.handle(&mut parts.endpoint, now, from);
             } else {
-                Self::hand_over(parts, outbox, stats, owner, from, datagram);
+                Self::hand_over(parts, outbox, stats, owner, from, datagram.bytes());
             }
         });
         if datagrams > 0 {
