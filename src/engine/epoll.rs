@@ -185,6 +185,172 @@ impl EpollIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::{ChannelHandle, EndpointConfig, Event, Payload};
+    use crate::session::Identity;
+    use crate::wire::Capabilities;
+    use std::time::Instant;
+
+    /// A server endpoint on an epoll backend lending from `spares` slabs, and a client endpoint
+    /// on a plain socket, with a sealed reliable channel between them.
+    struct Pair {
+        io: EpollIo,
+        server: Endpoint,
+        client: Endpoint,
+        socket: std::net::UdpSocket,
+        channel: ChannelHandle,
+        stats: Stats,
+        buf: Vec<u8>,
+        delivered: Vec<Payload>,
+    }
+
+    impl Pair {
+        fn new(spares: usize) -> Pair {
+            let socket = super::super::sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+            let address = socket.local_addr().unwrap();
+            let io = EpollIo::new(Poll::new().unwrap(), socket, false, spares).unwrap();
+            let now = Instant::now();
+            let config = EndpointConfig::default;
+            let server = Endpoint::new(
+                config(),
+                Identity::from_secret_bytes([1; 32], [2; 32]),
+                [3; 32],
+                now,
+            );
+            // No PMTU probes: each message leaves in one datagram of its own.
+            let mut quiet = config();
+            quiet.reliability.max_mtu = crate::wire::DEFAULT_MTU as u16;
+            let mut client = Endpoint::new(
+                quiet,
+                Identity::from_secret_bytes([4; 32], [5; 32]),
+                [6; 32],
+                now,
+            );
+            let tcp = Capabilities::from_bits(7).unwrap();
+            let channel = client.open_channel(now, address, None, None, tcp).unwrap();
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            let mut pair = Pair {
+                io,
+                server,
+                client,
+                socket,
+                channel,
+                stats: Stats::new(),
+                buf: vec![0; 2048],
+                delivered: Vec::new(),
+            };
+            // Open, then settle: every delayed ACK and confirmation has gone both ways, so a
+            // message sent next is the only datagram of its turn.
+            let settle = Instant::now();
+            while settle.elapsed() < Duration::from_millis(100) {
+                pair.turn();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            pair.delivered.clear();
+            pair
+        }
+
+        /// One round each way: the client's datagrams to the server's backend, the server's
+        /// answers back; messages delivered to the server are kept.
+        fn turn(&mut self) {
+            let now = Instant::now();
+            while let Some(t) = self.client.poll_transmit(&mut self.buf) {
+                self.socket
+                    .send_to(&self.buf[..t.len], t.destination)
+                    .unwrap();
+            }
+            // Loopback queues a datagram before send_to returns, so one recvmmsg finds it.
+            self.io.wait(Duration::ZERO).unwrap();
+            let server = &mut self.server;
+            self.io.receive(&mut self.stats, |_, from, datagram| {
+                datagram.handle(server, now, from)
+            });
+            self.io.transmit(&mut self.server, &mut self.stats);
+            while let Ok((len, from)) = self.socket.recv_from(&mut self.buf) {
+                self.client.handle(now, from, &mut self.buf[..len]);
+            }
+            for endpoint in [&mut self.server, &mut self.client] {
+                if endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                    endpoint.handle_timeout(now);
+                }
+            }
+            while let Some(event) = self.server.poll_event() {
+                if let Event::Message { data, .. } = event {
+                    self.delivered.push(data);
+                }
+            }
+            while self.client.poll_event().is_some() {}
+        }
+
+        /// Sends one message in one datagram; returns it as the server delivered it.
+        fn send(&mut self, text: &[u8]) -> Payload {
+            self.client
+                .send(Instant::now(), self.channel, text)
+                .unwrap();
+            self.turn();
+            assert_eq!(self.delivered.len(), 1, "one message delivered");
+            let data = self.delivered.pop().unwrap();
+            assert_eq!(data, text);
+            data
+        }
+
+        fn counted(&self, how: &'static str) -> u64 {
+            self.server
+                .stats()
+                .get("weft_message_buffers_total", Some(("how", how)))
+        }
+    }
+
+    #[test]
+    fn a_message_reaches_the_application_in_the_receive_slab_itself() {
+        let mut pair = Pair::new(4);
+        // The slabs the backend made, before any was lent: a lent message lies inside one.
+        let slabs: Vec<(usize, usize)> = (0..BATCH)
+            .map(|i| {
+                let slab = pair.io.recv.slabs.slab(i);
+                (slab.as_ptr() as usize, slab.capacity())
+            })
+            .collect();
+        let lent = pair.send(b"no copy on the way in");
+        assert!(lent.is_lent(), "lent, not copied: {lent:?}");
+        let at = lent.as_ptr() as usize;
+        assert!(
+            slabs
+                .iter()
+                .any(|&(start, len)| at >= start && at + lent.len() <= start + len),
+            "the message's bytes are inside a receive slab"
+        );
+        assert_eq!((pair.counted("lent"), pair.counted("copied")), (1, 0));
+    }
+
+    #[test]
+    fn past_the_spare_slabs_messages_are_copied_and_lending_resumes_when_they_are_let_go() {
+        // One spare: a held message pins its slab, the spare stands in, and the next messages
+        // are copied until the first is dropped.
+        let mut pair = Pair::new(1);
+        let first = pair.send(b"pins a slab");
+        assert!(first.is_lent());
+        let second = pair.send(b"copied: no spare left");
+        let third = pair.send(b"copied too");
+        assert!(!second.is_lent() && !third.is_lent());
+        assert_eq!((pair.counted("lent"), pair.counted("copied")), (1, 2));
+        let slabs = &pair.io.recv.slabs;
+        assert_eq!(
+            (slabs.pinned(), slabs.made()),
+            (1, 1),
+            "one slab pinned, one made"
+        );
+        drop(first);
+        let fourth = pair.send(b"lent again");
+        assert!(fourth.is_lent(), "the pinned slab came back");
+        assert_eq!((pair.counted("lent"), pair.counted("copied")), (2, 2));
+        assert_eq!(
+            pair.io.recv.slabs.made(),
+            1,
+            "nothing made beyond the bound"
+        );
+        drop((second, third, fourth));
+    }
 
     #[test]
     fn a_batch_of_five_datagrams_lands_in_the_5_to_8_bucket() {

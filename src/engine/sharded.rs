@@ -482,7 +482,8 @@ mod tests {
         assert!(error.to_string().contains("ENOMEM"), "{error}");
 
         let (polls, sockets) = parts(1);
-        let (ios, fallback) = make_backends(false, false, None, polls, sockets, (false, 0)).unwrap();
+        let (ios, fallback) =
+            make_backends(false, false, None, polls, sockets, (false, 0)).unwrap();
         assert_eq!(ios[0].name(), "epoll");
         assert!(fallback.is_none(), "epoll asked for: nothing fell back");
     }

@@ -38,8 +38,6 @@ pub(crate) struct Slabs {
     /// Spares made so far, at most `spares`.
     made: usize,
     spares: usize,
-    /// Bytes a slab must have room for before a `recvmmsg` (one whole UDP payload).
-    room: usize,
     /// Bytes a slab is made with (more than `room`, see `sys.rs`).
     capacity: usize,
     /// Slots that may still lend this turn.
@@ -47,8 +45,8 @@ pub(crate) struct Slabs {
 }
 
 impl Slabs {
-    /// `slots` slabs of `capacity` bytes, each received into with `room` bytes free, and up to
-    /// `spares` more made as pinned slabs need replacing (0: never lend).
+    /// `slots` slabs of `capacity` bytes (at least `room`, one whole datagram or GRO train),
+    /// and up to `spares` more made as pinned slabs need replacing (0: never lend).
     pub(crate) fn new(slots: usize, room: usize, capacity: usize, spares: usize) -> Slabs {
         Slabs {
             active: (0..slots)
@@ -58,7 +56,6 @@ impl Slabs {
             spare: Vec::with_capacity(spares),
             made: 0,
             spares,
-            room,
             capacity: capacity.max(room),
             budget: 0,
         }
@@ -69,7 +66,7 @@ impl Slabs {
     pub(crate) fn prepare(&mut self) {
         let mut at = 0;
         while at < self.pinned.len() {
-            if self.pinned[at].try_reclaim(self.room) {
+            if self.pinned[at].try_reclaim(self.capacity) {
                 self.spare.push(self.pinned.swap_remove(at));
             } else {
                 at = at.saturating_add(1);
@@ -78,7 +75,10 @@ impl Slabs {
         for slot in 0..self.active.len() {
             let slab = &mut self.active[slot];
             slab.clear();
-            if slab.try_reclaim(self.room) {
+            // Its whole capacity: a slab a piece still pins is swapped out even with room
+            // left, so a lending slot always costs one replacement, and an unpinned one starts
+            // at its beginning again.
+            if slab.try_reclaim(self.capacity) {
                 continue;
             }
             // A turn lends from no more slots than it can replace (`budget`), so one is there;
@@ -158,7 +158,10 @@ mod tests {
         assert!(slabs.may_lend(), "one spare may be made");
         let kept = slabs.take(0).freeze();
         assert_eq!(kept.as_ptr(), first, "the piece is the slab's memory");
-        assert!(!slabs.may_lend(), "no second slot this turn: one replacement only");
+        assert!(
+            !slabs.may_lend(),
+            "no second slot this turn: one replacement only"
+        );
         slabs.prepare();
         assert_eq!((slabs.pinned(), slabs.made()), (1, 1));
         assert_ne!(slabs.slab(0).as_ptr(), first, "a spare stands in");

@@ -17,9 +17,9 @@
 //!
 //! [`Delivery`]: super::Delivery
 
+use crate::channel::Payload;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
-use crate::channel::Payload;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -12,9 +12,9 @@
 use super::{Connection, Context};
 use crate::channel::Datagram;
 use crate::session::{KeyPhase, OpenError};
-use bytes::Bytes;
 use crate::stats::Stats;
 use crate::wire::{Flags, Header, Messages, parse_payload};
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Instant;
 

@@ -3,8 +3,8 @@
 //! before and moved after the tag, and RESET for packets that match no session.
 
 use super::*;
-pub(super) use crate::channel::seal::{seal_into, seal_messages, secure_header};
 use crate::channel::Datagram;
+pub(super) use crate::channel::seal::{seal_into, seal_messages, secure_header};
 use crate::session::{KeyPhase, OpenError as CryptoError};
 use crate::wire::{PacketWriter, TAG_LEN, parse_payload};
 
