@@ -201,6 +201,8 @@ mod tests {
         stats: Stats,
         buf: Vec<u8>,
         delivered: Vec<Payload>,
+        /// Sides that saw the channel open.
+        opened: u8,
     }
 
     impl Pair {
@@ -238,11 +240,16 @@ mod tests {
                 stats: Stats::new(),
                 buf: vec![0; 2048],
                 delivered: Vec::new(),
+                opened: 0,
             };
             // Open, then settle: every delayed ACK and confirmation has gone both ways, so a
             // message sent next is the only datagram of its turn.
             let settle = Instant::now();
-            while settle.elapsed() < Duration::from_millis(100) {
+            while settle.elapsed() < Duration::from_millis(100) || pair.opened < 2 {
+                assert!(
+                    settle.elapsed() < Duration::from_secs(30),
+                    "the channel opens"
+                );
                 pair.turn();
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -275,11 +282,17 @@ mod tests {
                 }
             }
             while let Some(event) = self.server.poll_event() {
-                if let Event::Message { data, .. } = event {
-                    self.delivered.push(data);
+                match event {
+                    Event::Message { data, .. } => self.delivered.push(data),
+                    Event::ChannelOpened { .. } => self.opened += 1,
+                    _ => {}
                 }
             }
-            while self.client.poll_event().is_some() {}
+            while let Some(event) = self.client.poll_event() {
+                if let Event::ChannelOpened { .. } = event {
+                    self.opened += 1;
+                }
+            }
         }
 
         /// Sends one message in one datagram; returns it as the server delivered it.
