@@ -109,15 +109,11 @@ impl Io {
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        mut deliver: impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
+        deliver: impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
     ) -> usize {
         match self {
             Io::Epoll(io) => io.receive(stats, deliver),
-            // io_uring's provided buffers are copied out of (the endpoint's `handle`): only
-            // the epoll backend lends its receive memory so far (`slabs.rs`).
-            Io::Uring(io) => io.receive(stats, |stats, from, datagram| {
-                deliver(stats, from, Incoming::Copied(datagram))
-            }),
+            Io::Uring(io) => io.receive(stats, deliver),
         }
     }
 

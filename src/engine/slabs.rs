@@ -61,9 +61,18 @@ impl Slabs {
         }
     }
 
-    /// Before a `recvmmsg`: takes back the slabs whose pieces were all dropped, replaces each
-    /// slot's pinned slab with a spare, and sets how many slots may lend this turn.
+    /// Before a `recvmmsg`: takes back the slabs whose pieces were all dropped, readies every
+    /// slot's slab ([`renew`](Self::renew)), and sets how many slots may lend this turn.
     pub(crate) fn prepare(&mut self) {
+        self.reclaim_pinned();
+        for slot in 0..self.active.len() {
+            self.renew(slot);
+        }
+        self.set_budget();
+    }
+
+    /// Moves the pinned slabs whose pieces were all dropped to the spares.
+    pub(crate) fn reclaim_pinned(&mut self) {
         let mut at = 0;
         while at < self.pinned.len() {
             if self.pinned[at].try_reclaim(self.capacity) {
@@ -72,29 +81,39 @@ impl Slabs {
                 at = at.saturating_add(1);
             }
         }
-        for slot in 0..self.active.len() {
-            let slab = &mut self.active[slot];
-            slab.clear();
-            // Its whole capacity: a slab a piece still pins is swapped out even with room
-            // left, so a lending slot always costs one replacement, and an unpinned one starts
-            // at its beginning again.
-            if slab.try_reclaim(self.capacity) {
-                continue;
-            }
-            // A turn lends from no more slots than it can replace (`budget`), so one is there;
-            // past the bound (which the budget rules out) a slab is made rather than receive
-            // into too little room.
-            let replacement = self.spare.pop().unwrap_or_else(|| {
-                self.made = self.made.saturating_add(1);
-                BytesMut::with_capacity(self.capacity)
-            });
-            let pinned = std::mem::replace(&mut self.active[slot], replacement);
-            self.pinned.push(pinned);
-        }
+    }
+
+    /// Lets as many slots lend as there are slabs to replace them (a spare free, or one not
+    /// yet made).
+    pub(crate) fn set_budget(&mut self) {
         self.budget = self
             .spare
             .len()
             .saturating_add(self.spares.saturating_sub(self.made));
+    }
+
+    /// Readies `slot`'s slab to be received into again (the caller owns it, the kernel does
+    /// not): taken back in place, or, while a lent piece pins it, swapped for a spare.
+    pub(crate) fn renew(&mut self, slot: usize) {
+        let Some(slab) = self.active.get_mut(slot) else {
+            return;
+        };
+        slab.clear();
+        // Its whole capacity: a slab a piece still pins is swapped out even with room left, so
+        // a lending slot always costs one replacement, and an unpinned one starts at its
+        // beginning again.
+        if slab.try_reclaim(self.capacity) {
+            return;
+        }
+        // A turn lends from no more slots than it can replace (`budget`), so one is there; past
+        // the bound (which the budget rules out) a slab is made rather than receive into too
+        // little room.
+        let replacement = self.spare.pop().unwrap_or_else(|| {
+            self.made = self.made.saturating_add(1);
+            BytesMut::with_capacity(self.capacity)
+        });
+        let pinned = std::mem::replace(slab, replacement);
+        self.pinned.push(pinned);
     }
 
     /// Whether the next slot may lend its datagrams; counts it against the turn's budget.
