@@ -398,8 +398,9 @@ fn make_backends(
     if try_uring {
         // Every ring is made before any socket is handed over, so a refusal (which comes at
         // the first ring, or at the memlock limit of a later one) leaves all sockets to epoll.
-        let setups: Result<Vec<UringSetup>, UringRefused> =
-            (0..sockets.len()).map(|_| UringSetup::new(fault, spares)).collect();
+        let setups: Result<Vec<UringSetup>, UringRefused> = (0..sockets.len())
+            .map(|_| UringSetup::new(fault, spares))
+            .collect();
         match setups {
             Ok(setups) => {
                 return setups

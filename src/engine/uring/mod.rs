@@ -690,7 +690,9 @@ mod tests {
                     lent += 1;
                     let at = lendable.bytes().as_ptr() as usize;
                     assert!(
-                        slabs.iter().any(|&(start, len)| at >= start && at + 40 <= start + len),
+                        slabs
+                            .iter()
+                            .any(|&(start, len)| at >= start && at + 40 <= start + len),
                         "a lent datagram lies in a receive slab"
                     );
                     // Kept, as a worker keeps a message: its slab stays pinned.
