@@ -96,10 +96,13 @@ impl BufferPool {
     }
 
     /// A whole message's bytes as the receive side keeps them: a piece of the datagram being
-    /// walked when the backend lends it and `bytes` lie inside it (no copy), else a copy in a
-    /// pooled buffer. Counted either way ([`take_counts`](Self::take_counts)).
-    pub fn message(&mut self, bytes: &[u8]) -> Payload {
-        if let Some(source) = &self.source
+    /// walked when the backend lends it, `bytes` lie inside it and the message is `due` (handed
+    /// on now, not held behind a gap, where it would pin the slab for as long as the peer
+    /// leaves the gap open), else a copy in a pooled buffer. Counted either way
+    /// ([`take_counts`](Self::take_counts)).
+    pub fn message(&mut self, bytes: &[u8], due: bool) -> Payload {
+        if due
+            && let Some(source) = &self.source
             && contains(source, bytes)
         {
             self.lent = self.lent.saturating_add(1);
@@ -183,6 +186,26 @@ impl BufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_due_message_inside_the_lent_datagram_is_cut_from_it_and_anything_else_copied() {
+        let mut pool = BufferPool::new();
+        let datagram = Bytes::from(b"header|message|rest".to_vec());
+        pool.lend_from(datagram.clone());
+        let lent = pool.message(&datagram[7..14], true);
+        assert!(lent.is_lent());
+        assert_eq!(lent.as_ptr(), datagram[7..].as_ptr(), "no copy");
+        assert_eq!(lent, b"message");
+        let held = pool.message(&datagram[7..14], false);
+        assert!(!held.is_lent(), "held behind a gap: copied, so it pins nothing");
+        let elsewhere = b"message".to_vec();
+        assert!(!pool.message(&elsewhere, true).is_lent(), "not in the datagram");
+        assert_eq!(pool.take_counts(), (1, 2));
+        pool.stop_lending();
+        assert!(!pool.message(&datagram[7..14], true).is_lent());
+        assert_eq!(pool.take_counts(), (0, 1));
+        assert_eq!(lent.into_vec(), b"message", "into_vec copies a lent piece");
+    }
 
     #[test]
     fn buffers_come_back_empty_and_the_pool_is_bounded() {

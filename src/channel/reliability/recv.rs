@@ -410,7 +410,7 @@ impl RecvSide {
         if !self.number_allowed(number) || !self.wanted(number, len) || !self.admit(len) {
             return;
         }
-        let data = pool.message(payload);
+        let data = pool.message(payload, self.due(number));
         self.complete(now, number, data);
     }
 
@@ -449,7 +449,7 @@ impl RecvSide {
         }
         if len_u64(bytes.len()) == total_len {
             if self.admit(total_len) {
-                let data = pool.message(bytes);
+                let data = pool.message(bytes, self.due(number));
                 self.complete(now, number, data);
             }
             return;
@@ -568,6 +568,12 @@ impl RecvSide {
             received,
             total,
         });
+    }
+
+    /// Whether a complete message numbered `number` is handed on at once (not held behind a
+    /// gap of an ordered channel): only then may it be lent the receive memory (`pool.rs`).
+    fn due(&self, number: u64) -> bool {
+        !self.ordered || number == self.next
     }
 
     fn complete(&mut self, now: Instant, number: u64, data: Payload) {
