@@ -175,6 +175,16 @@ impl Lendable {
         }
     }
 
+    /// The receive memory back, as it was received when the endpoint has not taken it yet
+    /// (to hand it to another shard's endpoint); a copy otherwise.
+    pub fn into_bytes(self) -> BytesMut {
+        if self.frozen.is_empty() {
+            self.open
+        } else {
+            BytesMut::from(&self.frozen[..])
+        }
+    }
+
     /// Its bytes, as received (or, once the endpoint took it, as it left them).
     pub fn bytes(&self) -> &[u8] {
         if self.frozen.is_empty() {

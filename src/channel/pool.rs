@@ -197,9 +197,15 @@ mod tests {
         assert_eq!(lent.as_ptr(), datagram[7..].as_ptr(), "no copy");
         assert_eq!(lent, b"message");
         let held = pool.message(&datagram[7..14], false);
-        assert!(!held.is_lent(), "held behind a gap: copied, so it pins nothing");
+        assert!(
+            !held.is_lent(),
+            "held behind a gap: copied, so it pins nothing"
+        );
         let elsewhere = b"message".to_vec();
-        assert!(!pool.message(&elsewhere, true).is_lent(), "not in the datagram");
+        assert!(
+            !pool.message(&elsewhere, true).is_lent(),
+            "not in the datagram"
+        );
         assert_eq!(pool.take_counts(), (1, 2));
         pool.stop_lending();
         assert!(!pool.message(&datagram[7..14], true).is_lent());
