@@ -2,7 +2,7 @@
 //! or a piece of the receive memory the datagram arrived in, lent without a copy.
 //!
 //! Which one a message gets is decided once, where the reliability layer takes it
-//! ([`BufferPool::message`](super::BufferPool::message)): a message that is the whole of one
+//! (`BufferPool::message`): a message that is the whole of one
 //! DATA (or a DATA_FRAGMENT that holds all of it) in a sealed datagram the backend lends is
 //! cut out of that datagram (`Bytes::slice_ref`, a reference count, no copy); everything else
 //! (reassembled messages, plaintext kind-0 datagrams, the simulator's and the tests' datagrams,

@@ -1,5 +1,6 @@
 //! Message buffers recycled instead of allocated (PROTOCOL.md §12: no allocation per packet in
-//! steady state). Delivered messages take their `Vec<u8>` from the pool, the application hands
+//! steady state). Delivered messages take their `Vec<u8>` from the pool (unless they are lent
+//! the receive memory itself, `BufferPool::message` and `payload.rs`), the application hands
 //! them back with [`Endpoint::recycle`](super::Endpoint::recycle), and the reliability send
 //! queue takes its copies from the same pool and returns them once they are resolved.
 //!
@@ -100,7 +101,7 @@ impl BufferPool {
     /// on now, not held behind a gap, where it would pin the slab for as long as the peer
     /// leaves the gap open), else a copy in a pooled buffer. Counted either way
     /// ([`take_counts`](Self::take_counts)).
-    pub fn message(&mut self, bytes: &[u8], due: bool) -> Payload {
+    pub(crate) fn message(&mut self, bytes: &[u8], due: bool) -> Payload {
         if due
             && let Some(source) = &self.source
             && contains(source, bytes)

@@ -1,7 +1,9 @@
-//! Receive buffers lent to the workers, counted (issue 11 point 2): a message that fits one
-//! datagram reaches the worker in the pooled buffer the reliability layer took it into, never
-//! copied again, and each shard knows how many of its buffers the worker side holds, so that a
-//! configured bound (`max_worker_buffers`) holds senders back before memory grows.
+//! Receive buffers lent to the workers, counted (issue 11 point 2): a message that is the whole
+//! of one sealed DATA reaches the worker in the receive slab the kernel wrote it into
+//! ([`Payload::Lent`], `engine/slabs.rs`), any other in the pooled buffer the reliability
+//! layer copied it into, never copied again; and each shard knows how many of its buffers the
+//! worker side holds (a slab piece counts like a pooled buffer), so that a configured bound
+//! (`max_worker_buffers`) holds senders back before memory grows.
 //!
 //! A buffer counts from the moment the shard lends it ([`Received`], inside a [`Delivery`]) until
 //! the worker lets go of it: [`Received::into_vec`] (a reply that sends it back) or dropping it.
@@ -13,7 +15,9 @@
 //! largest buffer it takes), which the shard drains into its endpoint's pool each turn. So the
 //! next message is received into memory that is still mapped and warm, instead of pages glibc
 //! gave back to the kernel when the worker freed the last one. Past the bounds a buffer is
-//! freed, as before; a buffer a worker takes out with [`Received::into_vec`] is its own.
+//! freed, as before; a buffer a worker takes out with [`Received::into_vec`] is its own. A
+//! dropped slab piece needs no way back: dropping it unpins its slab, which the backend takes
+//! back in place.
 //!
 //! [`Delivery`]: super::Delivery
 
