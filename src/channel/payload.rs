@@ -2,13 +2,20 @@
 //! or a piece of the receive memory the datagram arrived in, lent without a copy.
 //!
 //! Which one a message gets is decided once, where the reliability layer takes it
-//! (`BufferPool::message`): a message that is the whole of one
-//! DATA (or a DATA_FRAGMENT that holds all of it) in a sealed datagram the backend lends is
-//! cut out of that datagram (`Bytes::slice_ref`, a reference count, no copy); everything else
-//! (reassembled messages, plaintext kind-0 datagrams, the simulator's and the tests' datagrams,
-//! and every datagram while the backend has no spare receive memory) is copied into a pooled
-//! buffer as before. A lent piece pins its whole receive slab until it is dropped, which is why
-//! the backend bounds the slabs it lends (`engine/slabs.rs`).
+//! (`BufferPool::message`): a message that is the whole of one DATA (or a DATA_FRAGMENT that
+//! holds all of it) in a sealed datagram the backend lends, and that is handed on at once, is
+//! cut out of that datagram (`Bytes::slice_ref`, a reference count, no copy). Everything else
+//! is copied into a pooled buffer as before: reassembled messages (their bytes come from
+//! several datagrams), messages an ordered channel holds behind a gap (a peer could otherwise
+//! pin receive memory for as long as it leaves the gap open), plaintext kind-0 datagrams (the
+//! router walks them itself, off the sealed data path), the simulator's and the tests'
+//! datagrams (`Endpoint::handle` takes a plain slice), and every datagram while the backend has
+//! no spare receive memory. A lent piece pins its whole receive slab until it is dropped, which
+//! is why the backend bounds the slabs it lends (`engine/slabs.rs`).
+//!
+//! The endpoint freezes a lendable datagram once it is opened in place ([`Datagram::share`]):
+//! the walk reads its messages as slices of it, so a `BytesMut` could not be split while they
+//! are read, but a frozen `Bytes` shares its memory with them.
 
 use bytes::{Bytes, BytesMut};
 use std::ops::Deref;
