@@ -183,6 +183,7 @@ impl EpollIo {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::channel::{ChannelHandle, EndpointConfig, Event, Payload};
