@@ -257,6 +257,45 @@ fn pump(nodes: &mut [weft::channel::Endpoint; 2], addrs: [std::net::SocketAddr; 
     }
 }
 
+/// [`pump`], with every datagram written into a receive slab as a backend's would be, and node
+/// 1 taking it lent (`handle_lent`, issue 11 point 2) or copied out of (`handle`).
+fn pump_slab(
+    nodes: &mut [weft::channel::Endpoint; 2],
+    addrs: [std::net::SocketAddr; 2],
+    now: Instant,
+    (slab, lend): (&mut bytes::BytesMut, bool),
+) {
+    loop {
+        let mut moved = false;
+        for from in 0..2 {
+            loop {
+                // A whole slab again once the last message lent from it is gone (in place), as
+                // the backends' `slabs.rs` does; the same zero-fill either way.
+                slab.clear();
+                if !slab.try_reclaim(64 << 10) {
+                    *slab = bytes::BytesMut::with_capacity(64 << 10);
+                }
+                slab.resize(2048, 0);
+                let Some(transmit) = nodes[from].poll_transmit(slab) else {
+                    break;
+                };
+                let to = usize::from(transmit.destination != addrs[0]);
+                if to == 1 && lend {
+                    let piece = slab.split_to(transmit.len);
+                    let mut datagram = weft::channel::Lendable::new(piece);
+                    nodes[to].handle_lent(now, addrs[from], &mut datagram);
+                } else {
+                    nodes[to].handle(now, addrs[from], &mut slab[..transmit.len]);
+                }
+                moved = true;
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
 /// The endpoint's whole sealed path: send → seal → poll_transmit → handle → open → event.
 fn endpoint(c: &mut Criterion) {
     use weft::channel::{Endpoint, EndpointConfig, Event};
@@ -303,6 +342,34 @@ fn endpoint(c: &mut Criterion) {
             }
         })
     });
+    // Received into a slab, as the backends do: the message copied into a pooled buffer, or
+    // lent as a piece of the slab (issue 11 point 2).
+    let mut slab = bytes::BytesMut::with_capacity(64 << 10);
+    for (name, lend) in [("slab_copied_1000", false), ("slab_lent_1000", true)] {
+        group.bench_function(name, |bench| {
+            let mut now = now;
+            bench.iter(|| {
+                now += std::time::Duration::from_micros(20);
+                nodes[0].send(now, channel, &message).unwrap();
+                loop {
+                    pump_slab(&mut nodes, addrs, now, (&mut slab, lend));
+                    match nodes[1].poll_event() {
+                        Some(Event::Message { data, .. }) => {
+                            assert_eq!(data.is_lent(), lend);
+                            nodes[1].recycle(black_box(data));
+                            break;
+                        }
+                        Some(_) => continue,
+                        None => {
+                            now += std::time::Duration::from_micros(100);
+                            nodes[0].handle_timeout(now);
+                            nodes[1].handle_timeout(now);
+                        }
+                    }
+                }
+            })
+        });
+    }
     group.finish();
 }
 
