@@ -95,8 +95,9 @@ impl Connection {
                     lend,
                 } => {
                     // Whole messages of this datagram are cut from its memory, not copied,
-                    // until the router stops the pool lending after the datagram.
-                    if let Some(frozen) = lend {
+                    // until the router stops the pool lending after the datagram. The default
+                    // channel carries no DATA: nothing to lend there.
+                    if let Some(frozen) = lend.filter(|_| !header.channel.is_default()) {
                         shared.pool.lend_from(frozen);
                     }
                     (messages, rekey_due)
