@@ -155,7 +155,7 @@ fn send_path(c: &mut Criterion) {
                 receiver_pn += 1;
             }
             if let Some(Delivery::Message { data, .. }) = event {
-                pool.give(black_box(data));
+                pool.recycle(black_box(data));
             }
         });
     });

@@ -361,7 +361,7 @@ fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_chann
                 let Input::Message(delivery) = input else {
                     continue;
                 };
-                let mut answer = delivery.data.clone();
+                let mut answer = delivery.data.to_vec();
                 answer.reverse();
                 replier
                     .queue(delivery.shard, delivery.channel, answer)
@@ -412,6 +412,90 @@ fn messages_reach_the_worker_and_its_replies_come_back_and_shutdown_closes_chann
         .map(|s| engine_stat(s, "weft_shard_worker_deliveries_total"))
         .sum();
     assert_eq!(delivered, 1);
+}
+
+#[test]
+fn sealed_messages_reach_the_worker_in_the_receive_memory_epoll() {
+    sealed_messages_reach_the_worker_in_the_receive_memory(IoChoice::Epoll);
+}
+
+#[test]
+fn sealed_messages_reach_the_worker_in_the_receive_memory_uring() {
+    sealed_messages_reach_the_worker_in_the_receive_memory(IoChoice::Uring);
+}
+
+/// Issue 11 point 2 on both backends: a message that is the whole of one sealed DATA reaches
+/// the worker as a piece of the receive slab the kernel wrote it into, not copied, and the
+/// endpoint counts it as lent. Two shards without steering: when the kernel puts the client on
+/// the shard that does not own its peer id, its datagrams are handed over as slab pieces, and
+/// are lent all the same.
+fn sealed_messages_reach_the_worker_in_the_receive_memory(io: IoChoice) {
+    let config = EngineConfig {
+        shards: 2,
+        steer: false,
+        pin: false,
+        io,
+        ..EngineConfig::new("127.0.0.1:0".parse().unwrap(), EndpointConfig::default())
+    };
+    let Some((engine, Some(link))) = start(&config, Some(64)) else {
+        return;
+    };
+    let address = engine.local_addr();
+    let stop = engine.shutdown_handle().unwrap();
+    let runner = std::thread::spawn(move || engine.run(|_| {}).unwrap());
+    // Echoes each message and tells whether it came lent.
+    let worker = std::thread::spawn(move || {
+        let WorkerLink {
+            deliveries,
+            mut replier,
+        } = link;
+        let mut lent = Vec::new();
+        for mut batch in deliveries.iter() {
+            for input in batch.drain(..) {
+                if let Input::Message(delivery) = input {
+                    lent.push(delivery.data.is_lent());
+                    let _ = replier.queue(delivery.shard, delivery.channel, delivery.data);
+                }
+            }
+            deliveries.recycle(batch);
+            replier.flush();
+        }
+        lent
+    });
+    let mut client = Client::new();
+    client.endpoint = weft::channel::Endpoint::new(
+        EndpointConfig::default(),
+        Identity::from_secret_bytes([31; 32], [32; 32]),
+        [33; 32],
+        Instant::now(),
+    );
+    let tcp = weft::wire::Capabilities::from_bits(7).unwrap();
+    let channel = client
+        .endpoint
+        .open_channel(Instant::now(), address, None, None, tcp)
+        .unwrap();
+    client.drive_until(|e| matches!(e, weft::channel::Event::ChannelOpened { .. }));
+    for i in 0..10u8 {
+        let message = [i; 100];
+        client
+            .endpoint
+            .send(Instant::now(), channel, &message)
+            .unwrap();
+        client.drive_until(
+            |e| matches!(e, weft::channel::Event::Message { data, .. } if *data == message),
+        );
+    }
+    stop.shutdown();
+    let stats = runner.join().unwrap();
+    assert_eq!(worker.join().unwrap(), vec![true; 10], "every message lent");
+    let lent: u64 = stats
+        .iter()
+        .map(|s| {
+            s.endpoint
+                .get("weft_message_buffers_total", Some(("how", "lent")))
+        })
+        .sum();
+    assert_eq!(lent, 10);
 }
 
 #[test]

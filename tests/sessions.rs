@@ -82,7 +82,7 @@ fn messages(events: &[Event]) -> Vec<Vec<u8>> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Message { data, .. } => Some(data.clone()),
+            Event::Message { data, .. } => Some(data.to_vec()),
             _ => None,
         })
         .collect()

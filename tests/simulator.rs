@@ -834,7 +834,7 @@ fn channel_run(seed: u64) -> (Vec<sim::TraceEvent>, Vec<Vec<u8>>) {
     net.drive();
     let delivered = std::iter::from_fn(|| net.node_mut(b).poll_event())
         .filter_map(|event| match event {
-            Delivery::Message { data, .. } => Some(data),
+            Delivery::Message { data, .. } => Some(data.into_vec()),
             _ => None,
         })
         .collect::<Vec<_>>();

@@ -233,7 +233,7 @@ impl Pair {
             if let Event::Message { data, .. } = &mut event {
                 if !self.keep_data {
                     // Dropped here, settled against the account that allocated it.
-                    *data = Vec::new();
+                    *data = Default::default();
                 }
             }
             if self.events.len() < 4096 {

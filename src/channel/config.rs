@@ -49,6 +49,13 @@ pub struct EndpointConfig {
     /// Most bytes of capacity those returned buffers hold at once, per shard; a buffer over
     /// `crate::channel::pool::KEPT_CAPACITY` is never returned.
     pub max_returned_buffer_bytes: usize,
+    /// Receive slabs (~64 KiB each) the epoll backend keeps beside its batch's 32 to lend from
+    /// (issue 11 point 2): a message that is the whole of one sealed DATA reaches the worker in
+    /// the slab the kernel wrote it into, which it pins until every message lent from it is
+    /// dropped. Past this many pinned slabs, messages are copied into pooled buffers instead
+    /// (`weft_message_buffers_total{how}`). The default costs up to 4 MiB per shard. Zero:
+    /// never lend.
+    pub spare_receive_slabs: usize,
     /// Most bytes of early data buffered per channel while its id is incomplete.
     pub max_early_bytes: usize,
     /// Most channel ids a session may close before it must be replaced (under kind 0: that a
@@ -155,6 +162,7 @@ impl fmt::Debug for EndpointConfig {
             .field("max_queued_datagrams", &self.max_queued_datagrams)
             .field("max_worker_buffers", &self.max_worker_buffers)
             .field("max_returned_buffers", &self.max_returned_buffers)
+            .field("spare_receive_slabs", &self.spare_receive_slabs)
             .field("max_returned_buffer_bytes", &self.max_returned_buffer_bytes)
             .field("max_early_bytes", &self.max_early_bytes)
             .field(
@@ -206,6 +214,7 @@ impl Default for EndpointConfig {
             max_worker_buffers: 4096,
             max_returned_buffers: 1024,
             max_returned_buffer_bytes: 8 << 20,
+            spare_receive_slabs: 64,
             max_early_bytes: 256 * 1024,
             max_closed_channels_per_session: 1024,
             psks: HashMap::new(),

@@ -113,10 +113,13 @@ pub enum Event {
         peer: PeerId,
         /// Its message number on that channel.
         message_number: u64,
-        /// Its bytes, in a buffer from the endpoint's pool: give it back with
-        /// [`Endpoint::recycle`](crate::channel::Endpoint::recycle) to keep the hot path allocation-free; dropping it is allowed,
-        /// it just costs an allocation later.
-        data: Vec<u8>,
+        /// Its bytes, in a buffer from the endpoint's pool or, for a message that was the whole
+        /// of one DATA in a datagram the backend lent, in the receive memory itself
+        /// ([`Payload`](crate::channel::Payload)): give it back with
+        /// [`Endpoint::recycle`](crate::channel::Endpoint::recycle) to keep the hot path
+        /// allocation-free; dropping it is allowed, it just costs an allocation later (or, for
+        /// a lent piece, holds its receive slab until then).
+        data: crate::channel::Payload,
     },
 }
 

@@ -1,5 +1,6 @@
 //! Message buffers recycled instead of allocated (PROTOCOL.md §12: no allocation per packet in
-//! steady state). Delivered messages take their `Vec<u8>` from the pool, the application hands
+//! steady state). Delivered messages take their `Vec<u8>` from the pool (unless they are lent
+//! the receive memory itself, `BufferPool::message` and `payload.rs`), the application hands
 //! them back with [`Endpoint::recycle`](super::Endpoint::recycle), and the reliability send
 //! queue takes its copies from the same pool and returns them once they are resolved.
 //!
@@ -8,6 +9,9 @@
 //! [`LARGE_POOL_BYTES`] in all. Without the second list every 64 KiB message cost a fresh
 //! allocation, which glibc served from pages it had just given back to the kernel: a page fault
 //! per 4 KiB on the receiving shard and an unmap on the worker that freed it (issue 12).
+
+use super::Payload;
+use bytes::Bytes;
 
 /// Capacity a new buffer gets at least: any message that fits one datagram, so buffers of
 /// mixed sizes can stand in for each other without growing.
@@ -29,6 +33,15 @@ pub const LARGE_POOL_BYTES: usize = 8 << 20;
 /// Most buffers the large list can hold (each is over [`POOLED_CAPACITY`]); its one allocation.
 const LARGE_BUFFERS: usize = LARGE_POOL_BYTES / POOLED_CAPACITY;
 
+/// Whether `inner` lies within `outer`'s memory (what `Bytes::slice_ref` asks; an empty slice
+/// is always copied, which costs nothing).
+fn contains(outer: &[u8], inner: &[u8]) -> bool {
+    let start = outer.as_ptr() as usize;
+    let end = start.saturating_add(outer.len());
+    let at = inner.as_ptr() as usize;
+    !inner.is_empty() && at >= start && at.saturating_add(inner.len()) <= end
+}
+
 /// A bounded free list of byte buffers.
 #[derive(Debug, Default)]
 pub struct BufferPool {
@@ -36,6 +49,12 @@ pub struct BufferPool {
     large: Vec<Vec<u8>>,
     /// Capacity held in `large`, at most [`LARGE_POOL_BYTES`].
     large_bytes: usize,
+    /// The opened datagram being walked, when the backend lends its memory (`payload.rs`):
+    /// set by the endpoint for one datagram, cleared after it.
+    source: Option<Bytes>,
+    /// Messages lent from `source` and copied into pooled buffers, not yet counted.
+    lent: u64,
+    copied: u64,
 }
 
 impl BufferPool {
@@ -74,6 +93,50 @@ impl BufferPool {
                 buf
             }
             None => Vec::with_capacity(len),
+        }
+    }
+
+    /// A whole message's bytes as the receive side keeps them: a piece of the datagram being
+    /// walked when the backend lends it, `bytes` lie inside it and the message is `due` (handed
+    /// on now, not held behind a gap, where it would pin the slab for as long as the peer
+    /// leaves the gap open), else a copy in a pooled buffer. Counted either way
+    /// ([`take_counts`](Self::take_counts)).
+    pub(crate) fn message(&mut self, bytes: &[u8], due: bool) -> Payload {
+        if due
+            && let Some(source) = &self.source
+            && contains(source, bytes)
+        {
+            self.lent = self.lent.saturating_add(1);
+            return Payload::Lent(source.slice_ref(bytes));
+        }
+        self.copied = self.copied.saturating_add(1);
+        Payload::Pooled(self.copy(bytes))
+    }
+
+    /// Lends pieces of `datagram` (opened, frozen) to the messages taken until
+    /// [`stop_lending`](Self::stop_lending).
+    pub(crate) fn lend_from(&mut self, datagram: Bytes) {
+        self.source = Some(datagram);
+    }
+
+    /// Copies again: the datagram's walk is over (drops the pool's reference to it).
+    pub(crate) fn stop_lending(&mut self) {
+        self.source = None;
+    }
+
+    /// Messages lent and copied since the last call.
+    pub(crate) fn take_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.lent),
+            std::mem::take(&mut self.copied),
+        )
+    }
+
+    /// Takes back a message's bytes: a pooled buffer is kept for reuse, a lent piece is
+    /// dropped (its slab goes back to the backend once every piece is).
+    pub fn recycle(&mut self, payload: Payload) {
+        if let Payload::Pooled(vec) = payload {
+            self.give(vec);
         }
     }
 
@@ -124,6 +187,32 @@ impl BufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_due_message_inside_the_lent_datagram_is_cut_from_it_and_anything_else_copied() {
+        let mut pool = BufferPool::new();
+        let datagram = Bytes::from(b"header|message|rest".to_vec());
+        pool.lend_from(datagram.clone());
+        let lent = pool.message(&datagram[7..14], true);
+        assert!(lent.is_lent());
+        assert_eq!(lent.as_ptr(), datagram[7..].as_ptr(), "no copy");
+        assert_eq!(lent, b"message");
+        let held = pool.message(&datagram[7..14], false);
+        assert!(
+            !held.is_lent(),
+            "held behind a gap: copied, so it pins nothing"
+        );
+        let elsewhere = b"message".to_vec();
+        assert!(
+            !pool.message(&elsewhere, true).is_lent(),
+            "not in the datagram"
+        );
+        assert_eq!(pool.take_counts(), (1, 2));
+        pool.stop_lending();
+        assert!(!pool.message(&datagram[7..14], true).is_lent());
+        assert_eq!(pool.take_counts(), (0, 1));
+        assert_eq!(lent.into_vec(), b"message", "into_vec copies a lent piece");
+    }
 
     #[test]
     fn buffers_come_back_empty_and_the_pool_is_bounded() {

@@ -2,8 +2,37 @@
 //! of the shard's mio `Poll`, and the batch-size buckets every backend counts its batches in
 //! (PROTOCOL.md §12: counted locally, published about once a second).
 
+use crate::channel::{Endpoint, Lendable};
 use crate::stats::Stats;
 use mio::Token;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// One received datagram as a backend hands it to the shard: bytes in the backend's batch,
+/// copied out of when a message is kept, or a piece of a receive slab the endpoint may lend
+/// (`slabs.rs`).
+pub(super) enum Incoming<'a> {
+    Copied(&'a mut [u8]),
+    Lent(&'a mut Lendable),
+}
+
+impl Incoming<'_> {
+    /// The datagram's bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            Incoming::Copied(bytes) => bytes,
+            Incoming::Lent(lendable) => lendable.bytes(),
+        }
+    }
+
+    /// Hands the datagram to `endpoint`.
+    pub(super) fn handle(self, endpoint: &mut Endpoint, now: Instant, from: SocketAddr) {
+        match self {
+            Incoming::Copied(bytes) => endpoint.handle(now, from, bytes),
+            Incoming::Lent(lendable) => endpoint.handle_lent(now, from, lendable),
+        }
+    }
+}
 
 /// The shard's socket on its `Poll` (the epoll backend registers it; io_uring reads it itself).
 pub(super) const SOCKET: Token = Token(0);

@@ -1,9 +1,9 @@
 //! The epoll backend (PROTOCOL.md §12): a mio `Poll` for readiness, `recvmmsg`/`sendmmsg`
 //! batches from `sys.rs` for the data, GSO on send and GRO on receive.
 
-use super::backend::{SOCKET, WAKER, record_receive, record_send_batches};
+use super::backend::{Incoming, SOCKET, WAKER, record_receive, record_send_batches};
 use super::sys::{BATCH, RecvBatch, SendBatch};
-use crate::channel::Endpoint;
+use crate::channel::{Endpoint, Lendable};
 use crate::stats::Stats;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll};
@@ -26,7 +26,13 @@ pub(super) struct EpollIo {
 
 impl EpollIo {
     /// Registers `socket` on the shard's `poll` (which already holds the shard's waker).
-    pub(super) fn new(poll: Poll, socket: std::net::UdpSocket, gso: bool) -> io::Result<EpollIo> {
+    /// `spares`: receive slabs it may lend beyond the batch's own (`slabs.rs`).
+    pub(super) fn new(
+        poll: Poll,
+        socket: std::net::UdpSocket,
+        gso: bool,
+        spares: usize,
+    ) -> io::Result<EpollIo> {
         let mut socket = UdpSocket::from_std(socket);
         poll.registry()
             .register(&mut socket, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
@@ -34,7 +40,7 @@ impl EpollIo {
             poll,
             events: Events::with_capacity(64),
             socket,
-            recv: RecvBatch::new(),
+            recv: RecvBatch::lending(spares),
             send: SendBatch::new(gso),
             more_to_read: true,
             writable: true,
@@ -71,11 +77,13 @@ impl EpollIo {
         Ok(())
     }
 
-    /// One `recvmmsg`.
+    /// One `recvmmsg`. Slots the slabs' bound lets lend (`slabs.rs`) are cut into datagrams
+    /// the endpoint may lend messages from; the others are handed over in place and copied out
+    /// of, as before.
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        mut deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
+        mut deliver: impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
     ) -> usize {
         if !self.more_to_read {
             return 0;
@@ -97,17 +105,28 @@ impl EpollIo {
         self.more_to_read = count == BATCH;
         let mut datagrams = 0usize;
         for i in 0..count {
-            let (received, bytes) = self.recv.message_mut(i);
+            let received = self.recv.received(i);
             let Some(from) = received.from else { continue };
             if received.truncated {
                 stats.add("weft_shard_truncated_total", None, 1);
                 continue;
             }
             // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
-            let segment = received.segment.unwrap_or(bytes.len()).max(1);
-            for datagram in bytes.chunks_mut(segment) {
-                datagrams = datagrams.saturating_add(1);
-                deliver(stats, from, datagram);
+            let segment = received.segment.unwrap_or(received.len).max(1);
+            if self.recv.slabs.may_lend() {
+                let mut train = self.recv.slabs.take(i);
+                while !train.is_empty() {
+                    let piece = train.split_to(segment.min(train.len()));
+                    let mut datagram = Lendable::new(piece);
+                    datagrams = datagrams.saturating_add(1);
+                    deliver(stats, from, Incoming::Lent(&mut datagram));
+                }
+            } else {
+                let (_, bytes) = self.recv.message_mut(i);
+                for datagram in bytes.chunks_mut(segment) {
+                    datagrams = datagrams.saturating_add(1);
+                    deliver(stats, from, Incoming::Copied(datagram));
+                }
             }
         }
         record_receive(stats, datagrams, self.recv.rxq_overflows);
@@ -181,14 +200,194 @@ impl EpollIo {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+    use crate::channel::{ChannelHandle, EndpointConfig, Event, Payload};
+    use crate::session::Identity;
+    use crate::wire::Capabilities;
+    use std::time::Instant;
+
+    /// A server endpoint on an epoll backend lending from `spares` slabs, and a client endpoint
+    /// on a plain socket, with a sealed reliable channel between them.
+    struct Pair {
+        io: EpollIo,
+        server: Endpoint,
+        client: Endpoint,
+        socket: std::net::UdpSocket,
+        channel: ChannelHandle,
+        stats: Stats,
+        buf: Vec<u8>,
+        delivered: Vec<Payload>,
+        /// Sides that saw the channel open.
+        opened: u8,
+    }
+
+    impl Pair {
+        fn new(spares: usize) -> Pair {
+            let socket = super::super::sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+            let address = socket.local_addr().unwrap();
+            let io = EpollIo::new(Poll::new().unwrap(), socket, false, spares).unwrap();
+            let now = Instant::now();
+            let config = EndpointConfig::default;
+            let server = Endpoint::new(
+                config(),
+                Identity::from_secret_bytes([1; 32], [2; 32]),
+                [3; 32],
+                now,
+            );
+            // No PMTU probes: each message leaves in one datagram of its own.
+            let mut quiet = config();
+            quiet.reliability.max_mtu = crate::wire::DEFAULT_MTU as u16;
+            let mut client = Endpoint::new(
+                quiet,
+                Identity::from_secret_bytes([4; 32], [5; 32]),
+                [6; 32],
+                now,
+            );
+            let tcp = Capabilities::from_bits(7).unwrap();
+            let channel = client.open_channel(now, address, None, None, tcp).unwrap();
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            let mut pair = Pair {
+                io,
+                server,
+                client,
+                socket,
+                channel,
+                stats: Stats::new(),
+                buf: vec![0; 2048],
+                delivered: Vec::new(),
+                opened: 0,
+            };
+            // Open, then settle: every delayed ACK and confirmation has gone both ways, so a
+            // message sent next is the only datagram of its turn.
+            let settle = Instant::now();
+            while settle.elapsed() < Duration::from_millis(100) || pair.opened < 2 {
+                assert!(
+                    settle.elapsed() < Duration::from_secs(30),
+                    "the channel opens"
+                );
+                pair.turn();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            pair.delivered.clear();
+            pair
+        }
+
+        /// One round each way: the client's datagrams to the server's backend, the server's
+        /// answers back; messages delivered to the server are kept.
+        fn turn(&mut self) {
+            let now = Instant::now();
+            while let Some(t) = self.client.poll_transmit(&mut self.buf) {
+                self.socket
+                    .send_to(&self.buf[..t.len], t.destination)
+                    .unwrap();
+            }
+            // Loopback queues a datagram before send_to returns, so one recvmmsg finds it.
+            self.io.wait(Duration::ZERO).unwrap();
+            let server = &mut self.server;
+            self.io.receive(&mut self.stats, |_, from, datagram| {
+                datagram.handle(server, now, from)
+            });
+            self.io.transmit(&mut self.server, &mut self.stats);
+            while let Ok((len, from)) = self.socket.recv_from(&mut self.buf) {
+                self.client.handle(now, from, &mut self.buf[..len]);
+            }
+            for endpoint in [&mut self.server, &mut self.client] {
+                if endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                    endpoint.handle_timeout(now);
+                }
+            }
+            while let Some(event) = self.server.poll_event() {
+                match event {
+                    Event::Message { data, .. } => self.delivered.push(data),
+                    Event::ChannelOpened { .. } => self.opened += 1,
+                    _ => {}
+                }
+            }
+            while let Some(event) = self.client.poll_event() {
+                if let Event::ChannelOpened { .. } = event {
+                    self.opened += 1;
+                }
+            }
+        }
+
+        /// Sends one message in one datagram; returns it as the server delivered it.
+        fn send(&mut self, text: &[u8]) -> Payload {
+            self.client
+                .send(Instant::now(), self.channel, text)
+                .unwrap();
+            self.turn();
+            assert_eq!(self.delivered.len(), 1, "one message delivered");
+            let data = self.delivered.pop().unwrap();
+            assert_eq!(data, text);
+            data
+        }
+
+        fn counted(&self, how: &'static str) -> u64 {
+            self.server
+                .stats()
+                .get("weft_message_buffers_total", Some(("how", how)))
+        }
+    }
+
+    #[test]
+    fn a_message_reaches_the_application_in_the_receive_slab_itself() {
+        let mut pair = Pair::new(4);
+        // The slabs the backend made, before any was lent: a lent message lies inside one.
+        let slabs: Vec<(usize, usize)> = (0..BATCH)
+            .map(|i| {
+                let slab = pair.io.recv.slabs.slab(i);
+                (slab.as_ptr() as usize, slab.capacity())
+            })
+            .collect();
+        let lent = pair.send(b"no copy on the way in");
+        assert!(lent.is_lent(), "lent, not copied: {lent:?}");
+        let at = lent.as_ptr() as usize;
+        assert!(
+            slabs
+                .iter()
+                .any(|&(start, len)| at >= start && at + lent.len() <= start + len),
+            "the message's bytes are inside a receive slab"
+        );
+        assert_eq!((pair.counted("lent"), pair.counted("copied")), (1, 0));
+    }
+
+    #[test]
+    fn past_the_spare_slabs_messages_are_copied_and_lending_resumes_when_they_are_let_go() {
+        // One spare: a held message pins its slab, the spare stands in, and the next messages
+        // are copied until the first is dropped.
+        let mut pair = Pair::new(1);
+        let first = pair.send(b"pins a slab");
+        assert!(first.is_lent());
+        let second = pair.send(b"copied: no spare left");
+        let third = pair.send(b"copied too");
+        assert!(!second.is_lent() && !third.is_lent());
+        assert_eq!((pair.counted("lent"), pair.counted("copied")), (1, 2));
+        let slabs = &pair.io.recv.slabs;
+        assert_eq!(
+            (slabs.pinned(), slabs.made()),
+            (1, 1),
+            "one slab pinned, one made"
+        );
+        drop(first);
+        let fourth = pair.send(b"lent again");
+        assert!(fourth.is_lent(), "the pinned slab came back");
+        assert_eq!((pair.counted("lent"), pair.counted("copied")), (2, 2));
+        assert_eq!(
+            pair.io.recv.slabs.made(),
+            1,
+            "nothing made beyond the bound"
+        );
+        drop((second, third, fourth));
+    }
 
     #[test]
     fn a_batch_of_five_datagrams_lands_in_the_5_to_8_bucket() {
         let socket = super::super::sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let address = socket.local_addr().unwrap();
-        let mut io = EpollIo::new(Poll::new().unwrap(), socket, false).unwrap();
+        let mut io = EpollIo::new(Poll::new().unwrap(), socket, false, 0).unwrap();
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..5u8 {
             peer.send_to(&[i; 40], address).unwrap();
@@ -197,7 +396,7 @@ mod tests {
         let mut got = Vec::new();
         // Loopback queues a datagram before send_to returns, so one recvmmsg finds all five.
         io.wait(Duration::from_secs(5)).unwrap();
-        let read = io.receive(&mut stats, |_, _, bytes| got.push(bytes[0]));
+        let read = io.receive(&mut stats, |_, _, datagram| got.push(datagram.bytes()[0]));
         assert_eq!(read, 5);
         assert_eq!(got, [0, 1, 2, 3, 4]);
         assert_eq!(stats.get("weft_shard_recv_batches_total", None), 1);
@@ -212,7 +411,7 @@ mod tests {
         use crate::channel::{Endpoint, EndpointConfig};
         let socket = super::super::sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let gso = super::super::sys::gso_supported(&socket);
-        let mut io = EpollIo::new(Poll::new().unwrap(), socket, gso).unwrap();
+        let mut io = EpollIo::new(Poll::new().unwrap(), socket, gso, 0).unwrap();
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let to = peer.local_addr().unwrap();

@@ -6,6 +6,7 @@
 //! (`epoll.rs`, `sys.rs`); [`Io::Uring`] is one io_uring per shard (`uring/`). Both wake on the
 //! shard's `mio::Waker`, so hand-over and worker code does not know which backend runs.
 
+use super::backend::Incoming;
 use super::epoll::EpollIo;
 use super::uring::UringIo;
 pub use super::uring::UringRefused;
@@ -108,7 +109,7 @@ impl Io {
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
+        deliver: impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
     ) -> usize {
         match self {
             Io::Epoll(io) => io.receive(stats, deliver),

@@ -13,6 +13,7 @@ mod epoll;
 mod io;
 mod shard;
 mod sharded;
+mod slabs;
 pub(crate) mod sys;
 mod uring;
 mod worker;

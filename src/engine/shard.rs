@@ -8,17 +8,19 @@
 //! endpoint the room left; send what the endpoint queued; publish counters about once a second. The backend
 //! (epoll or io_uring, `io.rs`) is the only part that touches the socket.
 
+use super::backend::Incoming;
 use super::bare::{Answered, BareOpens, BareRoutes, RouteView};
 use super::io::Io;
 use super::log_event;
 use super::sys::BATCH;
 use super::worker::WorkerGate;
 use crate::channel::ChannelHandle;
-use crate::channel::{Endpoint, Event, later};
+use crate::channel::{Endpoint, Event, Lendable, Payload, later};
 use crate::handle::FxHashMap;
 use crate::service::{Delivery, Input, OpenFailure, Request, ShardLink};
 use crate::stats::Stats;
 use crate::wire::{Capabilities, CloseReason};
+use bytes::BytesMut;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 use std::io;
@@ -54,11 +56,15 @@ pub fn owner_of(datagram: &[u8], shards: usize) -> Option<usize> {
 }
 
 /// Datagrams one shard passes to another in one queue operation; the buffers go back to the
-/// sender for reuse, so hand-over allocates nothing in steady state.
+/// sender for reuse, so hand-over allocates nothing in steady state. A datagram in receive
+/// memory the backend lends goes over as it is, a piece of its slab (no copy: the slab stays
+/// pinned, within the sending shard's bound, until the other shard is done with it); others
+/// are copied into `bytes`.
 pub(super) struct Handover {
     from: usize,
     bytes: Vec<u8>,
     items: Vec<(SocketAddr, usize, usize)>,
+    lent: Vec<(SocketAddr, BytesMut)>,
 }
 
 impl Handover {
@@ -67,11 +73,13 @@ impl Handover {
             from,
             bytes: Vec::with_capacity(HANDOVER_BYTES),
             items: Vec::with_capacity(BATCH),
+            lent: Vec::with_capacity(BATCH),
         }
     }
 
     fn fits(&self, len: usize) -> bool {
-        self.items.len() < BATCH && self.bytes.len().saturating_add(len) <= HANDOVER_BYTES
+        self.items.len().saturating_add(self.lent.len()) < BATCH
+            && self.bytes.len().saturating_add(len) <= HANDOVER_BYTES
     }
 }
 
@@ -315,13 +323,13 @@ impl Shard {
         let datagrams = io.receive(&mut self.stats, |stats, from, datagram| {
             // The answer to a bare-address probe opens on the peer's owner (`bare.rs`); the
             // rest goes to the owner of the sender's peer id.
-            if let Some(open) = routes.answer(&parts.bare_routes, local, from, datagram) {
+            if let Some(open) = routes.answer(&parts.bare_routes, local, from, datagram.bytes()) {
                 answered.push(open);
                 return;
             }
-            let owner = owner_of(datagram, parts.shards).unwrap_or(parts.index);
+            let owner = owner_of(datagram.bytes(), parts.shards).unwrap_or(parts.index);
             if owner == parts.index {
-                parts.endpoint.handle(now, from, datagram);
+                datagram.handle(&mut parts.endpoint, now, from);
             } else {
                 Self::hand_over(parts, outbox, stats, owner, from, datagram);
             }
@@ -347,11 +355,15 @@ impl Shard {
         stats: &mut Stats,
         owner: usize,
         from: SocketAddr,
-        datagram: &[u8],
+        datagram: Incoming<'_>,
     ) {
         stats.add("weft_shard_handovers_out_total", None, 1);
+        let copied = match &datagram {
+            Incoming::Copied(bytes) => bytes.len(),
+            Incoming::Lent(_) => 0,
+        };
         let slot = &mut outbox[owner];
-        if slot.as_ref().is_some_and(|b| !b.fits(datagram.len()))
+        if slot.as_ref().is_some_and(|b| !b.fits(copied))
             && let Some(full) = slot.take()
         {
             Self::send_handover(parts, stats, owner, full);
@@ -362,13 +374,21 @@ impl Shard {
                 .try_recv()
                 .unwrap_or_else(|_| Handover::new(parts.index))
         });
-        let start = batch.bytes.len();
-        batch.bytes.extend_from_slice(datagram);
-        batch.items.push((from, start, datagram.len()));
+        match datagram {
+            Incoming::Copied(bytes) => {
+                let start = batch.bytes.len();
+                batch.bytes.extend_from_slice(bytes);
+                batch.items.push((from, start, bytes.len()));
+            }
+            Incoming::Lent(lendable) => {
+                let piece = std::mem::take(lendable).into_bytes();
+                batch.lent.push((from, piece));
+            }
+        }
     }
 
     fn send_handover(parts: &ShardParts, stats: &mut Stats, owner: usize, batch: Handover) {
-        let items = batch.items.len() as u64;
+        let items = batch.items.len().saturating_add(batch.lent.len()) as u64;
         match parts.handover_tx[owner].try_send(batch) {
             Ok(()) => {
                 let _ = parts.wakers[owner].wake();
@@ -393,17 +413,19 @@ impl Shard {
         let mut any = false;
         while let Ok(mut batch) = self.parts.handover_rx.try_recv() {
             any = true;
-            self.stats.add(
-                "weft_shard_handovers_in_total",
-                None,
-                batch.items.len() as u64,
-            );
+            let items = batch.items.len().saturating_add(batch.lent.len());
+            self.stats
+                .add("weft_shard_handovers_in_total", None, items as u64);
             for &(from, start, len) in &batch.items {
                 self.parts.endpoint.handle(
                     now,
                     from,
                     &mut batch.bytes[start..start.saturating_add(len)],
                 );
+            }
+            for (from, piece) in batch.lent.drain(..) {
+                let mut datagram = Lendable::new(piece);
+                self.parts.endpoint.handle_lent(now, from, &mut datagram);
             }
             batch.bytes.clear();
             batch.items.clear();
@@ -445,10 +467,13 @@ impl Shard {
             Request::Send { channel, mut data } => {
                 // The reply's own buffer (a pooled receive buffer the worker filled) goes into
                 // the channel's send queue in place of the empty pooled one, which comes back
-                // here for the pool: no copy of the message on its way out.
+                // here for the pool: no copy of the message on its way out. A lent piece of the
+                // receive memory is copied into the pooled one (the copy it saved on the way in)
+                // and dropped, which lets its slab be received into again.
                 let len = data.len();
-                let queued = endpoint.send_with(now, channel, len, |empty| {
-                    std::mem::swap(empty, &mut data);
+                let queued = endpoint.send_with(now, channel, len, |empty| match &mut data {
+                    Payload::Pooled(vec) => std::mem::swap(empty, vec),
+                    Payload::Lent(bytes) => empty.extend_from_slice(bytes),
                 });
                 if queued.is_err() {
                     self.stats.add("weft_shard_reply_errors_total", None, 1);

@@ -164,7 +164,7 @@ impl Engine {
             config.io_fault,
             polls,
             sockets,
-            gso,
+            (gso, config.endpoint.spare_receive_slabs),
         )?;
         let io_backend = ios.first().map_or("epoll", Io::name);
         let (handover_tx, handover_rx): (Vec<Sender<Handover>>, Vec<Receiver<Handover>>) = (0
@@ -392,14 +392,15 @@ fn make_backends(
     fault: Option<i32>,
     polls: Vec<Poll>,
     sockets: Vec<std::net::UdpSocket>,
-    gso: bool,
+    (gso, spares): (bool, usize),
 ) -> io::Result<(Vec<Io>, Option<UringRefused>)> {
     let mut fallback = None;
     if try_uring {
         // Every ring is made before any socket is handed over, so a refusal (which comes at
         // the first ring, or at the memlock limit of a later one) leaves all sockets to epoll.
-        let setups: Result<Vec<UringSetup>, UringRefused> =
-            (0..sockets.len()).map(|_| UringSetup::new(fault)).collect();
+        let setups: Result<Vec<UringSetup>, UringRefused> = (0..sockets.len())
+            .map(|_| UringSetup::new(fault, spares))
+            .collect();
         match setups {
             Ok(setups) => {
                 return setups
@@ -425,7 +426,9 @@ fn make_backends(
     let ios = polls
         .into_iter()
         .zip(sockets)
-        .map(|(poll, socket)| EpollIo::new(poll, socket, gso).map(|io| Io::Epoll(Box::new(io))))
+        .map(|(poll, socket)| {
+            EpollIo::new(poll, socket, gso, spares).map(|io| Io::Epoll(Box::new(io)))
+        })
         .collect::<io::Result<Vec<Io>>>()?;
     Ok((ios, fallback))
 }
@@ -468,19 +471,20 @@ mod tests {
         // As a seccomp filter answers io_uring_setup.
         let (polls, sockets) = parts(2);
         let (ios, fallback) =
-            make_backends(true, false, Some(libc::EPERM), polls, sockets, false).unwrap();
+            make_backends(true, false, Some(libc::EPERM), polls, sockets, (false, 0)).unwrap();
         assert!(ios.iter().all(|io| io.name() == "epoll"));
         assert_eq!(fallback.map(|r| r.errno_name()), Some("EPERM"));
 
         let (polls, sockets) = parts(1);
-        let Err(error) = make_backends(true, true, Some(libc::ENOMEM), polls, sockets, false)
+        let Err(error) = make_backends(true, true, Some(libc::ENOMEM), polls, sockets, (false, 0))
         else {
             panic!("a required io_uring was refused and yet an engine started");
         };
         assert!(error.to_string().contains("ENOMEM"), "{error}");
 
         let (polls, sockets) = parts(1);
-        let (ios, fallback) = make_backends(false, false, None, polls, sockets, false).unwrap();
+        let (ios, fallback) =
+            make_backends(false, false, None, polls, sockets, (false, 0)).unwrap();
         assert_eq!(ios[0].name(), "epoll");
         assert!(fallback.is_none(), "epoll asked for: nothing fell back");
     }

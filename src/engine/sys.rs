@@ -8,6 +8,7 @@
 //! it is emptied and the driver gives it back (`Endpoint::recycle_datagram`).
 #![allow(unsafe_code)]
 
+use super::slabs::Slabs;
 use crate::channel::Lent;
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -20,11 +21,11 @@ pub(crate) const BATCH: usize = 32;
 /// One receive slot: a whole UDP payload, so neither a large datagram nor a GRO train is cut.
 const RECV_SLOT: usize = 65_535;
 
-/// Distance between two receive slots: a slot, rounded up to a cache line, plus two lines. At a
-/// stride near 64 KiB every slot would start in the same cache sets (their addresses alike in
-/// the low 12 bits), so a batch of datagrams, written by the kernel and then opened in place,
-/// would evict itself from the L1 cache; two lines more per slot spreads 32 slots over every
-/// set.
+/// Capacity of one receive slab (`slabs.rs`): a slot, rounded up to a cache line, plus two
+/// lines. When slabs lie back to back at a stride near 64 KiB, every slot starts in the same
+/// cache sets (their addresses alike in the low 12 bits), so a batch of datagrams, written by
+/// the kernel and then opened in place, would evict itself from the L1 cache; two lines more
+/// per slab spreads 32 slots over every set.
 const RECV_STRIDE: usize = 65_536 + 128;
 
 /// Room the endpoint gets per datagram it writes (it needs at least 1452 bytes).
@@ -249,9 +250,10 @@ pub(crate) struct Received {
     pub(crate) truncated: bool,
 }
 
-/// Receive buffers and headers for `recvmmsg`, allocated once.
+/// Receive slabs and headers for `recvmmsg`, allocated once (the slabs' bounded spares on first
+/// need, `slabs.rs`).
 pub(crate) struct RecvBatch {
-    buf: Box<[u8]>,
+    pub(crate) slabs: Slabs,
     names: Box<[libc::sockaddr_storage]>,
     control: Box<[[u8; CONTROL]]>,
     received: [Received; BATCH],
@@ -260,12 +262,17 @@ pub(crate) struct RecvBatch {
 }
 
 impl RecvBatch {
-    /// Buffers for [`BATCH`] whole datagrams.
+    /// Slabs for [`BATCH`] whole datagrams, lending none.
     pub(crate) fn new() -> RecvBatch {
+        RecvBatch::lending(0)
+    }
+
+    /// Slabs for [`BATCH`] whole datagrams, and up to `spares` more to lend from (`slabs.rs`).
+    pub(crate) fn lending(spares: usize) -> RecvBatch {
         // SAFETY: sockaddr_storage is plain data for which all-zero is valid.
         let name: libc::sockaddr_storage = unsafe { zeroed() };
         RecvBatch {
-            buf: vec![0; BATCH * RECV_STRIDE].into_boxed_slice(),
+            slabs: Slabs::new(BATCH, RECV_SLOT, RECV_STRIDE, spares),
             names: vec![name; BATCH].into_boxed_slice(),
             control: vec![[0; CONTROL]; BATCH].into_boxed_slice(),
             received: [Received {
@@ -280,11 +287,15 @@ impl RecvBatch {
 
     /// One `recvmmsg` call; returns how many messages arrived (WouldBlock when none).
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
-            iov_base: self.buf[i.saturating_mul(RECV_STRIDE)..]
-                .as_mut_ptr()
-                .cast(),
-            iov_len: RECV_SLOT,
+        self.slabs.prepare();
+        let mut lens = [0usize; BATCH];
+        let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| {
+            let spare = self.slabs.slab_mut(i).spare_capacity_mut();
+            lens[i] = spare.len().min(RECV_SLOT);
+            libc::iovec {
+                iov_base: spare.as_mut_ptr().cast(),
+                iov_len: lens[i],
+            }
         });
         // SAFETY: mmsghdr is plain data for which all-zero is valid.
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
@@ -296,8 +307,9 @@ impl RecvBatch {
             header.msg_hdr.msg_control = self.control[i].as_mut_ptr().cast();
             header.msg_hdr.msg_controllen = CONTROL as _;
         }
-        // SAFETY: every header points at a name, an iovec and a control buffer that live until
-        // the call returns, with their true sizes; the kernel writes within them.
+        // SAFETY: every header points at a name, an iovec (a slab's spare capacity, which no
+        // one else refers to) and a control buffer that live until the call returns, with
+        // their true sizes; the kernel writes within them.
         let n = check(unsafe {
             libc::recvmmsg(
                 fd,
@@ -325,9 +337,13 @@ impl RecvBatch {
                     cmsg = libc::CMSG_NXTHDR(&header.msg_hdr, cmsg);
                 }
             }
+            let len = (header.msg_len as usize).min(lens[i]);
+            // SAFETY: the kernel wrote `msg_len` bytes (at most the iovec's length) at the
+            // start of this slab's spare capacity, which the iovec pointed at.
+            unsafe { self.slabs.slab_mut(i).set_len(len) };
             self.received[i] = Received {
                 from: from_sockaddr(&self.names[i]),
-                len: (header.msg_len as usize).min(RECV_SLOT),
+                len,
                 segment,
                 truncated: header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             };
@@ -335,25 +351,20 @@ impl RecvBatch {
         Ok(n)
     }
 
+    /// What arrived in slot `i` in the last call.
+    pub(crate) fn received(&self, i: usize) -> Received {
+        self.received[i]
+    }
+
     /// Message `i` of the last call and its bytes.
     pub(crate) fn message(&self, i: usize) -> (Received, &[u8]) {
-        let received = self.received[i];
-        let start = i.saturating_mul(RECV_STRIDE);
-        (
-            received,
-            &self.buf[start..start.saturating_add(received.len)],
-        )
+        (self.received[i], &self.slabs.slab(i)[..])
     }
 
     /// Message `i` of the last call with its bytes writable: the endpoint opens a sealed
     /// packet in place (`Endpoint::handle`).
     pub(crate) fn message_mut(&mut self, i: usize) -> (Received, &mut [u8]) {
-        let received = self.received[i];
-        let start = i.saturating_mul(RECV_STRIDE);
-        (
-            received,
-            &mut self.buf[start..start.saturating_add(received.len)],
-        )
+        (self.received[i], &mut self.slabs.slab_mut(i)[..])
     }
 }
 

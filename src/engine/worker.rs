@@ -12,6 +12,7 @@
 //! worker advances per batch; batches leave in order, so a record of who sent what, in runs,
 //! tells whose messages left.
 
+use crate::channel::Payload;
 use crate::service::{Delivery, Input, Received, ShardLink};
 use crate::wire::{Capabilities, PeerId};
 use std::collections::{HashMap, VecDeque};
@@ -79,7 +80,7 @@ impl WorkerGate {
     }
 
     /// Lends a delivered message's buffer to the worker side, counted until it lets go.
-    pub(super) fn lend(&self, bytes: Vec<u8>) -> Received {
+    pub(super) fn lend(&self, bytes: Payload) -> Received {
         self.link.ledger().lend(bytes)
     }
 
@@ -220,7 +221,7 @@ impl WorkerGate {
     /// reliable channels' messages and answers wait for the next turn (at most the share's
     /// worth of reliable messages: the endpoint delivers no more than the room); other
     /// messages are dropped, their buffers passed to `refused`.
-    pub(super) fn hand_over(&mut self, mut refused: impl FnMut(Vec<u8>)) -> HandedOver {
+    pub(super) fn hand_over(&mut self, mut refused: impl FnMut(Payload)) -> HandedOver {
         let wanted = self.outbox.len();
         if wanted == 0 {
             return HandedOver::default();
@@ -267,7 +268,7 @@ impl WorkerGate {
                     continue;
                 }
                 if let Input::Message(delivery) = input {
-                    refused(delivery.data.into_vec());
+                    refused(delivery.data.into_payload());
                 }
                 if let Some(held) = sender.and_then(|peer| self.held.get_mut(&peer)) {
                     *held = held.saturating_sub(1);
@@ -289,12 +290,12 @@ impl WorkerGate {
     }
 
     /// Messages in the outbox, dropped on the way out; their buffers go to `refused`.
-    pub(super) fn discard(&mut self, mut refused: impl FnMut(Vec<u8>)) -> u64 {
+    pub(super) fn discard(&mut self, mut refused: impl FnMut(Payload)) -> u64 {
         let mut dropped = 0u64;
         for input in self.outbox.drain(..) {
             if let Input::Message(delivery) = input {
                 dropped = dropped.saturating_add(1);
-                refused(delivery.data.into_vec());
+                refused(delivery.data.into_payload());
             }
         }
         self.outbox_peers.clear();
@@ -421,7 +422,7 @@ mod tests {
         let (_poll, link, mut gate) = gate_with(64, 3, (0, 0));
         let offer = |gate: &mut WorkerGate, n: u64, capabilities| {
             let mut delivery = message(1, n, capabilities);
-            delivery.data = gate.lend(vec![n as u8]);
+            delivery.data = gate.lend(vec![n as u8].into());
             gate.offer(delivery)
                 .map_err(|(reason, d)| (reason, d.data.into_vec()))
         };
@@ -463,7 +464,7 @@ mod tests {
         bytes.extend_from_slice(b"one datagram's message");
         let at = bytes.as_ptr();
         let mut delivery = message(1, 0, Capabilities::RESEND);
-        delivery.data = gate.lend(bytes);
+        delivery.data = gate.lend(bytes.into());
         gate.offer(delivery).unwrap();
         gate.hand_over(|_| {});
         let batch = link.deliveries.try_recv().unwrap();
@@ -482,7 +483,7 @@ mod tests {
         bulk.resize(64 * 1024, 7);
         let at = bulk.as_ptr();
         let mut delivery = message(1, 0, Capabilities::RESEND);
-        delivery.data = gate.lend(bulk);
+        delivery.data = gate.lend(bulk.into());
         gate.offer(delivery).unwrap();
         gate.hand_over(|_| {});
         let batch = link.deliveries.try_recv().unwrap();
@@ -503,7 +504,7 @@ mod tests {
         assert!(next.is_empty());
         // A buffer the worker keeps is its own: nothing comes back.
         let mut delivery = message(1, 1, Capabilities::RESEND);
-        delivery.data = gate.lend(next);
+        delivery.data = gate.lend(next.into());
         let kept = delivery.data.into_vec();
         let mut back = 0;
         gate.take_back(|_| back += 1);

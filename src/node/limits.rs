@@ -27,7 +27,7 @@ pub struct BadLimit {
 }
 
 /// The fields `[limits]` may hold, in the order the documentation lists them.
-pub const LIMIT_FIELDS: [&str; 33] = [
+pub const LIMIT_FIELDS: [&str; 34] = [
     "max_sessions",
     "max_sessions_per_address",
     "max_sessions_per_prefix",
@@ -59,6 +59,7 @@ pub const LIMIT_FIELDS: [&str; 33] = [
     "max_worker_buffers",
     "max_returned_buffers",
     "max_returned_buffer_bytes",
+    "spare_receive_slabs",
     "metrics_max_connections",
     "metrics_request_deadline",
 ];
@@ -114,6 +115,7 @@ pub struct LimitsFile {
     pub max_worker_buffers: Option<i64>,
     pub max_returned_buffers: Option<i64>,
     pub max_returned_buffer_bytes: Option<i64>,
+    pub spare_receive_slabs: Option<i64>,
     pub metrics_max_connections: Option<i64>,
     pub metrics_request_deadline: Option<f64>,
 }
@@ -151,6 +153,7 @@ pub struct Limits {
     pub max_worker_buffers: usize,
     pub max_returned_buffers: usize,
     pub max_returned_buffer_bytes: usize,
+    pub spare_receive_slabs: usize,
 }
 
 impl Default for Limits {
@@ -190,6 +193,7 @@ impl Limits {
             max_worker_buffers: c.max_worker_buffers,
             max_returned_buffers: c.max_returned_buffers,
             max_returned_buffer_bytes: c.max_returned_buffer_bytes,
+            spare_receive_slabs: c.spare_receive_slabs,
         }
     }
 
@@ -223,6 +227,7 @@ impl Limits {
         c.max_worker_buffers = self.max_worker_buffers;
         c.max_returned_buffers = self.max_returned_buffers;
         c.max_returned_buffer_bytes = self.max_returned_buffer_bytes;
+        c.spare_receive_slabs = self.spare_receive_slabs;
         c
     }
 }
@@ -414,6 +419,13 @@ impl LimitsFile {
             self.max_returned_buffer_bytes,
             "max_returned_buffer_bytes",
             bytes,
+        )?;
+        // ~64 KiB a slab, made on first need: 4096 is 256 MiB a shard. 0 never lends.
+        zero_or_count(
+            &mut l.spare_receive_slabs,
+            self.spare_receive_slabs,
+            "spare_receive_slabs",
+            4096,
         )?;
         count(
             &mut metrics.max_connections,
@@ -616,7 +628,7 @@ mod tests {
              reassembly_max_age = 21\nmax_reassembly_ranges = 22\nmax_message_size = 2300\n\
              admission_window = 512\nack_eliciting_threshold = 10\nmax_ack_delay = 0.005\n\
              max_worker_buffers = 23\nmax_returned_buffers = 0\n\
-             max_returned_buffer_bytes = 4096\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
+             max_returned_buffer_bytes = 4096\nspare_receive_slabs = 0\nmetrics_max_connections = 24\nmetrics_request_deadline = 0.25\n",
         )
         .unwrap();
         let c = config.limits.apply(EndpointConfig::default());
@@ -678,6 +690,7 @@ mod tests {
             (c.max_returned_buffers, c.max_returned_buffer_bytes),
             (0, 4096)
         );
+        assert_eq!(c.spare_receive_slabs, 0, "0: never lend");
         assert_eq!(config.metrics_limits.max_connections, 24);
         assert_eq!(
             config.metrics_limits.request_deadline,

@@ -95,7 +95,7 @@ mod tests {
                 let bytes: Vec<Vec<u8>> = batch
                     .iter()
                     .map(|request| match request {
-                        Request::Send { data, .. } => data.clone(),
+                        Request::Send { data, .. } => data.to_vec(),
                         other => panic!("{other:?}"),
                     })
                     .collect();

@@ -1,7 +1,9 @@
-//! Receive buffers lent to the workers, counted (issue 11 point 2): a message that fits one
-//! datagram reaches the worker in the pooled buffer the reliability layer took it into, never
-//! copied again, and each shard knows how many of its buffers the worker side holds, so that a
-//! configured bound (`max_worker_buffers`) holds senders back before memory grows.
+//! Receive buffers lent to the workers, counted (issue 11 point 2): a message that is the whole
+//! of one sealed DATA reaches the worker in the receive slab the kernel wrote it into
+//! ([`Payload::Lent`], `engine/slabs.rs`), any other in the pooled buffer the reliability
+//! layer copied it into, never copied again; and each shard knows how many of its buffers the
+//! worker side holds (a slab piece counts like a pooled buffer), so that a configured bound
+//! (`max_worker_buffers`) holds senders back before memory grows.
 //!
 //! A buffer counts from the moment the shard lends it ([`Received`], inside a [`Delivery`]) until
 //! the worker lets go of it: [`Received::into_vec`] (a reply that sends it back) or dropping it.
@@ -13,13 +15,16 @@
 //! largest buffer it takes), which the shard drains into its endpoint's pool each turn. So the
 //! next message is received into memory that is still mapped and warm, instead of pages glibc
 //! gave back to the kernel when the worker freed the last one. Past the bounds a buffer is
-//! freed, as before; a buffer a worker takes out with [`Received::into_vec`] is its own.
+//! freed, as before; a buffer a worker takes out with [`Received::into_vec`] is its own. A
+//! dropped slab piece needs no way back: dropping it unpins its slab, which the backend takes
+//! back in place.
 //!
 //! [`Delivery`]: super::Delivery
 
+use crate::channel::Payload;
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -117,7 +122,7 @@ impl Ledger {
     }
 
     /// Lends `bytes` to the worker side.
-    pub(crate) fn lend(self: &Arc<Ledger>, bytes: Vec<u8>) -> Received {
+    pub(crate) fn lend(self: &Arc<Ledger>, bytes: Payload) -> Received {
         self.held.fetch_add(1, Ordering::AcqRel);
         Received {
             bytes,
@@ -151,32 +156,54 @@ impl Clone for Hold {
     }
 }
 
-/// A message's bytes as the worker receives them: the receive-side buffer itself, counted
-/// against its shard's bound while the worker holds it. Reads and writes like a `Vec<u8>`;
-/// [`into_vec`](Self::into_vec) (to keep the bytes, or send them back as a reply, which
-/// returns them to the shard's pool) or dropping it lets go of it; dropped, the buffer goes
-/// back to the shard that lent it for the next message. A clone is a second buffer and counts
+/// A message's bytes as the worker receives them: the receive-side buffer itself (a pooled
+/// buffer, or for a message that was the whole of one DATA, a piece of the receive slab the
+/// datagram arrived in: [`Payload`]), counted against its shard's bound while the worker holds
+/// it. Reads like a `[u8]`; [`into_payload`](Self::into_payload) (to send it back as a reply,
+/// which costs no copy of a pooled buffer and one copy into the shard's pool of a lent piece),
+/// [`into_vec`](Self::into_vec) (to keep the bytes; copies a lent piece) or dropping it lets go
+/// of it; dropped, a pooled buffer goes back to the shard that lent it for the next message,
+/// and a lent piece lets its slab be received into again. A clone is a second buffer and counts
 /// as one.
 #[derive(Clone, Default)]
 pub struct Received {
-    bytes: Vec<u8>,
+    bytes: Payload,
     hold: Option<Hold>,
 }
 
 impl Received {
     /// Takes the bytes out and lets go of the buffer's place in the count.
-    pub fn into_vec(mut self) -> Vec<u8> {
+    pub fn into_payload(mut self) -> Payload {
         // The worker keeps the buffer: it is no longer the shard's to take back.
         drop(self.hold.take());
         std::mem::take(&mut self.bytes)
+    }
+
+    /// Takes the bytes out as a `Vec` (a lent piece is copied) and lets go of the buffer's
+    /// place in the count.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.into_payload().into_vec()
+    }
+
+    /// True when the bytes are the receive memory itself, lent without a copy.
+    pub fn is_lent(&self) -> bool {
+        self.bytes.is_lent()
+    }
+
+    /// The bytes writable, as a `Vec` (a lent piece is copied into one first).
+    pub fn to_mut(&mut self) -> &mut Vec<u8> {
+        self.bytes.to_mut()
     }
 }
 
 impl Drop for Received {
     fn drop(&mut self) {
         if let Some(hold) = self.hold.take() {
-            // Queued before the count falls, so a shard woken by the fall finds it.
-            hold.0.give_back(std::mem::take(&mut self.bytes));
+            // Queued before the count falls, so a shard woken by the fall finds it. A lent
+            // piece is simply dropped: its slab is the backend's to take back.
+            if let Payload::Pooled(vec) = std::mem::take(&mut self.bytes) {
+                hold.0.give_back(vec);
+            }
         }
     }
 }
@@ -184,7 +211,10 @@ impl Drop for Received {
 /// Bytes that no shard lent (a worker's own, or a test's): counted nowhere.
 impl From<Vec<u8>> for Received {
     fn from(bytes: Vec<u8>) -> Received {
-        Received { bytes, hold: None }
+        Received {
+            bytes: Payload::Pooled(bytes),
+            hold: None,
+        }
     }
 }
 
@@ -194,16 +224,22 @@ impl From<Received> for Vec<u8> {
     }
 }
 
+impl From<Received> for Payload {
+    fn from(received: Received) -> Payload {
+        received.into_payload()
+    }
+}
+
 impl Deref for Received {
-    type Target = Vec<u8>;
-    fn deref(&self) -> &Vec<u8> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
         &self.bytes
     }
 }
 
-impl DerefMut for Received {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.bytes
+impl AsRef<[u8]> for Received {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -217,13 +253,13 @@ impl Eq for Received {}
 
 impl PartialEq<Vec<u8>> for Received {
     fn eq(&self, other: &Vec<u8>) -> bool {
-        &self.bytes == other
+        self.bytes == *other
     }
 }
 
 impl PartialEq<[u8]> for Received {
     fn eq(&self, other: &[u8]) -> bool {
-        self.bytes == other
+        self.bytes == *other
     }
 }
 
@@ -244,8 +280,8 @@ mod tests {
         let mut poll = Poll::new().unwrap();
         let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
         let ledger = Ledger::new(wakers, 0);
-        let a = ledger.lend(vec![1, 2, 3]);
-        let b = ledger.lend(vec![4]);
+        let a = ledger.lend(vec![1, 2, 3].into());
+        let b = ledger.lend(vec![4].into());
         let c = b.clone();
         assert_eq!(ledger.held(), 3, "a clone is a second buffer");
         assert_eq!(&a[..], [1, 2, 3]);
@@ -270,10 +306,10 @@ mod tests {
         let mut poll = Poll::new().unwrap();
         let wakers: Arc<[Waker]> = vec![Waker::new(poll.registry(), Token(1)).unwrap()].into();
         let ledger = Ledger::new(Arc::clone(&wakers), 0);
-        drop(ledger.lend(Vec::with_capacity(64)));
+        drop(ledger.lend(Vec::<u8>::with_capacity(64).into()));
         assert_eq!(ledger.returned(), 0, "no bounds set: freed, as before");
         ledger.keep_returns(3, 10_000, 4096);
-        let a = ledger.lend(Vec::with_capacity(4096));
+        let a = ledger.lend(Vec::<u8>::with_capacity(4096).into());
         let at = a.as_ptr();
         drop(a);
         assert_eq!((ledger.returned(), ledger.held()), (1, 0));
@@ -284,22 +320,22 @@ mod tests {
             "the same buffer"
         );
         assert!(ledger.take_returned().is_none());
-        drop(ledger.lend(Vec::with_capacity(4097)));
+        drop(ledger.lend(Vec::<u8>::with_capacity(4097).into()));
         assert_eq!(ledger.returned(), 0, "over the largest kept: freed");
         // A flood of returns: the byte bound (two of 4096 fit in 10,000) then the count.
         let lent: Vec<Received> = (0..10)
-            .map(|_| ledger.lend(Vec::with_capacity(4096)))
+            .map(|_| ledger.lend(Vec::<u8>::with_capacity(4096).into()))
             .collect();
         assert_eq!(ledger.held(), 10);
         drop(lent);
         assert_eq!((ledger.returned(), ledger.held()), (2, 0));
         let small: Vec<Received> = (0..10)
-            .map(|_| ledger.lend(Vec::with_capacity(16)))
+            .map(|_| ledger.lend(Vec::<u8>::with_capacity(16).into()))
             .collect();
         drop(small);
         assert_eq!(ledger.returned(), 3, "three buffers at most");
         while ledger.take_returned().is_some() {}
-        let c = ledger.lend(Vec::with_capacity(64));
+        let c = ledger.lend(Vec::<u8>::with_capacity(64).into());
         ledger.set_starved(true);
         drop(c);
         let mut events = mio::Events::with_capacity(4);

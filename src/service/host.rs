@@ -514,7 +514,7 @@ mod tests {
         requests
             .into_iter()
             .filter_map(|r| match r {
-                Request::Send { data, .. } => Some(data),
+                Request::Send { data, .. } => Some(data.into_vec()),
                 _ => None,
             })
             .collect()

@@ -8,7 +8,7 @@
 use super::held::Ledger;
 use super::queue::{BATCH, BatchQueue, Refusal};
 use super::{Input, ReplyError, Request, owner_of_peer};
-use crate::channel::ChannelHandle;
+use crate::channel::{ChannelHandle, Payload};
 use crate::session::PeerRecord;
 use crate::wire::{Capabilities, CloseReason, PeerId};
 use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
@@ -236,7 +236,7 @@ impl Replier {
         &mut self,
         shard: usize,
         channel: ChannelHandle,
-        data: impl Into<Vec<u8>>,
+        data: impl Into<Payload>,
     ) -> Result<(), ReplyError> {
         let data = data.into();
         if self.gather(shard, Request::Send { channel, data })? >= BATCH {
@@ -263,7 +263,7 @@ impl Replier {
         &mut self,
         shard: usize,
         channel: ChannelHandle,
-        data: impl Into<Vec<u8>>,
+        data: impl Into<Payload>,
     ) -> Result<(), ReplyError> {
         let data = data.into();
         self.request(shard, Request::Send { channel, data })
@@ -619,7 +619,7 @@ mod tests {
 
     fn sent(request: &Request) -> Vec<u8> {
         match request {
-            Request::Send { data, .. } => data.clone(),
+            Request::Send { data, .. } => data.to_vec(),
             other => panic!("{other:?}"),
         }
     }

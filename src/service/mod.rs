@@ -29,7 +29,7 @@ pub use held::Received;
 pub use link::{Deliveries, Replier, Woken, WorkerLink};
 pub(crate) use link::{ShardLink, worker_queues};
 
-use crate::channel::{ChannelHandle, OpenError};
+use crate::channel::{ChannelHandle, OpenError, Payload};
 use crate::session::PeerRecord;
 use crate::wire::{Capabilities, CloseReason, PeerId};
 use std::net::SocketAddr;
@@ -52,11 +52,13 @@ pub struct Delivery {
     pub capabilities: Capabilities,
     /// Its message number on that channel.
     pub message_number: u64,
-    /// Its bytes, in the buffer the shard's endpoint received them into (a message that fits
-    /// one datagram is not copied again on its way here). It counts against the shard's bound
-    /// on buffers the workers hold (`max_worker_buffers`) until the worker lets go of it.
-    /// Sending it back as a reply returns the buffer to the shard's pool; a worker that keeps
-    /// or drops it costs the shard an allocation later.
+    /// Its bytes: for a message that is the whole of one sealed DATA, the receive memory the
+    /// kernel wrote it into (no copy at all); otherwise the pooled buffer the shard's endpoint
+    /// copied it into once. It counts against the shard's bound on buffers the workers hold
+    /// (`max_worker_buffers`) until the worker lets go of it. Sending it back as a reply
+    /// returns a pooled buffer to the shard's pool (a slab piece is copied into one there); a
+    /// worker that keeps a slab piece pins its receive slab, which past `spare_receive_slabs`
+    /// makes the shard copy again.
     pub data: Received,
 }
 
@@ -141,8 +143,9 @@ pub(crate) enum Request {
     Send {
         /// The channel.
         channel: ChannelHandle,
-        /// The message; its buffer goes to the shard's pool once sent.
-        data: Vec<u8>,
+        /// The message; a pooled buffer goes to the channel's send queue as it is (then to the
+        /// shard's pool), a lent piece is copied into a pooled one.
+        data: Payload,
     },
     /// Open a channel.
     Open {

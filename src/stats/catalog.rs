@@ -528,6 +528,8 @@ pub const METRICS: &[Metric] = &[
     counter("weft_sent_bytes_total", "bytes", "Bytes of those datagrams."),
     counter("weft_messages_sent_total", "messages", "Application messages accepted for sending."),
     counter("weft_messages_received_total", "messages", "Application messages delivered."),
+    counter("weft_message_buffers_total", "messages", "Whole received messages (a DATA, or a DATA_FRAGMENT that holds all of its message) by how their bytes reach the application: `lent`, a piece of the receive memory the datagram arrived in, no copy (sealed datagrams while the backend has a spare receive slab); `copied`, into a pooled buffer.")
+        .labels(&["how"], &["copied", "lent"]),
     counter("weft_packets_dropped_total", "packets", "Datagrams dropped whole, by reason (PROTOCOL.md §9): bad input from the network is counted here, never a panic.")
         .labels(&["reason"], DROP_REASONS),
     counter("weft_messages_dropped_total", "messages", "Messages or fragments dropped inside an accepted packet, by reason; the worker queue's refusals (`worker_queue_*`) are counted per shard, with a `shard` label.")

@@ -45,7 +45,7 @@ fn open(
 fn received(net: &mut Network<Endpoint>, node: NodeId, on: ChannelHandle) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| net.node_mut(node).poll_event())
         .filter_map(|event| match event {
-            Event::Message { channel, data, .. } if channel == on => Some(data),
+            Event::Message { channel, data, .. } if channel == on => Some(data.into_vec()),
             _ => None,
         })
         .collect()

@@ -34,7 +34,7 @@ fn messages(events: &[Event]) -> Vec<Vec<u8>> {
     events
         .iter()
         .filter_map(|event| match event {
-            Event::Message { data, .. } => Some(data.clone()),
+            Event::Message { data, .. } => Some(data.to_vec()),
             _ => None,
         })
         .collect()

@@ -143,7 +143,7 @@ fn a_client_opens_channels_to_an_echo_node_over_loopback() {
             opened.push(*channel);
         }
         if let Event::Message { channel, data, .. } = event {
-            echoed.push((*channel, data.clone()));
+            echoed.push((*channel, data.to_vec()));
         }
         opened.len() == 2 && !echoed.is_empty()
     });
@@ -160,7 +160,7 @@ fn a_client_opens_channels_to_an_echo_node_over_loopback() {
     drive_until(&mut client, &socket, Duration::from_secs(10), |event| {
         if let Event::Message { channel, data, .. } = event {
             assert_eq!(*channel, second);
-            received.push(String::from_utf8(data.clone()).unwrap());
+            received.push(String::from_utf8(data.to_vec()).unwrap());
         }
         received.len() == 20
     });

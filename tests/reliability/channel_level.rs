@@ -298,7 +298,7 @@ fn a_two_mib_message_crosses_a_lossy_link_in_tcp_mode() {
     drive_until(&mut net, Duration::from_secs(120), |net| {
         while let Some(event) = net.node_mut(b).poll_event() {
             match event {
-                Delivery::Message { data, .. } => got = Some(data),
+                Delivery::Message { data, .. } => got = Some(data.into_vec()),
                 Delivery::Progress { .. } => progress += 1,
                 other => panic!(
                     "{other:?} at {:?}: {:?} cwnd {} rtt {:?}",

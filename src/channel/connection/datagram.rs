@@ -12,6 +12,7 @@
 
 use super::walk::{Shared, Walked, check_cookie2};
 use super::{Connection, Inbound, Lane, Opened};
+use crate::channel::Datagram;
 use crate::wire::{Capabilities, ChannelId, Flags, Header, Message, Messages, parse_payload};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -63,10 +64,11 @@ impl Connection {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        datagram: &'d mut [u8],
+        datagram: impl Into<Datagram<'d>>,
         shared: &mut Shared<'_>,
     ) -> Handled<'d> {
-        let (header, header_len) = match Header::parse(datagram) {
+        let datagram = datagram.into();
+        let (header, header_len) = match Header::parse(datagram.bytes()) {
             Ok(parsed) => parsed,
             Err(error) => {
                 shared.drop_packet(error.kind.reason());
@@ -90,7 +92,16 @@ impl Connection {
                 Opened::Messages {
                     messages,
                     rekey_due,
-                } => (messages, rekey_due),
+                    lend,
+                } => {
+                    // Whole messages of this datagram are cut from its memory, not copied,
+                    // until the router stops the pool lending after the datagram. The default
+                    // channel carries no DATA: nothing to lend there.
+                    if let Some(frozen) = lend.filter(|_| !header.channel.is_default()) {
+                        shared.pool.lend_from(frozen);
+                    }
+                    (messages, rekey_due)
+                }
                 Opened::Dropped { reset } => return Handled::Dropped { reset },
                 Opened::Closed { to } => {
                     let channel = header.channel;
@@ -98,7 +109,7 @@ impl Connection {
                 }
             }
         } else {
-            let datagram: &'d [u8] = datagram;
+            let (datagram, _) = datagram.share();
             let payload = datagram.get(header_len..).unwrap_or_default();
             match parse_payload(&header, payload) {
                 Ok(messages) => (messages, false),

@@ -158,7 +158,7 @@ impl Connection {
                                 .send_with(now, bytes.len(), out.pool, |buf| {
                                     buf.extend_from_slice(&bytes)
                                 });
-                        out.pool.give(bytes);
+                        out.pool.recycle(bytes);
                         if let Ok(number) = echoed {
                             state.next_message = number.saturating_add(1);
                             out.stats.add_at(sent_slot, 1);
@@ -394,7 +394,7 @@ mod tests {
                     peer,
                     data,
                     ..
-                } if channel == HANDLE && peer == REMOTE => data,
+                } if channel == HANDLE && peer == REMOTE => data.into_vec(),
                 other => panic!("{other:?}"),
             })
             .collect();

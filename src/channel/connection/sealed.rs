@@ -10,9 +10,11 @@
 #![deny(clippy::arithmetic_side_effects)]
 
 use super::{Connection, Context};
+use crate::channel::Datagram;
 use crate::session::{KeyPhase, OpenError};
 use crate::stats::Stats;
 use crate::wire::{Flags, Header, Messages, parse_payload};
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -40,6 +42,9 @@ pub(crate) enum Opened<'d> {
     Messages {
         messages: Messages<'d>,
         rekey_due: bool,
+        /// The opened datagram frozen, when its memory may be lent: the pool cuts whole
+        /// messages from it (`channel/payload.rs`).
+        lend: Option<Bytes>,
     },
     /// Dropped and counted; with `reset`, no session of the peer can open it, and the router
     /// answers RESET (PROTOCOL.md §4).
@@ -60,8 +65,9 @@ impl Connection {
         lent: Inbound<'_>,
         header: &Header,
         header_len: usize,
-        datagram: &'d mut [u8],
+        datagram: impl Into<Datagram<'d>>,
     ) -> Opened<'d> {
+        let mut datagram = datagram.into();
         let Inbound { scratch, stats } = lent;
         let mut dropped = |reason: &'static str, reset: bool| {
             stats.add(DROPPED, Some(("reason", reason)), 1);
@@ -71,7 +77,7 @@ impl Connection {
         let Some(sequence) = header.sequence else {
             return dropped("unsequenced", false);
         };
-        let Some((head, body)) = datagram.split_at_mut_checked(header_len) else {
+        let Some((head, body)) = datagram.bytes_mut().split_at_mut_checked(header_len) else {
             return dropped("truncated", false);
         };
         let Some(entry) = self.session.as_mut() else {
@@ -137,11 +143,14 @@ impl Connection {
             // to it (a displaced session never does).
             entry.slot.switch_to(phase, now);
         }
-        let body: &'d [u8] = body;
+        // Done writing: the messages are read from the plaintext in place.
+        let (opened, lend) = datagram.share();
+        let body = opened.get(header_len..).unwrap_or_default();
         match parse_payload(header, body.get(..len).unwrap_or_default()) {
             Ok(messages) => Opened::Messages {
                 messages,
                 rekey_due,
+                lend,
             },
             Err(error) => dropped(error.kind.reason(), false),
         }
@@ -293,6 +302,7 @@ pub(crate) mod tests {
             let Opened::Messages {
                 messages,
                 rekey_due,
+                ..
             } = handled
             else {
                 panic!("not opened: {handled:?}");

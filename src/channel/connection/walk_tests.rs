@@ -193,7 +193,7 @@ fn a_sealed_packet_in_is_a_delivery_out() {
                 message_number,
                 data,
                 ..
-            } => Some((*peer, *message_number, data.clone())),
+            } => Some((*peer, *message_number, data.to_vec())),
             _ => None,
         })
         .collect();

@@ -134,8 +134,8 @@ fn two_identities_to_one_responder(kind: HandshakeKind) {
     }
     got.sort_by_key(|(c, _)| *c == other);
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].0, got[0].1.as_slice()), (first, &ids[0].0[..]));
-    assert_eq!((got[1].0, got[1].1.as_slice()), (other, &ids[1].0[..]));
+    assert_eq!((got[0].0, &got[0].1[..]), (first, &ids[0].0[..]));
+    assert_eq!((got[1].0, &got[1].1[..]), (other, &ids[1].0[..]));
     assert_eq!(dropped(&client, "wrong_recipient"), 0);
 }
 

@@ -95,6 +95,9 @@ fn supported(capabilities: Capabilities) -> bool {
     capabilities.bits() & !0x7 == 0
 }
 
+/// Whole received messages by how their bytes reached the application (issue 11 point 2).
+const MESSAGE_BUFFERS: &str = "weft_message_buffers_total";
+
 /// The slots of the counters the endpoint touches per packet or per message (PROTOCOL.md §12:
 /// an index per count, no search by name).
 struct HotStats {
@@ -106,6 +109,9 @@ struct HotStats {
     channels: StatSlot,
     sessions: StatSlot,
     pending_handshakes: StatSlot,
+    /// Whole messages lent from the receive memory and copied into pooled buffers.
+    messages_lent: StatSlot,
+    messages_copied: StatSlot,
     handshake_duration: HistogramSlots,
     /// What a received packet adds to, lent to the connections (with what the reliability
     /// layer tallies).
@@ -136,6 +142,11 @@ impl HotStats {
         let rtt = stats.register_histogram(&catalog::RTT);
         let congestion_window = stats.register_histogram(&catalog::CONGESTION_WINDOW);
         let handshake_duration = stats.register_histogram(&catalog::HANDSHAKE_DURATION);
+        let buffers = |stats: &mut Stats, how| {
+            stats.register(MESSAGE_BUFFERS, Some(("how", how)), StatKind::Counter)
+        };
+        let messages_lent = buffers(stats, "lent");
+        let messages_copied = buffers(stats, "copied");
         let tally = TallySlots {
             message_delivery: stats.register_histogram(&catalog::MESSAGE_DELIVERY),
             packets_retransmitted: by_mode(stats, "weft_packets_retransmitted_total"),
@@ -154,6 +165,8 @@ impl HotStats {
             channels,
             sessions,
             pending_handshakes,
+            messages_lent,
+            messages_copied,
             handshake_duration,
             receive: ReceiveSlots {
                 messages_received,
@@ -383,8 +396,8 @@ impl Endpoint {
     /// Gives a delivered message's buffer back ([`Event::Message`]'s `data`), so the next
     /// delivery or send reuses it instead of allocating. Recycling keeps the hot path free of
     /// allocation; dropping the buffer instead is allowed, it just costs an allocation later.
-    pub fn recycle(&mut self, buffer: Vec<u8>) {
-        self.pool.give(buffer);
+    pub fn recycle(&mut self, buffer: impl Into<crate::channel::Payload>) {
+        self.pool.recycle(buffer.into());
     }
 
     /// This node's peer id.

@@ -3,12 +3,36 @@
 //! or to the channel it names.
 
 use super::*;
+use crate::channel::{Datagram, Lendable};
 
 impl Endpoint {
     /// Feeds one received datagram. It is taken mutably because a sealed packet is opened in
     /// place, inside the driver's receive buffer (STYLE.md 17): afterwards its bytes are
     /// plaintext, or unspecified where the tag did not verify, never the datagram received.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        self.take_datagram(now, from, Datagram::Copied(datagram));
+    }
+
+    /// [`handle`](Self::handle) for a datagram in receive memory the backend lends (issue 11
+    /// point 2): a message that is the whole of one DATA in it (sealed; plaintext datagrams are
+    /// copied as before) reaches the application as a piece of that memory
+    /// ([`Payload::Lent`](crate::channel::Payload)), with no copy. Afterwards the datagram's
+    /// bytes are frozen; the backend drops it and takes its slab back once every piece lent
+    /// from it is dropped.
+    pub fn handle_lent(&mut self, now: Instant, from: SocketAddr, datagram: &mut Lendable) {
+        self.take_datagram(now, from, Datagram::Lent(datagram));
+    }
+
+    fn take_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Datagram<'_>) {
+        self.receive_datagram(now, from, datagram);
+        // The pool lends from one datagram only while it is walked.
+        self.pool.stop_lending();
+        let (lent, copied) = self.pool.take_counts();
+        self.stats.add_at(self.hot.messages_lent, lent);
+        self.stats.add_at(self.hot.messages_copied, copied);
+    }
+
+    fn receive_datagram(&mut self, now: Instant, from: SocketAddr, datagram: Datagram<'_>) {
         self.last_now = now;
         self.stats.add_at(self.hot.packets_received, 1);
         self.stats
@@ -28,7 +52,7 @@ impl Endpoint {
         if !self.admission.admit(from.ip()) {
             return self.drop_packet("shard_busy");
         }
-        let packet = match Packet::parse(&*datagram) {
+        let packet = match Packet::parse(datagram.bytes()) {
             Ok(packet) => packet,
             Err(error) => return self.drop_packet(error.kind.reason()),
         };
@@ -61,7 +85,7 @@ impl Endpoint {
             .next()
             .is_some_and(|m| m.kind().is_handshake() || matches!(m, Message::Reset { .. }))
         {
-            self.handle_handshake(now, from, datagram, &packet, &header);
+            self.handle_handshake(now, from, datagram.bytes(), &packet, &header);
         } else if self.has_session(header.sender) {
             // PROTOCOL.md §3: once a peer is encrypted, its plaintext is dropped (no downgrade).
             self.drop_packet("plaintext_after_session");

@@ -3,6 +3,7 @@
 //! before and moved after the tag, and RESET for packets that match no session.
 
 use super::*;
+use crate::channel::Datagram;
 pub(super) use crate::channel::seal::{seal_into, seal_messages, secure_header};
 use crate::session::{KeyPhase, OpenError as CryptoError};
 use crate::wire::{PacketWriter, TAG_LEN, parse_payload};
@@ -208,7 +209,7 @@ impl Endpoint {
         now: Instant,
         from: SocketAddr,
         sender: PeerId,
-        datagram: &mut [u8],
+        datagram: Datagram<'_>,
     ) {
         let datagram_len = datagram.len();
         let routed = self

@@ -61,6 +61,7 @@ pub use path::PathState;
 pub use pmtu::PmtuProber;
 pub use rtt::RttEstimator;
 
+use crate::channel::Payload;
 use crate::channel::pool::BufferPool;
 use crate::wire::{self, Message};
 use recv::RecvSide;
@@ -159,8 +160,8 @@ pub enum Delivery {
     Message {
         /// Its message number.
         number: u64,
-        /// Its bytes.
-        data: Vec<u8>,
+        /// Its bytes: a pooled buffer, or the receive memory itself (`channel/payload.rs`).
+        data: Payload,
     },
     /// An ordered channel moved past messages that did not arrive in time (inclusive range).
     Skipped {

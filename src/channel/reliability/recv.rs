@@ -5,6 +5,7 @@
 use super::fragments::{FragmentRanges, RANGE_COST};
 use super::rare::Rare;
 use super::{Delivery, ReassemblyBudget, ReliabilityConfig};
+use crate::channel::Payload;
 use crate::channel::pool::BufferPool;
 use crate::session::window::{CompactWindow, Seen};
 use crate::wire::CloseReason;
@@ -84,7 +85,7 @@ pub(crate) struct RecvSide {
     /// (tracked only for gap detection in mode X).
     next: u64,
     /// Ordered modes: complete messages waiting behind a gap, with their arrival time.
-    held: BTreeMap<u64, (Vec<u8>, Instant)>,
+    held: BTreeMap<u64, (Payload, Instant)>,
     /// Unordered mode X: since when the lowest gap has been open.
     gap_since: Option<Instant>,
     partial: BTreeMap<u64, Partial>,
@@ -409,7 +410,7 @@ impl RecvSide {
         if !self.number_allowed(number) || !self.wanted(number, len) || !self.admit(len) {
             return;
         }
-        let data = pool.copy(payload);
+        let data = pool.message(payload, self.due(number));
         self.complete(now, number, data);
     }
 
@@ -448,7 +449,7 @@ impl RecvSide {
         }
         if len_u64(bytes.len()) == total_len {
             if self.admit(total_len) {
-                let data = pool.copy(bytes);
+                let data = pool.message(bytes, self.due(number));
                 self.complete(now, number, data);
             }
             return;
@@ -537,7 +538,7 @@ impl RecvSide {
         if received == total_len {
             if let Some(partial) = self.partial.remove(&number) {
                 self.release(partial.charged);
-                self.complete(now, number, partial.buf);
+                self.complete(now, number, Payload::Pooled(partial.buf));
             }
         } else {
             self.progress(number, received, total_len);
@@ -569,7 +570,13 @@ impl RecvSide {
         });
     }
 
-    fn complete(&mut self, now: Instant, number: u64, data: Vec<u8>) {
+    /// Whether a complete message numbered `number` is handed on at once (not held behind a
+    /// gap of an ordered channel): only then may it be lent the receive memory (`pool.rs`).
+    fn due(&self, number: u64) -> bool {
+        !self.ordered || number == self.next
+    }
+
+    fn complete(&mut self, now: Instant, number: u64, data: Payload) {
         self.seen.insert(number);
         if !self.ordered {
             self.events.push_back(Delivery::Message { number, data });
@@ -779,64 +786,5 @@ impl Drop for RecvSide {
 
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fragments_land_in_place_in_any_order() {
-        let message: Vec<u8> = (0..100u8).collect();
-        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
-            let mut buf = Vec::with_capacity(100);
-            for piece in order {
-                let at = piece * 25;
-                write_at(&mut buf, at, &message[at..at + 25]);
-            }
-            assert_eq!(buf, message, "{order:?}");
-        }
-        // Overlapping and repeated pieces rewrite the same bytes.
-        let mut buf = Vec::new();
-        write_at(&mut buf, 10, &message[10..60]);
-        write_at(&mut buf, 0, &message[0..30]);
-        write_at(&mut buf, 50, &message[50..100]);
-        write_at(&mut buf, 20, &message[20..40]);
-        assert_eq!(buf, message);
-    }
-
-    #[test]
-    fn a_fragmented_message_is_reassembled_in_a_pooled_buffer() {
-        let config = ReliabilityConfig::default();
-        let mut recv = RecvSide::new(false, true, false, &config);
-        let mut budget = ReassemblyBudget::new(1 << 20, 1 << 20);
-        let mut pool = BufferPool::new();
-        pool.give(Vec::with_capacity(4096));
-        let pooled = pool.take(0);
-        let pointer = pooled.as_ptr();
-        pool.give(pooled);
-        let now = Instant::now();
-        let message: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
-        for (offset, piece) in [(1000, 1000..3000), (0, 0..1000)] {
-            recv.on_fragment(
-                now,
-                0,
-                3000,
-                offset,
-                &message[piece],
-                &mut budget,
-                &mut pool,
-            );
-        }
-        let delivered = std::iter::from_fn(|| recv.poll_event())
-            .find_map(|event| match event {
-                Delivery::Message { data, .. } => Some(data),
-                _ => None,
-            })
-            .expect("delivered");
-        assert_eq!(delivered, message);
-        assert_eq!(
-            delivered.as_ptr(),
-            pointer,
-            "the pool's buffer, no new allocation"
-        );
-        assert_eq!(budget.peer_used(), 0, "the reassembly charge is given back");
-    }
-}
+#[path = "recv_tests.rs"]
+mod tests;

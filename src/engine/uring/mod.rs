@@ -22,9 +22,9 @@ mod refused;
 
 pub use refused::UringRefused;
 
-use super::backend::{record_receive, record_send_batches};
+use super::backend::{Incoming, record_receive, record_send_batches};
 use super::sys::{self, BATCH, CONTROL, UDP_SEGMENT};
-use crate::channel::Endpoint;
+use crate::channel::{Endpoint, Lendable};
 use crate::stats::Stats;
 use control::{address_from_name, parse_control};
 use io_uring::types::{Fd, SubmitArgs, Timespec};
@@ -113,7 +113,7 @@ pub(super) struct UringSetup {
 impl UringSetup {
     /// Creates a ring and registers its buffer ring; `fault` makes it fail with that errno, as
     /// seccomp would (the hook behind `EngineConfig::io_fault`).
-    pub(super) fn new(fault: Option<i32>) -> Result<UringSetup, UringRefused> {
+    pub(super) fn new(fault: Option<i32>, spares: usize) -> Result<UringSetup, UringRefused> {
         let refused = |stage: &'static str| {
             move |e: io::Error| UringRefused {
                 stage,
@@ -147,7 +147,7 @@ impl UringSetup {
                 errno: libc::EOPNOTSUPP,
             });
         }
-        let mut bufs = BufRing::new().map_err(refused("buffer allocation"))?;
+        let mut bufs = BufRing::new(spares).map_err(refused("buffer allocation"))?;
         // SAFETY: `bufs.ring` is a page-aligned allocation of BUFFERS entries. It lives until
         // `bufs` drops, which comes after the ring (field order in UringSetup and UringIo),
         // after `unregister_buf_ring`, or never (`leak`).
@@ -302,8 +302,12 @@ impl UringIo {
     pub(super) fn receive(
         &mut self,
         stats: &mut Stats,
-        deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
+        deliver: impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
     ) -> usize {
+        // Slabs the workers let go of are spares again; this call lends from no more buffers
+        // than it can replace (`slabs.rs`).
+        self.bufs.slabs.reclaim_pinned();
+        self.bufs.slabs.set_budget();
         let datagrams = self.complete(stats, deliver);
         record_receive(stats, datagrams, self.rxq_overflows);
         datagrams
@@ -313,7 +317,7 @@ impl UringIo {
     fn complete(
         &mut self,
         stats: &mut Stats,
-        mut deliver: impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
+        mut deliver: impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
     ) -> usize {
         let mut datagrams = 0usize;
         let mut recycled = false;
@@ -377,18 +381,20 @@ impl UringIo {
         datagrams
     }
 
-    /// Parses one multishot `RecvMsg` buffer and delivers its datagrams.
+    /// Parses one multishot `RecvMsg` buffer and delivers its datagrams: cut from its slab to
+    /// be lent when the slabs' bound allows (`slabs.rs`), else in place, copied out of.
     fn deliver_buffer(
         &mut self,
         bid: u16,
         len: usize,
         stats: &mut Stats,
-        deliver: &mut impl FnMut(&mut Stats, SocketAddr, &mut [u8]),
+        deliver: &mut impl FnMut(&mut Stats, SocketAddr, Incoming<'_>),
     ) -> usize {
         let (from, segment, start, end) = {
-            let Some(buffer) = self.bufs.buffer(bid, len) else {
+            let Some(slab) = self.bufs.filled(bid, len) else {
                 return 0;
             };
+            let buffer: &[u8] = slab;
             let Ok(out) = io_uring::types::RecvMsgOut::parse(buffer, &self.recv_msghdr.0) else {
                 stats.add("weft_shard_socket_errors_total", Some(("op", "recv")), 1);
                 return 0;
@@ -408,17 +414,33 @@ impl UringIo {
             // Where the payload lies in the buffer, to hand it over writable below.
             let start = (bytes.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
             let segment = control.segment.unwrap_or(bytes.len()).max(1);
-            (from, segment, start, start.checked_add(bytes.len()))
-        };
-        let Some(bytes) = end.and_then(|end| self.bufs.buffer_mut(bid, len)?.get_mut(start..end))
-        else {
-            return 0;
+            let end = start.checked_add(bytes.len());
+            match end.filter(|&end| start <= end && end <= buffer.len()) {
+                Some(end) => (from, segment, start, end),
+                None => return 0,
+            }
         };
         let mut datagrams = 0usize;
-        // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
+        if self.bufs.slabs.may_lend() {
+            let mut train = self.bufs.slabs.take(usize::from(bid));
+            let _headroom = train.split_to(start);
+            train.truncate(end.saturating_sub(start));
+            // A GRO train holds several datagrams of `segment` bytes, the last maybe shorter.
+            while !train.is_empty() {
+                let piece = train.split_to(segment.min(train.len()));
+                let mut datagram = Lendable::new(piece);
+                datagrams = datagrams.saturating_add(1);
+                deliver(stats, from, Incoming::Lent(&mut datagram));
+            }
+            return datagrams;
+        }
+        let slab = self.bufs.slabs.slab_mut(usize::from(bid));
+        let Some(bytes) = slab.get_mut(start..end) else {
+            return 0;
+        };
         for datagram in bytes.chunks_mut(segment) {
             datagrams = datagrams.saturating_add(1);
-            deliver(stats, from, datagram);
+            deliver(stats, from, Incoming::Copied(datagram));
         }
         datagrams
     }
@@ -654,12 +676,14 @@ impl Drop for UringIo {
 mod tests {
     use super::*;
 
+    /// A ring receives datagrams into its slabs and lends them (issue 11 point 2): each one
+    /// lies in the slab its buffer id named, and past the spare slabs the rest is copied.
     #[test]
     fn a_ring_receives_datagrams_and_closes_idle() {
         let socket = sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let address = socket.local_addr().unwrap();
         let poll = mio::Poll::new().unwrap();
-        let setup = match UringSetup::new(None) {
+        let setup = match UringSetup::new(None, 2) {
             Ok(setup) => setup,
             Err(e) if matches!(e.errno, libc::EPERM | libc::ENOSYS) => {
                 eprintln!("skipped: {e}");
@@ -668,6 +692,14 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         let mut io = UringIo::new(setup, poll, socket, false).unwrap();
+        let slabs: Vec<(usize, usize)> = (0..usize::from(BUFFERS))
+            .map(|bid| {
+                let slab = io.bufs.slabs.slab(bid);
+                (slab.as_ptr() as usize, slab.capacity())
+            })
+            .collect();
+        let mut held = Vec::new();
+        let mut lent = 0;
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut stats = Stats::new();
@@ -678,13 +710,48 @@ mod tests {
         let start = Instant::now();
         while got.len() < 5 && start.elapsed() < Duration::from_secs(10) {
             io.wait(Duration::from_millis(50)).unwrap();
-            io.receive(&mut stats, |_, from, bytes| {
+            io.receive(&mut stats, |_, from, datagram| {
                 assert_eq!(from, peer.local_addr().unwrap());
-                got.push(bytes.to_vec());
+                got.push(datagram.bytes().to_vec());
+                if let Incoming::Lent(lendable) = datagram {
+                    lent += 1;
+                    let at = lendable.bytes().as_ptr() as usize;
+                    assert!(
+                        slabs
+                            .iter()
+                            .any(|&(start, len)| at >= start && at + 40 <= start + len),
+                        "a lent datagram lies in a receive slab"
+                    );
+                    // Kept, as a worker keeps a message: its slab stays pinned.
+                    held.push(std::mem::take(lendable));
+                }
             });
         }
         assert_eq!(got, (0..5u8).map(|i| vec![i; 40]).collect::<Vec<_>>());
-        assert_eq!(stats.get("weft_shard_datagrams_received_total", None), 5);
+        assert!(lent >= 1, "datagrams are lent");
+        // At most two buffers lent from (a GRO train is one), each pinned and replaced by one of
+        // the two spares; the rest copied.
+        assert!(
+            io.bufs.slabs.made() <= 2,
+            "nothing made beyond the two spares"
+        );
+        // Let go: the pinned slabs are spares again, and the next datagram is lent.
+        drop(held);
+        peer.send_to(&[9; 40], address).unwrap();
+        let mut again = None;
+        while again.is_none() && start.elapsed() < Duration::from_secs(10) {
+            io.wait(Duration::from_millis(50)).unwrap();
+            io.receive(&mut stats, |_, _, datagram| {
+                again = Some(matches!(datagram, Incoming::Lent(_)));
+            });
+        }
+        assert_eq!(
+            again,
+            Some(true),
+            "lending resumes once the slabs are let go"
+        );
+        assert!(io.bufs.slabs.made() <= 2);
+        assert_eq!(stats.get("weft_shard_datagrams_received_total", None), 6);
         io.close(
             &mut Endpoint::new(
                 crate::channel::EndpointConfig::default(),
@@ -700,7 +767,7 @@ mod tests {
     #[test]
     fn queued_control_datagrams_leave_lent_and_come_back_after_their_completions() {
         let socket = sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
-        let setup = match UringSetup::new(None) {
+        let setup = match UringSetup::new(None, 2) {
             Ok(setup) => setup,
             Err(e) if matches!(e.errno, libc::EPERM | libc::ENOSYS) => {
                 assert!(
