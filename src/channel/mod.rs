@@ -23,7 +23,7 @@ pub(crate) use connection::later;
 pub use endpoint::{ChannelCounts, HeapReport, LocalIdentity, PeerSnapshot};
 pub use endpoint::{Endpoint, PeerInfo};
 pub use events::{ChannelHandle, Event, OpenError, SendError, Transmit};
-pub use outgoing::Lent;
+pub use outgoing::LentDatagram;
 pub(crate) use payload::Datagram;
 pub use payload::{Lendable, Payload};
 pub use pool::BufferPool;

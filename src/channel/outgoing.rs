@@ -36,15 +36,15 @@ struct Datagram {
 /// A queued control datagram lent to the driver ([`Outgoing::pop_lent`]): its pooled buffer
 /// itself, which the driver's send points at, and gives back to the endpoint that lent it
 /// (`Endpoint::recycle_datagram`) once the send is done. The buffer's memory is on the heap:
-/// moving a `Lent` does not move the bytes a pending send points at.
+/// moving a `LentDatagram` does not move the bytes a pending send points at.
 #[derive(Debug)]
-pub struct Lent {
+pub struct LentDatagram {
     destination: SocketAddr,
     len: usize,
     bytes: Box<[u8]>,
 }
 
-impl Lent {
+impl LentDatagram {
     /// Where the datagram goes.
     pub fn destination(&self) -> SocketAddr {
         self.destination
@@ -66,7 +66,7 @@ impl Lent {
     }
 
     /// Where the datagram's bytes start, for a send's iovec. Stays valid, and the bytes
-    /// unchanged, while the `Lent` is alive, wherever it is moved.
+    /// unchanged, while the `LentDatagram` is alive, wherever it is moved.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.bytes.as_mut_ptr()
     }
@@ -226,10 +226,10 @@ impl Outgoing {
 
     /// Lends the next datagram's pooled buffer itself, for the driver to send from; it comes
     /// back by [`recycle`](Self::recycle).
-    pub(crate) fn pop_lent(&mut self) -> Option<Lent> {
+    pub(crate) fn pop_lent(&mut self) -> Option<LentDatagram> {
         self.finish();
         let datagram = self.queue.pop_front()?;
-        Some(Lent {
+        Some(LentDatagram {
             destination: datagram.to,
             len: datagram.len,
             bytes: datagram.bytes,
@@ -237,7 +237,7 @@ impl Outgoing {
     }
 
     /// Takes back a lent buffer once its send is done: into the pool, unzeroed.
-    pub(crate) fn recycle(&mut self, lent: Lent) {
+    pub(crate) fn recycle(&mut self, lent: LentDatagram) {
         // Only buffers this queue made are lent; the length check keeps a stray one out.
         if lent.bytes.len() == MAX_DATAGRAM && self.pool.len() < self.made {
             self.pool.push(lent.bytes);

@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 use super::slabs::Slabs;
-use crate::channel::Lent;
+use crate::channel::LentDatagram;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -370,7 +370,7 @@ impl RecvBatch {
 
 /// Datagrams the endpoint wrote, packed back to back so that a run to one destination with one
 /// size is a contiguous GSO train; sent with `sendmmsg`. Beside them, control datagrams the
-/// endpoint lent ([`Lent`], `Endpoint::poll_transmit_lent`): each is a message of its own
+/// endpoint lent ([`LentDatagram`], `Endpoint::poll_transmit_lent`): each is a message of its own
 /// whose iovec points at the lent buffer itself, so it is sent without a copy, and the batch
 /// keeps it, unmoved on the heap, until it is emptied ([`SendBatch::reset`]), when it waits in
 /// [`SendBatch::returned`] for the driver to give it back to the endpoint.
@@ -383,9 +383,9 @@ pub(crate) struct SendBatch {
     sent: usize,
     gso: bool,
     /// The lent datagrams of the items (an item's `offset` indexes here).
-    lent: Vec<Lent>,
+    lent: Vec<LentDatagram>,
     /// Lent datagrams whose send is over, for the driver to give back.
-    returned: Vec<Lent>,
+    returned: Vec<LentDatagram>,
 }
 
 /// One datagram of a [`SendBatch`]: `len` bytes to `destination`, from `offset` in the batch's
@@ -445,7 +445,7 @@ impl SendBatch {
 
     /// Queues a datagram the endpoint lent: sent from its own buffer, no copy. Gives it back
     /// when the batch is full.
-    pub(crate) fn push_lent(&mut self, lent: Lent) -> Result<(), Lent> {
+    pub(crate) fn push_lent(&mut self, lent: LentDatagram) -> Result<(), LentDatagram> {
         if !self.has_room() {
             return Err(lent);
         }
@@ -461,7 +461,7 @@ impl SendBatch {
 
     /// The lent datagrams whose send is over (the batch was emptied since they were queued),
     /// for the driver to give back to the endpoint (`Endpoint::recycle_datagram`).
-    pub(crate) fn returned(&mut self) -> std::vec::Drain<'_, Lent> {
+    pub(crate) fn returned(&mut self) -> std::vec::Drain<'_, LentDatagram> {
         self.returned.drain(..)
     }
 
@@ -475,7 +475,7 @@ impl SendBatch {
             return self
                 .lent
                 .get_mut(item.offset)
-                .map_or(std::ptr::null_mut(), Lent::as_mut_ptr);
+                .map_or(std::ptr::null_mut(), LentDatagram::as_mut_ptr);
         }
         self.buf
             .get_mut(item.offset..)

@@ -5,7 +5,7 @@
 //! the control their channels owe riding in them (`owed.rs`).
 
 use super::*;
-use crate::channel::outgoing::Lent;
+use crate::channel::outgoing::LentDatagram;
 
 impl Endpoint {
     /// Writes the next datagram to send into `buf` (at least 1452 bytes). Control datagrams
@@ -27,13 +27,13 @@ impl Endpoint {
 
     /// Lends the next queued control datagram (a handshake, a cookie, a stateless answer) to
     /// the driver without copying it: its pooled buffer itself, which the driver's send points
-    /// at. The driver keeps the [`Lent`] alive until the kernel is done with the bytes (for an
+    /// at. The driver keeps the [`LentDatagram`] alive until the kernel is done with the bytes (for an
     /// asynchronous send, until its completion) and then gives it back by
     /// [`recycle_datagram`](Self::recycle_datagram), so the pool stays warm and sending
     /// allocates nothing. None when no control datagram waits: the peers' packets are then
     /// built into the driver's buffer by [`poll_transmit`](Self::poll_transmit).
     #[must_use]
-    pub fn poll_transmit_lent(&mut self) -> Option<Lent> {
+    pub fn poll_transmit_lent(&mut self) -> Option<LentDatagram> {
         let lent = self.outgoing.pop_lent()?;
         self.count_transmit(lent.bytes());
         Some(lent)
@@ -41,7 +41,7 @@ impl Endpoint {
 
     /// Takes back a datagram lent by [`poll_transmit_lent`](Self::poll_transmit_lent) once its
     /// send is done (sent or refused): its buffer goes back to the pool, unzeroed.
-    pub fn recycle_datagram(&mut self, lent: Lent) {
+    pub fn recycle_datagram(&mut self, lent: LentDatagram) {
         self.outgoing.recycle(lent);
     }
 
