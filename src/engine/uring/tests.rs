@@ -1,5 +1,22 @@
 use super::*;
 
+/// A ring with two spare slabs, or None where the kernel refuses io_uring (a failure under
+/// `CI`, where the backend must be tested).
+fn ring_setup() -> Option<UringSetup> {
+    match UringSetup::new(None, 2) {
+        Ok(setup) => Some(setup),
+        Err(e) if matches!(e.errno, libc::EPERM | libc::ENOSYS) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "io_uring refused under CI: {e}"
+            );
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// A ring receives datagrams into its slabs and lends them (issue 11 point 2): each one
 /// lies in the slab its buffer id named, and past the spare slabs the rest is copied.
 #[test]
@@ -7,17 +24,8 @@ fn a_ring_receives_datagrams_and_closes_idle() {
     let socket = sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
     let address = socket.local_addr().unwrap();
     let poll = mio::Poll::new().unwrap();
-    let setup = match UringSetup::new(None, 2) {
-        Ok(setup) => setup,
-        Err(e) if matches!(e.errno, libc::EPERM | libc::ENOSYS) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "io_uring refused under CI: {e}"
-            );
-            eprintln!("skipped: {e}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(setup) = ring_setup() else {
+        return;
     };
     let mut io = UringIo::new(setup, poll, socket, false).unwrap();
     let slabs: Vec<(usize, usize)> = (0..usize::from(BUFFERS))
@@ -95,17 +103,8 @@ fn a_ring_receives_datagrams_and_closes_idle() {
 #[test]
 fn queued_control_datagrams_leave_lent_and_come_back_after_their_completions() {
     let socket = sys::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
-    let setup = match UringSetup::new(None, 2) {
-        Ok(setup) => setup,
-        Err(e) if matches!(e.errno, libc::EPERM | libc::ENOSYS) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "io_uring refused under CI: {e}"
-            );
-            eprintln!("skipped: {e}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(setup) = ring_setup() else {
+        return;
     };
     let mut io = UringIo::new(setup, mio::Poll::new().unwrap(), socket, false).unwrap();
     let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
